@@ -1,0 +1,88 @@
+//! Rows, batches and row errors: what flows from a reader to a writer.
+
+use crate::value::Value;
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// One row: its values aligned with its batch's columns, and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// 1-based line in the source file (or row number in a source query).
+    pub line: u64,
+    /// The values, one per column of the batch.
+    pub values: Vec<Value>,
+}
+
+/// Rows that share one set of columns. A JSON record that lacks a key does not
+/// give that column ("not given" is not NULL), so readers batch rows by column set.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// Column names (as in the target table), shared by all batches with this set.
+    pub columns: Arc<Vec<String>>,
+    /// The rows.
+    pub rows: Vec<Row>,
+    /// Rows the reader already rejected (conversion or validation errors). They are
+    /// reported with the batch so errors keep their order with the data.
+    pub rejected: Vec<RowError>,
+    /// Estimated size of the rows, for the byte cap.
+    pub bytes: usize,
+}
+
+impl Batch {
+    /// An empty batch for a column set.
+    pub fn new(columns: Arc<Vec<String>>) -> Batch {
+        Batch { columns, ..Batch::default() }
+    }
+
+    /// Adds a row and accounts for its size.
+    pub fn push(&mut self, row: Row) {
+        self.bytes += row.values.iter().map(Value::approx_bytes).sum::<usize>() + 16;
+        self.rows.push(row);
+    }
+
+    /// Whether the batch holds neither rows nor rejected rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.rejected.is_empty()
+    }
+}
+
+/// One failing row: where it is, its key, and what the engine (or Lockgate) said.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    /// The file (or source) it came from, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// 1-based line in that file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// The row's key, rendered `col=value, col=value`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The column concerned, when the engine (or the check) says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// The engine's error code (SQLSTATE, MariaDB error number, SQLite code), or
+    /// `lockgate` for errors Lockgate found before sending the row.
+    pub code: String,
+    /// The message.
+    pub message: String,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{file}:{line}: ")?,
+            (None, Some(line)) => write!(f, "line {line}: ")?,
+            (Some(file), None) => write!(f, "{file}: ")?,
+            (None, None) => {}
+        }
+        if let Some(key) = &self.key {
+            write!(f, "row {key}: ")?;
+        }
+        if let Some(column) = &self.column {
+            write!(f, "column {column}: ")?;
+        }
+        write!(f, "{} [{}]", self.message, self.code)
+    }
+}

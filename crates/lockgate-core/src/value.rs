@@ -1,0 +1,688 @@
+//! The portable [`Value`] and the column [`Kind`]s it is typed against.
+//!
+//! The type-mapping table (engine type ↔ `Kind` ↔ engine type) is in the project's
+//! ARCHITECTURE.md and is checked by `lockgate-db`'s tests. This module holds the
+//! engine-independent half: how text and JSON become typed values for a column, and
+//! the limits of the *shared domain*, the values all three engines store losslessly.
+//! A value outside it is that row's error ([`ConvertError`]), never silently changed.
+
+use crate::decimal::{self, Decimal};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use std::fmt;
+
+/// One portable value.
+#[derive(Clone, Debug)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A signed 64-bit integer (every integer width maps here).
+    Int(i64),
+    /// A binary floating-point number; always finite.
+    Float(f64),
+    /// An exact decimal.
+    Decimal(Decimal),
+    /// Text; never contains NUL (PostgreSQL cannot store it).
+    Text(String),
+    /// Raw bytes.
+    Bytes(Vec<u8>),
+    /// A calendar date.
+    Date(NaiveDate),
+    /// A time of day without zone.
+    Time(NaiveTime),
+    /// A timestamp without zone.
+    Timestamp(NaiveDateTime),
+    /// An instant, always held in UTC.
+    TimestampTz(DateTime<Utc>),
+    /// A JSON document.
+    Json(serde_json::Value),
+    /// A UUID.
+    Uuid(uuid::Uuid),
+}
+
+impl PartialEq for Value {
+    /// Equality as the data means it: decimals compare numerically, JSON by value.
+    fn eq(&self, other: &Self) -> bool {
+        use Value::*;
+        match (self, other) {
+            (Null, Null) => true,
+            (Bool(a), Bool(b)) => a == b,
+            (Int(a), Int(b)) => a == b,
+            (Float(a), Float(b)) => a == b,
+            (Decimal(a), Decimal(b)) => a == b,
+            (Text(a), Text(b)) => a == b,
+            (Bytes(a), Bytes(b)) => a == b,
+            (Date(a), Date(b)) => a == b,
+            (Time(a), Time(b)) => a == b,
+            (Timestamp(a), Timestamp(b)) => a == b,
+            (TimestampTz(a), TimestampTz(b)) => a == b,
+            (Json(a), Json(b)) => json_eq(a, b),
+            (Uuid(a), Uuid(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// JSON equality where numbers compare by value (`1.0 == 1`), as engines renormalize them.
+fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match (a, b) {
+        (J::Number(x), J::Number(y)) => {
+            match (
+                Decimal::parse(&x.to_string()),
+                Decimal::parse(&y.to_string()),
+            ) {
+                (Some(x), Some(y)) => x == y,
+                _ => x == y,
+            }
+        }
+        (J::Array(x), J::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
+        (J::Object(x), J::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// The logical type of a column: what values it holds and the limits it enforces.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Kind {
+    /// Booleans (PostgreSQL boolean, MariaDB TINYINT(1)/BOOLEAN, SQLite BOOLEAN).
+    Bool,
+    /// Integers of `bytes` width (1, 2, 3, 4 or 8), signed unless `unsigned`.
+    Int {
+        /// Storage width in bytes.
+        bytes: u8,
+        /// MariaDB UNSIGNED.
+        unsigned: bool,
+    },
+    /// Floats of `bytes` width (4 or 8).
+    Float {
+        /// Storage width in bytes.
+        bytes: u8,
+    },
+    /// Exact decimals, optionally bounded.
+    Decimal {
+        /// Total digits, when declared.
+        precision: Option<u32>,
+        /// Digits after the point, when declared.
+        scale: Option<u32>,
+        /// SQLite NUMERIC affinity keeps only 15 significant digits.
+        max_significant: Option<u32>,
+    },
+    /// Text, optionally bounded in characters or bytes.
+    Text {
+        /// Limit in characters (VARCHAR(n)), when the engine enforces one.
+        max_chars: Option<u64>,
+        /// Limit in bytes (MariaDB TEXT is 65,535 bytes), when the engine enforces one.
+        max_bytes: Option<u64>,
+    },
+    /// Bytes, optionally bounded.
+    Bytes {
+        /// Limit in bytes, when the engine enforces one.
+        max_bytes: Option<u64>,
+    },
+    /// Calendar dates.
+    Date,
+    /// Times of day.
+    Time,
+    /// Timestamps without zone.
+    Timestamp,
+    /// Instants. `epoch32` marks MariaDB TIMESTAMP, limited to 1970–2038.
+    TimestampTz {
+        /// Whether only 1970-01-01 00:00:01 to 2038-01-19 03:14:07 UTC fit.
+        epoch32: bool,
+    },
+    /// JSON documents.
+    Json,
+    /// UUIDs.
+    Uuid,
+    /// A column with no declared type (SQLite): values are kept as given.
+    Any,
+    /// An engine type outside the mapping (an interval, an array, a geometry…).
+    Unsupported {
+        /// The engine's name for the type.
+        type_name: String,
+    },
+}
+
+/// Why a value does not fit a column. Display is a lower-case sentence without the
+/// column name; callers add the table, column and row.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConvertError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConvertError> {
+    Err(ConvertError(msg.into()))
+}
+
+/// Shortens long inputs in messages so one bad 10 MB value does not flood a report.
+pub fn excerpt(s: &str) -> String {
+    const MAX: usize = 60;
+    if s.chars().count() <= MAX {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head:?}…")
+    }
+}
+
+const DATE_MIN: (i32, u32, u32) = (1, 1, 1);
+const DATE_MAX: (i32, u32, u32) = (9999, 12, 31);
+
+fn check_date(d: NaiveDate) -> Result<NaiveDate, ConvertError> {
+    let min = NaiveDate::from_ymd_opt(DATE_MIN.0, DATE_MIN.1, DATE_MIN.2).expect("valid");
+    let max = NaiveDate::from_ymd_opt(DATE_MAX.0, DATE_MAX.1, DATE_MAX.2).expect("valid");
+    if d < min || d > max {
+        return err(format!(
+            "date {d} is outside 0001-01-01..9999-12-31, the range all engines store"
+        ));
+    }
+    Ok(d)
+}
+
+/// Timestamps keep microseconds, the finest precision PostgreSQL and MariaDB store.
+fn check_micros(nanos: u32) -> Result<(), ConvertError> {
+    if nanos % 1000 != 0 {
+        return err("has more than 6 fractional digits; engines store microseconds");
+    }
+    Ok(())
+}
+
+/// Parses a date `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Result<NaiveDate, ConvertError> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .or_else(|_| err(format!("{} is not a date (expected YYYY-MM-DD)", excerpt(s))))
+        .and_then(check_date)
+}
+
+/// Parses a time `HH:MM[:SS[.ffffff]]`.
+pub fn parse_time(s: &str) -> Result<NaiveTime, ConvertError> {
+    let t = s.trim();
+    let parsed = NaiveTime::parse_from_str(t, "%H:%M:%S%.f")
+        .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
+        .or_else(|_| err(format!("{} is not a time (expected HH:MM:SS)", excerpt(s))))?;
+    check_micros(chrono::Timelike::nanosecond(&parsed))?;
+    Ok(parsed)
+}
+
+/// Splits a trailing zone (`Z`, `+HH`, `+HH:MM`, `+HHMM`) from a timestamp text.
+fn split_zone(s: &str) -> (&str, Option<i32>) {
+    if let Some(rest) = s.strip_suffix(['Z', 'z']) {
+        return (rest.trim_end(), Some(0));
+    }
+    // The zone sign comes after the time part, so look only past the date.
+    let bytes = s.as_bytes();
+    if bytes.len() > 10 {
+        if let Some(pos) = s[10..].rfind(['+', '-']).map(|p| p + 10) {
+            let zone = &s[pos + 1..];
+            let sign = if bytes[pos] == b'-' { -1 } else { 1 };
+            let digits: String = zone.chars().filter(|c| *c != ':').collect();
+            if !digits.is_empty() && digits.len() <= 4 && digits.bytes().all(|b| b.is_ascii_digit()) {
+                let (h, m) = if digits.len() <= 2 {
+                    (digits.parse::<i32>().unwrap_or(99), 0)
+                } else {
+                    (
+                        digits[..digits.len() - 2].parse::<i32>().unwrap_or(99),
+                        digits[digits.len() - 2..].parse::<i32>().unwrap_or(99),
+                    )
+                };
+                if h < 24 && m < 60 {
+                    return (s[..pos].trim_end(), Some(sign * (h * 3600 + m * 60)));
+                }
+            }
+        }
+    }
+    (s, None)
+}
+
+fn parse_naive(s: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M"))
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+}
+
+/// Parses a timestamp; a zone, when given, converts it to UTC.
+pub fn parse_timestamp(s: &str) -> Result<NaiveDateTime, ConvertError> {
+    parse_timestamptz(s).map(|t| t.naive_utc())
+}
+
+/// Parses an instant; text without a zone is UTC.
+pub fn parse_timestamptz(s: &str) -> Result<DateTime<Utc>, ConvertError> {
+    let t = s.trim();
+    let (body, zone) = split_zone(t);
+    let naive = parse_naive(body).ok_or_else(|| {
+        ConvertError(format!(
+            "{} is not a timestamp (expected YYYY-MM-DD HH:MM:SS[.ffffff][+HH:MM])",
+            excerpt(s)
+        ))
+    })?;
+    check_micros(chrono::Timelike::nanosecond(&naive))?;
+    let utc = naive - chrono::Duration::seconds(zone.unwrap_or(0) as i64);
+    check_date(utc.date())?;
+    Ok(utc.and_utc())
+}
+
+fn parse_bool(s: &str) -> Result<bool, ConvertError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" | "yes" | "y" | "on" => Ok(true),
+        "false" | "f" | "0" | "no" | "n" | "off" => Ok(false),
+        _ => err(format!("{} is not a boolean (expected true or false)", excerpt(s))),
+    }
+}
+
+fn int_range(bytes: u8, unsigned: bool) -> (i128, i128) {
+    let bits = bytes as u32 * 8;
+    if unsigned {
+        (0, (1i128 << bits) - 1)
+    } else {
+        (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+    }
+}
+
+fn check_int(v: i128, bytes: u8, unsigned: bool) -> Result<Value, ConvertError> {
+    let (min, max) = int_range(bytes, unsigned);
+    if v < min || v > max {
+        return err(format!("{v} is out of range {min}..={max}"));
+    }
+    // Every engine shares signed 64-bit; a BIGINT UNSIGNED above it is outside the domain.
+    i64::try_from(v)
+        .map(Value::Int)
+        .or_else(|_| err(format!("{v} is larger than 9223372036854775807, the largest integer all engines share")))
+}
+
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+impl Kind {
+    /// A short name for messages and `inspect`: `integer`, `decimal(12,2)`, `text(100)`…
+    pub fn describe(&self) -> String {
+        match self {
+            Kind::Bool => "boolean".into(),
+            Kind::Int { bytes, unsigned } => {
+                format!("int{}{}", *bytes as u32 * 8, if *unsigned { " unsigned" } else { "" })
+            }
+            Kind::Float { bytes } => format!("float{}", *bytes as u32 * 8),
+            Kind::Decimal { precision: Some(p), scale, .. } => format!("decimal({p},{})", scale.unwrap_or(0)),
+            Kind::Decimal { .. } => "decimal".into(),
+            Kind::Text { max_chars: Some(n), .. } => format!("text({n})"),
+            Kind::Text { .. } => "text".into(),
+            Kind::Bytes { .. } => "bytes".into(),
+            Kind::Date => "date".into(),
+            Kind::Time => "time".into(),
+            Kind::Timestamp => "timestamp".into(),
+            Kind::TimestampTz { .. } => "timestamptz".into(),
+            Kind::Json => "json".into(),
+            Kind::Uuid => "uuid".into(),
+            Kind::Any => "any".into(),
+            Kind::Unsupported { type_name } => format!("unsupported ({type_name})"),
+        }
+    }
+
+    /// Types text from a file (a CSV field, a JSON string) for this column.
+    pub fn parse_text(&self, s: &str) -> Result<Value, ConvertError> {
+        let v = match self {
+            Kind::Bool => Value::Bool(parse_bool(s)?),
+            Kind::Int { bytes, unsigned } => {
+                let t = s.trim();
+                let n: i128 = t
+                    .parse()
+                    .or_else(|_| err(format!("{} is not an integer", excerpt(s))))?;
+                check_int(n, *bytes, *unsigned)?
+            }
+            Kind::Float { bytes } => {
+                let t = s.trim();
+                let f: f64 = if *bytes == 4 {
+                    t.parse::<f32>().map(|f| f as f64)
+                } else {
+                    t.parse::<f64>()
+                }
+                .or_else(|_| err(format!("{} is not a number", excerpt(s))))?;
+                Value::Float(f)
+            }
+            Kind::Decimal { .. } => Value::Decimal(
+                Decimal::parse(s).ok_or_else(|| ConvertError(format!("{} is not a decimal number", excerpt(s))))?,
+            ),
+            Kind::Text { .. } | Kind::Any => Value::Text(s.to_string()),
+            Kind::Bytes { .. } => match s.strip_prefix("\\x") {
+                Some(hex) => Value::Bytes(
+                    parse_hex(hex).ok_or_else(|| ConvertError(format!("{} is not valid \\x hex", excerpt(s))))?,
+                ),
+                None => Value::Bytes(s.as_bytes().to_vec()),
+            },
+            Kind::Date => Value::Date(parse_date(s)?),
+            Kind::Time => Value::Time(parse_time(s)?),
+            Kind::Timestamp => Value::Timestamp(parse_timestamp(s)?),
+            Kind::TimestampTz { .. } => Value::TimestampTz(parse_timestamptz(s)?),
+            Kind::Json => Value::Json(
+                serde_json::from_str(s).or_else(|e| err(format!("{} is not valid JSON: {e}", excerpt(s))))?,
+            ),
+            Kind::Uuid => Value::Uuid(
+                uuid::Uuid::parse_str(s.trim()).or_else(|_| err(format!("{} is not a UUID", excerpt(s))))?,
+            ),
+            Kind::Unsupported { type_name } => {
+                return err(format!("lockgate does not map the type {type_name}; load this column another way"))
+            }
+        };
+        self.check(v)
+    }
+
+    /// Types a JSON value from a file for this column: strings go through
+    /// [`Kind::parse_text`] (but stay strings for JSON columns), numbers stay exact.
+    pub fn parse_json(&self, j: &serde_json::Value) -> Result<Value, ConvertError> {
+        use serde_json::Value as J;
+        match (self, j) {
+            (_, J::Null) => Ok(Value::Null),
+            (Kind::Json, j) => self.check(Value::Json(j.clone())),
+            (_, J::String(s)) => self.parse_text(s),
+            (Kind::Any, J::Number(n)) => match n.as_i64() {
+                Some(i) => Ok(Value::Int(i)),
+                None => Ok(Value::Decimal(Decimal::parse(&n.to_string()).ok_or_else(|| ConvertError(format!("{n} is not a number")))?)),
+            },
+            (Kind::Any, J::Bool(b)) => Ok(Value::Bool(*b)),
+            (Kind::Bool, J::Bool(b)) => Ok(Value::Bool(*b)),
+            (Kind::Text { .. }, J::Bool(b)) => self.parse_text(if *b { "true" } else { "false" }),
+            (Kind::Bool | Kind::Int { .. } | Kind::Float { .. } | Kind::Decimal { .. } | Kind::Text { .. }, J::Number(n)) => {
+                self.parse_text(&n.to_string())
+            }
+            (_, other) => err(format!(
+                "expected {}, found {}",
+                self.describe(),
+                match other {
+                    J::Bool(_) => "a boolean",
+                    J::Number(_) => "a number",
+                    J::Array(_) => "an array",
+                    J::Object(_) => "an object",
+                    _ => "a value",
+                }
+            )),
+        }
+    }
+
+    /// Checks a typed value against this column's limits and the shared domain,
+    /// converting between value variants where that is lossless (an integer into a
+    /// decimal column, say). Used for values read from files and from other engines.
+    pub fn check(&self, v: Value) -> Result<Value, ConvertError> {
+        match (self, v) {
+            (_, Value::Null) => Ok(Value::Null),
+            (Kind::Any, v) => Ok(v),
+            (Kind::Bool, Value::Bool(b)) => Ok(Value::Bool(b)),
+            (Kind::Bool, Value::Int(i)) if i == 0 || i == 1 => Ok(Value::Bool(i == 1)),
+            (Kind::Int { bytes, unsigned }, Value::Int(i)) => check_int(i as i128, *bytes, *unsigned),
+            (Kind::Int { bytes, unsigned }, Value::Bool(b)) => check_int(b as i128, *bytes, *unsigned),
+            (Kind::Int { bytes, unsigned }, Value::Decimal(d)) => match d.to_i64() {
+                Some(i) => check_int(i as i128, *bytes, *unsigned),
+                None => err(format!("{d} is not an integer")),
+            },
+            (Kind::Float { .. }, Value::Float(f)) => {
+                if f.is_finite() {
+                    Ok(Value::Float(f))
+                } else {
+                    err(format!("{f} is not finite; MariaDB stores no NaN or infinity"))
+                }
+            }
+            (Kind::Float { .. }, Value::Int(i)) => Ok(Value::Float(i as f64)),
+            (Kind::Float { .. }, Value::Decimal(d)) => Ok(Value::Float(d.to_f64())),
+            (Kind::Decimal { precision, scale, max_significant }, v) => {
+                let d = match v {
+                    Value::Decimal(d) => d,
+                    Value::Int(i) => Decimal::parse(&i.to_string()).expect("integer text is a decimal"),
+                    Value::Float(f) => Decimal::from_f64(f).ok_or_else(|| ConvertError(format!("{f} is not finite")))?,
+                    other => return err(format!("expected a decimal, found {}", other.type_name())),
+                };
+                check_decimal(d, *precision, *scale, *max_significant).map(Value::Decimal)
+            }
+            (Kind::Text { max_chars, max_bytes }, v) => {
+                let s = match v {
+                    Value::Text(s) => s,
+                    Value::Int(i) => i.to_string(),
+                    Value::Decimal(d) => d.to_string(),
+                    Value::Float(f) => f.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    Value::Uuid(u) => u.to_string(),
+                    other => return err(format!("expected text, found {}", other.type_name())),
+                };
+                if s.contains('\0') {
+                    return err("contains a NUL character, which PostgreSQL cannot store");
+                }
+                if let Some(max) = max_bytes {
+                    if s.len() as u64 > *max {
+                        return err(format!("is {} bytes long; the column holds at most {max}", s.len()));
+                    }
+                }
+                if let Some(max) = max_chars {
+                    // Count characters only when the byte length could exceed the limit.
+                    if s.len() as u64 > *max {
+                        let n = s.chars().count() as u64;
+                        if n > *max {
+                            return err(format!("is {n} characters long; the column holds at most {max}"));
+                        }
+                    }
+                }
+                Ok(Value::Text(s))
+            }
+            (Kind::Bytes { max_bytes }, Value::Bytes(b)) => {
+                if let Some(max) = max_bytes {
+                    if b.len() as u64 > *max {
+                        return err(format!("is {} bytes long; the column holds at most {max}", b.len()));
+                    }
+                }
+                Ok(Value::Bytes(b))
+            }
+            (Kind::Bytes { .. }, Value::Text(s)) => self.check(Value::Bytes(s.into_bytes())),
+            (Kind::Date, Value::Date(d)) => check_date(d).map(Value::Date),
+            (Kind::Time, Value::Time(t)) => {
+                check_micros(chrono::Timelike::nanosecond(&t))?;
+                Ok(Value::Time(t))
+            }
+            (Kind::Timestamp, Value::Timestamp(t)) => {
+                check_micros(chrono::Timelike::nanosecond(&t))?;
+                check_date(t.date())?;
+                Ok(Value::Timestamp(t))
+            }
+            (Kind::Timestamp, Value::TimestampTz(t)) => self.check(Value::Timestamp(t.naive_utc())),
+            (Kind::TimestampTz { epoch32 }, v) => {
+                let t = match v {
+                    Value::TimestampTz(t) => t,
+                    Value::Timestamp(t) => t.and_utc(),
+                    other => return err(format!("expected a timestamp, found {}", other.type_name())),
+                };
+                check_micros(chrono::Timelike::nanosecond(&t))?;
+                check_date(t.date_naive())?;
+                if *epoch32 {
+                    let min = DateTime::from_timestamp(1, 0).expect("valid");
+                    let max = DateTime::from_timestamp(i32::MAX as i64, 0).expect("valid");
+                    if t < min || t > max {
+                        return err(format!(
+                            "{} is outside 1970-01-01 00:00:01..2038-01-19 03:14:07 UTC, the range of MariaDB TIMESTAMP",
+                            t.format("%Y-%m-%d %H:%M:%S")
+                        ));
+                    }
+                }
+                Ok(Value::TimestampTz(t))
+            }
+            (Kind::Json, Value::Json(j)) => Ok(Value::Json(j)),
+            (Kind::Json, Value::Text(s)) => self.parse_text(&s),
+            (Kind::Uuid, Value::Uuid(u)) => Ok(Value::Uuid(u)),
+            (Kind::Uuid, Value::Text(s)) => self.parse_text(&s),
+            (Kind::Unsupported { type_name }, _) => {
+                err(format!("lockgate does not map the type {type_name}; copy this column another way"))
+            }
+            (k, v) => err(format!("expected {}, found {}", k.describe(), v.type_name())),
+        }
+    }
+}
+
+fn check_decimal(
+    d: Decimal,
+    precision: Option<u32>,
+    scale: Option<u32>,
+    max_significant: Option<u32>,
+) -> Result<Decimal, ConvertError> {
+    if d.integer_digits() + d.significant_scale() > decimal::MAX_PRECISION || d.significant_scale() > decimal::MAX_SCALE {
+        return err(format!("{d} is wider than DECIMAL(65,30), the widest decimal all engines share"));
+    }
+    if let Some(max) = max_significant {
+        if d.significant_digits() > max {
+            return err(format!(
+                "{d} has {} significant digits; SQLite NUMERIC keeps {max} (declare the column TEXT to keep more)",
+                d.significant_digits()
+            ));
+        }
+    }
+    let original = d.clone();
+    let d = match scale {
+        Some(s) => d.with_scale(s).ok_or_else(|| {
+            ConvertError(format!("{d} has more than {s} decimal places; the column would round it"))
+        })?,
+        None => d,
+    };
+    if let Some(p) = precision {
+        let int_max = p.saturating_sub(scale.unwrap_or(0));
+        if d.integer_digits() > int_max {
+            return err(format!(
+                "{original} does not fit decimal({p},{}): at most {int_max} digits before the point",
+                scale.unwrap_or(0)
+            ));
+        }
+    }
+    Ok(d)
+}
+
+impl Value {
+    /// A short name of the variant for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Decimal(_) => "a decimal",
+            Value::Text(_) => "text",
+            Value::Bytes(_) => "bytes",
+            Value::Date(_) => "a date",
+            Value::Time(_) => "a time",
+            Value::Timestamp(_) => "a timestamp",
+            Value::TimestampTz(_) => "a timestamp with zone",
+            Value::Json(_) => "JSON",
+            Value::Uuid(_) => "a UUID",
+        }
+    }
+
+    /// Whether the value is NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// An estimate of the value's size in memory and on the wire, for batch byte caps.
+    pub fn approx_bytes(&self) -> usize {
+        match self {
+            Value::Text(s) => s.len() + 8,
+            Value::Bytes(b) => b.len() + 8,
+            Value::Json(j) => 64 + j.as_str().map_or(0, str::len),
+            Value::Decimal(d) => d.as_str().len() + 8,
+            _ => 16,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// The canonical text of a value: what `inspect`, reports and keys show, and the
+    /// text form engines parse (timestamps with a space, instants with `+00:00`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Decimal(d) => write!(f, "{d}"),
+            Value::Text(s) => f.write_str(s),
+            Value::Bytes(b) => {
+                f.write_str("\\x")?;
+                for byte in b {
+                    write!(f, "{byte:02x}")?;
+                }
+                Ok(())
+            }
+            Value::Date(d) => write!(f, "{}", d.format("%Y-%m-%d")),
+            Value::Time(t) => write!(f, "{}", t.format("%H:%M:%S%.f")),
+            Value::Timestamp(t) => write!(f, "{}", t.format("%Y-%m-%d %H:%M:%S%.f")),
+            Value::TimestampTz(t) => write!(f, "{}", t.format("%Y-%m-%d %H:%M:%S%.f+00:00")),
+            Value::Json(j) => write!(f, "{j}"),
+            Value::Uuid(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show(kind: &Kind, input: &str) -> String {
+        match kind.parse_text(input) {
+            Ok(v) => format!("{v}"),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    #[test]
+    fn text_parsing_per_kind() {
+        let int4 = Kind::Int { bytes: 4, unsigned: false };
+        let dec = Kind::Decimal { precision: Some(12), scale: Some(2), max_significant: None };
+        let v10 = Kind::Text { max_chars: Some(3), max_bytes: None };
+        let tz = Kind::TimestampTz { epoch32: false };
+        let ts32 = Kind::TimestampTz { epoch32: true };
+        let cases: Vec<(&Kind, &str, &str)> = vec![
+            (&int4, "42", "42"),
+            (&int4, " -7 ", "-7"),
+            (&int4, "2147483648", "error: 2147483648 is out of range -2147483648..=2147483647"),
+            (&int4, "4x", "error: \"4x\" is not an integer"),
+            (&dec, "12.5", "12.50"),
+            (&dec, "1.005", "error: 1.005 has more than 2 decimal places; the column would round it"),
+            (&dec, "12345678901", "error: 12345678901 does not fit decimal(12,2): at most 10 digits before the point"),
+            (&v10, "abc", "abc"),
+            (&v10, "äöü", "äöü"),
+            (&v10, "abcd", "error: is 4 characters long; the column holds at most 3"),
+            (&Kind::Bool, "T", "true"),
+            (&Kind::Bool, "maybe", "error: \"maybe\" is not a boolean (expected true or false)"),
+            (&Kind::Date, "2026-02-30", "error: \"2026-02-30\" is not a date (expected YYYY-MM-DD)"),
+            (&tz, "2026-11-01T10:00:00+02:00", "2026-11-01 08:00:00+00:00"),
+            (&tz, "2026-11-01 10:00:00.25", "2026-11-01 10:00:00.250+00:00"),
+            (&ts32, "2040-01-01 00:00:00Z", "error: 2040-01-01 00:00:00 is outside 1970-01-01 00:00:01..2038-01-19 03:14:07 UTC, the range of MariaDB TIMESTAMP"),
+            (&Kind::Time, "10:11:12.123456789", "error: has more than 6 fractional digits; engines store microseconds"),
+            (&Kind::Bytes { max_bytes: None }, "\\x00ff", "\\x00ff"),
+            (&Kind::Json, "{\"a\": [1, 2]}", "{\"a\":[1,2]}"),
+            (&Kind::Uuid, "nope", "error: \"nope\" is not a UUID"),
+            (&Kind::Float { bytes: 8 }, "NaN", "error: NaN is not finite; MariaDB stores no NaN or infinity"),
+        ];
+        for (kind, input, expect) in cases {
+            assert_eq!(show(kind, input), expect, "{kind:?} {input:?}");
+        }
+    }
+
+    #[test]
+    fn json_numbers_stay_exact() {
+        let dec = Kind::Decimal { precision: None, scale: None, max_significant: None };
+        let j: serde_json::Value = serde_json::from_str("12345678901234567890.123456789").unwrap();
+        assert_eq!(dec.parse_json(&j).unwrap().to_string(), "12345678901234567890.123456789");
+        let text = Kind::Text { max_chars: None, max_bytes: None };
+        assert_eq!(text.parse_json(&serde_json::json!(5)).unwrap().to_string(), "5");
+        assert!(text.parse_json(&serde_json::json!({"a": 1})).is_err());
+    }
+}
