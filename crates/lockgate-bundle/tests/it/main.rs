@@ -1,0 +1,8 @@
+//! The one integration-test binary of lockgate-bundle: one binary links and runs faster than
+//! one per file. Most cases are data-driven through `support::check`.
+
+mod csv;
+mod json;
+mod ndjson;
+mod open;
+mod support;
