@@ -27,6 +27,8 @@ pub struct Batch {
     pub rejected: Vec<RowError>,
     /// Estimated size of the rows, for the byte cap.
     pub bytes: usize,
+    /// The file (or source) the rows came from, for error reports.
+    pub source: Option<Arc<String>>,
 }
 
 impl Batch {

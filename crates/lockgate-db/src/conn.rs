@@ -1,0 +1,181 @@
+//! [`Conn`]: one connection to any of the three engines, and the operations every
+//! engine module provides with the same signatures (the engine contract):
+//!
+//! - `connect(url)`: opens a session in UTC.
+//! - `batch(sql)`: runs statements without parameters or results.
+//! - `execute(sql, params)`: one statement with bound values; returns affected rows.
+//! - `query(sql, params, kinds)`: rows as [`Value`]s; `kinds`, when given, types each
+//!   column the way a table read needs (SQLite stores dates as text, say).
+//! - `list_tables()`, `describe(name)`: introspection into [`Table`].
+//! - `bulk_insert(target, columns, rows, ordinal)`: the engine's fast path (COPY,
+//!   LOAD DATA LOCAL, a reused prepared statement); with `ordinal`, an extra column of
+//!   that name receives each row's index in `rows` (the staging table's row number).
+//!
+//! The enum dispatches to the engine; code above it (writer, reader, ledger) is
+//! written once for all three.
+
+use crate::dialect::Dialect;
+use crate::error::{DbError, EngineError};
+use crate::url::{DbUrl, Engine};
+use crate::{mysql, pg, sqlite};
+use lockgate_core::{Kind, Row, Table, TableName, Value};
+
+/// What a bulk insert did. PostgreSQL and MariaDB fail the whole statement on the
+/// first bad row (an `Err`); SQLite reports each failing row and keeps going.
+#[derive(Debug, Default)]
+pub struct BulkOutcome {
+    /// Rows written.
+    pub written: u64,
+    /// (index in the input, error) for rows the engine rejected one by one.
+    pub row_errors: Vec<(usize, EngineError)>,
+}
+
+/// A connection to one database.
+pub enum Conn {
+    /// PostgreSQL.
+    Postgres(pg::PgConn),
+    /// MySQL / MariaDB.
+    Mysql(mysql::MyConn),
+    /// SQLite.
+    Sqlite(sqlite::LiteConn),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $c:ident => $body:expr) => {
+        match $self {
+            Conn::Postgres($c) => $body,
+            Conn::Mysql($c) => $body,
+            Conn::Sqlite($c) => $body,
+        }
+    };
+}
+
+impl Conn {
+    /// Connects. An unreachable server or a refused login is [`DbError::Connect`],
+    /// naming the URL without its password.
+    pub async fn connect(url: &DbUrl) -> Result<Conn, DbError> {
+        Ok(match url.engine {
+            Engine::Postgres => Conn::Postgres(pg::PgConn::connect(url).await?),
+            Engine::Mysql => Conn::Mysql(mysql::MyConn::connect(url).await?),
+            Engine::Sqlite => Conn::Sqlite(sqlite::LiteConn::connect(url).await?),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        match self {
+            Conn::Postgres(_) => Engine::Postgres,
+            Conn::Mysql(_) => Engine::Mysql,
+            Conn::Sqlite(_) => Engine::Sqlite,
+        }
+    }
+
+    /// The engine's SQL spelling.
+    pub fn dialect(&self) -> Dialect {
+        Dialect(self.engine())
+    }
+
+    /// Runs statements without parameters or results.
+    pub async fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        dispatch!(self, c => c.batch(sql).await)
+    }
+
+    /// Runs one statement with bound values; returns the rows it affected.
+    pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        dispatch!(self, c => c.execute(sql, params).await)
+    }
+
+    /// Runs a query; small results only (introspection, diagnostics, pages).
+    pub async fn query(&mut self, sql: &str, params: &[Value], kinds: Option<&[Kind]>) -> Result<Vec<Vec<Value>>, DbError> {
+        dispatch!(self, c => c.query(sql, params, kinds).await)
+    }
+
+    /// Every user table (Lockgate's own `lockgate_*` tables included).
+    pub async fn list_tables(&mut self) -> Result<Vec<TableName>, DbError> {
+        dispatch!(self, c => c.list_tables().await)
+    }
+
+    /// One table by its exact name, or `None`.
+    pub async fn describe(&mut self, name: &TableName) -> Result<Option<Table>, DbError> {
+        dispatch!(self, c => c.describe(name).await)
+    }
+
+    /// The engine's fast path for many rows (see the module docs).
+    pub async fn bulk_insert(
+        &mut self,
+        target: &TableName,
+        columns: &[String],
+        rows: &[Row],
+        ordinal: Option<&str>,
+    ) -> Result<BulkOutcome, DbError> {
+        dispatch!(self, c => c.bulk_insert(target, columns, rows, ordinal).await)
+    }
+
+    /// Whether the connection is known to be gone.
+    pub fn is_closed(&self) -> bool {
+        dispatch!(self, c => c.is_closed())
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&mut self) -> Result<(), DbError> {
+        match self {
+            Conn::Mysql(_) => self.batch("START TRANSACTION").await,
+            Conn::Sqlite(_) => self.batch("BEGIN IMMEDIATE").await,
+            Conn::Postgres(_) => self.batch("BEGIN").await,
+        }
+    }
+
+    /// Commits the transaction.
+    pub async fn commit(&mut self) -> Result<(), DbError> {
+        self.batch("COMMIT").await
+    }
+
+    /// Rolls the transaction back. A connection that is already gone has nothing
+    /// left to roll back, so that is not an error.
+    pub async fn rollback(&mut self) -> Result<(), DbError> {
+        match self.batch("ROLLBACK").await {
+            Err(e) if e.is_connection_lost() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Resolves a user's table name by DESIGN.md's rule: the exact name, else the one
+    /// table that matches case-insensitively. Unknown or ambiguous names are
+    /// [`DbError::Invalid`] listing what exists.
+    pub async fn find_table(&mut self, input: &str) -> Result<Table, DbError> {
+        let wanted = TableName::parse(input);
+        if let Some(t) = self.describe(&wanted).await? {
+            return Ok(t);
+        }
+        let all = self.list_tables().await?;
+        let candidates: Vec<&TableName> = all
+            .iter()
+            .filter(|t| {
+                t.name.eq_ignore_ascii_case(&wanted.name)
+                    && match (&wanted.schema, &t.schema) {
+                        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            })
+            .collect();
+        match candidates.as_slice() {
+            [one] => self
+                .describe(one)
+                .await?
+                .ok_or_else(|| DbError::Invalid(format!("table {input} disappeared while it was being read"))),
+            [] => {
+                let names: Vec<String> = all.iter().filter(|t| !t.name.starts_with("lockgate_")).map(|t| t.to_string()).collect();
+                Err(DbError::Invalid(format!(
+                    "table {input:?} does not exist in this database; tables here: {}",
+                    if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+                )))
+            }
+            many => Err(DbError::Invalid(format!(
+                "table name {input:?} matches {} tables that differ only in case ({}): give the exact name",
+                many.len(),
+                many.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+}

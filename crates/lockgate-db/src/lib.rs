@@ -1,0 +1,26 @@
+//! Lockgate's database layer, the only crate that writes SQL: connections by URL,
+//! introspection into one table model, streaming reads, the bulk writer with its
+//! staging tables and error isolation, transient-error retry, and the ledger with
+//! its runs and job locks.
+//!
+//! The main types are [`Conn`] (one connection to SQLite, PostgreSQL or MariaDB),
+//! [`writer::Writer`] (bulk writes in every mode with diagnose-on-failure), and
+//! [`ledger::Ledger`] (Lockgate's own tables and locks).
+#![deny(missing_docs)]
+
+pub mod conn;
+pub mod dialect;
+pub mod error;
+pub mod ledger;
+pub mod mysql;
+pub mod pg;
+pub mod read;
+pub mod sqlite;
+pub mod types;
+pub mod url;
+pub mod writer;
+
+pub use conn::{BulkOutcome, Conn};
+pub use dialect::Dialect;
+pub use error::{DbError, EngineError};
+pub use url::{DbUrl, Engine};

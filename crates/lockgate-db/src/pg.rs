@@ -1,0 +1,551 @@
+//! PostgreSQL: connections (tokio-postgres), value encoding both ways, introspection
+//! from the catalogs, and the COPY fast path.
+
+use crate::conn::BulkOutcome;
+use crate::error::{DbError, EngineError};
+use crate::types;
+use crate::url::DbUrl;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::SinkExt;
+use lockgate_core::{CheckConstraint, Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName, UniqueConstraint, Value};
+use std::error::Error as StdError;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
+use tokio_postgres::{Client, NoTls};
+
+/// A PostgreSQL session, always in UTC.
+pub struct PgConn {
+    client: Client,
+}
+
+type BoxError = Box<dyn StdError + Sync + Send>;
+
+/// Maps a driver error into the normalized [`EngineError`].
+pub(crate) fn engine_error(e: &tokio_postgres::Error) -> EngineError {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code().to_string();
+            let mut message = db.message().to_string();
+            if let Some(detail) = db.detail() {
+                message = format!("{message} ({detail})");
+            }
+            // COPY names the failing line of its data in the context: "COPY t, line 3, …".
+            let row = db.where_().and_then(|w| {
+                let after = w.split("line ").nth(1)?;
+                after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+            });
+            // A COPY type error names the column in the context, not in the column field.
+            let column = db.column().map(str::to_string).or_else(|| {
+                let w = db.where_()?;
+                let after = w.split("column ").nth(1)?;
+                Some(after.split(':').next()?.trim().to_string())
+            });
+            EngineError {
+                transient: matches!(code.as_str(), "40001" | "40P01" | "55P03"),
+                connection_lost: code.starts_with("08") || code == "57P01",
+                code,
+                message,
+                column,
+                constraint: db.constraint().map(str::to_string),
+                row,
+            }
+        }
+        None => {
+            let mut ee = EngineError::new("io", one_line(&e.to_string()));
+            ee.connection_lost = e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>());
+            ee
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn err(context: &str, e: tokio_postgres::Error) -> DbError {
+    DbError::engine(context, engine_error(&e))
+}
+
+/// A bound parameter: encodes a [`Value`] as whatever type PostgreSQL inferred.
+struct Param<'a>(&'a Value);
+
+impl std::fmt::Debug for Param<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        let v = self.0;
+        match (v, ty) {
+            (Value::Null, _) => return Ok(IsNull::Yes),
+            (Value::Bool(b), &Type::BOOL) => b.to_sql(ty, out),
+            (Value::Int(i), &Type::INT2) => i16::try_from(*i)?.to_sql(ty, out),
+            (Value::Int(i), &Type::INT4) => i32::try_from(*i)?.to_sql(ty, out),
+            (Value::Int(i), &Type::INT8) => i.to_sql(ty, out),
+            (Value::Int(i), &Type::FLOAT8) => (*i as f64).to_sql(ty, out),
+            (Value::Int(i), &Type::NUMERIC) => {
+                encode_numeric(&Decimal::parse(&i.to_string()).ok_or("bad integer")?, out);
+                Ok(IsNull::No)
+            }
+            (Value::Float(f), &Type::FLOAT4) => (*f as f32).to_sql(ty, out),
+            (Value::Float(f), &Type::FLOAT8) => f.to_sql(ty, out),
+            (Value::Decimal(d), &Type::NUMERIC) => {
+                encode_numeric(d, out);
+                Ok(IsNull::No)
+            }
+            (Value::Decimal(d), &Type::INT8) => d.to_i64().ok_or("decimal is not an integer")?.to_sql(ty, out),
+            (Value::Bytes(b), &Type::BYTEA) => b.to_sql(ty, out),
+            (Value::Date(d), &Type::DATE) => d.to_sql(ty, out),
+            (Value::Time(t), &Type::TIME) => t.to_sql(ty, out),
+            (Value::Timestamp(t), &Type::TIMESTAMP) => t.to_sql(ty, out),
+            (Value::Timestamp(t), &Type::TIMESTAMPTZ) => t.and_utc().to_sql(ty, out),
+            (Value::TimestampTz(t), &Type::TIMESTAMPTZ) => t.to_sql(ty, out),
+            (Value::TimestampTz(t), &Type::TIMESTAMP) => t.naive_utc().to_sql(ty, out),
+            (Value::Json(j), &Type::JSON | &Type::JSONB) => j.to_sql(ty, out),
+            (Value::Uuid(u), &Type::UUID) => u.to_sql(ty, out),
+            // Text-like targets (text, varchar, enums, unknown) take the canonical text.
+            (v, _) => {
+                out.put_slice(v.to_string().as_bytes());
+                Ok(IsNull::No)
+            }
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// A result cell decoded by its PostgreSQL type.
+struct Cell(Value);
+
+impl<'a> FromSql<'a> for Cell {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        let v = match *ty {
+            Type::BOOL => Value::Bool(bool::from_sql(ty, raw)?),
+            Type::INT2 => Value::Int(i16::from_sql(ty, raw)? as i64),
+            Type::INT4 => Value::Int(i32::from_sql(ty, raw)? as i64),
+            Type::INT8 => Value::Int(i64::from_sql(ty, raw)?),
+            Type::OID => Value::Int(u32::from_sql(ty, raw)? as i64),
+            Type::FLOAT4 => Value::Float(f32::from_sql(ty, raw)? as f64),
+            Type::FLOAT8 => Value::Float(f64::from_sql(ty, raw)?),
+            Type::NUMERIC => Value::Decimal(decode_numeric(raw)?),
+            Type::BYTEA => Value::Bytes(raw.to_vec()),
+            Type::DATE => Value::Date(chrono::NaiveDate::from_sql(ty, raw)?),
+            Type::TIME => Value::Time(chrono::NaiveTime::from_sql(ty, raw)?),
+            Type::TIMESTAMP => Value::Timestamp(chrono::NaiveDateTime::from_sql(ty, raw)?),
+            Type::TIMESTAMPTZ => Value::TimestampTz(chrono::DateTime::<chrono::Utc>::from_sql(ty, raw)?),
+            Type::JSON | Type::JSONB => Value::Json(serde_json::Value::from_sql(ty, raw)?),
+            Type::UUID => Value::Uuid(uuid::Uuid::from_sql(ty, raw)?),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::CHAR => {
+                Value::Text(String::from_utf8(raw.to_vec())?)
+            }
+            _ if matches!(ty.kind(), tokio_postgres::types::Kind::Enum(_)) => Value::Text(String::from_utf8(raw.to_vec())?),
+            _ => return Err(format!("lockgate does not map the PostgreSQL type {}", ty.name()).into()),
+        };
+        Ok(Cell(v))
+    }
+
+    fn from_sql_null(_ty: &Type) -> Result<Self, BoxError> {
+        Ok(Cell(Value::Null))
+    }
+
+    fn from_sql_nullable(ty: &Type, raw: Option<&'a [u8]>) -> Result<Self, BoxError> {
+        match raw {
+            Some(raw) => Self::from_sql(ty, raw),
+            None => Ok(Cell(Value::Null)),
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+}
+
+/// Decodes PostgreSQL's binary NUMERIC: base-10000 digits with a weight and a
+/// display scale. NaN and infinities are outside the shared domain: an error.
+fn decode_numeric(raw: &[u8]) -> Result<Decimal, BoxError> {
+    let word = |i: usize| -> Result<i16, BoxError> {
+        let b = raw.get(i * 2..i * 2 + 2).ok_or("short numeric")?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    };
+    let ndigits = word(0)? as usize;
+    let weight = word(1)? as i64;
+    let sign = word(2)? as u16;
+    let dscale = word(3)? as u16 as usize;
+    match sign {
+        0x0000 | 0x4000 => {}
+        0xC000 => return Err("NaN is outside the shared domain (MariaDB and SQLite store no NaN decimal)".into()),
+        _ => return Err("infinity is outside the shared domain".into()),
+    }
+    let digit = |i: i64| -> Result<i16, BoxError> {
+        if i < 0 || i as usize >= ndigits {
+            Ok(0)
+        } else {
+            word(4 + i as usize)
+        }
+    };
+    let mut int = String::new();
+    for i in 0..=weight.max(-1) {
+        let d = digit(i)?;
+        if int.is_empty() {
+            if d != 0 {
+                int.push_str(&d.to_string());
+            }
+        } else {
+            int.push_str(&format!("{d:04}"));
+        }
+    }
+    if int.is_empty() {
+        int.push('0');
+    }
+    let mut frac = String::new();
+    let mut i = weight + 1;
+    while frac.len() < dscale {
+        frac.push_str(&format!("{:04}", digit(i)?));
+        i += 1;
+    }
+    frac.truncate(dscale);
+    let text = format!("{}{int}{}{frac}", if sign == 0x4000 { "-" } else { "" }, if dscale > 0 { "." } else { "" });
+    Decimal::parse(&text).ok_or_else(|| format!("bad numeric {text}").into())
+}
+
+/// Encodes an exact decimal as PostgreSQL's binary NUMERIC.
+fn encode_numeric(d: &Decimal, out: &mut BytesMut) {
+    let s = d.as_str().trim_start_matches('-');
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let int = int.trim_start_matches('0');
+    let int_pad = (4 - int.len() % 4) % 4;
+    let frac_pad = (4 - frac.len() % 4) % 4;
+    let digits: String = format!("{}{int}{frac}{}", "0".repeat(int_pad), "0".repeat(frac_pad));
+    let mut groups: Vec<i16> = digits.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap_or("0").parse().unwrap_or(0)).collect();
+    let mut weight = ((int.len() + int_pad) / 4) as i16 - 1;
+    while groups.first() == Some(&0) {
+        groups.remove(0);
+        weight -= 1;
+    }
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    out.put_i16(groups.len() as i16);
+    out.put_i16(weight);
+    out.put_u16(if d.is_negative() { 0x4000 } else { 0 });
+    out.put_u16(frac.len() as u16);
+    for g in groups {
+        out.put_i16(g);
+    }
+}
+
+/// Appends a value in COPY's text format: `\N` for NULL, backslash escapes for the
+/// delimiter, line breaks and backslashes.
+fn copy_text(v: &Value, out: &mut BytesMut) {
+    fn escaped(s: &str, out: &mut BytesMut) {
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            let rep: &[u8] = match b {
+                b'\\' => b"\\\\",
+                b'\t' => b"\\t",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                _ => continue,
+            };
+            out.put_slice(&bytes[start..i]);
+            out.put_slice(rep);
+            start = i + 1;
+        }
+        out.put_slice(&bytes[start..]);
+    }
+    use std::fmt::Write;
+    match v {
+        Value::Null => out.put_slice(b"\\N"),
+        Value::Bool(b) => out.put_slice(if *b { b"t" } else { b"f" }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Text(s) => escaped(s, out),
+        Value::Json(j) => escaped(&j.to_string(), out),
+        // bytea's \x form; its backslash is itself escaped for COPY.
+        Value::Bytes(b) => {
+            out.put_slice(b"\\\\x");
+            for byte in b {
+                let _ = write!(out, "{byte:02x}");
+            }
+        }
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+const COPY_CHUNK: usize = 512 * 1024;
+
+impl PgConn {
+    /// Connects and sets the session to UTC.
+    pub async fn connect(url: &DbUrl) -> Result<Self, DbError> {
+        let config: tokio_postgres::Config = url
+            .as_str()
+            .parse()
+            .map_err(|e: tokio_postgres::Error| DbError::BadUrl(format!("bad PostgreSQL URL {}: {}", url.redacted(), one_line(&e.to_string()))))?;
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| DbError::Connect {
+            url: url.redacted(),
+            message: match e.as_db_error() {
+                Some(db) => db.message().to_string(),
+                None => one_line(&e.to_string()),
+            },
+        })?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("postgres connection ended: {e}");
+            }
+        });
+        let mut conn = PgConn { client };
+        conn.batch("SET TIME ZONE 'UTC'; SET application_name = 'lockgate'").await?;
+        Ok(conn)
+    }
+
+    /// Runs statements without parameters.
+    pub async fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        self.client.batch_execute(sql).await.map_err(|e| err(sql, e))
+    }
+
+    /// Runs one statement with bound values.
+    pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let params: Vec<Param> = params.iter().map(Param).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        self.client.execute(sql, &refs).await.map_err(|e| err(sql, e))
+    }
+
+    /// Runs a query; cells are decoded by their PostgreSQL types, then checked
+    /// against `kinds` when given.
+    pub async fn query(&mut self, sql: &str, params: &[Value], kinds: Option<&[Kind]>) -> Result<Vec<Vec<Value>>, DbError> {
+        let params: Vec<Param> = params.iter().map(Param).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let rows = self.client.query(sql, &refs).await.map_err(|e| err(sql, e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut values = Vec::with_capacity(row.len());
+            for i in 0..row.len() {
+                let Cell(v) = row.try_get::<_, Cell>(i).map_err(|e| {
+                    DbError::engine(sql, EngineError::new("decode", format!("column {}: {}", row.columns()[i].name(), one_line(&e.to_string()))))
+                })?;
+                let v = match kinds.and_then(|k| k.get(i)) {
+                    Some(kind) => kind.check(v).map_err(|e| {
+                        DbError::engine(sql, EngineError::new("decode", format!("column {}: {e}", row.columns()[i].name())))
+                    })?,
+                    None => v,
+                };
+                values.push(v);
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+
+    /// Every user table; names in the current schema come without schema.
+    pub async fn list_tables(&mut self) -> Result<Vec<TableName>, DbError> {
+        let sql = "SELECT n.nspname::text, c.relname::text, n.nspname = current_schema() \
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                   WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                   AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                   AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
+                   ORDER BY 3 DESC, 1, 2";
+        let rows = self.client.query(sql, &[]).await.map_err(|e| err("listing tables", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| TableName {
+                schema: if r.get::<_, bool>(2) { None } else { Some(r.get(0)) },
+                name: r.get(1),
+            })
+            .collect())
+    }
+
+    /// One table by exact name (schema defaults to the current one).
+    pub async fn describe(&mut self, name: &TableName) -> Result<Option<Table>, DbError> {
+        let ctx = |e| err(&format!("reading the definition of table {name}"), e);
+        let found = self
+            .client
+            .query_opt(
+                "SELECT c.oid, n.nspname::text, n.nspname = current_schema() FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = coalesce($1, current_schema()) AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+                &[&name.schema, &name.name],
+            )
+            .await
+            .map_err(ctx)?;
+        let Some(found) = found else { return Ok(None) };
+        let oid: u32 = found.get(0);
+        let in_current: bool = found.get(2);
+        let schema: String = found.get(1);
+
+        let cols = self
+            .client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, t.typtype = 'e', \
+                 NOT a.attnotnull, pg_get_expr(d.adbin, d.adrelid), (a.attidentity <> '' OR a.attgenerated <> '') \
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+                 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&oid],
+            )
+            .await
+            .map_err(ctx)?;
+        let columns = cols
+            .iter()
+            .map(|r| {
+                let default: Option<String> = r.get(5);
+                let auto: bool = r.get(6);
+                Column {
+                    name: r.get(0),
+                    data_type: r.get(1),
+                    kind: types::pg_kind(r.get::<_, &str>(2), r.get::<_, &str>(1), r.get(3)),
+                    nullable: r.get(4),
+                    auto: auto || default.as_deref().is_some_and(|d| d.starts_with("nextval(")),
+                    default,
+                }
+            })
+            .collect();
+
+        let cons = self
+            .client
+            .query(
+                "SELECT con.conname::text, con.contype::text, \
+                 ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i) \
+                       JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i), \
+                 ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, i) \
+                       JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i), \
+                 fn.nspname::text, fc.relname::text, fn.nspname = current_schema(), pg_get_constraintdef(con.oid) \
+                 FROM pg_constraint con LEFT JOIN pg_class fc ON fc.oid = con.confrelid \
+                 LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace \
+                 WHERE con.conrelid = $1 ORDER BY con.conname",
+                &[&oid],
+            )
+            .await
+            .map_err(ctx)?;
+        let mut table = Table {
+            name: TableName { schema: if in_current { None } else { Some(schema) }, name: name.name.clone() },
+            columns,
+            primary_key: Vec::new(),
+            unique: Vec::new(),
+            foreign_keys: Vec::new(),
+            indexes: Vec::new(),
+            checks: Vec::new(),
+            engine: None,
+        };
+        for r in &cons {
+            let cname: String = r.get(0);
+            let kind: String = r.get(1);
+            let cols: Vec<String> = r.get(2);
+            match kind.as_str() {
+                "p" => table.primary_key = cols,
+                "u" => table.unique.push(UniqueConstraint { name: cname, columns: cols }),
+                "f" => {
+                    let parents: Vec<String> = r.get(3);
+                    let current: Option<bool> = r.get(6);
+                    table.foreign_keys.push(ForeignKey {
+                        name: cname,
+                        columns: cols.into_iter().zip(parents).collect(),
+                        references: TableName {
+                            schema: if current == Some(true) { None } else { r.get(4) },
+                            name: r.get::<_, Option<String>>(5).unwrap_or_default(),
+                        },
+                    });
+                }
+                "c" => {
+                    let def: String = r.get(7);
+                    let expr = def.strip_prefix("CHECK ").unwrap_or(&def).trim_end_matches(" NOT VALID").to_string();
+                    table.checks.push(CheckConstraint { name: cname, expression: expr });
+                }
+                _ => {}
+            }
+        }
+
+        let idx = self
+            .client
+            .query(
+                "SELECT ic.relname::text, i.indisunique AND i.indpred IS NULL, \
+                 ARRAY(SELECT pg_get_indexdef(i.indexrelid, k.n, true) FROM generate_series(1, i.indnkeyatts) k(n) ORDER BY k.n) \
+                 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = $1 ORDER BY 1",
+                &[&oid],
+            )
+            .await
+            .map_err(ctx)?;
+        for r in &idx {
+            let columns: Vec<String> = r.get::<_, Vec<String>>(2).into_iter().map(|c| unquote_pg(&c)).collect();
+            table.indexes.push(Index { name: r.get(0), columns, unique: r.get(1) });
+        }
+        Ok(Some(table))
+    }
+
+    /// COPY … FROM STDIN in text format, streamed in chunks so memory stays bounded
+    /// by the batch. A failure anywhere fails the whole COPY (PostgreSQL aborts the
+    /// transaction); the error's `row` is the failing row's 1-based position.
+    pub async fn bulk_insert(&mut self, target: &TableName, columns: &[String], rows: &[Row], ordinal: Option<&str>) -> Result<BulkOutcome, DbError> {
+        let d = crate::dialect::Dialect(crate::url::Engine::Postgres);
+        let mut cols = d.columns(None, columns);
+        if let Some(o) = ordinal {
+            cols.push_str(&format!(", {}", d.quote(o)));
+        }
+        let sql = format!("COPY {} ({cols}) FROM STDIN", d.table(target));
+        let context = format!("copying rows into {target}");
+        let sink = self.client.copy_in::<_, Bytes>(&sql).await.map_err(|e| err(&context, e))?;
+        futures_util::pin_mut!(sink);
+        let mut buf = BytesMut::with_capacity(COPY_CHUNK + 64 * 1024);
+        for (n, row) in rows.iter().enumerate() {
+            for (i, v) in row.values.iter().enumerate() {
+                if i > 0 {
+                    buf.put_u8(b'\t');
+                }
+                copy_text(v, &mut buf);
+            }
+            if ordinal.is_some() {
+                use std::fmt::Write;
+                let _ = write!(buf, "\t{n}");
+            }
+            buf.put_u8(b'\n');
+            if buf.len() >= COPY_CHUNK {
+                sink.send(buf.split().freeze()).await.map_err(|e| err(&context, e))?;
+            }
+        }
+        if !buf.is_empty() {
+            sink.send(buf.split().freeze()).await.map_err(|e| err(&context, e))?;
+        }
+        let written = sink.as_mut().finish().await.map_err(|e| err(&context, e))?;
+        Ok(BulkOutcome { written, row_errors: Vec::new() })
+    }
+
+    /// Whether the session is gone.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+/// `pg_get_indexdef` quotes names that need it; show them as plain names.
+fn unquote_pg(s: &str) -> String {
+    match s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_binary_round_trip() {
+        for s in ["0", "1", "-1.50", "12345.6789", "0.0001", "100000000", "-0.000000001", "99999999999999999999999999999999999.999999999999999999999999999999", "10000.0000"] {
+            let d = Decimal::parse(s).unwrap();
+            let mut buf = BytesMut::new();
+            encode_numeric(&d, &mut buf);
+            let back = decode_numeric(&buf).unwrap();
+            assert_eq!(back.as_str(), d.as_str(), "{s}");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Database URLs: which engine, where, and how to print them without a password.
+
+use crate::error::DbError;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The three engines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// SQLite, embedded (the default).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Sqlite => "SQLite",
+            Engine::Postgres => "PostgreSQL",
+            Engine::Mysql => "MariaDB",
+        })
+    }
+}
+
+/// A parsed database URL. `sqlite://path` or a plain path, `postgres://…`
+/// (`postgresql://`), `mysql://…` or `mariadb://…`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbUrl {
+    /// The engine named by the scheme.
+    pub engine: Engine,
+    /// The URL as given (mariadb:// rewritten to mysql:// for the driver).
+    raw: String,
+}
+
+impl DbUrl {
+    /// Parses a URL. An unknown scheme is [`DbError::BadUrl`] (exit 2).
+    pub fn parse(input: &str) -> Result<DbUrl, DbError> {
+        let input = input.trim();
+        if input.is_empty() {
+            return Err(DbError::BadUrl("the database URL is empty: give --db URL or set DATABASE_URL".into()));
+        }
+        let Some((scheme, rest)) = input.split_once("://") else {
+            // A plain path is an SQLite file.
+            return Ok(DbUrl { engine: Engine::Sqlite, raw: format!("sqlite://{input}") });
+        };
+        let engine = match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" | "sqlite3" | "file" => Engine::Sqlite,
+            "postgres" | "postgresql" => Engine::Postgres,
+            "mysql" | "mariadb" => Engine::Mysql,
+            other => {
+                return Err(DbError::BadUrl(format!(
+                    "unknown database URL scheme {other:?} in {}: use sqlite://, postgres:// or mysql:// (mariadb://)",
+                    redact(input)
+                )))
+            }
+        };
+        let raw = match engine {
+            Engine::Mysql => format!("mysql://{rest}"),
+            Engine::Postgres => format!("postgres://{rest}"),
+            Engine::Sqlite => format!("sqlite://{rest}"),
+        };
+        if engine == Engine::Sqlite && rest.is_empty() {
+            return Err(DbError::BadUrl("sqlite:// needs a file path, e.g. sqlite://data.db".into()));
+        }
+        Ok(DbUrl { engine, raw })
+    }
+
+    /// The URL for the driver (with its password).
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// The SQLite file path.
+    pub fn sqlite_path(&self) -> PathBuf {
+        let rest = self.raw.trim_start_matches("sqlite://");
+        PathBuf::from(rest.split('?').next().unwrap_or(rest))
+    }
+
+    /// The database name in a server URL's path, if any.
+    pub fn database(&self) -> Option<String> {
+        let after_scheme = self.raw.split_once("://")?.1;
+        let path = after_scheme.split_once('/')?.1;
+        let name = path.split('?').next()?;
+        (!name.is_empty()).then(|| name.to_string())
+    }
+
+    /// The same URL pointing at another database on the same server.
+    pub fn with_database(&self, database: &str) -> DbUrl {
+        let (scheme, rest) = self.raw.split_once("://").expect("parsed URLs have a scheme");
+        let (authority, query) = match rest.split_once('/') {
+            Some((a, p)) => (a, p.split_once('?').map(|(_, q)| q)),
+            None => (rest.split('?').next().unwrap_or(rest), rest.split_once('?').map(|(_, q)| q)),
+        };
+        let raw = match query {
+            Some(q) => format!("{scheme}://{authority}/{database}?{q}"),
+            None => format!("{scheme}://{authority}/{database}"),
+        };
+        DbUrl { engine: self.engine, raw }
+    }
+
+    /// The URL with its password replaced by `***`, for messages.
+    pub fn redacted(&self) -> String {
+        redact(&self.raw)
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host` (and `password=` query
+/// parameters) so that no message ever prints it.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+impl fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Display for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_redacts() {
+        let cases = [
+            ("data.db", "sqlite://data.db"),
+            ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+            ("postgres://u:secret@h:5432/db", "postgres://u:***@h:5432/db"),
+            ("postgresql://u@h/db?sslmode=disable&password=x", "postgres://u@h/db?sslmode=disable&password=***"),
+            ("mariadb://root:pw@127.0.0.1:3306/test", "mysql://root:***@127.0.0.1:3306/test"),
+        ];
+        for (input, expect) in cases {
+            assert_eq!(DbUrl::parse(input).unwrap().redacted(), expect);
+        }
+        assert!(matches!(DbUrl::parse("oracle://x"), Err(DbError::BadUrl(_))));
+        let u = DbUrl::parse("postgres://u:p@h:1/db?x=1").unwrap();
+        assert_eq!(u.database().as_deref(), Some("db"));
+        assert_eq!(u.with_database("other").as_str(), "postgres://u:p@h:1/other?x=1");
+    }
+}

@@ -1,0 +1,936 @@
+//! The bulk writer: every write mode on every engine, all-or-nothing by default,
+//! with error isolation that finds every failing row.
+//!
+//! The happy path takes no savepoints: rows go through the engine's fast path
+//! (COPY, LOAD DATA LOCAL, a reused prepared statement) straight into the table for
+//! `insert`, or into a staging table followed by set-based statements for the key
+//! modes. When the engine fails a statement (PostgreSQL then aborts the whole
+//! transaction), the unit is rolled back and re-run from its re-readable source in
+//! *diagnose mode*: each batch lands in the constraint-free staging table, set-based
+//! checks find most bad rows at once (duplicate keys against the table, missing
+//! foreign-key parents, CHECK constraints), and the rest is bisected under
+//! savepoints until every failing row is known with its key and the engine's error.
+//! Then the error policy decides: `rollback` keeps nothing, `skip` commits the good
+//! rows, `stop` stops at the first error.
+
+use crate::conn::Conn;
+use crate::dialect::{Dialect, KeyColumn};
+use crate::error::{DbError, EngineError};
+use crate::url::Engine;
+use lockgate_core::{Batch, Row, RowError, Table, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How rows meet existing rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteMode {
+    /// Plain inserts; a duplicate key is a row error.
+    Insert,
+    /// Update the row with the key, or insert it.
+    Upsert,
+    /// Update the row with the key; a missing row is a row error. Columns a record
+    /// does not give stay unchanged.
+    Update,
+    /// Insert rows whose key is absent; leave existing rows alone.
+    InsertMissing,
+    /// Upsert, then delete the rows in scope that the input did not contain.
+    Sync,
+}
+
+impl std::str::FromStr for WriteMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "insert" => Ok(WriteMode::Insert),
+            "upsert" => Ok(WriteMode::Upsert),
+            "update" => Ok(WriteMode::Update),
+            "insert-missing" => Ok(WriteMode::InsertMissing),
+            "sync" => Ok(WriteMode::Sync),
+            other => Err(format!("unknown mode {other:?}: use insert, upsert, update, insert-missing or sync")),
+        }
+    }
+}
+
+/// What to do about failing rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Report every failing row and keep nothing (the default).
+    Rollback,
+    /// Commit the good rows and report the failing ones.
+    Skip,
+    /// Stop at the first failing row and keep nothing.
+    Stop,
+}
+
+impl std::str::FromStr for OnError {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rollback" => Ok(OnError::Rollback),
+            "skip" => Ok(OnError::Skip),
+            "stop" => Ok(OnError::Stop),
+            other => Err(format!("unknown error policy {other:?}: use rollback, skip or stop")),
+        }
+    }
+}
+
+/// How to retry a unit that failed with a transient error.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 means no retry).
+    pub attempts: u32,
+    /// The first backoff; it doubles each time, with full jitter.
+    pub base: Duration,
+    /// The longest backoff.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 5, base: Duration::from_millis(100), max: Duration::from_secs(5) }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause before attempt `n + 1` (n ≥ 1): exponential with full jitter, so
+    /// that competing writers do not retry in lockstep.
+    pub fn backoff(&self, n: u32) -> Duration {
+        let cap = self.base.saturating_mul(1u32 << n.min(16)).min(self.max);
+        cap.mul_f64(fastrand::f64())
+    }
+}
+
+/// Everything the writer needs to know besides the rows.
+#[derive(Clone, Debug)]
+pub struct WriteConfig {
+    /// The mode.
+    pub mode: WriteMode,
+    /// Key columns for the key modes (table names, already resolved); empty means the
+    /// primary key.
+    pub key: Vec<String>,
+    /// The error policy.
+    pub on_error: OnError,
+    /// For `sync`: a condition (SQL the user wrote) limiting which rows may be
+    /// deleted; `None` means the whole table.
+    pub sync_scope: Option<String>,
+    /// Run everything, report, and roll back.
+    pub dry_run: bool,
+    /// Transient-error retry.
+    pub retry: RetryPolicy,
+}
+
+impl Default for WriteConfig {
+    fn default() -> Self {
+        WriteConfig {
+            mode: WriteMode::Insert,
+            key: Vec::new(),
+            on_error: OnError::Rollback,
+            sync_scope: None,
+            dry_run: false,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A source of batches that can be read again from the start: the diagnose pass
+/// and retries re-read it instead of holding rows in memory.
+pub trait BatchSource: Send + Sync {
+    /// Starts reading from the beginning. Each item is a batch or a fatal error (a
+    /// malformed file): the unit then rolls back and the error is returned.
+    fn open(&self) -> mpsc::Receiver<Result<Batch, SourceError>>;
+}
+
+/// A fatal error of a source, with its place (file, line, column) in its message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
+/// Progress of a write, sent on the caller's channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// `"loading"`, `"diagnosing"` or `"retrying"`.
+    pub phase: &'static str,
+    /// Rows handled so far in this pass.
+    pub rows: u64,
+}
+
+/// What a write did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriteReport {
+    /// Rows read from the source (in the last pass).
+    pub rows_read: u64,
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rows updated.
+    pub updated: u64,
+    /// Rows deleted by `sync`.
+    pub deleted: u64,
+    /// Every failing row (with `stop`, the first).
+    pub failed: Vec<RowError>,
+    /// Whether the changes were committed.
+    pub committed: bool,
+    /// Whether a diagnose pass ran.
+    pub diagnosed: bool,
+    /// Attempts made (more than 1 after transient errors).
+    pub attempts: u32,
+}
+
+/// Why a write failed as a whole (row errors are not this: they are in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The database failed (after retries, for transient errors).
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The source failed (a malformed file): nothing was kept.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+const STAGE: &str = "lockgate_stage";
+const KEYS: &str = "lockgate_stage_keys";
+const ORD: &str = "__lg_n";
+const BAD: &str = "__lg_bad";
+const SP: &str = "lockgate_sp";
+
+/// The validated plan of a write: table, key, columns that may be inserted.
+struct Plan {
+    table: Table,
+    mode: WriteMode,
+    key: Vec<KeyColumn>,
+    on_error: OnError,
+    sync_scope: Option<String>,
+    dialect: Dialect,
+}
+
+/// Checks the configuration against the table before anything is written:
+/// the key exists, the table can roll back.
+fn plan(conn: &Conn, table: &Table, cfg: &WriteConfig) -> Result<Plan, DbError> {
+    if let Some(engine) = &table.engine {
+        if !engine.eq_ignore_ascii_case("InnoDB") {
+            return Err(DbError::Invalid(format!(
+                "table {} uses the {engine} storage engine, which cannot roll back, so lockgate refuses to write it \
+                 (a failed load would leave part of it behind): convert it with ALTER TABLE {} ENGINE=InnoDB",
+                table.name, table.name
+            )));
+        }
+    }
+    let key_names = if cfg.key.is_empty() { table.primary_key.clone() } else { cfg.key.clone() };
+    let mut key = Vec::new();
+    for k in &key_names {
+        let col = table.column(k).ok_or_else(|| DbError::Invalid(format!("key column {k:?} is not a column of table {}", table.name)))?;
+        key.push(KeyColumn { name: col.name.clone(), nullable: col.nullable });
+    }
+    if cfg.mode != WriteMode::Insert && key.is_empty() {
+        return Err(DbError::Invalid(format!(
+            "mode {:?} needs a key and table {} has no primary key: name one with --key",
+            cfg.mode, table.name
+        )));
+    }
+    if cfg.sync_scope.is_some() && cfg.mode != WriteMode::Sync {
+        return Err(DbError::Invalid("a sync scope (--where) only applies to --mode sync".into()));
+    }
+    Ok(Plan {
+        table: table.clone(),
+        mode: cfg.mode,
+        key,
+        on_error: cfg.on_error,
+        sync_scope: cfg.sync_scope.clone(),
+        dialect: conn.dialect(),
+    })
+}
+
+/// Writes everything `source` yields into `table` as one unit (one transaction),
+/// following `cfg`. Returns the report; row errors are in it, not in `Err`.
+pub async fn write(
+    conn: &mut Conn,
+    table: &Table,
+    cfg: &WriteConfig,
+    source: &dyn BatchSource,
+    progress: Option<&mpsc::UnboundedSender<Progress>>,
+) -> Result<WriteReport, WriteError> {
+    let plan = plan(conn, table, cfg)?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match run_unit(conn, &plan, cfg.dry_run, source, progress).await {
+            Ok(mut report) => {
+                report.attempts = attempt;
+                return Ok(report);
+            }
+            Err(WriteError::Db(e)) if e.is_transient() && attempt < cfg.retry.attempts && !e.is_connection_lost() => {
+                let pause = cfg.retry.backoff(attempt);
+                tracing::warn!("transient error, retrying in {pause:?} (attempt {attempt}): {e}");
+                if let Some(p) = progress {
+                    let _ = p.send(Progress { phase: "retrying", rows: 0 });
+                }
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One attempt: the happy pass, and the diagnose pass when the engine failed.
+async fn run_unit(
+    conn: &mut Conn,
+    plan: &Plan,
+    dry_run: bool,
+    source: &dyn BatchSource,
+    progress: Option<&mpsc::UnboundedSender<Progress>>,
+) -> Result<WriteReport, WriteError> {
+    conn.begin().await?;
+    let happy = pass(conn, plan, source, false, progress).await;
+    let (mut report, diagnosed) = match happy {
+        Ok(report) => (report, false),
+        Err(PassError::Engine(e)) if !e.is_transient() => {
+            // The engine failed a statement: PostgreSQL has aborted the transaction,
+            // so start over and find every failing row.
+            tracing::info!("write failed ({e}); re-running in diagnose mode to find every failing row");
+            conn.rollback().await?;
+            conn.begin().await?;
+            match pass(conn, plan, source, true, progress).await {
+                Ok(report) => (report, true),
+                Err(e) => {
+                    let _ = conn.rollback().await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(e) => {
+            let _ = conn.rollback().await;
+            return Err(e.into());
+        }
+    };
+    report.diagnosed = diagnosed;
+    let keep = !dry_run && (report.failed.is_empty() || plan.on_error == OnError::Skip);
+    cleanup(conn, plan).await;
+    if keep {
+        conn.commit().await?;
+        report.committed = true;
+    } else {
+        conn.rollback().await?;
+        if plan.on_error != OnError::Skip || dry_run {
+            // Nothing was kept: the counts describe what would have happened.
+            report.committed = false;
+        }
+    }
+    Ok(report)
+}
+
+async fn cleanup(conn: &mut Conn, plan: &Plan) {
+    // MariaDB's temporary tables outlive a rollback; drop them either way.
+    if plan.dialect.0 == Engine::Mysql {
+        let _ = conn.batch(&plan.dialect.drop_temp(STAGE)).await;
+        let _ = conn.batch(&plan.dialect.drop_temp(KEYS)).await;
+    }
+}
+
+#[derive(Debug)]
+enum PassError {
+    /// A statement failed where the happy path cannot say which row.
+    Engine(DbError),
+    Source(SourceError),
+}
+
+impl From<DbError> for PassError {
+    fn from(e: DbError) -> Self {
+        PassError::Engine(e)
+    }
+}
+
+impl From<PassError> for WriteError {
+    fn from(e: PassError) -> Self {
+        match e {
+            PassError::Engine(e) => WriteError::Db(e),
+            PassError::Source(e) => WriteError::Source(e),
+        }
+    }
+}
+
+/// One pass over the source, happy or diagnosing.
+async fn pass(
+    conn: &mut Conn,
+    plan: &Plan,
+    source: &dyn BatchSource,
+    diagnose: bool,
+    progress: Option<&mpsc::UnboundedSender<Progress>>,
+) -> Result<WriteReport, PassError> {
+    let mut report = WriteReport::default();
+    let needs_stage = diagnose || plan.mode != WriteMode::Insert;
+    let mut staged_columns: Option<Arc<Vec<String>>> = None;
+    if plan.mode == WriteMode::Sync {
+        create_keys_table(conn, plan).await?;
+    }
+    let mut rx = source.open();
+    while let Some(item) = rx.recv().await {
+        let batch = item.map_err(PassError::Source)?;
+        report.rows_read += (batch.rows.len() + batch.rejected.len()) as u64;
+        let (rows, mut errors) = precheck(plan, &batch);
+        report.failed.append(&mut errors);
+        if plan.on_error == OnError::Stop && !report.failed.is_empty() {
+            report.failed.truncate(1);
+            return Ok(report);
+        }
+        if !rows.is_empty() {
+            if needs_stage && staged_columns.as_ref() != Some(&batch.columns) {
+                create_stage(conn, plan).await?;
+                staged_columns = Some(batch.columns.clone());
+            }
+            let ctx = BatchCtx { plan, columns: &batch.columns, rows: &rows, source: batch.source.as_deref().map(|s| s.as_str()) };
+            if diagnose {
+                diagnose_batch(conn, &ctx, &mut report).await?;
+            } else {
+                happy_batch(conn, &ctx, &mut report).await?;
+            }
+        }
+        if plan.on_error == OnError::Stop && !report.failed.is_empty() {
+            report.failed.truncate(1);
+            return Ok(report);
+        }
+        if let Some(p) = progress {
+            let _ = p.send(Progress { phase: if diagnose { "diagnosing" } else { "loading" }, rows: report.rows_read });
+        }
+    }
+    if plan.mode == WriteMode::Sync && (report.failed.is_empty() || plan.on_error == OnError::Skip) {
+        let scope = plan.sync_scope.clone().unwrap_or_else(|| "1 = 1".into());
+        let sql = plan.dialect.delete_missing(&plan.table.name, KEYS, &plan.key, &scope);
+        report.deleted = conn.execute(&sql, &[]).await?;
+    }
+    Ok(report)
+}
+
+/// The rows of one batch with what is needed to report on them.
+struct BatchCtx<'a> {
+    plan: &'a Plan,
+    columns: &'a Arc<Vec<String>>,
+    rows: &'a [Row],
+    source: Option<&'a str>,
+}
+
+impl BatchCtx<'_> {
+    fn row_error(&self, i: usize, e: &EngineError) -> RowError {
+        let column = e.column.clone().or_else(|| {
+            // Name the column from the constraint when the engine names only that.
+            let c = e.constraint.as_deref()?;
+            let t = &self.plan.table;
+            t.unique
+                .iter()
+                .find(|u| u.name == c)
+                .map(|u| u.columns.join(", "))
+                .or_else(|| t.foreign_keys.iter().find(|f| f.name == c).map(|f| f.columns.iter().map(|p| p.0.clone()).collect::<Vec<_>>().join(", ")))
+                .or_else(|| (c.ends_with("_pkey") || c == "PRIMARY").then(|| t.primary_key.join(", ")))
+        });
+        RowError {
+            file: self.source.map(str::to_string),
+            line: Some(self.rows[i].line),
+            key: render_key(self.plan, self.columns, &self.rows[i]),
+            column,
+            code: e.code.clone(),
+            message: e.message.clone(),
+        }
+    }
+
+    fn lockgate_error(&self, i: usize, column: Option<&str>, message: String) -> RowError {
+        RowError {
+            file: self.source.map(str::to_string),
+            line: Some(self.rows[i].line),
+            key: render_key(self.plan, self.columns, &self.rows[i]),
+            column: column.map(str::to_string),
+            code: "lockgate".into(),
+            message,
+        }
+    }
+}
+
+/// `col=value, col=value` for the row's key (the write key, else the primary key).
+fn render_key(plan: &Plan, columns: &[String], row: &Row) -> Option<String> {
+    let parts: Vec<String> = plan
+        .key
+        .iter()
+        .filter_map(|k| {
+            let i = columns.iter().position(|c| *c == k.name)?;
+            Some(format!("{}={}", k.name, row.values[i]))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// Client-side checks that need no round trip: NULL into NOT NULL, a required
+/// column the record does not give (insert), and, for the key modes, a key the
+/// record does not give. Returns the rows that pass.
+fn precheck(plan: &Plan, batch: &Batch) -> (Vec<Row>, Vec<RowError>) {
+    let mut errors = batch.rejected.clone();
+    let table = &plan.table;
+    let col_idx: Vec<Option<&lockgate_core::Column>> = batch.columns.iter().map(|c| table.column(c)).collect();
+    let missing_required: Vec<&str> = if matches!(plan.mode, WriteMode::Insert) {
+        table.columns.iter().filter(|c| !c.may_be_omitted() && !batch.columns.contains(&c.name)).map(|c| c.name.as_str()).collect()
+    } else {
+        Vec::new()
+    };
+    let missing_key: Vec<&str> = if plan.mode != WriteMode::Insert {
+        plan.key.iter().filter(|k| !batch.columns.contains(&k.name)).map(|k| k.name.as_str()).collect()
+    } else {
+        Vec::new()
+    };
+    let ctx_cols = batch.columns.clone();
+    let mut good = Vec::with_capacity(batch.rows.len());
+    for row in &batch.rows {
+        let mut err: Option<(Option<&str>, String)> = None;
+        if let Some(c) = missing_required.first() {
+            err = Some((Some(c), format!("the record does not give column {c}, which is NOT NULL and has no default")));
+        } else if let Some(k) = missing_key.first() {
+            err = Some((Some(k), format!("the record does not give key column {k}")));
+        } else {
+            for (i, v) in row.values.iter().enumerate() {
+                if v.is_null() {
+                    if let Some(col) = col_idx[i] {
+                        if !col.nullable && !col.auto {
+                            err = Some((Some(&col.name), format!("null value in column {} violates its NOT NULL constraint", col.name)));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        match err {
+            Some((column, message)) => errors.push(RowError {
+                file: batch.source.as_deref().map(|s| s.to_string()),
+                line: Some(row.line),
+                key: render_key(plan, &ctx_cols, row),
+                column: column.map(str::to_string),
+                code: "lockgate".into(),
+                message,
+            }),
+            None => good.push(row.clone()),
+        }
+    }
+    // Key modes: a key given twice in one batch means the later record wins (as if
+    // applied one by one); for insert-missing the first one does.
+    if plan.mode != WriteMode::Insert && good.len() > 1 {
+        let key_idx: Vec<usize> = plan.key.iter().filter_map(|k| batch.columns.iter().position(|c| *c == k.name)).collect();
+        let mut last: HashMap<Vec<String>, usize> = HashMap::with_capacity(good.len());
+        for (i, row) in good.iter().enumerate() {
+            let k: Vec<String> = key_idx.iter().map(|&j| row.values[j].to_string()).collect();
+            if plan.mode == WriteMode::InsertMissing {
+                last.entry(k).or_insert(i);
+            } else {
+                last.insert(k, i);
+            }
+        }
+        if last.len() < good.len() {
+            let keep: HashSet<usize> = last.into_values().collect();
+            good = good.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, r)| r).collect();
+        }
+    }
+    (good, errors)
+}
+
+/// Creates the staging table: every column of the target with its type but no
+/// constraint, plus the row's ordinal in its batch and a "known bad" flag.
+async fn create_stage(conn: &mut Conn, plan: &Plan) -> Result<(), DbError> {
+    let d = plan.dialect;
+    let mut cols: Vec<(String, String)> = plan.table.columns.iter().map(|c| (c.name.clone(), stage_type(d, c))).collect();
+    cols.push((ORD.into(), d.bigint().into()));
+    cols.push((BAD.into(), format!("{} NOT NULL DEFAULT 0", d.bigint())));
+    conn.batch(&d.drop_temp(STAGE)).await?;
+    conn.batch(&d.create_temp(STAGE, &cols)).await
+}
+
+/// The staging column's type: the target's own type (so that CHECK expressions and
+/// comparisons behave the same), without its constraints or defaults.
+fn stage_type(_d: Dialect, c: &lockgate_core::Column) -> String {
+    c.data_type.clone()
+}
+
+async fn create_keys_table(conn: &mut Conn, plan: &Plan) -> Result<(), DbError> {
+    let d = plan.dialect;
+    let cols: Vec<(String, String)> = plan
+        .key
+        .iter()
+        .map(|k| {
+            let col = plan.table.column(&k.name).expect("plan checked the key");
+            (col.name.clone(), stage_type(d, col))
+        })
+        .collect();
+    conn.batch(&d.drop_temp(KEYS)).await?;
+    conn.batch(&d.create_temp(KEYS, &cols)).await?;
+    if d.0 == Engine::Postgres {
+        // The final anti-join probes this table once per target row.
+        let names = d.columns(None, &plan.key.iter().map(|k| k.name.clone()).collect::<Vec<_>>());
+        conn.batch(&format!("CREATE INDEX ON {} ({names})", d.quote(KEYS))).await?;
+    }
+    Ok(())
+}
+
+/// Loads a batch into the staging table (after clearing it).
+async fn stage_rows(conn: &mut Conn, ctx: &BatchCtx<'_>) -> Result<(), DbError> {
+    let d = ctx.plan.dialect;
+    conn.batch(&d.clear(STAGE)).await?;
+    let stage = lockgate_core::TableName::new(STAGE);
+    let outcome = conn.bulk_insert(&stage, ctx.columns, ctx.rows, Some(ORD)).await?;
+    if let Some((_, e)) = outcome.row_errors.first() {
+        // The staging table has no constraints; a row that fails here fails on type.
+        return Err(DbError::engine("staging rows", e.clone()));
+    }
+    Ok(())
+}
+
+/// The mode's set-based statements over the staged rows passing `filter`.
+/// Returns (inserted, updated).
+async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<(u64, u64), DbError> {
+    let plan = ctx.plan;
+    let d = plan.dialect;
+    let cols: &[String] = ctx.columns;
+    let key_names: Vec<&str> = plan.key.iter().map(|k| k.name.as_str()).collect();
+    let set: Vec<String> = cols.iter().filter(|c| !key_names.contains(&c.as_str())).cloned().collect();
+    let mut inserted = 0;
+    let mut updated = 0;
+    match plan.mode {
+        WriteMode::Insert => {
+            inserted = conn.execute(&d.insert_select(&plan.table.name, STAGE, cols, None, filter), &[]).await?;
+        }
+        WriteMode::Upsert | WriteMode::Sync | WriteMode::Update => {
+            if !set.is_empty() {
+                updated = conn.execute(&d.update_from(&plan.table.name, STAGE, &set, &plan.key, filter), &[]).await?;
+            } else {
+                // Nothing to change: count the rows that exist, as an update would.
+                let sql = format!(
+                    "SELECT COUNT(*) FROM {} s WHERE {filter} AND EXISTS (SELECT 1 FROM {} t WHERE {})",
+                    d.quote(STAGE),
+                    d.table(&plan.table.name),
+                    d.key_match("t", "s", &plan.key)
+                );
+                updated = count(conn.query(&sql, &[], None).await?);
+            }
+            if plan.mode != WriteMode::Update {
+                inserted = conn.execute(&d.insert_select(&plan.table.name, STAGE, cols, Some(&plan.key), filter), &[]).await?;
+            }
+        }
+        WriteMode::InsertMissing => {
+            inserted = conn.execute(&d.insert_select(&plan.table.name, STAGE, cols, Some(&plan.key), filter), &[]).await?;
+        }
+    }
+    Ok((inserted, updated))
+}
+
+fn count(rows: Vec<Vec<Value>>) -> u64 {
+    match rows.first().and_then(|r| r.first()) {
+        Some(Value::Int(n)) => *n as u64,
+        Some(Value::Decimal(d)) => d.to_i64().unwrap_or(0) as u64,
+        _ => 0,
+    }
+}
+
+/// Staged rows of `update` whose key matches no row: record failures, found
+/// set-based before the UPDATE runs.
+async fn missing_for_update(conn: &mut Conn, ctx: &BatchCtx<'_>) -> Result<Vec<usize>, DbError> {
+    let d = ctx.plan.dialect;
+    let sql = format!(
+        "SELECT s.{ORD} FROM {} s WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE {})",
+        d.quote(STAGE),
+        d.table(&ctx.plan.table.name),
+        d.key_match("t", "s", &ctx.plan.key)
+    );
+    ordinals(conn.query(&sql, &[], None).await?)
+}
+
+fn ordinals(rows: Vec<Vec<Value>>) -> Result<Vec<usize>, DbError> {
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| match r.first() {
+            Some(Value::Int(n)) => Some(*n as usize),
+            Some(Value::Decimal(d)) => d.to_i64().map(|n| n as usize),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The happy path for one batch. An engine failure is returned as is; the caller
+/// switches to diagnose mode.
+async fn happy_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteReport) -> Result<(), PassError> {
+    let plan = ctx.plan;
+    if plan.mode == WriteMode::Insert {
+        let outcome = conn.bulk_insert(&plan.table.name, ctx.columns, ctx.rows, None).await?;
+        report.inserted += outcome.written;
+        for (i, e) in &outcome.row_errors {
+            report.failed.push(ctx.row_error(*i, e));
+        }
+        return Ok(());
+    }
+    stage_rows(conn, ctx).await?;
+    let d = plan.dialect;
+    if plan.mode == WriteMode::Update {
+        let missing = missing_for_update(conn, ctx).await?;
+        for i in &missing {
+            report.failed.push(ctx.lockgate_error(*i, None, "no row with this key exists to update".into()));
+        }
+        if !missing.is_empty() {
+            mark_bad(conn, d, &missing).await?;
+        }
+    }
+    if plan.mode == WriteMode::Sync {
+        record_keys(conn, plan).await?;
+    }
+    let (ins, upd) = apply(conn, ctx, &format!("s.{BAD} = 0")).await?;
+    report.inserted += ins;
+    report.updated += upd;
+    Ok(())
+}
+
+async fn record_keys(conn: &mut Conn, plan: &Plan) -> Result<(), DbError> {
+    let d = plan.dialect;
+    let names: Vec<String> = plan.key.iter().map(|k| k.name.clone()).collect();
+    let cols = d.columns(None, &names);
+    conn.execute(&format!("INSERT INTO {} ({cols}) SELECT {cols} FROM {}", d.quote(KEYS), d.quote(STAGE)), &[]).await?;
+    Ok(())
+}
+
+async fn mark_bad(conn: &mut Conn, d: Dialect, rows: &[usize]) -> Result<(), DbError> {
+    // Ordinals are numbers Lockgate made, bound as parameters in chunks.
+    for chunk in rows.chunks(500) {
+        let params: Vec<Value> = chunk.iter().map(|n| Value::Int(*n as i64)).collect();
+        let list = (1..=params.len()).map(|i| d.param(i)).collect::<Vec<_>>().join(", ");
+        conn.execute(&format!("UPDATE {} SET {BAD} = 1 WHERE {ORD} IN ({list})", d.quote(STAGE)), &params).await?;
+    }
+    Ok(())
+}
+
+/// Diagnose mode for one batch: stage, check set-based, bisect the rest.
+async fn diagnose_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteReport) -> Result<(), PassError> {
+    let plan = ctx.plan;
+    let d = plan.dialect;
+    if let Err(e) = stage_rows(conn, ctx).await {
+        if e.is_transient() {
+            return Err(e.into());
+        }
+        // A value the engine rejects even without constraints (an enum label, say):
+        // find those rows by loading halves into staging under savepoints.
+        return diagnose_staging(conn, ctx, report).await;
+    }
+    let mut bad: HashMap<usize, RowError> = HashMap::new();
+    if plan.mode == WriteMode::Update {
+        for i in missing_for_update(conn, ctx).await? {
+            bad.insert(i, ctx.lockgate_error(i, None, "no row with this key exists to update".into()));
+        }
+    }
+    set_checks(conn, ctx, &mut bad).await?;
+    let mut bad_list: Vec<usize> = bad.keys().copied().collect();
+    bad_list.sort_unstable();
+    if !bad_list.is_empty() {
+        mark_bad(conn, d, &bad_list).await?;
+    }
+    if plan.mode == WriteMode::Sync {
+        record_keys(conn, plan).await?;
+    }
+    let candidates: Vec<usize> = (0..ctx.rows.len()).filter(|i| !bad.contains_key(i)).collect();
+    let stop = plan.on_error == OnError::Stop;
+    bisect(conn, ctx, &candidates, &mut bad, report, stop).await?;
+    let mut errors: Vec<(usize, RowError)> = bad.into_iter().collect();
+    errors.sort_by_key(|(i, _)| *i);
+    report.failed.extend(errors.into_iter().map(|(_, e)| e));
+    Ok(())
+}
+
+/// Runs the mode's statements over `rows` (ordinals) under a savepoint; on failure
+/// splits the set in two, until single failing rows are left.
+async fn bisect(
+    conn: &mut Conn,
+    ctx: &BatchCtx<'_>,
+    rows: &[usize],
+    bad: &mut HashMap<usize, RowError>,
+    report: &mut WriteReport,
+    stop: bool,
+) -> Result<(), DbError> {
+    let d = ctx.plan.dialect;
+    // An explicit stack instead of recursion: async recursion needs boxing.
+    let mut stack: Vec<&[usize]> = vec![rows];
+    while let Some(part) = stack.pop() {
+        if part.is_empty() || (stop && !bad.is_empty()) {
+            continue;
+        }
+        let (lo, hi) = (part[0], part[part.len() - 1]);
+        let filter = format!("s.{BAD} = 0 AND s.{ORD} >= {lo} AND s.{ORD} <= {hi}");
+        conn.batch(&d.savepoint(SP)).await?;
+        match apply(conn, ctx, &filter).await {
+            Ok((ins, upd)) => {
+                conn.batch(&d.release(SP)).await?;
+                report.inserted += ins;
+                report.updated += upd;
+            }
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                conn.batch(&d.rollback_to(SP)).await?;
+                conn.batch(&d.release(SP)).await?;
+                if part.len() == 1 {
+                    let ee = e.engine_error().cloned().unwrap_or_else(|| EngineError::new("error", e.to_string()));
+                    bad.insert(part[0], ctx.row_error(part[0], &ee));
+                    mark_bad(conn, d, part).await?;
+                } else {
+                    let mid = part.len() / 2;
+                    // Pop order: first half first, so errors come in file order.
+                    stack.push(&part[mid..]);
+                    stack.push(&part[..mid]);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Set-based checks over the staged rows that would fail: duplicate keys within
+/// the batch and against the table, missing foreign-key parents, CHECK constraints.
+async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize, RowError>) -> Result<(), DbError> {
+    let plan = ctx.plan;
+    let d = plan.dialect;
+    let table = &plan.table;
+    let given = |c: &String| ctx.columns.contains(c);
+    // Rows that will be inserted: in the key modes, those whose key is absent.
+    let inserting = match plan.mode {
+        WriteMode::Insert => "1 = 1".to_string(),
+        WriteMode::Update => "1 = 0".to_string(),
+        _ => format!("NOT EXISTS (SELECT 1 FROM {} t0 WHERE {})", d.table(&table.name), d.key_match("t0", "s", &plan.key)),
+    };
+    for key in table.unique_keys() {
+        if !key.iter().all(given) {
+            continue;
+        }
+        // Duplicates within the batch (the first occurrence is the one that loads).
+        let idx: Vec<usize> = key.iter().filter_map(|k| ctx.columns.iter().position(|c| c == k)).collect();
+        if plan.mode == WriteMode::Insert {
+            let mut seen: HashMap<Vec<String>, usize> = HashMap::new();
+            for (i, row) in ctx.rows.iter().enumerate() {
+                if idx.iter().any(|&j| row.values[j].is_null()) || bad.contains_key(&i) {
+                    continue;
+                }
+                let k: Vec<String> = idx.iter().map(|&j| row.values[j].to_string()).collect();
+                if let Some(first) = seen.get(&k) {
+                    let msg = format!("duplicate key: the same {} as line {} of the input", key.join(", "), ctx.rows[*first].line);
+                    bad.insert(i, ctx.lockgate_error(i, Some(&key.join(", ")), msg));
+                } else {
+                    seen.insert(k, i);
+                }
+            }
+        }
+        let not_null = key.iter().map(|k| format!("s.{} IS NOT NULL", d.quote(k))).collect::<Vec<_>>().join(" AND ");
+        let matches = key.iter().map(|k| format!("t.{0} = s.{0}", d.quote(k))).collect::<Vec<_>>().join(" AND ");
+        let sql = format!(
+            "SELECT s.{ORD} FROM {} s WHERE {not_null} AND {inserting} AND EXISTS (SELECT 1 FROM {} t WHERE {matches})",
+            d.quote(STAGE),
+            d.table(&table.name)
+        );
+        for i in checked_query(conn, d, &sql).await? {
+            bad.entry(i).or_insert_with(|| {
+                ctx.lockgate_error(i, Some(&key.join(", ")), format!("duplicate key: a row with this {} already exists in {}", key.join(", "), table.name))
+            });
+        }
+    }
+    for fk in &table.foreign_keys {
+        if fk.references == table.name || !fk.columns.iter().all(|(c, _)| given(c)) {
+            continue;
+        }
+        let not_null = fk.columns.iter().map(|(c, _)| format!("s.{} IS NOT NULL", d.quote(c))).collect::<Vec<_>>().join(" AND ");
+        let matches = fk.columns.iter().map(|(c, p)| format!("p.{} = s.{}", d.quote(p), d.quote(c))).collect::<Vec<_>>().join(" AND ");
+        let sql = format!(
+            "SELECT s.{ORD} FROM {} s WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {matches})",
+            d.quote(STAGE),
+            d.table(&fk.references)
+        );
+        let cols = fk.columns.iter().map(|c| c.0.clone()).collect::<Vec<_>>().join(", ");
+        for i in checked_query(conn, d, &sql).await? {
+            bad.entry(i).or_insert_with(|| {
+                ctx.lockgate_error(i, Some(&cols), format!("foreign key {}: no row in {} has this {}", fk.name, fk.references, cols))
+            });
+        }
+    }
+    for check in &table.checks {
+        // The expression is the engine's own text of the table's constraint; its
+        // column names resolve against the staging table, which has every column.
+        let sql = format!("SELECT s.{ORD} FROM {} s WHERE NOT ({})", d.quote(STAGE), check.expression);
+        for i in checked_query(conn, d, &sql).await? {
+            bad.entry(i).or_insert_with(|| {
+                ctx.lockgate_error(i, None, format!("violates check constraint {} ({})", check.name, check.expression))
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs a diagnostic query under a savepoint: a check that cannot run (it names a
+/// function the staging table lacks, say) is left to bisection, not fatal.
+async fn checked_query(conn: &mut Conn, d: Dialect, sql: &str) -> Result<Vec<usize>, DbError> {
+    conn.batch(&d.savepoint(SP)).await?;
+    match conn.query(sql, &[], None).await {
+        Ok(rows) => {
+            conn.batch(&d.release(SP)).await?;
+            ordinals(rows)
+        }
+        Err(e) if e.is_transient() => Err(e),
+        Err(e) => {
+            tracing::debug!("set-based check skipped: {e}");
+            conn.batch(&d.rollback_to(SP)).await?;
+            conn.batch(&d.release(SP)).await?;
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// When even staging fails, bisect the staging load itself, then diagnose the
+/// rows that staged.
+async fn diagnose_staging(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteReport) -> Result<(), PassError> {
+    let d = ctx.plan.dialect;
+    let stage = lockgate_core::TableName::new(STAGE);
+    let mut good: Vec<usize> = Vec::new();
+    let mut failed: Vec<(usize, RowError)> = Vec::new();
+    let all: Vec<usize> = (0..ctx.rows.len()).collect();
+    let mut stack: Vec<&[usize]> = vec![&all];
+    while let Some(part) = stack.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        let rows: Vec<Row> = part.iter().map(|&i| ctx.rows[i].clone()).collect();
+        // Probe under a savepoint and roll the probe back: only the verdict matters.
+        conn.batch(&d.savepoint(SP)).await?;
+        match conn.bulk_insert(&stage, ctx.columns, &rows, Some(ORD)).await {
+            Ok(o) if o.row_errors.is_empty() => {
+                conn.batch(&d.rollback_to(SP)).await?;
+                conn.batch(&d.release(SP)).await?;
+                good.extend_from_slice(part);
+            }
+            Ok(o) => {
+                conn.batch(&d.rollback_to(SP)).await?;
+                conn.batch(&d.release(SP)).await?;
+                let bad_idx: HashSet<usize> = o.row_errors.iter().map(|(i, _)| *i).collect();
+                for (i, e) in o.row_errors {
+                    failed.push((part[i], ctx.row_error(part[i], &e)));
+                }
+                good.extend(part.iter().enumerate().filter(|(j, _)| !bad_idx.contains(j)).map(|(_, &i)| i));
+            }
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                conn.batch(&d.rollback_to(SP)).await?;
+                conn.batch(&d.release(SP)).await?;
+                if part.len() == 1 {
+                    let ee = e.engine_error().cloned().unwrap_or_else(|| EngineError::new("error", e.to_string()));
+                    failed.push((part[0], ctx.row_error(part[0], &ee)));
+                } else {
+                    let mid = part.len() / 2;
+                    stack.push(&part[mid..]);
+                    stack.push(&part[..mid]);
+                }
+            }
+        }
+    }
+    good.sort_unstable();
+    failed.sort_by_key(|(i, _)| *i);
+    let rows: Vec<Row> = good.iter().map(|&i| ctx.rows[i].clone()).collect();
+    report.failed.extend(failed.into_iter().map(|(_, e)| e));
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sub = BatchCtx { plan: ctx.plan, columns: ctx.columns, rows: &rows, source: ctx.source };
+    Box::pin(diagnose_batch(conn, &sub, report)).await
+}

@@ -1,0 +1,9 @@
+//! lockgate-db's one integration-test binary (see matklad's "Delete Cargo
+//! Integration Tests"). Tests that need PostgreSQL or MariaDB use the servers named
+//! by `LOCKGATE_TEST_POSTGRES` / `LOCKGATE_TEST_MYSQL`, each in a fresh database.
+
+mod support;
+
+mod mysql;
+mod pg;
+mod sqlite;
