@@ -185,7 +185,7 @@ fn check_date(d: NaiveDate) -> Result<NaiveDate, ConvertError> {
 
 /// Timestamps keep microseconds, the finest precision PostgreSQL and MariaDB store.
 fn check_micros(nanos: u32) -> Result<(), ConvertError> {
-    if nanos % 1000 != 0 {
+    if !nanos.is_multiple_of(1000) {
         return err("has more than 6 fractional digits; engines store microseconds");
     }
     Ok(())
@@ -301,7 +301,7 @@ fn check_int(v: i128, bytes: u8, unsigned: bool) -> Result<Value, ConvertError> 
 }
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

@@ -435,13 +435,44 @@ impl BatchCtx<'_> {
     }
 
     fn lockgate_error(&self, i: usize, column: Option<&str>, message: String) -> RowError {
+        self.violation(i, None, column, message)
+    }
+
+    /// A row a set-based check found; it carries the code the engine itself gives
+    /// that violation, so reports read the same whichever way the row was found.
+    fn violation(&self, i: usize, kind: Option<Violation>, column: Option<&str>, message: String) -> RowError {
         RowError {
             file: self.source.map(str::to_string),
             line: Some(self.rows[i].line),
             key: render_key(self.plan, self.columns, &self.rows[i]),
             column: column.map(str::to_string),
-            code: "lockgate".into(),
+            code: kind.map_or("lockgate".to_string(), |k| k.code(self.plan.dialect.0).to_string()),
             message,
+        }
+    }
+}
+
+/// Violations the set-based checks find.
+#[derive(Clone, Copy)]
+enum Violation {
+    Unique,
+    ForeignKey,
+    Check,
+}
+
+impl Violation {
+    /// The engine's own code for the violation.
+    fn code(self, engine: Engine) -> &'static str {
+        match (self, engine) {
+            (Violation::Unique, Engine::Postgres) => "23505",
+            (Violation::Unique, Engine::Mysql) => "1062",
+            (Violation::Unique, Engine::Sqlite) => "SQLITE_CONSTRAINT_UNIQUE",
+            (Violation::ForeignKey, Engine::Postgres) => "23503",
+            (Violation::ForeignKey, Engine::Mysql) => "1452",
+            (Violation::ForeignKey, Engine::Sqlite) => "SQLITE_CONSTRAINT_FOREIGNKEY",
+            (Violation::Check, Engine::Postgres) => "23514",
+            (Violation::Check, Engine::Mysql) => "4025",
+            (Violation::Check, Engine::Sqlite) => "SQLITE_CONSTRAINT_CHECK",
         }
     }
 }
@@ -502,7 +533,13 @@ fn precheck(plan: &Plan, batch: &Batch) -> (Vec<Row>, Vec<RowError>) {
                 line: Some(row.line),
                 key: render_key(plan, &ctx_cols, row),
                 column: column.map(str::to_string),
-                code: "lockgate".into(),
+                // The code the engine gives a NULL in a NOT NULL column.
+                code: match plan.dialect.0 {
+                    Engine::Postgres => "23502",
+                    Engine::Mysql => "1048",
+                    Engine::Sqlite => "SQLITE_CONSTRAINT_NOTNULL",
+                }
+                .into(),
                 message,
             }),
             None => good.push(row.clone()),
@@ -809,7 +846,7 @@ async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize
                 let k: Vec<String> = idx.iter().map(|&j| row.values[j].to_string()).collect();
                 if let Some(first) = seen.get(&k) {
                     let msg = format!("duplicate key: the same {} as line {} of the input", key.join(", "), ctx.rows[*first].line);
-                    bad.insert(i, ctx.lockgate_error(i, Some(&key.join(", ")), msg));
+                    bad.insert(i, ctx.violation(i, Some(Violation::Unique), Some(&key.join(", ")), msg));
                 } else {
                     seen.insert(k, i);
                 }
@@ -824,7 +861,7 @@ async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize
         );
         for i in checked_query(conn, d, &sql).await? {
             bad.entry(i).or_insert_with(|| {
-                ctx.lockgate_error(i, Some(&key.join(", ")), format!("duplicate key: a row with this {} already exists in {}", key.join(", "), table.name))
+                ctx.violation(i, Some(Violation::Unique), Some(&key.join(", ")), format!("duplicate key: a row with this {} already exists in {}", key.join(", "), table.name))
             });
         }
     }
@@ -842,7 +879,7 @@ async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize
         let cols = fk.columns.iter().map(|c| c.0.clone()).collect::<Vec<_>>().join(", ");
         for i in checked_query(conn, d, &sql).await? {
             bad.entry(i).or_insert_with(|| {
-                ctx.lockgate_error(i, Some(&cols), format!("foreign key {}: no row in {} has this {}", fk.name, fk.references, cols))
+                ctx.violation(i, Some(Violation::ForeignKey), Some(&cols), format!("foreign key {}: no row in {} has this {}", fk.name, fk.references, cols))
             });
         }
     }
@@ -852,7 +889,7 @@ async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize
         let sql = format!("SELECT s.{ORD} FROM {} s WHERE NOT ({})", d.quote(STAGE), check.expression);
         for i in checked_query(conn, d, &sql).await? {
             bad.entry(i).or_insert_with(|| {
-                ctx.lockgate_error(i, None, format!("violates check constraint {} ({})", check.name, check.expression))
+                ctx.violation(i, Some(Violation::Check), None, format!("violates check constraint {} ({})", check.name, check.expression))
             });
         }
     }

@@ -1,0 +1,191 @@
+//! The `lockgate` command line: parses arguments, resolves connections, runs an
+//! engine, and renders its report (human text or `--json`), progress bars and
+//! errors. Exit codes follow DESIGN.md: 0 success, 1 run-time failure, 2 bad usage
+//! or input, 3 row errors rolled back, 4 conflicts.
+
+mod render;
+
+use clap::{Parser, Subcommand};
+use lockgate::db::writer::{OnError, WriteMode};
+use lockgate::{Config, LoadOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "lockgate", version, about = "Moves data safely between databases, versions and deployments")]
+struct Cli {
+    /// Configuration file with named connections.
+    #[arg(long, global = true, default_value = "lockgate.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a database's tables, columns, keys, indexes and constraints.
+    Inspect {
+        /// Database URL (sqlite://path or a path, postgres://…, mysql://…) or a
+        /// connection name from lockgate.toml; default DATABASE_URL.
+        #[arg(long)]
+        db: Option<String>,
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run SQL you wrote (a schema file, a fix-up) against a database, as written.
+    Exec {
+        /// Database URL or connection name; default DATABASE_URL.
+        #[arg(long)]
+        db: Option<String>,
+        /// A file of SQL statements.
+        #[arg(long, conflicts_with = "sql", required_unless_present = "sql")]
+        file: Option<PathBuf>,
+        /// SQL statements given inline.
+        #[arg(long)]
+        sql: Option<String>,
+    },
+    /// Load CSV, NDJSON or JSON files (optionally .gz/.zst) into a table, all or nothing.
+    Load {
+        /// Database URL or connection name; default DATABASE_URL.
+        #[arg(long)]
+        db: Option<String>,
+        /// Target table (schema.table on PostgreSQL).
+        #[arg(long)]
+        table: String,
+        /// Data files, loaded in order as one unit.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// csv, ndjson or json (default: from each file's extension).
+        #[arg(long)]
+        format: Option<lockgate_bundle_format::Format>,
+        /// insert, upsert, update, insert-missing or sync.
+        #[arg(long, default_value = "insert")]
+        mode: WriteMode,
+        /// Key columns for the key modes (default: the primary key).
+        #[arg(long, value_delimiter = ',')]
+        key: Vec<String>,
+        /// rollback (keep nothing if any row fails), skip (keep the good rows) or stop.
+        #[arg(long = "on-error", default_value = "rollback")]
+        on_error: OnError,
+        /// Rows per batch.
+        #[arg(long, default_value_t = 10_000)]
+        batch_size: usize,
+        /// Run everything, report, and keep nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// For --mode sync: only rows matching this SQL condition may be deleted.
+        #[arg(long = "where")]
+        sync_where: Option<String>,
+        /// Seconds to wait for another load of the same table.
+        #[arg(long, default_value_t = 30.0)]
+        lock_timeout: f64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Re-export so clap can parse the bundle's format names.
+mod lockgate_bundle_format {
+    pub use lockgate_bundle::Format;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LOCKGATE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    ExitCode::from(code as u8)
+}
+
+async fn run(cli: Cli) -> i32 {
+    let required = cli.config != PathBuf::from("lockgate.toml");
+    let config = match Config::load(&cli.config, required) {
+        Ok(c) => c,
+        Err(e) => return render::fail(&e.to_string(), 2),
+    };
+    match cli.command {
+        Command::Inspect { db, table, json } => {
+            let url = match config.resolve_db(db.as_deref()) {
+                Ok(u) => u,
+                Err(e) => return render::fail(&e.to_string(), 2),
+            };
+            match lockgate::inspect::inspect(&url, table.as_deref()).await {
+                Ok(tables) => {
+                    render::tables(&tables, json);
+                    0
+                }
+                Err(e) => render::fail(&e.to_string(), e.exit_code()),
+            }
+        }
+        Command::Exec { db, file, sql } => {
+            let url = match config.resolve_db(db.as_deref()) {
+                Ok(u) => u,
+                Err(e) => return render::fail(&e.to_string(), 2),
+            };
+            let text = match (file, sql) {
+                (Some(f), _) => match std::fs::read_to_string(&f) {
+                    Ok(t) => t,
+                    Err(e) => return render::fail(&format!("{}: cannot read: {e}", f.display()), 2),
+                },
+                (None, Some(s)) => s,
+                (None, None) => return render::fail("give --file or --sql", 2),
+            };
+            match lockgate::db::Conn::connect(&url).await {
+                Ok(mut conn) => match conn.batch(&text).await {
+                    Ok(()) => 0,
+                    Err(e) => render::fail(&e.to_string(), 1),
+                },
+                Err(e) => render::fail(&e.to_string(), e.exit_code()),
+            }
+        }
+        Command::Load { db, table, files, format, mode, key, on_error, batch_size, dry_run, sync_where, lock_timeout, json } => {
+            let url = match config.resolve_db(db.as_deref()) {
+                Ok(u) => u,
+                Err(e) => return render::fail(&e.to_string(), 2),
+            };
+            if batch_size == 0 {
+                return render::fail("--batch-size must be at least 1", 2);
+            }
+            let opts = LoadOptions {
+                table,
+                files,
+                format,
+                mode,
+                key,
+                on_error,
+                batch_rows: batch_size,
+                dry_run,
+                lock_timeout: Duration::from_secs_f64(lock_timeout.max(0.0)),
+                sync_where,
+                ..LoadOptions::default()
+            };
+            let (tx, bar) = render::progress(json);
+            let result = lockgate::load(&url, &opts, tx).await;
+            if let Some(bar) = bar {
+                bar.await.ok();
+            }
+            match result {
+                Ok(report) => {
+                    render::load_report(&report, json);
+                    report.exit_code()
+                }
+                Err(e) => render::fail(&e.to_string(), e.exit_code()),
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Rendering: human tables and reports, `--json` documents, progress bars on a
+//! terminal, and one-line errors.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use lockgate::db::writer::Progress;
+use lockgate::LoadReport;
+use lockgate_core::Table;
+use std::io::IsTerminal;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Prints an error and returns its exit code.
+pub fn fail(message: &str, code: i32) -> i32 {
+    eprintln!("error: {message}");
+    code
+}
+
+/// A progress channel and the task drawing its bar, when stderr is a terminal.
+pub fn progress(json: bool) -> (Option<mpsc::UnboundedSender<Progress>>, Option<JoinHandle<()>>) {
+    if json || !std::io::stderr().is_terminal() {
+        return (None, None);
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
+    let task = tokio::spawn(async move {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg} {pos} rows ({per_sec}, {elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        while let Some(p) = rx.recv().await {
+            bar.set_message(p.phase);
+            bar.set_position(p.rows);
+        }
+        bar.finish_and_clear();
+    });
+    (Some(tx), Some(task))
+}
+
+/// Prints tables as text or JSON.
+pub fn tables(tables: &[Table], json: bool) {
+    if json {
+        let doc = serde_json::json!({ "version": 1, "tables": tables });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return;
+    }
+    for t in tables {
+        print!("{}", table_text(t));
+    }
+}
+
+/// One table as aligned text.
+pub fn table_text(t: &Table) -> String {
+    let mut out = format!("table {}", t.name);
+    if let Some(e) = &t.engine {
+        out.push_str(&format!(" (engine {e})"));
+    }
+    out.push('\n');
+    let w_name = t.columns.iter().map(|c| c.name.len()).max().unwrap_or(4).max(4);
+    let w_type = t.columns.iter().map(|c| c.data_type.len()).max().unwrap_or(4).max(4);
+    for c in &t.columns {
+        let pk = if t.primary_key.contains(&c.name) { " PK" } else { "" };
+        let null = if c.nullable { "null" } else { "not null" };
+        let default = c.default.as_deref().map(|d| format!(" default {d}")).unwrap_or_default();
+        let auto = if c.auto { " auto" } else { "" };
+        out.push_str(&format!("  {:w_name$}  {:w_type$}  {:13} {null}{pk}{auto}{default}\n", c.name, c.data_type, c.kind.describe()));
+    }
+    if !t.primary_key.is_empty() {
+        out.push_str(&format!("  primary key ({})\n", t.primary_key.join(", ")));
+    }
+    for u in &t.unique {
+        out.push_str(&format!("  unique {} ({})\n", u.name, u.columns.join(", ")));
+    }
+    for f in &t.foreign_keys {
+        let (c, p): (Vec<_>, Vec<_>) = f.columns.iter().cloned().unzip();
+        out.push_str(&format!("  foreign key {} ({}) references {} ({})\n", f.name, c.join(", "), f.references, p.join(", ")));
+    }
+    for i in &t.indexes {
+        out.push_str(&format!("  {}index {} ({})\n", if i.unique { "unique " } else { "" }, i.name, i.columns.join(", ")));
+    }
+    for c in &t.checks {
+        out.push_str(&format!("  check {} ({})\n", c.name, c.expression));
+    }
+    out.push('\n');
+    out
+}
+
+/// Prints a load report.
+pub fn load_report(r: &LoadReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return;
+    }
+    print!("{}", load_text(r));
+}
+
+/// A load report as text.
+pub fn load_text(r: &LoadReport) -> String {
+    let mut out = String::new();
+    let verdict = if r.dry_run {
+        "dry run: nothing was kept"
+    } else if r.committed && r.failed.is_empty() {
+        "loaded"
+    } else if r.committed {
+        "loaded the good rows; failing rows were skipped"
+    } else {
+        "FAILED: every change was rolled back, nothing was kept"
+    };
+    out.push_str(&format!("{verdict}: table {} ({} mode)\n", r.table, serde_json::to_value(r.mode).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()));
+    out.push_str(&format!(
+        "  rows read {}, inserted {}, updated {}, deleted {}, skipped {}, failed {}\n",
+        r.rows_read,
+        r.inserted,
+        r.updated,
+        r.deleted,
+        r.skipped,
+        r.failed.len()
+    ));
+    const SHOWN: usize = 50;
+    for e in r.failed.iter().take(SHOWN) {
+        out.push_str(&format!("  {e}\n"));
+    }
+    if r.failed.len() > SHOWN {
+        out.push_str(&format!("  … and {} more (use --json for all)\n", r.failed.len() - SHOWN));
+    }
+    if !r.committed && !r.failed.is_empty() && !r.dry_run {
+        out.push_str("  fix these rows and run the load again, or use --on-error skip to keep the good rows\n");
+    }
+    out.push_str(&format!("  {:.2} s, run {}\n", r.seconds, r.run_id));
+    out
+}

@@ -1,0 +1,69 @@
+//! `lockgate.toml`: named connections, so that `--db prod` can stand for a URL.
+//!
+//! ```toml
+//! [connections.prod]
+//! url = "postgres://app@db.example.com/app"
+//! ```
+
+use lockgate_db::DbUrl;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The configuration file.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Named connections.
+    #[serde(default)]
+    pub connections: BTreeMap<String, Connection>,
+}
+
+/// One named connection.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    /// Its URL.
+    pub url: String,
+}
+
+/// A configuration problem; the message names the file and says what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads `path`; a missing file is an empty configuration only when `required`
+    /// is false (the default `./lockgate.toml`).
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Config::default()),
+            Err(e) => return Err(ConfigError(format!("{}: cannot read the configuration: {e}", path.display()))),
+        };
+        toml::from_str(&text).map_err(|e| {
+            let place = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start].matches('\n').count() + 1;
+                    format!(":{line}")
+                })
+                .unwrap_or_default();
+            ConfigError(format!("{}{place}: {}", path.display(), e.message()))
+        })
+    }
+
+    /// Resolves `--db`: a named connection, else a URL or path; without it,
+    /// `DATABASE_URL`.
+    pub fn resolve_db(&self, given: Option<&str>) -> Result<DbUrl, ConfigError> {
+        let raw = match given {
+            Some(g) => g.to_string(),
+            None => std::env::var("DATABASE_URL")
+                .map_err(|_| ConfigError("no database given: use --db URL (or a connection name from lockgate.toml), or set DATABASE_URL".into()))?,
+        };
+        let url = match self.connections.get(&raw) {
+            Some(c) => c.url.clone(),
+            None => raw,
+        };
+        DbUrl::parse(&url).map_err(|e| ConfigError(e.to_string()))
+    }
+}

@@ -1,0 +1,175 @@
+//! Data files as a re-readable [`BatchSource`]: each `open` starts a reader thread
+//! that decodes the files in order, types every field against its column, and
+//! sends batches (grouped by column set, capped by rows and bytes) on a bounded
+//! channel, so memory stays bounded by the batch size whatever the file size.
+
+use lockgate_bundle::{open_records, Format, RawValue, Record};
+use lockgate_core::{Batch, Kind, Row, RowError, Table};
+use lockgate_db::writer::{BatchSource, SourceError};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Files read into one table.
+pub(crate) struct FileSource {
+    pub files: Vec<PathBuf>,
+    pub format: Option<Format>,
+    pub table: Table,
+    pub batch_rows: usize,
+    pub batch_bytes: usize,
+    /// Key columns, to name rows in errors found while typing them.
+    pub key: Vec<String>,
+}
+
+/// Batches in flight between the reader thread and the writer: enough to keep
+/// both busy, few enough to bound memory.
+const CHANNEL_DEPTH: usize = 4;
+/// Column sets open at once before all are flushed (JSON records may vary).
+const MAX_OPEN_SETS: usize = 16;
+
+impl BatchSource for FileSource {
+    fn open(&self) -> mpsc::Receiver<Result<Batch, SourceError>> {
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let files = self.files.clone();
+        let format = self.format;
+        let table = self.table.clone();
+        let (batch_rows, batch_bytes) = (self.batch_rows.max(1), self.batch_bytes.max(1024));
+        let key = self.key.clone();
+        std::thread::spawn(move || {
+            for file in &files {
+                if let Err(e) = read_file(file, format, &table, batch_rows, batch_bytes, &key, &tx) {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// Maps a file's column names to the table's columns: exact, else the one
+/// case-insensitive match. An unknown name is an error naming the file.
+pub(crate) fn map_columns(file: &str, names: &[String], table: &Table) -> Result<Vec<usize>, SourceError> {
+    names
+        .iter()
+        .map(|n| {
+            table.column_index(n).ok_or_else(|| {
+                SourceError(format!(
+                    "{file}: column {n:?} is not a column of table {} (its columns: {}): rename it in the file or drop it",
+                    table.name,
+                    table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+fn read_file(
+    path: &PathBuf,
+    format: Option<Format>,
+    table: &Table,
+    batch_rows: usize,
+    batch_bytes: usize,
+    key: &[String],
+    tx: &mpsc::Sender<Result<Batch, SourceError>>,
+) -> Result<(), SourceError> {
+    let name = Arc::new(path.display().to_string());
+    let mut reader = open_records(path, format).map_err(|e| SourceError(e.to_string()))?;
+    // File column index → table column index, grown as JSON keys appear.
+    let mut mapping: Vec<usize> = Vec::new();
+    let mut open: HashMap<Vec<usize>, Batch> = HashMap::new();
+    let mut record = Record::default();
+    let key_idx: Vec<usize> = key.iter().filter_map(|k| table.column_index(k)).collect();
+    let send = |batch: Batch| -> Result<(), SourceError> {
+        // A closed channel means the writer stopped (stop policy, an error): end quietly.
+        let _ = tx.blocking_send(Ok(batch));
+        Ok(())
+    };
+    loop {
+        let more = reader.next_record(&mut record).map_err(|e| SourceError(e.to_string()))?;
+        if !more {
+            break;
+        }
+        if mapping.len() < reader.columns().len() {
+            let names = &reader.columns()[mapping.len()..];
+            mapping.extend(map_columns(&name, names, table)?);
+        }
+        let set: Vec<usize> = record.fields.iter().map(|(i, _)| mapping[*i]).collect();
+        let mut values = Vec::with_capacity(set.len());
+        let mut error: Option<RowError> = None;
+        for ((_, raw), &col) in record.fields.iter().zip(&set) {
+            let column = &table.columns[col];
+            let typed = match raw {
+                RawValue::Null => Ok(lockgate_core::Value::Null),
+                RawValue::Text(s) => column.kind.parse_text(s),
+                RawValue::Json(j) => column.kind.parse_json(j),
+            };
+            match typed {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    if error.is_none() {
+                        error = Some(RowError {
+                            file: Some(name.to_string()),
+                            line: Some(record.line),
+                            key: raw_key(&record, &set, &key_idx, table),
+                            column: Some(column.name.clone()),
+                            code: "lockgate".into(),
+                            message: format!("{e} (column {} is {})", column.name, describe(&column.kind, &column.data_type)),
+                        });
+                    }
+                    values.push(lockgate_core::Value::Null);
+                }
+            }
+        }
+        if open.len() >= MAX_OPEN_SETS && !open.contains_key(&set) {
+            for (_, b) in open.drain() {
+                send(b)?;
+            }
+        }
+        let batch = open.entry(set.clone()).or_insert_with(|| {
+            let mut b = Batch::new(Arc::new(set.iter().map(|&i| table.columns[i].name.clone()).collect()));
+            b.source = Some(name.clone());
+            b
+        });
+        match error {
+            Some(e) => batch.rejected.push(e),
+            None => batch.push(Row { line: record.line, values }),
+        }
+        if batch.rows.len() + batch.rejected.len() >= batch_rows || batch.bytes >= batch_bytes {
+            let full = open.remove(&set).expect("just used");
+            send(full)?;
+        }
+    }
+    // Flush in a stable order so that reports are reproducible.
+    let mut rest: Vec<(Vec<usize>, Batch)> = open.into_iter().collect();
+    rest.sort_by_key(|(_, b)| b.rows.first().map(|r| r.line).or(b.rejected.first().and_then(|e| e.line)));
+    for (_, b) in rest {
+        send(b)?;
+    }
+    Ok(())
+}
+
+fn describe(kind: &Kind, data_type: &str) -> String {
+    match kind {
+        Kind::Unsupported { .. } => data_type.to_string(),
+        k => format!("{} ({data_type})", k.describe()),
+    }
+}
+
+/// The key of a row that could not be typed, from its raw fields.
+fn raw_key(record: &Record, set: &[usize], key_idx: &[usize], table: &Table) -> Option<String> {
+    let parts: Vec<String> = key_idx
+        .iter()
+        .filter_map(|k| {
+            let pos = set.iter().position(|c| c == k)?;
+            let v = match &record.fields[pos].1 {
+                RawValue::Null => "NULL".to_string(),
+                RawValue::Text(s) => s.clone(),
+                RawValue::Json(j) => j.to_string(),
+            };
+            Some(format!("{}={v}", table.columns[*k].name))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}

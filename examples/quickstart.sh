@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Quick start on the embedded SQLite default: builds lockgate, creates a sample
+# database, loads 500 customers, shows the schema, then shows a load with bad rows
+# being refused as a whole (exit 3) with every bad row reported.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p lockgate-cli
+lg=target/release/lockgate
+db=examples/demo.db
+rm -f "$db"
+$lg exec --db "$db" --file examples/customers.sqlite.sql
+$lg load --db "$db" --table customers examples/customers.csv
+$lg inspect --db "$db" --table customers
+echo "--- a file with faulty rows (NULL names, duplicate ids, negative values): nothing is kept"
+$lg exec --db "$db" --sql "DELETE FROM customers"
+$lg load --db "$db" --table customers examples/customers_bad.csv || echo "(exit $? as expected: row errors, rolled back)"
