@@ -18,6 +18,8 @@ pub mod read;
 pub mod sqlite;
 pub mod types;
 pub mod url;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod writer;
 
 pub use conn::{BulkOutcome, Conn};

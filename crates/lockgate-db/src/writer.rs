@@ -121,6 +121,9 @@ pub struct WriteConfig {
     pub dry_run: bool,
     /// Transient-error retry.
     pub retry: RetryPolicy,
+    /// Where to reconnect when the connection was lost before the commit; without
+    /// it, a lost connection ends the write.
+    pub reconnect: Option<crate::url::DbUrl>,
 }
 
 impl Default for WriteConfig {
@@ -132,6 +135,7 @@ impl Default for WriteConfig {
             sync_scope: None,
             dry_run: false,
             retry: RetryPolicy::default(),
+            reconnect: None,
         }
     }
 }
@@ -261,13 +265,23 @@ pub async fn write(
                 report.attempts = attempt;
                 return Ok(report);
             }
-            Err(WriteError::Db(e)) if e.is_transient() && attempt < cfg.retry.attempts && !e.is_connection_lost() => {
+            Err(WriteError::Db(e)) if e.is_transient() && attempt < cfg.retry.attempts => {
+                let lost = e.is_connection_lost() || conn.is_closed();
+                if lost && cfg.reconnect.is_none() {
+                    return Err(WriteError::Db(e));
+                }
                 let pause = cfg.retry.backoff(attempt);
                 tracing::warn!("transient error, retrying in {pause:?} (attempt {attempt}): {e}");
                 if let Some(p) = progress {
                     let _ = p.send(Progress { phase: "retrying", rows: 0 });
                 }
                 tokio::time::sleep(pause).await;
+                if lost {
+                    // The unit committed nothing, so a new session may start it over.
+                    if let Some(url) = &cfg.reconnect {
+                        *conn = Conn::connect(url).await?;
+                    }
+                }
             }
             Err(e) => return Err(e),
         }

@@ -176,6 +176,7 @@ pub async fn load(url: &DbUrl, opts: &LoadOptions, progress: Option<mpsc::Unboun
         on_error: opts.on_error,
         sync_scope: opts.sync_where.clone(),
         dry_run: opts.dry_run,
+        reconnect: Some(url.clone()),
         ..WriteConfig::default()
     };
     // Forward progress to the caller and, where a second writer is allowed, to the

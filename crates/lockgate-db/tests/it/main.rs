@@ -2,8 +2,12 @@
 //! Integration Tests"). Tests that need PostgreSQL or MariaDB use the servers named
 //! by `LOCKGATE_TEST_POSTGRES` / `LOCKGATE_TEST_MYSQL`, each in a fresh database.
 
-mod support;
+/// Test databases, shared with the other crates.
+mod support {
+    pub use lockgate_db::testing::*;
+}
 
 mod mysql;
 mod pg;
 mod sqlite;
+mod types;

@@ -1,7 +1,7 @@
-//! Test databases: a fresh, uniquely named database per test on each engine,
-//! dropped when the test ends.
+//! Test databases (feature `testing`): a fresh, uniquely named database per test
+//! on each engine, dropped when the test ends. Used by every crate's tests.
 
-use lockgate_db::{Conn, DbUrl, Engine};
+use crate::{Conn, DbUrl, Engine};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The PostgreSQL server tests use.

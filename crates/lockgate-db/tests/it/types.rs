@@ -1,0 +1,1 @@
+//! Value round trips through each engine and the cross-engine copy.

@@ -1,0 +1,1 @@
+//! Bad input of every kind: a clear error naming the place, and nothing written.
