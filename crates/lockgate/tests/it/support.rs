@@ -37,6 +37,7 @@ pub async fn customers_db(engine: Engine) -> TestDb {
 }
 
 /// A test data file.
+#[allow(dead_code)]
 pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
