@@ -80,10 +80,7 @@ impl CsvReader {
                 return Err(ReadError::at_line(
                     &reader.source.name,
                     line,
-                    format!(
-                        "column {} of the header has no name: every column needs one",
-                        index + 1
-                    ),
+                    format!("column {} of the header has no name: every column needs one", index + 1),
                 ));
             }
             if let Some(first) = seen.insert(name, index) {
@@ -131,9 +128,7 @@ impl CsvReader {
         let mut quote_line = 0;
         let mut quote_column = 0;
         loop {
-            if src.pos == src.end
-                && bytes.len() + ends.len() * std::mem::size_of::<FieldEnd>() > MAX_RECORD_BYTES
-            {
+            if src.pos == src.end && bytes.len() + ends.len() * std::mem::size_of::<FieldEnd>() > MAX_RECORD_BYTES {
                 // Checked once per buffer, so it costs nothing per byte.
                 return Err(src.too_large(start_line, "the record"));
             }
@@ -141,11 +136,17 @@ impl CsvReader {
                 return match state {
                     State::RecordStart => Ok(None),
                     State::FieldStart | State::Unquoted => {
-                        ends.push(FieldEnd { end: bytes.len(), quoted: false });
+                        ends.push(FieldEnd {
+                            end: bytes.len(),
+                            quoted: false,
+                        });
                         Ok(Some(start_line))
                     }
                     State::AfterQuote => {
-                        ends.push(FieldEnd { end: bytes.len(), quoted: true });
+                        ends.push(FieldEnd {
+                            end: bytes.len(),
+                            quoted: true,
+                        });
                         Ok(Some(start_line))
                     }
                     State::Quoted => Err(ReadError::at(
@@ -209,10 +210,7 @@ impl CsvReader {
                 },
                 State::Unquoted => {
                     let run = &src.buf[src.pos..src.end];
-                    let length = run
-                        .iter()
-                        .position(|&b| SPECIAL[b as usize])
-                        .unwrap_or(run.len());
+                    let length = run.iter().position(|&b| SPECIAL[b as usize]).unwrap_or(run.len());
                     bytes.extend_from_slice(&run[..length]);
                     src.pos += length;
                     if length == run.len() {
@@ -299,13 +297,7 @@ impl CsvReader {
     }
 }
 
-fn field_str<'a>(
-    text: &'a str,
-    start: usize,
-    end: usize,
-    name: &str,
-    line: u64,
-) -> Result<&'a str, ReadError> {
+fn field_str<'a>(text: &'a str, start: usize, end: usize, name: &str, line: u64) -> Result<&'a str, ReadError> {
     // The record as a whole is valid UTF-8, but a field boundary may still split a character
     // when two fields each hold half of one, so the slice is checked rather than assumed.
     text.get(start..end).ok_or_else(|| invalid_utf8(name, line))

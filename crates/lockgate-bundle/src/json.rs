@@ -48,18 +48,11 @@ impl ObjectDecoder {
 
     /// Decodes `bytes`, which hold one JSON object and nothing else but whitespace, into
     /// `fields` (cleared first), sorted by column index.
-    pub(crate) fn decode(
-        &mut self,
-        bytes: &[u8],
-        fields: &mut Vec<(usize, RawValue)>,
-    ) -> Result<(), JsonErrorPlace> {
+    pub(crate) fn decode(&mut self, bytes: &[u8], fields: &mut Vec<(usize, RawValue)>) -> Result<(), JsonErrorPlace> {
         self.stamp += 1;
         fields.clear();
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let seed = ObjectSeed {
-            decoder: self,
-            fields,
-        };
+        let seed = ObjectSeed { decoder: self, fields };
         seed.deserialize(&mut deserializer).map_err(place)?;
         deserializer.end().map_err(place)?;
         // Keys usually come in the same order in every object, and the sort is linear on
@@ -262,10 +255,7 @@ impl JsonArrayReader {
         if let Some(byte) = skip_whitespace(&mut self.source)? {
             return Err(self.source.error_at(
                 self.source.pos,
-                format!(
-                    "{} after the end of the array: remove it",
-                    describe_byte(byte)
-                ),
+                format!("{} after the end of the array: remove it", describe_byte(byte)),
             ));
         }
         self.state = ArrayState::Done;
@@ -294,11 +284,7 @@ impl JsonArrayReader {
                 // object is not closed.
                 return Err(match self.decoder.decode(element, &mut record.fields) {
                     Err(error) => element_error(&src.name, line, column, error),
-                    Ok(()) => ReadError::at_line(
-                        &src.name,
-                        line,
-                        "invalid JSON: the file ends inside this element",
-                    ),
+                    Ok(()) => ReadError::at_line(&src.name, line, "invalid JSON: the file ends inside this element"),
                 });
             }
             let run = &src.buf[src.pos..src.end];

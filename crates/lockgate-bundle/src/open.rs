@@ -21,10 +21,7 @@ use crate::ReadError;
 /// do), it is empty (0 bytes, or only whitespace after decompression), or neither `format`
 /// nor the extension names a format. A CSV file's header and a JSON file's opening `[` are
 /// read and checked here, so their errors come from this call too.
-pub fn open_records(
-    path: &Path,
-    format: Option<Format>,
-) -> Result<Box<dyn RecordReader>, ReadError> {
+pub fn open_records(path: &Path, format: Option<Format>) -> Result<Box<dyn RecordReader>, ReadError> {
     let name = path.display().to_string();
     let (detected, compression) = detect(path);
     let Some(format) = format.or(detected) else {
@@ -47,9 +44,10 @@ pub fn open_records(
     let reader: Box<dyn Read + Send> = match compression {
         Compression::None => Box::new(file),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file).map_err(|error| {
-            ReadError::whole_file(&name, format!("cannot start zstd decompression: {error}"))
-        })?),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(file)
+                .map_err(|error| ReadError::whole_file(&name, format!("cannot start zstd decompression: {error}")))?,
+        ),
     };
     records_from_reader(reader, &name, format)
 }
@@ -57,12 +55,9 @@ pub fn open_records(
 fn open_error(name: &str, error: &io::Error) -> ReadError {
     let message = match error.kind() {
         io::ErrorKind::NotFound => {
-            "no such file: check the path (relative paths start at the current directory)"
-                .to_owned()
+            "no such file: check the path (relative paths start at the current directory)".to_owned()
         }
-        io::ErrorKind::PermissionDenied => {
-            "permission denied: make the file readable for this user".to_owned()
-        }
+        io::ErrorKind::PermissionDenied => "permission denied: make the file readable for this user".to_owned(),
         _ => format!("cannot open: {error}"),
     };
     ReadError::whole_file(name, message)

@@ -90,9 +90,7 @@ impl Source {
 
     fn io_error(&self, error: &io::Error) -> ReadError {
         let hint = match error.kind() {
-            io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
-                ": the file may be truncated or corrupt"
-            }
+            io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => ": the file may be truncated or corrupt",
             _ => "",
         };
         ReadError::at_line(&self.name, self.line, format!("cannot read: {error}{hint}"))
@@ -112,10 +110,7 @@ impl Source {
         let mut scanned = 0;
         loop {
             let unconsumed = &self.buf[self.pos..self.end];
-            if unconsumed[scanned..]
-                .iter()
-                .any(|b| !b.is_ascii_whitespace())
-            {
+            if unconsumed[scanned..].iter().any(|b| !b.is_ascii_whitespace()) {
                 return Ok(());
             }
             scanned = unconsumed.len();

@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "lockgate", version, about = "Moves data safely between databases, versions and deployments")]
+#[command(
+    name = "lockgate",
+    version,
+    about = "Moves data safely between databases, versions and deployments"
+)]
 struct Cli {
     /// Configuration file with named connections.
     #[arg(long, global = true, default_value = "lockgate.toml")]
@@ -113,7 +117,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> i32 {
-    let required = cli.config != PathBuf::from("lockgate.toml");
+    let required = cli.config != std::path::Path::new("lockgate.toml");
     let config = match Config::load(&cli.config, required) {
         Ok(c) => c,
         Err(e) => return render::fail(&e.to_string(), 2),
@@ -153,7 +157,20 @@ async fn run(cli: Cli) -> i32 {
                 Err(e) => render::fail(&e.to_string(), e.exit_code()),
             }
         }
-        Command::Load { db, table, files, format, mode, key, on_error, batch_size, dry_run, sync_where, lock_timeout, json } => {
+        Command::Load {
+            db,
+            table,
+            files,
+            format,
+            mode,
+            key,
+            on_error,
+            batch_size,
+            dry_run,
+            sync_where,
+            lock_timeout,
+            json,
+        } => {
             let url = match config.resolve_db(db.as_deref()) {
                 Ok(u) => u,
                 Err(e) => return render::fail(&e.to_string(), 2),

@@ -23,7 +23,10 @@ pub fn progress(json: bool) -> (Option<mpsc::UnboundedSender<Progress>>, Option<
     let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
     let task = tokio::spawn(async move {
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} {msg} {pos} rows ({per_sec}, {elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {pos} rows ({per_sec}, {elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         while let Some(p) = rx.recv().await {
             bar.set_message(p.phase);
             bar.set_position(p.rows);
@@ -57,9 +60,18 @@ pub fn table_text(t: &Table) -> String {
     for c in &t.columns {
         let pk = if t.primary_key.contains(&c.name) { " PK" } else { "" };
         let null = if c.nullable { "null" } else { "not null" };
-        let default = c.default.as_deref().map(|d| format!(" default {d}")).unwrap_or_default();
+        let default = c
+            .default
+            .as_deref()
+            .map(|d| format!(" default {d}"))
+            .unwrap_or_default();
         let auto = if c.auto { " auto" } else { "" };
-        out.push_str(&format!("  {:w_name$}  {:w_type$}  {:13} {null}{pk}{auto}{default}\n", c.name, c.data_type, c.kind.describe()));
+        out.push_str(&format!(
+            "  {:w_name$}  {:w_type$}  {:13} {null}{pk}{auto}{default}\n",
+            c.name,
+            c.data_type,
+            c.kind.describe()
+        ));
     }
     if !t.primary_key.is_empty() {
         out.push_str(&format!("  primary key ({})\n", t.primary_key.join(", ")));
@@ -69,10 +81,21 @@ pub fn table_text(t: &Table) -> String {
     }
     for f in &t.foreign_keys {
         let (c, p): (Vec<_>, Vec<_>) = f.columns.iter().cloned().unzip();
-        out.push_str(&format!("  foreign key {} ({}) references {} ({})\n", f.name, c.join(", "), f.references, p.join(", ")));
+        out.push_str(&format!(
+            "  foreign key {} ({}) references {} ({})\n",
+            f.name,
+            c.join(", "),
+            f.references,
+            p.join(", ")
+        ));
     }
     for i in &t.indexes {
-        out.push_str(&format!("  {}index {} ({})\n", if i.unique { "unique " } else { "" }, i.name, i.columns.join(", ")));
+        out.push_str(&format!(
+            "  {}index {} ({})\n",
+            if i.unique { "unique " } else { "" },
+            i.name,
+            i.columns.join(", ")
+        ));
     }
     for c in &t.checks {
         out.push_str(&format!("  check {} ({})\n", c.name, c.expression));
@@ -102,7 +125,14 @@ pub fn load_text(r: &LoadReport) -> String {
     } else {
         "FAILED: every change was rolled back, nothing was kept"
     };
-    out.push_str(&format!("{verdict}: table {} ({} mode)\n", r.table, serde_json::to_value(r.mode).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()));
+    out.push_str(&format!(
+        "{verdict}: table {} ({} mode)\n",
+        r.table,
+        serde_json::to_value(r.mode)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    ));
     out.push_str(&format!(
         "  rows read {}, inserted {}, updated {}, deleted {}, skipped {}, failed {}\n",
         r.rows_read,
@@ -117,7 +147,10 @@ pub fn load_text(r: &LoadReport) -> String {
         out.push_str(&format!("  {e}\n"));
     }
     if r.failed.len() > SHOWN {
-        out.push_str(&format!("  … and {} more (use --json for all)\n", r.failed.len() - SHOWN));
+        out.push_str(&format!(
+            "  … and {} more (use --json for all)\n",
+            r.failed.len() - SHOWN
+        ));
     }
     if !r.committed && !r.failed.is_empty() && !r.dry_run {
         out.push_str("  fix these rows and run the load again, or use --on-error skip to keep the good rows\n");

@@ -41,9 +41,7 @@ impl Decimal {
         if int_part.is_empty() && frac_part.is_empty() {
             return None;
         }
-        if !int_part.bytes().all(|b| b.is_ascii_digit())
-            || !frac_part.bytes().all(|b| b.is_ascii_digit())
-        {
+        if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         // Apply the exponent by moving the point; guard against absurd exponents.
@@ -206,7 +204,9 @@ mod tests {
     use super::*;
 
     fn norm(s: &str) -> String {
-        Decimal::parse(s).map(|d| d.to_string()).unwrap_or_else(|| "none".into())
+        Decimal::parse(s)
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "none".into())
     }
 
     #[test]

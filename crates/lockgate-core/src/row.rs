@@ -34,7 +34,10 @@ pub struct Batch {
 impl Batch {
     /// An empty batch for a column set.
     pub fn new(columns: Arc<Vec<String>>) -> Batch {
-        Batch { columns, ..Batch::default() }
+        Batch {
+            columns,
+            ..Batch::default()
+        }
     }
 
     /// Adds a row and accounts for its size.

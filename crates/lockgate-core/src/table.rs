@@ -17,7 +17,10 @@ pub struct TableName {
 impl TableName {
     /// A name without schema.
     pub fn new(name: impl Into<String>) -> TableName {
-        TableName { schema: None, name: name.into() }
+        TableName {
+            schema: None,
+            name: name.into(),
+        }
     }
 
     /// Splits a user's `schema.table` at its last dot. Names are never SQL: quotes and
@@ -138,7 +141,11 @@ impl Table {
         if let Some(i) = self.columns.iter().position(|c| c.name == name) {
             return Some(i);
         }
-        let mut found = self.columns.iter().enumerate().filter(|(_, c)| c.name.eq_ignore_ascii_case(name));
+        let mut found = self
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.name.eq_ignore_ascii_case(name));
         match (found.next(), found.next()) {
             (Some((i, _)), None) => Some(i),
             _ => None,
@@ -152,7 +159,11 @@ impl Table {
         if !self.primary_key.is_empty() {
             keys.push(self.primary_key.clone());
         }
-        let more = self.unique.iter().map(|u| &u.columns).chain(self.indexes.iter().filter(|i| i.unique).map(|i| &i.columns));
+        let more = self
+            .unique
+            .iter()
+            .map(|u| &u.columns)
+            .chain(self.indexes.iter().filter(|i| i.unique).map(|i| &i.columns));
         for cols in more {
             if !keys.contains(cols) {
                 keys.push(cols.clone());

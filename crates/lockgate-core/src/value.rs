@@ -68,15 +68,10 @@ impl PartialEq for Value {
 fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     use serde_json::Value as J;
     match (a, b) {
-        (J::Number(x), J::Number(y)) => {
-            match (
-                Decimal::parse(&x.to_string()),
-                Decimal::parse(&y.to_string()),
-            ) {
-                (Some(x), Some(y)) => x == y,
-                _ => x == y,
-            }
-        }
+        (J::Number(x), J::Number(y)) => match (Decimal::parse(&x.to_string()), Decimal::parse(&y.to_string())) {
+            (Some(x), Some(y)) => x == y,
+            _ => x == y,
+        },
         (J::Array(x), J::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
         (J::Object(x), J::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
@@ -295,9 +290,11 @@ fn check_int(v: i128, bytes: u8, unsigned: bool) -> Result<Value, ConvertError> 
         return err(format!("{v} is out of range {min}..={max}"));
     }
     // Every engine shares signed 64-bit; a BIGINT UNSIGNED above it is outside the domain.
-    i64::try_from(v)
-        .map(Value::Int)
-        .or_else(|_| err(format!("{v} is larger than 9223372036854775807, the largest integer all engines share")))
+    i64::try_from(v).map(Value::Int).or_else(|_| {
+        err(format!(
+            "{v} is larger than 9223372036854775807, the largest integer all engines share"
+        ))
+    })
 }
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
@@ -319,7 +316,11 @@ impl Kind {
                 format!("int{}{}", *bytes as u32 * 8, if *unsigned { " unsigned" } else { "" })
             }
             Kind::Float { bytes } => format!("float{}", *bytes as u32 * 8),
-            Kind::Decimal { precision: Some(p), scale, .. } => format!("decimal({p},{})", scale.unwrap_or(0)),
+            Kind::Decimal {
+                precision: Some(p),
+                scale,
+                ..
+            } => format!("decimal({p},{})", scale.unwrap_or(0)),
             Kind::Decimal { .. } => "decimal".into(),
             Kind::Text { max_chars: Some(n), .. } => format!("text({n})"),
             Kind::Text { .. } => "text".into(),
@@ -370,14 +371,16 @@ impl Kind {
             Kind::Time => Value::Time(parse_time(s)?),
             Kind::Timestamp => Value::Timestamp(parse_timestamp(s)?),
             Kind::TimestampTz { .. } => Value::TimestampTz(parse_timestamptz(s)?),
-            Kind::Json => Value::Json(
-                serde_json::from_str(s).or_else(|e| err(format!("{} is not valid JSON: {e}", excerpt(s))))?,
-            ),
-            Kind::Uuid => Value::Uuid(
-                uuid::Uuid::parse_str(s.trim()).or_else(|_| err(format!("{} is not a UUID", excerpt(s))))?,
-            ),
+            Kind::Json => {
+                Value::Json(serde_json::from_str(s).or_else(|e| err(format!("{} is not valid JSON: {e}", excerpt(s))))?)
+            }
+            Kind::Uuid => {
+                Value::Uuid(uuid::Uuid::parse_str(s.trim()).or_else(|_| err(format!("{} is not a UUID", excerpt(s))))?)
+            }
             Kind::Unsupported { type_name } => {
-                return err(format!("lockgate does not map the type {type_name}; load this column another way"))
+                return err(format!(
+                    "lockgate does not map the type {type_name}; load this column another way"
+                ))
             }
         };
         self.check(v)
@@ -393,14 +396,17 @@ impl Kind {
             (_, J::String(s)) => self.parse_text(s),
             (Kind::Any, J::Number(n)) => match n.as_i64() {
                 Some(i) => Ok(Value::Int(i)),
-                None => Ok(Value::Decimal(Decimal::parse(&n.to_string()).ok_or_else(|| ConvertError(format!("{n} is not a number")))?)),
+                None => Ok(Value::Decimal(
+                    Decimal::parse(&n.to_string()).ok_or_else(|| ConvertError(format!("{n} is not a number")))?,
+                )),
             },
             (Kind::Any, J::Bool(b)) => Ok(Value::Bool(*b)),
             (Kind::Bool, J::Bool(b)) => Ok(Value::Bool(*b)),
             (Kind::Text { .. }, J::Bool(b)) => self.parse_text(if *b { "true" } else { "false" }),
-            (Kind::Bool | Kind::Int { .. } | Kind::Float { .. } | Kind::Decimal { .. } | Kind::Text { .. }, J::Number(n)) => {
-                self.parse_text(&n.to_string())
-            }
+            (
+                Kind::Bool | Kind::Int { .. } | Kind::Float { .. } | Kind::Decimal { .. } | Kind::Text { .. },
+                J::Number(n),
+            ) => self.parse_text(&n.to_string()),
             (_, other) => err(format!(
                 "expected {}, found {}",
                 self.describe(),
@@ -439,11 +445,20 @@ impl Kind {
             }
             (Kind::Float { .. }, Value::Int(i)) => Ok(Value::Float(i as f64)),
             (Kind::Float { .. }, Value::Decimal(d)) => Ok(Value::Float(d.to_f64())),
-            (Kind::Decimal { precision, scale, max_significant }, v) => {
+            (
+                Kind::Decimal {
+                    precision,
+                    scale,
+                    max_significant,
+                },
+                v,
+            ) => {
                 let d = match v {
                     Value::Decimal(d) => d,
                     Value::Int(i) => Decimal::parse(&i.to_string()).expect("integer text is a decimal"),
-                    Value::Float(f) => Decimal::from_f64(f).ok_or_else(|| ConvertError(format!("{f} is not finite")))?,
+                    Value::Float(f) => {
+                        Decimal::from_f64(f).ok_or_else(|| ConvertError(format!("{f} is not finite")))?
+                    }
                     other => return err(format!("expected a decimal, found {}", other.type_name())),
                 };
                 check_decimal(d, *precision, *scale, *max_significant).map(Value::Decimal)
@@ -521,9 +536,9 @@ impl Kind {
             (Kind::Json, Value::Text(s)) => self.parse_text(&s),
             (Kind::Uuid, Value::Uuid(u)) => Ok(Value::Uuid(u)),
             (Kind::Uuid, Value::Text(s)) => self.parse_text(&s),
-            (Kind::Unsupported { type_name }, _) => {
-                err(format!("lockgate does not map the type {type_name}; copy this column another way"))
-            }
+            (Kind::Unsupported { type_name }, _) => err(format!(
+                "lockgate does not map the type {type_name}; copy this column another way"
+            )),
             (k, v) => err(format!("expected {}, found {}", k.describe(), v.type_name())),
         }
     }
@@ -535,8 +550,11 @@ fn check_decimal(
     scale: Option<u32>,
     max_significant: Option<u32>,
 ) -> Result<Decimal, ConvertError> {
-    if d.integer_digits() + d.significant_scale() > decimal::MAX_PRECISION || d.significant_scale() > decimal::MAX_SCALE {
-        return err(format!("{d} is wider than DECIMAL(65,30), the widest decimal all engines share"));
+    if d.integer_digits() + d.significant_scale() > decimal::MAX_PRECISION || d.significant_scale() > decimal::MAX_SCALE
+    {
+        return err(format!(
+            "{d} is wider than DECIMAL(65,30), the widest decimal all engines share"
+        ));
     }
     if let Some(max) = max_significant {
         if d.significant_digits() > max {
@@ -549,7 +567,9 @@ fn check_decimal(
     let original = d.clone();
     let d = match scale {
         Some(s) => d.with_scale(s).ok_or_else(|| {
-            ConvertError(format!("{d} has more than {s} decimal places; the column would round it"))
+            ConvertError(format!(
+                "{d} has more than {s} decimal places; the column would round it"
+            ))
         })?,
         None => d,
     };
@@ -643,9 +663,19 @@ mod tests {
 
     #[test]
     fn text_parsing_per_kind() {
-        let int4 = Kind::Int { bytes: 4, unsigned: false };
-        let dec = Kind::Decimal { precision: Some(12), scale: Some(2), max_significant: None };
-        let v10 = Kind::Text { max_chars: Some(3), max_bytes: None };
+        let int4 = Kind::Int {
+            bytes: 4,
+            unsigned: false,
+        };
+        let dec = Kind::Decimal {
+            precision: Some(12),
+            scale: Some(2),
+            max_significant: None,
+        };
+        let v10 = Kind::Text {
+            max_chars: Some(3),
+            max_bytes: None,
+        };
         let tz = Kind::TimestampTz { epoch32: false };
         let ts32 = Kind::TimestampTz { epoch32: true };
         let cases: Vec<(&Kind, &str, &str)> = vec![
@@ -678,10 +708,20 @@ mod tests {
 
     #[test]
     fn json_numbers_stay_exact() {
-        let dec = Kind::Decimal { precision: None, scale: None, max_significant: None };
+        let dec = Kind::Decimal {
+            precision: None,
+            scale: None,
+            max_significant: None,
+        };
         let j: serde_json::Value = serde_json::from_str("12345678901234567890.123456789").unwrap();
-        assert_eq!(dec.parse_json(&j).unwrap().to_string(), "12345678901234567890.123456789");
-        let text = Kind::Text { max_chars: None, max_bytes: None };
+        assert_eq!(
+            dec.parse_json(&j).unwrap().to_string(),
+            "12345678901234567890.123456789"
+        );
+        let text = Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+        };
         assert_eq!(text.parse_json(&serde_json::json!(5)).unwrap().to_string(), "5");
         assert!(text.parse_json(&serde_json::json!({"a": 1})).is_err());
     }

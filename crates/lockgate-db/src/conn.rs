@@ -86,7 +86,12 @@ impl Conn {
     }
 
     /// Runs a query; small results only (introspection, diagnostics, pages).
-    pub async fn query(&mut self, sql: &str, params: &[Value], kinds: Option<&[Kind]>) -> Result<Vec<Vec<Value>>, DbError> {
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        kinds: Option<&[Kind]>,
+    ) -> Result<Vec<Vec<Value>>, DbError> {
         dispatch!(self, c => c.query(sql, params, kinds).await)
     }
 
@@ -165,10 +170,18 @@ impl Conn {
                 .await?
                 .ok_or_else(|| DbError::Invalid(format!("table {input} disappeared while it was being read"))),
             [] => {
-                let names: Vec<String> = all.iter().filter(|t| !t.name.starts_with("lockgate_")).map(|t| t.to_string()).collect();
+                let names: Vec<String> = all
+                    .iter()
+                    .filter(|t| !t.name.starts_with("lockgate_"))
+                    .map(|t| t.to_string())
+                    .collect();
                 Err(DbError::Invalid(format!(
                     "table {input:?} does not exist in this database; tables here: {}",
-                    if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 )))
             }
             many => Err(DbError::Invalid(format!(

@@ -60,7 +60,10 @@ impl Dialect {
     pub fn key_match(&self, left: &str, right: &str, key: &[KeyColumn]) -> String {
         key.iter()
             .map(|k| {
-                let (l, r) = (format!("{left}.{}", self.quote(&k.name)), format!("{right}.{}", self.quote(&k.name)));
+                let (l, r) = (
+                    format!("{left}.{}", self.quote(&k.name)),
+                    format!("{right}.{}", self.quote(&k.name)),
+                );
                 if k.nullable {
                     self.same(&l, &r)
                 } else {
@@ -85,7 +88,11 @@ impl Dialect {
     /// `CREATE TEMPORARY TABLE` for a staging table; columns are (name, declared type)
     /// and carry no constraints, so that every row lands and checks run set-based.
     pub fn create_temp(&self, name: &str, cols: &[(String, String)]) -> String {
-        let body = cols.iter().map(|(n, t)| format!("{} {t}", self.quote(n))).collect::<Vec<_>>().join(", ");
+        let body = cols
+            .iter()
+            .map(|(n, t)| format!("{} {t}", self.quote(n)))
+            .collect::<Vec<_>>()
+            .join(", ");
         match self.0 {
             Engine::Postgres => format!("CREATE TEMPORARY TABLE {} ({body})", self.quote(name)),
             Engine::Mysql => format!("CREATE TEMPORARY TABLE {} ({body}) ENGINE=InnoDB", self.quote(name)),
@@ -111,30 +118,56 @@ impl Dialect {
     }
 
     /// `UPDATE target SET cols = s.cols FROM staging s WHERE key matches [AND filter]`.
-    pub fn update_from(&self, target: &TableName, staging: &str, set: &[String], key: &[KeyColumn], filter: &str) -> String {
+    pub fn update_from(
+        &self,
+        target: &TableName,
+        staging: &str,
+        set: &[String],
+        key: &[KeyColumn],
+        filter: &str,
+    ) -> String {
         let t = self.table(target);
         let s = self.quote(staging);
         let on = self.key_match("t", "s", key);
         match self.0 {
             Engine::Mysql => {
-                let assign = set.iter().map(|c| format!("t.{0} = s.{0}", self.quote(c))).collect::<Vec<_>>().join(", ");
+                let assign = set
+                    .iter()
+                    .map(|c| format!("t.{0} = s.{0}", self.quote(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 format!("UPDATE {t} t JOIN {s} s ON {on} SET {assign} WHERE {filter}")
             }
             Engine::Postgres => {
-                let assign = set.iter().map(|c| format!("{0} = s.{0}", self.quote(c))).collect::<Vec<_>>().join(", ");
+                let assign = set
+                    .iter()
+                    .map(|c| format!("{0} = s.{0}", self.quote(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 format!("UPDATE {t} t SET {assign} FROM {s} s WHERE {on} AND {filter}")
             }
             Engine::Sqlite => {
                 // SQLite's UPDATE … FROM cannot alias the target, so name it in full.
                 let on = self.key_match(&t, "s", key);
-                let assign = set.iter().map(|c| format!("{0} = s.{0}", self.quote(c))).collect::<Vec<_>>().join(", ");
+                let assign = set
+                    .iter()
+                    .map(|c| format!("{0} = s.{0}", self.quote(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 format!("UPDATE {t} SET {assign} FROM {s} s WHERE {on} AND {filter}")
             }
         }
     }
 
     /// `INSERT INTO target (cols) SELECT s.cols FROM staging s WHERE [no row with the key] AND filter`.
-    pub fn insert_select(&self, target: &TableName, staging: &str, cols: &[String], missing_key: Option<&[KeyColumn]>, filter: &str) -> String {
+    pub fn insert_select(
+        &self,
+        target: &TableName,
+        staging: &str,
+        cols: &[String],
+        missing_key: Option<&[KeyColumn]>,
+        filter: &str,
+    ) -> String {
         let t = self.table(target);
         let mut sql = format!(
             "INSERT INTO {t} ({}) SELECT {} FROM {} s WHERE {filter}",
@@ -143,7 +176,10 @@ impl Dialect {
             self.quote(staging)
         );
         if let Some(key) = missing_key {
-            sql.push_str(&format!(" AND NOT EXISTS (SELECT 1 FROM {t} t WHERE {})", self.key_match("t", "s", key)));
+            sql.push_str(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM {t} t WHERE {})",
+                self.key_match("t", "s", key)
+            ));
         }
         sql
     }
@@ -157,10 +193,21 @@ impl Dialect {
                 self.quote(keys),
                 self.key_match("t", "k", key)
             )
-            .replacen("DELETE FROM", if self.0 == Engine::Mysql { "DELETE t FROM" } else { "DELETE FROM" }, 1),
+            .replacen(
+                "DELETE FROM",
+                if self.0 == Engine::Mysql {
+                    "DELETE t FROM"
+                } else {
+                    "DELETE FROM"
+                },
+                1,
+            ),
             Engine::Sqlite => {
                 let on = self.key_match(&t, "k", key);
-                format!("DELETE FROM {t} WHERE ({scope}) AND NOT EXISTS (SELECT 1 FROM {} k WHERE {on})", self.quote(keys))
+                format!(
+                    "DELETE FROM {t} WHERE ({scope}) AND NOT EXISTS (SELECT 1 FROM {} k WHERE {on})",
+                    self.quote(keys)
+                )
             }
         }
     }
@@ -199,6 +246,12 @@ mod tests {
         let my = Dialect(Engine::Mysql);
         assert_eq!(pg.quote("a\"; DROP TABLE x; --"), "\"a\"\"; DROP TABLE x; --\"");
         assert_eq!(my.quote("a`b"), "`a``b`");
-        assert_eq!(pg.table(&TableName { schema: Some("s".into()), name: "T".into() }), "\"s\".\"T\"");
+        assert_eq!(
+            pg.table(&TableName {
+                schema: Some("s".into()),
+                name: "T".into()
+            }),
+            "\"s\".\"T\""
+        );
     }
 }

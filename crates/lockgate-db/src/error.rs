@@ -62,8 +62,8 @@ pub enum DbError {
     Engine {
         /// What Lockgate was doing.
         context: String,
-        /// What the engine said.
-        error: EngineError,
+        /// What the engine said (boxed: errors travel through every `Result`).
+        error: Box<EngineError>,
     },
     /// Input that is wrong before anything is written: unknown table or column,
     /// a key that is not a column, a table that cannot roll back.
@@ -98,7 +98,10 @@ pub enum DbError {
 impl DbError {
     /// Wraps an engine error with what Lockgate was doing.
     pub fn engine(context: impl Into<String>, error: EngineError) -> DbError {
-        DbError::Engine { context: context.into(), error }
+        DbError::Engine {
+            context: context.into(),
+            error: Box::new(error),
+        }
     }
 
     /// Whether retrying the whole unit may succeed.
@@ -117,7 +120,7 @@ impl DbError {
     /// The engine error, when this is one.
     pub fn engine_error(&self) -> Option<&EngineError> {
         match self {
-            DbError::Engine { error, .. } => Some(error),
+            DbError::Engine { error, .. } => Some(error.as_ref()),
             _ => None,
         }
     }

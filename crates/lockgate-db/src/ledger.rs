@@ -42,7 +42,11 @@ pub struct Holder {
 impl Holder {
     /// This process, doing `what`.
     pub fn current(what: impl Into<String>) -> Holder {
-        Holder { what: what.into(), host: hostname(), pid: std::process::id() }
+        Holder {
+            what: what.into(),
+            host: hostname(),
+            pid: std::process::id(),
+        }
     }
 
     fn describe(&self) -> String {
@@ -229,15 +233,19 @@ impl Ledger {
     async fn ensure_schema(&mut self) -> Result<(), DbError> {
         let engine = self.conn.engine();
         let meta = match engine {
-            Engine::Mysql => "CREATE TABLE IF NOT EXISTS lockgate_meta (name varchar(100) PRIMARY KEY, value longtext NOT NULL) \
-                              ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            Engine::Mysql => {
+                "CREATE TABLE IF NOT EXISTS lockgate_meta (name varchar(100) PRIMARY KEY, value longtext NOT NULL) \
+                              ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+            }
             _ => "CREATE TABLE IF NOT EXISTS lockgate_meta (name varchar(100) PRIMARY KEY, value text NOT NULL)",
         };
         // Serialize concurrent upgrades of the same database.
         match engine {
             Engine::Postgres => self.conn.batch("SELECT pg_advisory_lock(7394561)").await?,
             Engine::Mysql => {
-                self.conn.query("SELECT GET_LOCK(CONCAT('lockgate-schema:', DATABASE()), 60)", &[], None).await?;
+                self.conn
+                    .query("SELECT GET_LOCK(CONCAT('lockgate-schema:', DATABASE()), 60)", &[], None)
+                    .await?;
             }
             Engine::Sqlite => {}
         }
@@ -245,7 +253,9 @@ impl Ledger {
         match engine {
             Engine::Postgres => self.conn.batch("SELECT pg_advisory_unlock(7394561)").await?,
             Engine::Mysql => {
-                self.conn.query("SELECT RELEASE_LOCK(CONCAT('lockgate-schema:', DATABASE()))", &[], None).await?;
+                self.conn
+                    .query("SELECT RELEASE_LOCK(CONCAT('lockgate-schema:', DATABASE()))", &[], None)
+                    .await?;
             }
             Engine::Sqlite => {}
         }
@@ -260,10 +270,20 @@ impl Ledger {
         }
         let result = async {
             self.conn.batch(meta).await?;
-            let rows = self.conn.query("SELECT value FROM lockgate_meta WHERE name = 'schema_version'", &[], None).await?;
+            let rows = self
+                .conn
+                .query(
+                    "SELECT value FROM lockgate_meta WHERE name = 'schema_version'",
+                    &[],
+                    None,
+                )
+                .await?;
             let current = rows.first().and_then(|r| r.first()).and_then(int).unwrap_or(0);
             if current > SCHEMA_VERSION {
-                return Err(DbError::LedgerTooNew { found: current, known: SCHEMA_VERSION });
+                return Err(DbError::LedgerTooNew {
+                    found: current,
+                    known: SCHEMA_VERSION,
+                });
             }
             for (version, statements) in migrations(engine) {
                 if version <= current {
@@ -272,10 +292,15 @@ impl Ledger {
                 for sql in statements {
                     self.conn.batch(sql).await?;
                 }
-                self.conn.execute("DELETE FROM lockgate_meta WHERE name = 'schema_version'", &[]).await?;
+                self.conn
+                    .execute("DELETE FROM lockgate_meta WHERE name = 'schema_version'", &[])
+                    .await?;
                 let p = self.conn.dialect().param(1);
                 self.conn
-                    .execute(&format!("INSERT INTO lockgate_meta (name, value) VALUES ('schema_version', {p})"), &[Value::Text(version.to_string())])
+                    .execute(
+                        &format!("INSERT INTO lockgate_meta (name, value) VALUES ('schema_version', {p})"),
+                        &[Value::Text(version.to_string())],
+                    )
                     .await?;
             }
             Ok(())
@@ -293,7 +318,14 @@ impl Ledger {
 
     /// The ledger schema version found in the database.
     pub async fn schema_version(&mut self) -> Result<i64, DbError> {
-        let rows = self.conn.query("SELECT value FROM lockgate_meta WHERE name = 'schema_version'", &[], None).await?;
+        let rows = self
+            .conn
+            .query(
+                "SELECT value FROM lockgate_meta WHERE name = 'schema_version'",
+                &[],
+                None,
+            )
+            .await?;
         Ok(rows.first().and_then(|r| r.first()).and_then(int).unwrap_or(0))
     }
 
@@ -312,22 +344,48 @@ impl Ledger {
         let t = now();
         let rows = self
             .conn
-            .query(&sql, &[Value::Text(kind.into()), Value::Text(job.into()), Value::Text("running".into()), Value::Text(holder.describe()), t.clone(), t], None)
+            .query(
+                &sql,
+                &[
+                    Value::Text(kind.into()),
+                    Value::Text(job.into()),
+                    Value::Text("running".into()),
+                    Value::Text(holder.describe()),
+                    t.clone(),
+                    t,
+                ],
+                None,
+            )
             .await?;
-        rows.first().and_then(|r| r.first()).and_then(int).ok_or_else(|| DbError::Internal("the run insert returned no id".into()))
+        rows.first()
+            .and_then(|r| r.first())
+            .and_then(int)
+            .ok_or_else(|| DbError::Internal("the run insert returned no id".into()))
     }
 
     /// Records progress (and a heartbeat) of a run.
     pub async fn progress(&mut self, run: i64, done: u64, total: Option<u64>) -> Result<(), DbError> {
         let p = self.params(4);
-        let sql = format!("UPDATE lockgate_runs SET progress_done = {}, progress_total = {}, heartbeat_at = {} WHERE id = {}", p[0], p[1], p[2], p[3]);
+        let sql = format!(
+            "UPDATE lockgate_runs SET progress_done = {}, progress_total = {}, heartbeat_at = {} WHERE id = {}",
+            p[0], p[1], p[2], p[3]
+        );
         let total = total.map_or(Value::Null, |t| Value::Int(t as i64));
-        self.conn.execute(&sql, &[Value::Int(done as i64), total, now(), Value::Int(run)]).await?;
+        self.conn
+            .execute(&sql, &[Value::Int(done as i64), total, now(), Value::Int(run)])
+            .await?;
         Ok(())
     }
 
     /// Records the end of a run with its outcome (JSON) and error.
-    pub async fn finish_run(&mut self, run: i64, status: RunStatus, done: u64, outcome: &serde_json::Value, error: Option<&str>) -> Result<(), DbError> {
+    pub async fn finish_run(
+        &mut self,
+        run: i64,
+        status: RunStatus,
+        done: u64,
+        outcome: &serde_json::Value,
+        error: Option<&str>,
+    ) -> Result<(), DbError> {
         let p = self.params(7);
         let sql = format!(
             "UPDATE lockgate_runs SET status = {}, ended_at = {}, heartbeat_at = {}, progress_done = {}, outcome = {}, error = {} WHERE id = {}",
@@ -336,7 +394,18 @@ impl Ledger {
         let t = now();
         let error = error.map_or(Value::Null, |e| Value::Text(e.into()));
         self.conn
-            .execute(&sql, &[Value::Text(status.as_str().into()), t.clone(), t, Value::Int(done as i64), Value::Text(outcome.to_string()), error, Value::Int(run)])
+            .execute(
+                &sql,
+                &[
+                    Value::Text(status.as_str().into()),
+                    t.clone(),
+                    t,
+                    Value::Int(done as i64),
+                    Value::Text(outcome.to_string()),
+                    error,
+                    Value::Int(run),
+                ],
+            )
             .await?;
         Ok(())
     }
@@ -375,31 +444,55 @@ impl Ledger {
         let token = fastrand::i64(1..i64::MAX);
         loop {
             if self.try_lock(job, holder, token).await? {
-                return Ok(JobLock { job: job.to_string(), token });
+                return Ok(JobLock {
+                    job: job.to_string(),
+                    token,
+                });
             }
             if started.elapsed() >= timeout {
-                let who = self.holder_of(job).await?.unwrap_or_else(|| "another lockgate process".into());
-                return Err(DbError::LockTimeout { job: job.to_string(), holder: who, waited: started.elapsed() });
+                let who = self
+                    .holder_of(job)
+                    .await?
+                    .unwrap_or_else(|| "another lockgate process".into());
+                return Err(DbError::LockTimeout {
+                    job: job.to_string(),
+                    holder: who,
+                    waited: started.elapsed(),
+                });
             }
-            tokio::time::sleep(Duration::from_millis(100).min(timeout.saturating_sub(started.elapsed())).max(Duration::from_millis(10))).await;
+            tokio::time::sleep(
+                Duration::from_millis(100)
+                    .min(timeout.saturating_sub(started.elapsed()))
+                    .max(Duration::from_millis(10)),
+            )
+            .await;
         }
     }
 
     fn server_lock_name(&self, job: &str) -> String {
         // GET_LOCK names are server-wide and at most 64 characters: hash the database and job.
-        format!("lockgate:{:016x}", fnv64(&format!("{}\u{0}{job}", self.url.database().unwrap_or_default())))
+        format!(
+            "lockgate:{:016x}",
+            fnv64(&format!("{}\u{0}{job}", self.url.database().unwrap_or_default()))
+        )
     }
 
     async fn try_lock(&mut self, job: &str, holder: &Holder, token: i64) -> Result<bool, DbError> {
         let got = match self.conn.engine() {
             Engine::Postgres => {
                 let key = fnv64(job) as i64;
-                let rows = self.conn.query("SELECT pg_try_advisory_lock($1)", &[Value::Int(key)], None).await?;
+                let rows = self
+                    .conn
+                    .query("SELECT pg_try_advisory_lock($1)", &[Value::Int(key)], None)
+                    .await?;
                 matches!(rows.first().and_then(|r| r.first()), Some(Value::Bool(true)))
             }
             Engine::Mysql => {
                 let name = self.server_lock_name(job);
-                let rows = self.conn.query("SELECT GET_LOCK(?, 0)", &[Value::Text(name)], None).await?;
+                let rows = self
+                    .conn
+                    .query("SELECT GET_LOCK(?, 0)", &[Value::Text(name)], None)
+                    .await?;
                 rows.first().and_then(|r| r.first()).and_then(int) == Some(1)
             }
             Engine::Sqlite => return self.try_lock_sqlite(job, holder, token).await,
@@ -412,7 +505,12 @@ impl Ledger {
 
     async fn write_lock_row(&mut self, job: &str, holder: &Holder, token: i64) -> Result<(), DbError> {
         let p = self.params(7);
-        self.conn.execute(&format!("DELETE FROM lockgate_locks WHERE job = {}", p[0]), &[Value::Text(job.into())]).await?;
+        self.conn
+            .execute(
+                &format!("DELETE FROM lockgate_locks WHERE job = {}", p[0]),
+                &[Value::Text(job.into())],
+            )
+            .await?;
         let t = now();
         self.conn
             .execute(
@@ -444,7 +542,11 @@ impl Ledger {
         let result = async {
             let rows = self
                 .conn
-                .query("SELECT host, pid, heartbeat_at FROM lockgate_locks WHERE job = ?1", &[Value::Text(job.into())], None)
+                .query(
+                    "SELECT host, pid, heartbeat_at FROM lockgate_locks WHERE job = ?1",
+                    &[Value::Text(job.into())],
+                    None,
+                )
                 .await?;
             if let Some(r) = rows.first() {
                 let host = text(&r[0]).unwrap_or_default();
@@ -474,24 +576,45 @@ impl Ledger {
         let p = self.params(1);
         let rows = self
             .conn
-            .query(&format!("SELECT holder, acquired_at FROM lockgate_locks WHERE job = {}", p[0]), &[Value::Text(job.into())], None)
+            .query(
+                &format!("SELECT holder, acquired_at FROM lockgate_locks WHERE job = {}", p[0]),
+                &[Value::Text(job.into())],
+                None,
+            )
             .await?;
-        Ok(rows.first().map(|r| format!("{}, since {}", text(&r[0]).unwrap_or_default(), text(&r[1]).unwrap_or_default())))
+        Ok(rows.first().map(|r| {
+            format!(
+                "{}, since {}",
+                text(&r[0]).unwrap_or_default(),
+                text(&r[1]).unwrap_or_default()
+            )
+        }))
     }
 
     /// Gives a lock back.
     pub async fn unlock(&mut self, lock: JobLock) -> Result<(), DbError> {
         let p = self.params(2);
         self.conn
-            .execute(&format!("DELETE FROM lockgate_locks WHERE job = {} AND token = {}", p[0], p[1]), &[Value::Text(lock.job.clone()), Value::Int(lock.token)])
+            .execute(
+                &format!("DELETE FROM lockgate_locks WHERE job = {} AND token = {}", p[0], p[1]),
+                &[Value::Text(lock.job.clone()), Value::Int(lock.token)],
+            )
             .await?;
         match self.conn.engine() {
             Engine::Postgres => {
-                self.conn.query("SELECT pg_advisory_unlock($1)", &[Value::Int(fnv64(&lock.job) as i64)], None).await?;
+                self.conn
+                    .query(
+                        "SELECT pg_advisory_unlock($1)",
+                        &[Value::Int(fnv64(&lock.job) as i64)],
+                        None,
+                    )
+                    .await?;
             }
             Engine::Mysql => {
                 let name = self.server_lock_name(&lock.job);
-                self.conn.query("SELECT RELEASE_LOCK(?)", &[Value::Text(name)], None).await?;
+                self.conn
+                    .query("SELECT RELEASE_LOCK(?)", &[Value::Text(name)], None)
+                    .await?;
             }
             Engine::Sqlite => {}
         }
@@ -502,7 +625,13 @@ impl Ledger {
     pub async fn heartbeat(&mut self, lock: &JobLock) -> Result<(), DbError> {
         let p = self.params(3);
         self.conn
-            .execute(&format!("UPDATE lockgate_locks SET heartbeat_at = {} WHERE job = {} AND token = {}", p[0], p[1], p[2]), &[now(), Value::Text(lock.job.clone()), Value::Int(lock.token)])
+            .execute(
+                &format!(
+                    "UPDATE lockgate_locks SET heartbeat_at = {} WHERE job = {} AND token = {}",
+                    p[0], p[1], p[2]
+                ),
+                &[now(), Value::Text(lock.job.clone()), Value::Int(lock.token)],
+            )
             .await?;
         Ok(())
     }

@@ -16,10 +16,10 @@ pub mod mysql;
 pub mod pg;
 pub mod read;
 pub mod sqlite;
-pub mod types;
-pub mod url;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod types;
+pub mod url;
 pub mod writer;
 
 pub use conn::{BulkOutcome, Conn};

@@ -18,12 +18,9 @@ use crate::url::{DbUrl, Engine};
 use bytes::Bytes;
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use futures_util::StreamExt;
-use lockgate_core::value::{
-    parse_date, parse_time, parse_timestamp, parse_timestamptz, ConvertError,
-};
+use lockgate_core::value::{parse_date, parse_time, parse_timestamp, parse_timestamptz, ConvertError};
 use lockgate_core::{
-    CheckConstraint, Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName,
-    UniqueConstraint, Value,
+    CheckConstraint, Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName, UniqueConstraint, Value,
 };
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
@@ -74,35 +71,32 @@ impl MyConn {
             url: url.redacted(),
             message,
         };
-        let mut conn =
-            match tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts)).await {
-                Err(_) => {
-                    return Err(connect_error(format!(
-                        "no answer within {}s",
-                        CONNECT_TIMEOUT.as_secs()
-                    )))
-                }
-                Ok(Err(e)) => return Err(connect_error(connect_message(&e))),
-                Ok(Ok(conn)) => conn,
-            };
+        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts)).await {
+            Err(_) => {
+                return Err(connect_error(format!(
+                    "no answer within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            }
+            Ok(Err(e)) => return Err(connect_error(connect_message(&e))),
+            Ok(Ok(conn)) => conn,
+        };
         if let Err(e) = conn.query_drop(SESSION_SETUP).await {
             return Err(connect_error(format!(
                 "setting up the session failed: {}",
                 connect_message(&e)
             )));
         }
-        let settings: Option<(Option<i64>, Option<u64>)> = match conn
-            .query_first("SELECT @@local_infile, @@max_allowed_packet")
-            .await
-        {
-            Ok(row) => row,
-            Err(e) => {
-                return Err(connect_error(format!(
-                    "reading server settings failed: {}",
-                    connect_message(&e)
-                )))
-            }
-        };
+        let settings: Option<(Option<i64>, Option<u64>)> =
+            match conn.query_first("SELECT @@local_infile, @@max_allowed_packet").await {
+                Ok(row) => row,
+                Err(e) => {
+                    return Err(connect_error(format!(
+                        "reading server settings failed: {}",
+                        connect_message(&e)
+                    )))
+                }
+            };
         let (local_infile, max_allowed_packet) = settings.unwrap_or((None, None));
         Ok(MyConn {
             conn,
@@ -207,10 +201,7 @@ impl MyConn {
     pub async fn describe(&mut self, name: &TableName) -> Result<Option<Table>, DbError> {
         // The plain equality lets information_schema look the table up directly; the
         // BINARY one makes the match exact whatever the collation.
-        let key = [
-            Value::Text(name.name.clone()),
-            Value::Text(name.name.clone()),
-        ];
+        let key = [Value::Text(name.name.clone()), Value::Text(name.name.clone())];
         let tables = self
             .query(
                 "SELECT ENGINE FROM information_schema.TABLES \
@@ -272,8 +263,7 @@ impl MyConn {
             let clause = clause.trim();
             clause.len() > 11
                 && clause[..11].eq_ignore_ascii_case("json_valid(")
-                && clause[11..].trim_end().strip_suffix(')').map(str::trim)
-                    == Some(quote(column).as_str())
+                && clause[11..].trim_end().strip_suffix(')').map(str::trim) == Some(quote(column).as_str())
         };
         let checks_raw: Vec<(String, String)> = check_rows
             .iter()
@@ -288,26 +278,17 @@ impl MyConn {
             let data_type = r.get(1).and_then(text).unwrap_or_default();
             let column_type = r.get(2).and_then(text).unwrap_or_default();
             let char_max = r.get(3).and_then(int).and_then(|n| u64::try_from(n).ok());
-            let nullable = r
-                .get(4)
-                .and_then(text)
-                .is_some_and(|s| s.eq_ignore_ascii_case("YES"));
+            let nullable = r.get(4).and_then(text).is_some_and(|s| s.eq_ignore_ascii_case("YES"));
             let default = r
                 .get(5)
                 .and_then(text)
                 .filter(|d| !(nullable && d.eq_ignore_ascii_case("NULL")));
-            let extra = r
-                .get(6)
-                .and_then(text)
-                .unwrap_or_default()
-                .to_ascii_lowercase();
+            let extra = r.get(6).and_then(text).unwrap_or_default().to_ascii_lowercase();
             let generated = extra.contains("auto_increment")
                 || extra.contains("virtual")
                 || extra.contains("stored")
                 || extra.contains("persistent");
-            let is_json = checks_raw
-                .iter()
-                .any(|(_, clause)| is_json_check(clause, &name));
+            let is_json = checks_raw.iter().any(|(_, clause)| is_json_check(clause, &name));
             columns.push(Column {
                 kind: types::mysql_kind(&data_type, &column_type, char_max, is_json),
                 name,
@@ -406,11 +387,7 @@ impl MyConn {
         rows: &[Row],
         ordinal: Option<&str>,
     ) -> Result<BulkOutcome, DbError> {
-        if let Some((i, row)) = rows
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.values.len() != columns.len())
-        {
+        if let Some((i, row)) = rows.iter().enumerate().find(|(_, r)| r.values.len() != columns.len()) {
             return Err(DbError::Internal(format!(
                 "row {} has {} values for {} columns",
                 i + 1,
@@ -425,9 +402,7 @@ impl MyConn {
             match self.load_data(target, columns, rows, ordinal).await {
                 // The server refused LOCAL after all (1148 not allowed, 3948/4166
                 // disabled): remember it and take the INSERT path. Nothing was written.
-                Err(DbError::Engine { error, .. })
-                    if matches!(error.code.as_str(), "1148" | "3948" | "4166") =>
-                {
+                Err(DbError::Engine { error, .. }) if matches!(error.code.as_str(), "1148" | "3948" | "4166") => {
                     self.local_infile = false;
                 }
                 other => return other,
@@ -478,9 +453,8 @@ impl MyConn {
         // driver's handler through a small channel: memory stays bounded by the batch.
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
         self.conn.set_infile_handler(async move {
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|chunk| (Ok(chunk), rx))
-            });
+            let stream =
+                futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (Ok(chunk), rx)) });
             Ok(stream.boxed())
         });
         let chunk_bytes = CHUNK_BYTES.min((self.max_allowed_packet / 2).max(1024) as usize);
@@ -489,12 +463,7 @@ impl MyConn {
             let mut buf = Vec::with_capacity(chunk_bytes + 4096);
             for (i, row) in rows.iter().enumerate() {
                 encode_row(&mut buf, &row.values, hex_ref, ordinal.map(|_| i));
-                if buf.len() >= chunk_bytes
-                    && tx
-                        .send(Bytes::from(std::mem::take(&mut buf)))
-                        .await
-                        .is_err()
-                {
+                if buf.len() >= chunk_bytes && tx.send(Bytes::from(std::mem::take(&mut buf))).await.is_err() {
                     // The driver stopped reading (the load failed); its error tells why.
                     return;
                 }
@@ -549,12 +518,7 @@ impl MyConn {
             let mut end = start;
             let mut bytes = 0usize;
             while end < rows.len() && end - start < max_rows {
-                let size = rows[end]
-                    .values
-                    .iter()
-                    .map(Value::approx_bytes)
-                    .sum::<usize>()
-                    + 8 * per_row;
+                let size = rows[end].values.iter().map(Value::approx_bytes).sum::<usize>() + 8 * per_row;
                 if end > start && bytes + size > max_bytes {
                     break;
                 }
@@ -574,10 +538,7 @@ impl MyConn {
                     params.push(MyValue::Int((start + i) as i64));
                 }
             }
-            let result = self
-                .conn
-                .exec_drop(sql.as_str(), Params::Positional(params))
-                .await;
+            let result = self.conn.exec_drop(sql.as_str(), Params::Positional(params)).await;
             if let Err(e) = result {
                 let mut err = self.fail(&context, e);
                 if let DbError::Engine { error, .. } = &mut err {
@@ -598,11 +559,7 @@ impl MyConn {
 
     /// After a bulk statement: fewer rows than given, or any warning, is a failure
     /// described by the first warning.
-    async fn check_complete(
-        &mut self,
-        context: &str,
-        expected: usize,
-    ) -> Result<BulkOutcome, DbError> {
+    async fn check_complete(&mut self, context: &str, expected: usize) -> Result<BulkOutcome, DbError> {
         let affected = self.conn.affected_rows();
         let warnings = self.conn.get_warnings();
         if affected == expected as u64 && warnings == 0 {
@@ -611,22 +568,19 @@ impl MyConn {
                 row_errors: vec![],
             });
         }
-        let shown: Vec<(Option<u64>, Option<String>)> = match self
-            .conn
-            .query(format!("SHOW WARNINGS LIMIT {WARNINGS_QUOTED}"))
-            .await
-        {
-            Ok(rows) => rows
-                .into_iter()
-                .map(|r: mysql_async::Row| {
-                    (
-                        r.get::<Option<u64>, _>(1).flatten(),
-                        r.get::<Option<String>, _>(2).flatten(),
-                    )
-                })
-                .collect(),
-            Err(e) => return Err(self.fail(context, e)),
-        };
+        let shown: Vec<(Option<u64>, Option<String>)> =
+            match self.conn.query(format!("SHOW WARNINGS LIMIT {WARNINGS_QUOTED}")).await {
+                Ok(rows) => rows
+                    .into_iter()
+                    .map(|r: mysql_async::Row| {
+                        (
+                            r.get::<Option<u64>, _>(1).flatten(),
+                            r.get::<Option<String>, _>(2).flatten(),
+                        )
+                    })
+                    .collect(),
+                Err(e) => return Err(self.fail(context, e)),
+            };
         let error = match shown.first() {
             Some((code, Some(message))) => {
                 let mut e = server_error(code.unwrap_or(0), message);
@@ -667,10 +621,7 @@ impl MyConn {
 fn running(sql: &str) -> String {
     let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() > 100 {
-        format!(
-            "running {}…",
-            one_line.chars().take(100).collect::<String>()
-        )
+        format!("running {}…", one_line.chars().take(100).collect::<String>())
     } else {
         format!("running {one_line}")
     }
@@ -737,11 +688,7 @@ fn server_error(code: u64, message: &str) -> EngineError {
     err.column = message_column(message);
     err.constraint = message_constraint(message);
     // A duplicate names the existing row's key, not a position in the data.
-    err.row = if code == 1062 {
-        None
-    } else {
-        message_row(message)
-    };
+    err.row = if code == 1062 { None } else { message_row(message) };
     err.transient = matches!(code, 1205 | 1213);
     // Gone away, lost during query, server shutdown, killed, idle timeout.
     err.connection_lost = matches!(code, 2006 | 2013 | 1053 | 1927 | 4031);
@@ -838,9 +785,7 @@ fn to_my(v: &Value) -> MyValue {
         Value::Decimal(d) => MyValue::Bytes(d.as_str().as_bytes().to_vec()),
         Value::Text(s) => MyValue::Bytes(s.as_bytes().to_vec()),
         Value::Bytes(b) => MyValue::Bytes(b.clone()),
-        Value::Date(d) => {
-            MyValue::Date(d.year() as u16, d.month() as u8, d.day() as u8, 0, 0, 0, 0)
-        }
+        Value::Date(d) => MyValue::Date(d.year() as u16, d.month() as u8, d.day() as u8, 0, 0, 0, 0),
         Value::Time(t) => MyValue::Time(
             false,
             0,
@@ -896,11 +841,7 @@ fn int(v: &Value) -> Option<i64> {
 }
 
 /// Decodes one result cell, by `kind` when given, else by the column's type.
-fn decode(
-    v: MyValue,
-    column: &mysql_async::Column,
-    kind: Option<&Kind>,
-) -> Result<Value, ConvertError> {
+fn decode(v: MyValue, column: &mysql_async::Column, kind: Option<&Kind>) -> Result<Value, ConvertError> {
     let kind = kind.filter(|k| !matches!(k, Kind::Any));
     let Some(kind) = kind else {
         return decode_native(v, column);
@@ -911,8 +852,7 @@ fn decode(
             // Bytes stay raw (parse_text would read a "\x" prefix as hex).
             Kind::Bytes { .. } => kind.check(Value::Bytes(b)),
             _ => {
-                let s = String::from_utf8(b)
-                    .map_err(|_| ConvertError("is not valid UTF-8 text".into()))?;
+                let s = String::from_utf8(b).map_err(|_| ConvertError("is not valid UTF-8 text".into()))?;
                 kind.parse_text(&s)
             }
         },
@@ -952,17 +892,13 @@ fn decode_native(v: MyValue, column: &mysql_async::Column) -> Result<Value, Conv
             let dt = datetime(y, m, d, h, mi, s, us)?;
             Ok(match ty {
                 T::MYSQL_TYPE_DATE | T::MYSQL_TYPE_NEWDATE => Value::Date(dt.date()),
-                T::MYSQL_TYPE_TIMESTAMP | T::MYSQL_TYPE_TIMESTAMP2 => {
-                    Value::TimestampTz(dt.and_utc())
-                }
+                T::MYSQL_TYPE_TIMESTAMP | T::MYSQL_TYPE_TIMESTAMP2 => Value::TimestampTz(dt.and_utc()),
                 _ => Value::Timestamp(dt),
             })
         }
         MyValue::Time(neg, days, h, mi, s, us) => Ok(Value::Time(time(neg, days, h, mi, s, us)?)),
         MyValue::Bytes(b) => {
-            let as_text = |b: Vec<u8>| {
-                String::from_utf8(b).map_err(|_| ConvertError("is not valid UTF-8 text".into()))
-            };
+            let as_text = |b: Vec<u8>| String::from_utf8(b).map_err(|_| ConvertError("is not valid UTF-8 text".into()));
             match ty {
                 T::MYSQL_TYPE_TINY
                 | T::MYSQL_TYPE_SHORT
@@ -988,18 +924,14 @@ fn decode_native(v: MyValue, column: &mysql_async::Column) -> Result<Value, Conv
                         .map(Value::Decimal)
                         .ok_or_else(|| ConvertError(format!("{s:?} is not a decimal number")))
                 }
-                T::MYSQL_TYPE_DATE | T::MYSQL_TYPE_NEWDATE => {
-                    Ok(Value::Date(parse_date(&as_text(b)?)?))
-                }
+                T::MYSQL_TYPE_DATE | T::MYSQL_TYPE_NEWDATE => Ok(Value::Date(parse_date(&as_text(b)?)?)),
                 T::MYSQL_TYPE_DATETIME | T::MYSQL_TYPE_DATETIME2 => {
                     Ok(Value::Timestamp(parse_timestamp(&as_text(b)?)?))
                 }
                 T::MYSQL_TYPE_TIMESTAMP | T::MYSQL_TYPE_TIMESTAMP2 => {
                     Ok(Value::TimestampTz(parse_timestamptz(&as_text(b)?)?))
                 }
-                T::MYSQL_TYPE_TIME | T::MYSQL_TYPE_TIME2 => {
-                    Ok(Value::Time(parse_time(&as_text(b)?)?))
-                }
+                T::MYSQL_TYPE_TIME | T::MYSQL_TYPE_TIME2 => Ok(Value::Time(parse_time(&as_text(b)?)?)),
                 T::MYSQL_TYPE_JSON => Kind::Json.parse_text(&as_text(b)?),
                 T::MYSQL_TYPE_BIT | T::MYSQL_TYPE_GEOMETRY => Ok(Value::Bytes(b)),
                 T::MYSQL_TYPE_NULL => Ok(Value::Null),
@@ -1018,21 +950,11 @@ fn decode_native(v: MyValue, column: &mysql_async::Column) -> Result<Value, Conv
 fn uint(u: u64) -> Value {
     match i64::try_from(u) {
         Ok(i) => Value::Int(i),
-        Err(_) => Value::Decimal(
-            Decimal::parse(&u.to_string()).expect("the digits of an integer are a decimal"),
-        ),
+        Err(_) => Value::Decimal(Decimal::parse(&u.to_string()).expect("the digits of an integer are a decimal")),
     }
 }
 
-fn datetime(
-    y: u16,
-    m: u8,
-    d: u8,
-    h: u8,
-    mi: u8,
-    s: u8,
-    us: u32,
-) -> Result<NaiveDateTime, ConvertError> {
+fn datetime(y: u16, m: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> Result<NaiveDateTime, ConvertError> {
     NaiveDate::from_ymd_opt(i32::from(y), u32::from(m), u32::from(d))
         .and_then(|date| date.and_hms_micro_opt(u32::from(h), u32::from(mi), u32::from(s), us))
         .ok_or_else(|| {
@@ -1155,10 +1077,7 @@ mod tests {
         assert_eq!((e.column.as_deref(), e.row), (Some("name"), None));
         let e = server_error(1406, "Data too long for column 'x' at row 12");
         assert_eq!((e.column.as_deref(), e.row), (Some("x"), Some(12)));
-        let e = server_error(
-            1366,
-            "Incorrect integer value: 'a' for column `db`.`t`.`q``x` at row 1",
-        );
+        let e = server_error(1366, "Incorrect integer value: 'a' for column `db`.`t`.`q``x` at row 1");
         assert_eq!((e.column.as_deref(), e.row), (Some("q`x"), Some(1)));
         let e = server_error(4025, "CONSTRAINT `qty_pos` failed for `db`.`t`");
         assert_eq!((e.constraint.as_deref(), e.column), (Some("qty_pos"), None));
@@ -1195,12 +1114,7 @@ mod tests {
             Value::Bytes(vec![0, 255]),
             Value::Text("\\N".into()),
         ];
-        encode_row(
-            &mut out,
-            &values,
-            &[false, false, false, false, true, false],
-            Some(7),
-        );
+        encode_row(&mut out, &values, &[false, false, false, false, true, false], Some(7));
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "a\\tb\\nc\\\\d\\re\\0\t\\N\t1\t1e300\t00FF\t\\\\N\t7\n"

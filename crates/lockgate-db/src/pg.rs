@@ -7,7 +7,9 @@ use crate::types;
 use crate::url::DbUrl;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
-use lockgate_core::{CheckConstraint, Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName, UniqueConstraint, Value};
+use lockgate_core::{
+    CheckConstraint, Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName, UniqueConstraint, Value,
+};
 use std::error::Error as StdError;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 use tokio_postgres::{Client, NoTls};
@@ -78,7 +80,7 @@ impl ToSql for Param<'_> {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
         let v = self.0;
         match (v, ty) {
-            (Value::Null, _) => return Ok(IsNull::Yes),
+            (Value::Null, _) => Ok(IsNull::Yes),
             (Value::Bool(b), &Type::BOOL) => b.to_sql(ty, out),
             (Value::Int(i), &Type::INT2) => i16::try_from(*i)?.to_sql(ty, out),
             (Value::Int(i), &Type::INT4) => i32::try_from(*i)?.to_sql(ty, out),
@@ -143,7 +145,9 @@ impl<'a> FromSql<'a> for Cell {
             Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::CHAR => {
                 Value::Text(String::from_utf8(raw.to_vec())?)
             }
-            _ if matches!(ty.kind(), tokio_postgres::types::Kind::Enum(_)) => Value::Text(String::from_utf8(raw.to_vec())?),
+            _ if matches!(ty.kind(), tokio_postgres::types::Kind::Enum(_)) => {
+                Value::Text(String::from_utf8(raw.to_vec())?)
+            }
             _ => return Err(format!("lockgate does not map the PostgreSQL type {}", ty.name()).into()),
         };
         Ok(Cell(v))
@@ -209,7 +213,11 @@ fn decode_numeric(raw: &[u8]) -> Result<Decimal, BoxError> {
         i += 1;
     }
     frac.truncate(dscale);
-    let text = format!("{}{int}{}{frac}", if sign == 0x4000 { "-" } else { "" }, if dscale > 0 { "." } else { "" });
+    let text = format!(
+        "{}{int}{}{frac}",
+        if sign == 0x4000 { "-" } else { "" },
+        if dscale > 0 { "." } else { "" }
+    );
     Decimal::parse(&text).ok_or_else(|| format!("bad numeric {text}").into())
 }
 
@@ -221,7 +229,11 @@ fn encode_numeric(d: &Decimal, out: &mut BytesMut) {
     let int_pad = (4 - int.len() % 4) % 4;
     let frac_pad = (4 - frac.len() % 4) % 4;
     let digits: String = format!("{}{int}{frac}{}", "0".repeat(int_pad), "0".repeat(frac_pad));
-    let mut groups: Vec<i16> = digits.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap_or("0").parse().unwrap_or(0)).collect();
+    let mut groups: Vec<i16> = digits
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap_or("0").parse().unwrap_or(0))
+        .collect();
     let mut weight = ((int.len() + int_pad) / 4) as i16 - 1;
     while groups.first() == Some(&0) {
         groups.remove(0);
@@ -289,10 +301,13 @@ const COPY_CHUNK: usize = 512 * 1024;
 impl PgConn {
     /// Connects and sets the session to UTC.
     pub async fn connect(url: &DbUrl) -> Result<Self, DbError> {
-        let config: tokio_postgres::Config = url
-            .as_str()
-            .parse()
-            .map_err(|e: tokio_postgres::Error| DbError::BadUrl(format!("bad PostgreSQL URL {}: {}", url.redacted(), one_line(&e.to_string()))))?;
+        let config: tokio_postgres::Config = url.as_str().parse().map_err(|e: tokio_postgres::Error| {
+            DbError::BadUrl(format!(
+                "bad PostgreSQL URL {}: {}",
+                url.redacted(),
+                one_line(&e.to_string())
+            ))
+        })?;
         let (client, connection) = config.connect(NoTls).await.map_err(|e| DbError::Connect {
             url: url.redacted(),
             message: match e.as_db_error() {
@@ -306,7 +321,8 @@ impl PgConn {
             }
         });
         let mut conn = PgConn { client };
-        conn.batch("SET TIME ZONE 'UTC'; SET application_name = 'lockgate'").await?;
+        conn.batch("SET TIME ZONE 'UTC'; SET application_name = 'lockgate'")
+            .await?;
         Ok(conn)
     }
 
@@ -324,7 +340,12 @@ impl PgConn {
 
     /// Runs a query; cells are decoded by their PostgreSQL types, then checked
     /// against `kinds` when given.
-    pub async fn query(&mut self, sql: &str, params: &[Value], kinds: Option<&[Kind]>) -> Result<Vec<Vec<Value>>, DbError> {
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        kinds: Option<&[Kind]>,
+    ) -> Result<Vec<Vec<Value>>, DbError> {
         let params: Vec<Param> = params.iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let rows = self.client.query(sql, &refs).await.map_err(|e| err(sql, e))?;
@@ -333,11 +354,20 @@ impl PgConn {
             let mut values = Vec::with_capacity(row.len());
             for i in 0..row.len() {
                 let Cell(v) = row.try_get::<_, Cell>(i).map_err(|e| {
-                    DbError::engine(sql, EngineError::new("decode", format!("column {}: {}", row.columns()[i].name(), one_line(&e.to_string()))))
+                    DbError::engine(
+                        sql,
+                        EngineError::new(
+                            "decode",
+                            format!("column {}: {}", row.columns()[i].name(), one_line(&e.to_string())),
+                        ),
+                    )
                 })?;
                 let v = match kinds.and_then(|k| k.get(i)) {
                     Some(kind) => kind.check(v).map_err(|e| {
-                        DbError::engine(sql, EngineError::new("decode", format!("column {}: {e}", row.columns()[i].name())))
+                        DbError::engine(
+                            sql,
+                            EngineError::new("decode", format!("column {}: {e}", row.columns()[i].name())),
+                        )
                     })?,
                     None => v,
                 };
@@ -356,7 +386,11 @@ impl PgConn {
                    AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                    AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
                    ORDER BY 3 DESC, 1, 2";
-        let rows = self.client.query(sql, &[]).await.map_err(|e| err("listing tables", e))?;
+        let rows = self
+            .client
+            .query(sql, &[])
+            .await
+            .map_err(|e| err("listing tables", e))?;
         Ok(rows
             .iter()
             .map(|r| TableName {
@@ -429,7 +463,10 @@ impl PgConn {
             .await
             .map_err(ctx)?;
         let mut table = Table {
-            name: TableName { schema: if in_current { None } else { Some(schema) }, name: name.name.clone() },
+            name: TableName {
+                schema: if in_current { None } else { Some(schema) },
+                name: name.name.clone(),
+            },
             columns,
             primary_key: Vec::new(),
             unique: Vec::new(),
@@ -444,7 +481,10 @@ impl PgConn {
             let cols: Vec<String> = r.get(2);
             match kind.as_str() {
                 "p" => table.primary_key = cols,
-                "u" => table.unique.push(UniqueConstraint { name: cname, columns: cols }),
+                "u" => table.unique.push(UniqueConstraint {
+                    name: cname,
+                    columns: cols,
+                }),
                 "f" => {
                     let parents: Vec<String> = r.get(3);
                     let current: Option<bool> = r.get(6);
@@ -459,8 +499,15 @@ impl PgConn {
                 }
                 "c" => {
                     let def: String = r.get(7);
-                    let expr = def.strip_prefix("CHECK ").unwrap_or(&def).trim_end_matches(" NOT VALID").to_string();
-                    table.checks.push(CheckConstraint { name: cname, expression: expr });
+                    let expr = def
+                        .strip_prefix("CHECK ")
+                        .unwrap_or(&def)
+                        .trim_end_matches(" NOT VALID")
+                        .to_string();
+                    table.checks.push(CheckConstraint {
+                        name: cname,
+                        expression: expr,
+                    });
                 }
                 _ => {}
             }
@@ -478,7 +525,11 @@ impl PgConn {
             .map_err(ctx)?;
         for r in &idx {
             let columns: Vec<String> = r.get::<_, Vec<String>>(2).into_iter().map(|c| unquote_pg(&c)).collect();
-            table.indexes.push(Index { name: r.get(0), columns, unique: r.get(1) });
+            table.indexes.push(Index {
+                name: r.get(0),
+                columns,
+                unique: r.get(1),
+            });
         }
         Ok(Some(table))
     }
@@ -486,7 +537,13 @@ impl PgConn {
     /// COPY … FROM STDIN in text format, streamed in chunks so memory stays bounded
     /// by the batch. A failure anywhere fails the whole COPY (PostgreSQL aborts the
     /// transaction); the error's `row` is the failing row's 1-based position.
-    pub async fn bulk_insert(&mut self, target: &TableName, columns: &[String], rows: &[Row], ordinal: Option<&str>) -> Result<BulkOutcome, DbError> {
+    pub async fn bulk_insert(
+        &mut self,
+        target: &TableName,
+        columns: &[String],
+        rows: &[Row],
+        ordinal: Option<&str>,
+    ) -> Result<BulkOutcome, DbError> {
         let d = crate::dialect::Dialect(crate::url::Engine::Postgres);
         let mut cols = d.columns(None, columns);
         if let Some(o) = ordinal {
@@ -494,7 +551,11 @@ impl PgConn {
         }
         let sql = format!("COPY {} ({cols}) FROM STDIN", d.table(target));
         let context = format!("copying rows into {target}");
-        let sink = self.client.copy_in::<_, Bytes>(&sql).await.map_err(|e| err(&context, e))?;
+        let sink = self
+            .client
+            .copy_in::<_, Bytes>(&sql)
+            .await
+            .map_err(|e| err(&context, e))?;
         futures_util::pin_mut!(sink);
         let mut buf = BytesMut::with_capacity(COPY_CHUNK + 64 * 1024);
         for (n, row) in rows.iter().enumerate() {
@@ -517,7 +578,10 @@ impl PgConn {
             sink.send(buf.split().freeze()).await.map_err(|e| err(&context, e))?;
         }
         let written = sink.as_mut().finish().await.map_err(|e| err(&context, e))?;
-        Ok(BulkOutcome { written, row_errors: Vec::new() })
+        Ok(BulkOutcome {
+            written,
+            row_errors: Vec::new(),
+        })
     }
 
     /// Whether the session is gone.
@@ -540,7 +604,17 @@ mod tests {
 
     #[test]
     fn numeric_binary_round_trip() {
-        for s in ["0", "1", "-1.50", "12345.6789", "0.0001", "100000000", "-0.000000001", "99999999999999999999999999999999999.999999999999999999999999999999", "10000.0000"] {
+        for s in [
+            "0",
+            "1",
+            "-1.50",
+            "12345.6789",
+            "0.0001",
+            "100000000",
+            "-0.000000001",
+            "99999999999999999999999999999999999.999999999999999999999999999999",
+            "10000.0000",
+        ] {
             let d = Decimal::parse(s).unwrap();
             let mut buf = BytesMut::new();
             encode_numeric(&d, &mut buf);

@@ -34,7 +34,12 @@ impl TableReader {
         let mut cols: Vec<String> = match columns {
             Some(c) => c
                 .iter()
-                .map(|n| table.column(n).map(|c| c.name.clone()).ok_or_else(|| DbError::Invalid(format!("column {n:?} is not in table {}", table.name))))
+                .map(|n| {
+                    table
+                        .column(n)
+                        .map(|c| c.name.clone())
+                        .ok_or_else(|| DbError::Invalid(format!("column {n:?} is not in table {}", table.name)))
+                })
                 .collect::<Result<_, _>>()?,
             None => table.columns.iter().map(|c| c.name.clone()).collect(),
         };
@@ -44,8 +49,15 @@ impl TableReader {
                 cols.push(k.clone());
             }
         }
-        let kinds = cols.iter().map(|c| table.column(c).map(|c| c.kind.clone()).unwrap_or(Kind::Any)).collect();
-        let key_pos = table.primary_key.iter().map(|k| cols.iter().position(|c| c == k).unwrap_or(0)).collect();
+        let kinds = cols
+            .iter()
+            .map(|c| table.column(c).map(|c| c.kind.clone()).unwrap_or(Kind::Any))
+            .collect();
+        let key_pos = table
+            .primary_key
+            .iter()
+            .map(|k| cols.iter().position(|c| c == k).unwrap_or(0))
+            .collect();
         Ok(TableReader {
             table: table.clone(),
             columns: Arc::new(cols),
@@ -74,9 +86,9 @@ impl TableReader {
                 let mut ors = Vec::new();
                 for i in 0..self.key.len() {
                     let mut ands = Vec::new();
-                    for j in 0..i {
-                        ands.push(format!("{} = ?", d.quote(&self.key[j])));
-                        params.push(last[j].clone());
+                    for (name, value) in self.key.iter().zip(last).take(i) {
+                        ands.push(format!("{} = ?", d.quote(name)));
+                        params.push(value.clone());
                     }
                     ands.push(format!("{} > ?", d.quote(&self.key[i])));
                     params.push(last[i].clone());
@@ -108,7 +120,10 @@ impl TableReader {
         let mut batch = Batch::new(self.columns.clone());
         for values in rows {
             self.read += 1;
-            batch.push(Row { line: self.read, values });
+            batch.push(Row {
+                line: self.read,
+                values,
+            });
         }
         Ok(Some(batch))
     }

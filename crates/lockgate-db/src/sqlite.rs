@@ -26,9 +26,7 @@ use crate::dialect::Dialect;
 use crate::error::{DbError, EngineError};
 use crate::types;
 use crate::url::{DbUrl, Engine};
-use lockgate_core::{
-    Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName, UniqueConstraint, Value,
-};
+use lockgate_core::{Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName, UniqueConstraint, Value};
 use rusqlite::ffi::ErrorCode;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement};
@@ -101,9 +99,7 @@ impl LiteConn {
                 .prepare_cached(&sql)
                 .map_err(|e| sqlite_error(&context, &e, None))?;
             params.bind_all(&mut stmt, &context)?;
-            let changed = stmt
-                .raw_execute()
-                .map_err(|e| sqlite_error(&context, &e, None))?;
+            let changed = stmt.raw_execute().map_err(|e| sqlite_error(&context, &e, None))?;
             Ok(changed as u64)
         })
         .await
@@ -144,9 +140,7 @@ impl LiteConn {
             while let Some(row) = rows.next().map_err(|e| sqlite_error(&context, &e, None))? {
                 let mut values = Vec::with_capacity(width);
                 for (i, name) in names.iter().enumerate() {
-                    let cell = row
-                        .get_ref(i)
-                        .map_err(|e| sqlite_error(&context, &e, None))?;
+                    let cell = row.get_ref(i).map_err(|e| sqlite_error(&context, &e, None))?;
                     let value = decode(cell, kinds.as_ref().map(|k| &k[i])).map_err(|reason| {
                         DbError::Invalid(format!(
                             "column {name:?}, row {} of the result: {reason}",
@@ -186,13 +180,8 @@ impl LiteConn {
     pub async fn describe(&mut self, name: &TableName) -> Result<Option<Table>, DbError> {
         let (schema, table) = resolve(name);
         self.run(move |conn| {
-            describe_table(conn, schema, &table).map_err(|e| {
-                sqlite_error(
-                    &format!("describing table {}", SQLITE.quote(&table)),
-                    &e,
-                    None,
-                )
-            })
+            describe_table(conn, schema, &table)
+                .map_err(|e| sqlite_error(&format!("describing table {}", SQLITE.quote(&table)), &e, None))
         })
         .await
     }
@@ -219,9 +208,7 @@ impl LiteConn {
         let sql = if insert_columns.is_empty() {
             format!("INSERT INTO {} DEFAULT VALUES", SQLITE.table(target))
         } else {
-            let params: Vec<String> = (1..=insert_columns.len())
-                .map(|n| SQLITE.param(n))
-                .collect();
+            let params: Vec<String> = (1..=insert_columns.len()).map(|n| SQLITE.param(n)).collect();
             format!(
                 "INSERT INTO {} ({}) VALUES ({})",
                 SQLITE.table(target),
@@ -245,10 +232,7 @@ impl LiteConn {
             // Rows refused before SQLite saw them and rows SQLite refused, in input order.
             row_errors.append(&mut rejected);
             row_errors.sort_by_key(|(index, _)| *index);
-            Ok(BulkOutcome {
-                written,
-                row_errors,
-            })
+            Ok(BulkOutcome { written, row_errors })
         })
         .await
     }
@@ -305,22 +289,13 @@ fn open(path: &Path) -> Result<Connection, String> {
     }
     // No SQLITE_OPEN_URI: the path is a file name, never a `file:` URI with options.
     // NO_MUTEX is safe because the LiteConn mutex already serializes every use.
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let fail = |e: rusqlite::Error| {
-        format!(
-            "cannot open {}: {}",
-            path.display(),
-            one_line(&e.to_string())
-        )
-    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let fail = |e: rusqlite::Error| format!("cannot open {}: {}", path.display(), one_line(&e.to_string()));
     let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
     // The journal mode stays SQLite's default rollback journal: WAL would add -wal and
     // -shm files next to the database, which users copying one file would miss.
-    conn.execute_batch("PRAGMA foreign_keys = ON")
-        .map_err(fail)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON").map_err(fail)?;
     // SQLite opens lazily; reading the schema now makes a file that is not a database
     // (or is locked exclusively) fail at connect, with its path, not at first use.
     let foreign_keys: i64 = conn
@@ -429,20 +404,14 @@ impl Encoded {
             }
             Value::Json(j) => {
                 let start = self.arena.len();
-                serde_json::to_writer(&mut self.arena, j)
-                    .map_err(|e| format!("cannot write JSON: {e}"))?;
+                serde_json::to_writer(&mut self.arena, j).map_err(|e| format!("cannot write JSON: {e}"))?;
                 Cell::Text(start, self.arena.len())
             }
             // Value's Display is the storage text: `YYYY-MM-DD`, `HH:MM:SS[.f]`,
             // `YYYY-MM-DD HH:MM:SS[.f][+00:00]`, hyphenated UUIDs.
-            Value::Date(_)
-            | Value::Time(_)
-            | Value::Timestamp(_)
-            | Value::TimestampTz(_)
-            | Value::Uuid(_) => {
+            Value::Date(_) | Value::Time(_) | Value::Timestamp(_) | Value::TimestampTz(_) | Value::Uuid(_) => {
                 let start = self.arena.len();
-                write!(self.arena, "{value}")
-                    .map_err(|e| format!("cannot format {}: {e}", value.type_name()))?;
+                write!(self.arena, "{value}").map_err(|e| format!("cannot format {}: {e}", value.type_name()))?;
                 Cell::Text(start, self.arena.len())
             }
         };
@@ -520,12 +489,7 @@ struct BulkJob<'a> {
 
 impl BulkJob<'_> {
     /// Executes the insert once per row; returns rows written and SQLite's row errors.
-    fn insert_all(
-        &self,
-        sql: &str,
-        row_count: usize,
-        with_ordinal: bool,
-    ) -> Result<(u64, RowErrors), DbError> {
+    fn insert_all(&self, sql: &str, row_count: usize, with_ordinal: bool) -> Result<(u64, RowErrors), DbError> {
         let whole = |e: &rusqlite::Error| sqlite_error(self.context, e, Some(self.table));
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| whole(&e))?;
         let in_transaction = !self.conn.is_autocommit();
@@ -552,12 +516,8 @@ impl BulkJob<'_> {
                 Err(e) if is_row_error(&e) => {
                     let mut error = engine_error(&e, Some(self.table));
                     if error.code == "SQLITE_CONSTRAINT_FOREIGNKEY" && error.column.is_none() {
-                        let probes = probes
-                            .get_or_insert_with(|| fk_probes(self.conn, self.table, self.columns));
-                        if let Some(probe) = probes
-                            .iter()
-                            .find(|p| p.parent_missing(self.conn, self.data, cells))
-                        {
+                        let probes = probes.get_or_insert_with(|| fk_probes(self.conn, self.table, self.columns));
+                        if let Some(probe) = probes.iter().find(|p| p.parent_missing(self.conn, self.data, cells)) {
                             error.column = Some(probe.child_columns.join(", "));
                             error.constraint = Some(probe.name.clone());
                         }
@@ -566,10 +526,7 @@ impl BulkJob<'_> {
                     // transaction: going on would write rows outside it.
                     if in_transaction && self.conn.is_autocommit() {
                         return Err(DbError::engine(
-                            format!(
-                                "{} (row {index}): the transaction was rolled back",
-                                self.context
-                            ),
+                            format!("{} (row {index}): the transaction was rolled back", self.context),
                             error,
                         ));
                     }
@@ -644,9 +601,7 @@ fn fk_probes(conn: &Connection, table: &str, columns: &[String]) -> Vec<FkProbe>
                 .columns
                 .iter()
                 .enumerate()
-                .map(|(i, (_, parent))| {
-                    format!("{} = {}", SQLITE.quote(parent), SQLITE.param(i + 1))
-                })
+                .map(|(i, (_, parent))| format!("{} = {}", SQLITE.quote(parent), SQLITE.param(i + 1)))
                 .collect();
             Some(FkProbe {
                 sql: format!(
@@ -669,9 +624,7 @@ fn fk_probes(conn: &Connection, table: &str, columns: &[String]) -> Vec<FkProbe>
 /// converts on write; what it already stores is read back whole.
 fn read_kind(kind: &Kind) -> Kind {
     match kind {
-        Kind::Decimal {
-            precision, scale, ..
-        } => Kind::Decimal {
+        Kind::Decimal { precision, scale, .. } => Kind::Decimal {
             precision: *precision,
             scale: *scale,
             max_significant: None,
@@ -698,8 +651,7 @@ fn decode(cell: ValueRef<'_>, kind: Option<&Kind>) -> Result<Value, String> {
         ValueRef::Real(f) if !f.is_finite() => return Err(format!("{f} is not finite")),
         ValueRef::Real(f) => match kind {
             Kind::Decimal { .. } => {
-                let d =
-                    decimal_from_real(f).ok_or_else(|| format!("{f} is not a decimal number"))?;
+                let d = decimal_from_real(f).ok_or_else(|| format!("{f} is not a decimal number"))?;
                 kind.check(Value::Decimal(d))
             }
             _ => kind.check(Value::Float(f)),
@@ -707,9 +659,7 @@ fn decode(cell: ValueRef<'_>, kind: Option<&Kind>) -> Result<Value, String> {
         ValueRef::Text(t) => kind.parse_text(utf8(t)?),
         // A UUID stored as its 16 bytes is common in SQLite and unambiguous.
         ValueRef::Blob(b) if *kind == Kind::Uuid && b.len() == 16 => {
-            return uuid::Uuid::from_slice(b)
-                .map(Value::Uuid)
-                .map_err(|e| e.to_string());
+            return uuid::Uuid::from_slice(b).map(Value::Uuid).map_err(|e| e.to_string());
         }
         ValueRef::Blob(b) => kind.check(Value::Bytes(b.to_vec())),
     };
@@ -737,9 +687,8 @@ fn decimal_from_real(f: f64) -> Option<Decimal> {
 // Introspection.
 
 fn table_exists(conn: &Connection, schema: &str, name: &str) -> rusqlite::Result<bool> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT name FROM pragma_table_list WHERE schema = ?1 AND type = 'table' AND name = ?2",
-    )?;
+    let mut stmt =
+        conn.prepare_cached("SELECT name FROM pragma_table_list WHERE schema = ?1 AND type = 'table' AND name = ?2")?;
     let names = stmt
         .query_map([schema, name], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -750,13 +699,10 @@ fn table_exists(conn: &Connection, schema: &str, name: &str) -> rusqlite::Result
 /// A table's definition from SQLite's pragmas, or `None` when no table has exactly
 /// this name.
 fn describe_table(conn: &Connection, schema: &str, name: &str) -> rusqlite::Result<Option<Table>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT name, wr FROM pragma_table_list WHERE schema = ?1 AND type = 'table' AND name = ?2",
-    )?;
+    let mut stmt = conn
+        .prepare_cached("SELECT name, wr FROM pragma_table_list WHERE schema = ?1 AND type = 'table' AND name = ?2")?;
     let found = stmt
-        .query_map([schema, name], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
-        })?
+        .query_map([schema, name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     let Some((_, without_rowid)) = found.into_iter().find(|(n, _)| n == name) else {
         return Ok(None);
@@ -778,11 +724,7 @@ fn describe_table(conn: &Connection, schema: &str, name: &str) -> rusqlite::Resu
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut pk: Vec<(i64, String)> = raw
-        .iter()
-        .filter(|c| c.4 > 0)
-        .map(|c| (c.4, c.0.clone()))
-        .collect();
+    let mut pk: Vec<(i64, String)> = raw.iter().filter(|c| c.4 > 0).map(|c| (c.4, c.0.clone())).collect();
     pk.sort();
     let primary_key: Vec<String> = pk.into_iter().map(|(_, n)| n).collect();
     let columns = raw
@@ -792,10 +734,8 @@ fn describe_table(conn: &Connection, schema: &str, name: &str) -> rusqlite::Resu
         .map(|(column, declared, notnull, default, pk_pos, hidden)| {
             // An INTEGER PRIMARY KEY (exactly that type, in a rowid table) is the
             // rowid: SQLite assigns it when the insert gives none or NULL.
-            let rowid_alias = pk_pos > 0
-                && primary_key.len() == 1
-                && !without_rowid
-                && declared.eq_ignore_ascii_case("INTEGER");
+            let rowid_alias =
+                pk_pos > 0 && primary_key.len() == 1 && !without_rowid && declared.eq_ignore_ascii_case("INTEGER");
             let generated = matches!(hidden, 2..=3);
             Column {
                 kind: types::sqlite_kind(&declared),
@@ -810,16 +750,11 @@ fn describe_table(conn: &Connection, schema: &str, name: &str) -> rusqlite::Resu
 
     let mut unique = Vec::new();
     let mut indexes = Vec::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT name, \"unique\", origin FROM pragma_index_list(?1, ?2) ORDER BY name",
-    )?;
+    let mut stmt =
+        conn.prepare_cached("SELECT name, \"unique\", origin FROM pragma_index_list(?1, ?2) ORDER BY name")?;
     let listed = stmt
         .query_map([name, schema], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, bool>(1)?,
-                r.get::<_, String>(2)?,
-            ))
+            Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, String>(2)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     for (index, is_unique, origin) in listed {
@@ -827,8 +762,7 @@ fn describe_table(conn: &Connection, schema: &str, name: &str) -> rusqlite::Resu
         if origin == "pk" {
             continue;
         }
-        let mut stmt =
-            conn.prepare_cached("SELECT name FROM pragma_index_info(?1, ?2) ORDER BY seqno")?;
+        let mut stmt = conn.prepare_cached("SELECT name FROM pragma_index_info(?1, ?2) ORDER BY seqno")?;
         let index_columns: Vec<String> = stmt
             .query_map([index.as_str(), schema], |r| r.get::<_, Option<String>>(0))?
             .map(|c| c.map(|c| c.unwrap_or_else(|| "(expression)".to_string())))
@@ -867,8 +801,9 @@ fn describe_table(conn: &Connection, schema: &str, name: &str) -> rusqlite::Resu
 /// PostgreSQL's default name, `table_childcols_fkey`. A reference without parent
 /// columns means the parent's primary key, looked up here.
 fn foreign_keys(conn: &Connection, schema: &str, table: &str) -> rusqlite::Result<Vec<ForeignKey>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1, ?2) ORDER BY id, seq")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1, ?2) ORDER BY id, seq",
+    )?;
     let rows = stmt
         .query_map([table, schema], |r| {
             Ok((
@@ -901,9 +836,8 @@ fn foreign_keys(conn: &Connection, schema: &str, table: &str) -> rusqlite::Resul
             .optional()?
             .unwrap_or(parent);
         let parent_key: Vec<String> = if pairs.iter().any(|(_, to)| to.is_none()) {
-            let mut stmt = conn.prepare_cached(
-                "SELECT name FROM pragma_table_info(?1, ?2) WHERE pk > 0 ORDER BY pk",
-            )?;
+            let mut stmt =
+                conn.prepare_cached("SELECT name FROM pragma_table_info(?1, ?2) WHERE pk > 0 ORDER BY pk")?;
             let names = stmt
                 .query_map([parent.as_str(), schema], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -915,9 +849,7 @@ fn foreign_keys(conn: &Connection, schema: &str, table: &str) -> rusqlite::Resul
             .into_iter()
             .enumerate()
             .map(|(i, (from, to))| {
-                let to = to
-                    .or_else(|| parent_key.get(i).cloned())
-                    .unwrap_or_default();
+                let to = to.or_else(|| parent_key.get(i).cloned()).unwrap_or_default();
                 (from, to)
             })
             .collect();
@@ -948,10 +880,7 @@ fn engine_error(e: &rusqlite::Error, table: Option<&str>) -> EngineError {
         rusqlite::Error::SqliteFailure(failure, message) => {
             let message = message.clone().unwrap_or_else(|| failure.to_string());
             let mut error = EngineError::new(code_name(failure.extended_code), message);
-            error.transient = matches!(
-                failure.code,
-                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked
-            );
+            error.transient = matches!(failure.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked);
             annotate(&mut error, table);
             error
         }
@@ -968,10 +897,7 @@ fn annotate(error: &mut EngineError, table: Option<&str>) {
     if let Some(rest) = message.strip_prefix("CHECK constraint failed: ") {
         error.constraint = Some(rest.to_string());
     } else if let Some(rest) = message.split_once("constraint failed: ").map(|(_, r)| r) {
-        match rest
-            .strip_prefix("index '")
-            .and_then(|r| r.strip_suffix('\''))
-        {
+        match rest.strip_prefix("index '").and_then(|r| r.strip_suffix('\'')) {
             Some(index) => error.constraint = Some(index.to_string()),
             None => {
                 error.column = Some(
@@ -1093,10 +1019,7 @@ fn code_name(code: i32) -> String {
 
 /// The error of a connection that was closed after a task panicked with it.
 fn closed_error() -> DbError {
-    let mut error = EngineError::new(
-        "SQLITE_MISUSE",
-        "the connection was closed after an internal failure",
-    );
+    let mut error = EngineError::new("SQLITE_MISUSE", "the connection was closed after an internal failure");
     error.connection_lost = true;
     DbError::engine("using the sqlite connection", error)
 }
@@ -1128,36 +1051,21 @@ mod tests {
     #[test]
     fn constraint_messages_name_their_column_or_constraint() {
         let cases = [
-            (
-                "NOT NULL constraint failed: t.x",
-                Some("t"),
-                Some("x"),
-                None,
-            ),
+            ("NOT NULL constraint failed: t.x", Some("t"), Some("x"), None),
             (
                 "UNIQUE constraint failed: a.b.c, a.b.d",
                 Some("a.b"),
                 Some("c, d"),
                 None,
             ),
-            (
-                "UNIQUE constraint failed: index 'ux'",
-                Some("t"),
-                None,
-                Some("ux"),
-            ),
+            ("UNIQUE constraint failed: index 'ux'", Some("t"), None, Some("ux")),
             (
                 "CHECK constraint failed: length(y) < 5",
                 Some("t"),
                 None,
                 Some("length(y) < 5"),
             ),
-            (
-                "cannot store TEXT value in INTEGER column t.n",
-                None,
-                Some("n"),
-                None,
-            ),
+            ("cannot store TEXT value in INTEGER column t.n", None, Some("n"), None),
             ("FOREIGN KEY constraint failed", Some("t"), None, None),
         ];
         for (message, table, column, constraint) in cases {

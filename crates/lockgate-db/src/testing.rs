@@ -27,7 +27,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn unique_name() -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("lgtest_{}_{}_{}", std::process::id(), n, nanos % 100_000)
 }
 
@@ -40,15 +43,30 @@ impl TestDb {
             Engine::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join(format!("{name}.db"));
-                TestDb { url: DbUrl::parse(&format!("sqlite://{}", path.display())).unwrap(), admin: None, name, _dir: Some(dir) }
+                TestDb {
+                    url: DbUrl::parse(&format!("sqlite://{}", path.display())).unwrap(),
+                    admin: None,
+                    name,
+                    _dir: Some(dir),
+                }
             }
             Engine::Postgres | Engine::Mysql => {
-                let admin = DbUrl::parse(&if engine == Engine::Postgres { pg_admin_url() } else { mysql_admin_url() }).unwrap();
+                let admin = DbUrl::parse(&if engine == Engine::Postgres {
+                    pg_admin_url()
+                } else {
+                    mysql_admin_url()
+                })
+                .unwrap();
                 let mut conn = Conn::connect(&admin).await.unwrap_or_else(|e| {
                     panic!("{engine} is needed for this test and is unreachable ({e}); start it (see README.md)")
                 });
                 conn.batch(&format!("CREATE DATABASE {name}")).await.unwrap();
-                TestDb { url: admin.with_database(&name), admin: Some(admin), name, _dir: None }
+                TestDb {
+                    url: admin.with_database(&name),
+                    admin: Some(admin),
+                    name,
+                    _dir: None,
+                }
             }
         }
     }
@@ -65,7 +83,10 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs outside async code: use a short-lived runtime on its own thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 if let Ok(mut c) = Conn::connect(&admin).await {
                     let sql = match admin.engine {

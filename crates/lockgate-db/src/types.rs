@@ -10,8 +10,13 @@ use lockgate_core::Kind;
 /// Digits inside the first parentheses of a type: `numeric(12,2)` → `[12, 2]`.
 fn type_args(full: &str) -> Vec<u64> {
     let Some(open) = full.find('(') else { return Vec::new() };
-    let Some(close) = full[open..].find(')') else { return Vec::new() };
-    full[open + 1..open + close].split(',').filter_map(|p| p.trim().parse().ok()).collect()
+    let Some(close) = full[open..].find(')') else {
+        return Vec::new();
+    };
+    full[open + 1..open + close]
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
 }
 
 /// PostgreSQL: `udt` is `pg_type.typname`, `full` is `format_type(atttypid, atttypmod)`,
@@ -20,9 +25,18 @@ pub fn pg_kind(udt: &str, full: &str, is_enum: bool) -> Kind {
     let args = type_args(full);
     match udt {
         "bool" => Kind::Bool,
-        "int2" => Kind::Int { bytes: 2, unsigned: false },
-        "int4" => Kind::Int { bytes: 4, unsigned: false },
-        "int8" => Kind::Int { bytes: 8, unsigned: false },
+        "int2" => Kind::Int {
+            bytes: 2,
+            unsigned: false,
+        },
+        "int4" => Kind::Int {
+            bytes: 4,
+            unsigned: false,
+        },
+        "int8" => Kind::Int {
+            bytes: 8,
+            unsigned: false,
+        },
         "float4" => Kind::Float { bytes: 4 },
         "float8" => Kind::Float { bytes: 8 },
         "numeric" => Kind::Decimal {
@@ -30,8 +44,14 @@ pub fn pg_kind(udt: &str, full: &str, is_enum: bool) -> Kind {
             scale: args.first().map(|_| args.get(1).copied().unwrap_or(0) as u32),
             max_significant: None,
         },
-        "text" | "name" | "citext" => Kind::Text { max_chars: None, max_bytes: None },
-        "varchar" | "bpchar" => Kind::Text { max_chars: args.first().copied(), max_bytes: None },
+        "text" | "name" | "citext" => Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+        },
+        "varchar" | "bpchar" => Kind::Text {
+            max_chars: args.first().copied(),
+            max_bytes: None,
+        },
         "bytea" => Kind::Bytes { max_bytes: None },
         "date" => Kind::Date,
         "time" => Kind::Time,
@@ -39,8 +59,13 @@ pub fn pg_kind(udt: &str, full: &str, is_enum: bool) -> Kind {
         "timestamptz" => Kind::TimestampTz { epoch32: false },
         "json" | "jsonb" => Kind::Json,
         "uuid" => Kind::Uuid,
-        _ if is_enum => Kind::Text { max_chars: None, max_bytes: None },
-        _ => Kind::Unsupported { type_name: full.to_string() },
+        _ if is_enum => Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+        },
+        _ => Kind::Unsupported {
+            type_name: full.to_string(),
+        },
     }
 }
 
@@ -48,13 +73,23 @@ pub fn pg_kind(udt: &str, full: &str, is_enum: bool) -> Kind {
 pub fn pg_type(kind: &Kind) -> String {
     match kind {
         Kind::Bool => "boolean".into(),
-        Kind::Int { bytes: 1 | 2, unsigned: false } => "smallint".into(),
-        Kind::Int { bytes: 1, unsigned: true } => "smallint".into(),
-        Kind::Int { bytes: 2 | 3 | 4, .. } => "integer".into(),
+        Kind::Int {
+            bytes: 1 | 2,
+            unsigned: false,
+        } => "smallint".into(),
+        Kind::Int {
+            bytes: 1,
+            unsigned: true,
+        } => "smallint".into(),
+        Kind::Int { bytes: 2..=4, .. } => "integer".into(),
         Kind::Int { .. } => "bigint".into(),
         Kind::Float { bytes: 4 } => "real".into(),
         Kind::Float { .. } => "double precision".into(),
-        Kind::Decimal { precision: Some(p), scale, .. } => format!("numeric({p},{})", scale.unwrap_or(0)),
+        Kind::Decimal {
+            precision: Some(p),
+            scale,
+            ..
+        } => format!("numeric({p},{})", scale.unwrap_or(0)),
         Kind::Decimal { .. } => "numeric".into(),
         Kind::Text { max_chars: Some(n), .. } => format!("varchar({n})"),
         Kind::Text { .. } | Kind::Any => "text".into(),
@@ -90,25 +125,53 @@ pub fn mysql_kind(data_type: &str, column_type: &str, char_max: Option<u64>, is_
             scale: Some(args.get(1).copied().unwrap_or(0) as u32),
             max_significant: None,
         },
-        "char" | "varchar" => Kind::Text { max_chars: char_max, max_bytes: None },
+        "char" | "varchar" => Kind::Text {
+            max_chars: char_max,
+            max_bytes: None,
+        },
         "longtext" if is_json => Kind::Json,
         "json" => Kind::Json,
-        "tinytext" => Kind::Text { max_chars: None, max_bytes: Some(255) },
-        "text" => Kind::Text { max_chars: None, max_bytes: Some(65_535) },
-        "mediumtext" => Kind::Text { max_chars: None, max_bytes: Some(16_777_215) },
-        "longtext" => Kind::Text { max_chars: None, max_bytes: Some(4_294_967_295) },
-        "enum" | "set" => Kind::Text { max_chars: None, max_bytes: None },
-        "binary" | "varbinary" => Kind::Bytes { max_bytes: args.first().copied() },
+        "tinytext" => Kind::Text {
+            max_chars: None,
+            max_bytes: Some(255),
+        },
+        "text" => Kind::Text {
+            max_chars: None,
+            max_bytes: Some(65_535),
+        },
+        "mediumtext" => Kind::Text {
+            max_chars: None,
+            max_bytes: Some(16_777_215),
+        },
+        "longtext" => Kind::Text {
+            max_chars: None,
+            max_bytes: Some(4_294_967_295),
+        },
+        "enum" | "set" => Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+        },
+        "binary" | "varbinary" => Kind::Bytes {
+            max_bytes: args.first().copied(),
+        },
         "tinyblob" => Kind::Bytes { max_bytes: Some(255) },
-        "blob" => Kind::Bytes { max_bytes: Some(65_535) },
-        "mediumblob" => Kind::Bytes { max_bytes: Some(16_777_215) },
-        "longblob" => Kind::Bytes { max_bytes: Some(4_294_967_295) },
+        "blob" => Kind::Bytes {
+            max_bytes: Some(65_535),
+        },
+        "mediumblob" => Kind::Bytes {
+            max_bytes: Some(16_777_215),
+        },
+        "longblob" => Kind::Bytes {
+            max_bytes: Some(4_294_967_295),
+        },
         "date" => Kind::Date,
         "time" => Kind::Time,
         "datetime" => Kind::Timestamp,
         "timestamp" => Kind::TimestampTz { epoch32: true },
         "uuid" => Kind::Uuid,
-        _ => Kind::Unsupported { type_name: column_type.to_string() },
+        _ => Kind::Unsupported {
+            type_name: column_type.to_string(),
+        },
     }
 }
 
@@ -125,11 +188,19 @@ pub fn mysql_type(kind: &Kind) -> String {
                 4 => "int",
                 _ => "bigint",
             };
-            if *unsigned { format!("{base} unsigned") } else { base.into() }
+            if *unsigned {
+                format!("{base} unsigned")
+            } else {
+                base.into()
+            }
         }
         Kind::Float { bytes: 4 } => "float".into(),
         Kind::Float { .. } => "double".into(),
-        Kind::Decimal { precision: Some(p), scale, .. } => format!("decimal({p},{})", scale.unwrap_or(0)),
+        Kind::Decimal {
+            precision: Some(p),
+            scale,
+            ..
+        } => format!("decimal({p},{})", scale.unwrap_or(0)),
         // An unconstrained numeric takes the widest shared decimal.
         Kind::Decimal { .. } => "decimal(65,30)".into(),
         Kind::Text { max_chars: Some(n), .. } if *n <= 16_383 => format!("varchar({n})"),
@@ -166,21 +237,31 @@ pub fn sqlite_kind(declared: &str) -> Kind {
                 scale: args.first().map(|_| args.get(1).copied().unwrap_or(0) as u32),
                 // NUMERIC affinity turns decimal text into REAL, exact to 15 digits.
                 max_significant: Some(15),
-            }
+            };
         }
         _ => {}
     }
     if upper.contains("INT") {
-        Kind::Int { bytes: 8, unsigned: false }
+        Kind::Int {
+            bytes: 8,
+            unsigned: false,
+        }
     } else if upper.contains("CHAR") || upper.contains("CLOB") || upper.contains("TEXT") {
         // SQLite does not enforce VARCHAR(n); storing the whole value is lossless.
-        Kind::Text { max_chars: None, max_bytes: None }
+        Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+        }
     } else if upper.contains("BLOB") {
         Kind::Bytes { max_bytes: None }
     } else if upper.contains("REAL") || upper.contains("FLOA") || upper.contains("DOUB") {
         Kind::Float { bytes: 8 }
     } else {
-        Kind::Decimal { precision: None, scale: None, max_significant: Some(15) }
+        Kind::Decimal {
+            precision: None,
+            scale: None,
+            max_significant: Some(15),
+        }
     }
 }
 
@@ -190,7 +271,11 @@ pub fn sqlite_type(kind: &Kind) -> String {
         Kind::Bool => "BOOLEAN".into(),
         Kind::Int { .. } => "INTEGER".into(),
         Kind::Float { .. } => "REAL".into(),
-        Kind::Decimal { precision: Some(p), scale, .. } => format!("NUMERIC({p},{})", scale.unwrap_or(0)),
+        Kind::Decimal {
+            precision: Some(p),
+            scale,
+            ..
+        } => format!("NUMERIC({p},{})", scale.unwrap_or(0)),
         Kind::Decimal { .. } => "NUMERIC".into(),
         Kind::Text { .. } => "TEXT".into(),
         Kind::Bytes { .. } => "BLOB".into(),
@@ -215,13 +300,32 @@ mod tests {
     fn declared_types_read_back() {
         let kinds = [
             Kind::Bool,
-            Kind::Int { bytes: 2, unsigned: false },
-            Kind::Int { bytes: 4, unsigned: false },
-            Kind::Int { bytes: 8, unsigned: false },
+            Kind::Int {
+                bytes: 2,
+                unsigned: false,
+            },
+            Kind::Int {
+                bytes: 4,
+                unsigned: false,
+            },
+            Kind::Int {
+                bytes: 8,
+                unsigned: false,
+            },
             Kind::Float { bytes: 8 },
-            Kind::Decimal { precision: Some(12), scale: Some(2), max_significant: None },
-            Kind::Text { max_chars: Some(100), max_bytes: None },
-            Kind::Text { max_chars: None, max_bytes: None },
+            Kind::Decimal {
+                precision: Some(12),
+                scale: Some(2),
+                max_significant: None,
+            },
+            Kind::Text {
+                max_chars: Some(100),
+                max_bytes: None,
+            },
+            Kind::Text {
+                max_chars: None,
+                max_bytes: None,
+            },
             Kind::Bytes { max_bytes: None },
             Kind::Date,
             Kind::Time,
@@ -247,16 +351,35 @@ mod tests {
             let sq = sqlite_type(k);
             let back = sqlite_kind(&sq);
             let expect = match k {
-                Kind::Int { .. } => Kind::Int { bytes: 8, unsigned: false },
-                Kind::Text { .. } => Kind::Text { max_chars: None, max_bytes: None },
-                Kind::Decimal { precision, scale, .. } => Kind::Decimal { precision: *precision, scale: *scale, max_significant: Some(15) },
+                Kind::Int { .. } => Kind::Int {
+                    bytes: 8,
+                    unsigned: false,
+                },
+                Kind::Text { .. } => Kind::Text {
+                    max_chars: None,
+                    max_bytes: None,
+                },
+                Kind::Decimal { precision, scale, .. } => Kind::Decimal {
+                    precision: *precision,
+                    scale: *scale,
+                    max_significant: Some(15),
+                },
                 other => other.clone(),
             };
             assert_eq!(back, expect, "sqlite {sq}");
         }
         assert_eq!(mysql_kind("tinyint", "tinyint(1)", None, false), Kind::Bool);
         assert_eq!(mysql_kind("longtext", "longtext", None, true), Kind::Json);
-        assert_eq!(mysql_kind("bigint", "bigint(20) unsigned", None, false), Kind::Int { bytes: 8, unsigned: true });
-        assert_eq!(mysql_kind("timestamp", "timestamp(6)", None, false), Kind::TimestampTz { epoch32: true });
+        assert_eq!(
+            mysql_kind("bigint", "bigint(20) unsigned", None, false),
+            Kind::Int {
+                bytes: 8,
+                unsigned: true
+            }
+        );
+        assert_eq!(
+            mysql_kind("timestamp", "timestamp(6)", None, false),
+            Kind::TimestampTz { epoch32: true }
+        );
     }
 }

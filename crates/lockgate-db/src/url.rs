@@ -41,11 +41,16 @@ impl DbUrl {
     pub fn parse(input: &str) -> Result<DbUrl, DbError> {
         let input = input.trim();
         if input.is_empty() {
-            return Err(DbError::BadUrl("the database URL is empty: give --db URL or set DATABASE_URL".into()));
+            return Err(DbError::BadUrl(
+                "the database URL is empty: give --db URL or set DATABASE_URL".into(),
+            ));
         }
         let Some((scheme, rest)) = input.split_once("://") else {
             // A plain path is an SQLite file.
-            return Ok(DbUrl { engine: Engine::Sqlite, raw: format!("sqlite://{input}") });
+            return Ok(DbUrl {
+                engine: Engine::Sqlite,
+                raw: format!("sqlite://{input}"),
+            });
         };
         let engine = match scheme.to_ascii_lowercase().as_str() {
             "sqlite" | "sqlite3" | "file" => Engine::Sqlite,
@@ -64,7 +69,9 @@ impl DbUrl {
             Engine::Sqlite => format!("sqlite://{rest}"),
         };
         if engine == Engine::Sqlite && rest.is_empty() {
-            return Err(DbError::BadUrl("sqlite:// needs a file path, e.g. sqlite://data.db".into()));
+            return Err(DbError::BadUrl(
+                "sqlite:// needs a file path, e.g. sqlite://data.db".into(),
+            ));
         }
         Ok(DbUrl { engine, raw })
     }
@@ -93,13 +100,19 @@ impl DbUrl {
         let (scheme, rest) = self.raw.split_once("://").expect("parsed URLs have a scheme");
         let (authority, query) = match rest.split_once('/') {
             Some((a, p)) => (a, p.split_once('?').map(|(_, q)| q)),
-            None => (rest.split('?').next().unwrap_or(rest), rest.split_once('?').map(|(_, q)| q)),
+            None => (
+                rest.split('?').next().unwrap_or(rest),
+                rest.split_once('?').map(|(_, q)| q),
+            ),
         };
         let raw = match query {
             Some(q) => format!("{scheme}://{authority}/{database}?{q}"),
             None => format!("{scheme}://{authority}/{database}"),
         };
-        DbUrl { engine: self.engine, raw }
+        DbUrl {
+            engine: self.engine,
+            raw,
+        }
     }
 
     /// The URL with its password replaced by `***`, for messages.
@@ -161,8 +174,14 @@ mod tests {
             ("data.db", "sqlite://data.db"),
             ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
             ("postgres://u:secret@h:5432/db", "postgres://u:***@h:5432/db"),
-            ("postgresql://u@h/db?sslmode=disable&password=x", "postgres://u@h/db?sslmode=disable&password=***"),
-            ("mariadb://root:pw@127.0.0.1:3306/test", "mysql://root:***@127.0.0.1:3306/test"),
+            (
+                "postgresql://u@h/db?sslmode=disable&password=x",
+                "postgres://u@h/db?sslmode=disable&password=***",
+            ),
+            (
+                "mariadb://root:pw@127.0.0.1:3306/test",
+                "mysql://root:***@127.0.0.1:3306/test",
+            ),
         ];
         for (input, expect) in cases {
             assert_eq!(DbUrl::parse(input).unwrap().redacted(), expect);

@@ -49,7 +49,9 @@ impl std::str::FromStr for WriteMode {
             "update" => Ok(WriteMode::Update),
             "insert-missing" => Ok(WriteMode::InsertMissing),
             "sync" => Ok(WriteMode::Sync),
-            other => Err(format!("unknown mode {other:?}: use insert, upsert, update, insert-missing or sync")),
+            other => Err(format!(
+                "unknown mode {other:?}: use insert, upsert, update, insert-missing or sync"
+            )),
         }
     }
 }
@@ -91,7 +93,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { attempts: 5, base: Duration::from_millis(100), max: Duration::from_secs(5) }
+        RetryPolicy {
+            attempts: 5,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        }
     }
 }
 
@@ -222,11 +228,20 @@ fn plan(conn: &Conn, table: &Table, cfg: &WriteConfig) -> Result<Plan, DbError> 
             )));
         }
     }
-    let key_names = if cfg.key.is_empty() { table.primary_key.clone() } else { cfg.key.clone() };
+    let key_names = if cfg.key.is_empty() {
+        table.primary_key.clone()
+    } else {
+        cfg.key.clone()
+    };
     let mut key = Vec::new();
     for k in &key_names {
-        let col = table.column(k).ok_or_else(|| DbError::Invalid(format!("key column {k:?} is not a column of table {}", table.name)))?;
-        key.push(KeyColumn { name: col.name.clone(), nullable: col.nullable });
+        let col = table
+            .column(k)
+            .ok_or_else(|| DbError::Invalid(format!("key column {k:?} is not a column of table {}", table.name)))?;
+        key.push(KeyColumn {
+            name: col.name.clone(),
+            nullable: col.nullable,
+        });
     }
     if cfg.mode != WriteMode::Insert && key.is_empty() {
         return Err(DbError::Invalid(format!(
@@ -235,7 +250,9 @@ fn plan(conn: &Conn, table: &Table, cfg: &WriteConfig) -> Result<Plan, DbError> 
         )));
     }
     if cfg.sync_scope.is_some() && cfg.mode != WriteMode::Sync {
-        return Err(DbError::Invalid("a sync scope (--where) only applies to --mode sync".into()));
+        return Err(DbError::Invalid(
+            "a sync scope (--where) only applies to --mode sync".into(),
+        ));
     }
     Ok(Plan {
         table: table.clone(),
@@ -273,7 +290,10 @@ pub async fn write(
                 let pause = cfg.retry.backoff(attempt);
                 tracing::warn!("transient error, retrying in {pause:?} (attempt {attempt}): {e}");
                 if let Some(p) = progress {
-                    let _ = p.send(Progress { phase: "retrying", rows: 0 });
+                    let _ = p.send(Progress {
+                        phase: "retrying",
+                        rows: 0,
+                    });
                 }
                 tokio::time::sleep(pause).await;
                 if lost {
@@ -394,7 +414,12 @@ async fn pass(
                 create_stage(conn, plan).await?;
                 staged_columns = Some(batch.columns.clone());
             }
-            let ctx = BatchCtx { plan, columns: &batch.columns, rows: &rows, source: batch.source.as_deref().map(|s| s.as_str()) };
+            let ctx = BatchCtx {
+                plan,
+                columns: &batch.columns,
+                rows: &rows,
+                source: batch.source.as_deref().map(|s| s.as_str()),
+            };
             if diagnose {
                 diagnose_batch(conn, &ctx, &mut report).await?;
             } else {
@@ -406,7 +431,10 @@ async fn pass(
             return Ok(report);
         }
         if let Some(p) = progress {
-            let _ = p.send(Progress { phase: if diagnose { "diagnosing" } else { "loading" }, rows: report.rows_read });
+            let _ = p.send(Progress {
+                phase: if diagnose { "diagnosing" } else { "loading" },
+                rows: report.rows_read,
+            });
         }
     }
     if plan.mode == WriteMode::Sync && (report.failed.is_empty() || plan.on_error == OnError::Skip) {
@@ -435,7 +463,12 @@ impl BatchCtx<'_> {
                 .iter()
                 .find(|u| u.name == c)
                 .map(|u| u.columns.join(", "))
-                .or_else(|| t.foreign_keys.iter().find(|f| f.name == c).map(|f| f.columns.iter().map(|p| p.0.clone()).collect::<Vec<_>>().join(", ")))
+                .or_else(|| {
+                    t.foreign_keys
+                        .iter()
+                        .find(|f| f.name == c)
+                        .map(|f| f.columns.iter().map(|p| p.0.clone()).collect::<Vec<_>>().join(", "))
+                })
                 .or_else(|| (c.ends_with("_pkey") || c == "PRIMARY").then(|| t.primary_key.join(", ")))
         });
         RowError {
@@ -512,12 +545,21 @@ fn precheck(plan: &Plan, batch: &Batch) -> (Vec<Row>, Vec<RowError>) {
     let table = &plan.table;
     let col_idx: Vec<Option<&lockgate_core::Column>> = batch.columns.iter().map(|c| table.column(c)).collect();
     let missing_required: Vec<&str> = if matches!(plan.mode, WriteMode::Insert) {
-        table.columns.iter().filter(|c| !c.may_be_omitted() && !batch.columns.contains(&c.name)).map(|c| c.name.as_str()).collect()
+        table
+            .columns
+            .iter()
+            .filter(|c| !c.may_be_omitted() && !batch.columns.contains(&c.name))
+            .map(|c| c.name.as_str())
+            .collect()
     } else {
         Vec::new()
     };
     let missing_key: Vec<&str> = if plan.mode != WriteMode::Insert {
-        plan.key.iter().filter(|k| !batch.columns.contains(&k.name)).map(|k| k.name.as_str()).collect()
+        plan.key
+            .iter()
+            .filter(|k| !batch.columns.contains(&k.name))
+            .map(|k| k.name.as_str())
+            .collect()
     } else {
         Vec::new()
     };
@@ -526,7 +568,10 @@ fn precheck(plan: &Plan, batch: &Batch) -> (Vec<Row>, Vec<RowError>) {
     for row in &batch.rows {
         let mut err: Option<(Option<&str>, String)> = None;
         if let Some(c) = missing_required.first() {
-            err = Some((Some(c), format!("the record does not give column {c}, which is NOT NULL and has no default")));
+            err = Some((
+                Some(c),
+                format!("the record does not give column {c}, which is NOT NULL and has no default"),
+            ));
         } else if let Some(k) = missing_key.first() {
             err = Some((Some(k), format!("the record does not give key column {k}")));
         } else {
@@ -534,7 +579,10 @@ fn precheck(plan: &Plan, batch: &Batch) -> (Vec<Row>, Vec<RowError>) {
                 if v.is_null() {
                     if let Some(col) = col_idx[i] {
                         if !col.nullable && !col.auto {
-                            err = Some((Some(&col.name), format!("null value in column {} violates its NOT NULL constraint", col.name)));
+                            err = Some((
+                                Some(&col.name),
+                                format!("null value in column {} violates its NOT NULL constraint", col.name),
+                            ));
                             break;
                         }
                     }
@@ -562,7 +610,11 @@ fn precheck(plan: &Plan, batch: &Batch) -> (Vec<Row>, Vec<RowError>) {
     // Key modes: a key given twice in one batch means the later record wins (as if
     // applied one by one); for insert-missing the first one does.
     if plan.mode != WriteMode::Insert && good.len() > 1 {
-        let key_idx: Vec<usize> = plan.key.iter().filter_map(|k| batch.columns.iter().position(|c| *c == k.name)).collect();
+        let key_idx: Vec<usize> = plan
+            .key
+            .iter()
+            .filter_map(|k| batch.columns.iter().position(|c| *c == k.name))
+            .collect();
         let mut last: HashMap<Vec<String>, usize> = HashMap::with_capacity(good.len());
         for (i, row) in good.iter().enumerate() {
             let k: Vec<String> = key_idx.iter().map(|&j| row.values[j].to_string()).collect();
@@ -574,7 +626,12 @@ fn precheck(plan: &Plan, batch: &Batch) -> (Vec<Row>, Vec<RowError>) {
         }
         if last.len() < good.len() {
             let keep: HashSet<usize> = last.into_values().collect();
-            good = good.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, r)| r).collect();
+            good = good
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep.contains(i))
+                .map(|(_, r)| r)
+                .collect();
         }
     }
     (good, errors)
@@ -584,7 +641,12 @@ fn precheck(plan: &Plan, batch: &Batch) -> (Vec<Row>, Vec<RowError>) {
 /// constraint, plus the row's ordinal in its batch and a "known bad" flag.
 async fn create_stage(conn: &mut Conn, plan: &Plan) -> Result<(), DbError> {
     let d = plan.dialect;
-    let mut cols: Vec<(String, String)> = plan.table.columns.iter().map(|c| (c.name.clone(), stage_type(d, c))).collect();
+    let mut cols: Vec<(String, String)> = plan
+        .table
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), stage_type(d, c)))
+        .collect();
     cols.push((ORD.into(), d.bigint().into()));
     cols.push((BAD.into(), format!("{} NOT NULL DEFAULT 0", d.bigint())));
     conn.batch(&d.drop_temp(STAGE)).await?;
@@ -612,7 +674,8 @@ async fn create_keys_table(conn: &mut Conn, plan: &Plan) -> Result<(), DbError> 
     if d.0 == Engine::Postgres {
         // The final anti-join probes this table once per target row.
         let names = d.columns(None, &plan.key.iter().map(|k| k.name.clone()).collect::<Vec<_>>());
-        conn.batch(&format!("CREATE INDEX ON {} ({names})", d.quote(KEYS))).await?;
+        conn.batch(&format!("CREATE INDEX ON {} ({names})", d.quote(KEYS)))
+            .await?;
     }
     Ok(())
 }
@@ -637,16 +700,24 @@ async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<(u64
     let d = plan.dialect;
     let cols: &[String] = ctx.columns;
     let key_names: Vec<&str> = plan.key.iter().map(|k| k.name.as_str()).collect();
-    let set: Vec<String> = cols.iter().filter(|c| !key_names.contains(&c.as_str())).cloned().collect();
+    let set: Vec<String> = cols
+        .iter()
+        .filter(|c| !key_names.contains(&c.as_str()))
+        .cloned()
+        .collect();
     let mut inserted = 0;
     let mut updated = 0;
     match plan.mode {
         WriteMode::Insert => {
-            inserted = conn.execute(&d.insert_select(&plan.table.name, STAGE, cols, None, filter), &[]).await?;
+            inserted = conn
+                .execute(&d.insert_select(&plan.table.name, STAGE, cols, None, filter), &[])
+                .await?;
         }
         WriteMode::Upsert | WriteMode::Sync | WriteMode::Update => {
             if !set.is_empty() {
-                updated = conn.execute(&d.update_from(&plan.table.name, STAGE, &set, &plan.key, filter), &[]).await?;
+                updated = conn
+                    .execute(&d.update_from(&plan.table.name, STAGE, &set, &plan.key, filter), &[])
+                    .await?;
             } else {
                 // Nothing to change: count the rows that exist, as an update would.
                 let sql = format!(
@@ -658,11 +729,21 @@ async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<(u64
                 updated = count(conn.query(&sql, &[], None).await?);
             }
             if plan.mode != WriteMode::Update {
-                inserted = conn.execute(&d.insert_select(&plan.table.name, STAGE, cols, Some(&plan.key), filter), &[]).await?;
+                inserted = conn
+                    .execute(
+                        &d.insert_select(&plan.table.name, STAGE, cols, Some(&plan.key), filter),
+                        &[],
+                    )
+                    .await?;
             }
         }
         WriteMode::InsertMissing => {
-            inserted = conn.execute(&d.insert_select(&plan.table.name, STAGE, cols, Some(&plan.key), filter), &[]).await?;
+            inserted = conn
+                .execute(
+                    &d.insert_select(&plan.table.name, STAGE, cols, Some(&plan.key), filter),
+                    &[],
+                )
+                .await?;
         }
     }
     Ok((inserted, updated))
@@ -717,7 +798,9 @@ async fn happy_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteRepo
     if plan.mode == WriteMode::Update {
         let missing = missing_for_update(conn, ctx).await?;
         for i in &missing {
-            report.failed.push(ctx.lockgate_error(*i, None, "no row with this key exists to update".into()));
+            report
+                .failed
+                .push(ctx.lockgate_error(*i, None, "no row with this key exists to update".into()));
         }
         if !missing.is_empty() {
             mark_bad(conn, d, &missing).await?;
@@ -736,7 +819,15 @@ async fn record_keys(conn: &mut Conn, plan: &Plan) -> Result<(), DbError> {
     let d = plan.dialect;
     let names: Vec<String> = plan.key.iter().map(|k| k.name.clone()).collect();
     let cols = d.columns(None, &names);
-    conn.execute(&format!("INSERT INTO {} ({cols}) SELECT {cols} FROM {}", d.quote(KEYS), d.quote(STAGE)), &[]).await?;
+    conn.execute(
+        &format!(
+            "INSERT INTO {} ({cols}) SELECT {cols} FROM {}",
+            d.quote(KEYS),
+            d.quote(STAGE)
+        ),
+        &[],
+    )
+    .await?;
     Ok(())
 }
 
@@ -745,7 +836,11 @@ async fn mark_bad(conn: &mut Conn, d: Dialect, rows: &[usize]) -> Result<(), DbE
     for chunk in rows.chunks(500) {
         let params: Vec<Value> = chunk.iter().map(|n| Value::Int(*n as i64)).collect();
         let list = (1..=params.len()).map(|i| d.param(i)).collect::<Vec<_>>().join(", ");
-        conn.execute(&format!("UPDATE {} SET {BAD} = 1 WHERE {ORD} IN ({list})", d.quote(STAGE)), &params).await?;
+        conn.execute(
+            &format!("UPDATE {} SET {BAD} = 1 WHERE {ORD} IN ({list})", d.quote(STAGE)),
+            &params,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -765,7 +860,10 @@ async fn diagnose_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteR
     let mut bad: HashMap<usize, RowError> = HashMap::new();
     if plan.mode == WriteMode::Update {
         for i in missing_for_update(conn, ctx).await? {
-            bad.insert(i, ctx.lockgate_error(i, None, "no row with this key exists to update".into()));
+            bad.insert(
+                i,
+                ctx.lockgate_error(i, None, "no row with this key exists to update".into()),
+            );
         }
     }
     set_checks(conn, ctx, &mut bad).await?;
@@ -817,7 +915,10 @@ async fn bisect(
                 conn.batch(&d.rollback_to(SP)).await?;
                 conn.batch(&d.release(SP)).await?;
                 if part.len() == 1 {
-                    let ee = e.engine_error().cloned().unwrap_or_else(|| EngineError::new("error", e.to_string()));
+                    let ee = e
+                        .engine_error()
+                        .cloned()
+                        .unwrap_or_else(|| EngineError::new("error", e.to_string()));
                     bad.insert(part[0], ctx.row_error(part[0], &ee));
                     mark_bad(conn, d, part).await?;
                 } else {
@@ -843,14 +944,21 @@ async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize
     let inserting = match plan.mode {
         WriteMode::Insert => "1 = 1".to_string(),
         WriteMode::Update => "1 = 0".to_string(),
-        _ => format!("NOT EXISTS (SELECT 1 FROM {} t0 WHERE {})", d.table(&table.name), d.key_match("t0", "s", &plan.key)),
+        _ => format!(
+            "NOT EXISTS (SELECT 1 FROM {} t0 WHERE {})",
+            d.table(&table.name),
+            d.key_match("t0", "s", &plan.key)
+        ),
     };
     for key in table.unique_keys() {
         if !key.iter().all(given) {
             continue;
         }
         // Duplicates within the batch (the first occurrence is the one that loads).
-        let idx: Vec<usize> = key.iter().filter_map(|k| ctx.columns.iter().position(|c| c == k)).collect();
+        let idx: Vec<usize> = key
+            .iter()
+            .filter_map(|k| ctx.columns.iter().position(|c| c == k))
+            .collect();
         if plan.mode == WriteMode::Insert {
             let mut seen: HashMap<Vec<String>, usize> = HashMap::new();
             for (i, row) in ctx.rows.iter().enumerate() {
@@ -859,15 +967,27 @@ async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize
                 }
                 let k: Vec<String> = idx.iter().map(|&j| row.values[j].to_string()).collect();
                 if let Some(first) = seen.get(&k) {
-                    let msg = format!("duplicate key: the same {} as line {} of the input", key.join(", "), ctx.rows[*first].line);
+                    let msg = format!(
+                        "duplicate key: the same {} as line {} of the input",
+                        key.join(", "),
+                        ctx.rows[*first].line
+                    );
                     bad.insert(i, ctx.violation(i, Some(Violation::Unique), Some(&key.join(", ")), msg));
                 } else {
                     seen.insert(k, i);
                 }
             }
         }
-        let not_null = key.iter().map(|k| format!("s.{} IS NOT NULL", d.quote(k))).collect::<Vec<_>>().join(" AND ");
-        let matches = key.iter().map(|k| format!("t.{0} = s.{0}", d.quote(k))).collect::<Vec<_>>().join(" AND ");
+        let not_null = key
+            .iter()
+            .map(|k| format!("s.{} IS NOT NULL", d.quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let matches = key
+            .iter()
+            .map(|k| format!("t.{0} = s.{0}", d.quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let sql = format!(
             "SELECT s.{ORD} FROM {} s WHERE {not_null} AND {inserting} AND EXISTS (SELECT 1 FROM {} t WHERE {matches})",
             d.quote(STAGE),
@@ -875,7 +995,16 @@ async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize
         );
         for i in checked_query(conn, d, &sql).await? {
             bad.entry(i).or_insert_with(|| {
-                ctx.violation(i, Some(Violation::Unique), Some(&key.join(", ")), format!("duplicate key: a row with this {} already exists in {}", key.join(", "), table.name))
+                ctx.violation(
+                    i,
+                    Some(Violation::Unique),
+                    Some(&key.join(", ")),
+                    format!(
+                        "duplicate key: a row with this {} already exists in {}",
+                        key.join(", "),
+                        table.name
+                    ),
+                )
             });
         }
     }
@@ -883,8 +1012,18 @@ async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize
         if fk.references == table.name || !fk.columns.iter().all(|(c, _)| given(c)) {
             continue;
         }
-        let not_null = fk.columns.iter().map(|(c, _)| format!("s.{} IS NOT NULL", d.quote(c))).collect::<Vec<_>>().join(" AND ");
-        let matches = fk.columns.iter().map(|(c, p)| format!("p.{} = s.{}", d.quote(p), d.quote(c))).collect::<Vec<_>>().join(" AND ");
+        let not_null = fk
+            .columns
+            .iter()
+            .map(|(c, _)| format!("s.{} IS NOT NULL", d.quote(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let matches = fk
+            .columns
+            .iter()
+            .map(|(c, p)| format!("p.{} = s.{}", d.quote(p), d.quote(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let sql = format!(
             "SELECT s.{ORD} FROM {} s WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {matches})",
             d.quote(STAGE),
@@ -893,17 +1032,31 @@ async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize
         let cols = fk.columns.iter().map(|c| c.0.clone()).collect::<Vec<_>>().join(", ");
         for i in checked_query(conn, d, &sql).await? {
             bad.entry(i).or_insert_with(|| {
-                ctx.violation(i, Some(Violation::ForeignKey), Some(&cols), format!("foreign key {}: no row in {} has this {}", fk.name, fk.references, cols))
+                ctx.violation(
+                    i,
+                    Some(Violation::ForeignKey),
+                    Some(&cols),
+                    format!("foreign key {}: no row in {} has this {}", fk.name, fk.references, cols),
+                )
             });
         }
     }
     for check in &table.checks {
         // The expression is the engine's own text of the table's constraint; its
         // column names resolve against the staging table, which has every column.
-        let sql = format!("SELECT s.{ORD} FROM {} s WHERE NOT ({})", d.quote(STAGE), check.expression);
+        let sql = format!(
+            "SELECT s.{ORD} FROM {} s WHERE NOT ({})",
+            d.quote(STAGE),
+            check.expression
+        );
         for i in checked_query(conn, d, &sql).await? {
             bad.entry(i).or_insert_with(|| {
-                ctx.violation(i, Some(Violation::Check), None, format!("violates check constraint {} ({})", check.name, check.expression))
+                ctx.violation(
+                    i,
+                    Some(Violation::Check),
+                    None,
+                    format!("violates check constraint {} ({})", check.name, check.expression),
+                )
             });
         }
     }
@@ -958,14 +1111,22 @@ async fn diagnose_staging(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut Writ
                 for (i, e) in o.row_errors {
                     failed.push((part[i], ctx.row_error(part[i], &e)));
                 }
-                good.extend(part.iter().enumerate().filter(|(j, _)| !bad_idx.contains(j)).map(|(_, &i)| i));
+                good.extend(
+                    part.iter()
+                        .enumerate()
+                        .filter(|(j, _)| !bad_idx.contains(j))
+                        .map(|(_, &i)| i),
+                );
             }
             Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => {
                 conn.batch(&d.rollback_to(SP)).await?;
                 conn.batch(&d.release(SP)).await?;
                 if part.len() == 1 {
-                    let ee = e.engine_error().cloned().unwrap_or_else(|| EngineError::new("error", e.to_string()));
+                    let ee = e
+                        .engine_error()
+                        .cloned()
+                        .unwrap_or_else(|| EngineError::new("error", e.to_string()));
                     failed.push((part[0], ctx.row_error(part[0], &ee)));
                 } else {
                     let mid = part.len() / 2;
@@ -982,6 +1143,11 @@ async fn diagnose_staging(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut Writ
     if rows.is_empty() {
         return Ok(());
     }
-    let sub = BatchCtx { plan: ctx.plan, columns: ctx.columns, rows: &rows, source: ctx.source };
+    let sub = BatchCtx {
+        plan: ctx.plan,
+        columns: ctx.columns,
+        rows: &rows,
+        source: ctx.source,
+    };
     Box::pin(diagnose_batch(conn, &sub, report)).await
 }

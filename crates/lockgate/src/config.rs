@@ -38,7 +38,12 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Config::default()),
-            Err(e) => return Err(ConfigError(format!("{}: cannot read the configuration: {e}", path.display()))),
+            Err(e) => {
+                return Err(ConfigError(format!(
+                    "{}: cannot read the configuration: {e}",
+                    path.display()
+                )))
+            }
         };
         toml::from_str(&text).map_err(|e| {
             let place = e
@@ -57,8 +62,12 @@ impl Config {
     pub fn resolve_db(&self, given: Option<&str>) -> Result<DbUrl, ConfigError> {
         let raw = match given {
             Some(g) => g.to_string(),
-            None => std::env::var("DATABASE_URL")
-                .map_err(|_| ConfigError("no database given: use --db URL (or a connection name from lockgate.toml), or set DATABASE_URL".into()))?,
+            None => std::env::var("DATABASE_URL").map_err(|_| {
+                ConfigError(
+                    "no database given: use --db URL (or a connection name from lockgate.toml), or set DATABASE_URL"
+                        .into(),
+                )
+            })?,
         };
         let url = match self.connections.get(&raw) {
             Some(c) => c.url.clone(),

@@ -99,12 +99,12 @@ pub struct LoadReport {
 impl LoadReport {
     /// DESIGN.md's exit code: 0 success (also skip), 3 row errors rolled back.
     pub fn exit_code(&self) -> i32 {
-        if !self.failed.is_empty() && !self.committed && !self.dry_run {
-            3
-        } else if !self.failed.is_empty() && self.dry_run && self.on_error != OnError::Skip {
-            3
-        } else {
+        // With skip, a run that kept (or would keep) the good rows succeeded.
+        let kept_good_rows = self.committed || (self.dry_run && self.on_error == OnError::Skip);
+        if self.failed.is_empty() || kept_good_rows {
             0
+        } else {
+            3
         }
     }
 }
@@ -134,7 +134,11 @@ impl LoadError {
 }
 
 /// Loads files into a table. Progress goes to `progress` when given.
-pub async fn load(url: &DbUrl, opts: &LoadOptions, progress: Option<mpsc::UnboundedSender<Progress>>) -> Result<LoadReport, LoadError> {
+pub async fn load(
+    url: &DbUrl,
+    opts: &LoadOptions,
+    progress: Option<mpsc::UnboundedSender<Progress>>,
+) -> Result<LoadReport, LoadError> {
     let started = Instant::now();
     if opts.files.is_empty() {
         return Err(LoadError::Input("no files given: name one or more data files".into()));
@@ -146,7 +150,11 @@ pub async fn load(url: &DbUrl, opts: &LoadOptions, progress: Option<mpsc::Unboun
         .iter()
         .map(|k| {
             table.column(k).map(|c| c.name.clone()).ok_or_else(|| {
-                LoadError::Input(format!("--key {k:?} is not a column of table {} (its columns: {})", table.name, column_list(&table)))
+                LoadError::Input(format!(
+                    "--key {k:?} is not a column of table {} (its columns: {})",
+                    table.name,
+                    column_list(&table)
+                ))
             })
         })
         .collect::<Result<_, _>>()?;
@@ -168,7 +176,11 @@ pub async fn load(url: &DbUrl, opts: &LoadOptions, progress: Option<mpsc::Unboun
         table: table.clone(),
         batch_rows: opts.batch_rows,
         batch_bytes: opts.batch_bytes,
-        key: if key.is_empty() { table.primary_key.clone() } else { key.clone() },
+        key: if key.is_empty() {
+            table.primary_key.clone()
+        } else {
+            key.clone()
+        },
     };
     let cfg = WriteConfig {
         mode: opts.mode,
@@ -203,12 +215,20 @@ pub async fn load(url: &DbUrl, opts: &LoadOptions, progress: Option<mpsc::Unboun
     let (result, ()) = tokio::join!(work, forward);
 
     let (status, outcome, error) = match &result {
-        Ok(r) if r.failed.is_empty() || (r.committed && opts.on_error == OnError::Skip) => (RunStatus::Succeeded, serde_json::to_value(r).unwrap_or_default(), None),
-        Ok(r) => (RunStatus::Failed, serde_json::to_value(r).unwrap_or_default(), Some(format!("{} rows failed; nothing was kept", r.failed.len()))),
+        Ok(r) if r.failed.is_empty() || (r.committed && opts.on_error == OnError::Skip) => {
+            (RunStatus::Succeeded, serde_json::to_value(r).unwrap_or_default(), None)
+        }
+        Ok(r) => (
+            RunStatus::Failed,
+            serde_json::to_value(r).unwrap_or_default(),
+            Some(format!("{} rows failed; nothing was kept", r.failed.len())),
+        ),
         Err(e) => (RunStatus::Failed, serde_json::Value::Null, Some(e.to_string())),
     };
     let done = result.as_ref().map(|r| r.rows_read).unwrap_or(0);
-    let _ = ledger.finish_run(run_id, status, done, &outcome, error.as_deref()).await;
+    let _ = ledger
+        .finish_run(run_id, status, done, &outcome, error.as_deref())
+        .await;
     let _ = ledger.unlock(lock).await;
 
     let report = result.map_err(|e| match e {
@@ -225,7 +245,11 @@ pub async fn load(url: &DbUrl, opts: &LoadOptions, progress: Option<mpsc::Unboun
         inserted: report.inserted,
         updated: report.updated,
         deleted: report.deleted,
-        skipped: if report.committed { report.failed.len() as u64 } else { 0 },
+        skipped: if report.committed {
+            report.failed.len() as u64
+        } else {
+            0
+        },
         failed: report.failed,
         committed: report.committed,
         dry_run: opts.dry_run,
@@ -236,5 +260,10 @@ pub async fn load(url: &DbUrl, opts: &LoadOptions, progress: Option<mpsc::Unboun
 }
 
 fn column_list(table: &lockgate_core::Table) -> String {
-    table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+    table
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -66,7 +66,7 @@ pub(crate) fn map_columns(file: &str, names: &[String], table: &Table) -> Result
 }
 
 fn read_file(
-    path: &PathBuf,
+    path: &std::path::Path,
     format: Option<Format>,
     table: &Table,
     batch_rows: usize,
@@ -87,7 +87,9 @@ fn read_file(
         Ok(())
     };
     loop {
-        let more = reader.next_record(&mut record).map_err(|e| SourceError(e.to_string()))?;
+        let more = reader
+            .next_record(&mut record)
+            .map_err(|e| SourceError(e.to_string()))?;
         if !more {
             break;
         }
@@ -115,7 +117,11 @@ fn read_file(
                             key: raw_key(&record, &set, &key_idx, table),
                             column: Some(column.name.clone()),
                             code: "lockgate".into(),
-                            message: format!("{e} (column {} is {})", column.name, describe(&column.kind, &column.data_type)),
+                            message: format!(
+                                "{e} (column {} is {})",
+                                column.name,
+                                describe(&column.kind, &column.data_type)
+                            ),
                         });
                     }
                     values.push(lockgate_core::Value::Null);
@@ -134,7 +140,10 @@ fn read_file(
         });
         match error {
             Some(e) => batch.rejected.push(e),
-            None => batch.push(Row { line: record.line, values }),
+            None => batch.push(Row {
+                line: record.line,
+                values,
+            }),
         }
         if batch.rows.len() + batch.rejected.len() >= batch_rows || batch.bytes >= batch_bytes {
             let full = open.remove(&set).expect("just used");
@@ -143,7 +152,12 @@ fn read_file(
     }
     // Flush in a stable order so that reports are reproducible.
     let mut rest: Vec<(Vec<usize>, Batch)> = open.into_iter().collect();
-    rest.sort_by_key(|(_, b)| b.rows.first().map(|r| r.line).or(b.rejected.first().and_then(|e| e.line)));
+    rest.sort_by_key(|(_, b)| {
+        b.rows
+            .first()
+            .map(|r| r.line)
+            .or(b.rejected.first().and_then(|e| e.line))
+    });
     for (_, b) in rest {
         send(b)?;
     }

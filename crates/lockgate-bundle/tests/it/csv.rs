@@ -46,11 +46,7 @@ fn quotes_commas_and_newlines_inside_fields() {
 
 #[test]
 fn line_ends() {
-    check(
-        "a,b\r\n1,2\r\n3,4\r\n",
-        CSV,
-        r#"@2 a="1" b="2"; @3 a="3" b="4""#,
-    );
+    check("a,b\r\n1,2\r\n3,4\r\n", CSV, r#"@2 a="1" b="2"; @3 a="3" b="4""#);
     check("a,b\r\n\"1\",\"2\"\r\n", CSV, r#"@2 a="1" b="2""#);
     check("a\r1\r2", CSV, r#"@2 a="1"; @3 a="2""#);
     check("a,b\n1,2", CSV, r#"@2 a="1" b="2""#);
@@ -104,11 +100,7 @@ fn header_errors() {
         CSV,
         r#"error: in:1: column 3 of the header repeats the name "a" of column 1: column names must be unique"#,
     );
-    check_bytes(
-        b"a,\xff\n",
-        CSV,
-        "error: in:1: invalid UTF-8: save the file as UTF-8",
-    );
+    check_bytes(b"a,\xff\n", CSV, "error: in:1: invalid UTF-8: save the file as UTF-8");
 }
 
 #[test]
@@ -189,8 +181,7 @@ fn large_input_crosses_buffer_boundaries() {
     for row in 0..rows {
         input.push_str(&format!("{row},\"q \"\"{row}\"\"\nnext\",plain {row},\r\n"));
     }
-    let mut reader =
-        records_from_reader(Box::new(Cursor::new(input.into_bytes())), "in", CSV).expect("opens");
+    let mut reader = records_from_reader(Box::new(Cursor::new(input.into_bytes())), "in", CSV).expect("opens");
     let mut record = Record::default();
     let mut count = 0u64;
     while reader.next_record(&mut record).expect("reads") {

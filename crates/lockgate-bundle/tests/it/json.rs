@@ -41,11 +41,7 @@ fn keys_not_given_stay_missing_and_new_keys_join_the_columns() {
         "@1 a=1; @1 b=2; @1 a=3 c=4; @1",
     );
     // Columns are in order of first appearance, and fields follow the column order.
-    check(
-        r#"[{"b":1,"a":2},{"a":3,"b":4}]"#,
-        JSON,
-        "@1 b=1 a=2; @1 b=4 a=3",
-    );
+    check(r#"[{"b":1,"a":2},{"a":3,"b":4}]"#, JSON, "@1 b=1 a=2; @1 b=4 a=3");
 }
 
 #[test]
@@ -78,11 +74,7 @@ fn top_level_must_be_an_array() {
         JSON,
         "error: in:1:1: expected a JSON array of objects, found a number",
     );
-    check(
-        "x",
-        JSON,
-        "error: in:1:1: expected a JSON array of objects, found 'x'",
-    );
+    check("x", JSON, "error: in:1:1: expected a JSON array of objects, found 'x'");
 }
 
 #[test]
@@ -117,26 +109,14 @@ fn array_syntax_errors() {
         JSON,
         "error: in:1:2: expected a JSON object, found an array",
     );
-    check(
-        r#"[null]"#,
-        JSON,
-        "error: in:1:2: expected a JSON object, found null",
-    );
+    check(r#"[null]"#, JSON, "error: in:1:2: expected a JSON object, found null");
     check(
         r#"[true]"#,
         JSON,
         "error: in:1:2: expected a JSON object, found a boolean",
     );
-    check(
-        r#"[nul"#,
-        JSON,
-        "error: in:1:2: expected a JSON object, found 'n'",
-    );
-    check(
-        r#"[,]"#,
-        JSON,
-        "error: in:1:2: expected a JSON object, found ','",
-    );
+    check(r#"[nul"#, JSON, "error: in:1:2: expected a JSON object, found 'n'");
+    check(r#"[,]"#, JSON, "error: in:1:2: expected a JSON object, found ','");
     check(
         "[{\"a\":1}\n",
         JSON,
@@ -151,11 +131,7 @@ fn array_syntax_errors() {
 
 #[test]
 fn element_errors_are_in_file_coordinates() {
-    check(
-        r#"[{"a" 1}]"#,
-        JSON,
-        "error: in:1:7: invalid JSON: expected `:`",
-    );
+    check(r#"[{"a" 1}]"#, JSON, "error: in:1:7: invalid JSON: expected `:`");
     check(
         "[\n  {\"a\": 1,\n   \"b\" 2}\n]",
         JSON,
@@ -166,16 +142,8 @@ fn element_errors_are_in_file_coordinates() {
         JSON,
         r#"error: in:1:11: invalid JSON: the key "a" appears twice in one object: keep one"#,
     );
-    check(
-        r#"[{"a":}]"#,
-        JSON,
-        "error: in:1:7: invalid JSON: expected value",
-    );
-    check(
-        r#"[{"a":1]"#,
-        JSON,
-        "error: in:1:8: invalid JSON: expected `,` or `}`",
-    );
+    check(r#"[{"a":}]"#, JSON, "error: in:1:7: invalid JSON: expected value");
+    check(r#"[{"a":1]"#, JSON, "error: in:1:8: invalid JSON: expected `,` or `}`");
     check(
         "[{\"a\":\n\"x",
         JSON,
@@ -229,12 +197,6 @@ fn minified_array_of_ten_megabytes_on_one_line() {
             Err(error) => break error,
         }
     };
-    assert_eq!(
-        (error.line, error.column),
-        (Some(1), Some(text.len() as u64 + 1))
-    );
-    assert_eq!(
-        error.message,
-        "trailing comma after the last element: remove it"
-    );
+    assert_eq!((error.line, error.column), (Some(1), Some(text.len() as u64 + 1)));
+    assert_eq!(error.message, "trailing comma after the last element: remove it");
 }

@@ -12,11 +12,7 @@ fn objects_per_line_with_missing_and_new_keys() {
         NDJSON,
         r#"@1 a=1; @2 b="x"; @5 a=null c=[1]"#,
     );
-    check(
-        "{\"b\":1,\"a\":2}\n{\"a\":3}\n{}",
-        NDJSON,
-        "@1 b=1 a=2; @2 a=3; @3",
-    );
+    check("{\"b\":1,\"a\":2}\n{\"a\":3}\n{}", NDJSON, "@1 b=1 a=2; @2 a=3; @3");
     check(
         "{\"n\":0.10000000000000000000000001}",
         NDJSON,
@@ -43,26 +39,10 @@ fn a_line_that_is_not_an_object() {
         NDJSON,
         "error: in:2:3: expected a JSON object, found a number",
     );
-    check(
-        "\"x\"",
-        NDJSON,
-        "error: in:1:1: expected a JSON object, found a string",
-    );
-    check(
-        "nope",
-        NDJSON,
-        "error: in:1:1: expected a JSON object, found 'n'",
-    );
-    check(
-        "null",
-        NDJSON,
-        "error: in:1:1: expected a JSON object, found null",
-    );
-    check(
-        "#",
-        NDJSON,
-        "error: in:1:1: expected a JSON object, found '#'",
-    );
+    check("\"x\"", NDJSON, "error: in:1:1: expected a JSON object, found a string");
+    check("nope", NDJSON, "error: in:1:1: expected a JSON object, found 'n'");
+    check("null", NDJSON, "error: in:1:1: expected a JSON object, found null");
+    check("#", NDJSON, "error: in:1:1: expected a JSON object, found '#'");
 }
 
 #[test]

@@ -11,9 +11,7 @@ use lockgate_bundle::{detect, open_records, Compression, Format, ReadError, Reco
 use crate::support::render;
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
 /// Renders with the file name shortened to its last component, so expectations do not
@@ -79,10 +77,7 @@ fn format_names() {
 #[test]
 fn the_same_customers_in_every_format() {
     assert_eq!(render_file(&data("customers.csv"), None), CUSTOMERS_CSV);
-    assert_eq!(
-        render_file(&data("customers.ndjson"), None),
-        CUSTOMERS_NDJSON
-    );
+    assert_eq!(render_file(&data("customers.ndjson"), None), CUSTOMERS_NDJSON);
     assert_eq!(render_file(&data("customers.json"), None), CUSTOMERS_JSON);
 }
 
@@ -108,10 +103,7 @@ fn gzip_members_are_read_one_after_another() {
     let mut bytes = gzip(b"a,b\n1,2\n");
     bytes.extend(gzip(b"3,4\n"));
     fs::write(&path, bytes).expect("writes");
-    assert_eq!(
-        render_file(&path, None),
-        r#"@2 a="1" b="2"; @3 a="3" b="4""#
-    );
+    assert_eq!(render_file(&path, None), r#"@2 a="1" b="2"; @3 a="3" b="4""#);
 }
 
 #[test]
@@ -120,10 +112,7 @@ fn corrupt_compressed_file() {
     let path = dir.path().join("bad.csv.gz");
     fs::write(&path, b"this is not gzip").expect("writes");
     let rendered = render_file(&path, None);
-    assert!(
-        rendered.starts_with("error: bad.csv.gz:1: cannot read: "),
-        "{rendered}"
-    );
+    assert!(rendered.starts_with("error: bad.csv.gz:1: cannot read: "), "{rendered}");
     let path = dir.path().join("bad.json.zst");
     fs::write(&path, b"this is not zstd either").expect("writes");
     let rendered = render_file(&path, None);
@@ -143,10 +132,7 @@ fn empty_files_in_every_format() {
         ("w.json", b" \n\t\r\n".to_vec()),
         ("e.csv.gz", gzip(b"")),
         ("w.ndjson.gz", gzip(b"\n\n")),
-        (
-            "e.json.zst",
-            zstd::encode_all(&b""[..], 3).expect("compresses"),
-        ),
+        ("e.json.zst", zstd::encode_all(&b""[..], 3).expect("compresses")),
     ];
     for (name, bytes) in cases {
         let path = dir.path().join(name);
@@ -172,10 +158,7 @@ fn file_errors() {
         render_file(&data("notes.txt"), None),
         "error: notes.txt: cannot tell the data format from the file name: name it .csv, .ndjson, .jsonl or .json (optionally followed by .gz or .zst), or give the format"
     );
-    assert_eq!(
-        render_file(&data("notes.txt"), Some(Format::Csv)),
-        r#"@2 a="1" b="2""#
-    );
+    assert_eq!(render_file(&data("notes.txt"), Some(Format::Csv)), r#"@2 a="1" b="2""#);
     // A given format wins over the extension.
     assert_eq!(
         render_file(&data("customers.csv"), Some(Format::Ndjson)),

@@ -17,11 +17,7 @@ pub fn check(input: &str, format: Format, expect: &str) {
 /// [`check`] for input that is not UTF-8.
 #[track_caller]
 pub fn check_bytes(input: &[u8], format: Format, expect: &str) {
-    let whole = render(records_from_reader(
-        Box::new(Cursor::new(input.to_vec())),
-        "in",
-        format,
-    ));
+    let whole = render(records_from_reader(Box::new(Cursor::new(input.to_vec())), "in", format));
     assert_eq!(whole, expect, "input: {:?}", String::from_utf8_lossy(input));
     let trickle = render(records_from_reader(
         Box::new(OneByteReader(Cursor::new(input.to_vec()))),
@@ -51,11 +47,7 @@ pub fn render(reader: Result<Box<dyn RecordReader>, ReadError>) -> String {
     loop {
         match reader.next_record(&mut record) {
             Ok(true) => {
-                assert_eq!(
-                    record.number,
-                    records.len() as u64 + 1,
-                    "record numbers count up"
-                );
+                assert_eq!(record.number, records.len() as u64 + 1, "record numbers count up");
                 assert!(
                     record.fields.windows(2).all(|pair| pair[0].0 < pair[1].0),
                     "fields ascend by index: {record:?}"

@@ -138,10 +138,7 @@ async fn describe_reads_keys_checks_json_and_engine() {
         ]
     );
     assert!(
-        c.describe(&TableName::new("CHILD"))
-            .await
-            .unwrap()
-            .is_none(),
+        c.describe(&TableName::new("CHILD")).await.unwrap().is_none(),
         "describe must match exactly"
     );
 
@@ -171,22 +168,12 @@ async fn describe_reads_keys_checks_json_and_engine() {
     assert_eq!(col("code").data_type, "varchar(20)");
     assert_eq!(col("code").default.as_deref(), Some("'x''y'"));
     assert!(col("note").nullable);
-    assert_eq!(
-        col("note").default,
-        None,
-        "a nullable column without default has none"
-    );
+    assert_eq!(col("note").default, None, "a nullable column without default has none");
     assert_eq!(col("qty").default.as_deref(), Some("0"));
     assert_eq!(col("doc").kind, Kind::Json);
     assert_eq!(col("created").kind, Kind::Timestamp);
-    assert_eq!(
-        col("created").default.as_deref(),
-        Some("current_timestamp(6)")
-    );
-    assert!(
-        col("twice").auto,
-        "generated columns are filled by the engine"
-    );
+    assert_eq!(col("created").default.as_deref(), Some("current_timestamp(6)"));
+    assert!(col("twice").auto, "generated columns are filled by the engine");
     assert!(!col("qty").auto);
 
     assert_eq!(t.primary_key, ["id"]);
@@ -201,10 +188,7 @@ async fn describe_reads_keys_checks_json_and_engine() {
     assert_eq!(fk.references, TableName::new("parent"));
     assert_eq!(
         fk.columns,
-        vec![
-            ("pa".to_string(), "a".to_string()),
-            ("pb".to_string(), "b".to_string())
-        ]
+        vec![("pa".to_string(), "a".to_string()), ("pb".to_string(), "b".to_string())]
     );
     assert_eq!(t.checks.len(), 1, "{:?}", t.checks);
     assert_eq!(t.checks[0].name, "qty_positive");
@@ -219,11 +203,7 @@ async fn describe_reads_keys_checks_json_and_engine() {
     assert!(t.indexes.iter().any(|i| i.name == "uq_code" && i.unique));
     assert!(!t.indexes.iter().any(|i| i.name == "PRIMARY"));
 
-    let parent = c
-        .describe(&TableName::new("parent"))
-        .await
-        .unwrap()
-        .unwrap();
+    let parent = c.describe(&TableName::new("parent")).await.unwrap().unwrap();
     assert_eq!(parent.primary_key, ["a", "b"]);
     let myisam = c.describe(&TableName::new("child")).await.unwrap().unwrap();
     assert_eq!(myisam.engine.as_deref(), Some("MyISAM"));
@@ -237,8 +217,7 @@ const EVERY_KIND_DDL: &str = "CREATE TABLE every (
 ) ENGINE=InnoDB";
 
 const EVERY_KIND_COLS: [&str; 18] = [
-    "n", "b", "i8", "i16", "i32", "i64", "u32", "f", "f4", "d", "s", "blob_", "dt", "tm", "ts",
-    "tz", "j", "u",
+    "n", "b", "i8", "i16", "i32", "i64", "u32", "f", "f4", "d", "s", "blob_", "dt", "tm", "ts", "tz", "j", "u",
 ];
 
 fn every_kind_rows() -> Vec<Row> {
@@ -305,12 +284,7 @@ async fn round_trip_every_kind(c: &mut Conn) {
     let input = every_kind_rows();
     c.begin().await.unwrap();
     let outcome = c
-        .bulk_insert(
-            &TableName::new("every"),
-            &names(&EVERY_KIND_COLS),
-            &input,
-            None,
-        )
+        .bulk_insert(&TableName::new("every"), &names(&EVERY_KIND_COLS), &input, None)
         .await
         .unwrap();
     c.commit().await.unwrap();
@@ -339,10 +313,7 @@ async fn round_trip_every_kind(c: &mut Conn) {
         )
         .await
         .unwrap();
-    for (label, got) in [
-        ("text protocol", &text_rows),
-        ("binary protocol", &binary_rows),
-    ] {
+    for (label, got) in [("text protocol", &text_rows), ("binary protocol", &binary_rows)] {
         assert_eq!(got.len(), input.len(), "{label}");
         for (g, want) in got.iter().zip(&input) {
             // The FLOAT column's values (1.5, -0.25) are exact in single precision.
@@ -425,7 +396,9 @@ async fn ordinal_column_numbers_rows_from_zero() {
         if fallback {
             without_local_infile(&mut c);
         }
-        c.batch("DROP TABLE IF EXISTS stage; CREATE TABLE stage (v VARCHAR(10), b VARBINARY(4), lockgate_row BIGINT)").await.unwrap();
+        c.batch("DROP TABLE IF EXISTS stage; CREATE TABLE stage (v VARCHAR(10), b VARBINARY(4), lockgate_row BIGINT)")
+            .await
+            .unwrap();
         let input: Vec<Row> = rows(
             (0..1000)
                 .map(|i| vec![Value::Text(format!("r{i}")), Value::Bytes(vec![i as u8])])
@@ -442,11 +415,7 @@ async fn ordinal_column_numbers_rows_from_zero() {
             .unwrap();
         assert_eq!(outcome.written, 1000);
         let got = c
-            .query(
-                "SELECT v, b, lockgate_row FROM stage ORDER BY lockgate_row",
-                &[],
-                None,
-            )
+            .query("SELECT v, b, lockgate_row FROM stage ORDER BY lockgate_row", &[], None)
             .await
             .unwrap();
         assert_eq!(got.len(), 1000);
@@ -478,12 +447,7 @@ async fn large_load_streams_in_chunks() {
             .collect(),
     );
     let outcome = c
-        .bulk_insert(
-            &TableName::new("big"),
-            &names(&["id", "payload"]),
-            &input,
-            None,
-        )
+        .bulk_insert(&TableName::new("big"), &names(&["id", "payload"]), &input, None)
         .await
         .unwrap();
     assert_eq!(outcome.written, 5000);
@@ -560,9 +524,7 @@ async fn bad_loads_fail(c: &mut Conn, fast: bool) {
             Err(e) => e,
             Ok(o) => panic!("{}: the load succeeded ({} rows)", case.what, o.written),
         };
-        let e = err
-            .engine_error()
-            .unwrap_or_else(|| panic!("{}: {err}", case.what));
+        let e = err.engine_error().unwrap_or_else(|| panic!("{}: {err}", case.what));
         assert!(case.code.contains(&e.code.as_str()), "{}: {e:?}", case.what);
         if case.column.is_some() {
             assert_eq!(e.column.as_deref(), case.column, "{}: {e:?}", case.what);
@@ -580,16 +542,8 @@ async fn bad_loads_fail(c: &mut Conn, fast: bool) {
             assert_eq!(e.row, case.row, "{}: {e:?}", case.what);
         }
         assert!(!e.transient && !e.connection_lost, "{}: {e:?}", case.what);
-        let left = c
-            .query("SELECT COUNT(*) FROM strict_t", &[], None)
-            .await
-            .unwrap();
-        assert_eq!(
-            left[0][0],
-            Value::Int(0),
-            "{}: rows left after rollback",
-            case.what
-        );
+        let left = c.query("SELECT COUNT(*) FROM strict_t", &[], None).await.unwrap();
+        assert_eq!(left[0][0], Value::Int(0), "{}: rows left after rollback", case.what);
     }
     assert!(!c.is_closed());
 }
@@ -635,7 +589,9 @@ async fn load_into_missing_table_fails_and_connection_stays_usable() {
 async fn execute_reports_matched_rows_and_typed_errors() {
     let db = TestDb::new(Engine::Mysql).await;
     let mut c = db.conn().await;
-    c.batch("CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(3) NOT NULL); INSERT INTO t VALUES (1, 'a'), (2, 'b')").await.unwrap();
+    c.batch("CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(3) NOT NULL); INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+        .await
+        .unwrap();
     // Nothing changes, but both rows match: the same count the other engines give.
     let n = c
         .execute(
@@ -645,28 +601,16 @@ async fn execute_reports_matched_rows_and_typed_errors() {
         .await
         .unwrap();
     assert_eq!(n, 2);
-    assert_eq!(
-        c.execute("UPDATE t SET name = 'a' WHERE id = 1", &[])
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(c.execute("UPDATE t SET name = 'a' WHERE id = 1", &[]).await.unwrap(), 1);
 
     let err = c
         .execute("INSERT INTO t VALUES (?, ?)", &[Value::Int(3), Value::Null])
         .await
         .unwrap_err();
     let e = err.engine_error().unwrap();
-    assert_eq!(
-        (e.code.as_str(), e.column.as_deref()),
-        ("1048", Some("name")),
-        "{e:?}"
-    );
+    assert_eq!((e.code.as_str(), e.column.as_deref()), ("1048", Some("name")), "{e:?}");
     let err = c
-        .execute(
-            "INSERT INTO t VALUES (?, ?)",
-            &[Value::Int(3), text("long")],
-        )
+        .execute("INSERT INTO t VALUES (?, ?)", &[Value::Int(3), text("long")])
         .await
         .unwrap_err();
     let e = err.engine_error().unwrap();
@@ -675,10 +619,7 @@ async fn execute_reports_matched_rows_and_typed_errors() {
         ("1406", Some("name"), Some(1)),
         "{e:?}"
     );
-    let err = c
-        .execute("INSERT INTO t VALUES (1, 'x')", &[])
-        .await
-        .unwrap_err();
+    let err = c.execute("INSERT INTO t VALUES (1, 'x')", &[]).await.unwrap_err();
     let e = err.engine_error().unwrap();
     assert_eq!(
         (e.code.as_str(), e.constraint.as_deref()),
@@ -697,11 +638,7 @@ async fn insert_fallback_splits_at_the_parameter_limit() {
         .await
         .unwrap();
     // 30,000 rows of 3 values need two statements under 65,535 placeholders.
-    let mut input: Vec<Row> = rows(
-        (0..30_000)
-            .map(|i| vec![Value::Int(i), text("x")])
-            .collect(),
-    );
+    let mut input: Vec<Row> = rows((0..30_000).map(|i| vec![Value::Int(i), text("x")]).collect());
     let cols = names(&["a", "b"]);
     let outcome = c
         .bulk_insert(&TableName::new("s"), &cols, &input, Some("lockgate_row"))
@@ -716,10 +653,7 @@ async fn insert_fallback_splits_at_the_parameter_limit() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        got[0],
-        vec![Value::Int(30_000), dec("30000"), Value::Int(29_999)]
-    );
+    assert_eq!(got[0], vec![Value::Int(30_000), dec("30000"), Value::Int(29_999)]);
 
     // A failing row in the second statement is named by its position in the input.
     c.batch("DELETE FROM s").await.unwrap();

@@ -52,12 +52,9 @@ async fn a_plain_path_creates_the_file() {
     assert!(path.exists(), "connect creates {}", path.display());
     conn.batch("CREATE TABLE t (a INTEGER)").await.unwrap();
     assert_eq!(
-        conn.execute(
-            "INSERT INTO t (a) VALUES (?1), (?2)",
-            &[Value::Int(1), Value::Int(2)]
-        )
-        .await
-        .unwrap(),
+        conn.execute("INSERT INTO t (a) VALUES (?1), (?2)", &[Value::Int(1), Value::Int(2)])
+            .await
+            .unwrap(),
         2
     );
     assert!(!conn.is_closed());
@@ -72,10 +69,7 @@ async fn a_missing_folder_is_a_connect_error_naming_it() {
     let url = DbUrl::parse(&format!("sqlite://{}", missing.join("x.db").display())).unwrap();
     match Conn::connect(&url).await {
         Err(DbError::Connect { message, .. }) => {
-            assert!(
-                message.contains(&missing.display().to_string()),
-                "{message}"
-            );
+            assert!(message.contains(&missing.display().to_string()), "{message}");
             assert!(!message.contains('\n'), "one line: {message}");
         }
         Err(other) => panic!("expected a connect error, got {other}"),
@@ -94,10 +88,7 @@ async fn a_file_that_is_not_a_database_fails_at_connect() {
     )
     .unwrap();
     let url = DbUrl::parse(path.to_str().unwrap()).unwrap();
-    assert!(matches!(
-        Conn::connect(&url).await,
-        Err(DbError::Connect { .. })
-    ));
+    assert!(matches!(Conn::connect(&url).await, Err(DbError::Connect { .. })));
 }
 
 const KINDS_DDL: &str = r#"
@@ -218,11 +209,7 @@ async fn describe_reports_keys_indexes_and_kinds() {
         ),
     ];
     assert_eq!(kinds, expected);
-    assert_eq!(
-        t.primary_key,
-        cols(&["k2", "k1"]),
-        "primary key in key order"
-    );
+    assert_eq!(t.primary_key, cols(&["k2", "k1"]), "primary key in key order");
     let k1 = t.column("k1").unwrap();
     assert!(!k1.nullable && !k1.auto);
     let n = t.column("n").unwrap();
@@ -237,17 +224,11 @@ async fn describe_reports_keys_indexes_and_kinds() {
             references: TableName::new("parent"),
         }]
     );
-    let ts_index = t
-        .indexes
-        .iter()
-        .find(|i| i.name == "kinds_ts")
-        .expect("index kinds_ts");
+    let ts_index = t.indexes.iter().find(|i| i.name == "kinds_ts").expect("index kinds_ts");
     assert_eq!(ts_index.columns, cols(&["ts", "tz"]));
     assert!(!ts_index.unique);
     assert!(
-        t.indexes
-            .iter()
-            .any(|i| i.name == t.unique[0].name && i.unique),
+        t.indexes.iter().any(|i| i.name == t.unique[0].name && i.unique),
         "the UNIQUE constraint's index is listed"
     );
     assert_eq!(
@@ -257,10 +238,7 @@ async fn describe_reports_keys_indexes_and_kinds() {
         t.indexes
     );
     assert!(t.checks.is_empty());
-    assert_eq!(
-        t.unique_keys(),
-        vec![cols(&["k2", "k1"]), cols(&["name", "d"])]
-    );
+    assert_eq!(t.unique_keys(), vec![cols(&["k2", "k1"]), cols(&["name", "d"])]);
 
     // A rowid alias and a generated column are filled by SQLite; a reference without
     // columns means the parent's primary key, and names the parent as it is spelled.
@@ -283,27 +261,10 @@ async fn describe_reports_keys_indexes_and_kinds() {
     );
 
     // Exact names only; find_table adds the case-insensitive rule on top.
-    assert!(conn
-        .describe(&TableName::new("kinds"))
-        .await
-        .unwrap()
-        .is_none());
-    assert!(conn
-        .describe(&TableName::new("nope"))
-        .await
-        .unwrap()
-        .is_none());
-    assert_eq!(
-        conn.find_table("kinds").await.unwrap().name,
-        TableName::new("Kinds")
-    );
-    let names: Vec<String> = conn
-        .list_tables()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
+    assert!(conn.describe(&TableName::new("kinds")).await.unwrap().is_none());
+    assert!(conn.describe(&TableName::new("nope")).await.unwrap().is_none());
+    assert_eq!(conn.find_table("kinds").await.unwrap().name, TableName::new("Kinds"));
+    let names: Vec<String> = conn.list_tables().await.unwrap().into_iter().map(|t| t.name).collect();
     assert_eq!(names, cols(&["Kinds", "child", "parent"]));
 }
 
@@ -327,9 +288,7 @@ fn every_kind_rows() -> Vec<Vec<Value>> {
             Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).unwrap()),
             Value::Timestamp(ts),
             Value::TimestampTz(Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap()),
-            Value::Json(
-                serde_json::json!({"a": [1, 2.5, "x"], "b": {"c": null}, "d": 12345678901234567890u64}),
-            ),
+            Value::Json(serde_json::json!({"a": [1, 2.5, "x"], "b": {"c": null}, "d": 12345678901234567890u64})),
             Value::Uuid(uuid::Uuid::parse_str("67e55044-10b1-426f-9247-bb680e5fe0c8").unwrap()),
         ],
         vec![
@@ -368,19 +327,14 @@ async fn bulk_insert_round_trips_every_kind() {
     let db = TestDb::new(Engine::Sqlite).await;
     let mut conn = db.conn().await;
     conn.batch(EVERY_KIND_DDL).await.unwrap();
-    let table = conn
-        .describe(&TableName::new("every"))
-        .await
-        .unwrap()
-        .unwrap();
+    let table = conn.describe(&TableName::new("every")).await.unwrap().unwrap();
     let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
     let kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
     let input = every_kind_rows();
     // Every value is one the column's kind accepts: the test data is in the domain.
     for row in &input {
         for (v, k) in row.iter().zip(&kinds) {
-            k.check(v.clone())
-                .unwrap_or_else(|e| panic!("{v:?} for {k:?}: {e}"));
+            k.check(v.clone()).unwrap_or_else(|e| panic!("{v:?} for {k:?}: {e}"));
         }
     }
 
@@ -395,11 +349,7 @@ async fn bulk_insert_round_trips_every_kind() {
 
     let select = format!(
         "SELECT {} FROM every ORDER BY id",
-        names
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
+        names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
     );
     let read = conn.query(&select, &[], Some(&kinds)).await.unwrap();
     assert_eq!(read, input);
@@ -416,7 +366,11 @@ async fn bulk_insert_round_trips_every_kind() {
     // Storage follows DESIGN.md: ISO-8601 text, decimals converted by NUMERIC
     // affinity, booleans as integers, blobs as blobs.
     let raw = conn
-        .query("SELECT typeof(flag), flag, typeof(price), typeof(data), ts, tz, d, t, uid FROM every WHERE id = ?1", &[Value::Int(1)], None)
+        .query(
+            "SELECT typeof(flag), flag, typeof(price), typeof(data), ts, tz, d, t, uid FROM every WHERE id = ?1",
+            &[Value::Int(1)],
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -440,11 +394,7 @@ async fn parameters_bind_every_kind() {
     let db = TestDb::new(Engine::Sqlite).await;
     let mut conn = db.conn().await;
     conn.batch(EVERY_KIND_DDL).await.unwrap();
-    let table = conn
-        .describe(&TableName::new("every"))
-        .await
-        .unwrap()
-        .unwrap();
+    let table = conn.describe(&TableName::new("every")).await.unwrap().unwrap();
     let kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
     let input = every_kind_rows();
     let placeholders: Vec<String> = (1..=kinds.len()).map(|n| format!("?{n}")).collect();
@@ -467,12 +417,9 @@ async fn parameters_bind_every_kind() {
         .unwrap();
     assert_eq!(by_param, vec![vec![Value::Int(2)]]);
     assert_eq!(
-        conn.execute(
-            "UPDATE every SET name = ?1 WHERE id > ?2",
-            &[text("x"), Value::Int(1)]
-        )
-        .await
-        .unwrap(),
+        conn.execute("UPDATE every SET name = ?1 WHERE id > ?2", &[text("x"), Value::Int(1)])
+            .await
+            .unwrap(),
         2
     );
     // Too few parameters is a bug to report, not NULLs to bind.
@@ -523,26 +470,15 @@ async fn query_types_cells_or_names_the_column_that_does_not_fit() {
     );
     // A REAL from arithmetic reads as SQLite prints it.
     let price = conn
-        .query(
-            "SELECT price FROM loose WHERE rowid = 2",
-            &[],
-            Some(&kinds[1..2]),
-        )
+        .query("SELECT price FROM loose WHERE rowid = 2", &[], Some(&kinds[1..2]))
         .await
         .unwrap();
     assert_eq!(price, vec![vec![dec("0.30")]]);
     match conn
-        .query(
-            "SELECT n FROM loose WHERE rowid = 2",
-            &[],
-            Some(&kinds[..1]),
-        )
+        .query("SELECT n FROM loose WHERE rowid = 2", &[], Some(&kinds[..1]))
         .await
     {
-        Err(DbError::Invalid(message)) => assert!(
-            message.contains("\"n\"") && message.contains("abc"),
-            "{message}"
-        ),
+        Err(DbError::Invalid(message)) => assert!(message.contains("\"n\"") && message.contains("abc"), "{message}"),
         other => panic!("expected an error naming column n, got {other:?}"),
     }
     // Without kinds, storage classes.
@@ -573,9 +509,8 @@ async fn row_errors_name_index_code_and_column_while_good_rows_are_written() {
     .await
     .unwrap();
     let columns = cols(&["id", "name", "qty", "p_id", "r"]);
-    let row = |id: i64, name: Value, qty: i64, p: Value| {
-        vec![Value::Int(id), name, Value::Int(qty), p, Value::Float(1.0)]
-    };
+    let row =
+        |id: i64, name: Value, qty: i64, p: Value| vec![Value::Int(id), name, Value::Int(qty), p, Value::Float(1.0)];
     let mut input = vec![
         row(10, text("ok"), 1, Value::Int(1)),
         row(11, Value::Null, 1, Value::Int(1)),
@@ -598,14 +533,7 @@ async fn row_errors_name_index_code_and_column_while_good_rows_are_written() {
     let summary: Vec<(usize, &str, Option<&str>, Option<&str>)> = outcome
         .row_errors
         .iter()
-        .map(|(i, e)| {
-            (
-                *i,
-                e.code.as_str(),
-                e.column.as_deref(),
-                e.constraint.as_deref(),
-            )
-        })
+        .map(|(i, e)| (*i, e.code.as_str(), e.column.as_deref(), e.constraint.as_deref()))
         .collect();
     assert_eq!(
         summary,
@@ -613,29 +541,17 @@ async fn row_errors_name_index_code_and_column_while_good_rows_are_written() {
             (1, "SQLITE_CONSTRAINT_NOTNULL", Some("name"), None),
             (3, "SQLITE_CONSTRAINT_PRIMARYKEY", Some("id"), None),
             (4, "SQLITE_CONSTRAINT_CHECK", None, Some("qty_positive")),
-            (
-                5,
-                "SQLITE_CONSTRAINT_FOREIGNKEY",
-                Some("p_id"),
-                Some("t_p_id_fkey")
-            ),
+            (5, "SQLITE_CONSTRAINT_FOREIGNKEY", Some("p_id"), Some("t_p_id_fkey")),
             (7, "lockgate", Some("r"), None),
         ]
     );
     for (_, e) in &outcome.row_errors {
         assert!(!e.transient && !e.message.is_empty(), "{e:?}");
     }
-    let ids = conn
-        .query("SELECT id FROM t ORDER BY id", &[], None)
-        .await
-        .unwrap();
+    let ids = conn.query("SELECT id FROM t ORDER BY id", &[], None).await.unwrap();
     assert_eq!(
         ids,
-        vec![
-            vec![Value::Int(10)],
-            vec![Value::Int(12)],
-            vec![Value::Int(15)]
-        ]
+        vec![vec![Value::Int(10)], vec![Value::Int(12)], vec![Value::Int(15)]]
     );
 }
 
@@ -646,10 +562,7 @@ async fn unique_violations_on_several_columns_name_them_all() {
     conn.batch("CREATE TABLE \"a.b\" (x INTEGER, y TEXT, UNIQUE (x, y))")
         .await
         .unwrap();
-    let input = rows(vec![
-        vec![Value::Int(1), text("a")],
-        vec![Value::Int(1), text("a")],
-    ]);
+    let input = rows(vec![vec![Value::Int(1), text("a")], vec![Value::Int(1), text("a")]]);
     let outcome = conn
         .bulk_insert(&TableName::new("a.b"), &cols(&["x", "y"]), &input, None)
         .await
@@ -661,11 +574,7 @@ async fn unique_violations_on_several_columns_name_them_all() {
         (1, "SQLITE_CONSTRAINT_UNIQUE", Some("x, y"))
     );
     // A dotted name parsed as schema.table still means the one table.
-    assert!(conn
-        .describe(&TableName::parse("a.b"))
-        .await
-        .unwrap()
-        .is_some());
+    assert!(conn.describe(&TableName::parse("a.b")).await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -677,26 +586,15 @@ async fn the_ordinal_column_gets_each_rows_index() {
         .unwrap();
     let input = rows((0..5).map(|i| vec![text(&format!("v{i}"))]).collect());
     let outcome = conn
-        .bulk_insert(
-            &TableName::new("staging"),
-            &cols(&["v"]),
-            &input,
-            Some("lockgate_row"),
-        )
+        .bulk_insert(&TableName::new("staging"), &cols(&["v"]), &input, Some("lockgate_row"))
         .await
         .unwrap();
     assert_eq!(outcome.written, 5);
     let read = conn
-        .query(
-            "SELECT lockgate_row, v FROM staging ORDER BY rowid",
-            &[],
-            None,
-        )
+        .query("SELECT lockgate_row, v FROM staging ORDER BY rowid", &[], None)
         .await
         .unwrap();
-    let expected: Vec<Vec<Value>> = (0..5)
-        .map(|i| vec![Value::Int(i), text(&format!("v{i}"))])
-        .collect();
+    let expected: Vec<Vec<Value>> = (0..5).map(|i| vec![Value::Int(i), text(&format!("v{i}"))]).collect();
     assert_eq!(read, expected);
     let temp = conn
         .describe(&TableName {
@@ -717,12 +615,7 @@ async fn a_rolled_back_transaction_leaves_nothing() {
         .unwrap();
     let input = rows(
         (0..1000)
-            .map(|i| {
-                vec![
-                    Value::Int(i),
-                    if i == 500 { Value::Null } else { text("v") },
-                ]
-            })
+            .map(|i| vec![Value::Int(i), if i == 500 { Value::Null } else { text("v") }])
             .collect(),
     );
     conn.begin().await.unwrap();
@@ -740,10 +633,7 @@ async fn a_rolled_back_transaction_leaves_nothing() {
 async fn a_lock_held_elsewhere_is_transient_not_a_row_error() {
     let db = TestDb::new(Engine::Sqlite).await;
     let mut holder = db.conn().await;
-    holder
-        .batch("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-        .await
-        .unwrap();
+    holder.batch("CREATE TABLE t (id INTEGER PRIMARY KEY)").await.unwrap();
     let mut waiter = db.conn().await;
     match &mut waiter {
         Conn::Sqlite(c) => c.set_busy_timeout(Duration::from_millis(50)).await.unwrap(),
@@ -761,10 +651,7 @@ async fn a_lock_held_elsewhere_is_transient_not_a_row_error() {
         "the short busy timeout applies"
     );
     assert!(err.is_transient(), "{err}");
-    assert!(
-        err.engine_error().unwrap().code.starts_with("SQLITE_BUSY"),
-        "{err}"
-    );
+    assert!(err.engine_error().unwrap().code.starts_with("SQLITE_BUSY"), "{err}");
 
     let input = rows(vec![vec![Value::Int(1)]]);
     let err = waiter
@@ -785,7 +672,10 @@ async fn a_lock_held_elsewhere_is_transient_not_a_row_error() {
 #[ignore]
 async fn tmp_bench_bulk_insert() {
     let csv = std::fs::read_to_string("/tmp/lgbench/customers.csv").unwrap();
-    let chunk: usize = std::env::var("CHUNK").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let chunk: usize = std::env::var("CHUNK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     let mut all = Vec::new();
     for (i, line) in csv.lines().skip(1).enumerate() {
         let f: Vec<&str> = line.split(',').collect();
@@ -806,15 +696,33 @@ async fn tmp_bench_bulk_insert() {
     let _ = std::fs::remove_file("/tmp/lgbench/ours.db");
     let url = DbUrl::parse("/tmp/lgbench/ours.db").unwrap();
     let mut conn = Conn::connect(&url).await.unwrap();
-    conn.batch(&std::fs::read_to_string("/tmp/lgbench/schema.sql").unwrap()).await.unwrap();
-    let columns = cols(&["customer_id", "first_name", "last_name", "email", "phone", "city", "acquisition_date", "lifetime_value"]);
+    conn.batch(&std::fs::read_to_string("/tmp/lgbench/schema.sql").unwrap())
+        .await
+        .unwrap();
+    let columns = cols(&[
+        "customer_id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "city",
+        "acquisition_date",
+        "lifetime_value",
+    ]);
     let started = std::time::Instant::now();
     conn.begin().await.unwrap();
     let mut written = 0;
     for part in all.chunks(chunk) {
-        written += conn.bulk_insert(&TableName::new("customers"), &columns, part, None).await.unwrap().written;
+        written += conn
+            .bulk_insert(&TableName::new("customers"), &columns, part, None)
+            .await
+            .unwrap()
+            .written;
     }
     conn.commit().await.unwrap();
     let secs = started.elapsed().as_secs_f64();
-    println!("BENCH chunk={chunk} rows={written} secs={secs:.3} rows/s={:.0}", written as f64 / secs);
+    println!(
+        "BENCH chunk={chunk} rows={written} secs={secs:.3} rows/s={:.0}",
+        written as f64 / secs
+    );
 }

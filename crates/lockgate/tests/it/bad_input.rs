@@ -103,14 +103,26 @@ async fn bad_input_is_refused_and_nothing_is_written() {
                 temp_file(case.file, case.body)
             };
             let (message, exit) = match load(&db, case.table, std::slice::from_ref(&path), |_| {}).await {
-                Ok(r) => (r.failed.first().map(|e| e.to_string()).unwrap_or_default(), r.exit_code()),
+                Ok(r) => (
+                    r.failed.first().map(|e| e.to_string()).unwrap_or_default(),
+                    r.exit_code(),
+                ),
                 Err(e) => (e.to_string(), e.exit_code()),
             };
             for fragment in case.expect {
-                assert!(message.contains(fragment), "{engine}, {}: {message:?} lacks {fragment:?}", case.name);
+                assert!(
+                    message.contains(fragment),
+                    "{engine}, {}: {message:?} lacks {fragment:?}",
+                    case.name
+                );
             }
             assert_eq!(exit, case.exit, "{engine}, {}: {message}", case.name);
-            assert_eq!(count(&mut conn, "customers").await, 0, "{engine}, {}: nothing may be written", case.name);
+            assert_eq!(
+                count(&mut conn, "customers").await,
+                0,
+                "{engine}, {}: nothing may be written",
+                case.name
+            );
         }
     }
 }
@@ -119,11 +131,18 @@ async fn bad_input_is_refused_and_nothing_is_written() {
 async fn a_myisam_table_is_refused_before_writing() {
     let db = TestDb::new(Engine::Mysql).await;
     let mut conn = db.conn().await;
-    conn.batch("CREATE TABLE legacy (id int PRIMARY KEY, name varchar(10)) ENGINE=MyISAM").await.unwrap();
+    conn.batch("CREATE TABLE legacy (id int PRIMARY KEY, name varchar(10)) ENGINE=MyISAM")
+        .await
+        .unwrap();
     let (_d, file) = temp_file("l.csv", b"id,name\n1,a\n");
-    let err = load(&db, "legacy", std::slice::from_ref(&file), |_| {}).await.unwrap_err();
+    let err = load(&db, "legacy", std::slice::from_ref(&file), |_| {})
+        .await
+        .unwrap_err();
     assert_eq!(err.exit_code(), 2, "{err}");
-    assert!(err.to_string().contains("MyISAM") && err.to_string().contains("ENGINE=InnoDB"), "{err}");
+    assert!(
+        err.to_string().contains("MyISAM") && err.to_string().contains("ENGINE=InnoDB"),
+        "{err}"
+    );
     assert_eq!(count(&mut conn, "legacy").await, 0);
 }
 
@@ -144,7 +163,9 @@ async fn a_minified_ten_megabyte_json_array_loads() {
     body.push(']');
     let db = customers_db(Engine::Sqlite).await;
     let (_d, file) = temp_file("big.json", body.as_bytes());
-    let r = load(&db, "customers", std::slice::from_ref(&file), |_| {}).await.unwrap();
+    let r = load(&db, "customers", std::slice::from_ref(&file), |_| {})
+        .await
+        .unwrap();
     assert!(r.failed.is_empty(), "{:?}", r.failed.first());
     assert_eq!(r.inserted, n);
     assert_eq!(count(&mut db.conn().await, "customers").await as u64, n);

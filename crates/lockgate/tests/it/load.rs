@@ -19,31 +19,51 @@ async fn clean_and_faulty_files_on_every_engine() {
         let mut conn = db.conn().await;
 
         // A faulty file: every bad row reported, nothing kept.
-        let r = load(&db, "customers", std::slice::from_ref(&faulty), |_| {}).await.unwrap();
-        assert_eq!(r.failed.len() as u64, expected, "{engine}: {:#?}", &r.failed[..3.min(r.failed.len())]);
+        let r = load(&db, "customers", std::slice::from_ref(&faulty), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            r.failed.len() as u64,
+            expected,
+            "{engine}: {:#?}",
+            &r.failed[..3.min(r.failed.len())]
+        );
         assert!(!r.committed && r.exit_code() == 3, "{engine}");
         assert_eq!(count(&mut conn, "customers").await, 0, "{engine}: nothing may stay");
         for e in &r.failed {
-            assert!(e.line.is_some() && e.key.as_deref().is_some_and(|k| k.starts_with("customer_id=")), "{engine}: {e}");
+            assert!(
+                e.line.is_some() && e.key.as_deref().is_some_and(|k| k.starts_with("customer_id=")),
+                "{engine}: {e}"
+            );
         }
         // Each kind of fault is named by the engine's own code.
         let codes: std::collections::BTreeSet<&str> = r.failed.iter().map(|e| e.code.as_str()).collect();
         assert!(codes.len() >= 2, "{engine}: {codes:?}");
 
         // stop: the first failing row only, nothing kept.
-        let r = load(&db, "customers", std::slice::from_ref(&faulty), |o| o.on_error = OnError::Stop).await.unwrap();
+        let r = load(&db, "customers", std::slice::from_ref(&faulty), |o| {
+            o.on_error = OnError::Stop
+        })
+        .await
+        .unwrap();
         assert_eq!(r.failed.len(), 1, "{engine}");
         assert_eq!(count(&mut conn, "customers").await, 0, "{engine}");
 
         // skip: the good rows kept, the bad ones reported.
-        let r = load(&db, "customers", std::slice::from_ref(&faulty), |o| o.on_error = OnError::Skip).await.unwrap();
+        let r = load(&db, "customers", std::slice::from_ref(&faulty), |o| {
+            o.on_error = OnError::Skip
+        })
+        .await
+        .unwrap();
         assert_eq!(r.failed.len() as u64, expected, "{engine}");
         assert!(r.committed && r.exit_code() == 0);
         assert_eq!(count(&mut conn, "customers").await as u64, 3000 - expected, "{engine}");
 
         // The clean file into a clean table.
         conn.batch("DELETE FROM customers").await.unwrap();
-        let r = load(&db, "customers", std::slice::from_ref(&clean), |o| o.batch_rows = 700).await.unwrap();
+        let r = load(&db, "customers", std::slice::from_ref(&clean), |o| o.batch_rows = 700)
+            .await
+            .unwrap();
         assert!(r.failed.is_empty() && r.committed, "{engine}: {:?}", r.failed.first());
         assert_eq!((r.rows_read, r.inserted), (3000, 3000));
         assert_eq!(count(&mut conn, "customers").await, 3000, "{engine}");
@@ -81,13 +101,21 @@ async fn write_modes_keep_not_given_columns() {
         let mut conn = db.conn().await;
         let q = "SELECT customer_id, first_name, phone, city, lifetime_value FROM customers ORDER BY customer_id";
         let table = conn.find_table("customers").await.unwrap();
-        let kinds: Vec<lockgate_core::Kind> =
-            ["customer_id", "first_name", "phone", "city", "lifetime_value"].iter().map(|c| table.column(c).unwrap().kind.clone()).collect();
+        let kinds: Vec<lockgate_core::Kind> = ["customer_id", "first_name", "phone", "city", "lifetime_value"]
+            .iter()
+            .map(|c| table.column(c).unwrap().kind.clone())
+            .collect();
         let kinds = &kinds;
-        let r = load(&db, "customers", std::slice::from_ref(&base), |_| {}).await.unwrap();
+        let r = load(&db, "customers", std::slice::from_ref(&base), |_| {})
+            .await
+            .unwrap();
         assert_eq!(r.inserted, 3, "{engine}: {:?}", r.failed);
 
-        let r = load(&db, "customers", std::slice::from_ref(&update), |o| o.mode = WriteMode::Update).await.unwrap();
+        let r = load(&db, "customers", std::slice::from_ref(&update), |o| {
+            o.mode = WriteMode::Update
+        })
+        .await
+        .unwrap();
         assert_eq!((r.updated, r.inserted), (2, 0), "{engine}: {:?}", r.failed);
         assert_eq!(
             typed_rows(&mut conn, q, kinds).await,
@@ -96,15 +124,31 @@ async fn write_modes_keep_not_given_columns() {
         );
 
         // update of a row that does not exist: that row's error, nothing kept.
-        let r = load(&db, "customers", std::slice::from_ref(&missing), |o| o.mode = WriteMode::Update).await.unwrap();
+        let r = load(&db, "customers", std::slice::from_ref(&missing), |o| {
+            o.mode = WriteMode::Update
+        })
+        .await
+        .unwrap();
         assert_eq!(r.failed.len(), 1, "{engine}");
         assert!(r.failed[0].message.contains("no row"), "{engine}: {}", r.failed[0]);
 
-        let r = load(&db, "customers", std::slice::from_ref(&upsert), |o| o.mode = WriteMode::Upsert).await.unwrap();
+        let r = load(&db, "customers", std::slice::from_ref(&upsert), |o| {
+            o.mode = WriteMode::Upsert
+        })
+        .await
+        .unwrap();
         assert_eq!((r.updated, r.inserted), (1, 1), "{engine}: {:?}", r.failed);
-        assert_eq!(typed_rows(&mut conn, q, kinds).await[1], "2|Bobby|555|Lyon|99.90", "{engine}: upsert leaves not-given columns");
+        assert_eq!(
+            typed_rows(&mut conn, q, kinds).await[1],
+            "2|Bobby|555|Lyon|99.90",
+            "{engine}: upsert leaves not-given columns"
+        );
 
-        let r = load(&db, "customers", std::slice::from_ref(&upsert), |o| o.mode = WriteMode::InsertMissing).await.unwrap();
+        let r = load(&db, "customers", std::slice::from_ref(&upsert), |o| {
+            o.mode = WriteMode::InsertMissing
+        })
+        .await
+        .unwrap();
         assert_eq!((r.updated, r.inserted), (0, 0), "{engine}");
 
         // sync limited by a scope: rows outside it stay.
@@ -136,17 +180,38 @@ async fn a_second_load_waits_for_the_lock_and_names_the_holder() {
         let db = customers_db(engine).await;
         let mut ledger = Ledger::open(&db.url).await.unwrap();
         let holder = Holder::current("test holder of the customers load");
-        let lock = ledger.lock("load:customers", &holder, Duration::from_secs(1)).await.unwrap();
-        let (_d, file) = temp_file("c.csv", b"customer_id,first_name,last_name,email,acquisition_date\n1,A,B,c,2026-01-01\n");
-        let err = load(&db, "customers", std::slice::from_ref(&file), |o| o.lock_timeout = Duration::from_millis(300)).await.unwrap_err();
-        assert!(matches!(err, LoadError::Db(lockgate_db::DbError::LockTimeout { .. })), "{engine}: {err}");
-        assert!(err.to_string().contains("test holder of the customers load"), "{engine}: {err}");
+        let lock = ledger
+            .lock("load:customers", &holder, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let (_d, file) = temp_file(
+            "c.csv",
+            b"customer_id,first_name,last_name,email,acquisition_date\n1,A,B,c,2026-01-01\n",
+        );
+        let err = load(&db, "customers", std::slice::from_ref(&file), |o| {
+            o.lock_timeout = Duration::from_millis(300)
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, LoadError::Db(lockgate_db::DbError::LockTimeout { .. })),
+            "{engine}: {err}"
+        );
+        assert!(
+            err.to_string().contains("test holder of the customers load"),
+            "{engine}: {err}"
+        );
         assert_eq!(err.exit_code(), 1);
         // Another job's lock is independent.
-        let other = ledger.lock("load:orders", &holder, Duration::from_millis(200)).await.unwrap();
+        let other = ledger
+            .lock("load:orders", &holder, Duration::from_millis(200))
+            .await
+            .unwrap();
         ledger.unlock(other).await.unwrap();
         ledger.unlock(lock).await.unwrap();
-        let r = load(&db, "customers", std::slice::from_ref(&file), |_| {}).await.unwrap();
+        let r = load(&db, "customers", std::slice::from_ref(&file), |_| {})
+            .await
+            .unwrap();
         assert_eq!(r.inserted, 1, "{engine}");
     }
 }
@@ -159,19 +224,35 @@ async fn a_lock_dies_with_its_holder() {
         let holder = Holder::current("a holder that dies");
         {
             let mut ledger = Ledger::open(&db.url).await.unwrap();
-            let _lock = ledger.lock("load:customers", &holder, Duration::from_secs(1)).await.unwrap();
+            let _lock = ledger
+                .lock("load:customers", &holder, Duration::from_secs(1))
+                .await
+                .unwrap();
         } // dropped without unlocking: the connection closes
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut ledger = Ledger::open(&db.url).await.unwrap();
-        let lock = ledger.lock("load:customers", &holder, Duration::from_secs(3)).await.unwrap();
+        let lock = ledger
+            .lock("load:customers", &holder, Duration::from_secs(3))
+            .await
+            .unwrap();
         ledger.unlock(lock).await.unwrap();
     }
     // SQLite: a row whose process is gone is taken over.
     let db = customers_db(Engine::Sqlite).await;
     let mut ledger = Ledger::open(&db.url).await.unwrap();
-    let dead = Holder { what: "gone".into(), host: Holder::current("x").host, pid: 999_999 };
-    let _stale = ledger.lock("load:customers", &dead, Duration::from_secs(1)).await.unwrap();
-    let lock = ledger.lock("load:customers", &Holder::current("me"), Duration::from_secs(1)).await.unwrap();
+    let dead = Holder {
+        what: "gone".into(),
+        host: Holder::current("x").host,
+        pid: 999_999,
+    };
+    let _stale = ledger
+        .lock("load:customers", &dead, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let lock = ledger
+        .lock("load:customers", &Holder::current("me"), Duration::from_secs(1))
+        .await
+        .unwrap();
     ledger.unlock(lock).await.unwrap();
 }
 
@@ -201,8 +282,13 @@ async fn transient_errors_are_retried() {
     let table = conn.find_table("customers").await.unwrap();
     conn.batch("SET lock_timeout = '100ms'").await.unwrap();
     let mut blocker = db.conn().await;
-    blocker.batch("BEGIN; LOCK TABLE customers IN ACCESS EXCLUSIVE MODE").await.unwrap();
-    let columns: Vec<String> = ["customer_id", "first_name", "last_name", "email", "acquisition_date"].map(String::from).to_vec();
+    blocker
+        .batch("BEGIN; LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let columns: Vec<String> = ["customer_id", "first_name", "last_name", "email", "acquisition_date"]
+        .map(String::from)
+        .to_vec();
     let mut batch = lockgate_core::Batch::new(std::sync::Arc::new(columns));
     batch.push(lockgate_core::Row {
         line: 2,
@@ -219,11 +305,17 @@ async fn transient_errors_are_retried() {
         blocker.batch("COMMIT").await.unwrap();
     });
     let cfg = lockgate::db::writer::WriteConfig {
-        retry: lockgate::db::writer::RetryPolicy { attempts: 8, base: Duration::from_millis(100), max: Duration::from_secs(1) },
+        retry: lockgate::db::writer::RetryPolicy {
+            attempts: 8,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        },
         reconnect: Some(db.url.clone()),
         ..Default::default()
     };
-    let report = lockgate::db::writer::write(&mut conn, &table, &cfg, &VecSource(vec![batch]), None).await.unwrap();
+    let report = lockgate::db::writer::write(&mut conn, &table, &cfg, &VecSource(vec![batch]), None)
+        .await
+        .unwrap();
     release.await.unwrap();
     assert!(report.committed && report.attempts >= 2, "{report:?}");
     assert_eq!(count(&mut conn, "customers").await, 1);

@@ -51,8 +51,17 @@ pub fn temp_file(name: &str, text: &[u8]) -> (tempfile::TempDir, PathBuf) {
 }
 
 /// Loads `files` into `table` with `opts` adjusted by the caller.
-pub async fn load(db: &TestDb, table: &str, files: &[PathBuf], tweak: impl FnOnce(&mut LoadOptions)) -> Result<LoadReport, LoadError> {
-    let mut opts = LoadOptions { table: table.into(), files: files.to_vec(), ..LoadOptions::default() };
+pub async fn load(
+    db: &TestDb,
+    table: &str,
+    files: &[PathBuf],
+    tweak: impl FnOnce(&mut LoadOptions),
+) -> Result<LoadReport, LoadError> {
+    let mut opts = LoadOptions {
+        table: table.into(),
+        files: files.to_vec(),
+        ..LoadOptions::default()
+    };
     tweak(&mut opts);
     lockgate::load(&db.url, &opts, None).await
 }
@@ -60,7 +69,11 @@ pub async fn load(db: &TestDb, table: &str, files: &[PathBuf], tweak: impl FnOnc
 /// Rows in a table.
 pub async fn count(conn: &mut Conn, table: &str) -> i64 {
     let q = conn.dialect().quote(table);
-    match conn.query(&format!("SELECT COUNT(*) FROM {q}"), &[], None).await.unwrap()[0][0] {
+    match conn
+        .query(&format!("SELECT COUNT(*) FROM {q}"), &[], None)
+        .await
+        .unwrap()[0][0]
+    {
         lockgate_core::Value::Int(n) => n,
         ref other => other.to_string().parse().unwrap(),
     }
@@ -99,6 +112,9 @@ pub fn generate(rows: u32, bad: Option<&str>, dir: &Path) -> (PathBuf, u64) {
     let output = cmd.output().expect("python3 runs the shared generator");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let faulty = stderr.lines().find_map(|l| l.strip_prefix("faulty rows: ")).map_or(0, |n| n.trim().parse().unwrap());
+    let faulty = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("faulty rows: "))
+        .map_or(0, |n| n.trim().parse().unwrap());
     (out, faulty)
 }
