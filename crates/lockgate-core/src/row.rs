@@ -29,6 +29,9 @@ pub struct Batch {
     pub bytes: usize,
     /// The file (or source) the rows came from, for error reports.
     pub source: Option<Arc<String>>,
+    /// Whether every value was already checked against its column's Kind (file
+    /// readers type each field on the way in); the writer checks the others.
+    pub checked: bool,
 }
 
 impl Batch {

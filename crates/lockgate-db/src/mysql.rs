@@ -148,7 +148,9 @@ impl MyConn {
         params: &[Value],
         kinds: Option<&[Kind]>,
     ) -> Result<Vec<Vec<Value>>, DbError> {
-        let result: Result<Vec<mysql_async::Row>, _> = if params.is_empty() {
+        // Typed reads use the binary protocol: the text protocol prints FLOAT with six
+        // significant digits, which would silently change values.
+        let result: Result<Vec<mysql_async::Row>, _> = if params.is_empty() && kinds.is_none() {
             self.conn.query(sql).await
         } else {
             self.conn

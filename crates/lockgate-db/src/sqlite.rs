@@ -647,6 +647,14 @@ fn decode(cell: ValueRef<'_>, kind: Option<&Kind>) -> Result<Value, String> {
     };
     let typed = match cell {
         ValueRef::Null => return Ok(Value::Null),
+        // JSON columns have NUMERIC affinity, so SQLite turns the documents `5` and
+        // `12.5` into numbers; they are still those JSON documents.
+        ValueRef::Integer(i) if *kind == Kind::Json => return Ok(Value::Json(i.into())),
+        ValueRef::Real(f) if *kind == Kind::Json => {
+            return serde_json::Number::from_f64(f)
+                .map(|n| Value::Json(n.into()))
+                .ok_or_else(|| format!("{f} is not finite"));
+        }
         ValueRef::Integer(i) => kind.check(Value::Int(i)),
         ValueRef::Real(f) if !f.is_finite() => return Err(format!("{f} is not finite")),
         ValueRef::Real(f) => match kind {

@@ -229,7 +229,9 @@ pub fn sqlite_kind(declared: &str) -> Kind {
         "TIME" => return Kind::Time,
         "DATETIME" | "TIMESTAMP" => return Kind::Timestamp,
         "TIMESTAMPTZ" | "TIMESTAMP WITH TIME ZONE" | "DATETIMETZ" => return Kind::TimestampTz { epoch32: false },
-        "JSON" | "JSONB" => return Kind::Json,
+        // "JSON TEXT" is what Lockgate declares: TEXT affinity keeps a bare number
+        // document as the text it was.
+        "JSON" | "JSONB" | "JSON TEXT" => return Kind::Json,
         "UUID" => return Kind::Uuid,
         "DECIMAL" | "NUMERIC" => {
             return Kind::Decimal {
@@ -283,7 +285,7 @@ pub fn sqlite_type(kind: &Kind) -> String {
         Kind::Time => "TIME".into(),
         Kind::Timestamp => "TIMESTAMP".into(),
         Kind::TimestampTz { .. } => "TIMESTAMPTZ".into(),
-        Kind::Json => "JSON".into(),
+        Kind::Json => "JSON TEXT".into(),
         Kind::Uuid => "UUID".into(),
         Kind::Any => "".into(),
         Kind::Unsupported { type_name } => type_name.clone(),

@@ -576,6 +576,19 @@ fn precheck(plan: &Plan, batch: &Batch) -> (Vec<Row>, Vec<RowError>) {
             err = Some((Some(k), format!("the record does not give key column {k}")));
         } else {
             for (i, v) in row.values.iter().enumerate() {
+                if !batch.checked && !v.is_null() {
+                    // Values from another engine: they must fit this column (a
+                    // decimal past SQLite's 15 digits, a 2040 MariaDB TIMESTAMP).
+                    if let Some(col) = col_idx[i] {
+                        if let Err(e) = col.kind.check(v.clone()) {
+                            err = Some((
+                                Some(&col.name),
+                                format!("{e} (column {} is {})", col.name, col.data_type),
+                            ));
+                            break;
+                        }
+                    }
+                }
                 if v.is_null() {
                     if let Some(col) = col_idx[i] {
                         if !col.nullable && !col.auto {

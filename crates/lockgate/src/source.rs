@@ -136,6 +136,7 @@ fn read_file(
         let batch = open.entry(set.clone()).or_insert_with(|| {
             let mut b = Batch::new(Arc::new(set.iter().map(|&i| table.columns[i].name.clone()).collect()));
             b.source = Some(name.clone());
+            b.checked = true;
             b
         });
         match error {
