@@ -8,9 +8,13 @@
 //! makes binding allocation-free (text and blobs are borrowed from one arena).
 //!
 //! Storage follows DESIGN.md: dates, times and timestamps are ISO-8601 text
-//! (instants with `+00:00`), decimals are text that NUMERIC affinity turns into
-//! numbers (exact to 15 digits, which the column's `Kind` enforces), JSON is compact
-//! text, UUIDs are hyphenated text, booleans are 0/1. `query` with kinds reverses it.
+//! (instants with `+00:00`), JSON is compact text, UUIDs are hyphenated text,
+//! booleans are 0/1, decimals are text that a numeric affinity turns into numbers.
+//! `query` with kinds reverses it. Numbers written as text are where SQLite changes
+//! values on its own: NUMERIC affinity keeps 15 significant digits or a 64-bit
+//! integer. So a decimal it would round is that row's error (a TEXT column keeps
+//! it), and a JSON document that is such a bare number (a JSON column has NUMERIC
+//! affinity) is stored as a blob of its text, which SQLite never converts.
 //!
 //! The bulk path is one cached `INSERT` reused for every row inside the caller's
 //! transaction. SQLite undoes only the failing statement on a constraint error, so
@@ -198,20 +202,25 @@ impl LiteConn {
         rows: &[Row],
         ordinal: Option<&str>,
     ) -> Result<BulkOutcome, DbError> {
-        let (_, table) = resolve(target);
+        let (schema, table) = resolve(target);
         let context = format!("inserting rows into {}", SQLITE.quote(&table));
+        // Unqualified unless a schema was named, so that the name resolves as SQLite
+        // resolves it everywhere else (a temporary table first).
+        let target_sql = match target.schema.as_deref() {
+            Some(s) if s.eq_ignore_ascii_case(schema) => format!("{schema}.{}", SQLITE.quote(&table)),
+            _ => SQLITE.quote(&table),
+        };
         let (data, mut rejected) = Encoded::rows(columns, rows)?;
         let mut insert_columns: Vec<String> = columns.to_vec();
         if let Some(ordinal) = ordinal {
             insert_columns.push(ordinal.to_string());
         }
         let sql = if insert_columns.is_empty() {
-            format!("INSERT INTO {} DEFAULT VALUES", SQLITE.table(target))
+            format!("INSERT INTO {target_sql} DEFAULT VALUES")
         } else {
             let params: Vec<String> = (1..=insert_columns.len()).map(|n| SQLITE.param(n)).collect();
             format!(
-                "INSERT INTO {} ({}) VALUES ({})",
-                SQLITE.table(target),
+                "INSERT INTO {target_sql} ({}) VALUES ({})",
                 SQLITE.columns(None, &insert_columns),
                 params.join(", ")
             )
@@ -330,6 +339,113 @@ enum Cell {
     Real(f64),
     Text(usize, usize),
     Blob(usize, usize),
+    /// A decimal's text that a numeric affinity would not keep exactly: the insert
+    /// refuses the row for such a column, and binds the text for any other.
+    Decimal(usize, usize, Fit),
+    /// A JSON document that is a bare number a numeric affinity would not keep
+    /// exactly: bound as a blob of its text for such a column (SQLite never converts
+    /// blobs), as text otherwise.
+    JsonNumber(usize, usize, Fit),
+}
+
+/// Which column affinities keep a number written as text exactly. SQLite converts
+/// such text for INTEGER, REAL and NUMERIC affinity: an integer literal within 64
+/// bits to INTEGER, anything else through a double, exact to 15 significant digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fit {
+    /// At most 15 significant digits within a double's range: every affinity.
+    Exact,
+    /// An integer literal within 64 bits: INTEGER and NUMERIC (REAL would round it).
+    Integer,
+    /// Only TEXT and BLOB affinity (no conversion).
+    TextOnly,
+}
+
+impl Fit {
+    /// Classifies a normalized decimal text (`-?digits[.digits]`) that is bound as is
+    /// (`integer_literal`: the bound text has no point or exponent).
+    fn of_decimal(text: &str, integer_literal: bool) -> Fit {
+        let unsigned = text.strip_prefix('-').unwrap_or(text);
+        let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+        let int = int.trim_start_matches('0');
+        let frac = frac.trim_end_matches('0');
+        let significant = if int.is_empty() {
+            frac.trim_start_matches('0').len()
+        } else {
+            int.len() + frac.len()
+        };
+        if integer_literal && text.parse::<i64>().is_ok() {
+            return if significant <= 15 { Fit::Exact } else { Fit::Integer };
+        }
+        // Through a double: 15 digits are exact; the bounds keep it within the
+        // normal range, so no overflow to infinity and no underflow to zero.
+        if significant <= 15 && int.len() <= 15 && frac.len() <= 300 {
+            Fit::Exact
+        } else {
+            Fit::TextOnly
+        }
+    }
+
+    /// Classifies a JSON number's text as serde_json writes it (exponents kept).
+    fn of_json_number(text: &str) -> Fit {
+        let integer_literal = text
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-'));
+        match Decimal::parse(text) {
+            Some(d) => Fit::of_decimal(d.as_str(), integer_literal),
+            None => Fit::TextOnly,
+        }
+    }
+}
+
+/// SQLite's column affinity, from the declared type (datatype3.html, section 3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Affinity {
+    Integer,
+    Text,
+    Blob,
+    Real,
+    Numeric,
+}
+
+impl Affinity {
+    fn of(declared: &str, strict: bool) -> Affinity {
+        let upper = declared.to_ascii_uppercase();
+        if strict && upper.trim() == "ANY" {
+            // STRICT tables keep ANY values exactly as given.
+            Affinity::Blob
+        } else if upper.contains("INT") {
+            Affinity::Integer
+        } else if upper.contains("CHAR") || upper.contains("CLOB") || upper.contains("TEXT") {
+            Affinity::Text
+        } else if upper.contains("BLOB") || upper.trim().is_empty() {
+            Affinity::Blob
+        } else if upper.contains("REAL") || upper.contains("FLOA") || upper.contains("DOUB") {
+            Affinity::Real
+        } else {
+            Affinity::Numeric
+        }
+    }
+
+    /// Whether a number written as text of this fit keeps its value in the column.
+    fn keeps(self, fit: Fit) -> bool {
+        match self {
+            Affinity::Text | Affinity::Blob => true,
+            Affinity::Integer | Affinity::Numeric => fit != Fit::TextOnly,
+            Affinity::Real => fit == Fit::Exact,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Affinity::Integer => "INTEGER",
+            Affinity::Text => "TEXT",
+            Affinity::Blob => "BLOB",
+            Affinity::Real => "REAL",
+            Affinity::Numeric => "NUMERIC",
+        }
+    }
 }
 
 /// Values encoded for binding: cells (row-major when they hold rows) and one arena for
@@ -395,17 +511,33 @@ impl Encoded {
             Value::Int(i) => Cell::Int(*i),
             Value::Float(f) if f.is_finite() => Cell::Real(*f),
             Value::Float(f) => return Err(format!("{f} is not finite; SQLite would store NULL")),
-            Value::Decimal(d) => self.text(d.as_str()),
-            Value::Text(s) => self.text(s),
-            Value::Bytes(b) => {
-                let start = self.arena.len();
-                self.arena.extend_from_slice(b);
-                Cell::Blob(start, self.arena.len())
+            Value::Decimal(d) => {
+                let text = d.as_str();
+                let (a, b) = self.append(text.as_bytes());
+                match Fit::of_decimal(text, !text.contains('.')) {
+                    Fit::Exact => Cell::Text(a, b),
+                    fit => Cell::Decimal(a, b, fit),
+                }
+            }
+            Value::Text(s) => {
+                let (a, b) = self.append(s.as_bytes());
+                Cell::Text(a, b)
+            }
+            Value::Bytes(bytes) => {
+                let (a, b) = self.append(bytes);
+                Cell::Blob(a, b)
             }
             Value::Json(j) => {
                 let start = self.arena.len();
                 serde_json::to_writer(&mut self.arena, j).map_err(|e| format!("cannot write JSON: {e}"))?;
-                Cell::Text(start, self.arena.len())
+                let end = self.arena.len();
+                match j {
+                    serde_json::Value::Number(n) => match Fit::of_json_number(&n.to_string()) {
+                        Fit::Exact => Cell::Text(start, end),
+                        fit => Cell::JsonNumber(start, end, fit),
+                    },
+                    _ => Cell::Text(start, end),
+                }
             }
             // Value's Display is the storage text: `YYYY-MM-DD`, `HH:MM:SS[.f]`,
             // `YYYY-MM-DD HH:MM:SS[.f][+00:00]`, hyphenated UUIDs.
@@ -419,10 +551,11 @@ impl Encoded {
         Ok(())
     }
 
-    fn text(&mut self, s: &str) -> Cell {
+    /// Appends bytes to the arena; returns their range.
+    fn append(&mut self, bytes: &[u8]) -> (usize, usize) {
         let start = self.arena.len();
-        self.arena.extend_from_slice(s.as_bytes());
-        Cell::Text(start, self.arena.len())
+        self.arena.extend_from_slice(bytes);
+        (start, self.arena.len())
     }
 
     /// The cell as rusqlite's borrowed value: binding copies nothing on our side.
@@ -431,7 +564,7 @@ impl Encoded {
             Cell::Null => ValueRef::Null,
             Cell::Int(i) => ValueRef::Integer(i),
             Cell::Real(f) => ValueRef::Real(f),
-            Cell::Text(a, b) => ValueRef::Text(&self.arena[a..b]),
+            Cell::Text(a, b) | Cell::Decimal(a, b, _) | Cell::JsonNumber(a, b, _) => ValueRef::Text(&self.arena[a..b]),
             Cell::Blob(a, b) => ValueRef::Blob(&self.arena[a..b]),
         })
     }
@@ -498,14 +631,24 @@ impl BulkJob<'_> {
         let mut row_errors = Vec::new();
         let mut rejected = self.rejected.iter().map(|(i, _)| *i).peekable();
         let mut probes: Option<Vec<FkProbe>> = None;
-        for index in 0..row_count {
+        let affinities = target_affinities(self.conn, self.table, self.columns);
+        'rows: for index in 0..row_count {
             if rejected.next_if_eq(&index).is_some() {
                 continue;
             }
             let cells = &self.data.cells[index * width..(index + 1) * width];
             for (i, cell) in cells.iter().enumerate() {
-                stmt.raw_bind_parameter(i + 1, self.data.output(*cell))
-                    .map_err(|e| whole(&e))?;
+                let output = match *cell {
+                    Cell::Decimal(a, b, fit) if !affinities[i].keeps(fit) => {
+                        row_errors.push((index, self.inexact(i, &self.data.arena[a..b], affinities[i])));
+                        continue 'rows;
+                    }
+                    Cell::JsonNumber(a, b, fit) if !affinities[i].keeps(fit) => {
+                        ToSqlOutput::Borrowed(ValueRef::Blob(&self.data.arena[a..b]))
+                    }
+                    other => self.data.output(other),
+                };
+                stmt.raw_bind_parameter(i + 1, output).map_err(|e| whole(&e))?;
             }
             if with_ordinal {
                 stmt.raw_bind_parameter(width + 1, index as i64)
@@ -537,6 +680,50 @@ impl BulkJob<'_> {
         }
         Ok((written, row_errors))
     }
+
+    /// The row error for a decimal the column's affinity would change.
+    fn inexact(&self, column: usize, text: &[u8], affinity: Affinity) -> EngineError {
+        let mut error = EngineError::new(
+            LOCKGATE_CODE,
+            format!(
+                "{} has more digits than SQLite keeps exactly in a column of {} affinity \
+                 (15 significant digits, or a 64-bit integer): declare the column TEXT to keep them",
+                String::from_utf8_lossy(text),
+                affinity.name()
+            ),
+        );
+        error.column = Some(self.columns[column].clone());
+        error
+    }
+}
+
+/// The affinity of each inserted column, found the way the INSERT finds its table
+/// (a temporary table first). Unknown means NUMERIC, the affinity that converts most.
+fn target_affinities(conn: &Connection, table: &str, columns: &[String]) -> Vec<Affinity> {
+    let lookup = || -> rusqlite::Result<Vec<Affinity>> {
+        let strict: bool = conn
+            .prepare_cached(
+                "SELECT strict FROM pragma_table_list WHERE name = ?1 COLLATE NOCASE \
+                 ORDER BY schema = 'temp' DESC LIMIT 1",
+            )?
+            .query_row([table], |r| r.get(0))
+            .optional()?
+            .unwrap_or(false);
+        let mut stmt = conn.prepare_cached("SELECT name, type FROM pragma_table_xinfo(?1)")?;
+        let declared = stmt
+            .query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(columns
+            .iter()
+            .map(|c| {
+                declared
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(c))
+                    .map_or(Affinity::Numeric, |(_, t)| Affinity::of(t, strict))
+            })
+            .collect())
+    };
+    lookup().unwrap_or_else(|_| vec![Affinity::Numeric; columns.len()])
 }
 
 /// Whether SQLite rejected only this row (it undid just this statement): constraint
@@ -669,6 +856,9 @@ fn decode(cell: ValueRef<'_>, kind: Option<&Kind>) -> Result<Value, String> {
         ValueRef::Blob(b) if *kind == Kind::Uuid && b.len() == 16 => {
             return uuid::Uuid::from_slice(b).map(Value::Uuid).map_err(|e| e.to_string());
         }
+        // A bare JSON number too long for a numeric affinity is stored as a blob of
+        // its text (see `Cell::JsonNumber`).
+        ValueRef::Blob(b) if *kind == Kind::Json => kind.parse_text(utf8(b)?),
         ValueRef::Blob(b) => kind.check(Value::Bytes(b.to_vec())),
     };
     typed.map_err(|e| e.to_string())
@@ -1085,6 +1275,34 @@ mod tests {
         assert_eq!(code_name(1299), "SQLITE_CONSTRAINT_NOTNULL");
         assert_eq!(code_name(5), "SQLITE_BUSY");
         assert_eq!(code_name(5 | (9 << 8)), "SQLITE_BUSY");
+    }
+
+    #[test]
+    fn numbers_as_text_are_classified_by_what_affinity_keeps() {
+        let cases = [
+            ("0", true, Fit::Exact),
+            ("-123456789012345", true, Fit::Exact),
+            ("1234567890123456", true, Fit::Integer),
+            ("9223372036854775808", true, Fit::TextOnly),
+            ("12.50", false, Fit::Exact),
+            ("0.000000000000000000000000000012", false, Fit::Exact),
+            ("1.000000000000000000000000000001", false, Fit::TextOnly),
+            ("1234567890123456.5", false, Fit::TextOnly),
+        ];
+        for (text, integer_literal, fit) in cases {
+            assert_eq!(Fit::of_decimal(text, integer_literal), fit, "{text}");
+        }
+        assert_eq!(Fit::of_json_number("1e400"), Fit::TextOnly);
+        assert_eq!(Fit::of_json_number("1.5E3"), Fit::Exact);
+        assert_eq!(Fit::of_json_number("12345678901234567e0"), Fit::TextOnly);
+        assert_eq!(Fit::of_json_number("-12345678901234567"), Fit::Integer);
+        assert_eq!(Affinity::of("NUMERIC(12,2)", false), Affinity::Numeric);
+        assert_eq!(Affinity::of("JSON", false), Affinity::Numeric);
+        assert_eq!(Affinity::of("VARCHAR(10)", false), Affinity::Text);
+        assert_eq!(Affinity::of("", false), Affinity::Blob);
+        assert_eq!(Affinity::of("ANY", true), Affinity::Blob);
+        assert_eq!(Affinity::of("DOUBLE PRECISION", false), Affinity::Real);
+        assert!(Affinity::Numeric.keeps(Fit::Integer) && !Affinity::Real.keeps(Fit::Integer));
     }
 
     #[test]

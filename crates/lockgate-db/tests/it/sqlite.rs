@@ -575,6 +575,12 @@ async fn unique_violations_on_several_columns_name_them_all() {
     );
     // A dotted name parsed as schema.table still means the one table.
     assert!(conn.describe(&TableName::parse("a.b")).await.unwrap().is_some());
+    let more = rows(vec![vec![Value::Int(2), text("b")]]);
+    let outcome = conn
+        .bulk_insert(&TableName::parse("a.b"), &cols(&["x", "y"]), &more, None)
+        .await
+        .unwrap();
+    assert_eq!(outcome.written, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -596,6 +602,15 @@ async fn the_ordinal_column_gets_each_rows_index() {
         .unwrap();
     let expected: Vec<Vec<Value>> = (0..5).map(|i| vec![Value::Int(i), text(&format!("v{i}"))]).collect();
     assert_eq!(read, expected);
+    let temp_name = TableName {
+        schema: Some("temp".into()),
+        name: "staging".into(),
+    };
+    let again = conn
+        .bulk_insert(&temp_name, &cols(&["v"]), &input[..1], Some("lockgate_row"))
+        .await
+        .unwrap();
+    assert_eq!(again.written, 1);
     let temp = conn
         .describe(&TableName {
             schema: Some("temp".into()),
@@ -707,4 +722,64 @@ async fn json_scalars_survive_numeric_affinity() {
         .await
         .unwrap();
     assert_eq!(storage, vec![vec![text("integer")]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decimals_are_refused_only_where_sqlite_would_change_them() {
+    // NUMERIC keeps 15 significant digits or a 64-bit integer; REAL only the
+    // former; TEXT keeps every digit.
+    let db = TestDb::new(Engine::Sqlite).await;
+    let mut conn = db.conn().await;
+    conn.batch("CREATE TABLE d (id INTEGER PRIMARY KEY, num NUMERIC, txt TEXT, re REAL)")
+        .await
+        .unwrap();
+    let long = "12345678901234567890.123456789";
+    let input = rows(vec![
+        vec![Value::Int(0), dec("12345678901234567"), dec(long), dec("0.1")],
+        vec![Value::Int(1), dec(long), dec(long), dec("0.1")],
+        vec![Value::Int(2), dec("1"), dec("1"), dec("12345678901234567")],
+    ]);
+    let columns = cols(&["id", "num", "txt", "re"]);
+    let outcome = conn
+        .bulk_insert(&TableName::new("d"), &columns, &input, None)
+        .await
+        .unwrap();
+    assert_eq!(outcome.written, 1);
+    let refused: Vec<(usize, &str, Option<&str>)> = outcome
+        .row_errors
+        .iter()
+        .map(|(i, e)| (*i, e.code.as_str(), e.column.as_deref()))
+        .collect();
+    assert_eq!(refused, vec![(1, "lockgate", Some("num")), (2, "lockgate", Some("re"))]);
+    assert!(
+        outcome.row_errors[0].1.message.contains(long),
+        "{}",
+        outcome.row_errors[0].1.message
+    );
+    let kinds = [
+        Kind::Int {
+            bytes: 8,
+            unsigned: false,
+        },
+        Kind::Decimal {
+            precision: None,
+            scale: None,
+            max_significant: Some(15),
+        },
+        Kind::Decimal {
+            precision: None,
+            scale: None,
+            max_significant: None,
+        },
+        Kind::Decimal {
+            precision: None,
+            scale: None,
+            max_significant: Some(15),
+        },
+    ];
+    let read = conn
+        .query("SELECT id, num, txt, re FROM d", &[], Some(&kinds))
+        .await
+        .unwrap();
+    assert_eq!(read, vec![input[0].values.clone()]);
 }
