@@ -69,15 +69,18 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- helpers
 
-# timed CMD...: runs CMD under /usr/bin/time; sets T_S (elapsed s), T_KB (max RSS KB), T_RC.
+# timed CMD...: runs CMD under /usr/bin/time; sets T_S (elapsed s), T_KB (max RSS KB),
+# T_CPU (user + system CPU s of CMD itself, not of the server), T_RC.
 # The caller redirects CMD's stdout.
 timed() {
     local tf="$TMP/time.out"
     set +e
-    /usr/bin/time -o "$tf" -f '%e %M' "$@"
+    /usr/bin/time -o "$tf" -f '%e %M %U %S' "$@"
     T_RC=$?
     set -e
-    read -r T_S T_KB < <(tail -n 1 "$tf")
+    local user sys
+    read -r T_S T_KB user sys < <(tail -n 1 "$tf")
+    T_CPU=$(calc '%.2f' "$user + $sys")
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%.2f\n", (v[NR/2]+v[NR/2+1])/2}'; }
@@ -170,7 +173,8 @@ faulty_check() {
 # ---------------------------------------------------------------- setup
 
 log "== lockgate load benchmark: ROWS=$ROWS RUNS=$RUNS engines: $ENGINES"
-log "   data dir $TMP ($(df -T "$TMP" | awk 'NR==2 {print $2}')), $(nproc) cores"
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+log "   data dir $TMP ($(df -T "$TMP" | awk 'NR==2 {print $2}')), $(nproc) cores, load average $(loadavg)"
 
 missing=()
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
@@ -219,7 +223,7 @@ fi
 log "   clean:  $CLEAN ($(du -h "$CLEAN" | cut -f1), fingerprint $EXPECT_FP)"
 log "   faulty: $BAD ($FAULTY faulty rows)"
 
-declare -A NATIVE_MED LG_MED LG_RSS F_TIME F_REP F_LEFT_ROWS STATUS
+declare -A NATIVE_MED LG_MED LG_RSS LG_CPU F_TIME F_REP F_LEFT_ROWS STATUS
 
 # ---------------------------------------------------------------- PostgreSQL
 
@@ -233,7 +237,7 @@ bench_pg() {
     "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $BENCH_DB" 2>/dev/null
     "${PSQL[@]}" -d postgres -c "CREATE DATABASE $BENCH_DB"
     PG_CREATED=1
-    local n=() l=() r=() i
+    local n=() l=() r=() c=() i
     for ((i = 1; i <= RUNS; i++)); do
         pg_recreate
         timed "${PSQL[@]}" -d "$BENCH_DB" -c "\\copy customers FROM '$CLEAN' csv header" >/dev/null
@@ -246,11 +250,11 @@ bench_pg() {
         if lockgate_load "pg lockgate run $i" "$PG_URL" "$CLEAN" "$TMP/pg_$i.json"; then
             check_report "pg lockgate run $i" "$TMP/pg_$i.json" "$ROWS" || true
         fi
-        l+=("$T_S") r+=("$T_KB")
+        l+=("$T_S") r+=("$T_KB") c+=("$T_CPU")
         check_table "pg lockgate run $i" "$(fp_pg)" || true
-        log "   run $i/$RUNS: \\copy ${ns}s, lockgate ${T_S}s, $((T_KB / 1024)) MB"
+        log "   run $i/$RUNS: \\copy ${ns}s, lockgate ${T_S}s (CPU ${T_CPU}s), $((T_KB / 1024)) MB"
     done
-    NATIVE_MED[pg]=$(median "${n[@]}") LG_MED[pg]=$(median "${l[@]}") LG_RSS[pg]=$(median "${r[@]}")
+    NATIVE_MED[pg]=$(median "${n[@]}") LG_MED[pg]=$(median "${l[@]}") LG_RSS[pg]=$(median "${r[@]}") LG_CPU[pg]=$(median "${c[@]}")
 
     pg_recreate
     timed "$LOCKGATE" load --db "$PG_URL" --table customers "$BAD" --json >"$TMP/pg_bad.json" 2>"$TMP/pg_bad.json.err"
@@ -288,7 +292,7 @@ bench_mariadb() {
     log "-- MariaDB"
     "${MARIADB[@]}" -e "DROP DATABASE IF EXISTS $BENCH_DB; CREATE DATABASE $BENCH_DB CHARACTER SET utf8mb4"
     MY_CREATED=1
-    local n=() l=() r=() i
+    local n=() l=() r=() c=() i
     for ((i = 1; i <= RUNS; i++)); do
         my_recreate
         timed "${MARIADB[@]}" --local-infile=1 -N -B "$BENCH_DB" -e "$MY_LOAD" >"$TMP/my_native.out"
@@ -302,11 +306,11 @@ bench_mariadb() {
         if lockgate_load "mariadb lockgate run $i" "$MY_URL" "$CLEAN" "$TMP/my_$i.json"; then
             check_report "mariadb lockgate run $i" "$TMP/my_$i.json" "$ROWS" || true
         fi
-        l+=("$T_S") r+=("$T_KB")
+        l+=("$T_S") r+=("$T_KB") c+=("$T_CPU")
         check_table "mariadb lockgate run $i" "$(fp_mariadb)" || true
-        log "   run $i/$RUNS: LOAD DATA ${ns}s, lockgate ${T_S}s, $((T_KB / 1024)) MB"
+        log "   run $i/$RUNS: LOAD DATA ${ns}s, lockgate ${T_S}s (CPU ${T_CPU}s), $((T_KB / 1024)) MB"
     done
-    NATIVE_MED[mariadb]=$(median "${n[@]}") LG_MED[mariadb]=$(median "${l[@]}") LG_RSS[mariadb]=$(median "${r[@]}")
+    NATIVE_MED[mariadb]=$(median "${n[@]}") LG_MED[mariadb]=$(median "${l[@]}") LG_RSS[mariadb]=$(median "${r[@]}") LG_CPU[mariadb]=$(median "${c[@]}")
 
     my_recreate
     timed "$LOCKGATE" load --db "$MY_URL" --table customers "$BAD" --json >"$TMP/my_bad.json" 2>"$TMP/my_bad.json.err"
@@ -326,7 +330,7 @@ sqlite_fresh() {
 
 bench_sqlite() {
     log "-- SQLite ($SQLITE_VERSION)"
-    local n=() l=() r=() i db="$TMP/bench.db" import
+    local n=() l=() r=() c=() i db="$TMP/bench.db" import
     if ((SQLITE_HAS_SKIP)); then import=".import --skip 1 \"$CLEAN\" customers"; else import=".import \"$CLEAN_NOHEADER\" customers"; fi
     for ((i = 1; i <= RUNS; i++)); do
         sqlite_fresh "$db"
@@ -340,11 +344,11 @@ bench_sqlite() {
         if lockgate_load "sqlite lockgate run $i" "sqlite://$db" "$CLEAN" "$TMP/sq_$i.json"; then
             check_report "sqlite lockgate run $i" "$TMP/sq_$i.json" "$ROWS" || true
         fi
-        l+=("$T_S") r+=("$T_KB")
+        l+=("$T_S") r+=("$T_KB") c+=("$T_CPU")
         check_table "sqlite lockgate run $i" "$(fp_sqlite "$db")" || true
-        log "   run $i/$RUNS: .import ${ns}s, lockgate ${T_S}s, $((T_KB / 1024)) MB"
+        log "   run $i/$RUNS: .import ${ns}s, lockgate ${T_S}s (CPU ${T_CPU}s), $((T_KB / 1024)) MB"
     done
-    NATIVE_MED[sqlite]=$(median "${n[@]}") LG_MED[sqlite]=$(median "${l[@]}") LG_RSS[sqlite]=$(median "${r[@]}")
+    NATIVE_MED[sqlite]=$(median "${n[@]}") LG_MED[sqlite]=$(median "${l[@]}") LG_RSS[sqlite]=$(median "${r[@]}") LG_CPU[sqlite]=$(median "${c[@]}")
 
     sqlite_fresh "$db"
     timed "$LOCKGATE" load --db "sqlite://$db" --table customers "$BAD" --json >"$TMP/sq_bad.json" 2>"$TMP/sq_bad.json.err"
@@ -375,16 +379,17 @@ FAULTY_GOAL=2
 
 echo
 echo "== Results: $ROWS rows, median of $RUNS run(s); lockgate $("$LOCKGATE" --version | awk '{print $2}'), $(nproc) cores"
+echo "   (load average now $(loadavg): other work on this machine skews the timings)"
 echo
-echo "Clean file"
-printf '%-11s %-11s %9s %10s %7s %-14s %10s %7s %-12s\n' engine native "native s" "lockgate s" ratio "ratio goal" "rows/s" "RSS MB" "RSS goal"
+echo "Clean file (ratio = lockgate / native; rows/s, RSS and CPU s (user+sys, client only) are lockgate's)"
+printf '%-11s %-11s %9s %10s %7s %-14s %10s %7s %-12s %6s\n' engine native "native s" "lockgate s" ratio "ratio goal" "rows/s" "RSS MB" "RSS goal" "CPU s"
 for e in pg mariadb sqlite; do
     [[ -n ${STATUS[$e]:-} ]] || continue
     ratio=$(calc '%.2f' "${LG_MED[$e]} / (${NATIVE_MED[$e]} > 0 ? ${NATIVE_MED[$e]} : 0.01)")
     rps=$(calc '%.0f' "$ROWS / (${LG_MED[$e]} > 0 ? ${LG_MED[$e]} : 0.01)")
     mb=$(calc '%.1f' "${LG_RSS[$e]} / 1024")
-    printf '%-11s %-11s %9s %10s %6sx %-14s %10s %7s %-12s\n' "${NAME[$e]}" "${NATIVE[$e]}" "${NATIVE_MED[$e]}" "${LG_MED[$e]}" "$ratio" \
-        "<=${RATIO_GOAL[$e]}x $(goal "$ratio" "${RATIO_GOAL[$e]}")" "$rps" "$mb" "<=$RSS_GOAL_MB $(goal "$mb" "$RSS_GOAL_MB")"
+    printf '%-11s %-11s %9s %10s %6sx %-14s %10s %7s %-12s %6s\n' "${NAME[$e]}" "${NATIVE[$e]}" "${NATIVE_MED[$e]}" "${LG_MED[$e]}" "$ratio" \
+        "<=${RATIO_GOAL[$e]}x $(goal "$ratio" "${RATIO_GOAL[$e]}")" "$rps" "$mb" "<=$RSS_GOAL_MB $(goal "$mb" "$RSS_GOAL_MB")" "${LG_CPU[$e]}"
 done
 echo
 echo "Faulty file ($FAULTY of $ROWS rows faulty: $FAULTS), all-or-nothing"
