@@ -5,7 +5,7 @@
 # What it measures, for PostgreSQL, MariaDB and SQLite:
 #   * clean file (ROWS rows): the native loader vs `lockgate load`, each into a freshly
 #     created `customers` table, RUNS times each, alternating; the MEDIAN wall time is
-#     reported, plus lockgate's rows/s and peak RSS (from /usr/bin/time -f '%e %M').
+#     reported, plus lockgate's rows/s, peak RSS and client CPU (/usr/bin/time -f '%e %M %U %S').
 #       PostgreSQL  psql  \copy customers FROM 'file' csv header
 #       MariaDB     mariadb --local-infile=1  LOAD DATA LOCAL INFILE ... (CRLF lines, NULLIF)
 #       SQLite      sqlite3 db ".mode csv" ".import --skip 1 file customers"
