@@ -78,7 +78,11 @@ fn read_file(
     let mut reader = open_records(path, format).map_err(|e| SourceError(e.to_string()))?;
     // File column index → table column index, grown as JSON keys appear.
     let mut mapping: Vec<usize> = Vec::new();
+    // Batches being filled, by column set. CSV and most JSON files have one set, so
+    // the current set's batch is kept aside and looked up without hashing.
     let mut open: HashMap<Vec<usize>, Batch> = HashMap::new();
+    let mut hot: Option<(Vec<usize>, Batch)> = None;
+    let mut set: Vec<usize> = Vec::new();
     let mut record = Record::default();
     let key_idx: Vec<usize> = key.iter().filter_map(|k| table.column_index(k)).collect();
     let send = |batch: Batch| -> Result<(), SourceError> {
@@ -97,7 +101,8 @@ fn read_file(
             let names = &reader.columns()[mapping.len()..];
             mapping.extend(map_columns(&name, names, table)?);
         }
-        let set: Vec<usize> = record.fields.iter().map(|(i, _)| mapping[*i]).collect();
+        set.clear();
+        set.extend(record.fields.iter().map(|(i, _)| mapping[*i]));
         let mut values = Vec::with_capacity(set.len());
         let mut error: Option<RowError> = None;
         for ((_, raw), &col) in record.fields.iter().zip(&set) {
@@ -128,29 +133,40 @@ fn read_file(
                 }
             }
         }
-        if open.len() >= MAX_OPEN_SETS && !open.contains_key(&set) {
-            for (_, b) in open.drain() {
-                send(b)?;
+        if hot.as_ref().is_none_or(|(k, _)| *k != set) {
+            if let Some((k, b)) = hot.take() {
+                open.insert(k, b);
             }
+            if open.len() >= MAX_OPEN_SETS && !open.contains_key(&set) {
+                for (_, b) in open.drain() {
+                    send(b)?;
+                }
+            }
+            let batch = open.remove(&set).unwrap_or_else(|| {
+                let mut b = Batch::new(Arc::new(set.iter().map(|&i| table.columns[i].name.clone()).collect()));
+                b.source = Some(name.clone());
+                b.checked = true;
+                b
+            });
+            hot = Some((set.clone(), batch));
         }
-        let batch = open.entry(set.clone()).or_insert_with(|| {
-            let mut b = Batch::new(Arc::new(set.iter().map(|&i| table.columns[i].name.clone()).collect()));
-            b.source = Some(name.clone());
-            b.checked = true;
-            b
-        });
+        let (_, batch) = hot.as_mut().expect("set just above");
         match error {
             Some(e) => batch.rejected.push(e),
-            None => batch.push(Row {
-                line: record.line,
-                values,
-            }),
+            None => batch.push(Row { line: record.line, values }),
         }
         if batch.rows.len() + batch.rejected.len() >= batch_rows || batch.bytes >= batch_bytes {
-            let full = open.remove(&set).expect("just used");
+            let columns = batch.columns.clone();
+            let full = std::mem::replace(batch, Batch::new(columns));
+            batch.source = Some(name.clone());
+            batch.checked = true;
             send(full)?;
         }
     }
+    if let Some((k, b)) = hot.take() {
+        open.insert(k, b);
+    }
+    open.retain(|_, b| !b.is_empty());
     // Flush in a stable order so that reports are reproducible.
     let mut rest: Vec<(Vec<usize>, Batch)> = open.into_iter().collect();
     rest.sort_by_key(|(_, b)| {
