@@ -24,6 +24,30 @@ impl Decimal {
     /// Parses `1`, `-1.50`, `+.5`, `1e3`, `2.5E-2` into an exact decimal. Returns
     /// `None` for anything else (NaN and infinities are not decimals).
     pub fn parse(input: &str) -> Option<Decimal> {
+        if let Some(d) = Decimal::parse_plain(input) {
+            return Some(d);
+        }
+        Decimal::parse_general(input)
+    }
+
+    /// The common form (`123.45`, `-7`, no exponent, no leading zeros, no sign
+    /// before zero) in one allocation; anything else goes the general way.
+    fn parse_plain(s: &str) -> Option<Decimal> {
+        let b = s.as_bytes();
+        let digits = b.strip_prefix(b"-").unwrap_or(b);
+        let (int, frac) = match digits.iter().position(|&c| c == b'.') {
+            Some(p) => (&digits[..p], &digits[p + 1..]),
+            None => (digits, &digits[digits.len()..]),
+        };
+        let plain = !int.is_empty()
+            && (int == b"0" || int[0] != b'0')
+            && (digits.len() == int.len() || !frac.is_empty())
+            && int.iter().chain(frac).all(u8::is_ascii_digit);
+        let negative_zero = b.len() != digits.len() && int == b"0" && frac.iter().all(|&c| c == b'0');
+        (plain && !negative_zero).then(|| Decimal { text: s.to_string() })
+    }
+
+    fn parse_general(input: &str) -> Option<Decimal> {
         let s = input.trim();
         let (negative, s) = match s.as_bytes().first()? {
             b'-' => (true, &s[1..]),
@@ -228,6 +252,38 @@ mod tests {
         ];
         for (input, expect) in cases {
             assert_eq!(norm(input), expect, "input {input:?}");
+        }
+    }
+
+    /// The one-allocation fast path agrees with the general parser wherever it applies.
+    #[test]
+    fn plain_fast_path_agrees_with_the_general_parser() {
+        for s in [
+            "0",
+            "-0",
+            "0.00",
+            "-0.00",
+            "-0.5",
+            "12.50",
+            "007",
+            "1.",
+            ".5",
+            "-",
+            "1e3",
+            "+1",
+            "123456789012345678901234567890.1",
+            "1a",
+            "",
+        ] {
+            if let Some(fast) = Decimal::parse_plain(s) {
+                let general = Decimal::parse_general(s).expect("the general parser accepts what the fast one does");
+                assert_eq!(fast.as_str(), general.as_str(), "{s:?}");
+            }
+            assert_eq!(
+                Decimal::parse(s).map(|d| d.text),
+                Decimal::parse_general(s).map(|d| d.text),
+                "{s:?}"
+            );
         }
     }
 

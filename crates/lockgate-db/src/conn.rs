@@ -116,6 +116,33 @@ impl Conn {
         dispatch!(self, c => c.bulk_insert(target, columns, rows, ordinal).await)
     }
 
+    /// Appends rows to the table through one statement kept open across calls where
+    /// the engine allows (PostgreSQL's COPY), so a load streams without a pause per
+    /// batch; elsewhere each call is a [`Conn::bulk_insert`]. Call
+    /// [`Conn::finish_stream`] before anything else; errors may surface there.
+    pub async fn stream_rows(
+        &mut self,
+        target: &TableName,
+        columns: &[String],
+        rows: &[Row],
+    ) -> Result<BulkOutcome, DbError> {
+        match self {
+            Conn::Postgres(c) => Ok(BulkOutcome {
+                written: c.stream_rows(target, columns, rows).await?,
+                row_errors: Vec::new(),
+            }),
+            _ => self.bulk_insert(target, columns, rows, None).await,
+        }
+    }
+
+    /// Ends a stream started by [`Conn::stream_rows`].
+    pub async fn finish_stream(&mut self) -> Result<(), DbError> {
+        if let Conn::Postgres(c) = self {
+            c.finish_stream().await?;
+        }
+        Ok(())
+    }
+
     /// Whether the connection is known to be gone.
     pub fn is_closed(&self) -> bool {
         dispatch!(self, c => c.is_closed())

@@ -17,6 +17,15 @@ use tokio_postgres::{Client, NoTls};
 /// A PostgreSQL session, always in UTC.
 pub struct PgConn {
     client: Client,
+    /// A COPY kept open across batches (see [`PgConn::stream_rows`]).
+    copy: Option<OpenCopy>,
+}
+
+/// An open `COPY … FROM STDIN`: its statement, its sink and the rows sent so far.
+struct OpenCopy {
+    sql: String,
+    sink: std::pin::Pin<Box<tokio_postgres::CopyInSink<Bytes>>>,
+    sent: u64,
 }
 
 type BoxError = Box<dyn StdError + Sync + Send>;
@@ -298,6 +307,30 @@ fn copy_text(v: &Value, out: &mut BytesMut) {
 
 const COPY_CHUNK: usize = 512 * 1024;
 
+fn copy_sql(target: &TableName, columns: &[String], ordinal: Option<&str>) -> String {
+    let d = crate::dialect::Dialect(crate::url::Engine::Postgres);
+    let mut cols = d.columns(None, columns);
+    if let Some(o) = ordinal {
+        cols.push_str(&format!(", {}", d.quote(o)));
+    }
+    format!("COPY {} ({cols}) FROM STDIN", d.table(target))
+}
+
+/// One row in COPY text format, with its ordinal as a last column when given.
+fn encode_row(row: &Row, ordinal: Option<usize>, buf: &mut BytesMut) {
+    for (i, v) in row.values.iter().enumerate() {
+        if i > 0 {
+            buf.put_u8(b'\t');
+        }
+        copy_text(v, buf);
+    }
+    if let Some(n) = ordinal {
+        use std::fmt::Write;
+        let _ = write!(buf, "\t{n}");
+    }
+    buf.put_u8(b'\n');
+}
+
 impl PgConn {
     /// Connects and sets the session to UTC.
     pub async fn connect(url: &DbUrl) -> Result<Self, DbError> {
@@ -320,7 +353,7 @@ impl PgConn {
                 tracing::debug!("postgres connection ended: {e}");
             }
         });
-        let mut conn = PgConn { client };
+        let mut conn = PgConn { client, copy: None };
         conn.batch("SET TIME ZONE 'UTC'; SET application_name = 'lockgate'")
             .await?;
         Ok(conn)
@@ -328,11 +361,84 @@ impl PgConn {
 
     /// Runs statements without parameters.
     pub async fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        if self.copy.is_some() {
+            if sql.trim().eq_ignore_ascii_case("ROLLBACK") {
+                // Abandoning a stream: dropping its sink sends CopyFail, then ROLLBACK runs.
+                self.copy = None;
+            } else {
+                self.finish_stream().await?;
+            }
+        }
         self.client.batch_execute(sql).await.map_err(|e| err(sql, e))
+    }
+
+    /// Appends rows to one COPY kept open across calls (opened on the first call, and
+    /// again when the target or columns change): one COPY for a whole load, so the
+    /// server never waits between batches. Finish it with [`PgConn::finish_stream`];
+    /// an error may surface on a later call or at the finish.
+    pub async fn stream_rows(&mut self, target: &TableName, columns: &[String], rows: &[Row]) -> Result<u64, DbError> {
+        let sql = copy_sql(target, columns, None);
+        if self.copy.as_ref().is_some_and(|c| c.sql != sql) {
+            self.finish_stream().await?;
+        }
+        let context = format!("copying rows into {target}");
+        if self.copy.is_none() {
+            let sink = self
+                .client
+                .copy_in::<_, Bytes>(&sql)
+                .await
+                .map_err(|e| err(&context, e))?;
+            self.copy = Some(OpenCopy {
+                sql,
+                sink: Box::pin(sink),
+                sent: 0,
+            });
+        }
+        let copy = self.copy.as_mut().expect("opened above");
+        let mut buf = BytesMut::with_capacity(COPY_CHUNK + 64 * 1024);
+        for row in rows {
+            encode_row(row, None, &mut buf);
+            if buf.len() >= COPY_CHUNK {
+                copy.sink
+                    .send(buf.split().freeze())
+                    .await
+                    .map_err(|e| err(&context, e))?;
+            }
+        }
+        if !buf.is_empty() {
+            copy.sink
+                .send(buf.split().freeze())
+                .await
+                .map_err(|e| err(&context, e))?;
+        }
+        copy.sent += rows.len() as u64;
+        Ok(rows.len() as u64)
+    }
+
+    /// Ends the open COPY, if any; returns the rows it wrote.
+    pub async fn finish_stream(&mut self) -> Result<u64, DbError> {
+        let Some(mut copy) = self.copy.take() else { return Ok(0) };
+        let written = copy
+            .sink
+            .as_mut()
+            .finish()
+            .await
+            .map_err(|e| err("finishing COPY", e))?;
+        if written != copy.sent {
+            return Err(DbError::engine(
+                "finishing COPY",
+                EngineError::new(
+                    "lockgate",
+                    format!("COPY wrote {written} rows of the {} sent", copy.sent),
+                ),
+            ));
+        }
+        Ok(written)
     }
 
     /// Runs one statement with bound values.
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        self.finish_stream().await?;
         let params: Vec<Param> = params.iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         self.client.execute(sql, &refs).await.map_err(|e| err(sql, e))
@@ -346,6 +452,7 @@ impl PgConn {
         params: &[Value],
         kinds: Option<&[Kind]>,
     ) -> Result<Vec<Vec<Value>>, DbError> {
+        self.finish_stream().await?;
         let params: Vec<Param> = params.iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let rows = self.client.query(sql, &refs).await.map_err(|e| err(sql, e))?;
@@ -544,12 +651,8 @@ impl PgConn {
         rows: &[Row],
         ordinal: Option<&str>,
     ) -> Result<BulkOutcome, DbError> {
-        let d = crate::dialect::Dialect(crate::url::Engine::Postgres);
-        let mut cols = d.columns(None, columns);
-        if let Some(o) = ordinal {
-            cols.push_str(&format!(", {}", d.quote(o)));
-        }
-        let sql = format!("COPY {} ({cols}) FROM STDIN", d.table(target));
+        self.finish_stream().await?;
+        let sql = copy_sql(target, columns, ordinal);
         let context = format!("copying rows into {target}");
         let sink = self
             .client
@@ -559,17 +662,7 @@ impl PgConn {
         futures_util::pin_mut!(sink);
         let mut buf = BytesMut::with_capacity(COPY_CHUNK + 64 * 1024);
         for (n, row) in rows.iter().enumerate() {
-            for (i, v) in row.values.iter().enumerate() {
-                if i > 0 {
-                    buf.put_u8(b'\t');
-                }
-                copy_text(v, &mut buf);
-            }
-            if ordinal.is_some() {
-                use std::fmt::Write;
-                let _ = write!(buf, "\t{n}");
-            }
-            buf.put_u8(b'\n');
+            encode_row(row, ordinal.map(|_| n), &mut buf);
             if buf.len() >= COPY_CHUNK {
                 sink.send(buf.split().freeze()).await.map_err(|e| err(&context, e))?;
             }

@@ -260,11 +260,15 @@ fn plan(conn: &Conn, table: &Table, cfg: &WriteConfig) -> Result<Plan, DbError> 
     let mut key_set: Vec<&str> = key.iter().map(|k| k.name.as_str()).collect();
     key_set.sort_unstable();
     let key_indexed = !key_set.is_empty()
-        && table.unique_keys().iter().chain(table.indexes.iter().map(|i| &i.columns)).any(|cols| {
-            let mut lead: Vec<&str> = cols.iter().take(key_set.len()).map(String::as_str).collect();
-            lead.sort_unstable();
-            lead == key_set
-        });
+        && table
+            .unique_keys()
+            .iter()
+            .chain(table.indexes.iter().map(|i| &i.columns))
+            .any(|cols| {
+                let mut lead: Vec<&str> = cols.iter().take(key_set.len()).map(String::as_str).collect();
+                lead.sort_unstable();
+                lead == key_set
+            });
     Ok(Plan {
         key_indexed,
         table: table.clone(),
@@ -374,7 +378,8 @@ async fn run_unit(
 async fn begin(conn: &mut Conn, plan: &Plan) -> Result<(), DbError> {
     conn.begin().await?;
     if plan.dialect.0 == Engine::Postgres && (plan.mode == WriteMode::Insert || plan.key_indexed) {
-        conn.batch("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off").await?;
+        conn.batch("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+            .await?;
     }
     Ok(())
 }
@@ -461,6 +466,8 @@ async fn pass(
             });
         }
     }
+    // The happy insert path streams; its last errors surface when the stream ends.
+    conn.finish_stream().await?;
     if plan.mode == WriteMode::Sync && (report.failed.is_empty() || plan.on_error == OnError::Skip) {
         let scope = plan.sync_scope.clone().unwrap_or_else(|| "1 = 1".into());
         let sql = plan.dialect.delete_missing(&plan.table.name, KEYS, &plan.key, &scope);
@@ -834,7 +841,7 @@ fn ordinals(rows: Vec<Vec<Value>>) -> Result<Vec<usize>, DbError> {
 async fn happy_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteReport) -> Result<(), PassError> {
     let plan = ctx.plan;
     if plan.mode == WriteMode::Insert {
-        let outcome = conn.bulk_insert(&plan.table.name, ctx.columns, ctx.rows, None).await?;
+        let outcome = conn.stream_rows(&plan.table.name, ctx.columns, ctx.rows).await?;
         report.inserted += outcome.written;
         for (i, e) in &outcome.row_errors {
             report.failed.push(ctx.row_error(*i, e));

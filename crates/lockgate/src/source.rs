@@ -153,7 +153,10 @@ fn read_file(
         let (_, batch) = hot.as_mut().expect("set just above");
         match error {
             Some(e) => batch.rejected.push(e),
-            None => batch.push(Row { line: record.line, values }),
+            None => batch.push(Row {
+                line: record.line,
+                values,
+            }),
         }
         if batch.rows.len() + batch.rejected.len() >= batch_rows || batch.bytes >= batch_bytes {
             let columns = batch.columns.clone();

@@ -170,3 +170,30 @@ async fn a_minified_ten_megabyte_json_array_loads() {
     assert_eq!(r.inserted, n);
     assert_eq!(count(&mut db.conn().await, "customers").await as u64, n);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_row_after_streamed_batches_keeps_nothing() {
+    // Batches of one row: the first rows are already streaming into the table (an
+    // open COPY on PostgreSQL) when the reader meets the bad line.
+    let body = b"customer_id,first_name,last_name,email,acquisition_date\n1,A,B,c,2026-01-01\n2,A,B,c,2026-01-01\n3,\"A,B,c,2026-01-01\n";
+    let (_d, file) = temp_file("late.csv", body);
+    for engine in ENGINES {
+        let db = customers_db(engine).await;
+        let err = load(&db, "customers", std::slice::from_ref(&file), |o| o.batch_rows = 1)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("late.csv:4"), "{engine}: {err}");
+        assert_eq!(err.exit_code(), 2, "{engine}");
+        assert_eq!(count(&mut db.conn().await, "customers").await, 0, "{engine}");
+        // The database is usable afterwards.
+        let (_d2, good) = temp_file(
+            "good.csv",
+            b"customer_id,first_name,last_name,email,acquisition_date\n1,A,B,c,2026-01-01\n",
+        );
+        assert_eq!(
+            load(&db, "customers", &[good], |_| {}).await.unwrap().inserted,
+            1,
+            "{engine}"
+        );
+    }
+}
