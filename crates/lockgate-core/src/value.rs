@@ -654,9 +654,9 @@ fn write_time(f: &mut fmt::Formatter<'_>, t: NaiveTime) -> fmt::Result {
     write!(f, "{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())?;
     let nanos = t.nanosecond() % 1_000_000_000;
     if nanos != 0 {
-        if nanos % 1_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000) {
             write!(f, ".{:03}", nanos / 1_000_000)?;
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             write!(f, ".{:06}", nanos / 1_000)?;
         } else {
             write!(f, ".{nanos:09}")?;
