@@ -133,8 +133,14 @@ pub fn load_text(r: &LoadReport) -> String {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default()
     ));
+    // Counts of a run that kept nothing say what it would have done.
+    let (ins, upd, del) = if r.committed {
+        ("inserted", "updated", "deleted")
+    } else {
+        ("would insert", "would update", "would delete")
+    };
     out.push_str(&format!(
-        "  rows read {}, inserted {}, updated {}, deleted {}, skipped {}, failed {}\n",
+        "  rows read {}, {ins} {}, {upd} {}, {del} {}, skipped {}, failed {}\n",
         r.rows_read,
         r.inserted,
         r.updated,

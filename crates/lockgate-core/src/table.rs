@@ -107,6 +107,8 @@ pub struct CheckConstraint {
     pub name: String,
     /// The boolean expression (without the `CHECK` keyword).
     pub expression: String,
+    /// The columns it reads, when the engine says; empty when unknown.
+    pub columns: Vec<String>,
 }
 
 /// A table as introspected.
@@ -128,6 +130,11 @@ pub struct Table {
     pub checks: Vec<CheckConstraint>,
     /// MariaDB storage engine (InnoDB, MyISAM, Aria…).
     pub engine: Option<String>,
+    /// What the table enforces that Lockgate's own checks cannot see in advance
+    /// (triggers, exclusion constraints, partial or expression unique indexes, enum
+    /// labels): while this is not empty, only the engine itself can say that a row
+    /// is good.
+    pub unchecked: Vec<String>,
 }
 
 impl Table {

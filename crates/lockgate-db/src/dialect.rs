@@ -100,6 +100,31 @@ impl Dialect {
         }
     }
 
+    /// Like [`Dialect::create_temp`], with an index on `index` declared in the same
+    /// statement (MariaDB commits the transaction on a separate CREATE INDEX).
+    pub fn create_temp_indexed(&self, name: &str, cols: &[(String, String)], index: &[String]) -> String {
+        let index_cols = self.columns(None, index);
+        match self.0 {
+            Engine::Mysql => {
+                let body = cols
+                    .iter()
+                    .map(|(n, t)| format!("{} {t}", self.quote(n)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    "CREATE TEMPORARY TABLE {} ({body}, INDEX ({index_cols})) ENGINE=InnoDB",
+                    self.quote(name)
+                )
+            }
+            _ => format!(
+                "{}; CREATE INDEX {} ON {} ({index_cols})",
+                self.create_temp(name, cols),
+                self.quote(&format!("{name}_key")),
+                self.quote(name)
+            ),
+        }
+    }
+
     /// Drops a temporary table if it exists (MariaDB's survive a rollback).
     pub fn drop_temp(&self, name: &str) -> String {
         match self.0 {

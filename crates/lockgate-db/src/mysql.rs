@@ -308,6 +308,12 @@ impl MyConn {
             .map(|(name, clause)| CheckConstraint {
                 name: name.clone(),
                 expression: clause.clone(),
+                // MariaDB writes the columns of a CHECK clause in backquotes.
+                columns: columns
+                    .iter()
+                    .filter(|c| clause.contains(&format!("`{}`", c.name.replace('`', "``"))))
+                    .map(|c| c.name.clone())
+                    .collect(),
             })
             .collect();
 
@@ -358,6 +364,30 @@ impl MyConn {
             }
         }
 
+        // What Lockgate's checks cannot judge in advance: enum and set labels, and
+        // triggers.
+        let mut unchecked: Vec<String> = columns
+            .iter()
+            .filter(|c| {
+                let t = c.data_type.to_ascii_lowercase();
+                t.starts_with("enum(") || t.starts_with("set(")
+            })
+            .map(|c| format!("column {} of type {}", c.name, c.data_type))
+            .collect();
+        let triggers = self
+            .query(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
+                 WHERE EVENT_OBJECT_SCHEMA = DATABASE() AND BINARY EVENT_OBJECT_TABLE = ? ORDER BY 1",
+                &[Value::Text(name.name.clone())],
+                None,
+            )
+            .await?;
+        unchecked.extend(
+            triggers
+                .iter()
+                .filter_map(|r| r.first().and_then(text))
+                .map(|t| format!("trigger {t}")),
+        );
         Ok(Some(Table {
             name: TableName::new(name.name.clone()),
             columns,
@@ -377,6 +407,7 @@ impl MyConn {
             indexes,
             checks,
             engine,
+            unchecked,
         }))
     }
 

@@ -581,7 +581,19 @@ impl PgConn {
             indexes: Vec::new(),
             checks: Vec::new(),
             engine: None,
+            unchecked: Vec::new(),
         };
+        for c in &table.columns {
+            if c.data_type != "text"
+                && matches!(c.kind, lockgate_core::Kind::Text { max_chars: None, .. })
+                && !["character varying", "character", "name"].contains(&c.data_type.as_str())
+            {
+                // An enum or citext: labels and case are the engine's to judge.
+                table
+                    .unchecked
+                    .push(format!("column {} of type {}", c.name, c.data_type));
+            }
+        }
         for r in &cons {
             let cname: String = r.get(0);
             let kind: String = r.get(1);
@@ -604,6 +616,7 @@ impl PgConn {
                         },
                     });
                 }
+                "x" => table.unchecked.push(format!("exclusion constraint {cname}")),
                 "c" => {
                     let def: String = r.get(7);
                     let expr = def
@@ -611,9 +624,11 @@ impl PgConn {
                         .unwrap_or(&def)
                         .trim_end_matches(" NOT VALID")
                         .to_string();
+                    // conkey lists the columns a CHECK reads.
                     table.checks.push(CheckConstraint {
                         name: cname,
                         expression: expr,
+                        columns: cols,
                     });
                 }
                 _ => {}
@@ -623,14 +638,20 @@ impl PgConn {
         let idx = self
             .client
             .query(
-                "SELECT ic.relname::text, i.indisunique AND i.indpred IS NULL, \
-                 ARRAY(SELECT pg_get_indexdef(i.indexrelid, k.n, true) FROM generate_series(1, i.indnkeyatts) k(n) ORDER BY k.n) \
+                "SELECT ic.relname::text, i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL, \
+                 ARRAY(SELECT pg_get_indexdef(i.indexrelid, k.n, true) FROM generate_series(1, i.indnkeyatts) k(n) ORDER BY k.n), \
+                 i.indisunique AND (i.indpred IS NOT NULL OR i.indexprs IS NOT NULL) \
                  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = $1 ORDER BY 1",
                 &[&oid],
             )
             .await
             .map_err(ctx)?;
         for r in &idx {
+            if r.get::<_, bool>(3) {
+                table
+                    .unchecked
+                    .push(format!("partial or expression unique index {}", r.get::<_, String>(0)));
+            }
             let columns: Vec<String> = r.get::<_, Vec<String>>(2).into_iter().map(|c| unquote_pg(&c)).collect();
             table.indexes.push(Index {
                 name: r.get(0),
@@ -638,6 +659,17 @@ impl PgConn {
                 unique: r.get(1),
             });
         }
+        let triggers = self
+            .client
+            .query(
+                "SELECT tgname::text FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal ORDER BY 1",
+                &[&oid],
+            )
+            .await
+            .map_err(ctx)?;
+        table
+            .unchecked
+            .extend(triggers.iter().map(|r| format!("trigger {}", r.get::<_, String>(0))));
         Ok(Some(table))
     }
 

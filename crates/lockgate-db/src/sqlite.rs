@@ -992,6 +992,7 @@ fn describe_table(conn: &Connection, schema: &str, name: &str) -> rusqlite::Resu
         // set-based check needs their expressions.
         checks: Vec::new(),
         engine: None,
+        unchecked: Vec::new(),
     }))
 }
 

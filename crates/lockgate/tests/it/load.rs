@@ -324,3 +324,96 @@ async fn transient_errors_are_retried() {
 fn chrono_date() -> lockgate_core::Value {
     lockgate_core::Kind::Date.parse_text("2026-01-01").unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_only_the_engine_can_judge_are_found_too() {
+    // A trigger refuses some rows: no set-based check foresees that, so the quick
+    // diagnose must not stop at its own findings; every failing row is still named.
+    let body = b"customer_id,first_name,last_name,email,acquisition_date\n1,A,B,a,2026-01-01\n2,,B,b,2026-01-01\n3,Refused,B,c,2026-01-01\n4,D,B,d,2026-01-01\n5,Refused,B,e,2026-01-01\n";
+    let (_d, file) = temp_file("t.csv", body);
+    for engine in [Engine::Postgres, Engine::Mysql] {
+        let db = customers_db(engine).await;
+        let mut conn = db.conn().await;
+        match engine {
+            Engine::Postgres => conn
+                .batch(
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+                     IF NEW.first_name = 'Refused' THEN RAISE EXCEPTION 'refused by trigger'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+                     CREATE TRIGGER refuse BEFORE INSERT ON customers FOR EACH ROW EXECUTE FUNCTION refuse()",
+                )
+                .await
+                .unwrap(),
+            _ => conn
+                .batch(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON customers FOR EACH ROW \
+                     IF NEW.first_name = 'Refused' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by trigger'; END IF",
+                )
+                .await
+                .unwrap(),
+        }
+        let table = conn.find_table("customers").await.unwrap();
+        assert!(
+            table.unchecked.iter().any(|u| u.contains("trigger")),
+            "{engine}: {:?}",
+            table.unchecked
+        );
+        let r = load(&db, "customers", std::slice::from_ref(&file), |_| {})
+            .await
+            .unwrap();
+        let lines: Vec<u64> = r.failed.iter().filter_map(|e| e.line).collect();
+        assert_eq!(lines, [3, 4, 6], "{engine}: {:#?}", r.failed);
+        assert!(
+            r.failed[1].message.contains("refused by trigger"),
+            "{engine}: {}",
+            r.failed[1]
+        );
+        assert_eq!(count(&mut conn, "customers").await, 0, "{engine}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_repeated_by_the_columns_collation_are_found() {
+    // MariaDB's default collation is case-insensitive: "ann" and "ANN" are the same key.
+    let db = TestDb::new(Engine::Mysql).await;
+    let mut conn = db.conn().await;
+    conn.batch("CREATE TABLE people (handle varchar(20) PRIMARY KEY, age int CHECK (age >= 0)) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    let (_d, file) = temp_file("p.csv", b"handle,age\nann,1\nbob,-1\nANN,3\ncy,4\n");
+    let r = load(&db, "people", std::slice::from_ref(&file), |_| {}).await.unwrap();
+    let lines: Vec<u64> = r.failed.iter().filter_map(|e| e.line).collect();
+    assert_eq!(lines, [3, 4], "{:#?}", r.failed);
+    assert!(r.failed[1].message.contains("duplicate key"), "{}", r.failed[1]);
+    assert_eq!(count(&mut conn, "people").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_rows_of_several_files_are_named_by_file() {
+    let (_d1, a) = temp_file("a.csv", b"customer_id,first_name,last_name,email,acquisition_date,lifetime_value\n1,A,B,a,2026-01-01,1\n2,A,B,b,2026-01-01,-2\n");
+    let (_d2, b) = temp_file("b.csv", b"customer_id,first_name,last_name,email,acquisition_date,lifetime_value\n3,A,B,c,2026-01-01,3\n1,A,B,d,2026-01-01,4\n");
+    for engine in ENGINES {
+        let db = customers_db(engine).await;
+        let r = load(&db, "customers", &[a.clone(), b.clone()], |_| {}).await.unwrap();
+        let places: Vec<(String, u64)> = r
+            .failed
+            .iter()
+            .map(|e| {
+                (
+                    std::path::Path::new(e.file.as_deref().unwrap())
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                    e.line.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            places,
+            [("a.csv".to_string(), 3), ("b.csv".to_string(), 3)],
+            "{engine}: {:#?}",
+            r.failed
+        );
+        assert_eq!(count(&mut db.conn().await, "customers").await, 0, "{engine}");
+    }
+}
