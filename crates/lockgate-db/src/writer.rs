@@ -621,8 +621,87 @@ impl KeyRepr {
     }
 }
 
+/// What a set-based check says of a row it returns.
+#[derive(Clone, Debug)]
+struct Finding {
+    kind: Violation,
+    column: Option<String>,
+    message: String,
+}
+
+/// The set-based checks against the table, as queries over the staging table that
+/// return the failing rows' numbers: keys that already exist in the table (for rows
+/// passing `inserting`), foreign keys without a parent, CHECK constraints. `given`
+/// says which columns the rows carry; a check over others is left out.
+fn table_checks(plan: &Plan, inserting: &str, given: impl Fn(&str) -> bool) -> Vec<(String, Finding)> {
+    let d = plan.dialect;
+    let table = &plan.table;
+    let stage = d.quote(STAGE);
+    let all =
+        |cols: &[String], f: &dyn Fn(&String) -> String, sep: &str| cols.iter().map(f).collect::<Vec<_>>().join(sep);
+    let mut out = Vec::new();
+    for key in table.unique_keys() {
+        if !key.iter().all(|k| given(k) && table.column(k).is_some()) {
+            continue;
+        }
+        let names = key.join(", ");
+        let not_null = all(&key, &|k| format!("s.{} IS NOT NULL", d.quote(k)), " AND ");
+        let matches = all(&key, &|k| format!("t.{0} = s.{0}", d.quote(k)), " AND ");
+        out.push((
+            format!(
+                "SELECT s.{ORD} FROM {stage} s WHERE {not_null} AND {inserting} AND EXISTS (SELECT 1 FROM {} t WHERE {matches})",
+                d.table(&table.name)
+            ),
+            Finding {
+                kind: Violation::Unique,
+                column: Some(names.clone()),
+                message: format!("duplicate key: a row with this {names} already exists in {}", table.name),
+            },
+        ));
+    }
+    for fk in &table.foreign_keys {
+        // Parents in the same table may come with the input: the engine judges those.
+        if fk.references == table.name || !fk.columns.iter().all(|(c, _)| given(c)) {
+            continue;
+        }
+        let child: Vec<String> = fk.columns.iter().map(|c| c.0.clone()).collect();
+        let not_null = all(&child, &|c| format!("s.{} IS NOT NULL", d.quote(c)), " AND ");
+        let matches = fk
+            .columns
+            .iter()
+            .map(|(c, p)| format!("p.{} = s.{}", d.quote(p), d.quote(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let cols = child.join(", ");
+        out.push((
+            format!(
+                "SELECT s.{ORD} FROM {stage} s WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {matches})",
+                d.table(&fk.references)
+            ),
+            Finding {
+                kind: Violation::ForeignKey,
+                message: format!("foreign key {}: no row in {} has this {cols}", fk.name, fk.references),
+                column: Some(cols),
+            },
+        ));
+    }
+    for check in &table.checks {
+        // The engine's own text of the table's constraint; its column names resolve
+        // against the staging table's, which keep the table's types.
+        out.push((
+            format!("SELECT s.{ORD} FROM {stage} s WHERE NOT ({})", check.expression),
+            Finding {
+                kind: Violation::Check,
+                column: None,
+                message: format!("violates check constraint {} ({})", check.name, check.expression),
+            },
+        ));
+    }
+    out
+}
+
 /// Violations the set-based checks find.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Violation {
     Unique,
     ForeignKey,
@@ -1300,10 +1379,10 @@ async fn quick_pass(
         };
         let mut keep = vec![true; rows.len()];
         for (i, k) in keep.iter_mut().enumerate() {
-            if let Some((kind, column, message)) = bad.get(&n) {
+            if let Some(f) = bad.get(&n) {
                 report
                     .failed
-                    .push(ctx.violation(i, Some(*kind), column.as_deref(), message.clone()));
+                    .push(ctx.violation(i, Some(f.kind), f.column.as_deref(), f.message.clone()));
                 *k = false;
             }
             n += 1;
@@ -1334,7 +1413,7 @@ async fn quick_pass(
 async fn name_staged_rows(
     conn: &mut Conn,
     plan: &Plan,
-    bad: &HashMap<u64, (Violation, Option<String>, String)>,
+    bad: &HashMap<u64, Finding>,
     files: &[Option<Arc<String>>],
 ) -> Result<Vec<RowError>, DbError> {
     let d = plan.dialect;
@@ -1352,9 +1431,7 @@ async fn name_staged_rows(
         );
         for row in conn.query(&sql, &params, None).await? {
             let Some(n) = as_u64(&row[0]) else { continue };
-            let Some((kind, column, message)) = bad.get(&n) else {
-                continue;
-            };
+            let Some(f) = bad.get(&n) else { continue };
             let file = as_u64(&row[2])
                 .and_then(|f| files.get(f as usize))
                 .and_then(|f| f.as_deref().cloned());
@@ -1368,9 +1445,9 @@ async fn name_staged_rows(
                 file,
                 line: as_u64(&row[1]),
                 key: (!key.is_empty()).then_some(key_text),
-                column: column.clone(),
-                code: kind.code(d.0).to_string(),
-                message: message.clone(),
+                column: f.column.clone(),
+                code: f.kind.code(d.0).to_string(),
+                message: f.message.clone(),
             });
         }
     }
@@ -1393,11 +1470,11 @@ async fn whole_input_checks(
     keys: &[Vec<String>],
     exact: &[bool],
     repeats: &RepeatFinder,
-) -> Result<(HashMap<u64, (Violation, Option<String>, String)>, bool), PassError> {
+) -> Result<(HashMap<u64, Finding>, bool), PassError> {
     let d = plan.dialect;
     let table = &plan.table;
     let stage = d.quote(STAGE);
-    let mut bad: HashMap<u64, (Violation, Option<String>, String)> = HashMap::new();
+    let mut bad: HashMap<u64, Finding> = HashMap::new();
     let mut all_ran = true;
     // A query that could not run is noted: the checks are then not the last word.
     let mut run = async |conn: &mut Conn, sql: String| -> Result<Vec<Vec<Value>>, DbError> {
@@ -1410,11 +1487,6 @@ async fn whole_input_checks(
             continue;
         }
         let names = key.join(", ");
-        let not_null = key
-            .iter()
-            .map(|k| format!("s.{} IS NOT NULL", d.quote(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
         // Repeats within the input: every occurrence after the first fails. The
         // reader noted the keys that may repeat (a Bloom filter: few, and a superset);
         // only the staged rows with those keys are fetched and compared here.
@@ -1443,11 +1515,11 @@ async fn whole_input_checks(
             for row in run(conn, sql).await? {
                 if let Some(n) = as_u64(&row[0]) {
                     let first = row.get(1).map(|v| v.to_string()).unwrap_or_default();
-                    bad.entry(n).or_insert((
-                        Violation::Unique,
-                        Some(names.clone()),
-                        format!("duplicate key: the same {names} as line {first} of the input"),
-                    ));
+                    bad.entry(n).or_insert_with(|| Finding {
+                        kind: Violation::Unique,
+                        column: Some(names.clone()),
+                        message: format!("duplicate key: the same {names} as line {first} of the input"),
+                    });
                 }
             }
         } else if !candidates.is_empty() {
@@ -1488,11 +1560,11 @@ async fn whole_input_checks(
                 let k: Vec<String> = row[2..].iter().map(|v| v.to_string()).collect();
                 match first.get(&k) {
                     Some(first_line) => {
-                        bad.entry(n).or_insert((
-                            Violation::Unique,
-                            Some(names.clone()),
-                            format!("duplicate key: the same {names} as line {first_line} of the input"),
-                        ));
+                        bad.entry(n).or_insert_with(|| Finding {
+                            kind: Violation::Unique,
+                            column: Some(names.clone()),
+                            message: format!("duplicate key: the same {names} as line {first_line} of the input"),
+                        });
                     }
                     None => {
                         first.insert(k, line);
@@ -1501,70 +1573,12 @@ async fn whole_input_checks(
             }
             conn.batch(&d.drop_temp(CANDIDATES)).await?;
         }
-        // Repeats of rows already in the table.
-        let matches = key
-            .iter()
-            .map(|k| format!("t.{0} = s.{0}", d.quote(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let sql = format!(
-            "SELECT s.{ORD} FROM {stage} s WHERE {not_null} AND EXISTS (SELECT 1 FROM {} t WHERE {matches})",
-            d.table(&table.name)
-        );
-        for row in run(conn, sql).await? {
-            if let Some(n) = as_u64(&row[0]) {
-                bad.entry(n).or_insert((
-                    Violation::Unique,
-                    Some(names.clone()),
-                    format!(
-                        "duplicate key: a row with this {names} already exists in {}",
-                        table.name
-                    ),
-                ));
-            }
-        }
     }
-    for fk in &table.foreign_keys {
-        if fk.references == table.name {
-            continue;
-        }
-        let cols = fk.columns.iter().map(|c| c.0.clone()).collect::<Vec<_>>().join(", ");
-        let not_null = fk
-            .columns
-            .iter()
-            .map(|(c, _)| format!("s.{} IS NOT NULL", d.quote(c)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let matches = fk
-            .columns
-            .iter()
-            .map(|(c, p)| format!("p.{} = s.{}", d.quote(p), d.quote(c)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let sql = format!(
-            "SELECT s.{ORD} FROM {stage} s WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {matches})",
-            d.table(&fk.references)
-        );
+    // Keys already in the table, missing parents, CHECK constraints.
+    for (sql, finding) in table_checks(plan, "1 = 1", |_| true) {
         for row in run(conn, sql).await? {
             if let Some(n) = as_u64(&row[0]) {
-                bad.entry(n).or_insert((
-                    Violation::ForeignKey,
-                    Some(cols.clone()),
-                    format!("foreign key {}: no row in {} has this {}", fk.name, fk.references, cols),
-                ));
-            }
-        }
-    }
-    for check in &table.checks {
-        // The engine's own text of the table's constraint, over the staged columns.
-        let sql = format!("SELECT s.{ORD} FROM {stage} s WHERE NOT ({})", check.expression);
-        for row in run(conn, sql).await? {
-            if let Some(n) = as_u64(&row[0]) {
-                bad.entry(n).or_insert((
-                    Violation::Check,
-                    None,
-                    format!("violates check constraint {} ({})", check.name, check.expression),
-                ));
+                bad.entry(n).or_insert_with(|| finding.clone());
             }
         }
     }
@@ -1653,7 +1667,7 @@ async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize
     let plan = ctx.plan;
     let d = plan.dialect;
     let table = &plan.table;
-    let given = |c: &String| ctx.columns.contains(c);
+    let given = |c: &str| ctx.columns.iter().any(|g| g == c);
     // Rows that will be inserted: in the key modes, those whose key is absent.
     let inserting = match plan.mode {
         WriteMode::Insert => "1 = 1".to_string(),
@@ -1665,7 +1679,7 @@ async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize
         ),
     };
     for key in table.unique_keys() {
-        if !key.iter().all(given) {
+        if !key.iter().all(|k| given(k)) {
             continue;
         }
         // Duplicates within the batch (the first occurrence is the one that loads).
@@ -1692,86 +1706,11 @@ async fn set_checks(conn: &mut Conn, ctx: &BatchCtx<'_>, bad: &mut HashMap<usize
                 }
             }
         }
-        let not_null = key
-            .iter()
-            .map(|k| format!("s.{} IS NOT NULL", d.quote(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let matches = key
-            .iter()
-            .map(|k| format!("t.{0} = s.{0}", d.quote(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let sql = format!(
-            "SELECT s.{ORD} FROM {} s WHERE {not_null} AND {inserting} AND EXISTS (SELECT 1 FROM {} t WHERE {matches})",
-            d.quote(STAGE),
-            d.table(&table.name)
-        );
-        for i in checked_query(conn, d, &sql).await? {
-            bad.entry(i).or_insert_with(|| {
-                ctx.violation(
-                    i,
-                    Some(Violation::Unique),
-                    Some(&key.join(", ")),
-                    format!(
-                        "duplicate key: a row with this {} already exists in {}",
-                        key.join(", "),
-                        table.name
-                    ),
-                )
-            });
-        }
     }
-    for fk in &table.foreign_keys {
-        if fk.references == table.name || !fk.columns.iter().all(|(c, _)| given(c)) {
-            continue;
-        }
-        let not_null = fk
-            .columns
-            .iter()
-            .map(|(c, _)| format!("s.{} IS NOT NULL", d.quote(c)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let matches = fk
-            .columns
-            .iter()
-            .map(|(c, p)| format!("p.{} = s.{}", d.quote(p), d.quote(c)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let sql = format!(
-            "SELECT s.{ORD} FROM {} s WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {matches})",
-            d.quote(STAGE),
-            d.table(&fk.references)
-        );
-        let cols = fk.columns.iter().map(|c| c.0.clone()).collect::<Vec<_>>().join(", ");
+    for (sql, f) in table_checks(plan, &inserting, given) {
         for i in checked_query(conn, d, &sql).await? {
-            bad.entry(i).or_insert_with(|| {
-                ctx.violation(
-                    i,
-                    Some(Violation::ForeignKey),
-                    Some(&cols),
-                    format!("foreign key {}: no row in {} has this {}", fk.name, fk.references, cols),
-                )
-            });
-        }
-    }
-    for check in &table.checks {
-        // The expression is the engine's own text of the table's constraint; its
-        // column names resolve against the staging table, which has every column.
-        let sql = format!(
-            "SELECT s.{ORD} FROM {} s WHERE NOT ({})",
-            d.quote(STAGE),
-            check.expression
-        );
-        for i in checked_query(conn, d, &sql).await? {
-            bad.entry(i).or_insert_with(|| {
-                ctx.violation(
-                    i,
-                    Some(Violation::Check),
-                    None,
-                    format!("violates check constraint {} ({})", check.name, check.expression),
-                )
-            });
+            bad.entry(i)
+                .or_insert_with(|| ctx.violation(i, Some(f.kind), f.column.as_deref(), f.message.clone()));
         }
     }
     Ok(())
