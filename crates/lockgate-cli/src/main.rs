@@ -116,6 +116,11 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
+/// `--db` (or `DATABASE_URL`) as a URL; a bad one is reported here (exit 2).
+fn resolve(config: &Config, db: Option<&str>) -> Result<lockgate::db::DbUrl, i32> {
+    config.resolve_db(db).map_err(|e| render::fail(&e.to_string(), 2))
+}
+
 async fn run(cli: Cli) -> i32 {
     let required = cli.config != std::path::Path::new("lockgate.toml");
     let config = match Config::load(&cli.config, required) {
@@ -124,9 +129,9 @@ async fn run(cli: Cli) -> i32 {
     };
     match cli.command {
         Command::Inspect { db, table, json } => {
-            let url = match config.resolve_db(db.as_deref()) {
+            let url = match resolve(&config, db.as_deref()) {
                 Ok(u) => u,
-                Err(e) => return render::fail(&e.to_string(), 2),
+                Err(code) => return code,
             };
             match lockgate::inspect::inspect(&url, table.as_deref()).await {
                 Ok(tables) => {
@@ -137,9 +142,9 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Exec { db, file, sql } => {
-            let url = match config.resolve_db(db.as_deref()) {
+            let url = match resolve(&config, db.as_deref()) {
                 Ok(u) => u,
-                Err(e) => return render::fail(&e.to_string(), 2),
+                Err(code) => return code,
             };
             let text = match (file, sql) {
                 (Some(f), _) => match std::fs::read_to_string(&f) {
@@ -171,9 +176,9 @@ async fn run(cli: Cli) -> i32 {
             lock_timeout,
             json,
         } => {
-            let url = match config.resolve_db(db.as_deref()) {
+            let url = match resolve(&config, db.as_deref()) {
                 Ok(u) => u,
-                Err(e) => return render::fail(&e.to_string(), 2),
+                Err(code) => return code,
             };
             if batch_size == 0 {
                 return render::fail("--batch-size must be at least 1", 2);
