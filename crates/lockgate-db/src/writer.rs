@@ -362,6 +362,7 @@ async fn run_unit(
         begin(conn, plan).await?;
     };
     let mut report = report;
+    sort_failures(&mut report.failed);
     let diagnosed = mode != PassMode::Fast;
     report.diagnosed |= diagnosed;
     let keep = !dry_run && (report.failed.is_empty() || plan.on_error == OnError::Skip);
@@ -377,6 +378,18 @@ async fn run_unit(
         }
     }
     Ok(report)
+}
+
+/// Puts failures in input order: by source (in the order sources first appear),
+/// then line. Checks find rows in their own order; a person reads the file's.
+fn sort_failures(failed: &mut [RowError]) {
+    let mut sources: Vec<Option<String>> = Vec::new();
+    for e in failed.iter() {
+        if !sources.contains(&e.file) {
+            sources.push(e.file.clone());
+        }
+    }
+    failed.sort_by_key(|e| (sources.iter().position(|s| *s == e.file), e.line));
 }
 
 /// Begins the unit's transaction. On PostgreSQL, when every join on the key can
