@@ -60,6 +60,9 @@ pub struct Column {
     pub default: Option<String>,
     /// Whether the engine fills the column itself (identity, auto-increment, generated).
     pub auto: bool,
+    /// The collation that decides when two texts are equal, where the engine names
+    /// one per column (MariaDB); staging tables copy it so keys compare alike.
+    pub collation: Option<String>,
 }
 
 impl Column {

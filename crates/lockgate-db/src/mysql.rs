@@ -221,7 +221,7 @@ impl MyConn {
 
         let column_rows = self
             .query(
-                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_MAXIMUM_LENGTH, IS_NULLABLE, COLUMN_DEFAULT, EXTRA \
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_MAXIMUM_LENGTH, IS_NULLABLE, COLUMN_DEFAULT, EXTRA, COLLATION_NAME \
                  FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND BINARY TABLE_NAME = ? \
                  ORDER BY ORDINAL_POSITION",
@@ -300,6 +300,7 @@ impl MyConn {
                 nullable,
                 default,
                 auto: generated,
+                collation: r.get(7).and_then(text),
             });
         }
         let checks = checks_raw

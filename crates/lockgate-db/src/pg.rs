@@ -548,6 +548,7 @@ impl PgConn {
                     kind: types::pg_kind(r.get::<_, &str>(2), r.get::<_, &str>(1), r.get(3)),
                     nullable: r.get(4),
                     auto: auto || default.as_deref().is_some_and(|d| d.starts_with("nextval(")),
+                    collation: None,
                     default,
                 }
             })

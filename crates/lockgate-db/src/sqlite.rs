@@ -941,6 +941,7 @@ fn describe_table(conn: &Connection, schema: &str, name: &str) -> rusqlite::Resu
                 nullable: !(notnull || rowid_alias || (without_rowid && pk_pos > 0)),
                 default,
                 auto: rowid_alias || generated,
+                collation: None,
                 name: column,
             }
         })

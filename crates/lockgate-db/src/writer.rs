@@ -931,8 +931,16 @@ fn stage_columns(plan: &Plan, narrow: bool) -> Vec<&lockgate_core::Column> {
 
 /// The staging column's type: the target's own type (so that CHECK expressions and
 /// comparisons behave the same), without its constraints or defaults.
-fn stage_type(_d: Dialect, c: &lockgate_core::Column) -> String {
-    c.data_type.clone()
+fn stage_type(d: Dialect, c: &lockgate_core::Column) -> String {
+    match (&c.collation, d.0) {
+        // A temporary table takes the database's default collation otherwise, and
+        // then `ann` and `ANN` might match where the table keeps them apart.
+        // The name comes from the server's catalog; only a plain name is used as SQL.
+        (Some(collation), Engine::Mysql) if collation.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+            format!("{} COLLATE {collation}", c.data_type)
+        }
+        _ => c.data_type.clone(),
+    }
 }
 
 async fn create_keys_table(conn: &mut Conn, plan: &Plan) -> Result<(), DbError> {

@@ -417,3 +417,33 @@ async fn failing_rows_of_several_files_are_named_by_file() {
         assert_eq!(count(&mut db.conn().await, "customers").await, 0, "{engine}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_keys_compare_by_the_columns_collation() {
+    // The staging table copies each column's collation: a binary key keeps "a" and
+    // "A" apart, a case-insensitive one makes them the same row, as the table would.
+    let db = TestDb::new(Engine::Mysql).await;
+    let mut conn = db.conn().await;
+    conn.batch(
+        "CREATE TABLE bin_keys (k varchar(10) COLLATE utf8mb4_bin PRIMARY KEY, v int) ENGINE=InnoDB; \
+         CREATE TABLE ci_keys (k varchar(10) COLLATE utf8mb4_general_ci PRIMARY KEY, v int) ENGINE=InnoDB; \
+         INSERT INTO bin_keys VALUES ('a', 1); INSERT INTO ci_keys VALUES ('a', 1)",
+    )
+    .await
+    .unwrap();
+    let (_d, file) = temp_file("k.csv", b"k,v\nA,5\n");
+    let r = load(&db, "bin_keys", std::slice::from_ref(&file), |o| {
+        o.mode = WriteMode::Upsert
+    })
+    .await
+    .unwrap();
+    assert_eq!((r.inserted, r.updated), (1, 0), "{:?}", r.failed);
+    let r = load(&db, "ci_keys", std::slice::from_ref(&file), |o| {
+        o.mode = WriteMode::Upsert
+    })
+    .await
+    .unwrap();
+    assert_eq!((r.inserted, r.updated), (0, 1), "{:?}", r.failed);
+    assert_eq!(count(&mut conn, "bin_keys").await, 2);
+    assert_eq!(count(&mut conn, "ci_keys").await, 1);
+}
