@@ -140,10 +140,11 @@ pub fn load_text(r: &LoadReport) -> String {
         ("would insert", "would update", "would delete")
     };
     out.push_str(&format!(
-        "  rows read {}, {ins} {}, {upd} {}, {del} {}, skipped {}, failed {}\n",
+        "  rows read {}, {ins} {}, {upd} {}, unchanged {}, {del} {}, skipped {}, failed {}\n",
         r.rows_read,
         r.inserted,
         r.updated,
+        r.unchanged,
         r.deleted,
         r.skipped,
         r.failed.len()

@@ -623,6 +623,28 @@ impl Value {
         }
     }
 
+    /// The value as JSON, the way data files and the ledger's row images carry it:
+    /// [`Kind::parse_json`] of the column's kind gives the same value back. Numbers
+    /// stay exact (decimals are JSON numbers with all their digits), bytes are
+    /// `\\x`-hex text, dates and times their canonical text.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            // Non-finite floats are outside the shared domain; null is JSON's nearest.
+            Value::Float(x) => serde_json::Number::from_f64(*x).map_or(J::Null, J::Number),
+            Value::Decimal(d) => d
+                .as_str()
+                .parse::<serde_json::Number>()
+                .map_or_else(|_| J::String(d.to_string()), J::Number),
+            Value::Text(s) => J::String(s.clone()),
+            Value::Json(j) => j.clone(),
+            other => J::String(other.to_string()),
+        }
+    }
+
     /// Whether the value is NULL.
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
@@ -777,5 +799,60 @@ mod tests {
         };
         assert_eq!(text.parse_json(&serde_json::json!(5)).unwrap().to_string(), "5");
         assert!(text.parse_json(&serde_json::json!({"a": 1})).is_err());
+    }
+
+    #[test]
+    fn to_json_round_trips_through_parse_json() {
+        use chrono::{NaiveDate, TimeZone};
+        let date = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+        let ts = date.and_hms_micro_opt(23, 59, 58, 123_456).unwrap();
+        let cases: Vec<(Kind, Value)> = vec![
+            (Kind::Bool, Value::Bool(true)),
+            (
+                Kind::Int {
+                    bytes: 8,
+                    unsigned: false,
+                },
+                Value::Int(i64::MIN),
+            ),
+            (Kind::Float { bytes: 8 }, Value::Float(-1.25e-7)),
+            (
+                Kind::Decimal {
+                    precision: None,
+                    scale: None,
+                    max_significant: None,
+                },
+                Value::Decimal(crate::Decimal::parse("-12345678901234567890.000100").unwrap()),
+            ),
+            (
+                Kind::Text {
+                    max_chars: None,
+                    max_bytes: None,
+                },
+                Value::Text("a \"b\"\n".into()),
+            ),
+            (Kind::Bytes { max_bytes: None }, Value::Bytes(vec![0, 1, 254, 255])),
+            (Kind::Date, Value::Date(date)),
+            (Kind::Time, Value::Time(ts.time())),
+            (Kind::Timestamp, Value::Timestamp(ts)),
+            (
+                Kind::TimestampTz { epoch32: false },
+                Value::TimestampTz(chrono::Utc.from_utc_datetime(&ts)),
+            ),
+            (Kind::Json, Value::Json(serde_json::json!({"a": [1, "x", null]}))),
+            (Kind::Json, Value::Json(serde_json::json!("just text"))),
+            (Kind::Uuid, Value::Uuid(uuid::Uuid::from_u128(0x1234))),
+            (
+                Kind::Int {
+                    bytes: 4,
+                    unsigned: false,
+                },
+                Value::Null,
+            ),
+        ];
+        for (kind, value) in cases {
+            let back = kind.parse_json(&value.to_json()).unwrap();
+            assert_eq!(back, value, "{kind:?}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! parameters or bulk payloads, never spliced into SQL.
 
 use crate::url::Engine;
-use lockgate_core::TableName;
+use lockgate_core::{Column, Kind, TableName};
 
 /// A key column and whether it may hold NULL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +72,31 @@ impl Dialect {
             })
             .collect::<Vec<_>>()
             .join(" AND ")
+    }
+
+    /// True when any of `cols` differs between `left` and `right` (NULL-safe): what
+    /// an update must change. Text compares byte by byte on MariaDB, whose usual
+    /// collations would call `abc` and `ABC` the same; PostgreSQL's `json` has no
+    /// equality, so it compares as `jsonb`.
+    pub fn differs(&self, left: &str, right: &str, cols: &[&Column]) -> String {
+        if cols.is_empty() {
+            return "1 = 0".into();
+        }
+        let parts: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                let (l, r) = (format!("{left}.{}", self.quote(&c.name)), format!("{right}.{}", self.quote(&c.name)));
+                match (self.0, &c.kind) {
+                    (Engine::Mysql, Kind::Text { .. }) => self.same(&format!("BINARY {l}"), &format!("BINARY {r}")),
+                    (Engine::Postgres, Kind::Json) => self.same(&format!("{l}::jsonb"), &format!("{r}::jsonb")),
+                    (Engine::Postgres, Kind::Unsupported { .. }) => {
+                        self.same(&format!("{l}::text"), &format!("{r}::text"))
+                    }
+                    _ => self.same(&l, &r),
+                }
+            })
+            .collect();
+        format!("NOT ({})", parts.join(" AND "))
     }
 
     /// Quoted, comma-separated column list with an optional alias prefix.
@@ -142,7 +167,8 @@ impl Dialect {
         }
     }
 
-    /// `UPDATE target SET cols = s.cols FROM staging s WHERE key matches [AND filter]`.
+    /// `UPDATE target SET cols = s.cols FROM staging s WHERE key matches [AND filter]`,
+    /// touching only rows where one of `changed` differs when it is not empty.
     pub fn update_from(
         &self,
         target: &TableName,
@@ -150,10 +176,18 @@ impl Dialect {
         set: &[String],
         key: &[KeyColumn],
         filter: &str,
+        changed: &[&Column],
     ) -> String {
         let t = self.table(target);
         let s = self.quote(staging);
         let on = self.key_match("t", "s", key);
+        let filter = if changed.is_empty() {
+            filter.to_string()
+        } else {
+            // SQLite's UPDATE cannot alias its target: name it in full there.
+            let target_ref = if self.0 == Engine::Sqlite { t.clone() } else { "t".into() };
+            format!("{filter} AND {}", self.differs(&target_ref, "s", changed))
+        };
         match self.0 {
             Engine::Mysql => {
                 let assign = set

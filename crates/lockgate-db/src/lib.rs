@@ -20,6 +20,7 @@ pub mod sqlite;
 pub mod testing;
 pub mod types;
 pub mod url;
+pub mod versions;
 pub mod writer;
 
 pub use conn::{BulkOutcome, Conn};

@@ -130,6 +130,27 @@ pub struct WriteConfig {
     /// Where to reconnect when the connection was lost before the commit; without
     /// it, a lost connection ends the write.
     pub reconnect: Option<crate::url::DbUrl>,
+    /// Run inside the caller's open transaction, under a savepoint, instead of in a
+    /// transaction of its own: "commit" releases the savepoint, "rollback" rolls back
+    /// to it, and the caller commits or rolls back the whole. No transient-error
+    /// retry then: the caller's transaction is the unit to retry.
+    pub nested: bool,
+    /// Record a [`RowImage`](crate::versions::RowImage) of every row the write
+    /// inserts, changes or deletes (in `lockgate_row_images`, on this connection, in
+    /// this transaction), so that the change can be undone later.
+    pub capture: Option<Capture>,
+    /// Column = value conditions bounding which rows `sync` may delete (a tenant,
+    /// say); the values are bound, never spliced.
+    pub scope: Vec<(String, Value)>,
+}
+
+/// Where captured row images go: the migration module and version they belong to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capture {
+    /// The module.
+    pub module: String,
+    /// The version.
+    pub version: String,
 }
 
 impl Default for WriteConfig {
@@ -142,6 +163,9 @@ impl Default for WriteConfig {
             dry_run: false,
             retry: RetryPolicy::default(),
             reconnect: None,
+            nested: false,
+            capture: None,
+            scope: Vec::new(),
         }
     }
 }
@@ -175,8 +199,11 @@ pub struct WriteReport {
     pub rows_read: u64,
     /// Rows inserted.
     pub inserted: u64,
-    /// Rows updated.
+    /// Rows updated (rows whose values did not change are not counted: see
+    /// `unchanged`).
     pub updated: u64,
+    /// Rows the key modes matched whose values were already those given.
+    pub unchanged: u64,
     /// Rows deleted by `sync`.
     pub deleted: u64,
     /// Every failing row (with `stop`, the first).
@@ -187,6 +214,14 @@ pub struct WriteReport {
     pub diagnosed: bool,
     /// Attempts made (more than 1 after transient errors).
     pub attempts: u32,
+}
+
+impl WriteReport {
+    fn add(&mut self, a: Applied) {
+        self.inserted += a.inserted;
+        self.updated += a.updated;
+        self.unchanged += a.unchanged;
+    }
 }
 
 /// Why a write failed as a whole (row errors are not this: they are in the report).
@@ -205,6 +240,8 @@ const KEYS: &str = "lockgate_stage_keys";
 const ORD: &str = "__lg_n";
 const BAD: &str = "__lg_bad";
 const SP: &str = "lockgate_sp";
+/// The savepoint of a nested unit (distinct from the bisection's).
+const UNIT: &str = "lockgate_unit";
 
 /// The validated plan of a write: table, key, columns that may be inserted.
 struct Plan {
@@ -217,6 +254,9 @@ struct Plan {
     /// Whether an index leads with exactly the key's columns, so joins on the key
     /// can probe it.
     key_indexed: bool,
+    nested: bool,
+    capture: Option<Capture>,
+    scope: Vec<(String, Value)>,
 }
 
 /// Checks the configuration against the table before anything is written:
@@ -269,8 +309,16 @@ fn plan(conn: &Conn, table: &Table, cfg: &WriteConfig) -> Result<Plan, DbError> 
                 lead.sort_unstable();
                 lead == key_set
             });
+    for (c, _) in &cfg.scope {
+        if table.column(c).is_none() {
+            return Err(DbError::Invalid(format!("scope column {c:?} is not a column of table {}", table.name)));
+        }
+    }
     Ok(Plan {
         key_indexed,
+        nested: cfg.nested,
+        capture: cfg.capture.clone(),
+        scope: cfg.scope.clone(),
         table: table.clone(),
         mode: cfg.mode,
         key,
@@ -298,7 +346,7 @@ pub async fn write(
                 report.attempts = attempt;
                 return Ok(report);
             }
-            Err(WriteError::Db(e)) if e.is_transient() && attempt < cfg.retry.attempts => {
+            Err(WriteError::Db(e)) if e.is_transient() && attempt < cfg.retry.attempts && !cfg.nested => {
                 let lost = e.is_connection_lost() || conn.is_closed();
                 if lost && cfg.reconnect.is_none() {
                     return Err(WriteError::Db(e));
@@ -354,11 +402,11 @@ async fn run_unit(
                 mode = PassMode::Careful;
             }
             Err(e) => {
-                let _ = conn.rollback().await;
+                let _ = rollback(conn, plan).await;
                 return Err(e.into());
             }
         }
-        conn.rollback().await?;
+        rollback(conn, plan).await?;
         begin(conn, plan).await?;
     };
     let mut report = report;
@@ -368,10 +416,10 @@ async fn run_unit(
     let keep = !dry_run && (report.failed.is_empty() || plan.on_error == OnError::Skip);
     cleanup(conn, plan).await;
     if keep {
-        conn.commit().await?;
+        commit(conn, plan).await?;
         report.committed = true;
     } else {
-        conn.rollback().await?;
+        rollback(conn, plan).await?;
         if plan.on_error != OnError::Skip || dry_run {
             // Nothing was kept: the counts describe what would have happened.
             report.committed = false;
@@ -397,12 +445,40 @@ fn sort_failures(failed: &mut [RowError]) {
 /// hash join that reads the whole (growing) target once per batch — 327 ms a batch
 /// at 900k rows, against 9 ms through the index. SET LOCAL ends with the transaction.
 async fn begin(conn: &mut Conn, plan: &Plan) -> Result<(), DbError> {
-    conn.begin().await?;
+    if plan.nested {
+        conn.batch(&plan.dialect.savepoint(UNIT)).await?;
+    } else {
+        conn.begin().await?;
+    }
     if plan.dialect.0 == Engine::Postgres && (plan.mode == WriteMode::Insert || plan.key_indexed) {
         conn.batch("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
             .await?;
     }
     Ok(())
+}
+
+/// Ends the unit keeping its changes.
+async fn commit(conn: &mut Conn, plan: &Plan) -> Result<(), DbError> {
+    if !plan.nested {
+        return conn.commit().await;
+    }
+    conn.batch(&plan.dialect.release(UNIT)).await?;
+    if plan.dialect.0 == Engine::Postgres {
+        // The caller's transaction goes on: give it its planner back.
+        conn.batch("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT")
+            .await?;
+    }
+    Ok(())
+}
+
+/// Ends the unit undoing its changes (a nested unit leaves the caller's own).
+async fn rollback(conn: &mut Conn, plan: &Plan) -> Result<(), DbError> {
+    if !plan.nested {
+        return conn.rollback().await;
+    }
+    // Rolling back to the savepoint also undoes the unit's SET LOCALs.
+    conn.batch(&plan.dialect.rollback_to(UNIT)).await?;
+    conn.batch(&plan.dialect.release(UNIT)).await
 }
 
 async fn cleanup(conn: &mut Conn, plan: &Plan) {
@@ -458,7 +534,13 @@ enum PassMode {
 impl PassMode {
     /// The first diagnose mode to try for a plan: quick where it applies.
     fn quick_diagnose(plan: &Plan) -> PassMode {
-        if plan.mode == WriteMode::Insert && plan.dialect.0 != Engine::Sqlite && plan.on_error != OnError::Stop {
+        // The quick pass writes rows its own way; capturing their images is the
+        // careful pass's job.
+        if plan.mode == WriteMode::Insert
+            && plan.dialect.0 != Engine::Sqlite
+            && plan.on_error != OnError::Stop
+            && plan.capture.is_none()
+        {
             PassMode::Quick
         } else {
             PassMode::Careful
@@ -544,9 +626,10 @@ async fn pass(
     // The happy insert path streams; its last errors surface when the stream ends.
     conn.finish_stream().await?;
     if plan.mode == WriteMode::Sync && (report.failed.is_empty() || plan.on_error == OnError::Skip) {
-        let scope = plan.sync_scope.clone().unwrap_or_else(|| "1 = 1".into());
+        let (scope, params) = sync_scope(plan);
+        capture_deletes(conn, plan, &scope, &params).await?;
         let sql = plan.dialect.delete_missing(&plan.table.name, KEYS, &plan.key, &scope);
-        report.deleted = conn.execute(&sql, &[]).await?;
+        report.deleted = conn.execute(&sql, &params).await?;
     }
     Ok(report)
 }
@@ -584,6 +667,35 @@ impl BatchCtx<'_> {
             column,
             code: e.code.clone(),
             message: e.message.clone(),
+        }
+    }
+
+    /// The image of row `i`: its key and given columns from the batch.
+    fn image(
+        &self,
+        i: usize,
+        op: char,
+        before: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> crate::versions::RowImage {
+        let row = &self.rows[i];
+        let after: serde_json::Map<String, serde_json::Value> = self
+            .columns
+            .iter()
+            .cloned()
+            .zip(row.values.iter().map(Value::to_json))
+            .collect();
+        let key = self
+            .plan
+            .key
+            .iter()
+            .map(|k| (k.name.clone(), after.get(&k.name).cloned().unwrap_or_default()))
+            .collect();
+        crate::versions::RowImage {
+            table: self.plan.table.name.to_string(),
+            op,
+            key,
+            before,
+            after: Some(after),
         }
     }
 
@@ -984,9 +1096,19 @@ async fn stage_rows(conn: &mut Conn, ctx: &BatchCtx<'_>) -> Result<(), DbError> 
     Ok(())
 }
 
-/// The mode's set-based statements over the staged rows passing `filter`.
-/// Returns (inserted, updated).
-async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<(u64, u64), DbError> {
+/// What [`apply`] did to one batch.
+#[derive(Clone, Copy, Debug, Default)]
+struct Applied {
+    inserted: u64,
+    updated: u64,
+    unchanged: u64,
+}
+
+/// The mode's set-based statements over the staged rows passing `filter`. Updates
+/// touch only rows whose values differ, so re-applying the same data writes nothing
+/// (and the counts say what really changed). With capture on, the images of the
+/// rows about to change are recorded first, in the same transaction.
+async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<Applied, DbError> {
     let plan = ctx.plan;
     let d = plan.dialect;
     let cols: &[String] = ctx.columns;
@@ -996,31 +1118,29 @@ async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<(u64
         .filter(|c| !key_names.contains(&c.as_str()))
         .cloned()
         .collect();
-    let mut inserted = 0;
-    let mut updated = 0;
+    let set_columns: Vec<&lockgate_core::Column> = set.iter().filter_map(|c| plan.table.column(c)).collect();
+    let mut out = Applied::default();
+    if plan.capture.is_some() {
+        capture_batch(conn, ctx, filter, &set_columns).await?;
+    }
     match plan.mode {
         WriteMode::Insert => {
-            inserted = conn
+            out.inserted = conn
                 .execute(&d.insert_select(&plan.table.name, STAGE, cols, None, filter), &[])
                 .await?;
+            return Ok(out);
         }
         WriteMode::Upsert | WriteMode::Sync | WriteMode::Update => {
             if !set.is_empty() {
-                updated = conn
-                    .execute(&d.update_from(&plan.table.name, STAGE, &set, &plan.key, filter), &[])
+                out.updated = conn
+                    .execute(
+                        &d.update_from(&plan.table.name, STAGE, &set, &plan.key, filter, &set_columns),
+                        &[],
+                    )
                     .await?;
-            } else {
-                // Nothing to change: count the rows that exist, as an update would.
-                let sql = format!(
-                    "SELECT COUNT(*) FROM {} s WHERE {filter} AND EXISTS (SELECT 1 FROM {} t WHERE {})",
-                    d.quote(STAGE),
-                    d.table(&plan.table.name),
-                    d.key_match("t", "s", &plan.key)
-                );
-                updated = count(conn.query(&sql, &[], None).await?);
             }
             if plan.mode != WriteMode::Update {
-                inserted = conn
+                out.inserted = conn
                     .execute(
                         &d.insert_select(&plan.table.name, STAGE, cols, Some(&plan.key), filter),
                         &[],
@@ -1029,7 +1149,7 @@ async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<(u64
             }
         }
         WriteMode::InsertMissing => {
-            inserted = conn
+            out.inserted = conn
                 .execute(
                     &d.insert_select(&plan.table.name, STAGE, cols, Some(&plan.key), filter),
                     &[],
@@ -1037,7 +1157,116 @@ async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<(u64
                 .await?;
         }
     }
-    Ok((inserted, updated))
+    let sql = format!("SELECT COUNT(*) FROM {} s WHERE {filter}", d.quote(STAGE));
+    let good = count(conn.query(&sql, &[], None).await?);
+    out.unchanged = good.saturating_sub(out.inserted + out.updated);
+    Ok(out)
+}
+
+/// Records the images of the staged rows passing `filter` that the mode's
+/// statements will insert or change: the whole row before (read from the table)
+/// and the given columns after (from the batch).
+async fn capture_batch(
+    conn: &mut Conn,
+    ctx: &BatchCtx<'_>,
+    filter: &str,
+    set_columns: &[&lockgate_core::Column],
+) -> Result<(), DbError> {
+    let plan = ctx.plan;
+    let Some(capture) = &plan.capture else {
+        return Ok(());
+    };
+    let d = plan.dialect;
+    let t = d.table(&plan.table.name);
+    let on = d.key_match("t", "s", &plan.key);
+    let mut images = Vec::new();
+    if plan.mode != WriteMode::Insert && plan.mode != WriteMode::InsertMissing && !set_columns.is_empty() {
+        let all: Vec<String> = plan.table.columns.iter().map(|c| c.name.clone()).collect();
+        let sql = format!(
+            "SELECT s.{ORD}, {} FROM {} s JOIN {t} t ON {on} WHERE {filter} AND {}",
+            d.columns(Some("t"), &all),
+            d.quote(STAGE),
+            d.differs("t", "s", set_columns)
+        );
+        let mut kinds = vec![lockgate_core::Kind::Int {
+            bytes: 8,
+            unsigned: false,
+        }];
+        kinds.extend(plan.table.columns.iter().map(|c| c.kind.clone()));
+        for row in conn.query(&sql, &[], Some(&kinds)).await? {
+            let Some(i) = as_u64(&row[0]) else { continue };
+            let before: serde_json::Map<String, serde_json::Value> =
+                all.iter().cloned().zip(row[1..].iter().map(Value::to_json)).collect();
+            images.push(ctx.image(i as usize, 'u', Some(before)));
+        }
+    }
+    if plan.mode != WriteMode::Update {
+        let sql = format!(
+            "SELECT s.{ORD} FROM {} s WHERE {filter} AND NOT EXISTS (SELECT 1 FROM {t} t WHERE {on})",
+            d.quote(STAGE)
+        );
+        let sql = if plan.mode == WriteMode::Insert {
+            format!("SELECT s.{ORD} FROM {} s WHERE {filter}", d.quote(STAGE))
+        } else {
+            sql
+        };
+        for i in ordinals(conn.query(&sql, &[], None).await?)? {
+            images.push(ctx.image(i, 'i', None));
+        }
+    }
+    crate::versions::write_images(conn, &capture.module, &capture.version, &images).await
+}
+
+/// Records the images of the rows `sync` is about to delete.
+async fn capture_deletes(conn: &mut Conn, plan: &Plan, scope: &str, params: &[Value]) -> Result<(), DbError> {
+    let Some(capture) = &plan.capture else {
+        return Ok(());
+    };
+    let d = plan.dialect;
+    let all: Vec<String> = plan.table.columns.iter().map(|c| c.name.clone()).collect();
+    let kinds: Vec<lockgate_core::Kind> = plan.table.columns.iter().map(|c| c.kind.clone()).collect();
+    let sql = format!(
+        "SELECT {} FROM {} t WHERE ({scope}) AND NOT EXISTS (SELECT 1 FROM {} k WHERE {})",
+        d.columns(Some("t"), &all),
+        d.table(&plan.table.name),
+        d.quote(KEYS),
+        d.key_match("t", "k", &plan.key)
+    );
+    let images: Vec<crate::versions::RowImage> = conn
+        .query(&sql, params, Some(&kinds))
+        .await?
+        .into_iter()
+        .map(|row| {
+            let before: serde_json::Map<String, serde_json::Value> =
+                all.iter().cloned().zip(row.iter().map(Value::to_json)).collect();
+            let key = plan
+                .key
+                .iter()
+                .map(|k| (k.name.clone(), before.get(&k.name).cloned().unwrap_or_default()))
+                .collect();
+            crate::versions::RowImage {
+                table: plan.table.name.to_string(),
+                op: 'd',
+                key,
+                before: Some(before),
+                after: None,
+            }
+        })
+        .collect();
+    crate::versions::write_images(conn, &capture.module, &capture.version, &images).await
+}
+
+/// The condition bounding `sync`'s deletes, with its bound values: the user's SQL
+/// (as written) and the scope's column = value pairs.
+fn sync_scope(plan: &Plan) -> (String, Vec<Value>) {
+    let d = plan.dialect;
+    let mut parts = vec![plan.sync_scope.clone().unwrap_or_else(|| "1 = 1".into())];
+    let mut params = Vec::new();
+    for (c, v) in &plan.scope {
+        params.push(v.clone());
+        parts.push(format!("t.{} = {}", d.quote(c), d.param(params.len())));
+    }
+    (parts.join(" AND "), params)
 }
 
 fn count(rows: Vec<Vec<Value>>) -> u64 {
@@ -1079,6 +1308,15 @@ async fn happy_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteRepo
     if plan.mode == WriteMode::Insert {
         let outcome = conn.stream_rows(&plan.table.name, ctx.columns, ctx.rows).await?;
         report.inserted += outcome.written;
+        if let Some(capture) = &plan.capture {
+            // Every row of the batch is in (a failing one fails the whole pass).
+            let failed: HashSet<usize> = outcome.row_errors.iter().map(|(i, _)| *i).collect();
+            let images: Vec<_> = (0..ctx.rows.len())
+                .filter(|i| !failed.contains(i))
+                .map(|i| ctx.image(i, 'i', None))
+                .collect();
+            crate::versions::write_images(conn, &capture.module, &capture.version, &images).await?;
+        }
         for (i, e) in &outcome.row_errors {
             report.failed.push(ctx.row_error(*i, e));
         }
@@ -1100,9 +1338,8 @@ async fn happy_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteRepo
     if plan.mode == WriteMode::Sync {
         record_keys(conn, plan).await?;
     }
-    let (ins, upd) = apply(conn, ctx, &format!("s.{BAD} = 0")).await?;
-    report.inserted += ins;
-    report.updated += upd;
+    let applied = apply(conn, ctx, &format!("s.{BAD} = 0")).await?;
+    report.add(applied);
     Ok(())
 }
 
@@ -1654,10 +1891,9 @@ async fn bisect(
         let filter = format!("s.{BAD} = 0 AND s.{ORD} >= {lo} AND s.{ORD} <= {hi}");
         conn.batch(&d.savepoint(SP)).await?;
         match apply(conn, ctx, &filter).await {
-            Ok((ins, upd)) => {
+            Ok(applied) => {
                 conn.batch(&d.release(SP)).await?;
-                report.inserted += ins;
-                report.updated += upd;
+                report.add(applied);
             }
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => {

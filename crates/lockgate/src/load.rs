@@ -78,6 +78,8 @@ pub struct LoadReport {
     pub inserted: u64,
     /// Rows updated.
     pub updated: u64,
+    /// Rows matched by key whose values were already those given.
+    pub unchanged: u64,
     /// Rows deleted by sync.
     pub deleted: u64,
     /// Rows skipped because they failed (with `--on-error skip`).
@@ -244,6 +246,7 @@ pub async fn load(
         rows_read: report.rows_read,
         inserted: report.inserted,
         updated: report.updated,
+        unchanged: report.unchanged,
         deleted: report.deleted,
         skipped: if report.committed {
             report.failed.len() as u64

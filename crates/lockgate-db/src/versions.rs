@@ -1,0 +1,466 @@
+//! The migration ledger: each module's current version, the versions applied (with
+//! their checksums), the migration log, and the row images that let `rollback` put
+//! data back. Tables: `lockgate_modules`, `lockgate_versions`,
+//! `lockgate_migration_log`, `lockgate_row_images` (created by [`Ledger::open`]).
+//!
+//! Every function takes the connection to use, because where a write goes decides
+//! what survives a rollback: a version's row and its row images are written on the
+//! *data* connection, inside the version's transaction, so they commit or vanish with
+//! its data; log entries are written after that transaction ends (or on the ledger's
+//! side connection), so they outlive a failed version.
+//!
+//! [`Ledger::open`]: crate::ledger::Ledger::open
+
+use crate::conn::Conn;
+use crate::error::DbError;
+use crate::url::Engine;
+use chrono::{DateTime, Utc};
+use lockgate_core::{TableName, Value};
+use std::sync::Arc;
+
+/// One version of a module as the ledger knows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AppliedVersion {
+    /// The module (`./` by default).
+    pub module: String,
+    /// The version, `x.y.z`.
+    pub version: String,
+    /// `applied`, or `partial` when a committed part ran and the rest did not.
+    pub status: String,
+    /// The checksum of the version folder's files when it ran.
+    pub checksum: String,
+    /// Parts committed (a version is split into parts by process scripts).
+    pub parts_done: i64,
+    /// The scripts it ran, whose effects a rollback cannot undo.
+    pub scripts: Vec<String>,
+    /// The run that applied it.
+    pub run_id: Option<i64>,
+    /// When.
+    pub applied_at: String,
+}
+
+/// One entry of the migration log (the seed's `MigrationLog`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LogEntry {
+    /// Its id (0 before it is written).
+    pub id: i64,
+    /// The run that wrote it.
+    pub run_id: Option<i64>,
+    /// `INFO`, `WARN` or `ERROR`.
+    pub log_type: String,
+    /// The module.
+    pub module: String,
+    /// The version.
+    pub version: Option<String>,
+    /// The table (the seed's `model`).
+    pub table: Option<String>,
+    /// The tenant (the context's tenantId).
+    pub tenant: Option<String>,
+    /// The file.
+    pub file: Option<String>,
+    /// When (empty before it is written).
+    pub logged_at: String,
+    /// `{"message": {"total": …, "success": …, "failed": …}}`, or a failing record's
+    /// `{"message": "…", "data": {…}}`, or `{"message": "…"}`.
+    pub message: serde_json::Value,
+}
+
+/// Which log entries to read.
+#[derive(Clone, Debug, Default)]
+pub struct LogFilter {
+    /// Only this module.
+    pub module: Option<String>,
+    /// Only these types (`INFO`, `WARN`, `ERROR`).
+    pub types: Vec<String>,
+    /// Only this table.
+    pub table: Option<String>,
+    /// Only this version.
+    pub version: Option<String>,
+    /// Only this tenant.
+    pub tenant: Option<String>,
+    /// At most this many, newest first (0: 1,000).
+    pub limit: u32,
+}
+
+/// What a write did to one row, so that a rollback can undo it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowImage {
+    /// The table.
+    pub table: String,
+    /// `i` inserted, `u` updated, `d` deleted.
+    pub op: char,
+    /// The key, column → value.
+    pub key: serde_json::Map<String, serde_json::Value>,
+    /// The whole row before (`None` for an insert).
+    pub before: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The columns the write set, after it (`None` for a delete).
+    pub after: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Row images read back, with their version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredImage {
+    /// The version that wrote it.
+    pub version: String,
+    /// The image.
+    pub image: RowImage,
+}
+
+fn now() -> Value {
+    let t = Utc::now();
+    Value::TimestampTz(DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t))
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::Decimal(d) => d.to_i64(),
+        Value::Text(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn opt_text(s: &Option<String>) -> Value {
+    s.as_ref().map_or(Value::Null, |s| Value::Text(s.clone()))
+}
+
+fn params(conn: &Conn, n: usize) -> Vec<String> {
+    let d = conn.dialect();
+    (1..=n).map(|i| d.param(i)).collect()
+}
+
+/// The module's current version, if it has one.
+pub async fn module_version(conn: &mut Conn, module: &str) -> Result<Option<String>, DbError> {
+    let p = params(conn, 1);
+    let rows = conn
+        .query(
+            &format!("SELECT version FROM lockgate_modules WHERE module = {}", p[0]),
+            &[Value::Text(module.into())],
+            None,
+        )
+        .await?;
+    Ok(rows.first().and_then(|r| r.first()).and_then(text))
+}
+
+/// Every module with its current version.
+pub async fn modules(conn: &mut Conn) -> Result<Vec<(String, String)>, DbError> {
+    let rows = conn
+        .query("SELECT module, version FROM lockgate_modules ORDER BY module", &[], None)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (text(&r[0]).unwrap_or_default(), text(&r[1]).unwrap_or_default()))
+        .collect())
+}
+
+/// Sets the module's current version.
+pub async fn set_module_version(conn: &mut Conn, module: &str, version: &str) -> Result<(), DbError> {
+    let p = params(conn, 3);
+    conn.execute(
+        &format!("DELETE FROM lockgate_modules WHERE module = {}", p[0]),
+        &[Value::Text(module.into())],
+    )
+    .await?;
+    conn.execute(
+        &format!(
+            "INSERT INTO lockgate_modules (module, version, updated_at) VALUES ({}, {}, {})",
+            p[0], p[1], p[2]
+        ),
+        &[Value::Text(module.into()), Value::Text(version.into()), now()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The versions of a module the ledger knows, in no particular order.
+pub async fn applied_versions(conn: &mut Conn, module: &str) -> Result<Vec<AppliedVersion>, DbError> {
+    let p = params(conn, 1);
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT module, version, status, checksum, parts_done, scripts, run_id, applied_at \
+                 FROM lockgate_versions WHERE module = {}",
+                p[0]
+            ),
+            &[Value::Text(module.into())],
+            None,
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AppliedVersion {
+            module: text(&r[0]).unwrap_or_default(),
+            version: text(&r[1]).unwrap_or_default(),
+            status: text(&r[2]).unwrap_or_default(),
+            checksum: text(&r[3]).unwrap_or_default(),
+            parts_done: int(&r[4]).unwrap_or(0),
+            scripts: text(&r[5])
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default(),
+            run_id: int(&r[6]),
+            applied_at: text(&r[7]).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Records (or replaces) a version's row.
+pub async fn record_version(conn: &mut Conn, v: &AppliedVersion) -> Result<(), DbError> {
+    let p = params(conn, 8);
+    conn.execute(
+        &format!(
+            "DELETE FROM lockgate_versions WHERE module = {} AND version = {}",
+            p[0], p[1]
+        ),
+        &[Value::Text(v.module.clone()), Value::Text(v.version.clone())],
+    )
+    .await?;
+    conn.execute(
+        &format!(
+            "INSERT INTO lockgate_versions (module, version, status, checksum, parts_done, scripts, run_id, applied_at) \
+             VALUES ({})",
+            p.join(", ")
+        ),
+        &[
+            Value::Text(v.module.clone()),
+            Value::Text(v.version.clone()),
+            Value::Text(v.status.clone()),
+            Value::Text(v.checksum.clone()),
+            Value::Int(v.parts_done),
+            Value::Text(serde_json::to_string(&v.scripts).unwrap_or_else(|_| "[]".into())),
+            v.run_id.map_or(Value::Null, Value::Int),
+            now(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Forgets versions of a module, with their row images (after a rollback).
+pub async fn forget_versions(conn: &mut Conn, module: &str, versions: &[String]) -> Result<(), DbError> {
+    let p = params(conn, 2);
+    for v in versions {
+        for table in ["lockgate_versions", "lockgate_row_images"] {
+            conn.execute(
+                &format!("DELETE FROM {table} WHERE module = {} AND version = {}", p[0], p[1]),
+                &[Value::Text(module.into()), Value::Text(v.clone())],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Forgets the row images a version wrote (before it is applied again).
+pub async fn forget_images(conn: &mut Conn, module: &str, version: &str) -> Result<(), DbError> {
+    let p = params(conn, 2);
+    conn.execute(
+        &format!(
+            "DELETE FROM lockgate_row_images WHERE module = {} AND version = {}",
+            p[0], p[1]
+        ),
+        &[Value::Text(module.into()), Value::Text(version.into())],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Appends log entries (ids and times are the ledger's).
+pub async fn write_logs(conn: &mut Conn, entries: &[LogEntry]) -> Result<(), DbError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let columns = Arc::new(
+        [
+            "run_id",
+            "log_type",
+            "module",
+            "version",
+            "table_name",
+            "tenant",
+            "file_path",
+            "logged_at",
+            "message",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let t = now();
+    let rows: Vec<lockgate_core::Row> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| lockgate_core::Row {
+            line: i as u64 + 1,
+            values: vec![
+                e.run_id.map_or(Value::Null, Value::Int),
+                Value::Text(e.log_type.clone()),
+                Value::Text(e.module.clone()),
+                opt_text(&e.version),
+                opt_text(&e.table),
+                opt_text(&e.tenant),
+                opt_text(&e.file),
+                t.clone(),
+                Value::Text(e.message.to_string()),
+            ],
+        })
+        .collect();
+    for chunk in rows.chunks(5_000) {
+        let outcome = conn
+            .bulk_insert(&TableName::new("lockgate_migration_log"), &columns, chunk, None)
+            .await?;
+        if let Some((_, e)) = outcome.row_errors.into_iter().next() {
+            return Err(DbError::engine("writing the migration log", e));
+        }
+    }
+    Ok(())
+}
+
+/// Reads log entries, newest first.
+pub async fn read_logs(conn: &mut Conn, filter: &LogFilter) -> Result<Vec<LogEntry>, DbError> {
+    let d = conn.dialect();
+    let mut cond = Vec::new();
+    let mut values = Vec::new();
+    let mut add = |col: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            values.push(Value::Text(v.clone()));
+            cond.push(format!("{col} = {}", d.param(values.len())));
+        }
+    };
+    add("module", &filter.module);
+    add("table_name", &filter.table);
+    add("version", &filter.version);
+    add("tenant", &filter.tenant);
+    if !filter.types.is_empty() {
+        let mut list = Vec::new();
+        for t in &filter.types {
+            values.push(Value::Text(t.to_uppercase()));
+            list.push(d.param(values.len()));
+        }
+        cond.push(format!("log_type IN ({})", list.join(", ")));
+    }
+    let filter_sql = if cond.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", cond.join(" AND "))
+    };
+    let limit = if filter.limit == 0 { 1000 } else { filter.limit };
+    let sql = format!(
+        "SELECT id, run_id, log_type, module, version, table_name, tenant, file_path, logged_at, message \
+         FROM lockgate_migration_log {filter_sql} ORDER BY id DESC LIMIT {limit}"
+    );
+    let rows = conn.query(&sql, &values, None).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| LogEntry {
+            id: int(&r[0]).unwrap_or(0),
+            run_id: int(&r[1]),
+            log_type: text(&r[2]).unwrap_or_default(),
+            module: text(&r[3]).unwrap_or_default(),
+            version: text(&r[4]),
+            table: text(&r[5]),
+            tenant: text(&r[6]),
+            file: text(&r[7]),
+            logged_at: text(&r[8]).unwrap_or_default(),
+            message: text(&r[9])
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(serde_json::Value::Null),
+        })
+        .collect())
+}
+
+/// Appends row images of a version (inside its transaction, on its connection).
+pub async fn write_images(conn: &mut Conn, module: &str, version: &str, images: &[RowImage]) -> Result<(), DbError> {
+    if images.is_empty() {
+        return Ok(());
+    }
+    let columns = Arc::new(
+        [
+            "module",
+            "version",
+            "table_name",
+            "op",
+            "key_json",
+            "before_json",
+            "after_json",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let json = |m: &Option<serde_json::Map<String, serde_json::Value>>| {
+        m.as_ref()
+            .map_or(Value::Null, |m| Value::Text(serde_json::Value::Object(m.clone()).to_string()))
+    };
+    let rows: Vec<lockgate_core::Row> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| lockgate_core::Row {
+            line: i as u64 + 1,
+            values: vec![
+                Value::Text(module.into()),
+                Value::Text(version.into()),
+                Value::Text(img.table.clone()),
+                Value::Text(img.op.to_string()),
+                Value::Text(serde_json::Value::Object(img.key.clone()).to_string()),
+                json(&img.before),
+                json(&img.after),
+            ],
+        })
+        .collect();
+    let outcome = conn
+        .bulk_insert(&TableName::new("lockgate_row_images"), &columns, &rows, None)
+        .await?;
+    if let Some((_, e)) = outcome.row_errors.into_iter().next() {
+        return Err(DbError::engine("writing row images", e));
+    }
+    Ok(())
+}
+
+/// The row images of a module's versions, in the order they were written.
+pub async fn read_images(conn: &mut Conn, module: &str, versions: &[String]) -> Result<Vec<StoredImage>, DbError> {
+    let mut out = Vec::new();
+    let p = params(conn, 2);
+    for v in versions {
+        let rows = conn
+            .query(
+                &format!(
+                    "SELECT version, table_name, op, key_json, before_json, after_json FROM lockgate_row_images \
+                     WHERE module = {} AND version = {} ORDER BY id",
+                    p[0], p[1]
+                ),
+                &[Value::Text(module.into()), Value::Text(v.clone())],
+                None,
+            )
+            .await?;
+        for r in rows {
+            let obj = |v: &Value| -> Option<serde_json::Map<String, serde_json::Value>> {
+                text(v).and_then(|s| match serde_json::from_str(&s) {
+                    Ok(serde_json::Value::Object(m)) => Some(m),
+                    _ => None,
+                })
+            };
+            out.push(StoredImage {
+                version: text(&r[0]).unwrap_or_default(),
+                image: RowImage {
+                    table: text(&r[1]).unwrap_or_default(),
+                    op: text(&r[2]).and_then(|s| s.chars().next()).unwrap_or('?'),
+                    key: obj(&r[3]).unwrap_or_default(),
+                    before: obj(&r[4]),
+                    after: obj(&r[5]),
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the engine lets a second connection write while a data transaction is
+/// open (not SQLite: one writer per file).
+pub fn side_writes_allowed(engine: Engine) -> bool {
+    engine != Engine::Sqlite
+}
