@@ -3,6 +3,7 @@
 //! errors. Exit codes follow DESIGN.md: 0 success, 1 run-time failure, 2 bad usage
 //! or input, 3 row errors rolled back, 4 conflicts.
 
+mod migrate_cmd;
 mod render;
 
 use clap::{Parser, Subcommand};
@@ -92,6 +93,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply the pending versions of a db/ folder (x.y.z/meta.json, oe-migration's layout) or zip.
+    Migrate(migrate_cmd::MigrateArgs),
+    /// Show a module's migration version, pending, changed and partly applied versions.
+    Status(migrate_cmd::StatusArgs),
+    /// Show the migration log, filtered by type, table, version and tenant.
+    Log(migrate_cmd::LogArgs),
+    /// Put back the data of the versions after --to, and set the version to it.
+    Rollback(migrate_cmd::RollbackArgs),
 }
 
 /// Re-export so clap can parse the bundle's format names.
@@ -209,5 +218,21 @@ async fn run(cli: Cli) -> i32 {
                 Err(e) => render::fail(&e.to_string(), e.exit_code()),
             }
         }
+        Command::Migrate(a) => match resolve(&config, a.db.as_deref()) {
+            Ok(url) => migrate_cmd::migrate(&url, a).await,
+            Err(code) => code,
+        },
+        Command::Status(a) => match resolve(&config, a.db.as_deref()) {
+            Ok(url) => migrate_cmd::status(&url, a).await,
+            Err(code) => code,
+        },
+        Command::Log(a) => match resolve(&config, a.db.as_deref()) {
+            Ok(url) => migrate_cmd::log(&url, a).await,
+            Err(code) => code,
+        },
+        Command::Rollback(a) => match resolve(&config, a.db.as_deref()) {
+            Ok(url) => migrate_cmd::rollback(&url, a).await,
+            Err(code) => code,
+        },
     }
 }

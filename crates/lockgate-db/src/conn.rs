@@ -175,9 +175,21 @@ impl Conn {
     /// table that matches case-insensitively. Unknown or ambiguous names are
     /// [`DbError::Invalid`] listing what exists.
     pub async fn find_table(&mut self, input: &str) -> Result<Table, DbError> {
+        self.resolve_table(input, true)
+            .await?
+            .ok_or_else(|| DbError::Internal(format!("table {input} was neither found nor reported missing")))
+    }
+
+    /// Like [`Conn::find_table`], but a name that matches no table is `Ok(None)` (a
+    /// table a migration is about to create).
+    pub async fn lookup_table(&mut self, input: &str) -> Result<Option<Table>, DbError> {
+        self.resolve_table(input, false).await
+    }
+
+    async fn resolve_table(&mut self, input: &str, must_exist: bool) -> Result<Option<Table>, DbError> {
         let wanted = TableName::parse(input);
         if let Some(t) = self.describe(&wanted).await? {
-            return Ok(t);
+            return Ok(Some(t));
         }
         let all = self.list_tables().await?;
         let candidates: Vec<&TableName> = all
@@ -192,10 +204,10 @@ impl Conn {
             })
             .collect();
         match candidates.as_slice() {
-            [one] => self
-                .describe(one)
-                .await?
-                .ok_or_else(|| DbError::Invalid(format!("table {input} disappeared while it was being read"))),
+            [one] => Ok(Some(self.describe(one).await?.ok_or_else(|| {
+                DbError::Invalid(format!("table {input} disappeared while it was being read"))
+            })?)),
+            [] if !must_exist => Ok(None),
             [] => {
                 let names: Vec<String> = all
                     .iter()

@@ -85,7 +85,10 @@ impl Dialect {
         let parts: Vec<String> = cols
             .iter()
             .map(|c| {
-                let (l, r) = (format!("{left}.{}", self.quote(&c.name)), format!("{right}.{}", self.quote(&c.name)));
+                let (l, r) = (
+                    format!("{left}.{}", self.quote(&c.name)),
+                    format!("{right}.{}", self.quote(&c.name)),
+                );
                 match (self.0, &c.kind) {
                     (Engine::Mysql, Kind::Text { .. }) => self.same(&format!("BINARY {l}"), &format!("BINARY {r}")),
                     (Engine::Postgres, Kind::Json) => self.same(&format!("{l}::jsonb"), &format!("{r}::jsonb")),
@@ -185,7 +188,11 @@ impl Dialect {
             filter.to_string()
         } else {
             // SQLite's UPDATE cannot alias its target: name it in full there.
-            let target_ref = if self.0 == Engine::Sqlite { t.clone() } else { "t".into() };
+            let target_ref = if self.0 == Engine::Sqlite {
+                t.clone()
+            } else {
+                "t".into()
+            };
             format!("{filter} AND {}", self.differs(&target_ref, "s", changed))
         };
         match self.0 {

@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod mysql;
 pub mod pg;
 pub mod read;
+pub mod schema;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -152,7 +152,11 @@ pub async fn module_version(conn: &mut Conn, module: &str) -> Result<Option<Stri
 /// Every module with its current version.
 pub async fn modules(conn: &mut Conn) -> Result<Vec<(String, String)>, DbError> {
     let rows = conn
-        .query("SELECT module, version FROM lockgate_modules ORDER BY module", &[], None)
+        .query(
+            "SELECT module, version FROM lockgate_modules ORDER BY module",
+            &[],
+            None,
+        )
         .await?;
     Ok(rows
         .into_iter()
@@ -393,8 +397,9 @@ pub async fn write_images(conn: &mut Conn, module: &str, version: &str, images: 
         .to_vec(),
     );
     let json = |m: &Option<serde_json::Map<String, serde_json::Value>>| {
-        m.as_ref()
-            .map_or(Value::Null, |m| Value::Text(serde_json::Value::Object(m.clone()).to_string()))
+        m.as_ref().map_or(Value::Null, |m| {
+            Value::Text(serde_json::Value::Object(m.clone()).to_string())
+        })
     };
     let rows: Vec<lockgate_core::Row> = images
         .iter()

@@ -311,7 +311,10 @@ fn plan(conn: &Conn, table: &Table, cfg: &WriteConfig) -> Result<Plan, DbError> 
             });
     for (c, _) in &cfg.scope {
         if table.column(c).is_none() {
-            return Err(DbError::Invalid(format!("scope column {c:?} is not a column of table {}", table.name)));
+            return Err(DbError::Invalid(format!(
+                "scope column {c:?} is not a column of table {}",
+                table.name
+            )));
         }
     }
     Ok(Plan {

@@ -10,8 +10,12 @@
 pub mod config;
 pub mod inspect;
 pub mod load;
+pub mod migrate;
 mod source;
 
 pub use config::Config;
 pub use load::{load, LoadError, LoadOptions, LoadReport};
 pub use lockgate_db as db;
+pub use migrate::rollback::{rollback, RollbackOptions, RollbackReport};
+pub use migrate::status::{status, StatusOptions, StatusReport};
+pub use migrate::{migrate, MigrateError, MigrateOptions, MigrateReport};

@@ -183,6 +183,8 @@ pub async fn load(
         } else {
             key.clone()
         },
+        constants: Vec::new(),
+        validation: None,
     };
     let cfg = WriteConfig {
         mode: opts.mode,

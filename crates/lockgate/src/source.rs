@@ -20,6 +20,24 @@ pub(crate) struct FileSource {
     pub batch_bytes: usize,
     /// Key columns, to name rows in errors found while typing them.
     pub key: Vec<String>,
+    /// Columns every row gets (a tenant column set from the file's context). A
+    /// record that gives such a column itself must give the same value.
+    pub constants: Vec<(String, lockgate_core::Value)>,
+    /// Checks from a table definition, applied to every record before it is written.
+    pub validation: Option<Validation>,
+}
+
+/// Checks a table definition asks of each record (oe-migration's model validation):
+/// required fields present and not null, text no longer than its `max`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Validation {
+    /// Columns that must hold a value.
+    pub required: Vec<String>,
+    /// Text columns with their maximum length in characters.
+    pub max_chars: Vec<(String, u64)>,
+    /// Whether records only change the fields they give (update mode): then a
+    /// required field that is absent is fine; an explicit null is not.
+    pub partial: bool,
 }
 
 /// Batches in flight between the reader thread and the writer: enough to keep
@@ -36,15 +54,88 @@ impl BatchSource for FileSource {
         let table = self.table.clone();
         let (batch_rows, batch_bytes) = (self.batch_rows.max(1), self.batch_bytes.max(1024));
         let key = self.key.clone();
+        let extra = Extra {
+            constants: self
+                .constants
+                .iter()
+                .filter_map(|(c, v)| Some((table.column_index(c)?, v.clone())))
+                .collect(),
+            required: self.validation.as_ref().map_or_else(Vec::new, |v| {
+                v.required.iter().filter_map(|c| table.column_index(c)).collect()
+            }),
+            max_chars: self.validation.as_ref().map_or_else(Vec::new, |v| {
+                v.max_chars
+                    .iter()
+                    .filter_map(|(c, m)| Some((table.column_index(c)?, *m)))
+                    .collect()
+            }),
+            partial: self.validation.as_ref().is_some_and(|v| v.partial),
+        };
         std::thread::spawn(move || {
             for file in &files {
-                if let Err(e) = read_file(file, format, &table, batch_rows, batch_bytes, &key, &tx) {
+                if let Err(e) = read_file(file, format, &table, batch_rows, batch_bytes, &key, &extra, &tx) {
                     let _ = tx.blocking_send(Err(e));
                     return;
                 }
             }
         });
         rx
+    }
+}
+
+/// What is added to and checked of every record, by table column index.
+struct Extra {
+    constants: Vec<(usize, lockgate_core::Value)>,
+    required: Vec<usize>,
+    max_chars: Vec<(usize, u64)>,
+    partial: bool,
+}
+
+impl Extra {
+    fn is_empty(&self) -> bool {
+        self.constants.is_empty() && self.required.is_empty() && self.max_chars.is_empty()
+    }
+
+    /// Adds the constants to a typed record and checks it; the first problem is
+    /// returned as (column index, message).
+    fn apply(&self, set: &mut Vec<usize>, values: &mut Vec<lockgate_core::Value>) -> Option<(usize, String)> {
+        let mut problem = None;
+        for (col, v) in &self.constants {
+            match set.iter().position(|c| c == col) {
+                Some(pos) if values[pos] != *v && problem.is_none() => {
+                    problem = Some((*col, format!("gives {} but the file's context sets {v}", values[pos])));
+                }
+                Some(_) => {}
+                None => {
+                    set.push(*col);
+                    values.push(v.clone());
+                }
+            }
+        }
+        if problem.is_some() {
+            return problem;
+        }
+        for col in &self.required {
+            match set.iter().position(|c| c == col) {
+                Some(pos) if values[pos].is_null() => return Some((*col, "can't be blank (value: null)".into())),
+                None if !self.partial => return Some((*col, "can't be blank (value: undefined)".into())),
+                _ => {}
+            }
+        }
+        for (col, max) in &self.max_chars {
+            if let Some(pos) = set.iter().position(|c| c == col) {
+                if let lockgate_core::Value::Text(t) = &values[pos] {
+                    let n = t.chars().count() as u64;
+                    if n > *max {
+                        return Some((
+                            *col,
+                            format!("is too long ({n} characters; the definition allows {max})"),
+                        ));
+                    }
+                }
+            }
+        }
+        None
     }
 }
 
@@ -72,6 +163,7 @@ fn read_file(
     batch_rows: usize,
     batch_bytes: usize,
     key: &[String],
+    extra: &Extra,
     tx: &mpsc::Sender<Result<Batch, SourceError>>,
 ) -> Result<(), SourceError> {
     let name = Arc::new(path.display().to_string());
@@ -131,6 +223,19 @@ fn read_file(
                     }
                     values.push(lockgate_core::Value::Null);
                 }
+            }
+        }
+        if error.is_none() && !extra.is_empty() {
+            if let Some((col, message)) = extra.apply(&mut set, &mut values) {
+                let column = &table.columns[col].name;
+                error = Some(RowError {
+                    file: Some(name.to_string()),
+                    line: Some(record.line),
+                    key: raw_key(&record, &set, &key_idx, table),
+                    column: Some(column.clone()),
+                    code: "validation".into(),
+                    message: format!("`{column}` {message}"),
+                });
             }
         }
         if hot.as_ref().is_none_or(|(k, _)| *k != set) {

@@ -1,0 +1,1401 @@
+//! `migrate`: versioned data migrations from a `db/` folder of `x.y.z` version
+//! folders (oe-migration's layout and meta.json, as-is), or the same layout in a zip.
+//!
+//! Each pending version is applied in order, as one transaction: its table
+//! definitions (`models/` and its `ddl/`), `clearTables`, then its files and scripts
+//! in the order meta.json lists them, then its ledger row and the module's new
+//! version, all committed together. A version that fails leaves nothing behind and
+//! stops the run; the versions before it stay applied. Two exceptions, both said in
+//! the docs: a *process* script (`.js`, `.py`, `.sh`, executables) cannot see
+//! uncommitted data, so what is listed before it is committed first and the version
+//! continues in a new transaction after it (a version interrupted there is recorded
+//! as `partial` and re-run from its start); and MariaDB commits DDL implicitly, so
+//! there a version's schema changes are applied before its data transaction.
+//!
+//! Data files go through the foundation's writer (staged, set-based), nested under a
+//! savepoint in the version's transaction, capturing the image of every row they
+//! change so that [`rollback`] can put it back. Record failures are collected for the
+//! whole version and logged (in `lockgate_migration_log`, written after the version's
+//! transaction ends so that the log survives its rollback).
+
+mod models;
+pub mod rollback;
+mod script;
+pub mod status;
+
+use crate::source::{FileSource, Validation};
+use lockgate_bundle::{
+    BaseDir, ClearTables, EntryKind, FileEntry, FileMode, Manifest, ModelDef, OnErrorSpec, ScriptKind, Version,
+    VersionDir, ZipLimits,
+};
+use lockgate_core::{RowError, Table, Value};
+use lockgate_db::ledger::{Holder, Ledger, RunStatus};
+use lockgate_db::schema::SchemaChange;
+use lockgate_db::versions::{self, AppliedVersion, LogEntry, RowImage};
+use lockgate_db::writer::{self, Capture, OnError, Progress, WriteConfig, WriteError, WriteMode};
+use lockgate_db::{Conn, DbError, DbUrl, Engine};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// What to migrate and how.
+#[derive(Clone, Debug)]
+pub struct MigrateOptions {
+    /// The folder holding the version folders (default `./db`).
+    pub dir: PathBuf,
+    /// Read the layout from this zip instead of `dir`.
+    pub zip: Option<PathBuf>,
+    /// The module whose version is tracked (default `./`).
+    pub module: String,
+    /// Re-apply every version (within `from`/`to`), applied or not.
+    pub force: bool,
+    /// Apply no version below this one.
+    pub from: Option<Version>,
+    /// Apply no version above this one.
+    pub to: Option<Version>,
+    /// Compute what would happen and keep nothing.
+    pub dry_run: bool,
+    /// The error policy where meta.json sets none.
+    pub on_error: OnError,
+    /// The tenant column of multi-tenant tables (meta.json's `tenantColumn` wins).
+    pub tenant_column: String,
+    /// How long a process script may run.
+    pub script_timeout: Duration,
+    /// How long to wait for another migrate of the same module.
+    pub lock_timeout: Duration,
+    /// Rows per batch.
+    pub batch_rows: usize,
+    /// Bytes per batch.
+    pub batch_bytes: usize,
+    /// Limits when reading a zip.
+    pub zip_limits: ZipLimits,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            dir: PathBuf::from("db"),
+            zip: None,
+            module: "./".into(),
+            force: false,
+            from: None,
+            to: None,
+            dry_run: false,
+            on_error: OnError::Rollback,
+            tenant_column: "tenant_id".into(),
+            script_timeout: Duration::from_secs(300),
+            lock_timeout: Duration::from_secs(600),
+            batch_rows: 10_000,
+            batch_bytes: 8 * 1024 * 1024,
+            zip_limits: ZipLimits::default(),
+        }
+    }
+}
+
+/// What happened to a version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VersionStatus {
+    /// Applied and recorded.
+    Applied,
+    /// Failed: nothing of it was kept.
+    Failed,
+    /// Failed after committing a part (before a process script).
+    Partial,
+    /// A dry run: what would be applied.
+    WouldApply,
+}
+
+/// One step of a version: a data file, a script, or clearing a table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StepReport {
+    /// `data`, `sql`, `script`, `clear` or `skipped`.
+    pub kind: String,
+    /// The file (relative to the version folder) or the table cleared.
+    pub file: String,
+    /// The table written.
+    pub table: Option<String>,
+    /// The tenant (the context's tenantId).
+    pub tenant: Option<String>,
+    /// The write mode.
+    pub mode: Option<WriteMode>,
+    /// Records read.
+    pub rows_read: u64,
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rows changed.
+    pub updated: u64,
+    /// Rows matched that already held the given values.
+    pub unchanged: u64,
+    /// Rows deleted (sync, clearTables).
+    pub deleted: u64,
+    /// Records that failed.
+    pub failed: u64,
+    /// Records skipped because they failed (skip policy).
+    pub skipped: u64,
+    /// Anything else worth saying (a dry run's limits, a script's output).
+    pub note: Option<String>,
+}
+
+/// A failing record with its data, as logged.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RecordFailure {
+    /// The version.
+    pub version: String,
+    /// Where and why.
+    #[serde(flatten)]
+    pub error: RowError,
+    /// The record as the file gave it.
+    pub data: Option<serde_json::Value>,
+    /// Whether it was skipped (the rest applied) rather than failing the version.
+    pub skipped: bool,
+}
+
+/// What happened to one version.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct VersionReport {
+    /// The version.
+    pub version: String,
+    /// Its outcome.
+    pub status: VersionStatus,
+    /// The schema changes made (or that would be).
+    pub schema_changes: Vec<String>,
+    /// Its steps in order.
+    pub steps: Vec<StepReport>,
+    /// Its failing records.
+    pub failures: Vec<RecordFailure>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// What a migrate did: the `--json` document. `old_version`, `migrated_versions`
+/// and `warnings` are oe-migration's callback values.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct MigrateReport {
+    /// The module's version before the run (null: none).
+    pub old_version: Option<String>,
+    /// The versions applied by this run (null: none).
+    pub migrated_versions: Option<Vec<String>>,
+    /// Warnings: records skipped, unknown meta.json keys, a dry run's limits.
+    pub warnings: Vec<String>,
+    /// The module.
+    pub module: String,
+    /// The module's version after the run.
+    pub new_version: Option<String>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Each version considered, in order.
+    pub versions: Vec<VersionReport>,
+    /// The version that failed (then exit 3).
+    pub failed_version: Option<String>,
+    /// The ledger run.
+    pub run_id: Option<i64>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+impl MigrateReport {
+    /// DESIGN.md's exit code: 0, or 3 when a version's records failed and it was rolled back.
+    pub fn exit_code(&self) -> i32 {
+        if self.failed_version.is_some() {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+/// Why a migrate stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// Bad input found before writing: nothing changed (exit 2).
+    #[error("{0}")]
+    Input(String),
+    /// A malformed data file met while applying: its version was rolled back (exit 2).
+    #[error("{0}")]
+    Source(String),
+    /// A script failed or timed out: the run halted (exit 1).
+    #[error("{0}")]
+    Script(String),
+    /// The database (exit 1, or 2 for invalid names).
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl MigrateError {
+    /// DESIGN.md's exit code.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            MigrateError::Input(_) | MigrateError::Source(_) => 2,
+            MigrateError::Script(_) => 1,
+            MigrateError::Db(e) => e.exit_code(),
+        }
+    }
+}
+
+impl From<lockgate_bundle::BundleError> for MigrateError {
+    fn from(e: lockgate_bundle::BundleError) -> Self {
+        MigrateError::Input(e.to_string())
+    }
+}
+
+/// The version folders, from a folder or an extracted zip (kept alive with it).
+pub(crate) struct Source {
+    pub base: BaseDir,
+    _extracted: Option<tempfile::TempDir>,
+}
+
+/// Opens the `db/` folder or the zip the options name.
+pub(crate) fn open_source(dir: &Path, zip: Option<&Path>, limits: &ZipLimits) -> Result<Source, MigrateError> {
+    match zip {
+        Some(zip) => {
+            let tmp = tempfile::tempdir().map_err(|e| {
+                MigrateError::Input(format!("cannot create a temporary folder for {}: {e}", zip.display()))
+            })?;
+            lockgate_bundle::extract_zip(zip, tmp.path(), limits)?;
+            let root = lockgate_bundle::find_base(tmp.path())?;
+            Ok(Source {
+                base: BaseDir::scan(&root)?,
+                _extracted: Some(tmp),
+            })
+        }
+        None => Ok(Source {
+            base: BaseDir::scan(dir)?,
+            _extracted: None,
+        }),
+    }
+}
+
+/// A version to apply, checked before anything is written.
+struct Pending {
+    dir: VersionDir,
+    manifest: Manifest,
+    checksum: String,
+    /// Definitions from this version's `ddl/`.
+    ddl: Vec<ModelDef>,
+}
+
+/// Models by lower-cased table name; a later definition replaces an earlier one.
+#[derive(Clone, Default)]
+struct Models(HashMap<String, ModelDef>);
+
+impl Models {
+    fn add(&mut self, m: ModelDef) {
+        self.0.insert(m.table_name().to_lowercase(), m);
+    }
+    fn get(&self, table: &str) -> Option<&ModelDef> {
+        self.0.get(&table.to_lowercase())
+    }
+}
+
+fn read_model(path: &Path) -> Result<ModelDef, MigrateError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| MigrateError::Input(format!("{}: {e}: check that the file is readable", path.display())))?;
+    Ok(lockgate_bundle::parse_model(path, &text)?)
+}
+
+fn write_mode(m: FileMode) -> WriteMode {
+    match m {
+        FileMode::Insert => WriteMode::Insert,
+        FileMode::Upsert => WriteMode::Upsert,
+        FileMode::Update => WriteMode::Update,
+        FileMode::InsertMissing => WriteMode::InsertMissing,
+        FileMode::Sync => WriteMode::Sync,
+    }
+}
+
+fn policy(spec: Option<OnErrorSpec>) -> Option<OnError> {
+    spec.map(|s| match s {
+        OnErrorSpec::Rollback => OnError::Rollback,
+        OnErrorSpec::Skip => OnError::Skip,
+        OnErrorSpec::Stop => OnError::Stop,
+    })
+}
+
+/// The kind of a script named in `scripts.before/after` or `files`.
+fn script_kind(file: &str) -> ScriptKind {
+    let lower = file.to_ascii_lowercase();
+    if lower.ends_with(".sql") {
+        ScriptKind::Sql
+    } else if lower.ends_with(".js") || lower.ends_with(".cjs") {
+        ScriptKind::Node
+    } else if lower.ends_with(".py") {
+        ScriptKind::Python
+    } else if lower.ends_with(".sh") {
+        ScriptKind::Shell
+    } else {
+        ScriptKind::Executable
+    }
+}
+
+/// One step of a version, in order.
+#[derive(Clone)]
+enum Step {
+    Clear,
+    Script {
+        file: String,
+        label: String,
+        kind: ScriptKind,
+        ctx_id: Option<String>,
+    },
+    Data(FileEntry),
+}
+
+fn steps(m: &Manifest) -> Vec<Step> {
+    let mut out = Vec::new();
+    if !matches!(m.clear_tables, ClearTables::None) {
+        out.push(Step::Clear);
+    }
+    for (i, s) in m.scripts.before.iter().enumerate() {
+        out.push(Step::Script {
+            file: s.clone(),
+            label: format!("scripts.before[{i}]"),
+            kind: script_kind(s),
+            ctx_id: None,
+        });
+    }
+    for f in &m.files {
+        if !f.enabled {
+            continue;
+        }
+        match f.kind() {
+            EntryKind::Script(kind) => out.push(Step::Script {
+                file: f.file.clone(),
+                label: format!("files[{}]", f.index),
+                kind,
+                ctx_id: f.ctx_id.clone(),
+            }),
+            EntryKind::Data(_) => out.push(Step::Data(f.clone())),
+        }
+    }
+    for (i, s) in m.scripts.after.iter().enumerate() {
+        out.push(Step::Script {
+            file: s.clone(),
+            label: format!("scripts.after[{i}]"),
+            kind: script_kind(s),
+            ctx_id: None,
+        });
+    }
+    out
+}
+
+fn is_process(step: &Step) -> bool {
+    matches!(step, Step::Script { kind, .. } if *kind != ScriptKind::Sql)
+}
+
+/// The context object of a `ctxId` (already checked against `contexts`).
+fn context(m: &Manifest, ctx_id: Option<&str>) -> serde_json::Value {
+    ctx_id
+        .and_then(|c| m.contexts.get(c))
+        .map_or_else(|| serde_json::json!({}), |o| serde_json::Value::Object(o.clone()))
+}
+
+/// The tenant of a `ctxId`: its context's `tenantId`, else the id itself.
+fn tenant_of(m: &Manifest, ctx_id: Option<&str>) -> Option<String> {
+    let id = ctx_id?;
+    Some(
+        m.contexts
+            .get(id)
+            .and_then(|c| c.get("tenantId"))
+            .and_then(|t| t.as_str())
+            .unwrap_or(id)
+            .to_string(),
+    )
+}
+
+/// The version status in the ledger, by version text.
+fn by_version(applied: &[AppliedVersion]) -> HashMap<String, &AppliedVersion> {
+    applied.iter().map(|a| (a.version.clone(), a)).collect()
+}
+
+/// Applies the pending versions of a `db/` folder (or zip) to the database.
+pub async fn migrate(
+    url: &DbUrl,
+    opts: &MigrateOptions,
+    progress: Option<mpsc::UnboundedSender<Progress>>,
+) -> Result<MigrateReport, MigrateError> {
+    let started = Instant::now();
+    let source = open_source(&opts.dir, opts.zip.as_deref(), &opts.zip_limits)?;
+    let base = &source.base;
+    let mut shared_models = Models::default();
+    for f in base.model_files()? {
+        shared_models.add(read_model(&f)?);
+    }
+
+    let mut conn = Conn::connect(url).await?;
+    let mut ledger = Ledger::open(url).await?;
+    let job = format!("migrate:{}", opts.module);
+    let holder = Holder::current(format!("lockgate migrate {}", base.root.display()));
+    let lock = ledger.lock(&job, &holder, opts.lock_timeout).await?;
+    let result = async {
+        let old_version = versions::module_version(&mut conn, &opts.module).await?;
+        let applied = versions::applied_versions(&mut conn, &opts.module).await?;
+        let applied_map = by_version(&applied);
+        let current: Option<Version> = old_version.as_deref().and_then(|v| v.parse().ok());
+        // Choose the versions, then check every one of them before writing anything.
+        let mut pending = Vec::new();
+        let mut warnings = Vec::new();
+        for v in &base.versions {
+            if opts.from.is_some_and(|f| v.version < f) || opts.to.is_some_and(|t| v.version > t) {
+                continue;
+            }
+            let partial = applied_map
+                .get(&v.version.to_string())
+                .is_some_and(|a| a.status == "partial");
+            let newer = current.is_none_or(|c| v.version > c);
+            if !(opts.force || newer || partial) {
+                continue;
+            }
+            let manifest = v.manifest()?;
+            warnings.extend(manifest.warnings.iter().cloned());
+            let mut ddl = Vec::new();
+            for f in v.ddl_files()? {
+                ddl.push(read_model(&f)?);
+            }
+            pending.push(Pending {
+                checksum: v.checksum()?,
+                dir: v.clone(),
+                manifest,
+                ddl,
+            });
+        }
+        check_pending(&mut conn, &pending, &shared_models, opts).await?;
+        let run_id = if opts.dry_run {
+            None
+        } else {
+            Some(ledger.start_run("migrate", &job, &holder).await?)
+        };
+        let mut ctx = Run {
+            url,
+            opts,
+            conn: &mut conn,
+            models: shared_models,
+            progress: progress.as_ref(),
+            run_id,
+        };
+        let mut report = MigrateReport {
+            old_version: old_version.clone(),
+            migrated_versions: None,
+            warnings,
+            module: opts.module.clone(),
+            new_version: old_version.clone(),
+            dry_run: opts.dry_run,
+            versions: Vec::new(),
+            failed_version: None,
+            run_id,
+            seconds: 0.0,
+        };
+        if opts.dry_run {
+            ctx.conn.begin().await?;
+        }
+        let mut outcome: Result<(), MigrateError> = Ok(());
+        for p in &pending {
+            let shared = ctx.models.clone();
+            let mut models = shared.clone();
+            for m in &p.ddl {
+                models.add(m.clone());
+            }
+            ctx.models = models;
+            let (vr, logs, err) = ctx.apply_version(p).await;
+            ctx.models = shared;
+            if !opts.dry_run {
+                // After the version's transaction: the log outlives its rollback.
+                if let Err(e) = versions::write_logs(ctx.conn, &logs).await {
+                    tracing::warn!("could not write the migration log: {e}");
+                }
+            }
+            for f in vr.failures.iter().filter(|f| f.skipped) {
+                report.warnings.push(format!("{}: skipped: {}", f.version, f.error));
+            }
+            if vr.status == VersionStatus::Failed {
+                report.failed_version = Some(vr.version.clone());
+            }
+            let done = matches!(vr.status, VersionStatus::Applied | VersionStatus::WouldApply);
+            if done {
+                report
+                    .migrated_versions
+                    .get_or_insert_with(Vec::new)
+                    .push(vr.version.clone());
+                report.new_version = Some(vr.version.clone());
+            }
+            report.versions.push(vr);
+            if let Some(e) = err {
+                outcome = Err(e);
+                break;
+            }
+            if !done {
+                break;
+            }
+        }
+        if opts.dry_run {
+            let _ = ctx.conn.rollback().await;
+            report.new_version = old_version.clone();
+        } else if let Some(v) = report.new_version.clone() {
+            // --force of older versions keeps the newest version as current.
+            if let (Some(c), Ok(n)) = (current, v.parse::<Version>()) {
+                if n < c {
+                    report.new_version = old_version.clone();
+                }
+            }
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        if let Some(run) = run_id {
+            let status = if outcome.is_ok() && report.failed_version.is_none() {
+                RunStatus::Succeeded
+            } else {
+                RunStatus::Failed
+            };
+            let error = match &outcome {
+                Err(e) => Some(e.to_string()),
+                Ok(()) => report
+                    .failed_version
+                    .as_ref()
+                    .map(|v| format!("version {v} failed; nothing of it was kept")),
+            };
+            let done = report.migrated_versions.as_ref().map_or(0, |v| v.len() as u64);
+            let summary = serde_json::json!({
+                "old_version": report.old_version,
+                "migrated_versions": report.migrated_versions,
+                "failed_version": report.failed_version,
+            });
+            let _ = ledger.finish_run(run, status, done, &summary, error.as_deref()).await;
+        }
+        outcome.map(|()| report)
+    }
+    .await;
+    let _ = ledger.unlock(lock).await;
+    result
+}
+
+/// Checks every pending version before anything is written: contexts, files,
+/// tables (existing or defined), clearTables, keys for updates.
+async fn check_pending(
+    conn: &mut Conn,
+    pending: &[Pending],
+    shared: &Models,
+    opts: &MigrateOptions,
+) -> Result<(), MigrateError> {
+    let mut models = shared.clone();
+    for p in pending {
+        for m in &p.ddl {
+            models.add(m.clone());
+        }
+        let meta = p.manifest.path.display().to_string();
+        if let ClearTables::Tables(list) = &p.manifest.clear_tables {
+            for t in list {
+                if !known(conn, &models, t).await? {
+                    return Err(MigrateError::Input(format!(
+                        "{meta}: clearTables names table {t:?}, which does not exist and has no definition: fix the name"
+                    )));
+                }
+            }
+        }
+        for step in steps(&p.manifest) {
+            match step {
+                Step::Script { file, label, .. } => {
+                    p.dir.resolve(&file, &label)?;
+                }
+                Step::Data(f) => {
+                    let label = format!("files[{}]", f.index);
+                    let path = p.dir.resolve(&f.file, &label)?;
+                    let model = f.model.clone().unwrap_or_default();
+                    if !known(conn, &models, &model).await? {
+                        return Err(MigrateError::Input(format!(
+                            "{meta}: {label}: table {model:?} does not exist and no definition (models/ or ddl/) creates it: create the table or add a definition"
+                        )));
+                    }
+                    let reader = lockgate_bundle::open_records(&path, f.format.map(Into::into))
+                        .map_err(|e| MigrateError::Input(e.to_string()))?;
+                    if f.effective_mode() == FileMode::Update {
+                        // Updating needs a key the records carry: `key`, else the
+                        // definition's id, else the table's primary key, else `id`.
+                        let key: Vec<String> = if !f.key.is_empty() {
+                            f.key.clone()
+                        } else if let Some(ids) = models
+                            .get(&model)
+                            .map(|m| m.id_properties().iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+                            .filter(|ids| !ids.is_empty())
+                        {
+                            ids
+                        } else {
+                            match conn.lookup_table(&model).await? {
+                                Some(t) if !t.primary_key.is_empty() => t.primary_key.clone(),
+                                _ => vec!["id".to_string()],
+                            }
+                        };
+                        let columns = first_record_columns(reader, &path)?;
+                        let missing: Vec<&String> = key
+                            .iter()
+                            .filter(|k| !columns.iter().any(|c| c.eq_ignore_ascii_case(k)))
+                            .filter(|k| !k.eq_ignore_ascii_case(&opts.tenant_column))
+                            .collect();
+                        if !missing.is_empty() && !columns.is_empty() {
+                            return Err(MigrateError::Input(format!(
+                                "{meta}: {label}: updateAttributes needs a key in every record, and the first record of {} has no {}: give the records their key, or name the key with \"key\"",
+                                path.display(),
+                                missing.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")
+                            )));
+                        }
+                    }
+                }
+                Step::Clear => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a table exists or a definition in force will create it.
+async fn known(conn: &mut Conn, models: &Models, name: &str) -> Result<bool, MigrateError> {
+    Ok(models.get(name).is_some() || conn.lookup_table(name).await?.is_some())
+}
+
+/// The columns of a data file's first record (CSV: its header).
+fn first_record_columns(
+    mut reader: Box<dyn lockgate_bundle::RecordReader>,
+    path: &Path,
+) -> Result<Vec<String>, MigrateError> {
+    let mut record = lockgate_bundle::Record::default();
+    let more = reader
+        .next_record(&mut record)
+        .map_err(|e| MigrateError::Input(format!("{e}")))?;
+    let _ = path;
+    if !more {
+        return Ok(reader.columns().to_vec());
+    }
+    Ok(record
+        .fields
+        .iter()
+        .map(|(i, _)| reader.columns()[*i].clone())
+        .collect())
+}
+
+/// The state of one run of migrate across versions.
+struct Run<'a> {
+    url: &'a DbUrl,
+    opts: &'a MigrateOptions,
+    conn: &'a mut Conn,
+    models: Models,
+    progress: Option<&'a mpsc::UnboundedSender<Progress>>,
+    run_id: Option<i64>,
+}
+
+/// Why a version's part stopped.
+enum PartEnd {
+    /// Every step ran.
+    Done,
+    /// Record failures under rollback or stop: the version fails.
+    Failed,
+}
+
+impl Run<'_> {
+    fn log(&self, version: &str, log_type: &str, message: serde_json::Value) -> LogEntry {
+        LogEntry {
+            id: 0,
+            run_id: self.run_id,
+            log_type: log_type.into(),
+            module: self.opts.module.clone(),
+            version: Some(version.into()),
+            table: None,
+            tenant: None,
+            file: None,
+            logged_at: String::new(),
+            message,
+        }
+    }
+
+    /// Applies one version. Returns its report, its log entries (to write after its
+    /// transaction), and the error that halts the run, if any.
+    async fn apply_version(&mut self, p: &Pending) -> (VersionReport, Vec<LogEntry>, Option<MigrateError>) {
+        let version = p.dir.version.to_string();
+        let mut vr = VersionReport {
+            version: version.clone(),
+            status: if self.opts.dry_run {
+                VersionStatus::WouldApply
+            } else {
+                VersionStatus::Applied
+            },
+            schema_changes: Vec::new(),
+            steps: Vec::new(),
+            failures: Vec::new(),
+            error: None,
+        };
+        let mut logs = Vec::new();
+        let result = self.apply_parts(p, &mut vr, &mut logs).await;
+        let error = match result {
+            Ok(PartEnd::Done) => {
+                logs.push(self.log(
+                    &version,
+                    "INFO",
+                    serde_json::json!({ "message": format!("Migration done. DB updated to {version}") }),
+                ));
+                None
+            }
+            Ok(PartEnd::Failed) => {
+                vr.status = VersionStatus::Failed;
+                let n = vr.failures.iter().filter(|f| !f.skipped).count();
+                let msg = format!("version {version} failed: {n} record(s) failed; nothing of it was kept");
+                vr.error = Some(msg.clone());
+                logs.push(self.log(&version, "ERROR", serde_json::json!({ "message": msg })));
+                None
+            }
+            Err((e, committed_parts)) => {
+                vr.status = if committed_parts > 0 {
+                    VersionStatus::Partial
+                } else {
+                    VersionStatus::Failed
+                };
+                let msg = if committed_parts > 0 {
+                    format!("version {version} stopped after {committed_parts} committed part(s): {e}")
+                } else {
+                    format!("version {version} failed; nothing of it was kept: {e}")
+                };
+                vr.error = Some(msg.clone());
+                logs.push(self.log(&version, "ERROR", serde_json::json!({ "message": msg })));
+                Some(e)
+            }
+        };
+        // The failing records' data, read back from their files (bounded).
+        attach_data(&mut vr.failures, p);
+        for f in &vr.failures {
+            let mut entry = self.log(
+                &version,
+                if f.skipped { "WARN" } else { "ERROR" },
+                serde_json::json!({ "message": f.error.to_string(), "data": f.data }),
+            );
+            entry.file = f.error.file.clone();
+            logs.push(entry);
+        }
+        (vr, logs, error)
+    }
+
+    /// Runs the version's parts; on an error returns it with the number of parts
+    /// committed before it.
+    async fn apply_parts(
+        &mut self,
+        p: &Pending,
+        vr: &mut VersionReport,
+        logs: &mut Vec<LogEntry>,
+    ) -> Result<PartEnd, (MigrateError, i64)> {
+        let engine = self.conn.engine();
+        let dry = self.opts.dry_run;
+        let version = p.dir.version.to_string();
+        let all = steps(&p.manifest);
+        let mut scripts_run: Vec<String> = Vec::new();
+        let mut committed_parts = 0i64;
+        // MariaDB commits DDL implicitly: its schema changes go first, on their own.
+        let mut schema_pending = true;
+        let mut deferred_tables: HashSet<String> = HashSet::new();
+        if engine == Engine::Mysql {
+            let changes = self.schema_changes(p).await.map_err(|e| (e, 0))?;
+            vr.schema_changes = changes.iter().map(|c| c.to_string()).collect();
+            if dry {
+                for c in &changes {
+                    deferred_tables.insert(change_table(c).to_lowercase());
+                }
+            } else {
+                for c in &changes {
+                    lockgate_db::schema::apply_change(self.conn, c)
+                        .await
+                        .map_err(|e| (MigrateError::Db(e), 0))?;
+                }
+            }
+            schema_pending = false;
+        }
+        let mut i = 0;
+        let mut part = 0i64;
+        loop {
+            // One part: from here up to the next process script.
+            if !dry {
+                self.conn.begin().await.map_err(|e| (e.into(), committed_parts))?;
+            }
+            let part_result: Result<PartEnd, MigrateError> = async {
+                if schema_pending {
+                    let changes = self.schema_changes(p).await?;
+                    vr.schema_changes = changes.iter().map(|c| c.to_string()).collect();
+                    for c in &changes {
+                        lockgate_db::schema::apply_change(self.conn, c).await?;
+                    }
+                    schema_pending = false;
+                }
+                while i < all.len() && !is_process(&all[i]) {
+                    let step = all[i].clone();
+                    i += 1;
+                    match step {
+                        Step::Clear => {
+                            let r = self.clear(p, &version, dry).await?;
+                            vr.steps.extend(r);
+                        }
+                        Step::Script { file, label, .. } => {
+                            let path = p.dir.resolve(&file, &label)?;
+                            let sql = std::fs::read_to_string(&path)
+                                .map_err(|e| MigrateError::Input(format!("{}: {e}", path.display())))?;
+                            self.conn.batch(&sql).await.map_err(|e| match e {
+                                DbError::Engine { error, .. } => DbError::Engine {
+                                    context: format!(
+                                        "running {} ({label} of {})",
+                                        path.display(),
+                                        p.manifest.path.display()
+                                    ),
+                                    error,
+                                },
+                                other => other,
+                            })?;
+                            scripts_run.push(file.clone());
+                            vr.steps.push(StepReport {
+                                kind: "sql".into(),
+                                file,
+                                ..StepReport::default()
+                            });
+                        }
+                        Step::Data(entry) => {
+                            let (step, failures, end) = self.data(p, &entry, &version, &deferred_tables).await?;
+                            let mut log = self.log(
+                                &version,
+                                "INFO",
+                                serde_json::json!({ "message": {
+                                    "total": step.rows_read,
+                                    "success": step.rows_read - step.failed,
+                                    "failed": step.failed,
+                                }}),
+                            );
+                            log.table = step.table.clone();
+                            log.tenant = step.tenant.clone();
+                            log.file = Some(p.dir.path.join(&entry.file).display().to_string());
+                            logs.push(log);
+                            vr.steps.push(step);
+                            vr.failures.extend(failures);
+                            if matches!(end, PartEnd::Failed) && self.file_policy(p, &entry) == OnError::Stop {
+                                return Ok(PartEnd::Failed);
+                            }
+                        }
+                    }
+                }
+                if vr.failures.iter().any(|f| !f.skipped) {
+                    return Ok(PartEnd::Failed);
+                }
+                Ok(PartEnd::Done)
+            }
+            .await;
+            let last = i >= all.len();
+            match part_result {
+                Ok(PartEnd::Done) if !dry => {
+                    let record = AppliedVersion {
+                        module: self.opts.module.clone(),
+                        version: version.clone(),
+                        status: if last { "applied".into() } else { "partial".into() },
+                        checksum: p.checksum.clone(),
+                        parts_done: part + 1,
+                        scripts: scripts_run.clone(),
+                        run_id: self.run_id,
+                        applied_at: String::new(),
+                    };
+                    let commit = async {
+                        versions::record_version(self.conn, &record).await?;
+                        if last {
+                            let newer = match versions::module_version(self.conn, &self.opts.module).await? {
+                                Some(cur) => cur.parse::<Version>().map_or(true, |c| p.dir.version >= c),
+                                None => true,
+                            };
+                            if newer {
+                                versions::set_module_version(self.conn, &self.opts.module, &version).await?;
+                            }
+                        }
+                        self.conn.commit().await
+                    }
+                    .await;
+                    if let Err(e) = commit {
+                        let _ = self.conn.rollback().await;
+                        return Err((e.into(), committed_parts));
+                    }
+                    committed_parts += 1;
+                }
+                Ok(PartEnd::Done) => {}
+                Ok(PartEnd::Failed) => {
+                    if !dry {
+                        let _ = self.conn.rollback().await;
+                    }
+                    if committed_parts > 0 {
+                        return Err((
+                            MigrateError::Script(format!(
+                                "version {version}: records failed after a committed part; the version stays partial"
+                            )),
+                            committed_parts,
+                        ));
+                    }
+                    return Ok(PartEnd::Failed);
+                }
+                Err(e) => {
+                    if !dry {
+                        let _ = self.conn.rollback().await;
+                    }
+                    return Err((e, committed_parts));
+                }
+            }
+            if last {
+                return Ok(PartEnd::Done);
+            }
+            // A process script: it sees what was committed above.
+            let Step::Script {
+                file,
+                label,
+                kind,
+                ctx_id,
+            } = all[i].clone()
+            else {
+                unreachable!("a part ends at a process script");
+            };
+            i += 1;
+            part += 1;
+            if dry {
+                vr.steps.push(StepReport {
+                    kind: "script".into(),
+                    file: file.clone(),
+                    note: Some("not run in a dry run: what it would change is not in this plan".into()),
+                    ..StepReport::default()
+                });
+                continue;
+            }
+            let path = p.dir.resolve(&file, &label).map_err(|e| (e.into(), committed_parts))?;
+            let env = [
+                ("LOCKGATE_DATABASE_URL", self.url.as_str().to_string()),
+                ("LOCKGATE_VERSION", version.clone()),
+                ("LOCKGATE_MODULE", self.opts.module.clone()),
+            ];
+            let ctx = context(&p.manifest, ctx_id.as_deref());
+            match script::run(&path, kind, &p.dir.path, &env, &ctx, self.opts.script_timeout).await {
+                Ok(out) => {
+                    scripts_run.push(file.clone());
+                    let mut log = self.log(
+                        &version,
+                        "INFO",
+                        serde_json::json!({ "message": format!("ran {file}"), "output": out.output }),
+                    );
+                    log.file = Some(path.display().to_string());
+                    logs.push(log);
+                    vr.steps.push(StepReport {
+                        kind: "script".into(),
+                        file,
+                        note: (!out.output.is_empty()).then_some(out.output),
+                        ..StepReport::default()
+                    });
+                }
+                Err(msg) => return Err((MigrateError::Script(msg), committed_parts)),
+            }
+        }
+    }
+
+    fn file_policy(&self, p: &Pending, entry: &FileEntry) -> OnError {
+        policy(entry.on_error)
+            .or(policy(p.manifest.on_error))
+            .unwrap_or(self.opts.on_error)
+    }
+
+    fn tenant_column(&self, p: &Pending) -> String {
+        p.manifest
+            .tenant_column
+            .clone()
+            .unwrap_or_else(|| self.opts.tenant_column.clone())
+    }
+
+    /// The schema changes the definitions in force ask for.
+    async fn schema_changes(&mut self, p: &Pending) -> Result<Vec<SchemaChange>, MigrateError> {
+        let tenant_column = self.tenant_column(p);
+        let mut defs: Vec<&ModelDef> = self.models.0.values().collect();
+        defs.sort_by(|a, b| a.table_name().cmp(b.table_name()));
+        let mut out = Vec::new();
+        for m in defs {
+            let existing = self.conn.lookup_table(m.table_name()).await?;
+            let mut changes = models::changes(m, existing.as_ref(), &tenant_column).map_err(MigrateError::Input)?;
+            // A required column without a default cannot be added to a table with rows.
+            for c in &changes {
+                if let SchemaChange::AddColumn { table, column } = c {
+                    if !column.nullable && column.default.is_none() {
+                        let n = lockgate_db::schema::row_count(self.conn, table).await?;
+                        if n > 0 {
+                            return Err(MigrateError::Input(format!(
+                                "{}: required property {:?} cannot be added to table {table}, which has {n} rows: give it a default (existing rows get it)",
+                                m.path.display(),
+                                column.name
+                            )));
+                        }
+                    }
+                }
+            }
+            out.append(&mut changes);
+        }
+        Ok(out)
+    }
+
+    /// `clearTables`: empties the tables (for a multi-tenant table, the rows of the
+    /// tenants this version loads into it), recording each row's image.
+    async fn clear(&mut self, p: &Pending, version: &str, dry: bool) -> Result<Vec<StepReport>, MigrateError> {
+        let tenant_column = self.tenant_column(p);
+        let mut names: Vec<String> = match &p.manifest.clear_tables {
+            ClearTables::None => Vec::new(),
+            ClearTables::All => p
+                .manifest
+                .files
+                .iter()
+                .filter(|f| f.enabled && matches!(f.kind(), EntryKind::Data(_)))
+                .filter_map(|f| f.model.clone())
+                .collect(),
+            ClearTables::Tables(list) => list.clone(),
+        };
+        let mut seen = HashSet::new();
+        names.retain(|n| seen.insert(n.to_lowercase()));
+        let mut out = Vec::new();
+        for name in names {
+            let Some(table) = self.conn.lookup_table(&name).await? else {
+                continue; // Defined but not created yet: nothing to clear.
+            };
+            let multi = self.is_multi_tenant(&table, &tenant_column);
+            let tenants: Vec<String> = if multi {
+                p.manifest
+                    .files
+                    .iter()
+                    .filter(|f| f.enabled && f.model.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(&name)))
+                    .filter_map(|f| tenant_of(&p.manifest, f.ctx_id.as_deref()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let deleted = clear_table(
+                self.conn,
+                &table,
+                if tenants.is_empty() {
+                    None
+                } else {
+                    Some((&tenant_column, &tenants))
+                },
+                (!dry).then(|| Capture {
+                    module: self.opts.module.clone(),
+                    version: version.into(),
+                }),
+            )
+            .await?;
+            out.push(StepReport {
+                kind: "clear".into(),
+                file: table.name.to_string(),
+                table: Some(table.name.to_string()),
+                tenant: (!tenants.is_empty()).then(|| tenants.join(", ")),
+                deleted,
+                ..StepReport::default()
+            });
+        }
+        Ok(out)
+    }
+
+    fn is_multi_tenant(&self, table: &Table, tenant_column: &str) -> bool {
+        match self.models.get(&table.name.name) {
+            Some(m) => m.multi_tenant,
+            None => table.column(tenant_column).is_some(),
+        }
+    }
+
+    /// One data file through the writer, nested in the version's transaction.
+    async fn data(
+        &mut self,
+        p: &Pending,
+        entry: &FileEntry,
+        version: &str,
+        deferred: &HashSet<String>,
+    ) -> Result<(StepReport, Vec<RecordFailure>, PartEnd), MigrateError> {
+        let meta = p.manifest.path.display().to_string();
+        let label = format!("files[{}]", entry.index);
+        let model_name = entry.model.clone().unwrap_or_default();
+        let path = p.dir.resolve(&entry.file, &label)?;
+        let mode = write_mode(entry.effective_mode());
+        let tenant = tenant_of(&p.manifest, entry.ctx_id.as_deref());
+        let mut step = StepReport {
+            kind: "data".into(),
+            file: entry.file.clone(),
+            table: Some(model_name.clone()),
+            tenant: tenant.clone(),
+            mode: Some(mode),
+            ..StepReport::default()
+        };
+        if deferred.contains(&model_name.to_lowercase()) {
+            // A MariaDB dry run cannot make the schema changes this file needs.
+            step.rows_read = count_records(&path, entry)?;
+            step.note = Some(
+                "not computed: the table changes first, and MariaDB cannot roll back schema changes; rows read only"
+                    .into(),
+            );
+            return Ok((step, Vec::new(), PartEnd::Done));
+        }
+        let table = self.conn.lookup_table(&model_name).await?.ok_or_else(|| {
+            MigrateError::Input(format!(
+                "{meta}: {label}: table {model_name:?} does not exist and no definition creates it"
+            ))
+        })?;
+        step.table = Some(table.name.to_string());
+        let tenant_column = self.tenant_column(p);
+        let multi = self.is_multi_tenant(&table, &tenant_column);
+        let model = self.models.get(&table.name.name).cloned();
+        let mut key: Vec<String> = Vec::new();
+        for k in &entry.key {
+            let col = table.column(k).ok_or_else(|| {
+                MigrateError::Input(format!(
+                    "{meta}: {label}: key {k:?} is not a column of table {}: fix the key",
+                    table.name
+                ))
+            })?;
+            key.push(col.name.clone());
+        }
+        if key.is_empty() {
+            if let Some(m) = &model {
+                key = m
+                    .id_properties()
+                    .iter()
+                    .filter_map(|p| table.column(&p.name).map(|c| c.name.clone()))
+                    .collect();
+            }
+        }
+        if key.is_empty() {
+            key = table
+                .primary_key
+                .iter()
+                .filter(|k| !(multi && k.as_str() == tenant_column))
+                .cloned()
+                .collect();
+        }
+        if key.is_empty() {
+            if let Some(c) = table.column("id") {
+                key.push(c.name.clone());
+            }
+        }
+        let mut constants = Vec::new();
+        let mut scope = Vec::new();
+        if multi {
+            let col = table.column(&tenant_column).ok_or_else(|| {
+                MigrateError::Input(format!(
+                    "{meta}: {label}: table {} is multi-tenant but has no column {tenant_column:?}: add it to the definition",
+                    table.name
+                ))
+            })?;
+            let t = tenant.clone().ok_or_else(|| {
+                MigrateError::Input(format!(
+                    "{meta}: {label}: table {} is multi-tenant: give the entry a ctxId naming one of the contexts",
+                    table.name
+                ))
+            })?;
+            constants.push((col.name.clone(), Value::Text(t.clone())));
+            scope.push((col.name.clone(), Value::Text(t)));
+            if !key.is_empty() && !key.contains(&col.name) {
+                key.push(col.name.clone());
+            }
+        }
+        if mode != WriteMode::Insert && key.is_empty() {
+            return Err(MigrateError::Input(format!(
+                "{meta}: {label}: table {} has no primary key and no id: name the key with \"key\"",
+                table.name
+            )));
+        }
+        let on_error = self.file_policy(p, entry);
+        let validation: Option<Validation> = match (&model, entry.skip_validation) {
+            (Some(m), false) => Some(models::validation(m, &table, mode == WriteMode::Update)),
+            _ => None,
+        };
+        let source = FileSource {
+            files: vec![path.clone()],
+            format: entry.format.map(Into::into),
+            table: table.clone(),
+            batch_rows: self.opts.batch_rows,
+            batch_bytes: self.opts.batch_bytes,
+            key: key.clone(),
+            constants,
+            validation,
+        };
+        let cfg = WriteConfig {
+            mode,
+            key,
+            // Under rollback every failing record of the version is wanted, and the
+            // files after this one should see its good rows: keep them in the
+            // savepoint; the version's transaction decides at its end.
+            on_error: if on_error == OnError::Stop {
+                OnError::Stop
+            } else {
+                OnError::Skip
+            },
+            nested: true,
+            capture: (!self.opts.dry_run).then(|| Capture {
+                module: self.opts.module.clone(),
+                version: version.into(),
+            }),
+            scope,
+            ..WriteConfig::default()
+        };
+        let report = writer::write(self.conn, &table, &cfg, &source, self.progress)
+            .await
+            .map_err(|e| match e {
+                WriteError::Db(e) => MigrateError::Db(e),
+                WriteError::Source(e) => {
+                    MigrateError::Source(format!("{e} ({label} of {meta}); version {version} was rolled back"))
+                }
+            })?;
+        step.rows_read = report.rows_read;
+        step.inserted = report.inserted;
+        step.updated = report.updated;
+        step.unchanged = report.unchanged;
+        step.deleted = report.deleted;
+        step.failed = report.failed.len() as u64;
+        let skipped = on_error == OnError::Skip;
+        if skipped {
+            step.skipped = step.failed;
+        }
+        let failures: Vec<RecordFailure> = report
+            .failed
+            .into_iter()
+            .map(|error| RecordFailure {
+                version: version.into(),
+                error,
+                data: None,
+                skipped,
+            })
+            .collect();
+        let end = if !failures.is_empty() && !skipped {
+            PartEnd::Failed
+        } else {
+            PartEnd::Done
+        };
+        Ok((step, failures, end))
+    }
+}
+
+/// The table a schema change concerns.
+fn change_table(c: &SchemaChange) -> String {
+    match c {
+        SchemaChange::CreateTable(t) => t.name.name.clone(),
+        SchemaChange::AddColumn { table, .. }
+        | SchemaChange::AlterColumn { table, .. }
+        | SchemaChange::DropColumn { table, .. } => table.name.clone(),
+    }
+}
+
+fn count_records(path: &Path, entry: &FileEntry) -> Result<u64, MigrateError> {
+    let mut reader = lockgate_bundle::open_records(path, entry.format.map(Into::into))
+        .map_err(|e| MigrateError::Input(e.to_string()))?;
+    let mut record = lockgate_bundle::Record::default();
+    let mut n = 0;
+    while reader
+        .next_record(&mut record)
+        .map_err(|e| MigrateError::Source(e.to_string()))?
+    {
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Deletes a table's rows (or a tenant's), capturing their images first.
+async fn clear_table(
+    conn: &mut Conn,
+    table: &Table,
+    tenants: Option<(&String, &Vec<String>)>,
+    capture: Option<Capture>,
+) -> Result<u64, MigrateError> {
+    let d = conn.dialect();
+    let mut params = Vec::new();
+    let filter = match tenants {
+        None => "1 = 1".to_string(),
+        Some((col, list)) => {
+            let col = table.column(col).map(|c| c.name.clone()).unwrap_or_else(|| col.clone());
+            let marks: Vec<String> = list
+                .iter()
+                .map(|t| {
+                    params.push(Value::Text(t.clone()));
+                    d.param(params.len())
+                })
+                .collect();
+            format!("{} IN ({})", d.quote(&col), marks.join(", "))
+        }
+    };
+    if let Some(capture) = capture {
+        let all: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+        let kinds: Vec<lockgate_core::Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
+        let key: Vec<String> = if table.primary_key.is_empty() {
+            all.clone()
+        } else {
+            table.primary_key.clone()
+        };
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {filter}",
+            d.columns(None, &all),
+            d.table(&table.name)
+        );
+        let rows = conn.query(&sql, &params, Some(&kinds)).await?;
+        let images: Vec<RowImage> = rows
+            .into_iter()
+            .map(|row| {
+                let before: serde_json::Map<String, serde_json::Value> =
+                    all.iter().cloned().zip(row.iter().map(Value::to_json)).collect();
+                RowImage {
+                    table: table.name.to_string(),
+                    op: 'd',
+                    key: key
+                        .iter()
+                        .map(|k| (k.clone(), before.get(k).cloned().unwrap_or_default()))
+                        .collect(),
+                    before: Some(before),
+                    after: None,
+                }
+            })
+            .collect();
+        for chunk in images.chunks(5_000) {
+            versions::write_images(conn, &capture.module, &capture.version, chunk).await?;
+        }
+    }
+    let sql = format!("DELETE FROM {} WHERE {filter}", d.table(&table.name));
+    Ok(conn.execute(&sql, &params).await?)
+}
+
+/// Reads the failing records back from their files, so the log shows their data.
+/// At most this many per version, to bound memory.
+const MAX_FAILURE_DATA: usize = 1_000;
+
+fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
+    let mut wanted: HashMap<String, HashSet<u64>> = HashMap::new();
+    for f in failures.iter().take(MAX_FAILURE_DATA) {
+        if let (Some(file), Some(line)) = (&f.error.file, f.error.line) {
+            wanted.entry(file.clone()).or_default().insert(line);
+        }
+    }
+    let mut found: HashMap<(String, u64), serde_json::Value> = HashMap::new();
+    for (file, lines) in wanted {
+        let format = p
+            .manifest
+            .files
+            .iter()
+            .find(|e| p.dir.path.join(&e.file) == Path::new(&file))
+            .and_then(|e| e.format.map(Into::into));
+        let Ok(mut reader) = lockgate_bundle::open_records(Path::new(&file), format) else {
+            continue;
+        };
+        let mut record = lockgate_bundle::Record::default();
+        let mut left = lines.len();
+        while left > 0 && reader.next_record(&mut record).unwrap_or(false) {
+            if lines.contains(&record.line) {
+                let obj: serde_json::Map<String, serde_json::Value> = record
+                    .fields
+                    .iter()
+                    .map(|(i, v)| {
+                        let v = match v {
+                            lockgate_bundle::RawValue::Null => serde_json::Value::Null,
+                            lockgate_bundle::RawValue::Text(s) => serde_json::Value::String(s.clone()),
+                            lockgate_bundle::RawValue::Json(j) => j.clone(),
+                        };
+                        (reader.columns()[*i].clone(), v)
+                    })
+                    .collect();
+                found.insert((file.clone(), record.line), serde_json::Value::Object(obj));
+                left -= 1;
+            }
+        }
+    }
+    for f in failures.iter_mut() {
+        if let (Some(file), Some(line)) = (&f.error.file, f.error.line) {
+            f.data = found.remove(&(file.clone(), line));
+        }
+    }
+}

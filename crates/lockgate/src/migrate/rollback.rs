@@ -1,0 +1,451 @@
+//! `rollback --to V`: puts back every row that the versions after V inserted,
+//! updated or deleted, from the row images those versions recorded, in one
+//! transaction, and sets the module's version to V.
+//!
+//! For each row the images give two things: the row as it was before the first
+//! version after V touched it (or "absent"), and what the last of them left (the
+//! columns it set, or "deleted"). A row whose current state is not what the last
+//! version left was changed since by someone else: the rollback lists such rows and
+//! stops, unless told to `overwrite` them. What scripts did cannot be undone from
+//! images: a rollback across a version that ran scripts is refused unless told to
+//! ignore them. Schema changes stay (tables created and columns added are kept).
+
+use super::MigrateError;
+use lockgate_bundle::Version;
+use lockgate_core::{Batch, Row, Table, Value};
+use lockgate_db::ledger::{Holder, Ledger};
+use lockgate_db::versions::{self, LogEntry};
+use lockgate_db::writer::{self, BatchSource, OnError, SourceError, WriteConfig, WriteError, WriteMode};
+use lockgate_db::{Conn, DbUrl};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What to roll back.
+#[derive(Clone, Debug)]
+pub struct RollbackOptions {
+    /// The module.
+    pub module: String,
+    /// The version to return to (`0.0.0`: before the first).
+    pub to: Version,
+    /// Put rows back even if they were changed since the migration.
+    pub overwrite: bool,
+    /// Roll back across versions that ran scripts (their effects stay).
+    pub ignore_scripts: bool,
+    /// Report what would be done and change nothing.
+    pub dry_run: bool,
+    /// How long to wait for a migrate of the same module.
+    pub lock_timeout: Duration,
+}
+
+impl Default for RollbackOptions {
+    fn default() -> Self {
+        RollbackOptions {
+            module: "./".into(),
+            to: Version::new(0, 0, 0),
+            overwrite: false,
+            ignore_scripts: false,
+            dry_run: false,
+            lock_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A row changed since the migration that wrote it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Conflict {
+    /// The table.
+    pub table: String,
+    /// The row's key.
+    pub key: serde_json::Map<String, serde_json::Value>,
+    /// What the migration left (null: it deleted the row).
+    pub expected: Option<serde_json::Map<String, serde_json::Value>>,
+    /// What is there now (null: the row is gone).
+    pub found: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The `--json` document of `lockgate rollback`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RollbackReport {
+    /// The module.
+    pub module: String,
+    /// Its version before.
+    pub from_version: Option<String>,
+    /// Its version after (when committed).
+    pub to_version: String,
+    /// The versions undone, newest first.
+    pub versions: Vec<String>,
+    /// Rows deleted (the versions inserted them).
+    pub deleted: u64,
+    /// Rows put back as they were (updated or re-inserted).
+    pub restored: u64,
+    /// Rows changed since the migration.
+    pub conflicts: Vec<Conflict>,
+    /// Scripts whose effects stay.
+    pub scripts_not_undone: Vec<String>,
+    /// Whether the rollback was committed.
+    pub committed: bool,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+impl RollbackReport {
+    /// DESIGN.md's exit code: 4 when stopped on conflicts.
+    pub fn exit_code(&self) -> i32 {
+        if !self.conflicts.is_empty() && !self.committed && !self.dry_run {
+            4
+        } else {
+            0
+        }
+    }
+}
+
+/// The net effect on one row of the versions undone.
+struct Net {
+    key: serde_json::Map<String, serde_json::Value>,
+    /// The row before the first of them touched it (None: absent).
+    before: Option<serde_json::Map<String, serde_json::Value>>,
+    /// What the last of them left (None: deleted).
+    after: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Rolls the module back to `opts.to`.
+pub async fn rollback(url: &DbUrl, opts: &RollbackOptions) -> Result<RollbackReport, MigrateError> {
+    let mut ledger = Ledger::open(url).await?;
+    let job = format!("migrate:{}", opts.module);
+    let holder = Holder::current(format!("lockgate rollback --to {}", opts.to));
+    let lock = ledger.lock(&job, &holder, opts.lock_timeout).await?;
+    let mut conn = Conn::connect(url).await?;
+    let result = run(&mut conn, opts).await;
+    if let Ok(r) = &result {
+        if r.committed {
+            let entry = LogEntry {
+                id: 0,
+                run_id: None,
+                log_type: "INFO".into(),
+                module: opts.module.clone(),
+                version: Some(opts.to.to_string()),
+                table: None,
+                tenant: None,
+                file: None,
+                logged_at: String::new(),
+                message: serde_json::json!({
+                    "message": format!("Rolled back to {}: undid {}", opts.to, r.versions.join(", ")),
+                    "deleted": r.deleted,
+                    "restored": r.restored,
+                }),
+            };
+            let _ = versions::write_logs(&mut conn, &[entry]).await;
+        }
+    }
+    let _ = ledger.unlock(lock).await;
+    result
+}
+
+async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, MigrateError> {
+    let from_version = versions::module_version(conn, &opts.module).await?;
+    let mut applied = versions::applied_versions(conn, &opts.module).await?;
+    applied.retain(|a| a.version.parse::<Version>().is_ok_and(|v| v > opts.to));
+    applied.sort_by_key(|a| a.version.parse::<Version>().ok());
+    if applied.is_empty() {
+        return Err(MigrateError::Input(format!(
+            "module {} has no applied version after {} (it is at {}): nothing to roll back",
+            opts.module,
+            opts.to,
+            from_version.as_deref().unwrap_or("no version")
+        )));
+    }
+    let undo: Vec<String> = applied.iter().map(|a| a.version.clone()).collect();
+    let scripts: Vec<String> = applied
+        .iter()
+        .flat_map(|a| a.scripts.iter().map(move |s| format!("{}/{s}", a.version)))
+        .collect();
+    if !scripts.is_empty() && !opts.ignore_scripts {
+        return Err(MigrateError::Input(format!(
+            "the versions to undo ran scripts whose changes lockgate cannot put back ({}): undo them by hand and pass --ignore-scripts",
+            scripts.join(", ")
+        )));
+    }
+    let images = versions::read_images(conn, &opts.module, &undo).await?;
+    // Net effect per (table, key), in the order rows were first touched.
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut net: HashMap<(String, String), Net> = HashMap::new();
+    for s in images {
+        let img = s.image;
+        let id = (
+            img.table.clone(),
+            serde_json::Value::Object(img.key.clone()).to_string(),
+        );
+        let after = match img.op {
+            'd' => None,
+            _ => {
+                // The columns the write set, over what the row held before.
+                let mut a = img.before.clone().unwrap_or_default();
+                a.extend(img.after.clone().unwrap_or_default());
+                Some(a)
+            }
+        };
+        match net.get_mut(&id) {
+            Some(n) => n.after = after,
+            None => {
+                order.push(id.clone());
+                net.insert(
+                    id,
+                    Net {
+                        key: img.key,
+                        before: img.before,
+                        after,
+                    },
+                );
+            }
+        }
+    }
+    let mut report = RollbackReport {
+        module: opts.module.clone(),
+        from_version,
+        to_version: opts.to.to_string(),
+        versions: undo.iter().rev().cloned().collect(),
+        deleted: 0,
+        restored: 0,
+        conflicts: Vec::new(),
+        scripts_not_undone: scripts,
+        committed: false,
+        dry_run: opts.dry_run,
+    };
+    let mut by_table: BTreeMap<String, Vec<&Net>> = BTreeMap::new();
+    for id in &order {
+        by_table.entry(id.0.clone()).or_default().push(&net[id]);
+    }
+    let mut tables: HashMap<String, Table> = HashMap::new();
+    for name in by_table.keys() {
+        let t = conn
+            .find_table(name)
+            .await
+            .map_err(|e| MigrateError::Input(format!("cannot roll back table {name}: {e}")))?;
+        tables.insert(name.clone(), t);
+    }
+    // Compare what is there with what the migration left.
+    for (name, rows) in &by_table {
+        let table = &tables[name];
+        let current = current_rows(conn, table, rows).await?;
+        for n in rows {
+            let found = current.get(&key_string(table, &n.key)).cloned();
+            if !same_state(table, n.after.as_ref(), found.as_ref()) {
+                report.conflicts.push(Conflict {
+                    table: name.clone(),
+                    key: n.key.clone(),
+                    expected: n.after.clone(),
+                    found,
+                });
+            }
+        }
+    }
+    if !report.conflicts.is_empty() && !opts.overwrite {
+        return Ok(report);
+    }
+    conn.begin().await?;
+    let applied = async {
+        for (name, rows) in &by_table {
+            let table = &tables[name];
+            let (deleted, restored) = restore_table(conn, table, rows).await?;
+            report.deleted += deleted;
+            report.restored += restored;
+        }
+        versions::forget_versions(conn, &opts.module, &undo).await?;
+        versions::set_module_version(conn, &opts.module, &opts.to.to_string()).await?;
+        Ok::<(), MigrateError>(())
+    }
+    .await;
+    match applied {
+        Ok(()) if !opts.dry_run => {
+            conn.commit().await?;
+            report.committed = true;
+        }
+        Ok(()) => conn.rollback().await?,
+        Err(e) => {
+            let _ = conn.rollback().await;
+            return Err(e);
+        }
+    }
+    Ok(report)
+}
+
+/// A key as text, the same for an image's JSON and a row read from the table.
+fn key_string(table: &Table, key: &serde_json::Map<String, serde_json::Value>) -> String {
+    key.iter()
+        .map(|(c, j)| match table.column(c) {
+            Some(col) => col.kind.parse_json(j).map_or_else(|_| j.to_string(), |v| v.to_string()),
+            None => j.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
+}
+
+/// Whether the row found is what the migration left (compared on the columns it
+/// knew; a column added since is not the migration's).
+fn same_state(
+    table: &Table,
+    expected: Option<&serde_json::Map<String, serde_json::Value>>,
+    found: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> bool {
+    match (expected, found) {
+        (None, None) => true,
+        (Some(e), Some(f)) => e.iter().all(|(c, want)| {
+            let Some(col) = table.column(c) else { return true };
+            let got = f.get(&col.name).cloned().unwrap_or_default();
+            match (col.kind.parse_json(want), col.kind.parse_json(&got)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => *want == got,
+            }
+        }),
+        _ => false,
+    }
+}
+
+/// The current rows of the images' keys, by key string, as JSON.
+async fn current_rows(
+    conn: &mut Conn,
+    table: &Table,
+    rows: &[&Net],
+) -> Result<HashMap<String, serde_json::Map<String, serde_json::Value>>, MigrateError> {
+    let d = conn.dialect();
+    let all: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+    let kinds: Vec<lockgate_core::Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
+    let mut out = HashMap::new();
+    for chunk in rows.chunks(300) {
+        let (cond, params) = key_condition(conn, table, chunk.iter().map(|n| &n.key))?;
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {cond}",
+            d.columns(None, &all),
+            d.table(&table.name)
+        );
+        for row in conn.query(&sql, &params, Some(&kinds)).await? {
+            let obj: serde_json::Map<String, serde_json::Value> =
+                all.iter().cloned().zip(row.iter().map(Value::to_json)).collect();
+            let key: serde_json::Map<String, serde_json::Value> = chunk[0]
+                .key
+                .keys()
+                .filter_map(|k| Some((k.clone(), obj.get(&table.column(k)?.name)?.clone())))
+                .collect();
+            out.insert(key_string(table, &key), obj);
+        }
+    }
+    Ok(out)
+}
+
+/// `(k1 = ? AND k2 = ?) OR …` for keys given as JSON, with their bound values.
+fn key_condition<'a>(
+    conn: &Conn,
+    table: &Table,
+    keys: impl Iterator<Item = &'a serde_json::Map<String, serde_json::Value>>,
+) -> Result<(String, Vec<Value>), MigrateError> {
+    let d = conn.dialect();
+    let mut params = Vec::new();
+    let mut ors = Vec::new();
+    for key in keys {
+        let mut ands = Vec::new();
+        for (c, j) in key {
+            let col = table.column(c).ok_or_else(|| {
+                MigrateError::Input(format!(
+                    "cannot roll back table {}: its key column {c:?} no longer exists",
+                    table.name
+                ))
+            })?;
+            let v = col.kind.parse_json(j).map_err(|e| {
+                MigrateError::Input(format!("cannot roll back table {}: key {c} = {j}: {e}", table.name))
+            })?;
+            if v.is_null() {
+                ands.push(format!("{} IS NULL", d.quote(&col.name)));
+            } else {
+                params.push(v);
+                ands.push(format!("{} = {}", d.quote(&col.name), d.param(params.len())));
+            }
+        }
+        ors.push(format!("({})", ands.join(" AND ")));
+    }
+    Ok((ors.join(" OR "), params))
+}
+
+/// Deletes the rows the versions inserted and puts back the rest; returns
+/// (deleted, restored).
+async fn restore_table(conn: &mut Conn, table: &Table, rows: &[&Net]) -> Result<(u64, u64), MigrateError> {
+    let d = conn.dialect();
+    let mut deleted = 0;
+    let gone: Vec<&&Net> = rows.iter().filter(|n| n.before.is_none()).collect();
+    for chunk in gone.chunks(300) {
+        let (cond, params) = key_condition(conn, table, chunk.iter().map(|n| &n.key))?;
+        deleted += conn
+            .execute(&format!("DELETE FROM {} WHERE {cond}", d.table(&table.name)), &params)
+            .await?;
+    }
+    let back: Vec<&&Net> = rows.iter().filter(|n| n.before.is_some()).collect();
+    if back.is_empty() {
+        return Ok((deleted, 0));
+    }
+    // Rows go back through the writer (upsert by the images' key) in batches of
+    // the columns that still exist.
+    let key: Vec<String> = back[0]
+        .key
+        .keys()
+        .filter_map(|k| table.column(k).map(|c| c.name.clone()))
+        .collect();
+    let mut batches: BTreeMap<Vec<String>, Batch> = BTreeMap::new();
+    for (i, n) in back.iter().enumerate() {
+        let before = n.before.as_ref().expect("filtered above");
+        let mut cols = Vec::new();
+        let mut values = Vec::new();
+        for (c, j) in before {
+            let Some(col) = table.column(c) else { continue };
+            let v = col.kind.parse_json(j).map_err(|e| {
+                MigrateError::Input(format!(
+                    "cannot put back a row of {} (column {c} = {j}): {e}",
+                    table.name
+                ))
+            })?;
+            cols.push(col.name.clone());
+            values.push(v);
+        }
+        let batch = batches
+            .entry(cols.clone())
+            .or_insert_with(|| Batch::new(Arc::new(cols)));
+        batch.push(Row {
+            line: i as u64 + 1,
+            values,
+        });
+    }
+    let source = MemorySource(batches.into_values().collect());
+    let cfg = WriteConfig {
+        mode: WriteMode::Upsert,
+        key,
+        on_error: OnError::Rollback,
+        nested: true,
+        ..WriteConfig::default()
+    };
+    let report = writer::write(conn, table, &cfg, &source, None)
+        .await
+        .map_err(|e| match e {
+            WriteError::Db(e) => MigrateError::Db(e),
+            WriteError::Source(e) => MigrateError::Source(e.0),
+        })?;
+    if let Some(f) = report.failed.first() {
+        return Err(MigrateError::Script(format!(
+            "a row of {} could not be put back ({f}); nothing was rolled back",
+            table.name
+        )));
+    }
+    Ok((deleted, report.inserted + report.updated + report.unchanged))
+}
+
+/// Batches held in memory (the rows a rollback puts back).
+struct MemorySource(Vec<Batch>);
+
+impl BatchSource for MemorySource {
+    fn open(&self) -> mpsc::Receiver<Result<Batch, SourceError>> {
+        let (tx, rx) = mpsc::channel(self.0.len().max(1));
+        for b in &self.0 {
+            let _ = tx.try_send(Ok(b.clone()));
+        }
+        rx
+    }
+}
