@@ -101,6 +101,8 @@ enum Command {
     Log(migrate_cmd::LogArgs),
     /// Put back the data of the versions after --to, and set the version to it.
     Rollback(migrate_cmd::RollbackArgs),
+    /// Write tables as a version folder (meta.json + JSON files) or zip that migrate loads back.
+    Dump(migrate_cmd::DumpArgs),
 }
 
 /// Re-export so clap can parse the bundle's format names.
@@ -232,6 +234,10 @@ async fn run(cli: Cli) -> i32 {
         },
         Command::Rollback(a) => match resolve(&config, a.db.as_deref()) {
             Ok(url) => migrate_cmd::rollback(&url, a).await,
+            Err(code) => code,
+        },
+        Command::Dump(a) => match resolve(&config, a.db.as_deref()) {
+            Ok(url) => migrate_cmd::dump(&url, a).await,
             Err(code) => code,
         },
     }

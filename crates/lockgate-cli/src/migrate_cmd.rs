@@ -138,6 +138,73 @@ pub struct RollbackArgs {
     json: bool,
 }
 
+/// `lockgate dump`.
+#[derive(Args)]
+pub struct DumpArgs {
+    /// Database URL or connection name; default DATABASE_URL.
+    #[arg(long)]
+    pub db: Option<String>,
+    /// The tables to dump (comma-separated).
+    #[arg(long, value_delimiter = ',', required_unless_present = "all")]
+    tables: Vec<String>,
+    /// Dump every table.
+    #[arg(long)]
+    all: bool,
+    /// With --all: leave out Lockgate's own lockgate_* tables.
+    #[arg(long, requires = "all")]
+    exclude_system: bool,
+    /// A db/ folder to write the version folder into, or a .zip file.
+    #[arg(long)]
+    out: PathBuf,
+    /// The version folder's version (default: the next after the database's current one).
+    #[arg(long)]
+    version: Option<Version>,
+    /// The module whose version sets the default.
+    #[arg(long, default_value = "./")]
+    module: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `dump`.
+pub async fn dump(url: &lockgate::db::DbUrl, a: DumpArgs) -> i32 {
+    let opts = lockgate::DumpOptions {
+        tables: a.tables,
+        all: a.all,
+        exclude_system: a.exclude_system,
+        out: a.out,
+        version: a.version,
+        module: a.module,
+        ..lockgate::DumpOptions::default()
+    };
+    match lockgate::dump(url, &opts).await {
+        Ok(r) => {
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                println!("wrote version {} to {}", r.version, r.out);
+                for t in &r.tables {
+                    println!("  {} -> {} ({} rows)", t.table, t.file, t.rows);
+                }
+                println!(
+                    "load it with: lockgate migrate --db <URL> --{} {}",
+                    if r.out.ends_with(".zip") { "zip" } else { "dir" },
+                    if r.out.ends_with(".zip") {
+                        r.out.clone()
+                    } else {
+                        std::path::Path::new(&r.out)
+                            .parent()
+                            .map_or(r.out.clone(), |p| p.display().to_string())
+                    }
+                );
+            }
+            0
+        }
+        Err(e) => render::fail(&e.to_string(), e.exit_code()),
+    }
+}
+
 fn seconds(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }

@@ -8,12 +8,14 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod dump;
 pub mod inspect;
 pub mod load;
 pub mod migrate;
 mod source;
 
 pub use config::Config;
+pub use dump::{dump, DumpOptions, DumpReport};
 pub use load::{load, LoadError, LoadOptions, LoadReport};
 pub use lockgate_db as db;
 pub use migrate::rollback::{rollback, RollbackOptions, RollbackReport};

@@ -1050,7 +1050,7 @@ impl Run<'_> {
             let Some(table) = self.conn.lookup_table(&name).await? else {
                 continue; // Defined but not created yet: nothing to clear.
             };
-            let multi = self.is_multi_tenant(&table, &tenant_column);
+            let multi = self.is_multi_tenant(&table, &tenant_column, true);
             let tenants: Vec<String> = if multi {
                 p.manifest
                     .files
@@ -1087,10 +1087,14 @@ impl Run<'_> {
         Ok(out)
     }
 
-    fn is_multi_tenant(&self, table: &Table, tenant_column: &str) -> bool {
+    /// Whether rows written to `table` get the tenant of their context: the
+    /// definition says so, or (without one) the table has the tenant column and the
+    /// entry names a context. Without a context, records keep the tenant they carry
+    /// (a dump loaded back).
+    fn is_multi_tenant(&self, table: &Table, tenant_column: &str, has_context: bool) -> bool {
         match self.models.get(&table.name.name) {
             Some(m) => m.multi_tenant,
-            None => table.column(tenant_column).is_some(),
+            None => has_context && table.column(tenant_column).is_some(),
         }
     }
 
@@ -1132,7 +1136,7 @@ impl Run<'_> {
         })?;
         step.table = Some(table.name.to_string());
         let tenant_column = self.tenant_column(p);
-        let multi = self.is_multi_tenant(&table, &tenant_column);
+        let multi = self.is_multi_tenant(&table, &tenant_column, entry.ctx_id.is_some());
         let model = self.models.get(&table.name.name).cloned();
         let mut key: Vec<String> = Vec::new();
         for k in &entry.key {
