@@ -101,7 +101,9 @@ pub enum BundleError {
         message: String,
     },
     /// Reading or writing `path` failed.
-    #[error("{}: {source}: check that it exists and that this user may read and write it", path.display())]
+    ///
+    /// Displayed as `{path}: {the system's message}: {what to do}`.
+    #[error("{}: {source}: {}", path.display(), io_hint(source))]
     Io {
         /// The file or folder being read or written.
         path: PathBuf,
@@ -109,6 +111,17 @@ pub enum BundleError {
         #[source]
         source: io::Error,
     },
+}
+
+/// What to do about an I/O error, by its kind.
+fn io_hint(error: &io::Error) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::NotFound => "check the path",
+        io::ErrorKind::PermissionDenied => "give this user access to it",
+        io::ErrorKind::AlreadyExists => "remove it or choose another place",
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => "free some space",
+        _ => "check that it exists and that this user may read and write it",
+    }
 }
 
 /// Renders `path`, then `:line:column` when they are known.

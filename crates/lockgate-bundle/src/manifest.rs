@@ -16,7 +16,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::{Map, Value};
 
 use crate::format::{detect, Format};
-use crate::jsondoc::{check_object_text, describe, quote, refuse_scalars, strip_bom, NUMBER_TOKEN};
+use crate::jsondoc::{check_object_text, describe, quote, refuse_scalars, strip_bom, Checked, NUMBER_TOKEN};
 use crate::BundleError;
 
 /// A version's `meta.json`.
@@ -86,8 +86,8 @@ pub struct FileEntry {
     pub ctx_id: Option<String>,
     /// `"enabled"`: `false` skips the entry. Default `true`.
     pub enabled: bool,
-    /// `"skipValidation"`: skip the application's validations (kept for the record; Lockgate
-    /// validates against the table, which cannot be skipped).
+    /// `"skipValidation"`: oe-Cloud's flag to skip the application's validations (what it
+    /// means for a load is the migrate engine's choice).
     pub skip_validation: bool,
     /// `"updateAttributes"`: update the given fields of existing rows instead of an upsert.
     pub update_attributes: bool,
@@ -365,24 +365,15 @@ impl<'de> Visitor<'de> for ManifestVisitor<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Manifest, A::Error> {
-        let mut manifest = Manifest {
-            path: self.path.to_path_buf(),
-            clear_tables: ClearTables::None,
-            contexts: BTreeMap::new(),
-            files: Vec::new(),
-            scripts: ScriptLists::default(),
-            on_error: None,
-            tenant_column: None,
-            warnings: Vec::new(),
-        };
+        let mut manifest = Manifest::empty(self.path);
         let mut seen = BTreeSet::new();
         while let Some(key) = map.next_key::<String>()? {
             if !seen.insert(key.clone()) {
                 return Err(de::Error::custom(format!("{} is given twice: keep one", quote(&key))));
             }
             match key.as_str() {
-                "clearTables" => manifest.clear_tables = clear_tables(&map.next_value()?).map_err(de::Error::custom)?,
-                "contexts" => manifest.contexts = contexts(map.next_value()?).map_err(de::Error::custom)?,
+                "clearTables" => manifest.clear_tables = map.next_value_seed(Checked(|value| clear_tables(&value)))?,
+                "contexts" => manifest.contexts = map.next_value_seed(Checked(contexts))?,
                 "files" => {
                     manifest.files = map.next_value_seed(FilesVisitor {
                         path: self.path,
@@ -390,16 +381,13 @@ impl<'de> Visitor<'de> for ManifestVisitor<'_> {
                     })?
                 }
                 "scripts" => {
-                    manifest.scripts =
-                        scripts(self.path, &map.next_value()?, &mut manifest.warnings).map_err(de::Error::custom)?
+                    let warnings = &mut manifest.warnings;
+                    manifest.scripts = map.next_value_seed(Checked(|value| scripts(self.path, &value, warnings)))?
                 }
-                "onError" => {
-                    let value: Value = map.next_value()?;
-                    manifest.on_error = Some(policy(&value, "onError").map_err(de::Error::custom)?)
-                }
+                "onError" => manifest.on_error = Some(map.next_value_seed(Checked(|value| policy(&value, "onError")))?),
                 "tenantColumn" => {
-                    let value: Value = map.next_value()?;
-                    manifest.tenant_column = Some(non_empty_string(&value, "tenantColumn").map_err(de::Error::custom)?)
+                    manifest.tenant_column =
+                        Some(map.next_value_seed(Checked(|value| non_empty_string(&value, "tenantColumn")))?)
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -434,7 +422,13 @@ fn clear_tables(value: &Value) -> Result<ClearTables, String> {
             .iter()
             .map(|item| match item {
                 Value::String(table) if !table.is_empty() => Ok(table.clone()),
-                _ => Err(refuse()),
+                Value::String(_) => {
+                    Err(r#""clearTables" holds an empty table name: name the tables to clear"#.to_owned())
+                }
+                other => Err(format!(
+                    r#""clearTables" holds {}: use true, false or an array of table names"#,
+                    describe(other)
+                )),
             })
             .collect::<Result<Vec<_>, _>>()
             .map(ClearTables::Tables),
@@ -640,38 +634,44 @@ impl EntryVisitor<'_> {
             self.warnings.push(unknown_key(self.path, &place, key));
             return Ok(());
         }
-        let value: Value = map.next_value()?;
-        let result = match key {
-            "model" => non_empty_string(&value, key).map(|model| entry.model = Some(model)),
-            "file" => non_empty_string(&value, key).map(|file| entry.file = file),
-            "ctxId" => non_empty_string(&value, key).map(|ctx_id| entry.ctx_id = Some(ctx_id)),
-            "enabled" => boolean(&value, key).map(|flag| entry.enabled = flag),
-            "skipValidation" => boolean(&value, key).map(|flag| entry.skip_validation = flag),
-            "updateAttributes" => boolean(&value, key).map(|flag| entry.update_attributes = flag),
-            "key" => key_columns(&value).map(|columns| entry.key = columns),
-            "mode" => match &value {
-                Value::String(name) => name
-                    .parse()
-                    .map(|mode| entry.mode = Some(mode))
-                    .map_err(|error| format!(r#""mode": {error}"#)),
-                other => Err(format!(
-                    r#""mode" is {}: use "insert", "upsert", "update", "insert-missing" or "sync""#,
-                    describe(other)
-                )),
-            },
-            "format" => match &value {
-                Value::String(name) => name
-                    .parse::<Format>()
-                    .map(|format| entry.format = Some(format))
-                    .map_err(|error| format!(r#""format": {error}"#)),
-                other => Err(format!(
-                    r#""format" is {}: use "csv", "ndjson", "jsonl" or "json""#,
-                    describe(other)
-                )),
-            },
-            _ => policy(&value, key).map(|policy| entry.on_error = Some(policy)),
-        };
-        result.map_err(|message| self.error(message))
+        let index = self.index;
+        map.next_value_seed(Checked(|value| {
+            apply(key, &value, entry).map_err(|message| format!("files[{index}]: {message}"))
+        }))
+    }
+}
+
+/// Sets the entry's field for `key` (one of the known keys) from its value.
+fn apply(key: &str, value: &Value, entry: &mut FileEntry) -> Result<(), String> {
+    match key {
+        "model" => non_empty_string(value, key).map(|model| entry.model = Some(model)),
+        "file" => non_empty_string(value, key).map(|file| entry.file = file),
+        "ctxId" => non_empty_string(value, key).map(|ctx_id| entry.ctx_id = Some(ctx_id)),
+        "enabled" => boolean(value, key).map(|flag| entry.enabled = flag),
+        "skipValidation" => boolean(value, key).map(|flag| entry.skip_validation = flag),
+        "updateAttributes" => boolean(value, key).map(|flag| entry.update_attributes = flag),
+        "key" => key_columns(value).map(|columns| entry.key = columns),
+        "mode" => match value {
+            Value::String(name) => name
+                .parse()
+                .map(|mode| entry.mode = Some(mode))
+                .map_err(|error| format!(r#""mode": {error}"#)),
+            other => Err(format!(
+                r#""mode" is {}: use "insert", "upsert", "update", "insert-missing" or "sync""#,
+                describe(other)
+            )),
+        },
+        "format" => match value {
+            Value::String(name) => name
+                .parse::<Format>()
+                .map(|format| entry.format = Some(format))
+                .map_err(|error| format!(r#""format": {error}"#)),
+            other => Err(format!(
+                r#""format" is {}: use "csv", "ndjson", "jsonl" or "json""#,
+                describe(other)
+            )),
+        },
+        _ => policy(value, key).map(|policy| entry.on_error = Some(policy)),
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::jsondoc::{check_object_text, describe, quote, refuse_scalars, strip_bom, NUMBER_TOKEN};
+use crate::jsondoc::{check_object_text, describe, quote, refuse_scalars, strip_bom, Checked, NUMBER_TOKEN};
 use crate::BundleError;
 
 /// A model definition.
@@ -233,8 +233,7 @@ impl<'de> Visitor<'de> for ModelVisitor {
                 model.properties = map.next_value_seed(PropertiesVisitor)?;
                 continue;
             }
-            let value: Value = map.next_value()?;
-            let result = match key.as_str() {
+            map.next_value_seed(Checked(|value: Value| match key.as_str() {
                 "name" => string(&value, "name").map(|name| model.name = Some(name)),
                 "table" => string(&value, "table").map(|table| model.table = Some(table)),
                 "options" => match &value {
@@ -278,8 +277,7 @@ impl<'de> Visitor<'de> for ModelVisitor {
                 },
                 "drop" => names(&value, "drop").map(|columns| model.drop = columns),
                 _ => Ok(()),
-            };
-            result.map_err(de::Error::custom)?;
+            }))?;
         }
         model.multi_tenant = mixin_tenancy || autoscope_tenancy;
         Ok(model)
@@ -360,15 +358,15 @@ impl<'de> Visitor<'de> for PropertiesVisitor {
             if name == NUMBER_TOKEN {
                 return Err(de::Error::custom(self.refuse("a number")));
             }
-            let value: Value = map.next_value()?;
             if properties.iter().any(|property| property.name == name) {
                 return Err(de::Error::custom(format!(
                     "property {} is given twice: keep one",
                     quote(&name)
                 )));
             }
-            let property = property(&name, &value)
-                .map_err(|message| de::Error::custom(format!("property {}: {message}", quote(&name))))?;
+            let property = map.next_value_seed(Checked(|value: Value| {
+                property(&name, &value).map_err(|message| format!("property {}: {message}", quote(&name)))
+            }))?;
             properties.push(property);
         }
         Ok(properties)
@@ -470,6 +468,7 @@ fn whole(value: &Value, key: &str, most: u64) -> Result<u64, String> {
     match value {
         Value::Number(number) => match number.as_u64() {
             Some(whole) if whole <= most => Ok(whole),
+            _ if most == u64::MAX => Err(format!("{} is {number}: use a whole number", quote(key))),
             _ => Err(format!(
                 "{} is {number}: use a whole number from 0 to {most}",
                 quote(key)

@@ -128,9 +128,11 @@ pub fn extract_zip_reader<R: Read + Seek>(
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 // This includes data that expands past its declared size, which the zip
                 // reader refuses itself.
-                Err(error) => return Err(refuse(format!(
+                Err(error) => {
+                    return Err(refuse(format!(
                     "entry {entry_name} cannot be decompressed ({error}): the zip is damaged or forged; make it again"
-                ))),
+                )))
+                }
             };
             copied += count as u64;
             if copied > allowance {
@@ -196,8 +198,12 @@ fn check_entries<R: Read + Seek>(archive: &mut ZipArchive<R>, limits: &ZipLimits
         ]
         .contains(&method)
         {
+            let method = match method.to_string().to_ascii_lowercase() {
+                unknown if unknown == "unknown" => "an unknown method".to_owned(),
+                known => known,
+            };
             return Err(format!(
-                "entry {quoted} is compressed with {method:?}, which Lockgate does not read: make the zip with deflate (the usual method) or zstd"
+                "entry {quoted} is compressed with {method}, which Lockgate does not read: make the zip with deflate (the usual method) or zstd"
             ));
         }
         let is_dir = entry.is_dir() || name.ends_with('\\');

@@ -15,4 +15,4 @@ pub mod value;
 pub use decimal::Decimal;
 pub use row::{Batch, Row, RowError};
 pub use table::{CheckConstraint, Column, ForeignKey, Index, Table, TableName, UniqueConstraint};
-pub use value::{ConvertError, Kind, Value};
+pub use value::{fingerprint, ConvertError, Kind, Value};

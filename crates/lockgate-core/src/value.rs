@@ -64,6 +64,21 @@ impl PartialEq for Value {
     }
 }
 
+/// A stable fingerprint (FNV-1a, 64 bits, as hex) of a row's values that reads the
+/// same for the values a file gave and for what an engine stored from them: a
+/// migration keeps the fingerprint of each row it inserted, and a rollback compares
+/// it with the row's fingerprint then to see whether someone changed the row since.
+pub fn fingerprint(values: &[Value]) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for v in values {
+        for b in v.normalized().bytes().chain(std::iter::once(0x1f)) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
 /// JSON equality where numbers compare by value (`1.0 == 1`), as engines renormalize them.
 fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     use serde_json::Value as J;
@@ -645,6 +660,31 @@ impl Value {
         }
     }
 
+    /// This value's text as every engine gives it back, for [`fingerprint`]: decimals
+    /// without trailing zeros (a `numeric(12,2)` pads them), times cut to
+    /// microseconds (what engines keep), text without trailing spaces (`char(n)`
+    /// pads them), JSON in its canonical form.
+    fn normalized(&self) -> String {
+        use chrono::{DurationRound, TimeDelta};
+        let micros = TimeDelta::microseconds(1);
+        match self {
+            Value::Null => "\u{0}N".into(),
+            Value::Decimal(d) => d
+                .with_scale(d.significant_scale())
+                .unwrap_or_else(|| d.clone())
+                .to_string(),
+            Value::Float(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", *x as i64),
+            Value::Text(s) => s.trim_end_matches(' ').to_string(),
+            Value::Time(t) => {
+                let nanos = chrono::Timelike::nanosecond(t) % 1_000;
+                Value::Time(*t - TimeDelta::nanoseconds(nanos as i64)).to_string()
+            }
+            Value::Timestamp(t) => Value::Timestamp(t.duration_trunc(micros).unwrap_or(*t)).to_string(),
+            Value::TimestampTz(t) => Value::TimestampTz(t.duration_trunc(micros).unwrap_or(*t)).to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the value is NULL.
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
@@ -854,5 +894,28 @@ mod tests {
             let back = kind.parse_json(&value.to_json()).unwrap();
             assert_eq!(back, value, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn fingerprints_agree_on_what_engines_give_back() {
+        let d = |s: &str| Value::Decimal(crate::Decimal::parse(s).unwrap());
+        let ts = chrono::NaiveDate::from_ymd_opt(2024, 1, 2).unwrap();
+        let given = [
+            d("12.5"),
+            Value::Text("ab".into()),
+            Value::Timestamp(ts.and_hms_nano_opt(1, 2, 3, 123_456_789).unwrap()),
+            Value::Null,
+        ];
+        let stored = [
+            d("12.50"),
+            Value::Text("ab  ".into()),
+            Value::Timestamp(ts.and_hms_micro_opt(1, 2, 3, 123_456).unwrap()),
+            Value::Null,
+        ];
+        assert_eq!(fingerprint(&given), fingerprint(&stored));
+        let changed = [d("12.51"), Value::Text("ab".into()), stored[2].clone(), Value::Null];
+        assert_ne!(fingerprint(&given), fingerprint(&changed));
+        // NULL is not the empty text.
+        assert_ne!(fingerprint(&[Value::Null]), fingerprint(&[Value::Text(String::new())]));
     }
 }

@@ -234,6 +234,20 @@ impl Dialect {
         missing_key: Option<&[KeyColumn]>,
         filter: &str,
     ) -> String {
+        self.insert_select_returning(target, staging, cols, missing_key, filter, &[])
+    }
+
+    /// [`Dialect::insert_select`] returning `returning` columns of each inserted row
+    /// (all three engines have `RETURNING`: PostgreSQL, MariaDB 10.5+, SQLite 3.35+).
+    pub fn insert_select_returning(
+        &self,
+        target: &TableName,
+        staging: &str,
+        cols: &[String],
+        missing_key: Option<&[KeyColumn]>,
+        filter: &str,
+        returning: &[String],
+    ) -> String {
         let t = self.table(target);
         let mut sql = format!(
             "INSERT INTO {t} ({}) SELECT {} FROM {} s WHERE {filter}",
@@ -246,6 +260,9 @@ impl Dialect {
                 " AND NOT EXISTS (SELECT 1 FROM {t} t WHERE {})",
                 self.key_match("t", "s", key)
             ));
+        }
+        if !returning.is_empty() {
+            sql.push_str(&format!(" RETURNING {}", self.columns(None, returning)));
         }
         sql
     }

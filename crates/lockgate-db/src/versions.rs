@@ -93,8 +93,36 @@ pub struct RowImage {
     pub key: serde_json::Map<String, serde_json::Value>,
     /// The whole row before (`None` for an insert).
     pub before: Option<serde_json::Map<String, serde_json::Value>>,
-    /// The columns the write set, after it (`None` for a delete).
+    /// The columns the write set, after it (`None` for a delete, and for an insert,
+    /// which keeps only `after_fingerprint`).
     pub after: Option<serde_json::Map<String, serde_json::Value>>,
+    /// For an insert: the fingerprint of the columns it set.
+    pub after_fingerprint: Option<Fingerprint>,
+}
+
+/// A row's [`fingerprint`](lockgate_core::fingerprint) over some of its columns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// The columns, in the order hashed.
+    pub columns: Vec<String>,
+    /// The fingerprint.
+    pub value: String,
+}
+
+/// The rows one batch inserted, stored as one ledger row (op `I`): a first load of
+/// a million rows then writes a hundred image rows, not a million.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InsertedRows {
+    /// The table.
+    pub table: String,
+    /// The key columns.
+    pub key_columns: Vec<String>,
+    /// Each row's key values, in `key_columns` order.
+    pub keys: Vec<Vec<serde_json::Value>>,
+    /// The columns the rows were given.
+    pub columns: Vec<String>,
+    /// Each row's fingerprint over `columns`.
+    pub fingerprints: Vec<String>,
 }
 
 /// Row images read back, with their version.
@@ -426,6 +454,65 @@ pub async fn write_images(conn: &mut Conn, module: &str, version: &str, images: 
     Ok(())
 }
 
+/// Appends the rows a batch inserted (one ledger row).
+pub async fn write_inserted(conn: &mut Conn, module: &str, version: &str, rows: &InsertedRows) -> Result<(), DbError> {
+    if rows.keys.is_empty() {
+        return Ok(());
+    }
+    let p = params(conn, 6);
+    let key = serde_json::json!({ "columns": rows.key_columns, "rows": rows.keys });
+    let after = serde_json::json!({ "columns": rows.columns, "fingerprints": rows.fingerprints });
+    conn.execute(
+        &format!(
+            "INSERT INTO lockgate_row_images (module, version, table_name, op, key_json, after_json) VALUES ({})",
+            p.join(", ")
+        ),
+        &[
+            Value::Text(module.into()),
+            Value::Text(version.into()),
+            Value::Text(rows.table.clone()),
+            Value::Text("I".into()),
+            Value::Text(key.to_string()),
+            Value::Text(after.to_string()),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Expands an `I` row (see [`InsertedRows`]) into one image per row.
+fn expand_inserted(version: &str, table: &str, key: &str, after: Option<&str>, out: &mut Vec<StoredImage>) {
+    let key: serde_json::Value = serde_json::from_str(key).unwrap_or_default();
+    let after: serde_json::Value = after.and_then(|a| serde_json::from_str(a).ok()).unwrap_or_default();
+    let names: Vec<String> = key["columns"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let columns: Vec<String> = after["columns"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let empty = Vec::new();
+    let prints = after["fingerprints"].as_array().unwrap_or(&empty);
+    for (i, row) in key["rows"].as_array().unwrap_or(&empty).iter().enumerate() {
+        let values = row.as_array().cloned().unwrap_or_default();
+        out.push(StoredImage {
+            version: version.into(),
+            image: RowImage {
+                table: table.into(),
+                op: 'i',
+                key: names.iter().cloned().zip(values).collect(),
+                before: None,
+                after: None,
+                after_fingerprint: prints.get(i).and_then(|p| p.as_str()).map(|p| Fingerprint {
+                    columns: columns.clone(),
+                    value: p.to_string(),
+                }),
+            },
+        });
+    }
+}
+
 /// The row images of a module's versions, in the order they were written.
 pub async fn read_images(conn: &mut Conn, module: &str, versions: &[String]) -> Result<Vec<StoredImage>, DbError> {
     let mut out = Vec::new();
@@ -443,6 +530,12 @@ pub async fn read_images(conn: &mut Conn, module: &str, versions: &[String]) -> 
             )
             .await?;
         for r in rows {
+            if text(&r[2]).as_deref() == Some("I") {
+                let table = text(&r[1]).unwrap_or_default();
+                let key = text(&r[3]).unwrap_or_default();
+                expand_inserted(v, &table, &key, text(&r[5]).as_deref(), &mut out);
+                continue;
+            }
             let obj = |v: &Value| -> Option<serde_json::Map<String, serde_json::Value>> {
                 text(v).and_then(|s| match serde_json::from_str(&s) {
                     Ok(serde_json::Value::Object(m)) => Some(m),
@@ -457,6 +550,7 @@ pub async fn read_images(conn: &mut Conn, module: &str, versions: &[String]) -> 
                     key: obj(&r[3]).unwrap_or_default(),
                     before: obj(&r[4]),
                     after: obj(&r[5]),
+                    after_fingerprint: None,
                 },
             });
         }

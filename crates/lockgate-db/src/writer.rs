@@ -244,6 +244,7 @@ const SP: &str = "lockgate_sp";
 const UNIT: &str = "lockgate_unit";
 
 /// The validated plan of a write: table, key, columns that may be inserted.
+#[derive(Clone)]
 struct Plan {
     table: Table,
     mode: WriteMode,
@@ -384,6 +385,21 @@ async fn run_unit(
     progress: Option<&mpsc::UnboundedSender<Progress>>,
 ) -> Result<WriteReport, WriteError> {
     begin(conn, plan).await?;
+    let as_insert;
+    let plan = match inserts_only(conn, plan).await {
+        Ok(true) => {
+            as_insert = Plan {
+                mode: WriteMode::Insert,
+                ..plan.clone()
+            };
+            &as_insert
+        }
+        Ok(false) => plan,
+        Err(e) => {
+            let _ = rollback(conn, plan).await;
+            return Err(e.into());
+        }
+    };
     let mut mode = PassMode::Fast;
     let report = loop {
         let result = match mode {
@@ -429,6 +445,33 @@ async fn run_unit(
         }
     }
     Ok(report)
+}
+
+/// Whether a key-mode write into this table can only insert: the table is empty
+/// (seen inside the unit's transaction, so earlier writes of the caller count) and
+/// the key is a unique key, so that a key given twice still fails as a duplicate.
+/// Then the unit takes the insert path (COPY straight into the table) instead of
+/// staging rows to find none of them there: a first load runs at bulk-load speed.
+async fn inserts_only(conn: &mut Conn, plan: &Plan) -> Result<bool, DbError> {
+    if !matches!(
+        plan.mode,
+        WriteMode::Upsert | WriteMode::InsertMissing | WriteMode::Sync
+    ) {
+        return Ok(false);
+    }
+    let mut key: Vec<&str> = plan.key.iter().map(|k| k.name.as_str()).collect();
+    key.sort_unstable();
+    let unique = plan.table.unique_keys().iter().any(|u| {
+        let mut u: Vec<&str> = u.iter().map(String::as_str).collect();
+        u.sort_unstable();
+        u == key
+    });
+    if !unique {
+        return Ok(false);
+    }
+    let d = plan.dialect;
+    let sql = format!("SELECT 1 FROM {} LIMIT 1", d.table(&plan.table.name));
+    Ok(conn.query(&sql, &[], None).await?.is_empty())
 }
 
 /// Puts failures in input order: by source (in the order sources first appear),
@@ -699,6 +742,7 @@ impl BatchCtx<'_> {
             key,
             before,
             after: Some(after),
+            after_fingerprint: None,
         }
     }
 
@@ -1109,8 +1153,9 @@ struct Applied {
 
 /// The mode's set-based statements over the staged rows passing `filter`. Updates
 /// touch only rows whose values differ, so re-applying the same data writes nothing
-/// (and the counts say what really changed). With capture on, the images of the
-/// rows about to change are recorded first, in the same transaction.
+/// (and the counts say what really changed). With capture on, the rows about to
+/// change are read first (their images, and no UPDATE at all when none differs),
+/// and inserts return their keys, all in the same transaction.
 async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<Applied, DbError> {
     let plan = ctx.plan;
     let d = plan.dialect;
@@ -1122,102 +1167,156 @@ async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<Appl
         .cloned()
         .collect();
     let set_columns: Vec<&lockgate_core::Column> = set.iter().filter_map(|c| plan.table.column(c)).collect();
+    let capture = plan.capture.is_some();
     let mut out = Applied::default();
-    if plan.capture.is_some() {
-        capture_batch(conn, ctx, filter, &set_columns).await?;
-    }
-    match plan.mode {
-        WriteMode::Insert => {
-            out.inserted = conn
-                .execute(&d.insert_select(&plan.table.name, STAGE, cols, None, filter), &[])
-                .await?;
-            return Ok(out);
-        }
-        WriteMode::Upsert | WriteMode::Sync | WriteMode::Update => {
-            if !set.is_empty() {
-                out.updated = conn
-                    .execute(
-                        &d.update_from(&plan.table.name, STAGE, &set, &plan.key, filter, &set_columns),
-                        &[],
-                    )
-                    .await?;
-            }
-            if plan.mode != WriteMode::Update {
-                out.inserted = conn
-                    .execute(
-                        &d.insert_select(&plan.table.name, STAGE, cols, Some(&plan.key), filter),
-                        &[],
-                    )
-                    .await?;
-            }
-        }
-        WriteMode::InsertMissing => {
-            out.inserted = conn
+    let updates = matches!(plan.mode, WriteMode::Upsert | WriteMode::Sync | WriteMode::Update);
+    if updates && !set.is_empty() {
+        let changing = if capture {
+            capture_updates(conn, ctx, filter, &set_columns).await?
+        } else {
+            usize::MAX
+        };
+        if changing > 0 {
+            out.updated = conn
                 .execute(
-                    &d.insert_select(&plan.table.name, STAGE, cols, Some(&plan.key), filter),
+                    &d.update_from(&plan.table.name, STAGE, &set, &plan.key, filter, &set_columns),
                     &[],
                 )
                 .await?;
         }
     }
-    let sql = format!("SELECT COUNT(*) FROM {} s WHERE {filter}", d.quote(STAGE));
-    let good = count(conn.query(&sql, &[], None).await?);
-    out.unchanged = good.saturating_sub(out.inserted + out.updated);
+    let missing_key = match plan.mode {
+        WriteMode::Insert => None,
+        WriteMode::Update => {
+            out.unchanged = count_good(conn, d, filter).await?.saturating_sub(out.updated);
+            return Ok(out);
+        }
+        _ => Some(plan.key.as_slice()),
+    };
+    if capture {
+        let returning = image_key(ctx);
+        let sql = d.insert_select_returning(&plan.table.name, STAGE, cols, missing_key, filter, &returning);
+        let kinds: Vec<lockgate_core::Kind> = returning
+            .iter()
+            .map(|c| {
+                plan.table
+                    .column(c)
+                    .map_or(lockgate_core::Kind::Any, |c| c.kind.clone())
+            })
+            .collect();
+        let keys = conn.query(&sql, &[], Some(&kinds)).await?;
+        out.inserted = keys.len() as u64;
+        capture_inserts(conn, ctx, &returning, keys).await?;
+    } else {
+        out.inserted = conn
+            .execute(
+                &d.insert_select(&plan.table.name, STAGE, cols, missing_key, filter),
+                &[],
+            )
+            .await?;
+    }
+    if plan.mode != WriteMode::Insert {
+        out.unchanged = count_good(conn, d, filter)
+            .await?
+            .saturating_sub(out.inserted + out.updated);
+    }
     Ok(out)
 }
 
-/// Records the images of the staged rows passing `filter` that the mode's
-/// statements will insert or change: the whole row before (read from the table)
-/// and the given columns after (from the batch).
-async fn capture_batch(
+/// Staged rows passing `filter`.
+async fn count_good(conn: &mut Conn, d: Dialect, filter: &str) -> Result<u64, DbError> {
+    let sql = format!("SELECT COUNT(*) FROM {} s WHERE {filter}", d.quote(STAGE));
+    Ok(count(conn.query(&sql, &[], None).await?))
+}
+
+/// The columns that identify an inserted row in its image: the key, or every given
+/// column when the write has no key (plain inserts).
+fn image_key(ctx: &BatchCtx<'_>) -> Vec<String> {
+    if ctx.plan.key.is_empty() {
+        ctx.columns.to_vec()
+    } else {
+        ctx.plan.key.iter().map(|k| k.name.clone()).collect()
+    }
+}
+
+/// Records the images of the staged rows passing `filter` that an update is about
+/// to change (the whole row before, the given columns after). Returns how many.
+async fn capture_updates(
     conn: &mut Conn,
     ctx: &BatchCtx<'_>,
     filter: &str,
     set_columns: &[&lockgate_core::Column],
-) -> Result<(), DbError> {
+) -> Result<usize, DbError> {
     let plan = ctx.plan;
     let Some(capture) = &plan.capture else {
-        return Ok(());
+        return Ok(usize::MAX);
     };
     let d = plan.dialect;
-    let t = d.table(&plan.table.name);
-    let on = d.key_match("t", "s", &plan.key);
+    let all: Vec<String> = plan.table.columns.iter().map(|c| c.name.clone()).collect();
+    let sql = format!(
+        "SELECT s.{ORD}, {} FROM {} s JOIN {} t ON {} WHERE {filter} AND {}",
+        d.columns(Some("t"), &all),
+        d.quote(STAGE),
+        d.table(&plan.table.name),
+        d.key_match("t", "s", &plan.key),
+        d.differs("t", "s", set_columns)
+    );
+    let mut kinds = vec![lockgate_core::Kind::Int {
+        bytes: 8,
+        unsigned: false,
+    }];
+    kinds.extend(plan.table.columns.iter().map(|c| c.kind.clone()));
     let mut images = Vec::new();
-    if plan.mode != WriteMode::Insert && plan.mode != WriteMode::InsertMissing && !set_columns.is_empty() {
-        let all: Vec<String> = plan.table.columns.iter().map(|c| c.name.clone()).collect();
-        let sql = format!(
-            "SELECT s.{ORD}, {} FROM {} s JOIN {t} t ON {on} WHERE {filter} AND {}",
-            d.columns(Some("t"), &all),
-            d.quote(STAGE),
-            d.differs("t", "s", set_columns)
-        );
-        let mut kinds = vec![lockgate_core::Kind::Int {
-            bytes: 8,
-            unsigned: false,
-        }];
-        kinds.extend(plan.table.columns.iter().map(|c| c.kind.clone()));
-        for row in conn.query(&sql, &[], Some(&kinds)).await? {
-            let Some(i) = as_u64(&row[0]) else { continue };
-            let before: serde_json::Map<String, serde_json::Value> =
-                all.iter().cloned().zip(row[1..].iter().map(Value::to_json)).collect();
-            images.push(ctx.image(i as usize, 'u', Some(before)));
-        }
+    for row in conn.query(&sql, &[], Some(&kinds)).await? {
+        let Some(i) = as_u64(&row[0]) else { continue };
+        let before: serde_json::Map<String, serde_json::Value> =
+            all.iter().cloned().zip(row[1..].iter().map(Value::to_json)).collect();
+        images.push(ctx.image(i as usize, 'u', Some(before)));
     }
-    if plan.mode != WriteMode::Update {
-        let sql = format!(
-            "SELECT s.{ORD} FROM {} s WHERE {filter} AND NOT EXISTS (SELECT 1 FROM {t} t WHERE {on})",
-            d.quote(STAGE)
-        );
-        let sql = if plan.mode == WriteMode::Insert {
-            format!("SELECT s.{ORD} FROM {} s WHERE {filter}", d.quote(STAGE))
-        } else {
-            sql
-        };
-        for i in ordinals(conn.query(&sql, &[], None).await?)? {
-            images.push(ctx.image(i, 'i', None));
-        }
+    crate::versions::write_images(conn, &capture.module, &capture.version, &images).await?;
+    Ok(images.len())
+}
+
+/// Records the rows an insert returned (by `key_columns`), with the fingerprint
+/// of each one's given values, as one image row.
+async fn capture_inserts(
+    conn: &mut Conn,
+    ctx: &BatchCtx<'_>,
+    key_columns: &[String],
+    keys: Vec<Vec<Value>>,
+) -> Result<(), DbError> {
+    let Some(capture) = &ctx.plan.capture else {
+        return Ok(());
+    };
+    if keys.is_empty() {
+        return Ok(());
     }
-    crate::versions::write_images(conn, &capture.module, &capture.version, &images).await
+    // Returned keys are what the engine stored; batch rows are matched to them by
+    // the fingerprint of their key, which reads the same for both.
+    let pos: Vec<usize> = key_columns
+        .iter()
+        .filter_map(|k| ctx.columns.iter().position(|c| c == k))
+        .collect();
+    let mut by_key: HashMap<String, usize> = HashMap::with_capacity(ctx.rows.len());
+    for (i, row) in ctx.rows.iter().enumerate() {
+        let k: Vec<Value> = pos.iter().map(|&p| row.values[p].clone()).collect();
+        by_key.insert(lockgate_core::fingerprint(&k), i);
+    }
+    let mut rows = crate::versions::InsertedRows {
+        table: ctx.plan.table.name.to_string(),
+        key_columns: key_columns.to_vec(),
+        columns: ctx.columns.to_vec(),
+        ..Default::default()
+    };
+    for k in keys {
+        let print = by_key
+            .get(&lockgate_core::fingerprint(&k))
+            .map(|&i| lockgate_core::fingerprint(&ctx.rows[i].values))
+            .unwrap_or_default();
+        rows.keys.push(k.iter().map(Value::to_json).collect());
+        rows.fingerprints.push(print);
+    }
+    crate::versions::write_inserted(conn, &capture.module, &capture.version, &rows).await
 }
 
 /// Records the images of the rows `sync` is about to delete.
@@ -1253,6 +1352,7 @@ async fn capture_deletes(conn: &mut Conn, plan: &Plan, scope: &str, params: &[Va
                 key,
                 before: Some(before),
                 after: None,
+                after_fingerprint: None,
             }
         })
         .collect();
@@ -1311,14 +1411,19 @@ async fn happy_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteRepo
     if plan.mode == WriteMode::Insert {
         let outcome = conn.stream_rows(&plan.table.name, ctx.columns, ctx.rows).await?;
         report.inserted += outcome.written;
-        if let Some(capture) = &plan.capture {
+        if plan.capture.is_some() {
             // Every row of the batch is in (a failing one fails the whole pass).
             let failed: HashSet<usize> = outcome.row_errors.iter().map(|(i, _)| *i).collect();
-            let images: Vec<_> = (0..ctx.rows.len())
-                .filter(|i| !failed.contains(i))
-                .map(|i| ctx.image(i, 'i', None))
+            let key = image_key(ctx);
+            let pos: Vec<usize> = key
+                .iter()
+                .filter_map(|k| ctx.columns.iter().position(|c| c == k))
                 .collect();
-            crate::versions::write_images(conn, &capture.module, &capture.version, &images).await?;
+            let keys: Vec<Vec<Value>> = (0..ctx.rows.len())
+                .filter(|i| !failed.contains(i))
+                .map(|i| pos.iter().map(|&p| ctx.rows[i].values[p].clone()).collect())
+                .collect();
+            capture_inserts(conn, ctx, &key, keys).await?;
         }
         for (i, e) in &outcome.row_errors {
             report.failed.push(ctx.row_error(*i, e));

@@ -1343,6 +1343,7 @@ async fn clear_table(
                         .collect(),
                     before: Some(before),
                     after: None,
+                    after_fingerprint: None,
                 }
             })
             .collect();

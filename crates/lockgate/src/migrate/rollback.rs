@@ -14,7 +14,7 @@ use super::MigrateError;
 use lockgate_bundle::Version;
 use lockgate_core::{Batch, Row, Table, Value};
 use lockgate_db::ledger::{Holder, Ledger};
-use lockgate_db::versions::{self, LogEntry};
+use lockgate_db::versions::{self, Fingerprint, LogEntry};
 use lockgate_db::writer::{self, BatchSource, OnError, SourceError, WriteConfig, WriteError, WriteMode};
 use lockgate_db::{Conn, DbUrl};
 use std::collections::{BTreeMap, HashMap};
@@ -108,6 +108,8 @@ struct Net {
     before: Option<serde_json::Map<String, serde_json::Value>>,
     /// What the last of them left (None: deleted).
     after: Option<serde_json::Map<String, serde_json::Value>>,
+    /// What the last of them left, when it inserted the row: a fingerprint.
+    after_print: Option<Fingerprint>,
 }
 
 /// Rolls the module back to `opts.to`.
@@ -178,7 +180,7 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, 
             serde_json::Value::Object(img.key.clone()).to_string(),
         );
         let after = match img.op {
-            'd' => None,
+            'd' | 'i' => None,
             _ => {
                 // The columns the write set, over what the row held before.
                 let mut a = img.before.clone().unwrap_or_default();
@@ -186,8 +188,12 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, 
                 Some(a)
             }
         };
+        let print = img.after_fingerprint.clone();
         match net.get_mut(&id) {
-            Some(n) => n.after = after,
+            Some(n) => {
+                n.after = after;
+                n.after_print = print;
+            }
             None => {
                 order.push(id.clone());
                 net.insert(
@@ -196,6 +202,7 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, 
                         key: img.key,
                         before: img.before,
                         after,
+                        after_print: print,
                     },
                 );
             }
@@ -231,11 +238,21 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, 
         let current = current_rows(conn, table, rows).await?;
         for n in rows {
             let found = current.get(&key_string(table, &n.key)).cloned();
-            if !same_state(table, n.after.as_ref(), found.as_ref()) {
+            let same = match &n.after_print {
+                Some(print) => found.as_ref().is_some_and(|f| fingerprint_of(table, print, f)),
+                None => same_state(table, n.after.as_ref(), found.as_ref()),
+            };
+            if !same {
                 report.conflicts.push(Conflict {
                     table: name.clone(),
                     key: n.key.clone(),
-                    expected: n.after.clone(),
+                    expected: n.after.clone().or_else(|| {
+                        n.after_print.as_ref().map(|_| {
+                            let mut m = serde_json::Map::new();
+                            m.insert("inserted_by".into(), serde_json::json!(n_version(&undo)));
+                            m
+                        })
+                    }),
                     found,
                 });
             }
@@ -280,6 +297,25 @@ fn key_string(table: &Table, key: &serde_json::Map<String, serde_json::Value>) -
         })
         .collect::<Vec<_>>()
         .join("\u{1f}")
+}
+
+/// Which versions inserted a row (for a conflict's message).
+fn n_version(undo: &[String]) -> String {
+    format!("one of {}", undo.join(", "))
+}
+
+/// Whether a row found (as JSON) still has the fingerprint its insert left.
+fn fingerprint_of(table: &Table, print: &Fingerprint, found: &serde_json::Map<String, serde_json::Value>) -> bool {
+    let values: Vec<Value> = print
+        .columns
+        .iter()
+        .map(|c| {
+            let col = table.column(c);
+            let j = col.and_then(|col| found.get(&col.name)).cloned().unwrap_or_default();
+            col.and_then(|col| col.kind.parse_json(&j).ok()).unwrap_or(Value::Null)
+        })
+        .collect();
+    lockgate_core::fingerprint(&values) == print.value
 }
 
 /// Whether the row found is what the migration left (compared on the columns it
