@@ -285,6 +285,7 @@ fn step_text(s: &StepReport, dry: bool) -> String {
             if dry { "would delete" } else { "deleted" },
             s.deleted
         ),
+        "sql" if dry => format!("  ran {} (undone with the rest of the dry run)", s.file),
         "sql" => format!("  ran {}", s.file),
         _ => format!("  {} {}", if dry { "would run" } else { "ran" }, s.file),
     }

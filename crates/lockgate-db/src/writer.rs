@@ -1367,7 +1367,8 @@ fn sync_scope(plan: &Plan) -> (String, Vec<Value>) {
     let mut params = Vec::new();
     for (c, v) in &plan.scope {
         params.push(v.clone());
-        parts.push(format!("t.{} = {}", d.quote(c), d.param(params.len())));
+        // Unqualified: SQLite's DELETE cannot alias its target.
+        parts.push(format!("{} = {}", d.quote(c), d.param(params.len())));
     }
     (parts.join(" AND "), params)
 }

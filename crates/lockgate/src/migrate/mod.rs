@@ -1137,6 +1137,9 @@ impl Run<'_> {
         step.table = Some(table.name.to_string());
         let tenant_column = self.tenant_column(p);
         let multi = self.is_multi_tenant(&table, &tenant_column, entry.ctx_id.is_some());
+        if !multi {
+            step.tenant = None;
+        }
         let model = self.models.get(&table.name.name).cloned();
         let mut key: Vec<String> = Vec::new();
         for k in &entry.key {

@@ -258,9 +258,14 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, 
             }
         }
     }
+    // What would be done (the counts a stopped or dry run reports).
+    report.deleted = net.values().filter(|n| n.before.is_none()).count() as u64;
+    report.restored = net.len() as u64 - report.deleted;
     if !report.conflicts.is_empty() && !opts.overwrite {
         return Ok(report);
     }
+    report.deleted = 0;
+    report.restored = 0;
     conn.begin().await?;
     let applied = async {
         for (name, rows) in &by_table {
@@ -279,7 +284,9 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, 
             conn.commit().await?;
             report.committed = true;
         }
-        Ok(()) => conn.rollback().await?,
+        Ok(()) => {
+            conn.rollback().await?;
+        }
         Err(e) => {
             let _ = conn.rollback().await;
             return Err(e);
