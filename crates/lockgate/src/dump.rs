@@ -252,6 +252,9 @@ fn model_json(t: &Table) -> String {
         if !c.nullable {
             p["required"] = json!(true);
         }
+        if let Some(d) = c.default.as_deref().and_then(default_value) {
+            p["default"] = d;
+        }
         if t.primary_key.contains(&c.name) {
             p["id"] = json!(true);
         }
@@ -262,6 +265,47 @@ fn model_json(t: &Table) -> String {
         json!(t.name.name),
         props.join(",\n")
     )
+}
+
+/// A column's default as a JSON value, when it is a plain literal (`'active'`,
+/// `'x'::character varying`, `2`, `-1.5`, `true`); expressions (`now()`, sequences)
+/// are not portable and are left out.
+fn default_value(sql: &str) -> Option<serde_json::Value> {
+    let t = sql.trim();
+    let t = t
+        .strip_prefix('(')
+        .and_then(|x| x.strip_suffix(')'))
+        .unwrap_or(t)
+        .trim();
+    if let Some(rest) = t.strip_prefix('\'') {
+        // A quoted literal, possibly followed by a PostgreSQL cast.
+        let mut out = String::new();
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\'' {
+                if chars.peek() == Some(&'\'') {
+                    chars.next();
+                    out.push('\'');
+                    continue;
+                }
+                let tail: String = chars.collect();
+                let tail = tail.trim();
+                return (tail.is_empty() || tail.starts_with("::")).then(|| serde_json::Value::String(out));
+            }
+            out.push(c);
+        }
+        return None;
+    }
+    match t.to_ascii_lowercase().as_str() {
+        "true" => return Some(serde_json::Value::Bool(true)),
+        "false" => return Some(serde_json::Value::Bool(false)),
+        _ => {}
+    }
+    let number = t.split("::").next().unwrap_or(t).trim();
+    lockgate_core::Decimal::parse(number)?;
+    serde_json::from_str::<serde_json::Number>(number)
+        .ok()
+        .map(serde_json::Value::Number)
 }
 
 /// Orders tables so that each comes after the tables its foreign keys reference
@@ -306,4 +350,29 @@ async fn write_table(conn: &mut Conn, table: &Table, path: &Path, page: usize) -
     w.write_all(b"\n]\n").map_err(|e| io_error(path, e))?;
     w.flush().map_err(|e| io_error(path, e))?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_value;
+    use serde_json::json;
+
+    #[test]
+    fn plain_literal_defaults_are_kept_and_expressions_left_out() {
+        let cases = [
+            ("'active'", Some(json!("active"))),
+            ("'it''s'::character varying", Some(json!("it's"))),
+            ("2", Some(json!(2))),
+            ("(-1.50)", Some(serde_json::from_str("-1.50").unwrap())),
+            ("'0'::numeric", Some(json!("0"))),
+            ("true", Some(json!(true))),
+            ("now()", None),
+            ("nextval('t_id_seq'::regclass)", None),
+            ("CURRENT_TIMESTAMP", None),
+            ("'a' || 'b'", None),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(default_value(sql), want, "{sql}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The `lockgate` binary end to end: exit codes, one-line errors without passwords,
 //! `--json` documents, and the text a person reads (snapshots).
 
+mod migrate;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,186 @@
+//! The migration commands through the binary, on the sample `examples/db` folder in
+//! SQLite: what a person reads (snapshots), `--json` documents and exit codes.
+
+use super::{examples, lockgate, text};
+use std::path::Path;
+
+/// Copies `examples/db` into `dir` so that tests may change it.
+fn sample_db_folder(dir: &Path) -> String {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), &target).unwrap();
+            }
+        }
+    }
+    let to = dir.join("db");
+    copy(&examples().join("db"), &to);
+    to.display().to_string()
+}
+
+/// The report without its last line (wall time and run id).
+fn without_timing(s: &str) -> String {
+    let mut lines: Vec<&str> = s.lines().collect();
+    let last = lines.pop().unwrap_or_default();
+    assert!(last.ends_with(" s") || last.contains(" s, run "), "timing line: {last}");
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn migrate_status_log_rollback_read_well() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db").display().to_string();
+    let folder = sample_db_folder(dir.path());
+
+    let out = lockgate(&["migrate", "--db", &db, "--dir", &folder, "--dry-run"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    insta::assert_snapshot!("migrate_dry_run", without_timing(&text(&out.stdout)));
+
+    let out = lockgate(&["migrate", "--db", &db, "--dir", &folder], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    insta::assert_snapshot!("migrate_applied", without_timing(&text(&out.stdout)));
+
+    // Nothing pending: oe-migration's callback values say so.
+    let out = lockgate(&["migrate", "--db", &db, "--dir", &folder, "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["old_version"], "2.0.0");
+    assert_eq!(r["migrated_versions"], serde_json::Value::Null);
+    assert!(r["warnings"].as_array().unwrap().is_empty());
+
+    let out = lockgate(&["status", "--db", &db, "--dir", &folder, "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["current_version"], "2.0.0");
+    assert_eq!(s["pending"], serde_json::json!([]));
+    assert_eq!(s["changed"], serde_json::json!([]));
+
+    // A changed file shows in status.
+    std::fs::write(
+        Path::new(&folder).join("1.1.0/default/credit.json"),
+        r#"[{"code": "C002", "credit_limit": 501}]"#,
+    )
+    .unwrap();
+    let out = lockgate(&["status", "--db", &db, "--dir", &folder], dir.path());
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("1.1.0 applied") && shown.contains("files changed since applied"),
+        "{shown}"
+    );
+
+    let out = lockgate(
+        &["log", "--db", &db, "--type", "INFO", "--table", "currency", "--json"],
+        dir.path(),
+    );
+    let logs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(logs.as_array().unwrap().len(), 1, "{logs}");
+    assert_eq!(
+        logs[0]["message"],
+        serde_json::json!({"message": {"total": 3, "success": 3, "failed": 0}})
+    );
+
+    // Version 2.0.0 ran a SQL script: rolling back across it needs --ignore-scripts
+    // (exit 2), and then stops on the row the script changed (exit 4).
+    let out = lockgate(&["rollback", "--db", &db, "--to", "1.0.0"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("--ignore-scripts"), "{}", text(&out.stderr));
+    let out = lockgate(
+        &["rollback", "--db", &db, "--to", "1.0.0", "--ignore-scripts"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    insta::assert_snapshot!("rollback_conflict", text(&out.stdout));
+    let out = lockgate(
+        &[
+            "rollback",
+            "--db",
+            &db,
+            "--to",
+            "1.0.0",
+            "--ignore-scripts",
+            "--overwrite",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = lockgate(&["status", "--db", &db, "--json"], dir.path());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["current_version"], "1.0.0");
+}
+
+#[test]
+fn dump_then_migrate_the_zip_into_an_empty_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db").display().to_string();
+    let folder = sample_db_folder(dir.path());
+    let out = lockgate(&["migrate", "--db", &db, "--dir", &folder], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let zip = dir.path().join("dump.zip").display().to_string();
+    let out = lockgate(
+        &[
+            "dump",
+            "--db",
+            &db,
+            "--all",
+            "--exclude-system",
+            "--out",
+            &zip,
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The next version after the database's 2.0.0, so that migrate applies it.
+    assert_eq!(d["version"], "2.0.1");
+
+    let fresh = dir.path().join("b.db").display().to_string();
+    let out = lockgate(&["migrate", "--db", &fresh, "--zip", &zip, "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["migrated_versions"], serde_json::json!(["2.0.1"]));
+    let read = |db: &str| {
+        let out = lockgate(&["inspect", "--db", db, "--table", "customer", "--json"], dir.path());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // Same columns, types and key in the new database.
+    assert_eq!(read(&db), read(&fresh));
+
+    // A table that does not exist is an error naming it.
+    let out = lockgate(
+        &[
+            "dump",
+            "--db",
+            &db,
+            "--tables",
+            "customer,nope",
+            "--out",
+            &dir.path().join("x").display().to_string(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("\"nope\""), "{}", text(&out.stderr));
+}
+
+#[test]
+fn bad_migrate_input_exits_2_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db").display().to_string();
+    let folder = sample_db_folder(dir.path());
+    std::fs::create_dir(Path::new(&folder).join("4.0")).unwrap();
+    let out = lockgate(&["migrate", "--db", &db, "--dir", &folder], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("4.0") && err.contains("not a valid semver"), "{err}");
+    let out = lockgate(&["migrate", "--db", &db, "--dir", "no/such/db"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no/such/db"), "{}", text(&out.stderr));
+}
