@@ -959,7 +959,7 @@ impl Run<'_> {
             }
             let path = p.dir.resolve(&file, &label).map_err(|e| (e.into(), committed_parts))?;
             let env = [
-                ("LOCKGATE_DATABASE_URL", self.url.as_str().to_string()),
+                ("LOCKGATE_DATABASE_URL", script_url(self.url)),
                 ("LOCKGATE_VERSION", version.clone()),
                 ("LOCKGATE_MODULE", self.opts.module.clone()),
             ];
@@ -1271,6 +1271,18 @@ impl Run<'_> {
     }
 }
 
+/// The database URL a script gets: a SQLite path made absolute, since scripts run
+/// in their version folder.
+fn script_url(url: &DbUrl) -> String {
+    if url.engine == Engine::Sqlite {
+        let path = url.sqlite_path();
+        if let Ok(abs) = std::path::absolute(&path) {
+            return format!("sqlite://{}", abs.display());
+        }
+    }
+    url.as_str().to_string()
+}
+
 /// The table a schema change concerns.
 fn change_table(c: &SchemaChange) -> String {
     match c {
@@ -1319,39 +1331,61 @@ async fn clear_table(
         }
     };
     if let Some(capture) = capture {
-        let all: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-        let kinds: Vec<lockgate_core::Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
+        // The images of the rows about to go, a page at a time (in key order) when the
+        // table has a primary key; pages of a tenant's rows are filtered here.
         let key: Vec<String> = if table.primary_key.is_empty() {
-            all.clone()
+            table.columns.iter().map(|c| c.name.clone()).collect()
         } else {
             table.primary_key.clone()
         };
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {filter}",
-            d.columns(None, &all),
-            d.table(&table.name)
-        );
-        let rows = conn.query(&sql, &params, Some(&kinds)).await?;
-        let images: Vec<RowImage> = rows
-            .into_iter()
-            .map(|row| {
-                let before: serde_json::Map<String, serde_json::Value> =
-                    all.iter().cloned().zip(row.iter().map(Value::to_json)).collect();
-                RowImage {
-                    table: table.name.to_string(),
-                    op: 'd',
-                    key: key
-                        .iter()
-                        .map(|k| (k.clone(), before.get(k).cloned().unwrap_or_default()))
-                        .collect(),
-                    before: Some(before),
-                    after: None,
-                    after_fingerprint: None,
-                }
-            })
-            .collect();
-        for chunk in images.chunks(5_000) {
-            versions::write_images(conn, &capture.module, &capture.version, chunk).await?;
+        let tenant = tenants.map(|(col, list)| {
+            let pos = table.column_index(col);
+            (pos, list.iter().map(|t| Value::Text(t.clone())).collect::<Vec<_>>())
+        });
+        let image = |columns: &[String], row: &[Value]| {
+            let before: serde_json::Map<String, serde_json::Value> =
+                columns.iter().cloned().zip(row.iter().map(Value::to_json)).collect();
+            RowImage {
+                table: table.name.to_string(),
+                op: 'd',
+                key: key
+                    .iter()
+                    .map(|k| (k.clone(), before.get(k).cloned().unwrap_or_default()))
+                    .collect(),
+                before: Some(before),
+                after: None,
+                after_fingerprint: None,
+            }
+        };
+        if table.primary_key.is_empty() {
+            let all: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+            let kinds: Vec<lockgate_core::Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {filter}",
+                d.columns(None, &all),
+                d.table(&table.name)
+            );
+            let images: Vec<RowImage> = conn
+                .query(&sql, &params, Some(&kinds))
+                .await?
+                .iter()
+                .map(|r| image(&all, r))
+                .collect();
+            versions::write_images(conn, &capture.module, &capture.version, &images).await?;
+        } else {
+            let mut reader = lockgate_db::read::TableReader::new(table, None, 5_000)?;
+            while let Some(batch) = reader.next_batch(conn).await? {
+                let images: Vec<RowImage> = batch
+                    .rows
+                    .iter()
+                    .filter(|r| match &tenant {
+                        Some((Some(pos), list)) => list.contains(&r.values[*pos]),
+                        _ => true,
+                    })
+                    .map(|r| image(&batch.columns, &r.values))
+                    .collect();
+                versions::write_images(conn, &capture.module, &capture.version, &images).await?;
+            }
         }
     }
     let sql = format!("DELETE FROM {} WHERE {filter}", d.table(&table.name));
