@@ -290,7 +290,7 @@ fn default_value(sql: &str) -> Option<serde_json::Value> {
                 }
                 let tail: String = chars.collect();
                 let tail = tail.trim();
-                return (tail.is_empty() || tail.starts_with("::")).then(|| serde_json::Value::String(out));
+                return (tail.is_empty() || tail.starts_with("::")).then_some(serde_json::Value::String(out));
             }
             out.push(c);
         }
@@ -311,7 +311,7 @@ fn default_value(sql: &str) -> Option<serde_json::Value> {
 /// Orders tables so that each comes after the tables its foreign keys reference
 /// (cycles keep their given order).
 fn parents_first(mut tables: Vec<Table>) -> Vec<Table> {
-    tables.sort_by(|a, b| a.name.to_string().cmp(&b.name.to_string()));
+    tables.sort_by_key(|t| t.name.to_string());
     let mut out: Vec<Table> = Vec::new();
     while !tables.is_empty() {
         let ready = tables.iter().position(|t| {

@@ -72,8 +72,15 @@ impl BatchSource for FileSource {
             partial: self.validation.as_ref().is_some_and(|v| v.partial),
         };
         std::thread::spawn(move || {
+            let reading = Reading {
+                table: &table,
+                batch_rows,
+                batch_bytes,
+                key: &key,
+                extra: &extra,
+            };
             for file in &files {
-                if let Err(e) = read_file(file, format, &table, batch_rows, batch_bytes, &key, &extra, &tx) {
+                if let Err(e) = read_file(file, format, &reading, &tx) {
                     let _ = tx.blocking_send(Err(e));
                     return;
                 }
@@ -156,16 +163,28 @@ pub(crate) fn map_columns(file: &str, names: &[String], table: &Table) -> Result
         .collect()
 }
 
+/// How the reader thread reads each file.
+struct Reading<'a> {
+    table: &'a Table,
+    batch_rows: usize,
+    batch_bytes: usize,
+    key: &'a [String],
+    extra: &'a Extra,
+}
+
 fn read_file(
     path: &std::path::Path,
     format: Option<Format>,
-    table: &Table,
-    batch_rows: usize,
-    batch_bytes: usize,
-    key: &[String],
-    extra: &Extra,
+    r: &Reading<'_>,
     tx: &mpsc::Sender<Result<Batch, SourceError>>,
 ) -> Result<(), SourceError> {
+    let Reading {
+        table,
+        batch_rows,
+        batch_bytes,
+        key,
+        extra,
+    } = *r;
     let name = Arc::new(path.display().to_string());
     let mut reader = open_records(path, format).map_err(|e| SourceError(e.to_string()))?;
     // File column index → table column index, grown as JSON keys appear.

@@ -605,7 +605,7 @@ async fn check_pending(
                             "{meta}: {label}: table {model:?} does not exist and no definition (models/ or ddl/) creates it: create the table or add a definition"
                         )));
                     }
-                    let reader = lockgate_bundle::open_records(&path, f.format.map(Into::into))
+                    let reader = lockgate_bundle::open_records(&path, f.format)
                         .map_err(|e| MigrateError::Input(e.to_string()))?;
                     if f.effective_mode() == FileMode::Update {
                         // Updating needs a key the records carry: `key`, else the
@@ -1207,7 +1207,7 @@ impl Run<'_> {
         };
         let source = FileSource {
             files: vec![path.clone()],
-            format: entry.format.map(Into::into),
+            format: entry.format,
             table: table.clone(),
             batch_rows: self.opts.batch_rows,
             batch_bytes: self.opts.batch_bytes,
@@ -1294,8 +1294,8 @@ fn change_table(c: &SchemaChange) -> String {
 }
 
 fn count_records(path: &Path, entry: &FileEntry) -> Result<u64, MigrateError> {
-    let mut reader = lockgate_bundle::open_records(path, entry.format.map(Into::into))
-        .map_err(|e| MigrateError::Input(e.to_string()))?;
+    let mut reader =
+        lockgate_bundle::open_records(path, entry.format).map_err(|e| MigrateError::Input(e.to_string()))?;
     let mut record = lockgate_bundle::Record::default();
     let mut n = 0;
     while reader
@@ -1410,7 +1410,7 @@ fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
             .files
             .iter()
             .find(|e| p.dir.path.join(&e.file) == Path::new(&file))
-            .and_then(|e| e.format.map(Into::into));
+            .and_then(|e| e.format);
         let Ok(mut reader) = lockgate_bundle::open_records(Path::new(&file), format) else {
             continue;
         };

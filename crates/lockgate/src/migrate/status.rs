@@ -89,11 +89,8 @@ pub async fn status(url: &DbUrl, opts: &StatusOptions) -> Result<StatusReport, M
     for v in &source.base.versions {
         let name = v.version.to_string();
         match report.applied.iter().find(|a| a.version == name) {
-            Some(a) => {
-                if a.checksum != v.checksum()? {
-                    report.changed.push(name);
-                }
-            }
+            Some(a) if a.checksum != v.checksum()? => report.changed.push(name),
+            Some(_) => {}
             None if current.is_none_or(|c| v.version > c) => report.pending.push(name),
             None => {}
         }
