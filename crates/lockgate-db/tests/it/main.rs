@@ -11,3 +11,4 @@ mod mysql;
 mod pg;
 mod sqlite;
 mod types;
+mod writer;
