@@ -636,7 +636,7 @@ async fn pass(
             mode = PassMode::Careful;
             report.diagnosed = true;
         }
-        let needs_stage = mode != PassMode::Fast || plan.mode != WriteMode::Insert;
+        let needs_stage = mode != PassMode::Fast || !streams(plan, &batch.columns);
         if !rows.is_empty() {
             if needs_stage && staged_columns.as_ref() != Some(&batch.columns) {
                 create_stage(conn, plan, false).await?;
@@ -1194,7 +1194,13 @@ async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<Appl
         _ => Some(plan.key.as_slice()),
     };
     if capture {
-        let returning = image_key(ctx);
+        // The key, and what the engine filled in for columns the rows do not give.
+        let mut returning = image_key(ctx);
+        for c in &plan.table.columns {
+            if !cols.contains(&c.name) && !returning.contains(&c.name) {
+                returning.push(c.name.clone());
+            }
+        }
         let sql = d.insert_select_returning(&plan.table.name, STAGE, cols, missing_key, filter, &returning);
         let kinds: Vec<lockgate_core::Kind> = returning
             .iter()
@@ -1227,6 +1233,15 @@ async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<Appl
 async fn count_good(conn: &mut Conn, d: Dialect, filter: &str) -> Result<u64, DbError> {
     let sql = format!("SELECT COUNT(*) FROM {} s WHERE {filter}", d.quote(STAGE));
     Ok(count(conn.query(&sql, &[], None).await?))
+}
+
+/// Whether a batch of an insert streams straight into the table. Not when images
+/// are captured and the batch leaves columns out: their stored values (defaults,
+/// generated keys) must then come back from `INSERT … RETURNING` through staging,
+/// so that the image's fingerprint covers the whole row.
+fn streams(plan: &Plan, columns: &[String]) -> bool {
+    plan.mode == WriteMode::Insert
+        && (plan.capture.is_none() || plan.table.columns.iter().all(|c| columns.contains(&c.name)))
 }
 
 /// The columns that identify an inserted row in its image: the key, or every given
@@ -1277,20 +1292,24 @@ async fn capture_updates(
     Ok(images.len())
 }
 
-/// Records the rows an insert returned (by `key_columns`), with the fingerprint
-/// of each one's given values, as one image row.
+/// Records the rows an insert returned, as one image row: each row's key and the
+/// fingerprint of the whole row as stored (the batch's values for the columns it
+/// gives, the returned values for the others). `returned` rows start with the key
+/// columns (`image_key`), then the columns the batch does not give.
 async fn capture_inserts(
     conn: &mut Conn,
     ctx: &BatchCtx<'_>,
-    key_columns: &[String],
-    keys: Vec<Vec<Value>>,
+    returning: &[String],
+    returned: Vec<Vec<Value>>,
 ) -> Result<(), DbError> {
     let Some(capture) = &ctx.plan.capture else {
         return Ok(());
     };
-    if keys.is_empty() {
+    if returned.is_empty() {
         return Ok(());
     }
+    let key_columns = image_key(ctx);
+    let nkey = key_columns.len();
     // Returned keys are what the engine stored; batch rows are matched to them by
     // the fingerprint of their key, which reads the same for both.
     let pos: Vec<usize> = key_columns
@@ -1302,18 +1321,41 @@ async fn capture_inserts(
         let k: Vec<Value> = pos.iter().map(|&p| row.values[p].clone()).collect();
         by_key.insert(lockgate_core::fingerprint(&k), i);
     }
+    let table_columns: Vec<String> = ctx.plan.table.columns.iter().map(|c| c.name.clone()).collect();
+    // Where each table column's value comes from: the batch, or the returned row.
+    let source: Vec<(Option<usize>, Option<usize>)> = table_columns
+        .iter()
+        .map(|c| {
+            (
+                ctx.columns.iter().position(|g| g == c),
+                returning.iter().position(|r| r == c),
+            )
+        })
+        .collect();
     let mut rows = crate::versions::InsertedRows {
         table: ctx.plan.table.name.to_string(),
-        key_columns: key_columns.to_vec(),
-        columns: ctx.columns.to_vec(),
+        key_columns: key_columns.clone(),
+        columns: table_columns,
         ..Default::default()
     };
-    for k in keys {
-        let print = by_key
-            .get(&lockgate_core::fingerprint(&k))
-            .map(|&i| lockgate_core::fingerprint(&ctx.rows[i].values))
-            .unwrap_or_default();
-        rows.keys.push(k.iter().map(Value::to_json).collect());
+    let mut whole = Vec::with_capacity(source.len());
+    for r in returned {
+        let key = &r[..nkey.min(r.len())];
+        let print = match by_key.get(&lockgate_core::fingerprint(key)) {
+            Some(&i) => {
+                whole.clear();
+                for (given, back) in &source {
+                    whole.push(match (given, back) {
+                        (Some(g), _) => ctx.rows[i].values[*g].clone(),
+                        (None, Some(b)) => r.get(*b).cloned().unwrap_or(Value::Null),
+                        (None, None) => Value::Null,
+                    });
+                }
+                lockgate_core::fingerprint(&whole)
+            }
+            None => String::new(),
+        };
+        rows.keys.push(key.iter().map(Value::to_json).collect());
         rows.fingerprints.push(print);
     }
     crate::versions::write_inserted(conn, &capture.module, &capture.version, &rows).await
@@ -1409,7 +1451,7 @@ fn ordinals(rows: Vec<Vec<Value>>) -> Result<Vec<usize>, DbError> {
 /// switches to diagnose mode.
 async fn happy_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteReport) -> Result<(), PassError> {
     let plan = ctx.plan;
-    if plan.mode == WriteMode::Insert {
+    if streams(plan, ctx.columns) {
         let outcome = conn.stream_rows(&plan.table.name, ctx.columns, ctx.rows).await?;
         report.inserted += outcome.written;
         if plan.capture.is_some() {
@@ -1424,6 +1466,7 @@ async fn happy_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteRepo
                 .filter(|i| !failed.contains(i))
                 .map(|i| pos.iter().map(|&p| ctx.rows[i].values[p].clone()).collect())
                 .collect();
+            // The batch gives every column (see `streams`): the rows are what it holds.
             capture_inserts(conn, ctx, &key, keys).await?;
         }
         for (i, e) in &outcome.row_errors {

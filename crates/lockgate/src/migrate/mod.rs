@@ -810,6 +810,8 @@ impl Run<'_> {
             if !dry {
                 self.conn.begin().await.map_err(|e| (e.into(), committed_parts))?;
             }
+            let steps_before = vr.steps.len();
+            let schema_before = schema_pending;
             let part_result: Result<PartEnd, MigrateError> = async {
                 if schema_pending {
                     let changes = self.schema_changes(p).await?;
@@ -861,7 +863,8 @@ impl Run<'_> {
                                 }}),
                             );
                             log.table = step.table.clone();
-                            log.tenant = step.tenant.clone();
+                            // As the seed's MigrationLog: the context's tenant, for every file.
+                            log.tenant = tenant_of(&p.manifest, entry.ctx_id.as_deref());
                             log.file = Some(p.dir.path.join(&entry.file).display().to_string());
                             logs.push(log);
                             vr.steps.push(step);
@@ -879,7 +882,13 @@ impl Run<'_> {
             }
             .await;
             let last = i >= all.len();
+            // A part that did nothing (a version that starts with a process script)
+            // commits nothing and records nothing.
+            let did_work = vr.steps.len() > steps_before || (schema_before && !vr.schema_changes.is_empty());
             match part_result {
+                Ok(PartEnd::Done) if !dry && !last && !did_work => {
+                    let _ = self.conn.rollback().await;
+                }
                 Ok(PartEnd::Done) if !dry => {
                     let record = AppliedVersion {
                         module: self.opts.module.clone(),

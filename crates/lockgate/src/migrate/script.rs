@@ -30,7 +30,9 @@ process.stdin.on('end', () => {
     called = true;
     clearInterval(keepAlive);
     if (err) {
-      console.error((err && err.stack) || String(err));
+      // The stack first, the message last: the last line is what the run reports.
+      if (err && err.stack) console.error(err.stack);
+      console.error(String((err && err.message) || err));
       process.exit(1);
     }
     process.exit(0);

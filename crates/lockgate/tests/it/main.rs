@@ -1,6 +1,8 @@
 //! The lockgate crate's one integration-test binary: `load` end to end on all three
-//! engines (each test in a fresh database), and every kind of bad input.
+//! engines (each test in a fresh database), every kind of bad input, and `migrate`
+//! (with `status` and `rollback`) from oe-migration `db/` folders and zips.
 
 mod bad_input;
 mod load;
+mod migrate;
 mod support;

@@ -118,3 +118,26 @@ pub fn generate(rows: u32, bad: Option<&str>, dir: &Path) -> (PathBuf, u64) {
         .map_or(0, |n| n.trim().parse().unwrap());
     (out, faulty)
 }
+
+/// Every row of `table`, ordered by its primary key (else by every column), each
+/// typed by its column's kind and rendered as `a|b|c`: a table's checksum, for
+/// "identical" checks. `None` when the table does not exist.
+#[allow(dead_code)]
+pub async fn table_rows(conn: &mut Conn, table: &str) -> Option<Vec<String>> {
+    let t = conn.lookup_table(table).await.unwrap()?;
+    let d = conn.dialect();
+    let columns: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
+    let kinds: Vec<lockgate_core::Kind> = t.columns.iter().map(|c| c.kind.clone()).collect();
+    let order = if t.primary_key.is_empty() {
+        &columns
+    } else {
+        &t.primary_key
+    };
+    let sql = format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        d.columns(None, &columns),
+        d.table(&t.name),
+        order.iter().map(|c| d.quote(c)).collect::<Vec<_>>().join(", ")
+    );
+    Some(typed_rows(conn, &sql, &kinds).await)
+}
