@@ -244,14 +244,16 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
     }
 }
 
-fn now() -> Value {
+/// Now, in microseconds (what every engine stores).
+pub(crate) fn now() -> Value {
     // Microseconds: what every engine stores.
     let t = Utc::now();
     let micros = t.timestamp_micros();
     Value::TimestampTz(DateTime::from_timestamp_micros(micros).unwrap_or(t))
 }
 
-fn int(v: &Value) -> Option<i64> {
+/// An integer cell, whichever way the engine typed it.
+pub(crate) fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(i) => Some(*i),
         Value::Decimal(d) => d.to_i64(),
@@ -260,7 +262,8 @@ fn int(v: &Value) -> Option<i64> {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
+/// A text cell (NULL: `None`).
+pub(crate) fn text(v: &Value) -> Option<String> {
     match v {
         Value::Null => None,
         other => Some(other.to_string()),

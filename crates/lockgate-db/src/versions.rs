@@ -13,8 +13,8 @@
 
 use crate::conn::Conn;
 use crate::error::DbError;
+use crate::ledger::{int, now, text};
 use crate::url::Engine;
-use chrono::{DateTime, Utc};
 use lockgate_core::{TableName, Value};
 use std::sync::Arc;
 
@@ -132,27 +132,6 @@ pub struct StoredImage {
     pub version: String,
     /// The image.
     pub image: RowImage,
-}
-
-fn now() -> Value {
-    let t = Utc::now();
-    Value::TimestampTz(DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t))
-}
-
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(i) => Some(*i),
-        Value::Decimal(d) => d.to_i64(),
-        Value::Text(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        other => Some(other.to_string()),
-    }
 }
 
 fn opt_text(s: &Option<String>) -> Value {

@@ -54,20 +54,6 @@ fn compatible(p: &PropertyDef, column: &Kind) -> bool {
     }
 }
 
-fn type_name(p: &PropertyDef) -> &'static str {
-    match p.prop_type {
-        PropType::String => "string",
-        PropType::Number => "number",
-        PropType::Integer => "integer",
-        PropType::Boolean => "boolean",
-        PropType::Date => "date",
-        PropType::Object => "object",
-        PropType::Array => "array",
-        PropType::Buffer => "buffer",
-        PropType::Any => "any",
-    }
-}
-
 fn column_spec(model: &ModelDef, p: &PropertyDef) -> Result<ColumnSpec, String> {
     let kind = kind_of(p);
     let default = match &p.default {
@@ -166,7 +152,7 @@ pub(crate) fn changes(
                     "{}: property {:?} is a {} but column {}.{} is {} ({}): set \"retype\": true on the property to change the column's type",
                     model.path.display(),
                     p.name,
-                    type_name(p),
+                    p.prop_type.name(),
                     table.name,
                     col.name,
                     col.data_type,
