@@ -143,6 +143,10 @@ pub struct StepReport {
 pub struct RecordFailure {
     /// The version.
     pub version: String,
+    /// The table written.
+    pub table: String,
+    /// The file's context's tenant.
+    pub tenant: Option<String>,
     /// Where and why.
     #[serde(flatten)]
     pub error: RowError,
@@ -765,6 +769,8 @@ impl Run<'_> {
                 serde_json::json!({ "message": f.error.to_string(), "data": f.data }),
             );
             entry.file = f.error.file.clone();
+            entry.table = Some(f.table.clone());
+            entry.tenant = f.tenant.clone();
             logs.push(entry);
         }
         (vr, logs, error)
@@ -1266,6 +1272,8 @@ impl Run<'_> {
             .into_iter()
             .map(|error| RecordFailure {
                 version: version.into(),
+                table: table.name.to_string(),
+                tenant: tenant.clone(),
                 error,
                 data: None,
                 skipped,

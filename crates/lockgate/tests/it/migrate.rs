@@ -8,7 +8,7 @@ use crate::support::*;
 use lockgate::db::ledger::{Holder, Ledger};
 use lockgate::db::versions::{self, LogEntry, LogFilter};
 use lockgate::db::writer::OnError;
-use lockgate::db::DbError;
+use lockgate::db::{DbError, Engine};
 use lockgate::migrate::{StepReport, VersionStatus};
 use lockgate::{MigrateError, MigrateOptions, MigrateReport, RollbackOptions, StatusOptions, StatusReport};
 use lockgate_bundle::{Version, ZipLimits};
@@ -1291,6 +1291,44 @@ async fn a_shell_script_gets_the_url_version_module_and_context() {
             strings(&BASE_ITEMS),
             "{engine}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_script_runs_after_the_rows_before_it_are_committed() {
+    let b = item_bundle();
+    let out = b.outside("py.out");
+    b.json(
+        "1.0.0/meta.json",
+        meta(json!([entry("item", "default/item.json"), {"file": "t1/look.py", "ctxId": "/default/t1"}])),
+    )
+    .put(
+        "1.0.0/t1/look.py",
+        format!(
+            r#"import json, os, sqlite3, sys
+ctx = json.load(sys.stdin)
+url = os.environ["LOCKGATE_DATABASE_URL"]
+seen = "-"
+if url.startswith("sqlite://"):
+    # A process sees only committed data: the rows listed before it must be there.
+    seen = str(sqlite3.connect(url[len("sqlite://"):]).execute("SELECT count(*) FROM item").fetchone()[0])
+with open({out:?}, "w") as f:
+    f.write("\n".join([os.environ["LOCKGATE_VERSION"], ctx["tenantId"], seen]))
+"#,
+            out = out.display().to_string()
+        ),
+    );
+    for engine in ENGINES {
+        let _ = std::fs::remove_file(&out);
+        let db = TestDb::new(engine).await;
+        let r = run_ok(&db, &b, |_| {}).await;
+        assert_eq!(r.migrated_versions, versions_of(&["1.0.0"]), "{engine}: {r:#?}");
+        let text = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{engine}: the script did not run: {e}"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[..2], ["1.0.0", "/default/t1"], "{engine}");
+        if engine == Engine::Sqlite {
+            assert_eq!(lines[2], BASE_ITEMS.len().to_string(), "{engine}: committed rows seen");
+        }
     }
 }
 
