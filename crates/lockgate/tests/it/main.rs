@@ -3,6 +3,7 @@
 //! (with `status` and `rollback`) from oe-migration `db/` folders and zips.
 
 mod bad_input;
+mod dump;
 mod load;
 mod migrate;
 mod support;
