@@ -150,7 +150,7 @@ pub struct DumpArgs {
     /// Dump every table.
     #[arg(long)]
     all: bool,
-    /// With --all: leave out Lockgate's own lockgate_* tables.
+    /// With --all: leave out system tables (Lockgate's own lockgate_* tables are never dumped).
     #[arg(long, requires = "all")]
     exclude_system: bool,
     /// A db/ folder to write the version folder into, or a .zip file.

@@ -182,3 +182,22 @@ impl Table {
         keys
     }
 }
+
+/// Orders tables so that each comes after the tables its foreign keys reference
+/// (parents first: the order to load or restore rows in; reversed, the order to
+/// delete them in). Tables in a cycle keep their name order.
+pub fn parents_first(mut tables: Vec<Table>) -> Vec<Table> {
+    tables.sort_by_key(|t| t.name.to_string());
+    let mut out: Vec<Table> = Vec::new();
+    while !tables.is_empty() {
+        let ready = tables.iter().position(|t| {
+            t.foreign_keys.iter().all(|fk| {
+                fk.references.name == t.name.name
+                    || out.iter().any(|o| o.name.name == fk.references.name)
+                    || !tables.iter().any(|o| o.name.name == fk.references.name)
+            })
+        });
+        out.push(tables.remove(ready.unwrap_or(0)));
+    }
+    out
+}

@@ -17,6 +17,7 @@ pub mod pg;
 pub mod read;
 pub mod schema;
 pub mod sqlite;
+pub mod sqltext;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod types;

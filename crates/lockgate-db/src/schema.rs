@@ -28,6 +28,20 @@ pub struct ColumnSpec {
     pub nullable: bool,
     /// Its default, also what existing rows get when it is added.
     pub default: Option<Value>,
+    /// When an existing column is changed: what the catalog says of it (its default
+    /// as SQL text, its collation), kept across the change. MariaDB's MODIFY COLUMN
+    /// restates the whole column, so what it does not repeat is lost.
+    pub kept: Option<KeptAttributes>,
+}
+
+/// Attributes of an existing column, read from the engine's catalog, that a type
+/// change keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptAttributes {
+    /// Its default as the catalog gives it (SQL text from the engine itself).
+    pub default_sql: Option<String>,
+    /// Its collation.
+    pub collation: Option<String>,
 }
 
 /// A table to create.
@@ -155,6 +169,27 @@ fn column_def(engine: Engine, c: &ColumnSpec, in_key: bool) -> Result<String, Db
     if !c.nullable {
         sql.push_str(" NOT NULL");
     }
+    if let (
+        Engine::Mysql,
+        Some(KeptAttributes {
+            collation: Some(coll), ..
+        }),
+    ) = (engine, &c.kept)
+    {
+        // A collation name from the catalog; checked all the same, as it lands in DDL.
+        if coll.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+            sql.push_str(&format!(" COLLATE {coll}"));
+        }
+    }
+    if let (
+        None,
+        Some(KeptAttributes {
+            default_sql: Some(d), ..
+        }),
+    ) = (&c.default, &c.kept)
+    {
+        sql.push_str(&format!(" DEFAULT {d}"));
+    }
     if let Some(v) = &c.default {
         // MariaDB takes an expression default only in parentheses for JSON/TEXT.
         let lit = literal(engine, v)?;
@@ -202,8 +237,14 @@ pub fn change_sql(engine: Engine, change: &SchemaChange) -> Result<Vec<String>, 
             let col = d.quote(&column.name);
             match engine {
                 Engine::Postgres => {
+                    let collate = match &column.kept {
+                        Some(KeptAttributes {
+                            collation: Some(c), ..
+                        }) => format!(" COLLATE {}", d.quote(c)),
+                        _ => String::new(),
+                    };
                     let mut v = vec![format!(
-                        "ALTER TABLE {} ALTER COLUMN {col} TYPE {ty} USING {col}::{ty}",
+                        "ALTER TABLE {} ALTER COLUMN {col} TYPE {ty}{collate} USING {col}::{ty}",
                         d.table(table)
                     )];
                     v.push(format!(

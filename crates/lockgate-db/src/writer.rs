@@ -310,6 +310,12 @@ fn plan(conn: &Conn, table: &Table, cfg: &WriteConfig) -> Result<Plan, DbError> 
                 lead.sort_unstable();
                 lead == key_set
             });
+    if cfg.capture.is_some() && !can_capture(table) {
+        return Err(DbError::Invalid(format!(
+            "table {} has no primary or unique key, so its rows cannot be told apart and their changes cannot be recorded for a rollback",
+            table.name
+        )));
+    }
     for (c, _) in &cfg.scope {
         if table.column(c).is_none() {
             return Err(DbError::Invalid(format!(
@@ -730,11 +736,11 @@ impl BatchCtx<'_> {
             .cloned()
             .zip(row.values.iter().map(Value::to_json))
             .collect();
-        let key = self
-            .plan
-            .key
+        // The row's own key (primary or unique), from the whole row before.
+        let whole = before.as_ref().unwrap_or(&after);
+        let key = image_key(&self.plan.table)
             .iter()
-            .map(|k| (k.name.clone(), after.get(&k.name).cloned().unwrap_or_default()))
+            .map(|k| (k.clone(), whole.get(k).cloned().unwrap_or_default()))
             .collect();
         crate::versions::RowImage {
             table: self.plan.table.name.to_string(),
@@ -1194,25 +1200,14 @@ async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<Appl
         _ => Some(plan.key.as_slice()),
     };
     if capture {
-        // The key, and what the engine filled in for columns the rows do not give.
-        let mut returning = image_key(ctx);
-        for c in &plan.table.columns {
-            if !cols.contains(&c.name) && !returning.contains(&c.name) {
-                returning.push(c.name.clone());
-            }
-        }
+        // Every column as stored (defaults and generated keys included), for the
+        // image's key and the fingerprint of the whole row.
+        let returning: Vec<String> = plan.table.columns.iter().map(|c| c.name.clone()).collect();
         let sql = d.insert_select_returning(&plan.table.name, STAGE, cols, missing_key, filter, &returning);
-        let kinds: Vec<lockgate_core::Kind> = returning
-            .iter()
-            .map(|c| {
-                plan.table
-                    .column(c)
-                    .map_or(lockgate_core::Kind::Any, |c| c.kind.clone())
-            })
-            .collect();
-        let keys = conn.query(&sql, &[], Some(&kinds)).await?;
-        out.inserted = keys.len() as u64;
-        capture_inserts(conn, ctx, &returning, keys).await?;
+        let kinds: Vec<lockgate_core::Kind> = plan.table.columns.iter().map(|c| c.kind.clone()).collect();
+        let rows = conn.query(&sql, &[], Some(&kinds)).await?;
+        out.inserted = rows.len() as u64;
+        capture_inserts(conn, ctx, rows).await?;
     } else {
         out.inserted = conn
             .execute(
@@ -1244,14 +1239,16 @@ fn streams(plan: &Plan, columns: &[String]) -> bool {
         && (plan.capture.is_none() || plan.table.columns.iter().all(|c| columns.contains(&c.name)))
 }
 
-/// The columns that identify an inserted row in its image: the key, or every given
-/// column when the write has no key (plain inserts).
-fn image_key(ctx: &BatchCtx<'_>) -> Vec<String> {
-    if ctx.plan.key.is_empty() {
-        ctx.columns.to_vec()
-    } else {
-        ctx.plan.key.iter().map(|k| k.name.clone()).collect()
-    }
+/// The columns that tell a row of `table` apart in its images: its primary key, else
+/// its first unique key. Empty when it has neither: then its rows cannot be told
+/// apart, and a write into it cannot capture images ([`can_capture`]).
+pub fn image_key(table: &lockgate_core::Table) -> Vec<String> {
+    table.unique_keys().first().cloned().unwrap_or_default()
+}
+
+/// Whether writes into `table` can record row images (it has a primary or unique key).
+pub fn can_capture(table: &lockgate_core::Table) -> bool {
+    !image_key(table).is_empty()
 }
 
 /// Records the images of the staged rows passing `filter` that an update is about
@@ -1292,71 +1289,27 @@ async fn capture_updates(
     Ok(images.len())
 }
 
-/// Records the rows an insert returned, as one image row: each row's key and the
-/// fingerprint of the whole row as stored (the batch's values for the columns it
-/// gives, the returned values for the others). `returned` rows start with the key
-/// columns (`image_key`), then the columns the batch does not give.
-async fn capture_inserts(
-    conn: &mut Conn,
-    ctx: &BatchCtx<'_>,
-    returning: &[String],
-    returned: Vec<Vec<Value>>,
-) -> Result<(), DbError> {
+/// Records inserted rows, each given whole (every table column, in table order), as
+/// one image row: their keys and the fingerprints of the rows as stored.
+async fn capture_inserts(conn: &mut Conn, ctx: &BatchCtx<'_>, whole_rows: Vec<Vec<Value>>) -> Result<(), DbError> {
     let Some(capture) = &ctx.plan.capture else {
         return Ok(());
     };
-    if returned.is_empty() {
+    if whole_rows.is_empty() {
         return Ok(());
     }
-    let key_columns = image_key(ctx);
-    let nkey = key_columns.len();
-    // Returned keys are what the engine stored; batch rows are matched to them by
-    // the fingerprint of their key, which reads the same for both.
-    let pos: Vec<usize> = key_columns
-        .iter()
-        .filter_map(|k| ctx.columns.iter().position(|c| c == k))
-        .collect();
-    let mut by_key: HashMap<String, usize> = HashMap::with_capacity(ctx.rows.len());
-    for (i, row) in ctx.rows.iter().enumerate() {
-        let k: Vec<Value> = pos.iter().map(|&p| row.values[p].clone()).collect();
-        by_key.insert(lockgate_core::fingerprint(&k), i);
-    }
-    let table_columns: Vec<String> = ctx.plan.table.columns.iter().map(|c| c.name.clone()).collect();
-    // Where each table column's value comes from: the batch, or the returned row.
-    let source: Vec<(Option<usize>, Option<usize>)> = table_columns
-        .iter()
-        .map(|c| {
-            (
-                ctx.columns.iter().position(|g| g == c),
-                returning.iter().position(|r| r == c),
-            )
-        })
-        .collect();
+    let table = &ctx.plan.table;
+    let key_columns = image_key(table);
+    let key_pos: Vec<usize> = key_columns.iter().filter_map(|k| table.column_index(k)).collect();
     let mut rows = crate::versions::InsertedRows {
-        table: ctx.plan.table.name.to_string(),
-        key_columns: key_columns.clone(),
-        columns: table_columns,
+        table: table.name.to_string(),
+        key_columns,
+        columns: table.columns.iter().map(|c| c.name.clone()).collect(),
         ..Default::default()
     };
-    let mut whole = Vec::with_capacity(source.len());
-    for r in returned {
-        let key = &r[..nkey.min(r.len())];
-        let print = match by_key.get(&lockgate_core::fingerprint(key)) {
-            Some(&i) => {
-                whole.clear();
-                for (given, back) in &source {
-                    whole.push(match (given, back) {
-                        (Some(g), _) => ctx.rows[i].values[*g].clone(),
-                        (None, Some(b)) => r.get(*b).cloned().unwrap_or(Value::Null),
-                        (None, None) => Value::Null,
-                    });
-                }
-                lockgate_core::fingerprint(&whole)
-            }
-            None => String::new(),
-        };
-        rows.keys.push(key.iter().map(Value::to_json).collect());
-        rows.fingerprints.push(print);
+    for r in whole_rows {
+        rows.keys.push(key_pos.iter().map(|&p| r[p].to_json()).collect());
+        rows.fingerprints.push(lockgate_core::fingerprint(&r));
     }
     crate::versions::write_inserted(conn, &capture.module, &capture.version, &rows).await
 }
@@ -1383,10 +1336,9 @@ async fn capture_deletes(conn: &mut Conn, plan: &Plan, scope: &str, params: &[Va
         .map(|row| {
             let before: serde_json::Map<String, serde_json::Value> =
                 all.iter().cloned().zip(row.iter().map(Value::to_json)).collect();
-            let key = plan
-                .key
+            let key = image_key(&plan.table)
                 .iter()
-                .map(|k| (k.name.clone(), before.get(&k.name).cloned().unwrap_or_default()))
+                .map(|k| (k.clone(), before.get(k).cloned().unwrap_or_default()))
                 .collect();
             crate::versions::RowImage {
                 table: plan.table.name.to_string(),
@@ -1455,19 +1407,20 @@ async fn happy_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteRepo
         let outcome = conn.stream_rows(&plan.table.name, ctx.columns, ctx.rows).await?;
         report.inserted += outcome.written;
         if plan.capture.is_some() {
-            // Every row of the batch is in (a failing one fails the whole pass).
+            // Every row of the batch is in (a failing one fails the whole pass), and
+            // it gives every column (see `streams`): the rows are what it holds.
             let failed: HashSet<usize> = outcome.row_errors.iter().map(|(i, _)| *i).collect();
-            let key = image_key(ctx);
-            let pos: Vec<usize> = key
+            let pos: Vec<usize> = plan
+                .table
+                .columns
                 .iter()
-                .filter_map(|k| ctx.columns.iter().position(|c| c == k))
+                .filter_map(|c| ctx.columns.iter().position(|g| *g == c.name))
                 .collect();
-            let keys: Vec<Vec<Value>> = (0..ctx.rows.len())
+            let whole: Vec<Vec<Value>> = (0..ctx.rows.len())
                 .filter(|i| !failed.contains(i))
                 .map(|i| pos.iter().map(|&p| ctx.rows[i].values[p].clone()).collect())
                 .collect();
-            // The batch gives every column (see `streams`): the rows are what it holds.
-            capture_inserts(conn, ctx, &key, keys).await?;
+            capture_inserts(conn, ctx, whole).await?;
         }
         for (i, e) in &outcome.row_errors {
             report.failed.push(ctx.row_error(*i, e));

@@ -26,7 +26,9 @@ pub struct DumpOptions {
     pub tables: Vec<String>,
     /// Every table (with `tables`, these are added).
     pub all: bool,
-    /// With `all`: leave out Lockgate's own `lockgate_*` tables.
+    /// With `all`: leave out system tables. Lockgate's own `lockgate_*` tables are
+    /// never dumped (they describe this database, not its data); the flag is kept for
+    /// oe-migration's `excludeFrameworkTables`.
     pub exclude_system: bool,
     /// A folder (the version folder goes inside it) or a `.zip` file.
     pub out: PathBuf,
@@ -106,7 +108,9 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
     };
     if opts.all {
         for name in conn.list_tables().await? {
-            if opts.exclude_system && name.name.starts_with("lockgate_") {
+            // Lockgate's own tables describe this database (its versions, runs, row
+            // images), not its data: loading them elsewhere would corrupt that ledger.
+            if name.name.starts_with("lockgate_") {
                 continue;
             }
             if let Some(t) = conn.describe(&name).await? {
@@ -120,9 +124,15 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
             .find_table(name)
             .await
             .map_err(|e| MigrateError::Input(format!("cannot dump {name:?}: {e}")))?;
+        if t.name.name.starts_with("lockgate_") {
+            return Err(MigrateError::Input(format!(
+                "{} is one of Lockgate's own tables: they describe this database and are not dumped",
+                t.name
+            )));
+        }
         add(t, &mut tables);
     }
-    let tables = parents_first(tables);
+    let tables = lockgate_core::table::parents_first(tables);
     for t in &tables {
         if t.primary_key.is_empty() {
             return Err(MigrateError::Input(format!(
@@ -306,24 +316,6 @@ fn default_value(sql: &str) -> Option<serde_json::Value> {
     serde_json::from_str::<serde_json::Number>(number)
         .ok()
         .map(serde_json::Value::Number)
-}
-
-/// Orders tables so that each comes after the tables its foreign keys reference
-/// (cycles keep their given order).
-fn parents_first(mut tables: Vec<Table>) -> Vec<Table> {
-    tables.sort_by_key(|t| t.name.to_string());
-    let mut out: Vec<Table> = Vec::new();
-    while !tables.is_empty() {
-        let ready = tables.iter().position(|t| {
-            t.foreign_keys.iter().all(|fk| {
-                fk.references.name == t.name.name
-                    || out.iter().any(|o| o.name.name == fk.references.name)
-                    || !tables.iter().any(|o| o.name.name == fk.references.name)
-            })
-        });
-        out.push(tables.remove(ready.unwrap_or(0)));
-    }
-    out
 }
 
 /// Streams a table into a JSON array file, one object per row.

@@ -477,6 +477,7 @@ pub async fn migrate(
             models: shared_models,
             progress: progress.as_ref(),
             run_id,
+            irreversible: Vec::new(),
         };
         let mut report = MigrateReport {
             old_version: old_version.clone(),
@@ -597,13 +598,28 @@ async fn check_pending(
         }
         for step in steps(&p.manifest) {
             match step {
-                Step::Script { file, label, .. } => {
-                    p.dir.resolve(&file, &label)?;
+                Step::Script { file, label, kind, .. } => {
+                    let path = p.dir.resolve(&file, &label)?;
+                    if kind == ScriptKind::Sql {
+                        let sql = std::fs::read_to_string(&path)
+                            .map_err(|e| MigrateError::Input(format!("{}: {e}", path.display())))?;
+                        if let Some(why) = lockgate_db::sqltext::transaction_breaker(conn.engine(), &sql) {
+                            return Err(MigrateError::Input(format!(
+                                "{meta}: {label}: {}: {why}",
+                                path.display()
+                            )));
+                        }
+                    }
                 }
                 Step::Data(f) => {
                     let label = format!("files[{}]", f.index);
                     let path = p.dir.resolve(&f.file, &label)?;
                     let model = f.model.clone().unwrap_or_default();
+                    if model.to_ascii_lowercase().starts_with("lockgate_") {
+                        return Err(MigrateError::Input(format!(
+                            "{meta}: {label}: {model} is one of Lockgate's own tables (its ledger): a migration cannot write it"
+                        )));
+                    }
                     if !known(conn, &models, &model).await? {
                         return Err(MigrateError::Input(format!(
                             "{meta}: {label}: table {model:?} does not exist and no definition (models/ or ddl/) creates it: create the table or add a definition"
@@ -683,6 +699,9 @@ struct Run<'a> {
     models: Models,
     progress: Option<&'a mpsc::UnboundedSender<Progress>>,
     run_id: Option<i64>,
+    /// What the current version changed that its row images cannot undo (a table
+    /// whose rows cannot be told apart): recorded with the version, like its scripts.
+    irreversible: Vec<String>,
 }
 
 /// Why a version's part stopped.
@@ -726,6 +745,7 @@ impl Run<'_> {
             error: None,
         };
         let mut logs = Vec::new();
+        self.irreversible.clear();
         let result = self.apply_parts(p, &mut vr, &mut logs).await;
         let error = match result {
             Ok(PartEnd::Done) => {
@@ -739,7 +759,10 @@ impl Run<'_> {
             Ok(PartEnd::Failed) => {
                 vr.status = VersionStatus::Failed;
                 let n = vr.failures.iter().filter(|f| !f.skipped).count();
-                let msg = format!("version {version} failed: {n} record(s) failed; nothing of it was kept");
+                let mut msg = format!("version {version} failed: {n} record(s) failed; nothing of its data was kept");
+                if self.conn.engine() == Engine::Mysql && !vr.schema_changes.is_empty() && !self.opts.dry_run {
+                    msg.push_str(" (on MariaDB its schema changes above stay: MariaDB commits DDL at once)");
+                }
                 vr.error = Some(msg.clone());
                 logs.push(self.log(&version, "ERROR", serde_json::json!({ "message": msg })));
                 None
@@ -796,6 +819,25 @@ impl Run<'_> {
         if engine == Engine::Mysql {
             let changes = self.schema_changes(p).await.map_err(|e| (e, 0))?;
             vr.schema_changes = changes.iter().map(|c| c.to_string()).collect();
+            // What DDL loses cannot come back if the data then fails: such a change
+            // must be a version of its own on MariaDB.
+            let writes_data = all
+                .iter()
+                .any(|s| matches!(s, Step::Data(_) | Step::Clear | Step::Script { .. }));
+            if let Some(c) = changes
+                .iter()
+                .find(|c| matches!(c, SchemaChange::DropColumn { .. } | SchemaChange::AlterColumn { .. }))
+            {
+                if writes_data {
+                    return Err((
+                        MigrateError::Input(format!(
+                            "{}: on MariaDB, \"{c}\" cannot share a version with data or scripts: MariaDB commits schema changes at once, so a failed load could not undo it; move the definition change into a version of its own",
+                            p.manifest.path.display()
+                        )),
+                        0,
+                    ));
+                }
+            }
             if dry {
                 for c in &changes {
                     deferred_tables.insert(change_table(c).to_lowercase());
@@ -902,7 +944,7 @@ impl Run<'_> {
                         status: if last { "applied".into() } else { "partial".into() },
                         checksum: p.checksum.clone(),
                         parts_done: part + 1,
-                        scripts: scripts_run.clone(),
+                        scripts: scripts_run.iter().chain(&self.irreversible).cloned().collect(),
                         run_id: self.run_id,
                         applied_at: String::new(),
                     };
@@ -1001,6 +1043,29 @@ impl Run<'_> {
         }
     }
 
+    /// Where a write into `table` records its row images; `None` in a dry run, and
+    /// for a table whose rows cannot be told apart (no primary or unique key), which
+    /// is then noted as something a rollback cannot undo.
+    fn capture_for(&mut self, table: &Table, version: &str) -> Option<Capture> {
+        if self.opts.dry_run {
+            return None;
+        }
+        if !writer::can_capture(table) {
+            let why = format!(
+                "table {} (no primary or unique key: its rows cannot be told apart)",
+                table.name
+            );
+            if !self.irreversible.contains(&why) {
+                self.irreversible.push(why);
+            }
+            return None;
+        }
+        Some(Capture {
+            module: self.opts.module.clone(),
+            version: version.into(),
+        })
+    }
+
     fn file_policy(&self, p: &Pending, entry: &FileEntry) -> OnError {
         policy(entry.on_error)
             .or(policy(p.manifest.on_error))
@@ -1076,6 +1141,25 @@ impl Run<'_> {
             } else {
                 Vec::new()
             };
+            // A multi-tenant table no file of this version loads: the tenants of its
+            // contexts (never every tenant's rows because none was named).
+            let tenants = if multi && tenants.is_empty() {
+                p.manifest
+                    .contexts
+                    .keys()
+                    .filter_map(|c| tenant_of(&p.manifest, Some(c)))
+                    .collect()
+            } else {
+                tenants
+            };
+            if multi && tenants.is_empty() {
+                return Err(MigrateError::Input(format!(
+                    "{}: clearTables names the multi-tenant table {}, but the version has no context to say whose rows: add a context",
+                    p.manifest.path.display(),
+                    table.name
+                )));
+            }
+            let capture = if dry { None } else { self.capture_for(&table, version) };
             let deleted = clear_table(
                 self.conn,
                 &table,
@@ -1084,10 +1168,7 @@ impl Run<'_> {
                 } else {
                     Some((&tenant_column, &tenants))
                 },
-                (!dry).then(|| Capture {
-                    module: self.opts.module.clone(),
-                    version: version.into(),
-                }),
+                capture,
             )
             .await?;
             out.push(StepReport {
@@ -1242,10 +1323,7 @@ impl Run<'_> {
                 OnError::Skip
             },
             nested: true,
-            capture: (!self.opts.dry_run).then(|| Capture {
-                module: self.opts.module.clone(),
-                version: version.into(),
-            }),
+            capture: self.capture_for(&table, version),
             scope,
             ..WriteConfig::default()
         };
@@ -1350,11 +1428,7 @@ async fn clear_table(
     if let Some(capture) = capture {
         // The images of the rows about to go, a page at a time (in key order) when the
         // table has a primary key; pages of a tenant's rows are filtered here.
-        let key: Vec<String> = if table.primary_key.is_empty() {
-            table.columns.iter().map(|c| c.name.clone()).collect()
-        } else {
-            table.primary_key.clone()
-        };
+        let key = writer::image_key(table);
         let tenant = tenants.map(|(col, list)| {
             let pos = table.column_index(col);
             (pos, list.iter().map(|t| Value::Text(t.clone())).collect::<Vec<_>>())

@@ -11,7 +11,7 @@
 use crate::source::Validation;
 use lockgate_bundle::{ModelDef, PropType, PropertyDef};
 use lockgate_core::{Kind, Table, TableName};
-use lockgate_db::schema::{ColumnSpec, SchemaChange, TableSpec};
+use lockgate_db::schema::{ColumnSpec, KeptAttributes, SchemaChange, TableSpec};
 
 /// The kind a property's type gives a new column.
 pub(crate) fn kind_of(p: &PropertyDef) -> Kind {
@@ -72,6 +72,7 @@ fn column_spec(model: &ModelDef, p: &PropertyDef) -> Result<ColumnSpec, String> 
         data_type: p.data_type.clone(),
         nullable: !p.required,
         default,
+        kept: None,
     })
 }
 
@@ -86,6 +87,7 @@ fn tenant_spec(tenant_column: &str) -> ColumnSpec {
         data_type: None,
         nullable: false,
         default: None,
+        kept: None,
     }
 }
 
@@ -176,6 +178,10 @@ pub(crate) fn changes(
                                 name: col.name.clone(),
                                 nullable: col.nullable,
                                 default: None,
+                                kept: Some(KeptAttributes {
+                                    default_sql: col.default.clone(),
+                                    collation: col.collation.clone(),
+                                }),
                                 ..spec
                             },
                         });

@@ -165,7 +165,7 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, 
         .collect();
     if !scripts.is_empty() && !opts.ignore_scripts {
         return Err(MigrateError::Input(format!(
-            "the versions to undo ran scripts whose changes lockgate cannot put back ({}): undo them by hand and pass --ignore-scripts",
+            "the versions to undo made changes lockgate cannot put back ({}): undo those by hand, then pass --ignore-scripts to put back the rest",
             scripts.join(", ")
         )));
     }
@@ -268,11 +268,14 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, 
     report.restored = 0;
     conn.begin().await?;
     let applied = async {
-        for (name, rows) in &by_table {
-            let table = &tables[name];
-            let (deleted, restored) = restore_table(conn, table, rows).await?;
-            report.deleted += deleted;
-            report.restored += restored;
+        // Rows the versions inserted go first, children before parents; then rows
+        // come back, parents before children, so foreign keys hold at every step.
+        let order = lockgate_core::table::parents_first(tables.values().cloned().collect());
+        for table in order.iter().rev() {
+            report.deleted += delete_inserted(conn, table, &by_table[&table.name.to_string()]).await?;
+        }
+        for table in &order {
+            report.restored += put_back(conn, table, &by_table[&table.name.to_string()]).await?;
         }
         versions::forget_versions(conn, &opts.module, &undo).await?;
         versions::set_module_version(conn, &opts.module, &opts.to.to_string()).await?;
@@ -410,9 +413,8 @@ fn key_condition<'a>(
     Ok((ors.join(" OR "), params))
 }
 
-/// Deletes the rows the versions inserted and puts back the rest; returns
-/// (deleted, restored).
-async fn restore_table(conn: &mut Conn, table: &Table, rows: &[&Net]) -> Result<(u64, u64), MigrateError> {
+/// Deletes the rows the versions inserted (that were not there before).
+async fn delete_inserted(conn: &mut Conn, table: &Table, rows: &[&Net]) -> Result<u64, MigrateError> {
     let d = conn.dialect();
     let mut deleted = 0;
     let gone: Vec<&&Net> = rows.iter().filter(|n| n.before.is_none()).collect();
@@ -420,11 +422,22 @@ async fn restore_table(conn: &mut Conn, table: &Table, rows: &[&Net]) -> Result<
         let (cond, params) = key_condition(conn, table, chunk.iter().map(|n| &n.key))?;
         deleted += conn
             .execute(&format!("DELETE FROM {} WHERE {cond}", d.table(&table.name)), &params)
-            .await?;
+            .await
+            .map_err(|e| {
+                MigrateError::Input(format!(
+                    "cannot delete the rows the migration inserted into {}: {e}; rows added since refer to them: delete or re-point those first",
+                    table.name
+                ))
+            })?;
     }
+    Ok(deleted)
+}
+
+/// Puts back the rows the versions updated or deleted, as they were before.
+async fn put_back(conn: &mut Conn, table: &Table, rows: &[&Net]) -> Result<u64, MigrateError> {
     let back: Vec<&&Net> = rows.iter().filter(|n| n.before.is_some()).collect();
     if back.is_empty() {
-        return Ok((deleted, 0));
+        return Ok(0);
     }
     // Rows go back through the writer (upsert by the images' key) in batches of
     // the columns that still exist.
@@ -477,7 +490,7 @@ async fn restore_table(conn: &mut Conn, table: &Table, rows: &[&Net]) -> Result<
             table.name
         )));
     }
-    Ok((deleted, report.inserted + report.updated + report.unchanged))
+    Ok(report.inserted + report.updated + report.unchanged)
 }
 
 /// Batches held in memory (the rows a rollback puts back).
