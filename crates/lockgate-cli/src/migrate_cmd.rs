@@ -429,6 +429,11 @@ pub fn status_text(r: &StatusReport) -> String {
             }
         ));
     }
+    for v in &r.skipped {
+        out.push_str(&format!(
+            "  {v} never applied: it is older than the current version, so migrate skips it (apply it with --force --from {v} --to {v})\n"
+        ));
+    }
     match &r.folder {
         Some(f) if r.pending.is_empty() => out.push_str(&format!("nothing pending in {f}\n")),
         Some(f) => out.push_str(&format!("pending in {f}: {}\n", r.pending.join(", "))),

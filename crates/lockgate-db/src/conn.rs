@@ -157,6 +157,21 @@ impl Conn {
         }
     }
 
+    /// Starts a read-only transaction that sees one consistent snapshot of the whole
+    /// database (a dump of several tables then never holds a child without its
+    /// parent): REPEATABLE READ on PostgreSQL, a consistent snapshot on MariaDB, a
+    /// deferred transaction on SQLite (its reads share one snapshot).
+    pub async fn begin_snapshot(&mut self) -> Result<(), DbError> {
+        match self {
+            Conn::Mysql(_) => {
+                self.batch("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                    .await
+            }
+            Conn::Sqlite(_) => self.batch("BEGIN DEFERRED").await,
+            Conn::Postgres(_) => self.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await,
+        }
+    }
+
     /// Commits the transaction.
     pub async fn commit(&mut self) -> Result<(), DbError> {
         self.batch("COMMIT").await

@@ -11,7 +11,6 @@
 use crate::migrate::MigrateError;
 use lockgate_bundle::{FileEntry, Manifest, Version};
 use lockgate_core::Table;
-use lockgate_db::ledger::Ledger;
 use lockgate_db::read::TableReader;
 use lockgate_db::versions;
 use lockgate_db::{Conn, DbUrl};
@@ -90,14 +89,15 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
     let version = match opts.version {
         Some(v) => v,
         None => {
-            let mut ledger = Ledger::open(url).await?;
-            match versions::module_version(ledger.conn(), &opts.module).await? {
-                Some(v) => v
-                    .parse::<Version>()
-                    .map(|v| v.bump_patch())
-                    .unwrap_or(Version::new(1, 0, 0)),
-                None => Version::new(1, 0, 0),
-            }
+            // Read the ledger only if there is one: a dump writes nothing to the database.
+            let current = if conn.lookup_table("lockgate_modules").await?.is_some() {
+                versions::module_version(&mut conn, &opts.module).await?
+            } else {
+                None
+            };
+            current
+                .and_then(|v| v.parse::<Version>().ok())
+                .map_or(Version::new(1, 0, 0), |v| v.bump_patch())
         }
     };
     let mut tables: Vec<Table> = Vec::new();
@@ -180,6 +180,8 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
         seconds: 0.0,
     };
     let mut used_names: Vec<String> = Vec::new();
+    // Every table from one snapshot, so that the dump is consistent across tables.
+    conn.begin_snapshot().await?;
     for (i, t) in tables.iter().enumerate() {
         let file_name = unique_file_name(&t.name.name, &mut used_names);
         let rel = format!("default/{file_name}");
@@ -195,6 +197,7 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
             rows,
         });
     }
+    conn.rollback().await?;
     let meta = vdir.join("meta.json");
     std::fs::write(&meta, manifest.to_json_pretty()).map_err(|e| io_error(&meta, e))?;
     if zip {

@@ -60,6 +60,15 @@ fn migrate_status_log_rollback_read_well() {
     assert_eq!(s["pending"], serde_json::json!([]));
     assert_eq!(s["changed"], serde_json::json!([]));
 
+    // A version added below the current one is never applied by migrate: status says so.
+    std::fs::create_dir(Path::new(&folder).join("1.5.0")).unwrap();
+    std::fs::write(Path::new(&folder).join("1.5.0/meta.json"), "{}").unwrap();
+    let out = lockgate(&["status", "--db", &db, "--dir", &folder, "--json"], dir.path());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["skipped"], serde_json::json!(["1.5.0"]));
+    assert_eq!(s["pending"], serde_json::json!([]));
+    std::fs::remove_dir_all(Path::new(&folder).join("1.5.0")).unwrap();
+
     // A changed file shows in status.
     std::fs::write(
         Path::new(&folder).join("1.1.0/default/credit.json"),

@@ -50,6 +50,10 @@ pub struct StatusReport {
     pub partial: Vec<String>,
     /// Applied versions the folder no longer has.
     pub missing: Vec<String>,
+    /// Folder versions never applied but older than the current version (added
+    /// after a later version ran): `migrate` skips them; `--force --from V --to V`
+    /// applies one.
+    pub skipped: Vec<String>,
     /// The folder compared with.
     pub folder: Option<String>,
 }
@@ -74,6 +78,7 @@ pub async fn status(url: &DbUrl, opts: &StatusOptions) -> Result<StatusReport, M
         pending: Vec::new(),
         changed: Vec::new(),
         missing: Vec::new(),
+        skipped: Vec::new(),
         folder: None,
     };
     if opts.dir.is_none() && opts.zip.is_none() {
@@ -92,7 +97,7 @@ pub async fn status(url: &DbUrl, opts: &StatusOptions) -> Result<StatusReport, M
             Some(a) if a.checksum != v.checksum()? => report.changed.push(name),
             Some(_) => {}
             None if current.is_none_or(|c| v.version > c) => report.pending.push(name),
-            None => {}
+            None => report.skipped.push(name),
         }
     }
     for a in &report.applied {
