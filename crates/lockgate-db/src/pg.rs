@@ -529,7 +529,8 @@ impl PgConn {
             .client
             .query(
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, t.typtype = 'e', \
-                 NOT a.attnotnull, pg_get_expr(d.adbin, d.adrelid), (a.attidentity <> '' OR a.attgenerated <> '') \
+                 NOT a.attnotnull, pg_get_expr(d.adbin, d.adrelid), (a.attidentity <> '' OR a.attgenerated <> ''), \
+                 (SELECT c.collname::text FROM pg_collation c WHERE c.oid = a.attcollation AND a.attcollation <> t.typcollation) \
                  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
                  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
@@ -548,7 +549,8 @@ impl PgConn {
                     kind: types::pg_kind(r.get::<_, &str>(2), r.get::<_, &str>(1), r.get(3)),
                     nullable: r.get(4),
                     auto: auto || default.as_deref().is_some_and(|d| d.starts_with("nextval(")),
-                    collation: None,
+                    // Only a collation other than the type's default.
+                    collation: r.get(7),
                     default,
                 }
             })

@@ -1104,6 +1104,7 @@ fn stage_type(d: Dialect, c: &lockgate_core::Column) -> String {
         (Some(collation), Engine::Mysql) if collation.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
             format!("{} COLLATE {collation}", c.data_type)
         }
+        (Some(collation), Engine::Postgres) => format!("{} COLLATE {}", c.data_type, d.quote(collation)),
         _ => c.data_type.clone(),
     }
 }
@@ -1199,6 +1200,28 @@ async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<Appl
         }
         _ => Some(plan.key.as_slice()),
     };
+    // MariaDB's strict mode fails an INSERT … SELECT that leaves out a NOT NULL column
+    // without a default even when it selects no row: when every staged row exists
+    // already (an update by another key), there is nothing to insert, so do not.
+    let lacks_required = plan
+        .table
+        .columns
+        .iter()
+        .any(|c| !c.nullable && c.default.is_none() && !c.auto && !cols.contains(&c.name));
+    if d.0 == Engine::Mysql && lacks_required {
+        if let Some(key) = missing_key {
+            let sql = format!(
+                "SELECT 1 FROM {} s WHERE {filter} AND NOT EXISTS (SELECT 1 FROM {} t WHERE {}) LIMIT 1",
+                d.quote(STAGE),
+                d.table(&plan.table.name),
+                d.key_match("t", "s", key)
+            );
+            if conn.query(&sql, &[], None).await?.is_empty() {
+                out.unchanged = count_good(conn, d, filter).await?.saturating_sub(out.updated);
+                return Ok(out);
+            }
+        }
+    }
     if capture {
         // Every column as stored (defaults and generated keys included), for the
         // image's key and the fingerprint of the whole row.
@@ -1240,10 +1263,19 @@ fn streams(plan: &Plan, columns: &[String]) -> bool {
 }
 
 /// The columns that tell a row of `table` apart in its images: its primary key, else
-/// its first unique key. Empty when it has neither: then its rows cannot be told
+/// its first unique key over NOT NULL columns. Empty when it has neither: then its rows cannot be told
 /// apart, and a write into it cannot capture images ([`can_capture`]).
 pub fn image_key(table: &lockgate_core::Table) -> Vec<String> {
-    table.unique_keys().first().cloned().unwrap_or_default()
+    if !table.primary_key.is_empty() {
+        return table.primary_key.clone();
+    }
+    // A unique key with a nullable column does not tell rows apart: NULLs repeat.
+    table
+        .unique_keys()
+        .iter()
+        .find(|k| k.iter().all(|c| table.column(c).is_some_and(|c| !c.nullable)))
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Whether writes into `table` can record row images (it has a primary or unique key).

@@ -424,7 +424,15 @@ pub async fn migrate(
     let base = &source.base;
     let mut shared_models = Models::default();
     for f in base.model_files()? {
-        shared_models.add(read_model(&f)?);
+        let m = read_model(&f)?;
+        if m.table_name().to_ascii_lowercase().starts_with("lockgate_") {
+            return Err(MigrateError::Input(format!(
+                "{}: {} is one of Lockgate's own tables (its ledger): a definition cannot change it",
+                f.display(),
+                m.table_name()
+            )));
+        }
+        shared_models.add(m);
     }
 
     let mut conn = Conn::connect(url).await?;
@@ -587,8 +595,22 @@ async fn check_pending(
             models.add(m.clone());
         }
         let meta = p.manifest.path.display().to_string();
+        for m in &p.ddl {
+            if m.table_name().to_ascii_lowercase().starts_with("lockgate_") {
+                return Err(MigrateError::Input(format!(
+                    "{}: {} is one of Lockgate's own tables (its ledger): a definition cannot change it",
+                    m.path.display(),
+                    m.table_name()
+                )));
+            }
+        }
         if let ClearTables::Tables(list) = &p.manifest.clear_tables {
             for t in list {
+                if t.to_ascii_lowercase().starts_with("lockgate_") {
+                    return Err(MigrateError::Input(format!(
+                        "{meta}: clearTables names {t}, one of Lockgate's own tables (its ledger): a migration cannot clear it"
+                    )));
+                }
                 if !known(conn, &models, t).await? {
                     return Err(MigrateError::Input(format!(
                         "{meta}: clearTables names table {t:?}, which does not exist and has no definition: fix the name"
@@ -824,14 +846,16 @@ impl Run<'_> {
             let writes_data = all
                 .iter()
                 .any(|s| matches!(s, Step::Data(_) | Step::Clear | Step::Script { .. }));
-            if let Some(c) = changes
-                .iter()
-                .find(|c| matches!(c, SchemaChange::DropColumn { .. } | SchemaChange::AlterColumn { .. }))
-            {
+            if let Some(c) = changes.iter().find(|c| match c {
+                SchemaChange::DropColumn { .. } => true,
+                // A widening keeps what the column had (`kept`); a retype may not.
+                SchemaChange::AlterColumn { column, .. } => column.kept.is_none(),
+                _ => false,
+            }) {
                 if writes_data {
                     return Err((
                         MigrateError::Input(format!(
-                            "{}: on MariaDB, \"{c}\" cannot share a version with data or scripts: MariaDB commits schema changes at once, so a failed load could not undo it; move the definition change into a version of its own",
+                            "{}: on MariaDB, \"{c}\" cannot share a version with data or scripts: MariaDB commits schema changes at once, so a failed load could not undo it; move the definition change into a version of its own (the versions before this one stay applied)",
                             p.manifest.path.display()
                         )),
                         0,

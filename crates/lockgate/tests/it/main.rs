@@ -6,4 +6,5 @@ mod bad_input;
 mod dump;
 mod load;
 mod migrate;
+mod review;
 mod support;

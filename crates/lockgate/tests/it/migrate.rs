@@ -22,19 +22,19 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------
 
 /// A `db/` folder in a temporary folder, written file by file.
-struct Bundle {
+pub(crate) struct Bundle {
     tmp: tempfile::TempDir,
 }
 
 impl Bundle {
-    fn new() -> Bundle {
+    pub(crate) fn new() -> Bundle {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("db")).unwrap();
         Bundle { tmp }
     }
 
     /// The `db/` folder.
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.tmp.path().join("db")
     }
 
@@ -44,7 +44,7 @@ impl Bundle {
     }
 
     /// Writes `db/{rel}`, creating its folders.
-    fn put(&self, rel: &str, body: impl AsRef<[u8]>) -> &Bundle {
+    pub(crate) fn put(&self, rel: &str, body: impl AsRef<[u8]>) -> &Bundle {
         let path = self.root().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, body).unwrap();
@@ -52,12 +52,12 @@ impl Bundle {
     }
 
     /// Writes `db/{rel}` as JSON.
-    fn json(&self, rel: &str, value: Json) -> &Bundle {
+    pub(crate) fn json(&self, rel: &str, value: Json) -> &Bundle {
         self.put(rel, serde_json::to_string_pretty(&value).unwrap())
     }
 
     /// Options for this folder: short script and lock timeouts.
-    fn opts(&self) -> MigrateOptions {
+    pub(crate) fn opts(&self) -> MigrateOptions {
         MigrateOptions {
             dir: self.root(),
             script_timeout: Duration::from_secs(2),
@@ -68,7 +68,7 @@ impl Bundle {
 }
 
 /// The contexts every meta.json here uses.
-fn contexts() -> Json {
+pub(crate) fn contexts() -> Json {
     json!({
         "/default": {"id": 0, "tenantId": "/default", "remoteUser": "defaultuser"},
         "/default/t1": {"id": 1, "tenantId": "/default/t1", "remoteUser": "t1user"}
@@ -76,24 +76,24 @@ fn contexts() -> Json {
 }
 
 /// A meta.json with the usual contexts and these entries.
-fn meta(files: Json) -> Json {
+pub(crate) fn meta(files: Json) -> Json {
     json!({"contexts": contexts(), "files": files})
 }
 
 /// A data entry in context `/default`.
-fn entry(model: &str, file: &str) -> Json {
+pub(crate) fn entry(model: &str, file: &str) -> Json {
     json!({"model": model, "file": file, "ctxId": "/default"})
 }
 
 /// A data entry with extra keys.
-fn entry_with(model: &str, file: &str, extra: Json) -> Json {
+pub(crate) fn entry_with(model: &str, file: &str, extra: Json) -> Json {
     let mut e = entry(model, file);
     e.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     e
 }
 
 /// `item`: id, name (required, at most 50), qty.
-const ITEM_MODEL: &str = r#"{"name": "item", "properties": {
+pub(crate) const ITEM_MODEL: &str = r#"{"name": "item", "properties": {
   "id": {"type": "integer", "id": true},
   "name": {"type": "string", "required": true, "max": 50},
   "qty": "integer"}}"#;
@@ -104,11 +104,11 @@ const TAG_MODEL: &str = r#"{"name": "tag", "properties": {
   "label": {"type": "string", "max": 50}}}"#;
 
 /// The rows of version 1.0.0 of [`item_bundle`].
-const BASE_ITEMS: [&str; 3] = ["1|a|1", "2|b|2", "3|c|3"];
+pub(crate) const BASE_ITEMS: [&str; 3] = ["1|a|1", "2|b|2", "3|c|3"];
 const BASE_TAGS: [&str; 2] = ["1|red", "2|blue"];
 
 /// `models/` with item and tag, and version 1.0.0 loading three items and two tags.
-fn item_bundle() -> Bundle {
+pub(crate) fn item_bundle() -> Bundle {
     let b = Bundle::new();
     b.put("models/item.json", ITEM_MODEL)
         .put("models/tag.json", TAG_MODEL)
@@ -183,14 +183,18 @@ fn make_zip(path: &Path, entries: &[ZipEntry<'_>]) {
 // Running and observing
 // ---------------------------------------------------------------------------
 
-async fn run(db: &TestDb, b: &Bundle, tweak: impl FnOnce(&mut MigrateOptions)) -> Result<MigrateReport, MigrateError> {
+pub(crate) async fn run(
+    db: &TestDb,
+    b: &Bundle,
+    tweak: impl FnOnce(&mut MigrateOptions),
+) -> Result<MigrateReport, MigrateError> {
     let mut opts = b.opts();
     tweak(&mut opts);
     lockgate::migrate(&db.url, &opts, None).await
 }
 
 /// Runs and expects a report (not an error).
-async fn run_ok(db: &TestDb, b: &Bundle, tweak: impl FnOnce(&mut MigrateOptions)) -> MigrateReport {
+pub(crate) async fn run_ok(db: &TestDb, b: &Bundle, tweak: impl FnOnce(&mut MigrateOptions)) -> MigrateReport {
     let engine = db.url.engine;
     run(db, b, tweak)
         .await
@@ -212,14 +216,14 @@ async fn status(db: &TestDb, b: &Bundle) -> StatusReport {
 /// What a test compares to say "nothing changed": the module's version, the
 /// versions the ledger knows (with their status) and every table's rows.
 #[derive(Debug, PartialEq)]
-struct Snapshot {
-    version: Option<String>,
-    applied: Vec<String>,
-    tables: Vec<(String, Option<Vec<String>>)>,
+pub(crate) struct Snapshot {
+    pub(crate) version: Option<String>,
+    pub(crate) applied: Vec<String>,
+    pub(crate) tables: Vec<(String, Option<Vec<String>>)>,
 }
 
 impl Snapshot {
-    fn table(&self, name: &str) -> Vec<String> {
+    pub(crate) fn table(&self, name: &str) -> Vec<String> {
         self.tables
             .iter()
             .find(|(t, _)| t == name)
@@ -228,7 +232,7 @@ impl Snapshot {
     }
 }
 
-async fn snapshot(db: &TestDb, tables: &[&str]) -> Snapshot {
+pub(crate) async fn snapshot(db: &TestDb, tables: &[&str]) -> Snapshot {
     let mut ledger = Ledger::open(&db.url).await.unwrap();
     let conn = ledger.conn();
     let version = versions::module_version(conn, "./").await.unwrap();
@@ -265,11 +269,11 @@ async fn logs(db: &TestDb, version: &str, types: &[&str]) -> Vec<LogEntry> {
     .unwrap()
 }
 
-fn strings(list: &[&str]) -> Vec<String> {
+pub(crate) fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn versions_of(list: &[&str]) -> Option<Vec<String>> {
+pub(crate) fn versions_of(list: &[&str]) -> Option<Vec<String>> {
     Some(strings(list))
 }
 
@@ -285,7 +289,7 @@ fn counts(s: &StepReport) -> (String, u64, u64, u64, u64, u64) {
     )
 }
 
-fn json_text(v: &Json) -> String {
+pub(crate) fn json_text(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
         other => other.to_string(),
