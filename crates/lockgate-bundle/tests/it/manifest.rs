@@ -425,20 +425,7 @@ fn errors_name_the_file_the_place_and_the_entry() {
             r#"db/1.0.0/meta.json: files[0]: ctxId "/default" names no context: "contexts" is empty or missing: add it to "contexts""#,
         ),
     ];
-    let mut failures = Vec::new();
-    for (text, expect) in &cases {
-        let actual = match parse_manifest(Path::new(META), text) {
-            Ok(_) => "ok".to_owned(),
-            Err(error) => {
-                assert!(error.is_invalid(), "{error}");
-                error.to_string()
-            }
-        };
-        if actual != *expect {
-            failures.push(format!("input:    {text}\nexpected: {expect}\nactual:   {actual}\n"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    crate::support::check_errors(&cases, |text| parse_manifest(Path::new(META), text), |e| e.is_invalid());
 }
 
 #[test]

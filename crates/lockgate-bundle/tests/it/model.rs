@@ -290,20 +290,7 @@ fn errors_name_the_file_the_place_and_the_property() {
             format!(r#"db/1.0.0/ddl/customer.json:3:24: property "a": unknown type "strin": use {TYPES}"#),
         ),
     ];
-    let mut failures = Vec::new();
-    for (text, expect) in &cases {
-        let actual = match parse_model(Path::new(DDL), text) {
-            Ok(_) => "ok".to_owned(),
-            Err(error) => {
-                assert!(error.is_invalid(), "{error}");
-                error.to_string()
-            }
-        };
-        if actual != *expect {
-            failures.push(format!("input:    {text}\nexpected: {expect}\nactual:   {actual}\n"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    crate::support::check_errors(&cases, |text| parse_model(Path::new(DDL), text), |e| e.is_invalid());
 }
 
 #[test]

@@ -101,3 +101,27 @@ impl<R: Read> Read for OneByteReader<R> {
         }
     }
 }
+
+/// Runs a parser over `(input, expected message or "ok")` cases and fails once,
+/// listing every case whose outcome differs.
+pub fn check_errors<T, E: std::fmt::Display, A: AsRef<str>, B: AsRef<str>>(
+    cases: &[(A, B)],
+    parse: impl Fn(&str) -> Result<T, E>,
+    is_invalid: impl Fn(&E) -> bool,
+) {
+    let mut failures = Vec::new();
+    for (text, expect) in cases {
+        let (text, expect) = (text.as_ref(), expect.as_ref());
+        let actual = match parse(text) {
+            Ok(_) => "ok".to_owned(),
+            Err(error) => {
+                assert!(is_invalid(&error), "{error}");
+                error.to_string()
+            }
+        };
+        if actual != expect {
+            failures.push(format!("input:    {text}\nexpected: {expect}\nactual:   {actual}\n"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
