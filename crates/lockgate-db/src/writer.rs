@@ -1351,38 +1351,77 @@ async fn capture_deletes(conn: &mut Conn, plan: &Plan, scope: &str, params: &[Va
     let Some(capture) = &plan.capture else {
         return Ok(());
     };
+    // A page at a time in key order (keyset pagination), so that memory stays
+    // bounded by the page however many rows the sync deletes.
+    const PAGE: usize = 5_000;
     let d = plan.dialect;
     let all: Vec<String> = plan.table.columns.iter().map(|c| c.name.clone()).collect();
     let kinds: Vec<lockgate_core::Kind> = plan.table.columns.iter().map(|c| c.kind.clone()).collect();
-    let sql = format!(
-        "SELECT {} FROM {} t WHERE ({scope}) AND NOT EXISTS (SELECT 1 FROM {} k WHERE {})",
-        d.columns(Some("t"), &all),
-        d.table(&plan.table.name),
-        d.quote(KEYS),
-        d.key_match("t", "k", &plan.key)
-    );
-    let images: Vec<crate::versions::RowImage> = conn
-        .query(&sql, params, Some(&kinds))
-        .await?
-        .into_iter()
-        .map(|row| {
-            let before: serde_json::Map<String, serde_json::Value> =
-                all.iter().cloned().zip(row.iter().map(Value::to_json)).collect();
-            let key = image_key(&plan.table)
-                .iter()
-                .map(|k| (k.clone(), before.get(k).cloned().unwrap_or_default()))
-                .collect();
-            crate::versions::RowImage {
-                table: plan.table.name.to_string(),
-                op: 'd',
-                key,
-                before: Some(before),
-                after: None,
-                after_fingerprint: None,
+    let key = image_key(&plan.table);
+    let key_pos: Vec<usize> = key.iter().filter_map(|k| all.iter().position(|c| c == k)).collect();
+    let order = key
+        .iter()
+        .map(|k| format!("t.{}", d.quote(k)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut last: Option<Vec<Value>> = None;
+    loop {
+        let mut ps = params.to_vec();
+        let after = match &last {
+            None => "1 = 1".to_string(),
+            Some(values) => {
+                // (a > ?) OR (a = ? AND b > ?) …: the same on every engine.
+                let mut ors = Vec::new();
+                for i in 0..key.len() {
+                    let mut ands = Vec::new();
+                    for (k, v) in key.iter().zip(values).take(i) {
+                        ps.push(v.clone());
+                        ands.push(format!("t.{} = {}", d.quote(k), d.param(ps.len())));
+                    }
+                    ps.push(values[i].clone());
+                    ands.push(format!("t.{} > {}", d.quote(&key[i]), d.param(ps.len())));
+                    ors.push(format!("({})", ands.join(" AND ")));
+                }
+                ors.join(" OR ")
             }
-        })
-        .collect();
-    crate::versions::write_images(conn, &capture.module, &capture.version, &images).await
+        };
+        let sql = format!(
+            "SELECT {} FROM {} t WHERE ({scope}) AND NOT EXISTS (SELECT 1 FROM {} k WHERE {}) AND ({after}) \
+             ORDER BY {order} LIMIT {PAGE}",
+            d.columns(Some("t"), &all),
+            d.table(&plan.table.name),
+            d.quote(KEYS),
+            d.key_match("t", "k", &plan.key)
+        );
+        let rows = conn.query(&sql, &ps, Some(&kinds)).await?;
+        let Some(tail) = rows.last() else { break };
+        last = Some(key_pos.iter().map(|&p| tail[p].clone()).collect());
+        let full = rows.len() == PAGE;
+        let images: Vec<crate::versions::RowImage> = rows
+            .into_iter()
+            .map(|row| {
+                let before: serde_json::Map<String, serde_json::Value> =
+                    all.iter().cloned().zip(row.iter().map(Value::to_json)).collect();
+                let key = key
+                    .iter()
+                    .map(|k| (k.clone(), before.get(k).cloned().unwrap_or_default()))
+                    .collect();
+                crate::versions::RowImage {
+                    table: plan.table.name.to_string(),
+                    op: 'd',
+                    key,
+                    before: Some(before),
+                    after: None,
+                    after_fingerprint: None,
+                }
+            })
+            .collect();
+        crate::versions::write_images(conn, &capture.module, &capture.version, &images).await?;
+        if !full {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The condition bounding `sync`'s deletes, with its bound values: the user's SQL

@@ -224,3 +224,42 @@ async fn an_upsert_into_an_empty_table_still_rejects_a_repeated_key() {
         assert!(names(&mut conn).await.is_empty(), "{engine}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_deleting_more_than_a_page_captures_every_row_once() {
+    for engine in ENGINES {
+        let (db, mut conn) = people(engine).await;
+        let _ledger = Ledger::open(&db.url).await.unwrap();
+        let table = conn.find_table("people").await.unwrap();
+        let many: Vec<(i64, String)> = (1..=12_001).map(|i| (i, format!("p{i}"))).collect();
+        let refs: Vec<(i64, &str)> = many.iter().map(|(i, n)| (*i, n.as_str())).collect();
+        let load = WriteConfig {
+            mode: WriteMode::Insert,
+            ..WriteConfig::default()
+        };
+        writer::write(&mut conn, &table, &load, &rows(&refs), None)
+            .await
+            .unwrap();
+        let sync = WriteConfig {
+            mode: WriteMode::Sync,
+            capture: Some(Capture {
+                module: "m".into(),
+                version: "1.0.0".into(),
+            }),
+            ..WriteConfig::default()
+        };
+        let r = writer::write(&mut conn, &table, &sync, &rows(&[(6_000, "p6000")]), None)
+            .await
+            .unwrap();
+        assert_eq!(r.deleted, 12_000, "{engine}: {r:?}");
+        let images = versions::read_images(&mut conn, "m", &["1.0.0".into()]).await.unwrap();
+        let mut ids: Vec<String> = images
+            .iter()
+            .filter(|s| s.image.op == 'd')
+            .map(|s| s.image.key["id"].to_string())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 12_000, "{engine}: every deleted row imaged once");
+    }
+}
