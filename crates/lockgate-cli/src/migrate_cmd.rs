@@ -23,6 +23,8 @@ pub struct MigrateArgs {
     /// Read the same layout from a zip instead.
     #[arg(long, conflicts_with = "dir")]
     zip: Option<PathBuf>,
+    #[command(flatten)]
+    zip_limits: ZipLimitArgs,
     /// The module whose version is tracked.
     #[arg(long, default_value = "./")]
     module: String,
@@ -58,6 +60,30 @@ pub struct MigrateArgs {
     /// Print every failing record with its data.
     #[arg(long)]
     verbose: bool,
+}
+
+/// Limits on what a zip may expand to.
+#[derive(Args)]
+pub struct ZipLimitArgs {
+    /// With --zip: the most entries it may hold.
+    #[arg(long, default_value_t = 10_000)]
+    zip_max_entries: usize,
+    /// With --zip: the largest an entry may expand to, in MiB.
+    #[arg(long, default_value_t = 256)]
+    zip_max_entry_mb: u64,
+    /// With --zip: the most all entries may expand to, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    zip_max_total_mb: u64,
+}
+
+impl ZipLimitArgs {
+    fn limits(&self) -> lockgate_bundle::ZipLimits {
+        lockgate_bundle::ZipLimits {
+            max_entries: self.zip_max_entries,
+            max_entry_bytes: self.zip_max_entry_mb.saturating_mul(1 << 20),
+            max_total_bytes: self.zip_max_total_mb.saturating_mul(1 << 20),
+        }
+    }
 }
 
 /// `lockgate status`.
@@ -223,6 +249,7 @@ pub async fn migrate(url: &lockgate::db::DbUrl, a: MigrateArgs) -> i32 {
         tenant_column: a.tenant_column,
         script_timeout: seconds(a.script_timeout),
         lock_timeout: seconds(a.lock_timeout),
+        zip_limits: a.zip_limits.limits(),
         ..MigrateOptions::default()
     };
     let (tx, bar) = render::progress(a.json);
@@ -285,6 +312,7 @@ fn step_text(s: &StepReport, dry: bool) -> String {
             if dry { "would delete" } else { "deleted" },
             s.deleted
         ),
+        "sql" if dry && s.note.is_some() => format!("  would run {}", s.file),
         "sql" if dry => format!("  ran {} (undone with the rest of the dry run)", s.file),
         "sql" => format!("  ran {}", s.file),
         _ => format!("  {} {}", if dry { "would run" } else { "ran" }, s.file),

@@ -149,7 +149,15 @@ fn dump_then_migrate_the_zip_into_an_empty_database() {
     // The next version after the database's 2.0.0, so that migrate applies it.
     assert_eq!(d["version"], "2.0.1");
 
+    // The zip limits are the user's to set: too many entries for the limit is refused.
     let fresh = dir.path().join("b.db").display().to_string();
+    let out = lockgate(
+        &["migrate", "--db", &fresh, "--zip", &zip, "--zip-max-entries", "2"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("entries"), "{}", text(&out.stderr));
+
     let out = lockgate(&["migrate", "--db", &fresh, "--zip", &zip, "--json"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -436,13 +436,29 @@ pub async fn migrate(
     }
 
     let mut conn = Conn::connect(url).await?;
-    let mut ledger = Ledger::open(url).await?;
+    // A dry run of a database that has no ledger yet creates none: it has no
+    // versions, and there is nothing to lock against (it keeps nothing).
+    let no_ledger = opts.dry_run && conn.lookup_table("lockgate_modules").await?.is_none();
+    let mut ledger = if no_ledger {
+        None
+    } else {
+        Some(Ledger::open(url).await?)
+    };
     let job = format!("migrate:{}", opts.module);
     let holder = Holder::current(format!("lockgate migrate {}", base.root.display()));
-    let lock = ledger.lock(&job, &holder, opts.lock_timeout).await?;
+    let lock = match ledger.as_mut() {
+        Some(l) => Some(l.lock(&job, &holder, opts.lock_timeout).await?),
+        None => None,
+    };
     let result = async {
-        let old_version = versions::module_version(&mut conn, &opts.module).await?;
-        let applied = versions::applied_versions(&mut conn, &opts.module).await?;
+        let (old_version, applied) = if no_ledger {
+            (None, Vec::new())
+        } else {
+            (
+                versions::module_version(&mut conn, &opts.module).await?,
+                versions::applied_versions(&mut conn, &opts.module).await?,
+            )
+        };
         let applied_map = by_version(&applied);
         let current: Option<Version> = old_version.as_deref().and_then(|v| v.parse().ok());
         // Choose the versions, then check every one of them before writing anything.
@@ -476,7 +492,10 @@ pub async fn migrate(
         let run_id = if opts.dry_run {
             None
         } else {
-            Some(ledger.start_run("migrate", &job, &holder).await?)
+            match ledger.as_mut() {
+                Some(l) => Some(l.start_run("migrate", &job, &holder).await?),
+                None => None,
+            }
         };
         let mut ctx = Run {
             url,
@@ -572,12 +591,16 @@ pub async fn migrate(
                 "migrated_versions": report.migrated_versions,
                 "failed_version": report.failed_version,
             });
-            let _ = ledger.finish_run(run, status, done, &summary, error.as_deref()).await;
+            if let Some(l) = ledger.as_mut() {
+                let _ = l.finish_run(run, status, done, &summary, error.as_deref()).await;
+            }
         }
         outcome.map(|()| report)
     }
     .await;
-    let _ = ledger.unlock(lock).await;
+    if let (Some(l), Some(lock)) = (ledger.as_mut(), lock) {
+        let _ = l.unlock(lock).await;
+    }
     result
 }
 
@@ -900,6 +923,18 @@ impl Run<'_> {
                         Step::Clear => {
                             let r = self.clear(p, &version, dry).await?;
                             vr.steps.extend(r);
+                        }
+                        Step::Script { file, .. } if !deferred_tables.is_empty() => {
+                            // A MariaDB dry run could not make the schema changes the
+                            // script may rely on.
+                            vr.steps.push(StepReport {
+                                kind: "sql".into(),
+                                file,
+                                note: Some(
+                                    "not run: the version changes the schema first, and MariaDB cannot roll back schema changes".into(),
+                                ),
+                                ..StepReport::default()
+                            });
                         }
                         Step::Script { file, label, .. } => {
                             let path = p.dir.resolve(&file, &label)?;

@@ -106,3 +106,23 @@ async fn a_dump_migrates_back_into_an_empty_database_of_any_engine() {
         assert_eq!(changed, 0, "{engine}: {again:#?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_on_a_fresh_database_leaves_it_empty_ledger_included() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let opts = MigrateOptions {
+            dir: sample(),
+            dry_run: true,
+            ..MigrateOptions::default()
+        };
+        let r = lockgate::migrate(&db.url, &opts, None).await.unwrap();
+        assert_eq!(
+            r.migrated_versions,
+            Some(vec!["1.0.0".to_string(), "1.1.0".to_string(), "2.0.0".to_string()]),
+            "{engine}"
+        );
+        let tables = db.conn().await.list_tables().await.unwrap();
+        assert!(tables.is_empty(), "{engine}: a dry run created {tables:?}");
+    }
+}
