@@ -2,9 +2,9 @@
 //! both bulk paths (LOAD DATA LOCAL and the multi-row INSERT fallback) with every kind,
 //! and the rule that a load which raised a warning has failed.
 
-use crate::support::{mysql_admin_url, TestDb};
+use crate::support::{dec, mysql_admin_url, names, rows, text, TestDb};
 use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
-use lockgate_core::{Decimal, Kind, Row, TableName, Value};
+use lockgate_core::{Kind, Row, TableName, Value};
 use lockgate_db::{Conn, DbError, DbUrl, Engine};
 
 /// Forces the multi-row INSERT path on a MariaDB connection.
@@ -19,29 +19,6 @@ fn without_local_infile(conn: &mut Conn) {
         }
         _ => panic!("not a MariaDB connection"),
     }
-}
-
-fn rows(values: Vec<Vec<Value>>) -> Vec<Row> {
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, values)| Row {
-            line: i as u64 + 1,
-            values,
-        })
-        .collect()
-}
-
-fn names(cols: &[&str]) -> Vec<String> {
-    cols.iter().map(|c| c.to_string()).collect()
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.to_string())
-}
-
-fn dec(s: &str) -> Value {
-    Value::Decimal(Decimal::parse(s).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

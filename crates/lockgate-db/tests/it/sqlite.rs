@@ -2,34 +2,11 @@
 //! its per-row errors, typed reads, transactions and lock conflicts. Each test works
 //! in its own temporary file.
 
-use crate::support::TestDb;
+use crate::support::{dec, names, rows, text, TestDb};
 use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
-use lockgate_core::{Decimal, ForeignKey, Kind, Row, TableName, Value};
+use lockgate_core::{ForeignKey, Kind, TableName, Value};
 use lockgate_db::{Conn, DbError, DbUrl, Engine};
 use std::time::Duration;
-
-fn rows(values: Vec<Vec<Value>>) -> Vec<Row> {
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, values)| Row {
-            line: i as u64 + 1,
-            values,
-        })
-        .collect()
-}
-
-fn cols(names: &[&str]) -> Vec<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
-
-fn dec(s: &str) -> Value {
-    Value::Decimal(Decimal::parse(s).unwrap())
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.to_string())
-}
 
 async fn count(conn: &mut Conn, table: &str) -> i64 {
     match conn
@@ -209,13 +186,13 @@ async fn describe_reports_keys_indexes_and_kinds() {
         ),
     ];
     assert_eq!(kinds, expected);
-    assert_eq!(t.primary_key, cols(&["k2", "k1"]), "primary key in key order");
+    assert_eq!(t.primary_key, names(&["k2", "k1"]), "primary key in key order");
     let k1 = t.column("k1").unwrap();
     assert!(!k1.nullable && !k1.auto);
     let n = t.column("n").unwrap();
     assert!(n.nullable && n.default.as_deref() == Some("7"));
     assert_eq!(t.unique.len(), 1);
-    assert_eq!(t.unique[0].columns, cols(&["name", "d"]));
+    assert_eq!(t.unique[0].columns, names(&["name", "d"]));
     assert_eq!(
         t.foreign_keys,
         vec![ForeignKey {
@@ -225,7 +202,7 @@ async fn describe_reports_keys_indexes_and_kinds() {
         }]
     );
     let ts_index = t.indexes.iter().find(|i| i.name == "kinds_ts").expect("index kinds_ts");
-    assert_eq!(ts_index.columns, cols(&["ts", "tz"]));
+    assert_eq!(ts_index.columns, names(&["ts", "tz"]));
     assert!(!ts_index.unique);
     assert!(
         t.indexes.iter().any(|i| i.name == t.unique[0].name && i.unique),
@@ -238,7 +215,7 @@ async fn describe_reports_keys_indexes_and_kinds() {
         t.indexes
     );
     assert!(t.checks.is_empty());
-    assert_eq!(t.unique_keys(), vec![cols(&["k2", "k1"]), cols(&["name", "d"])]);
+    assert_eq!(t.unique_keys(), vec![names(&["k2", "k1"]), names(&["name", "d"])]);
 
     // A rowid alias and a generated column are filled by SQLite; a reference without
     // columns means the parent's primary key, and names the parent as it is spelled.
@@ -251,7 +228,7 @@ async fn describe_reports_keys_indexes_and_kinds() {
     assert!(id.auto && !id.nullable && id.may_be_omitted());
     assert!(child.column("twice").unwrap().auto);
     assert!(!child.column("x").unwrap().auto);
-    assert_eq!(child.primary_key, cols(&["id"]));
+    assert_eq!(child.primary_key, names(&["id"]));
     assert!(child.indexes.is_empty());
     assert_eq!(child.foreign_keys.len(), 1);
     assert_eq!(child.foreign_keys[0].references, TableName::new("parent"));
@@ -264,8 +241,8 @@ async fn describe_reports_keys_indexes_and_kinds() {
     assert!(conn.describe(&TableName::new("kinds")).await.unwrap().is_none());
     assert!(conn.describe(&TableName::new("nope")).await.unwrap().is_none());
     assert_eq!(conn.find_table("kinds").await.unwrap().name, TableName::new("Kinds"));
-    let names: Vec<String> = conn.list_tables().await.unwrap().into_iter().map(|t| t.name).collect();
-    assert_eq!(names, cols(&["Kinds", "child", "parent"]));
+    let tables: Vec<String> = conn.list_tables().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(tables, names(&["Kinds", "child", "parent"]));
 }
 
 fn every_kind_rows() -> Vec<Vec<Value>> {
@@ -508,7 +485,7 @@ async fn row_errors_name_index_code_and_column_while_good_rows_are_written() {
     )
     .await
     .unwrap();
-    let columns = cols(&["id", "name", "qty", "p_id", "r"]);
+    let columns = names(&["id", "name", "qty", "p_id", "r"]);
     let row =
         |id: i64, name: Value, qty: i64, p: Value| vec![Value::Int(id), name, Value::Int(qty), p, Value::Float(1.0)];
     let mut input = vec![
@@ -564,7 +541,7 @@ async fn unique_violations_on_several_columns_name_them_all() {
         .unwrap();
     let input = rows(vec![vec![Value::Int(1), text("a")], vec![Value::Int(1), text("a")]]);
     let outcome = conn
-        .bulk_insert(&TableName::new("a.b"), &cols(&["x", "y"]), &input, None)
+        .bulk_insert(&TableName::new("a.b"), &names(&["x", "y"]), &input, None)
         .await
         .unwrap();
     assert_eq!(outcome.written, 1);
@@ -577,7 +554,7 @@ async fn unique_violations_on_several_columns_name_them_all() {
     assert!(conn.describe(&TableName::parse("a.b")).await.unwrap().is_some());
     let more = rows(vec![vec![Value::Int(2), text("b")]]);
     let outcome = conn
-        .bulk_insert(&TableName::parse("a.b"), &cols(&["x", "y"]), &more, None)
+        .bulk_insert(&TableName::parse("a.b"), &names(&["x", "y"]), &more, None)
         .await
         .unwrap();
     assert_eq!(outcome.written, 1);
@@ -592,7 +569,7 @@ async fn the_ordinal_column_gets_each_rows_index() {
         .unwrap();
     let input = rows((0..5).map(|i| vec![text(&format!("v{i}"))]).collect());
     let outcome = conn
-        .bulk_insert(&TableName::new("staging"), &cols(&["v"]), &input, Some("lockgate_row"))
+        .bulk_insert(&TableName::new("staging"), &names(&["v"]), &input, Some("lockgate_row"))
         .await
         .unwrap();
     assert_eq!(outcome.written, 5);
@@ -607,7 +584,7 @@ async fn the_ordinal_column_gets_each_rows_index() {
         name: "staging".into(),
     };
     let again = conn
-        .bulk_insert(&temp_name, &cols(&["v"]), &input[..1], Some("lockgate_row"))
+        .bulk_insert(&temp_name, &names(&["v"]), &input[..1], Some("lockgate_row"))
         .await
         .unwrap();
     assert_eq!(again.written, 1);
@@ -635,7 +612,7 @@ async fn a_rolled_back_transaction_leaves_nothing() {
     );
     conn.begin().await.unwrap();
     let outcome = conn
-        .bulk_insert(&TableName::new("t"), &cols(&["id", "v"]), &input, None)
+        .bulk_insert(&TableName::new("t"), &names(&["id", "v"]), &input, None)
         .await
         .unwrap();
     assert_eq!((outcome.written, outcome.row_errors.len()), (999, 1));
@@ -670,14 +647,14 @@ async fn a_lock_held_elsewhere_is_transient_not_a_row_error() {
 
     let input = rows(vec![vec![Value::Int(1)]]);
     let err = waiter
-        .bulk_insert(&TableName::new("t"), &cols(&["id"]), &input, None)
+        .bulk_insert(&TableName::new("t"), &names(&["id"]), &input, None)
         .await
         .expect_err("the write lock is taken");
     assert!(err.is_transient(), "{err}");
 
     holder.rollback().await.unwrap();
     let outcome = waiter
-        .bulk_insert(&TableName::new("t"), &cols(&["id"]), &input, None)
+        .bulk_insert(&TableName::new("t"), &names(&["id"]), &input, None)
         .await
         .unwrap();
     assert_eq!(outcome.written, 1);
@@ -707,7 +684,7 @@ async fn json_scalars_survive_numeric_affinity() {
             .collect(),
     );
     let outcome = conn
-        .bulk_insert(&TableName::new("docs"), &cols(&["id", "doc"]), &input, None)
+        .bulk_insert(&TableName::new("docs"), &names(&["id", "doc"]), &input, None)
         .await
         .unwrap();
     assert_eq!(outcome.written, docs.len() as u64);
@@ -739,7 +716,7 @@ async fn decimals_are_refused_only_where_sqlite_would_change_them() {
         vec![Value::Int(1), dec(long), dec(long), dec("0.1")],
         vec![Value::Int(2), dec("1"), dec("1"), dec("12345678901234567")],
     ]);
-    let columns = cols(&["id", "num", "txt", "re"]);
+    let columns = names(&["id", "num", "txt", "re"]);
     let outcome = conn
         .bulk_insert(&TableName::new("d"), &columns, &input, None)
         .await

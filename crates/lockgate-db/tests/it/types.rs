@@ -6,9 +6,9 @@
 //! PostgreSQL → MariaDB → SQLite → PostgreSQL, and values outside the domain are
 //! row errors, never silently changed.
 
-use crate::support::TestDb;
+use crate::support::{dec, TestDb};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
-use lockgate_core::{Batch, Decimal, Kind, Row, Table, TableName, Value};
+use lockgate_core::{Batch, Kind, Row, Table, TableName, Value};
 use lockgate_db::read::TableReader;
 use lockgate_db::types::{mysql_type, pg_type, sqlite_type};
 use lockgate_db::writer::{self, BatchSource, OnError, SourceError, WriteConfig, WriteReport};
@@ -61,10 +61,6 @@ async fn create_like(conn: &mut Conn, table: &str, source: &Table) -> Table {
         .await
         .unwrap()
         .expect("just created")
-}
-
-fn dec(s: &str) -> Value {
-    Value::Decimal(Decimal::parse(s).unwrap_or_else(|| panic!("bad decimal {s}")))
 }
 
 fn date(s: &str) -> NaiveDate {
