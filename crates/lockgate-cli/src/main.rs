@@ -5,6 +5,7 @@
 
 mod migrate_cmd;
 mod render;
+mod transfer_cmd;
 
 use clap::{Parser, Subcommand};
 use lockgate::db::writer::{OnError, WriteMode};
@@ -103,6 +104,13 @@ enum Command {
     Rollback(migrate_cmd::RollbackArgs),
     /// Write tables as a version folder (meta.json + JSON files) or zip that migrate loads back.
     Dump(migrate_cmd::DumpArgs),
+    /// Batch transfers between databases: create exports, run them, show their errors and history.
+    #[command(subcommand)]
+    Transfer(transfer_cmd::TransferCommand),
+    /// Keep running pending exports until SIGTERM (the first finishes the export in hand, the second rolls it back).
+    Worker(transfer_cmd::WorkerArgs),
+    /// Create the seed's sample (SQLite source, destination and exports) and show it.
+    Demo(transfer_cmd::DemoArgs),
 }
 
 /// Re-export so clap can parse the bundle's format names.
@@ -240,5 +248,8 @@ async fn run(cli: Cli) -> i32 {
             Ok(url) => migrate_cmd::dump(&url, a).await,
             Err(code) => code,
         },
+        Command::Transfer(cmd) => transfer_cmd::transfer(&config, cmd).await,
+        Command::Worker(a) => transfer_cmd::worker(&config, a).await,
+        Command::Demo(a) => transfer_cmd::demo(a).await,
     }
 }

@@ -95,6 +95,11 @@ impl Conn {
         dispatch!(self, c => c.query(sql, params, kinds).await)
     }
 
+    /// The result columns of a query, names and kinds, without running it.
+    pub async fn query_columns(&mut self, sql: &str) -> Result<Vec<(String, Kind)>, DbError> {
+        dispatch!(self, c => c.query_columns(sql).await)
+    }
+
     /// Every user table (Lockgate's own `lockgate_*` tables included).
     pub async fn list_tables(&mut self) -> Result<Vec<TableName>, DbError> {
         dispatch!(self, c => c.list_tables().await)

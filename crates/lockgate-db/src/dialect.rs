@@ -295,6 +295,16 @@ impl Dialect {
         }
     }
 
+    /// The database server's clock in milliseconds since 1970 (UTC): leases compare
+    /// against one clock, the server's, whichever machine the worker runs on.
+    pub fn now_ms(&self) -> &'static str {
+        match self.0 {
+            Engine::Postgres => "(extract(epoch from clock_timestamp()) * 1000)::bigint",
+            Engine::Mysql => "CAST(UNIX_TIMESTAMP(NOW(6)) * 1000 AS SIGNED)",
+            Engine::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+        }
+    }
+
     /// A type for the staging table's bookkeeping columns.
     pub fn bigint(&self) -> &'static str {
         match self.0 {

@@ -11,10 +11,12 @@
 pub mod conn;
 pub mod dialect;
 pub mod error;
+pub mod exports;
 pub mod ledger;
 pub mod mysql;
 pub mod pg;
 pub mod read;
+pub mod relation;
 pub mod schema;
 pub mod sqlite;
 pub mod sqltext;

@@ -485,6 +485,20 @@ impl PgConn {
         Ok(out)
     }
 
+    /// The result columns of a query (names and kinds), from preparing it; nothing runs.
+    pub async fn query_columns(&mut self, sql: &str) -> Result<Vec<(String, Kind)>, DbError> {
+        self.finish_stream().await?;
+        let stmt = self.client.prepare(sql).await.map_err(|e| err(sql, e))?;
+        Ok(stmt
+            .columns()
+            .iter()
+            .map(|c| {
+                let t = c.type_().name();
+                (c.name().to_string(), types::pg_kind(t, t, false))
+            })
+            .collect())
+    }
+
     /// Every user table; names in the current schema come without schema.
     pub async fn list_tables(&mut self) -> Result<Vec<TableName>, DbError> {
         let sql = "SELECT n.nspname::text, c.relname::text, n.nspname = current_schema() \

@@ -160,6 +160,26 @@ impl LiteConn {
         .await
     }
 
+    /// The result columns of a query (names and kinds from their declared types;
+    /// an expression has none and is [`Kind::Any`]), from preparing it; nothing runs.
+    pub async fn query_columns(&mut self, sql: &str) -> Result<Vec<(String, Kind)>, DbError> {
+        let sql = sql.to_string();
+        self.run(move |conn| {
+            let context = statement_context(&sql);
+            let stmt = conn.prepare(&sql).map_err(|e| sqlite_error(&context, &e, None))?;
+            Ok(stmt
+                .columns()
+                .map(|c| {
+                    (
+                        c.name().to_string(),
+                        c.decl_type().map_or(Kind::Any, types::sqlite_kind),
+                    )
+                })
+                .collect())
+        })
+        .await
+    }
+
     /// Every ordinary table of the file, sorted by name (SQLite's own `sqlite_*`
     /// tables, views, virtual tables and their shadow tables left out).
     pub async fn list_tables(&mut self) -> Result<Vec<TableName>, DbError> {

@@ -1,4 +1,5 @@
-//! `lockgate.toml`: named connections, so that `--db prod` can stand for a URL.
+//! `lockgate.toml`: named connections, so that `--db prod` can stand for a URL, and
+//! named transfers (see [`crate::transfer`]).
 //!
 //! ```toml
 //! [connections.prod]
@@ -16,6 +17,9 @@ pub struct Config {
     /// Named connections.
     #[serde(default)]
     pub connections: BTreeMap<String, Connection>,
+    /// Named transfers (`[transfers.NAME]`).
+    #[serde(default)]
+    pub transfers: BTreeMap<String, crate::transfer::TransferSpec>,
 }
 
 /// One named connection.

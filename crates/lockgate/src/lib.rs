@@ -24,11 +24,13 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod demo;
 pub mod dump;
 pub mod inspect;
 pub mod load;
 pub mod migrate;
 mod source;
+pub mod transfer;
 
 pub use config::Config;
 pub use dump::{dump, DumpOptions, DumpReport};

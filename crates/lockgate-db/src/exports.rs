@@ -1,0 +1,678 @@
+//! The export ledger of transfers: `lockgate_exports` (one row per export: status,
+//! counts, the claim's holder, lease and fencing token), `lockgate_export_rows` (each
+//! export's row set: the source keys it covers, numbered in source key order) and
+//! `lockgate_export_errors` (every failing row of a failed export).
+//!
+//! An export's row set is kept whatever its outcome; with the row errors it answers
+//! what the seed's per-row log did (which exports attempted a row, and how each went)
+//! without a log row per successful row.
+//!
+//! Claims: an export is claimed by one worker at a time. The claim bumps the export's
+//! *fence* (a fencing token) and sets a lease on the server's clock
+//! ([`Dialect::now_ms`](crate::Dialect::now_ms)); the final commit changes the status
+//! only where the fence is still the one it claimed with, so a worker whose lease ran
+//! out and was taken over cannot commit. PostgreSQL and MariaDB claim with
+//! `FOR UPDATE SKIP LOCKED`; SQLite claims inside `BEGIN IMMEDIATE` (one writer).
+
+use crate::conn::Conn;
+use crate::error::DbError;
+use crate::ledger::{int, now, text};
+use crate::url::Engine;
+use lockgate_core::{Row, TableName, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An export's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportStatus {
+    /// Created, waiting for a worker.
+    Pending,
+    /// Claimed by a worker.
+    Running,
+    /// Its rows and this status committed together.
+    Completed,
+    /// Rolled back because rows failed; its rows are free for a later export.
+    Failed,
+}
+
+impl ExportStatus {
+    /// The word stored in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportStatus::Pending => "pending",
+            ExportStatus::Running => "running",
+            ExportStatus::Completed => "completed",
+            ExportStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One row of `lockgate_exports`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Export {
+    /// Its id.
+    pub id: i64,
+    /// The transfer it belongs to.
+    pub transfer: String,
+    /// `pending`, `running`, `completed` or `failed`.
+    pub status: String,
+    /// Rows in its row set.
+    pub rows: i64,
+    /// Rows written (committed, for a completed export).
+    pub rows_written: i64,
+    /// Failing rows of a failed export.
+    pub error_count: i64,
+    /// The last error that was not a row's (a lost lease, an unreachable source).
+    pub error: Option<String>,
+    /// Times it was claimed.
+    pub attempts: i64,
+    /// The fencing token of the latest claim.
+    pub fence: i64,
+    /// Who holds it while it runs.
+    pub holder: Option<String>,
+    /// With `--commit-every`: rows (by number in the row set) committed so far.
+    pub committed_upto: i64,
+    /// When it was created.
+    pub created_at: String,
+    /// When its latest attempt started.
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub ended_at: Option<String>,
+}
+
+/// One failing row of an export.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ExportError {
+    /// The row's number in the row set.
+    pub n: i64,
+    /// Its key.
+    pub key: String,
+    /// The column, when known.
+    pub column: Option<String>,
+    /// The engine's error code, or `lockgate`.
+    pub code: String,
+    /// The message.
+    pub message: String,
+}
+
+/// One export that attempted a row, and how it went for that row.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Attempt {
+    /// The export.
+    pub export_id: i64,
+    /// Its transfer.
+    pub transfer: String,
+    /// The export's status.
+    pub status: String,
+    /// When the export was created.
+    pub created_at: String,
+    /// When it ended.
+    pub ended_at: Option<String>,
+    /// This row's error, when it was one of the failing rows.
+    pub error: Option<String>,
+}
+
+/// A claimed export: what the worker needs to run it and to prove, at commit, that
+/// the claim is still its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The export.
+    pub id: i64,
+    /// Its transfer.
+    pub transfer: String,
+    /// The fencing token this claim holds.
+    pub fence: i64,
+    /// Rows in the row set.
+    pub rows: i64,
+    /// Rows already committed by earlier chunks (`--commit-every`); 0 otherwise.
+    pub committed_upto: i64,
+    /// Rows written by those chunks.
+    pub written: i64,
+}
+
+const EXPORT_COLUMNS: &str = "id, transfer, status, rows_total, rows_written, error_count, error, attempts, fence, \
+                              holder, committed_upto, created_at, started_at, ended_at";
+
+fn export_from(r: &[Value]) -> Export {
+    Export {
+        id: int(&r[0]).unwrap_or(0),
+        transfer: text(&r[1]).unwrap_or_default(),
+        status: text(&r[2]).unwrap_or_default(),
+        rows: int(&r[3]).unwrap_or(0),
+        rows_written: int(&r[4]).unwrap_or(0),
+        error_count: int(&r[5]).unwrap_or(0),
+        error: text(&r[6]),
+        attempts: int(&r[7]).unwrap_or(0),
+        fence: int(&r[8]).unwrap_or(0),
+        holder: text(&r[9]),
+        committed_upto: int(&r[10]).unwrap_or(0),
+        created_at: text(&r[11]).unwrap_or_default(),
+        started_at: text(&r[12]),
+        ended_at: text(&r[13]),
+    }
+}
+
+fn p(conn: &Conn, n: usize) -> String {
+    conn.dialect().param(n)
+}
+
+/// Statuses whose row sets hold their rows: a row in one of them is not free.
+const HOLDING: &str = "('pending', 'running', 'completed')";
+
+/// Starts a new pending export of `transfer` inside the caller's transaction on the
+/// ledger's database; returns its id. Add its keys with [`add_row_keys`], then call
+/// [`settle_row_set`].
+pub async fn begin_export(conn: &mut Conn, transfer: &str) -> Result<i64, DbError> {
+    let sql = format!(
+        "INSERT INTO lockgate_exports (transfer, status, created_at) VALUES ({}, 'pending', {}) RETURNING id",
+        p(conn, 1),
+        p(conn, 2)
+    );
+    let rows = conn.query(&sql, &[Value::Text(transfer.into()), now()], None).await?;
+    rows.first()
+        .and_then(|r| r.first())
+        .and_then(int)
+        .ok_or_else(|| DbError::Internal("creating an export returned no id".into()))
+}
+
+/// The longest key text a row set holds (the ledger's column is varchar(500)).
+pub const MAX_KEY_CHARS: usize = 500;
+
+/// Adds keys (numbered in source order) to an export's row set.
+pub async fn add_row_keys(conn: &mut Conn, export_id: i64, keys: &[(i64, String)]) -> Result<(), DbError> {
+    let columns = Arc::new(vec!["export_id".to_string(), "n".to_string(), "row_key".to_string()]);
+    let rows: Vec<Row> = keys
+        .iter()
+        .map(|(n, k)| Row {
+            line: *n as u64,
+            values: vec![Value::Int(export_id), Value::Int(*n), Value::Text(k.clone())],
+        })
+        .collect();
+    let outcome = conn
+        .bulk_insert(&TableName::new("lockgate_export_rows"), &columns, &rows, None)
+        .await?;
+    if let Some((_, e)) = outcome.row_errors.into_iter().next() {
+        return Err(DbError::engine("recording an export's row set", e));
+    }
+    Ok(())
+}
+
+/// What [`settle_row_set`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Rows left in the row set: the source rows no other export holds.
+    pub rows: i64,
+    /// Keys the source gave more than once (the first few).
+    pub duplicates: Vec<String>,
+}
+
+/// Removes from a new export's row set every key that a pending, running or
+/// completed export of the same transfer holds (or that an earlier chunked export
+/// committed), records the count, and reports keys the source gave twice.
+pub async fn settle_row_set(conn: &mut Conn, export_id: i64, transfer: &str) -> Result<Settled, DbError> {
+    let dups = conn
+        .query(
+            &format!(
+                "SELECT row_key FROM lockgate_export_rows WHERE export_id = {} GROUP BY row_key HAVING count(*) > 1 LIMIT 5",
+                p(conn, 1)
+            ),
+            &[Value::Int(export_id)],
+            None,
+        )
+        .await?;
+    let duplicates: Vec<String> = dups.iter().filter_map(|r| text(&r[0])).collect();
+    if !duplicates.is_empty() {
+        return Ok(Settled { rows: 0, duplicates });
+    }
+    let held = format!(
+        "e.transfer = {t} AND e.id <> {id} AND (e.status IN {HOLDING} OR o.n <= e.committed_upto)",
+        t = p(conn, 2),
+        id = p(conn, 3)
+    );
+    let sql = match conn.engine() {
+        Engine::Mysql => format!(
+            "DELETE r FROM lockgate_export_rows r JOIN lockgate_export_rows o ON o.row_key = r.row_key \
+             JOIN lockgate_exports e ON e.id = o.export_id WHERE r.export_id = {} AND {held}",
+            p(conn, 1)
+        ),
+        _ => format!(
+            "DELETE FROM lockgate_export_rows WHERE export_id = {} AND row_key IN \
+             (SELECT o.row_key FROM lockgate_export_rows o JOIN lockgate_exports e ON e.id = o.export_id WHERE {held})",
+            p(conn, 1)
+        ),
+    };
+    let params = [
+        Value::Int(export_id),
+        Value::Text(transfer.into()),
+        Value::Int(export_id),
+    ];
+    conn.execute(&sql, &params).await?;
+    let count = conn
+        .query(
+            &format!(
+                "SELECT count(*) FROM lockgate_export_rows WHERE export_id = {}",
+                p(conn, 1)
+            ),
+            &[Value::Int(export_id)],
+            None,
+        )
+        .await?;
+    let rows = count.first().and_then(|r| r.first()).and_then(int).unwrap_or(0);
+    conn.execute(
+        &format!(
+            "UPDATE lockgate_exports SET rows_total = {} WHERE id = {}",
+            p(conn, 1),
+            p(conn, 2)
+        ),
+        &[Value::Int(rows), Value::Int(export_id)],
+    )
+    .await?;
+    Ok(Settled {
+        rows,
+        duplicates: Vec::new(),
+    })
+}
+
+/// Claims the oldest claimable export of `transfers` (pending, or running with an
+/// expired lease) for `holder`, in a transaction of its own on `conn`. `None` when
+/// there is none (or, on SQLite, when another worker holds the database).
+pub async fn claim(
+    conn: &mut Conn,
+    transfers: &[String],
+    holder: &str,
+    lease: Duration,
+) -> Result<Option<Claim>, DbError> {
+    if transfers.is_empty() {
+        return Ok(None);
+    }
+    let d = conn.dialect();
+    let names: Vec<String> = (1..=transfers.len()).map(|i| d.param(i)).collect();
+    let lock = match conn.engine() {
+        Engine::Sqlite => "",
+        _ => " FOR UPDATE SKIP LOCKED",
+    };
+    let sql = format!(
+        "SELECT id, transfer, fence, rows_total, committed_upto, rows_written FROM lockgate_exports \
+         WHERE transfer IN ({}) AND (status = 'pending' OR (status = 'running' AND lease_until_ms < {})) \
+         ORDER BY id LIMIT 1{lock}",
+        names.join(", "),
+        d.now_ms()
+    );
+    let params: Vec<Value> = transfers.iter().map(|t| Value::Text(t.clone())).collect();
+    match conn.begin().await {
+        Ok(()) => {}
+        Err(e) if conn.engine() == Engine::Sqlite && e.is_transient() => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let result = async {
+        let rows = conn.query(&sql, &params, None).await?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let claim = Claim {
+            id: int(&r[0]).unwrap_or(0),
+            transfer: text(&r[1]).unwrap_or_default(),
+            fence: int(&r[2]).unwrap_or(0) + 1,
+            rows: int(&r[3]).unwrap_or(0),
+            committed_upto: int(&r[4]).unwrap_or(0),
+            written: int(&r[5]).unwrap_or(0),
+        };
+        let update = format!(
+            "UPDATE lockgate_exports SET status = 'running', fence = {}, holder = {}, attempts = attempts + 1, \
+             lease_until_ms = {} + {}, started_at = {}, error = NULL WHERE id = {}",
+            d.param(1),
+            d.param(2),
+            d.now_ms(),
+            d.param(3),
+            d.param(4),
+            d.param(5)
+        );
+        conn.execute(
+            &update,
+            &[
+                Value::Int(claim.fence),
+                Value::Text(holder.into()),
+                Value::Int(lease.as_millis() as i64),
+                now(),
+                Value::Int(claim.id),
+            ],
+        )
+        .await?;
+        Ok(Some(claim))
+    }
+    .await;
+    match result {
+        Ok(c) => {
+            conn.commit().await?;
+            Ok(c)
+        }
+        Err(e) => {
+            let _ = conn.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// How many exports of `transfer` a worker could claim now (pending, or running
+/// with an expired lease).
+pub async fn claimable(conn: &mut Conn, transfer: &str) -> Result<i64, DbError> {
+    let sql = format!(
+        "SELECT count(*) FROM lockgate_exports WHERE transfer = {} \
+         AND (status = 'pending' OR (status = 'running' AND lease_until_ms < {}))",
+        p(conn, 1),
+        conn.dialect().now_ms()
+    );
+    let rows = conn.query(&sql, &[Value::Text(transfer.into())], None).await?;
+    Ok(rows.first().and_then(|r| r.first()).and_then(int).unwrap_or(0))
+}
+
+/// Extends a claim's lease; `false` when the claim is no longer this worker's.
+pub async fn renew(conn: &mut Conn, claim: &Claim, lease: Duration, done: i64) -> Result<bool, DbError> {
+    let d = conn.dialect();
+    let sql = format!(
+        "UPDATE lockgate_exports SET lease_until_ms = {} + {}, rows_written = {} WHERE id = {} AND fence = {} AND status = 'running'",
+        d.now_ms(),
+        d.param(1),
+        d.param(2),
+        d.param(3),
+        d.param(4)
+    );
+    let n = conn
+        .execute(
+            &sql,
+            &[
+                Value::Int(lease.as_millis() as i64),
+                Value::Int(done),
+                Value::Int(claim.id),
+                Value::Int(claim.fence),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Marks the claimed export completed, on the data connection inside the data
+/// transaction, so that the rows and the status commit together. `false` when the
+/// fence moved (another worker took over): the caller must roll back.
+pub async fn complete(conn: &mut Conn, claim: &Claim, written: i64) -> Result<bool, DbError> {
+    let sql = format!(
+        "UPDATE lockgate_exports SET status = 'completed', rows_written = {}, ended_at = {}, holder = NULL, \
+         lease_until_ms = NULL, error = NULL WHERE id = {} AND fence = {}",
+        p(conn, 1),
+        p(conn, 2),
+        p(conn, 3),
+        p(conn, 4)
+    );
+    let n = conn
+        .execute(
+            &sql,
+            &[
+                Value::Int(written),
+                now(),
+                Value::Int(claim.id),
+                Value::Int(claim.fence),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Records a committed chunk (`--commit-every`), inside that chunk's transaction.
+/// `false` when the fence moved.
+pub async fn checkpoint(conn: &mut Conn, claim: &Claim, upto: i64, written: i64) -> Result<bool, DbError> {
+    let sql = format!(
+        "UPDATE lockgate_exports SET committed_upto = {}, rows_written = {} WHERE id = {} AND fence = {}",
+        p(conn, 1),
+        p(conn, 2),
+        p(conn, 3),
+        p(conn, 4)
+    );
+    let n = conn
+        .execute(
+            &sql,
+            &[
+                Value::Int(upto),
+                Value::Int(written),
+                Value::Int(claim.id),
+                Value::Int(claim.fence),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// One failing row to record: its number in the row set, column, code and message.
+#[derive(Clone, Debug)]
+pub struct FailedRow {
+    /// Its number in the row set.
+    pub n: i64,
+    /// The column, when known.
+    pub column: Option<String>,
+    /// The engine's code or `lockgate`.
+    pub code: String,
+    /// The message.
+    pub message: String,
+}
+
+/// Marks the claimed export failed with its row errors, in a transaction of its own
+/// (after the data transaction rolled back). `false` when the fence moved: then
+/// nothing is recorded, the export is another worker's.
+pub async fn fail(conn: &mut Conn, claim: &Claim, errors: &[FailedRow]) -> Result<bool, DbError> {
+    conn.begin().await?;
+    let result = async {
+        let sql = format!(
+            "UPDATE lockgate_exports SET status = 'failed', error_count = {}, ended_at = {}, holder = NULL, \
+             lease_until_ms = NULL WHERE id = {} AND fence = {}",
+            p(conn, 1),
+            p(conn, 2),
+            p(conn, 3),
+            p(conn, 4)
+        );
+        let n = conn
+            .execute(
+                &sql,
+                &[
+                    Value::Int(errors.len() as i64),
+                    now(),
+                    Value::Int(claim.id),
+                    Value::Int(claim.fence),
+                ],
+            )
+            .await?;
+        if n != 1 {
+            return Ok(false);
+        }
+        conn.execute(
+            &format!("DELETE FROM lockgate_export_errors WHERE export_id = {}", p(conn, 1)),
+            &[Value::Int(claim.id)],
+        )
+        .await?;
+        let columns = Arc::new(
+            ["export_id", "n", "column_name", "code", "message"]
+                .map(String::from)
+                .to_vec(),
+        );
+        for chunk in errors.chunks(5_000) {
+            let rows: Vec<Row> = chunk
+                .iter()
+                .map(|e| Row {
+                    line: e.n as u64,
+                    values: vec![
+                        Value::Int(claim.id),
+                        Value::Int(e.n),
+                        e.column.clone().map_or(Value::Null, Value::Text),
+                        Value::Text(e.code.chars().take(50).collect()),
+                        Value::Text(e.message.clone()),
+                    ],
+                })
+                .collect();
+            let outcome = conn
+                .bulk_insert(&TableName::new("lockgate_export_errors"), &columns, &rows, None)
+                .await?;
+            if let Some((_, e)) = outcome.row_errors.into_iter().next() {
+                return Err(DbError::engine("recording an export's row errors", e));
+            }
+        }
+        Ok(true)
+    }
+    .await;
+    match result {
+        Ok(true) => {
+            conn.commit().await?;
+            Ok(true)
+        }
+        Ok(false) => {
+            conn.rollback().await?;
+            Ok(false)
+        }
+        Err(e) => {
+            let _ = conn.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// Gives a claimed export back: pending again, with `error` saying why (a source
+/// that went away, a shutdown). `false` when the fence moved.
+pub async fn release(conn: &mut Conn, claim: &Claim, error: &str) -> Result<bool, DbError> {
+    let sql = format!(
+        "UPDATE lockgate_exports SET status = 'pending', holder = NULL, lease_until_ms = NULL, error = {} \
+         WHERE id = {} AND fence = {}",
+        p(conn, 1),
+        p(conn, 2),
+        p(conn, 3)
+    );
+    let n = conn
+        .execute(
+            &sql,
+            &[Value::Text(error.into()), Value::Int(claim.id), Value::Int(claim.fence)],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Puts running exports whose lease expired back to pending (their worker died or
+/// stalled); returns how many. Claims do this too, one export at a time; listing
+/// calls it so that what is shown is true.
+pub async fn reap_expired(conn: &mut Conn) -> Result<u64, DbError> {
+    let d = conn.dialect();
+    let sql = format!(
+        "UPDATE lockgate_exports SET status = 'pending', holder = NULL, \
+         error = 'its worker stopped renewing the lease (it died or stalled); the export was put back to pending' \
+         WHERE status = 'running' AND lease_until_ms < {}",
+        d.now_ms()
+    );
+    match conn.execute(&sql, &[]).await {
+        Ok(n) => Ok(n),
+        // A worker holds the SQLite file, or the row is locked: the next look reaps it.
+        Err(e) if e.is_transient() => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// One page of an export's row set after row number `after`, in row-set order.
+pub async fn row_set_page(
+    conn: &mut Conn,
+    export_id: i64,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<(i64, String)>, DbError> {
+    let sql = format!(
+        "SELECT n, row_key FROM lockgate_export_rows WHERE export_id = {} AND n > {} ORDER BY n LIMIT {limit}",
+        p(conn, 1),
+        p(conn, 2)
+    );
+    let rows = conn
+        .query(&sql, &[Value::Int(export_id), Value::Int(after)], None)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (int(&r[0]).unwrap_or(0), text(&r[1]).unwrap_or_default()))
+        .collect())
+}
+
+/// Exports, newest first; of one transfer when given.
+pub async fn list(conn: &mut Conn, transfer: Option<&str>, limit: u32) -> Result<Vec<Export>, DbError> {
+    let (cond, params) = match transfer {
+        Some(t) => (format!("WHERE transfer = {}", p(conn, 1)), vec![Value::Text(t.into())]),
+        None => (String::new(), Vec::new()),
+    };
+    let sql = format!("SELECT {EXPORT_COLUMNS} FROM lockgate_exports {cond} ORDER BY id DESC LIMIT {limit}");
+    let rows = conn.query(&sql, &params, None).await?;
+    Ok(rows.iter().map(|r| export_from(r)).collect())
+}
+
+/// One export.
+pub async fn get(conn: &mut Conn, id: i64) -> Result<Option<Export>, DbError> {
+    let sql = format!(
+        "SELECT {EXPORT_COLUMNS} FROM lockgate_exports WHERE id = {}",
+        p(conn, 1)
+    );
+    let rows = conn.query(&sql, &[Value::Int(id)], None).await?;
+    Ok(rows.first().map(|r| export_from(r)))
+}
+
+/// Every failing row of an export, in row-set order.
+pub async fn errors(conn: &mut Conn, id: i64) -> Result<Vec<ExportError>, DbError> {
+    let sql = format!(
+        "SELECT x.n, r.row_key, x.column_name, x.code, x.message FROM lockgate_export_errors x \
+         LEFT JOIN lockgate_export_rows r ON r.export_id = x.export_id AND r.n = x.n \
+         WHERE x.export_id = {} ORDER BY x.n, x.id",
+        p(conn, 1)
+    );
+    let rows = conn.query(&sql, &[Value::Int(id)], None).await?;
+    Ok(rows
+        .iter()
+        .map(|r| ExportError {
+            n: int(&r[0]).unwrap_or(0),
+            key: text(&r[1]).unwrap_or_default(),
+            column: text(&r[2]),
+            code: text(&r[3]).unwrap_or_default(),
+            message: text(&r[4]).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Every export that attempted the row with key `key` (of `transfer`, when given),
+/// oldest first, with that row's error where it had one.
+pub async fn history(conn: &mut Conn, key: &str, transfer: Option<&str>) -> Result<Vec<Attempt>, DbError> {
+    let mut params = vec![Value::Text(key.into())];
+    let mut cond = format!("r.row_key = {}", p(conn, 1));
+    if let Some(t) = transfer {
+        params.push(Value::Text(t.into()));
+        cond.push_str(&format!(" AND e.transfer = {}", p(conn, 2)));
+    }
+    let sql = format!(
+        "SELECT e.id, e.transfer, e.status, e.created_at, e.ended_at, x.message, x.column_name \
+         FROM lockgate_export_rows r JOIN lockgate_exports e ON e.id = r.export_id \
+         LEFT JOIN lockgate_export_errors x ON x.export_id = r.export_id AND x.n = r.n \
+         WHERE {cond} ORDER BY e.id, x.id"
+    );
+    let rows = conn.query(&sql, &params, None).await?;
+    let mut out: Vec<Attempt> = Vec::new();
+    for r in &rows {
+        let id = int(&r[0]).unwrap_or(0);
+        let error = text(&r[5]).map(|m| match text(&r[6]) {
+            Some(c) => format!("{c}: {m}"),
+            None => m,
+        });
+        if let Some(last) = out.last_mut().filter(|a| a.export_id == id) {
+            // A second error of the same row: keep both.
+            if let (Some(a), Some(b)) = (&mut last.error, error) {
+                a.push_str("; ");
+                a.push_str(&b);
+            }
+            continue;
+        }
+        out.push(Attempt {
+            export_id: id,
+            transfer: text(&r[1]).unwrap_or_default(),
+            status: text(&r[2]).unwrap_or_default(),
+            created_at: text(&r[3]).unwrap_or_default(),
+            ended_at: text(&r[4]),
+            error,
+        });
+    }
+    Ok(out)
+}

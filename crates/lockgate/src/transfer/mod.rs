@@ -1,0 +1,247 @@
+//! Transfers: batches of rows from a source database to a destination database,
+//! as *exports* that capture every row error, roll back as a whole, remember every
+//! attempt, and run from a queue (seed 000, the customer export app).
+//!
+//! - [`create`] records a pending export with its row set: the source keys that no
+//!   pending, running or completed export of the transfer holds.
+//! - [`run_pending`] claims and runs pending exports once (cron, the seed's
+//!   `/process`); [`worker`] keeps polling. An export is one destination transaction:
+//!   its rows and its change to `completed` commit together, or everything rolls
+//!   back, the export is `failed`, and its row errors are recorded after the
+//!   rollback. Claims carry a lease and a fencing token checked at commit.
+//! - [`show`], [`list`] and [`history`] read the export ledger.
+//!
+//! The ledger lives in the destination database (see `lockgate_db::exports`).
+
+mod def;
+mod plan;
+mod run;
+
+pub use def::{parse_map, SourceSpec, Transfer, TransferSpec, DEFAULT_BATCH};
+pub use plan::{key_text, CheckReport};
+pub use run::{run_pending, worker, ExportOutcome, RunOptions, RunReport, Shutdown, TransferEvent, WorkerReport};
+
+use lockgate_db::exports::{self, Attempt, Export, ExportError, MAX_KEY_CHARS};
+use lockgate_db::ledger::{Holder, Ledger};
+use lockgate_db::relation::KeyReader;
+use lockgate_db::{Conn, DbError, DbUrl};
+use std::time::Duration;
+
+/// Why a transfer command failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// A bad definition or argument, found before anything was written.
+    #[error("{0}")]
+    Input(String),
+    /// The destination check found problems; nothing was written.
+    #[error("the destination check failed:\n  - {}", .0.join("\n  - "))]
+    Check(Vec<String>),
+    /// The source database failed (unreachable, a query error).
+    #[error("source {0}: {1}")]
+    Source(String, #[source] DbError),
+    /// The destination database failed.
+    #[error("destination {0}: {1}")]
+    Dest(String, #[source] DbError),
+    /// No export with that id.
+    #[error("there is no export {0} in {1}: `lockgate transfer list` shows the exports")]
+    NoSuchExport(i64, String),
+}
+
+impl TransferError {
+    /// The process exit code (DESIGN.md): 2 for bad input and failed checks, 1 for
+    /// run-time failures.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            TransferError::Input(_) | TransferError::Check(_) | TransferError::NoSuchExport(..) => 2,
+            TransferError::Source(_, e) | TransferError::Dest(_, e) => e.exit_code(),
+        }
+    }
+}
+
+fn dest_err(url: &DbUrl) -> impl Fn(DbError) -> TransferError + '_ {
+    move |e| TransferError::Dest(url.redacted(), e)
+}
+
+fn source_err(url: &DbUrl) -> impl Fn(DbError) -> TransferError + '_ {
+    move |e| TransferError::Source(url.redacted(), e)
+}
+
+/// Runs the destination check of `t`: both databases reachable, every column
+/// resolved. Writes nothing.
+pub async fn check(t: &Transfer) -> Result<CheckReport, TransferError> {
+    let mut src = Conn::connect(&t.source).await.map_err(source_err(&t.source))?;
+    let mut dst = Conn::connect(&t.dest).await.map_err(dest_err(&t.dest))?;
+    let plan = plan::plan(t, &mut src, &mut dst).await?;
+    Ok(plan.report(&t.name))
+}
+
+/// How [`create`] works.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    /// Count the rows an export would hold, and create nothing (the dashboard's
+    /// Export button).
+    pub dry_run: bool,
+}
+
+/// What [`create`] did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CreateReport {
+    /// Whether an export was created.
+    pub created: bool,
+    /// Source rows no pending, running or completed export holds.
+    pub available: i64,
+    /// The export created.
+    pub export: Option<Export>,
+}
+
+/// Records a pending export of `t` with its row set: every source key that no
+/// pending, running or completed export of `t` holds. With none, creates nothing
+/// (`created: false`). Two creates of one transfer take turns (a job lock), so a
+/// row never lands in two row sets.
+pub async fn create(t: &Transfer, opts: &CreateOptions) -> Result<CreateReport, TransferError> {
+    let mut src = Conn::connect(&t.source).await.map_err(source_err(&t.source))?;
+    let mut dst = Conn::connect(&t.dest).await.map_err(dest_err(&t.dest))?;
+    let plan = plan::plan(t, &mut src, &mut dst).await?;
+    drop(dst);
+    let mut ledger = Ledger::open(&t.dest).await.map_err(dest_err(&t.dest))?;
+    let holder = Holder::current(format!("lockgate transfer create {}", t.name));
+    let job = format!("transfer-create:{}", t.name);
+    let lock = ledger
+        .lock(&job, &holder, Duration::from_secs(60))
+        .await
+        .map_err(dest_err(&t.dest))?;
+    let result = create_locked(t, &plan, &mut src, &mut ledger, opts).await;
+    let unlocked = ledger.unlock(lock).await.map_err(dest_err(&t.dest));
+    let report = result?;
+    unlocked?;
+    Ok(report)
+}
+
+async fn create_locked(
+    t: &Transfer,
+    plan: &plan::Plan,
+    src: &mut Conn,
+    ledger: &mut Ledger,
+    opts: &CreateOptions,
+) -> Result<CreateReport, TransferError> {
+    let conn = ledger.conn();
+    conn.begin().await.map_err(dest_err(&t.dest))?;
+    let result = async {
+        let id = exports::begin_export(conn, &t.name).await.map_err(dest_err(&t.dest))?;
+        // One consistent view of the source while its keys are read.
+        src.begin_snapshot().await.map_err(source_err(&t.source))?;
+        let mut reader = KeyReader::new(src, &plan.relation, &plan.projection, 10_000);
+        let mut n = 0i64;
+        while let Some(page) = reader.next_page(src).await.map_err(source_err(&t.source))? {
+            let mut keys = Vec::with_capacity(page.len());
+            for values in page {
+                if values.iter().any(|v| v.is_null()) {
+                    return Err(TransferError::Input(format!(
+                        "transfer {:?}: a source row has a NULL key ({}); every row needs a key to be exported \
+                         and remembered: fix the row or filter it out with --source-query",
+                        t.name,
+                        plan.key.join(", ")
+                    )));
+                }
+                let text = key_text(&values);
+                if text.chars().count() > MAX_KEY_CHARS {
+                    return Err(TransferError::Input(format!(
+                        "transfer {:?}: the key {}… is longer than {MAX_KEY_CHARS} characters, the most a row set holds",
+                        t.name,
+                        text.chars().take(40).collect::<String>()
+                    )));
+                }
+                n += 1;
+                keys.push((n, text));
+            }
+            exports::add_row_keys(conn, id, &keys).await.map_err(dest_err(&t.dest))?;
+        }
+        let _ = src.rollback().await;
+        let settled = exports::settle_row_set(conn, id, &t.name)
+            .await
+            .map_err(dest_err(&t.dest))?;
+        if !settled.duplicates.is_empty() {
+            return Err(TransferError::Input(format!(
+                "transfer {:?}: the source gives these keys more than once: {}; a key must name one row \
+                 (choose another --key, or make the source query return each key once)",
+                t.name,
+                settled.duplicates.join(", ")
+            )));
+        }
+        Ok((id, settled.rows))
+    }
+    .await;
+    match result {
+        Ok((id, rows)) if rows > 0 && !opts.dry_run => {
+            conn.commit().await.map_err(dest_err(&t.dest))?;
+            let export = exports::get(conn, id).await.map_err(dest_err(&t.dest))?;
+            Ok(CreateReport {
+                created: true,
+                available: rows,
+                export,
+            })
+        }
+        Ok((_, rows)) => {
+            conn.rollback().await.map_err(dest_err(&t.dest))?;
+            Ok(CreateReport {
+                created: false,
+                available: rows,
+                export: None,
+            })
+        }
+        Err(e) => {
+            let _ = conn.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// One export with every failing row.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExportDetail {
+    /// The export.
+    pub export: Export,
+    /// Its failing rows, in row-set order.
+    pub errors: Vec<ExportError>,
+}
+
+async fn open_ledger(dest: &DbUrl) -> Result<Ledger, TransferError> {
+    let mut ledger = Ledger::open(dest).await.map_err(dest_err(dest))?;
+    exports::reap_expired(ledger.conn()).await.map_err(dest_err(dest))?;
+    Ok(ledger)
+}
+
+/// An export and its failing rows, from the ledger in `dest`.
+pub async fn show(dest: &DbUrl, id: i64) -> Result<ExportDetail, TransferError> {
+    let mut ledger = open_ledger(dest).await?;
+    let conn = ledger.conn();
+    let export = exports::get(conn, id)
+        .await
+        .map_err(dest_err(dest))?
+        .ok_or_else(|| TransferError::NoSuchExport(id, dest.redacted()))?;
+    let errors = exports::errors(conn, id).await.map_err(dest_err(dest))?;
+    Ok(ExportDetail { export, errors })
+}
+
+/// Exports in `dest`, newest first (of one transfer when given).
+pub async fn list(dest: &DbUrl, transfer: Option<&str>, limit: u32) -> Result<Vec<Export>, TransferError> {
+    let mut ledger = open_ledger(dest).await?;
+    exports::list(ledger.conn(), transfer, limit)
+        .await
+        .map_err(dest_err(dest))
+}
+
+/// Every export that attempted the row with key `key` (its text: the value, or for a
+/// key of several columns the values separated by commas), oldest first.
+pub async fn history(dest: &DbUrl, key: &str, transfer: Option<&str>) -> Result<Vec<Attempt>, TransferError> {
+    let mut ledger = open_ledger(dest).await?;
+    let conn = ledger.conn();
+    let mut attempts = exports::history(conn, key, transfer).await.map_err(dest_err(dest))?;
+    if attempts.is_empty() && key.contains(',') {
+        // A key of several columns, given as a,b: the row set stores ["a","b"].
+        let parts: Vec<&str> = key.split(',').map(str::trim).collect();
+        let text = serde_json::to_string(&parts).unwrap_or_default();
+        attempts = exports::history(conn, &text, transfer).await.map_err(dest_err(dest))?;
+    }
+    Ok(attempts)
+}

@@ -1,0 +1,787 @@
+//! Running exports: claim, read the row set's rows from the source, write them
+//! through the foundation's writer in one destination transaction, and commit the
+//! rows together with the export's change to `completed`, or roll back and record
+//! the failing rows.
+//!
+//! Memory stays bounded: the row set's keys are spilled from the ledger to a
+//! temporary file (one line per key) before the data transaction starts (so that
+//! SQLite's single writer is never asked to read while it writes), and the source is
+//! read one batch of keys at a time. The writer's diagnose pass re-reads the same
+//! file.
+
+use super::def::Transfer;
+use super::plan::{self, convert, key_text, key_values, Plan};
+use super::{dest_err, source_err, TransferError};
+use lockgate_core::{Batch, Row, RowError};
+use lockgate_db::exports::{self, Claim, Export, ExportError, FailedRow};
+use lockgate_db::ledger::{Holder, Ledger, RunStatus};
+use lockgate_db::relation::{fetch_by_keys, MAX_KEY_PARAMS};
+use lockgate_db::writer::{self, BatchSource, OnError, Progress, SourceError, WriteConfig, WriteError, WriteReport};
+use lockgate_db::{Conn, DbError, DbUrl, Engine};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// A shutdown signal shared with a running worker: level 1 asks it to finish the
+/// export in hand and stop, level 2 to roll that export back now and stop.
+#[derive(Clone, Debug)]
+pub struct Shutdown(watch::Receiver<u8>);
+
+impl Shutdown {
+    /// A signal and the sender that raises it (`send(1)`, then `send(2)`).
+    pub fn new() -> (watch::Sender<u8>, Shutdown) {
+        let (tx, rx) = watch::channel(0);
+        (tx, Shutdown(rx))
+    }
+
+    fn level(&self) -> u8 {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the level reaches `at_least` (never, if the sender is gone
+    /// before that).
+    async fn reached(&mut self, at_least: u8) {
+        loop {
+            if *self.0.borrow_and_update() >= at_least {
+                return;
+            }
+            if self.0.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// How exports run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// How long a claim lasts without renewal; a worker renews it every third of
+    /// that (on PostgreSQL and MariaDB). After it, another worker may take over.
+    pub lease: Duration,
+    /// Where progress goes.
+    pub progress: Option<mpsc::UnboundedSender<TransferEvent>>,
+    /// A shutdown signal (workers).
+    pub shutdown: Option<Shutdown>,
+    /// Who runs (shown in the ledger); default `lockgate transfer run`.
+    pub holder: String,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            lease: Duration::from_secs(60),
+            progress: None,
+            shutdown: None,
+            holder: "lockgate transfer run".into(),
+        }
+    }
+}
+
+/// Progress of exports, for the CLI and the server.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum TransferEvent {
+    /// An export was claimed.
+    Claimed {
+        /// The export.
+        id: i64,
+        /// Its transfer.
+        transfer: String,
+        /// Rows in its row set.
+        rows: i64,
+    },
+    /// Rows written so far.
+    Progress {
+        /// The export.
+        id: i64,
+        /// `loading`, `diagnosing` or `retrying`.
+        phase: String,
+        /// Rows handled in this pass.
+        done: u64,
+        /// Rows in the row set.
+        total: u64,
+    },
+    /// An export ended.
+    Finished {
+        /// The export.
+        id: i64,
+        /// Its status.
+        status: String,
+    },
+    /// A worker's round failed (it goes on polling).
+    Error {
+        /// The message.
+        message: String,
+    },
+}
+
+/// One export that ran.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExportOutcome {
+    /// The export as the ledger holds it afterwards.
+    pub export: Export,
+    /// Its failing rows (a failed export).
+    pub errors: Vec<ExportError>,
+    /// Wall time.
+    pub seconds: f64,
+    /// Why it did not finish, when it did not: its claim was taken over, or the
+    /// worker was stopped.
+    pub note: Option<String>,
+}
+
+/// What [`run_pending`] did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunReport {
+    /// The exports that ran, in order.
+    pub exports: Vec<ExportOutcome>,
+}
+
+impl RunReport {
+    /// 0 when every export completed, 3 when one failed with row errors, 1 when one
+    /// could not finish (its claim was lost).
+    pub fn exit_code(&self) -> i32 {
+        if self.exports.iter().any(|e| e.export.status == "failed") {
+            3
+        } else if self.exports.iter().any(|e| e.note.is_some()) {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// What a [`worker`] did before it stopped.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct WorkerReport {
+    /// Exports completed.
+    pub completed: u64,
+    /// Exports failed with row errors.
+    pub failed: u64,
+    /// Exports given back unfinished (claim lost, stopped).
+    pub interrupted: u64,
+}
+
+fn emit(opts: &RunOptions, e: TransferEvent) {
+    if let Some(tx) = &opts.progress {
+        let _ = tx.send(e);
+    }
+}
+
+/// Runs every claimable export of `transfers` once, one after another, and returns.
+/// A transfer's databases are reached and checked before any of its exports is
+/// claimed, so an unreachable source or destination changes no export's state.
+pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<RunReport, TransferError> {
+    let mut report = RunReport::default();
+    // One ledger connection per destination.
+    let mut by_dest: BTreeMap<String, Vec<&Transfer>> = BTreeMap::new();
+    for t in transfers {
+        by_dest.entry(t.dest.as_str().to_string()).or_default().push(t);
+    }
+    for group in by_dest.values() {
+        let dest = &group[0].dest;
+        let mut ledger = Ledger::open(dest).await.map_err(dest_err(dest))?;
+        for t in group {
+            if stopping(opts) {
+                return Ok(report);
+            }
+            let waiting = exports::claimable(ledger.conn(), &t.name)
+                .await
+                .map_err(dest_err(dest))?;
+            if waiting == 0 {
+                continue;
+            }
+            let mut src = Conn::connect(&t.source).await.map_err(source_err(&t.source))?;
+            let mut dst = Conn::connect(&t.dest).await.map_err(dest_err(&t.dest))?;
+            let plan = plan::plan(t, &mut src, &mut dst).await?;
+            drop((src, dst));
+            let holder = Holder::current(opts.holder.clone());
+            let holder_text = format!("{} (pid {} on {})", holder.what, holder.pid, holder.host);
+            while !stopping(opts) {
+                let claim = exports::claim(ledger.conn(), std::slice::from_ref(&t.name), &holder_text, opts.lease)
+                    .await
+                    .map_err(dest_err(dest))?;
+                let Some(claim) = claim else { break };
+                emit(
+                    opts,
+                    TransferEvent::Claimed {
+                        id: claim.id,
+                        transfer: t.name.clone(),
+                        rows: claim.rows,
+                    },
+                );
+                let outcome = run_claimed(t, &plan, &claim, &mut ledger, &holder, opts).await?;
+                emit(
+                    opts,
+                    TransferEvent::Finished {
+                        id: claim.id,
+                        status: outcome.export.status.clone(),
+                    },
+                );
+                report.exports.push(outcome);
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn stopping(opts: &RunOptions) -> bool {
+    opts.shutdown.as_ref().is_some_and(|s| s.level() >= 1)
+}
+
+/// Keeps running pending exports of `transfers`, looking again every `poll`, until
+/// `opts.shutdown` says stop: at level 1 after the export in hand, at level 2 at once
+/// (that export rolls back and goes back to pending). A failing round (a server
+/// away) is reported as an event and retried at the next poll.
+pub async fn worker(transfers: &[Transfer], opts: &RunOptions, poll: Duration) -> WorkerReport {
+    let mut report = WorkerReport::default();
+    let mut shutdown = opts.shutdown.clone();
+    loop {
+        if stopping(opts) {
+            return report;
+        }
+        let mut ran = false;
+        match run_pending(transfers, opts).await {
+            Ok(r) => {
+                for e in &r.exports {
+                    ran = true;
+                    match (e.export.status.as_str(), &e.note) {
+                        (_, Some(_)) => report.interrupted += 1,
+                        ("completed", _) => report.completed += 1,
+                        _ => report.failed += 1,
+                    }
+                }
+            }
+            Err(e) => emit(opts, TransferEvent::Error { message: e.to_string() }),
+        }
+        if ran {
+            continue;
+        }
+        match &mut shutdown {
+            Some(s) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = s.reached(1) => {}
+                }
+            }
+            None => tokio::time::sleep(poll).await,
+        }
+    }
+}
+
+/// The rows of a row set, read from the source by key, a batch at a time, from the
+/// spilled key file (lines `skip..skip + take`).
+struct ExportRows {
+    url: DbUrl,
+    plan: Arc<Plan>,
+    transfer: Arc<String>,
+    spill: Arc<PathBuf>,
+    skip: usize,
+    take: usize,
+    batch: usize,
+}
+
+impl BatchSource for ExportRows {
+    fn open(&self) -> mpsc::Receiver<Result<Batch, SourceError>> {
+        let (tx, rx) = mpsc::channel(2);
+        let (url, plan, transfer, spill) = (
+            self.url.clone(),
+            Arc::clone(&self.plan),
+            Arc::clone(&self.transfer),
+            Arc::clone(&self.spill),
+        );
+        let (skip, take) = (self.skip, self.take);
+        let per = self.batch.min(MAX_KEY_PARAMS / plan.projection.key.len().max(1)).max(1);
+        tokio::spawn(async move {
+            let result = read_rows(&url, &plan, &transfer, &spill, skip, take, per, &tx).await;
+            if let Err(e) = result {
+                let _ = tx.send(Err(SourceError(e))).await;
+            }
+        });
+        rx
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_rows(
+    url: &DbUrl,
+    plan: &Plan,
+    transfer: &Arc<String>,
+    spill: &PathBuf,
+    skip: usize,
+    take: usize,
+    per: usize,
+    tx: &mpsc::Sender<Result<Batch, SourceError>>,
+) -> Result<(), String> {
+    let where_ = format!("source {}", url.redacted());
+    let mut conn = Conn::connect(url).await.map_err(|e| format!("{where_}: {e}"))?;
+    conn.begin_snapshot().await.map_err(|e| format!("{where_}: {e}"))?;
+    let file = std::fs::File::open(spill).map_err(|e| format!("reading the row set's key file: {e}"))?;
+    let mut lines = BufReader::new(file).lines().skip(skip).take(take);
+    let columns = Arc::new(
+        plan.projection
+            .columns
+            .iter()
+            .map(|(d, _)| d.clone())
+            .collect::<Vec<_>>(),
+    );
+    let key_kinds: Vec<_> = plan
+        .projection
+        .key
+        .iter()
+        .map(|&i| plan.projection.kinds[i].clone())
+        .collect();
+    let source_name = Arc::new(format!("transfer {transfer}"));
+    loop {
+        let mut page: Vec<(i64, String)> = Vec::with_capacity(per);
+        for line in lines.by_ref().take(per) {
+            let line = line.map_err(|e| format!("reading the row set's key file: {e}"))?;
+            let (n, key) = line
+                .split_once('\t')
+                .and_then(|(n, k)| Some((n.parse().ok()?, serde_json::from_str::<String>(k).ok()?)))
+                .ok_or_else(|| "the row set's key file is damaged".to_string())?;
+            page.push((n, key));
+        }
+        if page.is_empty() {
+            break;
+        }
+        let mut batch = Batch::new(Arc::clone(&columns));
+        batch.source = Some(Arc::clone(&source_name));
+        let mut keys = Vec::with_capacity(page.len());
+        let mut wanted = Vec::with_capacity(page.len());
+        for (n, text) in page {
+            match key_values(&text, &key_kinds) {
+                Ok(v) => {
+                    keys.push(v);
+                    wanted.push((n, text));
+                }
+                Err(e) => batch
+                    .rejected
+                    .push(row_error(n, &text, None, format!("the key cannot be read back: {e}"))),
+            }
+        }
+        let rows = fetch_by_keys(&mut conn, &plan.relation, &plan.projection, &keys)
+            .await
+            .map_err(|e| format!("{where_}: {e}"))?;
+        let mut by_key: HashMap<String, Vec<lockgate_core::Value>> = HashMap::with_capacity(rows.len());
+        for values in rows {
+            let key: Vec<_> = plan.projection.key.iter().map(|&i| values[i].clone()).collect();
+            by_key.insert(key_text(&key), values);
+        }
+        for (n, text) in wanted {
+            let Some(values) = by_key.remove(&text) else {
+                batch.rejected.push(row_error(
+                    n,
+                    &text,
+                    None,
+                    "the row is no longer in the source (deleted after the export was created): \
+                     create a new export, which leaves it out"
+                        .into(),
+                ));
+                continue;
+            };
+            let mut out = Vec::with_capacity(values.len());
+            let mut failed = None;
+            for (i, v) in values.into_iter().enumerate() {
+                match convert(v, &plan.dest_kinds[i]) {
+                    Ok(v) => out.push(v),
+                    Err(e) => {
+                        failed = Some((columns[i].clone(), e));
+                        break;
+                    }
+                }
+            }
+            match failed {
+                Some((col, e)) => batch.rejected.push(row_error(n, &text, Some(col), e)),
+                None => batch.push(Row {
+                    line: n as u64,
+                    values: out,
+                }),
+            }
+        }
+        if tx.send(Ok(batch)).await.is_err() {
+            break;
+        }
+    }
+    let _ = conn.rollback().await;
+    Ok(())
+}
+
+fn row_error(n: i64, key: &str, column: Option<String>, message: String) -> RowError {
+    RowError {
+        file: None,
+        line: Some(n as u64),
+        key: Some(key.to_string()),
+        column,
+        code: "lockgate".into(),
+        message,
+    }
+}
+
+/// The row set's keys after row `after`, written to a temporary file; with the
+/// count, and the row number at every `chunk`-th line (the chunks' last rows).
+async fn spill_keys(
+    conn: &mut Conn,
+    claim: &Claim,
+    chunk: Option<u64>,
+) -> Result<(tempfile::TempPath, usize, Vec<i64>), DbError> {
+    let file = tempfile::NamedTempFile::new()
+        .map_err(|e| DbError::Invalid(format!("cannot create a temporary file for the row set: {e}")))?;
+    let (file, path) = file.into_parts();
+    let mut out = BufWriter::new(file);
+    let io = |e: std::io::Error| DbError::Invalid(format!("writing the row set's temporary file: {e}"));
+    let mut after = claim.committed_upto;
+    let mut count = 0usize;
+    let mut ends = Vec::new();
+    loop {
+        let page = exports::row_set_page(conn, claim.id, after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        for (n, key) in &page {
+            let json = serde_json::to_string(key).unwrap_or_default();
+            writeln!(out, "{n}\t{json}").map_err(io)?;
+            count += 1;
+            if let Some(c) = chunk {
+                if count as u64 % c == 0 {
+                    ends.push(*n);
+                }
+            }
+        }
+    }
+    out.flush().map_err(io)?;
+    if chunk.is_some() && ends.last() != Some(&after) && count > 0 {
+        ends.push(after);
+    }
+    Ok((path, count, ends))
+}
+
+/// Runs one claimed export to its end.
+async fn run_claimed(
+    t: &Transfer,
+    plan: &Plan,
+    claim: &Claim,
+    ledger: &mut Ledger,
+    holder: &Holder,
+    opts: &RunOptions,
+) -> Result<ExportOutcome, TransferError> {
+    let started = Instant::now();
+    let dest = &t.dest;
+    let job = format!("transfer:{}#{}", t.name, claim.id);
+    let run_id = ledger
+        .start_run("transfer", &job, holder)
+        .await
+        .map_err(dest_err(dest))?;
+    let result = run_export(t, plan, claim, ledger, opts, run_id).await;
+    let (status, error) = match &result {
+        Ok(o) if o.export.status == "completed" => (RunStatus::Succeeded, None),
+        Ok(o) => (RunStatus::Failed, o.note.clone()),
+        Err(e) => (RunStatus::Failed, Some(e.to_string())),
+    };
+    let outcome_json = result
+        .as_ref()
+        .ok()
+        .and_then(|o| serde_json::to_value(&o.export).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let written = result.as_ref().map_or(0, |o| o.export.rows_written.max(0) as u64);
+    let _ = ledger
+        .finish_run(run_id, status, written, &outcome_json, error.as_deref())
+        .await;
+    result.map(|mut o| {
+        o.seconds = started.elapsed().as_secs_f64();
+        o
+    })
+}
+
+/// Why the data transaction did not commit.
+enum Stop {
+    /// Rows failed.
+    Rows(Vec<RowError>),
+    /// Another worker holds the claim now.
+    Lost,
+    /// The worker was told to stop now.
+    Aborted,
+}
+
+async fn run_export(
+    t: &Transfer,
+    plan: &Plan,
+    claim: &Claim,
+    ledger: &mut Ledger,
+    opts: &RunOptions,
+    run_id: i64,
+) -> Result<ExportOutcome, TransferError> {
+    let dest = &t.dest;
+    let (spill, count, ends) = spill_keys(ledger.conn(), claim, t.commit_every)
+        .await
+        .map_err(dest_err(dest))?;
+    let done = Arc::new(AtomicU64::new(0));
+    let lost = Arc::new(AtomicBool::new(false));
+    // The lease is renewed from a connection of its own while the data transaction
+    // runs. SQLite has one writer: there nobody can take the export over while the
+    // data transaction holds the file, so there is nothing to renew.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let heartbeat = (dest.engine != Engine::Sqlite).then(|| {
+        tokio::spawn(heartbeat(
+            dest.clone(),
+            claim.clone(),
+            opts.lease,
+            run_id,
+            count as u64,
+            Arc::clone(&done),
+            Arc::clone(&lost),
+            stop_rx,
+        ))
+    });
+    let result = write_export(t, plan, claim, opts, &spill, count, &ends, &done, &lost).await;
+    let _ = stop_tx.send(true);
+    if let Some(h) = heartbeat {
+        let _ = h.await;
+    }
+    drop(spill);
+    let note = match result {
+        Ok(None) => None,
+        Ok(Some(Stop::Rows(failed))) => {
+            let rows: Vec<FailedRow> = failed
+                .iter()
+                .map(|e| FailedRow {
+                    n: e.line.unwrap_or(0) as i64,
+                    column: e.column.clone(),
+                    code: e.code.clone(),
+                    message: e.message.clone(),
+                })
+                .collect();
+            let recorded = exports::fail(ledger.conn(), claim, &rows)
+                .await
+                .map_err(dest_err(dest))?;
+            (!recorded).then(|| lost_note(claim))
+        }
+        Ok(Some(Stop::Lost)) => Some(lost_note(claim)),
+        Ok(Some(Stop::Aborted)) => {
+            let why = "the worker was stopped; the export was rolled back and put back to pending";
+            exports::release(ledger.conn(), claim, why)
+                .await
+                .map_err(dest_err(dest))?;
+            Some(why.to_string())
+        }
+        Err(e) => {
+            let _ = exports::release(ledger.conn(), claim, &e.to_string()).await;
+            return Err(e);
+        }
+    };
+    let export = exports::get(ledger.conn(), claim.id)
+        .await
+        .map_err(dest_err(dest))?
+        .ok_or_else(|| TransferError::NoSuchExport(claim.id, dest.redacted()))?;
+    let errors = if export.status == "failed" && note.is_none() {
+        exports::errors(ledger.conn(), claim.id).await.map_err(dest_err(dest))?
+    } else {
+        Vec::new()
+    };
+    Ok(ExportOutcome {
+        export,
+        errors,
+        seconds: 0.0,
+        note,
+    })
+}
+
+fn lost_note(claim: &Claim) -> String {
+    format!(
+        "export {} was taken over by another worker after this worker's lease expired; \
+         this worker's work was rolled back and not committed",
+        claim.id
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn heartbeat(
+    dest: DbUrl,
+    claim: Claim,
+    lease: Duration,
+    run_id: i64,
+    total: u64,
+    done: Arc<AtomicU64>,
+    lost: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Ok(mut ledger) = Ledger::open(&dest).await else {
+        return;
+    };
+    let every = (lease / 3).max(Duration::from_millis(200));
+    // Progress for the dashboard more often than the lease needs renewing.
+    let tick = every.min(Duration::from_millis(500));
+    let mut last_renew = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.changed() => return,
+        }
+        let n = done.load(Ordering::Relaxed);
+        let _ = ledger.progress(run_id, n, Some(total)).await;
+        if last_renew.elapsed() >= every {
+            last_renew = Instant::now();
+            match exports::renew(ledger.conn(), &claim, lease, n as i64).await {
+                Ok(true) => {}
+                Ok(false) => lost.store(true, Ordering::Relaxed),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// Writes the export's rows: one transaction, or with `commit_every` one per chunk.
+/// `Ok(None)`: everything committed and the export is completed.
+#[allow(clippy::too_many_arguments)]
+async fn write_export(
+    t: &Transfer,
+    plan: &Plan,
+    claim: &Claim,
+    opts: &RunOptions,
+    spill: &std::path::Path,
+    count: usize,
+    ends: &[i64],
+    done: &Arc<AtomicU64>,
+    lost: &Arc<AtomicBool>,
+) -> Result<Option<Stop>, TransferError> {
+    let dest = &t.dest;
+    let plan = Arc::new(plan.clone());
+    let spill = Arc::new(spill.to_path_buf());
+    let name = Arc::new(t.name.clone());
+    let cfg = WriteConfig {
+        mode: t.mode,
+        key: plan.key.clone(),
+        on_error: OnError::Rollback,
+        nested: true,
+        ..WriteConfig::default()
+    };
+    let mut data = Conn::connect(dest).await.map_err(dest_err(dest))?;
+    let chunk = t.commit_every.map(|c| c as usize).unwrap_or(count.max(1));
+    let mut written = claim_written(claim);
+    let mut skip = 0usize;
+    let mut chunk_index = 0usize;
+    loop {
+        let take = chunk.min(count - skip);
+        let source = ExportRows {
+            url: t.source.clone(),
+            plan: Arc::clone(&plan),
+            transfer: Arc::clone(&name),
+            spill: Arc::clone(&spill),
+            skip,
+            take,
+            batch: t.batch_size,
+        };
+        let mut attempt = 0;
+        let report = loop {
+            attempt += 1;
+            data.begin().await.map_err(dest_err(dest))?;
+            let outcome = write_unit(&mut data, &plan, &cfg, &source, claim, opts, done, count).await;
+            match outcome {
+                Some(Ok(r)) => break r,
+                Some(Err(WriteError::Db(e))) if e.is_transient() && attempt < 3 => {
+                    let _ = data.rollback().await;
+                    tokio::time::sleep(cfg.retry.backoff(attempt)).await;
+                }
+                Some(Err(e)) => {
+                    let _ = data.rollback().await;
+                    return Err(match e {
+                        WriteError::Db(e) => TransferError::Dest(dest.redacted(), e),
+                        WriteError::Source(s) => TransferError::Source(t.source.redacted(), DbError::Invalid(s.0)),
+                    });
+                }
+                None => {
+                    // Dropping the connection mid-statement rolls the transaction back
+                    // on the server; a new one is not needed.
+                    return Ok(Some(Stop::Aborted));
+                }
+            }
+        };
+        if !report.failed.is_empty() {
+            data.rollback().await.map_err(dest_err(dest))?;
+            return Ok(Some(Stop::Rows(report.failed)));
+        }
+        written += (report.inserted + report.updated + report.unchanged) as i64;
+        skip += take;
+        let last = skip >= count;
+        if lost.load(Ordering::Relaxed) {
+            data.rollback().await.map_err(dest_err(dest))?;
+            return Ok(Some(Stop::Lost));
+        }
+        let fenced = if last {
+            exports::complete(&mut data, claim, written).await
+        } else {
+            let upto = ends.get(chunk_index).copied().unwrap_or(0);
+            exports::checkpoint(&mut data, claim, upto, written).await
+        }
+        .map_err(dest_err(dest))?;
+        if !fenced {
+            data.rollback().await.map_err(dest_err(dest))?;
+            return Ok(Some(Stop::Lost));
+        }
+        data.commit().await.map_err(dest_err(dest))?;
+        if last {
+            return Ok(None);
+        }
+        chunk_index += 1;
+    }
+}
+
+fn claim_written(claim: &Claim) -> i64 {
+    // A chunked export resumed after its committed rows: those stay counted. The
+    // ledger's rows_written is the count at the last checkpoint.
+    if claim.committed_upto > 0 {
+        claim.written
+    } else {
+        0
+    }
+}
+
+/// One write of a unit inside the open transaction, with progress forwarded; `None`
+/// when a level-2 shutdown interrupted it.
+#[allow(clippy::too_many_arguments)]
+async fn write_unit(
+    data: &mut Conn,
+    plan: &Plan,
+    cfg: &WriteConfig,
+    source: &ExportRows,
+    claim: &Claim,
+    opts: &RunOptions,
+    done: &Arc<AtomicU64>,
+    total: usize,
+) -> Option<Result<WriteReport, WriteError>> {
+    let (ptx, mut prx) = mpsc::unbounded_channel::<Progress>();
+    let forward = {
+        let done = Arc::clone(done);
+        let events = opts.progress.clone();
+        let id = claim.id;
+        tokio::spawn(async move {
+            while let Some(p) = prx.recv().await {
+                done.store(p.rows, Ordering::Relaxed);
+                if let Some(tx) = &events {
+                    let _ = tx.send(TransferEvent::Progress {
+                        id,
+                        phase: p.phase.to_string(),
+                        done: p.rows,
+                        total: total as u64,
+                    });
+                }
+            }
+        })
+    };
+    let mut shutdown = opts.shutdown.clone();
+    let result = {
+        let write = writer::write(data, &plan.dest, cfg, source, Some(&ptx));
+        match &mut shutdown {
+            Some(s) => tokio::select! {
+                r = write => Some(r),
+                _ = s.reached(2) => None,
+            },
+            None => Some(write.await),
+        }
+    };
+    drop(ptx);
+    let _ = forward.await;
+    result
+}
