@@ -1115,6 +1115,57 @@ fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// The kind of a prepared statement's result column, from its wire type (the
+/// declared length and flags are what the protocol gives, so text limits are unknown).
+fn column_kind(c: &mysql_async::Column) -> Kind {
+    use mysql_async::consts::ColumnFlags;
+    let unsigned = c.flags().contains(ColumnFlags::UNSIGNED_FLAG);
+    let int = |bytes| Kind::Int { bytes, unsigned };
+    match c.column_type() {
+        ColumnType::MYSQL_TYPE_TINY if c.column_length() == 1 => Kind::Bool,
+        ColumnType::MYSQL_TYPE_TINY => int(1),
+        ColumnType::MYSQL_TYPE_SHORT | ColumnType::MYSQL_TYPE_YEAR => int(2),
+        ColumnType::MYSQL_TYPE_INT24 => int(3),
+        ColumnType::MYSQL_TYPE_LONG => int(4),
+        ColumnType::MYSQL_TYPE_LONGLONG => int(8),
+        ColumnType::MYSQL_TYPE_FLOAT => Kind::Float { bytes: 4 },
+        ColumnType::MYSQL_TYPE_DOUBLE => Kind::Float { bytes: 8 },
+        ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => Kind::Decimal {
+            precision: None,
+            scale: Some(c.decimals() as u32),
+            max_significant: None,
+        },
+        ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE => Kind::Date,
+        ColumnType::MYSQL_TYPE_TIME | ColumnType::MYSQL_TYPE_TIME2 => Kind::Time,
+        ColumnType::MYSQL_TYPE_DATETIME | ColumnType::MYSQL_TYPE_DATETIME2 => Kind::Timestamp,
+        ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2 => Kind::TimestampTz { epoch32: true },
+        ColumnType::MYSQL_TYPE_JSON => Kind::Json,
+        ColumnType::MYSQL_TYPE_BIT => Kind::Bytes { max_bytes: None },
+        ColumnType::MYSQL_TYPE_VARCHAR
+        | ColumnType::MYSQL_TYPE_VAR_STRING
+        | ColumnType::MYSQL_TYPE_STRING
+        | ColumnType::MYSQL_TYPE_ENUM
+        | ColumnType::MYSQL_TYPE_SET
+        | ColumnType::MYSQL_TYPE_TINY_BLOB
+        | ColumnType::MYSQL_TYPE_MEDIUM_BLOB
+        | ColumnType::MYSQL_TYPE_LONG_BLOB
+        | ColumnType::MYSQL_TYPE_BLOB => {
+            // Character set 63 is binary: a blob, not text.
+            if c.character_set() == 63 {
+                Kind::Bytes { max_bytes: None }
+            } else {
+                Kind::Text {
+                    max_chars: None,
+                    max_bytes: None,
+                }
+            }
+        }
+        other => Kind::Unsupported {
+            type_name: format!("{other:?}").trim_start_matches("MYSQL_TYPE_").to_lowercase(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1167,56 +1218,5 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "a\\tb\\nc\\\\d\\re\\0\t\\N\t1\t1e300\t00FF\t\\\\N\t7\n"
         );
-    }
-}
-
-/// The kind of a prepared statement's result column, from its wire type (the
-/// declared length and flags are what the protocol gives, so text limits are unknown).
-fn column_kind(c: &mysql_async::Column) -> Kind {
-    use mysql_async::consts::ColumnFlags;
-    let unsigned = c.flags().contains(ColumnFlags::UNSIGNED_FLAG);
-    let int = |bytes| Kind::Int { bytes, unsigned };
-    match c.column_type() {
-        ColumnType::MYSQL_TYPE_TINY if c.column_length() == 1 => Kind::Bool,
-        ColumnType::MYSQL_TYPE_TINY => int(1),
-        ColumnType::MYSQL_TYPE_SHORT | ColumnType::MYSQL_TYPE_YEAR => int(2),
-        ColumnType::MYSQL_TYPE_INT24 => int(3),
-        ColumnType::MYSQL_TYPE_LONG => int(4),
-        ColumnType::MYSQL_TYPE_LONGLONG => int(8),
-        ColumnType::MYSQL_TYPE_FLOAT => Kind::Float { bytes: 4 },
-        ColumnType::MYSQL_TYPE_DOUBLE => Kind::Float { bytes: 8 },
-        ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => Kind::Decimal {
-            precision: None,
-            scale: Some(c.decimals() as u32),
-            max_significant: None,
-        },
-        ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE => Kind::Date,
-        ColumnType::MYSQL_TYPE_TIME | ColumnType::MYSQL_TYPE_TIME2 => Kind::Time,
-        ColumnType::MYSQL_TYPE_DATETIME | ColumnType::MYSQL_TYPE_DATETIME2 => Kind::Timestamp,
-        ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2 => Kind::TimestampTz { epoch32: true },
-        ColumnType::MYSQL_TYPE_JSON => Kind::Json,
-        ColumnType::MYSQL_TYPE_BIT => Kind::Bytes { max_bytes: None },
-        ColumnType::MYSQL_TYPE_VARCHAR
-        | ColumnType::MYSQL_TYPE_VAR_STRING
-        | ColumnType::MYSQL_TYPE_STRING
-        | ColumnType::MYSQL_TYPE_ENUM
-        | ColumnType::MYSQL_TYPE_SET
-        | ColumnType::MYSQL_TYPE_TINY_BLOB
-        | ColumnType::MYSQL_TYPE_MEDIUM_BLOB
-        | ColumnType::MYSQL_TYPE_LONG_BLOB
-        | ColumnType::MYSQL_TYPE_BLOB => {
-            // Character set 63 is binary: a blob, not text.
-            if c.character_set() == 63 {
-                Kind::Bytes { max_bytes: None }
-            } else {
-                Kind::Text {
-                    max_chars: None,
-                    max_bytes: None,
-                }
-            }
-        }
-        other => Kind::Unsupported {
-            type_name: format!("{other:?}").trim_start_matches("MYSQL_TYPE_").to_lowercase(),
-        },
     }
 }

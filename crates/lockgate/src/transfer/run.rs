@@ -445,7 +445,7 @@ async fn spill_keys(
             writeln!(out, "{n}\t{json}").map_err(io)?;
             count += 1;
             if let Some(c) = chunk {
-                if count as u64 % c == 0 {
+                if (count as u64).is_multiple_of(c) {
                     ends.push(*n);
                 }
             }

@@ -1,6 +1,7 @@
 //! The lockgate crate's one integration-test binary: `load` end to end on all three
 //! engines (each test in a fresh database), every kind of bad input, and `migrate`
-//! (with `status` and `rollback`) from oe-migration `db/` folders and zips.
+//! (with `status` and `rollback`) from oe-migration `db/` folders and zips, and
+//! transfers between engines.
 
 mod bad_input;
 mod dump;
@@ -8,3 +9,4 @@ mod load;
 mod migrate;
 mod review;
 mod support;
+mod transfer;

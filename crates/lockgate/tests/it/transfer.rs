@@ -1,0 +1,588 @@
+//! Transfers through the library API, between engines: exports that capture every
+//! row error and roll back, row sets, the destination check, mappings, fencing,
+//! `--commit-every`, unreachable servers, and the demo.
+
+use crate::support::{count, customers_schema, TestDb};
+use lockgate::transfer::{self, CreateOptions, RunOptions, SourceSpec, Transfer, TransferError};
+use lockgate_core::Value;
+use lockgate_db::exports;
+use lockgate_db::writer::WriteMode;
+use lockgate_db::{Conn, DbUrl, Engine};
+use std::time::Duration;
+
+/// Source and destination engines: each engine as source and as destination.
+const PAIRS: [(Engine, Engine); 4] = [
+    (Engine::Sqlite, Engine::Postgres),
+    (Engine::Postgres, Engine::Mysql),
+    (Engine::Mysql, Engine::Sqlite),
+    (Engine::Sqlite, Engine::Sqlite),
+];
+
+/// The source's customers: names nullable, no CHECK (the seed's source).
+fn source_schema(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => {
+            "CREATE TABLE customers (customer_id bigint PRIMARY KEY, first_name text, last_name text, \
+             email text NOT NULL, phone text, city varchar(20), acquisition_date date NOT NULL, lifetime_value numeric(12,2))"
+        }
+        Engine::Mysql => {
+            "CREATE TABLE customers (customer_id bigint PRIMARY KEY, first_name varchar(100), last_name varchar(100), \
+             email varchar(200) NOT NULL, phone varchar(50), city varchar(20), acquisition_date date NOT NULL, \
+             lifetime_value decimal(12,2)) ENGINE=InnoDB"
+        }
+        Engine::Sqlite => {
+            "CREATE TABLE customers (customer_id INTEGER PRIMARY KEY, first_name TEXT, last_name TEXT, \
+             email TEXT NOT NULL, phone TEXT, city TEXT, acquisition_date DATE NOT NULL, lifetime_value NUMERIC(12,2))"
+        }
+    }
+}
+
+/// Inserts customers `from..=to` into the source.
+async fn add_customers(conn: &mut Conn, from: i64, to: i64) {
+    let d = conn.dialect();
+    let ps: Vec<String> = (1..=6).map(|i| d.param(i)).collect();
+    let sql = format!(
+        "INSERT INTO customers (customer_id, first_name, last_name, email, acquisition_date, lifetime_value) \
+         VALUES ({})",
+        ps.join(", ")
+    );
+    conn.begin().await.unwrap();
+    for id in from..=to {
+        conn.execute(
+            &sql,
+            &[
+                Value::Int(id),
+                Value::Text(format!("First{id}")),
+                Value::Text("Last".into()),
+                Value::Text(format!("c{id}@example.com")),
+                Value::Date(chrono::NaiveDate::from_ymd_opt(2026, 1, 1 + (id % 28) as u32).unwrap()),
+                Value::Decimal(lockgate_core::Decimal::parse(&format!("{id}.25")).unwrap()),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    conn.commit().await.unwrap();
+}
+
+struct Pair {
+    src: TestDb,
+    dst: TestDb,
+}
+
+async fn pair(s: Engine, d: Engine, rows: i64) -> Pair {
+    let src = TestDb::new(s).await;
+    let dst = TestDb::new(d).await;
+    src.conn().await.batch(source_schema(s)).await.unwrap();
+    dst.conn().await.batch(customers_schema(d)).await.unwrap();
+    add_customers(&mut src.conn().await, 1, rows).await;
+    Pair { src, dst }
+}
+
+fn customers(p: &Pair) -> Transfer {
+    Transfer {
+        name: "customers".into(),
+        source: p.src.url.clone(),
+        from: SourceSpec::Table("customers".into()),
+        dest: p.dst.url.clone(),
+        dest_table: "customers".into(),
+        key: vec!["customer_id".into()],
+        map: Vec::new(),
+        batch_size: 64,
+        mode: WriteMode::Insert,
+        commit_every: None,
+    }
+}
+
+async fn create(t: &Transfer) -> transfer::CreateReport {
+    transfer::create(t, &CreateOptions::default()).await.unwrap()
+}
+
+async fn run(t: &Transfer) -> transfer::RunReport {
+    transfer::run_pending(std::slice::from_ref(t), &RunOptions::default())
+        .await
+        .unwrap()
+}
+
+async fn exec(url: &DbUrl, sql: &str) {
+    Conn::connect(url).await.unwrap().batch(sql).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_null_name_fails_the_export_whole_and_a_fixed_row_exports_again() {
+    for (s, d) in PAIRS {
+        let p = pair(s, d, 300).await;
+        let t = customers(&p);
+        exec(
+            &p.src.url,
+            "UPDATE customers SET first_name = NULL WHERE customer_id = 7",
+        )
+        .await;
+        exec(
+            &p.src.url,
+            "UPDATE customers SET last_name = NULL WHERE customer_id = 250",
+        )
+        .await;
+        let c = create(&t).await;
+        assert!(c.created, "{s:?}->{d:?}");
+        let id = c.export.unwrap().id;
+        let r = run(&t).await;
+        assert_eq!(r.exit_code(), 3, "{s:?}->{d:?}");
+        let e = &r.exports[0];
+        assert_eq!(e.export.status, "failed");
+        assert_eq!(e.export.error_count, 2);
+        let keys: Vec<(&str, Option<&str>)> = e.errors.iter().map(|x| (x.key.as_str(), x.column.as_deref())).collect();
+        assert_eq!(
+            keys,
+            vec![("7", Some("first_name")), ("250", Some("last_name"))],
+            "{s:?}->{d:?}"
+        );
+        assert_eq!(
+            count(&mut p.dst.conn().await, "customers").await,
+            0,
+            "nothing lands: {s:?}->{d:?}"
+        );
+        // The failed export's rows are free again; fixed, a new export takes them all.
+        exec(
+            &p.src.url,
+            "UPDATE customers SET first_name = 'Fixed' WHERE customer_id = 7",
+        )
+        .await;
+        exec(
+            &p.src.url,
+            "UPDATE customers SET last_name = 'Fixed' WHERE customer_id = 250",
+        )
+        .await;
+        let c2 = create(&t).await;
+        assert_eq!(c2.export.as_ref().unwrap().rows, 300);
+        let r2 = run(&t).await;
+        assert_eq!(r2.exit_code(), 0, "{s:?}->{d:?}: {:?}", r2.exports[0].errors);
+        assert_eq!(r2.exports[0].export.rows_written, 300);
+        assert_eq!(count(&mut p.dst.conn().await, "customers").await, 300);
+        // The attempts of row 7: the failed export (its error) and the completed one.
+        let h = transfer::history(&p.dst.url, "7", None).await.unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!((h[0].export_id, h[0].status.as_str()), (id, "failed"));
+        assert!(h[0].error.as_deref().unwrap().starts_with("first_name: "), "{:?}", h[0]);
+        assert_eq!((h[1].status.as_str(), h[1].error.as_deref()), ("completed", None));
+        // A row of the failed export that did not fail itself: rolled back, no error.
+        let h = transfer::history(&p.dst.url, "8", None).await.unwrap();
+        assert_eq!((h[0].status.as_str(), h[0].error.as_deref()), ("failed", None));
+        let shown = transfer::show(&p.dst.url, id).await.unwrap();
+        assert_eq!(shown.errors.len(), 2);
+        // Values crossed engines intact.
+        let mut dst = p.dst.conn().await;
+        let rows = dst
+            .query(
+                "SELECT first_name, acquisition_date, lifetime_value FROM customers WHERE customer_id = 250",
+                &[],
+                Some(&[
+                    lockgate_core::Kind::Any,
+                    lockgate_core::Kind::Date,
+                    lockgate_core::Kind::Decimal {
+                        precision: None,
+                        scale: None,
+                        max_significant: None,
+                    },
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows[0][0], Value::Text("First250".into()));
+        assert_eq!(rows[0][1].to_string(), "2026-01-27");
+        assert_eq!(rows[0][2].to_string(), "250.25");
+    }
+}
+
+#[tokio::test]
+async fn create_takes_only_rows_no_pending_running_or_completed_export_holds() {
+    for (s, d) in PAIRS {
+        let p = pair(s, d, 50).await;
+        let t = customers(&p);
+        assert_eq!(create(&t).await.export.unwrap().rows, 50);
+        // Pending rows are held: nothing new to export.
+        let again = create(&t).await;
+        assert!(!again.created, "{s:?}->{d:?}");
+        assert_eq!(again.available, 0);
+        add_customers(&mut p.src.conn().await, 51, 60).await;
+        let dry = transfer::create(&t, &CreateOptions { dry_run: true }).await.unwrap();
+        assert_eq!((dry.created, dry.available), (false, 10));
+        assert_eq!(create(&t).await.export.unwrap().rows, 10);
+        let r = run(&t).await;
+        assert_eq!(r.exports.len(), 2);
+        assert!(r.exports.iter().all(|e| e.export.status == "completed"));
+        assert_eq!(count(&mut p.dst.conn().await, "customers").await, 60);
+        assert!(!create(&t).await.created, "completed rows are held");
+        assert!(run(&t).await.exports.is_empty(), "nothing pending");
+    }
+}
+
+#[tokio::test]
+async fn the_destination_check_reports_every_problem_and_writes_nothing() {
+    for (s, d) in PAIRS {
+        let src = TestDb::new(s).await;
+        let dst = TestDb::new(d).await;
+        src.conn()
+            .await
+            .batch("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, born DATE, extra TEXT)")
+            .await
+            .unwrap();
+        dst.conn()
+            .await
+            .batch("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, born INTEGER, required_col TEXT NOT NULL)")
+            .await
+            .unwrap();
+        let t = Transfer {
+            name: "people".into(),
+            source: src.url.clone(),
+            from: SourceSpec::Table("people".into()),
+            dest: dst.url.clone(),
+            dest_table: "people".into(),
+            key: Vec::new(),
+            map: Vec::new(),
+            batch_size: 100,
+            mode: WriteMode::Insert,
+            commit_every: None,
+        };
+        let err = transfer::create(&t, &CreateOptions::default()).await.unwrap_err();
+        let TransferError::Check(problems) = &err else {
+            panic!("{s:?}->{d:?}: {err}")
+        };
+        let text = problems.join("\n");
+        assert_eq!(problems.len(), 3, "{s:?}->{d:?}: {text}");
+        assert!(
+            text.contains("source column \"extra\" has no column in destination table"),
+            "{text}"
+        );
+        assert!(
+            text.contains("source column \"born\" (date) cannot go into column \"born\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("column \"required_col\" of people is NOT NULL without a default and nothing fills it"),
+            "{text}"
+        );
+        assert_eq!(err.exit_code(), 2);
+        let mut c = dst.conn().await;
+        assert!(
+            c.lookup_table("lockgate_exports").await.unwrap().is_none(),
+            "no ledger written"
+        );
+        // A key that is not a column, and --map naming a column the destination lacks.
+        let t2 = Transfer {
+            key: vec!["nope".into()],
+            map: vec![("missing".into(), "'x'".into())],
+            ..t.clone()
+        };
+        let TransferError::Check(p2) = transfer::check(&t2).await.unwrap_err() else {
+            panic!()
+        };
+        let text = p2.join("\n");
+        assert!(text.contains("key column \"nope\" is not a column"), "{text}");
+        assert!(text.contains("--map names column \"missing\""), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn map_renames_sets_constants_and_evaluates_source_expressions() {
+    for (s, d) in PAIRS {
+        let src = TestDb::new(s).await;
+        let dst = TestDb::new(d).await;
+        src.conn()
+            .await
+            .batch(
+                "CREATE TABLE src_people (pid INTEGER PRIMARY KEY, fname VARCHAR(50), lname VARCHAR(50), active INTEGER)",
+            )
+            .await
+            .unwrap();
+        src.conn()
+            .await
+            .batch("INSERT INTO src_people VALUES (1, 'Ann', 'Lee', 1), (2, 'Bob', 'Ray', 0), (3, 'Cy', 'Oz', 1)")
+            .await
+            .unwrap();
+        dst.conn()
+            .await
+            .batch(
+                "CREATE TABLE people (id INTEGER PRIMARY KEY, first_name VARCHAR(50) NOT NULL, full_name VARCHAR(120), \
+                 origin VARCHAR(10) NOT NULL, lname VARCHAR(50), active INTEGER)",
+            )
+            .await
+            .unwrap();
+        let t = Transfer {
+            name: "people".into(),
+            source: src.url.clone(),
+            from: SourceSpec::Query("SELECT pid, fname, lname, active FROM src_people WHERE active = 1".into()),
+            dest: dst.url.clone(),
+            dest_table: "people".into(),
+            key: vec!["id".into()],
+            map: vec![
+                ("id".into(), "pid".into()),
+                ("first_name".into(), "fname".into()),
+                ("full_name".into(), "upper(lname)".into()),
+                ("origin".into(), "'web'".into()),
+            ],
+            batch_size: 2,
+            mode: WriteMode::Insert,
+            commit_every: None,
+        };
+        let check = transfer::check(&t).await.unwrap();
+        assert_eq!(check.key, vec!["id".to_string()]);
+        assert_eq!(create(&t).await.export.unwrap().rows, 2, "{s:?}->{d:?}");
+        assert_eq!(run(&t).await.exit_code(), 0);
+        let rows = dst
+            .conn()
+            .await
+            .query(
+                "SELECT id, first_name, full_name, origin, lname FROM people ORDER BY id",
+                &[],
+                None,
+            )
+            .await
+            .unwrap();
+        let text: Vec<String> = rows
+            .iter()
+            .map(|r| r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("|"))
+            .collect();
+        assert_eq!(text, vec!["1|Ann|LEE|web|Lee", "3|Cy|OZ|web|Oz"], "{s:?}->{d:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_value_that_does_not_convert_is_that_rows_error() {
+    for d in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let src = TestDb::new(Engine::Sqlite).await;
+        let dst = TestDb::new(d).await;
+        // SQLite keeps whatever it is given: text in a date column, a word as a number.
+        src.conn()
+            .await
+            .batch(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, day TEXT, amount TEXT); \
+                 INSERT INTO t VALUES (1, '2026-01-02', '12'), (2, 'not a date', '3'), (3, '2026-01-04', 'many'), \
+                 (4, '2026-01-05', '7')",
+            )
+            .await
+            .unwrap();
+        dst.conn()
+            .await
+            .batch("CREATE TABLE t (id INTEGER PRIMARY KEY, day DATE, amount INTEGER)")
+            .await
+            .unwrap();
+        let t = Transfer {
+            name: "t".into(),
+            source: src.url.clone(),
+            from: SourceSpec::Table("t".into()),
+            dest: dst.url.clone(),
+            dest_table: "t".into(),
+            key: Vec::new(),
+            map: Vec::new(),
+            batch_size: 10,
+            mode: WriteMode::Insert,
+            commit_every: None,
+        };
+        create(&t).await;
+        let r = run(&t).await;
+        let e = &r.exports[0];
+        assert_eq!(e.export.status, "failed", "{d:?}");
+        let got: Vec<(&str, Option<&str>)> = e.errors.iter().map(|x| (x.key.as_str(), x.column.as_deref())).collect();
+        assert_eq!(
+            got,
+            vec![("2", Some("day")), ("3", Some("amount"))],
+            "{d:?}: {:?}",
+            e.errors
+        );
+        assert_eq!(count(&mut dst.conn().await, "t").await, 0);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_source_or_destination_changes_no_export() {
+    let p = pair(Engine::Sqlite, Engine::Postgres, 20).await;
+    let t = customers(&p);
+    let id = create(&t).await.export.unwrap().id;
+    let gone_source = Transfer {
+        source: DbUrl::parse("postgres://postgres@127.0.0.1:1/nowhere").unwrap(),
+        ..t.clone()
+    };
+    let err = transfer::run_pending(std::slice::from_ref(&gone_source), &RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransferError::Source(..)), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("source postgres://postgres@127.0.0.1:1/nowhere: "),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 1);
+    let e = transfer::show(&p.dst.url, id).await.unwrap().export;
+    assert_eq!((e.status.as_str(), e.attempts), ("pending", 0));
+    let gone_dest = Transfer {
+        dest: DbUrl::parse("postgres://postgres@127.0.0.1:1/nowhere").unwrap(),
+        ..t.clone()
+    };
+    let err = transfer::run_pending(std::slice::from_ref(&gone_dest), &RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransferError::Dest(..)), "{err}");
+    assert!(transfer::create(&gone_source, &CreateOptions::default()).await.is_err());
+    let e = transfer::show(&p.dst.url, id).await.unwrap().export;
+    assert_eq!((e.status.as_str(), e.attempts), ("pending", 0));
+    // With both back, the same export runs.
+    assert_eq!(run(&t).await.exit_code(), 0);
+}
+
+#[tokio::test]
+async fn a_worker_whose_lease_expired_cannot_commit_after_another_took_over() {
+    for d in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let p = pair(Engine::Sqlite, d, 30).await;
+        let t = customers(&p);
+        create(&t).await;
+        // Worker A claims with a lease that runs out at once, then stalls.
+        let mut a = Conn::connect(&p.dst.url).await.unwrap();
+        let names = vec!["customers".to_string()];
+        let claim_a = exports::claim(&mut a, &names, "worker A", Duration::from_millis(1))
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Worker B takes the expired claim over and completes the export.
+        let r = run(&t).await;
+        assert_eq!(r.exports.len(), 1, "{d:?}");
+        assert_eq!(r.exports[0].export.status, "completed");
+        assert_eq!(r.exports[0].export.attempts, 2);
+        assert_eq!(r.exports[0].export.fence, claim_a.fence + 1);
+        // A wakes up and tries to commit its work: the fence refuses it.
+        a.begin().await.unwrap();
+        assert!(!exports::complete(&mut a, &claim_a, 30).await.unwrap(), "{d:?}");
+        a.rollback().await.unwrap();
+        assert!(!exports::fail(&mut a, &claim_a, &[]).await.unwrap());
+        assert!(!exports::release(&mut a, &claim_a, "x").await.unwrap());
+        let e = transfer::show(&p.dst.url, claim_a.id).await.unwrap().export;
+        assert_eq!(e.status, "completed");
+        assert_eq!(count(&mut p.dst.conn().await, "customers").await, 30);
+    }
+}
+
+#[tokio::test]
+async fn commit_every_commits_chunks_resumably_and_never_exports_a_row_twice() {
+    for (s, d) in PAIRS {
+        let p = pair(s, d, 100).await;
+        let t = Transfer {
+            commit_every: Some(30),
+            batch_size: 7,
+            ..customers(&p)
+        };
+        exec(
+            &p.src.url,
+            "UPDATE customers SET first_name = NULL WHERE customer_id = 75",
+        )
+        .await;
+        let id = create(&t).await.export.unwrap().id;
+        let r = run(&t).await;
+        let e = &r.exports[0].export;
+        assert_eq!(e.status, "failed", "{s:?}->{d:?}");
+        // Chunks 1-60 committed; the chunk holding row 75 rolled back.
+        assert_eq!(e.committed_upto, 60);
+        assert_eq!(count(&mut p.dst.conn().await, "customers").await, 60);
+        exec(
+            &p.src.url,
+            "UPDATE customers SET first_name = 'Fixed' WHERE customer_id = 75",
+        )
+        .await;
+        // The committed rows stay held by the failed export: only 61..100 are free.
+        let c = create(&t).await;
+        assert_eq!(c.export.unwrap().rows, 40, "{s:?}->{d:?}");
+        assert_eq!(run(&t).await.exit_code(), 0);
+        assert_eq!(count(&mut p.dst.conn().await, "customers").await, 100);
+        let h = transfer::history(&p.dst.url, "10", None).await.unwrap();
+        assert_eq!(h.len(), 1, "row 10 was exported once, by export {id}");
+    }
+}
+
+#[tokio::test]
+async fn a_composite_key_and_a_source_query_make_the_row_set() {
+    let src = TestDb::new(Engine::Postgres).await;
+    let dst = TestDb::new(Engine::Mysql).await;
+    src.conn()
+        .await
+        .batch(
+            "CREATE TABLE order_lines (order_id int, line int, sku text NOT NULL, PRIMARY KEY (order_id, line)); \
+             INSERT INTO order_lines SELECT o, l, 'sku-' || o || '-' || l FROM generate_series(1, 20) o, generate_series(1, 3) l",
+        )
+        .await
+        .unwrap();
+    dst.conn()
+        .await
+        .batch(
+            "CREATE TABLE order_lines (order_id int, line int, sku varchar(20) NOT NULL, PRIMARY KEY (order_id, line))",
+        )
+        .await
+        .unwrap();
+    let t = Transfer {
+        name: "lines".into(),
+        source: src.url.clone(),
+        from: SourceSpec::Query("SELECT * FROM order_lines WHERE order_id <= 10".into()),
+        dest: dst.url.clone(),
+        dest_table: "order_lines".into(),
+        key: Vec::new(),
+        map: Vec::new(),
+        batch_size: 4,
+        mode: WriteMode::Insert,
+        commit_every: None,
+    };
+    assert_eq!(create(&t).await.export.unwrap().rows, 30);
+    assert_eq!(run(&t).await.exit_code(), 0);
+    assert_eq!(count(&mut dst.conn().await, "order_lines").await, 30);
+    let h = transfer::history(&dst.url, "3,2", None).await.unwrap();
+    assert_eq!((h.len(), h[0].status.as_str()), (1, "completed"));
+}
+
+#[tokio::test]
+async fn the_demo_is_the_seeds_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = lockgate::demo::create(dir.path()).await.unwrap();
+    assert!(r.created);
+    assert_eq!((r.customers, r.exported, r.exportable), (1336, 1107, 229));
+    let statuses: Vec<&str> = r.exports.iter().rev().map(|e| e.status.as_str()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "completed",
+            "completed",
+            "failed",
+            "completed",
+            "completed",
+            "completed",
+            "completed"
+        ]
+    );
+    let failed = &r.exports.iter().find(|e| e.status == "failed").unwrap();
+    let t = r.files.transfer().unwrap();
+    let detail = transfer::show(&t.dest, failed.id).await.unwrap();
+    assert_eq!(detail.errors.len(), 2);
+    // The failed export's rows were re-exported by the next one.
+    let h = transfer::history(&t.dest, &detail.errors[0].key, None).await.unwrap();
+    let outcome: Vec<&str> = h.iter().map(|a| a.status.as_str()).collect();
+    assert_eq!(outcome, ["failed", "completed"]);
+    // A second `demo` keeps what is there.
+    assert!(!lockgate::demo::create(dir.path()).await.unwrap().created);
+    for bad in [0, 501, -3] {
+        let err = lockgate::demo::generate(dir.path(), bad).await.unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("give a number from 1 to 500"), "{err}");
+    }
+    let ids = lockgate::demo::generate(dir.path(), 10).await.unwrap();
+    assert_eq!(ids, 1337..1347);
+    let mut src = Conn::connect(&t.source).await.unwrap();
+    let rows = src
+        .query(
+            "SELECT count(*) FROM customers WHERE CustomerID >= 1337 AND AcquisitionDate >= date('now', '-6 days') \
+             AND AcquisitionDate <= date('now')",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0][0], Value::Int(10));
+    let dry = transfer::create(&t, &CreateOptions { dry_run: true }).await.unwrap();
+    assert_eq!(dry.available, 239);
+}
