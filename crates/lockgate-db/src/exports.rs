@@ -209,8 +209,26 @@ pub struct Settled {
 
 /// Removes from a new export's row set every key that a pending, running or
 /// completed export of the same transfer holds (or that an earlier chunked export
-/// committed), records the count, and reports keys the source gave twice.
-pub async fn settle_row_set(conn: &mut Conn, export_id: i64, transfer: &str) -> Result<Settled, DbError> {
+/// committed), records the count, and, with `check_duplicates` (a source whose key
+/// is not known to be unique), reports keys the source gave twice.
+///
+/// Both are set-based (a hash anti-join and a hash aggregate): the row set has no
+/// index on its keys, because maintaining one while a million keys are recorded
+/// cost more than the export's own load. Looking one key up ([`history`]) scans.
+pub async fn settle_row_set(
+    conn: &mut Conn,
+    export_id: i64,
+    transfer: &str,
+    check_duplicates: bool,
+) -> Result<Settled, DbError> {
+    if conn.engine() == Engine::Postgres {
+        // Fresh statistics, so that the statements below and the worker's paging by
+        // (export_id, n) get index plans, not a scan per page.
+        conn.batch("ANALYZE lockgate_export_rows").await?;
+    }
+    if !check_duplicates {
+        return remove_held(conn, export_id, transfer).await;
+    }
     let dups = conn
         .query(
             &format!(
@@ -225,6 +243,24 @@ pub async fn settle_row_set(conn: &mut Conn, export_id: i64, transfer: &str) -> 
     if !duplicates.is_empty() {
         return Ok(Settled { rows: 0, duplicates });
     }
+    remove_held(conn, export_id, transfer).await
+}
+
+async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str) -> Result<Settled, DbError> {
+    // Most often no other export holds anything (the first export, or every earlier
+    // one failed): then there is nothing to remove.
+    let others = conn
+        .query(
+            &format!(
+                "SELECT 1 FROM lockgate_exports e WHERE e.transfer = {} AND e.id <> {} \
+                 AND (e.status IN {HOLDING} OR e.committed_upto > 0) LIMIT 1",
+                p(conn, 1),
+                p(conn, 2)
+            ),
+            &[Value::Text(transfer.into()), Value::Int(export_id)],
+            None,
+        )
+        .await?;
     let held = format!(
         "e.transfer = {t} AND e.id <> {id} AND (e.status IN {HOLDING} OR o.n <= e.committed_upto)",
         t = p(conn, 2),

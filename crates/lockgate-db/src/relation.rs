@@ -200,6 +200,33 @@ pub async fn fetch_by_keys(
     conn.query(&sql, &params, Some(&projection.kinds)).await
 }
 
+/// The projected rows whose one-column key lies between `first` and `last`
+/// (inclusive) in key order, at most `limit` of them: a range scan, much cheaper than
+/// an `IN` list when the keys wanted are most of the range (an export of every new
+/// row). The caller filters out rows it did not ask for, and falls back to
+/// [`fetch_by_keys`] when `limit` rows came back (a sparse set of keys).
+pub async fn fetch_range(
+    conn: &mut Conn,
+    relation: &Relation,
+    projection: &Projection,
+    first: &Value,
+    last: &Value,
+    limit: usize,
+) -> Result<Vec<Vec<Value>>, DbError> {
+    let d = conn.dialect();
+    let list: Vec<String> = projection.columns.iter().map(|(_, e)| expr(conn, e)).collect();
+    let key = expr(conn, &projection.columns[projection.key[0]].1);
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {key} >= {} AND {key} <= {} ORDER BY {key} LIMIT {limit}",
+        list.join(", "),
+        from_clause(conn, relation),
+        d.param(1),
+        d.param(2)
+    );
+    conn.query(&sql, &[first.clone(), last.clone()], Some(&projection.kinds))
+        .await
+}
+
 /// The most key values one [`fetch_by_keys`] call may bind: every engine's
 /// parameter limit (SQLite's 32,766 is the lowest) with room to spare.
 pub const MAX_KEY_PARAMS: usize = 30_000;

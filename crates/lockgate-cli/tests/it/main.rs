@@ -1,7 +1,9 @@
 //! The `lockgate` binary end to end: exit codes, one-line errors without passwords,
-//! `--json` documents, and the text a person reads (snapshots).
+//! `--json` documents, the text a person reads (snapshots), and transfers as processes
+//! (killed, paused past their lease, stopped by SIGTERM, run at once).
 
 mod migrate;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -132,7 +132,14 @@ async fn create_locked(
         src.begin_snapshot().await.map_err(source_err(&t.source))?;
         let mut reader = KeyReader::new(src, &plan.relation, &plan.projection, 10_000);
         let mut n = 0i64;
-        while let Some(page) = reader.next_page(src).await.map_err(source_err(&t.source))? {
+        let started = std::time::Instant::now();
+        let mut reading = std::time::Duration::ZERO;
+        loop {
+            let t0 = std::time::Instant::now();
+            let Some(page) = reader.next_page(src).await.map_err(source_err(&t.source))? else {
+                break;
+            };
+            reading += t0.elapsed();
             let mut keys = Vec::with_capacity(page.len());
             for values in page {
                 if values.iter().any(|v| v.is_null()) {
@@ -157,9 +164,17 @@ async fn create_locked(
             exports::add_row_keys(conn, id, &keys).await.map_err(dest_err(&t.dest))?;
         }
         let _ = src.rollback().await;
-        let settled = exports::settle_row_set(conn, id, &t.name)
+        tracing::debug!(
+            keys = n,
+            reading = reading.as_secs_f64(),
+            total = started.elapsed().as_secs_f64(),
+            "row set recorded"
+        );
+        let t0 = std::time::Instant::now();
+        let settled = exports::settle_row_set(conn, id, &t.name, !plan.key_unique_in_source)
             .await
             .map_err(dest_err(&t.dest))?;
+        tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "row set settled");
         if !settled.duplicates.is_empty() {
             return Err(TransferError::Input(format!(
                 "transfer {:?}: the source gives these keys more than once: {}; a key must name one row \

@@ -22,6 +22,9 @@ pub struct Plan {
     pub dest_kinds: Vec<Kind>,
     /// The key (destination names).
     pub key: Vec<String>,
+    /// Whether the key is a primary or unique key of the source table, so the source
+    /// cannot give a key twice (otherwise creating an export checks).
+    pub key_unique_in_source: bool,
 }
 
 /// What the check found: each destination column and where its values come from.
@@ -42,11 +45,14 @@ pub struct CheckReport {
 /// `Err(TransferError::Check)` lists every problem found.
 pub async fn plan(t: &Transfer, src: &mut Conn, dst: &mut Conn) -> Result<Plan, TransferError> {
     let source_err = |e| TransferError::Source(t.source.redacted(), e);
+    let mut source_table = None;
     let (relation, source_cols) = match &t.from {
         SourceSpec::Table(name) => {
             let table = src.find_table(name).await.map_err(source_err)?;
             let cols: Vec<(String, Kind)> = table.columns.iter().map(|c| (c.name.clone(), c.kind.clone())).collect();
-            (Relation::Table(table.name.clone()), cols)
+            let rel = Relation::Table(table.name.clone());
+            source_table = Some(table);
+            (rel, cols)
         }
         SourceSpec::Query(q) => {
             let rel = Relation::Query(q.clone());
@@ -200,7 +206,25 @@ pub async fn plan(t: &Transfer, src: &mut Conn, dst: &mut Conn) -> Result<Plan, 
             }
         })
         .collect();
+    let key_unique_in_source = source_table.as_ref().is_some_and(|st| {
+        let mut cols: Vec<&str> = Vec::new();
+        for &i in &key_pos {
+            match &exprs[i].1 {
+                SourceExpr::Column(c) => cols.push(c),
+                SourceExpr::Sql(_) => return false,
+            }
+        }
+        cols.sort_unstable();
+        std::iter::once(&st.primary_key)
+            .chain(st.unique_keys().iter())
+            .any(|u| {
+                let mut u: Vec<&str> = u.iter().map(String::as_str).collect();
+                u.sort_unstable();
+                !u.is_empty() && u == cols
+            })
+    });
     Ok(Plan {
+        key_unique_in_source,
         relation,
         projection: Projection {
             columns: exprs,

@@ -15,7 +15,7 @@ use super::{dest_err, source_err, TransferError};
 use lockgate_core::{Batch, Row, RowError};
 use lockgate_db::exports::{self, Claim, Export, ExportError, FailedRow};
 use lockgate_db::ledger::{Holder, Ledger, RunStatus};
-use lockgate_db::relation::{fetch_by_keys, MAX_KEY_PARAMS};
+use lockgate_db::relation::{fetch_by_keys, fetch_range, MAX_KEY_PARAMS};
 use lockgate_db::writer::{self, BatchSource, OnError, Progress, SourceError, WriteConfig, WriteError, WriteReport};
 use lockgate_db::{Conn, DbError, DbUrl, Engine};
 use std::collections::{BTreeMap, HashMap};
@@ -335,6 +335,8 @@ async fn read_rows(
         .map(|&i| plan.projection.kinds[i].clone())
         .collect();
     let source_name = Arc::new(format!("transfer {transfer}"));
+    let mut fetch_time = Duration::ZERO;
+    let mut wait_time = Duration::ZERO;
     loop {
         let mut page: Vec<(i64, String)> = Vec::with_capacity(per);
         for line in lines.by_ref().take(per) {
@@ -363,9 +365,11 @@ async fn read_rows(
                     .push(row_error(n, &text, None, format!("the key cannot be read back: {e}"))),
             }
         }
-        let rows = fetch_by_keys(&mut conn, &plan.relation, &plan.projection, &keys)
+        let t0 = Instant::now();
+        let rows = fetch(&mut conn, plan, &keys)
             .await
             .map_err(|e| format!("{where_}: {e}"))?;
+        fetch_time += t0.elapsed();
         let mut by_key: HashMap<String, Vec<lockgate_core::Value>> = HashMap::with_capacity(rows.len());
         for values in rows {
             let key: Vec<_> = plan.projection.key.iter().map(|&i| values[i].clone()).collect();
@@ -402,12 +406,38 @@ async fn read_rows(
                 }),
             }
         }
+        let t0 = Instant::now();
         if tx.send(Ok(batch)).await.is_err() {
             break;
         }
+        wait_time += t0.elapsed();
     }
+    tracing::debug!(
+        fetch = fetch_time.as_secs_f64(),
+        waiting_for_writer = wait_time.as_secs_f64(),
+        "source read"
+    );
     let _ = conn.rollback().await;
     Ok(())
+}
+
+/// The source rows of one page of keys. The row set is numbered in the source's key
+/// order, so a page's keys are one key range: with a one-column key it is read as a
+/// range (rows the page does not hold are dropped by the caller), unless the range
+/// holds many more rows than the page, when an `IN` list of the keys is cheaper.
+async fn fetch(
+    conn: &mut Conn,
+    plan: &Plan,
+    keys: &[Vec<lockgate_core::Value>],
+) -> Result<Vec<Vec<lockgate_core::Value>>, DbError> {
+    if let ([first, ..], [.., last], 1) = (keys, keys, plan.projection.key.len()) {
+        let limit = keys.len() + keys.len() / 4 + 16;
+        let rows = fetch_range(conn, &plan.relation, &plan.projection, &first[0], &last[0], limit).await?;
+        if rows.len() < limit {
+            return Ok(rows);
+        }
+    }
+    fetch_by_keys(conn, &plan.relation, &plan.projection, keys).await
 }
 
 fn row_error(n: i64, key: &str, column: Option<String>, message: String) -> RowError {
@@ -514,9 +544,16 @@ async fn run_export(
     run_id: i64,
 ) -> Result<ExportOutcome, TransferError> {
     let dest = &t.dest;
+    let t0 = Instant::now();
     let (spill, count, ends) = spill_keys(ledger.conn(), claim, t.commit_every)
         .await
         .map_err(dest_err(dest))?;
+    tracing::debug!(
+        export = claim.id,
+        rows = count,
+        seconds = t0.elapsed().as_secs_f64(),
+        "row set spilled"
+    );
     let done = Arc::new(AtomicU64::new(0));
     let lost = Arc::new(AtomicBool::new(false));
     // The lease is renewed from a connection of its own while the data transaction

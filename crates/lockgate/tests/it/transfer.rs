@@ -586,3 +586,68 @@ async fn the_demo_is_the_seeds_sample() {
     let dry = transfer::create(&t, &CreateOptions { dry_run: true }).await.unwrap();
     assert_eq!(dry.available, 239);
 }
+
+#[tokio::test]
+async fn a_row_set_scattered_through_the_source_is_read_by_key() {
+    for (s, d) in PAIRS {
+        let src = TestDb::new(s).await;
+        let dst = TestDb::new(d).await;
+        src.conn().await.batch(source_schema(s)).await.unwrap();
+        dst.conn().await.batch(customers_schema(d)).await.unwrap();
+        let p = Pair { src, dst };
+        let t = Transfer {
+            batch_size: 100,
+            ..customers(&p)
+        };
+        // Even ids first, exported; then the odd ids between them.
+        let mut c = p.src.conn().await;
+        for id in (2..=400).step_by(2) {
+            add_customers(&mut c, id, id).await;
+        }
+        create(&t).await;
+        assert_eq!(run(&t).await.exit_code(), 0);
+        for id in (1..=399).step_by(2) {
+            add_customers(&mut c, id, id).await;
+        }
+        assert_eq!(create(&t).await.export.unwrap().rows, 200, "{s:?}->{d:?}");
+        let r = run(&t).await;
+        assert_eq!(r.exit_code(), 0, "{s:?}->{d:?}: {:?}", r.exports[0].errors);
+        assert_eq!(r.exports[0].export.rows_written, 200);
+        assert_eq!(count(&mut p.dst.conn().await, "customers").await, 400);
+    }
+}
+
+#[tokio::test]
+async fn a_source_that_gives_a_key_twice_creates_no_export() {
+    let src = TestDb::new(Engine::Sqlite).await;
+    let dst = TestDb::new(Engine::Postgres).await;
+    src.conn().await.batch(source_schema(Engine::Sqlite)).await.unwrap();
+    dst.conn()
+        .await
+        .batch(customers_schema(Engine::Postgres))
+        .await
+        .unwrap();
+    add_customers(&mut src.conn().await, 1, 5).await;
+    let t = Transfer {
+        name: "dups".into(),
+        source: src.url.clone(),
+        from: SourceSpec::Query(
+            "SELECT * FROM customers UNION ALL SELECT * FROM customers WHERE customer_id = 3".into(),
+        ),
+        dest: dst.url.clone(),
+        dest_table: "customers".into(),
+        key: vec!["customer_id".into()],
+        map: Vec::new(),
+        batch_size: 10,
+        mode: WriteMode::Insert,
+        commit_every: None,
+    };
+    let err = transfer::create(&t, &CreateOptions::default()).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the source gives these keys more than once: 3"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2);
+    assert!(transfer::list(&dst.url, None, 10).await.unwrap().is_empty());
+}

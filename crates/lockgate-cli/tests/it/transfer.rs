@@ -1,0 +1,676 @@
+//! Transfers through the binary, as processes on real servers: a run killed with
+//! SIGKILL mid-export, a run paused past its lease while another completes the
+//! export, SIGTERM to `lockgate worker` (once: it finishes the export in hand; twice:
+//! it rolls it back), and two runs started at once.
+
+use super::{lockgate, text};
+use lockgate_core::Value;
+use lockgate_db::testing::TestDb;
+use lockgate_db::{Conn, Engine};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Source rows and rows per batch on an engine: an export of them takes about three
+/// seconds alone (small batches make it slow without a big source), long enough to
+/// be caught running.
+fn size(engine: Engine) -> (i64, usize) {
+    match engine {
+        Engine::Postgres | Engine::Mysql => (120_000, 10),
+        Engine::Sqlite => (200_000, 10),
+    }
+}
+
+/// The longest a process or a wait may take before the test gives up.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A `lockgate` process in the background; its output goes to files, so that it can
+/// be read while it runs. Killed if the test ends first.
+struct Proc {
+    name: String,
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    fn signal(&self, sig: libc::c_int) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on a child this test started and has not reaped yet.
+        let r = unsafe { libc::kill(pid, sig) };
+        assert_eq!(
+            r,
+            0,
+            "kill({pid}, {sig}): {}\n{}",
+            std::io::Error::last_os_error(),
+            self.output()
+        );
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Both outputs, for failure messages.
+    fn output(&self) -> String {
+        format!(
+            "--- {} stdout:\n{}--- {} stderr:\n{}",
+            self.name,
+            self.stdout(),
+            self.name,
+            self.stderr()
+        )
+    }
+
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().unwrap_or(None);
+        }
+        self.status
+    }
+
+    /// Waits for the process to exit.
+    async fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(s) = self.try_wait() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("{} did not exit within {PATIENCE:?}\n{}", self.name, self.output());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.try_wait().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn both(out: &Output) -> String {
+    format!("--- stdout:\n{}--- stderr:\n{}", text(&out.stdout), text(&out.stderr))
+}
+
+/// `CREATE TABLE name` for customers; the destination's names are NOT NULL.
+fn customers_schema(engine: Engine, table: &str, names_required: bool) -> String {
+    let (id, text) = match engine {
+        Engine::Sqlite => ("INTEGER", "TEXT"),
+        _ => ("bigint", "text"),
+    };
+    let nn = if names_required { " NOT NULL" } else { "" };
+    format!(
+        "CREATE TABLE {table} (customer_id {id} PRIMARY KEY, first_name {text}{nn}, last_name {text}{nn}, email {text})"
+    )
+}
+
+/// Inserts customers 1..=rows in one statement.
+fn fill_customers(engine: Engine, rows: i64) -> String {
+    match engine {
+        Engine::Postgres => format!(
+            "INSERT INTO customers SELECT g, 'F' || g, 'L' || g, 'c' || g || '@example.com' \
+             FROM generate_series(1, {rows}) g"
+        ),
+        Engine::Mysql => format!(
+            "INSERT INTO customers WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {rows}) \
+             SELECT n, concat('F', n), concat('L', n), concat('c', n, '@example.com') FROM s"
+        ),
+        Engine::Sqlite => format!(
+            "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {rows}) \
+             INSERT INTO customers SELECT n, 'F' || n, 'L' || n, 'c' || n || '@example.com' FROM s"
+        ),
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        Value::Decimal(d) => d.to_string().parse().expect("an integer"),
+        Value::Text(s) => s.parse().expect("an integer"),
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+/// An export's row in the destination's ledger, read directly (no reaping).
+#[derive(Debug)]
+struct LedgerRow {
+    status: String,
+    attempts: i64,
+    fence: i64,
+    rows_written: i64,
+}
+
+/// A source database with customers and a destination database on the same engine
+/// with empty customers tables; a folder for the processes.
+struct Setup {
+    engine: Engine,
+    rows: i64,
+    batch: usize,
+    src: TestDb,
+    dst: TestDb,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new(engine: Engine, dest_tables: &[&str]) -> Setup {
+        let (rows, batch) = size(engine);
+        let src = TestDb::new(engine).await;
+        let dst = TestDb::new(engine).await;
+        let mut c = src.conn().await;
+        c.batch(&customers_schema(engine, "customers", false)).await.unwrap();
+        if engine == Engine::Mysql {
+            c.batch(&format!("SET SESSION max_recursive_iterations = {rows}"))
+                .await
+                .unwrap();
+        }
+        c.batch(&fill_customers(engine, rows)).await.unwrap();
+        drop(c);
+        let mut c = dst.conn().await;
+        for t in dest_tables {
+            c.batch(&customers_schema(engine, t, true)).await.unwrap();
+        }
+        Setup {
+            engine,
+            rows,
+            batch,
+            src,
+            dst,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `head…` then the transfer's flags into `dest_table`, then `tail…`.
+    fn args(&self, head: &[&str], dest_table: &str, tail: &[&str]) -> Vec<String> {
+        let batch = self.batch.to_string();
+        let flags = [
+            "--source",
+            self.src.url.as_str(),
+            "--source-table",
+            "customers",
+            "--dest",
+            self.dst.url.as_str(),
+            "--dest-table",
+            dest_table,
+            "--key",
+            "customer_id",
+            "--batch-size",
+            &batch,
+        ];
+        head.iter()
+            .chain(flags.iter())
+            .chain(tail.iter())
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    fn lockgate(&self, args: &[String]) -> Output {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lockgate(&args, self.dir.path())
+    }
+
+    fn spawn(&self, name: &str, args: &[String]) -> Proc {
+        let file = |ext: &str| self.dir.path().join(format!("{}.{ext}", name.replace(' ', "_")));
+        let (stdout, stderr) = (file("stdout"), file("stderr"));
+        let child = Command::new(env!("CARGO_BIN_EXE_lockgate"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("the binary starts");
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+            status: None,
+        }
+    }
+
+    /// `transfer create` with flags; returns the new export's id.
+    fn create(&self, transfer: &str, dest_table: &str) -> i64 {
+        let out = self.lockgate(&self.args(&["transfer", "create", transfer], dest_table, &["--json"]));
+        self.created(transfer, &out)
+    }
+
+    fn created(&self, transfer: &str, out: &Output) -> i64 {
+        assert_eq!(out.status.code(), Some(0), "create {transfer}: {}", both(out));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["export"]["rows"].as_i64(), Some(self.rows), "{r:#}");
+        assert_eq!(r["export"]["status"], "pending", "{r:#}");
+        r["export"]["id"].as_i64().unwrap()
+    }
+
+    /// `transfer show ID --json`: the export.
+    fn show(&self, id: i64) -> serde_json::Value {
+        let id = id.to_string();
+        let out = lockgate(
+            &["transfer", "show", &id, "--dest", self.dst.url.as_str(), "--json"],
+            self.dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(0), "show {id}: {}", both(&out));
+        let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        d["export"].clone()
+    }
+
+    /// Export `id` as `transfer list --json` shows it.
+    fn listed(&self, id: i64) -> serde_json::Value {
+        let out = lockgate(
+            &["transfer", "list", "--dest", self.dst.url.as_str(), "--json"],
+            self.dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(0), "list: {}", both(&out));
+        let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        l.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"].as_i64() == Some(id))
+            .unwrap_or_else(|| panic!("export {id} is not listed: {l:#}"))
+            .clone()
+    }
+
+    async fn ledger(&self, id: i64) -> Result<LedgerRow, String> {
+        let mut c = Conn::connect(&self.dst.url).await.map_err(|e| e.to_string())?;
+        let rows = c
+            .query(
+                &format!("SELECT status, attempts, fence, rows_written FROM lockgate_exports WHERE id = {id}"),
+                &[],
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let r = rows.first().ok_or_else(|| format!("no export {id}"))?;
+        Ok(LedgerRow {
+            status: match &r[0] {
+                Value::Text(s) => s.clone(),
+                v => format!("{v:?}"),
+            },
+            attempts: int(&r[1]),
+            fence: int(&r[2]),
+            rows_written: int(&r[3]),
+        })
+    }
+
+    /// Rows in a destination table, and distinct keys among them.
+    async fn count(&self, table: &str) -> (i64, i64) {
+        let mut c = self.dst.conn().await;
+        let rows = c
+            .query(
+                &format!("SELECT count(*), count(DISTINCT customer_id) FROM {table}"),
+                &[],
+                None,
+            )
+            .await
+            .unwrap();
+        (int(&rows[0][0]), int(&rows[0][1]))
+    }
+
+    /// Waits until the ledger row of export `id` satisfies `ok`, while `p` runs.
+    async fn wait_ledger(&self, id: i64, p: &mut Proc, what: &str, ok: impl Fn(&LedgerRow) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::from("nothing yet");
+        loop {
+            if let Some(s) = p.try_wait() {
+                panic!(
+                    "{} exited ({s}) before export {id} was {what} (last seen: {last}): \
+                     if it completed, the export is too small to be caught running\n{}",
+                    p.name,
+                    p.output()
+                );
+            }
+            match self.ledger(id).await {
+                Ok(r) if ok(&r) => return,
+                Ok(r) => last = format!("{r:?}"),
+                // SQLite: the running export holds the file; look again.
+                Err(e) => last = e,
+            }
+            assert!(
+                Instant::now() < deadline,
+                "export {id} was never {what} (last seen: {last})\n{}",
+                p.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `p` is in the middle of export `id`: running, with rows written
+    /// as the heartbeat reports them (PostgreSQL, MariaDB), or running for a while
+    /// (SQLite has no heartbeat, and its writer locks readers out once it spills).
+    async fn wait_mid_export(&self, id: i64, p: &mut Proc) {
+        match self.engine {
+            Engine::Sqlite => {
+                self.wait_ledger(id, p, "running", |r| r.status == "running").await;
+                tokio::time::sleep(Duration::from_millis(700)).await;
+            }
+            _ => {
+                self.wait_ledger(id, p, "running with rows written", |r| {
+                    r.status == "running" && r.rows_written > 0
+                })
+                .await
+            }
+        }
+        assert!(
+            p.try_wait().is_none(),
+            "{} ended before it could be caught mid-export: make the export bigger\n{}",
+            p.name,
+            p.output()
+        );
+    }
+
+    /// The destination table holds every source row exactly once.
+    async fn assert_all_rows_once(&self, table: &str, why: &str) {
+        let (n, distinct) = self.count(table).await;
+        assert_eq!(
+            (n, distinct),
+            (self.rows, self.rows),
+            "{table}: rows, distinct keys\n{why}"
+        );
+    }
+}
+
+/// A run killed with SIGKILL mid-export: its transaction is gone, the export is
+/// reaped back to pending once its lease runs out, and a new run completes it with
+/// every row once.
+async fn killed_mid_export(engine: Engine) {
+    let started = Instant::now();
+    let s = Setup::new(engine, &["customers"]).await;
+    let id = s.create("customers", "customers");
+    let run = s.args(&["transfer", "run", "customers"], "customers", &["--lease", "2"]);
+    let mut a = s.spawn("run A", &run);
+    s.wait_mid_export(id, &mut a).await;
+    a.signal(libc::SIGKILL);
+    let status = a.wait().await;
+    let killed = Instant::now();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", a.output());
+
+    let (n, _) = s.count("customers").await;
+    assert_eq!(n, 0, "the killed run's rows are in the destination\n{}", a.output());
+    if engine != Engine::Sqlite {
+        // The heartbeat renewed the lease a moment ago: not reaped yet.
+        let e = s.listed(id);
+        assert_eq!(e["status"], "running", "{e:#}");
+    }
+    tokio::time::sleep((killed + Duration::from_millis(2500)).saturating_duration_since(Instant::now())).await;
+    let e = s.listed(id);
+    assert_eq!(e["status"], "pending", "after the lease ran out: {e:#}");
+    assert!(
+        e["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("stopped renewing the lease")),
+        "{e:#}"
+    );
+
+    let out = s.lockgate(&run);
+    assert_eq!(out.status.code(), Some(0), "the second run: {}", both(&out));
+    assert!(
+        text(&out.stdout).contains(&format!("export {id} (customers): completed, {} rows", s.rows)),
+        "{}",
+        both(&out)
+    );
+    s.assert_all_rows_once("customers", &both(&out)).await;
+    let e = s.show(id);
+    assert_eq!(e["status"], "completed", "{e:#}");
+    assert_eq!(e["attempts"].as_i64(), Some(2), "{e:#}");
+    assert_eq!(e["rows_written"].as_i64(), Some(s.rows), "{e:#}");
+    eprintln!("killed_mid_export({engine}): {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_mid_export_is_taken_up_again_postgres() {
+    killed_mid_export(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_mid_export_is_taken_up_again_mariadb() {
+    killed_mid_export(Engine::Mysql).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_mid_export_is_taken_up_again_sqlite() {
+    killed_mid_export(Engine::Sqlite).await;
+}
+
+/// Run A is paused (SIGSTOP) past its lease; run B takes the export over and
+/// completes it (waiting on A's uncommitted rows until A rolls back); A, resumed,
+/// cannot commit and says so.
+async fn paused_past_its_lease(engine: Engine) {
+    let started = Instant::now();
+    let s = Setup::new(engine, &["customers"]).await;
+    let id = s.create("customers", "customers");
+    let run = s.args(&["transfer", "run", "customers"], "customers", &["--lease", "2"]);
+    let mut a = s.spawn("run A", &run);
+    s.wait_mid_export(id, &mut a).await;
+    a.signal(libc::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut b = s.spawn("run B", &run);
+    // B claims the export: a second claim, a new fence.
+    s.wait_ledger(id, &mut b, "claimed again", |r| {
+        r.status == "running" && (r.fence, r.attempts) == (2, 2)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.signal(libc::SIGCONT);
+    let (sa, sb) = (a.wait().await, b.wait().await);
+    let outputs = format!("{}\n{}", a.output(), b.output());
+
+    assert_eq!(sa.code(), Some(1), "A's exit\n{outputs}");
+    assert!(
+        a.stdout().contains(&format!("export {id} (customers): not finished"))
+            && a.output().contains("taken over by another worker"),
+        "A says its export was taken over\n{outputs}"
+    );
+    assert_eq!(sb.code(), Some(0), "B's exit\n{outputs}");
+    assert!(
+        b.stdout()
+            .contains(&format!("export {id} (customers): completed, {} rows", s.rows)),
+        "B completed the export\n{outputs}"
+    );
+    s.assert_all_rows_once("customers", &outputs).await;
+    let e = s.show(id);
+    assert_eq!(e["status"], "completed", "{e:#}\n{outputs}");
+    assert_eq!(
+        (e["attempts"].as_i64(), e["fence"].as_i64()),
+        (Some(2), Some(2)),
+        "two claims: {e:#}\n{outputs}"
+    );
+    assert_eq!(e["rows_written"].as_i64(), Some(s.rows), "{e:#}");
+    eprintln!(
+        "paused_past_its_lease({engine}): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_paused_past_its_lease_cannot_commit_after_a_takeover_postgres() {
+    paused_past_its_lease(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_paused_past_its_lease_cannot_commit_after_a_takeover_mariadb() {
+    paused_past_its_lease(Engine::Mysql).await;
+}
+
+const STOPPING: &str = "stopping after the export in hand";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_worker_finish_the_export_in_hand() {
+    let started = Instant::now();
+    let s = Setup::new(Engine::Postgres, &["customers"]).await;
+    let id = s.create("customers", "customers");
+    let mut w = s.spawn(
+        "worker",
+        &s.args(
+            &["worker", "customers"],
+            "customers",
+            &["--poll", "0.2", "--lease", "6"],
+        ),
+    );
+    s.wait_mid_export(id, &mut w).await;
+    w.signal(libc::SIGTERM);
+    let status = w.wait().await;
+    assert_eq!(status.code(), Some(0), "{}", w.output());
+    let err = w.stderr();
+    assert!(
+        err.contains(STOPPING) && err.contains(&format!("export {id}: completed")),
+        "{}",
+        w.output()
+    );
+    s.assert_all_rows_once("customers", &w.output()).await;
+    let e = s.show(id);
+    assert_eq!(e["status"], "completed", "{e:#}");
+    assert_eq!(e["attempts"].as_i64(), Some(1), "{e:#}");
+    eprintln!("sigterm once: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_sigterm_rolls_the_export_back_to_pending() {
+    let started = Instant::now();
+    let s = Setup::new(Engine::Postgres, &["customers"]).await;
+    let id = s.create("customers", "customers");
+    let mut w = s.spawn(
+        "worker",
+        &s.args(
+            &["worker", "customers"],
+            "customers",
+            &["--poll", "0.2", "--lease", "6"],
+        ),
+    );
+    s.wait_mid_export(id, &mut w).await;
+    w.signal(libc::SIGTERM);
+    // Two signals close together may be seen as one: the second once the first is
+    // acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !w.stderr().contains(STOPPING) {
+        assert!(
+            Instant::now() < deadline && w.try_wait().is_none(),
+            "the worker did not acknowledge SIGTERM\n{}",
+            w.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w.signal(libc::SIGTERM);
+    let second = Instant::now();
+    let status = w.wait().await;
+    let took = second.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", w.output());
+    assert!(
+        took < Duration::from_secs(3),
+        "the worker took {took:?} to stop after the second SIGTERM\n{}",
+        w.output()
+    );
+
+    let (n, _) = s.count("customers").await;
+    assert_eq!(
+        n,
+        0,
+        "the rolled-back export's rows are in the destination\n{}",
+        w.output()
+    );
+    let row = s.ledger(id).await.unwrap();
+    assert_eq!(row.status, "pending", "{row:?}\n{}", w.output());
+    let e = s.show(id);
+    assert_eq!(e["status"], "pending", "{e:#}");
+    assert!(
+        e["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("the worker was stopped")),
+        "{e:#}"
+    );
+    assert!(w.stderr().contains("1 interrupted"), "{}", w.output());
+
+    let out = s.lockgate(&s.args(&["transfer", "run", "customers"], "customers", &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    s.assert_all_rows_once("customers", &both(&out)).await;
+    let e = s.show(id);
+    assert_eq!(e["status"], "completed", "{e:#}");
+    assert_eq!(e["attempts"].as_i64(), Some(2), "{e:#}");
+    eprintln!(
+        "sigterm twice: stopped {:.2} s after the second signal; {:.1} s",
+        took.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runs_at_once_complete_each_export_once() {
+    let started = Instant::now();
+    let s = Setup::new(Engine::Postgres, &["customers", "customers_copy"]).await;
+    // Two transfers into one destination, from lockgate.toml: each run works for both.
+    let transfer = |name: &str, table: &str| {
+        format!(
+            "[transfers.{name}]\nsource = \"{}\"\nsource_table = \"customers\"\ndest = \"{}\"\n\
+             dest_table = \"{table}\"\nkey = [\"customer_id\"]\nbatch_size = {}\n\n",
+            s.src.url.as_str(),
+            s.dst.url.as_str(),
+            s.batch
+        )
+    };
+    std::fs::write(
+        s.dir.path().join("lockgate.toml"),
+        transfer("a", "customers") + &transfer("b", "customers_copy"),
+    )
+    .unwrap();
+    let create = |name: &str| {
+        let out = s.lockgate(&["transfer", "create", name, "--json"].map(String::from));
+        s.created(name, &out)
+    };
+    let ids = [create("a"), create("b")];
+
+    let run = ["transfer", "run", "--json"].map(String::from);
+    let mut p1 = s.spawn("run 1", &run);
+    let mut p2 = s.spawn("run 2", &run);
+    let (s1, s2) = (p1.wait().await, p2.wait().await);
+    let outputs = format!("{}\n{}", p1.output(), p2.output());
+    assert_eq!((s1.code(), s2.code()), (Some(0), Some(0)), "{outputs}");
+
+    let mut ran: Vec<(i64, String)> = Vec::new();
+    for p in [&p1, &p2] {
+        let r: serde_json::Value = serde_json::from_str(&p.stdout()).unwrap_or_else(|e| panic!("{e}\n{outputs}"));
+        for o in r["exports"].as_array().unwrap() {
+            assert!(o["note"].is_null(), "{o:#}\n{outputs}");
+            ran.push((
+                o["export"]["id"].as_i64().unwrap(),
+                o["export"]["status"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    ran.sort();
+    assert_eq!(
+        ran,
+        ids.iter().map(|&id| (id, "completed".to_string())).collect::<Vec<_>>(),
+        "each export ran once, in one of the runs\n{outputs}"
+    );
+    for (id, table) in ids.iter().zip(["customers", "customers_copy"]) {
+        let e = s.show(*id);
+        assert_eq!(e["status"], "completed", "{e:#}");
+        assert_eq!(
+            (e["attempts"].as_i64(), e["fence"].as_i64()),
+            (Some(1), Some(1)),
+            "{e:#}"
+        );
+        s.assert_all_rows_once(table, &outputs).await;
+    }
+    let each: Vec<usize> = [&p1, &p2]
+        .iter()
+        .map(|p| p.stdout().matches("\"status\": \"completed\"").count())
+        .collect();
+    eprintln!(
+        "two runs at once: exports per run {each:?}; {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
