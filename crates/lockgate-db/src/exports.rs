@@ -283,7 +283,9 @@ async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str) -> Result<
         Value::Text(transfer.into()),
         Value::Int(export_id),
     ];
-    conn.execute(&sql, &params).await?;
+    if !others.is_empty() {
+        conn.execute(&sql, &params).await?;
+    }
     let count = conn
         .query(
             &format!(
@@ -626,6 +628,26 @@ pub async fn row_set_page(
         .iter()
         .map(|r| (int(&r[0]).unwrap_or(0), text(&r[1]).unwrap_or_default()))
         .collect())
+}
+
+/// Where the chunks of `every` rows after row `after` end (`--commit-every`): the
+/// row number of every `every`-th row, and of the last.
+pub async fn chunk_ends(conn: &mut Conn, export_id: i64, after: i64, every: u64) -> Result<Vec<i64>, DbError> {
+    let sql = format!(
+        "SELECT n FROM (SELECT n, row_number() OVER (ORDER BY n) AS rn, count(*) OVER () AS total \
+         FROM lockgate_export_rows WHERE export_id = {} AND n > {}) x WHERE rn % {} = 0 OR rn = total ORDER BY n",
+        p(conn, 1),
+        p(conn, 2),
+        p(conn, 3)
+    );
+    let rows = conn
+        .query(
+            &sql,
+            &[Value::Int(export_id), Value::Int(after), Value::Int(every as i64)],
+            None,
+        )
+        .await?;
+    Ok(rows.iter().filter_map(|r| int(&r[0])).collect())
 }
 
 /// Exports, newest first; of one transfer when given.

@@ -272,31 +272,41 @@ pub async fn worker(transfers: &[Transfer], opts: &RunOptions, poll: Duration) -
     }
 }
 
-/// The rows of a row set, read from the source by key, a batch at a time, from the
-/// spilled key file (lines `skip..skip + take`).
+/// Where a unit's keys come from: the row set in the destination's ledger, read on
+/// a connection of its own (PostgreSQL, MariaDB), or a file the row set was spilled
+/// to before the data transaction (SQLite, whose one writer must not be asked to
+/// read while it writes). Either way, the keys numbered `after < n <= upto`.
+#[derive(Clone)]
+enum RowSetKeys {
+    Ledger { dest: DbUrl, export_id: i64 },
+    File(Arc<PathBuf>),
+}
+
+/// The rows of part of a row set (`after < n <= upto`), read from the source by key,
+/// a batch at a time.
 struct ExportRows {
     url: DbUrl,
     plan: Arc<Plan>,
     transfer: Arc<String>,
-    spill: Arc<PathBuf>,
-    skip: usize,
-    take: usize,
+    keys: RowSetKeys,
+    after: i64,
+    upto: i64,
     batch: usize,
 }
 
 impl BatchSource for ExportRows {
     fn open(&self) -> mpsc::Receiver<Result<Batch, SourceError>> {
         let (tx, rx) = mpsc::channel(2);
-        let (url, plan, transfer, spill) = (
+        let (url, plan, transfer, keys) = (
             self.url.clone(),
             Arc::clone(&self.plan),
             Arc::clone(&self.transfer),
-            Arc::clone(&self.spill),
+            self.keys.clone(),
         );
-        let (skip, take) = (self.skip, self.take);
+        let range = (self.after, self.upto);
         let per = self.batch.min(MAX_KEY_PARAMS / plan.projection.key.len().max(1)).max(1);
         tokio::spawn(async move {
-            let result = read_rows(&url, &plan, &transfer, &spill, skip, take, per, &tx).await;
+            let result = read_rows(&url, &plan, &transfer, keys, range, per, &tx).await;
             if let Err(e) = result {
                 let _ = tx.send(Err(SourceError(e))).await;
             }
@@ -305,22 +315,96 @@ impl BatchSource for ExportRows {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Reads a row set's keys in order, `per` at a time.
+enum KeyPager {
+    Ledger {
+        conn: Conn,
+        export_id: i64,
+        after: i64,
+        upto: i64,
+    },
+    File {
+        lines: std::io::Lines<BufReader<std::fs::File>>,
+        after: i64,
+        upto: i64,
+    },
+}
+
+impl KeyPager {
+    async fn open(keys: RowSetKeys, (after, upto): (i64, i64)) -> Result<KeyPager, String> {
+        Ok(match keys {
+            RowSetKeys::Ledger { dest, export_id } => KeyPager::Ledger {
+                conn: Conn::connect(&dest)
+                    .await
+                    .map_err(|e| format!("destination {}: {e}", dest.redacted()))?,
+                export_id,
+                after,
+                upto,
+            },
+            RowSetKeys::File(path) => KeyPager::File {
+                lines: BufReader::new(
+                    std::fs::File::open(&*path).map_err(|e| format!("reading the row set's key file: {e}"))?,
+                )
+                .lines(),
+                after,
+                upto,
+            },
+        })
+    }
+
+    async fn next(&mut self, per: usize) -> Result<Vec<(i64, String)>, String> {
+        match self {
+            KeyPager::Ledger {
+                conn,
+                export_id,
+                after,
+                upto,
+            } => {
+                let mut page = exports::row_set_page(conn, *export_id, *after, per)
+                    .await
+                    .map_err(|e| format!("reading the export's row set: {e}"))?;
+                page.retain(|(n, _)| *n <= *upto);
+                if let Some((n, _)) = page.last() {
+                    *after = *n;
+                }
+                Ok(page)
+            }
+            KeyPager::File { lines, after, upto } => {
+                let mut page = Vec::with_capacity(per);
+                while page.len() < per {
+                    let Some(line) = lines.next() else { break };
+                    let line = line.map_err(|e| format!("reading the row set's key file: {e}"))?;
+                    let (n, key): (i64, String) = line
+                        .split_once('\t')
+                        .and_then(|(n, k)| Some((n.parse().ok()?, serde_json::from_str::<String>(k).ok()?)))
+                        .ok_or_else(|| "the row set's key file is damaged".to_string())?;
+                    if n <= *after {
+                        continue;
+                    }
+                    if n > *upto {
+                        break;
+                    }
+                    page.push((n, key));
+                }
+                Ok(page)
+            }
+        }
+    }
+}
+
 async fn read_rows(
     url: &DbUrl,
     plan: &Plan,
     transfer: &Arc<String>,
-    spill: &PathBuf,
-    skip: usize,
-    take: usize,
+    keys: RowSetKeys,
+    range: (i64, i64),
     per: usize,
     tx: &mpsc::Sender<Result<Batch, SourceError>>,
 ) -> Result<(), String> {
     let where_ = format!("source {}", url.redacted());
     let mut conn = Conn::connect(url).await.map_err(|e| format!("{where_}: {e}"))?;
     conn.begin_snapshot().await.map_err(|e| format!("{where_}: {e}"))?;
-    let file = std::fs::File::open(spill).map_err(|e| format!("reading the row set's key file: {e}"))?;
-    let mut lines = BufReader::new(file).lines().skip(skip).take(take);
+    let mut pager = KeyPager::open(keys, range).await?;
     let columns = Arc::new(
         plan.projection
             .columns
@@ -338,15 +422,7 @@ async fn read_rows(
     let mut fetch_time = Duration::ZERO;
     let mut wait_time = Duration::ZERO;
     loop {
-        let mut page: Vec<(i64, String)> = Vec::with_capacity(per);
-        for line in lines.by_ref().take(per) {
-            let line = line.map_err(|e| format!("reading the row set's key file: {e}"))?;
-            let (n, key) = line
-                .split_once('\t')
-                .and_then(|(n, k)| Some((n.parse().ok()?, serde_json::from_str::<String>(k).ok()?)))
-                .ok_or_else(|| "the row set's key file is damaged".to_string())?;
-            page.push((n, key));
-        }
+        let page = pager.next(per).await?;
         if page.is_empty() {
             break;
         }
@@ -451,21 +527,14 @@ fn row_error(n: i64, key: &str, column: Option<String>, message: String) -> RowE
     }
 }
 
-/// The row set's keys after row `after`, written to a temporary file; with the
-/// count, and the row number at every `chunk`-th line (the chunks' last rows).
-async fn spill_keys(
-    conn: &mut Conn,
-    claim: &Claim,
-    chunk: Option<u64>,
-) -> Result<(tempfile::TempPath, usize, Vec<i64>), DbError> {
+/// The row set's keys after row `after`, written to a temporary file (SQLite).
+async fn spill_keys(conn: &mut Conn, claim: &Claim) -> Result<tempfile::TempPath, DbError> {
     let file = tempfile::NamedTempFile::new()
         .map_err(|e| DbError::Invalid(format!("cannot create a temporary file for the row set: {e}")))?;
     let (file, path) = file.into_parts();
     let mut out = BufWriter::new(file);
     let io = |e: std::io::Error| DbError::Invalid(format!("writing the row set's temporary file: {e}"));
     let mut after = claim.committed_upto;
-    let mut count = 0usize;
-    let mut ends = Vec::new();
     loop {
         let page = exports::row_set_page(conn, claim.id, after, 10_000).await?;
         let Some(last) = page.last() else { break };
@@ -473,19 +542,10 @@ async fn spill_keys(
         for (n, key) in &page {
             let json = serde_json::to_string(key).unwrap_or_default();
             writeln!(out, "{n}\t{json}").map_err(io)?;
-            count += 1;
-            if let Some(c) = chunk {
-                if (count as u64).is_multiple_of(c) {
-                    ends.push(*n);
-                }
-            }
         }
     }
     out.flush().map_err(io)?;
-    if chunk.is_some() && ends.last() != Some(&after) && count > 0 {
-        ends.push(after);
-    }
-    Ok((path, count, ends))
+    Ok(path)
 }
 
 /// Runs one claimed export to its end.
@@ -544,16 +604,32 @@ async fn run_export(
     run_id: i64,
 ) -> Result<ExportOutcome, TransferError> {
     let dest = &t.dest;
-    let t0 = Instant::now();
-    let (spill, count, ends) = spill_keys(ledger.conn(), claim, t.commit_every)
-        .await
-        .map_err(dest_err(dest))?;
-    tracing::debug!(
-        export = claim.id,
-        rows = count,
-        seconds = t0.elapsed().as_secs_f64(),
-        "row set spilled"
-    );
+    // Where each unit's rows end: the whole row set, or every N rows of it.
+    let ends = match t.commit_every {
+        Some(every) => exports::chunk_ends(ledger.conn(), claim.id, claim.committed_upto, every)
+            .await
+            .map_err(dest_err(dest))?,
+        None => vec![i64::MAX],
+    };
+    let count = claim.rows.max(0) as usize;
+    let (keys, spill) = if dest.engine == Engine::Sqlite {
+        let t0 = Instant::now();
+        let path = spill_keys(ledger.conn(), claim).await.map_err(dest_err(dest))?;
+        tracing::debug!(
+            export = claim.id,
+            seconds = t0.elapsed().as_secs_f64(),
+            "row set spilled"
+        );
+        (RowSetKeys::File(Arc::new(path.to_path_buf())), Some(path))
+    } else {
+        (
+            RowSetKeys::Ledger {
+                dest: dest.clone(),
+                export_id: claim.id,
+            },
+            None,
+        )
+    };
     let done = Arc::new(AtomicU64::new(0));
     let lost = Arc::new(AtomicBool::new(false));
     // The lease is renewed from a connection of its own while the data transaction
@@ -572,7 +648,7 @@ async fn run_export(
             stop_rx,
         ))
     });
-    let result = write_export(t, plan, claim, opts, &spill, count, &ends, &done, &lost).await;
+    let result = write_export(t, plan, claim, opts, keys, count, &ends, &done, &lost).await;
     let _ = stop_tx.send(true);
     if let Some(h) = heartbeat {
         let _ = h.await;
@@ -677,7 +753,7 @@ async fn write_export(
     plan: &Plan,
     claim: &Claim,
     opts: &RunOptions,
-    spill: &std::path::Path,
+    keys: RowSetKeys,
     count: usize,
     ends: &[i64],
     done: &Arc<AtomicU64>,
@@ -685,7 +761,6 @@ async fn write_export(
 ) -> Result<Option<Stop>, TransferError> {
     let dest = &t.dest;
     let plan = Arc::new(plan.clone());
-    let spill = Arc::new(spill.to_path_buf());
     let name = Arc::new(t.name.clone());
     let cfg = WriteConfig {
         mode: t.mode,
@@ -695,19 +770,29 @@ async fn write_export(
         ..WriteConfig::default()
     };
     let mut data = Conn::connect(dest).await.map_err(dest_err(dest))?;
-    let chunk = t.commit_every.map(|c| c as usize).unwrap_or(count.max(1));
     let mut written = claim_written(claim);
-    let mut skip = 0usize;
-    let mut chunk_index = 0usize;
-    loop {
-        let take = chunk.min(count - skip);
+    let mut after = claim.committed_upto;
+    if ends.is_empty() {
+        // Every chunk was committed before the worker stopped: only the status is left.
+        data.begin().await.map_err(dest_err(dest))?;
+        if !exports::complete(&mut data, claim, written)
+            .await
+            .map_err(dest_err(dest))?
+        {
+            data.rollback().await.map_err(dest_err(dest))?;
+            return Ok(Some(Stop::Lost));
+        }
+        data.commit().await.map_err(dest_err(dest))?;
+        return Ok(None);
+    }
+    for (i, &upto) in ends.iter().enumerate() {
         let source = ExportRows {
             url: t.source.clone(),
             plan: Arc::clone(&plan),
             transfer: Arc::clone(&name),
-            spill: Arc::clone(&spill),
-            skip,
-            take,
+            keys: keys.clone(),
+            after,
+            upto,
             batch: t.batch_size,
         };
         let mut attempt = 0;
@@ -740,8 +825,8 @@ async fn write_export(
             return Ok(Some(Stop::Rows(report.failed)));
         }
         written += (report.inserted + report.updated + report.unchanged) as i64;
-        skip += take;
-        let last = skip >= count;
+        after = upto;
+        let last = i + 1 == ends.len();
         if lost.load(Ordering::Relaxed) {
             data.rollback().await.map_err(dest_err(dest))?;
             return Ok(Some(Stop::Lost));
@@ -749,7 +834,6 @@ async fn write_export(
         let fenced = if last {
             exports::complete(&mut data, claim, written).await
         } else {
-            let upto = ends.get(chunk_index).copied().unwrap_or(0);
             exports::checkpoint(&mut data, claim, upto, written).await
         }
         .map_err(dest_err(dest))?;
@@ -758,11 +842,8 @@ async fn write_export(
             return Ok(Some(Stop::Lost));
         }
         data.commit().await.map_err(dest_err(dest))?;
-        if last {
-            return Ok(None);
-        }
-        chunk_index += 1;
     }
+    Ok(None)
 }
 
 fn claim_written(claim: &Claim) -> i64 {

@@ -651,3 +651,43 @@ async fn a_source_that_gives_a_key_twice_creates_no_export() {
     assert_eq!(err.exit_code(), 2);
     assert!(transfer::list(&dst.url, None, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_chunked_export_whose_worker_died_resumes_after_its_committed_chunks() {
+    for d in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let p = pair(Engine::Sqlite, d, 100).await;
+        let t = Transfer {
+            commit_every: Some(30),
+            ..customers(&p)
+        };
+        create(&t).await;
+        // Worker A claims, commits its first chunk (rows 1-30, as a worker does: the
+        // rows and the checkpoint in one transaction) and dies.
+        let mut a = Conn::connect(&p.dst.url).await.unwrap();
+        let claim = exports::claim(&mut a, &["customers".to_string()], "worker A", Duration::from_millis(1))
+            .await
+            .unwrap()
+            .unwrap();
+        a.begin().await.unwrap();
+        a.batch(
+            "INSERT INTO customers (customer_id, first_name, last_name, email, acquisition_date) \
+             SELECT 1, 'a', 'b', 'c', '2026-01-01'",
+        )
+        .await
+        .unwrap();
+        assert!(exports::checkpoint(&mut a, &claim, 1, 1).await.unwrap());
+        a.commit().await.unwrap();
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The next worker takes it over and goes on after row 1.
+        let r = run(&t).await;
+        assert_eq!(r.exit_code(), 0, "{d:?}: {:?}", r.exports[0]);
+        let e = &r.exports[0].export;
+        assert_eq!(
+            (e.status.as_str(), e.rows_written, e.attempts),
+            ("completed", 100, 2),
+            "{d:?}"
+        );
+        assert_eq!(count(&mut p.dst.conn().await, "customers").await, 100);
+    }
+}
