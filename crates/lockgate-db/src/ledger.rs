@@ -392,6 +392,11 @@ impl Ledger {
     async fn upgrade(&mut self, meta: &str) -> Result<(), DbError> {
         let engine = self.conn.engine();
         let sqlite = engine == Engine::Sqlite;
+        // A ledger already at this version needs no write: on SQLite, taking the write
+        // lock just to look would make every reader wait for a running job.
+        if sqlite && matches!(self.schema_version().await, Ok(SCHEMA_VERSION)) {
+            return Ok(());
+        }
         if sqlite {
             self.conn.batch("BEGIN IMMEDIATE").await?;
         }
