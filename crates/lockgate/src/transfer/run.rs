@@ -317,11 +317,14 @@ impl BatchSource for ExportRows {
 
 /// Reads a row set's keys in order, `per` at a time.
 enum KeyPager {
+    /// Keys come 10,000 at a time, whatever the batch size, so that small batches do
+    /// not cost a ledger query each.
     Ledger {
         conn: Conn,
         export_id: i64,
         after: i64,
         upto: i64,
+        buffer: std::collections::VecDeque<(i64, String)>,
     },
     File {
         lines: std::io::Lines<BufReader<std::fs::File>>,
@@ -340,6 +343,7 @@ impl KeyPager {
                 export_id,
                 after,
                 upto,
+                buffer: Default::default(),
             },
             RowSetKeys::File(path) => KeyPager::File {
                 lines: BufReader::new(
@@ -359,15 +363,20 @@ impl KeyPager {
                 export_id,
                 after,
                 upto,
+                buffer,
             } => {
-                let mut page = exports::row_set_page(conn, *export_id, *after, per)
-                    .await
-                    .map_err(|e| format!("reading the export's row set: {e}"))?;
-                page.retain(|(n, _)| *n <= *upto);
-                if let Some((n, _)) = page.last() {
-                    *after = *n;
+                if buffer.len() < per && *after < *upto {
+                    let more = exports::row_set_page(conn, *export_id, *after, per.max(10_000))
+                        .await
+                        .map_err(|e| format!("reading the export's row set: {e}"))?;
+                    match more.last() {
+                        Some((n, _)) => *after = *n,
+                        None => *after = *upto,
+                    }
+                    buffer.extend(more.into_iter().filter(|(n, _)| *n <= *upto));
                 }
-                Ok(page)
+                let take = per.min(buffer.len());
+                Ok(buffer.drain(..take).collect())
             }
             KeyPager::File { lines, after, upto } => {
                 let mut page = Vec::with_capacity(per);
@@ -725,7 +734,7 @@ async fn heartbeat(
     };
     let every = (lease / 3).max(Duration::from_millis(200));
     // Progress for the dashboard more often than the lease needs renewing.
-    let tick = every.min(Duration::from_millis(500));
+    let tick = (every / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
     let mut last_renew = Instant::now();
     loop {
         tokio::select! {
@@ -799,25 +808,24 @@ async fn write_export(
         let report = loop {
             attempt += 1;
             data.begin().await.map_err(dest_err(dest))?;
-            let outcome = write_unit(&mut data, &plan, &cfg, &source, claim, opts, done, count).await;
+            let outcome = write_unit(&mut data, &plan, &cfg, &source, claim, opts, done, lost, count).await;
             match outcome {
-                Some(Ok(r)) => break r,
-                Some(Err(WriteError::Db(e))) if e.is_transient() && attempt < 3 => {
+                Unit::Done(Ok(r)) => break r,
+                Unit::Done(Err(WriteError::Db(e))) if e.is_transient() && attempt < 3 => {
                     let _ = data.rollback().await;
                     tokio::time::sleep(cfg.retry.backoff(attempt)).await;
                 }
-                Some(Err(e)) => {
+                Unit::Done(Err(e)) => {
                     let _ = data.rollback().await;
                     return Err(match e {
                         WriteError::Db(e) => TransferError::Dest(dest.redacted(), e),
                         WriteError::Source(s) => TransferError::Source(t.source.redacted(), DbError::Invalid(s.0)),
                     });
                 }
-                None => {
-                    // Dropping the connection mid-statement rolls the transaction back
-                    // on the server; a new one is not needed.
-                    return Ok(Some(Stop::Aborted));
-                }
+                // Dropping the connection mid-statement rolls the transaction back on
+                // the server (and frees the rows the new owner of the claim waits for).
+                Unit::Aborted => return Ok(Some(Stop::Aborted)),
+                Unit::Lost => return Ok(Some(Stop::Lost)),
             }
         };
         if !report.failed.is_empty() {
@@ -856,8 +864,19 @@ fn claim_written(claim: &Claim) -> i64 {
     }
 }
 
-/// One write of a unit inside the open transaction, with progress forwarded; `None`
-/// when a level-2 shutdown interrupted it.
+/// How one unit's write ended.
+enum Unit {
+    /// The writer returned.
+    Done(Result<WriteReport, WriteError>),
+    /// A level-2 shutdown interrupted it.
+    Aborted,
+    /// The heartbeat found the claim taken over: writing on would only hold locks the
+    /// new owner waits for.
+    Lost,
+}
+
+/// One write of a unit inside the open transaction, with progress forwarded, cut short
+/// by a level-2 shutdown or a lost claim.
 #[allow(clippy::too_many_arguments)]
 async fn write_unit(
     data: &mut Conn,
@@ -867,8 +886,9 @@ async fn write_unit(
     claim: &Claim,
     opts: &RunOptions,
     done: &Arc<AtomicU64>,
+    lost: &Arc<AtomicBool>,
     total: usize,
-) -> Option<Result<WriteReport, WriteError>> {
+) -> Unit {
     let (ptx, mut prx) = mpsc::unbounded_channel::<Progress>();
     let forward = {
         let done = Arc::clone(done);
@@ -889,15 +909,21 @@ async fn write_unit(
         })
     };
     let mut shutdown = opts.shutdown.clone();
-    let result = {
-        let write = writer::write(data, &plan.dest, cfg, source, Some(&ptx));
+    let abort = async {
         match &mut shutdown {
-            Some(s) => tokio::select! {
-                r = write => Some(r),
-                _ = s.reached(2) => None,
-            },
-            None => Some(write.await),
+            Some(s) => s.reached(2).await,
+            None => std::future::pending().await,
         }
+    };
+    let lost_claim = async {
+        while !lost.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let result = tokio::select! {
+        r = writer::write(data, &plan.dest, cfg, source, Some(&ptx)) => Unit::Done(r),
+        _ = abort => Unit::Aborted,
+        _ = lost_claim => Unit::Lost,
     };
     drop(ptx);
     let _ = forward.await;
