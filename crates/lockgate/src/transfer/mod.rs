@@ -110,36 +110,26 @@ pub async fn create(t: &Transfer, opts: &CreateOptions) -> Result<CreateReport, 
         .lock(&job, &holder, Duration::from_secs(60))
         .await
         .map_err(dest_err(&t.dest))?;
-    let result = create_locked(t, &plan, &mut src, &mut ledger, opts).await;
+    let result = create_locked(t, &plan, src, &mut ledger, opts).await;
     let unlocked = ledger.unlock(lock).await.map_err(dest_err(&t.dest));
     let report = result?;
     unlocked?;
     Ok(report)
 }
 
-async fn create_locked(
-    t: &Transfer,
-    plan: &plan::Plan,
-    src: &mut Conn,
-    ledger: &mut Ledger,
-    opts: &CreateOptions,
-) -> Result<CreateReport, TransferError> {
-    let conn = ledger.conn();
-    conn.begin().await.map_err(dest_err(&t.dest))?;
+/// Reads the source's keys in key order, numbered from 1, a page at a time; a NULL
+/// or over-long key ends the read with that error.
+async fn read_keys(
+    t: Transfer,
+    plan: plan::Plan,
+    mut src: Conn,
+    tx: tokio::sync::mpsc::Sender<Result<Vec<(i64, String)>, TransferError>>,
+) {
     let result = async {
-        let id = exports::begin_export(conn, &t.name).await.map_err(dest_err(&t.dest))?;
-        // One consistent view of the source while its keys are read.
         src.begin_snapshot().await.map_err(source_err(&t.source))?;
-        let mut reader = KeyReader::new(src, &plan.relation, &plan.projection, 10_000);
+        let mut reader = KeyReader::new(&src, &plan.relation, &plan.projection, 10_000);
         let mut n = 0i64;
-        let started = std::time::Instant::now();
-        let mut reading = std::time::Duration::ZERO;
-        loop {
-            let t0 = std::time::Instant::now();
-            let Some(page) = reader.next_page(src).await.map_err(source_err(&t.source))? else {
-                break;
-            };
-            reading += t0.elapsed();
+        while let Some(page) = reader.next_page(&mut src).await.map_err(source_err(&t.source))? {
             let mut keys = Vec::with_capacity(page.len());
             for values in page {
                 if values.iter().any(|v| v.is_null()) {
@@ -161,15 +151,45 @@ async fn create_locked(
                 n += 1;
                 keys.push((n, text));
             }
-            exports::add_row_keys(conn, id, &keys).await.map_err(dest_err(&t.dest))?;
+            if tx.send(Ok(keys)).await.is_err() {
+                break;
+            }
         }
         let _ = src.rollback().await;
-        tracing::debug!(
-            keys = n,
-            reading = reading.as_secs_f64(),
-            total = started.elapsed().as_secs_f64(),
-            "row set recorded"
-        );
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
+async fn create_locked(
+    t: &Transfer,
+    plan: &plan::Plan,
+    src: Conn,
+    ledger: &mut Ledger,
+    opts: &CreateOptions,
+) -> Result<CreateReport, TransferError> {
+    let conn = ledger.conn();
+    conn.begin().await.map_err(dest_err(&t.dest))?;
+    let result = async {
+        let id = exports::begin_export(conn, &t.name).await.map_err(dest_err(&t.dest))?;
+        // The source's keys are read (one consistent view) by a task of their own while
+        // the pages before are recorded, so reading and recording overlap.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<(i64, String)>, TransferError>>(2);
+        let reader = tokio::spawn(read_keys(t.clone(), plan.clone(), src, tx));
+        let started = std::time::Instant::now();
+        let mut n = 0usize;
+        while let Some(page) = rx.recv().await {
+            let keys = page?;
+            n += keys.len();
+            exports::add_row_keys(conn, id, &keys)
+                .await
+                .map_err(dest_err(&t.dest))?;
+        }
+        let _ = reader.await;
+        tracing::debug!(keys = n, seconds = started.elapsed().as_secs_f64(), "row set recorded");
         let t0 = std::time::Instant::now();
         let settled = exports::settle_row_set(conn, id, &t.name, !plan.key_unique_in_source)
             .await

@@ -401,19 +401,84 @@ impl KeyPager {
     }
 }
 
+/// One page of keys with the source rows fetched for them.
+struct Fetched {
+    /// `(n, key text)` of the keys that could be read back.
+    wanted: Vec<(i64, String)>,
+    /// Keys that could not.
+    rejected: Vec<RowError>,
+    /// The source's rows (possibly more: a range read).
+    rows: Vec<Vec<lockgate_core::Value>>,
+}
+
+/// Reads pages of keys and fetches their rows, one page ahead of the conversion.
+async fn fetch_pages(
+    url: DbUrl,
+    plan: Arc<Plan>,
+    keys: RowSetKeys,
+    range: (i64, i64),
+    per: usize,
+    tx: mpsc::Sender<Result<Fetched, String>>,
+) {
+    let result = async {
+        let where_ = format!("source {}", url.redacted());
+        let mut conn = Conn::connect(&url).await.map_err(|e| format!("{where_}: {e}"))?;
+        conn.begin_snapshot().await.map_err(|e| format!("{where_}: {e}"))?;
+        let mut pager = KeyPager::open(keys, range).await?;
+        let key_kinds: Vec<_> = plan
+            .projection
+            .key
+            .iter()
+            .map(|&i| plan.projection.kinds[i].clone())
+            .collect();
+        let mut fetch_time = Duration::ZERO;
+        loop {
+            let page = pager.next(per).await?;
+            if page.is_empty() {
+                break;
+            }
+            let mut values = Vec::with_capacity(page.len());
+            let mut wanted = Vec::with_capacity(page.len());
+            let mut rejected = Vec::new();
+            for (n, text) in page {
+                match key_values(&text, &key_kinds) {
+                    Ok(v) => {
+                        values.push(v);
+                        wanted.push((n, text));
+                    }
+                    Err(e) => rejected.push(row_error(n, &text, None, format!("the key cannot be read back: {e}"))),
+                }
+            }
+            let t0 = Instant::now();
+            let rows = fetch(&mut conn, &plan, &values)
+                .await
+                .map_err(|e| format!("{where_}: {e}"))?;
+            fetch_time += t0.elapsed();
+            if tx.send(Ok(Fetched { wanted, rejected, rows })).await.is_err() {
+                break;
+            }
+        }
+        tracing::debug!(fetch = fetch_time.as_secs_f64(), "source read");
+        let _ = conn.rollback().await;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
 async fn read_rows(
     url: &DbUrl,
-    plan: &Plan,
+    plan: &Arc<Plan>,
     transfer: &Arc<String>,
     keys: RowSetKeys,
     range: (i64, i64),
     per: usize,
     tx: &mpsc::Sender<Result<Batch, SourceError>>,
 ) -> Result<(), String> {
-    let where_ = format!("source {}", url.redacted());
-    let mut conn = Conn::connect(url).await.map_err(|e| format!("{where_}: {e}"))?;
-    conn.begin_snapshot().await.map_err(|e| format!("{where_}: {e}"))?;
-    let mut pager = KeyPager::open(keys, range).await?;
+    let (ftx, mut frx) = mpsc::channel(2);
+    let fetcher = tokio::spawn(fetch_pages(url.clone(), Arc::clone(plan), keys, range, per, ftx));
     let columns = Arc::new(
         plan.projection
             .columns
@@ -421,40 +486,13 @@ async fn read_rows(
             .map(|(d, _)| d.clone())
             .collect::<Vec<_>>(),
     );
-    let key_kinds: Vec<_> = plan
-        .projection
-        .key
-        .iter()
-        .map(|&i| plan.projection.kinds[i].clone())
-        .collect();
     let source_name = Arc::new(format!("transfer {transfer}"));
-    let mut fetch_time = Duration::ZERO;
     let mut wait_time = Duration::ZERO;
-    loop {
-        let page = pager.next(per).await?;
-        if page.is_empty() {
-            break;
-        }
+    while let Some(fetched) = frx.recv().await {
+        let Fetched { wanted, rejected, rows } = fetched?;
         let mut batch = Batch::new(Arc::clone(&columns));
         batch.source = Some(Arc::clone(&source_name));
-        let mut keys = Vec::with_capacity(page.len());
-        let mut wanted = Vec::with_capacity(page.len());
-        for (n, text) in page {
-            match key_values(&text, &key_kinds) {
-                Ok(v) => {
-                    keys.push(v);
-                    wanted.push((n, text));
-                }
-                Err(e) => batch
-                    .rejected
-                    .push(row_error(n, &text, None, format!("the key cannot be read back: {e}"))),
-            }
-        }
-        let t0 = Instant::now();
-        let rows = fetch(&mut conn, plan, &keys)
-            .await
-            .map_err(|e| format!("{where_}: {e}"))?;
-        fetch_time += t0.elapsed();
+        batch.rejected = rejected;
         let mut by_key: HashMap<String, Vec<lockgate_core::Value>> = HashMap::with_capacity(rows.len());
         for values in rows {
             let key: Vec<_> = plan.projection.key.iter().map(|&i| values[i].clone()).collect();
@@ -497,12 +535,9 @@ async fn read_rows(
         }
         wait_time += t0.elapsed();
     }
-    tracing::debug!(
-        fetch = fetch_time.as_secs_f64(),
-        waiting_for_writer = wait_time.as_secs_f64(),
-        "source read"
-    );
-    let _ = conn.rollback().await;
+    drop(frx);
+    let _ = fetcher.await;
+    tracing::debug!(waiting_for_writer = wait_time.as_secs_f64(), "rows converted");
     Ok(())
 }
 
