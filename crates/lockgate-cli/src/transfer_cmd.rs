@@ -716,18 +716,42 @@ fn demo_text(r: &lockgate::demo::DemoReport) -> String {
     for e in &r.exports {
         s.push_str(&format!("  {}\n", export_line(e)));
     }
+    let dir = f.dir.display();
+    let tries = [
+        (
+            format!("lockgate --config {cfg} transfer create customers"),
+            "a pending export of them",
+        ),
+        (
+            format!("lockgate --config {cfg} transfer run"),
+            "run pending exports (the seed's /process)",
+        ),
+        (format!("lockgate --config {cfg} transfer list"), "the exports"),
+        (
+            format!("lockgate --config {cfg} transfer show 3"),
+            "the failed export and its row errors",
+        ),
+        (
+            format!("lockgate --config {cfg} transfer history --key 434"),
+            "every attempt for one customer",
+        ),
+        (
+            format!("lockgate demo --dir {dir} generate 10"),
+            "add customers (1 to 500)",
+        ),
+        (
+            format!("lockgate --config {cfg} worker"),
+            "run exports as they are created",
+        ),
+    ];
+    let width = tries.iter().map(|(c, _)| c.chars().count()).max().unwrap_or(0);
     s.push_str(&format!(
-        "\n{} customers are not in any export yet. Try:\n  \
-         lockgate --config {cfg} transfer create customers     # a pending export of them\n  \
-         lockgate --config {cfg} transfer run                  # run pending exports (the seed's /process)\n  \
-         lockgate --config {cfg} transfer list\n  \
-         lockgate --config {cfg} transfer show 3               # the failed export and its row errors\n  \
-         lockgate --config {cfg} transfer history --key 434    # every attempt for one customer\n  \
-         lockgate demo --dir {} generate 10                    # add customers (1 to 500)\n  \
-         lockgate --config {cfg} worker                        # keep running exports as they are created\n\
-         (the dashboard comes with `lockgate serve`, next)\n",
-        r.exportable,
-        f.dir.display()
+        "\n{} customers are not in any export yet. Try:\n",
+        r.exportable
     ));
+    for (command, what) in &tries {
+        s.push_str(&format!("  {command:<width$}  # {what}\n"));
+    }
+    s.push_str("(the dashboard comes with `lockgate serve`, next)\n");
     s
 }

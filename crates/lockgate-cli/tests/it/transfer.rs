@@ -686,3 +686,182 @@ async fn two_runs_at_once_complete_each_export_once() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Runs the binary in `dir`; returns (exit code, stdout, stderr).
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = lockgate(args, dir);
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn bad_transfer_input_is_exit_2_with_what_to_do_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, _, err) = run_in(d, &["demo", "--dir", "demo"]);
+    assert_eq!(code, 0, "{err}");
+    let cfg = "demo/lockgate.toml";
+    let cases: &[(&[&str], &str)] = &[
+        (&["transfer", "run"], "no transfer named and none in lockgate.toml"),
+        (
+            &["--config", cfg, "transfer", "create", "nope"],
+            "transfer \"nope\" has no source",
+        ),
+        (
+            &["--config", cfg, "transfer", "create", "customers", "--map", "FirstName"],
+            "--map \"FirstName\" has no '='",
+        ),
+        (
+            &[
+                "--config",
+                cfg,
+                "transfer",
+                "create",
+                "customers",
+                "--map",
+                "Nickname='x'",
+            ],
+            "--map names column \"Nickname\", which table customers does not have",
+        ),
+        (
+            &[
+                "--config",
+                cfg,
+                "transfer",
+                "create",
+                "customers",
+                "--dest-table",
+                "lockgate_exports",
+            ],
+            "is Lockgate's own ledger",
+        ),
+        (
+            &["--config", cfg, "transfer", "create", "customers", "--batch-size", "0"],
+            "batch size 0 is out of range",
+        ),
+        (&["--config", cfg, "transfer", "show", "999"], "there is no export 999"),
+        (
+            &["--config", cfg, "transfer", "run", "--lease=0"],
+            "--lease must be a positive number",
+        ),
+        (
+            &["demo", "--dir", "demo", "generate", "0"],
+            "give a number from 1 to 500",
+        ),
+        (
+            &["demo", "--dir", "demo", "generate", "501"],
+            "give a number from 1 to 500",
+        ),
+        (&["demo", "--dir", "elsewhere", "generate", "5"], "has no demo"),
+    ];
+    for (args, expect) in cases {
+        let (code, out, err) = run_in(d, args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.lines().count() <= 2,
+            "{args:?}: {err}"
+        );
+    }
+    // A lockgate.toml with a misspelt transfer key names the file and line.
+    std::fs::write(
+        d.join("bad.toml"),
+        "[transfers.x]\nsource = \"a.db\"\nsoruce_table = \"t\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_in(d, &["--config", "bad.toml", "transfer", "run"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.toml:3") && err.contains("soruce_table"), "{err}");
+    // Nothing above created an export.
+    let (_, out, _) = run_in(d, &["--config", cfg, "transfer", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 7);
+}
+
+#[test]
+fn the_demo_walkthrough_reads_well() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, out, err) = run_in(d, &["demo", "--dir", "demo"]);
+    assert_eq!(code, 0, "{err}");
+    let root = d.canonicalize().unwrap().display().to_string();
+    // Times and paths vary: keep the shape.
+    // Paths vary in length, and the comments after commands are aligned to them.
+    let clean = |s: &str| {
+        mask_times(&s.replace(&root, "$TMP"))
+            .lines()
+            .map(|l| match l.split_once("  #") {
+                Some((cmd, what)) => format!("{}  #{what}\n", cmd.trim_end()),
+                None => format!("{l}\n"),
+            })
+            .collect::<String>()
+    };
+    insta::assert_snapshot!("demo", clean(&out));
+    let cfg = "demo/lockgate.toml";
+    let (code, out, _) = run_in(d, &["--config", cfg, "transfer", "show", "3"]);
+    assert_eq!(code, 0);
+    insta::assert_snapshot!("demo_show_failed", clean(&out));
+    let (code, out, _) = run_in(d, &["--config", cfg, "transfer", "history", "--key", "434"]);
+    assert_eq!(code, 0);
+    insta::assert_snapshot!("demo_history", clean(&out));
+    let (code, out, _) = run_in(d, &["--config", cfg, "transfer", "create", "customers"]);
+    assert_eq!(code, 0);
+    insta::assert_snapshot!("demo_create", clean(&out));
+    let (code, out, _) = run_in(d, &["--config", cfg, "transfer", "create", "customers"]);
+    assert_eq!(code, 0);
+    insta::assert_snapshot!("demo_create_nothing", clean(&out));
+    let (code, out, _) = run_in(d, &["--config", cfg, "transfer", "run"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("export 8 (customers): completed, 229 rows written in "),
+        "{out}"
+    );
+    // The seed's way to fail an export: a NULL FirstName in the source.
+    let (code, _, _) = run_in(d, &["demo", "--dir", "demo", "generate", "10"]);
+    assert_eq!(code, 0);
+    let src = format!("{root}/demo/source.db");
+    let (code, _, err) = run_in(
+        d,
+        &[
+            "exec",
+            "--db",
+            &src,
+            "--sql",
+            "UPDATE customers SET FirstName = NULL WHERE CustomerID = 1340",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    run_in(d, &["--config", cfg, "transfer", "create", "customers"]);
+    let (code, out, _) = run_in(d, &["--config", cfg, "transfer", "run"]);
+    assert_eq!(code, 3, "{out}");
+    insta::assert_snapshot!("demo_run_failed", clean(&out));
+}
+
+/// Replaces timestamps (`2026-11-24 12:19:41.771167+00:00`) with `<time>`.
+fn mask_times(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while !rest.is_empty() {
+        if rest.len() >= 19 && rest.is_char_boundary(19) && is_timestamp(&rest[..19]) {
+            let tail = rest[19..].trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+            let tail = tail.strip_prefix("+00:00").unwrap_or(tail);
+            out.push_str("<time>");
+            rest = tail;
+            continue;
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+fn is_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 19
+        && b.iter().enumerate().all(|(k, c)| match k {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
+}
