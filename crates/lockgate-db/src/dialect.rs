@@ -4,7 +4,7 @@
 //! parameters or bulk payloads, never spliced into SQL.
 
 use crate::url::Engine;
-use lockgate_core::{Column, Kind, TableName};
+use lockgate_core::{Column, Kind, TableName, Value};
 
 /// A key column and whether it may hold NULL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +42,32 @@ impl Dialect {
             Engine::Postgres => format!("${n}"),
             Engine::Sqlite => format!("?{n}"),
             Engine::Mysql => "?".into(),
+        }
+    }
+
+    /// The keyset-paging condition "the key expressions `keys` sort after `last`",
+    /// with the values appended to `params` (numbered after those already there).
+    pub fn after_keys(&self, keys: &[String], last: &[Value], params: &mut Vec<Value>) -> String {
+        if self.0 == Engine::Mysql || keys.len() == 1 {
+            // (a > ?) OR (a = ? AND b > ?): MariaDB does not use an index for row
+            // comparisons.
+            let mut ors = Vec::new();
+            for i in 0..keys.len() {
+                let mut ands = Vec::new();
+                for (e, v) in keys.iter().zip(last).take(i) {
+                    params.push(v.clone());
+                    ands.push(format!("{e} = {}", self.param(params.len())));
+                }
+                params.push(last[i].clone());
+                ands.push(format!("{} > {}", keys[i], self.param(params.len())));
+                ors.push(format!("({})", ands.join(" AND ")));
+            }
+            ors.join(" OR ")
+        } else {
+            let first = params.len() + 1;
+            params.extend(last.iter().cloned());
+            let ps = (first..=params.len()).map(|i| self.param(i)).collect::<Vec<_>>();
+            format!("({}) > ({})", keys.join(", "), ps.join(", "))
         }
     }
 

@@ -3,7 +3,6 @@
 
 use crate::conn::Conn;
 use crate::error::DbError;
-use crate::url::Engine;
 use lockgate_core::{Batch, Kind, Row, Table, Value};
 use std::sync::Arc;
 
@@ -81,25 +80,9 @@ impl TableReader {
         let mut params = Vec::new();
         let filter = match &self.after {
             None => "1 = 1".to_string(),
-            Some(last) if d.0 == Engine::Mysql => {
-                // (a > ?) OR (a = ? AND b > ?): row comparisons are not always indexed here.
-                let mut ors = Vec::new();
-                for i in 0..self.key.len() {
-                    let mut ands = Vec::new();
-                    for (name, value) in self.key.iter().zip(last).take(i) {
-                        ands.push(format!("{} = ?", d.quote(name)));
-                        params.push(value.clone());
-                    }
-                    ands.push(format!("{} > ?", d.quote(&self.key[i])));
-                    params.push(last[i].clone());
-                    ors.push(format!("({})", ands.join(" AND ")));
-                }
-                ors.join(" OR ")
-            }
             Some(last) => {
-                params.extend(last.iter().cloned());
-                let ps = (1..=last.len()).map(|i| d.param(i)).collect::<Vec<_>>().join(", ");
-                format!("({order}) > ({ps})")
+                let keys: Vec<String> = self.key.iter().map(|k| d.quote(k)).collect();
+                d.after_keys(&keys, last, &mut params)
             }
         };
         let sql = format!(

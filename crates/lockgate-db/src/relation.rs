@@ -9,7 +9,6 @@
 
 use crate::conn::Conn;
 use crate::error::DbError;
-use crate::url::Engine;
 use lockgate_core::{Kind, TableName, Value};
 
 /// Where source rows come from.
@@ -114,27 +113,7 @@ impl KeyReader {
         let mut params = Vec::new();
         let filter = match &self.after {
             None => "1 = 1".to_string(),
-            Some(last) if d.0 == Engine::Mysql || self.key_sql.len() == 1 => {
-                // (a > ?) OR (a = ? AND b > ?): MariaDB does not use an index for row
-                // comparisons.
-                let mut ors = Vec::new();
-                for i in 0..self.key_sql.len() {
-                    let mut ands = Vec::new();
-                    for (e, v) in self.key_sql.iter().zip(last).take(i) {
-                        params.push(v.clone());
-                        ands.push(format!("{e} = {}", d.param(params.len())));
-                    }
-                    params.push(last[i].clone());
-                    ands.push(format!("{} > {}", self.key_sql[i], d.param(params.len())));
-                    ors.push(format!("({})", ands.join(" AND ")));
-                }
-                ors.join(" OR ")
-            }
-            Some(last) => {
-                params.extend(last.iter().cloned());
-                let ps = (1..=last.len()).map(|i| d.param(i)).collect::<Vec<_>>().join(", ");
-                format!("({}) > ({ps})", self.key_sql.join(", "))
-            }
+            Some(last) => d.after_keys(&self.key_sql, last, &mut params),
         };
         let sql = format!(
             "{} WHERE {filter} ORDER BY {} LIMIT {}",

@@ -519,9 +519,9 @@ async fn a_run_paused_past_its_lease_cannot_commit_after_a_takeover_mariadb() {
 
 const STOPPING: &str = "stopping after the export in hand";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_lets_a_worker_finish_the_export_in_hand() {
-    let started = Instant::now();
+/// A PostgreSQL pair, one pending export of `customers`, and a worker in the middle
+/// of writing it.
+async fn worker_mid_export() -> (Setup, i64, Proc) {
     let s = Setup::new(Engine::Postgres, &["customers"]).await;
     let id = s.create("customers", "customers");
     let mut w = s.spawn(
@@ -533,6 +533,13 @@ async fn sigterm_lets_a_worker_finish_the_export_in_hand() {
         ),
     );
     s.wait_mid_export(id, &mut w).await;
+    (s, id, w)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_worker_finish_the_export_in_hand() {
+    let started = Instant::now();
+    let (s, id, mut w) = worker_mid_export().await;
     w.signal(libc::SIGTERM);
     let status = w.wait().await;
     assert_eq!(status.code(), Some(0), "{}", w.output());
@@ -552,17 +559,7 @@ async fn sigterm_lets_a_worker_finish_the_export_in_hand() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_sigterm_rolls_the_export_back_to_pending() {
     let started = Instant::now();
-    let s = Setup::new(Engine::Postgres, &["customers"]).await;
-    let id = s.create("customers", "customers");
-    let mut w = s.spawn(
-        "worker",
-        &s.args(
-            &["worker", "customers"],
-            "customers",
-            &["--poll", "0.2", "--lease", "6"],
-        ),
-    );
-    s.wait_mid_export(id, &mut w).await;
+    let (s, id, mut w) = worker_mid_export().await;
     w.signal(libc::SIGTERM);
     // Two signals close together may be seen as one: the second once the first is
     // acknowledged.
