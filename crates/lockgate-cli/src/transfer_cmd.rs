@@ -364,6 +364,7 @@ pub async fn transfer(config: &Config, cmd: TransferCommand) -> i32 {
             let opts = RunOptions {
                 lease,
                 progress: tx,
+                shutdown: Some(stop_on_signals("lockgate transfer run")),
                 ..RunOptions::default()
             };
             let result = transfer::run_pending(&transfers, &opts).await;
@@ -527,6 +528,20 @@ fn outcome_text(o: &ExportOutcome) -> String {
             "export {} ({}): completed, {} rows written in {:.1} s\n",
             e.id, e.transfer, e.rows_written, o.seconds
         ),
+        (None, status) if e.error_count == 0 => format!(
+            "export {} ({}): {status}: {}\n",
+            e.id,
+            e.transfer,
+            e.error
+                .as_deref()
+                .unwrap_or("no row failed, yet the export did not complete")
+        ),
+        (None, status) if e.committed_upto > 0 => format!(
+            "export {} ({}): {status}: {} of {} rows failed; the chunk holding them was rolled back, but the \
+             {} rows of earlier chunks stay committed (--commit-every); fix the rows in the source, then create \
+             a new export for the rest\n",
+            e.id, e.transfer, e.error_count, e.rows, e.committed_upto
+        ),
         (None, status) => format!(
             "export {} ({}): {status}: {} of {} rows failed, so nothing was written (all rolled back); \
              fix the rows in the source, then create a new export\n",
@@ -600,17 +615,9 @@ pub fn history_text(key: &str, h: &[Attempt]) -> String {
     s
 }
 
-/// Runs `lockgate worker` until SIGTERM or Ctrl-C: the first finishes the export in
-/// hand, the second rolls it back.
-pub async fn worker(config: &Config, a: WorkerArgs) -> i32 {
-    let transfers = match resolve_many(config, &a.names, &a.flags) {
-        Ok(t) => t,
-        Err(c) => return c,
-    };
-    let (poll, lease) = match (seconds(a.poll, "--poll"), seconds(a.lease, "--lease")) {
-        (Ok(p), Ok(l)) => (p, l),
-        (Err(c), _) | (_, Err(c)) => return c,
-    };
+/// SIGTERM or Ctrl-C: the first stops after the export in hand, the second rolls it
+/// back now (it goes back to pending at once instead of after its lease).
+fn stop_on_signals(who: &'static str) -> Shutdown {
     let (stop_tx, shutdown) = Shutdown::new();
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -623,11 +630,26 @@ pub async fn worker(config: &Config, a: WorkerArgs) -> i32 {
                 _ = int.recv() => {}
             }
             if level == 1 {
-                eprintln!("lockgate worker: stopping after the export in hand (signal again to roll it back now)");
+                eprintln!("{who}: stopping after the export in hand (signal again to roll it back now)");
             }
             let _ = stop_tx.send(level);
         }
     });
+    shutdown
+}
+
+/// Runs `lockgate worker` until SIGTERM or Ctrl-C: the first finishes the export in
+/// hand, the second rolls it back.
+pub async fn worker(config: &Config, a: WorkerArgs) -> i32 {
+    let transfers = match resolve_many(config, &a.names, &a.flags) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    let (poll, lease) = match (seconds(a.poll, "--poll"), seconds(a.lease, "--lease")) {
+        (Ok(p), Ok(l)) => (p, l),
+        (Err(c), _) | (_, Err(c)) => return c,
+    };
+    let shutdown = stop_on_signals("lockgate worker");
     let (tx, mut rx) = mpsc::unbounded_channel::<TransferEvent>();
     let json = a.json;
     let printer = tokio::spawn(async move {

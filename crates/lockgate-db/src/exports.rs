@@ -160,6 +160,16 @@ fn p(conn: &Conn, n: usize) -> String {
 /// Statuses whose row sets hold their rows: a row in one of them is not free.
 const HOLDING: &str = "('pending', 'running', 'completed')";
 
+/// Begins the transaction that records a new export. On MariaDB it reads committed
+/// data only: under REPEATABLE READ its reads of other exports' row sets would lock
+/// rows that running workers' lease renewals and commits then wait for.
+pub async fn begin_create(conn: &mut Conn) -> Result<(), DbError> {
+    if conn.engine() == Engine::Mysql {
+        conn.batch("SET TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
+    }
+    conn.begin().await
+}
+
 /// Starts a new pending export of `transfer` inside the caller's transaction on the
 /// ledger's database; returns its id. Add its keys with [`add_row_keys`], then call
 /// [`settle_row_set`].
@@ -261,30 +271,59 @@ async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str) -> Result<
             None,
         )
         .await?;
-    let held = format!(
-        "e.transfer = {t} AND e.id <> {id} AND (e.status IN {HOLDING} OR o.n <= e.committed_upto)",
-        t = p(conn, 2),
-        id = p(conn, 3)
-    );
-    let sql = match conn.engine() {
-        Engine::Mysql => format!(
-            "DELETE r FROM lockgate_export_rows r JOIN lockgate_export_rows o ON o.row_key = r.row_key \
-             JOIN lockgate_exports e ON e.id = o.export_id WHERE r.export_id = {} AND {held}",
-            p(conn, 1)
-        ),
-        _ => format!(
-            "DELETE FROM lockgate_export_rows WHERE export_id = {} AND row_key IN \
-             (SELECT o.row_key FROM lockgate_export_rows o JOIN lockgate_exports e ON e.id = o.export_id WHERE {held})",
-            p(conn, 1)
-        ),
-    };
     let params = [
         Value::Int(export_id),
         Value::Text(transfer.into()),
         Value::Int(export_id),
     ];
     if !others.is_empty() {
-        conn.execute(&sql, &params).await?;
+        match conn.engine() {
+            Engine::Mysql => {
+                // MariaDB would join the two unindexed row_key columns by comparing
+                // every pair: the held keys go into an indexed temporary table first.
+                conn.batch("DROP TEMPORARY TABLE IF EXISTS lg_held").await?;
+                conn.batch(
+                    "CREATE TEMPORARY TABLE lg_held (row_key varchar(500) COLLATE utf8mb4_nopad_bin NOT NULL PRIMARY KEY) \
+                     ENGINE=InnoDB",
+                )
+                .await?;
+                let held_my = format!(
+                    "e.transfer = {t} AND e.id <> {id} AND (e.status IN {HOLDING} OR o.n <= e.committed_upto)",
+                    t = p(conn, 1),
+                    id = p(conn, 2)
+                );
+                conn.execute(
+                    &format!(
+                        "INSERT INTO lg_held SELECT DISTINCT o.row_key FROM lockgate_export_rows o \
+                         JOIN lockgate_exports e ON e.id = o.export_id WHERE {held_my}"
+                    ),
+                    &params[1..],
+                )
+                .await?;
+                conn.execute(
+                    &format!(
+                        "DELETE r FROM lockgate_export_rows r JOIN lg_held h ON h.row_key = r.row_key WHERE r.export_id = {}",
+                        p(conn, 1)
+                    ),
+                    &params[..1],
+                )
+                .await?;
+                conn.batch("DROP TEMPORARY TABLE lg_held").await?;
+            }
+            _ => {
+                let held = format!(
+                    "e.transfer = {t} AND e.id <> {id} AND (e.status IN {HOLDING} OR o.n <= e.committed_upto)",
+                    t = p(conn, 2),
+                    id = p(conn, 3)
+                );
+                let sql = format!(
+                    "DELETE FROM lockgate_export_rows WHERE export_id = {} AND row_key IN \
+                     (SELECT o.row_key FROM lockgate_export_rows o JOIN lockgate_exports e ON e.id = o.export_id WHERE {held})",
+                    p(conn, 1)
+                );
+                conn.execute(&sql, &params).await?;
+            }
+        }
     }
     let count = conn
         .query(
@@ -321,6 +360,26 @@ pub async fn claim(
     holder: &str,
     lease: Duration,
 ) -> Result<Option<Claim>, DbError> {
+    // Two claimers can still collide (a deadlock between their index updates on
+    // MariaDB, SQLITE_BUSY): nothing was claimed, so the claim is simply tried again.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match claim_once(conn, transfers, holder, lease).await {
+            Err(e) if e.is_transient() && attempt < 5 => {
+                tokio::time::sleep(Duration::from_millis(20 * (1 << attempt) + fastrand::u64(0..50))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn claim_once(
+    conn: &mut Conn,
+    transfers: &[String],
+    holder: &str,
+    lease: Duration,
+) -> Result<Option<Claim>, DbError> {
     if transfers.is_empty() {
         return Ok(None);
     }
@@ -338,6 +397,11 @@ pub async fn claim(
         d.now_ms()
     );
     let params: Vec<Value> = transfers.iter().map(|t| Value::Text(t.clone())).collect();
+    if conn.engine() == Engine::Mysql {
+        // Under REPEATABLE READ the locking read would also lock the gaps around the
+        // rows it scans, so a second claimer could find nothing while work waits.
+        conn.batch("SET TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
+    }
     match conn.begin().await {
         Ok(()) => {}
         Err(e) if conn.engine() == Engine::Sqlite && e.is_transient() => return Ok(None),
@@ -406,22 +470,21 @@ pub async fn claimable(conn: &mut Conn, transfer: &str) -> Result<i64, DbError> 
 }
 
 /// Extends a claim's lease; `false` when the claim is no longer this worker's.
-pub async fn renew(conn: &mut Conn, claim: &Claim, lease: Duration, done: i64) -> Result<bool, DbError> {
+/// (Progress goes to the run, not here: `rows_written` is what committed.)
+pub async fn renew(conn: &mut Conn, claim: &Claim, lease: Duration) -> Result<bool, DbError> {
     let d = conn.dialect();
     let sql = format!(
-        "UPDATE lockgate_exports SET lease_until_ms = {} + {}, rows_written = {} WHERE id = {} AND fence = {} AND status = 'running'",
+        "UPDATE lockgate_exports SET lease_until_ms = {} + {} WHERE id = {} AND fence = {} AND status = 'running'",
         d.now_ms(),
         d.param(1),
         d.param(2),
-        d.param(3),
-        d.param(4)
+        d.param(3)
     );
     let n = conn
         .execute(
             &sql,
             &[
                 Value::Int(lease.as_millis() as i64),
-                Value::Int(done),
                 Value::Int(claim.id),
                 Value::Int(claim.fence),
             ],
@@ -436,7 +499,7 @@ pub async fn renew(conn: &mut Conn, claim: &Claim, lease: Duration, done: i64) -
 pub async fn complete(conn: &mut Conn, claim: &Claim, written: i64) -> Result<bool, DbError> {
     let sql = format!(
         "UPDATE lockgate_exports SET status = 'completed', rows_written = {}, ended_at = {}, holder = NULL, \
-         lease_until_ms = NULL, error = NULL WHERE id = {} AND fence = {}",
+         lease_until_ms = NULL, error = NULL WHERE id = {} AND fence = {} AND status = 'running'",
         p(conn, 1),
         p(conn, 2),
         p(conn, 3),
@@ -456,15 +519,26 @@ pub async fn complete(conn: &mut Conn, claim: &Claim, written: i64) -> Result<bo
     Ok(n == 1)
 }
 
-/// Records a committed chunk (`--commit-every`), inside that chunk's transaction.
-/// `false` when the fence moved.
-pub async fn checkpoint(conn: &mut Conn, claim: &Claim, upto: i64, written: i64) -> Result<bool, DbError> {
+/// Records a committed chunk (`--commit-every`), inside that chunk's transaction,
+/// and extends the lease (on SQLite, where no heartbeat runs, this is what keeps a
+/// long chunked export its worker's). `false` when the fence moved.
+pub async fn checkpoint(
+    conn: &mut Conn,
+    claim: &Claim,
+    upto: i64,
+    written: i64,
+    lease: Duration,
+) -> Result<bool, DbError> {
+    let d = conn.dialect();
     let sql = format!(
-        "UPDATE lockgate_exports SET committed_upto = {}, rows_written = {} WHERE id = {} AND fence = {}",
-        p(conn, 1),
-        p(conn, 2),
-        p(conn, 3),
-        p(conn, 4)
+        "UPDATE lockgate_exports SET committed_upto = {}, rows_written = {}, lease_until_ms = {} + {} \
+         WHERE id = {} AND fence = {} AND status = 'running'",
+        d.param(1),
+        d.param(2),
+        d.now_ms(),
+        d.param(3),
+        d.param(4),
+        d.param(5)
     );
     let n = conn
         .execute(
@@ -472,6 +546,7 @@ pub async fn checkpoint(conn: &mut Conn, claim: &Claim, upto: i64, written: i64)
             &[
                 Value::Int(upto),
                 Value::Int(written),
+                Value::Int(lease.as_millis() as i64),
                 Value::Int(claim.id),
                 Value::Int(claim.fence),
             ],
@@ -493,19 +568,22 @@ pub struct FailedRow {
     pub message: String,
 }
 
-/// Marks the claimed export failed with its row errors, in a transaction of its own
-/// (after the data transaction rolled back). `false` when the fence moved: then
-/// nothing is recorded, the export is another worker's.
-pub async fn fail(conn: &mut Conn, claim: &Claim, errors: &[FailedRow]) -> Result<bool, DbError> {
+/// Marks the claimed export failed with its row errors (and `error`, a failure of
+/// the export as a whole, such as a commit the engine refused), in a transaction of
+/// its own (after the data transaction rolled back). `false` when the fence moved or
+/// the export is no longer running: then nothing is recorded, the export is another
+/// worker's.
+pub async fn fail(conn: &mut Conn, claim: &Claim, errors: &[FailedRow], error: Option<&str>) -> Result<bool, DbError> {
     conn.begin().await?;
     let result = async {
         let sql = format!(
             "UPDATE lockgate_exports SET status = 'failed', error_count = {}, ended_at = {}, holder = NULL, \
-             lease_until_ms = NULL WHERE id = {} AND fence = {}",
+             lease_until_ms = NULL, error = {} WHERE id = {} AND fence = {} AND status = 'running'",
             p(conn, 1),
             p(conn, 2),
             p(conn, 3),
-            p(conn, 4)
+            p(conn, 4),
+            p(conn, 5)
         );
         let n = conn
             .execute(
@@ -513,6 +591,7 @@ pub async fn fail(conn: &mut Conn, claim: &Claim, errors: &[FailedRow]) -> Resul
                 &[
                     Value::Int(errors.len() as i64),
                     now(),
+                    error.map_or(Value::Null, |e| Value::Text(e.into())),
                     Value::Int(claim.id),
                     Value::Int(claim.fence),
                 ],
@@ -576,7 +655,7 @@ pub async fn fail(conn: &mut Conn, claim: &Claim, errors: &[FailedRow]) -> Resul
 pub async fn release(conn: &mut Conn, claim: &Claim, error: &str) -> Result<bool, DbError> {
     let sql = format!(
         "UPDATE lockgate_exports SET status = 'pending', holder = NULL, lease_until_ms = NULL, error = {} \
-         WHERE id = {} AND fence = {}",
+         WHERE id = {} AND fence = {} AND status = 'running'",
         p(conn, 1),
         p(conn, 2),
         p(conn, 3)

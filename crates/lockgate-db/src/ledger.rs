@@ -236,7 +236,7 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                      started_at datetime(6), ended_at datetime(6), KEY lockgate_exports_transfer (transfer, status, id)) \
                      ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
                     "CREATE TABLE IF NOT EXISTS lockgate_export_rows (export_id bigint NOT NULL, n bigint NOT NULL, \
-                     row_key varchar(500) NOT NULL, PRIMARY KEY (export_id, n)) \
+                     row_key varchar(500) COLLATE utf8mb4_nopad_bin NOT NULL, PRIMARY KEY (export_id, n)) \
                      ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
                     "CREATE TABLE IF NOT EXISTS lockgate_export_errors (id bigint AUTO_INCREMENT PRIMARY KEY, \
                      export_id bigint NOT NULL, n bigint NOT NULL, column_name varchar(255), code varchar(50) NOT NULL, \
@@ -544,29 +544,7 @@ impl Ledger {
 
     /// The latest runs, newest first.
     pub async fn runs(&mut self, limit: u32) -> Result<Vec<Run>, DbError> {
-        let sql = format!(
-            "SELECT id, kind, job, status, holder, started_at, heartbeat_at, ended_at, progress_done, progress_total, outcome, error \
-             FROM lockgate_runs ORDER BY id DESC LIMIT {}",
-            limit.max(1)
-        );
-        let rows = self.conn.query(&sql, &[], None).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Run {
-                id: int(&r[0]).unwrap_or(0),
-                kind: text(&r[1]).unwrap_or_default(),
-                job: text(&r[2]).unwrap_or_default(),
-                status: text(&r[3]).unwrap_or_default(),
-                holder: text(&r[4]).unwrap_or_default(),
-                started_at: text(&r[5]).unwrap_or_default(),
-                heartbeat_at: text(&r[6]).unwrap_or_default(),
-                ended_at: text(&r[7]),
-                progress_done: int(&r[8]).unwrap_or(0),
-                progress_total: int(&r[9]),
-                outcome: text(&r[10]),
-                error: text(&r[11]),
-            })
-            .collect())
+        query_runs(&mut self.conn, limit).await
     }
 
     /// Takes the lock of `job`, waiting up to `timeout` for its holder to finish.
@@ -767,4 +745,40 @@ impl Ledger {
             .await?;
         Ok(())
     }
+}
+
+/// The latest runs in the database of `conn`, newest first, without creating the
+/// ledger: `None` when the database has none (a viewer must not change what it
+/// looks at).
+pub async fn read_runs(conn: &mut Conn, limit: u32) -> Result<Option<Vec<Run>>, DbError> {
+    if conn.lookup_table("lockgate_runs").await?.is_none() {
+        return Ok(None);
+    }
+    query_runs(conn, limit).await.map(Some)
+}
+
+async fn query_runs(conn: &mut Conn, limit: u32) -> Result<Vec<Run>, DbError> {
+    let sql = format!(
+        "SELECT id, kind, job, status, holder, started_at, heartbeat_at, ended_at, progress_done, progress_total, outcome, error \
+         FROM lockgate_runs ORDER BY id DESC LIMIT {}",
+        limit.max(1)
+    );
+    let rows = conn.query(&sql, &[], None).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Run {
+            id: int(&r[0]).unwrap_or(0),
+            kind: text(&r[1]).unwrap_or_default(),
+            job: text(&r[2]).unwrap_or_default(),
+            status: text(&r[3]).unwrap_or_default(),
+            holder: text(&r[4]).unwrap_or_default(),
+            started_at: text(&r[5]).unwrap_or_default(),
+            heartbeat_at: text(&r[6]).unwrap_or_default(),
+            ended_at: text(&r[7]),
+            progress_done: int(&r[8]).unwrap_or(0),
+            progress_total: int(&r[9]),
+            outcome: text(&r[10]),
+            error: text(&r[11]),
+        })
+        .collect())
 }

@@ -47,8 +47,9 @@ fn from_clause(conn: &Conn, relation: &Relation) -> String {
     let d = conn.dialect();
     match relation {
         Relation::Table(t) => format!("{} {ALIAS}", d.table(t)),
-        // The user's query as written; a trailing semicolon would end the statement.
-        Relation::Query(q) => format!("({}) {ALIAS}", q.trim().trim_end_matches(';')),
+        // The user's query as written; a trailing semicolon would end the statement,
+        // and the newlines keep a trailing `-- comment` from swallowing the alias.
+        Relation::Query(q) => format!("(\n{}\n) {ALIAS}", q.trim().trim_end_matches(';')),
     }
 }
 
@@ -74,6 +75,23 @@ pub async fn projection_kinds(
     let list: Vec<String> = projection.iter().map(|(_, e)| expr(conn, e)).collect();
     let sql = format!("SELECT {} FROM {}", list.join(", "), from_clause(conn, relation));
     Ok(conn.query_columns(&sql).await?.into_iter().map(|(_, k)| k).collect())
+}
+
+/// Whether some row of `relation` has a NULL in the projection's key. Keyset paging
+/// cannot be trusted to meet such rows (PostgreSQL sorts NULLs last, and `key > last`
+/// is never true for them), so they are looked for first.
+pub async fn has_null_key(conn: &mut Conn, relation: &Relation, projection: &Projection) -> Result<bool, DbError> {
+    let conds: Vec<String> = projection
+        .key
+        .iter()
+        .map(|&i| format!("({}) IS NULL", expr(conn, &projection.columns[i].1)))
+        .collect();
+    let sql = format!(
+        "SELECT 1 FROM {} WHERE {} LIMIT 1",
+        from_clause(conn, relation),
+        conds.join(" OR ")
+    );
+    Ok(!conn.query(&sql, &[], None).await?.is_empty())
 }
 
 /// Reads the projection's key values in key order, a page at a time.

@@ -151,7 +151,8 @@ struct LedgerRow {
     status: String,
     attempts: i64,
     fence: i64,
-    rows_written: i64,
+    /// Rows the running export's run reports done (its heartbeat's progress).
+    progress: i64,
 }
 
 /// A source database with customers and a destination database on the same engine
@@ -289,21 +290,30 @@ impl Setup {
         let mut c = Conn::connect(&self.dst.url).await.map_err(|e| e.to_string())?;
         let rows = c
             .query(
-                &format!("SELECT status, attempts, fence, rows_written FROM lockgate_exports WHERE id = {id}"),
+                &format!("SELECT status, attempts, fence FROM lockgate_exports WHERE id = {id}"),
                 &[],
                 None,
             )
             .await
             .map_err(|e| e.to_string())?;
         let r = rows.first().ok_or_else(|| format!("no export {id}"))?;
+        let running = c
+            .query(
+                "SELECT progress_done FROM lockgate_runs WHERE kind = 'transfer' AND status = 'running' \
+                 ORDER BY id DESC LIMIT 1",
+                &[],
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(LedgerRow {
+            progress: running.first().map_or(0, |r| int(&r[0])),
             status: match &r[0] {
                 Value::Text(s) => s.clone(),
                 v => format!("{v:?}"),
             },
             attempts: int(&r[1]),
             fence: int(&r[2]),
-            rows_written: int(&r[3]),
         })
     }
 
@@ -350,7 +360,7 @@ impl Setup {
     }
 
     /// Waits until `p` is in the middle of export `id`: running, with rows written
-    /// as the heartbeat reports them (PostgreSQL, MariaDB), or running for a while
+    /// as the heartbeat reports them in its run (PostgreSQL, MariaDB), or running for a while
     /// (SQLite has no heartbeat, and its writer locks readers out once it spills).
     async fn wait_mid_export(&self, id: i64, p: &mut Proc) {
         match self.engine {
@@ -360,7 +370,7 @@ impl Setup {
             }
             _ => {
                 self.wait_ledger(id, p, "running with rows written", |r| {
-                    r.status == "running" && r.rows_written > 0
+                    r.status == "running" && r.progress > 0
                 })
                 .await
             }

@@ -23,7 +23,7 @@ pub use run::{run_pending, worker, ExportOutcome, RunOptions, RunReport, Shutdow
 
 use lockgate_db::exports::{self, Attempt, Export, ExportError, MAX_KEY_CHARS};
 use lockgate_db::ledger::{Holder, Ledger};
-use lockgate_db::relation::KeyReader;
+use lockgate_db::relation::{self, KeyReader};
 use lockgate_db::{Conn, DbError, DbUrl};
 use std::time::Duration;
 
@@ -127,18 +127,20 @@ async fn read_keys(
 ) {
     let result = async {
         src.begin_snapshot().await.map_err(source_err(&t.source))?;
+        if !plan.key_not_null_in_source
+            && relation::has_null_key(&mut src, &plan.relation, &plan.projection)
+                .await
+                .map_err(source_err(&t.source))?
+        {
+            return Err(null_key(&t, &plan));
+        }
         let mut reader = KeyReader::new(&src, &plan.relation, &plan.projection, 10_000);
         let mut n = 0i64;
         while let Some(page) = reader.next_page(&mut src).await.map_err(source_err(&t.source))? {
             let mut keys = Vec::with_capacity(page.len());
             for values in page {
                 if values.iter().any(|v| v.is_null()) {
-                    return Err(TransferError::Input(format!(
-                        "transfer {:?}: a source row has a NULL key ({}); every row needs a key to be exported \
-                         and remembered: fix the row or filter it out with --source-query",
-                        t.name,
-                        plan.key.join(", ")
-                    )));
+                    return Err(null_key(&t, &plan));
                 }
                 let text = key_text(&values);
                 if text.chars().count() > MAX_KEY_CHARS {
@@ -164,6 +166,15 @@ async fn read_keys(
     }
 }
 
+fn null_key(t: &Transfer, plan: &plan::Plan) -> TransferError {
+    TransferError::Input(format!(
+        "transfer {:?}: a source row has a NULL key ({}); every row needs a key to be exported \
+         and remembered: fix the row or filter it out with --source-query",
+        t.name,
+        plan.key.join(", ")
+    ))
+}
+
 async fn create_locked(
     t: &Transfer,
     plan: &plan::Plan,
@@ -172,7 +183,7 @@ async fn create_locked(
     opts: &CreateOptions,
 ) -> Result<CreateReport, TransferError> {
     let conn = ledger.conn();
-    conn.begin().await.map_err(dest_err(&t.dest))?;
+    exports::begin_create(conn).await.map_err(dest_err(&t.dest))?;
     let result = async {
         let id = exports::begin_export(conn, &t.name).await.map_err(dest_err(&t.dest))?;
         // The source's keys are read (one consistent view) by a task of their own while
@@ -188,7 +199,13 @@ async fn create_locked(
                 .await
                 .map_err(dest_err(&t.dest))?;
         }
-        let _ = reader.await;
+        // A reader that panicked would otherwise leave a row set cut short.
+        reader.await.map_err(|e| {
+            TransferError::Source(
+                t.source.redacted(),
+                DbError::Internal(format!("the key reader stopped: {e}")),
+            )
+        })?;
         tracing::debug!(keys = n, seconds = started.elapsed().as_secs_f64(), "row set recorded");
         let t0 = std::time::Instant::now();
         let settled = exports::settle_row_set(conn, id, &t.name, !plan.key_unique_in_source)

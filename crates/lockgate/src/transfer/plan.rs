@@ -25,6 +25,9 @@ pub struct Plan {
     /// Whether the key is a primary or unique key of the source table, so the source
     /// cannot give a key twice (otherwise creating an export checks).
     pub key_unique_in_source: bool,
+    /// Whether the key's source columns are NOT NULL, so no source row lacks a key
+    /// (otherwise creating an export looks for one first).
+    pub key_not_null_in_source: bool,
 }
 
 /// What the check found: each destination column and where its values come from.
@@ -197,9 +200,13 @@ pub async fn plan(t: &Transfer, src: &mut Conn, dst: &mut Conn) -> Result<Plan, 
     let kinds = (0..columns.len())
         .map(|i| {
             if key_pos.contains(&i) {
-                match &columns[i].2 {
-                    Kind::Any => prepared.get(i).cloned().unwrap_or(Kind::Any),
-                    k => k.clone(),
+                match (&columns[i].2, prepared.get(i)) {
+                    // An expression whose type the engine does not say (SQLite): its
+                    // keys are read and bound back as the destination column's type,
+                    // since text never equals a number there.
+                    (Kind::Any, None | Some(Kind::Any)) => dest_kinds[i].clone(),
+                    (Kind::Any, Some(k)) => k.clone(),
+                    (k, _) => k.clone(),
                 }
             } else {
                 Kind::Any
@@ -223,8 +230,15 @@ pub async fn plan(t: &Transfer, src: &mut Conn, dst: &mut Conn) -> Result<Plan, 
                 !u.is_empty() && u == cols
             })
     });
+    let key_not_null_in_source = source_table.as_ref().is_some_and(|st| {
+        key_pos.iter().all(|&i| match &exprs[i].1 {
+            SourceExpr::Column(c) => st.column(c).is_some_and(|col| !col.nullable),
+            SourceExpr::Sql(_) => false,
+        })
+    });
     Ok(Plan {
         key_unique_in_source,
+        key_not_null_in_source,
         relation,
         projection: Projection {
             columns: exprs,

@@ -244,18 +244,30 @@ pub async fn worker(transfers: &[Transfer], opts: &RunOptions, poll: Duration) -
             return report;
         }
         let mut ran = false;
-        match run_pending(transfers, opts).await {
-            Ok(r) => {
-                for e in &r.exports {
-                    ran = true;
-                    match (e.export.status.as_str(), &e.note) {
-                        (_, Some(_)) => report.interrupted += 1,
-                        ("completed", _) => report.completed += 1,
-                        _ => report.failed += 1,
+        // One transfer at a time, so that one whose source is away or whose check
+        // fails does not keep the others from running.
+        for t in transfers {
+            if stopping(opts) {
+                return report;
+            }
+            match run_pending(std::slice::from_ref(t), opts).await {
+                Ok(r) => {
+                    for e in &r.exports {
+                        ran = true;
+                        match (e.export.status.as_str(), &e.note) {
+                            (_, Some(_)) => report.interrupted += 1,
+                            ("completed", _) => report.completed += 1,
+                            _ => report.failed += 1,
+                        }
                     }
                 }
+                Err(e) => emit(
+                    opts,
+                    TransferEvent::Error {
+                        message: format!("transfer {}: {e}", t.name),
+                    },
+                ),
             }
-            Err(e) => emit(opts, TransferEvent::Error { message: e.to_string() }),
         }
         if ran {
             continue;
@@ -278,8 +290,17 @@ pub async fn worker(transfers: &[Transfer], opts: &RunOptions, poll: Duration) -
 /// read while it writes). Either way, the keys numbered `after < n <= upto`.
 #[derive(Clone)]
 enum RowSetKeys {
-    Ledger { dest: DbUrl, export_id: i64 },
-    File(Arc<PathBuf>),
+    Ledger {
+        dest: DbUrl,
+        export_id: i64,
+    },
+    File {
+        path: Arc<PathBuf>,
+        /// The last key number read and the byte offset after it, so that each
+        /// `--commit-every` chunk starts where the one before ended instead of
+        /// reading the file from its start again.
+        resume: Arc<std::sync::Mutex<(i64, u64)>>,
+    },
 }
 
 /// The rows of part of a row set (`after < n <= upto`), read from the source by key,
@@ -327,9 +348,13 @@ enum KeyPager {
         buffer: std::collections::VecDeque<(i64, String)>,
     },
     File {
-        lines: std::io::Lines<BufReader<std::fs::File>>,
+        reader: BufReader<std::fs::File>,
+        /// The byte offset of the next line.
+        pos: u64,
         after: i64,
         upto: i64,
+        resume: Arc<std::sync::Mutex<(i64, u64)>>,
+        done: bool,
     },
 }
 
@@ -345,14 +370,24 @@ impl KeyPager {
                 upto,
                 buffer: Default::default(),
             },
-            RowSetKeys::File(path) => KeyPager::File {
-                lines: BufReader::new(
-                    std::fs::File::open(&*path).map_err(|e| format!("reading the row set's key file: {e}"))?,
-                )
-                .lines(),
-                after,
-                upto,
-            },
+            RowSetKeys::File { path, resume } => {
+                use std::io::{Seek, SeekFrom};
+                let io = |e: std::io::Error| format!("reading the row set's key file: {e}");
+                let mut file = std::fs::File::open(&*path).map_err(io)?;
+                let (last, offset) = *resume.lock().expect("resume lock");
+                // Start where the chunk before ended, when that is at or before this
+                // chunk's start (a retried chunk reads from the beginning).
+                let pos = if last <= after { offset } else { 0 };
+                file.seek(SeekFrom::Start(pos)).map_err(io)?;
+                KeyPager::File {
+                    reader: BufReader::new(file),
+                    pos,
+                    after,
+                    upto,
+                    resume,
+                    done: false,
+                }
+            }
         })
     }
 
@@ -378,22 +413,39 @@ impl KeyPager {
                 let take = per.min(buffer.len());
                 Ok(buffer.drain(..take).collect())
             }
-            KeyPager::File { lines, after, upto } => {
+            KeyPager::File {
+                reader,
+                pos,
+                after,
+                upto,
+                resume,
+                done,
+            } => {
                 let mut page = Vec::with_capacity(per);
-                while page.len() < per {
-                    let Some(line) = lines.next() else { break };
-                    let line = line.map_err(|e| format!("reading the row set's key file: {e}"))?;
+                let mut line = String::new();
+                while page.len() < per && !*done {
+                    line.clear();
+                    let bytes = reader
+                        .read_line(&mut line)
+                        .map_err(|e| format!("reading the row set's key file: {e}"))?;
+                    if bytes == 0 {
+                        *done = true;
+                        break;
+                    }
                     let (n, key): (i64, String) = line
+                        .trim_end_matches('\n')
                         .split_once('\t')
                         .and_then(|(n, k)| Some((n.parse().ok()?, serde_json::from_str::<String>(k).ok()?)))
                         .ok_or_else(|| "the row set's key file is damaged".to_string())?;
-                    if n <= *after {
-                        continue;
-                    }
                     if n > *upto {
+                        *done = true;
                         break;
                     }
-                    page.push((n, key));
+                    *pos += bytes as u64;
+                    *resume.lock().expect("resume lock") = (n, *pos);
+                    if n > *after {
+                        page.push((n, key));
+                    }
                 }
                 Ok(page)
             }
@@ -494,11 +546,29 @@ async fn read_rows(
         batch.source = Some(Arc::clone(&source_name));
         batch.rejected = rejected;
         let mut by_key: HashMap<String, Vec<lockgate_core::Value>> = HashMap::with_capacity(rows.len());
+        let mut twice = std::collections::HashSet::new();
         for values in rows {
             let key: Vec<_> = plan.projection.key.iter().map(|&i| values[i].clone()).collect();
-            by_key.insert(key_text(&key), values);
+            let text = key_text(&key);
+            if by_key.insert(text.clone(), values).is_some() {
+                twice.insert(text);
+            }
         }
         for (n, text) in wanted {
+            if twice.contains(&text) {
+                batch.rejected.push(row_error(
+                    n,
+                    &text,
+                    None,
+                    format!(
+                        "the source has more than one row with this key ({}): a key must name one row; \
+                         fix the source, or choose another --key",
+                        plan.key.join(", ")
+                    ),
+                ));
+                by_key.remove(&text);
+                continue;
+            }
             let Some(values) = by_key.remove(&text) else {
                 batch.rejected.push(row_error(
                     n,
@@ -637,6 +707,9 @@ enum Stop {
     Lost,
     /// The worker was told to stop now.
     Aborted,
+    /// The commit failed: refused by the engine (a deferred constraint), or the
+    /// connection went away, when it may or may not have happened.
+    Commit(DbError),
 }
 
 async fn run_export(
@@ -664,7 +737,13 @@ async fn run_export(
             seconds = t0.elapsed().as_secs_f64(),
             "row set spilled"
         );
-        (RowSetKeys::File(Arc::new(path.to_path_buf())), Some(path))
+        (
+            RowSetKeys::File {
+                path: Arc::new(path.to_path_buf()),
+                resume: Arc::new(std::sync::Mutex::new((0, 0))),
+            },
+            Some(path),
+        )
     } else {
         (
             RowSetKeys::Ledger {
@@ -710,7 +789,7 @@ async fn run_export(
                     message: e.message.clone(),
                 })
                 .collect();
-            let recorded = exports::fail(ledger.conn(), claim, &rows)
+            let recorded = record_failure(ledger, claim, &rows, None, opts.lease)
                 .await
                 .map_err(dest_err(dest))?;
             (!recorded).then(|| lost_note(claim))
@@ -718,14 +797,24 @@ async fn run_export(
         Ok(Some(Stop::Lost)) => Some(lost_note(claim)),
         Ok(Some(Stop::Aborted)) => {
             let why = "the worker was stopped; the export was rolled back and put back to pending";
-            exports::release(ledger.conn(), claim, why)
+            give_back(ledger, claim, why, opts.lease)
                 .await
                 .map_err(dest_err(dest))?;
             Some(why.to_string())
         }
+        Ok(Some(Stop::Commit(e))) => after_failed_commit(ledger, claim, e, opts.lease)
+            .await
+            .map_err(dest_err(dest))?,
         Err(e) => {
-            let _ = exports::release(ledger.conn(), claim, &e.to_string()).await;
-            return Err(e);
+            // A worker that stalled past its lease finds its session ended by the
+            // server: the export is another worker's now, which is no error of this run.
+            match exports::get(ledger.conn(), claim.id).await {
+                Ok(Some(x)) if x.fence != claim.fence || x.status != "running" => Some(lost_note(claim)),
+                _ => {
+                    let _ = give_back(ledger, claim, &e.to_string(), opts.lease).await;
+                    return Err(e);
+                }
+            }
         }
     };
     let export = exports::get(ledger.conn(), claim.id)
@@ -743,6 +832,70 @@ async fn run_export(
         seconds: 0.0,
         note,
     })
+}
+
+/// Records a failed export (retried while SQLite's one writer is busy elsewhere, for
+/// up to a lease: row errors must not be lost to a busy file).
+async fn record_failure(
+    ledger: &mut Ledger,
+    claim: &Claim,
+    rows: &[FailedRow],
+    error: Option<&str>,
+    lease: Duration,
+) -> Result<bool, DbError> {
+    let deadline = Instant::now() + lease;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match exports::fail(ledger.conn(), claim, rows, error).await {
+            Err(e) if e.is_transient() && Instant::now() < deadline => tokio::time::sleep(backoff(attempt)).await,
+            other => return other,
+        }
+    }
+}
+
+/// Puts a claimed export back to pending (retried like [`record_failure`]).
+async fn give_back(ledger: &mut Ledger, claim: &Claim, why: &str, lease: Duration) -> Result<bool, DbError> {
+    let deadline = Instant::now() + lease;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match exports::release(ledger.conn(), claim, why).await {
+            Err(e) if e.is_transient() && Instant::now() < deadline => tokio::time::sleep(backoff(attempt)).await,
+            other => return other,
+        }
+    }
+}
+
+/// After a failed commit, the ledger says what happened: the export completed (the
+/// connection went away after the server committed), another worker holds it now,
+/// the connection broke before the commit (back to pending, to be run again), or
+/// the engine refused the commit itself (a deferred constraint: the export failed,
+/// with the engine's message, since no single row can be named).
+async fn after_failed_commit(
+    ledger: &mut Ledger,
+    claim: &Claim,
+    e: DbError,
+    lease: Duration,
+) -> Result<Option<String>, DbError> {
+    let now = exports::get(ledger.conn(), claim.id).await?;
+    match now {
+        Some(x) if x.status == "completed" && x.fence == claim.fence => Ok(None),
+        Some(x) if x.fence != claim.fence || x.status != "running" => Ok(Some(lost_note(claim))),
+        _ if e.is_transient() => {
+            let why = format!("the commit did not go through ({e}); the export was put back to pending");
+            give_back(ledger, claim, &why, lease).await?;
+            Ok(Some(why))
+        }
+        _ => {
+            let why = format!(
+                "the destination refused the commit: {e}; nothing was kept. A constraint checked at commit \
+                 (DEFERRABLE) names no row: check the destination's deferred constraints against the rows"
+            );
+            record_failure(ledger, claim, &[], Some(&why), lease).await?;
+            Ok(None)
+        }
+    }
 }
 
 fn lost_note(claim: &Claim) -> String {
@@ -780,7 +933,7 @@ async fn heartbeat(
         let _ = ledger.progress(run_id, n, Some(total)).await;
         if last_renew.elapsed() >= every {
             last_renew = Instant::now();
-            match exports::renew(ledger.conn(), &claim, lease, n as i64).await {
+            match exports::renew(ledger.conn(), &claim, lease).await {
                 Ok(true) => {}
                 Ok(false) => lost.store(true, Ordering::Relaxed),
                 Err(_) => {}
@@ -814,11 +967,14 @@ async fn write_export(
         ..WriteConfig::default()
     };
     let mut data = Conn::connect(dest).await.map_err(dest_err(dest))?;
+    end_stalled_sessions(&mut data, opts.lease)
+        .await
+        .map_err(dest_err(dest))?;
     let mut written = claim_written(claim);
     let mut after = claim.committed_upto;
     if ends.is_empty() {
         // Every chunk was committed before the worker stopped: only the status is left.
-        data.begin().await.map_err(dest_err(dest))?;
+        begin_data(&mut data, opts.lease).await.map_err(dest_err(dest))?;
         if !exports::complete(&mut data, claim, written)
             .await
             .map_err(dest_err(dest))?
@@ -826,7 +982,9 @@ async fn write_export(
             data.rollback().await.map_err(dest_err(dest))?;
             return Ok(Some(Stop::Lost));
         }
-        data.commit().await.map_err(dest_err(dest))?;
+        if let Err(e) = data.commit().await {
+            return Ok(Some(Stop::Commit(e)));
+        }
         return Ok(None);
     }
     for (i, &upto) in ends.iter().enumerate() {
@@ -842,7 +1000,7 @@ async fn write_export(
         let mut attempt = 0;
         let report = loop {
             attempt += 1;
-            data.begin().await.map_err(dest_err(dest))?;
+            begin_data(&mut data, opts.lease).await.map_err(dest_err(dest))?;
             let outcome = write_unit(&mut data, &plan, &cfg, &source, claim, opts, done, lost, count).await;
             match outcome {
                 Unit::Done(Ok(r)) => break r,
@@ -877,16 +1035,62 @@ async fn write_export(
         let fenced = if last {
             exports::complete(&mut data, claim, written).await
         } else {
-            exports::checkpoint(&mut data, claim, upto, written).await
+            exports::checkpoint(&mut data, claim, upto, written, opts.lease).await
         }
         .map_err(dest_err(dest))?;
         if !fenced {
             data.rollback().await.map_err(dest_err(dest))?;
             return Ok(Some(Stop::Lost));
         }
-        data.commit().await.map_err(dest_err(dest))?;
+        if let Err(e) = data.commit().await {
+            return Ok(Some(Stop::Commit(e)));
+        }
     }
     Ok(None)
+}
+
+/// Begins the data transaction; on SQLite, where another writer (a `create`, another
+/// worker) may hold the file for longer than the busy timeout, it keeps trying for
+/// as long as the lease.
+async fn begin_data(data: &mut Conn, lease: Duration) -> Result<(), DbError> {
+    let deadline = Instant::now() + lease;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match data.begin().await {
+            Err(e) if e.is_transient() && !e.is_connection_lost() && Instant::now() < deadline => {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((50u64 << attempt.min(5)) + fastrand::u64(0..100))
+}
+
+/// A worker that stalls (stopped, swapped out) past its lease must not keep holding
+/// the row locks the worker that took its export over waits for: the server ends
+/// the stalled worker's session once its transaction has been idle for a lease.
+async fn end_stalled_sessions(data: &mut Conn, lease: Duration) -> Result<(), DbError> {
+    match data.engine() {
+        Engine::Postgres => {
+            data.batch(&format!(
+                "SET idle_in_transaction_session_timeout = {}",
+                lease.as_millis().max(1_000)
+            ))
+            .await
+        }
+        Engine::Mysql => {
+            data.batch(&format!(
+                "SET SESSION idle_transaction_timeout = {}",
+                lease.as_secs().max(1)
+            ))
+            .await
+        }
+        Engine::Sqlite => Ok(()),
+    }
 }
 
 fn claim_written(claim: &Claim) -> i64 {

@@ -454,7 +454,7 @@ async fn a_worker_whose_lease_expired_cannot_commit_after_another_took_over() {
         a.begin().await.unwrap();
         assert!(!exports::complete(&mut a, &claim_a, 30).await.unwrap(), "{d:?}");
         a.rollback().await.unwrap();
-        assert!(!exports::fail(&mut a, &claim_a, &[]).await.unwrap());
+        assert!(!exports::fail(&mut a, &claim_a, &[], None).await.unwrap());
         assert!(!exports::release(&mut a, &claim_a, "x").await.unwrap());
         let e = transfer::show(&p.dst.url, claim_a.id).await.unwrap().export;
         assert_eq!(e.status, "completed");
@@ -675,7 +675,9 @@ async fn a_chunked_export_whose_worker_died_resumes_after_its_committed_chunks()
         )
         .await
         .unwrap();
-        assert!(exports::checkpoint(&mut a, &claim, 1, 1).await.unwrap());
+        assert!(exports::checkpoint(&mut a, &claim, 1, 1, Duration::from_millis(1))
+            .await
+            .unwrap());
         a.commit().await.unwrap();
         drop(a);
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -690,4 +692,148 @@ async fn a_chunked_export_whose_worker_died_resumes_after_its_committed_chunks()
         );
         assert_eq!(count(&mut p.dst.conn().await, "customers").await, 100);
     }
+}
+
+/// A customers table without a primary key, its key nullable, holding `rows` rows.
+async fn keyless_source(rows: i64) -> TestDb {
+    let src = TestDb::new(Engine::Postgres).await;
+    src.conn()
+        .await
+        .batch(&format!(
+            "CREATE TABLE customers (customer_id bigint, first_name text, last_name text, email text NOT NULL, \
+             phone text, city varchar(20), acquisition_date date NOT NULL, lifetime_value numeric(12,2)); \
+             INSERT INTO customers SELECT g, 'F' || g, 'L', 'c' || g || '@example.com', NULL, NULL, '2026-01-01', 1 \
+             FROM generate_series(1, {rows}) g"
+        ))
+        .await
+        .unwrap();
+    src
+}
+
+#[tokio::test]
+async fn keys_past_the_first_page_are_checked_for_nulls_and_repeats() {
+    // PostgreSQL sorts NULLs last, past every page of keys: the NULL is still found.
+    let src = keyless_source(10_050).await;
+    let dst = TestDb::new(Engine::Sqlite).await;
+    dst.conn().await.batch(customers_schema(Engine::Sqlite)).await.unwrap();
+    let t = Transfer {
+        source: src.url.clone(),
+        dest: dst.url.clone(),
+        batch_size: 5_000,
+        ..customers(&Pair {
+            src: TestDb::new(Engine::Sqlite).await,
+            dst: TestDb::new(Engine::Sqlite).await,
+        })
+    };
+    exec(
+        &src.url,
+        "INSERT INTO customers (customer_id, email, acquisition_date) VALUES (NULL, 'n@example.com', '2026-01-01')",
+    )
+    .await;
+    let err = transfer::create(&t, &CreateOptions::default()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("a source row has a NULL key (customer_id)"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2);
+    assert!(transfer::list(&dst.url, None, 10).await.unwrap().is_empty());
+
+    // A key given twice across a page boundary is not seen by the paging; the run
+    // finds both rows for it and fails the export on that row, writing nothing.
+    exec(&src.url, "DELETE FROM customers WHERE customer_id IS NULL").await;
+    exec(
+        &src.url,
+        "INSERT INTO customers SELECT * FROM customers WHERE customer_id = 10000",
+    )
+    .await;
+    let c = create(&t).await;
+    assert_eq!(c.export.as_ref().map(|e| e.rows), Some(10_050));
+    let r = run(&t).await;
+    let o = &r.exports[0];
+    assert_eq!(o.export.status, "failed");
+    assert_eq!(o.errors.len(), 1, "{:?}", o.errors);
+    assert_eq!(o.errors[0].key, "10000");
+    assert!(
+        o.errors[0].message.contains("more than one row with this key"),
+        "{:?}",
+        o.errors[0]
+    );
+    assert_eq!(count(&mut dst.conn().await, "customers").await, 0);
+}
+
+#[tokio::test]
+async fn a_computed_key_on_sqlite_is_read_back_by_value() {
+    // SQLite does not type an expression: its keys must still find their rows.
+    let p = pair(Engine::Sqlite, Engine::Sqlite, 20).await;
+    let t = Transfer {
+        from: SourceSpec::Query(
+            "SELECT customer_id + 1000 AS customer_id, first_name, last_name, email, phone, city, \
+             acquisition_date, lifetime_value FROM customers -- the ids the destination uses"
+                .into(),
+        ),
+        ..customers(&p)
+    };
+    assert_eq!(create(&t).await.export.map(|e| e.rows), Some(20));
+    let r = run(&t).await;
+    assert_eq!(r.exports[0].export.status, "completed", "{:?}", r.exports[0]);
+    assert_eq!(r.exports[0].export.rows_written, 20);
+    let rows = p
+        .dst
+        .conn()
+        .await
+        .query("SELECT min(customer_id), max(customer_id) FROM customers", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(rows[0], vec![Value::Int(1001), Value::Int(1020)]);
+}
+
+#[tokio::test]
+async fn a_commit_the_destination_refuses_fails_the_export_and_keeps_nothing() {
+    // A deferred constraint is checked only at COMMIT: no row can be named, but the
+    // export must end failed with the engine's word, not loop back to pending.
+    let src = TestDb::new(Engine::Sqlite).await;
+    let dst = TestDb::new(Engine::Postgres).await;
+    src.conn().await.batch(source_schema(Engine::Sqlite)).await.unwrap();
+    add_customers(&mut src.conn().await, 1, 10).await;
+    exec(
+        &src.url,
+        "UPDATE customers SET email = 'same@example.com' WHERE customer_id IN (3, 4)",
+    )
+    .await;
+    dst.conn()
+        .await
+        .batch(
+            "CREATE TABLE customers (customer_id bigint PRIMARY KEY, first_name text NOT NULL, last_name text NOT NULL, \
+             email text NOT NULL, phone text, city varchar(20), acquisition_date date NOT NULL, lifetime_value numeric(12,2), \
+             CONSTRAINT one_email UNIQUE (email) DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .await
+        .unwrap();
+    let t = Transfer {
+        source: src.url.clone(),
+        dest: dst.url.clone(),
+        ..customers(&Pair {
+            src: TestDb::new(Engine::Sqlite).await,
+            dst: TestDb::new(Engine::Sqlite).await,
+        })
+    };
+    create(&t).await;
+    let r = run(&t).await;
+    let e = &r.exports[0].export;
+    assert_eq!(e.status, "failed", "{:?}", r.exports[0]);
+    assert!(
+        e.error
+            .as_deref()
+            .is_some_and(|m| m.contains("refused the commit") && m.contains("one_email")),
+        "{e:?}"
+    );
+    assert_eq!(count(&mut dst.conn().await, "customers").await, 0);
+    // Its rows are free again: after the fix, a new export takes all ten.
+    exec(
+        &src.url,
+        "UPDATE customers SET email = 'four@example.com' WHERE customer_id = 4",
+    )
+    .await;
+    assert_eq!(create(&t).await.export.map(|e| e.rows), Some(10));
+    assert_eq!(run(&t).await.exports[0].export.status, "completed");
 }
