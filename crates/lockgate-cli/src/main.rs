@@ -5,6 +5,7 @@
 
 mod migrate_cmd;
 mod render;
+mod serve_cmd;
 mod transfer_cmd;
 
 use clap::{Parser, Subcommand};
@@ -109,8 +110,10 @@ enum Command {
     Transfer(transfer_cmd::TransferCommand),
     /// Keep running pending exports until SIGTERM (the first finishes the export in hand, the second rolls it back).
     Worker(transfer_cmd::WorkerArgs),
-    /// Create the seed's sample (SQLite source, destination and exports) and show it.
+    /// Create the seed's sample (SQLite source, destination and exports) and serve its dashboard.
     Demo(transfer_cmd::DemoArgs),
+    /// Serve the dashboard and HTTP API (127.0.0.1:3333 by default).
+    Serve(serve_cmd::ServeArgs),
 }
 
 /// Re-export so clap can parse the bundle's format names.
@@ -250,6 +253,7 @@ async fn run(cli: Cli) -> i32 {
         },
         Command::Transfer(cmd) => transfer_cmd::transfer(&config, cmd).await,
         Command::Worker(a) => transfer_cmd::worker(&config, a).await,
-        Command::Demo(a) => transfer_cmd::demo(a).await,
+        Command::Demo(a) => transfer_cmd::demo(&config, a).await,
+        Command::Serve(a) => serve_cmd::serve(&config, a).await,
     }
 }

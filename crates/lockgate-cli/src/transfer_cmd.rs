@@ -187,6 +187,12 @@ pub struct DemoArgs {
     /// The demo's folder.
     #[arg(long, default_value = "lockgate-demo", global = true)]
     dir: PathBuf,
+    /// Where the dashboard listens (default 127.0.0.1:3333, or PORT).
+    #[arg(long)]
+    bind: Option<String>,
+    /// Only make (or show) the sample; do not serve the dashboard.
+    #[arg(long = "no-serve")]
+    no_serve: bool,
     #[command(subcommand)]
     command: Option<DemoCommand>,
 }
@@ -695,7 +701,7 @@ pub async fn worker(config: &Config, a: WorkerArgs) -> i32 {
 }
 
 /// Runs `lockgate demo` and `lockgate demo generate N`.
-pub async fn demo(a: DemoArgs) -> i32 {
+pub async fn demo(config: &Config, a: DemoArgs) -> i32 {
     match a.command {
         Some(DemoCommand::Generate { n }) => match lockgate::demo::generate(&a.dir, n).await {
             Ok(ids) => {
@@ -711,9 +717,15 @@ pub async fn demo(a: DemoArgs) -> i32 {
             Err(e) => render::fail(&e.to_string(), e.exit_code()),
         },
         None => match lockgate::demo::create(&a.dir).await {
-            Ok(r) => {
+            Ok(r) if a.no_serve => {
                 print!("{}", demo_text(&r));
                 0
+            }
+            Ok(r) => {
+                print!("{}", demo_text(&r));
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                crate::serve_cmd::serve_demo(&a.dir, a.bind.as_deref(), config).await
             }
             Err(e) => render::fail(&e.to_string(), e.exit_code()),
         },

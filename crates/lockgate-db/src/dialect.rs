@@ -15,6 +15,35 @@ pub struct KeyColumn {
     pub nullable: bool,
 }
 
+/// One term of a keyset order ([`Dialect::keyset_order`], [`Dialect::keyset_after`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderTerm {
+    /// The SQL expression: a quoted column, or an engine's row identity.
+    pub expr: String,
+    /// Whether it may be NULL (then the order and the paging condition place NULLs
+    /// explicitly, as the smallest value).
+    pub nullable: bool,
+}
+
+/// The escape character of [`like_contains`] patterns. Not the backslash, whose
+/// meaning inside MariaDB string literals depends on the SQL mode.
+pub const LIKE_ESCAPE: char = '!';
+
+/// The `LIKE` pattern "contains `term`": `%term%`, with `%`, `_` and the escape
+/// character in `term` escaped so that they match themselves.
+pub fn like_contains(term: &str) -> String {
+    let mut pattern = String::with_capacity(term.len() + 2);
+    pattern.push('%');
+    for c in term.chars() {
+        if c == '%' || c == '_' || c == LIKE_ESCAPE {
+            pattern.push(LIKE_ESCAPE);
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// SQL spelling for one engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dialect(pub Engine);
@@ -47,27 +76,190 @@ impl Dialect {
 
     /// The keyset-paging condition "the key expressions `keys` sort after `last`",
     /// with the values appended to `params` (numbered after those already there).
+    /// The keys are taken as NOT NULL; [`Dialect::keyset_after`] handles NULLs and
+    /// the reverse order.
     pub fn after_keys(&self, keys: &[String], last: &[Value], params: &mut Vec<Value>) -> String {
-        if self.0 == Engine::Mysql || keys.len() == 1 {
-            // (a > ?) OR (a = ? AND b > ?): MariaDB does not use an index for row
-            // comparisons.
-            let mut ors = Vec::new();
-            for i in 0..keys.len() {
-                let mut ands = Vec::new();
-                for (e, v) in keys.iter().zip(last).take(i) {
-                    params.push(v.clone());
-                    ands.push(format!("{e} = {}", self.param(params.len())));
+        let terms: Vec<OrderTerm> = keys
+            .iter()
+            .map(|k| OrderTerm {
+                expr: k.clone(),
+                nullable: false,
+            })
+            .collect();
+        self.keyset_after(&terms, last, false, params)
+    }
+
+    /// The `ORDER BY` list of a keyset order over `terms`: ascending with NULL as the
+    /// smallest value (MariaDB's and SQLite's own rule), or, with `reverse`, the exact
+    /// reverse of that (descending, NULLs last). PostgreSQL sorts NULL as the largest
+    /// value, so nullable terms say `NULLS FIRST`/`NULLS LAST` there; NOT NULL terms
+    /// say nothing, which keeps an ordinary index usable for them.
+    pub fn keyset_order(&self, terms: &[OrderTerm], reverse: bool) -> String {
+        terms
+            .iter()
+            .map(|t| {
+                let dir = if reverse { "DESC" } else { "ASC" };
+                match (self.0, t.nullable, reverse) {
+                    (Engine::Postgres, true, false) => format!("{} ASC NULLS FIRST", t.expr),
+                    (Engine::Postgres, true, true) => format!("{} DESC NULLS LAST", t.expr),
+                    _ => format!("{} {dir}", t.expr),
                 }
-                params.push(last[i].clone());
-                ands.push(format!("{} > {}", keys[i], self.param(params.len())));
-                ors.push(format!("({})", ands.join(" AND ")));
-            }
-            ors.join(" OR ")
-        } else {
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The keyset-paging condition "a row sorts after `last` in
+    /// [`Dialect::keyset_order`]`(terms, reverse)`", with the values appended to
+    /// `params` (numbered after those already there). `last` holds one value per
+    /// term and may hold NULLs where a term is nullable.
+    pub fn keyset_after(&self, terms: &[OrderTerm], last: &[Value], reverse: bool, params: &mut Vec<Value>) -> String {
+        let no_nulls = terms.iter().all(|t| !t.nullable) && last.iter().all(|v| !v.is_null());
+        if self.0 != Engine::Mysql && terms.len() > 1 && no_nulls {
+            // A row comparison is one index range on PostgreSQL and SQLite.
             let first = params.len() + 1;
             params.extend(last.iter().cloned());
             let ps = (first..=params.len()).map(|i| self.param(i)).collect::<Vec<_>>();
-            format!("({}) > ({})", keys.join(", "), ps.join(", "))
+            let exprs: Vec<&str> = terms.iter().map(|t| t.expr.as_str()).collect();
+            let op = if reverse { "<" } else { ">" };
+            return format!("({}) {op} ({})", exprs.join(", "), ps.join(", "));
+        }
+        // Where the OR form below is not already a single index range, a redundant
+        // bound on the first term gives PostgreSQL and SQLite a place to start an
+        // index scan instead of filtering from the table's first row. (MariaDB's
+        // range optimizer reads the OR form as ranges by itself.)
+        let mut bound = None;
+        if let (Some(t), Some(v)) = (terms.first(), last.first()) {
+            if self.0 != Engine::Mysql && terms.len() > 1 && !v.is_null() {
+                let op = match (reverse, t.nullable) {
+                    (false, _) => Some(">="),
+                    (true, false) => Some("<="),
+                    // NULLs come after every value in reverse: no single range.
+                    (true, true) => None,
+                };
+                if let Some(op) = op {
+                    params.push(v.clone());
+                    bound = Some(format!("{} {op} {}", t.expr, self.param(params.len())));
+                }
+            }
+        }
+        // (a > ?) OR (a = ? AND b > ?) …: MariaDB does not use an index for row
+        // comparisons, and NULLs need terms of their own anyway.
+        let mut ors = Vec::new();
+        for i in 0..terms.len() {
+            let mut ands = Vec::new();
+            for (t, v) in terms.iter().zip(last).take(i) {
+                if v.is_null() {
+                    ands.push(format!("{} IS NULL", t.expr));
+                } else {
+                    params.push(v.clone());
+                    ands.push(format!("{} = {}", t.expr, self.param(params.len())));
+                }
+            }
+            let (t, v) = (&terms[i], &last[i]);
+            let beyond = match (v.is_null(), reverse) {
+                // Every value sorts after NULL, the smallest one.
+                (true, false) => format!("{} IS NOT NULL", t.expr),
+                // Nothing sorts after NULL in the reverse order, where it is last.
+                (true, true) => continue,
+                (false, false) => {
+                    params.push(v.clone());
+                    format!("{} > {}", t.expr, self.param(params.len()))
+                }
+                (false, true) => {
+                    params.push(v.clone());
+                    let less = format!("{} < {}", t.expr, self.param(params.len()));
+                    if t.nullable {
+                        format!("({less} OR {} IS NULL)", t.expr)
+                    } else {
+                        less
+                    }
+                }
+            };
+            ands.push(beyond);
+            ors.push(format!("({})", ands.join(" AND ")));
+        }
+        let condition = if ors.is_empty() {
+            "1 = 0".to_string()
+        } else {
+            ors.join(" OR ")
+        };
+        match bound {
+            Some(bound) => format!("{bound} AND ({condition})"),
+            None => condition,
+        }
+    }
+
+    /// [`Dialect::keyset_after`] cut into conditions that are each one index range,
+    /// nearest rows first: a reader runs them in turn (each with the same `ORDER BY`)
+    /// until its page is full. Only a nullable first term needs more than one: its
+    /// NULLs sit at one end of the order, so "after a NULL, ascending" is the rest of
+    /// the NULLs and then every value, and "after a value, descending" is the smaller
+    /// values and then the NULLs. As one OR, an index scan would have to filter its way
+    /// from the table's end to the cursor; cut, each part starts at the cursor (or the
+    /// NULLs). Each condition comes with its parameters: `base` (bound before it, a
+    /// search say) followed by its own.
+    pub fn keyset_segments(
+        &self,
+        terms: &[OrderTerm],
+        last: &[Value],
+        reverse: bool,
+        base: &[Value],
+    ) -> Vec<(String, Vec<Value>)> {
+        let after = |terms: &[OrderTerm], last: &[Value], prefix: &str| {
+            let mut params = base.to_vec();
+            let condition = self.keyset_after(terms, last, reverse, &mut params);
+            (format!("{prefix}({condition})"), params)
+        };
+        let Some(first) = terms.first() else {
+            return Vec::new();
+        };
+        if !first.nullable {
+            return vec![after(terms, last, "")];
+        }
+        let is_null = format!("{} IS NULL", first.expr);
+        // The rows of the cursor's own NULL group that come after it.
+        let rest_of_nulls = || (terms.len() > 1).then(|| after(&terms[1..], &last[1..], &format!("{is_null} AND ")));
+        match (last[0].is_null(), reverse) {
+            (true, false) => rest_of_nulls()
+                .into_iter()
+                .chain([(format!("{} IS NOT NULL", first.expr), base.to_vec())])
+                .collect(),
+            (true, true) => rest_of_nulls().into_iter().collect(),
+            (false, false) => vec![after(terms, last, "")],
+            (false, true) => {
+                // Values first: a comparison with a value is never true for NULL, so
+                // the first term may be treated as NOT NULL here.
+                let mut values = terms.to_vec();
+                values[0].nullable = false;
+                vec![after(&values, last, ""), (is_null, base.to_vec())]
+            }
+        }
+    }
+
+    /// A case-insensitive "`expr` contains the pattern in `param`" test, where the
+    /// parameter holds [`like_contains`]'s pattern. PostgreSQL: `ILIKE` (with a cast
+    /// to text for types that have no `ILIKE`, such as enums, when `cast_to_text`).
+    /// MariaDB: `LIKE`, which is case-insensitive under `_ci` collations; any other
+    /// collation (`_bin`, `_cs`, unknown) compares `LOWER` of both sides. SQLite:
+    /// `LIKE`, case-insensitive for ASCII letters only (SQLite knows no other case
+    /// folding without ICU).
+    pub fn contains_ci(&self, expr: &str, param: &str, column: &Column) -> String {
+        let escape = format!("ESCAPE '{LIKE_ESCAPE}'");
+        match self.0 {
+            Engine::Postgres => {
+                let character = column.data_type.starts_with("character") || column.data_type == "text";
+                if character {
+                    format!("{expr} ILIKE {param} {escape}")
+                } else {
+                    format!("CAST({expr} AS text) ILIKE {param} {escape}")
+                }
+            }
+            Engine::Mysql => match &column.collation {
+                Some(c) if c.to_ascii_lowercase().ends_with("_ci") => format!("{expr} LIKE {param} {escape}"),
+                _ => format!("LOWER({expr}) LIKE LOWER({param}) {escape}"),
+            },
+            Engine::Sqlite => format!("{expr} LIKE {param} {escape}"),
         }
     }
 
@@ -372,5 +564,88 @@ mod tests {
             }),
             "\"s\".\"T\""
         );
+    }
+    #[test]
+    fn after_keys_keeps_its_shape() {
+        let keys = vec!["\"a\"".to_string(), "\"b\"".to_string()];
+        let last = [Value::Int(1), Value::Int(2)];
+        let mut params = vec![Value::Int(0)];
+        assert_eq!(
+            Dialect(Engine::Postgres).after_keys(&keys, &last, &mut params),
+            "(\"a\", \"b\") > ($2, $3)"
+        );
+        let mut params = Vec::new();
+        assert_eq!(
+            Dialect(Engine::Mysql).after_keys(&keys, &last, &mut params),
+            "(\"a\" > ?) OR (\"a\" = ? AND \"b\" > ?)"
+        );
+        assert_eq!(params, [Value::Int(1), Value::Int(1), Value::Int(2)]);
+        let mut params = Vec::new();
+        assert_eq!(
+            Dialect(Engine::Sqlite).after_keys(&keys[..1], &last[..1], &mut params),
+            "(\"a\" > ?1)"
+        );
+    }
+
+    #[test]
+    fn keyset_paging_places_nulls_first_ascending_and_last_descending() {
+        let terms = [
+            OrderTerm {
+                expr: "s".into(),
+                nullable: true,
+            },
+            OrderTerm {
+                expr: "id".into(),
+                nullable: false,
+            },
+        ];
+        let my = Dialect(Engine::Mysql);
+        let pg = Dialect(Engine::Postgres);
+        let check = |d: Dialect, last: &[Value], reverse: bool, sql: &str, n: usize| {
+            let mut params = Vec::new();
+            assert_eq!(d.keyset_after(&terms, last, reverse, &mut params), sql);
+            assert_eq!(params.len(), n, "{sql}");
+        };
+        let null = [Value::Null, Value::Int(7)];
+        let five = [Value::Int(5), Value::Int(7)];
+        check(my, &null, false, "(s IS NOT NULL) OR (s IS NULL AND id > ?)", 1);
+        check(my, &null, true, "(s IS NULL AND id < ?)", 1);
+        check(my, &five, false, "(s > ?) OR (s = ? AND id > ?)", 3);
+        check(my, &five, true, "((s < ? OR s IS NULL)) OR (s = ? AND id < ?)", 3);
+        check(pg, &five, false, "s >= $1 AND ((s > $2) OR (s = $3 AND id > $4))", 4);
+        check(pg, &five, true, "((s < $1 OR s IS NULL)) OR (s = $2 AND id < $3)", 3);
+        let segments = |d: Dialect, last: &[Value], reverse: bool| -> Vec<(String, usize)> {
+            d.keyset_segments(&terms, last, reverse, &[Value::Text("%x%".into())])
+                .into_iter()
+                .map(|(sql, params)| (sql, params.len()))
+                .collect()
+        };
+        let s = |sql: &str, n: usize| (sql.to_string(), n);
+        assert_eq!(
+            segments(pg, &null, false),
+            [s("s IS NULL AND ((id > $2))", 2), s("s IS NOT NULL", 1)]
+        );
+        assert_eq!(segments(pg, &null, true), [s("s IS NULL AND ((id < $2))", 2)]);
+        assert_eq!(
+            segments(pg, &five, false),
+            [s("(s >= $2 AND ((s > $3) OR (s = $4 AND id > $5)))", 5)]
+        );
+        assert_eq!(
+            segments(pg, &five, true),
+            [s("((s, id) < ($2, $3))", 3), s("s IS NULL", 1)]
+        );
+        assert_eq!(
+            segments(my, &five, true),
+            [s("((s < ?) OR (s = ? AND id < ?))", 4), s("s IS NULL", 1)]
+        );
+        assert_eq!(pg.keyset_order(&terms, false), "s ASC NULLS FIRST, id ASC");
+        assert_eq!(pg.keyset_order(&terms, true), "s DESC NULLS LAST, id DESC");
+        assert_eq!(my.keyset_order(&terms, true), "s DESC, id DESC");
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards_and_the_escape_character() {
+        assert_eq!(like_contains("50%_off!"), "%50!%!_off!!%");
+        assert_eq!(like_contains(""), "%%");
     }
 }

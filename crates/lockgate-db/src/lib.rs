@@ -8,6 +8,7 @@
 //! [`ledger::Ledger`] (Lockgate's own tables and locks).
 #![deny(missing_docs)]
 
+pub mod browse;
 pub mod conn;
 pub mod dialect;
 pub mod error;

@@ -1,9 +1,14 @@
-//! `lockgate.toml`: named connections, so that `--db prod` can stand for a URL, and
-//! named transfers (see [`crate::transfer`]).
+//! `lockgate.toml`: named connections, so that `--db prod` can stand for a URL,
+//! named transfers (see [`crate::transfer`]), and the server's settings.
 //!
 //! ```toml
 //! [connections.prod]
 //! url = "postgres://app@db.example.com/app"
+//!
+//! [server]
+//! port = 3333                     # or bind = "127.0.0.1:3333"
+//! allowed_hosts = ["lockgate.internal"]
+//! upload_limit_mb = 100
 //! ```
 
 use lockgate_db::DbUrl;
@@ -20,6 +25,28 @@ pub struct Config {
     /// Named transfers (`[transfers.NAME]`).
     #[serde(default)]
     pub transfers: BTreeMap<String, crate::transfer::TransferSpec>,
+    /// `lockgate serve`'s settings (`[server]`).
+    #[serde(default)]
+    pub server: ServerSettings,
+}
+
+/// `[server]`: what `lockgate serve` listens on and accepts; flags override it.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// The address to listen on (`127.0.0.1:3333`).
+    pub bind: Option<String>,
+    /// The port on 127.0.0.1 (when `bind` is not given).
+    pub port: Option<u16>,
+    /// Host names the server answers to besides its address (behind a proxy).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// The largest upload, in MB (default 100).
+    pub upload_limit_mb: Option<usize>,
+    /// The connection migrations go to (default: `--db`, or `DATABASE_URL`).
+    pub db: Option<String>,
+    /// The folder of version folders (default `./db`).
+    pub migrations_dir: Option<String>,
 }
 
 /// One named connection.

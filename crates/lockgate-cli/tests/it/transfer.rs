@@ -704,7 +704,7 @@ fn run_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 fn bad_transfer_input_is_exit_2_with_what_to_do_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (code, _, err) = run_in(d, &["demo", "--dir", "demo"]);
+    let (code, _, err) = run_in(d, &["demo", "--dir", "demo", "--no-serve"]);
     assert_eq!(code, 0, "{err}");
     let cfg = "demo/lockgate.toml";
     let cases: &[(&[&str], &str)] = &[
@@ -788,7 +788,7 @@ fn bad_transfer_input_is_exit_2_with_what_to_do_and_changes_nothing() {
 fn the_demo_walkthrough_reads_well() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (code, out, err) = run_in(d, &["demo", "--dir", "demo"]);
+    let (code, out, err) = run_in(d, &["demo", "--dir", "demo", "--no-serve"]);
     assert_eq!(code, 0, "{err}");
     let root = d.canonicalize().unwrap().display().to_string();
     // Times and paths vary: keep the shape.

@@ -35,6 +35,7 @@ mod support {
     }
 }
 
+mod browse;
 mod mysql;
 mod pg;
 mod sqlite;

@@ -1,0 +1,511 @@
+//! The JSON API: everything the pages do, described by the OpenAPI document at
+//! `/api/openapi.json`; long operations answer 202 with a job (or, with
+//! `?wait=true`, the finished job), and progress streams from `/api/events`. Also
+//! oe-migration's own endpoints, `/getzip` and `POST /uploadzip`, with their contract.
+
+use crate::error::AppError;
+use crate::jobs::{Event, Job};
+use crate::pages::{browse_query, count_text, dump_request, LogQuery};
+use crate::service::{self, ConnectionInfo, DumpRequest, MigrateFrom, RunInfo, TransferInfo};
+use crate::state::Shared;
+use crate::upload;
+use axum::body::Body;
+use axum::extract::{Multipart, Path, Query, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::{self, Stream};
+use lockgate_db::browse::{Paging, RowCount};
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use utoipa::OpenApi;
+
+type ApiResult<T> = Result<T, AppError>;
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Lockgate",
+        description = "Move data safely between databases, versions and deployments: the dashboard's API."
+    ),
+    paths(
+        connections,
+        runs,
+        tables,
+        table_page,
+        transfers,
+        create_export,
+        export_detail,
+        export_history,
+        process,
+        jobs,
+        job,
+        events,
+        migrations,
+        migrate,
+        logs,
+        dump_zip,
+        generate,
+        getzip,
+        uploadzip
+    ),
+    components(schemas(
+        Job,
+        ConnectionInfo,
+        RunInfo,
+        TransferInfo,
+        TablePage,
+        ColumnInfo,
+        ErrorBody,
+        Generate
+    ))
+)]
+pub struct ApiDoc;
+
+/// `GET /api/openapi.json`
+pub async fn openapi() -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}
+
+/// An error's body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What happened and what to do.
+    pub error: String,
+}
+
+/// `?wait=true` on the operations that start jobs.
+#[derive(Deserialize, Default)]
+pub struct WaitQuery {
+    #[serde(default)]
+    wait: Option<String>,
+    #[serde(default)]
+    dry_run: Option<String>,
+}
+
+fn truthy(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("true" | "1" | "yes" | ""))
+}
+
+/// 202 with the job, or with `wait` the finished job (200, or 422 when it failed).
+async fn job_response(st: &Shared, id: u64, wait: bool) -> Response {
+    if wait {
+        return match st.jobs.wait(id).await {
+            Some(job) => {
+                let status = match job.status_str() {
+                    "succeeded" => StatusCode::OK,
+                    _ if job.error.is_some() => StatusCode::INTERNAL_SERVER_ERROR,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                (status, Json(job)).into_response()
+            }
+            None => AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "the job was lost").into_response(),
+        };
+    }
+    let job = st.jobs.get(id);
+    let mut resp = (StatusCode::ACCEPTED, Json(job)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/jobs/{id}")) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// Every configured connection, each tried.
+#[utoipa::path(get, path = "/api/connections", responses((status = 200, body = Vec<ConnectionInfo>)))]
+pub async fn connections(State(st): State<Shared>) -> Json<Vec<ConnectionInfo>> {
+    Json(service::connections(&st).await)
+}
+
+/// The runs query.
+#[derive(Deserialize)]
+pub struct LimitQuery {
+    limit: Option<u32>,
+}
+
+/// The latest runs of every ledger, whoever started them.
+#[utoipa::path(get, path = "/api/runs", params(("limit" = Option<u32>, Query, description = "at most this many (default 50)")),
+    responses((status = 200, description = "`{runs: [...], errors: [...]}`")))]
+pub async fn runs(State(st): State<Shared>, Query(q): Query<LimitQuery>) -> Json<serde_json::Value> {
+    let (runs, errors) = service::runs(&st, q.limit.unwrap_or(50).clamp(1, 1000)).await;
+    Json(serde_json::json!({ "runs": runs, "errors": errors }))
+}
+
+/// The tables of a connection.
+#[utoipa::path(get, path = "/api/tables/{conn}", params(("conn" = String, Path, description = "a connection's name")),
+    responses((status = 200, description = "`{tables: [...]}`"), (status = 404, body = ErrorBody)))]
+pub async fn tables(State(st): State<Shared>, Path(conn): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let c = service::find_connection(&st, &conn)?;
+    Ok(Json(serde_json::json!({ "tables": service::tables(c).await? })))
+}
+
+/// A column of a page.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ColumnInfo {
+    /// Its name.
+    pub name: String,
+    /// Its type, in Lockgate's words.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// One page of a table.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TablePage {
+    /// The table.
+    pub table: String,
+    /// Its columns.
+    pub columns: Vec<ColumnInfo>,
+    /// Rows, one JSON value per column.
+    #[schema(value_type = Vec<Vec<Object>>)]
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// The cursor of the next page (`after=`), none on the last.
+    pub next: Option<String>,
+    /// The cursor of the previous page (`before=`), none on the first.
+    pub prev: Option<String>,
+    /// Rows in the table (or matching the search).
+    pub total: u64,
+    /// Whether `total` is exact, an estimate (`about`) or a lower bound (`at_least`).
+    pub total_kind: String,
+    /// `total` in words.
+    pub total_text: String,
+    /// The sort column, none when sorted by the key.
+    pub sort: Option<String>,
+    /// Descending order.
+    pub descending: bool,
+    /// The columns that order the pages (the key), empty when the table has none.
+    pub key: Vec<String>,
+}
+
+/// The table page's query.
+#[derive(Deserialize)]
+pub struct PageQuery {
+    sort: Option<String>,
+    desc: Option<String>,
+    q: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
+    per_page: Option<usize>,
+}
+
+/// One page of a table, sorted and searched on the server.
+#[utoipa::path(get, path = "/api/tables/{conn}/{table}",
+    params(("conn" = String, Path), ("table" = String, Path),
+        ("sort" = Option<String>, Query, description = "a column of the table (checked against the schema)"),
+        ("desc" = Option<bool>, Query), ("q" = Option<String>, Query, description = "text to find in any text column"),
+        ("after" = Option<String>, Query, description = "the `next` cursor of the page before"),
+        ("before" = Option<String>, Query, description = "the `prev` cursor of the page after"),
+        ("per_page" = Option<usize>, Query, description = "1 to 500, default 50")),
+    responses((status = 200, body = TablePage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn table_page(
+    State(st): State<Shared>,
+    Path((conn, table)): Path<(String, String)>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<TablePage>> {
+    let c = service::find_connection(&st, &conn)?;
+    let bq = browse_query(&q.sort, &q.desc, &q.q, &q.after, &q.before, q.per_page.unwrap_or(50))?;
+    let page = service::browse_table(c, &table, &bq).await?;
+    let (total, total_kind) = match page.total {
+        RowCount::Exact(n) => (n, "exact"),
+        RowCount::About(n) => (n, "about"),
+        RowCount::AtLeast(n) => (n, "at_least"),
+    };
+    Ok(Json(TablePage {
+        total_text: count_text(&page.total),
+        table: page.table,
+        columns: page
+            .columns
+            .iter()
+            .map(|(n, k)| ColumnInfo {
+                name: n.clone(),
+                kind: k.describe(),
+            })
+            .collect(),
+        rows: page
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|v| v.to_json()).collect())
+            .collect(),
+        next: page.next.map(|c| c.encode()),
+        prev: page.prev.map(|c| c.encode()),
+        total,
+        total_kind: total_kind.into(),
+        sort: page.sort,
+        descending: page.descending,
+        key: match page.paging {
+            Paging::Key { columns, .. } => columns,
+            Paging::RowId => vec!["rowid".into()],
+            Paging::FirstRowsOnly => Vec::new(),
+        },
+    }))
+}
+
+/// Every transfer with its exports and how many rows an export would take now.
+#[utoipa::path(get, path = "/api/transfers", responses((status = 200, body = Vec<TransferInfo>)))]
+pub async fn transfers(State(st): State<Shared>) -> Json<Vec<TransferInfo>> {
+    Json(service::transfers(&st).await)
+}
+
+/// Creates an export of the transfer (a job); with no rows to export it creates
+/// nothing and says so.
+#[utoipa::path(post, path = "/api/transfers/{name}/exports",
+    params(("name" = String, Path), ("wait" = Option<bool>, Query, description = "answer when done")),
+    responses((status = 202, body = Job), (status = 200, body = Job), (status = 404, body = ErrorBody)))]
+pub async fn create_export(
+    State(st): State<Shared>,
+    Path(name): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Response> {
+    let t = service::find_transfer(&st, &name)?;
+    let id = service::start_create(&st, t);
+    Ok(job_response(&st, id, truthy(&q.wait)).await)
+}
+
+/// An export with every failed row and its error.
+#[utoipa::path(get, path = "/api/transfers/{name}/exports/{id}", params(("name" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, description = "`{export: {...}, errors: [...]}`"), (status = 404, body = ErrorBody)))]
+pub async fn export_detail(
+    State(st): State<Shared>,
+    Path((name, id)): Path<(String, i64)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let t = service::find_transfer(&st, &name)?;
+    let d = service::export_detail(t, id).await?;
+    Ok(Json(serde_json::json!({ "export": d.export, "errors": d.errors })))
+}
+
+/// The history query.
+#[derive(Deserialize)]
+pub struct KeyQuery {
+    key: Option<String>,
+}
+
+/// Every export that attempted row `key`, with the outcome for that row.
+#[utoipa::path(get, path = "/api/transfers/{name}/history", params(("name" = String, Path), ("key" = String, Query)),
+    responses((status = 200, description = "the attempts, newest first"), (status = 400, body = ErrorBody)))]
+pub async fn export_history(
+    State(st): State<Shared>,
+    Path(name): Path<String>,
+    Query(q): Query<KeyQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let t = service::find_transfer(&st, &name)?;
+    let key = q
+        .key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| AppError::bad("give the row's key: ?key=… (the key column's value)"))?;
+    Ok(Json(
+        serde_json::json!({ "key": key, "attempts": service::history(t, key).await? }),
+    ))
+}
+
+/// Runs every pending export once (the seed's /process), as a job.
+#[utoipa::path(post, path = "/api/process", params(("wait" = Option<bool>, Query)),
+    responses((status = 202, body = Job), (status = 200, body = Job), (status = 422, body = Job)))]
+pub async fn process(State(st): State<Shared>, Query(q): Query<WaitQuery>) -> Response {
+    let id = service::start_process(&st);
+    job_response(&st, id, truthy(&q.wait)).await
+}
+
+/// Jobs started from this server, newest first.
+#[utoipa::path(get, path = "/api/jobs", responses((status = 200, body = Vec<Job>)))]
+pub async fn jobs(State(st): State<Shared>) -> Json<Vec<Job>> {
+    Json(st.jobs.list())
+}
+
+/// One job.
+#[utoipa::path(get, path = "/api/jobs/{id}", params(("id" = u64, Path)),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
+pub async fn job(State(st): State<Shared>, Path(id): Path<u64>) -> ApiResult<Json<Job>> {
+    st.jobs
+        .get(id)
+        .map(Json)
+        .ok_or_else(|| AppError::not_found(format!("there is no job {id} (jobs are kept while the server runs)")))
+}
+
+/// Server-sent events: `event: job` with the job as JSON whenever one starts, moves
+/// (at most ten times a second) or ends.
+#[utoipa::path(get, path = "/api/events", responses((status = 200, description = "text/event-stream of `job` events")))]
+pub async fn events(
+    State(st): State<Shared>,
+) -> Sse<impl Stream<Item = Result<axum::response::sse::Event, Infallible>>> {
+    let rx = st.jobs.subscribe();
+    let s = stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(Event::Job(job)) => {
+                    let e = axum::response::sse::Event::default()
+                        .event("job")
+                        .json_data(&job)
+                        .unwrap_or_default();
+                    return Some((Ok(e), rx));
+                }
+                // A slow reader missed some updates: the next one carries the state.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(s).keep_alive(KeepAlive::default())
+}
+
+/// The migration status: versions applied, pending, changed, partly applied.
+#[utoipa::path(get, path = "/api/migrations", responses((status = 200, description = "the status report"), (status = 400, body = ErrorBody)))]
+pub async fn migrations(State(st): State<Shared>) -> ApiResult<Json<lockgate::StatusReport>> {
+    Ok(Json(service::migration_status(&st).await?))
+}
+
+/// Migrates, as a job: from an uploaded zip (multipart, one file) or, without a body,
+/// from the server's migrations folder; `dry_run=true` computes and keeps nothing.
+#[utoipa::path(post, path = "/api/migrate",
+    params(("dry_run" = Option<bool>, Query), ("wait" = Option<bool>, Query)),
+    request_body(content_type = "multipart/form-data", description = "a field `file` holding one zip of version folders"),
+    responses((status = 202, body = Job), (status = 200, body = Job), (status = 413, body = ErrorBody), (status = 400, body = ErrorBody)))]
+pub async fn migrate(
+    State(st): State<Shared>,
+    Query(q): Query<WaitQuery>,
+    multipart: Option<Multipart>,
+) -> ApiResult<Response> {
+    let from = match multipart {
+        Some(m) => MigrateFrom::Zip(upload::read_zip(m, st.cfg.upload_limit).await?.path),
+        None => MigrateFrom::Folder,
+    };
+    let id = service::start_migrate(&st, from, truthy(&q.dry_run))?;
+    Ok(job_response(&st, id, truthy(&q.wait)).await)
+}
+
+/// The migration logs, filtered.
+#[utoipa::path(get, path = "/api/logs",
+    params(("type" = Option<String>, Query, description = "INFO, WARN or ERROR"), ("table" = Option<String>, Query),
+        ("version" = Option<String>, Query), ("tenant" = Option<String>, Query), ("module" = Option<String>, Query),
+        ("limit" = Option<u32>, Query)),
+    responses((status = 200, description = "log entries, newest first"), (status = 400, body = ErrorBody)))]
+pub async fn logs(State(st): State<Shared>, Query(q): Query<LogQuery>) -> ApiResult<Json<serde_json::Value>> {
+    let entries = service::logs(&st, &q.filter()?).await?;
+    Ok(Json(serde_json::json!({ "logs": entries })))
+}
+
+/// Tables as one version in migrate's format, zipped: `tables=a,b`, or `all=true`
+/// (with `exclude_system=true`).
+#[utoipa::path(get, path = "/api/dump.zip",
+    params(("tables" = Option<String>, Query, description = "comma-separated table names"), ("all" = Option<bool>, Query),
+        ("exclude_system" = Option<bool>, Query)),
+    responses((status = 200, content_type = "application/zip"), (status = 400, body = ErrorBody)))]
+pub async fn dump_zip(State(st): State<Shared>, RawQuery(raw): RawQuery) -> Response {
+    match dump_request(raw.as_deref(), ("tables", "all", "exclude_system")) {
+        Ok(req) => zip_response(&st, &req, true).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// oe-migration's download: `tableList=A,B`, `exportAllTables=true`,
+/// `excludeFrameworkTables=true`.
+#[utoipa::path(get, path = "/getzip",
+    params(("tableList" = Option<String>, Query), ("exportAllTables" = Option<bool>, Query),
+        ("excludeFrameworkTables" = Option<bool>, Query)),
+    responses((status = 200, content_type = "application/zip"), (status = 400, body = ErrorBody)))]
+pub async fn getzip(State(st): State<Shared>, RawQuery(raw): RawQuery) -> Response {
+    match dump_request(
+        raw.as_deref(),
+        ("tableList", "exportAllTables", "excludeFrameworkTables"),
+    ) {
+        Ok(req) => zip_response(&st, &req, true).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Dumps and streams the zip; errors as JSON or as a page.
+pub async fn zip_response(st: &Shared, req: &DumpRequest, json: bool) -> Response {
+    let (dir, path, name) = match service::dump_zip(st, req).await {
+        Ok(x) => x,
+        Err(e) => return e.respond(json),
+    };
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) => {
+            return AppError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the zip: {e}")).respond(json)
+        }
+    };
+    // The file is streamed in pieces; its folder goes when the stream ends.
+    let body = stream::unfold((file, dir), |(mut file, dir)| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), (file, dir)))
+            }
+            Err(e) => Some((Err(e), (file, dir))),
+        }
+    });
+    let mut resp = Body::from_stream(body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", name.replace(['"', '\\'], "_"))) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+/// oe-migration's upload: one zip (multipart) migrated; 200 with `migratedVersions`
+/// when done, or a non-200 JSON error.
+#[utoipa::path(post, path = "/uploadzip",
+    request_body(content_type = "multipart/form-data", description = "one zip file"),
+    responses((status = 200, description = "`{\"migratedVersions\": [...]}`"), (status = 400, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn uploadzip(State(st): State<Shared>, multipart: Multipart) -> Response {
+    let up = match upload::read_zip(multipart, st.cfg.upload_limit).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let id = match service::start_migrate(&st, MigrateFrom::Zip(up.path), false) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let Some(job) = st.jobs.wait(id).await else {
+        return AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "the job was lost").into_response();
+    };
+    let versions = job
+        .result
+        .as_ref()
+        .and_then(|r| r.get("migrated_versions").cloned())
+        .unwrap_or(serde_json::Value::Null);
+    match (job.status_str(), &job.error) {
+        ("succeeded", _) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "migratedVersions": versions, "job": job.id })),
+        )
+            .into_response(),
+        (_, Some(e)) => AppError::from_exit(2, e.clone()).into_response(),
+        _ => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({
+                "error": job.message.clone().unwrap_or_default(),
+                "migratedVersions": versions,
+                "report": job.result,
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// The generate request.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Generate {
+    /// How many customers, 1 to 500.
+    pub n: i64,
+}
+
+/// Demo mode: adds `n` (1 to 500) sample customers to the demo's source.
+#[utoipa::path(post, path = "/api/demo/generate", request_body = Generate, params(("wait" = Option<bool>, Query)),
+    responses((status = 202, body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn generate(
+    State(st): State<Shared>,
+    Query(q): Query<WaitQuery>,
+    Json(g): Json<Generate>,
+) -> ApiResult<Response> {
+    let id = service::start_generate(&st, g.n)?;
+    Ok(job_response(&st, id, truthy(&q.wait)).await)
+}

@@ -1,0 +1,185 @@
+//! Lockgate's HTTP server: the dashboard (Overview, Tables, Exports, Migrations,
+//! Data), a JSON API for everything the pages do (described at `/api/openapi.json`),
+//! server-sent progress, and oe-migration's `/getzip` and `/uploadzip` with their
+//! contract. It writes no SQL: every query is a typed call into `lockgate` and
+//! `lockgate-db`.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut cfg = lockgate_server::ServerConfig::new(); // 127.0.0.1:3333
+//! cfg.connections.push(lockgate_server::NamedConnection {
+//!     name: "app".into(),
+//!     url: lockgate::db::DbUrl::parse("sqlite://app.db")?,
+//! });
+//! cfg.migrate_db = Some(0);
+//! lockgate_server::serve(cfg, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Security: bound to 127.0.0.1 unless told otherwise; a Host header that does not
+//! name the server is refused (DNS rebinding); with a token (required off loopback)
+//! every endpoint but the login page and the assets needs it or a session; forms
+//! carry a CSRF token and cross-site posts are refused; uploads are size-limited;
+//! table and column names are checked against the schema; responses carry a strict
+//! Content-Security-Policy.
+#![deny(missing_docs)]
+
+mod api;
+mod error;
+mod jobs;
+mod pages;
+mod security;
+mod service;
+mod state;
+mod upload;
+
+pub use error::AppError;
+pub use jobs::{Job, JobStatus};
+pub use state::{NamedConnection, ServerConfig, DEFAULT_PORT, DEFAULT_UPLOAD_LIMIT};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use state::{AppState, Shared};
+use std::future::Future;
+use std::sync::Arc;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A configuration that would be unsafe or cannot work.
+    #[error("{0}")]
+    Config(String),
+    /// The address cannot be listened on.
+    #[error("cannot listen on {addr}: {source}; is another server using the port? choose another with --bind")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server stopped with an error.
+    #[error("the server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+const APP_CSS: &str = include_str!("../assets/app.css");
+const APP_JS: &str = include_str!("../assets/app.js");
+
+fn asset(body: &'static str, content_type: &'static str) -> axum::response::Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    resp
+}
+
+/// The application, for `cfg` (tests drive it without a socket).
+pub fn router(cfg: ServerConfig) -> Result<Router, ServerError> {
+    cfg.check().map_err(ServerError::Config)?;
+    let limit = cfg.upload_limit;
+    let st: Shared = Arc::new(AppState::new(cfg));
+    // Uploads may be as large as the limit (plus the form around the file); every
+    // other request body is small.
+    let uploads = Router::new()
+        .route("/api/migrate", post(api::migrate))
+        .route("/uploadzip", post(api::uploadzip))
+        .route("/data/upload", post(pages::data_upload))
+        .layer(DefaultBodyLimit::max(limit.saturating_add(64 * 1024)));
+    let app = Router::new()
+        .route("/", get(pages::overview))
+        .route("/tables", get(pages::tables))
+        .route("/exports", get(pages::exports))
+        .route("/exports/{transfer}/create", post(pages::export_create))
+        .route("/exports/{transfer}/history", get(pages::export_history))
+        .route("/exports/{transfer}/{id}", get(pages::export_detail))
+        .route("/process", get(pages::process_page).post(pages::process))
+        .route("/demo/generate", post(pages::demo_generate))
+        .route("/migrations", get(pages::migrations))
+        .route("/migrations/run", post(pages::migrations_run))
+        .route("/data", get(pages::data))
+        .route("/data/download", get(pages::data_download))
+        .route("/jobs/{id}", get(pages::job))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/uploadzip", get(pages::uploadzip_form))
+        .route("/getzip", get(api::getzip))
+        .route("/api/openapi.json", get(api::openapi))
+        .route("/api/connections", get(api::connections))
+        .route("/api/runs", get(api::runs))
+        .route("/api/tables/{conn}", get(api::tables))
+        .route("/api/tables/{conn}/{table}", get(api::table_page))
+        .route("/api/transfers", get(api::transfers))
+        .route("/api/transfers/{name}/exports", post(api::create_export))
+        .route("/api/transfers/{name}/exports/{id}", get(api::export_detail))
+        .route("/api/transfers/{name}/history", get(api::export_history))
+        .route("/api/process", post(api::process))
+        .route("/api/jobs", get(api::jobs))
+        .route("/api/jobs/{id}", get(api::job))
+        .route("/api/events", get(api::events))
+        .route("/api/migrations", get(api::migrations))
+        .route("/api/logs", get(api::logs))
+        .route("/api/dump.zip", get(api::dump_zip))
+        .route("/api/demo/generate", post(api::generate))
+        .route(
+            "/assets/app.css",
+            get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/assets/app.js",
+            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .merge(uploads)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&st), security::guard))
+        .with_state(st);
+    Ok(app)
+}
+
+async fn not_found(uri: axum::http::Uri, method: axum::http::Method) -> axum::response::Response {
+    AppError::not_found(format!("there is no page {}: start from the overview at /", uri.path()))
+        .respond(security::wants_json(uri.path(), &method))
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let addr = cfg.bind;
+    let app = router(cfg)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServerError::Serve)
+}
+
+/// Binds first (so that the caller can print the real address, port 0 included),
+/// then serves until `shutdown` completes.
+pub async fn bind(cfg: ServerConfig) -> Result<(tokio::net::TcpListener, Router), ServerError> {
+    let addr = cfg.bind;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let mut cfg = cfg;
+    // With port 0 the real port is known only now; the Host check needs it.
+    if let Ok(real) = listener.local_addr() {
+        cfg.bind = real;
+    }
+    Ok((listener, router(cfg)?))
+}
+
+/// Serves a bound listener until `shutdown` completes.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServerError::Serve)
+}

@@ -1,0 +1,190 @@
+//! The guard every request passes: the Host header must name this server (DNS
+//! rebinding), a browser's cross-site request may not change anything (CSRF; pages'
+//! forms also carry a token), and with a token set every endpoint but the login page
+//! and the assets needs `Authorization: Bearer <token>` or the session cookie. Every
+//! response gets a strict Content-Security-Policy.
+
+use crate::error::AppError;
+use crate::state::{same_secret, Shared};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "lockgate_session";
+
+/// Scripts, styles and requests only from this server; no frames, no plugins, no
+/// inline code (the pages have none).
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Whether the request is for the JSON side (errors as JSON) rather than a page.
+pub fn wants_json(path: &str, method: &Method) -> bool {
+    path.starts_with("/api/") || path == "/getzip" || (path == "/uploadzip" && method == Method::POST)
+}
+
+fn public(path: &str) -> bool {
+    path == "/login" || path.starts_with("/assets/")
+}
+
+/// The middleware.
+pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let json = wants_json(&path, req.method());
+    let mut resp = match check(&st, &req, &path) {
+        Ok(()) => next.run(req).await,
+        Err(Refusal::Login) => Redirect::to(&format!("/login?next={}", encode_next(&path))).into_response(),
+        Err(Refusal::Error(e)) => e.respond(json),
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !path.starts_with("/assets/") && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+enum Refusal {
+    Login,
+    Error(AppError),
+}
+
+fn check(st: &Shared, req: &Request, path: &str) -> Result<(), Refusal> {
+    let headers = req.headers();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !st.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        return Err(Refusal::Error(AppError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this server does not answer to host {host:?}: open it as http://{} (or add the name with --allow-host)",
+                st.cfg.bind
+            ),
+        )));
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        cross_site(headers, host).map_err(Refusal::Error)?;
+    }
+    if !st.auth_required() || public(path) {
+        return Ok(());
+    }
+    if authenticated(st, headers) {
+        return Ok(());
+    }
+    if wants_json(path, req.method()) || headers.contains_key(header::AUTHORIZATION) || *req.method() != Method::GET {
+        return Err(Refusal::Error(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "this server needs its token: send `Authorization: Bearer <token>` (the LOCKGATE_TOKEN it was started with), \
+             or sign in at /login",
+        )));
+    }
+    Err(Refusal::Login)
+}
+
+/// A browser says where a request comes from; a request from another site may not
+/// change anything (a page elsewhere posting a form to this server). Scripts (curl)
+/// send neither header and are let through: they are not a browser's victims.
+fn cross_site(headers: &HeaderMap, host: &str) -> Result<(), AppError> {
+    let refuse = || {
+        AppError::new(
+            StatusCode::FORBIDDEN,
+            "cross-site request refused: changes can only be made from this server's own pages or by scripts",
+        )
+    };
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site == "cross-site" || site == "same-site" {
+            return Err(refuse());
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
+        if !origin_host.eq_ignore_ascii_case(host) {
+            return Err(refuse());
+        }
+    }
+    Ok(())
+}
+
+/// Whether the request carries the token or a live session.
+pub fn authenticated(st: &Shared, headers: &HeaderMap) -> bool {
+    let Some(token) = st.cfg.token.as_deref() else {
+        return true;
+    };
+    if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        return auth
+            .strip_prefix("Bearer ")
+            .is_some_and(|given| same_secret(given.trim(), token));
+    }
+    session_of(headers).is_some_and(|id| st.sessions.lock().expect("sessions").contains(&id))
+}
+
+/// The session id in the request's cookie.
+pub fn session_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Checks a page form's CSRF token.
+pub fn check_csrf(st: &Shared, given: &str) -> Result<(), AppError> {
+    if same_secret(given, &st.csrf) {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "the form's security token is missing or out of date (the server was restarted?): reload the page and try again",
+        ))
+    }
+}
+
+/// A path to come back to after signing in: only this server's own paths.
+pub fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/"
+    }
+}
+
+fn encode_next(path: &str) -> String {
+    path.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(safe_next("/exports"), "/exports");
+        assert_eq!(safe_next("//evil.example"), "/");
+        assert_eq!(safe_next("https://evil.example"), "/");
+        assert_eq!(safe_next("/\\evil.example"), "/");
+    }
+
+    #[test]
+    fn cross_site_posts_are_refused_and_scripts_are_not() {
+        let mut h = HeaderMap::new();
+        assert!(cross_site(&h, "127.0.0.1:3333").is_ok());
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:3333"));
+        assert!(cross_site(&h, "127.0.0.1:3333").is_ok());
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        assert!(cross_site(&h, "127.0.0.1:3333").is_err());
+        let mut h = HeaderMap::new();
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(cross_site(&h, "127.0.0.1:3333").is_err());
+    }
+}

@@ -1,0 +1,536 @@
+//! What the pages and the API both do, on top of the `lockgate` library: read the
+//! connections, runs, exports, migrations and logs, and start the long operations
+//! as jobs. No SQL here: every query is a typed call into `lockgate` / `lockgate-db`.
+
+use crate::error::AppError;
+use crate::jobs::{JobOutcome, Progress};
+use crate::state::{NamedConnection, Shared};
+use lockgate::transfer::{self, CreateOptions, RunOptions, Transfer, TransferEvent};
+use lockgate::{MigrateOptions, StatusOptions};
+use lockgate_db::browse::{self, BrowsePage, BrowseQuery};
+use lockgate_db::exports::{Attempt, Export};
+use lockgate_db::ledger::{read_runs, Run};
+use lockgate_db::versions::{self, LogEntry, LogFilter};
+use lockgate_db::Conn;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How long the dashboard waits for a database before it says it is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects, within [`CONNECT_TIMEOUT`].
+pub async fn connect(c: &NamedConnection) -> Result<Conn, AppError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::connect(&c.url)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(AppError::from_exit(
+            e.exit_code(),
+            format!("connection {} ({}): {e}", c.name, c.url.redacted()),
+        )),
+        Err(_) => Err(AppError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "connection {} ({}): no answer within {} s: is the server up?",
+                c.name,
+                c.url.redacted(),
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+/// A connection as the Overview shows it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ConnectionInfo {
+    /// Its name.
+    pub name: String,
+    /// `sqlite`, `postgres` or `mysql`.
+    pub engine: String,
+    /// Its URL, password hidden.
+    pub url: String,
+    /// What the server uses it for: `migrations`, `source of T`, `destination of T`.
+    pub roles: Vec<String>,
+    /// Tables in it (Lockgate's own included), when it could be reached.
+    pub tables: Option<usize>,
+    /// Why it could not be reached.
+    pub error: Option<String>,
+}
+
+/// Every configured connection, each tried.
+pub async fn connections(st: &Shared) -> Vec<ConnectionInfo> {
+    let mut out = Vec::new();
+    for (i, c) in st.cfg.connections.iter().enumerate() {
+        let mut roles = Vec::new();
+        if st.cfg.migrate_db == Some(i) {
+            roles.push("migrations".to_string());
+        }
+        for t in &st.cfg.transfers {
+            if t.source.as_str() == c.url.as_str() {
+                roles.push(format!("source of {}", t.name));
+            }
+            if t.dest.as_str() == c.url.as_str() {
+                roles.push(format!("destination of {}", t.name));
+            }
+        }
+        let (tables, error) = match connect(c).await {
+            Ok(mut conn) => match conn.list_tables().await {
+                Ok(t) => (Some(t.len()), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            Err(e) => (None, Some(e.message)),
+        };
+        out.push(ConnectionInfo {
+            name: c.name.clone(),
+            engine: format!("{:?}", c.url.engine).to_lowercase(),
+            url: c.url.redacted(),
+            roles,
+            tables,
+            error,
+        });
+    }
+    out
+}
+
+/// A ledger run and the database it is recorded in.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct RunInfo {
+    /// The connection whose ledger holds it.
+    pub connection: String,
+    /// The run.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub run: Run,
+}
+
+/// The databases that can hold a ledger: the migrations' and the transfers'
+/// destinations, each once.
+fn ledger_connections(st: &Shared) -> Vec<NamedConnection> {
+    let mut out: Vec<NamedConnection> = Vec::new();
+    let mut add = |c: NamedConnection| {
+        if !out.iter().any(|o| o.url.as_str() == c.url.as_str()) {
+            out.push(c);
+        }
+    };
+    if let Some(c) = st.cfg.migrate_conn() {
+        add(c.clone());
+    }
+    for t in &st.cfg.transfers {
+        let name = st
+            .cfg
+            .connections
+            .iter()
+            .find(|c| c.url.as_str() == t.dest.as_str())
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| format!("{} destination", t.name));
+        add(NamedConnection {
+            name,
+            url: t.dest.clone(),
+        });
+    }
+    out
+}
+
+/// The latest runs of every ledger (whoever started them), newest first, and the
+/// ledgers that could not be read.
+pub async fn runs(st: &Shared, limit: u32) -> (Vec<RunInfo>, Vec<String>) {
+    let mut all = Vec::new();
+    let mut errors = Vec::new();
+    for c in ledger_connections(st) {
+        let result = async {
+            let mut conn = connect(&c).await?;
+            read_runs(&mut conn, limit)
+                .await
+                .map_err(|e| AppError::from_exit(e.exit_code(), format!("connection {}: {e}", c.name)))
+        }
+        .await;
+        match result {
+            Ok(Some(runs)) => all.extend(runs.into_iter().map(|run| RunInfo {
+                connection: c.name.clone(),
+                run,
+            })),
+            Ok(None) => {}
+            Err(e) => errors.push(e.message),
+        }
+    }
+    all.sort_by(|a, b| b.run.started_at.cmp(&a.run.started_at));
+    all.truncate(limit as usize);
+    (all, errors)
+}
+
+/// A transfer as the Exports page shows it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct TransferInfo {
+    /// Its name.
+    pub name: String,
+    /// Where rows come from.
+    pub source: String,
+    /// Where they go.
+    pub dest: String,
+    /// The destination table.
+    pub dest_table: String,
+    /// Source rows no pending, running or completed export holds: the Export
+    /// button is enabled when this is above 0.
+    pub available: Option<i64>,
+    /// Exports waiting to run.
+    pub pending: usize,
+    /// Its exports, newest first.
+    #[schema(value_type = Vec<Object>)]
+    pub exports: Vec<Export>,
+    /// Why the figures above could not be read.
+    pub error: Option<String>,
+}
+
+fn transfer_error(e: transfer::TransferError) -> AppError {
+    AppError::from_exit(e.exit_code(), e.to_string())
+}
+
+/// A configured transfer by name.
+pub fn find_transfer<'a>(st: &'a Shared, name: &str) -> Result<&'a Transfer, AppError> {
+    st.cfg.transfer(name).ok_or_else(|| {
+        let names: Vec<&str> = st.cfg.transfers.iter().map(|t| t.name.as_str()).collect();
+        AppError::not_found(format!(
+            "there is no transfer {name:?}: the transfers are {}",
+            if names.is_empty() {
+                "none (define one in lockgate.toml under [transfers.NAME])".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))
+    })
+}
+
+/// One transfer's figures and exports.
+pub async fn transfer_info(t: &Transfer, limit: u32) -> TransferInfo {
+    let mut info = TransferInfo {
+        name: t.name.clone(),
+        source: t.source.redacted(),
+        dest: t.dest.redacted(),
+        dest_table: t.dest_table.clone(),
+        available: None,
+        pending: 0,
+        exports: Vec::new(),
+        error: None,
+    };
+    match transfer::list(&t.dest, Some(&t.name), limit).await {
+        Ok(exports) => {
+            info.pending = exports.iter().filter(|e| e.status == "pending").count();
+            info.exports = exports;
+        }
+        Err(e) => info.error = Some(e.to_string()),
+    }
+    // The same check as `transfer create`, without creating anything.
+    match transfer::create(t, &CreateOptions { dry_run: true }).await {
+        Ok(r) => info.available = Some(r.available),
+        Err(e) => info.error = Some(info.error.take().map_or(e.to_string(), |m| format!("{m}; {e}"))),
+    }
+    info
+}
+
+/// Every transfer's figures.
+pub async fn transfers(st: &Shared) -> Vec<TransferInfo> {
+    let mut out = Vec::new();
+    for t in &st.cfg.transfers {
+        out.push(transfer_info(t, 100).await);
+    }
+    out
+}
+
+/// An export with its failing rows.
+pub async fn export_detail(t: &Transfer, id: i64) -> Result<transfer::ExportDetail, AppError> {
+    transfer::show(&t.dest, id).await.map_err(transfer_error)
+}
+
+/// Every export of `t` that attempted the row with key `key`.
+pub async fn history(t: &Transfer, key: &str) -> Result<Vec<Attempt>, AppError> {
+    transfer::history(&t.dest, key, Some(&t.name))
+        .await
+        .map_err(transfer_error)
+}
+
+fn migrate_conn(st: &Shared) -> Result<&NamedConnection, AppError> {
+    st.cfg.migrate_conn().ok_or_else(|| {
+        AppError::bad(
+            "no database for migrations is configured: start the server with --db URL (or a connection named in lockgate.toml)",
+        )
+    })
+}
+
+/// The migration status of the configured module and folder.
+pub async fn migration_status(st: &Shared) -> Result<lockgate::StatusReport, AppError> {
+    let c = migrate_conn(st)?;
+    let opts = StatusOptions {
+        dir: Some(st.cfg.migrations_dir.clone()),
+        module: st.cfg.module.clone(),
+        ..StatusOptions::default()
+    };
+    lockgate::status(&c.url, &opts)
+        .await
+        .map_err(|e| AppError::from_exit(e.exit_code(), e.to_string()))
+}
+
+/// The migration log, filtered; empty when the database has no ledger yet.
+pub async fn logs(st: &Shared, filter: &LogFilter) -> Result<Vec<LogEntry>, AppError> {
+    let c = migrate_conn(st)?;
+    let mut conn = connect(c).await?;
+    let db = |e: lockgate_db::DbError| AppError::from_exit(e.exit_code(), format!("connection {}: {e}", c.name));
+    if conn.lookup_table("lockgate_migration_log").await.map_err(db)?.is_none() {
+        return Ok(Vec::new());
+    }
+    versions::read_logs(&mut conn, filter).await.map_err(db)
+}
+
+/// The tables of a connection.
+pub async fn tables(c: &NamedConnection) -> Result<Vec<String>, AppError> {
+    let mut conn = connect(c).await?;
+    let names = conn
+        .list_tables()
+        .await
+        .map_err(|e| AppError::from_exit(e.exit_code(), format!("connection {}: {e}", c.name)))?;
+    Ok(names.iter().map(|t| t.to_string()).collect())
+}
+
+/// One page of a table.
+pub async fn browse_table(c: &NamedConnection, table: &str, q: &BrowseQuery) -> Result<BrowsePage, AppError> {
+    let mut conn = connect(c).await?;
+    browse::browse(&mut conn, table, q).await.map_err(|e| {
+        if e.is_bad_request() {
+            AppError::bad(format!("connection {}: {e}", c.name))
+        } else {
+            AppError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("connection {}: {e}", c.name),
+            )
+        }
+    })
+}
+
+/// A connection by name.
+pub fn find_connection<'a>(st: &'a Shared, name: &str) -> Result<&'a NamedConnection, AppError> {
+    st.cfg.connection(name).ok_or_else(|| {
+        let names: Vec<&str> = st.cfg.connections.iter().map(|c| c.name.as_str()).collect();
+        AppError::not_found(format!(
+            "there is no connection {name:?}: the connections are {}",
+            names.join(", ")
+        ))
+    })
+}
+
+/// Starts running every pending export of every transfer (the seed's `/process`).
+pub fn start_process(st: &Shared) -> u64 {
+    let transfers = st.cfg.transfers.clone();
+    st.jobs
+        .spawn("process", "run pending exports".into(), move |p| async move {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let forward = tokio::spawn(forward_transfer_events(rx, p));
+            let opts = RunOptions {
+                progress: Some(tx),
+                holder: "lockgate serve (/process)".into(),
+                ..RunOptions::default()
+            };
+            let result = transfer::run_pending(&transfers, &opts).await;
+            drop(opts);
+            let _ = forward.await;
+            let report = result.map_err(|e| e.to_string())?;
+            let completed = report.exports.iter().filter(|e| e.export.status == "completed").count();
+            let failed = report.exports.iter().filter(|e| e.export.status == "failed").count();
+            let message = if report.exports.is_empty() {
+                "no pending exports".to_string()
+            } else {
+                format!(
+                    "{} export(s) ran: {completed} completed, {failed} failed",
+                    report.exports.len()
+                )
+            };
+            Ok(JobOutcome {
+                failed: report.exit_code() != 0,
+                result: serde_json::to_value(&report).map_err(|e| e.to_string())?,
+                message,
+            })
+        })
+}
+
+async fn forward_transfer_events(mut rx: mpsc::UnboundedReceiver<TransferEvent>, p: Progress) {
+    while let Some(e) = rx.recv().await {
+        match e {
+            TransferEvent::Claimed { id, transfer, rows } => p.set(
+                0,
+                Some(rows.max(0) as u64),
+                Some(format!("export {id} of {transfer}: started")),
+            ),
+            TransferEvent::Progress { id, phase, done, total } => {
+                p.set(done, Some(total), Some(format!("export {id}: {phase}")))
+            }
+            TransferEvent::Finished { id, status } => p.set_message(format!("export {id}: {status}")),
+            TransferEvent::Error { message } => p.set_message(message),
+        }
+    }
+}
+
+/// Starts creating an export of `t`.
+pub fn start_create(st: &Shared, t: &Transfer) -> u64 {
+    let t = t.clone();
+    st.jobs.spawn(
+        "create_export",
+        format!("create an export of {}", t.name),
+        move |_| async move {
+            let r = transfer::create(&t, &CreateOptions { dry_run: false })
+                .await
+                .map_err(|e| e.to_string())?;
+            let message = match &r.export {
+                Some(e) => format!(
+                    "export {} created with {} rows: run pending exports to send them",
+                    e.id, e.rows
+                ),
+                None => "nothing to export: every row is in a completed, running or pending export".to_string(),
+            };
+            Ok(JobOutcome {
+                failed: false,
+                result: serde_json::to_value(&r).map_err(|e| e.to_string())?,
+                message,
+            })
+        },
+    )
+}
+
+/// Where a migration reads its versions from.
+pub enum MigrateFrom {
+    /// The configured folder.
+    Folder,
+    /// An uploaded zip (the file is removed when the job ends).
+    Zip(tempfile::TempPath),
+}
+
+/// Starts a migration (or its dry run).
+pub fn start_migrate(st: &Shared, from: MigrateFrom, dry_run: bool) -> Result<u64, AppError> {
+    let c = migrate_conn(st)?.clone();
+    let mut opts = MigrateOptions {
+        dir: st.cfg.migrations_dir.clone(),
+        module: st.cfg.module.clone(),
+        dry_run,
+        ..MigrateOptions::default()
+    };
+    let (kind, title) = match &from {
+        MigrateFrom::Folder => (
+            if dry_run { "migrate_dry_run" } else { "migrate" },
+            format!(
+                "{} {} into {}",
+                if dry_run {
+                    "dry run of migrate from"
+                } else {
+                    "migrate from"
+                },
+                st.cfg.migrations_dir.display(),
+                c.name
+            ),
+        ),
+        MigrateFrom::Zip(_) => ("upload", format!("migrate an uploaded zip into {}", c.name)),
+    };
+    Ok(st.jobs.spawn(kind, title, move |p| async move {
+        let _keep = match from {
+            MigrateFrom::Zip(path) => {
+                opts.zip = Some(PathBuf::from(&*path));
+                Some(path)
+            }
+            MigrateFrom::Folder => None,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<lockgate_db::writer::Progress>();
+        let forward = tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                p.set(e.rows, None, Some(e.phase.to_string()));
+            }
+        });
+        let result = lockgate::migrate(&c.url, &opts, Some(tx)).await;
+        let _ = forward.await;
+        let report = result.map_err(|e| e.to_string())?;
+        let message = match (&report.failed_version, &report.migrated_versions) {
+            (Some(v), _) => format!("version {v} failed and was rolled back: see its errors below"),
+            (None, Some(vs)) if !vs.is_empty() => format!(
+                "{} {}",
+                if report.dry_run { "would migrate" } else { "migrated" },
+                vs.join(", ")
+            ),
+            _ => "nothing to migrate: every version is applied".to_string(),
+        };
+        Ok(JobOutcome {
+            failed: report.exit_code() != 0,
+            result: serde_json::to_value(&report).map_err(|e| e.to_string())?,
+            message,
+        })
+    }))
+}
+
+/// Starts adding `n` demo customers (demo mode).
+pub fn start_generate(st: &Shared, n: i64) -> Result<u64, AppError> {
+    let dir =
+        st.cfg.demo.clone().ok_or_else(|| {
+            AppError::not_found("sample customers can only be generated in demo mode (`lockgate demo`)")
+        })?;
+    check_generate(n)?;
+    Ok(st.jobs.spawn(
+        "generate",
+        format!("generate {n} sample customers"),
+        move |_| async move {
+            let ids = lockgate::demo::generate(&dir, n).await.map_err(|e| e.to_string())?;
+            Ok(JobOutcome {
+                failed: false,
+                result: serde_json::json!({"added": n, "first_id": ids.start, "last_id": ids.end - 1}),
+                message: format!("added {n} customers (CustomerID {} to {})", ids.start, ids.end - 1),
+            })
+        },
+    ))
+}
+
+/// The Generate Sample Customers form's rule: 1 to 500.
+pub fn check_generate(n: i64) -> Result<(), AppError> {
+    if (1..=lockgate::demo::MAX_GENERATE).contains(&n) {
+        Ok(())
+    } else {
+        Err(AppError::bad(format!(
+            "generate between 1 and {} customers at a time (got {n})",
+            lockgate::demo::MAX_GENERATE
+        )))
+    }
+}
+
+/// Which tables a dump takes.
+#[derive(Clone, Debug, Default)]
+pub struct DumpRequest {
+    /// These tables.
+    pub tables: Vec<String>,
+    /// Every table (plus `tables`).
+    pub all: bool,
+    /// With `all`: without system tables.
+    pub exclude_system: bool,
+}
+
+/// Dumps the migrations' database into a zip in a temporary folder (kept until the
+/// returned guard is dropped) and returns its path and file name.
+pub async fn dump_zip(st: &Shared, req: &DumpRequest) -> Result<(tempfile::TempDir, PathBuf, String), AppError> {
+    let c = migrate_conn(st)?;
+    if req.tables.is_empty() && !req.all {
+        return Err(AppError::bad(
+            "say which tables to download: tables=A,B (tableList=A,B), or all=true (exportAllTables=true)",
+        ));
+    }
+    let dir = tempfile::tempdir().map_err(|e| {
+        AppError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("a temporary folder: {e}"),
+        )
+    })?;
+    let out = dir.path().join("dump.zip");
+    let opts = lockgate::DumpOptions {
+        tables: req.tables.clone(),
+        all: req.all,
+        exclude_system: req.exclude_system,
+        out: out.clone(),
+        module: st.cfg.module.clone(),
+        ..lockgate::DumpOptions::default()
+    };
+    let report = lockgate::dump(&c.url, &opts)
+        .await
+        .map_err(|e| AppError::from_exit(e.exit_code(), e.to_string()))?;
+    let name = format!("{}-{}.zip", c.name, report.version);
+    Ok((dir, out, name))
+}

@@ -1,0 +1,179 @@
+//! The server's configuration and shared state: the connections it shows, the
+//! transfers it runs, where migrations come from, and who may use it.
+
+use crate::jobs::Jobs;
+use lockgate::transfer::Transfer;
+use lockgate_db::DbUrl;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The default port, as in the seed export app.
+pub const DEFAULT_PORT: u16 = 3333;
+
+/// The default upload limit: 100 MiB.
+pub const DEFAULT_UPLOAD_LIMIT: usize = 100 * 1024 * 1024;
+
+/// A database the dashboard shows.
+#[derive(Clone, Debug)]
+pub struct NamedConnection {
+    /// Its name (from `lockgate.toml`, or `db` for `--db`).
+    pub name: String,
+    /// Its URL.
+    pub url: DbUrl,
+}
+
+/// What `lockgate serve` serves.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The address to listen on.
+    pub bind: SocketAddr,
+    /// The token every request needs (`LOCKGATE_TOKEN`); required when `bind` is not
+    /// a loopback address.
+    pub token: Option<String>,
+    /// Host names the server answers to besides its bound address (a reverse proxy's
+    /// name, say). Requests naming any other host are refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// The largest upload accepted, in bytes.
+    pub upload_limit: usize,
+    /// The databases shown (the Tables page, the Overview).
+    pub connections: Vec<NamedConnection>,
+    /// The connection migrations go to (Migrations, Data, `/getzip`, `/uploadzip`);
+    /// an index into `connections`.
+    pub migrate_db: Option<usize>,
+    /// The folder of version folders for `migrate` (default `./db`).
+    pub migrations_dir: PathBuf,
+    /// The module whose versions the Migrations page shows.
+    pub module: String,
+    /// The transfers (the Exports page, `/process`).
+    pub transfers: Vec<Transfer>,
+    /// The demo's folder, in demo mode (the Generate Sample Customers form).
+    pub demo: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// A configuration with nothing in it, listening on 127.0.0.1:3333.
+    pub fn new() -> ServerConfig {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            token: None,
+            allowed_hosts: Vec::new(),
+            upload_limit: DEFAULT_UPLOAD_LIMIT,
+            connections: Vec::new(),
+            migrate_db: None,
+            migrations_dir: PathBuf::from("db"),
+            module: "./".into(),
+            transfers: Vec::new(),
+            demo: None,
+        }
+    }
+
+    /// Refuses what would be unsafe to serve: another address than loopback without
+    /// a token.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.bind.ip().is_loopback() && self.token.as_deref().is_none_or(str::is_empty) {
+            return Err(format!(
+                "lockgate serve binds to {} without a token: anyone who can reach it could read and change your data; \
+                 set LOCKGATE_TOKEN (a long random string) or bind to 127.0.0.1",
+                self.bind
+            ));
+        }
+        if self.token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err("LOCKGATE_TOKEN is shorter than 16 characters: use a long random string".into());
+        }
+        Ok(())
+    }
+
+    /// The migrations' database.
+    pub fn migrate_conn(&self) -> Option<&NamedConnection> {
+        self.migrate_db.and_then(|i| self.connections.get(i))
+    }
+
+    /// A connection by name.
+    pub fn connection(&self, name: &str) -> Option<&NamedConnection> {
+        self.connections.iter().find(|c| c.name == name)
+    }
+
+    /// A transfer by name.
+    pub fn transfer(&self, name: &str) -> Option<&Transfer> {
+        self.transfers.iter().find(|t| t.name == name)
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig::new()
+    }
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The configuration.
+    pub cfg: ServerConfig,
+    /// Running and recent jobs.
+    pub jobs: Jobs,
+    /// Session ids of signed-in browsers (with a token set).
+    pub sessions: Mutex<HashSet<String>>,
+    /// The token the pages' forms carry (CSRF): random for each server process.
+    pub csrf: String,
+    /// Host headers accepted.
+    pub hosts: Vec<String>,
+}
+
+/// The state as handlers take it.
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    /// The state for `cfg`.
+    pub fn new(cfg: ServerConfig) -> AppState {
+        let port = cfg.bind.port();
+        let mut hosts = vec![cfg.bind.to_string()];
+        if cfg.bind.ip().is_loopback() || cfg.bind.ip().is_unspecified() {
+            hosts.push(format!("localhost:{port}"));
+            hosts.push(format!("127.0.0.1:{port}"));
+            hosts.push(format!("[::1]:{port}"));
+        }
+        for h in &cfg.allowed_hosts {
+            hosts.push(h.clone());
+            if !h.contains(':') {
+                hosts.push(format!("{h}:{port}"));
+            }
+        }
+        if port == 80 {
+            let bare: Vec<String> = hosts
+                .iter()
+                .filter_map(|h| h.strip_suffix(":80").map(String::from))
+                .collect();
+            hosts.extend(bare);
+        }
+        AppState {
+            cfg,
+            jobs: Jobs::new(),
+            sessions: Mutex::new(HashSet::new()),
+            csrf: random_token(),
+            hosts,
+        }
+    }
+
+    /// Whether requests need the token or a session.
+    pub fn auth_required(&self) -> bool {
+        self.cfg.token.as_deref().is_some_and(|t| !t.is_empty())
+    }
+}
+
+/// 32 random bytes from the operating system, as hex.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random numbers");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
