@@ -94,10 +94,10 @@ async fn job_response(st: &Shared, id: u64, wait: bool) -> Response {
     if wait {
         return match st.jobs.wait(id).await {
             Some(job) => {
-                let status = match job.status_str() {
-                    "succeeded" => StatusCode::OK,
-                    _ if job.error.is_some() => StatusCode::INTERNAL_SERVER_ERROR,
-                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                let status = match (job.status_str(), job.exit_code) {
+                    ("succeeded", _) => StatusCode::OK,
+                    (_, Some(code)) => AppError::from_exit(code, "").status,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 (status, Json(job)).into_response()
             }
@@ -202,16 +202,20 @@ pub async fn table_page(
     State(st): State<Shared>,
     Path((conn, table)): Path<(String, String)>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<TablePage>> {
+) -> ApiResult<Response> {
     let c = service::find_connection(&st, &conn)?;
     let bq = browse_query(&q.sort, &q.desc, &q.q, &q.after, &q.before, q.per_page.unwrap_or(50))?;
+    let started = std::time::Instant::now();
     let page = service::browse_table(c, &table, &bq).await?;
+    // The server's own time (connect, count, page query), for benchmarks and the
+    // browser's developer tools.
+    let timing = format!("db;dur={:.1}", started.elapsed().as_secs_f64() * 1000.0);
     let (total, total_kind) = match page.total {
         RowCount::Exact(n) => (n, "exact"),
         RowCount::About(n) => (n, "about"),
         RowCount::AtLeast(n) => (n, "at_least"),
     };
-    Ok(Json(TablePage {
+    let mut resp = Json(TablePage {
         total_text: count_text(&page.total),
         table: page.table,
         columns: page
@@ -238,7 +242,12 @@ pub async fn table_page(
             Paging::RowId => vec!["rowid".into()],
             Paging::FirstRowsOnly => Vec::new(),
         },
-    }))
+    })
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&timing) {
+        resp.headers_mut().insert("server-timing", v);
+    }
+    Ok(resp)
 }
 
 /// Every transfer with its exports and how many rows an export would take now.
@@ -478,7 +487,7 @@ pub async fn uploadzip(State(st): State<Shared>, multipart: Multipart) -> Respon
             Json(serde_json::json!({ "migratedVersions": versions, "job": job.id })),
         )
             .into_response(),
-        (_, Some(e)) => AppError::from_exit(2, e.clone()).into_response(),
+        (_, Some(e)) => AppError::from_exit(job.exit_code.unwrap_or(1), e.clone()).into_response(),
         _ => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(serde_json::json!({

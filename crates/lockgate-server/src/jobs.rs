@@ -52,6 +52,8 @@ pub struct Job {
     pub result: Option<serde_json::Value>,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// DESIGN.md's exit code of a failure (2 bad input, 1 run-time, 3 row errors).
+    pub exit_code: Option<i32>,
     /// Seconds since the Unix epoch when it started.
     pub started_at: f64,
     /// Seconds it took, once finished.
@@ -66,6 +68,32 @@ impl Job {
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
         }
+    }
+}
+
+/// A job that could not do its work: the message, and DESIGN.md's exit code (2: the
+/// request's input was bad; 1: a database or the machine failed).
+#[derive(Debug, Clone)]
+pub struct JobFailure {
+    /// The exit code.
+    pub code: i32,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+impl JobFailure {
+    /// A failure with its exit code.
+    pub fn new(code: i32, message: impl Into<String>) -> JobFailure {
+        JobFailure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for JobFailure {
+    fn from(message: String) -> Self {
+        JobFailure { code: 1, message }
     }
 }
 
@@ -182,7 +210,7 @@ impl Jobs {
     pub fn spawn<F, Fut>(&self, kind: &str, title: String, body: F) -> u64
     where
         F: FnOnce(Progress) -> Fut,
-        Fut: Future<Output = Result<JobOutcome, String>> + Send + 'static,
+        Fut: Future<Output = Result<JobOutcome, JobFailure>> + Send + 'static,
     {
         let (done, _) = watch::channel(false);
         let job = Job {
@@ -195,6 +223,7 @@ impl Jobs {
             message: None,
             result: None,
             error: None,
+            exit_code: None,
             started_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
@@ -242,14 +271,14 @@ impl Jobs {
             // job instead of leaving it running for ever.
             let outcome = match tokio::spawn(fut).await {
                 Ok(r) => r,
-                Err(e) => Err(format!("the job stopped unexpectedly: {e}")),
+                Err(e) => Err(JobFailure::new(1, format!("the job stopped unexpectedly: {e}"))),
             };
             jobs.finish(id, outcome);
         });
         id
     }
 
-    fn finish(&self, id: u64, outcome: Result<JobOutcome, String>) {
+    fn finish(&self, id: u64, outcome: Result<JobOutcome, JobFailure>) {
         let mut inner = self.inner.lock().expect("jobs lock");
         let Some(entry) = inner.jobs.get_mut(&id) else {
             return;
@@ -263,13 +292,15 @@ impl Jobs {
                 } else {
                     JobStatus::Succeeded
                 };
+                j.exit_code = o.failed.then_some(3);
                 j.message = Some(o.message);
                 j.result = Some(o.result);
             }
             Err(e) => {
                 j.status = JobStatus::Failed;
-                j.message = Some(e.clone());
-                j.error = Some(e);
+                j.message = Some(e.message.clone());
+                j.error = Some(e.message);
+                j.exit_code = Some(e.code);
             }
         }
         let job = j.clone();
@@ -357,7 +388,7 @@ mod tests {
             if jobs_panic() {
                 panic!("boom");
             }
-            Err("unreachable".into())
+            Err(JobFailure::new(1, "unreachable"))
         });
         let job = jobs.wait(id).await.unwrap();
         assert_eq!(job.status, JobStatus::Failed);

@@ -560,10 +560,10 @@ pub async fn process(State(st): State<Shared>, headers: HeaderMap, body: axum::b
     let id = service::start_process(&st);
     match st.jobs.wait(id).await {
         Some(job) => {
-            let status = if job.error.is_some() {
-                StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                StatusCode::OK
+            let status = match (job.error.is_some(), job.exit_code) {
+                (true, Some(code)) => AppError::from_exit(code, "").status,
+                (true, None) => StatusCode::INTERNAL_SERVER_ERROR,
+                (false, _) => StatusCode::OK,
             };
             (status, axum::Json(job)).into_response()
         }

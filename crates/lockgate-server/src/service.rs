@@ -3,7 +3,7 @@
 //! as jobs. No SQL here: every query is a typed call into `lockgate` / `lockgate-db`.
 
 use crate::error::AppError;
-use crate::jobs::{JobOutcome, Progress};
+use crate::jobs::{JobFailure, JobOutcome, Progress};
 use crate::state::{NamedConnection, Shared};
 use lockgate::transfer::{self, CreateOptions, RunOptions, Transfer, TransferEvent};
 use lockgate::{MigrateOptions, StatusOptions};
@@ -259,8 +259,10 @@ fn migrate_conn(st: &Shared) -> Result<&NamedConnection, AppError> {
 /// The migration status of the configured module and folder.
 pub async fn migration_status(st: &Shared) -> Result<lockgate::StatusReport, AppError> {
     let c = migrate_conn(st)?;
+    // Without the folder, the page still shows what the database has applied.
+    let dir = st.cfg.migrations_dir.is_dir().then(|| st.cfg.migrations_dir.clone());
     let opts = StatusOptions {
-        dir: Some(st.cfg.migrations_dir.clone()),
+        dir,
         module: st.cfg.module.clone(),
         ..StatusOptions::default()
     };
@@ -331,7 +333,7 @@ pub fn start_process(st: &Shared) -> u64 {
             let result = transfer::run_pending(&transfers, &opts).await;
             drop(opts);
             let _ = forward.await;
-            let report = result.map_err(|e| e.to_string())?;
+            let report = result.map_err(|e| JobFailure::new(e.exit_code(), e.to_string()))?;
             let completed = report.exports.iter().filter(|e| e.export.status == "completed").count();
             let failed = report.exports.iter().filter(|e| e.export.status == "failed").count();
             let message = if report.exports.is_empty() {
@@ -344,7 +346,7 @@ pub fn start_process(st: &Shared) -> u64 {
             };
             Ok(JobOutcome {
                 failed: report.exit_code() != 0,
-                result: serde_json::to_value(&report).map_err(|e| e.to_string())?,
+                result: serde_json::to_value(&report).map_err(|e| JobFailure::new(1, e.to_string()))?,
                 message,
             })
         })
@@ -376,7 +378,7 @@ pub fn start_create(st: &Shared, t: &Transfer) -> u64 {
         move |_| async move {
             let r = transfer::create(&t, &CreateOptions { dry_run: false })
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| JobFailure::new(e.exit_code(), e.to_string()))?;
             let message = match &r.export {
                 Some(e) => format!(
                     "export {} created with {} rows: run pending exports to send them",
@@ -386,7 +388,7 @@ pub fn start_create(st: &Shared, t: &Transfer) -> u64 {
             };
             Ok(JobOutcome {
                 failed: false,
-                result: serde_json::to_value(&r).map_err(|e| e.to_string())?,
+                result: serde_json::to_value(&r).map_err(|e| JobFailure::new(1, e.to_string()))?,
                 message,
             })
         },
@@ -410,6 +412,13 @@ pub fn start_migrate(st: &Shared, from: MigrateFrom, dry_run: bool) -> Result<u6
         dry_run,
         ..MigrateOptions::default()
     };
+    if matches!(from, MigrateFrom::Folder) && !st.cfg.migrations_dir.is_dir() {
+        return Err(AppError::bad(format!(
+            "there is no folder {} to migrate from: create it with version folders (1.0.0/meta.json, data files), \
+             or upload a zip",
+            st.cfg.migrations_dir.display()
+        )));
+    }
     let (kind, title) = match &from {
         MigrateFrom::Folder => (
             if dry_run { "migrate_dry_run" } else { "migrate" },
@@ -442,7 +451,7 @@ pub fn start_migrate(st: &Shared, from: MigrateFrom, dry_run: bool) -> Result<u6
         });
         let result = lockgate::migrate(&c.url, &opts, Some(tx)).await;
         let _ = forward.await;
-        let report = result.map_err(|e| e.to_string())?;
+        let report = result.map_err(|e| JobFailure::new(e.exit_code(), e.to_string()))?;
         let message = match (&report.failed_version, &report.migrated_versions) {
             (Some(v), _) => format!("version {v} failed and was rolled back: see its errors below"),
             (None, Some(vs)) if !vs.is_empty() => format!(
@@ -454,7 +463,7 @@ pub fn start_migrate(st: &Shared, from: MigrateFrom, dry_run: bool) -> Result<u6
         };
         Ok(JobOutcome {
             failed: report.exit_code() != 0,
-            result: serde_json::to_value(&report).map_err(|e| e.to_string())?,
+            result: serde_json::to_value(&report).map_err(|e| JobFailure::new(1, e.to_string()))?,
             message,
         })
     }))
@@ -471,7 +480,9 @@ pub fn start_generate(st: &Shared, n: i64) -> Result<u64, AppError> {
         "generate",
         format!("generate {n} sample customers"),
         move |_| async move {
-            let ids = lockgate::demo::generate(&dir, n).await.map_err(|e| e.to_string())?;
+            let ids = lockgate::demo::generate(&dir, n)
+                .await
+                .map_err(|e| JobFailure::new(e.exit_code(), e.to_string()))?;
             Ok(JobOutcome {
                 failed: false,
                 result: serde_json::json!({"added": n, "first_id": ids.start, "last_id": ids.end - 1}),

@@ -1,0 +1,473 @@
+//! The JSON API and the pages over the demo: exports from creation to history, the
+//! Generate form's bounds, tables paged and searched on the server, downloads and
+//! uploads with oe-migration's contract, the logs, jobs and their events.
+
+use crate::*;
+use lockgate_db::testing::TestDb;
+use lockgate_db::Engine;
+use std::time::Duration;
+
+#[tokio::test]
+async fn an_export_goes_from_the_button_to_its_history() {
+    let demo = Demo::new().await;
+    let app = demo.app();
+    let t = get(&app, "/api/transfers").await.json();
+    assert_eq!(t[0]["name"], "customers");
+    assert_eq!(t[0]["available"], 229, "{t:#}");
+    let failed = t[0]["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["status"] == "failed")
+        .expect("the demo's failed export")["id"]
+        .as_i64()
+        .unwrap();
+
+    let r = post(&app, "/api/transfers/customers/exports?wait=true").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let created = r.json();
+    assert_eq!(created["result"]["created"], true);
+    let id = created["result"]["export"]["id"].as_i64().unwrap();
+    assert_eq!(created["result"]["export"]["rows"], 229);
+    // The button's check: nothing left to export now.
+    let again = post(&app, "/api/transfers/customers/exports?wait=true").await.json();
+    assert_eq!(again["result"]["created"], false);
+    assert!(
+        again["message"].as_str().unwrap().contains("nothing to export"),
+        "{again:#}"
+    );
+
+    // Without wait: 202 and the job, which the events and /api/jobs follow.
+    let r = post(&app, "/api/process").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert!(r.header("location").starts_with("/api/jobs/"));
+    let job = wait_job(&app, r.json()["id"].as_u64().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    assert_eq!(job["result"]["exports"][0]["export"]["status"], "completed");
+    assert_eq!(job["done"], 229);
+
+    let t = get(&app, "/api/transfers").await.json();
+    assert_eq!(t[0]["available"], 0);
+    let d = get(&app, &format!("/api/transfers/customers/exports/{id}"))
+        .await
+        .json();
+    assert_eq!(d["export"]["status"], "completed");
+    assert_eq!(d["errors"], serde_json::json!([]));
+
+    // The failed export names its rows; each row's history shows both attempts.
+    let d = get(&app, &format!("/api/transfers/customers/exports/{failed}"))
+        .await
+        .json();
+    let key = d["errors"][0]["key"].as_str().expect("a failed row").to_string();
+    assert!(d["errors"][0]["message"].as_str().unwrap().contains("NULL"), "{d:#}");
+    let h = get(&app, &format!("/api/transfers/customers/history?key={key}"))
+        .await
+        .json();
+    let statuses: Vec<&str> = h["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses.contains(&"failed") && statuses.contains(&"completed"), "{h:#}");
+    let page = get(&app, &format!("/exports/customers/history?key={key}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("failed: "), "{}", page.text());
+
+    let r = get(&app, "/api/transfers/customers/history").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["error"].as_str().unwrap().contains("?key="));
+    let r = get(&app, "/api/transfers/nope/exports/1").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("the transfers are customers"));
+    let r = get(&app, "/api/transfers/customers/exports/999").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+
+    // Runs, jobs, connections.
+    let runs = get(&app, "/api/runs").await.json();
+    assert!(runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["kind"] == "transfer" && r["holder"].as_str().unwrap().contains("lockgate serve")));
+    assert!(get(&app, "/api/jobs").await.json().as_array().unwrap().len() >= 3);
+    assert_eq!(get(&app, "/api/jobs/999").await.status, StatusCode::NOT_FOUND);
+    let conns = get(&app, "/api/connections").await.json();
+    assert_eq!(conns.as_array().unwrap().len(), 2);
+    assert!(conns[1]["roles"].as_array().unwrap().iter().any(|r| r == "migrations"));
+    assert!(conns[1]["tables"].as_u64().unwrap() > 1);
+}
+
+#[tokio::test]
+async fn the_generate_form_takes_1_to_500_customers() {
+    let demo = Demo::new().await;
+    let app = demo.app();
+    let r = post_json(&app, "/api/demo/generate?wait=true", serde_json::json!({"n": 10})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(get(&app, "/api/transfers").await.json()[0]["available"], 239);
+    for n in [0, 501, -3] {
+        let r = post_json(&app, "/api/demo/generate", serde_json::json!({ "n": n })).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{n}");
+        assert!(r.json()["error"].as_str().unwrap().contains("between 1 and 500"));
+    }
+    let token = csrf(&app).await;
+    let r = post_form(&app, "/demo/generate", &[("csrf", &token), ("n", "abc")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text().contains("whole number from 1 to 500"), "{}", r.text());
+    let r = post_form(&app, "/demo/generate", &[("n", "5")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = post_form(&app, "/demo/generate", &[("csrf", &token), ("n", "5")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let job = r.header("location");
+    assert!(job.starts_with("/jobs/"), "{job}");
+    let id: u64 = job["/jobs/".len()..].parse().unwrap();
+    assert_eq!(wait_job(&app, id).await["status"], "succeeded");
+    let page = get(&app, &job).await.text();
+    assert!(page.contains("added 5 customers"), "{page}");
+
+    // Outside demo mode there is no form.
+    let mut cfg = demo.cfg.clone();
+    cfg.demo = None;
+    let plain = lockgate_server::router(cfg).unwrap();
+    let r = post_json(&plain, "/api/demo/generate", serde_json::json!({"n": 5})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn tables_are_paged_sorted_and_searched_on_the_server() {
+    let demo = Demo::new().await;
+    let app = demo.app();
+    let tables = get(&app, "/api/tables/destination").await.json();
+    assert!(tables["tables"].as_array().unwrap().iter().any(|t| t == "customers"));
+
+    let first = get(&app, "/api/tables/destination/customers?sort=FirstName&per_page=5")
+        .await
+        .json();
+    assert_eq!(first["rows"].as_array().unwrap().len(), 5);
+    assert_eq!(first["total"], 1107);
+    assert_eq!(first["sort"], "FirstName");
+    let next = first["next"].as_str().unwrap();
+    let second = get(
+        &app,
+        &format!("/api/tables/destination/customers?sort=FirstName&per_page=5&after={next}"),
+    )
+    .await
+    .json();
+    assert_ne!(first["rows"], second["rows"]);
+    let prev = second["prev"].as_str().unwrap();
+    let back = get(
+        &app,
+        &format!("/api/tables/destination/customers?sort=FirstName&per_page=5&before={prev}"),
+    )
+    .await
+    .json();
+    assert_eq!(back["rows"], first["rows"]);
+
+    let found = get(&app, "/api/tables/source/customers?q=SMITH&per_page=500")
+        .await
+        .json();
+    let rows = found["rows"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r.to_string().to_lowercase().contains("smith")));
+
+    // Names from requests are checked against the schema.
+    let r = get(&app, "/api/tables/destination/nope").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["error"].as_str().unwrap().contains("nope"), "{}", r.text());
+    let r = get(
+        &app,
+        "/api/tables/destination/customers?sort=CustomerID%3B%20DROP%20TABLE%20customers",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("has no column"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        get(&app, "/api/tables/destination/customers").await.json()["total"],
+        1107
+    );
+    let r = get(&app, "/api/tables/destination/customers?after=not-a-cursor").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["error"].as_str().unwrap().contains("cursor"));
+    assert_eq!(
+        get(&app, "/api/tables/nope/customers").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let page = get(&app, "/tables?conn=destination&table=customers&sort=LastName&desc=true").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("aria-sort=\"descending\""));
+    assert!(page.text().contains("rel=\"next\""));
+    let page = get(&app, "/tables?conn=destination&table=customers&sort=%3Cscript%3E").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(escaped(&page.text()), "{}", page.text());
+}
+
+#[tokio::test]
+async fn a_postgresql_table_is_walked_page_by_page() {
+    let db = TestDb::new(Engine::Postgres).await;
+    db.conn()
+        .await
+        .batch(
+            "CREATE TABLE items (id bigint PRIMARY KEY, name text, score int); \
+             INSERT INTO items SELECT g, 'item ' || (g % 17), g % 5 FROM generate_series(1, 120) g",
+        )
+        .await
+        .unwrap();
+    let mut cfg = ServerConfig::new();
+    cfg.connections.push(NamedConnection {
+        name: "pg".into(),
+        url: db.url.clone(),
+    });
+    let app = lockgate_server::router(cfg).unwrap();
+    let mut seen = Vec::new();
+    let mut uri = "/api/tables/pg/items?sort=score&per_page=50".to_string();
+    loop {
+        let p = get(&app, &uri).await.json();
+        for r in p["rows"].as_array().unwrap() {
+            seen.push(r[0].as_i64().unwrap());
+        }
+        match p["next"].as_str() {
+            Some(c) => uri = format!("/api/tables/pg/items?sort=score&per_page=50&after={c}"),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, (1..=120).collect::<Vec<_>>(), "every row once");
+}
+
+/// Whether `<script>` from the request came back escaped (askama writes `&#60;`).
+fn escaped(page: &str) -> bool {
+    (page.contains("&#60;script&#62;") || page.contains("&lt;script&gt;")) && !page.contains("<script>")
+}
+
+fn zip_names(bytes: &[u8]) -> Vec<String> {
+    let z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    z.file_names().map(|n| n.unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn downloads_and_uploads_keep_oe_migrations_contract() {
+    let demo = Demo::new().await;
+    let app = demo.app();
+    let r = get(&app, "/getzip").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["error"].as_str().unwrap().contains("tableList"));
+    let r = get(&app, "/getzip?tableList=customers").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("content-type"), "application/zip");
+    assert!(r.header("content-disposition").contains("destination-1.0.0.zip"));
+    let mut names = zip_names(&r.body);
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "1.0.0/ddl/customers.json",
+            "1.0.0/default/customers.json",
+            "1.0.0/meta.json"
+        ]
+    );
+    let customers_zip = r.body.clone();
+    let all = get(&app, "/getzip?exportAllTables=true&excludeFrameworkTables=true").await;
+    assert!(zip_names(&all.body).iter().all(|n| !n.contains("lockgate_")));
+    let r = get(&app, "/api/dump.zip?tables=nope").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = get(&app, "/api/dump.zip?tables=customers").await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // An entry that would leave its folder: refused, nothing migrated.
+    let evil = zip_of(&[("1.0.0/meta.json", r#"{"contents": []}"#), ("../outside.json", "[]")]);
+    let r = post_multipart(&app, "/uploadzip", &[("file", "evil.zip", &evil)], &[]).await;
+    assert_ne!(r.status, StatusCode::OK);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("../outside.json"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        get(&app, "/api/migrations").await.json()["current_version"],
+        serde_json::Value::Null
+    );
+    let r = post_multipart(
+        &app,
+        "/uploadzip",
+        &[("file", "a.zip", &customers_zip), ("file2", "b.zip", &customers_zip)],
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["error"].as_str().unwrap().contains("only one zip"));
+    let r = post_multipart(&app, "/uploadzip", &[], &[("other", "x")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // The downloaded zip migrates back: the seed's answer.
+    let r = post_multipart(&app, "/uploadzip", &[("file", "customers.zip", &customers_zip)], &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["migratedVersions"], serde_json::json!(["1.0.0"]));
+    assert_eq!(get(&app, "/api/migrations").await.json()["current_version"], "1.0.0");
+    let logs = get(&app, "/api/logs?type=info&version=1.0.0").await.json();
+    assert!(!logs["logs"].as_array().unwrap().is_empty(), "{logs:#}");
+    let r = get(&app, "/api/logs?type=bogus").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let page = get(&app, "/migrations?type=INFO&version=1.0.0").await.text();
+    assert!(page.contains("customers.json"), "{page}");
+
+    // The API's upload is a job; without a body it migrates the folder (dry run here).
+    let zip2 = zip_of(&[
+        (
+            "2.0.0/meta.json",
+            r#"{"contents": [{"model": "customers", "file": "more.json", "mode": "upsert"}]}"#,
+        ),
+        (
+            "2.0.0/default/more.json",
+            r#"[{"CustomerID": 5000, "FirstName": "Ada", "LastName": "Byron", "Email": "ada@example.com", "AcquisitionDate": "2026-11-01"}]"#,
+        ),
+    ]);
+    let r = post_multipart(&app, "/api/migrate?wait=true", &[("file", "v2.zip", &zip2)], &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["result"]["migrated_versions"], serde_json::json!(["2.0.0"]));
+    let r = post(&app, "/api/migrate?dry_run=true&wait=true").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(r.json()["error"].as_str().unwrap().contains("there is no folder"));
+    let v3 = demo.demo_dir().join("db/3.0.0");
+    std::fs::create_dir_all(v3.join("default")).unwrap();
+    std::fs::write(
+        v3.join("meta.json"),
+        r#"{"contents": [{"model": "customers", "file": "c.json", "mode": "upsert"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        v3.join("default/c.json"),
+        r#"[{"CustomerID": 5001, "FirstName": "Grace", "LastName": "Hopper", "Email": "g@example.com", "AcquisitionDate": "2026-11-02"}]"#,
+    )
+    .unwrap();
+    let r = post(&app, "/api/migrate?dry_run=true&wait=true").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["kind"], "migrate_dry_run");
+    assert_eq!(r.json()["result"]["migrated_versions"], serde_json::json!(["3.0.0"]));
+    let page = get(&app, &format!("/jobs/{}", r.json()["id"])).await.text();
+    assert!(page.contains(r#"id="apply""#), "the dry run offers to apply: {page}");
+    let status = get(&app, "/api/migrations").await.json();
+    assert_eq!(status["current_version"], "2.0.0", "a dry run keeps nothing");
+
+    // The Data page's form carries its token.
+    let token = csrf(&app).await;
+    let r = post_multipart(&app, "/data/upload", &[("file", "v.zip", &customers_zip)], &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = post_multipart(
+        &app,
+        "/data/upload",
+        &[("file", "v.zip", &customers_zip)],
+        &[("csrf", &token)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    assert!(get(&app, "/uploadzip")
+        .await
+        .text()
+        .contains("enctype=\"multipart/form-data\""));
+}
+
+#[tokio::test]
+async fn an_upload_over_the_limit_is_refused() {
+    let demo = Demo::new().await;
+    let mut cfg = demo.cfg.clone();
+    cfg.upload_limit = 2_000;
+    let app = lockgate_server::router(cfg).unwrap();
+    let big = vec![b'x'; 10_000];
+    for uri in ["/uploadzip", "/api/migrate"] {
+        let r = post_multipart(&app, uri, &[("file", "big.zip", &big)], &[]).await;
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{uri}: {}", r.text());
+        assert!(r.json()["error"].as_str().unwrap().contains("--upload-limit"));
+    }
+}
+
+#[tokio::test]
+async fn pages_render_and_errors_are_pages_that_say_what_to_do() {
+    let demo = Demo::new().await;
+    let app = demo.app();
+    for (uri, expect) in [
+        ("/", "Connections"),
+        ("/tables", "Connection"),
+        ("/exports", "229 rows not in a completed"),
+        ("/exports/customers/1", "Export 1 of customers"),
+        ("/migrations", "Preview migrate"),
+        ("/data", "Download zip"),
+        ("/process", "Run pending exports"),
+        ("/login", "Token"),
+    ] {
+        let r = get(&app, uri).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}");
+        assert!(r.text().contains(expect), "{uri}: {}", r.text());
+        assert!(r.header("content-security-policy").contains("default-src 'none'"));
+    }
+    // A GET of /process changes nothing.
+    let before = get(&app, "/api/transfers").await.json()[0]["exports"].clone();
+    get(&app, "/process").await;
+    assert_eq!(get(&app, "/api/transfers").await.json()[0]["exports"], before);
+
+    let r = get(&app, "/exports/%3Cscript%3Ealert(1)%3C%2Fscript%3E/1").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(
+        escaped(&r.text()) && !r.text().contains("<script>alert"),
+        "{}",
+        r.text()
+    );
+    let r = get(&app, "/nowhere").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.text().contains("start from the overview"));
+
+    // The Export button: a form post starts a job; its page shows the result.
+    let token = csrf(&app).await;
+    let r = post_form(&app, "/exports/customers/create", &[("csrf", &token)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let job = r.header("location");
+    let id: u64 = job["/jobs/".len()..].parse().unwrap();
+    wait_job(&app, id).await;
+    assert!(get(&app, &job).await.text().contains("created with 229 rows"));
+    let page = get(&app, "/exports").await.text();
+    assert!(page.contains("class=\"export-button\" disabled"), "{page}");
+    // The demo has no migrations folder: the page says how to make one.
+    let r = post_form(&app, "/migrations/run", &[("csrf", &token), ("dry_run", "true")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text().contains("there is no folder"), "{}", r.text());
+}
+
+#[tokio::test]
+async fn events_stream_each_jobs_progress() {
+    let demo = Demo::new().await;
+    let app = demo.app();
+    let resp = app
+        .clone()
+        .oneshot(request(Method::GET, "/api/events").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut body = resp.into_body().into_data_stream();
+    post(&app, "/api/transfers/customers/exports").await;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    use futures_util::StreamExt;
+    while !seen.contains("\"status\":\"succeeded\"") {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("events within 20 s")
+            .expect("the stream goes on")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: job"), "{seen}");
+    assert!(seen.contains("\"kind\":\"create_export\""), "{seen}");
+}

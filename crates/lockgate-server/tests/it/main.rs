@@ -1,0 +1,199 @@
+//! lockgate-server's one integration-test binary: every endpoint through the router
+//! (no socket), on the demo's SQLite sample and a PostgreSQL table: pages, the JSON
+//! API, jobs and their events, downloads and uploads, and bad input of every kind
+//! (tokens, Host headers, cross-site posts, oversized and escaping zips, unknown
+//! tables, SQL in a sort parameter).
+
+mod api;
+mod security;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use lockgate_server::{NamedConnection, ServerConfig};
+use std::path::Path;
+use tower::ServiceExt;
+
+/// The demo's sample in a temporary folder, and a server configuration over it (as
+/// `lockgate demo` serves it).
+pub struct Demo {
+    pub dir: tempfile::TempDir,
+    pub cfg: ServerConfig,
+}
+
+impl Demo {
+    pub async fn new() -> Demo {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = dir.path().join("demo");
+        lockgate::demo::create(&demo).await.unwrap();
+        let files = lockgate::demo::DemoFiles::new(&demo);
+        let t = files.transfer().unwrap();
+        let mut cfg = ServerConfig::new();
+        cfg.connections = vec![
+            NamedConnection {
+                name: "source".into(),
+                url: t.source.clone(),
+            },
+            NamedConnection {
+                name: "destination".into(),
+                url: t.dest.clone(),
+            },
+        ];
+        cfg.migrate_db = Some(1);
+        cfg.migrations_dir = demo.join("db");
+        cfg.transfers = vec![t];
+        cfg.demo = Some(demo);
+        Demo { dir, cfg }
+    }
+
+    pub fn app(&self) -> Router {
+        lockgate_server::router(self.cfg.clone()).unwrap()
+    }
+
+    pub fn demo_dir(&self) -> &Path {
+        self.cfg.demo.as_deref().unwrap()
+    }
+}
+
+/// A response, read whole.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+/// A request to the app, with the Host header of its default address.
+pub fn request(method: Method, uri: &str) -> axum::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "127.0.0.1:3333")
+}
+
+pub async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    Reply { status, headers, body }
+}
+
+pub async fn get(app: &Router, uri: &str) -> Reply {
+    send(app, request(Method::GET, uri).body(Body::empty()).unwrap()).await
+}
+
+pub async fn post(app: &Router, uri: &str) -> Reply {
+    send(app, request(Method::POST, uri).body(Body::empty()).unwrap()).await
+}
+
+pub async fn post_json(app: &Router, uri: &str, body: serde_json::Value) -> Reply {
+    send(
+        app,
+        request(Method::POST, uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+    )
+    .await
+}
+
+/// A page form post (the CSRF token taken from a page of the app).
+pub async fn post_form(app: &Router, uri: &str, fields: &[(&str, &str)]) -> Reply {
+    send(
+        app,
+        request(Method::POST, uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(serde_urlencoded::to_string(fields).unwrap()))
+            .unwrap(),
+    )
+    .await
+}
+
+/// The CSRF token the app's pages carry.
+pub async fn csrf(app: &Router) -> String {
+    let page = get(app, "/login").await.text();
+    let at = page.find("name=\"csrf\" value=\"").expect("a form with a token") + "name=\"csrf\" value=\"".len();
+    page[at..at + 64].to_string()
+}
+
+/// A multipart body holding `files` (field name, file name, bytes) and `fields`.
+pub fn multipart(files: &[(&str, &str, &[u8])], fields: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let boundary = "lockgate-test-boundary-7d9f";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    for (name, file, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\n\
+                 Content-Type: application/zip\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+pub async fn post_multipart(app: &Router, uri: &str, files: &[(&str, &str, &[u8])], fields: &[(&str, &str)]) -> Reply {
+    let (ct, body) = multipart(files, fields);
+    send(
+        app,
+        request(Method::POST, uri)
+            .header(header::CONTENT_TYPE, ct)
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+/// A zip with these entries (name, content).
+pub fn zip_of(entries: &[(&str, &str)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut out);
+        for (name, content) in entries {
+            z.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            z.write_all(content.as_bytes()).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    out.into_inner()
+}
+
+/// Waits for job `id` to end (through the API) and returns it.
+pub async fn wait_job(app: &Router, id: u64) -> serde_json::Value {
+    for _ in 0..600 {
+        let j = get(app, &format!("/api/jobs/{id}")).await.json();
+        if j["status"] != "running" {
+            return j;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("job {id} did not end");
+}
