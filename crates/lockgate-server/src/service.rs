@@ -14,6 +14,7 @@ use lockgate_db::versions::{self, LogEntry, LogFilter};
 use lockgate_db::Conn;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -200,8 +201,13 @@ pub fn find_transfer<'a>(st: &'a Shared, name: &str) -> Result<&'a Transfer, App
     })
 }
 
+/// How long the Export button's count is reused: counting means reading every source
+/// key (as `transfer create --dry-run` does), too much for each page view of a large
+/// table. Actions taken here (create, process, generate) refresh it at once.
+const AVAILABLE_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One transfer's figures and exports.
-pub async fn transfer_info(t: &Transfer, limit: u32) -> TransferInfo {
+pub async fn transfer_info(st: &Shared, t: &Transfer, limit: u32) -> TransferInfo {
     let mut info = TransferInfo {
         name: t.name.clone(),
         source: t.source.redacted(),
@@ -219,19 +225,41 @@ pub async fn transfer_info(t: &Transfer, limit: u32) -> TransferInfo {
         }
         Err(e) => info.error = Some(e.to_string()),
     }
+    let cached = st
+        .available
+        .lock()
+        .expect("available lock")
+        .get(&t.name)
+        .filter(|(at, _)| at.elapsed() < AVAILABLE_FOR)
+        .map(|(_, n)| *n);
+    if let Some(n) = cached {
+        info.available = Some(n);
+        return info;
+    }
     // The same check as `transfer create`, without creating anything.
     match transfer::create(t, &CreateOptions { dry_run: true }).await {
-        Ok(r) => info.available = Some(r.available),
+        Ok(r) => {
+            info.available = Some(r.available);
+            st.available
+                .lock()
+                .expect("available lock")
+                .insert(t.name.clone(), (std::time::Instant::now(), r.available));
+        }
         Err(e) => info.error = Some(info.error.take().map_or(e.to_string(), |m| format!("{m}; {e}"))),
     }
     info
+}
+
+/// Forgets the Export buttons' counts (after anything that may change them).
+pub fn forget_available(st: &Shared) {
+    st.available.lock().expect("available lock").clear();
 }
 
 /// Every transfer's figures.
 pub async fn transfers(st: &Shared) -> Vec<TransferInfo> {
     let mut out = Vec::new();
     for t in &st.cfg.transfers {
-        out.push(transfer_info(t, 100).await);
+        out.push(transfer_info(st, t, 100).await);
     }
     out
 }
@@ -321,8 +349,10 @@ pub fn find_connection<'a>(st: &'a Shared, name: &str) -> Result<&'a NamedConnec
 /// Starts running every pending export of every transfer (the seed's `/process`).
 pub fn start_process(st: &Shared) -> u64 {
     let transfers = st.cfg.transfers.clone();
+    let state = Arc::clone(st);
     st.jobs
         .spawn("process", "run pending exports".into(), move |p| async move {
+            let _refresh = Refresh(state);
             let (tx, rx) = mpsc::unbounded_channel();
             let forward = tokio::spawn(forward_transfer_events(rx, p));
             let opts = RunOptions {
@@ -372,10 +402,12 @@ async fn forward_transfer_events(mut rx: mpsc::UnboundedReceiver<TransferEvent>,
 /// Starts creating an export of `t`.
 pub fn start_create(st: &Shared, t: &Transfer) -> u64 {
     let t = t.clone();
+    let state = Arc::clone(st);
     st.jobs.spawn(
         "create_export",
         format!("create an export of {}", t.name),
         move |_| async move {
+            let _refresh = Refresh(state);
             let r = transfer::create(&t, &CreateOptions { dry_run: false })
                 .await
                 .map_err(|e| JobFailure::new(e.exit_code(), e.to_string()))?;
@@ -393,6 +425,16 @@ pub fn start_create(st: &Shared, t: &Transfer) -> u64 {
             })
         },
     )
+}
+
+/// Forgets the Export buttons' counts when dropped: at the end of a job that may
+/// change them, however it ends.
+struct Refresh(Shared);
+
+impl Drop for Refresh {
+    fn drop(&mut self) {
+        forget_available(&self.0);
+    }
 }
 
 /// Where a migration reads its versions from.
@@ -476,10 +518,12 @@ pub fn start_generate(st: &Shared, n: i64) -> Result<u64, AppError> {
             AppError::not_found("sample customers can only be generated in demo mode (`lockgate demo`)")
         })?;
     check_generate(n)?;
+    let state = Arc::clone(st);
     Ok(st.jobs.spawn(
         "generate",
         format!("generate {n} sample customers"),
         move |_| async move {
+            let _refresh = Refresh(state);
             let ids = lockgate::demo::generate(&dir, n)
                 .await
                 .map_err(|e| JobFailure::new(e.exit_code(), e.to_string()))?;

@@ -119,6 +119,9 @@ pub struct AppState {
     pub csrf: String,
     /// Host headers accepted.
     pub hosts: Vec<String>,
+    /// Each transfer's exportable row count and when it was counted (the Export
+    /// button; see `service::transfer_info`).
+    pub available: Mutex<std::collections::HashMap<String, (std::time::Instant, i64)>>,
 }
 
 /// The state as handlers take it.
@@ -153,6 +156,7 @@ impl AppState {
             sessions: Mutex::new(HashSet::new()),
             csrf: random_token(),
             hosts,
+            available: Mutex::new(Default::default()),
         }
     }
 
