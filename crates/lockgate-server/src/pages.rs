@@ -119,6 +119,7 @@ struct Overview {
     connections: Vec<ConnectionInfo>,
     status: Option<lockgate::StatusReport>,
     status_error: String,
+    modules: Vec<(String, String)>,
     runs: Vec<RunInfo>,
     run_errors: Vec<String>,
     jobs: Vec<Job>,
@@ -133,11 +134,19 @@ pub async fn overview(State(st): State<Shared>) -> PageResult {
     };
     let (runs, run_errors) = service::runs(&st, 20).await;
     let jobs = st.jobs.list().into_iter().take(10).collect();
+    // Other modules than the one shown in full (oe-migration's app-list).
+    let modules = service::modules(&st)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(m, _)| *m != st.cfg.module)
+        .collect();
     Ok(render(&Overview {
         c: chrome(&st, "Overview", "overview"),
         connections,
         status,
         status_error,
+        modules,
         runs,
         run_errors,
         jobs,

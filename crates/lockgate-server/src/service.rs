@@ -299,6 +299,18 @@ pub async fn migration_status(st: &Shared) -> Result<lockgate::StatusReport, App
         .map_err(|e| AppError::from_exit(e.exit_code(), e.to_string()))
 }
 
+/// Every module the migrations' database has applied versions of, with its version
+/// (empty when it has no ledger yet).
+pub async fn modules(st: &Shared) -> Result<Vec<(String, String)>, AppError> {
+    let c = migrate_conn(st)?;
+    let mut conn = connect(c).await?;
+    let db = |e: lockgate_db::DbError| AppError::from_exit(e.exit_code(), format!("connection {}: {e}", c.name));
+    if conn.lookup_table("lockgate_modules").await.map_err(db)?.is_none() {
+        return Ok(Vec::new());
+    }
+    versions::modules(&mut conn).await.map_err(db)
+}
+
 /// The migration log, filtered; empty when the database has no ledger yet.
 pub async fn logs(st: &Shared, filter: &LogFilter) -> Result<Vec<LogEntry>, AppError> {
     let c = migrate_conn(st)?;

@@ -3,6 +3,7 @@
 //! (killed, paused past their lease, stopped by SIGTERM, run at once).
 
 mod migrate;
+mod serve;
 mod transfer;
 
 use std::path::{Path, PathBuf};

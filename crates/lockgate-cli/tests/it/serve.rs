@@ -1,0 +1,95 @@
+//! `lockgate serve` as a process: where it listens (PORT, lockgate.toml), what it
+//! refuses to start with, and a clean stop on Ctrl-C.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn lockgate() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lockgate"));
+    c.env_remove("DATABASE_URL")
+        .env_remove("LOCKGATE_TOKEN")
+        .env_remove("PORT");
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 GET over a plain socket: (status line, whole response).
+fn http_get(port: u16, path: &str, host: &str) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    (out.lines().next().unwrap_or("").to_string(), out)
+}
+
+#[test]
+fn serve_refuses_to_open_to_the_network_without_a_token_or_with_a_bad_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lockgate()
+        .args(["serve", "--bind", "0.0.0.0:0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LOCKGATE_TOKEN"), "{err}");
+    let out = lockgate()
+        .arg("serve")
+        .env("PORT", "eighty")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PORT=\"eighty\" is not a port"));
+}
+
+#[test]
+fn serve_listens_on_port_and_stops_cleanly_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lockgate.toml"),
+        "[connections.app]\nurl = \"sqlite://app.db\"\n\n[server]\ndb = \"app\"\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = lockgate()
+        .arg("serve")
+        .env("PORT", port.to_string())
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not listen on PORT {port}");
+        assert!(child.try_wait().unwrap().is_none(), "the server exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = http_get(port, "/api/connections", &format!("127.0.0.1:{port}"));
+    assert!(status.contains("200"), "{body}");
+    assert!(
+        body.contains("\"name\":\"app\"") && body.contains("migrations"),
+        "{body}"
+    );
+    let (status, _) = http_get(port, "/", "attacker.example");
+    assert!(status.contains("421"), "{status}");
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains(&format!("http://127.0.0.1:{port}/")), "{err}");
+}
