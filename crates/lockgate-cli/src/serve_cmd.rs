@@ -150,31 +150,15 @@ pub async fn serve(config: &Config, a: ServeArgs) -> i32 {
 /// destination, its transfer, migrations into the destination from `dir/db`, and
 /// the Generate Sample Customers form.
 pub async fn serve_demo(dir: &Path, bind: Option<&str>, config: &Config) -> i32 {
-    let files = lockgate::demo::DemoFiles::new(dir);
-    let t = match files.transfer() {
-        Ok(t) => t,
+    let mut cfg = match ServerConfig::demo(dir) {
+        Ok(c) => c,
         Err(e) => return render::fail(&e.to_string(), e.exit_code()),
     };
-    let mut cfg = ServerConfig::new();
     cfg.bind = match bind_address(bind, config) {
         Ok(b) => b,
         Err(e) => return render::fail(&e, 2),
     };
     cfg.token = token();
-    cfg.connections = vec![
-        NamedConnection {
-            name: "source".into(),
-            url: t.source.clone(),
-        },
-        NamedConnection {
-            name: "destination".into(),
-            url: t.dest.clone(),
-        },
-    ];
-    cfg.migrate_db = Some(1);
-    cfg.migrations_dir = dir.join("db");
-    cfg.transfers = vec![t];
-    cfg.demo = Some(dir.to_path_buf());
     if let Err(e) = cfg.check() {
         return render::fail(&e, 2);
     }

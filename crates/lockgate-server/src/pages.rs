@@ -365,16 +365,9 @@ pub async fn exports(State(st): State<Shared>) -> PageResult {
                 "No exports yet.",
             );
             for e in &t.exports {
-                grid.rows.push(vec![
-                    Cell::link(e.id, format!("/exports/{}/{}", encode(&t.name), e.id)),
-                    Cell::class(&e.status, &format!("status {}", e.status)),
-                    Cell::text(e.rows),
-                    Cell::text(e.rows_written),
-                    Cell::text(e.error_count),
-                    Cell::text(e.attempts),
-                    Cell::text(&e.created_at),
-                    Cell::text(e.ended_at.as_deref().unwrap_or("")),
-                ]);
+                let mut row = vec![Cell::link(e.id, format!("/exports/{}/{}", encode(&t.name), e.id))];
+                row.extend(export_cells(e));
+                grid.rows.push(row);
             }
             TransferView {
                 name: t.name,
@@ -394,6 +387,19 @@ pub async fn exports(State(st): State<Shared>) -> PageResult {
         pending_total,
         transfers,
     }))
+}
+
+/// An export's status and counts, as the list and its page show them.
+fn export_cells(e: &lockgate_db::exports::Export) -> Vec<Cell> {
+    vec![
+        Cell::class(&e.status, &format!("status {}", e.status)),
+        Cell::text(e.rows),
+        Cell::text(e.rows_written),
+        Cell::text(e.error_count),
+        Cell::text(e.attempts),
+        Cell::text(&e.created_at),
+        Cell::text(e.ended_at.as_deref().unwrap_or("")),
+    ]
 }
 
 /// A form with only its CSRF token.
@@ -430,15 +436,7 @@ pub async fn export_detail(State(st): State<Shared>, Path((name, id)): Path<(Str
         &["Status", "Rows", "Written", "Errors", "Attempts", "Created", "Ended"],
         "",
     );
-    facts.rows.push(vec![
-        Cell::class(&e.status, &format!("status {}", e.status)),
-        Cell::text(e.rows),
-        Cell::text(e.rows_written),
-        Cell::text(e.error_count),
-        Cell::text(e.attempts),
-        Cell::text(&e.created_at),
-        Cell::text(e.ended_at.as_deref().unwrap_or("")),
-    ]);
+    facts.rows.push(export_cells(e));
     let mut errors = Grid::new(
         "Failed rows",
         &["Row", "Key", "Column", "Code", "Error"],

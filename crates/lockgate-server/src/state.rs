@@ -69,6 +69,29 @@ impl ServerConfig {
         }
     }
 
+    /// What `lockgate demo` serves: the demo in `dir` (made by
+    /// `lockgate::demo::create`), its source and destination, its transfer,
+    /// migrations into the destination from `dir/db`, and the Generate form.
+    pub fn demo(dir: &std::path::Path) -> Result<ServerConfig, lockgate::demo::DemoError> {
+        let t = lockgate::demo::DemoFiles::new(dir).transfer()?;
+        let mut cfg = ServerConfig::new();
+        cfg.connections = vec![
+            NamedConnection {
+                name: "source".into(),
+                url: t.source.clone(),
+            },
+            NamedConnection {
+                name: "destination".into(),
+                url: t.dest.clone(),
+            },
+        ];
+        cfg.migrate_db = Some(1);
+        cfg.migrations_dir = dir.join("db");
+        cfg.transfers = vec![t];
+        cfg.demo = Some(dir.to_path_buf());
+        Ok(cfg)
+    }
+
     /// Refuses what would be unsafe to serve: another address than loopback without
     /// a token.
     pub fn check(&self) -> Result<(), String> {

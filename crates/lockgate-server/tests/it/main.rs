@@ -10,7 +10,7 @@ mod security;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use lockgate_server::{NamedConnection, ServerConfig};
+pub use lockgate_server::{NamedConnection, ServerConfig};
 use std::path::Path;
 use tower::ServiceExt;
 
@@ -26,23 +26,7 @@ impl Demo {
         let dir = tempfile::tempdir().unwrap();
         let demo = dir.path().join("demo");
         lockgate::demo::create(&demo).await.unwrap();
-        let files = lockgate::demo::DemoFiles::new(&demo);
-        let t = files.transfer().unwrap();
-        let mut cfg = ServerConfig::new();
-        cfg.connections = vec![
-            NamedConnection {
-                name: "source".into(),
-                url: t.source.clone(),
-            },
-            NamedConnection {
-                name: "destination".into(),
-                url: t.dest.clone(),
-            },
-        ];
-        cfg.migrate_db = Some(1);
-        cfg.migrations_dir = demo.join("db");
-        cfg.transfers = vec![t];
-        cfg.demo = Some(demo);
+        let cfg = ServerConfig::demo(&demo).unwrap();
         Demo { dir, cfg }
     }
 
