@@ -95,6 +95,21 @@ async fn an_export_goes_from_the_button_to_its_history() {
         .any(|r| r["kind"] == "transfer" && r["holder"].as_str().unwrap().contains("lockgate serve")));
     assert!(get(&app, "/api/jobs").await.json().as_array().unwrap().len() >= 3);
     assert_eq!(get(&app, "/api/jobs/999").await.status, StatusCode::NOT_FOUND);
+    let doc = get(&app, "/api/openapi.json").await.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc:#}");
+    for path in [
+        "/api/dump.zip",
+        "/api/migrate",
+        "/api/logs",
+        "/api/process",
+        "/api/jobs/{id}",
+        "/api/events",
+        "/getzip",
+        "/uploadzip",
+        "/api/tables/{conn}/{table}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is not in the OpenAPI document");
+    }
     let conns = get(&app, "/api/connections").await.json();
     assert_eq!(conns.as_array().unwrap().len(), 2);
     assert!(conns[1]["roles"].as_array().unwrap().iter().any(|r| r == "migrations"));
