@@ -485,13 +485,15 @@ impl Term {
 /// Everything [`browse`] decided before reading: what to select and how to order it.
 struct Plan {
     table: Table,
-    /// The select list: the table's columns, then the order's terms again (read with
-    /// `cursor_kinds`) for the cursor.
+    /// The select list: the table's columns, then those of the order's terms that
+    /// must be read otherwise than they are shown (with `cursor_kinds`) for the cursor.
     select: String,
     /// The kind each selected column is read as.
     kinds: Vec<Kind>,
     /// How many of the selected columns are the table's (the rest are for cursors).
     width: usize,
+    /// Where each cursor value is in a selected row.
+    cursor_at: Vec<usize>,
     /// The order; empty for [`Paging::FirstRowsOnly`] without a sort.
     terms: Vec<OrderTerm>,
     /// The order's column names, as cursors carry them.
@@ -549,17 +551,29 @@ impl Plan {
         }
         let width = select.len();
         let mut cursor_kinds = Vec::new();
+        let mut cursor_at = Vec::new();
         if paging != Paging::FirstRowsOnly {
             for t in &order {
-                select.push(t.expr.clone());
-                kinds.push(cursor_kind(&t.kind));
-                cursor_kinds.push(cursor_kind(&t.kind));
+                let kind = cursor_kind(&t.kind);
+                // A term shown as it is compared is taken from the shown columns: a
+                // select list that repeats columns makes PostgreSQL build every row
+                // before an unindexed sort, twice as slow.
+                match (0..width).find(|&i| select[i] == t.expr && kinds[i] == kind) {
+                    Some(i) => cursor_at.push(i),
+                    None => {
+                        cursor_at.push(select.len());
+                        select.push(t.expr.clone());
+                        kinds.push(kind.clone());
+                    }
+                }
+                cursor_kinds.push(kind);
             }
         }
         Ok(Plan {
             select: select.join(", "),
             kinds,
             width,
+            cursor_at,
             terms: order
                 .iter()
                 .map(|t| OrderTerm {
@@ -584,7 +598,7 @@ impl Plan {
         Cursor {
             table: self.table_name(),
             order: self.names.clone(),
-            values: row[self.width..].to_vec(),
+            values: self.cursor_at.iter().map(|&i| row[i].clone()).collect(),
         }
     }
 
@@ -861,7 +875,14 @@ pub async fn browse(conn: &mut Conn, table: &str, q: &BrowseQuery) -> Result<Bro
     for row in &mut rows {
         row.truncate(plan.width);
     }
-    let total = count(conn, &plan, pattern).await?;
+    // A first page that is also the last holds every row there is: counting them
+    // again would read the table a second time (a search that matches little reads
+    // all of it).
+    let total = if q.after.is_none() && q.before.is_none() && rows.len() < per_page {
+        RowCount::Exact(rows.len() as u64)
+    } else {
+        count(conn, &plan, pattern).await?
+    };
     Ok(BrowsePage {
         table: plan.table_name(),
         columns: plan
