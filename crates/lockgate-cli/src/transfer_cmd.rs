@@ -786,6 +786,5 @@ fn demo_text(r: &lockgate::demo::DemoReport) -> String {
     for (command, what) in &tries {
         s.push_str(&format!("  {command:<width$}  # {what}\n"));
     }
-    s.push_str("(the dashboard comes with `lockgate serve`, next)\n");
     s
 }

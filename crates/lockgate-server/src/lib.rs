@@ -123,6 +123,8 @@ pub fn router(cfg: ServerConfig) -> Result<Router, ServerError> {
         .route("/api/logs", get(api::logs))
         .route("/api/dump.zip", get(api::dump_zip))
         .route("/api/demo/generate", post(api::generate))
+        // Browsers ask for it on every page; an empty answer keeps their consoles clean.
+        .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .route(
             "/assets/app.css",
             get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),

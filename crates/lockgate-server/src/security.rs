@@ -25,7 +25,7 @@ pub fn wants_json(path: &str, method: &Method) -> bool {
 }
 
 fn public(path: &str) -> bool {
-    path == "/login" || path.starts_with("/assets/")
+    path == "/login" || path == "/favicon.ico" || path.starts_with("/assets/")
 }
 
 /// The middleware.
@@ -40,7 +40,7 @@ pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Respon
     let h = resp.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !path.starts_with("/assets/") && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -94,10 +94,13 @@ fn cross_site(headers: &HeaderMap, host: &str) -> Result<(), AppError> {
             "cross-site request refused: changes can only be made from this server's own pages or by scripts",
         )
     };
+    // A browser that says where the request comes from is believed: its Origin may be
+    // "null" for its own same-origin forms (privacy settings, no-referrer pages).
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site == "cross-site" || site == "same-site" {
-            return Err(refuse());
-        }
+        return match site {
+            "same-origin" | "none" => Ok(()),
+            _ => Err(refuse()),
+        };
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
@@ -185,6 +188,14 @@ mod tests {
         assert!(cross_site(&h, "127.0.0.1:3333").is_err());
         let mut h = HeaderMap::new();
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(cross_site(&h, "127.0.0.1:3333").is_err());
+        // Chromium's own form on a no-referrer page: Origin null, but same-origin.
+        let mut h = HeaderMap::new();
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(cross_site(&h, "127.0.0.1:3333").is_ok());
+        let mut h = HeaderMap::new();
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(cross_site(&h, "127.0.0.1:3333").is_err());
     }
 }
