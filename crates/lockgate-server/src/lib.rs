@@ -148,15 +148,8 @@ async fn not_found(uri: axum::http::Uri, method: axum::http::Method) -> axum::re
 
 /// Serves until `shutdown` completes.
 pub async fn serve(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-    let addr = cfg.bind;
-    let app = router(cfg)?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve)
+    let (listener, app) = bind(cfg).await?;
+    run(listener, app, shutdown).await
 }
 
 /// Binds first (so that the caller can print the real address, port 0 included),
