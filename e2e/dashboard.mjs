@@ -35,7 +35,14 @@ async function snap(name) {
 }
 async function step(name, body) {
   process.stdout.write(`e2e: ${name} ... `);
-  await body();
+  try {
+    await body();
+  } catch (e) {
+    // The page as it was when the step failed, for CI's logs; then the run stops.
+    await snap("FAILED").catch(() => {});
+    await browser.close();
+    throw e;
+  }
   steps += 1;
   console.log("ok");
 }
@@ -46,12 +53,22 @@ async function go(path) {
 function sql(statement) {
   execFileSync(LOCKGATE, ["exec", "--db", `sqlite://${DEMO_DIR}/source.db`, "--sql", statement], { stdio: "pipe" });
 }
-// A job page follows its job over server-sent events and reloads itself when it ends.
-async function jobResult() {
+// Rows of the table with this caption, as arrays of cell texts.
+function grid(caption) {
+  return page.$$eval(
+    `table:has(caption:text-is("${caption}")) tbody tr`,
+    (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent.trim())),
+  );
+}
+// A job page follows its job over server-sent events and reloads itself when it ends;
+// only the reloaded page has the final data-status and the result tables.
+async function jobResult(name) {
   await page.waitForURL(/\/jobs\/\d+$/);
   await page.waitForFunction(() => document.querySelector("#job")?.dataset.status !== "running", null, {
     timeout: 60_000,
   });
+  await page.waitForLoadState("load");
+  await snap(name);
   return {
     status: (await page.textContent("#job-status")).trim(),
     message: (await page.textContent("#job-message")).trim(),
@@ -60,16 +77,20 @@ async function jobResult() {
 async function available() {
   return Number(await page.getAttribute(".available", "data-available"));
 }
-async function exportAndProcess() {
+// Export button, then "Run pending exports": the created export's id and the process job.
+async function exportAndProcess(name) {
   await go("/exports");
   await page.click("button.export-button");
-  const created = await jobResult();
-  assert.equal(created.status, "succeeded", created.message);
+  const created = await jobResult(`${name}-created`);
+  assert.equal(created.status, "succeeded", `creating the export: ${created.message}`);
+  const id = (await page.locator("a", { hasText: /^Export \d+$/ }).textContent()).trim().split(" ")[1];
   await go("/exports");
   await page.click("#process");
   // A job that ran a failed export is itself "failed"; the callers say what they expect.
-  const processed = await jobResult();
-  return { created, processed };
+  const processed = await jobResult(`${name}-processed`);
+  const run = (await grid("Exports run")).find((r) => r[0] === id);
+  assert.ok(run, `the process job's "Exports run" table lists export ${id}`);
+  return { id, created, processed, runStatus: run[2] };
 }
 async function rowCount(conn, table) {
   await go(`/tables?conn=${conn}&table=${table}`);
@@ -79,94 +100,115 @@ async function rowCount(conn, table) {
 await step("overview", async () => {
   await go("/");
   assert.equal((await page.textContent("h1")).trim(), "Overview");
-  assert.ok(await page.isVisible("text=Connections"));
+  assert.ok(await page.isVisible("text=Connections"), "the Overview lists the connections");
   await snap("overview");
 });
 
 await step("229 customers can be exported", async () => {
   await go("/exports");
-  assert.equal(await available(), 229);
+  assert.equal(await available(), 229, "data-available of .available");
+  assert.equal((await page.textContent("button.export-button")).trim(), "Export customers");
   assert.ok(await page.isEnabled("button.export-button"), "the Export button is enabled");
   await snap("exports-before");
 });
 
+let firstExport;
 await step("export them, process, the button is then disabled", async () => {
-  const { created, processed } = await exportAndProcess();
+  const { id, created, processed, runStatus } = await exportAndProcess("export-229");
+  firstExport = id;
   assert.match(created.message, /created with 229 rows/);
-  await snap("process-result");
   assert.equal(processed.status, "succeeded", processed.message);
   assert.match(processed.message, /1 completed, 0 failed/);
-  assert.ok(await page.isVisible("table >> text=completed"), "the job shows the export completed");
+  assert.equal(runStatus, "completed", `export ${id} in the "Exports run" table`);
   await go("/exports");
-  assert.equal(await available(), 0);
+  assert.equal(await available(), 0, "nothing left to export");
   assert.ok(await page.isDisabled("button.export-button"), "the Export button is disabled");
-  const first = page.locator("table:has(caption:text('Exports of customers')) tbody tr").first();
-  assert.match(await first.textContent(), /completed/);
+  const row = (await grid("Exports of customers")).find((r) => r[0] === id);
+  assert.equal(row?.[1], "completed", `export ${id} in "Exports of customers"`);
+  const href = await page.getAttribute(`table:has(caption:text-is("Exports of customers")) a:text-is("${id}")`, "href");
+  assert.equal(href, `/exports/customers/${id}`);
   await snap("exports-after");
-  assert.match(await rowCount("destination", "customers"), /^1336 rows/);
+  assert.match(await rowCount("destination", "customers"), /^1336 rows/, "1,107 + 229 in the destination");
 });
 
 let broken;
 await step("generate 10 customers (the form refuses 0 in the page)", async () => {
   await go("/exports");
+  const generate = page.locator('form[action="/demo/generate"] button', { hasText: "Generate" });
   await page.fill("#n", "0");
-  await page.click("form[action=\"/demo/generate\"] button");
+  await generate.click();
   assert.ok(await page.$eval("#n", (el) => !el.checkValidity()), "0 is refused by the page");
+  assert.match(page.url(), /\/exports$/, "an invalid count is not posted");
   await page.fill("#n", "10");
-  await page.click("form[action=\"/demo/generate\"] button");
-  const r = await jobResult();
+  await generate.click();
+  const r = await jobResult("generated");
   assert.equal(r.status, "succeeded", r.message);
   const m = r.message.match(/added 10 customers \(CustomerID (\d+) to (\d+)\)/);
-  assert.ok(m, r.message);
+  assert.ok(m, `the generate message: ${r.message}`);
   broken = Number(m[2]);
-  await snap("generated");
 });
 
 let failedExport;
 await step("a NULL FirstName fails the export on that row, nothing lands", async () => {
   sql(`UPDATE customers SET FirstName = NULL WHERE CustomerID = ${broken}`);
-  const { processed } = await exportAndProcess();
+  const { id, processed, runStatus } = await exportAndProcess("export-null");
+  failedExport = id;
   assert.equal(processed.status, "failed", processed.message);
   assert.match(processed.message, /0 completed, 1 failed/);
-  const link = page.locator("table tbody tr >> text=failed").locator("xpath=ancestor::tr//a").first();
-  failedExport = (await link.textContent()).trim();
-  await link.click();
-  await page.waitForURL(/\/exports\/customers\/\d+$/);
-  const row = page.locator("table:has(caption:text('Failed rows')) tbody tr").first();
-  const text = await row.textContent();
-  assert.ok(text.includes(String(broken)), `the failed row is ${broken}: ${text}`);
-  assert.match(text, /FirstName|NULL|null/i);
+  assert.equal(runStatus, "failed", `export ${id} in the "Exports run" table`);
+  await page.click(`table:has(caption:text-is("Exports run")) a:text-is("${id}")`);
+  await page.waitForURL(new RegExp(`/exports/customers/${id}$`));
+  const failed = await grid("Failed rows");
+  const row = failed.find((r) => r[1] === String(broken));
+  assert.ok(row, `"Failed rows" has key ${broken}: ${JSON.stringify(failed)}`);
+  assert.match(row.join(" "), /FirstName|NULL/i, "the error names the column or NULL");
   await snap("failed-export");
   assert.match(await rowCount("destination", "customers"), /^1336 rows/, "nothing new in the destination");
 });
 
 await step("after the fix a new export completes; the row's history shows both", async () => {
   sql(`UPDATE customers SET FirstName = 'Fixed' WHERE CustomerID = ${broken}`);
-  const { processed } = await exportAndProcess();
+  const { id, processed, runStatus } = await exportAndProcess("export-fixed");
   assert.equal(processed.status, "succeeded", processed.message);
   assert.match(processed.message, /1 completed, 0 failed/);
-  assert.match(await rowCount("destination", "customers"), /^1346 rows/);
+  assert.equal(runStatus, "completed");
+  assert.match(await rowCount("destination", "customers"), /^1346 rows/, "the 10 new customers landed");
   await snap("destination-customers");
   await go(`/exports/customers/history?key=${broken}`);
-  const body = await page.textContent("main");
-  assert.match(body, /failed: /, "the failed attempt with its error");
-  assert.match(body, /exported/, "the completed attempt");
-  assert.ok(body.includes(failedExport));
+  const attempts = await grid(`Exports that attempted row ${broken}`);
+  const failed = attempts.find((r) => r[0] === failedExport);
+  const done = attempts.find((r) => r[0] === id);
+  assert.equal(failed?.[1], "failed", `export ${failedExport} in the history: ${JSON.stringify(attempts)}`);
+  assert.match(failed[4], /^failed: .*FirstName/, "the failed attempt with its error");
+  assert.equal(done?.[1], "completed", `export ${id} in the history: ${JSON.stringify(attempts)}`);
+  assert.equal(done[4], "exported");
   await snap("row-history");
 });
 
 await step("tables are sorted and searched on the server", async () => {
   await go("/tables?conn=source&table=customers");
-  await page.click("th >> text=LastName");
+  await page.click('th a[title="sort by LastName"]');
   await page.waitForURL(/sort=LastName/);
-  assert.equal(await page.getAttribute("th[aria-sort=ascending] a", "title"), "sort by LastName");
+  assert.ok(await page.isVisible('th[aria-sort=ascending] a[title="sort by LastName"]'), "LastName sorts ascending");
+  // NULLs come first and show as "NULL": only the names are compared.
+  const col = await page.$$eval("#browse thead th", (ths) => ths.findIndex((th) => th.querySelector("a")?.title === "sort by LastName"));
+  const names = await page.$$eval("#browse tbody tr", (trs, i) => trs.map((tr) => tr.cells[i]).filter((td) => !td.classList.contains("null")).map((td) => td.textContent), col);
+  assert.deepEqual(names, [...names].sort(), "the page's LastNames are in order");
   await page.fill("#q", "smith");
   await page.press("#q", "Enter");
   await page.waitForURL(/q=smith/);
-  const rows = await page.$$eval("#browse tbody tr", (trs) => trs.map((tr) => tr.textContent.toLowerCase()));
-  assert.ok(rows.length > 0 && rows.every((r) => r.includes("smith")), "every row found holds smith");
+  assert.match(page.url(), /sort=LastName/, "the search keeps the sort");
+  const holdSmith = async () => {
+    const rows = await page.$$eval("#browse tbody tr", (trs) => trs.map((tr) => tr.textContent.toLowerCase()));
+    assert.ok(rows.length > 0 && rows.every((r) => r.includes("smith")), "every row found holds smith");
+  };
+  await holdSmith();
+  assert.match(await page.textContent("#row-count"), /matching “smith”/);
   await snap("tables-search");
-  await page.click("a[rel=next]").catch(() => {});
+  // 93 rows match: the next page keeps the search.
+  await page.click("a[rel=next]");
+  await page.waitForLoadState("load");
+  await holdSmith();
 });
 
 await step("migrations page", async () => {
@@ -179,23 +221,24 @@ let zipPath;
 await step("download a zip of the customers", async () => {
   await go("/data");
   await page.check("input[name=table][value=customers]");
+  await snap("data");
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
   zipPath = join(OUT, "customers.zip");
   await download.saveAs(zipPath);
   const bytes = readFileSync(zipPath);
-  assert.ok(bytes.length > 1000 && bytes.subarray(0, 2).toString() === "PK", "a zip");
-  await snap("data");
+  assert.ok(bytes.length > 1000, `the zip has ${bytes.length} bytes`);
+  assert.equal(bytes.subarray(0, 2).toString(), "PK", "the download is a zip");
 });
 
 await step("upload the zip: its version is migrated", async () => {
   await go("/data");
   await page.setInputFiles("#zip", zipPath);
   await page.click("#upload");
-  const r = await jobResult();
+  const r = await jobResult("upload-result");
   assert.equal(r.status, "succeeded", r.message);
   assert.match(r.message, /migrated 1\.0\.0/);
-  assert.ok(await page.isVisible("table:has(caption:text('Files')) >> text=customers"), "the per-file log");
-  await snap("upload-result");
+  const files = await grid("Files");
+  assert.ok(files.some((f) => f.includes("customers")), `the per-file log: ${JSON.stringify(files)}`);
   await go("/migrations");
   assert.match(await page.textContent("main"), /version\s+1\.0\.0/);
   await snap("migrations-after");
@@ -216,4 +259,5 @@ await step("a phone-sized screen", async () => {
 
 await browser.close();
 assert.deepEqual(problems, [], "no script errors in the pages");
-console.log(`e2e: ${steps} steps passed, screenshots in ${OUT}`);
+console.log(`e2e: screenshots in ${OUT}`);
+console.log(`e2e: ${steps} steps passed`);
