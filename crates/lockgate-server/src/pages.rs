@@ -695,8 +695,8 @@ pub async fn migrations(State(st): State<Shared>, Query(q): Query<LogQuery>) -> 
             Cell::text(e.version.as_deref().unwrap_or("")),
             Cell::text(e.table.as_deref().unwrap_or("")),
             Cell::text(e.tenant.as_deref().unwrap_or("")),
-            Cell::text(e.file.as_deref().unwrap_or("")),
-            Cell::text(e.message.to_string()),
+            Cell::text(log_file(e)),
+            Cell::text(log_message(&e.message)),
         ]);
     }
     Ok(render(&MigrationsPage {
@@ -715,6 +715,38 @@ pub async fn migrations(State(st): State<Shared>, Query(q): Query<LogQuery>) -> 
         filter_version: non_empty(&q.version).unwrap_or_default(),
         filter_tenant: non_empty(&q.tenant).unwrap_or_default(),
     }))
+}
+
+/// A log entry's file, from its version folder on (an uploaded zip was unpacked in a
+/// temporary folder that no longer exists).
+fn log_file(e: &lockgate_db::versions::LogEntry) -> String {
+    let file = e.file.as_deref().unwrap_or("");
+    match &e.version {
+        Some(v) => match file.find(&format!("/{v}/")) {
+            Some(at) => file[at + 1..].to_string(),
+            None => file.to_string(),
+        },
+        None => file.to_string(),
+    }
+}
+
+/// A log entry's message for people: its text, or its counts.
+fn log_message(m: &serde_json::Value) -> String {
+    let inner = m.get("message").unwrap_or(m);
+    let text = match inner {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(o) if o.contains_key("total") => format!(
+            "{} records: {} succeeded, {} failed",
+            o["total"],
+            o.get("success").cloned().unwrap_or_default(),
+            o.get("failed").cloned().unwrap_or_default()
+        ),
+        other => other.to_string(),
+    };
+    match m.get("data") {
+        Some(d) => format!("{text} (record {d})"),
+        None => text,
+    }
 }
 
 /// The migrate form.
@@ -864,12 +896,20 @@ pub async fn job(State(st): State<Shared>, Path(id): Path<u64>) -> PageResult {
                 let (g, can_apply) = migrate_grids(r);
                 grids.extend(g);
                 apply = job.kind == "migrate_dry_run" && can_apply && job.status_str() == "succeeded";
-                links.push(("/migrations".into(), "Back to the migrations".into()));
+                if job.kind == "upload" {
+                    links.push(("/data".into(), "Back to the data".into()));
+                }
+                links.push(("/migrations".into(), "The migrations and their logs".into()));
             }
         }
     }
+    let nav = match job.kind.as_str() {
+        "process" | "create_export" | "generate" => "exports",
+        "upload" => "data",
+        _ => "migrations",
+    };
     Ok(render(&JobPage {
-        c: chrome(&st, job.title.clone(), "overview"),
+        c: chrome(&st, job.title.clone(), nav),
         job,
         grids,
         apply,

@@ -363,7 +363,7 @@ pub fn start_process(st: &Shared) -> u64 {
     let transfers = st.cfg.transfers.clone();
     let state = Arc::clone(st);
     st.jobs
-        .spawn("process", "run pending exports".into(), move |p| async move {
+        .spawn("process", "Run pending exports".into(), move |p| async move {
             let _refresh = Refresh(state);
             let (tx, rx) = mpsc::unbounded_channel();
             let forward = tokio::spawn(forward_transfer_events(rx, p));
@@ -417,7 +417,7 @@ pub fn start_create(st: &Shared, t: &Transfer) -> u64 {
     let state = Arc::clone(st);
     st.jobs.spawn(
         "create_export",
-        format!("create an export of {}", t.name),
+        format!("Create an export of {}", t.name),
         move |_| async move {
             let _refresh = Refresh(state);
             let r = transfer::create(&t, &CreateOptions { dry_run: false })
@@ -479,15 +479,15 @@ pub fn start_migrate(st: &Shared, from: MigrateFrom, dry_run: bool) -> Result<u6
             format!(
                 "{} {} into {}",
                 if dry_run {
-                    "dry run of migrate from"
+                    "Dry run of migrate from"
                 } else {
-                    "migrate from"
+                    "Migrate from"
                 },
                 st.cfg.migrations_dir.display(),
                 c.name
             ),
         ),
-        MigrateFrom::Zip(_) => ("upload", format!("migrate an uploaded zip into {}", c.name)),
+        MigrateFrom::Zip(_) => ("upload", format!("Migrate an uploaded zip into {}", c.name)),
     };
     Ok(st.jobs.spawn(kind, title, move |p| async move {
         let _keep = match from {
@@ -533,7 +533,7 @@ pub fn start_generate(st: &Shared, n: i64) -> Result<u64, AppError> {
     let state = Arc::clone(st);
     Ok(st.jobs.spawn(
         "generate",
-        format!("generate {n} sample customers"),
+        format!("Generate {n} sample customers"),
         move |_| async move {
             let _refresh = Refresh(state);
             let ids = lockgate::demo::generate(&dir, n)
