@@ -9,6 +9,12 @@ mod serve_cmd;
 mod transfer_cmd;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: transfers spend a quarter of their time allocating and freeing values;
+/// measured with bench/transfer.sh, `transfer run` takes 5-28 % less time, for peak
+/// RSS of up to 120 MB instead of 66 MB (goal 150).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use lockgate::db::writer::{OnError, WriteMode};
 use lockgate::{Config, LoadOptions};
 use std::path::PathBuf;
