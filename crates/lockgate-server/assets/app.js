@@ -64,8 +64,11 @@ function pollRuns(table) {
     }
     return td;
   };
+  // The next poll is set only once this one has answered, so a slow database
+  // never piles requests up.
+  const again = () => setTimeout(tick, 1000);
   const tick = () => {
-    if (document.hidden) return;
+    if (document.hidden) return again();
     fetch("/api/runs?limit=20", { headers: { Accept: "application/json" } })
       .then((r) => (r.ok ? r.json() : null))
       .then((data) => {
@@ -86,7 +89,8 @@ function pollRuns(table) {
           return tr;
         }));
       })
-      .catch(() => {});
+      .catch(() => {})
+      .finally(again);
   };
-  setInterval(tick, 1000);
+  again();
 }

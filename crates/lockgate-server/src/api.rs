@@ -340,15 +340,23 @@ pub async fn events(
     State(st): State<Shared>,
 ) -> Sse<impl Stream<Item = Result<axum::response::sse::Event, Infallible>>> {
     let rx = st.jobs.subscribe();
-    let s = stream::unfold(rx, |mut rx| async move {
+    let stop = st.stop.subscribe();
+    let s = stream::unfold((rx, stop), |(mut rx, mut stop)| async move {
         loop {
-            match rx.recv().await {
-                Ok(Event::Job(job)) => {
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                // The server is stopping: end the stream so the shutdown can finish.
+                _ = stop.wait_for(|s| *s) => return None,
+            };
+            match received {
+                Ok(Event::Job(mut job)) => {
+                    // The page reloads for the result; events carry the state only.
+                    job.result = None;
                     let e = axum::response::sse::Event::default()
                         .event("job")
                         .json_data(&job)
                         .unwrap_or_default();
-                    return Some((Ok(e), rx));
+                    return Some((Ok(e), (rx, stop)));
                 }
                 // A slow reader missed some updates: the next one carries the state.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -374,14 +382,30 @@ pub async fn migrations(State(st): State<Shared>) -> ApiResult<Json<lockgate::St
 pub async fn migrate(
     State(st): State<Shared>,
     Query(q): Query<WaitQuery>,
+    headers: axum::http::HeaderMap,
     multipart: Option<Multipart>,
 ) -> ApiResult<Response> {
     let from = match multipart {
         Some(m) => MigrateFrom::Zip(upload::read_zip(m, st.cfg.upload_limit).await?.path),
+        // A body that is not a multipart form would otherwise be ignored and the
+        // server's folder migrated instead.
+        None if has_body(&headers) => return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the zip as multipart/form-data (a field named \"file\"), or no body to migrate the server's folder",
+        )),
         None => MigrateFrom::Folder,
     };
     let id = service::start_migrate(&st, from, truthy(&q.dry_run))?;
     Ok(job_response(&st, id, truthy(&q.wait)).await)
+}
+
+fn has_body(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
 }
 
 /// The migration logs, filtered.
@@ -469,6 +493,12 @@ pub async fn uploadzip(State(st): State<Shared>, multipart: Multipart) -> Respon
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
+    // The upload form carries the token; scripts send none (and no browser headers).
+    if let Some(token) = &up.csrf {
+        if let Err(e) = crate::security::check_csrf(&st, token) {
+            return e.into_response();
+        }
+    }
     let id = match service::start_migrate(&st, MigrateFrom::Zip(up.path), false) {
         Ok(id) => id,
         Err(e) => return e.into_response(),
@@ -480,7 +510,8 @@ pub async fn uploadzip(State(st): State<Shared>, multipart: Multipart) -> Respon
         .result
         .as_ref()
         .and_then(|r| r.get("migrated_versions").cloned())
-        .unwrap_or(serde_json::Value::Null);
+        .filter(|v| !v.is_null())
+        .unwrap_or_else(|| serde_json::json!([]));
     match (job.status_str(), &job.error) {
         ("succeeded", _) => (
             StatusCode::OK,

@@ -78,6 +78,10 @@ fn asset(body: &'static str, content_type: &'static str) -> axum::response::Resp
 
 /// The application, for `cfg` (tests drive it without a socket).
 pub fn router(cfg: ServerConfig) -> Result<Router, ServerError> {
+    build(cfg).map(|(router, _)| router)
+}
+
+fn build(cfg: ServerConfig) -> Result<(Router, Shared), ServerError> {
     cfg.check().map_err(ServerError::Config)?;
     let limit = cfg.upload_limit;
     let st: Shared = Arc::new(AppState::new(cfg));
@@ -137,8 +141,8 @@ pub fn router(cfg: ServerConfig) -> Result<Router, ServerError> {
         .merge(uploads)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&st), security::guard))
-        .with_state(st);
-    Ok(app)
+        .with_state(Arc::clone(&st));
+    Ok((app, st))
 }
 
 async fn not_found(uri: axum::http::Uri, method: axum::http::Method) -> axum::response::Response {
@@ -152,9 +156,15 @@ pub async fn serve(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send 
     run(listener, app, shutdown).await
 }
 
+/// A bound server's application, ready for [`run`].
+pub struct App {
+    router: Router,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
 /// Binds first (so that the caller can print the real address, port 0 included),
 /// then serves until `shutdown` completes.
-pub async fn bind(cfg: ServerConfig) -> Result<(tokio::net::TcpListener, Router), ServerError> {
+pub async fn bind(cfg: ServerConfig) -> Result<(tokio::net::TcpListener, App), ServerError> {
     let addr = cfg.bind;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -164,16 +174,29 @@ pub async fn bind(cfg: ServerConfig) -> Result<(tokio::net::TcpListener, Router)
     if let Ok(real) = listener.local_addr() {
         cfg.bind = real;
     }
-    Ok((listener, router(cfg)?))
+    let (router, st) = build(cfg)?;
+    Ok((
+        listener,
+        App {
+            router,
+            stop: st.stop.clone(),
+        },
+    ))
 }
 
 /// Serves a bound listener until `shutdown` completes.
 pub async fn run(
     listener: tokio::net::TcpListener,
-    app: Router,
+    app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    axum::serve(listener, app)
+    let stop = app.stop;
+    let shutdown = async move {
+        shutdown.await;
+        // Open event streams end now; the shutdown waits for the other requests.
+        let _ = stop.send(true);
+    };
+    axum::serve(listener, app.router)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Serve)

@@ -567,10 +567,10 @@ pub async fn process(State(st): State<Shared>, headers: HeaderMap, body: axum::b
     let id = service::start_process(&st);
     match st.jobs.wait(id).await {
         Some(job) => {
-            let status = match (job.error.is_some(), job.exit_code) {
-                (true, Some(code)) => AppError::from_exit(code, "").status,
-                (true, None) => StatusCode::INTERNAL_SERVER_ERROR,
-                (false, _) => StatusCode::OK,
+            let status = match (job.status_str(), job.exit_code) {
+                ("succeeded", _) => StatusCode::OK,
+                (_, Some(code)) => AppError::from_exit(code, "").status,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             (status, axum::Json(job)).into_response()
         }

@@ -31,10 +31,14 @@ fn public(path: &str) -> bool {
 /// The middleware.
 pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
+    let req_target = req.uri().path_and_query().map(|p| p.as_str().to_string());
     let json = wants_json(&path, req.method());
     let mut resp = match check(&st, &req, &path) {
         Ok(()) => next.run(req).await,
-        Err(Refusal::Login) => Redirect::to(&format!("/login?next={}", encode_next(&path))).into_response(),
+        Err(Refusal::Login) => {
+            let target = req_target.as_deref().unwrap_or(&path);
+            Redirect::to(&format!("/login?next={}", encode_next(target))).into_response()
+        }
         Err(Refusal::Error(e)) => e.respond(json),
     };
     let h = resp.headers_mut();
@@ -67,6 +71,13 @@ fn check(st: &Shared, req: &Request, path: &str) -> Result<(), Refusal> {
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         cross_site(headers, host).map_err(Refusal::Error)?;
+    } else if !top_level_or_same_site(headers) {
+        // Another site's page may link here, but not make the browser fetch pages,
+        // zips or counts in the background (`<img src=/getzip?…>`): they cost work.
+        return Err(Refusal::Error(AppError::new(
+            StatusCode::FORBIDDEN,
+            "cross-site request refused: open this server's pages directly",
+        )));
     }
     if !st.auth_required() || public(path) {
         return Ok(());
@@ -111,6 +122,16 @@ fn cross_site(headers: &HeaderMap, host: &str) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Fetch metadata: a request from another site is let through only when it is the
+/// user following a link (a top-level navigation); scripts send no such headers.
+fn top_level_or_same_site(headers: &HeaderMap) -> bool {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match get("sec-fetch-site") {
+        None | Some("same-origin") | Some("none") => true,
+        Some(_) => get("sec-fetch-mode") == Some("navigate") && get("sec-fetch-dest") == Some("document"),
+    }
+}
+
 /// Whether the request carries the token or a live session.
 pub fn authenticated(st: &Shared, headers: &HeaderMap) -> bool {
     let Some(token) = st.cfg.token.as_deref() else {
@@ -150,7 +171,13 @@ pub fn check_csrf(st: &Shared, given: &str) -> Result<(), AppError> {
 
 /// A path to come back to after signing in: only this server's own paths.
 pub fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    // Browsers drop tabs and newlines from URLs, so "/\t/evil" would become "//evil":
+    // only printable ASCII is followed.
+    if next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && next.bytes().all(|b| b.is_ascii_graphic())
+    {
         next
     } else {
         "/"
@@ -160,7 +187,9 @@ pub fn safe_next(next: &str) -> &str {
 fn encode_next(path: &str) -> String {
     path.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'?' | b'=' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -176,6 +205,9 @@ mod tests {
         assert_eq!(safe_next("//evil.example"), "/");
         assert_eq!(safe_next("https://evil.example"), "/");
         assert_eq!(safe_next("/\\evil.example"), "/");
+        assert_eq!(safe_next("/\t/evil.example"), "/");
+        assert_eq!(safe_next("/\n/evil.example"), "/");
+        assert_eq!(safe_next("/tables?conn=a&table=b"), "/tables?conn=a&table=b");
     }
 
     #[test]

@@ -237,13 +237,15 @@ pub async fn transfer_info(st: &Shared, t: &Transfer, limit: u32) -> TransferInf
         return info;
     }
     // The same check as `transfer create`, without creating anything.
+    let generation = st.available_generation.load(std::sync::atomic::Ordering::SeqCst);
     match transfer::create(t, &CreateOptions { dry_run: true }).await {
         Ok(r) => {
             info.available = Some(r.available);
-            st.available
-                .lock()
-                .expect("available lock")
-                .insert(t.name.clone(), (std::time::Instant::now(), r.available));
+            let mut cache = st.available.lock().expect("available lock");
+            // A create, process or generate that ended meanwhile made this count old.
+            if st.available_generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+                cache.insert(t.name.clone(), (std::time::Instant::now(), r.available));
+            }
         }
         Err(e) => info.error = Some(info.error.take().map_or(e.to_string(), |m| format!("{m}; {e}"))),
     }
@@ -252,7 +254,10 @@ pub async fn transfer_info(st: &Shared, t: &Transfer, limit: u32) -> TransferInf
 
 /// Forgets the Export buttons' counts (after anything that may change them).
 pub fn forget_available(st: &Shared) {
-    st.available.lock().expect("available lock").clear();
+    let mut cache = st.available.lock().expect("available lock");
+    st.available_generation
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    cache.clear();
 }
 
 /// Every transfer's figures.

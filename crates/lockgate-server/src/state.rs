@@ -145,6 +145,12 @@ pub struct AppState {
     /// Each transfer's exportable row count and when it was counted (the Export
     /// button; see `service::transfer_info`).
     pub available: Mutex<std::collections::HashMap<String, (std::time::Instant, i64)>>,
+    /// Bumped by everything that may change those counts, so that a count begun
+    /// before the change is not kept.
+    pub available_generation: std::sync::atomic::AtomicU64,
+    /// Set when the server is stopping: event streams end, so that the graceful
+    /// shutdown does not wait for browsers that keep them open.
+    pub stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// The state as handlers take it.
@@ -180,6 +186,8 @@ impl AppState {
             csrf: random_token(),
             hosts,
             available: Mutex::new(Default::default()),
+            available_generation: Default::default(),
+            stop: tokio::sync::watch::channel(false).0,
         }
     }
 

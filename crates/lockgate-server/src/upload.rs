@@ -39,12 +39,20 @@ pub async fn read_zip(mut form: Multipart, limit: usize) -> Result<Upload, AppEr
         };
         let name = field.name().unwrap_or("").to_string();
         if field.file_name().is_none() && name == "csrf" {
-            csrf = Some(
-                field
-                    .text()
-                    .await
-                    .map_err(|e| AppError::bad(format!("the form: {e}")))?,
-            );
+            // A token is 64 characters: read no more than a little over that.
+            let mut field = field;
+            let mut text = Vec::new();
+            while let Some(chunk) = field
+                .chunk()
+                .await
+                .map_err(|e| AppError::bad(format!("the form: {e}")))?
+            {
+                text.extend_from_slice(&chunk);
+                if text.len() > 256 {
+                    return Err(AppError::bad("the form's security token is too long"));
+                }
+            }
+            csrf = Some(String::from_utf8_lossy(&text).into_owned());
             continue;
         }
         if field.file_name().is_none() && name != "file" && name != "zip" {

@@ -84,10 +84,25 @@ fn serve_listens_on_port_and_stops_cleanly_on_ctrl_c() {
     );
     let (status, _) = http_get(port, "/", "attacker.example");
     assert!(status.contains("421"), "{status}");
+    // A browser's open event stream must not keep Ctrl-C from stopping the server.
+    let mut events = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(events, "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
-    let status = child.wait().unwrap();
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(10),
+            "the server did not stop within 10 s of Ctrl-C with an event stream open"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(events);
     assert_eq!(status.code(), Some(0));
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();

@@ -349,6 +349,17 @@ async fn downloads_and_uploads_keep_oe_migrations_contract() {
     let r = post_multipart(&app, "/api/migrate?wait=true", &[("file", "v2.zip", &zip2)], &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["result"]["migrated_versions"], serde_json::json!(["2.0.0"]));
+    // A zip sent as a plain body is refused, not ignored for the folder.
+    let r = send(
+        &app,
+        request(Method::POST, "/api/migrate?wait=true")
+            .header(header::CONTENT_TYPE, "application/zip")
+            .header(header::CONTENT_LENGTH, zip2.len())
+            .body(Body::from(zip2.clone()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.text());
     let r = post(&app, "/api/migrate?dry_run=true&wait=true").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
     assert!(r.json()["error"].as_str().unwrap().contains("there is no folder"));

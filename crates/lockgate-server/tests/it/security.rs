@@ -107,6 +107,13 @@ async fn with_a_token_every_endpoint_but_login_and_assets_needs_it() {
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.header("location"), "/", "only local paths are followed");
+    let r = post_form(
+        &app,
+        "/login",
+        &[("csrf", &token), ("token", TOKEN), ("next", "/\t/evil.example")],
+    )
+    .await;
+    assert_eq!(r.header("location"), "/", "a tab would make it //evil.example");
     let cookie = r.header("set-cookie");
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
@@ -155,6 +162,20 @@ async fn cross_site_posts_and_forms_without_their_token_change_nothing() {
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{name}");
         assert!(r.json()["error"].as_str().unwrap().contains("cross-site"));
     }
+    // Another site's page may link here, but not fetch in the background.
+    let fetch = |dest: &str, mode: &str| {
+        request(Method::GET, "/getzip?exportAllTables=true")
+            .header("sec-fetch-site", "cross-site")
+            .header("sec-fetch-dest", dest.to_string())
+            .header("sec-fetch-mode", mode.to_string())
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        send(&app, fetch("image", "no-cors")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(send(&app, fetch("document", "navigate")).await.status, StatusCode::OK);
     let r = post_form(&app, "/exports/customers/create", &[("csrf", "forged")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.text().contains("security token"), "{}", r.text());
