@@ -508,7 +508,12 @@ pub fn start_migrate(st: &Shared, from: MigrateFrom, dry_run: bool) -> Result<u6
                 p.set(e.rows, None, Some(e.phase.to_string()));
             }
         });
-        let result = lockgate::migrate(&c.url, &opts, Some(tx)).await;
+        // Unpacking a zip and reading version folders is file work that would hold an
+        // async worker thread: the migration runs on a blocking thread of its own.
+        let handle = tokio::runtime::Handle::current();
+        let result = tokio::task::spawn_blocking(move || handle.block_on(lockgate::migrate(&c.url, &opts, Some(tx))))
+            .await
+            .map_err(|e| JobFailure::new(1, format!("the migration stopped unexpectedly: {e}")))?;
         let _ = forward.await;
         let report = result.map_err(|e| JobFailure::new(e.exit_code(), e.to_string()))?;
         let message = match (&report.failed_version, &report.migrated_versions) {
@@ -600,8 +605,17 @@ pub async fn dump_zip(st: &Shared, req: &DumpRequest) -> Result<(tempfile::TempD
         module: st.cfg.module.clone(),
         ..lockgate::DumpOptions::default()
     };
-    let report = lockgate::dump(&c.url, &opts)
+    // Writing the files and the zip is file work: on a blocking thread, as above.
+    let handle = tokio::runtime::Handle::current();
+    let url = c.url.clone();
+    let report = tokio::task::spawn_blocking(move || handle.block_on(lockgate::dump(&url, &opts)))
         .await
+        .map_err(|e| {
+            AppError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the dump stopped: {e}"),
+            )
+        })?
         .map_err(|e| AppError::from_exit(e.exit_code(), e.to_string()))?;
     let name = format!("{}-{}.zip", c.name, report.version);
     Ok((dir, out, name))
