@@ -6,7 +6,7 @@ use crate::error::{render, AppError, PageError};
 use crate::jobs::Job;
 use crate::security::{self, check_csrf, SESSION_COOKIE};
 use crate::service::{self, ConnectionInfo, DumpRequest, MigrateFrom, RunInfo};
-use crate::state::{random_token, same_secret, Shared};
+use crate::state::{same_secret, Shared};
 use crate::upload;
 use askama::Template;
 use axum::extract::{Multipart, Path, Query, RawQuery, State};
@@ -1052,10 +1052,12 @@ pub async fn login(State(st): State<Shared>, Form(f): Form<LoginForm>) -> PageRe
         *resp.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(resp);
     }
-    let session = random_token();
-    st.sessions.lock().expect("sessions").insert(session.clone());
+    let session = st.sessions.lock().expect("sessions").issue();
     let mut resp = Redirect::to(security::safe_next(&f.next)).into_response();
-    let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict");
+    let cookie = format!(
+        "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        crate::state::SESSION_FOR.as_secs()
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -1066,7 +1068,7 @@ pub async fn login(State(st): State<Shared>, Form(f): Form<LoginForm>) -> PageRe
 pub async fn logout(State(st): State<Shared>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> PageResult {
     check_csrf(&st, &f.csrf)?;
     if let Some(id) = security::session_of(&headers) {
-        st.sessions.lock().expect("sessions").remove(&id);
+        st.sessions.lock().expect("sessions").end(&id);
     }
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().insert(

@@ -142,7 +142,7 @@ pub fn authenticated(st: &Shared, headers: &HeaderMap) -> bool {
             .strip_prefix("Bearer ")
             .is_some_and(|given| same_secret(given.trim(), token));
     }
-    session_of(headers).is_some_and(|id| st.sessions.lock().expect("sessions").contains(&id))
+    session_of(headers).is_some_and(|id| st.sessions.lock().expect("sessions").valid(&id))
 }
 
 /// The session id in the request's cookie.

@@ -4,7 +4,6 @@
 use crate::jobs::Jobs;
 use lockgate::transfer::Transfer;
 use lockgate_db::DbUrl;
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -137,7 +136,7 @@ pub struct AppState {
     /// Running and recent jobs.
     pub jobs: Jobs,
     /// Session ids of signed-in browsers (with a token set).
-    pub sessions: Mutex<HashSet<String>>,
+    pub sessions: Mutex<Sessions>,
     /// The token the pages' forms carry (CSRF): random for each server process.
     pub csrf: String,
     /// Host headers accepted.
@@ -182,7 +181,7 @@ impl AppState {
         AppState {
             cfg,
             jobs: Jobs::new(),
-            sessions: Mutex::new(HashSet::new()),
+            sessions: Mutex::new(Sessions::default()),
             csrf: random_token(),
             hosts,
             available: Mutex::new(Default::default()),
@@ -194,6 +193,42 @@ impl AppState {
     /// Whether requests need the token or a session.
     pub fn auth_required(&self) -> bool {
         self.cfg.token.as_deref().is_some_and(|t| !t.is_empty())
+    }
+}
+
+/// How long a sign-in lasts.
+pub const SESSION_FOR: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// The most sessions kept: signing in again and again cannot grow memory for ever
+/// (the oldest is dropped).
+const MAX_SESSIONS: usize = 1_000;
+
+/// Signed-in browsers: session id → when it was issued.
+#[derive(Default)]
+pub struct Sessions(std::collections::HashMap<String, std::time::Instant>);
+
+impl Sessions {
+    /// Issues a new session id.
+    pub fn issue(&mut self) -> String {
+        self.0.retain(|_, at| at.elapsed() < SESSION_FOR);
+        if self.0.len() >= MAX_SESSIONS {
+            if let Some(oldest) = self.0.iter().min_by_key(|(_, at)| **at).map(|(id, _)| id.clone()) {
+                self.0.remove(&oldest);
+            }
+        }
+        let id = random_token();
+        self.0.insert(id.clone(), std::time::Instant::now());
+        id
+    }
+
+    /// Whether `id` is a live session.
+    pub fn valid(&self, id: &str) -> bool {
+        self.0.get(id).is_some_and(|at| at.elapsed() < SESSION_FOR)
+    }
+
+    /// Ends a session.
+    pub fn end(&mut self, id: &str) {
+        self.0.remove(id);
     }
 }
 
@@ -211,4 +246,25 @@ pub fn same_secret(a: &str, b: &str) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_issued_checked_ended_and_capped() {
+        let mut s = Sessions::default();
+        let a = s.issue();
+        assert!(s.valid(&a));
+        assert!(!s.valid("forged"));
+        s.end(&a);
+        assert!(!s.valid(&a));
+        let first = s.issue();
+        for _ in 0..MAX_SESSIONS {
+            s.issue();
+        }
+        assert_eq!(s.0.len(), MAX_SESSIONS);
+        assert!(!s.valid(&first), "the oldest went first");
+    }
 }
