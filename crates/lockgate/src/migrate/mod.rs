@@ -1369,6 +1369,7 @@ impl Run<'_> {
             key: key.clone(),
             constants,
             validation,
+            absent_when_null: Vec::new(),
         };
         let cfg = WriteConfig {
             mode,
