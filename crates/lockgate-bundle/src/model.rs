@@ -293,20 +293,22 @@ impl<'de> Visitor<'de> for ModelVisitor {
                 "base" => string(&value, "base").map(|base| model.base = Some(base)),
                 "indexes" => indexes(&value).map(|list| model.indexes = list),
                 "options" => match &value {
-                    Value::Object(options) => table_in(options, "options").and_then(|table| {
-                        if let Some(on) = options.get("idInjection") {
-                            model.options_id_injection = Some(flag(on, "options.idInjection")?);
-                        }
-                        Ok(table)
-                    }).map(|table| {
-                        model.options_table = table.or_else(|| {
-                            // `"options": {"postgresql": {"table": …}}` is common in loopback too.
-                            ENGINES.iter().find_map(|engine| match options.get(*engine) {
-                                Some(Value::Object(section)) => table_in(section, engine).ok().flatten(),
-                                _ => None,
-                            })
+                    Value::Object(options) => table_in(options, "options")
+                        .and_then(|table| {
+                            if let Some(on) = options.get("idInjection") {
+                                model.options_id_injection = Some(flag(on, "options.idInjection")?);
+                            }
+                            Ok(table)
                         })
-                    }),
+                        .map(|table| {
+                            model.options_table = table.or_else(|| {
+                                // `"options": {"postgresql": {"table": …}}` is common in loopback too.
+                                ENGINES.iter().find_map(|engine| match options.get(*engine) {
+                                    Some(Value::Object(section)) => table_in(section, engine).ok().flatten(),
+                                    _ => None,
+                                })
+                            })
+                        }),
                     other => Err(format!(r#""options" is {}: use an object"#, describe(other))),
                 },
                 engine if ENGINES.contains(&engine) => match &value {

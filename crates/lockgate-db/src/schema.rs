@@ -432,7 +432,11 @@ pub async fn catch_up_identity(conn: &mut Conn, table: &lockgate_core::Table) ->
         return Ok(());
     }
     let d = conn.dialect();
-    for c in table.columns.iter().filter(|c| c.auto && matches!(c.kind, Kind::Int { .. })) {
+    for c in table
+        .columns
+        .iter()
+        .filter(|c| c.auto && matches!(c.kind, Kind::Int { .. }))
+    {
         // pg_get_serial_sequence reads its first argument as (quoted) SQL names and
         // its second as a column name; both are bound, and NULL for a computed column.
         let sql = format!(

@@ -99,7 +99,11 @@ fn a_file_holding_one_object_is_one_record() {
         "@1 a=1; error: in:1:9: ']' after the file's one object: a .json file holds one array of objects or one object; for one object per line, name the file .ndjson",
     );
     // An object that is not closed is JSON's own error, in file coordinates.
-    check("{\"a\":", JSON, "error: in:1:5: invalid JSON: EOF while parsing a value");
+    check(
+        "{\"a\":",
+        JSON,
+        "error: in:1:5: invalid JSON: EOF while parsing a value",
+    );
 }
 
 #[test]

@@ -642,7 +642,11 @@ async fn check_pending(
         let meta = p.manifest.path.display().to_string();
         // Every definition in force is turned into its changes (and their SQL) now,
         // before the first DDL of the run.
-        let tenant_column = p.manifest.tenant_column.clone().unwrap_or_else(|| opts.tenant_column.clone());
+        let tenant_column = p
+            .manifest
+            .tenant_column
+            .clone()
+            .unwrap_or_else(|| opts.tenant_column.clone());
         let changes = planned_changes(conn, &p.models, &tenant_column).await?;
         if conn.engine() == Engine::Mysql && !changes.is_empty() {
             let mut tables = HashMap::new();
@@ -761,12 +765,19 @@ async fn planned_changes(
 /// data file it loads into a changed table is read through: a file that cannot be
 /// read, or gives a column the table will not have, stops the run while nothing has
 /// changed. (On PostgreSQL and SQLite the version's rollback undoes its DDL too.)
-fn check_files_before_ddl(p: &Pending, changes: &[(PathBuf, SchemaChange)], tables: &HashMap<String, Table>, tenant_column: &str) -> Result<(), MigrateError> {
+fn check_files_before_ddl(
+    p: &Pending,
+    changes: &[(PathBuf, SchemaChange)],
+    tables: &HashMap<String, Table>,
+    tenant_column: &str,
+) -> Result<(), MigrateError> {
     let meta = p.manifest.path.display().to_string();
     for f in p.manifest.files.iter().filter(|f| f.enabled) {
         let EntryKind::Data(_) = f.kind() else { continue };
         let model = f.model.clone().unwrap_or_default();
-        let touched = changes.iter().any(|(_, c)| change_table(c).eq_ignore_ascii_case(&model));
+        let touched = changes
+            .iter()
+            .any(|(_, c)| change_table(c).eq_ignore_ascii_case(&model));
         if !touched {
             continue;
         }
@@ -881,10 +892,10 @@ impl Run<'_> {
         self.irreversible.clear();
         let result = self.apply_parts(p, &mut vr, &mut logs).await;
         // What MariaDB committed of the version's schema changes before it failed.
-        let kept = if matches!(result, Ok(PartEnd::Done)) {
-            Vec::new()
-        } else {
-            std::mem::take(&mut vr.schema_kept)
+        // (After a committed part, the error says so already: its changes stay.)
+        let kept = match &result {
+            Ok(PartEnd::Done) | Err((_, 1..)) => Vec::new(),
+            _ => std::mem::take(&mut vr.schema_kept),
         };
         let kept_note = (!kept.is_empty()).then(|| {
             format!(
@@ -1475,7 +1486,11 @@ impl Run<'_> {
             validation,
             // A record whose key is null has no key's value: inserted (or, updating,
             // that record's error), as oe-migration treats a falsy key.
-            absent_when_null: if mode == WriteMode::Insert { Vec::new() } else { key.clone() },
+            absent_when_null: if mode == WriteMode::Insert {
+                Vec::new()
+            } else {
+                key.clone()
+            },
         };
         let cfg = WriteConfig {
             mode,

@@ -58,7 +58,12 @@ pub(crate) fn with_bases(model: &ModelDef, all: &[&ModelDef]) -> Result<ModelDef
             .collect();
         properties.append(&mut out.properties);
         out.properties = properties;
-        out.indexes.extend(base.indexes.iter().cloned());
+        // Index names are per schema on PostgreSQL and SQLite: an inherited index is
+        // named after this model's table.
+        out.indexes.extend(base.indexes.iter().map(|i| IndexDef {
+            name: None,
+            ..i.clone()
+        }));
         out.multi_tenant |= base.multi_tenant;
         out.id_injection = out.id_injection.or(base.id_injection);
         base_name = base.base.clone();
