@@ -80,7 +80,7 @@ impl BatchSource for FileSource {
                 .columns
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| c.auto || self.absent_when_null.iter().any(|a| *a == c.name))
+                .filter(|(_, c)| c.auto || self.absent_when_null.contains(&c.name))
                 .map(|(i, _)| i)
                 .collect(),
         };

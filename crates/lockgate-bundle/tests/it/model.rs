@@ -335,7 +335,13 @@ fn loopback_keys_that_shape_the_table() {
     let indexes: Vec<(Option<&str>, Vec<&str>, bool)> = model
         .indexes
         .iter()
-        .map(|i| (i.name.as_deref(), i.columns.iter().map(String::as_str).collect(), i.unique))
+        .map(|i| {
+            (
+                i.name.as_deref(),
+                i.columns.iter().map(String::as_str).collect(),
+                i.unique,
+            )
+        })
         .collect();
     assert_eq!(
         indexes,
