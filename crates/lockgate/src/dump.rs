@@ -270,6 +270,11 @@ fn model_json(t: &Table) -> String {
         }
         if t.primary_key.contains(&c.name) {
             p["id"] = json!(true);
+            // A one-column integer key the database fills (identity, AUTO_INCREMENT,
+            // rowid) is created the same way again.
+            if c.auto && t.primary_key.len() == 1 && matches!(c.kind, Kind::Int { .. }) {
+                p["generated"] = json!(true);
+            }
         }
         props.push(format!("    {}: {}", json!(c.name), p));
     }

@@ -6,6 +6,7 @@
 mod bad_input;
 mod dump;
 mod load;
+mod loopback;
 mod migrate;
 mod review;
 mod support;
