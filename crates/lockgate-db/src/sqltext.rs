@@ -314,7 +314,19 @@ pub fn effect(engine: Engine, text: &str) -> Effect {
     match first {
         // One table, written by name, and nothing after the name that names another.
         "UPDATE" => {
-            let i = skip(1, &["LOW_PRIORITY", "IGNORE", "ONLY", "OR", "ROLLBACK", "ABORT", "REPLACE", "FAIL"]);
+            let i = skip(
+                1,
+                &[
+                    "LOW_PRIORITY",
+                    "IGNORE",
+                    "ONLY",
+                    "OR",
+                    "ROLLBACK",
+                    "ABORT",
+                    "REPLACE",
+                    "FAIL",
+                ],
+            );
             let Some((table, mut j)) = name(i) else {
                 return Effect::Unknown;
             };
@@ -506,7 +518,8 @@ mod tests {
 
     #[test]
     fn statements_carry_their_line_and_text() {
-        let sql = "-- header; not a statement\nUPDATE t SET a = 'x;\ny';\n\n  /* c */ DELETE FROM u;\n-- trailing only\n";
+        let sql =
+            "-- header; not a statement\nUPDATE t SET a = 'x;\ny';\n\n  /* c */ DELETE FROM u;\n-- trailing only\n";
         let s = statements(Engine::Postgres, sql);
         assert_eq!(s.len(), 2, "{s:?}");
         assert_eq!((s[0].number, s[0].line, s[0].head.as_str()), (1, 2, "UPDATE T SET"));
@@ -525,25 +538,61 @@ mod tests {
     fn effects_name_the_tables_written() {
         let tables = |v: &[&str]| Effect::Tables(v.iter().map(|s| s.to_string()).collect());
         let cases = [
-            (Engine::Postgres, "UPDATE customer SET status = 'x'", tables(&["customer"])),
-            (Engine::Postgres, "update public.\"Customer\" c set a = 1 from u", tables(&["public.Customer"])),
-            (Engine::Mysql, "UPDATE LOW_PRIORITY `db`.`t` AS x SET a = 1", tables(&["db.t"])),
-            (Engine::Mysql, "UPDATE a JOIN b ON a.id = b.id SET a.x = 1", Effect::Unknown),
+            (
+                Engine::Postgres,
+                "UPDATE customer SET status = 'x'",
+                tables(&["customer"]),
+            ),
+            (
+                Engine::Postgres,
+                "update public.\"Customer\" c set a = 1 from u",
+                tables(&["public.Customer"]),
+            ),
+            (
+                Engine::Mysql,
+                "UPDATE LOW_PRIORITY `db`.`t` AS x SET a = 1",
+                tables(&["db.t"]),
+            ),
+            (
+                Engine::Mysql,
+                "UPDATE a JOIN b ON a.id = b.id SET a.x = 1",
+                Effect::Unknown,
+            ),
             (Engine::Mysql, "UPDATE a, b SET a.x = 1", Effect::Unknown),
-            (Engine::Sqlite, "INSERT OR REPLACE INTO [t] (a) VALUES (1)", tables(&["t"])),
+            (
+                Engine::Sqlite,
+                "INSERT OR REPLACE INTO [t] (a) VALUES (1)",
+                tables(&["t"]),
+            ),
             (Engine::Mysql, "INSERT IGNORE t VALUES (1)", tables(&["t"])),
             (Engine::Mysql, "REPLACE INTO t SELECT * FROM u", tables(&["t"])),
-            (Engine::Postgres, "DELETE FROM ONLY t USING u WHERE t.a = u.a", tables(&["t"])),
+            (
+                Engine::Postgres,
+                "DELETE FROM ONLY t USING u WHERE t.a = u.a",
+                tables(&["t"]),
+            ),
             (Engine::Mysql, "DELETE t1 FROM t1 JOIN t2", Effect::Unknown),
             (Engine::Mysql, "DELETE FROM t1, t2 USING t1 JOIN t2", Effect::Unknown),
             (Engine::Postgres, "TRUNCATE TABLE a, ONLY b", tables(&["a", "b"])),
-            (Engine::Postgres, "MERGE INTO t USING u ON t.a = u.a WHEN MATCHED THEN DELETE", tables(&["t"])),
-            (Engine::Postgres, "WITH x AS (DELETE FROM t RETURNING *) SELECT 1", Effect::Unknown),
+            (
+                Engine::Postgres,
+                "MERGE INTO t USING u ON t.a = u.a WHEN MATCHED THEN DELETE",
+                tables(&["t"]),
+            ),
+            (
+                Engine::Postgres,
+                "WITH x AS (DELETE FROM t RETURNING *) SELECT 1",
+                Effect::Unknown,
+            ),
             (Engine::Postgres, "SELECT 1", Effect::Nothing),
             (Engine::Mysql, "/*!40101 SET NAMES utf8mb4 */", Effect::Nothing),
             (Engine::Postgres, "CREATE TEMPORARY TABLE x (a int)", Effect::Nothing),
             (Engine::Postgres, "CALL p()", Effect::Unknown),
-            (Engine::Postgres, "DO $$ BEGIN UPDATE t SET a = 1; END $$", Effect::Unknown),
+            (
+                Engine::Postgres,
+                "DO $$ BEGIN UPDATE t SET a = 1; END $$",
+                Effect::Unknown,
+            ),
         ];
         for (engine, sql, want) in cases {
             assert_eq!(effect(engine, sql), want, "{engine}: {sql}");

@@ -21,6 +21,7 @@
 mod models;
 pub mod rollback;
 mod script;
+mod sqlscript;
 pub mod status;
 
 use crate::source::{FileSource, Validation};
@@ -938,23 +939,14 @@ impl Run<'_> {
                         }
                         Step::Script { file, label, .. } => {
                             let path = p.dir.resolve(&file, &label)?;
-                            let sql = std::fs::read_to_string(&path)
-                                .map_err(|e| MigrateError::Input(format!("{}: {e}", path.display())))?;
-                            self.conn.batch(&sql).await.map_err(|e| match e {
-                                DbError::Engine { error, .. } => DbError::Engine {
-                                    context: format!(
-                                        "running {} ({label} of {})",
-                                        path.display(),
-                                        p.manifest.path.display()
-                                    ),
-                                    error,
-                                },
-                                other => other,
-                            })?;
+                            let place = format!("{label} of {}", p.manifest.path.display());
+                            let capture = (!dry).then_some((self.opts.module.as_str(), version.as_str()));
+                            let out = sqlscript::run(self.conn, &path, &place, capture).await?;
                             scripts_run.push(file.clone());
                             vr.steps.push(StepReport {
                                 kind: "sql".into(),
                                 file,
+                                note: out.note(),
                                 ..StepReport::default()
                             });
                         }

@@ -8,5 +8,6 @@ mod dump;
 mod load;
 mod migrate;
 mod review;
+mod sql_script;
 mod support;
 mod transfer;
