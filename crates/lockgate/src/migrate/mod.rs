@@ -18,6 +18,7 @@
 //! whole version and logged (in `lockgate_migration_log`, written after the version's
 //! transaction ends so that the log survives its rollback).
 
+mod force;
 mod models;
 pub mod rollback;
 mod script;
@@ -421,6 +422,13 @@ pub async fn migrate(
     progress: Option<mpsc::UnboundedSender<Progress>>,
 ) -> Result<MigrateReport, MigrateError> {
     let started = Instant::now();
+    if let (Some(from), Some(to)) = (opts.from, opts.to) {
+        if from > to {
+            return Err(MigrateError::Input(format!(
+                "--from {from} is later than --to {to}: no version lies between them; swap them"
+            )));
+        }
+    }
     let source = open_source(&opts.dir, opts.zip.as_deref(), &opts.zip_limits)?;
     let base = &source.base;
     let mut shared_models = Models::default();
@@ -489,6 +497,12 @@ pub async fn migrate(
                 ddl,
             });
         }
+        // Drift (Flyway's validate): said in the warnings, except for the versions
+        // this run applies.
+        let applying: Vec<String> = pending.iter().map(|p| p.dir.version.to_string()).collect();
+        let folder = opts.zip.as_ref().unwrap_or(&base.root).display().to_string();
+        let drift = status::drift(base, &applied, old_version.as_deref())?;
+        warnings.splice(0..0, drift.messages(old_version.as_deref(), &folder, &applying));
         check_pending(&mut conn, &pending, &shared_models, opts).await?;
         let run_id = if opts.dry_run {
             None
@@ -530,8 +544,35 @@ pub async fn migrate(
                 models.add(m.clone());
             }
             ctx.models = models;
+            // Re-applying an older version (--force): which rows of the later
+            // versions that stay applied it rewrites, from the images it writes.
+            let later: Vec<String> = if opts.dry_run {
+                Vec::new()
+            } else {
+                applied
+                    .iter()
+                    .filter(|a| a.version.parse::<Version>().is_ok_and(|v| v > p.dir.version))
+                    .map(|a| a.version.clone())
+                    .filter(|v| !applying.contains(v))
+                    .collect()
+            };
+            let mark = if later.is_empty() {
+                None
+            } else {
+                force::mark(ctx.conn).await.ok()
+            };
             let (vr, logs, err) = ctx.apply_version(p).await;
             ctx.models = shared;
+            if let (Some(mark), VersionStatus::Applied) = (mark, vr.status) {
+                match force::overwritten(ctx.conn, &opts.module, &vr.version, mark, &later).await {
+                    Ok(Some(w)) => report.warnings.push(w),
+                    Ok(None) => {}
+                    Err(e) => report.warnings.push(format!(
+                        "could not tell which rows of later versions version {} rewrote: {e}",
+                        vr.version
+                    )),
+                }
+            }
             if !opts.dry_run {
                 // After the version's transaction: the log outlives its rollback.
                 if let Err(e) = versions::write_logs(ctx.conn, &logs).await {
