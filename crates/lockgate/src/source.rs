@@ -196,6 +196,11 @@ fn read_file(
     let mut set: Vec<usize> = Vec::new();
     let mut record = Record::default();
     let key_idx: Vec<usize> = key.iter().filter_map(|k| table.column_index(k)).collect();
+    // A CSV header (line 1) is known before the first record; JSON keys appear with
+    // the records, so an unknown one is named with its record's line.
+    if !reader.columns().is_empty() {
+        mapping = map_columns(&format!("{name}:1"), reader.columns(), table)?;
+    }
     let send = |batch: Batch| -> Result<(), SourceError> {
         // A closed channel means the writer stopped (stop policy, an error): end quietly.
         let _ = tx.blocking_send(Ok(batch));
@@ -210,7 +215,7 @@ fn read_file(
         }
         if mapping.len() < reader.columns().len() {
             let names = &reader.columns()[mapping.len()..];
-            mapping.extend(map_columns(&name, names, table)?);
+            mapping.extend(map_columns(&format!("{name}:{}", record.line), names, table)?);
         }
         set.clear();
         set.extend(record.fields.iter().map(|(i, _)| mapping[*i]));

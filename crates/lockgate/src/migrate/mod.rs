@@ -1586,7 +1586,8 @@ fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
             wanted.entry(file.clone()).or_default().insert(line);
         }
     }
-    let mut found: HashMap<(String, u64), serde_json::Value> = HashMap::new();
+    // Every record on a wanted line: a compact JSON array holds many on one line.
+    let mut found: HashMap<(String, u64), Vec<serde_json::Map<String, serde_json::Value>>> = HashMap::new();
     for (file, lines) in wanted {
         let format = p
             .manifest
@@ -1597,9 +1598,9 @@ fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
         let Ok(mut reader) = lockgate_bundle::open_records(Path::new(&file), format) else {
             continue;
         };
+        let last = lines.iter().copied().max().unwrap_or(0);
         let mut record = lockgate_bundle::Record::default();
-        let mut left = lines.len();
-        while left > 0 && reader.next_record(&mut record).unwrap_or(false) {
+        while reader.next_record(&mut record).unwrap_or(false) && record.line <= last {
             if lines.contains(&record.line) {
                 let obj: serde_json::Map<String, serde_json::Value> = record
                     .fields
@@ -1613,14 +1614,64 @@ fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
                         (reader.columns()[*i].clone(), v)
                     })
                     .collect();
-                found.insert((file.clone(), record.line), serde_json::Value::Object(obj));
-                left -= 1;
+                found.entry((file.clone(), record.line)).or_default().push(obj);
             }
         }
     }
+    let mut used: HashMap<(String, u64), HashSet<usize>> = HashMap::new();
     for f in failures.iter_mut() {
-        if let (Some(file), Some(line)) = (&f.error.file, f.error.line) {
-            f.data = found.remove(&(file.clone(), line));
+        let (Some(file), Some(line)) = (&f.error.file, f.error.line) else {
+            continue;
+        };
+        let id = (file.clone(), line);
+        let Some(records) = found.get(&id) else { continue };
+        let taken = used.entry(id).or_default();
+        let pick = if records.len() == 1 {
+            Some(0)
+        } else {
+            // Several records on the line: the one whose fields match the failure's
+            // key (`col=value, …`); none when the key cannot tell them apart.
+            f.error.key.as_deref().and_then(|key| pick_by_key(records, key, taken))
+        };
+        if let Some(i) = pick {
+            taken.insert(i);
+            f.data = Some(serde_json::Value::Object(records[i].clone()));
         }
     }
+}
+
+/// Among records sharing a line, the one a failure's rendered key (`col=value, …`)
+/// names: the most key parts matched by its fields, preferring one not yet given to
+/// another failure.
+fn pick_by_key(
+    records: &[serde_json::Map<String, serde_json::Value>],
+    key: &str,
+    taken: &HashSet<usize>,
+) -> Option<usize> {
+    let parts: Vec<(String, &str)> = key
+        .split(", ")
+        .filter_map(|p| p.split_once('='))
+        .map(|(c, v)| (c.to_lowercase(), v))
+        .collect();
+    let same = |j: &serde_json::Value, text: &str| match j {
+        serde_json::Value::String(s) => s == text,
+        serde_json::Value::Null => text == "NULL",
+        serde_json::Value::Number(n) => {
+            n.to_string() == text || matches!((n.as_f64(), text.parse::<f64>()), (Some(a), Ok(b)) if a == b)
+        }
+        other => other.to_string() == text,
+    };
+    let score = |r: &serde_json::Map<String, serde_json::Value>| {
+        parts
+            .iter()
+            .filter(|(c, v)| r.iter().any(|(k, j)| k.to_lowercase() == *c && same(j, v)))
+            .count()
+    };
+    let best = records.iter().map(score).max().filter(|&s| s > 0)?;
+    let matching: Vec<usize> = (0..records.len()).filter(|&i| score(&records[i]) == best).collect();
+    matching
+        .iter()
+        .copied()
+        .find(|i| !taken.contains(i))
+        .or(matching.first().copied())
 }

@@ -2,7 +2,9 @@
 //! version's files edited, an applied folder deleted, a version added below the
 //! current one) in `migrate`'s warnings and failing `status`'s strict exit code;
 //! `--force` of an older version warning about the later versions whose rows it
-//! rewrote; `--from` later than `--to` refused; a rollback with nothing to do.
+//! rewrote; `--from` later than `--to` refused; a rollback with nothing to do; a
+//! failing record of a compact JSON array logged with its own data; an unknown
+//! property named with its file and line.
 
 use crate::migrate::{entry, entry_with, item_bundle, meta, run, run_ok, snapshot, strings, versions_of, Bundle};
 use crate::support::*;
@@ -233,5 +235,65 @@ async fn from_later_than_to_is_refused_and_a_rollback_with_nothing_to_do_succeed
         }
         assert_eq!(snapshot(&db, &["item", "tag"]).await, before, "{engine}");
         assert_eq!(before.table("tag"), strings(&["1|red", "2|blue"]), "{engine}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_record_of_a_compact_array_is_logged_with_its_own_data() {
+    // One line, five records: the second and fourth fail (name is required).
+    let b = item_bundle();
+    b.json("2.0.0/meta.json", meta(json!([entry("item", "default/c.json")])))
+        .put(
+            "2.0.0/default/c.json",
+            r#"[{"id": 10, "name": "j"}, {"id": 11, "qty": 1}, {"id": 12, "name": "l"}, {"id": 13, "name": null, "qty": 3}, {"id": 14, "name": "n"}]"#,
+        );
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let r = run_ok(&db, &b, |_| {}).await;
+        assert_eq!(r.failed_version.as_deref(), Some("2.0.0"), "{engine}: {r:#?}");
+        let mut data: Vec<String> = r.versions[1]
+            .failures
+            .iter()
+            .map(|f| f.data.as_ref().map(|d| d.to_string()).unwrap_or_default())
+            .collect();
+        data.sort();
+        assert_eq!(
+            data,
+            [r#"{"id":11,"qty":1}"#, r#"{"id":13,"name":null,"qty":3}"#],
+            "{engine}: {:#?}",
+            r.versions[1].failures
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_property_names_the_file_and_the_line_of_its_record() {
+    let b = item_bundle();
+    b.json("2.0.0/meta.json", meta(json!([entry("item", "default/p.json")])))
+        .put(
+            "2.0.0/default/p.json",
+            "[\n  {\"id\": 20, \"name\": \"t\"},\n  {\"id\": 21, \"name\": \"u\"},\n  {\"id\": 22, \"name\": \"v\", \"colour\": \"red\"}\n]\n",
+        )
+        .json("2.1.0/meta.json", meta(json!([entry("item", "default/p.csv")])))
+        .put("2.1.0/default/p.csv", "id,name,size\n30,w,1\n");
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        run_ok(&db, &b, |o| o.to = Some(Version::new(1, 0, 0))).await;
+        let e = run(&db, &b, |_| {}).await.unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{engine}: {e}");
+        let msg = e.to_string();
+        assert!(msg.contains("p.json:4: column \"colour\""), "{engine}: {msg}");
+        b.put("2.0.0/default/p.json", "[{\"id\": 20, \"name\": \"t\"}]");
+        let e = run(&db, &b, |_| {}).await.unwrap_err();
+        assert!(e.to_string().contains("p.csv:1: column \"size\""), "{engine}: {e}");
+        b.put(
+            "2.0.0/default/p.json",
+            "[\n  {\"id\": 20, \"name\": \"t\"},\n  {\"id\": 21, \"name\": \"u\"},\n  {\"id\": 22, \"name\": \"v\", \"colour\": \"red\"}\n]\n",
+        );
+        assert_eq!(
+            snapshot(&db, &["item"]).await.version.as_deref(),
+            Some("2.0.0"),
+            "{engine}"
+        );
     }
 }
