@@ -14,8 +14,10 @@ pub(crate) async fn mark(conn: &mut Conn) -> Result<i64, DbError> {
     versions::last_image_id(conn).await
 }
 
-/// A row, as its images name it: table and key.
-fn row_id(i: &StoredImage) -> (String, String) {
+/// A row, as its images name it: table and key (as JSON text).
+type RowId = (String, String);
+
+fn row_id(i: &StoredImage) -> RowId {
     (
         i.image.table.clone(),
         serde_json::Value::Object(i.image.key.clone()).to_string(),
@@ -35,10 +37,10 @@ pub(crate) async fn overwritten(
     if mine.is_empty() || later.is_empty() {
         return Ok(None);
     }
-    let written: HashMap<(String, String), char> = mine.iter().map(|i| (row_id(i), i.image.op)).collect();
+    let written: HashMap<RowId, char> = mine.iter().map(|i| (row_id(i), i.image.op)).collect();
     // Per later version: rows it changed that V now rewrote, and rows it deleted that
     // V put back. A row counts once per version.
-    let mut hits: BTreeMap<String, (Vec<(String, String)>, Vec<(String, String)>)> = BTreeMap::new();
+    let mut hits: BTreeMap<String, (Vec<RowId>, Vec<RowId>)> = BTreeMap::new();
     for img in versions::read_images(conn, module, later).await? {
         let id = row_id(&img);
         let Some(op) = written.get(&id) else { continue };

@@ -1659,7 +1659,8 @@ fn pick_by_key(
         serde_json::Value::Number(n) => {
             n.to_string() == text || matches!((n.as_f64(), text.parse::<f64>()), (Some(a), Ok(b)) if a == b)
         }
-        other => other.to_string() == text,
+        serde_json::Value::Bool(b) => text == if *b { "true" } else { "false" },
+        _ => false,
     };
     let score = |r: &serde_json::Map<String, serde_json::Value>| {
         parts
