@@ -105,6 +105,9 @@ enum Command {
     Migrate(migrate_cmd::MigrateArgs),
     /// Show a module's migration version, pending, changed and partly applied versions.
     Status(migrate_cmd::StatusArgs),
+    /// Check the db/ folder against what the database applied (as Flyway's validate):
+    /// exit 4 on drift (changed, missing or skipped versions, partly applied ones).
+    Validate(migrate_cmd::ValidateArgs),
     /// Show the migration log, filtered by type, table, version and tenant.
     Log(migrate_cmd::LogArgs),
     /// Put back the data of the versions after --to, and set the version to it.
@@ -128,7 +131,26 @@ mod lockgate_bundle_format {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--json` anywhere before a `--`: errors, usage errors included, are JSON too.
+    render::set_json(std::env::args_os().take_while(|a| a != "--").any(|a| a == "--json"));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || matches!(e.kind(), ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
+            {
+                e.exit();
+            }
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            // Usage errors are exit 2 (DESIGN.md), as clap's own; its usage hint follows.
+            let code = render::fail(message, 2);
+            eprint!("{}", text.split_once('\n').map_or("", |(_, rest)| rest));
+            return ExitCode::from(code as u8);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LOCKGATE_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
@@ -241,8 +263,12 @@ async fn run(cli: Cli) -> i32 {
             Ok(url) => migrate_cmd::migrate(&url, a).await,
             Err(code) => code,
         },
-        Command::Status(a) => match resolve(&config, a.db.as_deref()) {
+        Command::Status(a) => match resolve(&config, a.folder.db.as_deref()) {
             Ok(url) => migrate_cmd::status(&url, a).await,
+            Err(code) => code,
+        },
+        Command::Validate(a) => match resolve(&config, a.folder.db.as_deref()) {
+            Ok(url) => migrate_cmd::validate(&url, a).await,
             Err(code) => code,
         },
         Command::Log(a) => match resolve(&config, a.db.as_deref()) {

@@ -18,7 +18,9 @@ pub mod mysql;
 pub mod pg;
 pub mod read;
 pub mod relation;
+pub mod rowdiff;
 pub mod schema;
+pub mod session;
 pub mod sqlite;
 pub mod sqltext;
 #[cfg(feature = "testing")]

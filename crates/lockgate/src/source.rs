@@ -230,6 +230,11 @@ fn read_file(
     // A JSON string is a value: into a JSON column it goes as a string, not as JSON
     // text to parse (a CSV field is text, and holds JSON text there).
     let json_strings = reader.text_is_json_string();
+    // A CSV header (line 1) is known before the first record; JSON keys appear with
+    // the records, so an unknown one is named with its record's line.
+    if !reader.columns().is_empty() {
+        mapping = map_columns(&format!("{name}:1"), reader.columns(), table)?;
+    }
     let send = |batch: Batch| -> Result<(), SourceError> {
         // A closed channel means the writer stopped (stop policy, an error): end quietly.
         let _ = tx.blocking_send(Ok(batch));
@@ -244,7 +249,7 @@ fn read_file(
         }
         if mapping.len() < reader.columns().len() {
             let names = &reader.columns()[mapping.len()..];
-            mapping.extend(map_columns(&name, names, table)?);
+            mapping.extend(map_columns(&format!("{name}:{}", record.line), names, table)?);
         }
         set.clear();
         set.extend(record.fields.iter().map(|(i, _)| mapping[*i]));

@@ -18,9 +18,11 @@
 //! whole version and logged (in `lockgate_migration_log`, written after the version's
 //! transaction ends so that the log survives its rollback).
 
+mod force;
 mod models;
 pub mod rollback;
 mod script;
+mod sqlscript;
 pub mod status;
 
 use crate::source::{FileSource, Validation};
@@ -443,6 +445,13 @@ pub async fn migrate(
     progress: Option<mpsc::UnboundedSender<Progress>>,
 ) -> Result<MigrateReport, MigrateError> {
     let started = Instant::now();
+    if let (Some(from), Some(to)) = (opts.from, opts.to) {
+        if from > to {
+            return Err(MigrateError::Input(format!(
+                "--from {from} is later than --to {to}: no version lies between them; swap them"
+            )));
+        }
+    }
     let source = open_source(&opts.dir, opts.zip.as_deref(), &opts.zip_limits)?;
     let base = &source.base;
     let mut shared_models = Models::default();
@@ -516,6 +525,12 @@ pub async fn migrate(
                 models: in_force.resolved()?,
             });
         }
+        // Drift (Flyway's validate): said in the warnings, except for the versions
+        // this run applies.
+        let applying: Vec<String> = pending.iter().map(|p| p.dir.version.to_string()).collect();
+        let folder = opts.zip.as_ref().unwrap_or(&base.root).display().to_string();
+        let drift = status::drift(base, &applied, old_version.as_deref())?;
+        warnings.splice(0..0, drift.messages(old_version.as_deref(), &folder, &applying));
         check_pending(&mut conn, &pending, &shared_models, opts).await?;
         let run_id = if opts.dry_run {
             None
@@ -552,7 +567,34 @@ pub async fn migrate(
         let mut outcome: Result<(), MigrateError> = Ok(());
         for p in &pending {
             ctx.models = p.models.clone();
+            // Re-applying an older version (--force): which rows of the later
+            // versions that stay applied it rewrites, from the images it writes.
+            let later: Vec<String> = if opts.dry_run {
+                Vec::new()
+            } else {
+                applied
+                    .iter()
+                    .filter(|a| a.version.parse::<Version>().is_ok_and(|v| v > p.dir.version))
+                    .map(|a| a.version.clone())
+                    .filter(|v| !applying.contains(v))
+                    .collect()
+            };
+            let mark = if later.is_empty() {
+                None
+            } else {
+                force::mark(ctx.conn).await.ok()
+            };
             let (vr, logs, err) = ctx.apply_version(p).await;
+            if let (Some(mark), VersionStatus::Applied) = (mark, vr.status) {
+                match force::overwritten(ctx.conn, &opts.module, &vr.version, mark, &later).await {
+                    Ok(Some(w)) => report.warnings.push(w),
+                    Ok(None) => {}
+                    Err(e) => report.warnings.push(format!(
+                        "could not tell which rows of later versions version {} rewrote: {e}",
+                        vr.version
+                    )),
+                }
+            }
             if !opts.dry_run {
                 // After the version's transaction: the log outlives its rollback.
                 if let Err(e) = versions::write_logs(ctx.conn, &logs).await {
@@ -1064,23 +1106,14 @@ impl Run<'_> {
                         }
                         Step::Script { file, label, .. } => {
                             let path = p.dir.resolve(&file, &label)?;
-                            let sql = std::fs::read_to_string(&path)
-                                .map_err(|e| MigrateError::Input(format!("{}: {e}", path.display())))?;
-                            self.conn.batch(&sql).await.map_err(|e| match e {
-                                DbError::Engine { error, .. } => DbError::Engine {
-                                    context: format!(
-                                        "running {} ({label} of {})",
-                                        path.display(),
-                                        p.manifest.path.display()
-                                    ),
-                                    error,
-                                },
-                                other => other,
-                            })?;
+                            let place = format!("{label} of {}", p.manifest.path.display());
+                            let capture = (!dry).then_some((self.opts.module.as_str(), version.as_str()));
+                            let out = sqlscript::run(self.conn, &path, &place, capture).await?;
                             scripts_run.push(file.clone());
                             vr.steps.push(StepReport {
                                 kind: "sql".into(),
                                 file,
+                                note: out.note(),
                                 ..StepReport::default()
                             });
                         }
@@ -1680,7 +1713,8 @@ fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
             wanted.entry(file.clone()).or_default().insert(line);
         }
     }
-    let mut found: HashMap<(String, u64), serde_json::Value> = HashMap::new();
+    // Every record on a wanted line: a compact JSON array holds many on one line.
+    let mut found: HashMap<(String, u64), Vec<serde_json::Map<String, serde_json::Value>>> = HashMap::new();
     for (file, lines) in wanted {
         let format = p
             .manifest
@@ -1691,9 +1725,9 @@ fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
         let Ok(mut reader) = lockgate_bundle::open_records(Path::new(&file), format) else {
             continue;
         };
+        let last = lines.iter().copied().max().unwrap_or(0);
         let mut record = lockgate_bundle::Record::default();
-        let mut left = lines.len();
-        while left > 0 && reader.next_record(&mut record).unwrap_or(false) {
+        while reader.next_record(&mut record).unwrap_or(false) && record.line <= last {
             if lines.contains(&record.line) {
                 let obj: serde_json::Map<String, serde_json::Value> = record
                     .fields
@@ -1707,14 +1741,65 @@ fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
                         (reader.columns()[*i].clone(), v)
                     })
                     .collect();
-                found.insert((file.clone(), record.line), serde_json::Value::Object(obj));
-                left -= 1;
+                found.entry((file.clone(), record.line)).or_default().push(obj);
             }
         }
     }
+    let mut used: HashMap<(String, u64), HashSet<usize>> = HashMap::new();
     for f in failures.iter_mut() {
-        if let (Some(file), Some(line)) = (&f.error.file, f.error.line) {
-            f.data = found.remove(&(file.clone(), line));
+        let (Some(file), Some(line)) = (&f.error.file, f.error.line) else {
+            continue;
+        };
+        let id = (file.clone(), line);
+        let Some(records) = found.get(&id) else { continue };
+        let taken = used.entry(id).or_default();
+        let pick = if records.len() == 1 {
+            Some(0)
+        } else {
+            // Several records on the line: the one whose fields match the failure's
+            // key (`col=value, …`); none when the key cannot tell them apart.
+            f.error.key.as_deref().and_then(|key| pick_by_key(records, key, taken))
+        };
+        if let Some(i) = pick {
+            taken.insert(i);
+            f.data = Some(serde_json::Value::Object(records[i].clone()));
         }
     }
+}
+
+/// Among records sharing a line, the one a failure's rendered key (`col=value, …`)
+/// names: the most key parts matched by its fields, preferring one not yet given to
+/// another failure.
+fn pick_by_key(
+    records: &[serde_json::Map<String, serde_json::Value>],
+    key: &str,
+    taken: &HashSet<usize>,
+) -> Option<usize> {
+    let parts: Vec<(String, &str)> = key
+        .split(", ")
+        .filter_map(|p| p.split_once('='))
+        .map(|(c, v)| (c.to_lowercase(), v))
+        .collect();
+    let same = |j: &serde_json::Value, text: &str| match j {
+        serde_json::Value::String(s) => s == text,
+        serde_json::Value::Null => text == "NULL",
+        serde_json::Value::Number(n) => {
+            n.to_string() == text || matches!((n.as_f64(), text.parse::<f64>()), (Some(a), Ok(b)) if a == b)
+        }
+        serde_json::Value::Bool(b) => text == if *b { "true" } else { "false" },
+        _ => false,
+    };
+    let score = |r: &serde_json::Map<String, serde_json::Value>| {
+        parts
+            .iter()
+            .filter(|(c, v)| r.iter().any(|(k, j)| k.to_lowercase() == *c && same(j, v)))
+            .count()
+    };
+    let best = records.iter().map(score).max().filter(|&s| s > 0)?;
+    let matching: Vec<usize> = (0..records.len()).filter(|&i| score(&records[i]) == best).collect();
+    matching
+        .iter()
+        .copied()
+        .find(|i| !taken.contains(i))
+        .or(matching.first().copied())
 }
