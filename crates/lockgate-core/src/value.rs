@@ -796,8 +796,12 @@ fn check_decimal(
     }
     if let Some(max) = max_significant {
         if d.significant_digits() > max {
+            // Such columns go through a float: they keep the nearest `max`-digit number.
+            let kept = format!("{:.*e}", max.saturating_sub(1) as usize, d.to_f64());
+            let kept = Decimal::parse(&kept).map_or(kept, |k| k.to_string());
             return err(format!(
-                "{d} has {} significant digits; SQLite NUMERIC keeps {max} (declare the column TEXT to keep more)",
+                "{d} has {} significant digits; the column keeps {max} and would store {kept} \
+                 (an SQLite NUMERIC keeps 15, a MariaDB FLOAT(M,D) 6, DOUBLE(M,D) 15: declare it TEXT or DECIMAL to keep more)",
                 d.significant_digits()
             ));
         }
