@@ -7,6 +7,7 @@ mod bad_input;
 mod dump;
 mod load;
 mod migrate;
+mod precision;
 mod review;
 mod support;
 mod transfer;
