@@ -634,7 +634,7 @@ impl Kind {
                             end -= 1;
                         }
                         return err(format!(
-                            "{} is {} bytes long; the column holds {max}, so it would be cut to {}",
+                            "{} is {} bytes long; the column holds at most {max}, so it would be cut to {}",
                             excerpt(&s),
                             s.len(),
                             excerpt_end(&s[..end])
@@ -648,7 +648,7 @@ impl Kind {
                         if n > *max {
                             let cut: String = s.chars().take(*max as usize).collect();
                             return err(format!(
-                                "{} is {n} characters long; the column holds {max}, so it would be cut to {}",
+                                "{} is {n} characters long; the column holds at most {max}, so it would be cut to {}",
                                 excerpt(&s),
                                 excerpt_end(&cut)
                             ));
@@ -661,7 +661,7 @@ impl Kind {
                 if let Some(max) = max_bytes {
                     if b.len() as u64 > *max {
                         return err(format!(
-                            "{} bytes do not fit: the column holds {max}, so they would be cut",
+                            "{} bytes do not fit: the column holds at most {max}, so they would be cut",
                             b.len()
                         ));
                     }
@@ -1014,7 +1014,7 @@ mod tests {
             (&dec, "12345678901", "error: 12345678901 does not fit decimal(12,2): at most 10 digits before the point"),
             (&v10, "abc", "abc"),
             (&v10, "äöü", "äöü"),
-            (&v10, "abcd", "error: \"abcd\" is 4 characters long; the column holds 3, so it would be cut to \"abc\""),
+            (&v10, "abcd", "error: \"abcd\" is 4 characters long; the column holds at most 3, so it would be cut to \"abc\""),
             (&Kind::Bool, "T", "true"),
             (&Kind::Bool, "maybe", "error: \"maybe\" is not a boolean (expected true or false)"),
             (&Kind::Date, "2026-02-30", "error: \"2026-02-30\" is not a date (expected YYYY-MM-DD)"),
@@ -1201,14 +1201,14 @@ mod tests {
         let bytes255 = Kind::Text { max_chars: None, max_bytes: Some(4) };
         assert_eq!(
             check_shows(&bytes255, Value::Text("aéé".into())),
-            "error: \"aéé\" is 5 bytes long; the column holds 4, so it would be cut to \"aé\""
+            "error: \"aéé\" is 5 bytes long; the column holds at most 4, so it would be cut to \"aé\""
         );
         let c3 = Kind::Text { max_chars: Some(3), max_bytes: None };
         assert_eq!(
             check_shows(&c3, Value::Text("abc ".into())),
-            "error: \"abc \" is 4 characters long; the column holds 3, so it would be cut to \"abc\""
+            "error: \"abc \" is 4 characters long; the column holds at most 3, so it would be cut to \"abc\""
         );
-        assert_eq!(check_shows(&c3, Value::Int(1234)), "error: \"1234\" is 4 characters long; the column holds 3, so it would be cut to \"123\"");
+        assert_eq!(check_shows(&c3, Value::Int(1234)), "error: \"1234\" is 4 characters long; the column holds at most 3, so it would be cut to \"123\"");
     }
 
     #[test]

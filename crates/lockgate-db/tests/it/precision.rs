@@ -324,7 +324,7 @@ fn text_cases(column: &'static str) -> Vec<Case> {
     vec![
         fits(column, t("abcde")),
         fits(column, t("ééééé")),
-        fails(column, t("abcdef"), &["\"abcdef\" is 6 characters long; the column holds 5, so it would be cut to \"abcde\""]),
+        fails(column, t("abcdef"), &["\"abcdef\" is 6 characters long; the column holds at most 5, so it would be cut to \"abcde\""]),
         // PostgreSQL cuts trailing spaces past the length without a word.
         fails(column, t("abcde "), &["\"abcde \" is 6 characters long", "cut to \"abcde\""]),
         fails(column, t("éééééé"), &["is 6 characters long", "cut to \"ééééé\""]),
@@ -346,7 +346,7 @@ async fn text_longer_than_the_column_is_a_row_error() {
     my.push(fails(
         "tt",
         t("é".repeat(128)),
-        &["is 256 bytes long; the column holds 255, so it would be cut to"],
+        &["is 256 bytes long; the column holds at most 255, so it would be cut to"],
     ));
     check_both_modes(Engine::Mysql, "v varchar(5), c char(5), tt tinytext", &my).await;
 

@@ -67,7 +67,7 @@ fn expected_errors(dest: Engine) -> Vec<(&'static str, &'static str, Vec<&'stati
         (
             "4",
             "name",
-            vec!["\"too long name\" is 13 characters long; the column holds 5, so it would be cut to \"too l\""],
+            vec!["\"too long name\" is 13 characters long; the column holds at most 5, so it would be cut to \"too l\""],
         ),
         (
             "5",
