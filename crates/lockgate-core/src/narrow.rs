@@ -69,7 +69,11 @@ fn text_len(k: &Kind) -> Option<u64> {
     Some(match k {
         Kind::Bool => 5,
         Kind::Int { bytes, unsigned } => u64::from(int_digits(*bytes, *unsigned)) + u64::from(!*unsigned),
-        Kind::Decimal { precision: Some(p), scale, .. } => u64::from(*p) + 2 + u64::from(scale.unwrap_or(0) == *p),
+        Kind::Decimal {
+            precision: Some(p),
+            scale,
+            ..
+        } => u64::from(*p) + 2 + u64::from(scale.unwrap_or(0) == *p),
         Kind::Date => 10,
         Kind::Time { fsp } => 8 + fraction(*fsp),
         Kind::Timestamp { fsp } => 19 + fraction(*fsp),
@@ -135,14 +139,30 @@ pub fn narrowing(from: &Kind, to: &Kind) -> Option<String> {
             }
         }
         (K::Bool, K::Int { .. } | K::Float { .. }) => None,
-        (K::Bool, K::Decimal { precision, scale, max_significant }) => {
+        (
+            K::Bool,
+            K::Decimal {
+                precision,
+                scale,
+                max_significant,
+            },
+        ) => {
             let d = decimal_digits(*precision, *scale, *max_significant);
             (d.int < 1).then(|| format!("{} holds no 1", to.describe()))
         }
         (K::Int { .. } | K::Float { .. } | K::Decimal { .. }, K::Bool) => {
             Some("a boolean column holds only 0 and 1".into())
         }
-        (K::Int { bytes: fb, unsigned: fu }, K::Int { bytes: tb, unsigned: tu }) => {
+        (
+            K::Int {
+                bytes: fb,
+                unsigned: fu,
+            },
+            K::Int {
+                bytes: tb,
+                unsigned: tu,
+            },
+        ) => {
             let fits = if *tu {
                 *fu && int_max(*fb, true) <= int_max(*tb, true)
             } else if *fu {
@@ -150,23 +170,46 @@ pub fn narrowing(from: &Kind, to: &Kind) -> Option<String> {
             } else {
                 int_max(*fb, false) <= int_max(*tb, false)
             };
-            (!fits).then(|| format!("{} values can be outside the range of {}", from.describe(), to.describe()))
+            (!fits).then(|| {
+                format!(
+                    "{} values can be outside the range of {}",
+                    from.describe(),
+                    to.describe()
+                )
+            })
         }
         (K::Float { .. }, K::Int { .. }) => Some(format!(
             "floats with a fraction or past the range of {} are errors",
             to.describe()
         )),
-        (K::Decimal { precision, scale, max_significant }, K::Int { bytes, unsigned }) => {
+        (
+            K::Decimal {
+                precision,
+                scale,
+                max_significant,
+            },
+            K::Int { bytes, unsigned },
+        ) => {
             let d = decimal_digits(*precision, *scale, *max_significant);
             if d.frac > 0 {
                 Some("decimals with a fraction are errors: an integer column would round them".into())
             } else if d.int >= int_digits(*bytes, *unsigned) {
-                Some(format!("decimals of {} digits can be outside the range of {}", d.int, to.describe()))
+                Some(format!(
+                    "decimals of {} digits can be outside the range of {}",
+                    d.int,
+                    to.describe()
+                ))
             } else {
                 None
             }
         }
-        (K::Int { bytes: fb, unsigned: fu }, K::Float { bytes: tb }) => {
+        (
+            K::Int {
+                bytes: fb,
+                unsigned: fu,
+            },
+            K::Float { bytes: tb },
+        ) => {
             let exact_bits = if *tb == 4 { 24 } else { 53 };
             (int_max(*fb, *fu) > 1u128 << exact_bits).then(|| {
                 format!(
@@ -179,7 +222,14 @@ pub fn narrowing(from: &Kind, to: &Kind) -> Option<String> {
         (K::Float { .. }, K::Float { .. }) => {
             Some("a float32 keeps about 7 significant digits: doubles that need more are errors".into())
         }
-        (K::Decimal { precision, scale, max_significant }, K::Float { bytes }) => {
+        (
+            K::Decimal {
+                precision,
+                scale,
+                max_significant,
+            },
+            K::Float { bytes },
+        ) => {
             let d = decimal_digits(*precision, *scale, *max_significant);
             let exact = if *bytes == 4 { 6 } else { 15 };
             let total = d.significant.min(d.int + d.frac);
@@ -190,7 +240,14 @@ pub fn narrowing(from: &Kind, to: &Kind) -> Option<String> {
                 )
             })
         }
-        (K::Int { bytes, unsigned }, K::Decimal { precision, scale, max_significant }) => {
+        (
+            K::Int { bytes, unsigned },
+            K::Decimal {
+                precision,
+                scale,
+                max_significant,
+            },
+        ) => {
             let d = decimal_digits(*precision, *scale, *max_significant);
             let need = int_digits(*bytes, *unsigned);
             (need > d.int.min(d.significant)).then(|| {
@@ -201,10 +258,9 @@ pub fn narrowing(from: &Kind, to: &Kind) -> Option<String> {
                 )
             })
         }
-        (K::Float { .. }, K::Decimal { .. }) => Some(format!(
-            "floats can be larger or finer than {} holds",
-            to.describe()
-        )),
+        (K::Float { .. }, K::Decimal { .. }) => {
+            Some(format!("floats can be larger or finer than {} holds", to.describe()))
+        }
         (
             K::Decimal {
                 precision: fp,
@@ -319,7 +375,13 @@ mod tests {
             (f4(), f8()),
             (text(Some(50)), text(Some(100))),
             (text(Some(50)), text(None)),
-            (text(Some(100)), Kind::Text { max_chars: None, max_bytes: Some(65_535) }),
+            (
+                text(Some(100)),
+                Kind::Text {
+                    max_chars: None,
+                    max_bytes: Some(65_535),
+                },
+            ),
             (ts(3), ts(6)),
             (Kind::Date, ts(0)),
             (Kind::Time { fsp: 0 }, Kind::Time { fsp: 6 }),
@@ -332,26 +394,105 @@ mod tests {
             assert_eq!(narrowing(from, to), None, "{from:?} -> {to:?}");
         }
         let narrows: Vec<(Kind, Kind, &str)> = vec![
-            (int(8, false), int(4, false), "int64 values can be outside the range of int32"),
-            (int(4, false), int(4, true), "int32 values can be outside the range of int32 unsigned"),
-            (int(8, false), f8(), "integers past 2^53 do not fit a float64 exactly (it would store a neighbour)"),
-            (int(4, false), f4(), "integers past 2^24 do not fit a float32 exactly (it would store a neighbour)"),
-            (f8(), f4(), "a float32 keeps about 7 significant digits: doubles that need more are errors"),
-            (dec(12, 4), dec(12, 2), "decimals with more than 2 decimal places are errors (the column would round them)"),
-            (dec(20, 2), dec(12, 2), "decimals with more than 10 digits before the point do not fit"),
-            (dec(20, 2), f8(), "decimals of 20 significant digits do not all fit a float64 exactly (it keeps 15)"),
-            (text(Some(200)), text(Some(50)), "texts of up to 200 characters do not all fit 50"),
+            (
+                int(8, false),
+                int(4, false),
+                "int64 values can be outside the range of int32",
+            ),
+            (
+                int(4, false),
+                int(4, true),
+                "int32 values can be outside the range of int32 unsigned",
+            ),
+            (
+                int(8, false),
+                f8(),
+                "integers past 2^53 do not fit a float64 exactly (it would store a neighbour)",
+            ),
+            (
+                int(4, false),
+                f4(),
+                "integers past 2^24 do not fit a float32 exactly (it would store a neighbour)",
+            ),
+            (
+                f8(),
+                f4(),
+                "a float32 keeps about 7 significant digits: doubles that need more are errors",
+            ),
+            (
+                dec(12, 4),
+                dec(12, 2),
+                "decimals with more than 2 decimal places are errors (the column would round them)",
+            ),
+            (
+                dec(20, 2),
+                dec(12, 2),
+                "decimals with more than 10 digits before the point do not fit",
+            ),
+            (
+                dec(20, 2),
+                f8(),
+                "decimals of 20 significant digits do not all fit a float64 exactly (it keeps 15)",
+            ),
+            (
+                text(Some(200)),
+                text(Some(50)),
+                "texts of up to 200 characters do not all fit 50",
+            ),
             (text(None), text(Some(50)), "texts longer than 50 characters do not fit"),
-            (text(None), Kind::Text { max_chars: None, max_bytes: Some(65_535) }, "texts longer than 65535 bytes do not fit"),
-            (ts(6), ts(0), "the column keeps whole seconds: values with a finer fraction of a second are errors"),
-            (tz(false, 6), tz(true, 3), "the column keeps 3 fractional digits: values with a finer fraction of a second are errors"),
-            (ts(0), tz(true, 0), "MariaDB TIMESTAMP holds 1970–2038 only: values outside are errors"),
-            (ts(6), Kind::Date, "a date column keeps no time of day: only midnights fit"),
-            (int(8, false), text(Some(5)), "int64 values can be longer than the 5 characters the column holds"),
-            (text(None), int(4, false), "text is read as int32: a text that is not one is that row's error"),
-            (Kind::Uuid, int(4, false), "uuid values are not int32: each such value is that row's error"),
-            (Kind::Bytes { max_bytes: None }, text(None), "bytes are not text: each such value is that row's error"),
-            (Kind::Json, text(Some(100)), "json values can be longer than the 100 characters the column holds"),
+            (
+                text(None),
+                Kind::Text {
+                    max_chars: None,
+                    max_bytes: Some(65_535),
+                },
+                "texts longer than 65535 bytes do not fit",
+            ),
+            (
+                ts(6),
+                ts(0),
+                "the column keeps whole seconds: values with a finer fraction of a second are errors",
+            ),
+            (
+                tz(false, 6),
+                tz(true, 3),
+                "the column keeps 3 fractional digits: values with a finer fraction of a second are errors",
+            ),
+            (
+                ts(0),
+                tz(true, 0),
+                "MariaDB TIMESTAMP holds 1970–2038 only: values outside are errors",
+            ),
+            (
+                ts(6),
+                Kind::Date,
+                "a date column keeps no time of day: only midnights fit",
+            ),
+            (
+                int(8, false),
+                text(Some(5)),
+                "int64 values can be longer than the 5 characters the column holds",
+            ),
+            (
+                text(None),
+                int(4, false),
+                "text is read as int32: a text that is not one is that row's error",
+            ),
+            (
+                Kind::Uuid,
+                int(4, false),
+                "uuid values are not int32: each such value is that row's error",
+            ),
+            (
+                Kind::Bytes { max_bytes: None },
+                text(None),
+                "bytes are not text: each such value is that row's error",
+            ),
+            (
+                Kind::Json,
+                text(Some(100)),
+                "json values can be longer than the 100 characters the column holds",
+            ),
         ];
         for (from, to, why) in &narrows {
             assert_eq!(narrowing(from, to).as_deref(), Some(*why), "{from:?} -> {to:?}");

@@ -250,7 +250,12 @@ fn fraction_error(given: Value, cut: Value, rounded: Value, fsp: u8) -> ConvertE
 fn check_time_fraction(t: NaiveTime, fsp: u8) -> Result<NaiveTime, ConvertError> {
     match finer_than(t, chrono::Timelike::nanosecond(&t), fsp) {
         None => Ok(t),
-        Some((cut, rounded)) => Err(fraction_error(Value::Time(t), Value::Time(cut), Value::Time(rounded), fsp)),
+        Some((cut, rounded)) => Err(fraction_error(
+            Value::Time(t),
+            Value::Time(cut),
+            Value::Time(rounded),
+            fsp,
+        )),
     }
 }
 
@@ -554,10 +559,7 @@ impl Kind {
                 None if d.significant_scale() == 0 => err(format!(
                     "{d} is larger than 9223372036854775807, the largest integer all engines share"
                 )),
-                None => err(format!(
-                    "{d} is not an integer: the column would store {}",
-                    d.round(0)
-                )),
+                None => err(format!("{d} is not an integer: the column would store {}", d.round(0))),
             },
             (Kind::Int { bytes, unsigned }, Value::Float(f)) => {
                 // i64 bounds as floats: -2^63 is exact, 2^63 is one past the largest.
@@ -755,7 +757,11 @@ fn show_float(f: f64, bytes: u8) -> String {
 fn float_of(d: &Decimal, bytes: u8) -> Result<f64, ConvertError> {
     let width = bytes as u32 * 8;
     let (stored, exact_digits, min_normal) = if bytes == 4 {
-        (d.as_str().parse::<f32>().map_or(f64::NAN, f64::from), 6, f32::MIN_POSITIVE as f64)
+        (
+            d.as_str().parse::<f32>().map_or(f64::NAN, f64::from),
+            6,
+            f32::MIN_POSITIVE as f64,
+        )
     } else {
         (d.as_str().parse::<f64>().unwrap_or(f64::NAN), 15, f64::MIN_POSITIVE)
     };
@@ -1156,19 +1162,47 @@ mod tests {
         let d = |s: &str| Value::Decimal(crate::Decimal::parse(s).unwrap());
         let cases: Vec<(&Kind, Value, &str)> = vec![
             (&f8, Value::Int(9_007_199_254_740_992), "9007199254740992"),
-            (&f8, Value::Int(9_007_199_254_740_993), "error: 9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992"),
-            (&f8, Value::Int(i64::MAX), "error: 9223372036854775807 does not fit a float64 column exactly: it would store 9223372036854775808"),
+            (
+                &f8,
+                Value::Int(9_007_199_254_740_993),
+                "error: 9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992",
+            ),
+            (
+                &f8,
+                Value::Int(i64::MAX),
+                "error: 9223372036854775807 does not fit a float64 column exactly: it would store 9223372036854775808",
+            ),
             (&f8, Value::Int(-(1 << 60)), "-1152921504606847000"),
             (&f4, Value::Int(16_777_216), "16777216"),
-            (&f4, Value::Int(16_777_217), "error: 16777217 does not fit a float32 column exactly: it would store 16777216"),
+            (
+                &f4,
+                Value::Int(16_777_217),
+                "error: 16777217 does not fit a float32 column exactly: it would store 16777216",
+            ),
             (&f8, d("0.1"), "0.1"),
             (&f8, d("0.10000000000000001"), "0.1"),
-            (&f8, d("9007199254740993"), "error: 9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992"),
-            (&f8, d("3.14159265358979323846"), "error: 3.14159265358979323846 does not fit a float64 column exactly: it would store 3.141592653589793"),
+            (
+                &f8,
+                d("9007199254740993"),
+                "error: 9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992",
+            ),
+            (
+                &f8,
+                d("3.14159265358979323846"),
+                "error: 3.14159265358979323846 does not fit a float64 column exactly: it would store 3.141592653589793",
+            ),
             (&f4, d("0.1"), "0.10000000149011612"),
-            (&f4, d("0.123456789"), "error: 0.123456789 does not fit a float32 column exactly: it would store 0.12345679"),
+            (
+                &f4,
+                d("0.123456789"),
+                "error: 0.123456789 does not fit a float32 column exactly: it would store 0.12345679",
+            ),
             (&f4, Value::Float(0.1), "0.10000000149011612"),
-            (&f4, Value::Float(0.123456789), "error: 0.123456789 does not fit a float32 column exactly: it would store 0.12345679"),
+            (
+                &f4,
+                Value::Float(0.123456789),
+                "error: 0.123456789 does not fit a float32 column exactly: it would store 0.12345679",
+            ),
             (&f4, Value::Float(f64::from(0.123_456_79_f32)), "0.12345679104328156"),
             (&f8, Value::Float(0.123456789), "0.123456789"),
         ];
@@ -1177,13 +1211,23 @@ mod tests {
         }
         // Too small for a double: it would store zero.
         let tiny = check_shows(&f8, d("1e-400"));
-        assert!(tiny.starts_with("error: 0.000") && tiny.ends_with("01 does not fit a float64 column exactly: it would store 0"), "{tiny}");
+        assert!(
+            tiny.starts_with("error: 0.000")
+                && tiny.ends_with("01 does not fit a float64 column exactly: it would store 0"),
+            "{tiny}"
+        );
         // Text and JSON numbers from files.
-        assert_eq!(show(&f8, "9007199254740993"), "error: 9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992");
+        assert_eq!(
+            show(&f8, "9007199254740993"),
+            "error: 9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992"
+        );
         assert_eq!(show(&f8, " 1.5e3 "), "1500");
         assert_eq!(show(&f8, "0.30000000000000004"), "0.30000000000000004");
         assert_eq!(show(&f4, "1.25"), "1.25");
-        assert_eq!(show(&f8, "1e400"), "error: inf is not finite; MariaDB stores no NaN or infinity");
+        assert_eq!(
+            show(&f8, "1e400"),
+            "error: inf is not finite; MariaDB stores no NaN or infinity"
+        );
         assert!(f8.parse_json(&serde_json::json!(9_007_199_254_740_993u64)).is_err());
         assert!(f8.parse_json(&serde_json::json!(0.1)).is_ok());
     }
@@ -1192,23 +1236,44 @@ mod tests {
     /// column would store; text is cut to the column's length.
     #[test]
     fn integers_and_texts_that_would_change_are_errors() {
-        let int4 = Kind::Int { bytes: 4, unsigned: false };
+        let int4 = Kind::Int {
+            bytes: 4,
+            unsigned: false,
+        };
         let d = |s: &str| Value::Decimal(crate::Decimal::parse(s).unwrap());
         assert_eq!(check_shows(&int4, Value::Float(3.0)), "3");
-        assert_eq!(check_shows(&int4, Value::Float(2.5)), "error: 2.5 is not an integer: the column would store 3");
-        assert_eq!(check_shows(&int4, d("-2.5")), "error: -2.5 is not an integer: the column would store -3");
-        assert_eq!(check_shows(&int4, Value::Float(3e9)), "error: 3000000000 is out of range -2147483648..=2147483647");
-        let bytes255 = Kind::Text { max_chars: None, max_bytes: Some(4) };
+        assert_eq!(
+            check_shows(&int4, Value::Float(2.5)),
+            "error: 2.5 is not an integer: the column would store 3"
+        );
+        assert_eq!(
+            check_shows(&int4, d("-2.5")),
+            "error: -2.5 is not an integer: the column would store -3"
+        );
+        assert_eq!(
+            check_shows(&int4, Value::Float(3e9)),
+            "error: 3000000000 is out of range -2147483648..=2147483647"
+        );
+        let bytes255 = Kind::Text {
+            max_chars: None,
+            max_bytes: Some(4),
+        };
         assert_eq!(
             check_shows(&bytes255, Value::Text("aéé".into())),
             "error: \"aéé\" is 5 bytes long; the column holds at most 4, so it would be cut to \"aé\""
         );
-        let c3 = Kind::Text { max_chars: Some(3), max_bytes: None };
+        let c3 = Kind::Text {
+            max_chars: Some(3),
+            max_bytes: None,
+        };
         assert_eq!(
             check_shows(&c3, Value::Text("abc ".into())),
             "error: \"abc \" is 4 characters long; the column holds at most 3, so it would be cut to \"abc\""
         );
-        assert_eq!(check_shows(&c3, Value::Int(1234)), "error: \"1234\" is 4 characters long; the column holds at most 3, so it would be cut to \"123\"");
+        assert_eq!(
+            check_shows(&c3, Value::Int(1234)),
+            "error: \"1234\" is 4 characters long; the column holds at most 3, so it would be cut to \"123\""
+        );
     }
 
     #[test]

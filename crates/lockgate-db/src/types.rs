@@ -436,8 +436,14 @@ mod tests {
             mysql_kind("timestamp", "timestamp", None, false),
             Kind::TimestampTz { epoch32: true, fsp: 0 }
         );
-        assert_eq!(mysql_kind("datetime", "datetime", None, false), Kind::Timestamp { fsp: 0 });
-        assert_eq!(mysql_kind("datetime", "datetime(3)", None, false), Kind::Timestamp { fsp: 3 });
+        assert_eq!(
+            mysql_kind("datetime", "datetime", None, false),
+            Kind::Timestamp { fsp: 0 }
+        );
+        assert_eq!(
+            mysql_kind("datetime", "datetime(3)", None, false),
+            Kind::Timestamp { fsp: 3 }
+        );
         assert_eq!(mysql_kind("time", "time(6)", None, false), Kind::Time { fsp: 6 });
         // PostgreSQL's format_type spelling.
         assert_eq!(

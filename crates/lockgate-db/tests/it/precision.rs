@@ -109,7 +109,11 @@ async fn write_cases(conn: &mut Conn, name: &str, ddl: &str, cases: &[Case], mod
 /// says they are (`Kind::check`'s value: the single a FLOAT column keeps, say).
 async fn assert_cases(conn: &mut Conn, table: &Table, report: &WriteReport, cases: &[Case], what: &str) {
     let mut problems = Vec::new();
-    let failed_ids: Vec<String> = report.failed.iter().map(|e| e.key.clone().unwrap_or_default()).collect();
+    let failed_ids: Vec<String> = report
+        .failed
+        .iter()
+        .map(|e| e.key.clone().unwrap_or_default())
+        .collect();
     let d = conn.dialect();
     let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
     let kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
@@ -144,7 +148,10 @@ async fn assert_cases(conn: &mut Conn, table: &Table, report: &WriteReport, case
             )),
             (Some(says), Some(e), row) => {
                 if e.column.as_deref() != Some(case.column) {
-                    problems.push(format!("{what}: {} = {:?}: error names column {:?}", case.column, case.value, e.column));
+                    problems.push(format!(
+                        "{what}: {} = {:?}: error names column {:?}",
+                        case.column, case.value, e.column
+                    ));
                 }
                 for s in says {
                     if !e.message.contains(s.as_str()) {
@@ -155,14 +162,19 @@ async fn assert_cases(conn: &mut Conn, table: &Table, report: &WriteReport, case
                     }
                 }
                 if row.is_some() {
-                    problems.push(format!("{what}: {} = {:?} failed but was stored", case.column, case.value));
+                    problems.push(format!(
+                        "{what}: {} = {:?} failed but was stored",
+                        case.column, case.value
+                    ));
                 }
             }
         }
     }
     let expected_failures = cases.iter().filter(|c| c.error.is_some()).count();
     if report.failed.len() != expected_failures {
-        problems.push(format!("{what}: failed rows {failed_ids:?}, expected {expected_failures}"));
+        problems.push(format!(
+            "{what}: failed rows {failed_ids:?}, expected {expected_failures}"
+        ));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -270,8 +282,16 @@ async fn sqlite_text_timestamps_keep_every_fraction() {
     // Past microseconds no engine keeps: an error on SQLite too.
     let finer = vec![fails(
         "ts",
-        Value::Timestamp(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap().and_hms_nano_opt(10, 0, 0, 123_456_789).unwrap()),
-        &["2024-01-01 10:00:00.123456789", "it would store 2024-01-01 10:00:00.123456"],
+        Value::Timestamp(
+            NaiveDate::from_ymd_opt(2024, 1, 1)
+                .unwrap()
+                .and_hms_nano_opt(10, 0, 0, 123_456_789)
+                .unwrap(),
+        ),
+        &[
+            "2024-01-01 10:00:00.123456789",
+            "it would store 2024-01-01 10:00:00.123456",
+        ],
     )];
     check_both_modes(Engine::Sqlite, "ts TIMESTAMP", &finer).await;
 }
@@ -283,13 +303,29 @@ fn float_cases(single: bool) -> Vec<Case> {
     let mut cases = vec![
         fits("d", Value::Int(two53)),
         fits("d", Value::Int(-two53)),
-        fails("d", Value::Int(two53 + 1), &["9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992"]),
-        fails("d", Value::Int(-two53 - 1), &["-9007199254740993", "it would store -9007199254740992"]),
-        fails("d", Value::Int(i64::MAX), &["9223372036854775807", "it would store 9223372036854775808"]),
+        fails(
+            "d",
+            Value::Int(two53 + 1),
+            &["9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992"],
+        ),
+        fails(
+            "d",
+            Value::Int(-two53 - 1),
+            &["-9007199254740993", "it would store -9007199254740992"],
+        ),
+        fails(
+            "d",
+            Value::Int(i64::MAX),
+            &["9223372036854775807", "it would store 9223372036854775808"],
+        ),
         fits("d", dec("0.1")),
         fits("d", dec("12345.678901234")),
         fails("d", dec("9007199254740993"), &["it would store 9007199254740992"]),
-        fails("d", dec("3.14159265358979323846"), &["it would store 3.141592653589793"]),
+        fails(
+            "d",
+            dec("3.14159265358979323846"),
+            &["it would store 3.141592653589793"],
+        ),
         fits("d", Value::Float(0.1)),
         fits("r", Value::Int(16_777_216)),
         fits("r", Value::Float(0.1)),
@@ -297,8 +333,16 @@ fn float_cases(single: bool) -> Vec<Case> {
     ];
     if single {
         cases.extend([
-            fails("r", Value::Int(16_777_217), &["16777217 does not fit a float32 column exactly: it would store 16777216"]),
-            fails("r", Value::Float(0.123456789), &["0.123456789 does not fit a float32 column exactly: it would store 0.12345679"]),
+            fails(
+                "r",
+                Value::Int(16_777_217),
+                &["16777217 does not fit a float32 column exactly: it would store 16777216"],
+            ),
+            fails(
+                "r",
+                Value::Float(0.123456789),
+                &["0.123456789 does not fit a float32 column exactly: it would store 0.12345679"],
+            ),
             fails("r", dec("1.23456789"), &["it would store 1.2345679"]),
         ]);
     } else {
@@ -324,11 +368,23 @@ fn text_cases(column: &'static str) -> Vec<Case> {
     vec![
         fits(column, t("abcde")),
         fits(column, t("ééééé")),
-        fails(column, t("abcdef"), &["\"abcdef\" is 6 characters long; the column holds at most 5, so it would be cut to \"abcde\""]),
+        fails(
+            column,
+            t("abcdef"),
+            &["\"abcdef\" is 6 characters long; the column holds at most 5, so it would be cut to \"abcde\""],
+        ),
         // PostgreSQL cuts trailing spaces past the length without a word.
-        fails(column, t("abcde "), &["\"abcde \" is 6 characters long", "cut to \"abcde\""]),
+        fails(
+            column,
+            t("abcde "),
+            &["\"abcde \" is 6 characters long", "cut to \"abcde\""],
+        ),
         fails(column, t("éééééé"), &["is 6 characters long", "cut to \"ééééé\""]),
-        fails(column, Value::Int(123_456), &["\"123456\" is 6 characters long", "cut to \"12345\""]),
+        fails(
+            column,
+            Value::Int(123_456),
+            &["\"123456\" is 6 characters long", "cut to \"12345\""],
+        ),
     ]
 }
 
@@ -370,10 +426,18 @@ async fn mariadb_float_with_decimals_rounds_nothing_silently() {
     let cases = vec![
         fits("f", dec("1.23")),
         fits("d", dec("12345678.12")),
-        fails("f", dec("1.239"), &["1.239 has more than 2 decimal places; the column would round it to 1.24"]),
+        fails(
+            "f",
+            dec("1.239"),
+            &["1.239 has more than 2 decimal places; the column would round it to 1.24"],
+        ),
         fails("f", Value::Float(1.239), &["would round it to 1.24"]),
         fails("d", dec("0.005"), &["would round it to 0.01"]),
-        fails("f", dec("12345.67"), &["12345.67 has 7 significant digits; the column keeps 6 and would store 12345.7"]),
+        fails(
+            "f",
+            dec("12345.67"),
+            &["12345.67 has 7 significant digits; the column keeps 6 and would store 12345.7"],
+        ),
     ];
     check_both_modes(Engine::Mysql, "f float(7,2), d double(10,2)", &cases).await;
 }
@@ -390,7 +454,11 @@ async fn a_non_strict_mariadb_session_still_changes_no_value() {
     let cases = vec![
         fits("v", Value::Text("abcde".into())),
         fails("v", Value::Text("abcdefgh".into()), &["cut to \"abcde\""]),
-        fails("dt", Value::Timestamp(ts("2024-01-01 10:00:00.123456")), &["it would store 2024-01-01 10:00:00"]),
+        fails(
+            "dt",
+            Value::Timestamp(ts("2024-01-01 10:00:00.123456")),
+            &["it would store 2024-01-01 10:00:00"],
+        ),
         fails("d", Value::Int((1 << 53) + 1), &["it would store 9007199254740992"]),
         fails("n", dec("1.005"), &["would round it to 1.01"]),
         fails("n", dec("12345"), &["does not fit decimal(5,2)"]),
@@ -401,7 +469,11 @@ async fn a_non_strict_mariadb_session_still_changes_no_value() {
     }
     // The session really was lenient: the server stores what Lockgate refused, changed.
     let mode = conn.query("SELECT @@SESSION.sql_mode", &[], None).await.unwrap();
-    assert_eq!(mode[0][0], Value::Text(String::new()), "the writer left the session's sql_mode as it was");
+    assert_eq!(
+        mode[0][0],
+        Value::Text(String::new()),
+        "the writer left the session's sql_mode as it was"
+    );
     conn.execute(
         "INSERT INTO by_insert (id, v, dt, d, n) VALUES (100, ?, ?, ?, ?)",
         &[

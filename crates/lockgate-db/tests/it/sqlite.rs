@@ -165,14 +165,7 @@ async fn describe_reports_keys_indexes_and_kinds() {
         ("d", "DATE", Kind::Date),
         ("t", "TIME", Kind::Time { fsp: 6 }),
         ("ts", "TIMESTAMP", Kind::Timestamp { fsp: 6 }),
-        (
-            "tz",
-            "TIMESTAMPTZ",
-            Kind::TimestampTz {
-                epoch32: false,
-                fsp: 6,
-            },
-        ),
+        ("tz", "TIMESTAMPTZ", Kind::TimestampTz { epoch32: false, fsp: 6 }),
         ("doc", "JSON", Kind::Json),
         ("id", "UUID", Kind::Uuid),
         (

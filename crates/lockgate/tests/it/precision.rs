@@ -170,12 +170,13 @@ async fn an_export_refuses_every_value_the_destination_would_change() {
         assert_eq!(count(&mut dc, "events").await, 0, "{what}: nothing may be kept");
 
         // Once the source's values fit, the next export carries them unchanged.
-        sc.batch(
-            "UPDATE events SET at = '2024-01-01 10:00:00', big = 1, name = 'fixed' WHERE id IN (2, 3, 4, 5)",
-        )
-        .await
-        .unwrap();
-        assert!(transfer::create(&t, &CreateOptions::default()).await.unwrap().created, "{what}");
+        sc.batch("UPDATE events SET at = '2024-01-01 10:00:00', big = 1, name = 'fixed' WHERE id IN (2, 3, 4, 5)")
+            .await
+            .unwrap();
+        assert!(
+            transfer::create(&t, &CreateOptions::default()).await.unwrap().created,
+            "{what}"
+        );
         let r = transfer::run_pending(std::slice::from_ref(&t), &RunOptions::default())
             .await
             .unwrap();
@@ -253,7 +254,8 @@ async fn a_load_refuses_every_value_the_column_would_change() {
             .iter()
             .map(|e| (e.key.clone().unwrap_or_default(), e.column.as_deref()))
             .collect();
-        let want: Vec<(String, Option<&str>)> = expected.iter().map(|(k, c, _)| (format!("id={k}"), Some(*c))).collect();
+        let want: Vec<(String, Option<&str>)> =
+            expected.iter().map(|(k, c, _)| (format!("id={k}"), Some(*c))).collect();
         assert_eq!(got, want, "{engine}: {:#?}", r.failed);
         for ((k, _, says), e) in expected.iter().zip(&r.failed) {
             for s in says {
