@@ -18,19 +18,8 @@ struct Digits {
     significant: u32,
 }
 
-/// Decimal digits of an integer kind's largest magnitude, within the shared domain
-/// (signed 64 bits).
-fn int_digits(bytes: u8, unsigned: bool) -> u32 {
-    let bits = u32::from(bytes) * 8;
-    let max: u128 = if unsigned {
-        (1u128 << bits) - 1
-    } else {
-        1u128 << (bits - 1)
-    };
-    max.min(i64::MAX as u128 + 1).to_string().len() as u32
-}
-
-/// The largest magnitude of an integer kind, within the shared domain.
+/// The largest magnitude of an integer kind, within the shared domain (signed 64
+/// bits: a BIGINT UNSIGNED past it is an error anyway).
 fn int_max(bytes: u8, unsigned: bool) -> u128 {
     let bits = u32::from(bytes) * 8;
     let max: u128 = if unsigned {
@@ -39,6 +28,11 @@ fn int_max(bytes: u8, unsigned: bool) -> u128 {
         1u128 << (bits - 1)
     };
     max.min(i64::MAX as u128 + 1)
+}
+
+/// Decimal digits of an integer kind's largest magnitude.
+fn int_digits(bytes: u8, unsigned: bool) -> u32 {
+    int_max(bytes, unsigned).to_string().len() as u32
 }
 
 /// A decimal kind's digits; an unbounded one holds the shared domain (DECIMAL(65,30)

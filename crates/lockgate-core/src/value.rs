@@ -4,7 +4,10 @@
 //! ARCHITECTURE.md and is checked by `lockgate-db`'s tests. This module holds the
 //! engine-independent half: how text and JSON become typed values for a column, and
 //! the limits of the *shared domain*, the values all three engines store losslessly.
-//! A value outside it is that row's error ([`ConvertError`]), never silently changed.
+//! A value outside it is that row's error ([`ConvertError`]), never silently changed;
+//! so is a value a column's own precision would change (a fraction of a second it
+//! does not keep, an integer past a float's mantissa, a text past its length), and
+//! the error names the value given and what the column would have stored.
 
 use crate::decimal::{self, Decimal};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
