@@ -311,6 +311,10 @@ pub async fn transfer(config: &Config, cmd: TransferCommand) -> i32 {
                         println!("  {d} ← {s}");
                     }
                     println!("  key: {}", r.key.join(", "));
+                    // Not failures: the values that do not fit are row errors when it runs.
+                    for n in &r.narrowing {
+                        println!("  note: {} ({}) ← {} ({}): {}", n.column, n.to, n.source, n.from, n.why);
+                    }
                     0
                 }
                 Err(e) => fail_t(&e),

@@ -45,6 +45,7 @@ use crate::conn::Conn;
 use crate::dialect::{like_contains, Dialect, OrderTerm};
 use crate::error::DbError;
 use crate::url::Engine;
+use lockgate_core::value::MAX_FSP;
 use lockgate_core::{Column, Kind, Table, TableName, Value};
 
 /// The largest page; larger requests are clamped to it.
@@ -219,9 +220,13 @@ fn decode_value(j: &serde_json::Value) -> Result<Value, String> {
         }
         "x" => Kind::Bytes { max_bytes: None },
         "date" => Kind::Date,
-        "time" => Kind::Time,
-        "ts" => Kind::Timestamp,
-        "tstz" => Kind::TimestampTz { epoch32: false },
+        // A cursor's values were read from the column: every digit they have is kept.
+        "time" => Kind::Time { fsp: MAX_FSP },
+        "ts" => Kind::Timestamp { fsp: MAX_FSP },
+        "tstz" => Kind::TimestampTz {
+            epoch32: false,
+            fsp: MAX_FSP,
+        },
         "json" => Kind::Json,
         "uuid" => Kind::Uuid,
         other => return Err(format!("a value has the unknown type {other:?}")),

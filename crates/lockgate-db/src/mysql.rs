@@ -18,7 +18,7 @@ use crate::url::{DbUrl, Engine};
 use bytes::Bytes;
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use futures_util::StreamExt;
-use lockgate_core::value::{parse_date, parse_time, parse_timestamp, parse_timestamptz, ConvertError};
+use lockgate_core::value::{parse_date, parse_time, parse_timestamp, parse_timestamptz, ConvertError, MAX_FSP};
 use lockgate_core::{
     CheckConstraint, Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName, UniqueConstraint, Value,
 };
@@ -906,20 +906,22 @@ fn decode(v: MyValue, column: &mysql_async::Column, kind: Option<&Kind>) -> Resu
         },
         MyValue::Int(i) => kind.check(Value::Int(i)),
         MyValue::UInt(u) => kind.check(uint(u)),
+        // A FLOAT(M,D) column is a decimal kind: its single means its own shortest text.
+        MyValue::Float(f) if matches!(kind, Kind::Decimal { .. }) => kind.parse_text(&f.to_string()),
         MyValue::Float(f) => kind.check(Value::Float(f64::from(f))),
         MyValue::Double(f) => kind.check(Value::Float(f)),
         MyValue::Date(y, m, d, h, mi, s, us) => {
             let dt = datetime(y, m, d, h, mi, s, us)?;
             match kind {
                 Kind::Date => Ok(Value::Date(dt.date())),
-                Kind::Timestamp | Kind::TimestampTz { .. } => kind.check(Value::Timestamp(dt)),
+                Kind::Timestamp { .. } | Kind::TimestampTz { .. } => kind.check(Value::Timestamp(dt)),
                 _ => kind.parse_text(&dt.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
             }
         }
         MyValue::Time(neg, days, h, mi, s, us) => {
             let t = time(neg, days, h, mi, s, us)?;
             match kind {
-                Kind::Time => kind.check(Value::Time(t)),
+                Kind::Time { .. } => kind.check(Value::Time(t)),
                 _ => kind.parse_text(&t.format("%H:%M:%S%.6f").to_string()),
             }
         }
@@ -1121,6 +1123,8 @@ fn column_kind(c: &mysql_async::Column) -> Kind {
     use mysql_async::consts::ColumnFlags;
     let unsigned = c.flags().contains(ColumnFlags::UNSIGNED_FLAG);
     let int = |bytes| Kind::Int { bytes, unsigned };
+    // A temporal result column's decimals are its fractional-second digits.
+    let fsp = || c.decimals().min(MAX_FSP);
     match c.column_type() {
         ColumnType::MYSQL_TYPE_TINY if c.column_length() == 1 => Kind::Bool,
         ColumnType::MYSQL_TYPE_TINY => int(1),
@@ -1136,9 +1140,12 @@ fn column_kind(c: &mysql_async::Column) -> Kind {
             max_significant: None,
         },
         ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE => Kind::Date,
-        ColumnType::MYSQL_TYPE_TIME | ColumnType::MYSQL_TYPE_TIME2 => Kind::Time,
-        ColumnType::MYSQL_TYPE_DATETIME | ColumnType::MYSQL_TYPE_DATETIME2 => Kind::Timestamp,
-        ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2 => Kind::TimestampTz { epoch32: true },
+        ColumnType::MYSQL_TYPE_TIME | ColumnType::MYSQL_TYPE_TIME2 => Kind::Time { fsp: fsp() },
+        ColumnType::MYSQL_TYPE_DATETIME | ColumnType::MYSQL_TYPE_DATETIME2 => Kind::Timestamp { fsp: fsp() },
+        ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2 => Kind::TimestampTz {
+            epoch32: true,
+            fsp: fsp(),
+        },
         ColumnType::MYSQL_TYPE_JSON => Kind::Json,
         ColumnType::MYSQL_TYPE_BIT => Kind::Bytes { max_bytes: None },
         ColumnType::MYSQL_TYPE_VARCHAR

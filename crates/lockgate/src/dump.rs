@@ -255,10 +255,10 @@ fn model_json(t: &Table) -> String {
             Kind::Text { .. } | Kind::Any | Kind::Unsupported { .. } => json!({"type": "string"}),
             Kind::Bytes { .. } => json!({"type": "buffer"}),
             Kind::Date => json!({"type": "date", "dataType": "date"}),
-            Kind::Time => json!({"type": "string", "dataType": "time"}),
+            Kind::Time { .. } => json!({"type": "string", "dataType": "time"}),
             // Timestamps become instants (their values read as UTC): MariaDB's
             // TIMESTAMP type, the only spelling all three share, stops in 2038.
-            Kind::Timestamp | Kind::TimestampTz { .. } => json!({"type": "date"}),
+            Kind::Timestamp { .. } | Kind::TimestampTz { .. } => json!({"type": "date"}),
             Kind::Json => json!({"type": "object"}),
             Kind::Uuid => json!({"type": "string", "dataType": "uuid"}),
         };

@@ -148,7 +148,7 @@ async fn describe_reads_keys_checks_json_and_engine() {
     assert_eq!(col("note").default, None, "a nullable column without default has none");
     assert_eq!(col("qty").default.as_deref(), Some("0"));
     assert_eq!(col("doc").kind, Kind::Json);
-    assert_eq!(col("created").kind, Kind::Timestamp);
+    assert_eq!(col("created").kind, Kind::Timestamp { fsp: 6 });
     assert_eq!(col("created").default.as_deref(), Some("current_timestamp(6)"));
     assert!(col("twice").auto, "generated columns are filled by the engine");
     assert!(!col("qty").auto);
@@ -271,7 +271,7 @@ async fn round_trip_every_kind(c: &mut Conn) {
     let table = c.describe(&TableName::new("every")).await.unwrap().unwrap();
     let kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
     assert_eq!(kinds[1], Kind::Bool);
-    assert_eq!(kinds[15], Kind::TimestampTz { epoch32: true });
+    assert_eq!(kinds[15], Kind::TimestampTz { epoch32: true, fsp: 6 });
     assert_eq!(kinds[17], Kind::Uuid);
     let select = format!(
         "SELECT {} FROM every",

@@ -95,7 +95,10 @@ pub(crate) fn kind_of(p: &PropertyDef) -> Kind {
             unsigned: false,
         },
         PropType::Boolean => Kind::Bool,
-        PropType::Date => Kind::TimestampTz { epoch32: false },
+        PropType::Date => Kind::TimestampTz {
+            epoch32: false,
+            fsp: lockgate_core::value::MAX_FSP,
+        },
         PropType::Object | PropType::Array | PropType::Any => Kind::Json,
         PropType::Buffer => Kind::Bytes { max_bytes: None },
     }
@@ -111,7 +114,7 @@ fn compatible(p: &PropertyDef, column: &Kind) -> bool {
         (P::Integer, Kind::Int { .. }) => true,
         (P::Integer, Kind::Decimal { scale, .. }) => scale.unwrap_or(0) == 0,
         (P::Boolean, Kind::Bool | Kind::Int { bytes: 1, .. }) => true,
-        (P::Date, Kind::Date | Kind::Timestamp | Kind::TimestampTz { .. }) => true,
+        (P::Date, Kind::Date | Kind::Timestamp { .. } | Kind::TimestampTz { .. }) => true,
         (P::Object | P::Array | P::Any, Kind::Json | Kind::Text { .. }) => true,
         (P::Buffer, Kind::Bytes { .. }) => true,
         _ => false,

@@ -18,7 +18,7 @@ mod plan;
 mod run;
 
 pub use def::{parse_map, SourceSpec, Transfer, TransferSpec, DEFAULT_BATCH};
-pub use plan::{key_text, CheckReport};
+pub use plan::{key_text, CheckReport, Narrowing};
 pub use run::{run_pending, worker, ExportOutcome, RunOptions, RunReport, Shutdown, TransferEvent, WorkerReport};
 
 use lockgate_db::exports::{self, Attempt, Export, ExportError, MAX_KEY_CHARS};

@@ -10,6 +10,7 @@ mod dump;
 mod load;
 mod loopback;
 mod migrate;
+mod precision;
 mod review;
 mod sql_script;
 mod support;
