@@ -230,15 +230,15 @@ fn now_sql(engine: Engine, kind: &Kind, declared: &str) -> Result<String, DbErro
         .and_then(|(_, rest)| rest.trim_end_matches(')').trim().parse::<u8>().ok());
     Ok(match (engine, kind) {
         (Engine::Postgres, Kind::Date) => "CURRENT_DATE".into(),
-        (Engine::Postgres, Kind::Timestamp) => "LOCALTIMESTAMP".into(),
+        (Engine::Postgres, Kind::Timestamp { .. }) => "LOCALTIMESTAMP".into(),
         (Engine::Postgres, Kind::TimestampTz { .. }) => "CURRENT_TIMESTAMP".into(),
         (Engine::Mysql, Kind::Date) => "(CURRENT_DATE)".into(),
-        (Engine::Mysql, Kind::Timestamp | Kind::TimestampTz { .. }) => match digits {
+        (Engine::Mysql, Kind::Timestamp { .. } | Kind::TimestampTz { .. }) => match digits {
             Some(n) => format!("CURRENT_TIMESTAMP({n})"),
             None => "CURRENT_TIMESTAMP".into(),
         },
         (Engine::Sqlite, Kind::Date) => "CURRENT_DATE".into(),
-        (Engine::Sqlite, Kind::Timestamp) => "(strftime('%Y-%m-%d %H:%M:%f', 'now'))".into(),
+        (Engine::Sqlite, Kind::Timestamp { .. }) => "(strftime('%Y-%m-%d %H:%M:%f', 'now'))".into(),
         (Engine::Sqlite, Kind::TimestampTz { .. }) => "(strftime('%Y-%m-%d %H:%M:%f+00:00', 'now'))".into(),
         (_, other) => {
             return Err(DbError::Invalid(format!(
