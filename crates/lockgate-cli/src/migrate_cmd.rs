@@ -481,8 +481,11 @@ pub async fn log(url: &lockgate::db::DbUrl, a: LogArgs) -> i32 {
         limit: a.limit,
     };
     let entries = async {
-        let mut ledger = lockgate::db::ledger::Ledger::open(url).await?;
-        lockgate::db::versions::read_logs(ledger.conn(), &filter).await
+        // Reading the log creates nothing: no ledger means no entries.
+        match lockgate::db::ledger::Ledger::open_existing(url).await? {
+            Some(mut ledger) => lockgate::db::versions::read_logs(ledger.conn(), &filter).await,
+            None => Ok(Vec::new()),
+        }
     }
     .await;
     match entries {

@@ -1,7 +1,8 @@
 //! [`Conn`]: one connection to any of the three engines, and the operations every
 //! engine module provides with the same signatures (the engine contract):
 //!
-//! - `connect(url)`: opens a session in UTC.
+//! - `connect(url)`: opens a session in UTC (SQLite: creating the file when missing;
+//!   [`Conn::connect_existing`] never creates one, for commands that only read).
 //! - `batch(sql)`: runs statements without parameters or results.
 //! - `execute(sql, params)`: one statement with bound values; returns affected rows.
 //! - `query(sql, params, kinds)`: rows as [`Value`]s; `kinds`, when given, types each
@@ -58,6 +59,16 @@ impl Conn {
             Engine::Postgres => Conn::Postgres(pg::PgConn::connect(url).await?),
             Engine::Mysql => Conn::Mysql(mysql::MyConn::connect(url).await?),
             Engine::Sqlite => Conn::Sqlite(sqlite::LiteConn::connect(url).await?),
+        })
+    }
+
+    /// Connects for a command that only reads: an SQLite file must already exist
+    /// (never created: a mistyped path is an error naming it, not a new empty
+    /// database); servers connect as [`Conn::connect`] does.
+    pub async fn connect_existing(url: &DbUrl) -> Result<Conn, DbError> {
+        Ok(match url.engine {
+            Engine::Sqlite => Conn::Sqlite(sqlite::LiteConn::connect_existing(url).await?),
+            _ => Conn::connect(url).await?,
         })
     }
 

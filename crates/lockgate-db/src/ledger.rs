@@ -18,7 +18,7 @@ use crate::conn::Conn;
 use crate::error::DbError;
 use crate::url::{DbUrl, Engine};
 use chrono::{DateTime, Utc};
-use lockgate_core::Value;
+use lockgate_core::{TableName, Value};
 use std::time::{Duration, Instant};
 
 /// The ledger schema version this build writes.
@@ -344,6 +344,21 @@ impl Ledger {
         let mut ledger = Ledger { conn, url: url.clone() };
         ledger.ensure_schema().await?;
         Ok(ledger)
+    }
+
+    /// Opens the ledger for a command that only reads (`status`, `log`, `transfer
+    /// list/show/history`): never creates the database (an SQLite file must exist)
+    /// nor the ledger's tables; `None` when the database has no ledger. A ledger that
+    /// is there but older than this build is upgraded as [`Ledger::open`] does, since
+    /// this build's queries need its current columns.
+    pub async fn open_existing(url: &DbUrl) -> Result<Option<Ledger>, DbError> {
+        let mut conn = Conn::connect_existing(url).await?;
+        if conn.describe(&TableName::new("lockgate_meta")).await?.is_none() {
+            return Ok(None);
+        }
+        let mut ledger = Ledger { conn, url: url.clone() };
+        ledger.ensure_schema().await?;
+        Ok(Some(ledger))
     }
 
     /// The ledger's own connection, for the typed queries of [`crate::versions`]

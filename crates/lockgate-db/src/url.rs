@@ -46,7 +46,14 @@ impl DbUrl {
             ));
         }
         let Some((scheme, rest)) = input.split_once("://") else {
-            // A plain path is an SQLite file.
+            // A plain path is an SQLite file; a bare word is not (`--db prdo`, a typo of a
+            // connection name, must not become a new file named prdo).
+            if !looks_like_path(input) {
+                return Err(DbError::BadUrl(format!(
+                    "{input:?} is neither a database URL nor a path to an SQLite file: \
+                     write sqlite://{input} or ./{input} for a file, postgres://… or mysql://… for a server"
+                )));
+            }
             return Ok(DbUrl {
                 engine: Engine::Sqlite,
                 raw: format!("sqlite://{input}"),
@@ -121,6 +128,18 @@ impl DbUrl {
     }
 }
 
+/// Whether a `--db` value without a scheme names an SQLite file: it contains a path
+/// separator or ends in `.db`, `.sqlite` or `.sqlite3`. Anything else is a bare word
+/// (a connection name, or a typo of one).
+pub fn looks_like_path(input: &str) -> bool {
+    let lower = input.to_ascii_lowercase();
+    input.contains('/')
+        || input.contains('\\')
+        || [".db", ".sqlite", ".sqlite3"]
+            .iter()
+            .any(|ext| lower.len() > ext.len() && lower.ends_with(ext))
+}
+
 /// Replaces the password of `scheme://user:password@host` (and `password=` query
 /// parameters) so that no message ever prints it.
 pub fn redact(url: &str) -> String {
@@ -187,6 +206,14 @@ mod tests {
             assert_eq!(DbUrl::parse(input).unwrap().redacted(), expect);
         }
         assert!(matches!(DbUrl::parse("oracle://x"), Err(DbError::BadUrl(_))));
+        // Paths are files; a bare word is not (a typo of a connection name).
+        for path in ["./prdo", "dir/x", "x.db", "X.SQLITE", "a.sqlite3", "/abs/path", "c:\\data\\x"] {
+            assert_eq!(DbUrl::parse(path).unwrap().engine, Engine::Sqlite, "{path}");
+        }
+        for word in ["prdo", "prod.backup", ".db", "sqlite"] {
+            let e = DbUrl::parse(word).unwrap_err().to_string();
+            assert!(e.contains("neither a database URL nor a path") && e.contains("./"), "{word}: {e}");
+        }
         let u = DbUrl::parse("postgres://u:p@h:1/db?x=1").unwrap();
         assert_eq!(u.database().as_deref(), Some("db"));
         assert_eq!(u.with_database("other").as_str(), "postgres://u:p@h:1/other?x=1");

@@ -3,6 +3,7 @@
 //! (killed, paused past their lease, stopped by SIGTERM, run at once).
 
 mod migrate;
+mod names;
 mod serve;
 mod transfer;
 
