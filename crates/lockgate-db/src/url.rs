@@ -207,12 +207,23 @@ mod tests {
         }
         assert!(matches!(DbUrl::parse("oracle://x"), Err(DbError::BadUrl(_))));
         // Paths are files; a bare word is not (a typo of a connection name).
-        for path in ["./prdo", "dir/x", "x.db", "X.SQLITE", "a.sqlite3", "/abs/path", "c:\\data\\x"] {
+        for path in [
+            "./prdo",
+            "dir/x",
+            "x.db",
+            "X.SQLITE",
+            "a.sqlite3",
+            "/abs/path",
+            "c:\\data\\x",
+        ] {
             assert_eq!(DbUrl::parse(path).unwrap().engine, Engine::Sqlite, "{path}");
         }
         for word in ["prdo", "prod.backup", ".db", "sqlite"] {
             let e = DbUrl::parse(word).unwrap_err().to_string();
-            assert!(e.contains("neither a database URL nor a path") && e.contains("./"), "{word}: {e}");
+            assert!(
+                e.contains("neither a database URL nor a path") && e.contains("./"),
+                "{word}: {e}"
+            );
         }
         let u = DbUrl::parse("postgres://u:p@h:1/db?x=1").unwrap();
         assert_eq!(u.database().as_deref(), Some("db"));

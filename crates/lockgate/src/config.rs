@@ -109,7 +109,10 @@ impl Config {
         };
         let url = match self.connections.get(raw.trim()) {
             Some(c) => c.url.clone(),
-            None if !raw.trim().is_empty() && !raw.contains("://") && !lockgate_db::url::looks_like_path(raw.trim()) => {
+            None if !raw.trim().is_empty()
+                && !raw.contains("://")
+                && !lockgate_db::url::looks_like_path(raw.trim()) =>
+            {
                 return Err(self.unknown_connection(raw.trim()))
             }
             None => raw,

@@ -32,9 +32,39 @@ fn every_command(db: &str) -> Vec<Vec<String>> {
         vec!["transfer", "list", "--dest", db],
         vec!["transfer", "show", "1", "--dest", db],
         vec!["transfer", "history", "--key", "1", "--dest", db],
-        vec!["transfer", "check", "t", "--source", db, "--source-table", "t", "--dest", "ok.db"],
-        vec!["transfer", "create", "t", "--source", "ok.db", "--source-table", "t", "--dest", db],
-        vec!["transfer", "run", "t", "--source", "ok.db", "--source-table", "t", "--dest", db],
+        vec![
+            "transfer",
+            "check",
+            "t",
+            "--source",
+            db,
+            "--source-table",
+            "t",
+            "--dest",
+            "ok.db",
+        ],
+        vec![
+            "transfer",
+            "create",
+            "t",
+            "--source",
+            "ok.db",
+            "--source-table",
+            "t",
+            "--dest",
+            db,
+        ],
+        vec![
+            "transfer",
+            "run",
+            "t",
+            "--source",
+            "ok.db",
+            "--source-table",
+            "t",
+            "--dest",
+            db,
+        ],
     ];
     cmds.into_iter()
         .map(|c| c.into_iter().map(String::from).collect())
@@ -115,7 +145,10 @@ fn a_mistyped_connection_name_is_an_error_listing_the_connections() {
 fn read_only_commands_never_create_a_database_file() {
     let dir = tempfile::tempdir().unwrap();
     let ok = dir.path().join("ok.db").display().to_string();
-    let out = lockgate(&["exec", "--db", &ok, "--sql", "CREATE TABLE t (a int PRIMARY KEY)"], dir.path());
+    let out = lockgate(
+        &["exec", "--db", &ok, "--sql", "CREATE TABLE t (a int PRIMARY KEY)"],
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let read_only = ["status", "log", "inspect", "dump", "list", "show", "history", "check"];
     for db in ["./missing.db", "sqlite://missing.db", "sub/missing.sqlite"] {
@@ -181,7 +214,17 @@ async fn read_only_commands_create_no_ledger_on_any_engine() {
             (vec!["transfer", "show", "1", "--dest", &url], 2),
             (vec!["transfer", "history", "--key", "1", "--dest", &url], 0),
             (
-                vec!["transfer", "check", "t", "--source", &url, "--source-table", "t", "--dest", &url],
+                vec![
+                    "transfer",
+                    "check",
+                    "t",
+                    "--source",
+                    &url,
+                    "--source-table",
+                    "t",
+                    "--dest",
+                    &url,
+                ],
                 0,
             ),
         ];

@@ -567,13 +567,23 @@ async fn browsing_creates_no_database_and_no_ledger() {
             );
             assert!(!missing.exists(), "{engine} {uri} created {}", missing.display());
             let mut conn = db.conn().await;
-            let tables: Vec<String> = conn.list_tables().await.unwrap().iter().map(|t| t.to_string()).collect();
+            let tables: Vec<String> = conn
+                .list_tables()
+                .await
+                .unwrap()
+                .iter()
+                .map(|t| t.to_string())
+                .collect();
             assert_eq!(tables, ["t"], "{engine} {uri} created tables");
         }
         // The missing file is reported, by name, where it is browsed.
         let reply = get(&app, "/api/tables/missing").await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
-        assert!(reply.text().contains("there is no SQLite database at"), "{}", reply.text());
+        assert!(
+            reply.text().contains("there is no SQLite database at"),
+            "{}",
+            reply.text()
+        );
         // The Export button's count is there without a ledger: one row to export.
         let transfers = get(&app, "/api/transfers").await.json();
         assert_eq!(transfers[0]["available"], 1, "{engine}: {transfers}");

@@ -475,7 +475,9 @@ async fn fetch_pages(
 ) {
     let result = async {
         let where_ = format!("source {}", url.redacted());
-        let mut conn = Conn::connect_existing(&url).await.map_err(|e| format!("{where_}: {e}"))?;
+        let mut conn = Conn::connect_existing(&url)
+            .await
+            .map_err(|e| format!("{where_}: {e}"))?;
         conn.begin_snapshot().await.map_err(|e| format!("{where_}: {e}"))?;
         let mut pager = KeyPager::open(keys, range).await?;
         let key_kinds: Vec<_> = plan
