@@ -57,10 +57,11 @@ impl Dialect {
         }
     }
 
-    /// A quoted, schema-qualified table name.
+    /// A quoted, schema-qualified table name: `schema.table` on PostgreSQL,
+    /// `database.table` on MariaDB / MySQL (SQLite's names never carry one here).
     pub fn table(&self, name: &TableName) -> String {
         match &name.schema {
-            Some(schema) if self.0 == Engine::Postgres => format!("{}.{}", self.quote(schema), self.quote(&name.name)),
+            Some(schema) if self.0 != Engine::Sqlite => format!("{}.{}", self.quote(schema), self.quote(&name.name)),
             _ => self.quote(&name.name),
         }
     }

@@ -1077,23 +1077,7 @@ fn backoff(attempt: u32) -> Duration {
 /// the row locks the worker that took its export over waits for: the server ends
 /// the stalled worker's session once its transaction has been idle for a lease.
 async fn end_stalled_sessions(data: &mut Conn, lease: Duration) -> Result<(), DbError> {
-    match data.engine() {
-        Engine::Postgres => {
-            data.batch(&format!(
-                "SET idle_in_transaction_session_timeout = {}",
-                lease.as_millis().max(1_000)
-            ))
-            .await
-        }
-        Engine::Mysql => {
-            data.batch(&format!(
-                "SET SESSION idle_transaction_timeout = {}",
-                lease.as_secs().max(1)
-            ))
-            .await
-        }
-        Engine::Sqlite => Ok(()),
-    }
+    data.set_idle_transaction_timeout(lease).await
 }
 
 fn claim_written(claim: &Claim) -> i64 {
