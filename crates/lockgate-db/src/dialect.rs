@@ -565,6 +565,14 @@ mod tests {
             }),
             "\"s\".\"T\""
         );
+        // MariaDB / MySQL: another database's table; SQLite's names carry none.
+        let other = TableName {
+            schema: Some("other".into()),
+            name: "T".into(),
+        };
+        assert_eq!(my.table(&other), "`other`.`T`");
+        assert_eq!(Dialect(Engine::Sqlite).table(&other), "\"T\"");
+        assert_eq!(my.table(&TableName::new("T")), "`T`");
     }
     #[test]
     fn after_keys_keeps_its_shape() {
