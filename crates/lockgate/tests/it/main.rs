@@ -7,6 +7,8 @@ mod bad_input;
 mod dump;
 mod load;
 mod migrate;
+mod mysql_forms;
 mod review;
+mod schemas;
 mod support;
 mod transfer;
