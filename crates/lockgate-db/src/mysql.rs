@@ -336,8 +336,14 @@ impl MyConn {
                 || extra.contains("stored")
                 || extra.contains("persistent");
             let is_json = checks_raw.iter().any(|(_, clause)| is_json_check(clause, &name));
+            let kind = types::mysql_kind(&data_type, &column_type, char_max, is_json);
+            let numeric = matches!(
+                kind,
+                Kind::Int { .. } | Kind::Float { .. } | Kind::Decimal { .. } | Kind::Bool
+            );
+            let default = self.server.column_default_sql(default, &extra, numeric);
             columns.push(Column {
-                kind: types::mysql_kind(&data_type, &column_type, char_max, is_json),
+                kind,
                 name,
                 data_type: column_type,
                 nullable,

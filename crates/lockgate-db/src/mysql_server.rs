@@ -121,6 +121,23 @@ impl Server {
     }
 }
 
+impl Server {
+    /// A column's default as SQL text, from `information_schema.COLUMNS`: MariaDB
+    /// (10.2.7+) gives SQL already (`'x''y'`, `0`, `current_timestamp(6)`); MySQL gives
+    /// a literal's bare value (`x'y`) and marks expressions `DEFAULT_GENERATED` in
+    /// `EXTRA` (`extra`, lower-cased). A non-numeric literal is quoted here, so that
+    /// code reading defaults (dump's models, a retype that keeps the default) sees
+    /// one form.
+    pub fn column_default_sql(&self, default: Option<String>, extra: &str, numeric: bool) -> Option<String> {
+        match (self.flavor, default) {
+            (Flavor::MySql, Some(d)) if !numeric && !extra.contains("default_generated") => {
+                Some(format!("'{}'", d.replace('\\', "\\\\").replace('\'', "''")))
+            }
+            (_, d) => d,
+        }
+    }
+}
+
 /// Takes [`PORTABLE_PARAM`] out of a `mysql://` URL: the URL for the driver, and
 /// whether the parameter asked for the portable forms (`true`, `1`, `yes`).
 pub fn take_portable_param(url: &str) -> (String, bool) {
@@ -209,6 +226,25 @@ mod tests {
         // MySQL's CHECK_CONSTRAINTS has no TABLE_NAME: the query must not name it.
         assert!(!checks(mysql).contains("cc.TABLE_NAME"), "{}", checks(mysql));
         assert!(checks(mysql).contains("tc.TABLE_SCHEMA = DATABASE()"));
+    }
+
+    #[test]
+    fn mysql_defaults_become_sql_text_as_mariadb_gives_them() {
+        let mariadb = Server::from_version("10.11.19-MariaDB");
+        let mysql = Server::from_version("8.0.36");
+        let d = |s: &str| Some(s.to_string());
+        // MariaDB's are SQL already.
+        assert_eq!(mariadb.column_default_sql(d("'x''y'"), "", false), d("'x''y'"));
+        // MySQL's literals are bare values; expressions are marked in EXTRA.
+        assert_eq!(mysql.column_default_sql(d("x'y"), "", false), d("'x''y'"));
+        assert_eq!(mysql.column_default_sql(d("a\\b"), "", false), d("'a\\\\b'"));
+        assert_eq!(mysql.column_default_sql(d("0"), "", true), d("0"));
+        assert_eq!(mysql.column_default_sql(d("12"), "", false), d("'12'"));
+        assert_eq!(
+            mysql.column_default_sql(d("CURRENT_TIMESTAMP(6)"), "default_generated", false),
+            d("CURRENT_TIMESTAMP(6)")
+        );
+        assert_eq!(mysql.column_default_sql(None, "", false), None);
     }
 
     #[test]

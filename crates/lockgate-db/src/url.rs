@@ -26,8 +26,9 @@ impl fmt::Display for Engine {
     }
 }
 
-/// A parsed database URL. `sqlite://path` or a plain path, `postgres://…`
-/// (`postgresql://`), `mysql://…` or `mariadb://…`.
+/// A parsed database URL. `sqlite://path` or a path (containing `/` or ending in
+/// `.db`, `.sqlite`, `.sqlite3`), `postgres://…` (`postgresql://`), `mysql://…` or
+/// `mariadb://…`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DbUrl {
     /// The engine named by the scheme.
@@ -37,7 +38,8 @@ pub struct DbUrl {
 }
 
 impl DbUrl {
-    /// Parses a URL. An unknown scheme is [`DbError::BadUrl`] (exit 2).
+    /// Parses a URL. An unknown scheme, or a bare word that is no path, is
+    /// [`DbError::BadUrl`] (exit 2).
     pub fn parse(input: &str) -> Result<DbUrl, DbError> {
         let input = input.trim();
         if input.is_empty() {
