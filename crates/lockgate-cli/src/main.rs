@@ -94,9 +94,9 @@ enum Command {
         /// For --mode sync: only rows matching this SQL condition may be deleted.
         #[arg(long = "where")]
         sync_where: Option<String>,
-        /// Seconds to wait for another load of the same table.
-        #[arg(long, default_value_t = 30.0)]
-        lock_timeout: f64,
+        /// How long to wait for another load of the same table (30, 30s, 5m).
+        #[arg(long, default_value = "30s", value_parser = duration)]
+        lock_timeout: Duration,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -164,6 +164,12 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(run(cli));
     ExitCode::from(code as u8)
+}
+
+/// clap's parser for every duration flag: seconds (`30`, `2.5`) or a number with a
+/// unit (`500ms`, `30s`, `5m`, `1h`), through lockgate-core's one parser.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    lockgate_core::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// `--db` (or `DATABASE_URL`) as a URL; a bad one is reported here (exit 2).
@@ -242,7 +248,7 @@ async fn run(cli: Cli) -> i32 {
                 on_error,
                 batch_rows: batch_size,
                 dry_run,
-                lock_timeout: Duration::from_secs_f64(lock_timeout.max(0.0)),
+                lock_timeout,
                 sync_where,
                 ..LoadOptions::default()
             };

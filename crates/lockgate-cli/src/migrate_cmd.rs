@@ -48,12 +48,12 @@ pub struct MigrateArgs {
     /// The tenant column of multi-tenant tables.
     #[arg(long, default_value = "tenant_id")]
     tenant_column: String,
-    /// Seconds a process script may run.
-    #[arg(long, default_value_t = 300.0)]
-    script_timeout: f64,
-    /// Seconds to wait for another migrate of the same module.
-    #[arg(long, default_value_t = 600.0)]
-    lock_timeout: f64,
+    /// How long a process script may run (300, 300s, 5m).
+    #[arg(long, default_value = "5m", value_parser = crate::duration)]
+    script_timeout: Duration,
+    /// How long to wait for another migrate of the same module (600, 10m).
+    #[arg(long, default_value = "10m", value_parser = crate::duration)]
+    lock_timeout: Duration,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -175,9 +175,9 @@ pub struct RollbackArgs {
     /// Show what would be put back and change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Seconds to wait for a migrate of the same module.
-    #[arg(long, default_value_t = 600.0)]
-    lock_timeout: f64,
+    /// How long to wait for a migrate of the same module (600, 10m).
+    #[arg(long, default_value = "10m", value_parser = crate::duration)]
+    lock_timeout: Duration,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -250,10 +250,6 @@ pub async fn dump(url: &lockgate::db::DbUrl, a: DumpArgs) -> i32 {
     }
 }
 
-fn seconds(s: f64) -> Duration {
-    Duration::from_secs_f64(s.max(0.0))
-}
-
 /// Runs `migrate`; returns the exit code.
 pub async fn migrate(url: &lockgate::db::DbUrl, a: MigrateArgs) -> i32 {
     let opts = MigrateOptions {
@@ -266,8 +262,8 @@ pub async fn migrate(url: &lockgate::db::DbUrl, a: MigrateArgs) -> i32 {
         dry_run: a.dry_run,
         on_error: a.on_error,
         tenant_column: a.tenant_column,
-        script_timeout: seconds(a.script_timeout),
-        lock_timeout: seconds(a.lock_timeout),
+        script_timeout: a.script_timeout,
+        lock_timeout: a.lock_timeout,
         zip_limits: a.zip_limits.limits(),
         ..MigrateOptions::default()
     };
@@ -576,8 +572,11 @@ pub async fn log(url: &lockgate::db::DbUrl, a: LogArgs) -> i32 {
         limit: a.limit,
     };
     let entries = async {
-        let mut ledger = lockgate::db::ledger::Ledger::open(url).await?;
-        lockgate::db::versions::read_logs(ledger.conn(), &filter).await
+        // Reading the log creates nothing: no ledger means no entries.
+        match lockgate::db::ledger::Ledger::open_existing(url).await? {
+            Some(mut ledger) => lockgate::db::versions::read_logs(ledger.conn(), &filter).await,
+            None => Ok(Vec::new()),
+        }
     }
     .await;
     match entries {
@@ -623,7 +622,7 @@ pub async fn rollback(url: &lockgate::db::DbUrl, a: RollbackArgs) -> i32 {
         overwrite: a.overwrite,
         ignore_scripts: a.ignore_scripts,
         dry_run: a.dry_run,
-        lock_timeout: seconds(a.lock_timeout),
+        lock_timeout: a.lock_timeout,
     };
     match lockgate::rollback(url, &opts).await {
         Ok(r) => {

@@ -1014,8 +1014,11 @@ async fn estimate(conn: &mut Conn, table: &Table) -> Result<Option<u64>, BrowseE
                 return Ok(None);
             }
             let sql = "SELECT TABLE_ROWS FROM information_schema.TABLES \
-                       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?";
-            let rows = conn.query(sql, &[Value::Text(table.name.name.clone())], None).await?;
+                       WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?";
+            let schema = table.name.schema.clone().map_or(Value::Null, Value::Text);
+            let rows = conn
+                .query(sql, &[schema, Value::Text(table.name.name.clone())], None)
+                .await?;
             Ok(match rows.first().and_then(|r| r.first()) {
                 None | Some(Value::Null) => None,
                 Some(_) => Some(first_int(&rows)),

@@ -57,10 +57,11 @@ impl Dialect {
         }
     }
 
-    /// A quoted, schema-qualified table name.
+    /// A quoted, schema-qualified table name: `schema.table` on PostgreSQL,
+    /// `database.table` on MariaDB / MySQL (SQLite's names never carry one here).
     pub fn table(&self, name: &TableName) -> String {
         match &name.schema {
-            Some(schema) if self.0 == Engine::Postgres => format!("{}.{}", self.quote(schema), self.quote(&name.name)),
+            Some(schema) if self.0 != Engine::Sqlite => format!("{}.{}", self.quote(schema), self.quote(&name.name)),
             _ => self.quote(&name.name),
         }
     }
@@ -589,6 +590,14 @@ mod tests {
             }),
             "\"s\".\"T\""
         );
+        // MariaDB / MySQL: another database's table; SQLite's names carry none.
+        let other = TableName {
+            schema: Some("other".into()),
+            name: "T".into(),
+        };
+        assert_eq!(my.table(&other), "`other`.`T`");
+        assert_eq!(Dialect(Engine::Sqlite).table(&other), "\"T\"");
+        assert_eq!(my.table(&TableName::new("T")), "`T`");
     }
     #[test]
     fn after_keys_keeps_its_shape() {

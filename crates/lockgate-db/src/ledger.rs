@@ -18,11 +18,17 @@ use crate::conn::Conn;
 use crate::error::DbError;
 use crate::url::{DbUrl, Engine};
 use chrono::{DateTime, Utc};
-use lockgate_core::Value;
+use lockgate_core::{TableName, Value};
 use std::time::{Duration, Instant};
 
 /// The ledger schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 3;
+
+/// The lock that serializes ledger upgrades of one MariaDB / MySQL database. MySQL
+/// refuses lock names over 64 characters (MariaDB does not), and a database name
+/// may have 64: the name is cut to fit.
+const SCHEMA_LOCK_GET: &str = "SELECT GET_LOCK(LEFT(CONCAT('lockgate-schema:', DATABASE()), 64), 60)";
+const SCHEMA_LOCK_RELEASE: &str = "SELECT RELEASE_LOCK(LEFT(CONCAT('lockgate-schema:', DATABASE()), 64))";
 
 /// A SQLite lock row whose heartbeat is older than this is taken over even when its
 /// process cannot be checked (another host on a shared file system).
@@ -346,6 +352,21 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// Opens the ledger for a command that only reads (`status`, `log`, `transfer
+    /// list/show/history`): never creates the database (an SQLite file must exist)
+    /// nor the ledger's tables; `None` when the database has no ledger. A ledger that
+    /// is there but older than this build is upgraded as [`Ledger::open`] does, since
+    /// this build's queries need its current columns.
+    pub async fn open_existing(url: &DbUrl) -> Result<Option<Ledger>, DbError> {
+        let mut conn = Conn::connect_existing(url).await?;
+        if conn.describe(&TableName::new("lockgate_meta")).await?.is_none() {
+            return Ok(None);
+        }
+        let mut ledger = Ledger { conn, url: url.clone() };
+        ledger.ensure_schema().await?;
+        Ok(Some(ledger))
+    }
+
     /// The ledger's own connection, for the typed queries of [`crate::versions`]
     /// (what is written on it outlives a rollback of the data transaction).
     pub fn conn(&mut self) -> &mut Conn {
@@ -370,9 +391,7 @@ impl Ledger {
         match engine {
             Engine::Postgres => self.conn.batch("SELECT pg_advisory_lock(7394561)").await?,
             Engine::Mysql => {
-                self.conn
-                    .query("SELECT GET_LOCK(CONCAT('lockgate-schema:', DATABASE()), 60)", &[], None)
-                    .await?;
+                self.conn.query(SCHEMA_LOCK_GET, &[], None).await?;
             }
             Engine::Sqlite => {}
         }
@@ -380,9 +399,7 @@ impl Ledger {
         match engine {
             Engine::Postgres => self.conn.batch("SELECT pg_advisory_unlock(7394561)").await?,
             Engine::Mysql => {
-                self.conn
-                    .query("SELECT RELEASE_LOCK(CONCAT('lockgate-schema:', DATABASE()))", &[], None)
-                    .await?;
+                self.conn.query(SCHEMA_LOCK_RELEASE, &[], None).await?;
             }
             Engine::Sqlite => {}
         }
@@ -421,8 +438,14 @@ impl Ledger {
                 if version <= current {
                     continue;
                 }
+                // The statements name MariaDB's no-pad binary collation; MySQL spells it
+                // its own way.
+                let nopad = self.conn.mysql_server().map(|s| s.nopad_bin_collation());
                 for sql in statements {
-                    self.conn.batch(sql).await?;
+                    match nopad {
+                        Some(collation) => self.conn.batch(&sql.replace("utf8mb4_nopad_bin", collation)).await?,
+                        None => self.conn.batch(sql).await?,
+                    }
                 }
                 self.conn
                     .execute("DELETE FROM lockgate_meta WHERE name = 'schema_version'", &[])
@@ -470,13 +493,12 @@ impl Ledger {
     pub async fn start_run(&mut self, kind: &str, job: &str, holder: &Holder) -> Result<i64, DbError> {
         let p = self.params(6);
         let sql = format!(
-            "INSERT INTO lockgate_runs (kind, job, status, holder, started_at, heartbeat_at) VALUES ({}, {}, {}, {}, {}, {}) RETURNING id",
+            "INSERT INTO lockgate_runs (kind, job, status, holder, started_at, heartbeat_at) VALUES ({}, {}, {}, {}, {}, {})",
             p[0], p[1], p[2], p[3], p[4], p[5]
         );
         let t = now();
-        let rows = self
-            .conn
-            .query(
+        self.conn
+            .insert_returning_id(
                 &sql,
                 &[
                     Value::Text(kind.into()),
@@ -486,13 +508,9 @@ impl Ledger {
                     t.clone(),
                     t,
                 ],
-                None,
+                "id",
             )
-            .await?;
-        rows.first()
-            .and_then(|r| r.first())
-            .and_then(int)
-            .ok_or_else(|| DbError::Internal("the run insert returned no id".into()))
+            .await
     }
 
     /// Records progress (and a heartbeat) of a run.

@@ -410,6 +410,14 @@ pub fn change_sql(engine: Engine, change: &SchemaChange) -> Result<Vec<String>, 
 /// Applies a change on `conn` (inside its transaction, where the engine's DDL is
 /// transactional: PostgreSQL and SQLite; MariaDB commits around it).
 pub async fn apply_change(conn: &mut Conn, change: &SchemaChange) -> Result<(), DbError> {
+    let adapted;
+    let change = match conn.mysql_server() {
+        Some(server) if !server.uuid_type() => {
+            adapted = without_uuid_type(change);
+            &adapted
+        }
+        _ => change,
+    };
     for sql in change_sql(conn.engine(), change)? {
         conn.batch(&sql).await.map_err(|e| match e {
             DbError::Engine { error, .. } => DbError::Engine {
@@ -454,6 +462,33 @@ pub async fn catch_up_identity(conn: &mut Conn, table: &lockgate_core::Table) ->
         .await?;
     }
     Ok(())
+}
+
+/// `change` for a server without a `uuid` type (MySQL, MariaDB before 10.7): UUID
+/// columns are created as `char(36)`, the hyphenated text Lockgate writes.
+fn without_uuid_type(change: &SchemaChange) -> SchemaChange {
+    let fix = |c: &ColumnSpec| {
+        let mut c = c.clone();
+        if c.kind == Kind::Uuid && c.data_type.is_none() {
+            c.data_type = Some("char(36)".into());
+        }
+        c
+    };
+    match change {
+        SchemaChange::CreateTable(spec) => SchemaChange::CreateTable(TableSpec {
+            columns: spec.columns.iter().map(fix).collect(),
+            ..spec.clone()
+        }),
+        SchemaChange::AddColumn { table, column } => SchemaChange::AddColumn {
+            table: table.clone(),
+            column: fix(column),
+        },
+        SchemaChange::AlterColumn { table, column } => SchemaChange::AlterColumn {
+            table: table.clone(),
+            column: fix(column),
+        },
+        other => other.clone(),
+    }
 }
 
 /// Rows in a table (to refuse adding a required column without a default to a

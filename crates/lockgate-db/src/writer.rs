@@ -1254,11 +1254,26 @@ async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<Appl
     }
     if capture {
         // Every column as stored (defaults and generated keys included), for the
-        // image's key and the fingerprint of the whole row.
-        let returning: Vec<String> = plan.table.columns.iter().map(|c| c.name.clone()).collect();
-        let sql = d.insert_select_returning(&plan.table.name, STAGE, cols, missing_key, filter, &returning);
-        let kinds: Vec<lockgate_core::Kind> = plan.table.columns.iter().map(|c| c.kind.clone()).collect();
-        let rows = conn.query(&sql, &[], Some(&kinds)).await?;
+        // image's key and the fingerprint of the whole row; read back after the
+        // insert where the server has no RETURNING (MySQL).
+        let rows = if conn.insert_returning() {
+            let returning: Vec<String> = plan.table.columns.iter().map(|c| c.name.clone()).collect();
+            let sql = d.insert_select_returning(&plan.table.name, STAGE, cols, missing_key, filter, &returning);
+            let kinds: Vec<lockgate_core::Kind> = plan.table.columns.iter().map(|c| c.kind.clone()).collect();
+            conn.query(&sql, &[], Some(&kinds)).await?
+        } else {
+            let image_key = image_key(&plan.table);
+            let insert = crate::read_back::StagedInsert {
+                table: &plan.table,
+                staging: STAGE,
+                ordinal: ORD,
+                columns: cols,
+                missing_key,
+                filter,
+                image_key: &image_key,
+            };
+            crate::read_back::insert_select_read_back(conn, &insert).await?
+        };
         out.inserted = rows.len() as u64;
         capture_inserts(conn, ctx, rows).await?;
     } else {

@@ -85,7 +85,7 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
             "name the tables to dump with --tables a,b, or dump every table with --all".into(),
         ));
     }
-    let mut conn = Conn::connect(url).await?;
+    let mut conn = Conn::connect_existing(url).await?;
     let version = match opts.version {
         Some(v) => v,
         None => {

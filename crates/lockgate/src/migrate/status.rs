@@ -141,10 +141,18 @@ pub(crate) fn drift(base: &BaseDir, applied: &[AppliedVersion], current: Option<
 
 /// Reports the module's migration state.
 pub async fn status(url: &DbUrl, opts: &StatusOptions) -> Result<StatusReport, MigrateError> {
-    let mut ledger = Ledger::open(url).await?;
-    let conn = ledger.conn();
-    let current_version = versions::module_version(conn, &opts.module).await?;
-    let mut applied = versions::applied_versions(conn, &opts.module).await?;
+    // A status only reads: a database without a ledger has no version, and stays
+    // without one (nor is a missing SQLite file created).
+    let (current_version, mut applied) = match Ledger::open_existing(url).await? {
+        Some(mut ledger) => {
+            let conn = ledger.conn();
+            (
+                versions::module_version(conn, &opts.module).await?,
+                versions::applied_versions(conn, &opts.module).await?,
+            )
+        }
+        None => (None, Vec::new()),
+    };
     applied.sort_by_key(|a| a.version.parse::<Version>().ok());
     let current: Option<Version> = current_version.as_deref().and_then(|v| v.parse().ok());
     let mut report = StatusReport {

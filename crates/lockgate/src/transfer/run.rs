@@ -194,7 +194,8 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
             if waiting == 0 {
                 continue;
             }
-            let mut src = Conn::connect(&t.source).await.map_err(source_err(&t.source))?;
+            // The source is only read: a mistyped SQLite path must not become a file.
+            let mut src = Conn::connect_existing(&t.source).await.map_err(source_err(&t.source))?;
             let mut dst = Conn::connect(&t.dest).await.map_err(dest_err(&t.dest))?;
             let plan = plan::plan(t, &mut src, &mut dst).await?;
             drop((src, dst));
@@ -474,7 +475,9 @@ async fn fetch_pages(
 ) {
     let result = async {
         let where_ = format!("source {}", url.redacted());
-        let mut conn = Conn::connect(&url).await.map_err(|e| format!("{where_}: {e}"))?;
+        let mut conn = Conn::connect_existing(&url)
+            .await
+            .map_err(|e| format!("{where_}: {e}"))?;
         conn.begin_snapshot().await.map_err(|e| format!("{where_}: {e}"))?;
         let mut pager = KeyPager::open(keys, range).await?;
         let key_kinds: Vec<_> = plan
@@ -1074,23 +1077,7 @@ fn backoff(attempt: u32) -> Duration {
 /// the row locks the worker that took its export over waits for: the server ends
 /// the stalled worker's session once its transaction has been idle for a lease.
 async fn end_stalled_sessions(data: &mut Conn, lease: Duration) -> Result<(), DbError> {
-    match data.engine() {
-        Engine::Postgres => {
-            data.batch(&format!(
-                "SET idle_in_transaction_session_timeout = {}",
-                lease.as_millis().max(1_000)
-            ))
-            .await
-        }
-        Engine::Mysql => {
-            data.batch(&format!(
-                "SET SESSION idle_transaction_timeout = {}",
-                lease.as_secs().max(1)
-            ))
-            .await
-        }
-        Engine::Sqlite => Ok(()),
-    }
+    data.set_idle_transaction_timeout(lease).await
 }
 
 fn claim_written(claim: &Claim) -> i64 {
