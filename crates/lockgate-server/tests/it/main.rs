@@ -1,11 +1,14 @@
 //! lockgate-server's one integration-test binary: every endpoint through the router
 //! (no socket), on the demo's SQLite sample and a PostgreSQL table: pages, the JSON
 //! API, jobs and their events, downloads and uploads, and bad input of every kind
-//! (tokens, Host headers, cross-site posts, oversized and escaping zips, unknown
-//! tables, SQL in a sort parameter).
+//! (tokens, Host headers, cross-site posts, forms' tokens bound to their browser,
+//! oversized and escaping zips, zips holding process scripts, unknown tables, SQL in a
+//! sort parameter); and on a real socket, requests that stall.
 
 mod api;
+mod scripts;
 mod security;
+mod socket;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
@@ -145,7 +148,7 @@ impl Browser {
             cookie: cookie.to_string(),
             token: String::new(),
         };
-        let r = b.get(app, "/").await;
+        let r = b.get(app, "/login").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         assert!(r.header("set-cookie").is_empty(), "a known browser keeps its id");
         b.token = page_token(&r.text());
