@@ -264,9 +264,17 @@ mod tests {
     #[test]
     fn the_password_is_split_off_and_decoded() {
         let cases = [
-            ("postgres://u:p%40ss%3A1@h:5432/db", "postgres://u@h:5432/db", Some("p@ss:1")),
+            (
+                "postgres://u:p%40ss%3A1@h:5432/db",
+                "postgres://u@h:5432/db",
+                Some("p@ss:1"),
+            ),
             ("mysql://root@h/db", "mysql://root@h/db", None),
-            ("postgres://u@h/db?sslmode=disable&password=x%25y", "postgres://u@h/db?sslmode=disable", Some("x%y")),
+            (
+                "postgres://u@h/db?sslmode=disable&password=x%25y",
+                "postgres://u@h/db?sslmode=disable",
+                Some("x%y"),
+            ),
             ("postgres://u@h/db?password=x", "postgres://u@h/db", Some("x")),
             ("postgres://u:bad%zz@h/db", "postgres://u@h/db", Some("bad%zz")),
             ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db", None),

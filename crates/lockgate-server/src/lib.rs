@@ -139,7 +139,10 @@ fn build(cfg: ServerConfig) -> Result<(Router, Shared), ServerError> {
         .merge(uploads)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&st), security::guard))
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&st), timeout::body_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&st),
+            timeout::body_timeout,
+        ))
         .with_state(Arc::clone(&st));
     Ok((app, st))
 }
@@ -223,7 +226,9 @@ pub async fn run(
         };
         let service = hyper_util::service::TowerToHyperService::new(app.router.clone());
         let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.timer(TokioTimer::new()).header_read_timeout(app.request_timeout);
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(app.request_timeout);
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {

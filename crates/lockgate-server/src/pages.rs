@@ -409,7 +409,12 @@ pub struct CsrfForm {
 }
 
 /// `POST /exports/{transfer}/create`
-pub async fn export_create(State(st): State<Shared>, t: FormToken, Path(name): Path<String>, Form(f): Form<CsrfForm>) -> PageResult {
+pub async fn export_create(
+    State(st): State<Shared>,
+    t: FormToken,
+    Path(name): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> PageResult {
     t.check(&f.csrf)?;
     let t = service::find_transfer(&st, &name)?;
     let id = service::start_create(&st, t);
@@ -426,7 +431,11 @@ struct DetailPage {
 }
 
 /// `GET /exports/{transfer}/{id}`
-pub async fn export_detail(State(st): State<Shared>, t: FormToken, Path((name, id)): Path<(String, i64)>) -> PageResult {
+pub async fn export_detail(
+    State(st): State<Shared>,
+    t: FormToken,
+    Path((name, id)): Path<(String, i64)>,
+) -> PageResult {
     let tr = service::find_transfer(&st, &name)?;
     let d = service::export_detail(tr, id).await?;
     let e = &d.export;

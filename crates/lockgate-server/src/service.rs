@@ -6,9 +6,11 @@
 use crate::error::AppError;
 use crate::jobs::{JobFailure, JobOutcome, Progress};
 use crate::state::{NamedConnection, Shared};
+use lockgate::dashboard::{
+    self, Attempt, BrowsePage, BrowseQuery, Database, DbError, Export, LogEntry, LogFilter, Run,
+};
 use lockgate::transfer::{self, CreateOptions, RunOptions, Transfer, TransferEvent};
 use lockgate::{MigrateOptions, StatusOptions};
-use lockgate::dashboard::{self, Attempt, BrowsePage, BrowseQuery, Database, DbError, Export, LogEntry, LogFilter, Run};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! transfers it runs, where migrations come from, and who may use it.
 
 use crate::jobs::Jobs;
-use lockgate::transfer::Transfer;
 use lockgate::dashboard::DbUrl;
+use lockgate::transfer::Transfer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -230,7 +230,10 @@ fn the_tour_with_a_process_script_runs_from_a_relative_dir_without_the_shells_se
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["migrated_versions"], serde_json::json!(["1.0.0", "1.1.0", "2.0.0", "3.0.0"]));
+    assert_eq!(
+        r["migrated_versions"],
+        serde_json::json!(["1.0.0", "1.1.0", "2.0.0", "3.0.0"])
+    );
     let seen = std::fs::read_to_string(&out_file).expect("the script ran");
     assert!(seen.lines().next().unwrap().ends_with("/db/3.0.0"), "{seen}");
     assert!(!seen.contains("shell-token-not-for-scripts"), "{seen}");

@@ -185,11 +185,18 @@ fn serve_runs_uploaded_scripts_only_when_lockgate_toml_allows_it_and_never_with_
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    assert!(answer.contains("1.0.0/default/s.sh") && answer.contains("upload_scripts"), "{answer}");
+    assert!(
+        answer.contains("1.0.0/default/s.sh") && answer.contains("upload_scripts"),
+        "{answer}"
+    );
     assert!(!env_out.exists(), "the script ran");
 
     // `upload_scripts = true`: it runs, without the server's token or DATABASE_URL.
-    std::fs::write(dir.path().join("lockgate.toml"), format!("{toml}upload_scripts = true\n")).unwrap();
+    std::fs::write(
+        dir.path().join("lockgate.toml"),
+        format!("{toml}upload_scripts = true\n"),
+    )
+    .unwrap();
     let (mut child, port) = serve_with_token(dir.path(), TOKEN);
     let answer = upload(port, TOKEN, &zip);
     child.kill().unwrap();
@@ -199,5 +206,8 @@ fn serve_runs_uploaded_scripts_only_when_lockgate_toml_allows_it_and_never_with_
     let env = std::fs::read_to_string(&env_out).expect("the script ran");
     assert!(!env.contains(TOKEN), "the token leaked:\n{env}");
     assert!(!env.contains("db-secret-in-the-env"), "DATABASE_URL leaked:\n{env}");
-    assert!(env.lines().any(|l| l.starts_with("LOCKGATE_DATABASE_URL=sqlite:///")), "{env}");
+    assert!(
+        env.lines().any(|l| l.starts_with("LOCKGATE_DATABASE_URL=sqlite:///")),
+        "{env}"
+    );
 }

@@ -129,12 +129,16 @@ async fn the_generate_form_takes_1_to_500_customers() {
         assert!(r.json()["error"].as_str().unwrap().contains("between 1 and 500"));
     }
     let b = Browser::open(&app).await;
-    let r = b.post_form(&app, "/demo/generate", &[("csrf", &b.token), ("n", "abc")]).await;
+    let r = b
+        .post_form(&app, "/demo/generate", &[("csrf", &b.token), ("n", "abc")])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.text().contains("whole number from 1 to 500"), "{}", r.text());
     let r = b.post_form(&app, "/demo/generate", &[("n", "5")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = b.post_form(&app, "/demo/generate", &[("csrf", &b.token), ("n", "5")]).await;
+    let r = b
+        .post_form(&app, "/demo/generate", &[("csrf", &b.token), ("n", "5")])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let job = r.header("location");
     assert!(job.starts_with("/jobs/"), "{job}");
@@ -456,7 +460,9 @@ async fn pages_render_and_errors_are_pages_that_say_what_to_do() {
 
     // The Export button: a form post starts a job; its page shows the result.
     let b = Browser::open(&app).await;
-    let r = b.post_form(&app, "/exports/customers/create", &[("csrf", &b.token)]).await;
+    let r = b
+        .post_form(&app, "/exports/customers/create", &[("csrf", &b.token)])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let job = r.header("location");
     let id: u64 = job["/jobs/".len()..].parse().unwrap();

@@ -136,10 +136,14 @@ async fn an_uploaded_script_sees_neither_the_token_nor_the_password() {
         )
         .await;
         assert_eq!(r.status, StatusCode::OK, "{engine}: {}", r.text());
-        let env = std::fs::read_to_string(&env_file).unwrap_or_else(|e| panic!("{engine}: the script did not run: {e}"));
+        let env =
+            std::fs::read_to_string(&env_file).unwrap_or_else(|e| panic!("{engine}: the script did not run: {e}"));
         let lines: Vec<&str> = env.lines().collect();
         assert!(!env.contains(TOKEN), "{engine}: the token leaked:\n{env}");
-        assert!(!lines.iter().any(|l| l.starts_with("DATABASE_URL=")), "{engine}:\n{env}");
+        assert!(
+            !lines.iter().any(|l| l.starts_with("DATABASE_URL=")),
+            "{engine}:\n{env}"
+        );
         let shown = lines
             .iter()
             .find_map(|l| l.strip_prefix("LOCKGATE_DATABASE_URL="))

@@ -155,7 +155,9 @@ async fn with_a_token_every_endpoint_but_login_and_assets_needs_it() {
         assert_eq!(send(&app, with_cookie("/api/transfers")).await.status, StatusCode::OK);
     }
     // Signing out ends the session.
-    let r = signed_in.post_form(&app, "/logout", &[("csrf", &signed_in.token)]).await;
+    let r = signed_in
+        .post_form(&app, "/logout", &[("csrf", &signed_in.token)])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(
         send(&app, with_cookie("/api/transfers")).await.status,
@@ -204,8 +206,14 @@ async fn cross_site_posts_and_forms_without_their_token_change_nothing() {
     let b = Browser::open(&app).await;
     assert_ne!(a.cookie, b.cookie);
     assert_ne!(a.token, b.token);
-    assert_eq!(Browser::with_cookie(&app, &a.cookie).await.token, a.token, "stable for its browser");
-    let r = b.post_form(&app, "/exports/customers/create", &[("csrf", &a.token)]).await;
+    assert_eq!(
+        Browser::with_cookie(&app, &a.cookie).await.token,
+        a.token,
+        "stable for its browser"
+    );
+    let r = b
+        .post_form(&app, "/exports/customers/create", &[("csrf", &a.token)])
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = post_form(&app, "/exports/customers/create", &[("csrf", &a.token)]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -214,12 +222,19 @@ async fn cross_site_posts_and_forms_without_their_token_change_nothing() {
         token: a.token.clone(),
     };
     let r = forged.get(&app, "/exports").await;
-    assert!(r.header("set-cookie").starts_with("lockgate_client="), "a new id is given");
+    assert!(
+        r.header("set-cookie").starts_with("lockgate_client="),
+        "a new id is given"
+    );
     assert_ne!(page_token(&r.text()), a.token);
-    let r = forged.post_form(&app, "/exports/customers/create", &[("csrf", &a.token)]).await;
+    let r = forged
+        .post_form(&app, "/exports/customers/create", &[("csrf", &a.token)])
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(get(&app, "/api/transfers").await.json()[0]["exports"], before);
-    let r = a.post_form(&app, "/exports/customers/create", &[("csrf", &a.token)]).await;
+    let r = a
+        .post_form(&app, "/exports/customers/create", &[("csrf", &a.token)])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
     let id: u64 = r.header("location")["/jobs/".len()..].parse().unwrap();
     assert_eq!(wait_job(&app, id).await["status"], "succeeded");

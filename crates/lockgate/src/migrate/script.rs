@@ -299,7 +299,10 @@ pub(crate) fn scripts_in(
 
 /// A file a process could run: a script extension other than `.sql`, or an executable.
 fn looks_like_a_script(path: &Path, meta: &std::fs::Metadata) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let by_name = !matches!(ScriptKind::of_file(&name), ScriptKind::Sql | ScriptKind::Executable);
     #[cfg(unix)]
     let executable = {

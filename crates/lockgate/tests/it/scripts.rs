@@ -86,14 +86,30 @@ async fn a_script_sees_no_secret_and_the_password_only_in_the_engines_variable()
         let r = lockgate::migrate(&url, &b.opts(), None)
             .await
             .unwrap_or_else(|e| panic!("{engine}: {e}"));
-        assert_eq!(r.migrated_versions, versions_of(&["1.0.0", "2.0.0"]), "{engine}: {r:#?}");
+        assert_eq!(
+            r.migrated_versions,
+            versions_of(&["1.0.0", "2.0.0"]),
+            "{engine}: {r:#?}"
+        );
         let env = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{engine}: the script did not run: {e}"));
         let lines: Vec<&str> = env.lines().collect();
         assert!(!env.contains(TOKEN), "{engine}: the token leaked:\n{env}");
-        assert!(!env.contains(PARENT_PASSWORD), "{engine}: the parent's password leaked:\n{env}");
-        assert!(!lines.iter().any(|l| l.starts_with("DATABASE_URL=")), "{engine}:\n{env}");
-        assert!(!lines.iter().any(|l| l.starts_with("LOCKGATE_SCRIPT_TEST_KEPT=")), "{engine}");
-        assert!(lines.contains(&"SCRIPT_TEST_KEPT=yes"), "{engine}: the rest is inherited:\n{env}");
+        assert!(
+            !env.contains(PARENT_PASSWORD),
+            "{engine}: the parent's password leaked:\n{env}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.starts_with("DATABASE_URL=")),
+            "{engine}:\n{env}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.starts_with("LOCKGATE_SCRIPT_TEST_KEPT=")),
+            "{engine}"
+        );
+        assert!(
+            lines.contains(&"SCRIPT_TEST_KEPT=yes"),
+            "{engine}: the rest is inherited:\n{env}"
+        );
         assert!(lines.iter().any(|l| l.starts_with("PATH=")), "{engine}");
         let shown = lines
             .iter()
@@ -107,14 +123,20 @@ async fn a_script_sees_no_secret_and_the_password_only_in_the_engines_variable()
                 } else {
                     format!("MYSQL_PWD={pw}")
                 };
-                assert_eq!(with_pw, [&own.as_str()], "{engine}: only the engine's variable holds it");
+                assert_eq!(
+                    with_pw,
+                    [&own.as_str()],
+                    "{engine}: only the engine's variable holds it"
+                );
                 assert_eq!(shown, url.split_password().0, "{engine}");
                 assert!(!shown.contains(&pw), "{engine}");
             }
             None => {
                 assert_eq!(engine, lockgate_db::Engine::Sqlite);
                 assert!(shown.starts_with("sqlite:///"), "{engine}: an absolute path: {shown}");
-                assert!(!lines.iter().any(|l| l.starts_with("PGPASSWORD=") || l.starts_with("MYSQL_PWD=")));
+                assert!(!lines
+                    .iter()
+                    .any(|l| l.starts_with("PGPASSWORD=") || l.starts_with("MYSQL_PWD=")));
             }
         }
         assert_eq!(
@@ -180,7 +202,11 @@ async fn every_kind_of_process_script_runs_from_a_relative_dir() {
         }
         let db = TestDb::new(engine).await;
         let r = run_ok(&db, &b, |o| o.dir = rel.clone()).await;
-        assert_eq!(r.migrated_versions, versions_of(&["1.0.0", "2.0.0"]), "{engine}: {r:#?}");
+        assert_eq!(
+            r.migrated_versions,
+            versions_of(&["1.0.0", "2.0.0"]),
+            "{engine}: {r:#?}"
+        );
         let read = |m: &str| {
             std::fs::read_to_string(outside.join(m))
                 .unwrap_or_else(|e| panic!("{engine}: {m} did not run: {e}"))
@@ -214,7 +240,10 @@ fn bundle_with(script: &str, body: &str) -> (Bundle, PathBuf) {
         "1.0.0/meta.json",
         meta(json!([entry("item", "default/item.json"), {"file": script, "ctxId": "/default"}])),
     )
-    .put(&format!("1.0.0/{script}"), body.replace("RAN", &ran.display().to_string()));
+    .put(
+        &format!("1.0.0/{script}"),
+        body.replace("RAN", &ran.display().to_string()),
+    );
     (b, ran)
 }
 
@@ -240,7 +269,10 @@ async fn bundles_with_process_scripts_are_refused_before_anything_runs_when_not_
             );
             assert!(!ran.exists(), "{engine}: {script} ran");
             let mut conn = db.conn().await;
-            assert!(conn.list_tables().await.unwrap().is_empty(), "{engine}: nothing written");
+            assert!(
+                conn.list_tables().await.unwrap().is_empty(),
+                "{engine}: nothing written"
+            );
         }
         // `.sql` scripts are not process scripts.
         let (b, _) = bundle_with("default/s.sql", "UPDATE item SET qty = 10 WHERE id = 1;\n");
