@@ -19,7 +19,9 @@
 //! Security: bound to 127.0.0.1 unless told otherwise; a Host header that does not
 //! name the server is refused (DNS rebinding); with a token (required off loopback)
 //! every endpoint but the login page and the assets needs it or a session; forms
-//! carry a CSRF token and cross-site posts are refused; uploads are size-limited;
+//! carry a CSRF token bound to the browser and cross-site posts are refused; a request
+//! that stalls is dropped; uploads are size-limited and may not hold process scripts
+//! unless allowed;
 //! table and column names are checked against the schema; responses carry a strict
 //! Content-Security-Policy.
 #![deny(missing_docs)]
