@@ -129,6 +129,13 @@ pub enum ScriptKind {
 }
 
 impl ScriptKind {
+    /// How a script file runs, from its name: the one rule for `scripts.before`/`after`
+    /// and for `files` entries that are scripts (`.sql`; `.js`, `.mjs`, `.cjs` under
+    /// Node.js; `.py`; `.sh`; anything else as an executable).
+    pub fn of_file(file: &str) -> ScriptKind {
+        ScriptKind::of(file).unwrap_or(ScriptKind::Executable)
+    }
+
     /// The script kind of a file name, `None` for a name without a script extension.
     fn of(file: &str) -> Option<ScriptKind> {
         let extension = file.rsplit_once('.')?.1.to_ascii_lowercase();

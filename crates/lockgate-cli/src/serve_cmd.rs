@@ -104,6 +104,7 @@ pub async fn serve(config: &Config, a: ServeArgs) -> i32 {
     if let Some(mb) = a.upload_limit_mb.or(config.server.upload_limit_mb) {
         cfg.upload_limit = mb.saturating_mul(1024 * 1024);
     }
+    cfg.upload_scripts = config.server.upload_scripts;
     for (name, c) in &config.connections {
         match lockgate::db::DbUrl::parse(&c.url) {
             Ok(url) => cfg.connections.push(NamedConnection {

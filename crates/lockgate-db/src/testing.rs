@@ -21,6 +21,8 @@ pub struct TestDb {
     admin: Option<DbUrl>,
     name: String,
     _dir: Option<tempfile::TempDir>,
+    /// Whether [`TestDb::password_url`] made a user of the database's name.
+    user: std::sync::atomic::AtomicBool,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -48,6 +50,7 @@ impl TestDb {
                     admin: None,
                     name,
                     _dir: Some(dir),
+                    user: Default::default(),
                 }
             }
             Engine::Postgres | Engine::Mysql => {
@@ -66,6 +69,7 @@ impl TestDb {
                     admin: Some(admin),
                     name,
                     _dir: None,
+                    user: Default::default(),
                 }
             }
         }
@@ -75,12 +79,44 @@ impl TestDb {
     pub async fn conn(&self) -> Conn {
         Conn::connect(&self.url).await.unwrap()
     }
+
+    /// A URL of this database with a password in it: a user of the database's name
+    /// whose password is returned second, owning the database (PostgreSQL) or granted
+    /// everything in it (MariaDB), dropped with it. SQLite has no users: its URL and
+    /// no password.
+    pub async fn password_url(&self) -> (DbUrl, Option<String>) {
+        let Some(admin) = &self.admin else {
+            return (self.url.clone(), None);
+        };
+        let password = format!("pw-{}-Secret", self.name);
+        let mut conn = Conn::connect(admin).await.unwrap();
+        let sql = match admin.engine {
+            Engine::Postgres => format!(
+                "CREATE ROLE {n} LOGIN PASSWORD '{password}'; ALTER DATABASE {n} OWNER TO {n}",
+                n = self.name
+            ),
+            _ => format!(
+                "CREATE USER '{n}'@'%' IDENTIFIED BY '{password}'; GRANT ALL ON {n}.* TO '{n}'@'%'",
+                n = self.name
+            ),
+        };
+        for statement in sql.split("; ") {
+            conn.batch(statement).await.unwrap();
+        }
+        self.user.store(true, Ordering::SeqCst);
+        // scheme://admin@host… becomes scheme://name:password@host…
+        let (scheme, rest) = self.url.as_str().split_once("://").unwrap();
+        let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let url = DbUrl::parse(&format!("{scheme}://{}:{password}@{host}", self.name)).unwrap();
+        (url, Some(password))
+    }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(admin) = self.admin.clone() else { return };
         let name = self.name.clone();
+        let user = self.user.load(Ordering::SeqCst);
         // Drop runs outside async code: use a short-lived runtime on its own thread.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -94,6 +130,13 @@ impl Drop for TestDb {
                         _ => format!("DROP DATABASE IF EXISTS {name}"),
                     };
                     let _ = c.batch(&sql).await;
+                    if user {
+                        let sql = match admin.engine {
+                            Engine::Postgres => format!("DROP ROLE IF EXISTS {name}"),
+                            _ => format!("DROP USER IF EXISTS '{name}'@'%'"),
+                        };
+                        let _ = c.batch(&sql).await;
+                    }
                 }
             });
         })

@@ -128,6 +128,75 @@ impl DbUrl {
     pub fn redacted(&self) -> String {
         redact(&self.raw)
     }
+
+    /// The URL without its password, and the password (percent-decoded) from the user
+    /// info or a `password=` query parameter: a process script gets the first in its
+    /// environment and the second only in the engine's own variable (`PGPASSWORD`,
+    /// `MYSQL_PWD`).
+    pub fn split_password(&self) -> (String, Option<String>) {
+        split_password(&self.raw)
+    }
+}
+
+fn split_password(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let mut password = None;
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, pw)) => {
+                password = Some(percent_decode(pw));
+                format!("{user}@{host}")
+            }
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|kv| match kv.split_once('=') {
+                    Some((k, v)) if k.eq_ignore_ascii_case("password") => {
+                        password = Some(percent_decode(v));
+                        false
+                    }
+                    _ => true,
+                })
+                .collect();
+            if kept.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            }
+        }
+        None => tail.to_string(),
+    };
+    (format!("{scheme}://{authority}{tail}"), password)
+}
+
+/// `%XX` escapes decoded (as the drivers read a URL's password); anything that is not a
+/// valid escape is kept as written.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether a `--db` value without a scheme names an SQLite file: it contains a path
@@ -230,5 +299,29 @@ mod tests {
         let u = DbUrl::parse("postgres://u:p@h:1/db?x=1").unwrap();
         assert_eq!(u.database().as_deref(), Some("db"));
         assert_eq!(u.with_database("other").as_str(), "postgres://u:p@h:1/other?x=1");
+    }
+
+    #[test]
+    fn the_password_is_split_off_and_decoded() {
+        let cases = [
+            (
+                "postgres://u:p%40ss%3A1@h:5432/db",
+                "postgres://u@h:5432/db",
+                Some("p@ss:1"),
+            ),
+            ("mysql://root@h/db", "mysql://root@h/db", None),
+            (
+                "postgres://u@h/db?sslmode=disable&password=x%25y",
+                "postgres://u@h/db?sslmode=disable",
+                Some("x%y"),
+            ),
+            ("postgres://u@h/db?password=x", "postgres://u@h/db", Some("x")),
+            ("postgres://u:bad%zz@h/db", "postgres://u@h/db", Some("bad%zz")),
+            ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db", None),
+        ];
+        for (input, url, password) in cases {
+            let (u, p) = DbUrl::parse(input).unwrap().split_password();
+            assert_eq!((u.as_str(), p.as_deref()), (url, password), "{input}");
+        }
     }
 }

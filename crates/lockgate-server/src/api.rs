@@ -16,7 +16,7 @@ use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, Stream};
-use lockgate_db::browse::{Paging, RowCount};
+use lockgate::dashboard::{Paging, RowCount};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use utoipa::OpenApi;
@@ -374,7 +374,9 @@ pub async fn migrations(State(st): State<Shared>) -> ApiResult<Json<lockgate::St
 }
 
 /// Migrates, as a job: from an uploaded zip (multipart, one file) or, without a body,
-/// from the server's migrations folder; `dry_run=true` computes and keeps nothing.
+/// from the server's migrations folder; `dry_run=true` computes and keeps nothing. A zip
+/// holding process scripts is refused (400, naming them) unless the server allows them
+/// (`[server] upload_scripts = true`); `.sql` scripts are allowed.
 #[utoipa::path(post, path = "/api/migrate",
     params(("dry_run" = Option<bool>, Query), ("wait" = Option<bool>, Query)),
     request_body(content_type = "multipart/form-data", description = "a field `file` holding one zip of version folders"),
@@ -386,7 +388,7 @@ pub async fn migrate(
     multipart: Option<Multipart>,
 ) -> ApiResult<Response> {
     let from = match multipart {
-        Some(m) => MigrateFrom::Zip(upload::read_zip(m, st.cfg.upload_limit).await?.path),
+        Some(m) => service::unpack_upload(&st, upload::read_zip(m, st.cfg.upload_limit).await?.path).await?,
         // A body that is not a multipart form would otherwise be ignored and the
         // server's folder migrated instead.
         None if has_body(&headers) => return Err(AppError::new(
@@ -483,23 +485,28 @@ pub async fn zip_response(st: &Shared, req: &DumpRequest, json: bool) -> Respons
 }
 
 /// oe-migration's upload: one zip (multipart) migrated; 200 with `migratedVersions`
-/// when done, or a non-200 JSON error.
+/// when done, or a non-200 JSON error (400 for a zip holding process scripts, unless
+/// the server allows them).
 #[utoipa::path(post, path = "/uploadzip",
     request_body(content_type = "multipart/form-data", description = "one zip file"),
     responses((status = 200, description = "`{\"migratedVersions\": [...]}`"), (status = 400, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn uploadzip(State(st): State<Shared>, multipart: Multipart) -> Response {
+pub async fn uploadzip(State(st): State<Shared>, t: crate::security::FormToken, multipart: Multipart) -> Response {
     let up = match upload::read_zip(multipart, st.cfg.upload_limit).await {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
     // The upload form carries the token; scripts send none (and no browser headers).
     if let Some(token) = &up.csrf {
-        if let Err(e) = crate::security::check_csrf(&st, token) {
+        if let Err(e) = t.check(token) {
             return e.into_response();
         }
     }
-    let id = match service::start_migrate(&st, MigrateFrom::Zip(up.path), false) {
+    let from = match service::unpack_upload(&st, up.path).await {
+        Ok(from) => from,
+        Err(e) => return e.into_response(),
+    };
+    let id = match service::start_migrate(&st, from, false) {
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };

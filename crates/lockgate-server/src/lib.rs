@@ -1,8 +1,8 @@
 //! Lockgate's HTTP server: the dashboard (Overview, Tables, Exports, Migrations,
 //! Data), a JSON API for everything the pages do (described at `/api/openapi.json`),
 //! server-sent progress, and oe-migration's `/getzip` and `/uploadzip` with their
-//! contract. It writes no SQL: every query is a typed call into `lockgate` and
-//! `lockgate-db`.
+//! contract. It writes no SQL and reaches the database through one door: typed
+//! calls into the `lockgate` library (`lockgate::dashboard` for the pages' reads).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,7 +19,9 @@
 //! Security: bound to 127.0.0.1 unless told otherwise; a Host header that does not
 //! name the server is refused (DNS rebinding); with a token (required off loopback)
 //! every endpoint but the login page and the assets needs it or a session; forms
-//! carry a CSRF token and cross-site posts are refused; uploads are size-limited;
+//! carry a CSRF token bound to the browser and cross-site posts are refused; a request
+//! that stalls is dropped; uploads are size-limited and may not hold process scripts
+//! unless allowed;
 //! table and column names are checked against the schema; responses carry a strict
 //! Content-Security-Policy.
 #![deny(missing_docs)]
@@ -31,11 +33,12 @@ mod pages;
 mod security;
 mod service;
 mod state;
+mod timeout;
 mod upload;
 
 pub use error::AppError;
 pub use jobs::{Job, JobStatus};
-pub use state::{NamedConnection, ServerConfig, DEFAULT_PORT, DEFAULT_UPLOAD_LIMIT};
+pub use state::{NamedConnection, ServerConfig, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPLOAD_LIMIT};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
@@ -60,9 +63,6 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
-    /// The server stopped with an error.
-    #[error("the server stopped: {0}")]
-    Serve(std::io::Error),
 }
 
 const APP_CSS: &str = include_str!("../assets/app.css");
@@ -141,6 +141,10 @@ fn build(cfg: ServerConfig) -> Result<(Router, Shared), ServerError> {
         .merge(uploads)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&st), security::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&st),
+            timeout::body_timeout,
+        ))
         .with_state(Arc::clone(&st));
     Ok((app, st))
 }
@@ -160,6 +164,7 @@ pub async fn serve(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send 
 pub struct App {
     router: Router,
     stop: tokio::sync::watch::Sender<bool>,
+    request_timeout: std::time::Duration,
 }
 
 /// Binds first (so that the caller can print the real address, port 0 included),
@@ -174,30 +179,68 @@ pub async fn bind(cfg: ServerConfig) -> Result<(tokio::net::TcpListener, App), S
     if let Ok(real) = listener.local_addr() {
         cfg.bind = real;
     }
+    let request_timeout = cfg.request_timeout;
     let (router, st) = build(cfg)?;
     Ok((
         listener,
         App {
             router,
             stop: st.stop.clone(),
+            request_timeout,
         },
     ))
 }
 
 /// Serves a bound listener until `shutdown` completes.
+///
+/// The accept loop is the server's own rather than `axum::serve`, which sets no timer
+/// and so no header read timeout: here a connection that does not send a request's
+/// headers within the request timeout, idle between requests or half-way through one,
+/// is closed.
 pub async fn run(
     listener: tokio::net::TcpListener,
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let stop = app.stop;
-    let shutdown = async move {
-        shutdown.await;
-        // Open event streams end now; the shutdown waits for the other requests.
-        let _ = stop.send(true);
-    };
-    axum::serve(listener, app.router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve)
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // A connection that failed before it was accepted concerns only
+                    // itself; anything else (out of file descriptors) gets a pause.
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                    ) {
+                        tracing::warn!("accepting a connection: {e}");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.router.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(app.request_timeout);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+    // Open event streams end now; the shutdown waits for the other requests.
+    let _ = app.stop.send(true);
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -4,7 +4,7 @@
 
 use crate::error::{render, AppError, PageError};
 use crate::jobs::Job;
-use crate::security::{self, check_csrf, SESSION_COOKIE};
+use crate::security::{self, FormToken, SESSION_COOKIE};
 use crate::service::{self, ConnectionInfo, DumpRequest, MigrateFrom, RunInfo};
 use crate::state::{same_secret, Shared};
 use crate::upload;
@@ -13,8 +13,7 @@ use axum::extract::{Multipart, Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use lockgate_db::browse::{BrowseQuery, Cursor, Paging, RowCount};
-use lockgate_db::versions::LogFilter;
+use lockgate::dashboard::{BrowseQuery, Cursor, Export, LogEntry, LogFilter, Paging, RowCount};
 use serde::Deserialize;
 use std::time::Instant;
 
@@ -30,17 +29,17 @@ pub struct Chrome {
     pub demo: bool,
     /// Whether sign-in is on (shows "Sign out").
     pub auth: bool,
-    /// The forms' CSRF token.
+    /// The forms' CSRF token (this browser's).
     pub csrf: String,
 }
 
-fn chrome(st: &Shared, title: impl Into<String>, nav: &'static str) -> Chrome {
+fn chrome(st: &Shared, t: &FormToken, title: impl Into<String>, nav: &'static str) -> Chrome {
     Chrome {
         title: title.into(),
         nav,
         demo: st.cfg.demo.is_some(),
         auth: st.auth_required(),
-        csrf: st.csrf.clone(),
+        csrf: t.0.clone(),
     }
 }
 
@@ -126,7 +125,7 @@ struct Overview {
 }
 
 /// `GET /`
-pub async fn overview(State(st): State<Shared>) -> PageResult {
+pub async fn overview(State(st): State<Shared>, t: FormToken) -> PageResult {
     let connections = service::connections(&st).await;
     let (status, status_error) = match service::migration_status(&st).await {
         Ok(s) => (Some(s), String::new()),
@@ -142,7 +141,7 @@ pub async fn overview(State(st): State<Shared>) -> PageResult {
         .filter(|(m, _)| *m != st.cfg.module)
         .collect();
     Ok(render(&Overview {
-        c: chrome(&st, "Overview", "overview"),
+        c: chrome(&st, &t, "Overview", "overview"),
         connections,
         status,
         status_error,
@@ -238,14 +237,14 @@ pub fn count_text(total: &RowCount) -> String {
 }
 
 /// `GET /tables`
-pub async fn tables(State(st): State<Shared>, Query(q): Query<TablesQuery>) -> PageResult {
+pub async fn tables(State(st): State<Shared>, t: FormToken, Query(q): Query<TablesQuery>) -> PageResult {
     let connection_names: Vec<String> = st.cfg.connections.iter().map(|c| c.name.clone()).collect();
     let conn_name = non_empty(&q.conn)
         .or_else(|| st.cfg.migrate_conn().map(|c| c.name.clone()))
         .or_else(|| connection_names.first().cloned())
         .unwrap_or_default();
     let mut view = TablesPage {
-        c: chrome(&st, "Tables", "tables"),
+        c: chrome(&st, &t, "Tables", "tables"),
         connection_names,
         conn: conn_name.clone(),
         table_names: Vec::new(),
@@ -351,7 +350,7 @@ struct ExportsPage {
 }
 
 /// `GET /exports`
-pub async fn exports(State(st): State<Shared>) -> PageResult {
+pub async fn exports(State(st): State<Shared>, t: FormToken) -> PageResult {
     let infos = service::transfers(&st).await;
     let pending_total = infos.iter().map(|t| t.pending).sum();
     let transfers = infos
@@ -381,7 +380,7 @@ pub async fn exports(State(st): State<Shared>) -> PageResult {
         })
         .collect();
     Ok(render(&ExportsPage {
-        c: chrome(&st, "Exports", "exports"),
+        c: chrome(&st, &t, "Exports", "exports"),
         demo: st.cfg.demo.is_some(),
         notice: None,
         pending_total,
@@ -390,7 +389,7 @@ pub async fn exports(State(st): State<Shared>) -> PageResult {
 }
 
 /// An export's status and counts, as the list and its page show them.
-fn export_cells(e: &lockgate_db::exports::Export) -> Vec<Cell> {
+fn export_cells(e: &Export) -> Vec<Cell> {
     vec![
         Cell::class(&e.status, &format!("status {}", e.status)),
         Cell::text(e.rows),
@@ -410,8 +409,13 @@ pub struct CsrfForm {
 }
 
 /// `POST /exports/{transfer}/create`
-pub async fn export_create(State(st): State<Shared>, Path(name): Path<String>, Form(f): Form<CsrfForm>) -> PageResult {
-    check_csrf(&st, &f.csrf)?;
+pub async fn export_create(
+    State(st): State<Shared>,
+    t: FormToken,
+    Path(name): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> PageResult {
+    t.check(&f.csrf)?;
     let t = service::find_transfer(&st, &name)?;
     let id = service::start_create(&st, t);
     Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
@@ -427,9 +431,13 @@ struct DetailPage {
 }
 
 /// `GET /exports/{transfer}/{id}`
-pub async fn export_detail(State(st): State<Shared>, Path((name, id)): Path<(String, i64)>) -> PageResult {
-    let t = service::find_transfer(&st, &name)?;
-    let d = service::export_detail(t, id).await?;
+pub async fn export_detail(
+    State(st): State<Shared>,
+    t: FormToken,
+    Path((name, id)): Path<(String, i64)>,
+) -> PageResult {
+    let tr = service::find_transfer(&st, &name)?;
+    let d = service::export_detail(tr, id).await?;
     let e = &d.export;
     let mut facts = Grid::new(
         "",
@@ -449,7 +457,7 @@ pub async fn export_detail(State(st): State<Shared>, Path((name, id)): Path<(Str
                 &x.key,
                 format!(
                     "/exports/{}/history?{}",
-                    encode(&t.name),
+                    encode(&tr.name),
                     query_string(&[("key", &x.key)])
                 ),
             ),
@@ -467,7 +475,7 @@ pub async fn export_detail(State(st): State<Shared>, Path((name, id)): Path<(Str
         _ => None,
     };
     Ok(render(&DetailPage {
-        c: chrome(&st, format!("Export {} of {}", e.id, t.name), "exports"),
+        c: chrome(&st, &t, format!("Export {} of {}", e.id, tr.name), "exports"),
         intro,
         grids: vec![facts, errors],
         back: Some("/exports".into()),
@@ -484,15 +492,16 @@ pub struct KeyQuery {
 /// `GET /exports/{transfer}/history?key=K`
 pub async fn export_history(
     State(st): State<Shared>,
+    t: FormToken,
     Path(name): Path<String>,
     Query(q): Query<KeyQuery>,
 ) -> PageResult {
-    let t = service::find_transfer(&st, &name)?;
+    let tr = service::find_transfer(&st, &name)?;
     let key = q.key.trim();
     if key.is_empty() {
         return Err(AppError::bad("give the row's key: ?key=… (the key column's value)").into());
     }
-    let attempts = service::history(t, key).await?;
+    let attempts = service::history(tr, key).await?;
     let mut g = Grid::new(
         format!("Exports that attempted row {key}"),
         &["Export", "Export status", "Created", "Ended", "This row"],
@@ -506,7 +515,7 @@ pub async fn export_history(
             (other, None) => Cell::text(other),
         };
         g.rows.push(vec![
-            Cell::link(a.export_id, format!("/exports/{}/{}", encode(&t.name), a.export_id)),
+            Cell::link(a.export_id, format!("/exports/{}/{}", encode(&tr.name), a.export_id)),
             Cell::class(&a.status, &format!("status {}", a.status)),
             Cell::text(&a.created_at),
             Cell::text(a.ended_at.as_deref().unwrap_or("")),
@@ -514,7 +523,7 @@ pub async fn export_history(
         ]);
     }
     Ok(render(&DetailPage {
-        c: chrome(&st, format!("History of row {key} ({})", t.name), "exports"),
+        c: chrome(&st, &t, format!("History of row {key} ({})", tr.name), "exports"),
         intro: None,
         grids: vec![g],
         back: Some("/exports".into()),
@@ -529,7 +538,7 @@ struct ProcessPage {
 }
 
 /// `GET /process`: a page whose button posts; a GET changes nothing.
-pub async fn process_page(State(st): State<Shared>) -> PageResult {
+pub async fn process_page(State(st): State<Shared>, t: FormToken) -> PageResult {
     let mut pending = 0;
     for t in &st.cfg.transfers {
         if let Ok(list) = lockgate::transfer::list(&t.dest, Some(&t.name), 1000).await {
@@ -537,7 +546,7 @@ pub async fn process_page(State(st): State<Shared>) -> PageResult {
         }
     }
     Ok(render(&ProcessPage {
-        c: chrome(&st, "Run pending exports", "exports"),
+        c: chrome(&st, &t, "Run pending exports", "exports"),
         pending,
     }))
 }
@@ -551,14 +560,14 @@ pub struct ProcessForm {
 
 /// `POST /process`: from the page, runs as a job and shows it; from a script (no
 /// form token), runs and answers the report as JSON when done, as cron wants.
-pub async fn process(State(st): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn process(State(st): State<Shared>, t: FormToken, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let form: ProcessForm = serde_urlencoded::from_bytes(&body).unwrap_or(ProcessForm { csrf: None });
     let browser = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
     if browser || form.csrf.is_some() {
-        if let Err(e) = check_csrf(&st, form.csrf.as_deref().unwrap_or("")) {
+        if let Err(e) = t.check(form.csrf.as_deref().unwrap_or("")) {
             return PageError(e).into_response();
         }
         let id = service::start_process(&st);
@@ -588,8 +597,8 @@ pub struct GenerateForm {
 }
 
 /// `POST /demo/generate`
-pub async fn demo_generate(State(st): State<Shared>, Form(f): Form<GenerateForm>) -> PageResult {
-    check_csrf(&st, &f.csrf)?;
+pub async fn demo_generate(State(st): State<Shared>, t: FormToken, Form(f): Form<GenerateForm>) -> PageResult {
+    t.check(&f.csrf)?;
     let n: i64 = f.n.trim().parse().map_err(|_| {
         AppError::bad(format!(
             "how many customers: give a whole number from 1 to 500 (got {:?})",
@@ -655,7 +664,7 @@ struct MigrationsPage {
 }
 
 /// `GET /migrations`
-pub async fn migrations(State(st): State<Shared>, Query(q): Query<LogQuery>) -> PageResult {
+pub async fn migrations(State(st): State<Shared>, t: FormToken, Query(q): Query<LogQuery>) -> PageResult {
     let filter = q.filter()?;
     let (status, status_error) = match service::migration_status(&st).await {
         Ok(s) => (Some(s), String::new()),
@@ -700,7 +709,7 @@ pub async fn migrations(State(st): State<Shared>, Query(q): Query<LogQuery>) -> 
         ]);
     }
     Ok(render(&MigrationsPage {
-        c: chrome(&st, "Migrations", "migrations"),
+        c: chrome(&st, &t, "Migrations", "migrations"),
         db: st.cfg.migrate_conn().map(|c| c.name.clone()).unwrap_or_default(),
         folder: st.cfg.migrations_dir.display().to_string(),
         status,
@@ -719,7 +728,7 @@ pub async fn migrations(State(st): State<Shared>, Query(q): Query<LogQuery>) -> 
 
 /// A log entry's file, from its version folder on (an uploaded zip was unpacked in a
 /// temporary folder that no longer exists).
-fn log_file(e: &lockgate_db::versions::LogEntry) -> String {
+fn log_file(e: &LogEntry) -> String {
     let file = e.file.as_deref().unwrap_or("");
     match &e.version {
         Some(v) => match file.find(&format!("/{v}/")) {
@@ -759,8 +768,8 @@ pub struct MigrateForm {
 }
 
 /// `POST /migrations/run`
-pub async fn migrations_run(State(st): State<Shared>, Form(f): Form<MigrateForm>) -> PageResult {
-    check_csrf(&st, &f.csrf)?;
+pub async fn migrations_run(State(st): State<Shared>, t: FormToken, Form(f): Form<MigrateForm>) -> PageResult {
+    t.check(&f.csrf)?;
     let dry_run = f.dry_run != "false";
     let id = service::start_migrate(&st, MigrateFrom::Folder, dry_run)?;
     Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
@@ -779,7 +788,7 @@ struct DataPage {
 }
 
 /// `GET /data`
-pub async fn data(State(st): State<Shared>) -> PageResult {
+pub async fn data(State(st): State<Shared>, t: FormToken) -> PageResult {
     let (db, tables, error) = match st.cfg.migrate_conn() {
         Some(c) => match service::tables(c).await {
             Ok(t) => (
@@ -796,7 +805,7 @@ pub async fn data(State(st): State<Shared>) -> PageResult {
         ),
     };
     Ok(render(&DataPage {
-        c: chrome(&st, "Data", "data"),
+        c: chrome(&st, &t, "Data", "data"),
         db,
         tables,
         limit_mb: st.cfg.upload_limit / (1024 * 1024),
@@ -832,10 +841,11 @@ pub async fn data_download(State(st): State<Shared>, RawQuery(raw): RawQuery) ->
 }
 
 /// `POST /data/upload`
-pub async fn data_upload(State(st): State<Shared>, multipart: Multipart) -> PageResult {
+pub async fn data_upload(State(st): State<Shared>, t: FormToken, multipart: Multipart) -> PageResult {
     let up = upload::read_zip(multipart, st.cfg.upload_limit).await?;
-    check_csrf(&st, up.csrf.as_deref().unwrap_or(""))?;
-    let id = service::start_migrate(&st, MigrateFrom::Zip(up.path), false)?;
+    t.check(up.csrf.as_deref().unwrap_or(""))?;
+    let from = service::unpack_upload(&st, up.path).await?;
+    let id = service::start_migrate(&st, from, false)?;
     Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
 }
 
@@ -852,7 +862,7 @@ struct JobPage {
 }
 
 /// `GET /jobs/{id}`
-pub async fn job(State(st): State<Shared>, Path(id): Path<u64>) -> PageResult {
+pub async fn job(State(st): State<Shared>, t: FormToken, Path(id): Path<u64>) -> PageResult {
     let job = st
         .jobs
         .get(id)
@@ -909,7 +919,7 @@ pub async fn job(State(st): State<Shared>, Path(id): Path<u64>) -> PageResult {
         _ => "migrations",
     };
     Ok(render(&JobPage {
-        c: chrome(&st, job.title.clone(), nav),
+        c: chrome(&st, &t, job.title.clone(), nav),
         job,
         grids,
         apply,
@@ -1018,9 +1028,9 @@ pub struct NextQuery {
 }
 
 /// `GET /login`
-pub async fn login_page(State(st): State<Shared>, Query(q): Query<NextQuery>) -> PageResult {
+pub async fn login_page(State(st): State<Shared>, t: FormToken, Query(q): Query<NextQuery>) -> PageResult {
     Ok(render(&LoginPage {
-        c: chrome(&st, "Sign in", ""),
+        c: chrome(&st, &t, "Sign in", ""),
         next: security::safe_next(q.next.as_deref().unwrap_or("/")).to_string(),
         failed: false,
     }))
@@ -1038,14 +1048,14 @@ pub struct LoginForm {
 }
 
 /// `POST /login`: the right token gives an HttpOnly, SameSite=Strict session cookie.
-pub async fn login(State(st): State<Shared>, Form(f): Form<LoginForm>) -> PageResult {
-    check_csrf(&st, &f.csrf)?;
+pub async fn login(State(st): State<Shared>, t: FormToken, Form(f): Form<LoginForm>) -> PageResult {
+    t.check(&f.csrf)?;
     let Some(token) = st.cfg.token.as_deref() else {
         return Ok(Redirect::to("/").into_response());
     };
     if !same_secret(f.token.trim(), token) {
         let mut resp = render(&LoginPage {
-            c: chrome(&st, "Sign in", ""),
+            c: chrome(&st, &t, "Sign in", ""),
             next: security::safe_next(&f.next).to_string(),
             failed: true,
         });
@@ -1065,8 +1075,8 @@ pub async fn login(State(st): State<Shared>, Form(f): Form<LoginForm>) -> PageRe
 }
 
 /// `POST /logout`
-pub async fn logout(State(st): State<Shared>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> PageResult {
-    check_csrf(&st, &f.csrf)?;
+pub async fn logout(State(st): State<Shared>, t: FormToken, headers: HeaderMap, Form(f): Form<CsrfForm>) -> PageResult {
+    t.check(&f.csrf)?;
     if let Some(id) = security::session_of(&headers) {
         st.sessions.lock().expect("sessions").end(&id);
     }
@@ -1085,8 +1095,8 @@ struct UploadZipPage {
 }
 
 /// `GET /uploadzip`: oe-migration's example upload form.
-pub async fn uploadzip_form(State(st): State<Shared>) -> PageResult {
+pub async fn uploadzip_form(State(st): State<Shared>, t: FormToken) -> PageResult {
     Ok(render(&UploadZipPage {
-        c: chrome(&st, "Upload a zip", "data"),
+        c: chrome(&st, &t, "Upload a zip", "data"),
     }))
 }

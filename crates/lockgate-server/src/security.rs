@@ -1,18 +1,74 @@
 //! The guard every request passes: the Host header must name this server (DNS
 //! rebinding), a browser's cross-site request may not change anything (CSRF; pages'
-//! forms also carry a token), and with a token set every endpoint but the login page
-//! and the assets needs `Authorization: Bearer <token>` or the session cookie. Every
-//! response gets a strict Content-Security-Policy.
+//! forms also carry a token bound to the browser: its session, else a client cookie
+//! the guard gives it), and with a token set every endpoint but the login page and the
+//! assets needs `Authorization: Bearer <token>` or the session cookie. Every response
+//! gets a strict Content-Security-Policy.
 
 use crate::error::AppError;
-use crate::state::{same_secret, Shared};
-use axum::extract::{Request, State};
+use crate::state::{is_token_shaped, random_token, same_secret, Client, Shared};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "lockgate_session";
+
+/// The client cookie's name: a random id given to a browser that has no session, so
+/// that its form tokens are its own.
+pub const CLIENT_COOKIE: &str = "lockgate_client";
+
+/// The form token (CSRF) of the browser making the request, put there by [`guard`]:
+/// the pages embed it and the form handlers check it ([`FormToken::check`]).
+#[derive(Clone, Debug)]
+pub struct FormToken(pub String);
+
+impl FormToken {
+    /// Checks a form's token against this browser's.
+    pub fn check(&self, given: &str) -> Result<(), AppError> {
+        if same_secret(given, &self.0) {
+            Ok(())
+        } else {
+            Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                "the form's security token is missing or out of date (signed in or out since, or the server was restarted?): \
+                 reload the page and try again",
+            ))
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for FormToken {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<FormToken>()
+            .cloned()
+            .ok_or_else(|| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "the request passed no guard"))
+    }
+}
+
+/// Who the browser is: its live session, else its client cookie, else a new client id
+/// (returned second, to be set as its cookie).
+fn client_of(st: &Shared, headers: &HeaderMap) -> (Client, Option<String>) {
+    if st.auth_required() {
+        if let Some(id) = session_of(headers) {
+            if st.sessions.lock().expect("sessions").valid(&id) {
+                return (Client::Session(id), None);
+            }
+        }
+    }
+    match cookie(headers, CLIENT_COOKIE).filter(|v| is_token_shaped(v)) {
+        Some(id) => (Client::Cookie(id), None),
+        None => {
+            let id = random_token();
+            (Client::Cookie(id.clone()), Some(id))
+        }
+    }
+}
 
 /// Scripts, styles and requests only from this server; no frames, no plugins, no
 /// inline code (the pages have none).
@@ -29,10 +85,12 @@ fn public(path: &str) -> bool {
 }
 
 /// The middleware.
-pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Response {
+pub async fn guard(State(st): State<Shared>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let req_target = req.uri().path_and_query().map(|p| p.as_str().to_string());
     let json = wants_json(&path, req.method());
+    let (client, new_client) = client_of(&st, req.headers());
+    req.extensions_mut().insert(FormToken(st.form_token(&client)));
     let mut resp = match check(&st, &req, &path) {
         Ok(()) => next.run(req).await,
         Err(Refusal::Login) => {
@@ -48,6 +106,14 @@ pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Respon
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !path.starts_with("/assets/") && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    // A browser's first page gives it its client id; scripts (the API) need none.
+    if let Some(id) = new_client.filter(|_| !json) {
+        // Lax, not Strict: a browser arriving by another site's link keeps its id (and
+        // the tokens of its open pages); a cross-site POST still carries no valid token.
+        if let Ok(v) = HeaderValue::from_str(&format!("{CLIENT_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax")) {
+            h.append(header::SET_COOKIE, v);
+        }
     }
     resp
 }
@@ -147,26 +213,18 @@ pub fn authenticated(st: &Shared, headers: &HeaderMap) -> bool {
 
 /// The session id in the request's cookie.
 pub fn session_of(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
-}
-
-/// Checks a page form's CSRF token.
-pub fn check_csrf(st: &Shared, given: &str) -> Result<(), AppError> {
-    if same_secret(given, &st.csrf) {
-        Ok(())
-    } else {
-        Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            "the form's security token is missing or out of date (the server was restarted?): reload the page and try again",
-        ))
-    }
 }
 
 /// A path to come back to after signing in: only this server's own paths.

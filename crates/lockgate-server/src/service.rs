@@ -1,17 +1,16 @@
 //! What the pages and the API both do, on top of the `lockgate` library: read the
 //! connections, runs, exports, migrations and logs, and start the long operations
-//! as jobs. No SQL here: every query is a typed call into `lockgate` / `lockgate-db`.
+//! as jobs. No SQL here, and one door to the database: every query is a typed call
+//! into `lockgate` (its `dashboard` module for what only the dashboard reads).
 
 use crate::error::AppError;
 use crate::jobs::{JobFailure, JobOutcome, Progress};
 use crate::state::{NamedConnection, Shared};
+use lockgate::dashboard::{
+    self, Attempt, BrowsePage, BrowseQuery, Database, DbError, Export, LogEntry, LogFilter, Run,
+};
 use lockgate::transfer::{self, CreateOptions, RunOptions, Transfer, TransferEvent};
 use lockgate::{MigrateOptions, StatusOptions};
-use lockgate_db::browse::{self, BrowsePage, BrowseQuery};
-use lockgate_db::exports::{Attempt, Export};
-use lockgate_db::ledger::{read_runs, Run};
-use lockgate_db::versions::{self, LogEntry, LogFilter};
-use lockgate_db::Conn;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,8 +23,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connects, within [`CONNECT_TIMEOUT`], for browsing: an SQLite file that does not
 /// exist is an error, never created (writes go through the library's own
 /// connections).
-pub async fn connect(c: &NamedConnection) -> Result<Conn, AppError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::connect_existing(&c.url)).await {
+pub async fn connect(c: &NamedConnection) -> Result<Database, AppError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, Database::connect(&c.url)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(AppError::from_exit(
             e.exit_code(),
@@ -77,7 +76,7 @@ pub async fn connections(st: &Shared) -> Vec<ConnectionInfo> {
             }
         }
         let (tables, error) = match connect(c).await {
-            Ok(mut conn) => match conn.list_tables().await {
+            Ok(mut conn) => match conn.tables().await {
                 Ok(t) => (Some(t.len()), None),
                 Err(e) => (None, Some(e.to_string())),
             },
@@ -142,7 +141,7 @@ pub async fn runs(st: &Shared, limit: u32) -> (Vec<RunInfo>, Vec<String>) {
     for c in ledger_connections(st) {
         let result = async {
             let mut conn = connect(&c).await?;
-            read_runs(&mut conn, limit)
+            conn.runs(limit)
                 .await
                 .map_err(|e| AppError::from_exit(e.exit_code(), format!("connection {}: {e}", c.name)))
         }
@@ -311,38 +310,30 @@ pub async fn migration_status(st: &Shared) -> Result<lockgate::StatusReport, App
 pub async fn modules(st: &Shared) -> Result<Vec<(String, String)>, AppError> {
     let c = migrate_conn(st)?;
     let mut conn = connect(c).await?;
-    let db = |e: lockgate_db::DbError| AppError::from_exit(e.exit_code(), format!("connection {}: {e}", c.name));
-    if conn.lookup_table("lockgate_modules").await.map_err(db)?.is_none() {
-        return Ok(Vec::new());
-    }
-    versions::modules(&mut conn).await.map_err(db)
+    conn.modules().await.map_err(|e| db_error(c, e))
 }
 
 /// The migration log, filtered; empty when the database has no ledger yet.
 pub async fn logs(st: &Shared, filter: &LogFilter) -> Result<Vec<LogEntry>, AppError> {
     let c = migrate_conn(st)?;
     let mut conn = connect(c).await?;
-    let db = |e: lockgate_db::DbError| AppError::from_exit(e.exit_code(), format!("connection {}: {e}", c.name));
-    if conn.lookup_table("lockgate_migration_log").await.map_err(db)?.is_none() {
-        return Ok(Vec::new());
-    }
-    versions::read_logs(&mut conn, filter).await.map_err(db)
+    conn.logs(filter).await.map_err(|e| db_error(c, e))
 }
 
 /// The tables of a connection.
 pub async fn tables(c: &NamedConnection) -> Result<Vec<String>, AppError> {
     let mut conn = connect(c).await?;
-    let names = conn
-        .list_tables()
-        .await
-        .map_err(|e| AppError::from_exit(e.exit_code(), format!("connection {}: {e}", c.name)))?;
-    Ok(names.iter().map(|t| t.to_string()).collect())
+    conn.tables().await.map_err(|e| db_error(c, e))
+}
+
+fn db_error(c: &NamedConnection, e: DbError) -> AppError {
+    AppError::from_exit(e.exit_code(), format!("connection {}: {e}", c.name))
 }
 
 /// One page of a table.
 pub async fn browse_table(c: &NamedConnection, table: &str, q: &BrowseQuery) -> Result<BrowsePage, AppError> {
     let mut conn = connect(c).await?;
-    browse::browse(&mut conn, table, q).await.map_err(|e| {
+    conn.browse(table, q).await.map_err(|e| {
         if e.is_bad_request() {
             AppError::bad(format!("connection {}: {e}", c.name))
         } else {
@@ -460,13 +451,40 @@ impl Drop for Refresh {
 pub enum MigrateFrom {
     /// The configured folder.
     Folder,
-    /// An uploaded zip (the file is removed when the job ends).
-    Zip(tempfile::TempPath),
+    /// An uploaded zip, unpacked and checked by [`unpack_upload`] (the folder is
+    /// removed when the job ends).
+    Upload(lockgate::migrate::Unpacked),
+}
+
+/// Unpacks an uploaded zip (on a blocking thread: it is file work) and refuses it,
+/// before anything runs, when it holds process scripts and the server was not told to
+/// allow them (`[server] upload_scripts = true`). Bad zips are refused here too.
+pub async fn unpack_upload(st: &Shared, zip: tempfile::TempPath) -> Result<MigrateFrom, AppError> {
+    let limits = lockgate::MigrateOptions::default().zip_limits;
+    let unpacked = tokio::task::spawn_blocking(move || lockgate::migrate::unpack_zip(&zip, &limits))
+        .await
+        .map_err(|e| {
+            AppError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("unpacking the upload stopped: {e}"),
+            )
+        })?
+        .map_err(|e| AppError::from_exit(e.exit_code(), e.to_string()))?;
+    if !st.cfg.upload_scripts && !unpacked.process_scripts().is_empty() {
+        return Err(AppError::bad(format!(
+            "the zip holds process scripts, which this server does not run from uploads: {}; \
+             remove them (.sql scripts are allowed), or, if everyone who can upload here may run programs \
+             as the server's user, set upload_scripts = true under [server] in lockgate.toml",
+            unpacked.process_scripts().join(", ")
+        )));
+    }
+    Ok(MigrateFrom::Upload(unpacked))
 }
 
 /// Starts a migration (or its dry run).
 pub fn start_migrate(st: &Shared, from: MigrateFrom, dry_run: bool) -> Result<u64, AppError> {
     let c = migrate_conn(st)?.clone();
+    let upload_scripts = st.cfg.upload_scripts;
     let mut opts = MigrateOptions {
         dir: st.cfg.migrations_dir.clone(),
         module: st.cfg.module.clone(),
@@ -494,17 +512,19 @@ pub fn start_migrate(st: &Shared, from: MigrateFrom, dry_run: bool) -> Result<u6
                 c.name
             ),
         ),
-        MigrateFrom::Zip(_) => ("upload", format!("Migrate an uploaded zip into {}", c.name)),
+        MigrateFrom::Upload(_) => ("upload", format!("Migrate an uploaded zip into {}", c.name)),
     };
     Ok(st.jobs.spawn(kind, title, move |p| async move {
         let _keep = match from {
-            MigrateFrom::Zip(path) => {
-                opts.zip = Some(PathBuf::from(&*path));
-                Some(path)
+            MigrateFrom::Upload(unpacked) => {
+                opts.dir = unpacked.root().to_path_buf();
+                // Checked when it was unpacked; the library checks again.
+                opts.allow_process_scripts = upload_scripts;
+                Some(unpacked)
             }
             MigrateFrom::Folder => None,
         };
-        let (tx, mut rx) = mpsc::unbounded_channel::<lockgate_db::writer::Progress>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<dashboard::Progress>();
         let forward = tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
                 p.set(e.rows, None, Some(e.phase.to_string()));

@@ -2,8 +2,8 @@
 //! transfers it runs, where migrations come from, and who may use it.
 
 use crate::jobs::Jobs;
+use lockgate::dashboard::DbUrl;
 use lockgate::transfer::Transfer;
-use lockgate_db::DbUrl;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,9 @@ pub const DEFAULT_PORT: u16 = 3333;
 
 /// The default upload limit: 100 MiB.
 pub const DEFAULT_UPLOAD_LIMIT: usize = 100 * 1024 * 1024;
+
+/// How long a request's headers may take, and a body may pause: 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A database the dashboard shows.
 #[derive(Clone, Debug)]
@@ -49,6 +52,12 @@ pub struct ServerConfig {
     pub transfers: Vec<Transfer>,
     /// The demo's folder, in demo mode (the Generate Sample Customers form).
     pub demo: Option<PathBuf>,
+    /// Whether uploaded zips may hold process scripts (`[server] upload_scripts`):
+    /// they would run as the server's user. Default false: such a zip is refused.
+    pub upload_scripts: bool,
+    /// How long a client may take to send a request's headers, and how long a request
+    /// body may go without a byte: an idle or half-sent request is dropped after it.
+    pub request_timeout: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -65,6 +74,8 @@ impl ServerConfig {
             module: "./".into(),
             transfers: Vec::new(),
             demo: None,
+            upload_scripts: false,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 
@@ -137,8 +148,10 @@ pub struct AppState {
     pub jobs: Jobs,
     /// Session ids of signed-in browsers (with a token set).
     pub sessions: Mutex<Sessions>,
-    /// The token the pages' forms carry (CSRF): random for each server process.
-    pub csrf: String,
+    /// The key the pages' form tokens (CSRF) are derived with, random for each server
+    /// process: a form's token is bound to its browser's session (or, without one, to
+    /// its client cookie), see [`AppState::form_token`].
+    csrf_key: [u8; 32],
     /// Host headers accepted.
     pub hosts: Vec<String>,
     /// Each transfer's exportable row count and when it was counted (the Export
@@ -182,7 +195,7 @@ impl AppState {
             cfg,
             jobs: Jobs::new(),
             sessions: Mutex::new(Sessions::default()),
-            csrf: random_token(),
+            csrf_key: random_bytes(),
             hosts,
             available: Mutex::new(Default::default()),
             available_generation: Default::default(),
@@ -194,6 +207,44 @@ impl AppState {
     pub fn auth_required(&self) -> bool {
         self.cfg.token.as_deref().is_some_and(|t| !t.is_empty())
     }
+
+    /// The form token (CSRF) of one browser: an HMAC of who it is (its session, else
+    /// its client cookie) under this process's key. Another browser's token, a token
+    /// from before a sign-in or a sign-out, or from another server process does not
+    /// match; nothing needs to be stored.
+    pub fn form_token(&self, client: &Client) -> String {
+        let subject = match client {
+            Client::Session(id) => format!("session:{id}"),
+            Client::Cookie(id) => format!("client:{id}"),
+        };
+        hex(&hmac_sha256(&self.csrf_key, subject.as_bytes()))
+    }
+}
+
+/// Who a browser is, for its form tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Client {
+    /// Signed in: the session id.
+    Session(String),
+    /// Not signed in (or no token is set): the id in its client cookie.
+    Cookie(String),
+}
+
+/// HMAC-SHA-256 (RFC 2104) with a 32-byte key.
+fn hmac_sha256(key: &[u8; 32], message: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut inner_pad = [0x36u8; 64];
+    let mut outer_pad = [0x5cu8; 64];
+    for (i, k) in key.iter().enumerate() {
+        inner_pad[i] ^= k;
+        outer_pad[i] ^= k;
+    }
+    let inner = Sha256::new().chain_update(inner_pad).chain_update(message).finalize();
+    Sha256::new()
+        .chain_update(outer_pad)
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
 }
 
 /// How long a sign-in lasts.
@@ -232,11 +283,26 @@ impl Sessions {
     }
 }
 
-/// 32 random bytes from the operating system, as hex.
-pub fn random_token() -> String {
+/// 32 random bytes from the operating system.
+fn random_bytes() -> [u8; 32] {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system's random numbers");
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 32 random bytes from the operating system, as hex.
+pub fn random_token() -> String {
+    hex(&random_bytes())
+}
+
+/// Whether `s` looks like a [`random_token`] (64 lower-case hex digits): a client
+/// cookie of any other shape is replaced.
+pub fn is_token_shaped(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Compares secrets in time that does not depend on where they differ.
@@ -251,6 +317,30 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // RFC 4231 test case 2 needs a 4-byte key; case 1's 20-byte key of 0x0b,
+        // zero-padded to 32 bytes, is the same key to HMAC (keys are zero-padded).
+        let mut key = [0u8; 32];
+        key[..20].copy_from_slice(&[0x0b; 20]);
+        assert_eq!(
+            hex(&hmac_sha256(&key, b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+    }
+
+    #[test]
+    fn form_tokens_are_bound_to_their_client() {
+        let st = AppState::new(ServerConfig::new());
+        let a = st.form_token(&Client::Cookie("a".repeat(64)));
+        assert_eq!(a, st.form_token(&Client::Cookie("a".repeat(64))));
+        assert_ne!(a, st.form_token(&Client::Cookie("b".repeat(64))));
+        assert_ne!(a, st.form_token(&Client::Session("a".repeat(64))));
+        let other = AppState::new(ServerConfig::new());
+        assert_ne!(a, other.form_token(&Client::Cookie("a".repeat(64))), "another process");
+        assert!(is_token_shaped(&a) && !is_token_shaped("A".repeat(64).as_str()));
+    }
 
     #[test]
     fn sessions_are_issued_checked_ended_and_capped() {

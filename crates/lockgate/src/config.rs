@@ -9,6 +9,7 @@
 //! port = 3333                     # or bind = "127.0.0.1:3333"
 //! allowed_hosts = ["lockgate.internal"]
 //! upload_limit_mb = 100
+//! upload_scripts = false          # true: uploaded zips may run process scripts
 //! ```
 
 use lockgate_db::DbUrl;
@@ -50,6 +51,11 @@ pub struct ServerSettings {
     pub db: Option<String>,
     /// The folder of version folders (default `./db`).
     pub migrations_dir: Option<String>,
+    /// Whether an uploaded zip may hold process scripts (`.js`, `.mjs`, `.py`, `.sh`,
+    /// executables), which then run as the server's user. Default false: such a zip is
+    /// refused (400) before anything runs. `.sql` scripts are always allowed.
+    #[serde(default)]
+    pub upload_scripts: bool,
 }
 
 /// One named connection.

@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod dump;
 pub mod inspect;

@@ -383,3 +383,41 @@ fn drift_is_warned_and_validate_and_status_strict_fail_on_it() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(doc(&out)["error"].as_str().unwrap().contains("1.5.0"));
 }
+
+#[test]
+fn the_tour_with_a_process_script_runs_from_a_relative_dir_without_the_shells_secrets() {
+    // The README's tour (`--dir db`, relative) with a version that runs a shell script:
+    // the script starts in its version folder and must still be found, and it must not
+    // see what the shell that ran `lockgate` holds.
+    let dir = tempfile::tempdir().unwrap();
+    sample_db_folder(dir.path());
+    let out_file = dir.path().join("note.out");
+    std::fs::create_dir_all(dir.path().join("db/3.0.0/default")).unwrap();
+    std::fs::write(
+        dir.path().join("db/3.0.0/meta.json"),
+        r#"{"files": [{"file": "default/note.sh"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("db/3.0.0/default/note.sh"),
+        format!("{{ pwd; env; }} > '{}'\n", out_file.display()),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockgate"))
+        .args(["migrate", "--db", "demo.db", "--dir", "db", "--json"])
+        .current_dir(dir.path())
+        .env("LOCKGATE_TOKEN", "shell-token-not-for-scripts-123456")
+        .env("DATABASE_URL", "postgres://app:shell-db-secret@127.0.0.1:1/app")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        r["migrated_versions"],
+        serde_json::json!(["1.0.0", "1.1.0", "2.0.0", "3.0.0"])
+    );
+    let seen = std::fs::read_to_string(&out_file).expect("the script ran");
+    assert!(seen.lines().next().unwrap().ends_with("/db/3.0.0"), "{seen}");
+    assert!(!seen.contains("shell-token-not-for-scripts"), "{seen}");
+    assert!(!seen.contains("shell-db-secret"), "{seen}");
+}

@@ -108,3 +108,106 @@ fn serve_listens_on_port_and_stops_cleanly_on_ctrl_c() {
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(err.contains(&format!("http://127.0.0.1:{port}/")), "{err}");
 }
+
+/// Starts `lockgate serve` in `dir` with `LOCKGATE_TOKEN` set, and waits until it listens.
+fn serve_with_token(dir: &std::path::Path, token: &str) -> (std::process::Child, u16) {
+    let port = free_port();
+    let mut child = lockgate()
+        .arg("serve")
+        .env("PORT", port.to_string())
+        .env("LOCKGATE_TOKEN", token)
+        .env("DATABASE_URL", "postgres://someone:db-secret-in-the-env@127.0.0.1:1/x")
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not listen on PORT {port}");
+        assert!(child.try_wait().unwrap().is_none(), "the server exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+/// POSTs `zip` to /uploadzip as a multipart form with the bearer token: the response.
+fn upload(port: u16, token: &str, zip: &[u8]) -> String {
+    let boundary = "lockgate-cli-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.zip\"\r\n\
+         Content-Type: application/zip\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(zip);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST /uploadzip HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serve_runs_uploaded_scripts_only_when_lockgate_toml_allows_it_and_never_with_its_secrets() {
+    const TOKEN: &str = "serve-token-a-script-must-not-see-42";
+    let dir = tempfile::tempdir().unwrap();
+    let env_out = dir.path().join("env.out");
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(bundle.join("1.0.0/default")).unwrap();
+    std::fs::write(
+        bundle.join("1.0.0/meta.json"),
+        r#"{"files": [{"file": "default/s.sh"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        bundle.join("1.0.0/default/s.sh"),
+        format!("env > '{}'\n", env_out.display()),
+    )
+    .unwrap();
+    let zip_path = dir.path().join("b.zip");
+    lockgate_bundle::write_zip(&bundle, &zip_path).unwrap();
+    let zip = std::fs::read(&zip_path).unwrap();
+    let toml = "[connections.app]\nurl = \"sqlite://app.db\"\n\n[server]\ndb = \"app\"\n";
+
+    // By default an upload holding a process script is refused, and nothing runs.
+    std::fs::write(dir.path().join("lockgate.toml"), toml).unwrap();
+    let (mut child, port) = serve_with_token(dir.path(), TOKEN);
+    let answer = upload(port, TOKEN, &zip);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("1.0.0/default/s.sh") && answer.contains("upload_scripts"),
+        "{answer}"
+    );
+    assert!(!env_out.exists(), "the script ran");
+
+    // `upload_scripts = true`: it runs, without the server's token or DATABASE_URL.
+    std::fs::write(
+        dir.path().join("lockgate.toml"),
+        format!("{toml}upload_scripts = true\n"),
+    )
+    .unwrap();
+    let (mut child, port) = serve_with_token(dir.path(), TOKEN);
+    let answer = upload(port, TOKEN, &zip);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""migratedVersions":["1.0.0"]"#), "{answer}");
+    let env = std::fs::read_to_string(&env_out).expect("the script ran");
+    assert!(!env.contains(TOKEN), "the token leaked:\n{env}");
+    assert!(!env.contains("db-secret-in-the-env"), "DATABASE_URL leaked:\n{env}");
+    assert!(
+        env.lines().any(|l| l.starts_with("LOCKGATE_DATABASE_URL=sqlite:///")),
+        "{env}"
+    );
+}

@@ -128,13 +128,17 @@ async fn the_generate_form_takes_1_to_500_customers() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{n}");
         assert!(r.json()["error"].as_str().unwrap().contains("between 1 and 500"));
     }
-    let token = csrf(&app).await;
-    let r = post_form(&app, "/demo/generate", &[("csrf", &token), ("n", "abc")]).await;
+    let b = Browser::open(&app).await;
+    let r = b
+        .post_form(&app, "/demo/generate", &[("csrf", &b.token), ("n", "abc")])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.text().contains("whole number from 1 to 500"), "{}", r.text());
-    let r = post_form(&app, "/demo/generate", &[("n", "5")]).await;
+    let r = b.post_form(&app, "/demo/generate", &[("n", "5")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = post_form(&app, "/demo/generate", &[("csrf", &token), ("n", "5")]).await;
+    let r = b
+        .post_form(&app, "/demo/generate", &[("csrf", &b.token), ("n", "5")])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let job = r.header("location");
     assert!(job.starts_with("/jobs/"), "{job}");
@@ -385,16 +389,19 @@ async fn downloads_and_uploads_keep_oe_migrations_contract() {
     assert_eq!(status["current_version"], "2.0.0", "a dry run keeps nothing");
 
     // The Data page's form carries its token.
-    let token = csrf(&app).await;
-    let r = post_multipart(&app, "/data/upload", &[("file", "v.zip", &customers_zip)], &[]).await;
+    let b = Browser::open(&app).await;
+    let r = b
+        .post_multipart(&app, "/data/upload", &[("file", "v.zip", &customers_zip)], &[])
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = post_multipart(
-        &app,
-        "/data/upload",
-        &[("file", "v.zip", &customers_zip)],
-        &[("csrf", &token)],
-    )
-    .await;
+    let r = b
+        .post_multipart(
+            &app,
+            "/data/upload",
+            &[("file", "v.zip", &customers_zip)],
+            &[("csrf", &b.token)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
     assert!(get(&app, "/uploadzip")
         .await
@@ -452,8 +459,10 @@ async fn pages_render_and_errors_are_pages_that_say_what_to_do() {
     assert!(r.text().contains("start from the overview"));
 
     // The Export button: a form post starts a job; its page shows the result.
-    let token = csrf(&app).await;
-    let r = post_form(&app, "/exports/customers/create", &[("csrf", &token)]).await;
+    let b = Browser::open(&app).await;
+    let r = b
+        .post_form(&app, "/exports/customers/create", &[("csrf", &b.token)])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let job = r.header("location");
     let id: u64 = job["/jobs/".len()..].parse().unwrap();
@@ -462,7 +471,9 @@ async fn pages_render_and_errors_are_pages_that_say_what_to_do() {
     let page = get(&app, "/exports").await.text();
     assert!(page.contains("class=\"export-button\" disabled"), "{page}");
     // The demo has no migrations folder: the page says how to make one.
-    let r = post_form(&app, "/migrations/run", &[("csrf", &token), ("dry_run", "true")]).await;
+    let r = b
+        .post_form(&app, "/migrations/run", &[("csrf", &b.token), ("dry_run", "true")])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.text().contains("there is no folder"), "{}", r.text());
 }

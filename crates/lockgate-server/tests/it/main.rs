@@ -1,11 +1,14 @@
 //! lockgate-server's one integration-test binary: every endpoint through the router
 //! (no socket), on the demo's SQLite sample and a PostgreSQL table: pages, the JSON
 //! API, jobs and their events, downloads and uploads, and bad input of every kind
-//! (tokens, Host headers, cross-site posts, oversized and escaping zips, unknown
-//! tables, SQL in a sort parameter).
+//! (tokens, Host headers, cross-site posts, forms' tokens bound to their browser,
+//! oversized and escaping zips, zips holding process scripts, unknown tables, SQL in a
+//! sort parameter); and on a real socket, requests that stall.
 
 mod api;
+mod scripts;
 mod security;
+mod socket;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
@@ -100,7 +103,7 @@ pub async fn post_json(app: &Router, uri: &str, body: serde_json::Value) -> Repl
     .await
 }
 
-/// A page form post (the CSRF token taken from a page of the app).
+/// A form post from no browser in particular (no cookie).
 pub async fn post_form(app: &Router, uri: &str, fields: &[(&str, &str)]) -> Reply {
     send(
         app,
@@ -112,11 +115,88 @@ pub async fn post_form(app: &Router, uri: &str, fields: &[(&str, &str)]) -> Repl
     .await
 }
 
-/// The CSRF token the app's pages carry.
-pub async fn csrf(app: &Router) -> String {
-    let page = get(app, "/login").await.text();
+/// A browser: the cookie it sends (its client id, or its session) and the form token
+/// (CSRF) the pages give it, which is bound to that cookie.
+pub struct Browser {
+    pub cookie: String,
+    pub token: String,
+}
+
+/// The form token in a page.
+pub fn page_token(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a form with a token") + "name=\"csrf\" value=\"".len();
     page[at..at + 64].to_string()
+}
+
+impl Browser {
+    /// A new browser's first page (the login form): the server gives it a client
+    /// cookie and a token bound to it.
+    pub async fn open(app: &Router) -> Browser {
+        let r = get(app, "/login").await;
+        let set = r.header("set-cookie");
+        assert!(set.starts_with("lockgate_client="), "a client cookie: {set:?}");
+        Browser {
+            cookie: set.split(';').next().unwrap().to_string(),
+            token: page_token(&r.text()),
+        }
+    }
+
+    /// The same browser with another cookie (its session), and the token its pages
+    /// then carry.
+    pub async fn with_cookie(app: &Router, cookie: &str) -> Browser {
+        let mut b = Browser {
+            cookie: cookie.to_string(),
+            token: String::new(),
+        };
+        let r = b.get(app, "/login").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(r.header("set-cookie").is_empty(), "a known browser keeps its id");
+        b.token = page_token(&r.text());
+        b
+    }
+
+    pub async fn get(&self, app: &Router, uri: &str) -> Reply {
+        send(
+            app,
+            request(Method::GET, uri)
+                .header(header::COOKIE, &self.cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// A form post with this browser's cookie (the fields say whether it carries the token).
+    pub async fn post_form(&self, app: &Router, uri: &str, fields: &[(&str, &str)]) -> Reply {
+        send(
+            app,
+            request(Method::POST, uri)
+                .header(header::COOKIE, &self.cookie)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(serde_urlencoded::to_string(fields).unwrap()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post_multipart(
+        &self,
+        app: &Router,
+        uri: &str,
+        files: &[(&str, &str, &[u8])],
+        fields: &[(&str, &str)],
+    ) -> Reply {
+        let (ct, body) = multipart(files, fields);
+        send(
+            app,
+            request(Method::POST, uri)
+                .header(header::COOKIE, &self.cookie)
+                .header(header::CONTENT_TYPE, ct)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
 }
 
 /// A multipart body holding `files` (field name, file name, bytes) and `fields`.

@@ -90,29 +90,41 @@ async fn with_a_token_every_endpoint_but_login_and_assets_needs_it() {
     assert_eq!(send(&app, bearer(TOKEN)).await.status, StatusCode::OK);
 
     // The login form gives a session cookie: HttpOnly, SameSite.
-    let token = csrf(&app).await;
-    let r = post_form(
-        &app,
-        "/login",
-        &[("csrf", &token), ("token", "wrong"), ("next", "/exports")],
-    )
-    .await;
+    let b = Browser::open(&app).await;
+    let r = b
+        .post_form(
+            &app,
+            "/login",
+            &[("csrf", &b.token), ("token", "wrong"), ("next", "/exports")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.header("set-cookie").is_empty());
-    let r = post_form(
-        &app,
-        "/login",
-        &[("csrf", &token), ("token", TOKEN), ("next", "//evil.example")],
-    )
-    .await;
+    // The login form's token is this browser's: another's, or none, is refused.
+    let other = Browser::open(&app).await;
+    for token in [other.token.as_str(), ""] {
+        let r = b
+            .post_form(&app, "/login", &[("csrf", token), ("token", TOKEN), ("next", "/")])
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{token:?}");
+        assert!(r.header("set-cookie").is_empty());
+    }
+    let r = b
+        .post_form(
+            &app,
+            "/login",
+            &[("csrf", &b.token), ("token", TOKEN), ("next", "//evil.example")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.header("location"), "/", "only local paths are followed");
-    let r = post_form(
-        &app,
-        "/login",
-        &[("csrf", &token), ("token", TOKEN), ("next", "/\t/evil.example")],
-    )
-    .await;
+    let r = b
+        .post_form(
+            &app,
+            "/login",
+            &[("csrf", &b.token), ("token", TOKEN), ("next", "/\t/evil.example")],
+        )
+        .await;
     assert_eq!(r.header("location"), "/", "a tab would make it //evil.example");
     let cookie = r.header("set-cookie");
     assert!(
@@ -128,16 +140,24 @@ async fn with_a_token_every_endpoint_but_login_and_assets_needs_it() {
     };
     assert_eq!(send(&app, with_cookie("/exports")).await.status, StatusCode::OK);
     assert_eq!(send(&app, with_cookie("/api/transfers")).await.status, StatusCode::OK);
+    // Signed in, the forms carry the session's own token: the one from before the
+    // sign-in, and another session's, are refused.
+    let signed_in = Browser::with_cookie(&app, &session).await;
+    assert_ne!(signed_in.token, b.token);
+    let r = b
+        .post_form(&app, "/login", &[("csrf", &b.token), ("token", TOKEN), ("next", "/")])
+        .await;
+    let second = Browser::with_cookie(&app, r.header("set-cookie").split(';').next().unwrap()).await;
+    assert_ne!(second.token, signed_in.token, "each session has its own token");
+    for token in [b.token.as_str(), second.token.as_str()] {
+        let r = signed_in.post_form(&app, "/logout", &[("csrf", token)]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(send(&app, with_cookie("/api/transfers")).await.status, StatusCode::OK);
+    }
     // Signing out ends the session.
-    let r = send(
-        &app,
-        request(Method::POST, "/logout")
-            .header(header::COOKIE, session.clone())
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(format!("csrf={token}")))
-            .unwrap(),
-    )
-    .await;
+    let r = signed_in
+        .post_form(&app, "/logout", &[("csrf", &signed_in.token)])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(
         send(&app, with_cookie("/api/transfers")).await.status,
@@ -179,7 +199,45 @@ async fn cross_site_posts_and_forms_without_their_token_change_nothing() {
     let r = post_form(&app, "/exports/customers/create", &[("csrf", "forged")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.text().contains("security token"), "{}", r.text());
+    // Without sign-in, each browser's token is bound to its own client cookie: not one
+    // value for the whole server. Another browser's token, or a token without its
+    // cookie, is refused; a forged cookie gets a new id, not the token's.
+    let a = Browser::open(&app).await;
+    let b = Browser::open(&app).await;
+    assert_ne!(a.cookie, b.cookie);
+    assert_ne!(a.token, b.token);
+    assert_eq!(
+        Browser::with_cookie(&app, &a.cookie).await.token,
+        a.token,
+        "stable for its browser"
+    );
+    let r = b
+        .post_form(&app, "/exports/customers/create", &[("csrf", &a.token)])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = post_form(&app, "/exports/customers/create", &[("csrf", &a.token)]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let forged = Browser {
+        cookie: "lockgate_client=not-a-random-id".into(),
+        token: a.token.clone(),
+    };
+    let r = forged.get(&app, "/exports").await;
+    assert!(
+        r.header("set-cookie").starts_with("lockgate_client="),
+        "a new id is given"
+    );
+    assert_ne!(page_token(&r.text()), a.token);
+    let r = forged
+        .post_form(&app, "/exports/customers/create", &[("csrf", &a.token)])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(get(&app, "/api/transfers").await.json()[0]["exports"], before);
+    let r = a
+        .post_form(&app, "/exports/customers/create", &[("csrf", &a.token)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    let id: u64 = r.header("location")["/jobs/".len()..].parse().unwrap();
+    assert_eq!(wait_job(&app, id).await["status"], "succeeded");
     // The same origin is fine.
     let r = send(
         &app,

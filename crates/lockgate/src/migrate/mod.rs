@@ -24,6 +24,10 @@ pub mod rollback;
 mod script;
 mod sqlscript;
 pub mod status;
+mod upload;
+
+pub use script::process_scripts;
+pub use upload::{unpack_zip, Unpacked};
 
 use crate::source::{FileSource, Validation};
 use lockgate_bundle::{
@@ -72,6 +76,10 @@ pub struct MigrateOptions {
     pub batch_bytes: usize,
     /// Limits when reading a zip.
     pub zip_limits: ZipLimits,
+    /// Whether process scripts may run. `false` refuses a bundle that holds any (see
+    /// [`process_scripts`]) before anything is run or written (exit 2): what a server
+    /// does with uploads unless told otherwise. `.sql` scripts are not process scripts.
+    pub allow_process_scripts: bool,
 }
 
 impl Default for MigrateOptions {
@@ -91,6 +99,7 @@ impl Default for MigrateOptions {
             batch_rows: 10_000,
             batch_bytes: 8 * 1024 * 1024,
             zip_limits: ZipLimits::default(),
+            allow_process_scripts: true,
         }
     }
 }
@@ -342,22 +351,6 @@ fn policy(spec: Option<OnErrorSpec>) -> Option<OnError> {
     })
 }
 
-/// The kind of a script named in `scripts.before/after` or `files`.
-fn script_kind(file: &str) -> ScriptKind {
-    let lower = file.to_ascii_lowercase();
-    if lower.ends_with(".sql") {
-        ScriptKind::Sql
-    } else if lower.ends_with(".js") || lower.ends_with(".cjs") {
-        ScriptKind::Node
-    } else if lower.ends_with(".py") {
-        ScriptKind::Python
-    } else if lower.ends_with(".sh") {
-        ScriptKind::Shell
-    } else {
-        ScriptKind::Executable
-    }
-}
-
 /// One step of a version, in order.
 #[derive(Clone)]
 enum Step {
@@ -380,7 +373,7 @@ fn steps(m: &Manifest) -> Vec<Step> {
         out.push(Step::Script {
             file: s.clone(),
             label: format!("scripts.before[{i}]"),
-            kind: script_kind(s),
+            kind: ScriptKind::of_file(s),
             ctx_id: None,
         });
     }
@@ -402,7 +395,7 @@ fn steps(m: &Manifest) -> Vec<Step> {
         out.push(Step::Script {
             file: s.clone(),
             label: format!("scripts.after[{i}]"),
-            kind: script_kind(s),
+            kind: ScriptKind::of_file(s),
             ctx_id: None,
         });
     }
@@ -454,6 +447,16 @@ pub async fn migrate(
     }
     let source = open_source(&opts.dir, opts.zip.as_deref(), &opts.zip_limits)?;
     let base = &source.base;
+    if !opts.allow_process_scripts {
+        let scripts = process_scripts(base)?;
+        if !scripts.is_empty() {
+            return Err(MigrateError::Input(format!(
+                "{} holds process scripts, which may not run here: {}; remove them (.sql scripts are allowed)",
+                base.root.display(),
+                scripts.join(", ")
+            )));
+        }
+    }
     let mut shared_models = Models::default();
     for f in base.model_files()? {
         let m = read_model(&f)?;
@@ -1233,11 +1236,7 @@ impl Run<'_> {
                 continue;
             }
             let path = p.dir.resolve(&file, &label).map_err(|e| (e.into(), committed_parts))?;
-            let env = [
-                ("LOCKGATE_DATABASE_URL", script_url(self.url)),
-                ("LOCKGATE_VERSION", version.clone()),
-                ("LOCKGATE_MODULE", self.opts.module.clone()),
-            ];
+            let env = script::environment(self.url, &version, &self.opts.module);
             let ctx = context(&p.manifest, ctx_id.as_deref());
             match script::run(&path, kind, &p.dir.path, &env, &ctx, self.opts.script_timeout).await {
                 Ok(out) => {
@@ -1586,16 +1585,6 @@ impl Run<'_> {
 
 /// The database URL a script gets: a SQLite path made absolute, since scripts run
 /// in their version folder.
-fn script_url(url: &DbUrl) -> String {
-    if url.engine == Engine::Sqlite {
-        let path = url.sqlite_path();
-        if let Ok(abs) = std::path::absolute(&path) {
-            return format!("sqlite://{}", abs.display());
-        }
-    }
-    url.as_str().to_string()
-}
-
 /// The table a schema change concerns.
 fn change_table(c: &SchemaChange) -> String {
     match c {

@@ -1,17 +1,25 @@
-//! Process scripts of a version: `.js` (node; a file that exports a function is
-//! called through a shim with the context and a callback, as oe-migration did),
-//! `.py` (python3), `.sh` (sh) or any executable. Each gets the database URL,
-//! version and module in its environment and the context JSON on stdin, runs in
-//! the version folder, and must exit 0 within the timeout.
+//! Process scripts of a version: which files are process scripts, how each runs, and
+//! running one. `.js`/`.cjs`/`.mjs` run under node (a file that exports a function is
+//! called through a shim with the context and a callback, as oe-migration did; `.mjs`
+//! is imported as an ES module), `.py` under python3, `.sh` under sh, anything else as
+//! an executable ([`ScriptKind::of_file`] is the one rule). Each runs in its version
+//! folder, with absolute paths, the context JSON on stdin, and a scrubbed environment:
+//! none of Lockgate's own variables (the server's `LOCKGATE_TOKEN`), no
+//! `DATABASE_URL`, no inherited engine credentials; the database URL without its
+//! password, and the password only in the engine's own variable. It must exit 0
+//! within the timeout.
 
 use lockgate_bundle::ScriptKind;
-use std::path::Path;
+use lockgate_db::{DbUrl, Engine};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Calls an oe-migration style script: `module.exports = function (opts, cb)`.
-/// A script that exports no function has already run when it was required. The
+/// Calls an oe-migration style script: `module.exports = function (opts, cb)` (or
+/// `export default function (opts, cb)` in an `.mjs` module). A script that exports no
+/// function has already run when it was loaded. The
 /// interval keeps node alive until the callback comes, so a script that never calls
 /// back waits for the timeout instead of exiting quietly.
 const NODE_SHIM: &str = r#"
@@ -19,9 +27,22 @@ const file = process.argv[process.argv.length - 1];
 let input = '';
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (d) => { input += d; });
-process.stdin.on('end', () => {
+process.stdin.on('end', async () => {
   const ctx = input.trim() ? JSON.parse(input) : {};
-  const f = require(file);
+  let f;
+  if (file.toLowerCase().endsWith('.mjs')) {
+    // An ES module cannot be required (Node 20): import it; its default export is the function.
+    try {
+      const m = await import(require('url').pathToFileURL(file).href);
+      f = m.default;
+    } catch (e) {
+      if (e && e.stack) console.error(e.stack);
+      console.error(String((e && e.message) || e));
+      process.exit(1);
+    }
+  } else {
+    f = require(file);
+  }
   if (typeof f !== 'function') { process.exit(0); }
   const keepAlive = setInterval(() => {}, 1 << 30);
   let called = false;
@@ -63,42 +84,88 @@ fn tail(bytes: &[u8], max: usize) -> String {
     format!("…{}", text[start..].trim_end())
 }
 
+/// Variables a script never inherits: Lockgate's own (`LOCKGATE_TOKEN` and whatever
+/// else of the server's is named so), the URL the command itself may have read its
+/// database from, and engine credentials meant for the server.
+fn inherited(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    !(upper.starts_with("LOCKGATE_") || matches!(upper.as_str(), "DATABASE_URL" | "PGPASSWORD" | "MYSQL_PWD"))
+}
+
+/// A process script's environment: the command's own, scrubbed (see [`inherited`]),
+/// plus `LOCKGATE_DATABASE_URL` (without its password; an SQLite path made absolute),
+/// `LOCKGATE_VERSION`, `LOCKGATE_MODULE`, and the password, when the URL has one, in
+/// the engine's own variable: `PGPASSWORD` (PostgreSQL) or `MYSQL_PWD` (MariaDB/MySQL),
+/// which their clients and drivers read.
+pub(crate) fn environment(url: &DbUrl, version: &str, module: &str) -> Vec<(OsString, OsString)> {
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k.to_str().is_some_and(inherited))
+        .collect();
+    let (shown, password) = url.split_password();
+    let shown = match url.engine {
+        Engine::Sqlite => match std::path::absolute(url.sqlite_path()) {
+            Ok(abs) => format!("sqlite://{}", abs.display()),
+            Err(_) => shown,
+        },
+        _ => shown,
+    };
+    let mut set = |k: &str, v: String| vars.push((k.into(), v.into()));
+    set("LOCKGATE_DATABASE_URL", shown);
+    set("LOCKGATE_VERSION", version.to_string());
+    set("LOCKGATE_MODULE", module.to_string());
+    if let Some(pw) = password {
+        match url.engine {
+            Engine::Postgres => set("PGPASSWORD", pw),
+            Engine::Mysql => set("MYSQL_PWD", pw),
+            Engine::Sqlite => {}
+        }
+    }
+    vars
+}
+
+/// A path made absolute once, against the command's working folder: a script starts
+/// inside its version folder, where a relative path would no longer lead to it.
+fn absolute(path: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(path).map_err(|e| format!("script {}: {e}", path.display()))
+}
+
 /// Runs one script. The error says what failed and what to do.
 pub(crate) async fn run(
     path: &Path,
     kind: ScriptKind,
     dir: &Path,
-    env: &[(&str, String)],
+    env: &[(OsString, OsString)],
     context: &serde_json::Value,
     timeout: Duration,
 ) -> Result<ScriptOutcome, String> {
     let shown = path.display();
+    let path = absolute(path)?;
+    let dir = absolute(dir)?;
     let mut cmd = match kind {
         ScriptKind::Node => {
             let mut c = tokio::process::Command::new("node");
-            c.arg("-e").arg(NODE_SHIM).arg(path);
+            c.arg("-e").arg(NODE_SHIM).arg(&path);
             c
         }
         ScriptKind::Python => {
             let mut c = tokio::process::Command::new("python3");
-            c.arg(path);
+            c.arg(&path);
             c
         }
         ScriptKind::Shell => {
             let mut c = tokio::process::Command::new("sh");
-            c.arg(path);
+            c.arg(&path);
             c
         }
-        _ => tokio::process::Command::new(path),
+        _ => tokio::process::Command::new(&path),
     };
-    cmd.current_dir(dir)
+    cmd.current_dir(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+        .kill_on_drop(true)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd.spawn().map_err(|e| {
         let program = match kind {
             ScriptKind::Node => "node",
@@ -167,4 +234,85 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// Every process script a bundle holds, as paths relative to its root (sorted, each
+/// once): the scripts its versions' meta.json would run (`scripts.before`/`after` and
+/// enabled `files` entries that are scripts, other than `.sql`), and any file under the
+/// root that looks like one (a `.js`, `.mjs`, `.cjs`, `.py` or `.sh` name, or an
+/// executable file), named or not. A server refuses an upload holding any.
+pub fn process_scripts(base: &lockgate_bundle::BaseDir) -> Result<Vec<String>, lockgate_bundle::BundleError> {
+    scripts_in(base, &base.root)
+}
+
+/// [`process_scripts`], walking `top` (the root or a folder above it) and naming each
+/// script relative to it.
+pub(crate) fn scripts_in(
+    base: &lockgate_bundle::BaseDir,
+    top: &Path,
+) -> Result<Vec<String>, lockgate_bundle::BundleError> {
+    use lockgate_bundle::BundleError;
+    let rel = |p: &Path| {
+        p.strip_prefix(top)
+            .unwrap_or(p)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let mut found = std::collections::BTreeSet::new();
+    for v in &base.versions {
+        let m = v.manifest()?;
+        let named = m
+            .scripts
+            .before
+            .iter()
+            .chain(&m.scripts.after)
+            .map(|s| (s.as_str(), ScriptKind::of_file(s)))
+            .chain(m.files.iter().filter(|f| f.enabled).filter_map(|f| match f.kind() {
+                lockgate_bundle::EntryKind::Script(kind) => Some((f.file.as_str(), kind)),
+                lockgate_bundle::EntryKind::Data(_) => None,
+            }));
+        for (file, kind) in named {
+            if kind != ScriptKind::Sql {
+                found.insert(rel(&v.path.join(file)));
+            }
+        }
+    }
+    let mut stack = vec![top.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| BundleError::io(&dir, e))? {
+            let path = entry.map_err(|e| BundleError::io(&dir, e))?.path();
+            // Links are not followed: what they point at is outside the bundle (and a
+            // zip holds none).
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| BundleError::io(&path, e))?;
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() && looks_like_a_script(&path, &meta) {
+                found.insert(rel(&path));
+            }
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// A file a process could run: a script extension other than `.sql`, or an executable.
+fn looks_like_a_script(path: &Path, meta: &std::fs::Metadata) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let by_name = !matches!(ScriptKind::of_file(&name), ScriptKind::Sql | ScriptKind::Executable);
+    #[cfg(unix)]
+    let executable = {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o111 != 0
+    };
+    #[cfg(not(unix))]
+    let executable = {
+        let _ = meta;
+        false
+    };
+    by_name || executable
 }

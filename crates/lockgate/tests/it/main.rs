@@ -1,7 +1,8 @@
 //! The lockgate crate's one integration-test binary: `load` end to end on all three
 //! engines (each test in a fresh database), every kind of bad input, and `migrate`
 //! (with `status` and `rollback`) from oe-migration `db/` folders and zips (drift,
-//! forced older versions and `.sql` scripts in their own modules), and transfers
+//! forced older versions and `.sql` scripts in their own modules), process scripts
+//! (their environment, a relative folder, refused bundles), and transfers
 //! between engines.
 
 mod bad_input;
@@ -14,6 +15,7 @@ mod mysql_forms;
 mod precision;
 mod review;
 mod schemas;
+mod scripts;
 mod sql_script;
 mod support;
 mod transfer;
