@@ -119,6 +119,9 @@ pub enum TransferCommand {
         /// Seconds a claim lasts without renewal.
         #[arg(long, default_value_t = 60.0)]
         lease: f64,
+        /// Seconds an export in a key mode waits for another command writing its table.
+        #[arg(long, default_value_t = 30.0)]
+        lock_timeout: f64,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -176,6 +179,9 @@ pub struct WorkerArgs {
     /// Seconds a claim lasts without renewal.
     #[arg(long, default_value_t = 60.0)]
     lease: f64,
+    /// Seconds an export in a key mode waits for another command writing its table.
+    #[arg(long, default_value_t = 30.0)]
+    lock_timeout: f64,
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
@@ -359,6 +365,7 @@ pub async fn transfer(config: &Config, cmd: TransferCommand) -> i32 {
             name,
             flags,
             lease,
+            lock_timeout,
             json,
         } => {
             let names: Vec<String> = name.into_iter().collect();
@@ -366,13 +373,14 @@ pub async fn transfer(config: &Config, cmd: TransferCommand) -> i32 {
                 Ok(t) => t,
                 Err(c) => return c,
             };
-            let lease = match seconds(lease, "--lease") {
-                Ok(l) => l,
-                Err(c) => return c,
+            let (lease, lock_timeout) = match (seconds(lease, "--lease"), seconds(lock_timeout, "--lock-timeout")) {
+                (Ok(l), Ok(t)) => (l, t),
+                (Err(c), _) | (_, Err(c)) => return c,
             };
             let (tx, bar) = progress(json);
             let opts = RunOptions {
                 lease,
+                lock_timeout,
                 progress: tx,
                 shutdown: Some(stop_on_signals("lockgate transfer run")),
                 ..RunOptions::default()
@@ -655,9 +663,13 @@ pub async fn worker(config: &Config, a: WorkerArgs) -> i32 {
         Ok(t) => t,
         Err(c) => return c,
     };
-    let (poll, lease) = match (seconds(a.poll, "--poll"), seconds(a.lease, "--lease")) {
-        (Ok(p), Ok(l)) => (p, l),
-        (Err(c), _) | (_, Err(c)) => return c,
+    let (poll, lease, lock_timeout) = match (
+        seconds(a.poll, "--poll"),
+        seconds(a.lease, "--lease"),
+        seconds(a.lock_timeout, "--lock-timeout"),
+    ) {
+        (Ok(p), Ok(l), Ok(t)) => (p, l, t),
+        (Err(c), _, _) | (_, Err(c), _) | (_, _, Err(c)) => return c,
     };
     let shutdown = stop_on_signals("lockgate worker");
     let (tx, mut rx) = mpsc::unbounded_channel::<TransferEvent>();
@@ -688,6 +700,7 @@ pub async fn worker(config: &Config, a: WorkerArgs) -> i32 {
         progress: Some(tx),
         shutdown: Some(shutdown),
         holder: "lockgate worker".into(),
+        lock_timeout,
     };
     eprintln!(
         "lockgate worker: working for {} (polling every {:.1} s; SIGTERM or Ctrl-C stops)",

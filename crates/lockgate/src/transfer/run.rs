@@ -14,9 +14,11 @@ use super::plan::{self, convert, key_text, key_values, Plan};
 use super::{dest_err, source_err, TransferError};
 use lockgate_core::{Batch, Row, RowError};
 use lockgate_db::exports::{self, Claim, Export, ExportError, FailedRow};
-use lockgate_db::ledger::{Holder, Ledger, RunStatus};
+use lockgate_db::ledger::{table_job, Holder, Ledger, RunStatus};
 use lockgate_db::relation::{fetch_by_keys, fetch_range, MAX_KEY_PARAMS};
-use lockgate_db::writer::{self, BatchSource, OnError, Progress, SourceError, WriteConfig, WriteError, WriteReport};
+use lockgate_db::writer::{
+    self, BatchSource, OnError, Progress, SourceError, WriteConfig, WriteError, WriteMode, WriteReport,
+};
 use lockgate_db::{Conn, DbError, DbUrl, Engine};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -68,6 +70,9 @@ pub struct RunOptions {
     pub shutdown: Option<Shutdown>,
     /// Who runs (shown in the ledger); default `lockgate transfer run`.
     pub holder: String,
+    /// How long an export of a transfer in a key mode waits for another command
+    /// writing its destination table (`load`, `migrate`, another such export).
+    pub lock_timeout: Duration,
 }
 
 impl Default for RunOptions {
@@ -77,6 +82,7 @@ impl Default for RunOptions {
             progress: None,
             shutdown: None,
             holder: "lockgate transfer run".into(),
+            lock_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -201,26 +207,48 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
             let holder = Holder::current(opts.holder.clone());
             let holder_text = format!("{} (pid {} on {})", holder.what, holder.pid, holder.host);
             while !stopping(opts) {
-                let claim = exports::claim(ledger.conn(), std::slice::from_ref(&t.name), &holder_text, opts.lease)
-                    .await
-                    .map_err(dest_err(dest))?;
-                let Some(claim) = claim else { break };
-                emit(
-                    opts,
-                    TransferEvent::Claimed {
-                        id: claim.id,
-                        transfer: t.name.clone(),
-                        rows: claim.rows,
-                    },
-                );
-                let outcome = run_claimed(t, &plan, &claim, &mut ledger, &holder, opts).await?;
-                emit(
-                    opts,
-                    TransferEvent::Finished {
-                        id: claim.id,
-                        status: outcome.export.status.clone(),
-                    },
-                );
+                // In a key mode the export writes under its table's lock, which load and
+                // migrate take too; taken before the claim, so a wait changes no export.
+                let table_lock = match t.mode {
+                    WriteMode::Insert => None,
+                    _ => Some(
+                        ledger
+                            .lock(&table_job(&plan.dest.name), &holder, opts.lock_timeout)
+                            .await
+                            .map_err(dest_err(dest))?,
+                    ),
+                };
+                let ran = async {
+                    let claim = exports::claim(ledger.conn(), std::slice::from_ref(&t.name), &holder_text, opts.lease)
+                        .await
+                        .map_err(dest_err(dest))?;
+                    let Some(claim) = claim else { return Ok(None) };
+                    emit(
+                        opts,
+                        TransferEvent::Claimed {
+                            id: claim.id,
+                            transfer: t.name.clone(),
+                            rows: claim.rows,
+                        },
+                    );
+                    let outcome = run_claimed(t, &plan, &claim, &mut ledger, &holder, opts).await?;
+                    emit(
+                        opts,
+                        TransferEvent::Finished {
+                            id: claim.id,
+                            status: outcome.export.status.clone(),
+                        },
+                    );
+                    Ok::<_, TransferError>(Some(outcome))
+                }
+                .await;
+                if let Some(lock) = table_lock {
+                    let unlocked = ledger.unlock(lock).await.map_err(dest_err(dest));
+                    if ran.is_ok() {
+                        unlocked?;
+                    }
+                }
+                let Some(outcome) = ran? else { break };
                 report.exports.push(outcome);
             }
         }

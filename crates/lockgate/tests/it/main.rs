@@ -1,8 +1,8 @@
 //! The lockgate crate's one integration-test binary: `load` end to end on all three
 //! engines (each test in a fresh database), every kind of bad input, and `migrate`
 //! (with `status` and `rollback`) from oe-migration `db/` folders and zips (drift,
-//! forced older versions and `.sql` scripts in their own modules), and transfers
-//! between engines.
+//! forced older versions and `.sql` scripts in their own modules), transfers between
+//! engines, and the table lock the commands share.
 
 mod bad_input;
 mod drift;
@@ -14,4 +14,5 @@ mod precision;
 mod review;
 mod sql_script;
 mod support;
+mod table_lock;
 mod transfer;
