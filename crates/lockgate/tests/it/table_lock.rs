@@ -30,7 +30,10 @@ fn assert_timed_out(engine: Engine, e: Option<&DbError>, message: &str, holder: 
         other => panic!("{engine}: expected a lock timeout, got {other:?}: {message}"),
     }
     assert!(message.contains(holder), "{engine}: {message}");
-    assert!(waited >= WAIT, "{engine}: gave up after {waited:?}, before its lock timeout");
+    assert!(
+        waited >= WAIT,
+        "{engine}: gave up after {waited:?}, before its lock timeout"
+    );
     assert!(waited < WAIT + Duration::from_secs(10), "{engine}: waited {waited:?}");
 }
 
@@ -218,10 +221,7 @@ async fn a_load_and_a_transfer_wait_for_a_migrate_writing_the_table() {
         // holding the table's lock until its run ends.
         let marker = tempfile::tempdir().unwrap();
         let started_file = marker.path().join("started");
-        let b = customers_bundle(Some(&format!(
-            "touch '{}'\nsleep 4\n",
-            started_file.display()
-        )));
+        let b = customers_bundle(Some(&format!("touch '{}'\nsleep 4\n", started_file.display())));
         let url = db.url.clone();
         let opts = MigrateOptions {
             script_timeout: Duration::from_secs(60),
@@ -230,8 +230,14 @@ async fn a_load_and_a_transfer_wait_for_a_migrate_writing_the_table() {
         let migrating = tokio::spawn(async move { lockgate::migrate(&url, &opts, None).await });
         let deadline = Instant::now() + Duration::from_secs(30);
         while !started_file.exists() {
-            assert!(Instant::now() < deadline, "{engine}: the migrate's script never started");
-            assert!(!migrating.is_finished(), "{engine}: the migrate ended before its script");
+            assert!(
+                Instant::now() < deadline,
+                "{engine}: the migrate's script never started"
+            );
+            assert!(
+                !migrating.is_finished(),
+                "{engine}: the migrate ended before its script"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
 
@@ -264,10 +270,7 @@ async fn a_load_and_a_transfer_wait_for_a_migrate_writing_the_table() {
         assert_timed_out(engine, db_err, &e.to_string(), "lockgate migrate", started);
         assert!(!migrating.is_finished(), "{engine}: the migrate still holds the table");
 
-        let r = migrating
-            .await
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let r = migrating.await.unwrap().unwrap_or_else(|e| panic!("{engine}: {e}"));
         assert_eq!(r.failed_version, None, "{engine}: {r:?}");
         let r = load(&db, "customers", std::slice::from_ref(&file), |o| {
             o.mode = WriteMode::Upsert;
