@@ -1090,15 +1090,26 @@ fn precheck(plan: &Plan, batch: &mut Batch) -> (Vec<Row>, Vec<RowError>) {
 }
 
 /// Whether the key's values are equal exactly when the database calls them equal, so
-/// that repeats can be found in memory: integers, booleans, dates and UUIDs. Text is
-/// not (a collation may ignore case, accents or trailing spaces), nor are decimals
-/// (`1.0` and `1.00`), floats, times or bytes (a fixed-width column pads them).
+/// that repeats can be found in memory: integers, booleans, dates and UUIDs, and text
+/// compared byte by byte (SQLite's `BINARY`; a PostgreSQL `text`/`varchar` column
+/// under the database's default collation, which PostgreSQL only allows to be
+/// deterministic). Other text is not (a collation may ignore case, accents or
+/// trailing spaces, as MariaDB's all do, and `char(n)` ignores trailing spaces), nor
+/// are decimals (`1.0` and `1.00`), floats, times or bytes (a fixed-width column pads
+/// them): the database groups those ([`merge_equal_keys`]).
 fn exact_key(plan: &Plan) -> bool {
     use lockgate_core::Kind;
     plan.key.iter().all(|k| {
         plan.table
             .column(&k.name)
-            .is_some_and(|c| matches!(c.kind, Kind::Int { .. } | Kind::Bool | Kind::Date | Kind::Uuid))
+            .is_some_and(|c| match (&c.kind, plan.dialect.0) {
+                (Kind::Int { .. } | Kind::Bool | Kind::Date | Kind::Uuid, _) => true,
+                (Kind::Text { .. }, Engine::Sqlite) => c.collation.is_none(),
+                (Kind::Text { .. }, Engine::Postgres) => {
+                    c.collation.is_none() && (c.data_type == "text" || c.data_type.starts_with("character varying"))
+                }
+                _ => false,
+            })
     })
 }
 
