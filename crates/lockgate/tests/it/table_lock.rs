@@ -1,8 +1,8 @@
-//! The table lock that `load`, `migrate` and `transfer run` (in a key mode) share,
-//! on each engine: a command that finds the table held waits up to its lock timeout,
-//! then fails naming the holder with nothing changed; once the lock is given back it
-//! goes ahead. Held once from a ledger connection standing for another command, and
-//! once by a real `migrate` paused in a process script.
+//! The table lock that `load`, `migrate`, `rollback` and `transfer run` (in a key
+//! mode) share, on each engine: a command that finds the table held waits up to its
+//! lock timeout, then fails naming the holder with nothing changed; once the lock is
+//! given back it goes ahead. Held from a ledger connection standing for another
+//! command, and by a real `migrate` paused in a process script.
 
 use crate::migrate::{entry, meta, Bundle};
 use crate::support::{count, customers_db, customers_schema, load, temp_file, TestDb, ENGINES};
@@ -284,5 +284,60 @@ async fn a_load_and_a_transfer_wait_for_a_migrate_writing_the_table() {
             .unwrap();
         assert_eq!(r.exit_code(), 0, "{engine}: {r:?}");
         assert_eq!(count(&mut db.conn().await, "customers").await, 5, "{engine}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_waits_for_the_tables_it_puts_back() {
+    for engine in ENGINES {
+        let db = customers_db(engine).await;
+        let b = customers_bundle(None);
+        b.json(
+            "2.0.0/meta.json",
+            meta(json!([entry("customers", "default/customers.json")])),
+        )
+        .json(
+            "2.0.0/default/customers.json",
+            json!([{"customer_id": 3, "first_name": "Cy", "last_name": "Do", "email": "cy@x.com",
+                        "acquisition_date": "2026-01-03"}]),
+        );
+        let r = lockgate::migrate(&db.url, &b.opts(), None)
+            .await
+            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+        assert_eq!(r.new_version.as_deref(), Some("2.0.0"), "{engine}: {r:?}");
+
+        let holder_name = "test: a load of customers";
+        let mut ledger = Ledger::open(&db.url).await.unwrap();
+        let lock = ledger
+            .lock(
+                &table_job(&TableName::new("customers")),
+                &Holder::current(holder_name),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        let back = lockgate::RollbackOptions {
+            to: lockgate_bundle::Version::new(1, 0, 0),
+            lock_timeout: WAIT,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let e = lockgate::rollback(&db.url, &back).await.unwrap_err();
+        let db_err = match &e {
+            MigrateError::Db(d) => Some(d),
+            _ => None,
+        };
+        assert_timed_out(engine, db_err, &e.to_string(), holder_name, started);
+        let mut conn = db.conn().await;
+        assert_eq!(count(&mut conn, "customers").await, 2, "{engine}: nothing was undone");
+        let version = lockgate::db::versions::module_version(&mut conn, "./").await.unwrap();
+        assert_eq!(version.as_deref(), Some("2.0.0"), "{engine}");
+
+        ledger.unlock(lock).await.unwrap();
+        let r = lockgate::rollback(&db.url, &back)
+            .await
+            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+        assert!(r.committed, "{engine}: {r:?}");
+        assert_eq!(count(&mut conn, "customers").await, 1, "{engine}");
     }
 }
