@@ -119,6 +119,9 @@ pub enum TransferCommand {
         /// How long a claim lasts without renewal (60, 60s, 1m; at least 1s).
         #[arg(long, default_value = "60s", value_parser = crate::duration)]
         lease: Duration,
+        /// How long an export in a key mode waits for another command writing its table (30, 30s, 1m).
+        #[arg(long, default_value = "30s", value_parser = crate::duration)]
+        lock_timeout: Duration,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -176,6 +179,9 @@ pub struct WorkerArgs {
     /// How long a claim lasts without renewal (60, 60s, 1m; at least 1s).
     #[arg(long, default_value = "60s", value_parser = crate::duration)]
     lease: Duration,
+    /// How long an export in a key mode waits for another command writing its table (30, 30s, 1m).
+    #[arg(long, default_value = "30s", value_parser = crate::duration)]
+    lock_timeout: Duration,
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
@@ -372,6 +378,7 @@ pub async fn transfer(config: &Config, cmd: TransferCommand) -> i32 {
             name,
             flags,
             lease,
+            lock_timeout,
             json,
         } => {
             let names: Vec<String> = name.into_iter().collect();
@@ -386,6 +393,7 @@ pub async fn transfer(config: &Config, cmd: TransferCommand) -> i32 {
             let (tx, bar) = progress(json);
             let opts = RunOptions {
                 lease,
+                lock_timeout,
                 progress: tx,
                 shutdown: Some(stop_on_signals("lockgate transfer run")),
                 ..RunOptions::default()
@@ -675,6 +683,7 @@ pub async fn worker(config: &Config, a: WorkerArgs) -> i32 {
         (Ok(p), Ok(l)) => (p, l),
         (Err(c), _) | (_, Err(c)) => return c,
     };
+    let lock_timeout = a.lock_timeout;
     let shutdown = stop_on_signals("lockgate worker");
     let (tx, mut rx) = mpsc::unbounded_channel::<TransferEvent>();
     let json = a.json;
@@ -704,6 +713,7 @@ pub async fn worker(config: &Config, a: WorkerArgs) -> i32 {
         progress: Some(tx),
         shutdown: Some(shutdown),
         holder: "lockgate worker".into(),
+        lock_timeout,
     };
     eprintln!(
         "lockgate worker: working for {} (polling every {:.1} s; SIGTERM or Ctrl-C stops)",

@@ -295,8 +295,9 @@ impl Dialect {
 
     /// True when any of `cols` differs between `left` and `right` (NULL-safe): what
     /// an update must change. Text compares byte by byte on MariaDB, whose usual
-    /// collations would call `abc` and `ABC` the same; PostgreSQL's `json` has no
-    /// equality, so it compares as `jsonb`.
+    /// collations would call `abc` and `ABC` the same, and under a column's own
+    /// collation on SQLite and PostgreSQL; PostgreSQL's `json` has no equality, so it
+    /// compares as `jsonb`.
     pub fn differs(&self, left: &str, right: &str, cols: &[&Column]) -> String {
         if cols.is_empty() {
             return "1 = 0".into();
@@ -310,6 +311,14 @@ impl Dialect {
                 );
                 match (self.0, &c.kind) {
                     (Engine::Mysql, Kind::Text { .. }) => self.same(&format!("BINARY {l}"), &format!("BINARY {r}")),
+                    // A column's own collation may call `abc` and `ABC` the same too
+                    // (SQLite NOCASE, a PostgreSQL nondeterministic collation).
+                    (Engine::Sqlite, Kind::Text { .. }) if c.collation.is_some() => {
+                        self.same(&l, &format!("{r} COLLATE BINARY"))
+                    }
+                    (Engine::Postgres, Kind::Text { .. }) if c.collation.is_some() => {
+                        self.same(&format!("{l} COLLATE \"C\""), &format!("{r} COLLATE \"C\""))
+                    }
                     (Engine::Postgres, Kind::Json) => self.same(&format!("{l}::jsonb"), &format!("{r}::jsonb")),
                     (Engine::Postgres, Kind::Unsupported { .. }) => {
                         self.same(&format!("{l}::text"), &format!("{r}::text"))
@@ -509,6 +518,20 @@ impl Dialect {
             sql.push_str(&format!(" RETURNING {}", self.columns(None, returning)));
         }
         sql
+    }
+
+    /// The rows of `staging` whose key (`key` columns) another row repeats, by the
+    /// database's own equality (the columns' collation, NULLs equal), each with the
+    /// lowest and highest `ord` of its key: `SELECT ord, first, last`. A window over
+    /// one table, so it reads the (temporary) staging table once.
+    pub fn repeated_keys(&self, staging: &str, ord: &str, key: &[String]) -> String {
+        let over = format!("OVER (PARTITION BY {})", self.columns(None, key));
+        let ord = self.quote(ord);
+        format!(
+            "SELECT {ord}, first_n, last_n FROM (SELECT {ord}, MIN({ord}) {over} AS first_n, MAX({ord}) {over} AS last_n, \
+             COUNT(*) {over} AS n FROM {}) g WHERE n > 1",
+            self.quote(staging)
+        )
     }
 
     /// `DELETE FROM target WHERE scope AND NOT EXISTS (a row of `keys` with its key)`.

@@ -11,8 +11,9 @@
 //! lock and MariaDB's `GET_LOCK` are released by the server when the holder's
 //! connection ends; on SQLite a `lockgate_locks` row names the holder's host and
 //! process, and a waiter takes over a row whose process is gone (or whose heartbeat
-//! is older than [`SQLITE_STALE`]). Its scope is the job (`load:customers`,
-//! `migrate:./`), so different jobs run at once.
+//! is older than [`SQLITE_STALE`]). Its scope is the job (`migrate:./`), so different
+//! jobs run at once; writing a table takes the table's lock ([`table_job`]), which
+//! every command that writes it (`load`, `migrate`, `transfer run`) shares.
 
 use crate::conn::Conn;
 use crate::error::DbError;
@@ -33,6 +34,14 @@ const SCHEMA_LOCK_RELEASE: &str = "SELECT RELEASE_LOCK(LEFT(CONCAT('lockgate-sch
 /// A SQLite lock row whose heartbeat is older than this is taken over even when its
 /// process cannot be checked (another host on a shared file system).
 pub const SQLITE_STALE: Duration = Duration::from_secs(3600);
+
+/// The lock scope of writing `table`, shared by every command that writes it
+/// (`load`, `migrate`, `transfer run` in a key mode), so that two of them never
+/// interleave their writes into it: a key mode's update-or-insert reads the table
+/// to decide, and another writer's uncommitted rows are not there to be read.
+pub fn table_job(table: &lockgate_core::TableName) -> String {
+    format!("table:{table}")
+}
 
 /// Who runs a job: shown to anyone who has to wait for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,7 +114,7 @@ pub struct Run {
     pub id: i64,
     /// The kind of job: `load`, `migrate`, `transfer`…
     pub kind: String,
-    /// The job it ran (the lock's scope).
+    /// The job it ran (`load:customers`, `migrate:./`, `transfer:NAME#ID`).
     pub job: String,
     /// `running`, `succeeded` or `failed`.
     pub status: String,
@@ -595,6 +604,53 @@ impl Ledger {
             )
             .await;
         }
+    }
+
+    /// Takes the locks of several jobs (each once), waiting up to `timeout` in all.
+    /// They are taken in one order (sorted), so two takers of overlapping sets cannot
+    /// each hold what the other waits for; on a timeout the ones taken are given back
+    /// and the error names the holder of the one that was not free.
+    pub async fn lock_all(
+        &mut self,
+        jobs: &[String],
+        holder: &Holder,
+        timeout: Duration,
+    ) -> Result<Vec<JobLock>, DbError> {
+        let mut jobs: Vec<&String> = jobs.iter().collect();
+        jobs.sort();
+        jobs.dedup();
+        let started = Instant::now();
+        let mut held = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match self.lock(job, holder, timeout.saturating_sub(started.elapsed())).await {
+                Ok(l) => held.push(l),
+                Err(e) => {
+                    let _ = self.unlock_all(held).await;
+                    return Err(match e {
+                        DbError::LockTimeout { job, holder, .. } => DbError::LockTimeout {
+                            job,
+                            holder,
+                            waited: started.elapsed(),
+                        },
+                        other => other,
+                    });
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// Gives back locks taken by [`Ledger::lock_all`] (all of them, even when one
+    /// fails: the first error is returned).
+    pub async fn unlock_all(&mut self, locks: Vec<JobLock>) -> Result<(), DbError> {
+        let mut first = Ok(());
+        for l in locks.into_iter().rev() {
+            let r = self.unlock(l).await;
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
     }
 
     fn server_lock_name(&self, job: &str) -> String {

@@ -978,13 +978,20 @@ fn describe_table(conn: &Connection, schema: &str, name: &str) -> rusqlite::Resu
             let rowid_alias =
                 pk_pos > 0 && primary_key.len() == 1 && !without_rowid && declared.eq_ignore_ascii_case("INTEGER");
             let generated = matches!(hidden, 2..=3);
+            // The collation decides which keys are equal (NOCASE: `A` = `a`); no
+            // pragma gives it, SQLite's column metadata does. BINARY is the default.
+            let collation = conn
+                .column_metadata(Some(schema), name, column.as_str())
+                .ok()
+                .and_then(|m| m.1.and_then(|c| c.to_str().ok()).map(str::to_string))
+                .filter(|c| !c.eq_ignore_ascii_case("BINARY"));
             Column {
                 kind: types::sqlite_kind(&declared),
                 data_type: declared,
                 nullable: !(notnull || rowid_alias || (without_rowid && pk_pos > 0)),
                 default,
                 auto: rowid_alias || generated,
-                collation: None,
+                collation,
                 name: column,
             }
         })

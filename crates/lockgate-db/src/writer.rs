@@ -394,47 +394,64 @@ async fn run_unit(
     progress: Option<&mpsc::UnboundedSender<Progress>>,
 ) -> Result<WriteReport, WriteError> {
     begin(conn, plan).await?;
-    let as_insert;
-    let plan = match inserts_only(conn, plan).await {
-        Ok(true) => {
-            as_insert = Plan {
-                mode: WriteMode::Insert,
-                ..plan.clone()
-            };
-            &as_insert
-        }
-        Ok(false) => plan,
+    let key_plan = plan;
+    let as_insert = match inserts_only(conn, plan).await {
+        Ok(true) => Some(Plan {
+            mode: WriteMode::Insert,
+            ..plan.clone()
+        }),
+        Ok(false) => None,
         Err(e) => {
             let _ = rollback(conn, plan).await;
             return Err(e.into());
         }
     };
+    let mut plan = as_insert.as_ref().unwrap_or(key_plan);
     let mut mode = PassMode::Fast;
     let report = loop {
         let result = match mode {
             PassMode::Quick => quick_pass(conn, plan, source, progress).await,
             _ => pass(conn, plan, source, mode, progress).await,
         };
-        match result {
-            Ok(report) => break report,
-            Err(PassError::Quick) if mode == PassMode::Fast => mode = PassMode::Quick,
-            // The engine failed a statement: PostgreSQL has aborted the transaction,
-            // so start over and find every failing row; quickly first, carefully if
-            // the quick way meets an error it did not foresee.
-            Err(PassError::Engine(e)) if !e.is_transient() && mode == PassMode::Fast => {
-                tracing::info!("write failed ({e}); re-running in diagnose mode to find every failing row");
-                mode = PassMode::quick_diagnose(plan);
+        // The insert path is a shortcut for input whose keys are all new and distinct.
+        // Any row it fails (a key given twice, which the key mode merges: the later
+        // record wins) sends the unit back to the key mode's own path, which then
+        // finds every failing row as usual.
+        let shortcut_failed = !std::ptr::eq(plan, key_plan)
+            && match &result {
+                Ok(r) => !r.failed.is_empty(),
+                Err(PassError::Quick) => true,
+                Err(PassError::Engine(e)) => !e.is_transient(),
+                Err(_) => false,
+            };
+        let next = if shortcut_failed {
+            tracing::info!("the insert path failed a row; writing the unit in its key mode");
+            mode = PassMode::Fast;
+            key_plan
+        } else {
+            match result {
+                Ok(report) => break report,
+                Err(PassError::Quick) if mode == PassMode::Fast => mode = PassMode::Quick,
+                // The engine failed a statement: PostgreSQL has aborted the transaction,
+                // so start over and find every failing row; quickly first, carefully if
+                // the quick way meets an error it did not foresee.
+                Err(PassError::Engine(e)) if !e.is_transient() && mode == PassMode::Fast => {
+                    tracing::info!("write failed ({e}); re-running in diagnose mode to find every failing row");
+                    mode = PassMode::quick_diagnose(plan);
+                }
+                Err(PassError::Careful(e)) if mode != PassMode::Careful && !e.is_transient() => {
+                    tracing::info!("quick diagnose met an unforeseen error ({e}); diagnosing row by row");
+                    mode = PassMode::Careful;
+                }
+                Err(e) => {
+                    let _ = rollback(conn, plan).await;
+                    return Err(e.into());
+                }
             }
-            Err(PassError::Careful(e)) if mode != PassMode::Careful && !e.is_transient() => {
-                tracing::info!("quick diagnose met an unforeseen error ({e}); diagnosing row by row");
-                mode = PassMode::Careful;
-            }
-            Err(e) => {
-                let _ = rollback(conn, plan).await;
-                return Err(e.into());
-            }
-        }
+            plan
+        };
         rollback(conn, plan).await?;
+        plan = next;
         begin(conn, plan).await?;
     };
     let mut report = report;
@@ -458,9 +475,11 @@ async fn run_unit(
 
 /// Whether a key-mode write into this table can only insert: the table is empty
 /// (seen inside the unit's transaction, so earlier writes of the caller count) and
-/// the key is a unique key, so that a key given twice still fails as a duplicate.
-/// Then the unit takes the insert path (COPY straight into the table) instead of
-/// staging rows to find none of them there: a first load runs at bulk-load speed.
+/// the key is a unique key, so that a key given twice (even as keys the database
+/// calls equal) fails as a duplicate instead of being inserted twice. Then the unit
+/// takes the insert path (COPY straight into the table) instead of staging rows to
+/// find none of them there: a first load runs at bulk-load speed. If that path fails
+/// any row, the unit starts over in its key mode ([`run_unit`]).
 async fn inserts_only(conn: &mut Conn, plan: &Plan) -> Result<bool, DbError> {
     if !matches!(
         plan.mode,
@@ -752,11 +771,15 @@ impl BatchCtx<'_> {
         before: Option<serde_json::Map<String, serde_json::Value>>,
     ) -> crate::versions::RowImage {
         let row = &self.rows[i];
+        // An update sets the given columns but the write key's: the row keeps its key
+        // as stored (which the record may spell otherwise, under a collation that
+        // ignores case, say), so the key is not part of what the update left.
         let after: serde_json::Map<String, serde_json::Value> = self
             .columns
             .iter()
             .cloned()
             .zip(row.values.iter().map(Value::to_json))
+            .filter(|(c, _)| op != 'u' || !self.plan.key.iter().any(|k| k.name == *c))
             .collect();
         // The row's own key (primary or unique), from the whole row before.
         let whole = before.as_ref().unwrap_or(&after);
@@ -1034,8 +1057,11 @@ fn precheck(plan: &Plan, batch: &mut Batch) -> (Vec<Row>, Vec<RowError>) {
         }
     }
     // Key modes: a key given twice in one batch means the later record wins (as if
-    // applied one by one); for insert-missing the first one does.
-    if plan.mode != WriteMode::Insert && good.len() > 1 {
+    // applied one by one); for insert-missing the first one does. Here only keys whose
+    // values are equal exactly when the database says so (integers, say); the others
+    // (text under a collation, decimals) are merged by the database after staging:
+    // see [`merge_equal_keys`].
+    if plan.mode != WriteMode::Insert && good.len() > 1 && exact_key(plan) {
         let key_idx: Vec<usize> = plan
             .key
             .iter()
@@ -1061,6 +1087,90 @@ fn precheck(plan: &Plan, batch: &mut Batch) -> (Vec<Row>, Vec<RowError>) {
         }
     }
     (good, errors)
+}
+
+/// Whether the key's values are equal exactly when the database calls them equal, so
+/// that repeats can be found in memory: integers, booleans, dates and UUIDs, and text
+/// compared byte by byte (SQLite's `BINARY`; a PostgreSQL `text`/`varchar` column
+/// under the database's default collation, which PostgreSQL only allows to be
+/// deterministic). Other text is not (a collation may ignore case, accents or
+/// trailing spaces, as MariaDB's all do, and `char(n)` ignores trailing spaces), nor
+/// are decimals (`1.0` and `1.00`), floats, times or bytes (a fixed-width column pads
+/// them): the database groups those ([`merge_equal_keys`]).
+fn exact_key(plan: &Plan) -> bool {
+    use lockgate_core::Kind;
+    plan.key.iter().all(|k| {
+        plan.table
+            .column(&k.name)
+            .is_some_and(|c| match (&c.kind, plan.dialect.0) {
+                (Kind::Int { .. } | Kind::Bool | Kind::Date | Kind::Uuid, _) => true,
+                (Kind::Text { .. }, Engine::Sqlite) => c.collation.is_none(),
+                (Kind::Text { .. }, Engine::Postgres) => {
+                    c.collation.is_none() && (c.data_type == "text" || c.data_type.starts_with("character varying"))
+                }
+                _ => false,
+            })
+    })
+}
+
+/// Key modes: records of one batch whose keys the database calls equal (`A@x.com`
+/// and `a@x.com` under a case-insensitive collation, say) are one key, merged as if
+/// the records were applied one by one: the first of them creates the row (when it
+/// is new) and the later ones update it, so the row keeps the key as the first one
+/// spells it and takes the last one's other values; `insert-missing` keeps the first
+/// record alone. The same happens whether such records share a batch, are in
+/// different batches of a load, or meet a row already in the table (an update never
+/// changes the key columns). The database groups the staged keys itself, with the
+/// target column's collation (the staging table's columns carry it); only the rows
+/// of repeated keys come back. Returns the merged rows, staged anew, or `None` when no
+/// key repeats (the staging table is then as it was).
+async fn merge_equal_keys(conn: &mut Conn, ctx: &BatchCtx<'_>) -> Result<Option<Vec<Row>>, DbError> {
+    let plan = ctx.plan;
+    if plan.mode == WriteMode::Insert || ctx.rows.len() < 2 || exact_key(plan) {
+        return Ok(None);
+    }
+    let d = plan.dialect;
+    let names: Vec<String> = plan.key.iter().map(|k| k.name.clone()).collect();
+    let sql = d.repeated_keys(STAGE, ORD, &names);
+    let mut groups: HashMap<usize, (usize, usize)> = HashMap::new();
+    for row in conn.query(&sql, &[], None).await? {
+        if let (Some(n), Some(first), Some(last)) = (as_u64(&row[0]), as_u64(&row[1]), as_u64(&row[2])) {
+            groups.insert(n as usize, (first as usize, last as usize));
+        }
+    }
+    if groups.is_empty() {
+        return Ok(None);
+    }
+    let key_idx: Vec<usize> = plan
+        .key
+        .iter()
+        .filter_map(|k| ctx.columns.iter().position(|c| *c == k.name))
+        .collect();
+    let mut merged = Vec::with_capacity(ctx.rows.len());
+    for (i, row) in ctx.rows.iter().enumerate() {
+        let Some(&(first, last)) = groups.get(&i) else {
+            merged.push(row.clone());
+            continue;
+        };
+        let survivor = if plan.mode == WriteMode::InsertMissing {
+            first
+        } else {
+            last
+        };
+        if i != survivor {
+            continue;
+        }
+        let mut row = row.clone();
+        if let Some(first_row) = ctx.rows.get(first) {
+            for &j in &key_idx {
+                row.values[j] = first_row.values[j].clone();
+            }
+        }
+        merged.push(row);
+    }
+    let sub = BatchCtx { rows: &merged, ..*ctx };
+    stage_rows(conn, &sub).await?;
+    Ok(Some(merged))
 }
 
 /// Creates the staging table: every column of the target with its type but no
@@ -1135,6 +1245,11 @@ fn stage_type(d: Dialect, c: &lockgate_core::Column) -> String {
             format!("{} COLLATE {collation}", c.data_type)
         }
         (Some(collation), Engine::Postgres) => format!("{} COLLATE {}", c.data_type, d.quote(collation)),
+        // SQLite compares by the left operand's column, so the joins with the target
+        // did not need it; grouping the staged keys by themselves does.
+        (Some(collation), Engine::Sqlite) if collation.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+            format!("{} COLLATE {collation}", c.data_type)
+        }
         _ => c.data_type.clone(),
     }
 }
@@ -1545,6 +1660,15 @@ async fn happy_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteRepo
         return Ok(());
     }
     stage_rows(conn, ctx).await?;
+    let merged = merge_equal_keys(conn, ctx).await?;
+    let sub;
+    let ctx = match &merged {
+        Some(rows) => {
+            sub = BatchCtx { rows, ..*ctx };
+            &sub
+        }
+        None => ctx,
+    };
     let d = plan.dialect;
     if plan.mode == WriteMode::Update {
         let missing = missing_for_update(conn, ctx).await?;
@@ -1607,6 +1731,15 @@ async fn diagnose_batch(conn: &mut Conn, ctx: &BatchCtx<'_>, report: &mut WriteR
         // find those rows by loading halves into staging under savepoints.
         return diagnose_staging(conn, ctx, report).await;
     }
+    let merged = merge_equal_keys(conn, ctx).await?;
+    let sub;
+    let ctx = match &merged {
+        Some(rows) => {
+            sub = BatchCtx { rows, ..*ctx };
+            &sub
+        }
+        None => ctx,
+    };
     let mut bad: HashMap<usize, RowError> = HashMap::new();
     if plan.mode == WriteMode::Update {
         for i in missing_for_update(conn, ctx).await? {

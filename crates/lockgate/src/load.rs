@@ -1,8 +1,9 @@
 //! `load`: data files (CSV, NDJSON, JSON arrays, optionally .gz/.zst) into one table,
 //! as one unit: all of it or, with `--on-error skip`, all of its good rows.
 //!
-//! The run is recorded in the ledger (`lockgate_runs`) and holds the job lock
-//! `load:<table>`, so two loads into the same table never interleave.
+//! The run is recorded in the ledger (`lockgate_runs`, as job `load:<table>`) and
+//! holds the table's lock (`table:<table>`, shared with `migrate` and `transfer run`),
+//! so two commands writing the same table never interleave.
 
 use crate::source::{map_columns, FileSource};
 use lockgate_bundle::{open_records, Format};
@@ -35,7 +36,7 @@ pub struct LoadOptions {
     pub batch_bytes: usize,
     /// Report what would happen and keep nothing.
     pub dry_run: bool,
-    /// How long to wait for another load of the same table.
+    /// How long to wait for another command writing the same table.
     pub lock_timeout: Duration,
     /// For `sync`: which rows may be deleted (SQL, as written).
     pub sync_where: Option<String>,
@@ -169,7 +170,11 @@ pub async fn load(
     let job = format!("load:{}", table.name);
     let holder = Holder::current(format!("lockgate load {}", table.name));
     let mut ledger = Ledger::open(url).await?;
-    let lock = ledger.lock(&job, &holder, opts.lock_timeout).await?;
+    // In every mode: two loads into one table never interleave, and an insert must
+    // not slip between a key mode's look at the table and its write.
+    let lock = ledger
+        .lock(&lockgate_db::ledger::table_job(&table.name), &holder, opts.lock_timeout)
+        .await?;
     let run_id = ledger.start_run("load", &job, &holder).await?;
 
     let source = FileSource {

@@ -1,11 +1,13 @@
 //! The `lockgate` binary end to end: exit codes, one-line errors without passwords,
 //! `--json` documents, the text a person reads (snapshots), and transfers as processes
-//! (killed, paused past their lease, stopped by SIGTERM, run at once).
+//! (killed, paused past their lease, stopped by SIGTERM, run at once), and the table
+//! lock between processes.
 
 mod durations;
 mod migrate;
 mod names;
 mod serve;
+mod table_lock;
 mod transfer;
 
 use std::path::{Path, PathBuf};

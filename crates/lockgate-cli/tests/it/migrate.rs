@@ -285,8 +285,9 @@ fn json_gets_a_document_for_every_exit_code() {
     let out = lockgate(&["log", "--db", &db, "--type", "BOGUS"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
+    // A read-only command never creates the database it is pointed at.
     let m = error(&["dump", "--db", &db, "--tables", "nope", "--out", "x", "--json"], 2);
-    assert!(m.contains("nope"), "{m}");
+    assert!(m.contains("no SQLite database"), "{m}");
     // 1: the server is not there.
     let m = error(&["status", "--db", "postgres://someone@127.0.0.1:1/x", "--json"], 1);
     assert!(m.contains("127.0.0.1:1"), "{m}");
@@ -306,6 +307,8 @@ fn json_gets_a_document_for_every_exit_code() {
     let out = lockgate(&["migrate", "--db", &db, "--dir", &folder, "--json"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(doc(&out)["new_version"], "2.0.0");
+    let m = error(&["dump", "--db", &db, "--tables", "nope", "--out", "x", "--json"], 2);
+    assert!(m.contains("nope"), "{m}");
     let out = lockgate(&["rollback", "--db", &db, "--to", "2.0.0", "--json"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(doc(&out)["versions"], serde_json::json!([]));

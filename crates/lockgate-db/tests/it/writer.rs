@@ -200,7 +200,10 @@ async fn captured_images_hold_keys_fingerprints_and_rows_before() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upsert_into_an_empty_table_still_rejects_a_repeated_key() {
+async fn an_upsert_into_an_empty_table_lets_the_later_of_a_repeated_key_win() {
+    // The insert path (COPY into the empty table) meets the repeated key as a
+    // duplicate; the unit then starts over in its key mode, where the later record
+    // wins, as it does when the table is not empty.
     for engine in ENGINES {
         let (_db, mut conn) = people(engine).await;
         let table = conn.find_table("people").await.unwrap();
@@ -218,10 +221,332 @@ async fn an_upsert_into_an_empty_table_still_rejects_a_repeated_key() {
         )
         .await
         .unwrap();
+        assert!(r.committed && r.failed.is_empty(), "{engine}: {r:?}");
+        assert_eq!((r.inserted, r.updated), (2, 0), "{engine}: {r:?}");
+        assert_eq!(names(&mut conn).await, ["1=again", "2=b"], "{engine}");
+        // A row that fails for another reason is still named, in the key mode.
+        let (_db, mut conn) = people(engine).await;
+        let mut input = rows(&[(1, "a"), (2, "b")]);
+        input.0.rows[1].values[1] = Value::Null;
+        let r = writer::write(&mut conn, &table, &cfg, &input, None).await.unwrap();
         assert!(!r.committed, "{engine}: {r:?}");
         assert_eq!(r.failed.len(), 1, "{engine}: {r:?}");
-        assert_eq!(r.failed[0].line, Some(4), "{engine}: {r:?}");
+        assert_eq!(r.failed[0].line, Some(3), "{engine}: {r:?}");
         assert!(names(&mut conn).await.is_empty(), "{engine}");
+    }
+}
+
+/// Batches held in memory, yielded in order (a load of several batches).
+struct Batches(Vec<Batch>);
+
+impl BatchSource for Batches {
+    fn open(&self) -> mpsc::Receiver<Result<Batch, SourceError>> {
+        let (tx, rx) = mpsc::channel(self.0.len().max(1));
+        for b in &self.0 {
+            let _ = tx.try_send(Ok(b.clone()));
+        }
+        rx
+    }
+}
+
+/// `(email, name)` records as one batch, numbered from line `first`.
+fn contacts(first: u64, data: &[(&str, &str)]) -> Batch {
+    let mut b = Batch::new(Arc::new(vec!["email".to_string(), "name".to_string()]));
+    for (i, (email, name)) in data.iter().enumerate() {
+        b.push(Row {
+            line: first + i as u64,
+            values: vec![Value::Text(email.to_string()), Value::Text(name.to_string())],
+        });
+    }
+    b
+}
+
+/// A `contacts` table keyed (without a unique index) by an email whose collation
+/// ignores case, where the engine has one: MariaDB's `utf8mb4_general_ci`, SQLite's
+/// `NOCASE`, a nondeterministic ICU collation on PostgreSQL (when the server has ICU;
+/// `None` otherwise). The name column has the same collation, so a case-only change
+/// of a name tests that updates compare values byte by byte.
+async fn contacts_db(engine: Engine) -> Option<(TestDb, Conn)> {
+    let db = TestDb::new(engine).await;
+    let mut conn = db.conn().await;
+    let ddl = match engine {
+        Engine::Mysql => {
+            "CREATE TABLE contacts (email varchar(100) COLLATE utf8mb4_general_ci, \
+             name varchar(50) COLLATE utf8mb4_general_ci NOT NULL) ENGINE=InnoDB"
+        }
+        Engine::Sqlite => "CREATE TABLE contacts (email TEXT COLLATE NOCASE, name TEXT COLLATE NOCASE NOT NULL)",
+        Engine::Postgres => {
+            let icu = conn
+                .query("SELECT COUNT(*) FROM pg_collation WHERE collprovider = 'i'", &[], None)
+                .await
+                .unwrap();
+            if icu[0][0] == Value::Int(0) {
+                return None;
+            }
+            conn.batch("CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+                .await
+                .unwrap();
+            "CREATE TABLE contacts (email text COLLATE ci, name text COLLATE ci NOT NULL)"
+        }
+    };
+    conn.batch(ddl).await.unwrap();
+    Some((db, conn))
+}
+
+/// The rows of `contacts` as `email=name`, sorted byte-wise.
+async fn contact_rows(conn: &mut Conn) -> Vec<String> {
+    let mut all: Vec<String> = conn
+        .query("SELECT email, name FROM contacts", &[], None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{}={}", r[0], r[1]))
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_the_database_calls_equal_are_one_key_and_the_later_record_wins() {
+    for engine in ENGINES {
+        let Some((_db, mut conn)) = contacts_db(engine).await else {
+            eprintln!("{engine}: the server has no ICU collations; the plain-text case below still runs");
+            continue;
+        };
+        let table = conn.find_table("contacts").await.unwrap();
+        let by = |mode| WriteConfig {
+            mode,
+            key: vec!["email".into()],
+            ..WriteConfig::default()
+        };
+        let write = async |conn: &mut Conn, mode, batches: Vec<Batch>| {
+            let r = writer::write(conn, &table, &by(mode), &Batches(batches), None)
+                .await
+                .unwrap();
+            assert!(r.committed && r.failed.is_empty(), "{engine}: {r:?}");
+            r
+        };
+        // Within one batch, both new: one row, spelled as the first record spells its
+        // key, with the later record's values.
+        let r = write(
+            &mut conn,
+            WriteMode::Upsert,
+            vec![contacts(
+                2,
+                &[("A@x.com", "first"), ("b@x.com", "b"), ("a@X.com", "second")],
+            )],
+        )
+        .await;
+        assert_eq!((r.inserted, r.updated), (2, 0), "{engine}: {r:?}");
+        assert_eq!(
+            contact_rows(&mut conn).await,
+            ["A@x.com=second", "b@x.com=b"],
+            "{engine}"
+        );
+        // Against an existing row: it is updated and keeps its spelling; a case-only
+        // change of a value is a change.
+        let r = write(
+            &mut conn,
+            WriteMode::Upsert,
+            vec![contacts(2, &[("a@x.com", "SECOND")])],
+        )
+        .await;
+        assert_eq!((r.inserted, r.updated), (0, 1), "{engine}: {r:?}");
+        assert_eq!(
+            contact_rows(&mut conn).await,
+            ["A@x.com=SECOND", "b@x.com=b"],
+            "{engine}"
+        );
+        // Two records of one batch against an existing row: the later wins.
+        let r = write(
+            &mut conn,
+            WriteMode::Upsert,
+            vec![contacts(2, &[("A@X.COM", "x"), ("b@x.com", "b"), ("a@x.com", "y")])],
+        )
+        .await;
+        assert_eq!((r.inserted, r.updated, r.unchanged), (0, 1, 1), "{engine}: {r:?}");
+        assert_eq!(contact_rows(&mut conn).await, ["A@x.com=y", "b@x.com=b"], "{engine}");
+        // Across batches of one load: the row the first batch inserted is the one the
+        // second batch updates.
+        let r = write(
+            &mut conn,
+            WriteMode::Upsert,
+            vec![
+                contacts(2, &[("C@x.com", "one"), ("c@X.com", "two")]),
+                contacts(4, &[("c@x.com", "three")]),
+            ],
+        )
+        .await;
+        assert_eq!((r.inserted, r.updated), (1, 1), "{engine}: {r:?}");
+        assert_eq!(
+            contact_rows(&mut conn).await,
+            ["A@x.com=y", "C@x.com=three", "b@x.com=b"],
+            "{engine}"
+        );
+        // insert-missing keeps the first record, and leaves an existing row alone.
+        let r = write(
+            &mut conn,
+            WriteMode::InsertMissing,
+            vec![contacts(
+                2,
+                &[("D@x.com", "first"), ("d@x.com", "second"), ("a@x.com", "no")],
+            )],
+        )
+        .await;
+        assert_eq!((r.inserted, r.updated), (1, 0), "{engine}: {r:?}");
+        assert_eq!(
+            contact_rows(&mut conn).await,
+            ["A@x.com=y", "C@x.com=three", "D@x.com=first", "b@x.com=b"],
+            "{engine}"
+        );
+        // update: the later record wins; a key no row has is that record's error, once.
+        let r = writer::write(
+            &mut conn,
+            &table,
+            &by(WriteMode::Update),
+            &Batches(vec![contacts(
+                2,
+                &[
+                    ("a@x.com", "u1"),
+                    ("Z@x.com", "z1"),
+                    ("A@X.com", "u2"),
+                    ("z@x.com", "z2"),
+                ],
+            )]),
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(!r.committed, "{engine}: {r:?}");
+        assert_eq!(r.failed.len(), 1, "{engine}: {r:?}");
+        assert_eq!(r.failed[0].line, Some(5), "{engine}: {r:?}");
+        let r = write(
+            &mut conn,
+            WriteMode::Update,
+            vec![contacts(2, &[("a@x.com", "u1"), ("A@X.com", "u2")])],
+        )
+        .await;
+        assert_eq!(r.updated, 1, "{engine}: {r:?}");
+        // sync: one key, the later record; every other row goes.
+        let r = write(
+            &mut conn,
+            WriteMode::Sync,
+            vec![contacts(2, &[("a@x.com", "s1")]), contacts(3, &[("A@X.COM", "s2")])],
+        )
+        .await;
+        assert_eq!(r.deleted, 3, "{engine}: {r:?}");
+        assert_eq!(contact_rows(&mut conn).await, ["A@x.com=s2"], "{engine}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_that_differ_by_case_are_two_keys_where_the_collation_says_so() {
+    // PostgreSQL's usual (deterministic) text, SQLite's BINARY, MariaDB's _bin.
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let mut conn = db.conn().await;
+        let ddl = match engine {
+            Engine::Mysql => {
+                "CREATE TABLE contacts (email varchar(100) COLLATE utf8mb4_bin, name varchar(50) NOT NULL) ENGINE=InnoDB"
+            }
+            _ => "CREATE TABLE contacts (email text, name text NOT NULL)",
+        };
+        conn.batch(ddl).await.unwrap();
+        let table = conn.find_table("contacts").await.unwrap();
+        let cfg = WriteConfig {
+            mode: WriteMode::Upsert,
+            key: vec!["email".into()],
+            ..WriteConfig::default()
+        };
+        let input = Batches(vec![contacts(
+            2,
+            &[("A@x.com", "1"), ("a@x.com", "2"), ("A@x.com", "3")],
+        )]);
+        let r = writer::write(&mut conn, &table, &cfg, &input, None).await.unwrap();
+        assert!(r.committed, "{engine}: {r:?}");
+        assert_eq!(contact_rows(&mut conn).await, ["A@x.com=3", "a@x.com=2"], "{engine}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upsert_into_an_empty_table_merges_keys_its_unique_index_calls_equal() {
+    for engine in ENGINES {
+        let Some((_db, mut conn)) = contacts_db(engine).await else {
+            continue;
+        };
+        conn.batch("CREATE UNIQUE INDEX contacts_email ON contacts (email)")
+            .await
+            .unwrap();
+        let table = conn.find_table("contacts").await.unwrap();
+        let cfg = WriteConfig {
+            mode: WriteMode::Upsert,
+            key: vec!["email".into()],
+            ..WriteConfig::default()
+        };
+        let input = Batches(vec![contacts(
+            2,
+            &[("E@x.com", "1"), ("f@x.com", "f"), ("e@X.com", "2")],
+        )]);
+        let r = writer::write(&mut conn, &table, &cfg, &input, None).await.unwrap();
+        assert!(r.committed && r.failed.is_empty(), "{engine}: {r:?}");
+        // Merged before the insert, not found by a diagnose pass as a second write.
+        assert_eq!((r.inserted, r.updated), (2, 0), "{engine}: {r:?}");
+        assert_eq!(contact_rows(&mut conn).await, ["E@x.com=2", "f@x.com=f"], "{engine}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_image_leaves_out_the_key_the_record_spells_otherwise() {
+    // A rollback compares what the update left with the row as it is: the key the
+    // record gave (`a@x.com`) is not what the row holds (`A@x.com`), and the update
+    // did not write it.
+    for engine in ENGINES {
+        let Some((db, mut conn)) = contacts_db(engine).await else {
+            continue;
+        };
+        let _ledger = Ledger::open(&db.url).await.unwrap();
+        // Images need a primary (or unique) key: here the email, under the collation.
+        let ddl = match engine {
+            Engine::Mysql => {
+                "CREATE TABLE keyed (email varchar(100) COLLATE utf8mb4_general_ci PRIMARY KEY, name varchar(50) NOT NULL) ENGINE=InnoDB"
+            }
+            Engine::Sqlite => "CREATE TABLE keyed (email TEXT COLLATE NOCASE PRIMARY KEY, name TEXT NOT NULL)",
+            Engine::Postgres => "CREATE TABLE keyed (email text COLLATE ci PRIMARY KEY, name text NOT NULL)",
+        };
+        conn.batch(ddl).await.unwrap();
+        conn.batch("INSERT INTO keyed (email, name) VALUES ('A@x.com', 'old')")
+            .await
+            .unwrap();
+        let keyed = conn.find_table("keyed").await.unwrap();
+        let cfg = WriteConfig {
+            mode: WriteMode::Upsert,
+            capture: Some(Capture {
+                module: "m".into(),
+                version: "1.0.0".into(),
+            }),
+            ..WriteConfig::default()
+        };
+        let r = writer::write(
+            &mut conn,
+            &keyed,
+            &cfg,
+            &Batches(vec![contacts(2, &[("a@x.com", "new")])]),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.updated, 1, "{engine}: {r:?}");
+        let images = versions::read_images(&mut conn, "m", &["1.0.0".into()]).await.unwrap();
+        assert_eq!(images.len(), 1, "{engine}: {images:?}");
+        let img = &images[0].image;
+        assert_eq!(img.key["email"], "A@x.com", "{engine}: {img:?}");
+        let after = img.after.as_ref().unwrap();
+        assert_eq!(
+            after.get("name").map(|v| v.to_string()),
+            Some("\"new\"".into()),
+            "{engine}"
+        );
+        assert!(!after.contains_key("email"), "{engine}: {after:?}");
     }
 }
 

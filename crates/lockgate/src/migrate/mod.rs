@@ -68,7 +68,8 @@ pub struct MigrateOptions {
     pub tenant_column: String,
     /// How long a process script may run.
     pub script_timeout: Duration,
-    /// How long to wait for another migrate of the same module.
+    /// How long to wait for another migrate of the same module, and then for other
+    /// commands writing the tables it writes.
     pub lock_timeout: Duration,
     /// Rows per batch.
     pub batch_rows: usize,
@@ -485,6 +486,7 @@ pub async fn migrate(
         Some(l) => Some(l.lock(&job, &holder, opts.lock_timeout).await?),
         None => None,
     };
+    let mut table_locks = Vec::new();
     let result = async {
         let (old_version, applied) = if no_ledger {
             (None, Vec::new())
@@ -535,6 +537,16 @@ pub async fn migrate(
         let drift = status::drift(base, &applied, old_version.as_deref())?;
         warnings.splice(0..0, drift.messages(old_version.as_deref(), &folder, &applying));
         check_pending(&mut conn, &pending, &shared_models, opts).await?;
+        // The tables the versions write, under the lock `load` and `transfer run` take
+        // too, so that no other command writes them meanwhile.
+        if let Some(l) = ledger.as_mut() {
+            let jobs: Vec<String> = tables_written(&mut conn, &pending, &shared_models)
+                .await?
+                .iter()
+                .map(lockgate_db::ledger::table_job)
+                .collect();
+            table_locks = l.lock_all(&jobs, &holder, opts.lock_timeout).await?;
+        }
         let run_id = if opts.dry_run {
             None
         } else {
@@ -665,10 +677,50 @@ pub async fn migrate(
         outcome.map(|()| report)
     }
     .await;
-    if let (Some(l), Some(lock)) = (ledger.as_mut(), lock) {
-        let _ = l.unlock(lock).await;
+    if let Some(l) = ledger.as_mut() {
+        let _ = l.unlock_all(table_locks).await;
+        if let Some(lock) = lock {
+            let _ = l.unlock(lock).await;
+        }
     }
     result
+}
+
+/// The tables the pending versions write (their data files' and `clearTables`'),
+/// each named as its lock names it: the table's own name, or the one its definition
+/// will create.
+async fn tables_written(
+    conn: &mut Conn,
+    pending: &[Pending],
+    shared: &Models,
+) -> Result<Vec<lockgate_core::TableName>, MigrateError> {
+    let mut models = shared.clone();
+    let mut out = Vec::new();
+    for p in pending {
+        for m in &p.ddl {
+            models.add(m.clone());
+        }
+        let mut names: Vec<String> = p
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.enabled && matches!(f.kind(), EntryKind::Data(_)))
+            .filter_map(|f| f.model.clone())
+            .collect();
+        if let ClearTables::Tables(list) = &p.manifest.clear_tables {
+            names.extend(list.iter().cloned());
+        }
+        for name in names {
+            let table = match conn.lookup_table(&name).await? {
+                Some(t) => t.name,
+                None => lockgate_core::TableName::parse(models.get(&name).map_or(name.as_str(), |m| m.table_name())),
+            };
+            if !out.contains(&table) {
+                out.push(table);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Checks every pending version before anything is written: contexts, files,

@@ -13,7 +13,7 @@
 use super::MigrateError;
 use lockgate_bundle::Version;
 use lockgate_core::{Batch, Row, Table, Value};
-use lockgate_db::ledger::{Holder, Ledger};
+use lockgate_db::ledger::{table_job, Holder, JobLock, Ledger};
 use lockgate_db::versions::{self, Fingerprint, LogEntry};
 use lockgate_db::writer::{self, BatchSource, OnError, SourceError, WriteConfig, WriteError, WriteMode};
 use lockgate_db::{Conn, DbUrl};
@@ -35,7 +35,8 @@ pub struct RollbackOptions {
     pub ignore_scripts: bool,
     /// Report what would be done and change nothing.
     pub dry_run: bool,
-    /// How long to wait for a migrate of the same module.
+    /// How long to wait for a migrate of the same module, and then for other
+    /// commands writing the tables it puts back.
     pub lock_timeout: Duration,
 }
 
@@ -119,7 +120,8 @@ pub async fn rollback(url: &DbUrl, opts: &RollbackOptions) -> Result<RollbackRep
     let holder = Holder::current(format!("lockgate rollback --to {}", opts.to));
     let lock = ledger.lock(&job, &holder, opts.lock_timeout).await?;
     let mut conn = Conn::connect(url).await?;
-    let result = run(&mut conn, opts).await;
+    let mut table_locks = Vec::new();
+    let result = run(&mut conn, opts, (&mut ledger, &holder, &mut table_locks)).await;
     if let Ok(r) = &result {
         if r.committed {
             let entry = LogEntry {
@@ -141,11 +143,15 @@ pub async fn rollback(url: &DbUrl, opts: &RollbackOptions) -> Result<RollbackRep
             let _ = versions::write_logs(&mut conn, &[entry]).await;
         }
     }
+    let _ = ledger.unlock_all(table_locks).await;
     let _ = ledger.unlock(lock).await;
     result
 }
 
-async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, MigrateError> {
+/// The ledger, who holds its locks, and the table locks taken (to give back).
+type Locking<'a> = (&'a mut Ledger, &'a Holder, &'a mut Vec<JobLock>);
+
+async fn run(conn: &mut Conn, opts: &RollbackOptions, locking: Locking<'_>) -> Result<RollbackReport, MigrateError> {
     let from_version = versions::module_version(conn, &opts.module).await?;
     let mut applied = versions::applied_versions(conn, &opts.module).await?;
     applied.retain(|a| a.version.parse::<Version>().is_ok_and(|v| v > opts.to));
@@ -240,6 +246,11 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, 
             .map_err(|e| MigrateError::Input(format!("cannot roll back table {name}: {e}")))?;
         tables.insert(name.clone(), t);
     }
+    // The tables it puts back, under the lock load, migrate and transfer run take,
+    // before comparing them with what the versions left.
+    let (ledger, holder, held) = locking;
+    let jobs: Vec<String> = tables.values().map(|t| table_job(&t.name)).collect();
+    *held = ledger.lock_all(&jobs, holder, opts.lock_timeout).await?;
     // Compare what is there with what the migration left.
     for (name, rows) in &by_table {
         let table = &tables[name];

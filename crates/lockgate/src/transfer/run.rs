@@ -14,9 +14,11 @@ use super::plan::{self, convert, key_text, key_values, Plan};
 use super::{dest_err, source_err, TransferError};
 use lockgate_core::{Batch, Row, RowError};
 use lockgate_db::exports::{self, Claim, Export, ExportError, FailedRow};
-use lockgate_db::ledger::{Holder, Ledger, RunStatus};
+use lockgate_db::ledger::{table_job, Holder, JobLock, Ledger, RunStatus};
 use lockgate_db::relation::{fetch_by_keys, fetch_range, MAX_KEY_PARAMS};
-use lockgate_db::writer::{self, BatchSource, OnError, Progress, SourceError, WriteConfig, WriteError, WriteReport};
+use lockgate_db::writer::{
+    self, BatchSource, OnError, Progress, SourceError, WriteConfig, WriteError, WriteMode, WriteReport,
+};
 use lockgate_db::{Conn, DbError, DbUrl, Engine};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -68,6 +70,9 @@ pub struct RunOptions {
     pub shutdown: Option<Shutdown>,
     /// Who runs (shown in the ledger); default `lockgate transfer run`.
     pub holder: String,
+    /// How long an export of a transfer in a key mode waits for another command
+    /// writing its destination table (`load`, `migrate`, another such export).
+    pub lock_timeout: Duration,
 }
 
 impl Default for RunOptions {
@@ -77,6 +82,7 @@ impl Default for RunOptions {
             progress: None,
             shutdown: None,
             holder: "lockgate transfer run".into(),
+            lock_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -202,10 +208,17 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
             let holder = Holder::current(opts.holder.clone());
             let holder_text = format!("{} (pid {} on {})", holder.what, holder.pid, holder.host);
             while !stopping(opts) {
-                let claim = exports::claim(ledger.conn(), std::slice::from_ref(&t.name), &holder_text, opts.lease)
+                let table_lock = lock_table(t, &plan, &mut ledger, &holder, opts).await?;
+                let claim = match exports::claim(ledger.conn(), std::slice::from_ref(&t.name), &holder_text, opts.lease)
                     .await
-                    .map_err(dest_err(dest))?;
-                let Some(claim) = claim else { break };
+                    .map_err(dest_err(dest))
+                {
+                    Ok(Some(claim)) => claim,
+                    other => {
+                        unlock_table(&mut ledger, dest, table_lock, other).await?;
+                        break;
+                    }
+                };
                 emit(
                     opts,
                     TransferEvent::Claimed {
@@ -214,7 +227,8 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
                         rows: claim.rows,
                     },
                 );
-                let outcome = run_claimed(t, &plan, &claim, &mut ledger, &holder, opts).await?;
+                let outcome = run_claimed(t, &plan, &claim, &mut ledger, &holder, opts).await;
+                let outcome = unlock_table(&mut ledger, dest, table_lock, outcome).await?;
                 emit(
                     opts,
                     TransferEvent::Finished {
@@ -227,6 +241,38 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
         }
     }
     Ok(report)
+}
+
+/// In a key mode an export writes under its table's lock, which `load` and `migrate`
+/// take too; it is taken before the claim, so a wait changes no export.
+async fn lock_table(
+    t: &Transfer,
+    plan: &Plan,
+    ledger: &mut Ledger,
+    holder: &Holder,
+    opts: &RunOptions,
+) -> Result<Option<JobLock>, TransferError> {
+    if t.mode == WriteMode::Insert {
+        return Ok(None);
+    }
+    let lock = ledger
+        .lock(&table_job(&plan.dest.name), holder, opts.lock_timeout)
+        .await;
+    lock.map(Some).map_err(dest_err(&t.dest))
+}
+
+/// Gives back a table lock taken by [`lock_table`], after the work it covered:
+/// the work's error comes first, the unlock's only when the work went well.
+async fn unlock_table<T>(
+    ledger: &mut Ledger,
+    dest: &DbUrl,
+    lock: Option<JobLock>,
+    work: Result<T, TransferError>,
+) -> Result<T, TransferError> {
+    let Some(lock) = lock else { return work };
+    let unlocked = ledger.unlock(lock).await.map_err(dest_err(dest));
+    let done = work?;
+    unlocked.map(|()| done)
 }
 
 fn stopping(opts: &RunOptions) -> bool {

@@ -186,7 +186,7 @@ async fn a_second_load_waits_for_the_lock_and_names_the_holder() {
         let mut ledger = Ledger::open(&db.url).await.unwrap();
         let holder = Holder::current("test holder of the customers load");
         let lock = ledger
-            .lock("load:customers", &holder, Duration::from_secs(1))
+            .lock("table:customers", &holder, Duration::from_secs(1))
             .await
             .unwrap();
         let (_d, file) = temp_file(
@@ -209,7 +209,7 @@ async fn a_second_load_waits_for_the_lock_and_names_the_holder() {
         assert_eq!(err.exit_code(), 1);
         // Another job's lock is independent.
         let other = ledger
-            .lock("load:orders", &holder, Duration::from_millis(200))
+            .lock("table:orders", &holder, Duration::from_millis(200))
             .await
             .unwrap();
         ledger.unlock(other).await.unwrap();

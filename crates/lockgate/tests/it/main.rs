@@ -2,8 +2,8 @@
 //! engines (each test in a fresh database), every kind of bad input, and `migrate`
 //! (with `status` and `rollback`) from oe-migration `db/` folders and zips (drift,
 //! forced older versions and `.sql` scripts in their own modules), process scripts
-//! (their environment, a relative folder, refused bundles), and transfers
-//! between engines.
+//! (their environment, a relative folder, refused bundles), transfers between engines,
+//! and the table lock the commands share.
 
 mod bad_input;
 mod drift;
@@ -18,4 +18,5 @@ mod schemas;
 mod scripts;
 mod sql_script;
 mod support;
+mod table_lock;
 mod transfer;
