@@ -527,6 +527,108 @@ async fn a_run_paused_past_its_lease_cannot_commit_after_a_takeover_mariadb() {
     paused_past_its_lease(Engine::Mysql).await;
 }
 
+/// Every row of `table` in `db`, in key order.
+async fn all_rows(db: &TestDb, table: &str) -> Vec<Vec<Value>> {
+    let mut c = db.conn().await;
+    c.query(
+        &format!("SELECT customer_id, first_name, last_name, email FROM {table} ORDER BY customer_id"),
+        &[],
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+/// The export's ledger row as `transfer show` would not change it: status, fence,
+/// attempts, rows written, error count.
+async fn export_state(s: &Setup, id: i64) -> Vec<Value> {
+    let mut c = s.dst.conn().await;
+    let rows = c
+        .query(
+            &format!(
+                "SELECT status, fence, attempts, rows_written, error_count, ended_at FROM lockgate_exports WHERE id = {id}"
+            ),
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    rows.into_iter().next().expect("the export")
+}
+
+/// Run A is stopped (SIGSTOP) mid-export and stays stopped, holding its uncommitted
+/// rows. Run B, started once A's lease ran out, takes the export over and completes it
+/// within about a lease and a bounded wait: A cannot block it (on PostgreSQL a COPY
+/// in progress is not "idle in transaction", so no server timeout ever ends A's
+/// session). Then A, resumed, fails at its fence: exit 1, and nothing changes.
+async fn stopped_for_good(engine: Engine) {
+    let started = Instant::now();
+    let s = Setup::new(engine, &["customers"]).await;
+    let id = s.create("customers", "customers");
+    let lease = Duration::from_secs(3);
+    let run = s.args(&["transfer", "run", "customers"], "customers", &["--lease", "3"]);
+    let mut a = s.spawn("run A", &run);
+    s.wait_mid_export(id, &mut a).await;
+    a.signal(libc::SIGSTOP);
+    // Past A's lease (renewed at most a third of it before the stop).
+    tokio::time::sleep(lease + Duration::from_millis(500)).await;
+    let b_started = Instant::now();
+    let mut b = s.spawn("run B", &run);
+    let sb = b.wait().await;
+    let b_took = b_started.elapsed();
+    assert_eq!(sb.code(), Some(0), "B's exit\n{}\n{}", b.output(), a.output());
+    assert!(
+        b.stdout()
+            .contains(&format!("export {id} (customers): completed, {} rows", s.rows)),
+        "B completed the export\n{}",
+        b.output()
+    );
+    // B's own export takes a few seconds; waiting on A would take forever.
+    assert!(
+        b_took < lease + Duration::from_secs(25),
+        "B took {b_took:?} with A stopped\n{}",
+        b.output()
+    );
+    let source = all_rows(&s.src, "customers").await;
+    assert_eq!(source.len() as i64, s.rows);
+    let written = all_rows(&s.dst, "customers").await;
+    assert!(written == source, "the destination's rows are not the source's ({} rows)", written.len());
+    let state = export_state(&s, id).await;
+    assert_eq!(
+        (&state[0], int(&state[1]), int(&state[2]), int(&state[3])),
+        (&Value::Text("completed".into()), 2, 2, s.rows),
+        "{state:?}"
+    );
+
+    // A wakes up: its claim is gone, its session too; it commits nothing.
+    a.signal(libc::SIGCONT);
+    let sa = a.wait().await;
+    let outputs = format!("{}\n{}", a.output(), b.output());
+    assert_eq!(sa.code(), Some(1), "A's exit\n{outputs}");
+    assert!(
+        a.stdout().contains(&format!("export {id} (customers): not finished"))
+            && a.output().contains("taken over by another worker"),
+        "A says its export was taken over\n{outputs}"
+    );
+    assert!(all_rows(&s.dst, "customers").await == source, "A's resumption changed the rows\n{outputs}");
+    assert_eq!(export_state(&s, id).await, state, "A's resumption changed the export\n{outputs}");
+    eprintln!(
+        "stopped_for_good({engine}): B took {:.1} s; {:.1} s in all",
+        b_took.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_run_cannot_block_the_run_that_took_over_postgres() {
+    stopped_for_good(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_run_cannot_block_the_run_that_took_over_mariadb() {
+    stopped_for_good(Engine::Mysql).await;
+}
+
 const STOPPING: &str = "stopping after the export in hand";
 
 /// A PostgreSQL pair, one pending export of `customers`, and a worker in the middle

@@ -10,13 +10,16 @@
 //! key = ["CustomerID"]
 //! batch_size = 5000
 //! map = { FullName = "FirstName || ' ' || LastName", Origin = "'web'" }
+//! on_error = "rollback"                # or "skip", "stop": recorded with each export
+//! lock_timeout = 60                    # seconds `create` waits for another create
 //! ```
 
 use super::TransferError;
 use crate::config::Config;
-use lockgate_db::writer::WriteMode;
+use lockgate_db::writer::{OnError, WriteMode};
 use lockgate_db::DbUrl;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// A transfer as written in `lockgate.toml` or given by flags; every field optional,
 /// so that flags can fill in or override the file.
@@ -43,6 +46,11 @@ pub struct TransferSpec {
     pub mode: Option<WriteMode>,
     /// Commit every N rows (resumable, not all-or-nothing).
     pub commit_every: Option<u64>,
+    /// What failing rows do to an export (default `rollback`); recorded with each
+    /// export when it is created, so that whichever worker runs it runs it so.
+    pub on_error: Option<OnError>,
+    /// Seconds `create` waits for another create of the same transfer (default 60).
+    pub lock_timeout: Option<f64>,
 }
 
 impl TransferSpec {
@@ -66,7 +74,9 @@ impl TransferSpec {
             key,
             batch_size,
             mode,
-            commit_every
+            commit_every,
+            on_error,
+            lock_timeout
         );
         if let Some(map) = over.map {
             self.map.get_or_insert_with(BTreeMap::new).extend(map);
@@ -107,10 +117,19 @@ pub struct Transfer {
     pub mode: WriteMode,
     /// Commit every N rows instead of once.
     pub commit_every: Option<u64>,
+    /// What failing rows do to an export created now: `rollback` (keep none of its
+    /// rows), `skip` (keep the good ones, record the failing ones), `stop` (keep none,
+    /// stop at the first).
+    pub on_error: OnError,
+    /// How long `create` waits for another create of the same transfer.
+    pub lock_timeout: Duration,
 }
 
 /// The default rows per batch.
 pub const DEFAULT_BATCH: usize = 5_000;
+
+/// How long `create` waits, by default, for another create of the same transfer.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Transfer {
     /// Resolves a transfer: `[transfers.NAME]` from `config` (when there), overridden
@@ -179,6 +198,15 @@ impl Transfer {
                 "transfer {name:?}: --commit-every 0 makes no sense: give a number of rows, or leave it out for one transaction"
             )));
         }
+        let lock_timeout = match spec.lock_timeout {
+            None => DEFAULT_LOCK_TIMEOUT,
+            Some(s) if s.is_finite() && (0.0..1e7).contains(&s) => Duration::from_secs_f64(s),
+            Some(s) => {
+                return Err(TransferError::Input(format!(
+                    "transfer {name:?}: lock timeout {s} is out of range: give seconds from 0 to 9999999"
+                )))
+            }
+        };
         if name.is_empty() || name.len() > 200 {
             return Err(TransferError::Input(
                 "a transfer name must have 1 to 200 characters".into(),
@@ -195,6 +223,8 @@ impl Transfer {
             batch_size,
             mode: spec.mode.unwrap_or(WriteMode::Insert),
             commit_every: spec.commit_every,
+            on_error: spec.on_error.unwrap_or(OnError::Rollback),
+            lock_timeout,
         })
     }
 }

@@ -17,7 +17,7 @@ mod def;
 mod plan;
 mod run;
 
-pub use def::{parse_map, SourceSpec, Transfer, TransferSpec, DEFAULT_BATCH};
+pub use def::{parse_map, SourceSpec, Transfer, TransferSpec, DEFAULT_BATCH, DEFAULT_LOCK_TIMEOUT};
 pub use plan::{key_text, CheckReport};
 pub use run::{run_pending, worker, ExportOutcome, RunOptions, RunReport, Shutdown, TransferEvent, WorkerReport};
 
@@ -25,7 +25,6 @@ use lockgate_db::exports::{self, Attempt, Export, ExportError, MAX_KEY_CHARS};
 use lockgate_db::ledger::{Holder, Ledger};
 use lockgate_db::relation::{self, KeyReader};
 use lockgate_db::{Conn, DbError, DbUrl};
-use std::time::Duration;
 
 /// Why a transfer command failed as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +95,9 @@ pub struct CreateReport {
 
 /// Records a pending export of `t` with its row set: every source key that no
 /// pending, running or completed export of `t` holds. With none, creates nothing
-/// (`created: false`). Two creates of one transfer take turns (a job lock), so a
-/// row never lands in two row sets.
+/// (`created: false`). Two creates of one transfer take turns (a job lock, waited
+/// for up to `t.lock_timeout`), so a row never lands in two row sets. The export
+/// records `t.on_error`, the policy it runs with.
 pub async fn create(t: &Transfer, opts: &CreateOptions) -> Result<CreateReport, TransferError> {
     let mut src = Conn::connect(&t.source).await.map_err(source_err(&t.source))?;
     let mut dst = Conn::connect(&t.dest).await.map_err(dest_err(&t.dest))?;
@@ -107,7 +107,7 @@ pub async fn create(t: &Transfer, opts: &CreateOptions) -> Result<CreateReport, 
     let holder = Holder::current(format!("lockgate transfer create {}", t.name));
     let job = format!("transfer-create:{}", t.name);
     let lock = ledger
-        .lock(&job, &holder, Duration::from_secs(60))
+        .lock(&job, &holder, t.lock_timeout)
         .await
         .map_err(dest_err(&t.dest))?;
     let result = create_locked(t, &plan, src, &mut ledger, opts).await;
@@ -186,6 +186,9 @@ async fn create_locked(
     exports::begin_create(conn).await.map_err(dest_err(&t.dest))?;
     let result = async {
         let id = exports::begin_export(conn, &t.name).await.map_err(dest_err(&t.dest))?;
+        exports::set_on_error(conn, id, t.on_error)
+            .await
+            .map_err(dest_err(&t.dest))?;
         // The source's keys are read (one consistent view) by a task of their own while
         // the pages before are recorded, so reading and recording overlap.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<(i64, String)>, TransferError>>(2);

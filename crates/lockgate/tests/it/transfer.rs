@@ -6,7 +6,7 @@ use crate::support::{count, customers_schema, TestDb};
 use lockgate::transfer::{self, CreateOptions, RunOptions, SourceSpec, Transfer, TransferError};
 use lockgate_core::Value;
 use lockgate_db::exports;
-use lockgate_db::writer::WriteMode;
+use lockgate_db::writer::{OnError, WriteMode};
 use lockgate_db::{Conn, DbUrl, Engine};
 use std::time::Duration;
 
@@ -91,6 +91,8 @@ fn customers(p: &Pair) -> Transfer {
         batch_size: 64,
         mode: WriteMode::Insert,
         commit_every: None,
+        on_error: OnError::Rollback,
+        lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
     }
 }
 
@@ -243,6 +245,8 @@ async fn the_destination_check_reports_every_problem_and_writes_nothing() {
             batch_size: 100,
             mode: WriteMode::Insert,
             commit_every: None,
+            on_error: OnError::Rollback,
+            lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
         };
         let err = transfer::create(&t, &CreateOptions::default()).await.unwrap_err();
         let TransferError::Check(problems) = &err else {
@@ -324,6 +328,8 @@ async fn map_renames_sets_constants_and_evaluates_source_expressions() {
             batch_size: 2,
             mode: WriteMode::Insert,
             commit_every: None,
+            on_error: OnError::Rollback,
+            lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
         };
         let check = transfer::check(&t).await.unwrap();
         assert_eq!(check.key, vec!["id".to_string()]);
@@ -378,6 +384,8 @@ async fn a_value_that_does_not_convert_is_that_rows_error() {
             batch_size: 10,
             mode: WriteMode::Insert,
             commit_every: None,
+            on_error: OnError::Rollback,
+            lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
         };
         create(&t).await;
         let r = run(&t).await;
@@ -452,7 +460,7 @@ async fn a_worker_whose_lease_expired_cannot_commit_after_another_took_over() {
         assert_eq!(r.exports[0].export.fence, claim_a.fence + 1);
         // A wakes up and tries to commit its work: the fence refuses it.
         a.begin().await.unwrap();
-        assert!(!exports::complete(&mut a, &claim_a, 30).await.unwrap(), "{d:?}");
+        assert!(!exports::complete(&mut a, &claim_a, 30, 0).await.unwrap(), "{d:?}");
         a.rollback().await.unwrap();
         assert!(!exports::fail(&mut a, &claim_a, &[], None).await.unwrap());
         assert!(!exports::release(&mut a, &claim_a, "x").await.unwrap());
@@ -528,6 +536,8 @@ async fn a_composite_key_and_a_source_query_make_the_row_set() {
         batch_size: 4,
         mode: WriteMode::Insert,
         commit_every: None,
+        on_error: OnError::Rollback,
+        lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
     };
     assert_eq!(create(&t).await.export.unwrap().rows, 30);
     assert_eq!(run(&t).await.exit_code(), 0);
@@ -641,6 +651,8 @@ async fn a_source_that_gives_a_key_twice_creates_no_export() {
         batch_size: 10,
         mode: WriteMode::Insert,
         commit_every: None,
+        on_error: OnError::Rollback,
+        lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
     };
     let err = transfer::create(&t, &CreateOptions::default()).await.unwrap_err();
     assert!(
@@ -675,7 +687,7 @@ async fn a_chunked_export_whose_worker_died_resumes_after_its_committed_chunks()
         )
         .await
         .unwrap();
-        assert!(exports::checkpoint(&mut a, &claim, 1, 1, Duration::from_millis(1))
+        assert!(exports::checkpoint(&mut a, &claim, 1, 1, 0, Duration::from_millis(1))
             .await
             .unwrap());
         a.commit().await.unwrap();
