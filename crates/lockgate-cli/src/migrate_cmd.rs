@@ -594,5 +594,8 @@ pub fn rollback_text(r: &RollbackReport) -> String {
     for s in &r.scripts_not_undone {
         out.push_str(&format!("  warning: what script {s} did was not undone\n"));
     }
+    for w in &r.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
+    }
     out
 }

@@ -88,6 +88,10 @@ pub struct RollbackReport {
     pub committed: bool,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// What went wrong around the rollback without changing it: its log entry or
+    /// the release of its lock could not be written.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl RollbackReport {
@@ -119,8 +123,8 @@ pub async fn rollback(url: &DbUrl, opts: &RollbackOptions) -> Result<RollbackRep
     let holder = Holder::current(format!("lockgate rollback --to {}", opts.to));
     let lock = ledger.lock(&job, &holder, opts.lock_timeout).await?;
     let mut conn = Conn::connect(url).await?;
-    let result = run(&mut conn, opts).await;
-    if let Ok(r) = &result {
+    let mut result = run(&mut conn, opts).await;
+    if let Ok(r) = &mut result {
         if r.committed {
             let entry = LogEntry {
                 id: 0,
@@ -138,10 +142,20 @@ pub async fn rollback(url: &DbUrl, opts: &RollbackOptions) -> Result<RollbackRep
                     "restored": r.restored,
                 }),
             };
-            let _ = versions::write_logs(&mut conn, &[entry]).await;
+            if let Err(e) = versions::write_logs(&mut conn, &[entry]).await {
+                r.warnings.push(format!(
+                    "the rollback is committed, but its entry in lockgate_migration_log could not be written ({e})"
+                ));
+            }
         }
     }
-    let _ = ledger.unlock(lock).await;
+    if let Err(e) = ledger.unlock(lock).await {
+        let w = format!("the migration lock could not be given back ({e}); it is freed when this process exits");
+        match &mut result {
+            Ok(r) => r.warnings.push(w),
+            Err(_) => tracing::warn!("{w}"),
+        }
+    }
     result
 }
 
@@ -219,6 +233,7 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, 
         scripts_not_undone: scripts,
         committed: false,
         dry_run: opts.dry_run,
+        warnings: Vec::new(),
     };
     let mut by_table: BTreeMap<String, Vec<&Net>> = BTreeMap::new();
     for id in &order {
