@@ -317,6 +317,15 @@ impl Setup {
         })
     }
 
+    /// The destination's runs as a reader sees them, newest first.
+    async fn runs(&self) -> Vec<lockgate_db::ledger::Run> {
+        let mut c = self.dst.conn().await;
+        lockgate_db::ledger::read_runs(&mut c, 50)
+            .await
+            .unwrap()
+            .expect("a ledger")
+    }
+
     /// Rows in a destination table, and distinct keys among them.
     async fn count(&self, table: &str) -> (i64, i64) {
         let mut c = self.dst.conn().await;
@@ -422,6 +431,10 @@ async fn killed_mid_export(engine: Engine) {
 
     let (n, _) = s.count("customers").await;
     assert_eq!(n, 0, "the killed run's rows are in the destination\n{}", a.output());
+    // Its run never recorded an end: it reads as abandoned, not running.
+    let runs = s.runs().await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, "abandoned", "{runs:?}");
     if engine != Engine::Sqlite {
         // The heartbeat renewed the lease a moment ago: not reaped yet.
         let e = s.listed(id);
@@ -449,6 +462,21 @@ async fn killed_mid_export(engine: Engine) {
     assert_eq!(e["status"], "completed", "{e:#}");
     assert_eq!(e["attempts"].as_i64(), Some(2), "{e:#}");
     assert_eq!(e["rows_written"].as_i64(), Some(s.rows), "{e:#}");
+    // The second run of the export recorded the first as abandoned in the table too.
+    let runs = s.runs().await;
+    let stored: Vec<String> = {
+        let mut c = s.dst.conn().await;
+        c.query("SELECT status FROM lockgate_runs ORDER BY id", &[], None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| match &r[0] {
+                Value::Text(t) => t.clone(),
+                v => format!("{v:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(stored, ["abandoned", "succeeded"], "{runs:?}");
     eprintln!("killed_mid_export({engine}): {:.1} s", started.elapsed().as_secs_f64());
 }
 
