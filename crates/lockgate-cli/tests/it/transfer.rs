@@ -877,6 +877,10 @@ fn bad_transfer_input_is_exit_2_with_what_to_do_and_changes_nothing() {
         ),
         (&["--config", cfg, "transfer", "show", "999"], "there is no export 999"),
         (
+            &["--config", cfg, "transfer", "create", "customers", "--lock-timeout=-1"],
+            "lock timeout -1 is out of range",
+        ),
+        (
             &["--config", cfg, "transfer", "run", "--lease=0"],
             "--lease must be a positive number",
         ),
@@ -971,6 +975,50 @@ fn the_demo_walkthrough_reads_well() {
     let (code, out, _) = run_in(d, &["--config", cfg, "transfer", "run"]);
     assert_eq!(code, 3, "{out}");
     insta::assert_snapshot!("demo_run_failed", clean(&out));
+}
+
+/// `transfer create --on-error skip`: the export records the policy; a plain `run`
+/// keeps the good rows, lists the failing ones, exits 0; fixed, a new export takes
+/// only them.
+#[test]
+fn an_export_created_with_on_error_skip_keeps_the_good_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, _, err) = run_in(d, &["demo", "--dir", "demo", "--no-serve"]);
+    assert_eq!(code, 0, "{err}");
+    let cfg = "demo/lockgate.toml";
+    let src = format!("{}/demo/source.db", d.display());
+    let null = |id: &str| {
+        let sql = format!("UPDATE customers SET FirstName = NULL WHERE CustomerID = {id}");
+        let (code, _, err) = run_in(d, &["exec", "--db", &src, "--sql", &sql]);
+        assert_eq!(code, 0, "{err}");
+    };
+    // The demo leaves 229 customers to export; two of them cannot go.
+    null("1200");
+    null("1250");
+    let (code, out, err) = run_in(
+        d,
+        &["--config", cfg, "transfer", "create", "customers", "--on-error", "skip", "--json"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["export"]["rows"], 229, "{created:#}");
+    let (code, out, err) = run_in(d, &["--config", cfg, "transfer", "run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("completed, 227 rows written") && out.contains("2 failing rows skipped"),
+        "{out}"
+    );
+    assert!(out.contains("key 1200: FirstName:") && out.contains("key 1250: FirstName:"), "{out}");
+    let (code, _, err) = run_in(
+        d,
+        &["exec", "--db", &src, "--sql", "UPDATE customers SET FirstName = 'Fixed' WHERE FirstName IS NULL AND CustomerID > 1100"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run_in(d, &["--config", cfg, "transfer", "create", "customers", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["export"]["rows"], 2, "{created:#}");
 }
 
 /// Replaces timestamps (`2026-11-24 12:19:41.771167+00:00`) with `<time>`.
