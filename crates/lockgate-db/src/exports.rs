@@ -806,13 +806,15 @@ pub enum StaleEnd {
     Ended,
     /// The session was already gone (its worker died, or ended its transaction).
     Gone,
-    /// The server ended it, but it was still rolling back when the wait ran out.
+    /// The server was told to end it, but it was still there (rolling back) when
+    /// the wait ran out.
     StillClosing,
 }
 
 /// Ends the data session of the worker whose expired claim `claim` took over
-/// (`claim.stale`), and waits (up to 10 s) until it is gone, so that its
-/// uncommitted rows and their locks are too. The worker, if it wakes, finds its
+/// (`claim.stale`), and waits up to `wait` until it is gone, so that its
+/// uncommitted rows and their locks are too (a large transaction takes a while to
+/// roll back on MariaDB; the new holder's lock waits cover the rest). The worker, if it wakes, finds its
 /// session closed and its fence moved: it commits nothing.
 ///
 /// PostgreSQL: `pg_terminate_backend` of the session whose process id and tag
@@ -822,7 +824,7 @@ pub enum StaleEnd {
 /// other worker's session: the same database user, or a role that may signal it
 /// (`pg_signal_backend`, `CONNECTION ADMIN`); without it the engine's error is
 /// returned and the caller's lock waits are bounded instead.
-pub async fn end_stale_session(conn: &mut Conn, claim: &Claim) -> Result<StaleEnd, DbError> {
+pub async fn end_stale_session(conn: &mut Conn, claim: &Claim, wait: Duration) -> Result<StaleEnd, DbError> {
     let Some(stale) = &claim.stale else {
         return Ok(StaleEnd::Gone);
     };
@@ -849,15 +851,28 @@ pub async fn end_stale_session(conn: &mut Conn, claim: &Claim) -> Result<StaleEn
             )
             .await?;
         }
-        _ => match conn.execute("KILL CONNECTION ?", &params).await {
-            // Unknown thread: it ended meanwhile.
-            Err(e) if e.engine_error().is_some_and(|x| x.code == "1094") => return Ok(StaleEnd::Gone),
-            other => {
-                other?;
+        _ => {
+            let mut killed = conn.execute("KILL CONNECTION ?", &params).await;
+            if killed
+                .as_ref()
+                .is_err_and(|e| e.engine_error().is_some_and(|x| x.code == "1295"))
+            {
+                // A server that does not prepare KILL: the id is an integer read from
+                // the ledger, so it is written as one.
+                killed = conn
+                    .execute(&format!("KILL CONNECTION {}", stale.backend_id), &[])
+                    .await;
             }
-        },
+            match killed {
+                // Unknown thread: it ended meanwhile.
+                Err(e) if e.engine_error().is_some_and(|x| x.code == "1094") => return Ok(StaleEnd::Gone),
+                other => {
+                    other?;
+                }
+            }
+        }
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
         if conn.query(find, &params, None).await?.is_empty() {
             return Ok(StaleEnd::Ended);

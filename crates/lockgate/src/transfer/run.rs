@@ -228,7 +228,7 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
                     .await
                     .map_err(dest_err(dest))?;
                 let Some(claim) = claim else { break };
-                let taken_over = take_over(ledger.conn(), &claim).await;
+                let taken_over = take_over(ledger.conn(), &claim, opts.lease).await;
                 emit(
                     opts,
                     TransferEvent::Claimed {
@@ -259,17 +259,16 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
 /// Ends the session of the worker whose expired claim `claim` took over, so that
 /// its uncommitted rows do not hold this worker up. A session that cannot be ended
 /// (no right to) is a warning: this worker's lock waits are bounded by the lease.
-async fn take_over(ledger: &mut Conn, claim: &Claim) -> Vec<String> {
+async fn take_over(ledger: &mut Conn, claim: &Claim, lease: Duration) -> Vec<String> {
     if claim.stale.is_none() {
         return Vec::new();
     }
-    let warning = match exports::end_stale_session(ledger, claim).await {
-        Ok(StaleEnd::Ended | StaleEnd::Gone) => return Vec::new(),
-        Ok(StaleEnd::StillClosing) => format!(
-            "export {}: the session of the worker whose lease expired was ended but was still rolling back \
-             after 10 s; this worker waits for its rows up to a lease",
-            claim.id
-        ),
+    // Not longer than the heartbeat would wait to renew the new claim: it has not
+    // started yet.
+    let wait = (lease / 3).min(Duration::from_secs(10));
+    let warning = match exports::end_stale_session(ledger, claim, wait).await {
+        // Still rolling back is fine: this worker's lock waits cover the rest.
+        Ok(StaleEnd::Ended | StaleEnd::Gone | StaleEnd::StillClosing) => return Vec::new(),
         Err(e) => format!(
             "export {}: could not end the session of the worker whose lease expired ({e}); if it still holds \
              rows this export needs, this run gives the export back after waiting a lease: run the workers as \
