@@ -485,9 +485,7 @@ async fn claim_once(
             rows: int(&r[3]).unwrap_or(0),
             committed_upto: int(&r[4]).unwrap_or(0),
             written: int(&r[5]).unwrap_or(0),
-            on_error: text(&r[7])
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(OnError::Rollback),
+            on_error: text(&r[7]).and_then(|t| t.parse().ok()).unwrap_or(OnError::Rollback),
             // A session recorded and not cleared: its claim expired (running, or
             // reaped back to pending by a listing) without ending.
             stale: int(&r[6]).map(|backend_id| StaleSession { backend_id, fence }),
@@ -832,7 +830,10 @@ pub async fn end_stale_session(conn: &mut Conn, claim: &Claim, wait: Duration) -
         Engine::Sqlite => return Ok(StaleEnd::Gone),
         Engine::Postgres => (
             "SELECT pid FROM pg_stat_activity WHERE pid = $1 AND application_name = $2",
-            vec![Value::Int(stale.backend_id), Value::Text(session_tag(claim.id, stale.fence))],
+            vec![
+                Value::Int(stale.backend_id),
+                Value::Text(session_tag(claim.id, stale.fence)),
+            ],
         ),
         Engine::Mysql => (
             "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ? AND DB = DATABASE()",
@@ -892,8 +893,11 @@ pub async fn bound_lock_waits(data: &mut Conn, wait: Duration) -> Result<(), DbE
                 .await
         }
         Engine::Mysql => {
-            data.batch(&format!("SET SESSION innodb_lock_wait_timeout = {}", wait.as_secs().max(1)))
-                .await
+            data.batch(&format!(
+                "SET SESSION innodb_lock_wait_timeout = {}",
+                wait.as_secs().max(1)
+            ))
+            .await
         }
         Engine::Sqlite => Ok(()),
     }

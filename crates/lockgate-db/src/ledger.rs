@@ -524,7 +524,10 @@ impl Ledger {
         self.conn.begin().await?;
         let result = async {
             let id = self.insert_run(kind, job, holder).await?;
-            let taken = self.conn.query(&run_lock_sql(engine, "lock"), &[Value::Int(id)], None).await?;
+            let taken = self
+                .conn
+                .query(&run_lock_sql(engine, "lock"), &[Value::Int(id)], None)
+                .await?;
             if !matches!(taken.first().and_then(|r| r.first()), Some(Value::Bool(true)))
                 && taken.first().and_then(|r| r.first()).and_then(int) != Some(1)
             {
@@ -591,7 +594,10 @@ impl Ledger {
                 let rows = self
                     .conn
                     .query(
-                        &format!("SELECT id, holder FROM lockgate_runs WHERE job = {} AND status = 'running'", p[0]),
+                        &format!(
+                            "SELECT id, holder FROM lockgate_runs WHERE job = {} AND status = 'running'",
+                            p[0]
+                        ),
                         &[Value::Text(job.into())],
                         None,
                     )

@@ -620,7 +620,11 @@ async fn stopped_for_good(engine: Engine) {
     let source = all_rows(&s.src, "customers").await;
     assert_eq!(source.len() as i64, s.rows);
     let written = all_rows(&s.dst, "customers").await;
-    assert!(written == source, "the destination's rows are not the source's ({} rows)", written.len());
+    assert!(
+        written == source,
+        "the destination's rows are not the source's ({} rows)",
+        written.len()
+    );
     let state = export_state(&s, id).await;
     assert_eq!(
         (&state[0], int(&state[1]), int(&state[2]), int(&state[3])),
@@ -638,8 +642,15 @@ async fn stopped_for_good(engine: Engine) {
             && a.output().contains("taken over by another worker"),
         "A says its export was taken over\n{outputs}"
     );
-    assert!(all_rows(&s.dst, "customers").await == source, "A's resumption changed the rows\n{outputs}");
-    assert_eq!(export_state(&s, id).await, state, "A's resumption changed the export\n{outputs}");
+    assert!(
+        all_rows(&s.dst, "customers").await == source,
+        "A's resumption changed the rows\n{outputs}"
+    );
+    assert_eq!(
+        export_state(&s, id).await,
+        state,
+        "A's resumption changed the export\n{outputs}"
+    );
     eprintln!(
         "stopped_for_good({engine}): B took {:.1} s; {:.1} s in all",
         b_took.as_secs_f64(),
@@ -998,7 +1009,16 @@ fn an_export_created_with_on_error_skip_keeps_the_good_rows() {
     null("1250");
     let (code, out, err) = run_in(
         d,
-        &["--config", cfg, "transfer", "create", "customers", "--on-error", "skip", "--json"],
+        &[
+            "--config",
+            cfg,
+            "transfer",
+            "create",
+            "customers",
+            "--on-error",
+            "skip",
+            "--json",
+        ],
     );
     assert_eq!(code, 0, "{out}{err}");
     let created: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -1009,10 +1029,19 @@ fn an_export_created_with_on_error_skip_keeps_the_good_rows() {
         out.contains("completed, 227 rows written") && out.contains("2 failing rows skipped"),
         "{out}"
     );
-    assert!(out.contains("key 1200: FirstName:") && out.contains("key 1250: FirstName:"), "{out}");
+    assert!(
+        out.contains("key 1200: FirstName:") && out.contains("key 1250: FirstName:"),
+        "{out}"
+    );
     let (code, _, err) = run_in(
         d,
-        &["exec", "--db", &src, "--sql", "UPDATE customers SET FirstName = 'Fixed' WHERE FirstName IS NULL AND CustomerID > 1100"],
+        &[
+            "exec",
+            "--db",
+            &src,
+            "--sql",
+            "UPDATE customers SET FirstName = 'Fixed' WHERE FirstName IS NULL AND CustomerID > 1100",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let (code, out, _) = run_in(d, &["--config", cfg, "transfer", "create", "customers", "--json"]);

@@ -79,7 +79,9 @@ async fn a_run_whose_process_is_gone_reads_as_abandoned() {
         let runs = read_runs(&mut conn, 50).await.unwrap().unwrap();
         let run = runs.iter().find(|r| r.id == gone).unwrap();
         assert!(
-            run.error.as_deref().is_some_and(|e| e.contains("without recording an end")),
+            run.error
+                .as_deref()
+                .is_some_and(|e| e.contains("without recording an end")),
             "{engine}: {run:?}"
         );
         // The table still says running until the next run of the job looks.
@@ -137,7 +139,11 @@ async fn a_run_whose_process_is_gone_reads_as_abandoned() {
             .await
             .unwrap();
         assert_eq!(statuses(&db, open).await.0, "running", "{engine}");
-        assert_eq!(statuses(&db, other).await, ("abandoned".into(), "abandoned".into()), "{engine}");
+        assert_eq!(
+            statuses(&db, other).await,
+            ("abandoned".into(), "abandoned".into()),
+            "{engine}"
+        );
     }
 }
 

@@ -461,20 +461,25 @@ async fn a_load_whose_end_cannot_be_recorded_says_so() {
     for engine in ENGINES {
         let db = customers_db(engine).await;
         // The ledger exists once a first load ran; then it refuses every run's end.
-        let r = load(&db, "customers", std::slice::from_ref(&file), |_| {}).await.unwrap();
+        let r = load(&db, "customers", std::slice::from_ref(&file), |_| {})
+            .await
+            .unwrap();
         assert!(r.warnings.is_empty(), "{engine}: {:?}", r.warnings);
         db.conn()
             .await
             .batch(crate::transfer::refuse_run_ends(engine))
             .await
             .unwrap();
-        let r = load(&db, "customers", std::slice::from_ref(&file), |o| o.mode = WriteMode::Upsert)
-            .await
-            .unwrap();
+        let r = load(&db, "customers", std::slice::from_ref(&file), |o| {
+            o.mode = WriteMode::Upsert
+        })
+        .await
+        .unwrap();
         assert!(r.committed && r.exit_code() == 0, "{engine}");
         assert_eq!(r.warnings.len(), 1, "{engine}: {:?}", r.warnings);
         assert!(
-            r.warnings[0].contains("could not be recorded in lockgate_runs") && r.warnings[0].contains("no run ends today"),
+            r.warnings[0].contains("could not be recorded in lockgate_runs")
+                && r.warnings[0].contains("no run ends today"),
             "{engine}: {:?}",
             r.warnings
         );

@@ -852,8 +852,16 @@ async fn a_commit_the_destination_refuses_fails_the_export_and_keeps_nothing() {
 
 /// Source rows 7 and 250 with a NULL name: rows the destination refuses.
 async fn two_bad_rows(p: &Pair) {
-    exec(&p.src.url, "UPDATE customers SET first_name = NULL WHERE customer_id = 7").await;
-    exec(&p.src.url, "UPDATE customers SET last_name = NULL WHERE customer_id = 250").await;
+    exec(
+        &p.src.url,
+        "UPDATE customers SET first_name = NULL WHERE customer_id = 7",
+    )
+    .await;
+    exec(
+        &p.src.url,
+        "UPDATE customers SET last_name = NULL WHERE customer_id = 250",
+    )
+    .await;
 }
 
 fn failed_keys(o: &transfer::ExportOutcome) -> Vec<String> {
@@ -887,8 +895,16 @@ async fn on_error_skip_keeps_the_good_rows_and_frees_the_failing_ones() {
             assert_eq!(count(&mut p.dst.conn().await, "customers").await, 298, "{why}");
             // The skipped rows are not held by the completed export: fixed, a new
             // export takes exactly them.
-            exec(&p.src.url, "UPDATE customers SET first_name = 'Fixed' WHERE customer_id = 7").await;
-            exec(&p.src.url, "UPDATE customers SET last_name = 'Fixed' WHERE customer_id = 250").await;
+            exec(
+                &p.src.url,
+                "UPDATE customers SET first_name = 'Fixed' WHERE customer_id = 7",
+            )
+            .await;
+            exec(
+                &p.src.url,
+                "UPDATE customers SET last_name = 'Fixed' WHERE customer_id = 250",
+            )
+            .await;
             let c = create(&t).await;
             assert_eq!(c.export.as_ref().unwrap().rows, 2, "{why}");
             let r = run(&t).await;
@@ -898,7 +914,10 @@ async fn on_error_skip_keeps_the_good_rows_and_frees_the_failing_ones() {
             let h = transfer::history(&p.dst.url, "250", None).await.unwrap();
             assert_eq!(h.len(), 2, "{why}: {h:?}");
             assert_eq!((h[0].export_id, h[0].status.as_str()), (id, "completed"), "{why}");
-            assert!(h[0].error.as_deref().is_some_and(|e| e.starts_with("last_name: ")), "{why}: {h:?}");
+            assert!(
+                h[0].error.as_deref().is_some_and(|e| e.starts_with("last_name: ")),
+                "{why}: {h:?}"
+            );
             assert_eq!(h[1].error, None, "{why}");
         }
     }
@@ -917,7 +936,11 @@ async fn on_error_stop_keeps_nothing_and_records_the_first_failing_row() {
         let r = run(&t).await;
         assert_eq!(r.exit_code(), 3, "{s:?}->{d:?}");
         let o = &r.exports[0];
-        assert_eq!((o.export.status.as_str(), o.export.error_count), ("failed", 1), "{s:?}->{d:?}");
+        assert_eq!(
+            (o.export.status.as_str(), o.export.error_count),
+            ("failed", 1),
+            "{s:?}->{d:?}"
+        );
         assert_eq!(failed_keys(o), ["7"], "{s:?}->{d:?}");
         assert_eq!(count(&mut p.dst.conn().await, "customers").await, 0, "{s:?}->{d:?}");
         // All its rows are free again.
@@ -942,10 +965,7 @@ async fn create_waits_for_another_create_up_to_its_lock_timeout() {
         let started = std::time::Instant::now();
         let err = transfer::create(&t, &CreateOptions::default()).await.unwrap_err();
         let waited = started.elapsed();
-        assert!(
-            err.to_string().contains("is locked by another create"),
-            "{d:?}: {err}"
-        );
+        assert!(err.to_string().contains("is locked by another create"), "{d:?}: {err}");
         assert!(
             waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
             "{d:?}: {waited:?}"
@@ -972,12 +992,18 @@ fn on_error_and_lock_timeout_come_from_lockgate_toml_and_flags() {
         ..Default::default()
     };
     let t = Transfer::resolve("c", &config, flags).unwrap();
-    assert_eq!((t.on_error, t.lock_timeout), (OnError::Stop, Duration::from_millis(500)));
+    assert_eq!(
+        (t.on_error, t.lock_timeout),
+        (OnError::Stop, Duration::from_millis(500))
+    );
     // Defaults: all or nothing, a minute.
     std::fs::write(&path, toml.replace("on_error = \"skip\"\nlock_timeout = 5\n", "")).unwrap();
     let config = lockgate::Config::load(&path, true).unwrap();
     let t = Transfer::resolve("c", &config, Default::default()).unwrap();
-    assert_eq!((t.on_error, t.lock_timeout), (OnError::Rollback, Duration::from_secs(60)));
+    assert_eq!(
+        (t.on_error, t.lock_timeout),
+        (OnError::Rollback, Duration::from_secs(60))
+    );
     // Bad values name the file's line or the transfer, and what to give.
     std::fs::write(&path, toml.replace("\"skip\"", "\"ignore\"")).unwrap();
     let err = lockgate::Config::load(&path, true).unwrap_err().to_string();
@@ -1032,9 +1058,16 @@ async fn a_slow_source_page_in_a_key_mode_does_not_end_the_export() {
         let started = std::time::Instant::now();
         let r = transfer::run_pending(std::slice::from_ref(&t), &opts).await.unwrap();
         assert_eq!(r.exit_code(), 0, "{s:?}->{d:?}: {:?}", r.exports);
-        assert!(started.elapsed() >= Duration::from_millis(2500), "the slow page was not read");
+        assert!(
+            started.elapsed() >= Duration::from_millis(2500),
+            "the slow page was not read"
+        );
         let o = &r.exports[0];
-        assert_eq!((o.export.status.as_str(), o.export.attempts), ("completed", 1), "{s:?}->{d:?}");
+        assert_eq!(
+            (o.export.status.as_str(), o.export.attempts),
+            ("completed", 1),
+            "{s:?}->{d:?}"
+        );
         assert_eq!(count(&mut dst, "customers").await, 200, "{s:?}->{d:?}");
     }
 }
@@ -1064,7 +1097,10 @@ async fn row_errors_are_recorded_before_the_export_can_be_claimed_again() {
             code: "23502".into(),
             message: "null value".into(),
         }];
-        assert!(exports::fail_within(&mut a, &claim, &rows, None).await.unwrap(), "{d:?}");
+        assert!(
+            exports::fail_within(&mut a, &claim, &rows, None).await.unwrap(),
+            "{d:?}"
+        );
         let mut b = Conn::connect(&p.dst.url).await.unwrap();
         let during = exports::claim(&mut b, &names, "worker B", Duration::from_secs(60)).await;
         assert!(matches!(during, Ok(None)), "{d:?}: {during:?}");
@@ -1112,7 +1148,8 @@ async fn a_run_end_that_cannot_be_recorded_is_a_warning_not_silence() {
         assert_eq!(o.export.status, "completed", "{d:?}");
         assert_eq!(o.warnings.len(), 1, "{d:?}: {:?}", o.warnings);
         assert!(
-            o.warnings[0].contains("could not be recorded in lockgate_runs") && o.warnings[0].contains("no run ends today"),
+            o.warnings[0].contains("could not be recorded in lockgate_runs")
+                && o.warnings[0].contains("no run ends today"),
             "{d:?}: {:?}",
             o.warnings
         );
