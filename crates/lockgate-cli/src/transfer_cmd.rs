@@ -348,6 +348,9 @@ pub async fn transfer(config: &Config, cmd: TransferCommand) -> i32 {
                     0
                 }
                 Ok(r) => {
+                    for w in &r.warnings {
+                        eprintln!("warning: {w}");
+                    }
                     match (&r.export, dry_run) {
                         (_, true) => println!(
                             "{} rows of transfer {} are in no pending, running or completed export (dry run: nothing created)",

@@ -91,6 +91,10 @@ pub struct CreateReport {
     pub available: i64,
     /// The export created.
     pub export: Option<Export>,
+    /// What went wrong around the create without changing it (its lock could not be
+    /// given back).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Records a pending export of `t` with its row set: every source key that no
@@ -111,9 +115,14 @@ pub async fn create(t: &Transfer, opts: &CreateOptions) -> Result<CreateReport, 
         .await
         .map_err(dest_err(&t.dest))?;
     let result = create_locked(t, &plan, src, &mut ledger, opts).await;
-    let unlocked = ledger.unlock(lock).await.map_err(dest_err(&t.dest));
-    let report = result?;
-    unlocked?;
+    let unlocked = ledger.unlock(lock).await;
+    let mut report = result?;
+    if let Err(e) = unlocked {
+        // The export is recorded (or not) whatever became of the lock.
+        report.warnings.push(format!(
+            "the lock of {job} could not be given back ({e}); it is freed when this process exits"
+        ));
+    }
     Ok(report)
 }
 
@@ -234,6 +243,7 @@ async fn create_locked(
                 created: true,
                 available: rows,
                 export,
+                warnings: Vec::new(),
             })
         }
         Ok((_, rows)) => {
@@ -242,6 +252,7 @@ async fn create_locked(
                 created: false,
                 available: rows,
                 export: None,
+                warnings: Vec::new(),
             })
         }
         Err(e) => {
