@@ -1157,3 +1157,44 @@ async fn a_run_end_that_cannot_be_recorded_is_a_warning_not_silence() {
         assert!(json["exports"][0]["warnings"][0].is_string(), "{json:#}");
     }
 }
+
+/// A row lock that nobody ends (another application's open transaction, or a stalled
+/// worker whose session could not be ended) fails the export after lock waits
+/// bounded by the lease, and gives it back to pending, rather than holding the
+/// worker for ever; once the lock is gone the same export completes.
+#[tokio::test]
+async fn a_lock_nobody_ends_gives_the_export_back_after_bounded_waits() {
+    for d in [Engine::Postgres, Engine::Mysql] {
+        let p = pair(Engine::Sqlite, d, 40).await;
+        let t = customers(&p);
+        let id = create(&t).await.export.unwrap().id;
+        let mut holder = p.dst.conn().await;
+        holder.begin().await.unwrap();
+        holder
+            .batch(
+                "INSERT INTO customers (customer_id, first_name, last_name, email, acquisition_date) \
+                 VALUES (5, 'Held', 'Held', 'held@example.com', '2020-01-01')",
+            )
+            .await
+            .unwrap();
+        let opts = RunOptions {
+            lease: Duration::from_secs(1),
+            ..RunOptions::default()
+        };
+        let started = std::time::Instant::now();
+        let err = transfer::run_pending(std::slice::from_ref(&t), &opts)
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(20), "{d:?}: {took:?}");
+        assert!(err.to_string().to_lowercase().contains("lock"), "{d:?}: {err}");
+        let e = transfer::show(&p.dst.url, id).await.unwrap().export;
+        assert_eq!(e.status, "pending", "{d:?}: {e:?}");
+        assert!(e.error.is_some(), "{d:?}: {e:?}");
+        holder.rollback().await.unwrap();
+        let r = transfer::run_pending(std::slice::from_ref(&t), &opts).await.unwrap();
+        assert_eq!(r.exports[0].export.status, "completed", "{d:?}");
+        assert_eq!(count(&mut p.dst.conn().await, "customers").await, 40, "{d:?}");
+        eprintln!("{d:?}: gave the export back after {took:?}");
+    }
+}
