@@ -3,7 +3,9 @@
 //!
 //! It is hand-written rather than built on the `csv` crate because COPY's rules need a
 //! distinction that crate erases: an unquoted empty field is NULL, a quoted one (`""`) is
-//! the empty string.
+//! the empty string. An empty line is therefore one unquoted empty field, as COPY reads
+//! it: a NULL row in a CSV of one column, and too few fields (an error naming the line)
+//! in a CSV of several. Only empty lines before the header are skipped.
 
 use std::collections::HashMap;
 
@@ -30,7 +32,8 @@ struct FieldEnd {
 
 #[derive(Clone, Copy)]
 enum State {
-    /// Before the first byte of a record; blank lines are skipped here.
+    /// Before the first byte of a record (empty lines are skipped here only before the
+    /// header).
     RecordStart,
     /// At the first byte of a field.
     FieldStart,
@@ -66,7 +69,7 @@ impl CsvReader {
             after_cr: false,
             number: 0,
         };
-        let Some(line) = reader.parse_record()? else {
+        let Some(line) = reader.parse_record(true)? else {
             return Err(ReadError::empty(&reader.source.name));
         };
         let text = reader.record_text(line)?;
@@ -111,8 +114,9 @@ impl CsvReader {
     }
 
     /// Parses the next record into `bytes` and `ends`. Returns the line it starts on, or
-    /// `None` at the end of the input.
-    fn parse_record(&mut self) -> Result<Option<u64>, ReadError> {
+    /// `None` at the end of the input. Empty lines are skipped when `skip_empty` (before
+    /// the header); otherwise an empty line is a record of one unquoted empty field.
+    fn parse_record(&mut self, skip_empty: bool) -> Result<Option<u64>, ReadError> {
         let CsvReader {
             source: src,
             bytes,
@@ -170,11 +174,20 @@ impl CsvReader {
                         }
                     }
                     match byte {
-                        // A completely empty line holds no record.
-                        b'\n' | b'\r' => {
+                        // Before the header, an empty line holds nothing.
+                        b'\n' | b'\r' if skip_empty => {
                             src.newline(src.pos);
                             src.pos += 1;
                             *after_cr = byte == b'\r';
+                        }
+                        // After it, one unquoted empty field: COPY's NULL.
+                        b'\n' | b'\r' => {
+                            start_line = src.line;
+                            ends.push(FieldEnd { end: 0, quoted: false });
+                            src.newline(src.pos);
+                            src.pos += 1;
+                            *after_cr = byte == b'\r';
+                            return Ok(Some(start_line));
                         }
                         _ => {
                             start_line = src.line;
@@ -313,9 +326,24 @@ impl RecordReader for CsvReader {
     }
 
     fn next_record(&mut self, record: &mut Record) -> Result<bool, ReadError> {
-        let Some(line) = self.parse_record()? else {
+        let Some(line) = self.parse_record(false)? else {
             return Ok(false);
         };
+        if self.ends.len() != self.columns.len()
+            && self.ends.len() == 1
+            && self.bytes.is_empty()
+            && !self.ends[0].quoted
+        {
+            return Err(ReadError::at_line(
+                &self.source.name,
+                line,
+                format!(
+                    "the line is empty, but the header has {} columns: remove the empty line \
+                     (as in PostgreSQL's COPY, an empty line is a NULL row only in a CSV of one column)",
+                    self.columns.len()
+                ),
+            ));
+        }
         if self.ends.len() != self.columns.len() {
             return Err(ReadError::at_line(
                 &self.source.name,

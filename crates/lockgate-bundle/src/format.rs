@@ -13,7 +13,7 @@ pub enum Format {
     /// Newline-delimited JSON: one object per line (also called JSON Lines, `.jsonl`).
     #[serde(alias = "jsonl")]
     Ndjson,
-    /// One JSON array of objects, read element by element.
+    /// One JSON array of objects, read element by element, or one object (one record).
     Json,
 }
 

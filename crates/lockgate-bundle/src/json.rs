@@ -1,4 +1,5 @@
-//! The JSON readers' shared object decoding, and the reader of a top-level JSON array.
+//! The JSON readers' shared object decoding, and the reader of a `.json` file: a
+//! top-level array of objects, or one object (one record, as oe-migration reads it).
 //!
 //! The array is streamed: a small byte-level scanner finds where each element ends
 //! (tracking strings, escapes and nesting) and copies just that element into a reused
@@ -193,6 +194,10 @@ enum ArrayState {
     First,
     /// After an element: `,` or `]` comes next.
     AfterElement,
+    /// A file holding one object: the object comes next.
+    Single,
+    /// After the one object: only whitespace may follow.
+    AfterSingle,
     /// After the closing `]` and the check that only whitespace follows it.
     Done,
 }
@@ -209,31 +214,34 @@ pub(crate) struct JsonArrayReader {
 }
 
 impl JsonArrayReader {
-    /// Reads up to and including the opening `[`. `source` has been started.
+    /// Reads up to and including the opening `[`, or up to the `{` of a file that holds
+    /// one object. `source` has been started.
     pub(crate) fn new(mut source: Source) -> Result<JsonArrayReader, ReadError> {
         let Some(byte) = skip_whitespace(&mut source)? else {
             return Err(ReadError::empty(&source.name));
         };
-        if byte != b'[' {
-            peek_word(&mut source)?;
-            let hint = if byte == b'{' {
-                ": for one object per line, name the file .ndjson"
-            } else {
-                ""
-            };
-            let found = describe_value(&source.buf[source.pos..source.end]);
-            return Err(source.error_at(
-                source.pos,
-                format!("expected a JSON array of objects, found {found}{hint}"),
-            ));
-        }
+        let state = match byte {
+            b'[' => {
+                source.pos += 1;
+                ArrayState::First
+            }
+            // oe-migration `require`s a data file and wraps a lone object in an array.
+            b'{' => ArrayState::Single,
+            _ => {
+                peek_word(&mut source)?;
+                let found = describe_value(&source.buf[source.pos..source.end]);
+                return Err(source.error_at(
+                    source.pos,
+                    format!("expected a JSON array of objects (or one object), found {found}"),
+                ));
+            }
+        };
         let open_line = source.line;
-        source.pos += 1;
         Ok(JsonArrayReader {
             source,
             decoder: ObjectDecoder::new(),
             element: Vec::with_capacity(4096),
-            state: ArrayState::First,
+            state,
             open_line,
             number: 0,
         })
@@ -383,6 +391,10 @@ pub(crate) fn skip_whitespace(src: &mut Source) -> Result<Option<u8>, ReadError>
 }
 
 impl RecordReader for JsonArrayReader {
+    fn text_is_json_string(&self) -> bool {
+        true
+    }
+
     fn columns(&self) -> &[String] {
         self.decoder.columns()
     }
@@ -390,6 +402,24 @@ impl RecordReader for JsonArrayReader {
     fn next_record(&mut self, record: &mut Record) -> Result<bool, ReadError> {
         match self.state {
             ArrayState::Done => Ok(false),
+            ArrayState::Single => {
+                self.read_element(record)?;
+                self.state = ArrayState::AfterSingle;
+                Ok(true)
+            }
+            ArrayState::AfterSingle => {
+                if let Some(byte) = skip_whitespace(&mut self.source)? {
+                    return Err(self.source.error_at(
+                        self.source.pos,
+                        format!(
+                            "{} after the file's one object: a .json file holds one array of objects or one object; for one object per line, name the file .ndjson",
+                            describe_byte(byte)
+                        ),
+                    ));
+                }
+                self.state = ArrayState::Done;
+                Ok(false)
+            }
             ArrayState::First => match skip_whitespace(&mut self.source)? {
                 None => Err(self.not_closed()),
                 Some(b']') => {

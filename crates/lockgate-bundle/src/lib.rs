@@ -84,7 +84,7 @@ pub use format::{detect, Compression, Format, UnknownFormat};
 pub use manifest::{
     parse_manifest, ClearTables, EntryKind, FileEntry, FileMode, Manifest, OnErrorSpec, ScriptKind, ScriptLists,
 };
-pub use model::{parse_model, ModelDef, PropType, PropertyDef};
+pub use model::{parse_model, IndexDef, ModelDef, PropType, PropertyDef, NOW};
 pub use open::{open_records, records_from_reader};
 pub use record::{RawValue, Record, RecordReader};
 pub use version::{InvalidVersion, Version};

@@ -34,6 +34,25 @@ pub struct ModelDef {
     pub multi_tenant: bool,
     /// Extension `"drop"`: columns to drop, named explicitly because dropping loses data.
     pub drop: Vec<String>,
+    /// `"idInjection"` (top level or in `"options"`), when the file sets it. Loopback's
+    /// default is on: a model with no id property gets an integer `id` that the
+    /// database generates.
+    pub id_injection: Option<bool>,
+    /// `"base"`: the model this one extends (its properties come first).
+    pub base: Option<String>,
+    /// `"indexes"`: indexes over one or more properties.
+    pub indexes: Vec<IndexDef>,
+}
+
+/// An index a model asks for: a property's `"index"`, or an entry of `"indexes"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexDef {
+    /// Its name, when the file gives one (the key in `"indexes"`).
+    pub name: Option<String>,
+    /// Its properties, in order.
+    pub columns: Vec<String>,
+    /// Whether it is unique.
+    pub unique: bool,
 }
 
 /// One property (column) of a model.
@@ -62,6 +81,11 @@ pub struct PropertyDef {
     /// Extension `"retype": true`: change an existing column's type to this one, named
     /// explicitly because a conversion can lose data.
     pub retype: bool,
+    /// `"generated": true` (with `"id"`): the database fills it (an identity,
+    /// AUTO_INCREMENT or SQLite's rowid).
+    pub generated: bool,
+    /// `"index": true` (`Some(false)`) or `"index": {"unique": true}` (`Some(true)`).
+    pub index: Option<bool>,
 }
 
 /// Loopback property types (plus oe-Cloud's `integer`).
@@ -145,6 +169,12 @@ impl ModelDef {
             .collect()
     }
 
+    /// Whether loopback's idInjection gives the model an `id` that the database
+    /// generates: it is on (the default) and no property is the id.
+    pub fn injects_id(&self) -> bool {
+        self.id_injection != Some(false) && self.id_properties().is_empty()
+    }
+
     /// The property named `name`, if any.
     pub fn property(&self, name: &str) -> Option<&PropertyDef> {
         self.properties.iter().find(|property| property.name == name)
@@ -160,8 +190,10 @@ const ENGINES: [&str; 3] = ["postgresql", "mysql", "sqlite"];
 /// property: not JSON or not an object, no `name`, `properties` not an object, a property
 /// that is neither a type name nor an object with a `type`, an unknown type (the message
 /// lists the valid ones), a bad `max`, `precision` or `scale`, and a `dataType` that is not
-/// a plain type name with an optional `(n)` or `(p, s)`. Keys Lockgate has no use for
-/// (`base`, `relations`, `acls`, …) are ignored.
+/// a plain type name with an optional `(n)` or `(p, s)`, a `"generated"` property that
+/// is not an integer id, a `"defaultFn"` other than `"now"`, an engine `"columnName"`,
+/// a malformed `"index"` or `"indexes"`. Keys with no bearing on what is stored
+/// (`relations`, `acls`, `hidden`, `methods`, …) are ignored.
 pub fn parse_model(path: &Path, text: &str) -> Result<ModelDef, BundleError> {
     let text = strip_bom(text);
     check_object_text(
@@ -181,6 +213,20 @@ pub fn parse_model(path: &Path, text: &str) -> Result<ModelDef, BundleError> {
         ));
     };
     let table = raw.table.or(raw.options_table).or(raw.engine_table);
+    let mut indexes: Vec<IndexDef> = raw
+        .properties
+        .iter()
+        .filter_map(|p| {
+            p.index.map(|unique| IndexDef {
+                name: None,
+                columns: vec![p.name.clone()],
+                unique,
+            })
+        })
+        .collect();
+    // Whether an index names existing columns is known only with the base models
+    // and the tenant column: the migrate engine checks it.
+    indexes.extend(raw.indexes);
     Ok(ModelDef {
         path: path.to_path_buf(),
         name,
@@ -188,6 +234,9 @@ pub fn parse_model(path: &Path, text: &str) -> Result<ModelDef, BundleError> {
         properties: raw.properties,
         multi_tenant: raw.multi_tenant,
         drop: raw.drop,
+        id_injection: raw.id_injection.or(raw.options_id_injection),
+        base: raw.base,
+        indexes,
     })
 }
 
@@ -201,6 +250,10 @@ struct RawModel {
     properties: Vec<PropertyDef>,
     multi_tenant: bool,
     drop: Vec<String>,
+    id_injection: Option<bool>,
+    options_id_injection: Option<bool>,
+    base: Option<String>,
+    indexes: Vec<IndexDef>,
 }
 
 struct ModelVisitor;
@@ -236,16 +289,26 @@ impl<'de> Visitor<'de> for ModelVisitor {
             map.next_value_seed(Checked(|value: Value| match key.as_str() {
                 "name" => string(&value, "name").map(|name| model.name = Some(name)),
                 "table" => string(&value, "table").map(|table| model.table = Some(table)),
+                "idInjection" => flag(&value, "idInjection").map(|on| model.id_injection = Some(on)),
+                "base" => string(&value, "base").map(|base| model.base = Some(base)),
+                "indexes" => indexes(&value).map(|list| model.indexes = list),
                 "options" => match &value {
-                    Value::Object(options) => table_in(options, "options").map(|table| {
-                        model.options_table = table.or_else(|| {
-                            // `"options": {"postgresql": {"table": …}}` is common in loopback too.
-                            ENGINES.iter().find_map(|engine| match options.get(*engine) {
-                                Some(Value::Object(section)) => table_in(section, engine).ok().flatten(),
-                                _ => None,
-                            })
+                    Value::Object(options) => table_in(options, "options")
+                        .and_then(|table| {
+                            if let Some(on) = options.get("idInjection") {
+                                model.options_id_injection = Some(flag(on, "options.idInjection")?);
+                            }
+                            Ok(table)
                         })
-                    }),
+                        .map(|table| {
+                            model.options_table = table.or_else(|| {
+                                // `"options": {"postgresql": {"table": …}}` is common in loopback too.
+                                ENGINES.iter().find_map(|engine| match options.get(*engine) {
+                                    Some(Value::Object(section)) => table_in(section, engine).ok().flatten(),
+                                    _ => None,
+                                })
+                            })
+                        }),
                     other => Err(format!(r#""options" is {}: use an object"#, describe(other))),
                 },
                 engine if ENGINES.contains(&engine) => match &value {
@@ -391,6 +454,8 @@ fn property(name: &str, value: &Value) -> Result<PropertyDef, String> {
         scale: None,
         data_type: None,
         retype: false,
+        generated: false,
+        index: None,
     };
     let object = match value {
         Value::Object(object) => object,
@@ -416,6 +481,36 @@ fn property(name: &str, value: &Value) -> Result<PropertyDef, String> {
                 }
             }
             "default" => property.default = Some(value.clone()),
+            "generated" => property.generated = flag(value, key)?,
+            "index" => {
+                property.index = match value {
+                    Value::Bool(false) => None,
+                    Value::Bool(true) => Some(false),
+                    Value::Object(options) => Some(match options.get("unique") {
+                        None => false,
+                        Some(unique) => flag(unique, "index.unique")?,
+                    }),
+                    other => {
+                        return Err(format!(
+                            r#""index" is {}: use true or {{"unique": true}}"#,
+                            describe(other)
+                        ))
+                    }
+                }
+            }
+            "defaultFn" => match value {
+                // Loopback's "now" is the same as the default "$now".
+                Value::String(name) if name == "now" => property.default = Some(Value::String(NOW.to_owned())),
+                other => {
+                    return Err(format!(
+                        r#""defaultFn" {} is not supported (only "now" is): give the values in the data files, or a "default""#,
+                        match other {
+                            Value::String(name) => quote(name),
+                            other => describe(other).to_owned(),
+                        }
+                    ))
+                }
+            },
             "max" | "length" => property.max = Some(whole(value, key, u64::MAX)?),
             "precision" => property.precision = Some(whole(value, key, u32::MAX.into())? as u32),
             "scale" => property.scale = Some(whole(value, key, u32::MAX.into())? as u32),
@@ -440,8 +535,107 @@ fn property(name: &str, value: &Value) -> Result<PropertyDef, String> {
             let checked = data_type(value, &format!("{engine}.dataType"))?;
             property.data_type.get_or_insert(checked);
         }
+        if section.contains_key("columnName") {
+            return Err(format!(
+                r#""{engine}.columnName" is not supported: Lockgate names a column after its property, so rename the property"#
+            ));
+        }
+    }
+    if property.generated && !property.id {
+        return Err(r#"is "generated" but not the id: give it "id": true, or remove "generated""#.to_owned());
+    }
+    if property.generated && !matches!(property.prop_type, PropType::Number | PropType::Integer) {
+        return Err(format!(
+            r#"is a generated id of type {}: SQL databases generate integers, so use "type": "number""#,
+            property.prop_type
+        ));
+    }
+    // A bare `decimal` with a precision, or `varchar` with a length, is the type those
+    // give (as loopback's connectors declare it), not the engine's bare default.
+    if let Some(name) = property.data_type.clone().filter(|t| !t.contains('(')) {
+        let lower = name.trim().to_ascii_lowercase();
+        match (lower.as_str(), property.precision, property.scale, property.max) {
+            ("decimal" | "numeric", Some(p), scale, _) => {
+                property.data_type = Some(format!("{}({p},{})", name.trim(), scale.unwrap_or(0)));
+            }
+            ("decimal" | "numeric", None, Some(_), _) => {
+                return Err(r#"gives a "scale" without a "precision": give both"#.to_owned());
+            }
+            ("varchar" | "char" | "character varying" | "character", _, _, Some(n)) => {
+                property.data_type = Some(format!("{}({n})", name.trim()));
+            }
+            _ => {}
+        }
     }
     Ok(property)
+}
+
+/// The default that means "the current time" (loopback's `"$now"`).
+pub const NOW: &str = "$now";
+
+/// `"indexes"`: each entry is `{"keys": {"a": 1}, "options": {"unique": true}}`,
+/// `{"columns": "a, b", "kind": "unique"}`, or the keys alone (`{"a": 1, "b": -1}`).
+fn indexes(value: &Value) -> Result<Vec<IndexDef>, String> {
+    let Value::Object(entries) = value else {
+        return Err(format!(
+            r#""indexes" is {}: use an object such as {{"email_idx": {{"keys": {{"email": 1}}, "options": {{"unique": true}}}}}}"#,
+            describe(value)
+        ));
+    };
+    let mut out = Vec::new();
+    for (name, entry) in entries {
+        let refuse = |what: &str| {
+            format!(
+                r#"index {} {what}: use {{"keys": {{"column": 1}}, "options": {{"unique": true}}}} or {{"columns": "a, b", "kind": "unique"}}"#,
+                quote(name)
+            )
+        };
+        let Value::Object(entry) = entry else {
+            return Err(refuse(&format!("is {}", describe(entry))));
+        };
+        let (columns, unique): (Vec<String>, bool) = if let Some(keys) = entry.get("keys") {
+            let Value::Object(keys) = keys else {
+                return Err(refuse(r#"has "keys" that are not an object"#));
+            };
+            let unique = match entry.get("options").and_then(|o| o.get("unique")) {
+                None => false,
+                Some(flag_value) => flag(flag_value, "options.unique")?,
+            };
+            (keys.keys().cloned().collect(), unique)
+        } else if let Some(columns) = entry.get("columns") {
+            let Value::String(columns) = columns else {
+                return Err(refuse(r#"has "columns" that are not a string"#));
+            };
+            let unique = match entry.get("kind") {
+                None => false,
+                Some(Value::String(kind)) if kind.eq_ignore_ascii_case("unique") => true,
+                Some(Value::String(kind)) if kind.eq_ignore_ascii_case("index") => false,
+                Some(_) => return Err(refuse(r#"has a "kind" other than "unique""#)),
+            };
+            (
+                columns
+                    .split(',')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty())
+                    .collect(),
+                unique,
+            )
+        } else {
+            if entry.values().any(|v| !v.is_number()) {
+                return Err(refuse("is neither keys nor columns"));
+            }
+            (entry.keys().cloned().collect(), false)
+        };
+        if columns.is_empty() {
+            return Err(refuse("names no column"));
+        }
+        out.push(IndexDef {
+            name: Some(name.clone()),
+            columns,
+            unique,
+        });
+    }
+    Ok(out)
 }
 
 fn prop_type(value: &Value) -> Result<PropType, String> {

@@ -59,6 +59,10 @@ impl NdjsonReader {
 }
 
 impl RecordReader for NdjsonReader {
+    fn text_is_json_string(&self) -> bool {
+        true
+    }
+
     fn columns(&self) -> &[String] {
         self.decoder.columns()
     }

@@ -41,4 +41,12 @@ pub trait RecordReader: Send {
     ///
     /// After an error the reader's place in the file is unspecified: stop reading.
     fn next_record(&mut self, record: &mut Record) -> Result<bool, ReadError>;
+
+    /// Whether a [`RawValue::Text`] is a JSON string, a value in itself (JSON and NDJSON),
+    /// rather than text to be parsed into the column's type (CSV). The difference shows
+    /// in JSON columns: a JSON string stays a string there, while a CSV field holds JSON
+    /// text.
+    fn text_is_json_string(&self) -> bool {
+        false
+    }
 }

@@ -94,9 +94,9 @@ enum Command {
         /// For --mode sync: only rows matching this SQL condition may be deleted.
         #[arg(long = "where")]
         sync_where: Option<String>,
-        /// Seconds to wait for another load of the same table.
-        #[arg(long, default_value_t = 30.0)]
-        lock_timeout: f64,
+        /// How long to wait for another load of the same table (30, 30s, 5m).
+        #[arg(long, default_value = "30s", value_parser = duration)]
+        lock_timeout: Duration,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -105,6 +105,9 @@ enum Command {
     Migrate(migrate_cmd::MigrateArgs),
     /// Show a module's migration version, pending, changed and partly applied versions.
     Status(migrate_cmd::StatusArgs),
+    /// Check the db/ folder against what the database applied (as Flyway's validate):
+    /// exit 4 on drift (changed, missing or skipped versions, partly applied ones).
+    Validate(migrate_cmd::ValidateArgs),
     /// Show the migration log, filtered by type, table, version and tenant.
     Log(migrate_cmd::LogArgs),
     /// Put back the data of the versions after --to, and set the version to it.
@@ -128,7 +131,26 @@ mod lockgate_bundle_format {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--json` anywhere before a `--`: errors, usage errors included, are JSON too.
+    render::set_json(std::env::args_os().take_while(|a| a != "--").any(|a| a == "--json"));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || matches!(e.kind(), ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
+            {
+                e.exit();
+            }
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            // Usage errors are exit 2 (DESIGN.md), as clap's own; its usage hint follows.
+            let code = render::fail(message, 2);
+            eprint!("{}", text.split_once('\n').map_or("", |(_, rest)| rest));
+            return ExitCode::from(code as u8);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LOCKGATE_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
@@ -142,6 +164,12 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(run(cli));
     ExitCode::from(code as u8)
+}
+
+/// clap's parser for every duration flag: seconds (`30`, `2.5`) or a number with a
+/// unit (`500ms`, `30s`, `5m`, `1h`), through lockgate-core's one parser.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    lockgate_core::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// `--db` (or `DATABASE_URL`) as a URL; a bad one is reported here (exit 2).
@@ -220,7 +248,7 @@ async fn run(cli: Cli) -> i32 {
                 on_error,
                 batch_rows: batch_size,
                 dry_run,
-                lock_timeout: Duration::from_secs_f64(lock_timeout.max(0.0)),
+                lock_timeout,
                 sync_where,
                 ..LoadOptions::default()
             };
@@ -241,8 +269,12 @@ async fn run(cli: Cli) -> i32 {
             Ok(url) => migrate_cmd::migrate(&url, a).await,
             Err(code) => code,
         },
-        Command::Status(a) => match resolve(&config, a.db.as_deref()) {
+        Command::Status(a) => match resolve(&config, a.folder.db.as_deref()) {
             Ok(url) => migrate_cmd::status(&url, a).await,
+            Err(code) => code,
+        },
+        Command::Validate(a) => match resolve(&config, a.folder.db.as_deref()) {
+            Ok(url) => migrate_cmd::validate(&url, a).await,
             Err(code) => code,
         },
         Command::Log(a) => match resolve(&config, a.db.as_deref()) {

@@ -48,12 +48,12 @@ pub struct MigrateArgs {
     /// The tenant column of multi-tenant tables.
     #[arg(long, default_value = "tenant_id")]
     tenant_column: String,
-    /// Seconds a process script may run.
-    #[arg(long, default_value_t = 300.0)]
-    script_timeout: f64,
-    /// Seconds to wait for another migrate of the same module.
-    #[arg(long, default_value_t = 600.0)]
-    lock_timeout: f64,
+    /// How long a process script may run (300, 300s, 5m).
+    #[arg(long, default_value = "5m", value_parser = crate::duration)]
+    script_timeout: Duration,
+    /// How long to wait for another migrate of the same module (600, 10m).
+    #[arg(long, default_value = "10m", value_parser = crate::duration)]
+    lock_timeout: Duration,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -86,9 +86,9 @@ impl ZipLimitArgs {
     }
 }
 
-/// `lockgate status`.
+/// The database, folder and module `status` and `validate` compare.
 #[derive(Args)]
-pub struct StatusArgs {
+pub struct FolderArgs {
     /// Database URL or connection name; default DATABASE_URL.
     #[arg(long)]
     pub db: Option<String>,
@@ -104,6 +104,24 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `lockgate status`.
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub folder: FolderArgs,
+    /// Exit 4 on drift (versions changed, missing or skipped, or partly applied), so
+    /// that CI can gate on it.
+    #[arg(long)]
+    strict: bool,
+}
+
+/// `lockgate validate`.
+#[derive(Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub folder: FolderArgs,
 }
 
 /// `lockgate log`.
@@ -150,15 +168,16 @@ pub struct RollbackArgs {
     /// Put rows back even where they were changed since the migration.
     #[arg(long)]
     overwrite: bool,
-    /// Roll back across versions that ran scripts (what the scripts did stays).
+    /// Roll back across versions that ran scripts: what process scripts did stays, and
+    /// so does what a .sql script did beyond the rows of the tables its statements name.
     #[arg(long)]
     ignore_scripts: bool,
     /// Show what would be put back and change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Seconds to wait for a migrate of the same module.
-    #[arg(long, default_value_t = 600.0)]
-    lock_timeout: f64,
+    /// How long to wait for a migrate of the same module (600, 10m).
+    #[arg(long, default_value = "10m", value_parser = crate::duration)]
+    lock_timeout: Duration,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -231,10 +250,6 @@ pub async fn dump(url: &lockgate::db::DbUrl, a: DumpArgs) -> i32 {
     }
 }
 
-fn seconds(s: f64) -> Duration {
-    Duration::from_secs_f64(s.max(0.0))
-}
-
 /// Runs `migrate`; returns the exit code.
 pub async fn migrate(url: &lockgate::db::DbUrl, a: MigrateArgs) -> i32 {
     let opts = MigrateOptions {
@@ -247,8 +262,8 @@ pub async fn migrate(url: &lockgate::db::DbUrl, a: MigrateArgs) -> i32 {
         dry_run: a.dry_run,
         on_error: a.on_error,
         tenant_column: a.tenant_column,
-        script_timeout: seconds(a.script_timeout),
-        lock_timeout: seconds(a.lock_timeout),
+        script_timeout: a.script_timeout,
+        lock_timeout: a.lock_timeout,
         zip_limits: a.zip_limits.limits(),
         ..MigrateOptions::default()
     };
@@ -312,7 +327,9 @@ fn step_text(s: &StepReport, dry: bool) -> String {
             if dry { "would delete" } else { "deleted" },
             s.deleted
         ),
-        "sql" if dry && s.note.is_some() => format!("  would run {}", s.file),
+        "sql" if dry && s.note.as_deref().is_some_and(|n| n.starts_with("not run")) => {
+            format!("  would run {}", s.file)
+        }
         "sql" if dry => format!("  ran {} (undone with the rest of the dry run)", s.file),
         "sql" => format!("  ran {}", s.file),
         _ => format!("  {} {}", if dry { "would run" } else { "ran" }, s.file),
@@ -328,6 +345,9 @@ pub fn migrate_text(r: &MigrateReport, verbose: bool) -> String {
             r.module,
             r.old_version.as_deref().unwrap_or("no version")
         ));
+        for w in r.warnings.iter().take(20) {
+            out.push_str(&format!("warning: {w}\n"));
+        }
         return out;
     }
     for v in &r.versions {
@@ -402,6 +422,73 @@ pub fn migrate_text(r: &MigrateReport, verbose: bool) -> String {
 
 /// Runs `status`.
 pub async fn status(url: &lockgate::db::DbUrl, a: StatusArgs) -> i32 {
+    let json = a.folder.json;
+    match status_report(url, a.folder, false).await {
+        Ok(r) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                print!("{}", status_text(&r));
+                if a.strict && !r.drift.is_empty() {
+                    println!("status --strict: {} problem(s) (exit 4)", r.drift.len());
+                }
+            }
+            if a.strict {
+                r.strict_exit_code()
+            } else {
+                0
+            }
+        }
+        Err(e) => render::fail(&e.to_string(), e.exit_code()),
+    }
+}
+
+/// Runs `validate`: `status --strict` that also reads every version's meta.json and
+/// definitions, and needs the folder.
+pub async fn validate(url: &lockgate::db::DbUrl, a: ValidateArgs) -> i32 {
+    let json = a.folder.json;
+    let mut folder = a.folder;
+    if folder.dir.is_none() && folder.zip.is_none() {
+        folder.dir = Some(PathBuf::from("db"));
+    }
+    match status_report(url, folder, true).await {
+        Ok(r) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else if r.drift.is_empty() {
+                println!(
+                    "valid: module {} at {} matches {}{}",
+                    r.module,
+                    r.current_version.as_deref().unwrap_or("no version"),
+                    r.folder.as_deref().unwrap_or("?"),
+                    if r.pending.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({} pending: {})", r.pending.len(), r.pending.join(", "))
+                    }
+                );
+            } else {
+                println!(
+                    "NOT valid: module {} at {} and {} disagree:",
+                    r.module,
+                    r.current_version.as_deref().unwrap_or("no version"),
+                    r.folder.as_deref().unwrap_or("?")
+                );
+                for d in &r.drift {
+                    println!("  {d}");
+                }
+            }
+            r.strict_exit_code()
+        }
+        Err(e) => render::fail(&e.to_string(), e.exit_code()),
+    }
+}
+
+async fn status_report(
+    url: &lockgate::db::DbUrl,
+    a: FolderArgs,
+    read_manifests: bool,
+) -> Result<StatusReport, lockgate::MigrateError> {
     let dir = a
         .dir
         .or_else(|| (a.zip.is_none() && std::path::Path::new("db").is_dir()).then(|| PathBuf::from("db")));
@@ -409,19 +496,10 @@ pub async fn status(url: &lockgate::db::DbUrl, a: StatusArgs) -> i32 {
         dir,
         zip: a.zip,
         module: a.module,
+        read_manifests,
         ..StatusOptions::default()
     };
-    match lockgate::status(url, &opts).await {
-        Ok(r) => {
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                print!("{}", status_text(&r));
-            }
-            0
-        }
-        Err(e) => render::fail(&e.to_string(), e.exit_code()),
-    }
+    lockgate::status(url, &opts).await
 }
 
 /// The human report of `status`.
@@ -459,7 +537,7 @@ pub fn status_text(r: &StatusReport) -> String {
     }
     for v in &r.skipped {
         out.push_str(&format!(
-            "  {v} never applied: it is older than the current version, so migrate skips it (apply it with --force --from {v} --to {v})\n"
+            "  {v} never applied [older than the current version: migrate skips it]\n"
         ));
     }
     match &r.folder {
@@ -467,11 +545,24 @@ pub fn status_text(r: &StatusReport) -> String {
         Some(f) => out.push_str(&format!("pending in {f}: {}\n", r.pending.join(", "))),
         None => out.push_str("no db folder given (--dir): pending versions not computed\n"),
     }
+    for d in &r.drift {
+        out.push_str(&format!("warning: {d}\n"));
+    }
     out
 }
 
 /// Runs `log`.
 pub async fn log(url: &lockgate::db::DbUrl, a: LogArgs) -> i32 {
+    if let Some(bad) = a
+        .types
+        .iter()
+        .find(|t| !["INFO", "WARN", "ERROR"].contains(&t.to_uppercase().as_str()))
+    {
+        return render::fail(
+            &format!("--type {bad}: not a log type: use INFO, WARN or ERROR (several separated by commas)"),
+            2,
+        );
+    }
     let filter = LogFilter {
         module: a.module,
         types: a.types,
@@ -481,8 +572,11 @@ pub async fn log(url: &lockgate::db::DbUrl, a: LogArgs) -> i32 {
         limit: a.limit,
     };
     let entries = async {
-        let mut ledger = lockgate::db::ledger::Ledger::open(url).await?;
-        lockgate::db::versions::read_logs(ledger.conn(), &filter).await
+        // Reading the log creates nothing: no ledger means no entries.
+        match lockgate::db::ledger::Ledger::open_existing(url).await? {
+            Some(mut ledger) => lockgate::db::versions::read_logs(ledger.conn(), &filter).await,
+            None => Ok(Vec::new()),
+        }
     }
     .await;
     match entries {
@@ -528,7 +622,7 @@ pub async fn rollback(url: &lockgate::db::DbUrl, a: RollbackArgs) -> i32 {
         overwrite: a.overwrite,
         ignore_scripts: a.ignore_scripts,
         dry_run: a.dry_run,
-        lock_timeout: seconds(a.lock_timeout),
+        lock_timeout: a.lock_timeout,
     };
     match lockgate::rollback(url, &opts).await {
         Ok(r) => {
@@ -546,6 +640,14 @@ pub async fn rollback(url: &lockgate::db::DbUrl, a: RollbackArgs) -> i32 {
 /// The human report of `rollback`.
 pub fn rollback_text(r: &RollbackReport) -> String {
     let mut out = String::new();
+    if r.versions.is_empty() {
+        out.push_str(&format!(
+            "nothing to roll back: module {} is at {}\n",
+            r.module,
+            r.from_version.as_deref().unwrap_or("no version")
+        ));
+        return out;
+    }
     let verb = if r.committed {
         "rolled back"
     } else if r.dry_run {
@@ -592,7 +694,14 @@ pub fn rollback_text(r: &RollbackReport) -> String {
         }
     }
     for s in &r.scripts_not_undone {
-        out.push_str(&format!("  warning: what script {s} did was not undone\n"));
+        if s.to_ascii_lowercase().ends_with(".sql") {
+            out.push_str(&format!(
+                "  warning: script {s}: the rows it changed in the tables its statements name {} put back; anything else it did stays\n",
+                if r.committed { "were" } else { "would be" }
+            ));
+        } else {
+            out.push_str(&format!("  warning: what script {s} did was not undone\n"));
+        }
     }
     for w in &r.warnings {
         out.push_str(&format!("  warning: {w}\n"));

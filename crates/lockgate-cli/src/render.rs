@@ -6,12 +6,27 @@ use lockgate::db::writer::Progress;
 use lockgate::LoadReport;
 use lockgate_core::Table;
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// Prints an error and returns its exit code.
+/// Whether the command line asked for `--json`: then every error is also a JSON
+/// document on stdout, so that a script reading stdout always gets one.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Records whether `--json` was given (before anything is rendered).
+pub fn set_json(json: bool) {
+    JSON.store(json, Ordering::Relaxed);
+}
+
+/// Prints an error (and, with `--json`, `{"error": …, "exit_code": …}` on stdout)
+/// and returns its exit code.
 pub fn fail(message: &str, code: i32) -> i32 {
     eprintln!("error: {message}");
+    if JSON.load(Ordering::Relaxed) {
+        let doc = serde_json::json!({ "error": message, "exit_code": code });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
     code
 }
 

@@ -110,9 +110,9 @@ pub enum TransferCommand {
         /// failing ones, which stay free for a later export) or stop; recorded with the export.
         #[arg(long = "on-error")]
         on_error: Option<OnError>,
-        /// Seconds to wait for another create of the same transfer (default 60).
-        #[arg(long)]
-        lock_timeout: Option<f64>,
+        /// How long to wait for another create of the same transfer (default 60s; 30, 30s, 5m).
+        #[arg(long, value_parser = crate::duration)]
+        lock_timeout: Option<Duration>,
         /// Only count the rows it would hold.
         #[arg(long)]
         dry_run: bool,
@@ -126,9 +126,9 @@ pub enum TransferCommand {
         name: Option<String>,
         #[command(flatten)]
         flags: TransferFlags,
-        /// Seconds a claim lasts without renewal.
-        #[arg(long, default_value_t = 60.0)]
-        lease: f64,
+        /// How long a claim lasts without renewal (60, 60s, 1m; at least 1s).
+        #[arg(long, default_value = "60s", value_parser = crate::duration)]
+        lease: Duration,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -180,12 +180,12 @@ pub struct WorkerArgs {
     names: Vec<String>,
     #[command(flatten)]
     flags: TransferFlags,
-    /// Seconds between looks for pending exports.
-    #[arg(long, default_value_t = 2.0)]
-    poll: f64,
-    /// Seconds a claim lasts without renewal.
-    #[arg(long, default_value_t = 60.0)]
-    lease: f64,
+    /// Time between looks for pending exports (2, 2s, 500ms).
+    #[arg(long, default_value = "2s", value_parser = crate::duration)]
+    poll: Duration,
+    /// How long a claim lasts without renewal (60, 60s, 1m; at least 1s).
+    #[arg(long, default_value = "60s", value_parser = crate::duration)]
+    lease: Duration,
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
@@ -288,12 +288,25 @@ fn resolve_dest(config: &Config, name: Option<&str>, flags: &DestFlag) -> Result
         .map_err(|e| render::fail(&e.to_string(), 2))
 }
 
-fn seconds(s: f64, what: &str) -> Result<Duration, i32> {
-    if !(s.is_finite() && s > 0.0 && s < 1e7) {
-        return Err(render::fail(&format!("{what} must be a positive number of seconds"), 2));
+/// Checks a duration flag's lower bound (the parser, [`crate::duration`], checked
+/// the rest).
+fn at_least(d: Duration, min: Duration, what: &str) -> Result<Duration, i32> {
+    if d < min {
+        let show = |d: Duration| match d.as_millis() {
+            ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+            ms => format!("{ms}ms"),
+        };
+        return Err(render::fail(
+            &format!("{what} must be at least {}, not {}", show(min), show(d)),
+            2,
+        ));
     }
-    Ok(Duration::from_secs_f64(s))
+    Ok(d)
 }
+
+/// The shortest lease: renewed every third of it, and MariaDB's transaction
+/// timeout counts whole seconds.
+const MIN_LEASE: Duration = Duration::from_secs(1);
 
 fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
@@ -321,6 +334,10 @@ pub async fn transfer(config: &Config, cmd: TransferCommand) -> i32 {
                         println!("  {d} ← {s}");
                     }
                     println!("  key: {}", r.key.join(", "));
+                    // Not failures: the values that do not fit are row errors when it runs.
+                    for n in &r.narrowing {
+                        println!("  note: {} ({}) ← {} ({}): {}", n.column, n.to, n.source, n.from, n.why);
+                    }
                     0
                 }
                 Err(e) => fail_t(&e),
@@ -381,7 +398,7 @@ pub async fn transfer(config: &Config, cmd: TransferCommand) -> i32 {
                 Ok(t) => t,
                 Err(c) => return c,
             };
-            let lease = match seconds(lease, "--lease") {
+            let lease = match at_least(lease, MIN_LEASE, "--lease") {
                 Ok(l) => l,
                 Err(c) => return c,
             };
@@ -680,7 +697,10 @@ pub async fn worker(config: &Config, a: WorkerArgs) -> i32 {
         Ok(t) => t,
         Err(c) => return c,
     };
-    let (poll, lease) = match (seconds(a.poll, "--poll"), seconds(a.lease, "--lease")) {
+    let (poll, lease) = match (
+        at_least(a.poll, Duration::from_millis(1), "--poll"),
+        at_least(a.lease, MIN_LEASE, "--lease"),
+    ) {
         (Ok(p), Ok(l)) => (p, l),
         (Err(c), _) | (_, Err(c)) => return c,
     };

@@ -170,6 +170,47 @@ impl Decimal {
         Decimal::parse(&text)
     }
 
+    /// The number rounded to `scale` fraction digits, halves away from zero, as
+    /// PostgreSQL's numeric and MariaDB's DECIMAL round: what such a column would
+    /// store (for messages that show it).
+    pub fn round(&self, scale: u32) -> Decimal {
+        if let Some(d) = self.with_scale(scale) {
+            return d;
+        }
+        let (i, f) = self.parts();
+        let scale = scale as usize;
+        let mut digits: Vec<u8> = i.bytes().chain(f.bytes().take(scale)).collect();
+        if f.as_bytes()[scale] >= b'5' {
+            // Carry from the last kept digit leftwards; a carry out of the first adds a digit.
+            let mut at = digits.len();
+            loop {
+                if at == 0 {
+                    digits.insert(0, b'1');
+                    break;
+                }
+                at -= 1;
+                if digits[at] == b'9' {
+                    digits[at] = b'0';
+                } else {
+                    digits[at] += 1;
+                    break;
+                }
+            }
+        }
+        let point = digits.len() - scale;
+        let mut text = String::with_capacity(digits.len() + 2);
+        if self.is_negative() {
+            text.push('-');
+        }
+        text.push_str(std::str::from_utf8(&digits[..point]).expect("digits"));
+        if scale > 0 {
+            text.push('.');
+            text.push_str(std::str::from_utf8(&digits[point..]).expect("digits"));
+        }
+        // The general parser drops leading zeros and the sign of a zero.
+        Decimal::parse(&text).expect("rounded digits form a decimal")
+    }
+
     /// The value as a float (lossy; for display and float columns only).
     pub fn to_f64(&self) -> f64 {
         self.text.parse().unwrap_or(f64::NAN)
@@ -295,6 +336,12 @@ mod tests {
         assert!(d("10") > d("9.99"));
         assert_eq!(d("2.5").with_scale(2).unwrap().as_str(), "2.50");
         assert!(d("2.555").with_scale(2).is_none());
+        assert_eq!(d("2.555").round(2).as_str(), "2.56");
+        assert_eq!(d("-2.554").round(2).as_str(), "-2.55");
+        assert_eq!(d("9.95").round(1).as_str(), "10.0");
+        assert_eq!(d("-0.4").round(0).as_str(), "0");
+        assert_eq!(d("99.5").round(0).as_str(), "100");
+        assert_eq!(d("1.5").round(3).as_str(), "1.500");
         assert_eq!(d("123.4500").significant_digits(), 5);
         assert_eq!(d("0.001").integer_digits(), 0);
     }

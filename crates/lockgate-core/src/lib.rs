@@ -8,11 +8,15 @@
 #![deny(missing_docs)]
 
 pub mod decimal;
+pub mod duration;
+pub mod narrow;
 pub mod row;
 pub mod table;
 pub mod value;
 
 pub use decimal::Decimal;
+pub use duration::{parse_duration, DurationError};
+pub use narrow::narrowing;
 pub use row::{Batch, Row, RowError};
 pub use table::{CheckConstraint, Column, ForeignKey, Index, Table, TableName, UniqueConstraint};
 pub use value::{fingerprint, ConvertError, Kind, Value};

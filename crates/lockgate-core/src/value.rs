@@ -4,7 +4,10 @@
 //! ARCHITECTURE.md and is checked by `lockgate-db`'s tests. This module holds the
 //! engine-independent half: how text and JSON become typed values for a column, and
 //! the limits of the *shared domain*, the values all three engines store losslessly.
-//! A value outside it is that row's error ([`ConvertError`]), never silently changed.
+//! A value outside it is that row's error ([`ConvertError`]), never silently changed;
+//! so is a value a column's own precision would change (a fraction of a second it
+//! does not keep, an integer past a float's mantissa, a text past its length), and
+//! the error names the value given and what the column would have stored.
 
 use crate::decimal::{self, Decimal};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
@@ -137,13 +140,23 @@ pub enum Kind {
     /// Calendar dates.
     Date,
     /// Times of day.
-    Time,
+    Time {
+        /// Fractional-second digits the column keeps (0–6; [`MAX_FSP`] when the
+        /// type says none, as PostgreSQL's `time` and SQLite's text do).
+        fsp: u8,
+    },
     /// Timestamps without zone.
-    Timestamp,
+    Timestamp {
+        /// Fractional-second digits the column keeps (0–6): MariaDB's DATETIME
+        /// keeps 0 unless declared DATETIME(n); PostgreSQL's `timestamp` keeps 6.
+        fsp: u8,
+    },
     /// Instants. `epoch32` marks MariaDB TIMESTAMP, limited to 1970–2038.
     TimestampTz {
         /// Whether only 1970-01-01 00:00:01 to 2038-01-19 03:14:07 UTC fit.
         epoch32: bool,
+        /// Fractional-second digits the column keeps (0–6).
+        fsp: u8,
     },
     /// JSON documents.
     Json,
@@ -193,12 +206,77 @@ fn check_date(d: NaiveDate) -> Result<NaiveDate, ConvertError> {
     Ok(d)
 }
 
-/// Timestamps keep microseconds, the finest precision PostgreSQL and MariaDB store.
-fn check_micros(nanos: u32) -> Result<(), ConvertError> {
-    if !nanos.is_multiple_of(1000) {
-        return err("has more than 6 fractional digits; engines store microseconds");
+/// The most fractional-second digits a column keeps: microseconds, the finest
+/// precision PostgreSQL and MariaDB store (SQLite's text keeps what Lockgate writes).
+pub const MAX_FSP: u8 = 6;
+
+/// `t` cut and rounded to `fsp` fractional digits, when it has finer ones.
+/// MariaDB cuts the fraction; PostgreSQL (and MySQL) round it, halves up.
+fn finer_than<T>(t: T, nanos: u32, fsp: u8) -> Option<(T, T)>
+where
+    T: Copy + std::ops::Sub<chrono::TimeDelta, Output = T> + std::ops::Add<chrono::TimeDelta, Output = T>,
+{
+    let unit = 10u32.pow(9 - u32::from(fsp.min(MAX_FSP)));
+    // A leap second's nanos run past 1e9; the remainder is what matters.
+    let extra = nanos % unit;
+    if extra == 0 {
+        return None;
     }
-    Ok(())
+    let cut = t - chrono::TimeDelta::nanoseconds(i64::from(extra));
+    let rounded = if extra >= unit / 2 {
+        cut + chrono::TimeDelta::nanoseconds(i64::from(unit))
+    } else {
+        cut
+    };
+    Some((cut, rounded))
+}
+
+/// The error for a time whose fraction of a second is finer than the column keeps:
+/// the given value and what the column would store instead.
+fn fraction_error(given: Value, cut: Value, rounded: Value, fsp: u8) -> ConvertError {
+    let keeps = match fsp {
+        0 => "whole seconds".to_string(),
+        1 => "1 fractional digit".to_string(),
+        n => format!("{n} fractional digits"),
+    };
+    let stored = if cut == rounded {
+        format!("it would store {cut}")
+    } else {
+        format!("it would store {cut} (cut, as MariaDB does) or {rounded} (rounded, as PostgreSQL does)")
+    };
+    ConvertError(format!(
+        "{given} is more precise than the column, which keeps {keeps}: {stored}"
+    ))
+}
+
+/// Checks that a time of day's fraction fits `fsp` digits.
+fn check_time_fraction(t: NaiveTime, fsp: u8) -> Result<NaiveTime, ConvertError> {
+    match finer_than(t, chrono::Timelike::nanosecond(&t), fsp) {
+        None => Ok(t),
+        Some((cut, rounded)) => Err(fraction_error(
+            Value::Time(t),
+            Value::Time(cut),
+            Value::Time(rounded),
+            fsp,
+        )),
+    }
+}
+
+/// Checks that a timestamp's fraction fits `fsp` digits; `zoned` says how to show it.
+fn check_timestamp_fraction(t: NaiveDateTime, fsp: u8, zoned: bool) -> Result<NaiveDateTime, ConvertError> {
+    match finer_than(t, chrono::Timelike::nanosecond(&t), fsp) {
+        None => Ok(t),
+        Some((cut, rounded)) => {
+            let show = |t: NaiveDateTime| {
+                if zoned {
+                    Value::TimestampTz(t.and_utc())
+                } else {
+                    Value::Timestamp(t)
+                }
+            };
+            Err(fraction_error(show(t), show(cut), show(rounded), fsp))
+        }
+    }
 }
 
 /// `YYYY-MM-DD` read by hand: chrono's format-string parser costs more than the
@@ -231,7 +309,7 @@ pub fn parse_time(s: &str) -> Result<NaiveTime, ConvertError> {
     let parsed = NaiveTime::parse_from_str(t, "%H:%M:%S%.f")
         .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
         .or_else(|_| err(format!("{} is not a time (expected HH:MM:SS)", excerpt(s))))?;
-    check_micros(chrono::Timelike::nanosecond(&parsed))?;
+    // The fraction is the column's to judge (`Kind::check`: its digits, at most 6).
     Ok(parsed)
 }
 
@@ -293,7 +371,7 @@ pub fn parse_timestamptz(s: &str) -> Result<DateTime<Utc>, ConvertError> {
             excerpt(s)
         ))
     })?;
-    check_micros(chrono::Timelike::nanosecond(&naive))?;
+    // The fraction is the column's to judge (`Kind::check`: its digits, at most 6).
     let utc = naive - chrono::Duration::seconds(zone.unwrap_or(0) as i64);
     check_date(utc.date())?;
     Ok(utc.and_utc())
@@ -339,6 +417,15 @@ fn parse_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// `timestamp(3)`; `timestamp` for the default six digits.
+fn with_fsp(name: &str, fsp: u8) -> String {
+    if fsp >= MAX_FSP {
+        name.to_string()
+    } else {
+        format!("{name}({fsp})")
+    }
+}
+
 impl Kind {
     /// A short name for messages and `inspect`: `integer`, `decimal(12,2)`, `text(100)`…
     pub fn describe(&self) -> String {
@@ -358,9 +445,10 @@ impl Kind {
             Kind::Text { .. } => "text".into(),
             Kind::Bytes { .. } => "bytes".into(),
             Kind::Date => "date".into(),
-            Kind::Time => "time".into(),
-            Kind::Timestamp => "timestamp".into(),
-            Kind::TimestampTz { .. } => "timestamptz".into(),
+            // The precision shows only when it is not the microseconds most types keep.
+            Kind::Time { fsp } => with_fsp("time", *fsp),
+            Kind::Timestamp { fsp } => with_fsp("timestamp", *fsp),
+            Kind::TimestampTz { fsp, .. } => with_fsp("timestamptz", *fsp),
             Kind::Json => "json".into(),
             Kind::Uuid => "uuid".into(),
             Kind::Any => "any".into(),
@@ -381,13 +469,15 @@ impl Kind {
             }
             Kind::Float { bytes } => {
                 let t = s.trim();
-                let f: f64 = if *bytes == 4 {
-                    t.parse::<f32>().map(|f| f as f64)
-                } else {
-                    t.parse::<f64>()
+                let f: f64 = t
+                    .parse::<f64>()
+                    .or_else(|_| err(format!("{} is not a number", excerpt(s))))?;
+                if !f.is_finite() {
+                    return err(format!("{f} is not finite; MariaDB stores no NaN or infinity"));
                 }
-                .or_else(|_| err(format!("{} is not a number", excerpt(s))))?;
-                Value::Float(f)
+                // The text is the value: the float must say the same number.
+                let d = Decimal::parse(t).ok_or_else(|| ConvertError(format!("{} is not a number", excerpt(s))))?;
+                Value::Float(float_of(&d, *bytes)?)
             }
             Kind::Decimal { .. } => Value::Decimal(
                 Decimal::parse(s).ok_or_else(|| ConvertError(format!("{} is not a decimal number", excerpt(s))))?,
@@ -400,8 +490,8 @@ impl Kind {
                 None => Value::Bytes(s.as_bytes().to_vec()),
             },
             Kind::Date => Value::Date(parse_date(s)?),
-            Kind::Time => Value::Time(parse_time(s)?),
-            Kind::Timestamp => Value::Timestamp(parse_timestamp(s)?),
+            Kind::Time { .. } => Value::Time(parse_time(s)?),
+            Kind::Timestamp { .. } => Value::Timestamp(parse_timestamp(s)?),
             Kind::TimestampTz { .. } => Value::TimestampTz(parse_timestamptz(s)?),
             Kind::Json => {
                 Value::Json(serde_json::from_str(s).or_else(|e| err(format!("{} is not valid JSON: {e}", excerpt(s))))?)
@@ -456,6 +546,9 @@ impl Kind {
     /// Checks a typed value against this column's limits and the shared domain,
     /// converting between value variants where that is lossless (an integer into a
     /// decimal column, say). Used for values read from files and from other engines.
+    /// A value the column would store differently (a fraction of a second it does
+    /// not keep, an integer past a float's 53 bits, text longer than it holds) is an
+    /// error naming the given value and what the column would store.
     pub fn check(&self, v: Value) -> Result<Value, ConvertError> {
         match (self, v) {
             (_, Value::Null) => Ok(Value::Null),
@@ -466,17 +559,46 @@ impl Kind {
             (Kind::Int { bytes, unsigned }, Value::Bool(b)) => check_int(b as i128, *bytes, *unsigned),
             (Kind::Int { bytes, unsigned }, Value::Decimal(d)) => match d.to_i64() {
                 Some(i) => check_int(i as i128, *bytes, *unsigned),
-                None => err(format!("{d} is not an integer")),
+                None if d.significant_scale() == 0 => err(format!(
+                    "{d} is larger than 9223372036854775807, the largest integer all engines share"
+                )),
+                None => err(format!("{d} is not an integer: the column would store {}", d.round(0))),
             },
-            (Kind::Float { .. }, Value::Float(f)) => {
-                if f.is_finite() {
-                    Ok(Value::Float(f))
+            (Kind::Int { bytes, unsigned }, Value::Float(f)) => {
+                // i64 bounds as floats: -2^63 is exact, 2^63 is one past the largest.
+                if f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
+                    check_int(f as i128, *bytes, *unsigned)
+                } else if f.is_finite() && f.fract() != 0.0 {
+                    err(format!("{f} is not an integer: the column would store {}", f.round()))
                 } else {
-                    err(format!("{f} is not finite; MariaDB stores no NaN or infinity"))
+                    err(format!("{f} is not an integer all engines store"))
                 }
             }
-            (Kind::Float { .. }, Value::Int(i)) => Ok(Value::Float(i as f64)),
-            (Kind::Float { .. }, Value::Decimal(d)) => Ok(Value::Float(d.to_f64())),
+            (Kind::Float { .. }, Value::Float(f)) if !f.is_finite() => {
+                err(format!("{f} is not finite; MariaDB stores no NaN or infinity"))
+            }
+            (Kind::Float { bytes: 4 }, Value::Float(f)) if f64::from(f as f32) == f => Ok(Value::Float(f)),
+            (Kind::Float { bytes: 4 }, Value::Float(f)) => {
+                // A double's shortest text is what it means; a single must say the same.
+                let d = Decimal::from_f64(f).expect("finite");
+                float_of(&d, 4).map(Value::Float)
+            }
+            (Kind::Float { .. }, Value::Float(f)) => Ok(Value::Float(f)),
+            (Kind::Float { bytes }, Value::Int(i)) => {
+                let stored = if *bytes == 4 { i as f32 as f64 } else { i as f64 };
+                // Exact when the float converts back to the same integer (2^63 does not).
+                if (stored as i128) == i as i128 && stored < 9.223_372_036_854_776e18 {
+                    Ok(Value::Float(stored))
+                } else {
+                    // The stored float is an integer here: show all its digits.
+                    err(format!(
+                        "{i} does not fit a float{} column exactly: it would store {}",
+                        *bytes as u32 * 8,
+                        stored as i128
+                    ))
+                }
+            }
+            (Kind::Float { bytes }, Value::Decimal(d)) => float_of(&d, *bytes).map(Value::Float),
             (
                 Kind::Decimal {
                     precision,
@@ -503,6 +625,8 @@ impl Kind {
                     Value::Float(f) => f.to_string(),
                     Value::Bool(b) => b.to_string(),
                     Value::Uuid(u) => u.to_string(),
+                    // A JSON document's text is the document.
+                    Value::Json(j) => j.to_string(),
                     other => return err(format!("expected text, found {}", other.type_name())),
                 };
                 if s.contains('\0') {
@@ -510,7 +634,16 @@ impl Kind {
                 }
                 if let Some(max) = max_bytes {
                     if s.len() as u64 > *max {
-                        return err(format!("is {} bytes long; the column holds at most {max}", s.len()));
+                        let mut end = *max as usize;
+                        while !s.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        return err(format!(
+                            "{} is {} bytes long; the column holds at most {max}, so it would be cut to {}",
+                            excerpt(&s),
+                            s.len(),
+                            excerpt_end(&s[..end])
+                        ));
                     }
                 }
                 if let Some(max) = max_chars {
@@ -518,7 +651,12 @@ impl Kind {
                     if s.len() as u64 > *max {
                         let n = s.chars().count() as u64;
                         if n > *max {
-                            return err(format!("is {n} characters long; the column holds at most {max}"));
+                            let cut: String = s.chars().take(*max as usize).collect();
+                            return err(format!(
+                                "{} is {n} characters long; the column holds at most {max}, so it would be cut to {}",
+                                excerpt(&s),
+                                excerpt_end(&cut)
+                            ));
                         }
                     }
                 }
@@ -527,30 +665,36 @@ impl Kind {
             (Kind::Bytes { max_bytes }, Value::Bytes(b)) => {
                 if let Some(max) = max_bytes {
                     if b.len() as u64 > *max {
-                        return err(format!("is {} bytes long; the column holds at most {max}", b.len()));
+                        return err(format!(
+                            "{} bytes do not fit: the column holds at most {max}, so they would be cut",
+                            b.len()
+                        ));
                     }
                 }
                 Ok(Value::Bytes(b))
             }
             (Kind::Bytes { .. }, Value::Text(s)) => self.check(Value::Bytes(s.into_bytes())),
             (Kind::Date, Value::Date(d)) => check_date(d).map(Value::Date),
-            (Kind::Time, Value::Time(t)) => {
-                check_micros(chrono::Timelike::nanosecond(&t))?;
-                Ok(Value::Time(t))
-            }
-            (Kind::Timestamp, Value::Timestamp(t)) => {
-                check_micros(chrono::Timelike::nanosecond(&t))?;
+            (Kind::Date, Value::Timestamp(t)) => date_of(t, Value::Timestamp(t)),
+            (Kind::Date, Value::TimestampTz(t)) => date_of(t.naive_utc(), Value::TimestampTz(t)),
+            (Kind::Time { fsp }, Value::Time(t)) => check_time_fraction(t, *fsp).map(Value::Time),
+            (Kind::Timestamp { fsp }, Value::Timestamp(t)) => {
+                let t = check_timestamp_fraction(t, *fsp, false)?;
                 check_date(t.date())?;
                 Ok(Value::Timestamp(t))
             }
-            (Kind::Timestamp, Value::TimestampTz(t)) => self.check(Value::Timestamp(t.naive_utc())),
-            (Kind::TimestampTz { epoch32 }, v) => {
+            (Kind::Timestamp { .. }, Value::TimestampTz(t)) => self.check(Value::Timestamp(t.naive_utc())),
+            // A date is its midnight: nothing is lost.
+            (Kind::Timestamp { .. } | Kind::TimestampTz { .. }, Value::Date(d)) => {
+                self.check(Value::Timestamp(d.and_time(NaiveTime::MIN)))
+            }
+            (Kind::TimestampTz { epoch32, fsp }, v) => {
                 let t = match v {
                     Value::TimestampTz(t) => t,
                     Value::Timestamp(t) => t.and_utc(),
                     other => return err(format!("expected a timestamp, found {}", other.type_name())),
                 };
-                check_micros(chrono::Timelike::nanosecond(&t))?;
+                check_timestamp_fraction(t.naive_utc(), *fsp, true)?;
                 check_date(t.date_naive())?;
                 if *epoch32 {
                     let min = DateTime::from_timestamp(1, 0).expect("valid");
@@ -576,6 +720,77 @@ impl Kind {
     }
 }
 
+/// A timestamp for a date column: only a midnight keeps everything.
+fn date_of(t: NaiveDateTime, given: Value) -> Result<Value, ConvertError> {
+    if t.time() != NaiveTime::MIN {
+        return err(format!(
+            "{given} has a time of day; the date column would store {}",
+            Value::Date(t.date())
+        ));
+    }
+    check_date(t.date()).map(Value::Date)
+}
+
+/// `excerpt` for the kept start of a text: the cut is at its end, so show its end.
+fn excerpt_end(s: &str) -> String {
+    const MAX: usize = 60;
+    let n = s.chars().count();
+    if n <= MAX {
+        format!("{s:?}")
+    } else {
+        let tail: String = s.chars().skip(n - MAX).collect();
+        format!("…{tail:?}")
+    }
+}
+
+/// A float as the column shows it: a single's own shortest text, not its double's.
+fn show_float(f: f64, bytes: u8) -> String {
+    if bytes == 4 {
+        (f as f32).to_string()
+    } else {
+        f.to_string()
+    }
+}
+
+/// The float a column of `bytes` width stores for `d`, when it says the same
+/// number: written back with as many significant digits as `d` has, it must read
+/// as `d`. Up to 15 digits (6 for a single) every number in the normal range
+/// does; past them, `0.10000000000000001` does (the double nearest 0.1), and
+/// `9007199254740993` (2^53 + 1) does not: the column would store ...992.
+fn float_of(d: &Decimal, bytes: u8) -> Result<f64, ConvertError> {
+    let width = bytes as u32 * 8;
+    let (stored, exact_digits, min_normal) = if bytes == 4 {
+        (
+            d.as_str().parse::<f32>().map_or(f64::NAN, f64::from),
+            6,
+            f32::MIN_POSITIVE as f64,
+        )
+    } else {
+        (d.as_str().parse::<f64>().unwrap_or(f64::NAN), 15, f64::MIN_POSITIVE)
+    };
+    if !stored.is_finite() {
+        return err(format!("{d} is too large for a float{width} column"));
+    }
+    let digits = d.significant_digits();
+    let zero = d.significant_scale() + d.integer_digits() == 0;
+    if digits <= exact_digits && (zero || stored.abs() >= min_normal) {
+        return Ok(stored);
+    }
+    let back = if bytes == 4 {
+        format!("{:.*e}", digits.saturating_sub(1) as usize, stored as f32)
+    } else {
+        format!("{:.*e}", digits.saturating_sub(1) as usize, stored)
+    };
+    if Decimal::parse(&back).as_ref() == Some(d) {
+        Ok(stored)
+    } else {
+        err(format!(
+            "{d} does not fit a float{width} column exactly: it would store {}",
+            show_float(stored, bytes)
+        ))
+    }
+}
+
 fn check_decimal(
     d: Decimal,
     precision: Option<u32>,
@@ -590,8 +805,12 @@ fn check_decimal(
     }
     if let Some(max) = max_significant {
         if d.significant_digits() > max {
+            // Such columns go through a float: they keep the nearest `max`-digit number.
+            let kept = format!("{:.*e}", max.saturating_sub(1) as usize, d.to_f64());
+            let kept = Decimal::parse(&kept).map_or(kept, |k| k.to_string());
             return err(format!(
-                "{d} has {} significant digits; SQLite NUMERIC keeps {max} (declare the column TEXT to keep more)",
+                "{d} has {} significant digits; the column keeps {max} and would store {kept} \
+                 (an SQLite NUMERIC keeps 15, a MariaDB FLOAT(M,D) 6, DOUBLE(M,D) 15: declare it TEXT or DECIMAL to keep more)",
                 d.significant_digits()
             ));
         }
@@ -611,7 +830,8 @@ fn check_decimal(
         Some(s) if d.scale() == s => Ok(d),
         Some(s) => d.with_scale(s).ok_or_else(|| {
             ConvertError(format!(
-                "{d} has more than {s} decimal places; the column would round it"
+                "{d} has more than {s} decimal places; the column would round it to {}",
+                d.round(s)
             ))
         }),
         None => Ok(d),
@@ -791,26 +1011,26 @@ mod tests {
             max_chars: Some(3),
             max_bytes: None,
         };
-        let tz = Kind::TimestampTz { epoch32: false };
-        let ts32 = Kind::TimestampTz { epoch32: true };
+        let tz = Kind::TimestampTz { epoch32: false, fsp: 6 };
+        let ts32 = Kind::TimestampTz { epoch32: true, fsp: 6 };
         let cases: Vec<(&Kind, &str, &str)> = vec![
             (&int4, "42", "42"),
             (&int4, " -7 ", "-7"),
             (&int4, "2147483648", "error: 2147483648 is out of range -2147483648..=2147483647"),
             (&int4, "4x", "error: \"4x\" is not an integer"),
             (&dec, "12.5", "12.50"),
-            (&dec, "1.005", "error: 1.005 has more than 2 decimal places; the column would round it"),
+            (&dec, "1.005", "error: 1.005 has more than 2 decimal places; the column would round it to 1.01"),
             (&dec, "12345678901", "error: 12345678901 does not fit decimal(12,2): at most 10 digits before the point"),
             (&v10, "abc", "abc"),
             (&v10, "äöü", "äöü"),
-            (&v10, "abcd", "error: is 4 characters long; the column holds at most 3"),
+            (&v10, "abcd", "error: \"abcd\" is 4 characters long; the column holds at most 3, so it would be cut to \"abc\""),
             (&Kind::Bool, "T", "true"),
             (&Kind::Bool, "maybe", "error: \"maybe\" is not a boolean (expected true or false)"),
             (&Kind::Date, "2026-02-30", "error: \"2026-02-30\" is not a date (expected YYYY-MM-DD)"),
             (&tz, "2026-11-01T10:00:00+02:00", "2026-11-01 08:00:00+00:00"),
             (&tz, "2026-11-01 10:00:00.25", "2026-11-01 10:00:00.250+00:00"),
             (&ts32, "2040-01-01 00:00:00Z", "error: 2040-01-01 00:00:00 is outside 1970-01-01 00:00:01..2038-01-19 03:14:07 UTC, the range of MariaDB TIMESTAMP"),
-            (&Kind::Time, "10:11:12.123456789", "error: has more than 6 fractional digits; engines store microseconds"),
+            (&Kind::Time { fsp: 6 }, "10:11:12.123456789", "error: 10:11:12.123456789 is more precise than the column, which keeps 6 fractional digits: it would store 10:11:12.123456 (cut, as MariaDB does) or 10:11:12.123457 (rounded, as PostgreSQL does)"),
             (&Kind::Bytes { max_bytes: None }, "\\x00ff", "\\x00ff"),
             (&Kind::Json, "{\"a\": [1, 2]}", "{\"a\":[1,2]}"),
             (&Kind::Uuid, "nope", "error: \"nope\" is not a UUID"),
@@ -873,10 +1093,10 @@ mod tests {
             ),
             (Kind::Bytes { max_bytes: None }, Value::Bytes(vec![0, 1, 254, 255])),
             (Kind::Date, Value::Date(date)),
-            (Kind::Time, Value::Time(ts.time())),
-            (Kind::Timestamp, Value::Timestamp(ts)),
+            (Kind::Time { fsp: 6 }, Value::Time(ts.time())),
+            (Kind::Timestamp { fsp: 6 }, Value::Timestamp(ts)),
             (
-                Kind::TimestampTz { epoch32: false },
+                Kind::TimestampTz { epoch32: false, fsp: 6 },
                 Value::TimestampTz(chrono::Utc.from_utc_datetime(&ts)),
             ),
             (Kind::Json, Value::Json(serde_json::json!({"a": [1, "x", null]}))),
@@ -894,6 +1114,169 @@ mod tests {
             let back = kind.parse_json(&value.to_json()).unwrap();
             assert_eq!(back, value, "{kind:?}");
         }
+    }
+
+    fn check_shows(kind: &Kind, v: Value) -> String {
+        match kind.check(v) {
+            Ok(v) => format!("{v}"),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    /// Fractions of a second: a column keeps `fsp` digits; finer ones are an error
+    /// naming the value and what the column would store (cut and rounded).
+    #[test]
+    fn fractions_finer_than_the_column_are_errors() {
+        let t = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+        let dt0 = Kind::Timestamp { fsp: 0 };
+        let dt3 = Kind::Timestamp { fsp: 3 };
+        let dt6 = Kind::Timestamp { fsp: 6 };
+        let given = Value::Timestamp(t("2024-01-01 10:00:00.123456"));
+        let cases: Vec<(&Kind, Value, &str)> = vec![
+            (&dt6, given.clone(), "2024-01-01 10:00:00.123456"),
+            (&dt3, given.clone(), "error: 2024-01-01 10:00:00.123456 is more precise than the column, which keeps 3 fractional digits: it would store 2024-01-01 10:00:00.123"),
+            (&dt0, given.clone(), "error: 2024-01-01 10:00:00.123456 is more precise than the column, which keeps whole seconds: it would store 2024-01-01 10:00:00"),
+            (&dt0, Value::Timestamp(t("2024-12-31 23:59:59.5")), "error: 2024-12-31 23:59:59.500 is more precise than the column, which keeps whole seconds: it would store 2024-12-31 23:59:59 (cut, as MariaDB does) or 2025-01-01 00:00:00 (rounded, as PostgreSQL does)"),
+            (&dt0, Value::Timestamp(t("2024-01-01 10:00:00")), "2024-01-01 10:00:00"),
+            (&dt3, Value::Timestamp(t("2024-01-01 10:00:00.120")), "2024-01-01 10:00:00.120"),
+            (&Kind::TimestampTz { epoch32: true, fsp: 0 }, Value::TimestampTz(t("2024-01-01 10:00:00.25").and_utc()), "error: 2024-01-01 10:00:00.250+00:00 is more precise than the column, which keeps whole seconds: it would store 2024-01-01 10:00:00+00:00"),
+            (&Kind::Time { fsp: 1 }, Value::Time(t("2024-01-01 10:00:00.25").time()), "error: 10:00:00.250 is more precise than the column, which keeps 1 fractional digit: it would store 10:00:00.200 (cut, as MariaDB does) or 10:00:00.300 (rounded, as PostgreSQL does)"),
+            (&dt0, Value::Date(t("2024-01-01 00:00:00").date()), "2024-01-01 00:00:00"),
+            (&Kind::Date, Value::Timestamp(t("2024-01-01 00:00:00")), "2024-01-01"),
+            (&Kind::Date, Value::Timestamp(t("2024-01-01 10:00:00")), "error: 2024-01-01 10:00:00 has a time of day; the date column would store 2024-01-01"),
+        ];
+        for (kind, v, expect) in cases {
+            assert_eq!(check_shows(kind, v.clone()), expect, "{kind:?} {v:?}");
+        }
+        // Text from a file is held to the same digits.
+        assert_eq!(
+            show(&dt0, "2024-01-01T10:00:00.9Z"),
+            "error: 2024-01-01 10:00:00.900 is more precise than the column, which keeps whole seconds: it would store 2024-01-01 10:00:00 (cut, as MariaDB does) or 2024-01-01 10:00:01 (rounded, as PostgreSQL does)"
+        );
+        assert_eq!(dt3.describe(), "timestamp(3)");
+        assert_eq!(dt6.describe(), "timestamp");
+    }
+
+    /// Floats: a value fits when the float the column stores says the same number.
+    #[test]
+    fn numbers_a_float_cannot_say_are_errors() {
+        let f4 = Kind::Float { bytes: 4 };
+        let f8 = Kind::Float { bytes: 8 };
+        let d = |s: &str| Value::Decimal(crate::Decimal::parse(s).unwrap());
+        let cases: Vec<(&Kind, Value, &str)> = vec![
+            (&f8, Value::Int(9_007_199_254_740_992), "9007199254740992"),
+            (
+                &f8,
+                Value::Int(9_007_199_254_740_993),
+                "error: 9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992",
+            ),
+            (
+                &f8,
+                Value::Int(i64::MAX),
+                "error: 9223372036854775807 does not fit a float64 column exactly: it would store 9223372036854775808",
+            ),
+            (&f8, Value::Int(-(1 << 60)), "-1152921504606847000"),
+            (&f4, Value::Int(16_777_216), "16777216"),
+            (
+                &f4,
+                Value::Int(16_777_217),
+                "error: 16777217 does not fit a float32 column exactly: it would store 16777216",
+            ),
+            (&f8, d("0.1"), "0.1"),
+            (&f8, d("0.10000000000000001"), "0.1"),
+            (
+                &f8,
+                d("9007199254740993"),
+                "error: 9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992",
+            ),
+            (
+                &f8,
+                d("3.14159265358979323846"),
+                "error: 3.14159265358979323846 does not fit a float64 column exactly: it would store 3.141592653589793",
+            ),
+            (&f4, d("0.1"), "0.10000000149011612"),
+            (
+                &f4,
+                d("0.123456789"),
+                "error: 0.123456789 does not fit a float32 column exactly: it would store 0.12345679",
+            ),
+            (&f4, Value::Float(0.1), "0.10000000149011612"),
+            (
+                &f4,
+                Value::Float(0.123456789),
+                "error: 0.123456789 does not fit a float32 column exactly: it would store 0.12345679",
+            ),
+            (&f4, Value::Float(f64::from(0.123_456_79_f32)), "0.12345679104328156"),
+            (&f8, Value::Float(0.123456789), "0.123456789"),
+        ];
+        for (kind, v, expect) in cases {
+            assert_eq!(check_shows(kind, v.clone()), expect, "{kind:?} {v:?}");
+        }
+        // Too small for a double: it would store zero.
+        let tiny = check_shows(&f8, d("1e-400"));
+        assert!(
+            tiny.starts_with("error: 0.000")
+                && tiny.ends_with("01 does not fit a float64 column exactly: it would store 0"),
+            "{tiny}"
+        );
+        // Text and JSON numbers from files.
+        assert_eq!(
+            show(&f8, "9007199254740993"),
+            "error: 9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992"
+        );
+        assert_eq!(show(&f8, " 1.5e3 "), "1500");
+        assert_eq!(show(&f8, "0.30000000000000004"), "0.30000000000000004");
+        assert_eq!(show(&f4, "1.25"), "1.25");
+        assert_eq!(
+            show(&f8, "1e400"),
+            "error: inf is not finite; MariaDB stores no NaN or infinity"
+        );
+        assert!(f8.parse_json(&serde_json::json!(9_007_199_254_740_993u64)).is_err());
+        assert!(f8.parse_json(&serde_json::json!(0.1)).is_ok());
+    }
+
+    /// Integers from floats and decimals: a fraction is an error naming what the
+    /// column would store; text is cut to the column's length.
+    #[test]
+    fn integers_and_texts_that_would_change_are_errors() {
+        let int4 = Kind::Int {
+            bytes: 4,
+            unsigned: false,
+        };
+        let d = |s: &str| Value::Decimal(crate::Decimal::parse(s).unwrap());
+        assert_eq!(check_shows(&int4, Value::Float(3.0)), "3");
+        assert_eq!(
+            check_shows(&int4, Value::Float(2.5)),
+            "error: 2.5 is not an integer: the column would store 3"
+        );
+        assert_eq!(
+            check_shows(&int4, d("-2.5")),
+            "error: -2.5 is not an integer: the column would store -3"
+        );
+        assert_eq!(
+            check_shows(&int4, Value::Float(3e9)),
+            "error: 3000000000 is out of range -2147483648..=2147483647"
+        );
+        let bytes255 = Kind::Text {
+            max_chars: None,
+            max_bytes: Some(4),
+        };
+        assert_eq!(
+            check_shows(&bytes255, Value::Text("aéé".into())),
+            "error: \"aéé\" is 5 bytes long; the column holds at most 4, so it would be cut to \"aé\""
+        );
+        let c3 = Kind::Text {
+            max_chars: Some(3),
+            max_bytes: None,
+        };
+        assert_eq!(
+            check_shows(&c3, Value::Text("abc ".into())),
+            "error: \"abc \" is 4 characters long; the column holds at most 3, so it would be cut to \"abc\""
+        );
+        assert_eq!(
+            check_shows(&c3, Value::Int(1234)),
+            "error: \"1234\" is 4 characters long; the column holds at most 3, so it would be cut to \"123\""
+        );
     }
 
     #[test]

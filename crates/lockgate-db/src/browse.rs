@@ -45,6 +45,7 @@ use crate::conn::Conn;
 use crate::dialect::{like_contains, Dialect, OrderTerm};
 use crate::error::DbError;
 use crate::url::Engine;
+use lockgate_core::value::MAX_FSP;
 use lockgate_core::{Column, Kind, Table, TableName, Value};
 
 /// The largest page; larger requests are clamped to it.
@@ -219,9 +220,13 @@ fn decode_value(j: &serde_json::Value) -> Result<Value, String> {
         }
         "x" => Kind::Bytes { max_bytes: None },
         "date" => Kind::Date,
-        "time" => Kind::Time,
-        "ts" => Kind::Timestamp,
-        "tstz" => Kind::TimestampTz { epoch32: false },
+        // A cursor's values were read from the column: every digit they have is kept.
+        "time" => Kind::Time { fsp: MAX_FSP },
+        "ts" => Kind::Timestamp { fsp: MAX_FSP },
+        "tstz" => Kind::TimestampTz {
+            epoch32: false,
+            fsp: MAX_FSP,
+        },
         "json" => Kind::Json,
         "uuid" => Kind::Uuid,
         other => return Err(format!("a value has the unknown type {other:?}")),
@@ -1009,8 +1014,11 @@ async fn estimate(conn: &mut Conn, table: &Table) -> Result<Option<u64>, BrowseE
                 return Ok(None);
             }
             let sql = "SELECT TABLE_ROWS FROM information_schema.TABLES \
-                       WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?";
-            let rows = conn.query(sql, &[Value::Text(table.name.name.clone())], None).await?;
+                       WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?";
+            let schema = table.name.schema.clone().map_or(Value::Null, Value::Text);
+            let rows = conn
+                .query(sql, &[schema, Value::Text(table.name.name.clone())], None)
+                .await?;
             Ok(match rows.first().and_then(|r| r.first()) {
                 None | Some(Value::Null) => None,
                 Some(_) => Some(first_int(&rows)),

@@ -1,7 +1,8 @@
 //! [`Conn`]: one connection to any of the three engines, and the operations every
 //! engine module provides with the same signatures (the engine contract):
 //!
-//! - `connect(url)`: opens a session in UTC.
+//! - `connect(url)`: opens a session in UTC (SQLite: creating the file when missing;
+//!   [`Conn::connect_existing`] never creates one, for commands that only read).
 //! - `batch(sql)`: runs statements without parameters or results.
 //! - `execute(sql, params)`: one statement with bound values; returns affected rows.
 //! - `query(sql, params, kinds)`: rows as [`Value`]s; `kinds`, when given, types each
@@ -16,6 +17,7 @@
 
 use crate::dialect::Dialect;
 use crate::error::{DbError, EngineError};
+use crate::mysql_server::Server;
 use crate::url::{DbUrl, Engine};
 use crate::{mysql, pg, sqlite};
 use lockgate_core::{Kind, Row, Table, TableName, Value};
@@ -61,6 +63,16 @@ impl Conn {
         })
     }
 
+    /// Connects for a command that only reads: an SQLite file must already exist
+    /// (never created: a mistyped path is an error naming it, not a new empty
+    /// database); servers connect as [`Conn::connect`] does.
+    pub async fn connect_existing(url: &DbUrl) -> Result<Conn, DbError> {
+        Ok(match url.engine {
+            Engine::Sqlite => Conn::Sqlite(sqlite::LiteConn::connect_existing(url).await?),
+            _ => Conn::connect(url).await?,
+        })
+    }
+
     /// The engine.
     pub fn engine(&self) -> Engine {
         match self {
@@ -73,6 +85,72 @@ impl Conn {
     /// The engine's SQL spelling.
     pub fn dialect(&self) -> Dialect {
         Dialect(self.engine())
+    }
+
+    /// On MariaDB / MySQL, which of the two answers and the forms its SQL takes.
+    pub fn mysql_server(&self) -> Option<Server> {
+        match self {
+            Conn::Mysql(c) => Some(c.server()),
+            _ => None,
+        }
+    }
+
+    /// Whether `INSERT … SELECT … RETURNING` runs here: PostgreSQL, SQLite 3.35+,
+    /// MariaDB 10.5+; not MySQL (see [`Server::insert_returning`]).
+    pub fn insert_returning(&self) -> bool {
+        self.mysql_server().is_none_or(|s| s.insert_returning())
+    }
+
+    /// Runs an `INSERT` of one row (written without `RETURNING`) and returns the id
+    /// the database generated for `id_column`: `RETURNING` on PostgreSQL and SQLite,
+    /// `LAST_INSERT_ID()` (from the server's answer to the INSERT) on MariaDB and
+    /// MySQL, where it is the form both run.
+    pub async fn insert_returning_id(
+        &mut self,
+        insert: &str,
+        params: &[Value],
+        id_column: &str,
+    ) -> Result<i64, DbError> {
+        let id = match self {
+            Conn::Mysql(c) => {
+                c.execute(insert, params).await?;
+                c.last_insert_id().and_then(|id| i64::try_from(id).ok())
+            }
+            _ => {
+                let sql = format!("{insert} RETURNING {}", self.dialect().quote(id_column));
+                let rows = self.query(&sql, params, None).await?;
+                rows.first().and_then(|r| r.first()).and_then(|v| match v {
+                    Value::Int(i) => Some(*i),
+                    other => other.to_string().parse().ok(),
+                })
+            }
+        };
+        id.ok_or_else(|| DbError::Internal(format!("the insert returned no {id_column}: {insert}")))
+    }
+
+    /// The id the last `INSERT` on this MariaDB / MySQL session generated.
+    pub fn last_insert_id(&self) -> Option<u64> {
+        match self {
+            Conn::Mysql(c) => c.last_insert_id(),
+            _ => None,
+        }
+    }
+
+    /// Makes the server end this session once a transaction has been idle for
+    /// `timeout`, so that a stalled client cannot hold its row locks for longer:
+    /// `idle_in_transaction_session_timeout` on PostgreSQL, the server's form on
+    /// MariaDB / MySQL ([`Server::idle_timeout_sql`]); nothing on SQLite, whose one
+    /// writer holds the file anyway.
+    pub async fn set_idle_transaction_timeout(&mut self, timeout: std::time::Duration) -> Result<(), DbError> {
+        let sql = match self {
+            Conn::Postgres(_) => format!(
+                "SET idle_in_transaction_session_timeout = {}",
+                timeout.as_millis().clamp(1_000, i32::MAX as u128)
+            ),
+            Conn::Mysql(c) => c.server().idle_timeout_sql(timeout.as_secs()),
+            Conn::Sqlite(_) => return Ok(()),
+        };
+        self.batch(&sql).await
     }
 
     /// Runs statements without parameters or results.

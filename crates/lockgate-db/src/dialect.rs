@@ -57,10 +57,11 @@ impl Dialect {
         }
     }
 
-    /// A quoted, schema-qualified table name.
+    /// A quoted, schema-qualified table name: `schema.table` on PostgreSQL,
+    /// `database.table` on MariaDB / MySQL (SQLite's names never carry one here).
     pub fn table(&self, name: &TableName) -> String {
         match &name.schema {
-            Some(schema) if self.0 == Engine::Postgres => format!("{}.{}", self.quote(schema), self.quote(&name.name)),
+            Some(schema) if self.0 != Engine::Sqlite => format!("{}.{}", self.quote(schema), self.quote(&name.name)),
             _ => self.quote(&name.name),
         }
     }
@@ -371,6 +372,31 @@ impl Dialect {
         }
     }
 
+    /// `CREATE TEMPORARY TABLE name AS SELECT * FROM source`: a copy of a table's
+    /// rows inside the open transaction, indexed on `index` where the engine would
+    /// otherwise join it row by row (MariaDB; the index is declared in the same
+    /// statement, since a separate CREATE INDEX would commit).
+    pub fn copy_temp(&self, name: &str, source: &TableName, index: &[String]) -> String {
+        match self.0 {
+            Engine::Mysql => format!(
+                "CREATE TEMPORARY TABLE {} (INDEX ({})) ENGINE=InnoDB AS SELECT * FROM {}",
+                self.quote(name),
+                self.columns(None, index),
+                self.table(source)
+            ),
+            Engine::Postgres => format!(
+                "CREATE TEMPORARY TABLE {} AS SELECT * FROM {}",
+                self.quote(name),
+                self.table(source)
+            ),
+            Engine::Sqlite => format!(
+                "CREATE TEMP TABLE {} AS SELECT * FROM {}",
+                self.quote(name),
+                self.table(source)
+            ),
+        }
+    }
+
     /// Drops a temporary table if it exists (MariaDB's survive a rollback).
     pub fn drop_temp(&self, name: &str) -> String {
         match self.0 {
@@ -564,6 +590,14 @@ mod tests {
             }),
             "\"s\".\"T\""
         );
+        // MariaDB / MySQL: another database's table; SQLite's names carry none.
+        let other = TableName {
+            schema: Some("other".into()),
+            name: "T".into(),
+        };
+        assert_eq!(my.table(&other), "`other`.`T`");
+        assert_eq!(Dialect(Engine::Sqlite).table(&other), "\"T\"");
+        assert_eq!(my.table(&TableName::new("T")), "`T`");
     }
     #[test]
     fn after_keys_keeps_its_shape() {

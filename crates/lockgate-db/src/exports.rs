@@ -204,15 +204,12 @@ pub async fn begin_create(conn: &mut Conn) -> Result<(), DbError> {
 /// [`settle_row_set`].
 pub async fn begin_export(conn: &mut Conn, transfer: &str) -> Result<i64, DbError> {
     let sql = format!(
-        "INSERT INTO lockgate_exports (transfer, status, created_at) VALUES ({}, 'pending', {}) RETURNING id",
+        "INSERT INTO lockgate_exports (transfer, status, created_at) VALUES ({}, 'pending', {})",
         p(conn, 1),
         p(conn, 2)
     );
-    let rows = conn.query(&sql, &[Value::Text(transfer.into()), now()], None).await?;
-    rows.first()
-        .and_then(|r| r.first())
-        .and_then(int)
-        .ok_or_else(|| DbError::Internal("creating an export returned no id".into()))
+    conn.insert_returning_id(&sql, &[Value::Text(transfer.into()), now()], "id")
+        .await
 }
 
 /// Records the error policy a new export runs with (in the creating transaction).
@@ -333,10 +330,13 @@ async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str) -> Result<
                 // MariaDB would join the two unindexed row_key columns by comparing
                 // every pair: the held keys go into an indexed temporary table first.
                 conn.batch("DROP TEMPORARY TABLE IF EXISTS lg_held").await?;
-                conn.batch(
-                    "CREATE TEMPORARY TABLE lg_held (row_key varchar(500) COLLATE utf8mb4_nopad_bin NOT NULL PRIMARY KEY) \
-                     ENGINE=InnoDB",
-                )
+                let nopad = conn
+                    .mysql_server()
+                    .map_or("utf8mb4_nopad_bin", |s| s.nopad_bin_collation());
+                conn.batch(&format!(
+                    "CREATE TEMPORARY TABLE lg_held (row_key varchar(500) COLLATE {nopad} NOT NULL PRIMARY KEY) \
+                     ENGINE=InnoDB"
+                ))
                 .await?;
                 let held_my = format!(
                     "e.transfer = {t} AND e.id <> {id} AND (e.status IN {HOLDING} OR o.n <= e.committed_upto) AND {FREE}",

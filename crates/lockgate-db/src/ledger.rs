@@ -27,7 +27,7 @@ use crate::conn::Conn;
 use crate::error::DbError;
 use crate::url::{DbUrl, Engine};
 use chrono::{DateTime, Utc};
-use lockgate_core::Value;
+use lockgate_core::{TableName, Value};
 use std::time::{Duration, Instant};
 
 /// The ledger schema version this build writes.
@@ -37,6 +37,12 @@ pub const SCHEMA_VERSION: i64 = 4;
 /// way (the second is its id modulo 2^31). Two-key advisory locks never collide
 /// with the job locks, which take one 64-bit key.
 const RUN_LOCK_SPACE: i32 = 0x4C47_5255;
+
+/// The lock that serializes ledger upgrades of one MariaDB / MySQL database. MySQL
+/// refuses lock names over 64 characters (MariaDB does not), and a database name
+/// may have 64: the name is cut to fit.
+const SCHEMA_LOCK_GET: &str = "SELECT GET_LOCK(LEFT(CONCAT('lockgate-schema:', DATABASE()), 64), 60)";
+const SCHEMA_LOCK_RELEASE: &str = "SELECT RELEASE_LOCK(LEFT(CONCAT('lockgate-schema:', DATABASE()), 64))";
 
 /// A SQLite lock row whose heartbeat is older than this is taken over even when its
 /// process cannot be checked (another host on a shared file system).
@@ -386,6 +392,21 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// Opens the ledger for a command that only reads (`status`, `log`, `transfer
+    /// list/show/history`): never creates the database (an SQLite file must exist)
+    /// nor the ledger's tables; `None` when the database has no ledger. A ledger that
+    /// is there but older than this build is upgraded as [`Ledger::open`] does, since
+    /// this build's queries need its current columns.
+    pub async fn open_existing(url: &DbUrl) -> Result<Option<Ledger>, DbError> {
+        let mut conn = Conn::connect_existing(url).await?;
+        if conn.describe(&TableName::new("lockgate_meta")).await?.is_none() {
+            return Ok(None);
+        }
+        let mut ledger = Ledger { conn, url: url.clone() };
+        ledger.ensure_schema().await?;
+        Ok(Some(ledger))
+    }
+
     /// The ledger's own connection, for the typed queries of [`crate::versions`]
     /// (what is written on it outlives a rollback of the data transaction).
     pub fn conn(&mut self) -> &mut Conn {
@@ -410,9 +431,7 @@ impl Ledger {
         match engine {
             Engine::Postgres => self.conn.batch("SELECT pg_advisory_lock(7394561)").await?,
             Engine::Mysql => {
-                self.conn
-                    .query("SELECT GET_LOCK(CONCAT('lockgate-schema:', DATABASE()), 60)", &[], None)
-                    .await?;
+                self.conn.query(SCHEMA_LOCK_GET, &[], None).await?;
             }
             Engine::Sqlite => {}
         }
@@ -420,9 +439,7 @@ impl Ledger {
         match engine {
             Engine::Postgres => self.conn.batch("SELECT pg_advisory_unlock(7394561)").await?,
             Engine::Mysql => {
-                self.conn
-                    .query("SELECT RELEASE_LOCK(CONCAT('lockgate-schema:', DATABASE()))", &[], None)
-                    .await?;
+                self.conn.query(SCHEMA_LOCK_RELEASE, &[], None).await?;
             }
             Engine::Sqlite => {}
         }
@@ -461,8 +478,15 @@ impl Ledger {
                 if version <= current {
                     continue;
                 }
+                // The statements name MariaDB's no-pad binary collation; MySQL spells it
+                // its own way.
+                let nopad = self.conn.mysql_server().map(|s| s.nopad_bin_collation());
                 for sql in statements {
-                    match self.conn.batch(sql).await {
+                    let sql = match nopad {
+                        Some(collation) => sql.replace("utf8mb4_nopad_bin", collation),
+                        None => sql.to_string(),
+                    };
+                    match self.conn.batch(&sql).await {
                         // MariaDB/MySQL commit each schema change at once: a column an
                         // upgrade cut short had already added is there (1060).
                         Err(e) if engine == Engine::Mysql && e.engine_error().is_some_and(|x| x.code == "1060") => {}
@@ -554,13 +578,12 @@ impl Ledger {
     async fn insert_run(&mut self, kind: &str, job: &str, holder: &Holder) -> Result<i64, DbError> {
         let p = self.params(6);
         let sql = format!(
-            "INSERT INTO lockgate_runs (kind, job, status, holder, started_at, heartbeat_at) VALUES ({}, {}, {}, {}, {}, {}) RETURNING id",
+            "INSERT INTO lockgate_runs (kind, job, status, holder, started_at, heartbeat_at) VALUES ({}, {}, {}, {}, {}, {})",
             p[0], p[1], p[2], p[3], p[4], p[5]
         );
         let t = now();
-        let rows = self
-            .conn
-            .query(
+        self.conn
+            .insert_returning_id(
                 &sql,
                 &[
                     Value::Text(kind.into()),
@@ -570,13 +593,9 @@ impl Ledger {
                     t.clone(),
                     t,
                 ],
-                None,
+                "id",
             )
-            .await?;
-        rows.first()
-            .and_then(|r| r.first())
-            .and_then(int)
-            .ok_or_else(|| DbError::Internal("the run insert returned no id".into()))
+            .await
     }
 
     /// Records the runs of `job` still `running` whose process is gone as

@@ -15,10 +15,14 @@ pub mod error;
 pub mod exports;
 pub mod ledger;
 pub mod mysql;
+pub mod mysql_server;
 pub mod pg;
 pub mod read;
+mod read_back;
 pub mod relation;
+pub mod rowdiff;
 pub mod schema;
+pub mod session;
 pub mod sqlite;
 pub mod sqltext;
 #[cfg(feature = "testing")]

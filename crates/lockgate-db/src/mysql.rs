@@ -9,16 +9,22 @@
 //! duplicate keys are skipped), a load that raised any warning or wrote fewer rows
 //! than it was given is reported as failed. When the server refuses local infile the
 //! same rows go through multi-row INSERTs instead.
+//!
+//! MariaDB and MySQL share this module; the server is read at connect time
+//! ([`crate::mysql_server::Server`]) and the few statements that differ ask it.
+//! A table named `db.table` is that table of database `db` on the same server (as
+//! `schema.table` is on PostgreSQL); without a database, the connection's own.
 
 use crate::conn::BulkOutcome;
 use crate::dialect::Dialect;
 use crate::error::{DbError, EngineError};
+use crate::mysql_server::{take_portable_param, Server};
 use crate::types;
 use crate::url::{DbUrl, Engine};
 use bytes::Bytes;
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use futures_util::StreamExt;
-use lockgate_core::value::{parse_date, parse_time, parse_timestamp, parse_timestamptz, ConvertError};
+use lockgate_core::value::{parse_date, parse_time, parse_timestamp, parse_timestamptz, ConvertError, MAX_FSP};
 use lockgate_core::{
     CheckConstraint, Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName, UniqueConstraint, Value,
 };
@@ -59,6 +65,8 @@ pub struct MyConn {
     local_infile: bool,
     /// `@@max_allowed_packet`, which bounds the multi-row INSERT fallback.
     max_allowed_packet: u64,
+    /// MariaDB or MySQL, and its version: which forms the SQL takes.
+    server: Server,
     /// Set when an error showed that the connection is gone.
     lost: bool,
 }
@@ -66,7 +74,8 @@ pub struct MyConn {
 impl MyConn {
     /// Connects and sets up the session (UTC, utf8mb4, strict `sql_mode`).
     pub async fn connect(url: &DbUrl) -> Result<Self, DbError> {
-        let opts = Opts::from_url(url.as_str())
+        let (driver_url, portable) = take_portable_param(url.as_str());
+        let opts = Opts::from_url(&driver_url)
             .map_err(|e| DbError::BadUrl(format!("invalid MariaDB URL {}: {e}", url.redacted())))?;
         let opts = OptsBuilder::from_opts(opts).client_found_rows(true);
         let connect_error = |message: String| DbError::Connect {
@@ -89,23 +98,41 @@ impl MyConn {
                 connect_message(&e)
             )));
         }
-        let settings: Option<(Option<i64>, Option<u64>)> =
-            match conn.query_first("SELECT @@local_infile, @@max_allowed_packet").await {
-                Ok(row) => row,
-                Err(e) => {
-                    return Err(connect_error(format!(
-                        "reading server settings failed: {}",
-                        connect_message(&e)
-                    )))
-                }
-            };
-        let (local_infile, max_allowed_packet) = settings.unwrap_or((None, None));
+        let settings: Option<(Option<i64>, Option<u64>, Option<String>)> = match conn
+            .query_first("SELECT @@local_infile, @@max_allowed_packet, VERSION()")
+            .await
+        {
+            Ok(row) => row,
+            Err(e) => {
+                return Err(connect_error(format!(
+                    "reading server settings failed: {}",
+                    connect_message(&e)
+                )))
+            }
+        };
+        let (local_infile, max_allowed_packet, version) = settings.unwrap_or((None, None, None));
+        let server = Server {
+            portable,
+            ..Server::from_version(version.as_deref().unwrap_or_default())
+        };
         Ok(MyConn {
             conn,
             local_infile: local_infile.unwrap_or(0) != 0,
             max_allowed_packet: max_allowed_packet.unwrap_or(16 << 20),
+            server,
             lost: false,
         })
+    }
+
+    /// The server (MariaDB or MySQL, its version) and the forms its SQL takes.
+    pub fn server(&self) -> Server {
+        self.server
+    }
+
+    /// The id the last INSERT generated (`LAST_INSERT_ID()`, from the server's answer
+    /// to it: no round trip).
+    pub fn last_insert_id(&self) -> Option<u64> {
+        self.conn.last_insert_id()
     }
 
     /// Whether [`MyConn::bulk_insert`] uses `LOAD DATA LOCAL INFILE`.
@@ -213,15 +240,21 @@ impl MyConn {
         Ok(names)
     }
 
-    /// The table of exactly this name (case-sensitive) in the current database.
+    /// The table of exactly this name (case-sensitive) in its database: the one the
+    /// name gives (`db.table`), else the connection's own.
     pub async fn describe(&mut self, name: &TableName) -> Result<Option<Table>, DbError> {
         // The plain equality lets information_schema look the table up directly; the
         // BINARY one makes the match exact whatever the collation.
-        let key = [Value::Text(name.name.clone()), Value::Text(name.name.clone())];
+        let schema = name.schema.clone().map_or(Value::Null, Value::Text);
+        let key = [
+            schema.clone(),
+            Value::Text(name.name.clone()),
+            Value::Text(name.name.clone()),
+        ];
         let tables = self
             .query(
-                "SELECT ENGINE FROM information_schema.TABLES \
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND BINARY TABLE_NAME = ?",
+                "SELECT ENGINE, DATABASE() FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND BINARY TABLE_NAME = ?",
                 &key,
                 None,
             )
@@ -230,34 +263,32 @@ impl MyConn {
             return Ok(None);
         };
         let engine = table_row.first().and_then(text);
+        // A table of another database keeps its database in its name (so every
+        // statement about it names it); one of the connection's own has none.
+        let current = table_row.get(1).and_then(text);
+        let qualify = |db: Option<String>| db.filter(|d| Some(d) != current.as_ref());
 
         let column_rows = self
             .query(
                 "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_MAXIMUM_LENGTH, IS_NULLABLE, COLUMN_DEFAULT, EXTRA, COLLATION_NAME \
                  FROM information_schema.COLUMNS \
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND BINARY TABLE_NAME = ? \
+                 WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND BINARY TABLE_NAME = ? \
                  ORDER BY ORDINAL_POSITION",
                 &key,
                 None,
             )
             .await?;
-        let check_rows = self
-            .query(
-                "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
-                 WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = ? AND BINARY TABLE_NAME = ? \
-                 ORDER BY CONSTRAINT_NAME",
-                &key,
-                None,
-            )
-            .await?;
+        let check_sql = self.server.check_constraints_sql("COALESCE(?, DATABASE())");
+        let check_rows = self.query(&check_sql, &key, None).await?;
         let key_rows = self
             .query(
-                "SELECT k.CONSTRAINT_NAME, c.CONSTRAINT_TYPE, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME \
+                "SELECT k.CONSTRAINT_NAME, c.CONSTRAINT_TYPE, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME, \
+                        k.REFERENCED_TABLE_SCHEMA \
                  FROM information_schema.TABLE_CONSTRAINTS c \
                  JOIN information_schema.KEY_COLUMN_USAGE k \
                    ON k.CONSTRAINT_SCHEMA = c.CONSTRAINT_SCHEMA AND k.TABLE_SCHEMA = c.TABLE_SCHEMA \
                   AND k.TABLE_NAME = c.TABLE_NAME AND k.CONSTRAINT_NAME = c.CONSTRAINT_NAME \
-                 WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ? AND BINARY c.TABLE_NAME = ? \
+                 WHERE c.TABLE_SCHEMA = COALESCE(?, DATABASE()) AND c.TABLE_NAME = ? AND BINARY c.TABLE_NAME = ? \
                  ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
                 &key,
                 None,
@@ -266,7 +297,7 @@ impl MyConn {
         let index_rows = self
             .query(
                 "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND BINARY TABLE_NAME = ? \
+                 WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND BINARY TABLE_NAME = ? \
                  ORDER BY INDEX_NAME, SEQ_IN_INDEX",
                 &key,
                 None,
@@ -305,8 +336,14 @@ impl MyConn {
                 || extra.contains("stored")
                 || extra.contains("persistent");
             let is_json = checks_raw.iter().any(|(_, clause)| is_json_check(clause, &name));
+            let kind = types::mysql_kind(&data_type, &column_type, char_max, is_json);
+            let numeric = matches!(
+                kind,
+                Kind::Int { .. } | Kind::Float { .. } | Kind::Decimal { .. } | Kind::Bool
+            );
+            let default = self.server.column_default_sql(default, &extra, numeric);
             columns.push(Column {
-                kind: types::mysql_kind(&data_type, &column_type, char_max, is_json),
+                kind,
                 name,
                 data_type: column_type,
                 nullable,
@@ -332,7 +369,7 @@ impl MyConn {
 
         let mut primary_key = Vec::new();
         let mut unique: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut foreign: BTreeMap<String, (String, Vec<(String, String)>)> = BTreeMap::new();
+        let mut foreign: BTreeMap<String, (TableName, Vec<(String, String)>)> = BTreeMap::new();
         for r in &key_rows {
             let (Some(cname), Some(ctype), Some(col)) = (
                 r.first().and_then(text),
@@ -345,7 +382,10 @@ impl MyConn {
                 "PRIMARY KEY" => primary_key.push(col),
                 "UNIQUE" => unique.entry(cname).or_default().push(col),
                 "FOREIGN KEY" => {
-                    let parent = r.get(3).and_then(text).unwrap_or_default();
+                    let parent = TableName {
+                        schema: qualify(r.get(5).and_then(text)),
+                        name: r.get(3).and_then(text).unwrap_or_default(),
+                    };
                     let parent_col = r.get(4).and_then(text).unwrap_or_default();
                     foreign
                         .entry(cname)
@@ -390,8 +430,8 @@ impl MyConn {
         let triggers = self
             .query(
                 "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
-                 WHERE EVENT_OBJECT_SCHEMA = DATABASE() AND BINARY EVENT_OBJECT_TABLE = ? ORDER BY 1",
-                &[Value::Text(name.name.clone())],
+                 WHERE EVENT_OBJECT_SCHEMA = COALESCE(?, DATABASE()) AND BINARY EVENT_OBJECT_TABLE = ? ORDER BY 1",
+                &[schema, Value::Text(name.name.clone())],
                 None,
             )
             .await?;
@@ -402,7 +442,10 @@ impl MyConn {
                 .map(|t| format!("trigger {t}")),
         );
         Ok(Some(Table {
-            name: TableName::new(name.name.clone()),
+            name: TableName {
+                schema: qualify(name.schema.clone()),
+                name: name.name.clone(),
+            },
             columns,
             primary_key,
             unique: unique
@@ -414,7 +457,7 @@ impl MyConn {
                 .map(|(name, (parent, columns))| ForeignKey {
                     name,
                     columns,
-                    references: TableName::new(parent),
+                    references: parent,
                 })
                 .collect(),
             indexes,
@@ -906,20 +949,22 @@ fn decode(v: MyValue, column: &mysql_async::Column, kind: Option<&Kind>) -> Resu
         },
         MyValue::Int(i) => kind.check(Value::Int(i)),
         MyValue::UInt(u) => kind.check(uint(u)),
+        // A FLOAT(M,D) column is a decimal kind: its single means its own shortest text.
+        MyValue::Float(f) if matches!(kind, Kind::Decimal { .. }) => kind.parse_text(&f.to_string()),
         MyValue::Float(f) => kind.check(Value::Float(f64::from(f))),
         MyValue::Double(f) => kind.check(Value::Float(f)),
         MyValue::Date(y, m, d, h, mi, s, us) => {
             let dt = datetime(y, m, d, h, mi, s, us)?;
             match kind {
                 Kind::Date => Ok(Value::Date(dt.date())),
-                Kind::Timestamp | Kind::TimestampTz { .. } => kind.check(Value::Timestamp(dt)),
+                Kind::Timestamp { .. } | Kind::TimestampTz { .. } => kind.check(Value::Timestamp(dt)),
                 _ => kind.parse_text(&dt.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
             }
         }
         MyValue::Time(neg, days, h, mi, s, us) => {
             let t = time(neg, days, h, mi, s, us)?;
             match kind {
-                Kind::Time => kind.check(Value::Time(t)),
+                Kind::Time { .. } => kind.check(Value::Time(t)),
                 _ => kind.parse_text(&t.format("%H:%M:%S%.6f").to_string()),
             }
         }
@@ -1121,6 +1166,8 @@ fn column_kind(c: &mysql_async::Column) -> Kind {
     use mysql_async::consts::ColumnFlags;
     let unsigned = c.flags().contains(ColumnFlags::UNSIGNED_FLAG);
     let int = |bytes| Kind::Int { bytes, unsigned };
+    // A temporal result column's decimals are its fractional-second digits.
+    let fsp = || c.decimals().min(MAX_FSP);
     match c.column_type() {
         ColumnType::MYSQL_TYPE_TINY if c.column_length() == 1 => Kind::Bool,
         ColumnType::MYSQL_TYPE_TINY => int(1),
@@ -1136,9 +1183,12 @@ fn column_kind(c: &mysql_async::Column) -> Kind {
             max_significant: None,
         },
         ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE => Kind::Date,
-        ColumnType::MYSQL_TYPE_TIME | ColumnType::MYSQL_TYPE_TIME2 => Kind::Time,
-        ColumnType::MYSQL_TYPE_DATETIME | ColumnType::MYSQL_TYPE_DATETIME2 => Kind::Timestamp,
-        ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2 => Kind::TimestampTz { epoch32: true },
+        ColumnType::MYSQL_TYPE_TIME | ColumnType::MYSQL_TYPE_TIME2 => Kind::Time { fsp: fsp() },
+        ColumnType::MYSQL_TYPE_DATETIME | ColumnType::MYSQL_TYPE_DATETIME2 => Kind::Timestamp { fsp: fsp() },
+        ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2 => Kind::TimestampTz {
+            epoch32: true,
+            fsp: fsp(),
+        },
         ColumnType::MYSQL_TYPE_JSON => Kind::Json,
         ColumnType::MYSQL_TYPE_BIT => Kind::Bytes { max_bytes: None },
         ColumnType::MYSQL_TYPE_VARCHAR

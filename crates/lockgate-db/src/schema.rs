@@ -4,9 +4,10 @@
 //! with [`Conn::describe`]; this module only spells the change per engine.
 //!
 //! Defaults are the one place values appear in SQL text: DDL takes no bound
-//! parameters. They are rendered from typed [`Value`]s by [`literal`] (numbers and
-//! booleans from their canonical form, text as an escaped string literal), never
-//! from text a user typed.
+//! parameters. They are rendered from typed [`Value`]s by [`literal`] in each
+//! engine's own literal form (numbers and booleans from their canonical form, text
+//! as an escaped string literal, an instant as MariaDB's zone-less UTC text), never
+//! from text a user typed; "the current time" is the engine's own expression.
 
 use crate::conn::Conn;
 use crate::dialect::Dialect;
@@ -27,11 +28,44 @@ pub struct ColumnSpec {
     /// Whether it may hold NULL.
     pub nullable: bool,
     /// Its default, also what existing rows get when it is added.
-    pub default: Option<Value>,
+    pub default: Option<ColumnDefault>,
+    /// Whether the database generates its values (an integer id: identity on
+    /// PostgreSQL, AUTO_INCREMENT on MariaDB, the rowid on SQLite). Only for a
+    /// table's one-column primary key, when the table is created.
+    pub generated: bool,
     /// When an existing column is changed: what the catalog says of it (its default
     /// as SQL text, its collation), kept across the change. MariaDB's MODIFY COLUMN
     /// restates the whole column, so what it does not repeat is lost.
     pub kept: Option<KeptAttributes>,
+}
+
+/// A column's default.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ColumnDefault {
+    /// A value.
+    Value(Value),
+    /// The current time (loopback's `"$now"`), in the column's kind.
+    Now,
+}
+
+impl std::fmt::Display for ColumnDefault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ColumnDefault::Value(v) => write!(f, "{v}"),
+            ColumnDefault::Now => f.write_str("the current time"),
+        }
+    }
+}
+
+/// An index to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// Its name.
+    pub name: String,
+    /// Its columns, in order.
+    pub columns: Vec<String>,
+    /// Whether it is unique.
+    pub unique: bool,
 }
 
 /// Attributes of an existing column, read from the engine's catalog, that a type
@@ -53,6 +87,8 @@ pub struct TableSpec {
     pub columns: Vec<ColumnSpec>,
     /// Its primary key (may be empty).
     pub primary_key: Vec<String>,
+    /// Its indexes, created with it.
+    pub indexes: Vec<IndexSpec>,
 }
 
 /// One schema change.
@@ -81,6 +117,13 @@ pub enum SchemaChange {
         /// The column.
         column: String,
     },
+    /// Create an index on an existing table.
+    CreateIndex {
+        /// The table.
+        table: TableName,
+        /// The index.
+        index: IndexSpec,
+    },
 }
 
 impl std::fmt::Display for SchemaChange {
@@ -105,12 +148,24 @@ impl std::fmt::Display for SchemaChange {
                 )
             }
             SchemaChange::DropColumn { table, column } => write!(f, "drop column {table}.{column}"),
+            SchemaChange::CreateIndex { table, index } => write!(
+                f,
+                "create {}index {} on {table} ({})",
+                if index.unique { "unique " } else { "" },
+                index.name,
+                index.columns.join(", ")
+            ),
         }
     }
 }
 
 /// The type declared for a column on an engine.
 pub fn column_type(engine: Engine, c: &ColumnSpec, in_key: bool) -> String {
+    // SQLite generates only the rowid, which a column aliases when declared exactly
+    // INTEGER and the table's one-column primary key.
+    if c.generated && engine == Engine::Sqlite {
+        return "INTEGER".into();
+    }
     if let Some(t) = &c.data_type {
         return t.clone();
     }
@@ -151,6 +206,9 @@ pub fn literal(engine: Engine, v: &Value) -> Result<String, DbError> {
         Value::Decimal(d) => d.to_string(),
         Value::Text(s) => quoted(s),
         Value::Json(j) => quoted(&j.to_string()),
+        // MariaDB's DATETIME takes no zone: an instant is written as its UTC time, as
+        // Lockgate stores it there (a `+00:00` suffix is "Invalid default value").
+        Value::TimestampTz(t) if engine == Engine::Mysql => quoted(&Value::Timestamp(t.naive_utc()).to_string()),
         Value::Date(_) | Value::Time(_) | Value::Timestamp(_) | Value::TimestampTz(_) | Value::Uuid(_) => {
             quoted(&v.to_string())
         }
@@ -163,11 +221,47 @@ pub fn literal(engine: Engine, v: &Value) -> Result<String, DbError> {
     })
 }
 
+/// The engine's expression for "the current time" as a default of a column of
+/// `kind` (declared as `declared`). SQLite's is text in the form Lockgate stores.
+fn now_sql(engine: Engine, kind: &Kind, declared: &str) -> Result<String, DbError> {
+    // The fractional digits a MariaDB DATETIME(n) keeps: CURRENT_TIMESTAMP must match.
+    let digits = declared
+        .split_once('(')
+        .and_then(|(_, rest)| rest.trim_end_matches(')').trim().parse::<u8>().ok());
+    Ok(match (engine, kind) {
+        (Engine::Postgres, Kind::Date) => "CURRENT_DATE".into(),
+        (Engine::Postgres, Kind::Timestamp { .. }) => "LOCALTIMESTAMP".into(),
+        (Engine::Postgres, Kind::TimestampTz { .. }) => "CURRENT_TIMESTAMP".into(),
+        (Engine::Mysql, Kind::Date) => "(CURRENT_DATE)".into(),
+        (Engine::Mysql, Kind::Timestamp { .. } | Kind::TimestampTz { .. }) => match digits {
+            Some(n) => format!("CURRENT_TIMESTAMP({n})"),
+            None => "CURRENT_TIMESTAMP".into(),
+        },
+        (Engine::Sqlite, Kind::Date) => "CURRENT_DATE".into(),
+        (Engine::Sqlite, Kind::Timestamp { .. }) => "(strftime('%Y-%m-%d %H:%M:%f', 'now'))".into(),
+        (Engine::Sqlite, Kind::TimestampTz { .. }) => "(strftime('%Y-%m-%d %H:%M:%f+00:00', 'now'))".into(),
+        (_, other) => {
+            return Err(DbError::Invalid(format!(
+                "the default \"$now\" needs a date column, and this one is {}: give a value instead",
+                other.describe()
+            )))
+        }
+    })
+}
+
 fn column_def(engine: Engine, c: &ColumnSpec, in_key: bool) -> Result<String, DbError> {
     let d = Dialect(engine);
-    let mut sql = format!("{} {}", d.quote(&c.name), column_type(engine, c, in_key));
+    let declared = column_type(engine, c, in_key);
+    let mut sql = format!("{} {declared}", d.quote(&c.name));
     if !c.nullable {
         sql.push_str(" NOT NULL");
+    }
+    if c.generated {
+        match engine {
+            Engine::Postgres => sql.push_str(" GENERATED BY DEFAULT AS IDENTITY"),
+            Engine::Mysql => sql.push_str(" AUTO_INCREMENT"),
+            Engine::Sqlite => {}
+        }
     }
     if let (
         Engine::Mysql,
@@ -190,16 +284,30 @@ fn column_def(engine: Engine, c: &ColumnSpec, in_key: bool) -> Result<String, Db
     {
         sql.push_str(&format!(" DEFAULT {d}"));
     }
-    if let Some(v) = &c.default {
-        // MariaDB takes an expression default only in parentheses for JSON/TEXT.
-        let lit = literal(engine, v)?;
-        if engine == Engine::Mysql && matches!(c.kind, Kind::Json | Kind::Text { max_chars: None, .. }) {
-            sql.push_str(&format!(" DEFAULT ({lit})"));
-        } else {
-            sql.push_str(&format!(" DEFAULT {lit}"));
+    match &c.default {
+        None => {}
+        Some(ColumnDefault::Now) => sql.push_str(&format!(" DEFAULT {}", now_sql(engine, &c.kind, &declared)?)),
+        Some(ColumnDefault::Value(v)) => {
+            // MariaDB takes an expression default only in parentheses for JSON/TEXT.
+            let lit = literal(engine, v)?;
+            if engine == Engine::Mysql && matches!(c.kind, Kind::Json | Kind::Text { max_chars: None, .. }) {
+                sql.push_str(&format!(" DEFAULT ({lit})"));
+            } else {
+                sql.push_str(&format!(" DEFAULT {lit}"));
+            }
         }
     }
     Ok(sql)
+}
+
+fn index_sql(d: Dialect, table: &TableName, index: &IndexSpec) -> String {
+    format!(
+        "CREATE {}INDEX {} ON {} ({})",
+        if index.unique { "UNIQUE " } else { "" },
+        d.quote(&index.name),
+        d.table(table),
+        d.columns(None, &index.columns)
+    )
 }
 
 /// The statements of a change.
@@ -209,7 +317,15 @@ pub fn change_sql(engine: Engine, change: &SchemaChange) -> Result<Vec<String>, 
         SchemaChange::CreateTable(t) => {
             let mut parts = Vec::new();
             for c in &t.columns {
-                parts.push(column_def(engine, c, t.primary_key.contains(&c.name))?);
+                if c.generated && t.primary_key != [c.name.clone()] {
+                    return Err(DbError::Invalid(format!(
+                        "column {}.{} is generated, so it must be the table's one-column primary key",
+                        t.name, c.name
+                    )));
+                }
+                // MariaDB indexes only bounded text: a key or indexed column gets one.
+                let in_key = t.primary_key.contains(&c.name) || t.indexes.iter().any(|i| i.columns.contains(&c.name));
+                parts.push(column_def(engine, c, in_key)?);
             }
             if !t.primary_key.is_empty() {
                 parts.push(format!("PRIMARY KEY ({})", d.columns(None, &t.primary_key)));
@@ -219,13 +335,27 @@ pub fn change_sql(engine: Engine, change: &SchemaChange) -> Result<Vec<String>, 
             } else {
                 ""
             };
-            vec![format!(
+            let mut out = vec![format!(
                 "CREATE TABLE {} ({}){suffix}",
                 d.table(&t.name),
                 parts.join(", ")
-            )]
+            )];
+            out.extend(t.indexes.iter().map(|i| index_sql(d, &t.name, i)));
+            out
         }
+        SchemaChange::CreateIndex { table, index } => vec![index_sql(d, table, index)],
         SchemaChange::AddColumn { table, column } => {
+            if column.generated {
+                return Err(DbError::Invalid(format!(
+                    "a generated column cannot be added to the existing table {table}: create it with the table, or give the id without \"generated\""
+                )));
+            }
+            if engine == Engine::Sqlite && column.default == Some(ColumnDefault::Now) {
+                return Err(DbError::Invalid(format!(
+                    "SQLite cannot add column {table}.{} with the default \"$now\" to an existing table (its ALTER TABLE takes constant defaults only): give it a fixed default, or create the table with it",
+                    column.name
+                )));
+            }
             vec![format!(
                 "ALTER TABLE {} ADD COLUMN {}",
                 d.table(table),
@@ -280,6 +410,14 @@ pub fn change_sql(engine: Engine, change: &SchemaChange) -> Result<Vec<String>, 
 /// Applies a change on `conn` (inside its transaction, where the engine's DDL is
 /// transactional: PostgreSQL and SQLite; MariaDB commits around it).
 pub async fn apply_change(conn: &mut Conn, change: &SchemaChange) -> Result<(), DbError> {
+    let adapted;
+    let change = match conn.mysql_server() {
+        Some(server) if !server.uuid_type() => {
+            adapted = without_uuid_type(change);
+            &adapted
+        }
+        _ => change,
+    };
     for sql in change_sql(conn.engine(), change)? {
         conn.batch(&sql).await.map_err(|e| match e {
             DbError::Engine { error, .. } => DbError::Engine {
@@ -290,6 +428,67 @@ pub async fn apply_change(conn: &mut Conn, change: &SchemaChange) -> Result<(), 
         })?;
     }
     Ok(())
+}
+
+/// On PostgreSQL, moves the sequence of each generated integer column of `table` past
+/// the largest value the column holds, so that rows written with explicit ids (a
+/// data file that gives them) do not make the next generated id collide. MariaDB's
+/// AUTO_INCREMENT and SQLite's rowid do this themselves. The sequence only moves
+/// forward. `setval` is not transactional: call it only when the rows stay.
+pub async fn catch_up_identity(conn: &mut Conn, table: &lockgate_core::Table) -> Result<(), DbError> {
+    if conn.engine() != Engine::Postgres {
+        return Ok(());
+    }
+    let d = conn.dialect();
+    for c in table
+        .columns
+        .iter()
+        .filter(|c| c.auto && matches!(c.kind, Kind::Int { .. }))
+    {
+        // pg_get_serial_sequence reads its first argument as (quoted) SQL names and
+        // its second as a column name; both are bound, and NULL for a computed column.
+        let sql = format!(
+            "SELECT setval(x.s::regclass, x.m) FROM (SELECT pg_get_serial_sequence($1, $2) AS s, \
+             (SELECT MAX({col}) FROM {t}) AS m) x \
+             WHERE x.s IS NOT NULL AND x.m IS NOT NULL AND x.m > COALESCE(pg_sequence_last_value(x.s::regclass), 0)",
+            col = d.quote(&c.name),
+            t = d.table(&table.name)
+        );
+        conn.query(
+            &sql,
+            &[Value::Text(d.table(&table.name)), Value::Text(c.name.clone())],
+            None,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// `change` for a server without a `uuid` type (MySQL, MariaDB before 10.7): UUID
+/// columns are created as `char(36)`, the hyphenated text Lockgate writes.
+fn without_uuid_type(change: &SchemaChange) -> SchemaChange {
+    let fix = |c: &ColumnSpec| {
+        let mut c = c.clone();
+        if c.kind == Kind::Uuid && c.data_type.is_none() {
+            c.data_type = Some("char(36)".into());
+        }
+        c
+    };
+    match change {
+        SchemaChange::CreateTable(spec) => SchemaChange::CreateTable(TableSpec {
+            columns: spec.columns.iter().map(fix).collect(),
+            ..spec.clone()
+        }),
+        SchemaChange::AddColumn { table, column } => SchemaChange::AddColumn {
+            table: table.clone(),
+            column: fix(column),
+        },
+        SchemaChange::AlterColumn { table, column } => SchemaChange::AlterColumn {
+            table: table.clone(),
+            column: fix(column),
+        },
+        other => other.clone(),
+    }
 }
 
 /// Rows in a table (to refuse adding a required column without a default to a

@@ -60,8 +60,27 @@ impl LiteConn {
     /// Opens the file of `url`, creating it when missing. A folder that does not
     /// exist or a file that is not a database is [`DbError::Connect`].
     pub async fn connect(url: &DbUrl) -> Result<Self, DbError> {
+        Self::open_url(url, true).await
+    }
+
+    /// Opens the file of `url` only if it exists (read and write, never create): what
+    /// commands that only read use, so that a mistyped path creates nothing. A
+    /// missing file is [`DbError::Invalid`] naming it.
+    pub async fn connect_existing(url: &DbUrl) -> Result<Self, DbError> {
         let path = url.sqlite_path();
-        let conn = tokio::task::spawn_blocking(move || open(&path))
+        if !path.is_file() {
+            return Err(DbError::Invalid(format!(
+                "there is no SQLite database at {}: check the path (commands that only read never create \
+                 a database; load, migrate and exec do)",
+                path.display()
+            )));
+        }
+        Self::open_url(url, false).await
+    }
+
+    async fn open_url(url: &DbUrl, create: bool) -> Result<Self, DbError> {
+        let path = url.sqlite_path();
+        let conn = tokio::task::spawn_blocking(move || open(&path, create))
             .await
             .map_err(join_error)?
             .map_err(|message| DbError::Connect {
@@ -305,8 +324,9 @@ impl LiteConn {
     }
 }
 
-/// Opens and configures a connection; errors are one line for [`DbError::Connect`].
-fn open(path: &Path) -> Result<Connection, String> {
+/// Opens and configures a connection, creating the file only when `create`; errors
+/// are one line for [`DbError::Connect`].
+fn open(path: &Path, create: bool) -> Result<Connection, String> {
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() && !parent.is_dir() {
             return Err(format!(
@@ -318,7 +338,10 @@ fn open(path: &Path) -> Result<Connection, String> {
     }
     // No SQLITE_OPEN_URI: the path is a file name, never a `file:` URI with options.
     // NO_MUTEX is safe because the LiteConn mutex already serializes every use.
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
     let fail = |e: rusqlite::Error| format!("cannot open {}: {}", path.display(), one_line(&e.to_string()));
     let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;

@@ -1,22 +1,62 @@
-//! Reading SQL that users wrote (migration `.sql` scripts) just enough to refuse
-//! what would break the transaction it runs in: statements that end it (COMMIT,
-//! BEGIN, ROLLBACK…) on every engine, and on MariaDB the statements that commit
-//! implicitly (DDL and friends), which would leave a version half applied.
+//! Reading SQL that users wrote (migration `.sql` scripts) just enough to run it
+//! safely inside a version's transaction: split into statements (each with the line
+//! it starts on, so an error can name it), refuse what would break the transaction
+//! (COMMIT, BEGIN, ROLLBACK… on every engine; on MariaDB the statements that commit
+//! implicitly, DDL and friends, which would leave a version half applied), and name
+//! the tables a statement writes, so that what it changes can be recorded.
 
 use crate::url::Engine;
 
-/// The first words of each statement of `sql` (upper-cased), as `engine` reads it:
-/// comments (`--`, `/* */`, and `#` on MariaDB, whose `/*! … */` runs as code) and
-/// quoted text (`'…'`, `"…"`, `` `…` ``, PostgreSQL's `$tag$…$tag$`, backslash escapes
-/// on MariaDB only) are skipped; statements end at `;`, except inside the body of a
-/// trigger, routine or `BEGIN NOT ATOMIC` block (between its BEGIN and END).
+/// One statement of a script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    /// 1-based position in the script.
+    pub number: usize,
+    /// 1-based line of the script on which its first word stands.
+    pub line: usize,
+    /// Its first words, upper-cased (quoted text shows as `_`).
+    pub head: String,
+    /// Its text as written, without the `;` that ends it.
+    pub text: String,
+}
+
+/// What a statement may change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// No table rows (SELECT, SET, SAVEPOINT, temporary tables…).
+    Nothing,
+    /// The rows of these tables (as written: `schema.table` or `table`, unquoted).
+    Tables(Vec<String>),
+    /// Something Lockgate cannot name from the text (a CALL, a DO block, a WITH
+    /// before the write, a multi-table UPDATE…).
+    Unknown,
+}
+
+/// The first words of each statement of `sql` (upper-cased), as `engine` reads it.
 pub fn statement_heads(engine: Engine, sql: &str) -> Vec<String> {
+    statements(engine, sql).into_iter().map(|s| s.head).collect()
+}
+
+/// The statements of `sql`, as `engine` reads it: comments (`--`, `/* */`, and `#`
+/// on MariaDB, whose `/*! … */` runs as code) and quoted text (`'…'`, `"…"`,
+/// `` `…` ``, PostgreSQL's `$tag$…$tag$`, backslash escapes on MariaDB only) are
+/// skipped; statements end at `;`, except inside the body of a trigger, routine or
+/// `BEGIN NOT ATOMIC` block (between its BEGIN and END). Text holding only
+/// comments is no statement.
+pub fn statements(engine: Engine, sql: &str) -> Vec<Statement> {
     let mysql = engine == Engine::Mysql;
     let b: Vec<char> = sql.chars().collect();
     let n = b.len();
     let at = |i: usize| b.get(i).copied().unwrap_or('\0');
-    let mut heads = Vec::new();
+    // Char index at which each line starts, to name a statement's line.
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(b.iter().enumerate().filter(|(_, c)| **c == '\n').map(|(i, _)| i + 1))
+        .collect();
+    let line_of = |i: usize| line_starts.partition_point(|&s| s <= i);
+    let mut out: Vec<Statement> = Vec::new();
     let mut words: Vec<String> = Vec::new();
+    let mut start = 0usize;
+    let mut first_at = 0usize;
     let mut compound = false;
     let mut depth = 0i32;
     let mut exec_comment = false;
@@ -36,9 +76,14 @@ pub fn statement_heads(engine: Engine, sql: &str) -> Vec<String> {
         }
         w
     };
-    let flush = |words: &mut Vec<String>, heads: &mut Vec<String>| {
+    let mut flush = |words: &mut Vec<String>, start: usize, end: usize, first_at: usize| {
         if !words.is_empty() {
-            heads.push(words.iter().take(3).cloned().collect::<Vec<_>>().join(" "));
+            out.push(Statement {
+                number: out.len() + 1,
+                line: line_of(first_at),
+                head: words.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
+                text: b[start..end.min(n)].iter().collect(),
+            });
         }
         words.clear();
     };
@@ -68,6 +113,9 @@ pub fn statement_heads(engine: Engine, sql: &str) -> Vec<String> {
                 i += 2;
             }
         } else if c == '\'' || c == '"' || c == '`' {
+            if words.is_empty() {
+                first_at = i;
+            }
             i += 1;
             while i < n {
                 if mysql && b[i] == '\\' && c != '`' {
@@ -92,6 +140,9 @@ pub fn statement_heads(engine: Engine, sql: &str) -> Vec<String> {
                 j += 1;
             }
             if at(j) == '$' {
+                if words.is_empty() {
+                    first_at = i;
+                }
                 let tag: String = b[i..=j].iter().collect();
                 let rest: String = b[j + 1..].iter().collect();
                 match rest.find(&tag) {
@@ -104,12 +155,16 @@ pub fn statement_heads(engine: Engine, sql: &str) -> Vec<String> {
             }
         } else if c == ';' {
             if depth <= 0 {
-                flush(&mut words, &mut heads);
+                flush(&mut words, start, i, first_at);
+                start = i + 1;
                 compound = false;
                 depth = 0;
             }
             i += 1;
         } else if c.is_ascii_alphabetic() || c == '_' {
+            if words.is_empty() {
+                first_at = i;
+            }
             let mut w = String::new();
             while i < n && (b[i].is_ascii_alphanumeric() || b[i] == '_') {
                 w.push(b[i].to_ascii_uppercase());
@@ -135,8 +190,211 @@ pub fn statement_heads(engine: Engine, sql: &str) -> Vec<String> {
             i += 1;
         }
     }
-    flush(&mut words, &mut heads);
-    heads
+    flush(&mut words, start, n, first_at);
+    out
+}
+
+/// A token of a statement: a word (bare, upper-cased in `upper`) or a quoted name, or
+/// one character of punctuation.
+#[derive(Clone, Debug, PartialEq)]
+enum Token {
+    /// A bare word: as written, and upper-cased.
+    Word(String, String),
+    /// A quoted identifier, unquoted.
+    Quoted(String),
+    /// Anything else: punctuation, a number, a string literal.
+    Other(char),
+}
+
+fn tokens(engine: Engine, text: &str, max: usize) -> Vec<Token> {
+    let mysql = engine == Engine::Mysql;
+    let b: Vec<char> = text.chars().collect();
+    let n = b.len();
+    let at = |i: usize| b.get(i).copied().unwrap_or('\0');
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < n && out.len() < max {
+        let c = b[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '-' && at(i + 1) == '-' || (c == '#' && mysql) {
+            while i < n && b[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && at(i + 1) == '*' {
+            if mysql && (at(i + 2) == '!' || (at(i + 2) == 'M' && at(i + 3) == '!')) {
+                i += if at(i + 2) == '!' { 3 } else { 4 };
+                while i < n && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+            } else {
+                i += 2;
+                while i < n && !(b[i] == '*' && at(i + 1) == '/') {
+                    i += 1;
+                }
+                i += 2;
+            }
+        } else if c == '*' && at(i + 1) == '/' {
+            i += 2;
+        } else if c == '"' && engine != Engine::Mysql || c == '`' && engine != Engine::Postgres {
+            let mut s = String::new();
+            i += 1;
+            while i < n {
+                if b[i] == c {
+                    if at(i + 1) == c {
+                        s.push(c);
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                s.push(b[i]);
+                i += 1;
+            }
+            i += 1;
+            out.push(Token::Quoted(s));
+        } else if c == '[' && engine == Engine::Sqlite {
+            let mut s = String::new();
+            i += 1;
+            while i < n && b[i] != ']' {
+                s.push(b[i]);
+                i += 1;
+            }
+            i += 1;
+            out.push(Token::Quoted(s));
+        } else if c.is_alphabetic() || c == '_' {
+            let mut w = String::new();
+            while i < n && (b[i].is_alphanumeric() || b[i] == '_' || b[i] == '$') {
+                w.push(b[i]);
+                i += 1;
+            }
+            let upper = w.to_uppercase();
+            out.push(Token::Word(w, upper));
+        } else {
+            out.push(Token::Other(c));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// What a statement may change, from its text (see [`Effect`]).
+pub fn effect(engine: Engine, text: &str) -> Effect {
+    let t = tokens(engine, text, 64);
+    let word = |i: usize| match t.get(i) {
+        Some(Token::Word(_, u)) => u.as_str(),
+        _ => "",
+    };
+    // A (possibly qualified) name at `i`: its text and the index after it.
+    let name = |mut i: usize| -> Option<(String, usize)> {
+        let mut parts = Vec::new();
+        loop {
+            match t.get(i)? {
+                Token::Word(w, _) => parts.push(w.clone()),
+                Token::Quoted(q) => parts.push(q.clone()),
+                Token::Other(_) => return None,
+            }
+            i += 1;
+            if t.get(i) == Some(&Token::Other('.')) {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        Some((parts.join("."), i))
+    };
+    // Skips optional modifier words.
+    let skip = |mut i: usize, mods: &[&str]| {
+        while mods.contains(&word(i)) {
+            i += 1;
+        }
+        i
+    };
+    let first = word(0);
+    match first {
+        // One table, written by name, and nothing after the name that names another.
+        "UPDATE" => {
+            let i = skip(
+                1,
+                &[
+                    "LOW_PRIORITY",
+                    "IGNORE",
+                    "ONLY",
+                    "OR",
+                    "ROLLBACK",
+                    "ABORT",
+                    "REPLACE",
+                    "FAIL",
+                ],
+            );
+            let Some((table, mut j)) = name(i) else {
+                return Effect::Unknown;
+            };
+            if word(j) == "AS" {
+                j += 1;
+            }
+            if word(j) != "SET" {
+                j += 1; // an alias
+            }
+            if word(j) == "SET" {
+                Effect::Tables(vec![table])
+            } else {
+                Effect::Unknown // a join, or several tables
+            }
+        }
+        "INSERT" | "REPLACE" => {
+            let mut i = skip(1, &["LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE"]);
+            if word(i) == "OR" {
+                i += 2; // SQLite: INSERT OR REPLACE
+            }
+            if word(i) == "INTO" {
+                i += 1;
+            }
+            match name(i) {
+                Some((table, _)) => Effect::Tables(vec![table]),
+                None => Effect::Unknown,
+            }
+        }
+        "DELETE" => {
+            let i = skip(1, &["LOW_PRIORITY", "QUICK", "IGNORE"]);
+            if word(i) != "FROM" {
+                return Effect::Unknown; // DELETE t1, t2 FROM …
+            }
+            let i = skip(i + 1, &["ONLY"]);
+            match name(i) {
+                Some((table, j)) if t.get(j) != Some(&Token::Other(',')) => Effect::Tables(vec![table]),
+                _ => Effect::Unknown,
+            }
+        }
+        "MERGE" if word(1) == "INTO" => match name(2) {
+            Some((table, _)) => Effect::Tables(vec![table]),
+            None => Effect::Unknown,
+        },
+        "TRUNCATE" => {
+            let mut i = skip(1, &["TABLE", "ONLY"]);
+            let mut tables = Vec::new();
+            while let Some((table, j)) = name(i) {
+                tables.push(table);
+                if t.get(j) == Some(&Token::Other(',')) {
+                    i = skip(j + 1, &["ONLY"]);
+                } else {
+                    break;
+                }
+            }
+            if tables.is_empty() {
+                Effect::Unknown
+            } else {
+                Effect::Tables(tables)
+            }
+        }
+        "SELECT" | "VALUES" | "TABLE" | "SHOW" | "SET" | "RESET" | "SAVEPOINT" | "RELEASE" | "PRAGMA" | "DECLARE"
+        | "FETCH" | "CLOSE" | "MOVE" | "PREPARE" | "DEALLOCATE" | "DESCRIBE" | "DESC" | "LISTEN" | "NOTIFY"
+        | "UNLISTEN" | "ANALYZE" | "COMMENT" | "LOCK" | "GRANT" | "REVOKE" => Effect::Nothing,
+        "ROLLBACK" if word(1) == "TO" => Effect::Nothing,
+        "EXPLAIN" if word(1) != "ANALYZE" => Effect::Nothing,
+        "CREATE" | "DROP" if word(1) == "TEMPORARY" || word(1) == "TEMP" => Effect::Nothing,
+        _ => Effect::Unknown,
+    }
 }
 
 /// Why a script cannot run inside a version's transaction on `engine`, naming the
@@ -151,6 +409,12 @@ pub fn transaction_breaker(engine: Engine, sql: &str) -> Option<String> {
         if ends {
             return Some(format!(
                 "statement {} ({head} …) would end the version's transaction: remove it; lockgate commits the version itself",
+                i + 1
+            ));
+        }
+        if engine == Engine::Mysql && first == "SET" && head.split(' ').take(3).any(|w| w == "AUTOCOMMIT") {
+            return Some(format!(
+                "statement {} ({head} …) changes autocommit, which makes MariaDB commit the open transaction: remove it; lockgate commits the version itself",
                 i + 1
             ));
         }
@@ -225,6 +489,10 @@ mod tests {
             (Engine::Postgres, "UPDATE t SET a = $x$ ; COMMIT; $x$", false),
             (Engine::Mysql, "UPDATE t SET a = 1; /*!40000 COMMIT */", true),
             (Engine::Postgres, "ABORT", true),
+            (Engine::Mysql, "SET autocommit = 1", true),
+            (Engine::Mysql, "SET SESSION autocommit = 1", true),
+            (Engine::Mysql, "SET @@session.autocommit = 1", true),
+            (Engine::Mysql, "SET SESSION sql_mode = ''", false),
             // Bodies with their own BEGIN … END are not transactions.
             (
                 Engine::Sqlite,
@@ -245,6 +513,89 @@ mod tests {
         ];
         for (engine, sql, refused) in cases {
             assert_eq!(transaction_breaker(engine, sql).is_some(), refused, "{engine}: {sql}");
+        }
+    }
+
+    #[test]
+    fn statements_carry_their_line_and_text() {
+        let sql =
+            "-- header; not a statement\nUPDATE t SET a = 'x;\ny';\n\n  /* c */ DELETE FROM u;\n-- trailing only\n";
+        let s = statements(Engine::Postgres, sql);
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert_eq!((s[0].number, s[0].line, s[0].head.as_str()), (1, 2, "UPDATE T SET"));
+        assert_eq!(s[0].text, "-- header; not a statement\nUPDATE t SET a = 'x;\ny'");
+        assert_eq!((s[1].number, s[1].line, s[1].head.as_str()), (2, 5, "DELETE FROM U"));
+        assert_eq!(s[1].text.trim(), "/* c */ DELETE FROM u");
+        // A trigger body is one statement, whatever its semicolons.
+        let s = statements(
+            Engine::Sqlite,
+            "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE u SET n = 1; END;\nSELECT 1",
+        );
+        assert_eq!(s.iter().map(|s| s.line).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn effects_name_the_tables_written() {
+        let tables = |v: &[&str]| Effect::Tables(v.iter().map(|s| s.to_string()).collect());
+        let cases = [
+            (
+                Engine::Postgres,
+                "UPDATE customer SET status = 'x'",
+                tables(&["customer"]),
+            ),
+            (
+                Engine::Postgres,
+                "update public.\"Customer\" c set a = 1 from u",
+                tables(&["public.Customer"]),
+            ),
+            (
+                Engine::Mysql,
+                "UPDATE LOW_PRIORITY `db`.`t` AS x SET a = 1",
+                tables(&["db.t"]),
+            ),
+            (
+                Engine::Mysql,
+                "UPDATE a JOIN b ON a.id = b.id SET a.x = 1",
+                Effect::Unknown,
+            ),
+            (Engine::Mysql, "UPDATE a, b SET a.x = 1", Effect::Unknown),
+            (
+                Engine::Sqlite,
+                "INSERT OR REPLACE INTO [t] (a) VALUES (1)",
+                tables(&["t"]),
+            ),
+            (Engine::Mysql, "INSERT IGNORE t VALUES (1)", tables(&["t"])),
+            (Engine::Mysql, "REPLACE INTO t SELECT * FROM u", tables(&["t"])),
+            (
+                Engine::Postgres,
+                "DELETE FROM ONLY t USING u WHERE t.a = u.a",
+                tables(&["t"]),
+            ),
+            (Engine::Mysql, "DELETE t1 FROM t1 JOIN t2", Effect::Unknown),
+            (Engine::Mysql, "DELETE FROM t1, t2 USING t1 JOIN t2", Effect::Unknown),
+            (Engine::Postgres, "TRUNCATE TABLE a, ONLY b", tables(&["a", "b"])),
+            (
+                Engine::Postgres,
+                "MERGE INTO t USING u ON t.a = u.a WHEN MATCHED THEN DELETE",
+                tables(&["t"]),
+            ),
+            (
+                Engine::Postgres,
+                "WITH x AS (DELETE FROM t RETURNING *) SELECT 1",
+                Effect::Unknown,
+            ),
+            (Engine::Postgres, "SELECT 1", Effect::Nothing),
+            (Engine::Mysql, "/*!40101 SET NAMES utf8mb4 */", Effect::Nothing),
+            (Engine::Postgres, "CREATE TEMPORARY TABLE x (a int)", Effect::Nothing),
+            (Engine::Postgres, "CALL p()", Effect::Unknown),
+            (
+                Engine::Postgres,
+                "DO $$ BEGIN UPDATE t SET a = 1; END $$",
+                Effect::Unknown,
+            ),
+        ];
+        for (engine, sql, want) in cases {
+            assert_eq!(effect(engine, sql), want, "{engine}: {sql}");
         }
     }
 }

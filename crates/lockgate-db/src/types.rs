@@ -5,6 +5,7 @@
 //! cross-engine tests, later migrations). ARCHITECTURE.md publishes this table and
 //! the `types` tests in `tests/it` check both directions on the real servers.
 
+use lockgate_core::value::MAX_FSP;
 use lockgate_core::Kind;
 
 /// Digits inside the first parentheses of a type: `numeric(12,2)` → `[12, 2]`.
@@ -17,6 +18,11 @@ fn type_args(full: &str) -> Vec<u64> {
         .split(',')
         .filter_map(|p| p.trim().parse().ok())
         .collect()
+}
+
+/// Fractional-second digits from a type's argument: `timestamp(3)` → 3; none → `default`.
+fn fsp_of(args: &[u64], default: u8) -> u8 {
+    args.first().map_or(default, |n| (*n).min(u64::from(MAX_FSP)) as u8)
 }
 
 /// PostgreSQL: `udt` is `pg_type.typname`, `full` is `format_type(atttypid, atttypmod)`,
@@ -54,9 +60,17 @@ pub fn pg_kind(udt: &str, full: &str, is_enum: bool) -> Kind {
         },
         "bytea" => Kind::Bytes { max_bytes: None },
         "date" => Kind::Date,
-        "time" => Kind::Time,
-        "timestamp" => Kind::Timestamp,
-        "timestamptz" => Kind::TimestampTz { epoch32: false },
+        // `timestamp(3) without time zone`; without an argument PostgreSQL keeps 6 digits.
+        "time" => Kind::Time {
+            fsp: fsp_of(&args, MAX_FSP),
+        },
+        "timestamp" => Kind::Timestamp {
+            fsp: fsp_of(&args, MAX_FSP),
+        },
+        "timestamptz" => Kind::TimestampTz {
+            epoch32: false,
+            fsp: fsp_of(&args, MAX_FSP),
+        },
         "json" | "jsonb" => Kind::Json,
         "uuid" => Kind::Uuid,
         _ if is_enum => Kind::Text {
@@ -66,6 +80,15 @@ pub fn pg_kind(udt: &str, full: &str, is_enum: bool) -> Kind {
         _ => Kind::Unsupported {
             type_name: full.to_string(),
         },
+    }
+}
+
+/// `timestamp(3)`, or the bare name for PostgreSQL's default of 6 digits.
+fn with_fsp(name: &str, fsp: u8) -> String {
+    if fsp >= MAX_FSP {
+        name.into()
+    } else {
+        format!("{name}({fsp})")
     }
 }
 
@@ -95,9 +118,9 @@ pub fn pg_type(kind: &Kind) -> String {
         Kind::Text { .. } | Kind::Any => "text".into(),
         Kind::Bytes { .. } => "bytea".into(),
         Kind::Date => "date".into(),
-        Kind::Time => "time".into(),
-        Kind::Timestamp => "timestamp".into(),
-        Kind::TimestampTz { .. } => "timestamptz".into(),
+        Kind::Time { fsp } => with_fsp("time", *fsp),
+        Kind::Timestamp { fsp } => with_fsp("timestamp", *fsp),
+        Kind::TimestampTz { fsp, .. } => with_fsp("timestamptz", *fsp),
         Kind::Json => "jsonb".into(),
         Kind::Uuid => "uuid".into(),
         Kind::Unsupported { type_name } => type_name.clone(),
@@ -118,6 +141,13 @@ pub fn mysql_kind(data_type: &str, column_type: &str, char_max: Option<u64>, is_
         "mediumint" => Kind::Int { bytes: 3, unsigned },
         "int" | "integer" => Kind::Int { bytes: 4, unsigned },
         "bigint" => Kind::Int { bytes: 8, unsigned },
+        // FLOAT(M,D) / DOUBLE(M,D) round to D decimals: exact decimals as far as a
+        // single (6 significant digits) or a double (15) keeps them.
+        "float" | "double" | "real" if args.len() == 2 => Kind::Decimal {
+            precision: Some(args[0] as u32),
+            scale: Some(args[1] as u32),
+            max_significant: Some(if data_type.eq_ignore_ascii_case("float") { 6 } else { 15 }),
+        },
         "float" => Kind::Float { bytes: 4 },
         "double" | "real" => Kind::Float { bytes: 8 },
         "decimal" | "numeric" => Kind::Decimal {
@@ -165,9 +195,13 @@ pub fn mysql_kind(data_type: &str, column_type: &str, char_max: Option<u64>, is_
             max_bytes: Some(4_294_967_295),
         },
         "date" => Kind::Date,
-        "time" => Kind::Time,
-        "datetime" => Kind::Timestamp,
-        "timestamp" => Kind::TimestampTz { epoch32: true },
+        // Without an argument MariaDB keeps whole seconds (and cuts any fraction).
+        "time" => Kind::Time { fsp: fsp_of(&args, 0) },
+        "datetime" => Kind::Timestamp { fsp: fsp_of(&args, 0) },
+        "timestamp" => Kind::TimestampTz {
+            epoch32: true,
+            fsp: fsp_of(&args, 0),
+        },
         "uuid" => Kind::Uuid,
         _ => Kind::Unsupported {
             type_name: column_type.to_string(),
@@ -207,10 +241,10 @@ pub fn mysql_type(kind: &Kind) -> String {
         Kind::Text { .. } | Kind::Any => "longtext".into(),
         Kind::Bytes { .. } => "longblob".into(),
         Kind::Date => "date".into(),
-        Kind::Time => "time(6)".into(),
-        Kind::Timestamp => "datetime(6)".into(),
+        Kind::Time { fsp } => format!("time({fsp})"),
+        Kind::Timestamp { fsp } => format!("datetime({fsp})"),
         // DATETIME, not TIMESTAMP: TIMESTAMP stops in 2038. Values are UTC.
-        Kind::TimestampTz { .. } => "datetime(6)".into(),
+        Kind::TimestampTz { fsp, .. } => format!("datetime({fsp})"),
         Kind::Json => "json".into(),
         Kind::Uuid => "uuid".into(),
         Kind::Unsupported { type_name } => type_name.clone(),
@@ -226,9 +260,16 @@ pub fn sqlite_kind(declared: &str) -> Kind {
         "" => return Kind::Any,
         "BOOL" | "BOOLEAN" => return Kind::Bool,
         "DATE" => return Kind::Date,
-        "TIME" => return Kind::Time,
-        "DATETIME" | "TIMESTAMP" => return Kind::Timestamp,
-        "TIMESTAMPTZ" | "TIMESTAMP WITH TIME ZONE" | "DATETIMETZ" => return Kind::TimestampTz { epoch32: false },
+        // Text keeps every digit Lockgate writes, whatever `(n)` the declaration says
+        // (SQLite enforces no length or precision).
+        "TIME" => return Kind::Time { fsp: MAX_FSP },
+        "DATETIME" | "TIMESTAMP" => return Kind::Timestamp { fsp: MAX_FSP },
+        "TIMESTAMPTZ" | "TIMESTAMP WITH TIME ZONE" | "DATETIMETZ" => {
+            return Kind::TimestampTz {
+                epoch32: false,
+                fsp: MAX_FSP,
+            }
+        }
         // "JSON TEXT" is what Lockgate declares: TEXT affinity keeps a bare number
         // document as the text it was.
         "JSON" | "JSONB" | "JSON TEXT" => return Kind::Json,
@@ -282,8 +323,8 @@ pub fn sqlite_type(kind: &Kind) -> String {
         Kind::Text { .. } => "TEXT".into(),
         Kind::Bytes { .. } => "BLOB".into(),
         Kind::Date => "DATE".into(),
-        Kind::Time => "TIME".into(),
-        Kind::Timestamp => "TIMESTAMP".into(),
+        Kind::Time { .. } => "TIME".into(),
+        Kind::Timestamp { .. } => "TIMESTAMP".into(),
         Kind::TimestampTz { .. } => "TIMESTAMPTZ".into(),
         Kind::Json => "JSON TEXT".into(),
         Kind::Uuid => "UUID".into(),
@@ -330,9 +371,12 @@ mod tests {
             },
             Kind::Bytes { max_bytes: None },
             Kind::Date,
-            Kind::Time,
-            Kind::Timestamp,
-            Kind::TimestampTz { epoch32: false },
+            Kind::Time { fsp: 6 },
+            Kind::Time { fsp: 0 },
+            Kind::Timestamp { fsp: 6 },
+            Kind::Timestamp { fsp: 3 },
+            Kind::TimestampTz { epoch32: false, fsp: 6 },
+            Kind::TimestampTz { epoch32: false, fsp: 0 },
             Kind::Json,
             Kind::Uuid,
         ];
@@ -366,6 +410,10 @@ mod tests {
                     scale: *scale,
                     max_significant: Some(15),
                 },
+                // SQLite's text keeps every digit written.
+                Kind::Time { .. } => Kind::Time { fsp: 6 },
+                Kind::Timestamp { .. } => Kind::Timestamp { fsp: 6 },
+                Kind::TimestampTz { .. } => Kind::TimestampTz { epoch32: false, fsp: 6 },
                 other => other.clone(),
             };
             assert_eq!(back, expect, "sqlite {sq}");
@@ -381,7 +429,45 @@ mod tests {
         );
         assert_eq!(
             mysql_kind("timestamp", "timestamp(6)", None, false),
-            Kind::TimestampTz { epoch32: true }
+            Kind::TimestampTz { epoch32: true, fsp: 6 }
         );
+        // MariaDB keeps whole seconds unless the type says otherwise.
+        assert_eq!(
+            mysql_kind("timestamp", "timestamp", None, false),
+            Kind::TimestampTz { epoch32: true, fsp: 0 }
+        );
+        assert_eq!(
+            mysql_kind("datetime", "datetime", None, false),
+            Kind::Timestamp { fsp: 0 }
+        );
+        assert_eq!(
+            mysql_kind("datetime", "datetime(3)", None, false),
+            Kind::Timestamp { fsp: 3 }
+        );
+        assert_eq!(mysql_kind("time", "time(6)", None, false), Kind::Time { fsp: 6 });
+        // PostgreSQL's format_type spelling.
+        assert_eq!(
+            pg_kind("timestamp", "timestamp(0) without time zone", false),
+            Kind::Timestamp { fsp: 0 }
+        );
+        assert_eq!(
+            pg_kind("timestamp", "timestamp without time zone", false),
+            Kind::Timestamp { fsp: 6 }
+        );
+        assert_eq!(
+            pg_kind("timestamptz", "timestamp(3) with time zone", false),
+            Kind::TimestampTz { epoch32: false, fsp: 3 }
+        );
+        // FLOAT(M,D) rounds to D decimals: a bounded decimal as far as the float keeps digits.
+        assert_eq!(
+            mysql_kind("double", "double(10,2)", None, false),
+            Kind::Decimal {
+                precision: Some(10),
+                scale: Some(2),
+                max_significant: Some(15)
+            }
+        );
+        assert_eq!(mysql_kind("float", "float", None, false), Kind::Float { bytes: 4 });
+        assert_eq!(sqlite_kind("DATETIME(3)"), Kind::Timestamp { fsp: 6 });
     }
 }

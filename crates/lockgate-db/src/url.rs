@@ -26,8 +26,9 @@ impl fmt::Display for Engine {
     }
 }
 
-/// A parsed database URL. `sqlite://path` or a plain path, `postgres://…`
-/// (`postgresql://`), `mysql://…` or `mariadb://…`.
+/// A parsed database URL. `sqlite://path` or a path (containing `/` or ending in
+/// `.db`, `.sqlite`, `.sqlite3`), `postgres://…` (`postgresql://`), `mysql://…` or
+/// `mariadb://…`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DbUrl {
     /// The engine named by the scheme.
@@ -37,7 +38,8 @@ pub struct DbUrl {
 }
 
 impl DbUrl {
-    /// Parses a URL. An unknown scheme is [`DbError::BadUrl`] (exit 2).
+    /// Parses a URL. An unknown scheme, or a bare word that is no path, is
+    /// [`DbError::BadUrl`] (exit 2).
     pub fn parse(input: &str) -> Result<DbUrl, DbError> {
         let input = input.trim();
         if input.is_empty() {
@@ -46,7 +48,14 @@ impl DbUrl {
             ));
         }
         let Some((scheme, rest)) = input.split_once("://") else {
-            // A plain path is an SQLite file.
+            // A plain path is an SQLite file; a bare word is not (`--db prdo`, a typo of a
+            // connection name, must not become a new file named prdo).
+            if !looks_like_path(input) {
+                return Err(DbError::BadUrl(format!(
+                    "{input:?} is neither a database URL nor a path to an SQLite file: \
+                     write sqlite://{input} or ./{input} for a file, postgres://… or mysql://… for a server"
+                )));
+            }
             return Ok(DbUrl {
                 engine: Engine::Sqlite,
                 raw: format!("sqlite://{input}"),
@@ -121,6 +130,18 @@ impl DbUrl {
     }
 }
 
+/// Whether a `--db` value without a scheme names an SQLite file: it contains a path
+/// separator or ends in `.db`, `.sqlite` or `.sqlite3`. Anything else is a bare word
+/// (a connection name, or a typo of one).
+pub fn looks_like_path(input: &str) -> bool {
+    let lower = input.to_ascii_lowercase();
+    input.contains('/')
+        || input.contains('\\')
+        || [".db", ".sqlite", ".sqlite3"]
+            .iter()
+            .any(|ext| lower.len() > ext.len() && lower.ends_with(ext))
+}
+
 /// Replaces the password of `scheme://user:password@host` (and `password=` query
 /// parameters) so that no message ever prints it.
 pub fn redact(url: &str) -> String {
@@ -187,6 +208,25 @@ mod tests {
             assert_eq!(DbUrl::parse(input).unwrap().redacted(), expect);
         }
         assert!(matches!(DbUrl::parse("oracle://x"), Err(DbError::BadUrl(_))));
+        // Paths are files; a bare word is not (a typo of a connection name).
+        for path in [
+            "./prdo",
+            "dir/x",
+            "x.db",
+            "X.SQLITE",
+            "a.sqlite3",
+            "/abs/path",
+            "c:\\data\\x",
+        ] {
+            assert_eq!(DbUrl::parse(path).unwrap().engine, Engine::Sqlite, "{path}");
+        }
+        for word in ["prdo", "prod.backup", ".db", "sqlite"] {
+            let e = DbUrl::parse(word).unwrap_err().to_string();
+            assert!(
+                e.contains("neither a database URL nor a path") && e.contains("./"),
+                "{word}: {e}"
+            );
+        }
         let u = DbUrl::parse("postgres://u:p@h:1/db?x=1").unwrap();
         assert_eq!(u.database().as_deref(), Some("db"));
         assert_eq!(u.with_database("other").as_str(), "postgres://u:p@h:1/other?x=1");

@@ -494,17 +494,34 @@ fn expand_inserted(version: &str, table: &str, key: &str, after: Option<&str>, o
 
 /// The row images of a module's versions, in the order they were written.
 pub async fn read_images(conn: &mut Conn, module: &str, versions: &[String]) -> Result<Vec<StoredImage>, DbError> {
+    read_images_after(conn, module, versions, 0).await
+}
+
+/// The id of the last row image written (0: none): what [`read_images_after`] reads
+/// from, to see only the images a write makes from now on.
+pub async fn last_image_id(conn: &mut Conn) -> Result<i64, DbError> {
+    let rows = conn.query("SELECT MAX(id) FROM lockgate_row_images", &[], None).await?;
+    Ok(rows.first().and_then(|r| r.first()).and_then(int).unwrap_or(0))
+}
+
+/// Like [`read_images`], only the images written after the one numbered `after`.
+pub async fn read_images_after(
+    conn: &mut Conn,
+    module: &str,
+    versions: &[String],
+    after: i64,
+) -> Result<Vec<StoredImage>, DbError> {
     let mut out = Vec::new();
-    let p = params(conn, 2);
+    let p = params(conn, 3);
     for v in versions {
         let rows = conn
             .query(
                 &format!(
                     "SELECT version, table_name, op, key_json, before_json, after_json FROM lockgate_row_images \
-                     WHERE module = {} AND version = {} ORDER BY id",
-                    p[0], p[1]
+                     WHERE module = {} AND version = {} AND id > {} ORDER BY id",
+                    p[0], p[1], p[2]
                 ),
-                &[Value::Text(module.into()), Value::Text(v.clone())],
+                &[Value::Text(module.into()), Value::Text(v.clone()), Value::Int(after)],
                 None,
             )
             .await?;

@@ -258,6 +258,8 @@ struct Plan {
     nested: bool,
     capture: Option<Capture>,
     scope: Vec<(String, Value)>,
+    /// Inserts go through staging, never a COPY stream (see [`keyless_plan`]).
+    staged_inserts: bool,
 }
 
 /// Checks the configuration against the table before anything is written:
@@ -335,6 +337,7 @@ fn plan(conn: &Conn, table: &Table, cfg: &WriteConfig) -> Result<Plan, DbError> 
         on_error: cfg.on_error,
         sync_scope: cfg.sync_scope.clone(),
         dialect: conn.dialect(),
+        staged_inserts: false,
     })
 }
 
@@ -618,9 +621,17 @@ async fn pass(
         create_keys_table(conn, plan).await?;
     }
     let mut rx = source.open();
+    let keyless = keyless_plan(plan);
     while let Some(item) = rx.recv().await {
         let mut batch = item.map_err(PassError::Source)?;
         report.rows_read += (batch.rows.len() + batch.rejected.len()) as u64;
+        // Records that do not give the key are inserted, as oe-migration's upsert
+        // without an id creates a row (through staging: the unit may have other
+        // batches to match by key, so no COPY stream is opened in between).
+        let plan = match &keyless {
+            Some(p) if plan.key.iter().any(|k| !batch.columns.contains(&k.name)) => p,
+            _ => plan,
+        };
         let (rows, mut errors) = precheck(plan, &mut batch);
         report.failed.append(&mut errors);
         if plan.on_error == OnError::Stop && !report.failed.is_empty() {
@@ -684,6 +695,17 @@ async fn pass(
         report.deleted = conn.execute(&sql, &params).await?;
     }
     Ok(report)
+}
+
+/// For `upsert` and `insert-missing`: the plan of a batch whose records do not give
+/// the key. Nothing can match them, so they are inserts (the database fills a
+/// generated key; a key it cannot fill fails as a missing NOT NULL column).
+fn keyless_plan(plan: &Plan) -> Option<Plan> {
+    matches!(plan.mode, WriteMode::Upsert | WriteMode::InsertMissing).then(|| Plan {
+        mode: WriteMode::Insert,
+        staged_inserts: true,
+        ..plan.clone()
+    })
 }
 
 /// The rows of one batch with what is needed to report on them.
@@ -961,7 +983,15 @@ fn precheck(plan: &Plan, batch: &mut Batch) -> (Vec<Row>, Vec<RowError>) {
                 format!("the record does not give column {c}, which is NOT NULL and has no default"),
             ));
         } else if let Some(k) = missing_key.first() {
-            err = Some((Some(k), "lockgate", format!("the record does not give key column {k}")));
+            let why = match plan.mode {
+                WriteMode::Update => "an update finds its row by the key",
+                _ => "sync keeps only the rows whose keys the records give",
+            };
+            err = Some((
+                Some(k),
+                "lockgate",
+                format!("the record does not give key column {k} ({why}): give it"),
+            ));
         } else {
             for (i, slot) in row.values.iter_mut().enumerate() {
                 let Some(col) = col_idx[i] else { continue };
@@ -1224,11 +1254,26 @@ async fn apply(conn: &mut Conn, ctx: &BatchCtx<'_>, filter: &str) -> Result<Appl
     }
     if capture {
         // Every column as stored (defaults and generated keys included), for the
-        // image's key and the fingerprint of the whole row.
-        let returning: Vec<String> = plan.table.columns.iter().map(|c| c.name.clone()).collect();
-        let sql = d.insert_select_returning(&plan.table.name, STAGE, cols, missing_key, filter, &returning);
-        let kinds: Vec<lockgate_core::Kind> = plan.table.columns.iter().map(|c| c.kind.clone()).collect();
-        let rows = conn.query(&sql, &[], Some(&kinds)).await?;
+        // image's key and the fingerprint of the whole row; read back after the
+        // insert where the server has no RETURNING (MySQL).
+        let rows = if conn.insert_returning() {
+            let returning: Vec<String> = plan.table.columns.iter().map(|c| c.name.clone()).collect();
+            let sql = d.insert_select_returning(&plan.table.name, STAGE, cols, missing_key, filter, &returning);
+            let kinds: Vec<lockgate_core::Kind> = plan.table.columns.iter().map(|c| c.kind.clone()).collect();
+            conn.query(&sql, &[], Some(&kinds)).await?
+        } else {
+            let image_key = image_key(&plan.table);
+            let insert = crate::read_back::StagedInsert {
+                table: &plan.table,
+                staging: STAGE,
+                ordinal: ORD,
+                columns: cols,
+                missing_key,
+                filter,
+                image_key: &image_key,
+            };
+            crate::read_back::insert_select_read_back(conn, &insert).await?
+        };
         out.inserted = rows.len() as u64;
         capture_inserts(conn, ctx, rows).await?;
     } else {
@@ -1259,6 +1304,7 @@ async fn count_good(conn: &mut Conn, d: Dialect, filter: &str) -> Result<u64, Db
 /// so that the image's fingerprint covers the whole row.
 fn streams(plan: &Plan, columns: &[String]) -> bool {
     plan.mode == WriteMode::Insert
+        && !plan.staged_inserts
         && (plan.capture.is_none() || plan.table.columns.iter().all(|c| columns.contains(&c.name)))
 }
 
@@ -1800,9 +1846,17 @@ async fn quick_pass(
     };
     let mut n: u64 = 0;
     let mut rx = source.open();
+    let keyless = keyless_plan(plan);
     while let Some(item) = rx.recv().await {
         let mut batch = item.map_err(PassError::Source)?;
         report.rows_read += (batch.rows.len() + batch.rejected.len()) as u64;
+        // Records that do not give the key are inserted, as oe-migration's upsert
+        // without an id creates a row (through staging: the unit may have other
+        // batches to match by key, so no COPY stream is opened in between).
+        let plan = match &keyless {
+            Some(p) if plan.key.iter().any(|k| !batch.columns.contains(&k.name)) => p,
+            _ => plan,
+        };
         let (rows, mut errors) = precheck(plan, &mut batch);
         report.failed.append(&mut errors);
         let ctx = BatchCtx {

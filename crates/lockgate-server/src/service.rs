@@ -21,9 +21,11 @@ use tokio::sync::mpsc;
 /// How long the dashboard waits for a database before it says it is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects, within [`CONNECT_TIMEOUT`].
+/// Connects, within [`CONNECT_TIMEOUT`], for browsing: an SQLite file that does not
+/// exist is an error, never created (writes go through the library's own
+/// connections).
 pub async fn connect(c: &NamedConnection) -> Result<Conn, AppError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::connect(&c.url)).await {
+    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::connect_existing(&c.url)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(AppError::from_exit(
             e.exit_code(),

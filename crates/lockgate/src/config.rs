@@ -28,6 +28,9 @@ pub struct Config {
     /// `lockgate serve`'s settings (`[server]`).
     #[serde(default)]
     pub server: ServerSettings,
+    /// The file this was read from, for messages (none: no file was read).
+    #[serde(skip)]
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// `[server]`: what `lockgate serve` listens on and accepts; flags override it.
@@ -76,7 +79,7 @@ impl Config {
                 )))
             }
         };
-        toml::from_str(&text).map_err(|e| {
+        let mut config: Config = toml::from_str(&text).map_err(|e| {
             let place = e
                 .span()
                 .map(|s| {
@@ -85,11 +88,15 @@ impl Config {
                 })
                 .unwrap_or_default();
             ConfigError(format!("{}{place}: {}", path.display(), e.message()))
-        })
+        })?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
     }
 
-    /// Resolves `--db`: a named connection, else a URL or path; without it,
-    /// `DATABASE_URL`.
+    /// Resolves `--db`: a named connection, else a URL or a path to an SQLite file
+    /// (one containing `/` or ending in `.db`, `.sqlite`, `.sqlite3`); without it,
+    /// `DATABASE_URL`. A bare word that names no connection is an error listing the
+    /// connections: a typo must never become a new, empty SQLite file.
     pub fn resolve_db(&self, given: Option<&str>) -> Result<DbUrl, ConfigError> {
         let raw = match given {
             Some(g) => g.to_string(),
@@ -100,10 +107,37 @@ impl Config {
                 )
             })?,
         };
-        let url = match self.connections.get(&raw) {
+        let url = match self.connections.get(raw.trim()) {
             Some(c) => c.url.clone(),
+            None if !raw.trim().is_empty()
+                && !raw.contains("://")
+                && !lockgate_db::url::looks_like_path(raw.trim()) =>
+            {
+                return Err(self.unknown_connection(raw.trim()))
+            }
             None => raw,
         };
         DbUrl::parse(&url).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// The error for a bare word that names no connection.
+    fn unknown_connection(&self, word: &str) -> ConfigError {
+        let known = match &self.path {
+            None => "no lockgate.toml was read, so there are no connection names".to_string(),
+            Some(file) if self.connections.is_empty() => format!("{} defines no connections", file.display()),
+            Some(file) => {
+                let names: Vec<&str> = self.connections.keys().map(String::as_str).collect();
+                format!("connections in {}: {}", file.display(), names.join(", "))
+            }
+        };
+        let file_hint = if Path::new(word).is_file() {
+            format!(" (a file named {word} exists here: to use it, write ./{word})")
+        } else {
+            String::new()
+        };
+        ConfigError(format!(
+            "{word:?} is not a connection name ({known}) nor a database URL{file_hint}; \
+             for an SQLite file write ./{word} or sqlite://{word}"
+        ))
     }
 }

@@ -85,7 +85,7 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
             "name the tables to dump with --tables a,b, or dump every table with --all".into(),
         ));
     }
-    let mut conn = Conn::connect(url).await?;
+    let mut conn = Conn::connect_existing(url).await?;
     let version = match opts.version {
         Some(v) => v,
         None => {
@@ -255,10 +255,10 @@ fn model_json(t: &Table) -> String {
             Kind::Text { .. } | Kind::Any | Kind::Unsupported { .. } => json!({"type": "string"}),
             Kind::Bytes { .. } => json!({"type": "buffer"}),
             Kind::Date => json!({"type": "date", "dataType": "date"}),
-            Kind::Time => json!({"type": "string", "dataType": "time"}),
+            Kind::Time { .. } => json!({"type": "string", "dataType": "time"}),
             // Timestamps become instants (their values read as UTC): MariaDB's
             // TIMESTAMP type, the only spelling all three share, stops in 2038.
-            Kind::Timestamp | Kind::TimestampTz { .. } => json!({"type": "date"}),
+            Kind::Timestamp { .. } | Kind::TimestampTz { .. } => json!({"type": "date"}),
             Kind::Json => json!({"type": "object"}),
             Kind::Uuid => json!({"type": "string", "dataType": "uuid"}),
         };
@@ -270,6 +270,11 @@ fn model_json(t: &Table) -> String {
         }
         if t.primary_key.contains(&c.name) {
             p["id"] = json!(true);
+            // A one-column integer key the database fills (identity, AUTO_INCREMENT,
+            // rowid) is created the same way again.
+            if c.auto && t.primary_key.len() == 1 && matches!(c.kind, Kind::Int { .. }) {
+                p["generated"] = json!(true);
+            }
         }
         props.push(format!("    {}: {}", json!(c.name), p));
     }

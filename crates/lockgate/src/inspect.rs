@@ -5,7 +5,7 @@ use lockgate_db::{Conn, DbError, DbUrl};
 
 /// The tables of the database at `url` (only `table` when given), fully described.
 pub async fn inspect(url: &DbUrl, table: Option<&str>) -> Result<Vec<Table>, DbError> {
-    let mut conn = Conn::connect(url).await?;
+    let mut conn = Conn::connect_existing(url).await?;
     match table {
         Some(t) => Ok(vec![conn.find_table(t).await?]),
         None => {

@@ -189,6 +189,7 @@ pub async fn load(
         },
         constants: Vec::new(),
         validation: None,
+        absent_when_null: Vec::new(),
     };
     let cfg = WriteConfig {
         mode: opts.mode,

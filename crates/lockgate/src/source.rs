@@ -25,6 +25,10 @@ pub(crate) struct FileSource {
     pub constants: Vec<(String, lockgate_core::Value)>,
     /// Checks from a table definition, applied to every record before it is written.
     pub validation: Option<Validation>,
+    /// Columns whose null means "not given" (migrate's key columns: a record without
+    /// its key's value is inserted, as oe-migration's upsert without an id creates a
+    /// row). Columns the database fills itself are always so.
+    pub absent_when_null: Vec<String>,
 }
 
 /// Checks a table definition asks of each record (oe-migration's model validation):
@@ -70,6 +74,15 @@ impl BatchSource for FileSource {
                     .collect()
             }),
             partial: self.validation.as_ref().is_some_and(|v| v.partial),
+            // A null for a column the database fills (an identity, an auto-increment id)
+            // asks it to fill it: PostgreSQL would refuse the null itself.
+            absent_when_null: table
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.auto || self.absent_when_null.contains(&c.name))
+                .map(|(i, _)| i)
+                .collect(),
         };
         std::thread::spawn(move || {
             let reading = Reading {
@@ -90,8 +103,26 @@ impl BatchSource for FileSource {
     }
 }
 
+/// Drops the fields of `columns` whose value is null: the record then does not give
+/// them (see [`FileSource::absent_when_null`]).
+fn absent_when_null(set: &mut Vec<usize>, values: &mut Vec<lockgate_core::Value>, columns: &[usize]) {
+    if columns.is_empty() {
+        return;
+    }
+    let mut i = 0;
+    while i < set.len() {
+        if values[i].is_null() && columns.contains(&set[i]) {
+            set.remove(i);
+            values.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
 /// What is added to and checked of every record, by table column index.
 struct Extra {
+    absent_when_null: Vec<usize>,
     constants: Vec<(usize, lockgate_core::Value)>,
     required: Vec<usize>,
     max_chars: Vec<(usize, u64)>,
@@ -196,6 +227,14 @@ fn read_file(
     let mut set: Vec<usize> = Vec::new();
     let mut record = Record::default();
     let key_idx: Vec<usize> = key.iter().filter_map(|k| table.column_index(k)).collect();
+    // A JSON string is a value: into a JSON column it goes as a string, not as JSON
+    // text to parse (a CSV field is text, and holds JSON text there).
+    let json_strings = reader.text_is_json_string();
+    // A CSV header (line 1) is known before the first record; JSON keys appear with
+    // the records, so an unknown one is named with its record's line.
+    if !reader.columns().is_empty() {
+        mapping = map_columns(&format!("{name}:1"), reader.columns(), table)?;
+    }
     let send = |batch: Batch| -> Result<(), SourceError> {
         // A closed channel means the writer stopped (stop policy, an error): end quietly.
         let _ = tx.blocking_send(Ok(batch));
@@ -210,7 +249,7 @@ fn read_file(
         }
         if mapping.len() < reader.columns().len() {
             let names = &reader.columns()[mapping.len()..];
-            mapping.extend(map_columns(&name, names, table)?);
+            mapping.extend(map_columns(&format!("{name}:{}", record.line), names, table)?);
         }
         set.clear();
         set.extend(record.fields.iter().map(|(i, _)| mapping[*i]));
@@ -220,6 +259,9 @@ fn read_file(
             let column = &table.columns[col];
             let typed = match raw {
                 RawValue::Null => Ok(lockgate_core::Value::Null),
+                RawValue::Text(s) if json_strings && column.kind == Kind::Json => column
+                    .kind
+                    .check(lockgate_core::Value::Json(serde_json::Value::String(s.clone()))),
                 RawValue::Text(s) => column.kind.parse_text(s),
                 RawValue::Json(j) => column.kind.parse_json(j),
             };
@@ -243,6 +285,9 @@ fn read_file(
                     values.push(lockgate_core::Value::Null);
                 }
             }
+        }
+        if error.is_none() {
+            absent_when_null(&mut set, &mut values, &extra.absent_when_null);
         }
         if error.is_none() && !extra.is_empty() {
             if let Some((col, message)) = extra.apply(&mut set, &mut values) {

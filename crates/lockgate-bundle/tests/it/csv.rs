@@ -54,11 +54,42 @@ fn line_ends() {
     check("a\n\"x\"", CSV, r#"@2 a="x""#);
 }
 
+/// As PostgreSQL's `COPY … CSV HEADER` reads them (checked with psql's `\copy`): in
+/// one column an empty line is an unquoted empty field, so a NULL row; a line break
+/// that ends the file adds no row, an empty line after it does.
 #[test]
-fn blank_lines_are_skipped() {
-    check("a\n\n1\n\n\n2\n\n", CSV, r#"@3 a="1"; @6 a="2""#);
+fn an_empty_line_is_a_null_row_in_a_csv_of_one_column() {
+    check(
+        "a\n\n1\n\n\n2\n\n",
+        CSV,
+        "@2 a=null; @3 a=\"1\"; @4 a=null; @5 a=null; @6 a=\"2\"; @7 a=null",
+    );
+    check("a\r\n\r\n1\r\n\r\n", CSV, "@2 a=null; @3 a=\"1\"; @4 a=null");
+    check("a\r\r1\r", CSV, "@2 a=null; @3 a=\"1\"");
+    check("a\n1\n\n", CSV, "@2 a=\"1\"; @3 a=null");
+    check("a\n1\n", CSV, "@2 a=\"1\"");
+    check("a\n\"\"\n\n", CSV, "@2 a=\"\"; @3 a=null");
+    // Empty lines before the header hold nothing.
     check("\n\na\n1\n", CSV, r#"@4 a="1""#);
-    check("a\r\n\r\n1\r\n\r\n", CSV, r#"@3 a="1""#);
+}
+
+/// PostgreSQL refuses an empty line in a CSV of several columns ("missing data for
+/// column"); so does Lockgate, naming the line, whether it is inside or at the end.
+#[test]
+fn an_empty_line_in_a_csv_of_several_columns_is_an_error() {
+    let message = "the line is empty, but the header has 2 columns: remove the empty line \
+                   (as in PostgreSQL's COPY, an empty line is a NULL row only in a CSV of one column)";
+    check(
+        "a,b\n1,2\n\n3,4\n",
+        CSV,
+        &format!("@2 a=\"1\" b=\"2\"; error: in:3: {message}"),
+    );
+    check(
+        "a,b\r\n1,2\r\n\r\n",
+        CSV,
+        &format!("@2 a=\"1\" b=\"2\"; error: in:3: {message}"),
+    );
+    check("a,b\n\n", CSV, &format!("error: in:2: {message}"));
 }
 
 #[test]
@@ -75,7 +106,7 @@ fn byte_order_mark_is_stripped() {
 fn header_only_gives_no_records() {
     check("a,b\n", CSV, "no records");
     check("a,b", CSV, "no records");
-    check("a,b\r\n\r\n", CSV, "no records");
+    check("a\r\n", CSV, "no records");
 }
 
 #[test]

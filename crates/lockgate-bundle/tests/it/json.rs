@@ -63,18 +63,47 @@ fn empty_arrays_and_empty_input() {
 }
 
 #[test]
-fn top_level_must_be_an_array() {
-    check(
-        "\n {\"a\":1}",
-        JSON,
-        "error: in:2:2: expected a JSON array of objects, found an object: for one object per line, name the file .ndjson",
-    );
+fn top_level_must_be_an_array_or_one_object() {
     check(
         "1",
         JSON,
-        "error: in:1:1: expected a JSON array of objects, found a number",
+        "error: in:1:1: expected a JSON array of objects (or one object), found a number",
     );
-    check("x", JSON, "error: in:1:1: expected a JSON array of objects, found 'x'");
+    check(
+        "x",
+        JSON,
+        "error: in:1:1: expected a JSON array of objects (or one object), found 'x'",
+    );
+    check(
+        r#""s""#,
+        JSON,
+        "error: in:1:1: expected a JSON array of objects (or one object), found a string",
+    );
+}
+
+/// oe-migration `require`s a data file and wraps a lone object in an array: a file
+/// holding one object is one record.
+#[test]
+fn a_file_holding_one_object_is_one_record() {
+    check("\n {\"a\":1,\"b\":{\"c\":[2]}}\n", JSON, r#"@2 a=1 b={"c":[2]}"#);
+    check("\u{feff}{}", JSON, "@1");
+    // Anything after the object is an error, placed where it starts.
+    check(
+        "{\"a\":1}\n{\"a\":2}\n",
+        JSON,
+        "@1 a=1; error: in:2:1: '{' after the file's one object: a .json file holds one array of objects or one object; for one object per line, name the file .ndjson",
+    );
+    check(
+        "{\"a\":1} ]",
+        JSON,
+        "@1 a=1; error: in:1:9: ']' after the file's one object: a .json file holds one array of objects or one object; for one object per line, name the file .ndjson",
+    );
+    // An object that is not closed is JSON's own error, in file coordinates.
+    check(
+        "{\"a\":",
+        JSON,
+        "error: in:1:5: invalid JSON: EOF while parsing a value",
+    );
 }
 
 #[test]

@@ -302,3 +302,71 @@ fn keys_lockgate_has_no_use_for_are_ignored() {
     );
     assert_eq!(model.properties.len(), 1);
 }
+
+/// What loopback users write beyond types: idInjection, generated ids, bases,
+/// indexes (a property's and the model's three forms), `defaultFn: "now"`, a bare
+/// `decimal`/`varchar` with its precision or length; and each unsupported form is an
+/// error naming the property.
+#[test]
+fn loopback_keys_that_shape_the_table() {
+    let model = parse(
+        r#"{"name": "Order", "base": "Entity", "options": {"idInjection": false},
+            "properties": {
+              "no": {"type": "number", "id": true, "generated": true},
+              "email": {"type": "string", "index": {"unique": true}},
+              "city": {"type": "string", "index": true},
+              "at": {"type": "date", "defaultFn": "now"},
+              "total": {"type": "number", "dataType": "decimal", "precision": 10, "scale": 2},
+              "code": {"type": "string", "mysql": {"dataType": "varchar"}, "length": 12}
+            },
+            "indexes": {
+              "a_idx": {"keys": {"city": 1, "email": -1}, "options": {"unique": true}},
+              "b_idx": {"columns": "city, at", "kind": "unique"},
+              "c_idx": {"at": 1}
+            }}"#,
+    );
+    assert_eq!(model.id_injection, Some(false));
+    assert!(!model.injects_id());
+    assert_eq!(model.base.as_deref(), Some("Entity"));
+    assert!(model.properties[0].generated);
+    assert_eq!(model.properties[3].default, Some(json!("$now")));
+    assert_eq!(model.properties[4].data_type.as_deref(), Some("decimal(10,2)"));
+    assert_eq!(model.properties[5].data_type.as_deref(), Some("varchar(12)"));
+    let indexes: Vec<(Option<&str>, Vec<&str>, bool)> = model
+        .indexes
+        .iter()
+        .map(|i| {
+            (
+                i.name.as_deref(),
+                i.columns.iter().map(String::as_str).collect(),
+                i.unique,
+            )
+        })
+        .collect();
+    assert_eq!(
+        indexes,
+        vec![
+            (None, vec!["email"], true),
+            (None, vec!["city"], false),
+            (Some("a_idx"), vec!["city", "email"], true),
+            (Some("b_idx"), vec!["city", "at"], true),
+            (Some("c_idx"), vec!["at"], false),
+        ]
+    );
+    // idInjection is on unless the model turns it off, and only without an id property.
+    assert!(parse(r#"{"name": "M", "properties": {"a": "string"}}"#).injects_id());
+    assert!(!parse(r#"{"name": "M", "properties": {"id": "string"}}"#).injects_id());
+    assert!(!parse(r#"{"name": "M", "idInjection": false, "properties": {"a": "string"}}"#).injects_id());
+
+    let cases: Vec<(&str, String)> = vec![
+        (r#"{"name": "M", "properties": {"a": {"type": "string", "id": true, "generated": true}}}"#, r#"db/1.0.0/ddl/customer.json:1:83: property "a": is a generated id of type string: SQL databases generate integers, so use "type": "number""#.into()),
+        (r#"{"name": "M", "properties": {"a": {"type": "number", "generated": true}}}"#, r#"db/1.0.0/ddl/customer.json:1:71: property "a": is "generated" but not the id: give it "id": true, or remove "generated""#.into()),
+        (r#"{"name": "M", "properties": {"a": {"type": "string", "defaultFn": "uuidv4"}}}"#, r#"db/1.0.0/ddl/customer.json:1:75: property "a": "defaultFn" "uuidv4" is not supported (only "now" is): give the values in the data files, or a "default""#.into()),
+        (r#"{"name": "M", "properties": {"a": {"type": "string", "postgresql": {"columnName": "b"}}}}"#, r#"db/1.0.0/ddl/customer.json:1:87: property "a": "postgresql.columnName" is not supported: Lockgate names a column after its property, so rename the property"#.into()),
+        (r#"{"name": "M", "properties": {"a": {"type": "string", "index": "yes"}}}"#, r#"db/1.0.0/ddl/customer.json:1:68: property "a": "index" is a string: use true or {"unique": true}"#.into()),
+        (r#"{"name": "M", "idInjection": "no"}"#, r#"db/1.0.0/ddl/customer.json:1:33: "idInjection" is a string: use true or false"#.into()),
+        (r#"{"name": "M", "indexes": {"i": {"columns": 3}}}"#, r#"db/1.0.0/ddl/customer.json:1:46: index "i" has "columns" that are not a string: use {"keys": {"column": 1}, "options": {"unique": true}} or {"columns": "a, b", "kind": "unique"}"#.into()),
+        (r#"{"name": "M", "properties": {"a": {"type": "number", "dataType": "decimal", "scale": 2}}}"#, r#"db/1.0.0/ddl/customer.json:1:87: property "a": gives a "scale" without a "precision": give both"#.into()),
+    ];
+    crate::support::check_errors(&cases, |text| parse_model(Path::new(DDL), text), |e| e.is_invalid());
+}

@@ -2,7 +2,9 @@
 //! `--json` documents, the text a person reads (snapshots), and transfers as processes
 //! (killed, paused past their lease, stopped by SIGTERM, run at once).
 
+mod durations;
 mod migrate;
+mod names;
 mod serve;
 mod transfer;
 

@@ -94,10 +94,36 @@ fn migrate_status_log_rollback_read_well() {
     );
 
     // Version 2.0.0 ran a SQL script: rolling back across it needs --ignore-scripts
-    // (exit 2), and then stops on the row the script changed (exit 4).
+    // (exit 2). The row the script changed is 2.0.0's state, not a conflict; a row
+    // someone changed since is one, and stops the rollback (exit 4).
     let out = lockgate(&["rollback", "--db", &db, "--to", "1.0.0"], dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("--ignore-scripts"), "{}", text(&out.stderr));
+    let out = lockgate(
+        &[
+            "rollback",
+            "--db",
+            &db,
+            "--to",
+            "1.0.0",
+            "--ignore-scripts",
+            "--dry-run",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    insta::assert_snapshot!("rollback_dry_run_across_sql_script", text(&out.stdout));
+    let out = lockgate(
+        &[
+            "exec",
+            "--db",
+            &db,
+            "--sql",
+            "UPDATE customer SET city = 'Lima' WHERE code = 'C002' AND tenant_id = '/default'",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let out = lockgate(
         &["rollback", "--db", &db, "--to", "1.0.0", "--ignore-scripts"],
         dir.path(),
@@ -120,6 +146,11 @@ fn migrate_status_log_rollback_read_well() {
     let out = lockgate(&["status", "--db", &db, "--json"], dir.path());
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["current_version"], "1.0.0");
+
+    // Nothing left to roll back: exit 0, as migrate with nothing pending.
+    let out = lockgate(&["rollback", "--db", &db, "--to", "1.0.0"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "nothing to roll back: module ./ is at 1.0.0\n");
 }
 
 #[test]
@@ -200,4 +231,155 @@ fn bad_migrate_input_exits_2_naming_the_path() {
     let out = lockgate(&["migrate", "--db", &db, "--dir", "no/such/db"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no/such/db"), "{}", text(&out.stderr));
+}
+
+/// The stdout of a `--json` run as JSON (it must be one document).
+fn doc(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON document ({e}): {:?} / {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn json_gets_a_document_for_every_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db").display().to_string();
+    let folder = sample_db_folder(dir.path());
+    let error = |args: &[&str], code: i32| {
+        let out = lockgate(args, dir.path());
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out.stderr));
+        let d = doc(&out);
+        assert_eq!(d["exit_code"], code, "{args:?}: {d}");
+        let message = d["error"].as_str().unwrap_or_default().to_string();
+        assert!(!message.is_empty(), "{args:?}: {d}");
+        // The one-line error for people is still on stderr.
+        assert!(
+            text(&out.stderr).starts_with("error: "),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        message
+    };
+    // 2: bad input, before anything is written.
+    let m = error(&["migrate", "--db", &db, "--dir", "no/such/db", "--json"], 2);
+    assert!(m.contains("no/such/db"), "{m}");
+    let m = error(
+        &[
+            "migrate", "--db", &db, "--dir", &folder, "--from", "2.0.0", "--to", "1.0.0", "--json",
+        ],
+        2,
+    );
+    assert!(m.contains("--from 2.0.0 is later than --to 1.0.0"), "{m}");
+    // A usage error clap finds is one too.
+    let m = error(
+        &["migrate", "--db", &db, "--dir", &folder, "--from", "one", "--json"],
+        2,
+    );
+    assert!(m.contains("--from"), "{m}");
+    let m = error(&["log", "--db", &db, "--type", "BOGUS", "--json"], 2);
+    assert!(m.contains("BOGUS") && m.contains("INFO, WARN or ERROR"), "{m}");
+    let out = lockgate(&["log", "--db", &db, "--type", "BOGUS"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let m = error(&["dump", "--db", &db, "--tables", "nope", "--out", "x", "--json"], 2);
+    assert!(m.contains("nope"), "{m}");
+    // 1: the server is not there.
+    let m = error(&["status", "--db", "postgres://someone@127.0.0.1:1/x", "--json"], 1);
+    assert!(m.contains("127.0.0.1:1"), "{m}");
+    error(
+        &[
+            "rollback",
+            "--db",
+            "mysql://someone@127.0.0.1:1/x",
+            "--to",
+            "1.0.0",
+            "--json",
+        ],
+        1,
+    );
+
+    // 0 and 3: reports.
+    let out = lockgate(&["migrate", "--db", &db, "--dir", &folder, "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(doc(&out)["new_version"], "2.0.0");
+    let out = lockgate(&["rollback", "--db", &db, "--to", "2.0.0", "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(doc(&out)["versions"], serde_json::json!([]));
+    // 2 from the library: the rollback needs --ignore-scripts.
+    let m = error(&["rollback", "--db", &db, "--to", "1.0.0", "--json"], 2);
+    assert!(m.contains("--ignore-scripts"), "{m}");
+    let out = lockgate(&["log", "--db", &db, "--type", "info,warn", "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(doc(&out).as_array().is_some_and(|a| !a.is_empty()));
+    std::fs::create_dir_all(Path::new(&folder).join("3.0.0/default")).unwrap();
+    std::fs::write(
+        Path::new(&folder).join("3.0.0/meta.json"),
+        r#"{"contexts": {"/default": {"tenantId": "/default"}}, "files": [{"model": "Currency", "file": "default/c.json", "ctxId": "/default"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        Path::new(&folder).join("3.0.0/default/c.json"),
+        r#"[{"code": "XYZ", "name": "ok"}, {"code": "TOOLONG", "name": "bad"}]"#,
+    )
+    .unwrap();
+    let out = lockgate(&["migrate", "--db", &db, "--dir", &folder, "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(doc(&out)["failed_version"], "3.0.0");
+}
+
+#[test]
+fn drift_is_warned_and_validate_and_status_strict_fail_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db").display().to_string();
+    let folder = sample_db_folder(dir.path());
+    let out = lockgate(&["migrate", "--db", &db, "--dir", &folder], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = lockgate(&["validate", "--db", &db, "--dir", &folder], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("valid: module ./ at 2.0.0 matches {folder}\n")
+    );
+    let out = lockgate(&["status", "--db", &db, "--dir", &folder, "--strict"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // An applied version's file edited, and a version added below the current one.
+    std::fs::write(
+        Path::new(&folder).join("1.1.0/default/credit.json"),
+        r#"[{"code": "C002", "credit_limit": 501}]"#,
+    )
+    .unwrap();
+    std::fs::create_dir(Path::new(&folder).join("1.5.0")).unwrap();
+    std::fs::write(Path::new(&folder).join("1.5.0/meta.json"), "{}").unwrap();
+
+    let out = lockgate(&["migrate", "--db", &db, "--dir", &folder], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout).replace(&folder, "DB");
+    insta::assert_snapshot!("migrate_with_drift", shown);
+    let out = lockgate(&["migrate", "--db", &db, "--dir", &folder, "--json"], dir.path());
+    let w = doc(&out)["warnings"].clone();
+    assert_eq!(w.as_array().map(Vec::len), Some(2), "{w}");
+
+    // status notices and exits 0; --strict and validate exit 4.
+    let out = lockgate(&["status", "--db", &db, "--dir", &folder], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = lockgate(
+        &["status", "--db", &db, "--dir", &folder, "--strict", "--json"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(doc(&out)["drift"].as_array().map(Vec::len), Some(2));
+    let out = lockgate(&["validate", "--db", &db, "--dir", &folder], dir.path());
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    insta::assert_snapshot!("validate_drift", text(&out.stdout).replace(&folder, "DB"));
+
+    // A malformed meta.json: validate reads every one (exit 2).
+    std::fs::write(Path::new(&folder).join("1.5.0/meta.json"), "{").unwrap();
+    let out = lockgate(&["validate", "--db", &db, "--dir", &folder, "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(doc(&out)["error"].as_str().unwrap().contains("1.5.0"));
 }

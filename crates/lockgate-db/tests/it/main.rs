@@ -38,6 +38,7 @@ mod support {
 mod browse;
 mod mysql;
 mod pg;
+mod precision;
 mod runs;
 mod sqlite;
 mod types;

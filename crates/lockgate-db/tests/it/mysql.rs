@@ -148,7 +148,7 @@ async fn describe_reads_keys_checks_json_and_engine() {
     assert_eq!(col("note").default, None, "a nullable column without default has none");
     assert_eq!(col("qty").default.as_deref(), Some("0"));
     assert_eq!(col("doc").kind, Kind::Json);
-    assert_eq!(col("created").kind, Kind::Timestamp);
+    assert_eq!(col("created").kind, Kind::Timestamp { fsp: 6 });
     assert_eq!(col("created").default.as_deref(), Some("current_timestamp(6)"));
     assert!(col("twice").auto, "generated columns are filled by the engine");
     assert!(!col("qty").auto);
@@ -271,7 +271,7 @@ async fn round_trip_every_kind(c: &mut Conn) {
     let table = c.describe(&TableName::new("every")).await.unwrap().unwrap();
     let kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
     assert_eq!(kinds[1], Kind::Bool);
-    assert_eq!(kinds[15], Kind::TimestampTz { epoch32: true });
+    assert_eq!(kinds[15], Kind::TimestampTz { epoch32: true, fsp: 6 });
     assert_eq!(kinds[17], Kind::Uuid);
     let select = format!(
         "SELECT {} FROM every",
@@ -650,4 +650,349 @@ async fn a_killed_connection_is_reported_lost() {
     let err = c.batch("KILL CONNECTION_ID()").await.unwrap_err();
     assert!(err.is_connection_lost(), "{err}");
     assert!(c.is_closed());
+}
+
+/// The URL of `db` with the MySQL forms forced (`lockgate_portable=true`).
+fn portable(url: &DbUrl) -> DbUrl {
+    DbUrl::parse(&format!("{}?lockgate_portable=true", url.as_str())).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_is_read_at_connect_and_the_mysql_forms_can_be_forced() {
+    use lockgate_db::mysql_server::Flavor;
+    let db = TestDb::new(Engine::Mysql).await;
+    let c = db.conn().await;
+    let server = c.mysql_server().expect("a MariaDB connection knows its server");
+    assert_eq!(server.flavor, Flavor::MariaDb, "{server:?}");
+    assert!(server.version >= (10, 11, 0), "{server:?}");
+    assert!(!server.portable && server.insert_returning() && server.uuid_type());
+    assert!(c.insert_returning());
+    let forced = Conn::connect(&portable(&db.url)).await.unwrap();
+    let server = forced.mysql_server().unwrap();
+    assert_eq!(server.flavor, Flavor::MariaDb);
+    assert!(server.portable && !server.insert_returning() && !server.uuid_type());
+    assert!(!forced.insert_returning());
+    // The other engines always have RETURNING and no MariaDB server.
+    let lite = TestDb::new(Engine::Sqlite).await;
+    let l = lite.conn().await;
+    assert!(l.mysql_server().is_none() && l.insert_returning());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_transaction_timeouts_and_uuid_columns_take_each_servers_form() {
+    use lockgate_db::schema::{apply_change, ColumnSpec, SchemaChange, TableSpec};
+    use std::time::Duration;
+    let db = TestDb::new(Engine::Mysql).await;
+    for (url, forced) in [(db.url.clone(), false), (portable(&db.url), true)] {
+        let mut c = Conn::connect(&url).await.unwrap();
+        let before = c.query("SELECT @@session.wait_timeout", &[], None).await.unwrap();
+        c.set_idle_transaction_timeout(Duration::from_secs(7)).await.unwrap();
+        let r = c
+            .query(
+                "SELECT @@session.idle_transaction_timeout, @@session.wait_timeout",
+                &[],
+                None,
+            )
+            .await
+            .unwrap();
+        if forced {
+            // MySQL has no idle_transaction_timeout: wait_timeout ends the session.
+            assert_eq!(r[0][1].to_string(), "7", "{r:?}");
+            assert_eq!(r[0][0].to_string(), "0", "{r:?}");
+        } else {
+            assert_eq!(r[0][0].to_string(), "7", "{r:?}");
+            assert_eq!(r[0][1], before[0][0], "{r:?}");
+        }
+
+        let table = TableName::new(if forced { "u_forced" } else { "u_native" });
+        apply_change(
+            &mut c,
+            &SchemaChange::CreateTable(TableSpec {
+                name: table.clone(),
+                columns: vec![ColumnSpec {
+                    name: "id".into(),
+                    kind: Kind::Uuid,
+                    data_type: None,
+                    nullable: false,
+                    default: None,
+                    generated: false,
+                    kept: None,
+                }],
+                primary_key: vec!["id".into()],
+                indexes: Vec::new(),
+            }),
+        )
+        .await
+        .unwrap();
+        let t = c.describe(&table).await.unwrap().unwrap();
+        let expected = if forced { "char(36)" } else { "uuid" };
+        assert_eq!(t.columns[0].data_type, expected);
+        // Either way a UUID value goes in and comes back as the same text.
+        let u = uuid::Uuid::parse_str("0b3a3f5e-8a4c-4c1e-9d7e-3f1a2b3c4d5e").unwrap();
+        c.execute(&format!("INSERT INTO {} VALUES (?)", table.name), &[Value::Uuid(u)])
+            .await
+            .unwrap();
+        let back = c
+            .query(&format!("SELECT id FROM {}", table.name), &[], None)
+            .await
+            .unwrap();
+        assert_eq!(back[0][0].to_string(), u.hyphenated().to_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_ledger_ids_come_from_last_insert_id() {
+    use lockgate_db::ledger::{Holder, Ledger};
+    let db = TestDb::new(Engine::Mysql).await;
+    for url in [db.url.clone(), portable(&db.url)] {
+        let mut ledger = Ledger::open(&url).await.unwrap();
+        let holder = Holder::current("test");
+        let a = ledger.start_run("load", "load:t", &holder).await.unwrap();
+        let b = ledger.start_run("load", "load:t", &holder).await.unwrap();
+        assert_eq!(b, a + 1);
+        let runs = ledger.runs(5).await.unwrap();
+        assert_eq!(runs[0].id, b);
+    }
+}
+
+/// The images a captured write records for the rows it inserted: (key, fingerprint).
+async fn inserted_images(conn: &mut Conn, version: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = lockgate_db::versions::read_images(conn, "m", &[version.to_string()])
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.image.op == 'i')
+        .map(|s| {
+            (
+                serde_json::Value::Object(s.image.key).to_string(),
+                s.image.after_fingerprint.unwrap().value,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The (key, fingerprint of the whole stored row) of every row of `table`.
+async fn stored_images(conn: &mut Conn, table: &str, key: &str) -> Vec<(String, String)> {
+    let t = conn.find_table(table).await.unwrap();
+    let kinds: Vec<Kind> = t.columns.iter().map(|c| c.kind.clone()).collect();
+    let at = t.column_index(key).unwrap();
+    let mut out: Vec<(String, String)> = conn
+        .query(&format!("SELECT * FROM {table}"), &[], Some(&kinds))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                serde_json::json!({ key: r[at].to_json() }).to_string(),
+                lockgate_core::fingerprint(&r),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserted_rows_are_read_back_where_there_is_no_returning() {
+    use lockgate_core::Batch;
+    use lockgate_db::ledger::Ledger;
+    use lockgate_db::writer::{self, BatchSource, Capture, SourceError, WriteConfig, WriteMode};
+    use std::sync::Arc;
+
+    struct Rows(Batch);
+    impl BatchSource for Rows {
+        fn open(&self) -> tokio::sync::mpsc::Receiver<Result<Batch, SourceError>> {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let _ = tx.try_send(Ok(self.0.clone()));
+            rx
+        }
+    }
+    fn batch(columns: &[&str], data: Vec<Vec<Value>>) -> Rows {
+        let mut b = Batch::new(Arc::new(columns.iter().map(|c| c.to_string()).collect()));
+        for (i, values) in data.into_iter().enumerate() {
+            b.push(Row {
+                line: i as u64 + 2,
+                values,
+            });
+        }
+        Rows(b)
+    }
+    let capture = |version: &str, mode| WriteConfig {
+        mode,
+        capture: Some(Capture {
+            module: "m".into(),
+            version: version.into(),
+        }),
+        ..WriteConfig::default()
+    };
+
+    let db = TestDb::new(Engine::Mysql).await;
+    for (url, prefix) in [(db.url.clone(), "native"), (portable(&db.url), "forced")] {
+        let mut c = Conn::connect(&url).await.unwrap();
+        assert_eq!(c.insert_returning(), prefix == "native");
+        let _ledger = Ledger::open(&url).await.unwrap();
+        let people = format!("{prefix}_people");
+        let things = format!("{prefix}_things");
+        let coded = format!("{prefix}_coded");
+        c.batch(&format!(
+            "CREATE TABLE {people} (id bigint PRIMARY KEY, name varchar(50) NOT NULL, note varchar(10) NOT NULL DEFAULT 'n');
+             CREATE TABLE {things} (id bigint AUTO_INCREMENT PRIMARY KEY, name varchar(50) NOT NULL,
+                                    made datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6));
+             CREATE TABLE {coded} (code varchar(10) NOT NULL DEFAULT 'x' PRIMARY KEY, name varchar(50))"
+        ))
+        .await
+        .unwrap();
+
+        // The key given by the data, a default filled in by the server.
+        let t = c.find_table(&people).await.unwrap();
+        let v1 = format!("{prefix}-1");
+        let data = vec![
+            vec![Value::Int(1), text("a")],
+            vec![Value::Int(2), text("b")],
+            vec![Value::Int(3), text("c")],
+        ];
+        let r = writer::write(
+            &mut c,
+            &t,
+            &capture(&v1, WriteMode::Insert),
+            &batch(&["id", "name"], data),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.inserted, 3, "{prefix}");
+        // Upsert: one new row (its key missing from the table), one changed.
+        let v2 = format!("{prefix}-2");
+        let data = vec![vec![Value::Int(2), text("B")], vec![Value::Int(4), text("d")]];
+        let r = writer::write(
+            &mut c,
+            &t,
+            &capture(&v2, WriteMode::Upsert),
+            &batch(&["id", "name"], data),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!((r.inserted, r.updated), (1, 1), "{prefix}");
+        let mut images = inserted_images(&mut c, &v1).await;
+        images.extend(inserted_images(&mut c, &v2).await);
+        images.sort();
+        let mut stored = stored_images(&mut c, &people, "id").await;
+        // Row 2 changed after its insert: its v1 fingerprint is of the row as inserted.
+        stored.retain(|(k, _)| k != "{\"id\":2}");
+        images.retain(|(k, _)| k != "{\"id\":2}");
+        assert_eq!(images, stored, "{prefix}");
+
+        // The key generated by AUTO_INCREMENT, a timestamp by its default.
+        let t = c.find_table(&things).await.unwrap();
+        let v3 = format!("{prefix}-3");
+        let data = vec![vec![text("x")], vec![text("y")], vec![text("z")]];
+        let r = writer::write(
+            &mut c,
+            &t,
+            &capture(&v3, WriteMode::Insert),
+            &batch(&["name"], data),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.inserted, 3, "{prefix}");
+        let images = inserted_images(&mut c, &v3).await;
+        assert_eq!(images, stored_images(&mut c, &things, "id").await, "{prefix}");
+        assert_eq!(images.len(), 3);
+
+        // A key neither given nor generated: RETURNING still tells; without it the
+        // write is refused and nothing stays.
+        let t = c.find_table(&coded).await.unwrap();
+        let v4 = format!("{prefix}-4");
+        let r = writer::write(
+            &mut c,
+            &t,
+            &capture(&v4, WriteMode::Insert),
+            &batch(&["name"], vec![vec![text("only")]]),
+            None,
+        )
+        .await;
+        let count = c
+            .query(&format!("SELECT COUNT(*) FROM {coded}"), &[], None)
+            .await
+            .unwrap();
+        if prefix == "native" {
+            assert_eq!(r.unwrap().inserted, 1);
+            assert_eq!(count[0][0].to_string(), "1");
+        } else {
+            // Refused as the batch's error (the writer names the rows it could not
+            // write), and rolled back.
+            let r = r.unwrap();
+            assert!(!r.committed && r.inserted == 0, "{r:?}");
+            let e = &r.failed[0].message;
+            assert!(
+                e.contains("no INSERT … RETURNING") && e.contains("give the key's values in the data"),
+                "{e}"
+            );
+            assert_eq!(count[0][0].to_string(), "0");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_another_database_is_named_with_it() {
+    let own = TestDb::new(Engine::Mysql).await;
+    let other = TestDb::new(Engine::Mysql).await;
+    let other_name = other.url.database().unwrap();
+    let own_name = own.url.database().unwrap();
+    other
+        .conn()
+        .await
+        .batch(
+            "CREATE TABLE parent (id int PRIMARY KEY);
+             CREATE TABLE customers (id int PRIMARY KEY, pid int, CONSTRAINT fk_p FOREIGN KEY (pid) REFERENCES parent (id),
+                                     CONSTRAINT c_pos CHECK (id > 0));
+             INSERT INTO parent VALUES (1)",
+        )
+        .await
+        .unwrap();
+    let mut c = own.conn().await;
+    // The same name in the connection's own database must not be what is written.
+    c.batch("CREATE TABLE customers (id int PRIMARY KEY, pid int)")
+        .await
+        .unwrap();
+
+    let t = c.find_table(&format!("{other_name}.customers")).await.unwrap();
+    assert_eq!(t.name.schema.as_deref(), Some(other_name.as_str()));
+    assert_eq!(
+        t.foreign_keys[0].references.schema.as_deref(),
+        Some(other_name.as_str())
+    );
+    assert_eq!(t.checks.len(), 1, "{:?}", t.checks);
+    c.bulk_insert(
+        &t.name,
+        &names(&["id", "pid"]),
+        &rows(vec![vec![Value::Int(7), Value::Int(1)]]),
+        None,
+    )
+    .await
+    .unwrap();
+    let there = other
+        .conn()
+        .await
+        .query("SELECT id FROM customers", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(there[0][0].to_string(), "7");
+    let here = c.query("SELECT COUNT(*) FROM customers", &[], None).await.unwrap();
+    assert_eq!(here[0][0].to_string(), "0");
+
+    // The connection's own database named explicitly is the plain name.
+    let mine = c.find_table(&format!("{own_name}.customers")).await.unwrap();
+    assert_eq!(mine.name, TableName::new("customers"));
+    // A table the other database lacks is an error naming it.
+    let e = c
+        .find_table(&format!("{other_name}.nope"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("{other_name}.nope")), "{e}");
 }

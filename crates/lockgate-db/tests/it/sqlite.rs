@@ -163,9 +163,9 @@ async fn describe_reports_keys_indexes_and_kinds() {
         ),
         ("data", "BLOB", Kind::Bytes { max_bytes: None }),
         ("d", "DATE", Kind::Date),
-        ("t", "TIME", Kind::Time),
-        ("ts", "TIMESTAMP", Kind::Timestamp),
-        ("tz", "TIMESTAMPTZ", Kind::TimestampTz { epoch32: false }),
+        ("t", "TIME", Kind::Time { fsp: 6 }),
+        ("ts", "TIMESTAMP", Kind::Timestamp { fsp: 6 }),
+        ("tz", "TIMESTAMPTZ", Kind::TimestampTz { epoch32: false, fsp: 6 }),
         ("doc", "JSON", Kind::Json),
         ("id", "UUID", Kind::Uuid),
         (

@@ -248,9 +248,13 @@ async fn declared_types_read_back_as_their_kinds() {
         },
         Kind::Bytes { max_bytes: None },
         Kind::Date,
-        Kind::Time,
-        Kind::Timestamp,
-        Kind::TimestampTz { epoch32: false },
+        Kind::Time { fsp: 6 },
+        Kind::Time { fsp: 0 },
+        Kind::Timestamp { fsp: 6 },
+        Kind::Timestamp { fsp: 3 },
+        Kind::Timestamp { fsp: 0 },
+        Kind::TimestampTz { epoch32: false, fsp: 6 },
+        Kind::TimestampTz { epoch32: false, fsp: 0 },
         Kind::Json,
         Kind::Uuid,
     ];
@@ -280,7 +284,11 @@ async fn declared_types_read_back_as_their_kinds() {
             },
             // MariaDB has no zone-aware type past 2038: instants are stored as UTC in
             // datetime(6) and read back as timestamps (ARCHITECTURE.md, type mapping).
-            (Engine::Mysql, Kind::TimestampTz { .. }) => Kind::Timestamp,
+            (Engine::Mysql, Kind::TimestampTz { fsp, .. }) => Kind::Timestamp { fsp: *fsp },
+            // SQLite's text keeps every digit written, whatever the declaration says.
+            (Engine::Sqlite, Kind::Time { .. }) => Kind::Time { fsp: 6 },
+            (Engine::Sqlite, Kind::Timestamp { .. }) => Kind::Timestamp { fsp: 6 },
+            (Engine::Sqlite, Kind::TimestampTz { .. }) => Kind::TimestampTz { epoch32: false, fsp: 6 },
             _ => k.clone(),
         }
     };
@@ -354,9 +362,9 @@ fn round_trip_kinds() -> Vec<(&'static str, Kind)> {
         ),
         ("c_bytes", Kind::Bytes { max_bytes: None }),
         ("c_date", Kind::Date),
-        ("c_time", Kind::Time),
-        ("c_ts", Kind::Timestamp),
-        ("c_tstz", Kind::TimestampTz { epoch32: false }),
+        ("c_time", Kind::Time { fsp: 6 }),
+        ("c_ts", Kind::Timestamp { fsp: 6 }),
+        ("c_tstz", Kind::TimestampTz { epoch32: false, fsp: 6 }),
         ("c_json", Kind::Json),
         ("c_uuid", Kind::Uuid),
     ]
@@ -460,8 +468,8 @@ fn value_strategy(kind: &Kind, engine: Engine) -> BoxedStrategy<Value> {
         Kind::Text { .. } => text_strategy().prop_map(Value::Text).boxed(),
         Kind::Bytes { .. } => vec(any::<u8>(), 0..64).prop_map(Value::Bytes).boxed(),
         Kind::Date => date_strategy().prop_map(Value::Date).boxed(),
-        Kind::Time => time_strategy().prop_map(Value::Time).boxed(),
-        Kind::Timestamp => (date_strategy(), time_strategy()).prop_map(|(d, t)| Value::Timestamp(d.and_time(t))).boxed(),
+        Kind::Time { .. } => time_strategy().prop_map(Value::Time).boxed(),
+        Kind::Timestamp { .. } => (date_strategy(), time_strategy()).prop_map(|(d, t)| Value::Timestamp(d.and_time(t))).boxed(),
         Kind::TimestampTz { .. } => (date_strategy(), time_strategy()).prop_map(|(d, t)| Value::TimestampTz(d.and_time(t).and_utc())).boxed(),
         Kind::Json => json_strategy(),
         Kind::Uuid => prop_oneof![1 => Just(uuid::Uuid::nil()), 6 => any::<[u8; 16]>().prop_map(uuid::Uuid::from_bytes).prop_filter("MariaDB refuses it", mariadb_stores_uuid)]
@@ -892,7 +900,7 @@ async fn numeric_wider_than_decimal_65_30_is_a_row_error() {
 async fn instant_past_2038_into_mariadb_timestamp_is_a_row_error() {
     let late = Value::TimestampTz(tstz("2040-01-01 00:00:00"));
     let fits = Value::TimestampTz(tstz("2030-06-15 12:00:00.123456"));
-    let epoch32 = Kind::TimestampTz { epoch32: true };
+    let epoch32 = Kind::TimestampTz { epoch32: true, fsp: 6 };
     assert!(epoch32.check(late.clone()).is_err());
     assert_eq!(epoch32.check(fits.clone()).unwrap(), fits);
 

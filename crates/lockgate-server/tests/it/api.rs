@@ -555,3 +555,95 @@ async fn a_run_whose_process_died_shows_as_abandoned() {
     let row = page.split("<tr data-run=").find(|r| r.contains("load:pets")).unwrap();
     assert!(row.contains("<span class=\"status running\">running</span>"), "{row}");
 }
+
+/// Every page and read endpoint a user browses, for a server whose connections are
+/// `plain` (a database without a ledger, also the migrations' and the transfer's
+/// destination) and `missing` (an SQLite file that does not exist).
+const BROWSING: &[&str] = &[
+    "/",
+    "/api/connections",
+    "/api/runs",
+    "/tables",
+    "/tables?conn=plain",
+    "/tables?conn=plain&table=t",
+    "/api/tables/plain",
+    "/api/tables/plain/t",
+    "/tables?conn=missing",
+    "/api/tables/missing",
+    "/exports",
+    "/api/transfers",
+    "/api/transfers/copy/exports/1",
+    "/api/transfers/copy/history?key=1",
+    "/exports/copy/history?key=1",
+    "/migrations",
+    "/api/migrations",
+    "/api/logs",
+    "/data",
+    "/api/dump.zip?tables=t",
+    "/getzip?tableList=t",
+];
+
+#[tokio::test]
+async fn browsing_creates_no_database_and_no_ledger() {
+    for engine in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let db = TestDb::new(engine).await;
+        db.conn()
+            .await
+            .batch("CREATE TABLE t (id int PRIMARY KEY, name varchar(20)); INSERT INTO t VALUES (1, 'a')")
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.db");
+        let mut cfg = ServerConfig::new();
+        cfg.connections.push(NamedConnection {
+            name: "plain".into(),
+            url: db.url.clone(),
+        });
+        cfg.connections.push(NamedConnection {
+            name: "missing".into(),
+            url: lockgate_db::DbUrl::parse(&format!("sqlite://{}", missing.display())).unwrap(),
+        });
+        cfg.migrate_db = Some(0);
+        cfg.migrations_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/db");
+        let config = lockgate::Config::default();
+        let spec = lockgate::transfer::TransferSpec {
+            source: Some(db.url.as_str().to_string()),
+            source_table: Some("t".into()),
+            dest: Some(db.url.as_str().to_string()),
+            ..Default::default()
+        };
+        cfg.transfers
+            .push(lockgate::transfer::Transfer::resolve("copy", &config, spec).unwrap());
+        let app = lockgate_server::router(cfg).unwrap();
+        for uri in BROWSING {
+            let reply = get(&app, uri).await;
+            assert!(
+                !reply.status.is_server_error() || uri.contains("missing"),
+                "{engine} {uri}: {} {}",
+                reply.status,
+                reply.text()
+            );
+            assert!(!missing.exists(), "{engine} {uri} created {}", missing.display());
+            let mut conn = db.conn().await;
+            let tables: Vec<String> = conn
+                .list_tables()
+                .await
+                .unwrap()
+                .iter()
+                .map(|t| t.to_string())
+                .collect();
+            assert_eq!(tables, ["t"], "{engine} {uri} created tables");
+        }
+        // The missing file is reported, by name, where it is browsed.
+        let reply = get(&app, "/api/tables/missing").await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+        assert!(
+            reply.text().contains("there is no SQLite database at"),
+            "{}",
+            reply.text()
+        );
+        // The Export button's count is there without a ledger: one row to export.
+        let transfers = get(&app, "/api/transfers").await.json();
+        assert_eq!(transfers[0]["available"], 1, "{engine}: {transfers}");
+    }
+}

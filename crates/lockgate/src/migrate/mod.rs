@@ -18,9 +18,11 @@
 //! whole version and logged (in `lockgate_migration_log`, written after the version's
 //! transaction ends so that the log survives its rollback).
 
+mod force;
 mod models;
 pub mod rollback;
 mod script;
+mod sqlscript;
 pub mod status;
 
 use crate::source::{FileSource, Validation};
@@ -171,6 +173,9 @@ pub struct VersionReport {
     pub failures: Vec<RecordFailure>,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// The schema changes that stayed although the version failed: MariaDB commits
+    /// DDL at once (empty elsewhere, and when the version was applied).
+    pub schema_kept: Vec<String>,
 }
 
 /// What a migrate did: the `--json` document. `old_version`, `migrated_versions`
@@ -202,7 +207,9 @@ pub struct MigrateReport {
 impl MigrateReport {
     /// DESIGN.md's exit code: 0, or 3 when a version's records failed and it was rolled back.
     pub fn exit_code(&self) -> i32 {
-        if self.failed_version.is_some() {
+        if self.versions.iter().any(|v| !v.schema_kept.is_empty()) {
+            5
+        } else if self.failed_version.is_some() {
             3
         } else {
             0
@@ -225,6 +232,10 @@ pub enum MigrateError {
     /// The database (exit 1, or 2 for invalid names).
     #[error(transparent)]
     Db(#[from] DbError),
+    /// A version failed after MariaDB had committed some of its schema changes; the
+    /// message lists those that stayed (exit 5).
+    #[error("{0}")]
+    SchemaKept(String),
 }
 
 impl MigrateError {
@@ -234,6 +245,7 @@ impl MigrateError {
             MigrateError::Input(_) | MigrateError::Source(_) => 2,
             MigrateError::Script(_) => 1,
             MigrateError::Db(e) => e.exit_code(),
+            MigrateError::SchemaKept(_) => 5,
         }
     }
 }
@@ -278,6 +290,9 @@ struct Pending {
     checksum: String,
     /// Definitions from this version's `ddl/`.
     ddl: Vec<ModelDef>,
+    /// The definitions in force for it (`models/` overridden by its `ddl/`), each
+    /// with what its base models give it.
+    models: Models,
 }
 
 /// Models by lower-cased table name; a later definition replaces an earlier one.
@@ -290,6 +305,16 @@ impl Models {
     }
     fn get(&self, table: &str) -> Option<&ModelDef> {
         self.0.get(&table.to_lowercase())
+    }
+
+    /// These models with what their base models give each.
+    fn resolved(&self) -> Result<Models, MigrateError> {
+        let all: Vec<&ModelDef> = self.0.values().collect();
+        let mut out = Models::default();
+        for m in self.0.values() {
+            out.add(models::with_bases(m, &all).map_err(MigrateError::Input)?);
+        }
+        Ok(out)
     }
 }
 
@@ -420,6 +445,13 @@ pub async fn migrate(
     progress: Option<mpsc::UnboundedSender<Progress>>,
 ) -> Result<MigrateReport, MigrateError> {
     let started = Instant::now();
+    if let (Some(from), Some(to)) = (opts.from, opts.to) {
+        if from > to {
+            return Err(MigrateError::Input(format!(
+                "--from {from} is later than --to {to}: no version lies between them; swap them"
+            )));
+        }
+    }
     let source = open_source(&opts.dir, opts.zip.as_deref(), &opts.zip_limits)?;
     let base = &source.base;
     let mut shared_models = Models::default();
@@ -481,13 +513,24 @@ pub async fn migrate(
             for f in v.ddl_files()? {
                 ddl.push(read_model(&f)?);
             }
+            let mut in_force = shared_models.clone();
+            for m in &ddl {
+                in_force.add(m.clone());
+            }
             pending.push(Pending {
                 checksum: v.checksum()?,
                 dir: v.clone(),
                 manifest,
                 ddl,
+                models: in_force.resolved()?,
             });
         }
+        // Drift (Flyway's validate): said in the warnings, except for the versions
+        // this run applies.
+        let applying: Vec<String> = pending.iter().map(|p| p.dir.version.to_string()).collect();
+        let folder = opts.zip.as_ref().unwrap_or(&base.root).display().to_string();
+        let drift = status::drift(base, &applied, old_version.as_deref())?;
+        warnings.splice(0..0, drift.messages(old_version.as_deref(), &folder, &applying));
         check_pending(&mut conn, &pending, &shared_models, opts).await?;
         let run_id = if opts.dry_run {
             None
@@ -523,14 +566,35 @@ pub async fn migrate(
         }
         let mut outcome: Result<(), MigrateError> = Ok(());
         for p in &pending {
-            let shared = ctx.models.clone();
-            let mut models = shared.clone();
-            for m in &p.ddl {
-                models.add(m.clone());
-            }
-            ctx.models = models;
+            ctx.models = p.models.clone();
+            // Re-applying an older version (--force): which rows of the later
+            // versions that stay applied it rewrites, from the images it writes.
+            let later: Vec<String> = if opts.dry_run {
+                Vec::new()
+            } else {
+                applied
+                    .iter()
+                    .filter(|a| a.version.parse::<Version>().is_ok_and(|v| v > p.dir.version))
+                    .map(|a| a.version.clone())
+                    .filter(|v| !applying.contains(v))
+                    .collect()
+            };
+            let mark = if later.is_empty() {
+                None
+            } else {
+                force::mark(ctx.conn).await.ok()
+            };
             let (vr, logs, err) = ctx.apply_version(p).await;
-            ctx.models = shared;
+            if let (Some(mark), VersionStatus::Applied) = (mark, vr.status) {
+                match force::overwritten(ctx.conn, &opts.module, &vr.version, mark, &later).await {
+                    Ok(Some(w)) => report.warnings.push(w),
+                    Ok(None) => {}
+                    Err(e) => report.warnings.push(format!(
+                        "could not tell which rows of later versions version {} rewrote: {e}",
+                        vr.version
+                    )),
+                }
+            }
             if !opts.dry_run {
                 // After the version's transaction: the log outlives its rollback.
                 if let Err(e) = versions::write_logs(ctx.conn, &logs).await {
@@ -633,6 +697,24 @@ async fn check_pending(
             models.add(m.clone());
         }
         let meta = p.manifest.path.display().to_string();
+        // Every definition in force is turned into its changes (and their SQL) now,
+        // before the first DDL of the run.
+        let tenant_column = p
+            .manifest
+            .tenant_column
+            .clone()
+            .unwrap_or_else(|| opts.tenant_column.clone());
+        let changes = planned_changes(conn, &p.models, &tenant_column).await?;
+        if conn.engine() == Engine::Mysql && !changes.is_empty() {
+            let mut tables = HashMap::new();
+            for (_, c) in &changes {
+                let name = change_table(c);
+                if let Some(t) = conn.lookup_table(&name).await? {
+                    tables.insert(name.to_lowercase(), t);
+                }
+            }
+            check_files_before_ddl(p, &changes, &tables, &tenant_column)?;
+        }
         for m in &p.ddl {
             if m.table_name().to_ascii_lowercase().starts_with("lockgate_") {
                 return Err(MigrateError::Input(format!(
@@ -685,41 +767,119 @@ async fn check_pending(
                             "{meta}: {label}: table {model:?} does not exist and no definition (models/ or ddl/) creates it: create the table or add a definition"
                         )));
                     }
-                    let reader = lockgate_bundle::open_records(&path, f.format)
-                        .map_err(|e| MigrateError::Input(e.to_string()))?;
-                    if f.effective_mode() == FileMode::Update {
-                        // Updating needs a key the records carry: `key`, else the
-                        // definition's id, else the table's primary key, else `id`.
-                        let key: Vec<String> = if !f.key.is_empty() {
-                            f.key.clone()
-                        } else if let Some(ids) = models
-                            .get(&model)
-                            .map(|m| m.id_properties().iter().map(|p| p.name.clone()).collect::<Vec<_>>())
-                            .filter(|ids| !ids.is_empty())
-                        {
-                            ids
-                        } else {
-                            match conn.lookup_table(&model).await? {
-                                Some(t) if !t.primary_key.is_empty() => t.primary_key.clone(),
-                                _ => vec!["id".to_string()],
-                            }
-                        };
-                        let columns = first_record_columns(reader, &path)?;
-                        let missing: Vec<&String> = key
-                            .iter()
-                            .filter(|k| !columns.iter().any(|c| c.eq_ignore_ascii_case(k)))
-                            .filter(|k| !k.eq_ignore_ascii_case(&opts.tenant_column))
-                            .collect();
-                        if !missing.is_empty() && !columns.is_empty() {
-                            return Err(MigrateError::Input(format!(
-                                "{meta}: {label}: updateAttributes needs a key in every record, and the first record of {} has no {}: give the records their key, or name the key with \"key\"",
-                                path.display(),
-                                missing.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")
-                            )));
-                        }
-                    }
+                    // Opening checks the file's start (a CSV header, a JSON array or
+                    // object). A record without its key is that record's error when
+                    // updating (as in oe-migration), found when the file is written.
+                    lockgate_bundle::open_records(&path, f.format).map_err(|e| MigrateError::Input(e.to_string()))?;
                 }
                 Step::Clear => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The schema changes the definitions in force ask of the database as it is now, each
+/// with the definition file it comes from. Every change's SQL is spelled here, so
+/// that a definition the engine cannot take (a default it cannot declare, a
+/// generated column it cannot add) is an error naming the file before any DDL runs.
+async fn planned_changes(
+    conn: &mut Conn,
+    models: &Models,
+    tenant_column: &str,
+) -> Result<Vec<(PathBuf, SchemaChange)>, MigrateError> {
+    let engine = conn.engine();
+    let mut defs: Vec<&ModelDef> = models.0.values().collect();
+    defs.sort_by(|a, b| a.table_name().cmp(b.table_name()));
+    let mut out = Vec::new();
+    for m in defs {
+        let existing = conn.lookup_table(m.table_name()).await?;
+        let changes = models::changes(m, existing.as_ref(), tenant_column, engine).map_err(MigrateError::Input)?;
+        for c in changes {
+            if let Err(e) = lockgate_db::schema::change_sql(engine, &c) {
+                return Err(MigrateError::Input(format!("{}: {e}", m.path.display())));
+            }
+            // A required column without a default cannot be added to a table with rows.
+            if let SchemaChange::AddColumn { table, column } = &c {
+                if !column.nullable && column.default.is_none() {
+                    let n = lockgate_db::schema::row_count(conn, table).await?;
+                    if n > 0 {
+                        return Err(MigrateError::Input(format!(
+                            "{}: required property {:?} cannot be added to table {table}, which has {n} rows: give it a default (existing rows get it)",
+                            m.path.display(),
+                            column.name
+                        )));
+                    }
+                }
+            }
+            out.push((m.path.clone(), c));
+        }
+    }
+    Ok(out)
+}
+
+/// MariaDB commits each schema change at once, so before a version's first one every
+/// data file it loads into a changed table is read through: a file that cannot be
+/// read, or gives a column the table will not have, stops the run while nothing has
+/// changed. (On PostgreSQL and SQLite the version's rollback undoes its DDL too.)
+fn check_files_before_ddl(
+    p: &Pending,
+    changes: &[(PathBuf, SchemaChange)],
+    tables: &HashMap<String, Table>,
+    tenant_column: &str,
+) -> Result<(), MigrateError> {
+    let meta = p.manifest.path.display().to_string();
+    for f in p.manifest.files.iter().filter(|f| f.enabled) {
+        let EntryKind::Data(_) = f.kind() else { continue };
+        let model = f.model.clone().unwrap_or_default();
+        let touched = changes
+            .iter()
+            .any(|(_, c)| change_table(c).eq_ignore_ascii_case(&model));
+        if !touched {
+            continue;
+        }
+        // The table's columns once the changes are made.
+        let mut columns: Vec<String> = tables
+            .get(&model.to_lowercase())
+            .map(|t| t.columns.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default();
+        for (_, c) in changes {
+            match c {
+                SchemaChange::CreateTable(t) if t.name.name.eq_ignore_ascii_case(&model) => {
+                    columns = t.columns.iter().map(|c| c.name.clone()).collect();
+                }
+                SchemaChange::AddColumn { table, column } if table.name.eq_ignore_ascii_case(&model) => {
+                    columns.push(column.name.clone());
+                }
+                SchemaChange::DropColumn { table, column } if table.name.eq_ignore_ascii_case(&model) => {
+                    columns.retain(|c| c != column);
+                }
+                _ => {}
+            }
+        }
+        let label = format!("files[{}]", f.index);
+        let path = p.dir.resolve(&f.file, &label)?;
+        for k in &f.key {
+            if !columns.iter().any(|c| c.eq_ignore_ascii_case(k)) {
+                return Err(MigrateError::Input(format!(
+                    "{meta}: {label}: key {k:?} is not a column of table {model}: fix the key"
+                )));
+            }
+        }
+        let mut reader =
+            lockgate_bundle::open_records(&path, f.format).map_err(|e| MigrateError::Input(e.to_string()))?;
+        let mut record = lockgate_bundle::Record::default();
+        while reader
+            .next_record(&mut record)
+            .map_err(|e| MigrateError::Input(format!("{e} ({label} of {meta})")))?
+        {}
+        for name in reader.columns() {
+            if !columns.iter().any(|c| c.eq_ignore_ascii_case(name)) && !name.eq_ignore_ascii_case(tenant_column) {
+                return Err(MigrateError::Input(format!(
+                    "{}: column {name:?} is not a column of table {model} (its columns will be: {}): rename it in the file or drop it ({label} of {meta})",
+                    path.display(),
+                    columns.join(", ")
+                )));
             }
         }
     }
@@ -729,26 +889,6 @@ async fn check_pending(
 /// Whether a table exists or a definition in force will create it.
 async fn known(conn: &mut Conn, models: &Models, name: &str) -> Result<bool, MigrateError> {
     Ok(models.get(name).is_some() || conn.lookup_table(name).await?.is_some())
-}
-
-/// The columns of a data file's first record (CSV: its header).
-fn first_record_columns(
-    mut reader: Box<dyn lockgate_bundle::RecordReader>,
-    path: &Path,
-) -> Result<Vec<String>, MigrateError> {
-    let mut record = lockgate_bundle::Record::default();
-    let more = reader
-        .next_record(&mut record)
-        .map_err(|e| MigrateError::Input(format!("{e}")))?;
-    let _ = path;
-    if !more {
-        return Ok(reader.columns().to_vec());
-    }
-    Ok(record
-        .fields
-        .iter()
-        .map(|(i, _)| reader.columns()[*i].clone())
-        .collect())
 }
 
 /// The state of one run of migrate across versions.
@@ -803,10 +943,24 @@ impl Run<'_> {
             steps: Vec::new(),
             failures: Vec::new(),
             error: None,
+            schema_kept: Vec::new(),
         };
         let mut logs = Vec::new();
         self.irreversible.clear();
         let result = self.apply_parts(p, &mut vr, &mut logs).await;
+        // What MariaDB committed of the version's schema changes before it failed.
+        // (After a committed part, the error says so already: its changes stay.)
+        let kept = match &result {
+            Ok(PartEnd::Done) | Err((_, 1..)) => Vec::new(),
+            _ => std::mem::take(&mut vr.schema_kept),
+        };
+        let kept_note = (!kept.is_empty()).then(|| {
+            format!(
+                "; on MariaDB, which commits schema changes at once, these stay: {}",
+                kept.join("; ")
+            )
+        });
+        vr.schema_kept.clear();
         let error = match result {
             Ok(PartEnd::Done) => {
                 logs.push(self.log(
@@ -820,9 +974,10 @@ impl Run<'_> {
                 vr.status = VersionStatus::Failed;
                 let n = vr.failures.iter().filter(|f| !f.skipped).count();
                 let mut msg = format!("version {version} failed: {n} record(s) failed; nothing of its data was kept");
-                if self.conn.engine() == Engine::Mysql && !vr.schema_changes.is_empty() && !self.opts.dry_run {
-                    msg.push_str(" (on MariaDB its schema changes above stay: MariaDB commits DDL at once)");
+                if let Some(note) = &kept_note {
+                    msg.push_str(note);
                 }
+                vr.schema_kept = kept;
                 vr.error = Some(msg.clone());
                 logs.push(self.log(&version, "ERROR", serde_json::json!({ "message": msg })));
                 None
@@ -835,9 +990,20 @@ impl Run<'_> {
                 };
                 let msg = if committed_parts > 0 {
                     format!("version {version} stopped after {committed_parts} committed part(s): {e}")
+                } else if kept_note.is_some() {
+                    format!("version {version} failed; its data was rolled back: {e}")
                 } else {
                     format!("version {version} failed; nothing of it was kept: {e}")
                 };
+                let e = match &kept_note {
+                    Some(note) => MigrateError::SchemaKept(format!("{msg}{note}")),
+                    None => e,
+                };
+                let msg = match &kept_note {
+                    Some(note) => format!("{msg}{note}"),
+                    None => msg,
+                };
+                vr.schema_kept = kept;
                 vr.error = Some(msg.clone());
                 logs.push(self.log(&version, "ERROR", serde_json::json!({ "message": msg })));
                 Some(e)
@@ -909,6 +1075,8 @@ impl Run<'_> {
                     lockgate_db::schema::apply_change(self.conn, c)
                         .await
                         .map_err(|e| (MigrateError::Db(e), 0))?;
+                    // Committed at once: it stays whatever happens next.
+                    vr.schema_kept.push(c.to_string());
                 }
             }
             schema_pending = false;
@@ -953,23 +1121,14 @@ impl Run<'_> {
                         }
                         Step::Script { file, label, .. } => {
                             let path = p.dir.resolve(&file, &label)?;
-                            let sql = std::fs::read_to_string(&path)
-                                .map_err(|e| MigrateError::Input(format!("{}: {e}", path.display())))?;
-                            self.conn.batch(&sql).await.map_err(|e| match e {
-                                DbError::Engine { error, .. } => DbError::Engine {
-                                    context: format!(
-                                        "running {} ({label} of {})",
-                                        path.display(),
-                                        p.manifest.path.display()
-                                    ),
-                                    error,
-                                },
-                                other => other,
-                            })?;
+                            let place = format!("{label} of {}", p.manifest.path.display());
+                            let capture = (!dry).then_some((self.opts.module.as_str(), version.as_str()));
+                            let out = sqlscript::run(self.conn, &path, &place, capture).await?;
                             scripts_run.push(file.clone());
                             vr.steps.push(StepReport {
                                 kind: "sql".into(),
                                 file,
+                                note: out.note(),
                                 ..StepReport::default()
                             });
                         }
@@ -1156,30 +1315,11 @@ impl Run<'_> {
     /// The schema changes the definitions in force ask for.
     async fn schema_changes(&mut self, p: &Pending) -> Result<Vec<SchemaChange>, MigrateError> {
         let tenant_column = self.tenant_column(p);
-        let mut defs: Vec<&ModelDef> = self.models.0.values().collect();
-        defs.sort_by(|a, b| a.table_name().cmp(b.table_name()));
-        let mut out = Vec::new();
-        for m in defs {
-            let existing = self.conn.lookup_table(m.table_name()).await?;
-            let mut changes = models::changes(m, existing.as_ref(), &tenant_column).map_err(MigrateError::Input)?;
-            // A required column without a default cannot be added to a table with rows.
-            for c in &changes {
-                if let SchemaChange::AddColumn { table, column } = c {
-                    if !column.nullable && column.default.is_none() {
-                        let n = lockgate_db::schema::row_count(self.conn, table).await?;
-                        if n > 0 {
-                            return Err(MigrateError::Input(format!(
-                                "{}: required property {:?} cannot be added to table {table}, which has {n} rows: give it a default (existing rows get it)",
-                                m.path.display(),
-                                column.name
-                            )));
-                        }
-                    }
-                }
-            }
-            out.append(&mut changes);
-        }
-        Ok(out)
+        Ok(planned_changes(self.conn, &self.models, &tenant_column)
+            .await?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
     }
 
     /// `clearTables`: empties the tables (for a multi-tenant table, the rows of the
@@ -1364,12 +1504,20 @@ impl Run<'_> {
                 key.push(col.name.clone());
             }
         }
-        if mode != WriteMode::Insert && key.is_empty() {
-            return Err(MigrateError::Input(format!(
-                "{meta}: {label}: table {} has no primary key and no id: name the key with \"key\"",
-                table.name
-            )));
-        }
+        // A table whose rows have no key is loaded as inserts, as oe-migration's
+        // upsert without an id creates rows (a re-run relies on clearTables).
+        let mode = match mode {
+            WriteMode::Upsert | WriteMode::InsertMissing if key.is_empty() => WriteMode::Insert,
+            WriteMode::Update | WriteMode::Sync if key.is_empty() => {
+                return Err(MigrateError::Input(format!(
+                    "{meta}: {label}: table {} has no primary key and no id, and {} finds rows by their key: name the key with \"key\"",
+                    table.name,
+                    if mode == WriteMode::Update { "updateAttributes" } else { "sync" }
+                )))
+            }
+            mode => mode,
+        };
+        step.mode = Some(mode);
         let on_error = self.file_policy(p, entry);
         let validation: Option<Validation> = match (&model, entry.skip_validation) {
             (Some(m), false) => Some(models::validation(m, &table, mode == WriteMode::Update)),
@@ -1384,6 +1532,13 @@ impl Run<'_> {
             key: key.clone(),
             constants,
             validation,
+            // A record whose key is null has no key's value: inserted (or, updating,
+            // that record's error), as oe-migration treats a falsy key.
+            absent_when_null: if mode == WriteMode::Insert {
+                Vec::new()
+            } else {
+                key.clone()
+            },
         };
         let cfg = WriteConfig {
             mode,
@@ -1409,6 +1564,10 @@ impl Run<'_> {
                     MigrateError::Source(format!("{e} ({label} of {meta}); version {version} was rolled back"))
                 }
             })?;
+        if report.inserted > 0 && !self.opts.dry_run {
+            // Ids the file gave must not be generated again for later rows.
+            lockgate_db::schema::catch_up_identity(self.conn, &table).await?;
+        }
         step.rows_read = report.rows_read;
         step.inserted = report.inserted;
         step.updated = report.updated;
@@ -1458,7 +1617,8 @@ fn change_table(c: &SchemaChange) -> String {
         SchemaChange::CreateTable(t) => t.name.name.clone(),
         SchemaChange::AddColumn { table, .. }
         | SchemaChange::AlterColumn { table, .. }
-        | SchemaChange::DropColumn { table, .. } => table.name.clone(),
+        | SchemaChange::DropColumn { table, .. }
+        | SchemaChange::CreateIndex { table, .. } => table.name.clone(),
     }
 }
 
@@ -1568,7 +1728,8 @@ fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
             wanted.entry(file.clone()).or_default().insert(line);
         }
     }
-    let mut found: HashMap<(String, u64), serde_json::Value> = HashMap::new();
+    // Every record on a wanted line: a compact JSON array holds many on one line.
+    let mut found: HashMap<(String, u64), Vec<serde_json::Map<String, serde_json::Value>>> = HashMap::new();
     for (file, lines) in wanted {
         let format = p
             .manifest
@@ -1579,9 +1740,9 @@ fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
         let Ok(mut reader) = lockgate_bundle::open_records(Path::new(&file), format) else {
             continue;
         };
+        let last = lines.iter().copied().max().unwrap_or(0);
         let mut record = lockgate_bundle::Record::default();
-        let mut left = lines.len();
-        while left > 0 && reader.next_record(&mut record).unwrap_or(false) {
+        while reader.next_record(&mut record).unwrap_or(false) && record.line <= last {
             if lines.contains(&record.line) {
                 let obj: serde_json::Map<String, serde_json::Value> = record
                     .fields
@@ -1595,14 +1756,65 @@ fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
                         (reader.columns()[*i].clone(), v)
                     })
                     .collect();
-                found.insert((file.clone(), record.line), serde_json::Value::Object(obj));
-                left -= 1;
+                found.entry((file.clone(), record.line)).or_default().push(obj);
             }
         }
     }
+    let mut used: HashMap<(String, u64), HashSet<usize>> = HashMap::new();
     for f in failures.iter_mut() {
-        if let (Some(file), Some(line)) = (&f.error.file, f.error.line) {
-            f.data = found.remove(&(file.clone(), line));
+        let (Some(file), Some(line)) = (&f.error.file, f.error.line) else {
+            continue;
+        };
+        let id = (file.clone(), line);
+        let Some(records) = found.get(&id) else { continue };
+        let taken = used.entry(id).or_default();
+        let pick = if records.len() == 1 {
+            Some(0)
+        } else {
+            // Several records on the line: the one whose fields match the failure's
+            // key (`col=value, …`); none when the key cannot tell them apart.
+            f.error.key.as_deref().and_then(|key| pick_by_key(records, key, taken))
+        };
+        if let Some(i) = pick {
+            taken.insert(i);
+            f.data = Some(serde_json::Value::Object(records[i].clone()));
         }
     }
+}
+
+/// Among records sharing a line, the one a failure's rendered key (`col=value, …`)
+/// names: the most key parts matched by its fields, preferring one not yet given to
+/// another failure.
+fn pick_by_key(
+    records: &[serde_json::Map<String, serde_json::Value>],
+    key: &str,
+    taken: &HashSet<usize>,
+) -> Option<usize> {
+    let parts: Vec<(String, &str)> = key
+        .split(", ")
+        .filter_map(|p| p.split_once('='))
+        .map(|(c, v)| (c.to_lowercase(), v))
+        .collect();
+    let same = |j: &serde_json::Value, text: &str| match j {
+        serde_json::Value::String(s) => s == text,
+        serde_json::Value::Null => text == "NULL",
+        serde_json::Value::Number(n) => {
+            n.to_string() == text || matches!((n.as_f64(), text.parse::<f64>()), (Some(a), Ok(b)) if a == b)
+        }
+        serde_json::Value::Bool(b) => text == if *b { "true" } else { "false" },
+        _ => false,
+    };
+    let score = |r: &serde_json::Map<String, serde_json::Value>| {
+        parts
+            .iter()
+            .filter(|(c, v)| r.iter().any(|(k, j)| k.to_lowercase() == *c && same(j, v)))
+            .count()
+    };
+    let best = records.iter().map(score).max().filter(|&s| s > 0)?;
+    let matching: Vec<usize> = (0..records.len()).filter(|&i| score(&records[i]) == best).collect();
+    matching
+        .iter()
+        .copied()
+        .find(|i| !taken.contains(i))
+        .or(matching.first().copied())
 }

@@ -165,12 +165,21 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions) -> Result<RollbackReport, 
     applied.retain(|a| a.version.parse::<Version>().is_ok_and(|v| v > opts.to));
     applied.sort_by_key(|a| a.version.parse::<Version>().ok());
     if applied.is_empty() {
-        return Err(MigrateError::Input(format!(
-            "module {} has no applied version after {} (it is at {}): nothing to roll back",
-            opts.module,
-            opts.to,
-            from_version.as_deref().unwrap_or("no version")
-        )));
+        // Nothing after V: the module is already there, as `migrate` with nothing
+        // pending (exit 0, nothing changed).
+        return Ok(RollbackReport {
+            module: opts.module.clone(),
+            to_version: from_version.clone().unwrap_or_else(|| opts.to.to_string()),
+            from_version,
+            versions: Vec::new(),
+            deleted: 0,
+            restored: 0,
+            conflicts: Vec::new(),
+            scripts_not_undone: Vec::new(),
+            committed: false,
+            dry_run: opts.dry_run,
+            warnings: Vec::new(),
+        });
     }
     let undo: Vec<String> = applied.iter().map(|a| a.version.clone()).collect();
     let scripts: Vec<String> = applied

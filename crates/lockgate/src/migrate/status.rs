@@ -1,9 +1,12 @@
 //! `status`: a module's current version, and, against a `db/` folder, the versions
-//! pending, the versions whose files changed since they were applied, and the
-//! versions only partly applied (stopped after a committed part).
+//! pending, the versions only partly applied (stopped after a committed part), and
+//! drift, as Flyway's `validate` sees it: applied versions whose files changed since,
+//! applied versions the folder no longer has, and versions never applied that are
+//! older than the current one (which `migrate` skips). `migrate` warns about drift
+//! with the same words ([`drift`]); `status --strict` and `validate` fail on it.
 
 use super::{open_source, MigrateError};
-use lockgate_bundle::{Version, ZipLimits};
+use lockgate_bundle::{BaseDir, Version, ZipLimits};
 use lockgate_db::ledger::Ledger;
 use lockgate_db::versions::{self, AppliedVersion};
 use lockgate_db::DbUrl;
@@ -20,6 +23,9 @@ pub struct StatusOptions {
     pub module: String,
     /// Limits when reading a zip.
     pub zip_limits: ZipLimits,
+    /// Also read every version's meta.json and definitions, as `migrate` would, so
+    /// that a malformed one is an error (`validate`).
+    pub read_manifests: bool,
 }
 
 impl Default for StatusOptions {
@@ -29,6 +35,7 @@ impl Default for StatusOptions {
             zip: None,
             module: "./".into(),
             zip_limits: ZipLimits::default(),
+            read_manifests: false,
         }
     }
 }
@@ -56,14 +63,96 @@ pub struct StatusReport {
     pub skipped: Vec<String>,
     /// The folder compared with.
     pub folder: Option<String>,
+    /// Every disagreement between the folder and the ledger (changed, missing and
+    /// skipped versions) and every partly applied version, one sentence each:
+    /// `status --strict` and `validate` fail when there is any.
+    pub drift: Vec<String>,
+}
+
+impl StatusReport {
+    /// DESIGN.md's exit code for `status --strict` and `validate`: 4 (the folder and
+    /// the database disagree) when there is drift, else 0.
+    pub fn strict_exit_code(&self) -> i32 {
+        if self.drift.is_empty() {
+            0
+        } else {
+            4
+        }
+    }
+}
+
+/// How a folder and a module's ledger disagree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Drift {
+    /// Applied versions whose files changed since.
+    pub changed: Vec<String>,
+    /// Applied versions the folder no longer has.
+    pub missing: Vec<String>,
+    /// Folder versions never applied, older than the current version.
+    pub skipped: Vec<String>,
+}
+
+impl Drift {
+    /// One sentence per disagreement, saying what to do; versions in `except` (being
+    /// applied by this run) are left out.
+    pub fn messages(&self, current: Option<&str>, folder: &str, except: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        let keep = |v: &&String| !except.contains(v);
+        for v in self.changed.iter().filter(keep) {
+            out.push(format!(
+                "version {v} was applied, and its files in {folder} changed since (their checksum differs): migrate does not apply it again; restore its files, or re-apply it with --force --from {v} --to {v}"
+            ));
+        }
+        for v in self.missing.iter().filter(keep) {
+            out.push(format!(
+                "version {v} was applied, and {folder} no longer has it: restore its folder (to undo a version, use rollback)"
+            ));
+        }
+        for v in self.skipped.iter().filter(keep) {
+            out.push(format!(
+                "version {v} was never applied, and it is older than the current version {}: migrate skips it; give it a version after {0}, or apply it with --force --from {v} --to {v}",
+                current.unwrap_or("?")
+            ));
+        }
+        out
+    }
+}
+
+/// Compares a folder with a module's applied versions and current version.
+pub(crate) fn drift(base: &BaseDir, applied: &[AppliedVersion], current: Option<&str>) -> Result<Drift, MigrateError> {
+    let current: Option<Version> = current.and_then(|v| v.parse().ok());
+    let mut d = Drift::default();
+    for v in &base.versions {
+        let name = v.version.to_string();
+        match applied.iter().find(|a| a.version == name) {
+            Some(a) if a.checksum != v.checksum()? => d.changed.push(name),
+            Some(_) => {}
+            None if current.is_none_or(|c| v.version > c) => {}
+            None => d.skipped.push(name),
+        }
+    }
+    for a in applied {
+        if !base.versions.iter().any(|v| v.version.to_string() == a.version) {
+            d.missing.push(a.version.clone());
+        }
+    }
+    Ok(d)
 }
 
 /// Reports the module's migration state.
 pub async fn status(url: &DbUrl, opts: &StatusOptions) -> Result<StatusReport, MigrateError> {
-    let mut ledger = Ledger::open(url).await?;
-    let conn = ledger.conn();
-    let current_version = versions::module_version(conn, &opts.module).await?;
-    let mut applied = versions::applied_versions(conn, &opts.module).await?;
+    // A status only reads: a database without a ledger has no version, and stays
+    // without one (nor is a missing SQLite file created).
+    let (current_version, mut applied) = match Ledger::open_existing(url).await? {
+        Some(mut ledger) => {
+            let conn = ledger.conn();
+            (
+                versions::module_version(conn, &opts.module).await?,
+                versions::applied_versions(conn, &opts.module).await?,
+            )
+        }
+        None => (None, Vec::new()),
+    };
     applied.sort_by_key(|a| a.version.parse::<Version>().ok());
     let current: Option<Version> = current_version.as_deref().and_then(|v| v.parse().ok());
     let mut report = StatusReport {
@@ -80,8 +169,15 @@ pub async fn status(url: &DbUrl, opts: &StatusOptions) -> Result<StatusReport, M
         missing: Vec::new(),
         skipped: Vec::new(),
         folder: None,
+        drift: Vec::new(),
     };
+    let partial: Vec<String> = report
+        .partial
+        .iter()
+        .map(|v| format!("version {v} is partly applied (it stopped after a committed part): run migrate to re-run it"))
+        .collect();
     if opts.dir.is_none() && opts.zip.is_none() {
+        report.drift = partial;
         return Ok(report);
     }
     let dir = opts.dir.clone().unwrap_or_else(|| PathBuf::from("db"));
@@ -91,19 +187,29 @@ pub async fn status(url: &DbUrl, opts: &StatusOptions) -> Result<StatusReport, M
             .as_ref()
             .map_or_else(|| dir.display().to_string(), |z| z.display().to_string()),
     );
+    if opts.read_manifests {
+        for v in &source.base.versions {
+            v.manifest()?;
+            for f in v.ddl_files()? {
+                super::read_model(&f)?;
+            }
+        }
+        for f in source.base.model_files()? {
+            super::read_model(&f)?;
+        }
+    }
     for v in &source.base.versions {
         let name = v.version.to_string();
-        match report.applied.iter().find(|a| a.version == name) {
-            Some(a) if a.checksum != v.checksum()? => report.changed.push(name),
-            Some(_) => {}
-            None if current.is_none_or(|c| v.version > c) => report.pending.push(name),
-            None => report.skipped.push(name),
+        if !report.applied.iter().any(|a| a.version == name) && current.is_none_or(|c| v.version > c) {
+            report.pending.push(name);
         }
     }
-    for a in &report.applied {
-        if !source.base.versions.iter().any(|v| v.version.to_string() == a.version) {
-            report.missing.push(a.version.clone());
-        }
-    }
+    let d = drift(&source.base, &report.applied, report.current_version.as_deref())?;
+    let folder = report.folder.clone().unwrap_or_default();
+    report.drift = d.messages(report.current_version.as_deref(), &folder, &[]);
+    report.changed = d.changed;
+    report.missing = d.missing;
+    report.skipped = d.skipped;
+    report.drift.extend(partial);
     Ok(report)
 }

@@ -11,7 +11,7 @@
 //! batch_size = 5000
 //! map = { FullName = "FirstName || ' ' || LastName", Origin = "'web'" }
 //! on_error = "rollback"                # or "skip", "stop": recorded with each export
-//! lock_timeout = 60                    # seconds `create` waits for another create
+//! lock_timeout = "60s"                 # how long `create` waits for another create
 //! ```
 
 use super::TransferError;
@@ -49,8 +49,30 @@ pub struct TransferSpec {
     /// What failing rows do to an export (default `rollback`); recorded with each
     /// export when it is created, so that whichever worker runs it runs it so.
     pub on_error: Option<OnError>,
-    /// Seconds `create` waits for another create of the same transfer (default 60).
-    pub lock_timeout: Option<f64>,
+    /// How long `create` waits for another create of the same transfer (default
+    /// 60 s): seconds (`30`, `2.5`) or a duration text (`"30s"`, `"5m"`).
+    #[serde(default, deserialize_with = "duration")]
+    pub lock_timeout: Option<Duration>,
+}
+
+/// A duration in lockgate.toml: a number of seconds or a text such as `"30s"`, read
+/// by the one duration parser (`lockgate_core::parse_duration`).
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Int(u64),
+        Float(f64),
+        Text(String),
+    }
+    let text = match <Given as serde::Deserialize>::deserialize(d)? {
+        Given::Int(n) => n.to_string(),
+        Given::Float(f) => f.to_string(),
+        Given::Text(t) => t,
+    };
+    lockgate_core::parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl TransferSpec {
@@ -198,15 +220,6 @@ impl Transfer {
                 "transfer {name:?}: --commit-every 0 makes no sense: give a number of rows, or leave it out for one transaction"
             )));
         }
-        let lock_timeout = match spec.lock_timeout {
-            None => DEFAULT_LOCK_TIMEOUT,
-            Some(s) if s.is_finite() && (0.0..1e7).contains(&s) => Duration::from_secs_f64(s),
-            Some(s) => {
-                return Err(TransferError::Input(format!(
-                    "transfer {name:?}: lock timeout {s} is out of range: give seconds from 0 to 9999999"
-                )))
-            }
-        };
         if name.is_empty() || name.len() > 200 {
             return Err(TransferError::Input(
                 "a transfer name must have 1 to 200 characters".into(),
@@ -224,7 +237,7 @@ impl Transfer {
             mode: spec.mode.unwrap_or(WriteMode::Insert),
             commit_every: spec.commit_every,
             on_error: spec.on_error.unwrap_or(OnError::Rollback),
-            lock_timeout,
+            lock_timeout: spec.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
         })
     }
 }

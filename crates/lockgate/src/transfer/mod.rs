@@ -18,7 +18,7 @@ mod plan;
 mod run;
 
 pub use def::{parse_map, SourceSpec, Transfer, TransferSpec, DEFAULT_BATCH, DEFAULT_LOCK_TIMEOUT};
-pub use plan::{key_text, CheckReport};
+pub use plan::{key_text, CheckReport, Narrowing};
 pub use run::{run_pending, worker, ExportOutcome, RunOptions, RunReport, Shutdown, TransferEvent, WorkerReport};
 
 use lockgate_db::exports::{self, Attempt, Export, ExportError, MAX_KEY_CHARS};
@@ -68,8 +68,8 @@ fn source_err(url: &DbUrl) -> impl Fn(DbError) -> TransferError + '_ {
 /// Runs the destination check of `t`: both databases reachable, every column
 /// resolved. Writes nothing.
 pub async fn check(t: &Transfer) -> Result<CheckReport, TransferError> {
-    let mut src = Conn::connect(&t.source).await.map_err(source_err(&t.source))?;
-    let mut dst = Conn::connect(&t.dest).await.map_err(dest_err(&t.dest))?;
+    let mut src = Conn::connect_existing(&t.source).await.map_err(source_err(&t.source))?;
+    let mut dst = Conn::connect_existing(&t.dest).await.map_err(dest_err(&t.dest))?;
     let plan = plan::plan(t, &mut src, &mut dst).await?;
     Ok(plan.report(&t.name))
 }
@@ -103,11 +103,21 @@ pub struct CreateReport {
 /// for up to `t.lock_timeout`), so a row never lands in two row sets. The export
 /// records `t.on_error`, the policy it runs with.
 pub async fn create(t: &Transfer, opts: &CreateOptions) -> Result<CreateReport, TransferError> {
-    let mut src = Conn::connect(&t.source).await.map_err(source_err(&t.source))?;
-    let mut dst = Conn::connect(&t.dest).await.map_err(dest_err(&t.dest))?;
+    // Neither database is created here: the source is only read, and the
+    // destination must already hold the table the export writes.
+    let mut src = Conn::connect_existing(&t.source).await.map_err(source_err(&t.source))?;
+    let mut dst = Conn::connect_existing(&t.dest).await.map_err(dest_err(&t.dest))?;
     let plan = plan::plan(t, &mut src, &mut dst).await?;
     drop(dst);
-    let mut ledger = Ledger::open(&t.dest).await.map_err(dest_err(&t.dest))?;
+    let mut ledger = if opts.dry_run {
+        // A count (the dashboard's Export button) creates no ledger where there is none.
+        match Ledger::open_existing(&t.dest).await.map_err(dest_err(&t.dest))? {
+            Some(ledger) => ledger,
+            None => return count_without_ledger(t, &plan, src).await,
+        }
+    } else {
+        Ledger::open(&t.dest).await.map_err(dest_err(&t.dest))?
+    };
     let holder = Holder::current(format!("lockgate transfer create {}", t.name));
     let job = format!("transfer-create:{}", t.name);
     let lock = ledger
@@ -124,6 +134,55 @@ pub async fn create(t: &Transfer, opts: &CreateOptions) -> Result<CreateReport, 
         ));
     }
     Ok(report)
+}
+
+/// A dry run of [`create`] into a destination without a ledger: no export holds
+/// anything yet, so every source key is available. The keys are read as `create`
+/// reads them (a NULL or over-long key is the same error); a key repeated within
+/// the key order is reported as `create` would (repeats that keyset paging puts on
+/// two pages are left to the real `create`, which checks them in the database).
+async fn count_without_ledger(t: &Transfer, plan: &plan::Plan, src: Conn) -> Result<CreateReport, TransferError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<(i64, String)>, TransferError>>(2);
+    let reader = tokio::spawn(read_keys(t.clone(), plan.clone(), src, tx));
+    let mut available = 0i64;
+    let mut last: Option<String> = None;
+    let mut duplicates: Vec<String> = Vec::new();
+    while let Some(page) = rx.recv().await {
+        for (_, key) in page? {
+            if last.as_deref() == Some(key.as_str()) {
+                if duplicates.len() < 5 && duplicates.last() != Some(&key) {
+                    duplicates.push(key.clone());
+                }
+            } else {
+                available += 1;
+            }
+            last = Some(key);
+        }
+    }
+    reader.await.map_err(|e| {
+        TransferError::Source(
+            t.source.redacted(),
+            DbError::Internal(format!("the key reader stopped: {e}")),
+        )
+    })?;
+    if !duplicates.is_empty() {
+        return Err(duplicate_keys(t, &duplicates));
+    }
+    Ok(CreateReport {
+        created: false,
+        available,
+        export: None,
+        warnings: Vec::new(),
+    })
+}
+
+fn duplicate_keys(t: &Transfer, duplicates: &[String]) -> TransferError {
+    TransferError::Input(format!(
+        "transfer {:?}: the source gives these keys more than once: {}; a key must name one row \
+         (choose another --key, or make the source query return each key once)",
+        t.name,
+        duplicates.join(", ")
+    ))
 }
 
 /// Reads the source's keys in key order, numbered from 1, a page at a time; a NULL
@@ -225,12 +284,7 @@ async fn create_locked(
             .map_err(dest_err(&t.dest))?;
         tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "row set settled");
         if !settled.duplicates.is_empty() {
-            return Err(TransferError::Input(format!(
-                "transfer {:?}: the source gives these keys more than once: {}; a key must name one row \
-                 (choose another --key, or make the source query return each key once)",
-                t.name,
-                settled.duplicates.join(", ")
-            )));
+            return Err(duplicate_keys(t, &settled.duplicates));
         }
         Ok((id, settled.rows))
     }
@@ -271,15 +325,22 @@ pub struct ExportDetail {
     pub errors: Vec<ExportError>,
 }
 
-async fn open_ledger(dest: &DbUrl) -> Result<Ledger, TransferError> {
-    let mut ledger = Ledger::open(dest).await.map_err(dest_err(dest))?;
+/// The export ledger in `dest` for reading: `None` when the database has none (the
+/// reader creates neither the database nor the ledger). Expired claims are given
+/// back first, so that the statuses read are current.
+async fn open_ledger(dest: &DbUrl) -> Result<Option<Ledger>, TransferError> {
+    let Some(mut ledger) = Ledger::open_existing(dest).await.map_err(dest_err(dest))? else {
+        return Ok(None);
+    };
     exports::reap_expired(ledger.conn()).await.map_err(dest_err(dest))?;
-    Ok(ledger)
+    Ok(Some(ledger))
 }
 
 /// An export and its failing rows, from the ledger in `dest`.
 pub async fn show(dest: &DbUrl, id: i64) -> Result<ExportDetail, TransferError> {
-    let mut ledger = open_ledger(dest).await?;
+    let Some(mut ledger) = open_ledger(dest).await? else {
+        return Err(TransferError::NoSuchExport(id, dest.redacted()));
+    };
     let conn = ledger.conn();
     let export = exports::get(conn, id)
         .await
@@ -291,7 +352,9 @@ pub async fn show(dest: &DbUrl, id: i64) -> Result<ExportDetail, TransferError> 
 
 /// Exports in `dest`, newest first (of one transfer when given).
 pub async fn list(dest: &DbUrl, transfer: Option<&str>, limit: u32) -> Result<Vec<Export>, TransferError> {
-    let mut ledger = open_ledger(dest).await?;
+    let Some(mut ledger) = open_ledger(dest).await? else {
+        return Ok(Vec::new());
+    };
     exports::list(ledger.conn(), transfer, limit)
         .await
         .map_err(dest_err(dest))
@@ -300,7 +363,9 @@ pub async fn list(dest: &DbUrl, transfer: Option<&str>, limit: u32) -> Result<Ve
 /// Every export that attempted the row with key `key` (its text: the value, or for a
 /// key of several columns the values separated by commas), oldest first.
 pub async fn history(dest: &DbUrl, key: &str, transfer: Option<&str>) -> Result<Vec<Attempt>, TransferError> {
-    let mut ledger = open_ledger(dest).await?;
+    let Some(mut ledger) = open_ledger(dest).await? else {
+        return Ok(Vec::new());
+    };
     let conn = ledger.conn();
     let mut attempts = exports::history(conn, key, transfer).await.map_err(dest_err(dest))?;
     if attempts.is_empty() && key.contains(',') {

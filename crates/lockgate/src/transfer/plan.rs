@@ -1,11 +1,14 @@
 //! The destination check: a transfer's columns resolved on both sides, before any
 //! export is created or run. Every problem is collected (missing columns,
 //! incompatible types, NOT NULL columns nothing fills, an unknown key) and reported
-//! at once; nothing is written.
+//! at once; nothing is written. Columns whose destination type cannot hold every
+//! value of the source's type (`narrowing`: a finer fraction of a second, a wider
+//! integer, a longer text) are reported too, without failing the check: the values
+//! that do not fit are then each that row's error, never silently changed.
 
 use super::def::{SourceSpec, Transfer};
 use super::TransferError;
-use lockgate_core::{Kind, Table, Value};
+use lockgate_core::{narrowing, Kind, Table, Value};
 use lockgate_db::relation::{self, Projection, Relation, SourceExpr};
 use lockgate_db::Conn;
 
@@ -28,6 +31,24 @@ pub struct Plan {
     /// Whether the key's source columns are NOT NULL, so no source row lacks a key
     /// (otherwise creating an export looks for one first).
     pub key_not_null_in_source: bool,
+    /// Columns whose destination cannot hold every value of the source's type.
+    pub narrowing: Vec<Narrowing>,
+}
+
+/// A destination column that cannot hold every value of its source's type: values
+/// that do not fit are row errors when the export runs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Narrowing {
+    /// The destination column.
+    pub column: String,
+    /// Its source: a column name or the expression written.
+    pub source: String,
+    /// The source's type, as Lockgate reads it (`timestamp`, `int64`…).
+    pub from: String,
+    /// The destination column's type, as its engine writes it.
+    pub to: String,
+    /// Which values do not fit.
+    pub why: String,
 }
 
 /// What the check found: each destination column and where its values come from.
@@ -42,6 +63,9 @@ pub struct CheckReport {
     pub columns: Vec<(String, String)>,
     /// The key columns (destination names).
     pub key: Vec<String>,
+    /// Columns whose destination cannot hold every value of the source's type
+    /// (the check still passes; such values are row errors).
+    pub narrowing: Vec<Narrowing>,
 }
 
 /// Resolves `t` against its source (`src`) and destination (`dst`) connections.
@@ -230,6 +254,29 @@ pub async fn plan(t: &Transfer, src: &mut Conn, dst: &mut Conn) -> Result<Plan, 
                 !u.is_empty() && u == cols
             })
     });
+    // What the source's types say each column may hold against what the destination
+    // holds; an expression's type is what the source engine prepared it as.
+    let narrowing = columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (dest_name, expr, kind))| {
+            let from = match (kind, prepared.get(i)) {
+                (Kind::Any, Some(k)) => k,
+                (k, _) => k,
+            };
+            let col = dest.column(dest_name).expect("resolved above");
+            narrowing(from, &col.kind).map(|why| Narrowing {
+                column: dest_name.clone(),
+                source: match expr {
+                    SourceExpr::Column(c) => c.clone(),
+                    SourceExpr::Sql(s) => s.clone(),
+                },
+                from: from.describe(),
+                to: col.data_type.clone(),
+                why,
+            })
+        })
+        .collect();
     let key_not_null_in_source = source_table.as_ref().is_some_and(|st| {
         key_pos.iter().all(|&i| match &exprs[i].1 {
             SourceExpr::Column(c) => st.column(c).is_some_and(|col| !col.nullable),
@@ -237,6 +284,7 @@ pub async fn plan(t: &Transfer, src: &mut Conn, dst: &mut Conn) -> Result<Plan, 
         })
     });
     Ok(Plan {
+        narrowing,
         key_unique_in_source,
         key_not_null_in_source,
         relation,
@@ -272,6 +320,7 @@ impl Plan {
                 })
                 .collect(),
             key: self.key.clone(),
+            narrowing: self.narrowing.clone(),
         }
     }
 }
@@ -298,8 +347,8 @@ fn family(k: &Kind) -> &'static str {
         Kind::Bool | Kind::Int { .. } | Kind::Float { .. } | Kind::Decimal { .. } => "number",
         Kind::Text { .. } => "text",
         Kind::Bytes { .. } => "bytes",
-        Kind::Date | Kind::Timestamp | Kind::TimestampTz { .. } => "time",
-        Kind::Time => "clock",
+        Kind::Date | Kind::Timestamp { .. } | Kind::TimestampTz { .. } => "time",
+        Kind::Time { .. } => "clock",
         Kind::Json => "json",
         Kind::Uuid => "uuid",
         Kind::Any => "any",

@@ -217,7 +217,8 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
             if waiting == 0 {
                 continue;
             }
-            let mut src = Conn::connect(&t.source).await.map_err(source_err(&t.source))?;
+            // The source is only read: a mistyped SQLite path must not become a file.
+            let mut src = Conn::connect_existing(&t.source).await.map_err(source_err(&t.source))?;
             let mut dst = Conn::connect(&t.dest).await.map_err(dest_err(&t.dest))?;
             let plan = plan::plan(t, &mut src, &mut dst).await?;
             drop((src, dst));
@@ -526,7 +527,9 @@ async fn fetch_pages(
 ) {
     let result = async {
         let where_ = format!("source {}", url.redacted());
-        let mut conn = Conn::connect(&url).await.map_err(|e| format!("{where_}: {e}"))?;
+        let mut conn = Conn::connect_existing(&url)
+            .await
+            .map_err(|e| format!("{where_}: {e}"))?;
         conn.begin_snapshot().await.map_err(|e| format!("{where_}: {e}"))?;
         let mut pager = KeyPager::open(keys, range).await?;
         let key_kinds: Vec<_> = plan

@@ -487,3 +487,34 @@ async fn a_load_whose_end_cannot_be_recorded_says_so() {
         assert!(json["warnings"][0].is_string(), "{json:#}");
     }
 }
+
+/// A CSV of one column reads an empty line as PostgreSQL's COPY does: a NULL row,
+/// loaded as one on every engine; in a CSV of several columns it is an error before
+/// anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_line_of_a_one_column_csv_is_a_null_row() {
+    let (_one_dir, one) = temp_file("names.csv", b"name\nx\n\ny\n\n");
+    let (_two_dir, two) = temp_file("pairs.csv", b"name,note\nx,1\n\ny,2\n");
+    for engine in ENGINES {
+        let db = lockgate_db::testing::TestDb::new(engine).await;
+        let mut conn = db.conn().await;
+        conn.batch("CREATE TABLE t (name varchar(10), note varchar(10))")
+            .await
+            .unwrap();
+        let r = load(&db, "t", std::slice::from_ref(&one), |_| {}).await.unwrap();
+        assert!(r.committed && r.failed.is_empty(), "{engine}: {:?}", r.failed);
+        assert_eq!((r.rows_read, r.inserted), (4, 4), "{engine}");
+        assert_eq!(
+            rows(&mut conn, "SELECT COUNT(*) FROM t WHERE name IS NULL").await,
+            ["2"],
+            "{engine}"
+        );
+        let e = load(&db, "t", std::slice::from_ref(&two), |_| {}).await.unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{engine}: {e}");
+        assert!(
+            e.to_string().contains("pairs.csv:3") && e.to_string().contains("the line is empty"),
+            "{engine}: {e}"
+        );
+        assert_eq!(count(&mut conn, "t").await, 4, "{engine}: the bad file wrote nothing");
+    }
+}

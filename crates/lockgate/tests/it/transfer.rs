@@ -978,44 +978,49 @@ async fn create_waits_for_another_create_up_to_its_lock_timeout() {
 
 #[test]
 fn on_error_and_lock_timeout_come_from_lockgate_toml_and_flags() {
-    let toml = "[transfers.c]\nsource = \"sqlite://a.db\"\nsource_table = \"t\"\ndest = \"sqlite://b.db\"\n\
-                on_error = \"skip\"\nlock_timeout = 5\n";
+    let head = "[transfers.c]\nsource = \"sqlite://a.db\"\nsource_table = \"t\"\ndest = \"sqlite://b.db\"\n";
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lockgate.toml");
-    std::fs::write(&path, toml).unwrap();
-    let config = lockgate::Config::load(&path, true).unwrap();
-    let t = Transfer::resolve("c", &config, transfer::TransferSpec::default()).unwrap();
+    let load = |tail: &str| {
+        std::fs::write(&path, format!("{head}{tail}")).unwrap();
+        lockgate::Config::load(&path, true)
+    };
+    let resolve = |config: &lockgate::Config, flags| Transfer::resolve("c", config, flags).unwrap();
+    let config = load("on_error = \"skip\"\nlock_timeout = 5\n").unwrap();
+    let t = resolve(&config, transfer::TransferSpec::default());
     assert_eq!((t.on_error, t.lock_timeout), (OnError::Skip, Duration::from_secs(5)));
+    // Durations as every flag takes them.
+    for (given, expect) in [("2.5", 2_500), ("\"30s\"", 30_000), ("\"5m\"", 300_000), ("0", 0)] {
+        let config = load(&format!("lock_timeout = {given}\n")).unwrap();
+        let t = resolve(&config, Default::default());
+        assert_eq!(t.lock_timeout, Duration::from_millis(expect), "{given}");
+    }
+    // Flags override the file.
     let flags = transfer::TransferSpec {
         on_error: Some(OnError::Stop),
-        lock_timeout: Some(0.5),
+        lock_timeout: Some(Duration::from_millis(500)),
         ..Default::default()
     };
-    let t = Transfer::resolve("c", &config, flags).unwrap();
+    let t = resolve(&config, flags);
     assert_eq!(
         (t.on_error, t.lock_timeout),
         (OnError::Stop, Duration::from_millis(500))
     );
     // Defaults: all or nothing, a minute.
-    std::fs::write(&path, toml.replace("on_error = \"skip\"\nlock_timeout = 5\n", "")).unwrap();
-    let config = lockgate::Config::load(&path, true).unwrap();
-    let t = Transfer::resolve("c", &config, Default::default()).unwrap();
+    let t = resolve(&load("").unwrap(), Default::default());
     assert_eq!(
         (t.on_error, t.lock_timeout),
         (OnError::Rollback, Duration::from_secs(60))
     );
-    // Bad values name the file's line or the transfer, and what to give.
-    std::fs::write(&path, toml.replace("\"skip\"", "\"ignore\"")).unwrap();
-    let err = lockgate::Config::load(&path, true).unwrap_err().to_string();
+    // Bad values name the file and line, and what to write.
+    let err = load("on_error = \"ignore\"\n").unwrap_err().to_string();
     assert!(err.contains("lockgate.toml:5") && err.contains("ignore"), "{err}");
-    for bad in [-1.0, f64::INFINITY, 1e20] {
-        let flags = transfer::TransferSpec {
-            lock_timeout: Some(bad),
-            ..Default::default()
-        };
-        let err = Transfer::resolve("c", &config, flags).unwrap_err();
-        assert!(matches!(err, TransferError::Input(_)), "{bad}: {err}");
-        assert!(err.to_string().contains("lock timeout"), "{bad}: {err}");
+    for bad in ["-1", "\"inf\"", "1e20", "\"5 minutes\"", "\"8000h\""] {
+        let err = load(&format!("lock_timeout = {bad}\n")).unwrap_err().to_string();
+        assert!(
+            err.contains("lockgate.toml:5") && err.contains("is not a duration") && err.contains("30s, 5m"),
+            "{bad}: {err}"
+        );
     }
 }
 

@@ -1,0 +1,288 @@
+//! Values never change silently (issue 11, §2), end to end: a transfer between
+//! engines and a load into each engine refuse every value the destination column
+//! would store differently (a finer fraction of a second, an integer past 2^53 into
+//! a double, a longer text), each as that row's error naming the column, the given
+//! value and what the column would have stored; `transfer check` names the columns
+//! where that can happen. Measured before the fix: PostgreSQL `timestamp(6)`
+//! `10:00:00.123456` arrived in a MariaDB DATETIME as `10:00:00`, and the bigint
+//! `9007199254740993` in a DOUBLE as `9007199254740992`, both exports "completed".
+
+use crate::support::{count, load, table_rows, temp_file, TestDb};
+use lockgate::db::writer::{OnError, WriteMode};
+use lockgate::transfer::{self, CreateOptions, RunOptions, SourceSpec, Transfer};
+use lockgate_db::{Conn, Engine};
+
+/// A table whose columns keep less than the sources below give: whole seconds
+/// (PostgreSQL timestamp(0), MariaDB DATETIME), a double, five characters. SQLite's
+/// declared types keep every fraction and every character (they are text).
+fn narrow_schema(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => {
+            "CREATE TABLE events (id bigint PRIMARY KEY, at timestamp(0), big double precision, name varchar(5))"
+        }
+        Engine::Mysql => {
+            "CREATE TABLE events (id bigint PRIMARY KEY, at datetime, big double, name varchar(5)) ENGINE=InnoDB"
+        }
+        Engine::Sqlite => "CREATE TABLE events (id INTEGER PRIMARY KEY, at TIMESTAMP, big REAL, name VARCHAR(5))",
+    }
+}
+
+/// A source that keeps microseconds, 64-bit integers and long texts.
+fn wide_schema(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "CREATE TABLE events (id bigint PRIMARY KEY, at timestamp(6), big bigint, name text)",
+        Engine::Mysql => {
+            "CREATE TABLE events (id bigint PRIMARY KEY, at datetime(6), big bigint, name varchar(100)) ENGINE=InnoDB"
+        }
+        Engine::Sqlite => "CREATE TABLE events (id INTEGER PRIMARY KEY, at TIMESTAMP, big INTEGER, name TEXT)",
+    }
+}
+
+/// Row 1 fits everywhere; rows 2 and 5 carry fractions of a second, row 3 an
+/// integer past 2^53, row 4 a name of 13 characters.
+const WIDE_ROWS: &str = "INSERT INTO events (id, at, big, name) VALUES \
+    (1, '2024-01-01 10:00:00', 9007199254740992, 'ok'), \
+    (2, '2024-01-01 10:00:00.123456', 1, 'ok'), \
+    (3, '2024-01-01 10:00:00', 9007199254740993, 'ok'), \
+    (4, '2024-01-01 10:00:00', 2, 'too long name'), \
+    (5, '2024-01-01 10:00:00.5', 3, 'ok')";
+
+/// What each failing row's error must say, by key: its column and the given and
+/// stored values. SQLite destinations keep fractions and long texts.
+fn expected_errors(dest: Engine) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    let all = vec![
+        (
+            "2",
+            "at",
+            vec![
+                "2024-01-01 10:00:00.123456 is more precise than the column, which keeps whole seconds",
+                "it would store 2024-01-01 10:00:00",
+            ],
+        ),
+        (
+            "3",
+            "big",
+            vec!["9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992"],
+        ),
+        (
+            "4",
+            "name",
+            vec!["\"too long name\" is 13 characters long; the column holds at most 5, so it would be cut to \"too l\""],
+        ),
+        (
+            "5",
+            "at",
+            vec![
+                "2024-01-01 10:00:00.500",
+                "it would store 2024-01-01 10:00:00 (cut, as MariaDB does) or 2024-01-01 10:00:01 (rounded, as PostgreSQL does)",
+            ],
+        ),
+    ];
+    match dest {
+        Engine::Sqlite => all.into_iter().filter(|(k, _, _)| *k == "3").collect(),
+        _ => all,
+    }
+}
+
+fn events(src: &TestDb, dst: &TestDb) -> Transfer {
+    Transfer {
+        name: "events".into(),
+        source: src.url.clone(),
+        from: SourceSpec::Table("events".into()),
+        dest: dst.url.clone(),
+        dest_table: "events".into(),
+        key: Vec::new(),
+        map: Vec::new(),
+        batch_size: 2,
+        mode: WriteMode::Insert,
+        commit_every: None,
+        on_error: OnError::Rollback,
+        lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
+    }
+}
+
+/// Each engine as a source and as a destination, including the measured pair.
+const PAIRS: [(Engine, Engine); 4] = [
+    (Engine::Postgres, Engine::Mysql),
+    (Engine::Mysql, Engine::Postgres),
+    (Engine::Sqlite, Engine::Mysql),
+    (Engine::Postgres, Engine::Sqlite),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_refuses_every_value_the_destination_would_change() {
+    for (s, d) in PAIRS {
+        let what = format!("{s} -> {d}");
+        let src = TestDb::new(s).await;
+        let dst = TestDb::new(d).await;
+        let mut sc = src.conn().await;
+        sc.batch(wide_schema(s)).await.unwrap();
+        sc.batch(WIDE_ROWS).await.unwrap();
+        dst.conn().await.batch(narrow_schema(d)).await.unwrap();
+        let t = events(&src, &dst);
+
+        // The check passes and names each column that cannot hold every source value.
+        let check = transfer::check(&t).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut noted: Vec<(&str, &str)> = check
+            .narrowing
+            .iter()
+            .map(|n| (n.column.as_str(), n.why.as_str()))
+            .collect();
+        noted.sort_unstable();
+        let mut expect = vec![(
+            "big",
+            "integers past 2^53 do not fit a float64 exactly (it would store a neighbour)",
+        )];
+        if d != Engine::Sqlite {
+            expect.push((
+                "at",
+                "the column keeps whole seconds: values with a finer fraction of a second are errors",
+            ));
+            expect.push((
+                "name",
+                if s == Engine::Mysql {
+                    "texts of up to 100 characters do not all fit 5"
+                } else {
+                    "texts longer than 5 characters do not fit"
+                },
+            ));
+        }
+        expect.sort_unstable();
+        assert_eq!(noted, expect, "{what}: {:#?}", check.narrowing);
+
+        // The export fails whole, each row that would change named; nothing is kept.
+        let created = transfer::create(&t, &CreateOptions::default()).await.unwrap();
+        assert!(created.created, "{what}");
+        let r = transfer::run_pending(std::slice::from_ref(&t), &RunOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.exit_code(), 3, "{what}");
+        let e = &r.exports[0];
+        assert_eq!(e.export.status, "failed", "{what}");
+        let expected = expected_errors(d);
+        let got: Vec<(&str, Option<&str>)> = e.errors.iter().map(|x| (x.key.as_str(), x.column.as_deref())).collect();
+        let want: Vec<(&str, Option<&str>)> = expected.iter().map(|(k, c, _)| (*k, Some(*c))).collect();
+        assert_eq!(got, want, "{what}: {:#?}", e.errors);
+        for ((_, _, says), err) in expected.iter().zip(&e.errors) {
+            for s in says {
+                assert!(err.message.contains(s), "{what}: {:?} does not say {s:?}", err.message);
+            }
+        }
+        let mut dc = dst.conn().await;
+        assert_eq!(count(&mut dc, "events").await, 0, "{what}: nothing may be kept");
+
+        // Once the source's values fit, the next export carries them unchanged.
+        sc.batch("UPDATE events SET at = '2024-01-01 10:00:00', big = 1, name = 'fixed' WHERE id IN (2, 3, 4, 5)")
+            .await
+            .unwrap();
+        assert!(
+            transfer::create(&t, &CreateOptions::default()).await.unwrap().created,
+            "{what}"
+        );
+        let r = transfer::run_pending(std::slice::from_ref(&t), &RunOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.exit_code(), 0, "{what}: {:?}", r.exports[0].errors);
+        let mut rows = vec!["1|2024-01-01 10:00:00|9007199254740992|ok".to_string()];
+        rows.extend((2..=5).map(|i| format!("{i}|2024-01-01 10:00:00|1|fixed")));
+        assert_eq!(table_rows(&mut dc, "events").await.unwrap(), rows, "{what}");
+    }
+}
+
+/// SQLite keeps what it is given: into its text-typed columns, an export from a
+/// source with microseconds and long texts arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn into_sqlite_fractions_and_long_texts_arrive_whole() {
+    let src = TestDb::new(Engine::Mysql).await;
+    let dst = TestDb::new(Engine::Sqlite).await;
+    let mut sc = src.conn().await;
+    sc.batch(wide_schema(Engine::Mysql)).await.unwrap();
+    sc.batch(WIDE_ROWS).await.unwrap();
+    sc.batch("DELETE FROM events WHERE id = 3").await.unwrap();
+    dst.conn().await.batch(narrow_schema(Engine::Sqlite)).await.unwrap();
+    let t = events(&src, &dst);
+    transfer::create(&t, &CreateOptions::default()).await.unwrap();
+    let r = transfer::run_pending(std::slice::from_ref(&t), &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code(), 0, "{:?}", r.exports[0].errors);
+    assert_eq!(
+        table_rows(&mut dst.conn().await, "events").await.unwrap(),
+        vec![
+            "1|2024-01-01 10:00:00|9007199254740992|ok",
+            "2|2024-01-01 10:00:00.123456|1|ok",
+            "4|2024-01-01 10:00:00|2|too long name",
+            "5|2024-01-01 10:00:00.500|3|ok",
+        ]
+    );
+}
+
+/// The same values from files: a CSV and a JSON array (its number exact), loaded
+/// into each engine. Under rollback nothing is kept and each row that would change
+/// is reported with its file and line; under skip the rows that fit are kept as
+/// given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_refuses_every_value_the_column_would_change() {
+    let (_d1, csv) = temp_file(
+        "events.csv",
+        b"id,at,big,name\n\
+          1,2024-01-01 10:00:00,9007199254740992,ok\n\
+          2,2024-01-01 10:00:00.123456,1,ok\n\
+          3,2024-01-01 10:00:00,9007199254740993,ok\n\
+          4,2024-01-01 10:00:00,2,too long name\n\
+          5,2024-01-01T10:00:00.5Z,3,ok\n",
+    );
+    let (_d2, json) = temp_file(
+        "more.json",
+        b"[{\"id\": 6, \"at\": \"2024-01-01 10:00:00\", \"big\": 9007199254740993, \"name\": \"ok\"}]",
+    );
+    let files = vec![csv, json];
+    for engine in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let db = TestDb::new(engine).await;
+        let mut conn: Conn = db.conn().await;
+        conn.batch(narrow_schema(engine)).await.unwrap();
+
+        let r = load(&db, "events", &files, |_| {}).await.unwrap();
+        assert_eq!(r.exit_code(), 3, "{engine}");
+        assert_eq!(count(&mut conn, "events").await, 0, "{engine}: nothing may stay");
+        let mut expected = expected_errors(engine);
+        expected.push((
+            "6",
+            "big",
+            vec!["9007199254740993 does not fit a float64 column exactly: it would store 9007199254740992"],
+        ));
+        let got: Vec<(String, Option<&str>)> = r
+            .failed
+            .iter()
+            .map(|e| (e.key.clone().unwrap_or_default(), e.column.as_deref()))
+            .collect();
+        let want: Vec<(String, Option<&str>)> =
+            expected.iter().map(|(k, c, _)| (format!("id={k}"), Some(*c))).collect();
+        assert_eq!(got, want, "{engine}: {:#?}", r.failed);
+        for ((k, _, says), e) in expected.iter().zip(&r.failed) {
+            for s in says {
+                assert!(e.message.contains(s), "{engine}: {:?} does not say {s:?}", e.message);
+            }
+            // CSV rows are on the line after the header; the JSON record on line 1.
+            let line = if *k == "6" { 1 } else { k.parse::<u64>().unwrap() + 1 };
+            assert_eq!(e.line, Some(line), "{engine}: {e}");
+        }
+
+        let r = load(&db, "events", &files, |o| o.on_error = OnError::Skip)
+            .await
+            .unwrap();
+        assert!(r.committed, "{engine}");
+        let kept = table_rows(&mut conn, "events").await.unwrap();
+        let want: Vec<&str> = if engine == Engine::Sqlite {
+            vec![
+                "1|2024-01-01 10:00:00|9007199254740992|ok",
+                "2|2024-01-01 10:00:00.123456|1|ok",
+                "4|2024-01-01 10:00:00|2|too long name",
+                "5|2024-01-01 10:00:00.500|3|ok",
+            ]
+        } else {
+            vec!["1|2024-01-01 10:00:00|9007199254740992|ok"]
+        };
+        assert_eq!(kept, want, "{engine}");
+    }
+}
