@@ -703,5 +703,8 @@ pub fn rollback_text(r: &RollbackReport) -> String {
             out.push_str(&format!("  warning: what script {s} did was not undone\n"));
         }
     }
+    for w in &r.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
+    }
     out
 }

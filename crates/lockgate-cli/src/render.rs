@@ -178,5 +178,8 @@ pub fn load_text(r: &LoadReport) -> String {
         out.push_str("  fix these rows and run the load again, or use --on-error skip to keep the good rows\n");
     }
     out.push_str(&format!("  {:.2} s, run {}\n", r.seconds, r.run_id));
+    for w in &r.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
+    }
     out
 }

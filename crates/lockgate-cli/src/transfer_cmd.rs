@@ -4,7 +4,7 @@
 use crate::render;
 use clap::{Args, Subcommand};
 use lockgate::db::exports::{Attempt, Export, ExportError};
-use lockgate::db::writer::WriteMode;
+use lockgate::db::writer::{OnError, WriteMode};
 use lockgate::db::DbUrl;
 use lockgate::transfer::{
     self, CreateOptions, ExportDetail, ExportOutcome, RunOptions, RunReport, Shutdown, Transfer, TransferEvent,
@@ -68,6 +68,9 @@ impl TransferFlags {
             batch_size: self.batch_size,
             mode: self.mode,
             commit_every: self.commit_every,
+            // Given to `transfer create` only (the export records them).
+            on_error: None,
+            lock_timeout: None,
         })
     }
 
@@ -103,6 +106,13 @@ pub enum TransferCommand {
         name: String,
         #[command(flatten)]
         flags: TransferFlags,
+        /// rollback (keep none of the export's rows if any fails), skip (keep the good rows, record the
+        /// failing ones, which stay free for a later export) or stop; recorded with the export.
+        #[arg(long = "on-error")]
+        on_error: Option<OnError>,
+        /// How long to wait for another create of the same transfer (default 60s; 30, 30s, 5m).
+        #[arg(long, value_parser = crate::duration)]
+        lock_timeout: Option<Duration>,
         /// Only count the rows it would hold.
         #[arg(long)]
         dry_run: bool,
@@ -342,12 +352,18 @@ pub async fn transfer(config: &Config, cmd: TransferCommand) -> i32 {
         TransferCommand::Create {
             name,
             flags,
+            on_error,
+            lock_timeout,
             dry_run,
             json,
         } => {
-            let t = match resolve_one(config, &name, &flags) {
+            let t = match flags.spec().and_then(|mut spec| {
+                spec.on_error = on_error.or(spec.on_error);
+                spec.lock_timeout = lock_timeout.or(spec.lock_timeout);
+                Transfer::resolve(&name, config, spec)
+            }) {
                 Ok(t) => t,
-                Err(c) => return c,
+                Err(e) => return fail_t(&e),
             };
             match transfer::create(&t, &CreateOptions { dry_run }).await {
                 Ok(r) if json => {
@@ -355,6 +371,9 @@ pub async fn transfer(config: &Config, cmd: TransferCommand) -> i32 {
                     0
                 }
                 Ok(r) => {
+                    for w in &r.warnings {
+                        eprintln!("warning: {w}");
+                    }
                     match (&r.export, dry_run) {
                         (_, true) => println!(
                             "{} rows of transfer {} are in no pending, running or completed export (dry run: nothing created)",
@@ -409,6 +428,11 @@ pub async fn transfer(config: &Config, cmd: TransferCommand) -> i32 {
                         print_json(&r);
                     } else {
                         print!("{}", run_text(&r));
+                    }
+                    for o in &r.exports {
+                        for w in &o.warnings {
+                            eprintln!("warning: {w}");
+                        }
                     }
                     r.exit_code()
                 }
@@ -555,6 +579,11 @@ fn outcome_text(o: &ExportOutcome) -> String {
     let e = &o.export;
     let mut s = match (&o.note, e.status.as_str()) {
         (Some(note), _) => format!("export {} ({}): not finished: {note}\n", e.id, e.transfer),
+        (None, "completed") if e.error_count > 0 => format!(
+            "export {} ({}): completed, {} rows written in {:.1} s; {} failing rows skipped (--on-error skip), \
+             free for a later export once fixed in the source\n",
+            e.id, e.transfer, e.rows_written, o.seconds, e.error_count
+        ),
         (None, "completed") => format!(
             "export {} ({}): completed, {} rows written in {:.1} s\n",
             e.id, e.transfer, e.rows_written, o.seconds
@@ -705,6 +734,7 @@ pub async fn worker(config: &Config, a: WorkerArgs) -> i32 {
                 TransferEvent::Progress { .. } => {}
                 TransferEvent::Finished { id, status } => eprintln!("export {id}: {status}"),
                 TransferEvent::Error { message } => eprintln!("error: {message} (retrying at the next poll)"),
+                TransferEvent::Warning { message } => eprintln!("warning: {message}"),
             }
         }
     });

@@ -13,14 +13,22 @@
 //! only where the fence is still the one it claimed with, so a worker whose lease ran
 //! out and was taken over cannot commit. PostgreSQL and MariaDB claim with
 //! `FOR UPDATE SKIP LOCKED`; SQLite claims inside `BEGIN IMMEDIATE` (one writer).
+//!
+//! Takeovers: the worker records its data session's server-side id with its claim
+//! ([`attach_session`]); a worker that takes over an expired claim ends that session
+//! ([`end_stale_session`]), so a worker that stalled mid-write (stopped, swapped out)
+//! cannot keep the row locks the new one needs. Its row errors are recorded in the
+//! data transaction, with the status change they belong to, so no other worker can
+//! claim the export in between and drop them.
 
 use crate::conn::Conn;
 use crate::error::DbError;
 use crate::ledger::{int, now, text};
 use crate::url::Engine;
+use crate::writer::{OnError, RetryPolicy};
 use lockgate_core::{Row, TableName, Value};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An export's status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -129,6 +137,23 @@ pub struct Claim {
     pub committed_upto: i64,
     /// Rows written by those chunks.
     pub written: i64,
+    /// The error policy the export was created with (`rollback` for exports created
+    /// before Lockgate recorded one).
+    pub on_error: OnError,
+    /// The data session of the worker this claim took the export over from (its
+    /// lease expired before it ended its claim), to be ended with
+    /// [`end_stale_session`].
+    pub stale: Option<StaleSession>,
+}
+
+/// The data session of a worker whose claim expired: its server-side id
+/// (`pg_backend_pid()`, `CONNECTION_ID()`) and the fence of its claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaleSession {
+    /// The session's id on the server.
+    pub backend_id: i64,
+    /// The fencing token of the claim it belonged to.
+    pub fence: i64,
 }
 
 const EXPORT_COLUMNS: &str = "id, transfer, status, rows_total, rows_written, error_count, error, attempts, fence, \
@@ -160,6 +185,10 @@ fn p(conn: &Conn, n: usize) -> String {
 /// Statuses whose row sets hold their rows: a row in one of them is not free.
 const HOLDING: &str = "('pending', 'running', 'completed')";
 
+/// Unless the row failed in that export (`--on-error skip` completes an export
+/// without its failing rows): those rows are free for a later export.
+const FREE: &str = "NOT EXISTS (SELECT 1 FROM lockgate_export_errors x WHERE x.export_id = o.export_id AND x.n = o.n)";
+
 /// Begins the transaction that records a new export. On MariaDB it reads committed
 /// data only: under REPEATABLE READ its reads of other exports' row sets would lock
 /// rows that running workers' lease renewals and commits then wait for.
@@ -181,6 +210,28 @@ pub async fn begin_export(conn: &mut Conn, transfer: &str) -> Result<i64, DbErro
     );
     conn.insert_returning_id(&sql, &[Value::Text(transfer.into()), now()], "id")
         .await
+}
+
+/// Records the error policy a new export runs with (in the creating transaction).
+pub async fn set_on_error(conn: &mut Conn, export_id: i64, on_error: OnError) -> Result<(), DbError> {
+    conn.execute(
+        &format!(
+            "UPDATE lockgate_exports SET on_error = {} WHERE id = {}",
+            p(conn, 1),
+            p(conn, 2)
+        ),
+        &[Value::Text(on_error_text(on_error).into()), Value::Int(export_id)],
+    )
+    .await?;
+    Ok(())
+}
+
+fn on_error_text(on_error: OnError) -> &'static str {
+    match on_error {
+        OnError::Rollback => "rollback",
+        OnError::Skip => "skip",
+        OnError::Stop => "stop",
+    }
 }
 
 /// The longest key text a row set holds (the ledger's column is varchar(500)).
@@ -288,7 +339,7 @@ async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str) -> Result<
                 ))
                 .await?;
                 let held_my = format!(
-                    "e.transfer = {t} AND e.id <> {id} AND (e.status IN {HOLDING} OR o.n <= e.committed_upto)",
+                    "e.transfer = {t} AND e.id <> {id} AND (e.status IN {HOLDING} OR o.n <= e.committed_upto) AND {FREE}",
                     t = p(conn, 1),
                     id = p(conn, 2)
                 );
@@ -312,7 +363,7 @@ async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str) -> Result<
             }
             _ => {
                 let held = format!(
-                    "e.transfer = {t} AND e.id <> {id} AND (e.status IN {HOLDING} OR o.n <= e.committed_upto)",
+                    "e.transfer = {t} AND e.id <> {id} AND (e.status IN {HOLDING} OR o.n <= e.committed_upto) AND {FREE}",
                     t = p(conn, 2),
                     id = p(conn, 3)
                 );
@@ -362,13 +413,16 @@ pub async fn claim(
 ) -> Result<Option<Claim>, DbError> {
     // Two claimers can still collide (a deadlock between their index updates on
     // MariaDB, SQLITE_BUSY): nothing was claimed, so the claim is simply tried again.
+    let retry = RetryPolicy {
+        attempts: 5,
+        base: Duration::from_millis(20),
+        max: Duration::from_secs(1),
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
         match claim_once(conn, transfers, holder, lease).await {
-            Err(e) if e.is_transient() && attempt < 5 => {
-                tokio::time::sleep(Duration::from_millis(20 * (1 << attempt) + fastrand::u64(0..50))).await;
-            }
+            Err(e) if e.is_transient() && attempt < retry.attempts => tokio::time::sleep(retry.backoff(attempt)).await,
             other => return other,
         }
     }
@@ -390,7 +444,8 @@ async fn claim_once(
         _ => " FOR UPDATE SKIP LOCKED",
     };
     let sql = format!(
-        "SELECT id, transfer, fence, rows_total, committed_upto, rows_written FROM lockgate_exports \
+        "SELECT id, transfer, fence, rows_total, committed_upto, rows_written, backend_id, on_error \
+         FROM lockgate_exports \
          WHERE transfer IN ({}) AND (status = 'pending' OR (status = 'running' AND lease_until_ms < {})) \
          ORDER BY id LIMIT 1{lock}",
         names.join(", "),
@@ -408,21 +463,36 @@ async fn claim_once(
         Err(e) => return Err(e),
     }
     let result = async {
+        if conn.engine() == Engine::Postgres {
+            // A claimer stopped inside this transaction would keep the export's row
+            // locked, and every other claimer skips locked rows: the server ends such
+            // a session after a lease.
+            conn.batch(&format!(
+                "SET LOCAL idle_in_transaction_session_timeout = {}",
+                lease.as_millis().max(1_000)
+            ))
+            .await?;
+        }
         let rows = conn.query(&sql, &params, None).await?;
         let Some(r) = rows.first() else {
             return Ok(None);
         };
+        let fence = int(&r[2]).unwrap_or(0);
         let claim = Claim {
             id: int(&r[0]).unwrap_or(0),
             transfer: text(&r[1]).unwrap_or_default(),
-            fence: int(&r[2]).unwrap_or(0) + 1,
+            fence: fence + 1,
             rows: int(&r[3]).unwrap_or(0),
             committed_upto: int(&r[4]).unwrap_or(0),
             written: int(&r[5]).unwrap_or(0),
+            on_error: text(&r[7]).and_then(|t| t.parse().ok()).unwrap_or(OnError::Rollback),
+            // A session recorded and not cleared: its claim expired (running, or
+            // reaped back to pending by a listing) without ending.
+            stale: int(&r[6]).map(|backend_id| StaleSession { backend_id, fence }),
         };
         let update = format!(
             "UPDATE lockgate_exports SET status = 'running', fence = {}, holder = {}, attempts = attempts + 1, \
-             lease_until_ms = {} + {}, started_at = {}, error = NULL WHERE id = {}",
+             lease_until_ms = {} + {}, started_at = {}, error = NULL, backend_id = NULL WHERE id = {}",
             d.param(1),
             d.param(2),
             d.now_ms(),
@@ -494,22 +564,27 @@ pub async fn renew(conn: &mut Conn, claim: &Claim, lease: Duration) -> Result<bo
 }
 
 /// Marks the claimed export completed, on the data connection inside the data
-/// transaction, so that the rows and the status commit together. `false` when the
-/// fence moved (another worker took over): the caller must roll back.
-pub async fn complete(conn: &mut Conn, claim: &Claim, written: i64) -> Result<bool, DbError> {
+/// transaction, so that the rows and the status commit together; `new_errors` rows
+/// skipped (`--on-error skip`) in this transaction were recorded with
+/// [`add_errors`]. `false` when the fence moved (another worker took over): the
+/// caller must roll back.
+pub async fn complete(conn: &mut Conn, claim: &Claim, written: i64, new_errors: i64) -> Result<bool, DbError> {
     let sql = format!(
-        "UPDATE lockgate_exports SET status = 'completed', rows_written = {}, ended_at = {}, holder = NULL, \
-         lease_until_ms = NULL, error = NULL WHERE id = {} AND fence = {} AND status = 'running'",
+        "UPDATE lockgate_exports SET status = 'completed', rows_written = {}, error_count = error_count + {}, \
+         ended_at = {}, holder = NULL, lease_until_ms = NULL, backend_id = NULL, error = NULL \
+         WHERE id = {} AND fence = {} AND status = 'running'",
         p(conn, 1),
         p(conn, 2),
         p(conn, 3),
-        p(conn, 4)
+        p(conn, 4),
+        p(conn, 5)
     );
     let n = conn
         .execute(
             &sql,
             &[
                 Value::Int(written),
+                Value::Int(new_errors),
                 now(),
                 Value::Int(claim.id),
                 Value::Int(claim.fence),
@@ -527,18 +602,20 @@ pub async fn checkpoint(
     claim: &Claim,
     upto: i64,
     written: i64,
+    new_errors: i64,
     lease: Duration,
 ) -> Result<bool, DbError> {
     let d = conn.dialect();
     let sql = format!(
-        "UPDATE lockgate_exports SET committed_upto = {}, rows_written = {}, lease_until_ms = {} + {} \
-         WHERE id = {} AND fence = {} AND status = 'running'",
+        "UPDATE lockgate_exports SET committed_upto = {}, rows_written = {}, error_count = error_count + {}, \
+         lease_until_ms = {} + {} WHERE id = {} AND fence = {} AND status = 'running'",
         d.param(1),
         d.param(2),
-        d.now_ms(),
         d.param(3),
+        d.now_ms(),
         d.param(4),
-        d.param(5)
+        d.param(5),
+        d.param(6)
     );
     let n = conn
         .execute(
@@ -546,6 +623,7 @@ pub async fn checkpoint(
             &[
                 Value::Int(upto),
                 Value::Int(written),
+                Value::Int(new_errors),
                 Value::Int(lease.as_millis() as i64),
                 Value::Int(claim.id),
                 Value::Int(claim.fence),
@@ -569,72 +647,84 @@ pub struct FailedRow {
 }
 
 /// Marks the claimed export failed with its row errors (and `error`, a failure of
-/// the export as a whole, such as a commit the engine refused), in a transaction of
-/// its own (after the data transaction rolled back). `false` when the fence moved or
-/// the export is no longer running: then nothing is recorded, the export is another
-/// worker's.
-pub async fn fail(conn: &mut Conn, claim: &Claim, errors: &[FailedRow], error: Option<&str>) -> Result<bool, DbError> {
-    conn.begin().await?;
-    let result = async {
-        let sql = format!(
-            "UPDATE lockgate_exports SET status = 'failed', error_count = {}, ended_at = {}, holder = NULL, \
-             lease_until_ms = NULL, error = {} WHERE id = {} AND fence = {} AND status = 'running'",
-            p(conn, 1),
-            p(conn, 2),
-            p(conn, 3),
-            p(conn, 4),
-            p(conn, 5)
-        );
-        let n = conn
-            .execute(
-                &sql,
-                &[
-                    Value::Int(errors.len() as i64),
-                    now(),
-                    error.map_or(Value::Null, |e| Value::Text(e.into())),
-                    Value::Int(claim.id),
-                    Value::Int(claim.fence),
-                ],
-            )
-            .await?;
-        if n != 1 {
-            return Ok(false);
-        }
-        conn.execute(
-            &format!("DELETE FROM lockgate_export_errors WHERE export_id = {}", p(conn, 1)),
-            &[Value::Int(claim.id)],
+/// the export as a whole, such as a commit the engine refused) inside the caller's
+/// transaction: the data transaction, after its rows were rolled back to the
+/// writer's savepoint, so that the errors are recorded before anyone can claim the
+/// export again. `false` when the fence moved or the export is no longer running:
+/// then nothing is recorded, the export is another worker's.
+pub async fn fail_within(
+    conn: &mut Conn,
+    claim: &Claim,
+    errors: &[FailedRow],
+    error: Option<&str>,
+) -> Result<bool, DbError> {
+    let sql = format!(
+        "UPDATE lockgate_exports SET status = 'failed', error_count = error_count + {}, ended_at = {}, holder = NULL, \
+         lease_until_ms = NULL, backend_id = NULL, error = {} WHERE id = {} AND fence = {} AND status = 'running'",
+        p(conn, 1),
+        p(conn, 2),
+        p(conn, 3),
+        p(conn, 4),
+        p(conn, 5)
+    );
+    let n = conn
+        .execute(
+            &sql,
+            &[
+                Value::Int(errors.len() as i64),
+                now(),
+                error.map_or(Value::Null, |e| Value::Text(e.into())),
+                Value::Int(claim.id),
+                Value::Int(claim.fence),
+            ],
         )
         .await?;
-        let columns = Arc::new(
-            ["export_id", "n", "column_name", "code", "message"]
-                .map(String::from)
-                .to_vec(),
-        );
-        for chunk in errors.chunks(5_000) {
-            let rows: Vec<Row> = chunk
-                .iter()
-                .map(|e| Row {
-                    line: e.n as u64,
-                    values: vec![
-                        Value::Int(claim.id),
-                        Value::Int(e.n),
-                        e.column.clone().map_or(Value::Null, Value::Text),
-                        Value::Text(e.code.chars().take(50).collect()),
-                        Value::Text(e.message.clone()),
-                    ],
-                })
-                .collect();
-            let outcome = conn
-                .bulk_insert(&TableName::new("lockgate_export_errors"), &columns, &rows, None)
-                .await?;
-            if let Some((_, e)) = outcome.row_errors.into_iter().next() {
-                return Err(DbError::engine("recording an export's row errors", e));
-            }
-        }
-        Ok(true)
+    if n != 1 {
+        return Ok(false);
     }
-    .await;
-    match result {
+    add_errors(conn, claim.id, errors).await?;
+    Ok(true)
+}
+
+/// Records failing rows of an export, in the caller's transaction (with the status
+/// change or checkpoint they belong to). Rows already recorded stay: a chunked
+/// export adds each chunk's.
+pub async fn add_errors(conn: &mut Conn, export_id: i64, errors: &[FailedRow]) -> Result<(), DbError> {
+    let columns = Arc::new(
+        ["export_id", "n", "column_name", "code", "message"]
+            .map(String::from)
+            .to_vec(),
+    );
+    for chunk in errors.chunks(5_000) {
+        let rows: Vec<Row> = chunk
+            .iter()
+            .map(|e| Row {
+                line: e.n as u64,
+                values: vec![
+                    Value::Int(export_id),
+                    Value::Int(e.n),
+                    e.column.clone().map_or(Value::Null, Value::Text),
+                    Value::Text(e.code.chars().take(50).collect()),
+                    Value::Text(e.message.clone()),
+                ],
+            })
+            .collect();
+        let outcome = conn
+            .bulk_insert(&TableName::new("lockgate_export_errors"), &columns, &rows, None)
+            .await?;
+        if let Some((_, e)) = outcome.row_errors.into_iter().next() {
+            return Err(DbError::engine("recording an export's row errors", e));
+        }
+    }
+    Ok(())
+}
+
+/// [`fail_within`] in a transaction of its own (on the ledger's connection, after
+/// the data transaction ended without a verdict of its own: a commit the engine
+/// refused).
+pub async fn fail(conn: &mut Conn, claim: &Claim, errors: &[FailedRow], error: Option<&str>) -> Result<bool, DbError> {
+    conn.begin().await?;
+    match fail_within(conn, claim, errors, error).await {
         Ok(true) => {
             conn.commit().await?;
             Ok(true)
@@ -654,8 +744,8 @@ pub async fn fail(conn: &mut Conn, claim: &Claim, errors: &[FailedRow], error: O
 /// that went away, a shutdown). `false` when the fence moved.
 pub async fn release(conn: &mut Conn, claim: &Claim, error: &str) -> Result<bool, DbError> {
     let sql = format!(
-        "UPDATE lockgate_exports SET status = 'pending', holder = NULL, lease_until_ms = NULL, error = {} \
-         WHERE id = {} AND fence = {} AND status = 'running'",
+        "UPDATE lockgate_exports SET status = 'pending', holder = NULL, lease_until_ms = NULL, backend_id = NULL, \
+         error = {} WHERE id = {} AND fence = {} AND status = 'running'",
         p(conn, 1),
         p(conn, 2),
         p(conn, 3)
@@ -667,6 +757,182 @@ pub async fn release(conn: &mut Conn, claim: &Claim, error: &str) -> Result<bool
         )
         .await?;
     Ok(n == 1)
+}
+
+/// The `application_name` of the data session of claim `fence` of export `id`
+/// (PostgreSQL), so that a takeover ends that session and no other, even if the
+/// server has given its process id to a new session since.
+fn session_tag(id: i64, fence: i64) -> String {
+    format!("lockgate export {id}/{fence}")
+}
+
+/// Records `data`'s server-side session id with the claim (and, on PostgreSQL, tags
+/// the session with the claim), on the data connection before its transaction
+/// begins: a worker that takes the export over after this claim expires ends that
+/// session, and with it the row locks it holds. `false` when the claim is no longer
+/// this worker's. Nothing to do on SQLite, where a writer holds the whole file and
+/// nobody can take over while it writes.
+pub async fn attach_session(data: &mut Conn, claim: &Claim) -> Result<bool, DbError> {
+    let own_id = match data.engine() {
+        Engine::Sqlite => return Ok(true),
+        Engine::Postgres => {
+            data.query(
+                "SELECT set_config('application_name', $1, false)",
+                &[Value::Text(session_tag(claim.id, claim.fence))],
+                None,
+            )
+            .await?;
+            "pg_backend_pid()"
+        }
+        Engine::Mysql => "CONNECTION_ID()",
+    };
+    let sql = format!(
+        "UPDATE lockgate_exports SET backend_id = {own_id} WHERE id = {} AND fence = {} AND status = 'running'",
+        p(data, 1),
+        p(data, 2)
+    );
+    let n = data
+        .execute(&sql, &[Value::Int(claim.id), Value::Int(claim.fence)])
+        .await?;
+    Ok(n == 1)
+}
+
+/// What [`end_stale_session`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StaleEnd {
+    /// The session was there and the server ended it (its transaction rolled back).
+    Ended,
+    /// The session was already gone (its worker died, or ended its transaction).
+    Gone,
+    /// The server was told to end it, but it was still there (rolling back) when
+    /// the wait ran out.
+    StillClosing,
+}
+
+/// Ends the data session of the worker whose expired claim `claim` took over
+/// (`claim.stale`), and waits up to `wait` until it is gone, so that its
+/// uncommitted rows and their locks are too (a large transaction takes a while to
+/// roll back on MariaDB; the new holder's lock waits cover the rest). The worker, if it wakes, finds its
+/// session closed and its fence moved: it commits nothing.
+///
+/// PostgreSQL: `pg_terminate_backend` of the session whose process id and tag
+/// (`application_name`) are the stale claim's. MariaDB/MySQL: `KILL CONNECTION` of
+/// the recorded connection id, when that connection is still on this database
+/// (connection ids are not reused while a server runs). Needs the right to end the
+/// other worker's session: the same database user, or a role that may signal it
+/// (`pg_signal_backend`, `CONNECTION ADMIN`); without it the engine's error is
+/// returned and the caller's lock waits are bounded instead.
+pub async fn end_stale_session(conn: &mut Conn, claim: &Claim, wait: Duration) -> Result<StaleEnd, DbError> {
+    let Some(stale) = &claim.stale else {
+        return Ok(StaleEnd::Gone);
+    };
+    let (find, params) = match conn.engine() {
+        Engine::Sqlite => return Ok(StaleEnd::Gone),
+        Engine::Postgres => (
+            "SELECT pid FROM pg_stat_activity WHERE pid = $1 AND application_name = $2",
+            vec![
+                Value::Int(stale.backend_id),
+                Value::Text(session_tag(claim.id, stale.fence)),
+            ],
+        ),
+        Engine::Mysql => (
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ? AND DB = DATABASE()",
+            vec![Value::Int(stale.backend_id)],
+        ),
+    };
+    if conn.query(find, &params, None).await?.is_empty() {
+        return Ok(StaleEnd::Gone);
+    }
+    match conn.engine() {
+        Engine::Postgres => {
+            conn.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2",
+                &params,
+                None,
+            )
+            .await?;
+        }
+        _ => {
+            let mut killed = conn.execute("KILL CONNECTION ?", &params).await;
+            if killed
+                .as_ref()
+                .is_err_and(|e| e.engine_error().is_some_and(|x| x.code == "1295"))
+            {
+                // A server that does not prepare KILL: the id is an integer read from
+                // the ledger, so it is written as one.
+                killed = conn
+                    .execute(&format!("KILL CONNECTION {}", stale.backend_id), &[])
+                    .await;
+            }
+            match killed {
+                // Unknown thread: it ended meanwhile.
+                Err(e) if e.engine_error().is_some_and(|x| x.code == "1094") => return Ok(StaleEnd::Gone),
+                other => {
+                    other?;
+                }
+            }
+        }
+    }
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if conn.query(find, &params, None).await?.is_empty() {
+            return Ok(StaleEnd::Ended);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(StaleEnd::StillClosing)
+}
+
+/// Bounds every lock wait of the data session by `wait`: a lock that a stalled
+/// session holds longer fails the statement (a transient error: the unit is retried,
+/// then the export given back) instead of waiting for ever.
+pub async fn bound_lock_waits(data: &mut Conn, wait: Duration) -> Result<(), DbError> {
+    match data.engine() {
+        Engine::Postgres => {
+            data.batch(&format!("SET lock_timeout = {}", wait.as_millis().max(1_000)))
+                .await
+        }
+        Engine::Mysql => {
+            data.batch(&format!(
+                "SET SESSION innodb_lock_wait_timeout = {}",
+                wait.as_secs().max(1)
+            ))
+            .await
+        }
+        Engine::Sqlite => Ok(()),
+    }
+}
+
+/// From the fenced status change until the commit, the export's row is locked in
+/// the data transaction, and claimers skip locked rows: a worker stopped in that
+/// window would keep the export from everyone. So just before that change the
+/// server is told to end the session if it then waits `lease` for its next
+/// statement (PostgreSQL: `idle_in_transaction_session_timeout`, for the rest of
+/// the transaction; MariaDB/MySQL: `wait_timeout`, undone by [`unguard_fence`]).
+/// The session is not bounded so while it writes: a slow source page is no stall.
+pub async fn guard_fence(data: &mut Conn, lease: Duration) -> Result<(), DbError> {
+    match data.engine() {
+        Engine::Postgres => {
+            data.batch(&format!(
+                "SET LOCAL idle_in_transaction_session_timeout = {}",
+                lease.as_millis().max(1_000)
+            ))
+            .await
+        }
+        Engine::Mysql => {
+            data.batch(&format!("SET SESSION wait_timeout = {}", lease.as_secs().max(1)))
+                .await
+        }
+        Engine::Sqlite => Ok(()),
+    }
+}
+
+/// Undoes [`guard_fence`] after the commit, before the next chunk's transaction.
+pub async fn unguard_fence(data: &mut Conn) -> Result<(), DbError> {
+    match data.engine() {
+        Engine::Mysql => data.batch("SET SESSION wait_timeout = @@GLOBAL.wait_timeout").await,
+        _ => Ok(()),
+    }
 }
 
 /// Puts running exports whose lease expired back to pending (their worker died or

@@ -7,6 +7,15 @@
 //! data transaction. SQLite has one writer per file, so there the caller writes the
 //! run before its data transaction begins and after it ends, never during.
 //!
+//! A run that is under way holds a lock of its own on the ledger's connection
+//! (PostgreSQL: a session advisory lock keyed by the run's id; MariaDB/MySQL: a
+//! `GET_LOCK` named after it), so the server itself knows whether its process is
+//! still there: a run still `running` whose lock nobody holds was abandoned (its
+//! process died, or lost its connection, before recording its end). Reads show it
+//! as `abandoned`, and the next run of the same job records it so. On SQLite the
+//! holder's host and process id (in its holder text) tell: a run of this host whose
+//! process is gone was abandoned.
+//!
 //! The job lock names its holder and dies with it: PostgreSQL's session advisory
 //! lock and MariaDB's `GET_LOCK` are released by the server when the holder's
 //! connection ends; on SQLite a `lockgate_locks` row names the holder's host and
@@ -23,7 +32,12 @@ use lockgate_core::{TableName, Value};
 use std::time::{Duration, Instant};
 
 /// The ledger schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// The first key of the PostgreSQL advisory locks a run holds while it is under
+/// way (the second is its id modulo 2^31). Two-key advisory locks never collide
+/// with the job locks, which take one 64-bit key.
+const RUN_LOCK_SPACE: i32 = 0x4C47_5255;
 
 /// The lock that serializes ledger upgrades of one MariaDB / MySQL database. MySQL
 /// refuses lock names over 64 characters (MariaDB does not), and a database name
@@ -95,6 +109,10 @@ pub enum RunStatus {
     Succeeded,
     /// Finished with row errors or an error; nothing kept (or, with skip, the good rows).
     Failed,
+    /// Its process went away (killed, or its connection lost) without recording an
+    /// end: what it did is whatever its transaction committed (for a load or an
+    /// export, nothing, unless chunks were committed).
+    Abandoned,
 }
 
 impl RunStatus {
@@ -103,6 +121,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
+            RunStatus::Abandoned => "abandoned",
         }
     }
 }
@@ -116,7 +135,8 @@ pub struct Run {
     pub kind: String,
     /// The job it ran (`load:customers`, `migrate:./`, `transfer:NAME#ID`).
     pub job: String,
-    /// `running`, `succeeded` or `failed`.
+    /// `running`, `succeeded`, `failed` or `abandoned` (its process is gone and it
+    /// never recorded an end).
     pub status: String,
     /// Who ran it.
     pub holder: String,
@@ -204,6 +224,13 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                     "CREATE INDEX IF NOT EXISTS lockgate_export_errors_export ON lockgate_export_errors (export_id, n)",
                 ],
             ),
+            (
+                4,
+                vec![
+                    "ALTER TABLE lockgate_exports ADD COLUMN IF NOT EXISTS backend_id bigint, \
+                     ADD COLUMN IF NOT EXISTS on_error varchar(20)",
+                ],
+            ),
         ],
         Engine::Mysql => vec![
             (
@@ -259,6 +286,12 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                      ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
                 ],
             ),
+            (
+                4,
+                // One statement: MySQL has no ADD COLUMN IF NOT EXISTS, and a column
+                // already there (an upgrade cut short after it) is let through below.
+                vec!["ALTER TABLE lockgate_exports ADD COLUMN backend_id bigint, ADD COLUMN on_error varchar(20)"],
+            ),
         ],
         Engine::Sqlite => vec![
             (
@@ -308,6 +341,13 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                      export_id INTEGER NOT NULL, n INTEGER NOT NULL, column_name TEXT, code TEXT NOT NULL, \
                      message TEXT NOT NULL)",
                     "CREATE INDEX IF NOT EXISTS lockgate_export_errors_export ON lockgate_export_errors (export_id, n)",
+                ],
+            ),
+            (
+                4,
+                vec![
+                    "ALTER TABLE lockgate_exports ADD COLUMN backend_id INTEGER",
+                    "ALTER TABLE lockgate_exports ADD COLUMN on_error TEXT",
                 ],
             ),
         ],
@@ -451,9 +491,15 @@ impl Ledger {
                 // its own way.
                 let nopad = self.conn.mysql_server().map(|s| s.nopad_bin_collation());
                 for sql in statements {
-                    match nopad {
-                        Some(collation) => self.conn.batch(&sql.replace("utf8mb4_nopad_bin", collation)).await?,
-                        None => self.conn.batch(sql).await?,
+                    let sql = match nopad {
+                        Some(collation) => sql.replace("utf8mb4_nopad_bin", collation),
+                        None => sql.to_string(),
+                    };
+                    match self.conn.batch(&sql).await {
+                        // MariaDB/MySQL commit each schema change at once: a column an
+                        // upgrade cut short had already added is there (1060).
+                        Err(e) if engine == Engine::Mysql && e.engine_error().is_some_and(|x| x.code == "1060") => {}
+                        other => other?,
                     }
                 }
                 self.conn
@@ -498,8 +544,47 @@ impl Ledger {
         (1..=n).map(|i| d.param(i)).collect()
     }
 
-    /// Records the start of a run; returns its id.
+    /// Records the start of a run; returns its id. Earlier runs of the same job whose
+    /// process is gone are recorded `abandoned` first. On PostgreSQL and MariaDB the
+    /// run's lock is taken in the same transaction as its row, so that nobody sees
+    /// the run without its lock (which would read as abandoned).
     pub async fn start_run(&mut self, kind: &str, job: &str, holder: &Holder) -> Result<i64, DbError> {
+        self.mark_abandoned(job).await?;
+        let engine = self.conn.engine();
+        if engine == Engine::Sqlite {
+            return self.insert_run(kind, job, holder).await;
+        }
+        self.conn.begin().await?;
+        let result = async {
+            let id = self.insert_run(kind, job, holder).await?;
+            let taken = self
+                .conn
+                .query(&run_lock_sql(engine, "lock"), &[Value::Int(id)], None)
+                .await?;
+            if !matches!(taken.first().and_then(|r| r.first()), Some(Value::Bool(true)))
+                && taken.first().and_then(|r| r.first()).and_then(int) != Some(1)
+            {
+                // Only a session that kept a lock of the same key (a run 2^31 ids
+                // earlier, on PostgreSQL) could hold it: the run then reads as
+                // running for as long as that session lives, which is harmless.
+                tracing::debug!(run = id, "the run's lock is held by another session");
+            }
+            Ok(id)
+        }
+        .await;
+        match result {
+            Ok(id) => {
+                self.conn.commit().await?;
+                Ok(id)
+            }
+            Err(e) => {
+                let _ = self.conn.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn insert_run(&mut self, kind: &str, job: &str, holder: &Holder) -> Result<i64, DbError> {
         let p = self.params(6);
         let sql = format!(
             "INSERT INTO lockgate_runs (kind, job, status, holder, started_at, heartbeat_at) VALUES ({}, {}, {}, {}, {}, {})",
@@ -522,6 +607,49 @@ impl Ledger {
             .await
     }
 
+    /// Records the runs of `job` still `running` whose process is gone as
+    /// `abandoned`, ended at their last sign of life.
+    async fn mark_abandoned(&mut self, job: &str) -> Result<(), DbError> {
+        let engine = self.conn.engine();
+        let p = self.params(2);
+        let set = format!(
+            "UPDATE lockgate_runs SET status = 'abandoned', ended_at = heartbeat_at, error = {} WHERE",
+            p[0]
+        );
+        let why = Value::Text(ABANDONED.into());
+        match engine {
+            Engine::Sqlite => {
+                let rows = self
+                    .conn
+                    .query(
+                        &format!(
+                            "SELECT id, holder FROM lockgate_runs WHERE job = {} AND status = 'running'",
+                            p[0]
+                        ),
+                        &[Value::Text(job.into())],
+                        None,
+                    )
+                    .await?;
+                for r in rows {
+                    if sqlite_run_gone(&text(&r[1]).unwrap_or_default()) {
+                        self.conn
+                            .execute(&format!("{set} id = {}", p[1]), &[why.clone(), r[0].clone()])
+                            .await?;
+                    }
+                }
+            }
+            _ => {
+                let sql = format!(
+                    "{set} job = {} AND status = 'running' AND {}",
+                    p[1],
+                    run_gone_sql(engine, "id")
+                );
+                self.conn.execute(&sql, &[why, Value::Text(job.into())]).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Records progress (and a heartbeat) of a run.
     pub async fn progress(&mut self, run: i64, done: u64, total: Option<u64>) -> Result<(), DbError> {
         let p = self.params(4);
@@ -536,7 +664,9 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records the end of a run with its outcome (JSON) and error.
+    /// Records the end of a run with its outcome (JSON) and error, and lets go of
+    /// the run's lock. An error here means the end is not recorded: the caller must
+    /// say so (the run will read as abandoned once this process is gone).
     pub async fn finish_run(
         &mut self,
         run: i64,
@@ -566,6 +696,12 @@ impl Ledger {
                 ],
             )
             .await?;
+        let engine = self.conn.engine();
+        if engine != Engine::Sqlite {
+            self.conn
+                .query(&run_lock_sql(engine, "unlock"), &[Value::Int(run)], None)
+                .await?;
+        }
         Ok(())
     }
 
@@ -821,9 +957,60 @@ impl Ledger {
     }
 }
 
+/// Why a run was recorded `abandoned`.
+const ABANDONED: &str = "its process went away (killed, or its connection lost) without recording an end; \
+                         what it wrote was rolled back unless it had committed it";
+
+/// The statement that takes (`lock`) or lets go of (`unlock`) run `$1`'s lock.
+fn run_lock_sql(engine: Engine, what: &str) -> String {
+    match (engine, what) {
+        (Engine::Postgres, "lock") => {
+            format!("SELECT pg_try_advisory_lock({RUN_LOCK_SPACE}, ($1::bigint % 2147483648)::int)")
+        }
+        (Engine::Postgres, _) => format!("SELECT pg_advisory_unlock({RUN_LOCK_SPACE}, ($1::bigint % 2147483648)::int)"),
+        (_, "lock") => format!("SELECT GET_LOCK({}, 0)", mysql_run_lock_name("?")),
+        _ => format!("SELECT RELEASE_LOCK({})", mysql_run_lock_name("?")),
+    }
+}
+
+/// The `GET_LOCK` name of the run whose id is the SQL expression `id`: names are
+/// server-wide and at most 64 characters, so the database is hashed.
+fn mysql_run_lock_name(id: &str) -> String {
+    format!("CONCAT('lockgate-run:', LEFT(SHA1(DATABASE()), 16), ':', {id})")
+}
+
+/// A condition true when the run whose id is the column `id` holds no lock: its
+/// process (or its connection) is gone.
+fn run_gone_sql(engine: Engine, id: &str) -> String {
+    match engine {
+        Engine::Postgres => format!(
+            "NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND l.classid = {RUN_LOCK_SPACE} AND l.objid = ({id} % 2147483648)::oid AND l.objsubid = 2)"
+        ),
+        _ => format!("IS_USED_LOCK({}) IS NULL", mysql_run_lock_name(id)),
+    }
+}
+
+/// Whether a SQLite run's holder (`what (pid N on HOST)`, see [`Holder`]) is a
+/// process of this host that no longer exists. Another host's processes cannot be
+/// checked: its runs read as running.
+fn sqlite_run_gone(holder: &str) -> bool {
+    let Some((_, tail)) = holder.rsplit_once(" (pid ") else {
+        return false;
+    };
+    let Some((pid, host)) = tail.trim_end_matches(')').split_once(" on ") else {
+        return false;
+    };
+    match pid.parse::<u32>() {
+        Ok(pid) => host == hostname() && !process_alive(pid),
+        Err(_) => false,
+    }
+}
+
 /// The latest runs in the database of `conn`, newest first, without creating the
 /// ledger: `None` when the database has none (a viewer must not change what it
-/// looks at).
+/// looks at). A run whose process is gone reads as `abandoned`.
 pub async fn read_runs(conn: &mut Conn, limit: u32) -> Result<Option<Vec<Run>>, DbError> {
     if conn.lookup_table("lockgate_runs").await?.is_none() {
         return Ok(None);
@@ -832,27 +1019,44 @@ pub async fn read_runs(conn: &mut Conn, limit: u32) -> Result<Option<Vec<Run>>, 
 }
 
 async fn query_runs(conn: &mut Conn, limit: u32) -> Result<Vec<Run>, DbError> {
+    let engine = conn.engine();
+    let status = match engine {
+        Engine::Sqlite => "status".to_string(),
+        _ => format!(
+            "CASE WHEN status = 'running' AND {} THEN 'abandoned' ELSE status END",
+            run_gone_sql(engine, "id")
+        ),
+    };
     let sql = format!(
-        "SELECT id, kind, job, status, holder, started_at, heartbeat_at, ended_at, progress_done, progress_total, outcome, error \
+        "SELECT id, kind, job, {status}, holder, started_at, heartbeat_at, ended_at, progress_done, progress_total, outcome, error \
          FROM lockgate_runs ORDER BY id DESC LIMIT {}",
         limit.max(1)
     );
     let rows = conn.query(&sql, &[], None).await?;
     Ok(rows
         .into_iter()
-        .map(|r| Run {
-            id: int(&r[0]).unwrap_or(0),
-            kind: text(&r[1]).unwrap_or_default(),
-            job: text(&r[2]).unwrap_or_default(),
-            status: text(&r[3]).unwrap_or_default(),
-            holder: text(&r[4]).unwrap_or_default(),
-            started_at: text(&r[5]).unwrap_or_default(),
-            heartbeat_at: text(&r[6]).unwrap_or_default(),
-            ended_at: text(&r[7]),
-            progress_done: int(&r[8]).unwrap_or(0),
-            progress_total: int(&r[9]),
-            outcome: text(&r[10]),
-            error: text(&r[11]),
+        .map(|r| {
+            let mut run = Run {
+                id: int(&r[0]).unwrap_or(0),
+                kind: text(&r[1]).unwrap_or_default(),
+                job: text(&r[2]).unwrap_or_default(),
+                status: text(&r[3]).unwrap_or_default(),
+                holder: text(&r[4]).unwrap_or_default(),
+                started_at: text(&r[5]).unwrap_or_default(),
+                heartbeat_at: text(&r[6]).unwrap_or_default(),
+                ended_at: text(&r[7]),
+                progress_done: int(&r[8]).unwrap_or(0),
+                progress_total: int(&r[9]),
+                outcome: text(&r[10]),
+                error: text(&r[11]),
+            };
+            if engine == Engine::Sqlite && run.status == "running" && sqlite_run_gone(&run.holder) {
+                run.status = RunStatus::Abandoned.as_str().into();
+            }
+            if run.status == "abandoned" && run.error.is_none() {
+                run.error = Some(ABANDONED.into());
+            }
+            run
         })
         .collect())
 }

@@ -84,8 +84,10 @@ function pollRuns(table) {
           } else {
             p.textContent = String(r.progress_done);
           }
+          const status = cell(r.status, "status " + r.status);
+          if (r.status === "abandoned" && r.error) status.firstChild.title = r.error;
           tr.append(cell(r.connection), cell(String(r.id)), cell(r.kind), cell(r.job),
-            cell(r.status, "status " + r.status), p, cell(r.started_at), cell(r.holder));
+            status, p, cell(r.started_at), cell(r.holder));
           return tr;
         }));
       })

@@ -404,7 +404,7 @@ async fn forward_transfer_events(mut rx: mpsc::UnboundedReceiver<TransferEvent>,
                 p.set(done, Some(total), Some(format!("export {id}: {phase}")))
             }
             TransferEvent::Finished { id, status } => p.set_message(format!("export {id}: {status}")),
-            TransferEvent::Error { message } => p.set_message(message),
+            TransferEvent::Error { message } | TransferEvent::Warning { message } => p.set_message(message),
         }
     }
 }

@@ -95,6 +95,8 @@ impl DemoFiles {
             batch_size: 500,
             mode: lockgate_db::writer::WriteMode::Insert,
             commit_every: None,
+            on_error: lockgate_db::writer::OnError::Rollback,
+            lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
         })
     }
 }

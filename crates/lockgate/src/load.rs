@@ -97,6 +97,10 @@ pub struct LoadReport {
     pub run_id: i64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// What went wrong around the load without changing its outcome: its run's end
+    /// could not be recorded in `lockgate_runs`, its lock not given back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl LoadReport {
@@ -236,10 +240,22 @@ pub async fn load(
         Err(e) => (RunStatus::Failed, serde_json::Value::Null, Some(e.to_string())),
     };
     let done = result.as_ref().map(|r| r.rows_read).unwrap_or(0);
-    let _ = ledger
+    // The data's fate is decided; what the ledger fails to record is said, not lost.
+    let mut warnings = Vec::new();
+    if let Err(e) = ledger
         .finish_run(run_id, status, done, &outcome, error.as_deref())
-        .await;
-    let _ = ledger.unlock(lock).await;
+        .await
+    {
+        warnings.push(format!(
+            "the end of run {run_id} could not be recorded in lockgate_runs ({e}); it reads as abandoned once \
+             this process has exited"
+        ));
+    }
+    if let Err(e) = ledger.unlock(lock).await {
+        warnings.push(format!(
+            "the lock of {job} could not be given back ({e}); it is freed when this process exits"
+        ));
+    }
 
     let report = result.map_err(|e| match e {
         WriteError::Db(e) => LoadError::Db(e),
@@ -267,6 +283,7 @@ pub async fn load(
         attempts: report.attempts,
         run_id,
         seconds: started.elapsed().as_secs_f64(),
+        warnings,
     })
 }
 

@@ -18,6 +18,10 @@ fn every_duration_flag_refuses_what_is_not_a_duration() {
         (vec!["migrate", "--db", &db, "--dir", &folder], "--script-timeout"),
         (vec!["rollback", "--db", &db, "--to", "1.0.0"], "--lock-timeout"),
         (vec!["transfer", "run", "t", "--source", &db, "--dest", &db], "--lease"),
+        (
+            vec!["transfer", "create", "t", "--source", &db, "--dest", &db],
+            "--lock-timeout",
+        ),
         (vec!["worker", "t", "--source", &db, "--dest", &db], "--lease"),
         (vec!["worker", "t", "--source", &db, "--dest", &db], "--poll"),
     ];

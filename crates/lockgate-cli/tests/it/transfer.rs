@@ -317,6 +317,15 @@ impl Setup {
         })
     }
 
+    /// The destination's runs as a reader sees them, newest first.
+    async fn runs(&self) -> Vec<lockgate_db::ledger::Run> {
+        let mut c = self.dst.conn().await;
+        lockgate_db::ledger::read_runs(&mut c, 50)
+            .await
+            .unwrap()
+            .expect("a ledger")
+    }
+
     /// Rows in a destination table, and distinct keys among them.
     async fn count(&self, table: &str) -> (i64, i64) {
         let mut c = self.dst.conn().await;
@@ -422,6 +431,10 @@ async fn killed_mid_export(engine: Engine) {
 
     let (n, _) = s.count("customers").await;
     assert_eq!(n, 0, "the killed run's rows are in the destination\n{}", a.output());
+    // Its run never recorded an end: it reads as abandoned, not running.
+    let runs = s.runs().await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, "abandoned", "{runs:?}");
     if engine != Engine::Sqlite {
         // The heartbeat renewed the lease a moment ago: not reaped yet.
         let e = s.listed(id);
@@ -449,6 +462,21 @@ async fn killed_mid_export(engine: Engine) {
     assert_eq!(e["status"], "completed", "{e:#}");
     assert_eq!(e["attempts"].as_i64(), Some(2), "{e:#}");
     assert_eq!(e["rows_written"].as_i64(), Some(s.rows), "{e:#}");
+    // The second run of the export recorded the first as abandoned in the table too.
+    let runs = s.runs().await;
+    let stored: Vec<String> = {
+        let mut c = s.dst.conn().await;
+        c.query("SELECT status FROM lockgate_runs ORDER BY id", &[], None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| match &r[0] {
+                Value::Text(t) => t.clone(),
+                v => format!("{v:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(stored, ["abandoned", "succeeded"], "{runs:?}");
     eprintln!("killed_mid_export({engine}): {:.1} s", started.elapsed().as_secs_f64());
 }
 
@@ -525,6 +553,119 @@ async fn a_run_paused_past_its_lease_cannot_commit_after_a_takeover_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_paused_past_its_lease_cannot_commit_after_a_takeover_mariadb() {
     paused_past_its_lease(Engine::Mysql).await;
+}
+
+/// Every row of `table` in `db`, in key order.
+async fn all_rows(db: &TestDb, table: &str) -> Vec<Vec<Value>> {
+    let mut c = db.conn().await;
+    c.query(
+        &format!("SELECT customer_id, first_name, last_name, email FROM {table} ORDER BY customer_id"),
+        &[],
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+/// The export's ledger row as `transfer show` would not change it: status, fence,
+/// attempts, rows written, error count.
+async fn export_state(s: &Setup, id: i64) -> Vec<Value> {
+    let mut c = s.dst.conn().await;
+    let rows = c
+        .query(
+            &format!(
+                "SELECT status, fence, attempts, rows_written, error_count, ended_at FROM lockgate_exports WHERE id = {id}"
+            ),
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    rows.into_iter().next().expect("the export")
+}
+
+/// Run A is stopped (SIGSTOP) mid-export and stays stopped, holding its uncommitted
+/// rows. Run B, started once A's lease ran out, takes the export over and completes it
+/// within about a lease and a bounded wait: A cannot block it (on PostgreSQL a COPY
+/// in progress is not "idle in transaction", so no server timeout ever ends A's
+/// session). Then A, resumed, fails at its fence: exit 1, and nothing changes.
+async fn stopped_for_good(engine: Engine) {
+    let started = Instant::now();
+    let s = Setup::new(engine, &["customers"]).await;
+    let id = s.create("customers", "customers");
+    let lease = Duration::from_secs(3);
+    let run = s.args(&["transfer", "run", "customers"], "customers", &["--lease", "3"]);
+    let mut a = s.spawn("run A", &run);
+    s.wait_mid_export(id, &mut a).await;
+    a.signal(libc::SIGSTOP);
+    // Past A's lease (renewed at most a third of it before the stop).
+    tokio::time::sleep(lease + Duration::from_millis(500)).await;
+    let b_started = Instant::now();
+    let mut b = s.spawn("run B", &run);
+    let sb = b.wait().await;
+    let b_took = b_started.elapsed();
+    assert_eq!(sb.code(), Some(0), "B's exit\n{}\n{}", b.output(), a.output());
+    assert!(
+        b.stdout()
+            .contains(&format!("export {id} (customers): completed, {} rows", s.rows)),
+        "B completed the export\n{}",
+        b.output()
+    );
+    // B's own export takes a few seconds; waiting on A would take forever.
+    assert!(
+        b_took < lease + Duration::from_secs(25),
+        "B took {b_took:?} with A stopped\n{}",
+        b.output()
+    );
+    let source = all_rows(&s.src, "customers").await;
+    assert_eq!(source.len() as i64, s.rows);
+    let written = all_rows(&s.dst, "customers").await;
+    assert!(
+        written == source,
+        "the destination's rows are not the source's ({} rows)",
+        written.len()
+    );
+    let state = export_state(&s, id).await;
+    assert_eq!(
+        (&state[0], int(&state[1]), int(&state[2]), int(&state[3])),
+        (&Value::Text("completed".into()), 2, 2, s.rows),
+        "{state:?}"
+    );
+
+    // A wakes up: its claim is gone, its session too; it commits nothing.
+    a.signal(libc::SIGCONT);
+    let sa = a.wait().await;
+    let outputs = format!("{}\n{}", a.output(), b.output());
+    assert_eq!(sa.code(), Some(1), "A's exit\n{outputs}");
+    assert!(
+        a.stdout().contains(&format!("export {id} (customers): not finished"))
+            && a.output().contains("taken over by another worker"),
+        "A says its export was taken over\n{outputs}"
+    );
+    assert!(
+        all_rows(&s.dst, "customers").await == source,
+        "A's resumption changed the rows\n{outputs}"
+    );
+    assert_eq!(
+        export_state(&s, id).await,
+        state,
+        "A's resumption changed the export\n{outputs}"
+    );
+    eprintln!(
+        "stopped_for_good({engine}): B took {:.1} s; {:.1} s in all",
+        b_took.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_run_cannot_block_the_run_that_took_over_postgres() {
+    stopped_for_good(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_run_cannot_block_the_run_that_took_over_mariadb() {
+    stopped_for_good(Engine::Mysql).await;
 }
 
 const STOPPING: &str = "stopping after the export in hand";
@@ -841,6 +982,68 @@ fn the_demo_walkthrough_reads_well() {
     let (code, out, _) = run_in(d, &["--config", cfg, "transfer", "run"]);
     assert_eq!(code, 3, "{out}");
     insta::assert_snapshot!("demo_run_failed", clean(&out));
+}
+
+/// `transfer create --on-error skip`: the export records the policy; a plain `run`
+/// keeps the good rows, lists the failing ones, exits 0; fixed, a new export takes
+/// only them.
+#[test]
+fn an_export_created_with_on_error_skip_keeps_the_good_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, _, err) = run_in(d, &["demo", "--dir", "demo", "--no-serve"]);
+    assert_eq!(code, 0, "{err}");
+    let cfg = "demo/lockgate.toml";
+    let src = format!("{}/demo/source.db", d.display());
+    let null = |id: &str| {
+        let sql = format!("UPDATE customers SET FirstName = NULL WHERE CustomerID = {id}");
+        let (code, _, err) = run_in(d, &["exec", "--db", &src, "--sql", &sql]);
+        assert_eq!(code, 0, "{err}");
+    };
+    // The demo leaves 229 customers to export; two of them cannot go.
+    null("1200");
+    null("1250");
+    let (code, out, err) = run_in(
+        d,
+        &[
+            "--config",
+            cfg,
+            "transfer",
+            "create",
+            "customers",
+            "--on-error",
+            "skip",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["export"]["rows"], 229, "{created:#}");
+    let (code, out, err) = run_in(d, &["--config", cfg, "transfer", "run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("completed, 227 rows written") && out.contains("2 failing rows skipped"),
+        "{out}"
+    );
+    assert!(
+        out.contains("key 1200: FirstName:") && out.contains("key 1250: FirstName:"),
+        "{out}"
+    );
+    let (code, _, err) = run_in(
+        d,
+        &[
+            "exec",
+            "--db",
+            &src,
+            "--sql",
+            "UPDATE customers SET FirstName = 'Fixed' WHERE FirstName IS NULL AND CustomerID > 1100",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run_in(d, &["--config", cfg, "transfer", "create", "customers", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["export"]["rows"], 2, "{created:#}");
 }
 
 /// Replaces timestamps (`2026-11-24 12:19:41.771167+00:00`) with `<time>`.

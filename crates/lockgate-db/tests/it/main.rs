@@ -39,6 +39,7 @@ mod browse;
 mod mysql;
 mod pg;
 mod precision;
+mod runs;
 mod sqlite;
 mod types;
 mod writer;

@@ -509,6 +509,64 @@ async fn events_stream_each_jobs_progress() {
     assert!(seen.contains("\"kind\":\"create_export\""), "{seen}");
 }
 
+/// A run whose process died without recording its end shows as abandoned on the
+/// Overview and in `/api/runs` (with why); a run in progress still shows as running.
+#[tokio::test]
+async fn a_run_whose_process_died_shows_as_abandoned() {
+    use lockgate_db::ledger::{Holder, Ledger};
+    let demo = Demo::new().await;
+    let dest = lockgate_db::DbUrl::parse(&format!(
+        "sqlite://{}",
+        demo.demo_dir().join("destination.db").display()
+    ))
+    .unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let mut ledger = Ledger::open(&dest).await.unwrap();
+    let gone = Holder {
+        pid: dead,
+        ..Holder::current("lockgate load people")
+    };
+    let gone_id = ledger.start_run("load", "load:people", &gone).await.unwrap();
+    let live_id = ledger
+        .start_run("load", "load:pets", &Holder::current("lockgate load pets"))
+        .await
+        .unwrap();
+    drop(ledger);
+
+    let app = demo.app();
+    let runs = get(&app, "/api/runs").await.json();
+    let status = |id: i64| {
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"].as_i64() == Some(id))
+            .unwrap_or_else(|| panic!("run {id}: {runs:#}"))
+            .clone()
+    };
+    assert_eq!(status(gone_id)["status"], "abandoned", "{runs:#}");
+    assert!(
+        status(gone_id)["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("without recording an end")),
+        "{runs:#}"
+    );
+    assert_eq!(status(live_id)["status"], "running", "{runs:#}");
+    let page = get(&app, "/").await.text();
+    let row = page
+        .split("<tr data-run=")
+        .find(|r| r.contains("load:people"))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert!(
+        row.contains("<span class=\"status abandoned\" title=\"its process went away"),
+        "{row}"
+    );
+    let row = page.split("<tr data-run=").find(|r| r.contains("load:pets")).unwrap();
+    assert!(row.contains("<span class=\"status running\">running</span>"), "{row}");
+}
+
 /// Every page and read endpoint a user browses, for a server whose connections are
 /// `plain` (a database without a ledger, also the migrations' and the transfer's
 /// destination) and `missing` (an SQLite file that does not exist).

@@ -613,7 +613,10 @@ pub async fn migrate(
             if !opts.dry_run {
                 // After the version's transaction: the log outlives its rollback.
                 if let Err(e) = versions::write_logs(ctx.conn, &logs).await {
-                    tracing::warn!("could not write the migration log: {e}");
+                    report.warnings.push(format!(
+                        "version {}: its entries in lockgate_migration_log could not be written ({e})",
+                        vr.version
+                    ));
                 }
             }
             for f in vr.failures.iter().filter(|f| f.skipped) {
@@ -671,16 +674,37 @@ pub async fn migrate(
                 "failed_version": report.failed_version,
             });
             if let Some(l) = ledger.as_mut() {
-                let _ = l.finish_run(run, status, done, &summary, error.as_deref()).await;
+                if let Err(e) = l.finish_run(run, status, done, &summary, error.as_deref()).await {
+                    report.warnings.push(format!(
+                        "the end of run {run} could not be recorded in lockgate_runs ({e}); it reads as abandoned \
+                         once this process has exited"
+                    ));
+                }
             }
         }
         outcome.map(|()| report)
     }
     .await;
+    let mut result = result;
     if let Some(l) = ledger.as_mut() {
-        let _ = l.unlock_all(table_locks).await;
+        let mut warnings = Vec::new();
+        if let Err(e) = l.unlock_all(table_locks).await {
+            warnings.push(format!(
+                "the table locks could not be given back ({e}); they are freed when this process exits"
+            ));
+        }
         if let Some(lock) = lock {
-            let _ = l.unlock(lock).await;
+            if let Err(e) = l.unlock(lock).await {
+                warnings.push(format!(
+                    "the migration lock could not be given back ({e}); it is freed when this process exits"
+                ));
+            }
+        }
+        for w in warnings {
+            match &mut result {
+                Ok(r) => r.warnings.push(w),
+                Err(_) => tracing::warn!("{w}"),
+            }
         }
     }
     result

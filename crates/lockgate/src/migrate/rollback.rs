@@ -89,6 +89,10 @@ pub struct RollbackReport {
     pub committed: bool,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// What went wrong around the rollback without changing it: its log entry or
+    /// the release of its lock could not be written.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl RollbackReport {
@@ -121,8 +125,8 @@ pub async fn rollback(url: &DbUrl, opts: &RollbackOptions) -> Result<RollbackRep
     let lock = ledger.lock(&job, &holder, opts.lock_timeout).await?;
     let mut conn = Conn::connect(url).await?;
     let mut table_locks = Vec::new();
-    let result = run(&mut conn, opts, (&mut ledger, &holder, &mut table_locks)).await;
-    if let Ok(r) = &result {
+    let mut result = run(&mut conn, opts, (&mut ledger, &holder, &mut table_locks)).await;
+    if let Ok(r) = &mut result {
         if r.committed {
             let entry = LogEntry {
                 id: 0,
@@ -140,11 +144,27 @@ pub async fn rollback(url: &DbUrl, opts: &RollbackOptions) -> Result<RollbackRep
                     "restored": r.restored,
                 }),
             };
-            let _ = versions::write_logs(&mut conn, &[entry]).await;
+            if let Err(e) = versions::write_logs(&mut conn, &[entry]).await {
+                r.warnings.push(format!(
+                    "the rollback is committed, but its entry in lockgate_migration_log could not be written ({e})"
+                ));
+            }
         }
     }
-    let _ = ledger.unlock_all(table_locks).await;
-    let _ = ledger.unlock(lock).await;
+    if let Err(e) = ledger.unlock_all(table_locks).await {
+        let w = format!("the table locks could not be given back ({e}); they are freed when this process exits");
+        match &mut result {
+            Ok(r) => r.warnings.push(w),
+            Err(_) => tracing::warn!("{w}"),
+        }
+    }
+    if let Err(e) = ledger.unlock(lock).await {
+        let w = format!("the migration lock could not be given back ({e}); it is freed when this process exits");
+        match &mut result {
+            Ok(r) => r.warnings.push(w),
+            Err(_) => tracing::warn!("{w}"),
+        }
+    }
     result
 }
 
@@ -170,6 +190,7 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions, locking: Locking<'_>) -> R
             scripts_not_undone: Vec::new(),
             committed: false,
             dry_run: opts.dry_run,
+            warnings: Vec::new(),
         });
     }
     let undo: Vec<String> = applied.iter().map(|a| a.version.clone()).collect();
@@ -233,6 +254,7 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions, locking: Locking<'_>) -> R
         scripts_not_undone: scripts,
         committed: false,
         dry_run: opts.dry_run,
+        warnings: Vec::new(),
     };
     let mut by_table: BTreeMap<String, Vec<&Net>> = BTreeMap::new();
     for id in &order {

@@ -10,13 +10,16 @@
 //! key = ["CustomerID"]
 //! batch_size = 5000
 //! map = { FullName = "FirstName || ' ' || LastName", Origin = "'web'" }
+//! on_error = "rollback"                # or "skip", "stop": recorded with each export
+//! lock_timeout = "60s"                 # how long `create` waits for another create
 //! ```
 
 use super::TransferError;
 use crate::config::Config;
-use lockgate_db::writer::WriteMode;
+use lockgate_db::writer::{OnError, WriteMode};
 use lockgate_db::DbUrl;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// A transfer as written in `lockgate.toml` or given by flags; every field optional,
 /// so that flags can fill in or override the file.
@@ -43,6 +46,33 @@ pub struct TransferSpec {
     pub mode: Option<WriteMode>,
     /// Commit every N rows (resumable, not all-or-nothing).
     pub commit_every: Option<u64>,
+    /// What failing rows do to an export (default `rollback`); recorded with each
+    /// export when it is created, so that whichever worker runs it runs it so.
+    pub on_error: Option<OnError>,
+    /// How long `create` waits for another create of the same transfer (default
+    /// 60 s): seconds (`30`, `2.5`) or a duration text (`"30s"`, `"5m"`).
+    #[serde(default, deserialize_with = "duration")]
+    pub lock_timeout: Option<Duration>,
+}
+
+/// A duration in lockgate.toml: a number of seconds or a text such as `"30s"`, read
+/// by the one duration parser (`lockgate_core::parse_duration`).
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Int(u64),
+        Float(f64),
+        Text(String),
+    }
+    let text = match <Given as serde::Deserialize>::deserialize(d)? {
+        Given::Int(n) => n.to_string(),
+        Given::Float(f) => f.to_string(),
+        Given::Text(t) => t,
+    };
+    lockgate_core::parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl TransferSpec {
@@ -66,7 +96,9 @@ impl TransferSpec {
             key,
             batch_size,
             mode,
-            commit_every
+            commit_every,
+            on_error,
+            lock_timeout
         );
         if let Some(map) = over.map {
             self.map.get_or_insert_with(BTreeMap::new).extend(map);
@@ -107,10 +139,19 @@ pub struct Transfer {
     pub mode: WriteMode,
     /// Commit every N rows instead of once.
     pub commit_every: Option<u64>,
+    /// What failing rows do to an export created now: `rollback` (keep none of its
+    /// rows), `skip` (keep the good ones, record the failing ones), `stop` (keep none,
+    /// stop at the first).
+    pub on_error: OnError,
+    /// How long `create` waits for another create of the same transfer.
+    pub lock_timeout: Duration,
 }
 
 /// The default rows per batch.
 pub const DEFAULT_BATCH: usize = 5_000;
+
+/// How long `create` waits, by default, for another create of the same transfer.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Transfer {
     /// Resolves a transfer: `[transfers.NAME]` from `config` (when there), overridden
@@ -195,6 +236,8 @@ impl Transfer {
             batch_size,
             mode: spec.mode.unwrap_or(WriteMode::Insert),
             commit_every: spec.commit_every,
+            on_error: spec.on_error.unwrap_or(OnError::Rollback),
+            lock_timeout: spec.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
         })
     }
 }

@@ -17,7 +17,7 @@ mod def;
 mod plan;
 mod run;
 
-pub use def::{parse_map, SourceSpec, Transfer, TransferSpec, DEFAULT_BATCH};
+pub use def::{parse_map, SourceSpec, Transfer, TransferSpec, DEFAULT_BATCH, DEFAULT_LOCK_TIMEOUT};
 pub use plan::{key_text, CheckReport, Narrowing};
 pub use run::{run_pending, worker, ExportOutcome, RunOptions, RunReport, Shutdown, TransferEvent, WorkerReport};
 
@@ -25,7 +25,6 @@ use lockgate_db::exports::{self, Attempt, Export, ExportError, MAX_KEY_CHARS};
 use lockgate_db::ledger::{Holder, Ledger};
 use lockgate_db::relation::{self, KeyReader};
 use lockgate_db::{Conn, DbError, DbUrl};
-use std::time::Duration;
 
 /// Why a transfer command failed as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +91,17 @@ pub struct CreateReport {
     pub available: i64,
     /// The export created.
     pub export: Option<Export>,
+    /// What went wrong around the create without changing it (its lock could not be
+    /// given back).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Records a pending export of `t` with its row set: every source key that no
 /// pending, running or completed export of `t` holds. With none, creates nothing
-/// (`created: false`). Two creates of one transfer take turns (a job lock), so a
-/// row never lands in two row sets.
+/// (`created: false`). Two creates of one transfer take turns (a job lock, waited
+/// for up to `t.lock_timeout`), so a row never lands in two row sets. The export
+/// records `t.on_error`, the policy it runs with.
 pub async fn create(t: &Transfer, opts: &CreateOptions) -> Result<CreateReport, TransferError> {
     // Neither database is created here: the source is only read, and the
     // destination must already hold the table the export writes.
@@ -117,13 +121,18 @@ pub async fn create(t: &Transfer, opts: &CreateOptions) -> Result<CreateReport, 
     let holder = Holder::current(format!("lockgate transfer create {}", t.name));
     let job = format!("transfer-create:{}", t.name);
     let lock = ledger
-        .lock(&job, &holder, Duration::from_secs(60))
+        .lock(&job, &holder, t.lock_timeout)
         .await
         .map_err(dest_err(&t.dest))?;
     let result = create_locked(t, &plan, src, &mut ledger, opts).await;
-    let unlocked = ledger.unlock(lock).await.map_err(dest_err(&t.dest));
-    let report = result?;
-    unlocked?;
+    let unlocked = ledger.unlock(lock).await;
+    let mut report = result?;
+    if let Err(e) = unlocked {
+        // The export is recorded (or not) whatever became of the lock.
+        report.warnings.push(format!(
+            "the lock of {job} could not be given back ({e}); it is freed when this process exits"
+        ));
+    }
     Ok(report)
 }
 
@@ -163,6 +172,7 @@ async fn count_without_ledger(t: &Transfer, plan: &plan::Plan, src: Conn) -> Res
         created: false,
         available,
         export: None,
+        warnings: Vec::new(),
     })
 }
 
@@ -244,6 +254,9 @@ async fn create_locked(
     exports::begin_create(conn).await.map_err(dest_err(&t.dest))?;
     let result = async {
         let id = exports::begin_export(conn, &t.name).await.map_err(dest_err(&t.dest))?;
+        exports::set_on_error(conn, id, t.on_error)
+            .await
+            .map_err(dest_err(&t.dest))?;
         // The source's keys are read (one consistent view) by a task of their own while
         // the pages before are recorded, so reading and recording overlap.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<(i64, String)>, TransferError>>(2);
@@ -284,6 +297,7 @@ async fn create_locked(
                 created: true,
                 available: rows,
                 export,
+                warnings: Vec::new(),
             })
         }
         Ok((_, rows)) => {
@@ -292,6 +306,7 @@ async fn create_locked(
                 created: false,
                 available: rows,
                 export: None,
+                warnings: Vec::new(),
             })
         }
         Err(e) => {

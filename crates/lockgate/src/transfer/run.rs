@@ -3,6 +3,15 @@
 //! rows together with the export's change to `completed`, or roll back and record
 //! the failing rows.
 //!
+//! A worker that takes over an expired claim first ends the session its previous
+//! holder wrote on (see `lockgate_db::exports::end_stale_session`): a holder stopped
+//! mid-write keeps its row locks for as long as its session lives, and PostgreSQL
+//! never times out a session that is in the middle of a COPY. Every lock wait of the
+//! data session is bounded by the lease besides, so a lock nobody ends fails the unit
+//! (retried, then the export given back) instead of holding the worker for ever.
+//! Row errors are recorded in the data transaction, with the `failed` status (or,
+//! with `--on-error skip`, with the commit of the good rows).
+//!
 //! Memory stays bounded: the row set's keys are spilled from the ledger to a
 //! temporary file (one line per key) before the data transaction starts (so that
 //! SQLite's single writer is never asked to read while it writes), and the source is
@@ -13,11 +22,11 @@ use super::def::Transfer;
 use super::plan::{self, convert, key_text, key_values, Plan};
 use super::{dest_err, source_err, TransferError};
 use lockgate_core::{Batch, Row, RowError};
-use lockgate_db::exports::{self, Claim, Export, ExportError, FailedRow};
+use lockgate_db::exports::{self, Claim, Export, ExportError, FailedRow, StaleEnd};
 use lockgate_db::ledger::{table_job, Holder, JobLock, Ledger, RunStatus};
 use lockgate_db::relation::{fetch_by_keys, fetch_range, MAX_KEY_PARAMS};
 use lockgate_db::writer::{
-    self, BatchSource, OnError, Progress, SourceError, WriteConfig, WriteError, WriteMode, WriteReport,
+    self, BatchSource, Progress, RetryPolicy, SourceError, WriteConfig, WriteError, WriteMode, WriteReport,
 };
 use lockgate_db::{Conn, DbError, DbUrl, Engine};
 use std::collections::{BTreeMap, HashMap};
@@ -123,6 +132,12 @@ pub enum TransferEvent {
         /// The message.
         message: String,
     },
+    /// Something went wrong around an export without changing its outcome (its
+    /// run's end could not be recorded, a stalled worker's session not ended).
+    Warning {
+        /// The message.
+        message: String,
+    },
 }
 
 /// One export that ran.
@@ -137,6 +152,11 @@ pub struct ExportOutcome {
     /// Why it did not finish, when it did not: its claim was taken over, or the
     /// worker was stopped.
     pub note: Option<String>,
+    /// What went wrong around the export without changing its outcome: the run's end
+    /// could not be recorded in `lockgate_runs`, a stalled worker's session could
+    /// not be ended.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// What [`run_pending`] did.
@@ -147,8 +167,9 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// 0 when every export completed, 3 when one failed with row errors, 1 when one
-    /// could not finish (its claim was lost).
+    /// 0 when every export completed (with `--on-error skip`, also when rows were
+    /// skipped), 3 when one failed with row errors, 1 when one could not finish (its
+    /// claim was lost).
     pub fn exit_code(&self) -> i32 {
         if self.exports.iter().any(|e| e.export.status == "failed") {
             3
@@ -219,6 +240,7 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
                         break;
                     }
                 };
+                let taken_over = take_over(ledger.conn(), &claim, opts.lease).await;
                 emit(
                     opts,
                     TransferEvent::Claimed {
@@ -228,7 +250,11 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
                     },
                 );
                 let outcome = run_claimed(t, &plan, &claim, &mut ledger, &holder, opts).await;
-                let outcome = unlock_table(&mut ledger, dest, table_lock, outcome).await?;
+                let mut outcome = unlock_table(&mut ledger, dest, table_lock, outcome).await?;
+                outcome.warnings.splice(0..0, taken_over);
+                for w in &outcome.warnings {
+                    emit(opts, TransferEvent::Warning { message: w.clone() });
+                }
                 emit(
                     opts,
                     TransferEvent::Finished {
@@ -273,6 +299,30 @@ async fn unlock_table<T>(
     let unlocked = ledger.unlock(lock).await.map_err(dest_err(dest));
     let done = work?;
     unlocked.map(|()| done)
+}
+
+/// Ends the session of the worker whose expired claim `claim` took over, so that
+/// its uncommitted rows do not hold this worker up. A session that cannot be ended
+/// (no right to) is a warning: this worker's lock waits are bounded by the lease.
+async fn take_over(ledger: &mut Conn, claim: &Claim, lease: Duration) -> Vec<String> {
+    if claim.stale.is_none() {
+        return Vec::new();
+    }
+    // Not longer than the heartbeat would wait to renew the new claim: it has not
+    // started yet.
+    let wait = (lease / 3).min(Duration::from_secs(10));
+    let warning = match exports::end_stale_session(ledger, claim, wait).await {
+        // Still rolling back is fine: this worker's lock waits cover the rest.
+        Ok(StaleEnd::Ended | StaleEnd::Gone | StaleEnd::StillClosing) => return Vec::new(),
+        Err(e) => format!(
+            "export {}: could not end the session of the worker whose lease expired ({e}); if it still holds \
+             rows this export needs, this run gives the export back after waiting a lease: run the workers as \
+             the same database user, or give them the right to end each other's sessions",
+            claim.id
+        ),
+    };
+    tracing::warn!("{warning}");
+    vec![warning]
 }
 
 fn stopping(opts: &RunOptions) -> bool {
@@ -739,19 +789,35 @@ async fn run_claimed(
         .and_then(|o| serde_json::to_value(&o.export).ok())
         .unwrap_or(serde_json::Value::Null);
     let written = result.as_ref().map_or(0, |o| o.export.rows_written.max(0) as u64);
-    let _ = ledger
+    let recorded = ledger
         .finish_run(run_id, status, written, &outcome_json, error.as_deref())
         .await;
-    result.map(|mut o| {
-        o.seconds = started.elapsed().as_secs_f64();
-        o
-    })
+    match (result, recorded) {
+        (Ok(mut o), recorded) => {
+            o.seconds = started.elapsed().as_secs_f64();
+            if let Err(e) = recorded {
+                o.warnings.push(not_recorded(run_id, &e));
+            }
+            Ok(o)
+        }
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(r)) => {
+            tracing::warn!("{}", not_recorded(run_id, &r));
+            Err(e)
+        }
+    }
+}
+
+/// The warning when a run's end could not be written to the ledger.
+fn not_recorded(run_id: i64, e: &DbError) -> String {
+    format!(
+        "the end of run {run_id} could not be recorded in lockgate_runs ({e}); the export's own status is right, \
+         and the run reads as abandoned once this process has exited"
+    )
 }
 
 /// Why the data transaction did not commit.
 enum Stop {
-    /// Rows failed.
-    Rows(Vec<RowError>),
     /// Another worker holds the claim now.
     Lost,
     /// The worker was told to stop now.
@@ -827,22 +893,8 @@ async fn run_export(
     }
     drop(spill);
     let note = match result {
+        // Completed, or failed with its row errors recorded: in the data transaction.
         Ok(None) => None,
-        Ok(Some(Stop::Rows(failed))) => {
-            let rows: Vec<FailedRow> = failed
-                .iter()
-                .map(|e| FailedRow {
-                    n: e.line.unwrap_or(0) as i64,
-                    column: e.column.clone(),
-                    code: e.code.clone(),
-                    message: e.message.clone(),
-                })
-                .collect();
-            let recorded = record_failure(ledger, claim, &rows, None, opts.lease)
-                .await
-                .map_err(dest_err(dest))?;
-            (!recorded).then(|| lost_note(claim))
-        }
         Ok(Some(Stop::Lost)) => Some(lost_note(claim)),
         Ok(Some(Stop::Aborted)) => {
             let why = "the worker was stopped; the export was rolled back and put back to pending";
@@ -870,7 +922,7 @@ async fn run_export(
         .await
         .map_err(dest_err(dest))?
         .ok_or_else(|| TransferError::NoSuchExport(claim.id, dest.redacted()))?;
-    let errors = if export.status == "failed" && note.is_none() {
+    let errors = if export.error_count > 0 && note.is_none() {
         exports::errors(ledger.conn(), claim.id).await.map_err(dest_err(dest))?
     } else {
         Vec::new()
@@ -880,6 +932,7 @@ async fn run_export(
         errors,
         seconds: 0.0,
         note,
+        warnings: Vec::new(),
     })
 }
 
@@ -897,7 +950,7 @@ async fn record_failure(
     loop {
         attempt += 1;
         match exports::fail(ledger.conn(), claim, rows, error).await {
-            Err(e) if e.is_transient() && Instant::now() < deadline => tokio::time::sleep(backoff(attempt)).await,
+            Err(e) if e.is_transient() && Instant::now() < deadline => tokio::time::sleep(busy_pause(attempt)).await,
             other => return other,
         }
     }
@@ -910,7 +963,7 @@ async fn give_back(ledger: &mut Ledger, claim: &Claim, why: &str, lease: Duratio
     loop {
         attempt += 1;
         match exports::release(ledger.conn(), claim, why).await {
-            Err(e) if e.is_transient() && Instant::now() < deadline => tokio::time::sleep(backoff(attempt)).await,
+            Err(e) if e.is_transient() && Instant::now() < deadline => tokio::time::sleep(busy_pause(attempt)).await,
             other => return other,
         }
     }
@@ -929,7 +982,8 @@ async fn after_failed_commit(
 ) -> Result<Option<String>, DbError> {
     let now = exports::get(ledger.conn(), claim.id).await?;
     match now {
-        Some(x) if x.status == "completed" && x.fence == claim.fence => Ok(None),
+        // The commit went through (the completion, or the failure with its errors).
+        Some(x) if x.fence == claim.fence && (x.status == "completed" || x.status == "failed") => Ok(None),
         Some(x) if x.fence != claim.fence || x.status != "running" => Ok(Some(lost_note(claim))),
         _ if e.is_transient() => {
             let why = format!("the commit did not go through ({e}); the export was put back to pending");
@@ -992,7 +1046,9 @@ async fn heartbeat(
 }
 
 /// Writes the export's rows: one transaction, or with `commit_every` one per chunk.
-/// `Ok(None)`: everything committed and the export is completed.
+/// `Ok(None)`: the export's verdict committed: completed (with `--on-error skip`,
+/// without its failing rows, which are recorded), or failed with its row errors
+/// recorded.
 #[allow(clippy::too_many_arguments)]
 async fn write_export(
     t: &Transfer,
@@ -1011,20 +1067,31 @@ async fn write_export(
     let cfg = WriteConfig {
         mode: t.mode,
         key: plan.key.clone(),
-        on_error: OnError::Rollback,
+        on_error: claim.on_error,
         nested: true,
         ..WriteConfig::default()
     };
     let mut data = Conn::connect(dest).await.map_err(dest_err(dest))?;
-    end_stalled_sessions(&mut data, opts.lease)
+    // A lock held longer than a lease is a stalled session's that could not be
+    // ended: fail the statement rather than wait for ever.
+    exports::bound_lock_waits(&mut data, opts.lease)
         .await
         .map_err(dest_err(dest))?;
+    if !exports::attach_session(&mut data, claim)
+        .await
+        .map_err(dest_err(dest))?
+    {
+        return Ok(Some(Stop::Lost));
+    }
     let mut written = claim_written(claim);
     let mut after = claim.committed_upto;
     if ends.is_empty() {
         // Every chunk was committed before the worker stopped: only the status is left.
         begin_data(&mut data, opts.lease).await.map_err(dest_err(dest))?;
-        if !exports::complete(&mut data, claim, written)
+        exports::guard_fence(&mut data, opts.lease)
+            .await
+            .map_err(dest_err(dest))?;
+        if !exports::complete(&mut data, claim, written, 0)
             .await
             .map_err(dest_err(dest))?
         {
@@ -1070,21 +1137,30 @@ async fn write_export(
                 Unit::Lost => return Ok(Some(Stop::Lost)),
             }
         };
-        if !report.failed.is_empty() {
-            data.rollback().await.map_err(dest_err(dest))?;
-            return Ok(Some(Stop::Rows(report.failed)));
-        }
-        written += (report.inserted + report.updated + report.unchanged) as i64;
-        after = upto;
-        let last = i + 1 == ends.len();
         if lost.load(Ordering::Relaxed) {
             data.rollback().await.map_err(dest_err(dest))?;
             return Ok(Some(Stop::Lost));
         }
-        let fenced = if last {
-            exports::complete(&mut data, claim, written).await
+        let failed = failed_rows(&report.failed);
+        let last = i + 1 == ends.len();
+        // The writer's unit is a savepoint in this transaction: with rollback or stop
+        // it has undone the unit's rows, and the failure is recorded in their place;
+        // with skip the good rows stay, and the failing ones are recorded with them.
+        let failed_whole = !failed.is_empty() && !report.committed;
+        exports::guard_fence(&mut data, opts.lease)
+            .await
+            .map_err(dest_err(dest))?;
+        let fenced = if failed_whole {
+            exports::fail_within(&mut data, claim, &failed, None).await
         } else {
-            exports::checkpoint(&mut data, claim, upto, written, opts.lease).await
+            written += (report.inserted + report.updated + report.unchanged) as i64;
+            after = upto;
+            let new_errors = failed.len() as i64;
+            match exports::add_errors(&mut data, claim.id, &failed).await {
+                Err(e) => Err(e),
+                Ok(()) if last => exports::complete(&mut data, claim, written, new_errors).await,
+                Ok(()) => exports::checkpoint(&mut data, claim, upto, written, new_errors, opts.lease).await,
+            }
         }
         .map_err(dest_err(dest))?;
         if !fenced {
@@ -1094,8 +1170,27 @@ async fn write_export(
         if let Err(e) = data.commit().await {
             return Ok(Some(Stop::Commit(e)));
         }
+        if failed_whole {
+            return Ok(None);
+        }
+        if !last {
+            exports::unguard_fence(&mut data).await.map_err(dest_err(dest))?;
+        }
     }
     Ok(None)
+}
+
+/// The writer's failing rows as the ledger records them (by number in the row set).
+fn failed_rows(failed: &[RowError]) -> Vec<FailedRow> {
+    failed
+        .iter()
+        .map(|e| FailedRow {
+            n: e.line.unwrap_or(0) as i64,
+            column: e.column.clone(),
+            code: e.code.clone(),
+            message: e.message.clone(),
+        })
+        .collect()
 }
 
 /// Begins the data transaction; on SQLite, where another writer (a `create`, another
@@ -1108,22 +1203,22 @@ async fn begin_data(data: &mut Conn, lease: Duration) -> Result<(), DbError> {
         attempt += 1;
         match data.begin().await {
             Err(e) if e.is_transient() && !e.is_connection_lost() && Instant::now() < deadline => {
-                tokio::time::sleep(backoff(attempt)).await;
+                tokio::time::sleep(busy_pause(attempt)).await;
             }
             other => return other,
         }
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((50u64 << attempt.min(5)) + fastrand::u64(0..100))
-}
-
-/// A worker that stalls (stopped, swapped out) past its lease must not keep holding
-/// the row locks the worker that took its export over waits for: the server ends
-/// the stalled worker's session once its transaction has been idle for a lease.
-async fn end_stalled_sessions(data: &mut Conn, lease: Duration) -> Result<(), DbError> {
-    data.set_idle_transaction_timeout(lease).await
+/// The pause before trying again a ledger write that another writer keeps busy
+/// (SQLite): the writer's backoff, from 50 ms up to 2 s.
+fn busy_pause(attempt: u32) -> Duration {
+    RetryPolicy {
+        attempts: u32::MAX,
+        base: Duration::from_millis(50),
+        max: Duration::from_secs(2),
+    }
+    .backoff(attempt)
 }
 
 fn claim_written(claim: &Claim) -> i64 {

@@ -453,6 +453,41 @@ async fn upsert_keys_compare_by_the_columns_collation() {
     assert_eq!(count(&mut conn, "ci_keys").await, 1);
 }
 
+#[tokio::test]
+async fn a_load_whose_end_cannot_be_recorded_says_so() {
+    let one = br#"{"customer_id": 1, "first_name": "Ann", "last_name": "Lee", "email": "a@x", "acquisition_date": "2026-01-01"}
+"#;
+    let (_dir, file) = temp_file("one.ndjson", one);
+    for engine in ENGINES {
+        let db = customers_db(engine).await;
+        // The ledger exists once a first load ran; then it refuses every run's end.
+        let r = load(&db, "customers", std::slice::from_ref(&file), |_| {})
+            .await
+            .unwrap();
+        assert!(r.warnings.is_empty(), "{engine}: {:?}", r.warnings);
+        db.conn()
+            .await
+            .batch(crate::transfer::refuse_run_ends(engine))
+            .await
+            .unwrap();
+        let r = load(&db, "customers", std::slice::from_ref(&file), |o| {
+            o.mode = WriteMode::Upsert
+        })
+        .await
+        .unwrap();
+        assert!(r.committed && r.exit_code() == 0, "{engine}");
+        assert_eq!(r.warnings.len(), 1, "{engine}: {:?}", r.warnings);
+        assert!(
+            r.warnings[0].contains("could not be recorded in lockgate_runs")
+                && r.warnings[0].contains("no run ends today"),
+            "{engine}: {:?}",
+            r.warnings
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["warnings"][0].is_string(), "{json:#}");
+    }
+}
+
 /// A CSV of one column reads an empty line as PostgreSQL's COPY does: a NULL row,
 /// loaded as one on every engine; in a CSV of several columns it is an error before
 /// anything is written.

@@ -96,6 +96,8 @@ fn events(src: &TestDb, dst: &TestDb) -> Transfer {
         batch_size: 2,
         mode: WriteMode::Insert,
         commit_every: None,
+        on_error: OnError::Rollback,
+        lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
     }
 }
 

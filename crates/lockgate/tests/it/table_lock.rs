@@ -85,6 +85,8 @@ async fn upsert_transfer(dest: &TestDb) -> (TestDb, Transfer) {
         batch_size: 100,
         mode: WriteMode::Upsert,
         commit_every: None,
+        on_error: lockgate_db::writer::OnError::Rollback,
+        lock_timeout: lockgate::transfer::DEFAULT_LOCK_TIMEOUT,
     };
     (src, t)
 }

@@ -6,7 +6,7 @@ use crate::support::{count, customers_schema, TestDb};
 use lockgate::transfer::{self, CreateOptions, RunOptions, SourceSpec, Transfer, TransferError};
 use lockgate_core::Value;
 use lockgate_db::exports;
-use lockgate_db::writer::WriteMode;
+use lockgate_db::writer::{OnError, WriteMode};
 use lockgate_db::{Conn, DbUrl, Engine};
 use std::time::Duration;
 
@@ -91,6 +91,8 @@ fn customers(p: &Pair) -> Transfer {
         batch_size: 64,
         mode: WriteMode::Insert,
         commit_every: None,
+        on_error: OnError::Rollback,
+        lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
     }
 }
 
@@ -243,6 +245,8 @@ async fn the_destination_check_reports_every_problem_and_writes_nothing() {
             batch_size: 100,
             mode: WriteMode::Insert,
             commit_every: None,
+            on_error: OnError::Rollback,
+            lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
         };
         let err = transfer::create(&t, &CreateOptions::default()).await.unwrap_err();
         let TransferError::Check(problems) = &err else {
@@ -324,6 +328,8 @@ async fn map_renames_sets_constants_and_evaluates_source_expressions() {
             batch_size: 2,
             mode: WriteMode::Insert,
             commit_every: None,
+            on_error: OnError::Rollback,
+            lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
         };
         let check = transfer::check(&t).await.unwrap();
         assert_eq!(check.key, vec!["id".to_string()]);
@@ -378,6 +384,8 @@ async fn a_value_that_does_not_convert_is_that_rows_error() {
             batch_size: 10,
             mode: WriteMode::Insert,
             commit_every: None,
+            on_error: OnError::Rollback,
+            lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
         };
         create(&t).await;
         let r = run(&t).await;
@@ -452,7 +460,7 @@ async fn a_worker_whose_lease_expired_cannot_commit_after_another_took_over() {
         assert_eq!(r.exports[0].export.fence, claim_a.fence + 1);
         // A wakes up and tries to commit its work: the fence refuses it.
         a.begin().await.unwrap();
-        assert!(!exports::complete(&mut a, &claim_a, 30).await.unwrap(), "{d:?}");
+        assert!(!exports::complete(&mut a, &claim_a, 30, 0).await.unwrap(), "{d:?}");
         a.rollback().await.unwrap();
         assert!(!exports::fail(&mut a, &claim_a, &[], None).await.unwrap());
         assert!(!exports::release(&mut a, &claim_a, "x").await.unwrap());
@@ -528,6 +536,8 @@ async fn a_composite_key_and_a_source_query_make_the_row_set() {
         batch_size: 4,
         mode: WriteMode::Insert,
         commit_every: None,
+        on_error: OnError::Rollback,
+        lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
     };
     assert_eq!(create(&t).await.export.unwrap().rows, 30);
     assert_eq!(run(&t).await.exit_code(), 0);
@@ -641,6 +651,8 @@ async fn a_source_that_gives_a_key_twice_creates_no_export() {
         batch_size: 10,
         mode: WriteMode::Insert,
         commit_every: None,
+        on_error: OnError::Rollback,
+        lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
     };
     let err = transfer::create(&t, &CreateOptions::default()).await.unwrap_err();
     assert!(
@@ -675,7 +687,7 @@ async fn a_chunked_export_whose_worker_died_resumes_after_its_committed_chunks()
         )
         .await
         .unwrap();
-        assert!(exports::checkpoint(&mut a, &claim, 1, 1, Duration::from_millis(1))
+        assert!(exports::checkpoint(&mut a, &claim, 1, 1, 0, Duration::from_millis(1))
             .await
             .unwrap());
         a.commit().await.unwrap();
@@ -836,4 +848,358 @@ async fn a_commit_the_destination_refuses_fails_the_export_and_keeps_nothing() {
     .await;
     assert_eq!(create(&t).await.export.map(|e| e.rows), Some(10));
     assert_eq!(run(&t).await.exports[0].export.status, "completed");
+}
+
+/// Source rows 7 and 250 with a NULL name: rows the destination refuses.
+async fn two_bad_rows(p: &Pair) {
+    exec(
+        &p.src.url,
+        "UPDATE customers SET first_name = NULL WHERE customer_id = 7",
+    )
+    .await;
+    exec(
+        &p.src.url,
+        "UPDATE customers SET last_name = NULL WHERE customer_id = 250",
+    )
+    .await;
+}
+
+fn failed_keys(o: &transfer::ExportOutcome) -> Vec<String> {
+    o.errors.iter().map(|x| x.key.clone()).collect()
+}
+
+#[tokio::test]
+async fn on_error_skip_keeps_the_good_rows_and_frees_the_failing_ones() {
+    for (s, d) in PAIRS {
+        for commit_every in [None, Some(100)] {
+            let p = pair(s, d, 300).await;
+            let t = Transfer {
+                on_error: OnError::Skip,
+                commit_every,
+                ..customers(&p)
+            };
+            two_bad_rows(&p).await;
+            let id = create(&t).await.export.unwrap().id;
+            // The policy is the export's: a runner with another one runs it as created.
+            let runner = Transfer {
+                on_error: OnError::Rollback,
+                ..t.clone()
+            };
+            let r = run(&runner).await;
+            let why = format!("{s:?}->{d:?} every {commit_every:?}");
+            assert_eq!(r.exit_code(), 0, "{why}: {:?}", r.exports);
+            let o = &r.exports[0];
+            assert_eq!(o.export.status, "completed", "{why}");
+            assert_eq!((o.export.rows_written, o.export.error_count), (298, 2), "{why}");
+            assert_eq!(failed_keys(o), ["7", "250"], "{why}");
+            assert_eq!(count(&mut p.dst.conn().await, "customers").await, 298, "{why}");
+            // The skipped rows are not held by the completed export: fixed, a new
+            // export takes exactly them.
+            exec(
+                &p.src.url,
+                "UPDATE customers SET first_name = 'Fixed' WHERE customer_id = 7",
+            )
+            .await;
+            exec(
+                &p.src.url,
+                "UPDATE customers SET last_name = 'Fixed' WHERE customer_id = 250",
+            )
+            .await;
+            let c = create(&t).await;
+            assert_eq!(c.export.as_ref().unwrap().rows, 2, "{why}");
+            let r = run(&t).await;
+            assert_eq!(r.exports[0].export.status, "completed", "{why}");
+            assert_eq!(count(&mut p.dst.conn().await, "customers").await, 300, "{why}");
+            assert!(!create(&t).await.created, "{why}");
+            let h = transfer::history(&p.dst.url, "250", None).await.unwrap();
+            assert_eq!(h.len(), 2, "{why}: {h:?}");
+            assert_eq!((h[0].export_id, h[0].status.as_str()), (id, "completed"), "{why}");
+            assert!(
+                h[0].error.as_deref().is_some_and(|e| e.starts_with("last_name: ")),
+                "{why}: {h:?}"
+            );
+            assert_eq!(h[1].error, None, "{why}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn on_error_stop_keeps_nothing_and_records_the_first_failing_row() {
+    for (s, d) in PAIRS {
+        let p = pair(s, d, 300).await;
+        let t = Transfer {
+            on_error: OnError::Stop,
+            ..customers(&p)
+        };
+        two_bad_rows(&p).await;
+        create(&t).await;
+        let r = run(&t).await;
+        assert_eq!(r.exit_code(), 3, "{s:?}->{d:?}");
+        let o = &r.exports[0];
+        assert_eq!(
+            (o.export.status.as_str(), o.export.error_count),
+            ("failed", 1),
+            "{s:?}->{d:?}"
+        );
+        assert_eq!(failed_keys(o), ["7"], "{s:?}->{d:?}");
+        assert_eq!(count(&mut p.dst.conn().await, "customers").await, 0, "{s:?}->{d:?}");
+        // All its rows are free again.
+        assert_eq!(create(&t).await.export.unwrap().rows, 300, "{s:?}->{d:?}");
+    }
+}
+
+#[tokio::test]
+async fn create_waits_for_another_create_up_to_its_lock_timeout() {
+    for d in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let p = pair(Engine::Sqlite, d, 20).await;
+        let t = Transfer {
+            lock_timeout: Duration::from_millis(300),
+            ..customers(&p)
+        };
+        let mut other = lockgate_db::ledger::Ledger::open(&p.dst.url).await.unwrap();
+        let holder = lockgate_db::ledger::Holder::current("another create");
+        let lock = other
+            .lock("transfer-create:customers", &holder, Duration::ZERO)
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let err = transfer::create(&t, &CreateOptions::default()).await.unwrap_err();
+        let waited = started.elapsed();
+        assert!(err.to_string().contains("is locked by another create"), "{d:?}: {err}");
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+            "{d:?}: {waited:?}"
+        );
+        assert_eq!(transfer::list(&p.dst.url, None, 10).await.unwrap().len(), 0, "{d:?}");
+        other.unlock(lock).await.unwrap();
+        assert!(create(&t).await.created, "{d:?}");
+    }
+}
+
+#[test]
+fn on_error_and_lock_timeout_come_from_lockgate_toml_and_flags() {
+    let head = "[transfers.c]\nsource = \"sqlite://a.db\"\nsource_table = \"t\"\ndest = \"sqlite://b.db\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lockgate.toml");
+    let load = |tail: &str| {
+        std::fs::write(&path, format!("{head}{tail}")).unwrap();
+        lockgate::Config::load(&path, true)
+    };
+    let resolve = |config: &lockgate::Config, flags| Transfer::resolve("c", config, flags).unwrap();
+    let config = load("on_error = \"skip\"\nlock_timeout = 5\n").unwrap();
+    let t = resolve(&config, transfer::TransferSpec::default());
+    assert_eq!((t.on_error, t.lock_timeout), (OnError::Skip, Duration::from_secs(5)));
+    // Durations as every flag takes them.
+    for (given, expect) in [("2.5", 2_500), ("\"30s\"", 30_000), ("\"5m\"", 300_000), ("0", 0)] {
+        let config = load(&format!("lock_timeout = {given}\n")).unwrap();
+        let t = resolve(&config, Default::default());
+        assert_eq!(t.lock_timeout, Duration::from_millis(expect), "{given}");
+    }
+    // Flags override the file.
+    let flags = transfer::TransferSpec {
+        on_error: Some(OnError::Stop),
+        lock_timeout: Some(Duration::from_millis(500)),
+        ..Default::default()
+    };
+    let t = resolve(&config, flags);
+    assert_eq!(
+        (t.on_error, t.lock_timeout),
+        (OnError::Stop, Duration::from_millis(500))
+    );
+    // Defaults: all or nothing, a minute.
+    let t = resolve(&load("").unwrap(), Default::default());
+    assert_eq!(
+        (t.on_error, t.lock_timeout),
+        (OnError::Rollback, Duration::from_secs(60))
+    );
+    // Bad values name the file and line, and what to write.
+    let err = load("on_error = \"ignore\"\n").unwrap_err().to_string();
+    assert!(err.contains("lockgate.toml:5") && err.contains("ignore"), "{err}");
+    for bad in ["-1", "\"inf\"", "1e20", "\"5 minutes\"", "\"8000h\""] {
+        let err = load(&format!("lock_timeout = {bad}\n")).unwrap_err().to_string();
+        assert!(
+            err.contains("lockgate.toml:5") && err.contains("is not a duration") && err.contains("30s, 5m"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+/// A source that answers one page slowly (longer than the lease) while the
+/// destination session waits inside its transaction, in a key mode: the export still
+/// completes (it is no stall; the lease is renewed), rather than having its session
+/// ended and the export given back to be retried for ever.
+#[tokio::test]
+async fn a_slow_source_page_in_a_key_mode_does_not_end_the_export() {
+    for (s, d) in [(Engine::Postgres, Engine::Mysql), (Engine::Mysql, Engine::Postgres)] {
+        let p = pair(s, d, 200).await;
+        let sleep = match s {
+            Engine::Postgres => "(SELECT first_name FROM pg_sleep(2.5))",
+            _ => "concat(first_name, left(sleep(2.5), 0))",
+        };
+        let query = format!(
+            "SELECT customer_id, CASE WHEN customer_id = 150 THEN {sleep} ELSE first_name END AS first_name, \
+             last_name, email, phone, city, acquisition_date, lifetime_value FROM customers"
+        );
+        let t = Transfer {
+            from: SourceSpec::Query(query),
+            mode: WriteMode::Upsert,
+            batch_size: 25,
+            ..customers(&p)
+        };
+        // Rows already there, so that the upsert stages and joins (an empty table
+        // would take the insert path).
+        let mut dst = p.dst.conn().await;
+        dst.batch(
+            "INSERT INTO customers (customer_id, first_name, last_name, email, acquisition_date) \
+             VALUES (1, 'Old', 'Old', 'old@example.com', '2020-01-01')",
+        )
+        .await
+        .unwrap();
+        create(&t).await;
+        let opts = RunOptions {
+            lease: Duration::from_secs(1),
+            ..RunOptions::default()
+        };
+        let started = std::time::Instant::now();
+        let r = transfer::run_pending(std::slice::from_ref(&t), &opts).await.unwrap();
+        assert_eq!(r.exit_code(), 0, "{s:?}->{d:?}: {:?}", r.exports);
+        assert!(
+            started.elapsed() >= Duration::from_millis(2500),
+            "the slow page was not read"
+        );
+        let o = &r.exports[0];
+        assert_eq!(
+            (o.export.status.as_str(), o.export.attempts),
+            ("completed", 1),
+            "{s:?}->{d:?}"
+        );
+        assert_eq!(count(&mut dst, "customers").await, 200, "{s:?}->{d:?}");
+    }
+}
+
+/// A failed export's row errors are recorded in the transaction that marks it
+/// failed, under the claim's fence: while it is being recorded nobody can claim the
+/// export (its lease may have run out meanwhile), and once it is recorded it is no
+/// longer claimable, so no second worker runs it again and drops them.
+#[tokio::test]
+async fn row_errors_are_recorded_before_the_export_can_be_claimed_again() {
+    for d in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let p = pair(Engine::Sqlite, d, 10).await;
+        let t = customers(&p);
+        let id = create(&t).await.export.unwrap().id;
+        let names = vec!["customers".to_string()];
+        let mut a = Conn::connect(&p.dst.url).await.unwrap();
+        // A lease that has run out by the time the errors are recorded.
+        let claim = exports::claim(&mut a, &names, "worker A", Duration::from_millis(1))
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        a.begin().await.unwrap();
+        let rows = [exports::FailedRow {
+            n: 3,
+            column: Some("first_name".into()),
+            code: "23502".into(),
+            message: "null value".into(),
+        }];
+        assert!(
+            exports::fail_within(&mut a, &claim, &rows, None).await.unwrap(),
+            "{d:?}"
+        );
+        let mut b = Conn::connect(&p.dst.url).await.unwrap();
+        let during = exports::claim(&mut b, &names, "worker B", Duration::from_secs(60)).await;
+        assert!(matches!(during, Ok(None)), "{d:?}: {during:?}");
+        a.commit().await.unwrap();
+        let after = exports::claim(&mut b, &names, "worker B", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(after, None, "{d:?}");
+        let shown = transfer::show(&p.dst.url, id).await.unwrap();
+        assert_eq!((shown.export.status.as_str(), shown.export.error_count), ("failed", 1));
+        assert_eq!(shown.errors.len(), 1, "{d:?}");
+        assert_eq!(shown.errors[0].key, "3", "{d:?}");
+    }
+}
+
+/// The statement that makes the ledger refuse to record any run's end.
+pub(crate) fn refuse_run_ends(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => {
+            "CREATE FUNCTION lg_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.ended_at IS NOT NULL THEN RAISE EXCEPTION 'no run ends today'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER lg_refuse BEFORE UPDATE ON lockgate_runs FOR EACH ROW EXECUTE FUNCTION lg_refuse()"
+        }
+        Engine::Mysql => {
+            "CREATE TRIGGER lg_refuse BEFORE UPDATE ON lockgate_runs FOR EACH ROW BEGIN \
+             IF NEW.ended_at IS NOT NULL THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'no run ends today'; END IF; END"
+        }
+        Engine::Sqlite => {
+            "CREATE TRIGGER lg_refuse BEFORE UPDATE ON lockgate_runs WHEN NEW.ended_at IS NOT NULL \
+             BEGIN SELECT RAISE(ABORT, 'no run ends today'); END"
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_run_end_that_cannot_be_recorded_is_a_warning_not_silence() {
+    for d in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let p = pair(Engine::Sqlite, d, 20).await;
+        let t = customers(&p);
+        create(&t).await;
+        exec(&p.dst.url, refuse_run_ends(d)).await;
+        let r = run(&t).await;
+        assert_eq!(r.exit_code(), 0, "{d:?}");
+        let o = &r.exports[0];
+        assert_eq!(o.export.status, "completed", "{d:?}");
+        assert_eq!(o.warnings.len(), 1, "{d:?}: {:?}", o.warnings);
+        assert!(
+            o.warnings[0].contains("could not be recorded in lockgate_runs")
+                && o.warnings[0].contains("no run ends today"),
+            "{d:?}: {:?}",
+            o.warnings
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["exports"][0]["warnings"][0].is_string(), "{json:#}");
+    }
+}
+
+/// A row lock that nobody ends (another application's open transaction, or a stalled
+/// worker whose session could not be ended) fails the export after lock waits
+/// bounded by the lease, and gives it back to pending, rather than holding the
+/// worker for ever; once the lock is gone the same export completes.
+#[tokio::test]
+async fn a_lock_nobody_ends_gives_the_export_back_after_bounded_waits() {
+    for d in [Engine::Postgres, Engine::Mysql] {
+        let p = pair(Engine::Sqlite, d, 40).await;
+        let t = customers(&p);
+        let id = create(&t).await.export.unwrap().id;
+        let mut holder = p.dst.conn().await;
+        holder.begin().await.unwrap();
+        holder
+            .batch(
+                "INSERT INTO customers (customer_id, first_name, last_name, email, acquisition_date) \
+                 VALUES (5, 'Held', 'Held', 'held@example.com', '2020-01-01')",
+            )
+            .await
+            .unwrap();
+        let opts = RunOptions {
+            lease: Duration::from_secs(1),
+            ..RunOptions::default()
+        };
+        let started = std::time::Instant::now();
+        let err = transfer::run_pending(std::slice::from_ref(&t), &opts)
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(20), "{d:?}: {took:?}");
+        assert!(err.to_string().to_lowercase().contains("lock"), "{d:?}: {err}");
+        let e = transfer::show(&p.dst.url, id).await.unwrap().export;
+        assert_eq!(e.status, "pending", "{d:?}: {e:?}");
+        assert!(e.error.is_some(), "{d:?}: {e:?}");
+        holder.rollback().await.unwrap();
+        let r = transfer::run_pending(std::slice::from_ref(&t), &opts).await.unwrap();
+        assert_eq!(r.exports[0].export.status, "completed", "{d:?}");
+        assert_eq!(count(&mut p.dst.conn().await, "customers").await, 40, "{d:?}");
+        eprintln!("{d:?}: gave the export back after {took:?}");
+    }
 }
