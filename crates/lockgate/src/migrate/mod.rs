@@ -36,6 +36,7 @@ use lockgate_bundle::{
 };
 use lockgate_core::{RowError, Table, Value};
 use lockgate_db::ledger::{Holder, Ledger, RunStatus};
+use lockgate_db::rows;
 use lockgate_db::schema::SchemaChange;
 use lockgate_db::versions::{self, AppliedVersion, LogEntry, RowImage};
 use lockgate_db::writer::{self, Capture, OnError, Progress, WriteConfig, WriteError, WriteMode};
@@ -1693,21 +1694,14 @@ async fn clear_table(
     tenants: Option<(&String, &Vec<String>)>,
     capture: Option<Capture>,
 ) -> Result<u64, MigrateError> {
-    let d = conn.dialect();
-    let mut params = Vec::new();
-    let filter = match tenants {
-        None => "1 = 1".to_string(),
-        Some((col, list)) => {
-            let col = table.column(col).map(|c| c.name.clone()).unwrap_or_else(|| col.clone());
-            let marks: Vec<String> = list
-                .iter()
-                .map(|t| {
-                    params.push(Value::Text(t.clone()));
-                    d.param(params.len())
-                })
-                .collect();
-            format!("{} IN ({})", d.quote(&col), marks.join(", "))
-        }
+    let tenant_values: Vec<Value> = tenants
+        .map(|(_, list)| list.iter().map(|t| Value::Text(t.clone())).collect())
+        .unwrap_or_default();
+    let tenant_column =
+        tenants.map(|(col, _)| table.column(col).map(|c| c.name.clone()).unwrap_or_else(|| col.clone()));
+    let filter = match &tenant_column {
+        None => rows::Filter::All,
+        Some(col) => rows::Filter::In(col, &tenant_values),
     };
     if let Some(capture) = capture {
         // The images of the rows about to go, a page at a time (in key order) when the
@@ -1734,14 +1728,7 @@ async fn clear_table(
         };
         if table.primary_key.is_empty() {
             let all: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-            let kinds: Vec<lockgate_core::Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
-            let sql = format!(
-                "SELECT {} FROM {} WHERE {filter}",
-                d.columns(None, &all),
-                d.table(&table.name)
-            );
-            let images: Vec<RowImage> = conn
-                .query(&sql, &params, Some(&kinds))
+            let images: Vec<RowImage> = rows::select_where(conn, table, filter)
                 .await?
                 .iter()
                 .map(|r| image(&all, r))
@@ -1763,8 +1750,7 @@ async fn clear_table(
             }
         }
     }
-    let sql = format!("DELETE FROM {} WHERE {filter}", d.table(&table.name));
-    Ok(conn.execute(&sql, &params).await?)
+    Ok(rows::delete_where(conn, table, filter).await?)
 }
 
 /// Reads the failing records back from their files, so the log shows their data.
