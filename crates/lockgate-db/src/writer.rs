@@ -1,7 +1,8 @@
 //! The bulk writer: every write mode on every engine, all-or-nothing by default,
 //! with error isolation that finds every failing row.
 //!
-//! The happy path takes no savepoints: rows go through the engine's fast path
+//! The happy path takes no savepoints of its own (a nested unit runs under one, in
+//! its caller's transaction; nothing else): rows go through the engine's fast path
 //! (COPY, LOAD DATA LOCAL, a reused prepared statement) straight into the table for
 //! `insert`, or into a staging table followed by set-based statements for the key
 //! modes. When the engine fails a statement (PostgreSQL then aborts the whole
