@@ -10,6 +10,7 @@
 
 pub mod browse;
 pub mod conn;
+pub mod demo;
 pub mod dialect;
 pub mod error;
 pub mod exports;
@@ -21,6 +22,7 @@ pub mod read;
 mod read_back;
 pub mod relation;
 pub mod rowdiff;
+pub mod rows;
 pub mod schema;
 pub mod session;
 pub mod sqlite;

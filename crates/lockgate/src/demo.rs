@@ -9,6 +9,7 @@
 use crate::transfer::{self, CreateOptions, RunOptions, Transfer, TransferError};
 use chrono::{Days, Utc};
 use lockgate_core::{Row, TableName, Value};
+use lockgate_db::demo::{self as sample, Name, Side};
 use lockgate_db::{Conn, DbError, DbUrl};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -118,11 +119,6 @@ pub struct DemoReport {
     pub exports: Vec<lockgate_db::exports::Export>,
 }
 
-const SOURCE_SCHEMA: &str = "CREATE TABLE customers (CustomerID INTEGER PRIMARY KEY, FirstName TEXT, LastName TEXT, \
-     Email TEXT NOT NULL, Phone TEXT, City TEXT, AcquisitionDate DATE NOT NULL)";
-const DEST_SCHEMA: &str = "CREATE TABLE customers (CustomerID INTEGER PRIMARY KEY, FirstName TEXT NOT NULL, \
-     LastName TEXT NOT NULL, Email TEXT NOT NULL, Phone TEXT, City TEXT, AcquisitionDate DATE NOT NULL)";
-
 const FIRST: &[&str] = &[
     "Ann", "Bob", "Cara", "Dan", "Eve", "Finn", "Gus", "Hana", "Ivan", "Jill", "Kemal", "Lena", "Mo", "Nia", "Omar",
     "Pia", "Zoë", "José",
@@ -173,19 +169,15 @@ pub async fn report(files: DemoFiles, created: bool) -> Result<DemoReport, DemoE
 
 async fn count(url: &DbUrl) -> Result<i64, DemoError> {
     let mut conn = Conn::connect(url).await?;
-    let rows = conn.query("SELECT count(*) FROM customers", &[], None).await?;
-    Ok(match rows.first().and_then(|r| r.first()) {
-        Some(Value::Int(n)) => *n,
-        _ => 0,
-    })
+    Ok(sample::count_customers(&mut conn).await?)
 }
 
 async fn make(files: &DemoFiles) -> Result<(), DemoError> {
     let t = files.transfer()?;
     let mut src = Conn::connect(&t.source).await?;
-    src.batch(SOURCE_SCHEMA).await?;
+    sample::create_customers(&mut src, Side::Source).await?;
     let mut dst = Conn::connect(&t.dest).await?;
-    dst.batch(DEST_SCHEMA).await?;
+    sample::create_customers(&mut dst, Side::Destination).await?;
     drop(dst);
     let toml = format!(
         "# The demo's transfer: `lockgate --config {config} transfer create customers`, then `transfer run`.\n\
@@ -213,29 +205,13 @@ async fn make(files: &DemoFiles) -> Result<(), DemoError> {
         next += size;
         if wave == 2 {
             // The seed's way to make an export fail: NULL names in the source.
-            src.execute(
-                "UPDATE customers SET FirstName = NULL WHERE CustomerID = ?1",
-                &[Value::Int(first + 33)],
-            )
-            .await?;
-            src.execute(
-                "UPDATE customers SET LastName = NULL WHERE CustomerID = ?1",
-                &[Value::Int(first + 117)],
-            )
-            .await?;
+            sample::set_name(&mut src, first + 33, Name::First, None).await?;
+            sample::set_name(&mut src, first + 117, Name::Last, None).await?;
             transfer::create(&t, &CreateOptions::default()).await?;
             transfer::run_pending(std::slice::from_ref(&t), &quiet).await?;
             // Corrected, then exported again.
-            src.execute(
-                "UPDATE customers SET FirstName = 'Nia' WHERE CustomerID = ?1",
-                &[Value::Int(first + 33)],
-            )
-            .await?;
-            src.execute(
-                "UPDATE customers SET LastName = 'Moore' WHERE CustomerID = ?1",
-                &[Value::Int(first + 117)],
-            )
-            .await?;
+            sample::set_name(&mut src, first + 33, Name::First, Some("Nia")).await?;
+            sample::set_name(&mut src, first + 117, Name::Last, Some("Moore")).await?;
         }
         transfer::create(&t, &CreateOptions::default()).await?;
         transfer::run_pending(std::slice::from_ref(&t), &quiet).await?;
@@ -315,12 +291,9 @@ pub async fn generate(dir: &Path, n: i64) -> Result<std::ops::Range<i64>, DemoEr
     }
     let t = files.transfer()?;
     let mut src = Conn::connect(&t.source).await?;
-    let rows = src
-        .query("SELECT coalesce(max(CustomerID), 0) FROM customers", &[], None)
-        .await?;
-    let first = match rows.first().and_then(|r| r.first()) {
-        Some(Value::Int(m)) => m + 1,
-        _ => 1,
+    let first = match sample::max_customer_id(&mut src).await? {
+        Some(m) => m + 1,
+        None => 1,
     };
     let mut rng = fastrand::Rng::new();
     let today = Utc::now().date_naive();

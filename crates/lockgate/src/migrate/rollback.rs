@@ -396,18 +396,11 @@ async fn current_rows(
     table: &Table,
     rows: &[&Net],
 ) -> Result<HashMap<String, serde_json::Map<String, serde_json::Value>>, MigrateError> {
-    let d = conn.dialect();
     let all: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-    let kinds: Vec<lockgate_core::Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
     let mut out = HashMap::new();
     for chunk in rows.chunks(300) {
-        let (cond, params) = key_condition(conn, table, chunk.iter().map(|n| &n.key))?;
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {cond}",
-            d.columns(None, &all),
-            d.table(&table.name)
-        );
-        for row in conn.query(&sql, &params, Some(&kinds)).await? {
+        let keys = key_values(table, chunk.iter().map(|n| &n.key))?;
+        for row in lockgate_db::rows::select_by_keys(conn, table, &keys).await? {
             let obj: serde_json::Map<String, serde_json::Value> =
                 all.iter().cloned().zip(row.iter().map(Value::to_json)).collect();
             let key: serde_json::Map<String, serde_json::Value> = chunk[0]
@@ -421,17 +414,14 @@ async fn current_rows(
     Ok(out)
 }
 
-/// `(k1 = ? AND k2 = ?) OR …` for keys given as JSON, with their bound values.
-fn key_condition<'a>(
-    conn: &Conn,
+/// Keys given as JSON, as the table's columns and typed values.
+fn key_values<'a>(
     table: &Table,
     keys: impl Iterator<Item = &'a serde_json::Map<String, serde_json::Value>>,
-) -> Result<(String, Vec<Value>), MigrateError> {
-    let d = conn.dialect();
-    let mut params = Vec::new();
-    let mut ors = Vec::new();
+) -> Result<Vec<lockgate_db::rows::KeyValues>, MigrateError> {
+    let mut out = Vec::new();
     for key in keys {
-        let mut ands = Vec::new();
+        let mut cols = Vec::new();
         for (c, j) in key {
             let col = table.column(c).ok_or_else(|| {
                 MigrateError::Input(format!(
@@ -442,27 +432,20 @@ fn key_condition<'a>(
             let v = col.kind.parse_json(j).map_err(|e| {
                 MigrateError::Input(format!("cannot roll back table {}: key {c} = {j}: {e}", table.name))
             })?;
-            if v.is_null() {
-                ands.push(format!("{} IS NULL", d.quote(&col.name)));
-            } else {
-                params.push(v);
-                ands.push(format!("{} = {}", d.quote(&col.name), d.param(params.len())));
-            }
+            cols.push((col.name.clone(), v));
         }
-        ors.push(format!("({})", ands.join(" AND ")));
+        out.push(cols);
     }
-    Ok((ors.join(" OR "), params))
+    Ok(out)
 }
 
 /// Deletes the rows the versions inserted (that were not there before).
 async fn delete_inserted(conn: &mut Conn, table: &Table, rows: &[&Net]) -> Result<u64, MigrateError> {
-    let d = conn.dialect();
     let mut deleted = 0;
     let gone: Vec<&&Net> = rows.iter().filter(|n| n.before.is_none()).collect();
     for chunk in gone.chunks(300) {
-        let (cond, params) = key_condition(conn, table, chunk.iter().map(|n| &n.key))?;
-        deleted += conn
-            .execute(&format!("DELETE FROM {} WHERE {cond}", d.table(&table.name)), &params)
+        let keys = key_values(table, chunk.iter().map(|n| &n.key))?;
+        deleted += lockgate_db::rows::delete_by_keys(conn, table, &keys)
             .await
             .map_err(|e| {
                 MigrateError::Input(format!(
