@@ -979,9 +979,7 @@ async fn stale_sessions(conn: &mut Conn, id: i64, fence: i64) -> Result<Option<V
 /// then the export given back) instead of waiting for ever.
 pub async fn bound_lock_waits(data: &mut Conn, wait: Duration) -> Result<(), DbError> {
     match data.engine() {
-        Engine::Postgres => {
-            data.batch(&format!("SET lock_timeout = {}", setting_ms(wait))).await
-        }
+        Engine::Postgres => data.batch(&format!("SET lock_timeout = {}", setting_ms(wait))).await,
         Engine::Mysql => {
             data.batch(&format!(
                 "SET SESSION innodb_lock_wait_timeout = {}",

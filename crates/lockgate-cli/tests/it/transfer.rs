@@ -597,7 +597,11 @@ async fn export_state(s: &Setup, id: i64) -> Vec<Value> {
 async fn stopped_for_good(engine: Engine, mode: &str) {
     let started = Instant::now();
     let s = Setup::new(engine, &["customers"]).await;
-    let create = s.args(&["transfer", "create", "customers"], "customers", &["--json", "--mode", mode]);
+    let create = s.args(
+        &["transfer", "create", "customers"],
+        "customers",
+        &["--json", "--mode", mode],
+    );
     let id = s.created("customers", &s.lockgate(&create));
     let lease = Duration::from_secs(3);
     let run = s.args(

@@ -74,10 +74,7 @@ async fn a_takeover_ends_the_marked_session_not_the_recorded_id() {
         let innocent_id = session_id(&mut innocent).await;
         ledger
             .conn()
-            .execute(
-                &format!("UPDATE lockgate_exports SET backend_id = {innocent_id}"),
-                &[],
-            )
+            .execute(&format!("UPDATE lockgate_exports SET backend_id = {innocent_id}"), &[])
             .await
             .unwrap();
         let second = exports::claim(ledger.conn(), &["t".to_string()], "B", Duration::from_secs(60))
@@ -138,7 +135,10 @@ async fn timeout_settings_take_any_duration() {
             .await
             .unwrap_or_else(|e| panic!("{engine}: {e}"))
             .expect("a claim");
-        assert!(exports::renew(ledger.conn(), &claim, Duration::MAX).await.unwrap(), "{engine}");
+        assert!(
+            exports::renew(ledger.conn(), &claim, Duration::MAX).await.unwrap(),
+            "{engine}"
+        );
         let mut data = db.conn().await;
         exports::bound_lock_waits(&mut data, Duration::MAX)
             .await

@@ -1092,7 +1092,21 @@ async fn write_export(
         .await
         .map_err(dest_err(dest))?;
     let result = match replan(t, session.conn()).await {
-        Ok(plan) => write_chunks(t, Arc::new(plan), claim, opts, keys, count, ends, done, lost, session.conn()).await,
+        Ok(plan) => {
+            write_chunks(
+                t,
+                Arc::new(plan),
+                claim,
+                opts,
+                keys,
+                count,
+                ends,
+                done,
+                lost,
+                session.conn(),
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     // A unit cut short mid-statement leaves the connection unusable: the server
@@ -1147,9 +1161,7 @@ async fn write_chunks(
     if ends.is_empty() {
         // Every chunk was committed before the worker stopped: only the status is left.
         begin_data(data, opts.lease).await.map_err(dest_err(dest))?;
-        exports::guard_fence(data, opts.lease)
-            .await
-            .map_err(dest_err(dest))?;
+        exports::guard_fence(data, opts.lease).await.map_err(dest_err(dest))?;
         if !exports::complete(data, claim, written, 0)
             .await
             .map_err(dest_err(dest))?
@@ -1206,9 +1218,7 @@ async fn write_chunks(
         // it has undone the unit's rows, and the failure is recorded in their place;
         // with skip the good rows stay, and the failing ones are recorded with them.
         let failed_whole = !failed.is_empty() && !report.committed;
-        exports::guard_fence(data, opts.lease)
-            .await
-            .map_err(dest_err(dest))?;
+        exports::guard_fence(data, opts.lease).await.map_err(dest_err(dest))?;
         let fenced = if failed_whole {
             exports::fail_within(data, claim, &failed, None).await
         } else {

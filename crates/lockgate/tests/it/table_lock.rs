@@ -355,7 +355,9 @@ async fn a_transfer_that_waited_for_the_table_writes_it_as_it_is_after_the_wait(
         let db = customers_db(engine).await;
         let mut conn = db.conn().await;
         conn.batch("ALTER TABLE customers DROP COLUMN city").await.unwrap();
-        conn.batch("ALTER TABLE customers ADD COLUMN city integer").await.unwrap();
+        conn.batch("ALTER TABLE customers ADD COLUMN city integer")
+            .await
+            .unwrap();
         let (src, t) = upsert_transfer(&db).await;
         src.conn()
             .await
@@ -388,12 +390,11 @@ async fn a_transfer_that_waited_for_the_table_writes_it_as_it_is_after_the_wait(
         tokio::time::sleep(Duration::from_millis(1000)).await;
         assert!(!waiting.is_finished(), "{engine}: the export must wait for the lock");
         conn.batch("ALTER TABLE customers DROP COLUMN city").await.unwrap();
-        conn.batch("ALTER TABLE customers ADD COLUMN city varchar(20)").await.unwrap();
-        ledger.unlock(lock).await.unwrap();
-        let r = waiting
+        conn.batch("ALTER TABLE customers ADD COLUMN city varchar(20)")
             .await
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+            .unwrap();
+        ledger.unlock(lock).await.unwrap();
+        let r = waiting.await.unwrap().unwrap_or_else(|e| panic!("{engine}: {e}"));
         assert_eq!(r.exit_code(), 0, "{engine}: {r:?}");
         assert_eq!(export_status(&mut conn, export).await, "completed", "{engine}");
         let rows = conn
