@@ -3,7 +3,8 @@
 //! (its `application_name`, a named lock), never a session that only has the
 //! recorded id (a connection id the server counts again from 1 after a restart, a
 //! pid reused) nor one of another database; a worker without the right to end it
-//! is told so, not told it was gone; and timeout settings take any `Duration`.
+//! is told so, not told it was gone, and the next claimer still finds the session;
+//! and timeout settings take any `Duration`.
 
 use crate::support::TestDb;
 use lockgate_core::Value;
@@ -153,5 +154,41 @@ async fn timeout_settings_take_any_duration() {
             .await
             .unwrap();
         assert_eq!(other, None, "{engine}");
+    }
+}
+
+/// Worker B takes the export over but cannot end A's session (no right to), and
+/// gives the export back, which clears the recorded session id: worker C, taking
+/// it over next, still finds A's session (by its mark) and ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_one_claimer_could_not_end_is_ended_by_the_next() {
+    for engine in SERVERS {
+        let db = TestDb::new(engine).await;
+        let mut ledger = Ledger::open(&db.url).await.unwrap();
+        let (_, mut a) = stalled_claim(&db, &mut ledger).await;
+        let b = exports::claim(ledger.conn(), &["t".to_string()], "B", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .expect("the expired claim is claimable");
+        let (weak_url, _) = db.password_url().await;
+        let mut weak = Conn::connect(&weak_url).await.unwrap();
+        let r = exports::end_stale_session(&mut weak, &b, Duration::from_secs(2)).await;
+        assert!(r.is_err(), "{engine}: {r:?}");
+        assert!(exports::release(ledger.conn(), &b, "B could not end A's session")
+            .await
+            .unwrap());
+        let c = exports::claim(ledger.conn(), &["t".to_string()], "C", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .expect("the given-back export is claimable");
+        assert_eq!(c.fence, 3, "{engine}");
+        let ended = exports::end_stale_session(ledger.conn(), &c, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(ended, StaleEnd::Ended, "{engine}");
+        assert!(
+            !alive(&mut a).await,
+            "{engine}: A's session outlived the second takeover"
+        );
     }
 }
