@@ -14,10 +14,12 @@
 //! out and was taken over cannot commit. PostgreSQL and MariaDB claim with
 //! `FOR UPDATE SKIP LOCKED`; SQLite claims inside `BEGIN IMMEDIATE` (one writer).
 //!
-//! Takeovers: the worker records its data session's server-side id with its claim
-//! ([`attach_session`]); a worker that takes over an expired claim ends that session
-//! ([`end_stale_session`]), so a worker that stalled mid-write (stopped, swapped out)
-//! cannot keep the row locks the new one needs. Its row errors are recorded in the
+//! Takeovers: the worker marks its data session with its claim ([`attach_session`]:
+//! on PostgreSQL its `application_name`, on MariaDB/MySQL a named lock it holds); a
+//! worker that claims an export claimed before ends every session marked with an
+//! earlier claim of it ([`end_stale_session`]), so a worker that stalled mid-write
+//! (stopped, swapped out) cannot keep the row locks (nor the table lock) the new one
+//! needs. Its row errors are recorded in the
 //! data transaction, with the status change they belong to, so no other worker can
 //! claim the export in between and drop them.
 
@@ -140,20 +142,35 @@ pub struct Claim {
     /// The error policy the export was created with (`rollback` for exports created
     /// before Lockgate recorded one).
     pub on_error: OnError,
-    /// The data session of the worker this claim took the export over from (its
-    /// lease expired before it ended its claim), to be ended with
-    /// [`end_stale_session`].
+    /// The earlier claims of the export, when it was claimed before (its lease
+    /// expired, or it was given back): their data sessions, if any is still there,
+    /// are ended with [`end_stale_session`].
     pub stale: Option<StaleSession>,
 }
 
-/// The data session of a worker whose claim expired: its server-side id
-/// (`pg_backend_pid()`, `CONNECTION_ID()`) and the fence of its claim.
+/// The earlier claims of an export: every data session marked with a fence up to
+/// `fence` is an earlier worker's, whichever worker last recorded its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaleSession {
-    /// The session's id on the server.
-    pub backend_id: i64,
-    /// The fencing token of the claim it belonged to.
+    /// The session id the ledger last recorded (`pg_backend_pid()`,
+    /// `CONNECTION_ID()`), when one was; shown only: sessions are found by their mark.
+    pub backend_id: Option<i64>,
+    /// The fencing token of the latest earlier claim.
     pub fence: i64,
+}
+
+/// A timeout setting as the engines take it: whole milliseconds that fit an i32
+/// (PostgreSQL's `lock_timeout`, `idle_in_transaction_session_timeout`; the MariaDB
+/// settings take seconds, far below their maxima), at least one second. A library
+/// caller may pass any `Duration`.
+fn setting_ms(d: Duration) -> u64 {
+    d.as_millis().clamp(1_000, i32::MAX as u128) as u64
+}
+
+/// A lease in milliseconds as the ledger adds it to the server's clock: capped so
+/// that the sum cannot overflow a bigint, whatever `Duration` a library caller gives.
+fn lease_ms(lease: Duration) -> i64 {
+    lease.as_millis().min(1 << 52) as i64
 }
 
 const EXPORT_COLUMNS: &str = "id, transfer, status, rows_total, rows_written, error_count, error, attempts, fence, \
@@ -469,7 +486,7 @@ async fn claim_once(
             // a session after a lease.
             conn.batch(&format!(
                 "SET LOCAL idle_in_transaction_session_timeout = {}",
-                lease.as_millis().max(1_000)
+                setting_ms(lease)
             ))
             .await?;
         }
@@ -486,9 +503,12 @@ async fn claim_once(
             committed_upto: int(&r[4]).unwrap_or(0),
             written: int(&r[5]).unwrap_or(0),
             on_error: text(&r[7]).and_then(|t| t.parse().ok()).unwrap_or(OnError::Rollback),
-            // A session recorded and not cleared: its claim expired (running, or
-            // reaped back to pending by a listing) without ending.
-            stale: int(&r[6]).map(|backend_id| StaleSession { backend_id, fence }),
+            // Claimed before: an earlier worker's session may still be there (its
+            // claim expired, or it gave the export back without its session ending).
+            stale: (fence > 0).then(|| StaleSession {
+                backend_id: int(&r[6]),
+                fence,
+            }),
         };
         let update = format!(
             "UPDATE lockgate_exports SET status = 'running', fence = {}, holder = {}, attempts = attempts + 1, \
@@ -505,7 +525,7 @@ async fn claim_once(
             &[
                 Value::Int(claim.fence),
                 Value::Text(holder.into()),
-                Value::Int(lease.as_millis() as i64),
+                Value::Int(lease_ms(lease)),
                 now(),
                 Value::Int(claim.id),
             ],
@@ -554,7 +574,7 @@ pub async fn renew(conn: &mut Conn, claim: &Claim, lease: Duration) -> Result<bo
         .execute(
             &sql,
             &[
-                Value::Int(lease.as_millis() as i64),
+                Value::Int(lease_ms(lease)),
                 Value::Int(claim.id),
                 Value::Int(claim.fence),
             ],
@@ -624,7 +644,7 @@ pub async fn checkpoint(
                 Value::Int(upto),
                 Value::Int(written),
                 Value::Int(new_errors),
-                Value::Int(lease.as_millis() as i64),
+                Value::Int(lease_ms(lease)),
                 Value::Int(claim.id),
                 Value::Int(claim.fence),
             ],
@@ -766,8 +786,25 @@ fn session_tag(id: i64, fence: i64) -> String {
     format!("lockgate export {id}/{fence}")
 }
 
-/// Records `data`'s server-side session id with the claim (and, on PostgreSQL, tags
-/// the session with the claim), on the data connection before its transaction
+/// `ID/FENCE`: the claim a MariaDB/MySQL data session's lock names.
+fn claim_mark(id: i64, fence: i64) -> String {
+    format!("{id}/{fence}")
+}
+
+/// The `GET_LOCK` name a MariaDB/MySQL data session holds for the claim `mark`
+/// (an SQL expression giving `ID/FENCE`): names are server-wide and at most 64
+/// characters, so the database is hashed (as the run locks of `ledger` do).
+fn mysql_session_lock(mark: &str) -> String {
+    format!("CONCAT('lockgate-export:', LEFT(SHA1(DATABASE()), 16), ':', {mark})")
+}
+
+/// How many earlier claims of an export a MariaDB/MySQL takeover looks for sessions
+/// of (one `IS_USED_LOCK` each): older claims' sessions have had that many leases
+/// and takeovers to end.
+const EARLIER_CLAIMS: i64 = 64;
+
+/// Marks `data` with the claim (PostgreSQL: its `application_name`; MariaDB/MySQL:
+/// a named lock it holds, [`mysql_session_lock`]) and records its server-side id, on the data connection before its transaction
 /// begins: a worker that takes the export over after this claim expires ends that
 /// session, and with it the row locks it holds. `false` when the claim is no longer
 /// this worker's. Nothing to do on SQLite, where a writer holds the whole file and
@@ -784,7 +821,25 @@ pub async fn attach_session(data: &mut Conn, claim: &Claim) -> Result<bool, DbEr
             .await?;
             "pg_backend_pid()"
         }
-        Engine::Mysql => "CONNECTION_ID()",
+        Engine::Mysql => {
+            // Held until the session ends: a takeover finds the session by it, so a
+            // connection id the server has given to someone else since a restart is
+            // never the one ended.
+            let got = data
+                .query(
+                    &format!("SELECT GET_LOCK({}, 0)", mysql_session_lock("?")),
+                    &[Value::Text(claim_mark(claim.id, claim.fence))],
+                    None,
+                )
+                .await?;
+            if got.first().and_then(|r| r.first()).and_then(int) != Some(1) {
+                return Err(DbError::Invalid(format!(
+                    "export {}: the lock marking claim {} is held by another session; run the export again",
+                    claim.id, claim.fence
+                )));
+            }
+            "CONNECTION_ID()"
+        }
     };
     let sql = format!(
         "UPDATE lockgate_exports SET backend_id = {own_id} WHERE id = {} AND fence = {} AND status = 'running'",
@@ -809,78 +864,114 @@ pub enum StaleEnd {
     StillClosing,
 }
 
-/// Ends the data session of the worker whose expired claim `claim` took over
-/// (`claim.stale`), and waits up to `wait` until it is gone, so that its
-/// uncommitted rows and their locks are too (a large transaction takes a while to
-/// roll back on MariaDB; the new holder's lock waits cover the rest). The worker, if it wakes, finds its
-/// session closed and its fence moved: it commits nothing.
+/// Ends the data sessions of earlier claims of the export `claim` took over
+/// (`claim.stale`), and waits up to `wait` until they are gone, so that their
+/// uncommitted rows and their locks (row locks, and a key mode's table lock, which
+/// the data session holds) are too (a large transaction takes a while to roll back
+/// on MariaDB; the new holder's lock waits cover the rest). A worker whose session
+/// was ended, if it wakes, finds its session closed and its fence moved: it commits
+/// nothing.
 ///
-/// PostgreSQL: `pg_terminate_backend` of the session whose process id and tag
-/// (`application_name`) are the stale claim's. MariaDB/MySQL: `KILL CONNECTION` of
-/// the recorded connection id, when that connection is still on this database
-/// (connection ids are not reused while a server runs). Needs the right to end the
-/// other worker's session: the same database user, or a role that may signal it
-/// (`pg_signal_backend`, `CONNECTION ADMIN`); without it the engine's error is
-/// returned and the caller's lock waits are bounded instead.
+/// Sessions are found by the mark [`attach_session`] gave them, never by a bare
+/// id the server may have given to another session since (a pid the OS reused, a
+/// connection id counted again from 1 after a server restart): PostgreSQL: the
+/// sessions on this database whose `application_name` is an earlier claim's tag;
+/// MariaDB/MySQL: the holders of the earlier claims' locks (`IS_USED_LOCK`, which
+/// needs no privilege), each then ended with `KILL CONNECTION`. Ending another user's
+/// session needs the right to (the same database user, or `pg_signal_backend`,
+/// `CONNECTION ADMIN`/`SUPER`); without it the engine's error is returned, never
+/// [`StaleEnd::Gone`], and the caller's lock waits are bounded instead.
 pub async fn end_stale_session(conn: &mut Conn, claim: &Claim, wait: Duration) -> Result<StaleEnd, DbError> {
     let Some(stale) = &claim.stale else {
         return Ok(StaleEnd::Gone);
     };
-    let (find, params) = match conn.engine() {
-        Engine::Sqlite => return Ok(StaleEnd::Gone),
-        Engine::Postgres => (
-            "SELECT pid FROM pg_stat_activity WHERE pid = $1 AND application_name = $2",
-            vec![
-                Value::Int(stale.backend_id),
-                Value::Text(session_tag(claim.id, stale.fence)),
-            ],
-        ),
-        Engine::Mysql => (
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ? AND DB = DATABASE()",
-            vec![Value::Int(stale.backend_id)],
-        ),
+    let found = match stale_sessions(conn, claim.id, stale.fence).await? {
+        Some(ids) if !ids.is_empty() => ids,
+        _ => return Ok(StaleEnd::Gone),
     };
-    if conn.query(find, &params, None).await?.is_empty() {
-        return Ok(StaleEnd::Gone);
-    }
     match conn.engine() {
         Engine::Postgres => {
-            conn.query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2",
-                &params,
-                None,
-            )
-            .await?;
+            for pid in &found {
+                conn.query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND datname = current_database() \
+                     AND application_name LIKE $2 AND substring(application_name from '/([0-9]+)$')::bigint <= $3",
+                    &[
+                        Value::Int(*pid),
+                        Value::Text(format!("lockgate export {}/%", claim.id)),
+                        Value::Int(stale.fence),
+                    ],
+                    None,
+                )
+                .await?;
+            }
         }
         _ => {
-            let mut killed = conn.execute("KILL CONNECTION ?", &params).await;
-            if killed
-                .as_ref()
-                .is_err_and(|e| e.engine_error().is_some_and(|x| x.code == "1295"))
-            {
-                // A server that does not prepare KILL: the id is an integer read from
-                // the ledger, so it is written as one.
-                killed = conn
-                    .execute(&format!("KILL CONNECTION {}", stale.backend_id), &[])
-                    .await;
-            }
-            match killed {
-                // Unknown thread: it ended meanwhile.
-                Err(e) if e.engine_error().is_some_and(|x| x.code == "1094") => return Ok(StaleEnd::Gone),
-                other => {
-                    other?;
+            for id in &found {
+                // The id was read from the lock's holder a moment ago (an integer
+                // from the server), so it is written as one: not every server
+                // prepares KILL.
+                match conn.execute(&format!("KILL CONNECTION {id}"), &[]).await {
+                    // Unknown thread: it ended meanwhile.
+                    Err(e) if e.engine_error().is_some_and(|x| x.code == "1094") => {}
+                    other => {
+                        other?;
+                    }
                 }
             }
         }
     }
     let deadline = Instant::now() + wait;
-    while Instant::now() < deadline {
-        if conn.query(find, &params, None).await?.is_empty() {
+    loop {
+        if stale_sessions(conn, claim.id, stale.fence)
+            .await?
+            .is_none_or(|ids| ids.is_empty())
+        {
             return Ok(StaleEnd::Ended);
+        }
+        if Instant::now() >= deadline {
+            return Ok(StaleEnd::StillClosing);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(StaleEnd::StillClosing)
+}
+
+/// The server-side ids of the sessions marked with a claim of export `id` up to
+/// `fence` (see [`end_stale_session`]); `None` on SQLite.
+async fn stale_sessions(conn: &mut Conn, id: i64, fence: i64) -> Result<Option<Vec<i64>>, DbError> {
+    let rows = match conn.engine() {
+        Engine::Sqlite => return Ok(None),
+        Engine::Postgres => {
+            conn.query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                 AND application_name LIKE $1 AND substring(application_name from '/([0-9]+)$')::bigint <= $2",
+                &[Value::Text(format!("lockgate export {id}/%")), Value::Int(fence)],
+                None,
+            )
+            .await?
+        }
+        Engine::Mysql => {
+            let fences: Vec<i64> = ((fence - EARLIER_CLAIMS + 1).max(1)..=fence).collect();
+            if fences.is_empty() {
+                return Ok(Some(Vec::new()));
+            }
+            let holders: Vec<String> = fences
+                .iter()
+                .map(|_| format!("IS_USED_LOCK({})", mysql_session_lock("?")))
+                .collect();
+            let params: Vec<Value> = fences.iter().map(|f| Value::Text(claim_mark(id, *f))).collect();
+            let rows = conn
+                .query(&format!("SELECT {}", holders.join(", ")), &params, None)
+                .await?;
+            let own = conn.query("SELECT CONNECTION_ID()", &[], None).await?;
+            let own = own.first().and_then(|r| r.first()).and_then(int);
+            let ids = rows
+                .first()
+                .map(|r| r.iter().filter_map(int).filter(|i| Some(*i) != own).collect())
+                .unwrap_or_default();
+            return Ok(Some(ids));
+        }
+    };
+    Ok(Some(rows.iter().filter_map(|r| r.first().and_then(int)).collect()))
 }
 
 /// Bounds every lock wait of the data session by `wait`: a lock that a stalled
@@ -888,14 +979,11 @@ pub async fn end_stale_session(conn: &mut Conn, claim: &Claim, wait: Duration) -
 /// then the export given back) instead of waiting for ever.
 pub async fn bound_lock_waits(data: &mut Conn, wait: Duration) -> Result<(), DbError> {
     match data.engine() {
-        Engine::Postgres => {
-            data.batch(&format!("SET lock_timeout = {}", wait.as_millis().max(1_000)))
-                .await
-        }
+        Engine::Postgres => data.batch(&format!("SET lock_timeout = {}", setting_ms(wait))).await,
         Engine::Mysql => {
             data.batch(&format!(
                 "SET SESSION innodb_lock_wait_timeout = {}",
-                wait.as_secs().max(1)
+                setting_ms(wait) / 1_000
             ))
             .await
         }
@@ -915,12 +1003,12 @@ pub async fn guard_fence(data: &mut Conn, lease: Duration) -> Result<(), DbError
         Engine::Postgres => {
             data.batch(&format!(
                 "SET LOCAL idle_in_transaction_session_timeout = {}",
-                lease.as_millis().max(1_000)
+                setting_ms(lease)
             ))
             .await
         }
         Engine::Mysql => {
-            data.batch(&format!("SET SESSION wait_timeout = {}", lease.as_secs().max(1)))
+            data.batch(&format!("SET SESSION wait_timeout = {}", setting_ms(lease) / 1_000))
                 .await
         }
         Engine::Sqlite => Ok(()),

@@ -416,6 +416,15 @@ impl Ledger {
         Ok(Some(ledger))
     }
 
+    /// The ledger's locks on a session the caller opened for its own work, on a
+    /// database whose ledger is already there: a lock taken through it is held by
+    /// that session and ends with it. A transfer's data session holds its table's
+    /// lock so, so that a worker taking over the export frees the lock by ending
+    /// that one session (`exports::end_stale_session`).
+    pub fn on_session(conn: Conn, url: &DbUrl) -> Ledger {
+        Ledger { conn, url: url.clone() }
+    }
+
     /// The ledger's own connection, for the typed queries of [`crate::versions`]
     /// (what is written on it outlives a rollback of the data transaction).
     pub fn conn(&mut self) -> &mut Conn {

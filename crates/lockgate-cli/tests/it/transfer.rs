@@ -589,17 +589,31 @@ async fn export_state(s: &Setup, id: i64) -> Vec<Value> {
 /// within about a lease and a bounded wait: A cannot block it (on PostgreSQL a COPY
 /// in progress is not "idle in transaction", so no server timeout ever ends A's
 /// session). Then A, resumed, fails at its fence: exit 1, and nothing changes.
-async fn stopped_for_good(engine: Engine) {
+///
+/// In a key mode (`upsert`) A also holds the destination table's lock, which B needs
+/// before it writes: the lock is held by A's data session, so ending that session
+/// frees it too (B waits for it up to its `--lock-timeout`, 10 s, and would fail
+/// with "job table:customers is locked" otherwise).
+async fn stopped_for_good(engine: Engine, mode: &str) {
     let started = Instant::now();
     let s = Setup::new(engine, &["customers"]).await;
-    let id = s.create("customers", "customers");
+    let create = s.args(
+        &["transfer", "create", "customers"],
+        "customers",
+        &["--json", "--mode", mode],
+    );
+    let id = s.created("customers", &s.lockgate(&create));
     let lease = Duration::from_secs(3);
-    let run = s.args(&["transfer", "run", "customers"], "customers", &["--lease", "3"]);
+    let run = s.args(
+        &["transfer", "run", "customers"],
+        "customers",
+        &["--lease", "3", "--mode", mode, "--lock-timeout", "10s"],
+    );
     let mut a = s.spawn("run A", &run);
     s.wait_mid_export(id, &mut a).await;
     a.signal(libc::SIGSTOP);
     // Past A's lease (renewed at most a third of it before the stop).
-    tokio::time::sleep(lease + Duration::from_millis(500)).await;
+    tokio::time::sleep(lease + Duration::from_millis(1500)).await;
     let b_started = Instant::now();
     let mut b = s.spawn("run B", &run);
     let sb = b.wait().await;
@@ -652,7 +666,7 @@ async fn stopped_for_good(engine: Engine) {
         "A's resumption changed the export\n{outputs}"
     );
     eprintln!(
-        "stopped_for_good({engine}): B took {:.1} s; {:.1} s in all",
+        "stopped_for_good({engine}, {mode}): B took {:.1} s; {:.1} s in all",
         b_took.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
@@ -660,12 +674,22 @@ async fn stopped_for_good(engine: Engine) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_run_cannot_block_the_run_that_took_over_postgres() {
-    stopped_for_good(Engine::Postgres).await;
+    stopped_for_good(Engine::Postgres, "insert").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_run_cannot_block_the_run_that_took_over_mariadb() {
-    stopped_for_good(Engine::Mysql).await;
+    stopped_for_good(Engine::Mysql, "insert").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_run_cannot_block_the_run_that_took_over_in_a_key_mode_postgres() {
+    stopped_for_good(Engine::Postgres, "upsert").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_run_cannot_block_the_run_that_took_over_in_a_key_mode_mariadb() {
+    stopped_for_good(Engine::Mysql, "upsert").await;
 }
 
 const STOPPING: &str = "stopping after the export in hand";

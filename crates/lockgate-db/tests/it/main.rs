@@ -41,5 +41,6 @@ mod pg;
 mod precision;
 mod runs;
 mod sqlite;
+mod takeover;
 mod types;
 mod writer;

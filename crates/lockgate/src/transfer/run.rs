@@ -5,7 +5,8 @@
 //!
 //! A worker that takes over an expired claim first ends the session its previous
 //! holder wrote on (see `lockgate_db::exports::end_stale_session`): a holder stopped
-//! mid-write keeps its row locks for as long as its session lives, and PostgreSQL
+//! mid-write keeps its row locks, and in a key mode the table's lock (held by that
+//! same session, see `write_export`), for as long as its session lives, and PostgreSQL
 //! never times out a session that is in the middle of a COPY. Every lock wait of the
 //! data session is bounded by the lease besides, so a lock nobody ends fails the unit
 //! (retried, then the export given back) instead of holding the worker for ever.
@@ -23,7 +24,7 @@ use super::plan::{self, convert, key_text, key_values, Plan};
 use super::{dest_err, source_err, TransferError};
 use lockgate_core::{Batch, Row, RowError};
 use lockgate_db::exports::{self, Claim, Export, ExportError, FailedRow, StaleEnd};
-use lockgate_db::ledger::{table_job, Holder, JobLock, Ledger, RunStatus};
+use lockgate_db::ledger::{table_job, Holder, Ledger, RunStatus};
 use lockgate_db::relation::{fetch_by_keys, fetch_range, MAX_KEY_PARAMS};
 use lockgate_db::writer::{
     self, BatchSource, Progress, RetryPolicy, SourceError, WriteConfig, WriteError, WriteMode, WriteReport,
@@ -229,17 +230,10 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
             let holder = Holder::current(opts.holder.clone());
             let holder_text = format!("{} (pid {} on {})", holder.what, holder.pid, holder.host);
             while !stopping(opts) {
-                let table_lock = lock_table(t, &plan, &mut ledger, &holder, opts).await?;
-                let claim = match exports::claim(ledger.conn(), std::slice::from_ref(&t.name), &holder_text, opts.lease)
+                let claim = exports::claim(ledger.conn(), std::slice::from_ref(&t.name), &holder_text, opts.lease)
                     .await
-                    .map_err(dest_err(dest))
-                {
-                    Ok(Some(claim)) => claim,
-                    other => {
-                        unlock_table(&mut ledger, dest, table_lock, other).await?;
-                        break;
-                    }
-                };
+                    .map_err(dest_err(dest))?;
+                let Some(claim) = claim else { break };
                 let taken_over = take_over(ledger.conn(), &claim, opts.lease).await;
                 emit(
                     opts,
@@ -249,8 +243,7 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
                         rows: claim.rows,
                     },
                 );
-                let outcome = run_claimed(t, &plan, &claim, &mut ledger, &holder, opts).await;
-                let mut outcome = unlock_table(&mut ledger, dest, table_lock, outcome).await?;
+                let mut outcome = run_claimed(t, &plan, &claim, &mut ledger, &holder, opts).await?;
                 outcome.warnings.splice(0..0, taken_over);
                 for w in &outcome.warnings {
                     emit(opts, TransferEvent::Warning { message: w.clone() });
@@ -269,40 +262,9 @@ pub async fn run_pending(transfers: &[Transfer], opts: &RunOptions) -> Result<Ru
     Ok(report)
 }
 
-/// In a key mode an export writes under its table's lock, which `load` and `migrate`
-/// take too; it is taken before the claim, so a wait changes no export.
-async fn lock_table(
-    t: &Transfer,
-    plan: &Plan,
-    ledger: &mut Ledger,
-    holder: &Holder,
-    opts: &RunOptions,
-) -> Result<Option<JobLock>, TransferError> {
-    if t.mode == WriteMode::Insert {
-        return Ok(None);
-    }
-    let lock = ledger
-        .lock(&table_job(&plan.dest.name), holder, opts.lock_timeout)
-        .await;
-    lock.map(Some).map_err(dest_err(&t.dest))
-}
-
-/// Gives back a table lock taken by [`lock_table`], after the work it covered:
-/// the work's error comes first, the unlock's only when the work went well.
-async fn unlock_table<T>(
-    ledger: &mut Ledger,
-    dest: &DbUrl,
-    lock: Option<JobLock>,
-    work: Result<T, TransferError>,
-) -> Result<T, TransferError> {
-    let Some(lock) = lock else { return work };
-    let unlocked = ledger.unlock(lock).await.map_err(dest_err(dest));
-    let done = work?;
-    unlocked.map(|()| done)
-}
-
-/// Ends the session of the worker whose expired claim `claim` took over, so that
-/// its uncommitted rows do not hold this worker up. A session that cannot be ended
+/// Ends the sessions of the workers that claimed the export before `claim` (one
+/// whose lease expired, stalled), so that their uncommitted rows and the table lock
+/// they hold do not hold this worker up. A session that cannot be ended
 /// (no right to) is a warning: this worker's lock waits are bounded by the lease.
 async fn take_over(ledger: &mut Conn, claim: &Claim, lease: Duration) -> Vec<String> {
     if claim.stale.is_none() {
@@ -777,7 +739,7 @@ async fn run_claimed(
         .start_run("transfer", &job, holder)
         .await
         .map_err(dest_err(dest))?;
-    let result = run_export(t, plan, claim, ledger, opts, run_id).await;
+    let result = run_export(t, plan, claim, ledger, holder, opts, run_id).await;
     let (status, error) = match &result {
         Ok(o) if o.export.status == "completed" => (RunStatus::Succeeded, None),
         Ok(o) => (RunStatus::Failed, o.note.clone()),
@@ -832,6 +794,7 @@ async fn run_export(
     plan: &Plan,
     claim: &Claim,
     ledger: &mut Ledger,
+    holder: &Holder,
     opts: &RunOptions,
     run_id: i64,
 ) -> Result<ExportOutcome, TransferError> {
@@ -886,10 +849,26 @@ async fn run_export(
             stop_rx,
         ))
     });
-    let result = write_export(t, plan, claim, opts, keys, count, &ends, &done, &lost).await;
+    let mut warnings = Vec::new();
+    let result = write_export(
+        t,
+        plan,
+        claim,
+        holder,
+        opts,
+        keys,
+        count,
+        &ends,
+        &done,
+        &lost,
+        &mut warnings,
+    )
+    .await;
     let _ = stop_tx.send(true);
     if let Some(h) = heartbeat {
-        let _ = h.await;
+        if let Ok(w) = h.await {
+            warnings.extend(w);
+        }
     }
     drop(spill);
     let note = match result {
@@ -932,7 +911,7 @@ async fn run_export(
         errors,
         seconds: 0.0,
         note,
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
@@ -1009,6 +988,9 @@ fn lost_note(claim: &Claim) -> String {
     )
 }
 
+/// Renews the claim every third of the lease, and records progress, until `stop`.
+/// Returns what went wrong without ending the export (said as warnings: a lease not
+/// renewed can be taken over, and the worker then finds its fence moved).
 #[allow(clippy::too_many_arguments)]
 async fn heartbeat(
     dest: DbUrl,
@@ -1019,9 +1001,14 @@ async fn heartbeat(
     done: Arc<AtomicU64>,
     lost: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
-) {
-    let Ok(mut ledger) = Ledger::open(&dest).await else {
-        return;
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut ledger = match Ledger::open(&dest).await {
+        Ok(l) => l,
+        Err(e) => {
+            warnings.push(not_renewed(&claim, &e));
+            return warnings;
+        }
     };
     let every = (lease / 3).max(Duration::from_millis(200));
     // Progress for the dashboard more often than the lease needs renewing.
@@ -1030,7 +1017,7 @@ async fn heartbeat(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => return warnings,
         }
         let n = done.load(Ordering::Relaxed);
         let _ = ledger.progress(run_id, n, Some(total)).await;
@@ -1039,20 +1026,118 @@ async fn heartbeat(
             match exports::renew(ledger.conn(), &claim, lease).await {
                 Ok(true) => {}
                 Ok(false) => lost.store(true, Ordering::Relaxed),
+                // Said once: the next renewal may well go through.
+                Err(e) if warnings.is_empty() => warnings.push(not_renewed(&claim, &e)),
                 Err(_) => {}
             }
         }
     }
 }
 
+/// The warning when the heartbeat could not renew the lease.
+fn not_renewed(claim: &Claim, e: &DbError) -> String {
+    format!(
+        "export {}: the lease could not be renewed ({e}); once it expires another worker may take the export \
+         over, and this one then commits nothing",
+        claim.id
+    )
+}
+
 /// Writes the export's rows: one transaction, or with `commit_every` one per chunk.
 /// `Ok(None)`: the export's verdict committed: completed (with `--on-error skip`,
 /// without its failing rows, which are recorded), or failed with its row errors
 /// recorded.
+///
+/// In a key mode the export writes under its table's lock, which `load` and
+/// `migrate` take too. The data session holds it, taken after the session is marked
+/// with the claim: a worker that takes the export over from this one, stalled, ends
+/// that session and with it the lock (a lock on another connection would keep the
+/// new worker waiting for as long as the stalled one lives). Once the lock is
+/// granted the destination is described again: a `migrate` that held it may have
+/// changed the table.
 #[allow(clippy::too_many_arguments)]
 async fn write_export(
     t: &Transfer,
     plan: &Plan,
+    claim: &Claim,
+    holder: &Holder,
+    opts: &RunOptions,
+    keys: RowSetKeys,
+    count: usize,
+    ends: &[i64],
+    done: &Arc<AtomicU64>,
+    lost: &Arc<AtomicBool>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Stop>, TransferError> {
+    let dest = &t.dest;
+    let data = Conn::connect(dest).await.map_err(dest_err(dest))?;
+    let mut session = Ledger::on_session(data, dest);
+    // A lock held longer than a lease is a stalled session's that could not be
+    // ended: fail the statement rather than wait for ever.
+    exports::bound_lock_waits(session.conn(), opts.lease)
+        .await
+        .map_err(dest_err(dest))?;
+    if !exports::attach_session(session.conn(), claim)
+        .await
+        .map_err(dest_err(dest))?
+    {
+        return Ok(Some(Stop::Lost));
+    }
+    if t.mode == WriteMode::Insert {
+        let plan = Arc::new(plan.clone());
+        return write_chunks(t, plan, claim, opts, keys, count, ends, done, lost, session.conn()).await;
+    }
+    let lock = session
+        .lock(&table_job(&plan.dest.name), holder, opts.lock_timeout)
+        .await
+        .map_err(dest_err(dest))?;
+    let result = match replan(t, session.conn()).await {
+        Ok(plan) => {
+            write_chunks(
+                t,
+                Arc::new(plan),
+                claim,
+                opts,
+                keys,
+                count,
+                ends,
+                done,
+                lost,
+                session.conn(),
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    // A unit cut short mid-statement leaves the connection unusable: the server
+    // frees the lock when it is dropped.
+    if matches!(result, Ok(Some(Stop::Lost | Stop::Aborted))) {
+        return result;
+    }
+    if let Err(e) = session.unlock(lock).await {
+        if !e.is_connection_lost() {
+            warnings.push(format!(
+                "export {}: the lock of table {} could not be given back ({e}); it is freed when this process \
+                 ends",
+                claim.id, plan.dest.name
+            ));
+        }
+    }
+    result
+}
+
+/// The transfer's plan against the destination as it is now (with the table's lock
+/// held), so that what a `migrate` changed while this worker waited is written to.
+async fn replan(t: &Transfer, dst: &mut Conn) -> Result<Plan, TransferError> {
+    let mut src = Conn::connect_existing(&t.source).await.map_err(source_err(&t.source))?;
+    plan::plan(t, &mut src, dst).await
+}
+
+/// The export's units, on the data connection `data` (see [`write_export`]).
+#[allow(clippy::too_many_arguments)]
+async fn write_chunks(
+    t: &Transfer,
+    plan: Arc<Plan>,
     claim: &Claim,
     opts: &RunOptions,
     keys: RowSetKeys,
@@ -1060,9 +1145,9 @@ async fn write_export(
     ends: &[i64],
     done: &Arc<AtomicU64>,
     lost: &Arc<AtomicBool>,
+    data: &mut Conn,
 ) -> Result<Option<Stop>, TransferError> {
     let dest = &t.dest;
-    let plan = Arc::new(plan.clone());
     let name = Arc::new(t.name.clone());
     let cfg = WriteConfig {
         mode: t.mode,
@@ -1071,27 +1156,13 @@ async fn write_export(
         nested: true,
         ..WriteConfig::default()
     };
-    let mut data = Conn::connect(dest).await.map_err(dest_err(dest))?;
-    // A lock held longer than a lease is a stalled session's that could not be
-    // ended: fail the statement rather than wait for ever.
-    exports::bound_lock_waits(&mut data, opts.lease)
-        .await
-        .map_err(dest_err(dest))?;
-    if !exports::attach_session(&mut data, claim)
-        .await
-        .map_err(dest_err(dest))?
-    {
-        return Ok(Some(Stop::Lost));
-    }
     let mut written = claim_written(claim);
     let mut after = claim.committed_upto;
     if ends.is_empty() {
         // Every chunk was committed before the worker stopped: only the status is left.
-        begin_data(&mut data, opts.lease).await.map_err(dest_err(dest))?;
-        exports::guard_fence(&mut data, opts.lease)
-            .await
-            .map_err(dest_err(dest))?;
-        if !exports::complete(&mut data, claim, written, 0)
+        begin_data(data, opts.lease).await.map_err(dest_err(dest))?;
+        exports::guard_fence(data, opts.lease).await.map_err(dest_err(dest))?;
+        if !exports::complete(data, claim, written, 0)
             .await
             .map_err(dest_err(dest))?
         {
@@ -1116,8 +1187,8 @@ async fn write_export(
         let mut attempt = 0;
         let report = loop {
             attempt += 1;
-            begin_data(&mut data, opts.lease).await.map_err(dest_err(dest))?;
-            let outcome = write_unit(&mut data, &plan, &cfg, &source, claim, opts, done, lost, count).await;
+            begin_data(data, opts.lease).await.map_err(dest_err(dest))?;
+            let outcome = write_unit(data, &plan, &cfg, &source, claim, opts, done, lost, count).await;
             match outcome {
                 Unit::Done(Ok(r)) => break r,
                 Unit::Done(Err(WriteError::Db(e))) if e.is_transient() && attempt < 3 => {
@@ -1147,19 +1218,17 @@ async fn write_export(
         // it has undone the unit's rows, and the failure is recorded in their place;
         // with skip the good rows stay, and the failing ones are recorded with them.
         let failed_whole = !failed.is_empty() && !report.committed;
-        exports::guard_fence(&mut data, opts.lease)
-            .await
-            .map_err(dest_err(dest))?;
+        exports::guard_fence(data, opts.lease).await.map_err(dest_err(dest))?;
         let fenced = if failed_whole {
-            exports::fail_within(&mut data, claim, &failed, None).await
+            exports::fail_within(data, claim, &failed, None).await
         } else {
             written += (report.inserted + report.updated + report.unchanged) as i64;
             after = upto;
             let new_errors = failed.len() as i64;
-            match exports::add_errors(&mut data, claim.id, &failed).await {
+            match exports::add_errors(data, claim.id, &failed).await {
                 Err(e) => Err(e),
-                Ok(()) if last => exports::complete(&mut data, claim, written, new_errors).await,
-                Ok(()) => exports::checkpoint(&mut data, claim, upto, written, new_errors, opts.lease).await,
+                Ok(()) if last => exports::complete(data, claim, written, new_errors).await,
+                Ok(()) => exports::checkpoint(data, claim, upto, written, new_errors, opts.lease).await,
             }
         }
         .map_err(dest_err(dest))?;
@@ -1174,7 +1243,7 @@ async fn write_export(
             return Ok(None);
         }
         if !last {
-            exports::unguard_fence(&mut data).await.map_err(dest_err(dest))?;
+            exports::unguard_fence(data).await.map_err(dest_err(dest))?;
         }
     }
     Ok(None)

@@ -343,3 +343,64 @@ async fn a_rollback_waits_for_the_tables_it_puts_back() {
         assert_eq!(count(&mut conn, "customers").await, 1, "{engine}");
     }
 }
+
+/// A `migrate` changes the destination table while an export waits for the table's
+/// lock (here its `city` column goes from integer to text, and the source's cities
+/// are words): the export writes the table as it is once the lock is granted, not
+/// as it was described before the wait (its cities would not have converted to
+/// integers, and the export would have failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_that_waited_for_the_table_writes_it_as_it_is_after_the_wait() {
+    for engine in ENGINES {
+        let db = customers_db(engine).await;
+        let mut conn = db.conn().await;
+        conn.batch("ALTER TABLE customers DROP COLUMN city").await.unwrap();
+        conn.batch("ALTER TABLE customers ADD COLUMN city integer")
+            .await
+            .unwrap();
+        let (src, t) = upsert_transfer(&db).await;
+        src.conn()
+            .await
+            .batch("UPDATE customers SET city = 'Paris'")
+            .await
+            .unwrap();
+        let export = transfer::create(&t, &CreateOptions::default())
+            .await
+            .unwrap()
+            .export
+            .unwrap()
+            .id;
+        let mut ledger = Ledger::open(&db.url).await.unwrap();
+        let lock = ledger
+            .lock(
+                &table_job(&TableName::new("customers")),
+                &Holder::current("test: a migrate changing customers"),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        let waiting_t = t.clone();
+        let waiting = tokio::spawn(async move {
+            let opts = RunOptions {
+                lock_timeout: Duration::from_secs(60),
+                ..RunOptions::default()
+            };
+            transfer::run_pending(std::slice::from_ref(&waiting_t), &opts).await
+        });
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(!waiting.is_finished(), "{engine}: the export must wait for the lock");
+        conn.batch("ALTER TABLE customers DROP COLUMN city").await.unwrap();
+        conn.batch("ALTER TABLE customers ADD COLUMN city varchar(20)")
+            .await
+            .unwrap();
+        ledger.unlock(lock).await.unwrap();
+        let r = waiting.await.unwrap().unwrap_or_else(|e| panic!("{engine}: {e}"));
+        assert_eq!(r.exit_code(), 0, "{engine}: {r:?}");
+        assert_eq!(export_status(&mut conn, export).await, "completed", "{engine}");
+        let rows = conn
+            .query("SELECT count(*) FROM customers WHERE city = 'Paris'", &[], None)
+            .await
+            .unwrap();
+        assert_eq!(rows[0][0].to_string(), "3", "{engine}");
+    }
+}

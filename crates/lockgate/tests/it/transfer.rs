@@ -1203,3 +1203,66 @@ async fn a_lock_nobody_ends_gives_the_export_back_after_bounded_waits() {
         eprintln!("{d:?}: gave the export back after {took:?}");
     }
 }
+
+/// The heartbeat's lease renewal fails (a trigger on the ledger refuses it): the
+/// export still completes, and the failure is said, once, as a warning (in the
+/// outcome and as a `Warning` event), not swallowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_cannot_be_renewed_is_a_warning() {
+    for dest in [Engine::Postgres, Engine::Mysql] {
+        // Small batches in a key mode: slow enough to reach a renewal.
+        let p = pair(Engine::Sqlite, dest, 3_000).await;
+        let t = Transfer {
+            batch_size: 1,
+            mode: WriteMode::Upsert,
+            ..customers(&p)
+        };
+        let id = create(&t).await.export.unwrap().id;
+        let trigger = match dest {
+            Engine::Postgres => {
+                "CREATE FUNCTION refuse_renewal() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF OLD.status = 'running' AND NEW.status = 'running' \
+                 AND NEW.lease_until_ms IS DISTINCT FROM OLD.lease_until_ms THEN \
+                 RAISE EXCEPTION 'renewal refused by the test'; END IF; RETURN NEW; END $$; \
+                 CREATE TRIGGER refuse_renewal BEFORE UPDATE ON lockgate_exports \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_renewal()"
+            }
+            _ => {
+                "CREATE TRIGGER refuse_renewal BEFORE UPDATE ON lockgate_exports FOR EACH ROW \
+                 IF OLD.status = 'running' AND NEW.status = 'running' \
+                 AND NOT (NEW.lease_until_ms <=> OLD.lease_until_ms) THEN \
+                 SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'renewal refused by the test'; END IF"
+            }
+        };
+        exec(&p.dst.url, trigger).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let opts = RunOptions {
+            lease: Duration::from_millis(300),
+            progress: Some(tx),
+            ..RunOptions::default()
+        };
+        let r = transfer::run_pending(std::slice::from_ref(&t), &opts)
+            .await
+            .unwrap_or_else(|e| panic!("{dest}: {e}"));
+        assert_eq!(r.exit_code(), 0, "{dest}: {r:?}");
+        let o = &r.exports[0];
+        assert_eq!((o.export.id, o.export.status.as_str()), (id, "completed"), "{dest}");
+        assert!(o.seconds > 0.3, "{dest}: the export was too quick to renew its lease");
+        let said: Vec<&String> = o
+            .warnings
+            .iter()
+            .filter(|w| w.contains("the lease could not be renewed") && w.contains("renewal refused by the test"))
+            .collect();
+        assert_eq!(said.len(), 1, "{dest}: {:?}", o.warnings);
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, transfer::TransferEvent::Warning { message } if message == said[0])),
+            "{dest}: {events:?}"
+        );
+    }
+}
