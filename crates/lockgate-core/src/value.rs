@@ -469,13 +469,26 @@ impl Kind {
             }
             Kind::Float { bytes } => {
                 let t = s.trim();
-                let f: f64 = t
-                    .parse::<f64>()
-                    .or_else(|_| err(format!("{} is not a number", excerpt(s))))?;
-                if !f.is_finite() {
+                // Parsed once, at the column's width (a single from the text, not
+                // from a double, which would round twice).
+                let stored = if *bytes == 4 {
+                    t.parse::<f32>().map(f64::from)
+                } else {
+                    t.parse::<f64>()
+                }
+                .or_else(|_| err(format!("{} is not a number", excerpt(s))))?;
+                if !stored.is_finite() {
+                    let f = t.parse::<f64>().unwrap_or(stored);
+                    if f.is_finite() {
+                        return err(format!("{t} is too large for a float{} column", *bytes as u32 * 8));
+                    }
                     return err(format!("{f} is not finite; MariaDB stores no NaN or infinity"));
                 }
-                // The text is the value: the float must say the same number.
+                // The text is the value: the float must say the same number. Few
+                // enough digits always do (the common case, checked without allocating).
+                if float_text_is_exact(t, stored, *bytes) {
+                    return Ok(Value::Float(stored));
+                }
                 let d = Decimal::parse(t).ok_or_else(|| ConvertError(format!("{} is not a number", excerpt(s))))?;
                 Value::Float(float_of(&d, *bytes)?)
             }
@@ -757,6 +770,32 @@ fn show_float(f: f64, bytes: u8) -> String {
 /// as `d`. Up to 15 digits (6 for a single) every number in the normal range
 /// does; past them, `0.10000000000000001` does (the double nearest 0.1), and
 /// `9007199254740993` (2^53 + 1) does not: the column would store ...992.
+/// Whether `stored`, a float of `bytes` width parsed from the number text `t`, says
+/// the same number as `t` for the reason [`float_of`]'s first test gives: at most
+/// 15 significant digits (6 for a single) and not below the normal range. Counts
+/// the digits in place; `false` only sends the text the exact (allocating) way.
+fn float_text_is_exact(t: &str, stored: f64, bytes: u8) -> bool {
+    let (exact_digits, min_normal) = if bytes == 4 {
+        (6, f32::MIN_POSITIVE as f64)
+    } else {
+        (15, f64::MIN_POSITIVE)
+    };
+    let mantissa = t.split(['e', 'E']).next().unwrap_or("");
+    let mantissa = mantissa.trim_start_matches(['-', '+']);
+    if mantissa.is_empty() || !mantissa.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return false;
+    }
+    // Significant digits: from the first non-zero one to the last non-zero one.
+    let b = mantissa.as_bytes();
+    let non_zero = |c: &u8| matches!(c, b'1'..=b'9');
+    let (Some(first), Some(last)) = (b.iter().position(non_zero), b.iter().rposition(non_zero)) else {
+        // All zeros: zero, which every float says.
+        return stored == 0.0;
+    };
+    let digits = b[first..=last].iter().filter(|c| c.is_ascii_digit()).count();
+    digits <= exact_digits && stored.abs() >= min_normal
+}
+
 fn float_of(d: &Decimal, bytes: u8) -> Result<f64, ConvertError> {
     let width = bytes as u32 * 8;
     let (stored, exact_digits, min_normal) = if bytes == 4 {
@@ -1227,6 +1266,24 @@ mod tests {
         assert_eq!(show(&f8, " 1.5e3 "), "1500");
         assert_eq!(show(&f8, "0.30000000000000004"), "0.30000000000000004");
         assert_eq!(show(&f4, "1.25"), "1.25");
+        // The in-place digit count agrees with the exact way on every shape of text.
+        assert_eq!(show(&f8, "-0.000"), "-0");
+        assert_eq!(show(&f8, "+1.2e3"), "1200");
+        assert_eq!(show(&f8, "000123456789012345.000"), "123456789012345");
+        assert_eq!(
+            show(&f8, "1234567890123456789"),
+            "error: 1234567890123456789 does not fit a float64 column exactly: it would store 1234567890123456800"
+        );
+        assert!(
+            show(&f8, "1e-320").starts_with("0.000"),
+            "a subnormal goes the exact way, and says 1e-320"
+        );
+        assert_eq!(show(&f4, "0.1"), "0.10000000149011612");
+        assert_eq!(
+            show(&f4, "1234567.8"),
+            "error: 1234567.8 does not fit a float32 column exactly: it would store 1234567.7"
+        );
+        assert_eq!(show(&f4, "1e39"), "error: 1e39 is too large for a float32 column");
         assert_eq!(
             show(&f8, "1e400"),
             "error: inf is not finite; MariaDB stores no NaN or infinity"
