@@ -1280,8 +1280,8 @@ mod tests {
         );
         assert_eq!(show(&f4, "0.1"), "0.10000000149011612");
         assert_eq!(
-            show(&f4, "1234567.8"),
-            "error: 1234567.8 does not fit a float32 column exactly: it would store 1234567.7"
+            show(&f4, "16777217.5"),
+            "error: 16777217.5 does not fit a float32 column exactly: it would store 16777218"
         );
         assert_eq!(show(&f4, "1e39"), "error: 1e39 is too large for a float32 column");
         assert_eq!(
