@@ -744,6 +744,27 @@ fn date_of(t: NaiveDateTime, given: Value) -> Result<Value, ConvertError> {
     check_date(t.date()).map(Value::Date)
 }
 
+/// A single-precision float read from a `real` / `FLOAT` column as the number it
+/// says: the double its shortest decimal text reads as, so a stored 0.1 arrives as
+/// 0.1, not as 0.10000000149011612 (the single's exact binary value, which a text,
+/// double or decimal column would then keep). Writing it back into a single gives
+/// the same single, since that text reads as it.
+pub fn f32_value(x: f32) -> f64 {
+    use std::io::Write;
+    // The shortest text of a finite single fits in 64 bytes (`-1.1754944e-38` and the
+    // like, written out in full by Display: at most 48 characters); no allocation.
+    let mut buf = [0u8; 64];
+    let mut w = &mut buf[..];
+    if !x.is_finite() || write!(w, "{x}").is_err() {
+        return f64::from(x);
+    }
+    let len = 64 - w.len();
+    std::str::from_utf8(&buf[..len])
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(f64::from(x))
+}
+
 /// `excerpt` for the kept start of a text: the cut is at its end, so show its end.
 fn excerpt_end(s: &str) -> String {
     const MAX: usize = 60;
@@ -780,20 +801,29 @@ fn float_text_is_exact(t: &str, stored: f64, bytes: u8) -> bool {
     } else {
         (15, f64::MIN_POSITIVE)
     };
+    match digit_span(t) {
+        None => false,
+        // All zeros: zero, which every float says.
+        Some(0) => stored == 0.0,
+        Some(digits) => digits <= exact_digits && stored.abs() >= min_normal,
+    }
+}
+
+/// The digits of a number text from its first non-zero one to its last (`1200` and
+/// `0.0012` have 2): how many a float must say. `None` when `t` is not plain digits
+/// with an optional sign, point and exponent; 0 for zero.
+fn digit_span(t: &str) -> Option<usize> {
     let mantissa = t.split(['e', 'E']).next().unwrap_or("");
     let mantissa = mantissa.trim_start_matches(['-', '+']);
     if mantissa.is_empty() || !mantissa.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return false;
+        return None;
     }
-    // Significant digits: from the first non-zero one to the last non-zero one.
     let b = mantissa.as_bytes();
     let non_zero = |c: &u8| matches!(c, b'1'..=b'9');
     let (Some(first), Some(last)) = (b.iter().position(non_zero), b.iter().rposition(non_zero)) else {
-        // All zeros: zero, which every float says.
-        return stored == 0.0;
+        return Some(0);
     };
-    let digits = b[first..=last].iter().filter(|c| c.is_ascii_digit()).count();
-    digits <= exact_digits && stored.abs() >= min_normal
+    Some(b[first..=last].iter().filter(|c| c.is_ascii_digit()).count())
 }
 
 fn float_of(d: &Decimal, bytes: u8) -> Result<f64, ConvertError> {
@@ -810,8 +840,9 @@ fn float_of(d: &Decimal, bytes: u8) -> Result<f64, ConvertError> {
     if !stored.is_finite() {
         return err(format!("{d} is too large for a float{width} column"));
     }
-    let digits = d.significant_digits();
-    let zero = d.significant_scale() + d.integer_digits() == 0;
+    // Trailing zeros of an integer are no digits a float must keep (3.4e38 is 2).
+    let digits = digit_span(d.as_str()).unwrap_or(usize::MAX) as u32;
+    let zero = digits == 0;
     if digits <= exact_digits && (zero || stored.abs() >= min_normal) {
         return Ok(stored);
     }
@@ -1252,6 +1283,16 @@ mod tests {
             assert_eq!(check_shows(kind, v.clone()), expect, "{kind:?} {v:?}");
         }
         // Too small for a double: it would store zero.
+        // A single read from a column says its shortest text, and goes back unchanged.
+        for x in [0.1f32, 0.123_456_79, 1e-38, 1e-45, -3.4e38, 16_777_216.0, 0.0] {
+            let wide = f32_value(x);
+            assert_eq!(wide.to_string(), x.to_string(), "{x}");
+            let Ok(Value::Float(back)) = f4.check(Value::Float(wide)) else {
+                panic!("{x} does not fit float32")
+            };
+            assert_eq!(back as f32, x, "{x}");
+        }
+        assert_eq!(f32_value(0.1), 0.1);
         let tiny = check_shows(&f8, d("1e-400"));
         assert!(
             tiny.starts_with("error: 0.000")
