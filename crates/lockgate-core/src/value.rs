@@ -472,7 +472,7 @@ impl Kind {
                 // Parsed once, at the column's width (a single from the text, not
                 // from a double, which would round twice).
                 let stored = if *bytes == 4 {
-                    t.parse::<f32>().map(f64::from)
+                    t.parse::<f32>().map(f32_value)
                 } else {
                     t.parse::<f64>()
                 }
@@ -590,7 +590,10 @@ impl Kind {
             (Kind::Float { .. }, Value::Float(f)) if !f.is_finite() => {
                 err(format!("{f} is not finite; MariaDB stores no NaN or infinity"))
             }
-            (Kind::Float { bytes: 4 }, Value::Float(f)) if f64::from(f as f32) == f => Ok(Value::Float(f)),
+            // A single is held as the number it says (`f32_value`), as it is read back.
+            (Kind::Float { bytes: 4 }, Value::Float(f)) if f64::from(f as f32) == f => {
+                Ok(Value::Float(f32_value(f as f32)))
+            }
             (Kind::Float { bytes: 4 }, Value::Float(f)) => {
                 // A double's shortest text is what it means; a single must say the same.
                 let d = Decimal::from_f64(f).expect("finite");
@@ -830,7 +833,7 @@ fn float_of(d: &Decimal, bytes: u8) -> Result<f64, ConvertError> {
     let width = bytes as u32 * 8;
     let (stored, exact_digits, min_normal) = if bytes == 4 {
         (
-            d.as_str().parse::<f32>().map_or(f64::NAN, f64::from),
+            d.as_str().parse::<f32>().map_or(f64::NAN, f32_value),
             6,
             f32::MIN_POSITIVE as f64,
         )
@@ -1264,19 +1267,19 @@ mod tests {
                 d("3.14159265358979323846"),
                 "error: 3.14159265358979323846 does not fit a float64 column exactly: it would store 3.141592653589793",
             ),
-            (&f4, d("0.1"), "0.10000000149011612"),
+            (&f4, d("0.1"), "0.1"),
             (
                 &f4,
                 d("0.123456789"),
                 "error: 0.123456789 does not fit a float32 column exactly: it would store 0.12345679",
             ),
-            (&f4, Value::Float(0.1), "0.10000000149011612"),
+            (&f4, Value::Float(0.1), "0.1"),
             (
                 &f4,
                 Value::Float(0.123456789),
                 "error: 0.123456789 does not fit a float32 column exactly: it would store 0.12345679",
             ),
-            (&f4, Value::Float(f64::from(0.123_456_79_f32)), "0.12345679104328156"),
+            (&f4, Value::Float(f64::from(0.123_456_79_f32)), "0.12345679"),
             (&f8, Value::Float(0.123456789), "0.123456789"),
         ];
         for (kind, v, expect) in cases {
@@ -1319,7 +1322,7 @@ mod tests {
             show(&f8, "1e-320").starts_with("0.000"),
             "a subnormal goes the exact way, and says 1e-320"
         );
-        assert_eq!(show(&f4, "0.1"), "0.10000000149011612");
+        assert_eq!(show(&f4, "0.1"), "0.1");
         assert_eq!(
             show(&f4, "16777217.5"),
             "error: 16777217.5 does not fit a float32 column exactly: it would store 16777218"
