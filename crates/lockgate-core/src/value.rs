@@ -762,10 +762,17 @@ pub fn f32_value(x: f32) -> f64 {
         return f64::from(x);
     }
     let len = 64 - w.len();
-    std::str::from_utf8(&buf[..len])
+    let wide = std::str::from_utf8(&buf[..len])
         .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(f64::from(x))
+        .and_then(|t| t.parse::<f64>().ok())
+        .unwrap_or(f64::from(x));
+    // ±f32::MAX says 3.4028235e38, past the largest single: MariaDB refuses that
+    // double for a FLOAT column, so the extremes stay exact.
+    if wide.abs() > f64::from(f32::MAX) {
+        f64::from(x)
+    } else {
+        wide
+    }
 }
 
 /// `excerpt` for the kept start of a text: the cut is at its end, so show its end.
@@ -1287,9 +1294,23 @@ mod tests {
         }
         // Too small for a double: it would store zero.
         // A single read from a column says its shortest text, and goes back unchanged.
-        for x in [0.1f32, 0.123_456_79, 1e-38, 1e-45, -3.4e38, 16_777_216.0, 0.0] {
+        for x in [
+            0.1f32,
+            0.123_456_79,
+            1e-38,
+            1e-45,
+            -3.4e38,
+            16_777_216.0,
+            0.0,
+            f32::MAX,
+            f32::MIN,
+        ] {
             let wide = f32_value(x);
-            assert_eq!(wide.to_string(), x.to_string(), "{x}");
+            if x.abs() < f32::MAX {
+                assert_eq!(wide.to_string(), x.to_string(), "{x}");
+            } else {
+                assert_eq!(wide, f64::from(x), "the extremes stay exact: {x}");
+            }
             let Ok(Value::Float(back)) = f4.check(Value::Float(wide)) else {
                 panic!("{x} does not fit float32")
             };
