@@ -145,10 +145,16 @@ impl Decimal {
 
     /// Significant digits in all, as SQLite's 15-digit REAL conversion counts them.
     pub fn significant_digits(&self) -> u32 {
+        // The integer part has no leading zeros unless it is `0`; counted in place,
+        // as this runs for every float and SQLite numeric a load checks.
         let (i, f) = self.parts();
-        let all = format!("{i}{}", f.trim_end_matches('0'));
-        let trimmed = all.trim_start_matches('0');
-        trimmed.len().max(1) as u32
+        let f = f.trim_end_matches('0');
+        let n = if i == "0" {
+            f.trim_start_matches('0').len()
+        } else {
+            i.len() + f.len()
+        };
+        n.max(1) as u32
     }
 
     /// The same number written with exactly `scale` fraction digits, or `None` when

@@ -293,7 +293,12 @@ pub fn narrowing(from: &Kind, to: &Kind) -> Option<String> {
         (K::Timestamp { fsp: f } | K::TimestampTz { fsp: f, .. }, K::Timestamp { fsp: t }) => fraction_note(*f, *t),
         (K::Timestamp { fsp: f } | K::TimestampTz { fsp: f, .. }, K::TimestampTz { epoch32, fsp: t }) => {
             let from_epoch32 = matches!(from, K::TimestampTz { epoch32: true, .. });
-            fraction_note(*f, *t).or_else(|| (*epoch32 && !from_epoch32).then(epoch32_note))
+            // Every reason, not the first: each is a different set of values refused.
+            let reasons: Vec<String> = [fraction_note(*f, *t), (*epoch32 && !from_epoch32).then(epoch32_note)]
+                .into_iter()
+                .flatten()
+                .collect();
+            (!reasons.is_empty()).then(|| reasons.join("; "))
         }
         (K::Time { fsp: f }, K::Time { fsp: t }) => fraction_note(*f, *t),
         (K::Timestamp { .. } | K::TimestampTz { .. }, K::Date) => {
@@ -318,6 +323,7 @@ fn fraction_note(from: u8, to: u8) -> Option<String> {
         let keeps = match to {
             0 => "whole seconds".to_string(),
             n if n >= MAX_FSP => "microseconds".to_string(),
+            1 => "1 fractional digit".to_string(),
             n => format!("{n} fractional digits"),
         };
         format!("the column keeps {keeps}: values with a finer fraction of a second are errors")
@@ -450,7 +456,19 @@ mod tests {
             (
                 tz(false, 6),
                 tz(true, 3),
-                "the column keeps 3 fractional digits: values with a finer fraction of a second are errors",
+                "the column keeps 3 fractional digits: values with a finer fraction of a second are errors; \
+                 MariaDB TIMESTAMP holds 1970–2038 only: values outside are errors",
+            ),
+            (
+                tz(false, 6),
+                tz(true, 1),
+                "the column keeps 1 fractional digit: values with a finer fraction of a second are errors; \
+                 MariaDB TIMESTAMP holds 1970–2038 only: values outside are errors",
+            ),
+            (
+                tz(true, 6),
+                tz(true, 1),
+                "the column keeps 1 fractional digit: values with a finer fraction of a second are errors",
             ),
             (
                 ts(0),

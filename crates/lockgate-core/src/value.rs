@@ -469,13 +469,26 @@ impl Kind {
             }
             Kind::Float { bytes } => {
                 let t = s.trim();
-                let f: f64 = t
-                    .parse::<f64>()
-                    .or_else(|_| err(format!("{} is not a number", excerpt(s))))?;
-                if !f.is_finite() {
+                // Parsed once, at the column's width (a single from the text, not
+                // from a double, which would round twice).
+                let stored = if *bytes == 4 {
+                    t.parse::<f32>().map(f32_value)
+                } else {
+                    t.parse::<f64>()
+                }
+                .or_else(|_| err(format!("{} is not a number", excerpt(s))))?;
+                if !stored.is_finite() {
+                    let f = t.parse::<f64>().unwrap_or(stored);
+                    if f.is_finite() {
+                        return err(format!("{t} is too large for a float{} column", *bytes as u32 * 8));
+                    }
                     return err(format!("{f} is not finite; MariaDB stores no NaN or infinity"));
                 }
-                // The text is the value: the float must say the same number.
+                // The text is the value: the float must say the same number. Few
+                // enough digits always do (the common case, checked without allocating).
+                if float_text_is_exact(t, stored, *bytes) {
+                    return Ok(Value::Float(stored));
+                }
                 let d = Decimal::parse(t).ok_or_else(|| ConvertError(format!("{} is not a number", excerpt(s))))?;
                 Value::Float(float_of(&d, *bytes)?)
             }
@@ -577,7 +590,10 @@ impl Kind {
             (Kind::Float { .. }, Value::Float(f)) if !f.is_finite() => {
                 err(format!("{f} is not finite; MariaDB stores no NaN or infinity"))
             }
-            (Kind::Float { bytes: 4 }, Value::Float(f)) if f64::from(f as f32) == f => Ok(Value::Float(f)),
+            // A single is held as the number it says (`f32_value`), as it is read back.
+            (Kind::Float { bytes: 4 }, Value::Float(f)) if f64::from(f as f32) == f => {
+                Ok(Value::Float(f32_value(f as f32)))
+            }
             (Kind::Float { bytes: 4 }, Value::Float(f)) => {
                 // A double's shortest text is what it means; a single must say the same.
                 let d = Decimal::from_f64(f).expect("finite");
@@ -731,6 +747,34 @@ fn date_of(t: NaiveDateTime, given: Value) -> Result<Value, ConvertError> {
     check_date(t.date()).map(Value::Date)
 }
 
+/// A single-precision float read from a `real` / `FLOAT` column as the number it
+/// says: the double its shortest decimal text reads as, so a stored 0.1 arrives as
+/// 0.1, not as 0.10000000149011612 (the single's exact binary value, which a text,
+/// double or decimal column would then keep). Writing it back into a single gives
+/// the same single, since that text reads as it.
+pub fn f32_value(x: f32) -> f64 {
+    use std::io::Write;
+    // The shortest text of a finite single fits in 64 bytes (`-1.1754944e-38` and the
+    // like, written out in full by Display: at most 48 characters); no allocation.
+    let mut buf = [0u8; 64];
+    let mut w = &mut buf[..];
+    if !x.is_finite() || write!(w, "{x}").is_err() {
+        return f64::from(x);
+    }
+    let len = 64 - w.len();
+    let wide = std::str::from_utf8(&buf[..len])
+        .ok()
+        .and_then(|t| t.parse::<f64>().ok())
+        .unwrap_or(f64::from(x));
+    // ±f32::MAX says 3.4028235e38, past the largest single: MariaDB refuses that
+    // double for a FLOAT column, so the extremes stay exact.
+    if wide.abs() > f64::from(f32::MAX) {
+        f64::from(x)
+    } else {
+        wide
+    }
+}
+
 /// `excerpt` for the kept start of a text: the cut is at its end, so show its end.
 fn excerpt_end(s: &str) -> String {
     const MAX: usize = 60;
@@ -757,11 +801,46 @@ fn show_float(f: f64, bytes: u8) -> String {
 /// as `d`. Up to 15 digits (6 for a single) every number in the normal range
 /// does; past them, `0.10000000000000001` does (the double nearest 0.1), and
 /// `9007199254740993` (2^53 + 1) does not: the column would store ...992.
+/// Whether `stored`, a float of `bytes` width parsed from the number text `t`, says
+/// the same number as `t` for the reason [`float_of`]'s first test gives: at most
+/// 15 significant digits (6 for a single) and not below the normal range. Counts
+/// the digits in place; `false` only sends the text the exact (allocating) way.
+fn float_text_is_exact(t: &str, stored: f64, bytes: u8) -> bool {
+    let (exact_digits, min_normal) = if bytes == 4 {
+        (6, f32::MIN_POSITIVE as f64)
+    } else {
+        (15, f64::MIN_POSITIVE)
+    };
+    match digit_span(t) {
+        None => false,
+        // All zeros: zero, which every float says.
+        Some(0) => stored == 0.0,
+        Some(digits) => digits <= exact_digits && stored.abs() >= min_normal,
+    }
+}
+
+/// The digits of a number text from its first non-zero one to its last (`1200` and
+/// `0.0012` have 2): how many a float must say. `None` when `t` is not plain digits
+/// with an optional sign, point and exponent; 0 for zero.
+fn digit_span(t: &str) -> Option<usize> {
+    let mantissa = t.split(['e', 'E']).next().unwrap_or("");
+    let mantissa = mantissa.trim_start_matches(['-', '+']);
+    if mantissa.is_empty() || !mantissa.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let b = mantissa.as_bytes();
+    let non_zero = |c: &u8| matches!(c, b'1'..=b'9');
+    let (Some(first), Some(last)) = (b.iter().position(non_zero), b.iter().rposition(non_zero)) else {
+        return Some(0);
+    };
+    Some(b[first..=last].iter().filter(|c| c.is_ascii_digit()).count())
+}
+
 fn float_of(d: &Decimal, bytes: u8) -> Result<f64, ConvertError> {
     let width = bytes as u32 * 8;
     let (stored, exact_digits, min_normal) = if bytes == 4 {
         (
-            d.as_str().parse::<f32>().map_or(f64::NAN, f64::from),
+            d.as_str().parse::<f32>().map_or(f64::NAN, f32_value),
             6,
             f32::MIN_POSITIVE as f64,
         )
@@ -771,8 +850,9 @@ fn float_of(d: &Decimal, bytes: u8) -> Result<f64, ConvertError> {
     if !stored.is_finite() {
         return err(format!("{d} is too large for a float{width} column"));
     }
-    let digits = d.significant_digits();
-    let zero = d.significant_scale() + d.integer_digits() == 0;
+    // Trailing zeros of an integer are no digits a float must keep (3.4e38 is 2).
+    let digits = digit_span(d.as_str()).unwrap_or(usize::MAX) as u32;
+    let zero = digits == 0;
     if digits <= exact_digits && (zero || stored.abs() >= min_normal) {
         return Ok(stored);
     }
@@ -1194,25 +1274,49 @@ mod tests {
                 d("3.14159265358979323846"),
                 "error: 3.14159265358979323846 does not fit a float64 column exactly: it would store 3.141592653589793",
             ),
-            (&f4, d("0.1"), "0.10000000149011612"),
+            (&f4, d("0.1"), "0.1"),
             (
                 &f4,
                 d("0.123456789"),
                 "error: 0.123456789 does not fit a float32 column exactly: it would store 0.12345679",
             ),
-            (&f4, Value::Float(0.1), "0.10000000149011612"),
+            (&f4, Value::Float(0.1), "0.1"),
             (
                 &f4,
                 Value::Float(0.123456789),
                 "error: 0.123456789 does not fit a float32 column exactly: it would store 0.12345679",
             ),
-            (&f4, Value::Float(f64::from(0.123_456_79_f32)), "0.12345679104328156"),
+            (&f4, Value::Float(f64::from(0.123_456_79_f32)), "0.12345679"),
             (&f8, Value::Float(0.123456789), "0.123456789"),
         ];
         for (kind, v, expect) in cases {
             assert_eq!(check_shows(kind, v.clone()), expect, "{kind:?} {v:?}");
         }
         // Too small for a double: it would store zero.
+        // A single read from a column says its shortest text, and goes back unchanged.
+        for x in [
+            0.1f32,
+            0.123_456_79,
+            1e-38,
+            1e-45,
+            -3.4e38,
+            16_777_216.0,
+            0.0,
+            f32::MAX,
+            f32::MIN,
+        ] {
+            let wide = f32_value(x);
+            if x.abs() < f32::MAX {
+                assert_eq!(wide.to_string(), x.to_string(), "{x}");
+            } else {
+                assert_eq!(wide, f64::from(x), "the extremes stay exact: {x}");
+            }
+            let Ok(Value::Float(back)) = f4.check(Value::Float(wide)) else {
+                panic!("{x} does not fit float32")
+            };
+            assert_eq!(back as f32, x, "{x}");
+        }
+        assert_eq!(f32_value(0.1), 0.1);
         let tiny = check_shows(&f8, d("1e-400"));
         assert!(
             tiny.starts_with("error: 0.000")
@@ -1227,6 +1331,24 @@ mod tests {
         assert_eq!(show(&f8, " 1.5e3 "), "1500");
         assert_eq!(show(&f8, "0.30000000000000004"), "0.30000000000000004");
         assert_eq!(show(&f4, "1.25"), "1.25");
+        // The in-place digit count agrees with the exact way on every shape of text.
+        assert_eq!(show(&f8, "-0.000"), "-0");
+        assert_eq!(show(&f8, "+1.2e3"), "1200");
+        assert_eq!(show(&f8, "000123456789012345.000"), "123456789012345");
+        assert_eq!(
+            show(&f8, "1234567890123456789"),
+            "error: 1234567890123456789 does not fit a float64 column exactly: it would store 1234567890123456800"
+        );
+        assert!(
+            show(&f8, "1e-320").starts_with("0.000"),
+            "a subnormal goes the exact way, and says 1e-320"
+        );
+        assert_eq!(show(&f4, "0.1"), "0.1");
+        assert_eq!(
+            show(&f4, "16777217.5"),
+            "error: 16777217.5 does not fit a float32 column exactly: it would store 16777218"
+        );
+        assert_eq!(show(&f4, "1e39"), "error: 1e39 is too large for a float32 column");
         assert_eq!(
             show(&f8, "1e400"),
             "error: inf is not finite; MariaDB stores no NaN or infinity"

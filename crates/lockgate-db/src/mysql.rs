@@ -951,7 +951,8 @@ fn decode(v: MyValue, column: &mysql_async::Column, kind: Option<&Kind>) -> Resu
         MyValue::UInt(u) => kind.check(uint(u)),
         // A FLOAT(M,D) column is a decimal kind: its single means its own shortest text.
         MyValue::Float(f) if matches!(kind, Kind::Decimal { .. }) => kind.parse_text(&f.to_string()),
-        MyValue::Float(f) => kind.check(Value::Float(f64::from(f))),
+        // A single says its shortest text (0.1, not 0.10000000149011612).
+        MyValue::Float(f) => kind.check(Value::Float(lockgate_core::value::f32_value(f))),
         MyValue::Double(f) => kind.check(Value::Float(f)),
         MyValue::Date(y, m, d, h, mi, s, us) => {
             let dt = datetime(y, m, d, h, mi, s, us)?;
@@ -979,7 +980,7 @@ fn decode_native(v: MyValue, column: &mysql_async::Column) -> Result<Value, Conv
         MyValue::NULL => Ok(Value::Null),
         MyValue::Int(i) => Ok(Value::Int(i)),
         MyValue::UInt(u) => Ok(uint(u)),
-        MyValue::Float(f) => Ok(Value::Float(f64::from(f))),
+        MyValue::Float(f) => Ok(Value::Float(lockgate_core::value::f32_value(f))),
         MyValue::Double(f) => Ok(Value::Float(f)),
         MyValue::Date(y, m, d, h, mi, s, us) => {
             let dt = datetime(y, m, d, h, mi, s, us)?;

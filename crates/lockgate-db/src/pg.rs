@@ -141,7 +141,8 @@ impl<'a> FromSql<'a> for Cell {
             Type::INT4 => Value::Int(i32::from_sql(ty, raw)? as i64),
             Type::INT8 => Value::Int(i64::from_sql(ty, raw)?),
             Type::OID => Value::Int(u32::from_sql(ty, raw)? as i64),
-            Type::FLOAT4 => Value::Float(f32::from_sql(ty, raw)? as f64),
+            // A single says its shortest text (0.1, not 0.10000000149011612).
+            Type::FLOAT4 => Value::Float(lockgate_core::value::f32_value(f32::from_sql(ty, raw)?)),
             Type::FLOAT8 => Value::Float(f64::from_sql(ty, raw)?),
             Type::NUMERIC => Value::Decimal(decode_numeric(raw)?),
             Type::BYTEA => Value::Bytes(raw.to_vec()),

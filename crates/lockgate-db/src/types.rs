@@ -50,9 +50,14 @@ pub fn pg_kind(udt: &str, full: &str, is_enum: bool) -> Kind {
             scale: args.first().map(|_| args.get(1).copied().unwrap_or(0) as u32),
             max_significant: None,
         },
-        "text" | "name" | "citext" => Kind::Text {
+        "text" | "citext" => Kind::Text {
             max_chars: None,
             max_bytes: None,
+        },
+        // An identifier type: PostgreSQL cuts its input to 63 bytes (NAMEDATALEN - 1).
+        "name" => Kind::Text {
+            max_chars: None,
+            max_bytes: Some(63),
         },
         "varchar" | "bpchar" => Kind::Text {
             max_chars: args.first().copied(),
@@ -137,7 +142,12 @@ pub fn mysql_kind(data_type: &str, column_type: &str, char_max: Option<u64>, is_
         "tinyint" if column_type.starts_with("tinyint(1)") && !unsigned => Kind::Bool,
         "bool" | "boolean" => Kind::Bool,
         "tinyint" => Kind::Int { bytes: 1, unsigned },
-        "smallint" | "year" => Kind::Int { bytes: 2, unsigned },
+        "smallint" => Kind::Int { bytes: 2, unsigned },
+        // YEAR holds 1901–2155 and 0, and reads 1–99 as 2001–2069 / 1970–1999: no
+        // integer kind says that, so it is refused rather than changed silently.
+        "year" => Kind::Unsupported {
+            type_name: format!("{column_type} (MariaDB YEAR turns 2-digit years into 19xx/20xx)"),
+        },
         "mediumint" => Kind::Int { bytes: 3, unsigned },
         "int" | "integer" => Kind::Int { bytes: 4, unsigned },
         "bigint" => Kind::Int { bytes: 8, unsigned },
@@ -468,6 +478,17 @@ mod tests {
             }
         );
         assert_eq!(mysql_kind("float", "float", None, false), Kind::Float { bytes: 4 });
+        assert_eq!(
+            pg_kind("name", "name", false),
+            Kind::Text {
+                max_chars: None,
+                max_bytes: Some(63)
+            }
+        );
+        assert!(matches!(
+            mysql_kind("year", "year(4)", None, false),
+            Kind::Unsupported { .. }
+        ));
         assert_eq!(sqlite_kind("DATETIME(3)"), Kind::Timestamp { fsp: 6 });
     }
 }

@@ -513,3 +513,32 @@ async fn a_non_strict_mariadb_session_still_changes_no_value() {
         "a non-strict session changes values silently; Lockgate refused each of them above"
     );
 }
+
+/// Types the kinds cannot describe change nothing silently: PostgreSQL `name` cuts
+/// its input to 63 bytes, so a longer one is that row's error; MariaDB YEAR turns
+/// `5` into 2005, so no value goes into it (it is an unsupported type, said plainly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn types_that_would_change_a_value_refuse_it() {
+    let t = |s: String| Value::Text(s);
+    let pg = vec![
+        fits("n", t("a".repeat(63))),
+        fits("n", t(format!("{}é", "a".repeat(61)))),
+        fails(
+            "n",
+            t("a".repeat(64)),
+            &["is 64 bytes long; the column holds at most 63, so it would be cut to"],
+        ),
+        fails(
+            "n",
+            t(format!("{}é", "a".repeat(62))),
+            &["is 64 bytes long; the column holds at most 63"],
+        ),
+    ];
+    check_both_modes(Engine::Postgres, "n name", &pg).await;
+
+    let my = vec![
+        fails("y", Value::Int(5), &["does not map the type year", "2-digit years"]),
+        fails("y", Value::Int(2005), &["does not map the type year"]),
+    ];
+    check_both_modes(Engine::Mysql, "y year", &my).await;
+}

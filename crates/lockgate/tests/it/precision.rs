@@ -286,3 +286,53 @@ async fn a_load_refuses_every_value_the_column_would_change() {
         assert_eq!(kept, want, "{engine}");
     }
 }
+
+/// A single-precision float says its shortest text: PostgreSQL `real` 0.1 arrives
+/// in a MariaDB varchar, double and decimal(10,2) as 0.1 (measured before the fix:
+/// '0.10000000149011612', the same in the double, and the decimal refused as having
+/// too many places), and MariaDB FLOAT 0.1 in a PostgreSQL numeric as 0.1; a single
+/// into a single round-trips exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_float_arrives_as_the_number_it_says() {
+    let cases = [
+        (
+            Engine::Postgres,
+            "CREATE TABLE events (id bigint PRIMARY KEY, a real, b real, c real, d real)",
+            Engine::Mysql,
+            "CREATE TABLE events (id bigint PRIMARY KEY, a varchar(40), b double, c decimal(10,2), d float) ENGINE=InnoDB",
+            "1|0.1|0.1|0.10|0.1",
+        ),
+        (
+            Engine::Mysql,
+            "CREATE TABLE events (id bigint PRIMARY KEY, a float, b float, c float, d float) ENGINE=InnoDB",
+            Engine::Postgres,
+            "CREATE TABLE events (id bigint PRIMARY KEY, a text, b double precision, c numeric, d real)",
+            "1|0.1|0.1|0.1|0.1",
+        ),
+    ];
+    for (s, src_ddl, d, dst_ddl, want) in cases {
+        let what = format!("{s} -> {d}");
+        let src = TestDb::new(s).await;
+        let dst = TestDb::new(d).await;
+        let mut sc = src.conn().await;
+        sc.batch(src_ddl).await.unwrap();
+        sc.batch(
+            "INSERT INTO events (id, a, b, c, d) VALUES (1, 0.1, 0.1, 0.1, 0.1), (2, 1.25, 16777216, 2.5, 0.123456789)",
+        )
+        .await
+        .unwrap();
+        let mut dc = dst.conn().await;
+        dc.batch(dst_ddl).await.unwrap();
+        let t = events(&src, &dst);
+        transfer::create(&t, &CreateOptions::default()).await.unwrap();
+        let r = transfer::run_pending(std::slice::from_ref(&t), &RunOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.exit_code(), 0, "{what}: {:?}", r.exports[0].errors);
+        let rows = table_rows(&mut dc, "events").await.unwrap();
+        assert_eq!(rows[0], want, "{what}");
+        // The single 0.123456789 keeps is 0.12345679: a single gets the same single.
+        assert!(rows[1].ends_with("|0.12345679"), "{what}: {rows:?}");
+        assert!(rows[1].starts_with("2|1.25|16777216|2.5"), "{what}: {rows:?}");
+    }
+}
