@@ -9,6 +9,31 @@ use lockgate_db::Engine;
 
 const TOKEN: &str = "the-servers-token-0123456789abcdef";
 
+/// Variables set in this process's environment for one test, put back as they were
+/// when it ends (passed or failed), so that none leaks into the other tests.
+struct EnvGuard(Vec<(&'static str, Option<std::ffi::OsString>)>);
+
+impl EnvGuard {
+    fn set(vars: &[(&'static str, &str)]) -> EnvGuard {
+        let saved = vars.iter().map(|(n, _)| (*n, std::env::var_os(n))).collect();
+        for (n, v) in vars {
+            std::env::set_var(n, v);
+        }
+        EnvGuard(saved)
+    }
+}
+
+impl Drop for EnvGuard {
+    fn drop(&mut self) {
+        for (name, old) in self.0.drain(..) {
+            match old {
+                Some(v) => std::env::set_var(name, v),
+                None => std::env::remove_var(name),
+            }
+        }
+    }
+}
+
 /// A zip of one version `v` whose only entry is the shell script `body`.
 fn script_zip(v: &str, body: &str) -> Vec<u8> {
     let (meta, script) = (format!("{v}/meta.json"), format!("{v}/default/s.sh"));
@@ -105,8 +130,7 @@ async fn an_uploaded_script_sees_neither_the_token_nor_the_password() {
         let (url, password) = db.password_url().await;
         // The server's own environment, as `LOCKGATE_TOKEN=… DATABASE_URL=… lockgate
         // serve` starts it.
-        std::env::set_var("LOCKGATE_TOKEN", TOKEN);
-        std::env::set_var("DATABASE_URL", url.as_str());
+        let _env = EnvGuard::set(&[("LOCKGATE_TOKEN", TOKEN), ("DATABASE_URL", url.as_str())]);
         let out = tempfile::tempdir().unwrap();
         let env_file = out.path().join("env.out");
         let mut cfg = ServerConfig::new();

@@ -5,9 +5,14 @@
 //! an executable ([`ScriptKind::of_file`] is the one rule). Each runs in its version
 //! folder, with absolute paths, the context JSON on stdin, and a scrubbed environment:
 //! none of Lockgate's own variables (the server's `LOCKGATE_TOKEN`), no
-//! `DATABASE_URL`, no inherited engine credentials; the database URL without its
-//! password, and the password only in the engine's own variable. It must exit 0
-//! within the timeout.
+//! `DATABASE_URL`, no inherited engine credentials, no `OLDPWD` (the folder the
+//! command started in, where its lockgate.toml may be); the database URL without its
+//! password, and the password only in the engine's own variable. Before the first
+//! script starts, the process makes itself non-dumpable, so that a script running as
+//! the same user cannot read the command's own environment through
+//! `/proc/<pid>/environ`. Each script starts in a process group of its own, and the
+//! whole group is killed when it does not exit 0 within the timeout (its background
+//! children too).
 
 use lockgate_bundle::ScriptKind;
 use lockgate_db::{DbUrl, Engine};
@@ -87,9 +92,31 @@ fn tail(bytes: &[u8], max: usize) -> String {
 /// Variables a script never inherits: Lockgate's own (`LOCKGATE_TOKEN` and whatever
 /// else of the server's is named so), the URL the command itself may have read its
 /// database from, and engine credentials meant for the server.
+/// `OLDPWD` and `PWD` name the command's own working folder (where lockgate.toml,
+/// with its passwords, usually is): `PWD` is set to the version folder instead.
 fn inherited(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    !(upper.starts_with("LOCKGATE_") || matches!(upper.as_str(), "DATABASE_URL" | "PGPASSWORD" | "MYSQL_PWD"))
+    !(upper.starts_with("LOCKGATE_")
+        || matches!(
+            upper.as_str(),
+            "DATABASE_URL" | "PGPASSWORD" | "MYSQL_PWD" | "OLDPWD" | "PWD"
+        ))
+}
+
+/// Kills a script's process group (the script and whatever it started in the
+/// background) when dropped: after a timeout, or when the run is cancelled.
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(pid) = self.0.and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: killpg only sends a signal; a group that no longer exists is ESRCH.
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// A process script's environment: the command's own, scrubbed (see [`inherited`]),
@@ -159,13 +186,17 @@ pub(crate) async fn run(
         }
         _ => tokio::process::Command::new(&path),
     };
+    crate::harden_process();
+    #[cfg(unix)]
+    cmd.process_group(0);
     cmd.current_dir(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)));
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("PWD", &dir);
     let mut child = cmd.spawn().map_err(|e| {
         let program = match kind {
             ScriptKind::Node => "node",
@@ -175,6 +206,8 @@ pub(crate) async fn run(
         };
         format!("script {shown} could not start ({program}: {e}): install {program} or make the script executable")
     })?;
+    // Its process group is its pid (process_group(0)); killed on timeout or cancel.
+    let mut group = Group(child.id());
     let mut stdin = child.stdin.take();
     let input = context.to_string();
     let mut stdout = child.stdout.take();
@@ -208,6 +241,8 @@ pub(crate) async fn run(
             if kind == ScriptKind::Node { " (did it call its callback?)" } else { "" }
         )),
         Ok((status, out, err)) => {
+            // It ended in time: what it left running in the background is its own.
+            group.0 = None;
             let status = status.map_err(|e| format!("script {shown}: {e}"))?;
             let mut output = tail(&out, 4000);
             let err_text = tail(&err, 4000);
