@@ -183,3 +183,57 @@ async fn an_uploaded_script_sees_neither_the_token_nor_the_password() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_sql_script_that_reaches_outside_the_database_is_refused_unless_scripts_are_allowed() {
+    for engine in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let db = TestDb::new(engine).await;
+        let out = tempfile::tempdir().unwrap();
+        let mark = out.path().join("made-by-the-database");
+        // What each engine would do with a privileged role: run a program, write a file.
+        let (construct, statement) = match engine {
+            Engine::Postgres => (
+                "COPY … PROGRAM",
+                format!("copy (select 1) to program 'touch {}'", mark.display()),
+            ),
+            Engine::Mysql => ("INTO OUTFILE", format!("SELECT 1 INTO OUTFILE '{}'", mark.display())),
+            Engine::Sqlite => ("ATTACH", format!("ATTACH DATABASE '{}' AS x", mark.display())),
+        };
+        let sql = format!("CREATE TABLE made (id INT);\n-- then:\n\n{statement};\n");
+        let zip = zip_of(&[
+            ("1.0.0/meta.json", r#"{"files": [{"file": "default/a.sql"}]}"#),
+            ("1.0.0/default/a.sql", sql.as_str()),
+        ]);
+        let mut cfg = ServerConfig::new();
+        cfg.connections.push(NamedConnection {
+            name: "app".into(),
+            url: db.url.clone(),
+        });
+        cfg.migrate_db = Some(0);
+        cfg.token = Some(TOKEN.into());
+        let app = lockgate_server::router(cfg).unwrap();
+        let (ct, body) = multipart(&[("file", "a.zip", &zip)], &[]);
+        let r = send(
+            &app,
+            request(Method::POST, "/uploadzip")
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .header(header::CONTENT_TYPE, ct)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{engine}: {}", r.text());
+        let msg = r.json()["error"].as_str().unwrap().to_string();
+        assert!(
+            msg.contains("1.0.0/default/a.sql:4:") && msg.contains("statement 2") && msg.contains(construct),
+            "{engine}: names the file, line and construct: {msg}"
+        );
+        assert!(msg.contains("upload_scripts"), "{engine}: {msg}");
+        assert!(!mark.exists(), "{engine}: the statement ran");
+        let mut conn = db.conn().await;
+        assert!(
+            conn.list_tables().await.unwrap().is_empty(),
+            "{engine}: nothing ran, nothing was written"
+        );
+    }
+}

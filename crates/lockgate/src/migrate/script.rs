@@ -276,8 +276,65 @@ pub(crate) async fn run(
 /// enabled `files` entries that are scripts, other than `.sql`), and any file under the
 /// root that looks like one (a `.js`, `.mjs`, `.cjs`, `.py` or `.sh` name, or an
 /// executable file), named or not. A server refuses an upload holding any.
+///
+/// When it holds none, its `.sql` files are read too: one with a statement that
+/// reaches outside the database (see [`sql_outside_in`]) is an error naming the file,
+/// the statement's line and the construct, since a bundle that may not run process
+/// scripts may not run programs or read files through the database server either.
 pub fn process_scripts(base: &lockgate_bundle::BaseDir) -> Result<Vec<String>, lockgate_bundle::BundleError> {
-    scripts_in(base, &base.root)
+    let scripts = scripts_in(base, &base.root)?;
+    if scripts.is_empty() {
+        if let Some(e) = sql_outside_in(&base.root, &base.root)? {
+            return Err(e);
+        }
+    }
+    Ok(scripts)
+}
+
+/// The first `.sql` file under `dir` (sorted walk) with a statement that reaches
+/// outside the database ([`lockgate_db::sqltext::outside_the_database`]), as the error
+/// that refuses it: the file named relative to `top`, the statement's line, the
+/// construct, and what to do.
+pub(crate) fn sql_outside_in(
+    top: &Path,
+    dir: &Path,
+) -> Result<Option<lockgate_bundle::BundleError>, lockgate_bundle::BundleError> {
+    use lockgate_bundle::BundleError;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| BundleError::io(dir, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|e| BundleError::io(dir, e)))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for path in entries {
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| BundleError::io(&path, e))?;
+        if meta.is_dir() {
+            if let Some(e) = sql_outside_in(top, &path)? {
+                return Ok(Some(e));
+            }
+            continue;
+        }
+        let is_sql = path
+            .extension()
+            .is_some_and(|x| x.to_string_lossy().eq_ignore_ascii_case("sql"));
+        if !meta.is_file() || !is_sql {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|e| BundleError::io(&path, e))?;
+        let sql = String::from_utf8_lossy(&bytes);
+        if let Some(o) = lockgate_db::sqltext::outside_the_database(&sql) {
+            return Ok(Some(BundleError::Invalid {
+                path: path.strip_prefix(top).unwrap_or(&path).to_path_buf(),
+                line: Some(o.statement.line as u64),
+                column: None,
+                message: format!(
+                    "statement {} uses {}: a .sql script may not reach outside the database where process scripts \
+                     are not allowed (an upload, unless the server has upload_scripts = true); remove it",
+                    o.statement.number, o.construct
+                ),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// [`process_scripts`], walking `top` (the root or a folder above it) and naming each

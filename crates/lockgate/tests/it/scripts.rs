@@ -309,6 +309,35 @@ async fn bundles_with_process_scripts_are_refused_before_anything_runs_when_not_
                 "{engine}: nothing written"
             );
         }
+        // Nor may a `.sql` script run programs or touch files through the database
+        // server: refused before anything runs, naming the file, line and construct.
+        let tmp = tempfile::tempdir().unwrap();
+        let mark = tmp.path().join("made-by-the-database");
+        for (statement, construct) in [
+            (format!("COPY (SELECT 1) TO PROGRAM 'touch {}'", mark.display()), "COPY … PROGRAM"),
+            ("select pg_read_file('/etc/passwd')".to_string(), "pg_read_file()"),
+            (format!("SELECT 1 INTO DUMPFILE '{}'", mark.display()), "INTO DUMPFILE"),
+            ("LOAD DATA INFILE '/etc/passwd' INTO TABLE item".to_string(), "LOAD DATA INFILE without LOCAL"),
+            (format!("ATTACH '{}' AS x", mark.display()), "ATTACH"),
+        ] {
+            let (b, _) = bundle_with(
+                "default/s.sql",
+                &format!("UPDATE item SET qty = 10 WHERE id = 1;\n/* then */ {statement};\n"),
+            );
+            let e = run(&db, &b, |o| o.allow_process_scripts = false).await.unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{engine}: {e:?}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("1.0.0/default/s.sql:2:") && msg.contains("statement 2") && msg.contains(construct),
+                "{engine}: {msg}"
+            );
+            assert!(!mark.exists(), "{engine}: {statement} ran");
+            let mut conn = db.conn().await;
+            assert!(
+                conn.list_tables().await.unwrap().is_empty(),
+                "{engine}: nothing written"
+            );
+        }
         // `.sql` scripts are not process scripts.
         let (b, _) = bundle_with("default/s.sql", "UPDATE item SET qty = 10 WHERE id = 1;\n");
         let r = run_ok(&db, &b, |o| o.allow_process_scripts = false).await;
