@@ -651,7 +651,10 @@ pub fn outside_the_database(sql: &str) -> Option<Outside> {
     for engine in [Engine::Postgres, Engine::Mysql, Engine::Sqlite] {
         for s in statements(engine, sql) {
             if let Some(construct) = reaches_outside(&lex(engine, &s.text)) {
-                return Some(Outside { statement: s, construct });
+                return Some(Outside {
+                    statement: s,
+                    construct,
+                });
             }
         }
     }

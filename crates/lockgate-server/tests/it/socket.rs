@@ -191,7 +191,10 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
     )
     .await;
     let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 200 OK"), "answered once the slot is free: {text}");
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK"),
+        "answered once the slot is free: {text}"
+    );
     assert!(
         took >= Duration::from_millis(1500),
         "answered after {took:?}, before the first connection let go of the only slot"

@@ -314,10 +314,16 @@ async fn bundles_with_process_scripts_are_refused_before_anything_runs_when_not_
         let tmp = tempfile::tempdir().unwrap();
         let mark = tmp.path().join("made-by-the-database");
         for (statement, construct) in [
-            (format!("COPY (SELECT 1) TO PROGRAM 'touch {}'", mark.display()), "COPY … PROGRAM"),
+            (
+                format!("COPY (SELECT 1) TO PROGRAM 'touch {}'", mark.display()),
+                "COPY … PROGRAM",
+            ),
             ("select pg_read_file('/etc/passwd')".to_string(), "pg_read_file()"),
             (format!("SELECT 1 INTO DUMPFILE '{}'", mark.display()), "INTO DUMPFILE"),
-            ("LOAD DATA INFILE '/etc/passwd' INTO TABLE item".to_string(), "LOAD DATA INFILE without LOCAL"),
+            (
+                "LOAD DATA INFILE '/etc/passwd' INTO TABLE item".to_string(),
+                "LOAD DATA INFILE without LOCAL",
+            ),
             (format!("ATTACH '{}' AS x", mark.display()), "ATTACH"),
         ] {
             let (b, _) = bundle_with(
