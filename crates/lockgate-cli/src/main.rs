@@ -151,6 +151,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
+    // Before anything else runs: scripts (and any program run as this user) cannot
+    // then read this process's environment (LOCKGATE_TOKEN, DATABASE_URL).
+    lockgate::harden_process();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LOCKGATE_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)

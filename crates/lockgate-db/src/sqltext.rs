@@ -454,6 +454,213 @@ pub fn transaction_breaker(engine: Engine, sql: &str) -> Option<String> {
     None
 }
 
+/// A statement that reaches outside the database: what it is, for a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outside {
+    /// The statement, as the reading that found the construct split it.
+    pub statement: Statement,
+    /// The construct and what it does (`COPY … TO PROGRAM, which runs a program on
+    /// the database server`).
+    pub construct: String,
+}
+
+/// Functions that read, list or write files of the database server (PostgreSQL's
+/// file and large-object functions, MariaDB's `LOAD_FILE`, SQLite's extension loader).
+const FILE_FUNCTIONS: [&str; 9] = [
+    "LO_IMPORT",
+    "LO_EXPORT",
+    "PG_READ_FILE",
+    "PG_READ_BINARY_FILE",
+    "PG_LS_DIR",
+    "PG_STAT_FILE",
+    "PG_FILE_WRITE",
+    "LOAD_FILE",
+    "LOAD_EXTENSION",
+];
+
+/// A token of a statement for [`outside_the_database`]: a word or a quoted name
+/// (upper-cased), a string literal, or one character of punctuation.
+#[derive(Clone, Debug, PartialEq)]
+enum Lex {
+    Word(String),
+    Str,
+    Punct(char),
+}
+
+/// `text` as `engine` reads it: comments dropped (a MariaDB `/*! … */` read as code),
+/// quoted names as words, string literals (PostgreSQL's `$tag$…$tag$` too) as [`Lex::Str`].
+fn lex(engine: Engine, text: &str) -> Vec<Lex> {
+    let mysql = engine == Engine::Mysql;
+    let b: Vec<char> = text.chars().collect();
+    let n = b.len();
+    let at = |i: usize| b.get(i).copied().unwrap_or('\0');
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let c = b[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '-' && at(i + 1) == '-' || (c == '#' && mysql) {
+            while i < n && b[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && at(i + 1) == '*' {
+            if mysql && (at(i + 2) == '!' || (at(i + 2) == 'M' && at(i + 3) == '!')) {
+                i += if at(i + 2) == '!' { 3 } else { 4 };
+                while i < n && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+            } else {
+                i += 2;
+                while i < n && !(b[i] == '*' && at(i + 1) == '/') {
+                    i += 1;
+                }
+                i += 2;
+            }
+        } else if c == '*' && at(i + 1) == '/' && mysql {
+            i += 2;
+        } else if c == '\'' || c == '"' || c == '`' {
+            let name = (c == '"' && !mysql) || (c == '`' && engine != Engine::Postgres);
+            let mut s = String::new();
+            i += 1;
+            while i < n {
+                if mysql && b[i] == '\\' && c != '`' {
+                    i += 2;
+                    continue;
+                }
+                if b[i] == c {
+                    if at(i + 1) == c {
+                        s.push(c);
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                s.push(b[i]);
+                i += 1;
+            }
+            i += 1;
+            out.push(if name { Lex::Word(s.to_uppercase()) } else { Lex::Str });
+        } else if c == '$' && engine == Engine::Postgres && !at(i + 1).is_ascii_digit() {
+            let mut j = i + 1;
+            while j < n && (b[j].is_ascii_alphanumeric() || b[j] == '_') {
+                j += 1;
+            }
+            if at(j) == '$' {
+                let tag: String = b[i..=j].iter().collect();
+                let rest: String = b[j + 1..].iter().collect();
+                i = match rest.find(&tag) {
+                    Some(k) => j + 1 + rest[..k].chars().count() + tag.chars().count(),
+                    None => n,
+                };
+                out.push(Lex::Str);
+            } else {
+                out.push(Lex::Punct(c));
+                i += 1;
+            }
+        } else if c.is_alphanumeric() || c == '_' {
+            let mut w = String::new();
+            while i < n && (b[i].is_alphanumeric() || b[i] == '_' || b[i] == '$') {
+                w.push(b[i]);
+                i += 1;
+            }
+            // E'…', B'…', X'…', N'…': a prefixed string literal is a string.
+            if at(i) == '\'' && matches!(w.to_ascii_uppercase().as_str(), "E" | "B" | "X" | "N" | "_UTF8") {
+                continue;
+            }
+            out.push(Lex::Word(w.to_uppercase()));
+        } else {
+            out.push(Lex::Punct(c));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// What one statement's tokens do outside the database, if anything.
+fn reaches_outside(t: &[Lex]) -> Option<String> {
+    let word = |i: usize| match t.get(i) {
+        Some(Lex::Word(w)) => w.as_str(),
+        _ => "",
+    };
+    // A string literal at `i`, after an optional `U&`.
+    let string_at = |i: usize| match t.get(i) {
+        Some(Lex::Str) => true,
+        Some(Lex::Word(w)) if w == "U" => {
+            matches!(t.get(i + 1), Some(Lex::Punct('&'))) && matches!(t.get(i + 2), Some(Lex::Str))
+        }
+        _ => false,
+    };
+    let first = word(0);
+    for (i, tok) in t.iter().enumerate() {
+        let Lex::Word(w) = tok else { continue };
+        match w.as_str() {
+            "PROGRAM" if first == "COPY" => {
+                return Some("COPY … PROGRAM, which runs a program on the database server".into());
+            }
+            "TO" | "FROM" if first == "COPY" && string_at(i + 1) => {
+                return Some(format!(
+                    "COPY … {w} 'file', which reads or writes a file of the database server (COPY … {} STDIN/STDOUT does not)",
+                    w
+                ));
+            }
+            "INTO" if matches!(word(i + 1), "OUTFILE" | "DUMPFILE") && string_at(i + 2) => {
+                return Some(format!(
+                    "INTO {}, which writes a file of the database server",
+                    word(i + 1)
+                ));
+            }
+            "LOAD" if matches!(word(i + 1), "DATA" | "XML") => {
+                let infile = (i + 2..t.len()).find(|&j| word(j) == "INFILE").unwrap_or(t.len());
+                if !(i + 2..infile).any(|j| word(j) == "LOCAL") {
+                    return Some(format!(
+                        "LOAD {} INFILE without LOCAL, which reads a file of the database server",
+                        word(i + 1)
+                    ));
+                }
+            }
+            "ATTACH" if i == 0 => {
+                return Some("ATTACH, which opens or creates a database file of the server".into());
+            }
+            "VACUUM" if i == 0 && (1..t.len()).any(|j| word(j) == "INTO") => {
+                return Some("VACUUM INTO, which writes a file of the server".into());
+            }
+            f if FILE_FUNCTIONS.contains(&f) && matches!(t.get(i + 1), Some(Lex::Punct('('))) => {
+                return Some(format!(
+                    "{}(), which reaches files or programs of the database server",
+                    f.to_lowercase()
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The first statement of `sql` that reaches outside the database (runs a program on
+/// the database server, or reads or writes its files: `COPY … TO/FROM PROGRAM` or
+/// `'file'`, `lo_import`/`lo_export`, `pg_read_file` and friends, `LOAD_FILE(`,
+/// `INTO OUTFILE`/`DUMPFILE`, `LOAD DATA` without `LOCAL`, SQLite's `ATTACH`,
+/// `VACUUM INTO` and `load_extension`), looking outside quoted text and comments,
+/// case-insensitively. The script is read as every engine would read it (quoting rules
+/// differ), so that text one engine reads as a string cannot hide code from another.
+/// What a statement builds at run time (dynamic SQL, a function body) is not seen:
+/// this narrows what an uploaded script can do, a database role without such rights
+/// is what prevents it.
+pub fn outside_the_database(sql: &str) -> Option<Outside> {
+    for engine in [Engine::Postgres, Engine::Mysql, Engine::Sqlite] {
+        for s in statements(engine, sql) {
+            if let Some(construct) = reaches_outside(&lex(engine, &s.text)) {
+                return Some(Outside {
+                    statement: s,
+                    construct,
+                });
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,6 +803,58 @@ mod tests {
         ];
         for (engine, sql, want) in cases {
             assert_eq!(effect(engine, sql), want, "{engine}: {sql}");
+        }
+    }
+
+    #[test]
+    fn statements_that_reach_outside_the_database_are_found() {
+        let found = |sql: &str| outside_the_database(sql).map(|o| (o.statement.line, o.construct));
+        let cases = [
+            "COPY (SELECT 1) TO PROGRAM 'id > /tmp/x'",
+            "copy t from program 'cat /etc/passwd'",
+            "COPY t TO '/tmp/out.csv'",
+            "COPY t FROM E'/etc/passwd'",
+            "COPY t FROM U&'/etc/passwd'",
+            "SELECT lo_import('/etc/passwd')",
+            "SELECT lo_export(1, '/tmp/x')",
+            "SELECT pg_read_file('/etc/passwd')",
+            "SELECT pg_catalog.pg_read_binary_file ('/etc/passwd')",
+            "SELECT * FROM \"pg_ls_dir\"('/')",
+            "SELECT LOAD_FILE('/etc/passwd')",
+            "SELECT `load_file`('/etc/passwd')",
+            "SELECT 1 INTO OUTFILE '/tmp/x'",
+            "select 1 into dumpfile '/tmp/x'",
+            "LOAD DATA INFILE '/etc/passwd' INTO TABLE t",
+            "LOAD DATA LOW_PRIORITY INFILE '/etc/passwd' INTO TABLE t",
+            "load xml infile '/x' into table t",
+            "/*!50000 SELECT LOAD_FILE('/etc/passwd') */",
+            "ATTACH DATABASE '/tmp/x.db' AS x",
+            "VACUUM INTO '/tmp/copy.db'",
+            "SELECT load_extension('/tmp/x.so')",
+        ];
+        for sql in cases {
+            let script = format!("-- a comment\nSELECT 1;\n\n{sql};\nSELECT 2;\n");
+            let (line, construct) = found(&script).unwrap_or_else(|| panic!("not found: {sql}"));
+            assert_eq!(line, 4, "{sql}: {construct}");
+        }
+        let (_, construct) = found("COPY (SELECT 1) TO PROGRAM 'id'").unwrap();
+        assert!(construct.starts_with("COPY … PROGRAM"), "{construct}");
+        let (_, construct) = found("SELECT 1 INTO OUTFILE '/tmp/x'").unwrap();
+        assert!(construct.starts_with("INTO OUTFILE"), "{construct}");
+        let harmless = [
+            "COPY t FROM STDIN",
+            "COPY (SELECT 'x' FROM t) TO STDOUT WITH (FORMAT csv, DELIMITER ',')",
+            "LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE t",
+            "INSERT INTO t (note) VALUES ('COPY t TO PROGRAM ''id''; SELECT pg_read_file(1)')",
+            "-- SELECT LOAD_FILE('/etc/passwd')\nSELECT 1",
+            "/* COPY t TO '/tmp/x' */ SELECT 1",
+            "INSERT INTO outfile (id) VALUES (1)",
+            "SELECT 1 AS program",
+            "UPDATE t SET loaded_file = 1",
+            "ALTER TABLE p ATTACH PARTITION c FOR VALUES IN (1)",
+        ];
+        for sql in harmless {
+            assert_eq!(found(sql), None, "{sql}");
         }
     }
 }

@@ -99,7 +99,7 @@ impl DbUrl {
     /// The database name in a server URL's path, if any.
     pub fn database(&self) -> Option<String> {
         let after_scheme = self.raw.split_once("://")?.1;
-        let path = after_scheme.split_once('/')?.1;
+        let path = authority(after_scheme).2.strip_prefix('/')?;
         let name = path.split('?').next()?;
         (!name.is_empty()).then(|| name.to_string())
     }
@@ -107,13 +107,12 @@ impl DbUrl {
     /// The same URL pointing at another database on the same server.
     pub fn with_database(&self, database: &str) -> DbUrl {
         let (scheme, rest) = self.raw.split_once("://").expect("parsed URLs have a scheme");
-        let (authority, query) = match rest.split_once('/') {
-            Some((a, p)) => (a, p.split_once('?').map(|(_, q)| q)),
-            None => (
-                rest.split('?').next().unwrap_or(rest),
-                rest.split_once('?').map(|(_, q)| q),
-            ),
+        let (userinfo, host, tail) = authority(rest);
+        let authority = match userinfo {
+            Some(u) => format!("{u}@{host}"),
+            None => host.to_string(),
         };
+        let query = tail.split_once('?').map(|(_, q)| q);
         let raw = match query {
             Some(q) => format!("{scheme}://{authority}/{database}?{q}"),
             None => format!("{scheme}://{authority}/{database}"),
@@ -138,22 +137,41 @@ impl DbUrl {
     }
 }
 
+/// A URL after its `scheme://` cut into its user info (when it has one), its host (and
+/// port), and the rest (path and query). A password may hold `/`, `@`, `:` and `?`
+/// unencoded (people paste them so), so the user info ends at the last `@` before the
+/// first `?`, or, when no `@` comes before a `?`, at the last `@` of all; the host ends
+/// at the first `/` or `?` after it. Cutting at the first `/` instead would leave the
+/// end of a password with a `/` in the "host", where no redaction looks.
+fn authority(rest: &str) -> (Option<&str>, &str, &str) {
+    let at = rest
+        .find('?')
+        .and_then(|q| rest[..q].rfind('@'))
+        .or_else(|| rest.rfind('@'));
+    let (userinfo, after) = match at {
+        Some(a) => (Some(&rest[..a]), &rest[a + 1..]),
+        None => (None, rest),
+    };
+    let host_end = after.find(['/', '?']).unwrap_or(after.len());
+    let (host, tail) = after.split_at(host_end);
+    (userinfo, host, tail)
+}
+
 fn split_password(url: &str) -> (String, Option<String>) {
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_string(), None);
     };
     let mut password = None;
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
+    let (userinfo, host, tail) = authority(rest);
+    let authority = match userinfo {
+        Some(userinfo) => match userinfo.split_once(':') {
             Some((user, pw)) => {
                 password = Some(percent_decode(pw));
                 format!("{user}@{host}")
             }
             None => format!("{userinfo}@{host}"),
         },
-        None => authority.to_string(),
+        None => host.to_string(),
     };
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
@@ -217,14 +235,13 @@ pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
+    let (userinfo, host, tail) = authority(rest);
+    let authority = match userinfo {
+        Some(userinfo) => match userinfo.split_once(':') {
             Some((user, _)) => format!("{user}:***@{host}"),
             None => format!("{userinfo}@{host}"),
         },
-        None => authority.to_string(),
+        None => host.to_string(),
     };
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
@@ -323,5 +340,68 @@ mod tests {
             let (u, p) = DbUrl::parse(input).unwrap().split_password();
             assert_eq!((u.as_str(), p.as_deref()), (url, password), "{input}");
         }
+    }
+
+    #[test]
+    fn a_password_with_slash_at_colon_or_escapes_never_shows() {
+        // (URL, without its password, the password, redacted)
+        let cases = [
+            (
+                "postgres://postgres:pa/ss@127.0.0.1:5432/db",
+                "postgres://postgres@127.0.0.1:5432/db",
+                "pa/ss",
+                "postgres://postgres:***@127.0.0.1:5432/db",
+            ),
+            (
+                "postgres://u:a/b@c:d/e@h:1/db?sslmode=disable",
+                "postgres://u@h:1/db?sslmode=disable",
+                "a/b@c:d/e",
+                "postgres://u:***@h:1/db?sslmode=disable",
+            ),
+            (
+                "mysql://root:p@ss:w/rd@127.0.0.1:3306/test",
+                "mysql://root@127.0.0.1:3306/test",
+                "p@ss:w/rd",
+                "mysql://root:***@127.0.0.1:3306/test",
+            ),
+            (
+                "postgres://u:pa%2Fss@h/db",
+                "postgres://u@h/db",
+                "pa/ss",
+                "postgres://u:***@h/db",
+            ),
+            (
+                "postgres://u:x?y/z@h/db?application_name=a",
+                "postgres://u@h/db?application_name=a",
+                "x?y/z",
+                "postgres://u:***@h/db?application_name=a",
+            ),
+            (
+                "postgres://u:pw@h/db?options=a@b",
+                "postgres://u@h/db?options=a@b",
+                "pw",
+                "postgres://u:***@h/db?options=a@b",
+            ),
+            (
+                "postgres://u:pw@h?password=q/r",
+                "postgres://u@h",
+                "q/r",
+                "postgres://u:***@h?password=***",
+            ),
+        ];
+        for (input, shown, password, redacted) in cases {
+            let url = DbUrl::parse(input).unwrap();
+            let (u, p) = url.split_password();
+            assert_eq!((u.as_str(), p.as_deref()), (shown, Some(password)), "{input}");
+            assert_eq!(url.redacted(), redacted, "{input}");
+            assert_eq!(redact(input), redacted, "{input}");
+            assert!(!u.contains(password) && !redacted.contains(password), "{input}");
+        }
+        let url = DbUrl::parse("postgres://postgres:pa/ss@127.0.0.1:5432/db?x=1").unwrap();
+        assert_eq!(url.database().as_deref(), Some("db"));
+        assert_eq!(
+            url.with_database("other").as_str(),
+            "postgres://postgres:pa/ss@127.0.0.1:5432/other?x=1"
+        );
     }
 }

@@ -165,7 +165,12 @@ pub struct App {
     router: Router,
     stop: tokio::sync::watch::Sender<bool>,
     request_timeout: std::time::Duration,
+    max_connections: usize,
 }
+
+/// The least a request body must average, in bytes a second, once the server's
+/// `body_grace` has passed (16 KiB/s): see `timeout.rs`.
+pub const MIN_BODY_RATE: u64 = 16 * 1024;
 
 /// Binds first (so that the caller can print the real address, port 0 included),
 /// then serves until `shutdown` completes.
@@ -180,6 +185,7 @@ pub async fn bind(cfg: ServerConfig) -> Result<(tokio::net::TcpListener, App), S
         cfg.bind = real;
     }
     let request_timeout = cfg.request_timeout;
+    let max_connections = cfg.max_connections.max(1);
     let (router, st) = build(cfg)?;
     Ok((
         listener,
@@ -187,6 +193,7 @@ pub async fn bind(cfg: ServerConfig) -> Result<(tokio::net::TcpListener, App), S
             router,
             stop: st.stop.clone(),
             request_timeout,
+            max_connections,
         },
     ))
 }
@@ -196,7 +203,9 @@ pub async fn bind(cfg: ServerConfig) -> Result<(tokio::net::TcpListener, App), S
 /// The accept loop is the server's own rather than `axum::serve`, which sets no timer
 /// and so no header read timeout: here a connection that does not send a request's
 /// headers within the request timeout, idle between requests or half-way through one,
-/// is closed.
+/// is closed. At most `max_connections` are served at once: beyond that, the loop
+/// accepts nothing until one closes (the others wait in the listen queue), so that
+/// slow clients cannot take every file descriptor and task.
 pub async fn run(
     listener: tokio::net::TcpListener,
     app: App,
@@ -205,7 +214,12 @@ pub async fn run(
     use hyper_util::rt::{TokioIo, TokioTimer};
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(app.max_connections));
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -236,6 +250,7 @@ pub async fn run(
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended: {e}");
             }
+            drop(slot);
         });
     }
     // Open event streams end now; the shutdown waits for the other requests.

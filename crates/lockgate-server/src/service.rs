@@ -457,8 +457,10 @@ pub enum MigrateFrom {
 }
 
 /// Unpacks an uploaded zip (on a blocking thread: it is file work) and refuses it,
-/// before anything runs, when it holds process scripts and the server was not told to
-/// allow them (`[server] upload_scripts = true`). Bad zips are refused here too.
+/// before anything runs, when it holds process scripts, or `.sql` scripts that reach
+/// outside the database (run programs on the database server, read or write its
+/// files), and the server was not told to allow them (`[server] upload_scripts =
+/// true`). Bad zips are refused here too.
 pub async fn unpack_upload(st: &Shared, zip: tempfile::TempPath) -> Result<MigrateFrom, AppError> {
     let limits = lockgate::MigrateOptions::default().zip_limits;
     let unpacked = tokio::task::spawn_blocking(move || lockgate::migrate::unpack_zip(&zip, &limits))
@@ -477,6 +479,14 @@ pub async fn unpack_upload(st: &Shared, zip: tempfile::TempPath) -> Result<Migra
              as the server's user, set upload_scripts = true under [server] in lockgate.toml",
             unpacked.process_scripts().join(", ")
         )));
+    }
+    if !st.cfg.upload_scripts {
+        if let Some(why) = unpacked.sql_outside_the_database() {
+            return Err(AppError::bad(format!(
+                "{why}; nothing was run (set upload_scripts = true under [server] in lockgate.toml only if everyone \
+                 who can upload here may run programs as the server's user)"
+            )));
+        }
     }
     Ok(MigrateFrom::Upload(unpacked))
 }

@@ -58,6 +58,13 @@ pub struct ServerConfig {
     /// How long a client may take to send a request's headers, and how long a request
     /// body may go without a byte: an idle or half-sent request is dropped after it.
     pub request_timeout: std::time::Duration,
+    /// How long a request body may arrive at any pace before it must average at least
+    /// [`MIN_BODY_RATE`](crate::MIN_BODY_RATE) bytes a second (default 30 s): a body
+    /// trickled a byte at a time, never idle long enough for `request_timeout`, ends.
+    pub body_grace: std::time::Duration,
+    /// How many connections are served at once (default 256); the next waits in the
+    /// listen queue until one closes.
+    pub max_connections: usize,
 }
 
 impl ServerConfig {
@@ -76,6 +83,8 @@ impl ServerConfig {
             demo: None,
             upload_scripts: false,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            body_grace: std::time::Duration::from_secs(30),
+            max_connections: 256,
         }
     }
 

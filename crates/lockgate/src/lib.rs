@@ -27,6 +27,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod dump;
+mod harden;
 pub mod inspect;
 pub mod load;
 pub mod migrate;
@@ -35,6 +36,7 @@ pub mod transfer;
 
 pub use config::Config;
 pub use dump::{dump, DumpOptions, DumpReport};
+pub use harden::harden_process;
 pub use load::{load, LoadError, LoadOptions, LoadReport};
 pub use lockgate_db as db;
 pub use migrate::rollback::{rollback, RollbackOptions, RollbackReport};

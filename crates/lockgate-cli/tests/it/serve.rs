@@ -111,12 +111,38 @@ fn serve_listens_on_port_and_stops_cleanly_on_ctrl_c() {
 
 /// Starts `lockgate serve` in `dir` with `LOCKGATE_TOKEN` set, and waits until it listens.
 fn serve_with_token(dir: &std::path::Path, token: &str) -> (std::process::Child, u16) {
+    serve_as(dir, token, lockgate())
+}
+
+/// `lockgate serve` as an unprivileged user when the tests run as root (setpriv to
+/// nobody; its folder opened to that user): root may read any process's
+/// /proc/<pid>/environ, so only then does a script run as the server's own user.
+fn serve_unprivileged(dir: &std::path::Path, token: &str) -> (std::process::Child, u16) {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        return serve_as(dir, token, lockgate());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_lockgate"))
+        .env_remove("DATABASE_URL")
+        .env_remove("LOCKGATE_TOKEN")
+        .env_remove("PORT");
+    serve_as(dir, token, c)
+}
+
+fn serve_as(dir: &std::path::Path, token: &str, mut command: Command) -> (std::process::Child, u16) {
     let port = free_port();
-    let mut child = lockgate()
+    let mut child = command
         .arg("serve")
         .env("PORT", port.to_string())
         .env("LOCKGATE_TOKEN", token)
         .env("DATABASE_URL", "postgres://someone:db-secret-in-the-env@127.0.0.1:1/x")
+        // As a shell that started it from its folder would leave them.
+        .env("OLDPWD", dir)
+        .env("PWD", dir)
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -170,7 +196,12 @@ fn serve_runs_uploaded_scripts_only_when_lockgate_toml_allows_it_and_never_with_
     .unwrap();
     std::fs::write(
         bundle.join("1.0.0/default/s.sh"),
-        format!("env > '{}'\n", env_out.display()),
+        // What a hostile script would try: the server's environment through /proc
+        // (and its working folder, where lockgate.toml is, through OLDPWD).
+        format!(
+            "{{ env; echo '--- environ of the parent'; cat /proc/$PPID/environ; echo; echo '--- end'; }} > '{}' 2>&1\n",
+            env_out.display()
+        ),
     )
     .unwrap();
     let zip_path = dir.path().join("b.zip");
@@ -197,7 +228,7 @@ fn serve_runs_uploaded_scripts_only_when_lockgate_toml_allows_it_and_never_with_
         format!("{toml}upload_scripts = true\n"),
     )
     .unwrap();
-    let (mut child, port) = serve_with_token(dir.path(), TOKEN);
+    let (mut child, port) = serve_unprivileged(dir.path(), TOKEN);
     let answer = upload(port, TOKEN, &zip);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -207,7 +238,18 @@ fn serve_runs_uploaded_scripts_only_when_lockgate_toml_allows_it_and_never_with_
     assert!(!env.contains(TOKEN), "the token leaked:\n{env}");
     assert!(!env.contains("db-secret-in-the-env"), "DATABASE_URL leaked:\n{env}");
     assert!(
+        env.contains("--- environ of the parent") && env.contains("--- end"),
+        "the script did not try /proc/$PPID/environ:\n{env}"
+    );
+    assert!(
         env.lines().any(|l| l.starts_with("LOCKGATE_DATABASE_URL=sqlite:///")),
         "{env}"
     );
+    assert!(!env.lines().any(|l| l.starts_with("OLDPWD=")), "{env}");
+    let pwd = env
+        .lines()
+        .find_map(|l| l.strip_prefix("PWD="))
+        .unwrap_or_else(|| panic!("no PWD:\n{env}"));
+    assert!(pwd.ends_with("/1.0.0"), "PWD is the version folder: {pwd}");
+    assert!(!pwd.contains(&*dir.path().to_string_lossy()), "{pwd}");
 }

@@ -9,6 +9,31 @@ use lockgate_db::Engine;
 
 const TOKEN: &str = "the-servers-token-0123456789abcdef";
 
+/// Variables set in this process's environment for one test, put back as they were
+/// when it ends (passed or failed), so that none leaks into the other tests.
+struct EnvGuard(Vec<(&'static str, Option<std::ffi::OsString>)>);
+
+impl EnvGuard {
+    fn set(vars: &[(&'static str, &str)]) -> EnvGuard {
+        let saved = vars.iter().map(|(n, _)| (*n, std::env::var_os(n))).collect();
+        for (n, v) in vars {
+            std::env::set_var(n, v);
+        }
+        EnvGuard(saved)
+    }
+}
+
+impl Drop for EnvGuard {
+    fn drop(&mut self) {
+        for (name, old) in self.0.drain(..) {
+            match old {
+                Some(v) => std::env::set_var(name, v),
+                None => std::env::remove_var(name),
+            }
+        }
+    }
+}
+
 /// A zip of one version `v` whose only entry is the shell script `body`.
 fn script_zip(v: &str, body: &str) -> Vec<u8> {
     let (meta, script) = (format!("{v}/meta.json"), format!("{v}/default/s.sh"));
@@ -105,8 +130,7 @@ async fn an_uploaded_script_sees_neither_the_token_nor_the_password() {
         let (url, password) = db.password_url().await;
         // The server's own environment, as `LOCKGATE_TOKEN=… DATABASE_URL=… lockgate
         // serve` starts it.
-        std::env::set_var("LOCKGATE_TOKEN", TOKEN);
-        std::env::set_var("DATABASE_URL", url.as_str());
+        let _env = EnvGuard::set(&[("LOCKGATE_TOKEN", TOKEN), ("DATABASE_URL", url.as_str())]);
         let out = tempfile::tempdir().unwrap();
         let env_file = out.path().join("env.out");
         let mut cfg = ServerConfig::new();
@@ -157,5 +181,59 @@ async fn an_uploaded_script_sees_neither_the_token_nor_the_password() {
             assert_eq!(holding, [&own.as_str()], "{engine}: only the engine's own variable");
             assert!(!shown.contains(&pw), "{engine}: {shown}");
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_sql_script_that_reaches_outside_the_database_is_refused_unless_scripts_are_allowed() {
+    for engine in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let db = TestDb::new(engine).await;
+        let out = tempfile::tempdir().unwrap();
+        let mark = out.path().join("made-by-the-database");
+        // What each engine would do with a privileged role: run a program, write a file.
+        let (construct, statement) = match engine {
+            Engine::Postgres => (
+                "COPY … PROGRAM",
+                format!("copy (select 1) to program 'touch {}'", mark.display()),
+            ),
+            Engine::Mysql => ("INTO OUTFILE", format!("SELECT 1 INTO OUTFILE '{}'", mark.display())),
+            Engine::Sqlite => ("ATTACH", format!("ATTACH DATABASE '{}' AS x", mark.display())),
+        };
+        let sql = format!("CREATE TABLE made (id INT);\n-- then:\n\n{statement};\n");
+        let zip = zip_of(&[
+            ("1.0.0/meta.json", r#"{"files": [{"file": "default/a.sql"}]}"#),
+            ("1.0.0/default/a.sql", sql.as_str()),
+        ]);
+        let mut cfg = ServerConfig::new();
+        cfg.connections.push(NamedConnection {
+            name: "app".into(),
+            url: db.url.clone(),
+        });
+        cfg.migrate_db = Some(0);
+        cfg.token = Some(TOKEN.into());
+        let app = lockgate_server::router(cfg).unwrap();
+        let (ct, body) = multipart(&[("file", "a.zip", &zip)], &[]);
+        let r = send(
+            &app,
+            request(Method::POST, "/uploadzip")
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .header(header::CONTENT_TYPE, ct)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{engine}: {}", r.text());
+        let msg = r.json()["error"].as_str().unwrap().to_string();
+        assert!(
+            msg.contains("1.0.0/default/a.sql:4:") && msg.contains("statement 2") && msg.contains(construct),
+            "{engine}: names the file, line and construct: {msg}"
+        );
+        assert!(msg.contains("upload_scripts"), "{engine}: {msg}");
+        assert!(!mark.exists(), "{engine}: the statement ran");
+        let mut conn = db.conn().await;
+        assert!(
+            conn.list_tables().await.unwrap().is_empty(),
+            "{engine}: nothing ran, nothing was written"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The server on a real socket: a connection that sends nothing, half a request's
 //! headers, or half its body is closed after the request timeout (not minutes later);
+//! a body trickled too slowly to average the minimum rate is cut off after the grace;
 //! whole requests are answered; stopping ends the server.
 
 use crate::*;
@@ -94,6 +95,110 @@ async fn idle_and_half_sent_requests_are_closed_after_the_request_timeout() {
     // The whole form arrived: its (wrong) token is what is refused.
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(answer.contains("security token"), "{answer}");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_under_the_minimum_rate_is_cut_off_after_the_grace() {
+    let demo = Demo::new().await;
+    let mut cfg = demo.cfg.clone();
+    cfg.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.request_timeout = Duration::from_secs(2);
+    cfg.body_grace = Duration::from_secs(3);
+    let (listener, app) = lockgate_server::bind(cfg).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(lockgate_server::run(listener, app, async {
+        let _ = stopped.await;
+    }));
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = s.into_split();
+    let started = Instant::now();
+    write
+        .write_all(
+            format!(
+                "POST /migrations/run HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: 100000\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // A byte every 500 ms: never idle for the request timeout, for ever if allowed.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..60 {
+            if write.write_all(b"a").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let mut got = Vec::new();
+    let read_all = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let took = started.elapsed();
+    trickle.abort();
+    assert!(read_all.is_ok(), "a trickled body held the connection for 20 s");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(8),
+        "cut off after the grace of 3 s, not {took:?}: {text}"
+    );
+    assert!(text.starts_with("HTTP/1.1 4"), "{text}");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let demo = Demo::new().await;
+    let mut cfg = demo.cfg.clone();
+    cfg.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.request_timeout = Duration::from_secs(2);
+    cfg.max_connections = 1;
+    let (listener, app) = lockgate_server::bind(cfg).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(lockgate_server::run(listener, app, async {
+        let _ = stopped.await;
+    }));
+    // The first connection sends nothing: it holds the only slot until the header
+    // read timeout closes it.
+    let _idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (got, took) = until_closed(
+        addr,
+        format!("GET /api/jobs HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK"),
+        "answered once the slot is free: {text}"
+    );
+    assert!(
+        took >= Duration::from_millis(1500),
+        "answered after {took:?}, before the first connection let go of the only slot"
+    );
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), server)

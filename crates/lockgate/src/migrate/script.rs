@@ -5,9 +5,14 @@
 //! an executable ([`ScriptKind::of_file`] is the one rule). Each runs in its version
 //! folder, with absolute paths, the context JSON on stdin, and a scrubbed environment:
 //! none of Lockgate's own variables (the server's `LOCKGATE_TOKEN`), no
-//! `DATABASE_URL`, no inherited engine credentials; the database URL without its
-//! password, and the password only in the engine's own variable. It must exit 0
-//! within the timeout.
+//! `DATABASE_URL`, no inherited engine credentials, no `OLDPWD` (the folder the
+//! command started in, where its lockgate.toml may be); the database URL without its
+//! password, and the password only in the engine's own variable. Before the first
+//! script starts, the process makes itself non-dumpable, so that a script running as
+//! the same user cannot read the command's own environment through
+//! `/proc/<pid>/environ`. Each script starts in a process group of its own, and the
+//! whole group is killed when it does not exit 0 within the timeout (its background
+//! children too).
 
 use lockgate_bundle::ScriptKind;
 use lockgate_db::{DbUrl, Engine};
@@ -87,9 +92,31 @@ fn tail(bytes: &[u8], max: usize) -> String {
 /// Variables a script never inherits: Lockgate's own (`LOCKGATE_TOKEN` and whatever
 /// else of the server's is named so), the URL the command itself may have read its
 /// database from, and engine credentials meant for the server.
+/// `OLDPWD` and `PWD` name the command's own working folder (where lockgate.toml,
+/// with its passwords, usually is): `PWD` is set to the version folder instead.
 fn inherited(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    !(upper.starts_with("LOCKGATE_") || matches!(upper.as_str(), "DATABASE_URL" | "PGPASSWORD" | "MYSQL_PWD"))
+    !(upper.starts_with("LOCKGATE_")
+        || matches!(
+            upper.as_str(),
+            "DATABASE_URL" | "PGPASSWORD" | "MYSQL_PWD" | "OLDPWD" | "PWD"
+        ))
+}
+
+/// Kills a script's process group (the script and whatever it started in the
+/// background) when dropped: after a timeout, or when the run is cancelled.
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(pid) = self.0.and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: killpg only sends a signal; a group that no longer exists is ESRCH.
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// A process script's environment: the command's own, scrubbed (see [`inherited`]),
@@ -159,13 +186,17 @@ pub(crate) async fn run(
         }
         _ => tokio::process::Command::new(&path),
     };
+    crate::harden_process();
+    #[cfg(unix)]
+    cmd.process_group(0);
     cmd.current_dir(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)));
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("PWD", &dir);
     let mut child = cmd.spawn().map_err(|e| {
         let program = match kind {
             ScriptKind::Node => "node",
@@ -175,6 +206,8 @@ pub(crate) async fn run(
         };
         format!("script {shown} could not start ({program}: {e}): install {program} or make the script executable")
     })?;
+    // Its process group is its pid (process_group(0)); killed on timeout or cancel.
+    let mut group = Group(child.id());
     let mut stdin = child.stdin.take();
     let input = context.to_string();
     let mut stdout = child.stdout.take();
@@ -208,6 +241,8 @@ pub(crate) async fn run(
             if kind == ScriptKind::Node { " (did it call its callback?)" } else { "" }
         )),
         Ok((status, out, err)) => {
+            // It ended in time: what it left running in the background is its own.
+            group.0 = None;
             let status = status.map_err(|e| format!("script {shown}: {e}"))?;
             let mut output = tail(&out, 4000);
             let err_text = tail(&err, 4000);
@@ -241,8 +276,65 @@ pub(crate) async fn run(
 /// enabled `files` entries that are scripts, other than `.sql`), and any file under the
 /// root that looks like one (a `.js`, `.mjs`, `.cjs`, `.py` or `.sh` name, or an
 /// executable file), named or not. A server refuses an upload holding any.
+///
+/// When it holds none, its `.sql` files are read too: one with a statement that
+/// reaches outside the database (see [`sql_outside_in`]) is an error naming the file,
+/// the statement's line and the construct, since a bundle that may not run process
+/// scripts may not run programs or read files through the database server either.
 pub fn process_scripts(base: &lockgate_bundle::BaseDir) -> Result<Vec<String>, lockgate_bundle::BundleError> {
-    scripts_in(base, &base.root)
+    let scripts = scripts_in(base, &base.root)?;
+    if scripts.is_empty() {
+        if let Some(e) = sql_outside_in(&base.root, &base.root)? {
+            return Err(e);
+        }
+    }
+    Ok(scripts)
+}
+
+/// The first `.sql` file under `dir` (sorted walk) with a statement that reaches
+/// outside the database ([`lockgate_db::sqltext::outside_the_database`]), as the error
+/// that refuses it: the file named relative to `top`, the statement's line, the
+/// construct, and what to do.
+pub(crate) fn sql_outside_in(
+    top: &Path,
+    dir: &Path,
+) -> Result<Option<lockgate_bundle::BundleError>, lockgate_bundle::BundleError> {
+    use lockgate_bundle::BundleError;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| BundleError::io(dir, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|e| BundleError::io(dir, e)))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for path in entries {
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| BundleError::io(&path, e))?;
+        if meta.is_dir() {
+            if let Some(e) = sql_outside_in(top, &path)? {
+                return Ok(Some(e));
+            }
+            continue;
+        }
+        let is_sql = path
+            .extension()
+            .is_some_and(|x| x.to_string_lossy().eq_ignore_ascii_case("sql"));
+        if !meta.is_file() || !is_sql {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|e| BundleError::io(&path, e))?;
+        let sql = String::from_utf8_lossy(&bytes);
+        if let Some(o) = lockgate_db::sqltext::outside_the_database(&sql) {
+            return Ok(Some(BundleError::Invalid {
+                path: path.strip_prefix(top).unwrap_or(&path).to_path_buf(),
+                line: Some(o.statement.line as u64),
+                column: None,
+                message: format!(
+                    "statement {} uses {}: a .sql script may not reach outside the database where process scripts \
+                     are not allowed (an upload, unless the server has upload_scripts = true); remove it",
+                    o.statement.number, o.construct
+                ),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// [`process_scripts`], walking `top` (the root or a folder above it) and naming each

@@ -1,6 +1,7 @@
 //! A bundle uploaded as a zip, unpacked once into a temporary folder before anything
-//! runs, with the process scripts it holds listed: a server refuses one that holds
-//! any unless it was told to allow them, then migrates the unpacked folder.
+//! runs, with the process scripts it holds listed (and its first `.sql` statement that
+//! reaches outside the database): a server refuses one that holds any unless it was
+//! told to allow them, then migrates the unpacked folder.
 
 use super::MigrateError;
 use lockgate_bundle::{BaseDir, ZipLimits};
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 pub struct Unpacked {
     root: PathBuf,
     scripts: Vec<String>,
+    outside: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -23,6 +25,14 @@ impl Unpacked {
     /// as paths within the zip.
     pub fn process_scripts(&self) -> &[String] {
         &self.scripts
+    }
+
+    /// Why the zip's `.sql` scripts may not run where process scripts may not: the
+    /// first statement that reaches outside the database (runs a program on the
+    /// database server, reads or writes its files), naming the file (within the zip),
+    /// its line and the construct; `None` when there is none.
+    pub fn sql_outside_the_database(&self) -> Option<&str> {
+        self.outside.as_deref()
     }
 }
 
@@ -40,9 +50,11 @@ pub fn unpack_zip(zip: &Path, limits: &ZipLimits) -> Result<Unpacked, MigrateErr
     // Named from the zip's top, as its author sees them (a zip of a `db/` folder may
     // also carry files beside it: they count as well).
     let scripts = super::script::scripts_in(&base, dir.path())?;
+    let outside = super::script::sql_outside_in(dir.path(), dir.path())?.map(|e| e.to_string());
     Ok(Unpacked {
         root,
         scripts,
+        outside,
         _dir: dir,
     })
 }

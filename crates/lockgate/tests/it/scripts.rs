@@ -16,15 +16,43 @@ use std::path::{Path, PathBuf};
 const TOKEN: &str = "server-token-that-no-script-may-see-0123";
 const PARENT_PASSWORD: &str = "parent-engine-password-not-for-scripts";
 
+/// Variables a test set in this process's environment, put back as they were when it
+/// ends (passed or failed), so that none leaks into the other tests of this binary
+/// (`DATABASE_URL` would become their default database).
+struct EnvGuard(Vec<(&'static str, Option<std::ffi::OsString>)>);
+
+impl EnvGuard {
+    fn set(&mut self, name: &'static str, value: &str) {
+        if !self.0.iter().any(|(n, _)| *n == name) {
+            self.0.push((name, std::env::var_os(name)));
+        }
+        std::env::set_var(name, value);
+    }
+}
+
+impl Drop for EnvGuard {
+    fn drop(&mut self) {
+        for (name, old) in self.0.drain(..).rev() {
+            match old {
+                Some(v) => std::env::set_var(name, v),
+                None => std::env::remove_var(name),
+            }
+        }
+    }
+}
+
 /// The command's own environment as a server started with LOCKGATE_TOKEN (and a shell
-/// with engine credentials) has it; the same values each time.
-fn set_secrets() {
-    std::env::set_var("LOCKGATE_TOKEN", TOKEN);
-    std::env::set_var("LOCKGATE_SOMETHING_ELSE", TOKEN);
-    std::env::set_var("PGPASSWORD", PARENT_PASSWORD);
-    std::env::set_var("MYSQL_PWD", PARENT_PASSWORD);
-    std::env::set_var("LOCKGATE_SCRIPT_TEST_KEPT", "no");
-    std::env::set_var("SCRIPT_TEST_KEPT", "yes");
+/// with engine credentials) has it, until the guard is dropped.
+fn set_secrets() -> EnvGuard {
+    let mut env = EnvGuard(Vec::new());
+    env.set("LOCKGATE_TOKEN", TOKEN);
+    env.set("LOCKGATE_SOMETHING_ELSE", TOKEN);
+    env.set("PGPASSWORD", PARENT_PASSWORD);
+    env.set("MYSQL_PWD", PARENT_PASSWORD);
+    env.set("LOCKGATE_SCRIPT_TEST_KEPT", "no");
+    env.set("SCRIPT_TEST_KEPT", "yes");
+    env.set("OLDPWD", "/the/folder/the/command/started/in");
+    env
 }
 
 /// `path` relative to the working folder (`../../target/tmp/…`), without changing it.
@@ -70,12 +98,12 @@ fn relative_copy(b: &Bundle) -> (tempfile::TempDir, PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_sees_no_secret_and_the_password_only_in_the_engines_variable() {
+    let mut env = set_secrets();
     for engine in ENGINES {
         let db = TestDb::new(engine).await;
         let (url, password) = db.password_url().await;
         // The URL the command may have read its database from, password and all.
-        std::env::set_var("DATABASE_URL", url.as_str());
-        set_secrets();
+        env.set("DATABASE_URL", url.as_str());
         let b = item_bundle();
         let out = b.root().parent().unwrap().join("env.out");
         b.json(
@@ -111,6 +139,13 @@ async fn a_script_sees_no_secret_and_the_password_only_in_the_engines_variable()
             "{engine}: the rest is inherited:\n{env}"
         );
         assert!(lines.iter().any(|l| l.starts_with("PATH=")), "{engine}");
+        // Not the command's own folder (where its lockgate.toml is): the version's.
+        assert!(!lines.iter().any(|l| l.starts_with("OLDPWD=")), "{engine}:\n{env}");
+        let pwd = std::path::absolute(b.root().join("2.0.0")).unwrap();
+        assert!(
+            lines.contains(&format!("PWD={}", pwd.display()).as_str()),
+            "{engine}: PWD is the version folder:\n{env}"
+        );
         let shown = lines
             .iter()
             .find_map(|l| l.strip_prefix("LOCKGATE_DATABASE_URL="))
@@ -274,6 +309,41 @@ async fn bundles_with_process_scripts_are_refused_before_anything_runs_when_not_
                 "{engine}: nothing written"
             );
         }
+        // Nor may a `.sql` script run programs or touch files through the database
+        // server: refused before anything runs, naming the file, line and construct.
+        let tmp = tempfile::tempdir().unwrap();
+        let mark = tmp.path().join("made-by-the-database");
+        for (statement, construct) in [
+            (
+                format!("COPY (SELECT 1) TO PROGRAM 'touch {}'", mark.display()),
+                "COPY … PROGRAM",
+            ),
+            ("select pg_read_file('/etc/passwd')".to_string(), "pg_read_file()"),
+            (format!("SELECT 1 INTO DUMPFILE '{}'", mark.display()), "INTO DUMPFILE"),
+            (
+                "LOAD DATA INFILE '/etc/passwd' INTO TABLE item".to_string(),
+                "LOAD DATA INFILE without LOCAL",
+            ),
+            (format!("ATTACH '{}' AS x", mark.display()), "ATTACH"),
+        ] {
+            let (b, _) = bundle_with(
+                "default/s.sql",
+                &format!("UPDATE item SET qty = 10 WHERE id = 1;\n/* then */ {statement};\n"),
+            );
+            let e = run(&db, &b, |o| o.allow_process_scripts = false).await.unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{engine}: {e:?}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("1.0.0/default/s.sql:2:") && msg.contains("statement 2") && msg.contains(construct),
+                "{engine}: {msg}"
+            );
+            assert!(!mark.exists(), "{engine}: {statement} ran");
+            let mut conn = db.conn().await;
+            assert!(
+                conn.list_tables().await.unwrap().is_empty(),
+                "{engine}: nothing written"
+            );
+        }
         // `.sql` scripts are not process scripts.
         let (b, _) = bundle_with("default/s.sql", "UPDATE item SET qty = 10 WHERE id = 1;\n");
         let r = run_ok(&db, &b, |o| o.allow_process_scripts = false).await;
@@ -340,4 +410,38 @@ fn an_unpacked_zip_lists_every_process_script_it_holds() {
     assert!(lockgate::migrate::process_scripts(&base).unwrap().is_empty());
     make_executable(&b.root().join("1.0.0/tools/run"));
     assert_eq!(lockgate::migrate::process_scripts(&base).unwrap(), ["1.0.0/tools/run"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_times_out_takes_its_background_children_with_it() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        // The background sleep writes nowhere the run reads: only its process group
+        // ties it to the script.
+        let (b, pid_file) = bundle_with(
+            "default/bg.sh",
+            "sleep 1000 > /dev/null 2>&1 < /dev/null &\necho $! > 'RAN'\nsleep 1000\n",
+        );
+        let e = run(&db, &b, |_| {}).await.unwrap_err();
+        assert!(e.to_string().contains("did not finish within 2 s"), "{engine}: {e}");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("{engine}: the script did not start its child: {e}"));
+        let pid = pid.trim();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            // Gone, or a zombie waiting for whoever adopted it to reap it.
+            let gone = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => true,
+                Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+            };
+            if gone {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{engine}: the script's background child {pid} outlived its timeout"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
