@@ -521,15 +521,21 @@ impl Dialect {
     }
 
     /// The rows of `staging` whose key (`key` columns) another row repeats, by the
-    /// database's own equality (the columns' collation, NULLs equal), each with the
-    /// lowest and highest `ord` of its key: `SELECT ord, first, last`. A window over
-    /// one table, so it reads the (temporary) staging table once.
+    /// database's own equality (the columns' collation; a key with a NULL part equals
+    /// none, as in a unique index), each with the lowest and highest `ord` of its
+    /// key: `SELECT ord, first, last`. A window over one table, so it reads the
+    /// (temporary) staging table once.
     pub fn repeated_keys(&self, staging: &str, ord: &str, key: &[String]) -> String {
         let over = format!("OVER (PARTITION BY {})", self.columns(None, key));
         let ord = self.quote(ord);
+        let whole = key
+            .iter()
+            .map(|k| format!("{} IS NOT NULL", self.quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         format!(
             "SELECT {ord}, first_n, last_n FROM (SELECT {ord}, MIN({ord}) {over} AS first_n, MAX({ord}) {over} AS last_n, \
-             COUNT(*) {over} AS n FROM {}) g WHERE n > 1",
+             COUNT(*) {over} AS n FROM {} WHERE {whole}) g WHERE n > 1",
             self.quote(staging)
         )
     }

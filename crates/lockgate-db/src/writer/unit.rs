@@ -248,6 +248,22 @@ pub(super) enum PassError {
     Source(SourceError),
 }
 
+/// Splits a keyed batch's rows into those with the whole key and those with a NULL
+/// in a key column (see [`pass`]).
+pub(super) fn split_null_keys(plan: &Plan, columns: &[String], rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
+    let idx: Vec<usize> = plan
+        .key
+        .iter()
+        .filter(|k| k.nullable)
+        .filter_map(|k| columns.iter().position(|c| *c == k.name))
+        .collect();
+    if idx.is_empty() {
+        return (rows, Vec::new());
+    }
+    rows.into_iter()
+        .partition(|r| idx.iter().all(|&i| !r.values[i].is_null()))
+}
+
 /// Which batches a reading of the source writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -399,8 +415,20 @@ pub(super) async fn pass(
                 mode = PassMode::Careful;
                 report.diagnosed = true;
             }
-            let needs_stage = mode != PassMode::Fast || !streams(plan, &batch.columns);
-            if !rows.is_empty() {
+            // A record whose key is NULL has no key's value: no row (nor other record)
+            // has its key, as the database never calls two NULLs equal, so it is
+            // inserted like a record that does not give the key.
+            let (rows, null_rows) = match &keyless {
+                Some(_) if !is_keyless => split_null_keys(plan, &batch.columns, rows),
+                _ => (rows, Vec::new()),
+            };
+            let parts = [(plan, rows), (keyless.as_ref().unwrap_or(plan), null_rows)];
+            for (plan, rows) in &parts {
+                if rows.is_empty() {
+                    continue;
+                }
+                let plan = *plan;
+                let needs_stage = mode != PassMode::Fast || !streams(plan, &batch.columns);
                 if needs_stage && staged_columns.as_ref() != Some(&batch.columns) {
                     create_stage(conn, plan, false).await?;
                     staged_columns = Some(batch.columns.clone());
@@ -408,7 +436,7 @@ pub(super) async fn pass(
                 let ctx = BatchCtx {
                     plan,
                     columns: &batch.columns,
-                    rows: &rows,
+                    rows,
                     source: batch.source.as_deref().map(|s| s.as_str()),
                 };
                 match mode {

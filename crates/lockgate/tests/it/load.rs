@@ -518,3 +518,51 @@ async fn an_empty_line_of_a_one_column_csv_is_a_null_row() {
         assert_eq!(count(&mut conn, "t").await, 4, "{engine}: the bad file wrote nothing");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_whose_key_is_null_are_each_inserted() {
+    // The database never calls two NULL keys equal: each such record is a row of
+    // its own (none merged into another, none dropped), and a text key "NULL" is
+    // an ordinary key.
+    let (_d, file) = temp_file(
+        "u.json",
+        br#"[{"email": null, "name": "Ann"}, {"email": null, "name": "Bo"},
+             {"email": "A@x.com", "name": "Cy"}, {"email": "a@x.com", "name": "Di"},
+             {"email": "NULL", "name": "Ed"}, {"email": "NULL", "name": "Fay"}]"#,
+    );
+    for engine in ENGINES {
+        for mode in [WriteMode::Upsert, WriteMode::InsertMissing] {
+            let db = TestDb::new(engine).await;
+            let mut conn = db.conn().await;
+            // SQLite's NOCASE and MariaDB's collation merge the two spellings of a@x.com
+            // in the database; PostgreSQL's text keys are merged in memory.
+            conn.batch(match engine {
+                Engine::Sqlite => "CREATE TABLE u (email varchar(50) COLLATE NOCASE NULL, name varchar(10))",
+                _ => "CREATE TABLE u (email varchar(50) NULL, name varchar(10))",
+            })
+            .await
+            .unwrap();
+            let r = load(&db, "u", std::slice::from_ref(&file), |o| {
+                o.mode = mode;
+                o.key = vec!["email".into()];
+            })
+            .await
+            .unwrap();
+            let folds = engine != Engine::Postgres;
+            let (ax, null) = match (mode, folds) {
+                (WriteMode::Upsert, true) => (vec!["A@x.com|Di"], "NULL|Fay"),
+                (_, true) => (vec!["A@x.com|Cy"], "NULL|Ed"),
+                (WriteMode::Upsert, false) => (vec!["A@x.com|Cy", "a@x.com|Di"], "NULL|Fay"),
+                (_, false) => (vec!["A@x.com|Cy", "a@x.com|Di"], "NULL|Ed"),
+            };
+            assert!(r.failed.is_empty(), "{engine} {mode:?}: {:?}", r.failed);
+            assert_eq!(r.inserted as usize, 3 + ax.len(), "{engine} {mode:?}: {r:?}");
+            let mut want: Vec<String> = ["NULL|Ann", "NULL|Bo", null].iter().map(|s| s.to_string()).collect();
+            want.extend(ax.iter().map(|s| s.to_string()));
+            want.sort();
+            let mut got = rows(&mut conn, "SELECT email, name FROM u").await;
+            got.sort();
+            assert_eq!(got, want, "{engine} {mode:?}");
+        }
+    }
+}
