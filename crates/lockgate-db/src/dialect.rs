@@ -440,13 +440,7 @@ impl Dialect {
         let filter = if changed.is_empty() {
             filter.to_string()
         } else {
-            // SQLite's UPDATE cannot alias its target: name it in full there.
-            let target_ref = if self.0 == Engine::Sqlite {
-                t.clone()
-            } else {
-                "t".into()
-            };
-            format!("{filter} AND {}", self.differs(&target_ref, "s", changed))
+            format!("{filter} AND {}", self.differs("t", "s", changed))
         };
         match self.0 {
             Engine::Mysql => {
@@ -466,14 +460,14 @@ impl Dialect {
                 format!("UPDATE {t} t SET {assign} FROM {s} s WHERE {on} AND {filter}")
             }
             Engine::Sqlite => {
-                // SQLite's UPDATE … FROM cannot alias the target, so name it in full.
-                let on = self.key_match(&t, "s", key);
+                // The target is aliased like the others: named in full, a table called
+                // `s` would be the staging alias's namesake.
                 let assign = set
                     .iter()
                     .map(|c| format!("{0} = s.{0}", self.quote(c)))
                     .collect::<Vec<_>>()
                     .join(", ");
-                format!("UPDATE {t} SET {assign} FROM {s} s WHERE {on} AND {filter}")
+                format!("UPDATE {t} AS t SET {assign} FROM {s} s WHERE {on} AND {filter}")
             }
         }
     }
@@ -558,13 +552,13 @@ impl Dialect {
                 },
                 1,
             ),
-            Engine::Sqlite => {
-                let on = self.key_match(&t, "k", key);
-                format!(
-                    "DELETE FROM {t} WHERE ({scope}) AND NOT EXISTS (SELECT 1 FROM {} k WHERE {on})",
-                    self.quote(keys)
-                )
-            }
+            // Aliased: named in full, a table called `k` would be the keys' namesake
+            // and the condition would compare the keys with themselves.
+            Engine::Sqlite => format!(
+                "DELETE FROM {t} AS t WHERE ({scope}) AND NOT EXISTS (SELECT 1 FROM {} k WHERE {})",
+                self.quote(keys),
+                self.key_match("t", "k", key)
+            ),
         }
     }
 

@@ -346,7 +346,7 @@ pub(super) fn sync_scope(plan: &Plan) -> (String, Vec<Value>) {
     let mut params = Vec::new();
     for (c, v) in &plan.scope {
         params.push(v.clone());
-        // Unqualified: SQLite's DELETE cannot alias its target.
+        // Unqualified: the user's condition names the target's columns so too.
         parts.push(format!("{} = {}", d.quote(c), d.param(params.len())));
     }
     (parts.join(" AND "), params)

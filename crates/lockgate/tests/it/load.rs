@@ -566,3 +566,30 @@ async fn records_whose_key_is_null_are_each_inserted() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_and_upsert_work_whatever_the_table_is_called() {
+    // Lockgate's statements alias the target, the staging table and the keys: a
+    // table named like one of those aliases must still be the target.
+    let (_d, file) = temp_file("t.csv", b"id,v\n1,10\n2,2\n");
+    for engine in ENGINES {
+        for name in ["k", "s", "t", "t0", "g"] {
+            let db = TestDb::new(engine).await;
+            let mut conn = db.conn().await;
+            let q = conn.dialect().quote(name);
+            conn.batch(&format!(
+                "CREATE TABLE {q} (id int PRIMARY KEY, v int); INSERT INTO {q} VALUES (1, 1), (2, 2), (3, 3)"
+            ))
+            .await
+            .unwrap();
+            let r = load(&db, name, std::slice::from_ref(&file), |o| o.mode = WriteMode::Sync)
+                .await
+                .unwrap();
+            assert!(r.failed.is_empty(), "{engine} {name}: {:?}", r.failed);
+            assert_eq!((r.inserted, r.updated, r.deleted), (0, 1, 1), "{engine} {name}: {r:?}");
+            let mut got = rows(&mut conn, &format!("SELECT id, v FROM {q}")).await;
+            got.sort();
+            assert_eq!(got, ["1|10", "2|2"], "{engine} {name}");
+        }
+    }
+}
