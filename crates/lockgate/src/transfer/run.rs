@@ -23,7 +23,7 @@ use super::plan::{self, convert, key_text, key_values, Plan};
 use super::{dest_err, source_err, TransferError};
 use lockgate_core::{Batch, Row, RowError};
 use lockgate_db::exports::{self, Claim, Export, ExportError, FailedRow, StaleEnd};
-use lockgate_db::ledger::{table_job, Holder, JobLock, Ledger, RunStatus};
+use lockgate_db::ledger::{Holder, JobLock, Ledger, RunStatus};
 use lockgate_db::relation::{fetch_by_keys, fetch_range, MAX_KEY_PARAMS};
 use lockgate_db::writer::{
     self, BatchSource, Progress, RetryPolicy, SourceError, WriteConfig, WriteError, WriteMode, WriteReport,
@@ -281,9 +281,8 @@ async fn lock_table(
     if t.mode == WriteMode::Insert {
         return Ok(None);
     }
-    let lock = ledger
-        .lock(&table_job(&plan.dest.name), holder, opts.lock_timeout)
-        .await;
+    let job = ledger.table_job(&plan.dest.name).await.map_err(dest_err(&t.dest))?;
+    let lock = ledger.lock(&job, holder, opts.lock_timeout).await;
     lock.map(Some).map_err(dest_err(&t.dest))
 }
 
