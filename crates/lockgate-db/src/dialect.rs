@@ -534,6 +534,23 @@ impl Dialect {
         )
     }
 
+    /// `SELECT rows, distinct keys` of `staging` whose key has no NULL part, keys
+    /// told apart by the database's own equality (the columns' collation): equal
+    /// counts mean no key repeats, and [`Dialect::repeated_keys`] need not run.
+    pub fn key_counts(&self, staging: &str, key: &[String]) -> String {
+        let whole = key
+            .iter()
+            .map(|k| format!("{} IS NOT NULL", self.quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let s = self.quote(staging);
+        format!(
+            "SELECT (SELECT COUNT(*) FROM {s} WHERE {whole}), \
+             (SELECT COUNT(*) FROM (SELECT DISTINCT {} FROM {s} WHERE {whole}) d)",
+            self.columns(None, key)
+        )
+    }
+
     /// `DELETE FROM target WHERE scope AND NOT EXISTS (a row of `keys` with its key)`.
     pub fn delete_missing(&self, target: &TableName, keys: &str, key: &[KeyColumn], scope: &str) -> String {
         let t = self.table(target);
