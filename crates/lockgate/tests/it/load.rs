@@ -185,10 +185,11 @@ async fn a_second_load_waits_for_the_lock_and_names_the_holder() {
         let db = customers_db(engine).await;
         let mut ledger = Ledger::open(&db.url).await.unwrap();
         let holder = Holder::current("test holder of the customers load");
-        let lock = ledger
-            .lock("table:customers", &holder, Duration::from_secs(1))
+        let job = ledger
+            .table_job(&lockgate_core::TableName::new("customers"))
             .await
             .unwrap();
+        let lock = ledger.lock(&job, &holder, Duration::from_secs(1)).await.unwrap();
         let (_d, file) = temp_file(
             "c.csv",
             b"customer_id,first_name,last_name,email,acquisition_date\n1,A,B,c,2026-01-01\n",
@@ -209,7 +210,7 @@ async fn a_second_load_waits_for_the_lock_and_names_the_holder() {
         assert_eq!(err.exit_code(), 1);
         // Another job's lock is independent.
         let other = ledger
-            .lock("table:orders", &holder, Duration::from_millis(200))
+            .lock(&job.replace("customers", "orders"), &holder, Duration::from_millis(200))
             .await
             .unwrap();
         ledger.unlock(other).await.unwrap();
