@@ -440,13 +440,7 @@ impl Dialect {
         let filter = if changed.is_empty() {
             filter.to_string()
         } else {
-            // SQLite's UPDATE cannot alias its target: name it in full there.
-            let target_ref = if self.0 == Engine::Sqlite {
-                t.clone()
-            } else {
-                "t".into()
-            };
-            format!("{filter} AND {}", self.differs(&target_ref, "s", changed))
+            format!("{filter} AND {}", self.differs("t", "s", changed))
         };
         match self.0 {
             Engine::Mysql => {
@@ -466,14 +460,14 @@ impl Dialect {
                 format!("UPDATE {t} t SET {assign} FROM {s} s WHERE {on} AND {filter}")
             }
             Engine::Sqlite => {
-                // SQLite's UPDATE … FROM cannot alias the target, so name it in full.
-                let on = self.key_match(&t, "s", key);
+                // The target is aliased like the others: named in full, a table called
+                // `s` would be the staging alias's namesake.
                 let assign = set
                     .iter()
                     .map(|c| format!("{0} = s.{0}", self.quote(c)))
                     .collect::<Vec<_>>()
                     .join(", ");
-                format!("UPDATE {t} SET {assign} FROM {s} s WHERE {on} AND {filter}")
+                format!("UPDATE {t} AS t SET {assign} FROM {s} s WHERE {on} AND {filter}")
             }
         }
     }
@@ -521,16 +515,39 @@ impl Dialect {
     }
 
     /// The rows of `staging` whose key (`key` columns) another row repeats, by the
-    /// database's own equality (the columns' collation, NULLs equal), each with the
-    /// lowest and highest `ord` of its key: `SELECT ord, first, last`. A window over
-    /// one table, so it reads the (temporary) staging table once.
+    /// database's own equality (the columns' collation; a key with a NULL part equals
+    /// none, as in a unique index), each with the lowest and highest `ord` of its
+    /// key: `SELECT ord, first, last`. A window over one table, so it reads the
+    /// (temporary) staging table once.
     pub fn repeated_keys(&self, staging: &str, ord: &str, key: &[String]) -> String {
         let over = format!("OVER (PARTITION BY {})", self.columns(None, key));
         let ord = self.quote(ord);
+        let whole = key
+            .iter()
+            .map(|k| format!("{} IS NOT NULL", self.quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         format!(
             "SELECT {ord}, first_n, last_n FROM (SELECT {ord}, MIN({ord}) {over} AS first_n, MAX({ord}) {over} AS last_n, \
-             COUNT(*) {over} AS n FROM {}) g WHERE n > 1",
+             COUNT(*) {over} AS n FROM {} WHERE {whole}) g WHERE n > 1",
             self.quote(staging)
+        )
+    }
+
+    /// `SELECT rows, distinct keys` of `staging` whose key has no NULL part, keys
+    /// told apart by the database's own equality (the columns' collation): equal
+    /// counts mean no key repeats, and [`Dialect::repeated_keys`] need not run.
+    pub fn key_counts(&self, staging: &str, key: &[String]) -> String {
+        let whole = key
+            .iter()
+            .map(|k| format!("{} IS NOT NULL", self.quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let s = self.quote(staging);
+        format!(
+            "SELECT (SELECT COUNT(*) FROM {s} WHERE {whole}), \
+             (SELECT COUNT(*) FROM (SELECT DISTINCT {} FROM {s} WHERE {whole}) d)",
+            self.columns(None, key)
         )
     }
 
@@ -552,13 +569,13 @@ impl Dialect {
                 },
                 1,
             ),
-            Engine::Sqlite => {
-                let on = self.key_match(&t, "k", key);
-                format!(
-                    "DELETE FROM {t} WHERE ({scope}) AND NOT EXISTS (SELECT 1 FROM {} k WHERE {on})",
-                    self.quote(keys)
-                )
-            }
+            // Aliased: named in full, a table called `k` would be the keys' namesake
+            // and the condition would compare the keys with themselves.
+            Engine::Sqlite => format!(
+                "DELETE FROM {t} AS t WHERE ({scope}) AND NOT EXISTS (SELECT 1 FROM {} k WHERE {})",
+                self.quote(keys),
+                self.key_match("t", "k", key)
+            ),
         }
     }
 

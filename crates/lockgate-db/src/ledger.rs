@@ -49,13 +49,19 @@ const SCHEMA_LOCK_RELEASE: &str = "SELECT RELEASE_LOCK(LEFT(CONCAT('lockgate-sch
 /// process cannot be checked (another host on a shared file system).
 pub const SQLITE_STALE: Duration = Duration::from_secs(3600);
 
-/// The lock scope of writing `table`, shared by every command that writes it
+/// The lock scope of writing the table `name` of `schema` (its PostgreSQL schema,
+/// its MariaDB database, its SQLite schema), shared by every command that writes it
 /// (`load`, `migrate`, `transfer run` in a key mode), so that two of them never
 /// interleave their writes into it: a key mode's update-or-insert reads the table
-/// to decide, and another writer's uncommitted rows are not there to be read.
-pub fn table_job(table: &lockgate_core::TableName) -> String {
-    format!("table:{table}")
+/// to decide, and another writer's uncommitted rows are not there to be read. Both
+/// parts as the catalog resolves them, whatever database the connection names and
+/// however the command spelled the table: see [`Ledger::table_job`].
+pub fn table_job(schema: &str, name: &str) -> String {
+    format!("table:{schema}.{name}")
 }
+
+/// The prefix of [`table_job`]: such a job names its database itself.
+const TABLE_JOB: &str = "table:";
 
 /// Who runs a job: shown to anyone who has to wait for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -798,12 +804,45 @@ impl Ledger {
         first
     }
 
+    /// The [`table_job`] of `table` (a name as described by the catalog): its
+    /// schema, or database, resolved as the catalog resolves it (PostgreSQL's
+    /// `search_path`, the connection's database on MariaDB), so that `rvb2.k` through
+    /// a connection to `rvb` and `k` through one to `rvb2` are one lock.
+    pub async fn table_job(&mut self, table: &TableName) -> Result<String, DbError> {
+        let schema = match (&table.schema, self.conn.engine()) {
+            (Some(s), _) => s.clone(),
+            (None, Engine::Postgres) => {
+                // The schema the table is in; a table not created yet will be created
+                // in the current schema.
+                let rows = self
+                    .conn
+                    .query(
+                        "SELECT COALESCE((SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n \
+                         ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)), current_schema()::text)",
+                        &[Value::Text(self.conn.dialect().table(table))],
+                        None,
+                    )
+                    .await?;
+                text(rows.first().and_then(|r| r.first()).unwrap_or(&Value::Null)).unwrap_or_default()
+            }
+            (None, Engine::Mysql) => {
+                let rows = self.conn.query("SELECT DATABASE()", &[], None).await?;
+                text(rows.first().and_then(|r| r.first()).unwrap_or(&Value::Null)).unwrap_or_default()
+            }
+            (None, Engine::Sqlite) => "main".into(),
+        };
+        Ok(table_job(&schema, &table.name))
+    }
+
     fn server_lock_name(&self, job: &str) -> String {
-        // GET_LOCK names are server-wide and at most 64 characters: hash the database and job.
-        format!(
-            "lockgate:{:016x}",
-            fnv64(&format!("{}\u{0}{job}", self.url.database().unwrap_or_default()))
-        )
+        // GET_LOCK names are server-wide and at most 64 characters: hash the database
+        // and job (a table's job names its database itself).
+        let database = if job.starts_with(TABLE_JOB) {
+            String::new()
+        } else {
+            self.url.database().unwrap_or_default()
+        };
+        format!("lockgate:{:016x}", fnv64(&format!("{database}\u{0}{job}")))
     }
 
     async fn try_lock(&mut self, job: &str, holder: &Holder, token: i64) -> Result<bool, DbError> {

@@ -434,7 +434,9 @@ pub async fn apply_change(conn: &mut Conn, change: &SchemaChange) -> Result<(), 
 /// the largest value the column holds, so that rows written with explicit ids (a
 /// data file that gives them) do not make the next generated id collide. MariaDB's
 /// AUTO_INCREMENT and SQLite's rowid do this themselves. The sequence only moves
-/// forward. `setval` is not transactional: call it only when the rows stay.
+/// forward. `setval` is not transactional: when the rows are rolled back, the
+/// sequence stays moved (a gap in the ids, never a collision). The writer calls it
+/// before keyless inserts that follow records giving ids.
 pub async fn catch_up_identity(conn: &mut Conn, table: &lockgate_core::Table) -> Result<(), DbError> {
     if conn.engine() != Engine::Postgres {
         return Ok(());

@@ -7,7 +7,7 @@
 
 use crate::source::{map_columns, FileSource};
 use lockgate_bundle::{open_records, Format};
-use lockgate_core::RowError;
+use lockgate_core::{RowError, Table};
 use lockgate_db::ledger::{Holder, Ledger, RunStatus};
 use lockgate_db::writer::{self, OnError, Progress, WriteConfig, WriteError, WriteMode};
 use lockgate_db::{Conn, DbError, DbUrl, Engine};
@@ -140,6 +140,32 @@ impl LoadError {
     }
 }
 
+/// The key columns as the table spells them, after opening every file once: a key
+/// that is not a column, missing files, unknown formats, empty files and CSV headers
+/// naming unknown columns fail here, before anything is written.
+fn check_input(table: &Table, opts: &LoadOptions) -> Result<Vec<String>, LoadError> {
+    let key: Vec<String> = opts
+        .key
+        .iter()
+        .map(|k| {
+            table.column(k).map(|c| c.name.clone()).ok_or_else(|| {
+                LoadError::Input(format!(
+                    "--key {k:?} is not a column of table {} (its columns: {})",
+                    table.name,
+                    column_list(table)
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    // Open every file once before writing: missing files, unknown formats, empty
+    // files and CSV headers naming unknown columns fail here, with nothing written.
+    for f in &opts.files {
+        let reader = open_records(f, opts.format).map_err(|e| LoadError::Input(e.to_string()))?;
+        map_columns(&f.display().to_string(), reader.columns(), table).map_err(|e| LoadError::Input(e.0))?;
+    }
+    Ok(key)
+}
+
 /// Loads files into a table. Progress goes to `progress` when given.
 pub async fn load(
     url: &DbUrl,
@@ -151,34 +177,36 @@ pub async fn load(
         return Err(LoadError::Input("no files given: name one or more data files".into()));
     }
     let mut conn = Conn::connect(url).await?;
-    let table = conn.find_table(&opts.table).await?;
-    let key: Vec<String> = opts
-        .key
-        .iter()
-        .map(|k| {
-            table.column(k).map(|c| c.name.clone()).ok_or_else(|| {
-                LoadError::Input(format!(
-                    "--key {k:?} is not a column of table {} (its columns: {})",
-                    table.name,
-                    column_list(&table)
-                ))
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    // Open every file once before writing: missing files, unknown formats, empty
-    // files and CSV headers naming unknown columns fail here, with nothing written.
-    for f in &opts.files {
-        let reader = open_records(f, opts.format).map_err(|e| LoadError::Input(e.to_string()))?;
-        map_columns(&f.display().to_string(), reader.columns(), &table).map_err(|e| LoadError::Input(e.0))?;
-    }
-    let job = format!("load:{}", table.name);
-    let holder = Holder::current(format!("lockgate load {}", table.name));
-    let mut ledger = Ledger::open(url).await?;
     // In every mode: two loads into one table never interleave, and an insert must
-    // not slip between a key mode's look at the table and its write.
-    let lock = ledger
-        .lock(&lockgate_db::ledger::table_job(&table.name), &holder, opts.lock_timeout)
-        .await?;
+    // not slip between a key mode's look at the table and its write. The table is
+    // described under the lock: a migration that changed it while this load waited
+    // is seen.
+    let named = conn.find_table(&opts.table).await?.name;
+    let holder = Holder::current(format!("lockgate load {named}"));
+    let mut ledger = Ledger::open(url).await?;
+    let lock_job = ledger.table_job(&named).await?;
+    let lock = ledger.lock(&lock_job, &holder, opts.lock_timeout).await?;
+    let table = match conn.find_table(&opts.table).await {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = ledger.unlock(lock).await;
+            return Err(e.into());
+        }
+    };
+    if table.name != named {
+        let _ = ledger.unlock(lock).await;
+        return Err(LoadError::Input(format!(
+            "table {named} was renamed or dropped while this load waited for its lock: run the load again"
+        )));
+    }
+    let key = match check_input(&table, opts) {
+        Ok(key) => key,
+        Err(e) => {
+            let _ = ledger.unlock(lock).await;
+            return Err(e);
+        }
+    };
+    let job = format!("load:{}", table.name);
     let run_id = ledger.start_run("load", &job, &holder).await?;
 
     let source = FileSource {

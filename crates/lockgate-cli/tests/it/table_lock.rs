@@ -29,7 +29,8 @@ fn assert_waited_for_migrate(engine: Engine, what: &str, out: &Output, started: 
     assert_eq!(out.status.code(), Some(1), "{engine} {what}: {}", both(out));
     let err = text(&out.stderr);
     assert!(
-        err.contains("table:customers") && err.contains("lockgate migrate"),
+        // The lock names the table as the catalog resolves it: `table:<schema>.customers`.
+        err.contains("table:") && err.contains(".customers") && err.contains("lockgate migrate"),
         "{engine} {what}: {err}"
     );
     assert!(waited >= Duration::from_millis(500), "{engine} {what}: {waited:?}");

@@ -103,6 +103,8 @@ impl BatchCtx<'_> {
 pub(super) enum KeyRepr {
     Int(i64),
     Text(Vec<String>),
+    /// A key with a NULL part, equal to no other: the row's own position.
+    Row(usize),
 }
 
 impl KeyRepr {
@@ -112,17 +114,23 @@ impl KeyRepr {
         match self {
             KeyRepr::Int(i) => vec![Value::Int(*i)],
             KeyRepr::Text(parts) => parts.iter().map(|p| Value::Text(p.clone())).collect(),
+            KeyRepr::Row(_) => Vec::new(),
         }
     }
 
-    pub(super) fn of(values: &[Value], idx: &[usize]) -> KeyRepr {
-        match idx {
+    /// The key of a row, `None` when a part of it is NULL (no key's value: such
+    /// records are never merged).
+    pub(super) fn of(values: &[Value], idx: &[usize]) -> Option<KeyRepr> {
+        if idx.iter().any(|&j| values[j].is_null()) {
+            return None;
+        }
+        Some(match idx {
             [one] => match &values[*one] {
                 Value::Int(i) => KeyRepr::Int(*i),
                 other => KeyRepr::Text(vec![other.to_string()]),
             },
             _ => KeyRepr::Text(idx.iter().map(|&j| values[j].to_string()).collect()),
-        }
+        })
     }
 }
 
@@ -247,7 +255,11 @@ pub(super) fn precheck(plan: &Plan, batch: &mut Batch) -> (Vec<Row>, Vec<RowErro
             .collect();
         let mut last: HashMap<KeyRepr, usize> = HashMap::with_capacity(good.len());
         for (i, row) in good.iter().enumerate() {
-            let k = KeyRepr::of(&row.values, &key_idx);
+            // NULL keys are never equal (to each other or to a text "NULL").
+            let Some(k) = KeyRepr::of(&row.values, &key_idx) else {
+                last.insert(KeyRepr::Row(i), i);
+                continue;
+            };
             if plan.mode == WriteMode::InsertMissing {
                 last.entry(k).or_insert(i);
             } else {

@@ -140,7 +140,9 @@ pub(super) async fn set_checks(
                 if idx.iter().any(|&j| row.values[j].is_null()) || bad.contains_key(&i) {
                     continue;
                 }
-                let k = KeyRepr::of(&row.values, &idx);
+                let Some(k) = KeyRepr::of(&row.values, &idx) else {
+                    continue;
+                };
                 if let Some(first) = seen.get(&k) {
                     let msg = format!(
                         "duplicate key: the same {} as line {} of the input",

@@ -148,8 +148,8 @@ pub(super) async fn quick_pass(
             let idx: Option<Vec<usize>> = key.iter().map(|c| batch.columns.iter().position(|b| b == c)).collect();
             if let Some(idx) = idx {
                 for r in &rows {
-                    if idx.iter().all(|&j| !r.values[j].is_null()) {
-                        repeats.see(k, KeyRepr::of(&r.values, &idx));
+                    if let Some(key) = KeyRepr::of(&r.values, &idx) {
+                        repeats.see(k, key);
                     }
                 }
             }

@@ -71,10 +71,11 @@ pub(super) async fn run_unit(
     };
     let mut plan = as_insert.as_ref().unwrap_or(key_plan);
     let mut mode = PassMode::Fast;
+    let mut defer = false;
     let report = loop {
         let result = match mode {
             PassMode::Quick => quick_pass(conn, plan, source, progress).await,
-            _ => pass(conn, plan, source, mode, progress).await,
+            _ => pass(conn, plan, source, mode, defer, progress).await,
         };
         // The insert path is a shortcut for input whose keys are all new and distinct.
         // Any row it fails (a key given twice, which the key mode merges: the later
@@ -85,6 +86,7 @@ pub(super) async fn run_unit(
                 Ok(r) => !r.failed.is_empty(),
                 Err(PassError::Quick) => true,
                 Err(PassError::Engine(e)) => !e.is_transient(),
+                Err(PassError::Defer) => true,
                 Err(_) => false,
             };
         let next = if shortcut_failed {
@@ -94,6 +96,10 @@ pub(super) async fn run_unit(
         } else {
             match result {
                 Ok(report) => break report,
+                Err(PassError::Defer) => {
+                    tracing::info!("records giving the key follow keyless ones; inserting the keyless ones last");
+                    defer = true;
+                }
                 Err(PassError::Quick) if mode == PassMode::Fast => mode = PassMode::Quick,
                 // The engine failed a statement: PostgreSQL has aborted the transaction,
                 // so start over and find every failing row; quickly first, carefully if
@@ -236,7 +242,37 @@ pub(super) enum PassError {
     /// The fast pass met a failing row and the quick diagnose wants the whole input:
     /// start over in quick mode.
     Quick,
+    /// A record gave the key after keyless records were inserted: start over with
+    /// the keyless inserts after every keyed record ([`Phase`]).
+    Defer,
     Source(SourceError),
+}
+
+/// Splits a keyed batch's rows into those with the whole key and those with a NULL
+/// in a key column (see [`pass`]).
+pub(super) fn split_null_keys(plan: &Plan, columns: &[String], rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
+    let idx: Vec<usize> = plan
+        .key
+        .iter()
+        .filter(|k| k.nullable)
+        .filter_map(|k| columns.iter().position(|c| *c == k.name))
+        .collect();
+    if idx.is_empty() {
+        return (rows, Vec::new());
+    }
+    rows.into_iter()
+        .partition(|r| idx.iter().all(|&i| !r.values[i].is_null()))
+}
+
+/// Which batches a reading of the source writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Every batch, in input order.
+    All,
+    /// The batches that give the key (keyless ones are only counted).
+    Keyed,
+    /// Then the batches that do not.
+    Keyless,
 }
 
 impl From<DbError> for PassError {
@@ -250,6 +286,9 @@ impl From<PassError> for WriteError {
         match e {
             PassError::Engine(e) | PassError::Careful(e) => WriteError::Db(e),
             PassError::Quick => WriteError::Db(DbError::Internal("a quick diagnose was asked for and not run".into())),
+            PassError::Defer => WriteError::Db(DbError::Internal(
+                "deferred keyless inserts were asked for and not run".into(),
+            )),
             PassError::Source(e) => WriteError::Source(e),
         }
     }
@@ -291,6 +330,7 @@ pub(super) async fn pass(
     plan: &Plan,
     source: &dyn BatchSource,
     mode: PassMode,
+    defer: bool,
     progress: Option<&mpsc::UnboundedSender<Progress>>,
 ) -> Result<WriteReport, PassError> {
     let mut mode = mode;
@@ -302,70 +342,123 @@ pub(super) async fn pass(
     if plan.mode == WriteMode::Sync {
         create_keys_table(conn, plan).await?;
     }
-    let mut rx = source.open();
     let keyless = keyless_plan(plan);
-    while let Some(item) = rx.recv().await {
-        let mut batch = item.map_err(PassError::Source)?;
-        report.rows_read += (batch.rows.len() + batch.rejected.len()) as u64;
-        // Records that do not give the key are inserted, as oe-migration's upsert
-        // without an id creates a row (through staging: the unit may have other
-        // batches to match by key, so no COPY stream is opened in between).
-        let plan = match &keyless {
-            Some(p) if plan.key.iter().any(|k| !batch.columns.contains(&k.name)) => p,
-            _ => plan,
-        };
-        let (rows, mut errors) = precheck(plan, &mut batch);
-        report.failed.append(&mut errors);
-        if plan.on_error == OnError::Stop && !report.failed.is_empty() {
-            report.failed.truncate(1);
-            return Ok(report);
-        }
-        if mode == PassMode::Fast
-            && !report.failed.is_empty()
-            && !(plan.dialect.0 == Engine::Sqlite && plan.mode == WriteMode::Insert)
-        {
-            // A row already failed, so the fast path's verdict is known; what is left
-            // is finding every other failing row. If what was written so far stands,
-            // go on in diagnose mode from here instead of finishing the fast pass and
-            // starting over. (SQLite's fast path reports each row itself.)
-            if PassMode::quick_diagnose(plan) == PassMode::Quick {
-                return Err(PassError::Quick);
+    // Records that do not give the key are inserted, as oe-migration's upsert
+    // without an id creates a row (through staging: the unit may have other batches
+    // to match by key, so no COPY stream is opened in between). A key given by a
+    // later record must never meet a row the database generated in this write (it
+    // would silently update it), so keyless inserts follow every keyed record:
+    // directly while the input puts them last, else (`defer`) in a second reading
+    // of the source after the keyed batches ([`Defer`]).
+    let phases: &[Phase] = if defer && keyless.is_some() {
+        &[Phase::Keyed, Phase::Keyless]
+    } else {
+        &[Phase::All]
+    };
+    // Whether a batch gave values of a generated column since the sequence last
+    // caught up with them (PostgreSQL's identity does not move by itself).
+    let mut gave_generated = false;
+    // Whether keyless rows were inserted in this reading.
+    let mut inserted_keyless = false;
+    for &phase in phases {
+        let mut rx = source.open();
+        while let Some(item) = rx.recv().await {
+            let mut batch = item.map_err(PassError::Source)?;
+            let is_keyless = keyless.is_some() && plan.key.iter().any(|k| !batch.columns.contains(&k.name));
+            match phase {
+                Phase::Keyless if !is_keyless => continue,
+                Phase::Keyed if is_keyless => {
+                    report.rows_read += (batch.rows.len() + batch.rejected.len()) as u64;
+                    continue;
+                }
+                Phase::All if !is_keyless && inserted_keyless => return Err(PassError::Defer),
+                Phase::Keyless => {}
+                _ => report.rows_read += (batch.rows.len() + batch.rejected.len()) as u64,
             }
-            conn.finish_stream().await?;
-            mode = PassMode::Careful;
-            report.diagnosed = true;
-        }
-        let needs_stage = mode != PassMode::Fast || !streams(plan, &batch.columns);
-        if !rows.is_empty() {
-            if needs_stage && staged_columns.as_ref() != Some(&batch.columns) {
-                create_stage(conn, plan, false).await?;
-                staged_columns = Some(batch.columns.clone());
-            }
-            let ctx = BatchCtx {
-                plan,
-                columns: &batch.columns,
-                rows: &rows,
-                source: batch.source.as_deref().map(|s| s.as_str()),
+            let plan = match &keyless {
+                Some(p) if is_keyless => {
+                    if gave_generated {
+                        conn.finish_stream().await?;
+                        crate::schema::catch_up_identity(conn, &plan.table).await?;
+                        gave_generated = false;
+                    }
+                    inserted_keyless = true;
+                    p
+                }
+                _ => {
+                    gave_generated |= plan
+                        .table
+                        .columns
+                        .iter()
+                        .any(|c| c.auto && batch.columns.contains(&c.name));
+                    plan
+                }
             };
-            match mode {
-                PassMode::Fast => happy_batch(conn, &ctx, &mut report).await?,
-                PassMode::Quick => unreachable!("run_unit runs quick passes with quick_pass"),
-                PassMode::Careful => diagnose_batch(conn, &ctx, &mut report).await?,
+            let (rows, mut errors) = precheck(plan, &mut batch);
+            report.failed.append(&mut errors);
+            if plan.on_error == OnError::Stop && !report.failed.is_empty() {
+                report.failed.truncate(1);
+                return Ok(report);
             }
-        }
-        if plan.on_error == OnError::Stop && !report.failed.is_empty() {
-            report.failed.truncate(1);
-            return Ok(report);
-        }
-        if let Some(p) = progress {
-            let _ = p.send(Progress {
-                phase: if mode == PassMode::Fast {
-                    "loading"
-                } else {
-                    "diagnosing"
-                },
-                rows: report.rows_read,
-            });
+            if mode == PassMode::Fast
+                && !report.failed.is_empty()
+                && !(plan.dialect.0 == Engine::Sqlite && plan.mode == WriteMode::Insert)
+            {
+                // A row already failed, so the fast path's verdict is known; what is left
+                // is finding every other failing row. If what was written so far stands,
+                // go on in diagnose mode from here instead of finishing the fast pass and
+                // starting over. (SQLite's fast path reports each row itself.)
+                if PassMode::quick_diagnose(plan) == PassMode::Quick {
+                    return Err(PassError::Quick);
+                }
+                conn.finish_stream().await?;
+                mode = PassMode::Careful;
+                report.diagnosed = true;
+            }
+            // A record whose key is NULL has no key's value: no row (nor other record)
+            // has its key, as the database never calls two NULLs equal, so it is
+            // inserted like a record that does not give the key.
+            let (rows, null_rows) = match &keyless {
+                Some(_) if !is_keyless => split_null_keys(plan, &batch.columns, rows),
+                _ => (rows, Vec::new()),
+            };
+            let parts = [(plan, rows), (keyless.as_ref().unwrap_or(plan), null_rows)];
+            for (plan, rows) in &parts {
+                if rows.is_empty() {
+                    continue;
+                }
+                let plan = *plan;
+                let needs_stage = mode != PassMode::Fast || !streams(plan, &batch.columns);
+                if needs_stage && staged_columns.as_ref() != Some(&batch.columns) {
+                    create_stage(conn, plan, false).await?;
+                    staged_columns = Some(batch.columns.clone());
+                }
+                let ctx = BatchCtx {
+                    plan,
+                    columns: &batch.columns,
+                    rows,
+                    source: batch.source.as_deref().map(|s| s.as_str()),
+                };
+                match mode {
+                    PassMode::Fast => happy_batch(conn, &ctx, &mut report).await?,
+                    PassMode::Quick => unreachable!("run_unit runs quick passes with quick_pass"),
+                    PassMode::Careful => diagnose_batch(conn, &ctx, &mut report).await?,
+                }
+            }
+            if plan.on_error == OnError::Stop && !report.failed.is_empty() {
+                report.failed.truncate(1);
+                return Ok(report);
+            }
+            if let Some(p) = progress {
+                let _ = p.send(Progress {
+                    phase: if mode == PassMode::Fast {
+                        "loading"
+                    } else {
+                        "diagnosing"
+                    },
+                    rows: report.rows_read,
+                });
+            }
         }
     }
     // The happy insert path streams; its last errors surface when the stream ends.

@@ -13,7 +13,7 @@
 use super::MigrateError;
 use lockgate_bundle::Version;
 use lockgate_core::{Batch, Row, Table, Value};
-use lockgate_db::ledger::{table_job, Holder, JobLock, Ledger};
+use lockgate_db::ledger::{Holder, JobLock, Ledger};
 use lockgate_db::versions::{self, Fingerprint, LogEntry};
 use lockgate_db::writer::{self, BatchSource, OnError, SourceError, WriteConfig, WriteError, WriteMode};
 use lockgate_db::{Conn, DbUrl};
@@ -271,8 +271,18 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions, locking: Locking<'_>) -> R
     // The tables it puts back, under the lock load, migrate and transfer run take,
     // before comparing them with what the versions left.
     let (ledger, holder, held) = locking;
-    let jobs: Vec<String> = tables.values().map(|t| table_job(&t.name)).collect();
+    let mut jobs = Vec::new();
+    for t in tables.values() {
+        jobs.push(ledger.table_job(&t.name).await?);
+    }
     *held = ledger.lock_all(&jobs, holder, opts.lock_timeout).await?;
+    // Described again under the lock: a table changed while this waited is seen.
+    for (name, t) in tables.iter_mut() {
+        *t = conn
+            .find_table(name)
+            .await
+            .map_err(|e| MigrateError::Input(format!("cannot roll back table {name}: {e}")))?;
+    }
     // Compare what is there with what the migration left.
     for (name, rows) in &by_table {
         let table = &tables[name];

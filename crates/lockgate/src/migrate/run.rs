@@ -108,17 +108,17 @@ pub async fn migrate(
         let folder = opts.zip.as_ref().unwrap_or(&base.root).display().to_string();
         let drift = status::drift(base, &applied, old_version.as_deref())?;
         warnings.splice(0..0, drift.messages(old_version.as_deref(), &folder, &applying));
-        check_pending(&mut conn, &pending, &shared_models, opts).await?;
         // The tables the versions write, under the lock `load` and `transfer run` take
-        // too, so that no other command writes them meanwhile.
+        // too, so that no other command writes them meanwhile; taken before the checks
+        // describe them, so that what they check is what the versions will meet.
         if let Some(l) = ledger.as_mut() {
-            let jobs: Vec<String> = tables_written(&mut conn, &pending, &shared_models)
-                .await?
-                .iter()
-                .map(lockgate_db::ledger::table_job)
-                .collect();
+            let mut jobs = Vec::new();
+            for t in tables_written(&mut conn, &pending, &shared_models).await? {
+                jobs.push(l.table_job(&t).await?);
+            }
             table_locks = l.lock_all(&jobs, &holder, opts.lock_timeout).await?;
         }
+        check_pending(&mut conn, &pending, &shared_models, opts).await?;
         let run_id = if opts.dry_run {
             None
         } else {

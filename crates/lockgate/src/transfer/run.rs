@@ -24,7 +24,7 @@ use super::plan::{self, convert, key_text, key_values, Plan};
 use super::{dest_err, source_err, TransferError};
 use lockgate_core::{Batch, Row, RowError};
 use lockgate_db::exports::{self, Claim, Export, ExportError, FailedRow, StaleEnd};
-use lockgate_db::ledger::{table_job, Holder, Ledger, RunStatus};
+use lockgate_db::ledger::{Holder, Ledger, RunStatus};
 use lockgate_db::relation::{fetch_by_keys, fetch_range, MAX_KEY_PARAMS};
 use lockgate_db::writer::{
     self, BatchSource, Progress, RetryPolicy, SourceError, WriteConfig, WriteError, WriteMode, WriteReport,
@@ -1087,8 +1087,9 @@ async fn write_export(
         let plan = Arc::new(plan.clone());
         return write_chunks(t, plan, claim, opts, keys, count, ends, done, lost, session.conn()).await;
     }
+    let job = session.table_job(&plan.dest.name).await.map_err(dest_err(dest))?;
     let lock = session
-        .lock(&table_job(&plan.dest.name), holder, opts.lock_timeout)
+        .lock(&job, holder, opts.lock_timeout)
         .await
         .map_err(dest_err(dest))?;
     let result = match replan(t, session.conn()).await {

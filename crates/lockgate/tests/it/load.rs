@@ -185,10 +185,11 @@ async fn a_second_load_waits_for_the_lock_and_names_the_holder() {
         let db = customers_db(engine).await;
         let mut ledger = Ledger::open(&db.url).await.unwrap();
         let holder = Holder::current("test holder of the customers load");
-        let lock = ledger
-            .lock("table:customers", &holder, Duration::from_secs(1))
+        let job = ledger
+            .table_job(&lockgate_core::TableName::new("customers"))
             .await
             .unwrap();
+        let lock = ledger.lock(&job, &holder, Duration::from_secs(1)).await.unwrap();
         let (_d, file) = temp_file(
             "c.csv",
             b"customer_id,first_name,last_name,email,acquisition_date\n1,A,B,c,2026-01-01\n",
@@ -209,7 +210,7 @@ async fn a_second_load_waits_for_the_lock_and_names_the_holder() {
         assert_eq!(err.exit_code(), 1);
         // Another job's lock is independent.
         let other = ledger
-            .lock("table:orders", &holder, Duration::from_millis(200))
+            .lock(&job.replace("customers", "orders"), &holder, Duration::from_millis(200))
             .await
             .unwrap();
         ledger.unlock(other).await.unwrap();
@@ -516,5 +517,80 @@ async fn an_empty_line_of_a_one_column_csv_is_a_null_row() {
             "{engine}: {e}"
         );
         assert_eq!(count(&mut conn, "t").await, 4, "{engine}: the bad file wrote nothing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_whose_key_is_null_are_each_inserted() {
+    // The database never calls two NULL keys equal: each such record is a row of
+    // its own (none merged into another, none dropped), and a text key "NULL" is
+    // an ordinary key.
+    let (_d, file) = temp_file(
+        "u.json",
+        br#"[{"email": null, "name": "Ann"}, {"email": null, "name": "Bo"},
+             {"email": "A@x.com", "name": "Cy"}, {"email": "a@x.com", "name": "Di"},
+             {"email": "NULL", "name": "Ed"}, {"email": "NULL", "name": "Fay"}]"#,
+    );
+    for engine in ENGINES {
+        for mode in [WriteMode::Upsert, WriteMode::InsertMissing] {
+            let db = TestDb::new(engine).await;
+            let mut conn = db.conn().await;
+            // SQLite's NOCASE and MariaDB's collation merge the two spellings of a@x.com
+            // in the database; PostgreSQL's text keys are merged in memory.
+            conn.batch(match engine {
+                Engine::Sqlite => "CREATE TABLE u (email varchar(50) COLLATE NOCASE NULL, name varchar(10))",
+                _ => "CREATE TABLE u (email varchar(50) NULL, name varchar(10))",
+            })
+            .await
+            .unwrap();
+            let r = load(&db, "u", std::slice::from_ref(&file), |o| {
+                o.mode = mode;
+                o.key = vec!["email".into()];
+            })
+            .await
+            .unwrap();
+            let folds = engine != Engine::Postgres;
+            let (ax, null) = match (mode, folds) {
+                (WriteMode::Upsert, true) => (vec!["A@x.com|Di"], "NULL|Fay"),
+                (_, true) => (vec!["A@x.com|Cy"], "NULL|Ed"),
+                (WriteMode::Upsert, false) => (vec!["A@x.com|Cy", "a@x.com|Di"], "NULL|Fay"),
+                (_, false) => (vec!["A@x.com|Cy", "a@x.com|Di"], "NULL|Ed"),
+            };
+            assert!(r.failed.is_empty(), "{engine} {mode:?}: {:?}", r.failed);
+            assert_eq!(r.inserted as usize, 3 + ax.len(), "{engine} {mode:?}: {r:?}");
+            let mut want: Vec<String> = ["NULL|Ann", "NULL|Bo", null].iter().map(|s| s.to_string()).collect();
+            want.extend(ax.iter().map(|s| s.to_string()));
+            want.sort();
+            let mut got = rows(&mut conn, "SELECT email, name FROM u").await;
+            got.sort();
+            assert_eq!(got, want, "{engine} {mode:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_and_upsert_work_whatever_the_table_is_called() {
+    // Lockgate's statements alias the target, the staging table and the keys: a
+    // table named like one of those aliases must still be the target.
+    let (_d, file) = temp_file("t.csv", b"id,v\n1,10\n2,2\n");
+    for engine in ENGINES {
+        for name in ["k", "s", "t", "t0", "g"] {
+            let db = TestDb::new(engine).await;
+            let mut conn = db.conn().await;
+            let q = conn.dialect().quote(name);
+            conn.batch(&format!(
+                "CREATE TABLE {q} (id int PRIMARY KEY, v int); INSERT INTO {q} VALUES (1, 1), (2, 2), (3, 3)"
+            ))
+            .await
+            .unwrap();
+            let r = load(&db, name, std::slice::from_ref(&file), |o| o.mode = WriteMode::Sync)
+                .await
+                .unwrap();
+            assert!(r.failed.is_empty(), "{engine} {name}: {:?}", r.failed);
+            assert_eq!((r.inserted, r.updated, r.deleted), (0, 1, 1), "{engine} {name}: {r:?}");
+            let mut got = rows(&mut conn, &format!("SELECT id, v FROM {q}")).await;
+            got.sort();
+            assert_eq!(got, ["1|10", "2|2"], "{engine} {name}");
+        }
     }
 }

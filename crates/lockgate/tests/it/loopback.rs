@@ -625,3 +625,51 @@ async fn mariadb_names_the_schema_changes_that_stayed_when_a_version_fails() {
     assert!(db.conn().await.lookup_table("Kept").await.unwrap().is_none());
     assert!(!matches!(e, MigrateError::SchemaKept(_)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_with_and_without_ids_in_one_file_are_all_inserted() {
+    // The keyless records must not take ids a record gives (before or after them):
+    // that record would then update the generated row instead of inserting its own.
+    let b = Bundle::new();
+    b.put("models/gid.json", r#"{"name":"gid","properties":{"name":"string"}}"#)
+        .json("1.0.0/meta.json", meta(json!([entry("gid", "default/gid.json")])))
+        .json(
+            "1.0.0/default/gid.json",
+            json!([{"id": 1, "name": "a"}, {"name": "b"}, {"id": 2, "name": "c"}, {"name": "d"}]),
+        )
+        // Keyless first, on a table that has rows (ids past any the first version
+        // may have generated, since MariaDB's rolled-back ids leave gaps).
+        .json("1.1.0/meta.json", meta(json!([entry("gid", "default/gid.json")])))
+        .json(
+            "1.1.0/default/gid.json",
+            json!([{"name": "e"}, {"id": 50, "name": "f"}, {"name": "g"}, {"id": 90, "name": "h"}]),
+        );
+    for engine in ENGINES {
+        // One batch per column set, and one batch per record (input order).
+        for batch_rows in [10_000, 1] {
+            let db = TestDb::new(engine).await;
+            let r = run_ok(&db, &b, |o| o.batch_rows = batch_rows).await;
+            assert_eq!(r.exit_code(), 0, "{engine}: {r:?}");
+            for v in &r.versions {
+                let step = &v.steps[0];
+                assert_eq!(
+                    (step.rows_read, step.inserted, step.updated, step.failed),
+                    (4, 4, 0, 0),
+                    "{engine} {batch_rows}: {step:?}"
+                );
+            }
+            let mut conn = db.conn().await;
+            let rows = table_rows(&mut conn, "gid").await.unwrap();
+            let mut names: Vec<&str> = rows.iter().map(|r| r.split('|').nth(1).unwrap()).collect();
+            names.sort();
+            assert_eq!(
+                names,
+                ["a", "b", "c", "d", "e", "f", "g", "h"],
+                "{engine} {batch_rows}: {rows:?}"
+            );
+            for given in ["1|a", "2|c", "50|f", "90|h"] {
+                assert!(rows.contains(&given.to_string()), "{engine} {batch_rows}: {rows:?}");
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@
 
 use crate::migrate::{entry, meta, Bundle};
 use crate::support::{count, customers_db, customers_schema, load, temp_file, TestDb, ENGINES};
-use lockgate::db::ledger::{table_job, Holder, Ledger};
+use lockgate::db::ledger::{Holder, Ledger};
 use lockgate::db::writer::WriteMode;
 use lockgate::db::{exports, Conn, DbError, Engine};
 use lockgate::transfer::{self, CreateOptions, RunOptions, SourceSpec, Transfer, TransferError};
@@ -24,7 +24,11 @@ fn assert_timed_out(engine: Engine, e: Option<&DbError>, message: &str, holder: 
     let waited = started.elapsed();
     match e {
         Some(DbError::LockTimeout { job, holder: named, .. }) => {
-            assert_eq!(job, "table:customers", "{engine}: {message}");
+            // The table as the catalog resolves it: schema (or database) and name.
+            assert!(
+                job.starts_with("table:") && job.ends_with(".customers"),
+                "{engine}: {job}: {message}"
+            );
             assert!(named.contains(holder), "{engine}: {named}");
         }
         other => panic!("{engine}: expected a lock timeout, got {other:?}: {message}"),
@@ -112,12 +116,9 @@ async fn load_migrate_and_transfer_run_wait_for_the_table_and_name_its_holder() 
         // Another command holds the table (its lock, from its own ledger connection).
         let holder_name = "test: another command writing customers";
         let mut ledger = Ledger::open(&db.url).await.unwrap();
+        let job = ledger.table_job(&TableName::new("customers")).await.unwrap();
         let lock = ledger
-            .lock(
-                &table_job(&TableName::new("customers")),
-                &Holder::current(holder_name),
-                Duration::from_secs(5),
-            )
+            .lock(&job, &Holder::current(holder_name), Duration::from_secs(5))
             .await
             .unwrap();
 
@@ -201,12 +202,9 @@ async fn load_migrate_and_transfer_run_wait_for_the_table_and_name_its_holder() 
         assert_eq!(count(&mut conn, "customers").await, 4, "{engine}");
         // The lock is free again: nothing was left behind.
         let mut ledger = Ledger::open(&db.url).await.unwrap();
+        let job = ledger.table_job(&TableName::new("customers")).await.unwrap();
         let lock = ledger
-            .lock(
-                &table_job(&TableName::new("customers")),
-                &Holder::current("test"),
-                Duration::from_secs(1),
-            )
+            .lock(&job, &Holder::current("test"), Duration::from_secs(1))
             .await
             .unwrap();
         ledger.unlock(lock).await.unwrap();
@@ -310,12 +308,9 @@ async fn a_rollback_waits_for_the_tables_it_puts_back() {
 
         let holder_name = "test: a load of customers";
         let mut ledger = Ledger::open(&db.url).await.unwrap();
+        let job = ledger.table_job(&TableName::new("customers")).await.unwrap();
         let lock = ledger
-            .lock(
-                &table_job(&TableName::new("customers")),
-                &Holder::current(holder_name),
-                Duration::from_secs(5),
-            )
+            .lock(&job, &Holder::current(holder_name), Duration::from_secs(5))
             .await
             .unwrap();
         let back = lockgate::RollbackOptions {
@@ -371,9 +366,10 @@ async fn a_transfer_that_waited_for_the_table_writes_it_as_it_is_after_the_wait(
             .unwrap()
             .id;
         let mut ledger = Ledger::open(&db.url).await.unwrap();
+        let job = ledger.table_job(&TableName::new("customers")).await.unwrap();
         let lock = ledger
             .lock(
-                &table_job(&TableName::new("customers")),
+                &job,
                 &Holder::current("test: a migrate changing customers"),
                 Duration::from_secs(5),
             )
@@ -402,5 +398,125 @@ async fn a_transfer_that_waited_for_the_table_writes_it_as_it_is_after_the_wait(
             .await
             .unwrap();
         assert_eq!(rows[0][0].to_string(), "3", "{engine}");
+    }
+}
+
+/// Holds `held` from a ledger of `held_url`, then loads `file` into `table` of
+/// `load_url`: the load must time out on that lock (the same table, however named).
+async fn load_waits_for(
+    held_url: &lockgate::db::DbUrl,
+    held: TableName,
+    load_db: &TestDb,
+    table: &str,
+    file: &PathBuf,
+) {
+    let mut ledger = Ledger::open(held_url).await.unwrap();
+    let job = ledger.table_job(&held).await.unwrap();
+    let lock = ledger
+        .lock(
+            &job,
+            &Holder::current("test: holding the table"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let e = load(load_db, table, std::slice::from_ref(file), |o| {
+        o.mode = WriteMode::Upsert;
+        o.lock_timeout = WAIT;
+    })
+    .await
+    .unwrap_err();
+    match &e {
+        LoadError::Db(DbError::LockTimeout { job: waited, .. }) => assert_eq!(*waited, job),
+        other => panic!("{table}: expected a lock timeout on {job}, got {other:?}"),
+    }
+    ledger.unlock(lock).await.unwrap();
+    load(load_db, table, std::slice::from_ref(file), |o| {
+        o.mode = WriteMode::Upsert
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_table_is_one_lock_however_it_is_named() {
+    let (_d, file) = temp_file("k.csv", b"id,v\n1,10\n");
+    // MariaDB: `other.k` through a connection to this database, and `k` through one
+    // to `other`.
+    let here = TestDb::new(Engine::Mysql).await;
+    let other = TestDb::new(Engine::Mysql).await;
+    other
+        .conn()
+        .await
+        .batch("CREATE TABLE k (id int PRIMARY KEY, v int) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    let other_db = other.url.database().unwrap();
+    load_waits_for(&other.url, TableName::new("k"), &here, &format!("{other_db}.k"), &file).await;
+    load_waits_for(
+        &here.url,
+        TableName {
+            schema: Some(other_db.clone()),
+            name: "k".into(),
+        },
+        &other,
+        "k",
+        &file,
+    )
+    .await;
+    // PostgreSQL: `s.t`, and `t` found through the search_path.
+    let db = TestDb::new(Engine::Postgres).await;
+    let pg_db = db.url.database().unwrap();
+    db.conn()
+        .await
+        .batch(&format!(
+            "CREATE SCHEMA s; CREATE TABLE s.t (id int PRIMARY KEY, v int); ALTER DATABASE {pg_db} SET search_path = s, public"
+        ))
+        .await
+        .unwrap();
+    let qualified = TableName {
+        schema: Some("s".into()),
+        name: "t".into(),
+    };
+    load_waits_for(&db.url, qualified, &db, "t", &file).await;
+    load_waits_for(&db.url, TableName::new("t"), &db, "s.t", &file).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_describes_the_table_after_taking_its_lock() {
+    // A migration turns a number column into text while the load waits for the
+    // table: the load types its values by the column as it is when it writes.
+    let (_d, file) = temp_file("w.csv", b"id,v\n1,abcdefgh\n");
+    for engine in [Engine::Postgres, Engine::Mysql] {
+        let db = TestDb::new(engine).await;
+        let mut conn = db.conn().await;
+        conn.batch("CREATE TABLE w (id int PRIMARY KEY, v int)").await.unwrap();
+        let mut ledger = Ledger::open(&db.url).await.unwrap();
+        let job = ledger.table_job(&TableName::new("w")).await.unwrap();
+        let lock = ledger
+            .lock(&job, &Holder::current("test: a migration"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let url = db.url.clone();
+        let opts = lockgate::LoadOptions {
+            table: "w".into(),
+            files: vec![file.clone()],
+            lock_timeout: Duration::from_secs(20),
+            ..lockgate::LoadOptions::default()
+        };
+        let waiting = tokio::spawn(async move { lockgate::load(&url, &opts, None).await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!waiting.is_finished(), "{engine}: the load waits for the lock");
+        conn.batch(match engine {
+            Engine::Postgres => "ALTER TABLE w ALTER COLUMN v TYPE varchar(20)",
+            _ => "ALTER TABLE w MODIFY v varchar(20)",
+        })
+        .await
+        .unwrap();
+        ledger.unlock(lock).await.unwrap();
+        let r = waiting.await.unwrap().unwrap();
+        assert!(r.failed.is_empty(), "{engine}: {:?}", r.failed);
+        assert_eq!(r.inserted, 1, "{engine}");
+        assert_eq!(count(&mut conn, "w").await, 1, "{engine}");
     }
 }
