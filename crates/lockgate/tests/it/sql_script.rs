@@ -317,3 +317,54 @@ async fn what_a_script_does_to_a_keyless_table_is_said_and_a_rollback_must_be_to
         assert_eq!(count(&mut conn, "note").await, 1, "{engine}");
     }
 }
+
+/// The number of items and the sum of their quantities.
+async fn item_totals(db: &TestDb) -> Vec<String> {
+    let mut conn = db.conn().await;
+    rows(&mut conn, "SELECT COUNT(*), SUM(qty) FROM item").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripts_changes_beyond_one_page_are_all_recorded() {
+    // More rows than one page of lockgate-db's rowdiff (2000) inserted, updated and
+    // deleted: every page is recorded, so each rollback puts back exactly its state.
+    let b = item_bundle();
+    b.json("2.0.0/meta.json", meta(json!([{"file": "default/add.sql"}])))
+        .put(
+            "2.0.0/default/add.sql",
+            concat!(
+                "INSERT INTO item (id, name, qty) WITH RECURSIVE d(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM d WHERE i < 9) ",
+                "SELECT 10 + a.i + 10 * b.i + 100 * c.i + 1000 * e.i, 'n', 10 + a.i + 10 * b.i + 100 * c.i + 1000 * e.i ",
+                "FROM d a, d b, d c, d e WHERE 10 + a.i + 10 * b.i + 100 * c.i + 1000 * e.i <= 4509;\n"
+            ),
+        )
+        .json("3.0.0/meta.json", meta(json!([{"file": "default/change.sql"}])))
+        .put(
+            "3.0.0/default/change.sql",
+            "UPDATE item SET qty = qty + 1 WHERE id >= 10;\nDELETE FROM item WHERE id >= 3000 OR id = 2;\n",
+        );
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let r = run_ok(&db, &b, |o| o.to = Some(Version::new(2, 0, 0))).await;
+        assert_eq!(r.new_version.as_deref(), Some("2.0.0"), "{engine}: {r:#?}");
+        let at_2 = item_totals(&db).await;
+        assert_eq!(at_2, ["4503|10167756"], "{engine}");
+        let r = run_ok(&db, &b, |_| {}).await;
+        let note = r.versions.last().unwrap().steps[0].note.clone().unwrap_or_default();
+        assert!(note.contains("item: 2990 updated, 1511 deleted, 0 inserted"), "{engine}: {note}");
+        for (to, want) in [(Version::new(2, 0, 0), at_2), (Version::new(1, 0, 0), vec!["3|6".to_string()])] {
+            let r = lockgate::rollback(
+                &db.url,
+                &RollbackOptions {
+                    to,
+                    ..RollbackOptions::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+            assert!(r.committed && r.conflicts.is_empty(), "{engine}: {r:#?}");
+            assert_eq!(item_totals(&db).await, want, "{engine}");
+        }
+        assert_eq!(snapshot(&db, &["item"]).await.table("item"), strings(&BASE_ITEMS), "{engine}");
+    }
+}
