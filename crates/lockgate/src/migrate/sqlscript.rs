@@ -88,7 +88,10 @@ pub(crate) async fn run(
                 // Schema statements change definitions, not rows Lockgate records; a
                 // trigger, rule or routine they create may, and its body names the
                 // tables.
-                Effect::Unknown if matches!(head, "CREATE" | "ALTER" | "DROP" | "RENAME") && !defines_code(conn.engine(), &s.text) => {
+                Effect::Unknown
+                    if matches!(head, "CREATE" | "ALTER" | "DROP" | "RENAME")
+                        && !defines_code(conn.engine(), &s.text) =>
+                {
                     continue
                 }
                 Effect::Unknown => (sqltext::names(conn.engine(), &s.text), false),

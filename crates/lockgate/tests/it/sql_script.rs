@@ -277,14 +277,17 @@ async fn a_statement_lockgate_cannot_classify_has_the_tables_it_names_recorded()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_script_does_to_a_keyless_table_is_said_and_a_rollback_must_be_told_to_leave_it() {
     let b = item_bundle();
-    b.json("2.0.0/meta.json", meta(json!([{"file": "default/s.sql"}])))
-        .put(
-            "2.0.0/default/s.sql",
-            "INSERT INTO note (msg) VALUES ('x');\nUPDATE item SET qty = 5 WHERE id = 1;\n",
-        );
+    b.json("2.0.0/meta.json", meta(json!([{"file": "default/s.sql"}]))).put(
+        "2.0.0/default/s.sql",
+        "INSERT INTO note (msg) VALUES ('x');\nUPDATE item SET qty = 5 WHERE id = 1;\n",
+    );
     for engine in ENGINES {
         let db = TestDb::new(engine).await;
-        db.conn().await.batch("CREATE TABLE note (msg VARCHAR(20))").await.unwrap();
+        db.conn()
+            .await
+            .batch("CREATE TABLE note (msg VARCHAR(20))")
+            .await
+            .unwrap();
         let r = run_ok(&db, &b, |_| {}).await;
         let note = r.versions.last().unwrap().steps[0].note.clone().unwrap_or_default();
         assert!(
@@ -351,8 +354,14 @@ async fn a_scripts_changes_beyond_one_page_are_all_recorded() {
         assert_eq!(at_2, ["4503|10167756"], "{engine}");
         let r = run_ok(&db, &b, |_| {}).await;
         let note = r.versions.last().unwrap().steps[0].note.clone().unwrap_or_default();
-        assert!(note.contains("item: 2990 updated, 1511 deleted, 0 inserted"), "{engine}: {note}");
-        for (to, want) in [(Version::new(2, 0, 0), at_2), (Version::new(1, 0, 0), vec!["3|6".to_string()])] {
+        assert!(
+            note.contains("item: 2990 updated, 1511 deleted, 0 inserted"),
+            "{engine}: {note}"
+        );
+        for (to, want) in [
+            (Version::new(2, 0, 0), at_2),
+            (Version::new(1, 0, 0), vec!["3|6".to_string()]),
+        ] {
             let r = lockgate::rollback(
                 &db.url,
                 &RollbackOptions {
@@ -365,6 +374,42 @@ async fn a_scripts_changes_beyond_one_page_are_all_recorded() {
             assert!(r.committed && r.conflicts.is_empty(), "{engine}: {r:#?}");
             assert_eq!(item_totals(&db).await, want, "{engine}");
         }
-        assert_eq!(snapshot(&db, &["item"]).await.table("item"), strings(&BASE_ITEMS), "{engine}");
+        assert_eq!(
+            snapshot(&db, &["item"]).await.table("item"),
+            strings(&BASE_ITEMS),
+            "{engine}"
+        );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripts_row_limit_is_put_back_and_does_not_cut_what_lockgate_reads() {
+    // MariaDB's sql_select_limit cut SHOW VARIABLES to one row, and the version
+    // failed blaming sql_mode; the settings are now one row, and the limit is one of them.
+    let db = TestDb::new(Engine::Mysql).await;
+    let mut conn = db.conn().await;
+    conn.batch("CREATE TABLE t (id int PRIMARY KEY, s varchar(3)) ENGINE=InnoDB")
+        .await
+        .unwrap();
+    let b = Bundle::new();
+    b.json(
+        "1.0.0/meta.json",
+        json!({"files": [{"file": "a.sql"}, {"model": "t", "file": "t.json"}]}),
+    )
+    .put(
+        "1.0.0/a.sql",
+        "SET SESSION sql_select_limit = 1;\nSET SESSION max_join_size = 1;\n",
+    )
+    .json(
+        "1.0.0/t.json",
+        json!([{"id": 1, "s": "a"}, {"id": 2, "s": "b"}, {"id": 3, "s": "c"}]),
+    );
+    let r = run_ok(&db, &b, |_| {}).await;
+    assert_eq!(r.new_version.as_deref(), Some("1.0.0"), "{r:#?}");
+    let note = r.versions[0].steps[0].note.clone().unwrap_or_default();
+    assert!(
+        note.contains("sql_select_limit") && note.contains("max_join_size") && !note.contains("sql_mode"),
+        "{note}"
+    );
+    assert_eq!(count(&mut conn, "t").await, 3);
 }
