@@ -696,7 +696,7 @@ pub fn rollback_text(r: &RollbackReport) -> String {
     for s in &r.scripts_not_undone {
         if s.to_ascii_lowercase().ends_with(".sql") {
             out.push_str(&format!(
-                "  warning: script {s}: the rows it changed in the tables its statements name {} put back; anything else it did stays\n",
+                "  warning: script {s}: the rows lockgate recorded for it {} put back; what its migrate step note said was not recorded stays\n",
                 if r.committed { "were" } else { "would be" }
             ));
         } else {

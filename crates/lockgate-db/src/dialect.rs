@@ -382,24 +382,28 @@ impl Dialect {
     }
 
     /// `CREATE TEMPORARY TABLE name AS SELECT * FROM source`: a copy of a table's
-    /// rows inside the open transaction, indexed on `index` where the engine would
-    /// otherwise join it row by row (MariaDB; the index is declared in the same
-    /// statement, since a separate CREATE INDEX would commit).
+    /// rows inside the open transaction, indexed on `index` (the table's image key),
+    /// so that comparing the table with its copy is one index probe per row rather
+    /// than a scan of the copy per row. MariaDB declares the index in the same
+    /// statement, since a separate CREATE INDEX would commit; PostgreSQL also gathers
+    /// the copy's statistics (temporary tables are never analysed automatically, and
+    /// without them the planner may loop over the copy).
     pub fn copy_temp(&self, name: &str, source: &TableName, index: &[String]) -> String {
+        let index_cols = self.columns(None, index);
+        let index_name = self.quote(&format!("{name}_key"));
         match self.0 {
             Engine::Mysql => format!(
-                "CREATE TEMPORARY TABLE {} (INDEX ({})) ENGINE=InnoDB AS SELECT * FROM {}",
+                "CREATE TEMPORARY TABLE {} (INDEX ({index_cols})) ENGINE=InnoDB AS SELECT * FROM {}",
                 self.quote(name),
-                self.columns(None, index),
                 self.table(source)
             ),
             Engine::Postgres => format!(
-                "CREATE TEMPORARY TABLE {} AS SELECT * FROM {}",
+                "CREATE TEMPORARY TABLE {0} AS SELECT * FROM {1}; CREATE INDEX {index_name} ON {0} ({index_cols}); ANALYZE {0}",
                 self.quote(name),
                 self.table(source)
             ),
             Engine::Sqlite => format!(
-                "CREATE TEMP TABLE {} AS SELECT * FROM {}",
+                "CREATE TEMP TABLE {0} AS SELECT * FROM {1}; CREATE INDEX temp.{index_name} ON {0} ({index_cols})",
                 self.quote(name),
                 self.table(source)
             ),

@@ -5,8 +5,10 @@
 //! changes are part of its version's state (a rollback compares against them and puts
 //! them back).
 //!
-//! The copy costs one server-side read and write of the table, and the differences
-//! are held in memory while they are recorded (in proportion to the rows changed).
+//! The copy costs one server-side read and write of the table plus an index on its
+//! image key, so that each comparison is one index probe per row. The differences
+//! are read and recorded one page at a time in key order ([`PAGE`] rows), so memory
+//! stays bounded by a page however many rows the script changed.
 
 use crate::conn::Conn;
 use crate::dialect::KeyColumn;
@@ -14,6 +16,9 @@ use crate::error::DbError;
 use crate::versions::{self, InsertedRows, RowImage};
 use crate::writer::image_key;
 use lockgate_core::{Kind, Table, Value};
+
+/// How many differing rows are read, and their images written, at a time.
+pub const PAGE: usize = 2000;
 
 /// A copy of a table's rows, taken before a script ran.
 #[derive(Debug)]
@@ -102,58 +107,91 @@ async fn differences(conn: &mut Conn, before: &Before, module: &str, version: &s
             .collect()
     };
 
-    // Rows changed or gone: the copy's rows that the table no longer holds as they were.
-    let sql = format!(
-        "SELECT {}, {} FROM {} s LEFT JOIN {} t ON {} WHERE {}",
-        d.columns(Some("s"), &all),
-        d.columns(Some("t"), &all),
-        d.quote(&before.copy),
-        d.table(&table.name),
-        d.key_match("t", "s", &key_cols),
-        d.differs("s", "t", &cols)
-    );
-    let both: Vec<Kind> = kinds.iter().chain(kinds.iter()).cloned().collect();
     let key_pos: Vec<usize> = key.iter().filter_map(|k| table.column_index(k)).collect();
-    let mut images = Vec::new();
-    for row in conn.query(&sql, &[], Some(&both)).await? {
-        let (old, new) = row.split_at(all.len());
-        let gone = key_pos.iter().all(|&p| new[p].is_null());
-        let before_map = as_map(old);
-        images.push(RowImage {
-            table: name.clone(),
-            op: if gone { 'd' } else { 'u' },
-            key: key_of(&before_map),
-            before: Some(before_map),
-            after: (!gone).then(|| as_map(new)),
-            after_fingerprint: None,
-        });
-        if gone {
-            changes.deleted += 1;
-        } else {
-            changes.updated += 1;
+    let key_in = |alias: &str| -> Vec<String> { key.iter().map(|k| format!("{alias}.{}", d.quote(k))).collect() };
+
+    // Rows changed or gone: the copy's rows that the table no longer holds as they
+    // were, page by page in the copy's key order.
+    let both: Vec<Kind> = kinds.iter().chain(kinds.iter()).cloned().collect();
+    let mut last: Option<Vec<Value>> = None;
+    loop {
+        let mut params = Vec::new();
+        let after = match &last {
+            Some(l) => format!(" AND ({})", d.after_keys(&key_in("s"), l, &mut params)),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT {}, {} FROM {} s LEFT JOIN {} t ON {} WHERE ({}){after} ORDER BY {} LIMIT {PAGE}",
+            d.columns(Some("s"), &all),
+            d.columns(Some("t"), &all),
+            d.quote(&before.copy),
+            d.table(&table.name),
+            d.key_match("t", "s", &key_cols),
+            d.differs("s", "t", &cols),
+            key_in("s").join(", ")
+        );
+        let rows = conn.query(&sql, &params, Some(&both)).await?;
+        let mut images = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (old, new) = row.split_at(all.len());
+            let gone = key_pos.iter().all(|&p| new[p].is_null());
+            let before_map = as_map(old);
+            images.push(RowImage {
+                table: name.clone(),
+                op: if gone { 'd' } else { 'u' },
+                key: key_of(&before_map),
+                before: Some(before_map),
+                after: (!gone).then(|| as_map(new)),
+                after_fingerprint: None,
+            });
+            if gone {
+                changes.deleted += 1;
+            } else {
+                changes.updated += 1;
+            }
+        }
+        versions::write_images(conn, module, version, &images).await?;
+        match rows.last() {
+            Some(row) if rows.len() == PAGE => last = Some(key_pos.iter().map(|&p| row[p].clone()).collect()),
+            _ => break,
         }
     }
-    versions::write_images(conn, module, version, &images).await?;
 
-    // Rows added: the table's rows whose key the copy does not hold.
-    let sql = format!(
-        "SELECT {} FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} s WHERE {})",
-        d.columns(Some("t"), &all),
-        d.table(&table.name),
-        d.quote(&before.copy),
-        d.key_match("s", "t", &key_cols)
-    );
-    let mut added = InsertedRows {
-        table: name,
-        key_columns: key.clone(),
-        columns: all.clone(),
-        ..InsertedRows::default()
-    };
-    for row in conn.query(&sql, &[], Some(&kinds)).await? {
-        added.keys.push(key_pos.iter().map(|&p| row[p].to_json()).collect());
-        added.fingerprints.push(lockgate_core::fingerprint(&row));
+    // Rows added: the table's rows whose key the copy does not hold, page by page in
+    // the table's key order (each page one `I` record of keys and fingerprints).
+    let mut last: Option<Vec<Value>> = None;
+    loop {
+        let mut params = Vec::new();
+        let after = match &last {
+            Some(l) => format!(" AND ({})", d.after_keys(&key_in("t"), l, &mut params)),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT {} FROM {} t LEFT JOIN {} s ON {} WHERE s.{} IS NULL{after} ORDER BY {} LIMIT {PAGE}",
+            d.columns(Some("t"), &all),
+            d.table(&table.name),
+            d.quote(&before.copy),
+            d.key_match("s", "t", &key_cols),
+            d.quote(&key[0]),
+            key_in("t").join(", ")
+        );
+        let rows = conn.query(&sql, &params, Some(&kinds)).await?;
+        let mut added = InsertedRows {
+            table: name.clone(),
+            key_columns: key.clone(),
+            columns: all.clone(),
+            ..InsertedRows::default()
+        };
+        for row in &rows {
+            added.keys.push(key_pos.iter().map(|&p| row[p].to_json()).collect());
+            added.fingerprints.push(lockgate_core::fingerprint(row));
+        }
+        changes.inserted += added.keys.len() as u64;
+        versions::write_inserted(conn, module, version, &added).await?;
+        match rows.last() {
+            Some(row) if rows.len() == PAGE => last = Some(key_pos.iter().map(|&p| row[p].clone()).collect()),
+            _ => break,
+        }
     }
-    changes.inserted = added.keys.len() as u64;
-    versions::write_inserted(conn, module, version, &added).await?;
     Ok(changes)
 }

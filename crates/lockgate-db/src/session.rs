@@ -33,10 +33,14 @@ const POSTGRES: &[&str] = &[
     "session_replication_role",
     "bytea_output",
     "extra_float_digits",
+    "role",
+    "session_authorization",
 ];
 
-/// MariaDB's (and MySQL's): strictness, time zone, character sets, and the checks
-/// that can be switched off. A name the server does not know is not read.
+/// MariaDB's (and MySQL's): strictness, time zone, character sets, the checks that
+/// can be switched off, and the limits that would cut what Lockgate reads back
+/// (`sql_select_limit`, `max_join_size`). A name the server does not know is not
+/// read (MySQL has no `check_constraint_checks`).
 const MYSQL: &[&str] = &[
     "sql_mode",
     "time_zone",
@@ -46,6 +50,8 @@ const MYSQL: &[&str] = &[
     "collation_connection",
     "foreign_key_checks",
     "unique_checks",
+    "sql_select_limit",
+    "max_join_size",
     "check_constraint_checks",
 ];
 
@@ -75,17 +81,21 @@ pub async fn read(conn: &mut Conn) -> Result<Settings, DbError> {
             }
         }
         Engine::Mysql => {
-            let names = MYSQL.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>();
-            let rows = conn
-                .query(
-                    &format!("SHOW SESSION VARIABLES WHERE Variable_name IN ({})", names.join(", ")),
-                    &[],
-                    None,
-                )
-                .await?;
-            for n in MYSQL {
-                if let Some(r) = rows.iter().find(|r| text(&r[0]).as_deref() == Some(n)) {
-                    out.push((n.to_string(), text(&r[1]).unwrap_or_default()));
+            // One row of `@@SESSION` values: a listing (SHOW VARIABLES) is itself cut
+            // by a script's `sql_select_limit`. A server without the last, MariaDB-only
+            // name refuses the whole row: it is then read without it.
+            let mut names = MYSQL;
+            let rows = loop {
+                let list = names.iter().map(|n| format!("@@SESSION.{n}")).collect::<Vec<_>>();
+                match conn.query(&format!("SELECT {}", list.join(", ")), &[], None).await {
+                    Ok(rows) => break rows,
+                    Err(_) if names.len() == MYSQL.len() => names = &MYSQL[..MYSQL.len() - 1],
+                    Err(e) => return Err(e),
+                }
+            };
+            if let Some(row) = rows.first() {
+                for (n, v) in names.iter().zip(row) {
+                    out.push((n.to_string(), text(v).unwrap_or_default()));
                 }
             }
         }
@@ -112,7 +122,8 @@ pub async fn restore(conn: &mut Conn, want: &Settings, after: &str) -> Result<Ve
     let engine = conn.engine();
     for (name, value) in &changed {
         // Names come from the lists above; values are bound, except SQLite's
-        // pragmas, which take no parameters: their values are the integers read.
+        // pragmas, which take no parameters, and MariaDB's numbers: their values are
+        // the integers read.
         match engine {
             Engine::Postgres => {
                 conn.query(
@@ -121,6 +132,11 @@ pub async fn restore(conn: &mut Conn, want: &Settings, after: &str) -> Result<Ve
                     None,
                 )
                 .await?;
+            }
+            // A number is written as one (MariaDB refuses a string for a numeric
+            // variable); it was read as digits, so it cannot carry anything else.
+            Engine::Mysql if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                conn.batch(&format!("SET SESSION {name} = {value}")).await?;
             }
             Engine::Mysql => {
                 conn.execute(&format!("SET SESSION {name} = ?"), &[Value::Text(value.clone())])

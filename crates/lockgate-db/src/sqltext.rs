@@ -397,6 +397,44 @@ pub fn effect(engine: Engine, text: &str) -> Effect {
     }
 }
 
+/// Every name a statement holds, as written (`schema.table` or `table`, unquoted),
+/// each once: words, quoted names and dotted names alike, keywords included. What a
+/// statement of [`Effect::Unknown`] may change is among them when it changes rows
+/// of tables it names; the caller keeps those that are tables.
+pub fn names(engine: Engine, text: &str) -> Vec<String> {
+    let t = tokens(engine, text, usize::MAX);
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < t.len() {
+        let mut parts = Vec::new();
+        while let Some(Token::Word(w, _) | Token::Quoted(w)) = t.get(i) {
+            parts.push(w.clone());
+            i += 1;
+            if t.get(i) == Some(&Token::Other('.')) {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if parts.is_empty() {
+            i += 1;
+            continue;
+        }
+        // `a.b.c` is a column of table `a.b` or of `b` (its last part is no table).
+        let mut found = vec![parts.join(".")];
+        if parts.len() > 1 {
+            found.push(parts[..parts.len() - 1].join("."));
+            found.push(parts[parts.len() - 2].clone());
+        }
+        for n in found {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
 /// Why a script cannot run inside a version's transaction on `engine`, naming the
 /// statement (1-based) and what to do; `None` when it can.
 pub fn transaction_breaker(engine: Engine, sql: &str) -> Option<String> {

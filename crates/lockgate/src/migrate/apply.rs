@@ -237,7 +237,12 @@ impl Run<'_> {
                             let place = format!("{label} of {}", p.manifest.path.display());
                             let capture = (!dry).then_some((self.opts.module.as_str(), version.as_str()));
                             let out = sqlscript::run(self.conn, &path, &place, capture).await?;
-                            scripts_run.push(file.clone());
+                            // A script whose changes were all recorded goes back with
+                            // the version's images; only one with unrecorded changes
+                            // is what a rollback must be told to leave.
+                            if !out.unrecorded.is_empty() {
+                                scripts_run.push(file.clone());
+                            }
                             vr.steps.push(StepReport {
                                 kind: "sql".into(),
                                 file,
