@@ -624,6 +624,31 @@ async fn every_definition_and_file_is_checked_before_the_first_ddl() {
             );
         }
     }
+    // MariaDB: a version that changes the schema has every data file read through
+    // first, also one into a table it does not change (here one applied before).
+    let d = Bundle::new();
+    d.put("1.0.0/ddl/Aa.json", r#"{"name": "Aa", "properties": {"x": "string"}}"#)
+        .json("1.0.0/meta.json", meta(json!([entry("Aa", "default/a.json")])))
+        .json("1.0.0/default/a.json", json!([{"x": "1"}]));
+    let db = TestDb::new(Engine::Mysql).await;
+    let r = run_ok(&db, &d, |_| {}).await;
+    assert_eq!(r.exit_code(), 0, "{r:?}");
+    d.put("2.0.0/ddl/Bb.json", r#"{"name": "Bb", "properties": {"y": "string"}}"#)
+        .json(
+            "2.0.0/meta.json",
+            meta(json!([entry("Bb", "default/b.json"), entry("Aa", "default/a.json")])),
+        )
+        .json("2.0.0/default/b.json", json!([{"y": "1"}]))
+        .put("2.0.0/default/a.json", "[{\"x\": \"2\"},\n{\"x\": \"3\", \"typo\": 3}]");
+    let e = run(&db, &d, |_| {}).await.unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(
+        e.to_string().contains("typo") && e.to_string().contains("table Aa"),
+        "{e}"
+    );
+    let mut conn = db.conn().await;
+    assert!(conn.lookup_table("Bb").await.unwrap().is_none(), "Bb was created");
+    assert_eq!(count(&mut conn, "Aa").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
