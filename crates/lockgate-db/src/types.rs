@@ -343,6 +343,49 @@ pub fn sqlite_type(kind: &Kind) -> String {
     }
 }
 
+/// The kind of a column declared as `declared` (a model's `dataType`, as written) on
+/// `engine`: what the engine's catalog would report for it, read by the `*_kind`
+/// functions above, so a default is checked against the column it goes into.
+pub fn declared_kind(engine: crate::Engine, declared: &str) -> Kind {
+    use crate::Engine;
+    let lower = declared.trim().to_ascii_lowercase();
+    // The name without its arguments: `timestamp(3) with time zone` → `timestamp with time zone`.
+    let base = match (lower.find('('), lower.find(')')) {
+        (Some(open), Some(close)) if close > open => format!("{}{}", &lower[..open], &lower[close + 1..]),
+        _ => lower.clone(),
+    };
+    let base = base.split_whitespace().collect::<Vec<_>>().join(" ");
+    let base = base.as_str();
+    match engine {
+        Engine::Sqlite => sqlite_kind(declared),
+        Engine::Mysql => {
+            let name = base.split_whitespace().next().unwrap_or("");
+            let char_max = matches!(name, "char" | "varchar")
+                .then(|| type_args(&lower).first().copied().or(Some(1)))
+                .flatten();
+            mysql_kind(name, &lower, char_max, false)
+        }
+        Engine::Postgres => {
+            let udt = match base {
+                "bool" | "boolean" => "bool",
+                "smallint" | "int2" => "int2",
+                "int" | "integer" | "int4" => "int4",
+                "bigint" | "int8" => "int8",
+                "real" | "float4" => "float4",
+                "float" | "double precision" | "float8" => "float8",
+                "decimal" | "numeric" => "numeric",
+                "varchar" | "character varying" => "varchar",
+                "char" | "character" | "bpchar" => "bpchar",
+                "time" | "time without time zone" => "time",
+                "timestamp" | "timestamp without time zone" => "timestamp",
+                "timestamptz" | "timestamp with time zone" => "timestamptz",
+                other => other,
+            };
+            pg_kind(udt, &lower, false)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

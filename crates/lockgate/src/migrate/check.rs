@@ -64,9 +64,20 @@ pub(super) async fn check_pending(
             .unwrap_or_else(|| opts.tenant_column.clone());
         let changes = planned_changes(conn, &p.models, &tenant_column).await?;
         if conn.engine() == Engine::Mysql && !changes.is_empty() {
+            // The tables the changes concern and those the version's files load into.
+            let mut names: Vec<String> = changes.iter().map(|(_, c)| change_table(c)).collect();
+            names.extend(
+                p.manifest
+                    .files
+                    .iter()
+                    .filter(|f| f.enabled && matches!(f.kind(), EntryKind::Data(_)))
+                    .filter_map(|f| f.model.clone()),
+            );
             let mut tables = HashMap::new();
-            for (_, c) in &changes {
-                let name = change_table(c);
+            for name in names {
+                if tables.contains_key(&name.to_lowercase()) {
+                    continue;
+                }
                 if let Some(t) = conn.lookup_table(&name).await? {
                     tables.insert(name.to_lowercase(), t);
                 }
@@ -177,7 +188,7 @@ pub(super) async fn planned_changes(
 }
 
 /// MariaDB commits each schema change at once, so before a version's first one every
-/// data file it loads into a changed table is read through: a file that cannot be
+/// data file it loads (into any table, changed or not) is read through: a file that cannot be
 /// read, or gives a column the table will not have, stops the run while nothing has
 /// changed. (On PostgreSQL and SQLite the version's rollback undoes its DDL too.)
 pub(super) fn check_files_before_ddl(
@@ -190,40 +201,30 @@ pub(super) fn check_files_before_ddl(
     for f in p.manifest.files.iter().filter(|f| f.enabled) {
         let EntryKind::Data(_) = f.kind() else { continue };
         let model = f.model.clone().unwrap_or_default();
-        let touched = changes
-            .iter()
-            .any(|(_, c)| change_table(c).eq_ignore_ascii_case(&model));
-        if !touched {
-            continue;
-        }
-        // The table's columns once the changes are made.
-        let mut columns: Vec<String> = tables
+        // The table's columns once the changes are made. A file into a table the
+        // version does not change is read through all the same: its records fail
+        // after the DDL as surely as a changed table's would. A table that neither
+        // exists nor is created here (an earlier version of this run creates it) has
+        // no columns to check against yet: its file is only read through.
+        let mut columns: Option<Vec<String>> = tables
             .get(&model.to_lowercase())
-            .map(|t| t.columns.iter().map(|c| c.name.clone()).collect())
-            .unwrap_or_default();
+            .map(|t| t.columns.iter().map(|c| c.name.clone()).collect());
         for (_, c) in changes {
             match c {
                 SchemaChange::CreateTable(t) if t.name.name.eq_ignore_ascii_case(&model) => {
-                    columns = t.columns.iter().map(|c| c.name.clone()).collect();
+                    columns = Some(t.columns.iter().map(|c| c.name.clone()).collect());
                 }
                 SchemaChange::AddColumn { table, column } if table.name.eq_ignore_ascii_case(&model) => {
-                    columns.push(column.name.clone());
+                    columns.get_or_insert_with(Vec::new).push(column.name.clone());
                 }
                 SchemaChange::DropColumn { table, column } if table.name.eq_ignore_ascii_case(&model) => {
-                    columns.retain(|c| c != column);
+                    columns.get_or_insert_with(Vec::new).retain(|c| c != column);
                 }
                 _ => {}
             }
         }
         let label = format!("files[{}]", f.index);
         let path = p.dir.resolve(&f.file, &label)?;
-        for k in &f.key {
-            if !columns.iter().any(|c| c.eq_ignore_ascii_case(k)) {
-                return Err(MigrateError::Input(format!(
-                    "{meta}: {label}: key {k:?} is not a column of table {model}: fix the key"
-                )));
-            }
-        }
         let mut reader =
             lockgate_bundle::open_records(&path, f.format).map_err(|e| MigrateError::Input(e.to_string()))?;
         let mut record = lockgate_bundle::Record::default();
@@ -231,6 +232,14 @@ pub(super) fn check_files_before_ddl(
             .next_record(&mut record)
             .map_err(|e| MigrateError::Input(format!("{e} ({label} of {meta})")))?
         {}
+        let Some(columns) = columns else { continue };
+        for k in &f.key {
+            if !columns.iter().any(|c| c.eq_ignore_ascii_case(k)) {
+                return Err(MigrateError::Input(format!(
+                    "{meta}: {label}: key {k:?} is not a column of table {model}: fix the key"
+                )));
+            }
+        }
         for name in reader.columns() {
             if !columns.iter().any(|c| c.eq_ignore_ascii_case(name)) && !name.eq_ignore_ascii_case(tenant_column) {
                 return Err(MigrateError::Input(format!(

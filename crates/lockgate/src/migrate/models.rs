@@ -121,8 +121,18 @@ fn compatible(p: &PropertyDef, column: &Kind) -> bool {
     }
 }
 
-fn column_spec(model: &ModelDef, p: &PropertyDef) -> Result<ColumnSpec, String> {
-    let kind = kind_of(p);
+fn column_spec(model: &ModelDef, p: &PropertyDef, engine: Engine) -> Result<ColumnSpec, String> {
+    // A declared `dataType` is the column's real type: its default is checked and
+    // written for that type (a `date` column's default is a date, not an instant),
+    // unless Lockgate cannot read that type, when the property's type stands.
+    let kind = match p
+        .data_type
+        .as_deref()
+        .map(|t| lockgate_db::types::declared_kind(engine, t))
+    {
+        Some(Kind::Unsupported { .. }) | None => kind_of(p),
+        Some(declared) => declared,
+    };
     let default = match &p.default {
         None => None,
         // Loopback's "the current time"; on a non-date property it is just text.
@@ -131,9 +141,13 @@ fn column_spec(model: &ModelDef, p: &PropertyDef) -> Result<ColumnSpec, String> 
         }
         Some(j) => Some(ColumnDefault::Value(kind.parse_json(j).map_err(|e| {
             format!(
-                "{}: property {:?}: its default {j} does not fit its type ({e}): fix the default",
+                "{}: property {:?}: its default {j} does not fit its {} ({e}): fix the default",
                 model.path.display(),
-                p.name
+                p.name,
+                match &p.data_type {
+                    Some(t) => format!("dataType {t}"),
+                    None => "type".into(),
+                }
             )
         })?)),
     };
@@ -260,7 +274,7 @@ pub(crate) fn changes(
             columns.push(injected_id());
         }
         for p in &model.properties {
-            columns.push(column_spec(model, p)?);
+            columns.push(column_spec(model, p, engine)?);
         }
         let mut primary_key: Vec<String> = if model.injects_id() {
             vec!["id".into()]
@@ -314,7 +328,7 @@ pub(crate) fn changes(
                 p.name
             ));
         }
-        let spec = column_spec(model, p)?;
+        let spec = column_spec(model, p, engine)?;
         match table.column(&p.name) {
             None if p.generated => {
                 return Err(format!(

@@ -441,6 +441,58 @@ async fn defaults_are_written_in_each_engines_literal_form_and_now_is_the_curren
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_is_checked_and_written_for_the_declared_data_type() {
+    // A `date` column's default is a date (not an instant), an `integer` column's a
+    // whole number: records that omit them read back as those.
+    let b = Bundle::new();
+    b.put(
+        "1.0.0/ddl/Slot.json",
+        r#"{"name": "Slot", "properties": {
+            "who": {"type": "string", "required": true},
+            "d": {"type": "date", "dataType": "date", "default": "2021-02-03"},
+            "n": {"type": "number", "dataType": "integer", "default": 7}
+        }}"#,
+    )
+    .json("1.0.0/meta.json", meta(json!([entry("Slot", "default/s.json")])))
+    .json(
+        "1.0.0/default/s.json",
+        json!([{"who": "a"}, {"who": "b", "d": "2022-05-06", "n": 8}]),
+    );
+    // A default the declared type cannot hold is refused before anything is created.
+    let bad = Bundle::new();
+    bad.put(
+        "1.0.0/ddl/Slot.json",
+        r#"{"name": "Slot", "properties": {"n": {"type": "number", "dataType": "integer", "default": 1.5}}}"#,
+    )
+    .json("1.0.0/meta.json", meta(json!([])));
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let r = run_ok(&db, &b, |_| {}).await;
+        assert_eq!(r.exit_code(), 0, "{engine}: {r:?}");
+        let mut conn = db.conn().await;
+        let t = conn.find_table("Slot").await.unwrap();
+        assert_eq!(t.column("d").unwrap().kind, lockgate_core::Kind::Date, "{engine}");
+        assert_eq!(
+            table_rows(&mut conn, "Slot").await.unwrap(),
+            strings(&["1|a|2021-02-03|7", "2|b|2022-05-06|8"]),
+            "{engine}"
+        );
+        let db = TestDb::new(engine).await;
+        let e = run(&db, &bad, |_| {}).await.unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.exit_code(), 2, "{engine}: {text}");
+        assert!(
+            text.contains("Slot.json") && text.contains("\"n\"") && text.contains("dataType integer"),
+            "{engine}: {text}"
+        );
+        assert!(
+            db.conn().await.lookup_table("Slot").await.unwrap().is_none(),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn base_models_give_their_properties_and_unknown_model_json_is_a_clear_error() {
     let b = Bundle::new();
     b.put(
@@ -572,6 +624,31 @@ async fn every_definition_and_file_is_checked_before_the_first_ddl() {
             );
         }
     }
+    // MariaDB: a version that changes the schema has every data file read through
+    // first, also one into a table it does not change (here one applied before).
+    let d = Bundle::new();
+    d.put("1.0.0/ddl/Aa.json", r#"{"name": "Aa", "properties": {"x": "string"}}"#)
+        .json("1.0.0/meta.json", meta(json!([entry("Aa", "default/a.json")])))
+        .json("1.0.0/default/a.json", json!([{"x": "1"}]));
+    let db = TestDb::new(Engine::Mysql).await;
+    let r = run_ok(&db, &d, |_| {}).await;
+    assert_eq!(r.exit_code(), 0, "{r:?}");
+    d.put("2.0.0/ddl/Bb.json", r#"{"name": "Bb", "properties": {"y": "string"}}"#)
+        .json(
+            "2.0.0/meta.json",
+            meta(json!([entry("Bb", "default/b.json"), entry("Aa", "default/a.json")])),
+        )
+        .json("2.0.0/default/b.json", json!([{"y": "1"}]))
+        .put("2.0.0/default/a.json", "[{\"x\": \"2\"},\n{\"x\": \"3\", \"typo\": 3}]");
+    let e = run(&db, &d, |_| {}).await.unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(
+        e.to_string().contains("typo") && e.to_string().contains("table Aa"),
+        "{e}"
+    );
+    let mut conn = db.conn().await;
+    assert!(conn.lookup_table("Bb").await.unwrap().is_none(), "Bb was created");
+    assert_eq!(count(&mut conn, "Aa").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
