@@ -202,10 +202,15 @@ enum Token {
     Word(String, String),
     /// A quoted identifier, unquoted.
     Quoted(String),
-    /// Anything else: punctuation, a number, a string literal.
+    /// Anything else: punctuation or a character of a number.
     Other(char),
+    /// A string literal (PostgreSQL's `$tag$…$tag$` and `E'…'` too).
+    Str,
 }
 
+/// `text` as `engine` reads it, at most `max` tokens: comments dropped (a MariaDB
+/// `/*! … */` read as code), quoted names unquoted, string literals as [`Token::Str`].
+/// The one lexer behind [`effect`], [`names`] and [`outside_the_database`].
 fn tokens(engine: Engine, text: &str, max: usize) -> Vec<Token> {
     let mysql = engine == Engine::Mysql;
     let b: Vec<char> = text.chars().collect();
@@ -234,12 +239,17 @@ fn tokens(engine: Engine, text: &str, max: usize) -> Vec<Token> {
                 }
                 i += 2;
             }
-        } else if c == '*' && at(i + 1) == '/' {
+        } else if c == '*' && at(i + 1) == '/' && mysql {
             i += 2;
-        } else if c == '"' && engine != Engine::Mysql || c == '`' && engine != Engine::Postgres {
+        } else if c == '\'' || c == '"' || c == '`' {
+            let name = (c == '"' && !mysql) || (c == '`' && engine != Engine::Postgres);
             let mut s = String::new();
             i += 1;
             while i < n {
+                if mysql && b[i] == '\\' && c != '`' {
+                    i += 2;
+                    continue;
+                }
                 if b[i] == c {
                     if at(i + 1) == c {
                         s.push(c);
@@ -252,7 +262,7 @@ fn tokens(engine: Engine, text: &str, max: usize) -> Vec<Token> {
                 i += 1;
             }
             i += 1;
-            out.push(Token::Quoted(s));
+            out.push(if name { Token::Quoted(s) } else { Token::Str });
         } else if c == '[' && engine == Engine::Sqlite {
             let mut s = String::new();
             i += 1;
@@ -262,11 +272,32 @@ fn tokens(engine: Engine, text: &str, max: usize) -> Vec<Token> {
             }
             i += 1;
             out.push(Token::Quoted(s));
-        } else if c.is_alphabetic() || c == '_' {
+        } else if c == '$' && engine == Engine::Postgres && !at(i + 1).is_ascii_digit() {
+            let mut j = i + 1;
+            while j < n && (b[j].is_ascii_alphanumeric() || b[j] == '_') {
+                j += 1;
+            }
+            if at(j) == '$' {
+                let tag: String = b[i..=j].iter().collect();
+                let rest: String = b[j + 1..].iter().collect();
+                i = match rest.find(&tag) {
+                    Some(k) => j + 1 + rest[..k].chars().count() + tag.chars().count(),
+                    None => n,
+                };
+                out.push(Token::Str);
+            } else {
+                out.push(Token::Other(c));
+                i += 1;
+            }
+        } else if c.is_alphanumeric() || c == '_' {
             let mut w = String::new();
             while i < n && (b[i].is_alphanumeric() || b[i] == '_' || b[i] == '$') {
                 w.push(b[i]);
                 i += 1;
+            }
+            // E'…', B'…', X'…', N'…': a prefixed string literal is a string.
+            if at(i) == '\'' && matches!(w.to_ascii_uppercase().as_str(), "E" | "B" | "X" | "N" | "_UTF8") {
+                continue;
             }
             let upper = w.to_uppercase();
             out.push(Token::Word(w, upper));
@@ -292,7 +323,7 @@ pub fn effect(engine: Engine, text: &str) -> Effect {
             match t.get(i)? {
                 Token::Word(w, _) => parts.push(w.clone()),
                 Token::Quoted(q) => parts.push(q.clone()),
-                Token::Other(_) => return None,
+                Token::Other(_) | Token::Str => return None,
             }
             i += 1;
             if t.get(i) == Some(&Token::Other('.')) {
@@ -525,94 +556,18 @@ enum Lex {
     Punct(char),
 }
 
-/// `text` as `engine` reads it: comments dropped (a MariaDB `/*! … */` read as code),
-/// quoted names as words, string literals (PostgreSQL's `$tag$…$tag$` too) as [`Lex::Str`].
+/// `text` as [`tokens`] reads it, in the words [`reaches_outside`] looks for: names
+/// upper-cased, quoted or not.
 fn lex(engine: Engine, text: &str) -> Vec<Lex> {
-    let mysql = engine == Engine::Mysql;
-    let b: Vec<char> = text.chars().collect();
-    let n = b.len();
-    let at = |i: usize| b.get(i).copied().unwrap_or('\0');
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < n {
-        let c = b[i];
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '-' && at(i + 1) == '-' || (c == '#' && mysql) {
-            while i < n && b[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '/' && at(i + 1) == '*' {
-            if mysql && (at(i + 2) == '!' || (at(i + 2) == 'M' && at(i + 3) == '!')) {
-                i += if at(i + 2) == '!' { 3 } else { 4 };
-                while i < n && b[i].is_ascii_digit() {
-                    i += 1;
-                }
-            } else {
-                i += 2;
-                while i < n && !(b[i] == '*' && at(i + 1) == '/') {
-                    i += 1;
-                }
-                i += 2;
-            }
-        } else if c == '*' && at(i + 1) == '/' && mysql {
-            i += 2;
-        } else if c == '\'' || c == '"' || c == '`' {
-            let name = (c == '"' && !mysql) || (c == '`' && engine != Engine::Postgres);
-            let mut s = String::new();
-            i += 1;
-            while i < n {
-                if mysql && b[i] == '\\' && c != '`' {
-                    i += 2;
-                    continue;
-                }
-                if b[i] == c {
-                    if at(i + 1) == c {
-                        s.push(c);
-                        i += 2;
-                        continue;
-                    }
-                    break;
-                }
-                s.push(b[i]);
-                i += 1;
-            }
-            i += 1;
-            out.push(if name { Lex::Word(s.to_uppercase()) } else { Lex::Str });
-        } else if c == '$' && engine == Engine::Postgres && !at(i + 1).is_ascii_digit() {
-            let mut j = i + 1;
-            while j < n && (b[j].is_ascii_alphanumeric() || b[j] == '_') {
-                j += 1;
-            }
-            if at(j) == '$' {
-                let tag: String = b[i..=j].iter().collect();
-                let rest: String = b[j + 1..].iter().collect();
-                i = match rest.find(&tag) {
-                    Some(k) => j + 1 + rest[..k].chars().count() + tag.chars().count(),
-                    None => n,
-                };
-                out.push(Lex::Str);
-            } else {
-                out.push(Lex::Punct(c));
-                i += 1;
-            }
-        } else if c.is_alphanumeric() || c == '_' {
-            let mut w = String::new();
-            while i < n && (b[i].is_alphanumeric() || b[i] == '_' || b[i] == '$') {
-                w.push(b[i]);
-                i += 1;
-            }
-            // E'…', B'…', X'…', N'…': a prefixed string literal is a string.
-            if at(i) == '\'' && matches!(w.to_ascii_uppercase().as_str(), "E" | "B" | "X" | "N" | "_UTF8") {
-                continue;
-            }
-            out.push(Lex::Word(w.to_uppercase()));
-        } else {
-            out.push(Lex::Punct(c));
-            i += 1;
-        }
-    }
-    out
+    tokens(engine, text, usize::MAX)
+        .into_iter()
+        .map(|t| match t {
+            Token::Word(_, upper) => Lex::Word(upper),
+            Token::Quoted(name) => Lex::Word(name.to_uppercase()),
+            Token::Str => Lex::Str,
+            Token::Other(c) => Lex::Punct(c),
+        })
+        .collect()
 }
 
 /// What one statement's tokens do outside the database, if anything.
@@ -797,6 +752,17 @@ mod tests {
                 Engine::Mysql,
                 "UPDATE LOW_PRIORITY `db`.`t` AS x SET a = 1",
                 tables(&["db.t"]),
+            ),
+            // A string literal is one token: the words inside it say nothing.
+            (
+                Engine::Postgres,
+                "DELETE FROM t WHERE note = 'x, y FROM z'",
+                tables(&["t"]),
+            ),
+            (
+                Engine::Postgres,
+                "UPDATE t SET body = $b$ JOIN u $b$",
+                tables(&["t"]),
             ),
             (
                 Engine::Mysql,
