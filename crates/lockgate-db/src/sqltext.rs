@@ -759,11 +759,7 @@ mod tests {
                 "DELETE FROM t WHERE note = 'x, y FROM z'",
                 tables(&["t"]),
             ),
-            (
-                Engine::Postgres,
-                "UPDATE t SET body = $b$ JOIN u $b$",
-                tables(&["t"]),
-            ),
+            (Engine::Postgres, "UPDATE t SET body = $b$ JOIN u $b$", tables(&["t"])),
             (
                 Engine::Mysql,
                 "UPDATE a JOIN b ON a.id = b.id SET a.x = 1",
