@@ -1,6 +1,6 @@
 //! The `lockgate` command line: parses arguments, resolves connections, runs an
 //! engine, and renders its report (human text or `--json`), progress bars and
-//! errors. Exit codes follow DESIGN.md: 0 success, 1 run-time failure, 2 bad usage
+//! errors. Exit codes follow ARCHITECTURE.md: 0 success, 1 run-time failure, 2 bad usage
 //! or input, 3 row errors rolled back, 4 conflicts.
 
 mod migrate_cmd;
@@ -145,7 +145,7 @@ fn main() -> ExitCode {
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or_default();
             let message = first.strip_prefix("error: ").unwrap_or(first);
-            // Usage errors are exit 2 (DESIGN.md), as clap's own; its usage hint follows.
+            // Usage errors are exit 2 (ARCHITECTURE.md), as clap's own; its usage hint follows.
             let code = render::fail(message, 2);
             eprint!("{}", text.split_once('\n').map_or("", |(_, rest)| rest));
             return ExitCode::from(code as u8);

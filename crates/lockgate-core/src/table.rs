@@ -146,7 +146,7 @@ impl Table {
         self.column_index(name).map(|i| &self.columns[i])
     }
 
-    /// Position of a column by DESIGN.md's naming rule (exact, else unique case-insensitive).
+    /// Position of a column by ARCHITECTURE.md's naming rule (exact, else unique case-insensitive).
     pub fn column_index(&self, name: &str) -> Option<usize> {
         if let Some(i) = self.columns.iter().position(|c| c.name == name) {
             return Some(i);

@@ -636,7 +636,7 @@ impl Plan {
     }
 }
 
-/// The sort column by DESIGN.md's naming rule, and sortable.
+/// The sort column by ARCHITECTURE.md's naming rule, and sortable.
 fn resolve_sort<'t>(table: &'t Table, name: &str) -> Result<&'t Column, BrowseError> {
     let sortable_names = || {
         table

@@ -269,7 +269,7 @@ impl Conn {
         }
     }
 
-    /// Resolves a user's table name by DESIGN.md's rule: the exact name, else the one
+    /// Resolves a user's table name by ARCHITECTURE.md's rule: the exact name, else the one
     /// table that matches case-insensitively. Unknown or ambiguous names are
     /// [`DbError::Invalid`] listing what exists.
     pub async fn find_table(&mut self, input: &str) -> Result<Table, DbError> {

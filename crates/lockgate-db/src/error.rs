@@ -43,7 +43,7 @@ impl std::fmt::Display for EngineError {
     }
 }
 
-/// Errors of the database layer. [`DbError::exit_code`] maps them to DESIGN.md's codes.
+/// Errors of the database layer. [`DbError::exit_code`] maps them to ARCHITECTURE.md's codes.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// A malformed URL or unknown scheme.
@@ -125,7 +125,7 @@ impl DbError {
         }
     }
 
-    /// DESIGN.md's exit code: 2 for bad input found before writing, else 1.
+    /// ARCHITECTURE.md's exit code: 2 for bad input found before writing, else 1.
     pub fn exit_code(&self) -> i32 {
         match self {
             DbError::BadUrl(_) | DbError::Invalid(_) => 2,

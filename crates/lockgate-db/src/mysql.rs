@@ -34,7 +34,7 @@ use mysql_async::{Opts, OptsBuilder, Params, Value as MyValue};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The session settings every connection starts with (DESIGN.md: UTC, strict).
+/// The session settings every connection starts with (ARCHITECTURE.md: UTC, strict).
 const SESSION_SETUP: &str = "SET time_zone = '+00:00'; SET NAMES utf8mb4; \
      SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO'";
 

@@ -7,7 +7,7 @@
 //! what lets the blocking task own its data without cloning every `Value`, and it
 //! makes binding allocation-free (text and blobs are borrowed from one arena).
 //!
-//! Storage follows DESIGN.md: dates, times and timestamps are ISO-8601 text
+//! Storage follows ARCHITECTURE.md: dates, times and timestamps are ISO-8601 text
 //! (instants with `+00:00`), JSON is compact text, UUIDs are hyphenated text,
 //! booleans are 0/1, decimals are text that a numeric affinity turns into numbers.
 //! `query` with kinds reverses it. Numbers written as text are where SQLite changes

@@ -35,7 +35,7 @@ impl AppError {
         AppError::new(StatusCode::NOT_FOUND, message)
     }
 
-    /// From an engine's exit code (DESIGN.md): 2 is the request's fault (400), a
+    /// From an engine's exit code (ARCHITECTURE.md): 2 is the request's fault (400), a
     /// database that cannot be reached is 503, the rest 500.
     pub fn from_exit(code: i32, message: impl Into<String>) -> AppError {
         let status = match code {

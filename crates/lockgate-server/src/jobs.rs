@@ -52,7 +52,7 @@ pub struct Job {
     pub result: Option<serde_json::Value>,
     /// Why it failed, when it did.
     pub error: Option<String>,
-    /// DESIGN.md's exit code of a failure (2 bad input, 1 run-time, 3 row errors).
+    /// ARCHITECTURE.md's exit code of a failure (2 bad input, 1 run-time, 3 row errors).
     pub exit_code: Option<i32>,
     /// Seconds since the Unix epoch when it started.
     pub started_at: f64,
@@ -71,7 +71,7 @@ impl Job {
     }
 }
 
-/// A job that could not do its work: the message, and DESIGN.md's exit code (2: the
+/// A job that could not do its work: the message, and ARCHITECTURE.md's exit code (2: the
 /// request's input was bad; 1: a database or the machine failed).
 #[derive(Debug, Clone)]
 pub struct JobFailure {

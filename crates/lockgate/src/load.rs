@@ -104,7 +104,7 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
-    /// DESIGN.md's exit code: 0 success (also skip), 3 row errors rolled back.
+    /// ARCHITECTURE.md's exit code: 0 success (also skip), 3 row errors rolled back.
     pub fn exit_code(&self) -> i32 {
         // With skip, a run that kept (or would keep) the good rows succeeded.
         let kept_good_rows = self.committed || (self.dry_run && self.on_error == OnError::Skip);
@@ -131,7 +131,7 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    /// DESIGN.md's exit code.
+    /// ARCHITECTURE.md's exit code.
     pub fn exit_code(&self) -> i32 {
         match self {
             LoadError::Input(_) | LoadError::Source(_) => 2,

@@ -340,7 +340,7 @@ async fn bulk_insert_round_trips_every_kind() {
         other => panic!("amount read as {other:?}"),
     }
 
-    // Storage follows DESIGN.md: ISO-8601 text, decimals converted by NUMERIC
+    // Storage follows ARCHITECTURE.md: ISO-8601 text, decimals converted by NUMERIC
     // affinity, booleans as integers, blobs as blobs.
     let raw = conn
         .query(

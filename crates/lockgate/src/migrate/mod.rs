@@ -230,7 +230,7 @@ pub struct MigrateReport {
 }
 
 impl MigrateReport {
-    /// DESIGN.md's exit code: 0, or 3 when a version's records failed and it was rolled back.
+    /// ARCHITECTURE.md's exit code: 0, or 3 when a version's records failed and it was rolled back.
     pub fn exit_code(&self) -> i32 {
         if self.versions.iter().any(|v| !v.schema_kept.is_empty()) {
             5
@@ -264,7 +264,7 @@ pub enum MigrateError {
 }
 
 impl MigrateError {
-    /// DESIGN.md's exit code.
+    /// ARCHITECTURE.md's exit code.
     pub fn exit_code(&self) -> i32 {
         match self {
             MigrateError::Input(_) | MigrateError::Source(_) => 2,

@@ -1,7 +1,7 @@
 //! Table definitions (loopback-style model JSON from `models/` and each version's
 //! `ddl/`) turned into schema changes and record checks.
 //!
-//! A model maps to the table of the same name under DESIGN.md's naming rule (exact,
+//! A model maps to the table of the same name under ARCHITECTURE.md's naming rule (exact,
 //! else the one case-insensitive match). What a definition may do on its own: create
 //! a missing table, add missing columns (a required column with a default fills the
 //! existing rows with it), widen a text column. What it must ask for explicitly:

@@ -96,7 +96,7 @@ pub struct RollbackReport {
 }
 
 impl RollbackReport {
-    /// DESIGN.md's exit code: 4 when stopped on conflicts.
+    /// ARCHITECTURE.md's exit code: 4 when stopped on conflicts.
     pub fn exit_code(&self) -> i32 {
         if !self.conflicts.is_empty() && !self.committed && !self.dry_run {
             4

@@ -70,7 +70,7 @@ pub struct StatusReport {
 }
 
 impl StatusReport {
-    /// DESIGN.md's exit code for `status --strict` and `validate`: 4 (the folder and
+    /// ARCHITECTURE.md's exit code for `status --strict` and `validate`: 4 (the folder and
     /// the database disagree) when there is drift, else 0.
     pub fn strict_exit_code(&self) -> i32 {
         if self.drift.is_empty() {

@@ -47,7 +47,7 @@ pub enum TransferError {
 }
 
 impl TransferError {
-    /// The process exit code (DESIGN.md): 2 for bad input and failed checks, 1 for
+    /// The process exit code (ARCHITECTURE.md): 2 for bad input and failed checks, 1 for
     /// run-time failures.
     pub fn exit_code(&self) -> i32 {
         match self {
