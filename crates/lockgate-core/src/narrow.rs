@@ -4,7 +4,7 @@
 //! not fit are each that row's error (`Kind::check`), never silently changed.
 
 use crate::decimal;
-use crate::value::{Kind, MAX_FSP};
+use crate::value::{Kind, TextForm, MAX_FSP};
 
 /// The numbers a numeric kind holds: how many digits before and after the point,
 /// and how many significant digits in all it keeps exactly.
@@ -89,39 +89,65 @@ pub fn narrowing(from: &Kind, to: &Kind) -> Option<String> {
     }
     match (from, to) {
         (K::Any, _) | (_, K::Any) | (K::Unsupported { .. }, _) | (_, K::Unsupported { .. }) => None,
-        (K::Text { .. }, K::Text { max_chars, max_bytes }) => {
-            let (from_chars, from_bytes) = match from {
-                K::Text { max_chars, max_bytes } => (*max_chars, *max_bytes),
-                _ => unreachable!(),
-            };
+        (
+            K::Text {
+                max_chars: from_chars,
+                max_bytes: from_bytes,
+                form: from_form,
+            },
+            K::Text {
+                max_chars,
+                max_bytes,
+                form,
+            },
+        ) => {
+            // Every reason, not the first: each is a different set of values refused.
+            let mut reasons = Vec::new();
+            if let Some(why) = form_narrowing(from_form, form, to) {
+                reasons.push(why);
+            }
+            let (from_chars, from_bytes) = text_bounds(*from_chars, *from_bytes, from_form);
             if let Some(to_chars) = max_chars {
                 // A byte-bounded text holds at most as many characters as bytes.
                 match from_chars.or(from_bytes) {
                     Some(n) if n <= *to_chars => {}
-                    Some(n) => return Some(format!("texts of up to {n} characters do not all fit {to_chars}")),
-                    None => return Some(format!("texts longer than {to_chars} characters do not fit")),
+                    Some(n) => reasons.push(format!("texts of up to {n} characters do not all fit {to_chars}")),
+                    None => reasons.push(format!("texts longer than {to_chars} characters do not fit")),
                 }
             }
             if let Some(to_bytes) = max_bytes {
                 // UTF-8 takes up to 4 bytes a character (utf8mb4).
                 match from_bytes.or(from_chars.map(|n| n * 4)) {
                     Some(n) if n <= *to_bytes => {}
-                    _ => return Some(format!("texts longer than {to_bytes} bytes do not fit")),
+                    _ => reasons.push(format!("texts longer than {to_bytes} bytes do not fit")),
                 }
             }
-            None
+            (!reasons.is_empty()).then(|| reasons.join("; "))
         }
         (K::Text { .. }, to) => Some(format!(
             "text is read as {}: a text that is not one is that row's error",
             to.describe()
         )),
-        (from, K::Text { max_chars, max_bytes }) => {
+        (
+            from,
+            K::Text {
+                max_chars,
+                max_bytes,
+                form,
+            },
+        ) => {
             let limit = match (max_chars, max_bytes) {
                 (Some(c), Some(b)) => Some((*c).min(*b)),
                 (c, b) => c.or(*b),
             };
             match (from, limit) {
                 (K::Bytes { .. }, _) => Some("bytes are not text: each such value is that row's error".into()),
+                // A number or a date is no label unless it happens to be written as one.
+                _ if matches!(form, TextForm::Enum(_) | TextForm::Set(_)) => Some(format!(
+                    "{} values are not labels of {}: each that is not one is that row's error",
+                    from.describe(),
+                    to.describe()
+                )),
                 (_, None) => None,
                 (from, Some(limit)) => match text_len(from) {
                     Some(n) if n <= limit => None,
@@ -304,15 +330,93 @@ pub fn narrowing(from: &Kind, to: &Kind) -> Option<String> {
         (K::Timestamp { .. } | K::TimestampTz { .. }, K::Date) => {
             Some("a date column keeps no time of day: only midnights fit".into())
         }
-        (K::Bytes { max_bytes: f }, K::Bytes { max_bytes: Some(t) }) => match f {
-            Some(n) if n <= t => None,
-            _ => Some(format!("values longer than {t} bytes do not fit")),
-        },
-        (K::Bytes { .. }, K::Bytes { max_bytes: None }) => None,
+        (
+            K::Bytes {
+                max_bytes: f,
+                fixed: from_fixed,
+            },
+            K::Bytes {
+                max_bytes: Some(t),
+                fixed,
+            },
+        ) => {
+            let mut reasons = Vec::new();
+            match f {
+                Some(n) if n <= t => {}
+                _ => reasons.push(format!("values longer than {t} bytes do not fit")),
+            }
+            // Only values of exactly t bytes read back from binary(t) as written.
+            if *fixed && !(*from_fixed && *f == Some(*t)) {
+                reasons.push(format!(
+                    "values shorter than {t} bytes are errors: binary({t}) pads them with zero bytes"
+                ));
+            }
+            (!reasons.is_empty()).then(|| reasons.join("; "))
+        }
+        (K::Bytes { .. }, K::Bytes { max_bytes: None, .. }) => None,
         (K::Json, K::Json) | (K::Uuid, K::Uuid) | (K::Bool, K::Bool) | (K::Date, K::Date) => None,
         (from, to) => Some(format!(
             "{} values are not {}: each such value is that row's error",
             from.describe(),
+            to.describe()
+        )),
+    }
+}
+
+/// The longest text (characters, bytes) of a text kind: its limits, or for labels
+/// the longest label (ENUM) or all of them joined (SET).
+fn text_bounds(max_chars: Option<u64>, max_bytes: Option<u64>, form: &TextForm) -> (Option<u64>, Option<u64>) {
+    let (chars, bytes) = match form {
+        TextForm::Enum(labels) => (
+            labels.iter().map(|l| l.chars().count() as u64).max().unwrap_or(0),
+            labels.iter().map(|l| l.len() as u64).max().unwrap_or(0),
+        ),
+        TextForm::Set(labels) => {
+            let commas = labels.len().saturating_sub(1) as u64;
+            (
+                labels.iter().map(|l| l.chars().count() as u64).sum::<u64>() + commas,
+                labels.iter().map(|l| l.len() as u64).sum::<u64>() + commas,
+            )
+        }
+        TextForm::Free | TextForm::Padded => return (max_chars, max_bytes),
+    };
+    (
+        Some(max_chars.map_or(chars, |m| m.min(chars))),
+        Some(max_bytes.map_or(bytes, |m| m.min(bytes))),
+    )
+}
+
+/// Why a text column of form `to_form` (the column `to`) does not give back every
+/// text a column of form `from` holds, as written.
+fn form_narrowing(from: &TextForm, to_form: &TextForm, to: &Kind) -> Option<String> {
+    let has = |labels: &[String], l: &String| labels.contains(l);
+    match (from, to_form) {
+        (_, TextForm::Free) => None,
+        (TextForm::Padded, TextForm::Padded) => None,
+        (TextForm::Enum(f) | TextForm::Set(f), TextForm::Padded) if !f.iter().any(|l| l.ends_with(' ')) => None,
+        (_, TextForm::Padded) => Some(format!(
+            "texts that end in spaces are errors: {} gives them back without",
+            to.describe()
+        )),
+        (TextForm::Enum(f), TextForm::Enum(t) | TextForm::Set(t)) if f.iter().all(|l| has(t, l)) => None,
+        // A set's members in the same order, each a label of the destination.
+        (TextForm::Set(f), TextForm::Set(t)) if f.iter().all(|l| has(t, l)) => {
+            let at: Vec<usize> = f.iter().filter_map(|l| t.iter().position(|m| m == l)).collect();
+            if at.windows(2).all(|w| w[0] < w[1]) {
+                None
+            } else {
+                Some(format!(
+                    "{} orders its members differently: sets of more than one are errors",
+                    to.describe()
+                ))
+            }
+        }
+        (_, TextForm::Enum(_)) => Some(format!(
+            "only the labels of {} fit, exactly: other texts are errors",
+            to.describe()
+        )),
+        (_, TextForm::Set(_)) => Some(format!(
+            "only the labels of {} fit, joined by commas in its order: other texts are errors",
             to.describe()
         )),
     }
@@ -354,6 +458,7 @@ mod tests {
         Kind::Text {
             max_chars: n,
             max_bytes: None,
+            form: TextForm::Free,
         }
     }
 
@@ -380,6 +485,7 @@ mod tests {
                 Kind::Text {
                     max_chars: None,
                     max_bytes: Some(65_535),
+                    form: TextForm::Free,
                 },
             ),
             (ts(3), ts(6)),
@@ -445,6 +551,7 @@ mod tests {
                 Kind::Text {
                     max_chars: None,
                     max_bytes: Some(65_535),
+                    form: TextForm::Free,
                 },
                 "texts longer than 65535 bytes do not fit",
             ),
@@ -496,7 +603,10 @@ mod tests {
                 "uuid values are not int32: each such value is that row's error",
             ),
             (
-                Kind::Bytes { max_bytes: None },
+                Kind::Bytes {
+                    max_bytes: None,
+                    fixed: false,
+                },
                 text(None),
                 "bytes are not text: each such value is that row's error",
             ),
@@ -504,6 +614,114 @@ mod tests {
                 Kind::Json,
                 text(Some(100)),
                 "json values can be longer than the 100 characters the column holds",
+            ),
+        ];
+        for (from, to, why) in &narrows {
+            assert_eq!(narrowing(from, to).as_deref(), Some(*why), "{from:?} -> {to:?}");
+        }
+    }
+
+    /// Fixed-width text, labels and fixed-width bytes: a destination that gives back
+    /// only some texts as written narrows every source that holds others.
+    #[test]
+    fn padded_labelled_and_fixed_destinations_narrow_free_sources() {
+        let labels = |ls: &[&str]| ls.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let with = |max_chars: Option<u64>, form: TextForm| Kind::Text {
+            max_chars,
+            max_bytes: None,
+            form,
+        };
+        let char5 = with(Some(5), TextForm::Padded);
+        let ab = with(None, TextForm::Enum(labels(&["a", "b"])));
+        let abc = with(None, TextForm::Enum(labels(&["a", "b", "c"])));
+        let set_abc = with(None, TextForm::Set(labels(&["a", "b", "c"])));
+        let set_ca = with(None, TextForm::Set(labels(&["c", "a"])));
+        let set_ac = with(None, TextForm::Set(labels(&["a", "c"])));
+        let bytes = |max_bytes, fixed| Kind::Bytes { max_bytes, fixed };
+        let fits: Vec<(Kind, Kind)> = vec![
+            (char5.clone(), char5.clone()),
+            (char5.clone(), text(Some(5))),
+            (with(Some(3), TextForm::Padded), char5.clone()),
+            (ab.clone(), abc.clone()),
+            (ab.clone(), set_abc.clone()),
+            (ab.clone(), char5.clone()),
+            (ab.clone(), text(Some(1))),
+            (set_ac.clone(), set_abc.clone()),
+            (set_abc.clone(), text(Some(5))),
+            (bytes(Some(4), true), bytes(Some(4), true)),
+            (bytes(Some(4), true), bytes(None, false)),
+            (bytes(Some(2), false), bytes(Some(4), false)),
+        ];
+        for (from, to) in &fits {
+            assert_eq!(narrowing(from, to), None, "{from:?} -> {to:?}");
+        }
+        let narrows: Vec<(Kind, Kind, &str)> = vec![
+            (
+                text(Some(5)),
+                char5.clone(),
+                "texts that end in spaces are errors: char(5) gives them back without",
+            ),
+            (
+                text(None),
+                char5.clone(),
+                "texts that end in spaces are errors: char(5) gives them back without; \
+                 texts longer than 5 characters do not fit",
+            ),
+            (
+                text(Some(10)),
+                ab.clone(),
+                "only the labels of enum('a','b') fit, exactly: other texts are errors",
+            ),
+            (
+                char5.clone(),
+                ab.clone(),
+                "only the labels of enum('a','b') fit, exactly: other texts are errors",
+            ),
+            (
+                abc.clone(),
+                ab.clone(),
+                "only the labels of enum('a','b') fit, exactly: other texts are errors",
+            ),
+            (
+                text(None),
+                set_abc.clone(),
+                "only the labels of set('a','b','c') fit, joined by commas in its order: other texts are errors",
+            ),
+            (
+                set_abc.clone(),
+                set_ac.clone(),
+                "only the labels of set('a','c') fit, joined by commas in its order: other texts are errors",
+            ),
+            (
+                set_ac.clone(),
+                set_ca.clone(),
+                "set('c','a') orders its members differently: sets of more than one are errors",
+            ),
+            (
+                set_abc.clone(),
+                text(Some(3)),
+                "texts of up to 5 characters do not all fit 3",
+            ),
+            (
+                int(4, false),
+                ab.clone(),
+                "int32 values are not labels of enum('a','b'): each that is not one is that row's error",
+            ),
+            (
+                bytes(None, false),
+                bytes(Some(4), true),
+                "values longer than 4 bytes do not fit; \
+                 values shorter than 4 bytes are errors: binary(4) pads them with zero bytes",
+            ),
+            (
+                bytes(Some(4), false),
+                bytes(Some(4), true),
+                "values shorter than 4 bytes are errors: binary(4) pads them with zero bytes",
+            ),
+            (
+                bytes(Some(2), true),
+                bytes(Some(4), true),
+                "values shorter than 4 bytes are errors: binary(4) pads them with zero bytes",
             ),
         ];
         for (from, to, why) in &narrows {

@@ -6,8 +6,10 @@
 //! the limits of the *shared domain*, the values all three engines store losslessly.
 //! A value outside it is that row's error ([`ConvertError`]), never silently changed;
 //! so is a value a column's own precision would change (a fraction of a second it
-//! does not keep, an integer past a float's mantissa, a text past its length), and
-//! the error names the value given and what the column would have stored.
+//! does not keep, an integer past a float's mantissa, a text past its length, a
+//! trailing space a `char(n)` drops, a text that is not exactly one of an ENUM's
+//! labels, a short value a BINARY(n) pads), and the error names the value given and
+//! what the column would have stored.
 
 use crate::decimal::{self, Decimal};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
@@ -131,11 +133,19 @@ pub enum Kind {
         max_chars: Option<u64>,
         /// Limit in bytes (MariaDB TEXT is 65,535 bytes), when the engine enforces one.
         max_bytes: Option<u64>,
+        /// Which texts read back as written: any ([`TextForm::Free`]), those without
+        /// trailing spaces (`char(n)`), or only labels (MariaDB ENUM and SET).
+        #[serde(skip_serializing_if = "TextForm::is_free")]
+        form: TextForm,
     },
     /// Bytes, optionally bounded.
     Bytes {
         /// Limit in bytes, when the engine enforces one.
         max_bytes: Option<u64>,
+        /// MariaDB BINARY(n): exactly `max_bytes` bytes; a shorter value would be
+        /// padded with zero bytes.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        fixed: bool,
     },
     /// Calendar dates.
     Date,
@@ -169,6 +179,38 @@ pub enum Kind {
         /// The engine's name for the type.
         type_name: String,
     },
+}
+
+/// Which texts a text column gives back as they were written. The engine types
+/// behind each form are in ARCHITECTURE.md (type mapping); a value the column would
+/// give back differently is that row's error ([`Kind::check`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextForm {
+    /// Every text (VARCHAR, TEXT, SQLite's text, a PostgreSQL enum, whose labels
+    /// PostgreSQL itself holds values to).
+    #[default]
+    Free,
+    /// Fixed width, `char(n)`: the column pads a value with spaces and gives it back
+    /// without them (MariaDB, and PostgreSQL as Lockgate reads it: trailing spaces
+    /// of a `character` value carry no meaning there), so a text that ends in spaces
+    /// loses them.
+    Padded,
+    /// MariaDB ENUM: one of these labels, exactly. MariaDB matches other texts to a
+    /// label regardless of case, accents and trailing spaces, reads a number as a
+    /// label's position, and stores anything else as `''` unless `sql_mode` is strict.
+    Enum(Vec<String>),
+    /// MariaDB SET: labels joined by commas, each at most once, in declaration order
+    /// and exact case, or `''`. MariaDB reorders, merges and case-folds members,
+    /// reads a number as a bit mask, and drops unknown members unless strict.
+    Set(Vec<String>),
+}
+
+impl TextForm {
+    /// Whether any text reads back as written.
+    pub fn is_free(&self) -> bool {
+        *self == TextForm::Free
+    }
 }
 
 /// Why a value does not fit a column. Display is a lower-case sentence without the
@@ -441,8 +483,25 @@ impl Kind {
                 ..
             } => format!("decimal({p},{})", scale.unwrap_or(0)),
             Kind::Decimal { .. } => "decimal".into(),
+            Kind::Text {
+                form: TextForm::Enum(labels),
+                ..
+            } => format!("enum({})", sql_labels(labels)),
+            Kind::Text {
+                form: TextForm::Set(labels),
+                ..
+            } => format!("set({})", sql_labels(labels)),
+            Kind::Text {
+                form: TextForm::Padded,
+                max_chars,
+                ..
+            } => max_chars.map_or_else(|| "char".into(), |n| format!("char({n})")),
             Kind::Text { max_chars: Some(n), .. } => format!("text({n})"),
             Kind::Text { .. } => "text".into(),
+            Kind::Bytes {
+                max_bytes: Some(n),
+                fixed: true,
+            } => format!("binary({n})"),
             Kind::Bytes { .. } => "bytes".into(),
             Kind::Date => "date".into(),
             // The precision shows only when it is not the microseconds most types keep.
@@ -560,8 +619,10 @@ impl Kind {
     /// converting between value variants where that is lossless (an integer into a
     /// decimal column, say). Used for values read from files and from other engines.
     /// A value the column would store differently (a fraction of a second it does
-    /// not keep, an integer past a float's 53 bits, text longer than it holds) is an
-    /// error naming the given value and what the column would store.
+    /// not keep, an integer past a float's 53 bits, text longer than it holds, text
+    /// its [`TextForm`] would give back changed, bytes a BINARY(n) would pad) is an
+    /// error naming the given value and what the column would store. Values read
+    /// from a column go through [`Kind::check_stored`] instead.
     pub fn check(&self, v: Value) -> Result<Value, ConvertError> {
         match (self, v) {
             (_, Value::Null) => Ok(Value::Null),
@@ -633,62 +694,15 @@ impl Kind {
                 };
                 check_decimal(d, *precision, *scale, *max_significant).map(Value::Decimal)
             }
-            (Kind::Text { max_chars, max_bytes }, v) => {
-                let s = match v {
-                    Value::Text(s) => s,
-                    Value::Int(i) => i.to_string(),
-                    Value::Decimal(d) => d.to_string(),
-                    Value::Float(f) => f.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    Value::Uuid(u) => u.to_string(),
-                    // A JSON document's text is the document.
-                    Value::Json(j) => j.to_string(),
-                    other => return err(format!("expected text, found {}", other.type_name())),
-                };
-                if s.contains('\0') {
-                    return err("contains a NUL character, which PostgreSQL cannot store");
-                }
-                if let Some(max) = max_bytes {
-                    if s.len() as u64 > *max {
-                        let mut end = *max as usize;
-                        while !s.is_char_boundary(end) {
-                            end -= 1;
-                        }
-                        return err(format!(
-                            "{} is {} bytes long; the column holds at most {max}, so it would be cut to {}",
-                            excerpt(&s),
-                            s.len(),
-                            excerpt_end(&s[..end])
-                        ));
-                    }
-                }
-                if let Some(max) = max_chars {
-                    // Count characters only when the byte length could exceed the limit.
-                    if s.len() as u64 > *max {
-                        let n = s.chars().count() as u64;
-                        if n > *max {
-                            let cut: String = s.chars().take(*max as usize).collect();
-                            return err(format!(
-                                "{} is {n} characters long; the column holds at most {max}, so it would be cut to {}",
-                                excerpt(&s),
-                                excerpt_end(&cut)
-                            ));
-                        }
-                    }
-                }
-                Ok(Value::Text(s))
-            }
-            (Kind::Bytes { max_bytes }, Value::Bytes(b)) => {
-                if let Some(max) = max_bytes {
-                    if b.len() as u64 > *max {
-                        return err(format!(
-                            "{} bytes do not fit: the column holds at most {max}, so they would be cut",
-                            b.len()
-                        ));
-                    }
-                }
-                Ok(Value::Bytes(b))
-            }
+            (
+                Kind::Text {
+                    max_chars,
+                    max_bytes,
+                    form,
+                },
+                v,
+            ) => check_text(v, *max_chars, *max_bytes, form).map(Value::Text),
+            (Kind::Bytes { max_bytes, fixed }, Value::Bytes(b)) => check_bytes(b, *max_bytes, *fixed).map(Value::Bytes),
             (Kind::Bytes { .. }, Value::Text(s)) => self.check(Value::Bytes(s.into_bytes())),
             (Kind::Date, Value::Date(d)) => check_date(d).map(Value::Date),
             (Kind::Date, Value::Timestamp(t)) => date_of(t, Value::Timestamp(t)),
@@ -733,6 +747,244 @@ impl Kind {
             )),
             (k, v) => err(format!("expected {}, found {}", k.describe(), v.type_name())),
         }
+    }
+}
+
+impl Kind {
+    /// Checks a value read from a column of this kind, as [`Kind::check`] does, but
+    /// without the rules that say how a write would change a value (a label, a
+    /// trailing space, a short fixed-width value): what a column holds is what it
+    /// gives back, including MariaDB's `''` for an ENUM value it did not know.
+    pub fn check_stored(&self, v: Value) -> Result<Value, ConvertError> {
+        match (self, v) {
+            (
+                Kind::Text {
+                    max_chars, max_bytes, ..
+                },
+                v,
+            ) if !v.is_null() => check_text(v, *max_chars, *max_bytes, &TextForm::Free).map(Value::Text),
+            (Kind::Bytes { max_bytes, .. }, Value::Bytes(b)) => check_bytes(b, *max_bytes, false).map(Value::Bytes),
+            (Kind::Bytes { max_bytes, .. }, Value::Text(s)) => {
+                check_bytes(s.into_bytes(), *max_bytes, false).map(Value::Bytes)
+            }
+            (_, v) => self.check(v),
+        }
+    }
+}
+
+/// A value for a text column: its text, within the column's length and `form`.
+fn check_text(
+    v: Value,
+    max_chars: Option<u64>,
+    max_bytes: Option<u64>,
+    form: &TextForm,
+) -> Result<String, ConvertError> {
+    let s = match v {
+        Value::Text(s) => s,
+        Value::Int(i) => i.to_string(),
+        Value::Decimal(d) => d.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Uuid(u) => u.to_string(),
+        // A JSON document's text is the document.
+        Value::Json(j) => j.to_string(),
+        other => return err(format!("expected text, found {}", other.type_name())),
+    };
+    if s.contains('\0') {
+        return err("contains a NUL character, which PostgreSQL cannot store");
+    }
+    if let Some(max) = max_bytes {
+        if s.len() as u64 > max {
+            let mut end = max as usize;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            return err(format!(
+                "{} is {} bytes long; the column holds at most {max}, so it would be cut to {}",
+                excerpt(&s),
+                s.len(),
+                excerpt_end(&s[..end])
+            ));
+        }
+    }
+    if let Some(max) = max_chars {
+        // Count characters only when the byte length could exceed the limit.
+        if s.len() as u64 > max {
+            let n = s.chars().count() as u64;
+            if n > max {
+                let cut: String = s.chars().take(max as usize).collect();
+                return err(format!(
+                    "{} is {n} characters long; the column holds at most {max}, so it would be cut to {}",
+                    excerpt(&s),
+                    excerpt_end(&cut)
+                ));
+            }
+        }
+    }
+    match form {
+        TextForm::Free => {}
+        TextForm::Padded => {
+            if s.ends_with(' ') {
+                let width = max_chars.map_or_else(|| "char".to_string(), |n| format!("char({n})"));
+                return err(format!(
+                    "{} ends in spaces, which a {width} column pads values with and does not give back: it would store {}",
+                    excerpt(&s),
+                    excerpt_end(s.trim_end_matches(' '))
+                ));
+            }
+        }
+        TextForm::Enum(labels) => {
+            if !labels.contains(&s) {
+                return err(format!(
+                    "{} is not one of the column's labels ({}; case and spaces count): MariaDB would store {}",
+                    excerpt(&s),
+                    show_labels(labels),
+                    enum_stored(labels, &s)
+                ));
+            }
+        }
+        TextForm::Set(labels) => {
+            if !is_set_text(labels, &s) {
+                return err(format!(
+                    "{} is not a value of the column's set ({}): it takes those labels joined by commas, \
+                     each at most once, in that order and case; MariaDB would store {}",
+                    excerpt(&s),
+                    show_labels(labels),
+                    set_stored(labels, &s)
+                ));
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// A value for a bytes column: within its length and, when `fixed`, exactly that long.
+fn check_bytes(b: Vec<u8>, max_bytes: Option<u64>, fixed: bool) -> Result<Vec<u8>, ConvertError> {
+    if let Some(max) = max_bytes {
+        if b.len() as u64 > max {
+            return err(format!(
+                "{} bytes do not fit: the column holds at most {max}, so they would be cut",
+                b.len()
+            ));
+        }
+        if fixed && (b.len() as u64) < max {
+            // At most 255 bytes (MariaDB's BINARY limit): short enough to show whole.
+            let mut padded = b.clone();
+            padded.resize(max as usize, 0);
+            return err(format!(
+                "{} is {} bytes; a binary({max}) column pads it with zero bytes to {max}: it would store {}",
+                Value::Bytes(b.clone()),
+                b.len(),
+                Value::Bytes(padded)
+            ));
+        }
+    }
+    Ok(b)
+}
+
+/// Labels as SQL declares them, for [`Kind::describe`]: `'a','b'`, the first 20 of
+/// a longer list.
+fn sql_labels(labels: &[String]) -> String {
+    const MAX: usize = 20;
+    let mut out: Vec<String> = labels
+        .iter()
+        .take(MAX)
+        .map(|l| format!("'{}'", l.replace('\'', "''")))
+        .collect();
+    if labels.len() > MAX {
+        out.push(format!("… {} labels in all", labels.len()));
+    }
+    out.join(",")
+}
+
+/// Labels for a message: `"a", "b"`, the first 20 of a longer list.
+fn show_labels(labels: &[String]) -> String {
+    const MAX: usize = 20;
+    if labels.is_empty() {
+        return "none".into();
+    }
+    let shown: Vec<String> = labels.iter().take(MAX).map(|l| excerpt(l)).collect();
+    if labels.len() > MAX {
+        format!("{}, … {} labels in all", shown.join(", "), labels.len())
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// The label MariaDB matches `s` to, as a collation that ignores case and trailing
+/// spaces does (its default ones; a binary collation matches none).
+fn label_like(labels: &[String], s: &str) -> Option<usize> {
+    let key = s.trim_end_matches(' ').to_lowercase();
+    labels
+        .iter()
+        .position(|l| l.trim_end_matches(' ').to_lowercase() == key)
+}
+
+/// What MariaDB stores for `s` in an ENUM of `labels`, for a message.
+fn enum_stored(labels: &[String], s: &str) -> String {
+    if let Some(i) = label_like(labels, s) {
+        return format!("{:?} (its collation matches it to that label)", labels[i]);
+    }
+    // A number that is no label is the position of one (1-based); 0 is the error value.
+    if let Ok(n) = s.trim().parse::<usize>() {
+        if (1..=labels.len()).contains(&n) {
+            return format!("{:?}, label number {n}", labels[n - 1]);
+        }
+    }
+    "\"\" (its error value) where sql_mode is not strict, and refuse it where it is".into()
+}
+
+/// Whether `s` is a SET value as MariaDB gives it back: labels of `labels` joined by
+/// commas, in declaration order, each once, exact case; `''` is the empty set.
+fn is_set_text(labels: &[String], s: &str) -> bool {
+    if s.is_empty() {
+        return true;
+    }
+    let mut next = 0;
+    for part in s.split(',') {
+        match labels[next.min(labels.len())..].iter().position(|l| l == part) {
+            Some(at) => next += at + 1,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// What MariaDB stores for `s` in a SET of `labels`, for a message: the members it
+/// matches, merged and in declaration order (a number is a bit mask of positions).
+fn set_stored(labels: &[String], s: &str) -> String {
+    let mut members = vec![false; labels.len()];
+    let mut unknown = Vec::new();
+    match s.trim().parse::<u64>() {
+        Ok(mask) if label_like(labels, s).is_none() => {
+            for (i, m) in members.iter_mut().enumerate().take(64) {
+                *m = mask & (1 << i) != 0;
+            }
+        }
+        _ => {
+            for part in s.split(',') {
+                match label_like(labels, part) {
+                    Some(i) => members[i] = true,
+                    None if part.is_empty() => {}
+                    None => unknown.push(excerpt(part)),
+                }
+            }
+        }
+    }
+    let kept: Vec<&str> = labels
+        .iter()
+        .zip(&members)
+        .filter(|(_, m)| **m)
+        .map(|(l, _)| l.as_str())
+        .collect();
+    let kept = excerpt_end(&kept.join(","));
+    if unknown.is_empty() {
+        kept
+    } else {
+        format!(
+            "{kept}, dropping {} where sql_mode is not strict, and refuse it where it is",
+            unknown.join(", ")
+        )
     }
 }
 
@@ -1090,6 +1342,7 @@ mod tests {
         let v10 = Kind::Text {
             max_chars: Some(3),
             max_bytes: None,
+            form: TextForm::Free,
         };
         let tz = Kind::TimestampTz { epoch32: false, fsp: 6 };
         let ts32 = Kind::TimestampTz { epoch32: true, fsp: 6 };
@@ -1111,7 +1364,7 @@ mod tests {
             (&tz, "2026-11-01 10:00:00.25", "2026-11-01 10:00:00.250+00:00"),
             (&ts32, "2040-01-01 00:00:00Z", "error: 2040-01-01 00:00:00 is outside 1970-01-01 00:00:01..2038-01-19 03:14:07 UTC, the range of MariaDB TIMESTAMP"),
             (&Kind::Time { fsp: 6 }, "10:11:12.123456789", "error: 10:11:12.123456789 is more precise than the column, which keeps 6 fractional digits: it would store 10:11:12.123456 (cut, as MariaDB does) or 10:11:12.123457 (rounded, as PostgreSQL does)"),
-            (&Kind::Bytes { max_bytes: None }, "\\x00ff", "\\x00ff"),
+            (&Kind::Bytes { max_bytes: None, fixed: false }, "\\x00ff", "\\x00ff"),
             (&Kind::Json, "{\"a\": [1, 2]}", "{\"a\":[1,2]}"),
             (&Kind::Uuid, "nope", "error: \"nope\" is not a UUID"),
             (&Kind::Float { bytes: 8 }, "NaN", "error: NaN is not finite; MariaDB stores no NaN or infinity"),
@@ -1136,6 +1389,7 @@ mod tests {
         let text = Kind::Text {
             max_chars: None,
             max_bytes: None,
+            form: TextForm::Free,
         };
         assert_eq!(text.parse_json(&serde_json::json!(5)).unwrap().to_string(), "5");
         assert!(text.parse_json(&serde_json::json!({"a": 1})).is_err());
@@ -1168,10 +1422,17 @@ mod tests {
                 Kind::Text {
                     max_chars: None,
                     max_bytes: None,
+                    form: TextForm::Free,
                 },
                 Value::Text("a \"b\"\n".into()),
             ),
-            (Kind::Bytes { max_bytes: None }, Value::Bytes(vec![0, 1, 254, 255])),
+            (
+                Kind::Bytes {
+                    max_bytes: None,
+                    fixed: false,
+                },
+                Value::Bytes(vec![0, 1, 254, 255]),
+            ),
             (Kind::Date, Value::Date(date)),
             (Kind::Time { fsp: 6 }, Value::Time(ts.time())),
             (Kind::Timestamp { fsp: 6 }, Value::Timestamp(ts)),
@@ -1382,6 +1643,7 @@ mod tests {
         let bytes255 = Kind::Text {
             max_chars: None,
             max_bytes: Some(4),
+            form: TextForm::Free,
         };
         assert_eq!(
             check_shows(&bytes255, Value::Text("aéé".into())),
@@ -1390,6 +1652,7 @@ mod tests {
         let c3 = Kind::Text {
             max_chars: Some(3),
             max_bytes: None,
+            form: TextForm::Free,
         };
         assert_eq!(
             check_shows(&c3, Value::Text("abc ".into())),
@@ -1422,5 +1685,118 @@ mod tests {
         assert_ne!(fingerprint(&given), fingerprint(&changed));
         // NULL is not the empty text.
         assert_ne!(fingerprint(&[Value::Null]), fingerprint(&[Value::Text(String::new())]));
+    }
+
+    /// Texts a fixed-width, ENUM or SET column would give back differently, and
+    /// BINARY(n) values it would pad, are errors naming the value and what the
+    /// column would store; values it gives back as written pass.
+    #[test]
+    fn texts_and_bytes_a_column_would_give_back_differently_are_errors() {
+        let labels = |ls: &[&str]| ls.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let char5 = Kind::Text {
+            max_chars: Some(5),
+            max_bytes: None,
+            form: TextForm::Padded,
+        };
+        let e = Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+            form: TextForm::Enum(labels(&["a", "b", "B2", "x y"])),
+        };
+        let set = Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+            form: TextForm::Set(labels(&["a", "b", "c"])),
+        };
+        let bin4 = Kind::Bytes {
+            max_bytes: Some(4),
+            fixed: true,
+        };
+        let t = |s: &str| Value::Text(s.into());
+        let cases: Vec<(&Kind, Value, &str)> = vec![
+            (&char5, t("ab"), "ab"),
+            (&char5, t(" ab"), " ab"),
+            (&char5, t("abcde"), "abcde"),
+            (&char5, t("ab  "), "error: \"ab  \" ends in spaces, which a char(5) column pads values with and does not give back: it would store \"ab\""),
+            (&char5, t("abcde "), "error: \"abcde \" is 6 characters long; the column holds at most 5, so it would be cut to \"abcde\""),
+            (&char5, Value::Int(12), "12"),
+            (&e, t("a"), "a"),
+            (&e, t("x y"), "x y"),
+            (&e, t("A"), "error: \"A\" is not one of the column's labels (\"a\", \"b\", \"B2\", \"x y\"; case and spaces count): MariaDB would store \"a\" (its collation matches it to that label)"),
+            (&e, t("a "), "error: \"a \" is not one of the column's labels (\"a\", \"b\", \"B2\", \"x y\"; case and spaces count): MariaDB would store \"a\" (its collation matches it to that label)"),
+            (&e, t("b2"), "error: \"b2\" is not one of the column's labels (\"a\", \"b\", \"B2\", \"x y\"; case and spaces count): MariaDB would store \"B2\" (its collation matches it to that label)"),
+            (&e, t("2"), "error: \"2\" is not one of the column's labels (\"a\", \"b\", \"B2\", \"x y\"; case and spaces count): MariaDB would store \"b\", label number 2"),
+            (&e, Value::Int(3), "error: \"3\" is not one of the column's labels (\"a\", \"b\", \"B2\", \"x y\"; case and spaces count): MariaDB would store \"B2\", label number 3"),
+            (&e, t("zz"), "error: \"zz\" is not one of the column's labels (\"a\", \"b\", \"B2\", \"x y\"; case and spaces count): MariaDB would store \"\" (its error value) where sql_mode is not strict, and refuse it where it is"),
+            (&e, t(""), "error: \"\" is not one of the column's labels (\"a\", \"b\", \"B2\", \"x y\"; case and spaces count): MariaDB would store \"\" (its error value) where sql_mode is not strict, and refuse it where it is"),
+            (&set, t(""), ""),
+            (&set, t("a"), "a"),
+            (&set, t("a,c"), "a,c"),
+            (&set, t("a,b,c"), "a,b,c"),
+            (&set, t("b,a"), "error: \"b,a\" is not a value of the column's set (\"a\", \"b\", \"c\"): it takes those labels joined by commas, each at most once, in that order and case; MariaDB would store \"a,b\""),
+            (&set, t("a,a"), "error: \"a,a\" is not a value of the column's set (\"a\", \"b\", \"c\"): it takes those labels joined by commas, each at most once, in that order and case; MariaDB would store \"a\""),
+            (&set, t("A"), "error: \"A\" is not a value of the column's set (\"a\", \"b\", \"c\"): it takes those labels joined by commas, each at most once, in that order and case; MariaDB would store \"a\""),
+            (&set, t("a,x"), "error: \"a,x\" is not a value of the column's set (\"a\", \"b\", \"c\"): it takes those labels joined by commas, each at most once, in that order and case; MariaDB would store \"a\", dropping \"x\" where sql_mode is not strict, and refuse it where it is"),
+            (&set, t("a,"), "error: \"a,\" is not a value of the column's set (\"a\", \"b\", \"c\"): it takes those labels joined by commas, each at most once, in that order and case; MariaDB would store \"a\""),
+            (&set, t("5"), "error: \"5\" is not a value of the column's set (\"a\", \"b\", \"c\"): it takes those labels joined by commas, each at most once, in that order and case; MariaDB would store \"a,c\""),
+            (&bin4, Value::Bytes(b"abcd".to_vec()), "\\x61626364"),
+            (&bin4, Value::Bytes(b"ab".to_vec()), "error: \\x6162 is 2 bytes; a binary(4) column pads it with zero bytes to 4: it would store \\x61620000"),
+            (&bin4, t(""), "error: \\x is 0 bytes; a binary(4) column pads it with zero bytes to 4: it would store \\x00000000"),
+            (&bin4, Value::Bytes(b"abcde".to_vec()), "error: 5 bytes do not fit: the column holds at most 4, so they would be cut"),
+            (&Kind::Bytes { max_bytes: Some(4), fixed: false }, Value::Bytes(b"ab".to_vec()), "\\x6162"),
+        ];
+        for (kind, v, expect) in cases {
+            assert_eq!(check_shows(kind, v.clone()), expect, "{kind:?} {v:?}");
+        }
+        // From files, through parse_text and parse_json.
+        assert_eq!(show(&e, "b"), "b");
+        assert!(show(&e, "B").starts_with("error: \"B\" is not one of the column's labels"));
+        assert!(e.parse_json(&serde_json::json!(2)).is_err());
+        assert!(show(&char5, "ab ").starts_with("error: \"ab \" ends in spaces"));
+        // What a column holds reads back as it is: MariaDB's '' for an unknown label,
+        // and nothing is held to the labels or the padding.
+        assert_eq!(e.check_stored(t("")), Ok(t("")));
+        assert_eq!(set.check_stored(t("b,a")), Ok(t("b,a")));
+        assert_eq!(char5.check_stored(t("ab ")), Ok(t("ab ")));
+        assert_eq!(
+            bin4.check_stored(Value::Bytes(b"ab".to_vec())),
+            Ok(Value::Bytes(b"ab".to_vec()))
+        );
+        assert!(char5.check_stored(t("abcdef")).is_err(), "the length still holds");
+        assert!(e.check_stored(t("a\0")).is_err(), "the shared domain still holds");
+        assert_eq!(e.check_stored(Value::Null), Ok(Value::Null));
+        // Names for messages and `inspect`.
+        assert_eq!(char5.describe(), "char(5)");
+        assert_eq!(e.describe(), "enum('a','b','B2','x y')");
+        assert_eq!(set.describe(), "set('a','b','c')");
+        assert_eq!(bin4.describe(), "binary(4)");
+        let quoted = Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+            form: TextForm::Enum(labels(&["it's"])),
+        };
+        assert_eq!(quoted.describe(), "enum('it''s')");
+        // The form shows in `inspect --json` only when it is not free text.
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"kind": "text", "max_chars": null, "max_bytes": null, "form": {"enum": ["a", "b", "B2", "x y"]}})
+        );
+        assert_eq!(
+            serde_json::to_value(&char5).unwrap()["form"],
+            serde_json::json!("padded")
+        );
+        assert_eq!(
+            serde_json::to_value(Kind::Text {
+                max_chars: None,
+                max_bytes: None,
+                form: TextForm::Free
+            })
+            .unwrap(),
+            serde_json::json!({"kind": "text", "max_chars": null, "max_bytes": null})
+        );
+        assert_eq!(
+            serde_json::to_value(&bin4).unwrap(),
+            serde_json::json!({"kind": "bytes", "max_bytes": 4, "fixed": true})
+        );
     }
 }

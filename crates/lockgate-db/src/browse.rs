@@ -218,7 +218,10 @@ fn decode_value(j: &serde_json::Value) -> Result<Value, String> {
             // Text is taken as it is (parse_text would not change it, but say so).
             return Ok(Value::Text(text.to_string()));
         }
-        "x" => Kind::Bytes { max_bytes: None },
+        "x" => Kind::Bytes {
+            max_bytes: None,
+            fixed: false,
+        },
         "date" => Kind::Date,
         // A cursor's values were read from the column: every digit they have is kept.
         "time" => Kind::Time { fsp: MAX_FSP },
@@ -628,7 +631,9 @@ impl Plan {
             .zip(&self.cursor_kinds)
             .zip(&self.names)
             .map(|((v, kind), name)| {
-                kind.check(v.clone()).map_err(|e| BrowseError::BadCursor {
+                // A cursor's values were read from the column: they are held to what it
+                // can hold (an ENUM's '' included), not to what a write would change.
+                kind.check_stored(v.clone()).map_err(|e| BrowseError::BadCursor {
                     reason: format!("its value for column {name} does not fit: {e}"),
                 })
             })

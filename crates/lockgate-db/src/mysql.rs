@@ -26,7 +26,7 @@ use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use futures_util::StreamExt;
 use lockgate_core::value::{parse_date, parse_time, parse_timestamp, parse_timestamptz, ConvertError, MAX_FSP};
 use lockgate_core::{
-    CheckConstraint, Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName, UniqueConstraint, Value,
+    CheckConstraint, Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName, TextForm, UniqueConstraint, Value,
 };
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
@@ -941,7 +941,13 @@ fn decode(v: MyValue, column: &mysql_async::Column, kind: Option<&Kind>) -> Resu
         MyValue::NULL => Ok(Value::Null),
         MyValue::Bytes(b) => match kind {
             // Bytes stay raw (parse_text would read a "\x" prefix as hex).
-            Kind::Bytes { .. } => kind.check(Value::Bytes(b)),
+            Kind::Bytes { .. } => kind.check_stored(Value::Bytes(b)),
+            // What a column holds is its value, even an ENUM's '' for a label it did
+            // not know: only writes are held to the labels.
+            Kind::Text { .. } => {
+                let s = String::from_utf8(b).map_err(|_| ConvertError("is not valid UTF-8 text".into()))?;
+                kind.check_stored(Value::Text(s))
+            }
             _ => {
                 let s = String::from_utf8(b).map_err(|_| ConvertError("is not valid UTF-8 text".into()))?;
                 kind.parse_text(&s)
@@ -1191,7 +1197,10 @@ fn column_kind(c: &mysql_async::Column) -> Kind {
             fsp: fsp(),
         },
         ColumnType::MYSQL_TYPE_JSON => Kind::Json,
-        ColumnType::MYSQL_TYPE_BIT => Kind::Bytes { max_bytes: None },
+        ColumnType::MYSQL_TYPE_BIT => Kind::Bytes {
+            max_bytes: None,
+            fixed: false,
+        },
         ColumnType::MYSQL_TYPE_VARCHAR
         | ColumnType::MYSQL_TYPE_VAR_STRING
         | ColumnType::MYSQL_TYPE_STRING
@@ -1203,11 +1212,15 @@ fn column_kind(c: &mysql_async::Column) -> Kind {
         | ColumnType::MYSQL_TYPE_BLOB => {
             // Character set 63 is binary: a blob, not text.
             if c.character_set() == 63 {
-                Kind::Bytes { max_bytes: None }
+                Kind::Bytes {
+                    max_bytes: None,
+                    fixed: false,
+                }
             } else {
                 Kind::Text {
                     max_chars: None,
                     max_bytes: None,
+                    form: TextForm::Free,
                 }
             }
         }

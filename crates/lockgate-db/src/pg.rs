@@ -152,7 +152,14 @@ impl<'a> FromSql<'a> for Cell {
             Type::TIMESTAMPTZ => Value::TimestampTz(chrono::DateTime::<chrono::Utc>::from_sql(ty, raw)?),
             Type::JSON | Type::JSONB => Value::Json(serde_json::Value::from_sql(ty, raw)?),
             Type::UUID => Value::Uuid(uuid::Uuid::from_sql(ty, raw)?),
-            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::CHAR => {
+            // `character(n)` gives its value padded with spaces that carry no meaning
+            // (PostgreSQL drops them in a cast to text): the value is the text without
+            // them, as MariaDB's CHAR gives it (ARCHITECTURE.md, type mapping).
+            Type::BPCHAR => {
+                let s = std::str::from_utf8(raw)?;
+                Value::Text(s.trim_end_matches(' ').to_string())
+            }
+            Type::TEXT | Type::VARCHAR | Type::NAME | Type::UNKNOWN | Type::CHAR => {
                 Value::Text(String::from_utf8(raw.to_vec())?)
             }
             _ if matches!(ty.kind(), tokio_postgres::types::Kind::Enum(_)) => {
@@ -446,7 +453,7 @@ impl PgConn {
     }
 
     /// Runs a query; cells are decoded by their PostgreSQL types, then checked
-    /// against `kinds` when given.
+    /// against `kinds` when given (as values the columns hold: `Kind::check_stored`).
     pub async fn query(
         &mut self,
         sql: &str,
@@ -471,7 +478,7 @@ impl PgConn {
                     )
                 })?;
                 let v = match kinds.and_then(|k| k.get(i)) {
-                    Some(kind) => kind.check(v).map_err(|e| {
+                    Some(kind) => kind.check_stored(v).map_err(|e| {
                         DbError::engine(
                             sql,
                             EngineError::new("decode", format!("column {}: {e}", row.columns()[i].name())),

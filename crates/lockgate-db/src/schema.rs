@@ -14,7 +14,7 @@ use crate::dialect::Dialect;
 use crate::error::DbError;
 use crate::types::{mysql_type, pg_type, sqlite_type};
 use crate::url::Engine;
-use lockgate_core::{Kind, TableName, Value};
+use lockgate_core::{Kind, TableName, TextForm, Value};
 
 /// A column to create or add.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,7 +173,16 @@ pub fn column_type(engine: Engine, c: &ColumnSpec, in_key: bool) -> String {
         Engine::Postgres => pg_type(&c.kind),
         // MariaDB cannot index an unbounded text column: a key gets a bounded one.
         Engine::Mysql => match &c.kind {
-            Kind::Text { max_chars: None, .. } | Kind::Any if in_key => "varchar(255)".into(),
+            Kind::Text {
+                max_chars: None,
+                form: TextForm::Free | TextForm::Padded,
+                ..
+            }
+            | Kind::Any
+                if in_key =>
+            {
+                "varchar(255)".into()
+            }
             k => mysql_type(k),
         },
         Engine::Sqlite => match &c.kind {
@@ -290,7 +299,17 @@ fn column_def(engine: Engine, c: &ColumnSpec, in_key: bool) -> Result<String, Db
         Some(ColumnDefault::Value(v)) => {
             // MariaDB takes an expression default only in parentheses for JSON/TEXT.
             let lit = literal(engine, v)?;
-            if engine == Engine::Mysql && matches!(c.kind, Kind::Json | Kind::Text { max_chars: None, .. }) {
+            // (An ENUM or SET is not text there: its default is a plain literal.)
+            let long_text = matches!(
+                c.kind,
+                Kind::Json
+                    | Kind::Text {
+                        max_chars: None,
+                        form: TextForm::Free | TextForm::Padded,
+                        ..
+                    }
+            );
+            if engine == Engine::Mysql && long_text {
                 sql.push_str(&format!(" DEFAULT ({lit})"));
             } else {
                 sql.push_str(&format!(" DEFAULT {lit}"));

@@ -6,7 +6,7 @@
 //! the `types` tests in `tests/it` check both directions on the real servers.
 
 use lockgate_core::value::MAX_FSP;
-use lockgate_core::Kind;
+use lockgate_core::{Kind, TextForm};
 
 /// Digits inside the first parentheses of a type: `numeric(12,2)` → `[12, 2]`.
 fn type_args(full: &str) -> Vec<u64> {
@@ -18,6 +18,47 @@ fn type_args(full: &str) -> Vec<u64> {
         .split(',')
         .filter_map(|p| p.trim().parse().ok())
         .collect()
+}
+
+/// The labels of a MariaDB `enum('a','b')` or `set(…)` COLUMN_TYPE, unquoted: the
+/// server doubles a quote inside a label and writes a backslash as `\\` and a
+/// newline as `\n`.
+pub fn type_labels(column_type: &str) -> Vec<String> {
+    let Some(open) = column_type.find('(') else {
+        return Vec::new();
+    };
+    let mut labels = Vec::new();
+    let mut chars = column_type[open + 1..].chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                let mut label = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\'' if chars.peek() == Some(&'\'') => {
+                            chars.next();
+                            label.push('\'');
+                        }
+                        '\'' => break,
+                        '\\' => match chars.next() {
+                            Some('n') => label.push('\n'),
+                            Some('r') => label.push('\r'),
+                            Some('t') => label.push('\t'),
+                            Some('0') => label.push('\0'),
+                            Some('Z') => label.push('\u{1a}'),
+                            Some(other) => label.push(other),
+                            None => break,
+                        },
+                        other => label.push(other),
+                    }
+                }
+                labels.push(label);
+            }
+            ')' => break,
+            _ => {}
+        }
+    }
+    labels
 }
 
 /// Fractional-second digits from a type's argument: `timestamp(3)` → 3; none → `default`.
@@ -53,17 +94,31 @@ pub fn pg_kind(udt: &str, full: &str, is_enum: bool) -> Kind {
         "text" | "citext" => Kind::Text {
             max_chars: None,
             max_bytes: None,
+            form: TextForm::Free,
         },
         // An identifier type: PostgreSQL cuts its input to 63 bytes (NAMEDATALEN - 1).
         "name" => Kind::Text {
             max_chars: None,
             max_bytes: Some(63),
+            form: TextForm::Free,
         },
-        "varchar" | "bpchar" => Kind::Text {
+        "varchar" => Kind::Text {
             max_chars: args.first().copied(),
             max_bytes: None,
+            form: TextForm::Free,
         },
-        "bytea" => Kind::Bytes { max_bytes: None },
+        // `character(n)` pads with spaces that carry no meaning: PostgreSQL ignores
+        // them in comparisons and drops them in a cast to text, and Lockgate reads the
+        // value without them (`pg::Cell`). A text that ends in spaces would lose them.
+        "bpchar" => Kind::Text {
+            max_chars: args.first().copied(),
+            max_bytes: None,
+            form: TextForm::Padded,
+        },
+        "bytea" => Kind::Bytes {
+            max_bytes: None,
+            fixed: false,
+        },
         "date" => Kind::Date,
         // `timestamp(3) without time zone`; without an argument PostgreSQL keeps 6 digits.
         "time" => Kind::Time {
@@ -81,6 +136,7 @@ pub fn pg_kind(udt: &str, full: &str, is_enum: bool) -> Kind {
         _ if is_enum => Kind::Text {
             max_chars: None,
             max_bytes: None,
+            form: TextForm::Free,
         },
         _ => Kind::Unsupported {
             type_name: full.to_string(),
@@ -119,6 +175,16 @@ pub fn pg_type(kind: &Kind) -> String {
             ..
         } => format!("numeric({p},{})", scale.unwrap_or(0)),
         Kind::Decimal { .. } => "numeric".into(),
+        Kind::Text {
+            max_chars: Some(n),
+            form: TextForm::Padded,
+            ..
+        } => format!("character({n})"),
+        // PostgreSQL has no inline label type: labels are text (their values fit).
+        Kind::Text {
+            form: TextForm::Enum(_) | TextForm::Set(_),
+            ..
+        } => "text".into(),
         Kind::Text { max_chars: Some(n), .. } => format!("varchar({n})"),
         Kind::Text { .. } | Kind::Any => "text".into(),
         Kind::Bytes { .. } => "bytea".into(),
@@ -165,44 +231,74 @@ pub fn mysql_kind(data_type: &str, column_type: &str, char_max: Option<u64>, is_
             scale: Some(args.get(1).copied().unwrap_or(0) as u32),
             max_significant: None,
         },
-        "char" | "varchar" => Kind::Text {
+        "varchar" => Kind::Text {
             max_chars: char_max,
             max_bytes: None,
+            form: TextForm::Free,
+        },
+        // CHAR(n) pads with spaces and gives values back without trailing spaces.
+        "char" => Kind::Text {
+            max_chars: char_max,
+            max_bytes: None,
+            form: TextForm::Padded,
         },
         "longtext" if is_json => Kind::Json,
         "json" => Kind::Json,
         "tinytext" => Kind::Text {
             max_chars: None,
             max_bytes: Some(255),
+            form: TextForm::Free,
         },
         "text" => Kind::Text {
             max_chars: None,
             max_bytes: Some(65_535),
+            form: TextForm::Free,
         },
         "mediumtext" => Kind::Text {
             max_chars: None,
             max_bytes: Some(16_777_215),
+            form: TextForm::Free,
         },
         "longtext" => Kind::Text {
             max_chars: None,
             max_bytes: Some(4_294_967_295),
+            form: TextForm::Free,
         },
-        "enum" | "set" => Kind::Text {
+        // The labels are in COLUMN_TYPE: `enum('a','b')`.
+        "enum" => Kind::Text {
             max_chars: None,
             max_bytes: None,
+            form: TextForm::Enum(type_labels(column_type)),
         },
-        "binary" | "varbinary" => Kind::Bytes {
+        "set" => Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+            form: TextForm::Set(type_labels(column_type)),
+        },
+        // BINARY(n) pads a shorter value with zero bytes; without (n) it is BINARY(1).
+        "binary" => Kind::Bytes {
+            max_bytes: Some(args.first().copied().unwrap_or(1)),
+            fixed: true,
+        },
+        "varbinary" => Kind::Bytes {
             max_bytes: args.first().copied(),
+            fixed: false,
         },
-        "tinyblob" => Kind::Bytes { max_bytes: Some(255) },
+        "tinyblob" => Kind::Bytes {
+            max_bytes: Some(255),
+            fixed: false,
+        },
         "blob" => Kind::Bytes {
             max_bytes: Some(65_535),
+            fixed: false,
         },
         "mediumblob" => Kind::Bytes {
             max_bytes: Some(16_777_215),
+            fixed: false,
         },
         "longblob" => Kind::Bytes {
             max_bytes: Some(4_294_967_295),
+            fixed: false,
         },
         "date" => Kind::Date,
         // Without an argument MariaDB keeps whole seconds (and cuts any fraction).
@@ -247,8 +343,25 @@ pub fn mysql_type(kind: &Kind) -> String {
         } => format!("decimal({p},{})", scale.unwrap_or(0)),
         // An unconstrained numeric takes the widest shared decimal.
         Kind::Decimal { .. } => "decimal(65,30)".into(),
+        Kind::Text {
+            max_chars: Some(n),
+            form: TextForm::Padded,
+            ..
+        } if *n <= 255 => format!("char({n})"),
+        Kind::Text {
+            form: TextForm::Enum(labels),
+            ..
+        } => format!("enum({})", sql_labels(labels)),
+        Kind::Text {
+            form: TextForm::Set(labels),
+            ..
+        } => format!("set({})", sql_labels(labels)),
         Kind::Text { max_chars: Some(n), .. } if *n <= 16_383 => format!("varchar({n})"),
         Kind::Text { .. } | Kind::Any => "longtext".into(),
+        Kind::Bytes {
+            max_bytes: Some(n),
+            fixed: true,
+        } if *n <= 255 => format!("binary({n})"),
         Kind::Bytes { .. } => "longblob".into(),
         Kind::Date => "date".into(),
         Kind::Time { fsp } => format!("time({fsp})"),
@@ -259,6 +372,16 @@ pub fn mysql_type(kind: &Kind) -> String {
         Kind::Uuid => "uuid".into(),
         Kind::Unsupported { type_name } => type_name.clone(),
     }
+}
+
+/// Labels as MariaDB declares them: `'a','b'`, a quote doubled and a backslash
+/// escaped (the server reads backslash escapes inside literals).
+fn sql_labels(labels: &[String]) -> String {
+    labels
+        .iter()
+        .map(|l| format!("'{}'", l.replace('\\', "\\\\").replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// SQLite: from the declared type, exact names first, then SQLite's affinity rules.
@@ -304,9 +427,13 @@ pub fn sqlite_kind(declared: &str) -> Kind {
         Kind::Text {
             max_chars: None,
             max_bytes: None,
+            form: TextForm::Free,
         }
     } else if upper.contains("BLOB") {
-        Kind::Bytes { max_bytes: None }
+        Kind::Bytes {
+            max_bytes: None,
+            fixed: false,
+        }
     } else if upper.contains("REAL") || upper.contains("FLOA") || upper.contains("DOUB") {
         Kind::Float { bytes: 8 }
     } else {
@@ -363,7 +490,13 @@ pub fn declared_kind(engine: crate::Engine, declared: &str) -> Kind {
             let char_max = matches!(name, "char" | "varchar")
                 .then(|| type_args(&lower).first().copied().or(Some(1)))
                 .flatten();
-            mysql_kind(name, &lower, char_max, false)
+            // Labels keep their case: `enum('A','B')` holds "A".
+            let column_type = if matches!(name, "enum" | "set") {
+                declared.trim()
+            } else {
+                lower.as_str()
+            };
+            mysql_kind(name, column_type, char_max, false)
         }
         Engine::Postgres => {
             let udt = match base {
@@ -417,12 +550,17 @@ mod tests {
             Kind::Text {
                 max_chars: Some(100),
                 max_bytes: None,
+                form: TextForm::Free,
             },
             Kind::Text {
                 max_chars: None,
                 max_bytes: None,
+                form: TextForm::Free,
             },
-            Kind::Bytes { max_bytes: None },
+            Kind::Bytes {
+                max_bytes: None,
+                fixed: false,
+            },
             Kind::Date,
             Kind::Time { fsp: 6 },
             Kind::Time { fsp: 0 },
@@ -457,6 +595,7 @@ mod tests {
                 Kind::Text { .. } => Kind::Text {
                     max_chars: None,
                     max_bytes: None,
+                    form: TextForm::Free,
                 },
                 Kind::Decimal { precision, scale, .. } => Kind::Decimal {
                     precision: *precision,
@@ -525,7 +664,8 @@ mod tests {
             pg_kind("name", "name", false),
             Kind::Text {
                 max_chars: None,
-                max_bytes: Some(63)
+                max_bytes: Some(63),
+                form: TextForm::Free
             }
         );
         assert!(matches!(
@@ -533,5 +673,96 @@ mod tests {
             Kind::Unsupported { .. }
         ));
         assert_eq!(sqlite_kind("DATETIME(3)"), Kind::Timestamp { fsp: 6 });
+    }
+
+    /// Fixed-width text, ENUM and SET labels, and BINARY(n) carry what decides
+    /// whether a value reads back as written (ARCHITECTURE.md, type mapping).
+    #[test]
+    fn fixed_widths_and_labels_are_part_of_the_kind() {
+        let labels = |ls: &[&str]| ls.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let text = |max_chars, form| Kind::Text {
+            max_chars,
+            max_bytes: None,
+            form,
+        };
+        // COLUMN_TYPE as MariaDB 10.11 writes it (a quote doubled, a backslash and a
+        // newline escaped, a comma and a parenthesis inside a label, an empty label).
+        assert_eq!(
+            type_labels(r"enum('a''b','c\\d','e,f','','ü','x)y','n\nl')"),
+            labels(&["a'b", "c\\d", "e,f", "", "ü", "x)y", "n\nl"])
+        );
+        assert_eq!(
+            mysql_kind("enum", "enum('a','B')", Some(1), false),
+            text(None, TextForm::Enum(labels(&["a", "B"])))
+        );
+        assert_eq!(
+            mysql_kind("set", "set('a','b','c')", Some(5), false),
+            text(None, TextForm::Set(labels(&["a", "b", "c"])))
+        );
+        assert_eq!(
+            mysql_kind("char", "char(36)", Some(36), false),
+            text(Some(36), TextForm::Padded)
+        );
+        assert_eq!(
+            mysql_kind("varchar", "varchar(36)", Some(36), false),
+            text(Some(36), TextForm::Free)
+        );
+        assert_eq!(
+            mysql_kind("binary", "binary(4)", None, false),
+            Kind::Bytes {
+                max_bytes: Some(4),
+                fixed: true
+            }
+        );
+        assert_eq!(
+            mysql_kind("varbinary", "varbinary(4)", None, false),
+            Kind::Bytes {
+                max_bytes: Some(4),
+                fixed: false
+            }
+        );
+        assert_eq!(
+            pg_kind("bpchar", "character(5)", false),
+            text(Some(5), TextForm::Padded)
+        );
+        assert_eq!(
+            pg_kind("varchar", "character varying(5)", false),
+            text(Some(5), TextForm::Free)
+        );
+        // SQLite has no fixed-width text: CHAR(5) is TEXT affinity, kept whole.
+        assert_eq!(sqlite_kind("CHAR(5)"), text(None, TextForm::Free));
+        // A model's dataType keeps its labels' case.
+        assert_eq!(
+            declared_kind(crate::Engine::Mysql, "ENUM('Open','Closed')"),
+            text(None, TextForm::Enum(labels(&["Open", "Closed"])))
+        );
+        assert_eq!(
+            declared_kind(crate::Engine::Postgres, "char(3)"),
+            text(Some(3), TextForm::Padded)
+        );
+        // Declared back: each engine's own spelling, and a kind that reads back as itself.
+        let kinds = [
+            text(Some(5), TextForm::Padded),
+            text(None, TextForm::Enum(labels(&["a'b", "c\\d"]))),
+            text(None, TextForm::Set(labels(&["a", "b"]))),
+            Kind::Bytes {
+                max_bytes: Some(4),
+                fixed: true,
+            },
+        ];
+        let declared: Vec<String> = kinds.iter().map(mysql_type).collect();
+        assert_eq!(
+            declared,
+            ["char(5)", r"enum('a''b','c\\d')", "set('a','b')", "binary(4)"]
+        );
+        for (k, t) in kinds.iter().zip(&declared) {
+            let name = t.split('(').next().unwrap();
+            assert_eq!(&mysql_kind(name, t, Some(5), false), k, "{t}");
+        }
+        assert_eq!(pg_type(&kinds[0]), "character(5)");
+        assert_eq!(pg_kind("bpchar", &pg_type(&kinds[0]), false), kinds[0]);
+        assert_eq!(pg_type(&kinds[1]), "text");
+        assert_eq!(pg_type(&kinds[3]), "bytea");
+        assert_eq!(sqlite_type(&kinds[1]), "TEXT");
     }
 }

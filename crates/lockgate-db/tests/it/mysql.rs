@@ -4,7 +4,7 @@
 
 use crate::support::{dec, mysql_admin_url, names, rows, text, TestDb};
 use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
-use lockgate_core::{Kind, Row, TableName, Value};
+use lockgate_core::{Kind, Row, TableName, TextForm, Value};
 use lockgate_db::{Conn, DbError, DbUrl, Engine};
 
 /// Forces the multi-row INSERT path on a MariaDB connection.
@@ -139,7 +139,8 @@ async fn describe_reads_keys_checks_json_and_engine() {
         col("code").kind,
         Kind::Text {
             max_chars: Some(20),
-            max_bytes: None
+            max_bytes: None,
+            form: TextForm::Free
         }
     );
     assert_eq!(col("code").data_type, "varchar(20)");

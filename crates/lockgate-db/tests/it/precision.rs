@@ -7,7 +7,7 @@
 
 use crate::support::{dec, TestDb};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
-use lockgate_core::{Batch, Kind, Row, Table, TableName, Value};
+use lockgate_core::{Batch, Kind, Row, Table, TableName, TextForm, Value};
 use lockgate_db::writer::{self, BatchSource, OnError, SourceError, WriteConfig, WriteMode, WriteReport};
 use lockgate_db::{Conn, Engine};
 use std::sync::Arc;
@@ -67,6 +67,13 @@ fn time(s: &str) -> NaiveTime {
 /// Creates table `name` (`ddl` is its column list after `id`) and writes one row
 /// per case (id = its position + 1) in `mode` with `--on-error skip`.
 async fn write_cases(conn: &mut Conn, name: &str, ddl: &str, cases: &[Case], mode: WriteMode) -> (Table, WriteReport) {
+    let table = create_table(conn, name, ddl).await;
+    let report = write_rows(conn, &table, cases, mode, OnError::Skip).await;
+    (table, report)
+}
+
+/// Creates table `name` (`ddl` is its column list after `id`).
+async fn create_table(conn: &mut Conn, name: &str, ddl: &str) -> Table {
     let id_type = if conn.engine() == Engine::Sqlite {
         "INTEGER"
     } else {
@@ -77,7 +84,12 @@ async fn write_cases(conn: &mut Conn, name: &str, ddl: &str, cases: &[Case], mod
         conn.dialect().quote(name)
     );
     conn.batch(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let table = conn.describe(&TableName::new(name)).await.unwrap().unwrap();
+    conn.describe(&TableName::new(name)).await.unwrap().unwrap()
+}
+
+/// Writes one row per case (id = its position + 1) into `table`.
+async fn write_rows(conn: &mut Conn, table: &Table, cases: &[Case], mode: WriteMode, on_error: OnError) -> WriteReport {
+    let name = table.name.to_string();
     let columns: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
     let mut batch = Batch::new(Arc::new(columns.clone()));
     for (i, case) in cases.iter().enumerate() {
@@ -95,13 +107,12 @@ async fn write_cases(conn: &mut Conn, name: &str, ddl: &str, cases: &[Case], mod
     }
     let cfg = WriteConfig {
         mode,
-        on_error: OnError::Skip,
+        on_error,
         ..WriteConfig::default()
     };
-    let report = writer::write(conn, &table, &cfg, &Pages(vec![batch]), None)
+    writer::write(conn, table, &cfg, &Pages(vec![batch]), None)
         .await
-        .unwrap_or_else(|e| panic!("{}: writing {name}: {e}", conn.engine()));
-    (table, report)
+        .unwrap_or_else(|e| panic!("{}: writing {name}: {e}", conn.engine()))
 }
 
 /// Checks a write of `cases`: exactly the cases that do not fit failed, each naming
@@ -489,6 +500,7 @@ async fn a_non_strict_mariadb_session_still_changes_no_value() {
         Kind::Text {
             max_chars: None,
             max_bytes: None,
+            form: TextForm::Free,
         },
         Kind::Timestamp { fsp: 6 },
         Kind::Float { bytes: 8 },
@@ -541,4 +553,348 @@ async fn types_that_would_change_a_value_refuse_it() {
         fails("y", Value::Int(2005), &["does not map the type year"]),
     ];
     check_both_modes(Engine::Mysql, "y year", &my).await;
+}
+
+/// Every row of `table`, by id, typed by its columns' kinds.
+async fn all_rows(conn: &mut Conn, table: &Table) -> Vec<Vec<Value>> {
+    let d = conn.dialect();
+    let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+    let kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
+    let sql = format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        d.columns(None, &names),
+        d.table(&table.name),
+        d.quote("id")
+    );
+    conn.query(&sql, &[], Some(&kinds)).await.unwrap()
+}
+
+/// Exactly the cases that do not fit failed, each naming its column and saying what
+/// it must (the value given, what the column would store).
+fn assert_refused(report: &WriteReport, cases: &[Case], what: &str) {
+    let mut problems = Vec::new();
+    let mut want: Vec<String> = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let key = format!("id={}", i + 1);
+        let error = report.failed.iter().find(|e| e.key.as_deref() == Some(key.as_str()));
+        match (&case.error, error) {
+            (None, None) => {}
+            (None, Some(e)) => problems.push(format!("{what}: {} = {:?} failed: {e}", case.column, case.value)),
+            (Some(_), None) => problems.push(format!("{what}: {} = {:?} did not fail", case.column, case.value)),
+            (Some(says), Some(e)) => {
+                want.push(key);
+                if e.column.as_deref() != Some(case.column) {
+                    problems.push(format!(
+                        "{what}: {} = {:?}: error names column {:?}",
+                        case.column, case.value, e.column
+                    ));
+                }
+                for s in says {
+                    if !e.message.contains(s.as_str()) {
+                        problems.push(format!(
+                            "{what}: {} = {:?}: message {:?} does not say {s:?}",
+                            case.column, case.value, e.message
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let mut failed: Vec<String> = report
+        .failed
+        .iter()
+        .map(|e| e.key.clone().unwrap_or_default())
+        .collect();
+    failed.sort_unstable();
+    want.sort_unstable();
+    if failed != want {
+        problems.push(format!("{what}: failed rows {failed:?}, expected {want:?}"));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Writes `cases` into fresh tables by insert and by upsert (`check_both_modes`'s
+/// checks), then shows that a refusal changes nothing: into a table that already
+/// has a row for each case (its columns NULL), an upsert leaves every refused row as
+/// it was and sets the others; an insert under `--on-error rollback` keeps no row
+/// when any is refused.
+async fn check_refusals_change_nothing(conn: &mut Conn, prefix: &str, ddl: &str, cases: &[Case]) {
+    let engine = conn.engine();
+    for (name, mode) in [("by_insert", WriteMode::Insert), ("by_upsert", WriteMode::Upsert)] {
+        let name = format!("{prefix}_{name}");
+        let (table, report) = write_cases(conn, &name, ddl, cases, mode).await;
+        assert_cases(conn, &table, &report, cases, &format!("{engine} {name}")).await;
+    }
+
+    let what = format!("{engine} {prefix} over existing rows");
+    let table = create_table(conn, &format!("{prefix}_seeded"), ddl).await;
+    let d = conn.dialect();
+    let ids: Vec<String> = (1..=cases.len()).map(|i| format!("({i})")).collect();
+    conn.batch(&format!(
+        "INSERT INTO {} ({}) VALUES {}",
+        d.table(&table.name),
+        d.quote("id"),
+        ids.join(", ")
+    ))
+    .await
+    .unwrap();
+    let before = all_rows(conn, &table).await;
+    let report = write_rows(conn, &table, cases, WriteMode::Upsert, OnError::Skip).await;
+    assert_refused(&report, cases, &what);
+    let mut want = before;
+    for (i, case) in cases.iter().enumerate() {
+        if case.error.is_none() {
+            let at = table.columns.iter().position(|c| c.name == case.column).unwrap();
+            want[i][at] = table.columns[at].kind.check(case.value.clone()).unwrap();
+        }
+    }
+    assert_eq!(
+        all_rows(conn, &table).await,
+        want,
+        "{what}: refused rows stay as they were"
+    );
+
+    let what = format!("{engine} {prefix} under rollback");
+    let table = create_table(conn, &format!("{prefix}_rollback"), ddl).await;
+    let report = write_rows(conn, &table, cases, WriteMode::Insert, OnError::Rollback).await;
+    assert_refused(&report, cases, &what);
+    let kept = all_rows(conn, &table).await.len();
+    if cases.iter().any(|c| c.error.is_some()) {
+        assert_eq!(kept, 0, "{what}: nothing is kept");
+    } else {
+        assert_eq!(kept, cases.len(), "{what}: every row fits");
+    }
+}
+
+/// The MariaDB cases of issue 11 §2 that the server changes silently, in strict and
+/// non-strict sessions alike: CHAR(n) drops trailing spaces, ENUM matches a label
+/// regardless of case and trailing spaces (and reads a number as a position), SET
+/// reorders and merges members, BINARY(n) pads with zero bytes. A CHAR(36) holding
+/// UUIDs (what Lockgate creates on servers without a `uuid` type) takes them as ever.
+fn mariadb_fixed_and_label_cases() -> Vec<Case> {
+    let t = |s: &str| Value::Text(s.to_string());
+    let b = |s: &[u8]| Value::Bytes(s.to_vec());
+    let labels = "(\"a\", \"b\", \"B2\"; case and spaces count)";
+    let set = "(\"a\", \"b\", \"c\"): it takes those labels joined by commas";
+    vec![
+        fits("c", t("ab")),
+        fits("c", t(" ab")),
+        fits("c", t("abcde")),
+        fits("c", t("")),
+        fails(
+            "c",
+            t("ab  "),
+            &["\"ab  \" ends in spaces, which a char(5) column pads values with and does not give back: it would store \"ab\""],
+        ),
+        fails("c", t(" "), &["\" \" ends in spaces", "it would store \"\""]),
+        fails("c", t("abcde "), &["is 6 characters long", "cut to \"abcde\""]),
+        fits(
+            "u",
+            Value::Uuid(uuid::Uuid::parse_str("0b3a3f5e-8a4c-4c1e-9d7e-3f1a2b3c4d5e").unwrap()),
+        ),
+        fits("u", t("f47ac10b-58cc-4372-a567-0e02b2c3d479")),
+        fits("e", t("a")),
+        fits("e", t("B2")),
+        fails(
+            "e",
+            t("A"),
+            &[&format!("\"A\" is not one of the column's labels {labels}: MariaDB would store \"a\"")],
+        ),
+        fails("e", t("a "), &["\"a \" is not one of the column's labels", "would store \"a\""]),
+        fails("e", t("b2"), &["\"b2\" is not one", "would store \"B2\""]),
+        fails(
+            "e",
+            t("2"),
+            &["\"2\" is not one of the column's labels", "would store \"b\", label number 2"],
+        ),
+        fails(
+            "e",
+            t("zz"),
+            &[&format!(
+                "\"zz\" is not one of the column's labels {labels}: MariaDB would store \"\" (its error value) where sql_mode is not strict"
+            )],
+        ),
+        fails("e", t(""), &["\"\" is not one of the column's labels", "would store \"\""]),
+        fits("s", t("")),
+        fits("s", t("a")),
+        fits("s", t("a,c")),
+        fits("s", t("a,b,c")),
+        fails(
+            "s",
+            t("b,a"),
+            &[&format!("\"b,a\" is not a value of the column's set {set}"), "MariaDB would store \"a,b\""],
+        ),
+        fails("s", t("a,a"), &["\"a,a\" is not a value", "would store \"a\""]),
+        fails("s", t("A,b"), &["\"A,b\" is not a value", "would store \"a,b\""]),
+        fails(
+            "s",
+            t("a,x"),
+            &["\"a,x\" is not a value", "would store \"a\", dropping \"x\""],
+        ),
+        fails("s", t("5"), &["\"5\" is not a value", "would store \"a,c\""]),
+        fits("b", b(b"abcd")),
+        fits("b", b(&[0, 1, 2, 0])),
+        fails(
+            "b",
+            b(b"ab"),
+            &["\\x6162 is 2 bytes; a binary(4) column pads it with zero bytes to 4: it would store \\x61620000"],
+        ),
+        fails("b", b(b""), &["\\x is 0 bytes", "it would store \\x00000000"]),
+        fails("b", b(b"abcde"), &["5 bytes do not fit: the column holds at most 4"]),
+        fits("vb", b(b"ab")),
+        fits("vb", b(b"")),
+    ]
+}
+
+const MARIADB_FIXED_DDL: &str = "c char(5), u char(36), e enum('a','b','B2'), s set('a','b','c'), \
+                                 b binary(4), vb varbinary(4)";
+
+/// The same values written by hand, to show what the server does with them in this
+/// session: every one is stored changed, and no error is raised.
+async fn mariadb_changes_them_silently(conn: &mut Conn, what: &str) {
+    conn.batch(&format!("CREATE TABLE raw (id int PRIMARY KEY, {MARIADB_FIXED_DDL})"))
+        .await
+        .unwrap();
+    conn.execute(
+        "INSERT INTO raw (id, c, e, s, b) VALUES (1, ?, ?, ?, ?), (2, ?, ?, ?, ?)",
+        &[
+            Value::Text("ab  ".into()),
+            Value::Text("A".into()),
+            Value::Text("b,a".into()),
+            Value::Bytes(b"ab".to_vec()),
+            Value::Text(" ".into()),
+            Value::Text("2".into()),
+            Value::Text("A,a".into()),
+            Value::Bytes(Vec::new()),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let got = conn
+        .query("SELECT c, e, s, b FROM raw ORDER BY id", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            vec![
+                Value::Text("ab".into()),
+                Value::Text("a".into()),
+                Value::Text("a,b".into()),
+                Value::Bytes(b"ab\0\0".to_vec()),
+            ],
+            vec![
+                Value::Text(String::new()),
+                Value::Text("b".into()),
+                Value::Text("a".into()),
+                Value::Bytes(vec![0; 4]),
+            ],
+        ],
+        "{what}: MariaDB changes these values without an error; Lockgate refuses each"
+    );
+    conn.batch("DROP TABLE raw").await.unwrap();
+}
+
+/// MariaDB CHAR(n), ENUM, SET and BINARY(n) change values silently in a strict
+/// session (Lockgate's own) and in a lenient one: each such value is that row's
+/// error naming the column, the value and what MariaDB would store, and nothing is
+/// written for it. What a column holds reads back as it is, even ENUM's `''`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_fixed_widths_and_labels_change_no_value() {
+    let cases = mariadb_fixed_and_label_cases();
+    let db = TestDb::new(Engine::Mysql).await;
+    let mut conn = db.conn().await;
+    let mode = conn.query("SELECT @@SESSION.sql_mode", &[], None).await.unwrap();
+    let Value::Text(strict) = &mode[0][0] else {
+        panic!("sql_mode is {mode:?}")
+    };
+    assert!(
+        strict.contains("STRICT_ALL_TABLES"),
+        "Lockgate's session is strict: {strict}"
+    );
+    mariadb_changes_them_silently(&mut conn, "strict").await;
+    check_refusals_change_nothing(&mut conn, "strict", MARIADB_FIXED_DDL, &cases).await;
+
+    conn.batch("SET SESSION sql_mode = ''").await.unwrap();
+    mariadb_changes_them_silently(&mut conn, "non-strict").await;
+    check_refusals_change_nothing(&mut conn, "lenient", MARIADB_FIXED_DDL, &cases).await;
+    let mode = conn.query("SELECT @@SESSION.sql_mode", &[], None).await.unwrap();
+    assert_eq!(mode[0][0], Value::Text(String::new()), "the session stayed lenient");
+
+    // A lenient session stores '' for an unknown label: reading it gives '' back
+    // (a value the column holds), though writing '' is refused above.
+    conn.batch("INSERT INTO lenient_by_insert (id, e) VALUES (1000, 'zz')")
+        .await
+        .unwrap();
+    let table = conn
+        .describe(&TableName::new("lenient_by_insert"))
+        .await
+        .unwrap()
+        .unwrap();
+    let rows = all_rows(&mut conn, &table).await;
+    let at = table.columns.iter().position(|c| c.name == "e").unwrap();
+    assert_eq!(rows.last().unwrap()[0], Value::Int(1000));
+    assert_eq!(rows.last().unwrap()[at], Value::Text(String::new()));
+}
+
+/// PostgreSQL `character(n)` pads a value with spaces that carry no meaning: it
+/// compares and casts to text without them, and Lockgate reads it without them, so
+/// 'ab' comes back 'ab', as from MariaDB's CHAR. A text that ends in spaces cannot
+/// be told from its padding: it is that row's error, as on MariaDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_character_n_keeps_values_without_trailing_spaces() {
+    let t = |s: &str| Value::Text(s.to_string());
+    let cases = vec![
+        fits("c", t("ab")),
+        fits("c", t(" ab")),
+        fits("c", t("abcde")),
+        fits("c", t("")),
+        fails(
+            "c",
+            t("ab  "),
+            &["\"ab  \" ends in spaces, which a char(5) column pads values with and does not give back: it would store \"ab\""],
+        ),
+        fails("c", t("abcde "), &["is 6 characters long", "cut to \"abcde\""]),
+        fails("b", t("x "), &["\"x \" ends in spaces, which a char column", "it would store \"x\""]),
+        fits("b", t("a much longer text")),
+    ];
+    let db = TestDb::new(Engine::Postgres).await;
+    let mut conn = db.conn().await;
+    check_refusals_change_nothing(&mut conn, "pg", "c character(5), b bpchar", &cases).await;
+
+    // What PostgreSQL does: the padding is no part of the value.
+    let r = conn
+        .query(
+            "SELECT 'ab'::character(5) = 'ab  '::character(5), octet_length('ab'::character(5)), \
+                    length('ab'::character(5)), ('ab'::character(5))::text, 'ab'::character(5)",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r[0],
+        vec![Value::Bool(true), Value::Int(5), Value::Int(2), t("ab"), t("ab")],
+        "stored padded to 5, yet equal to 'ab  ', 2 characters long, 'ab' as text and as Lockgate reads it"
+    );
+}
+
+/// SQLite has no fixed-width text: CHAR(5) is TEXT affinity, so trailing spaces and
+/// longer texts are kept whole and nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_char_keeps_trailing_spaces() {
+    let t = |s: &str| Value::Text(s.to_string());
+    let cases = vec![
+        fits("c", t("ab  ")),
+        fits("c", t("ab")),
+        fits("c", t(" ")),
+        fits("c", t("abcde   ")),
+    ];
+    let db = TestDb::new(Engine::Sqlite).await;
+    let mut conn = db.conn().await;
+    check_refusals_change_nothing(&mut conn, "lite", "c CHAR(5)", &cases).await;
+    let table = conn.describe(&TableName::new("lite_by_insert")).await.unwrap().unwrap();
+    let rows = all_rows(&mut conn, &table).await;
+    assert_eq!(rows[0][1], t("ab  "), "read back with its spaces");
+    assert_eq!(rows[3][1], t("abcde   "));
 }

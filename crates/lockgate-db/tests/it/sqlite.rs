@@ -4,7 +4,7 @@
 
 use crate::support::{dec, names, rows, text, TestDb};
 use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
-use lockgate_core::{ForeignKey, Kind, TableName, Value};
+use lockgate_core::{ForeignKey, Kind, TableName, TextForm, Value};
 use lockgate_db::{Conn, DbError, DbUrl, Engine};
 use std::time::Duration;
 
@@ -139,6 +139,7 @@ async fn describe_reports_keys_indexes_and_kinds() {
             Kind::Text {
                 max_chars: None,
                 max_bytes: None,
+                form: TextForm::Free,
             },
         ),
         ("flag", "BOOLEAN", Kind::Bool),
@@ -159,9 +160,17 @@ async fn describe_reports_keys_indexes_and_kinds() {
             Kind::Text {
                 max_chars: None,
                 max_bytes: None,
+                form: TextForm::Free,
             },
         ),
-        ("data", "BLOB", Kind::Bytes { max_bytes: None }),
+        (
+            "data",
+            "BLOB",
+            Kind::Bytes {
+                max_bytes: None,
+                fixed: false,
+            },
+        ),
         ("d", "DATE", Kind::Date),
         ("t", "TIME", Kind::Time { fsp: 6 }),
         ("ts", "TIMESTAMP", Kind::Timestamp { fsp: 6 }),
@@ -182,6 +191,7 @@ async fn describe_reports_keys_indexes_and_kinds() {
             Kind::Text {
                 max_chars: None,
                 max_bytes: None,
+                form: TextForm::Free,
             },
         ),
     ];

@@ -8,7 +8,7 @@
 
 use crate::support::{dec, TestDb};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
-use lockgate_core::{Batch, Kind, Row, Table, TableName, Value};
+use lockgate_core::{Batch, Kind, Row, Table, TableName, TextForm, Value};
 use lockgate_db::read::TableReader;
 use lockgate_db::types::{mysql_type, pg_type, sqlite_type};
 use lockgate_db::writer::{self, BatchSource, OnError, SourceError, WriteConfig, WriteReport};
@@ -241,12 +241,17 @@ async fn declared_types_read_back_as_their_kinds() {
         Kind::Text {
             max_chars: Some(50),
             max_bytes: None,
+            form: TextForm::Free,
         },
         Kind::Text {
             max_chars: None,
             max_bytes: None,
+            form: TextForm::Free,
         },
-        Kind::Bytes { max_bytes: None },
+        Kind::Bytes {
+            max_bytes: None,
+            fixed: false,
+        },
         Kind::Date,
         Kind::Time { fsp: 6 },
         Kind::Time { fsp: 0 },
@@ -269,6 +274,7 @@ async fn declared_types_read_back_as_their_kinds() {
             (Engine::Sqlite, Kind::Text { .. }) => Kind::Text {
                 max_chars: None,
                 max_bytes: None,
+                form: TextForm::Free,
             },
             (Engine::Sqlite, Kind::Decimal { precision, scale, .. }) => Kind::Decimal {
                 precision: *precision,
@@ -278,9 +284,11 @@ async fn declared_types_read_back_as_their_kinds() {
             (Engine::Mysql, Kind::Text { max_chars: None, .. }) => Kind::Text {
                 max_chars: None,
                 max_bytes: Some(4_294_967_295),
+                form: TextForm::Free,
             },
             (Engine::Mysql, Kind::Bytes { .. }) => Kind::Bytes {
                 max_bytes: Some(4_294_967_295),
+                fixed: false,
             },
             // MariaDB has no zone-aware type past 2038: instants are stored as UTC in
             // datetime(6) and read back as timestamps (ARCHITECTURE.md, type mapping).
@@ -358,9 +366,16 @@ fn round_trip_kinds() -> Vec<(&'static str, Kind)> {
             Kind::Text {
                 max_chars: None,
                 max_bytes: None,
+                form: TextForm::Free,
             },
         ),
-        ("c_bytes", Kind::Bytes { max_bytes: None }),
+        (
+            "c_bytes",
+            Kind::Bytes {
+                max_bytes: None,
+                fixed: false,
+            },
+        ),
         ("c_date", Kind::Date),
         ("c_time", Kind::Time { fsp: 6 }),
         ("c_ts", Kind::Timestamp { fsp: 6 }),

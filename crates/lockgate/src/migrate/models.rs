@@ -10,7 +10,7 @@
 
 use crate::source::Validation;
 use lockgate_bundle::{IndexDef, ModelDef, PropType, PropertyDef};
-use lockgate_core::{Kind, Table, TableName};
+use lockgate_core::{Kind, Table, TableName, TextForm};
 use lockgate_db::schema::{ColumnDefault, ColumnSpec, IndexSpec, KeptAttributes, SchemaChange, TableSpec};
 use lockgate_db::Engine;
 
@@ -83,6 +83,7 @@ pub(crate) fn kind_of(p: &PropertyDef) -> Kind {
         PropType::String => Kind::Text {
             max_chars: p.max,
             max_bytes: None,
+            form: TextForm::Free,
         },
         PropType::Number if p.precision.is_some() => Kind::Decimal {
             precision: p.precision,
@@ -100,7 +101,10 @@ pub(crate) fn kind_of(p: &PropertyDef) -> Kind {
             fsp: lockgate_core::value::MAX_FSP,
         },
         PropType::Object | PropType::Array | PropType::Any => Kind::Json,
-        PropType::Buffer => Kind::Bytes { max_bytes: None },
+        PropType::Buffer => Kind::Bytes {
+            max_bytes: None,
+            fixed: false,
+        },
     }
 }
 
@@ -243,6 +247,7 @@ fn tenant_spec(tenant_column: &str) -> ColumnSpec {
         kind: Kind::Text {
             max_chars: Some(255),
             max_bytes: None,
+            form: TextForm::Free,
         },
         data_type: None,
         nullable: false,

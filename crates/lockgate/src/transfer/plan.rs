@@ -409,6 +409,10 @@ pub fn key_values(text: &str, kinds: &[Kind]) -> Result<Vec<Value>, String> {
         .zip(kinds)
         .map(|(p, k)| match k {
             Kind::Any => Ok(Value::Text(p.clone())),
+            // A source's key as its column holds it (an ENUM's '' included).
+            k @ Kind::Text { .. } => k
+                .check_stored(Value::Text(p.clone()))
+                .map_err(|e| format!("key {p:?}: {e}")),
             k => k.parse_text(p).map_err(|e| format!("key {p:?}: {e}")),
         })
         .collect()

@@ -336,3 +336,209 @@ async fn a_single_float_arrives_as_the_number_it_says() {
         assert!(rows[1].starts_with("2|1.25|16777216|2.5"), "{what}: {rows:?}");
     }
 }
+
+/// MariaDB destinations that give back only some values as written: CHAR(n) (no
+/// trailing spaces), ENUM and SET (their labels, exactly; a set in declaration
+/// order) and BINARY(n) (exactly n bytes; it pads shorter ones with zero bytes).
+const MARIADB_FIXED: &str = "CREATE TABLE events (id bigint PRIMARY KEY, c char(5), e enum('a','b'), \
+                             s set('a','b','c'), b binary(4)) ENGINE=InnoDB";
+
+/// Row 1 fits; rows 2 to 5 each carry one value MariaDB would store changed.
+const FREE_ROWS: &str = "INSERT INTO events (id, c, e, s, b) VALUES \
+    (1, 'ab', 'a', 'a,c', '\\x61626364'), \
+    (2, 'ab  ', 'a', '', '\\x61626364'), \
+    (3, 'ab', 'A', 'a', '\\x61626364'), \
+    (4, 'ab', 'b', 'b,a', '\\x61626364'), \
+    (5, 'ab', 'b', 'a', '\\x6162')";
+
+/// What each failing row's error says: its column, the given value and what
+/// MariaDB would store.
+fn fixed_errors() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    vec![
+        (
+            "2",
+            "c",
+            vec!["\"ab  \" ends in spaces, which a char(5) column pads values with and does not give back: it would store \"ab\""],
+        ),
+        (
+            "3",
+            "e",
+            vec!["\"A\" is not one of the column's labels (\"a\", \"b\"; case and spaces count): MariaDB would store \"a\""],
+        ),
+        (
+            "4",
+            "s",
+            vec!["\"b,a\" is not a value of the column's set (\"a\", \"b\", \"c\")", "MariaDB would store \"a,b\""],
+        ),
+        (
+            "5",
+            "b",
+            vec!["\\x6162 is 2 bytes; a binary(4) column pads it with zero bytes to 4: it would store \\x61620000"],
+        ),
+    ]
+}
+
+/// A transfer from PostgreSQL text and bytea into MariaDB CHAR(5), ENUM, SET and
+/// BINARY(4): `transfer check` names each column as narrowing, the export refuses
+/// each value MariaDB would store changed (naming column, value and what it would
+/// store) and keeps nothing; once the values fit they arrive unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_into_mariadb_labels_and_fixed_widths_changes_no_value() {
+    let src = TestDb::new(Engine::Postgres).await;
+    let dst = TestDb::new(Engine::Mysql).await;
+    let mut sc = src.conn().await;
+    sc.batch("CREATE TABLE events (id bigint PRIMARY KEY, c text, e text, s text, b bytea)")
+        .await
+        .unwrap();
+    sc.batch(FREE_ROWS).await.unwrap();
+    let mut dc = dst.conn().await;
+    dc.batch(MARIADB_FIXED).await.unwrap();
+    let t = events(&src, &dst);
+
+    let check = transfer::check(&t).await.unwrap();
+    let mut noted: Vec<(&str, &str)> = check
+        .narrowing
+        .iter()
+        .map(|n| (n.column.as_str(), n.why.as_str()))
+        .collect();
+    noted.sort_unstable();
+    assert_eq!(
+        noted,
+        vec![
+            (
+                "b",
+                "values longer than 4 bytes do not fit; values shorter than 4 bytes are errors: binary(4) pads them with zero bytes"
+            ),
+            (
+                "c",
+                "texts that end in spaces are errors: char(5) gives them back without; texts longer than 5 characters do not fit"
+            ),
+            ("e", "only the labels of enum('a','b') fit, exactly: other texts are errors"),
+            (
+                "s",
+                "only the labels of set('a','b','c') fit, joined by commas in its order: other texts are errors"
+            ),
+        ],
+        "{:#?}",
+        check.narrowing
+    );
+
+    assert!(transfer::create(&t, &CreateOptions::default()).await.unwrap().created);
+    let r = transfer::run_pending(std::slice::from_ref(&t), &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code(), 3);
+    let e = &r.exports[0];
+    assert_eq!(e.export.status, "failed");
+    let expected = fixed_errors();
+    let got: Vec<(&str, Option<&str>)> = e.errors.iter().map(|x| (x.key.as_str(), x.column.as_deref())).collect();
+    let want: Vec<(&str, Option<&str>)> = expected.iter().map(|(k, c, _)| (*k, Some(*c))).collect();
+    assert_eq!(got, want, "{:#?}", e.errors);
+    for ((_, _, says), err) in expected.iter().zip(&e.errors) {
+        for s in says {
+            assert!(err.message.contains(s), "{:?} does not say {s:?}", err.message);
+        }
+    }
+    assert_eq!(count(&mut dc, "events").await, 0, "nothing may be kept");
+
+    sc.batch("UPDATE events SET c = 'ab', e = 'a', s = 'a,b', b = '\\x61626364' WHERE id IN (2, 3, 4, 5)")
+        .await
+        .unwrap();
+    assert!(transfer::create(&t, &CreateOptions::default()).await.unwrap().created);
+    let r = transfer::run_pending(std::slice::from_ref(&t), &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code(), 0, "{:?}", r.exports[0].errors);
+    let mut rows = vec!["1|ab|a|a,c|\\x61626364".to_string()];
+    rows.extend((2..=5).map(|i| format!("{i}|ab|a|a,b|\\x61626364")));
+    assert_eq!(table_rows(&mut dc, "events").await.unwrap(), rows);
+}
+
+/// The same values from a file: a load into MariaDB refuses each row whose value
+/// the server would store changed, with its file and line; nothing is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_into_mariadb_labels_and_fixed_widths_changes_no_value() {
+    let (_dir, csv) = temp_file(
+        "events.csv",
+        b"id,c,e,s,b\n\
+          1,ab,a,\"a,c\",\\x61626364\n\
+          2,ab  ,a,,\\x61626364\n\
+          3,ab,A,a,\\x61626364\n\
+          4,ab,b,\"b,a\",\\x61626364\n\
+          5,ab,b,a,\\x6162\n",
+    );
+    let db = TestDb::new(Engine::Mysql).await;
+    let mut conn = db.conn().await;
+    conn.batch(MARIADB_FIXED).await.unwrap();
+    let r = load(&db, "events", std::slice::from_ref(&csv), |_| {}).await.unwrap();
+    assert_eq!(r.exit_code(), 3);
+    assert_eq!(count(&mut conn, "events").await, 0, "nothing may stay");
+    let expected = fixed_errors();
+    let got: Vec<(String, Option<&str>, Option<u64>)> = r
+        .failed
+        .iter()
+        .map(|e| (e.key.clone().unwrap_or_default(), e.column.as_deref(), e.line))
+        .collect();
+    let want: Vec<(String, Option<&str>, Option<u64>)> = expected
+        .iter()
+        .map(|(k, c, _)| (format!("id={k}"), Some(*c), Some(k.parse::<u64>().unwrap() + 1)))
+        .collect();
+    assert_eq!(got, want, "{:#?}", r.failed);
+    for ((_, _, says), e) in expected.iter().zip(&r.failed) {
+        for s in says {
+            assert!(e.message.contains(s), "{:?} does not say {s:?}", e.message);
+        }
+    }
+}
+
+/// `character(n)` both ways between PostgreSQL and MariaDB, and into SQLite: the
+/// value is the text without its padding, on every engine, so 'ab' arrives as 'ab'
+/// and the check notes nothing between two char(5) columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn char_n_values_arrive_without_their_padding() {
+    let pairs = [
+        (
+            Engine::Postgres,
+            "CREATE TABLE events (id bigint PRIMARY KEY, c character(5))",
+            Engine::Mysql,
+            "CREATE TABLE events (id bigint PRIMARY KEY, c char(5)) ENGINE=InnoDB",
+        ),
+        (
+            Engine::Mysql,
+            "CREATE TABLE events (id bigint PRIMARY KEY, c char(5)) ENGINE=InnoDB",
+            Engine::Postgres,
+            "CREATE TABLE events (id bigint PRIMARY KEY, c character(5))",
+        ),
+        (
+            Engine::Postgres,
+            "CREATE TABLE events (id bigint PRIMARY KEY, c character(5))",
+            Engine::Sqlite,
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, c TEXT)",
+        ),
+    ];
+    for (s, src_ddl, d, dst_ddl) in pairs {
+        let what = format!("{s} -> {d}");
+        let src = TestDb::new(s).await;
+        let dst = TestDb::new(d).await;
+        let mut sc = src.conn().await;
+        sc.batch(src_ddl).await.unwrap();
+        sc.batch("INSERT INTO events (id, c) VALUES (1, 'ab'), (2, ' ab'), (3, 'abcde'), (4, '')")
+            .await
+            .unwrap();
+        let mut dc = dst.conn().await;
+        dc.batch(dst_ddl).await.unwrap();
+        let t = events(&src, &dst);
+        let check = transfer::check(&t).await.unwrap();
+        assert!(check.narrowing.is_empty(), "{what}: {:#?}", check.narrowing);
+        transfer::create(&t, &CreateOptions::default()).await.unwrap();
+        let r = transfer::run_pending(std::slice::from_ref(&t), &RunOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.exit_code(), 0, "{what}: {:?}", r.exports[0].errors);
+        assert_eq!(
+            table_rows(&mut dc, "events").await.unwrap(),
+            vec!["1|ab", "2| ab", "3|abcde", "4|"],
+            "{what}"
+        );
+    }
+}
