@@ -90,6 +90,7 @@ async fn write_cases(conn: &mut Conn, name: &str, ddl: &str, cases: &[Case], mod
         values[at] = case.value.clone();
         batch.push(Row {
             line: i as u64 + 1,
+            number: i as u64 + 1,
             values,
         });
     }
