@@ -10,6 +10,10 @@ use std::sync::Arc;
 pub struct Row {
     /// 1-based line in the source file (or row number in a source query).
     pub line: u64,
+    /// 1-based number of the record in its file (the file reader's count, which
+    /// tells apart records that share a line, as in a compact JSON array); 0 when
+    /// the rows are not a file's records (a query's, Lockgate's own).
+    pub number: u64,
     /// The values, one per column of the batch.
     pub values: Vec<Value>,
 }
@@ -32,6 +36,14 @@ pub struct Batch {
     /// Whether every value was already checked against its column's Kind (file
     /// readers type each field on the way in); the writer checks the others.
     pub checked: bool,
+}
+
+impl Row {
+    /// [`Row::number`] as a row error carries it: none when the rows are not a file's
+    /// records.
+    pub fn record(&self) -> Option<u64> {
+        (self.number > 0).then_some(self.number)
+    }
 }
 
 impl Batch {
@@ -64,6 +76,10 @@ pub struct RowError {
     /// 1-based line in that file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
+    /// 1-based number of the record in that file ([`Row::number`]): several records
+    /// may share a line, one record has one number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<u64>,
     /// The row's key, rendered `col=value, col=value`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,

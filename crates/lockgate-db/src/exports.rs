@@ -261,6 +261,7 @@ pub async fn add_row_keys(conn: &mut Conn, export_id: i64, keys: &[(i64, String)
         .iter()
         .map(|(n, k)| Row {
             line: *n as u64,
+            number: 0,
             values: vec![Value::Int(export_id), Value::Int(*n), Value::Text(k.clone())],
         })
         .collect();
@@ -720,6 +721,7 @@ pub async fn add_errors(conn: &mut Conn, export_id: i64, errors: &[FailedRow]) -
             .iter()
             .map(|e| Row {
                 line: e.n as u64,
+                number: 0,
                 values: vec![
                     Value::Int(export_id),
                     Value::Int(e.n),

@@ -105,6 +105,7 @@ impl TableReader {
             self.read += 1;
             batch.push(Row {
                 line: self.read,
+                number: 0,
                 values,
             });
         }

@@ -308,6 +308,7 @@ pub async fn write_logs(conn: &mut Conn, entries: &[LogEntry]) -> Result<(), DbE
         .enumerate()
         .map(|(i, e)| lockgate_core::Row {
             line: i as u64 + 1,
+            number: 0,
             values: vec![
                 e.run_id.map_or(Value::Null, Value::Int),
                 Value::Text(e.log_type.clone()),
@@ -413,6 +414,7 @@ pub async fn write_images(conn: &mut Conn, module: &str, version: &str, images: 
         .enumerate()
         .map(|(i, img)| lockgate_core::Row {
             line: i as u64 + 1,
+            number: 0,
             values: vec![
                 Value::Text(module.into()),
                 Value::Text(version.into()),

@@ -249,6 +249,7 @@ async fn insert(
             let l = LAST[rng.usize(..LAST.len())];
             Row {
                 line: id as u64,
+                number: 0,
                 values: vec![
                     Value::Int(id),
                     Value::Text(f.into()),

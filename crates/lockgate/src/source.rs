@@ -272,6 +272,7 @@ fn read_file(
                         error = Some(RowError {
                             file: Some(name.to_string()),
                             line: Some(record.line),
+                            record: Some(record.number),
                             key: raw_key(&record, &set, &key_idx, table),
                             column: Some(column.name.clone()),
                             code: "lockgate".into(),
@@ -295,6 +296,7 @@ fn read_file(
                 error = Some(RowError {
                     file: Some(name.to_string()),
                     line: Some(record.line),
+                    record: Some(record.number),
                     key: raw_key(&record, &set, &key_idx, table),
                     column: Some(column.clone()),
                     code: "validation".into(),
@@ -324,6 +326,7 @@ fn read_file(
             Some(e) => batch.rejected.push(e),
             None => batch.push(Row {
                 line: record.line,
+                number: record.number,
                 values,
             }),
         }

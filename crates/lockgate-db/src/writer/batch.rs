@@ -1,5 +1,5 @@
-//! One batch's rows with what is needed to report on them (line, source, key), and
-//! the client-side checks that need no round trip.
+//! One batch's rows with what is needed to report on them (line, record number,
+//! source, key), and the client-side checks that need no round trip.
 
 use super::*;
 
@@ -32,6 +32,7 @@ impl BatchCtx<'_> {
         RowError {
             file: self.source.map(str::to_string),
             line: Some(self.rows[i].line),
+            record: self.rows[i].record(),
             key: render_key(self.plan, self.columns, &self.rows[i]),
             column,
             code: e.code.clone(),
@@ -89,6 +90,7 @@ impl BatchCtx<'_> {
         RowError {
             file: self.source.map(str::to_string),
             line: Some(self.rows[i].line),
+            record: self.rows[i].record(),
             key: render_key(self.plan, self.columns, &self.rows[i]),
             column: column.map(str::to_string),
             code: kind.map_or("lockgate".to_string(), |k| k.code(self.plan.dialect.0).to_string()),
@@ -234,6 +236,7 @@ pub(super) fn precheck(plan: &Plan, batch: &mut Batch) -> (Vec<Row>, Vec<RowErro
             Some((column, code, message)) => errors.push(RowError {
                 file: batch.source.as_deref().map(|s| s.to_string()),
                 line: Some(row.line),
+                record: row.record(),
                 key: render_key(plan, &ctx_cols, &row),
                 column: column.map(str::to_string),
                 code: code.into(),

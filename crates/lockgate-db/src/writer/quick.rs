@@ -5,6 +5,9 @@
 use super::*;
 
 pub(super) const LINE: &str = "__lg_line";
+/// The record's number in its file ([`Row::number`]), which its line alone does not
+/// give when records share a line.
+pub(super) const REC: &str = "__lg_rec";
 pub(super) const FILE: &str = "__lg_file";
 pub(super) const CANDIDATES: &str = "lockgate_stage_repeats";
 
@@ -87,6 +90,7 @@ pub(super) async fn quick_pass(
     let mut cols: Vec<(String, String)> = staged.iter().map(|c| (c.name.clone(), stage_type(d, c))).collect();
     cols.push((ORD.into(), d.bigint().into()));
     cols.push((LINE.into(), d.bigint().into()));
+    cols.push((REC.into(), d.bigint().into()));
     cols.push((FILE.into(), d.bigint().into()));
     conn.batch(&d.drop_temp(STAGE)).await?;
     conn.batch(&d.create_temp(STAGE, &cols)).await?;
@@ -160,6 +164,7 @@ pub(super) async fn quick_pass(
         let mut names: Vec<String> = picks.iter().map(|&i| batch.columns[i].clone()).collect();
         names.push(ORD.into());
         names.push(LINE.into());
+        names.push(REC.into());
         names.push(FILE.into());
         let projected: Vec<Row> = rows
             .iter()
@@ -167,9 +172,14 @@ pub(super) async fn quick_pass(
                 let mut values: Vec<Value> = picks.iter().map(|&i| r.values[i].clone()).collect();
                 values.push(Value::Int(n));
                 values.push(Value::Int(r.line as i64));
+                values.push(Value::Int(r.number as i64));
                 values.push(Value::Int(file_no));
                 n += 1;
-                Row { line: r.line, values }
+                Row {
+                    line: r.line,
+                    number: r.number,
+                    values,
+                }
             })
             .collect();
         conn.stream_rows(&stage, &names, &projected).await.map_err(careful)?;
@@ -198,7 +208,7 @@ pub(super) async fn quick_pass(
                 .iter()
                 .position(|f| f.as_deref().map(|s| s.as_str()) == e.file.as_deref())
         };
-        failed.sort_by_key(|e| (file_order(e), e.line));
+        failed.sort_by_key(|e| (file_order(e), e.line, e.record));
         let good = n as u64 - bad.len() as u64;
         return Ok(WriteReport {
             rows_read,
@@ -267,7 +277,7 @@ pub(super) async fn quick_pass(
 }
 
 /// Builds the reports of failing staged rows from what the staging table holds:
-/// their line, source and key.
+/// their line, record number, source and key.
 pub(super) async fn name_staged_rows(
     conn: &mut Conn,
     plan: &Plan,
@@ -284,7 +294,7 @@ pub(super) async fn name_staged_rows(
         let list = (1..=params.len()).map(|i| d.param(i)).collect::<Vec<_>>().join(", ");
         let key_cols = key.iter().map(|k| format!(", {}", d.quote(k))).collect::<String>();
         let sql = format!(
-            "SELECT {ORD}, {LINE}, {FILE}{key_cols} FROM {} WHERE {ORD} IN ({list})",
+            "SELECT {ORD}, {LINE}, {FILE}, {REC}{key_cols} FROM {} WHERE {ORD} IN ({list})",
             d.quote(STAGE)
         );
         for row in conn.query(&sql, &params, None).await? {
@@ -295,13 +305,14 @@ pub(super) async fn name_staged_rows(
                 .and_then(|f| f.as_deref().cloned());
             let key_text = key
                 .iter()
-                .zip(&row[3..])
+                .zip(&row[4..])
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(", ");
             out.push(RowError {
                 file,
                 line: as_u64(&row[1]),
+                record: as_u64(&row[3]).filter(|n| *n > 0),
                 key: (!key.is_empty()).then_some(key_text),
                 column: f.column.clone(),
                 code: f.kind.code(d.0).to_string(),
@@ -389,7 +400,14 @@ pub(super) async fn whole_input_checks(
             // The index is declared with the table: a separate CREATE INDEX commits
             // the transaction on MariaDB, even on a temporary table.
             conn.batch(&d.create_temp_indexed(CANDIDATES, &cand_cols, &key)).await?;
-            let rows: Vec<Row> = candidates.into_iter().map(|values| Row { line: 0, values }).collect();
+            let rows: Vec<Row> = candidates
+                .into_iter()
+                .map(|values| Row {
+                    line: 0,
+                    number: 0,
+                    values,
+                })
+                .collect();
             conn.bulk_insert(&lockgate_core::TableName::new(CANDIDATES), &key, &rows, None)
                 .await?;
             // Statistics, so that the join probes the few candidates (PostgreSQL

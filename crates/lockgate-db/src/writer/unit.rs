@@ -172,7 +172,8 @@ pub(super) async fn inserts_only(conn: &mut Conn, plan: &Plan) -> Result<bool, D
 }
 
 /// Puts failures in input order: by source (in the order sources first appear),
-/// then line. Checks find rows in their own order; a person reads the file's.
+/// then line, then record (records may share a line). Checks find rows in their own
+/// order; a person reads the file's.
 pub(super) fn sort_failures(failed: &mut [RowError]) {
     let mut sources: Vec<Option<String>> = Vec::new();
     for e in failed.iter() {
@@ -180,7 +181,7 @@ pub(super) fn sort_failures(failed: &mut [RowError]) {
             sources.push(e.file.clone());
         }
     }
-    failed.sort_by_key(|e| (sources.iter().position(|s| *s == e.file), e.line));
+    failed.sort_by_key(|e| (sources.iter().position(|s| *s == e.file), e.line, e.record));
 }
 
 /// Begins the unit's transaction. On PostgreSQL, when every join on the key can

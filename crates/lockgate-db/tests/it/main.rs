@@ -14,6 +14,7 @@ mod support {
             .enumerate()
             .map(|(i, values)| Row {
                 line: i as u64 + 1,
+                number: i as u64 + 1,
                 values,
             })
             .collect()

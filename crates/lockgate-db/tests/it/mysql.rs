@@ -815,6 +815,7 @@ async fn inserted_rows_are_read_back_where_there_is_no_returning() {
         for (i, values) in data.into_iter().enumerate() {
             b.push(Row {
                 line: i as u64 + 2,
+                number: i as u64 + 1,
                 values,
             });
         }

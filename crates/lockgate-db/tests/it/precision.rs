@@ -102,6 +102,7 @@ async fn write_rows(conn: &mut Conn, table: &Table, cases: &[Case], mode: WriteM
         values[at] = case.value.clone();
         batch.push(Row {
             line: i as u64 + 1,
+            number: i as u64 + 1,
             values,
         });
     }

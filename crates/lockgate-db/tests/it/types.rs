@@ -173,6 +173,7 @@ fn batch_of(columns: &[&str], rows: Vec<Vec<Value>>) -> Batch {
     for (i, values) in rows.into_iter().enumerate() {
         batch.push(Row {
             line: i as u64 + 1,
+            number: i as u64 + 1,
             values,
         });
     }
@@ -531,6 +532,7 @@ fn generate_rows(engine: Engine, n: usize) -> Vec<Row> {
             values.extend(strategies.iter().map(|s| s.new_tree(&mut runner).unwrap().current()));
             Row {
                 line: id as u64,
+                number: id as u64,
                 values,
             }
         })
@@ -822,6 +824,7 @@ async fn edge_values_survive_postgres_mariadb_sqlite_postgres() {
             values.extend(edges.iter().map(|column| column[i % column.len()].clone()));
             Row {
                 line: i as u64 + 1,
+                number: i as u64 + 1,
                 values,
             }
         })
@@ -982,6 +985,7 @@ async fn mariadb_float_reads_back_exactly() {
         .enumerate()
         .map(|(i, f)| Row {
             line: i as u64 + 1,
+            number: i as u64 + 1,
             values: vec![Value::Int(i as i64), Value::Float(*f as f64)],
         })
         .collect();
@@ -1063,6 +1067,7 @@ async fn json_scalar_numbers_round_trip_through_sqlite() {
         .enumerate()
         .map(|(i, d)| Row {
             line: i as u64 + 1,
+            number: i as u64 + 1,
             values: vec![Value::Int(i as i64 + 1), json(d)],
         })
         .collect();

@@ -1,6 +1,7 @@
 //! The writer's options that migrations rely on, on all three engines: nested units
 //! under a savepoint, updates that leave unchanged rows alone (and count them), row
-//! images, and the insert path for key modes into an empty table.
+//! images, the insert path for key modes into an empty table, and failing records
+//! that share a line named by their own record numbers.
 
 use crate::support::TestDb;
 use lockgate_core::{Batch, Row, Value};
@@ -29,6 +30,7 @@ fn rows(data: &[(i64, &str)]) -> Rows {
     for (i, (id, name)) in data.iter().enumerate() {
         b.push(Row {
             line: i as u64 + 2,
+            number: i as u64 + 1,
             values: vec![Value::Int(*id), Value::Text(name.to_string())],
         });
     }
@@ -255,6 +257,7 @@ fn contacts(first: u64, data: &[(&str, &str)]) -> Batch {
     for (i, (email, name)) in data.iter().enumerate() {
         b.push(Row {
             line: first + i as u64,
+            number: first + i as u64,
             values: vec![Value::Text(email.to_string()), Value::Text(name.to_string())],
         });
     }
@@ -586,5 +589,93 @@ async fn a_sync_deleting_more_than_a_page_captures_every_row_once() {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 12_000, "{engine}: every deleted row imaged once");
+    }
+}
+
+/// Records that all start on line 1 (a compact JSON array), numbered 1, 2, 3….
+fn one_line(columns: &[&str], records: Vec<Vec<Value>>) -> Rows {
+    let mut b = Batch::new(Arc::new(columns.iter().map(|c| c.to_string()).collect()));
+    for (i, values) in records.into_iter().enumerate() {
+        b.push(Row {
+            line: 1,
+            number: i as u64 + 1,
+            values,
+        });
+    }
+    Rows(b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_records_that_share_a_line_carry_their_own_numbers() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let mut conn = db.conn().await;
+        conn.batch("CREATE TABLE marks (n bigint CHECK (n > 0), note varchar(20) NOT NULL)")
+            .await
+            .unwrap();
+        conn.batch("CREATE TABLE keyed (id bigint PRIMARY KEY, n bigint CHECK (n > 0), note varchar(20) NOT NULL)")
+            .await
+            .unwrap();
+        let text = |s: &str| Value::Text(s.into());
+        // A table without a key: the 2nd record fails its CHECK (found by the
+        // database), the 3rd gives NULL for a NOT NULL column (found before sending).
+        let marks = conn.find_table("marks").await.unwrap();
+        let input = one_line(
+            &["n", "note"],
+            vec![
+                vec![Value::Int(1), text("a")],
+                vec![Value::Int(-2), text("b")],
+                vec![Value::Int(3), Value::Null],
+            ],
+        );
+        let r = writer::write(&mut conn, &marks, &WriteConfig::default(), &input, None)
+            .await
+            .unwrap();
+        let got: Vec<(Option<u64>, Option<u64>)> = r.failed.iter().map(|e| (e.line, e.record)).collect();
+        assert_eq!(got, [(Some(1), Some(2)), (Some(1), Some(3))], "{engine}: {r:?}");
+        // With a key, by each way the writer finds failing rows: the quick diagnose
+        // of an insert (a repeated key, named from the staging table), and the
+        // careful one of an upsert.
+        let keyed = conn.find_table("keyed").await.unwrap();
+        let records = || {
+            vec![
+                vec![Value::Int(1), Value::Int(1), text("a")],
+                vec![Value::Int(2), Value::Int(-2), text("b")],
+                vec![Value::Int(1), Value::Int(3), text("c")],
+            ]
+        };
+        let insert = WriteConfig {
+            mode: WriteMode::Insert,
+            ..WriteConfig::default()
+        };
+        let r = writer::write(
+            &mut conn,
+            &keyed,
+            &insert,
+            &one_line(&["id", "n", "note"], records()),
+            None,
+        )
+        .await
+        .unwrap();
+        let got: Vec<(Option<u64>, Option<u64>)> = r.failed.iter().map(|e| (e.line, e.record)).collect();
+        assert_eq!(got, [(Some(1), Some(2)), (Some(1), Some(3))], "{engine}: {r:?}");
+        let upsert = WriteConfig {
+            mode: WriteMode::Upsert,
+            ..WriteConfig::default()
+        };
+        let mut upserted = records();
+        upserted[2] = vec![Value::Int(3), Value::Int(3), Value::Null];
+        let r = writer::write(
+            &mut conn,
+            &keyed,
+            &upsert,
+            &one_line(&["id", "n", "note"], upserted),
+            None,
+        )
+        .await
+        .unwrap();
+        let got: Vec<(Option<u64>, Option<u64>)> = r.failed.iter().map(|e| (e.line, e.record)).collect();
+        assert_eq!(got, [(Some(1), Some(2)), (Some(1), Some(3))], "{engine}: {r:?}");
+        assert_eq!(r.failed[1].key.as_deref(), Some("id=3"), "{engine}: {r:?}");
     }
 }

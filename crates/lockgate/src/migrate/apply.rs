@@ -426,10 +426,11 @@ impl Run<'_> {
             .unwrap_or_else(|| self.opts.tenant_column.clone())
     }
 
-    /// The schema changes the definitions in force ask for.
+    /// The schema changes the definitions in force ask for (of the models that get a
+    /// table in this version: [`Pending::tables`]).
     pub(super) async fn schema_changes(&mut self, p: &Pending) -> Result<Vec<SchemaChange>, MigrateError> {
         let tenant_column = self.tenant_column(p);
-        Ok(planned_changes(self.conn, &self.models, &tenant_column)
+        Ok(planned_changes(self.conn, &p.tables, &tenant_column)
             .await?
             .into_iter()
             .map(|(_, c)| c)

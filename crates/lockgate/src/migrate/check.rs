@@ -50,6 +50,11 @@ pub(super) async fn check_pending(
     opts: &MigrateOptions,
 ) -> Result<(), MigrateError> {
     let mut models = shared.clone();
+    // MariaDB: the columns of the tables that earlier versions of this run create or
+    // change, as those versions will leave them (by lower-cased name). A later
+    // version's changes are planned against the database as it is now, so they do
+    // not say what the earlier ones made.
+    let mut planned: HashMap<String, Vec<String>> = HashMap::new();
     for p in pending {
         for m in &p.ddl {
             models.add(m.clone());
@@ -62,9 +67,11 @@ pub(super) async fn check_pending(
             .tenant_column
             .clone()
             .unwrap_or_else(|| opts.tenant_column.clone());
-        let changes = planned_changes(conn, &p.models, &tenant_column).await?;
-        if conn.engine() == Engine::Mysql && !changes.is_empty() {
-            // The tables the changes concern and those the version's files load into.
+        let changes = planned_changes(conn, &p.tables, &tenant_column).await?;
+        if conn.engine() == Engine::Mysql {
+            // The columns of the tables the changes concern and of those the version's
+            // files load into, before its changes: as earlier versions of the run
+            // leave them, else as they are.
             let mut names: Vec<String> = changes.iter().map(|(_, c)| change_table(c)).collect();
             names.extend(
                 p.manifest
@@ -73,16 +80,49 @@ pub(super) async fn check_pending(
                     .filter(|f| f.enabled && matches!(f.kind(), EntryKind::Data(_)))
                     .filter_map(|f| f.model.clone()),
             );
-            let mut tables = HashMap::new();
+            let mut columns: HashMap<String, Vec<String>> = HashMap::new();
             for name in names {
-                if tables.contains_key(&name.to_lowercase()) {
+                let lower = name.to_lowercase();
+                if columns.contains_key(&lower) {
                     continue;
                 }
-                if let Some(t) = conn.lookup_table(&name).await? {
-                    tables.insert(name.to_lowercase(), t);
+                if let Some(c) = planned.get(&lower) {
+                    columns.insert(lower, c.clone());
+                } else if let Some(t) = conn.lookup_table(&name).await? {
+                    columns.insert(lower, t.columns.iter().map(|c| c.name.clone()).collect());
                 }
             }
-            check_files_before_ddl(p, &changes, &tables, &tenant_column)?;
+            // After the version's changes.
+            for (_, c) in &changes {
+                let table = change_table(c).to_lowercase();
+                match c {
+                    SchemaChange::CreateTable(t) => {
+                        columns.insert(table, t.columns.iter().map(|c| c.name.clone()).collect());
+                    }
+                    SchemaChange::AddColumn { column, .. } => {
+                        let list = columns.entry(table).or_default();
+                        if !list.iter().any(|c| c.eq_ignore_ascii_case(&column.name)) {
+                            list.push(column.name.clone());
+                        }
+                    }
+                    SchemaChange::DropColumn { column, .. } => {
+                        columns
+                            .entry(table)
+                            .or_default()
+                            .retain(|c| !c.eq_ignore_ascii_case(column));
+                    }
+                    _ => {}
+                }
+            }
+            if !changes.is_empty() {
+                check_files_before_ddl(p, &columns, &tenant_column)?;
+            }
+            for (_, c) in &changes {
+                let table = change_table(c).to_lowercase();
+                if let Some(list) = columns.get(&table) {
+                    planned.insert(table, list.clone());
+                }
+            }
         }
         for m in &p.ddl {
             if m.table_name().to_ascii_lowercase().starts_with("lockgate_") {
@@ -188,65 +228,63 @@ pub(super) async fn planned_changes(
 }
 
 /// MariaDB commits each schema change at once, so before a version's first one every
-/// data file it loads (into any table, changed or not) is read through: a file that cannot be
-/// read, or gives a column the table will not have, stops the run while nothing has
-/// changed. (On PostgreSQL and SQLite the version's rollback undoes its DDL too.)
+/// data file it loads (into any table, changed or not) is read through: a file that
+/// cannot be read, or gives a column the table will not have, stops the run while
+/// nothing has changed. (On PostgreSQL and SQLite the version's rollback undoes its
+/// DDL too.) `columns` are the tables' columns once the version's changes are made,
+/// by lower-cased name: a table that exists, or that this version or an earlier one
+/// of the run creates.
 pub(super) fn check_files_before_ddl(
     p: &Pending,
-    changes: &[(PathBuf, SchemaChange)],
-    tables: &HashMap<String, Table>,
+    columns: &HashMap<String, Vec<String>>,
     tenant_column: &str,
 ) -> Result<(), MigrateError> {
     let meta = p.manifest.path.display().to_string();
     for f in p.manifest.files.iter().filter(|f| f.enabled) {
         let EntryKind::Data(_) = f.kind() else { continue };
         let model = f.model.clone().unwrap_or_default();
-        // The table's columns once the changes are made. A file into a table the
-        // version does not change is read through all the same: its records fail
-        // after the DDL as surely as a changed table's would. A table that neither
-        // exists nor is created here (an earlier version of this run creates it) has
-        // no columns to check against yet: its file is only read through.
-        let mut columns: Option<Vec<String>> = tables
-            .get(&model.to_lowercase())
-            .map(|t| t.columns.iter().map(|c| c.name.clone()).collect());
-        for (_, c) in changes {
-            match c {
-                SchemaChange::CreateTable(t) if t.name.name.eq_ignore_ascii_case(&model) => {
-                    columns = Some(t.columns.iter().map(|c| c.name.clone()).collect());
-                }
-                SchemaChange::AddColumn { table, column } if table.name.eq_ignore_ascii_case(&model) => {
-                    columns.get_or_insert_with(Vec::new).push(column.name.clone());
-                }
-                SchemaChange::DropColumn { table, column } if table.name.eq_ignore_ascii_case(&model) => {
-                    columns.get_or_insert_with(Vec::new).retain(|c| c != column);
-                }
-                _ => {}
-            }
-        }
+        // A file into a table the version does not change is read through all the
+        // same: its records fail after the DDL as surely as a changed table's would.
+        // A table nothing creates is an error of its own (see `check_pending`).
+        let columns = columns.get(&model.to_lowercase());
         let label = format!("files[{}]", f.index);
         let path = p.dir.resolve(&f.file, &label)?;
+        if let Some(columns) = columns {
+            for k in &f.key {
+                if !columns.iter().any(|c| c.eq_ignore_ascii_case(k)) {
+                    return Err(MigrateError::Input(format!(
+                        "{meta}: {label}: key {k:?} is not a column of table {model}: fix the key"
+                    )));
+                }
+            }
+        }
         let mut reader =
             lockgate_bundle::open_records(&path, f.format).map_err(|e| MigrateError::Input(e.to_string()))?;
+        // Names are checked as they appear: a CSV header's before the first record
+        // (line 1), a JSON key with the record that first gives it.
+        let check = |names: &[String], line: u64| -> Result<(), MigrateError> {
+            let Some(columns) = columns else { return Ok(()) };
+            for name in names {
+                if !columns.iter().any(|c| c.eq_ignore_ascii_case(name)) && !name.eq_ignore_ascii_case(tenant_column) {
+                    return Err(MigrateError::Input(format!(
+                        "{}:{line}: column {name:?} is not a column of table {model} (its columns will be: {}): rename it in the file or drop it ({label} of {meta})",
+                        path.display(),
+                        columns.join(", ")
+                    )));
+                }
+            }
+            Ok(())
+        };
+        check(reader.columns(), 1)?;
+        let mut checked = reader.columns().len();
         let mut record = lockgate_bundle::Record::default();
         while reader
             .next_record(&mut record)
             .map_err(|e| MigrateError::Input(format!("{e} ({label} of {meta})")))?
-        {}
-        let Some(columns) = columns else { continue };
-        for k in &f.key {
-            if !columns.iter().any(|c| c.eq_ignore_ascii_case(k)) {
-                return Err(MigrateError::Input(format!(
-                    "{meta}: {label}: key {k:?} is not a column of table {model}: fix the key"
-                )));
-            }
-        }
-        for name in reader.columns() {
-            if !columns.iter().any(|c| c.eq_ignore_ascii_case(name)) && !name.eq_ignore_ascii_case(tenant_column) {
-                return Err(MigrateError::Input(format!(
-                    "{}: column {name:?} is not a column of table {model} (its columns will be: {}): rename it in the file or drop it ({label} of {meta})",
-                    path.display(),
-                    columns.join(", ")
-                )));
+        {
+            if reader.columns().len() > checked {
+                check(&reader.columns()[checked..], record.line)?;
+                checked = reader.columns().len();
             }
         }
     }

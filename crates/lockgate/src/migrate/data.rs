@@ -356,29 +356,38 @@ pub(super) async fn clear_table(
 /// At most this many per version, to bound memory.
 pub(super) const MAX_FAILURE_DATA: usize = 1_000;
 
+/// Gives each failing record (of the first [`MAX_FAILURE_DATA`]) its data, found by
+/// its number in its file ([`RowError::record`]): its line is not enough, as the
+/// records of a compact JSON array share one, and a key is not either, as a table
+/// without one has none. Each file is read once, streaming, up to its last failing
+/// record, and only the failing records are kept.
 pub(super) fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
     let mut wanted: HashMap<String, HashSet<u64>> = HashMap::new();
     for f in failures.iter().take(MAX_FAILURE_DATA) {
-        if let (Some(file), Some(line)) = (&f.error.file, f.error.line) {
-            wanted.entry(file.clone()).or_default().insert(line);
+        if let (Some(file), Some(number)) = (&f.error.file, f.error.record) {
+            wanted.entry(file.clone()).or_default().insert(number);
         }
     }
-    // Every record on a wanted line: a compact JSON array holds many on one line.
-    let mut found: HashMap<(String, u64), Vec<serde_json::Map<String, serde_json::Value>>> = HashMap::new();
-    for (file, lines) in wanted {
+    let mut found: HashMap<(String, u64), serde_json::Value> = HashMap::new();
+    for (file, numbers) in wanted {
+        // The format the file's entry names, if any.
         let format = p
             .manifest
             .files
             .iter()
-            .find(|e| p.dir.path.join(&e.file) == Path::new(&file))
+            .find(|e| {
+                p.dir
+                    .resolve(&e.file, "files")
+                    .is_ok_and(|path| path == Path::new(&file))
+            })
             .and_then(|e| e.format);
         let Ok(mut reader) = lockgate_bundle::open_records(Path::new(&file), format) else {
             continue;
         };
-        let last = lines.iter().copied().max().unwrap_or(0);
+        let last = numbers.iter().copied().max().unwrap_or(0);
         let mut record = lockgate_bundle::Record::default();
-        while reader.next_record(&mut record).unwrap_or(false) && record.line <= last {
-            if lines.contains(&record.line) {
+        while reader.next_record(&mut record).unwrap_or(false) {
+            if numbers.contains(&record.number) {
                 let obj: serde_json::Map<String, serde_json::Value> = record
                     .fields
                     .iter()
@@ -391,65 +400,16 @@ pub(super) fn attach_data(failures: &mut [RecordFailure], p: &Pending) {
                         (reader.columns()[*i].clone(), v)
                     })
                     .collect();
-                found.entry((file.clone(), record.line)).or_default().push(obj);
+                found.insert((file.clone(), record.number), serde_json::Value::Object(obj));
+            }
+            if record.number >= last {
+                break;
             }
         }
     }
-    let mut used: HashMap<(String, u64), HashSet<usize>> = HashMap::new();
     for f in failures.iter_mut() {
-        let (Some(file), Some(line)) = (&f.error.file, f.error.line) else {
-            continue;
-        };
-        let id = (file.clone(), line);
-        let Some(records) = found.get(&id) else { continue };
-        let taken = used.entry(id).or_default();
-        let pick = if records.len() == 1 {
-            Some(0)
-        } else {
-            // Several records on the line: the one whose fields match the failure's
-            // key (`col=value, …`); none when the key cannot tell them apart.
-            f.error.key.as_deref().and_then(|key| pick_by_key(records, key, taken))
-        };
-        if let Some(i) = pick {
-            taken.insert(i);
-            f.data = Some(serde_json::Value::Object(records[i].clone()));
+        if let (Some(file), Some(number)) = (&f.error.file, f.error.record) {
+            f.data = found.get(&(file.clone(), number)).cloned();
         }
     }
-}
-
-/// Among records sharing a line, the one a failure's rendered key (`col=value, …`)
-/// names: the most key parts matched by its fields, preferring one not yet given to
-/// another failure.
-pub(super) fn pick_by_key(
-    records: &[serde_json::Map<String, serde_json::Value>],
-    key: &str,
-    taken: &HashSet<usize>,
-) -> Option<usize> {
-    let parts: Vec<(String, &str)> = key
-        .split(", ")
-        .filter_map(|p| p.split_once('='))
-        .map(|(c, v)| (c.to_lowercase(), v))
-        .collect();
-    let same = |j: &serde_json::Value, text: &str| match j {
-        serde_json::Value::String(s) => s == text,
-        serde_json::Value::Null => text == "NULL",
-        serde_json::Value::Number(n) => {
-            n.to_string() == text || matches!((n.as_f64(), text.parse::<f64>()), (Some(a), Ok(b)) if a == b)
-        }
-        serde_json::Value::Bool(b) => text == if *b { "true" } else { "false" },
-        _ => false,
-    };
-    let score = |r: &serde_json::Map<String, serde_json::Value>| {
-        parts
-            .iter()
-            .filter(|(c, v)| r.iter().any(|(k, j)| k.to_lowercase() == *c && same(j, v)))
-            .count()
-    };
-    let best = records.iter().map(score).max().filter(|&s| s > 0)?;
-    let matching: Vec<usize> = (0..records.len()).filter(|&i| score(&records[i]) == best).collect();
-    matching
-        .iter()
-        .copied()
-        .find(|i| !taken.contains(i))
-        .or(matching.first().copied())
 }

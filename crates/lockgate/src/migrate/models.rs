@@ -14,27 +14,30 @@ use lockgate_core::{Kind, Table, TableName, TextForm};
 use lockgate_db::schema::{ColumnDefault, ColumnSpec, IndexSpec, KeptAttributes, SchemaChange, TableSpec};
 use lockgate_db::Engine;
 
-/// Base models that add no property: loopback's own, and oe-Cloud's `BaseEntity`
-/// (whose framework fields come from mixins Lockgate does not run).
+/// Base models that add no property unless `models/` or `ddl/` defines them:
+/// loopback's own, and oe-Cloud's `BaseEntity` (whose framework fields come from
+/// mixins Lockgate does not run).
 const PLAIN_BASES: [&str; 4] = ["Model", "PersistedModel", "KeyValueModel", "BaseEntity"];
 
 /// The model with what its `base` models give it: their properties first (a
 /// property of its own replaces a base's of the same name), their indexes, their
 /// tenancy, and their idInjection unless it sets its own. `all` are the definitions
-/// in force, which a base must be among unless it is one of [`PLAIN_BASES`].
+/// in force, which a base must be among unless it is one of [`PLAIN_BASES`]; a
+/// definition of one of those (a `BaseEntity` of the app's common properties) is
+/// used like any other.
 pub(crate) fn with_bases(model: &ModelDef, all: &[&ModelDef]) -> Result<ModelDef, String> {
     let mut out = model.clone();
     let mut seen = vec![model.name.clone()];
     let mut base_name = model.base.clone();
     while let Some(name) = base_name {
-        if PLAIN_BASES.iter().any(|b| b.eq_ignore_ascii_case(&name)) {
-            break;
-        }
-        let base = all
+        let defined = all
             .iter()
             .find(|m| m.name == name)
-            .or_else(|| all.iter().find(|m| m.name.eq_ignore_ascii_case(&name)))
-            .ok_or_else(|| {
+            .or_else(|| all.iter().find(|m| m.name.eq_ignore_ascii_case(&name)));
+        if defined.is_none() && PLAIN_BASES.iter().any(|b| b.eq_ignore_ascii_case(&name)) {
+            break;
+        }
+        let base = defined.ok_or_else(|| {
                 format!(
                     "{}: \"base\" is {name:?}, which is neither a definition in models/ or the version's ddl/ nor one of {}: add {name:?}'s definition to models/",
                     model.path.display(),

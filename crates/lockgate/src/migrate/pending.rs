@@ -40,6 +40,9 @@ pub(super) struct Pending {
     /// The definitions in force for it (`models/` overridden by its `ddl/`), each
     /// with what its base models give it.
     pub(super) models: Models,
+    /// Those of [`Pending::models`] whose tables the version creates or keeps in
+    /// line with their definitions (see [`Models::with_tables`]).
+    pub(super) tables: Models,
 }
 
 /// Models by lower-cased table name; a later definition replaces an earlier one.
@@ -52,6 +55,41 @@ impl Models {
     }
     pub(super) fn get(&self, table: &str) -> Option<&ModelDef> {
         self.0.get(&table.to_lowercase())
+    }
+
+    /// The models that get a table of their own in a version: all of them but those
+    /// that serve only as another model's `base`. In loopback such a model (a
+    /// `BaseEntity` of common properties, say) has no table unless the app attaches
+    /// it to a datasource; in a `db/` folder the version says so by naming it: a
+    /// data file or `clearTables` entry of the version, or a definition in its own
+    /// `ddl/`. Its properties reach the models built on it either way.
+    pub(super) fn with_tables(&self, manifest: &Manifest, ddl: &[ModelDef]) -> Models {
+        let named = |m: &ModelDef| {
+            let is = |name: &str| name.eq_ignore_ascii_case(&m.name) || name.eq_ignore_ascii_case(m.table_name());
+            let files = manifest
+                .files
+                .iter()
+                .filter(|f| f.enabled && matches!(f.kind(), EntryKind::Data(_)))
+                .filter_map(|f| f.model.as_deref());
+            let cleared: &[String] = match &manifest.clear_tables {
+                ClearTables::Tables(list) => list,
+                _ => &[],
+            };
+            files.chain(cleared.iter().map(String::as_str)).any(is)
+                || ddl.iter().any(|d| d.table_name().eq_ignore_ascii_case(m.table_name()))
+        };
+        let is_base = |m: &ModelDef| {
+            self.0
+                .values()
+                .any(|other| other.base.as_deref().is_some_and(|b| b.eq_ignore_ascii_case(&m.name)))
+        };
+        Models(
+            self.0
+                .iter()
+                .filter(|(_, m)| !is_base(m) || named(m))
+                .map(|(k, m)| (k.clone(), m.clone()))
+                .collect(),
+        )
     }
 
     /// These models with what their base models give each.

@@ -501,6 +501,7 @@ async fn put_back(conn: &mut Conn, table: &Table, rows: &[&Net]) -> Result<u64, 
             .or_insert_with(|| Batch::new(Arc::new(cols)));
         batch.push(Row {
             line: i as u64 + 1,
+            number: 0,
             values,
         });
     }

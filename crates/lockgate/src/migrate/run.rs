@@ -94,12 +94,15 @@ pub async fn migrate(
             for m in &ddl {
                 in_force.add(m.clone());
             }
+            let models = in_force.resolved()?;
+            let tables = models.with_tables(&manifest, &ddl);
             pending.push(Pending {
                 checksum: v.checksum()?,
                 dir: v.clone(),
                 manifest,
                 ddl,
-                models: in_force.resolved()?,
+                models,
+                tables,
             });
         }
         // Drift (Flyway's validate): said in the warnings, except for the versions

@@ -656,6 +656,7 @@ async fn read_rows(
                 Some((col, e)) => batch.rejected.push(row_error(n, &text, Some(col), e)),
                 None => batch.push(Row {
                     line: n as u64,
+                    number: 0,
                     values: out,
                 }),
             }
@@ -695,6 +696,7 @@ fn row_error(n: i64, key: &str, column: Option<String>, message: String) -> RowE
     RowError {
         file: None,
         line: Some(n as u64),
+        record: None,
         key: Some(key.to_string()),
         column,
         code: "lockgate".into(),

@@ -298,6 +298,7 @@ async fn transient_errors_are_retried() {
     let mut batch = lockgate_core::Batch::new(std::sync::Arc::new(columns));
     batch.push(lockgate_core::Row {
         line: 2,
+        number: 1,
         values: vec![
             lockgate_core::Value::Int(1),
             lockgate_core::Value::Text("A".into()),

@@ -2,11 +2,14 @@
 //! realistic `db/` folders: a data file holding one object, idInjection and
 //! generated ids, records without their key's value, tables without a key, JSON
 //! columns holding what the JSON says, `dump` then `migrate` of every model type,
-//! defaults in each engine's literal form (and `"$now"`), base models, indexes, and
-//! every definition checked before the first DDL statement (MariaDB's kept schema
-//! changes named when DDL did run).
+//! defaults in each engine's literal form (and `"$now"`), base models (and the
+//! tables that only-base models do not get), indexes, every definition checked
+//! before the first DDL statement (MariaDB's kept schema changes named when DDL did
+//! run; on MariaDB a file into a table an earlier version of the run creates checked
+//! against that table's planned columns), and each failing record of a compact JSON
+//! array logged with its own data, keyed or not.
 
-use crate::migrate::{entry, entry_with, meta, run, run_ok, snapshot, strings, Bundle};
+use crate::migrate::{entry, entry_with, logs, meta, run, run_ok, snapshot, strings, Bundle};
 use crate::support::*;
 use lockgate::{DumpOptions, MigrateError};
 use lockgate_db::Engine;
@@ -531,6 +534,10 @@ async fn base_models_give_their_properties_and_unknown_model_json_is_a_clear_err
             strings(&["S1|NULL|4.5"]),
             "{engine}"
         );
+        assert!(
+            conn.lookup_table("Party").await.unwrap().is_none(),
+            "{engine}: Party only serves as Supplier's base"
+        );
     }
     // Errors name the file and what to change; nothing is created.
     let cases: [(&str, &str, &str); 3] = [
@@ -747,6 +754,266 @@ async fn records_with_and_without_ids_in_one_file_are_all_inserted() {
             for given in ["1|a", "2|c", "50|f", "90|h"] {
                 assert!(rows.contains(&given.to_string()), "{engine} {batch_rows}: {rows:?}");
             }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_only_serves_as_a_base_gets_a_table_only_where_a_version_names_it() {
+    // An app's common properties in a `BaseEntity` of its own, a second base on it,
+    // and the model the data goes into: only that model's table is made, with every
+    // base's properties.
+    let b = Bundle::new();
+    b.put(
+        "models/BaseEntity.json",
+        r#"{"name": "BaseEntity", "base": "PersistedModel", "properties": {
+            "createdBy": "string", "note": {"type": "string", "max": 30}}}"#,
+    )
+    .put(
+        "models/AuditBase.json",
+        r#"{"name": "AuditBase", "base": "BaseEntity", "idInjection": false, "properties": {
+            "code": {"type": "string", "id": true, "max": 10}}}"#,
+    )
+    .put(
+        "models/Account.json",
+        r#"{"name": "Account", "base": "AuditBase", "properties": {"balance": "number"}}"#,
+    )
+    .json("1.0.0/meta.json", meta(json!([entry("Account", "default/a.json")])))
+    .json(
+        "1.0.0/default/a.json",
+        json!([{"code": "A1", "createdBy": "ann", "balance": 5}]),
+    );
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let r = run_ok(&db, &b, |o| o.to = Some(lockgate_bundle::Version::new(1, 0, 0))).await;
+        assert_eq!(r.exit_code(), 0, "{engine}: {r:?}");
+        assert_eq!(
+            r.versions[0].schema_changes,
+            strings(&["create table Account (createdBy, note, code, balance)"]),
+            "{engine}"
+        );
+        let mut conn = db.conn().await;
+        let t = conn.find_table("Account").await.unwrap();
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["createdBy", "note", "code", "balance"], "{engine}");
+        assert_eq!(t.primary_key, strings(&["code"]), "{engine}");
+        assert_eq!(
+            table_rows(&mut conn, "Account").await.unwrap(),
+            strings(&["ann|NULL|A1|5"]),
+            "{engine}"
+        );
+        for base in ["BaseEntity", "AuditBase"] {
+            assert!(
+                conn.lookup_table(base).await.unwrap().is_none(),
+                "{engine}: {base} got a table"
+            );
+        }
+    }
+    // A version that names a base (a data file, a clearTables entry, a definition in
+    // its ddl/) gets its table.
+    b.json("1.1.0/meta.json", meta(json!([entry("AuditBase", "default/b.json")])))
+        .json("1.1.0/default/b.json", json!([{"code": "B1", "note": "n"}]))
+        .json(
+            "1.2.0/meta.json",
+            json!({"contexts": crate::migrate::contexts(), "files": [], "clearTables": ["BaseEntity"]}),
+        )
+        .put(
+            "models/Ledger.json",
+            r#"{"name": "Ledger", "base": "PersistedModel", "properties": {"entry": "string"}}"#,
+        )
+        .put(
+            "models/Posting.json",
+            r#"{"name": "Posting", "base": "Ledger", "properties": {"amount": "number"}}"#,
+        )
+        .json("1.3.0/meta.json", meta(json!([])))
+        .put(
+            "1.3.0/ddl/Ledger.json",
+            r#"{"name": "Ledger", "base": "PersistedModel", "properties": {"entry": "string", "memo": "string"}}"#,
+        );
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let r = run_ok(&db, &b, |_| {}).await;
+        assert_eq!(r.exit_code(), 0, "{engine}: {r:?}");
+        let mut conn = db.conn().await;
+        let columns = |t: lockgate_core::Table| t.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        let audit = conn.find_table("AuditBase").await.unwrap();
+        assert_eq!(columns(audit), strings(&["createdBy", "note", "code"]), "{engine}");
+        assert_eq!(
+            table_rows(&mut conn, "AuditBase").await.unwrap(),
+            strings(&["NULL|n|B1"]),
+            "{engine}"
+        );
+        let base = conn.find_table("BaseEntity").await.unwrap();
+        assert_eq!(columns(base), strings(&["id", "createdBy", "note"]), "{engine}");
+        // Ledger, Posting's base, gets its table only in 1.3.0, whose ddl/ defines
+        // it; Posting, a base of nothing, has one from 1.0.0 on, and gets the
+        // property 1.3.0 adds to its base.
+        let ledger = conn.find_table("Ledger").await.unwrap();
+        assert_eq!(columns(ledger), strings(&["id", "entry", "memo"]), "{engine}");
+        let posting = conn.find_table("Posting").await.unwrap();
+        assert_eq!(
+            columns(posting),
+            strings(&["id", "entry", "amount", "memo"]),
+            "{engine}"
+        );
+        let created: Vec<&str> = r
+            .versions
+            .iter()
+            .flat_map(|v| v.schema_changes.iter())
+            .filter(|c| c.starts_with("create table"))
+            .map(|c| c.split_whitespace().nth(2).unwrap())
+            .collect();
+        assert_eq!(
+            created,
+            ["Account", "Posting", "AuditBase", "BaseEntity", "Ledger"],
+            "{engine}: {r:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failing_record_of_a_compact_array_is_logged_with_its_own_data_keyed_or_not() {
+    // One line, three records, the 2nd and 3rd failing: into a table without a key
+    // (loaded as inserts: the failures have no key to tell them apart), and into a
+    // keyed one, as inserts and as upserts.
+    let b = Bundle::new();
+    b.json(
+        "1.0.0/meta.json",
+        meta(json!([
+            entry("marks", "default/marks.json"),
+            entry_with("keyed", "default/inserted.json", json!({"mode": "insert"})),
+            entry("keyed", "default/upserted.json")
+        ])),
+    )
+    .put(
+        "1.0.0/default/marks.json",
+        r#"[{"n": 1, "note": "a"}, {"n": -2, "note": "b"}, {"n": 3, "note": null}]"#,
+    )
+    .put(
+        "1.0.0/default/inserted.json",
+        r#"[{"id": 1, "n": 1, "note": "a"}, {"id": 2, "n": -2, "note": "b"}, {"id": 1, "n": 3, "note": "c"}]"#,
+    )
+    .put(
+        "1.0.0/default/upserted.json",
+        r#"[{"id": 5, "n": 1, "note": "e"}, {"id": 6, "n": -6, "note": "f"}, {"id": 7, "n": 7, "note": null}]"#,
+    );
+    let expected = [
+        ("marks.json", 2, json!({"n": -2, "note": "b"})),
+        ("marks.json", 3, json!({"n": 3, "note": null})),
+        ("inserted.json", 2, json!({"id": 2, "n": -2, "note": "b"})),
+        ("inserted.json", 3, json!({"id": 1, "n": 3, "note": "c"})),
+        ("upserted.json", 2, json!({"id": 6, "n": -6, "note": "f"})),
+        ("upserted.json", 3, json!({"id": 7, "n": 7, "note": null})),
+    ];
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let mut conn = db.conn().await;
+        conn.batch("CREATE TABLE marks (n bigint CHECK (n > 0), note varchar(20) NOT NULL)")
+            .await
+            .unwrap();
+        conn.batch("CREATE TABLE keyed (id bigint PRIMARY KEY, n bigint CHECK (n > 0), note varchar(20) NOT NULL)")
+            .await
+            .unwrap();
+        let r = run_ok(&db, &b, |_| {}).await;
+        assert_eq!(r.exit_code(), 3, "{engine}: {r:?}");
+        let failures = &r.versions[0].failures;
+        assert_eq!(failures.len(), expected.len(), "{engine}: {failures:#?}");
+        for (file, number, data) in &expected {
+            let f = failures
+                .iter()
+                .find(|f| f.error.file.as_deref().is_some_and(|p| p.ends_with(file)) && f.error.record == Some(*number))
+                .unwrap_or_else(|| panic!("{engine}: no failure of {file} record {number}: {failures:#?}"));
+            assert_eq!(f.data.as_ref(), Some(data), "{engine}: {file} record {number}: {f:?}");
+            // The message still names the file and the line.
+            assert!(
+                f.error.to_string().contains(&format!("{file}:1: ")),
+                "{engine}: {}",
+                f.error
+            );
+        }
+        // The log keeps each record's own data.
+        let entries = logs(&db, "1.0.0", &["ERROR"]).await;
+        for (file, number, data) in &expected {
+            let logged: Vec<_> = entries.iter().filter(|e| e.message.get("data") == Some(data)).collect();
+            assert_eq!(logged.len(), 1, "{engine}: {file} record {number}: {entries:#?}");
+            assert!(
+                logged[0].file.as_deref().is_some_and(|p| p.ends_with(file)),
+                "{engine}: {:?}",
+                logged[0]
+            );
+        }
+        assert_eq!(
+            count(&mut conn, "marks").await,
+            0,
+            "{engine}: the version was rolled back"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_mariadb_a_file_into_a_table_an_earlier_version_creates_is_checked_before_any_ddl() {
+    // 1.0.0 defines t; 2.0.0 (with a schema change of its own) loads t with a record
+    // giving a property t will not have.
+    let b = Bundle::new();
+    b.put("1.0.0/ddl/t.json", r#"{"name": "t", "properties": {"x": "string"}}"#)
+        .json("1.0.0/meta.json", meta(json!([entry("t", "default/t.json")])))
+        .json("1.0.0/default/t.json", json!([{"x": "1"}]))
+        .put("2.0.0/ddl/u.json", r#"{"name": "u", "properties": {"y": "string"}}"#)
+        .json("2.0.0/meta.json", meta(json!([entry("t", "default/t.json")])))
+        .put("2.0.0/default/t.json", "[{\"x\": \"2\"},\n{\"x\": \"3\", \"typo\": 3}]");
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let e = run(&db, &b, |_| {}).await.unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.exit_code(), 2, "{engine}: {text}");
+        assert!(
+            text.contains("2.0.0/default/t.json:2: column \"typo\""),
+            "{engine}: {text}"
+        );
+        let mut conn = db.conn().await;
+        assert!(
+            conn.lookup_table("u").await.unwrap().is_none(),
+            "{engine}: u was created"
+        );
+        if engine == Engine::Mysql {
+            // Found before the run's first DDL: nothing is created.
+            assert!(text.contains("is not a column of table t"), "{engine}: {text}");
+            assert!(
+                conn.lookup_table("t").await.unwrap().is_none(),
+                "{engine}: t was created"
+            );
+        } else {
+            // Found when 2.0.0 loads it, which rolls back with its DDL; 1.0.0 stays.
+            assert_eq!(count(&mut conn, "t").await, 1, "{engine}");
+        }
+    }
+    // A column that an earlier version of the run adds to an existing table is
+    // known to the check of a later one.
+    let c = Bundle::new();
+    c.put("1.0.0/ddl/t.json", r#"{"name": "t", "properties": {"x": "string"}}"#)
+        .json("1.0.0/meta.json", meta(json!([entry("t", "default/t.json")])))
+        .json("1.0.0/default/t.json", json!([{"x": "1"}]));
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        run_ok(&db, &c, |_| {}).await;
+        c.put(
+            "1.1.0/ddl/t.json",
+            r#"{"name": "t", "properties": {"x": "string", "z": "string"}}"#,
+        )
+        .json("1.1.0/meta.json", meta(json!([])))
+        .put("2.0.0/ddl/u.json", r#"{"name": "u", "properties": {"y": "string"}}"#)
+        .json("2.0.0/meta.json", meta(json!([entry("t", "default/t.json")])))
+        .json("2.0.0/default/t.json", json!([{"x": "2", "z": "zz"}]));
+        let r = run_ok(&db, &c, |_| {}).await;
+        assert_eq!(r.exit_code(), 0, "{engine}: {r:?}");
+        let mut conn = db.conn().await;
+        assert_eq!(
+            table_rows(&mut conn, "t").await.unwrap(),
+            strings(&["1|1|NULL", "2|2|zz"]),
+            "{engine}"
+        );
+        for v in ["1.1.0", "2.0.0"] {
+            std::fs::remove_dir_all(c.root().join(v)).unwrap();
         }
     }
 }

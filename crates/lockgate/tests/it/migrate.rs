@@ -254,7 +254,7 @@ pub(crate) async fn snapshot(db: &TestDb, tables: &[&str]) -> Snapshot {
     }
 }
 
-async fn logs(db: &TestDb, version: &str, types: &[&str]) -> Vec<LogEntry> {
+pub(crate) async fn logs(db: &TestDb, version: &str, types: &[&str]) -> Vec<LogEntry> {
     let mut ledger = Ledger::open(&db.url).await.unwrap();
     versions::read_logs(
         ledger.conn(),
