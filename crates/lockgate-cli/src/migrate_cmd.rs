@@ -230,7 +230,17 @@ pub async fn dump(url: &lockgate::db::DbUrl, a: DumpArgs) -> i32 {
             } else {
                 println!("wrote version {} to {}", r.version, r.out);
                 for t in &r.tables {
-                    println!("  {} -> {} ({} rows)", t.table, t.file, t.rows);
+                    if t.keyless {
+                        println!(
+                            "  {} -> {} ({} rows; no primary key: loaded as inserts after clearTables empties it)",
+                            t.table, t.file, t.rows
+                        );
+                    } else {
+                        println!("  {} -> {} ({} rows)", t.table, t.file, t.rows);
+                    }
+                }
+                for w in &r.warnings {
+                    println!("warning: {w}");
                 }
                 println!(
                     "load it with: lockgate migrate --db <URL> --{} {}",

@@ -7,6 +7,8 @@
 //! - `execute(sql, params)`: one statement with bound values; returns affected rows.
 //! - `query(sql, params, kinds)`: rows as [`Value`]s; `kinds`, when given, types each
 //!   column the way a table read needs (SQLite stores dates as text, say).
+//! - `query_pages(sql, params, kinds, page, f)`: the same rows handed to `f` a page
+//!   at a time as they are read, for results of any size.
 //! - `list_tables()`, `describe(name)`: introspection into [`Table`].
 //! - `bulk_insert(target, columns, rows, ordinal)`: the engine's fast path (COPY,
 //!   LOAD DATA LOCAL, a reused prepared statement); with `ordinal`, an extra column of
@@ -171,6 +173,22 @@ impl Conn {
         kinds: Option<&[Kind]>,
     ) -> Result<Vec<Vec<Value>>, DbError> {
         dispatch!(self, c => c.query(sql, params, kinds).await)
+    }
+
+    /// Runs a query whose result may be of any size and hands its rows to `f` in
+    /// pages of up to `page` rows, reading on only as `f` takes them (memory is a
+    /// few pages, never the result): a streamed result on PostgreSQL and MariaDB,
+    /// a statement stepped in a blocking task on SQLite. The connection runs nothing
+    /// else until the last page; an error from `f` stops the read and is returned.
+    pub async fn query_pages<E: From<DbError> + Send>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        kinds: Option<&[Kind]>,
+        page: usize,
+        f: &mut (dyn FnMut(Vec<Vec<Value>>) -> Result<(), E> + Send),
+    ) -> Result<(), E> {
+        dispatch!(self, c => c.query_pages(sql, params, kinds, page, f).await)
     }
 
     /// The result columns of a query, names and kinds, without running it.

@@ -187,26 +187,45 @@ impl MyConn {
                 .await
         };
         let rows = result.map_err(|e| self.fail(&running(sql), e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (n, row) in rows.into_iter().enumerate() {
-            let columns = row.columns();
-            let values = row.unwrap_raw();
-            let mut decoded = Vec::with_capacity(values.len());
-            for (i, value) in values.into_iter().enumerate() {
-                let column = &columns[i];
-                let kind = kinds.and_then(|k| k.get(i));
-                let value = decode(value.unwrap_or(MyValue::NULL), column, kind).map_err(|e| {
-                    DbError::Invalid(format!(
-                        "column {} of row {} of the result: {e}",
-                        column.name_str(),
-                        n + 1
-                    ))
-                })?;
-                decoded.push(value);
+        rows.into_iter()
+            .enumerate()
+            .map(|(n, row)| decode_row(row, kinds, n + 1))
+            .collect()
+    }
+
+    /// Runs a query (binary protocol) and hands its rows to `f` in pages of up to
+    /// `page` rows as they arrive: the driver reads one row at a time from the
+    /// socket, so a result of any size is read with the memory of one page.
+    pub async fn query_pages<E: From<DbError> + Send>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        kinds: Option<&[Kind]>,
+        page: usize,
+        f: &mut (dyn FnMut(Vec<Vec<Value>>) -> Result<(), E> + Send),
+    ) -> Result<(), E> {
+        let page = page.max(1);
+        let params = Params::Positional(params.iter().map(to_my).collect());
+        let outcome: Result<Result<(), E>, mysql_async::Error> = async {
+            let mut result = self.conn.exec_iter(sql, params).await?;
+            let mut rows = Vec::with_capacity(page);
+            let mut n = 0;
+            while let Some(row) = result.next().await? {
+                n += 1;
+                match decode_row(row, kinds, n) {
+                    Ok(values) => rows.push(values),
+                    Err(e) => return Ok(Err(e.into())),
+                }
+                if rows.len() == page {
+                    if let Err(e) = f(std::mem::replace(&mut rows, Vec::with_capacity(page))) {
+                        return Ok(Err(e));
+                    }
+                }
             }
-            out.push(decoded);
+            Ok(if rows.is_empty() { Ok(()) } else { f(rows) })
         }
-        Ok(out)
+        .await;
+        outcome.map_err(|e| E::from(self.fail(&running(sql), e)))?
     }
 
     /// The result columns of a query (names and kinds), from preparing it; nothing runs.
@@ -706,6 +725,23 @@ impl MyConn {
         }
         DbError::engine(context, error)
     }
+}
+
+/// One result row as values: typed by `kinds` when given, else by the result's column
+/// type. A value that does not fit (a TIME past 24h, a zero date) is
+/// [`DbError::Invalid`] naming column and row (`n`, from 1).
+fn decode_row(row: mysql_async::Row, kinds: Option<&[Kind]>, n: usize) -> Result<Vec<Value>, DbError> {
+    let columns = row.columns();
+    let values = row.unwrap_raw();
+    let mut decoded = Vec::with_capacity(values.len());
+    for (i, value) in values.into_iter().enumerate() {
+        let column = &columns[i];
+        let kind = kinds.and_then(|k| k.get(i));
+        let value = decode(value.unwrap_or(MyValue::NULL), column, kind)
+            .map_err(|e| DbError::Invalid(format!("column {} of row {n} of the result: {e}", column.name_str())))?;
+        decoded.push(value);
+    }
+    Ok(decoded)
 }
 
 /// "running <the statement's start>" for error contexts; statements can be huge.

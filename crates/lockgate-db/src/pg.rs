@@ -72,6 +72,34 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// One result row as values: cells decoded by their PostgreSQL types, then checked
+/// against `kinds` when given.
+fn decode_row(sql: &str, row: &tokio_postgres::Row, kinds: Option<&[Kind]>) -> Result<Vec<Value>, DbError> {
+    let mut values = Vec::with_capacity(row.len());
+    for i in 0..row.len() {
+        let Cell(v) = row.try_get::<_, Cell>(i).map_err(|e| {
+            DbError::engine(
+                sql,
+                EngineError::new(
+                    "decode",
+                    format!("column {}: {}", row.columns()[i].name(), one_line(&e.to_string())),
+                ),
+            )
+        })?;
+        let v = match kinds.and_then(|k| k.get(i)) {
+            Some(kind) => kind.check_stored(v).map_err(|e| {
+                DbError::engine(
+                    sql,
+                    EngineError::new("decode", format!("column {}: {e}", row.columns()[i].name())),
+                )
+            })?,
+            None => v,
+        };
+        values.push(v);
+    }
+    Ok(values)
+}
+
 fn err(context: &str, e: tokio_postgres::Error) -> DbError {
     DbError::engine(context, engine_error(&e))
 }
@@ -464,33 +492,38 @@ impl PgConn {
         let params: Vec<Param> = params.iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let rows = self.client.query(sql, &refs).await.map_err(|e| err(sql, e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut values = Vec::with_capacity(row.len());
-            for i in 0..row.len() {
-                let Cell(v) = row.try_get::<_, Cell>(i).map_err(|e| {
-                    DbError::engine(
-                        sql,
-                        EngineError::new(
-                            "decode",
-                            format!("column {}: {}", row.columns()[i].name(), one_line(&e.to_string())),
-                        ),
-                    )
-                })?;
-                let v = match kinds.and_then(|k| k.get(i)) {
-                    Some(kind) => kind.check_stored(v).map_err(|e| {
-                        DbError::engine(
-                            sql,
-                            EngineError::new("decode", format!("column {}: {e}", row.columns()[i].name())),
-                        )
-                    })?,
-                    None => v,
-                };
-                values.push(v);
+        rows.iter().map(|row| decode_row(sql, row, kinds)).collect()
+    }
+
+    /// Runs a query and hands its rows to `f` in pages of up to `page` rows as they
+    /// arrive (the driver stops reading the socket while a page is handled), so a
+    /// result of any size is read with the memory of one page.
+    pub async fn query_pages<E: From<DbError> + Send>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        kinds: Option<&[Kind]>,
+        page: usize,
+        f: &mut (dyn FnMut(Vec<Vec<Value>>) -> Result<(), E> + Send),
+    ) -> Result<(), E> {
+        use futures_util::TryStreamExt;
+        self.finish_stream().await?;
+        let params: Vec<Param> = params.iter().map(Param).collect();
+        let refs = params.iter().map(|p| p as &(dyn ToSql + Sync));
+        let stream = self.client.query_raw(sql, refs).await.map_err(|e| err(sql, e))?;
+        let mut stream = std::pin::pin!(stream);
+        let page = page.max(1);
+        let mut rows = Vec::with_capacity(page);
+        while let Some(row) = stream.try_next().await.map_err(|e| err(sql, e))? {
+            rows.push(decode_row(sql, &row, kinds)?);
+            if rows.len() == page {
+                f(std::mem::replace(&mut rows, Vec::with_capacity(page)))?;
             }
-            out.push(values);
         }
-        Ok(out)
+        if !rows.is_empty() {
+            f(rows)?;
+        }
+        Ok(())
     }
 
     /// The result columns of a query (names and kinds), from preparing it; nothing runs.

@@ -179,6 +179,76 @@ impl LiteConn {
         .await
     }
 
+    /// Runs a query and hands its rows to `f` in pages of up to `page` rows. The
+    /// statement steps in a blocking task that hands each page over a channel holding
+    /// one, so it reads only as fast as pages are taken: a result of any size is read
+    /// with the memory of a few pages (one being read, one waiting, one handled).
+    pub async fn query_pages<E: From<DbError> + Send>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        kinds: Option<&[Kind]>,
+        page: usize,
+        f: &mut (dyn FnMut(Vec<Vec<Value>>) -> Result<(), E> + Send),
+    ) -> Result<(), E> {
+        let params = Encoded::params(params)?;
+        let sql = sql.to_string();
+        let kinds: Option<Vec<Kind>> = kinds.map(|ks| ks.iter().map(read_kind).collect());
+        let page = page.max(1);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Vec<Value>>>(1);
+        let work = self.run(move |conn| {
+            let context = statement_context(&sql);
+            let mut stmt = conn.prepare(&sql).map_err(|e| sqlite_error(&context, &e, None))?;
+            params.bind_all(&mut stmt, &context)?;
+            let width = stmt.column_count();
+            if let Some(kinds) = kinds.as_ref().filter(|k| k.len() != width) {
+                return Err(DbError::Internal(format!(
+                    "{context}: the query returns {width} columns but {} kinds were given",
+                    kinds.len()
+                )));
+            }
+            let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
+            let mut rows = stmt.raw_query();
+            let mut out = Vec::with_capacity(page);
+            let mut n = 0u64;
+            while let Some(row) = rows.next().map_err(|e| sqlite_error(&context, &e, None))? {
+                n += 1;
+                let mut values = Vec::with_capacity(width);
+                for (i, name) in names.iter().enumerate() {
+                    let cell = row.get_ref(i).map_err(|e| sqlite_error(&context, &e, None))?;
+                    let value = decode(cell, kinds.as_ref().map(|k| &k[i])).map_err(|reason| {
+                        DbError::Invalid(format!("column {name:?}, row {n} of the result: {reason}"))
+                    })?;
+                    values.push(value);
+                }
+                out.push(values);
+                // A send fails only when the caller stopped taking pages (its error).
+                if out.len() == page
+                    && tx
+                        .blocking_send(std::mem::replace(&mut out, Vec::with_capacity(page)))
+                        .is_err()
+                {
+                    return Ok(());
+                }
+            }
+            if !out.is_empty() {
+                let _ = tx.blocking_send(out);
+            }
+            Ok(())
+        });
+        let take = async move {
+            while let Some(rows) = rx.recv().await {
+                f(rows)?;
+            }
+            Ok::<(), E>(())
+        };
+        let (read, taken) = tokio::join!(work, take);
+        // The caller's error stopped the read; a read error ended the pages early.
+        taken?;
+        read?;
+        Ok(())
+    }
+
     /// The result columns of a query (names and kinds from their declared types;
     /// an expression has none and is [`Kind::Any`]), from preparing it; nothing runs.
     pub async fn query_columns(&mut self, sql: &str) -> Result<Vec<(String, Kind)>, DbError> {

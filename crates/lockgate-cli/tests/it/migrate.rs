@@ -1,5 +1,6 @@
 //! The migration commands through the binary, on the sample `examples/db` folder in
-//! SQLite: what a person reads (snapshots), `--json` documents and exit codes.
+//! SQLite: what a person reads (snapshots), `--json` documents and exit codes; and
+//! what `dump` reports about tables without a key and JSON nulls, on every engine.
 
 use super::{examples, lockgate, text};
 use std::path::Path;
@@ -429,4 +430,52 @@ fn the_tour_with_a_process_script_runs_from_a_relative_dir_without_the_shells_se
     assert!(seen.lines().next().unwrap().ends_with("/db/3.0.0"), "{seen}");
     assert!(!seen.contains("shell-token-not-for-scripts"), "{seen}");
     assert!(!seen.contains("shell-db-secret"), "{seen}");
+}
+
+#[tokio::test]
+async fn dump_names_keyless_tables_and_json_nulls_in_its_text_and_json_on_every_engine() {
+    use lockgate_db::testing::TestDb;
+    use lockgate_db::Engine;
+    for engine in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let db = TestDb::new(engine).await;
+        let json_type = if engine == Engine::Postgres { "jsonb" } else { "JSON" };
+        {
+            let mut conn = db.conn().await;
+            conn.batch(&format!("CREATE TABLE event (kind varchar(20), payload {json_type})"))
+                .await
+                .unwrap();
+            conn.batch("INSERT INTO event (kind, payload) VALUES ('a', 'null'), ('b', '{\"x\": 1}'), ('c', NULL)")
+                .await
+                .unwrap();
+        }
+        let url = db.url.as_str().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let out = lockgate(&["dump", "--db", &url, "--all", "--out", "text"], dir.path());
+        assert_eq!(out.status.code(), Some(0), "{engine}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(
+                "  event -> default/event.json (3 rows; no primary key: loaded as inserts after clearTables empties it)\n"
+            ),
+            "{engine}: {stdout}"
+        );
+        assert!(
+            stdout.contains("warning: table event, column payload: 1 row(s) hold the JSON value null (not SQL NULL)"),
+            "{engine}: {stdout}"
+        );
+        let out = lockgate(&["dump", "--db", &url, "--all", "--out", "json", "--json"], dir.path());
+        assert_eq!(out.status.code(), Some(0), "{engine}: {}", text(&out.stderr));
+        let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(d["tables"][0]["table"], "event", "{engine}: {d}");
+        assert_eq!(d["tables"][0]["keyless"], true, "{engine}: {d}");
+        let warnings = d["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 1, "{engine}: {d}");
+        assert!(
+            warnings[0].as_str().unwrap().contains("column payload: 1 row(s)"),
+            "{engine}: {d}"
+        );
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("json/1.0.0/meta.json")).unwrap()).unwrap();
+        assert_eq!(meta["clearTables"], serde_json::json!(["event"]), "{engine}: {meta}");
+    }
 }
