@@ -99,12 +99,12 @@ pub async fn serve(config: &Config, a: ServeArgs) -> i32 {
         Err(e) => return render::fail(&e, 2),
     };
     cfg.token = token();
-    cfg.allowed_hosts = config.server.allowed_hosts.clone();
+    // lockgate.toml's [server] limits, then the flags over them.
+    cfg.apply_settings(&config.server);
     cfg.allowed_hosts.extend(a.allow_host);
-    if let Some(mb) = a.upload_limit_mb.or(config.server.upload_limit_mb) {
+    if let Some(mb) = a.upload_limit_mb {
         cfg.upload_limit = mb.saturating_mul(1024 * 1024);
     }
-    cfg.upload_scripts = config.server.upload_scripts;
     for (name, c) in &config.connections {
         match lockgate::db::DbUrl::parse(&c.url) {
             Ok(url) => cfg.connections.push(NamedConnection {

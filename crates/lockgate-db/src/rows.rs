@@ -1,6 +1,8 @@
 //! Rows of a table picked out by their values, not by a keyset page: whole rows by a
-//! list of keys (a rollback's current rows, the rows it deletes), and all rows or
-//! those whose column holds one of a list of values (a migration's `clearTables`).
+//! list of keys (a rollback's current rows, the rows it deletes), and the deletion of
+//! all rows or of those whose column holds one of a list of values (a migration's
+//! `clearTables`, which reads the images of those rows a page at a time through
+//! [`crate::read::TableReader`] first: nothing here reads a whole table).
 //! Identifiers are the table's introspected names, quoted by the dialect; every value
 //! is a bound parameter.
 
@@ -80,12 +82,6 @@ pub async fn delete_by_keys(conn: &mut Conn, table: &Table, keys: &[KeyValues]) 
     let (cond, params) = key_condition(d, keys);
     conn.execute(&format!("DELETE FROM {} WHERE {cond}", d.table(&table.name)), &params)
         .await
-}
-
-/// The filter's rows, every column in the table's order (in no particular order).
-pub async fn select_where(conn: &mut Conn, table: &Table, filter: Filter<'_>) -> Result<Vec<Vec<Value>>, DbError> {
-    let (cond, params) = filter_condition(conn.dialect(), filter);
-    select(conn, table, &cond, &params).await
 }
 
 /// Deletes the filter's rows; returns how many went.

@@ -514,46 +514,110 @@ pub async fn read_images_after(
     after: i64,
 ) -> Result<Vec<StoredImage>, DbError> {
     let mut out = Vec::new();
-    let p = params(conn, 3);
-    for v in versions {
-        let rows = conn
-            .query(
-                &format!(
-                    "SELECT version, table_name, op, key_json, before_json, after_json FROM lockgate_row_images \
-                     WHERE module = {} AND version = {} AND id > {} ORDER BY id",
-                    p[0], p[1], p[2]
-                ),
-                &[Value::Text(module.into()), Value::Text(v.clone()), Value::Int(after)],
-                None,
-            )
-            .await?;
-        for r in rows {
-            if text(&r[2]).as_deref() == Some("I") {
-                let table = text(&r[1]).unwrap_or_default();
-                let key = text(&r[3]).unwrap_or_default();
-                expand_inserted(v, &table, &key, text(&r[5]).as_deref(), &mut out);
-                continue;
-            }
-            let obj = |v: &Value| -> Option<serde_json::Map<String, serde_json::Value>> {
-                text(v).and_then(|s| match serde_json::from_str(&s) {
-                    Ok(serde_json::Value::Object(m)) => Some(m),
-                    _ => None,
-                })
-            };
-            out.push(StoredImage {
-                version: text(&r[0]).unwrap_or_default(),
-                image: RowImage {
-                    table: text(&r[1]).unwrap_or_default(),
-                    op: text(&r[2]).and_then(|s| s.chars().next()).unwrap_or('?'),
-                    key: obj(&r[3]).unwrap_or_default(),
-                    before: obj(&r[4]),
-                    after: obj(&r[5]),
-                    after_fingerprint: None,
-                },
-            });
-        }
+    let mut pages = ImagePages::new(module, versions, after, IMAGE_PAGE);
+    while let Some(page) = pages.next_page(conn).await? {
+        out.extend(page);
     }
     Ok(out)
+}
+
+/// Ledger rows an [`ImagePages`] reads at once by default. A row is one image, or
+/// (op `I`) the keys of one inserted batch, so a page is bounded by this many rows
+/// times the writer's batch.
+pub const IMAGE_PAGE: usize = 1_000;
+
+/// A module's row images read a page at a time: version by version, in the order
+/// they were written, each page the ledger rows after the last one read (keyset on
+/// `id`, which the index `(module, version, id)` serves), so that a caller comparing
+/// many images holds one page, never all of them.
+pub struct ImagePages {
+    module: String,
+    versions: Vec<String>,
+    /// The version being read (an index into `versions`).
+    at: usize,
+    /// The first id of every version: images after it.
+    start: i64,
+    /// The last id read of the version being read.
+    after: i64,
+    page: usize,
+}
+
+impl ImagePages {
+    /// The images of `versions` (in that order) written after the one numbered
+    /// `after` (0: all), `page` ledger rows at a time.
+    pub fn new(module: &str, versions: &[String], after: i64, page: usize) -> ImagePages {
+        ImagePages {
+            module: module.into(),
+            versions: versions.to_vec(),
+            at: 0,
+            start: after,
+            after,
+            page: page.max(1),
+        }
+    }
+
+    /// The next page of images (never empty), or `None` after the last.
+    pub async fn next_page(&mut self, conn: &mut Conn) -> Result<Option<Vec<StoredImage>>, DbError> {
+        let p = params(conn, 3);
+        while let Some(v) = self.versions.get(self.at) {
+            let rows = conn
+                .query(
+                    &format!(
+                        "SELECT id, version, table_name, op, key_json, before_json, after_json FROM lockgate_row_images \
+                         WHERE module = {} AND version = {} AND id > {} ORDER BY id LIMIT {}",
+                        p[0], p[1], p[2], self.page
+                    ),
+                    &[Value::Text(self.module.clone()), Value::Text(v.clone()), Value::Int(self.after)],
+                    None,
+                )
+                .await?;
+            match rows.last().and_then(|r| int(&r[0])) {
+                Some(id) if rows.len() >= self.page => self.after = id,
+                _ => {
+                    // A short page: this version is done; the next one from the start.
+                    self.at += 1;
+                    self.after = self.start;
+                }
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                stored_image(v, r, &mut out);
+            }
+            return Ok(Some(out));
+        }
+        Ok(None)
+    }
+}
+
+/// The image(s) of one ledger row (`id, version, table_name, op, key_json,
+/// before_json, after_json`) of version `v`.
+fn stored_image(v: &str, r: &[Value], out: &mut Vec<StoredImage>) {
+    if text(&r[3]).as_deref() == Some("I") {
+        let table = text(&r[2]).unwrap_or_default();
+        let key = text(&r[4]).unwrap_or_default();
+        expand_inserted(v, &table, &key, text(&r[6]).as_deref(), out);
+        return;
+    }
+    let obj = |v: &Value| -> Option<serde_json::Map<String, serde_json::Value>> {
+        text(v).and_then(|s| match serde_json::from_str(&s) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            _ => None,
+        })
+    };
+    out.push(StoredImage {
+        version: text(&r[1]).unwrap_or_default(),
+        image: RowImage {
+            table: text(&r[2]).unwrap_or_default(),
+            op: text(&r[3]).and_then(|s| s.chars().next()).unwrap_or('?'),
+            key: obj(&r[4]).unwrap_or_default(),
+            before: obj(&r[5]),
+            after: obj(&r[6]),
+            after_fingerprint: None,
+        },
+    });
 }
 
 /// Whether the engine lets a second connection write while a data transaction is

@@ -111,9 +111,35 @@ impl ServerConfig {
         Ok(cfg)
     }
 
+    /// Takes the limits `lockgate.toml`'s `[server]` sets (validated when the file
+    /// was read): its allowed hosts, upload limit and `upload_scripts`, `body_grace`
+    /// and `max_connections`. What it leaves out keeps its value; flags applied after
+    /// this override it. (Where to listen, the database and the folder need the
+    /// command line too: `lockgate serve` resolves those.)
+    pub fn apply_settings(&mut self, s: &lockgate::config::ServerSettings) {
+        self.allowed_hosts.extend(s.allowed_hosts.iter().cloned());
+        if let Some(mb) = s.upload_limit_mb {
+            self.upload_limit = mb.saturating_mul(1024 * 1024);
+        }
+        self.upload_scripts = s.upload_scripts;
+        if let Some(grace) = s.body_grace {
+            self.body_grace = grace;
+        }
+        if let Some(n) = s.max_connections {
+            self.max_connections = n;
+        }
+    }
+
     /// Refuses what would be unsafe to serve: another address than loopback without
-    /// a token.
+    /// a token; and limits out of range.
     pub fn check(&self) -> Result<(), String> {
+        if !(1..=lockgate::config::MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Err(format!(
+                "max_connections is {}: give a whole number from 1 to {} ([server] max_connections in lockgate.toml)",
+                self.max_connections,
+                lockgate::config::MAX_CONNECTIONS
+            ));
+        }
         if !self.bind.ip().is_loopback() && self.token.as_deref().is_none_or(str::is_empty) {
             return Err(format!(
                 "lockgate serve binds to {} without a token: anyone who can reach it could read and change your data; \

@@ -10,11 +10,25 @@
 //! allowed_hosts = ["lockgate.internal"]
 //! upload_limit_mb = 100
 //! upload_scripts = false          # true: uploaded zips may run process scripts
+//! body_grace = "30s"              # then a request body must average 16 KiB/s
+//! max_connections = 256           # served at once; more wait in the listen queue
 //! ```
+//!
+//! Bad values are errors when the file is read, naming the file, the line and the
+//! key: durations go through the one duration parser (`lockgate_core::parse_duration`).
 
 use lockgate_db::DbUrl;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
+
+/// The shortest `[server] body_grace`: a body must average 16 KiB/s once it has
+/// passed, so less would cut uploads off as they start.
+pub const MIN_BODY_GRACE: Duration = Duration::from_secs(1);
+
+/// The most `[server] max_connections`: each is a task and a file descriptor, and
+/// beyond this the process would run out of descriptors long before.
+pub const MAX_CONNECTIONS: usize = 100_000;
 
 /// The configuration file.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -56,6 +70,57 @@ pub struct ServerSettings {
     /// refused (400) before anything runs. `.sql` scripts are always allowed.
     #[serde(default)]
     pub upload_scripts: bool,
+    /// How long a request body may arrive at any pace before it must average 16 KiB/s
+    /// (default 30 s; at least [`MIN_BODY_GRACE`]): seconds (`30`) or a duration text
+    /// (`"30s"`, `"2m"`).
+    #[serde(default, deserialize_with = "body_grace")]
+    pub body_grace: Option<Duration>,
+    /// How many connections are served at once (default 256; 1 to
+    /// [`MAX_CONNECTIONS`]); the next waits in the listen queue until one closes.
+    #[serde(default, deserialize_with = "max_connections")]
+    pub max_connections: Option<usize>,
+}
+
+/// `[server] body_grace`: a number of seconds or a duration text, read by the one
+/// duration parser, at least [`MIN_BODY_GRACE`].
+fn body_grace<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    use serde::de::Error;
+    let text = match <toml::Value as serde::Deserialize>::deserialize(d)? {
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::String(t) => t,
+        other => {
+            return Err(D::Error::custom(format!(
+                "[server] body_grace is a {}, not a duration: write seconds (30) or a text such as \"30s\" or \"2m\"",
+                other.type_str()
+            )))
+        }
+    };
+    let grace =
+        lockgate_core::parse_duration(&text).map_err(|e| D::Error::custom(format!("[server] body_grace: {e}")))?;
+    if grace < MIN_BODY_GRACE {
+        return Err(D::Error::custom(format!(
+            "[server] body_grace is {text:?}: give at least 1s (a request body must average 16 KiB/s once it has passed, so less would cut uploads off as they start)"
+        )));
+    }
+    Ok(Some(grace))
+}
+
+/// `[server] max_connections`: a whole number from 1 to [`MAX_CONNECTIONS`].
+fn max_connections<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    use serde::de::Error;
+    let fail = |given: String| {
+        D::Error::custom(format!(
+            "[server] max_connections is {given}: give a whole number from 1 to {MAX_CONNECTIONS} (how many connections are served at once)"
+        ))
+    };
+    match <toml::Value as serde::Deserialize>::deserialize(d)? {
+        toml::Value::Integer(n) => match usize::try_from(n) {
+            Ok(n) if (1..=MAX_CONNECTIONS).contains(&n) => Ok(Some(n)),
+            _ => Err(fail(n.to_string())),
+        },
+        other => Err(fail(format!("a {}", other.type_str()))),
+    }
 }
 
 /// One named connection.

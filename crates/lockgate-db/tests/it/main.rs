@@ -38,6 +38,7 @@ mod support {
 
 mod browse;
 mod mysql;
+mod paging;
 mod pg;
 mod precision;
 mod runs;

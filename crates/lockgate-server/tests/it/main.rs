@@ -3,11 +3,13 @@
 //! API, jobs and their events, downloads and uploads, and bad input of every kind
 //! (tokens, Host headers, cross-site posts, forms' tokens bound to their browser,
 //! oversized and escaping zips, zips holding process scripts, unknown tables, SQL in a
-//! sort parameter); and on a real socket, requests that stall.
+//! sort parameter); on a real socket, requests that stall; and lockgate.toml's
+//! `[server]` limits reaching the server's configuration.
 
 mod api;
 mod scripts;
 mod security;
+mod settings;
 mod socket;
 
 use axum::body::Body;

@@ -286,6 +286,9 @@ impl Run<'_> {
     }
 }
 
+/// The rows `clear_table` reads (and records the images of) at once.
+pub(super) const CLEAR_PAGE: usize = 5_000;
+
 /// Deletes a table's rows (or a tenant's), capturing their images first.
 pub(super) async fn clear_table(
     conn: &mut Conn,
@@ -303,50 +306,42 @@ pub(super) async fn clear_table(
         Some(col) => rows::Filter::In(col, &tenant_values),
     };
     if let Some(capture) = capture {
-        // The images of the rows about to go, a page at a time (in key order) when the
-        // table has a primary key; pages of a tenant's rows are filtered here.
+        // The images of the rows about to go, a page at a time, in the order of the
+        // key the images name rows by (the primary key, else a unique key of NOT NULL
+        // columns: `writer::image_key`); a tenant's rows are picked by the page query.
+        // Only one page is held: it is written to the ledger before the next is read.
+        // A table with neither key never gets here: `capture_for` records it as
+        // irreversible instead, since its rows cannot be told apart.
         let key = writer::image_key(table);
-        let tenant = tenants.map(|(col, list)| {
-            let pos = table.column_index(col);
-            (pos, list.iter().map(|t| Value::Text(t.clone())).collect::<Vec<_>>())
-        });
-        let image = |columns: &[String], row: &[Value]| {
-            let before: serde_json::Map<String, serde_json::Value> =
-                columns.iter().cloned().zip(row.iter().map(Value::to_json)).collect();
-            RowImage {
-                table: table.name.to_string(),
-                op: 'd',
-                key: key
-                    .iter()
-                    .map(|k| (k.clone(), before.get(k).cloned().unwrap_or_default()))
-                    .collect(),
-                before: Some(before),
-                after: None,
-                after_fingerprint: None,
-            }
-        };
-        if table.primary_key.is_empty() {
-            let all: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-            let images: Vec<RowImage> = rows::select_where(conn, table, filter)
-                .await?
+        let mut reader = lockgate_db::read::TableReader::by_key(table, None, &key, CLEAR_PAGE)?;
+        if let Some(col) = &tenant_column {
+            reader = reader.only(col, tenant_values.clone())?;
+        }
+        while let Some(batch) = reader.next_batch(conn).await? {
+            let images: Vec<RowImage> = batch
+                .rows
                 .iter()
-                .map(|r| image(&all, r))
+                .map(|r| {
+                    let before: serde_json::Map<String, serde_json::Value> = batch
+                        .columns
+                        .iter()
+                        .cloned()
+                        .zip(r.values.iter().map(Value::to_json))
+                        .collect();
+                    RowImage {
+                        table: table.name.to_string(),
+                        op: 'd',
+                        key: key
+                            .iter()
+                            .map(|k| (k.clone(), before.get(k).cloned().unwrap_or_default()))
+                            .collect(),
+                        before: Some(before),
+                        after: None,
+                        after_fingerprint: None,
+                    }
+                })
                 .collect();
             versions::write_images(conn, &capture.module, &capture.version, &images).await?;
-        } else {
-            let mut reader = lockgate_db::read::TableReader::new(table, None, 5_000)?;
-            while let Some(batch) = reader.next_batch(conn).await? {
-                let images: Vec<RowImage> = batch
-                    .rows
-                    .iter()
-                    .filter(|r| match &tenant {
-                        Some((Some(pos), list)) => list.contains(&r.values[*pos]),
-                        _ => true,
-                    })
-                    .map(|r| image(&batch.columns, &r.values))
-                    .collect();
-                versions::write_images(conn, &capture.module, &capture.version, &images).await?;
-            }
         }
     }
     Ok(rows::delete_where(conn, table, filter).await?)

@@ -3,11 +3,13 @@
 //! at V, over what the later versions made of them, and put back rows a later `sync`
 //! deleted. The row images tell which: the images this run of V wrote are compared,
 //! row by row, with the images of the later versions that stay applied, and the run
-//! warns naming those versions.
+//! warns naming those versions. The images are read a page at a time and compared
+//! against the set of rows this run wrote, so the check is linear in the images and
+//! holds one page of them.
 
-use lockgate_db::versions::{self, StoredImage};
+use lockgate_db::versions::{self, ImagePages, StoredImage, IMAGE_PAGE};
 use lockgate_db::{Conn, DbError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Where the images of the version about to be re-applied will start.
 pub(crate) async fn mark(conn: &mut Conn) -> Result<i64, DbError> {
@@ -24,8 +26,24 @@ fn row_id(i: &StoredImage) -> RowId {
     )
 }
 
+/// What one later version lost to the re-applied one: the rows it changed that were
+/// rewritten, and the rows it deleted that were put back, each counted once (as
+/// indexes into the rows written), with the first of each kind for the message.
+#[derive(Default)]
+struct Hits {
+    changed: HashSet<usize>,
+    deleted: HashSet<usize>,
+    first_changed: Option<RowId>,
+    first_deleted: Option<RowId>,
+}
+
 /// The warning for `version`, re-applied after `mark`, when it wrote rows that the
 /// `later` versions (applied, and not re-applied by this run) changed.
+///
+/// The images are read a page at a time ([`versions::ImagePages`]): what is held is
+/// the set of rows this run wrote (one entry per row) and, per later version, the
+/// indexes of the rows it hit, never the later versions' images themselves. Each image
+/// is one hash lookup, so the work is linear in the images read.
 pub(crate) async fn overwritten(
     conn: &mut Conn,
     module: &str,
@@ -33,40 +51,59 @@ pub(crate) async fn overwritten(
     mark: i64,
     later: &[String],
 ) -> Result<Option<String>, DbError> {
-    let mine = versions::read_images_after(conn, module, &[version.to_string()], mark).await?;
-    if mine.is_empty() || later.is_empty() {
+    if later.is_empty() {
         return Ok(None);
     }
-    let written: HashMap<RowId, char> = mine.iter().map(|i| (row_id(i), i.image.op)).collect();
+    // Each row this run wrote, with the op of its last image and its index.
+    let mut written: HashMap<RowId, (char, usize)> = HashMap::new();
+    let mut mine = ImagePages::new(module, &[version.to_string()], mark, IMAGE_PAGE);
+    while let Some(page) = mine.next_page(conn).await? {
+        for img in page {
+            let next = written.len();
+            let op = img.image.op;
+            written
+                .entry(row_id(&img))
+                .and_modify(|w| w.0 = op)
+                .or_insert((op, next));
+        }
+    }
+    if written.is_empty() {
+        return Ok(None);
+    }
     // Per later version: rows it changed that V now rewrote, and rows it deleted that
     // V put back. A row counts once per version.
-    let mut hits: BTreeMap<String, (Vec<RowId>, Vec<RowId>)> = BTreeMap::new();
-    for img in versions::read_images(conn, module, later).await? {
-        let id = row_id(&img);
-        let Some(op) = written.get(&id) else { continue };
-        let entry = hits.entry(img.version.clone()).or_default();
-        let reinserted = img.image.op == 'd' && *op == 'i';
-        let list = if reinserted { &mut entry.1 } else { &mut entry.0 };
-        if !list.contains(&id) {
-            list.push(id);
+    let mut hits: BTreeMap<String, Hits> = BTreeMap::new();
+    let mut theirs = ImagePages::new(module, later, 0, IMAGE_PAGE);
+    while let Some(page) = theirs.next_page(conn).await? {
+        for img in page {
+            let id = row_id(&img);
+            let Some(&(op, index)) = written.get(&id) else { continue };
+            let entry = hits.entry(img.version).or_default();
+            if img.image.op == 'd' && op == 'i' {
+                if entry.deleted.insert(index) && entry.first_deleted.is_none() {
+                    entry.first_deleted = Some(id);
+                }
+            } else if entry.changed.insert(index) && entry.first_changed.is_none() {
+                entry.first_changed = Some(id);
+            }
         }
     }
     if hits.is_empty() {
         return Ok(None);
     }
     let mut parts = Vec::new();
-    for (v, (changed, deleted)) in &hits {
+    for (v, h) in &hits {
         let mut what = Vec::new();
-        if !changed.is_empty() {
-            what.push(format!("rewrote {} row(s) it changed", changed.len()));
+        if !h.changed.is_empty() {
+            what.push(format!("rewrote {} row(s) it changed", h.changed.len()));
         }
-        if !deleted.is_empty() {
-            what.push(format!("re-inserted {} row(s) it deleted", deleted.len()));
+        if !h.deleted.is_empty() {
+            what.push(format!("re-inserted {} row(s) it deleted", h.deleted.len()));
         }
-        let example = changed
-            .iter()
-            .chain(deleted)
-            .next()
+        let example = h
+            .first_changed
+            .as_ref()
+            .or(h.first_deleted.as_ref())
             .map(|(t, k)| format!(", e.g. {t} {k}"));
         parts.push(format!("{v}: {}{}", what.join(" and "), example.unwrap_or_default()));
     }

@@ -6,6 +6,7 @@
 //! and the table lock the commands share.
 
 mod bad_input;
+mod clear_tables;
 mod drift;
 mod dump;
 mod load;

@@ -1,0 +1,127 @@
+//! `lockgate.toml`'s `[server]` limits reaching the server: `body_grace` (a duration,
+//! through the one duration parser) and `max_connections` set in the file end up in
+//! [`ServerConfig`], alongside the keys read before them; a bad value of either is an
+//! error naming the file, its line and the key; and a limit out of range set in code
+//! is refused by [`ServerConfig::check`].
+
+use crate::*;
+use lockgate::Config;
+use std::time::Duration;
+
+/// `lockgate.toml` holding `text`, read as `lockgate serve` reads it.
+fn load(text: &str) -> (tempfile::TempDir, Result<Config, lockgate::config::ConfigError>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lockgate.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path, true);
+    (dir, config)
+}
+
+fn served(text: &str) -> ServerConfig {
+    let (_dir, config) = load(text);
+    let config = config.unwrap_or_else(|e| panic!("{text}: {e}"));
+    let mut cfg = ServerConfig::new();
+    cfg.apply_settings(&config.server);
+    cfg.check().unwrap_or_else(|e| panic!("{text}: {e}"));
+    cfg
+}
+
+#[test]
+fn body_grace_and_max_connections_reach_the_server_config() {
+    let cfg = served(
+        "[server]\nport = 4000\nallowed_hosts = [\"lockgate.internal\"]\nupload_limit_mb = 5\n\
+         upload_scripts = true\nbody_grace = \"45s\"\nmax_connections = 12\n",
+    );
+    assert_eq!(cfg.body_grace, Duration::from_secs(45));
+    assert_eq!(cfg.max_connections, 12);
+    // The keys read before them still arrive.
+    assert_eq!(cfg.allowed_hosts, ["lockgate.internal"]);
+    assert_eq!(cfg.upload_limit, 5 * 1024 * 1024);
+    assert!(cfg.upload_scripts);
+
+    // Every form the duration parser takes: seconds as a number, units, fractions.
+    for (given, expected) in [
+        ("90", Duration::from_secs(90)),
+        ("2.5", Duration::from_millis(2_500)),
+        ("\"1.5m\"", Duration::from_secs(90)),
+        ("\"1500ms\"", Duration::from_millis(1_500)),
+        ("\"1s\"", Duration::from_secs(1)),
+        ("\"168h\"", Duration::from_secs(7 * 24 * 3600)),
+    ] {
+        let cfg = served(&format!("[server]\nbody_grace = {given}\n"));
+        assert_eq!(cfg.body_grace, expected, "{given}");
+    }
+    let cfg = served("[server]\nmax_connections = 100000\n");
+    assert_eq!(cfg.max_connections, 100_000);
+    let cfg = served("[server]\nmax_connections = 1\n");
+    assert_eq!(cfg.max_connections, 1);
+
+    // Not given: the defaults stay.
+    let cfg = served("[server]\nport = 4000\n");
+    let defaults = ServerConfig::new();
+    assert_eq!(cfg.body_grace, defaults.body_grace);
+    assert_eq!(cfg.body_grace, Duration::from_secs(30));
+    assert_eq!(cfg.max_connections, defaults.max_connections);
+    assert_eq!(cfg.max_connections, 256);
+}
+
+#[test]
+fn bad_body_grace_or_max_connections_is_an_error_naming_file_line_and_key() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "body_grace = \"soon\"",
+            &["[server] body_grace", "\"soon\" is not a duration", "30s"],
+        ),
+        (
+            "body_grace = \"5 minutes\"",
+            &["[server] body_grace", "is not a duration"],
+        ),
+        ("body_grace = -1", &["[server] body_grace", "negative"]),
+        ("body_grace = \"8d\"", &["[server] body_grace", "is not a duration"]),
+        ("body_grace = \"169h\"", &["[server] body_grace", "longer than 7 days"]),
+        ("body_grace = \"inf\"", &["[server] body_grace", "is not a duration"]),
+        ("body_grace = 0", &["[server] body_grace", "at least 1s"]),
+        ("body_grace = \"500ms\"", &["[server] body_grace", "at least 1s"]),
+        ("body_grace = true", &["[server] body_grace is a boolean", "30s"]),
+        (
+            "max_connections = 0",
+            &["[server] max_connections is 0", "from 1 to 100000"],
+        ),
+        (
+            "max_connections = -3",
+            &["[server] max_connections is -3", "from 1 to 100000"],
+        ),
+        ("max_connections = 100001", &["[server] max_connections is 100001"]),
+        (
+            "max_connections = 2.5",
+            &["[server] max_connections is a float", "whole number"],
+        ),
+        (
+            "max_connections = \"many\"",
+            &["[server] max_connections is a string", "whole number"],
+        ),
+    ];
+    for (line, parts) in cases {
+        // The bad key on line 3, so that the line is told.
+        let (dir, config) = load(&format!("[server]\nport = 4000\n{line}\n"));
+        let e = config.err().unwrap_or_else(|| panic!("{line}: accepted")).to_string();
+        let file = dir.path().join("lockgate.toml").display().to_string();
+        assert!(e.starts_with(&format!("{file}:3: ")), "{line}: {e}");
+        for p in *parts {
+            assert!(e.contains(p), "{line}: {p:?} not in {e}");
+        }
+    }
+}
+
+#[test]
+fn limits_out_of_range_set_in_code_are_refused_before_serving() {
+    let mut cfg = ServerConfig::new();
+    cfg.max_connections = 0;
+    let e = cfg.check().unwrap_err();
+    assert!(e.contains("max_connections is 0"), "{e}");
+    // Beyond what a semaphore holds: refused, not a panic when the server starts.
+    cfg.max_connections = usize::MAX;
+    assert!(cfg.check().unwrap_err().contains("max_connections"));
+    cfg.max_connections = 256;
+    cfg.check().unwrap();
+}
