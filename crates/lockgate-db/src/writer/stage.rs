@@ -188,13 +188,12 @@ pub(super) async fn create_keys_table(conn: &mut Conn, plan: &Plan) -> Result<()
         })
         .collect();
     conn.batch(&d.drop_temp(KEYS)).await?;
-    conn.batch(&d.create_temp(KEYS, &cols)).await?;
-    if d.0 == Engine::Postgres {
-        // The final anti-join probes this table once per target row.
-        let names = d.columns(None, &plan.key.iter().map(|k| k.name.clone()).collect::<Vec<_>>());
-        conn.batch(&format!("CREATE INDEX ON {} ({names})", d.quote(KEYS)))
-            .await?;
-    }
+    // Indexed on every engine: the final anti-join (`delete_missing`, and the images
+    // of the rows it deletes) probes this table once per target row. Without the
+    // index SQLite scanned it for each row: a 22,500-row sync over 20,000 keys took
+    // 26 s instead of under one.
+    let names: Vec<String> = plan.key.iter().map(|k| k.name.clone()).collect();
+    conn.batch(&d.create_temp_indexed(KEYS, &cols, &names)).await?;
     Ok(())
 }
 

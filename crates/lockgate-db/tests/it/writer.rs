@@ -592,6 +592,43 @@ async fn a_sync_deleting_more_than_a_page_captures_every_row_once() {
     }
 }
 
+/// A sync keeping 20,000 of 22,500 rows: its anti-joins (the rows to delete and
+/// their images) probe the staged keys by index on every engine. Unindexed, SQLite
+/// scanned the keys once per row: 26 s in a release build for this sync, against
+/// 0.4 s with the index; the bound is far from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_over_many_keys_probes_them_by_index() {
+    for engine in ENGINES {
+        let (db, mut conn) = people(engine).await;
+        let _ledger = Ledger::open(&db.url).await.unwrap();
+        let table = conn.find_table("people").await.unwrap();
+        let all: Vec<(i64, String)> = (1..=22_500).map(|i| (i, format!("p{i}"))).collect();
+        let refs: Vec<(i64, &str)> = all.iter().map(|(i, n)| (*i, n.as_str())).collect();
+        let load = WriteConfig {
+            mode: WriteMode::Insert,
+            ..WriteConfig::default()
+        };
+        writer::write(&mut conn, &table, &load, &rows(&refs), None)
+            .await
+            .unwrap();
+        let sync = WriteConfig {
+            mode: WriteMode::Sync,
+            capture: Some(Capture {
+                module: "m".into(),
+                version: "1.0.0".into(),
+            }),
+            ..WriteConfig::default()
+        };
+        let started = std::time::Instant::now();
+        let r = writer::write(&mut conn, &table, &sync, &rows(&refs[..20_000]), None)
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!((r.deleted, r.unchanged), (2_500, 20_000), "{engine}: {r:?}");
+        assert!(took < std::time::Duration::from_secs(10), "{engine}: {took:?}");
+    }
+}
+
 /// Records that all start on line 1 (a compact JSON array), numbered 1, 2, 3….
 fn one_line(columns: &[&str], records: Vec<Vec<Value>>) -> Rows {
     let mut b = Batch::new(Arc::new(columns.iter().map(|c| c.to_string()).collect()));
