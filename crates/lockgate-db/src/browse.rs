@@ -18,8 +18,9 @@
 //!   has no row identity, so any other paging would skip or repeat rows.
 //! - Text sorts by the column's collation, so the order of text may differ between
 //!   engines (MariaDB's default collations ignore case, PostgreSQL's `C` does not).
-//!   MariaDB ENUM and SET columns sort by label (MariaDB would sort them by position
-//!   but compare them with a cursor's text as text); PostgreSQL enums by position.
+//!   MariaDB ENUM and SET columns sort by label, byte by byte (MariaDB would sort them
+//!   by position but compare them with a cursor's text as text: [`Dialect::key_expr`],
+//!   shared with every keyset reader); PostgreSQL enums by position.
 //!   JSON columns and types outside the mapping are not sort columns.
 //! - Every condition a page reads is one index range when an index on (sort column,
 //!   key) exists ([`Dialect::keyset_segments`]); on PostgreSQL an index serves a
@@ -470,20 +471,14 @@ struct Term {
 }
 
 impl Term {
-    /// A column as an order term. MariaDB sorts ENUM and SET columns by their
-    /// declared position but compares them with text as text, so there both happen on
-    /// the text (the order is then by label); elsewhere the column as it is.
+    /// A column as an order term, ordered and compared as every keyset reader does
+    /// ([`Dialect::key_expr`]: MariaDB's ENUM and SET by label, since MariaDB would
+    /// sort them by declared position but compare them with a cursor's text as text;
+    /// elsewhere the column as it is).
     fn column(d: Dialect, c: &Column) -> Term {
-        let q = d.quote(&c.name);
-        let data_type = c.data_type.to_ascii_lowercase();
-        let expr = if d.0 == Engine::Mysql && (data_type.starts_with("enum") || data_type.starts_with("set")) {
-            format!("CAST({q} AS CHAR)")
-        } else {
-            q
-        };
         Term {
             name: c.name.clone(),
-            expr,
+            expr: d.key_expr(&d.quote(&c.name), c),
             nullable: c.nullable,
             kind: c.kind.clone(),
         }

@@ -90,6 +90,24 @@ impl Dialect {
         self.keyset_after(&terms, last, false, params)
     }
 
+    /// What keyset paging orders and compares the column `column` by, given as the
+    /// (quoted, maybe qualified) expression `expr`: the column itself, except for
+    /// MariaDB's ENUM and SET. MariaDB sorts those by declared position but compares
+    /// them with text (a cursor's value) as text, so a page of `ENUM('z','a')` ending
+    /// on `'z'` would resume at "`> 'z'`" and skip every `'a'`. They are ordered and
+    /// compared as their label instead, byte by byte (`COLLATE utf8mb4_bin`: the same
+    /// rule in the order and the condition, and no two labels equal, as `a` and `A`
+    /// would be under a case-insensitive collation). Every keyset reader uses this
+    /// (`read::Keyset`, `browse`).
+    pub fn key_expr(&self, expr: &str, column: &Column) -> String {
+        let data_type = column.data_type.to_ascii_lowercase();
+        if self.0 == Engine::Mysql && (data_type.starts_with("enum") || data_type.starts_with("set")) {
+            format!("CAST({expr} AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin")
+        } else {
+            expr.to_string()
+        }
+    }
+
     /// The `ORDER BY` list of a keyset order over `terms`: ascending with NULL as the
     /// smallest value (MariaDB's and SQLite's own rule), or, with `reverse`, the exact
     /// reverse of that (descending, NULLs last). PostgreSQL sorts NULL as the largest

@@ -3,26 +3,179 @@
 //! time, so a 10M-row table reads with the memory of one page. A reader may also be
 //! limited to the rows whose column holds one of a few values (a tenant's rows),
 //! filtered by the database, not after the read.
+//!
+//! [`Keyset`] is the one keyset order over a table's key that every reader paging a
+//! table by its key uses ([`TableReader`], the writer's images of the rows a sync
+//! deletes, `rowdiff`'s differences; `browse` orders its key terms by the same
+//! [`Dialect::key_expr`]). Two things make a naive `ORDER BY key` / `key > last`
+//! skip rows, and it handles both:
+//! - MariaDB sorts ENUM and SET columns by declared position but compares them with
+//!   text as text: a page ending on `'z'` of `ENUM('z','a')` would resume at
+//!   `> 'z'` and never meet the `'a'` rows. They are ordered and compared by label.
+//! - SQLite lets the primary key of a rowid table hold NULLs, several of them. NULL
+//!   sorts first, the condition after a NULL is explicit (`IS NULL AND …` / `IS NOT
+//!   NULL`), and the rowid breaks ties, so a page ending on a NULL resumes among the
+//!   rest of the NULLs.
 
 use crate::conn::Conn;
+use crate::dialect::{Dialect, OrderTerm};
 use crate::error::DbError;
-use lockgate_core::{Batch, Kind, Row, Table, Value};
+use crate::url::Engine;
+use lockgate_core::{Batch, Column, Kind, Row, Table, Value};
 use std::sync::Arc;
+
+/// A keyset order over a table's key columns (see the module's doc): the `ORDER BY`
+/// list, the condition "after this row", and where a row's cursor values are read.
+#[derive(Clone, Debug)]
+pub struct Keyset {
+    dialect: Dialect,
+    terms: Vec<OrderTerm>,
+    /// What each term's cursor value is read as: an expression and its kind.
+    reads: Vec<(String, Kind)>,
+}
+
+impl Keyset {
+    /// The order of `table`'s rows by `key` (names resolved by ARCHITECTURE.md's
+    /// naming rule), its columns qualified by `alias` when given. The key must tell
+    /// rows apart: a nullable column is refused unless it is part of the primary key
+    /// (SQLite's rowid tables allow NULLs there), where the rowid breaks ties.
+    pub fn new(d: Dialect, table: &Table, key: &[String], alias: Option<&str>) -> Result<Keyset, DbError> {
+        let qualify = |expr: String| match alias {
+            Some(a) => format!("{a}.{expr}"),
+            None => expr,
+        };
+        let mut keyset = Keyset {
+            dialect: d,
+            terms: Vec::new(),
+            reads: Vec::new(),
+        };
+        let mut nullable = false;
+        for c in key_columns(table, key)? {
+            nullable |= c.nullable;
+            let expr = d.key_expr(&qualify(d.quote(&c.name)), c);
+            // SQLite compares the value it stored (a date stored as other text than
+            // lockgate writes, say), so the cursor carries that value itself there.
+            let kind = if d.0 == Engine::Sqlite {
+                Kind::Any
+            } else {
+                c.kind.clone()
+            };
+            keyset.reads.push((expr.clone(), kind));
+            keyset.terms.push(OrderTerm {
+                expr,
+                nullable: c.nullable,
+            });
+        }
+        if nullable {
+            // Only SQLite's rowid tables let a primary key column hold NULL, and repeat it.
+            let rowid = ["rowid", "_rowid_", "oid"]
+                .into_iter()
+                .find(|n| !table.columns.iter().any(|c| c.name.eq_ignore_ascii_case(n)));
+            let Some(rowid) = rowid.filter(|_| d.0 == Engine::Sqlite) else {
+                return Err(DbError::Invalid(format!(
+                    "the primary key of table {} ({}) may be NULL, and its rows have no row id to tell NULLs \
+                     apart: declare the key's columns NOT NULL",
+                    table.name,
+                    key.join(", ")
+                )));
+            };
+            // A name of our own choosing, never the user's: no quoting.
+            let expr = qualify(rowid.to_string());
+            let kind = Kind::Int {
+                bytes: 8,
+                unsigned: false,
+            };
+            keyset.reads.push((expr.clone(), kind));
+            keyset.terms.push(OrderTerm { expr, nullable: false });
+        }
+        Ok(keyset)
+    }
+
+    /// The `ORDER BY` list (ascending, NULLs first).
+    pub fn order(&self) -> String {
+        self.dialect.keyset_order(&self.terms, false)
+    }
+
+    /// The condition "a row comes after the one whose cursor values are `last`" (as
+    /// [`Keyset::place`] found them), its values appended to `params`.
+    pub fn after(&self, last: &[Value], params: &mut Vec<Value>) -> String {
+        self.dialect.keyset_after(&self.terms, last, false, params)
+    }
+
+    /// Where each cursor value is in a row read by the select list `select` (read as
+    /// `kinds`), appending to both what the list does not hold already as it is
+    /// needed (the rowid, a MariaDB ENUM's label, SQLite's stored values). The caller
+    /// drops what was appended from the rows it hands on.
+    pub fn place(&self, select: &mut Vec<String>, kinds: &mut Vec<Kind>) -> Vec<usize> {
+        self.reads
+            .iter()
+            .map(
+                |(expr, kind)| match (0..select.len()).find(|&i| select[i] == *expr && kinds[i] == *kind) {
+                    Some(i) => i,
+                    None => {
+                        select.push(expr.clone());
+                        kinds.push(kind.clone());
+                        select.len() - 1
+                    }
+                },
+            )
+            .collect()
+    }
+}
+
+/// The columns of `key` in `table`, checked: the key must name columns of the table
+/// and tell rows apart, so a nullable column is refused unless it is part of the
+/// primary key (SQLite's rowid tables allow NULLs there; [`Keyset`] tells them apart
+/// by the rowid).
+fn key_columns<'t>(table: &'t Table, key: &[String]) -> Result<Vec<&'t Column>, DbError> {
+    if key.is_empty() {
+        return Err(DbError::Invalid(format!(
+            "table {} has no primary key and no unique key of NOT NULL columns: its rows cannot be told apart, \
+             and lockgate reads tables page by page in key order",
+            table.name
+        )));
+    }
+    key.iter()
+        .map(|k| {
+            let c = table
+                .column(k)
+                .ok_or_else(|| DbError::Invalid(format!("column {k:?} is not in table {}", table.name)))?;
+            if c.nullable && !table.primary_key.contains(&c.name) {
+                return Err(DbError::Invalid(format!(
+                    "column {} of table {} may be NULL: it cannot order a keyset page; page by the primary key or a unique key of NOT NULL columns",
+                    c.name, table.name
+                )));
+            }
+            Ok(c)
+        })
+        .collect()
+}
 
 /// Reads a table page by page in key order.
 pub struct TableReader {
     table: Table,
-    columns: Arc<Vec<String>>,
-    kinds: Vec<Kind>,
-    /// Positions of the key columns within the selected columns.
-    key_pos: Vec<usize>,
+    /// The key columns, as the table spells them.
     key: Vec<String>,
+    /// The columns each batch holds.
+    columns: Arc<Vec<String>>,
+    /// How the pages are read, once the engine is known (the first page).
+    plan: Option<ReadPlan>,
     /// Only the rows whose column (as the table spells it) holds one of the values.
     only: Option<(String, Vec<Value>)>,
     after: Option<Vec<Value>>,
     page: usize,
     done: bool,
     read: u64,
+}
+
+/// The select list and order of a [`TableReader`]'s pages.
+struct ReadPlan {
+    keyset: Keyset,
+    /// The batch's columns, then what the keyset's cursor needs besides.
+    select: Vec<String>,
+    kinds: Vec<Kind>,
+    /// Where each cursor value is within a selected row.
+    cursor_at: Vec<usize>,
 }
 
 impl TableReader {
@@ -35,69 +188,38 @@ impl TableReader {
                 table.name
             )));
         }
-        TableReader::by_key(table, columns, &table.primary_key.clone(), page)
+        TableReader::by_key(table, columns, &table.primary_key, page)
     }
 
     /// Like [`TableReader::new`], paged by `key` instead of the primary key: columns
     /// that together tell every row apart and are all NOT NULL (a unique key, as
     /// `writer::image_key` picks for a table without a primary key). A nullable
-    /// column is refused: NULLs repeat and cannot be resumed after.
+    /// column is refused: NULLs repeat and cannot be resumed after (but for an SQLite
+    /// primary key's, which the rowid tells apart: [`Keyset`]).
     pub fn by_key(
         table: &Table,
         columns: Option<&[String]>,
         key: &[String],
         page: usize,
     ) -> Result<TableReader, DbError> {
-        if key.is_empty() {
-            return Err(DbError::Invalid(format!(
-                "table {} has no primary key nor unique key of NOT NULL columns: its rows cannot be told apart, \
-                 and lockgate reads tables page by page in key order",
-                table.name
-            )));
-        }
-        let column = |n: &String| {
-            table
-                .column(n)
-                .ok_or_else(|| DbError::Invalid(format!("column {n:?} is not in table {}", table.name)))
-        };
-        let mut key_names = Vec::new();
-        for k in key {
-            let c = column(k)?;
-            if c.nullable && !table.primary_key.contains(&c.name) {
-                return Err(DbError::Invalid(format!(
-                    "column {} of table {} may be NULL: it cannot order a keyset page; page by the primary key or a unique key of NOT NULL columns",
-                    c.name, table.name
-                )));
-            }
-            key_names.push(c.name.clone());
-        }
-        let mut cols: Vec<String> = match columns {
+        let key: Vec<String> = key_columns(table, key)?.into_iter().map(|c| c.name.clone()).collect();
+        let columns: Vec<String> = match columns {
             Some(c) => c
                 .iter()
-                .map(|n| column(n).map(|c| c.name.clone()))
+                .map(|n| {
+                    table
+                        .column(n)
+                        .map(|c| c.name.clone())
+                        .ok_or_else(|| DbError::Invalid(format!("column {n:?} is not in table {}", table.name)))
+                })
                 .collect::<Result<_, _>>()?,
             None => table.columns.iter().map(|c| c.name.clone()).collect(),
         };
-        // The key must be selected to resume after the last row of a page.
-        for k in &key_names {
-            if !cols.contains(k) {
-                cols.push(k.clone());
-            }
-        }
-        let kinds = cols
-            .iter()
-            .map(|c| table.column(c).map(|c| c.kind.clone()).unwrap_or(Kind::Any))
-            .collect();
-        let key_pos = key_names
-            .iter()
-            .map(|k| cols.iter().position(|c| c == k).unwrap_or(0))
-            .collect();
         Ok(TableReader {
             table: table.clone(),
-            columns: Arc::new(cols),
-            kinds,
-            key_pos,
-            key: key_names,
+            key,
+            columns: Arc::new(columns),
+            plan: None,
             only: None,
             after: None,
             page: page.max(1),
@@ -120,9 +242,21 @@ impl TableReader {
         Ok(self)
     }
 
-    /// The most rows a page holds.
-    pub fn page_size(&self) -> usize {
-        self.page
+    fn plan(&self, d: Dialect) -> Result<ReadPlan, DbError> {
+        let keyset = Keyset::new(d, &self.table, &self.key, None)?;
+        let mut select: Vec<String> = self.columns.iter().map(|c| d.quote(c)).collect();
+        let mut kinds: Vec<Kind> = self
+            .columns
+            .iter()
+            .map(|c| self.table.column(c).map(|c| c.kind.clone()).unwrap_or(Kind::Any))
+            .collect();
+        let cursor_at = keyset.place(&mut select, &mut kinds);
+        Ok(ReadPlan {
+            keyset,
+            select,
+            kinds,
+            cursor_at,
+        })
     }
 
     /// The next page, or `None` after the last.
@@ -131,7 +265,10 @@ impl TableReader {
             return Ok(None);
         }
         let d = conn.dialect();
-        let order = d.columns(None, &self.key);
+        if self.plan.is_none() {
+            self.plan = Some(self.plan(d)?);
+        }
+        let plan = self.plan.as_ref().expect("planned");
         let mut params = Vec::new();
         let mut conds = Vec::new();
         if let Some((col, values)) = &self.only {
@@ -145,8 +282,7 @@ impl TableReader {
             conds.push(format!("{} IN ({})", d.quote(col), marks.join(", ")));
         }
         if let Some(last) = &self.after {
-            let keys: Vec<String> = self.key.iter().map(|k| d.quote(k)).collect();
-            conds.push(format!("({})", d.after_keys(&keys, last, &mut params)));
+            conds.push(format!("({})", plan.keyset.after(last, &mut params)));
         }
         let filter = if conds.is_empty() {
             "1 = 1".to_string()
@@ -154,22 +290,24 @@ impl TableReader {
             conds.join(" AND ")
         };
         let sql = format!(
-            "SELECT {} FROM {} WHERE {filter} ORDER BY {order} LIMIT {}",
-            d.columns(None, &self.columns),
+            "SELECT {} FROM {} WHERE {filter} ORDER BY {} LIMIT {}",
+            plan.select.join(", "),
             d.table(&self.table.name),
+            plan.keyset.order(),
             self.page
         );
-        let rows = conn.query(&sql, &params, Some(&self.kinds)).await?;
+        let rows = conn.query(&sql, &params, Some(&plan.kinds)).await?;
         if rows.len() < self.page {
             self.done = true;
         }
-        if rows.is_empty() {
+        let Some(last) = rows.last() else {
             return Ok(None);
-        }
-        let last = rows.last().expect("not empty");
-        self.after = Some(self.key_pos.iter().map(|&i| last[i].clone()).collect());
+        };
+        self.after = Some(plan.cursor_at.iter().map(|&i| last[i].clone()).collect());
+        let width = self.columns.len();
         let mut batch = Batch::new(self.columns.clone());
-        for values in rows {
+        for mut values in rows {
+            values.truncate(width);
             self.read += 1;
             batch.push(Row {
                 line: self.read,

@@ -13,6 +13,7 @@
 use crate::conn::Conn;
 use crate::dialect::KeyColumn;
 use crate::error::DbError;
+use crate::read::Keyset;
 use crate::versions::{self, InsertedRows, RowImage};
 use crate::writer::image_key;
 use lockgate_core::{Kind, Table, Value};
@@ -51,7 +52,7 @@ pub async fn take(conn: &mut Conn, table: &Table, n: usize) -> Result<Before, Db
     let key = image_key(table);
     if key.is_empty() {
         return Err(DbError::Invalid(format!(
-            "table {} has no primary or unique key: what a script does to it cannot be recorded",
+            "table {} has no primary key and no unique key of NOT NULL columns: what a script does to it cannot be recorded",
             table.name
         )));
     }
@@ -108,32 +109,35 @@ async fn differences(conn: &mut Conn, before: &Before, module: &str, version: &s
     };
 
     let key_pos: Vec<usize> = key.iter().filter_map(|k| table.column_index(k)).collect();
-    let key_in = |alias: &str| -> Vec<String> { key.iter().map(|k| format!("{alias}.{}", d.quote(k))).collect() };
+    let in_alias = |alias: &str| -> Vec<String> { all.iter().map(|c| format!("{alias}.{}", d.quote(c))).collect() };
 
     // Rows changed or gone: the copy's rows that the table no longer holds as they
-    // were, page by page in the copy's key order.
-    let both: Vec<Kind> = kinds.iter().chain(kinds.iter()).cloned().collect();
+    // were, page by page in the copy's key order (`read::Keyset`, the order every
+    // keyset reader shares; what the cursor needs is read after both rows).
+    let keyset = Keyset::new(d, table, &key, Some("s"))?;
+    let mut select: Vec<String> = in_alias("s").into_iter().chain(in_alias("t")).collect();
+    let mut both: Vec<Kind> = kinds.iter().chain(kinds.iter()).cloned().collect();
+    let cursor_at = keyset.place(&mut select, &mut both);
     let mut last: Option<Vec<Value>> = None;
     loop {
         let mut params = Vec::new();
         let after = match &last {
-            Some(l) => format!(" AND ({})", d.after_keys(&key_in("s"), l, &mut params)),
+            Some(l) => format!(" AND ({})", keyset.after(l, &mut params)),
             None => String::new(),
         };
         let sql = format!(
-            "SELECT {}, {} FROM {} s LEFT JOIN {} t ON {} WHERE ({}){after} ORDER BY {} LIMIT {PAGE}",
-            d.columns(Some("s"), &all),
-            d.columns(Some("t"), &all),
+            "SELECT {} FROM {} s LEFT JOIN {} t ON {} WHERE ({}){after} ORDER BY {} LIMIT {PAGE}",
+            select.join(", "),
             d.quote(&before.copy),
             d.table(&table.name),
             d.key_match("t", "s", &key_cols),
             d.differs("s", "t", &cols),
-            key_in("s").join(", ")
+            keyset.order()
         );
         let rows = conn.query(&sql, &params, Some(&both)).await?;
         let mut images = Vec::with_capacity(rows.len());
         for row in &rows {
-            let (old, new) = row.split_at(all.len());
+            let (old, new) = (&row[..all.len()], &row[all.len()..2 * all.len()]);
             let gone = key_pos.iter().all(|&p| new[p].is_null());
             let before_map = as_map(old);
             images.push(RowImage {
@@ -152,30 +156,40 @@ async fn differences(conn: &mut Conn, before: &Before, module: &str, version: &s
         }
         versions::write_images(conn, module, version, &images).await?;
         match rows.last() {
-            Some(row) if rows.len() == PAGE => last = Some(key_pos.iter().map(|&p| row[p].clone()).collect()),
+            Some(row) if rows.len() == PAGE => last = Some(cursor_at.iter().map(|&p| row[p].clone()).collect()),
             _ => break,
         }
     }
 
     // Rows added: the table's rows whose key the copy does not hold, page by page in
     // the table's key order (each page one `I` record of keys and fingerprints).
+    let keyset = Keyset::new(d, table, &key, Some("t"))?;
+    let mut select = in_alias("t");
+    let mut kinds = kinds;
+    let cursor_at = keyset.place(&mut select, &mut kinds);
     let mut last: Option<Vec<Value>> = None;
     loop {
         let mut params = Vec::new();
         let after = match &last {
-            Some(l) => format!(" AND ({})", d.after_keys(&key_in("t"), l, &mut params)),
+            Some(l) => format!(" AND ({})", keyset.after(l, &mut params)),
             None => String::new(),
         };
         let sql = format!(
             "SELECT {} FROM {} t LEFT JOIN {} s ON {} WHERE s.{} IS NULL{after} ORDER BY {} LIMIT {PAGE}",
-            d.columns(Some("t"), &all),
+            select.join(", "),
             d.table(&table.name),
             d.quote(&before.copy),
             d.key_match("s", "t", &key_cols),
             d.quote(&key[0]),
-            key_in("t").join(", ")
+            keyset.order()
         );
-        let rows = conn.query(&sql, &params, Some(&kinds)).await?;
+        let mut rows = conn.query(&sql, &params, Some(&kinds)).await?;
+        let tail = rows
+            .last()
+            .map(|row| cursor_at.iter().map(|&p| row[p].clone()).collect());
+        for row in &mut rows {
+            row.truncate(all.len());
+        }
         let mut added = InsertedRows {
             table: name.clone(),
             key_columns: key.clone(),
@@ -188,8 +202,8 @@ async fn differences(conn: &mut Conn, before: &Before, module: &str, version: &s
         }
         changes.inserted += added.keys.len() as u64;
         versions::write_inserted(conn, module, version, &added).await?;
-        match rows.last() {
-            Some(row) if rows.len() == PAGE => last = Some(key_pos.iter().map(|&p| row[p].clone()).collect()),
+        match tail {
+            Some(tail) if rows.len() == PAGE => last = Some(tail),
             _ => break,
         }
     }

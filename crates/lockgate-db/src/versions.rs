@@ -103,8 +103,8 @@ pub struct RowImage {
 /// A row's [`fingerprint`](lockgate_core::fingerprint) over some of its columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fingerprint {
-    /// The columns, in the order hashed.
-    pub columns: Vec<String>,
+    /// The columns, in the order hashed (shared by the images of one inserted batch).
+    pub columns: Arc<Vec<String>>,
     /// The fingerprint.
     pub value: String,
 }
@@ -461,36 +461,85 @@ pub async fn write_inserted(conn: &mut Conn, module: &str, version: &str, rows: 
     Ok(())
 }
 
-/// Expands an `I` row (see [`InsertedRows`]) into one image per row.
-fn expand_inserted(version: &str, table: &str, key: &str, after: Option<&str>, out: &mut Vec<StoredImage>) {
-    let key: serde_json::Value = serde_json::from_str(key).unwrap_or_default();
-    let after: serde_json::Value = after.and_then(|a| serde_json::from_str(a).ok()).unwrap_or_default();
-    let names: Vec<String> = key["columns"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
-        .unwrap_or_default();
-    let columns: Vec<String> = after["columns"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
-        .unwrap_or_default();
-    let empty = Vec::new();
-    let prints = after["fingerprints"].as_array().unwrap_or(&empty);
-    for (i, row) in key["rows"].as_array().unwrap_or(&empty).iter().enumerate() {
-        let values = row.as_array().cloned().unwrap_or_default();
-        out.push(StoredImage {
-            version: version.into(),
-            image: RowImage {
-                table: table.into(),
-                op: 'i',
-                key: names.iter().cloned().zip(values).collect(),
-                before: None,
-                after: None,
-                after_fingerprint: prints.get(i).and_then(|p| p.as_str()).map(|p| Fingerprint {
-                    columns: columns.clone(),
-                    value: p.to_string(),
-                }),
-            },
-        });
+/// An `I` ledger row (see [`InsertedRows`]) being expanded into one image per row,
+/// a page's worth at a time: its keys stay JSON until their images are taken.
+struct Inserted {
+    version: String,
+    table: String,
+    /// The key columns.
+    names: Vec<String>,
+    /// The columns the fingerprints cover; `None` when fingerprints are not read.
+    columns: Option<Arc<Vec<String>>>,
+    rows: std::vec::IntoIter<serde_json::Value>,
+    prints: std::vec::IntoIter<serde_json::Value>,
+}
+
+impl Inserted {
+    /// The `I` row of `version` and `table` with `key` (its `key_json`) and, when
+    /// fingerprints are read, `after` (its `after_json`).
+    fn parse(version: String, table: String, key: &str, after: Option<&str>, fingerprints: bool) -> Inserted {
+        let strings = |v: Option<serde_json::Value>| -> Vec<String> {
+            match v {
+                Some(serde_json::Value::Array(a)) => a.iter().filter_map(|c| c.as_str().map(String::from)).collect(),
+                _ => Vec::new(),
+            }
+        };
+        let array = |v: Option<serde_json::Value>| match v {
+            Some(serde_json::Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        let object = |text: Option<&str>| match text.and_then(|t| serde_json::from_str(t).ok()) {
+            Some(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        let mut key = object(Some(key));
+        let (columns, prints) = if fingerprints {
+            let mut after = object(after);
+            (
+                Some(Arc::new(strings(after.remove("columns")))),
+                array(after.remove("fingerprints")),
+            )
+        } else {
+            (None, Vec::new())
+        };
+        Inserted {
+            version,
+            table,
+            names: strings(key.remove("columns")),
+            columns,
+            rows: array(key.remove("rows")).into_iter(),
+            prints: prints.into_iter(),
+        }
+    }
+
+    /// Appends the images of up to `n` more of its rows to `out`; true when none is left.
+    fn take(&mut self, n: usize, out: &mut Vec<StoredImage>) -> bool {
+        for _ in 0..n {
+            let Some(row) = self.rows.next() else { break };
+            let print = self.prints.next();
+            let values = match row {
+                serde_json::Value::Array(a) => a,
+                _ => Vec::new(),
+            };
+            out.push(StoredImage {
+                version: self.version.clone(),
+                image: RowImage {
+                    table: self.table.clone(),
+                    op: 'i',
+                    key: self.names.iter().cloned().zip(values).collect(),
+                    before: None,
+                    after: None,
+                    after_fingerprint: match (&self.columns, print) {
+                        (Some(columns), Some(serde_json::Value::String(value))) => Some(Fingerprint {
+                            columns: columns.clone(),
+                            value,
+                        }),
+                        _ => None,
+                    },
+                },
+            });
+        }
+        self.rows.len() == 0
     }
 }
 
@@ -521,15 +570,20 @@ pub async fn read_images_after(
     Ok(out)
 }
 
-/// Ledger rows an [`ImagePages`] reads at once by default. A row is one image, or
-/// (op `I`) the keys of one inserted batch, so a page is bounded by this many rows
-/// times the writer's batch.
+/// The most images an [`ImagePages`] page holds by default.
 pub const IMAGE_PAGE: usize = 1_000;
 
 /// A module's row images read a page at a time: version by version, in the order
-/// they were written, each page the ledger rows after the last one read (keyset on
-/// `id`, which the index `(module, version, id)` serves), so that a caller comparing
-/// many images holds one page, never all of them.
+/// they were written, each page the images after the last one read (keyset on the
+/// ledger's `id`, which the index `(module, version, id)` serves), so that a caller
+/// comparing many images holds one page, never all of them.
+///
+/// A page is bounded in images, not ledger rows: one `I` row holds the keys of a
+/// whole inserted batch (10,000 by default), so its images are handed out a page's
+/// worth at a time and the rest kept for the next page. The page query reads an `I`
+/// row's id only, and its keys are fetched alone when the page reaches it, so what
+/// is held at once is at most a page of images plus one `I` row's keys (one writer
+/// batch, what the writer held when it wrote them).
 pub struct ImagePages {
     module: String,
     versions: Vec<String>,
@@ -539,12 +593,17 @@ pub struct ImagePages {
     start: i64,
     /// The last id read of the version being read.
     after: i64,
+    /// The most images a page holds.
     page: usize,
+    /// Whether inserted rows' images carry their fingerprints.
+    fingerprints: bool,
+    /// The rest of an `I` row whose images did not all fit in the last page.
+    pending: Option<Inserted>,
 }
 
 impl ImagePages {
     /// The images of `versions` (in that order) written after the one numbered
-    /// `after` (0: all), `page` ledger rows at a time.
+    /// `after` (0: all), at most `page` images at a time.
     pub fn new(module: &str, versions: &[String], after: i64, page: usize) -> ImagePages {
         ImagePages {
             module: module.into(),
@@ -553,61 +612,116 @@ impl ImagePages {
             start: after,
             after,
             page: page.max(1),
+            fingerprints: true,
+            pending: None,
         }
     }
 
-    /// The next page of images (never empty), or `None` after the last.
+    /// Reads inserted rows' images without their fingerprints (`after_fingerprint`
+    /// is `None`), for a caller that compares rows by key only.
+    pub fn without_fingerprints(mut self) -> ImagePages {
+        self.fingerprints = false;
+        self
+    }
+
+    /// The next page of images (never empty, at most the page size), or `None`
+    /// after the last.
     pub async fn next_page(&mut self, conn: &mut Conn) -> Result<Option<Vec<StoredImage>>, DbError> {
         let p = params(conn, 3);
-        while let Some(v) = self.versions.get(self.at) {
+        let mut out = Vec::new();
+        loop {
+            if let Some(pending) = &mut self.pending {
+                if pending.take(self.page - out.len(), &mut out) {
+                    self.pending = None;
+                }
+            }
+            if out.len() >= self.page {
+                break;
+            }
+            let Some(v) = self.versions.get(self.at) else { break };
+            // Each ledger row is at least one image, so no more rows than images wanted.
+            let want = self.page - out.len();
             let rows = conn
                 .query(
                     &format!(
-                        "SELECT id, version, table_name, op, key_json, before_json, after_json FROM lockgate_row_images \
-                         WHERE module = {} AND version = {} AND id > {} ORDER BY id LIMIT {}",
-                        p[0], p[1], p[2], self.page
+                        "SELECT id, version, table_name, op, CASE WHEN op = 'I' THEN NULL ELSE key_json END, \
+                         before_json, CASE WHEN op = 'I' THEN NULL ELSE after_json END FROM lockgate_row_images \
+                         WHERE module = {} AND version = {} AND id > {} ORDER BY id LIMIT {want}",
+                        p[0], p[1], p[2]
                     ),
-                    &[Value::Text(self.module.clone()), Value::Text(v.clone()), Value::Int(self.after)],
+                    &[
+                        Value::Text(self.module.clone()),
+                        Value::Text(v.clone()),
+                        Value::Int(self.after),
+                    ],
                     None,
                 )
                 .await?;
-            match rows.last().and_then(|r| int(&r[0])) {
-                Some(id) if rows.len() >= self.page => self.after = id,
-                _ => {
-                    // A short page: this version is done; the next one from the start.
-                    self.at += 1;
-                    self.after = self.start;
+            let mut used = 0;
+            for r in &rows {
+                used += 1;
+                if let Some(id) = int(&r[0]) {
+                    self.after = id;
+                }
+                if text(&r[3]).as_deref() == Some("I") {
+                    let mut inserted = self.inserted(conn, r).await?;
+                    if !inserted.take(self.page - out.len(), &mut out) {
+                        self.pending = Some(inserted);
+                    }
+                } else {
+                    out.push(stored_image(r));
+                }
+                if out.len() >= self.page {
+                    break;
                 }
             }
-            if rows.is_empty() {
-                continue;
+            if rows.len() < want && used == rows.len() {
+                // Every row of this version is read; the next one from the start.
+                self.at += 1;
+                self.after = self.start;
             }
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                stored_image(v, r, &mut out);
-            }
-            return Ok(Some(out));
         }
-        Ok(None)
+        Ok((!out.is_empty()).then_some(out))
+    }
+
+    /// The `I` row `r` (as the page query read it), its keys fetched by its id.
+    async fn inserted(&self, conn: &mut Conn, r: &[Value]) -> Result<Inserted, DbError> {
+        let d = conn.dialect();
+        let after = if self.fingerprints { "after_json" } else { "NULL" };
+        let rows = conn
+            .query(
+                &format!(
+                    "SELECT key_json, {after} FROM lockgate_row_images WHERE id = {}",
+                    d.param(1)
+                ),
+                &[r[0].clone()],
+                None,
+            )
+            .await?;
+        let (key, after) = rows
+            .first()
+            .map(|row| (text(&row[0]).unwrap_or_default(), text(&row[1])))
+            .unwrap_or_default();
+        Ok(Inserted::parse(
+            text(&r[1]).unwrap_or_default(),
+            text(&r[2]).unwrap_or_default(),
+            &key,
+            after.as_deref(),
+            self.fingerprints,
+        ))
     }
 }
 
-/// The image(s) of one ledger row (`id, version, table_name, op, key_json,
-/// before_json, after_json`) of version `v`.
-fn stored_image(v: &str, r: &[Value], out: &mut Vec<StoredImage>) {
-    if text(&r[3]).as_deref() == Some("I") {
-        let table = text(&r[2]).unwrap_or_default();
-        let key = text(&r[4]).unwrap_or_default();
-        expand_inserted(v, &table, &key, text(&r[6]).as_deref(), out);
-        return;
-    }
+/// The image of one ledger row other than `I` (`id, version, table_name, op,
+/// key_json, before_json, after_json`), with the version the row names.
+fn stored_image(r: &[Value]) -> StoredImage {
     let obj = |v: &Value| -> Option<serde_json::Map<String, serde_json::Value>> {
         text(v).and_then(|s| match serde_json::from_str(&s) {
             Ok(serde_json::Value::Object(m)) => Some(m),
             _ => None,
         })
     };
-    out.push(StoredImage {
+    StoredImage {
         version: text(&r[1]).unwrap_or_default(),
         image: RowImage {
             table: text(&r[2]).unwrap_or_default(),
@@ -617,7 +731,7 @@ fn stored_image(v: &str, r: &[Value], out: &mut Vec<StoredImage>) {
             after: obj(&r[6]),
             after_fingerprint: None,
         },
-    });
+    }
 }
 
 /// Whether the engine lets a second connection write while a data transaction is

@@ -19,7 +19,8 @@ pub fn image_key(table: &lockgate_core::Table) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Whether writes into `table` can record row images (it has a primary or unique key).
+/// Whether writes into `table` can record row images (it has a primary key, or a
+/// unique key of NOT NULL columns).
 pub fn can_capture(table: &lockgate_core::Table) -> bool {
     !image_key(table).is_empty()
 }
@@ -101,51 +102,36 @@ pub(super) async fn capture_deletes(
     let Some(capture) = &plan.capture else {
         return Ok(());
     };
-    // A page at a time in key order (keyset pagination), so that memory stays
-    // bounded by the page however many rows the sync deletes.
+    // A page at a time in key order (`read::Keyset`, the order every keyset reader
+    // shares), so that memory stays bounded by the page however many rows the sync
+    // deletes.
     const PAGE: usize = 5_000;
     let d = plan.dialect;
     let all: Vec<String> = plan.table.columns.iter().map(|c| c.name.clone()).collect();
-    let kinds: Vec<lockgate_core::Kind> = plan.table.columns.iter().map(|c| c.kind.clone()).collect();
     let key = image_key(&plan.table);
-    let key_pos: Vec<usize> = key.iter().filter_map(|k| all.iter().position(|c| c == k)).collect();
-    let order = key
-        .iter()
-        .map(|k| format!("t.{}", d.quote(k)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let keyset = crate::read::Keyset::new(d, &plan.table, &key, Some("t"))?;
+    let mut select: Vec<String> = all.iter().map(|c| format!("t.{}", d.quote(c))).collect();
+    let mut kinds: Vec<lockgate_core::Kind> = plan.table.columns.iter().map(|c| c.kind.clone()).collect();
+    let cursor_at = keyset.place(&mut select, &mut kinds);
     let mut last: Option<Vec<Value>> = None;
     loop {
         let mut ps = params.to_vec();
         let after = match &last {
             None => "1 = 1".to_string(),
-            Some(values) => {
-                // (a > ?) OR (a = ? AND b > ?) …: the same on every engine.
-                let mut ors = Vec::new();
-                for i in 0..key.len() {
-                    let mut ands = Vec::new();
-                    for (k, v) in key.iter().zip(values).take(i) {
-                        ps.push(v.clone());
-                        ands.push(format!("t.{} = {}", d.quote(k), d.param(ps.len())));
-                    }
-                    ps.push(values[i].clone());
-                    ands.push(format!("t.{} > {}", d.quote(&key[i]), d.param(ps.len())));
-                    ors.push(format!("({})", ands.join(" AND ")));
-                }
-                ors.join(" OR ")
-            }
+            Some(values) => keyset.after(values, &mut ps),
         };
         let sql = format!(
             "SELECT {} FROM {} t WHERE ({scope}) AND NOT EXISTS (SELECT 1 FROM {} k WHERE {}) AND ({after}) \
-             ORDER BY {order} LIMIT {PAGE}",
-            d.columns(Some("t"), &all),
+             ORDER BY {} LIMIT {PAGE}",
+            select.join(", "),
             d.table(&plan.table.name),
             d.quote(KEYS),
-            d.key_match("t", "k", &plan.key)
+            d.key_match("t", "k", &plan.key),
+            keyset.order()
         );
         let rows = conn.query(&sql, &ps, Some(&kinds)).await?;
         let Some(tail) = rows.last() else { break };
-        last = Some(key_pos.iter().map(|&p| tail[p].clone()).collect());
+        last = Some(cursor_at.iter().map(|&p| tail[p].clone()).collect());
         let full = rows.len() == PAGE;
         let images: Vec<crate::versions::RowImage> = rows
             .into_iter()

@@ -74,7 +74,7 @@ pub(super) fn plan(conn: &Conn, table: &Table, cfg: &WriteConfig) -> Result<Plan
             });
     if cfg.capture.is_some() && !can_capture(table) {
         return Err(DbError::Invalid(format!(
-            "table {} has no primary or unique key, so its rows cannot be told apart and their changes cannot be recorded for a rollback",
+            "table {} has no primary key and no unique key of NOT NULL columns, so its rows cannot be told apart and their changes cannot be recorded for a rollback",
             table.name
         )));
     }

@@ -14,7 +14,35 @@ pub(super) struct Run<'a> {
     pub(super) run_id: Option<i64>,
     /// What the current version changed that its row images cannot undo (a table
     /// whose rows cannot be told apart): recorded with the version, like its scripts.
-    pub(super) irreversible: Vec<String>,
+    pub(super) irreversible: InOrder,
+}
+
+/// Notes said once each, in the order first said: a set for the lookups (a version
+/// clearing and loading many tables asks once per table and file), a list for the order.
+#[derive(Default)]
+pub(super) struct InOrder {
+    list: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl InOrder {
+    /// Adds `note` unless it is there already.
+    pub(super) fn push(&mut self, note: String) {
+        if self.seen.insert(note.clone()) {
+            self.list.push(note);
+        }
+    }
+
+    /// Forgets every note.
+    pub(super) fn clear(&mut self) {
+        self.list.clear();
+        self.seen.clear();
+    }
+
+    /// The notes, in the order first said.
+    pub(super) fn iter(&self) -> std::slice::Iter<'_, String> {
+        self.list.iter()
+    }
 }
 
 /// Why a version's part stopped.
@@ -295,7 +323,7 @@ impl Run<'_> {
                         status: if last { "applied".into() } else { "partial".into() },
                         checksum: p.checksum.clone(),
                         parts_done: part + 1,
-                        scripts: scripts_run.iter().chain(&self.irreversible).cloned().collect(),
+                        scripts: scripts_run.iter().chain(self.irreversible.iter()).cloned().collect(),
                         run_id: self.run_id,
                         applied_at: String::new(),
                     };
@@ -391,20 +419,18 @@ impl Run<'_> {
     }
 
     /// Where a write into `table` records its row images; `None` in a dry run, and
-    /// for a table whose rows cannot be told apart (no primary or unique key), which
-    /// is then noted as something a rollback cannot undo.
+    /// for a table whose rows cannot be told apart (no primary key and no unique key
+    /// of NOT NULL columns: a unique key over a nullable column does not count, NULLs
+    /// repeat), which is then noted as something a rollback cannot undo.
     pub(super) fn capture_for(&mut self, table: &Table, version: &str) -> Option<Capture> {
         if self.opts.dry_run {
             return None;
         }
         if !writer::can_capture(table) {
-            let why = format!(
-                "table {} (no primary or unique key: its rows cannot be told apart)",
+            self.irreversible.push(format!(
+                "table {} (no primary key and no unique key of NOT NULL columns: its rows cannot be told apart)",
                 table.name
-            );
-            if !self.irreversible.contains(&why) {
-                self.irreversible.push(why);
-            }
+            ));
             return None;
         }
         Some(Capture {

@@ -44,7 +44,7 @@ impl Run<'_> {
             };
             // A multi-tenant table no file of this version loads: the tenants of its
             // contexts (never every tenant's rows because none was named).
-            let tenants = if multi && tenants.is_empty() {
+            let mut tenants = if multi && tenants.is_empty() {
                 p.manifest
                     .contexts
                     .keys()
@@ -53,6 +53,10 @@ impl Run<'_> {
             } else {
                 tenants
             };
+            // Each tenant once (several files, or contexts, may name one), in the
+            // order first named: for the query's IN list and the report.
+            let mut named = HashSet::new();
+            tenants.retain(|t| named.insert(t.clone()));
             if multi && tenants.is_empty() {
                 return Err(MigrateError::Input(format!(
                     "{}: clearTables names the multi-tenant table {}, but the version has no context to say whose rows: add a context",
@@ -301,6 +305,10 @@ pub(super) async fn clear_table(
         .unwrap_or_default();
     let tenant_column =
         tenants.map(|(col, _)| table.column(col).map(|c| c.name.clone()).unwrap_or_else(|| col.clone()));
+    // The tenants' rows are picked by the database (`IN`), under the tenant column's
+    // collation: on MariaDB's usual case-insensitive collations, clearing `t1` also
+    // deletes `T1`'s rows. The images are read by the same filter as the delete, so
+    // every row deleted has its image, whatever the collation decides.
     let filter = match &tenant_column {
         None => rows::Filter::All,
         Some(col) => rows::Filter::In(col, &tenant_values),

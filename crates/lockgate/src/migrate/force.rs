@@ -7,6 +7,7 @@
 //! against the set of rows this run wrote, so the check is linear in the images and
 //! holds one page of them.
 
+use lockgate_bundle::Version;
 use lockgate_db::versions::{self, ImagePages, StoredImage, IMAGE_PAGE};
 use lockgate_db::{Conn, DbError};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -40,10 +41,12 @@ struct Hits {
 /// The warning for `version`, re-applied after `mark`, when it wrote rows that the
 /// `later` versions (applied, and not re-applied by this run) changed.
 ///
-/// The images are read a page at a time ([`versions::ImagePages`]): what is held is
+/// The images are read a page at a time ([`versions::ImagePages`], bounded in images,
+/// without inserted rows' fingerprints, which only a rollback needs): what is held is
 /// the set of rows this run wrote (one entry per row) and, per later version, the
 /// indexes of the rows it hit, never the later versions' images themselves. Each image
-/// is one hash lookup, so the work is linear in the images read.
+/// is one hash lookup, so the work is linear in the images read. The later versions
+/// are named in semver order (1.9.0 before 1.10.0), whatever order `later` is in.
 pub(crate) async fn overwritten(
     conn: &mut Conn,
     module: &str,
@@ -54,9 +57,15 @@ pub(crate) async fn overwritten(
     if later.is_empty() {
         return Ok(None);
     }
+    // Semver order: as text, 1.10.0 would come before 1.9.0, and the advice to
+    // re-apply `--from` the first of them would skip 1.9.0.
+    let mut later = later.to_vec();
+    later.sort_by_cached_key(|v| (v.parse::<Version>().ok(), v.clone()));
+    later.dedup();
+    let rank: HashMap<&str, usize> = later.iter().enumerate().map(|(i, v)| (v.as_str(), i)).collect();
     // Each row this run wrote, with the op of its last image and its index.
     let mut written: HashMap<RowId, (char, usize)> = HashMap::new();
-    let mut mine = ImagePages::new(module, &[version.to_string()], mark, IMAGE_PAGE);
+    let mut mine = ImagePages::new(module, &[version.to_string()], mark, IMAGE_PAGE).without_fingerprints();
     while let Some(page) = mine.next_page(conn).await? {
         for img in page {
             let next = written.len();
@@ -72,13 +81,17 @@ pub(crate) async fn overwritten(
     }
     // Per later version: rows it changed that V now rewrote, and rows it deleted that
     // V put back. A row counts once per version.
-    let mut hits: BTreeMap<String, Hits> = BTreeMap::new();
-    let mut theirs = ImagePages::new(module, later, 0, IMAGE_PAGE);
+    // Keyed by the version's place in `later`, so that they are said in semver order.
+    let mut hits: BTreeMap<usize, Hits> = BTreeMap::new();
+    let mut theirs = ImagePages::new(module, &later, 0, IMAGE_PAGE).without_fingerprints();
     while let Some(page) = theirs.next_page(conn).await? {
         for img in page {
             let id = row_id(&img);
             let Some(&(op, index)) = written.get(&id) else { continue };
-            let entry = hits.entry(img.version).or_default();
+            let Some(&at) = rank.get(img.version.as_str()) else {
+                continue;
+            };
+            let entry = hits.entry(at).or_default();
             if img.image.op == 'd' && op == 'i' {
                 if entry.deleted.insert(index) && entry.first_deleted.is_none() {
                     entry.first_deleted = Some(id);
@@ -92,7 +105,8 @@ pub(crate) async fn overwritten(
         return Ok(None);
     }
     let mut parts = Vec::new();
-    for (v, h) in &hits {
+    for (&at, h) in &hits {
+        let v = &later[at];
         let mut what = Vec::new();
         if !h.changed.is_empty() {
             what.push(format!("rewrote {} row(s) it changed", h.changed.len()));
@@ -107,7 +121,7 @@ pub(crate) async fn overwritten(
             .map(|(t, k)| format!(", e.g. {t} {k}"));
         parts.push(format!("{v}: {}{}", what.join(" and "), example.unwrap_or_default()));
     }
-    let names: Vec<&String> = hits.keys().collect();
+    let names: Vec<&String> = hits.keys().map(|&at| &later[at]).collect();
     Ok(Some(format!(
         "version {version} was re-applied over later versions, and its rows replaced theirs ({}): re-apply {} with --force --from {} to bring their changes back, or roll back",
         parts.join("; "),

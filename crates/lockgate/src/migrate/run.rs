@@ -137,7 +137,7 @@ pub async fn migrate(
             models: shared_models,
             progress: progress.as_ref(),
             run_id,
-            irreversible: Vec::new(),
+            irreversible: InOrder::default(),
         };
         let mut report = MigrateReport {
             old_version: old_version.clone(),

@@ -10,7 +10,7 @@
 //! multi-table UPDATE, `CREATE TRIGGER`…) has every existing table it names copied:
 //! over-copying is harmless, since only differences are recorded. What cannot be
 //! recorded at all (a `CALL` or `DO`, whose effects are not in its text, or a table
-//! with no primary or unique key) is said in the step's note, and the script is then
+//! with no primary key and no unique key of NOT NULL columns) is said in the step's note, and the script is then
 //! one a rollback must be told to leave (`--ignore-scripts`).
 
 use super::MigrateError;
