@@ -235,6 +235,11 @@ pub async fn dump(url: &lockgate::db::DbUrl, a: DumpArgs) -> i32 {
                             "  {} -> {} ({} rows; no primary key: loaded as inserts after clearTables empties it)",
                             t.table, t.file, t.rows
                         );
+                    } else if t.cleared {
+                        println!(
+                            "  {} -> {} ({} rows; references a table without a primary key: clearTables empties it first too)",
+                            t.table, t.file, t.rows
+                        );
                     } else {
                         println!("  {} -> {} ({} rows)", t.table, t.file, t.rows);
                     }
@@ -291,7 +296,15 @@ pub async fn migrate(url: &lockgate::db::DbUrl, a: MigrateArgs) -> i32 {
             }
             report.exit_code()
         }
-        Err(e) => render::fail(&e.to_string(), e.exit_code()),
+        Err(e) => {
+            // Versions the run applied before the error stay applied (one transaction
+            // each): the message names them, and so does the JSON error object.
+            let mut fields = serde_json::Map::new();
+            if !e.applied().is_empty() {
+                fields.insert("migrated_versions".into(), serde_json::json!(e.applied()));
+            }
+            render::fail_with(&e.to_string(), e.exit_code(), fields)
+        }
     }
 }
 

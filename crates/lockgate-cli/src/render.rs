@@ -22,9 +22,18 @@ pub fn set_json(json: bool) {
 /// Prints an error (and, with `--json`, `{"error": …, "exit_code": …}` on stdout)
 /// and returns its exit code.
 pub fn fail(message: &str, code: i32) -> i32 {
+    fail_with(message, code, serde_json::Map::new())
+}
+
+/// [`fail`], with more fields in the `--json` error object (`migrate`'s
+/// `migrated_versions`: what the run applied before it stopped).
+pub fn fail_with(message: &str, code: i32, fields: serde_json::Map<String, serde_json::Value>) -> i32 {
     eprintln!("error: {message}");
     if JSON.load(Ordering::Relaxed) {
-        let doc = serde_json::json!({ "error": message, "exit_code": code });
+        let mut doc = serde_json::json!({ "error": message, "exit_code": code });
+        if let Some(obj) = doc.as_object_mut() {
+            obj.extend(fields);
+        }
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     }
     code

@@ -2,6 +2,7 @@
 //! migrations `lockgate.toml` names; and the server half of `lockgate demo`.
 
 use crate::render;
+use lockgate::config::ServerSettings;
 use lockgate::transfer::{Transfer, TransferSpec};
 use lockgate::Config;
 use lockgate_server::{NamedConnection, ServerConfig, DEFAULT_PORT};
@@ -50,7 +51,7 @@ fn parse_bind(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// Where to listen: `--bind`, else `PORT`, else lockgate.toml, else 127.0.0.1:3333.
-fn bind_address(flag: Option<&str>, config: &Config) -> Result<SocketAddr, String> {
+fn bind_address(flag: Option<&str>, server: &ServerSettings) -> Result<SocketAddr, String> {
     if let Some(b) = flag {
         return parse_bind(b);
     }
@@ -61,13 +62,10 @@ fn bind_address(flag: Option<&str>, config: &Config) -> Result<SocketAddr, Strin
             .map_err(|_| format!("PORT={port:?} is not a port number: give 1 to 65535"))?;
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    if let Some(b) = &config.server.bind {
+    if let Some(b) = &server.bind {
         return parse_bind(b).map_err(|e| format!("lockgate.toml [server] bind: {e}"));
     }
-    Ok(SocketAddr::from((
-        [127, 0, 0, 1],
-        config.server.port.unwrap_or(DEFAULT_PORT),
-    )))
+    Ok(SocketAddr::from(([127, 0, 0, 1], server.port.unwrap_or(DEFAULT_PORT))))
 }
 
 fn token() -> Option<String> {
@@ -91,16 +89,26 @@ async fn run(cfg: ServerConfig) -> i32 {
     }
 }
 
+/// lockgate.toml's `[server]`, read now (only the commands that serve read it): a
+/// bad value is a usage error naming the file, the line and the key.
+fn server_settings(config: &Config) -> Result<ServerSettings, i32> {
+    config.server().map_err(|e| render::fail(&e.to_string(), 2))
+}
+
 /// `lockgate serve`
 pub async fn serve(config: &Config, a: ServeArgs) -> i32 {
+    let server = match server_settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let mut cfg = ServerConfig::new();
-    cfg.bind = match bind_address(a.bind.as_deref(), config) {
+    cfg.bind = match bind_address(a.bind.as_deref(), &server) {
         Ok(b) => b,
         Err(e) => return render::fail(&e, 2),
     };
     cfg.token = token();
     // lockgate.toml's [server] limits, then the flags over them.
-    cfg.apply_settings(&config.server);
+    cfg.apply_settings(&server);
     cfg.allowed_hosts.extend(a.allow_host);
     if let Some(mb) = a.upload_limit_mb {
         cfg.upload_limit = mb.saturating_mul(1024 * 1024);
@@ -114,7 +122,7 @@ pub async fn serve(config: &Config, a: ServeArgs) -> i32 {
             Err(e) => return render::fail(&format!("lockgate.toml: connection {name}: {e}"), 2),
         }
     }
-    let db = a.db.or_else(|| config.server.db.clone());
+    let db = a.db.or_else(|| server.db.clone());
     if db.is_some() || std::env::var("DATABASE_URL").is_ok() {
         let url = match config.resolve_db(db.as_deref()) {
             Ok(u) => u,
@@ -132,7 +140,7 @@ pub async fn serve(config: &Config, a: ServeArgs) -> i32 {
     }
     cfg.migrations_dir = a
         .dir
-        .or_else(|| config.server.migrations_dir.as_ref().map(PathBuf::from))
+        .or_else(|| server.migrations_dir.as_ref().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("db"));
     cfg.module = a.module;
     for name in config.transfers.keys() {
@@ -151,15 +159,23 @@ pub async fn serve(config: &Config, a: ServeArgs) -> i32 {
 /// destination, its transfer, migrations into the destination from `dir/db`, and
 /// the Generate Sample Customers form.
 pub async fn serve_demo(dir: &Path, bind: Option<&str>, config: &Config) -> i32 {
+    let server = match server_settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let mut cfg = match ServerConfig::demo(dir) {
         Ok(c) => c,
         Err(e) => return render::fail(&e.to_string(), e.exit_code()),
     };
-    cfg.bind = match bind_address(bind, config) {
+    cfg.bind = match bind_address(bind, &server) {
         Ok(b) => b,
         Err(e) => return render::fail(&e, 2),
     };
     cfg.token = token();
+    // The limits serve takes from lockgate.toml (allowed hosts, upload limit and
+    // scripts, body_grace, max_connections) hold for the demo's server too; its
+    // connections, transfer and folder are the demo's own.
+    cfg.apply_settings(&server);
     if let Err(e) = cfg.check() {
         return render::fail(&e, 2);
     }

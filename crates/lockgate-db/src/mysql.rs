@@ -195,7 +195,9 @@ impl MyConn {
 
     /// Runs a query (binary protocol) and hands its rows to `f` in pages of up to
     /// `page` rows as they arrive: the driver reads one row at a time from the
-    /// socket, so a result of any size is read with the memory of one page.
+    /// socket, so a result of any size is read with the memory of one page. An error
+    /// of `f` (or a cell that does not fit its kind) stops the pages; the rest of the
+    /// result is drained before returning, so that the connection is usable after.
     pub async fn query_pages<E: From<DbError> + Send>(
         &mut self,
         sql: &str,
@@ -206,26 +208,54 @@ impl MyConn {
     ) -> Result<(), E> {
         let page = page.max(1);
         let params = Params::Positional(params.iter().map(to_my).collect());
-        let outcome: Result<Result<(), E>, mysql_async::Error> = async {
-            let mut result = self.conn.exec_iter(sql, params).await?;
+        // Err: the driver's error, and the caller's when it came while draining.
+        let outcome: Result<Result<(), E>, (mysql_async::Error, Option<E>)> = async {
+            let mut result = self.conn.exec_iter(sql, params).await.map_err(|e| (e, None))?;
             let mut rows = Vec::with_capacity(page);
             let mut n = 0;
-            while let Some(row) = result.next().await? {
+            let mut stopped: Option<E> = None;
+            while let Some(row) = result.next().await.map_err(|e| (e, None))? {
                 n += 1;
                 match decode_row(row, kinds, n) {
                     Ok(values) => rows.push(values),
-                    Err(e) => return Ok(Err(e.into())),
+                    Err(e) => {
+                        stopped = Some(e.into());
+                        break;
+                    }
                 }
                 if rows.len() == page {
                     if let Err(e) = f(std::mem::replace(&mut rows, Vec::with_capacity(page))) {
-                        return Ok(Err(e));
+                        stopped = Some(e);
+                        break;
                     }
                 }
+            }
+            if let Some(e) = stopped {
+                // The server is still sending the rest of the result, and the protocol
+                // takes no other command until it has all been read. Dropping the
+                // QueryResult here would leave the rows on the socket (the driver
+                // would read them at the next command, and its errors would surface
+                // there); a COM_RESET_CONNECTION would end the open transaction (the
+                // dump's snapshot) and the session's settings (time zone, sql_mode).
+                // So the rest is drained now: read row by row and discarded, never
+                // decoded nor held (time, not memory), and the connection is ready.
+                if let Err(drain) = result.drop_result().await {
+                    return Err((drain, Some(e)));
+                }
+                return Ok(Err(e));
             }
             Ok(if rows.is_empty() { Ok(()) } else { f(rows) })
         }
         .await;
-        outcome.map_err(|e| E::from(self.fail(&running(sql), e)))?
+        match outcome {
+            Ok(done) => done,
+            Err((e, caller)) => {
+                // A failed drain marks the connection lost (`fail`); the caller's
+                // error, which stopped the read, is still the one to report.
+                let db = self.fail(&running(sql), e);
+                Err(caller.unwrap_or_else(|| E::from(db)))
+            }
+        }
     }
 
     /// The result columns of a query (names and kinds), from preparing it; nothing runs.

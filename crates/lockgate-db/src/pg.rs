@@ -497,7 +497,10 @@ impl PgConn {
 
     /// Runs a query and hands its rows to `f` in pages of up to `page` rows as they
     /// arrive (the driver stops reading the socket while a page is handled), so a
-    /// result of any size is read with the memory of one page.
+    /// result of any size is read with the memory of one page. An error of `f` stops
+    /// the pages and drops the stream: tokio-postgres's connection task then reads the
+    /// rest of the result up to the server's ReadyForQuery and discards it, so the
+    /// connection (and its transaction) is usable after.
     pub async fn query_pages<E: From<DbError> + Send>(
         &mut self,
         sql: &str,

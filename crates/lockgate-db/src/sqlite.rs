@@ -148,31 +148,17 @@ impl LiteConn {
                 .prepare_cached(&sql)
                 .map_err(|e| sqlite_error(&context, &e, None))?;
             params.bind_all(&mut stmt, &context)?;
-            let width = stmt.column_count();
-            if let Some(kinds) = &kinds {
-                if kinds.len() != width {
-                    return Err(DbError::Internal(format!(
-                        "{context}: the query returns {width} columns but {} kinds were given",
-                        kinds.len()
-                    )));
-                }
-            }
-            let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
+            let names = result_names(&stmt, kinds.as_deref(), &context)?;
             let mut out = Vec::new();
             let mut rows = stmt.raw_query();
             while let Some(row) = rows.next().map_err(|e| sqlite_error(&context, &e, None))? {
-                let mut values = Vec::with_capacity(width);
-                for (i, name) in names.iter().enumerate() {
-                    let cell = row.get_ref(i).map_err(|e| sqlite_error(&context, &e, None))?;
-                    let value = decode(cell, kinds.as_ref().map(|k| &k[i])).map_err(|reason| {
-                        DbError::Invalid(format!(
-                            "column {name:?}, row {} of the result: {reason}",
-                            out.len() + 1
-                        ))
-                    })?;
-                    values.push(value);
-                }
-                out.push(values);
+                out.push(decode_row(
+                    row,
+                    &names,
+                    kinds.as_deref(),
+                    out.len() as u64 + 1,
+                    &context,
+                )?);
             }
             Ok(out)
         })
@@ -183,6 +169,14 @@ impl LiteConn {
     /// statement steps in a blocking task that hands each page over a channel holding
     /// one, so it reads only as fast as pages are taken: a result of any size is read
     /// with the memory of a few pages (one being read, one waiting, one handled).
+    /// Rows are typed as [`LiteConn::query`] types them (one decoder, `decode_row`).
+    ///
+    /// Outside a transaction, the statement's implicit read transaction lasts the
+    /// whole scan, until the last page is taken: with the rollback journal this file
+    /// uses, its SHARED lock keeps every other connection from committing a write
+    /// (they wait out their busy timeout) for that long, and in WAL mode a checkpoint
+    /// cannot pass its snapshot. Callers page a table this way inside a transaction
+    /// they hold anyway (`dump`'s snapshot), or accept the wait.
     pub async fn query_pages<E: From<DbError> + Send>(
         &mut self,
         sql: &str,
@@ -200,28 +194,13 @@ impl LiteConn {
             let context = statement_context(&sql);
             let mut stmt = conn.prepare(&sql).map_err(|e| sqlite_error(&context, &e, None))?;
             params.bind_all(&mut stmt, &context)?;
-            let width = stmt.column_count();
-            if let Some(kinds) = kinds.as_ref().filter(|k| k.len() != width) {
-                return Err(DbError::Internal(format!(
-                    "{context}: the query returns {width} columns but {} kinds were given",
-                    kinds.len()
-                )));
-            }
-            let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
+            let names = result_names(&stmt, kinds.as_deref(), &context)?;
             let mut rows = stmt.raw_query();
             let mut out = Vec::with_capacity(page);
             let mut n = 0u64;
             while let Some(row) = rows.next().map_err(|e| sqlite_error(&context, &e, None))? {
                 n += 1;
-                let mut values = Vec::with_capacity(width);
-                for (i, name) in names.iter().enumerate() {
-                    let cell = row.get_ref(i).map_err(|e| sqlite_error(&context, &e, None))?;
-                    let value = decode(cell, kinds.as_ref().map(|k| &k[i])).map_err(|reason| {
-                        DbError::Invalid(format!("column {name:?}, row {n} of the result: {reason}"))
-                    })?;
-                    values.push(value);
-                }
-                out.push(values);
+                out.push(decode_row(row, &names, kinds.as_deref(), n, &context)?);
                 // A send fails only when the caller stopped taking pages (its error).
                 if out.len() == page
                     && tx
@@ -931,6 +910,39 @@ fn read_kind(kind: &Kind) -> Kind {
         },
         other => other.clone(),
     }
+}
+
+/// The result's column names, once `kinds` (when given) is checked to hold one kind
+/// per column: what [`decode_row`] needs for every row of a query.
+fn result_names(stmt: &rusqlite::Statement<'_>, kinds: Option<&[Kind]>, context: &str) -> Result<Vec<String>, DbError> {
+    let width = stmt.column_count();
+    if let Some(kinds) = kinds.filter(|k| k.len() != width) {
+        return Err(DbError::Internal(format!(
+            "{context}: the query returns {width} columns but {} kinds were given",
+            kinds.len()
+        )));
+    }
+    Ok(stmt.column_names().map(str::to_string).collect())
+}
+
+/// Row `n` (from 1) of a result, each cell typed by its kind (see [`decode`]); a
+/// cell that does not fit is [`DbError::Invalid`] naming column and row. The one
+/// decoder of `query` and `query_pages`, as `decode_row` is in pg.rs and mysql.rs.
+fn decode_row(
+    row: &rusqlite::Row<'_>,
+    names: &[String],
+    kinds: Option<&[Kind]>,
+    n: u64,
+    context: &str,
+) -> Result<Vec<Value>, DbError> {
+    let mut values = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let cell = row.get_ref(i).map_err(|e| sqlite_error(context, &e, None))?;
+        let value = decode(cell, kinds.map(|k| &k[i]))
+            .map_err(|reason| DbError::Invalid(format!("column {name:?}, row {n} of the result: {reason}")))?;
+        values.push(value);
+    }
+    Ok(values)
 }
 
 /// Types one cell; `Err` is the reason, without the column.

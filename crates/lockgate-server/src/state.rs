@@ -59,10 +59,14 @@ pub struct ServerConfig {
     /// body may go without a byte: an idle or half-sent request is dropped after it.
     pub request_timeout: std::time::Duration,
     /// How long a request body may arrive at any pace before it must average at least
-    /// [`MIN_BODY_RATE`](crate::MIN_BODY_RATE) bytes a second (default 30 s): a body
-    /// trickled a byte at a time, never idle long enough for `request_timeout`, ends.
+    /// [`MIN_BODY_RATE`](crate::MIN_BODY_RATE) bytes a second
+    /// ([`DEFAULT_BODY_GRACE`](lockgate::config::DEFAULT_BODY_GRACE), at least
+    /// [`MIN_BODY_GRACE`](lockgate::config::MIN_BODY_GRACE)): a body trickled a byte
+    /// at a time, never idle long enough for `request_timeout`, ends.
     pub body_grace: std::time::Duration,
-    /// How many connections are served at once (default 256); the next waits in the
+    /// How many connections are served at once
+    /// ([`DEFAULT_MAX_CONNECTIONS`](lockgate::config::DEFAULT_MAX_CONNECTIONS), 1 to
+    /// [`MAX_CONNECTIONS`](lockgate::config::MAX_CONNECTIONS)); the next waits in the
     /// listen queue until one closes.
     pub max_connections: usize,
 }
@@ -83,8 +87,8 @@ impl ServerConfig {
             demo: None,
             upload_scripts: false,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            body_grace: std::time::Duration::from_secs(30),
-            max_connections: 256,
+            body_grace: lockgate::config::DEFAULT_BODY_GRACE,
+            max_connections: lockgate::config::DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -131,14 +135,28 @@ impl ServerConfig {
     }
 
     /// Refuses what would be unsafe to serve: another address than loopback without
-    /// a token; and limits out of range.
+    /// a token; and limits out of range, whether `lockgate.toml` gave them (it checks
+    /// its own as it is read) or code or a flag set them. The messages name the
+    /// setting, not where it came from, which this cannot know.
     pub fn check(&self) -> Result<(), String> {
-        if !(1..=lockgate::config::MAX_CONNECTIONS).contains(&self.max_connections) {
+        use lockgate::config::{MAX_CONNECTIONS, MIN_BODY_GRACE};
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
             return Err(format!(
-                "max_connections is {}: give a whole number from 1 to {} ([server] max_connections in lockgate.toml)",
-                self.max_connections,
-                lockgate::config::MAX_CONNECTIONS
+                "the server's max_connections is {}: give a whole number from 1 to {MAX_CONNECTIONS} (how many connections are served at once)",
+                self.max_connections
             ));
+        }
+        if self.body_grace < MIN_BODY_GRACE {
+            return Err(format!(
+                "the server's body_grace is {:?}: give at least {MIN_BODY_GRACE:?} (a request body must average 16 KiB/s once it has passed, so less would cut uploads off as they start)",
+                self.body_grace
+            ));
+        }
+        if self.upload_limit == 0 {
+            return Err(
+                "the server's upload limit is 0 bytes, which would refuse every upload: give at least 1 MB (--upload-limit and [server] upload_limit_mb take MB)"
+                    .into(),
+            );
         }
         if !self.bind.ip().is_loopback() && self.token.as_deref().is_none_or(str::is_empty) {
             return Err(format!(

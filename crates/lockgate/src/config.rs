@@ -8,14 +8,17 @@
 //! [server]
 //! port = 3333                     # or bind = "127.0.0.1:3333"
 //! allowed_hosts = ["lockgate.internal"]
-//! upload_limit_mb = 100
+//! upload_limit_mb = 100           # at least 1
 //! upload_scripts = false          # true: uploaded zips may run process scripts
 //! body_grace = "30s"              # then a request body must average 16 KiB/s
 //! max_connections = 256           # served at once; more wait in the listen queue
 //! ```
 //!
-//! Bad values are errors when the file is read, naming the file, the line and the
-//! key: durations go through the one duration parser (`lockgate_core::parse_duration`).
+//! Bad values are errors naming the file, the line and the key: durations go through
+//! the one duration parser (`lockgate_core::parse_duration`). Connections and
+//! transfers are checked when the file is read; `[server]` only by the commands that
+//! serve (`serve`, `demo`) through [`Config::server`], so that a bad server setting
+//! does not stop `migrate`, `load` or a transfer.
 
 use lockgate_db::DbUrl;
 use std::collections::BTreeMap;
@@ -30,6 +33,12 @@ pub const MIN_BODY_GRACE: Duration = Duration::from_secs(1);
 /// beyond this the process would run out of descriptors long before.
 pub const MAX_CONNECTIONS: usize = 100_000;
 
+/// `body_grace` when `[server]` does not give it.
+pub const DEFAULT_BODY_GRACE: Duration = Duration::from_secs(30);
+
+/// `max_connections` when `[server]` does not give it.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
 /// The configuration file.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,12 +49,24 @@ pub struct Config {
     /// Named transfers (`[transfers.NAME]`).
     #[serde(default)]
     pub transfers: BTreeMap<String, crate::transfer::TransferSpec>,
-    /// `lockgate serve`'s settings (`[server]`).
-    #[serde(default)]
-    pub server: ServerSettings,
+    /// `[server]` as the file writes it (any TOML): read and checked by
+    /// [`Config::server`] alone, when a command serves.
+    #[serde(default, rename = "server")]
+    _server: Option<serde::de::IgnoredAny>,
     /// The file this was read from, for messages (none: no file was read).
     #[serde(skip)]
     pub path: Option<std::path::PathBuf>,
+    /// The file's text, for [`Config::server`] (none: no file was read).
+    #[serde(skip)]
+    text: Option<String>,
+}
+
+/// The file as [`Config::server`] reads it: `[server]` alone, the rest ignored (it
+/// was checked when the file was read).
+#[derive(serde::Deserialize)]
+struct ServerPart {
+    #[serde(default)]
+    server: ServerSettings,
 }
 
 /// `[server]`: what `lockgate serve` listens on and accepts; flags override it.
@@ -59,7 +80,8 @@ pub struct ServerSettings {
     /// Host names the server answers to besides its address (behind a proxy).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
-    /// The largest upload, in MB (default 100).
+    /// The largest upload, in MB (default 100; at least 1).
+    #[serde(default, deserialize_with = "upload_limit_mb")]
     pub upload_limit_mb: Option<usize>,
     /// The connection migrations go to (default: `--db`, or `DATABASE_URL`).
     pub db: Option<String>,
@@ -71,11 +93,11 @@ pub struct ServerSettings {
     #[serde(default)]
     pub upload_scripts: bool,
     /// How long a request body may arrive at any pace before it must average 16 KiB/s
-    /// (default 30 s; at least [`MIN_BODY_GRACE`]): seconds (`30`) or a duration text
-    /// (`"30s"`, `"2m"`).
+    /// ([`DEFAULT_BODY_GRACE`]; at least [`MIN_BODY_GRACE`]): seconds (`30`) or a
+    /// duration text (`"30s"`, `"2m"`).
     #[serde(default, deserialize_with = "body_grace")]
     pub body_grace: Option<Duration>,
-    /// How many connections are served at once (default 256; 1 to
+    /// How many connections are served at once ([`DEFAULT_MAX_CONNECTIONS`]; 1 to
     /// [`MAX_CONNECTIONS`]); the next waits in the listen queue until one closes.
     #[serde(default, deserialize_with = "max_connections")]
     pub max_connections: Option<usize>,
@@ -123,6 +145,36 @@ fn max_connections<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usiz
     }
 }
 
+/// `[server] upload_limit_mb`: a whole number of MB, at least 1 (0 would refuse
+/// every upload).
+fn upload_limit_mb<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    use serde::de::Error;
+    let fail = |given: String| {
+        D::Error::custom(format!(
+            "[server] upload_limit_mb is {given}: give a whole number of MB, at least 1 (the largest upload the server accepts; 0 would refuse every upload)"
+        ))
+    };
+    match <toml::Value as serde::Deserialize>::deserialize(d)? {
+        toml::Value::Integer(n) => match usize::try_from(n) {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(fail(n.to_string())),
+        },
+        other => Err(fail(format!("a {}", other.type_str()))),
+    }
+}
+
+/// A TOML error as `FILE:LINE: message`.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let place = e
+        .span()
+        .map(|s| {
+            let line = text[..s.start].matches('\n').count() + 1;
+            format!(":{line}")
+        })
+        .unwrap_or_default();
+    ConfigError(format!("{}{place}: {}", path.display(), e.message()))
+}
+
 /// One named connection.
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,18 +202,22 @@ impl Config {
                 )))
             }
         };
-        let mut config: Config = toml::from_str(&text).map_err(|e| {
-            let place = e
-                .span()
-                .map(|s| {
-                    let line = text[..s.start].matches('\n').count() + 1;
-                    format!(":{line}")
-                })
-                .unwrap_or_default();
-            ConfigError(format!("{}{place}: {}", path.display(), e.message()))
-        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
         config.path = Some(path.to_path_buf());
+        config.text = Some(text);
         Ok(config)
+    }
+
+    /// `[server]`, read and checked now: only `serve` and `demo` need it, so only they
+    /// fail on a bad value (naming the file, the line and the key). Without a file,
+    /// or without `[server]`, every setting keeps its default.
+    pub fn server(&self) -> Result<ServerSettings, ConfigError> {
+        let (Some(path), Some(text)) = (&self.path, &self.text) else {
+            return Ok(ServerSettings::default());
+        };
+        toml::from_str::<ServerPart>(text)
+            .map(|p| p.server)
+            .map_err(|e| toml_error(path, text, &e))
     }
 
     /// Resolves `--db`: a named connection, else a URL or a path to an SQLite file

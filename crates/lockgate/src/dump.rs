@@ -12,7 +12,10 @@
 //! A table without a primary key is dumped too: its entry in meta.json has no key, so
 //! migrate loads it as inserts, and the version lists it in `clearTables` so that
 //! loading the dump again (`migrate --force`, or into the database it came from)
-//! replaces its rows instead of adding them a second time.
+//! replaces its rows instead of adding them a second time. Every dumped table that
+//! references such a table (through foreign keys, directly or not) is listed too,
+//! children first, or the parent's DELETE would fail on its rows; a table outside the
+//! dump that does is named in a warning (see [`cleared_tables`]).
 //!
 //! What plain JSON cannot say is reported, not guessed: a JSON column holding the
 //! JSON value `null` is written as `null`, which migrate (like oe-migration) reads as
@@ -20,7 +23,7 @@
 
 use crate::migrate::MigrateError;
 use lockgate_bundle::{ClearTables, FileEntry, Manifest, Version};
-use lockgate_core::Table;
+use lockgate_core::{Table, TableName};
 use lockgate_db::read::TableReader;
 use lockgate_db::versions;
 use lockgate_db::{Conn, DbUrl};
@@ -75,6 +78,10 @@ pub struct DumpedTable {
     /// Whether the table has no primary key: loaded back as inserts, after
     /// `clearTables` empties it.
     pub keyless: bool,
+    /// Whether the version's `clearTables` lists it: every keyless table, and every
+    /// table that references one through foreign keys (directly or not), so that the
+    /// parent's DELETE does not fail on its rows.
+    pub cleared: bool,
 }
 
 /// What a dump wrote (the `--json` document of `lockgate dump`).
@@ -87,7 +94,8 @@ pub struct DumpReport {
     /// The tables, in load order.
     pub tables: Vec<DumpedTable>,
     /// What will not come back as it is (JSON `null` values that load as SQL NULL, a
-    /// keyless table's `id` column that migrate makes its key).
+    /// keyless table's `id` column that migrate makes its key), and a table outside the
+    /// dump that references one `clearTables` empties.
     pub warnings: Vec<String>,
     /// Wall time in seconds.
     pub seconds: f64,
@@ -224,19 +232,24 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
             file: rel,
             rows: written.rows,
             keyless: t.primary_key.is_empty(),
+            cleared: false,
         });
     }
     conn.rollback().await?;
-    // A table without a key loads as inserts, so loading the dump a second time would
-    // add its rows again: clearTables empties it first (children before parents).
-    let keyless: Vec<String> = tables
-        .iter()
-        .rev()
-        .filter(|t| t.primary_key.is_empty())
-        .map(|t| t.name.to_string())
-        .collect();
-    if !keyless.is_empty() {
-        manifest.clear_tables = ClearTables::Tables(keyless);
+    let cleared = cleared_tables(&tables);
+    if !cleared.is_empty() {
+        // A table outside the dump that references a cleared one would make the
+        // DELETE fail (or, with ON DELETE CASCADE, lose its rows) wherever it exists.
+        let outside = outside_referrers(&mut conn, &tables, &cleared).await?;
+        for (child, parent) in outside {
+            report.warnings.push(format!(
+                "table {child} references table {parent}, which the dump's clearTables empties, but {child} is not in the dump: loading the dump where {child} holds rows that reference {parent} fails on its foreign key (or, with ON DELETE CASCADE, deletes them); dump {child} too (--tables or --all)"
+            ));
+        }
+        for d in report.tables.iter_mut() {
+            d.cleared = cleared.iter().any(|t| t.name.to_string() == d.table);
+        }
+        manifest.clear_tables = ClearTables::Tables(cleared.iter().map(|t| t.name.to_string()).collect());
     }
     let meta = vdir.join("meta.json");
     std::fs::write(&meta, manifest.to_json_pretty()).map_err(|e| io_error(&meta, e))?;
@@ -245,6 +258,84 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The tables the dump's `clearTables` lists, children before parents: every table
+/// without a primary key (it loads as inserts, so loading the dump a second time would
+/// add its rows again), and every dumped table that references one of those through
+/// a foreign key, directly or through another such table (else the DELETE of the
+/// parent fails on the child's rows where the foreign keys exist: in the database
+/// the dump came from, or a copy of its schema). A cleared keyed table is loaded
+/// back by its key like any other.
+fn cleared_tables(tables: &[Table]) -> Vec<&Table> {
+    let mut cleared: Vec<bool> = tables.iter().map(|t| t.primary_key.is_empty()).collect();
+    // The transitive closure over "references a cleared table": each pass adds the
+    // direct referrers of what is cleared so far (at most one pass per table).
+    loop {
+        let mut grew = false;
+        for (i, t) in tables.iter().enumerate() {
+            if cleared[i] {
+                continue;
+            }
+            let refers = t.foreign_keys.iter().any(|fk| {
+                tables
+                    .iter()
+                    .zip(&cleared)
+                    .any(|(p, c)| *c && same_table(&fk.references, &p.name))
+            });
+            if refers {
+                cleared[i] = true;
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    // `tables` is parents first, so reversed it is the order to delete in.
+    tables
+        .iter()
+        .zip(cleared)
+        .rev()
+        .filter(|(_, c)| *c)
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// Whether a foreign key's parent names `table` (a schema either leaves out is the
+/// current one).
+fn same_table(parent: &TableName, table: &TableName) -> bool {
+    parent.name == table.name && (parent.schema.is_none() || table.schema.is_none() || parent.schema == table.schema)
+}
+
+/// (child, parent) for every table outside the dump whose foreign key references a
+/// table in `cleared`. With `--all` only Lockgate's own tables are outside, and they
+/// reference nothing of the user's; otherwise every other table is described.
+async fn outside_referrers(
+    conn: &mut Conn,
+    dumped: &[Table],
+    cleared: &[&Table],
+) -> Result<Vec<(TableName, TableName)>, MigrateError> {
+    let mut out = Vec::new();
+    for name in conn.list_tables().await? {
+        if name.name.starts_with("lockgate_") || dumped.iter().any(|t| same_table(&name, &t.name)) {
+            continue;
+        }
+        let Some(t) = conn.describe(&name).await? else {
+            continue;
+        };
+        for fk in &t.foreign_keys {
+            if let Some(parent) = cleared.iter().find(|c| same_table(&fk.references, &c.name)) {
+                if !out
+                    .iter()
+                    .any(|(c, p): &(TableName, TableName)| *c == t.name && *p == parent.name)
+                {
+                    out.push((t.name.clone(), parent.name.clone()));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> MigrateError {
@@ -604,10 +695,12 @@ impl DataFile {
 }
 
 /// Streams a table into a JSON array file, one object per row. A table with a
-/// primary key is read page by page in key order (`TableReader`); one without has
-/// no order to resume from, so it is read by one query whose rows arrive a page at a
-/// time (`Conn::query_pages`: a streamed result, the driver reading only as pages
-/// are taken), never the whole table at once. Both run inside the dump's snapshot.
+/// primary key is read page by page in key order (`TableReader`); one without is read
+/// by one query whose rows arrive a page at a time (`Conn::query_pages`: a streamed
+/// result, the driver reading only as pages are taken), never the whole table at
+/// once. That one path serves every keyless table, those with a unique key of NOT NULL
+/// columns (which keyset pages could resume from) and those without alike. Both run
+/// inside the dump's snapshot.
 async fn write_table(conn: &mut Conn, table: &Table, path: &Path, page: usize) -> Result<Written, MigrateError> {
     let mut file = DataFile::create(path, table)?;
     if table.primary_key.is_empty() {

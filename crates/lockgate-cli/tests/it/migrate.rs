@@ -479,3 +479,92 @@ async fn dump_names_keyless_tables_and_json_nulls_in_its_text_and_json_on_every_
         assert_eq!(meta["clearTables"], serde_json::json!(["event"]), "{engine}: {meta}");
     }
 }
+
+/// Versions 1.0.0 (creates `item`, one row), 2.0.0 (a data file that is not JSON on
+/// its line 2) and 3.0.0 (good) in `dir/db`.
+fn failing_second_version(dir: &Path) -> String {
+    let db = dir.join("db");
+    let put = |rel: &str, body: &str| {
+        let path = db.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    };
+    put(
+        "1.0.0/ddl/item.json",
+        r#"{"name": "item", "properties": {"id": {"type": "integer", "id": true}, "name": {"type": "string", "max": 20}}}"#,
+    );
+    for (v, file, body) in [
+        ("1.0.0", "a.json", "[{\"id\": 1, \"name\": \"a\"}]"),
+        ("2.0.0", "b.json", "[\n{\"id\": 2, \"name\": \"b\",}\n]\n"),
+        ("3.0.0", "c.json", "[{\"id\": 3, \"name\": \"c\"}]"),
+    ] {
+        put(
+            &format!("{v}/meta.json"),
+            &format!(r#"{{"files": [{{"model": "item", "file": "default/{file}"}}]}}"#),
+        );
+        put(&format!("{v}/default/{file}"), body);
+    }
+    db.display().to_string()
+}
+
+#[tokio::test]
+async fn a_failing_version_after_applied_ones_names_them_in_the_error_text_and_json_on_every_engine() {
+    use lockgate_db::testing::TestDb;
+    use lockgate_db::Engine;
+    for engine in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = failing_second_version(dir.path());
+        for json in [true, false] {
+            let db = TestDb::new(engine).await;
+            let url = db.url.as_str().to_string();
+            let mut args = vec!["migrate", "--db", url.as_str(), "--dir", folder.as_str()];
+            if json {
+                args.push("--json");
+            }
+            let out = lockgate(&args, dir.path());
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{engine}: {err}");
+            // The error names the bad file and what stays.
+            assert!(
+                err.starts_with("error: ") && err.contains("b.json:2:"),
+                "{engine}: {err}"
+            );
+            assert!(
+                err.contains("this run applied 1.0.0 before it; that version stays applied"),
+                "{engine}: {err}"
+            );
+            if json {
+                let d = doc(&out);
+                assert_eq!(d["exit_code"], 2, "{engine}: {d}");
+                assert_eq!(d["migrated_versions"], serde_json::json!(["1.0.0"]), "{engine}: {d}");
+                assert!(
+                    d["error"].as_str().unwrap().contains("applied 1.0.0 before it"),
+                    "{engine}: {d}"
+                );
+            } else {
+                assert!(out.stdout.is_empty(), "{engine}: {}", text(&out.stdout));
+            }
+            // As said: 1.0.0 is applied, 2.0.0 kept nothing, 3.0.0 did not run.
+            let out = lockgate(&["status", "--db", &url, "--dir", &folder, "--json"], dir.path());
+            let s = doc(&out);
+            assert_eq!(s["current_version"], "1.0.0", "{engine}: {s}");
+            let mut conn = db.conn().await;
+            let ids = conn.query("SELECT id FROM item ORDER BY id", &[], None).await.unwrap();
+            let ids: Vec<String> = ids.iter().map(|r| r[0].to_string()).collect();
+            assert_eq!(ids, ["1"], "{engine}");
+        }
+    }
+}
+
+#[test]
+fn a_failure_in_the_first_version_names_no_applied_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = failing_second_version(dir.path());
+    std::fs::write(Path::new(&folder).join("1.0.0/default/a.json"), "[\n{\"id\": 1,,}\n]\n").unwrap();
+    let db = dir.path().join("f.db").display().to_string();
+    let out = lockgate(&["migrate", "--db", &db, "--dir", &folder, "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let d = doc(&out);
+    assert!(d.get("migrated_versions").is_none(), "{d}");
+    assert!(!d["error"].as_str().unwrap().contains("before it"), "{d}");
+}

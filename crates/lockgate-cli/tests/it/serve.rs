@@ -253,3 +253,129 @@ fn serve_runs_uploaded_scripts_only_when_lockgate_toml_allows_it_and_never_with_
     assert!(pwd.ends_with("/1.0.0"), "PWD is the version folder: {pwd}");
     assert!(!pwd.contains(&*dir.path().to_string_lossy()), "{pwd}");
 }
+
+/// Runs `lockgate ARGS` in `dir` with `PORT` set to a free port and waits until it
+/// listens there (`demo` first makes its databases: a longer wait).
+fn listening(dir: &std::path::Path, args: &[&str]) -> (std::process::Child, u16) {
+    let port = free_port();
+    let mut child = lockgate()
+        .args(args)
+        .env("PORT", port.to_string())
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{args:?} did not listen on PORT {port}");
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("{args:?} exited ({status}): {err}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
+
+/// The upload limit the Data page states (`at most N MB`).
+fn stated_upload_limit(port: u16, host: &str) -> String {
+    let (status, body) = http_get(port, "/data", host);
+    assert!(status.contains("200"), "{status}: {body}");
+    let at = body
+        .find("at most ")
+        .unwrap_or_else(|| panic!("no limit on the Data page: {body}"));
+    body[at..].split(" MB").next().unwrap().to_string()
+}
+
+#[test]
+fn upload_limit_flag_overrides_lockgate_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lockgate.toml"),
+        "[connections.app]\nurl = \"sqlite://app.db\"\n\n[server]\ndb = \"app\"\nupload_limit_mb = 1\n",
+    )
+    .unwrap();
+    let (mut child, port) = listening(dir.path(), &["serve"]);
+    let from_file = stated_upload_limit(port, &format!("127.0.0.1:{port}"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(from_file, "at most 1");
+
+    let (mut child, port) = listening(dir.path(), &["serve", "--upload-limit", "3"]);
+    let from_flag = stated_upload_limit(port, &format!("127.0.0.1:{port}"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(from_flag, "at most 3");
+
+    // 0 would refuse every upload: refused before serving, from the flag or the file.
+    let out = lockgate()
+        .args(["serve", "--upload-limit", "0"])
+        .env("PORT", free_port().to_string())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("upload limit is 0"), "{err}");
+}
+
+#[test]
+fn demo_serves_with_lockgate_toml_server_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lockgate.toml"),
+        "[server]\nallowed_hosts = [\"lockgate.internal\"]\nupload_limit_mb = 7\n",
+    )
+    .unwrap();
+    let (mut child, port) = listening(dir.path(), &["demo", "--dir", "demo"]);
+    // The allowed host is answered (another is not), and the upload limit is the file's.
+    let limit = stated_upload_limit(port, "lockgate.internal");
+    let (other, _) = http_get(port, "/data", "elsewhere.example");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(limit, "at most 7");
+    assert!(other.contains("421"), "{other}");
+}
+
+#[test]
+fn a_bad_server_setting_stops_serve_and_demo_but_not_other_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("lockgate.toml");
+    std::fs::write(
+        &toml,
+        "[connections.app]\nurl = \"sqlite://app.db\"\n\n[server]\ndb = \"app\"\nmax_connections = 0\n",
+    )
+    .unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/db");
+    // migrate (through the file's connection name) and inspect do not read [server].
+    let out = lockgate()
+        .args(["migrate", "--db", "app", "--dir"])
+        .arg(&examples)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = lockgate()
+        .args(["inspect", "--db", "app"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // serve and demo do, and refuse to start, naming the file, the line and the key.
+    for args in [&["serve"][..], &["demo", "--dir", "demo"]] {
+        let out = lockgate()
+            .args(args)
+            .env("PORT", free_port().to_string())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("lockgate.toml:6: ") && err.contains("[server] max_connections is 0"),
+            "{args:?}: {err}"
+        );
+    }
+}

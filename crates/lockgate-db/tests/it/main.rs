@@ -41,6 +41,7 @@ mod mysql;
 mod paging;
 mod pg;
 mod precision;
+mod query_pages;
 mod runs;
 mod sqlite;
 mod takeover;

@@ -1,27 +1,29 @@
 //! `lockgate.toml`'s `[server]` limits reaching the server: `body_grace` (a duration,
 //! through the one duration parser) and `max_connections` set in the file end up in
-//! [`ServerConfig`], alongside the keys read before them; a bad value of either is an
-//! error naming the file, its line and the key; and a limit out of range set in code
-//! is refused by [`ServerConfig::check`].
+//! [`ServerConfig`], alongside the keys read before them; a bad value of any of them
+//! is an error naming the file, its line and the key, when the server reads it
+//! (`Config::server`), not when a command that does not serve reads the file; and a
+//! limit out of range set in code is refused by [`ServerConfig::check`].
 
 use crate::*;
+use lockgate::config::ServerSettings;
 use lockgate::Config;
 use std::time::Duration;
 
-/// `lockgate.toml` holding `text`, read as `lockgate serve` reads it.
-fn load(text: &str) -> (tempfile::TempDir, Result<Config, lockgate::config::ConfigError>) {
+/// `lockgate.toml` holding `text`, its `[server]` read as `lockgate serve` reads it.
+fn load(text: &str) -> (tempfile::TempDir, Result<ServerSettings, lockgate::config::ConfigError>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lockgate.toml");
     std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path, true);
-    (dir, config)
+    let settings = Config::load(&path, true).and_then(|c| c.server());
+    (dir, settings)
 }
 
 fn served(text: &str) -> ServerConfig {
-    let (_dir, config) = load(text);
-    let config = config.unwrap_or_else(|e| panic!("{text}: {e}"));
+    let (_dir, settings) = load(text);
+    let settings = settings.unwrap_or_else(|e| panic!("{text}: {e}"));
     let mut cfg = ServerConfig::new();
-    cfg.apply_settings(&config.server);
+    cfg.apply_settings(&settings);
     cfg.check().unwrap_or_else(|e| panic!("{text}: {e}"));
     cfg
 }
@@ -100,6 +102,15 @@ fn bad_body_grace_or_max_connections_is_an_error_naming_file_line_and_key() {
             "max_connections = \"many\"",
             &["[server] max_connections is a string", "whole number"],
         ),
+        (
+            "upload_limit_mb = 0",
+            &["[server] upload_limit_mb is 0", "at least 1", "refuse every upload"],
+        ),
+        (
+            "upload_limit_mb = -5",
+            &["[server] upload_limit_mb is -5", "at least 1"],
+        ),
+        ("upload_limit_mb = \"big\"", &["[server] upload_limit_mb is a string"]),
     ];
     for (line, parts) in cases {
         // The bad key on line 3, so that the line is told.
@@ -114,14 +125,57 @@ fn bad_body_grace_or_max_connections_is_an_error_naming_file_line_and_key() {
 }
 
 #[test]
+fn a_bad_server_setting_does_not_stop_reading_the_rest_of_the_file() {
+    // What `migrate`, `load` and transfers read: connections, transfers. The bad
+    // `[server]` value is an error only when the server settings are read.
+    let (dir, settings) = load("[connections.app]\nurl = \"sqlite://app.db\"\n\n[server]\nbody_grace = 0\n");
+    let path = dir.path().join("lockgate.toml");
+    let config = Config::load(&path, true).unwrap_or_else(|e| panic!("the file is refused: {e}"));
+    assert_eq!(config.connections["app"].url, "sqlite://app.db");
+    let e = settings.unwrap_err().to_string();
+    assert!(e.contains(":5: ") && e.contains("[server] body_grace"), "{e}");
+    // An unknown key under [server] too.
+    let (dir, settings) = load("[server]\nnot_a_key = 1\n");
+    Config::load(&dir.path().join("lockgate.toml"), true).unwrap();
+    let e = settings.unwrap_err().to_string();
+    assert!(e.contains(":2: ") && e.contains("not_a_key"), "{e}");
+    // Not TOML at all: still every command's error.
+    let (dir, _) = load("[server\n");
+    assert!(Config::load(&dir.path().join("lockgate.toml"), true).is_err());
+    // No file: the defaults.
+    let defaults = Config::default().server().unwrap();
+    assert!(defaults.body_grace.is_none() && defaults.max_connections.is_none());
+}
+
+#[test]
 fn limits_out_of_range_set_in_code_are_refused_before_serving() {
     let mut cfg = ServerConfig::new();
     cfg.max_connections = 0;
     let e = cfg.check().unwrap_err();
     assert!(e.contains("max_connections is 0"), "{e}");
+    // The setting is named, not lockgate.toml: it did not come from there.
+    assert!(!e.contains("lockgate.toml"), "{e}");
     // Beyond what a semaphore holds: refused, not a panic when the server starts.
     cfg.max_connections = usize::MAX;
     assert!(cfg.check().unwrap_err().contains("max_connections"));
-    cfg.max_connections = 256;
+    cfg.max_connections = lockgate::config::DEFAULT_MAX_CONNECTIONS;
+    cfg.check().unwrap();
+
+    // body_grace below 1 s would cut uploads off as they start.
+    cfg.body_grace = Duration::from_millis(500);
+    let e = cfg.check().unwrap_err();
+    assert!(e.contains("body_grace is 500ms") && e.contains("at least 1s"), "{e}");
+    assert!(!e.contains("lockgate.toml"), "{e}");
+    cfg.body_grace = Duration::from_secs(1);
+    cfg.check().unwrap();
+
+    // An upload limit of 0 would refuse every upload.
+    cfg.upload_limit = 0;
+    let e = cfg.check().unwrap_err();
+    assert!(
+        e.contains("upload limit is 0") && e.contains("refuse every upload"),
+        "{e}"
+    );
+    cfg.upload_limit = 1;
     cfg.check().unwrap();
 }

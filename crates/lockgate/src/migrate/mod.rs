@@ -261,6 +261,16 @@ pub enum MigrateError {
     /// message lists those that stayed (exit 5).
     #[error("{0}")]
     SchemaKept(String),
+    /// `error` stopped the run after it had applied `applied` (in order): each version
+    /// is a transaction of its own, so those stay applied, and the message says so.
+    /// The exit code is `error`'s.
+    #[error("{error} (this run applied {} before it; {} applied)", applied.join(", "), if applied.len() == 1 { "that version stays" } else { "those versions stay" })]
+    AfterApplied {
+        /// What stopped the run.
+        error: Box<MigrateError>,
+        /// The versions the run applied before it.
+        applied: Vec<String>,
+    },
 }
 
 impl MigrateError {
@@ -271,6 +281,24 @@ impl MigrateError {
             MigrateError::Script(_) => 1,
             MigrateError::Db(e) => e.exit_code(),
             MigrateError::SchemaKept(_) => 5,
+            MigrateError::AfterApplied { error, .. } => error.exit_code(),
+        }
+    }
+
+    /// The versions the run applied before it stopped (they stay applied); empty when
+    /// it applied none.
+    pub fn applied(&self) -> &[String] {
+        match self {
+            MigrateError::AfterApplied { applied, .. } => applied,
+            _ => &[],
+        }
+    }
+
+    /// What stopped the run, without the versions applied before it.
+    pub fn cause(&self) -> &MigrateError {
+        match self {
+            MigrateError::AfterApplied { error, .. } => error.cause(),
+            other => other,
         }
     }
 }

@@ -257,7 +257,16 @@ pub async fn migrate(
                 }
             }
         }
-        outcome.map(|()| report)
+        match (outcome, report.migrated_versions.clone()) {
+            (Ok(()), _) => Ok(report),
+            // Versions applied before the error stay applied (one transaction each):
+            // the error names them, since the report that would is not returned.
+            (Err(e), Some(applied)) if !opts.dry_run && !applied.is_empty() => Err(MigrateError::AfterApplied {
+                error: Box::new(e),
+                applied,
+            }),
+            (Err(e), _) => Err(e),
+        }
     }
     .await;
     let mut result = result;

@@ -1,12 +1,15 @@
 //! `dump` then `migrate`: the sample `examples/db` migrated into each engine, dumped
 //! as a version folder, and migrated into an empty database of the same engine and of
-//! another one gives the same rows (compared by each row's normalized fingerprint, so
-//! that `1000` and `1000.00` are the same value): tables without a primary key
-//! (loaded as inserts, emptied by clearTables on a re-run), unique indexes and
-//! current-time defaults in `ddl/`, and JSON nulls (a warning; back as SQL NULL).
+//! another one gives the same rows (each row's values read with its columns' kinds and
+//! compared as text that keeps a decimal's scale, trailing spaces and fractions of a
+//! second): tables without a primary key (loaded as inserts, emptied by clearTables
+//! on a re-run, with every table that references them, children first), unique
+//! indexes and current-time defaults in `ddl/`, and JSON nulls (a warning; back as
+//! SQL NULL).
 
 use crate::support::*;
 use lockgate::{DumpOptions, MigrateOptions};
+use lockgate_core::Value;
 use lockgate_db::{Conn, Engine};
 use std::path::Path;
 
@@ -14,8 +17,13 @@ fn sample() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/db")
 }
 
-/// Each row's fingerprint, sorted (engines order text keys by their own collations).
-async fn prints(conn: &mut Conn, table: &str) -> Vec<String> {
+/// Each row of `table`, its values read with the columns' kinds, as text that keeps
+/// what a dump could change: a decimal's digits and scale (`1000.50`, not `1000.5`),
+/// text exactly (quoted, trailing spaces kept; NULL apart from the text `NULL`),
+/// fractions of a second to the nanosecond. An instant is written as its UTC time, as
+/// a timestamp is: the dump makes every timestamp an instant read as UTC (dump.rs).
+/// Sorted, since engines order text keys by their own collations.
+async fn rows_of(conn: &mut Conn, table: &str) -> Vec<String> {
     let t = conn.find_table(table).await.unwrap();
     let d = conn.dialect();
     let columns: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
@@ -26,7 +34,16 @@ async fn prints(conn: &mut Conn, table: &str) -> Vec<String> {
         .await
         .unwrap()
         .iter()
-        .map(|r| lockgate_core::fingerprint(r))
+        .map(|r| {
+            r.iter()
+                .map(|v| match v {
+                    Value::Text(s) => format!("{s:?}"),
+                    Value::TimestampTz(t) => Value::Timestamp(t.naive_utc()).to_string(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
         .collect();
     out.sort();
     out
@@ -83,8 +100,8 @@ async fn a_dump_migrates_back_into_an_empty_database_of_any_engine() {
             let (mut a, mut b) = (source.conn().await, copy.conn().await);
             for table in ["customer", "currency"] {
                 assert_eq!(
-                    prints(&mut a, table).await,
-                    prints(&mut b, table).await,
+                    rows_of(&mut a, table).await,
+                    rows_of(&mut b, table).await,
                     "{engine} -> {target}: {table}"
                 );
             }
@@ -250,9 +267,9 @@ async fn tables_without_a_primary_key_are_dumped_loaded_as_inserts_and_cleared_o
                     t.primary_key.is_empty() && t.column("id").is_none(),
                     "{engine} -> {target}: {t:?}"
                 );
-                let want = prints(&mut a, table).await;
+                let want = rows_of(&mut a, table).await;
                 assert_eq!(want.len(), if table == "note" { 5 } else { 3 }, "{engine}");
-                assert_eq!(want, prints(&mut b, table).await, "{engine} -> {target}: {table}");
+                assert_eq!(want, rows_of(&mut b, table).await, "{engine} -> {target}: {table}");
             }
             // Applied again (--force): clearTables empties the tables first, so the
             // inserts do not add the rows a second time.
@@ -264,17 +281,33 @@ async fn tables_without_a_primary_key_are_dumped_loaded_as_inserts_and_cleared_o
             );
             for table in ["note", "loose"] {
                 assert_eq!(
-                    prints(&mut a, table).await,
-                    prints(&mut b, table).await,
+                    rows_of(&mut a, table).await,
+                    rows_of(&mut b, table).await,
                     "{engine} -> {target}: {table} after --force"
                 );
             }
+            // Neither table has a key to image rows by: the dump's version is one a
+            // rollback refuses to undo, naming them, unless --ignore-scripts.
+            let e = lockgate::rollback(
+                &copy.url,
+                &lockgate::RollbackOptions {
+                    to: lockgate_bundle::Version::new(0, 0, 0),
+                    ..lockgate::RollbackOptions::default()
+                },
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("table note") && e.contains("table loose") && e.contains("--ignore-scripts"),
+                "{engine} -> {target}: {e}"
+            );
         }
         // And into the database it came from (the next version there): the same rows.
-        let before_note = prints(&mut source.conn().await, "note").await;
+        let before_note = rows_of(&mut source.conn().await, "note").await;
         let r = migrate_folder(&source, &folder, false).await;
         assert_eq!(r.migrated_versions, Some(vec![d.version.clone()]), "{engine}");
-        assert_eq!(prints(&mut source.conn().await, "note").await, before_note, "{engine}");
+        assert_eq!(rows_of(&mut source.conn().await, "note").await, before_note, "{engine}");
         assert_eq!(count(&mut source.conn().await, "loose").await, 3, "{engine}");
     }
 }
@@ -443,5 +476,165 @@ async fn a_json_null_is_named_in_a_warning_and_comes_back_as_sql_null() {
         .await;
         // As the warning said: the JSON nulls are SQL NULL now; the object is whole.
         assert_eq!(got, ["1|{\"a\":null}", "2|NULL", "3|NULL", "4|NULL"], "{engine}");
+    }
+}
+
+/// A keyless parent (`country`, whose unique NOT NULL `code` its children reference),
+/// a keyed child (`city`), a grandchild (`street`) and an unrelated keyed table, with
+/// their foreign keys: the same SQL on every engine.
+const FAMILY: &str = "CREATE TABLE country (code varchar(2) NOT NULL UNIQUE, name varchar(20)); \
+     CREATE TABLE city (id integer PRIMARY KEY, cc varchar(2), name varchar(20), \
+       FOREIGN KEY (cc) REFERENCES country (code)); \
+     CREATE TABLE street (id integer PRIMARY KEY, city_id integer, name varchar(20), \
+       FOREIGN KEY (city_id) REFERENCES city (id)); \
+     CREATE TABLE plain (id integer PRIMARY KEY, v varchar(5))";
+
+const FAMILY_ROWS: &str = "INSERT INTO country (code, name) VALUES ('fr', 'France'), ('de', 'Germany'); \
+     INSERT INTO city (id, cc, name) VALUES (1, 'fr', 'Paris'), (2, 'de', 'Berlin'), (3, NULL, 'Nowhere'); \
+     INSERT INTO street (id, city_id, name) VALUES (10, 1, 'Rivoli'), (11, 2, 'Unter den Linden'); \
+     INSERT INTO plain (id, v) VALUES (1, 'x')";
+
+/// Every table of [`FAMILY`], as [`rows_of`] reads them.
+async fn family_rows(db: &TestDb) -> Vec<Vec<String>> {
+    let mut conn = db.conn().await;
+    let mut out = Vec::new();
+    for t in ["country", "city", "street", "plain"] {
+        out.push(rows_of(&mut conn, t).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_referencing_a_keyless_table_are_cleared_first_so_a_dump_loads_again_on_every_engine() {
+    for engine in ENGINES {
+        let source = TestDb::new(engine).await;
+        source.conn().await.batch(FAMILY).await.unwrap();
+        source.conn().await.batch(FAMILY_ROWS).await.unwrap();
+        let want = family_rows(&source).await;
+        assert_eq!(want[1].len(), 3, "{engine}: {want:?}");
+
+        let (_out, folder, d) = dump_all(&source, 1).await;
+        assert!(d.warnings.is_empty(), "{engine}: {:?}", d.warnings);
+        let meta = read_json(&folder.join(&d.version).join("meta.json"));
+        // The keyless parent, and what references it (directly or not), children first.
+        assert_eq!(
+            meta["clearTables"],
+            serde_json::json!(["street", "city", "country"]),
+            "{engine}: {meta}"
+        );
+        let flags: Vec<(&str, bool, bool)> = d
+            .tables
+            .iter()
+            .map(|t| (t.table.as_str(), t.keyless, t.cleared))
+            .collect();
+        for want_flag in [
+            ("country", true, true),
+            ("city", false, true),
+            ("street", false, true),
+            ("plain", false, false),
+        ] {
+            assert!(flags.contains(&want_flag), "{engine}: {want_flag:?} in {flags:?}");
+        }
+
+        // Into the database it came from (the next version there): the children go
+        // before the parent, nothing fails on a foreign key, the rows are the same.
+        let r = migrate_folder(&source, &folder, false).await;
+        assert_eq!(r.migrated_versions, Some(vec![d.version.clone()]), "{engine}");
+        assert_eq!(family_rows(&source).await, want, "{engine}: into its own database");
+
+        // Into a copy of the schema (foreign keys included), then again with --force.
+        for target in targets(engine) {
+            let copy = TestDb::new(target).await;
+            copy.conn().await.batch(FAMILY).await.unwrap();
+            migrate_folder(&copy, &folder, false).await;
+            assert_eq!(family_rows(&copy).await, want, "{engine} -> {target}");
+            let again = migrate_folder(&copy, &folder, true).await;
+            assert_eq!(
+                again.migrated_versions,
+                Some(vec![d.version.clone()]),
+                "{engine} -> {target}"
+            );
+            assert_eq!(family_rows(&copy).await, want, "{engine} -> {target}: after --force");
+            // The unrelated keyed table is upserted, not emptied: nothing changes in it.
+            let plain: u64 = again.versions[0]
+                .steps
+                .iter()
+                .filter(|s| s.table.as_deref() == Some("plain"))
+                .map(|s| s.inserted + s.updated + s.deleted)
+                .sum();
+            assert_eq!(plain, 0, "{engine} -> {target}: {again:#?}");
+        }
+
+        // A dump leaving out a table that references a cleared one: a warning names it.
+        let out = tempfile::tempdir().unwrap();
+        let d = lockgate::dump(
+            &source.url,
+            &DumpOptions {
+                tables: vec!["country".into(), "city".into(), "plain".into()],
+                out: out.path().join("db"),
+                ..DumpOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let named: Vec<&String> = d.warnings.iter().filter(|w| w.contains("table street")).collect();
+        assert_eq!(named.len(), 1, "{engine}: {:?}", d.warnings);
+        assert!(
+            named[0].contains("references table city") && named[0].contains("not in the dump"),
+            "{engine}: {}",
+            named[0]
+        );
+    }
+}
+
+/// A table whose values a lossy comparison would not tell from changed ones: a
+/// decimal's trailing zeros, text with trailing spaces, fractions of a second.
+fn exact_schema(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => {
+            "CREATE TABLE exact (id integer PRIMARY KEY, amount numeric(12,3), label varchar(20), at timestamp(6))"
+        }
+        Engine::Mysql => {
+            "CREATE TABLE exact (id integer PRIMARY KEY, amount decimal(12,3), label varchar(20), at datetime(6))"
+        }
+        Engine::Sqlite => {
+            "CREATE TABLE exact (id INTEGER PRIMARY KEY, amount NUMERIC(12,3), label varchar(20), at TIMESTAMP)"
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_keeps_decimal_scale_trailing_spaces_and_microseconds_on_every_engine() {
+    for engine in ENGINES {
+        let source = TestDb::new(engine).await;
+        source.conn().await.batch(exact_schema(engine)).await.unwrap();
+        source
+            .conn()
+            .await
+            .batch(
+                "INSERT INTO exact (id, amount, label, at) VALUES \
+                 (1, 1000.500, 'a  ', '2024-01-02 03:04:05.123456'), \
+                 (2, 0.001, ' b', '2024-01-02 03:04:05.000001'), \
+                 (3, NULL, 'NULL', NULL)",
+            )
+            .await
+            .unwrap();
+        let want = rows_of(&mut source.conn().await, "exact").await;
+        // What the comparison sees: the scale, the spaces, the microseconds.
+        assert!(
+            want.iter()
+                .any(|r| r.contains("1000.500") && r.contains("\"a  \"") && r.contains("05.123456")),
+            "{engine}: {want:?}"
+        );
+        let (_out, folder, _) = dump_all(&source, 2).await;
+        for target in targets(engine) {
+            let copy = TestDb::new(target).await;
+            migrate_folder(&copy, &folder, false).await;
+            assert_eq!(
+                rows_of(&mut copy.conn().await, "exact").await,
+                want,
+                "{engine} -> {target}"
+            );
+        }
     }
 }
