@@ -19,4 +19,4 @@ pub use duration::{parse_duration, DurationError};
 pub use narrow::narrowing;
 pub use row::{Batch, Row, RowError};
 pub use table::{CheckConstraint, Column, ForeignKey, Index, Table, TableName, UniqueConstraint};
-pub use value::{fingerprint, ConvertError, Kind, TextForm, Value};
+pub use value::{fingerprint, ConvertError, Kind, Labels, TextForm, Value};

@@ -94,12 +94,20 @@ pub struct RowError {
 }
 
 impl fmt::Display for RowError {
+    /// `file:line: row key: column c: message [code]`, each part when known. The
+    /// record number shows when it says more than the line (records that share a
+    /// line, as in a one-line JSON array): `file:1 (record 3): …`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.file, self.line) {
-            (Some(file), Some(line)) => write!(f, "{file}:{line}: ")?,
-            (None, Some(line)) => write!(f, "line {line}: ")?,
-            (Some(file), None) => write!(f, "{file}: ")?,
-            (None, None) => {}
+        let record = self.record.filter(|r| Some(*r) != self.line);
+        match (&self.file, self.line, record) {
+            (Some(file), Some(line), Some(r)) => write!(f, "{file}:{line} (record {r}): ")?,
+            (Some(file), Some(line), None) => write!(f, "{file}:{line}: ")?,
+            (None, Some(line), Some(r)) => write!(f, "line {line} (record {r}): ")?,
+            (None, Some(line), None) => write!(f, "line {line}: ")?,
+            (Some(file), None, Some(r)) => write!(f, "{file}: record {r}: ")?,
+            (Some(file), None, None) => write!(f, "{file}: ")?,
+            (None, None, Some(r)) => write!(f, "record {r}: ")?,
+            (None, None, None) => {}
         }
         if let Some(key) = &self.key {
             write!(f, "row {key}: ")?;
@@ -108,5 +116,45 @@ impl fmt::Display for RowError {
             write!(f, "column {column}: ")?;
         }
         write!(f, "{} [{}]", self.message, self.code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(line: Option<u64>, record: Option<u64>) -> RowError {
+        RowError {
+            file: Some("a.json".into()),
+            line,
+            record,
+            key: None,
+            column: Some("n".into()),
+            code: "lockgate".into(),
+            message: "bad".into(),
+        }
+    }
+
+    /// Two records of a one-line JSON array are told apart by their numbers; a
+    /// record on a line of its own (the number is the line) reads as before.
+    #[test]
+    fn a_record_number_shows_when_it_is_not_the_line() {
+        assert_eq!(
+            error(Some(1), Some(3)).to_string(),
+            "a.json:1 (record 3): column n: bad [lockgate]"
+        );
+        assert_ne!(error(Some(1), Some(3)).to_string(), error(Some(1), Some(4)).to_string());
+        assert_eq!(
+            error(Some(4), Some(4)).to_string(),
+            "a.json:4: column n: bad [lockgate]"
+        );
+        assert_eq!(error(Some(2), None).to_string(), "a.json:2: column n: bad [lockgate]");
+        assert_eq!(
+            error(None, Some(2)).to_string(),
+            "a.json: record 2: column n: bad [lockgate]"
+        );
+        let mut no_file = error(Some(1), Some(2));
+        no_file.file = None;
+        assert_eq!(no_file.to_string(), "line 1 (record 2): column n: bad [lockgate]");
     }
 }

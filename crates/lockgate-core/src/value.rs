@@ -7,9 +7,10 @@
 //! A value outside it is that row's error ([`ConvertError`]), never silently changed;
 //! so is a value a column's own precision would change (a fraction of a second it
 //! does not keep, an integer past a float's mantissa, a text past its length, a
-//! trailing space a `char(n)` drops, a text that is not exactly one of an ENUM's
-//! labels, a short value a BINARY(n) pads), and the error names the value given and
-//! what the column would have stored.
+//! text that is not exactly one of an ENUM's labels, a short value a BINARY(n)
+//! pads), and the error names the value given and what the column would have
+//! stored. The one change made on the way in is the engines' own rule for
+//! `char(n)`: trailing spaces there are padding, not data, so they are dropped.
 
 use crate::decimal::{self, Decimal};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
@@ -133,8 +134,9 @@ pub enum Kind {
         max_chars: Option<u64>,
         /// Limit in bytes (MariaDB TEXT is 65,535 bytes), when the engine enforces one.
         max_bytes: Option<u64>,
-        /// Which texts read back as written: any ([`TextForm::Free`]), those without
-        /// trailing spaces (`char(n)`), or only labels (MariaDB ENUM and SET).
+        /// Which texts read back as written: any ([`TextForm::Free`]), any but
+        /// without trailing spaces (`char(n)`, where they are padding), or only
+        /// labels (MariaDB ENUM and SET).
         #[serde(skip_serializing_if = "TextForm::is_free")]
         form: TextForm,
     },
@@ -183,7 +185,8 @@ pub enum Kind {
 
 /// Which texts a text column gives back as they were written. The engine types
 /// behind each form are in ARCHITECTURE.md (type mapping); a value the column would
-/// give back differently is that row's error ([`Kind::check`]).
+/// give back differently is that row's error ([`Kind::check`]), except for the
+/// padding of a `char(n)`, which the engines themselves do not count as data.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TextForm {
@@ -191,25 +194,89 @@ pub enum TextForm {
     /// PostgreSQL itself holds values to).
     #[default]
     Free,
-    /// Fixed width, `char(n)`: the column pads a value with spaces and gives it back
-    /// without them (MariaDB, and PostgreSQL as Lockgate reads it: trailing spaces
-    /// of a `character` value carry no meaning there), so a text that ends in spaces
-    /// loses them.
+    /// Fixed width, `char(n)`: the column pads a value with spaces, and trailing
+    /// spaces there are padding, not data: PostgreSQL and MariaDB compare `'ab'`
+    /// equal to `'ab   '` and give the value back without them (PostgreSQL as
+    /// Lockgate reads it). So a value's trailing spaces are dropped on the way in
+    /// and on the way out ([`Kind::check`], [`Kind::check_stored`]), and its
+    /// length is that of the text without them.
     Padded,
     /// MariaDB ENUM: one of these labels, exactly. MariaDB matches other texts to a
     /// label regardless of case, accents and trailing spaces, reads a number as a
     /// label's position, and stores anything else as `''` unless `sql_mode` is strict.
-    Enum(Vec<String>),
+    Enum(Labels),
     /// MariaDB SET: labels joined by commas, each at most once, in declaration order
     /// and exact case, or `''`. MariaDB reorders, merges and case-folds members,
     /// reads a number as a bit mask, and drops unknown members unless strict.
-    Set(Vec<String>),
+    Set(Labels),
 }
 
 impl TextForm {
     /// Whether any text reads back as written.
     pub fn is_free(&self) -> bool {
         *self == TextForm::Free
+    }
+}
+
+/// The labels of an ENUM or SET, in declaration order, with a lookup from label to
+/// position built once when the kind is made: checking a value is then one hash
+/// lookup (an ENUM) or one per member (a SET), not a pass over every label, on the
+/// writer's path for every row. Shared (`Arc`), so a [`Kind`] stays cheap to clone.
+#[derive(Clone)]
+pub struct Labels(std::sync::Arc<LabelIndex>);
+
+struct LabelIndex {
+    list: Vec<String>,
+    /// Label → its 0-based position (the first, should a label repeat).
+    at: std::collections::HashMap<String, usize>,
+}
+
+impl Labels {
+    /// The labels, in declaration order.
+    pub fn new(list: Vec<String>) -> Labels {
+        let mut at = std::collections::HashMap::with_capacity(list.len());
+        for (i, l) in list.iter().enumerate() {
+            at.entry(l.clone()).or_insert(i);
+        }
+        Labels(std::sync::Arc::new(LabelIndex { list, at }))
+    }
+
+    /// The 0-based position of exactly `label` (case and spaces count).
+    pub fn position(&self, label: &str) -> Option<usize> {
+        self.0.at.get(label).copied()
+    }
+}
+
+impl From<Vec<String>> for Labels {
+    fn from(list: Vec<String>) -> Labels {
+        Labels::new(list)
+    }
+}
+
+impl std::ops::Deref for Labels {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.0.list
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Labels) -> bool {
+        self.0.list == other.0.list
+    }
+}
+
+impl Eq for Labels {}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.list.fmt(f)
+    }
+}
+
+impl serde::Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.list.serialize(s)
     }
 }
 
@@ -486,11 +553,11 @@ impl Kind {
             Kind::Text {
                 form: TextForm::Enum(labels),
                 ..
-            } => format!("enum({})", sql_labels(labels)),
+            } => format!("enum({})", sql_labels(labels, Some(DESCRIBED_LABELS))),
             Kind::Text {
                 form: TextForm::Set(labels),
                 ..
-            } => format!("set({})", sql_labels(labels)),
+            } => format!("set({})", sql_labels(labels, Some(DESCRIBED_LABELS))),
             Kind::Text {
                 form: TextForm::Padded,
                 max_chars,
@@ -517,6 +584,11 @@ impl Kind {
 
     /// Types text from a file (a CSV field, a JSON string) for this column.
     pub fn parse_text(&self, s: &str) -> Result<Value, ConvertError> {
+        self.parse_text_as(s, Rules::Write)
+    }
+
+    /// Types text for this column and checks it by `rules`.
+    fn parse_text_as(&self, s: &str, rules: Rules) -> Result<Value, ConvertError> {
         let v = match self {
             Kind::Bool => Value::Bool(parse_bool(s)?),
             Kind::Int { bytes, unsigned } => {
@@ -577,17 +649,38 @@ impl Kind {
                 ))
             }
         };
-        self.check(v)
+        self.check_by(v, rules)
+    }
+
+    /// [`Kind::check`] or [`Kind::check_stored`].
+    fn check_by(&self, v: Value, rules: Rules) -> Result<Value, ConvertError> {
+        match rules {
+            Rules::Write => self.check(v),
+            Rules::Stored => self.check_stored(v),
+        }
     }
 
     /// Types a JSON value from a file for this column: strings go through
     /// [`Kind::parse_text`] (but stay strings for JSON columns), numbers stay exact.
     pub fn parse_json(&self, j: &serde_json::Value) -> Result<Value, ConvertError> {
+        self.parse_json_as(j, Rules::Write)
+    }
+
+    /// Types a JSON value that was read from a column of this kind (`Value::to_json`
+    /// of what the column gave: a migration's row images, say) as [`Kind::parse_json`]
+    /// does, but checked as a value the column holds ([`Kind::check_stored`]), not as
+    /// a write: an ENUM's `''` and a `char(n)` value recorded with its padding are
+    /// what the column held, not values to refuse.
+    pub fn parse_stored_json(&self, j: &serde_json::Value) -> Result<Value, ConvertError> {
+        self.parse_json_as(j, Rules::Stored)
+    }
+
+    fn parse_json_as(&self, j: &serde_json::Value, rules: Rules) -> Result<Value, ConvertError> {
         use serde_json::Value as J;
         match (self, j) {
             (_, J::Null) => Ok(Value::Null),
-            (Kind::Json, j) => self.check(Value::Json(j.clone())),
-            (_, J::String(s)) => self.parse_text(s),
+            (Kind::Json, j) => self.check_by(Value::Json(j.clone()), rules),
+            (_, J::String(s)) => self.parse_text_as(s, rules),
             (Kind::Any, J::Number(n)) => match n.as_i64() {
                 Some(i) => Ok(Value::Int(i)),
                 None => Ok(Value::Decimal(
@@ -596,11 +689,11 @@ impl Kind {
             },
             (Kind::Any, J::Bool(b)) => Ok(Value::Bool(*b)),
             (Kind::Bool, J::Bool(b)) => Ok(Value::Bool(*b)),
-            (Kind::Text { .. }, J::Bool(b)) => self.parse_text(if *b { "true" } else { "false" }),
+            (Kind::Text { .. }, J::Bool(b)) => self.parse_text_as(if *b { "true" } else { "false" }, rules),
             (
                 Kind::Bool | Kind::Int { .. } | Kind::Float { .. } | Kind::Decimal { .. } | Kind::Text { .. },
                 J::Number(n),
-            ) => self.parse_text(&n.to_string()),
+            ) => self.parse_text_as(&n.to_string(), rules),
             (_, other) => err(format!(
                 "expected {}, found {}",
                 self.describe(),
@@ -750,19 +843,39 @@ impl Kind {
     }
 }
 
+/// Which rules a value is held to: a write's ([`Kind::check`]) or those of a value
+/// a column holds ([`Kind::check_stored`]).
+#[derive(Clone, Copy)]
+enum Rules {
+    Write,
+    Stored,
+}
+
 impl Kind {
     /// Checks a value read from a column of this kind, as [`Kind::check`] does, but
-    /// without the rules that say how a write would change a value (a label, a
-    /// trailing space, a short fixed-width value): what a column holds is what it
-    /// gives back, including MariaDB's `''` for an ENUM value it did not know.
+    /// without the rules that say how a write would change a value (a label, a short
+    /// fixed-width value): what a column holds is what it gives back, including
+    /// MariaDB's `''` for an ENUM value it did not know. A `char(n)` value is taken
+    /// without its trailing spaces (padding, as on the way in), so a value recorded
+    /// with them (by PostgreSQL's `\copy`, or by Lockgate before it read
+    /// `character(n)` without its padding) equals the one read now.
     pub fn check_stored(&self, v: Value) -> Result<Value, ConvertError> {
         match (self, v) {
             (
                 Kind::Text {
-                    max_chars, max_bytes, ..
+                    max_chars,
+                    max_bytes,
+                    form,
                 },
                 v,
-            ) if !v.is_null() => check_text(v, *max_chars, *max_bytes, &TextForm::Free).map(Value::Text),
+            ) if !v.is_null() => {
+                // Labels are a write's rule; padding is the value's own.
+                let form = match form {
+                    TextForm::Padded => &TextForm::Padded,
+                    _ => &TextForm::Free,
+                };
+                check_text(v, *max_chars, *max_bytes, form).map(Value::Text)
+            }
             (Kind::Bytes { max_bytes, .. }, Value::Bytes(b)) => check_bytes(b, *max_bytes, false).map(Value::Bytes),
             (Kind::Bytes { max_bytes, .. }, Value::Text(s)) => {
                 check_bytes(s.into_bytes(), *max_bytes, false).map(Value::Bytes)
@@ -789,6 +902,15 @@ fn check_text(
         // A JSON document's text is the document.
         Value::Json(j) => j.to_string(),
         other => return err(format!("expected text, found {}", other.type_name())),
+    };
+    // A `char(n)` value's trailing spaces are padding (TextForm::Padded): the value
+    // is the text without them, and so is its length.
+    let s = if *form == TextForm::Padded && s.ends_with(' ') {
+        let mut s = s;
+        s.truncate(s.trim_end_matches(' ').len());
+        s
+    } else {
+        s
     };
     if s.contains('\0') {
         return err("contains a NUL character, which PostgreSQL cannot store");
@@ -822,19 +944,9 @@ fn check_text(
         }
     }
     match form {
-        TextForm::Free => {}
-        TextForm::Padded => {
-            if s.ends_with(' ') {
-                let width = max_chars.map_or_else(|| "char".to_string(), |n| format!("char({n})"));
-                return err(format!(
-                    "{} ends in spaces, which a {width} column pads values with and does not give back: it would store {}",
-                    excerpt(&s),
-                    excerpt_end(s.trim_end_matches(' '))
-                ));
-            }
-        }
+        TextForm::Free | TextForm::Padded => {}
         TextForm::Enum(labels) => {
-            if !labels.contains(&s) {
+            if labels.position(&s).is_none() {
                 return err(format!(
                     "{} is not one of the column's labels ({}; case and spaces count): MariaDB would store {}",
                     excerpt(&s),
@@ -882,16 +994,21 @@ fn check_bytes(b: Vec<u8>, max_bytes: Option<u64>, fixed: bool) -> Result<Vec<u8
     Ok(b)
 }
 
-/// Labels as SQL declares them, for [`Kind::describe`]: `'a','b'`, the first 20 of
-/// a longer list.
-fn sql_labels(labels: &[String]) -> String {
-    const MAX: usize = 20;
+/// How many labels [`Kind::describe`] shows of a longer list.
+const DESCRIBED_LABELS: usize = 20;
+
+/// Labels as MariaDB declares them: `'a','b'`, a quote doubled and a backslash
+/// escaped (the server reads backslash escapes inside a literal, so `'c\d'` would
+/// declare `cd`). With `max`, the first `max` of a longer list, and how many there
+/// are (for messages and `inspect`); without it, every label (to declare a column).
+pub fn sql_labels(labels: &[String], max: Option<usize>) -> String {
+    let shown = max.unwrap_or(labels.len());
     let mut out: Vec<String> = labels
         .iter()
-        .take(MAX)
-        .map(|l| format!("'{}'", l.replace('\'', "''")))
+        .take(shown)
+        .map(|l| format!("'{}'", l.replace('\\', "\\\\").replace('\'', "''")))
         .collect();
-    if labels.len() > MAX {
+    if labels.len() > shown {
         out.push(format!("… {} labels in all", labels.len()));
     }
     out.join(",")
@@ -936,15 +1053,16 @@ fn enum_stored(labels: &[String], s: &str) -> String {
 
 /// Whether `s` is a SET value as MariaDB gives it back: labels of `labels` joined by
 /// commas, in declaration order, each once, exact case; `''` is the empty set.
-fn is_set_text(labels: &[String], s: &str) -> bool {
+fn is_set_text(labels: &Labels, s: &str) -> bool {
     if s.is_empty() {
         return true;
     }
+    // Each member's position (one lookup), strictly increasing.
     let mut next = 0;
     for part in s.split(',') {
-        match labels[next.min(labels.len())..].iter().position(|l| l == part) {
-            Some(at) => next += at + 1,
-            None => return false,
+        match labels.position(part) {
+            Some(at) if at >= next => next = at + 1,
+            _ => return false,
         }
     }
     true
@@ -1692,7 +1810,7 @@ mod tests {
     /// column would store; values it gives back as written pass.
     #[test]
     fn texts_and_bytes_a_column_would_give_back_differently_are_errors() {
-        let labels = |ls: &[&str]| ls.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let labels = |ls: &[&str]| Labels::new(ls.iter().map(|l| l.to_string()).collect());
         let char5 = Kind::Text {
             max_chars: Some(5),
             max_bytes: None,
@@ -1717,8 +1835,14 @@ mod tests {
             (&char5, t("ab"), "ab"),
             (&char5, t(" ab"), " ab"),
             (&char5, t("abcde"), "abcde"),
-            (&char5, t("ab  "), "error: \"ab  \" ends in spaces, which a char(5) column pads values with and does not give back: it would store \"ab\""),
-            (&char5, t("abcde "), "error: \"abcde \" is 6 characters long; the column holds at most 5, so it would be cut to \"abcde\""),
+            // Trailing spaces are padding: dropped, and not counted in the length.
+            (&char5, t("ab  "), "ab"),
+            (&char5, t(" ab "), " ab"),
+            (&char5, t("   "), ""),
+            (&char5, t("abcde "), "abcde"),
+            (&char5, t("abcde        "), "abcde"),
+            (&char5, t("abcdef "), "error: \"abcdef\" is 6 characters long; the column holds at most 5, so it would be cut to \"abcde\""),
+            (&char5, t("ab \t"), "ab \t"),
             (&char5, Value::Int(12), "12"),
             (&e, t("a"), "a"),
             (&e, t("x y"), "x y"),
@@ -1752,12 +1876,30 @@ mod tests {
         assert_eq!(show(&e, "b"), "b");
         assert!(show(&e, "B").starts_with("error: \"B\" is not one of the column's labels"));
         assert!(e.parse_json(&serde_json::json!(2)).is_err());
-        assert!(show(&char5, "ab ").starts_with("error: \"ab \" ends in spaces"));
+        assert_eq!(show(&char5, "ab "), "ab");
+        assert_eq!(char5.parse_json(&serde_json::json!("ab   ")), Ok(t("ab")));
         // What a column holds reads back as it is: MariaDB's '' for an unknown label,
-        // and nothing is held to the labels or the padding.
+        // and nothing is held to the labels; a char(n) value recorded with its
+        // padding (PostgreSQL's own `\copy`, Lockgate before it dropped it) is the
+        // value without it, as the engines compare it.
         assert_eq!(e.check_stored(t("")), Ok(t("")));
         assert_eq!(set.check_stored(t("b,a")), Ok(t("b,a")));
-        assert_eq!(char5.check_stored(t("ab ")), Ok(t("ab ")));
+        assert_eq!(char5.check_stored(t("ab ")), Ok(t("ab")));
+        assert_eq!(char5.check_stored(t("abcde   ")), Ok(t("abcde")));
+        assert_eq!(char5.check_stored(t("ab")), char5.check(t("ab   ")));
+        // Values read back as JSON (a migration's row images) go by the same rules.
+        assert_eq!(e.parse_stored_json(&serde_json::json!("")), Ok(t("")));
+        assert!(
+            e.parse_json(&serde_json::json!("")).is_err(),
+            "a write of '' is refused"
+        );
+        assert_eq!(char5.parse_stored_json(&serde_json::json!("ab   ")), Ok(t("ab")));
+        assert_eq!(set.parse_stored_json(&serde_json::json!("b,a")), Ok(t("b,a")));
+        assert_eq!(
+            bin4.parse_stored_json(&serde_json::json!("\\x6162")),
+            Ok(Value::Bytes(b"ab".to_vec()))
+        );
+        assert!(char5.parse_stored_json(&serde_json::json!("abcdef")).is_err());
         assert_eq!(
             bin4.check_stored(Value::Bytes(b"ab".to_vec())),
             Ok(Value::Bytes(b"ab".to_vec()))
@@ -1798,5 +1940,63 @@ mod tests {
             serde_json::to_value(&bin4).unwrap(),
             serde_json::json!({"kind": "bytes", "max_bytes": 4, "fixed": true})
         );
+    }
+
+    /// One way to write labels in SQL, for declaring a column and for messages: a
+    /// quote doubled and a backslash escaped, as MariaDB reads a literal.
+    #[test]
+    fn labels_are_written_as_mariadb_reads_them() {
+        let list = |ls: &[&str]| ls.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        assert_eq!(sql_labels(&list(&["it's", r"c\d", "a"]), None), r"'it''s','c\\d','a'");
+        assert_eq!(sql_labels(&list(&[r"\'"]), None), r"'\\'''");
+        let many: Vec<String> = (0..25).map(|i| format!("l{i}")).collect();
+        assert!(sql_labels(&many, None).ends_with(",'l24'"));
+        let shown = sql_labels(&many, Some(20));
+        assert!(shown.ends_with(",'l19',… 25 labels in all"), "{shown}");
+        let e = Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+            form: TextForm::Enum(Labels::new(list(&["it's", r"c\d"]))),
+        };
+        assert_eq!(e.describe(), r"enum('it''s','c\\d')");
+    }
+
+    /// ENUM and SET values are checked by the label lookup built with the kind: the
+    /// same answers as a pass over the labels, for a long list too.
+    #[test]
+    fn labels_are_looked_up_not_scanned() {
+        let list: Vec<String> = (0..5000).map(|i| format!("l{i}")).collect();
+        let labels = Labels::new(list.clone());
+        assert_eq!(labels.position("l4999"), Some(4999));
+        assert_eq!(labels.position("L1"), None);
+        assert_eq!(&labels[..], &list[..], "the labels keep their order");
+        let e = Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+            form: TextForm::Enum(labels.clone()),
+        };
+        let set = Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+            form: TextForm::Set(labels.clone()),
+        };
+        let t = |s: &str| Value::Text(s.into());
+        assert_eq!(e.check(t("l4999")), Ok(t("l4999")));
+        assert!(e.check(t("l5000")).is_err());
+        assert_eq!(set.check(t("l0,l7,l4999")), Ok(t("l0,l7,l4999")));
+        assert!(set.check(t("l7,l0")).is_err(), "out of order");
+        assert!(set.check(t("l7,l7")).is_err(), "twice");
+        assert!(set.check(t("l7,x")).is_err(), "unknown");
+        // A clone shares the lookup; equality is by the labels.
+        let again = Kind::Text {
+            max_chars: None,
+            max_bytes: None,
+            form: TextForm::Enum(Labels::new(list)),
+        };
+        assert_eq!(e, again);
+        assert_eq!(e.clone(), e);
+        // A label that repeats (MariaDB refuses one in strict mode) is found first.
+        let twice = Labels::new(vec!["a".into(), "b".into(), "a".into()]);
+        assert_eq!(twice.position("a"), Some(0));
     }
 }

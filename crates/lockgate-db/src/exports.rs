@@ -291,11 +291,18 @@ pub struct Settled {
 /// Both are set-based (a hash anti-join and a hash aggregate): the row set has no
 /// index on its keys, because maintaining one while a million keys are recorded
 /// cost more than the export's own load. Looking one key up ([`history`]) scans.
+///
+/// `padded` says, per key column, whether it is fixed-width text (`char(n)`): its
+/// trailing spaces are padding, and keys are compared without them
+/// ([`key_compared`]), since an export recorded by an earlier Lockgate holds a
+/// PostgreSQL `character(n)` key with its padding (`'ab   '`) and one recorded now
+/// without (`'ab'`).
 pub async fn settle_row_set(
     conn: &mut Conn,
     export_id: i64,
     transfer: &str,
     check_duplicates: bool,
+    padded: &[bool],
 ) -> Result<Settled, DbError> {
     if conn.engine() == Engine::Postgres {
         // Fresh statistics, so that the statements below and the worker's paging by
@@ -303,7 +310,7 @@ pub async fn settle_row_set(
         conn.batch("ANALYZE lockgate_export_rows").await?;
     }
     if !check_duplicates {
-        return remove_held(conn, export_id, transfer).await;
+        return remove_held(conn, export_id, transfer, padded).await;
     }
     let dups = conn
         .query(
@@ -319,10 +326,56 @@ pub async fn settle_row_set(
     if !duplicates.is_empty() {
         return Ok(Settled { rows: 0, duplicates });
     }
-    remove_held(conn, export_id, transfer).await
+    remove_held(conn, export_id, transfer, padded).await
 }
 
-async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str) -> Result<Settled, DbError> {
+/// SQL for the recorded key text `x` as keys are compared: as it is, unless a key
+/// column is fixed-width text (`padded`), whose trailing spaces are then dropped:
+/// `rtrim` of a one-column key, or of those components of a key of several
+/// columns (a JSON array of texts, rebuilt by the engine's JSON functions, so both
+/// sides of a comparison come out in the same spelling). A text that is not such an
+/// array (a key recorded before the transfer's key changed) is left as it is.
+pub fn key_compared(engine: Engine, x: &str, padded: &[bool]) -> String {
+    if !padded.contains(&true) {
+        return x.to_string();
+    }
+    if padded.len() == 1 {
+        // Every engine's rtrim drops spaces only (not tabs or newlines), as char(n) pads.
+        return format!("rtrim({x})");
+    }
+    let parts: Vec<String> = padded
+        .iter()
+        .enumerate()
+        .map(|(i, pad)| {
+            let part = match engine {
+                Engine::Postgres => format!("(({x})::json ->> {i})"),
+                Engine::Mysql => format!("JSON_VALUE({x}, '$[{i}]')"),
+                Engine::Sqlite => format!("json_extract({x}, '$[{i}]')"),
+            };
+            if *pad {
+                format!("rtrim({part})")
+            } else {
+                part
+            }
+        })
+        .collect();
+    let parts = parts.join(", ");
+    match engine {
+        // PostgreSQL 15 has no test for valid JSON (`IS JSON` is 16's): a recorded
+        // key of several columns is written `["…","…"]` (`transfer::plan::key_text`).
+        Engine::Postgres => {
+            format!("(CASE WHEN ({x}) ~ '^\\[\".*\"\\]$' THEN json_build_array({parts})::text ELSE {x} END)")
+        }
+        Engine::Mysql => {
+            format!("IF(JSON_VALID({x}) AND JSON_TYPE({x}) = 'ARRAY', JSON_COMPACT(JSON_ARRAY({parts})), {x})")
+        }
+        Engine::Sqlite => {
+            format!("(CASE WHEN json_valid({x}) AND json_type({x}) = 'array' THEN json_array({parts}) ELSE {x} END)")
+        }
+    }
+}
+
+async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str, padded: &[bool]) -> Result<Settled, DbError> {
     // Most often no other export holds anything (the first export, or every earlier
     // one failed): then there is nothing to remove.
     let others = conn
@@ -361,9 +414,11 @@ async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str) -> Result<
                     t = p(conn, 1),
                     id = p(conn, 2)
                 );
+                let held_key = key_compared(Engine::Mysql, "o.row_key", padded);
+                let new_key = key_compared(Engine::Mysql, "r.row_key", padded);
                 conn.execute(
                     &format!(
-                        "INSERT INTO lg_held SELECT DISTINCT o.row_key FROM lockgate_export_rows o \
+                        "INSERT INTO lg_held SELECT DISTINCT {held_key} FROM lockgate_export_rows o \
                          JOIN lockgate_exports e ON e.id = o.export_id WHERE {held_my}"
                     ),
                     &params[1..],
@@ -371,7 +426,7 @@ async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str) -> Result<
                 .await?;
                 conn.execute(
                     &format!(
-                        "DELETE r FROM lockgate_export_rows r JOIN lg_held h ON h.row_key = r.row_key WHERE r.export_id = {}",
+                        "DELETE r FROM lockgate_export_rows r JOIN lg_held h ON h.row_key = {new_key} WHERE r.export_id = {}",
                         p(conn, 1)
                     ),
                     &params[..1],
@@ -385,10 +440,13 @@ async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str) -> Result<
                     t = p(conn, 2),
                     id = p(conn, 3)
                 );
+                let engine = conn.engine();
                 let sql = format!(
-                    "DELETE FROM lockgate_export_rows WHERE export_id = {} AND row_key IN \
-                     (SELECT o.row_key FROM lockgate_export_rows o JOIN lockgate_exports e ON e.id = o.export_id WHERE {held})",
-                    p(conn, 1)
+                    "DELETE FROM lockgate_export_rows WHERE export_id = {} AND {} IN \
+                     (SELECT {} FROM lockgate_export_rows o JOIN lockgate_exports e ON e.id = o.export_id WHERE {held})",
+                    p(conn, 1),
+                    key_compared(engine, "row_key", padded),
+                    key_compared(engine, "o.row_key", padded)
                 );
                 conn.execute(&sql, &params).await?;
             }

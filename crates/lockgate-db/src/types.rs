@@ -5,7 +5,7 @@
 //! cross-engine tests, later migrations). ARCHITECTURE.md publishes this table and
 //! the `types` tests in `tests/it` check both directions on the real servers.
 
-use lockgate_core::value::MAX_FSP;
+use lockgate_core::value::{sql_labels, MAX_FSP};
 use lockgate_core::{Kind, TextForm};
 
 /// Digits inside the first parentheses of a type: `numeric(12,2)` → `[12, 2]`.
@@ -268,12 +268,12 @@ pub fn mysql_kind(data_type: &str, column_type: &str, char_max: Option<u64>, is_
         "enum" => Kind::Text {
             max_chars: None,
             max_bytes: None,
-            form: TextForm::Enum(type_labels(column_type)),
+            form: TextForm::Enum(type_labels(column_type).into()),
         },
         "set" => Kind::Text {
             max_chars: None,
             max_bytes: None,
-            form: TextForm::Set(type_labels(column_type)),
+            form: TextForm::Set(type_labels(column_type).into()),
         },
         // BINARY(n) pads a shorter value with zero bytes; without (n) it is BINARY(1).
         "binary" => Kind::Bytes {
@@ -351,11 +351,11 @@ pub fn mysql_type(kind: &Kind) -> String {
         Kind::Text {
             form: TextForm::Enum(labels),
             ..
-        } => format!("enum({})", sql_labels(labels)),
+        } => format!("enum({})", sql_labels(labels, None)),
         Kind::Text {
             form: TextForm::Set(labels),
             ..
-        } => format!("set({})", sql_labels(labels)),
+        } => format!("set({})", sql_labels(labels, None)),
         Kind::Text { max_chars: Some(n), .. } if *n <= 16_383 => format!("varchar({n})"),
         Kind::Text { .. } | Kind::Any => "longtext".into(),
         Kind::Bytes {
@@ -372,16 +372,6 @@ pub fn mysql_type(kind: &Kind) -> String {
         Kind::Uuid => "uuid".into(),
         Kind::Unsupported { type_name } => type_name.clone(),
     }
-}
-
-/// Labels as MariaDB declares them: `'a','b'`, a quote doubled and a backslash
-/// escaped (the server reads backslash escapes inside literals).
-fn sql_labels(labels: &[String]) -> String {
-    labels
-        .iter()
-        .map(|l| format!("'{}'", l.replace('\\', "\\\\").replace('\'', "''")))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// SQLite: from the declared type, exact names first, then SQLite's affinity rules.
@@ -693,11 +683,11 @@ mod tests {
         );
         assert_eq!(
             mysql_kind("enum", "enum('a','B')", Some(1), false),
-            text(None, TextForm::Enum(labels(&["a", "B"])))
+            text(None, TextForm::Enum(labels(&["a", "B"]).into()))
         );
         assert_eq!(
             mysql_kind("set", "set('a','b','c')", Some(5), false),
-            text(None, TextForm::Set(labels(&["a", "b", "c"])))
+            text(None, TextForm::Set(labels(&["a", "b", "c"]).into()))
         );
         assert_eq!(
             mysql_kind("char", "char(36)", Some(36), false),
@@ -734,7 +724,7 @@ mod tests {
         // A model's dataType keeps its labels' case.
         assert_eq!(
             declared_kind(crate::Engine::Mysql, "ENUM('Open','Closed')"),
-            text(None, TextForm::Enum(labels(&["Open", "Closed"])))
+            text(None, TextForm::Enum(labels(&["Open", "Closed"]).into()))
         );
         assert_eq!(
             declared_kind(crate::Engine::Postgres, "char(3)"),
@@ -743,8 +733,8 @@ mod tests {
         // Declared back: each engine's own spelling, and a kind that reads back as itself.
         let kinds = [
             text(Some(5), TextForm::Padded),
-            text(None, TextForm::Enum(labels(&["a'b", "c\\d"]))),
-            text(None, TextForm::Set(labels(&["a", "b"]))),
+            text(None, TextForm::Enum(labels(&["a'b", "c\\d"]).into())),
+            text(None, TextForm::Set(labels(&["a", "b"]).into())),
             Kind::Bytes {
                 max_bytes: Some(4),
                 fixed: true,

@@ -162,3 +162,29 @@ fn a_load_report_reads_well() {
         .collect();
     insta::assert_snapshot!(shown);
 }
+
+/// Two failing records of a one-line JSON array read apart: each says its record
+/// number after the line they share.
+#[test]
+fn records_that_share_a_line_are_told_apart() {
+    let (dir, db) = sqlite_with_customers();
+    let body = r#"[{"customer_id": 1, "first_name": "Ann", "last_name": "Lee", "email": "a@x", "acquisition_date": "2026-01-01"}, {"customer_id": 2, "first_name": null, "last_name": "Ray", "email": "b@x", "acquisition_date": "2026-01-02"}, {"customer_id": 3, "first_name": null, "last_name": "Moe", "email": "c@x", "acquisition_date": "2026-01-03"}]"#;
+    std::fs::write(dir.path().join("one.json"), body).unwrap();
+    let out = lockgate(&["load", "--db", &db, "--table", "customers", "one.json"], dir.path());
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let failures: Vec<&str> = shown.lines().filter(|l| l.contains("column first_name")).collect();
+    assert_eq!(failures.len(), 2, "{shown}");
+    assert!(
+        failures[0]
+            .trim_start()
+            .starts_with("one.json:1 (record 2): row customer_id=2: column first_name: "),
+        "{shown}"
+    );
+    assert!(
+        failures[1]
+            .trim_start()
+            .starts_with("one.json:1 (record 3): row customer_id=3: column first_name: "),
+        "{shown}"
+    );
+}

@@ -374,10 +374,11 @@ async fn integers_past_2_53_into_float_columns_are_row_errors() {
     check_both_modes(Engine::Sqlite, "d REAL, r FLOAT", &float_cases(false)).await;
 }
 
-/// Text cases for a 5-character column `column`.
-fn text_cases(column: &'static str) -> Vec<Case> {
+/// Text cases for a 5-character column `column`: `varchar(5)`, or with `padded` a
+/// `char(5)`, whose trailing spaces are padding (dropped, and not counted).
+fn text_cases(column: &'static str, padded: bool) -> Vec<Case> {
     let t = |s: &str| Value::Text(s.to_string());
-    vec![
+    let mut cases = vec![
         fits(column, t("abcde")),
         fits(column, t("ééééé")),
         fails(
@@ -385,29 +386,39 @@ fn text_cases(column: &'static str) -> Vec<Case> {
             t("abcdef"),
             &["\"abcdef\" is 6 characters long; the column holds at most 5, so it would be cut to \"abcde\""],
         ),
-        // PostgreSQL cuts trailing spaces past the length without a word.
-        fails(
-            column,
-            t("abcde "),
-            &["\"abcde \" is 6 characters long", "cut to \"abcde\""],
-        ),
         fails(column, t("éééééé"), &["is 6 characters long", "cut to \"ééééé\""]),
         fails(
             column,
             Value::Int(123_456),
             &["\"123456\" is 6 characters long", "cut to \"12345\""],
         ),
-    ]
+    ];
+    if padded {
+        cases.push(fits(column, t("abcde ")));
+        cases.push(fails(
+            column,
+            t("abcdef   "),
+            &["\"abcdef\" is 6 characters long", "cut to \"abcde\""],
+        ));
+    } else {
+        // PostgreSQL cuts trailing spaces past the length without a word.
+        cases.push(fails(
+            column,
+            t("abcde "),
+            &["\"abcde \" is 6 characters long", "cut to \"abcde\""],
+        ));
+    }
+    cases
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_longer_than_the_column_is_a_row_error() {
-    let mut pg = text_cases("v");
-    pg.extend(text_cases("c"));
+    let mut pg = text_cases("v", false);
+    pg.extend(text_cases("c", true));
     check_both_modes(Engine::Postgres, "v varchar(5), c char(5)", &pg).await;
 
-    let mut my = text_cases("v");
-    my.extend(text_cases("c"));
+    let mut my = text_cases("v", false);
+    my.extend(text_cases("c", true));
     // TINYTEXT holds 255 bytes: 127 two-byte characters and one more byte fit.
     let t = |s: String| Value::Text(s);
     my.push(fits("tt", t(format!("{}a", "é".repeat(127)))));
@@ -668,10 +679,12 @@ async fn check_refusals_change_nothing(conn: &mut Conn, prefix: &str, ddl: &str,
 }
 
 /// The MariaDB cases of issue 11 §2 that the server changes silently, in strict and
-/// non-strict sessions alike: CHAR(n) drops trailing spaces, ENUM matches a label
-/// regardless of case and trailing spaces (and reads a number as a position), SET
-/// reorders and merges members, BINARY(n) pads with zero bytes. A CHAR(36) holding
-/// UUIDs (what Lockgate creates on servers without a `uuid` type) takes them as ever.
+/// non-strict sessions alike: ENUM matches a label regardless of case and trailing
+/// spaces (and reads a number as a position), SET reorders and merges members,
+/// BINARY(n) pads with zero bytes. CHAR(n) drops trailing spaces, which are its
+/// padding, not data: those values fit, stored and read back without them, and the
+/// length is counted without them. A CHAR(36) holding UUIDs (what Lockgate creates
+/// on servers without a `uuid` type) takes them as ever.
 fn mariadb_fixed_and_label_cases() -> Vec<Case> {
     let t = |s: &str| Value::Text(s.to_string());
     let b = |s: &[u8]| Value::Bytes(s.to_vec());
@@ -682,13 +695,11 @@ fn mariadb_fixed_and_label_cases() -> Vec<Case> {
         fits("c", t(" ab")),
         fits("c", t("abcde")),
         fits("c", t("")),
-        fails(
-            "c",
-            t("ab  "),
-            &["\"ab  \" ends in spaces, which a char(5) column pads values with and does not give back: it would store \"ab\""],
-        ),
-        fails("c", t(" "), &["\" \" ends in spaces", "it would store \"\""]),
-        fails("c", t("abcde "), &["is 6 characters long", "cut to \"abcde\""]),
+        fits("c", t("ab  ")),
+        fits("c", t(" ")),
+        fits("c", t("abcde ")),
+        fits("c", t("abcde     ")),
+        fails("c", t("abcdef "), &["\"abcdef\" is 6 characters long", "cut to \"abcde\""]),
         fits(
             "u",
             Value::Uuid(uuid::Uuid::parse_str("0b3a3f5e-8a4c-4c1e-9d7e-3f1a2b3c4d5e").unwrap()),
@@ -791,7 +802,8 @@ async fn mariadb_changes_them_silently(conn: &mut Conn, what: &str) {
                 Value::Bytes(vec![0; 4]),
             ],
         ],
-        "{what}: MariaDB changes these values without an error; Lockgate refuses each"
+        "{what}: MariaDB changes these values without an error; Lockgate refuses each \
+         (but CHAR(5)'s trailing spaces, padding it drops itself)"
     );
     conn.batch("DROP TABLE raw").await.unwrap();
 }
@@ -836,12 +848,20 @@ async fn mariadb_fixed_widths_and_labels_change_no_value() {
     let at = table.columns.iter().position(|c| c.name == "e").unwrap();
     assert_eq!(rows.last().unwrap()[0], Value::Int(1000));
     assert_eq!(rows.last().unwrap()[at], Value::Text(String::new()));
+    // CHAR(5)'s trailing spaces are dropped: 'ab  ' (case 5) reads back 'ab', and
+    // 'abcde     ' (case 8) fits, as 'abcde'.
+    let c = table.columns.iter().position(|c| c.name == "c").unwrap();
+    let row = |id: i64| rows.iter().find(|r| r[0] == Value::Int(id)).unwrap();
+    assert_eq!(row(5)[c], Value::Text("ab".into()));
+    assert_eq!(row(6)[c], Value::Text(String::new()));
+    assert_eq!(row(8)[c], Value::Text("abcde".into()));
 }
 
 /// PostgreSQL `character(n)` pads a value with spaces that carry no meaning: it
 /// compares and casts to text without them, and Lockgate reads it without them, so
-/// 'ab' comes back 'ab', as from MariaDB's CHAR. A text that ends in spaces cannot
-/// be told from its padding: it is that row's error, as on MariaDB.
+/// 'ab' comes back 'ab', as from MariaDB's CHAR. A text that ends in spaces is the
+/// text without them (its padding, as PostgreSQL compares it): it is stored and read
+/// back without them, and its length is counted without them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_character_n_keeps_values_without_trailing_spaces() {
     let t = |s: &str| Value::Text(s.to_string());
@@ -850,18 +870,39 @@ async fn postgres_character_n_keeps_values_without_trailing_spaces() {
         fits("c", t(" ab")),
         fits("c", t("abcde")),
         fits("c", t("")),
+        fits("c", t("ab   ")),
+        fits("c", t("abcde ")),
+        fits("c", t("abcde        ")),
         fails(
             "c",
-            t("ab  "),
-            &["\"ab  \" ends in spaces, which a char(5) column pads values with and does not give back: it would store \"ab\""],
+            t("abcdef "),
+            &["\"abcdef\" is 6 characters long", "cut to \"abcde\""],
         ),
-        fails("c", t("abcde "), &["is 6 characters long", "cut to \"abcde\""]),
-        fails("b", t("x "), &["\"x \" ends in spaces, which a char column", "it would store \"x\""]),
+        fits("b", t("x ")),
         fits("b", t("a much longer text")),
+        fits("c", t("ab \t")),
     ];
     let db = TestDb::new(Engine::Postgres).await;
     let mut conn = db.conn().await;
     check_refusals_change_nothing(&mut conn, "pg", "c character(5), b bpchar", &cases).await;
+    // Read back without the spaces (case 5 is 'ab   ', case 7 'abcde' and 8 spaces),
+    // and equal to the value without them in PostgreSQL's own terms.
+    let table = conn.describe(&TableName::new("pg_by_insert")).await.unwrap().unwrap();
+    let rows = all_rows(&mut conn, &table).await;
+    let row = |id: i64| rows.iter().find(|r| r[0] == Value::Int(id)).unwrap();
+    assert_eq!(row(5)[1], t("ab"));
+    assert_eq!(row(7)[1], t("abcde"));
+    assert_eq!(row(9)[2], t("x"));
+    assert_eq!(row(11)[1], t("ab \t"), "only spaces are padding");
+    let r = conn
+        .query(
+            "SELECT c = 'ab', octet_length(c) FROM pg_by_insert WHERE id = 5",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r[0], vec![Value::Bool(true), Value::Int(5)]);
 
     // What PostgreSQL does: the padding is no part of the value.
     let r = conn

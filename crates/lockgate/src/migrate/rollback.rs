@@ -9,6 +9,12 @@
 //! stops, unless told to `overwrite` them. What scripts did cannot be undone from
 //! images: a rollback across a version that ran scripts is refused unless told to
 //! ignore them. Schema changes stay (tables created and columns added are kept).
+//!
+//! The images hold values read from the tables, so they are typed as values a
+//! column holds (`Kind::parse_stored_json`), not as writes: a PostgreSQL
+//! `character(n)` key recorded with its padding by an earlier Lockgate is the key
+//! read now without it, and a MariaDB ENUM's `''` (what a lenient session stores
+//! for an unknown label) is a value to put back, not one to refuse.
 
 use super::MigrateError;
 use lockgate_bundle::Version;
@@ -353,7 +359,10 @@ async fn run(conn: &mut Conn, opts: &RollbackOptions, locking: Locking<'_>) -> R
 fn key_string(table: &Table, key: &serde_json::Map<String, serde_json::Value>) -> String {
     key.iter()
         .map(|(c, j)| match table.column(c) {
-            Some(col) => col.kind.parse_json(j).map_or_else(|_| j.to_string(), |v| v.to_string()),
+            Some(col) => col
+                .kind
+                .parse_stored_json(j)
+                .map_or_else(|_| j.to_string(), |v| v.to_string()),
             None => j.to_string(),
         })
         .collect::<Vec<_>>()
@@ -373,7 +382,8 @@ fn fingerprint_of(table: &Table, print: &Fingerprint, found: &serde_json::Map<St
         .map(|c| {
             let col = table.column(c);
             let j = col.and_then(|col| found.get(&col.name)).cloned().unwrap_or_default();
-            col.and_then(|col| col.kind.parse_json(&j).ok()).unwrap_or(Value::Null)
+            col.and_then(|col| col.kind.parse_stored_json(&j).ok())
+                .unwrap_or(Value::Null)
         })
         .collect();
     lockgate_core::fingerprint(&values) == print.value
@@ -391,7 +401,7 @@ fn same_state(
         (Some(e), Some(f)) => e.iter().all(|(c, want)| {
             let Some(col) = table.column(c) else { return true };
             let got = f.get(&col.name).cloned().unwrap_or_default();
-            match (col.kind.parse_json(want), col.kind.parse_json(&got)) {
+            match (col.kind.parse_stored_json(want), col.kind.parse_stored_json(&got)) {
                 (Ok(a), Ok(b)) => a == b,
                 _ => *want == got,
             }
@@ -439,7 +449,7 @@ fn key_values<'a>(
                     table.name
                 ))
             })?;
-            let v = col.kind.parse_json(j).map_err(|e| {
+            let v = col.kind.parse_stored_json(j).map_err(|e| {
                 MigrateError::Input(format!("cannot roll back table {}: key {c} = {j}: {e}", table.name))
             })?;
             cols.push((col.name.clone(), v));
@@ -481,24 +491,49 @@ async fn put_back(conn: &mut Conn, table: &Table, rows: &[&Net]) -> Result<u64, 
         .filter_map(|k| table.column(k).map(|c| c.name.clone()))
         .collect();
     let mut batches: BTreeMap<Vec<String>, Batch> = BTreeMap::new();
+    // Rows whose image holds MariaDB's ENUM error value `''`: the key, and the
+    // columns to set to it once the row is back (see `put_back_enum_blanks`).
+    let mut blanks: Vec<(lockgate_db::rows::KeyValues, Vec<String>)> = Vec::new();
+    let mut keys = key_values(table, back.iter().map(|n| &n.key))?.into_iter();
     for (i, n) in back.iter().enumerate() {
         let before = n.before.as_ref().expect("filtered above");
+        let row_key = keys.next().expect("one key per row");
         let mut cols = Vec::new();
         let mut values = Vec::new();
+        let mut blank_cols = Vec::new();
         for (c, j) in before {
             let Some(col) = table.column(c) else { continue };
-            let v = col.kind.parse_json(j).map_err(|e| {
+            let cannot = |e: lockgate_core::ConvertError| {
                 MigrateError::Input(format!(
                     "cannot put back a row of {} (column {c} = {j}): {e}",
                     table.name
                 ))
-            })?;
+            };
+            // The value the column held, then held to the write rules as the writer
+            // would (the batch goes as checked): a value the column holds passes
+            // them, but for an ENUM's `''`, which a strict session cannot write.
+            let held = col.kind.parse_stored_json(j).map_err(cannot)?;
+            let v = match col.kind.check(held.clone()) {
+                Ok(v) => v,
+                Err(e) => match enum_placeholder(&col.kind, &held) {
+                    Some(first) if conn.engine() == lockgate_db::Engine::Mysql => {
+                        blank_cols.push(col.name.clone());
+                        first
+                    }
+                    _ => return Err(cannot(e)),
+                },
+            };
             cols.push(col.name.clone());
             values.push(v);
         }
-        let batch = batches
-            .entry(cols.clone())
-            .or_insert_with(|| Batch::new(Arc::new(cols)));
+        if !blank_cols.is_empty() {
+            blanks.push((row_key, blank_cols));
+        }
+        let batch = batches.entry(cols.clone()).or_insert_with(|| {
+            let mut b = Batch::new(Arc::new(cols));
+            b.checked = true;
+            b
+        });
         batch.push(Row {
             line: i as u64 + 1,
             number: 0,
@@ -525,7 +560,77 @@ async fn put_back(conn: &mut Conn, table: &Table, rows: &[&Net]) -> Result<u64, 
             table.name
         )));
     }
+    put_back_enum_blanks(conn, table, &blanks).await?;
     Ok(report.inserted + report.updated + report.unchanged)
+}
+
+/// For a value a column held that a write may not give it: MariaDB's ENUM error
+/// value `''` (stored for an unknown label by a session that was not strict), the
+/// ENUM's first label, which the row is put back with before it gets its `''`.
+fn enum_placeholder(kind: &lockgate_core::Kind, held: &Value) -> Option<Value> {
+    use lockgate_core::{Kind, TextForm};
+    match (kind, held) {
+        (
+            Kind::Text {
+                form: TextForm::Enum(labels),
+                ..
+            },
+            Value::Text(s),
+        ) if s.is_empty() && labels.position("").is_none() => labels.first().map(|l| Value::Text(l.clone())),
+        _ => None,
+    }
+}
+
+/// Gives back the ENUM error value `''` to the rows put back with a placeholder
+/// (`enum_placeholder`). Lockgate's strict session refuses to write `''` (as it
+/// refuses `0`); `UPDATE IGNORE` stores it, as the lenient session that wrote it did.
+/// IGNORE would also skip a row whose update broke a unique key, a foreign key or a
+/// CHECK (and the server counts the rows a statement matched, not those it changed),
+/// so each row is read again: one that does not hold `''` fails the rollback (and
+/// its transaction, with everything put back, is rolled back).
+async fn put_back_enum_blanks(
+    conn: &mut Conn,
+    table: &Table,
+    blanks: &[(lockgate_db::rows::KeyValues, Vec<String>)],
+) -> Result<(), MigrateError> {
+    let d = conn.dialect();
+    for (key, cols) in blanks {
+        let set: Vec<String> = cols.iter().map(|c| format!("{} = ''", d.quote(c))).collect();
+        let cond: Vec<String> = key.iter().map(|(c, _)| format!("{} = ?", d.quote(c))).collect();
+        let params: Vec<Value> = key.iter().map(|(_, v)| v.clone()).collect();
+        let name = d.table(&table.name);
+        conn.execute(
+            &format!(
+                "UPDATE IGNORE {name} SET {} WHERE {}",
+                set.join(", "),
+                cond.join(" AND ")
+            ),
+            &params,
+        )
+        .await?;
+        let held = conn
+            .query(
+                &format!(
+                    "SELECT 1 FROM {name} WHERE {} AND {}",
+                    cond.join(" AND "),
+                    set.join(" AND ")
+                ),
+                &params,
+                None,
+            )
+            .await?;
+        if held.len() != 1 {
+            let shown: Vec<String> = key.iter().map(|(c, v)| format!("{c}={v}")).collect();
+            return Err(MigrateError::Script(format!(
+                "a row of {} ({}) could not be given back its ENUM value '' in {} (the server refused it: \
+                 a unique key, foreign key or CHECK constraint); nothing was rolled back",
+                table.name,
+                shown.join(", "),
+                cols.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Batches held in memory (the rows a rollback puts back).

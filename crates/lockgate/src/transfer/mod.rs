@@ -279,7 +279,14 @@ async fn create_locked(
         })?;
         tracing::debug!(keys = n, seconds = started.elapsed().as_secs_f64(), "row set recorded");
         let t0 = std::time::Instant::now();
-        let settled = exports::settle_row_set(conn, id, &t.name, !plan.key_unique_in_source)
+        let key_kinds: Vec<_> = plan
+            .projection
+            .key
+            .iter()
+            .map(|&i| plan.projection.kinds[i].clone())
+            .collect();
+        let padded = plan::padded_key(&key_kinds);
+        let settled = exports::settle_row_set(conn, id, &t.name, !plan.key_unique_in_source, &padded)
             .await
             .map_err(dest_err(&t.dest))?;
         tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "row set settled");

@@ -8,7 +8,7 @@
 
 use super::def::{SourceSpec, Transfer};
 use super::TransferError;
-use lockgate_core::{narrowing, Kind, Table, Value};
+use lockgate_core::{narrowing, Kind, Table, TextForm, Value};
 use lockgate_db::relation::{self, Projection, Relation, SourceExpr};
 use lockgate_db::Conn;
 
@@ -387,6 +387,49 @@ pub fn key_text(values: &[Value]) -> String {
     match values {
         [v] => one(v),
         vs => serde_json::to_string(&vs.iter().map(one).collect::<Vec<_>>()).unwrap_or_default(),
+    }
+}
+
+/// Per key column, whether it is fixed-width text (`char(n)`), whose trailing spaces
+/// are padding: key texts are compared without them ([`unpadded_key_text`],
+/// `lockgate_db::exports::key_compared`).
+pub fn padded_key(kinds: &[Kind]) -> Vec<bool> {
+    kinds
+        .iter()
+        .map(|k| {
+            matches!(
+                k,
+                Kind::Text {
+                    form: TextForm::Padded,
+                    ..
+                }
+            )
+        })
+        .collect()
+}
+
+/// A recorded key text as the key reads now: without the trailing spaces of its
+/// fixed-width components (`padded`, from [`padded_key`]). An earlier Lockgate read
+/// a PostgreSQL `character(n)` value with its padding, so an export it created
+/// holds `'ab   '` where the row now reads `'ab'`. Other texts are left as they are.
+pub fn unpadded_key_text<'a>(text: &'a str, padded: &[bool]) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    if !padded.contains(&true) {
+        return Cow::Borrowed(text);
+    }
+    if padded.len() == 1 {
+        return Cow::Borrowed(text.trim_end_matches(' '));
+    }
+    match serde_json::from_str::<Vec<String>>(text) {
+        Ok(mut parts) if parts.len() == padded.len() => {
+            for (part, pad) in parts.iter_mut().zip(padded) {
+                if *pad {
+                    part.truncate(part.trim_end_matches(' ').len());
+                }
+            }
+            Cow::Owned(serde_json::to_string(&parts).unwrap_or_else(|_| text.to_string()))
+        }
+        _ => Cow::Borrowed(text),
     }
 }
 

@@ -20,7 +20,7 @@
 //! file.
 
 use super::def::Transfer;
-use super::plan::{self, convert, key_text, key_values, Plan};
+use super::plan::{self, convert, key_text, key_values, padded_key, unpadded_key_text, Plan};
 use super::{dest_err, source_err, TransferError};
 use lockgate_core::{Batch, Row, RowError};
 use lockgate_db::exports::{self, Claim, Export, ExportError, FailedRow, StaleEnd};
@@ -30,6 +30,7 @@ use lockgate_db::writer::{
     self, BatchSource, Progress, RetryPolicy, SourceError, WriteConfig, WriteError, WriteMode, WriteReport,
 };
 use lockgate_db::{Conn, DbError, DbUrl, Engine};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
@@ -544,6 +545,7 @@ async fn fetch_pages(
             .iter()
             .map(|&i| plan.projection.kinds[i].clone())
             .collect();
+        let padded = padded_key(&key_kinds);
         let mut fetch_time = Duration::ZERO;
         loop {
             let page = pager.next(per).await?;
@@ -557,7 +559,14 @@ async fn fetch_pages(
                 match key_values(&text, &key_kinds) {
                     Ok(v) => {
                         values.push(v);
-                        wanted.push((n, text));
+                        // Matched with the rows read by the key as it reads now (a
+                        // char(n) key recorded with its padding by an earlier Lockgate
+                        // is the key without it).
+                        let unpadded = match unpadded_key_text(&text, &padded) {
+                            Cow::Owned(t) => Some(t),
+                            Cow::Borrowed(t) => (t.len() < text.len()).then(|| t.to_string()),
+                        };
+                        wanted.push((n, unpadded.unwrap_or(text)));
                     }
                     Err(e) => rejected.push(row_error(n, &text, None, format!("the key cannot be read back: {e}"))),
                 }

@@ -924,9 +924,10 @@ async fn each_failing_record_of_a_compact_array_is_logged_with_its_own_data_keye
                 .find(|f| f.error.file.as_deref().is_some_and(|p| p.ends_with(file)) && f.error.record == Some(*number))
                 .unwrap_or_else(|| panic!("{engine}: no failure of {file} record {number}: {failures:#?}"));
             assert_eq!(f.data.as_ref(), Some(data), "{engine}: {file} record {number}: {f:?}");
-            // The message still names the file and the line.
+            // The message names the file, the line and, since they share the line,
+            // the record.
             assert!(
-                f.error.to_string().contains(&format!("{file}:1: ")),
+                f.error.to_string().contains(&format!("{file}:1 (record {number}): ")),
                 "{engine}: {}",
                 f.error
             );

@@ -1,7 +1,8 @@
 //! The lockgate crate's one integration-test binary: `load` end to end on all three
 //! engines (each test in a fresh database), every kind of bad input, and `migrate`
 //! (with `status` and `rollback`) from oe-migration `db/` folders and zips (drift,
-//! forced older versions and `.sql` scripts in their own modules), process scripts
+//! forced older versions and `.sql` scripts in their own modules), `char(n)` padding and
+//! values recorded with it (`padded`), process scripts
 //! (their environment, a relative folder, refused bundles), transfers between engines,
 //! and the table lock the commands share.
 
@@ -13,6 +14,7 @@ mod load;
 mod loopback;
 mod migrate;
 mod mysql_forms;
+mod padded;
 mod precision;
 mod review;
 mod schemas;
