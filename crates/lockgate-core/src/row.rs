@@ -95,10 +95,12 @@ pub struct RowError {
 
 impl fmt::Display for RowError {
     /// `file:line: row key: column c: message [code]`, each part when known. The
-    /// record number shows when it says more than the line (records that share a
-    /// line, as in a one-line JSON array): `file:1 (record 3): …`.
+    /// record number shows when it says more than the line: when it is past the line,
+    /// records share a line (a one-line JSON array), `file:1 (record 3): …`. Below the
+    /// line (a CSV's header, a pretty-printed array) or equal to it (NDJSON), the line
+    /// alone finds the record.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let record = self.record.filter(|r| Some(*r) != self.line);
+        let record = self.record.filter(|r| self.line.is_none_or(|line| *r > line));
         match (&self.file, self.line, record) {
             (Some(file), Some(line), Some(r)) => write!(f, "{file}:{line} (record {r}): ")?,
             (Some(file), Some(line), None) => write!(f, "{file}:{line}: ")?,
@@ -138,7 +140,7 @@ mod tests {
     /// Two records of a one-line JSON array are told apart by their numbers; a
     /// record on a line of its own (the number is the line) reads as before.
     #[test]
-    fn a_record_number_shows_when_it_is_not_the_line() {
+    fn a_record_number_shows_when_records_share_a_line() {
         assert_eq!(
             error(Some(1), Some(3)).to_string(),
             "a.json:1 (record 3): column n: bad [lockgate]"
@@ -149,6 +151,16 @@ mod tests {
             "a.json:4: column n: bad [lockgate]"
         );
         assert_eq!(error(Some(2), None).to_string(), "a.json:2: column n: bad [lockgate]");
+        // A CSV record (its number below its line, the header being line 1) and a
+        // record of a pretty-printed array: the line alone finds it.
+        assert_eq!(
+            error(Some(3), Some(2)).to_string(),
+            "a.json:3: column n: bad [lockgate]"
+        );
+        assert_eq!(
+            error(Some(40), Some(7)).to_string(),
+            "a.json:40: column n: bad [lockgate]"
+        );
         assert_eq!(
             error(None, Some(2)).to_string(),
             "a.json: record 2: column n: bad [lockgate]"
