@@ -279,12 +279,7 @@ async fn create_locked(
         })?;
         tracing::debug!(keys = n, seconds = started.elapsed().as_secs_f64(), "row set recorded");
         let t0 = std::time::Instant::now();
-        let key_kinds: Vec<_> = plan
-            .projection
-            .key
-            .iter()
-            .map(|&i| plan.projection.kinds[i].clone())
-            .collect();
+        let key_kinds = plan.key_kinds();
         let padded = plan::padded_key(&key_kinds);
         let settled = exports::settle_row_set(conn, id, &t.name, !plan.key_unique_in_source, &padded)
             .await

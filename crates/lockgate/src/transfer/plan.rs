@@ -300,6 +300,15 @@ pub async fn plan(t: &Transfer, src: &mut Conn, dst: &mut Conn) -> Result<Plan, 
 }
 
 impl Plan {
+    /// The kinds of the key's columns, in key order.
+    pub fn key_kinds(&self) -> Vec<Kind> {
+        self.projection
+            .key
+            .iter()
+            .map(|&i| self.projection.kinds[i].clone())
+            .collect()
+    }
+
     /// The check's report of this plan.
     pub fn report(&self, transfer: &str) -> CheckReport {
         CheckReport {

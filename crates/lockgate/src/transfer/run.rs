@@ -539,12 +539,7 @@ async fn fetch_pages(
             .map_err(|e| format!("{where_}: {e}"))?;
         conn.begin_snapshot().await.map_err(|e| format!("{where_}: {e}"))?;
         let mut pager = KeyPager::open(keys, range).await?;
-        let key_kinds: Vec<_> = plan
-            .projection
-            .key
-            .iter()
-            .map(|&i| plan.projection.kinds[i].clone())
-            .collect();
+        let key_kinds = plan.key_kinds();
         let padded = padded_key(&key_kinds);
         let mut fetch_time = Duration::ZERO;
         loop {
