@@ -133,9 +133,14 @@ impl Dialect {
     /// `params` (numbered after those already there). `last` holds one value per
     /// term and may hold NULLs where a term is nullable.
     pub fn keyset_after(&self, terms: &[OrderTerm], last: &[Value], reverse: bool, params: &mut Vec<Value>) -> String {
-        let no_nulls = terms.iter().all(|t| !t.nullable) && last.iter().all(|v| !v.is_null());
-        if self.0 != Engine::Mysql && terms.len() > 1 && no_nulls {
-            // A row comparison is one index range on PostgreSQL and SQLite.
+        // A row comparison is one index range on PostgreSQL and SQLite. It is exact
+        // when `last` holds no NULL and either no term is nullable or the order is
+        // ascending: there NULLs sort first, so a row with a NULL before its first
+        // unequal term sorts before `last`, and the comparison (NULL, not true) leaves
+        // it out as it should. (SQLite's composite primary keys are nullable unless
+        // declared NOT NULL: without this they lost the single range.)
+        let row_comparison = last.iter().all(|v| !v.is_null()) && (!reverse || terms.iter().all(|t| !t.nullable));
+        if self.0 != Engine::Mysql && terms.len() > 1 && row_comparison {
             let first = params.len() + 1;
             params.extend(last.iter().cloned());
             let ps = (first..=params.len()).map(|i| self.param(i)).collect::<Vec<_>>();
@@ -708,7 +713,10 @@ mod tests {
         check(my, &null, true, "(s IS NULL AND id < ?)", 1);
         check(my, &five, false, "(s > ?) OR (s = ? AND id > ?)", 3);
         check(my, &five, true, "((s < ? OR s IS NULL)) OR (s = ? AND id < ?)", 3);
-        check(pg, &five, false, "s >= $1 AND ((s > $2) OR (s = $3 AND id > $4))", 4);
+        // Ascending from a row without NULLs: the row comparison is exact (NULLs sort
+        // first, before `five`) and one index range.
+        check(pg, &five, false, "(s, id) > ($1, $2)", 2);
+        check(Dialect(Engine::Sqlite), &five, false, "(s, id) > (?1, ?2)", 2);
         check(pg, &five, true, "((s < $1 OR s IS NULL)) OR (s = $2 AND id < $3)", 3);
         let segments = |d: Dialect, last: &[Value], reverse: bool| -> Vec<(String, usize)> {
             d.keyset_segments(&terms, last, reverse, &[Value::Text("%x%".into())])
@@ -722,10 +730,7 @@ mod tests {
             [s("s IS NULL AND ((id > $2))", 2), s("s IS NOT NULL", 1)]
         );
         assert_eq!(segments(pg, &null, true), [s("s IS NULL AND ((id < $2))", 2)]);
-        assert_eq!(
-            segments(pg, &five, false),
-            [s("(s >= $2 AND ((s > $3) OR (s = $4 AND id > $5)))", 5)]
-        );
+        assert_eq!(segments(pg, &five, false), [s("((s, id) > ($2, $3))", 3)]);
         assert_eq!(
             segments(pg, &five, true),
             [s("((s, id) < ($2, $3))", 3), s("s IS NULL", 1)]

@@ -516,6 +516,14 @@ async fn put_back(conn: &mut Conn, table: &Table, rows: &[&Net]) -> Result<u64, 
             let v = match col.kind.check(held.clone()) {
                 Ok(v) => v,
                 Err(e) => match enum_placeholder(&col.kind, &held) {
+                    // A key column cannot take the placeholder: the upsert finds
+                    // rows by their key, so it would write the placeholder's row.
+                    Some(_) if key.contains(&col.name) => {
+                        return Err(MigrateError::Input(format!(
+                            "cannot put back a row of {}: its key column {c} holds MariaDB's ENUM error value ''                              (written by a session that was not strict), which a rollback cannot write into a key;                              nothing was rolled back: put that row back by hand, then roll back with --ignore-scripts                              or leave the version applied",
+                            table.name
+                        )))
+                    }
                     Some(first) if conn.engine() == lockgate_db::Engine::Mysql => {
                         blank_cols.push(col.name.clone());
                         first

@@ -406,3 +406,48 @@ async fn a_rollback_puts_back_an_enum_error_value() {
         "the ENUM's error value, index 0"
     );
 }
+
+/// An ENUM error value `''` in a KEY column cannot be put back (a write cannot give
+/// it, and the placeholder would find another row by its key): the rollback is
+/// refused naming the table and column, and no row changes, the placeholder's
+/// namesake included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_refuses_an_enum_error_value_in_a_key() {
+    let db = TestDb::new(Engine::Mysql).await;
+    let mut conn = db.conn().await;
+    conn.batch(
+        "CREATE TABLE items (kind enum('a','b') NOT NULL, code varchar(10) NOT NULL, label varchar(20), \
+         PRIMARY KEY (kind, code)) ENGINE=InnoDB",
+    )
+    .await
+    .unwrap();
+    conn.batch("SET SESSION sql_mode = ''").await.unwrap();
+    conn.batch("INSERT INTO items VALUES ('zz', 'x', 'old'), ('a', 'x', 'other')")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    version(
+        dir.path(),
+        "1.0.0",
+        r#"{"files": [{"model": "items", "file": "default/items.json", "mode": "sync"}]}"#,
+        "items.json",
+        r#"[{"kind": "a", "code": "x", "label": "other"}]"#,
+    );
+    migrate(&db.url, dir.path()).await;
+    let after = ["a|x|other"];
+    assert_eq!(
+        rows(&mut conn, "SELECT kind, code, label FROM items ORDER BY kind, code").await,
+        after
+    );
+    let e = lockgate::rollback(&db.url, &to_zero()).await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("items") && text.contains("key column kind") && text.contains("ENUM error value"),
+        "{text}"
+    );
+    assert_eq!(
+        rows(&mut conn, "SELECT kind, code, label FROM items ORDER BY kind, code").await,
+        after,
+        "nothing changed"
+    );
+}
