@@ -100,6 +100,27 @@ pub struct RowImage {
     pub after_fingerprint: Option<Fingerprint>,
 }
 
+impl RowImage {
+    /// The image of a row about to be deleted from `table`: the whole row (its
+    /// `columns` and `values`) before, named by the `key` columns' values. Deletes
+    /// recorded page by page (a sync's, `clearTables`') are built here.
+    pub fn deleted(table: &TableName, columns: &[String], values: &[Value], key: &[String]) -> RowImage {
+        let before: serde_json::Map<String, serde_json::Value> =
+            columns.iter().cloned().zip(values.iter().map(Value::to_json)).collect();
+        RowImage {
+            table: table.to_string(),
+            op: 'd',
+            key: key
+                .iter()
+                .map(|k| (k.clone(), before.get(k).cloned().unwrap_or_default()))
+                .collect(),
+            before: Some(before),
+            after: None,
+            after_fingerprint: None,
+        }
+    }
+}
+
 /// A row's [`fingerprint`](lockgate_core::fingerprint) over some of its columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fingerprint {

@@ -134,23 +134,8 @@ pub(super) async fn capture_deletes(
         last = Some(cursor_at.iter().map(|&p| tail[p].clone()).collect());
         let full = rows.len() == PAGE;
         let images: Vec<crate::versions::RowImage> = rows
-            .into_iter()
-            .map(|row| {
-                let before: serde_json::Map<String, serde_json::Value> =
-                    all.iter().cloned().zip(row.iter().map(Value::to_json)).collect();
-                let key = key
-                    .iter()
-                    .map(|k| (k.clone(), before.get(k).cloned().unwrap_or_default()))
-                    .collect();
-                crate::versions::RowImage {
-                    table: plan.table.name.to_string(),
-                    op: 'd',
-                    key,
-                    before: Some(before),
-                    after: None,
-                    after_fingerprint: None,
-                }
-            })
+            .iter()
+            .map(|row| crate::versions::RowImage::deleted(&plan.table.name, &all, &row[..all.len()], &key))
             .collect();
         crate::versions::write_images(conn, &capture.module, &capture.version, &images).await?;
         if !full {

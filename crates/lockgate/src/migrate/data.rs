@@ -329,25 +329,7 @@ pub(super) async fn clear_table(
             let images: Vec<RowImage> = batch
                 .rows
                 .iter()
-                .map(|r| {
-                    let before: serde_json::Map<String, serde_json::Value> = batch
-                        .columns
-                        .iter()
-                        .cloned()
-                        .zip(r.values.iter().map(Value::to_json))
-                        .collect();
-                    RowImage {
-                        table: table.name.to_string(),
-                        op: 'd',
-                        key: key
-                            .iter()
-                            .map(|k| (k.clone(), before.get(k).cloned().unwrap_or_default()))
-                            .collect(),
-                        before: Some(before),
-                        after: None,
-                        after_fingerprint: None,
-                    }
-                })
+                .map(|r| RowImage::deleted(&table.name, &batch.columns, &r.values, &key))
                 .collect();
             versions::write_images(conn, &capture.module, &capture.version, &images).await?;
         }
