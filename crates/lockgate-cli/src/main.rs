@@ -3,6 +3,7 @@
 //! errors. Exit codes follow ARCHITECTURE.md: 0 success, 1 run-time failure, 2 bad usage
 //! or input, 3 row errors rolled back, 4 conflicts.
 
+mod merge_cmd;
 mod migrate_cmd;
 mod render;
 mod serve_cmd;
@@ -117,6 +118,9 @@ enum Command {
     /// Batch transfers between databases: create exports, run them, show their errors and history.
     #[command(subcommand)]
     Transfer(transfer_cmd::TransferCommand),
+    /// Merge rows of a table into one: re-point everything that references them, with
+    /// conflicts found first, a preview, one transaction, history and undo.
+    Merge(merge_cmd::MergeArgs),
     /// Keep running pending exports until SIGTERM (the first finishes the export in hand, the second rolls it back).
     Worker(transfer_cmd::WorkerArgs),
     /// Create the seed's sample (SQLite source, destination and exports) and serve its dashboard.
@@ -293,6 +297,7 @@ async fn run(cli: Cli) -> i32 {
             Err(code) => code,
         },
         Command::Transfer(cmd) => transfer_cmd::transfer(&config, cmd).await,
+        Command::Merge(a) => merge_cmd::merge(&config, a).await,
         Command::Worker(a) => transfer_cmd::worker(&config, a).await,
         Command::Demo(a) => transfer_cmd::demo(&config, a).await,
         Command::Serve(a) => serve_cmd::serve(&config, a).await,

@@ -15,6 +15,7 @@ pub mod dialect;
 pub mod error;
 pub mod exports;
 pub mod ledger;
+pub mod merge;
 pub mod mysql;
 pub mod mysql_server;
 pub mod pg;

@@ -5,6 +5,10 @@
 //! [connections.prod]
 //! url = "postgres://app@db.example.com/app"
 //!
+//! [merges.customers]             # see lockgate::merge::def
+//! table = "customers"
+//! sources = "set:deleted=1"
+//!
 //! [server]
 //! port = 3333                     # or bind = "127.0.0.1:3333"
 //! allowed_hosts = ["lockgate.internal"]
@@ -49,6 +53,9 @@ pub struct Config {
     /// Named transfers (`[transfers.NAME]`).
     #[serde(default)]
     pub transfers: BTreeMap<String, crate::transfer::TransferSpec>,
+    /// Named merge definitions (`[merges.NAME]`, see [`crate::merge::def`]).
+    #[serde(default)]
+    pub merges: BTreeMap<String, crate::merge::MergeSpec>,
     /// `[server]` as the file writes it (any TOML): read and checked by
     /// [`Config::server`] alone, when a command serves.
     #[serde(default, rename = "server")]

@@ -43,6 +43,7 @@ mod unit;
 use self::{batch::*, careful::*, checks::*, images::*, plan::*, quick::*, stage::*, unit::*};
 pub use images::{can_capture, image_key};
 pub use unit::write;
+pub(crate) use stage::stage_type;
 
 /// How rows meet existing rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

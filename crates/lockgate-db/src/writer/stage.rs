@@ -159,7 +159,7 @@ pub(super) fn stage_columns(plan: &Plan, narrow: bool) -> Vec<&lockgate_core::Co
 
 /// The staging column's type: the target's own type (so that CHECK expressions and
 /// comparisons behave the same), without its constraints or defaults.
-pub(super) fn stage_type(d: Dialect, c: &lockgate_core::Column) -> String {
+pub(crate) fn stage_type(d: Dialect, c: &lockgate_core::Column) -> String {
     match (&c.collation, d.0) {
         // A temporary table takes the database's default collation otherwise, and
         // then `ann` and `ANN` might match where the table keeps them apart.

@@ -57,7 +57,7 @@ pub struct TransferSpec {
 
 /// A duration in lockgate.toml: a number of seconds or a text such as `"30s"`, read
 /// by the one duration parser (`lockgate_core::parse_duration`).
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
     enum Given {

@@ -13,7 +13,7 @@
 //!
 //! The ledger lives in the destination database (see `lockgate_db::exports`).
 
-mod def;
+pub(crate) mod def;
 mod plan;
 mod run;
 
