@@ -1,9 +1,21 @@
 //! `lockgate.toml`: named connections, so that `--db prod` can stand for a URL,
-//! named transfers (see [`crate::transfer`]), and the server's settings.
+//! named transfers (see [`crate::transfer`]), named merges of accounts, and the
+//! server's settings.
 //!
 //! ```toml
 //! [connections.prod]
 //! url = "postgres://app@db.example.com/app"
+//!
+//! [merges.customers]                 # merge one customer account into another
+//! db = "prod"                        # a connection name or a URL
+//! table = "customers"                # the accounts' table
+//! deleted_when = "deleted = 1"       # an SQL condition: the account is soft-deleted
+//! sources = "set:deleted=1,active=0" # what the merge does to the account merged away
+//! conflict_rows = "set:deleted=1"    # what it does to a row that conflicts with the kept one's
+//! skip_tables = []                   # tables the merge leaves out
+//! references = []                    # references besides the declared foreign keys
+//! merge_conflicts = false
+//! timeout = "60s"
 //!
 //! [server]
 //! port = 3333                     # or bind = "127.0.0.1:3333"
@@ -16,9 +28,11 @@
 //!
 //! Bad values are errors naming the file, the line and the key: durations go through
 //! the one duration parser (`lockgate_core::parse_duration`). Connections and
-//! transfers are checked when the file is read; `[server]` only by the commands that
-//! serve (`serve`, `demo`) through [`Config::server`], so that a bad server setting
-//! does not stop `migrate`, `load` or a transfer.
+//! transfers are checked when the file is read; merges only for their keys' names
+//! and types ([`MergeSpec`] is the file's text, whose values the merge checks);
+//! `[server]` only by the commands that serve (`serve`, `demo`) through
+//! [`Config::server`], so that a bad server setting does not stop `migrate`, `load`
+//! or a transfer.
 
 use lockgate_db::DbUrl;
 use std::collections::BTreeMap;
@@ -49,6 +63,9 @@ pub struct Config {
     /// Named transfers (`[transfers.NAME]`).
     #[serde(default)]
     pub transfers: BTreeMap<String, crate::transfer::TransferSpec>,
+    /// Named merges of accounts (`[merges.NAME]`).
+    #[serde(default)]
+    pub merges: BTreeMap<String, MergeSpec>,
     /// `[server]` as the file writes it (any TOML): read and checked by
     /// [`Config::server`] alone, when a command serves.
     #[serde(default, rename = "server")]
@@ -181,6 +198,33 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
 pub struct Connection {
     /// Its URL.
     pub url: String,
+}
+
+/// One `[merges.NAME]` as the file writes it: plain data, no value checked here
+/// (that is the merge's part). Unknown keys are refused as the file is read, so a
+/// misspelt one names its line.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeSpec {
+    /// The connection (a name from `[connections]`, or a URL).
+    pub db: Option<String>,
+    /// The accounts' table.
+    pub table: Option<String>,
+    /// The SQL condition that marks an account soft-deleted.
+    pub deleted_when: Option<String>,
+    /// What the merge does to the account merged away (`set:col=value,…`).
+    pub sources: Option<String>,
+    /// What it does to a row that conflicts with one of the kept account's
+    /// (`set:col=value,…`).
+    pub conflict_rows: Option<String>,
+    /// Tables the merge leaves out.
+    pub skip_tables: Option<Vec<String>>,
+    /// The merge's time limit (a duration text, `"60s"`).
+    pub timeout: Option<String>,
+    /// References for the merge to follow besides the declared foreign keys.
+    pub references: Option<Vec<String>>,
+    /// The merge's `merge_conflicts` switch.
+    pub merge_conflicts: Option<bool>,
 }
 
 /// A configuration problem; the message names the file and says what to do.
