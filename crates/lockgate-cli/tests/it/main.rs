@@ -4,6 +4,7 @@
 //! lock between processes.
 
 mod durations;
+mod merge;
 mod migrate;
 mod names;
 mod serve;

@@ -28,7 +28,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A `lockgate` process in the background; its output goes to files, so that it can
 /// be read while it runs. Killed if the test ends first.
-struct Proc {
+pub(crate) struct Proc {
     name: String,
     child: Child,
     stdout: PathBuf,
@@ -37,7 +37,29 @@ struct Proc {
 }
 
 impl Proc {
-    fn signal(&self, sig: libc::c_int) {
+    /// Starts `lockgate args` in `dir`, its output going to files there.
+    pub(crate) fn spawn_in(dir: &std::path::Path, name: &str, args: &[String]) -> Proc {
+        let file = |ext: &str| dir.join(format!("{}.{ext}", name.replace(' ', "_")));
+        let (stdout, stderr) = (file("stdout"), file("stderr"));
+        let child = Command::new(env!("CARGO_BIN_EXE_lockgate"))
+            .args(args)
+            .current_dir(dir)
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("the binary starts");
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+            status: None,
+        }
+    }
+
+    pub(crate) fn signal(&self, sig: libc::c_int) {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: kill(2) on a child this test started and has not reaped yet.
         let r = unsafe { libc::kill(pid, sig) };
@@ -50,7 +72,7 @@ impl Proc {
         );
     }
 
-    fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         std::fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
@@ -59,7 +81,7 @@ impl Proc {
     }
 
     /// Both outputs, for failure messages.
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         format!(
             "--- {} stdout:\n{}--- {} stderr:\n{}",
             self.name,
@@ -69,7 +91,7 @@ impl Proc {
         )
     }
 
-    fn try_wait(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
             self.status = self.child.try_wait().unwrap_or(None);
         }
@@ -77,7 +99,7 @@ impl Proc {
     }
 
     /// Waits for the process to exit.
-    async fn wait(&mut self) -> ExitStatus {
+    pub(crate) async fn wait(&mut self) -> ExitStatus {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(s) = self.try_wait() {
@@ -224,24 +246,7 @@ impl Setup {
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> Proc {
-        let file = |ext: &str| self.dir.path().join(format!("{}.{ext}", name.replace(' ', "_")));
-        let (stdout, stderr) = (file("stdout"), file("stderr"));
-        let child = Command::new(env!("CARGO_BIN_EXE_lockgate"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("the binary starts");
-        Proc {
-            name: name.to_string(),
-            child,
-            stdout,
-            stderr,
-            status: None,
-        }
+        Proc::spawn_in(self.dir.path(), name, args)
     }
 
     /// `transfer create` with flags; returns the new export's id.

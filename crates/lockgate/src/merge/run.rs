@@ -245,6 +245,10 @@ pub async fn merge(
 
     let mut attempts = 0u32;
     let mut created: Vec<String> = Vec::new();
+    let progress = Progress {
+        ledger: &mut ledger,
+        run: run_id,
+    };
     let work = attempt_all(
         &mut conn,
         url,
@@ -254,6 +258,7 @@ pub async fn merge(
         &mut changes,
         &mut attempts,
         &mut created,
+        progress,
     );
     let result = match tokio::time::timeout(opts.timeout, work).await {
         Ok(r) => r,
@@ -367,6 +372,22 @@ async fn forget_abandoned(ledger: &mut Ledger) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Where a merge records its progress (rows re-pointed of the planned total), so that
+/// the dashboard and `lockgate_runs` show it whoever started it; not on SQLite, whose
+/// one writer is the merge itself.
+struct Progress<'l> {
+    ledger: &'l mut Ledger,
+    run: i64,
+}
+
+impl Progress<'_> {
+    async fn report(&mut self, done: u64, total: u64) {
+        if self.ledger.engine() != Engine::Sqlite {
+            let _ = self.ledger.progress(self.run, done, Some(total)).await;
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn attempt_all(
     conn: &mut Conn,
@@ -377,11 +398,12 @@ async fn attempt_all(
     changes: &mut Option<&mut (dyn FnMut(Change) + Send)>,
     attempts: &mut u32,
     created: &mut Vec<String>,
+    mut progress: Progress<'_>,
 ) -> Result<Outcome, MergeError> {
     let deadline = Instant::now() + opts.timeout;
     loop {
         *attempts += 1;
-        let result = attempt(conn, prep, opts, id, changes, deadline, created).await;
+        let result = attempt(conn, prep, opts, id, changes, deadline, created, &mut progress).await;
         let retry = match &result {
             Err(MergeError::Db(e)) => {
                 e.is_transient() && opts.on_error == MergeOnError::Rollback && *attempts < opts.retry.attempts
@@ -437,6 +459,7 @@ async fn session_limits(conn: &mut Conn, opts: &MergeOptions, deadline: Instant)
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     conn: &mut Conn,
     prep: &Prepared,
@@ -445,6 +468,7 @@ async fn attempt(
     changes: &mut Option<&mut (dyn FnMut(Change) + Send)>,
     deadline: Instant,
     created: &mut Vec<String>,
+    progress: &mut Progress<'_>,
 ) -> Result<Outcome, MergeError> {
     session_limits(conn, opts, deadline).await?;
     let mysql = conn.engine() == Engine::Mysql;
@@ -483,6 +507,8 @@ async fn attempt(
         plan::changes(conn, &plan, f).await?;
     }
     let id_text = id.to_string();
+    let total: u64 = plan.steps.iter().map(|s| s.rows).sum();
+    let mut done = 0;
     for (li, steps) in plan.order() {
         for i in steps {
             let s = &plan.steps[i];
@@ -506,6 +532,8 @@ async fn attempt(
                     s.rows
                 ))));
             }
+            done += moved;
+            progress.report(done, total).await;
         }
         settle_level(conn, &plan.levels[li], &id_text).await?;
     }
