@@ -416,11 +416,18 @@ async fn subcommand(config: &Config, cmd: MergeCommand) -> i32 {
                                     .join(" ")
                             )
                         };
+                        let via = match (&r.via, r.changes) {
+                            (None, _) => String::new(),
+                            (Some(_), false) => "  [transitive: follows its row unchanged]".into(),
+                            (Some(_), true) => {
+                                "  [transitive through re-pointed columns: needs ON UPDATE CASCADE]".into()
+                            }
+                        };
                         println!(
-                            "{}({}) -> {}({})  {} {}; {unique}; rows by ({}){}",
+                            "{}({}) -> {}({})  {} {}; {unique}; rows by ({}){}{via}",
                             r.table,
                             r.columns.join(", "),
-                            table,
+                            r.via.as_deref().unwrap_or(&table),
                             r.referenced.join(", "),
                             r.kind.replace('_', " "),
                             r.name,

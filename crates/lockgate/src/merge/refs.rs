@@ -33,6 +33,15 @@ pub struct Reference {
     pub row_key: Vec<String>,
     /// Left alone (`--skip-table`).
     pub skipped: bool,
+    /// For a reference found transitively: the referencing table it points at (a
+    /// job log pointing at its job, which points at the merged table). `None` for a
+    /// reference to the merged table itself.
+    pub via: Option<String>,
+    /// Whether a merge changes the values it holds: always for a reference to the
+    /// merged table; for a transitive one, only when it points at columns the merge
+    /// re-points (a composite key through them, which the engine must follow with
+    /// `ON UPDATE CASCADE`); otherwise its rows follow their row unchanged.
+    pub changes: bool,
 }
 
 /// Every user table, described (Lockgate's own `lockgate_*` tables left out).
@@ -205,6 +214,8 @@ pub(crate) fn refs_to(tables: &[Table], merged: &Table, declared: &[Declared], s
             unique,
             row_key,
             skipped: skip.iter().any(|s| same_table(s, &t.name)),
+            via: None,
+            changes: true,
         }
     };
     let mut sorted: Vec<&Table> = tables.iter().collect();
@@ -242,6 +253,84 @@ pub(crate) fn refs_to(tables: &[Table], merged: &Table, declared: &[Declared], s
     out
 }
 
+/// The references found transitively from `direct` ones: every foreign key that
+/// points at a referencing table, and at the tables pointing at those, breadth
+/// first, each table's references listed once. They are shown, not re-pointed: a
+/// row that references a moved row follows it unchanged, unless it points at the
+/// very columns the merge re-points (then `changes`).
+pub(crate) fn transitive(tables: &[Table], direct: &[Reference]) -> Vec<Reference> {
+    let mut out: Vec<Reference> = Vec::new();
+    // (table, the columns of it a merge changes)
+    let mut queue: Vec<(TableName, Vec<String>)> = direct
+        .iter()
+        .filter(|r| !r.skipped)
+        .map(|r| (r.table_name.clone(), r.columns.clone()))
+        .collect();
+    let mut seen: Vec<(TableName, Vec<String>)> = queue.clone();
+    let mut i = 0;
+    while i < queue.len() && out.len() < 1000 {
+        let (parent, changed) = queue[i].clone();
+        i += 1;
+        let mut sorted: Vec<&Table> = tables.iter().collect();
+        sorted.sort_by_key(|t| t.name.to_string());
+        for t in sorted {
+            let mut fks: Vec<_> = t
+                .foreign_keys
+                .iter()
+                .filter(|fk| same_table(&fk.references, &parent))
+                .collect();
+            fks.sort_by(|a, b| a.name.cmp(&b.name));
+            for fk in fks {
+                let (columns, referenced): (Vec<String>, Vec<String>) = fk.columns.iter().cloned().unzip();
+                let changes = referenced.iter().any(|c| changed.contains(c));
+                if direct
+                    .iter()
+                    .chain(&out)
+                    .any(|r| r.table_name == t.name && r.name == fk.name)
+                {
+                    continue;
+                }
+                let unique = t
+                    .unique_keys()
+                    .into_iter()
+                    .filter(|u| u.iter().any(|c| columns.contains(c)))
+                    .collect();
+                let row_key = lockgate_db::merge::row_key(t, &columns)
+                    .into_iter()
+                    .map(|k| k.name)
+                    .collect();
+                // What this table's rows hold that the merge changes: the columns
+                // pointing at changed ones.
+                let follows: Vec<String> = fk
+                    .columns
+                    .iter()
+                    .filter(|(_, to)| changed.contains(to))
+                    .map(|(from, _)| from.clone())
+                    .collect();
+                out.push(Reference {
+                    table: t.name.to_string(),
+                    table_name: t.name.clone(),
+                    columns,
+                    referenced,
+                    kind: "foreign_key".into(),
+                    name: fk.name.clone(),
+                    unique,
+                    row_key,
+                    skipped: false,
+                    via: Some(parent.to_string()),
+                    changes,
+                });
+                let next = (t.name.clone(), follows);
+                if !seen.contains(&next) {
+                    seen.push(next.clone());
+                    queue.push(next);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Resolves `--skip-table` names; an unknown one is an error.
 pub(crate) fn skipped(tables: &[Table], names: &[String]) -> Result<Vec<TableName>, MergeError> {
     let mut out = Vec::new();
@@ -260,7 +349,8 @@ pub(crate) fn skipped(tables: &[Table], names: &[String]) -> Result<Vec<TableNam
 }
 
 /// `lockgate merge refs`: every reference to `table`, found or declared, with its
-/// columns and the unique keys that include them.
+/// columns and the unique keys that include them, then the references found
+/// transitively (`via` the table they point at).
 pub async fn references(
     url: &DbUrl,
     table: &str,
@@ -275,5 +365,8 @@ pub async fn references(
     let tables = describe_all(&mut conn).await?;
     let declared = parse_declared(declared, &tables, &merged)?;
     let skip = skipped(&tables, skip)?;
-    Ok(refs_to(&tables, &merged, &declared, &skip))
+    let mut refs = refs_to(&tables, &merged, &declared, &skip);
+    let more = transitive(&tables, &refs);
+    refs.extend(more);
+    Ok(refs)
 }

@@ -109,6 +109,7 @@ async fn refs_lists_foreign_keys_self_references_and_declared_ones_with_their_un
         .unwrap();
         let shown: Vec<String> = refs
             .iter()
+            .filter(|r| r.via.is_none())
             .map(|r| {
                 format!(
                     "{}({})->({}) {} unique={:?} key={:?} skipped={}",
@@ -131,6 +132,32 @@ async fn refs_lists_foreign_keys_self_references_and_declared_ones_with_their_un
                 "notes(customer)->(id) foreign_key unique=[] key=[\"body\"] skipped=false",
                 "users(parent)->(id) foreign_key unique=[[\"parent\", \"username\"]] key=[\"id\"] skipped=false",
                 "products(customer_id)->(id) declared unique=[] key=[\"id\"] skipped=false",
+            ],
+            "{engine}"
+        );
+        // Transitively: what points at the referencing tables, following its row
+        // unchanged (job logs keep their job) or, through re-pointed columns, changing.
+        let through: Vec<String> = refs
+            .iter()
+            .filter(|r| r.via.is_some())
+            .map(|r| {
+                format!(
+                    "{}({})->{} changes={}",
+                    r.table,
+                    r.columns.join(","),
+                    r.via.as_deref().unwrap(),
+                    r.changes
+                )
+            })
+            .collect();
+        assert_eq!(
+            through,
+            vec![
+                "job_assignments(job)->jobs changes=false",
+                "job_logs(job)->jobs changes=false",
+                "job_assignments(pilot)->users changes=false",
+                "jobs(client)->users changes=false",
+                "jobs(operator)->users changes=false",
             ],
             "{engine}"
         );
@@ -703,4 +730,49 @@ timeout = "5s"
     std::fs::write(&path, "[merges.x]\nsources = \"remove\"\n").unwrap();
     let err = lockgate::Config::load(&path, true).unwrap_err().to_string();
     assert!(err.contains("lockgate.toml:2"), "{err}");
+}
+
+#[tokio::test]
+async fn a_composite_key_through_re_pointed_columns_is_listed_and_followed_by_cascade() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let mut conn = db.conn().await;
+        conn.batch(
+            "CREATE TABLE customers (id INT PRIMARY KEY);
+             CREATE TABLE users (id INT PRIMARY KEY, parent INT NOT NULL, username VARCHAR(20) NOT NULL,
+               UNIQUE (parent, username), FOREIGN KEY (parent) REFERENCES customers (id));
+             CREATE TABLE tasks (id INT PRIMARY KEY, owner_parent INT, owner_name VARCHAR(20),
+               FOREIGN KEY (owner_parent, owner_name) REFERENCES users (parent, username) ON UPDATE CASCADE);
+             INSERT INTO customers VALUES (1), (2);
+             INSERT INTO users VALUES (10, 1, 'amy'), (20, 2, 'bob');
+             INSERT INTO tasks VALUES (100, 2, 'bob'), (101, 1, 'amy');",
+        )
+        .await
+        .unwrap();
+        let refs = merge::references(&db.url, "customers", &[], &[]).await.unwrap();
+        let through: Vec<String> = refs
+            .iter()
+            .filter(|r| r.via.is_some())
+            .map(|r| format!("{}({}) changes={}", r.table, r.columns.join(","), r.changes))
+            .collect();
+        assert_eq!(through, vec!["tasks(owner_parent,owner_name) changes=true"], "{engine}");
+        let before = table_rows(&mut conn, "tasks").await.unwrap();
+        let o = MergeOptions {
+            table: "customers".into(),
+            sources: merge::parse_keys("2"),
+            target: vec!["1".into()],
+            ..MergeOptions::default()
+        };
+        let report = merge::merge(&db.url, &o, None).await.unwrap();
+        assert_eq!(report.status, MergeStatus::Completed, "{engine}: {:?}", report.error);
+        assert_eq!(
+            table_rows(&mut conn, "tasks").await.unwrap(),
+            vec!["100|1|bob", "101|1|amy"],
+            "{engine}"
+        );
+        merge::undo(&db.url, report.id.unwrap(), &UndoOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(table_rows(&mut conn, "tasks").await.unwrap(), before, "{engine}");
+    }
 }
