@@ -331,7 +331,8 @@ fn report_text(r: &MergeReport) -> String {
         r.total_rows, r.seconds, r.attempts
     ));
     if !r.conflicts.is_empty() {
-        s.push_str(&format!("conflicts ({}):\n", r.conflicts.len()));
+        let at_least = if r.conflicts_truncated { "at least " } else { "" };
+        s.push_str(&format!("conflicts ({at_least}{}):\n", r.conflicts.len()));
         for c in &r.conflicts {
             s.push_str(&format!(
                 "  {} unique ({}) = ({}): row [{}] collides with [{}]{}\n",

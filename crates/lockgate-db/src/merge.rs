@@ -294,7 +294,14 @@ pub async fn moving_rows<E: From<DbError> + Send>(
 /// already holding the new values, or with another moving row that comes first.
 /// Rows whose other unique columns are NULL never collide (NULLs are distinct in a
 /// unique key on every engine).
-pub async fn conflicts(conn: &mut Conn, step: &Step<'_>, unique: &[String]) -> Result<Vec<ConflictRow>, DbError> {
+/// At most `limit` are read per statement, so that a merge where nearly every row
+/// collides lists the first of them without holding them all.
+pub async fn conflicts(
+    conn: &mut Conn,
+    step: &Step<'_>,
+    unique: &[String],
+    limit: usize,
+) -> Result<Vec<ConflictRow>, DbError> {
     let d = conn.dialect();
     let t = d.table(&step.table.name);
     let names = key_names(step.key);
@@ -357,7 +364,7 @@ pub async fn conflicts(conn: &mut Conn, step: &Step<'_>, unique: &[String]) -> R
         }
         let moving = holds_old(d, "r", step, chunk, &mut params)?;
         let sql = format!(
-            "SELECT {}, {}, {values}, {entry} FROM {t} r JOIN {t} c ON {}{} WHERE {moving}",
+            "SELECT {}, {}, {values}, {entry} FROM {t} r JOIN {t} c ON {}{} WHERE {moving} LIMIT {limit}",
             d.columns(Some("r"), &names),
             d.columns(Some("c"), &names),
             on.join(" AND "),
@@ -392,7 +399,7 @@ pub async fn conflicts(conn: &mut Conn, step: &Step<'_>, unique: &[String]) -> R
                 let cmoving = holds_old(d, "c", step, cchunk, &mut params)?;
                 let sql = format!(
                     "SELECT {}, {}, {values}, {rentry}, {centry} FROM {t} r JOIN {t} c ON {}{} \
-                     WHERE {rmoving} AND {cmoving}",
+                     WHERE {rmoving} AND {cmoving} LIMIT {limit}",
                     d.columns(Some("r"), &names),
                     d.columns(Some("c"), &names),
                     on.join(" AND "),

@@ -323,6 +323,8 @@ pub struct MergeReport {
     pub total_rows: u64,
     /// Conflicts found (merged into their counterparts with `--merge-conflicts`).
     pub conflicts: Vec<Conflict>,
+    /// Whether there are more conflicts than listed (5,000 are read per unique key).
+    pub conflicts_truncated: bool,
     /// Rows merged away and what happened to them.
     pub actions: Vec<ActionRow>,
     /// Whether conflicting rows are merged into their counterparts

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 /// The most conflicting rows one level may merge (each is a bound value in the
-/// statements of the level above).
+/// statements of the level above), and the most listed per unique key.
 pub const MAX_CONFLICT_ROWS: usize = 5_000;
 
 /// A row that would collide in a unique key once re-pointed.
@@ -335,6 +335,8 @@ pub(crate) struct Plan {
     pub levels: Vec<Level>,
     pub steps: Vec<PlannedStep>,
     pub conflicts: Vec<Conflict>,
+    /// Whether more conflicts exist than were read ([`MAX_CONFLICT_ROWS`] per unique key).
+    pub conflicts_truncated: bool,
 }
 
 impl Plan {
@@ -429,6 +431,7 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
         levels: vec![top],
         steps: Vec::new(),
         conflicts: Vec::new(),
+        conflicts_truncated: false,
     };
     let mut li = 0;
     while li < plan.levels.len() {
@@ -474,7 +477,11 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
                 rows: 0,
             };
             for u in &r.unique {
-                for c in sql::conflicts(conn, &step.step(), u).await? {
+                let found_here = sql::conflicts(conn, &step.step(), u, MAX_CONFLICT_ROWS + 1).await?;
+                if found_here.len() > MAX_CONFLICT_ROWS {
+                    plan.conflicts_truncated = true;
+                }
+                for c in found_here {
                     let names: Vec<String> = step.key.iter().map(|k| k.name.clone()).collect();
                     plan.conflicts.push(Conflict {
                         table: table.name.to_string(),
@@ -496,6 +503,13 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
             level_steps.push(step);
         }
         if !found.is_empty() && opts.merge_conflicts {
+            if plan.conflicts_truncated {
+                return Err(MergeError::one(format!(
+                    "more than {MAX_CONFLICT_ROWS} rows of {} conflict, more than one merge can merge into their \
+                     counterparts: merge fewer sources at once",
+                    found[0].0.name
+                )));
+            }
             if level.depth + 1 > opts.max_depth {
                 return Err(MergeError::one(format!(
                     "conflicts nest deeper than {} levels (in {}): merge fewer rows at once, or resolve them first",

@@ -309,6 +309,7 @@ pub async fn merge(
         tables: plan.as_ref().map(counts).unwrap_or_default(),
         total_rows: plan.as_ref().map_or(0, |p| p.steps.iter().map(|s| s.rows).sum()),
         conflicts: plan.as_ref().map(|p| p.conflicts.clone()).unwrap_or_default(),
+        conflicts_truncated: plan.as_ref().is_some_and(|p| p.conflicts_truncated),
         actions: plan.as_ref().map(actions).unwrap_or_default(),
         conflicts_merged: opts.merge_conflicts,
         attempts,
