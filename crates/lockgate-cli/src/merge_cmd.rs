@@ -338,7 +338,7 @@ fn report_text(r: &MergeReport) -> String {
                 "  {} unique ({}) = ({}): row [{}] collides with [{}]{}\n",
                 c.table,
                 c.unique.join(", "),
-                c.values.values().map(json_text).collect::<Vec<_>>().join(", "),
+                c.values.iter().map(json_text).collect::<Vec<_>>().join(", "),
                 key_text(&c.row),
                 key_text(&c.counterpart),
                 if c.level > 0 {

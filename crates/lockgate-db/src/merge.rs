@@ -158,26 +158,40 @@ fn holds_old(
     Ok(format!("{holds}{}", excluded(d, alias, step, params)?))
 }
 
-/// ` AND NOT (the row is one of the excluded)`, or nothing.
+/// ` AND NOT (the row is one of the excluded)`, or nothing. The excluded are rows
+/// of a primary key or unique NOT NULL key (never NULL): an `IN` list, which no
+/// engine nests (SQLite refuses `OR` chains nested 1,000 deep).
 fn excluded(d: Dialect, alias: &str, step: &Step<'_>, params: &mut Vec<Value>) -> Result<String, DbError> {
     if step.exclude.is_empty() {
         return Ok(String::new());
     }
-    let mut any = Vec::with_capacity(step.exclude.len());
-    for key in step.exclude {
-        let mut parts = Vec::new();
-        for (k, v) in step.key.iter().zip(key) {
-            let col = column(step.table, &k.name)?;
-            let c = format!("{alias}.{}", d.quote(&col.name));
-            if v.is_null() {
-                parts.push(format!("{c} IS NULL"));
-            } else {
-                parts.push(format!("{c} = {}", typed(d, params, v, col)));
-            }
-        }
-        any.push(format!("({})", parts.join(" AND ")));
+    let cols: Vec<&Column> = step
+        .key
+        .iter()
+        .map(|k| column(step.table, &k.name))
+        .collect::<Result<_, _>>()?;
+    Ok(format!(" AND NOT ({})", in_list(d, alias, &cols, step.exclude, params)))
+}
+
+/// `alias.c IN (…)`, or `(alias.a, alias.b) IN (…)` for several columns.
+fn in_list(d: Dialect, alias: &str, cols: &[&Column], keys: &[Vec<Value>], params: &mut Vec<Value>) -> String {
+    let mut tuples = Vec::with_capacity(keys.len());
+    for key in keys {
+        let cells: Vec<String> = cols.iter().zip(key).map(|(c, v)| typed(d, params, v, c)).collect();
+        tuples.push(if cells.len() == 1 {
+            cells[0].clone()
+        } else {
+            format!("({})", cells.join(", "))
+        });
     }
-    Ok(format!(" AND NOT ({})", any.join(" OR ")))
+    let names: Vec<String> = cols.iter().map(|c| format!("{alias}.{}", d.quote(&c.name))).collect();
+    if names.len() == 1 {
+        format!("{} IN ({})", names[0], tuples.join(", "))
+    } else if d.0 == Engine::Mysql {
+        format!("({}) IN ({})", names.join(", "), tuples.join(", "))
+    } else {
+        format!("({}) IN (VALUES {})", names.join(", "), tuples.join(", "))
+    }
 }
 
 /// `CASE WHEN alias holds entry i's old values THEN <what i> … END`.
@@ -362,9 +376,19 @@ pub async fn conflicts(
             let col = d.quote(&step.columns[i]);
             on.push(format!("c.{col} = {}", case_new(d, "r", step, chunk, i, &mut params)?));
         }
+        // The counterpart stays where it is: a row that moves too is no counterpart
+        // here (the pass below pairs moving rows), and a row is never its own (a
+        // unique key holding a referencing column the map leaves as it is).
+        let cols: Vec<&Column> = step
+            .columns
+            .iter()
+            .map(|c| column(step.table, c))
+            .collect::<Result<_, _>>()?;
+        let olds: Vec<Vec<Value>> = step.map.iter().map(|e| e.old.clone()).collect();
+        let still = in_list(d, "c", &cols, &olds, &mut params);
         let moving = holds_old(d, "r", step, chunk, &mut params)?;
         let sql = format!(
-            "SELECT {}, {}, {values}, {entry} FROM {t} r JOIN {t} c ON {}{} WHERE {moving} LIMIT {limit}",
+            "SELECT {}, {}, {values}, {entry} FROM {t} r JOIN {t} c ON {}{} AND NOT ({still}) WHERE {moving} LIMIT {limit}",
             d.columns(Some("r"), &names),
             d.columns(Some("c"), &names),
             on.join(" AND "),
@@ -374,51 +398,114 @@ pub async fn conflicts(
             found.push(split(row));
         }
     }
-    // Among moving rows: two rows from different entries that land on the same
-    // values. The later one (higher entry) conflicts with the first; a row that
-    // already collides with a row that is there keeps that one as its counterpart.
+    // Among moving rows: rows of different entries that land on the same values.
+    // Grouped in one pass over the moving rows (a self-join would compare them in
+    // pairs), then the groups' rows read: in each, the first (lowest entry, then
+    // key) moves and the others conflict with it. A group that collides with a row
+    // already there was listed above, against that row.
     let clashing: std::collections::HashSet<String> = found.iter().map(|c| key_text(&c.row)).collect();
     if step.map.len() > 1 {
-        let mut among: Vec<(String, usize, ConflictRow)> = Vec::new();
-        let chunks: Vec<(usize, &[MapEntry])> = step.map.chunks(MAP_CHUNK).enumerate().collect();
-        let mut kinds2 = kinds.clone();
-        kinds2.push(INT8);
-        for &(rn, rchunk) in &chunks {
-            for &(cn, cchunk) in &chunks {
+        let cols: Vec<&Column> = step
+            .columns
+            .iter()
+            .map(|c| column(step.table, c))
+            .collect::<Result<_, _>>()?;
+        let other_cols: Vec<&Column> = others.iter().map(|o| column(step.table, o)).collect::<Result<_, _>>()?;
+        let olds: Vec<Vec<Value>> = step.map.iter().map(|e| e.old.clone()).collect();
+        let mut params = Vec::new();
+        let mut select = Vec::new();
+        for &i in &changed {
+            select.push(case_new(d, "r", step, step.map, i, &mut params)?);
+        }
+        select.extend(others.iter().map(|o| format!("r.{}", d.quote(o))));
+        let moving = format!(
+            "{}{}",
+            in_list(d, "r", &cols, &olds, &mut params),
+            excluded(d, "r", step, &mut params)?
+        );
+        let not_null: String = others
+            .iter()
+            .map(|o| format!(" AND r.{} IS NOT NULL", d.quote(o)))
+            .collect();
+        let positions: Vec<String> = (1..=select.len()).map(|n| n.to_string()).collect();
+        let sql = format!(
+            "SELECT {} FROM {t} r WHERE {moving}{not_null} GROUP BY {} HAVING COUNT(*) > 1 LIMIT {limit}",
+            select.join(", "),
+            positions.join(", ")
+        );
+        let group_kinds: Vec<Kind> = changed
+            .iter()
+            .map(|&i| cols[i].kind.clone())
+            .chain(other_cols.iter().map(|c| c.kind.clone()))
+            .collect();
+        let groups = conn.query(&sql, &params, Some(&group_kinds)).await?;
+        if !groups.is_empty() {
+            // The groups' rows: moving rows holding a group's other values.
+            let mut member_kinds: Vec<Kind> = Vec::new();
+            for k in &names {
+                member_kinds.push(column(step.table, k)?.kind.clone());
+            }
+            member_kinds.extend(other_cols.iter().map(|c| c.kind.clone()));
+            member_kinds.push(INT8);
+            let mut members = Vec::new();
+            for chunk in groups.chunks(MAP_CHUNK) {
                 let mut params = Vec::new();
-                let values = after(&mut params, rchunk)?;
-                let rentry = case_entry(d, "r", step, rchunk, rn * MAP_CHUNK, &mut params)?;
-                let centry = case_entry(d, "c", step, cchunk, cn * MAP_CHUNK, &mut params)?;
-                let mut on = Vec::new();
-                for &i in &changed {
-                    let rnew = case_new(d, "r", step, rchunk, i, &mut params)?;
-                    let cnew = case_new(d, "c", step, cchunk, i, &mut params)?;
-                    on.push(format!("{rnew} = {cnew}"));
-                }
-                let rmoving = holds_old(d, "r", step, rchunk, &mut params)?;
-                let cmoving = holds_old(d, "c", step, cchunk, &mut params)?;
-                let sql = format!(
-                    "SELECT {}, {}, {values}, {rentry}, {centry} FROM {t} r JOIN {t} c ON {}{} \
-                     WHERE {rmoving} AND {cmoving} LIMIT {limit}",
-                    d.columns(Some("r"), &names),
-                    d.columns(Some("c"), &names),
-                    on.join(" AND "),
-                    same_others("r", "c"),
+                let entry = case_entry(d, "r", step, step.map, 0, &mut params)?;
+                let mut moving = format!(
+                    "{}{}",
+                    in_list(d, "r", &cols, &olds, &mut params),
+                    excluded(d, "r", step, &mut params)?
                 );
-                for mut row in conn.query(&sql, &params, Some(&kinds2)).await? {
-                    let first = row.pop().as_ref().and_then(as_u64).unwrap_or(0) as usize;
-                    let c = split(row);
-                    let k = key_text(&c.row);
-                    if first < c.entry && !clashing.contains(&k) {
-                        among.push((k, first, c));
+                if !other_cols.is_empty() {
+                    let tuples: Vec<Vec<Value>> = chunk.iter().map(|g| g[changed.len()..].to_vec()).collect();
+                    moving.push_str(&format!(" AND {}", in_list(d, "r", &other_cols, &tuples, &mut params)));
+                }
+                let sql = format!(
+                    "SELECT {}{}, {entry} FROM {t} r WHERE {moving}",
+                    d.columns(Some("r"), &names),
+                    others.iter().map(|o| format!(", r.{}", d.quote(o))).collect::<String>(),
+                );
+                members.extend(conn.query(&sql, &params, Some(&member_kinds)).await?);
+            }
+            // Group by (new values, other values), each group ordered by entry then key.
+            let mut by_group: std::collections::BTreeMap<String, Vec<(usize, Vec<Value>, Vec<Value>)>> =
+                Default::default();
+            for mut row in members {
+                let entry = row.pop().as_ref().and_then(as_u64).unwrap_or(0) as usize;
+                let other_vals = row[names.len()..].to_vec();
+                let key = row[..names.len()].to_vec();
+                let Some(e) = step.map.get(entry) else { continue };
+                let new_vals: Vec<Value> = changed.iter().map(|&i| e.new[i].clone()).collect();
+                let group = format!("{}\u{1e}{}", key_text(&new_vals), key_text(&other_vals));
+                by_group.entry(group).or_default().push((entry, key, other_vals));
+            }
+            for (_, mut rows) in by_group {
+                if rows.len() < 2 || rows.iter().any(|(_, k, _)| clashing.contains(&key_text(k))) {
+                    continue;
+                }
+                rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| key_text(&a.1).cmp(&key_text(&b.1))));
+                let (first_entry, first_key, _) = rows[0].clone();
+                for (entry, key, other_vals) in rows.into_iter().skip(1) {
+                    if entry == first_entry {
+                        continue;
                     }
+                    let e = &step.map[entry];
+                    let values = unique
+                        .iter()
+                        .map(|u| match step.columns.iter().position(|c| c == u) {
+                            Some(i) => e.new[i].clone(),
+                            None => other_vals[others.iter().position(|o| *o == u).unwrap_or(0)].clone(),
+                        })
+                        .collect();
+                    found.push(ConflictRow {
+                        row: key,
+                        counterpart: first_key.clone(),
+                        values,
+                        entry,
+                    });
                 }
             }
         }
-        // A row colliding with several earlier ones keeps the first of them.
-        among.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        among.dedup_by(|a, b| a.0 == b.0);
-        found.extend(among.into_iter().map(|(_, _, c)| c));
     }
     Ok(found)
 }
@@ -493,6 +580,16 @@ pub async fn repoint(conn: &mut Conn, side: &str, step: &Step<'_>) -> Result<u64
                     values.push(format!("({})", cells.join(", ")));
                 }
                 let skip = excluded(d, "t", step, &mut params)?;
+                // RETURNING gives the new values: a key column the step changes is
+                // recorded as it was, from the map.
+                let returned = names
+                    .iter()
+                    .map(|k| match step.columns.iter().position(|c| c == k) {
+                        Some(i) => format!("m.lockgate_o{i}"),
+                        None => format!("t.{}", d.quote(k)),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let mut m_cols = vec![ENTRY.to_string()];
                 let mut set = Vec::new();
                 let mut on = Vec::new();
@@ -509,7 +606,7 @@ pub async fn repoint(conn: &mut Conn, side: &str, step: &Step<'_>) -> Result<u64
                     values.join(", "),
                     set.join(", "),
                     on.join(" AND "),
-                    d.columns(Some("t"), &names),
+                    returned,
                     d.columns(None, &side_cols),
                 );
                 moved += conn.execute(&sql, &params).await?;
@@ -548,10 +645,26 @@ pub async fn repoint(conn: &mut Conn, side: &str, step: &Step<'_>) -> Result<u64
                     let on = d.key_match("t", "s", step.key);
                     let lo = first;
                     let hi = first + chunk.len();
+                    // The side table's key may match rows that do not move (a key
+                    // without the referencing columns): only rows holding the old values.
+                    let mut held = Vec::new();
+                    for (i, c) in step.columns.iter().enumerate() {
+                        let col = column(step.table, c)?;
+                        let mut case = format!("CASE s.{ENTRY}");
+                        for (j, e) in chunk.iter().enumerate() {
+                            case.push_str(&format!(
+                                " WHEN {} THEN {}",
+                                first + j,
+                                typed(d, &mut params, &e.old[i], col)
+                            ));
+                        }
+                        held.push(format!(" AND t.{} = {case} END", d.quote(c)));
+                    }
                     conn.execute(
                         &format!(
-                            "UPDATE {t} t JOIN {s} s ON {on} SET {} WHERE s.{ENTRY} >= {lo} AND s.{ENTRY} < {hi}",
-                            set.join(", ")
+                            "UPDATE {t} t JOIN {s} s ON {on} SET {} WHERE s.{ENTRY} >= {lo} AND s.{ENTRY} < {hi}{}",
+                            set.join(", "),
+                            held.concat()
                         ),
                         &params,
                     )
@@ -628,23 +741,43 @@ pub async fn changed_since(
         kinds.push(column(step.table, k)?.kind.clone());
     }
     kinds.push(INT8);
+    // Each recorded row is looked up by its key (a join the planner answers from the
+    // key's index, whatever the statistics say about the new values), a key column
+    // the merge changed through its new value; the other re-pointed columns are
+    // compared after.
     let mut params = Vec::new();
-    let mut still = Vec::new();
-    for (i, c) in step.columns.iter().enumerate() {
-        let col = column(step.table, c)?;
+    let new_of = |i: usize, params: &mut Vec<Value>| -> Result<String, DbError> {
+        let col = column(step.table, &step.columns[i])?;
         let mut case = format!("CASE s.{ENTRY}");
         for (j, e) in step.map.iter().enumerate() {
-            case.push_str(&format!(" WHEN {j} THEN {}", typed(d, &mut params, &e.new[i], col)));
+            case.push_str(&format!(" WHEN {j} THEN {}", typed(d, params, &e.new[i], col)));
         }
-        still.push(format!("t.{} = {case} END", d.quote(c)));
+        Ok(format!("t.{} = {case} END", d.quote(&col.name)))
+    };
+    let mut on = vec![unchanged_match(d, "t", "s", step)];
+    let mut still = Vec::new();
+    for (i, c) in step.columns.iter().enumerate() {
+        if step.key.iter().any(|k| &k.name == c) {
+            on.push(new_of(i, &mut params)?);
+        }
     }
+    for (i, c) in step.columns.iter().enumerate() {
+        if !step.key.iter().any(|k| &k.name == c) {
+            still.push(new_of(i, &mut params)?);
+        }
+    }
+    let gone = format!("t.{} IS NULL", d.quote(&step.key[0].name));
+    let condition = if still.is_empty() {
+        gone
+    } else {
+        format!("{gone} OR NOT ({})", still.join(" AND "))
+    };
     let sql = format!(
-        "SELECT {}, s.{ENTRY} FROM {} s WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE {} AND {}) LIMIT {limit}",
+        "SELECT {}, s.{ENTRY} FROM {} s LEFT JOIN {} t ON {} WHERE {condition} LIMIT {limit}",
         d.columns(Some("s"), &names),
         d.quote(side),
         d.table(&step.table.name),
-        unchanged_match(d, "t", "s", step),
-        still.join(" AND "),
+        on.join(" AND "),
     );
     conn.query(&sql, &params, Some(&kinds)).await
 }
@@ -762,27 +895,20 @@ pub async fn keys_matching(
         return Ok(Vec::new());
     }
     let d = conn.dialect();
-    let mut params = Vec::new();
-    let mut any = Vec::new();
-    for k in keys {
-        let mut parts = Vec::new();
-        for (c, v) in key.iter().zip(k) {
-            let col = column(table, c)?;
-            parts.push(format!("{} = {}", d.quote(&col.name), typed(d, &mut params, v, col)));
-        }
-        any.push(format!("({})", parts.join(" AND ")));
+    let cols: Vec<&Column> = key.iter().map(|c| column(table, c)).collect::<Result<_, _>>()?;
+    let kinds: Vec<Kind> = cols.iter().map(|c| c.kind.clone()).collect();
+    let mut out = Vec::new();
+    for chunk in keys.chunks(MAP_CHUNK) {
+        let mut params = Vec::new();
+        let sql = format!(
+            "SELECT {} FROM {} t WHERE {} AND ({condition})",
+            d.columns(Some("t"), key),
+            d.table(&table.name),
+            in_list(d, "t", &cols, chunk, &mut params),
+        );
+        out.extend(conn.query(&sql, &params, Some(&kinds)).await?);
     }
-    let mut kinds = Vec::new();
-    for c in key {
-        kinds.push(column(table, c)?.kind.clone());
-    }
-    let sql = format!(
-        "SELECT {} FROM {} WHERE ({}) AND ({condition})",
-        d.columns(None, key),
-        d.table(&table.name),
-        any.join(" OR "),
-    );
-    conn.query(&sql, &params, Some(&kinds)).await
+    Ok(out)
 }
 
 /// Sets `assignments` (column, the user's SQL expression) on the rows of `table`
@@ -799,23 +925,25 @@ pub async fn set_rows(
         return Ok(0);
     }
     let d = conn.dialect();
-    let mut params = Vec::new();
-    let mut any = Vec::new();
-    for k in keys {
-        let mut parts = Vec::new();
-        for (c, v) in key.iter().zip(k) {
-            let col = column(table, c)?;
-            parts.push(format!("{} = {}", d.quote(&col.name), typed(d, &mut params, v, col)));
-        }
-        any.push(format!("({})", parts.join(" AND ")));
-    }
+    let cols: Vec<&Column> = key.iter().map(|c| column(table, c)).collect::<Result<_, _>>()?;
     let set = assignments
         .iter()
         .map(|(c, e)| format!("{} = ({e})", d.quote(c)))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!("UPDATE {} SET {set} WHERE {}", d.table(&table.name), any.join(" OR "));
-    conn.execute(&sql, &params).await
+    let mut n = 0;
+    for chunk in keys.chunks(MAP_CHUNK) {
+        let mut params = Vec::new();
+        // The user's expressions name the table's columns unqualified, which the
+        // alias leaves them free to do on every engine.
+        let sql = format!(
+            "UPDATE {} AS t SET {set} WHERE {}",
+            d.table(&table.name),
+            in_list(d, "t", &cols, chunk, &mut params)
+        );
+        n += conn.execute(&sql, &params).await?;
+    }
+    Ok(n)
 }
 
 /// Checks a user's SQL expression or condition against `table` without changing
@@ -970,6 +1098,17 @@ pub async fn finish_record(conn: &mut Conn, r: &MergeRecord) -> Result<(), DbErr
     Ok(())
 }
 
+/// Records the run a merge's history row belongs to (written once the run started).
+pub async fn set_record_run(conn: &mut Conn, id: i64, run: i64) -> Result<(), DbError> {
+    let d = conn.dialect();
+    let sql = format!(
+        "UPDATE lockgate_merges SET run_id = {} WHERE id = {}",
+        d.param(1),
+        d.param(2)
+    );
+    conn.execute(&sql, &[Value::Int(run), Value::Int(id)]).await.map(|_| ())
+}
+
 /// Marks a completed merge undone (in the undo's transaction); false when it was
 /// not `completed` any more (another undo got there first).
 pub async fn mark_undone(conn: &mut Conn, id: i64) -> Result<bool, DbError> {
@@ -1035,4 +1174,83 @@ pub async fn update_row(
         cond.join(" AND ")
     );
     conn.execute(&sql, &params).await
+}
+
+/// Begins a merge's (or an undo's) transaction: REPEATABLE READ on PostgreSQL, so
+/// that its plan and its statements see the same rows (a row changed meanwhile is a
+/// serialization failure, and the attempt is retried). `read_only` (a preview)
+/// takes no write lock where the engine would (SQLite's `BEGIN IMMEDIATE`).
+pub async fn begin(conn: &mut Conn, read_only: bool) -> Result<(), DbError> {
+    match (conn.engine(), read_only) {
+        (Engine::Postgres, _) => conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ").await,
+        (Engine::Sqlite, true) => conn.batch("BEGIN DEFERRED").await,
+        _ => conn.begin().await,
+    }
+}
+
+/// Bounds each statement of this session on the server to `left` (PostgreSQL
+/// `statement_timeout`, MariaDB `max_statement_time`, MySQL `max_execution_time`),
+/// so that nothing runs on after the merge has given up, and row-lock waits to
+/// `lock_wait` when given. SQLite has no such bound: its statements run to their end.
+pub async fn limit_session(
+    conn: &mut Conn,
+    left: std::time::Duration,
+    lock_wait: Option<std::time::Duration>,
+) -> Result<(), DbError> {
+    let left = left.max(std::time::Duration::from_millis(1));
+    match conn.engine() {
+        Engine::Postgres => {
+            conn.batch(&format!("SET statement_timeout = {}", left.as_millis()))
+                .await?;
+            if let Some(w) = lock_wait {
+                conn.batch(&format!("SET lock_timeout = {}", w.as_millis().max(1)))
+                    .await?;
+            }
+        }
+        Engine::Mysql => {
+            if let Some(server) = conn.mysql_server() {
+                conn.batch(&server.statement_limit_sql(left.as_secs_f64())).await?;
+            }
+            if let Some(w) = lock_wait {
+                conn.batch(&format!(
+                    "SET SESSION innodb_lock_wait_timeout = {}",
+                    w.as_secs().max(1)
+                ))
+                .await?;
+            }
+        }
+        Engine::Sqlite => {}
+    }
+    Ok(())
+}
+
+/// The rows of `table` that reference rows about to be deleted through one of its
+/// foreign keys (`columns` → the deleted rows' `values` of the referenced columns):
+/// how many. What is left pointing at a deleted row would be cascaded, nulled or
+/// refused by the engine, none of which the merge could undo.
+pub async fn referencing(
+    conn: &mut Conn,
+    table: &Table,
+    columns: &[String],
+    values: &[Vec<Value>],
+) -> Result<u64, DbError> {
+    let map: Vec<MapEntry> = values
+        .iter()
+        .filter(|v| v.iter().all(|x| !x.is_null()))
+        .map(|v| MapEntry {
+            old: v.clone(),
+            new: v.clone(),
+        })
+        .collect();
+    if map.is_empty() {
+        return Ok(0);
+    }
+    let step = Step {
+        table,
+        columns,
+        key: &[],
+        map: &map,
+        exclude: &[],
+    };
+    count(conn, &step).await
 }

@@ -84,6 +84,19 @@ impl Server {
         }
     }
 
+    /// The statement that bounds each statement of this session to `seconds`:
+    /// MariaDB's `max_statement_time`; MySQL's `max_execution_time` (milliseconds,
+    /// read-only statements only: MySQL has no bound for writes).
+    pub fn statement_limit_sql(&self, seconds: f64) -> String {
+        match self.flavor {
+            Flavor::MariaDb => format!("SET SESSION max_statement_time = {seconds:.3}"),
+            Flavor::MySql => format!(
+                "SET SESSION max_execution_time = {}",
+                (seconds * 1000.0).ceil().max(1.0) as u64
+            ),
+        }
+    }
+
     /// The utf8mb4 collation that compares bytes without padding (`'a'` and `'a '`
     /// differ): MariaDB's `utf8mb4_nopad_bin`; MySQL 8's `utf8mb4_0900_bin`. MariaDB
     /// has no 0900 collation, so this follows the server, not [`Server::portable`].

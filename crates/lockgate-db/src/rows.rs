@@ -70,18 +70,31 @@ async fn select(conn: &mut Conn, table: &Table, cond: &str, params: &[Value]) ->
     conn.query(&sql, params, Some(&kinds)).await
 }
 
+/// Keys per statement: each key is an `OR` term, and SQLite refuses an expression
+/// nested deeper than 1,000.
+const KEYS_PER_STATEMENT: usize = 400;
+
 /// The rows with these keys, every column in the table's order.
 pub async fn select_by_keys(conn: &mut Conn, table: &Table, keys: &[KeyValues]) -> Result<Vec<Vec<Value>>, DbError> {
-    let (cond, params) = key_condition(conn.dialect(), keys);
-    select(conn, table, &cond, &params).await
+    let mut out = Vec::new();
+    for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+        let (cond, params) = key_condition(conn.dialect(), chunk);
+        out.extend(select(conn, table, &cond, &params).await?);
+    }
+    Ok(out)
 }
 
 /// Deletes the rows with these keys; returns how many went.
 pub async fn delete_by_keys(conn: &mut Conn, table: &Table, keys: &[KeyValues]) -> Result<u64, DbError> {
     let d = conn.dialect();
-    let (cond, params) = key_condition(d, keys);
-    conn.execute(&format!("DELETE FROM {} WHERE {cond}", d.table(&table.name)), &params)
-        .await
+    let mut n = 0;
+    for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+        let (cond, params) = key_condition(d, chunk);
+        n += conn
+            .execute(&format!("DELETE FROM {} WHERE {cond}", d.table(&table.name)), &params)
+            .await?;
+    }
+    Ok(n)
 }
 
 /// Deletes the filter's rows; returns how many went.

@@ -362,6 +362,9 @@ pub enum MergeError {
     /// Rows changed since the merge (undo without `--overwrite`; exit 4).
     #[error("{0}")]
     Changed(String),
+    /// `--timeout` passed (exit 1, nothing kept).
+    #[error("{0}")]
+    Timeout(String),
     /// A database error (exit 1, nothing kept).
     #[error(transparent)]
     Db(#[from] DbError),
@@ -373,6 +376,7 @@ impl MergeError {
         match self {
             MergeError::Invalid(_) => 2,
             MergeError::Changed(_) => 4,
+            MergeError::Timeout(_) => 1,
             MergeError::Db(e) => e.exit_code(),
         }
     }

@@ -34,8 +34,8 @@ pub struct Conflict {
     pub table: String,
     /// The unique key's columns.
     pub unique: Vec<String>,
-    /// The unique key's values after the move.
-    pub values: serde_json::Map<String, serde_json::Value>,
+    /// The unique key's values after the move, in `unique`'s order.
+    pub values: Vec<serde_json::Value>,
     /// The row that would move.
     pub row: serde_json::Map<String, serde_json::Value>,
     /// The row it would collide with.
@@ -253,17 +253,66 @@ pub(crate) async fn prepare(conn: &mut Conn, opts: &MergeOptions) -> Result<Prep
             }
         }
     }
+    // `--conflict-rows set:` applies to whichever table conflicts: its columns and
+    // expressions are checked on the tables where conflicts can arise (a unique key
+    // holding a referencing column), so that a typo is found before any write.
+    let direct = refs::refs_to(&tables, &merged, &declared, &skip);
+    if let RowAction::Set(assignments) = &opts.conflict_rows {
+        let candidates: Vec<&Table> = direct
+            .iter()
+            .filter(|r| !r.skipped && !r.unique.is_empty())
+            .filter_map(|r| tables.iter().find(|t| t.name == r.table_name))
+            .collect();
+        let fitting: Vec<&&Table> = candidates
+            .iter()
+            .filter(|t| assignments.iter().all(|(c, _)| t.column(c).is_some()))
+            .collect();
+        if !candidates.is_empty() && fitting.is_empty() {
+            problems.push(format!(
+                "--conflict-rows sets {}, which none of the tables where conflicts can arise ({}) has",
+                assignments
+                    .iter()
+                    .map(|(c, _)| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                candidates
+                    .iter()
+                    .map(|t| t.name.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        for t in fitting {
+            for (c, e) in assignments {
+                if let Err(err) = sql::check_expression(conn, &t.name, e).await {
+                    problems.push(format!(
+                        "--conflict-rows set:{c}={e} does not work on {}: {err}",
+                        t.name
+                    ));
+                }
+            }
+        }
+    }
+    for r in direct.iter().filter(|r| !r.skipped) {
+        if let Some(t) = tables.iter().find(|t| t.name == r.table_name) {
+            if let Err(MergeError::Invalid(p)) = check_keyed(r, t) {
+                problems.extend(p);
+            }
+        }
+    }
     if !problems.is_empty() {
         return Err(MergeError::Invalid(problems));
     }
-    Ok(Prepared {
+    let prep = Prepared {
         merged,
         tables,
         declared,
         skip,
         sources,
         target,
-    })
+    };
+    validate(conn, &prep, opts).await?;
+    Ok(prep)
 }
 
 /// A key as the messages show it (`5`, or `1:5` for a composite one).
@@ -375,21 +424,23 @@ async fn rows_by_key(conn: &mut Conn, table: &Table, keys: &[Vec<Value>]) -> Res
         .collect())
 }
 
-/// Validates and plans the merge inside its transaction (so that what it reads is
-/// what it will change).
-pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) -> Result<Plan, MergeError> {
+/// The sources and the target, whole rows, in that order, once checked: each
+/// exists, none is soft-deleted. Run before any lock (bad input is exit 2 with
+/// nothing written) and again inside the transaction (what it reads is what the
+/// merge changes).
+async fn validate(
+    conn: &mut Conn,
+    prep: &Prepared,
+    opts: &MergeOptions,
+) -> Result<Vec<Option<Vec<Value>>>, MergeError> {
     let merged = &prep.merged;
     let mut wanted = prep.sources.clone();
     wanted.push(prep.target.clone());
     let rows = rows_by_key(conn, merged, &wanted).await?;
     let mut problems = Vec::new();
-    for (k, r) in wanted.iter().zip(&rows) {
+    for (i, (k, r)) in wanted.iter().zip(&rows).enumerate() {
         if r.is_none() {
-            let what = if std::ptr::eq(k, wanted.last().unwrap()) {
-                "target"
-            } else {
-                "source"
-            };
+            let what = if i + 1 == wanted.len() { "target" } else { "source" };
             problems.push(format!("{what} {} is not in {}", show_key(k), merged.name));
         }
     }
@@ -407,9 +458,48 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
             ));
         }
     }
-    if !problems.is_empty() {
-        return Err(MergeError::Invalid(problems));
+    if problems.is_empty() {
+        Ok(rows)
+    } else {
+        Err(MergeError::Invalid(problems))
     }
+}
+
+/// Refuses a referencing table whose moved rows could not be told apart for an
+/// undo: one without a primary key or a unique key of NOT NULL columns.
+fn check_keyed(r: &Reference, table: &Table) -> Result<(), MergeError> {
+    let key_ok = !table.primary_key.is_empty()
+        || table
+            .unique_keys()
+            .iter()
+            .any(|u| u.iter().all(|c| table.column(c).is_some_and(|c| !c.nullable)));
+    if key_ok {
+        Ok(())
+    } else {
+        Err(MergeError::one(format!(
+            "table {} references {} ({}) but has no primary key nor a unique key of NOT NULL columns: its moved \
+             rows could not be told apart to undo the merge; add a primary key, or leave it out with --skip-table {}",
+            table.name,
+            r.referenced.join(", "),
+            r.columns.join(", "),
+            table.name
+        )))
+    }
+}
+
+/// Validates and plans the merge inside its transaction (so that what it reads is
+/// what it will change).
+/// With `shapes_only`, only the steps (tables, columns, keys, maps) of the
+/// sources' level: no conflicts, no counts, no level below (what MariaDB needs to
+/// create the side tables before its transaction, when conflicts are not merged).
+pub(crate) async fn plan(
+    conn: &mut Conn,
+    prep: &Prepared,
+    opts: &MergeOptions,
+    shapes_only: bool,
+) -> Result<Plan, MergeError> {
+    let merged = &prep.merged;
+    let rows = validate(conn, prep, opts).await?;
     let target_row = rows.last().cloned().flatten().expect("checked above");
     let top = Level {
         table: merged.clone(),
@@ -465,6 +555,18 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
             if map.is_empty() {
                 continue;
             }
+            if let Some(e) = map.iter().find(|e| e.new.iter().any(Value::is_null)) {
+                return Err(MergeError::one(format!(
+                    "the row {} is merged into has no {} (NULL): what references {} through {}.{} would point at \
+                     nothing; give it a value first",
+                    show_key(&e.old),
+                    r.referenced.join(", "),
+                    level.table.name,
+                    r.table,
+                    r.columns.join(", ")
+                )));
+            }
+            check_keyed(&r, &table)?;
             let key = sql::row_key(&table, &r.columns);
             let mut step = PlannedStep {
                 reference: r.clone(),
@@ -476,7 +578,7 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
                 depth: level.depth,
                 rows: 0,
             };
-            for u in &r.unique {
+            for u in r.unique.iter().filter(|_| !shapes_only) {
                 let found_here = sql::conflicts(conn, &step.step(), u, MAX_CONFLICT_ROWS + 1).await?;
                 if found_here.len() > MAX_CONFLICT_ROWS {
                     plan.conflicts_truncated = true;
@@ -486,7 +588,7 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
                     plan.conflicts.push(Conflict {
                         table: table.name.to_string(),
                         unique: u.clone(),
-                        values: json_map(u, &c.values),
+                        values: c.values.iter().map(Value::to_json).collect(),
                         row: json_map(&names, &c.row),
                         counterpart: json_map(&names, &c.counterpart),
                         level: level.depth,
@@ -558,7 +660,7 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
                     };
                     let xid = (name.to_string(), key_text(xk));
                     let yid = (name.to_string(), key_text(yk));
-                    if away.contains(&xid) || into.contains(&xid) || away.contains(&yid) {
+                    if xid == yid || away.contains(&xid) || into.contains(&xid) || away.contains(&yid) {
                         return Err(MergeError::one(format!(
                             "merging conflicting row {} of {name} into {} would merge a row twice (a cycle): \
                              resolve this conflict by hand first",
@@ -575,6 +677,10 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
                 for s in level_steps.iter_mut().filter(|s| s.table.name == name) {
                     s.exclude = xs.clone();
                 }
+                let problems = check_action(&table, &opts.conflict_rows, "--conflict-rows");
+                if !problems.is_empty() {
+                    return Err(MergeError::Invalid(problems));
+                }
                 plan.levels.push(Level {
                     table: table.clone(),
                     pairs,
@@ -584,16 +690,12 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
             }
         }
         for mut s in level_steps {
-            s.rows = sql::count(conn, &s.step()).await?;
+            if !shapes_only {
+                s.rows = sql::count(conn, &s.step()).await?;
+            }
             plan.steps.push(s);
         }
         li += 1;
-    }
-    for l in &plan.levels[1..] {
-        let problems = check_action(&l.table, &l.action, "--conflict-rows");
-        if !problems.is_empty() {
-            return Err(MergeError::Invalid(problems));
-        }
     }
     Ok(plan)
 }

@@ -24,7 +24,7 @@ use lockgate_db::rows::{self, KeyValues};
 use lockgate_db::versions::{self, RowImage};
 use lockgate_db::{Conn, DbError, DbUrl, Engine};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The `module` under which a merge's whole-row images are kept in
 /// `lockgate_row_images` (its `version` is the merge's id).
@@ -198,22 +198,11 @@ pub async fn merge(
     let holder = Holder::current(format!("lockgate merge {}", prep.merged.name));
     let mut ledger = Ledger::open(url).await?;
     forget_abandoned(&mut ledger).await?;
-    let mut jobs = Vec::new();
-    for t in prep.tables_written() {
-        jobs.push(ledger.table_job(&t).await?);
-    }
-    let locks = ledger.lock_all(&jobs, &holder, opts.lock_timeout).await?;
-    let job = format!("merge:{}", prep.merged.name);
-    let run_id = match ledger.start_run("merge", &job, &holder).await {
-        Ok(id) => id,
-        Err(e) => {
-            let _ = ledger.unlock_all(locks).await;
-            return Err(e.into());
-        }
-    };
     let pk = &prep.merged.primary_key;
     let sources_json: Vec<_> = prep.sources.iter().map(|s| json_map(pk, s)).collect();
     let target_json = json_map(pk, &prep.target);
+    // The history row comes first: a merge that then cannot take its locks or
+    // start its run is recorded too (as failed).
     let mut record = MergeRecord {
         name: opts.name.clone(),
         table: prep.merged.name.to_string(),
@@ -222,26 +211,55 @@ pub async fn merge(
         options: options_json(opts).to_string(),
         status: MergeStatus::Running.as_str().into(),
         holder: format!("{} as {}", holder.describe(), user()),
-        run_id: Some(run_id),
         ..MergeRecord::default()
     };
-    let id = match sql::insert_record(ledger.conn(), &record).await {
-        Ok(id) => id,
+    record.id = sql::insert_record(ledger.conn(), &record).await?;
+    let id = record.id;
+    let early_failure = |record: &mut MergeRecord, e: &DbError| {
+        record.status = MergeStatus::Failed.as_str().into();
+        record.duration_ms = Some(started.elapsed().as_millis() as i64);
+        record.error = Some(e.to_string());
+    };
+    // The run starts before the locks are waited for, so that a merge that gives up
+    // waiting (or dies waiting) reads as such.
+    let job = format!("merge:{}", prep.merged.name);
+    let run_id = match ledger.start_run("merge", &job, &holder).await {
+        Ok(r) => r,
         Err(e) => {
-            let _ = ledger
-                .finish_run(
-                    run_id,
-                    RunStatus::Failed,
-                    0,
-                    &serde_json::Value::Null,
-                    Some(&e.to_string()),
-                )
-                .await;
-            let _ = ledger.unlock_all(locks).await;
+            early_failure(&mut record, &e);
+            let _ = sql::finish_record(ledger.conn(), &record).await;
             return Err(e.into());
         }
     };
-    record.id = id;
+    record.run_id = Some(run_id);
+    let fail_run = |e: &DbError| (RunStatus::Failed, serde_json::Value::Null, Some(e.to_string()));
+    let mut jobs = Vec::new();
+    let mut locked = sql::set_record_run(ledger.conn(), id, run_id).await;
+    if locked.is_ok() {
+        for t in prep.tables_written() {
+            match ledger.table_job(&t).await {
+                Ok(j) => jobs.push(j),
+                Err(e) => {
+                    locked = Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    let locks = match locked {
+        Ok(()) => ledger.lock_all(&jobs, &holder, opts.lock_timeout).await,
+        Err(e) => Err(e),
+    };
+    let locks = match locks {
+        Ok(l) => l,
+        Err(e) => {
+            early_failure(&mut record, &e);
+            let _ = sql::finish_record(ledger.conn(), &record).await;
+            let (status, outcome, error) = fail_run(&e);
+            let _ = ledger.finish_run(run_id, status, 0, &outcome, error.as_deref()).await;
+            return Err(e.into());
+        }
+    };
 
     let mut attempts = 0u32;
     let mut created: Vec<String> = Vec::new();
@@ -259,14 +277,15 @@ pub async fn merge(
         &mut attempts,
         &mut created,
         progress,
+        started,
     );
     let result = match tokio::time::timeout(opts.timeout, work).await {
         Ok(r) => r,
-        Err(_) => Err(MergeError::Db(DbError::Invalid(format!(
+        Err(_) => Err(MergeError::Timeout(format!(
             "the merge did not finish within {:?} (--timeout); nothing was kept: allow more time, or merge fewer \
              sources at once",
             opts.timeout
-        )))),
+        ))),
     };
     drop(conn);
 
@@ -400,11 +419,32 @@ async fn attempt_all(
     attempts: &mut u32,
     created: &mut Vec<String>,
     mut progress: Progress<'_>,
+    started: Instant,
 ) -> Result<Outcome, MergeError> {
     let deadline = Instant::now() + opts.timeout;
     loop {
         *attempts += 1;
-        let result = attempt(conn, prep, opts, id, changes, deadline, created, &mut progress).await;
+        let mut committing: Option<Plan> = None;
+        let at = Attempt { id, deadline, started };
+        let result = attempt(conn, prep, opts, &at, changes, created, &mut progress, &mut committing).await;
+        if let (Err(e), Some(plan)) = (&result, committing) {
+            // The COMMIT was sent and failed: whether it took is unknown. The
+            // history row, written in the same transaction, says; never retry.
+            let done = match Conn::connect_existing(url).await {
+                Ok(mut c) => sql::record_by_id(&mut c, id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.status == MergeStatus::Completed.as_str()),
+                Err(_) => false,
+            };
+            if done {
+                return Ok(Outcome::Completed(plan));
+            }
+            return Err(MergeError::Db(DbError::Invalid(format!(
+                "the merge's commit failed ({e}) and it was not recorded as completed: nothing was kept"
+            ))));
+        }
         let retry = match &result {
             Err(MergeError::Db(e)) => {
                 e.is_transient() && opts.on_error == MergeOnError::Rollback && *attempts < opts.retry.attempts
@@ -429,35 +469,22 @@ async fn attempt_all(
     }
 }
 
-/// Bounds each statement of this session by what is left of the timeout, and
-/// lock waits by `--lock-wait`.
-async fn session_limits(conn: &mut Conn, opts: &MergeOptions, deadline: Instant) -> Result<(), DbError> {
-    let left = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1));
-    match conn.engine() {
-        Engine::Postgres => {
-            conn.batch(&format!("SET statement_timeout = {}", left.as_millis()))
-                .await?;
-            if let Some(w) = opts.lock_wait {
-                conn.batch(&format!("SET lock_timeout = {}", w.as_millis().max(1)))
-                    .await?;
-            }
-        }
-        Engine::Mysql => {
-            conn.batch(&format!("SET SESSION max_statement_time = {:.3}", left.as_secs_f64()))
-                .await?;
-            if let Some(w) = opts.lock_wait {
-                conn.batch(&format!(
-                    "SET SESSION innodb_lock_wait_timeout = {}",
-                    w.as_secs().max(1)
-                ))
-                .await?;
-            }
-        }
-        Engine::Sqlite => {}
-    }
-    Ok(())
+/// What one attempt needs to know besides the merge: its id and its clock.
+struct Attempt {
+    id: i64,
+    deadline: Instant,
+    started: Instant,
+}
+
+/// A side table's shape: what a MariaDB attempt created it for (table, columns,
+/// row key), compared with the step the plan inside the transaction gives it.
+fn shape(s: &plan::PlannedStep) -> String {
+    format!(
+        "{}|{}|{}",
+        s.table.name,
+        s.reference.columns.join(","),
+        s.key.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(",")
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -465,34 +492,48 @@ async fn attempt(
     conn: &mut Conn,
     prep: &Prepared,
     opts: &MergeOptions,
-    id: i64,
+    at: &Attempt,
     changes: &mut Option<&mut (dyn FnMut(Change) + Send)>,
-    deadline: Instant,
     created: &mut Vec<String>,
     progress: &mut Progress<'_>,
+    committing: &mut Option<Plan>,
 ) -> Result<Outcome, MergeError> {
-    session_limits(conn, opts, deadline).await?;
+    let id = at.id;
+    sql::limit_session(
+        conn,
+        at.deadline.saturating_duration_since(Instant::now()),
+        opts.lock_wait,
+    )
+    .await?;
     let mysql = conn.engine() == Engine::Mysql;
-    // MariaDB: the side tables exist before the transaction (see the module docs).
+    // MariaDB: the side tables exist before the transaction (see the module docs),
+    // each remembered with the shape of the step it was made for.
+    let mut shapes: Vec<String> = Vec::new();
     if mysql && !opts.preview {
-        let outside = plan::plan(conn, prep, opts).await?;
+        // Without --merge-conflicts the steps are the sources' level alone: their
+        // shapes need no conflicts nor counts (the plan inside computes those).
+        let outside = plan::plan(conn, prep, opts, !opts.merge_conflicts).await?;
         if outside.conflicts.is_empty() || opts.merge_conflicts {
             for (i, s) in outside.steps.iter().enumerate() {
                 let side = sql::side_name(id, i);
-                if !created.contains(&side) {
-                    sql::create_side(conn, &side, &s.step()).await?;
-                    created.push(side);
+                if created.contains(&side) {
+                    // A retry: the step may differ now; start the table afresh.
+                    sql::drop_side(conn, &side).await?;
                 } else {
-                    sql::clear_side(conn, &side).await?;
+                    created.push(side.clone());
                 }
+                sql::create_side(conn, &side, &s.step()).await?;
+                shapes.push(shape(s));
             }
+            // Side tables of an earlier attempt with more steps are not needed.
+            for side in created.iter().skip(outside.steps.len()) {
+                sql::drop_side(conn, side).await?;
+            }
+            created.truncate(outside.steps.len());
         }
     }
-    match conn.engine() {
-        Engine::Postgres => conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ").await?,
-        _ => conn.begin().await?,
-    }
-    let plan = plan::plan(conn, prep, opts).await?;
+    sql::begin(conn, opts.preview).await?;
+    let plan = plan::plan(conn, prep, opts, false).await?;
     // A preview lists the changes even when conflicts would abort the merge: they
     // are what `--merge-conflicts` would leave out, and the conflicts are listed.
     if opts.preview {
@@ -515,19 +556,31 @@ async fn attempt(
             let s = &plan.steps[i];
             let side = sql::side_name(id, i);
             if mysql {
-                if !created.contains(&side) {
-                    // The plan inside the transaction has a step the one outside had not:
+                if shapes.get(i) != Some(&shape(s)) {
+                    // The plan inside the transaction differs from the one outside:
                     // the data changed in between. A new attempt plans again.
                     return Err(MergeError::Db(retry_error(&s.table.name)));
                 }
             } else {
                 sql::create_side(conn, &side, &s.step()).await?;
             }
-            let moved = sql::repoint(conn, &side, &s.step()).await?;
+            let moved = match sql::repoint(conn, &side, &s.step()).await {
+                Ok(n) => n,
+                // Transient errors keep their kind, for the retry.
+                Err(e) if e.is_transient() => return Err(e.into()),
+                Err(e) => {
+                    return Err(MergeError::Db(DbError::Invalid(format!(
+                        "re-pointing {}({}) at the target failed: {e}; nothing was kept (if a unique key holds \
+                         two re-pointed columns of one table, rows can collide where neither column alone does: \
+                         resolve them first)",
+                        s.table.name,
+                        s.reference.columns.join(", ")
+                    ))))
+                }
+            };
             if moved != s.rows {
                 return Err(MergeError::Db(DbError::Invalid(format!(
-                    "table {} ({}): the plan counted {} rows to re-point but {moved} moved; nothing was kept: run \
-                     the merge again",
+                    "table {} ({}): the plan counted {} rows to re-point but {moved} moved; nothing was kept",
                     s.table.name,
                     s.reference.columns.join(", "),
                     s.rows
@@ -536,7 +589,7 @@ async fn attempt(
             done += moved;
             progress.report(done, total).await;
         }
-        settle_level(conn, &plan.levels[li], &id_text).await?;
+        settle_level(conn, prep, &plan.levels[li], &id_text).await?;
     }
     // The post-merge verification: nothing references a row merged away any more.
     for s in &plan.steps {
@@ -553,15 +606,16 @@ async fn attempt(
     let record = MergeRecord {
         id,
         status: MergeStatus::Completed.as_str().into(),
-        duration_ms: None,
+        duration_ms: Some(at.started.elapsed().as_millis() as i64),
         counts: Some(serde_json::to_string(&counts(&plan)).unwrap_or_default()),
         conflicts: Some(serde_json::to_string(&plan.conflicts).unwrap_or_default()),
         plan: Some(serde_json::to_string(&stored(&plan, id)).unwrap_or_default()),
         ..MergeRecord::default()
     };
     sql::finish_record(conn, &record).await?;
+    *committing = Some(plan);
     conn.commit().await?;
-    Ok(Outcome::Completed(plan))
+    Ok(Outcome::Completed(committing.take().expect("just set")))
 }
 
 /// A serialization failure of our own: the data changed between two reads, and a
@@ -575,12 +629,46 @@ fn retry_error(table: &TableName) -> DbError {
     DbError::engine("merge", e)
 }
 
-/// Deletes or sets a level's rows merged away, recording their images first.
-async fn settle_level(conn: &mut Conn, level: &plan::Level, id: &str) -> Result<(), MergeError> {
+/// Deletes or sets a level's rows merged away, recording their images first. Rows
+/// still referencing a row about to be deleted (a skipped table's, a conflicting
+/// row kept with its source) stop the merge: the engine would cascade, null or
+/// refuse the delete, and none of that could be undone.
+async fn settle_level(conn: &mut Conn, prep: &Prepared, level: &plan::Level, id: &str) -> Result<(), MergeError> {
     let table = &level.table;
     let keys = level.keys();
     if keys.is_empty() {
         return Ok(());
+    }
+    if level.action == RowAction::Delete {
+        for t in &prep.tables {
+            for fk in t.foreign_keys.iter().filter(|fk| fk.references.name == table.name.name) {
+                let (child, parent): (Vec<String>, Vec<String>) = fk.columns.iter().cloned().unzip();
+                let Some(idx) = parent
+                    .iter()
+                    .map(|c| table.column_index(c))
+                    .collect::<Option<Vec<usize>>>()
+                else {
+                    continue;
+                };
+                let values: Vec<Vec<Value>> = level
+                    .pairs
+                    .iter()
+                    .map(|(x, _)| idx.iter().map(|&i| x[i].clone()).collect())
+                    .collect();
+                let n = sql::referencing(conn, t, &child, &values).await?;
+                if n > 0 {
+                    return Err(MergeError::Db(DbError::Invalid(format!(
+                        "{n} rows of {} ({}) still reference the rows of {} the merge would delete: nothing was \
+                         kept; do not skip {}, or keep the rows merged away (--sources keep or set:…, \
+                         --conflict-rows keep or set:…)",
+                        t.name,
+                        child.join(", "),
+                        table.name,
+                        t.name
+                    ))));
+                }
+            }
+        }
     }
     let columns: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
     let kv: Vec<KeyValues> = keys
@@ -696,9 +784,13 @@ pub struct MergeDetail {
 async fn summary(conn: &mut Conn, r: &MergeRecord) -> Result<MergeSummary, DbError> {
     let mut status = MergeStatus::parse(&r.status);
     if status == MergeStatus::Running {
+        // A merge that could not record its end reads as its run does: abandoned
+        // when its process went away, failed when the run recorded a failure.
         if let Some(run) = r.run_id {
-            if ledger::run_status(conn, run).await?.is_none_or(|s| s == "abandoned") {
-                status = MergeStatus::Abandoned;
+            match ledger::run_status(conn, run).await?.as_deref() {
+                None | Some("abandoned") => status = MergeStatus::Abandoned,
+                Some("failed") => status = MergeStatus::Failed,
+                _ => {}
             }
         }
     }

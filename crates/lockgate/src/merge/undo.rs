@@ -15,7 +15,7 @@ use lockgate_db::merge::{self as sql, Step};
 use lockgate_db::rows::{self, KeyValues};
 use lockgate_db::versions::{self, StoredImage};
 use lockgate_db::writer::RetryPolicy;
-use lockgate_db::{Conn, DbError, DbUrl, Engine};
+use lockgate_db::{Conn, DbError, DbUrl};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -153,10 +153,11 @@ pub async fn undo(url: &DbUrl, id: i64, opts: &UndoOptions) -> Result<UndoReport
         }
     };
     let mut attempts = 0;
+    let deadline = Instant::now() + opts.timeout;
     let work = async {
         loop {
             attempts += 1;
-            let r = attempt(&mut conn, id, &stored, &loaded, &level_tables, opts).await;
+            let r = attempt(&mut conn, id, &stored, &loaded, &level_tables, opts, deadline).await;
             let lost = matches!(&r, Err(MergeError::Db(e)) if e.is_connection_lost()) || conn.is_closed();
             if !matches!(&r, Ok(rep) if rep.status == "undone") && !lost {
                 let _ = conn.rollback().await;
@@ -175,10 +176,10 @@ pub async fn undo(url: &DbUrl, id: i64, opts: &UndoOptions) -> Result<UndoReport
     };
     let result = match tokio::time::timeout(opts.timeout, work).await {
         Ok(r) => r,
-        Err(_) => Err(MergeError::Db(DbError::Invalid(format!(
+        Err(_) => Err(MergeError::Timeout(format!(
             "the undo did not finish within {:?} (--timeout); nothing was changed: allow more time",
             opts.timeout
-        )))),
+        ))),
     };
     let (status, err) = match &result {
         Ok(r) if r.status == "undone" || r.status == "preview" => (RunStatus::Succeeded, None),
@@ -242,11 +243,10 @@ async fn attempt(
     loaded: &[Loaded],
     level_tables: &[Table],
     opts: &UndoOptions,
+    deadline: Instant,
 ) -> Result<UndoReport, MergeError> {
-    match conn.engine() {
-        Engine::Postgres => conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ").await?,
-        _ => conn.begin().await?,
-    }
+    sql::limit_session(conn, deadline.saturating_duration_since(Instant::now()), None).await?;
+    sql::begin(conn, opts.preview).await?;
     let images: Vec<StoredImage> = versions::read_images(conn, IMAGE_MODULE, &[id.to_string()]).await?;
     // What changed since the merge.
     let mut changed = Vec::new();
@@ -372,6 +372,17 @@ async fn attempt(
         for &i in steps.iter().rev() {
             let s = &stored.steps[i];
             put_back[i] = sql::undo_repoint(conn, &s.side, &step(s, &loaded[i]), opts.overwrite).await?;
+            // Every recorded row is put back once: more would move rows the merge
+            // did not, fewer would leave some behind.
+            let expected = s.rows;
+            if put_back[i] != expected && (changed.is_empty() || put_back[i] > expected) {
+                return Err(MergeError::Db(DbError::Invalid(format!(
+                    "undoing {}({}) would put back {} rows where the merge moved {expected}: nothing was changed",
+                    loaded[i].table.name,
+                    s.columns.join(", "),
+                    put_back[i]
+                ))));
+            }
         }
     }
     if !sql::mark_undone(conn, id).await? {

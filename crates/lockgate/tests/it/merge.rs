@@ -40,7 +40,8 @@ CREATE TABLE job_assignments (job INT NOT NULL, pilot INT NOT NULL, PRIMARY KEY 
   FOREIGN KEY (job) REFERENCES jobs (id), FOREIGN KEY (pilot) REFERENCES users (id));
 CREATE TABLE invoices (id INT PRIMARY KEY, customer INT NOT NULL, total INT, FOREIGN KEY (customer) REFERENCES customers (id));
 CREATE TABLE products (id INT PRIMARY KEY, customer_id INT, name VARCHAR(50));
-CREATE TABLE notes (customer INT, body VARCHAR(50), FOREIGN KEY (customer) REFERENCES customers (id));
+CREATE TABLE notes (id INT NOT NULL, customer INT, body VARCHAR(50), UNIQUE (id),
+  FOREIGN KEY (customer) REFERENCES customers (id));
 INSERT INTO customers (id, name, deleted, parent_id) VALUES (1, 'acme', 0, NULL), (2, 'beta', 0, NULL),
   (3, 'gamma', 0, NULL), (4, 'old', 1, NULL), (6, 'other', 0, NULL);
 INSERT INTO customers (id, name, deleted, parent_id) VALUES (5, 'beta-east', 0, 2);
@@ -53,7 +54,7 @@ INSERT INTO job_logs (id, job, message) VALUES (1000, 100, 'x'), (1001, 101, 'y'
 INSERT INTO job_assignments (job, pilot) VALUES (100, 11), (101, 22), (101, 11), (102, 21), (103, 31);
 INSERT INTO invoices (id, customer, total) VALUES (500, 2, 10), (501, 3, 20), (502, 1, 5);
 INSERT INTO products (id, customer_id, name) VALUES (600, 2, 'p'), (601, 3, 'q'), (602, 1, 'r');
-INSERT INTO notes (customer, body) VALUES (2, 'n1'), (2, 'n1'), (3, NULL), (1, 'n3');
+INSERT INTO notes (id, customer, body) VALUES (1, 2, 'n1'), (2, 2, 'n1'), (3, 3, NULL), (4, 1, 'n3');
 ";
 
 async fn seeded(engine: Engine) -> TestDb {
@@ -129,7 +130,7 @@ async fn refs_lists_foreign_keys_self_references_and_declared_ones_with_their_un
                 "customers(parent_id)->(id) foreign_key unique=[] key=[\"id\"] skipped=false",
                 "invoices(customer)->(id) foreign_key unique=[] key=[\"id\"] skipped=true",
                 "jobs(customer)->(id) foreign_key unique=[] key=[\"id\"] skipped=false",
-                "notes(customer)->(id) foreign_key unique=[] key=[\"body\"] skipped=false",
+                "notes(customer)->(id) foreign_key unique=[] key=[\"id\"] skipped=false",
                 "users(parent)->(id) foreign_key unique=[[\"parent\", \"username\"]] key=[\"id\"] skipped=false",
                 "products(customer_id)->(id) declared unique=[] key=[\"id\"] skipped=false",
             ],
@@ -406,6 +407,18 @@ async fn conflicts_merged_two_levels_down_preview_equals_effect_and_undo_restore
         let shown = merge::show(&db.url, report.id.unwrap(), 1000).await.unwrap();
         assert_eq!(shown.summary.status, MergeStatus::Undone);
         assert_eq!(shown.changes.len(), report.total_rows as usize, "{engine}");
+        assert!(
+            shown.summary.duration_ms.is_some(),
+            "{engine}: a completed merge has a duration"
+        );
+        // A row whose key the merge changed is shown by its key before the merge.
+        let moved_key: Vec<String> = shown
+            .changes
+            .iter()
+            .filter(|c| c.table == "job_assignments")
+            .map(|c| serde_json::Value::Object(c.key.clone()).to_string())
+            .collect();
+        assert_eq!(moved_key, vec!["{\"job\":103,\"pilot\":31}"], "{engine}");
     }
 }
 
@@ -457,6 +470,11 @@ async fn sources_deleted_then_undone_and_skipped_tables_left_alone() {
         let report = merge::merge(&db.url, &o, None).await.unwrap();
         assert_eq!(report.status, MergeStatus::Failed, "{engine}");
         assert_eq!(report.exit_code(), 1);
+        let error = report.error.clone().unwrap_or_default();
+        assert!(
+            error.contains("1 rows of invoices (customer) still reference the rows of customers"),
+            "{engine}: {error}"
+        );
         assert_eq!(snapshot(&mut conn).await, before, "{engine}: nothing kept");
         let history = merge::history(&db.url, 10).await.unwrap();
         assert_eq!(history[0].status, MergeStatus::Failed, "{engine}");
@@ -576,6 +594,13 @@ async fn bad_input_is_refused_naming_the_thing_with_nothing_written() {
             },
             "soft-delete condition",
         ),
+        (
+            MergeOptions {
+                conflict_rows: RowAction::Set(vec![("nope".into(), "1".into())]),
+                ..opts(&["2"], "1")
+            },
+            "--conflict-rows sets nope, which none of the tables where conflicts can arise (users) has",
+        ),
     ];
     for (o, expected) in cases {
         let err = merge::merge(&db.url, &o, None).await.unwrap_err();
@@ -584,15 +609,131 @@ async fn bad_input_is_refused_naming_the_thing_with_nothing_written() {
         assert!(err.to_string().contains(expected), "expected {expected:?} in: {err}");
     }
     assert_eq!(snapshot(&mut conn).await, before);
-    // Rows that are merely absent or soft-deleted are found inside the transaction
-    // and recorded as a failed merge; bad usage before it records nothing.
-    let statuses: Vec<MergeStatus> = merge::history(&db.url, 50)
+    // All of it was found before anything was written: not even a history row.
+    assert!(merge::history(&db.url, 50).await.unwrap().is_empty());
+
+    // A referencing table whose rows cannot be told apart is refused (an undo could
+    // not put back exactly the rows moved), unless it is skipped.
+    conn.batch("CREATE TABLE tags (customer INT REFERENCES customers (id), tag TEXT)")
         .await
-        .unwrap()
-        .iter()
-        .map(|h| h.status)
-        .collect();
-    assert!(statuses.iter().all(|s| *s == MergeStatus::Failed), "{statuses:?}");
+        .unwrap();
+    let err = merge::merge(&db.url, &opts(&["3"], "6"), None).await.unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(
+        err.to_string()
+            .contains("table tags references id (customer) but has no primary key"),
+        "{err}"
+    );
+    let skipped = MergeOptions {
+        skip_tables: vec!["tags".into()],
+        ..opts(&["3"], "6")
+    };
+    let report = merge::merge(&db.url, &skipped, None).await.unwrap();
+    assert_eq!(report.status, MergeStatus::Completed, "{:?}", report.error);
+
+    // A target whose referenced value is NULL would leave references pointing at nothing.
+    conn.batch(
+        "CREATE TABLE accts (id INT PRIMARY KEY, code VARCHAR(10) UNIQUE);
+         CREATE TABLE uses (id INT PRIMARY KEY, code VARCHAR(10) REFERENCES accts (code));
+         INSERT INTO accts VALUES (1, NULL), (2, 'b'); INSERT INTO uses VALUES (10, 'b');",
+    )
+    .await
+    .unwrap();
+    let o = MergeOptions {
+        table: "accts".into(),
+        sources: keys(&["2"]),
+        target: vec!["1".into()],
+        ..MergeOptions::default()
+    };
+    let err = merge::merge(&db.url, &o, None).await.unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("has no code (NULL)"), "{err}");
+}
+
+#[tokio::test]
+async fn more_than_a_thousand_conflicting_rows_are_merged_on_sqlite() {
+    let db = seeded(Engine::Sqlite).await;
+    let mut conn = db.conn().await;
+    conn.batch(
+        "INSERT INTO users (id, parent, kind, username) WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s \
+         WHERE n < 1200) SELECT 100000 + n, 1, '3', 'u' || n FROM s;
+         INSERT INTO users (id, parent, kind, username) WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s \
+         WHERE n < 1200) SELECT 200000 + n, 3, '3', 'u' || n FROM s;",
+    )
+    .await
+    .unwrap();
+    let mut o = opts(&["3"], "1");
+    o.merge_conflicts = true;
+    o.conflict_rows = RowAction::Set(vec![("deleted".into(), "1".into())]);
+    let report = merge::merge(&db.url, &o, None).await.unwrap();
+    assert_eq!(report.status, MergeStatus::Completed, "{:?}", report.error);
+    assert_eq!(report.conflicts.len(), 1200, "{:?}", report.conflicts.len());
+    assert_eq!(
+        one(&mut conn, "SELECT COUNT(*) FROM users WHERE parent = 3 AND deleted = 1").await,
+        "1200"
+    );
+    merge::undo(&db.url, report.id.unwrap(), &UndoOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        one(&mut conn, "SELECT COUNT(*) FROM users WHERE parent = 3 AND deleted = 0").await,
+        "1202"
+    );
+}
+
+#[tokio::test]
+async fn two_re_pointed_columns_in_one_unique_key_fail_with_a_message_naming_the_table() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let mut conn = db.conn().await;
+        conn.batch(
+            "CREATE TABLE customers (id INT PRIMARY KEY);
+             CREATE TABLE links (id INT PRIMARY KEY, a INT NOT NULL, b INT NOT NULL, UNIQUE (a, b),
+               FOREIGN KEY (a) REFERENCES customers (id), FOREIGN KEY (b) REFERENCES customers (id));
+             INSERT INTO customers VALUES (1), (2);
+             INSERT INTO links VALUES (10, 2, 2), (11, 1, 1);",
+        )
+        .await
+        .unwrap();
+        let before = table_rows(&mut conn, "links").await.unwrap();
+        let o = MergeOptions {
+            table: "customers".into(),
+            sources: keys(&["2"]),
+            target: vec!["1".into()],
+            ..MergeOptions::default()
+        };
+        let report = merge::merge(&db.url, &o, None).await.unwrap();
+        assert_eq!(report.status, MergeStatus::Failed, "{engine}");
+        let error = report.error.unwrap_or_default();
+        assert!(error.contains("re-pointing links("), "{engine}: {error}");
+        assert_eq!(table_rows(&mut conn, "links").await.unwrap(), before, "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn a_merge_that_cannot_take_its_table_locks_is_recorded_as_failed() {
+    use lockgate::db::ledger::{Holder, Ledger};
+    let db = seeded(Engine::Postgres).await;
+    let mut other = Ledger::open(&db.url).await.unwrap();
+    let job = other.table_job(&lockgate_core::TableName::new("jobs")).await.unwrap();
+    let lock = other
+        .lock(&job, &Holder::current("another command"), Duration::from_secs(1))
+        .await
+        .unwrap();
+    let o = MergeOptions {
+        lock_timeout: Duration::from_millis(300),
+        ..opts(&["3"], "6")
+    };
+    let err = merge::merge(&db.url, &o, None).await.unwrap_err();
+    assert!(err.to_string().contains("another command"), "{err}");
+    other.unlock(lock).await.unwrap();
+    let history = merge::history(&db.url, 5).await.unwrap();
+    assert_eq!(history[0].status, MergeStatus::Failed, "{history:?}");
+    assert!(history[0]
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("another command"));
 }
 
 #[tokio::test]
@@ -604,8 +745,11 @@ async fn composite_keys_are_re_pointed_column_by_column_and_undone() {
             "CREATE TABLE accounts (tenant INT NOT NULL, id INT NOT NULL, name VARCHAR(20), PRIMARY KEY (tenant, id));
              CREATE TABLE orders (id INT PRIMARY KEY, tenant INT NOT NULL, account INT NOT NULL, ref VARCHAR(20),
                UNIQUE (tenant, account, ref), FOREIGN KEY (tenant, account) REFERENCES accounts (tenant, id));
+             CREATE TABLE acct_lines (tenant INT NOT NULL, id INT NOT NULL, account INT NOT NULL, PRIMARY KEY (tenant, id),
+               FOREIGN KEY (tenant, account) REFERENCES accounts (tenant, id));
              INSERT INTO accounts VALUES (1, 1, 'a'), (1, 2, 'b'), (2, 2, 'c');
-             INSERT INTO orders VALUES (10, 1, 1, 'x'), (11, 1, 2, 'y'), (12, 1, 2, 'z'), (13, 2, 2, 'x');",
+             INSERT INTO orders VALUES (10, 1, 1, 'x'), (11, 1, 2, 'y'), (12, 1, 2, 'z'), (13, 2, 2, 'x');
+             INSERT INTO acct_lines VALUES (1, 1, 2), (1, 2, 2), (1, 3, 1), (2, 1, 2);",
         )
         .await
         .unwrap();
@@ -617,8 +761,21 @@ async fn composite_keys_are_re_pointed_column_by_column_and_undone() {
             ..MergeOptions::default()
         };
         let report = merge::merge(&db.url, &o, None).await.unwrap();
-        assert_eq!(report.status, MergeStatus::Completed, "{engine}: {:?}", report.error);
-        assert_eq!(report.total_rows, 2, "{engine}");
+        // acct_lines' primary key holds `tenant`, which the merge leaves as it is: a row
+        // is never its own conflict.
+        assert_eq!(
+            report.status,
+            MergeStatus::Completed,
+            "{engine}: {:?} {:?}",
+            report.error,
+            report.conflicts
+        );
+        assert_eq!(report.total_rows, 4, "{engine}");
+        assert_eq!(
+            table_rows(&mut conn, "acct_lines").await.unwrap(),
+            vec!["1|1|1", "1|2|1", "1|3|1", "2|1|2"],
+            "{engine}"
+        );
         assert_eq!(
             table_rows(&mut conn, "orders").await.unwrap(),
             vec!["10|1|1|x", "11|1|1|y", "12|1|1|z", "13|2|2|x"],
