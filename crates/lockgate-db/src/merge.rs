@@ -609,17 +609,19 @@ pub async fn undo_repoint(conn: &mut Conn, side: &str, step: &Step<'_>, overwrit
             }
             set.push((d.quote(c), format!("{old} END")));
         }
-        let mut still = Vec::new();
-        for (i, c) in step.columns.iter().enumerate() {
-            let col = column(step.table, c)?;
-            let mut new = format!("CASE s.{ENTRY}");
-            for (j, e) in chunk.iter().enumerate() {
-                new.push_str(&format!(" WHEN {} THEN {}", first + j, typed(d, &mut params, &e.new[i], col)));
-            }
-            still.push(format!("t.{} = {new} END", d.quote(c)));
-        }
         let mut filter = format!("s.{ENTRY} >= {first} AND s.{ENTRY} < {}", first + chunk.len());
+        // Only without `overwrite` does the WHERE compare with the new values: their
+        // parameters are bound then alone (a value bound and not used is an error).
         if !overwrite {
+            let mut still = Vec::new();
+            for (i, c) in step.columns.iter().enumerate() {
+                let col = column(step.table, c)?;
+                let mut new = format!("CASE s.{ENTRY}");
+                for (j, e) in chunk.iter().enumerate() {
+                    new.push_str(&format!(" WHEN {} THEN {}", first + j, typed(d, &mut params, &e.new[i], col)));
+                }
+                still.push(format!("t.{} = {new} END", d.quote(c)));
+            }
             filter.push_str(&format!(" AND {}", still.join(" AND ")));
         }
         let sql = match d.0 {
