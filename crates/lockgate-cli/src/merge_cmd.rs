@@ -236,7 +236,8 @@ async fn run(config: &Config, a: RunArgs) -> i32 {
     if opts.preview && json {
         print!("{{\"changes\": [\n");
     }
-    let sink: Option<&mut (dyn FnMut(merge::Change) + Send)> = if opts.preview { Some(&mut write_change) } else { None };
+    let sink: Option<&mut (dyn FnMut(merge::Change) + Send)> =
+        if opts.preview { Some(&mut write_change) } else { None };
     let result = merge::merge(&url, &opts, sink).await;
     let _ = out.flush();
     drop(out);
@@ -305,10 +306,17 @@ fn report_text(r: &MergeReport) -> String {
             t.rows,
             t.table,
             t.columns.join(", "),
-            if t.level > 0 { format!("  [level {}]", t.level) } else { String::new() }
+            if t.level > 0 {
+                format!("  [level {}]", t.level)
+            } else {
+                String::new()
+            }
         ));
     }
-    s.push_str(&format!("  {:>10} rows in all, {:.2} s, {} attempt(s)\n", r.total_rows, r.seconds, r.attempts));
+    s.push_str(&format!(
+        "  {:>10} rows in all, {:.2} s, {} attempt(s)\n",
+        r.total_rows, r.seconds, r.attempts
+    ));
     if !r.conflicts.is_empty() {
         s.push_str(&format!("conflicts ({}):\n", r.conflicts.len()));
         for c in &r.conflicts {
@@ -319,11 +327,17 @@ fn report_text(r: &MergeReport) -> String {
                 c.values.values().map(json_text).collect::<Vec<_>>().join(", "),
                 key_text(&c.row),
                 key_text(&c.counterpart),
-                if c.level > 0 { format!(" [level {}]", c.level) } else { String::new() }
+                if c.level > 0 {
+                    format!(" [level {}]", c.level)
+                } else {
+                    String::new()
+                }
             ));
         }
         if r.status == merge::MergeStatus::AbortedConflicts {
-            s.push_str("nothing was changed: resolve them, or merge them into their counterparts with --merge-conflicts\n");
+            s.push_str(
+                "nothing was changed: resolve them, or merge them into their counterparts with --merge-conflicts\n",
+            );
         }
     }
     if !r.actions.is_empty() && r.status != merge::MergeStatus::AbortedConflicts {
@@ -388,7 +402,11 @@ async fn subcommand(config: &Config, cmd: MergeCommand) -> i32 {
                         } else {
                             format!(
                                 "unique: {}",
-                                r.unique.iter().map(|u| format!("({})", u.join(", "))).collect::<Vec<_>>().join(" ")
+                                r.unique
+                                    .iter()
+                                    .map(|u| format!("({})", u.join(", ")))
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
                             )
                         };
                         println!(

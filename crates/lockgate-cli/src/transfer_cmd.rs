@@ -793,11 +793,18 @@ pub async fn demo(config: &Config, a: DemoArgs) -> i32 {
 }
 
 fn demo_text(r: &lockgate::demo::DemoReport) -> String {
+    use lockgate::demo::{
+        CLEAN_FROM, CLEAN_INTO, CONFLICT_FROM, CONFLICT_INTO, CONFLICT_USERNAMES, DELETED_CUSTOMER, MERGE,
+    };
     let f = &r.files;
     let cfg = f.config.display();
+    let a = &r.accounts;
     let mut s = format!(
         "{} the demo in {}:\n  source       {} ({} customers; FirstName and LastName may be NULL)\n  \
-         destination  {} ({} customers; names NOT NULL; the export ledger)\n  config       {}\n\n\
+         destination  {} ({} customers; names NOT NULL; the export ledger)\n  \
+         accounts     {} ({} customer accounts, {} soft-deleted, with {} users: clients,\n               \
+         officers, pilots, inspectors, vehicles; {} jobs, {} job logs, {} job assignments,\n               \
+         {} products, {} crops, {} costing items, {} invoices)\n  config       {}\n\n\
          exports (newest first):\n",
         if r.created { "created" } else { "using" },
         f.dir.display(),
@@ -805,6 +812,17 @@ fn demo_text(r: &lockgate::demo::DemoReport) -> String {
         r.customers,
         f.dest.display(),
         r.exported,
+        f.accounts.display(),
+        a.customers,
+        a.deleted_customers,
+        a.users,
+        a.jobs,
+        a.job_logs,
+        a.job_assignments,
+        a.products,
+        a.crops,
+        a.costing_items,
+        a.invoices,
         cfg
     );
     for e in &r.exports {
@@ -846,5 +864,27 @@ fn demo_text(r: &lockgate::demo::DemoReport) -> String {
     for (command, what) in &tries {
         s.push_str(&format!("  {command:<width$}  # {what}\n"));
     }
+    let merges = [
+        (
+            format!(
+                "lockgate --config {cfg} merge --def {MERGE} --from {CONFLICT_FROM} --into {CONFLICT_INTO} --preview"
+            ),
+            format!("conflicts: both have {}", CONFLICT_USERNAMES.join(", ")),
+        ),
+        (
+            format!("lockgate --config {cfg} merge --def {MERGE} --from {CLEAN_FROM} --into {CLEAN_INTO} --preview"),
+            "a clean merge: no username in common".to_string(),
+        ),
+    ];
+    let width = merges.iter().map(|(c, _)| c.chars().count()).max().unwrap_or(0);
+    s.push_str(&format!(
+        "\nMerge a customer account into another (accounts.db, the merge `{MERGE}`). Try:\n"
+    ));
+    for (command, what) in &merges {
+        s.push_str(&format!("  {command:<width$}  # {what}\n"));
+    }
+    s.push_str(&format!(
+        "Without --preview the merge runs. Customer {DELETED_CUSTOMER} is soft-deleted: a merge refuses it.\n"
+    ));
     s
 }

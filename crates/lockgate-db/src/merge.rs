@@ -81,10 +81,7 @@ pub struct ConflictRow {
 /// else the first unique key whose columns are all NOT NULL, else every column but
 /// the referencing ones (compared NULL-safely).
 pub fn row_key(table: &Table, referencing: &[String]) -> Vec<KeyColumn> {
-    let not_null = |cols: &[String]| {
-        cols.iter()
-            .all(|c| table.column(c).is_some_and(|c| !c.nullable))
-    };
+    let not_null = |cols: &[String]| cols.iter().all(|c| table.column(c).is_some_and(|c| !c.nullable));
     let chosen: Vec<String> = if !table.primary_key.is_empty() {
         table.primary_key.clone()
     } else if let Some(u) = table.unique_keys().into_iter().find(|u| not_null(u)) {
@@ -124,7 +121,13 @@ fn column<'t>(table: &'t Table, name: &str) -> Result<&'t Column, DbError> {
 }
 
 /// `alias.c1 = v1 AND alias.c2 = v2` for one entry's old (or new) values.
-fn equals(d: Dialect, alias: &str, step: &Step<'_>, values: &[Value], params: &mut Vec<Value>) -> Result<String, DbError> {
+fn equals(
+    d: Dialect,
+    alias: &str,
+    step: &Step<'_>,
+    values: &[Value],
+    params: &mut Vec<Value>,
+) -> Result<String, DbError> {
     let mut parts = Vec::with_capacity(values.len());
     for (c, v) in step.columns.iter().zip(values) {
         let col = column(step.table, c)?;
@@ -134,7 +137,13 @@ fn equals(d: Dialect, alias: &str, step: &Step<'_>, values: &[Value], params: &m
 }
 
 /// The rows of `alias` holding any of the chunk's old values (and not excluded).
-fn holds_old(d: Dialect, alias: &str, step: &Step<'_>, chunk: &[MapEntry], params: &mut Vec<Value>) -> Result<String, DbError> {
+fn holds_old(
+    d: Dialect,
+    alias: &str,
+    step: &Step<'_>,
+    chunk: &[MapEntry],
+    params: &mut Vec<Value>,
+) -> Result<String, DbError> {
     let holds = if step.columns.len() == 1 {
         let col = column(step.table, &step.columns[0])?;
         let list: Vec<String> = chunk.iter().map(|e| typed(d, params, &e.old[0], col)).collect();
@@ -192,13 +201,29 @@ fn case_of(
 }
 
 /// The new value of referencing column `c` (its position) for a row of `alias`.
-fn case_new(d: Dialect, alias: &str, step: &Step<'_>, chunk: &[MapEntry], c: usize, params: &mut Vec<Value>) -> Result<String, DbError> {
+fn case_new(
+    d: Dialect,
+    alias: &str,
+    step: &Step<'_>,
+    chunk: &[MapEntry],
+    c: usize,
+    params: &mut Vec<Value>,
+) -> Result<String, DbError> {
     let col = column(step.table, &step.columns[c])?.clone();
-    case_of(d, alias, step, chunk, 0, params, &mut |_, e, p| typed(d, p, &e.new[c], &col))
+    case_of(d, alias, step, chunk, 0, params, &mut |_, e, p| {
+        typed(d, p, &e.new[c], &col)
+    })
 }
 
 /// The map entry's number for a row of `alias`.
-fn case_entry(d: Dialect, alias: &str, step: &Step<'_>, chunk: &[MapEntry], first: usize, params: &mut Vec<Value>) -> Result<String, DbError> {
+fn case_entry(
+    d: Dialect,
+    alias: &str,
+    step: &Step<'_>,
+    chunk: &[MapEntry],
+    first: usize,
+    params: &mut Vec<Value>,
+) -> Result<String, DbError> {
     case_of(d, alias, step, chunk, first, params, &mut |i, _, _| i.to_string())
 }
 
@@ -428,7 +453,9 @@ pub async fn drop_side(conn: &mut Conn, name: &str) -> Result<(), DbError> {
 /// Empties a side table (a retried attempt on MariaDB, where it outlives a rollback).
 pub async fn clear_side(conn: &mut Conn, name: &str) -> Result<(), DbError> {
     let d = conn.dialect();
-    conn.execute(&format!("DELETE FROM {}", d.quote(name)), &[]).await.map(|_| ())
+    conn.execute(&format!("DELETE FROM {}", d.quote(name)), &[])
+        .await
+        .map(|_| ())
 }
 
 /// Moves the step's rows and records each one's key in the side table `side`, in
@@ -503,7 +530,11 @@ pub async fn repoint(conn: &mut Conn, side: &str, step: &Step<'_>) -> Result<u64
                         let col = column(step.table, c)?;
                         let mut case = format!("CASE s.{ENTRY}");
                         for (j, e) in chunk.iter().enumerate() {
-                            case.push_str(&format!(" WHEN {} THEN {}", first + j, typed(d, &mut params, &e.new[i], col)));
+                            case.push_str(&format!(
+                                " WHEN {} THEN {}",
+                                first + j,
+                                typed(d, &mut params, &e.new[i], col)
+                            ));
                         }
                         set.push(format!("t.{} = {case} END", d.quote(c)));
                     }
@@ -548,7 +579,31 @@ pub async fn repoint(conn: &mut Conn, side: &str, step: &Step<'_>) -> Result<u64
 }
 
 fn prefix_set(set: &[String], alias: &str) -> String {
-    set.iter().map(|s| format!("{alias}.{s}")).collect::<Vec<_>>().join(", ")
+    set.iter()
+        .map(|s| format!("{alias}.{s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The row key columns a side table's row finds its row by after the move: those
+/// the step does not change (a key column that is a referencing column holds the
+/// new value now, which the callers compare through the map).
+fn unchanged_key(step: &Step<'_>) -> Vec<KeyColumn> {
+    step.key
+        .iter()
+        .filter(|k| !step.columns.contains(&k.name))
+        .cloned()
+        .collect()
+}
+
+/// `left.k = right.k AND …` over [`unchanged_key`] (`1 = 1` when there is none).
+fn unchanged_match(d: Dialect, left: &str, right: &str, step: &Step<'_>) -> String {
+    let key = unchanged_key(step);
+    if key.is_empty() {
+        "1 = 1".into()
+    } else {
+        d.key_match(left, right, &key)
+    }
 }
 
 /// The side table's rows whose referencing row is gone or no longer holds the new
@@ -581,7 +636,7 @@ pub async fn changed_since(
         d.columns(Some("s"), &names),
         d.quote(side),
         d.table(&step.table.name),
-        d.key_match("t", "s", step.key),
+        unchanged_match(d, "t", "s", step),
         still.join(" AND "),
     );
     conn.query(&sql, &params, Some(&kinds)).await
@@ -594,7 +649,7 @@ pub async fn undo_repoint(conn: &mut Conn, side: &str, step: &Step<'_>, overwrit
     let d = conn.dialect();
     let t = d.table(&step.table.name);
     let s = d.quote(side);
-    let on = d.key_match("t", "s", step.key);
+    let on = unchanged_match(d, "t", "s", step);
     let mut total = 0;
     for (n, chunk) in step.map.chunks(MAP_CHUNK).enumerate() {
         let first = n * MAP_CHUNK;
@@ -605,37 +660,54 @@ pub async fn undo_repoint(conn: &mut Conn, side: &str, step: &Step<'_>, overwrit
             let col = column(step.table, c)?;
             let mut old = format!("CASE s.{ENTRY}");
             for (j, e) in chunk.iter().enumerate() {
-                old.push_str(&format!(" WHEN {} THEN {}", first + j, typed(d, &mut params, &e.old[i], col)));
+                old.push_str(&format!(
+                    " WHEN {} THEN {}",
+                    first + j,
+                    typed(d, &mut params, &e.old[i], col)
+                ));
             }
             set.push((d.quote(c), format!("{old} END")));
         }
         let mut filter = format!("s.{ENTRY} >= {first} AND s.{ENTRY} < {}", first + chunk.len());
-        // Only without `overwrite` does the WHERE compare with the new values: their
-        // parameters are bound then alone (a value bound and not used is an error).
-        if !overwrite {
-            let mut still = Vec::new();
-            for (i, c) in step.columns.iter().enumerate() {
-                let col = column(step.table, c)?;
-                let mut new = format!("CASE s.{ENTRY}");
-                for (j, e) in chunk.iter().enumerate() {
-                    new.push_str(&format!(" WHEN {} THEN {}", first + j, typed(d, &mut params, &e.new[i], col)));
-                }
-                still.push(format!("t.{} = {new} END", d.quote(c)));
+        // Only rows that still hold what the merge gave them; with `overwrite`, any
+        // row of the recorded key (a key column the merge changed still has to hold
+        // the new value: it is how the row is found).
+        for (i, c) in step.columns.iter().enumerate() {
+            if overwrite && !step.key.iter().any(|k| &k.name == c) {
+                continue;
             }
-            filter.push_str(&format!(" AND {}", still.join(" AND ")));
+            let col = column(step.table, c)?;
+            let mut new = format!("CASE s.{ENTRY}");
+            for (j, e) in chunk.iter().enumerate() {
+                new.push_str(&format!(
+                    " WHEN {} THEN {}",
+                    first + j,
+                    typed(d, &mut params, &e.new[i], col)
+                ));
+            }
+            filter.push_str(&format!(" AND t.{} = {new} END", d.quote(c)));
         }
         let sql = match d.0 {
             Engine::Mysql => format!(
                 "UPDATE {t} t JOIN {s} s ON {on} SET {} WHERE {filter}",
-                set.iter().map(|(c, v)| format!("t.{c} = {v}")).collect::<Vec<_>>().join(", ")
+                set.iter()
+                    .map(|(c, v)| format!("t.{c} = {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Engine::Postgres => format!(
                 "UPDATE {t} t SET {} FROM {s} s WHERE {on} AND {filter}",
-                set.iter().map(|(c, v)| format!("{c} = {v}")).collect::<Vec<_>>().join(", ")
+                set.iter()
+                    .map(|(c, v)| format!("{c} = {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Engine::Sqlite => format!(
                 "UPDATE {t} AS t SET {} FROM {s} s WHERE {on} AND {filter}",
-                set.iter().map(|(c, v)| format!("{c} = {v}")).collect::<Vec<_>>().join(", ")
+                set.iter()
+                    .map(|(c, v)| format!("{c} = {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         total += conn.execute(&sql, &params).await?;
@@ -744,9 +816,13 @@ pub async fn set_rows(
 /// any write: `SELECT expr FROM table WHERE 1 = 0`.
 pub async fn check_expression(conn: &mut Conn, table: &TableName, expr: &str) -> Result<(), DbError> {
     let d = conn.dialect();
-    conn.query(&format!("SELECT ({expr}) FROM {} WHERE 1 = 0", d.table(table)), &[], None)
-        .await
-        .map(|_| ())
+    conn.query(
+        &format!("SELECT ({expr}) FROM {} WHERE 1 = 0", d.table(table)),
+        &[],
+        None,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Lockgate's own tables a merge writes its side tables as: `lockgate_merge_<id>_<step>`.
@@ -915,7 +991,10 @@ pub async fn record_by_id(conn: &mut Conn, id: i64) -> Result<Option<MergeRecord
     if conn.describe(&TableName::new("lockgate_merges")).await?.is_none() {
         return Ok(None);
     }
-    let sql = format!("SELECT {RECORD_COLUMNS} FROM lockgate_merges WHERE id = {}", conn.dialect().param(1));
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM lockgate_merges WHERE id = {}",
+        conn.dialect().param(1)
+    );
     let rows = conn.query(&sql, &[Value::Int(id)], None).await?;
     Ok(rows.first().map(|r| record(r)))
 }

@@ -1,13 +1,21 @@
 //! `lockgate.toml`: named connections, so that `--db prod` can stand for a URL,
-//! named transfers (see [`crate::transfer`]), and the server's settings.
+//! named transfers (see [`crate::transfer`]), named merges of accounts, and the
+//! server's settings.
 //!
 //! ```toml
 //! [connections.prod]
 //! url = "postgres://app@db.example.com/app"
 //!
-//! [merges.customers]             # see lockgate::merge::def
-//! table = "customers"
-//! sources = "set:deleted=1"
+//! [merges.customers]                 # lockgate merge --def customers (see lockgate::merge::def)
+//! db = "prod"                        # a connection name or a URL
+//! table = "customers"                # the accounts' table
+//! deleted_when = "deleted = 1"       # an SQL condition: the account is soft-deleted
+//! sources = "set:deleted=1,active=0" # what the merge does to the account merged away
+//! conflict_rows = "set:deleted=1"    # what it does to a row that conflicts with the kept one's
+//! skip_tables = []                   # tables the merge leaves out
+//! references = []                    # soft references: "jobs.byPuid -> customers.id"
+//! merge_conflicts = false
+//! timeout = "60s"
 //!
 //! [server]
 //! port = 3333                     # or bind = "127.0.0.1:3333"
@@ -20,9 +28,10 @@
 //!
 //! Bad values are errors naming the file, the line and the key: durations go through
 //! the one duration parser (`lockgate_core::parse_duration`). Connections and
-//! transfers are checked when the file is read; `[server]` only by the commands that
-//! serve (`serve`, `demo`) through [`Config::server`], so that a bad server setting
-//! does not stop `migrate`, `load` or a transfer.
+//! transfers are checked when the file is read, and so are merges (their keys,
+//! actions and durations: [`crate::merge::MergeSpec`]); `[server]` only by the commands that serve (`serve`, `demo`) through
+//! [`Config::server`], so that a bad server setting does not stop `migrate`, `load`
+//! or a transfer.
 
 use lockgate_db::DbUrl;
 use std::collections::BTreeMap;

@@ -943,6 +943,15 @@ fn bad_transfer_input_is_exit_2_with_what_to_do_and_changes_nothing() {
     let (code, _, err) = run_in(d, &["--config", "bad.toml", "transfer", "run"]);
     assert_eq!(code, 2);
     assert!(err.contains("bad.toml:3") && err.contains("soruce_table"), "{err}");
+    // So does a misspelt merge key.
+    std::fs::write(
+        d.join("bad.toml"),
+        "[merges.customers]\ndb = \"accounts\"\ntabel = \"customers\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_in(d, &["--config", "bad.toml", "transfer", "run"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.toml:3") && err.contains("tabel"), "{err}");
     // Nothing above created an export.
     let (_, out, _) = run_in(d, &["--config", cfg, "transfer", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -42,8 +42,8 @@ mod unit;
 
 use self::{batch::*, careful::*, checks::*, images::*, plan::*, quick::*, stage::*, unit::*};
 pub use images::{can_capture, image_key};
-pub use unit::write;
 pub(crate) use stage::stage_type;
+pub use unit::write;
 
 /// How rows meet existing rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

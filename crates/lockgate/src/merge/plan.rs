@@ -137,7 +137,12 @@ fn check_action(table: &Table, action: &RowAction, flag: &str) -> Vec<String> {
             None => problems.push(format!(
                 "{flag} sets column {c}, which {} does not have (its columns: {})",
                 table.name,
-                table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                table
+                    .columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
             Some(col) if table.primary_key.contains(&col.name) => problems.push(format!(
                 "{flag} sets {}.{c}, a primary key column: references would be left pointing at nothing",
@@ -235,7 +240,10 @@ pub(crate) async fn prepare(conn: &mut Conn, opts: &MergeOptions) -> Result<Prep
     // The user's SQL is checked by the engine itself, on a query that reads nothing.
     if let Some(cond) = &opts.deleted_when {
         if let Err(e) = sql::check_expression(conn, &merged.name, cond).await {
-            problems.push(format!("the soft-delete condition {cond:?} does not work on {}: {e}", merged.name));
+            problems.push(format!(
+                "the soft-delete condition {cond:?} does not work on {}: {e}",
+                merged.name
+            ));
         }
     }
     if let RowAction::Set(a) = &opts.sources_action {
@@ -375,13 +383,21 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
     let mut problems = Vec::new();
     for (k, r) in wanted.iter().zip(&rows) {
         if r.is_none() {
-            let what = if std::ptr::eq(k, wanted.last().unwrap()) { "target" } else { "source" };
+            let what = if std::ptr::eq(k, wanted.last().unwrap()) {
+                "target"
+            } else {
+                "source"
+            };
             problems.push(format!("{what} {} is not in {}", show_key(k), merged.name));
         }
     }
     if let Some(cond) = &opts.deleted_when {
         for k in sql::keys_matching(conn, merged, &merged.primary_key, &wanted, cond).await? {
-            let what = if key_text(&k) == key_text(&prep.target) { "target" } else { "source" };
+            let what = if key_text(&k) == key_text(&prep.target) {
+                "target"
+            } else {
+                "source"
+            };
             problems.push(format!(
                 "{what} {} of {} is soft-deleted ({cond}): merge only live rows",
                 show_key(&k),
@@ -468,7 +484,10 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
                         counterpart: json_map(&names, &c.counterpart),
                         level: level.depth,
                     });
-                    if !found.iter().any(|(t, k, _)| t.name == table.name && key_text(k) == key_text(&c.row)) {
+                    if !found
+                        .iter()
+                        .any(|(t, k, _)| t.name == table.name && key_text(k) == key_text(&c.row))
+                    {
                         found.push((table.clone(), c.row.clone(), c.counterpart.clone()));
                     }
                 }
@@ -492,7 +511,8 @@ pub(crate) async fn plan(conn: &mut Conn, prep: &Prepared, opts: &MergeOptions) 
             }
             for name in tables {
                 let table = prep.tables.iter().find(|t| t.name == name).cloned().expect("described");
-                let ours: Vec<&(Table, Vec<Value>, Vec<Value>)> = found.iter().filter(|(t, _, _)| t.name == name).collect();
+                let ours: Vec<&(Table, Vec<Value>, Vec<Value>)> =
+                    found.iter().filter(|(t, _, _)| t.name == name).collect();
                 if table.primary_key.is_empty() {
                     return Err(MergeError::one(format!(
                         "{} rows of {name} conflict, and {name} has no primary key to merge them by: \

@@ -231,7 +231,13 @@ pub(crate) fn refs_to(tables: &[Table], merged: &Table, declared: &[Declared], s
         {
             continue;
         }
-        out.push(make(t, d.columns.clone(), d.referenced.clone(), "declared", d.text.clone()));
+        out.push(make(
+            t,
+            d.columns.clone(),
+            d.referenced.clone(),
+            "declared",
+            d.text.clone(),
+        ));
     }
     out
 }
@@ -262,7 +268,10 @@ pub async fn references(
     skip: &[String],
 ) -> Result<Vec<Reference>, MergeError> {
     let mut conn = Conn::connect_existing(url).await?;
-    let merged = conn.find_table(table).await.map_err(|e| MergeError::one(e.to_string()))?;
+    let merged = conn
+        .find_table(table)
+        .await
+        .map_err(|e| MergeError::one(e.to_string()))?;
     let tables = describe_all(&mut conn).await?;
     let declared = parse_declared(declared, &tables, &merged)?;
     let skip = skipped(&tables, skip)?;

@@ -228,7 +228,15 @@ pub async fn merge(
     let id = match sql::insert_record(ledger.conn(), &record).await {
         Ok(id) => id,
         Err(e) => {
-            let _ = ledger.finish_run(run_id, RunStatus::Failed, 0, &serde_json::Value::Null, Some(&e.to_string())).await;
+            let _ = ledger
+                .finish_run(
+                    run_id,
+                    RunStatus::Failed,
+                    0,
+                    &serde_json::Value::Null,
+                    Some(&e.to_string()),
+                )
+                .await;
             let _ = ledger.unlock_all(locks).await;
             return Err(e.into());
         }
@@ -237,7 +245,16 @@ pub async fn merge(
 
     let mut attempts = 0u32;
     let mut created: Vec<String> = Vec::new();
-    let work = attempt_all(&mut conn, url, &prep, opts, id, &mut changes, &mut attempts, &mut created);
+    let work = attempt_all(
+        &mut conn,
+        url,
+        &prep,
+        opts,
+        id,
+        &mut changes,
+        &mut attempts,
+        &mut created,
+    );
     let result = match tokio::time::timeout(opts.timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(MergeError::Db(DbError::Invalid(format!(
@@ -303,10 +320,14 @@ pub async fn merge(
         .finish_run(run_id, run_status, report.total_rows, &outcome, report.error.as_deref())
         .await
     {
-        warnings.push(format!("the end of run {run_id} could not be recorded in lockgate_runs ({e})"));
+        warnings.push(format!(
+            "the end of run {run_id} could not be recorded in lockgate_runs ({e})"
+        ));
     }
     if let Err(e) = ledger.unlock_all(locks).await {
-        warnings.push(format!("the table locks could not be given back ({e}); they are freed when this process exits"));
+        warnings.push(format!(
+            "the table locks could not be given back ({e}); they are freed when this process exits"
+        ));
     }
     match error {
         // Bad input found inside the transaction (a source gone, soft-deleted) is
@@ -374,7 +395,10 @@ async fn attempt_all(
         if !retry {
             return result;
         }
-        tracing::info!(attempt = *attempts, "merge attempt failed with a transient error; retrying");
+        tracing::info!(
+            attempt = *attempts,
+            "merge attempt failed with a transient error; retrying"
+        );
         tokio::time::sleep(opts.retry.backoff(*attempts)).await;
         if lost {
             *conn = Conn::connect_existing(url).await?;
@@ -385,20 +409,27 @@ async fn attempt_all(
 /// Bounds each statement of this session by what is left of the timeout, and
 /// lock waits by `--lock-wait`.
 async fn session_limits(conn: &mut Conn, opts: &MergeOptions, deadline: Instant) -> Result<(), DbError> {
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
     match conn.engine() {
         Engine::Postgres => {
-            conn.batch(&format!("SET statement_timeout = {}", left.as_millis())).await?;
+            conn.batch(&format!("SET statement_timeout = {}", left.as_millis()))
+                .await?;
             if let Some(w) = opts.lock_wait {
-                conn.batch(&format!("SET lock_timeout = {}", w.as_millis().max(1))).await?;
+                conn.batch(&format!("SET lock_timeout = {}", w.as_millis().max(1)))
+                    .await?;
             }
         }
         Engine::Mysql => {
             conn.batch(&format!("SET SESSION max_statement_time = {:.3}", left.as_secs_f64()))
                 .await?;
             if let Some(w) = opts.lock_wait {
-                conn.batch(&format!("SET SESSION innodb_lock_wait_timeout = {}", w.as_secs().max(1)))
-                    .await?;
+                conn.batch(&format!(
+                    "SET SESSION innodb_lock_wait_timeout = {}",
+                    w.as_secs().max(1)
+                ))
+                .await?;
             }
         }
         Engine::Sqlite => {}
@@ -686,9 +717,11 @@ pub async fn history(url: &DbUrl, limit: u32) -> Result<Vec<MergeSummary>, Merge
 
 /// Reads a merge's record; an unknown id is bad input.
 pub(crate) async fn record(conn: &mut Conn, id: i64) -> Result<MergeRecord, MergeError> {
-    sql::record_by_id(conn, id)
-        .await?
-        .ok_or_else(|| MergeError::one(format!("merge {id} is not in this database's history: see `lockgate merge history`")))
+    sql::record_by_id(conn, id).await?.ok_or_else(|| {
+        MergeError::one(format!(
+            "merge {id} is not in this database's history: see `lockgate merge history`"
+        ))
+    })
 }
 
 /// A stored step's table, described again, and its step's parts typed.
@@ -704,9 +737,10 @@ pub(crate) async fn load_step(conn: &mut Conn, s: &StoredStep) -> Result<Loaded,
         schema: s.schema.clone(),
         name: s.table.clone(),
     };
-    let table = conn.describe(&name).await?.ok_or_else(|| {
-        MergeError::one(format!("table {name}, which the merge changed, is not there any more"))
-    })?;
+    let table = conn
+        .describe(&name)
+        .await?
+        .ok_or_else(|| MergeError::one(format!("table {name}, which the merge changed, is not there any more")))?;
     let typed = |vals: &[serde_json::Value]| -> Result<Vec<Value>, MergeError> {
         s.columns
             .iter()
@@ -787,8 +821,16 @@ pub async fn show(url: &DbUrl, id: i64, limit: u64) -> Result<MergeDetail, Merge
             truncated = true;
         }
     }
-    let counts: Vec<TableCount> = r.counts.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
-    let conflicts: Vec<Conflict> = r.conflicts.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
+    let counts: Vec<TableCount> = r
+        .counts
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or_default();
+    let conflicts: Vec<Conflict> = r
+        .conflicts
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or_default();
     let actions = stored
         .levels
         .iter()

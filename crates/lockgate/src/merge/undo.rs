@@ -142,7 +142,10 @@ pub async fn undo(url: &DbUrl, id: i64, opts: &UndoOptions) -> Result<UndoReport
         jobs.push(ledger.table_job(&t.name).await?);
     }
     let locks = ledger.lock_all(&jobs, &holder, opts.lock_timeout).await?;
-    let run_id = match ledger.start_run("merge-undo", &format!("merge:{}", record.table), &holder).await {
+    let run_id = match ledger
+        .start_run("merge-undo", &format!("merge:{}", record.table), &holder)
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             let _ = ledger.unlock_all(locks).await;
@@ -207,7 +210,10 @@ fn step<'a>(s: &'a run::StoredStep, l: &'a Loaded) -> Step<'a> {
 }
 
 /// Types a stored image's values (a whole row or some columns) for its table.
-fn typed(table: &Table, m: &serde_json::Map<String, serde_json::Value>) -> Result<(Vec<String>, Vec<Value>), MergeError> {
+fn typed(
+    table: &Table,
+    m: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(Vec<String>, Vec<Value>), MergeError> {
     let mut cols = Vec::new();
     let mut vals = Vec::new();
     for (c, v) in m {
@@ -369,7 +375,9 @@ async fn attempt(
         }
     }
     if !sql::mark_undone(conn, id).await? {
-        return Err(MergeError::one(format!("merge {id} was undone by someone else meanwhile")));
+        return Err(MergeError::one(format!(
+            "merge {id} was undone by someone else meanwhile"
+        )));
     }
     conn.commit().await?;
     let tables = tables

@@ -597,6 +597,241 @@ async fn the_demo_is_the_seeds_sample() {
     assert_eq!(dry.available, 239);
 }
 
+/// The first integer of a query's first row.
+async fn one_int(conn: &mut Conn, sql: &str) -> i64 {
+    match conn
+        .query(sql, &[], None)
+        .await
+        .unwrap()
+        .first()
+        .and_then(|r| r.first())
+    {
+        Some(Value::Int(n)) => *n,
+        other => panic!("{sql}: {other:?}"),
+    }
+}
+
+/// The demo's accounts.db: the customer-account shape a merge runs on (declared
+/// references, unique sub-account usernames per customer), a merge with conflicts,
+/// a clean one and a soft-deleted customer, the merge in lockgate.toml; kept by a
+/// second `demo`, added to a demo folder that lacks it.
+#[tokio::test]
+async fn the_demo_has_customer_accounts_to_merge() {
+    use lockgate::demo::{CLEAN_FROM, CLEAN_INTO, CONFLICT_FROM, CONFLICT_INTO, CONFLICT_USERNAMES, DELETED_CUSTOMER};
+    use lockgate_core::TableName;
+    let dir = tempfile::tempdir().unwrap();
+    let r = lockgate::demo::create(dir.path()).await.unwrap();
+    assert!(r.created);
+    assert!(r.files.accounts.is_file(), "{}", r.files.accounts.display());
+    let counts = lockgate_db::demo::AccountCounts {
+        customers: 8,
+        deleted_customers: 1,
+        users: 61,
+        jobs: 52,
+        job_logs: 142,
+        job_assignments: 68,
+        products: 24,
+        crops: 24,
+        costing_items: 24,
+        invoices: 23,
+    };
+    assert_eq!(r.accounts, counts);
+    let url = r.files.accounts_url().unwrap();
+    let mut conn = Conn::connect_existing(&url).await.unwrap();
+    let mut tables: Vec<String> = conn.list_tables().await.unwrap().into_iter().map(|t| t.name).collect();
+    tables.sort();
+    assert_eq!(
+        tables,
+        [
+            "costing_items",
+            "crops",
+            "customers",
+            "invoices",
+            "job_assignments",
+            "job_logs",
+            "jobs",
+            "products",
+            "users"
+        ]
+    );
+    // Every reference is declared, so introspection finds them all: (child column,
+    // parent table, parent column), per table.
+    type Reference = (&'static str, &'static str, &'static str);
+    let expected: &[(&str, &[Reference])] = &[
+        ("customers", &[]),
+        ("users", &[("parent", "customers", "id")]),
+        (
+            "jobs",
+            &[
+                ("customer", "customers", "id"),
+                ("client", "users", "id"),
+                ("operator", "users", "id"),
+                ("vehicle", "users", "id"),
+            ],
+        ),
+        ("job_logs", &[("job", "jobs", "id")]),
+        (
+            "job_assignments",
+            &[
+                ("job", "jobs", "id"),
+                ("pilot", "users", "id"),
+                ("vehicle", "users", "id"),
+            ],
+        ),
+        ("products", &[("customer", "customers", "id")]),
+        ("crops", &[("customer", "customers", "id")]),
+        ("costing_items", &[("customer", "customers", "id")]),
+        ("invoices", &[("customer", "customers", "id")]),
+    ];
+    for (table, keys) in expected {
+        let t = conn.describe(&TableName::new(*table)).await.unwrap().unwrap();
+        assert_eq!(t.primary_key, ["id"], "{table}");
+        let mut found: Vec<(String, String, String)> = t
+            .foreign_keys
+            .iter()
+            .map(|k| {
+                assert_eq!(k.columns.len(), 1, "{table}: {k:?}");
+                let (from, to) = k.columns[0].clone();
+                (from, k.references.name.clone(), to)
+            })
+            .collect();
+        found.sort();
+        let mut keys: Vec<(String, String, String)> = keys
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect();
+        keys.sort();
+        assert_eq!(found, keys, "{table}");
+    }
+    let unique =
+        |t: &lockgate_core::Table| -> Vec<Vec<String>> { t.unique.iter().map(|u| u.columns.clone()).collect() };
+    let users = conn.describe(&TableName::new("users")).await.unwrap().unwrap();
+    assert_eq!(unique(&users), [vec!["parent".to_string(), "username".to_string()]]);
+    let customers = conn.describe(&TableName::new("customers")).await.unwrap().unwrap();
+    assert_eq!(unique(&customers), [vec!["username".to_string()]]);
+    // The rows keep their references, and each job's people and vehicle are its
+    // customer's, of the right kind; every customer has sub-accounts of every kind.
+    let dangling = conn.query("PRAGMA foreign_key_check", &[], None).await.unwrap();
+    assert!(dangling.is_empty(), "{dangling:?}");
+    let misplaced = "SELECT count(*) FROM jobs j JOIN users c ON c.id = j.client JOIN users o ON o.id = j.operator \
+         JOIN users v ON v.id = j.vehicle WHERE c.parent <> j.customer OR o.parent <> j.customer \
+         OR v.parent <> j.customer OR c.kind <> '3' OR o.kind <> '4' OR v.kind <> '9'";
+    assert_eq!(one_int(&mut conn, misplaced).await, 0);
+    let crew = "SELECT count(*) FROM job_assignments a JOIN jobs j ON j.id = a.job JOIN users p ON p.id = a.pilot \
+         JOIN users v ON v.id = a.vehicle WHERE p.parent <> j.customer OR v.parent <> j.customer \
+         OR p.kind <> '5' OR v.kind <> '9'";
+    assert_eq!(one_int(&mut conn, crew).await, 0);
+    let kinds = "SELECT count(*) FROM customers c WHERE (SELECT count(DISTINCT kind) FROM users u \
+         WHERE u.parent = c.id AND u.kind IN ('3', '4', '5', '6', '9')) <> 5";
+    assert_eq!(one_int(&mut conn, kinds).await, 0);
+    // The conflicting pair shares exactly the usernames the demo names, and the
+    // source's conflicting users have jobs; the clean pair shares none.
+    let shared = |from: i64, into: i64| {
+        format!(
+            "SELECT a.username FROM users a JOIN users b ON b.username = a.username \
+             WHERE a.parent = {from} AND b.parent = {into} ORDER BY a.username"
+        )
+    };
+    let names: Vec<Value> = conn
+        .query(&shared(CONFLICT_FROM, CONFLICT_INTO), &[], None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|mut r| r.remove(0))
+        .collect();
+    let expected: Vec<Value> = CONFLICT_USERNAMES.iter().map(|n| Value::Text(n.to_string())).collect();
+    assert_eq!(names, expected);
+    let jobs_of_conflicts = format!(
+        "SELECT count(*) FROM jobs j JOIN users u ON u.id IN (j.client, j.vehicle) \
+         WHERE j.customer = {CONFLICT_FROM} AND u.username IN ('north-farm', 'ag-truck-1')"
+    );
+    assert!(one_int(&mut conn, &jobs_of_conflicts).await > 0);
+    let clean = format!("SELECT count(*) FROM ({})", shared(CLEAN_FROM, CLEAN_INTO));
+    assert_eq!(one_int(&mut conn, &clean).await, 0);
+    for id in [CONFLICT_FROM, CONFLICT_INTO, CLEAN_FROM, CLEAN_INTO] {
+        let live = format!("SELECT count(*) FROM customers WHERE id = {id} AND deleted = 0 AND active = 1");
+        assert_eq!(one_int(&mut conn, &live).await, 1, "customer {id}");
+    }
+    let deleted = "SELECT id FROM customers WHERE deleted = 1";
+    assert_eq!(one_int(&mut conn, deleted).await, DELETED_CUSTOMER);
+    // lockgate.toml names the connection and the merge as the merge reads them.
+    let config = lockgate::config::Config::load(&r.files.config, true).unwrap();
+    assert_eq!(config.resolve_db(Some("accounts")).unwrap(), url);
+    let m = &config.merges["customers"];
+    assert_eq!(m.db.as_deref(), Some("accounts"));
+    assert_eq!(m.table.as_deref(), Some("customers"));
+    assert_eq!(m.deleted_when.as_deref(), Some("deleted = 1"));
+    use lockgate::merge::{MergeStatus, RowAction};
+    let set =
+        |pairs: &[(&str, &str)]| RowAction::Set(pairs.iter().map(|(c, e)| (c.to_string(), e.to_string())).collect());
+    assert_eq!(m.sources, Some(set(&[("deleted", "1"), ("active", "0")])));
+    assert_eq!(m.conflict_rows, Some(set(&[("deleted", "1")])));
+    assert_eq!(m.skip_tables.as_deref(), Some(&[][..]));
+    assert_eq!(m.timeout, Some(std::time::Duration::from_secs(60)));
+    assert_eq!((m.references.as_ref(), m.merge_conflicts), (None, None));
+    // The merges the demo suggests: 2 into 1 conflicts on the three shared usernames,
+    // 4 into 3 is clean, and the soft-deleted 6 is refused.
+    let preview = |from: &str, into: &str| {
+        let mut o = m.options("customers");
+        o.sources = vec![vec![from.to_string()]];
+        o.target = vec![into.to_string()];
+        o.preview = true;
+        o
+    };
+    let p = lockgate::merge::merge(&url, &preview("2", "1"), None).await.unwrap();
+    assert_eq!(
+        (p.status, p.exit_code(), p.conflicts.len()),
+        (MergeStatus::Preview, 4, 3)
+    );
+    let p = lockgate::merge::merge(&url, &preview("4", "3"), None).await.unwrap();
+    assert_eq!(
+        (p.status, p.exit_code(), p.conflicts.len()),
+        (MergeStatus::Preview, 0, 0)
+    );
+    assert!(p.total_rows > 0);
+    let e = lockgate::merge::merge(&url, &preview("6", "3"), None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("soft-deleted"), "{e}");
+    assert!(config.transfers.contains_key("customers"));
+    // A second `demo` keeps accounts.db as it is (an edit survives) and the file.
+    conn.execute("UPDATE customers SET name = 'kept' WHERE id = 1", &[])
+        .await
+        .unwrap();
+    drop(conn);
+    let again = lockgate::demo::create(dir.path()).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.accounts, counts);
+    let mut conn = Conn::connect_existing(&url).await.unwrap();
+    let name = conn
+        .query("SELECT name FROM customers WHERE id = 1", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(name, [[Value::Text("kept".into())]]);
+    drop(conn);
+    // A demo folder without accounts.db (made before it existed, or a run that died
+    // half-way, leaving its partial file) gains it, and keeps its sample as it is.
+    lockgate::demo::generate(dir.path(), 3).await.unwrap();
+    std::fs::remove_file(&r.files.accounts).unwrap();
+    std::fs::write(dir.path().join("accounts.db.partial"), "not a database").unwrap();
+    let third = lockgate::demo::create(dir.path()).await.unwrap();
+    assert!(third.created);
+    assert_eq!(third.accounts, counts);
+    assert_eq!((third.customers, third.exports.len()), (1339, r.exports.len()));
+    assert!(!dir.path().join("accounts.db.partial").exists());
+    assert!(lockgate::config::Config::load(&r.files.config, true)
+        .unwrap()
+        .merges
+        .contains_key("customers"));
+    // A lost lockgate.toml is written again; the databases stay as they are.
+    std::fs::remove_file(&r.files.config).unwrap();
+    let fourth = lockgate::demo::create(dir.path()).await.unwrap();
+    assert!(!fourth.created);
+    assert_eq!((fourth.customers, fourth.accounts), (1339, counts));
+    let config = lockgate::config::Config::load(&r.files.config, true).unwrap();
+    assert!(config.merges.contains_key("customers") && config.connections.contains_key("accounts"));
+}
+
 #[tokio::test]
 async fn a_row_set_scattered_through_the_source_is_read_by_key() {
     for (s, d) in PAIRS {
