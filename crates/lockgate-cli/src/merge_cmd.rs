@@ -234,7 +234,7 @@ async fn run(config: &Config, a: RunArgs) -> i32 {
         first = false;
     };
     if opts.preview && json {
-        print!("{{\"changes\": [\n");
+        println!("{{\"changes\": [");
     }
     let sink: Option<&mut (dyn FnMut(merge::Change) + Send)> =
         if opts.preview { Some(&mut write_change) } else { None };

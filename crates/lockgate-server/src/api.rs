@@ -614,7 +614,9 @@ pub async fn merges(State(st): State<Shared>, Query(q): Query<MergeQuery>) -> Ap
             table: m.spec.table.clone(),
         })
         .collect();
-    Ok(Json(serde_json::json!({ "connection": c.name, "merges": history, "definitions": definitions })))
+    Ok(Json(
+        serde_json::json!({ "connection": c.name, "merges": history, "definitions": definitions }),
+    ))
 }
 
 /// One merge (`lockgate merge show`): its options, counts, conflicts, rows merged
@@ -643,7 +645,9 @@ pub async fn merge_refs(State(st): State<Shared>, Query(q): Query<MergeQuery>) -
     let def = merge_def(&st, &q.def)?;
     let c = service::merge_connection(&st, q.conn.as_deref(), def)?;
     let (table, refs) = service::merge_refs(c, def, q.table.clone()).await?;
-    Ok(Json(serde_json::json!({ "connection": c.name, "table": table, "references": refs })))
+    Ok(Json(
+        serde_json::json!({ "connection": c.name, "table": table, "references": refs }),
+    ))
 }
 
 /// A JSON body, or 400 saying what is wrong with it.
@@ -661,7 +665,11 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> ApiResu
     params(("wait" = Option<bool>, Query, description = "answer when done")),
     responses((status = 202, body = Job), (status = 200, body = Job), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = Job)))]
-pub async fn merge_run(State(st): State<Shared>, Query(q): Query<WaitQuery>, body: bytes::Bytes) -> ApiResult<Response> {
+pub async fn merge_run(
+    State(st): State<Shared>,
+    Query(q): Query<WaitQuery>,
+    body: bytes::Bytes,
+) -> ApiResult<Response> {
     let req: MergeRequest = json_body(&body, "the merge request")?;
     let id = service::start_merge(&st, req)?;
     Ok(job_response(&st, id, truthy(&q.wait)).await)

@@ -38,7 +38,9 @@ mod upload;
 
 pub use error::AppError;
 pub use jobs::{Job, JobStatus};
-pub use state::{MergeDefinition, NamedConnection, ServerConfig, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPLOAD_LIMIT};
+pub use state::{
+    MergeDefinition, NamedConnection, ServerConfig, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPLOAD_LIMIT,
+};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};

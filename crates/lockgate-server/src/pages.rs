@@ -1362,14 +1362,25 @@ pub async fn merges(State(st): State<Shared>, t: FormToken, Query(q): Query<Merg
         Ok((merged, refs)) => {
             let mut g = Grid::new(
                 format!("What references {merged} (a merge re-points these rows)"),
-                &["Table", "Columns", "References", "Kind", "Unique keys with them", "Note"],
+                &[
+                    "Table",
+                    "Columns",
+                    "References",
+                    "Kind",
+                    "Unique keys with them",
+                    "Note",
+                ],
                 "Nothing references this table: a merge would only act on the rows merged away.",
             );
             for r in &refs {
                 let unique = if r.unique.is_empty() {
                     "none".to_string()
                 } else {
-                    r.unique.iter().map(|u| format!("({})", u.join(", "))).collect::<Vec<_>>().join(" ")
+                    r.unique
+                        .iter()
+                        .map(|u| format!("({})", u.join(", ")))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 };
                 g.rows.push(vec![
                     Cell::text(&r.table),
@@ -1399,7 +1410,10 @@ pub async fn merges(State(st): State<Shared>, t: FormToken, Query(q): Query<Merg
         .filter_map(|k| page.columns.iter().position(|(n, _)| n == k))
         .collect();
     if key_cols.is_empty() || positions.len() != key_cols.len() {
-        view.rows_note = format!("{} has no primary key: a merge names its rows by their primary key.", page.table);
+        view.rows_note = format!(
+            "{} has no primary key: a merge names its rows by their primary key.",
+            page.table
+        );
         return Ok(render(&view));
     }
     let sources = lockgate::merge::parse_keys(&view.from);
@@ -1420,11 +1434,7 @@ pub async fn merges(State(st): State<Shared>, t: FormToken, Query(q): Query<Merg
     let mut headers: Vec<&str> = vec!["", ""];
     let names: Vec<String> = page.columns.iter().map(|(n, _)| n.clone()).collect();
     headers.extend(names.iter().map(String::as_str));
-    let mut g = Grid::new(
-        format!("Rows of {}", page.table),
-        &headers,
-        "No rows match.",
-    );
+    let mut g = Grid::new(format!("Rows of {}", page.table), &headers, "No rows match.");
     for r in &page.rows {
         let parts: Vec<String> = positions.iter().map(|&i| r[i].to_string()).collect();
         let key = key_text(&parts);
@@ -1432,7 +1442,11 @@ pub async fn merges(State(st): State<Shared>, t: FormToken, Query(q): Query<Merg
         let source_cell = if picked {
             Cell::class("a source", "status")
         } else {
-            let from = if view.from.is_empty() { key.clone() } else { format!("{},{key}", view.from) };
+            let from = if view.from.is_empty() {
+                key.clone()
+            } else {
+                format!("{},{key}", view.from)
+            };
             let into = if view.into == key { "" } else { view.into.as_str() };
             Cell::link("Merge away", link(&from, into, &[]))
         };
@@ -1456,7 +1470,11 @@ pub async fn merges(State(st): State<Shared>, t: FormToken, Query(q): Query<Merg
     view.rows_note = format!(
         "{}{}, by key {}",
         count_text(&page.total),
-        if view.q.is_empty() { String::new() } else { format!(" matching “{}”", view.q) },
+        if view.q.is_empty() {
+            String::new()
+        } else {
+            format!(" matching “{}”", view.q)
+        },
         key_cols.join(", ")
     );
     view.rows_next = page
@@ -1533,13 +1551,7 @@ pub async fn merges_undo(
     let pairs = form_pairs(&body)?;
     t.check(field(&pairs, "csrf").as_deref().unwrap_or(""))?;
     let c = service::merge_connection(&st, field(&pairs, "conn").as_deref(), None)?;
-    let job = service::start_undo(
-        &st,
-        c,
-        id,
-        checked(&pairs, "preview"),
-        checked(&pairs, "overwrite"),
-    );
+    let job = service::start_undo(&st, c, id, checked(&pairs, "preview"), checked(&pairs, "overwrite"));
     Ok(Redirect::to(&format!("/jobs/{job}")).into_response())
 }
 
@@ -1561,7 +1573,16 @@ pub async fn merge_detail(
     let m = &d.summary;
     let mut facts = Grid::new(
         "",
-        &["Status", "Definition", "Table", "Sources", "Target", "Started", "Took", "By"],
+        &[
+            "Status",
+            "Definition",
+            "Table",
+            "Sources",
+            "Target",
+            "Started",
+            "Took",
+            "By",
+        ],
         "",
     );
     facts.rows.push(vec![
@@ -1809,8 +1830,15 @@ fn merge_follow_ups(job: &Job, r: &serde_json::Value) -> (Vec<FollowUp>, Vec<(St
             ));
         }
     }
+    // Back to the page as it was chosen: by its definition, else its connection.
+    let def = json_text(&req["def"]);
+    let back = if def.is_empty() {
+        ("conn", conn.as_str())
+    } else {
+        ("def", def.as_str())
+    };
     links.push((
-        format!("/merges?{}", query_string(&[("conn", &conn)])),
+        format!("/merges?{}", query_string(&[back])),
         "Back to the merges".into(),
     ));
     (forms, links)

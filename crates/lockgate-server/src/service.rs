@@ -709,7 +709,9 @@ pub fn merge_connection<'a>(
 /// The merges recorded in a connection's database, newest first (none when it
 /// has no history yet).
 pub async fn merge_history(c: &NamedConnection, limit: u32) -> Result<Vec<merge::MergeSummary>, AppError> {
-    merge::history(&c.url, limit).await.map_err(|e| named(c, merge_error(e)))
+    merge::history(&c.url, limit)
+        .await
+        .map_err(|e| named(c, merge_error(e)))
 }
 
 /// One merge with its first [`PREVIEW_CHANGES`] row-level changes.
@@ -853,7 +855,9 @@ pub fn start_merge(st: &Shared, mut req: MergeRequest) -> Result<u64, AppError> 
     let from: Vec<String> = from.into_iter().filter(|f| !f.trim().is_empty()).collect();
     let into = req.into.as_ref().map(KeyText::text).filter(|i| !i.trim().is_empty());
     if from.is_empty() {
-        return Err(AppError::bad("no sources given: name the rows to merge away in `from` (\"1,2\" or [\"1\", \"2\"])"));
+        return Err(AppError::bad(
+            "no sources given: name the rows to merge away in `from` (\"1,2\" or [\"1\", \"2\"])",
+        ));
     }
     if into.is_none() {
         return Err(AppError::bad("no target given: name the row to merge into in `into`"));
@@ -967,7 +971,11 @@ pub fn start_undo(st: &Shared, c: &NamedConnection, id: i64, preview: bool, over
         "{} merge {id} ({}){}",
         if preview { "Preview: undo" } else { "Undo" },
         c.name,
-        if overwrite { ", overwriting rows changed since" } else { "" }
+        if overwrite {
+            ", overwriting rows changed since"
+        } else {
+            ""
+        }
     );
     st.jobs.spawn(kind, title, move |_| async move {
         let _refresh = (!preview).then(|| Refresh(state));

@@ -121,16 +121,28 @@ async fn api_walk(engine: Engine) {
     assert_eq!(done["status"], "succeeded", "{engine}: {done:#}");
     let m = &done["result"];
     assert_eq!(m["status"], "completed");
-    assert_eq!(m["total_rows"], p["total_rows"], "{engine}: the preview's count is the merge's");
+    assert_eq!(
+        m["total_rows"], p["total_rows"],
+        "{engine}: the preview's count is the merge's"
+    );
     assert_eq!(m["tables"], p["tables"], "{engine}: per table too");
     let id = m["id"].as_i64().unwrap();
     let merged = state(&db).await;
-    assert!(merged.contains("40:3") && merged.contains("103:3:40") && merged.contains("104:3:"), "{merged}");
+    assert!(
+        merged.contains("40:3") && merged.contains("103:3:40") && merged.contains("104:3:"),
+        "{merged}"
+    );
 
     let h = get(&app, "/api/merges?conn=acc").await.json();
     let listed = h["merges"].as_array().unwrap();
-    assert!(listed.iter().any(|x| x["id"] == id && x["status"] == "completed"), "{h:#}");
-    assert!(listed.iter().any(|x| x["status"] == "preview"), "the preview is recorded: {h:#}");
+    assert!(
+        listed.iter().any(|x| x["id"] == id && x["status"] == "completed"),
+        "{h:#}"
+    );
+    assert!(
+        listed.iter().any(|x| x["status"] == "preview"),
+        "the preview is recorded: {h:#}"
+    );
     let d = get(&app, &format!("/api/merges/{id}?conn=acc")).await;
     assert_eq!(d.status, StatusCode::OK, "{}", d.text());
     let d = d.json();
@@ -153,7 +165,11 @@ async fn api_walk(engine: Engine) {
     assert_eq!(state(&db).await, before, "{engine}: the undo puts every row back");
     let r = post(&app, &format!("/api/merges/{id}/undo?conn=acc&wait=true")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "a second undo: {}", r.text());
-    assert!(r.json()["error"].as_str().unwrap().contains("already undone"), "{}", r.text());
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("already undone"),
+        "{}",
+        r.text()
+    );
 
     // Conflicts abort the merge: 409, the report, nothing changed.
     let r = post_json(
@@ -178,12 +194,22 @@ async fn api_walk(engine: Engine) {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{engine}: {}", r.text());
     let after = state(&db).await;
-    assert!(after.contains("101:1:11") && after.contains("21:1"), "{engine}: {after}");
-    assert!(!after.contains(" 20:2"), "{engine}: the conflicting user is deleted: {after}");
+    assert!(
+        after.contains("101:1:11") && after.contains("21:1"),
+        "{engine}: {after}"
+    );
+    assert!(
+        !after.contains(" 20:2"),
+        "{engine}: the conflicting user is deleted: {after}"
+    );
     let id = r.json()["result"]["id"].as_i64().unwrap();
     let r = post(&app, &format!("/api/merges/{id}/undo?conn=acc&wait=true")).await;
     assert_eq!(r.status, StatusCode::OK, "{engine}: {}", r.text());
-    assert_eq!(state(&db).await, before, "{engine}: a merge with conflicts merged is undone too");
+    assert_eq!(
+        state(&db).await,
+        before,
+        "{engine}: a merge with conflicts merged is undone too"
+    );
 
     // Bad input: 400 with the engine's message, at once or from the job.
     let r = post_json(
@@ -201,22 +227,57 @@ async fn api_walk(engine: Engine) {
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{engine}: {}", r.text());
-    assert!(r.json()["error"].as_str().unwrap().contains("customers.id"), "{}", r.text());
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("customers.id"),
+        "{}",
+        r.text()
+    );
     for (body, says) in [
-        (serde_json::json!({"conn": "acc", "table": "customers", "into": "2"}), "no sources"),
-        (serde_json::json!({"conn": "acc", "table": "customers", "from": "1"}), "no target"),
+        (
+            serde_json::json!({"conn": "acc", "table": "customers", "into": "2"}),
+            "no sources",
+        ),
+        (
+            serde_json::json!({"conn": "acc", "table": "customers", "from": "1"}),
+            "no target",
+        ),
         (serde_json::json!({"conn": "acc", "from": "1", "into": "2"}), "no table"),
-        (serde_json::json!({"conn": "acc", "table": "customers", "from": "1", "into": "2,3"}), "one target"),
-        (serde_json::json!({"conn": "acc", "table": "customers", "from": "1", "into": "2", "sources": "remove"}), "sources"),
-        (serde_json::json!({"conn": "acc", "table": "customers", "from": "1", "into": "2", "form": "1"}), "unknown field"),
-        (serde_json::json!({"conn": "acc", "def": "nope", "from": "1", "into": "2"}), "no merge definition"),
+        (
+            serde_json::json!({"conn": "acc", "table": "customers", "from": "1", "into": "2,3"}),
+            "one target",
+        ),
+        (
+            serde_json::json!({"conn": "acc", "table": "customers", "from": "1", "into": "2", "sources": "remove"}),
+            "sources",
+        ),
+        (
+            serde_json::json!({"conn": "acc", "table": "customers", "from": "1", "into": "2", "form": "1"}),
+            "unknown field",
+        ),
+        (
+            serde_json::json!({"conn": "acc", "def": "nope", "from": "1", "into": "2"}),
+            "no merge definition",
+        ),
     ] {
         let r = post_json(&app, "/api/merges", body.clone()).await;
-        let expect = if says == "no merge definition" { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
+        let expect = if says == "no merge definition" {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        };
         assert_eq!(r.status, expect, "{body}: {}", r.text());
-        assert!(r.json()["error"].as_str().unwrap().contains(says), "{body}: {}", r.text());
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(says),
+            "{body}: {}",
+            r.text()
+        );
     }
-    let r = post_json(&app, "/api/merges", serde_json::json!({"conn": "elsewhere", "table": "customers", "from": "1", "into": "2"})).await;
+    let r = post_json(
+        &app,
+        "/api/merges",
+        serde_json::json!({"conn": "elsewhere", "table": "customers", "from": "1", "into": "2"}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
     assert!(r.json()["error"].as_str().unwrap().contains("the connections are acc"));
     let r = get(&app, "/api/merges/refs?conn=acc&table=nope").await;
@@ -307,9 +368,17 @@ async fn a_definition_gives_the_table_and_the_connection() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["result"]["request"]["conn"], "acc");
     let s = state(&db).await;
-    assert!(s.ends_with("customers 1:0 2:0 3:0 4:1"), "the definition's sources action: {s}");
+    assert!(
+        s.ends_with("customers 1:0 2:0 3:0 4:1"),
+        "the definition's sources action: {s}"
+    );
     // A definition without a connection needs one from the request.
-    let r = post_json(&app, "/api/merges", serde_json::json!({"def": "bare", "from": "2", "into": "1"})).await;
+    let r = post_json(
+        &app,
+        "/api/merges",
+        serde_json::json!({"def": "bare", "from": "2", "into": "1"}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
     assert!(r.json()["error"].as_str().unwrap().contains("conn="), "{}", r.text());
 
@@ -369,7 +438,13 @@ async fn merges_need_the_token_and_the_forms_their_token() {
     let db = fixture(Engine::Sqlite).await;
     let app = lockgate_server::router(server(&db)).unwrap();
     let b = Browser::open(&app).await;
-    let fields = [("conn", "acc"), ("table", "customers"), ("from", "4"), ("into", "3"), ("action", "merge")];
+    let fields = [
+        ("conn", "acc"),
+        ("table", "customers"),
+        ("from", "4"),
+        ("into", "3"),
+        ("action", "merge"),
+    ];
     let r = b.post_form(&app, "/merges/run", &fields).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
     let r = b.post_form(&app, "/merges/1/undo", &[("conn", "acc")]).await;
@@ -392,15 +467,24 @@ async fn the_merge_page_walks_from_search_to_preview_merge_and_undo() {
     let page = b.get(&app, "/merges").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
     let text = page.text();
-    assert!(text.contains("href=\"/merges\" aria-current=\"page\">Merge</a>"), "{text}");
+    assert!(
+        text.contains("href=\"/merges\" aria-current=\"page\">Merge</a>"),
+        "{text}"
+    );
     assert!(text.contains("<option value=\"customers\">"), "the table list: {text}");
 
     // The table: its references, its rows to pick from, searched on the server.
     let page = b.get(&app, "/merges?conn=acc&table=customers&q=east").await.text();
-    assert!(page.contains("users") && page.contains("parent"), "the references: {page}");
+    assert!(
+        page.contains("users") && page.contains("parent"),
+        "the references: {page}"
+    );
     assert!(page.contains("East") && !page.contains("South"), "the search: {page}");
     assert!(page.contains("Merge away") && page.contains("Merge into"), "{page}");
-    let pick = b.get(&app, "/merges?conn=acc&table=customers&from=4&into=3").await.text();
+    let pick = b
+        .get(&app, "/merges?conn=acc&table=customers&from=4&into=3")
+        .await
+        .text();
     assert!(pick.contains("id=\"from\" name=\"from\" value=\"4\""), "{pick}");
     assert!(pick.contains("a source") && pick.contains("the target"), "{pick}");
 
@@ -410,7 +494,14 @@ async fn the_merge_page_walks_from_search_to_preview_merge_and_undo() {
         .post_form(
             &app,
             "/merges/run",
-            &[("csrf", &token), ("conn", "acc"), ("table", "customers"), ("from", "4"), ("into", "3"), ("action", "preview")],
+            &[
+                ("csrf", &token),
+                ("conn", "acc"),
+                ("table", "customers"),
+                ("from", "4"),
+                ("into", "3"),
+                ("action", "preview"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
@@ -420,7 +511,10 @@ async fn the_merge_page_walks_from_search_to_preview_merge_and_undo() {
     let jp = b.get(&app, &job).await.text();
     assert!(jp.contains("Rows re-pointed") && jp.contains("Changes"), "{jp}");
     assert!(jp.contains("id=\"merge\""), "the Merge button: {jp}");
-    assert!(jp.contains("name=\"from\" value=\"4\""), "the preview's request, to merge: {jp}");
+    assert!(
+        jp.contains("name=\"from\" value=\"4\""),
+        "the preview's request, to merge: {jp}"
+    );
     assert_eq!(state(&db).await, before);
 
     // The preview's Merge button.
@@ -428,7 +522,14 @@ async fn the_merge_page_walks_from_search_to_preview_merge_and_undo() {
         .post_form(
             &app,
             "/merges/run",
-            &[("csrf", &token), ("conn", "acc"), ("table", "customers"), ("from", "4"), ("into", "3"), ("action", "merge")],
+            &[
+                ("csrf", &token),
+                ("conn", "acc"),
+                ("table", "customers"),
+                ("from", "4"),
+                ("into", "3"),
+                ("action", "merge"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
@@ -443,10 +544,17 @@ async fn the_merge_page_walks_from_search_to_preview_merge_and_undo() {
 
     // The history lists it with an Undo button; its page shows what it did.
     let page = b.get(&app, "/merges?conn=acc").await.text();
-    assert!(page.contains(&format!("data-merge=\"{merge_id}\"")) && page.contains("undo-button"), "{page}");
+    assert!(
+        page.contains(&format!("data-merge=\"{merge_id}\"")) && page.contains("undo-button"),
+        "{page}"
+    );
     let detail = b.get(&app, &format!("/merges/{merge_id}?conn=acc")).await;
     assert_eq!(detail.status, StatusCode::OK, "{}", detail.text());
-    assert!(detail.text().contains("completed") && detail.text().contains("jobs"), "{}", detail.text());
+    assert!(
+        detail.text().contains("completed") && detail.text().contains("jobs"),
+        "{}",
+        detail.text()
+    );
 
     // Undo: the preview first, then the undo from its page.
     let r = b
@@ -463,7 +571,11 @@ async fn the_merge_page_walks_from_search_to_preview_merge_and_undo() {
     let jp = b.get(&app, &job).await.text();
     assert!(jp.contains("id=\"undo\""), "{jp}");
     let r = b
-        .post_form(&app, &format!("/merges/{merge_id}/undo"), &[("csrf", &token), ("conn", "acc"), ("overwrite", "false")])
+        .post_form(
+            &app,
+            &format!("/merges/{merge_id}/undo"),
+            &[("csrf", &token), ("conn", "acc"), ("overwrite", "false")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
     let id: u64 = r.header("location")["/jobs/".len()..].parse().unwrap();
@@ -474,7 +586,10 @@ async fn the_merge_page_walks_from_search_to_preview_merge_and_undo() {
     let r = b.get(&app, "/merges?conn=acc&table=%3Cscript%3E").await;
     assert_eq!(r.status, StatusCode::OK);
     let text = r.text();
-    assert!(!text.contains("<script>") && (text.contains("&#60;script&#62;") || text.contains("&lt;script&gt;")), "{text}");
+    assert!(
+        !text.contains("<script>") && (text.contains("&#60;script&#62;") || text.contains("&lt;script&gt;")),
+        "{text}"
+    );
     assert!(text.contains("class=\"error\""), "{text}");
     let r = b.get(&app, "/merges?def=nope").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -492,7 +607,41 @@ async fn the_openapi_document_describes_the_merge_endpoints() {
         ("/api/merges/refs", "get"),
         ("/api/merges/{id}/undo", "post"),
     ] {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in the OpenAPI document");
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not in the OpenAPI document"
+        );
     }
     assert!(doc["components"]["schemas"]["MergeRequest"].is_object());
+}
+
+#[tokio::test]
+async fn the_demo_serves_its_accounts_and_the_merge_customers() {
+    use lockgate::demo::{CLEAN_FROM, CLEAN_INTO, CONFLICT_FROM, CONFLICT_INTO, DELETED_CUSTOMER, MERGE};
+    let demo = Demo::new().await;
+    let def = demo.cfg.merge_definition(MERGE).expect("the demo's merge");
+    let conn = &demo.cfg.connections[def.conn.expect("on a connection")];
+    assert_eq!(conn.name, lockgate::demo::ACCOUNTS_CONNECTION);
+    let app = demo.app();
+    let page = get(&app, &format!("/merges?def={MERGE}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.text().contains("id=\"merge-scope\""), "{}", page.text());
+
+    let preview = |from: i64, into: i64| serde_json::json!({"def": MERGE, "from": [from.to_string()], "into": into, "preview": true});
+    let r = post_json(&app, "/api/merges?wait=true", preview(CONFLICT_FROM, CONFLICT_INTO)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a preview with conflicts is still a preview: {}",
+        r.text()
+    );
+    let j = r.json();
+    assert!(!j["result"]["conflicts"].as_array().unwrap().is_empty(), "{j:#}");
+    assert!(j["message"].as_str().unwrap().contains("would abort"), "{j:#}");
+    let r = post_json(&app, "/api/merges?wait=true", preview(CLEAN_FROM, CLEAN_INTO)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["result"]["conflicts"], serde_json::json!([]));
+    assert!(r.json()["result"]["total_rows"].as_u64().unwrap() > 0);
+    let r = post_json(&app, "/api/merges?wait=true", preview(DELETED_CUSTOMER, CLEAN_INTO)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "a soft-deleted source: {}", r.text());
 }
