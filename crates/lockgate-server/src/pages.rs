@@ -1382,13 +1382,27 @@ pub async fn merges(State(st): State<Shared>, t: FormToken, Query(q): Query<Merg
                         .collect::<Vec<_>>()
                         .join(" ")
                 };
+                // A reference found through another table (`via`, as `merge refs`
+                // reports it) says how its rows follow.
+                let v = serde_json::to_value(r).unwrap_or_default();
+                let mut note = Vec::new();
+                if let Some(via) = v["via"].as_str() {
+                    note.push(if v["changes"].as_bool() == Some(true) {
+                        format!("through {via}, re-pointed columns: needs ON UPDATE CASCADE")
+                    } else {
+                        format!("through {via}: follows its row unchanged")
+                    });
+                }
+                if r.skipped {
+                    note.push("skipped".to_string());
+                }
                 g.rows.push(vec![
                     Cell::text(&r.table),
                     Cell::text(r.columns.join(", ")),
                     Cell::text(r.referenced.join(", ")),
                     Cell::text(format!("{} {}", r.kind.replace('_', " "), r.name)),
                     Cell::text(unique),
-                    Cell::text(if r.skipped { "skipped" } else { "" }),
+                    Cell::text(note.join("; ")),
                 ]);
             }
             view.refs = Some(g);
@@ -1639,8 +1653,16 @@ fn merge_grids(r: &serde_json::Value) -> Vec<Grid> {
     let mut out = vec![counts];
     let conflicts = r["conflicts"].as_array().cloned().unwrap_or_default();
     if !conflicts.is_empty() {
+        let caption = if r["conflicts_truncated"].as_bool() == Some(true) {
+            format!(
+                "Conflicts: rows that would collide in a unique key (the first {}; there are more)",
+                conflicts.len()
+            )
+        } else {
+            "Conflicts: rows that would collide in a unique key".to_string()
+        };
         let mut g = Grid::new(
-            "Conflicts: rows that would collide in a unique key",
+            caption,
             &["Table", "Unique key", "Values", "Row", "Collides with", "Level"],
             "",
         );

@@ -916,9 +916,15 @@ pub fn start_merge(st: &Shared, mut req: MergeRequest) -> Result<u64, AppError> 
         }
         result["request"] = echo;
         let tables = report.tables.iter().filter(|t| t.rows > 0).count();
-        let conflicts = report.conflicts.len();
+        // The engine reads a bounded number of conflicts per unique key and says so.
+        let conflicts = format!(
+            "{}{}",
+            if result["conflicts_truncated"].as_bool() == Some(true) { "at least " } else { "" },
+            report.conflicts.len()
+        );
+        let any_conflict = !report.conflicts.is_empty();
         let message = match report.status {
-            merge::MergeStatus::Preview if conflicts > 0 && !report.conflicts_merged => format!(
+            merge::MergeStatus::Preview if any_conflict && !report.conflicts_merged => format!(
                 "would re-point {} rows in {tables} table(s), but {conflicts} conflict(s) would abort the merge: \
                  merge them into their counterparts, or resolve them first",
                 report.total_rows
@@ -926,7 +932,7 @@ pub fn start_merge(st: &Shared, mut req: MergeRequest) -> Result<u64, AppError> 
             merge::MergeStatus::Preview => format!(
                 "would re-point {} rows in {tables} table(s){}",
                 report.total_rows,
-                if conflicts > 0 {
+                if any_conflict {
                     format!(", merging {conflicts} conflicting row(s) into their counterparts")
                 } else {
                     String::new()
