@@ -1,8 +1,10 @@
 // Lockgate's dashboard in headless Chromium, as the seed's users would use it: export
 // the 229 customers, process, see the button disabled; generate customers, break one
 // (NULL FirstName in the source), see the export fail on that row and nothing land;
-// fix it, export again; browse, download a zip, upload it. A screenshot of each page
-// goes to $OUT. Run by e2e/run.sh, which starts the server.
+// fix it, export again; browse; merge the demo's duplicate customer account (search,
+// pick, preview with its conflicts, merge them, undo from the history); download a
+// zip, upload it. A screenshot of each page goes to $OUT. Run by e2e/run.sh, which
+// starts the server.
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -209,6 +211,117 @@ await step("tables are sorted and searched on the server", async () => {
   await page.click("a[rel=next]");
   await page.waitForLoadState("load");
   await holdSmith();
+});
+
+// The demo's accounts.db: customer 2 ("Northern Air Ag (second account)") is customer
+// 1 entered twice; both have the sub-accounts north-farm, pilot-1 and ag-truck-1
+// (users are unique on parent and username), so merging 2 into 1 conflicts.
+let mergeId;
+let accountsBefore;
+// The `deleted` flags of the rows of an accounts.db table that a search finds, read
+// on the Tables page: "id:deleted" texts.
+async function deletedFlags(table, q) {
+  await go(`/tables?conn=accounts&table=${table}&q=${q}`);
+  const col = await page.$$eval("#browse thead th", (ths) => ths.findIndex((th) => th.querySelector("a")?.title === "sort by deleted"));
+  assert.ok(col >= 0, `${table} has a deleted column`);
+  const rows = await page.$$eval("#browse tbody tr", (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent.trim())));
+  return rows.map((r) => `${r[0]}:${r[col]}`);
+}
+async function customerDeleted(id) {
+  const flags = await deletedFlags("customers", "northern");
+  const flag = flags.find((f) => f.startsWith(`${id}:`));
+  assert.ok(flag, `customer ${id} among ${JSON.stringify(flags)}`);
+  return flag.split(":")[1];
+}
+await step("merge page: the definition, its references, pick rows by searching", async () => {
+  await go("/");
+  await page.click('nav a:text-is("Merge")');
+  await page.waitForURL(/\/merges$/);
+  await page.selectOption("#def", "customers");
+  await page.waitForURL(/def=customers/);
+  assert.match(await page.textContent("#merge-scope"), /customers.*accounts/s);
+  const refs = await grid("What references customers (a merge re-points these rows)");
+  for (const t of ["users", "jobs", "invoices"]) {
+    assert.ok(refs.some((r) => r[0] === t), `the references list ${t}: ${JSON.stringify(refs)}`);
+  }
+  accountsBefore = await deletedFlags("users", "pilot-1");
+  assert.ok(accountsBefore.length >= 2 && accountsBefore.every((f) => f.endsWith(":0")), JSON.stringify(accountsBefore));
+  await go("/merges?def=customers");
+  await page.fill("#q", "northern");
+  await page.press("#q", "Enter");
+  await page.waitForURL(/q=northern/);
+  const rows = await grid("Rows of customers");
+  assert.equal(rows.length, 2, `the search finds the two Northern accounts: ${JSON.stringify(rows)}`);
+  const row = (id) => page.locator('table:has(caption:text-is("Rows of customers")) tbody tr', {
+    has: page.locator("td:nth-child(3)", { hasText: new RegExp(`^${id}$`) }),
+  });
+  await row(2).locator("a", { hasText: "Merge away" }).click();
+  await page.waitForURL(/from=2/);
+  await row(1).locator("a", { hasText: "Merge into" }).click();
+  await page.waitForURL(/into=1/);
+  assert.equal(await page.inputValue("#from"), "2");
+  assert.equal(await page.inputValue("#into"), "1");
+  await snap("merge-picked");
+});
+
+await step("preview: every change, the conflicts, the counts per table", async () => {
+  await page.click("#preview");
+  const r = await jobResult("merge-preview");
+  assert.equal(r.status, "succeeded", r.message);
+  assert.match(r.message, /3 conflict\(s\) would abort the merge/);
+  const conflicts = await grid("Conflicts: rows that would collide in a unique key");
+  assert.equal(conflicts.length, 3, JSON.stringify(conflicts));
+  assert.ok(conflicts.every((c) => c[0] === "users"), "the conflicts are sub-accounts");
+  const counts = await grid("Rows re-pointed, per table and reference");
+  assert.ok(counts.some((c) => c[0] === "users" && Number(c[2]) > 0), JSON.stringify(counts));
+  const changes = (await grid("Changes")).filter((c) => c[5] === "0");
+  assert.ok(changes.length > 0 && changes.every((c) => c[3] === "2" && c[4] === "1"), JSON.stringify(changes));
+  const previewPage = new URL(page.url()).pathname;
+  assert.equal(await customerDeleted(2), "0", "a preview changes nothing");
+  // Back to the preview's page: its form merges what it previewed.
+  await go(previewPage);
+});
+
+await step("merge with the conflicts merged into their counterparts", async () => {
+  await page.check("#merge_conflicts");
+  await page.click("#merge");
+  const r = await jobResult("merge-done");
+  assert.equal(r.status, "succeeded", r.message);
+  const m = r.message.match(/^merge (\d+): (\d+) rows re-pointed/);
+  assert.ok(m, `the merge's message: ${r.message}`);
+  mergeId = m[1];
+  const away = await grid("Rows merged away");
+  assert.ok(away.some((a) => a[0] === "customers" && a[1] === "id=2"), JSON.stringify(away));
+  assert.equal(away.filter((a) => a[0] === "users").length, 3, "the 3 conflicting sub-accounts");
+  assert.equal(await customerDeleted(2), "1", "the definition's sources action: set:deleted=1,active=0");
+  const pilots = await deletedFlags("users", "pilot-1");
+  assert.equal(pilots.filter((f) => f.endsWith(":1")).length, 1, `customer 2's pilot-1 merged away (conflict_rows: set:deleted=1): ${JSON.stringify(pilots)}`);
+});
+
+await step("undo from the history: its preview first, then the undo", async () => {
+  await go("/merges?def=customers");
+  const row = page.locator(`#merge-history tr[data-merge="${mergeId}"]`);
+  assert.equal((await row.locator(".status").textContent()).trim(), "completed");
+  await snap("merge-history");
+  await row.locator("button.undo-button").click();
+  const preview = await jobResult("undo-preview");
+  assert.equal(preview.status, "succeeded", preview.message);
+  assert.match(preview.message, /^would put back/);
+  assert.deepEqual(await grid("Rows changed since the merge"), [[
+    "None: the undo puts every row back as the merge found it.",
+  ]]);
+  await page.click("#undo");
+  const done = await jobResult("undo-done");
+  assert.equal(done.status, "succeeded", done.message);
+  assert.match(done.message, new RegExp(`^merge ${mergeId} undone`));
+  assert.deepEqual(await deletedFlags("users", "pilot-1"), accountsBefore, "every sub-account is back as it was");
+  assert.equal(await customerDeleted(2), "0", "the merged-away account is back as it was");
+  await go("/merges?def=customers");
+  assert.equal(
+    (await page.locator(`#merge-history tr[data-merge="${mergeId}"] .status`).textContent()).trim(),
+    "undone",
+  );
+  assert.equal(await page.locator(`#merge-history tr[data-merge="${mergeId}"] button`).count(), 0, "no second undo");
 });
 
 await step("migrations page", async () => {

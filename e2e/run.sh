@@ -9,8 +9,9 @@ cd "$root"
 
 bash e2e/install.sh
 # Debug build: a release build would compete with benchmarks for the target folder.
+# CARGO_TARGET_DIR, when set, is where cargo puts the binary.
 cargo build -q -p lockgate-cli
-bin="$root/target/debug/lockgate"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/lockgate"
 [ -x "$bin" ] || { echo "e2e: $bin was not built" >&2; exit 1; }
 out="$root/target/e2e"
 rm -rf "$out"

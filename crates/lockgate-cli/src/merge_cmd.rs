@@ -4,7 +4,7 @@
 //! that a preview of a million rows holds a page of them at a time.
 
 use crate::render;
-use lockgate::merge::{self, MergeOnError, MergeOptions, MergeReport, RowAction, UndoOptions};
+use lockgate::merge::{self, MergeOnError, MergeReport, RowAction, UndoOptions};
 use lockgate::Config;
 use std::io::Write;
 use std::time::Duration;
@@ -197,42 +197,29 @@ async fn run(config: &Config, a: RunArgs) -> i32 {
         Ok(u) => u,
         Err(e) => return render::fail(&e.to_string(), 2),
     };
-    let mut opts = match (def, &a.def) {
-        (Some(d), Some(name)) => d.options(name),
-        _ => MergeOptions::default(),
+    // The definition, then the flags over it: the library's one reading of both
+    // (the server reads a definition and a request's fields through it too).
+    let over = merge::MergeOverrides {
+        table: a.table,
+        from: a.from,
+        into: a.into,
+        preview: a.preview,
+        merge_conflicts: a.merge_conflicts,
+        sources: a.sources,
+        conflict_rows: a.conflict_rows,
+        skip_tables: a.skip_table,
+        references: a.references,
+        deleted_when: a.deleted_when,
+        timeout: a.timeout,
+        lock_timeout: Some(a.lock_timeout),
+        lock_wait: a.lock_wait,
+        on_error: Some(a.on_error),
+        max_depth: Some(a.max_depth),
     };
-    if let Some(t) = a.table {
-        opts.table = t;
-    }
-    if opts.table.is_empty() {
-        return render::fail("no table given: name the merged table with --table (or --def)", 2);
-    }
-    opts.sources = a.from.iter().flat_map(|f| merge::parse_keys(f)).collect();
-    opts.target = match a.into.as_deref().map(merge::parse_keys) {
-        Some(mut k) if k.len() == 1 => k.remove(0),
-        Some(k) if k.len() > 1 => return render::fail("--into names one row: a merge has one target", 2),
-        _ => Vec::new(),
+    let opts = match merge::options(def.zip(a.def.as_deref()).map(|(d, n)| (n, d)), over) {
+        Ok(o) => o,
+        Err(e) => return render::fail(&e.to_string(), e.exit_code()),
     };
-    opts.preview = a.preview;
-    opts.merge_conflicts = opts.merge_conflicts || a.merge_conflicts;
-    if let Some(s) = a.sources {
-        opts.sources_action = s;
-    }
-    if let Some(c) = a.conflict_rows {
-        opts.conflict_rows = c;
-    }
-    opts.skip_tables.extend(a.skip_table);
-    opts.references.extend(a.references);
-    if a.deleted_when.is_some() {
-        opts.deleted_when = a.deleted_when;
-    }
-    if let Some(t) = a.timeout {
-        opts.timeout = t;
-    }
-    opts.lock_timeout = a.lock_timeout;
-    opts.lock_wait = a.lock_wait;
-    opts.on_error = a.on_error;
-    opts.max_depth = a.max_depth;
 
     let mut out = std::io::BufWriter::new(std::io::stdout());
     let json = a.json;
@@ -388,14 +375,20 @@ async fn subcommand(config: &Config, cmd: MergeCommand) -> i32 {
                 Ok(u) => u,
                 Err(code) => return code,
             };
-            let Some(table) = table.or_else(|| d.and_then(|d| d.table.clone())) else {
-                return render::fail("no table given: name it with --table (or --def)", 2);
+            // The table, declared references and skipped tables as a merge would
+            // read them (the definition's, then the flags').
+            let over = merge::MergeOverrides {
+                table,
+                references,
+                skip_tables: skip_table,
+                ..merge::MergeOverrides::default()
             };
-            let mut declared = d.and_then(|d| d.references.clone()).unwrap_or_default();
-            declared.extend(references);
-            let mut skip = d.and_then(|d| d.skip_tables.clone()).unwrap_or_default();
-            skip.extend(skip_table);
-            match merge::references(&url, &table, &declared, &skip).await {
+            let o = match merge::options(d.zip(def.as_deref()).map(|(d, n)| (n, d)), over) {
+                Ok(o) => o,
+                Err(e) => return render::fail(&e.to_string(), e.exit_code()),
+            };
+            let table = o.table.clone();
+            match merge::references(&url, &o.table, &o.references, &o.skip_tables).await {
                 Ok(refs) if json => {
                     println!("{}", serde_json::to_string_pretty(&refs).unwrap_or_default());
                     0

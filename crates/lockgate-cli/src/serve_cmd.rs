@@ -113,14 +113,8 @@ pub async fn serve(config: &Config, a: ServeArgs) -> i32 {
     if let Some(mb) = a.upload_limit_mb {
         cfg.upload_limit = mb.saturating_mul(1024 * 1024);
     }
-    for (name, c) in &config.connections {
-        match lockgate::db::DbUrl::parse(&c.url) {
-            Ok(url) => cfg.connections.push(NamedConnection {
-                name: name.clone(),
-                url,
-            }),
-            Err(e) => return render::fail(&format!("lockgate.toml: connection {name}: {e}"), 2),
-        }
+    if let Err(e) = cfg.add_connections(config) {
+        return render::fail(&e, 2);
     }
     let db = a.db.or_else(|| server.db.clone());
     if db.is_some() || std::env::var("DATABASE_URL").is_ok() {
@@ -137,6 +131,10 @@ pub async fn serve(config: &Config, a: ServeArgs) -> i32 {
                 }
             },
         );
+    }
+    // Each merge definition on one of the connections (its db, else the default).
+    if let Err(e) = cfg.add_merges(config) {
+        return render::fail(&e, 2);
     }
     cfg.migrations_dir = a
         .dir

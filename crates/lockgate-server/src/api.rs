@@ -6,7 +6,7 @@
 use crate::error::AppError;
 use crate::jobs::{Event, Job};
 use crate::pages::{browse_query, count_text, dump_request, LogQuery};
-use crate::service::{self, ConnectionInfo, DumpRequest, MigrateFrom, RunInfo, TransferInfo};
+use crate::service::{self, ConnectionInfo, DumpRequest, MergeRequest, MigrateFrom, RunInfo, TransferInfo};
 use crate::state::Shared;
 use crate::upload;
 use axum::body::Body;
@@ -48,6 +48,11 @@ type ApiResult<T> = Result<T, AppError>;
         logs,
         dump_zip,
         generate,
+        merges,
+        merge_detail,
+        merge_refs,
+        merge_run,
+        merge_undo,
         getzip,
         uploadzip
     ),
@@ -59,7 +64,10 @@ type ApiResult<T> = Result<T, AppError>;
         TablePage,
         ColumnInfo,
         ErrorBody,
-        Generate
+        Generate,
+        MergeRequest,
+        UndoRequest,
+        MergeDefinitionInfo
     ))
 )]
 pub struct ApiDoc;
@@ -554,5 +562,152 @@ pub async fn generate(
     Json(g): Json<Generate>,
 ) -> ApiResult<Response> {
     let id = service::start_generate(&st, g.n)?;
+    Ok(job_response(&st, id, truthy(&q.wait)).await)
+}
+
+/// The merges' queries: the connection, a definition, a table, how many.
+#[derive(Deserialize, Default)]
+pub struct MergeQuery {
+    conn: Option<String>,
+    def: Option<String>,
+    table: Option<String>,
+    limit: Option<u32>,
+    wait: Option<String>,
+}
+
+fn merge_def<'a>(st: &'a Shared, def: &Option<String>) -> ApiResult<Option<&'a crate::state::MergeDefinition>> {
+    match def.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        Some(name) => service::find_merge_definition(st, name).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A definition as `/api/merges` lists it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MergeDefinitionInfo {
+    /// Its name (`[merges.NAME]`).
+    pub name: String,
+    /// Its connection, when it has one (its `db`, else the server's default).
+    pub conn: Option<String>,
+    /// Its table.
+    pub table: Option<String>,
+}
+
+/// The merges recorded in a connection's database (`lockgate merge history`),
+/// newest first, and the merge definitions this server offers.
+#[utoipa::path(get, path = "/api/merges",
+    params(("conn" = Option<String>, Query, description = "a connection's name (default the server's default database)"),
+        ("limit" = Option<u32>, Query, description = "at most this many (default 50)")),
+    responses((status = 200, description = "`{connection, merges: [...], definitions: [...]}`"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn merges(State(st): State<Shared>, Query(q): Query<MergeQuery>) -> ApiResult<Json<serde_json::Value>> {
+    let def = merge_def(&st, &q.def)?;
+    let c = service::merge_connection(&st, q.conn.as_deref(), def)?;
+    let history = service::merge_history(c, q.limit.unwrap_or(50).clamp(1, 1000)).await?;
+    let definitions: Vec<MergeDefinitionInfo> = st
+        .cfg
+        .merges
+        .iter()
+        .map(|m| MergeDefinitionInfo {
+            name: m.name.clone(),
+            conn: m.conn.and_then(|i| st.cfg.connections.get(i)).map(|c| c.name.clone()),
+            table: m.spec.table.clone(),
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "connection": c.name, "merges": history, "definitions": definitions }),
+    ))
+}
+
+/// One merge (`lockgate merge show`): its options, counts, conflicts, rows merged
+/// away and its first 1000 row-level changes (`changes_truncated` when there are more).
+#[utoipa::path(get, path = "/api/merges/{id}",
+    params(("id" = i64, Path), ("conn" = Option<String>, Query, description = "a connection's name")),
+    responses((status = 200, description = "the merge"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn merge_detail(
+    State(st): State<Shared>,
+    Path(id): Path<i64>,
+    Query(q): Query<MergeQuery>,
+) -> ApiResult<Json<lockgate::merge::MergeDetail>> {
+    let c = service::merge_connection(&st, q.conn.as_deref(), merge_def(&st, &q.def)?)?;
+    Ok(Json(service::merge_show(c, id).await?))
+}
+
+/// Every reference to a table (`lockgate merge refs`): foreign keys and the
+/// definition's declared references, with the unique keys that include them.
+#[utoipa::path(get, path = "/api/merges/refs",
+    params(("conn" = Option<String>, Query, description = "a connection's name (default the definition's)"),
+        ("table" = Option<String>, Query, description = "the table (default the definition's)"),
+        ("def" = Option<String>, Query, description = "a merge definition")),
+    responses((status = 200, description = "`{table, references: [...]}`"), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn merge_refs(State(st): State<Shared>, Query(q): Query<MergeQuery>) -> ApiResult<Json<serde_json::Value>> {
+    let def = merge_def(&st, &q.def)?;
+    let c = service::merge_connection(&st, q.conn.as_deref(), def)?;
+    let (table, refs) = service::merge_refs(c, def, q.table.clone()).await?;
+    Ok(Json(
+        serde_json::json!({ "connection": c.name, "table": table, "references": refs }),
+    ))
+}
+
+/// A JSON body, or 400 saying what is wrong with it.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::bad(format!("{what}: {e} (see /api/openapi.json for its fields)")))
+}
+
+/// Merges rows (or previews it) as a job: 202 with the job, or with `?wait=true`
+/// the finished job: 200 when it completed or previewed (a preview's result also
+/// holds its first 1000 changes and `changes_truncated`), 400 for bad input (the
+/// engine's message in `error`), 409 when conflicts aborted it (its report, status
+/// `aborted_conflicts`, in `result`).
+#[utoipa::path(post, path = "/api/merges", request_body = MergeRequest,
+    params(("wait" = Option<bool>, Query, description = "answer when done")),
+    responses((status = 202, body = Job), (status = 200, body = Job), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = Job)))]
+pub async fn merge_run(
+    State(st): State<Shared>,
+    Query(q): Query<WaitQuery>,
+    body: bytes::Bytes,
+) -> ApiResult<Response> {
+    let req: MergeRequest = json_body(&body, "the merge request")?;
+    let id = service::start_merge(&st, req)?;
+    Ok(job_response(&st, id, truthy(&q.wait)).await)
+}
+
+/// The undo request (an empty body is `{}`).
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UndoRequest {
+    /// Only list what would be put back and what changed since.
+    #[serde(default)]
+    pub preview: bool,
+    /// Put rows back even where they changed since the merge.
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+/// Undoes a completed merge (`lockgate merge undo`) as a job: 202, or with
+/// `?wait=true` 200 when undone (or previewed), 409 when rows changed since the
+/// merge stopped it (its report, status `changed`, lists them: undo again with
+/// `overwrite`), 400 for a merge that cannot be undone.
+#[utoipa::path(post, path = "/api/merges/{id}/undo", request_body = UndoRequest,
+    params(("id" = i64, Path), ("conn" = Option<String>, Query, description = "a connection's name"),
+        ("wait" = Option<bool>, Query, description = "answer when done")),
+    responses((status = 202, body = Job), (status = 200, body = Job), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = Job)))]
+pub async fn merge_undo(
+    State(st): State<Shared>,
+    Path(id): Path<i64>,
+    Query(q): Query<MergeQuery>,
+    body: bytes::Bytes,
+) -> ApiResult<Response> {
+    let req: UndoRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        UndoRequest::default()
+    } else {
+        json_body(&body, "the undo request")?
+    };
+    let c = service::merge_connection(&st, q.conn.as_deref(), merge_def(&st, &q.def)?)?;
+    let id = service::start_undo(&st, c, id, req.preview, req.overwrite);
     Ok(job_response(&st, id, truthy(&q.wait)).await)
 }

@@ -35,7 +35,8 @@ pub enum JobStatus {
 pub struct Job {
     /// Its id (unique in this server process).
     pub id: u64,
-    /// `process`, `create_export`, `migrate`, `migrate_dry_run`, `upload`, `generate`.
+    /// `process`, `create_export`, `migrate`, `migrate_dry_run`, `upload`, `generate`,
+    /// `merge`, `merge_preview`, `merge_undo`, `merge_undo_preview`.
     pub kind: String,
     /// What it works on, for people.
     pub title: String,
@@ -52,7 +53,8 @@ pub struct Job {
     pub result: Option<serde_json::Value>,
     /// Why it failed, when it did.
     pub error: Option<String>,
-    /// ARCHITECTURE.md's exit code of a failure (2 bad input, 1 run-time, 3 row errors).
+    /// ARCHITECTURE.md's exit code of a failure (2 bad input, 1 run-time, 3 row errors,
+    /// 4 conflicts: a merge aborted, an undo stopped by rows changed since).
     pub exit_code: Option<i32>,
     /// Seconds since the Unix epoch when it started.
     pub started_at: f64,
@@ -98,12 +100,15 @@ impl From<String> for JobFailure {
 }
 
 /// What a job's body returns: its report, and whether that report is a failure
-/// (row errors: the job fails but still carries the report).
+/// (row errors, a merge aborted on conflicts: the job fails but still carries the
+/// report).
 pub struct JobOutcome {
     /// The report.
     pub result: serde_json::Value,
     /// Whether the job failed.
     pub failed: bool,
+    /// ARCHITECTURE.md's exit code of a failed report; none: 3 (row errors).
+    pub exit_code: Option<i32>,
     /// A one-line summary.
     pub message: String,
 }
@@ -292,7 +297,7 @@ impl Jobs {
                 } else {
                     JobStatus::Succeeded
                 };
-                j.exit_code = o.failed.then_some(3);
+                j.exit_code = o.failed.then_some(o.exit_code.unwrap_or(3));
                 j.message = Some(o.message);
                 j.result = Some(o.result);
             }
@@ -360,6 +365,7 @@ mod tests {
             Ok(JobOutcome {
                 result: serde_json::json!({"rows": 10}),
                 failed: false,
+                exit_code: None,
                 message: "10 rows".into(),
             })
         });

@@ -1,5 +1,5 @@
-//! Lockgate's HTTP server: the dashboard (Overview, Tables, Exports, Migrations,
-//! Data), a JSON API for everything the pages do (described at `/api/openapi.json`),
+//! Lockgate's HTTP server: the dashboard (Overview, Tables, Exports, Merge,
+//! Migrations, Data), a JSON API for everything the pages do (described at `/api/openapi.json`),
 //! server-sent progress, and oe-migration's `/getzip` and `/uploadzip` with their
 //! contract. It writes no SQL and reaches the database through one door: typed
 //! calls into the `lockgate` library (`lockgate::dashboard` for the pages' reads).
@@ -38,7 +38,9 @@ mod upload;
 
 pub use error::AppError;
 pub use jobs::{Job, JobStatus};
-pub use state::{NamedConnection, ServerConfig, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPLOAD_LIMIT};
+pub use state::{
+    MergeDefinition, NamedConnection, ServerConfig, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPLOAD_LIMIT,
+};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
@@ -101,6 +103,10 @@ fn build(cfg: ServerConfig) -> Result<(Router, Shared), ServerError> {
         .route("/exports/{transfer}/{id}", get(pages::export_detail))
         .route("/process", get(pages::process_page).post(pages::process))
         .route("/demo/generate", post(pages::demo_generate))
+        .route("/merges", get(pages::merges))
+        .route("/merges/run", post(pages::merges_run))
+        .route("/merges/{id}", get(pages::merge_detail))
+        .route("/merges/{id}/undo", post(pages::merges_undo))
         .route("/migrations", get(pages::migrations))
         .route("/migrations/run", post(pages::migrations_run))
         .route("/data", get(pages::data))
@@ -127,6 +133,10 @@ fn build(cfg: ServerConfig) -> Result<(Router, Shared), ServerError> {
         .route("/api/logs", get(api::logs))
         .route("/api/dump.zip", get(api::dump_zip))
         .route("/api/demo/generate", post(api::generate))
+        .route("/api/merges", get(api::merges).post(api::merge_run))
+        .route("/api/merges/refs", get(api::merge_refs))
+        .route("/api/merges/{id}", get(api::merge_detail))
+        .route("/api/merges/{id}/undo", post(api::merge_undo))
         // Browsers ask for it on every page; an empty answer keeps their consoles clean.
         .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .route(

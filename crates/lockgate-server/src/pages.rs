@@ -1,5 +1,6 @@
-//! The dashboard's pages: plain HTML from askama templates (escaped by default),
-//! forms that work without JavaScript, and the little script in `assets/app.js` for
+//! The dashboard's pages (Overview, Tables, Exports, Merge, Migrations, Data, jobs):
+//! plain HTML from askama templates (escaped by default), forms that work without
+//! JavaScript, and the little script in `assets/app.js` for
 //! live progress. Long operations start a job and redirect to its page.
 
 use crate::error::{render, AppError, PageError};
@@ -851,13 +852,63 @@ pub async fn data_upload(State(st): State<Shared>, t: FormToken, multipart: Mult
 
 // ---------------------------------------------------------------- jobs
 
+/// A form a job's page offers after it (apply the migration a dry run showed,
+/// merge what a preview showed, undo): hidden fields, checkboxes, buttons.
+pub struct FollowUp {
+    /// Where it posts.
+    pub action: String,
+    /// Hidden fields (the CSRF token is added by the template).
+    pub hidden: Vec<(String, String)>,
+    /// Checkboxes.
+    pub checks: Vec<Check>,
+    /// Submit buttons.
+    pub buttons: Vec<Button>,
+    /// A hint beside the buttons (may be empty).
+    pub note: String,
+}
+
+/// A checkbox of a [`FollowUp`] (sends `true` when checked).
+pub struct Check {
+    /// Its element id.
+    pub id: String,
+    /// Its field name.
+    pub name: String,
+    /// Its label.
+    pub label: String,
+    /// Checked at first.
+    pub checked: bool,
+}
+
+/// A submit button of a [`FollowUp`]; a name sends its value.
+pub struct Button {
+    /// Its element id.
+    pub id: String,
+    /// Its field name (empty: it sends nothing).
+    pub name: String,
+    /// The value it sends.
+    pub value: String,
+    /// Its label.
+    pub label: String,
+}
+
+impl Button {
+    fn new(id: &str, name: &str, value: &str, label: &str) -> Button {
+        Button {
+            id: id.into(),
+            name: name.into(),
+            value: value.into(),
+            label: label.into(),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "job.html")]
 struct JobPage {
     c: Chrome,
     job: Job,
     grids: Vec<Grid>,
-    apply: bool,
+    forms: Vec<FollowUp>,
     links: Vec<(String, String)>,
 }
 
@@ -869,7 +920,7 @@ pub async fn job(State(st): State<Shared>, t: FormToken, Path(id): Path<u64>) ->
         .ok_or_else(|| AppError::not_found(format!("there is no job {id} (jobs are kept while the server runs)")))?;
     let mut grids = Vec::new();
     let mut links = Vec::new();
-    let mut apply = false;
+    let mut forms = Vec::new();
     if let Some(r) = &job.result {
         match job.kind.as_str() {
             "process" => {
@@ -902,10 +953,30 @@ pub async fn job(State(st): State<Shared>, t: FormToken, Path(id): Path<u64>) ->
                 links.push(("/exports".into(), "Back to the exports".into()));
             }
             "generate" => links.push(("/exports".into(), "Back to the exports".into())),
+            "merge" | "merge_preview" => {
+                grids.extend(merge_grids(r));
+                let (f, l) = merge_follow_ups(&job, r);
+                forms.extend(f);
+                links.extend(l);
+            }
+            "merge_undo" | "merge_undo_preview" => {
+                grids.extend(undo_grids(r));
+                let (f, l) = merge_follow_ups(&job, r);
+                forms.extend(f);
+                links.extend(l);
+            }
             _ => {
                 let (g, can_apply) = migrate_grids(r);
                 grids.extend(g);
-                apply = job.kind == "migrate_dry_run" && can_apply && job.status_str() == "succeeded";
+                if job.kind == "migrate_dry_run" && can_apply && job.status_str() == "succeeded" {
+                    forms.push(FollowUp {
+                        action: "/migrations/run".into(),
+                        hidden: vec![("dry_run".into(), "false".into())],
+                        checks: Vec::new(),
+                        buttons: vec![Button::new("apply", "", "", "Apply migrate")],
+                        note: String::new(),
+                    });
+                }
                 if job.kind == "upload" {
                     links.push(("/data".into(), "Back to the data".into()));
                 }
@@ -916,13 +987,14 @@ pub async fn job(State(st): State<Shared>, t: FormToken, Path(id): Path<u64>) ->
     let nav = match job.kind.as_str() {
         "process" | "create_export" | "generate" => "exports",
         "upload" => "data",
+        k if k.starts_with("merge") => "merges",
         _ => "migrations",
     };
     Ok(render(&JobPage {
         c: chrome(&st, &t, job.title.clone(), nav),
         job,
         grids,
-        apply,
+        forms,
         links,
     }))
 }
@@ -1099,4 +1171,697 @@ pub async fn uploadzip_form(State(st): State<Shared>, t: FormToken) -> PageResul
     Ok(render(&UploadZipPage {
         c: chrome(&st, &t, "Upload a zip", "data"),
     }))
+}
+
+// ---------------------------------------------------------------- merges
+
+/// The Merge page's query: a definition (or a connection and a table), a search
+/// of the table, and the rows picked so far (keys as `lockgate merge --from`
+/// writes them).
+#[derive(Deserialize, Default)]
+pub struct MergesQuery {
+    def: Option<String>,
+    conn: Option<String>,
+    table: Option<String>,
+    q: Option<String>,
+    after: Option<String>,
+    from: Option<String>,
+    into: Option<String>,
+}
+
+/// A merge in the history, as the Merge page lists it.
+struct HistoryRow {
+    id: i64,
+    status: String,
+    name: String,
+    table: String,
+    sources: String,
+    target: String,
+    rows: u64,
+    conflicts: usize,
+    started: String,
+    holder: String,
+    error: String,
+    undo: bool,
+}
+
+#[derive(Template)]
+#[template(path = "merges.html")]
+struct MergesPage {
+    c: Chrome,
+    definitions: Vec<String>,
+    def: String,
+    /// The definition decides the connection (no connection list).
+    def_conn: bool,
+    /// The definition decides the table (no table list).
+    def_table: bool,
+    connection_names: Vec<String>,
+    conn: String,
+    table_names: Vec<String>,
+    table: String,
+    q: String,
+    from: String,
+    into: String,
+    /// The query's pairs that keep the choice (definition, connection, table).
+    keep: Vec<(String, String)>,
+    refs: Option<Grid>,
+    refs_error: Option<String>,
+    rows: Option<Grid>,
+    rows_note: String,
+    rows_next: Option<String>,
+    history: Vec<HistoryRow>,
+    history_error: Option<String>,
+}
+
+/// A key as `--from` writes one: its parts joined by `:`, with `\`, `,` and `:`
+/// escaped (the inverse of `lockgate::merge::parse_keys`).
+fn key_text(parts: &[String]) -> String {
+    parts
+        .iter()
+        .map(|p| {
+            let mut out = String::new();
+            for ch in p.chars() {
+                if matches!(ch, '\\' | ',' | ':') {
+                    out.push('\\');
+                }
+                out.push(ch);
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// JSON as people read it: strings without quotes.
+fn json_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A key map (`{"id": 1}`) as `id=1`; several as `id=1 | id=2`.
+fn key_map_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", json_text(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        serde_json::Value::Array(a) => a.iter().map(key_map_text).collect::<Vec<_>>().join(" | "),
+        other => json_text(other),
+    }
+}
+
+/// `GET /merges`
+pub async fn merges(State(st): State<Shared>, t: FormToken, Query(q): Query<MergesQuery>) -> PageResult {
+    let def = match non_empty(&q.def) {
+        Some(name) => Some(service::find_merge_definition(&st, &name)?),
+        None => None,
+    };
+    let def_conn = def.and_then(|d| d.conn).and_then(|i| st.cfg.connections.get(i));
+    let def_table = def.and_then(|d| d.spec.table.clone());
+    let connection_names: Vec<String> = st.cfg.connections.iter().map(|c| c.name.clone()).collect();
+    let conn = match def_conn {
+        Some(c) => c.name.clone(),
+        None => non_empty(&q.conn)
+            .or_else(|| st.cfg.migrate_conn().map(|c| c.name.clone()))
+            .or_else(|| connection_names.first().cloned())
+            .unwrap_or_default(),
+    };
+    let table = def_table.clone().or_else(|| non_empty(&q.table)).unwrap_or_default();
+    let mut keep: Vec<(String, String)> = Vec::new();
+    if let Some(d) = def {
+        keep.push(("def".into(), d.name.clone()));
+    }
+    if def_conn.is_none() && !conn.is_empty() {
+        keep.push(("conn".into(), conn.clone()));
+    }
+    if def_table.is_none() && !table.is_empty() {
+        keep.push(("table".into(), table.clone()));
+    }
+    let mut view = MergesPage {
+        c: chrome(&st, &t, "Merge", "merges"),
+        definitions: st.cfg.merges.iter().map(|m| m.name.clone()).collect(),
+        def: def.map(|d| d.name.clone()).unwrap_or_default(),
+        def_conn: def_conn.is_some(),
+        def_table: def_table.is_some(),
+        connection_names,
+        conn: conn.clone(),
+        table_names: Vec::new(),
+        table: table.clone(),
+        q: non_empty(&q.q).unwrap_or_default(),
+        from: non_empty(&q.from).unwrap_or_default(),
+        into: non_empty(&q.into).unwrap_or_default(),
+        keep,
+        refs: None,
+        refs_error: None,
+        rows: None,
+        rows_note: String::new(),
+        rows_next: None,
+        history: Vec::new(),
+        history_error: None,
+    };
+    if conn.is_empty() {
+        return Ok(render(&view));
+    }
+    let c = service::find_connection(&st, &conn)?;
+    match service::merge_history(c, 50).await {
+        Ok(h) => {
+            view.history = h
+                .into_iter()
+                .map(|m| HistoryRow {
+                    id: m.id,
+                    status: m.status.as_str().to_string(),
+                    name: m.name.clone().unwrap_or_default(),
+                    table: m.table.clone(),
+                    sources: key_map_text(&m.sources),
+                    target: key_map_text(&m.target),
+                    rows: m.total_rows,
+                    conflicts: m.conflicts,
+                    started: m.started_at.clone(),
+                    holder: m.holder.clone(),
+                    error: m.error.clone().unwrap_or_default(),
+                    undo: m.status == lockgate::merge::MergeStatus::Completed,
+                })
+                .collect()
+        }
+        Err(e) => view.history_error = Some(e.message),
+    }
+    if def_table.is_none() {
+        match service::tables(c).await {
+            Ok(names) => view.table_names = names.into_iter().filter(|n| !n.starts_with("lockgate_")).collect(),
+            Err(e) => view.refs_error = Some(e.message),
+        }
+    }
+    if table.is_empty() {
+        return Ok(render(&view));
+    }
+    match service::merge_refs(c, def, Some(table.clone())).await {
+        Ok((merged, refs)) => {
+            let mut g = Grid::new(
+                format!("What references {merged} (a merge re-points these rows)"),
+                &[
+                    "Table",
+                    "Columns",
+                    "References",
+                    "Kind",
+                    "Unique keys with them",
+                    "Note",
+                ],
+                "Nothing references this table: a merge would only act on the rows merged away.",
+            );
+            for r in &refs {
+                let unique = if r.unique.is_empty() {
+                    "none".to_string()
+                } else {
+                    r.unique
+                        .iter()
+                        .map(|u| format!("({})", u.join(", ")))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                // A reference found through another table (`via`, as `merge refs`
+                // reports it) says how its rows follow.
+                let v = serde_json::to_value(r).unwrap_or_default();
+                let mut note = Vec::new();
+                if let Some(via) = v["via"].as_str() {
+                    note.push(if v["changes"].as_bool() == Some(true) {
+                        format!("through {via}, re-pointed columns: needs ON UPDATE CASCADE")
+                    } else {
+                        format!("through {via}: follows its row unchanged")
+                    });
+                }
+                if r.skipped {
+                    note.push("skipped".to_string());
+                }
+                g.rows.push(vec![
+                    Cell::text(&r.table),
+                    Cell::text(r.columns.join(", ")),
+                    Cell::text(r.referenced.join(", ")),
+                    Cell::text(format!("{} {}", r.kind.replace('_', " "), r.name)),
+                    Cell::text(unique),
+                    Cell::text(note.join("; ")),
+                ]);
+            }
+            view.refs = Some(g);
+        }
+        Err(e) => {
+            view.refs_error = Some(e.message);
+            return Ok(render(&view));
+        }
+    }
+    // The rows to pick from: the table page's search, 20 at a time.
+    let bq = browse_query(&None, &None, &q.q, &q.after, &None, 20)?;
+    let page = service::browse_table(c, &table, &bq).await?;
+    let key_cols = match &page.paging {
+        Paging::Key { columns, primary: true } => columns.clone(),
+        _ => Vec::new(),
+    };
+    let positions: Vec<usize> = key_cols
+        .iter()
+        .filter_map(|k| page.columns.iter().position(|(n, _)| n == k))
+        .collect();
+    if key_cols.is_empty() || positions.len() != key_cols.len() {
+        view.rows_note = format!(
+            "{} has no primary key: a merge names its rows by their primary key.",
+            page.table
+        );
+        return Ok(render(&view));
+    }
+    let sources = lockgate::merge::parse_keys(&view.from);
+    let link = |from: &str, into: &str, extra: &[(&str, &str)]| {
+        let mut pairs: Vec<(&str, &str)> = view.keep.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if !view.q.is_empty() {
+            pairs.push(("q", &view.q));
+        }
+        if !from.is_empty() {
+            pairs.push(("from", from));
+        }
+        if !into.is_empty() {
+            pairs.push(("into", into));
+        }
+        pairs.extend_from_slice(extra);
+        format!("/merges?{}#pick", query_string(&pairs))
+    };
+    let mut headers: Vec<&str> = vec!["", ""];
+    let names: Vec<String> = page.columns.iter().map(|(n, _)| n.clone()).collect();
+    headers.extend(names.iter().map(String::as_str));
+    let mut g = Grid::new(format!("Rows of {}", page.table), &headers, "No rows match.");
+    for r in &page.rows {
+        let parts: Vec<String> = positions.iter().map(|&i| r[i].to_string()).collect();
+        let key = key_text(&parts);
+        let picked = sources.contains(&parts);
+        let source_cell = if picked {
+            Cell::class("a source", "status")
+        } else {
+            let from = if view.from.is_empty() {
+                key.clone()
+            } else {
+                format!("{},{key}", view.from)
+            };
+            let into = if view.into == key { "" } else { view.into.as_str() };
+            Cell::link("Merge away", link(&from, into, &[]))
+        };
+        let target_cell = if view.into == key {
+            Cell::class("the target", "status")
+        } else {
+            // A row cannot be both: picking it as the target drops it from the sources.
+            let from: Vec<String> = sources.iter().filter(|s| **s != parts).map(|s| key_text(s)).collect();
+            Cell::link("Merge into", link(&from.join(","), &key, &[]))
+        };
+        let mut row = vec![source_cell, target_cell];
+        row.extend(r.iter().map(|v| {
+            if v.is_null() {
+                Cell::class("NULL", "null")
+            } else {
+                Cell::text(v.to_string())
+            }
+        }));
+        g.rows.push(row);
+    }
+    view.rows_note = format!(
+        "{}{}, by key {}",
+        count_text(&page.total),
+        if view.q.is_empty() {
+            String::new()
+        } else {
+            format!(" matching “{}”", view.q)
+        },
+        key_cols.join(", ")
+    );
+    view.rows_next = page
+        .next
+        .as_ref()
+        .map(|cur| link(&view.from, &view.into, &[("after", &cur.encode())]));
+    view.rows = Some(g);
+    Ok(render(&view))
+}
+
+/// Reads a form's fields, repeated ones included (`from`, `skip_tables`).
+fn form_pairs(body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
+    serde_urlencoded::from_bytes(body).map_err(|e| AppError::bad(format!("the form: {e}")))
+}
+
+fn field(pairs: &[(String, String)], name: &str) -> Option<String> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn checked(pairs: &[(String, String)], name: &str) -> bool {
+    field(pairs, name).is_some_and(|v| matches!(v.as_str(), "true" | "on" | "1" | "yes"))
+}
+
+/// `POST /merges/run`: the Merge page's form (and a preview's Merge button):
+/// `action` is `preview` or `merge`.
+pub async fn merges_run(State(st): State<Shared>, t: FormToken, body: axum::body::Bytes) -> PageResult {
+    let pairs = form_pairs(&body)?;
+    t.check(field(&pairs, "csrf").as_deref().unwrap_or(""))?;
+    let all = |name: &str| -> Vec<String> {
+        pairs
+            .iter()
+            .filter(|(k, v)| k == name && !v.trim().is_empty())
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    };
+    let action = field(&pairs, "action").unwrap_or_else(|| "preview".into());
+    let preview = match action.as_str() {
+        "preview" => true,
+        "merge" => false,
+        other => return Err(AppError::bad(format!("action {other:?}: preview or merge")).into()),
+    };
+    let from = all("from");
+    let req = service::MergeRequest {
+        conn: field(&pairs, "conn"),
+        def: field(&pairs, "def"),
+        table: field(&pairs, "table"),
+        from: (!from.is_empty())
+            .then(|| service::KeyList::Many(from.into_iter().map(service::KeyText::Text).collect())),
+        into: field(&pairs, "into").map(service::KeyText::Text),
+        preview,
+        merge_conflicts: checked(&pairs, "merge_conflicts"),
+        sources: field(&pairs, "sources"),
+        conflict_rows: field(&pairs, "conflict_rows"),
+        skip_tables: all("skip_tables"),
+        references: all("references"),
+    };
+    let id = service::start_merge(&st, req)?;
+    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+}
+
+/// `POST /merges/{id}/undo`: the history's Undo button (a preview first) and the
+/// preview's Undo button (with overwrite when rows changed since).
+pub async fn merges_undo(
+    State(st): State<Shared>,
+    t: FormToken,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> PageResult {
+    let pairs = form_pairs(&body)?;
+    t.check(field(&pairs, "csrf").as_deref().unwrap_or(""))?;
+    let c = service::merge_connection(&st, field(&pairs, "conn").as_deref(), None)?;
+    let job = service::start_undo(&st, c, id, checked(&pairs, "preview"), checked(&pairs, "overwrite"));
+    Ok(Redirect::to(&format!("/jobs/{job}")).into_response())
+}
+
+/// The merge detail page's query.
+#[derive(Deserialize, Default)]
+pub struct ConnQuery {
+    conn: Option<String>,
+}
+
+/// `GET /merges/{id}?conn=NAME`: one merge from the history.
+pub async fn merge_detail(
+    State(st): State<Shared>,
+    t: FormToken,
+    Path(id): Path<i64>,
+    Query(q): Query<ConnQuery>,
+) -> PageResult {
+    let c = service::merge_connection(&st, q.conn.as_deref(), None)?;
+    let d = service::merge_show(c, id).await?;
+    let m = &d.summary;
+    let mut facts = Grid::new(
+        "",
+        &[
+            "Status",
+            "Definition",
+            "Table",
+            "Sources",
+            "Target",
+            "Started",
+            "Took",
+            "By",
+        ],
+        "",
+    );
+    facts.rows.push(vec![
+        Cell::class(m.status.as_str(), &format!("status {}", m.status.as_str())),
+        Cell::text(m.name.as_deref().unwrap_or("")),
+        Cell::text(&m.table),
+        Cell::text(key_map_text(&m.sources)),
+        Cell::text(key_map_text(&m.target)),
+        Cell::text(&m.started_at),
+        Cell::text(m.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default()),
+        Cell::text(&m.holder),
+    ]);
+    let report = serde_json::json!({
+        "tables": d.tables,
+        "conflicts": d.conflicts_found,
+        "actions": d.actions,
+        "changes": d.changes,
+        "changes_truncated": d.changes_truncated,
+    });
+    let mut grids = vec![facts];
+    grids.extend(merge_grids(&report));
+    let mut intro = vec![format!("Options: {}", d.options)];
+    if let Some(e) = &m.error {
+        intro.push(format!("Error: {e}"));
+    }
+    if let Some(u) = &m.undone_at {
+        intro.push(format!("Undone at {u}."));
+    }
+    Ok(render(&DetailPage {
+        c: chrome(&st, &t, format!("Merge {} ({})", m.id, c.name), "merges"),
+        intro: Some(intro.join(" ")),
+        grids,
+        back: Some(format!("/merges?{}", query_string(&[("conn", &c.name)]))),
+    }))
+}
+
+/// A merge report (or a merge's detail) as tables: rows re-pointed per table,
+/// conflicts, rows merged away, and the row-level changes when it has them.
+fn merge_grids(r: &serde_json::Value) -> Vec<Grid> {
+    let mut counts = Grid::new(
+        "Rows re-pointed, per table and reference",
+        &["Table", "Columns", "Rows", "Level"],
+        "Nothing references the merged rows.",
+    );
+    for t in r["tables"].as_array().into_iter().flatten() {
+        let cols: Vec<String> = t["columns"].as_array().into_iter().flatten().map(json_text).collect();
+        counts.rows.push(vec![
+            Cell::text(json_text(&t["table"])),
+            Cell::text(cols.join(", ")),
+            Cell::text(json_text(&t["rows"])),
+            Cell::text(json_text(&t["level"])),
+        ]);
+    }
+    let mut out = vec![counts];
+    let conflicts = r["conflicts"].as_array().cloned().unwrap_or_default();
+    if !conflicts.is_empty() {
+        let caption = if r["conflicts_truncated"].as_bool() == Some(true) {
+            format!(
+                "Conflicts: rows that would collide in a unique key (the first {}; there are more)",
+                conflicts.len()
+            )
+        } else {
+            "Conflicts: rows that would collide in a unique key".to_string()
+        };
+        let mut g = Grid::new(
+            caption,
+            &["Table", "Unique key", "Values", "Row", "Collides with", "Level"],
+            "",
+        );
+        for c in &conflicts {
+            let unique: Vec<String> = c["unique"].as_array().into_iter().flatten().map(json_text).collect();
+            g.rows.push(vec![
+                Cell::text(json_text(&c["table"])),
+                Cell::text(unique.join(", ")),
+                Cell::text(key_map_text(&c["values"])),
+                Cell::class(key_map_text(&c["row"]), "error"),
+                Cell::text(key_map_text(&c["counterpart"])),
+                Cell::text(json_text(&c["level"])),
+            ]);
+        }
+        out.push(g);
+    }
+    let actions = r["actions"].as_array().cloned().unwrap_or_default();
+    if !actions.is_empty() {
+        let mut g = Grid::new("Rows merged away", &["Table", "Key", "What happens", "Level"], "");
+        for a in &actions {
+            g.rows.push(vec![
+                Cell::text(json_text(&a["table"])),
+                Cell::text(key_map_text(&a["key"])),
+                Cell::text(json_text(&a["action"])),
+                Cell::text(json_text(&a["level"])),
+            ]);
+        }
+        out.push(g);
+    }
+    if let Some(changes) = r["changes"].as_array() {
+        let caption = if r["changes_truncated"].as_bool() == Some(true) {
+            format!("Changes (the first {}; the counts above are complete)", changes.len())
+        } else {
+            "Changes".to_string()
+        };
+        let mut g = Grid::new(
+            caption,
+            &["Table", "Row", "Columns", "Before", "After", "Level"],
+            "No row changes.",
+        );
+        for ch in changes {
+            let list = |v: &serde_json::Value| {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(json_text)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            g.rows.push(vec![
+                Cell::text(json_text(&ch["table"])),
+                Cell::text(key_map_text(&ch["key"])),
+                Cell::text(list(&ch["columns"])),
+                Cell::text(list(&ch["old"])),
+                Cell::text(list(&ch["new"])),
+                Cell::text(json_text(&ch["level"])),
+            ]);
+        }
+        out.push(g);
+    }
+    out
+}
+
+/// An undo report as tables: rows put back per table, and rows changed since.
+fn undo_grids(r: &serde_json::Value) -> Vec<Grid> {
+    let mut counts = Grid::new(
+        "Rows re-pointed back, per table and reference",
+        &["Table", "Columns", "Rows"],
+        "No rows to re-point back.",
+    );
+    for t in r["tables"].as_array().into_iter().flatten() {
+        let cols: Vec<String> = t["columns"].as_array().into_iter().flatten().map(json_text).collect();
+        counts.rows.push(vec![
+            Cell::text(json_text(&t["table"])),
+            Cell::text(cols.join(", ")),
+            Cell::text(json_text(&t["rows"])),
+        ]);
+    }
+    let mut changed = Grid::new(
+        "Rows changed since the merge",
+        &["Table", "Row", "What changed"],
+        "None: the undo puts every row back as the merge found it.",
+    );
+    for c in r["changed"].as_array().into_iter().flatten() {
+        changed.rows.push(vec![
+            Cell::text(json_text(&c["table"])),
+            Cell::text(key_map_text(&c["key"])),
+            Cell::class(json_text(&c["reason"]), "error"),
+        ]);
+    }
+    vec![counts, changed]
+}
+
+/// The job page's forms after a merge job: merge (or preview again) what was
+/// previewed, undo what was merged, undo for real what an undo previewed.
+fn merge_follow_ups(job: &Job, r: &serde_json::Value) -> (Vec<FollowUp>, Vec<(String, String)>) {
+    let mut forms = Vec::new();
+    let mut links = Vec::new();
+    let req = &r["request"];
+    let conn = json_text(&req["conn"]);
+    match job.kind.as_str() {
+        "merge_preview" | "merge" => {
+            let status = json_text(&r["status"]);
+            if job.kind == "merge_preview" || status == "aborted_conflicts" {
+                let mut hidden: Vec<(String, String)> = Vec::new();
+                for name in ["conn", "def", "table", "sources", "conflict_rows"] {
+                    let v = json_text(&req[name]);
+                    if !v.is_empty() {
+                        hidden.push((name.into(), v));
+                    }
+                }
+                for name in ["from", "skip_tables", "references"] {
+                    for v in req[name].as_array().into_iter().flatten() {
+                        hidden.push((name.into(), json_text(v)));
+                    }
+                }
+                hidden.push(("into".into(), json_text(&req["into"])));
+                let conflicts = r["conflicts"].as_array().is_some_and(|c| !c.is_empty());
+                forms.push(FollowUp {
+                    action: "/merges/run".into(),
+                    hidden,
+                    checks: vec![Check {
+                        id: "merge_conflicts".into(),
+                        name: "merge_conflicts".into(),
+                        label: "Merge conflicting rows into their counterparts".into(),
+                        checked: req["merge_conflicts"].as_bool() == Some(true),
+                    }],
+                    buttons: vec![
+                        Button::new("preview-again", "action", "preview", "Preview again"),
+                        Button::new("merge", "action", "merge", "Merge"),
+                    ],
+                    note: if conflicts && req["merge_conflicts"].as_bool() != Some(true) {
+                        "Without merging the conflicts, the merge aborts and changes nothing.".into()
+                    } else {
+                        "The merge runs in one transaction and can be undone from the history.".into()
+                    },
+                });
+            }
+            if let (Some(id), "completed") = (r["id"].as_i64(), status.as_str()) {
+                forms.push(FollowUp {
+                    action: format!("/merges/{id}/undo"),
+                    hidden: vec![("conn".into(), conn.clone()), ("preview".into(), "true".into())],
+                    checks: Vec::new(),
+                    buttons: vec![Button::new("undo-preview", "", "", "Preview undo")],
+                    note: String::new(),
+                });
+            }
+            if let Some(id) = r["id"].as_i64() {
+                links.push((
+                    format!("/merges/{id}?{}", query_string(&[("conn", &conn)])),
+                    format!("Merge {id} in the history"),
+                ));
+            }
+        }
+        _ => {
+            let id = req["id"].as_i64().unwrap_or(0);
+            let changed = r["changed"].as_array().is_some_and(|c| !c.is_empty());
+            let status = json_text(&r["status"]);
+            if status == "preview" || status == "changed" {
+                let mut hidden = vec![("conn".into(), conn.clone())];
+                let mut checks = Vec::new();
+                if changed {
+                    checks.push(Check {
+                        id: "overwrite".into(),
+                        name: "overwrite".into(),
+                        label: "Overwrite the rows changed since the merge".into(),
+                        checked: false,
+                    });
+                } else {
+                    hidden.push(("overwrite".into(), "false".into()));
+                }
+                forms.push(FollowUp {
+                    action: format!("/merges/{id}/undo"),
+                    hidden,
+                    checks,
+                    buttons: vec![Button::new("undo", "", "", "Undo")],
+                    note: if changed {
+                        "Rows changed since the merge stop the undo unless it overwrites them.".into()
+                    } else {
+                        String::new()
+                    },
+                });
+            }
+            links.push((
+                format!("/merges/{id}?{}", query_string(&[("conn", &conn)])),
+                format!("Merge {id} in the history"),
+            ));
+        }
+    }
+    // Back to the page as it was chosen: by its definition, else its connection.
+    let def = json_text(&req["def"]);
+    let back = if def.is_empty() {
+        ("conn", conn.as_str())
+    } else {
+        ("def", def.as_str())
+    };
+    links.push((
+        format!("/merges?{}", query_string(&[back])),
+        "Back to the merges".into(),
+    ));
+    (forms, links)
 }

@@ -1,14 +1,15 @@
 //! What the pages and the API both do, on top of the `lockgate` library: read the
-//! connections, runs, exports, migrations and logs, and start the long operations
-//! as jobs. No SQL here, and one door to the database: every query is a typed call
+//! connections, runs, exports, migrations, logs and merges, and start the long
+//! operations (exports, migrations, merges and their undo) as jobs. No SQL here, and one door to the database: every query is a typed call
 //! into `lockgate` (its `dashboard` module for what only the dashboard reads).
 
 use crate::error::AppError;
 use crate::jobs::{JobFailure, JobOutcome, Progress};
-use crate::state::{NamedConnection, Shared};
+use crate::state::{MergeDefinition, NamedConnection, Shared};
 use lockgate::dashboard::{
     self, Attempt, BrowsePage, BrowseQuery, Database, DbError, Export, LogEntry, LogFilter, Run,
 };
+use lockgate::merge;
 use lockgate::transfer::{self, CreateOptions, RunOptions, Transfer, TransferEvent};
 use lockgate::{MigrateOptions, StatusOptions};
 use serde::Serialize;
@@ -385,6 +386,7 @@ pub fn start_process(st: &Shared) -> u64 {
                 )
             };
             Ok(JobOutcome {
+                exit_code: None,
                 failed: report.exit_code() != 0,
                 result: serde_json::to_value(&report).map_err(|e| JobFailure::new(1, e.to_string()))?,
                 message,
@@ -429,6 +431,7 @@ pub fn start_create(st: &Shared, t: &Transfer) -> u64 {
                 None => "nothing to export: every row is in a completed, running or pending export".to_string(),
             };
             Ok(JobOutcome {
+                exit_code: None,
                 failed: false,
                 result: serde_json::to_value(&r).map_err(|e| JobFailure::new(1, e.to_string()))?,
                 message,
@@ -558,6 +561,7 @@ pub fn start_migrate(st: &Shared, from: MigrateFrom, dry_run: bool) -> Result<u6
             _ => "nothing to migrate: every version is applied".to_string(),
         };
         Ok(JobOutcome {
+            exit_code: None,
             failed: report.exit_code() != 0,
             result: serde_json::to_value(&report).map_err(|e| JobFailure::new(1, e.to_string()))?,
             message,
@@ -582,6 +586,7 @@ pub fn start_generate(st: &Shared, n: i64) -> Result<u64, AppError> {
                 .await
                 .map_err(|e| JobFailure::new(e.exit_code(), e.to_string()))?;
             Ok(JobOutcome {
+                exit_code: None,
                 failed: false,
                 result: serde_json::json!({"added": n, "first_id": ids.start, "last_id": ids.end - 1}),
                 message: format!("added {n} customers (CustomerID {} to {})", ids.start, ids.end - 1),
@@ -651,4 +656,373 @@ pub async fn dump_zip(st: &Shared, req: &DumpRequest) -> Result<(tempfile::TempD
         .map_err(|e| AppError::from_exit(e.exit_code(), e.to_string()))?;
     let name = format!("{}-{}.zip", c.name, report.version);
     Ok((dir, out, name))
+}
+
+// ---------------------------------------------------------------- merges
+
+/// The most row-level changes a preview's job keeps (the rest are counted): a
+/// preview of a million rows keeps the first thousand, as `merge show` lists them.
+pub const PREVIEW_CHANGES: usize = 1000;
+
+fn merge_error(e: merge::MergeError) -> AppError {
+    AppError::from_exit(e.exit_code(), e.to_string())
+}
+
+/// A merge definition by name; an unknown one lists those there are.
+pub fn find_merge_definition<'a>(st: &'a Shared, name: &str) -> Result<&'a MergeDefinition, AppError> {
+    st.cfg.merge_definition(name).ok_or_else(|| {
+        let names: Vec<&str> = st.cfg.merges.iter().map(|m| m.name.as_str()).collect();
+        AppError::not_found(format!(
+            "there is no merge definition {name:?}: the definitions are {}",
+            if names.is_empty() {
+                "none (define one in lockgate.toml under [merges.NAME])".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))
+    })
+}
+
+/// The connection a merge request works on: the one it names, else its
+/// definition's, else the server's default database. Only the server's named
+/// connections can be merged: a request never gives a URL.
+pub fn merge_connection<'a>(
+    st: &'a Shared,
+    conn: Option<&str>,
+    def: Option<&MergeDefinition>,
+) -> Result<&'a NamedConnection, AppError> {
+    if let Some(name) = conn.map(str::trim).filter(|c| !c.is_empty()) {
+        return find_connection(st, name);
+    }
+    def.and_then(|d| d.conn)
+        .or(st.cfg.migrate_db)
+        .and_then(|i| st.cfg.connections.get(i))
+        .ok_or_else(|| {
+            let names: Vec<&str> = st.cfg.connections.iter().map(|c| c.name.as_str()).collect();
+            AppError::bad(format!(
+                "say which connection: conn=NAME (the connections are {})",
+                names.join(", ")
+            ))
+        })
+}
+
+/// The merges recorded in a connection's database, newest first (none when it
+/// has no history yet).
+pub async fn merge_history(c: &NamedConnection, limit: u32) -> Result<Vec<merge::MergeSummary>, AppError> {
+    merge::history(&c.url, limit)
+        .await
+        .map_err(|e| named(c, merge_error(e)))
+}
+
+/// One merge with its first [`PREVIEW_CHANGES`] row-level changes.
+pub async fn merge_show(c: &NamedConnection, id: i64) -> Result<merge::MergeDetail, AppError> {
+    merge::show(&c.url, id, PREVIEW_CHANGES as u64)
+        .await
+        .map_err(|e| named(c, merge_error(e)))
+}
+
+/// Every reference to the table a merge would re-point: the definition's table
+/// and declared references, or `table` over them (read as a merge reads them).
+pub async fn merge_refs(
+    c: &NamedConnection,
+    def: Option<&MergeDefinition>,
+    table: Option<String>,
+) -> Result<(String, Vec<merge::Reference>), AppError> {
+    let over = merge::MergeOverrides {
+        table,
+        ..merge::MergeOverrides::default()
+    };
+    let o = merge::options(def.map(|d| (d.name.as_str(), &d.spec)), over).map_err(merge_error)?;
+    let refs = merge::references(&c.url, &o.table, &o.references, &o.skip_tables)
+        .await
+        .map_err(|e| named(c, merge_error(e)))?;
+    Ok((o.table, refs))
+}
+
+/// Names the connection in an error's message.
+fn named(c: &NamedConnection, mut e: AppError) -> AppError {
+    e.message = format!("connection {}: {}", c.name, e.message);
+    e
+}
+
+/// Keys as a request writes them: one text as `--from` writes it (`"1,2"`,
+/// `"1:5,1:6"`), or a list of such texts (or numbers).
+#[derive(Clone, Debug, serde::Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum KeyList {
+    /// One text, or one number.
+    One(KeyText),
+    /// A list.
+    Many(Vec<KeyText>),
+}
+
+/// A key's text, or a number (a JSON body may write `"into": 1`).
+#[derive(Clone, Debug, serde::Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum KeyText {
+    /// As written.
+    Text(String),
+    /// A number, as its text.
+    Number(serde_json::Number),
+}
+
+impl KeyText {
+    /// The text.
+    pub fn text(&self) -> String {
+        match self {
+            KeyText::Text(s) => s.clone(),
+            KeyText::Number(n) => n.to_string(),
+        }
+    }
+}
+
+impl KeyList {
+    /// The texts, each as `--from` writes them.
+    pub fn texts(&self) -> Vec<String> {
+        match self {
+            KeyList::One(k) => vec![k.text()],
+            KeyList::Many(ks) => ks.iter().map(KeyText::text).collect(),
+        }
+    }
+}
+
+/// A merge to run or preview: `POST /api/merges`'s body, and the Merge page's form.
+/// What it leaves out comes from the definition (`def`), as flags over a
+/// definition on the command line.
+#[derive(Clone, Debug, Default, serde::Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeRequest {
+    /// The connection (one of the server's); default the definition's, else the
+    /// server's default database.
+    #[serde(default)]
+    pub conn: Option<String>,
+    /// A merge definition (`[merges.NAME]`).
+    #[serde(default)]
+    pub def: Option<String>,
+    /// The merged table (default the definition's).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// The rows to merge away: `["1", "2"]` or `"1,2"`; a composite key's parts
+    /// separated by `:` in key order, `\` escaping `,` `:` `\`.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub from: Option<KeyList>,
+    /// The row to merge into (one key, written as in `from`).
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub into: Option<KeyText>,
+    /// Only show what would change (recorded in the history as a preview).
+    #[serde(default)]
+    pub preview: bool,
+    /// Merge conflicting rows into their counterparts instead of aborting.
+    #[serde(default)]
+    pub merge_conflicts: bool,
+    /// What happens to the sources: `keep`, `delete` or `set:COL=EXPR,…`.
+    #[serde(default)]
+    pub sources: Option<String>,
+    /// What happens to conflicting rows merged into their counterparts.
+    #[serde(default)]
+    pub conflict_rows: Option<String>,
+    /// Referencing tables to leave alone (added to the definition's).
+    #[serde(default)]
+    pub skip_tables: Vec<String>,
+    /// Declared references, `jobs.byPuid -> customers.id` (added to the definition's).
+    #[serde(default)]
+    pub references: Vec<String>,
+}
+
+/// An action text, or 400 naming the field.
+fn row_action(field: &str, text: &Option<String>) -> Result<Option<merge::RowAction>, AppError> {
+    text.as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| merge::RowAction::parse(t).map_err(|e| AppError::bad(format!("{field}: {e}"))))
+        .transpose()
+}
+
+/// Checks a merge request and starts it as a job (`merge` or `merge_preview`).
+/// What needs no database is refused here (400): an unknown definition or
+/// connection, no table, an action that does not parse, no sources or target;
+/// the rest (the table, the keys, the actions' columns) by the engine in the job,
+/// which then fails with exit code 2 (400 with `?wait=true`).
+pub fn start_merge(st: &Shared, mut req: MergeRequest) -> Result<u64, AppError> {
+    let def = match req.def.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        Some(name) => Some(find_merge_definition(st, name)?.clone()),
+        None => None,
+    };
+    let c = merge_connection(st, req.conn.as_deref(), def.as_ref())?.clone();
+    let from = req.from.as_ref().map(KeyList::texts).unwrap_or_default();
+    let from: Vec<String> = from.into_iter().filter(|f| !f.trim().is_empty()).collect();
+    let into = req.into.as_ref().map(KeyText::text).filter(|i| !i.trim().is_empty());
+    if from.is_empty() {
+        return Err(AppError::bad(
+            "no sources given: name the rows to merge away in `from` (\"1,2\" or [\"1\", \"2\"])",
+        ));
+    }
+    if into.is_none() {
+        return Err(AppError::bad("no target given: name the row to merge into in `into`"));
+    }
+    let over = merge::MergeOverrides {
+        table: req.table.clone(),
+        from: from.clone(),
+        into: into.clone(),
+        preview: req.preview,
+        merge_conflicts: req.merge_conflicts,
+        sources: row_action("sources", &req.sources)?,
+        conflict_rows: row_action("conflict_rows", &req.conflict_rows)?,
+        skip_tables: req.skip_tables.clone(),
+        references: req.references.clone(),
+        ..merge::MergeOverrides::default()
+    };
+    let opts = merge::options(def.as_ref().map(|d| (d.name.as_str(), &d.spec)), over).map_err(merge_error)?;
+    // The request as it ran, for the job's page (its Merge button repeats it).
+    req.conn = Some(c.name.clone());
+    req.def = def.as_ref().map(|d| d.name.clone());
+    req.table = Some(opts.table.clone());
+    req.from = Some(KeyList::Many(from.iter().cloned().map(KeyText::Text).collect()));
+    req.into = into.clone().map(KeyText::Text);
+    req.merge_conflicts = opts.merge_conflicts;
+    let echo = serde_json::to_value(&req).unwrap_or_default();
+    let preview = opts.preview;
+    let title = format!(
+        "{} {} {} into {} ({})",
+        if preview { "Preview: merge" } else { "Merge" },
+        opts.table,
+        from.join(", "),
+        into.unwrap_or_default(),
+        c.name
+    );
+    let state = Arc::clone(st);
+    let kind = if preview { "merge_preview" } else { "merge" };
+    Ok(st.jobs.spawn(kind, title, move |_| async move {
+        let _refresh = (!preview).then(|| Refresh(state));
+        let mut changes: Vec<merge::Change> = Vec::new();
+        let mut more = 0u64;
+        let mut keep = |ch: merge::Change| {
+            if changes.len() < PREVIEW_CHANGES {
+                changes.push(ch);
+            } else {
+                more += 1;
+            }
+        };
+        let sink: Option<&mut (dyn FnMut(merge::Change) + Send)> = if preview { Some(&mut keep) } else { None };
+        let report = merge::merge(&c.url, &opts, sink)
+            .await
+            .map_err(|e| JobFailure::new(e.exit_code(), format!("connection {}: {e}", c.name)))?;
+        let mut result = serde_json::to_value(&report).map_err(|e| JobFailure::new(1, e.to_string()))?;
+        if preview {
+            result["changes"] = serde_json::to_value(&changes).unwrap_or_default();
+            result["changes_truncated"] = serde_json::Value::Bool(more > 0);
+        }
+        result["request"] = echo;
+        let tables = report.tables.iter().filter(|t| t.rows > 0).count();
+        // The engine reads a bounded number of conflicts per unique key and says so.
+        let conflicts = format!(
+            "{}{}",
+            if result["conflicts_truncated"].as_bool() == Some(true) { "at least " } else { "" },
+            report.conflicts.len()
+        );
+        let any_conflict = !report.conflicts.is_empty();
+        let message = match report.status {
+            merge::MergeStatus::Preview if any_conflict && !report.conflicts_merged => format!(
+                "would re-point {} rows in {tables} table(s), but {conflicts} conflict(s) would abort the merge: \
+                 merge them into their counterparts, or resolve them first",
+                report.total_rows
+            ),
+            merge::MergeStatus::Preview => format!(
+                "would re-point {} rows in {tables} table(s){}",
+                report.total_rows,
+                if any_conflict {
+                    format!(", merging {conflicts} conflicting row(s) into their counterparts")
+                } else {
+                    String::new()
+                }
+            ),
+            merge::MergeStatus::Completed => format!(
+                "merge {}: {} rows re-pointed in {tables} table(s)",
+                report.id.map(|i| i.to_string()).unwrap_or_default(),
+                report.total_rows
+            ),
+            merge::MergeStatus::AbortedConflicts => format!(
+                "aborted on {conflicts} conflict(s), nothing was changed: merge them into their counterparts, or resolve them first"
+            ),
+            _ => format!(
+                "failed and rolled back, nothing was changed: {}",
+                report.error.as_deref().unwrap_or("see the report")
+            ),
+        };
+        // A preview did what it was asked, conflicts or not (they are in its report).
+        let code = match report.status {
+            merge::MergeStatus::Preview => 0,
+            _ => report.exit_code(),
+        };
+        Ok(JobOutcome {
+            failed: code != 0,
+            exit_code: Some(code),
+            result,
+            message,
+        })
+    }))
+}
+
+/// Starts undoing merge `id` of connection `c` (or its preview) as a job
+/// (`merge_undo`, `merge_undo_preview`). Rows changed since the merge stop it
+/// unless `overwrite`: the job then fails with exit code 4 and its report (status
+/// `changed`) lists them.
+pub fn start_undo(st: &Shared, c: &NamedConnection, id: i64, preview: bool, overwrite: bool) -> u64 {
+    let c = c.clone();
+    let state = Arc::clone(st);
+    let kind = if preview { "merge_undo_preview" } else { "merge_undo" };
+    let title = format!(
+        "{} merge {id} ({}){}",
+        if preview { "Preview: undo" } else { "Undo" },
+        c.name,
+        if overwrite {
+            ", overwriting rows changed since"
+        } else {
+            ""
+        }
+    );
+    st.jobs.spawn(kind, title, move |_| async move {
+        let _refresh = (!preview).then(|| Refresh(state));
+        let opts = merge::UndoOptions {
+            preview,
+            overwrite,
+            ..merge::UndoOptions::default()
+        };
+        let r = merge::undo(&c.url, id, &opts)
+            .await
+            .map_err(|e| JobFailure::new(e.exit_code(), format!("connection {}: {e}", c.name)))?;
+        let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
+        let message = match r.status.as_str() {
+            "changed" => format!(
+                "{} row(s) changed since the merge, so nothing was undone: look at them below, then undo with \
+                 overwrite to put the merge's rows back anyway",
+                r.changed.len()
+            ),
+            "preview" if r.changed.is_empty() => format!(
+                "would put back {rows} re-pointed rows and {} rows merged away",
+                r.rows_restored
+            ),
+            "preview" => format!(
+                "would put back {rows} re-pointed rows and {} rows merged away; {} row(s) changed since the merge \
+                 stop the undo unless it overwrites them",
+                r.rows_restored,
+                r.changed.len()
+            ),
+            _ => format!(
+                "merge {id} undone: {rows} rows re-pointed back, {} rows merged away put back",
+                r.rows_restored
+            ),
+        };
+        let mut result = serde_json::to_value(&r).map_err(|e| JobFailure::new(1, e.to_string()))?;
+        result["request"] = serde_json::json!({ "conn": c.name, "id": id, "overwrite": overwrite });
+        let code = r.exit_code();
+        Ok(JobOutcome {
+            failed: code != 0,
+            exit_code: Some(code),
+            result,
+            message,
+        })
+    })
 }

@@ -1,5 +1,6 @@
 //! The server's configuration and shared state: the connections it shows, the
-//! transfers it runs, where migrations come from, and who may use it.
+//! transfers it runs, the merges it offers, where migrations come from, and who
+//! may use it.
 
 use crate::jobs::Jobs;
 use lockgate::dashboard::DbUrl;
@@ -26,6 +27,20 @@ pub struct NamedConnection {
     pub url: DbUrl,
 }
 
+/// A merge definition the Merge page and `/api/merges` offer (`[merges.NAME]` in
+/// `lockgate.toml`), with the connection it runs on.
+#[derive(Clone, Debug)]
+pub struct MergeDefinition {
+    /// Its name.
+    pub name: String,
+    /// The definition as written.
+    pub spec: lockgate::merge::MergeSpec,
+    /// Its database: an index into [`ServerConfig::connections`] (the spec's `db`,
+    /// else the server's default database); none when neither is set, and then a
+    /// request names the connection.
+    pub conn: Option<usize>,
+}
+
 /// What `lockgate serve` serves.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -50,6 +65,9 @@ pub struct ServerConfig {
     pub module: String,
     /// The transfers (the Exports page, `/process`).
     pub transfers: Vec<Transfer>,
+    /// The merge definitions (the Merge page, `/api/merges`). A merge runs only on
+    /// one of `connections`, never on a URL a request gives.
+    pub merges: Vec<MergeDefinition>,
     /// The demo's folder, in demo mode (the Generate Sample Customers form).
     pub demo: Option<PathBuf>,
     /// Whether uploaded zips may hold process scripts (`[server] upload_scripts`):
@@ -84,6 +102,7 @@ impl ServerConfig {
             migrations_dir: PathBuf::from("db"),
             module: "./".into(),
             transfers: Vec::new(),
+            merges: Vec::new(),
             demo: None,
             upload_scripts: false,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -112,7 +131,64 @@ impl ServerConfig {
         cfg.migrations_dir = dir.join("db");
         cfg.transfers = vec![t];
         cfg.demo = Some(dir.to_path_buf());
+        // The demo's own lockgate.toml names its other databases and its merges
+        // (customer accounts, `[merges.customers]`).
+        let files = lockgate::demo::DemoFiles::new(dir);
+        let config = lockgate::Config::load(&files.config, false)
+            .map_err(|e| lockgate::demo::DemoError::Input(e.to_string()))?;
+        cfg.add_connections(&config).map_err(lockgate::demo::DemoError::Input)?;
+        cfg.add_merges(&config).map_err(lockgate::demo::DemoError::Input)?;
         Ok(cfg)
+    }
+
+    /// Adds `config`'s named connections (`[connections.NAME]`) that are not
+    /// already here under their name.
+    pub fn add_connections(&mut self, config: &lockgate::Config) -> Result<(), String> {
+        for (name, c) in &config.connections {
+            if self.connection(name).is_some() {
+                continue;
+            }
+            let url = DbUrl::parse(&c.url).map_err(|e| format!("lockgate.toml: connection {name}: {e}"))?;
+            self.connections.push(NamedConnection {
+                name: name.clone(),
+                url,
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds `config`'s merge definitions (`[merges.NAME]`), each on one of the
+    /// connections: its `db` names a connection (or a URL, which becomes the
+    /// connection `merges.NAME` when no connection has it), else the server's
+    /// default database (`migrate_db`). Call it after the connections and
+    /// `migrate_db` are set.
+    pub fn add_merges(&mut self, config: &lockgate::Config) -> Result<(), String> {
+        for (name, spec) in &config.merges {
+            let conn = match spec.db.as_deref() {
+                None => self.migrate_db,
+                Some(db) => {
+                    let url = config
+                        .resolve_db(Some(db))
+                        .map_err(|e| format!("lockgate.toml: merge {name}: db: {e}"))?;
+                    match self.connections.iter().position(|c| c.url.as_str() == url.as_str()) {
+                        Some(i) => Some(i),
+                        None => {
+                            self.connections.push(NamedConnection {
+                                name: format!("merges.{name}"),
+                                url,
+                            });
+                            Some(self.connections.len() - 1)
+                        }
+                    }
+                }
+            };
+            self.merges.push(MergeDefinition {
+                name: name.clone(),
+                spec: spec.clone(),
+                conn,
+            });
+        }
+        Ok(())
     }
 
     /// Takes the limits `lockgate.toml`'s `[server]` sets (validated when the file
@@ -165,6 +241,16 @@ impl ServerConfig {
                 self.bind
             ));
         }
+        for m in &self.merges {
+            if m.conn.is_some_and(|i| i >= self.connections.len()) {
+                return Err(format!(
+                    "merge definition {} names connection {} of {}: give an index into the connections",
+                    m.name,
+                    m.conn.unwrap_or_default(),
+                    self.connections.len()
+                ));
+            }
+        }
         if self.token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err("LOCKGATE_TOKEN is shorter than 16 characters: use a long random string".into());
         }
@@ -179,6 +265,11 @@ impl ServerConfig {
     /// A connection by name.
     pub fn connection(&self, name: &str) -> Option<&NamedConnection> {
         self.connections.iter().find(|c| c.name == name)
+    }
+
+    /// A merge definition by name.
+    pub fn merge_definition(&self, name: &str) -> Option<&MergeDefinition> {
+        self.merges.iter().find(|m| m.name == name)
     }
 
     /// A transfer by name.

@@ -111,7 +111,9 @@ async fn an_export_goes_from_the_button_to_its_history() {
         assert!(doc["paths"][path].is_object(), "{path} is not in the OpenAPI document");
     }
     let conns = get(&app, "/api/connections").await.json();
-    assert_eq!(conns.as_array().unwrap().len(), 2);
+    // source, destination, and accounts (the demo's lockgate.toml names it, for its merge).
+    assert_eq!(conns.as_array().unwrap().len(), 3, "{conns:#}");
+    assert_eq!(conns[2]["name"], "accounts", "{conns:#}");
     assert!(conns[1]["roles"].as_array().unwrap().iter().any(|r| r == "migrations"));
     assert!(conns[1]["tables"].as_u64().unwrap() > 1);
 }
@@ -592,6 +594,13 @@ const BROWSING: &[&str] = &[
     "/data",
     "/api/dump.zip?tables=t",
     "/getzip?tableList=t",
+    "/merges",
+    "/merges?conn=plain&table=t",
+    "/merges?conn=missing",
+    "/api/merges?conn=plain",
+    "/api/merges/refs?conn=plain&table=t",
+    "/api/merges/1?conn=plain",
+    "/api/merges?conn=missing",
 ];
 
 #[tokio::test]

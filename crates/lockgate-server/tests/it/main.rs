@@ -3,10 +3,12 @@
 //! API, jobs and their events, downloads and uploads, and bad input of every kind
 //! (tokens, Host headers, cross-site posts, forms' tokens bound to their browser,
 //! oversized and escaping zips, zips holding process scripts, unknown tables, SQL in a
-//! sort parameter); on a real socket, requests that stall; and lockgate.toml's
-//! `[server]` limits reaching the server's configuration.
+//! sort parameter); merges through the API and the Merge page (preview, conflicts,
+//! undo) on SQLite and PostgreSQL; on a real socket, requests that stall; and
+//! lockgate.toml's `[server]` limits reaching the server's configuration.
 
 mod api;
+mod merges;
 mod scripts;
 mod security;
 mod settings;

@@ -26,7 +26,7 @@ use lockgate_db::DbError;
 use serde::Serialize;
 use std::time::Duration;
 
-pub use def::MergeSpec;
+pub use def::{options, MergeOverrides, MergeSpec};
 pub use plan::{Change, Conflict};
 pub use refs::{references, Reference};
 pub use run::{history, merge, show, MergeDetail, MergeSummary};
