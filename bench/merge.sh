@@ -32,17 +32,19 @@
 # no row referencing a source and the target owning exactly the sources' rows in every
 # table; the merge must exit 0 with its --json report saying status `completed`, giving
 # an id, and listing for each ref table as many rows as the floor moved; the preview must
-# exit 0 and change nothing; the undo must exit 0 and leave every table (customers and
-# the ref tables) with the checksum it had before the merge. The script then exits 1
-# after printing the report. Without a `merge` command in the binary (`$LOCKGATE merge
-# --help` failing), it runs the setup and the floor only, prints their figures and exits 2.
+# exit 0 and change nothing; the undo must exit 0, its report say `undone` and list the
+# same rows per table, and it must leave every table (customers and the ref tables) with
+# the checksum it had before the merge. The script then exits 1 after printing the
+# report. Without a `merge` command in the binary (`$LOCKGATE merge --help` failing), it
+# runs the setup and the floor only, prints their figures and exits 2.
 #
 # Run from anywhere (needs the local servers: PostgreSQL on 127.0.0.1:5432 as user postgres,
 # MariaDB on 127.0.0.1:3306 as root, both without password; python3, psql, mariadb):
 #     bench/merge.sh                        # 1,000,000 moved rows, 3 runs
 #     ROWS=100000 RUNS=1 bench/merge.sh     # quick check
 # Other knobs: ENGINES="pg mariadb" (subset; commas work too), CUSTOMERS=10000 (rows of
-# the customers table, at least 5), LOCKGATE=PATH (run that binary, build nothing),
+# the customers table, at least 5), TIMEOUT=10m (lockgate's --timeout for merge, preview
+# and undo; its default is 60 s), LOCKGATE=PATH (run that binary, build nothing),
 # GEN=PATH (the customers generator), KEEP_TMP=1 (keep the data dir).
 # It creates and drops the database `lockgate_bench` on both servers; generated files go
 # to a mktemp directory that is removed at the end. lockgate runs in that directory, so
@@ -77,6 +79,9 @@ for ((t = 1; t <= TABLES; t++)); do REF_TABLES+=("$(printf 'ref_%02d' "$t")"); d
 SMALL=$((ROWS / 10))
 declare -A URL=([pg]=$PG_URL [mariadb]=$MY_URL)
 MERGE_ARGS=(--table customers --from "$SOURCES" --into "$TARGET")
+# lockgate's --timeout for merge, preview and undo (its default, 60 s, when not given)
+TIMEOUT_ARGS=()
+if [[ -n ${TIMEOUT:-} ]]; then TIMEOUT_ARGS=(--timeout "$TIMEOUT"); fi
 
 # ---------------------------------------------------------------- helpers
 
@@ -208,9 +213,10 @@ check_same() {
         fail "$2: tables changed: $(diff "$3" "$now" | sed -n 's/^[<>] \([^|]*\)|.*/\1/p' | sort -u | paste -sd ' ')"
 }
 
-# merge_summary REPORT: status|id|table=rows ...|table(columns) ... from merge's --json
-# report ("?" for what it lacks); a table listed more than once has its rows summed.
-merge_summary() {
+# report_summary REPORT: status|id|table=rows ...|table(columns) ... from a --json report
+# of merge or undo ("?" for what it lacks); a table listed more than once (a reference
+# through several columns) has its rows summed.
+report_summary() {
     python3 - "$1" <<'EOF' 2>/dev/null || echo "?|?||"
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -226,22 +232,22 @@ print(d.get("status", "?"), d.get("id", "?"),
 EOF
 }
 
-# check_merge ENGINE LABEL REPORT: the merge's exit status (T_RC), its report and the tables.
-# Sets M_ID (empty without an id).
-check_merge() {
-    local e=$1 label=$2 report=$3 status id rows cols t kv bad=()
+# check_report LABEL REPORT STATUS: a merge's or undo's --json report must say STATUS,
+# give an id and list for every ref table as many rows as the floor moves (MOVE). Sets
+# R_ID (empty without an id) and R_TABLES (the tables and their columns, for the log).
+check_report() {
+    local label=$1 status id rows cols t kv bad=()
     local -A got=()
-    M_ID=
-    IFS='|' read -r status id rows cols < <(merge_summary "$report")
-    [[ $status == completed ]] || fail "$label: report status '$status', expected completed"
-    if [[ -n $id && $id != '?' && $id != None ]]; then M_ID=$id; else fail "$label: report gives no id"; fi
+    R_ID='' R_TABLES=''
+    IFS='|' read -r status id rows cols < <(report_summary "$2")
+    [[ $status == "$3" ]] || fail "$label: report status '$status', expected $3"
+    if [[ -n $id && $id != '?' && $id != None ]]; then R_ID=$id; else fail "$label: report gives no id"; fi
     for kv in $rows; do got[${kv%%=*}]=${kv#*=}; done
     for t in "${REF_TABLES[@]}"; do
         [[ ${got[$t]:-none} == "${MOVE[$t]}" ]] || bad+=("$t ${got[$t]:-none} (floor ${MOVE[$t]})")
     done
-    ((${#bad[@]} == 0)) || fail "$label: report's moved rows differ from the floor's: ${bad[*]}"
-    M_TABLES=$cols
-    check_moved "$e" "$label"
+    ((${#bad[@]} == 0)) || fail "$label: report's rows per table differ from the floor's: ${bad[*]}"
+    R_TABLES=$cols
 }
 
 max() { printf '%s\n' "$@" | sort -g | tail -n 1; }
@@ -292,7 +298,7 @@ step_preview() {
     local label="${NAME[$e]} preview run $i"
     fresh "$e" "$ROWS" "$label"
     checksums "$e" >"$TMP/checksums.before"
-    timed "$LOCKGATE" merge --db "${URL[$e]}" "${MERGE_ARGS[@]}" --preview --json >/dev/null 2>"$TMP/preview.err"
+    timed "$LOCKGATE" merge --db "${URL[$e]}" "${MERGE_ARGS[@]}" "${TIMEOUT_ARGS[@]}" --preview --json >/dev/null 2>"$TMP/preview.err"
     ((T_RC == 0)) || fail "$label: lockgate exited $T_RC: $(err "$TMP/preview.err")"
     PREVIEW+=("$T_S") PREVIEW_KB+=("$T_KB")
     check_same "$e" "$label (a preview must change nothing)" "$TMP/checksums.before"
@@ -304,23 +310,26 @@ step_merge() {
     local label="${NAME[$e]} merge run $i" out="$TMP/merge_${1}_$2"
     fresh "$e" "$ROWS" "$label"
     checksums "$e" >"$TMP/checksums.before"
-    M_ID='' M_TABLES=''
-    if lockgate_json "$label" "$out.json" merge --db "${URL[$e]}" "${MERGE_ARGS[@]}"; then
-        check_merge "$e" "$label" "$out.json"
+    local id=''
+    if lockgate_json "$label" "$out.json" merge --db "${URL[$e]}" "${MERGE_ARGS[@]}" "${TIMEOUT_ARGS[@]}"; then
+        check_report "$label" "$out.json" completed
+        id=$R_ID
+        ((i == 1)) && log "   the merge report's tables: ${R_TABLES:-none}"
+        check_moved "$e" "$label"
     fi
     MERGE+=("$T_S") MERGE_KB+=("$T_KB")
-    LINE+="${LINE:+, }merge ${T_S}s ($(mb "$T_KB") MB, id ${M_ID:-none})"
-    ((i == 1)) && log "   merge report's tables: ${M_TABLES:-none}"
-    if [[ -z $M_ID ]]; then
+    LINE+="${LINE:+, }merge ${T_S}s ($(mb "$T_KB") MB, id ${id:-none})"
+    if [[ -z $id ]]; then
         fail "${NAME[$e]} undo run $i: not run, the merge gave no id"
         return 0
     fi
     label="${NAME[$e]} undo run $i"
-    if lockgate_json "$label" "$out.undo.json" merge undo "$M_ID" --db "${URL[$e]}"; then
+    if lockgate_json "$label" "$out.undo.json" merge undo "$id" --db "${URL[$e]}" "${TIMEOUT_ARGS[@]}"; then
+        check_report "$label" "$out.undo.json" undone
         check_same "$e" "$label (every table as before the merge)" "$TMP/checksums.before"
     fi
     UNDO+=("$T_S") UNDO_KB+=("$T_KB")
-    LINE+=", undo ${T_S}s ($(mb "$T_KB") MB, status $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("status", "?"))' "$out.undo.json" 2>/dev/null || echo '?'))"
+    LINE+=", undo ${T_S}s ($(mb "$T_KB") MB)"
 }
 
 # the merge at ROWS/10 moved rows, for its peak RSS
@@ -328,8 +337,9 @@ step_small() {
     local e=$1 i=$2
     local label="${NAME[$e]} merge of $SMALL rows run $i"
     fresh "$e" "$SMALL" "$label"
-    if lockgate_json "$label" "$TMP/small.json" merge --db "${URL[$e]}" "${MERGE_ARGS[@]}"; then
-        check_merge "$e" "$label" "$TMP/small.json"
+    if lockgate_json "$label" "$TMP/small.json" merge --db "${URL[$e]}" "${MERGE_ARGS[@]}" "${TIMEOUT_ARGS[@]}"; then
+        check_report "$label" "$TMP/small.json" completed
+        check_moved "$e" "$label"
     fi
     SMALL_S+=("$T_S") SMALL_KB+=("$T_KB")
     LINE+=", merge of $SMALL rows ${T_S}s ($(mb "$T_KB") MB)"
