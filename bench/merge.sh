@@ -36,7 +36,9 @@
 # same rows per table, and it must leave every table (customers and the ref tables) with
 # the checksum it had before the merge. The script then exits 1 after printing the
 # report. Without a `merge` command in the binary (`$LOCKGATE merge --help` failing), it
-# runs the setup and the floor only, prints their figures and exits 2.
+# runs the setup and the floor only, prints their figures and exits 2. lockgate's own
+# --timeout (60 s unless TIMEOUT is given) still applies: a step exceeding it exits 2 and
+# counts as a failed check (the message names the timeout); raise TIMEOUT to measure it.
 #
 # Run from anywhere (needs the local servers: PostgreSQL on 127.0.0.1:5432 as user postgres,
 # MariaDB on 127.0.0.1:3306 as root, both without password; python3, psql, mariadb):
