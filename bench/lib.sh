@@ -5,7 +5,8 @@
 #   * sets RUNS (default 3) and ENGINES (default "pg mariadb sqlite"), the servers'
 #     settings (PostgreSQL on 127.0.0.1:5432 as postgres, MariaDB on 127.0.0.1:3306 as
 #     root, database BENCH_DB=lockgate_bench), PG_URL, MY_URL, ROOT, GEN (the customers
-#     generator) and LOCKGATE (the release binary), and exits 2 unless ROWS and RUNS are
+#     generator; GEN=PATH overrides it) and LOCKGATE (the release binary; LOCKGATE=PATH
+#     runs that binary instead and builds nothing), and exits 2 unless ROWS and RUNS are
 #     positive integers;
 #   * defines the PSQL and MARIADB command arrays, `fail` (records a correctness failure
 #     in FAILURES) and `log`;
@@ -37,8 +38,11 @@ MY_URL="mysql://$MY_USER@$MY_HOST:$MY_PORT/$BENCH_DB"
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-GEN="$ROOT/../shared/bench/gen_customers.py"
-LOCKGATE="${CARGO_TARGET_DIR:-$ROOT/target}/release/lockgate"
+# Both may be given: GEN for a checkout whose ../shared is elsewhere (a git worktree),
+# LOCKGATE for a binary built elsewhere, which bench_setup then does not build.
+GEN=${GEN:-"$ROOT/../shared/bench/gen_customers.py"}
+LOCKGATE_GIVEN=${LOCKGATE:+1}
+LOCKGATE=${LOCKGATE:-"${CARGO_TARGET_DIR:-$ROOT/target}/release/lockgate"}
 
 case "$ROWS" in '' | *[!0-9]*) echo "ROWS must be a positive integer" >&2; exit 2 ;; esac
 case "$RUNS" in '' | *[!0-9]*) echo "RUNS must be a positive integer" >&2; exit 2 ;; esac
@@ -165,8 +169,8 @@ check_fp() {
 
 # bench_setup TITLE [SUBCOMMAND]: logs the start ("lockgate TITLE benchmark"), installs
 # sqlite3 and /usr/bin/time when missing, checks the other tools, builds the release
-# binary (and, given SUBCOMMAND, checks that it has that command), and sets
-# SQLITE_VERSION and SQLITE_HAS_SKIP.
+# binary unless LOCKGATE was given (and, given SUBCOMMAND, checks that it has that
+# command), and sets SQLITE_VERSION and SQLITE_HAS_SKIP.
 bench_setup() {
     local title=$1 subcommand=${2:-} missing=() tool
     log "== lockgate $title benchmark: ROWS=$ROWS RUNS=$RUNS engines: $ENGINES"
@@ -178,20 +182,27 @@ bench_setup() {
         log "-- installing ${missing[*]}"
         apt-get install -y "${missing[@]}" >/dev/null || { apt-get update >/dev/null && apt-get install -y "${missing[@]}" >/dev/null; }
     fi
-    for tool in python3 psql mariadb cargo; do
+    local tools=(python3 psql mariadb)
+    [[ -n $LOCKGATE_GIVEN ]] || tools+=(cargo)
+    for tool in "${tools[@]}"; do
         command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool not found" >&2; exit 2; }
     done
+    [[ -f $GEN ]] || { echo "error: no customers generator at $GEN (set GEN=PATH)" >&2; exit 2; }
 
-    log "-- building lockgate (cargo build --release -p lockgate-cli)"
-    if ! (cd "$ROOT" && cargo build --release -p lockgate-cli) >"$TMP/build.log" 2>&1; then
-        tail -n 40 "$TMP/build.log" >&2
-        echo "error: build failed" >&2
-        exit 2
+    if [[ -n $LOCKGATE_GIVEN ]]; then
+        log "-- not building: LOCKGATE=$LOCKGATE given"
+    else
+        log "-- building lockgate (cargo build --release -p lockgate-cli)"
+        if ! (cd "$ROOT" && cargo build --release -p lockgate-cli) >"$TMP/build.log" 2>&1; then
+            tail -n 40 "$TMP/build.log" >&2
+            echo "error: build failed" >&2
+            exit 2
+        fi
     fi
     if [[ -n $subcommand ]]; then
         "$LOCKGATE" "$subcommand" --help >/dev/null 2>&1 || { echo "error: $LOCKGATE has no $subcommand command" >&2; exit 2; }
     fi
-    log "   $LOCKGATE ($("$LOCKGATE" --version))"
+    log "   $LOCKGATE ($("$LOCKGATE" --version 2>/dev/null || echo 'cannot run it'))"
 
     SQLITE_VERSION=$(sqlite3 --version | awk '{print $1}')
     # `.import --skip N` exists since sqlite3 3.32.0.
