@@ -1671,7 +1671,15 @@ fn merge_grids(r: &serde_json::Value) -> Vec<Grid> {
             g.rows.push(vec![
                 Cell::text(json_text(&c["table"])),
                 Cell::text(unique.join(", ")),
-                Cell::text(key_map_text(&c["values"])),
+                // The values after the move, in the unique key's order.
+                Cell::text(
+                    unique
+                        .iter()
+                        .zip(c["values"].as_array().into_iter().flatten())
+                        .map(|(u, v)| format!("{u}={}", json_text(v)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
                 Cell::class(key_map_text(&c["row"]), "error"),
                 Cell::text(key_map_text(&c["counterpart"])),
                 Cell::text(json_text(&c["level"])),
