@@ -42,7 +42,16 @@ async fn merge_commands_exit_codes_and_json_documents() {
     let out = run(&["merge", "refs", "--table", "customers", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let refs = json(&out);
-    assert_eq!(refs.as_array().unwrap().len(), 2, "{refs:#}");
+    let direct = refs.as_array().unwrap().iter().filter(|r| r["via"].is_null()).count();
+    assert_eq!(direct, 2, "{refs:#}");
+    // jobs.client follows its user unchanged: listed transitively.
+    assert!(
+        refs.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["via"] == "users" && r["changes"] == false),
+        "{refs:#}"
+    );
 
     // A preview of a conflicting merge: every change streamed, conflicts listed, exit 4.
     let out = run(&[

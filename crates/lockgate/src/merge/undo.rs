@@ -200,6 +200,26 @@ pub async fn undo(url: &DbUrl, id: i64, opts: &UndoOptions) -> Result<UndoReport
     })
 }
 
+/// The re-pointed rows that no longer hold what the merge gave them (at most 100
+/// per step).
+async fn moved_since(conn: &mut Conn, stored: &StoredPlan, loaded: &[Loaded]) -> Result<Vec<ChangedRow>, MergeError> {
+    let mut changed = Vec::new();
+    for (s, l) in stored.steps.iter().zip(loaded) {
+        for row in sql::changed_since(conn, &s.side, &step(s, l), 100).await? {
+            let keys = &row[..row.len() - 1];
+            changed.push(ChangedRow {
+                table: l.table.name.to_string(),
+                key: super::plan::json_map(&s.key, keys),
+                reason: format!(
+                    "the merge set {} and the row no longer holds that (or is gone)",
+                    s.columns.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(changed)
+}
+
 fn step<'a>(s: &'a run::StoredStep, l: &'a Loaded) -> Step<'a> {
     Step {
         table: &l.table,
@@ -248,21 +268,12 @@ async fn attempt(
     sql::limit_session(conn, deadline.saturating_duration_since(Instant::now()), None).await?;
     sql::begin(conn, opts.preview).await?;
     let images: Vec<StoredImage> = versions::read_images(conn, IMAGE_MODULE, &[id.to_string()]).await?;
-    // What changed since the merge.
+    // What changed since the merge: the rows it deleted or set, from their images
+    // (a few); the re-pointed rows are listed only when asked (a preview, an
+    // overwrite) or when the undo finds them changed: each undo statement touches
+    // only rows still holding what the merge gave them, so a count short of what the
+    // merge moved is the sign, and a second pass over a million rows is saved.
     let mut changed = Vec::new();
-    for (s, l) in stored.steps.iter().zip(loaded) {
-        for row in sql::changed_since(conn, &s.side, &step(s, l), 100).await? {
-            let keys = &row[..row.len() - 1];
-            changed.push(ChangedRow {
-                table: l.table.name.to_string(),
-                key: super::plan::json_map(&s.key, keys),
-                reason: format!(
-                    "the merge set {} and the row no longer holds that (or is gone)",
-                    s.columns.join(", ")
-                ),
-            });
-        }
-    }
     for img in &images {
         let Some(table) = level_tables.iter().find(|t| t.name.to_string() == img.image.table) else {
             continue;
@@ -312,6 +323,9 @@ async fn attempt(
         attempts: 0,
         seconds: 0.0,
     };
+    if opts.preview || opts.overwrite || !changed.is_empty() {
+        changed.extend(moved_since(conn, stored, loaded).await?);
+    }
     if !changed.is_empty() && !opts.overwrite && !opts.preview {
         return Ok(report("changed", tables, 0, changed));
     }
@@ -372,10 +386,16 @@ async fn attempt(
         for &i in steps.iter().rev() {
             let s = &stored.steps[i];
             put_back[i] = sql::undo_repoint(conn, &s.side, &step(s, &loaded[i]), opts.overwrite).await?;
-            // Every recorded row is put back once: more would move rows the merge
-            // did not, fewer would leave some behind.
+            // Every recorded row is put back once: fewer means rows changed since
+            // (listed, nothing done, unless overwriting: then they are gone);
+            // more would move rows the merge did not.
             let expected = s.rows;
-            if put_back[i] != expected && (changed.is_empty() || put_back[i] > expected) {
+            if put_back[i] < expected && !opts.overwrite {
+                conn.rollback().await?;
+                let changed = moved_since(conn, stored, loaded).await?;
+                return Ok(report("changed", tables, 0, changed));
+            }
+            if put_back[i] > expected {
                 return Err(MergeError::Db(DbError::Invalid(format!(
                     "undoing {}({}) would put back {} rows where the merge moved {expected}: nothing was changed",
                     loaded[i].table.name,
