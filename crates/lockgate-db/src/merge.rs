@@ -399,10 +399,11 @@ pub async fn conflicts(
         }
     }
     // Among moving rows: rows of different entries that land on the same values.
-    // Grouped in one pass over the moving rows (a self-join would compare them in
-    // pairs), then the groups' rows read: in each, the first (lowest entry, then
-    // key) moves and the others conflict with it. A group that collides with a row
-    // already there was listed above, against that row.
+    // One pass over the moving rows: a window per (values after the move, other
+    // columns), ordered by entry then key; every row after the first of another
+    // entry conflicts with that first row. The engine groups and compares under the
+    // columns' collations, as the unique key does ('Home' and 'home' under NOCASE).
+    // A row that collides with a row already there was listed above, against it.
     let clashing: std::collections::HashSet<String> = found.iter().map(|c| key_text(&c.row)).collect();
     if step.map.len() > 1 {
         let cols: Vec<&Column> = step
@@ -410,101 +411,84 @@ pub async fn conflicts(
             .iter()
             .map(|c| column(step.table, c))
             .collect::<Result<_, _>>()?;
-        let other_cols: Vec<&Column> = others.iter().map(|o| column(step.table, o)).collect::<Result<_, _>>()?;
         let olds: Vec<Vec<Value>> = step.map.iter().map(|e| e.old.clone()).collect();
-        let mut params = Vec::new();
-        let mut select = Vec::new();
-        for &i in &changed {
-            select.push(case_new(d, "r", step, step.map, i, &mut params)?);
-        }
-        select.extend(others.iter().map(|o| format!("r.{}", d.quote(o))));
-        let moving = format!(
-            "{}{}",
-            in_list(d, "r", &cols, &olds, &mut params),
-            excluded(d, "r", step, &mut params)?
-        );
+        let firsts: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("FIRST_VALUE(r.{}) OVER w AS lockgate_f{i}", d.quote(k)))
+            .collect();
         let not_null: String = others
             .iter()
             .map(|o| format!(" AND r.{} IS NOT NULL", d.quote(o)))
             .collect();
-        let positions: Vec<String> = (1..=select.len()).map(|n| n.to_string()).collect();
-        let sql = format!(
-            "SELECT {} FROM {t} r WHERE {moving}{not_null} GROUP BY {} HAVING COUNT(*) > 1 LIMIT {limit}",
-            select.join(", "),
-            positions.join(", ")
+        // Bound values in text order (MariaDB's `?` are positional): the SELECT
+        // list's two entry expressions, the WHERE, then the WINDOW clause.
+        let mut params = Vec::new();
+        let entry = case_entry(d, "r", step, step.map, 0, &mut params)?;
+        let entry_first = case_entry(d, "r", step, step.map, 0, &mut params)?;
+        let moving = format!(
+            "{}{}{not_null}",
+            in_list(d, "r", &cols, &olds, &mut params),
+            excluded(d, "r", step, &mut params)?
         );
-        let group_kinds: Vec<Kind> = changed
-            .iter()
-            .map(|&i| cols[i].kind.clone())
-            .chain(other_cols.iter().map(|c| c.kind.clone()))
-            .collect();
-        let groups = conn.query(&sql, &params, Some(&group_kinds)).await?;
-        if !groups.is_empty() {
-            // The groups' rows: moving rows holding a group's other values.
-            let mut member_kinds: Vec<Kind> = Vec::new();
-            for k in &names {
-                member_kinds.push(column(step.table, k)?.kind.clone());
+        let mut partition = Vec::new();
+        for &i in &changed {
+            partition.push(case_new(d, "r", step, step.map, i, &mut params)?);
+        }
+        partition.extend(others.iter().map(|o| format!("r.{}", d.quote(o))));
+        let order_entry = case_entry(d, "r", step, step.map, 0, &mut params)?;
+        let sql = format!(
+            "SELECT * FROM (SELECT {keys}, {values_cols}{entry} AS lockgate_e, ROW_NUMBER() OVER w AS lockgate_rn, \
+             {firsts}, FIRST_VALUE({entry_first}) OVER w AS lockgate_fe FROM {t} r WHERE {moving} \
+             WINDOW w AS (PARTITION BY {partition} ORDER BY {order_entry}, {order_keys})) x \
+             WHERE x.lockgate_rn > 1 AND x.lockgate_fe <> x.lockgate_e LIMIT {limit}",
+            keys = d.columns(Some("r"), &names),
+            values_cols = others
+                .iter()
+                .map(|o| format!("r.{} AS {}, ", d.quote(o), d.quote(&format!("lockgate_o_{o}"))))
+                .collect::<String>(),
+            firsts = firsts.join(", "),
+            partition = partition.join(", "),
+            order_keys = d.columns(Some("r"), &names),
+        );
+        // key, others, entry, rn, firsts (key), first entry
+        let mut kinds: Vec<Kind> = Vec::new();
+        for k in &names {
+            kinds.push(column(step.table, k)?.kind.clone());
+        }
+        for o in &others {
+            kinds.push(column(step.table, o)?.kind.clone());
+        }
+        kinds.push(INT8);
+        kinds.push(INT8);
+        for k in &names {
+            kinds.push(column(step.table, k)?.kind.clone());
+        }
+        kinds.push(INT8);
+        let n = names.len();
+        let o = others.len();
+        for row in conn.query(&sql, &params, Some(&kinds)).await? {
+            let key = row[..n].to_vec();
+            if clashing.contains(&key_text(&key)) {
+                continue;
             }
-            member_kinds.extend(other_cols.iter().map(|c| c.kind.clone()));
-            member_kinds.push(INT8);
-            let mut members = Vec::new();
-            for chunk in groups.chunks(MAP_CHUNK) {
-                let mut params = Vec::new();
-                let entry = case_entry(d, "r", step, step.map, 0, &mut params)?;
-                let mut moving = format!(
-                    "{}{}",
-                    in_list(d, "r", &cols, &olds, &mut params),
-                    excluded(d, "r", step, &mut params)?
-                );
-                if !other_cols.is_empty() {
-                    let tuples: Vec<Vec<Value>> = chunk.iter().map(|g| g[changed.len()..].to_vec()).collect();
-                    moving.push_str(&format!(" AND {}", in_list(d, "r", &other_cols, &tuples, &mut params)));
-                }
-                let sql = format!(
-                    "SELECT {}{}, {entry} FROM {t} r WHERE {moving}",
-                    d.columns(Some("r"), &names),
-                    others.iter().map(|o| format!(", r.{}", d.quote(o))).collect::<String>(),
-                );
-                members.extend(conn.query(&sql, &params, Some(&member_kinds)).await?);
-            }
-            // Group by (new values, other values), each group ordered by entry then key.
-            let mut by_group: std::collections::BTreeMap<String, Vec<(usize, Vec<Value>, Vec<Value>)>> =
-                Default::default();
-            for mut row in members {
-                let entry = row.pop().as_ref().and_then(as_u64).unwrap_or(0) as usize;
-                let other_vals = row[names.len()..].to_vec();
-                let key = row[..names.len()].to_vec();
-                let Some(e) = step.map.get(entry) else { continue };
-                let new_vals: Vec<Value> = changed.iter().map(|&i| e.new[i].clone()).collect();
-                let group = format!("{}\u{1e}{}", key_text(&new_vals), key_text(&other_vals));
-                by_group.entry(group).or_default().push((entry, key, other_vals));
-            }
-            for (_, mut rows) in by_group {
-                if rows.len() < 2 || rows.iter().any(|(_, k, _)| clashing.contains(&key_text(k))) {
-                    continue;
-                }
-                rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| key_text(&a.1).cmp(&key_text(&b.1))));
-                let (first_entry, first_key, _) = rows[0].clone();
-                for (entry, key, other_vals) in rows.into_iter().skip(1) {
-                    if entry == first_entry {
-                        continue;
-                    }
-                    let e = &step.map[entry];
-                    let values = unique
-                        .iter()
-                        .map(|u| match step.columns.iter().position(|c| c == u) {
-                            Some(i) => e.new[i].clone(),
-                            None => other_vals[others.iter().position(|o| *o == u).unwrap_or(0)].clone(),
-                        })
-                        .collect();
-                    found.push(ConflictRow {
-                        row: key,
-                        counterpart: first_key.clone(),
-                        values,
-                        entry,
-                    });
-                }
-            }
+            let other_vals = &row[n..n + o];
+            let entry = as_u64(&row[n + o]).unwrap_or(0) as usize;
+            let counterpart = row[n + o + 2..n + o + 2 + n].to_vec();
+            let Some(e) = step.map.get(entry) else { continue };
+            let values = unique
+                .iter()
+                .map(|u| match step.columns.iter().position(|c| c == u) {
+                    Some(i) => e.new[i].clone(),
+                    None => other_vals[others.iter().position(|x| *x == u).unwrap_or(0)].clone(),
+                })
+                .collect();
+            found.push(ConflictRow {
+                row: key,
+                counterpart,
+                values,
+                entry,
+            });
         }
     }
     Ok(found)
@@ -767,10 +751,11 @@ pub async fn changed_since(
         }
     }
     let gone = format!("t.{} IS NULL", d.quote(&step.key[0].name));
+    // A column set to NULL since compares as unknown: that is changed too.
     let condition = if still.is_empty() {
         gone
     } else {
-        format!("{gone} OR NOT ({})", still.join(" AND "))
+        format!("{gone} OR NOT COALESCE(({}), FALSE)", still.join(" AND "))
     };
     let sql = format!(
         "SELECT {}, s.{ENTRY} FROM {} s LEFT JOIN {} t ON {} WHERE {condition} LIMIT {limit}",
@@ -1096,6 +1081,35 @@ pub async fn finish_record(conn: &mut Conn, r: &MergeRecord) -> Result<(), DbErr
     )
     .await?;
     Ok(())
+}
+
+/// Records the end of a merge that did not complete, unless it is recorded as
+/// completed already (its COMMIT took although the merge lost track of it): a
+/// completed merge's record, and so its undo, is never overwritten.
+pub async fn finish_unless_completed(conn: &mut Conn, r: &MergeRecord) -> Result<bool, DbError> {
+    let d = conn.dialect();
+    let p: Vec<String> = (1..=8).map(|i| d.param(i)).collect();
+    let sql = format!(
+        "UPDATE lockgate_merges SET status = {}, ended_at = {}, duration_ms = {}, counts = {}, conflicts = {}, \
+         plan = {}, error = {} WHERE id = {} AND status <> 'completed' AND status <> 'undone'",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+    );
+    let n = conn
+        .execute(
+            &sql,
+            &[
+                Value::Text(r.status.clone()),
+                crate::ledger::now(),
+                r.duration_ms.map_or(Value::Null, Value::Int),
+                opt_text(&r.counts),
+                opt_text(&r.conflicts),
+                opt_text(&r.plan),
+                opt_text(&r.error),
+                Value::Int(r.id),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
 }
 
 /// Records the run a merge's history row belongs to (written once the run started).

@@ -25,7 +25,7 @@ use std::collections::HashSet;
 
 /// The most conflicting rows one level may merge (each is a bound value in the
 /// statements of the level above), and the most listed per unique key.
-pub const MAX_CONFLICT_ROWS: usize = 5_000;
+pub const MAX_CONFLICT_ROWS: usize = 2_000;
 
 /// A row that would collide in a unique key once re-pointed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,7 +82,10 @@ impl Prepared {
         while i < out.len() {
             let current = out[i].clone();
             for t in &self.tables {
-                let points = t.foreign_keys.iter().any(|fk| fk.references.name == current.name)
+                let points = t
+                    .foreign_keys
+                    .iter()
+                    .any(|fk| refs::same_table(&fk.references, &current))
                     || (i == 0 && self.declared_tables().contains(&t.name));
                 if points && !out.contains(&t.name) {
                     out.push(t.name.clone());
@@ -456,6 +459,31 @@ async fn validate(
                 show_key(&k),
                 merged.name
             ));
+        }
+    }
+    // A target whose referenced values are NULL would leave references pointing at
+    // nothing.
+    if let Some(Some(target)) = rows.last() {
+        for r in refs::refs_to(&prep.tables, merged, &prep.declared, &prep.skip)
+            .iter()
+            .filter(|r| !r.skipped)
+        {
+            let nulls: Vec<&String> = r
+                .referenced
+                .iter()
+                .filter(|c| merged.column_index(c).is_some_and(|i| target[i].is_null()))
+                .collect();
+            if !nulls.is_empty() {
+                problems.push(format!(
+                    "target {} has no {} (NULL): what references {} through {}({}) would point at nothing; give \
+                     it a value first",
+                    show_key(&prep.target),
+                    nulls.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
+                    merged.name,
+                    r.table,
+                    r.columns.join(", ")
+                ));
+            }
         }
     }
     if problems.is_empty() {

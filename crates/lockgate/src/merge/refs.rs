@@ -58,7 +58,9 @@ pub(crate) async fn describe_all(conn: &mut Conn) -> Result<Vec<Table>, MergeErr
     Ok(out)
 }
 
-fn same_table(a: &TableName, b: &TableName) -> bool {
+/// Whether a foreign key's parent names this table (a parent without a schema is
+/// in the default one).
+pub(crate) fn same_table(a: &TableName, b: &TableName) -> bool {
     a.name == b.name
         && match (&a.schema, &b.schema) {
             (Some(x), Some(y)) => x == y,

@@ -201,8 +201,11 @@ pub async fn merge(
     let pk = &prep.merged.primary_key;
     let sources_json: Vec<_> = prep.sources.iter().map(|s| json_map(pk, s)).collect();
     let target_json = json_map(pk, &prep.target);
-    // The history row comes first: a merge that then cannot take its locks or
-    // start its run is recorded too (as failed).
+    // The run starts first, then the history row naming it, both before the table
+    // locks are waited for: a merge that gives up waiting (or dies waiting) is
+    // recorded, and a row whose process died reads as abandoned through its run.
+    let job = format!("merge:{}", prep.merged.name);
+    let run_id = ledger.start_run("merge", &job, &holder).await?;
     let mut record = MergeRecord {
         name: opts.name.clone(),
         table: prep.merged.name.to_string(),
@@ -211,38 +214,39 @@ pub async fn merge(
         options: options_json(opts).to_string(),
         status: MergeStatus::Running.as_str().into(),
         holder: format!("{} as {}", holder.describe(), user()),
+        run_id: Some(run_id),
         ..MergeRecord::default()
     };
-    record.id = sql::insert_record(ledger.conn(), &record).await?;
+    record.id = match sql::insert_record(ledger.conn(), &record).await {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = ledger
+                .finish_run(
+                    run_id,
+                    RunStatus::Failed,
+                    0,
+                    &serde_json::Value::Null,
+                    Some(&e.to_string()),
+                )
+                .await;
+            return Err(e.into());
+        }
+    };
     let id = record.id;
     let early_failure = |record: &mut MergeRecord, e: &DbError| {
         record.status = MergeStatus::Failed.as_str().into();
         record.duration_ms = Some(started.elapsed().as_millis() as i64);
         record.error = Some(e.to_string());
     };
-    // The run starts before the locks are waited for, so that a merge that gives up
-    // waiting (or dies waiting) reads as such.
-    let job = format!("merge:{}", prep.merged.name);
-    let run_id = match ledger.start_run("merge", &job, &holder).await {
-        Ok(r) => r,
-        Err(e) => {
-            early_failure(&mut record, &e);
-            let _ = sql::finish_record(ledger.conn(), &record).await;
-            return Err(e.into());
-        }
-    };
-    record.run_id = Some(run_id);
     let fail_run = |e: &DbError| (RunStatus::Failed, serde_json::Value::Null, Some(e.to_string()));
     let mut jobs = Vec::new();
-    let mut locked = sql::set_record_run(ledger.conn(), id, run_id).await;
-    if locked.is_ok() {
-        for t in prep.tables_written() {
-            match ledger.table_job(&t).await {
-                Ok(j) => jobs.push(j),
-                Err(e) => {
-                    locked = Err(e);
-                    break;
-                }
+    let mut locked = Ok(());
+    for t in prep.tables_written() {
+        match ledger.table_job(&t).await {
+            Ok(j) => jobs.push(j),
+            Err(e) => {
+                locked = Err(e);
+                break;
             }
         }
     }
@@ -254,7 +258,7 @@ pub async fn merge(
         Ok(l) => l,
         Err(e) => {
             early_failure(&mut record, &e);
-            let _ = sql::finish_record(ledger.conn(), &record).await;
+            let _ = sql::finish_unless_completed(ledger.conn(), &record).await;
             let (status, outcome, error) = fail_run(&e);
             let _ = ledger.finish_run(run_id, status, 0, &outcome, error.as_deref()).await;
             return Err(e.into());
@@ -263,6 +267,9 @@ pub async fn merge(
 
     let mut attempts = 0u32;
     let mut created: Vec<String> = Vec::new();
+    // The plan of an attempt whose COMMIT was sent: kept out here, so that a timeout
+    // that drops the attempt mid-COMMIT still knows to read the outcome back.
+    let mut committing: Option<Plan> = None;
     let progress = Progress {
         ledger: &mut ledger,
         run: run_id,
@@ -278,6 +285,7 @@ pub async fn merge(
         &mut created,
         progress,
         started,
+        &mut committing,
     );
     let result = match tokio::time::timeout(opts.timeout, work).await {
         Ok(r) => r,
@@ -288,8 +296,24 @@ pub async fn merge(
         ))),
     };
     drop(conn);
-
+    // Whether a COMMIT whose answer was lost took: the history row, written in the
+    // same transaction, says. Unknown (the database is unreachable) is said, and
+    // nothing is recorded over it.
     let mut warnings = Vec::new();
+    let result = match (result, committing) {
+        (Err(e), Some(plan)) => match sql::record_by_id(ledger.conn(), id).await {
+            Ok(Some(r)) if r.status == MergeStatus::Completed.as_str() => Ok(Outcome::Completed(plan)),
+            Ok(_) => Err(e),
+            Err(read) => {
+                warnings.push(format!(
+                    "merge {id}: its COMMIT's outcome is unknown ({e}) and could not be read back ({read}): \
+                     see `lockgate merge show {id}` once the database answers"
+                ));
+                Err(e)
+            }
+        },
+        (r, _) => r,
+    };
     let (status, plan, error) = match result {
         Ok(Outcome::Completed(p)) => (MergeStatus::Completed, Some(p), None),
         Ok(Outcome::Preview(p)) => (MergeStatus::Preview, Some(p), None),
@@ -298,7 +322,8 @@ pub async fn merge(
     };
     // A completed merge recorded its end in its own transaction; the others are
     // recorded now, after their rollback.
-    if status != MergeStatus::Completed {
+    let outcome_unknown = !warnings.is_empty();
+    if status != MergeStatus::Completed && !outcome_unknown {
         if ledger.engine() == Engine::Mysql {
             for side in &created {
                 if let Err(e) = sql::drop_side(ledger.conn(), side).await {
@@ -313,7 +338,7 @@ pub async fn merge(
             record.conflicts = Some(serde_json::to_string(&p.conflicts).unwrap_or_default());
         }
         record.error = error.as_ref().map(|e| e.to_string());
-        if let Err(e) = sql::finish_record(ledger.conn(), &record).await {
+        if let Err(e) = sql::finish_unless_completed(ledger.conn(), &record).await {
             warnings.push(format!("merge {id} could not be recorded as {} ({e})", status.as_str()));
         }
     }
@@ -370,11 +395,21 @@ async fn forget_abandoned(ledger: &mut Ledger) -> Result<(), DbError> {
         return Ok(());
     };
     for mut r in records.into_iter().filter(|r| r.status == "running") {
-        let gone = match r.run_id {
-            Some(run) => ledger::run_status(conn, run).await?.is_none_or(|s| s == "abandoned"),
-            None => false,
+        let run = match r.run_id {
+            Some(run) => ledger::run_status(conn, run).await?,
+            None => continue,
         };
-        if !gone {
+        // A run that ended without its merge recording the end: failed when the run
+        // says so, else (gone) abandoned.
+        if run.as_deref() == Some("failed") {
+            r.status = MergeStatus::Failed.as_str().into();
+            r.error = r
+                .error
+                .or(Some("the merge's run failed before it recorded its end".into()));
+            sql::finish_unless_completed(conn, &r).await?;
+            continue;
+        }
+        if !run.is_none_or(|s| s == "abandoned") {
             continue;
         }
         if conn.engine() == Engine::Mysql {
@@ -387,7 +422,7 @@ async fn forget_abandoned(ledger: &mut Ledger) -> Result<(), DbError> {
         }
         r.status = MergeStatus::Abandoned.as_str().into();
         r.error = Some("its process went away before it recorded an end; nothing was kept".into());
-        sql::finish_record(conn, &r).await?;
+        sql::finish_unless_completed(conn, &r).await?;
     }
     Ok(())
 }
@@ -420,30 +455,17 @@ async fn attempt_all(
     created: &mut Vec<String>,
     mut progress: Progress<'_>,
     started: Instant,
+    committing: &mut Option<Plan>,
 ) -> Result<Outcome, MergeError> {
     let deadline = Instant::now() + opts.timeout;
     loop {
         *attempts += 1;
-        let mut committing: Option<Plan> = None;
         let at = Attempt { id, deadline, started };
-        let result = attempt(conn, prep, opts, &at, changes, created, &mut progress, &mut committing).await;
-        if let (Err(e), Some(plan)) = (&result, committing) {
-            // The COMMIT was sent and failed: whether it took is unknown. The
-            // history row, written in the same transaction, says; never retry.
-            let done = match Conn::connect_existing(url).await {
-                Ok(mut c) => sql::record_by_id(&mut c, id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| r.status == MergeStatus::Completed.as_str()),
-                Err(_) => false,
-            };
-            if done {
-                return Ok(Outcome::Completed(plan));
-            }
-            return Err(MergeError::Db(DbError::Invalid(format!(
-                "the merge's commit failed ({e}) and it was not recorded as completed: nothing was kept"
-            ))));
+        let result = attempt(conn, prep, opts, &at, changes, created, &mut progress, committing).await;
+        if result.is_err() && committing.is_some() {
+            // The COMMIT was sent and failed: whether it took is unknown. Never
+            // retried: the caller reads the history row back.
+            return result;
         }
         let retry = match &result {
             Err(MergeError::Db(e)) => {
@@ -568,15 +590,7 @@ async fn attempt(
                 Ok(n) => n,
                 // Transient errors keep their kind, for the retry.
                 Err(e) if e.is_transient() => return Err(e.into()),
-                Err(e) => {
-                    return Err(MergeError::Db(DbError::Invalid(format!(
-                        "re-pointing {}({}) at the target failed: {e}; nothing was kept (if a unique key holds \
-                         two re-pointed columns of one table, rows can collide where neither column alone does: \
-                         resolve them first)",
-                        s.table.name,
-                        s.reference.columns.join(", ")
-                    ))))
-                }
+                Err(e) => return Err(repoint_error(&s.table.name, &s.reference.columns, e)),
             };
             if moved != s.rows {
                 return Err(MergeError::Db(DbError::Invalid(format!(
@@ -613,9 +627,35 @@ async fn attempt(
         ..MergeRecord::default()
     };
     sql::finish_record(conn, &record).await?;
-    *committing = Some(plan);
+    *committing = Some(plan.clone());
     conn.commit().await?;
-    Ok(Outcome::Completed(committing.take().expect("just set")))
+    *committing = None;
+    Ok(Outcome::Completed(plan))
+}
+
+/// A re-pointing statement's failure, said in the merge's terms: a statement
+/// bounded by `--timeout` on the server is the timeout; a unique violation names
+/// the one collision the plan cannot foresee.
+fn repoint_error(table: &TableName, columns: &[String], e: DbError) -> MergeError {
+    let code = e.engine_error().map(|x| x.code.clone()).unwrap_or_default();
+    if matches!(code.as_str(), "57014" | "1969" | "3024") {
+        return MergeError::Timeout(format!(
+            "re-pointing {table}({}) ran past --timeout and was stopped by the server: nothing was kept; allow \
+             more time",
+            columns.join(", ")
+        ));
+    }
+    let unique = matches!(code.as_str(), "23505" | "1062") || e.to_string().contains("UNIQUE constraint failed");
+    let hint = if unique {
+        " (rows collide in a unique key that holds two re-pointed columns of this table, where neither column \
+         alone does: resolve those rows first)"
+    } else {
+        ""
+    };
+    MergeError::Db(DbError::Invalid(format!(
+        "re-pointing {table}({}) at the target failed: {e}; nothing was kept{hint}",
+        columns.join(", ")
+    )))
 }
 
 /// A serialization failure of our own: the data changed between two reads, and a
@@ -641,7 +681,11 @@ async fn settle_level(conn: &mut Conn, prep: &Prepared, level: &plan::Level, id:
     }
     if level.action == RowAction::Delete {
         for t in &prep.tables {
-            for fk in t.foreign_keys.iter().filter(|fk| fk.references.name == table.name.name) {
+            for fk in t
+                .foreign_keys
+                .iter()
+                .filter(|fk| super::refs::same_table(&fk.references, &table.name))
+            {
                 let (child, parent): (Vec<String>, Vec<String>) = fk.columns.iter().cloned().unzip();
                 let Some(idx) = parent
                     .iter()

@@ -396,7 +396,7 @@ async fn attempt(
                 return Ok(report("changed", tables, 0, changed));
             }
             if put_back[i] > expected {
-                return Err(MergeError::Db(DbError::Invalid(format!(
+                return Err(MergeError::Db(DbError::Internal(format!(
                     "undoing {}({}) would put back {} rows where the merge moved {expected}: nothing was changed",
                     loaded[i].table.name,
                     s.columns.join(", "),
@@ -406,9 +406,9 @@ async fn attempt(
         }
     }
     if !sql::mark_undone(conn, id).await? {
-        return Err(MergeError::one(format!(
-            "merge {id} was undone by someone else meanwhile"
-        )));
+        return Err(MergeError::Db(DbError::Internal(format!(
+            "merge {id} was undone by someone else meanwhile: nothing was changed by this undo"
+        ))));
     }
     conn.commit().await?;
     let tables = tables

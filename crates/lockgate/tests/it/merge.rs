@@ -645,9 +645,148 @@ async fn bad_input_is_refused_naming_the_thing_with_nothing_written() {
         target: vec!["1".into()],
         ..MergeOptions::default()
     };
+    let recorded = merge::history(&db.url, 50).await.unwrap().len();
     let err = merge::merge(&db.url, &o, None).await.unwrap_err();
     assert_eq!(err.exit_code(), 2);
-    assert!(err.to_string().contains("has no code (NULL)"), "{err}");
+    assert!(err.to_string().contains("target 1 has no code (NULL)"), "{err}");
+    assert_eq!(
+        merge::history(&db.url, 50).await.unwrap().len(),
+        recorded,
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn conflicts_follow_the_columns_collation_and_are_listed_once() {
+    for engine in [Engine::Sqlite, Engine::Mysql] {
+        let db = seeded(engine).await;
+        let mut conn = db.conn().await;
+        // 'Home' and 'home' are one value under NOCASE (SQLite) and MariaDB's
+        // default _ci collation: two sources' rows collide on them.
+        let nocase = if engine == Engine::Sqlite {
+            " COLLATE NOCASE"
+        } else {
+            ""
+        };
+        conn.batch(&format!(
+            "CREATE TABLE addresses (id INT PRIMARY KEY, customer_id INT NOT NULL, label VARCHAR(20){nocase} NOT NULL,
+               UNIQUE (customer_id, label), FOREIGN KEY (customer_id) REFERENCES customers (id));
+             INSERT INTO addresses VALUES (1, 2, 'Home'), (2, 3, 'home'), (3, 3, 'Work');"
+        ))
+        .await
+        .unwrap();
+        let o = MergeOptions {
+            preview: true,
+            ..opts(&["2", "3"], "6")
+        };
+        let report = merge::merge(&db.url, &o, None).await.unwrap();
+        let found: Vec<String> = report
+            .conflicts
+            .iter()
+            .filter(|c| c.table == "addresses")
+            .map(|c| format!("{} -> {}", c.row["id"], c.counterpart["id"]))
+            .collect();
+        assert_eq!(found, vec!["2 -> 1"], "{engine}");
+    }
+    // More groups than a statement's chunk: each conflict listed once.
+    let db = seeded(Engine::Sqlite).await;
+    let mut conn = db.conn().await;
+    conn.batch(
+        "CREATE TABLE handles (id INT PRIMARY KEY, customer_id INT NOT NULL, handle TEXT NOT NULL,
+           UNIQUE (customer_id, handle), FOREIGN KEY (customer_id) REFERENCES customers (id));
+         INSERT INTO handles WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 250)
+           SELECT n, 2, 'h' || n FROM s;
+         INSERT INTO handles WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 250)
+           SELECT 1000 + n, 3, 'h' || n FROM s;",
+    )
+    .await
+    .unwrap();
+    let report = merge::merge(
+        &db.url,
+        &MergeOptions {
+            preview: true,
+            ..opts(&["2", "3"], "6")
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let handles = report.conflicts.iter().filter(|c| c.table == "handles").count();
+    assert_eq!(handles, 250);
+}
+
+#[tokio::test]
+async fn a_column_set_to_null_since_the_merge_stops_the_undo_and_is_listed() {
+    for engine in ENGINES {
+        let db = seeded(engine).await;
+        let mut conn = db.conn().await;
+        let report = merge::merge(&db.url, &opts(&["3"], "6"), None).await.unwrap();
+        assert_eq!(report.status, MergeStatus::Completed, "{engine}");
+        conn.batch("UPDATE jobs SET customer = NULL WHERE id = 103")
+            .await
+            .unwrap();
+        let undo = merge::undo(&db.url, report.id.unwrap(), &UndoOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(undo.status, "changed", "{engine}");
+        let listed: Vec<String> = undo
+            .changed
+            .iter()
+            .map(|c| format!("{} {}", c.table, serde_json::Value::Object(c.key.clone())))
+            .collect();
+        assert_eq!(listed, vec!["jobs {\"id\":103}"], "{engine}");
+        // A completed merge's record is never overwritten by a late failure.
+        let mut record = lockgate::db::merge::record_by_id(&mut conn, report.id.unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        record.status = "failed".into();
+        assert!(!lockgate::db::merge::finish_unless_completed(&mut conn, &record)
+            .await
+            .unwrap());
+        assert_eq!(
+            merge::history(&db.url, 1).await.unwrap()[0].status,
+            MergeStatus::Completed
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_merge_past_its_timeout_is_stopped_on_the_server_and_keeps_nothing() {
+    let db = seeded(Engine::Postgres).await;
+    let mut conn = db.conn().await;
+    conn.batch(
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$;
+         CREATE TRIGGER slow BEFORE UPDATE ON jobs FOR EACH ROW EXECUTE FUNCTION slow();",
+    )
+    .await
+    .unwrap();
+    let before = snapshot(&mut conn).await;
+    let o = MergeOptions {
+        timeout: Duration::from_secs(1),
+        ..opts(&["3"], "6")
+    };
+    let started = std::time::Instant::now();
+    let report = merge::merge(&db.url, &o, None).await.unwrap();
+    assert_eq!((report.status, report.exit_code()), (MergeStatus::Failed, 1));
+    assert!(
+        report.error.as_deref().unwrap_or_default().contains("--timeout"),
+        "{:?}",
+        report.error
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    // The server stopped the statement: nothing kept, nothing still running.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(snapshot(&mut conn).await, before);
+    assert_eq!(
+        one(
+            &mut conn,
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'WITH m (%' \
+             AND state = 'active'"
+        )
+        .await,
+        "0"
+    );
 }
 
 #[tokio::test]
