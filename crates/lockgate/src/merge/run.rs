@@ -409,7 +409,7 @@ async fn forget_abandoned(ledger: &mut Ledger) -> Result<(), DbError> {
             sql::finish_unless_completed(conn, &r).await?;
             continue;
         }
-        if !run.is_none_or(|s| s == "abandoned") {
+        if run.is_some_and(|s| s != "abandoned") {
             continue;
         }
         if conn.engine() == Engine::Mysql {
