@@ -247,6 +247,27 @@ pub fn key_text(values: &[Value]) -> String {
     values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\u{1f}")
 }
 
+/// `CASE s.lockgate_n WHEN first+j THEN <entry j's old or new value of column i> … END`:
+/// a moved row's value, by the map entry its side row recorded.
+fn by_entry(
+    d: Dialect,
+    step: &Step<'_>,
+    chunk: &[MapEntry],
+    first: usize,
+    i: usize,
+    new: bool,
+    params: &mut Vec<Value>,
+) -> Result<String, DbError> {
+    let col = column(step.table, &step.columns[i])?;
+    let mut case = format!("CASE s.{ENTRY}");
+    for (j, e) in chunk.iter().enumerate() {
+        let v = if new { &e.new[i] } else { &e.old[i] };
+        case.push_str(&format!(" WHEN {} THEN {}", first + j, typed(d, params, v, col)));
+    }
+    case.push_str(" END");
+    Ok(case)
+}
+
 fn key_names(key: &[KeyColumn]) -> Vec<String> {
     key.iter().map(|k| k.name.clone()).collect()
 }
@@ -615,16 +636,8 @@ pub async fn repoint(conn: &mut Conn, side: &str, step: &Step<'_>) -> Result<u64
                     // new values come from the side table's entry, not the old columns.
                     let mut set = Vec::new();
                     for (i, c) in step.columns.iter().enumerate() {
-                        let col = column(step.table, c)?;
-                        let mut case = format!("CASE s.{ENTRY}");
-                        for (j, e) in chunk.iter().enumerate() {
-                            case.push_str(&format!(
-                                " WHEN {} THEN {}",
-                                first + j,
-                                typed(d, &mut params, &e.new[i], col)
-                            ));
-                        }
-                        set.push(format!("t.{} = {case} END", d.quote(c)));
+                        let new = by_entry(d, step, chunk, first, i, true, &mut params)?;
+                        set.push(format!("t.{} = {new}", d.quote(c)));
                     }
                     let on = d.key_match("t", "s", step.key);
                     let lo = first;
@@ -633,16 +646,8 @@ pub async fn repoint(conn: &mut Conn, side: &str, step: &Step<'_>) -> Result<u64
                     // without the referencing columns): only rows holding the old values.
                     let mut held = Vec::new();
                     for (i, c) in step.columns.iter().enumerate() {
-                        let col = column(step.table, c)?;
-                        let mut case = format!("CASE s.{ENTRY}");
-                        for (j, e) in chunk.iter().enumerate() {
-                            case.push_str(&format!(
-                                " WHEN {} THEN {}",
-                                first + j,
-                                typed(d, &mut params, &e.old[i], col)
-                            ));
-                        }
-                        held.push(format!(" AND t.{} = {case} END", d.quote(c)));
+                        let old = by_entry(d, step, chunk, first, i, false, &mut params)?;
+                        held.push(format!(" AND t.{} = {old}", d.quote(c)));
                     }
                     conn.execute(
                         &format!(
@@ -731,12 +736,8 @@ pub async fn changed_since(
     // compared after.
     let mut params = Vec::new();
     let new_of = |i: usize, params: &mut Vec<Value>| -> Result<String, DbError> {
-        let col = column(step.table, &step.columns[i])?;
-        let mut case = format!("CASE s.{ENTRY}");
-        for (j, e) in step.map.iter().enumerate() {
-            case.push_str(&format!(" WHEN {j} THEN {}", typed(d, params, &e.new[i], col)));
-        }
-        Ok(format!("t.{} = {case} END", d.quote(&col.name)))
+        let new = by_entry(d, step, step.map, 0, i, true, params)?;
+        Ok(format!("t.{} = {new}", d.quote(&step.columns[i])))
     };
     let mut on = vec![unchanged_match(d, "t", "s", step)];
     let mut still = Vec::new();
@@ -782,16 +783,7 @@ pub async fn undo_repoint(conn: &mut Conn, side: &str, step: &Step<'_>, overwrit
         let mut params = Vec::new();
         let mut set = Vec::new();
         for (i, c) in step.columns.iter().enumerate() {
-            let col = column(step.table, c)?;
-            let mut old = format!("CASE s.{ENTRY}");
-            for (j, e) in chunk.iter().enumerate() {
-                old.push_str(&format!(
-                    " WHEN {} THEN {}",
-                    first + j,
-                    typed(d, &mut params, &e.old[i], col)
-                ));
-            }
-            set.push((d.quote(c), format!("{old} END")));
+            set.push((d.quote(c), by_entry(d, step, chunk, first, i, false, &mut params)?));
         }
         let mut filter = format!("s.{ENTRY} >= {first} AND s.{ENTRY} < {}", first + chunk.len());
         // Only rows that still hold what the merge gave them; with `overwrite`, any
@@ -801,39 +793,20 @@ pub async fn undo_repoint(conn: &mut Conn, side: &str, step: &Step<'_>, overwrit
             if overwrite && !step.key.iter().any(|k| &k.name == c) {
                 continue;
             }
-            let col = column(step.table, c)?;
-            let mut new = format!("CASE s.{ENTRY}");
-            for (j, e) in chunk.iter().enumerate() {
-                new.push_str(&format!(
-                    " WHEN {} THEN {}",
-                    first + j,
-                    typed(d, &mut params, &e.new[i], col)
-                ));
-            }
-            filter.push_str(&format!(" AND t.{} = {new} END", d.quote(c)));
+            let new = by_entry(d, step, chunk, first, i, true, &mut params)?;
+            filter.push_str(&format!(" AND t.{} = {new}", d.quote(c)));
         }
+        // MariaDB joins in the UPDATE and names the target's columns through its
+        // alias; PostgreSQL and SQLite take the side table in FROM.
+        let assign = |prefix: &str| {
+            set.iter()
+                .map(|(c, v)| format!("{prefix}{c} = {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let sql = match d.0 {
-            Engine::Mysql => format!(
-                "UPDATE {t} t JOIN {s} s ON {on} SET {} WHERE {filter}",
-                set.iter()
-                    .map(|(c, v)| format!("t.{c} = {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Engine::Postgres => format!(
-                "UPDATE {t} t SET {} FROM {s} s WHERE {on} AND {filter}",
-                set.iter()
-                    .map(|(c, v)| format!("{c} = {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Engine::Sqlite => format!(
-                "UPDATE {t} AS t SET {} FROM {s} s WHERE {on} AND {filter}",
-                set.iter()
-                    .map(|(c, v)| format!("{c} = {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Engine::Mysql => format!("UPDATE {t} t JOIN {s} s ON {on} SET {} WHERE {filter}", assign("t.")),
+            _ => format!("UPDATE {t} AS t SET {} FROM {s} s WHERE {on} AND {filter}", assign("")),
         };
         total += conn.execute(&sql, &params).await?;
     }

@@ -44,6 +44,43 @@ pub struct Reference {
     pub changes: bool,
 }
 
+/// A reference of table `t` through `columns` (pointing at `referenced`): the
+/// unique keys holding any of them and the key its moved rows are recorded by.
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    t: &Table,
+    columns: Vec<String>,
+    referenced: Vec<String>,
+    kind: &str,
+    name: String,
+    skipped: bool,
+    via: Option<String>,
+    changes: bool,
+) -> Reference {
+    let unique = t
+        .unique_keys()
+        .into_iter()
+        .filter(|u| u.iter().any(|c| columns.contains(c)))
+        .collect();
+    let row_key = lockgate_db::merge::row_key(t, &columns)
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    Reference {
+        table: t.name.to_string(),
+        table_name: t.name.clone(),
+        columns,
+        referenced,
+        kind: kind.into(),
+        name,
+        unique,
+        row_key,
+        skipped,
+        via,
+        changes,
+    }
+}
+
 /// Every user table, described (Lockgate's own `lockgate_*` tables left out).
 pub(crate) async fn describe_all(conn: &mut Conn) -> Result<Vec<Table>, MergeError> {
     let mut out = Vec::new();
@@ -197,28 +234,8 @@ pub(crate) fn find<'t>(tables: &'t [Table], name: &str) -> Option<&'t Table> {
 pub(crate) fn refs_to(tables: &[Table], merged: &Table, declared: &[Declared], skip: &[TableName]) -> Vec<Reference> {
     let mut out: Vec<Reference> = Vec::new();
     let make = |t: &Table, columns: Vec<String>, referenced: Vec<String>, kind: &str, name: String| {
-        let unique: Vec<Vec<String>> = t
-            .unique_keys()
-            .into_iter()
-            .filter(|u| u.iter().any(|c| columns.contains(c)))
-            .collect();
-        let row_key = lockgate_db::merge::row_key(t, &columns)
-            .into_iter()
-            .map(|k| k.name)
-            .collect();
-        Reference {
-            table: t.name.to_string(),
-            table_name: t.name.clone(),
-            columns,
-            referenced,
-            kind: kind.into(),
-            name,
-            unique,
-            row_key,
-            skipped: skip.iter().any(|s| same_table(s, &t.name)),
-            via: None,
-            changes: true,
-        }
+        let skipped = skip.iter().any(|s| same_table(s, &t.name));
+        reference(t, columns, referenced, kind, name, skipped, None, true)
     };
     let mut sorted: Vec<&Table> = tables.iter().collect();
     sorted.sort_by_key(|t| t.name.to_string());
@@ -292,15 +309,6 @@ pub(crate) fn transitive(tables: &[Table], direct: &[Reference]) -> Vec<Referenc
                 {
                     continue;
                 }
-                let unique = t
-                    .unique_keys()
-                    .into_iter()
-                    .filter(|u| u.iter().any(|c| columns.contains(c)))
-                    .collect();
-                let row_key = lockgate_db::merge::row_key(t, &columns)
-                    .into_iter()
-                    .map(|k| k.name)
-                    .collect();
                 // What this table's rows hold that the merge changes: the columns
                 // pointing at changed ones.
                 let follows: Vec<String> = fk
@@ -309,19 +317,16 @@ pub(crate) fn transitive(tables: &[Table], direct: &[Reference]) -> Vec<Referenc
                     .filter(|(_, to)| changed.contains(to))
                     .map(|(from, _)| from.clone())
                     .collect();
-                out.push(Reference {
-                    table: t.name.to_string(),
-                    table_name: t.name.clone(),
+                out.push(reference(
+                    t,
                     columns,
                     referenced,
-                    kind: "foreign_key".into(),
-                    name: fk.name.clone(),
-                    unique,
-                    row_key,
-                    skipped: false,
-                    via: Some(parent.to_string()),
+                    "foreign_key",
+                    fk.name.clone(),
+                    false,
+                    Some(parent.to_string()),
                     changes,
-                });
+                ));
                 let next = (t.name.clone(), follows);
                 if !seen.contains(&next) {
                     seen.push(next.clone());

@@ -770,6 +770,12 @@ fn set_images(
         .collect()
 }
 
+/// A JSON column of the history read back (empty when absent or unreadable: a
+/// history row written by a build that did not record it).
+fn stored_json<T: serde::de::DeserializeOwned + Default>(text: Option<&str>) -> T {
+    text.and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default()
+}
+
 /// One merge of the history.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MergeSummary {
@@ -838,16 +844,8 @@ async fn summary(conn: &mut Conn, r: &MergeRecord) -> Result<MergeSummary, DbErr
             }
         }
     }
-    let counts: Vec<TableCount> = r
-        .counts
-        .as_deref()
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or_default();
-    let conflicts: Vec<Conflict> = r
-        .conflicts
-        .as_deref()
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or_default();
+    let counts: Vec<TableCount> = stored_json(r.counts.as_deref());
+    let conflicts: Vec<Conflict> = stored_json(r.conflicts.as_deref());
     Ok(MergeSummary {
         id: r.id,
         name: r.name.clone(),
@@ -986,16 +984,8 @@ pub async fn show(url: &DbUrl, id: i64, limit: u64) -> Result<MergeDetail, Merge
             truncated = true;
         }
     }
-    let counts: Vec<TableCount> = r
-        .counts
-        .as_deref()
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or_default();
-    let conflicts: Vec<Conflict> = r
-        .conflicts
-        .as_deref()
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or_default();
+    let counts: Vec<TableCount> = stored_json(r.counts.as_deref());
+    let conflicts: Vec<Conflict> = stored_json(r.conflicts.as_deref());
     let actions = stored
         .levels
         .iter()
