@@ -1032,11 +1032,22 @@ pub async fn insert_record(conn: &mut Conn, r: &MergeRecord) -> Result<i64, DbEr
 
 /// Records a merge's end: its status, counts, conflicts, plan and error.
 pub async fn finish_record(conn: &mut Conn, r: &MergeRecord) -> Result<(), DbError> {
+    write_end(conn, r, "").await.map(|_| ())
+}
+
+/// Records the end of a merge that did not complete, unless it is recorded as
+/// completed already (its COMMIT took although the merge lost track of it): a
+/// completed merge's record, and so its undo, is never overwritten.
+pub async fn finish_unless_completed(conn: &mut Conn, r: &MergeRecord) -> Result<bool, DbError> {
+    Ok(write_end(conn, r, " AND status <> 'completed' AND status <> 'undone'").await? == 1)
+}
+
+async fn write_end(conn: &mut Conn, r: &MergeRecord, unless: &str) -> Result<u64, DbError> {
     let d = conn.dialect();
     let p: Vec<String> = (1..=8).map(|i| d.param(i)).collect();
     let sql = format!(
         "UPDATE lockgate_merges SET status = {}, ended_at = {}, duration_ms = {}, counts = {}, conflicts = {}, \
-         plan = {}, error = {} WHERE id = {}",
+         plan = {}, error = {} WHERE id = {}{unless}",
         p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
     );
     conn.execute(
@@ -1052,48 +1063,7 @@ pub async fn finish_record(conn: &mut Conn, r: &MergeRecord) -> Result<(), DbErr
             Value::Int(r.id),
         ],
     )
-    .await?;
-    Ok(())
-}
-
-/// Records the end of a merge that did not complete, unless it is recorded as
-/// completed already (its COMMIT took although the merge lost track of it): a
-/// completed merge's record, and so its undo, is never overwritten.
-pub async fn finish_unless_completed(conn: &mut Conn, r: &MergeRecord) -> Result<bool, DbError> {
-    let d = conn.dialect();
-    let p: Vec<String> = (1..=8).map(|i| d.param(i)).collect();
-    let sql = format!(
-        "UPDATE lockgate_merges SET status = {}, ended_at = {}, duration_ms = {}, counts = {}, conflicts = {}, \
-         plan = {}, error = {} WHERE id = {} AND status <> 'completed' AND status <> 'undone'",
-        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
-    );
-    let n = conn
-        .execute(
-            &sql,
-            &[
-                Value::Text(r.status.clone()),
-                crate::ledger::now(),
-                r.duration_ms.map_or(Value::Null, Value::Int),
-                opt_text(&r.counts),
-                opt_text(&r.conflicts),
-                opt_text(&r.plan),
-                opt_text(&r.error),
-                Value::Int(r.id),
-            ],
-        )
-        .await?;
-    Ok(n == 1)
-}
-
-/// Records the run a merge's history row belongs to (written once the run started).
-pub async fn set_record_run(conn: &mut Conn, id: i64, run: i64) -> Result<(), DbError> {
-    let d = conn.dialect();
-    let sql = format!(
-        "UPDATE lockgate_merges SET run_id = {} WHERE id = {}",
-        d.param(1),
-        d.param(2)
-    );
-    conn.execute(&sql, &[Value::Int(run), Value::Int(id)]).await.map(|_| ())
+    .await
 }
 
 /// Marks a completed merge undone (in the undo's transaction); false when it was
