@@ -418,14 +418,18 @@ async fn subcommand(config: &Config, cmd: MergeCommand) -> i32 {
                             }
                         };
                         println!(
-                            "{}({}) -> {}({})  {} {}; {unique}; rows by ({}){}{via}",
+                            "{}({}) -> {}({})  {} {}; {unique}; {}{}{via}",
                             r.table,
                             r.columns.join(", "),
                             r.via.as_deref().unwrap_or(&table),
                             r.referenced.join(", "),
                             r.kind.replace('_', " "),
                             r.name,
-                            r.row_key.join(", "),
+                            if r.row_key.is_empty() {
+                                "no key to record its rows by: a merge refuses it unless skipped".to_string()
+                            } else {
+                                format!("rows by ({})", r.row_key.join(", "))
+                            },
                             if r.skipped { "; skipped" } else { "" }
                         );
                     }

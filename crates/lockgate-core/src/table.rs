@@ -23,6 +23,16 @@ impl TableName {
         }
     }
 
+    /// Whether two names (a foreign key's parent, say) name the same table: a name
+    /// without a schema is in the default one, so it matches either.
+    pub fn same_as(&self, other: &TableName) -> bool {
+        self.name == other.name
+            && match (&self.schema, &other.schema) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+
     /// Splits a user's `schema.table` at its last dot. Names are never SQL: quotes and
     /// semicolons are just characters that must match an existing table.
     pub fn parse(input: &str) -> TableName {

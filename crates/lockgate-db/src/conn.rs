@@ -201,6 +201,20 @@ impl Conn {
         dispatch!(self, c => c.list_tables().await)
     }
 
+    /// Every user table, described: Lockgate's own `lockgate_*` tables left out.
+    pub async fn user_tables(&mut self) -> Result<Vec<Table>, DbError> {
+        let mut out = Vec::new();
+        for name in self.list_tables().await? {
+            if name.name.starts_with("lockgate_") {
+                continue;
+            }
+            if let Some(t) = self.describe(&name).await? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
     /// One table by its exact name, or `None`.
     pub async fn describe(&mut self, name: &TableName) -> Result<Option<Table>, DbError> {
         dispatch!(self, c => c.describe(name).await)

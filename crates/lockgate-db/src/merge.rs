@@ -77,24 +77,11 @@ pub struct ConflictRow {
     pub entry: usize,
 }
 
-/// The key a side table identifies a referencing table's rows by: the primary key,
-/// else the first unique key whose columns are all NOT NULL, else every column but
-/// the referencing ones (compared NULL-safely).
-pub fn row_key(table: &Table, referencing: &[String]) -> Vec<KeyColumn> {
-    let not_null = |cols: &[String]| cols.iter().all(|c| table.column(c).is_some_and(|c| !c.nullable));
-    let chosen: Vec<String> = if !table.primary_key.is_empty() {
-        table.primary_key.clone()
-    } else if let Some(u) = table.unique_keys().into_iter().find(|u| not_null(u)) {
-        u
-    } else {
-        table
-            .columns
-            .iter()
-            .filter(|c| !referencing.contains(&c.name))
-            .map(|c| c.name.clone())
-            .collect()
-    };
-    chosen
+/// The key a side table identifies a referencing table's rows by: the one row
+/// images use ([`crate::writer::image_key`]: the primary key, else a unique key of
+/// NOT NULL columns); empty for a table without one, which a merge refuses.
+pub fn row_key(table: &Table) -> Vec<KeyColumn> {
+    crate::writer::image_key(table)
         .into_iter()
         .map(|name| {
             let nullable = table.column(&name).is_none_or(|c| c.nullable);
@@ -268,6 +255,19 @@ fn by_entry(
     Ok(case)
 }
 
+/// The kinds of the step's table's columns named in `groups` (in order), then a
+/// 64-bit integer for the map entry when `entry`: how a statement's result is typed.
+fn kinds_of(step: &Step<'_>, groups: &[&[String]], entry: bool) -> Result<Vec<Kind>, DbError> {
+    let mut kinds = Vec::new();
+    for c in groups.iter().flat_map(|g| g.iter()) {
+        kinds.push(column(step.table, c)?.kind.clone());
+    }
+    if entry {
+        kinds.push(INT8);
+    }
+    Ok(kinds)
+}
+
 fn key_names(key: &[KeyColumn]) -> Vec<String> {
     key.iter().map(|k| k.name.clone()).collect()
 }
@@ -305,11 +305,7 @@ pub async fn moving_rows<E: From<DbError> + Send>(
 ) -> Result<(), E> {
     let d = conn.dialect();
     let names = key_names(step.key);
-    let mut kinds: Vec<Kind> = Vec::new();
-    for k in &names {
-        kinds.push(column(step.table, k)?.kind.clone());
-    }
-    kinds.push(INT8);
+    let kinds = kinds_of(step, &[&names[..]], true)?;
     for (n, chunk) in step.map.chunks(MAP_CHUNK).enumerate() {
         let mut params = Vec::new();
         let entry = case_entry(d, "t", step, chunk, n * MAP_CHUNK, &mut params)?;
@@ -357,11 +353,7 @@ pub async fn conflicts(
             .map(|o| format!(" AND {a}.{0} = {b}.{0}", d.quote(o)))
             .collect::<String>()
     };
-    let mut kinds: Vec<Kind> = Vec::new();
-    for k in names.iter().chain(names.iter()).chain(unique.iter()) {
-        kinds.push(column(step.table, k)?.kind.clone());
-    }
-    kinds.push(INT8);
+    let kinds = kinds_of(step, &[&names[..], &names[..], unique], true)?;
     let mut found: Vec<ConflictRow> = Vec::new();
     let split = |row: Vec<Value>| {
         let n = names.len();
@@ -473,19 +465,11 @@ pub async fn conflicts(
             order_keys = d.columns(Some("r"), &names),
         );
         // key, others, entry, rn, firsts (key), first entry
-        let mut kinds: Vec<Kind> = Vec::new();
-        for k in &names {
-            kinds.push(column(step.table, k)?.kind.clone());
-        }
-        for o in &others {
-            kinds.push(column(step.table, o)?.kind.clone());
-        }
+        // key, others, entry, rn, firsts (key), first entry
+        let others_owned: Vec<String> = others.iter().map(|o| o.to_string()).collect();
+        let mut kinds = kinds_of(step, &[&names[..], &others_owned[..]], true)?;
         kinds.push(INT8);
-        kinds.push(INT8);
-        for k in &names {
-            kinds.push(column(step.table, k)?.kind.clone());
-        }
-        kinds.push(INT8);
+        kinds.extend(kinds_of(step, &[&names[..]], true)?);
         let n = names.len();
         let o = others.len();
         for row in conn.query(&sql, &params, Some(&kinds)).await? {
@@ -725,11 +709,7 @@ pub async fn changed_since(
 ) -> Result<Vec<Vec<Value>>, DbError> {
     let d = conn.dialect();
     let names = key_names(step.key);
-    let mut kinds: Vec<Kind> = Vec::new();
-    for k in &names {
-        kinds.push(column(step.table, k)?.kind.clone());
-    }
-    kinds.push(INT8);
+    let kinds = kinds_of(step, &[&names[..]], true)?;
     // Each recorded row is looked up by its key (a join the planner answers from the
     // key's index, whatever the statistics say about the new values), a key column
     // the merge changed through its new value; the other re-pointed columns are
@@ -825,11 +805,7 @@ pub async fn side_rows<E: From<DbError> + Send>(
 ) -> Result<(), E> {
     let d = conn.dialect();
     let names = key_names(step.key);
-    let mut kinds: Vec<Kind> = Vec::new();
-    for k in &names {
-        kinds.push(column(step.table, k)?.kind.clone());
-    }
-    kinds.push(INT8);
+    let kinds = kinds_of(step, &[&names[..]], true)?;
     let limit = limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
     let sql = format!(
         "SELECT {}, {ENTRY} FROM {} ORDER BY {}{limit}",

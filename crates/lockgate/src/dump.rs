@@ -131,15 +131,10 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
         }
     };
     if opts.all {
-        for name in conn.list_tables().await? {
-            // Lockgate's own tables describe this database (its versions, runs, row
-            // images), not its data: loading them elsewhere would corrupt that ledger.
-            if name.name.starts_with("lockgate_") {
-                continue;
-            }
-            if let Some(t) = conn.describe(&name).await? {
-                add(t, &mut tables);
-            }
+        // Lockgate's own tables describe this database (its versions, runs, row
+        // images), not its data: loading them elsewhere would corrupt that ledger.
+        for t in conn.user_tables().await? {
+            add(t, &mut tables);
         }
     }
     for name in &opts.tables {
@@ -281,7 +276,7 @@ fn cleared_tables(tables: &[Table]) -> Vec<&Table> {
                 tables
                     .iter()
                     .zip(&cleared)
-                    .any(|(p, c)| *c && same_table(&fk.references, &p.name))
+                    .any(|(p, c)| *c && fk.references.same_as(&p.name))
             });
             if refers {
                 cleared[i] = true;
@@ -302,12 +297,6 @@ fn cleared_tables(tables: &[Table]) -> Vec<&Table> {
         .collect()
 }
 
-/// Whether a foreign key's parent names `table` (a schema either leaves out is the
-/// current one).
-fn same_table(parent: &TableName, table: &TableName) -> bool {
-    parent.name == table.name && (parent.schema.is_none() || table.schema.is_none() || parent.schema == table.schema)
-}
-
 /// (child, parent) for every table outside the dump whose foreign key references a
 /// table in `cleared`. With `--all` only Lockgate's own tables are outside, and they
 /// reference nothing of the user's; otherwise every other table is described.
@@ -318,14 +307,14 @@ async fn outside_referrers(
 ) -> Result<Vec<(TableName, TableName)>, MigrateError> {
     let mut out = Vec::new();
     for name in conn.list_tables().await? {
-        if name.name.starts_with("lockgate_") || dumped.iter().any(|t| same_table(&name, &t.name)) {
+        if name.name.starts_with("lockgate_") || dumped.iter().any(|t| name.same_as(&t.name)) {
             continue;
         }
         let Some(t) = conn.describe(&name).await? else {
             continue;
         };
         for fk in &t.foreign_keys {
-            if let Some(parent) = cleared.iter().find(|c| same_table(&fk.references, &c.name)) {
+            if let Some(parent) = cleared.iter().find(|c| fk.references.same_as(&c.name)) {
                 if !out
                     .iter()
                     .any(|(c, p): &(TableName, TableName)| *c == t.name && *p == parent.name)

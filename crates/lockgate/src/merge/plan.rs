@@ -82,10 +82,7 @@ impl Prepared {
         while i < out.len() {
             let current = out[i].clone();
             for t in &self.tables {
-                let points = t
-                    .foreign_keys
-                    .iter()
-                    .any(|fk| refs::same_table(&fk.references, &current))
+                let points = t.foreign_keys.iter().any(|fk| fk.references.same_as(&current))
                     || (i == 0 && self.declared_tables().contains(&t.name));
                 if points && !out.contains(&t.name) {
                     out.push(t.name.clone());
@@ -220,7 +217,7 @@ pub(crate) async fn prepare(conn: &mut Conn, opts: &MergeOptions) -> Result<Prep
         }
     }
     problems.extend(check_action(&merged, &opts.sources_action, "--sources"));
-    let tables = refs::describe_all(conn).await?;
+    let tables = conn.user_tables().await?;
     let declared = match refs::parse_declared(&opts.references, &tables, &merged) {
         Ok(d) => d,
         Err(MergeError::Invalid(p)) => {
@@ -496,12 +493,7 @@ async fn validate(
 /// Refuses a referencing table whose moved rows could not be told apart for an
 /// undo: one without a primary key or a unique key of NOT NULL columns.
 fn check_keyed(r: &Reference, table: &Table) -> Result<(), MergeError> {
-    let key_ok = !table.primary_key.is_empty()
-        || table
-            .unique_keys()
-            .iter()
-            .any(|u| u.iter().all(|c| table.column(c).is_some_and(|c| !c.nullable)));
-    if key_ok {
+    if lockgate_db::writer::can_capture(table) {
         Ok(())
     } else {
         Err(MergeError::one(format!(
@@ -595,7 +587,7 @@ pub(crate) async fn plan(
                 )));
             }
             check_keyed(&r, &table)?;
-            let key = sql::row_key(&table, &r.columns);
+            let key = sql::row_key(&table);
             let mut step = PlannedStep {
                 reference: r.clone(),
                 table: table.clone(),

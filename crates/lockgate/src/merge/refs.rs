@@ -62,10 +62,7 @@ fn reference(
         .into_iter()
         .filter(|u| u.iter().any(|c| columns.contains(c)))
         .collect();
-    let row_key = lockgate_db::merge::row_key(t, &columns)
-        .into_iter()
-        .map(|k| k.name)
-        .collect();
+    let row_key = lockgate_db::merge::row_key(t).into_iter().map(|k| k.name).collect();
     Reference {
         table: t.name.to_string(),
         table_name: t.name.clone(),
@@ -79,30 +76,6 @@ fn reference(
         via,
         changes,
     }
-}
-
-/// Every user table, described (Lockgate's own `lockgate_*` tables left out).
-pub(crate) async fn describe_all(conn: &mut Conn) -> Result<Vec<Table>, MergeError> {
-    let mut out = Vec::new();
-    for name in conn.list_tables().await? {
-        if name.name.starts_with("lockgate_") {
-            continue;
-        }
-        if let Some(t) = conn.describe(&name).await? {
-            out.push(t);
-        }
-    }
-    Ok(out)
-}
-
-/// Whether a foreign key's parent names this table (a parent without a schema is
-/// in the default one).
-pub(crate) fn same_table(a: &TableName, b: &TableName) -> bool {
-    a.name == b.name
-        && match (&a.schema, &b.schema) {
-            (Some(x), Some(y)) => x == y,
-            _ => true,
-        }
 }
 
 /// A declared reference, parsed and checked against the schema.
@@ -234,7 +207,7 @@ pub(crate) fn find<'t>(tables: &'t [Table], name: &str) -> Option<&'t Table> {
 pub(crate) fn refs_to(tables: &[Table], merged: &Table, declared: &[Declared], skip: &[TableName]) -> Vec<Reference> {
     let mut out: Vec<Reference> = Vec::new();
     let make = |t: &Table, columns: Vec<String>, referenced: Vec<String>, kind: &str, name: String| {
-        let skipped = skip.iter().any(|s| same_table(s, &t.name));
+        let skipped = skip.iter().any(|s| s.same_as(&t.name));
         reference(t, columns, referenced, kind, name, skipped, None, true)
     };
     let mut sorted: Vec<&Table> = tables.iter().collect();
@@ -243,7 +216,7 @@ pub(crate) fn refs_to(tables: &[Table], merged: &Table, declared: &[Declared], s
         let mut fks: Vec<_> = t
             .foreign_keys
             .iter()
-            .filter(|fk| same_table(&fk.references, &merged.name))
+            .filter(|fk| fk.references.same_as(&merged.name))
             .collect();
         fks.sort_by(|a, b| a.name.cmp(&b.name));
         for fk in fks {
@@ -296,7 +269,7 @@ pub(crate) fn transitive(tables: &[Table], direct: &[Reference]) -> Vec<Referenc
             let mut fks: Vec<_> = t
                 .foreign_keys
                 .iter()
-                .filter(|fk| same_table(&fk.references, &parent))
+                .filter(|fk| fk.references.same_as(&parent))
                 .collect();
             fks.sort_by(|a, b| a.name.cmp(&b.name));
             for fk in fks {
@@ -369,7 +342,7 @@ pub async fn references(
         .find_table(table)
         .await
         .map_err(|e| MergeError::one(e.to_string()))?;
-    let tables = describe_all(&mut conn).await?;
+    let tables = conn.user_tables().await?;
     let declared = parse_declared(declared, &tables, &merged)?;
     let skip = skipped(&tables, skip)?;
     let mut refs = refs_to(&tables, &merged, &declared, &skip);

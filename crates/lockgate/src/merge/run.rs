@@ -681,11 +681,7 @@ async fn settle_level(conn: &mut Conn, prep: &Prepared, level: &plan::Level, id:
     }
     if level.action == RowAction::Delete {
         for t in &prep.tables {
-            for fk in t
-                .foreign_keys
-                .iter()
-                .filter(|fk| super::refs::same_table(&fk.references, &table.name))
-            {
+            for fk in t.foreign_keys.iter().filter(|fk| fk.references.same_as(&table.name)) {
                 let (child, parent): (Vec<String>, Vec<String>) = fk.columns.iter().cloned().unzip();
                 let Some(idx) = parent
                     .iter()
