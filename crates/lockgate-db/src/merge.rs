@@ -1065,6 +1065,16 @@ pub async fn records(conn: &mut Conn, limit: u32) -> Result<Option<Vec<MergeReco
     Ok(Some(rows.iter().map(|r| record(r)).collect()))
 }
 
+/// The merges still recorded `running` (in progress, or whose process went away).
+pub async fn running_records(conn: &mut Conn) -> Result<Vec<MergeRecord>, DbError> {
+    if conn.describe(&TableName::new("lockgate_merges")).await?.is_none() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM lockgate_merges WHERE status = 'running' ORDER BY id");
+    let rows = conn.query(&sql, &[], None).await?;
+    Ok(rows.iter().map(|r| record(r)).collect())
+}
+
 /// One merge by id.
 pub async fn record_by_id(conn: &mut Conn, id: i64) -> Result<Option<MergeRecord>, DbError> {
     if conn.describe(&TableName::new("lockgate_merges")).await?.is_none() {

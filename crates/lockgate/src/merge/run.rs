@@ -391,10 +391,8 @@ pub async fn merge(
 /// `abandoned`, and drops their side tables (MariaDB keeps them past a rollback).
 async fn forget_abandoned(ledger: &mut Ledger) -> Result<(), DbError> {
     let conn = ledger.conn();
-    let Some(records) = sql::records(conn, 1000).await? else {
-        return Ok(());
-    };
-    for mut r in records.into_iter().filter(|r| r.status == "running") {
+    // Only the rows still `running` are read: every merge calls this.
+    for mut r in sql::running_records(conn).await? {
         let run = match r.run_id {
             Some(run) => ledger::run_status(conn, run).await?,
             None => continue,

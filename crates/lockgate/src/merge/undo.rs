@@ -17,6 +17,7 @@ use lockgate_db::versions::{self, StoredImage};
 use lockgate_db::writer::RetryPolicy;
 use lockgate_db::{Conn, DbError, DbUrl};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How to undo.
@@ -251,6 +252,18 @@ fn typed(
     Ok((cols, vals))
 }
 
+/// An image's key as one text, in the table's primary-key order (as
+/// [`sql::key_text`] of a row read back gives it).
+fn image_key_text(table: &Table, key: &serde_json::Map<String, serde_json::Value>) -> Result<String, MergeError> {
+    let kv = key_values(table, key)?;
+    let ordered: Vec<Value> = table
+        .primary_key
+        .iter()
+        .filter_map(|k| kv.iter().find(|(c, _)| c == k).map(|(_, v)| v.clone()))
+        .collect();
+    Ok(sql::key_text(&ordered))
+}
+
 fn key_values(table: &Table, key: &serde_json::Map<String, serde_json::Value>) -> Result<KeyValues, MergeError> {
     let (c, v) = typed(table, key)?;
     Ok(c.into_iter().zip(v).collect())
@@ -274,13 +287,35 @@ async fn attempt(
     // only rows still holding what the merge gave them, so a count short of what the
     // merge moved is the sign, and a second pass over a million rows is saved.
     let mut changed = Vec::new();
+    // The rows the merge deleted or set, as they are now: one read per table.
+    let mut now: HashMap<String, Vec<Value>> = HashMap::new();
+    for table in level_tables {
+        let name = table.name.to_string();
+        let keys: Vec<KeyValues> = images
+            .iter()
+            .filter(|i| i.image.table == name)
+            .map(|i| key_values(table, &i.image.key))
+            .collect::<Result<_, _>>()?;
+        if keys.is_empty() || now.keys().any(|k| k.starts_with(&format!("{name}\u{1e}"))) {
+            continue;
+        }
+        for row in rows::select_by_keys(conn, table, &keys).await? {
+            now.insert(
+                format!("{name}\u{1e}{}", sql::key_text(&super::plan::pk_of(table, &row))),
+                row,
+            );
+        }
+    }
     for img in &images {
         let Some(table) = level_tables.iter().find(|t| t.name.to_string() == img.image.table) else {
             continue;
         };
-        let kv = key_values(table, &img.image.key)?;
-        let now = rows::select_by_keys(conn, table, std::slice::from_ref(&kv)).await?;
-        let reason = match (img.image.op, now.first(), &img.image.after) {
+        let found = now.get(&format!(
+            "{}\u{1e}{}",
+            img.image.table,
+            image_key_text(table, &img.image.key)?
+        ));
+        let reason = match (img.image.op, found, &img.image.after) {
             ('d', Some(_), _) => Some("the merge deleted it, and a row with its key is there now".to_string()),
             ('u', None, _) => Some("the merge set it, and it is gone".to_string()),
             ('u', Some(row), Some(after)) => {
@@ -339,50 +374,62 @@ async fn attempt(
         let table = &level_tables[*li];
         let level_name = table.name.to_string();
         let keys = &stored.levels[*li].keys;
-        for img in images
+        let mine: Vec<&StoredImage> = images
             .iter()
             .filter(|i| i.image.table == level_name && keys.contains(&i.image.key))
-        {
+            .collect();
+        // Deleted rows go back in one insert (after, with --overwrite, one delete of
+        // whatever holds their keys now); set rows get their columns back one by one
+        // (each row its own values; they are the few rows merged away).
+        let mut deleted_keys: Vec<KeyValues> = Vec::new();
+        let mut inserts: Vec<Row> = Vec::new();
+        let mut columns: Vec<String> = Vec::new();
+        for img in &mine {
             let kv = key_values(table, &img.image.key)?;
             let before = img
                 .image
                 .before
                 .as_ref()
                 .ok_or_else(|| MergeError::one(format!("an image of {level_name} has no row to put back")))?;
-            match img.image.op {
-                'd' => {
-                    if opts.overwrite {
-                        rows::delete_by_keys(conn, table, std::slice::from_ref(&kv)).await?;
-                    }
-                    let (cols, vals) = typed(table, before)?;
-                    let row = Row {
-                        line: 0,
-                        number: 0,
-                        values: vals,
-                    };
-                    let out = conn.bulk_insert(&table.name, &cols, &[row], None).await?;
-                    if let Some(e) = out.row_errors.first() {
-                        return Err(MergeError::Db(DbError::Invalid(format!(
-                            "row {} of {level_name} could not be put back: {}",
-                            serde_json::Value::Object(img.image.key.clone()),
-                            e.1.message
-                        ))));
-                    }
-                }
-                _ => {
-                    let after = img.image.after.clone().unwrap_or_default();
-                    let set: serde_json::Map<String, serde_json::Value> = before
-                        .iter()
-                        .filter(|(c, _)| after.contains_key(*c))
-                        .map(|(c, v)| (c.clone(), v.clone()))
-                        .collect();
-                    let (cols, vals) = typed(table, &set)?;
-                    let (kc, kv): (Vec<String>, Vec<Value>) = kv.into_iter().unzip();
-                    sql::update_row(conn, table, &kc, &kv, &cols, &vals).await?;
-                }
+            if img.image.op == 'd' {
+                let (cols, vals) = typed(table, before)?;
+                columns = cols;
+                inserts.push(Row {
+                    line: inserts.len() as u64 + 1,
+                    number: 0,
+                    values: vals,
+                });
+                deleted_keys.push(kv);
+            } else {
+                let after = img.image.after.clone().unwrap_or_default();
+                let set: serde_json::Map<String, serde_json::Value> = before
+                    .iter()
+                    .filter(|(c, _)| after.contains_key(*c))
+                    .map(|(c, v)| (c.clone(), v.clone()))
+                    .collect();
+                let (cols, vals) = typed(table, &set)?;
+                let (kc, kv): (Vec<String>, Vec<Value>) = kv.into_iter().unzip();
+                sql::update_row(conn, table, &kc, &kv, &cols, &vals).await?;
             }
-            restored += 1;
         }
+        if !inserts.is_empty() {
+            if opts.overwrite {
+                rows::delete_by_keys(conn, table, &deleted_keys).await?;
+            }
+            let out = conn.bulk_insert(&table.name, &columns, &inserts, None).await?;
+            if let Some((i, e)) = out.row_errors.first() {
+                let key = deleted_keys.get(*i).cloned().unwrap_or_default();
+                return Err(MergeError::Db(DbError::Invalid(format!(
+                    "row {} of {level_name} could not be put back: {}",
+                    key.iter()
+                        .map(|(c, v)| format!("{c}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    e.message
+                ))));
+            }
+        }
+        restored += mine.len() as u64;
         for &i in steps.iter().rev() {
             let s = &stored.steps[i];
             put_back[i] = sql::undo_repoint(conn, &s.side, &step(s, &loaded[i]), opts.overwrite).await?;
