@@ -47,6 +47,15 @@ pub enum RowAction {
 }
 
 impl RowAction {
+    /// `keep`, `delete` or `set`: what reports call it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RowAction::Keep => "keep",
+            RowAction::Delete => "delete",
+            RowAction::Set(_) => "set",
+        }
+    }
+
     /// Parses `keep`, `delete` or `set:COL=EXPR,COL=EXPR`; commas inside quotes or
     /// parentheses belong to the expression.
     pub fn parse(input: &str) -> Result<RowAction, String> {

@@ -140,11 +140,7 @@ fn counts(plan: &Plan) -> Vec<TableCount> {
 fn actions(plan: &Plan) -> Vec<ActionRow> {
     let mut out = Vec::new();
     for l in &plan.levels {
-        let action = match &l.action {
-            RowAction::Keep => "keep",
-            RowAction::Delete => "delete",
-            RowAction::Set(_) => "set",
-        };
+        let action = l.action.name();
         for k in l.keys() {
             out.push(ActionRow {
                 table: l.table.name.to_string(),
@@ -233,34 +229,22 @@ pub async fn merge(
         }
     };
     let id = record.id;
-    let early_failure = |record: &mut MergeRecord, e: &DbError| {
-        record.status = MergeStatus::Failed.as_str().into();
-        record.duration_ms = Some(started.elapsed().as_millis() as i64);
-        record.error = Some(e.to_string());
-    };
-    let fail_run = |e: &DbError| (RunStatus::Failed, serde_json::Value::Null, Some(e.to_string()));
-    let mut jobs = Vec::new();
-    let mut locked = Ok(());
-    for t in prep.tables_written() {
-        match ledger.table_job(&t).await {
-            Ok(j) => jobs.push(j),
-            Err(e) => {
-                locked = Err(e);
-                break;
-            }
-        }
-    }
-    let locks = match locked {
-        Ok(()) => ledger.lock_all(&jobs, &holder, opts.lock_timeout).await,
-        Err(e) => Err(e),
-    };
-    let locks = match locks {
+    let locks = match lock_tables(&mut ledger, &prep, &holder, opts.lock_timeout).await {
         Ok(l) => l,
         Err(e) => {
-            early_failure(&mut record, &e);
+            record.status = MergeStatus::Failed.as_str().into();
+            record.duration_ms = Some(started.elapsed().as_millis() as i64);
+            record.error = Some(e.to_string());
             let _ = sql::finish_unless_completed(ledger.conn(), &record).await;
-            let (status, outcome, error) = fail_run(&e);
-            let _ = ledger.finish_run(run_id, status, 0, &outcome, error.as_deref()).await;
+            let _ = ledger
+                .finish_run(
+                    run_id,
+                    RunStatus::Failed,
+                    0,
+                    &serde_json::Value::Null,
+                    Some(&e.to_string()),
+                )
+                .await;
             return Err(e.into());
         }
     };
@@ -385,6 +369,21 @@ pub async fn merge(
         Some(MergeError::Invalid(p)) => Err(MergeError::Invalid(p)),
         _ => Ok(MergeReport { warnings, ..report }),
     }
+}
+
+/// Takes the lock of every table the merge may write (shared with `load`,
+/// `migrate` and `transfer run`), waiting up to `timeout`.
+async fn lock_tables(
+    ledger: &mut Ledger,
+    prep: &Prepared,
+    holder: &Holder,
+    timeout: std::time::Duration,
+) -> Result<Vec<ledger::JobLock>, DbError> {
+    let mut jobs = Vec::new();
+    for t in prep.tables_written() {
+        jobs.push(ledger.table_job(&t).await?);
+    }
+    ledger.lock_all(&jobs, holder, timeout).await
 }
 
 /// Records merges whose process went away (`running`, their run abandoned) as
@@ -984,11 +983,7 @@ pub async fn show(url: &DbUrl, id: i64, limit: u64) -> Result<MergeDetail, Merge
         .levels
         .iter()
         .flat_map(|l| {
-            let action = match &l.action {
-                RowAction::Keep => "keep",
-                RowAction::Delete => "delete",
-                RowAction::Set(_) => "set",
-            };
+            let action = l.action.name();
             l.keys.iter().map(move |k| ActionRow {
                 table: TableName {
                     schema: l.schema.clone(),
