@@ -41,6 +41,7 @@ on_every_engine!(
     roots_add_up_and_an_empty_root_still_marks_its_tables,
     bad_conditions_are_refused_naming_table_and_condition,
     a_connected_table_without_a_key_is_refused,
+    large_key_sets_are_looked_up_in_batches,
 );
 
 /// The schema, in creation order. SQLite cannot add a foreign key to an existing
@@ -326,4 +327,38 @@ async fn a_connected_table_without_a_key_is_refused(engine: Engine) {
     // Not connected to the root: taken whole, key or not.
     let subset = run(&mut conn, &tables, &[root("employees", "id = 1")]).await.unwrap();
     expect(&subset, &[("audit", None), ("orders", None)]);
+}
+
+/// More keys than one statement may bind (`relation::MAX_KEY_PARAMS`): each lookup
+/// goes in several batches, and every row is found.
+async fn large_key_sets_are_looked_up_in_batches(engine: Engine) {
+    const N: i64 = 35_000;
+    let db = TestDb::new(engine).await;
+    let mut conn = db.conn().await;
+    // 1..=N as a product of two short recursions (MariaDB sessions stop a recursion
+    // after 1,000 iterations).
+    let hundreds = "(WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 199) SELECT i FROM n)";
+    let numbers = format!(
+        "SELECT a.i * 200 + b.i + 1 AS i FROM {hundreds} a CROSS JOIN {hundreds} b WHERE a.i < {}",
+        N / 200
+    );
+    for sql in [
+        "CREATE TABLE parents (id INTEGER PRIMARY KEY)".to_string(),
+        "CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL, \
+         FOREIGN KEY (parent_id) REFERENCES parents(id))"
+            .to_string(),
+        format!("INSERT INTO parents (id) {numbers}"),
+        format!("INSERT INTO children (id, parent_id) SELECT i + {N}, i FROM ({numbers}) y"),
+    ] {
+        conn.batch(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let tables = conn.user_tables().await.unwrap();
+    let subset = run(&mut conn, &tables, &[root("parents", "id > 0")]).await.unwrap();
+    let all: Vec<i64> = (1..=N).collect();
+    assert_eq!(subset.keys(&TableName::new("parents")).unwrap(), ints(&all).as_slice());
+    let children: Vec<i64> = (N + 1..=2 * N).collect();
+    assert_eq!(
+        subset.keys(&TableName::new("children")).unwrap(),
+        ints(&children).as_slice()
+    );
 }
