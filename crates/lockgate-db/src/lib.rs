@@ -28,6 +28,7 @@ pub mod schema;
 pub mod session;
 pub mod sqlite;
 pub mod sqltext;
+pub mod subset;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod types;

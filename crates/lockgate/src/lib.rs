@@ -30,6 +30,7 @@ pub mod dump;
 mod harden;
 pub mod inspect;
 pub mod load;
+pub mod mask;
 pub mod merge;
 pub mod migrate;
 mod source;

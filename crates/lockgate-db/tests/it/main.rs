@@ -44,6 +44,7 @@ mod precision;
 mod query_pages;
 mod runs;
 mod sqlite;
+mod subset;
 mod takeover;
 mod types;
 mod writer;

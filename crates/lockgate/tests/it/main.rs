@@ -12,6 +12,7 @@ mod drift;
 mod dump;
 mod load;
 mod loopback;
+mod mask;
 mod merge;
 mod migrate;
 mod mysql_forms;
