@@ -7,6 +7,7 @@ mod merge_cmd;
 mod migrate_cmd;
 mod render;
 mod serve_cmd;
+mod snapshot_cmd;
 mod transfer_cmd;
 
 use clap::{Parser, Subcommand};
@@ -121,6 +122,14 @@ enum Command {
     /// Merge rows of a table into one: re-point everything that references them, with
     /// conflicts found first, a preview, one transaction, history and undo.
     Merge(merge_cmd::MergeArgs),
+    /// Snapshots of a database under a data profile, in a folder or S3: create, list, show, delete, prune.
+    #[command(subcommand)]
+    Snapshot(snapshot_cmd::SnapshotCommand),
+    /// Restore a profile's snapshot into a database of any engine.
+    Restore(snapshot_cmd::RestoreArgs),
+    /// Data profiles: create one (a pin file to commit), list them.
+    #[command(subcommand)]
+    Profile(snapshot_cmd::ProfileCommand),
     /// Keep running pending exports until SIGTERM (the first finishes the export in hand, the second rolls it back).
     Worker(transfer_cmd::WorkerArgs),
     /// Create the seed's sample (SQLite source, destination and exports) and serve its dashboard.
@@ -298,6 +307,9 @@ async fn run(cli: Cli) -> i32 {
         },
         Command::Transfer(cmd) => transfer_cmd::transfer(&config, cmd).await,
         Command::Merge(a) => merge_cmd::merge(&config, a).await,
+        Command::Snapshot(cmd) => snapshot_cmd::snapshot_cmd(&config, cmd).await,
+        Command::Restore(a) => snapshot_cmd::restore(&config, a).await,
+        Command::Profile(cmd) => snapshot_cmd::profile_cmd(&config, cmd).await,
         Command::Worker(a) => transfer_cmd::worker(&config, a).await,
         Command::Demo(a) => transfer_cmd::demo(&config, a).await,
         Command::Serve(a) => serve_cmd::serve(&config, a).await,

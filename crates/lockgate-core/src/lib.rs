@@ -7,6 +7,7 @@
 //! (the shared domain) live in [`value`].
 #![deny(missing_docs)]
 
+pub mod copytext;
 pub mod decimal;
 pub mod duration;
 pub mod narrow;

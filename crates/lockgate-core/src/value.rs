@@ -516,7 +516,7 @@ fn check_int(v: i128, bytes: u8, unsigned: bool) -> Result<Value, ConvertError> 
     })
 }
 
-fn parse_hex(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn parse_hex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
@@ -585,6 +585,13 @@ impl Kind {
     /// Types text from a file (a CSV field, a JSON string) for this column.
     pub fn parse_text(&self, s: &str) -> Result<Value, ConvertError> {
         self.parse_text_as(s, Rules::Write)
+    }
+
+    /// Types text that was read from a column of this kind (a snapshot's data file)
+    /// as [`Kind::parse_text`] does, but checked as a value the column holds
+    /// ([`Kind::check_stored`]), not as a write.
+    pub fn parse_stored_text(&self, s: &str) -> Result<Value, ConvertError> {
+        self.parse_text_as(s, Rules::Stored)
     }
 
     /// Types text for this column and checks it by `rules`.

@@ -26,6 +26,7 @@ pub mod rowdiff;
 pub mod rows;
 pub mod schema;
 pub mod session;
+pub mod snapshot;
 pub mod sqlite;
 pub mod sqltext;
 pub mod subset;

@@ -8,7 +8,7 @@ use crate::url::DbUrl;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
 use lockgate_core::{
-    CheckConstraint, Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName, UniqueConstraint, Value,
+    copytext, CheckConstraint, Column, Decimal, ForeignKey, Index, Kind, Row, Table, TableName, UniqueConstraint, Value,
 };
 use std::error::Error as StdError;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
@@ -299,48 +299,6 @@ fn encode_numeric(d: &Decimal, out: &mut BytesMut) {
     }
 }
 
-/// Appends a value in COPY's text format: `\N` for NULL, backslash escapes for the
-/// delimiter, line breaks and backslashes.
-fn copy_text(v: &Value, out: &mut BytesMut) {
-    fn escaped(s: &str, out: &mut BytesMut) {
-        let bytes = s.as_bytes();
-        let mut start = 0;
-        for (i, b) in bytes.iter().enumerate() {
-            let rep: &[u8] = match b {
-                b'\\' => b"\\\\",
-                b'\t' => b"\\t",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                _ => continue,
-            };
-            out.put_slice(&bytes[start..i]);
-            out.put_slice(rep);
-            start = i + 1;
-        }
-        out.put_slice(&bytes[start..]);
-    }
-    use std::fmt::Write;
-    match v {
-        Value::Null => out.put_slice(b"\\N"),
-        Value::Bool(b) => out.put_slice(if *b { b"t" } else { b"f" }),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::Text(s) => escaped(s, out),
-        Value::Json(j) => escaped(&j.to_string(), out),
-        // bytea's \x form; its backslash is itself escaped for COPY.
-        Value::Bytes(b) => {
-            out.put_slice(b"\\\\x");
-            for byte in b {
-                let _ = write!(out, "{byte:02x}");
-            }
-        }
-        other => {
-            let _ = write!(out, "{other}");
-        }
-    }
-}
-
 const COPY_CHUNK: usize = 512 * 1024;
 
 fn copy_sql(target: &TableName, columns: &[String], ordinal: Option<&str>) -> String {
@@ -352,19 +310,25 @@ fn copy_sql(target: &TableName, columns: &[String], ordinal: Option<&str>) -> St
     format!("COPY {} ({cols}) FROM STDIN", d.table(target))
 }
 
-/// One row in COPY text format, with its ordinal as a last column when given.
-fn encode_row(row: &Row, ordinal: Option<usize>, buf: &mut BytesMut) {
+/// One row in COPY text format (`lockgate_core::copytext`, shared with snapshot
+/// data files), with its ordinal as a last column when given.
+fn encode_row(row: &Row, ordinal: Option<usize>, buf: &mut Vec<u8>) {
     for (i, v) in row.values.iter().enumerate() {
         if i > 0 {
-            buf.put_u8(b'\t');
+            buf.push(b'\t');
         }
-        copy_text(v, buf);
+        copytext::encode_value(v, buf);
     }
     if let Some(n) = ordinal {
-        use std::fmt::Write;
+        use std::io::Write;
         let _ = write!(buf, "\t{n}");
     }
-    buf.put_u8(b'\n');
+    buf.push(b'\n');
+}
+
+/// Takes the buffered chunk to send, leaving an empty buffer of the same capacity.
+fn take_chunk(buf: &mut Vec<u8>) -> Bytes {
+    Bytes::from(std::mem::replace(buf, Vec::with_capacity(COPY_CHUNK + 64 * 1024)))
 }
 
 impl PgConn {
@@ -431,19 +395,19 @@ impl PgConn {
             });
         }
         let copy = self.copy.as_mut().expect("opened above");
-        let mut buf = BytesMut::with_capacity(COPY_CHUNK + 64 * 1024);
+        let mut buf = Vec::with_capacity(COPY_CHUNK + 64 * 1024);
         for row in rows {
             encode_row(row, None, &mut buf);
             if buf.len() >= COPY_CHUNK {
                 copy.sink
-                    .send(buf.split().freeze())
+                    .send(take_chunk(&mut buf))
                     .await
                     .map_err(|e| err(&context, e))?;
             }
         }
         if !buf.is_empty() {
             copy.sink
-                .send(buf.split().freeze())
+                .send(take_chunk(&mut buf))
                 .await
                 .map_err(|e| err(&context, e))?;
         }
@@ -753,15 +717,15 @@ impl PgConn {
             .await
             .map_err(|e| err(&context, e))?;
         futures_util::pin_mut!(sink);
-        let mut buf = BytesMut::with_capacity(COPY_CHUNK + 64 * 1024);
+        let mut buf = Vec::with_capacity(COPY_CHUNK + 64 * 1024);
         for (n, row) in rows.iter().enumerate() {
             encode_row(row, ordinal.map(|_| n), &mut buf);
             if buf.len() >= COPY_CHUNK {
-                sink.send(buf.split().freeze()).await.map_err(|e| err(&context, e))?;
+                sink.send(take_chunk(&mut buf)).await.map_err(|e| err(&context, e))?;
             }
         }
         if !buf.is_empty() {
-            sink.send(buf.split().freeze()).await.map_err(|e| err(&context, e))?;
+            sink.send(take_chunk(&mut buf)).await.map_err(|e| err(&context, e))?;
         }
         let written = sink.as_mut().finish().await.map_err(|e| err(&context, e))?;
         Ok(BulkOutcome {

@@ -89,6 +89,10 @@ pub struct TableSpec {
     pub primary_key: Vec<String>,
     /// Its indexes, created with it.
     pub indexes: Vec<IndexSpec>,
+    /// Foreign keys declared with the table. SQLite cannot add one to an existing
+    /// table, so a restore declares them here there; on PostgreSQL and MariaDB they
+    /// are added after the data ([`SchemaChange::AddForeignKey`]).
+    pub foreign_keys: Vec<lockgate_core::ForeignKey>,
 }
 
 /// One schema change.
@@ -116,6 +120,13 @@ pub enum SchemaChange {
         table: TableName,
         /// The column.
         column: String,
+    },
+    /// Add a foreign key to an existing table (PostgreSQL and MariaDB).
+    AddForeignKey {
+        /// The referencing table.
+        table: TableName,
+        /// The key.
+        key: lockgate_core::ForeignKey,
     },
     /// Create an index on an existing table.
     CreateIndex {
@@ -148,6 +159,17 @@ impl std::fmt::Display for SchemaChange {
                 )
             }
             SchemaChange::DropColumn { table, column } => write!(f, "drop column {table}.{column}"),
+            SchemaChange::AddForeignKey { table, key } => write!(
+                f,
+                "add foreign key {} on {table} ({}) referencing {}",
+                key.name,
+                key.columns
+                    .iter()
+                    .map(|(c, _)| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                key.references
+            ),
             SchemaChange::CreateIndex { table, index } => write!(
                 f,
                 "create {}index {} on {table} ({})",
@@ -349,6 +371,7 @@ pub fn change_sql(engine: Engine, change: &SchemaChange) -> Result<Vec<String>, 
             if !t.primary_key.is_empty() {
                 parts.push(format!("PRIMARY KEY ({})", d.columns(None, &t.primary_key)));
             }
+            parts.extend(t.foreign_keys.iter().map(|k| foreign_key_sql(d, k)));
             let suffix = if engine == Engine::Mysql {
                 " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
             } else {
@@ -363,6 +386,19 @@ pub fn change_sql(engine: Engine, change: &SchemaChange) -> Result<Vec<String>, 
             out
         }
         SchemaChange::CreateIndex { table, index } => vec![index_sql(d, table, index)],
+        SchemaChange::AddForeignKey { table, key } => {
+            if engine == Engine::Sqlite {
+                return Err(DbError::Invalid(format!(
+                    "SQLite cannot add foreign key {} to the existing table {table}: declare it when the table is created",
+                    key.name
+                )));
+            }
+            vec![format!(
+                "ALTER TABLE {} ADD {}",
+                d.table(table),
+                foreign_key_sql(d, key)
+            )]
+        }
         SchemaChange::AddColumn { table, column } => {
             if column.generated {
                 return Err(DbError::Invalid(format!(
@@ -424,6 +460,18 @@ pub fn change_sql(engine: Engine, change: &SchemaChange) -> Result<Vec<String>, 
             )]
         }
     })
+}
+
+/// `CONSTRAINT name FOREIGN KEY (…) REFERENCES parent (…)`.
+fn foreign_key_sql(d: Dialect, k: &lockgate_core::ForeignKey) -> String {
+    let (child, parent): (Vec<String>, Vec<String>) = k.columns.iter().cloned().unzip();
+    format!(
+        "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+        d.quote(&k.name),
+        d.columns(None, &child),
+        d.table(&k.references),
+        d.columns(None, &parent)
+    )
 }
 
 /// Applies a change on `conn` (inside its transaction, where the engine's DDL is

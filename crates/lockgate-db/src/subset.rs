@@ -452,7 +452,7 @@ async fn fetch(
 
 /// The user's condition as a `WHERE` clause: the newlines keep a trailing `-- comment`
 /// from swallowing what follows.
-fn where_clause(condition: &str) -> String {
+pub(crate) fn where_clause(condition: &str) -> String {
     format!("WHERE (\n{}\n)", condition.trim().trim_end_matches(';'))
 }
 

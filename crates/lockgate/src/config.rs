@@ -65,6 +65,11 @@ pub struct Config {
     /// Named merge definitions (`[merges.NAME]`, see [`crate::merge::def`]).
     #[serde(default)]
     pub merges: BTreeMap<String, crate::merge::MergeSpec>,
+    /// Data profiles (`[profiles.NAME]`, see [`crate::snapshot::profile`]).
+    #[serde(default)]
+    pub profiles: BTreeMap<String, crate::snapshot::ProfileSpec>,
+    /// `[snapshots]`: the default store and its S3 settings.
+    pub snapshots: Option<crate::snapshot::SnapshotsSettings>,
     /// `[server]` as the file writes it (any TOML): read and checked by
     /// [`Config::server`] alone, when a command serves.
     #[serde(default, rename = "server")]

@@ -33,6 +33,7 @@ pub mod load;
 pub mod mask;
 pub mod merge;
 pub mod migrate;
+pub mod snapshot;
 mod source;
 pub mod transfer;
 

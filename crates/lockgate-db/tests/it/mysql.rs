@@ -721,6 +721,7 @@ async fn idle_transaction_timeouts_and_uuid_columns_take_each_servers_form() {
                 }],
                 primary_key: vec!["id".into()],
                 indexes: Vec::new(),
+                foreign_keys: Vec::new(),
             }),
         )
         .await

@@ -305,7 +305,8 @@ pub(super) fn change_table(c: &SchemaChange) -> String {
         SchemaChange::AddColumn { table, .. }
         | SchemaChange::AlterColumn { table, .. }
         | SchemaChange::DropColumn { table, .. }
-        | SchemaChange::CreateIndex { table, .. } => table.name.clone(),
+        | SchemaChange::CreateIndex { table, .. }
+        | SchemaChange::AddForeignKey { table, .. } => table.name.clone(),
     }
 }
 

@@ -325,6 +325,7 @@ pub(crate) fn changes(
             columns,
             primary_key,
             indexes,
+            foreign_keys: Vec::new(),
         })]);
     };
     let mut out = Vec::new();
