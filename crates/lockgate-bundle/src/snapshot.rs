@@ -182,6 +182,20 @@ pub struct ColumnDef {
     /// The default as the source engine wrote it, for people to read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_default: Option<String>,
+    /// The longest value the snapshot holds (texts and bytes), so that a restore can
+    /// tell whether a bounded target column holds every value it will get.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Observed>,
+}
+
+/// The longest text or bytes value of a column in a snapshot's data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    /// Characters of the longest text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_chars: Option<u64>,
+    /// Bytes of the longest text (UTF-8) or bytes value.
+    pub max_bytes: u64,
 }
 
 /// A named list of columns (a unique key or an index).

@@ -447,8 +447,12 @@ async fn write_snapshot(
             bytes: written.bytes,
             stored_bytes: written.stored_bytes,
         });
+        let mut def = table_def(&c.table, ddl);
+        for (col, seen) in def.columns.iter_mut().zip(&written.observed) {
+            col.observed = *seen;
+        }
         entries.push(TableEntry {
-            def: table_def(&c.table, ddl),
+            def,
             file,
             rows: written.rows,
             bytes: written.bytes,

@@ -9,6 +9,7 @@
 //! its default level compresses it as well as gzip's level 6 (`pg_dump -Fc`) at
 //! several times the speed, in both directions.
 
+use lockgate_bundle::Observed;
 use lockgate_core::copytext::{decode_line, encode_row};
 use lockgate_core::{Batch, Kind, Row, Value};
 use lockgate_db::writer::{BatchSource, SourceError};
@@ -36,6 +37,9 @@ pub struct Written {
     pub stored_bytes: u64,
     /// SHA-256 of the compressed file, lower-case hex.
     pub sha256: String,
+    /// Per column, the longest text or bytes value written (`None` for other kinds,
+    /// and for columns that held only NULLs).
+    pub observed: Vec<Option<Observed>>,
 }
 
 /// Counts and hashes what passes through to the file.
@@ -65,6 +69,7 @@ pub struct Spool {
     buf: Vec<u8>,
     rows: u64,
     bytes: u64,
+    observed: Vec<Option<Observed>>,
 }
 
 impl Spool {
@@ -86,11 +91,18 @@ impl Spool {
             buf: Vec::with_capacity(CHUNK + 64 * 1024),
             rows: 0,
             bytes: 0,
+            observed: vec![None; 0],
         })
     }
 
     /// Appends one row (values in column order).
     pub fn row(&mut self, values: &[Value]) -> std::io::Result<()> {
+        if self.observed.len() < values.len() {
+            self.observed.resize(values.len(), None);
+        }
+        for (seen, v) in self.observed.iter_mut().zip(values) {
+            observe(seen, v);
+        }
         encode_row(values, self.any.then_some(&self.kinds[..]), &mut self.buf);
         self.rows += 1;
         if self.buf.len() >= CHUNK {
@@ -117,12 +129,38 @@ impl Spool {
             bytes: self.bytes,
             stored_bytes: hashing.bytes,
             sha256: hex(&hashing.hash.finalize()),
+            observed: self.observed,
         })
     }
 
     /// Rows appended so far.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+}
+
+/// Widens `seen` to hold `v`'s length. Characters are counted only for a text
+/// longer in bytes than the longest so far, as a text has no more characters than
+/// bytes: most values cost one comparison.
+fn observe(seen: &mut Option<Observed>, v: &Value) {
+    match v {
+        Value::Text(t) => {
+            let o = seen.get_or_insert(Observed {
+                max_chars: Some(0),
+                max_bytes: 0,
+            });
+            let bytes = t.len() as u64;
+            if bytes > o.max_chars.unwrap_or(0) {
+                let chars = t.chars().count() as u64;
+                o.max_chars = Some(o.max_chars.unwrap_or(0).max(chars));
+            }
+            o.max_bytes = o.max_bytes.max(bytes);
+        }
+        Value::Bytes(b) => {
+            let o = seen.get_or_insert(Observed::default());
+            o.max_bytes = o.max_bytes.max(b.len() as u64);
+        }
+        _ => {}
     }
 }
 

@@ -54,6 +54,7 @@ pub fn table_def(table: &Table, source_ddl: String) -> TableDef {
                 generated: c.auto,
                 source_type: c.data_type.clone(),
                 source_default: c.default.clone(),
+                observed: None,
             })
             .collect(),
         primary_key: table.primary_key.clone(),
@@ -72,6 +73,33 @@ pub fn table_def(table: &Table, source_ddl: String) -> TableDef {
         indexes,
         source_ddl,
     }
+}
+
+/// Why a column of kind `to` cannot hold the snapshot's values of a column of kind
+/// `from`: the type rule (`narrowing`), but for texts and bytes judged by the longest
+/// value the snapshot holds, not by every value the source type allows. A
+/// PostgreSQL `text` key whose longest value has 40 characters fits MariaDB's
+/// `varchar(255)`; one of 300 does not, and is refused before anything is written.
+fn data_narrowing(from: &Kind, observed: Option<lockgate_bundle::Observed>, to: &Kind) -> Option<String> {
+    let why = narrowing(from, to)?;
+    let seen = match (from, observed) {
+        (Kind::Text { form, .. }, Some(o)) => Kind::Text {
+            max_chars: o.max_chars,
+            max_bytes: Some(o.max_bytes),
+            form: form.clone(),
+        },
+        (Kind::Text { form, .. }, None) => Kind::Text {
+            max_chars: Some(0),
+            max_bytes: Some(0),
+            form: form.clone(),
+        },
+        (Kind::Bytes { fixed, .. }, o) => Kind::Bytes {
+            max_bytes: Some(o.map_or(0, |o| o.max_bytes)),
+            fixed: *fixed,
+        },
+        _ => return Some(why),
+    };
+    narrowing(&seen, to).map(|_| why)
 }
 
 /// The kinds of a definition's columns, in order (the data file's fields).
@@ -113,9 +141,27 @@ pub struct CreatePlan {
     pub foreign_keys: Vec<ForeignKey>,
 }
 
+/// The name of an index or constraint on the target. The source's own name is kept
+/// when restoring into the engine it came from; elsewhere names follow the target's
+/// rules (PostgreSQL's index and MariaDB's foreign key names are unique per schema,
+/// not per table, and SQLite reserves `sqlite_*`), so they are made from the table
+/// and columns: `customers_email_key`, `orders_customer_id_fkey`.
+fn object_name(kept: &str, same_engine: bool, table: &str, columns: &[String], suffix: &str) -> String {
+    if same_engine && !kept.is_empty() && !kept.starts_with("sqlite_") {
+        return kept.to_string();
+    }
+    let mut name = format!("{table}_{}_{suffix}", columns.join("_"));
+    // PostgreSQL's and MariaDB's identifiers stop at 63 and 64 bytes.
+    while name.len() > 63 {
+        name.remove(table.len().min(name.len() - suffix.len() - 1));
+    }
+    name
+}
+
 /// Plans the creation of `def` on `engine`, or lists every column the engine cannot
-/// hold without loss (`table.column: type -> type (why)`).
-pub fn create_plan(def: &TableDef, engine: Engine) -> Result<CreatePlan, Vec<String>> {
+/// hold without loss (`table.column: type -> type (why)`). `same_engine`: the
+/// snapshot came from this engine (names of indexes and keys are then kept).
+pub fn create_plan(def: &TableDef, engine: Engine, same_engine: bool) -> Result<CreatePlan, Vec<String>> {
     let name = target_name(def, engine);
     let kinds = kinds(def).map_err(|e| vec![e])?;
     let keyed: Vec<&String> = def
@@ -123,6 +169,9 @@ pub fn create_plan(def: &TableDef, engine: Engine) -> Result<CreatePlan, Vec<Str
         .iter()
         .chain(def.unique.iter().flat_map(|u| &u.columns))
         .chain(def.indexes.iter().flat_map(|i| &i.columns))
+        // MariaDB indexes a foreign key's columns, and wants them typed as the keys
+        // they reference.
+        .chain(def.foreign_keys.iter().flat_map(|k| &k.columns))
         .collect();
     let mut problems = Vec::new();
     let mut columns = Vec::new();
@@ -148,9 +197,15 @@ pub fn create_plan(def: &TableDef, engine: Engine) -> Result<CreatePlan, Vec<Str
             ));
             continue;
         }
+        let mut spec = spec;
         let declared = column_type(engine, &spec, keyed.contains(&&c.name));
+        // A column in a key or index that is built after the data is declared as
+        // one now (MariaDB indexes bounded text only).
+        if declared != column_type(engine, &spec, false) {
+            spec.data_type = Some(declared.clone());
+        }
         let target = declared_kind(engine, &declared);
-        if let Some(why) = narrowing(kind, &target) {
+        if let Some(why) = data_narrowing(kind, c.observed, &target) {
             problems.push(format!(
                 "{}.{}: {} cannot go into {engine}'s {declared} without loss ({why})",
                 def.display_name(),
@@ -167,7 +222,7 @@ pub fn create_plan(def: &TableDef, engine: Engine) -> Result<CreatePlan, Vec<Str
         .foreign_keys
         .iter()
         .map(|k| ForeignKey {
-            name: k.name.clone(),
+            name: object_name(&k.name, same_engine, &def.name, &k.columns, "fkey"),
             columns: k
                 .columns
                 .iter()
@@ -190,7 +245,13 @@ pub fn create_plan(def: &TableDef, engine: Engine) -> Result<CreatePlan, Vec<Str
         .map(|u| (u, true))
         .chain(def.indexes.iter().map(|i| (i, false)))
         .map(|(k, unique)| IndexSpec {
-            name: k.name.clone(),
+            name: object_name(
+                &k.name,
+                same_engine,
+                &def.name,
+                &k.columns,
+                if unique { "key" } else { "idx" },
+            ),
             columns: k.columns.clone(),
             unique,
         })
@@ -226,7 +287,7 @@ pub fn fit_existing(def: &TableDef, table: &Table) -> Result<Vec<String>, Vec<St
                 table.name
             )),
             Some(t) => {
-                if let Some(why) = narrowing(kind, &t.kind) {
+                if let Some(why) = data_narrowing(kind, c.observed, &t.kind) {
                     problems.push(format!(
                         "{}.{}: {} cannot go into the existing column's {} without loss ({why})",
                         def.display_name(),

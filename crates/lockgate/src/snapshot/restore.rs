@@ -162,7 +162,7 @@ pub async fn restore(
     let mut conn = Conn::connect(into).await?;
     let engine = conn.engine();
     let spool = tempfile::tempdir().map_err(|e| SnapshotError::Io(format!("cannot create a spool folder: {e}")))?;
-    let mut planned = plan(&mut conn, &entries, opts.replace, spool.path()).await?;
+    let mut planned = plan(&mut conn, &entries, opts.replace, spool.path(), &manifest.source.engine).await?;
     fetch_and_verify(&store, &manifest, &mut planned, opts, spool.path(), progress.as_ref()).await?;
 
     let mut report = RestoreReport {
@@ -343,8 +343,10 @@ async fn plan<'a>(
     entries: &[&'a TableEntry],
     replace: bool,
     spool: &Path,
+    source_engine: &str,
 ) -> Result<Vec<Planned<'a>>, SnapshotError> {
     let engine = conn.engine();
+    let same_engine = super::create::engine_name(engine) == source_engine;
     let mut problems = Vec::new();
     let mut out = Vec::new();
     let mut non_empty = Vec::new();
@@ -369,7 +371,7 @@ async fn plan<'a>(
                     Err(p) => problems.extend(p),
                 }
             }
-            None => match create_plan(&e.def, engine) {
+            None => match create_plan(&e.def, engine, same_engine) {
                 Ok(plan) => out.push(Planned {
                     entry: e,
                     name,
