@@ -21,6 +21,7 @@ mod precision;
 mod review;
 mod schemas;
 mod scripts;
+mod snapshot;
 mod sql_script;
 mod support;
 mod table_lock;
