@@ -16,8 +16,8 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::{Map, Value};
 
 use crate::format::{detect, Format};
-use crate::version::Version;
 use crate::jsondoc::{check_object_text, describe, quote, refuse_scalars, strip_bom, Checked, NUMBER_TOKEN};
+use crate::version::Version;
 use crate::BundleError;
 
 /// A version's `meta.json`.

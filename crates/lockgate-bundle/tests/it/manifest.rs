@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use lockgate_bundle::{
-    parse_manifest, Baseline, ClearTables, EntryKind, FileEntry, FileMode, Format, Manifest, OnErrorSpec,
-    ScriptKind, Version,
+    parse_manifest, Baseline, ClearTables, EntryKind, FileEntry, FileMode, Format, Manifest, OnErrorSpec, ScriptKind,
+    Version,
 };
 
 const META: &str = "db/1.0.0/meta.json";
@@ -169,7 +169,10 @@ fn the_baseline_extension_parses_is_checked_and_round_trips() {
         manifest.warnings,
         [r#"db/1.0.0/meta.json: baseline: unknown key "typo" is ignored: check its spelling"#]
     );
-    for text in [r#"{"baseline": true}"#, r#"{"baseline": {"covers": ["1.0.0"], "replaces": "x"}}"#] {
+    for text in [
+        r#"{"baseline": true}"#,
+        r#"{"baseline": {"covers": ["1.0.0"], "replaces": "x"}}"#,
+    ] {
         let manifest = parse(text);
         let written = manifest.to_json_pretty();
         assert_eq!(parse(&written), manifest, "{written}");

@@ -158,7 +158,11 @@ pub(crate) fn drift(base: &BaseDir, applied: &[AppliedVersion], current: Option<
         };
         // The database started at (or went through) a later baseline, which holds
         // what this version did.
-        let covered = || baselines.iter().any(|(b, _)| v.version < *b && current.is_some_and(|c| *b <= c));
+        let covered = || {
+            baselines
+                .iter()
+                .any(|(b, _)| v.version < *b && current.is_some_and(|c| *b <= c))
+        };
         match applied.iter().find(|a| a.version == name) {
             Some(a) if a.checksum != v.checksum()? && !replaced(&a.checksum) => d.changed.push(name),
             Some(_) => {}
@@ -252,8 +256,7 @@ pub async fn status(url: &DbUrl, opts: &StatusOptions) -> Result<StatusReport, M
     for v in &source.base.versions {
         let name = v.version.to_string();
         let after_start = start.is_none_or(|b| v.version >= b);
-        if !report.applied.iter().any(|a| a.version == name) && current.is_none_or(|c| v.version > c) && after_start
-        {
+        if !report.applied.iter().any(|a| a.version == name) && current.is_none_or(|c| v.version > c) && after_start {
             report.pending.push(name);
         }
     }
