@@ -534,7 +534,8 @@ fn baseline(path: &Path, value: &Value, warnings: &mut Vec<String>) -> Result<Op
     for (key, value) in object {
         match key.as_str() {
             "covers" => {
-                let refuse = || format!(r#""baseline.covers" must be an array of versions such as ["1.0.0", "1.1.0"]"#);
+                let refuse =
+                    || r#""baseline.covers" must be an array of versions such as ["1.0.0", "1.1.0"]"#.to_owned();
                 let Value::Array(items) = value else {
                     return Err(refuse());
                 };

@@ -1,6 +1,6 @@
 //! Lockgate's engines and library API: [`load`] (data files into a table),
 //! [`migrate`] with [`status`], [`rollback`] and [`dump`] (versioned data migrations
-//! from oe-migration style `db/` folders, and [`baseline`], which makes a new
+//! from oe-migration style `db/` folders, and [`baseline`](baseline::baseline), which makes a new
 //! deployment start at the current version), and [`inspect`](inspect::inspect) (a
 //! database's schema), with the [`config`] that names connections. Transfers, merges,
 //! snapshots and upgrades build on the same writer, ledger and locks.
