@@ -83,7 +83,8 @@ pub use base::{BaseDir, VersionDir};
 pub use error::{BundleError, ReadError};
 pub use format::{detect, Compression, Format, UnknownFormat};
 pub use manifest::{
-    parse_manifest, ClearTables, EntryKind, FileEntry, FileMode, Manifest, OnErrorSpec, ScriptKind, ScriptLists,
+    parse_manifest, Baseline, ClearTables, EntryKind, FileEntry, FileMode, Manifest, OnErrorSpec, ScriptKind,
+    ScriptLists,
 };
 pub use model::{parse_model, IndexDef, ModelDef, PropType, PropertyDef, NOW};
 pub use open::{open_records, records_from_reader};

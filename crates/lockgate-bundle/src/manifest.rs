@@ -1,6 +1,6 @@
 //! `meta.json`, a version folder's manifest: the oe-migration format (`clearTables`,
 //! `contexts`, `files`) plus Lockgate's optional extensions (`scripts`, `onError`,
-//! `tenantColumn`, and per entry `mode`, `format`, `onError`).
+//! `tenantColumn`, `baseline`, and per entry `mode`, `format`, `onError`).
 //!
 //! [`parse_manifest`] reads it with every error placed (`meta.json:3:14: …`, and `files[N]`
 //! for an entry); [`Manifest::to_json_pretty`] writes it back so that `lockgate dump` output
@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::format::{detect, Format};
 use crate::jsondoc::{check_object_text, describe, quote, refuse_scalars, strip_bom, Checked, NUMBER_TOKEN};
+use crate::version::Version;
 use crate::BundleError;
 
 /// A version's `meta.json`.
@@ -38,9 +39,32 @@ pub struct Manifest {
     pub on_error: Option<OnErrorSpec>,
     /// Extension `"tenantColumn"`: the column that holds a context's tenant.
     pub tenant_column: Option<String>,
+    /// Extension `"baseline"`: the folder is a baseline (`lockgate baseline`), the full
+    /// definitions and data of the managed tables at its version, from which a new
+    /// deployment starts. `None`: an ordinary version.
+    pub baseline: Option<Baseline>,
     /// Unknown keys (top level, in an entry or in `scripts`), each as a message naming the
     /// file and the key: probably typos, to show the user. They are otherwise ignored.
     pub warnings: Vec<String>,
+}
+
+/// Extension `"baseline"`: `true`, or an object that also says what the baseline stands
+/// for (`lockgate baseline` writes the object). `false` is an ordinary version.
+///
+/// A database with no version of the module starts at the newest baseline: the versions
+/// older than it are skipped. A database at or past it skips it like any applied version;
+/// one below it runs the older versions and records it without loading its data, when
+/// that is safe (see ARCHITECTURE.md, Migrations).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Baseline {
+    /// `"covers"`: the versions the folder held up to the baseline's own when it was
+    /// written (in order). A database below the baseline must find each of them above its
+    /// own version in the folder, or it would miss their changes. Empty: not said.
+    pub covers: Vec<Version>,
+    /// `"replaces"`: the checksum of the ordinary version folder of the same version that
+    /// the baseline took the place of, as the databases that applied it recorded it: for
+    /// them the baseline is that version, not drift.
+    pub replaces: Option<String>,
 }
 
 /// `"clearTables"`: `false` (or absent), `true`, or a list of tables.
@@ -396,6 +420,10 @@ impl<'de> Visitor<'de> for ManifestVisitor<'_> {
                     manifest.tenant_column =
                         Some(map.next_value_seed(Checked(|value| non_empty_string(&value, "tenantColumn")))?)
                 }
+                "baseline" => {
+                    let warnings = &mut manifest.warnings;
+                    manifest.baseline = map.next_value_seed(Checked(|value| baseline(self.path, &value, warnings)))?
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     manifest.warnings.push(unknown_key(self.path, "", &key));
@@ -492,6 +520,45 @@ fn scripts(path: &Path, value: &Value, warnings: &mut Vec<String>) -> Result<Scr
         }
     }
     Ok(lists)
+}
+
+fn baseline(path: &Path, value: &Value, warnings: &mut Vec<String>) -> Result<Option<Baseline>, String> {
+    let shape = r#"use true, or an object such as {"covers": ["1.0.0", "1.1.0"], "replaces": "<checksum>"}"#;
+    let object = match value {
+        Value::Bool(false) => return Ok(None),
+        Value::Bool(true) => return Ok(Some(Baseline::default())),
+        Value::Object(object) => object,
+        other => return Err(format!(r#""baseline" is {}: {shape}"#, describe(other))),
+    };
+    let mut spec = Baseline::default();
+    for (key, value) in object {
+        match key.as_str() {
+            "covers" => {
+                let refuse =
+                    || r#""baseline.covers" must be an array of versions such as ["1.0.0", "1.1.0"]"#.to_owned();
+                let Value::Array(items) = value else {
+                    return Err(refuse());
+                };
+                for item in items {
+                    let Value::String(text) = item else {
+                        return Err(refuse());
+                    };
+                    let version: Version = text.parse().map_err(|_| {
+                        format!(
+                            r#""baseline.covers" holds {}, which is not a version: versions are named x.y.z"#,
+                            quote(text)
+                        )
+                    })?;
+                    spec.covers.push(version);
+                }
+                spec.covers.sort();
+                spec.covers.dedup();
+            }
+            "replaces" => spec.replaces = Some(non_empty_string(value, "baseline.replaces")?),
+            _ => warnings.push(unknown_key(path, "baseline: ", key)),
+        }
+    }
+    Ok(Some(spec))
 }
 
 fn policy(value: &Value, key: &str) -> Result<OnErrorSpec, String> {
@@ -767,6 +834,7 @@ impl Manifest {
             scripts: ScriptLists::default(),
             on_error: None,
             tenant_column: None,
+            baseline: None,
             warnings: Vec::new(),
         }
     }
@@ -793,6 +861,21 @@ impl Manifest {
             scripts: &self.scripts,
             on_error: self.on_error,
             tenant_column: self.tenant_column.as_deref(),
+            baseline: self.baseline.as_ref().map(|b| {
+                if b.covers.is_empty() && b.replaces.is_none() {
+                    Value::Bool(true)
+                } else {
+                    let mut object = Map::new();
+                    object.insert(
+                        "covers".into(),
+                        Value::from(b.covers.iter().map(Version::to_string).collect::<Vec<_>>()),
+                    );
+                    if let Some(checksum) = &b.replaces {
+                        object.insert("replaces".into(), Value::String(checksum.clone()));
+                    }
+                    Value::Object(object)
+                }
+            }),
         };
         let mut text = serde_json::to_string_pretty(&out).expect("a manifest is plain JSON");
         text.push('\n');
@@ -814,6 +897,8 @@ struct ManifestOut<'a> {
     on_error: Option<OnErrorSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tenant_column: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<Value>,
 }
 
 /// One entry as written: oe-migration's keys first, then the extensions.

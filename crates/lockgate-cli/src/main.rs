@@ -3,6 +3,7 @@
 //! errors. Exit codes follow ARCHITECTURE.md: 0 success, 1 run-time failure, 2 bad usage
 //! or input, 3 row errors rolled back, 4 conflicts.
 
+mod baseline_cmd;
 mod merge_cmd;
 mod migrate_cmd;
 mod render;
@@ -116,6 +117,9 @@ enum Command {
     Rollback(migrate_cmd::RollbackArgs),
     /// Write tables as a version folder (meta.json + JSON files) or zip that migrate loads back.
     Dump(migrate_cmd::DumpArgs),
+    /// Write the managed tables' definitions and data as a baseline version folder, so
+    /// that new deployments start there (--prune removes the folders before it).
+    Baseline(baseline_cmd::BaselineArgs),
     /// Batch transfers between databases: create exports, run them, show their errors and history.
     #[command(subcommand)]
     Transfer(transfer_cmd::TransferCommand),
@@ -303,6 +307,10 @@ async fn run(cli: Cli) -> i32 {
         },
         Command::Dump(a) => match resolve(&config, a.db.as_deref()) {
             Ok(url) => migrate_cmd::dump(&url, a).await,
+            Err(code) => code,
+        },
+        Command::Baseline(a) => match resolve(&config, a.db.as_deref()) {
+            Ok(url) => baseline_cmd::baseline(&url, a).await,
             Err(code) => code,
         },
         Command::Transfer(cmd) => transfer_cmd::transfer(&config, cmd).await,

@@ -355,6 +355,7 @@ fn step_text(s: &StepReport, dry: bool) -> String {
         }
         "sql" if dry => format!("  ran {} (undone with the rest of the dry run)", s.file),
         "sql" => format!("  ran {}", s.file),
+        "skipped" => "  nothing run:".to_string(),
         _ => format!("  {} {}", if dry { "would run" } else { "ran" }, s.file),
     }
 }
@@ -379,6 +380,8 @@ pub fn migrate_text(r: &MigrateReport, verbose: bool) -> String {
             VersionStatus::WouldApply => "would apply (dry run: nothing kept)",
             VersionStatus::Failed => "FAILED: nothing of it was kept",
             VersionStatus::Partial => "STOPPED after a committed part (status shows it; migrate re-runs it)",
+            VersionStatus::Skipped => "skipped: baseline",
+            VersionStatus::Recorded => "recorded as applied: baseline (its data not loaded)",
         };
         out.push_str(&format!("version {}: {status}\n", v.version));
         for c in &v.schema_changes {

@@ -151,19 +151,6 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
         }
         add(t, &mut tables);
     }
-    let tables = lockgate_core::table::parents_first(tables);
-    let mut warnings = Vec::new();
-    for t in tables.iter().filter(|t| t.primary_key.is_empty()) {
-        if let Some(id) = t.columns.iter().find(|c| c.name == "id") {
-            // Loopback's rule (lockgate-bundle's `ModelDef::id_properties`): a model's
-            // property named `id` is its id when no property is marked.
-            warnings.push(format!(
-                "table {} has no primary key but a column {:?}: migrate makes that column the key (the primary key of a table its ddl/ definition creates), so rows that share an id do not all come back; give the table a primary key, or rename the column in ddl/ and the data file before loading",
-                t.name, id.name
-            ));
-        }
-    }
-
     let zip = opts.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"));
     let staging = if zip {
         Some(tempfile::tempdir().map_err(|e| MigrateError::Input(format!("cannot create a temporary folder: {e}")))?)
@@ -186,21 +173,64 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
             opts.out.display()
         )));
     }
-    let data_dir = vdir.join("default");
-    std::fs::create_dir_all(&data_dir).map_err(|e| io_error(&data_dir, e))?;
-    let ddl_dir = vdir.join("ddl");
-    std::fs::create_dir_all(&ddl_dir).map_err(|e| io_error(&ddl_dir, e))?;
-    let mut manifest = Manifest::empty(vdir.join("meta.json"));
-    let mut report = DumpReport {
+    let written = write_version(&mut conn, tables, &vdir, opts.page, None).await?;
+    if zip {
+        lockgate_bundle::write_zip(&base, &opts.out)?;
+    }
+    Ok(DumpReport {
         version: version.to_string(),
         out: if zip {
             opts.out.display().to_string()
         } else {
             vdir.display().to_string()
         },
+        tables: written.tables,
+        warnings: written.warnings,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// What [`write_version`] wrote.
+pub(crate) struct WrittenVersion {
+    /// The tables, in load order.
+    pub tables: Vec<DumpedTable>,
+    /// What will not come back as it is (see [`DumpReport::warnings`]).
+    pub warnings: Vec<String>,
+}
+
+/// Writes `tables` (described by `conn`) as the version folder `vdir`, which must not
+/// exist: a data file and a `ddl/` model per table, read in one snapshot, and
+/// `meta.json` last, marked as a baseline when `baseline` is given. `dump` and
+/// `baseline` share it, so that both write the same folders.
+pub(crate) async fn write_version(
+    conn: &mut Conn,
+    tables: Vec<Table>,
+    vdir: &Path,
+    page: usize,
+    baseline: Option<lockgate_bundle::Baseline>,
+) -> Result<WrittenVersion, MigrateError> {
+    let tables = lockgate_core::table::parents_first(tables);
+    let mut warnings = Vec::new();
+    for t in tables.iter().filter(|t| t.primary_key.is_empty()) {
+        if let Some(id) = t.columns.iter().find(|c| c.name == "id") {
+            // Loopback's rule (lockgate-bundle's `ModelDef::id_properties`): a model's
+            // property named `id` is its id when no property is marked.
+            warnings.push(format!(
+                "table {} has no primary key but a column {:?}: migrate makes that column the key (the primary key of a table its ddl/ definition creates), so rows that share an id do not all come back; give the table a primary key, or rename the column in ddl/ and the data file before loading",
+                t.name, id.name
+            ));
+        }
+    }
+
+    let data_dir = vdir.join("default");
+    std::fs::create_dir_all(&data_dir).map_err(|e| io_error(&data_dir, e))?;
+    let ddl_dir = vdir.join("ddl");
+    std::fs::create_dir_all(&ddl_dir).map_err(|e| io_error(&ddl_dir, e))?;
+    let mut manifest = Manifest::empty(vdir.join("meta.json"));
+    manifest.baseline = baseline;
+    let mut report = WrittenVersion {
         tables: Vec::new(),
         warnings,
-        seconds: 0.0,
     };
     let mut used_names: Vec<String> = Vec::new();
     // Every table from one snapshot, so that the dump is consistent across tables.
@@ -208,7 +238,7 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
     for (i, t) in tables.iter().enumerate() {
         let file_name = unique_file_name(&t.name.name, &mut used_names);
         let rel = format!("default/{file_name}");
-        let written = write_table(&mut conn, t, &vdir.join(&rel), opts.page).await?;
+        let written = write_table(conn, t, &vdir.join(&rel), page).await?;
         for (column, count) in written.json_nulls {
             report.warnings.push(format!(
                 "table {}, column {column}: {count} row(s) hold the JSON value null (not SQL NULL); a data file writes both as null, and migrate loads null as SQL NULL, so those rows come back with SQL NULL in {column}",
@@ -235,7 +265,7 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
     if !cleared.is_empty() {
         // A table outside the dump that references a cleared one would make the
         // DELETE fail (or, with ON DELETE CASCADE, lose its rows) wherever it exists.
-        let outside = outside_referrers(&mut conn, &tables, &cleared).await?;
+        let outside = outside_referrers(conn, &tables, &cleared).await?;
         for (child, parent) in outside {
             report.warnings.push(format!(
                 "table {child} references table {parent}, which the dump's clearTables empties, but {child} is not in the dump: loading the dump where {child} holds rows that reference {parent} fails on its foreign key (or, with ON DELETE CASCADE, deletes them); dump {child} too (--tables or --all)"
@@ -248,10 +278,6 @@ pub async fn dump(url: &DbUrl, opts: &DumpOptions) -> Result<DumpReport, Migrate
     }
     let meta = vdir.join("meta.json");
     std::fs::write(&meta, manifest.to_json_pretty()).map_err(|e| io_error(&meta, e))?;
-    if zip {
-        lockgate_bundle::write_zip(&base, &opts.out)?;
-    }
-    report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 

@@ -1,6 +1,7 @@
 //! Lockgate's engines and library API: [`load`] (data files into a table),
 //! [`migrate`] with [`status`], [`rollback`] and [`dump`] (versioned data migrations
-//! from oe-migration style `db/` folders), and [`inspect`](inspect::inspect) (a
+//! from oe-migration style `db/` folders, and [`baseline`](baseline::baseline), which makes a new
+//! deployment start at the current version), and [`inspect`](inspect::inspect) (a
 //! database's schema), with the [`config`] that names connections. Transfers, merges,
 //! snapshots and upgrades build on the same writer, ledger and locks.
 //!
@@ -23,6 +24,7 @@
 //! on a channel; the CLI and the server decide how to show them.
 #![deny(missing_docs)]
 
+pub mod baseline;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
@@ -37,6 +39,7 @@ pub mod snapshot;
 mod source;
 pub mod transfer;
 
+pub use baseline::{baseline, BaselineError, BaselineOptions, BaselineReport};
 pub use config::Config;
 pub use dump::{dump, DumpOptions, DumpReport};
 pub use harden::harden_process;

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use lockgate_bundle::{
-    parse_manifest, ClearTables, EntryKind, FileEntry, FileMode, Format, Manifest, OnErrorSpec, ScriptKind,
+    parse_manifest, Baseline, ClearTables, EntryKind, FileEntry, FileMode, Format, Manifest, OnErrorSpec, ScriptKind,
+    Version,
 };
 
 const META: &str = "db/1.0.0/meta.json";
@@ -149,6 +150,54 @@ fn extensions_parse() {
     assert_eq!(files[2].kind(), EntryKind::Data(Some(Format::Csv)));
     assert_eq!(files[2].effective_mode(), FileMode::Update);
     assert_eq!(files[3].effective_mode(), FileMode::Sync);
+}
+
+#[test]
+fn the_baseline_extension_parses_is_checked_and_round_trips() {
+    assert_eq!(parse("{}").baseline, None);
+    assert_eq!(parse(r#"{"baseline": false}"#).baseline, None);
+    assert_eq!(parse(r#"{"baseline": true}"#).baseline, Some(Baseline::default()));
+    let manifest = parse(r#"{"baseline": {"covers": ["1.1.0", "01.0.0", "1.1.0"], "replaces": "abc", "typo": 1}}"#);
+    assert_eq!(
+        manifest.baseline,
+        Some(Baseline {
+            covers: vec![Version::new(1, 0, 0), Version::new(1, 1, 0)],
+            replaces: Some("abc".into()),
+        })
+    );
+    assert_eq!(
+        manifest.warnings,
+        [r#"db/1.0.0/meta.json: baseline: unknown key "typo" is ignored: check its spelling"#]
+    );
+    for text in [
+        r#"{"baseline": true}"#,
+        r#"{"baseline": {"covers": ["1.0.0"], "replaces": "x"}}"#,
+    ] {
+        let manifest = parse(text);
+        let written = manifest.to_json_pretty();
+        assert_eq!(parse(&written), manifest, "{written}");
+    }
+    for (text, want) in [
+        (
+            r#"{"baseline": 1}"#,
+            r#"db/1.0.0/meta.json:1:14: "baseline" is a number: use true, or an object such as {"covers": ["1.0.0", "1.1.0"], "replaces": "<checksum>"}"#,
+        ),
+        (
+            r#"{"baseline": {"covers": ["v1"]}}"#,
+            r#"db/1.0.0/meta.json:1:31: "baseline.covers" holds "v1", which is not a version: versions are named x.y.z"#,
+        ),
+        (
+            r#"{"baseline": {"covers": "1.0.0"}}"#,
+            r#"db/1.0.0/meta.json:1:32: "baseline.covers" must be an array of versions such as ["1.0.0", "1.1.0"]"#,
+        ),
+        (
+            r#"{"baseline": {"replaces": ""}}"#,
+            r#"db/1.0.0/meta.json:1:29: "baseline.replaces" is empty: give a value or leave the key out"#,
+        ),
+    ] {
+        let error = parse_manifest(Path::new(META), text).unwrap_err().to_string();
+        assert_eq!(error, want, "{text}");
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! (killed, paused past their lease, stopped by SIGTERM, run at once), and the table
 //! lock between processes.
 
+mod baseline;
 mod durations;
 mod merge;
 mod migrate;

@@ -18,6 +18,12 @@
 //! whole version and logged (in `lockgate_migration_log`, written after the version's
 //! transaction ends so that the log survives its rollback).
 //!
+//! A version folder whose meta.json says `"baseline"` (written by `lockgate baseline`)
+//! changes where a new deployment starts: a database with no version starts at the
+//! newest baseline (the older versions are reported as skipped); a database below one
+//! runs the older versions, then records the baseline without loading its data, when
+//! every version it stands for is still in the folder (else it is refused).
+//!
 //! This file holds the options, reports and errors; the parts are files of their own:
 //! `pending.rs` (the versions as read), `check.rs` (everything checked before a
 //! write), `run.rs` (the run's shell: locks, ledger, versions in order), `apply.rs`
@@ -132,6 +138,12 @@ pub enum VersionStatus {
     Partial,
     /// A dry run: what would be applied.
     WouldApply,
+    /// Not applied: older than the baseline a new deployment starts from (the baseline
+    /// holds what it did).
+    Skipped,
+    /// A baseline recorded as applied without loading its data: the database ran every
+    /// version it stands for, so it holds that data already.
+    Recorded,
 }
 
 /// One step of a version: a data file, a script, or clearing a table.

@@ -43,6 +43,10 @@ pub(super) struct Pending {
     /// Those of [`Pending::models`] whose tables the version creates or keeps in
     /// line with their definitions (see [`Models::with_tables`]).
     pub(super) tables: Models,
+    /// A baseline above the database's version: recorded as applied, with nothing of it
+    /// run (its manifest and definitions are left empty here, so nothing is checked,
+    /// locked or written for it).
+    pub(super) record_only: bool,
 }
 
 /// Models by lower-cased table name; a later definition replaces an earlier one.

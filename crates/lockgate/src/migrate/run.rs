@@ -73,8 +73,24 @@ pub async fn migrate(
         // Choose the versions, then check every one of them before writing anything.
         let mut pending = Vec::new();
         let mut warnings = Vec::new();
+        let in_range =
+            |v: Version| !(opts.from.is_some_and(|f| v < f) || opts.to.is_some_and(|t| v > t));
+        // A new deployment (no version, nothing applied, not even partly) starts at the
+        // newest baseline: the versions before it are what the baseline holds.
+        let start = if current.is_none() && applied.is_empty() {
+            status::starting_baseline(&status::baselines(base), in_range)
+        } else {
+            None
+        };
+        let mut skipped: Vec<VersionReport> = Vec::new();
         for v in &base.versions {
-            if opts.from.is_some_and(|f| v.version < f) || opts.to.is_some_and(|t| v.version > t) {
+            if !in_range(v.version) {
+                continue;
+            }
+            if let Some(b) = start.filter(|b| v.version < *b) {
+                skipped.push(skipped_version(&v.version.to_string(), &format!(
+                    "older than the baseline {b}, which a new deployment starts from: the baseline holds what it did"
+                )));
                 continue;
             }
             let partial = applied_map
@@ -84,8 +100,28 @@ pub async fn migrate(
             if !(opts.force || newer || partial) {
                 continue;
             }
-            let manifest = v.manifest()?;
+            let mut manifest = v.manifest()?;
             warnings.extend(manifest.warnings.iter().cloned());
+            if let (Some(spec), Some(c)) = (&manifest.baseline, current.filter(|c| v.version > *c)) {
+                // A baseline above the database's version: the database runs the
+                // versions before it and so holds its data already; it is recorded,
+                // not run, when nothing it stands for is lost to this database.
+                let folder = opts.zip.as_ref().unwrap_or(&base.root).display().to_string();
+                check_record_only(base, &folder, v.version, spec, c)?;
+                manifest.files.clear();
+                manifest.clear_tables = ClearTables::None;
+                manifest.scripts = Default::default();
+                pending.push(Pending {
+                    checksum: v.checksum()?,
+                    dir: v.clone(),
+                    manifest,
+                    ddl: Vec::new(),
+                    models: shared_models.resolved()?,
+                    tables: Models::default(),
+                    record_only: true,
+                });
+                continue;
+            }
             let mut ddl = Vec::new();
             for f in v.ddl_files()? {
                 ddl.push(read_model(&f)?);
@@ -103,6 +139,7 @@ pub async fn migrate(
                 ddl,
                 models,
                 tables,
+                record_only: false,
             });
         }
         // Drift (Flyway's validate): said in the warnings, except for the versions
@@ -146,7 +183,7 @@ pub async fn migrate(
             module: opts.module.clone(),
             new_version: old_version.clone(),
             dry_run: opts.dry_run,
-            versions: Vec::new(),
+            versions: skipped,
             failed_version: None,
             run_id,
             seconds: 0.0,
@@ -174,7 +211,21 @@ pub async fn migrate(
             } else {
                 force::mark(ctx.conn).await.ok()
             };
-            let (vr, logs, err) = ctx.apply_version(p).await;
+            let (mut vr, logs, err) = ctx.apply_version(p).await;
+            if p.record_only && matches!(vr.status, VersionStatus::Applied | VersionStatus::WouldApply) {
+                if vr.status == VersionStatus::Applied {
+                    vr.status = VersionStatus::Recorded;
+                }
+                vr.steps.push(StepReport {
+                    kind: "skipped".into(),
+                    file: "meta.json".into(),
+                    note: Some(format!(
+                        "baseline: recorded as applied without loading its data (the database ran every version before {}, so it holds that data already)",
+                        vr.version
+                    )),
+                    ..StepReport::default()
+                });
+            }
             if let (Some(mark), VersionStatus::Applied) = (mark, vr.status) {
                 match force::overwritten(ctx.conn, &opts.module, &vr.version, mark, &later).await {
                     Ok(Some(w)) => report.warnings.push(w),
@@ -200,7 +251,10 @@ pub async fn migrate(
             if vr.status == VersionStatus::Failed {
                 report.failed_version = Some(vr.version.clone());
             }
-            let done = matches!(vr.status, VersionStatus::Applied | VersionStatus::WouldApply);
+            let done = matches!(
+                vr.status,
+                VersionStatus::Applied | VersionStatus::WouldApply | VersionStatus::Recorded
+            );
             if done {
                 report
                     .migrated_versions
@@ -292,4 +346,55 @@ pub async fn migrate(
         }
     }
     result
+}
+
+/// The report of a version not applied because of a baseline, saying why.
+fn skipped_version(version: &str, why: &str) -> VersionReport {
+    VersionReport {
+        version: version.into(),
+        status: VersionStatus::Skipped,
+        schema_changes: Vec::new(),
+        steps: vec![StepReport {
+            kind: "skipped".into(),
+            file: "meta.json".into(),
+            note: Some(why.into()),
+            ..StepReport::default()
+        }],
+        failures: Vec::new(),
+        error: None,
+        schema_kept: Vec::new(),
+    }
+}
+
+/// Whether the baseline `version` may be recorded without being run in a database at
+/// `current` (below it), which runs the versions between them from `base` first. Not
+/// when the baseline took the place of its version's own folder (that version's
+/// changes are in no folder any more), nor when a version it stands for above
+/// `current` was pruned from the folder: the database would never get their changes.
+fn check_record_only(
+    base: &BaseDir,
+    folder: &str,
+    version: Version,
+    spec: &lockgate_bundle::Baseline,
+    current: Version,
+) -> Result<(), MigrateError> {
+    if spec.replaces.is_some() {
+        return Err(MigrateError::Input(format!(
+            "version {version} in {folder} is a baseline that took the place of version {version}'s own folder, and this database is at {current}: it cannot get version {version}'s own changes from it; migrate it to {version} with the folder as it was before the baseline (from version control), then with {folder}, or start the deployment afresh from the baseline (an empty database)"
+        )));
+    }
+    let pruned: Vec<String> = spec
+        .covers
+        .iter()
+        .filter(|v| **v > current && **v < version && base.version(**v).is_none())
+        .map(Version::to_string)
+        .collect();
+    if !pruned.is_empty() {
+        return Err(MigrateError::Input(format!(
+            "this database is at {current}, and {folder} no longer holds {} (the baseline {version} stands for {}): it would never get their changes; migrate it with a folder that still holds them (from version control), then with {folder}, or start the deployment afresh from the baseline (an empty database)",
+            pruned.join(", "),
+            if pruned.len() == 1 { "it" } else { "them" }
+        )));
+    }
+    Ok(())
 }

@@ -4,9 +4,15 @@
 //! applied versions the folder no longer has, and versions never applied that are
 //! older than the current one (which `migrate` skips). `migrate` warns about drift
 //! with the same words ([`drift`]); `status --strict` and `validate` fail on it.
+//!
+//! A baseline folder (meta.json's `"baseline"`) is what its version and the versions
+//! before it did, so none of these is drift: the versions older than it that a database
+//! which started at it never applied, the applied versions it covers that were pruned
+//! from the folder, and its own folder when the database applied the version folder it
+//! replaced (its checksum is in `"replaces"`).
 
 use super::{open_source, MigrateError};
-use lockgate_bundle::{BaseDir, Version, ZipLimits};
+use lockgate_bundle::{BaseDir, Baseline, Version, ZipLimits};
 use lockgate_db::ledger::Ledger;
 use lockgate_db::versions::{self, AppliedVersion};
 use lockgate_db::DbUrl;
@@ -118,21 +124,64 @@ impl Drift {
     }
 }
 
+/// The baseline folders of `base` (meta.json's `"baseline"`), in version order. Read
+/// leniently: a meta.json that does not parse counts as no baseline here; `migrate` and
+/// `validate` report it when they read it for its own sake.
+pub(crate) fn baselines(base: &BaseDir) -> Vec<(Version, Baseline)> {
+    base.versions
+        .iter()
+        .filter_map(|v| Some((v.version, v.manifest().ok()?.baseline?)))
+        .collect()
+}
+
+/// The version a database with no version and nothing applied starts at: the newest
+/// baseline of `base` that `in_range` keeps, if any.
+pub(crate) fn starting_baseline(
+    baselines: &[(Version, Baseline)],
+    in_range: impl Fn(Version) -> bool,
+) -> Option<Version> {
+    baselines.iter().map(|(v, _)| *v).filter(|v| in_range(*v)).max()
+}
+
 /// Compares a folder with a module's applied versions and current version.
 pub(crate) fn drift(base: &BaseDir, applied: &[AppliedVersion], current: Option<&str>) -> Result<Drift, MigrateError> {
     let current: Option<Version> = current.and_then(|v| v.parse().ok());
+    let baselines = baselines(base);
     let mut d = Drift::default();
     for v in &base.versions {
         let name = v.version.to_string();
+        // The baseline took the place of the folder the database applied.
+        let replaced = |checksum: &str| {
+            baselines
+                .iter()
+                .any(|(b, spec)| *b == v.version && spec.replaces.as_deref() == Some(checksum))
+        };
+        // The database started at (or went through) a later baseline, which holds
+        // what this version did.
+        let covered = || {
+            baselines
+                .iter()
+                .any(|(b, _)| v.version < *b && current.is_some_and(|c| *b <= c))
+        };
         match applied.iter().find(|a| a.version == name) {
-            Some(a) if a.checksum != v.checksum()? => d.changed.push(name),
+            Some(a) if a.checksum != v.checksum()? && !replaced(&a.checksum) => d.changed.push(name),
             Some(_) => {}
             None if current.is_none_or(|c| v.version > c) => {}
+            None if covered() => {}
             None => d.skipped.push(name),
         }
     }
     for a in applied {
-        if !base.versions.iter().any(|v| v.version.to_string() == a.version) {
+        if base.versions.iter().any(|v| v.version.to_string() == a.version) {
+            continue;
+        }
+        // Pruned after a baseline that stands for it (`lockgate baseline --prune`).
+        let pruned = a.version.parse::<Version>().is_ok_and(|applied| {
+            baselines
+                .iter()
+                .any(|(b, spec)| applied < *b && (spec.covers.is_empty() || spec.covers.contains(&applied)))
+        });
+        if !pruned {
             d.missing.push(a.version.clone());
         }
     }
@@ -198,9 +247,16 @@ pub async fn status(url: &DbUrl, opts: &StatusOptions) -> Result<StatusReport, M
             super::read_model(&f)?;
         }
     }
+    // A new deployment starts at the newest baseline: what is older is not pending.
+    let start = if current.is_none() && report.applied.is_empty() {
+        starting_baseline(&baselines(&source.base), |_| true)
+    } else {
+        None
+    };
     for v in &source.base.versions {
         let name = v.version.to_string();
-        if !report.applied.iter().any(|a| a.version == name) && current.is_none_or(|c| v.version > c) {
+        let after_start = start.is_none_or(|b| v.version >= b);
+        if !report.applied.iter().any(|a| a.version == name) && current.is_none_or(|c| v.version > c) && after_start {
             report.pending.push(name);
         }
     }

@@ -7,6 +7,7 @@
 //! and the table lock the commands share.
 
 mod bad_input;
+mod baseline;
 mod clear_tables;
 mod drift;
 mod dump;
