@@ -100,7 +100,7 @@ pub async fn source_ddl(conn: &mut Conn, table: &Table) -> Result<String, DbErro
             let indexes = conn
                 .query(
                     "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i \
-                     WHERE i.indrelid = $1::regclass AND NOT i.indisprimary \
+                     WHERE i.indrelid = $1::text::regclass AND NOT i.indisprimary \
                      AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) \
                      ORDER BY 1",
                     &[Value::Text(d.table(&table.name))],
