@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 pub enum SnapshotCommand {
     /// Take a snapshot of a database under a profile (its settings from lockgate.toml).
     Create(CreateArgs),
-    /// List snapshots (of one profile, or all), oldest first.
+    /// List snapshots (of one profile, or of every store lockgate.toml and the pin files name), oldest first.
     List(ListArgs),
     /// Show a snapshot's manifest.
     Show(IdArgs),
@@ -254,6 +254,9 @@ pub async fn snapshot_cmd(config: &Config, cmd: SnapshotCommand) -> i32 {
         SnapshotCommand::List(a) => {
             render::set_json(a.json);
             let listed = async {
+                if a.profile.is_none() && a.place.store.is_none() {
+                    return profile::list_everywhere(config, &a.place.dir).await;
+                }
                 let store = store_for(config, &a.place, a.profile.as_deref())?;
                 catalog::list(&store, a.profile.as_deref()).await
             };

@@ -34,9 +34,9 @@ impl StoreError {
 /// What to check, for the two kinds of store, appended to an `Unavailable` message.
 pub(crate) fn advice(s3: bool) -> &'static str {
     if s3 {
-        "check the endpoint (lockgate.toml [store] endpoint or AWS_ENDPOINT_URL), that the server \
+        "check the endpoint (lockgate.toml [snapshots.s3] endpoint or AWS_ENDPOINT_URL), that the server \
          is up and the bucket exists, and the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY \
-         or lockgate.toml [store])"
+         or lockgate.toml [snapshots.s3])"
     } else {
         "check that the folder exists, is writable and has free space"
     }
@@ -62,7 +62,7 @@ pub(crate) fn map(err: object_store::Error, url: &str, s3: bool, what: &str, key
     if refused {
         return StoreError::Unavailable(format!(
             "store {url} refused the credentials while {what} ({text}); check AWS_ACCESS_KEY_ID and \
-             AWS_SECRET_ACCESS_KEY (or lockgate.toml [store] access_key_id and secret_access_key) \
+             AWS_SECRET_ACCESS_KEY (or lockgate.toml [snapshots.s3] access_key_id and secret_access_key) \
              and that they may use this bucket"
         ));
     }

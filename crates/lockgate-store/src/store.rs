@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How to reach an S3-compatible store, from `lockgate.toml`'s `[store]` table. Every field
+/// How to reach an S3-compatible store, from `lockgate.toml`'s `[snapshots.s3]` table. Every field
 /// is optional and, when set, overrides the environment (`AWS_ENDPOINT_URL`, `AWS_REGION`
 /// / `AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`). A folder store
 /// ignores it.
@@ -177,7 +177,7 @@ impl Store {
         if bucket.contains('@') || bucket.contains(':') {
             return Err(bad(
                 "credentials or a port do not go in the URL (set AWS_ACCESS_KEY_ID and \
-                 AWS_SECRET_ACCESS_KEY or lockgate.toml [store]; the server goes in [store] endpoint)",
+                 AWS_SECRET_ACCESS_KEY or lockgate.toml [snapshots.s3]; the server goes in [snapshots.s3] endpoint)",
             ));
         }
         let prefix = prefix.trim_end_matches('/');
@@ -217,7 +217,7 @@ impl Store {
         }
         let s3 = builder.build().map_err(|e| {
             StoreError::Input(format!(
-                "cannot configure store {url}: {}; check lockgate.toml [store] and the AWS_* variables",
+                "cannot configure store {url}: {}; check lockgate.toml [snapshots.s3] and the AWS_* variables",
                 one_line(&e)
             ))
         })?;

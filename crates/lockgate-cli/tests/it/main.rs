@@ -9,6 +9,7 @@ mod merge;
 mod migrate;
 mod names;
 mod serve;
+mod snapshot;
 mod table_lock;
 mod transfer;
 

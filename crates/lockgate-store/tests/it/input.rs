@@ -1,4 +1,4 @@
-//! Bad store URLs and configuration, and `[store]` read from TOML.
+//! Bad store URLs and configuration, and `[snapshots.s3]` read from TOML.
 
 use lockgate_store::{Store, StoreConfig, StoreError};
 

@@ -114,7 +114,7 @@ async fn s3_unreachable_endpoint() {
         "s3://lockgate-unreachable/p",
         "endpoint",
         "AWS_ACCESS_KEY_ID",
-        "lockgate.toml [store]",
+        "lockgate.toml [snapshots.s3]",
     ] {
         assert!(message.contains(part), "{part} missing in: {message}");
     }

@@ -405,9 +405,10 @@ async fn write_snapshot(
     } else {
         Some(subset::closure(conn, &tables, &roots).await?)
     };
-    // Row counts for the progress bar, in the same snapshot.
+    // Row counts for the progress bar, in the same snapshot; a count is a scan of its
+    // own, so only when someone watches.
     let mut total = 0u64;
-    for c in &chosen {
+    for c in chosen.iter().filter(|_| progress.is_some()) {
         total += match subset.as_ref().and_then(|x| x.row_count(&c.table.name)) {
             Some(n) => n,
             None => sql::count_rows(conn, &c.table, c.condition.as_deref()).await?,

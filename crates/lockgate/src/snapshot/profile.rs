@@ -297,3 +297,29 @@ pub async fn list_profiles(config: &Config, dir: &Path) -> Result<Vec<ProfileInf
     }
     Ok(out)
 }
+
+/// Every snapshot in the stores this configuration knows (the default store and each
+/// profile's), oldest first: `lockgate snapshot list` without `--profile` or `--store`.
+pub async fn list_everywhere(config: &Config, dir: &Path) -> Result<Vec<catalog::SnapshotSummary>, SnapshotError> {
+    let mut urls = vec![config
+        .snapshots
+        .as_ref()
+        .and_then(|s| s.store.clone())
+        .unwrap_or_else(|| DEFAULT_STORE.to_string())];
+    for name in known_profiles(config, dir)? {
+        let url = resolve(config, dir, &name, None)?.store_url;
+        if !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
+    let mut out: Vec<catalog::SnapshotSummary> = Vec::new();
+    for url in urls {
+        for s in catalog::list(&open_store(config, &url)?, None).await? {
+            if !out.iter().any(|o| o.id == s.id && o.profile == s.profile) {
+                out.push(s);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
