@@ -208,7 +208,9 @@ impl ServerConfig {
             self.config.connections.entry(name.clone()).or_insert_with(|| c.clone());
         }
         for (name, spec) in &config.profiles {
-            if let Some(db) = spec.db.as_deref() {
+            // A connection of this server by name (the demo's `accounts`, say), else
+            // a name or URL as the file resolves it.
+            if let Some(db) = spec.db.as_deref().filter(|db| self.connection(db).is_none()) {
                 let url = config
                     .resolve_db(Some(db))
                     .map_err(|e| format!("lockgate.toml: profile {name}: db: {e}"))?;
