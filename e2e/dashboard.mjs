@@ -2,8 +2,9 @@
 // the 229 customers, process, see the button disabled; generate customers, break one
 // (NULL FirstName in the source), see the export fail on that row and nothing land;
 // fix it, export again; browse; merge the demo's duplicate customer account (search,
-// pick, preview with its conflicts, merge them, undo from the history); download a
-// zip, upload it. A screenshot of each page goes to $OUT. Run by e2e/run.sh, which
+// pick, preview with its conflicts, merge them, undo from the history); take a
+// snapshot of the accounts from the Snapshots page, check its restore into an empty
+// database, restore it, and find its rows there; download a zip, upload it. A screenshot of each page goes to $OUT. Run by e2e/run.sh, which
 // starts the server.
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
@@ -322,6 +323,65 @@ await step("undo from the history: its preview first, then the undo", async () =
     "undone",
   );
   assert.equal(await page.locator(`#merge-history tr[data-merge="${mergeId}"] button`).count(), 0, "no second undo");
+});
+
+let snapshotId;
+await step("snapshots: take one of the accounts, with its progress", async () => {
+  await go("/snapshots");
+  assert.equal((await page.textContent("h1")).trim(), "Snapshots");
+  const profiles = await page.$$eval("#profiles tbody tr", (trs) => trs.map((tr) => tr.cells[0].textContent.trim()));
+  assert.deepEqual(profiles, ["accounts"]);
+  assert.match(await page.textContent("section[data-profile=accounts]"), /No snapshots yet/);
+  await snap("snapshots-empty");
+  await page.selectOption("#take-profile", "accounts");
+  await page.click("#take-snapshot");
+  // The job page's bar follows the rows as they are read, then shows the result.
+  await page.waitForURL(/\/jobs\/\d+$/);
+  const r = await jobResult("snapshot-taken");
+  assert.equal(r.status, "succeeded", r.message);
+  const m = r.message.match(/^snapshot (\S+): (\d+) table\(s\), (\d+) rows/);
+  assert.ok(m, `the snapshot's message: ${r.message}`);
+  snapshotId = m[1];
+  assert.ok(Number(m[3]) > 0, r.message);
+  const bar = page.locator("#job-progress");
+  assert.equal(await bar.count(), 1, "a progress bar");
+  assert.equal(await bar.getAttribute("value"), await bar.getAttribute("max"), "the bar ends full");
+  const taken = await grid("Tables taken");
+  assert.ok(taken.some((t) => t[0] === "customers"), `the tables: ${JSON.stringify(taken)}`);
+  await go("/snapshots");
+  const row = page.locator(`section[data-profile=accounts] tr[data-snapshot="${snapshotId}"]`);
+  assert.equal(await row.count(), 1, "the snapshot is listed");
+  assert.equal((await row.locator(".rows").textContent()).trim(), m[3]);
+  const manifest = `/api/snapshots/accounts/${snapshotId}/manifest.json`;
+  assert.equal(await page.locator(`a[href="${manifest}"]`).count(), 1, "a download link");
+  const got = await (await page.request.get(BASE + manifest)).json();
+  assert.equal(got.id, snapshotId, "the manifest downloads");
+  await snap("snapshots-listed");
+});
+
+await step("snapshots: the restore's check first, then the restore; the rows arrive", async () => {
+  const form = page.locator("#restore-accounts");
+  await form.locator("select[name=id]").selectOption(snapshotId);
+  await form.locator("select[name=into]").selectOption("restored");
+  await form.locator("button.restore-check").click();
+  const check = await jobResult("restore-checked");
+  assert.equal(check.status, "succeeded", check.message);
+  assert.match(check.message, /the check passed.*nothing was written/);
+  const planned = await grid("What the restore would do (checked: nothing was written)");
+  const customers = planned.find((t) => t[0] === "customers");
+  assert.ok(customers && customers[2] === "yes", `customers would be created: ${JSON.stringify(planned)}`);
+  const tables = await (await page.request.get(`${BASE}/api/tables/restored`)).json();
+  assert.deepEqual(tables.tables, [], "the check wrote nothing");
+  await page.click("#restore-now");
+  const done = await jobResult("restored");
+  assert.equal(done.status, "succeeded", done.message);
+  assert.match(done.message, /^restored snapshot/);
+  // The rows arrived: the restored database's customers, as many as the accounts'.
+  const rows = async (conn) => (await rowCount(conn, "customers")).match(/^([\d,]+) rows?/)?.[1];
+  const restored = await rows("restored");
+  assert.ok(restored && Number(restored.replace(/,/g, "")) > 0, `the restored customers: ${restored}`);
+  assert.equal(restored, await rows("accounts"));
+  await snap("restored-customers");
 });
 
 await step("migrations page", async () => {

@@ -34,7 +34,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The server runs in the temporary folder, so no lockgate.toml of the caller's is read.
+# The server runs in the temporary folder, so no lockgate.toml of the caller's is read;
+# its own there adds a data profile of the demo's accounts (a folder store) and an empty
+# database to restore snapshots into (the Snapshots steps).
+cat >"$tmp/lockgate.toml" <<EOF
+[connections.restored]
+url = "sqlite://$tmp/restored.db"
+
+[profiles.accounts]
+db = "accounts"
+store = "$tmp/snapshots"
+EOF
+: >"$tmp/restored.db"
 (cd "$tmp" && exec "$bin" demo --dir "$tmp/demo" --bind "127.0.0.1:$port") >"$out/server.log" 2>&1 &
 server=$!
 base="http://127.0.0.1:$port"

@@ -136,6 +136,10 @@ pub async fn serve(config: &Config, a: ServeArgs) -> i32 {
     if let Err(e) = cfg.add_merges(config) {
         return render::fail(&e, 2);
     }
+    // The data profiles, for the Snapshots page (a profile's db becomes a connection).
+    if let Err(e) = cfg.add_profiles(config) {
+        return render::fail(&e, 2);
+    }
     cfg.migrations_dir = a
         .dir
         .or_else(|| server.migrations_dir.as_ref().map(PathBuf::from))
@@ -172,8 +176,14 @@ pub async fn serve_demo(dir: &Path, bind: Option<&str>, config: &Config) -> i32 
     cfg.token = token();
     // The limits serve takes from lockgate.toml (allowed hosts, upload limit and
     // scripts, body_grace, max_connections) hold for the demo's server too; its
-    // connections, transfer and folder are the demo's own.
+    // transfer and folder are the demo's own.
     cfg.apply_settings(&server);
+    // The caller's lockgate.toml may add data profiles (and the connections they and
+    // their restores use) to the demo's: its Snapshots page then takes and restores
+    // snapshots of the demo's databases.
+    if let Err(e) = cfg.add_connections(config).and_then(|()| cfg.add_profiles(config)) {
+        return render::fail(&e, 2);
+    }
     if let Err(e) = cfg.check() {
         return render::fail(&e, 2);
     }

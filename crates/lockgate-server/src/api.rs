@@ -7,6 +7,7 @@ use crate::error::AppError;
 use crate::jobs::{Event, Job};
 use crate::pages::{browse_query, count_text, dump_request, LogQuery};
 use crate::service::{self, ConnectionInfo, DumpRequest, MergeRequest, MigrateFrom, RunInfo, TransferInfo};
+use crate::snapshots::{self, RestoreRequest, SnapshotRequest};
 use crate::state::Shared;
 use crate::upload;
 use axum::body::Body;
@@ -53,6 +54,13 @@ type ApiResult<T> = Result<T, AppError>;
         merge_refs,
         merge_run,
         merge_undo,
+        profiles,
+        snapshots,
+        snapshot_detail,
+        snapshot_manifest,
+        snapshot_file,
+        snapshot_take,
+        restore,
         getzip,
         uploadzip
     ),
@@ -67,7 +75,9 @@ type ApiResult<T> = Result<T, AppError>;
         Generate,
         MergeRequest,
         UndoRequest,
-        MergeDefinitionInfo
+        MergeDefinitionInfo,
+        SnapshotRequest,
+        RestoreRequest
     ))
 )]
 pub struct ApiDoc;
@@ -709,5 +719,128 @@ pub async fn merge_undo(
     };
     let c = service::merge_connection(&st, q.conn.as_deref(), merge_def(&st, &q.def)?)?;
     let id = service::start_undo(&st, c, id, req.preview, req.overwrite);
+    Ok(job_response(&st, id, truthy(&q.wait)).await)
+}
+
+/// Every data profile (`[profiles.NAME]` in lockgate.toml, or pinned in the
+/// migrations folder's `profiles/`) with its store, newest snapshot, its size and
+/// module versions (`lockgate profile list`); a store that cannot be read is said
+/// in that profile's `error`.
+#[utoipa::path(get, path = "/api/profiles",
+    responses((status = 200, description = "`{profiles: [{profile, store, pinned, latest, snapshots, latest_bytes, modules, error}]}`"),
+        (status = 400, body = ErrorBody)))]
+pub async fn profiles(State(st): State<Shared>) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(serde_json::json!({ "profiles": snapshots::profiles(&st).await? })))
+}
+
+/// The snapshots query.
+#[derive(Deserialize)]
+pub struct SnapshotsQuery {
+    profile: Option<String>,
+}
+
+/// A profile's snapshots, oldest first (`lockgate snapshot list --profile NAME`).
+#[utoipa::path(get, path = "/api/snapshots",
+    params(("profile" = String, Query, description = "the profile")),
+    responses((status = 200, description = "`{profile, snapshots: [{id, created, engine, tables, rows, stored_bytes, modules, subset, masked}]}`"),
+        (status = 400, body = ErrorBody, description = "no or an unknown profile (`errors` lists the problems)")))]
+pub async fn snapshots(
+    State(st): State<Shared>,
+    Query(q): Query<SnapshotsQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let profile = q
+        .profile
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| AppError::bad("say which profile: ?profile=NAME (GET /api/profiles lists them)"))?;
+    let list = snapshots::snapshots(&st, profile).await?;
+    Ok(Json(serde_json::json!({ "profile": profile, "snapshots": list })))
+}
+
+/// One snapshot's manifest (`lockgate snapshot show`): its source, module
+/// versions, and per table the definition, rows, sizes, checksum and data file.
+#[utoipa::path(get, path = "/api/snapshots/{profile}/{id}", params(("profile" = String, Path), ("id" = String, Path)),
+    responses((status = 200, description = "the manifest"), (status = 400, body = ErrorBody)))]
+pub async fn snapshot_detail(
+    State(st): State<Shared>,
+    Path((profile, id)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(snapshots::show(&st, &profile, &id).await?))
+}
+
+/// A stored file streamed as a download (memory: one chunk of it at a time).
+async fn file_download(
+    st: &Shared,
+    profile: &str,
+    id: &str,
+    key: &str,
+    content_type: &'static str,
+) -> ApiResult<Response> {
+    let (stream, name) = snapshots::open_file(st, profile, id, key).await?;
+    let mut resp = Body::from_stream(stream).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", name.replace(['"', '\\'], "_"))) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+/// Downloads a snapshot's `manifest.json` as stored.
+#[utoipa::path(get, path = "/api/snapshots/{profile}/{id}/manifest.json", params(("profile" = String, Path), ("id" = String, Path)),
+    responses((status = 200, content_type = "application/json"), (status = 400, body = ErrorBody)))]
+pub async fn snapshot_manifest(
+    State(st): State<Shared>,
+    Path((profile, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    file_download(&st, &profile, &id, "manifest.json", "application/json").await
+}
+
+/// Downloads one of a snapshot's stored files, by its key in the manifest (a
+/// table's `file`, `data/0001-customers.tsv.zst`, or a media file's `key`),
+/// streamed. Keys the manifest does not list are 404.
+#[utoipa::path(get, path = "/api/snapshots/{profile}/{id}/files/{key}",
+    params(("profile" = String, Path), ("id" = String, Path), ("key" = String, Path, description = "the file's key in the manifest; may hold `/`")),
+    responses((status = 200, content_type = "application/octet-stream"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn snapshot_file(
+    State(st): State<Shared>,
+    Path((profile, id, key)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    file_download(&st, &profile, &id, &key, "application/octet-stream").await
+}
+
+/// Takes a snapshot (`lockgate snapshot create --profile NAME`) as a job: 202
+/// with the job (progress over `/api/events`), or with `?wait=true` the finished
+/// job: 200 with its report, 400 when the engine found bad input (the job's
+/// `result.errors` lists every problem). An unknown profile is 400 at once.
+#[utoipa::path(post, path = "/api/snapshots", request_body = SnapshotRequest,
+    params(("wait" = Option<bool>, Query, description = "answer when done")),
+    responses((status = 202, body = Job), (status = 200, body = Job), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn snapshot_take(
+    State(st): State<Shared>,
+    Query(q): Query<WaitQuery>,
+    body: bytes::Bytes,
+) -> ApiResult<Response> {
+    let req: SnapshotRequest = json_body(&body, "the snapshot request")?;
+    let id = snapshots::start_snapshot(&st, req)?;
+    Ok(job_response(&st, id, truthy(&q.wait)).await)
+}
+
+/// Restores a snapshot into one of the server's connections (`lockgate
+/// restore`) as a job (`restore`, or `restore_check` with `check_only`, which
+/// checks the snapshot, its files and the target and writes nothing: run it
+/// first). 202, or with `?wait=true` the finished job: 200 with its report
+/// (tables created, filled, replaced; warnings), 400 when the check found
+/// problems (`result.errors` lists them: a table with rows without `replace`,
+/// types the target cannot hold, an unknown id, a damaged file).
+#[utoipa::path(post, path = "/api/restores", request_body = RestoreRequest,
+    params(("wait" = Option<bool>, Query, description = "answer when done")),
+    responses((status = 202, body = Job), (status = 200, body = Job), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn restore(State(st): State<Shared>, Query(q): Query<WaitQuery>, body: bytes::Bytes) -> ApiResult<Response> {
+    let req: RestoreRequest = json_body(&body, "the restore request")?;
+    let id = snapshots::start_restore(&st, req)?;
     Ok(job_response(&st, id, truthy(&q.wait)).await)
 }

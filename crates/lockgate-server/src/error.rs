@@ -14,6 +14,9 @@ pub struct AppError {
     pub status: StatusCode,
     /// What happened and what to do.
     pub message: String,
+    /// Every problem, when the engine found several at once (bad input, exit code 2):
+    /// the JSON body lists them as `errors` beside the joined `error`.
+    pub errors: Vec<String>,
 }
 
 impl AppError {
@@ -22,7 +25,14 @@ impl AppError {
         AppError {
             status,
             message: message.into(),
+            errors: Vec::new(),
         }
+    }
+
+    /// With every problem listed (see [`AppError::errors`]).
+    pub fn with_errors(mut self, errors: Vec<String>) -> AppError {
+        self.errors = errors;
+        self
     }
 
     /// 400: the request itself is wrong.
@@ -50,7 +60,10 @@ impl AppError {
 
     /// As JSON or as a page.
     pub fn respond(self, json: bool) -> Response {
-        if json {
+        if json && !self.errors.is_empty() {
+            let body = serde_json::json!({ "error": self.message, "errors": self.errors });
+            (self.status, Json(body)).into_response()
+        } else if json {
             (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
         } else {
             PageError(self).into_response()

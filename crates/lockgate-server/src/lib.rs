@@ -1,5 +1,5 @@
 //! Lockgate's HTTP server: the dashboard (Overview, Tables, Exports, Merge,
-//! Migrations, Data), a JSON API for everything the pages do (described at `/api/openapi.json`),
+//! Snapshots, Migrations, Data), a JSON API for everything the pages do (described at `/api/openapi.json`),
 //! server-sent progress, and oe-migration's `/getzip` and `/uploadzip` with their
 //! contract. It writes no SQL and reaches the database through one door: typed
 //! calls into the `lockgate` library (`lockgate::dashboard` for the pages' reads).
@@ -32,6 +32,7 @@ mod jobs;
 mod pages;
 mod security;
 mod service;
+mod snapshots;
 mod state;
 mod timeout;
 mod upload;
@@ -107,6 +108,10 @@ fn build(cfg: ServerConfig) -> Result<(Router, Shared), ServerError> {
         .route("/merges/run", post(pages::merges_run))
         .route("/merges/{id}", get(pages::merge_detail))
         .route("/merges/{id}/undo", post(pages::merges_undo))
+        .route("/snapshots", get(pages::snapshots))
+        .route("/snapshots/take", post(pages::snapshots_take))
+        .route("/snapshots/restore", post(pages::snapshots_restore))
+        .route("/snapshots/{profile}/{id}", get(pages::snapshot_detail))
         .route("/migrations", get(pages::migrations))
         .route("/migrations/run", post(pages::migrations_run))
         .route("/data", get(pages::data))
@@ -137,6 +142,15 @@ fn build(cfg: ServerConfig) -> Result<(Router, Shared), ServerError> {
         .route("/api/merges/refs", get(api::merge_refs))
         .route("/api/merges/{id}", get(api::merge_detail))
         .route("/api/merges/{id}/undo", post(api::merge_undo))
+        .route("/api/profiles", get(api::profiles))
+        .route("/api/snapshots", get(api::snapshots).post(api::snapshot_take))
+        .route("/api/snapshots/{profile}/{id}", get(api::snapshot_detail))
+        .route(
+            "/api/snapshots/{profile}/{id}/manifest.json",
+            get(api::snapshot_manifest),
+        )
+        .route("/api/snapshots/{profile}/{id}/files/{*key}", get(api::snapshot_file))
+        .route("/api/restores", post(api::restore))
         // Browsers ask for it on every page; an empty answer keeps their consoles clean.
         .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .route(

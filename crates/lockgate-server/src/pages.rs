@@ -1,4 +1,5 @@
-//! The dashboard's pages (Overview, Tables, Exports, Merge, Migrations, Data, jobs):
+//! The dashboard's pages (Overview, Tables, Exports, Merge, Snapshots, Migrations,
+//! Data, jobs):
 //! plain HTML from askama templates (escaped by default), forms that work without
 //! JavaScript, and the little script in `assets/app.js` for
 //! live progress. Long operations start a job and redirect to its page.
@@ -959,6 +960,12 @@ pub async fn job(State(st): State<Shared>, t: FormToken, Path(id): Path<u64>) ->
                 forms.extend(f);
                 links.extend(l);
             }
+            "snapshot" | "restore" | "restore_check" => {
+                let (g, f, l) = snapshot_job_view(&job, r);
+                grids.extend(g);
+                forms.extend(f);
+                links.extend(l);
+            }
             "merge_undo" | "merge_undo_preview" => {
                 grids.extend(undo_grids(r));
                 let (f, l) = merge_follow_ups(&job, r);
@@ -988,6 +995,7 @@ pub async fn job(State(st): State<Shared>, t: FormToken, Path(id): Path<u64>) ->
         "process" | "create_export" | "generate" => "exports",
         "upload" => "data",
         k if k.starts_with("merge") => "merges",
+        "snapshot" | "restore" | "restore_check" => "snapshots",
         _ => "migrations",
     };
     Ok(render(&JobPage {
@@ -1872,4 +1880,355 @@ fn merge_follow_ups(job: &Job, r: &serde_json::Value) -> (Vec<FollowUp>, Vec<(St
         "Back to the merges".into(),
     ));
     (forms, links)
+}
+
+// ---------------------------------------------------------------- snapshots
+
+/// A snapshot as the Snapshots page lists it.
+struct SnapshotRow {
+    id: String,
+    created: String,
+    engine: String,
+    tables: usize,
+    rows: u64,
+    size: String,
+    modules: String,
+    /// `subset`, the masked columns, or empty.
+    taken: String,
+    href: String,
+    manifest: String,
+}
+
+/// A profile's section of the Snapshots page.
+struct ProfileView {
+    name: String,
+    store: String,
+    pinned: String,
+    /// The connection its snapshots are taken from by default (empty: none).
+    default_conn: String,
+    error: Option<String>,
+    list: Vec<SnapshotRow>,
+}
+
+#[derive(Template)]
+#[template(path = "snapshots.html")]
+struct SnapshotsPage {
+    c: Chrome,
+    error: Option<String>,
+    profiles_grid: Grid,
+    profiles: Vec<ProfileView>,
+    connection_names: Vec<String>,
+}
+
+/// Module versions as `module version, …`.
+fn modules_text(v: &std::collections::BTreeMap<String, String>) -> String {
+    v.iter()
+        .map(|(m, ver)| format!("{m} {ver}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn snapshot_href(profile: &str, id: &str) -> String {
+    format!("/snapshots/{}/{}", encode(profile), encode(id))
+}
+
+fn api_snapshot_href(profile: &str, id: &str) -> String {
+    format!("/api/snapshots/{}/{}", encode(profile), encode(id))
+}
+
+/// `GET /snapshots`
+pub async fn snapshots(State(st): State<Shared>, t: FormToken) -> PageResult {
+    let mut view = SnapshotsPage {
+        c: chrome(&st, &t, "Snapshots", "snapshots"),
+        error: None,
+        profiles_grid: Grid::new(
+            "",
+            &["Profile", "Store", "Snapshots", "Latest", "Size", "Modules", "Pinned"],
+            "No data profiles: add [profiles.NAME] to lockgate.toml, or `lockgate profile create NAME`.",
+        ),
+        profiles: Vec::new(),
+        connection_names: st.cfg.connections.iter().map(|c| c.name.clone()).collect(),
+    };
+    let infos = match crate::snapshots::profiles(&st).await {
+        Ok(p) => p,
+        Err(e) => {
+            view.error = Some(e.message);
+            return Ok(render(&view));
+        }
+    };
+    for info in infos {
+        view.profiles_grid.rows.push(vec![
+            Cell::text(&info.profile),
+            Cell::text(&info.store),
+            Cell::text(info.snapshots),
+            match &info.latest {
+                Some(id) => Cell::link(id, snapshot_href(&info.profile, id)),
+                None => Cell::text(""),
+            },
+            Cell::text(info.latest_bytes.map(crate::snapshots::bytes_text).unwrap_or_default()),
+            Cell::text(modules_text(&info.modules)),
+            Cell::text(info.pinned.as_deref().unwrap_or("")),
+        ]);
+        let mut p = ProfileView {
+            name: info.profile.clone(),
+            store: info.store.clone(),
+            pinned: info.pinned.clone().unwrap_or_default(),
+            default_conn: st
+                .cfg
+                .profile_connection(&info.profile)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            error: info.error.clone(),
+            list: Vec::new(),
+        };
+        // A store that could not be listed for the profile is said once, above.
+        if info.error.is_none() {
+            match crate::snapshots::snapshots(&st, &info.profile).await {
+                Ok(list) => {
+                    p.list = list
+                        .iter()
+                        .map(|s| {
+                            let mut taken = Vec::new();
+                            if s.subset {
+                                taken.push("subset".to_string());
+                            }
+                            if !s.masked.is_empty() {
+                                taken.push(format!("masked: {}", s.masked.join(", ")));
+                            }
+                            SnapshotRow {
+                                id: s.id.clone(),
+                                created: s.created.clone(),
+                                engine: s.engine.clone(),
+                                tables: s.tables,
+                                rows: s.rows,
+                                size: crate::snapshots::bytes_text(s.stored_bytes),
+                                modules: modules_text(&s.modules),
+                                taken: taken.join("; "),
+                                href: snapshot_href(&s.profile, &s.id),
+                                manifest: format!("{}/manifest.json", api_snapshot_href(&s.profile, &s.id)),
+                            }
+                        })
+                        .collect()
+                }
+                Err(e) => p.error = Some(e.message),
+            }
+        }
+        view.profiles.push(p);
+    }
+    Ok(render(&view))
+}
+
+/// `GET /snapshots/{profile}/{id}`: one snapshot's tables, with their data files
+/// to download.
+pub async fn snapshot_detail(
+    State(st): State<Shared>,
+    t: FormToken,
+    Path((profile, id)): Path<(String, String)>,
+) -> PageResult {
+    let m = crate::snapshots::show(&st, &profile, &id).await?;
+    let api = api_snapshot_href(&profile, &id);
+    let mut facts = Grid::new(
+        "",
+        &["Created", "Engine", "Server", "Database", "Modules", "Subset"],
+        "",
+    );
+    let modules: Vec<String> = m["modules"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k} {}", json_text(v)))
+        .collect();
+    let subset: Vec<String> = m["subset"].as_array().into_iter().flatten().map(json_text).collect();
+    facts.rows.push(vec![
+        Cell::text(json_text(&m["created"])),
+        Cell::text(json_text(&m["source"]["engine"])),
+        Cell::text(json_text(&m["source"]["server_version"])),
+        Cell::text(json_text(&m["source"]["database"])),
+        Cell::text(modules.join(", ")),
+        Cell::text(subset.join("; ")),
+    ]);
+    let mut tables = Grid::new(
+        "Tables (parents first, the order a restore fills them in)",
+        &[
+            "Table",
+            "Columns",
+            "Rows",
+            "Bytes",
+            "Stored",
+            "Condition",
+            "Masked",
+            "Data file",
+        ],
+        "No tables.",
+    );
+    for tb in m["tables"].as_array().into_iter().flatten() {
+        let name = match tb["schema"].as_str() {
+            Some(s) => format!("{s}.{}", json_text(&tb["name"])),
+            None => json_text(&tb["name"]),
+        };
+        let masked: Vec<String> = tb["masked"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{}={}", json_text(&p[0]), json_text(&p[1])))
+            .collect();
+        let file = json_text(&tb["file"]);
+        tables.rows.push(vec![
+            Cell::text(name),
+            Cell::text(tb["columns"].as_array().map(Vec::len).unwrap_or(0)),
+            Cell::text(json_text(&tb["rows"])),
+            Cell::text(crate::snapshots::bytes_text(tb["bytes"].as_u64().unwrap_or(0))),
+            Cell::text(crate::snapshots::bytes_text(tb["stored_bytes"].as_u64().unwrap_or(0))),
+            Cell::text(json_text(&tb["condition"])),
+            Cell::text(masked.join(", ")),
+            Cell::link(
+                &file,
+                format!(
+                    "{api}/files/{}",
+                    file.split('/').map(encode).collect::<Vec<_>>().join("/")
+                ),
+            ),
+        ]);
+    }
+    let mut grids = vec![facts, tables];
+    let media = m["files"].as_array().cloned().unwrap_or_default();
+    if !media.is_empty() {
+        let mut g = Grid::new("Media files", &["Path", "Bytes"], "");
+        for f in &media {
+            let key = json_text(&f["key"]);
+            g.rows.push(vec![
+                Cell::link(
+                    json_text(&f["path"]),
+                    format!(
+                        "{api}/files/{}",
+                        key.split('/').map(encode).collect::<Vec<_>>().join("/")
+                    ),
+                ),
+                Cell::text(crate::snapshots::bytes_text(f["bytes"].as_u64().unwrap_or(0))),
+            ]);
+        }
+        grids.push(g);
+    }
+    Ok(render(&DetailPage {
+        c: chrome(&st, &t, format!("Snapshot {id} of {profile}"), "snapshots"),
+        intro: Some(format!(
+            "Data files are compressed tab-separated text (zstd). The manifest: {api}/manifest.json"
+        )),
+        grids,
+        back: Some("/snapshots".into()),
+    }))
+}
+
+/// `POST /snapshots/take`: the Take snapshot form.
+pub async fn snapshots_take(State(st): State<Shared>, t: FormToken, body: axum::body::Bytes) -> PageResult {
+    let pairs = form_pairs(&body)?;
+    t.check(field(&pairs, "csrf").as_deref().unwrap_or(""))?;
+    let req = crate::snapshots::SnapshotRequest {
+        profile: field(&pairs, "profile").unwrap_or_default(),
+        conn: field(&pairs, "conn"),
+    };
+    let id = crate::snapshots::start_snapshot(&st, req)?;
+    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+}
+
+/// `POST /snapshots/restore`: a profile's Check restore form (`check_only`), and
+/// the check's Restore now button.
+pub async fn snapshots_restore(State(st): State<Shared>, t: FormToken, body: axum::body::Bytes) -> PageResult {
+    let pairs = form_pairs(&body)?;
+    t.check(field(&pairs, "csrf").as_deref().unwrap_or(""))?;
+    let req = crate::snapshots::RestoreRequest {
+        profile: field(&pairs, "profile").unwrap_or_default(),
+        id: field(&pairs, "id"),
+        into: field(&pairs, "into").unwrap_or_default(),
+        replace: checked(&pairs, "replace"),
+        check_only: checked(&pairs, "check_only"),
+    };
+    let id = crate::snapshots::start_restore(&st, req)?;
+    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+}
+
+/// A snapshot or restore job's report as tables (the tables it wrote or would,
+/// warnings, the problems a check found), and what follows it: the check's
+/// Restore now, the snapshot's page.
+fn snapshot_job_view(job: &Job, r: &serde_json::Value) -> (Vec<Grid>, Vec<FollowUp>, Vec<(String, String)>) {
+    let mut grids = Vec::new();
+    let mut forms = Vec::new();
+    let mut links = Vec::new();
+    let req = &r["request"];
+    if let Some(errors) = r["errors"].as_array() {
+        let mut g = Grid::new("Problems found (nothing was written)", &["Problem"], "");
+        for e in errors {
+            g.rows.push(vec![Cell::class(json_text(e), "error")]);
+        }
+        grids.push(g);
+    }
+    let profile = json_text(&r["profile"]);
+    let id = json_text(&r["id"]);
+    match job.kind.as_str() {
+        "snapshot" if !id.is_empty() => {
+            let mut g = Grid::new("Tables taken", &["Table", "Rows", "Bytes", "Stored"], "No tables.");
+            for tb in r["tables"].as_array().into_iter().flatten() {
+                g.rows.push(vec![
+                    Cell::text(json_text(&tb["table"])),
+                    Cell::text(json_text(&tb["rows"])),
+                    Cell::text(crate::snapshots::bytes_text(tb["bytes"].as_u64().unwrap_or(0))),
+                    Cell::text(crate::snapshots::bytes_text(tb["stored_bytes"].as_u64().unwrap_or(0))),
+                ]);
+            }
+            grids.push(g);
+            links.push((snapshot_href(&profile, &id), format!("Snapshot {id}")));
+        }
+        "restore" | "restore_check" if !id.is_empty() => {
+            let check = job.kind == "restore_check";
+            let mut g = Grid::new(
+                if check {
+                    "What the restore would do (checked: nothing was written)"
+                } else {
+                    "Tables restored"
+                },
+                &["Table", "Rows", "Created", "Replaced"],
+                "No tables.",
+            );
+            let yes = |v: &serde_json::Value| if v.as_bool() == Some(true) { "yes" } else { "" };
+            for tb in r["tables"].as_array().into_iter().flatten() {
+                g.rows.push(vec![
+                    Cell::text(json_text(&tb["table"])),
+                    Cell::text(json_text(&tb["rows"])),
+                    Cell::text(yes(&tb["created"])),
+                    Cell::text(yes(&tb["replaced"])),
+                ]);
+            }
+            grids.push(g);
+            let mut w = Grid::new("Warnings", &["Warning"], "None.");
+            for x in r["warnings"].as_array().into_iter().flatten() {
+                w.rows.push(vec![Cell::text(json_text(x))]);
+            }
+            grids.push(w);
+            if check && job.status_str() == "succeeded" {
+                let replace = req["replace"].as_bool() == Some(true);
+                forms.push(FollowUp {
+                    action: "/snapshots/restore".into(),
+                    hidden: vec![
+                        ("profile".into(), profile.clone()),
+                        ("id".into(), id.clone()),
+                        ("into".into(), json_text(&req["into"])),
+                        ("replace".into(), replace.to_string()),
+                        ("check_only".into(), "false".into()),
+                    ],
+                    checks: Vec::new(),
+                    buttons: vec![Button::new("restore-now", "", "", "Restore now")],
+                    note: if replace {
+                        "The rows of the tables marked replaced are deleted first, in the same transaction.".into()
+                    } else {
+                        "Tables are created and filled in one transaction; a failure leaves the target as it was."
+                            .into()
+                    },
+                });
+            }
+            links.push((snapshot_href(&profile, &id), format!("Snapshot {id}")));
+        }
+        _ => {}
+    }
+    links.push(("/snapshots".into(), "Back to the snapshots".into()));
+    (grids, forms, links)
 }

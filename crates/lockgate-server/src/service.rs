@@ -442,7 +442,7 @@ pub fn start_create(st: &Shared, t: &Transfer) -> u64 {
 
 /// Forgets the Export buttons' counts when dropped: at the end of a job that may
 /// change them, however it ends.
-struct Refresh(Shared);
+pub(crate) struct Refresh(pub(crate) Shared);
 
 impl Drop for Refresh {
     fn drop(&mut self) {

@@ -70,6 +70,10 @@ pub struct ServerConfig {
     pub merges: Vec<MergeDefinition>,
     /// The demo's folder, in demo mode (the Generate Sample Customers form).
     pub demo: Option<PathBuf>,
+    /// `lockgate.toml` as read, for its data profiles (`[profiles.NAME]`) and
+    /// `[snapshots]` store settings: the Snapshots page and `/api/profiles`. Profiles
+    /// pinned in `migrations_dir/profiles/` are found there too.
+    pub config: lockgate::Config,
     /// Whether uploaded zips may hold process scripts (`[server] upload_scripts`):
     /// they would run as the server's user. Default false: such a zip is refused.
     pub upload_scripts: bool,
@@ -104,6 +108,7 @@ impl ServerConfig {
             transfers: Vec::new(),
             merges: Vec::new(),
             demo: None,
+            config: lockgate::Config::default(),
             upload_scripts: false,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             body_grace: lockgate::config::DEFAULT_BODY_GRACE,
@@ -138,6 +143,7 @@ impl ServerConfig {
             .map_err(|e| lockgate::demo::DemoError::Input(e.to_string()))?;
         cfg.add_connections(&config).map_err(lockgate::demo::DemoError::Input)?;
         cfg.add_merges(&config).map_err(lockgate::demo::DemoError::Input)?;
+        cfg.add_profiles(&config).map_err(lockgate::demo::DemoError::Input)?;
         Ok(cfg)
     }
 
@@ -189,6 +195,49 @@ impl ServerConfig {
             });
         }
         Ok(())
+    }
+
+    /// Takes `config`'s data profiles (`[profiles.NAME]`) and `[snapshots]`
+    /// settings, merged over those already here. A profile whose `db` names a
+    /// database none of the connections has adds it as the connection
+    /// `profiles.NAME`, so that a snapshot of the profile needs no other choice
+    /// (a request never gives a URL). Call it after the connections are set.
+    pub fn add_profiles(&mut self, config: &lockgate::Config) -> Result<(), String> {
+        // A profile's `db` may be a connection name of that file.
+        for (name, c) in &config.connections {
+            self.config.connections.entry(name.clone()).or_insert_with(|| c.clone());
+        }
+        for (name, spec) in &config.profiles {
+            // A connection of this server by name (the demo's `accounts`, say), else
+            // a name or URL as the file resolves it.
+            if let Some(db) = spec.db.as_deref().filter(|db| self.connection(db).is_none()) {
+                let url = config
+                    .resolve_db(Some(db))
+                    .map_err(|e| format!("lockgate.toml: profile {name}: db: {e}"))?;
+                if !self.connections.iter().any(|c| c.url.as_str() == url.as_str()) {
+                    self.connections.push(NamedConnection {
+                        name: format!("profiles.{name}"),
+                        url,
+                    });
+                }
+            }
+            self.config.profiles.insert(name.clone(), spec.clone());
+        }
+        if config.snapshots.is_some() {
+            self.config.snapshots = config.snapshots.clone();
+        }
+        Ok(())
+    }
+
+    /// The connection a profile's snapshots are taken from by default: the one its
+    /// `db` names (by name, else by URL), if it is one of the connections.
+    pub fn profile_connection(&self, profile: &str) -> Option<&NamedConnection> {
+        let db = self.config.profiles.get(profile)?.db.as_deref()?;
+        if let Some(c) = self.connection(db) {
+            return Some(c);
+        }
+        let url = self.config.resolve_db(Some(db)).ok()?;
+        self.connections.iter().find(|c| c.url.as_str() == url.as_str())
     }
 
     /// Takes the limits `lockgate.toml`'s `[server]` sets (validated when the file

@@ -4,7 +4,8 @@
 //! (tokens, Host headers, cross-site posts, forms' tokens bound to their browser,
 //! oversized and escaping zips, zips holding process scripts, unknown tables, SQL in a
 //! sort parameter); merges through the API and the Merge page (preview, conflicts,
-//! undo) on SQLite and PostgreSQL; on a real socket, requests that stall; and
+//! undo) on SQLite and PostgreSQL; snapshots taken, checked and restored through the
+//! API and the Snapshots page; on a real socket, requests that stall; and
 //! lockgate.toml's `[server]` limits reaching the server's configuration.
 
 mod api;
@@ -12,6 +13,7 @@ mod merges;
 mod scripts;
 mod security;
 mod settings;
+mod snapshots;
 mod socket;
 
 use axum::body::Body;
