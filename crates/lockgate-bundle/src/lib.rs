@@ -90,8 +90,8 @@ pub use model::{parse_model, IndexDef, ModelDef, PropType, PropertyDef, NOW};
 pub use open::{open_records, records_from_reader};
 pub use record::{RawValue, Record, RecordReader};
 pub use snapshot::{
-    ColumnDef, ColumnType, ForeignKeyDef, KeyDef, MediaFile, Observed, SnapshotManifest, SourceInfo, TableDef,
-    TableEntry, DATA_ENCODING, SNAPSHOT_FORMAT,
+    ColumnDef, ColumnType, ForeignKeyDef, KeyDef, LedgerVersion, MediaFile, Observed, SnapshotManifest, SourceInfo,
+    TableDef, TableEntry, DATA_ENCODING, SNAPSHOT_FORMAT,
 };
 pub use version::{InvalidVersion, Version};
 pub use zip::{extract_zip, extract_zip_reader, find_base, write_zip, ZipLimits};

@@ -27,7 +27,7 @@ pub const DATA_ENCODING: &str = "copy-text+zstd";
 pub struct SnapshotManifest {
     /// The format version ([`SNAPSHOT_FORMAT`] when written by this build).
     pub format: u32,
-    /// The snapshot's id (sortable by time: `20261207T163000Z-1a2b3c`).
+    /// The snapshot's id (sortable by time: `20261207T163000.123Z-1a2b3c`).
     pub id: String,
     /// Its profile.
     pub profile: String,
@@ -38,6 +38,10 @@ pub struct SnapshotManifest {
     /// Each module's migration version in the source's ledger (module → version).
     #[serde(default)]
     pub modules: BTreeMap<String, String>,
+    /// The versions the source's ledger records as applied, so that a restored
+    /// database's drift checks see the same history.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<LedgerVersion>,
     /// The data files' encoding ([`DATA_ENCODING`]).
     pub encoding: String,
     /// The subset conditions it was taken with (`table: condition`), if any.
@@ -87,6 +91,25 @@ impl SnapshotManifest {
         }
         Ok(m)
     }
+}
+
+/// One applied version in the source's ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerVersion {
+    /// The module.
+    pub module: String,
+    /// The version.
+    pub version: String,
+    /// `applied` or `partial`.
+    pub status: String,
+    /// The version folder's checksum when it ran.
+    pub checksum: String,
+    /// Parts committed.
+    #[serde(default)]
+    pub parts_done: i64,
+    /// Process scripts it ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scripts: Vec<String>,
 }
 
 /// The database a snapshot was taken from.
@@ -149,6 +172,11 @@ pub struct TableDef {
     /// Other (non-unique) indexes over plain columns.
     #[serde(default)]
     pub indexes: Vec<KeyDef>,
+    /// CHECK constraints as the source engine writes them (`name: expression`), for
+    /// people to read: a restore does not recreate them (their SQL is the source
+    /// engine's) and says so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
     /// The source engine's own DDL for the table, for people to read.
     #[serde(default)]
     pub source_ddl: String,

@@ -101,6 +101,9 @@ pub struct IdArgs {
     profile: Option<String>,
     #[command(flatten)]
     place: Where,
+    /// With `delete`: delete it even when the profile's pin file names it.
+    #[arg(long)]
+    force: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -330,7 +333,16 @@ pub async fn snapshot_cmd(config: &Config, cmd: SnapshotCommand) -> i32 {
             render::set_json(a.json);
             let deleted = async {
                 let store = store_for(config, &a.place, a.profile.as_deref())?;
-                catalog::delete(&store, a.profile.as_deref(), &a.id).await
+                let m = catalog::show(&store, a.profile.as_deref(), &a.id).await?;
+                let pinned = profile::read_pin(&a.place.dir, &m.profile)?.and_then(|p| p.snapshot);
+                if pinned.as_deref() == Some(m.id.as_str()) && !a.force {
+                    return Err(SnapshotError::Invalid(vec![format!(
+                        "snapshot {} is the one {} pins: pin another first, or delete it with --force",
+                        m.id,
+                        profile::pin_path(&a.place.dir, &m.profile).display()
+                    )]));
+                }
+                catalog::delete(&store, Some(&m.profile), &m.id).await
             };
             match deleted.await {
                 Ok(s) if a.json => {

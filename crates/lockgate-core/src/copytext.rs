@@ -187,7 +187,11 @@ fn decode_tagged(text: &str) -> Result<Value, ConvertError> {
         "r" => Value::Float(body.parse().map_err(|_| bad())?),
         "n" => Value::Decimal(Decimal::parse(body).ok_or_else(bad)?),
         "t" | "o" => Value::Text(body.to_string()),
-        "b" => Value::Bool(body == "t"),
+        "b" => match body {
+            "t" => Value::Bool(true),
+            "f" => Value::Bool(false),
+            _ => return Err(bad()),
+        },
         "x" => Value::Bytes(crate::value::parse_hex(body).ok_or_else(bad)?),
         _ => return Err(bad()),
     })

@@ -279,6 +279,9 @@ impl Conn {
     pub async fn begin_snapshot(&mut self) -> Result<(), DbError> {
         match self {
             Conn::Mysql(_) => {
+                // A consistent snapshot is one only under REPEATABLE READ, whatever the
+                // server's default isolation is.
+                self.batch("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").await?;
                 self.batch("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
                     .await
             }

@@ -159,3 +159,19 @@ pub async fn has_rows(conn: &mut Conn, table: &Table) -> Result<bool, DbError> {
     let sql = format!("SELECT 1 FROM {} LIMIT 1", d.table(&table.name));
     Ok(!conn.query(&sql, &[], None).await?.is_empty())
 }
+
+/// Drops a table a failed restore created (MariaDB, whose DDL commits at once).
+pub async fn drop_table(conn: &mut Conn, name: &lockgate_core::TableName) -> Result<(), DbError> {
+    let sql = format!("DROP TABLE IF EXISTS {}", conn.dialect().table(name));
+    conn.batch(&sql).await
+}
+
+/// On SQLite, checks foreign keys at the commit instead of at each row, for the rest
+/// of the open transaction: rows of a cycle (a team and its captain) meet their
+/// parents only at the end. Elsewhere nothing.
+pub async fn defer_foreign_keys(conn: &mut Conn) -> Result<(), DbError> {
+    if conn.engine() == Engine::Sqlite {
+        conn.batch("PRAGMA defer_foreign_keys = ON").await?;
+    }
+    Ok(())
+}

@@ -189,7 +189,7 @@ pub fn parse_masks(input: &str) -> Result<Vec<MaskSpec>, MaskError> {
 
 /// Whether a mask's table names `name`: exactly (a name without schema matches any
 /// schema), or regardless of case. Erring towards a match masks more, never less.
-fn names_table(spec_table: &str, name: &TableName) -> bool {
+pub fn names_table(spec_table: &str, name: &TableName) -> bool {
     let wanted = TableName::parse(spec_table);
     wanted.same_as(name)
         || (wanted.name.eq_ignore_ascii_case(&name.name)

@@ -143,4 +143,14 @@ fn commands_give_their_exit_codes() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let out = lockgate(&["snapshot", "prune", "--profile", "p1"], dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // The pinned snapshot is not deleted without --force.
+    let pinned = doc["profiles"][0]["pinned"].as_str().unwrap().to_string();
+    let out = lockgate(&["snapshot", "delete", &pinned, "--profile", "p1"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("pins"), "{}", text(&out.stderr));
+    let out = lockgate(
+        &["snapshot", "delete", &pinned, "--profile", "p1", "--force"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -9,30 +9,6 @@ use lockgate_db::browse::{browse, BrowseError, BrowsePage, BrowseQuery, Cursor, 
 use lockgate_db::{Conn, DbError, Engine};
 use std::cmp::Ordering;
 
-/// One `#[tokio::test]` per engine for each case, so a failure names its engine.
-macro_rules! on_every_engine {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                super::$case(lockgate_db::Engine::Sqlite).await
-            })*
-        }
-        mod pg {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                super::$case(lockgate_db::Engine::Postgres).await
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                super::$case(lockgate_db::Engine::Mysql).await
-            })*
-        }
-    };
-}
-
 on_every_engine!(
     every_order_pages_forward_and_back,
     composite_keys_page_forward_and_back,

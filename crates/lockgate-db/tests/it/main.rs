@@ -2,6 +2,30 @@
 //! Integration Tests"). Tests that need PostgreSQL or MariaDB use the servers named
 //! by `LOCKGATE_TEST_POSTGRES` / `LOCKGATE_TEST_MYSQL`, each in a fresh database.
 
+/// One `#[tokio::test]` per engine for each case, so a failure names its engine.
+macro_rules! on_every_engine {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case(lockgate_db::Engine::Sqlite).await
+            })*
+        }
+        mod pg {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case(lockgate_db::Engine::Postgres).await
+            })*
+        }
+        mod mysql {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case(lockgate_db::Engine::Mysql).await
+            })*
+        }
+    };
+}
+
 /// Test databases (shared with the other crates) and small value builders.
 mod support {
     use lockgate_core::{Decimal, Row, Value};

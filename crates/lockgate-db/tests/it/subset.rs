@@ -10,30 +10,6 @@ use lockgate_core::{Table, TableName, Value};
 use lockgate_db::subset::{check_condition, closure, Subset, SubsetRoot};
 use lockgate_db::{Conn, DbError, Engine};
 
-/// One `#[tokio::test]` per engine for each case, so a failure names its engine.
-macro_rules! on_every_engine {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                super::$case(lockgate_db::Engine::Sqlite).await
-            })*
-        }
-        mod pg {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                super::$case(lockgate_db::Engine::Postgres).await
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                super::$case(lockgate_db::Engine::Mysql).await
-            })*
-        }
-    };
-}
-
 on_every_engine!(
     customers_take_what_they_need_and_what_belongs_to_them,
     a_cycle_ends_and_parents_do_not_pull_siblings,

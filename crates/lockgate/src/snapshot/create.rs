@@ -9,13 +9,15 @@
 //! compressed local spool file (memory: a page of rows), which is then uploaded;
 //! the manifest goes last. On any failure the snapshot's folder is removed.
 
-use super::data::{file_sha256, Spool, Written};
+use super::data::{Spool, Written};
 use super::defs::table_def;
 use super::profile::{open_store, resolve, write_pin, Pin, Resolved};
 use super::{file_stem, manifest_key, new_id, SnapshotError, SnapshotProgress};
 use crate::config::Config;
 use crate::mask::{self, TableMask};
-use lockgate_bundle::{MediaFile, SnapshotManifest, SourceInfo, TableEntry, DATA_ENCODING, SNAPSHOT_FORMAT};
+use lockgate_bundle::{
+    LedgerVersion, MediaFile, SnapshotManifest, SourceInfo, TableEntry, DATA_ENCODING, SNAPSHOT_FORMAT,
+};
 use lockgate_core::table::parents_first;
 use lockgate_core::{Table, TableName, Value};
 use lockgate_db::subset::{self, SubsetRoot};
@@ -132,6 +134,7 @@ pub async fn snapshot(
                 dir.display()
             )));
         }
+        media_files(dir)?;
     }
     let store = open_store(config, &profile.store_url)?;
     let mut conn = Conn::connect_existing(url).await?;
@@ -181,7 +184,9 @@ struct Settings {
     exclude: Vec<String>,
     conditions: Vec<(String, String)>,
     subset: Vec<(String, String)>,
-    masks: Option<String>,
+    /// The profile's masks, then the flag's: a flag's rule for a column replaces
+    /// the profile's for that column only.
+    masks: Vec<String>,
     files: Option<PathBuf>,
     page: usize,
 }
@@ -201,7 +206,7 @@ impl Settings {
             exclude: or(&opts.exclude, &p.spec.exclude),
             conditions: pairs(&opts.conditions, &p.spec.conditions),
             subset: pairs(&opts.subset, &p.spec.subset),
-            masks: opts.masks.clone().or_else(|| p.spec.masks.clone()),
+            masks: p.spec.masks.iter().chain(opts.masks.iter()).cloned().collect(),
             files: opts.files.clone().or_else(|| p.spec.files.as_ref().map(PathBuf::from)),
             page: opts.page.max(1),
         }
@@ -289,45 +294,57 @@ async fn choose(conn: &mut Conn, s: &Settings) -> Result<Vec<Chosen>, SnapshotEr
             }
         }
     }
-    let specs = match &s.masks {
-        Some(m) => match mask::parse_masks(m) {
-            Ok(specs) => specs,
-            Err(e) => {
-                problems.push(e.to_string());
-                Vec::new()
+    let mut specs: Vec<mask::MaskSpec> = Vec::new();
+    for m in &s.masks {
+        match mask::parse_masks(m) {
+            Ok(more) => {
+                for spec in more {
+                    specs.retain(|x| !(x.table == spec.table && x.column.eq_ignore_ascii_case(&spec.column)));
+                    specs.push(spec);
+                }
             }
-        },
-        None => Vec::new(),
-    };
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
     let taken: Vec<TableName> = selected.iter().map(|t| t.name.clone()).collect();
     if let Err(e) = mask::check_tables(&specs, &taken) {
         problems.push(e.to_string());
     }
-    let salt = mask_salt();
+    let salt = mask_salt()?;
     let mut chosen = Vec::new();
     for t in parents_first(selected.clone()) {
-        let mine: Vec<mask::MaskSpec> = specs
-            .iter()
-            .filter(|m| find(&selected, &m.table).is_some_and(|x| x.name == t.name))
-            .cloned()
-            .collect();
-        let table_mask = if mine.is_empty() {
-            None
-        } else {
-            match mask::plan(&t, &mine, &salt) {
+        // `mask::plan` takes the masks that name this table, by the same rule that
+        // `check_tables` used: a name that fits several tables (`users` in two
+        // PostgreSQL schemas) masks every one of them, never none.
+        let table_mask = if specs.iter().any(|m| mask::names_table(&m.table, &t.name)) {
+            match mask::plan(&t, &specs, &salt) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     problems.push(e.to_string());
                     None
                 }
             }
+        } else {
+            None
         };
+        // Columns of a type lockgate does not map cannot be written to a snapshot.
+        for c in t
+            .columns
+            .iter()
+            .filter(|c| matches!(c.kind, lockgate_core::Kind::Unsupported { .. }))
+        {
+            problems.push(format!(
+                "{}.{}: lockgate does not map the type {}; leave the table out with --exclude {}",
+                t.name, c.name, c.data_type, t.name
+            ));
+        }
         chosen.push(Chosen {
             condition: conditions.get(&t.name.to_string()).cloned(),
             table: t,
             mask: table_mask,
         });
     }
+    problems.extend(mask_key_problems(&chosen));
     if !problems.is_empty() {
         return Err(SnapshotError::Invalid(problems));
     }
@@ -339,17 +356,53 @@ async fn choose(conn: &mut Conn, s: &Settings) -> Result<Vec<Chosen>, SnapshotEr
     Ok(chosen)
 }
 
+/// A foreign key whose two ends are not masked alike would reference values that no
+/// longer exist: each end's rule must be the other's (both kept, or both the same
+/// rule, which gives the same output for the same input).
+fn mask_key_problems(chosen: &[Chosen]) -> Vec<String> {
+    let rule = |table: &Table, column: &str| -> Option<String> {
+        let c = chosen.iter().find(|c| c.table.name == table.name)?;
+        c.mask
+            .as_ref()?
+            .describe()
+            .into_iter()
+            .find(|(col, _)| col.eq_ignore_ascii_case(column))
+            .map(|(_, r)| r)
+    };
+    let mut problems = Vec::new();
+    for c in chosen {
+        for k in &c.table.foreign_keys {
+            let Some(parent) = chosen.iter().find(|p| p.table.name.same_as(&k.references)) else {
+                continue;
+            };
+            for (child_col, parent_col) in &k.columns {
+                let (a, b) = (rule(&c.table, child_col), rule(&parent.table, parent_col));
+                if a != b {
+                    let show = |r: &Option<String>| r.clone().unwrap_or_else(|| "unmasked".into());
+                    problems.push(format!(
+                        "{}.{child_col} ({}) references {}.{parent_col} ({}): mask both ends of the foreign key \
+                         {} with the same rule, or neither",
+                        c.table.name,
+                        show(&a),
+                        parent.table.name,
+                        show(&b),
+                        k.name
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
 /// The masks' salt: random per snapshot and never stored, so a masked value cannot
 /// be traced back by hashing guesses, while within the snapshot the same input
 /// always gives the same output.
-fn mask_salt() -> [u8; 32] {
+fn mask_salt() -> Result<[u8; 32], SnapshotError> {
     let mut salt = [0u8; 32];
-    if getrandom::fill(&mut salt).is_err() {
-        for b in &mut salt {
-            *b = fastrand::u8(..);
-        }
-    }
-    salt
+    getrandom::fill(&mut salt)
+        .map_err(|e| SnapshotError::Io(format!("the system's random source failed ({e}); masks need it")))?;
+    Ok(salt)
 }
 
 /// Everything read in the snapshot transaction and written to the store; on failure
@@ -383,10 +436,24 @@ async fn write_snapshot(
     id: &str,
     progress: Option<&UnboundedSender<SnapshotProgress>>,
 ) -> Result<(SnapshotManifest, Vec<TableReport>), SnapshotError> {
-    let modules: BTreeMap<String, String> = if conn.lookup_table("lockgate_modules").await?.is_some() {
-        versions::modules(conn).await?.into_iter().collect()
+    let (modules, applied) = if conn.lookup_table("lockgate_modules").await?.is_some() {
+        let modules: BTreeMap<String, String> = versions::modules(conn).await?.into_iter().collect();
+        let mut applied = Vec::new();
+        for module in modules.keys() {
+            for v in versions::applied_versions(conn, module).await? {
+                applied.push(LedgerVersion {
+                    module: v.module,
+                    version: v.version,
+                    status: v.status,
+                    checksum: v.checksum,
+                    parts_done: v.parts_done,
+                    scripts: v.scripts,
+                });
+            }
+        }
+        (modules, applied)
     } else {
-        BTreeMap::new()
+        (BTreeMap::new(), Vec::new())
     };
     let server_version = sql::server_version(conn).await?;
     let roots: Vec<SubsetRoot> = s
@@ -437,6 +504,12 @@ async fn write_snapshot(
             let keys = x.keys(&c.table.name)?;
             Some((x.key_columns(&c.table.name).unwrap_or(&c.table.primary_key), keys))
         });
+        if keys.is_some() && c.condition.is_some() {
+            return Err(SnapshotError::one(format!(
+                "--where {name}: the subset decides which rows of {name} are taken (its foreign keys connect it to \
+                 a subset's root); drop the --where, or put the condition in the --subset"
+            )));
+        }
         let written = spool_table(conn, c, keys, &local, s.page, done, &send).await?;
         done += written.rows;
         upload(store, &format!("{}/{id}/{file}", profile.name), &local).await?;
@@ -465,20 +538,21 @@ async fn write_snapshot(
         });
     }
     let files = match &s.files {
-        Some(dir) => upload_media(store, &format!("{}/{id}/", profile.name), dir, progress).await?,
+        Some(dir) => upload_media(store, &format!("{}/{id}/", profile.name), media_files(dir)?, progress).await?,
         None => Vec::new(),
     };
     let manifest = SnapshotManifest {
         format: SNAPSHOT_FORMAT,
         id: id.to_string(),
         profile: profile.name.clone(),
-        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         source: SourceInfo {
             engine: engine_name(conn.engine()).into(),
             server_version,
             database: url.redacted(),
         },
         modules,
+        versions: applied,
         encoding: DATA_ENCODING.into(),
         subset: s.subset.iter().map(|(t, c)| format!("{t}: {c}")).collect(),
         tables: entries,
@@ -553,36 +627,57 @@ async fn spool_table(
     spool.finish().map_err(io)
 }
 
-/// Uploads a local file to `key`, streamed.
-async fn upload(store: &Store, key: &str, local: &Path) -> Result<u64, SnapshotError> {
+/// Uploads a local file to `key`, streamed; its size and SHA-256 as uploaded (one
+/// read: a file that changes meanwhile is stored as it was read, and checked so).
+async fn upload(store: &Store, key: &str, local: &Path) -> Result<(u64, String), SnapshotError> {
+    use sha2::Digest;
     use tokio::io::AsyncReadExt;
     let io = |e: std::io::Error| SnapshotError::Io(format!("{}: {e}", local.display()));
     let mut f = tokio::fs::File::open(local).await.map_err(io)?;
     let mut w = store.writer(key).await?;
+    let mut hash = sha2::Sha256::new();
     let mut buf = vec![0u8; 4 << 20];
     loop {
         let n = f.read(&mut buf).await.map_err(io)?;
         if n == 0 {
             break;
         }
+        hash.update(&buf[..n]);
         if let Err(e) = w.write(&buf[..n]).await {
             let _ = w.abort().await;
             return Err(e.into());
         }
     }
-    Ok(w.finish().await?)
+    let size = w.finish().await?;
+    Ok((size, super::data::hex(&hash.finalize())))
 }
 
-/// Uploads every file under `dir` (symbolic links are not followed), checksummed.
-async fn upload_media(
-    store: &Store,
-    folder: &str,
-    dir: &Path,
-    progress: Option<&UnboundedSender<SnapshotProgress>>,
-) -> Result<Vec<MediaFile>, SnapshotError> {
+/// The media files under `dir` (symbolic links are not followed), each with the path
+/// it is stored under; a name a store key cannot hold is refused here, before the
+/// snapshot reads anything.
+fn media_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, SnapshotError> {
     let mut found = Vec::new();
     walk(dir, dir, &mut found).map_err(|e| SnapshotError::Io(format!("reading {}: {e}", dir.display())))?;
     found.sort();
+    let bad: Vec<String> = found
+        .iter()
+        .filter(|(rel, _)| rel.chars().any(|c| c == '#' || c == '\\' || c.is_control()))
+        .map(|(rel, _)| format!("--files: {rel:?} has a character a store key cannot hold ('#', '\\\\' or a control character); rename it"))
+        .collect();
+    if bad.is_empty() {
+        Ok(found)
+    } else {
+        Err(SnapshotError::Invalid(bad))
+    }
+}
+
+/// Uploads the media files, checksummed as they are read.
+async fn upload_media(
+    store: &Store,
+    folder: &str,
+    found: Vec<(String, PathBuf)>,
+    progress: Option<&UnboundedSender<SnapshotProgress>>,
+) -> Result<Vec<MediaFile>, SnapshotError> {
     let mut out = Vec::new();
     for (rel, path) in found {
         if let Some(p) = progress {
@@ -593,9 +688,8 @@ async fn upload_media(
                 total: None,
             });
         }
-        let (sha256, bytes) = file_sha256(&path).map_err(|e| SnapshotError::Io(format!("{}: {e}", path.display())))?;
         let key = format!("files/{rel}");
-        upload(store, &format!("{folder}{key}"), &path).await?;
+        let (bytes, sha256) = upload(store, &format!("{folder}{key}"), &path).await?;
         out.push(MediaFile {
             path: rel,
             key,

@@ -26,6 +26,9 @@ use tokio::sync::mpsc;
 /// not depend on the level.
 pub const ZSTD_LEVEL: i32 = 6;
 
+/// The most bytes (estimated) of one batch read back from a data file.
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
 /// Bytes of encoded rows gathered before they go to the compressor.
 const CHUNK: usize = 1 << 20;
 
@@ -304,7 +307,9 @@ fn read_batches(
             number: 0,
             values,
         });
-        if batch.rows.len() >= batch_rows {
+        // Capped by bytes as well as rows (as every reader's batches are): a table
+        // of large values makes smaller batches, not more memory.
+        if batch.rows.len() >= batch_rows || batch.bytes >= BATCH_BYTES {
             let full = std::mem::replace(&mut batch, new_batch());
             if tx.blocking_send(Ok(full)).is_err() {
                 return Ok(());

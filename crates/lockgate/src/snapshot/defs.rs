@@ -21,7 +21,12 @@ pub fn table_def(table: &Table, source_ddl: String) -> TableDef {
             columns: u.columns.clone(),
         })
         .collect();
-    for i in table.indexes.iter().filter(|i| i.unique) {
+    // An index over expressions names no columns of the table: it is not portable.
+    for i in table
+        .indexes
+        .iter()
+        .filter(|i| i.unique && i.columns.iter().all(|c| table.column(c).is_some()))
+    {
         if i.columns != table.primary_key && !unique.iter().any(|u| u.columns == i.columns) {
             unique.push(KeyDef {
                 name: i.name.clone(),
@@ -71,6 +76,11 @@ pub fn table_def(table: &Table, source_ddl: String) -> TableDef {
             })
             .collect(),
         indexes,
+        checks: table
+            .checks
+            .iter()
+            .map(|c| format!("{}: {}", c.name, c.expression))
+            .collect(),
         source_ddl,
     }
 }
@@ -150,12 +160,19 @@ fn object_name(kept: &str, same_engine: bool, table: &str, columns: &[String], s
     if same_engine && !kept.is_empty() && !kept.starts_with("sqlite_") {
         return kept.to_string();
     }
-    let mut name = format!("{table}_{}_{suffix}", columns.join("_"));
-    // PostgreSQL's and MariaDB's identifiers stop at 63 and 64 bytes.
-    while name.len() > 63 {
-        name.remove(table.len().min(name.len() - suffix.len() - 1));
+    let name = format!("{table}_{}_{suffix}", columns.join("_"));
+    if name.len() <= 63 {
+        return name;
     }
-    name
+    // PostgreSQL's and MariaDB's identifiers stop at 63 and 64 bytes: a long name keeps
+    // its start (on a character boundary) and gets a hash of the whole, so that two
+    // long names that share their first bytes stay apart.
+    let digest = lockgate_core::fingerprint(&[lockgate_core::Value::Text(name.clone())]);
+    let mut cut = 63 - digest.len() - 1;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{digest}", &name[..cut])
 }
 
 /// Plans the creation of `def` on `engine`, or lists every column the engine cannot

@@ -88,11 +88,13 @@ pub fn manifest_key(profile: &str, id: &str) -> String {
     format!("{profile}/{id}/manifest.json")
 }
 
-/// A new snapshot id: the UTC time, then six random hex digits.
+/// A new snapshot id: the UTC time to the millisecond (so ids sort by age, even for
+/// snapshots taken within one second), then six random hex digits (so two taken at
+/// once never share a folder).
 pub(crate) fn new_id() -> String {
     format!(
         "{}-{:06x}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
         fastrand::u32(..0x100_0000)
     )
 }

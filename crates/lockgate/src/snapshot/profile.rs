@@ -170,10 +170,12 @@ pub fn resolve(config: &Config, dir: &Path, name: &str, store: Option<&str>) -> 
         )));
     }
     let spec = spec.unwrap_or_default();
+    // The pin file's store first: it is what the team committed, so that a restore of
+    // the pinned snapshot finds it on every machine.
     let store_url = store
         .map(str::to_string)
-        .or_else(|| spec.store.clone())
         .or_else(|| pin.as_ref().and_then(|p| p.store.clone()))
+        .or_else(|| spec.store.clone())
         .or_else(|| config.snapshots.as_ref().and_then(|s| s.store.clone()))
         .unwrap_or_else(|| DEFAULT_STORE.to_string());
     Ok(Resolved {

@@ -147,6 +147,13 @@ pub async fn restore(
             manifest.files.len()
         ));
     }
+    if !opts.tables.is_empty() && !manifest.modules.is_empty() {
+        warnings.push(
+            "only some tables are restored, so the target's migration versions are left as they are (a whole \
+             restore sets them to the snapshot's)"
+                .into(),
+        );
+    }
     if manifest.files.is_empty() && opts.files_into.is_some() {
         warnings.push("--files-into: the snapshot holds no media files".into());
     }
@@ -163,6 +170,17 @@ pub async fn restore(
     let engine = conn.engine();
     let spool = tempfile::tempdir().map_err(|e| SnapshotError::Io(format!("cannot create a spool folder: {e}")))?;
     let mut planned = plan(&mut conn, &entries, opts.replace, spool.path(), &manifest.source.engine).await?;
+    for p in planned
+        .iter()
+        .filter(|p| p.create.is_some() && !p.entry.def.checks.is_empty())
+    {
+        warnings.push(format!(
+            "table {} is created without its CHECK constraints ({}): their SQL is the source engine's; add them \
+             with lockgate exec if you need them",
+            p.name,
+            p.entry.def.checks.join("; ")
+        ));
+    }
     fetch_and_verify(&store, &manifest, &mut planned, opts, spool.path(), progress.as_ref()).await?;
 
     let mut report = RestoreReport {
@@ -201,6 +219,11 @@ pub async fn restore(
         jobs.push(ledger.table_job(&p.name).await?);
     }
     let locks = ledger.lock_all(&jobs, &holder, opts.lock_timeout).await?;
+    // What the plan saw may have changed while the locks were awaited.
+    if let Err(e) = still_as_planned(&mut conn, &planned).await {
+        let _ = ledger.unlock_all(locks).await;
+        return Err(e);
+    }
     let run_id = match ledger
         .start_run("restore", &format!("restore:{}", manifest.profile), &holder)
         .await
@@ -259,6 +282,28 @@ pub async fn restore(
     Ok(report)
 }
 
+/// Checks, under the tables' locks, that the target is still as planned: a table to
+/// create still missing, a table to fill still empty.
+async fn still_as_planned(conn: &mut Conn, planned: &[Planned<'_>]) -> Result<(), SnapshotError> {
+    let mut problems = Vec::new();
+    for p in planned {
+        match (conn.describe(&p.name).await?, &p.create) {
+            (Some(_), Some(_)) => problems.push(format!("table {} was created while this restore waited", p.name)),
+            (Some(t), None) if !p.replace && sql::has_rows(conn, &t).await? => {
+                problems.push(format!("table {} was filled while this restore waited", p.name))
+            }
+            (None, None) => problems.push(format!("table {} was dropped while this restore waited", p.name)),
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        problems.push("nothing was written; run the restore again".into());
+        Err(SnapshotError::Invalid(problems))
+    }
+}
+
 /// The snapshot to restore: `--id`, else (without `--latest`) the profile's pinned
 /// one, else the newest. A pinned snapshot whose files no longer match the pin's
 /// checksums is refused.
@@ -273,19 +318,26 @@ async fn choose_snapshot(
     let pinned = profile.pin.as_ref().and_then(|p| p.snapshot.clone().map(|id| (p, id)));
     if let (false, Some((pin, id))) = (opts.latest, pinned) {
         let m = read_manifest(store, &profile.name, &id).await?;
-        for t in &m.tables {
-            if let Some(want) = pin.checksums.get(&t.file) {
-                if *want != t.sha256 {
-                    return Err(SnapshotError::one(format!(
-                        "snapshot {id} in {} does not match the pin file of profile {}: {} has checksum {} there \
-                         and {want} in the pin; the snapshot was replaced or damaged",
-                        store.url(),
-                        profile.name,
-                        t.file,
-                        t.sha256
-                    )));
-                }
-            }
+        let files: BTreeMap<String, String> = m
+            .tables
+            .iter()
+            .map(|t| (t.file.clone(), t.sha256.clone()))
+            .chain(m.files.iter().map(|f| (f.key.clone(), f.sha256.clone())))
+            .collect();
+        if files != pin.checksums {
+            let differ: Vec<&String> = files
+                .keys()
+                .chain(pin.checksums.keys())
+                .filter(|k| files.get(*k) != pin.checksums.get(*k))
+                .collect();
+            return Err(SnapshotError::one(format!(
+                "snapshot {id} in {} does not match the pin file of profile {} ({} differ: {}); the snapshot was \
+                 replaced or damaged, or the pin edited: restore another with --id or --latest",
+                store.url(),
+                profile.name,
+                differ.len(),
+                differ.iter().take(5).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )));
         }
         return Ok(m);
     }
@@ -382,6 +434,46 @@ async fn plan<'a>(
                 }),
                 Err(p) => problems.extend(p),
             },
+        }
+    }
+    // A foreign key of a table the restore creates needs its parent: restored with
+    // it, or already on the target.
+    for p in &out {
+        let Some(c) = &p.create else { continue };
+        for k in c.foreign_keys.iter().chain(&c.table.foreign_keys) {
+            let restored = out.iter().any(|o| o.name.same_as(&k.references));
+            if !restored && conn.describe(&k.references).await?.is_none() {
+                problems.push(format!(
+                    "table {}'s foreign key {} references {}, which this restore does not include and the target \
+                     does not have: add it to --tables, or create it first",
+                    p.name, k.name, k.references
+                ));
+            }
+        }
+    }
+    // Emptying a table must not reach rows the restore does not put back: a table
+    // outside it whose foreign key references a replaced table and that holds rows
+    // would lose them (ON DELETE CASCADE) or block the delete.
+    if out.iter().any(|p| p.replace) {
+        for t in conn.user_tables().await? {
+            if out.iter().any(|p| p.name == t.name) {
+                continue;
+            }
+            let refs: Vec<&TableName> = t
+                .foreign_keys
+                .iter()
+                .map(|k| &k.references)
+                .filter(|r| out.iter().any(|p| p.replace && p.name.same_as(r)))
+                .collect();
+            if let Some(parent) = refs.first() {
+                if sql::has_rows(conn, &t).await? {
+                    problems.push(format!(
+                        "--replace would empty {parent}, which table {} (not restored) references and whose rows \
+                         it would lose or keep pointing nowhere: add {} to --tables, or empty it first",
+                        t.name, t.name
+                    ));
+                }
+            }
         }
     }
     if !non_empty.is_empty() {
@@ -495,7 +587,14 @@ async fn write_all(
         let result = async {
             for p in planned {
                 if let Some(c) = &p.create {
-                    apply_change(conn, &SchemaChange::CreateTable(c.table.clone())).await?;
+                    // Unique and other indexes come with the table here, so that a value
+                    // they refuse (two texts MariaDB's collation calls equal) fails a
+                    // row inside the data's transaction, not DDL after its commit.
+                    let table = lockgate_db::schema::TableSpec {
+                        indexes: c.indexes.clone(),
+                        ..c.table.clone()
+                    };
+                    apply_change(conn, &SchemaChange::CreateTable(table)).await?;
                     created.push(p.name.clone());
                 }
             }
@@ -508,32 +607,29 @@ async fn write_all(
                 }
             };
             conn.commit().await?;
-            finish_tables(conn, planned, progress).await?;
+            // Only foreign keys remain, whose parents the plan checked are restored
+            // or already there.
+            finish_tables(conn, planned, false, progress).await?;
             Ok(rows)
         }
         .await;
         if result.is_err() {
-            let d = conn.dialect();
             for t in created.iter().rev() {
-                let _ = conn.batch(&format!("DROP TABLE IF EXISTS {}", d.table(t))).await;
+                let _ = sql::drop_table(conn, t).await;
             }
         }
         return result;
     }
     conn.begin().await?;
     let result = async {
-        if engine == Engine::Sqlite {
-            // Rows of a cycle (a team and its captain) meet their parents only at the
-            // end: SQLite checks foreign keys at the commit instead.
-            conn.batch("PRAGMA defer_foreign_keys = ON").await?;
-        }
+        sql::defer_foreign_keys(conn).await?;
         for p in planned {
             if let Some(c) = &p.create {
                 apply_change(conn, &SchemaChange::CreateTable(c.table.clone())).await?;
             }
         }
         let rows = fill(conn, into, planned, m, opts, total, progress).await?;
-        finish_tables(conn, planned, progress).await?;
+        finish_tables(conn, planned, true, progress).await?;
         Ok::<u64, SnapshotError>(rows)
     }
     .await;
@@ -562,9 +658,13 @@ async fn fill(
     total: u64,
     progress: Option<&UnboundedSender<SnapshotProgress>>,
 ) -> Result<u64, SnapshotError> {
-    let d = conn.dialect();
+    // The snapshot's migration history goes with a whole snapshot only: a few of its
+    // tables are not the database it describes.
+    let ledger = opts.tables.is_empty();
     for p in planned.iter().rev().filter(|p| p.replace) {
-        conn.execute(&format!("DELETE FROM {}", d.table(&p.name)), &[]).await?;
+        if let Some(t) = conn.describe(&p.name).await? {
+            lockgate_db::rows::delete_where(conn, &t, lockgate_db::rows::Filter::All).await?;
+        }
     }
     let mut done = 0u64;
     for p in planned {
@@ -627,8 +727,26 @@ async fn fill(
         done += report.inserted;
         catch_up_identity(conn, &table).await?;
     }
-    for (module, version) in &m.modules {
-        versions::set_module_version(conn, module, version).await?;
+    if ledger {
+        for v in &m.versions {
+            versions::record_version(
+                conn,
+                &versions::AppliedVersion {
+                    module: v.module.clone(),
+                    version: v.version.clone(),
+                    status: v.status.clone(),
+                    checksum: v.checksum.clone(),
+                    parts_done: v.parts_done,
+                    scripts: v.scripts.clone(),
+                    run_id: None,
+                    applied_at: String::new(),
+                },
+            )
+            .await?;
+        }
+        for (module, version) in &m.modules {
+            versions::set_module_version(conn, module, version).await?;
+        }
     }
     Ok(done)
 }
@@ -637,9 +755,10 @@ async fn fill(
 async fn finish_tables(
     conn: &mut Conn,
     planned: &[Planned<'_>],
+    indexes: bool,
     progress: Option<&UnboundedSender<SnapshotProgress>>,
 ) -> Result<(), SnapshotError> {
-    for p in planned {
+    for p in planned.iter().filter(|_| indexes) {
         let Some(c) = &p.create else { continue };
         if let Some(out) = progress {
             let _ = out.send(SnapshotProgress {

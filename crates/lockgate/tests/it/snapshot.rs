@@ -726,3 +726,235 @@ async fn an_unreachable_store_is_a_run_time_error() {
     .unwrap_err();
     assert_eq!(e.exit_code(), 1, "{e}");
 }
+
+// Regressions from the review of the first cut.
+
+#[tokio::test]
+async fn a_mask_naming_tables_in_two_schemas_masks_both() {
+    let config = Config::default();
+    let src = TestDb::new(Engine::Postgres).await;
+    src.conn()
+        .await
+        .batch(
+            "CREATE SCHEMA archive;
+             CREATE TABLE users (id int PRIMARY KEY, email text);
+             CREATE TABLE archive.users (id int PRIMARY KEY, email text);
+             INSERT INTO users VALUES (1, 'ann@x.io'); INSERT INTO archive.users VALUES (1, 'ann@x.io');",
+        )
+        .await
+        .unwrap();
+    let p = place();
+    let made = snapshot::snapshot(
+        &config,
+        &src.url,
+        &SnapshotOptions {
+            masks: Some("users.email=email".into()),
+            ..take(&p, "m")
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let store = profile::open_store(&config, &p.store).unwrap();
+    let m = catalog::show(&store, Some("m"), &made.id).await.unwrap();
+    assert_eq!(m.tables.len(), 2);
+    for t in &m.tables {
+        assert_eq!(
+            t.masked,
+            vec![("email".to_string(), "email".to_string())],
+            "{}",
+            t.def.display_name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn what_a_restore_or_snapshot_cannot_do_whole_is_refused_up_front() {
+    let config = Config::default();
+    let src = TestDb::new(Engine::Postgres).await;
+    src.conn().await.batch(SHOP).await.unwrap();
+    let p = place();
+    snapshot::snapshot(&config, &src.url, &take(&p, "s"), None)
+        .await
+        .unwrap();
+
+    // A foreign key whose parent is neither restored nor on the target.
+    let dst = TestDb::new(Engine::Sqlite).await;
+    let e = snapshot::restore(
+        &config,
+        &dst.url,
+        &RestoreOptions {
+            tables: vec!["orders".into()],
+            ..back(&p, "s")
+        },
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("references customers"), "{e}");
+    assert!(dst.conn().await.lookup_table("orders").await.unwrap().is_none());
+
+    // --replace of a parent whose rows a table outside the restore references.
+    let e = snapshot::restore(
+        &config,
+        &src.url,
+        &RestoreOptions {
+            tables: vec!["customers".into()],
+            replace: true,
+            ..back(&p, "s")
+        },
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("table orders (not restored) references"), "{e}");
+    assert_eq!(crate::support::count(&mut src.conn().await, "orders").await, 3);
+
+    // A column of a type lockgate does not map, a --where on a table the subset
+    // decides, masks that break a foreign key, a media file a store cannot name.
+    src.conn()
+        .await
+        .batch("CREATE TABLE spans (id int PRIMARY KEY, d interval)")
+        .await
+        .unwrap();
+    let e = snapshot::snapshot(&config, &src.url, &take(&p, "s"), None)
+        .await
+        .unwrap_err();
+    assert!(e.exit_code() == 2 && e.to_string().contains("spans.d"), "{e}");
+    let e = snapshot::snapshot(
+        &config,
+        &src.url,
+        &SnapshotOptions {
+            exclude: vec!["spans".into()],
+            subset: vec![("customers".into(), "id = 1".into())],
+            conditions: vec![("orders".into(), "id > 10".into())],
+            ..take(&p, "s")
+        },
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("the subset decides"), "{e}");
+    let e = snapshot::snapshot(
+        &config,
+        &src.url,
+        &SnapshotOptions {
+            exclude: vec!["spans".into()],
+            masks: Some("customers.id=hash".into()),
+            ..take(&p, "s")
+        },
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("mask both ends"), "{e}");
+    let media = tempfile::tempdir().unwrap();
+    std::fs::write(media.path().join("a#1.png"), b"x").unwrap();
+    let e = snapshot::snapshot(
+        &config,
+        &src.url,
+        &SnapshotOptions {
+            exclude: vec!["spans".into()],
+            files: Some(media.path().to_path_buf()),
+            ..take(&p, "s")
+        },
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("a#1.png"), "{e}");
+    let store = profile::open_store(&config, &p.store).unwrap();
+    assert_eq!(
+        catalog::list(&store, Some("s")).await.unwrap().len(),
+        1,
+        "a refused snapshot was stored"
+    );
+}
+
+#[tokio::test]
+async fn a_mariadb_restore_that_meets_a_refused_row_changes_nothing() {
+    // Two e-mails PostgreSQL tells apart and MariaDB's collation calls equal: the
+    // unique key refuses one inside the data's transaction, which then undoes the
+    // --replace's delete and drops the tables it created.
+    let config = Config::default();
+    let src = TestDb::new(Engine::Postgres).await;
+    src.conn()
+        .await
+        .batch(
+            "CREATE TABLE people (id int PRIMARY KEY, email varchar(50) UNIQUE);
+             INSERT INTO people VALUES (1, 'Ann@x.io'), (2, 'ann@x.io');
+             CREATE TABLE notes (id int PRIMARY KEY, body varchar(20));
+             INSERT INTO notes VALUES (1, 'from the snapshot');",
+        )
+        .await
+        .unwrap();
+    let p = place();
+    snapshot::snapshot(&config, &src.url, &take(&p, "ci"), None)
+        .await
+        .unwrap();
+    let dst = TestDb::new(Engine::Mysql).await;
+    let mut c = dst.conn().await;
+    c.batch("CREATE TABLE notes (id int PRIMARY KEY, body varchar(20)); INSERT INTO notes VALUES (7, 'kept')")
+        .await
+        .unwrap();
+    let e = snapshot::restore(
+        &config,
+        &dst.url,
+        &RestoreOptions {
+            replace: true,
+            ..back(&p, "ci")
+        },
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 3, "{e}");
+    assert!(
+        c.lookup_table("people").await.unwrap().is_none(),
+        "the created table stayed"
+    );
+    assert_eq!(
+        crate::support::rows(&mut c, "SELECT id, body FROM notes").await,
+        vec!["7|kept"]
+    );
+}
+
+#[tokio::test]
+async fn a_restored_copy_has_the_sources_migration_history() {
+    let config = Config::default();
+    let migrations = tempfile::tempdir().unwrap();
+    write_version(migrations.path(), "1.0.0", r#"[{"id": 1, "name": "a"}]"#);
+    write_version(migrations.path(), "1.1.0", r#"[{"id": 2, "name": "b"}]"#);
+    let src = TestDb::new(Engine::Postgres).await;
+    let opts = lockgate::MigrateOptions {
+        dir: migrations.path().to_path_buf(),
+        ..lockgate::MigrateOptions::default()
+    };
+    lockgate::migrate(&src.url, &opts, None).await.unwrap();
+    let p = place();
+    snapshot::snapshot(&config, &src.url, &take(&p, "h"), None)
+        .await
+        .unwrap();
+    let dst = TestDb::new(Engine::Sqlite).await;
+    snapshot::restore(&config, &dst.url, &back(&p, "h"), None)
+        .await
+        .unwrap();
+    // No drift: the copy knows 1.0.0 and 1.1.0 were applied, as production does.
+    let status = lockgate::status(
+        &dst.url,
+        &lockgate::StatusOptions {
+            dir: Some(migrations.path().to_path_buf()),
+            ..lockgate::StatusOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(status.pending.is_empty(), "{:?}", status.pending);
+    assert_eq!(status.applied.len(), 2, "{:?}", status.applied);
+    assert!(
+        status.changed.is_empty() && status.missing.is_empty() && status.skipped.is_empty(),
+        "{status:?}"
+    );
+    let r = lockgate::migrate(&dst.url, &opts, None).await.unwrap();
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+}
