@@ -444,3 +444,31 @@ async fn the_openapi_document_describes_the_snapshot_endpoints() {
     assert!(doc["components"]["schemas"]["RestoreRequest"].is_object());
     assert!(doc["components"]["schemas"]["SnapshotRequest"].is_object());
 }
+
+#[tokio::test]
+async fn a_profiles_own_database_is_not_a_restore_target() {
+    // A profile whose db lockgate.toml does not name as a connection: the server
+    // reads snapshots from it (`profiles.prod`) but never restores into it.
+    let s = Setup::new().await;
+    let toml = format!(
+        "[profiles.prod]\ndb = \"{}\"\nstore = \"{}\"\n",
+        s.src.url.as_str(),
+        s.dir.path().join("store2").display()
+    );
+    let path = s.dir.path().join("prod.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut cfg = ServerConfig::new();
+    cfg.migrations_dir = s.dir.path().join("db");
+    cfg.add_profiles(&lockgate::Config::load(&path, true).unwrap()).unwrap();
+    let app = lockgate_server::router(cfg).unwrap();
+    let r = post_json(&app, "/api/snapshots?wait=true", serde_json::json!({"profile": "prod"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = post_json(
+        &app,
+        "/api/restores?wait=true",
+        serde_json::json!({"profile": "prod", "into": "profiles.prod", "replace": true}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(r.text().contains("not a connection to restore into"), "{}", r.text());
+}
