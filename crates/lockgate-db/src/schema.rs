@@ -121,6 +121,14 @@ pub enum SchemaChange {
         /// The column.
         column: String,
     },
+    /// Add a primary key to an existing table (PostgreSQL: a restore builds it over
+    /// the data, as `pg_restore` does, rather than maintaining it row by row).
+    AddPrimaryKey {
+        /// The table.
+        table: TableName,
+        /// Its columns, in key order.
+        columns: Vec<String>,
+    },
     /// Add a foreign key to an existing table (PostgreSQL and MariaDB).
     AddForeignKey {
         /// The referencing table.
@@ -159,6 +167,9 @@ impl std::fmt::Display for SchemaChange {
                 )
             }
             SchemaChange::DropColumn { table, column } => write!(f, "drop column {table}.{column}"),
+            SchemaChange::AddPrimaryKey { table, columns } => {
+                write!(f, "add primary key on {table} ({})", columns.join(", "))
+            }
             SchemaChange::AddForeignKey { table, key } => write!(
                 f,
                 "add foreign key {} on {table} ({}) referencing {}",
@@ -386,6 +397,18 @@ pub fn change_sql(engine: Engine, change: &SchemaChange) -> Result<Vec<String>, 
             out
         }
         SchemaChange::CreateIndex { table, index } => vec![index_sql(d, table, index)],
+        SchemaChange::AddPrimaryKey { table, columns } => {
+            if engine == Engine::Sqlite {
+                return Err(DbError::Invalid(format!(
+                    "SQLite cannot add a primary key to the existing table {table}: declare it when the table is created"
+                )));
+            }
+            vec![format!(
+                "ALTER TABLE {} ADD PRIMARY KEY ({})",
+                d.table(table),
+                d.columns(None, columns)
+            )]
+        }
         SchemaChange::AddForeignKey { table, key } => {
             if engine == Engine::Sqlite {
                 return Err(DbError::Invalid(format!(

@@ -175,3 +175,31 @@ pub async fn defer_foreign_keys(conn: &mut Conn) -> Result<(), DbError> {
     }
     Ok(())
 }
+
+/// Whether `table` holds a row whose foreign key `key` names no row of its parent
+/// (a key with a NULL part names nothing and is fine).
+pub async fn has_orphans(
+    conn: &mut Conn,
+    table: &lockgate_core::TableName,
+    key: &lockgate_core::ForeignKey,
+) -> Result<bool, DbError> {
+    let d = conn.dialect();
+    let not_null: Vec<String> = key
+        .columns
+        .iter()
+        .map(|(c, _)| format!("c.{} IS NOT NULL", d.quote(c)))
+        .collect();
+    let matches: Vec<String> = key
+        .columns
+        .iter()
+        .map(|(c, p)| format!("p.{} = c.{}", d.quote(p), d.quote(c)))
+        .collect();
+    let sql = format!(
+        "SELECT 1 FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {}) LIMIT 1",
+        d.table(table),
+        not_null.join(" AND "),
+        d.table(&key.references),
+        matches.join(" AND ")
+    );
+    Ok(!conn.query(&sql, &[], None).await?.is_empty())
+}

@@ -1918,6 +1918,8 @@ struct SnapshotsPage {
     profiles_grid: Grid,
     profiles: Vec<ProfileView>,
     connection_names: Vec<String>,
+    /// The connections a restore may write (not a profile's own database).
+    target_names: Vec<String>,
 }
 
 /// Module versions as `module version, …`.
@@ -1948,6 +1950,13 @@ pub async fn snapshots(State(st): State<Shared>, t: FormToken) -> PageResult {
         ),
         profiles: Vec::new(),
         connection_names: st.cfg.connections.iter().map(|c| c.name.clone()).collect(),
+        target_names: st
+            .cfg
+            .connections
+            .iter()
+            .filter(|c| !c.name.starts_with("profiles."))
+            .map(|c| c.name.clone())
+            .collect(),
     };
     let infos = match crate::snapshots::profiles(&st).await {
         Ok(p) => p,

@@ -357,6 +357,21 @@ pub fn find_connection<'a>(st: &'a Shared, name: &str) -> Result<&'a NamedConnec
     })
 }
 
+/// A connection that a job may write: not a profile's own database, which the server
+/// knows only to take snapshots from (`profiles.NAME`, added for a profile whose `db`
+/// lockgate.toml does not name as a connection).
+pub fn writable_connection<'a>(st: &'a Shared, name: &str) -> Result<&'a NamedConnection, AppError> {
+    let c = find_connection(st, name)?;
+    if let Some(profile) = c.name.strip_prefix("profiles.") {
+        return Err(AppError::bad(format!(
+            "{} is the database profile {profile} takes snapshots from, not a connection to write; name a \
+             [connections.NAME] of lockgate.toml",
+            c.name
+        )));
+    }
+    Ok(c)
+}
+
 /// Starts running every pending export of every transfer (the seed's `/process`).
 pub fn start_process(st: &Shared) -> u64 {
     let transfers = st.cfg.transfers.clone();
@@ -692,7 +707,7 @@ pub fn merge_connection<'a>(
     def: Option<&MergeDefinition>,
 ) -> Result<&'a NamedConnection, AppError> {
     if let Some(name) = conn.map(str::trim).filter(|c| !c.is_empty()) {
-        return find_connection(st, name);
+        return writable_connection(st, name);
     }
     def.and_then(|d| d.conn)
         .or(st.cfg.migrate_db)

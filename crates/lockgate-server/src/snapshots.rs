@@ -219,17 +219,7 @@ pub fn start_restore(st: &Shared, req: RestoreRequest) -> Result<u64, AppError> 
             "say which connection to restore into: `into` (one of the server's connections)",
         ));
     }
-    let c = find_connection(st, req.into.trim())?.clone();
-    // A profile's own database that lockgate.toml does not name as a connection is
-    // here to be read from, not written: a restore into production is the CLI's to do.
-    if c.name.starts_with("profiles.") {
-        return Err(AppError::bad(format!(
-            "{} is the database profile {} takes snapshots from, not a connection to restore into; name a \
-             [connections.NAME] of lockgate.toml",
-            c.name,
-            &c.name["profiles.".len()..]
-        )));
-    }
+    let c = crate::service::writable_connection(st, req.into.trim())?.clone();
     let id = req
         .id
         .as_deref()

@@ -470,5 +470,5 @@ async fn a_profiles_own_database_is_not_a_restore_target() {
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
-    assert!(r.text().contains("not a connection to restore into"), "{}", r.text());
+    assert!(r.text().contains("not a connection to write"), "{}", r.text());
 }

@@ -306,6 +306,7 @@ pub(super) fn change_table(c: &SchemaChange) -> String {
         | SchemaChange::AlterColumn { table, .. }
         | SchemaChange::DropColumn { table, .. }
         | SchemaChange::CreateIndex { table, .. }
+        | SchemaChange::AddPrimaryKey { table, .. }
         | SchemaChange::AddForeignKey { table, .. } => table.name.clone(),
     }
 }

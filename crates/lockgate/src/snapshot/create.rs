@@ -294,12 +294,31 @@ async fn choose(conn: &mut Conn, s: &Settings) -> Result<Vec<Chosen>, SnapshotEr
             }
         }
     }
+    // A subset decides the rows of every table its roots reach through foreign keys;
+    // a --where there would contradict it.
+    let roots: Vec<TableName> = s
+        .subset
+        .iter()
+        .filter_map(|(t, _)| find(&selected, t).map(|t| t.name.clone()))
+        .collect();
+    for name in connected(&selected, &roots) {
+        if let Some((t, _)) = conditions.iter().find(|(t, _)| **t == name.to_string()) {
+            problems.push(format!(
+                "--where {t}: the subset decides which rows of {t} are taken (foreign keys connect it to a \
+                 subset's root); drop the --where, or put the condition in the --subset"
+            ));
+        }
+    }
     let mut specs: Vec<mask::MaskSpec> = Vec::new();
     for m in &s.masks {
         match mask::parse_masks(m) {
             Ok(more) => {
                 for spec in more {
-                    specs.retain(|x| !(x.table == spec.table && x.column.eq_ignore_ascii_case(&spec.column)));
+                    let same_table = |x: &mask::MaskSpec| {
+                        mask::names_table(&x.table, &TableName::parse(&spec.table))
+                            || mask::names_table(&spec.table, &TableName::parse(&x.table))
+                    };
+                    specs.retain(|x| !(same_table(x) && x.column.eq_ignore_ascii_case(&spec.column)));
                     specs.push(spec);
                 }
             }
@@ -356,6 +375,33 @@ async fn choose(conn: &mut Conn, s: &Settings) -> Result<Vec<Chosen>, SnapshotEr
     Ok(chosen)
 }
 
+/// The tables among `tables` that foreign keys (either way, transitively) connect to
+/// one of `roots`, the roots included: those whose rows a subset decides.
+fn connected(tables: &[Table], roots: &[TableName]) -> Vec<TableName> {
+    let mut reached: Vec<TableName> = roots.to_vec();
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for t in tables {
+            if reached.contains(&t.name) {
+                continue;
+            }
+            let linked = t
+                .foreign_keys
+                .iter()
+                .any(|k| reached.iter().any(|r| r.same_as(&k.references)))
+                || tables
+                    .iter()
+                    .any(|o| reached.contains(&o.name) && o.foreign_keys.iter().any(|k| k.references.same_as(&t.name)));
+            if linked {
+                reached.push(t.name.clone());
+                grew = true;
+            }
+        }
+    }
+    reached
+}
+
 /// A foreign key whose two ends are not masked alike would reference values that no
 /// longer exist: each end's rule must be the other's (both kept, or both the same
 /// rule, which gives the same output for the same input).
@@ -377,6 +423,23 @@ fn mask_key_problems(chosen: &[Chosen]) -> Vec<String> {
             };
             for (child_col, parent_col) in &k.columns {
                 let (a, b) = (rule(&c.table, child_col), rule(&parent.table, parent_col));
+                // `hash` fits its output to the column (a text's length, an integer's
+                // width): the two ends give the same values only when typed alike.
+                let kinds = (
+                    c.table.column(child_col).map(|x| x.kind.describe()),
+                    parent.table.column(parent_col).map(|x| x.kind.describe()),
+                );
+                if a.as_deref() == Some("hash") && a == b && kinds.0 != kinds.1 {
+                    problems.push(format!(
+                        "{}.{child_col} ({}) references {}.{parent_col} ({}): hash gives each type its own output, \
+                         so the foreign key {} would break; mask both with fixed:VALUE, or neither",
+                        c.table.name,
+                        kinds.0.unwrap_or_default(),
+                        parent.table.name,
+                        kinds.1.unwrap_or_default(),
+                        k.name
+                    ));
+                }
                 if a != b {
                     let show = |r: &Option<String>| r.clone().unwrap_or_else(|| "unmasked".into());
                     problems.push(format!(
@@ -504,12 +567,7 @@ async fn write_snapshot(
             let keys = x.keys(&c.table.name)?;
             Some((x.key_columns(&c.table.name).unwrap_or(&c.table.primary_key), keys))
         });
-        if keys.is_some() && c.condition.is_some() {
-            return Err(SnapshotError::one(format!(
-                "--where {name}: the subset decides which rows of {name} are taken (its foreign keys connect it to \
-                 a subset's root); drop the --where, or put the condition in the --subset"
-            )));
-        }
+
         let written = spool_table(conn, c, keys, &local, s.page, done, &send).await?;
         done += written.rows;
         upload(store, &format!("{}/{id}/{file}", profile.name), &local).await?;

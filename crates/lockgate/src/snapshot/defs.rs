@@ -138,13 +138,18 @@ pub fn target_name(def: &TableDef, engine: Engine) -> TableName {
 }
 
 /// What a restore creates for a table missing on the target: the table with its
-/// columns and primary key (foreign keys too on SQLite, which cannot add them
-/// later), then, after the data, its unique and other indexes and (elsewhere) its
-/// foreign keys.
+/// columns (and its primary key, but on PostgreSQL; foreign keys too on SQLite, which
+/// cannot add them later), then, after the data, its primary key (PostgreSQL), unique
+/// and other indexes (with the table on MariaDB: `restore.rs`) and (PostgreSQL,
+/// MariaDB) its foreign keys.
 #[derive(Clone, Debug)]
 pub struct CreatePlan {
     /// The table.
     pub table: TableSpec,
+    /// The primary key, when it is built after the data (PostgreSQL, as `pg_restore`
+    /// does: one sort instead of an index maintained row by row; not for a table with
+    /// a generated id, whose identity column is declared with its key).
+    pub primary_key_after: Vec<String>,
     /// Unique and plain indexes, built after the data.
     pub indexes: Vec<IndexSpec>,
     /// Foreign keys added after the data (none on SQLite: declared with the table).
@@ -274,11 +279,13 @@ pub fn create_plan(def: &TableDef, engine: Engine, same_engine: bool) -> Result<
         })
         .collect();
     let sqlite = engine == Engine::Sqlite;
+    let key_after = engine == Engine::Postgres && !columns.iter().any(|c| c.generated);
     Ok(CreatePlan {
+        primary_key_after: if key_after { def.primary_key.clone() } else { Vec::new() },
         table: TableSpec {
             name,
             columns,
-            primary_key: def.primary_key.clone(),
+            primary_key: if key_after { Vec::new() } else { def.primary_key.clone() },
             indexes: Vec::new(),
             foreign_keys: if sqlite { foreign_keys.clone() } else { Vec::new() },
         },

@@ -19,9 +19,9 @@
 //! [profiles.customer1]
 //! db = "prod"
 //! store = "s3://backups/customer1"
-//! tables = ["customers", "orders"]
+//! tables = ["customers", "orders", "events"]
 //! exclude = ["audit_log"]
-//! where = { orders = "created_at > '2024-01-01'" }
+//! where = { events = "created_at > '2024-01-01'" }   # a table no foreign key links to the subset
 //! subset = { customers = "id IN (1, 2)" }
 //! masks = "customers.email=email,customers.name=name"
 //! files = "uploads"
@@ -147,8 +147,11 @@ pub struct Resolved {
     pub spec: ProfileSpec,
     /// The pin file.
     pub pin: Option<Pin>,
-    /// The store URL in force.
+    /// The store URL in force: a flag, else `[profiles.NAME] store`, else the pin
+    /// file's, else `[snapshots] store`, else [`DEFAULT_STORE`].
     pub store_url: String,
+    /// Whether a flag named the store.
+    pub store_given: bool,
 }
 
 /// Finds a profile: unknown (neither in `lockgate.toml` nor pinned in `dir`) is an
@@ -170,12 +173,13 @@ pub fn resolve(config: &Config, dir: &Path, name: &str, store: Option<&str>) -> 
         )));
     }
     let spec = spec.unwrap_or_default();
-    // The pin file's store first: it is what the team committed, so that a restore of
-    // the pinned snapshot finds it on every machine.
+    // A flag, then this machine's lockgate.toml, then the committed pin file. (A
+    // restore of the pinned snapshot reads it from the pin's own store:
+    // `restore::choose_snapshot`.)
     let store_url = store
         .map(str::to_string)
-        .or_else(|| pin.as_ref().and_then(|p| p.store.clone()))
         .or_else(|| spec.store.clone())
+        .or_else(|| pin.as_ref().and_then(|p| p.store.clone()))
         .or_else(|| config.snapshots.as_ref().and_then(|s| s.store.clone()))
         .unwrap_or_else(|| DEFAULT_STORE.to_string());
     Ok(Resolved {
@@ -183,6 +187,7 @@ pub fn resolve(config: &Config, dir: &Path, name: &str, store: Option<&str>) -> 
         spec,
         pin,
         store_url,
+        store_given: store.is_some(),
     })
 }
 
@@ -233,11 +238,13 @@ pub async fn create_profile(
         .or_else(|| config.snapshots.as_ref().and_then(|s| s.store.clone()))
         .unwrap_or_else(|| DEFAULT_STORE.to_string());
     open_store(config, &url)?.check().await?;
+    // The pin names a store only when one was given: a default written here would
+    // later hide the one lockgate.toml names.
     write_pin(
         dir,
         &Pin {
             profile: name.to_string(),
-            store: Some(url),
+            store: store.map(str::to_string),
             ..Pin::default()
         },
     )

@@ -1,19 +1,22 @@
 //! `lockgate restore`: a snapshot into a database of any engine.
 //!
-//! The order is what makes it safe. First everything that can be known without
-//! writing: the snapshot (by id, the profile's pin, or the newest), the tables asked
-//! for, and per table whether the target holds it (an existing table must be empty,
-//! or `--replace` is given, and its columns must hold the snapshot's; a missing one
-//! is created from the portable definition, and every column its engine cannot hold
-//! without loss is listed). Then every data file is fetched into a local folder and
-//! its SHA-256 and size checked against the manifest: a damaged or truncated file
-//! stops the restore before anything is written. Only then, in one transaction
-//! (PostgreSQL and SQLite, where DDL is transactional; on MariaDB the tables are
-//! created first and dropped again on failure): rows of replaced tables deleted
-//! (children first), tables created, filled parents first through the bulk writer,
-//! then their unique and other indexes and foreign keys built over the data, the
-//! identity sequences moved past the restored ids, and the ledger's module versions
-//! set to the snapshot's, so that `lockgate migrate` continues from there.
+//! The order is what makes it safe (ARCHITECTURE.md, Snapshots). First everything
+//! that can be known without writing: the snapshot (by id, the profile's pin, or the
+//! newest), the tables asked for, and per table whether the target holds it (an
+//! existing table must be empty, or `--replace` given, and its columns must hold the
+//! snapshot's; a missing one is created from the portable definition, and every
+//! column its engine cannot hold without loss is listed), foreign keys' parents, and
+//! tables outside the restore that `--replace` would reach. Then every data file is
+//! fetched into a local folder and its SHA-256 and size checked against the manifest:
+//! a damaged or truncated file stops the restore before anything is written. Only
+//! then, in one transaction (PostgreSQL and SQLite, where DDL is transactional; on
+//! MariaDB the tables are created first, with their indexes, and dropped again on
+//! failure, and foreign keys come after the commit once every row they check has
+//! been checked): rows of replaced tables deleted (children first), tables created,
+//! filled parents first through the bulk writer, keys and indexes built over the
+//! data, identity sequences moved past the restored ids, and on a whole restore the
+//! ledger's module and applied versions set to the snapshot's, so that
+//! `lockgate migrate` continues from there.
 
 use super::catalog::{self, read_manifest};
 use super::data::{file_sha256, SnapshotSource};
@@ -137,7 +140,14 @@ pub async fn restore(
 ) -> Result<RestoreReport, SnapshotError> {
     let started = Instant::now();
     let profile = resolve(config, &opts.dir, &opts.profile, opts.store.as_deref())?;
-    let store = open_store(config, &profile.store_url)?;
+    // The pinned snapshot lives where the pin says, whatever this machine's
+    // lockgate.toml names (unless a flag says otherwise).
+    let pinned_store = profile
+        .pin
+        .as_ref()
+        .filter(|p| p.snapshot.is_some() && opts.id.is_none() && !opts.latest && !profile.store_given)
+        .and_then(|p| p.store.clone());
+    let store = open_store(config, pinned_store.as_deref().unwrap_or(&profile.store_url))?;
     let manifest = choose_snapshot(&store, &profile, opts).await?;
     let mut warnings = Vec::new();
     let entries = choose_tables(&manifest, &opts.tables)?;
@@ -197,7 +207,11 @@ pub async fn restore(
                 replaced: p.replace,
             })
             .collect(),
-        modules: manifest.modules.clone(),
+        modules: if opts.tables.is_empty() {
+            manifest.modules.clone()
+        } else {
+            BTreeMap::new()
+        },
         files: if opts.files_into.is_some() {
             manifest.files.len()
         } else {
@@ -282,6 +296,53 @@ pub async fn restore(
     Ok(report)
 }
 
+/// What the restore would reach beyond its own tables: a foreign key of a created
+/// table whose parent is neither restored nor on the target, and a table outside the
+/// restore that references a replaced one and holds rows (emptying the parent would
+/// lose them by ON DELETE CASCADE, or fail).
+async fn reach_problems(conn: &mut Conn, out: &[Planned<'_>]) -> Result<Vec<String>, SnapshotError> {
+    let mut problems = Vec::new();
+    for p in out {
+        let Some(c) = &p.create else { continue };
+        for k in c.foreign_keys.iter().chain(&c.table.foreign_keys) {
+            let restored = out.iter().any(|o| o.name.same_as(&k.references));
+            if !restored && conn.describe(&k.references).await?.is_none() {
+                problems.push(format!(
+                    "table {}'s foreign key {} references {}, which this restore does not include and the target \
+                     does not have: add it to --tables, or create it first",
+                    p.name, k.name, k.references
+                ));
+            }
+        }
+    }
+    // Emptying a table must not reach rows the restore does not put back: a table
+    // outside it whose foreign key references a replaced table and that holds rows
+    // would lose them (ON DELETE CASCADE) or block the delete.
+    if out.iter().any(|p| p.replace) {
+        for t in conn.user_tables().await? {
+            if out.iter().any(|p| p.name == t.name) {
+                continue;
+            }
+            let refs: Vec<&TableName> = t
+                .foreign_keys
+                .iter()
+                .map(|k| &k.references)
+                .filter(|r| out.iter().any(|p| p.replace && p.name.same_as(r)))
+                .collect();
+            if let Some(parent) = refs.first() {
+                if sql::has_rows(conn, &t).await? {
+                    problems.push(format!(
+                        "--replace would empty {parent}, which table {} (not restored) references and whose rows \
+                         it would lose or keep pointing nowhere: add {} to --tables, or empty it first",
+                        t.name, t.name
+                    ));
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
 /// Checks, under the tables' locks, that the target is still as planned: a table to
 /// create still missing, a table to fill still empty.
 async fn still_as_planned(conn: &mut Conn, planned: &[Planned<'_>]) -> Result<(), SnapshotError> {
@@ -296,6 +357,7 @@ async fn still_as_planned(conn: &mut Conn, planned: &[Planned<'_>]) -> Result<()
             _ => {}
         }
     }
+    problems.extend(reach_problems(conn, planned).await?);
     if problems.is_empty() {
         Ok(())
     } else {
@@ -436,46 +498,7 @@ async fn plan<'a>(
             },
         }
     }
-    // A foreign key of a table the restore creates needs its parent: restored with
-    // it, or already on the target.
-    for p in &out {
-        let Some(c) = &p.create else { continue };
-        for k in c.foreign_keys.iter().chain(&c.table.foreign_keys) {
-            let restored = out.iter().any(|o| o.name.same_as(&k.references));
-            if !restored && conn.describe(&k.references).await?.is_none() {
-                problems.push(format!(
-                    "table {}'s foreign key {} references {}, which this restore does not include and the target \
-                     does not have: add it to --tables, or create it first",
-                    p.name, k.name, k.references
-                ));
-            }
-        }
-    }
-    // Emptying a table must not reach rows the restore does not put back: a table
-    // outside it whose foreign key references a replaced table and that holds rows
-    // would lose them (ON DELETE CASCADE) or block the delete.
-    if out.iter().any(|p| p.replace) {
-        for t in conn.user_tables().await? {
-            if out.iter().any(|p| p.name == t.name) {
-                continue;
-            }
-            let refs: Vec<&TableName> = t
-                .foreign_keys
-                .iter()
-                .map(|k| &k.references)
-                .filter(|r| out.iter().any(|p| p.replace && p.name.same_as(r)))
-                .collect();
-            if let Some(parent) = refs.first() {
-                if sql::has_rows(conn, &t).await? {
-                    problems.push(format!(
-                        "--replace would empty {parent}, which table {} (not restored) references and whose rows \
-                         it would lose or keep pointing nowhere: add {} to --tables, or empty it first",
-                        t.name, t.name
-                    ));
-                }
-            }
-        }
-    }
+    problems.extend(reach_problems(conn, &out).await?);
     if !non_empty.is_empty() {
         problems.push(format!(
             "the target's tables {} already hold rows: restore into an empty database, leave them out with --tables, \
@@ -594,12 +617,19 @@ async fn write_all(
                         indexes: c.indexes.clone(),
                         ..c.table.clone()
                     };
-                    apply_change(conn, &SchemaChange::CreateTable(table)).await?;
                     created.push(p.name.clone());
+                    apply_change(conn, &SchemaChange::CreateTable(table)).await?;
                 }
             }
             conn.begin().await?;
-            let rows = match fill(conn, into, planned, m, opts, total, progress).await {
+            let filled = async {
+                let rows = fill(conn, into, planned, m, opts, total, progress).await?;
+                // The foreign keys come after the commit: every row they will check is
+                // checked now, inside the transaction, so that none fails later.
+                orphans(conn, planned).await?;
+                Ok::<u64, SnapshotError>(rows)
+            };
+            let rows = match filled.await {
                 Ok(rows) => rows,
                 Err(e) => {
                     let _ = conn.rollback().await;
@@ -634,10 +664,15 @@ async fn write_all(
     }
     .await;
     match result {
-        Ok(rows) => {
-            conn.commit().await?;
-            Ok(rows)
-        }
+        Ok(rows) => match conn.commit().await {
+            Ok(()) => Ok(rows),
+            Err(e) => {
+                // SQLite checks deferred foreign keys at the commit, and a refused
+                // commit leaves the transaction open.
+                let _ = conn.rollback().await;
+                Err(e.into())
+            }
+        },
         Err(e) => {
             let _ = conn.rollback().await;
             Err(e)
@@ -751,6 +786,33 @@ async fn fill(
     Ok(done)
 }
 
+/// Fails when a foreign key a created table will get would not hold: a row whose
+/// key names no parent row (a source whose keys were not enforced, a parent taken
+/// with `--where`).
+async fn orphans(conn: &mut Conn, planned: &[Planned<'_>]) -> Result<(), SnapshotError> {
+    let mut problems = Vec::new();
+    for p in planned {
+        let Some(c) = &p.create else { continue };
+        for k in &c.foreign_keys {
+            if sql::has_orphans(conn, &p.name, k).await? {
+                problems.push(format!(
+                    "table {} has rows whose {} names no row of {}: foreign key {} cannot be built",
+                    p.name,
+                    k.columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", "),
+                    k.references,
+                    k.name
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        problems.push("nothing was written".into());
+        Err(SnapshotError::Invalid(problems))
+    }
+}
+
 /// Builds the created tables' indexes and foreign keys over their data.
 async fn finish_tables(
     conn: &mut Conn,
@@ -760,6 +822,16 @@ async fn finish_tables(
 ) -> Result<(), SnapshotError> {
     for p in planned.iter().filter(|_| indexes) {
         let Some(c) = &p.create else { continue };
+        if !c.primary_key_after.is_empty() {
+            apply_change(
+                conn,
+                &SchemaChange::AddPrimaryKey {
+                    table: p.name.clone(),
+                    columns: c.primary_key_after.clone(),
+                },
+            )
+            .await?;
+        }
         if let Some(out) = progress {
             let _ = out.send(SnapshotProgress {
                 phase: "indexing",

@@ -958,3 +958,118 @@ async fn a_restored_copy_has_the_sources_migration_history() {
     let r = lockgate::migrate(&dst.url, &opts, None).await.unwrap();
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
 }
+
+#[tokio::test]
+async fn rows_whose_parent_was_left_out_fail_the_restore_on_every_engine_with_nothing_kept() {
+    // A --where on a parent leaves orders pointing at a customer the snapshot lacks:
+    // each engine refuses the foreign key, and the restore keeps nothing (MariaDB,
+    // whose DDL commits, checks the rows before its data's commit).
+    let config = Config::default();
+    let src = TestDb::new(Engine::Sqlite).await;
+    src.conn().await.batch(SHOP).await.unwrap();
+    let p = place();
+    snapshot::snapshot(
+        &config,
+        &src.url,
+        &SnapshotOptions {
+            conditions: vec![("customers".into(), "id <> 2".into())],
+            ..take(&p, "o")
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    for target in ENGINES {
+        let dst = TestDb::new(target).await;
+        let e = snapshot::restore(&config, &dst.url, &back(&p, "o"), None)
+            .await
+            .unwrap_err();
+        let msg = e.to_string().to_lowercase();
+        assert!(
+            msg.contains("foreign key") || msg.contains("constraint"),
+            "{target}: {e}"
+        );
+        let mut c = dst.conn().await;
+        for t in ["customers", "orders", "audit"] {
+            assert!(
+                c.lookup_table(t).await.unwrap().is_none(),
+                "{target}: {t} was left behind"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_pins_store_finds_the_pinned_snapshot_and_lockgate_toml_decides_the_rest() {
+    let src = TestDb::new(Engine::Sqlite).await;
+    src.conn().await.batch(SHOP).await.unwrap();
+    let here = place();
+    let there = place();
+    let mut config = Config::default();
+    config.profiles.insert(
+        "team".to_string(),
+        lockgate::snapshot::ProfileSpec {
+            store: Some(here.store.clone()),
+            masks: Some("customers.email=email".into()),
+            ..Default::default()
+        },
+    );
+    // Pinned in the team's store (a flag), then a newer one where lockgate.toml says.
+    let pinned = snapshot::snapshot(
+        &config,
+        &src.url,
+        &SnapshotOptions {
+            store: Some(there.store.clone()),
+            dir: here.db_dir.clone(),
+            pin: true,
+            masks: Some("CUSTOMERS.email=hash".into()),
+            ..take(&here, "team")
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let store = profile::open_store(&config, &there.store).unwrap();
+    let m = catalog::show(&store, Some("team"), &pinned.id).await.unwrap();
+    let masked: Vec<&(String, String)> = m.tables.iter().flat_map(|t| &t.masked).collect();
+    assert_eq!(
+        masked,
+        vec![&("email".to_string(), "hash".to_string())],
+        "the flag's rule replaces the profile's"
+    );
+    let newer = snapshot::snapshot(
+        &config,
+        &src.url,
+        &SnapshotOptions {
+            store: None,
+            ..take(&here, "team")
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        Path::new(&here.store).join("team").join(&newer.id).exists(),
+        "lockgate.toml's store"
+    );
+    let dst = TestDb::new(Engine::Sqlite).await;
+    let r = snapshot::restore(
+        &config,
+        &dst.url,
+        &RestoreOptions {
+            store: None,
+            latest: false,
+            tables: vec!["customers".into()],
+            ..back(&here, "team")
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.id, pinned.id);
+    assert!(
+        r.modules.is_empty(),
+        "a --tables restore sets no versions: {:?}",
+        r.modules
+    );
+}
