@@ -1073,3 +1073,59 @@ async fn the_pins_store_finds_the_pinned_snapshot_and_lockgate_toml_decides_the_
         r.modules
     );
 }
+
+#[tokio::test]
+async fn two_snapshots_at_once_never_collide() {
+    let config = Config::default();
+    let src = TestDb::new(Engine::Postgres).await;
+    src.conn().await.batch(SHOP).await.unwrap();
+    let p = place();
+    let opts = take(&p, "twins");
+    let (a, b) = tokio::join!(
+        snapshot::snapshot(&config, &src.url, &opts, None),
+        snapshot::snapshot(&config, &src.url, &opts, None)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a.id, b.id);
+    let store = profile::open_store(&config, &p.store).unwrap();
+    assert_eq!(catalog::list(&store, Some("twins")).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_column_the_target_cannot_hold_is_refused_by_name() {
+    // A PostgreSQL text key: its short values fit MariaDB's varchar(255) key column,
+    // a 300-character one does not, and the restore says which column, writing nothing.
+    let config = Config::default();
+    let src = TestDb::new(Engine::Postgres).await;
+    src.conn()
+        .await
+        .batch("CREATE TABLE tags (code text PRIMARY KEY, label text); INSERT INTO tags VALUES ('short', 'a')")
+        .await
+        .unwrap();
+    let p = place();
+    snapshot::snapshot(&config, &src.url, &take(&p, "t"), None)
+        .await
+        .unwrap();
+    let dst = TestDb::new(Engine::Mysql).await;
+    snapshot::restore(&config, &dst.url, &back(&p, "t"), None)
+        .await
+        .unwrap();
+    src.conn()
+        .await
+        .batch(&format!("INSERT INTO tags VALUES ('{}', 'b')", "x".repeat(300)))
+        .await
+        .unwrap();
+    snapshot::snapshot(&config, &src.url, &take(&p, "t"), None)
+        .await
+        .unwrap();
+    let dst = TestDb::new(Engine::Mysql).await;
+    let e = snapshot::restore(&config, &dst.url, &back(&p, "t"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(
+        e.to_string().contains("tags.code") && e.to_string().contains("varchar(255)"),
+        "{e}"
+    );
+    assert!(dst.conn().await.lookup_table("tags").await.unwrap().is_none());
+}
