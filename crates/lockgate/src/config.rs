@@ -70,6 +70,9 @@ pub struct Config {
     pub profiles: BTreeMap<String, crate::snapshot::ProfileSpec>,
     /// `[snapshots]`: the default store and its S3 settings.
     pub snapshots: Option<crate::snapshot::SnapshotsSettings>,
+    /// Declared upgrades (`[upgrades.NAME]`, see [`crate::upgrade::def`]).
+    #[serde(default)]
+    pub upgrades: BTreeMap<String, crate::upgrade::UpgradeSpec>,
     /// `[server]` as the file writes it (any TOML): read and checked by
     /// [`Config::server`] alone, when a command serves.
     #[serde(default, rename = "server")]

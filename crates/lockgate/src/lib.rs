@@ -38,6 +38,7 @@ pub mod migrate;
 pub mod snapshot;
 mod source;
 pub mod transfer;
+pub mod upgrade;
 
 pub use baseline::{baseline, BaselineError, BaselineOptions, BaselineReport};
 pub use config::Config;
