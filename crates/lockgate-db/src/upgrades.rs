@@ -23,6 +23,7 @@ use crate::browse::{decode_value, encode_value};
 use crate::conn::Conn;
 use crate::error::DbError;
 use crate::ledger::{int, now, text};
+use crate::mysql_server::Flavor;
 use crate::read::Keyset;
 use crate::url::Engine;
 use lockgate_core::{Kind, Table, Value};
@@ -124,7 +125,8 @@ pub struct SetBatch {
     /// Rows of the key range (whether in scope or not).
     pub scanned: u64,
     /// The key of the range's last row, where the next batch starts after; `None`
-    /// when the range reached the end of the table.
+    /// when the range reached the end of the table (that last range is open-ended:
+    /// rows inserted past the end while the batch ran are in it too).
     pub last: Option<Vec<Value>>,
 }
 
@@ -419,7 +421,18 @@ pub async fn add_applied_column(conn: &mut Conn, table: &Table) -> Result<bool, 
             // Binary collation: names are compared byte for byte whatever the table's
             // default collation is.
             let add = format!("{add} longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL");
-            match conn.batch(&format!("{add}, ALGORITHM=INSTANT")).await {
+            // MariaDB 10.3 and MySQL 8.0.12 added instant ADD COLUMN; older servers
+            // do not know the word.
+            let instant = conn.mysql_server().is_some_and(|s| match s.flavor {
+                Flavor::MariaDb => s.version >= (10, 3, 2),
+                Flavor::MySql => s.version >= (8, 0, 12),
+            });
+            let first = if instant {
+                conn.batch(&format!("{add}, ALGORITHM=INSTANT")).await
+            } else {
+                conn.batch(&add).await
+            };
+            match first {
                 // 1845/1846: this server cannot add this column instantly (older
                 // MariaDB, MySQL before 8.0.12, a table format that does not allow it).
                 Err(e) if e.engine_error().is_some_and(|x| x.code == "1845" || x.code == "1846") => {

@@ -22,6 +22,7 @@ on_every_engine!(
     a_condition_limits_the_rows_upgraded,
     a_concurrent_writer_loses_no_write,
     an_expression_that_does_not_compile_is_refused,
+    a_walk_over_a_text_key_meets_every_row,
 );
 
 /// Rows of the walked tables: three batches of [`LIMIT`], the last one short.
@@ -201,6 +202,18 @@ async fn filenode(conn: &mut Conn) -> Option<Value> {
     Some(rows[0][0].clone())
 }
 
+/// MariaDB's count of instant ALTERs (`None` elsewhere, MySQL included).
+async fn instant_alters(conn: &mut Conn) -> Option<i64> {
+    if conn.engine() != Engine::Mysql {
+        return None;
+    }
+    let rows = conn
+        .query("SHOW GLOBAL STATUS LIKE 'innodb_instant_alter_column'", &[], None)
+        .await
+        .unwrap();
+    rows.first().map(|r| r[1].to_string().parse().unwrap())
+}
+
 async fn the_applied_column_is_added_once_without_a_rewrite(engine: Engine) {
     let db = TestDb::new(engine).await;
     let mut conn = db.conn().await;
@@ -211,11 +224,15 @@ async fn the_applied_column_is_added_once_without_a_rewrite(engine: Engine) {
     let table = conn.find_table("plain").await.unwrap();
     assert!(!upgrades::has_applied_column(&mut conn, &table).await.unwrap());
     let before = filenode(&mut conn).await;
+    let instant_before = instant_alters(&mut conn).await;
     assert!(
         upgrades::add_applied_column(&mut conn, &table).await.unwrap(),
         "{engine}"
     );
     assert_eq!(filenode(&mut conn).await, before, "{engine}: the table was rewritten");
+    if let (Some(before), Some(after)) = (instant_before, instant_alters(&mut conn).await) {
+        assert!(after > before, "{engine}: the column was not added instantly");
+    }
     assert!(upgrades::has_applied_column(&mut conn, &table).await.unwrap());
     // The stale description does not matter: the database is asked.
     assert!(
@@ -298,10 +315,14 @@ async fn a_batch_walk_upgrades_every_row_once(engine: Engine) {
         upgrades::count_lacking(&mut conn, &table, "up.on", None).await.unwrap(),
         0
     );
-    assert_eq!(
-        upgrades::count_lacking(&mut conn, &table, "up", None).await.unwrap(),
-        ROWS as u64
-    );
+    // A name is a name: not a prefix, nor the same letters in another case.
+    for other in ["up", "UP.ONE", "one"] {
+        assert_eq!(
+            upgrades::count_lacking(&mut conn, &table, other, None).await.unwrap(),
+            ROWS as u64,
+            "{engine}: {other}"
+        );
+    }
 
     // An empty list written by an application counts as none.
     conn.batch("UPDATE items SET applied_upgrades = '[]' WHERE a = 7")
@@ -458,5 +479,49 @@ async fn an_expression_that_does_not_compile_is_refused(engine: Engine) {
             .await
             .unwrap_err();
         assert!(err.to_string().contains(why), "{engine}: {err}");
+    }
+}
+
+/// A text key of two columns, not declared NOT NULL: on SQLite such a primary key
+/// may hold NULLs, several of them (the keyset breaks ties by rowid), so the range
+/// bounds meet NULLs at both ends; elsewhere the key is a plain two-column text key.
+async fn a_walk_over_a_text_key_meets_every_row(engine: Engine) {
+    let db = TestDb::new(engine).await;
+    let mut conn = db.conn().await;
+    conn.batch("CREATE TABLE tags (k1 varchar(10), k2 varchar(10), a int NOT NULL, a2 int, PRIMARY KEY (k1, k2))")
+        .await
+        .unwrap();
+    let mut values: Vec<String> = (0..40)
+        .map(|i| format!("('k{}', 'x{}', {i})", i % 4, (i * 7) % 40))
+        .collect();
+    if engine == Engine::Sqlite {
+        values.extend((40..47).map(|i| format!("(NULL, NULL, {i})")));
+        values.extend((47..52).map(|i| format!("(NULL, 'n{i}', {i})")));
+        values.extend((52..55).map(|i| format!("('k1', NULL, {i})")));
+    }
+    let count = values.len();
+    conn.batch(&format!("INSERT INTO tags (k1, k2, a) VALUES {}", values.join(", ")))
+        .await
+        .unwrap();
+    let table = conn.find_table("tags").await.unwrap();
+    upgrades::add_applied_column(&mut conn, &table).await.unwrap();
+    let table = conn.find_table("tags").await.unwrap();
+    for limit in [3, 1] {
+        let name = format!("t{limit}");
+        let batches = walk(&mut conn, &table, &name, None, limit).await;
+        assert_eq!(batches.iter().map(|b| b.updated).sum::<u64>(), count as u64, "{engine}");
+        assert_eq!(batches.iter().map(|b| b.scanned).sum::<u64>(), count as u64, "{engine}");
+        assert!(
+            batches.iter().all(|b| b.updated <= limit as u64),
+            "{engine}: {batches:?}"
+        );
+        assert_eq!(
+            upgrades::count_lacking(&mut conn, &table, &name, None).await.unwrap(),
+            0
+        );
+    }
+    for (a, a2, applied) in upgraded(&mut conn, "tags").await {
+        assert_eq!(a2, Some(a * 2), "{engine}: row {a}");
+        assert_eq!(applied.unwrap(), ["t3", "t1"], "{engine}: row {a}");
     }
 }
