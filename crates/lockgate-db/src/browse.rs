@@ -174,7 +174,7 @@ impl Cursor {
 /// to the same [`Value`] whatever the column: an integer stays an integer, bytes stay
 /// bytes, a float keeps every bit (Rust prints the shortest text that reads back
 /// exactly).
-fn encode_value(v: &Value) -> serde_json::Value {
+pub(crate) fn encode_value(v: &Value) -> serde_json::Value {
     let tag = match v {
         Value::Null => return serde_json::Value::Null,
         Value::Bool(_) => "b",
@@ -194,7 +194,7 @@ fn encode_value(v: &Value) -> serde_json::Value {
 }
 
 /// Reads [`encode_value`]'s form back, by the kind its tag names.
-fn decode_value(j: &serde_json::Value) -> Result<Value, String> {
+pub(crate) fn decode_value(j: &serde_json::Value) -> Result<Value, String> {
     if j.is_null() {
         return Ok(Value::Null);
     }

@@ -32,7 +32,7 @@ use lockgate_core::{TableName, Value};
 use std::time::{Duration, Instant};
 
 /// The ledger schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The first key of the PostgreSQL advisory locks a run holds while it is under
 /// way (the second is its id modulo 2^31). Two-key advisory locks never collide
@@ -248,6 +248,20 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                      plan text, error text, undone_at timestamptz)",
                 ],
             ),
+            (
+                6,
+                // Background upgrades (crate::upgrades): one row per declared upgrade with
+                // its cursor, and the rows it quarantined.
+                vec![
+                    "CREATE TABLE IF NOT EXISTS lockgate_upgrades (name varchar(255) PRIMARY KEY, \
+                     table_name varchar(255) NOT NULL, checksum varchar(128) NOT NULL, state varchar(20) NOT NULL, \
+                     \"cursor\" text, rows_done bigint NOT NULL DEFAULT 0, rows_total bigint, \
+                     started_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)",
+                    "CREATE TABLE IF NOT EXISTS lockgate_upgrade_quarantine (upgrade varchar(255) NOT NULL, \
+                     row_key text NOT NULL, error text NOT NULL, attempts integer NOT NULL DEFAULT 1, \
+                     \"at\" timestamptz NOT NULL, PRIMARY KEY (upgrade, row_key))",
+                ],
+            ),
         ],
         Engine::Mysql => vec![
             (
@@ -320,6 +334,23 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                      ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
                 ],
             ),
+            (
+                6,
+                // `cursor` is a reserved word on MariaDB / MySQL. The quarantined row's
+                // key is part of the primary key, so it is a varchar (no-pad: a key
+                // ending in spaces is another key).
+                vec![
+                    "CREATE TABLE IF NOT EXISTS lockgate_upgrades (name varchar(255) PRIMARY KEY, \
+                     table_name varchar(255) NOT NULL, checksum varchar(128) NOT NULL, state varchar(20) NOT NULL, \
+                     `cursor` longtext, rows_done bigint NOT NULL DEFAULT 0, rows_total bigint, \
+                     started_at datetime(6) NOT NULL, updated_at datetime(6) NOT NULL) \
+                     ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+                    "CREATE TABLE IF NOT EXISTS lockgate_upgrade_quarantine (`upgrade` varchar(255) NOT NULL, \
+                     row_key varchar(500) COLLATE utf8mb4_nopad_bin NOT NULL, error longtext NOT NULL, \
+                     attempts int NOT NULL DEFAULT 1, `at` datetime(6) NOT NULL, PRIMARY KEY (`upgrade`, row_key)) \
+                     ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+                ],
+            ),
         ],
         Engine::Sqlite => vec![
             (
@@ -386,6 +417,18 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                      options TEXT NOT NULL, status TEXT NOT NULL, holder TEXT NOT NULL, run_id INTEGER, \
                      started_at TIMESTAMPTZ NOT NULL, ended_at TIMESTAMPTZ, duration_ms INTEGER, counts TEXT, \
                      conflicts TEXT, plan TEXT, error TEXT, undone_at TIMESTAMPTZ)",
+                ],
+            ),
+            (
+                6,
+                vec![
+                    "CREATE TABLE IF NOT EXISTS lockgate_upgrades (name TEXT PRIMARY KEY, \
+                     table_name TEXT NOT NULL, checksum TEXT NOT NULL, state TEXT NOT NULL, \
+                     \"cursor\" TEXT, rows_done INTEGER NOT NULL DEFAULT 0, rows_total INTEGER, \
+                     started_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",
+                    "CREATE TABLE IF NOT EXISTS lockgate_upgrade_quarantine (upgrade TEXT NOT NULL, \
+                     row_key TEXT NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, \
+                     \"at\" TIMESTAMPTZ NOT NULL, PRIMARY KEY (upgrade, row_key)) WITHOUT ROWID",
                 ],
             ),
         ],

@@ -33,6 +33,7 @@ pub mod subset;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod types;
+pub mod upgrades;
 pub mod url;
 pub mod versions;
 pub mod writer;

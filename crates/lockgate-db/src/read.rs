@@ -102,6 +102,13 @@ impl Keyset {
         self.dialect.keyset_after(&self.terms, last, false, params)
     }
 
+    /// The condition "a row comes before the one whose cursor values are `next`" (the
+    /// reverse of [`Keyset::after`]), its values appended to `params`: with
+    /// [`Keyset::after`], the bounds of one key range (`upgrades` updates a batch so).
+    pub fn before(&self, next: &[Value], params: &mut Vec<Value>) -> String {
+        self.dialect.keyset_after(&self.terms, next, true, params)
+    }
+
     /// Where each cursor value is in a row read by the select list `select` (read as
     /// `kinds`), appending to both what the list does not hold already as it is
     /// needed (the rowid, a MariaDB ENUM's label, SQLite's stored values). The caller

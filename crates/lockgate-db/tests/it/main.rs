@@ -71,4 +71,5 @@ mod sqlite;
 mod subset;
 mod takeover;
 mod types;
+mod upgrades;
 mod writer;
