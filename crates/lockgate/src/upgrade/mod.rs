@@ -2,11 +2,15 @@
 //! `lockgate.toml` and `upgrades/*.toml` ([`def`]), to be applied in throttled,
 //! resumable batches recorded in each row's `applied_upgrades`.
 //!
-//! What is here so far: the declarations, checked and ordered without a database.
+//! What is here so far: the declarations, checked and ordered without a database
+//! ([`def`]), and running `set` upgrades ([`run`]: init, the batched walk with its
+//! cursor in the ledger, pause and cancel obeyed between batches).
 
 pub mod def;
+pub mod run;
 
 pub use def::{Change, DeclarationError, Upgrade, UpgradeSpec};
+pub use run::{init, run, RunOptions, RunReport, UpgradeError, UpgradeOutcome, UpgradeProgress};
 
 use crate::config::Config;
 use std::path::Path;

@@ -27,3 +27,4 @@ mod sql_script;
 mod support;
 mod table_lock;
 mod transfer;
+mod upgrade;
