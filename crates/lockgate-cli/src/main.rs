@@ -10,6 +10,7 @@ mod render;
 mod serve_cmd;
 mod snapshot_cmd;
 mod transfer_cmd;
+mod upgrade_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -134,6 +135,9 @@ enum Command {
     /// Data profiles: create one (a pin file to commit), list them.
     #[command(subcommand)]
     Profile(snapshot_cmd::ProfileCommand),
+    /// Background data upgrades: init, run, status, pause, resume, cancel.
+    #[command(subcommand)]
+    Upgrade(upgrade_cmd::UpgradeCommand),
     /// Keep running pending exports until SIGTERM (the first finishes the export in hand, the second rolls it back).
     Worker(transfer_cmd::WorkerArgs),
     /// Create the seed's sample (SQLite source, destination and exports) and serve its dashboard.
@@ -318,6 +322,7 @@ async fn run(cli: Cli) -> i32 {
         Command::Snapshot(cmd) => snapshot_cmd::snapshot_cmd(&config, cmd).await,
         Command::Restore(a) => snapshot_cmd::restore(&config, a).await,
         Command::Profile(cmd) => snapshot_cmd::profile_cmd(&config, cmd).await,
+        Command::Upgrade(cmd) => upgrade_cmd::upgrade_cmd(&config, cmd).await,
         Command::Worker(a) => transfer_cmd::worker(&config, a).await,
         Command::Demo(a) => transfer_cmd::demo(&config, a).await,
         Command::Serve(a) => serve_cmd::serve(&config, a).await,

@@ -12,6 +12,7 @@ mod serve;
 mod snapshot;
 mod table_lock;
 mod transfer;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -10,7 +10,9 @@ pub mod def;
 pub mod run;
 
 pub use def::{Change, DeclarationError, Upgrade, UpgradeSpec};
-pub use run::{init, run, RunOptions, RunReport, UpgradeError, UpgradeOutcome, UpgradeProgress};
+pub use run::{
+    control, init, run, status, RunOptions, RunReport, UpgradeError, UpgradeOutcome, UpgradeProgress, UpgradeStatus,
+};
 
 use crate::config::Config;
 use std::path::Path;

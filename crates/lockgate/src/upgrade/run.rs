@@ -307,3 +307,78 @@ mod tests {
         assert_eq!(next_batch_size(12, Duration::from_secs(5), target), 10);
     }
 }
+
+/// One upgrade in `lockgate upgrade status`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UpgradeStatus {
+    /// The upgrade.
+    pub upgrade: String,
+    /// Its table.
+    pub table: String,
+    /// `pending`, `running`, `paused`, `cancelled`, `complete`, or `not started`.
+    pub state: String,
+    /// Rows it has written.
+    pub rows_done: u64,
+    /// Rows in scope still without it (none when the table lacks `applied_upgrades`).
+    pub remaining: Option<u64>,
+    /// Rows quarantined with an error.
+    pub quarantined: usize,
+}
+
+/// `lockgate upgrade status`: every declared upgrade with its state, rows done and
+/// rows remaining.
+pub async fn status(url: &DbUrl, upgrades: &[Upgrade]) -> Result<Vec<UpgradeStatus>, UpgradeError> {
+    let mut conn = Conn::connect_existing(url).await?;
+    let mut ledger = Ledger::open(url).await?;
+    let mut out = Vec::new();
+    for u in upgrades {
+        let record = sql::state(ledger.conn(), &u.name).await?;
+        let table = conn.lookup_table(&u.table).await?;
+        let remaining = match &table {
+            Some(t) if sql::has_applied_column(&mut conn, t).await? => {
+                Some(sql::count_lacking(&mut conn, t, &u.name, u.condition.as_deref()).await?)
+            }
+            _ => None,
+        };
+        out.push(UpgradeStatus {
+            upgrade: u.name.clone(),
+            table: u.table.clone(),
+            state: record
+                .as_ref()
+                .map_or_else(|| "not started".to_string(), |r| r.state.as_str().to_string()),
+            rows_done: record.as_ref().map_or(0, |r| r.rows_done.max(0) as u64),
+            remaining,
+            quarantined: if record.is_some() {
+                sql::quarantined(ledger.conn(), &u.name).await?.len()
+            } else {
+                0
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// `pause`, `resume` or `cancel`: the state a running upgrader obeys before its next
+/// batch. Resuming a paused or cancelled upgrade makes it pending again.
+pub async fn control(url: &DbUrl, upgrade: &Upgrade, to: UpgradeState) -> Result<(), UpgradeError> {
+    let mut ledger = Ledger::open(url).await?;
+    let record = sql::register(ledger.conn(), &upgrade.name, &upgrade.table, &upgrade.checksum)
+        .await
+        .map_err(|e| match e {
+            DbError::Invalid(m) => UpgradeError::Invalid(format!("upgrade {:?}: {m}", upgrade.name)),
+            other => other.into(),
+        })?;
+    if record.state == UpgradeState::Complete {
+        return Err(UpgradeError::Invalid(format!(
+            "upgrade {:?} is complete: there is nothing to {}",
+            upgrade.name,
+            match to {
+                UpgradeState::Paused => "pause",
+                UpgradeState::Cancelled => "cancel",
+                _ => "resume",
+            }
+        )));
+    }
+    sql::set_state(ledger.conn(), &upgrade.name, to).await?;
+    Ok(())
+}

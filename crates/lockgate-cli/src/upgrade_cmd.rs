@@ -1,0 +1,201 @@
+//! `lockgate upgrade …`: background data upgrades (the engine is `lockgate::upgrade`):
+//! `init`, `run`, `status`, `pause`, `resume`, `cancel`. Upgrades are declared in
+//! `lockgate.toml` (`[upgrades.NAME]`) and in `upgrades/*.toml`.
+
+use crate::render;
+use clap::{Args, Subcommand};
+use lockgate::db::upgrades::UpgradeState;
+use lockgate::upgrade::{self, RunOptions, Upgrade};
+use lockgate::Config;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `lockgate upgrade …`.
+#[derive(Subcommand)]
+pub enum UpgradeCommand {
+    /// Add the applied_upgrades column to a table (without rewriting it where the engine can).
+    Init {
+        /// Database URL or connection name; default DATABASE_URL.
+        #[arg(long)]
+        db: Option<String>,
+        /// The table.
+        #[arg(long)]
+        table: String,
+    },
+    /// Apply the pending `set` upgrades in batches, from where the last run stopped.
+    Run(RunArgs),
+    /// Each declared upgrade: state, rows done, rows remaining, quarantined rows.
+    Status(Common),
+    /// Pause an upgrade: a running upgrader stops before its next batch.
+    Pause(Named),
+    /// Resume a paused or cancelled upgrade (the next run continues it).
+    Resume(Named),
+    /// Cancel an upgrade: a running upgrader stops before its next batch.
+    Cancel(Named),
+}
+
+/// What every subcommand shares.
+#[derive(Args)]
+pub struct Common {
+    /// Database URL or connection name; default DATABASE_URL.
+    #[arg(long)]
+    db: Option<String>,
+    /// The folder of upgrade files.
+    #[arg(long, default_value = "upgrades")]
+    dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `upgrade run`.
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Only this table's upgrades.
+    #[arg(long)]
+    table: Option<String>,
+    /// The time one batch should take; the batch size follows it (100ms, 1s).
+    #[arg(long, default_value = "100ms", value_parser = crate::duration)]
+    target_batch_time: Duration,
+    /// A fixed batch size instead.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// At most this many rows per second.
+    #[arg(long)]
+    max_rows_per_second: Option<u64>,
+}
+
+/// `upgrade pause|resume|cancel NAME`.
+#[derive(Args)]
+pub struct Named {
+    /// The upgrade.
+    name: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn declared(config: &Config, common: &Common) -> Result<Vec<Upgrade>, i32> {
+    upgrade::declared(config, &common.dir).map_err(|e| render::fail(&e.to_string(), 2))
+}
+
+/// `lockgate upgrade …`.
+pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
+    match cmd {
+        UpgradeCommand::Init { db, table } => {
+            let url = match config.resolve_db(db.as_deref()) {
+                Ok(u) => u,
+                Err(e) => return render::fail(&e.to_string(), 2),
+            };
+            match upgrade::init(&url, &table).await {
+                Ok(true) => {
+                    println!("added applied_upgrades to {table}");
+                    0
+                }
+                Ok(false) => {
+                    println!("{table} already has applied_upgrades");
+                    0
+                }
+                Err(e) => render::fail(&e.to_string(), e.exit_code()),
+            }
+        }
+        UpgradeCommand::Run(a) => {
+            render::set_json(a.common.json);
+            let (url, ups) = match (config.resolve_db(a.common.db.as_deref()), declared(config, &a.common)) {
+                (Ok(u), Ok(ups)) => (u, ups),
+                (Err(e), _) => return render::fail(&e.to_string(), 2),
+                (_, Err(code)) => return code,
+            };
+            let opts = RunOptions {
+                table: a.table,
+                target_batch_time: a.target_batch_time,
+                batch_size: a.batch_size,
+                max_rows_per_second: a.max_rows_per_second,
+                ..RunOptions::default()
+            };
+            match upgrade::run(&url, &ups, &opts, None).await {
+                Ok(r) if a.common.json => {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    0
+                }
+                Ok(r) => {
+                    for o in &r.upgrades {
+                        println!(
+                            "{} on {}: {} rows upgraded in {} batches, {} remaining, {}",
+                            o.upgrade, o.table, o.upgraded, o.batches, o.remaining, o.state
+                        );
+                    }
+                    0
+                }
+                Err(e) => render::fail(&e.to_string(), e.exit_code()),
+            }
+        }
+        UpgradeCommand::Status(a) => {
+            render::set_json(a.json);
+            let (url, ups) = match (config.resolve_db(a.db.as_deref()), declared(config, &a)) {
+                (Ok(u), Ok(ups)) => (u, ups),
+                (Err(e), _) => return render::fail(&e.to_string(), 2),
+                (_, Err(code)) => return code,
+            };
+            match upgrade::status(&url, &ups).await {
+                Ok(list) if a.json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({ "version": 1, "upgrades": list }))
+                            .unwrap_or_default()
+                    );
+                    0
+                }
+                Ok(list) => {
+                    if list.is_empty() {
+                        println!("no upgrades declared ([upgrades.NAME] in lockgate.toml, or upgrades/*.toml)");
+                    }
+                    for s in list {
+                        println!(
+                            "{:<24} {:<20} {:<12} {:>10} done {:>10} remaining {:>5} quarantined",
+                            s.upgrade,
+                            s.table,
+                            s.state,
+                            s.rows_done,
+                            s.remaining
+                                .map_or_else(|| "(no applied_upgrades column)".to_string(), |n| n.to_string()),
+                            s.quarantined
+                        );
+                    }
+                    0
+                }
+                Err(e) => render::fail(&e.to_string(), e.exit_code()),
+            }
+        }
+        UpgradeCommand::Pause(n) => control(config, n, UpgradeState::Paused, "paused").await,
+        UpgradeCommand::Resume(n) => control(config, n, UpgradeState::Pending, "resumed").await,
+        UpgradeCommand::Cancel(n) => control(config, n, UpgradeState::Cancelled, "cancelled").await,
+    }
+}
+
+async fn control(config: &Config, n: Named, to: UpgradeState, verb: &str) -> i32 {
+    let (url, ups) = match (config.resolve_db(n.common.db.as_deref()), declared(config, &n.common)) {
+        (Ok(u), Ok(ups)) => (u, ups),
+        (Err(e), _) => return render::fail(&e.to_string(), 2),
+        (_, Err(code)) => return code,
+    };
+    let Some(u) = ups.iter().find(|u| u.name == n.name) else {
+        let names: Vec<&str> = ups.iter().map(|u| u.name.as_str()).collect();
+        return render::fail(
+            &format!(
+                "{:?} is not a declared upgrade (declared: {})",
+                n.name,
+                names.join(", ")
+            ),
+            2,
+        );
+    };
+    match upgrade::control(&url, u, to).await {
+        Ok(()) => {
+            println!("{} {verb}", u.name);
+            0
+        }
+        Err(e) => render::fail(&e.to_string(), e.exit_code()),
+    }
+}
