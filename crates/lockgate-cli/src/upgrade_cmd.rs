@@ -1,5 +1,5 @@
 //! `lockgate upgrade …`: background data upgrades (the engine is `lockgate::upgrade`):
-//! `init`, `run`, `status`, `pause`, `resume`, `cancel`. Upgrades are declared in
+//! `init`, `run`, `status`, `pause`, `resume`, `cancel`, `cleanup`. Upgrades are declared in
 //! `lockgate.toml` (`[upgrades.NAME]`) and in `upgrades/*.toml`.
 
 use crate::render;
@@ -32,6 +32,14 @@ pub enum UpgradeCommand {
     Resume(Named),
     /// Cancel an upgrade: a running upgrader stops before its next batch.
     Cancel(Named),
+    /// Run an upgrade's cleanup once no row in its scope lacks it (else exit 4).
+    Cleanup {
+        #[command(flatten)]
+        named: Named,
+        /// Check only; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// What every subcommand shares.
@@ -171,27 +179,41 @@ pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
         UpgradeCommand::Pause(n) => control(config, n, UpgradeState::Paused, "paused").await,
         UpgradeCommand::Resume(n) => control(config, n, UpgradeState::Pending, "resumed").await,
         UpgradeCommand::Cancel(n) => control(config, n, UpgradeState::Cancelled, "cancelled").await,
+        UpgradeCommand::Cleanup { named, dry_run } => {
+            let (url, u) = match find(config, &named) {
+                Ok(found) => found,
+                Err(code) => return code,
+            };
+            match upgrade::cleanup(&url, &u, dry_run).await {
+                Ok(r) => {
+                    let verb = if r.ran { "ran" } else { "would run" };
+                    println!("{}: {verb} its cleanup: {}", r.upgrade, r.cleanup);
+                    0
+                }
+                Err(e) => render::fail(&e.to_string(), e.exit_code()),
+            }
+        }
+    }
+}
+
+/// The database and the declared upgrade a subcommand names.
+fn find(config: &Config, n: &Named) -> Result<(lockgate::db::DbUrl, Upgrade), i32> {
+    let url = config
+        .resolve_db(n.common.db.as_deref())
+        .map_err(|e| render::fail(&e.to_string(), 2))?;
+    let ups = declared(config, &n.common)?;
+    match ups.into_iter().find(|u| u.name == n.name) {
+        Some(u) => Ok((url, u)),
+        None => Err(render::fail(&format!("{:?} is not a declared upgrade", n.name), 2)),
     }
 }
 
 async fn control(config: &Config, n: Named, to: UpgradeState, verb: &str) -> i32 {
-    let (url, ups) = match (config.resolve_db(n.common.db.as_deref()), declared(config, &n.common)) {
-        (Ok(u), Ok(ups)) => (u, ups),
-        (Err(e), _) => return render::fail(&e.to_string(), 2),
-        (_, Err(code)) => return code,
+    let (url, u) = match find(config, &n) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
-    let Some(u) = ups.iter().find(|u| u.name == n.name) else {
-        let names: Vec<&str> = ups.iter().map(|u| u.name.as_str()).collect();
-        return render::fail(
-            &format!(
-                "{:?} is not a declared upgrade (declared: {})",
-                n.name,
-                names.join(", ")
-            ),
-            2,
-        );
-    };
-    match upgrade::control(&url, u, to).await {
+    match upgrade::control(&url, &u, to).await {
         Ok(()) => {
             println!("{} {verb}", u.name);
             0

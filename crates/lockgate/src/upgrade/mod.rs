@@ -11,7 +11,8 @@ pub mod run;
 
 pub use def::{Change, DeclarationError, Upgrade, UpgradeSpec};
 pub use run::{
-    control, init, run, status, RunOptions, RunReport, UpgradeError, UpgradeOutcome, UpgradeProgress, UpgradeStatus,
+    cleanup, control, init, run, status, CleanupReport, RunOptions, RunReport, UpgradeError, UpgradeOutcome,
+    UpgradeProgress, UpgradeStatus,
 };
 
 use crate::config::Config;

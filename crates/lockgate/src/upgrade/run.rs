@@ -51,6 +51,9 @@ pub enum UpgradeError {
     /// Bad input found before any batch (exit 2).
     #[error("{0}")]
     Invalid(String),
+    /// Rows still lack the upgrade, so its cleanup would break them (exit 4).
+    #[error("{0}")]
+    Remaining(String),
     /// The database (exit 1).
     #[error(transparent)]
     Db(#[from] DbError),
@@ -61,6 +64,7 @@ impl UpgradeError {
     pub fn exit_code(&self) -> i32 {
         match self {
             UpgradeError::Invalid(_) => 2,
+            UpgradeError::Remaining(_) => 4,
             UpgradeError::Db(e) => e.exit_code(),
         }
     }
@@ -218,9 +222,18 @@ async fn walk(
     opts: &RunOptions,
     progress: Option<&UnboundedSender<UpgradeProgress>>,
 ) -> Result<UpgradeOutcome, UpgradeError> {
-    let record = sql::state(ledger.conn(), &u.name)
+    let mut record = sql::state(ledger.conn(), &u.name)
         .await?
         .ok_or_else(|| UpgradeError::Invalid(format!("upgrade {:?} is not registered", u.name)))?;
+    // A complete upgrade is swept again from the start when rows in its scope lack it
+    // (written since by an application that does not apply upgrades).
+    if record.state == UpgradeState::Complete && sql::count_lacking(conn, t, &u.name, u.condition.as_deref()).await? > 0
+    {
+        sql::save_cursor(ledger.conn(), &u.name, &[], 0).await?;
+        sql::set_state(ledger.conn(), &u.name, UpgradeState::Pending).await?;
+        record.state = UpgradeState::Pending;
+        record.cursor = None;
+    }
     let mut cursor: Option<Vec<Value>> = record.cursor.clone();
     let mut rows_done = record.rows_done.max(0) as u64;
     let mut batch = opts.batch_size.unwrap_or(1_000).max(1);
@@ -381,4 +394,68 @@ pub async fn control(url: &DbUrl, upgrade: &Upgrade, to: UpgradeState) -> Result
     }
     sql::set_state(ledger.conn(), &upgrade.name, to).await?;
     Ok(())
+}
+
+/// What `lockgate upgrade cleanup` did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CleanupReport {
+    /// The upgrade.
+    pub upgrade: String,
+    /// The cleanup SQL (as declared).
+    pub cleanup: String,
+    /// Whether it ran (false with `--dry-run`).
+    pub ran: bool,
+}
+
+/// `lockgate upgrade cleanup NAME [--dry-run]`: runs the upgrade's `cleanup` SQL (as
+/// written) once a count over the upgrade's own scope finds no row without it and
+/// none is quarantined; otherwise refuses (exit 4), saying how many rows remain and
+/// why: the run has not reached them, they are quarantined, or an application wrote
+/// them since without applying upgrades.
+pub async fn cleanup(url: &DbUrl, upgrade: &Upgrade, dry_run: bool) -> Result<CleanupReport, UpgradeError> {
+    let Some(sql_text) = upgrade.cleanup.clone() else {
+        return Err(UpgradeError::Invalid(format!(
+            "{}: upgrade {:?} declares no cleanup; add `cleanup = \"SQL\"` to it",
+            upgrade.origin, upgrade.name
+        )));
+    };
+    let mut conn = Conn::connect_existing(url).await?;
+    let mut ledger = Ledger::open(url).await?;
+    let t = conn.find_table(&upgrade.table).await?;
+    if !sql::has_applied_column(&mut conn, &t).await? {
+        return Err(UpgradeError::Invalid(format!(
+            "table {} has no applied_upgrades column: upgrade {:?} never ran",
+            t.name, upgrade.name
+        )));
+    }
+    let record = sql::state(ledger.conn(), &upgrade.name).await?;
+    let lacking = sql::count_lacking(&mut conn, &t, &upgrade.name, upgrade.condition.as_deref()).await?;
+    let quarantined = match &record {
+        Some(_) => sql::quarantined(ledger.conn(), &upgrade.name).await?.len(),
+        None => 0,
+    };
+    if lacking > 0 || quarantined > 0 {
+        let why = match record.as_ref().map(|r| r.state) {
+            None => "the upgrade has not run yet".to_string(),
+            Some(UpgradeState::Complete) => {
+                "an application wrote them after the run without applying upgrades; `lockgate upgrade run` sweeps \
+                 them"
+                    .to_string()
+            }
+            Some(s) => format!("the upgrade is {} and has not reached them", s.as_str()),
+        };
+        return Err(UpgradeError::Remaining(format!(
+            "cleanup of {} refused: {lacking} rows of {} in its scope lack it ({why}), {quarantined} are quarantined; \
+             nothing was run",
+            upgrade.name, t.name
+        )));
+    }
+    if !dry_run {
+        conn.batch(&sql_text).await?;
+    }
+    Ok(CleanupReport {
+        upgrade: upgrade.name.clone(),
+        cleanup: sql_text,
+        ran: !dry_run,
+    })
 }

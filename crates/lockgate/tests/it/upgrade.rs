@@ -132,3 +132,61 @@ async fn bad_declarations_are_refused_before_the_first_batch() {
         vec!["10"]
     );
 }
+
+#[tokio::test]
+async fn cleanup_waits_for_every_row_then_runs() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        db.conn()
+            .await
+            .batch(
+                "CREATE TABLE items (id INT PRIMARY KEY, a INT NOT NULL, b INT, legacy INT); \
+                 INSERT INTO items (id, a) VALUES (1, 1), (2, 2), (3, 3)",
+            )
+            .await
+            .unwrap();
+        upgrade::init(&db.url, "items").await.unwrap();
+        let ups = upgrade::def::check(vec![(
+            "move".to_string(),
+            "lockgate.toml".to_string(),
+            UpgradeSpec {
+                table: "items".into(),
+                set: [("b".to_string(), "a + 1".to_string())].into_iter().collect(),
+                cleanup: Some("ALTER TABLE items DROP COLUMN legacy".into()),
+                ..UpgradeSpec::default()
+            },
+        )])
+        .unwrap();
+        let e = upgrade::cleanup(&db.url, &ups[0], false).await.unwrap_err();
+        assert_eq!(e.exit_code(), 4, "{engine}: {e}");
+        assert!(
+            e.to_string().contains("3 rows of items") && e.to_string().contains("not run yet"),
+            "{e}"
+        );
+        upgrade::run(&db.url, &ups, &RunOptions::default(), None).await.unwrap();
+        // An application that does not apply upgrades writes a row since.
+        db.conn()
+            .await
+            .batch("INSERT INTO items (id, a) VALUES (4, 4)")
+            .await
+            .unwrap();
+        let e = upgrade::cleanup(&db.url, &ups[0], false).await.unwrap_err();
+        assert!(
+            e.to_string().contains("1 rows") && e.to_string().contains("an application wrote"),
+            "{e}"
+        );
+        upgrade::run(&db.url, &ups, &RunOptions::default(), None).await.unwrap();
+        let dry = upgrade::cleanup(&db.url, &ups[0], true).await.unwrap();
+        assert!(!dry.ran);
+        let mut c = db.conn().await;
+        assert!(
+            c.find_table("items").await.unwrap().column("legacy").is_some(),
+            "{engine}: a dry run ran"
+        );
+        assert!(upgrade::cleanup(&db.url, &ups[0], false).await.unwrap().ran);
+        assert!(
+            c.find_table("items").await.unwrap().column("legacy").is_none(),
+            "{engine}"
+        );
+    }
+}
