@@ -1,5 +1,5 @@
 //! `lockgate upgrade …`: background data upgrades (the engine is `lockgate::upgrade`):
-//! `init`, `run`, `status`, `pause`, `resume`, `cancel`, `cleanup`. Upgrades are declared in
+//! `init`, `run`, `status`, `pause`, `resume`, `cancel`, `view`, `cleanup`. Upgrades are declared in
 //! `lockgate.toml` (`[upgrades.NAME]`) and in `upgrades/*.toml`.
 
 use crate::render;
@@ -32,6 +32,14 @@ pub enum UpgradeCommand {
     Resume(Named),
     /// Cancel an upgrade: a running upgrader stops before its next batch.
     Cancel(Named),
+    /// Create or replace the view T_upgraded: the table as if its `set` upgrades were applied.
+    View {
+        #[command(flatten)]
+        common: Common,
+        /// The table.
+        #[arg(long)]
+        table: String,
+    },
     /// Run an upgrade's cleanup once no row in its scope lacks it (else exit 4).
     Cleanup {
         #[command(flatten)]
@@ -179,6 +187,20 @@ pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
         UpgradeCommand::Pause(n) => control(config, n, UpgradeState::Paused, "paused").await,
         UpgradeCommand::Resume(n) => control(config, n, UpgradeState::Pending, "resumed").await,
         UpgradeCommand::Cancel(n) => control(config, n, UpgradeState::Cancelled, "cancelled").await,
+        UpgradeCommand::View { common, table } => {
+            let (url, ups) = match (config.resolve_db(common.db.as_deref()), declared(config, &common)) {
+                (Ok(u), Ok(ups)) => (u, ups),
+                (Err(e), _) => return render::fail(&e.to_string(), 2),
+                (_, Err(code)) => return code,
+            };
+            match upgrade::view(&url, &ups, &table).await {
+                Ok(view) => {
+                    println!("created {view}: read it to see every row as if its upgrades were applied");
+                    0
+                }
+                Err(e) => render::fail(&e.to_string(), e.exit_code()),
+            }
+        }
         UpgradeCommand::Cleanup { named, dry_run } => {
             let (url, u) = match find(config, &named) {
                 Ok(found) => found,

@@ -26,7 +26,7 @@ use crate::ledger::{int, now, text};
 use crate::mysql_server::Flavor;
 use crate::read::Keyset;
 use crate::url::Engine;
-use lockgate_core::{Kind, Table, Value};
+use lockgate_core::{Kind, Table, TableName, Value};
 
 /// The column that lists the upgrades applied to a row.
 pub const APPLIED_COLUMN: &str = "applied_upgrades";
@@ -670,4 +670,71 @@ pub async fn count_lacking(
     );
     let rows = conn.query(&sql, &params, None).await?;
     Ok(rows.first().and_then(|r| r.first()).and_then(int).unwrap_or(0).max(0) as u64)
+}
+
+/// One column of an upgraded view: the column, and the `set` upgrades' expression
+/// for it with the upgrade's name and scope.
+pub struct ViewColumn {
+    /// The column (as the table spells it).
+    pub column: String,
+    /// `(upgrade, expression, condition)` when an upgrade sets it.
+    pub upgraded: Option<(String, String, Option<String>)>,
+}
+
+/// Creates (or replaces) the view `<table>_upgraded`: every row of `table` as if its
+/// pending `set` upgrades were applied, each upgraded column a `CASE` on
+/// `applied_upgrades` (the stored value where the row has the upgrade or is out of
+/// its scope, the expression, as written, where it lacks it). The upgrade names go
+/// into the view's text as literals (a view takes no parameters); [`check_name`]
+/// keeps them to `[A-Za-z0-9_.-]`. Returns the view's name.
+pub async fn create_upgraded_view(
+    conn: &mut Conn,
+    table: &Table,
+    columns: &[ViewColumn],
+) -> Result<TableName, DbError> {
+    let d = conn.dialect();
+    let engine = conn.engine();
+    let applied = d.quote(APPLIED_COLUMN);
+    let mut select = Vec::new();
+    for c in columns {
+        let q = d.quote(&c.column);
+        match &c.upgraded {
+            None => select.push(q),
+            Some((name, expr, condition)) => {
+                check_name(name)?;
+                let quoted = crate::schema::literal(
+                    engine,
+                    &Value::Text(serde_json::Value::String(name.clone()).to_string()),
+                )?;
+                let found = match engine {
+                    Engine::Postgres => format!("strpos({applied}, {quoted}) > 0"),
+                    Engine::Sqlite => format!("instr({applied}, {quoted}) > 0"),
+                    Engine::Mysql => format!("LOCATE(CAST({quoted} AS BINARY), {applied}) > 0"),
+                };
+                let has = format!("({applied} IS NOT NULL AND {found})");
+                let scope = condition
+                    .as_ref()
+                    .map(|w| format!(" WHEN NOT ({w}) THEN {q}"))
+                    .unwrap_or_default();
+                select.push(format!("CASE WHEN {has} THEN {q}{scope} ELSE ({expr}) END AS {q}"));
+            }
+        }
+    }
+    let view = TableName {
+        schema: table.name.schema.clone(),
+        name: format!("{}_upgraded", table.name.name),
+    };
+    let body = format!("SELECT {} FROM {}", select.join(", "), d.table(&table.name));
+    match engine {
+        Engine::Mysql => {
+            conn.batch(&format!("CREATE OR REPLACE VIEW {} AS {body}", d.table(&view)))
+                .await?
+        }
+        // PostgreSQL's OR REPLACE cannot change a column's type, SQLite has none.
+        _ => {
+            conn.batch(&format!("DROP VIEW IF EXISTS {}", d.table(&view))).await?;
+            conn.batch(&format!("CREATE VIEW {} AS {body}", d.table(&view))).await?;
+        }
+    }
+    Ok(view)
 }

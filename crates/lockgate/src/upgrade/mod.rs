@@ -11,7 +11,7 @@ pub mod run;
 
 pub use def::{Change, DeclarationError, Upgrade, UpgradeSpec};
 pub use run::{
-    cleanup, control, init, run, status, CleanupReport, RunOptions, RunReport, UpgradeError, UpgradeOutcome,
+    cleanup, control, init, run, status, view, CleanupReport, RunOptions, RunReport, UpgradeError, UpgradeOutcome,
     UpgradeProgress, UpgradeStatus,
 };
 

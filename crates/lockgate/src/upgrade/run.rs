@@ -459,3 +459,82 @@ pub async fn cleanup(url: &DbUrl, upgrade: &Upgrade, dry_run: bool) -> Result<Cl
         ran: !dry_run,
     })
 }
+
+/// `lockgate upgrade view --table T`: creates or replaces `T_upgraded`, the table's
+/// rows as if every declared `set` upgrade of it were applied, so that applications
+/// reading the view see the new shape before the backfill ends. Each upgrade's
+/// expression is evaluated on the stored row, which equals the backfill's result
+/// when no upgrade reads a column another one sets: a column set by two upgrades,
+/// or an upgrade that depends on another (`after`), is refused; so is a script
+/// upgrade (its logic is not SQL).
+pub async fn view(url: &DbUrl, upgrades: &[Upgrade], table: &str) -> Result<String, UpgradeError> {
+    let mut conn = Conn::connect_existing(url).await?;
+    let t = conn.find_table(table).await?;
+    if !sql::has_applied_column(&mut conn, &t).await? {
+        return Err(UpgradeError::Invalid(format!(
+            "table {} has no applied_upgrades column; add it with `lockgate upgrade init --table {}`",
+            t.name, t.name
+        )));
+    }
+    let mine: Vec<&Upgrade> = upgrades
+        .iter()
+        .filter(|u| conn_names_table(&u.table, &t.name))
+        .collect();
+    let mut problems = Vec::new();
+    let mut columns: Vec<sql::ViewColumn> = t
+        .columns
+        .iter()
+        .map(|c| sql::ViewColumn {
+            column: c.name.clone(),
+            upgraded: None,
+        })
+        .collect();
+    for u in &mine {
+        if !u.after.is_empty() {
+            problems.push(format!(
+                "{}: upgrade {:?} depends on {}: a view cannot apply upgrades one after another",
+                u.origin,
+                u.name,
+                u.after.join(", ")
+            ));
+        }
+        let Change::Set(set) = &u.change else {
+            problems.push(format!(
+                "{}: upgrade {:?} is a script upgrade, which a view cannot apply",
+                u.origin, u.name
+            ));
+            continue;
+        };
+        for (col, expr) in set {
+            let Some(i) = t.column_index(col) else {
+                problems.push(format!(
+                    "{}: upgrade {:?}, set: {col:?} is not a column of {}",
+                    u.origin, u.name, t.name
+                ));
+                continue;
+            };
+            if let Some((other, _, _)) = &columns[i].upgraded {
+                problems.push(format!(
+                    "{}: upgrades {other:?} and {:?} both set {}.{col}: a view can show one",
+                    u.origin, u.name, t.name
+                ));
+                continue;
+            }
+            columns[i].upgraded = Some((u.name.clone(), expr.clone(), u.condition.clone()));
+        }
+    }
+    if mine.is_empty() {
+        problems.push(format!("no upgrade is declared for table {}", t.name));
+    }
+    if !problems.is_empty() {
+        return Err(UpgradeError::Invalid(problems.join("\n")));
+    }
+    Ok(sql::create_upgraded_view(&mut conn, &t, &columns).await?.to_string())
+}
+
+/// Whether an upgrade's `table` names this table (the naming rule: exactly, or
+/// case-insensitively).
+fn conn_names_table(declared: &str, name: &lockgate_core::TableName) -> bool {
+    let want = lockgate_core::TableName::parse(declared);
+    want.same_as(name) || want.name.eq_ignore_ascii_case(&name.name)
+}

@@ -190,3 +190,60 @@ async fn cleanup_waits_for_every_row_then_runs() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_view_shows_before_the_backfill_what_the_backfill_writes() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        items(&db, 1_000).await;
+        upgrade::init(&db.url, "items").await.unwrap();
+        let ups = declared("evens", &[("b", "a * 3")], Some("a % 2 = 0"));
+        let view = upgrade::view(&db.url, &ups, "items").await.unwrap();
+        assert_eq!(view, "items_upgraded", "{engine}");
+        let mut c = db.conn().await;
+        let read = "SELECT id, a, b FROM items_upgraded ORDER BY id";
+        let before = crate::support::rows(&mut c, read).await;
+        // Half the table upgraded, then the rest: the view never changes.
+        upgrade::run(
+            &db.url,
+            &ups,
+            &RunOptions {
+                batch_size: Some(300),
+                ..RunOptions::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        let table = crate::support::rows(&mut c, "SELECT id, a, b FROM items ORDER BY id").await;
+        assert_eq!(
+            before, table,
+            "{engine}: the view before the backfill differs from its result"
+        );
+        assert_eq!(crate::support::rows(&mut c, read).await, table, "{engine}");
+        // What a view cannot show is refused.
+        let two = upgrade::def::check(vec![
+            (
+                "x".into(),
+                "lockgate.toml".into(),
+                UpgradeSpec {
+                    table: "items".into(),
+                    set: [("b".to_string(), "1".to_string())].into_iter().collect(),
+                    ..UpgradeSpec::default()
+                },
+            ),
+            (
+                "y".into(),
+                "lockgate.toml".into(),
+                UpgradeSpec {
+                    table: "items".into(),
+                    set: [("b".to_string(), "2".to_string())].into_iter().collect(),
+                    ..UpgradeSpec::default()
+                },
+            ),
+        ])
+        .unwrap();
+        let e = upgrade::view(&db.url, &two, "items").await.unwrap_err();
+        assert!(e.to_string().contains("both set items.b"), "{engine}: {e}");
+    }
+}
