@@ -96,6 +96,14 @@ fn declared(config: &Config, common: &Common) -> Result<Vec<Upgrade>, i32> {
     upgrade::declared(config, &common.dir).map_err(|e| render::fail(&e.to_string(), 2))
 }
 
+/// The database and the declared upgrades a subcommand works on (a bad one is exit 2).
+fn url_and_upgrades(config: &Config, common: &Common) -> Result<(lockgate::db::DbUrl, Vec<Upgrade>), i32> {
+    let url = config
+        .resolve_db(common.db.as_deref())
+        .map_err(|e| render::fail(&e.to_string(), 2))?;
+    Ok((url, declared(config, common)?))
+}
+
 /// `lockgate upgrade …`.
 pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
     match cmd {
@@ -118,10 +126,9 @@ pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
         }
         UpgradeCommand::Run(a) => {
             render::set_json(a.common.json);
-            let (url, ups) = match (config.resolve_db(a.common.db.as_deref()), declared(config, &a.common)) {
-                (Ok(u), Ok(ups)) => (u, ups),
-                (Err(e), _) => return render::fail(&e.to_string(), 2),
-                (_, Err(code)) => return code,
+            let (url, ups) = match url_and_upgrades(config, &a.common) {
+                Ok(found) => found,
+                Err(code) => return code,
             };
             let opts = RunOptions {
                 table: a.table,
@@ -149,10 +156,9 @@ pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
         }
         UpgradeCommand::Status(a) => {
             render::set_json(a.json);
-            let (url, ups) = match (config.resolve_db(a.db.as_deref()), declared(config, &a)) {
-                (Ok(u), Ok(ups)) => (u, ups),
-                (Err(e), _) => return render::fail(&e.to_string(), 2),
-                (_, Err(code)) => return code,
+            let (url, ups) = match url_and_upgrades(config, &a) {
+                Ok(found) => found,
+                Err(code) => return code,
             };
             match upgrade::status(&url, &ups).await {
                 Ok(list) if a.json => {
@@ -188,10 +194,9 @@ pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
         UpgradeCommand::Resume(n) => control(config, n, UpgradeState::Pending, "resumed").await,
         UpgradeCommand::Cancel(n) => control(config, n, UpgradeState::Cancelled, "cancelled").await,
         UpgradeCommand::View { common, table } => {
-            let (url, ups) = match (config.resolve_db(common.db.as_deref()), declared(config, &common)) {
-                (Ok(u), Ok(ups)) => (u, ups),
-                (Err(e), _) => return render::fail(&e.to_string(), 2),
-                (_, Err(code)) => return code,
+            let (url, ups) = match url_and_upgrades(config, &common) {
+                Ok(found) => found,
+                Err(code) => return code,
             };
             match upgrade::view(&url, &ups, &table).await {
                 Ok(view) => {
@@ -220,10 +225,7 @@ pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
 
 /// The database and the declared upgrade a subcommand names.
 fn find(config: &Config, n: &Named) -> Result<(lockgate::db::DbUrl, Upgrade), i32> {
-    let url = config
-        .resolve_db(n.common.db.as_deref())
-        .map_err(|e| render::fail(&e.to_string(), 2))?;
-    let ups = declared(config, &n.common)?;
+    let (url, ups) = url_and_upgrades(config, &n.common)?;
     match ups.into_iter().find(|u| u.name == n.name) {
         Some(u) => Ok((url, u)),
         None => Err(render::fail(&format!("{:?} is not a declared upgrade", n.name), 2)),

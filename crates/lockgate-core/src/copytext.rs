@@ -74,6 +74,13 @@ pub fn encode_row(values: &[Value], kinds: Option<&[Kind]>, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Lower-case hex of bytes (a digest, say), as a string.
+pub fn hex_string(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    hex(bytes, &mut out);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
 fn hex(b: &[u8], out: &mut Vec<u8>) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.reserve(b.len() * 2);

@@ -707,7 +707,7 @@ async fn upload(store: &Store, key: &str, local: &Path) -> Result<(u64, String),
         }
     }
     let size = w.finish().await?;
-    Ok((size, super::data::hex(&hash.finalize())))
+    Ok((size, lockgate_core::copytext::hex_string(&hash.finalize())))
 }
 
 /// The media files under `dir` (symbolic links are not followed), each with the path

@@ -10,7 +10,7 @@
 //! on its own thread, and reads back several times faster than gzip.
 
 use lockgate_bundle::Observed;
-use lockgate_core::copytext::{decode_line, encode_row};
+use lockgate_core::copytext::{decode_line, encode_row, hex_string};
 use lockgate_core::{Batch, Kind, Row, Value};
 use lockgate_db::writer::{BatchSource, SourceError};
 use sha2::{Digest, Sha256};
@@ -109,7 +109,7 @@ impl Spool {
             let mut hashing = encoder.finish()?;
             hashing.flush()?;
             hashing.inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            Ok((hashing.bytes, hex(&hashing.hash.finalize())))
+            Ok((hashing.bytes, hex_string(&hashing.hash.finalize())))
         });
         Ok(Spool {
             chunks: Some(tx),
@@ -211,11 +211,6 @@ fn observe(seen: &mut Option<Observed>, v: &Value) {
     }
 }
 
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// SHA-256 and size of a local file, streamed.
 pub fn file_sha256(path: &Path) -> std::io::Result<(String, u64)> {
     let mut f = File::open(path)?;
@@ -230,7 +225,7 @@ pub fn file_sha256(path: &Path) -> std::io::Result<(String, u64)> {
         hash.update(&buf[..read]);
         n += read as u64;
     }
-    Ok((hex(&hash.finalize()), n))
+    Ok((hex_string(&hash.finalize()), n))
 }
 
 /// A verified local data file read back as batches, for the bulk writer. The file

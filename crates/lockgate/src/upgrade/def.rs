@@ -116,10 +116,7 @@ fn checksum(spec: &UpgradeSpec) -> String {
         "cleanup": spec.cleanup,
         "after": spec.after.iter().collect::<BTreeSet<_>>(),
     });
-    Sha256::digest(canonical.to_string().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    lockgate_core::copytext::hex_string(&Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 /// Reads `upgrades/*.toml` (each file one upgrade, named by the file's stem); a
