@@ -32,7 +32,7 @@ use lockgate_core::{TableName, Value};
 use std::time::{Duration, Instant};
 
 /// The ledger schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The first key of the PostgreSQL advisory locks a run holds while it is under
 /// way (the second is its id modulo 2^31). Two-key advisory locks never collide
@@ -262,6 +262,11 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                      \"at\" timestamptz NOT NULL, PRIMARY KEY (upgrade, row_key))",
                 ],
             ),
+            (
+                7,
+                // The rate of the upgrade's last run, for status and its ETA.
+                vec!["ALTER TABLE lockgate_upgrades ADD COLUMN IF NOT EXISTS rate double precision"],
+            ),
         ],
         Engine::Mysql => vec![
             (
@@ -351,6 +356,7 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                      ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
                 ],
             ),
+            (7, vec!["ALTER TABLE lockgate_upgrades ADD COLUMN rate double"]),
         ],
         Engine::Sqlite => vec![
             (
@@ -431,6 +437,7 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                      \"at\" TIMESTAMPTZ NOT NULL, PRIMARY KEY (upgrade, row_key)) WITHOUT ROWID",
                 ],
             ),
+            (7, vec!["ALTER TABLE lockgate_upgrades ADD COLUMN rate REAL"]),
         ],
     }
 }

@@ -109,6 +109,21 @@ impl Keyset {
         self.dialect.keyset_after(&self.terms, next, true, params)
     }
 
+    /// The condition "a row's cursor values are `key`" (one row: the key tells rows
+    /// apart), one equality per term so that every engine finds it by its index.
+    pub fn equals(&self, key: &[Value], params: &mut Vec<Value>) -> String {
+        let mut ands = Vec::new();
+        for (t, v) in self.terms.iter().zip(key) {
+            if v.is_null() {
+                ands.push(format!("{} IS NULL", t.expr));
+            } else {
+                params.push(v.clone());
+                ands.push(format!("{} = {}", t.expr, self.dialect.param(params.len())));
+            }
+        }
+        ands.join(" AND ")
+    }
+
     /// Where each cursor value is in a row read by the select list `select` (read as
     /// `kinds`), appending to both what the list does not hold already as it is
     /// needed (the rowid, a MariaDB ENUM's label, SQLite's stored values). The caller

@@ -97,6 +97,8 @@ pub struct UpgradeRecord {
     pub rows_done: i64,
     /// Rows in its scope, when counted.
     pub rows_total: Option<i64>,
+    /// Rows per second of its last run (over that run's batches so far).
+    pub rate: Option<f64>,
     /// When it was registered.
     pub started_at: String,
     /// When its record last changed.
@@ -109,6 +111,9 @@ pub struct Quarantined {
     /// The row's primary key values, in key order.
     #[serde(skip)]
     pub key: Vec<Value>,
+    /// The same key as stored: a JSON array of its values.
+    #[serde(rename = "key")]
+    pub key_text: String,
     /// The last error.
     pub error: String,
     /// How many times the row failed.
@@ -171,7 +176,7 @@ fn decode_key(stored: &str, what: &str) -> Result<Vec<Value>, DbError> {
 fn record_columns(conn: &Conn) -> String {
     let d = conn.dialect();
     format!(
-        "name, table_name, checksum, state, {}, rows_done, rows_total, started_at, updated_at",
+        "name, table_name, checksum, state, {}, rows_done, rows_total, started_at, updated_at, rate",
         d.quote("cursor")
     )
 }
@@ -201,6 +206,10 @@ fn record(row: &[Value]) -> Result<UpgradeRecord, DbError> {
         rows_total: int(&row[6]),
         started_at: text(&row[7]).unwrap_or_default(),
         updated_at: text(&row[8]).unwrap_or_default(),
+        rate: match &row[9] {
+            Value::Float(f) => Some(*f),
+            v => int(v).map(|i| i as f64),
+        },
         name,
     })
 }
@@ -321,6 +330,12 @@ pub async fn set_total(conn: &mut Conn, name: &str, rows_total: Option<u64>) -> 
     update_record(conn, name, &sets, vec![total]).await
 }
 
+/// Records the rate of the running walk, in rows per second.
+pub async fn set_rate(conn: &mut Conn, name: &str, rate: f64) -> Result<(), DbError> {
+    let sets = format!("rate = {}", conn.dialect().param(1));
+    update_record(conn, name, &sets, vec![Value::Float(rate)]).await
+}
+
 /// Quarantines the row with primary key `key` for the upgrade `name` with its
 /// error; a row already quarantined counts one more attempt and keeps the new error.
 pub async fn quarantine(conn: &mut Conn, name: &str, key: &[Value], error: &str) -> Result<(), DbError> {
@@ -371,6 +386,7 @@ pub async fn quarantined(conn: &mut Conn, name: &str) -> Result<Vec<Quarantined>
                     &stored,
                     &format!("a row_key of upgrade {name} in lockgate_upgrade_quarantine"),
                 )?,
+                key_text: stored,
                 error: text(&r[1]).unwrap_or_default(),
                 attempts: int(&r[2]).unwrap_or(0),
                 at: text(&r[3]).unwrap_or_default(),
@@ -737,4 +753,255 @@ pub async fn create_upgraded_view(
         }
     }
     Ok(view)
+}
+
+/// The key of the first row of `table` after `after` (the table's first row when
+/// `None`), in the walk's order; `None` past the end. The walk uses it to name the
+/// one row a failing batch of one holds.
+pub async fn next_key(conn: &mut Conn, table: &Table, after: Option<&[Value]>) -> Result<Option<Vec<Value>>, DbError> {
+    let d = conn.dialect();
+    let keyset = Keyset::new(d, table, &table.primary_key, None)?;
+    let (mut select, mut kinds) = (Vec::<String>::new(), Vec::<Kind>::new());
+    let at = keyset.place(&mut select, &mut kinds);
+    let mut params = Vec::new();
+    let filter = match after {
+        Some(last) => keyset.after(last, &mut params),
+        None => "1 = 1".into(),
+    };
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {filter} ORDER BY {} LIMIT 1",
+        select.join(", "),
+        d.table(&table.name),
+        keyset.order()
+    );
+    let rows = conn.query(&sql, &params, Some(&kinds)).await?;
+    Ok(rows.first().map(|r| at.iter().map(|&i| r[i].clone()).collect()))
+}
+
+/// Applies the `set` upgrade `upgrade` to the one row whose key is `key` (as the
+/// walk's cursor holds keys), when it is in `condition` and lacks the upgrade;
+/// returns whether it changed it. `lockgate upgrade retry` tries a quarantined row so.
+pub async fn apply_set_key(
+    conn: &mut Conn,
+    table: &Table,
+    upgrade: &str,
+    set: &[(String, String)],
+    condition: Option<&str>,
+    key: &[Value],
+) -> Result<bool, DbError> {
+    let applied = Applied::new(conn, upgrade)?;
+    let d = conn.dialect();
+    let keyset = Keyset::new(d, table, &table.primary_key, None)?;
+    let mut params = Vec::new();
+    let mut sets = Vec::new();
+    for (column, expr) in set {
+        let c = table.column(column).ok_or_else(|| {
+            DbError::Invalid(format!(
+                "upgrade {upgrade}: column {column:?} is not in table {}",
+                table.name
+            ))
+        })?;
+        sets.push(format!("{} = ({expr})", d.quote(&c.name)));
+    }
+    sets.push(format!("{} = {}", applied.column, applied.appended(&mut params)));
+    let mut conds = vec![format!("({})", keyset.equals(key, &mut params))];
+    if let Some(condition) = condition {
+        conds.push(format!("({condition})"));
+    }
+    conds.push(applied.lacking(&mut params));
+    let sql = format!(
+        "UPDATE {} SET {} WHERE {}",
+        d.table(&table.name),
+        sets.join(", "),
+        conds.join(" AND ")
+    );
+    Ok(conn.execute(&sql, &params).await? > 0)
+}
+
+/// A row read for a row-function upgrade (a script or a Rust closure): its key, its
+/// values, and what [`write_row`]'s compare-and-set compares them by.
+#[derive(Clone, Debug)]
+pub struct ReadRow {
+    /// The row's key, in the walk's order (the cursor's form).
+    pub key: Vec<Value>,
+    /// The row's values, in the table's column order, typed by the columns.
+    pub values: Vec<Value>,
+    /// Per column, the value as [`write_row`] compares it (see [`compare_expr`]).
+    compare: Vec<Value>,
+}
+
+/// How a column is compared when a row is written back: its text on PostgreSQL (every
+/// type has one, exact and canonical, while some have no `=`: json, point, xml); its
+/// stored value on SQLite (read untyped, so a value written in another form compares
+/// as what is stored); the column itself on MariaDB / MySQL, whose `<=>` compares
+/// each type's values as they are read back.
+fn compare_expr(engine: Engine, column: &str, kind: &Kind) -> (String, Kind) {
+    let q = crate::Dialect(engine).quote(column);
+    match engine {
+        Engine::Postgres => (
+            format!("CAST({q} AS text)"),
+            Kind::Text {
+                max_chars: None,
+                max_bytes: None,
+                form: lockgate_core::value::TextForm::Free,
+            },
+        ),
+        Engine::Sqlite => (q, Kind::Any),
+        Engine::Mysql => (q, kind.clone()),
+    }
+}
+
+/// The null-safe equality of a compared column and a parameter.
+fn compare_eq(engine: Engine, expr: &str, param: &str) -> String {
+    match engine {
+        Engine::Postgres => format!("{expr} IS NOT DISTINCT FROM {param}"),
+        Engine::Sqlite => format!("{expr} IS {param}"),
+        Engine::Mysql => format!("{expr} <=> {param}"),
+    }
+}
+
+/// Reads up to `limit` rows of `table` after the key `after` (from the first row when
+/// `None`), in key order, that are in `condition` and lack the upgrade `upgrade`; and
+/// whether rows may follow (the read was full).
+pub async fn read_lacking(
+    conn: &mut Conn,
+    table: &Table,
+    upgrade: &str,
+    condition: Option<&str>,
+    after: Option<&[Value]>,
+    limit: usize,
+) -> Result<(Vec<ReadRow>, bool), DbError> {
+    let limit = limit.max(1);
+    let rows = read_rows(conn, table, upgrade, condition, After::Key(after), limit).await?;
+    let more = rows.len() == limit;
+    Ok((rows, more))
+}
+
+/// The row of `table` whose key is `key`, when it is still in `condition` and still
+/// lacks the upgrade (a retry's re-read: `None` when it is gone, out of scope, or
+/// upgraded since).
+pub async fn read_lacking_key(
+    conn: &mut Conn,
+    table: &Table,
+    upgrade: &str,
+    condition: Option<&str>,
+    key: &[Value],
+) -> Result<Option<ReadRow>, DbError> {
+    Ok(read_rows(conn, table, upgrade, condition, After::Exactly(key), 1)
+        .await?
+        .pop())
+}
+
+/// Which rows [`read_rows`] reads.
+enum After<'a> {
+    Key(Option<&'a [Value]>),
+    Exactly(&'a [Value]),
+}
+
+async fn read_rows(
+    conn: &mut Conn,
+    table: &Table,
+    upgrade: &str,
+    condition: Option<&str>,
+    which: After<'_>,
+    limit: usize,
+) -> Result<Vec<ReadRow>, DbError> {
+    let applied = Applied::new(conn, upgrade)?;
+    let d = conn.dialect();
+    let engine = conn.engine();
+    if table.primary_key.is_empty() {
+        return Err(DbError::Invalid(format!(
+            "table {} has no primary key: upgrades walk a table by its primary key; add one",
+            table.name
+        )));
+    }
+    let keyset = Keyset::new(d, table, &table.primary_key, None)?;
+    let n = table.columns.len();
+    let mut select: Vec<String> = table.columns.iter().map(|c| d.quote(&c.name)).collect();
+    let mut kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
+    for c in &table.columns {
+        let (expr, kind) = compare_expr(engine, &c.name, &c.kind);
+        select.push(expr);
+        kinds.push(kind);
+    }
+    let at = keyset.place(&mut select, &mut kinds);
+    let mut params = Vec::new();
+    let mut conds = Vec::new();
+    match which {
+        After::Key(Some(last)) => conds.push(format!("({})", keyset.after(last, &mut params))),
+        After::Key(None) => {}
+        After::Exactly(key) => conds.push(format!("({})", keyset.equals(key, &mut params))),
+    }
+    if let Some(condition) = condition {
+        conds.push(format!("({condition})"));
+    }
+    conds.push(applied.lacking(&mut params));
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT {limit}",
+        select.join(", "),
+        d.table(&table.name),
+        conds.join(" AND "),
+        keyset.order()
+    );
+    let rows = conn.query(&sql, &params, Some(&kinds)).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ReadRow {
+            key: at.iter().map(|&i| r[i].clone()).collect(),
+            values: r[..n].to_vec(),
+            compare: r[n..2 * n].to_vec(),
+        })
+        .collect())
+}
+
+/// Writes a row-function upgrade's result: the columns whose value changed from `row`
+/// to `new_values` (in the table's column order) and the upgrade's name appended to
+/// `applied_upgrades`, in one UPDATE that finds the row only if every column still
+/// holds what was read and it still lacks the upgrade (a compare-and-set). Returns
+/// whether it wrote: `false` means an application changed the row meanwhile (its write
+/// stays), and the caller reads it again and retries.
+pub async fn write_row(
+    conn: &mut Conn,
+    table: &Table,
+    upgrade: &str,
+    row: &ReadRow,
+    new_values: &[Value],
+) -> Result<bool, DbError> {
+    let applied = Applied::new(conn, upgrade)?;
+    let d = conn.dialect();
+    let engine = conn.engine();
+    let keyset = Keyset::new(d, table, &table.primary_key, None)?;
+    let mut params = Vec::new();
+    let mut sets = Vec::new();
+    for ((c, old), new) in table.columns.iter().zip(&row.values).zip(new_values) {
+        if c.name == APPLIED_COLUMN || old == new {
+            continue;
+        }
+        if table.primary_key.contains(&c.name) {
+            return Err(DbError::Invalid(format!(
+                "upgrade {upgrade}: column {} of table {} is part of the primary key: an upgrade cannot change it",
+                c.name, table.name
+            )));
+        }
+        params.push(new.clone());
+        sets.push(format!("{} = {}", d.quote(&c.name), d.param(params.len())));
+    }
+    sets.push(format!("{} = {}", applied.column, applied.appended(&mut params)));
+    let mut conds = vec![format!("({})", keyset.equals(&row.key, &mut params))];
+    for (c, seen) in table.columns.iter().zip(&row.compare) {
+        if c.name == APPLIED_COLUMN {
+            continue;
+        }
+        let (expr, _) = compare_expr(engine, &c.name, &c.kind);
+        params.push(seen.clone());
+        conds.push(compare_eq(engine, &expr, &d.param(params.len())));
+    }
+    conds.push(applied.lacking(&mut params));
+    let sql = format!(
+        "UPDATE {} SET {} WHERE {}",
+        d.table(&table.name),
+        sets.join(", "),
+        conds.join(" AND ")
+    );
+    Ok(conn.execute(&sql, &params).await? > 0)
 }

@@ -240,6 +240,8 @@ async fn walk(
     let (mut upgraded, mut batches) = (0u64, 0u64);
     let mut final_state = record.state;
     let mut reached_end = false;
+    let walk_began = Instant::now();
+    let mut rate_saved = Instant::now();
     if matches!(record.state, UpgradeState::Pending | UpgradeState::Running) {
         sql::set_state(ledger.conn(), &u.name, UpgradeState::Running).await?;
         loop {
@@ -273,6 +275,12 @@ async fn walk(
             };
             sql::save_cursor(ledger.conn(), &u.name, &last, done.updated).await?;
             cursor = Some(last);
+            // The rate for status and its ETA, once a second.
+            if rate_saved.elapsed() >= Duration::from_secs(1) {
+                let rate = upgraded as f64 / walk_began.elapsed().as_secs_f64().max(1e-3);
+                sql::set_rate(ledger.conn(), &u.name, rate).await?;
+                rate_saved = Instant::now();
+            }
             if opts.batch_size.is_none() {
                 batch = next_batch_size(batch, took, opts.target_batch_time);
             }
@@ -334,8 +342,14 @@ pub struct UpgradeStatus {
     pub rows_done: u64,
     /// Rows in scope still without it (none when the table lacks `applied_upgrades`).
     pub remaining: Option<u64>,
+    /// Rows per second of its last run.
+    pub rows_per_second: Option<f64>,
+    /// Seconds left at that rate, while rows remain.
+    pub eta_seconds: Option<f64>,
     /// Rows quarantined with an error.
     pub quarantined: usize,
+    /// The first quarantined rows (at most 100), with their errors.
+    pub quarantine: Vec<sql::Quarantined>,
 }
 
 /// `lockgate upgrade status`: every declared upgrade with its state, rows done and
@@ -353,7 +367,20 @@ pub async fn status(url: &DbUrl, upgrades: &[Upgrade]) -> Result<Vec<UpgradeStat
             }
             _ => None,
         };
+        let quarantine = if record.is_some() {
+            sql::quarantined(ledger.conn(), &u.name).await?
+        } else {
+            Vec::new()
+        };
+        let rate = record.as_ref().and_then(|r| r.rate).filter(|r| *r > 0.0);
         out.push(UpgradeStatus {
+            rows_per_second: rate,
+            eta_seconds: match (remaining, rate) {
+                (Some(n), Some(r)) if n > 0 => Some(n as f64 / r),
+                _ => None,
+            },
+            quarantined: quarantine.len(),
+            quarantine: quarantine.into_iter().take(100).collect(),
             upgrade: u.name.clone(),
             table: u.table.clone(),
             state: record
@@ -361,11 +388,6 @@ pub async fn status(url: &DbUrl, upgrades: &[Upgrade]) -> Result<Vec<UpgradeStat
                 .map_or_else(|| "not started".to_string(), |r| r.state.as_str().to_string()),
             rows_done: record.as_ref().map_or(0, |r| r.rows_done.max(0) as u64),
             remaining,
-            quarantined: if record.is_some() {
-                sql::quarantined(ledger.conn(), &u.name).await?.len()
-            } else {
-                0
-            },
         });
     }
     Ok(out)
