@@ -395,6 +395,22 @@ pub async fn quarantined(conn: &mut Conn, name: &str) -> Result<Vec<Quarantined>
         .collect()
 }
 
+/// Takes the row with key `key` out of the upgrade's quarantine (a retry upgraded it,
+/// or it is gone); whether it was there.
+pub async fn release(conn: &mut Conn, name: &str, key: &[Value]) -> Result<bool, DbError> {
+    let d = conn.dialect();
+    let sql = format!(
+        "DELETE FROM lockgate_upgrade_quarantine WHERE {} = {} AND row_key = {}",
+        d.quote("upgrade"),
+        d.param(1),
+        d.param(2)
+    );
+    Ok(conn
+        .execute(&sql, &[Value::Text(name.into()), Value::Text(encode_key(key))])
+        .await?
+        > 0)
+}
+
 /// Forgets the rows the upgrade `name` quarantined (before a retry); returns how many.
 pub async fn clear_quarantine(conn: &mut Conn, name: &str) -> Result<u64, DbError> {
     let d = conn.dialect();
@@ -919,9 +935,11 @@ async fn read_rows(
     let n = table.columns.len();
     let mut select: Vec<String> = table.columns.iter().map(|c| d.quote(&c.name)).collect();
     let mut kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
-    for c in &table.columns {
+    for (i, c) in table.columns.iter().enumerate() {
         let (expr, kind) = compare_expr(engine, &c.name, &c.kind);
-        select.push(expr);
+        // Named apart: PostgreSQL names `CAST("id" AS text)` "id", which an ORDER BY
+        // by the key would find twice.
+        select.push(format!("{expr} AS {}", d.quote(&format!("lockgate_seen_{i}"))));
         kinds.push(kind);
     }
     let at = keyset.place(&mut select, &mut kinds);
@@ -1004,4 +1022,38 @@ pub async fn write_row(
         conds.join(" AND ")
     );
     Ok(conn.execute(&sql, &params).await? > 0)
+}
+
+/// Signs that the database is under pressure, for a background upgrade to back off.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pressure {
+    /// Sessions waiting for a lock now.
+    pub lock_waiters: u64,
+    /// The largest replay lag of a replica, where the engine shows it on the primary
+    /// (PostgreSQL); `None` where it does not (MariaDB / MySQL show lag only on the
+    /// replica, SQLite has none).
+    pub replication_lag: Option<std::time::Duration>,
+}
+
+/// Reads [`Pressure`] with one query (none on SQLite, whose writers queue for the
+/// file instead). A server that refuses the query (privileges) is an engine error
+/// the caller may take as "cannot tell".
+pub async fn pressure(conn: &mut Conn) -> Result<Pressure, DbError> {
+    let sql = match conn.engine() {
+        Engine::Postgres => {
+            "SELECT (SELECT count(*) FROM pg_locks WHERE NOT granted), \
+             (SELECT CAST(COALESCE(max(EXTRACT(EPOCH FROM replay_lag)), 0) * 1000 AS bigint) FROM pg_stat_replication)"
+        }
+        Engine::Mysql => {
+            "SELECT (SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'), NULL"
+        }
+        Engine::Sqlite => return Ok(Pressure::default()),
+    };
+    let rows = conn.query(sql, &[], None).await?;
+    let row = rows.first();
+    let cell = |i: usize| row.and_then(|r| r.get(i)).and_then(int);
+    Ok(Pressure {
+        lock_waiters: cell(0).unwrap_or(0).max(0) as u64,
+        replication_lag: cell(1).map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
+    })
 }

@@ -247,3 +247,142 @@ async fn the_view_shows_before_the_backfill_what_the_backfill_writes() {
         assert!(e.to_string().contains("both set items.b"), "{engine}: {e}");
     }
 }
+
+/// `items` with a text column `c` an application writes, `n` that counts upgrades.
+async fn notes(db: &TestDb, rows: i64) {
+    let mut c = db.conn().await;
+    c.batch("CREATE TABLE notes (id INT PRIMARY KEY, a INT NOT NULL, c VARCHAR(40), n INT NOT NULL)")
+        .await
+        .unwrap();
+    let values: Vec<String> = (1..=rows).map(|i| format!("({i}, {i}, 'Row{i}', 0)")).collect();
+    for chunk in values.chunks(500) {
+        c.batch(&format!("INSERT INTO notes (id, a, c, n) VALUES {}", chunk.join(", ")))
+            .await
+            .unwrap();
+    }
+    drop(c);
+    upgrade::init(&db.url, "notes").await.unwrap();
+}
+
+fn on_notes(name: &str, set: &[(&str, &str)]) -> Vec<Upgrade> {
+    let mut ups = declared(name, set, None);
+    for u in &mut ups {
+        u.table = "notes".into();
+    }
+    ups
+}
+
+/// Lower-cases `c` in Rust (so the compare-and-set, not the database, keeps a
+/// concurrent write), counting the upgrade in `n`.
+fn lower_c_in_rust() -> Upgrade {
+    Upgrade::rust("lower_c", "notes", "1", |row| {
+        if let Some(lockgate_core::Value::Text(s)) = row.get("c") {
+            let lower = s.to_lowercase();
+            row.insert("c".into(), lockgate_core::Value::Text(lower));
+        }
+        if let Some(lockgate_core::Value::Int(n)) = row.get("n") {
+            let next = n + 1;
+            row.insert("n".into(), lockgate_core::Value::Int(next));
+        }
+        // Slow enough that the writer gets between the read and the write.
+        std::thread::sleep(std::time::Duration::from_micros(200));
+        Ok(())
+    })
+    .unwrap()
+}
+
+/// Writes `c = 'W<k>'` to random rows until told to stop; the last value written per row.
+async fn writer(
+    url: lockgate_db::DbUrl,
+    rows: i64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::collections::HashMap<i64, String> {
+    let mut c = lockgate_db::Conn::connect_existing(&url).await.unwrap();
+    let d = c.dialect();
+    let sql = format!("UPDATE notes SET c = {} WHERE id = {}", d.param(1), d.param(2));
+    let mut last = std::collections::HashMap::new();
+    let mut k = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        k += 1;
+        let id = fastrand::i64(1..=rows);
+        let v = format!("W{k}");
+        c.execute(
+            &sql,
+            &[lockgate_core::Value::Text(v.clone()), lockgate_core::Value::Int(id)],
+        )
+        .await
+        .unwrap();
+        last.insert(id, v);
+        tokio::task::yield_now().await;
+    }
+    last
+}
+
+/// Every row upgraded exactly once (`n` = 1, the name once), and every write of the
+/// writer kept: `c` is its last value, lower-cased or not.
+async fn check_notes(
+    db: &TestDb,
+    engine: lockgate_db::Engine,
+    name: &str,
+    rows: i64,
+    last: &std::collections::HashMap<i64, String>,
+) {
+    let mut c = db.conn().await;
+    let got = c
+        .query("SELECT id, c, n, applied_upgrades FROM notes ORDER BY id", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(got.len() as i64, rows, "{engine}");
+    for r in got {
+        let id = match r[0] {
+            lockgate_core::Value::Int(i) => i,
+            ref v => v.to_string().parse().unwrap(),
+        };
+        let want = last.get(&id).cloned().unwrap_or_else(|| format!("Row{id}"));
+        let c_now = r[1].to_string();
+        assert_eq!(
+            c_now.to_lowercase(),
+            want.to_lowercase(),
+            "{engine}: row {id} lost a write"
+        );
+        assert_eq!(r[2].to_string(), "1", "{engine}: row {id} upgraded {} times", r[2]);
+        assert_eq!(r[3].to_string(), format!("[\"{name}\"]"), "{engine}: row {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_writer_loses_no_write_to_set_or_rust_upgrades() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for engine in ENGINES {
+        for rust in [false, true] {
+            let db = TestDb::new(engine).await;
+            let rows = 1_500;
+            notes(&db, rows).await;
+            let (ups, name) = if rust {
+                (vec![lower_c_in_rust()], "lower_c")
+            } else {
+                (on_notes("lower_set", &[("c", "LOWER(c)"), ("n", "n + 1")]), "lower_set")
+            };
+            let stop = std::sync::Arc::new(AtomicBool::new(false));
+            let w = tokio::spawn(writer(db.url.clone(), rows, stop.clone()));
+            // Paced, so that even SQLite's writer (which waits for the file) gets in
+            // between batches many times.
+            let opts = RunOptions {
+                batch_size: Some(50),
+                max_rows_per_second: Some(1_500),
+                ..RunOptions::default()
+            };
+            let r = upgrade::run(&db.url, &ups, &opts, None).await.unwrap();
+            stop.store(true, Ordering::Relaxed);
+            let last = w.await.unwrap();
+            assert!(last.len() > 20, "{engine}: the writer barely ran ({} rows)", last.len());
+            let o = &r.upgrades[0];
+            assert_eq!(
+                (o.state.as_str(), o.remaining, o.quarantined),
+                ("complete", 0, 0),
+                "{engine} {o:?}"
+            );
+            check_notes(&db, engine, name, rows, &last).await;
+        }
+    }
+}
