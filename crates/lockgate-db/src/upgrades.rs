@@ -111,7 +111,7 @@ pub struct Quarantined {
     /// The row's primary key values, in key order.
     #[serde(skip)]
     pub key: Vec<Value>,
-    /// The same key as stored: a JSON array of its values.
+    /// The key for people: its values, comma-separated ([`key_display`]).
     #[serde(rename = "key")]
     pub key_text: String,
     /// The last error.
@@ -368,6 +368,11 @@ pub async fn quarantine(conn: &mut Conn, name: &str, key: &[Value], error: &str)
     Ok(())
 }
 
+/// A key as people read it: its values, comma-separated (`42`, `7, 2024-01-01`).
+pub fn key_display(key: &[Value]) -> String {
+    key.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+}
+
 /// The rows the upgrade `name` quarantined, by key.
 pub async fn quarantined(conn: &mut Conn, name: &str) -> Result<Vec<Quarantined>, DbError> {
     let d = conn.dialect();
@@ -381,16 +386,18 @@ pub async fn quarantined(conn: &mut Conn, name: &str) -> Result<Vec<Quarantined>
     rows.iter()
         .map(|r| {
             let stored = text(&r[0]).unwrap_or_default();
-            Ok(Quarantined {
+            let mut q = Quarantined {
                 key: decode_key(
                     &stored,
                     &format!("a row_key of upgrade {name} in lockgate_upgrade_quarantine"),
                 )?,
-                key_text: stored,
+                key_text: String::new(),
                 error: text(&r[1]).unwrap_or_default(),
                 attempts: int(&r[2]).unwrap_or(0),
                 at: text(&r[3]).unwrap_or_default(),
-            })
+            };
+            q.key_text = key_display(&q.key);
+            Ok(q)
         })
         .collect()
 }

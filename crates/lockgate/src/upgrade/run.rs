@@ -756,11 +756,20 @@ pub async fn status(url: &DbUrl, upgrades: &[Upgrade]) -> Result<Vec<UpgradeStat
             }
             _ => None,
         };
-        let quarantine = if record.is_some() {
+        let mut quarantine = if record.is_some() {
             sql::quarantined(ledger.conn(), &u.name).await?
         } else {
             Vec::new()
         };
+        // SQLite's keys may end with the rowid that tells NULL keys apart: people
+        // see the primary key's values.
+        if let Some(t) = &table {
+            for q in &mut quarantine {
+                if q.key.len() > t.primary_key.len() && !t.primary_key.is_empty() {
+                    q.key_text = sql::key_display(&q.key[..t.primary_key.len()]);
+                }
+            }
+        }
         let rate = record.as_ref().and_then(|r| r.rate).filter(|r| *r > 0.0);
         out.push(UpgradeStatus {
             rows_per_second: rate,

@@ -386,3 +386,261 @@ async fn a_concurrent_writer_loses_no_write_to_set_or_rust_upgrades() {
         }
     }
 }
+
+#[tokio::test]
+async fn failing_rows_are_quarantined_the_run_goes_on_and_retry_takes_them() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        db.conn()
+            .await
+            .batch("CREATE TABLE items (id INT PRIMARY KEY, a INT NOT NULL, b INT CHECK (b IS NULL OR b % 1000 <> 0))")
+            .await
+            .unwrap();
+        let values: Vec<String> = (1..=3_000).map(|i| format!("({i}, {i})")).collect();
+        for chunk in values.chunks(500) {
+            db.conn()
+                .await
+                .batch(&format!("INSERT INTO items (id, a) VALUES {}", chunk.join(", ")))
+                .await
+                .unwrap();
+        }
+        upgrade::init(&db.url, "items").await.unwrap();
+        // a = 500, 1000, …, 3000 make b a multiple of 1000: six rows fail the CHECK.
+        let ups = declared("double", &[("b", "a * 2")], None);
+        let opts = RunOptions {
+            batch_size: Some(400),
+            ..RunOptions::default()
+        };
+        let r = upgrade::run(&db.url, &ups, &opts, None).await.unwrap();
+        let o = &r.upgrades[0];
+        assert_eq!(
+            (o.upgraded, o.quarantined, o.remaining, o.state.as_str()),
+            (2_994, 6, 6, "pending"),
+            "{engine}: {o:?}"
+        );
+        let s = upgrade::status(&db.url, &ups).await.unwrap();
+        let keys: Vec<&str> = s[0].quarantine.iter().map(|q| q.key_text.as_str()).collect();
+        assert_eq!(keys.len(), 6, "{engine}: {keys:?}");
+        for want in ["500", "1000", "3000"] {
+            assert!(keys.contains(&want), "{engine}: {want} not in {keys:?}");
+        }
+        assert!(
+            s[0].quarantine.iter().all(|q| q.error.contains("failed 3 times")),
+            "{engine}: {:?}",
+            s[0].quarantine
+        );
+        // Not complete, so no cleanup; and a retry of unchanged rows fails again.
+        let again = upgrade::retry(&db.url, &ups[0], std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!((again.tried, again.upgraded, again.quarantined), (6, 0, 6), "{engine}");
+        let q = upgrade::status(&db.url, &ups).await.unwrap()[0].quarantine.clone();
+        assert!(q.iter().all(|q| q.attempts == 2), "{engine}: {q:?}");
+        // The data fixed, a retry upgrades them and the upgrade is complete.
+        db.conn()
+            .await
+            .batch("UPDATE items SET a = a + 1 WHERE a % 500 = 0")
+            .await
+            .unwrap();
+        let fixed = upgrade::retry(&db.url, &ups[0], std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            (fixed.upgraded, fixed.quarantined, fixed.state.as_str()),
+            (6, 0, "complete"),
+            "{engine}"
+        );
+        let s = upgrade::status(&db.url, &ups).await.unwrap();
+        assert_eq!((s[0].quarantined, s[0].remaining), (0, Some(0)), "{engine}");
+        let mut c = db.conn().await;
+        let wrong = crate::support::rows(&mut c, "SELECT COUNT(*) FROM items WHERE b IS NULL OR b <> a * 2").await;
+        assert_eq!(wrong, vec!["0"], "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_row_function_is_quarantined_per_row() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        notes(&db, 200).await;
+        let ups = vec![Upgrade::rust("picky", "notes", "1", |row| {
+            match row.get("a") {
+                Some(lockgate_core::Value::Int(a)) if a % 50 == 0 => return Err(format!("a = {a} is not allowed")),
+                _ => {}
+            }
+            row.insert("n".into(), lockgate_core::Value::Int(1));
+            Ok(())
+        })
+        .unwrap()];
+        let r = upgrade::run(&db.url, &ups, &RunOptions::default(), None).await.unwrap();
+        let o = &r.upgrades[0];
+        assert_eq!(
+            (o.upgraded, o.quarantined, o.state.as_str()),
+            (196, 4, "pending"),
+            "{engine}: {o:?}"
+        );
+        let s = upgrade::status(&db.url, &ups).await.unwrap();
+        assert!(
+            s[0].quarantine
+                .iter()
+                .any(|q| q.key_text == "50" && q.error.contains("a = 50 is not allowed")),
+            "{engine}: {:?}",
+            s[0].quarantine
+        );
+        // A value the column cannot hold is the row's error too, not the run's.
+        let bad = vec![Upgrade::rust("bad_type", "notes", "1", |row| {
+            row.insert("n".into(), lockgate_core::Value::Text("many".into()));
+            Ok(())
+        })
+        .unwrap()];
+        let r = upgrade::run(&db.url, &bad, &RunOptions::default(), None).await.unwrap();
+        assert_eq!(
+            (r.upgrades[0].upgraded, r.upgrades[0].quarantined),
+            (0, 200),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_cancel_from_elsewhere_stop_a_running_upgrade_within_a_batch() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let rows = 2_000;
+        notes(&db, rows).await;
+        let ups = on_notes("count", &[("n", "n + 1")]);
+        let opts = RunOptions {
+            batch_size: Some(20),
+            max_rows_per_second: Some(1_000),
+            ..RunOptions::default()
+        };
+        let running = tokio::spawn({
+            let (url, ups, opts) = (db.url.clone(), ups.clone(), opts.clone());
+            async move { upgrade::run(&url, &ups, &opts, None).await }
+        });
+        // Another connection (as another process would) pauses it once it has begun.
+        loop {
+            let s = upgrade::status(&db.url, &ups).await.unwrap();
+            if s[0].rows_done > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        upgrade::control(&db.url, &ups[0], UpgradeState::Paused).await.unwrap();
+        let r = running.await.unwrap().unwrap();
+        let o = &r.upgrades[0];
+        assert_eq!(o.state, "paused", "{engine}: {o:?}");
+        assert!(o.upgraded > 0 && o.upgraded < rows as u64, "{engine}: {o:?}");
+        let s = upgrade::status(&db.url, &ups).await.unwrap();
+        assert_eq!(s[0].state, "paused", "{engine}");
+        // Resumed, it goes on from its cursor; cancelled, a run does nothing.
+        upgrade::control(&db.url, &ups[0], UpgradeState::Cancelled)
+            .await
+            .unwrap();
+        let r = upgrade::run(&db.url, &ups, &opts, None).await.unwrap();
+        assert_eq!(
+            (r.upgrades[0].upgraded, r.upgrades[0].state.as_str()),
+            (0, "cancelled"),
+            "{engine}"
+        );
+        upgrade::control(&db.url, &ups[0], UpgradeState::Pending).await.unwrap();
+        let fast = RunOptions::default();
+        let r = upgrade::run(&db.url, &ups, &fast, None).await.unwrap();
+        assert_eq!(
+            r.upgrades[0].upgraded + o.upgraded,
+            rows as u64,
+            "{engine}: resumed from its cursor"
+        );
+        assert_eq!(r.upgrades[0].state, "complete", "{engine}");
+        let mut c = db.conn().await;
+        let twice = crate::support::rows(&mut c, "SELECT COUNT(*) FROM notes WHERE n <> 1").await;
+        assert_eq!(twice, vec!["0"], "{engine}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_at_once_upgrade_every_row_once() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let rows = 3_000;
+        notes(&db, rows).await;
+        let ups = on_notes("count", &[("n", "n + 1")]);
+        let mut rust = lower_c_in_rust();
+        rust.after = vec![];
+        let all = vec![ups[0].clone(), rust];
+        let opts = RunOptions {
+            batch_size: Some(100),
+            ..RunOptions::default()
+        };
+        let one = upgrade::run(&db.url, &all, &opts, None);
+        let two = upgrade::run(&db.url, &all, &opts, None);
+        let (a, b) = tokio::join!(one, two);
+        let (a, b) = (a.unwrap(), b.unwrap());
+        for name in ["count", "lower_c"] {
+            let done: u64 = a
+                .upgrades
+                .iter()
+                .chain(&b.upgrades)
+                .filter(|o| o.upgrade == name)
+                .map(|o| o.upgraded)
+                .sum();
+            assert_eq!(done, rows as u64, "{engine}: {name}: {a:?} {b:?}");
+        }
+        let mut c = db.conn().await;
+        // n counts both upgrades: `count` adds 1 and so does the Rust function.
+        let wrong = crate::support::rows(&mut c, "SELECT COUNT(*) FROM notes WHERE n <> 2").await;
+        assert_eq!(wrong, vec!["0"], "{engine}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_finishes_while_a_writer_keeps_inserting_and_the_next_run_sweeps_the_rest() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        notes(&db, 1_000).await;
+        let ups = on_notes("count", &[("n", "n + 1")]);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let inserter = tokio::spawn({
+            let (url, stop) = (db.url.clone(), stop.clone());
+            async move {
+                let mut c = lockgate_db::Conn::connect_existing(&url).await.unwrap();
+                let mut id = 1_000_000;
+                while !stop.load(Ordering::Relaxed) {
+                    id += 1;
+                    c.batch(&format!(
+                        "INSERT INTO notes (id, a, c, n) VALUES ({id}, {id}, 'New', 0)"
+                    ))
+                    .await
+                    .unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                id - 1_000_000
+            }
+        });
+        let opts = RunOptions {
+            batch_size: Some(50),
+            ..RunOptions::default()
+        };
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            upgrade::run(&db.url, &ups, &opts, None),
+        )
+        .await
+        .expect("the run ends while rows keep arriving")
+        .unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let inserted = inserter.await.unwrap();
+        assert!(inserted > 10, "{engine}: the writer barely ran");
+        assert!(r.upgrades[0].upgraded >= 1_000, "{engine}: {:?}", r.upgrades[0]);
+        let r = upgrade::run(&db.url, &ups, &opts, None).await.unwrap();
+        assert_eq!(
+            (r.upgrades[0].state.as_str(), r.upgrades[0].remaining),
+            ("complete", 0),
+            "{engine}"
+        );
+        let mut c = db.conn().await;
+        let wrong = crate::support::rows(&mut c, "SELECT COUNT(*) FROM notes WHERE n <> 1").await;
+        assert_eq!(wrong, vec!["0"], "{engine}");
+    }
+}
