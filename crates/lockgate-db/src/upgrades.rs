@@ -720,6 +720,109 @@ pub struct ViewColumn {
     pub upgraded: Option<(String, String, Option<String>)>,
 }
 
+/// The select list of [`create_upgraded_view`] and [`read_upgraded`]: each column as
+/// stored, or, where a `set` upgrade changes it, a `CASE` that evaluates the upgrade's
+/// expression on rows in its scope that lack it.
+fn upgraded_select(engine: Engine, columns: &[ViewColumn]) -> Result<Vec<String>, DbError> {
+    let d = crate::Dialect(engine);
+    let mut select = Vec::new();
+    for c in columns {
+        let q = d.quote(&c.column);
+        match &c.upgraded {
+            None => select.push(q),
+            Some((name, expr, condition)) => {
+                let has = has_literal(engine, name)?;
+                let scope = condition
+                    .as_ref()
+                    .map(|w| format!(" WHEN NOT ({w}) THEN {q}"))
+                    .unwrap_or_default();
+                select.push(format!("CASE WHEN {has} THEN {q}{scope} ELSE ({expr}) END AS {q}"));
+            }
+        }
+    }
+    Ok(select)
+}
+
+/// "The row has the upgrade `name`", with the name as a literal (a view takes no
+/// parameters; [`check_name`] keeps names to `[A-Za-z0-9_.-]`).
+fn has_literal(engine: Engine, name: &str) -> Result<String, DbError> {
+    check_name(name)?;
+    let applied = crate::Dialect(engine).quote(APPLIED_COLUMN);
+    let quoted = crate::schema::literal(engine, &Value::Text(serde_json::Value::String(name.into()).to_string()))?;
+    let found = match engine {
+        Engine::Postgres => format!("strpos({applied}, {quoted}) > 0"),
+        Engine::Sqlite => format!("instr({applied}, {quoted}) > 0"),
+        Engine::Mysql => format!("LOCATE(CAST({quoted} AS BINARY), {applied}) > 0"),
+    };
+    Ok(format!("({applied} IS NOT NULL AND {found})"))
+}
+
+/// The rows of `table` whose keys are `keys` (primary key values, in key order), as
+/// [`create_upgraded_view`]'s view shows them (the table's columns, in order), each
+/// with whether it is in each of `scopes` (SQL conditions, as written). Rows are
+/// read 200 keys at a time; a key with no row is left out.
+pub async fn read_upgraded(
+    conn: &mut Conn,
+    table: &Table,
+    columns: &[ViewColumn],
+    scopes: &[String],
+    keys: &[Vec<Value>],
+) -> Result<Vec<(Vec<Value>, Vec<bool>)>, DbError> {
+    let d = conn.dialect();
+    let engine = conn.engine();
+    let mut select = upgraded_select(engine, columns)?;
+    let mut kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
+    for (i, w) in scopes.iter().enumerate() {
+        select.push(format!(
+            "CASE WHEN ({w}) THEN 1 ELSE 0 END AS {}",
+            d.quote(&format!("lockgate_scope_{i}"))
+        ));
+        kinds.push(Kind::Int {
+            bytes: 8,
+            unsigned: false,
+        });
+    }
+    let n = table.columns.len();
+    let key_cols: Vec<&lockgate_core::Column> = table
+        .primary_key
+        .iter()
+        .map(|k| {
+            table
+                .column(k)
+                .ok_or_else(|| DbError::Invalid(format!("key column {k:?} is not in table {}", table.name)))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for chunk in keys.chunks(200) {
+        let mut params = Vec::new();
+        let ors: Vec<String> = chunk
+            .iter()
+            .map(|key| {
+                let ands: Vec<String> = key_cols
+                    .iter()
+                    .zip(key)
+                    .map(|(c, v)| {
+                        params.push(v.clone());
+                        format!("{} = {}", d.quote(&c.name), d.param(params.len()))
+                    })
+                    .collect();
+                format!("({})", ands.join(" AND "))
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            select.join(", "),
+            d.table(&table.name),
+            ors.join(" OR ")
+        );
+        for r in conn.query(&sql, &params, Some(&kinds)).await? {
+            let scoped = r[n..].iter().map(|v| int(v) == Some(1)).collect();
+            out.push((r[..n].to_vec(), scoped));
+        }
+    }
+    Ok(out)
+}
+
 /// Creates (or replaces) the view `<table>_upgraded`: every row of `table` as if its
 /// pending `set` upgrades were applied, each upgraded column a `CASE` on
 /// `applied_upgrades` (the stored value where the row has the upgrade or is out of
@@ -733,32 +836,7 @@ pub async fn create_upgraded_view(
 ) -> Result<TableName, DbError> {
     let d = conn.dialect();
     let engine = conn.engine();
-    let applied = d.quote(APPLIED_COLUMN);
-    let mut select = Vec::new();
-    for c in columns {
-        let q = d.quote(&c.column);
-        match &c.upgraded {
-            None => select.push(q),
-            Some((name, expr, condition)) => {
-                check_name(name)?;
-                let quoted = crate::schema::literal(
-                    engine,
-                    &Value::Text(serde_json::Value::String(name.clone()).to_string()),
-                )?;
-                let found = match engine {
-                    Engine::Postgres => format!("strpos({applied}, {quoted}) > 0"),
-                    Engine::Sqlite => format!("instr({applied}, {quoted}) > 0"),
-                    Engine::Mysql => format!("LOCATE(CAST({quoted} AS BINARY), {applied}) > 0"),
-                };
-                let has = format!("({applied} IS NOT NULL AND {found})");
-                let scope = condition
-                    .as_ref()
-                    .map(|w| format!(" WHEN NOT ({w}) THEN {q}"))
-                    .unwrap_or_default();
-                select.push(format!("CASE WHEN {has} THEN {q}{scope} ELSE ({expr}) END AS {q}"));
-            }
-        }
-    }
+    let select = upgraded_select(engine, columns)?;
     let view = TableName {
         schema: table.name.schema.clone(),
         name: format!("{}_upgraded", table.name.name),

@@ -72,7 +72,9 @@ async fn killed_then_resumed(engine: lockgate_db::Engine) {
     use std::time::{Duration, Instant};
     let db = lockgate_db::testing::TestDb::new(engine).await;
     let mut conn = db.conn().await;
-    conn.batch("CREATE TABLE items (id INT PRIMARY KEY, n INT NOT NULL)").await.unwrap();
+    conn.batch("CREATE TABLE items (id INT PRIMARY KEY, n INT NOT NULL)")
+        .await
+        .unwrap();
     let values: Vec<String> = (1..=4_000).map(|i| format!("({i}, 0)")).collect();
     for chunk in values.chunks(500) {
         conn.batch(&format!("INSERT INTO items (id, n) VALUES {}", chunk.join(", ")))
@@ -92,14 +94,24 @@ async fn killed_then_resumed(engine: lockgate_db::Engine) {
         a.extend(["--db".to_string(), url.clone()]);
         a
     };
-    let out = lockgate(&args(&["init", "--table", "items"]).iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    let out = lockgate(
+        &args(&["init", "--table", "items"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let slow = ["run", "--batch-size", "40", "--max-rows-per-second", "2000", "--json"];
     // Killed once some batches are in.
     let mut p = Proc::spawn_in(dir.path(), "upgrade run", &args(&slow));
     let deadline = Instant::now() + Duration::from_secs(60);
     while done(&mut conn).await.parse::<i64>().unwrap() < 400 {
-        assert!(p.try_wait().is_none(), "{engine}: ended before it was killed\n{}", p.output());
+        assert!(
+            p.try_wait().is_none(),
+            "{engine}: ended before it was killed\n{}",
+            p.output()
+        );
         assert!(Instant::now() < deadline, "{engine}: no batch\n{}", p.output());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -111,20 +123,36 @@ async fn killed_then_resumed(engine: lockgate_db::Engine) {
     let mut p = Proc::spawn_in(dir.path(), "upgrade run 2", &args(&slow));
     let deadline = Instant::now() + Duration::from_secs(60);
     while done(&mut conn).await.parse::<i64>().unwrap() < partial + 200 {
-        assert!(p.try_wait().is_none(), "{engine}: ended before the pause\n{}", p.output());
+        assert!(
+            p.try_wait().is_none(),
+            "{engine}: ended before the pause\n{}",
+            p.output()
+        );
         assert!(Instant::now() < deadline, "{engine}: no batch\n{}", p.output());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let out = lockgate(&args(&["pause", "count"]).iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    let out = lockgate(
+        &args(&["pause", "count"]).iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let status = p.wait().await;
     assert!(status.success(), "{engine}\n{}", p.output());
     let doc: serde_json::Value = serde_json::from_str(&p.stdout()).unwrap();
     assert_eq!(doc["upgrades"][0]["state"], "paused", "{engine}: {doc}");
     // Resumed: it ends complete, every row upgraded exactly once.
-    let out = lockgate(&args(&["resume", "count"]).iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    let out = lockgate(
+        &args(&["resume", "count"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = lockgate(&args(&["run", "--json"]).iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+    let out = lockgate(
+        &args(&["run", "--json"]).iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["upgrades"][0]["state"], "complete", "{engine}: {doc}");

@@ -1015,6 +1015,29 @@ pub async fn view(url: &DbUrl, upgrades: &[Upgrade], table: &str) -> Result<Stri
         .filter(|u| conn_names_table(&u.table, &t.name))
         .collect();
     let mut problems = Vec::new();
+    for u in &mine {
+        if !matches!(u.change, Change::Set(_)) {
+            problems.push(format!(
+                "{}: upgrade {:?} is a script or Rust upgrade, which a view cannot apply",
+                u.origin, u.name
+            ));
+        }
+    }
+    if mine.is_empty() {
+        problems.push(format!("no upgrade is declared for table {}", t.name));
+    }
+    let columns = view_columns(&t, &mine, &mut problems);
+    if !problems.is_empty() {
+        return Err(UpgradeError::Invalid(problems.join("\n")));
+    }
+    Ok(sql::create_upgraded_view(&mut conn, &t, &columns).await?.to_string())
+}
+
+/// The columns of a view (or a read) of `t` with its `set` upgrades among `mine`
+/// applied: each upgraded column with its upgrade's expression. What one `CASE` per
+/// column cannot show goes to `problems`: a column set by two upgrades, a `set`
+/// upgrade that depends on another.
+fn view_columns(t: &Table, mine: &[&Upgrade], problems: &mut Vec<String>) -> Vec<sql::ViewColumn> {
     let mut columns: Vec<sql::ViewColumn> = t
         .columns
         .iter()
@@ -1023,7 +1046,8 @@ pub async fn view(url: &DbUrl, upgrades: &[Upgrade], table: &str) -> Result<Stri
             upgraded: None,
         })
         .collect();
-    for u in &mine {
+    for u in mine {
+        let Change::Set(set) = &u.change else { continue };
         if !u.after.is_empty() {
             problems.push(format!(
                 "{}: upgrade {:?} depends on {}: a view cannot apply upgrades one after another",
@@ -1032,13 +1056,6 @@ pub async fn view(url: &DbUrl, upgrades: &[Upgrade], table: &str) -> Result<Stri
                 u.after.join(", ")
             ));
         }
-        let Change::Set(set) = &u.change else {
-            problems.push(format!(
-                "{}: upgrade {:?} is a script upgrade, which a view cannot apply",
-                u.origin, u.name
-            ));
-            continue;
-        };
         for (col, expr) in set {
             let Some(i) = t.column_index(col) else {
                 problems.push(format!(
@@ -1057,13 +1074,110 @@ pub async fn view(url: &DbUrl, upgrades: &[Upgrade], table: &str) -> Result<Stri
             columns[i].upgraded = Some((u.name.clone(), expr.clone(), u.condition.clone()));
         }
     }
-    if mine.is_empty() {
-        problems.push(format!("no upgrade is declared for table {}", t.name));
+    columns
+}
+
+/// For Rust applications: `rows` of `table` just read (every column, in the table's
+/// order, `applied_upgrades` included) returned with every pending upgrade of the
+/// table among `upgrades` applied, as the backfill would apply it, without writing
+/// anything: the seed's upgrade on read. `set` upgrades are evaluated by the database
+/// (the rows are read again by primary key with the `lockgate upgrade view`'s `CASE`
+/// columns, so a row comes back as stored now), then row functions (scripts, Rust
+/// functions) run here in dependency order; each applied upgrade is appended to the
+/// row's `applied_upgrades`, so writing the row back records it. Rows that lack no
+/// upgrade cost no query. A row function's error is this call's error, naming the
+/// row; `set` upgrades that a view cannot show (two on a column, one after another)
+/// are refused.
+pub async fn apply_on_read(
+    conn: &mut Conn,
+    upgrades: &[Upgrade],
+    table: &Table,
+    rows: &[Vec<Value>],
+) -> Result<Vec<Vec<Value>>, UpgradeError> {
+    let mine: Vec<&Upgrade> = upgrades
+        .iter()
+        .filter(|u| conn_names_table(&u.table, &table.name))
+        .collect();
+    let Some(applied_at) = table.column_index(sql::APPLIED_COLUMN) else {
+        return Err(UpgradeError::Invalid(format!(
+            "table {} has no applied_upgrades column; add it with `lockgate upgrade init --table {}`",
+            table.name, table.name
+        )));
+    };
+    let names = |row: &[Value]| -> Vec<String> {
+        match &row[applied_at] {
+            Value::Text(s) => serde_json::from_str(s).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    };
+    let lacking = |row: &[Value]| {
+        let have = names(row);
+        mine.iter().any(|u| !have.contains(&u.name))
+    };
+    if !rows.iter().any(|r| lacking(r)) {
+        return Ok(rows.to_vec());
     }
+    let mut problems = Vec::new();
+    let columns = view_columns(table, &mine, &mut problems);
     if !problems.is_empty() {
         return Err(UpgradeError::Invalid(problems.join("\n")));
     }
-    Ok(sql::create_upgraded_view(&mut conn, &t, &columns).await?.to_string())
+    let runners: Vec<Runner> = mine
+        .iter()
+        .map(|u| runner_of(u))
+        .collect::<Result<_, _>>()
+        .map_err(UpgradeError::Invalid)?;
+    let scopes: Vec<String> = mine
+        .iter()
+        .map(|u| u.condition.clone().unwrap_or_else(|| "1 = 1".into()))
+        .collect();
+    let key_at: Vec<usize> = table.primary_key.iter().filter_map(|k| table.column_index(k)).collect();
+    let keys: Vec<Vec<Value>> = rows
+        .iter()
+        .filter(|r| lacking(r))
+        .map(|r| key_at.iter().map(|&i| r[i].clone()).collect())
+        .collect();
+    let fresh = sql::read_upgraded(conn, table, &columns, &scopes, &keys).await?;
+    let mut out = rows.to_vec();
+    let slot_of: std::collections::HashMap<String, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let key: Vec<Value> = key_at.iter().map(|&k| r[k].clone()).collect();
+            (sql::key_display(&key), i)
+        })
+        .collect();
+    for (mut row, scoped) in fresh {
+        let key: Vec<Value> = key_at.iter().map(|&i| row[i].clone()).collect();
+        let mut have = names(&row);
+        // Set upgrades: the database evaluated them; record those in scope.
+        for (u, in_scope) in mine.iter().zip(&scoped) {
+            if matches!(u.change, Change::Set(_)) && *in_scope && !have.contains(&u.name) {
+                have.push(u.name.clone());
+            }
+        }
+        // Row functions, in dependency order.
+        for ((u, runner), in_scope) in mine.iter().zip(&runners).zip(&scoped) {
+            let Runner::Rows(apply) = runner else { continue };
+            if !*in_scope || have.contains(&u.name) {
+                continue;
+            }
+            row = apply(table, &row).map_err(|e| {
+                UpgradeError::Invalid(format!(
+                    "table {} row {}: upgrade {:?}: {e}",
+                    table.name,
+                    sql::key_display(&key),
+                    u.name
+                ))
+            })?;
+            have.push(u.name.clone());
+        }
+        row[applied_at] = Value::Text(serde_json::to_string(&have).unwrap_or_default());
+        if let Some(&i) = slot_of.get(&sql::key_display(&key)) {
+            out[i] = row;
+        }
+    }
+    Ok(out)
 }
 
 /// Whether an upgrade's `table` names this table (the naming rule: exactly, or

@@ -644,3 +644,39 @@ async fn a_run_finishes_while_a_writer_keeps_inserting_and_the_next_run_sweeps_t
         assert_eq!(wrong, vec!["0"], "{engine}");
     }
 }
+
+#[tokio::test]
+async fn rows_upgraded_on_read_equal_the_backfilled_rows() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        notes(&db, 300).await;
+        let mut ups = on_notes("lower_evens", &[("c", "LOWER(c)")]);
+        ups[0].condition = Some("a % 2 = 0".into());
+        let mut count = Upgrade::rust("count", "notes", "1", |row| {
+            if let Some(lockgate_core::Value::Int(n)) = row.get("n") {
+                let next = n + 1;
+                row.insert("n".into(), lockgate_core::Value::Int(next));
+            }
+            Ok(())
+        })
+        .unwrap();
+        count.after = vec!["lower_evens".into()];
+        ups.push(count);
+        let mut c = db.conn().await;
+        let t = c.find_table("notes").await.unwrap();
+        let kinds: Vec<lockgate_core::Kind> = t.columns.iter().map(|c| c.kind.clone()).collect();
+        let select = format!(
+            "SELECT {} FROM notes ORDER BY id",
+            t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        let stored = c.query(&select, &[], Some(&kinds)).await.unwrap();
+        let on_read = upgrade::apply_on_read(&mut c, &ups, &t, &stored).await.unwrap();
+        assert_ne!(on_read, stored, "{engine}: nothing was applied");
+        upgrade::run(&db.url, &ups, &RunOptions::default(), None).await.unwrap();
+        let backfilled = c.query(&select, &[], Some(&kinds)).await.unwrap();
+        assert_eq!(on_read, backfilled, "{engine}");
+        // Rows that lack nothing come back as they are, without a query.
+        let again = upgrade::apply_on_read(&mut c, &ups, &t, &backfilled).await.unwrap();
+        assert_eq!(again, backfilled, "{engine}");
+    }
+}
