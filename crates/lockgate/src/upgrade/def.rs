@@ -13,9 +13,10 @@
 //! ```
 //!
 //! An upgrade either sets columns to SQL expressions (`set`: one set-based UPDATE per
-//! key range, atomic per row) or runs a row script (`script`, Rhai). Everything here
-//! is checked without a database; names of tables and columns, and whether the
-//! expressions compile, are checked against the database before the first batch.
+//! key range, atomic per row) or runs a row script (`script`, Rhai, compiled here so
+//! that a syntax error is the declaration's). Everything here is checked without a
+//! database; names of tables and columns, and whether the expressions compile, are
+//! checked against the database before the first batch.
 
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -258,7 +259,13 @@ pub fn check(declared: Vec<Declared>) -> Result<Vec<Upgrade>, DeclarationError> 
                         .collect(),
                 )
             }
-            (true, Some(s)) if !s.trim().is_empty() => Change::Script(s.clone()),
+            (true, Some(s)) if !s.trim().is_empty() => {
+                // A syntax error is the declaration's, found before any row is read.
+                if let Err(e) = super::script::Script::compile(s, super::script::Limits::default()) {
+                    problems.push(format!("{}: {e}", at("script")));
+                }
+                Change::Script(s.clone())
+            }
             (false, Some(_)) => {
                 problems.push(format!(
                     "{}: give either `set` (SQL expressions) or `script` (a Rhai row script), not both",
@@ -422,6 +429,30 @@ mod tests {
             let e = check(declared).unwrap_err().to_string();
             assert!(e.contains(want), "{want:?} not in {e:?}");
         }
+    }
+
+    /// A script is compiled with the declarations: its syntax error is the file's,
+    /// with the script's line and column.
+    #[test]
+    fn a_script_s_syntax_error_names_the_file_field_line_and_column() {
+        let scripted = |script: &str| UpgradeSpec {
+            table: "t".into(),
+            script: Some(script.into()),
+            ..UpgradeSpec::default()
+        };
+        let e = check(vec![(
+            "x".into(),
+            "upgrades/x.toml".into(),
+            scripted("row.a = 1;\nrow.b = (2 + ;\n"),
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("upgrades/x.toml: upgrade \"x\", script: line 2, column "),
+            "{e}"
+        );
+        let got = check(vec![decl("x", scripted("row.a = row.b + 1;"))]).unwrap();
+        assert_eq!(got[0].change, Change::Script("row.a = row.b + 1;".into()));
     }
 
     #[test]

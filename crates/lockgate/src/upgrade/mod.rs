@@ -4,10 +4,12 @@
 //!
 //! What is here so far: the declarations, checked and ordered without a database
 //! ([`def`]), and running `set` upgrades ([`run`]: init, the batched walk with its
-//! cursor in the ledger, pause and cancel obeyed between batches).
+//! cursor in the ledger, pause and cancel obeyed between batches), and the sandboxed
+//! engine of row scripts ([`script`]), compiled when declarations are checked.
 
 pub mod def;
 pub mod run;
+pub mod script;
 
 pub use def::{Change, DeclarationError, RowFunction, RustChange, Upgrade, UpgradeSpec};
 pub use run::{

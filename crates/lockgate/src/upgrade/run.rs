@@ -204,10 +204,13 @@ fn runner_of(u: &Upgrade) -> Result<Runner, String> {
     match &u.change {
         Change::Set(set) => Ok(Runner::Set(set.clone())),
         Change::Rust(r) => Ok(Runner::Rows(rust_apply(r.0.clone()))),
-        Change::Script(_) => Err(format!(
-            "{}: upgrade {:?} is a script upgrade; this lockgate cannot run scripts yet",
-            u.origin, u.name
-        )),
+        Change::Script(source) => {
+            let script = super::script::Script::compile(source, super::script::Limits::default())
+                .map_err(|e| format!("{}: upgrade {:?}, script: {e}", u.origin, u.name))?;
+            Ok(Runner::Rows(Arc::new(move |t: &Table, row: &[Value]| {
+                script.apply(t, row)
+            })))
+        }
     }
 }
 
@@ -558,11 +561,21 @@ async fn rows_step(
     let last = if more { rows.last().map(|r| r.key.clone()) } else { None };
     let scanned = rows.len() as u64;
     let mut failed: Vec<(Vec<Value>, String)> = Vec::new();
+    // The first computation of every row off the async threads: a script may take up
+    // to its time limit. (A row read again after a missed compare-and-set is
+    // recomputed in place; that is rare.)
+    let computed: Vec<Result<Vec<Value>, String>> = {
+        let (apply, table) = (apply.clone(), t.clone());
+        let values: Vec<Vec<Value>> = rows.iter().map(|r| r.values.clone()).collect();
+        tokio::task::spawn_blocking(move || values.iter().map(|v| apply(&table, v)).collect())
+            .await
+            .map_err(|e| DbError::Internal(format!("a row function panicked: {e}")))?
+    };
     conn.begin().await?;
     let together = async {
         let mut updated = 0;
-        for row in &rows {
-            if upgrade_row(conn, u, t, apply, row.clone(), &mut failed, reread).await? {
+        for (row, first) in rows.iter().zip(&computed) {
+            if upgrade_row(conn, u, t, apply, row.clone(), Some(first.clone()), &mut failed, reread).await? {
                 updated += 1;
             }
         }
@@ -579,8 +592,8 @@ async fn rows_step(
             // One row's statement failed: each row alone, so only that one fails.
             failed.clear();
             let mut updated = 0;
-            for row in &rows {
-                match upgrade_row(conn, u, t, apply, row.clone(), &mut failed, reread).await {
+            for (row, first) in rows.iter().zip(&computed) {
+                match upgrade_row(conn, u, t, apply, row.clone(), Some(first.clone()), &mut failed, reread).await {
                     Ok(true) => updated += 1,
                     Ok(false) => {}
                     Err(e) if row_error(&e) && !e.is_transient() => {
@@ -607,18 +620,20 @@ async fn rows_step(
 /// (on the row read afresh) up to [`ROW_ATTEMPTS`] times, a missed compare-and-set up
 /// to [`CAS_ATTEMPTS`]; then the row goes to `failed`. A row gone, out of scope or
 /// upgraded since is skipped.
+#[allow(clippy::too_many_arguments)]
 async fn upgrade_row(
     conn: &mut Conn,
     u: &Upgrade,
     t: &Table,
     apply: &Apply,
     mut row: sql::ReadRow,
+    mut computed: Option<Result<Vec<Value>, String>>,
     failed: &mut Vec<(Vec<Value>, String)>,
     reread: &mut u64,
 ) -> Result<bool, DbError> {
     let (mut errors, mut misses) = (0u32, 0u32);
     loop {
-        match apply(t, &row.values) {
+        match computed.take().unwrap_or_else(|| apply(t, &row.values)) {
             Ok(new) => {
                 if sql::write_row(conn, t, &u.name, &row, &new).await? {
                     return Ok(true);
@@ -891,7 +906,7 @@ async fn retry_rows(
             Runner::Set(set) => sql::apply_set_key(conn, t, &u.name, set, u.condition.as_deref(), &q.key).await,
             Runner::Rows(apply) => {
                 match sql::read_lacking_key(conn, t, &u.name, u.condition.as_deref(), &q.key).await? {
-                    Some(row) => upgrade_row(conn, u, t, apply, row, &mut failed, &mut 0).await,
+                    Some(row) => upgrade_row(conn, u, t, apply, row, None, &mut failed, &mut 0).await,
                     None => Ok(false),
                 }
             }

@@ -272,6 +272,20 @@ fn on_notes(name: &str, set: &[(&str, &str)]) -> Vec<Upgrade> {
     ups
 }
 
+/// A Rhai script upgrade of `notes`.
+fn script(name: &str, source: &str) -> Vec<Upgrade> {
+    upgrade::def::check(vec![(
+        name.to_string(),
+        "upgrades/x.toml".to_string(),
+        UpgradeSpec {
+            table: "notes".into(),
+            script: Some(source.into()),
+            ..UpgradeSpec::default()
+        },
+    )])
+    .unwrap()
+}
+
 /// Lower-cases `c` in Rust (so the compare-and-set, not the database, keeps a
 /// concurrent write), counting the upgrade in `n`.
 fn lower_c_in_rust() -> Upgrade {
@@ -354,14 +368,17 @@ async fn check_notes(
 async fn a_concurrent_writer_loses_no_write_to_set_or_rust_upgrades() {
     use std::sync::atomic::{AtomicBool, Ordering};
     for engine in ENGINES {
-        for rust in [false, true] {
+        for how in ["set", "rust", "script"] {
             let db = TestDb::new(engine).await;
             let rows = 1_500;
             notes(&db, rows).await;
-            let (ups, name) = if rust {
-                (vec![lower_c_in_rust()], "lower_c")
-            } else {
-                (on_notes("lower_set", &[("c", "LOWER(c)"), ("n", "n + 1")]), "lower_set")
+            let (ups, name) = match how {
+                "rust" => (vec![lower_c_in_rust()], "lower_c"),
+                "script" => (
+                    script("lower_script", "row.c = row.c.to_lower(); row.n += 1;"),
+                    "lower_script",
+                ),
+                _ => (on_notes("lower_set", &[("c", "LOWER(c)"), ("n", "n + 1")]), "lower_set"),
             };
             let stop = std::sync::Arc::new(AtomicBool::new(false));
             let w = tokio::spawn(writer(db.url.clone(), rows, stop.clone()));
@@ -486,6 +503,28 @@ async fn a_failing_row_function_is_quarantined_per_row() {
                 .any(|q| q.key_text == "50" && q.error.contains("a = 50 is not allowed")),
             "{engine}: {:?}",
             s[0].quarantine
+        );
+        // A script past its limits, or failing, is that row's error, not the run's.
+        let looping = script(
+            "looping",
+            "if row.a == 7 { loop { } } if row.a == 8 { throw \"no eights\"; } row.n = 5;",
+        );
+        let r = upgrade::run(&db.url, &looping, &RunOptions::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.upgrades[0].upgraded, r.upgrades[0].quarantined),
+            (198, 2),
+            "{engine}"
+        );
+        let q = &upgrade::status(&db.url, &looping).await.unwrap()[0].quarantine;
+        assert!(
+            q.iter().any(|q| q.key_text == "7" && q.error.contains("limit")),
+            "{engine}: {q:?}"
+        );
+        assert!(
+            q.iter().any(|q| q.key_text == "8" && q.error.contains("no eights")),
+            "{engine}: {q:?}"
         );
         // A value the column cannot hold is the row's error too, not the run's.
         let bad = vec![Upgrade::rust("bad_type", "notes", "1", |row| {
@@ -618,8 +657,11 @@ async fn a_run_finishes_while_a_writer_keeps_inserting_and_the_next_run_sweeps_t
                 id - 1_000_000
             }
         });
+        // Paced so that the inserter, even waiting for SQLite's file, keeps adding
+        // rows while the run walks.
         let opts = RunOptions {
             batch_size: Some(50),
+            max_rows_per_second: Some(1_000),
             ..RunOptions::default()
         };
         let r = tokio::time::timeout(
