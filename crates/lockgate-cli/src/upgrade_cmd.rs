@@ -1,5 +1,5 @@
 //! `lockgate upgrade …`: background data upgrades (the engine is `lockgate::upgrade`):
-//! `init`, `run`, `status`, `pause`, `resume`, `cancel`, `view`, `cleanup`. Upgrades are declared in
+//! `init`, `run`, `status`, `pause`, `resume`, `cancel`, `retry`, `view`, `cleanup`. Upgrades are declared in
 //! `lockgate.toml` (`[upgrades.NAME]`) and in `upgrades/*.toml`.
 
 use crate::render;
@@ -22,7 +22,7 @@ pub enum UpgradeCommand {
         #[arg(long)]
         table: String,
     },
-    /// Apply the pending `set` upgrades in batches, from where the last run stopped.
+    /// Apply the pending upgrades in batches, from where the last run stopped.
     Run(RunArgs),
     /// Each declared upgrade: state, rows done, rows remaining, quarantined rows.
     Status(Common),
@@ -32,6 +32,8 @@ pub enum UpgradeCommand {
     Resume(Named),
     /// Cancel an upgrade: a running upgrader stops before its next batch.
     Cancel(Named),
+    /// Try an upgrade's quarantined rows again.
+    Retry(Named),
     /// Create or replace the view T_upgraded: the table as if its `set` upgrades were applied.
     View {
         #[command(flatten)]
@@ -137,7 +139,12 @@ pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
                 max_rows_per_second: a.max_rows_per_second,
                 ..RunOptions::default()
             };
-            match upgrade::run(&url, &ups, &opts, None).await {
+            let (tx, bar) = progress(a.common.json);
+            let result = upgrade::run(&url, &ups, &opts, tx).await;
+            if let Some(bar) = bar {
+                let _ = bar.await;
+            }
+            match result {
                 Ok(r) if a.common.json => {
                     println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
                     0
@@ -145,8 +152,8 @@ pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
                 Ok(r) => {
                     for o in &r.upgrades {
                         println!(
-                            "{} on {}: {} rows upgraded in {} batches, {} remaining, {}",
-                            o.upgrade, o.table, o.upgraded, o.batches, o.remaining, o.state
+                            "{} on {}: {} rows upgraded in {} batches, {} remaining ({} quarantined), {}",
+                            o.upgrade, o.table, o.upgraded, o.batches, o.remaining, o.quarantined, o.state
                         );
                     }
                     0
@@ -174,8 +181,13 @@ pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
                         println!("no upgrades declared ([upgrades.NAME] in lockgate.toml, or upgrades/*.toml)");
                     }
                     for s in list {
+                        let pace = match (s.rows_per_second, s.eta_seconds) {
+                            (Some(r), Some(eta)) => format!(" {r:.0} rows/s, ETA {eta:.0}s"),
+                            (Some(r), None) => format!(" {r:.0} rows/s"),
+                            _ => String::new(),
+                        };
                         println!(
-                            "{:<24} {:<20} {:<12} {:>10} done {:>10} remaining {:>5} quarantined",
+                            "{:<24} {:<20} {:<12} {:>10} done {:>10} remaining {:>5} quarantined{pace}",
                             s.upgrade,
                             s.table,
                             s.state,
@@ -184,6 +196,12 @@ pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
                                 .map_or_else(|| "(no applied_upgrades column)".to_string(), |n| n.to_string()),
                             s.quarantined
                         );
+                        for q in &s.quarantine {
+                            println!(
+                                "    row {}: {} (attempts {}, {})",
+                                q.key_text, q.error, q.attempts, q.at
+                            );
+                        }
                     }
                     0
                 }
@@ -193,6 +211,28 @@ pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
         UpgradeCommand::Pause(n) => control(config, n, UpgradeState::Paused, "paused").await,
         UpgradeCommand::Resume(n) => control(config, n, UpgradeState::Pending, "resumed").await,
         UpgradeCommand::Cancel(n) => control(config, n, UpgradeState::Cancelled, "cancelled").await,
+        UpgradeCommand::Retry(n) => {
+            render::set_json(n.common.json);
+            let (url, u) = match find(config, &n) {
+                Ok(found) => found,
+                Err(code) => return code,
+            };
+            match upgrade::retry(&url, &u, Duration::from_secs(30)).await {
+                Ok(r) if n.common.json => {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    i32::from(r.quarantined > 0) * 3
+                }
+                Ok(r) => {
+                    println!(
+                        "{}: {} quarantined rows tried: {} upgraded, {} no longer needed it, {} still quarantined; {}",
+                        r.upgrade, r.tried, r.upgraded, r.skipped, r.quarantined, r.state
+                    );
+                    // Rows that still fail are row errors: exit 3, as for a load's.
+                    i32::from(r.quarantined > 0) * 3
+                }
+                Err(e) => render::fail(&e.to_string(), e.exit_code()),
+            }
+        }
         UpgradeCommand::View { common, table } => {
             let (url, ups) = match url_and_upgrades(config, &common) {
                 Ok(found) => found,
@@ -221,6 +261,38 @@ pub async fn upgrade_cmd(config: &Config, cmd: UpgradeCommand) -> i32 {
             }
         }
     }
+}
+
+/// A progress channel and its bar, when stderr is a terminal.
+fn progress(
+    json: bool,
+) -> (
+    Option<tokio::sync::mpsc::UnboundedSender<upgrade::UpgradeProgress>>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return (None, None);
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<upgrade::UpgradeProgress>();
+    let task = tokio::spawn(async move {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {pos}/{len} rows ({per_sec}, ETA {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        while let Some(p) = rx.recv().await {
+            if let Some(t) = p.total {
+                bar.set_length(t);
+            }
+            bar.set_message(format!("{} (batch {})", p.upgrade, p.batch));
+            bar.set_position(p.rows);
+        }
+        bar.finish_and_clear();
+    });
+    (Some(tx), Some(task))
 }
 
 /// The database and the declared upgrade a subcommand names.

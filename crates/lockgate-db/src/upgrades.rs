@@ -111,7 +111,7 @@ pub struct Quarantined {
     /// The row's primary key values, in key order.
     #[serde(skip)]
     pub key: Vec<Value>,
-    /// The same key as stored: a JSON array of its values.
+    /// The key for people: its values, comma-separated ([`key_display`]).
     #[serde(rename = "key")]
     pub key_text: String,
     /// The last error.
@@ -368,6 +368,11 @@ pub async fn quarantine(conn: &mut Conn, name: &str, key: &[Value], error: &str)
     Ok(())
 }
 
+/// A key as people read it: its values, comma-separated (`42`, `7, 2024-01-01`).
+pub fn key_display(key: &[Value]) -> String {
+    key.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+}
+
 /// The rows the upgrade `name` quarantined, by key.
 pub async fn quarantined(conn: &mut Conn, name: &str) -> Result<Vec<Quarantined>, DbError> {
     let d = conn.dialect();
@@ -381,18 +386,36 @@ pub async fn quarantined(conn: &mut Conn, name: &str) -> Result<Vec<Quarantined>
     rows.iter()
         .map(|r| {
             let stored = text(&r[0]).unwrap_or_default();
-            Ok(Quarantined {
+            let mut q = Quarantined {
                 key: decode_key(
                     &stored,
                     &format!("a row_key of upgrade {name} in lockgate_upgrade_quarantine"),
                 )?,
-                key_text: stored,
+                key_text: String::new(),
                 error: text(&r[1]).unwrap_or_default(),
                 attempts: int(&r[2]).unwrap_or(0),
                 at: text(&r[3]).unwrap_or_default(),
-            })
+            };
+            q.key_text = key_display(&q.key);
+            Ok(q)
         })
         .collect()
+}
+
+/// Takes the row with key `key` out of the upgrade's quarantine (a retry upgraded it,
+/// or it is gone); whether it was there.
+pub async fn release(conn: &mut Conn, name: &str, key: &[Value]) -> Result<bool, DbError> {
+    let d = conn.dialect();
+    let sql = format!(
+        "DELETE FROM lockgate_upgrade_quarantine WHERE {} = {} AND row_key = {}",
+        d.quote("upgrade"),
+        d.param(1),
+        d.param(2)
+    );
+    Ok(conn
+        .execute(&sql, &[Value::Text(name.into()), Value::Text(encode_key(key))])
+        .await?
+        > 0)
 }
 
 /// Forgets the rows the upgrade `name` quarantined (before a retry); returns how many.
@@ -697,6 +720,109 @@ pub struct ViewColumn {
     pub upgraded: Option<(String, String, Option<String>)>,
 }
 
+/// The select list of [`create_upgraded_view`] and [`read_upgraded`]: each column as
+/// stored, or, where a `set` upgrade changes it, a `CASE` that evaluates the upgrade's
+/// expression on rows in its scope that lack it.
+fn upgraded_select(engine: Engine, columns: &[ViewColumn]) -> Result<Vec<String>, DbError> {
+    let d = crate::Dialect(engine);
+    let mut select = Vec::new();
+    for c in columns {
+        let q = d.quote(&c.column);
+        match &c.upgraded {
+            None => select.push(q),
+            Some((name, expr, condition)) => {
+                let has = has_literal(engine, name)?;
+                let scope = condition
+                    .as_ref()
+                    .map(|w| format!(" WHEN NOT ({w}) THEN {q}"))
+                    .unwrap_or_default();
+                select.push(format!("CASE WHEN {has} THEN {q}{scope} ELSE ({expr}) END AS {q}"));
+            }
+        }
+    }
+    Ok(select)
+}
+
+/// "The row has the upgrade `name`", with the name as a literal (a view takes no
+/// parameters; [`check_name`] keeps names to `[A-Za-z0-9_.-]`).
+fn has_literal(engine: Engine, name: &str) -> Result<String, DbError> {
+    check_name(name)?;
+    let applied = crate::Dialect(engine).quote(APPLIED_COLUMN);
+    let quoted = crate::schema::literal(engine, &Value::Text(serde_json::Value::String(name.into()).to_string()))?;
+    let found = match engine {
+        Engine::Postgres => format!("strpos({applied}, {quoted}) > 0"),
+        Engine::Sqlite => format!("instr({applied}, {quoted}) > 0"),
+        Engine::Mysql => format!("LOCATE(CAST({quoted} AS BINARY), {applied}) > 0"),
+    };
+    Ok(format!("({applied} IS NOT NULL AND {found})"))
+}
+
+/// The rows of `table` whose keys are `keys` (primary key values, in key order), as
+/// [`create_upgraded_view`]'s view shows them (the table's columns, in order), each
+/// with whether it is in each of `scopes` (SQL conditions, as written). Rows are
+/// read 200 keys at a time; a key with no row is left out.
+pub async fn read_upgraded(
+    conn: &mut Conn,
+    table: &Table,
+    columns: &[ViewColumn],
+    scopes: &[String],
+    keys: &[Vec<Value>],
+) -> Result<Vec<(Vec<Value>, Vec<bool>)>, DbError> {
+    let d = conn.dialect();
+    let engine = conn.engine();
+    let mut select = upgraded_select(engine, columns)?;
+    let mut kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
+    for (i, w) in scopes.iter().enumerate() {
+        select.push(format!(
+            "CASE WHEN ({w}) THEN 1 ELSE 0 END AS {}",
+            d.quote(&format!("lockgate_scope_{i}"))
+        ));
+        kinds.push(Kind::Int {
+            bytes: 8,
+            unsigned: false,
+        });
+    }
+    let n = table.columns.len();
+    let key_cols: Vec<&lockgate_core::Column> = table
+        .primary_key
+        .iter()
+        .map(|k| {
+            table
+                .column(k)
+                .ok_or_else(|| DbError::Invalid(format!("key column {k:?} is not in table {}", table.name)))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for chunk in keys.chunks(200) {
+        let mut params = Vec::new();
+        let ors: Vec<String> = chunk
+            .iter()
+            .map(|key| {
+                let ands: Vec<String> = key_cols
+                    .iter()
+                    .zip(key)
+                    .map(|(c, v)| {
+                        params.push(v.clone());
+                        format!("{} = {}", d.quote(&c.name), d.param(params.len()))
+                    })
+                    .collect();
+                format!("({})", ands.join(" AND "))
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            select.join(", "),
+            d.table(&table.name),
+            ors.join(" OR ")
+        );
+        for r in conn.query(&sql, &params, Some(&kinds)).await? {
+            let scoped = r[n..].iter().map(|v| int(v) == Some(1)).collect();
+            out.push((r[..n].to_vec(), scoped));
+        }
+    }
+    Ok(out)
+}
+
 /// Creates (or replaces) the view `<table>_upgraded`: every row of `table` as if its
 /// pending `set` upgrades were applied, each upgraded column a `CASE` on
 /// `applied_upgrades` (the stored value where the row has the upgrade or is out of
@@ -710,32 +836,7 @@ pub async fn create_upgraded_view(
 ) -> Result<TableName, DbError> {
     let d = conn.dialect();
     let engine = conn.engine();
-    let applied = d.quote(APPLIED_COLUMN);
-    let mut select = Vec::new();
-    for c in columns {
-        let q = d.quote(&c.column);
-        match &c.upgraded {
-            None => select.push(q),
-            Some((name, expr, condition)) => {
-                check_name(name)?;
-                let quoted = crate::schema::literal(
-                    engine,
-                    &Value::Text(serde_json::Value::String(name.clone()).to_string()),
-                )?;
-                let found = match engine {
-                    Engine::Postgres => format!("strpos({applied}, {quoted}) > 0"),
-                    Engine::Sqlite => format!("instr({applied}, {quoted}) > 0"),
-                    Engine::Mysql => format!("LOCATE(CAST({quoted} AS BINARY), {applied}) > 0"),
-                };
-                let has = format!("({applied} IS NOT NULL AND {found})");
-                let scope = condition
-                    .as_ref()
-                    .map(|w| format!(" WHEN NOT ({w}) THEN {q}"))
-                    .unwrap_or_default();
-                select.push(format!("CASE WHEN {has} THEN {q}{scope} ELSE ({expr}) END AS {q}"));
-            }
-        }
-    }
+    let select = upgraded_select(engine, columns)?;
     let view = TableName {
         schema: table.name.schema.clone(),
         name: format!("{}_upgraded", table.name.name),
@@ -919,9 +1020,11 @@ async fn read_rows(
     let n = table.columns.len();
     let mut select: Vec<String> = table.columns.iter().map(|c| d.quote(&c.name)).collect();
     let mut kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
-    for c in &table.columns {
+    for (i, c) in table.columns.iter().enumerate() {
         let (expr, kind) = compare_expr(engine, &c.name, &c.kind);
-        select.push(expr);
+        // Named apart: PostgreSQL names `CAST("id" AS text)` "id", which an ORDER BY
+        // by the key would find twice.
+        select.push(format!("{expr} AS {}", d.quote(&format!("lockgate_seen_{i}"))));
         kinds.push(kind);
     }
     let at = keyset.place(&mut select, &mut kinds);
@@ -1004,4 +1107,38 @@ pub async fn write_row(
         conds.join(" AND ")
     );
     Ok(conn.execute(&sql, &params).await? > 0)
+}
+
+/// Signs that the database is under pressure, for a background upgrade to back off.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pressure {
+    /// Sessions waiting for a lock now.
+    pub lock_waiters: u64,
+    /// The largest replay lag of a replica, where the engine shows it on the primary
+    /// (PostgreSQL); `None` where it does not (MariaDB / MySQL show lag only on the
+    /// replica, SQLite has none).
+    pub replication_lag: Option<std::time::Duration>,
+}
+
+/// Reads [`Pressure`] with one query (none on SQLite, whose writers queue for the
+/// file instead). A server that refuses the query (privileges) is an engine error
+/// the caller may take as "cannot tell".
+pub async fn pressure(conn: &mut Conn) -> Result<Pressure, DbError> {
+    let sql = match conn.engine() {
+        Engine::Postgres => {
+            "SELECT (SELECT count(*) FROM pg_locks WHERE NOT granted), \
+             (SELECT CAST(COALESCE(max(EXTRACT(EPOCH FROM replay_lag)), 0) * 1000 AS bigint) FROM pg_stat_replication)"
+        }
+        Engine::Mysql => {
+            "SELECT (SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'), NULL"
+        }
+        Engine::Sqlite => return Ok(Pressure::default()),
+    };
+    let rows = conn.query(sql, &[], None).await?;
+    let row = rows.first();
+    let cell = |i: usize| row.and_then(|r| r.get(i)).and_then(int);
+    Ok(Pressure {
+        lock_waiters: cell(0).unwrap_or(0).max(0) as u64,
+        replication_lag: cell(1).map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
+    })
 }

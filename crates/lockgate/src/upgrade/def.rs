@@ -20,6 +20,7 @@
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One upgrade as `lockgate.toml` or an `upgrades/*.toml` file declares it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -63,7 +64,32 @@ pub enum Change {
     Set(Vec<(String, String)>),
     /// A Rhai row script.
     Script(String),
+    /// A Rust function, registered by a library user ([`Upgrade::rust`]).
+    Rust(RustChange),
 }
+
+/// A Rust function that upgrades one row: it gets the row's values by column name
+/// (without `applied_upgrades`) and changes them in place; an `Err` is that row's
+/// error (it is retried, then quarantined).
+pub type RowFunction = Arc<dyn Fn(&mut BTreeMap<String, lockgate_core::Value>) -> Result<(), String> + Send + Sync>;
+
+/// A registered [`RowFunction`]; two are equal when they are the same function.
+#[derive(Clone)]
+pub struct RustChange(pub RowFunction);
+
+impl std::fmt::Debug for RustChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RustChange(..)")
+    }
+}
+
+impl PartialEq for RustChange {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RustChange {}
 
 /// A checked upgrade.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +111,36 @@ pub struct Upgrade {
     /// SHA-256 of the definition (lower-case hex): a started upgrade whose checksum
     /// changes is refused.
     pub checksum: String,
+}
+
+impl Upgrade {
+    /// An upgrade of `table` by a Rust function, for library users. Its checksum
+    /// covers the name, the table and `version`: change `version` when the function's
+    /// behaviour changes, and the ledger refuses it for an upgrade already started
+    /// (as it refuses a changed declaration), so declare it under a new name instead.
+    pub fn rust(
+        name: &str,
+        table: &str,
+        version: &str,
+        f: impl Fn(&mut BTreeMap<String, lockgate_core::Value>) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Result<Upgrade, DeclarationError> {
+        if !valid_name(name) {
+            return Err(DeclarationError(vec![format!(
+                "{name:?} is not an upgrade name: use letters, digits, '_', '-' and '.'"
+            )]));
+        }
+        let canonical = serde_json::json!({ "table": table, "rust": version });
+        Ok(Upgrade {
+            name: name.to_string(),
+            origin: format!("Rust function {name}"),
+            table: table.to_string(),
+            change: Change::Rust(RustChange(Arc::new(f))),
+            condition: None,
+            cleanup: None,
+            after: Vec::new(),
+            checksum: lockgate_core::copytext::hex_string(&Sha256::digest(canonical.to_string().as_bytes())),
+        })
+    }
 }
 
 /// A declaration as read: its name, where it was declared, and its fields.

@@ -9,10 +9,10 @@
 pub mod def;
 pub mod run;
 
-pub use def::{Change, DeclarationError, Upgrade, UpgradeSpec};
+pub use def::{Change, DeclarationError, RowFunction, RustChange, Upgrade, UpgradeSpec};
 pub use run::{
-    cleanup, control, init, run, status, view, CleanupReport, RunOptions, RunReport, UpgradeError, UpgradeOutcome,
-    UpgradeProgress, UpgradeStatus,
+    apply_on_read, cleanup, control, init, retry, run, status, view, CleanupReport, RetryReport, RunOptions, RunReport,
+    UpgradeError, UpgradeOutcome, UpgradeProgress, UpgradeStatus,
 };
 
 use crate::config::Config;

@@ -10,11 +10,14 @@
 //! from its cursor. Two runs of one upgrade never interleave: the second waits for
 //! the first's lock (`upgrade:NAME`).
 
+use super::def::RowFunction;
 use super::{Change, Upgrade};
-use lockgate_core::Value;
+use lockgate_core::{Table, Value};
 use lockgate_db::ledger::{Holder, Ledger};
 use lockgate_db::upgrades::{self as sql, UpgradeState};
 use lockgate_db::{Conn, DbError, DbUrl};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -29,8 +32,12 @@ pub struct RunOptions {
     pub batch_size: Option<usize>,
     /// At most this many rows per second (none: as fast as the target time allows).
     pub max_rows_per_second: Option<u64>,
-    /// How long to wait for another run of the same upgrade.
+    /// How long to wait for another process's run of the same upgrade, once this
+    /// run has done the others.
     pub lock_timeout: Duration,
+    /// Back off while a replica lags more than this (where the engine shows it:
+    /// PostgreSQL's `pg_stat_replication` on the primary).
+    pub max_replication_lag: Duration,
 }
 
 impl Default for RunOptions {
@@ -40,7 +47,8 @@ impl Default for RunOptions {
             target_batch_time: Duration::from_millis(100),
             batch_size: None,
             max_rows_per_second: None,
-            lock_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(24 * 3600),
+            max_replication_lag: Duration::from_secs(1),
         }
     }
 }
@@ -79,6 +87,9 @@ pub struct UpgradeProgress {
     pub rows: u64,
     /// The current batch size.
     pub batch: usize,
+    /// Rows done plus rows lacking it when the walk began (only counted when
+    /// someone watches the progress).
+    pub total: Option<u64>,
 }
 
 /// What a run did to one upgrade.
@@ -96,6 +107,12 @@ pub struct UpgradeOutcome {
     pub state: String,
     /// Rows in scope still without it.
     pub remaining: u64,
+    /// Rows quarantined with an error (by this run or earlier ones).
+    pub quarantined: u64,
+    /// Rows read again because an application changed them between the run's read
+    /// and its write (row functions only: their compare-and-set missed, the
+    /// application's write stayed, and the row was recomputed from it).
+    pub reread: u64,
 }
 
 /// What `lockgate upgrade run` did.
@@ -123,8 +140,82 @@ pub fn next_batch_size(size: usize, took: Duration, target: Duration) -> usize {
     scaled.clamp(10, 100_000)
 }
 
-/// Runs every pending `set` upgrade (of one table, or all) to the end, or until it
-/// is paused or cancelled.
+/// A row function ready to run: a closure's or a compiled script's. It gets the
+/// row's values in the table's column order and returns them changed, each typed
+/// for its column.
+type Apply = Arc<dyn Fn(&Table, &[Value]) -> Result<Vec<Value>, String> + Send + Sync>;
+
+/// How an upgrade changes rows, ready to run.
+#[derive(Clone)]
+enum Runner {
+    /// One set-based UPDATE per key range.
+    Set(Vec<(String, String)>),
+    /// Rows read, computed here, and written back with a compare-and-set.
+    Rows(Apply),
+}
+
+/// How many times a row is tried (a failing statement, a script error) before it is
+/// quarantined; and how many times in a row an application may change it between
+/// our read and our write before it is quarantined as too busy to upgrade now.
+const ROW_ATTEMPTS: u32 = 3;
+const CAS_ATTEMPTS: u32 = 10;
+
+/// A closure over a row map, as [`Apply`]: the map holds every column but
+/// `applied_upgrades`; a key that is not a column, or a changed primary key, is the
+/// row's error; values are checked as writes to their columns.
+fn rust_apply(f: RowFunction) -> Apply {
+    Arc::new(move |t: &Table, row: &[Value]| {
+        let mut map: BTreeMap<String, Value> = t
+            .columns
+            .iter()
+            .zip(row)
+            .filter(|(c, _)| c.name != sql::APPLIED_COLUMN)
+            .map(|(c, v)| (c.name.clone(), v.clone()))
+            .collect();
+        f(&mut map)?;
+        let mut out = row.to_vec();
+        for (name, v) in map {
+            let i = t
+                .columns
+                .iter()
+                .position(|c| c.name == name && c.name != sql::APPLIED_COLUMN)
+                .ok_or_else(|| format!("the function set {name:?}, which is not a column of {}", t.name))?;
+            if out[i] == v {
+                continue;
+            }
+            if t.primary_key.contains(&name) {
+                return Err(format!(
+                    "the function changed {name}, part of the primary key of {}",
+                    t.name
+                ));
+            }
+            out[i] = t.columns[i]
+                .kind
+                .check(v)
+                .map_err(|e| format!("the function set {name} to a value the column cannot hold: {e}"))?;
+        }
+        Ok(out)
+    })
+}
+
+/// The upgrade's change, ready to run; a script is compiled here (its syntax was
+/// checked when it was declared).
+fn runner_of(u: &Upgrade) -> Result<Runner, String> {
+    match &u.change {
+        Change::Set(set) => Ok(Runner::Set(set.clone())),
+        Change::Rust(r) => Ok(Runner::Rows(rust_apply(r.0.clone()))),
+        Change::Script(_) => Err(format!(
+            "{}: upgrade {:?} is a script upgrade; this lockgate cannot run scripts yet",
+            u.origin, u.name
+        )),
+    }
+}
+
+/// Runs every pending upgrade (of one table, or all) to the end, or until it is
+/// paused or cancelled. An upgrade another process is running is left to it at
+/// first; once this run has done the others, it waits for that one and sweeps what
+/// is left (usually nothing), so that two runners started together both end with
+/// every upgrade applied, each row once.
 pub async fn run(
     url: &DbUrl,
     upgrades: &[Upgrade],
@@ -134,20 +225,26 @@ pub async fn run(
     let started = Instant::now();
     let mut conn = Conn::connect_existing(url).await?;
     let mut ledger = Ledger::open(url).await?;
+    if conn.engine() == lockgate_db::Engine::Mysql {
+        // A row re-read after a compare-and-set missed must see the application's
+        // committed write, not the transaction's first snapshot.
+        conn.batch("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .await?;
+    }
     let chosen: Vec<&Upgrade> = upgrades
         .iter()
         .filter(|u| opts.table.as_ref().is_none_or(|t| u.table.eq_ignore_ascii_case(t)))
         .collect();
     // Everything checked before the first batch: tables, keys, columns, expressions.
     let mut problems = Vec::new();
-    let mut tables = Vec::new();
+    let mut plans = Vec::new();
     for u in &chosen {
-        let Change::Set(set) = &u.change else {
-            problems.push(format!(
-                "{}: upgrade {:?} is a script upgrade; this lockgate runs `set` upgrades only so far",
-                u.origin, u.name
-            ));
-            continue;
+        let runner = match runner_of(u) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
         };
         let t = match conn.find_table(&u.table).await {
             Ok(t) => t,
@@ -169,14 +266,16 @@ pub async fn run(
                 u.origin, u.name, t.name, t.name
             ));
         }
-        for (col, expr) in set {
-            if t.column(col).is_none() {
-                problems.push(format!(
-                    "{}: upgrade {:?}, set: {col:?} is not a column of {}",
-                    u.origin, u.name, t.name
-                ));
-            } else if let Err(e) = sql::check_expression(&mut conn, &t, expr).await {
-                problems.push(format!("{}: upgrade {:?}, set.{col}: {e}", u.origin, u.name));
+        if let Runner::Set(set) = &runner {
+            for (col, expr) in set {
+                if t.column(col).is_none() {
+                    problems.push(format!(
+                        "{}: upgrade {:?}, set: {col:?} is not a column of {}",
+                        u.origin, u.name, t.name
+                    ));
+                } else if let Err(e) = sql::check_expression(&mut conn, &t, expr).await {
+                    problems.push(format!("{}: upgrade {:?}, set.{col}: {e}", u.origin, u.name));
+                }
             }
         }
         if let Some(c) = &u.condition {
@@ -184,27 +283,51 @@ pub async fn run(
                 problems.push(format!("{}: upgrade {:?}, where: {e}", u.origin, u.name));
             }
         }
-        tables.push(t);
+        plans.push((*u, t, runner));
     }
     if !problems.is_empty() {
         return Err(UpgradeError::Invalid(problems.join("\n")));
     }
-    let mut outcomes = Vec::new();
-    for (u, t) in chosen.iter().zip(&tables) {
-        let Change::Set(set) = &u.change else { continue };
+    for (u, t, _) in &plans {
         sql::register(ledger.conn(), &u.name, &t.name.to_string(), &u.checksum)
             .await
             .map_err(|e| match e {
                 DbError::Invalid(m) => UpgradeError::Invalid(format!("{}: upgrade {:?}: {m}", u.origin, u.name)),
                 other => other.into(),
             })?;
-        let holder = Holder::current(format!("lockgate upgrade run {}", u.name));
-        let lock = ledger
-            .lock(&format!("upgrade:{}", u.name), &holder, opts.lock_timeout)
-            .await?;
-        let result = walk(&mut conn, &mut ledger, u, t, set, opts, progress.as_ref()).await;
-        let _ = ledger.unlock(lock).await;
-        outcomes.push(result?);
+    }
+    let mut outcomes = Vec::new();
+    let mut deferred = Vec::new();
+    // First pass: what nobody else is running; second: the rest, waiting for them.
+    for pass in 0..2 {
+        let todo: Vec<usize> = if pass == 0 {
+            (0..plans.len()).collect()
+        } else {
+            std::mem::take(&mut deferred)
+        };
+        for i in todo {
+            let (u, t, runner) = &plans[i];
+            // Dependencies first: an upgrade whose `after` another process holds waits
+            // in the second pass too.
+            if pass == 0 && u.after.iter().any(|a| deferred.iter().any(|&j| plans[j].0.name == *a)) {
+                deferred.push(i);
+                continue;
+            }
+            let holder = Holder::current(format!("lockgate upgrade run {}", u.name));
+            let job = format!("upgrade:{}", u.name);
+            let wait = if pass == 0 { Duration::ZERO } else { opts.lock_timeout };
+            let lock = match ledger.lock(&job, &holder, wait).await {
+                Ok(l) => l,
+                Err(DbError::LockTimeout { .. }) if pass == 0 => {
+                    deferred.push(i);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let result = walk(&mut conn, &mut ledger, u, t, runner, opts, progress.as_ref()).await;
+            let _ = ledger.unlock(lock).await;
+            outcomes.push(result?);
+        }
     }
     Ok(RunReport {
         upgrades: outcomes,
@@ -212,13 +335,29 @@ pub async fn run(
     })
 }
 
+/// What one step of a walk did.
+struct Step {
+    /// Rows it upgraded.
+    updated: u64,
+    /// Rows it looked at (for the rate limit).
+    scanned: u64,
+    /// Where the next step starts after; `None`: the walk reached the end.
+    last: Option<Vec<Value>>,
+}
+
+/// Whether an error is a row's (a constraint, a bad value, a lock conflict), which a
+/// smaller batch or a retry may get past, rather than the connection's.
+fn row_error(e: &DbError) -> bool {
+    e.engine_error().is_some_and(|x| !x.connection_lost)
+}
+
 /// One upgrade's walk from its cursor.
 async fn walk(
     conn: &mut Conn,
     ledger: &mut Ledger,
     u: &Upgrade,
-    t: &lockgate_core::Table,
-    set: &[(String, String)],
+    t: &Table,
+    runner: &Runner,
     opts: &RunOptions,
     progress: Option<&UnboundedSender<UpgradeProgress>>,
 ) -> Result<UpgradeOutcome, UpgradeError> {
@@ -236,12 +375,19 @@ async fn walk(
     }
     let mut cursor: Option<Vec<Value>> = record.cursor.clone();
     let mut rows_done = record.rows_done.max(0) as u64;
-    let mut batch = opts.batch_size.unwrap_or(1_000).max(1);
-    let (mut upgraded, mut batches) = (0u64, 0u64);
+    let fixed = opts.batch_size.map(|b| b.max(1));
+    let mut batch = fixed.unwrap_or(1_000);
+    let (mut upgraded, mut batches, mut quarantined, mut reread) = (0u64, 0u64, 0u64, 0u64);
+    let (mut row_failures, mut transient_failures) = (0u32, 0u32);
     let mut final_state = record.state;
     let mut reached_end = false;
     let walk_began = Instant::now();
     let mut rate_saved = Instant::now();
+    let mut pressure = Pressure::new(opts);
+    let mut total = None;
+    if progress.is_some() && matches!(record.state, UpgradeState::Pending | UpgradeState::Running) {
+        total = Some(rows_done + sql::count_lacking(conn, t, &u.name, u.condition.as_deref()).await?);
+    }
     if matches!(record.state, UpgradeState::Pending | UpgradeState::Running) {
         sql::set_state(ledger.conn(), &u.name, UpgradeState::Running).await?;
         loop {
@@ -251,29 +397,97 @@ async fn walk(
                 final_state = now.unwrap_or(UpgradeState::Cancelled);
                 break;
             }
+            pressure.wait(conn).await?;
             let began = Instant::now();
-            let done =
-                sql::apply_set_batch(conn, t, &u.name, set, u.condition.as_deref(), cursor.as_deref(), batch).await?;
+            let step = match runner {
+                Runner::Set(set) => {
+                    sql::apply_set_batch(conn, t, &u.name, set, u.condition.as_deref(), cursor.as_deref(), batch)
+                        .await
+                        .map(|d| Step {
+                            updated: d.updated,
+                            scanned: d.scanned,
+                            last: d.last,
+                        })
+                }
+                Runner::Rows(apply) => {
+                    rows_step(
+                        conn,
+                        ledger,
+                        u,
+                        t,
+                        apply,
+                        cursor.as_deref(),
+                        batch,
+                        &mut quarantined,
+                        &mut reread,
+                    )
+                    .await
+                }
+            };
             let took = began.elapsed();
-            upgraded += done.updated;
-            rows_done += done.updated;
+            let step = match step {
+                Ok(s) => s,
+                Err(e) if row_error(&e) && e.is_transient() => {
+                    // A deadlock or a lock timeout: back off, smaller, and again.
+                    transient_failures += 1;
+                    if transient_failures > 8 {
+                        return Err(e.into());
+                    }
+                    batch = (batch / 2).max(1);
+                    tokio::time::sleep(Duration::from_millis(50 << transient_failures.min(6))).await;
+                    continue;
+                }
+                Err(e) if row_error(&e) && batch > 1 => {
+                    // Some row of the range fails: halve the range until it is that row.
+                    batch = (batch / 2).max(1);
+                    continue;
+                }
+                Err(e) if row_error(&e) => {
+                    row_failures += 1;
+                    if row_failures < ROW_ATTEMPTS {
+                        continue;
+                    }
+                    // That row, tried enough: quarantined with its error, and the walk
+                    // goes on past it.
+                    row_failures = 0;
+                    let Some(key) = sql::next_key(conn, t, cursor.as_deref()).await? else {
+                        return Err(e.into());
+                    };
+                    sql::quarantine(
+                        ledger.conn(),
+                        &u.name,
+                        &key,
+                        &format!("failed {ROW_ATTEMPTS} times: {e}"),
+                    )
+                    .await?;
+                    quarantined += 1;
+                    sql::save_cursor(ledger.conn(), &u.name, &key, 0).await?;
+                    cursor = Some(key);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            (row_failures, transient_failures) = (0, 0);
+            upgraded += step.updated;
+            rows_done += step.updated;
             batches += 1;
             if let Some(p) = progress {
                 let _ = p.send(UpgradeProgress {
                     upgrade: u.name.clone(),
                     rows: rows_done,
                     batch,
+                    total,
                 });
             }
-            let Some(last) = done.last else {
+            let Some(last) = step.last else {
                 // The last range: its rows counted, the cursor back to the start for
                 // any run that must sweep again.
-                sql::save_cursor(ledger.conn(), &u.name, &[], done.updated).await?;
+                sql::save_cursor(ledger.conn(), &u.name, &[], step.updated).await?;
                 reached_end = true;
                 final_state = UpgradeState::Running;
                 break;
             };
-            sql::save_cursor(ledger.conn(), &u.name, &last, done.updated).await?;
+            sql::save_cursor(ledger.conn(), &u.name, &last, step.updated).await?;
             cursor = Some(last);
             // The rate for status and its ETA, once a second.
             if rate_saved.elapsed() >= Duration::from_secs(1) {
@@ -281,11 +495,14 @@ async fn walk(
                 sql::set_rate(ledger.conn(), &u.name, rate).await?;
                 rate_saved = Instant::now();
             }
-            if opts.batch_size.is_none() {
-                batch = next_batch_size(batch, took, opts.target_batch_time);
-            }
+            batch = match fixed {
+                // Back up to the fixed size after a failure halved it.
+                Some(f) => (batch * 2).min(f),
+                None => next_batch_size(batch, took, opts.target_batch_time),
+            };
+            pressure.after_batch(took, opts.target_batch_time);
             if let Some(rate) = opts.max_rows_per_second.filter(|r| *r > 0) {
-                let due = Duration::from_secs_f64(done.scanned as f64 / rate as f64);
+                let due = Duration::from_secs_f64(step.scanned as f64 / rate as f64);
                 if due > took {
                     tokio::time::sleep(due - took).await;
                 }
@@ -293,10 +510,12 @@ async fn walk(
         }
     }
     let remaining = sql::count_lacking(conn, t, &u.name, u.condition.as_deref()).await?;
+    let in_quarantine = sql::quarantined(ledger.conn(), &u.name).await?.len();
     if reached_end {
-        // The walk reached the end: complete only when no row in scope lacks it.
-        // Rows an application wrote meanwhile without the upgrade are found by the
-        // next run, which walks again from the start (the cursor went back).
+        // The walk reached the end: complete only when no row in scope lacks it (and
+        // so none is quarantined). Rows an application wrote meanwhile without the
+        // upgrade are found by the next run, which walks again from the start (the
+        // cursor went back); quarantined rows wait for `lockgate upgrade retry`.
         final_state = if remaining == 0 {
             UpgradeState::Complete
         } else {
@@ -311,7 +530,177 @@ async fn walk(
         batches,
         state: final_state.as_str().to_string(),
         remaining,
+        quarantined: in_quarantine as u64,
+        reread,
     })
+}
+
+/// One step of a row-function upgrade: up to `batch` rows after the cursor that lack
+/// it are read, computed, and written back in one transaction, each with a
+/// compare-and-set against the values read; a row an application changed meanwhile
+/// is read again and recomputed, so its write is never overwritten. A row whose
+/// function fails (or that stays too busy) is quarantined after the transaction.
+/// A write that fails aborts the transaction: the step is then redone row by row,
+/// each row in its own statement, so that only the failing row is quarantined.
+#[allow(clippy::too_many_arguments)]
+async fn rows_step(
+    conn: &mut Conn,
+    ledger: &mut Ledger,
+    u: &Upgrade,
+    t: &Table,
+    apply: &Apply,
+    after: Option<&[Value]>,
+    batch: usize,
+    quarantined: &mut u64,
+    reread: &mut u64,
+) -> Result<Step, DbError> {
+    let (rows, more) = sql::read_lacking(conn, t, &u.name, u.condition.as_deref(), after, batch).await?;
+    let last = if more { rows.last().map(|r| r.key.clone()) } else { None };
+    let scanned = rows.len() as u64;
+    let mut failed: Vec<(Vec<Value>, String)> = Vec::new();
+    conn.begin().await?;
+    let together = async {
+        let mut updated = 0;
+        for row in &rows {
+            if upgrade_row(conn, u, t, apply, row.clone(), &mut failed, reread).await? {
+                updated += 1;
+            }
+        }
+        Ok::<u64, DbError>(updated)
+    }
+    .await;
+    let updated = match together {
+        Ok(n) => {
+            conn.commit().await?;
+            n
+        }
+        Err(e) if row_error(&e) && !e.is_transient() => {
+            let _ = conn.rollback().await;
+            // One row's statement failed: each row alone, so only that one fails.
+            failed.clear();
+            let mut updated = 0;
+            for row in &rows {
+                match upgrade_row(conn, u, t, apply, row.clone(), &mut failed, reread).await {
+                    Ok(true) => updated += 1,
+                    Ok(false) => {}
+                    Err(e) if row_error(&e) && !e.is_transient() => {
+                        failed.push((row.key.clone(), format!("failed to write: {e}")))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            updated
+        }
+        Err(e) => {
+            let _ = conn.rollback().await;
+            return Err(e);
+        }
+    };
+    for (key, error) in &failed {
+        sql::quarantine(ledger.conn(), &u.name, key, error).await?;
+        *quarantined += 1;
+    }
+    Ok(Step { updated, scanned, last })
+}
+
+/// Computes and writes one row; whether it wrote. A function error is tried again
+/// (on the row read afresh) up to [`ROW_ATTEMPTS`] times, a missed compare-and-set up
+/// to [`CAS_ATTEMPTS`]; then the row goes to `failed`. A row gone, out of scope or
+/// upgraded since is skipped.
+async fn upgrade_row(
+    conn: &mut Conn,
+    u: &Upgrade,
+    t: &Table,
+    apply: &Apply,
+    mut row: sql::ReadRow,
+    failed: &mut Vec<(Vec<Value>, String)>,
+    reread: &mut u64,
+) -> Result<bool, DbError> {
+    let (mut errors, mut misses) = (0u32, 0u32);
+    loop {
+        match apply(t, &row.values) {
+            Ok(new) => {
+                if sql::write_row(conn, t, &u.name, &row, &new).await? {
+                    return Ok(true);
+                }
+                misses += 1;
+                *reread += 1;
+                if misses >= CAS_ATTEMPTS {
+                    failed.push((
+                        row.key.clone(),
+                        format!("changed by another writer {CAS_ATTEMPTS} times between read and write"),
+                    ));
+                    return Ok(false);
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                if errors >= ROW_ATTEMPTS {
+                    failed.push((row.key.clone(), format!("failed {ROW_ATTEMPTS} times: {e}")));
+                    return Ok(false);
+                }
+            }
+        }
+        match sql::read_lacking_key(conn, t, &u.name, u.condition.as_deref(), &row.key).await? {
+            Some(again) => row = again,
+            None => return Ok(false),
+        }
+    }
+}
+
+/// Backing off when the database is under pressure: before a batch, while other
+/// sessions wait for locks, or a replica lags more than allowed (where the engine
+/// shows it); after a batch that took well over its target time, for as long again
+/// as it overran.
+struct Pressure {
+    max_lag: Duration,
+    pause: Duration,
+    /// Whether the probe is available (a server that refuses it is not asked again).
+    probe: bool,
+}
+
+impl Pressure {
+    fn new(opts: &RunOptions) -> Pressure {
+        Pressure {
+            max_lag: opts.max_replication_lag,
+            pause: Duration::ZERO,
+            probe: true,
+        }
+    }
+
+    fn after_batch(&mut self, took: Duration, target: Duration) {
+        self.pause = if took > target + target / 2 {
+            (took - target).min(Duration::from_secs(2))
+        } else {
+            Duration::ZERO
+        };
+    }
+
+    async fn wait(&mut self, conn: &mut Conn) -> Result<(), DbError> {
+        if !self.pause.is_zero() {
+            tokio::time::sleep(self.pause).await;
+        }
+        if !self.probe {
+            return Ok(());
+        }
+        // Half a second at most: pressure slows the run, it never stalls it (the
+        // lock waits seen may be the application's own, not the run's).
+        for _ in 0..10 {
+            let p = match sql::pressure(conn).await {
+                Ok(p) => p,
+                Err(e) if row_error(&e) => {
+                    self.probe = false;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            if p.lock_waiters == 0 && p.replication_lag.is_none_or(|l| l <= self.max_lag) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -367,11 +756,20 @@ pub async fn status(url: &DbUrl, upgrades: &[Upgrade]) -> Result<Vec<UpgradeStat
             }
             _ => None,
         };
-        let quarantine = if record.is_some() {
+        let mut quarantine = if record.is_some() {
             sql::quarantined(ledger.conn(), &u.name).await?
         } else {
             Vec::new()
         };
+        // SQLite's keys may end with the rowid that tells NULL keys apart: people
+        // see the primary key's values.
+        if let Some(t) = &table {
+            for q in &mut quarantine {
+                if q.key.len() > t.primary_key.len() && !t.primary_key.is_empty() {
+                    q.key_text = sql::key_display(&q.key[..t.primary_key.len()]);
+                }
+            }
+        }
         let rate = record.as_ref().and_then(|r| r.rate).filter(|r| *r > 0.0);
         out.push(UpgradeStatus {
             rows_per_second: rate,
@@ -416,6 +814,120 @@ pub async fn control(url: &DbUrl, upgrade: &Upgrade, to: UpgradeState) -> Result
     }
     sql::set_state(ledger.conn(), &upgrade.name, to).await?;
     Ok(())
+}
+
+/// What `lockgate upgrade retry` did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RetryReport {
+    /// The upgrade.
+    pub upgrade: String,
+    /// Quarantined rows tried.
+    pub tried: u64,
+    /// Rows upgraded now.
+    pub upgraded: u64,
+    /// Rows that left the quarantine without being upgraded here: gone, out of scope,
+    /// or upgraded meanwhile.
+    pub skipped: u64,
+    /// Rows still quarantined, with their new errors.
+    pub quarantined: u64,
+    /// The upgrade's state afterwards.
+    pub state: String,
+}
+
+/// `lockgate upgrade retry NAME`: tries every row the upgrade quarantined again, each
+/// alone (as a run tries it: the `set` UPDATE of that row, or the row function with
+/// its compare-and-set). A row that is upgraded now, or no longer needs it, leaves the
+/// quarantine; one that fails again stays, with its new error and one more attempt.
+/// When no row in scope lacks the upgrade afterwards, it is complete. It takes the
+/// upgrade's lock, so it waits up to `lock_timeout` for a run of it.
+pub async fn retry(url: &DbUrl, upgrade: &Upgrade, lock_timeout: Duration) -> Result<RetryReport, UpgradeError> {
+    let runner = runner_of(upgrade).map_err(UpgradeError::Invalid)?;
+    let mut conn = Conn::connect_existing(url).await?;
+    let mut ledger = Ledger::open(url).await?;
+    let t = conn.find_table(&upgrade.table).await?;
+    let record = sql::state(ledger.conn(), &upgrade.name).await?.ok_or_else(|| {
+        UpgradeError::Invalid(format!(
+            "upgrade {:?} has not run yet: there is nothing to retry",
+            upgrade.name
+        ))
+    })?;
+    if record.checksum != upgrade.checksum {
+        // The same refusal as a run's: a changed definition is a new upgrade.
+        sql::register(ledger.conn(), &upgrade.name, &t.name.to_string(), &upgrade.checksum)
+            .await
+            .map_err(|e| match e {
+                DbError::Invalid(m) => UpgradeError::Invalid(format!("{}: {m}", upgrade.origin)),
+                other => other.into(),
+            })?;
+    }
+    let holder = Holder::current(format!("lockgate upgrade retry {}", upgrade.name));
+    let lock = ledger
+        .lock(&format!("upgrade:{}", upgrade.name), &holder, lock_timeout)
+        .await?;
+    let result = retry_rows(&mut conn, &mut ledger, upgrade, &t, &runner).await;
+    let _ = ledger.unlock(lock).await;
+    result
+}
+
+async fn retry_rows(
+    conn: &mut Conn,
+    ledger: &mut Ledger,
+    u: &Upgrade,
+    t: &Table,
+    runner: &Runner,
+) -> Result<RetryReport, UpgradeError> {
+    let rows = sql::quarantined(ledger.conn(), &u.name).await?;
+    let mut report = RetryReport {
+        upgrade: u.name.clone(),
+        tried: rows.len() as u64,
+        upgraded: 0,
+        skipped: 0,
+        quarantined: 0,
+        state: String::new(),
+    };
+    for q in rows {
+        let mut failed = Vec::new();
+        let outcome = match runner {
+            Runner::Set(set) => sql::apply_set_key(conn, t, &u.name, set, u.condition.as_deref(), &q.key).await,
+            Runner::Rows(apply) => {
+                match sql::read_lacking_key(conn, t, &u.name, u.condition.as_deref(), &q.key).await? {
+                    Some(row) => upgrade_row(conn, u, t, apply, row, &mut failed, &mut 0).await,
+                    None => Ok(false),
+                }
+            }
+        };
+        match outcome {
+            Ok(true) => {
+                report.upgraded += 1;
+                sql::release(ledger.conn(), &u.name, &q.key).await?;
+            }
+            Ok(false) if failed.is_empty() => {
+                report.skipped += 1;
+                sql::release(ledger.conn(), &u.name, &q.key).await?;
+            }
+            Ok(false) => {
+                report.quarantined += 1;
+                for (key, error) in &failed {
+                    sql::quarantine(ledger.conn(), &u.name, key, error).await?;
+                }
+            }
+            Err(e) if row_error(&e) => {
+                report.quarantined += 1;
+                sql::quarantine(ledger.conn(), &u.name, &q.key, &format!("failed again: {e}")).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let remaining = sql::count_lacking(conn, t, &u.name, u.condition.as_deref()).await?;
+    let mut state = sql::state(ledger.conn(), &u.name)
+        .await?
+        .map_or(UpgradeState::Pending, |r| r.state);
+    if remaining == 0 && matches!(state, UpgradeState::Pending | UpgradeState::Running) {
+        state = UpgradeState::Complete;
+        sql::set_state(ledger.conn(), &u.name, state).await?;
+    }
+    report.state = state.as_str().to_string();
+    Ok(report)
 }
 
 /// What `lockgate upgrade cleanup` did.
@@ -503,6 +1015,29 @@ pub async fn view(url: &DbUrl, upgrades: &[Upgrade], table: &str) -> Result<Stri
         .filter(|u| conn_names_table(&u.table, &t.name))
         .collect();
     let mut problems = Vec::new();
+    for u in &mine {
+        if !matches!(u.change, Change::Set(_)) {
+            problems.push(format!(
+                "{}: upgrade {:?} is a script or Rust upgrade, which a view cannot apply",
+                u.origin, u.name
+            ));
+        }
+    }
+    if mine.is_empty() {
+        problems.push(format!("no upgrade is declared for table {}", t.name));
+    }
+    let columns = view_columns(&t, &mine, &mut problems);
+    if !problems.is_empty() {
+        return Err(UpgradeError::Invalid(problems.join("\n")));
+    }
+    Ok(sql::create_upgraded_view(&mut conn, &t, &columns).await?.to_string())
+}
+
+/// The columns of a view (or a read) of `t` with its `set` upgrades among `mine`
+/// applied: each upgraded column with its upgrade's expression. What one `CASE` per
+/// column cannot show goes to `problems`: a column set by two upgrades, a `set`
+/// upgrade that depends on another.
+fn view_columns(t: &Table, mine: &[&Upgrade], problems: &mut Vec<String>) -> Vec<sql::ViewColumn> {
     let mut columns: Vec<sql::ViewColumn> = t
         .columns
         .iter()
@@ -511,7 +1046,8 @@ pub async fn view(url: &DbUrl, upgrades: &[Upgrade], table: &str) -> Result<Stri
             upgraded: None,
         })
         .collect();
-    for u in &mine {
+    for u in mine {
+        let Change::Set(set) = &u.change else { continue };
         if !u.after.is_empty() {
             problems.push(format!(
                 "{}: upgrade {:?} depends on {}: a view cannot apply upgrades one after another",
@@ -520,13 +1056,6 @@ pub async fn view(url: &DbUrl, upgrades: &[Upgrade], table: &str) -> Result<Stri
                 u.after.join(", ")
             ));
         }
-        let Change::Set(set) = &u.change else {
-            problems.push(format!(
-                "{}: upgrade {:?} is a script upgrade, which a view cannot apply",
-                u.origin, u.name
-            ));
-            continue;
-        };
         for (col, expr) in set {
             let Some(i) = t.column_index(col) else {
                 problems.push(format!(
@@ -545,13 +1074,110 @@ pub async fn view(url: &DbUrl, upgrades: &[Upgrade], table: &str) -> Result<Stri
             columns[i].upgraded = Some((u.name.clone(), expr.clone(), u.condition.clone()));
         }
     }
-    if mine.is_empty() {
-        problems.push(format!("no upgrade is declared for table {}", t.name));
+    columns
+}
+
+/// For Rust applications: `rows` of `table` just read (every column, in the table's
+/// order, `applied_upgrades` included) returned with every pending upgrade of the
+/// table among `upgrades` applied, as the backfill would apply it, without writing
+/// anything: the seed's upgrade on read. `set` upgrades are evaluated by the database
+/// (the rows are read again by primary key with the `lockgate upgrade view`'s `CASE`
+/// columns, so a row comes back as stored now), then row functions (scripts, Rust
+/// functions) run here in dependency order; each applied upgrade is appended to the
+/// row's `applied_upgrades`, so writing the row back records it. Rows that lack no
+/// upgrade cost no query. A row function's error is this call's error, naming the
+/// row; `set` upgrades that a view cannot show (two on a column, one after another)
+/// are refused.
+pub async fn apply_on_read(
+    conn: &mut Conn,
+    upgrades: &[Upgrade],
+    table: &Table,
+    rows: &[Vec<Value>],
+) -> Result<Vec<Vec<Value>>, UpgradeError> {
+    let mine: Vec<&Upgrade> = upgrades
+        .iter()
+        .filter(|u| conn_names_table(&u.table, &table.name))
+        .collect();
+    let Some(applied_at) = table.column_index(sql::APPLIED_COLUMN) else {
+        return Err(UpgradeError::Invalid(format!(
+            "table {} has no applied_upgrades column; add it with `lockgate upgrade init --table {}`",
+            table.name, table.name
+        )));
+    };
+    let names = |row: &[Value]| -> Vec<String> {
+        match &row[applied_at] {
+            Value::Text(s) => serde_json::from_str(s).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    };
+    let lacking = |row: &[Value]| {
+        let have = names(row);
+        mine.iter().any(|u| !have.contains(&u.name))
+    };
+    if !rows.iter().any(|r| lacking(r)) {
+        return Ok(rows.to_vec());
     }
+    let mut problems = Vec::new();
+    let columns = view_columns(table, &mine, &mut problems);
     if !problems.is_empty() {
         return Err(UpgradeError::Invalid(problems.join("\n")));
     }
-    Ok(sql::create_upgraded_view(&mut conn, &t, &columns).await?.to_string())
+    let runners: Vec<Runner> = mine
+        .iter()
+        .map(|u| runner_of(u))
+        .collect::<Result<_, _>>()
+        .map_err(UpgradeError::Invalid)?;
+    let scopes: Vec<String> = mine
+        .iter()
+        .map(|u| u.condition.clone().unwrap_or_else(|| "1 = 1".into()))
+        .collect();
+    let key_at: Vec<usize> = table.primary_key.iter().filter_map(|k| table.column_index(k)).collect();
+    let keys: Vec<Vec<Value>> = rows
+        .iter()
+        .filter(|r| lacking(r))
+        .map(|r| key_at.iter().map(|&i| r[i].clone()).collect())
+        .collect();
+    let fresh = sql::read_upgraded(conn, table, &columns, &scopes, &keys).await?;
+    let mut out = rows.to_vec();
+    let slot_of: std::collections::HashMap<String, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let key: Vec<Value> = key_at.iter().map(|&k| r[k].clone()).collect();
+            (sql::key_display(&key), i)
+        })
+        .collect();
+    for (mut row, scoped) in fresh {
+        let key: Vec<Value> = key_at.iter().map(|&i| row[i].clone()).collect();
+        let mut have = names(&row);
+        // Set upgrades: the database evaluated them; record those in scope.
+        for (u, in_scope) in mine.iter().zip(&scoped) {
+            if matches!(u.change, Change::Set(_)) && *in_scope && !have.contains(&u.name) {
+                have.push(u.name.clone());
+            }
+        }
+        // Row functions, in dependency order.
+        for ((u, runner), in_scope) in mine.iter().zip(&runners).zip(&scoped) {
+            let Runner::Rows(apply) = runner else { continue };
+            if !*in_scope || have.contains(&u.name) {
+                continue;
+            }
+            row = apply(table, &row).map_err(|e| {
+                UpgradeError::Invalid(format!(
+                    "table {} row {}: upgrade {:?}: {e}",
+                    table.name,
+                    sql::key_display(&key),
+                    u.name
+                ))
+            })?;
+            have.push(u.name.clone());
+        }
+        row[applied_at] = Value::Text(serde_json::to_string(&have).unwrap_or_default());
+        if let Some(&i) = slot_of.get(&sql::key_display(&key)) {
+            out[i] = row;
+        }
+    }
+    Ok(out)
 }
 
 /// Whether an upgrade's `table` names this table (the naming rule: exactly, or

@@ -247,3 +247,436 @@ async fn the_view_shows_before_the_backfill_what_the_backfill_writes() {
         assert!(e.to_string().contains("both set items.b"), "{engine}: {e}");
     }
 }
+
+/// `items` with a text column `c` an application writes, `n` that counts upgrades.
+async fn notes(db: &TestDb, rows: i64) {
+    let mut c = db.conn().await;
+    c.batch("CREATE TABLE notes (id INT PRIMARY KEY, a INT NOT NULL, c VARCHAR(40), n INT NOT NULL)")
+        .await
+        .unwrap();
+    let values: Vec<String> = (1..=rows).map(|i| format!("({i}, {i}, 'Row{i}', 0)")).collect();
+    for chunk in values.chunks(500) {
+        c.batch(&format!("INSERT INTO notes (id, a, c, n) VALUES {}", chunk.join(", ")))
+            .await
+            .unwrap();
+    }
+    drop(c);
+    upgrade::init(&db.url, "notes").await.unwrap();
+}
+
+fn on_notes(name: &str, set: &[(&str, &str)]) -> Vec<Upgrade> {
+    let mut ups = declared(name, set, None);
+    for u in &mut ups {
+        u.table = "notes".into();
+    }
+    ups
+}
+
+/// Lower-cases `c` in Rust (so the compare-and-set, not the database, keeps a
+/// concurrent write), counting the upgrade in `n`.
+fn lower_c_in_rust() -> Upgrade {
+    Upgrade::rust("lower_c", "notes", "1", |row| {
+        if let Some(lockgate_core::Value::Text(s)) = row.get("c") {
+            let lower = s.to_lowercase();
+            row.insert("c".into(), lockgate_core::Value::Text(lower));
+        }
+        if let Some(lockgate_core::Value::Int(n)) = row.get("n") {
+            let next = n + 1;
+            row.insert("n".into(), lockgate_core::Value::Int(next));
+        }
+        // Slow enough that the writer gets between the read and the write.
+        std::thread::sleep(std::time::Duration::from_micros(200));
+        Ok(())
+    })
+    .unwrap()
+}
+
+/// Writes `c = 'W<k>'` to random rows until told to stop; the last value written per row.
+async fn writer(
+    url: lockgate_db::DbUrl,
+    rows: i64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::collections::HashMap<i64, String> {
+    let mut c = lockgate_db::Conn::connect_existing(&url).await.unwrap();
+    let d = c.dialect();
+    let sql = format!("UPDATE notes SET c = {} WHERE id = {}", d.param(1), d.param(2));
+    let mut last = std::collections::HashMap::new();
+    let mut k = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        k += 1;
+        let id = fastrand::i64(1..=rows);
+        let v = format!("W{k}");
+        c.execute(
+            &sql,
+            &[lockgate_core::Value::Text(v.clone()), lockgate_core::Value::Int(id)],
+        )
+        .await
+        .unwrap();
+        last.insert(id, v);
+        tokio::task::yield_now().await;
+    }
+    last
+}
+
+/// Every row upgraded exactly once (`n` = 1, the name once), and every write of the
+/// writer kept: `c` is its last value, lower-cased or not.
+async fn check_notes(
+    db: &TestDb,
+    engine: lockgate_db::Engine,
+    name: &str,
+    rows: i64,
+    last: &std::collections::HashMap<i64, String>,
+) {
+    let mut c = db.conn().await;
+    let got = c
+        .query("SELECT id, c, n, applied_upgrades FROM notes ORDER BY id", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(got.len() as i64, rows, "{engine}");
+    for r in got {
+        let id = match r[0] {
+            lockgate_core::Value::Int(i) => i,
+            ref v => v.to_string().parse().unwrap(),
+        };
+        let want = last.get(&id).cloned().unwrap_or_else(|| format!("Row{id}"));
+        let c_now = r[1].to_string();
+        assert_eq!(
+            c_now.to_lowercase(),
+            want.to_lowercase(),
+            "{engine}: row {id} lost a write"
+        );
+        assert_eq!(r[2].to_string(), "1", "{engine}: row {id} upgraded {} times", r[2]);
+        assert_eq!(r[3].to_string(), format!("[\"{name}\"]"), "{engine}: row {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_writer_loses_no_write_to_set_or_rust_upgrades() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for engine in ENGINES {
+        for rust in [false, true] {
+            let db = TestDb::new(engine).await;
+            let rows = 1_500;
+            notes(&db, rows).await;
+            let (ups, name) = if rust {
+                (vec![lower_c_in_rust()], "lower_c")
+            } else {
+                (on_notes("lower_set", &[("c", "LOWER(c)"), ("n", "n + 1")]), "lower_set")
+            };
+            let stop = std::sync::Arc::new(AtomicBool::new(false));
+            let w = tokio::spawn(writer(db.url.clone(), rows, stop.clone()));
+            // Paced, so that even SQLite's writer (which waits for the file) gets in
+            // between batches many times.
+            let opts = RunOptions {
+                batch_size: Some(50),
+                max_rows_per_second: Some(1_500),
+                ..RunOptions::default()
+            };
+            let r = upgrade::run(&db.url, &ups, &opts, None).await.unwrap();
+            stop.store(true, Ordering::Relaxed);
+            let last = w.await.unwrap();
+            assert!(last.len() > 20, "{engine}: the writer barely ran ({} rows)", last.len());
+            let o = &r.upgrades[0];
+            assert_eq!(
+                (o.state.as_str(), o.remaining, o.quarantined),
+                ("complete", 0, 0),
+                "{engine} {o:?}"
+            );
+            check_notes(&db, engine, name, rows, &last).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn failing_rows_are_quarantined_the_run_goes_on_and_retry_takes_them() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        db.conn()
+            .await
+            .batch("CREATE TABLE items (id INT PRIMARY KEY, a INT NOT NULL, b INT CHECK (b IS NULL OR b % 1000 <> 0))")
+            .await
+            .unwrap();
+        let values: Vec<String> = (1..=3_000).map(|i| format!("({i}, {i})")).collect();
+        for chunk in values.chunks(500) {
+            db.conn()
+                .await
+                .batch(&format!("INSERT INTO items (id, a) VALUES {}", chunk.join(", ")))
+                .await
+                .unwrap();
+        }
+        upgrade::init(&db.url, "items").await.unwrap();
+        // a = 500, 1000, …, 3000 make b a multiple of 1000: six rows fail the CHECK.
+        let ups = declared("double", &[("b", "a * 2")], None);
+        let opts = RunOptions {
+            batch_size: Some(400),
+            ..RunOptions::default()
+        };
+        let r = upgrade::run(&db.url, &ups, &opts, None).await.unwrap();
+        let o = &r.upgrades[0];
+        assert_eq!(
+            (o.upgraded, o.quarantined, o.remaining, o.state.as_str()),
+            (2_994, 6, 6, "pending"),
+            "{engine}: {o:?}"
+        );
+        let s = upgrade::status(&db.url, &ups).await.unwrap();
+        let keys: Vec<&str> = s[0].quarantine.iter().map(|q| q.key_text.as_str()).collect();
+        assert_eq!(keys.len(), 6, "{engine}: {keys:?}");
+        for want in ["500", "1000", "3000"] {
+            assert!(keys.contains(&want), "{engine}: {want} not in {keys:?}");
+        }
+        assert!(
+            s[0].quarantine.iter().all(|q| q.error.contains("failed 3 times")),
+            "{engine}: {:?}",
+            s[0].quarantine
+        );
+        // Not complete, so no cleanup; and a retry of unchanged rows fails again.
+        let again = upgrade::retry(&db.url, &ups[0], std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!((again.tried, again.upgraded, again.quarantined), (6, 0, 6), "{engine}");
+        let q = upgrade::status(&db.url, &ups).await.unwrap()[0].quarantine.clone();
+        assert!(q.iter().all(|q| q.attempts == 2), "{engine}: {q:?}");
+        // The data fixed, a retry upgrades them and the upgrade is complete.
+        db.conn()
+            .await
+            .batch("UPDATE items SET a = a + 1 WHERE a % 500 = 0")
+            .await
+            .unwrap();
+        let fixed = upgrade::retry(&db.url, &ups[0], std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            (fixed.upgraded, fixed.quarantined, fixed.state.as_str()),
+            (6, 0, "complete"),
+            "{engine}"
+        );
+        let s = upgrade::status(&db.url, &ups).await.unwrap();
+        assert_eq!((s[0].quarantined, s[0].remaining), (0, Some(0)), "{engine}");
+        let mut c = db.conn().await;
+        let wrong = crate::support::rows(&mut c, "SELECT COUNT(*) FROM items WHERE b IS NULL OR b <> a * 2").await;
+        assert_eq!(wrong, vec!["0"], "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_row_function_is_quarantined_per_row() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        notes(&db, 200).await;
+        let ups = vec![Upgrade::rust("picky", "notes", "1", |row| {
+            match row.get("a") {
+                Some(lockgate_core::Value::Int(a)) if a % 50 == 0 => return Err(format!("a = {a} is not allowed")),
+                _ => {}
+            }
+            row.insert("n".into(), lockgate_core::Value::Int(1));
+            Ok(())
+        })
+        .unwrap()];
+        let r = upgrade::run(&db.url, &ups, &RunOptions::default(), None).await.unwrap();
+        let o = &r.upgrades[0];
+        assert_eq!(
+            (o.upgraded, o.quarantined, o.state.as_str()),
+            (196, 4, "pending"),
+            "{engine}: {o:?}"
+        );
+        let s = upgrade::status(&db.url, &ups).await.unwrap();
+        assert!(
+            s[0].quarantine
+                .iter()
+                .any(|q| q.key_text == "50" && q.error.contains("a = 50 is not allowed")),
+            "{engine}: {:?}",
+            s[0].quarantine
+        );
+        // A value the column cannot hold is the row's error too, not the run's.
+        let bad = vec![Upgrade::rust("bad_type", "notes", "1", |row| {
+            row.insert("n".into(), lockgate_core::Value::Text("many".into()));
+            Ok(())
+        })
+        .unwrap()];
+        let r = upgrade::run(&db.url, &bad, &RunOptions::default(), None).await.unwrap();
+        assert_eq!(
+            (r.upgrades[0].upgraded, r.upgrades[0].quarantined),
+            (0, 200),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_cancel_from_elsewhere_stop_a_running_upgrade_within_a_batch() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let rows = 2_000;
+        notes(&db, rows).await;
+        let ups = on_notes("count", &[("n", "n + 1")]);
+        let opts = RunOptions {
+            batch_size: Some(20),
+            max_rows_per_second: Some(1_000),
+            ..RunOptions::default()
+        };
+        let running = tokio::spawn({
+            let (url, ups, opts) = (db.url.clone(), ups.clone(), opts.clone());
+            async move { upgrade::run(&url, &ups, &opts, None).await }
+        });
+        // Another connection (as another process would) pauses it once it has begun.
+        loop {
+            let s = upgrade::status(&db.url, &ups).await.unwrap();
+            if s[0].rows_done > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        upgrade::control(&db.url, &ups[0], UpgradeState::Paused).await.unwrap();
+        let r = running.await.unwrap().unwrap();
+        let o = &r.upgrades[0];
+        assert_eq!(o.state, "paused", "{engine}: {o:?}");
+        assert!(o.upgraded > 0 && o.upgraded < rows as u64, "{engine}: {o:?}");
+        let s = upgrade::status(&db.url, &ups).await.unwrap();
+        assert_eq!(s[0].state, "paused", "{engine}");
+        // Resumed, it goes on from its cursor; cancelled, a run does nothing.
+        upgrade::control(&db.url, &ups[0], UpgradeState::Cancelled)
+            .await
+            .unwrap();
+        let r = upgrade::run(&db.url, &ups, &opts, None).await.unwrap();
+        assert_eq!(
+            (r.upgrades[0].upgraded, r.upgrades[0].state.as_str()),
+            (0, "cancelled"),
+            "{engine}"
+        );
+        upgrade::control(&db.url, &ups[0], UpgradeState::Pending).await.unwrap();
+        let fast = RunOptions::default();
+        let r = upgrade::run(&db.url, &ups, &fast, None).await.unwrap();
+        assert_eq!(
+            r.upgrades[0].upgraded + o.upgraded,
+            rows as u64,
+            "{engine}: resumed from its cursor"
+        );
+        assert_eq!(r.upgrades[0].state, "complete", "{engine}");
+        let mut c = db.conn().await;
+        let twice = crate::support::rows(&mut c, "SELECT COUNT(*) FROM notes WHERE n <> 1").await;
+        assert_eq!(twice, vec!["0"], "{engine}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_at_once_upgrade_every_row_once() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        let rows = 3_000;
+        notes(&db, rows).await;
+        let ups = on_notes("count", &[("n", "n + 1")]);
+        let mut rust = lower_c_in_rust();
+        rust.after = vec![];
+        let all = vec![ups[0].clone(), rust];
+        let opts = RunOptions {
+            batch_size: Some(100),
+            ..RunOptions::default()
+        };
+        let one = upgrade::run(&db.url, &all, &opts, None);
+        let two = upgrade::run(&db.url, &all, &opts, None);
+        let (a, b) = tokio::join!(one, two);
+        let (a, b) = (a.unwrap(), b.unwrap());
+        for name in ["count", "lower_c"] {
+            let done: u64 = a
+                .upgrades
+                .iter()
+                .chain(&b.upgrades)
+                .filter(|o| o.upgrade == name)
+                .map(|o| o.upgraded)
+                .sum();
+            assert_eq!(done, rows as u64, "{engine}: {name}: {a:?} {b:?}");
+        }
+        let mut c = db.conn().await;
+        // n counts both upgrades: `count` adds 1 and so does the Rust function.
+        let wrong = crate::support::rows(&mut c, "SELECT COUNT(*) FROM notes WHERE n <> 2").await;
+        assert_eq!(wrong, vec!["0"], "{engine}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_finishes_while_a_writer_keeps_inserting_and_the_next_run_sweeps_the_rest() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        notes(&db, 1_000).await;
+        let ups = on_notes("count", &[("n", "n + 1")]);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let inserter = tokio::spawn({
+            let (url, stop) = (db.url.clone(), stop.clone());
+            async move {
+                let mut c = lockgate_db::Conn::connect_existing(&url).await.unwrap();
+                let mut id = 1_000_000;
+                while !stop.load(Ordering::Relaxed) {
+                    id += 1;
+                    c.batch(&format!(
+                        "INSERT INTO notes (id, a, c, n) VALUES ({id}, {id}, 'New', 0)"
+                    ))
+                    .await
+                    .unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                id - 1_000_000
+            }
+        });
+        let opts = RunOptions {
+            batch_size: Some(50),
+            ..RunOptions::default()
+        };
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            upgrade::run(&db.url, &ups, &opts, None),
+        )
+        .await
+        .expect("the run ends while rows keep arriving")
+        .unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let inserted = inserter.await.unwrap();
+        assert!(inserted > 10, "{engine}: the writer barely ran");
+        assert!(r.upgrades[0].upgraded >= 1_000, "{engine}: {:?}", r.upgrades[0]);
+        let r = upgrade::run(&db.url, &ups, &opts, None).await.unwrap();
+        assert_eq!(
+            (r.upgrades[0].state.as_str(), r.upgrades[0].remaining),
+            ("complete", 0),
+            "{engine}"
+        );
+        let mut c = db.conn().await;
+        let wrong = crate::support::rows(&mut c, "SELECT COUNT(*) FROM notes WHERE n <> 1").await;
+        assert_eq!(wrong, vec!["0"], "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn rows_upgraded_on_read_equal_the_backfilled_rows() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        notes(&db, 300).await;
+        let mut ups = on_notes("lower_evens", &[("c", "LOWER(c)")]);
+        ups[0].condition = Some("a % 2 = 0".into());
+        let mut count = Upgrade::rust("count", "notes", "1", |row| {
+            if let Some(lockgate_core::Value::Int(n)) = row.get("n") {
+                let next = n + 1;
+                row.insert("n".into(), lockgate_core::Value::Int(next));
+            }
+            Ok(())
+        })
+        .unwrap();
+        count.after = vec!["lower_evens".into()];
+        ups.push(count);
+        let mut c = db.conn().await;
+        let t = c.find_table("notes").await.unwrap();
+        let kinds: Vec<lockgate_core::Kind> = t.columns.iter().map(|c| c.kind.clone()).collect();
+        let select = format!(
+            "SELECT {} FROM notes ORDER BY id",
+            t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        let stored = c.query(&select, &[], Some(&kinds)).await.unwrap();
+        let on_read = upgrade::apply_on_read(&mut c, &ups, &t, &stored).await.unwrap();
+        assert_ne!(on_read, stored, "{engine}: nothing was applied");
+        upgrade::run(&db.url, &ups, &RunOptions::default(), None).await.unwrap();
+        let backfilled = c.query(&select, &[], Some(&kinds)).await.unwrap();
+        assert_eq!(on_read, backfilled, "{engine}");
+        // Rows that lack nothing come back as they are, without a query.
+        let again = upgrade::apply_on_read(&mut c, &ups, &t, &backfilled).await.unwrap();
+        assert_eq!(again, backfilled, "{engine}");
+    }
+}
