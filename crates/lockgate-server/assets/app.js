@@ -149,10 +149,10 @@ function pollUpgrades(root) {
       : u.remaining === 0 ? "none: no row lacks it" : "–";
     field("quarantined").textContent = String(u.quarantined);
     const rows = field("quarantine");
-    rows.replaceChildren(...u.quarantine.map((q, i) => {
+    rows.replaceChildren(...u.quarantine.map((q) => {
       const tr = document.createElement("tr");
       const key = document.createElement("code");
-      key.textContent = u.quarantine_keys[i] ?? q.key;
+      key.textContent = q.key;
       const cells = [key, q.error, String(q.attempts), q.at].map((v) => {
         const td = document.createElement("td");
         if (typeof v === "string") td.textContent = v; else td.appendChild(v);

@@ -66,6 +66,7 @@ type ApiResult<T> = Result<T, AppError>;
         upgrade_pause,
         upgrade_resume,
         upgrade_cancel,
+        upgrade_retry,
         upgrade_cleanup,
         getzip,
         uploadzip
@@ -86,7 +87,8 @@ type ApiResult<T> = Result<T, AppError>;
         RestoreRequest,
         UpgradeInfo,
         CleanupRequest,
-        UpgradeControlled
+        UpgradeControlled,
+        UpgradeRetried
     ))
 )]
 pub struct ApiDoc;
@@ -913,6 +915,39 @@ pub async fn upgrade_resume(State(st): State<Shared>, Path(name): Path<String>) 
         (status = 404, body = ErrorBody)))]
 pub async fn upgrade_cancel(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<UpgradeControlled>> {
     upgrade_control(&st, &name, Control::Cancel).await
+}
+
+/// What a retry did, and the upgrade's status now.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UpgradeRetried {
+    /// What happened.
+    pub message: String,
+    /// `{upgrade, tried, upgraded, skipped, quarantined, state}`: the rows tried,
+    /// upgraded now, no longer needing it (gone, out of scope, upgraded meanwhile),
+    /// and still quarantined (with their new errors), and the state afterwards.
+    #[schema(value_type = Object)]
+    pub retry: lockgate::upgrade::RetryReport,
+    /// The upgrade's status now (its quarantine lists the rows that failed again).
+    pub upgrade: UpgradeInfo,
+}
+
+/// Tries an upgrade's quarantined rows again, each alone (`lockgate upgrade
+/// retry`): a row upgraded now, or no longer needing it, leaves the quarantine; one
+/// that fails again stays with its new error and one more attempt. When no row in
+/// scope lacks it afterwards, it is complete.
+#[utoipa::path(post, path = "/api/upgrades/{name}/retry", params(("name" = String, Path, description = "the upgrade")),
+    responses((status = 200, body = UpgradeRetried),
+        (status = 400, body = ErrorBody, description = "it has not run yet, or its definition changed since it started"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "a run of it holds its lock: pause it, or retry once the run ends")))]
+pub async fn upgrade_retry(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<UpgradeRetried>> {
+    let u = upgrades::find(&st, &name)?;
+    let retry = upgrades::retry(&st, u).await?;
+    Ok(Json(UpgradeRetried {
+        message: upgrades::retry_text(&retry),
+        retry,
+        upgrade: upgrades::status_of(&st, u).await?,
+    }))
 }
 
 /// Runs an upgrade's declared cleanup SQL (`lockgate upgrade cleanup`) once a count

@@ -158,6 +158,7 @@ fn build(cfg: ServerConfig) -> Result<(Router, Shared), ServerError> {
         .route("/api/upgrades/{name}/pause", post(api::upgrade_pause))
         .route("/api/upgrades/{name}/resume", post(api::upgrade_resume))
         .route("/api/upgrades/{name}/cancel", post(api::upgrade_cancel))
+        .route("/api/upgrades/{name}/retry", post(api::upgrade_retry))
         .route("/api/upgrades/{name}/cleanup", post(api::upgrade_cleanup))
         // Browsers ask for it on every page; an empty answer keeps their consoles clean.
         .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))

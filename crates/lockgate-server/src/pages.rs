@@ -2326,6 +2326,7 @@ fn upgrade_view(info: &crate::upgrades::UpgradeInfo) -> UpgradeView {
         button("pause", "Pause"),
         button("resume", "Resume"),
         button("cancel", "Cancel"),
+        button("retry", "Retry quarantined rows"),
     ];
     if info.cleanup.is_some() {
         buttons.push(button("cleanup", "Clean up…"));
@@ -2351,8 +2352,7 @@ fn upgrade_view(info: &crate::upgrades::UpgradeInfo) -> UpgradeView {
         quarantine: s
             .quarantine
             .iter()
-            .zip(&info.quarantine_keys)
-            .map(|(q, key)| (key.clone(), q.error.clone(), q.attempts, q.at.clone()))
+            .map(|q| (q.key_text.clone(), q.error.clone(), q.attempts, q.at.clone()))
             .collect(),
         cleanup: info.cleanup.clone().unwrap_or_default(),
         buttons,
@@ -2426,16 +2426,22 @@ async fn upgrades_page(
     resp
 }
 
-/// The Upgrades page's query: what the action before the redirect did.
+/// The Upgrades page's query: what the action before the redirect did (a retry's
+/// counts too).
 #[derive(Deserialize, Default)]
 pub struct UpgradesQuery {
     did: Option<String>,
     upgrade: Option<String>,
+    tried: Option<u64>,
+    upgraded: Option<u64>,
+    skipped: Option<u64>,
+    quarantined: Option<u64>,
+    state: Option<String>,
 }
 
 /// `GET /upgrades`: every declared upgrade, per table, with its progress, rate,
-/// ETA, state and quarantined rows, and buttons to pause, resume, cancel and clean
-/// up. `app.js` keeps it current from `/api/upgrades`.
+/// ETA, state and quarantined rows, and buttons to pause, resume, cancel, retry the
+/// quarantined rows and clean up. `app.js` keeps it current from `/api/upgrades`.
 pub async fn upgrades(State(st): State<Shared>, t: FormToken, Query(q): Query<UpgradesQuery>) -> Response {
     // Only what this server says after its own actions: never text from the query.
     let notice = match (q.did.as_deref(), q.upgrade.as_deref().and_then(|n| st.cfg.upgrade(n))) {
@@ -2446,6 +2452,20 @@ pub async fn upgrades(State(st): State<Shared>, t: FormToken, Query(q): Query<Up
                 u.name,
                 u.cleanup.as_deref().unwrap_or_default()
             )),
+            // Numbers and a known state only: the query is anyone's to write.
+            (None, "retry") => Some(crate::upgrades::retry_text(&lockgate::upgrade::RetryReport {
+                upgrade: u.name.clone(),
+                tried: q.tried.unwrap_or(0),
+                upgraded: q.upgraded.unwrap_or(0),
+                skipped: q.skipped.unwrap_or(0),
+                quarantined: q.quarantined.unwrap_or(0),
+                state: q
+                    .state
+                    .as_deref()
+                    .and_then(lockgate::db::upgrades::UpgradeState::parse)
+                    .map_or("as below", |s| s.as_str())
+                    .to_string(),
+            })),
             _ => None,
         },
         _ => None,
@@ -2454,7 +2474,7 @@ pub async fn upgrades(State(st): State<Shared>, t: FormToken, Query(q): Query<Up
 }
 
 /// `POST /upgrades/{name}/{action}`: an upgrade card's buttons (`pause`,
-/// `resume`, `cancel`, `cleanup`). Cleanup asks first: without `confirm` it only
+/// `resume`, `cancel`, `retry`, `cleanup`). Cleanup asks first: without `confirm` it only
 /// checks (the library's dry run) and shows the SQL with a button to run it, or the
 /// refusal (409: rows still lack the upgrade). Done, the page is shown again with
 /// what happened; a refusal shows the page with the library's message.
@@ -2467,14 +2487,12 @@ pub async fn upgrades_action(
     let pairs = form_pairs(&body)?;
     t.check(field(&pairs, "csrf").as_deref().unwrap_or(""))?;
     let u = crate::upgrades::find(&st, &name)?;
-    let back = |did: &str| {
-        Redirect::to(&format!(
-            "/upgrades?{}#upgrade-{}",
-            query_string(&[("did", did), ("upgrade", &u.name)]),
-            u.name
-        ))
-        .into_response()
+    let back_with = |did: &str, more: &[(&str, &str)]| {
+        let mut pairs = vec![("did", did), ("upgrade", u.name.as_str())];
+        pairs.extend_from_slice(more);
+        Redirect::to(&format!("/upgrades?{}#upgrade-{}", query_string(&pairs), u.name)).into_response()
     };
+    let back = |did: &str| back_with(did, &[]);
     if let Some(control) = crate::upgrades::Control::parse(&action) {
         return Ok(match crate::upgrades::control(&st, u, control).await {
             Ok(()) => back(&action),
@@ -2482,6 +2500,24 @@ pub async fn upgrades_action(
         });
     }
     match action.as_str() {
+        "retry" => Ok(match crate::upgrades::retry(&st, u).await {
+            Ok(r) => {
+                let n = |v: u64| v.to_string();
+                let (tried, upgraded, skipped, quarantined) =
+                    (n(r.tried), n(r.upgraded), n(r.skipped), n(r.quarantined));
+                back_with(
+                    "retry",
+                    &[
+                        ("tried", &tried),
+                        ("upgraded", &upgraded),
+                        ("skipped", &skipped),
+                        ("quarantined", &quarantined),
+                        ("state", &r.state),
+                    ],
+                )
+            }
+            Err(e) => upgrades_page(&st, &t, Some(e), None, None).await,
+        }),
         "cleanup" if checked(&pairs, "confirm") => Ok(match crate::upgrades::cleanup(&st, u, false).await {
             Ok(_) => back("cleanup"),
             Err(e) => upgrades_page(&st, &t, Some(e), None, None).await,
@@ -2497,7 +2533,7 @@ pub async fn upgrades_action(
             Err(e) => upgrades_page(&st, &t, Some(e), None, None).await,
         }),
         other => Err(AppError::not_found(format!(
-            "an upgrade has no action {other:?}: pause, resume, cancel or cleanup"
+            "an upgrade has no action {other:?}: pause, resume, cancel, retry or cleanup"
         ))
         .into()),
     }

@@ -1,15 +1,17 @@
 //! What the Upgrades page and the upgrade endpoints share, on top of
 //! `lockgate::upgrade`: the declared upgrades' status (state, rows done and
 //! remaining, rate, ETA, quarantined rows), pause, resume and cancel (the state a
-//! running upgrader obeys before its next batch), and cleanup, refused while rows
-//! lack the upgrade. No SQL here, and no URL from a request: every call goes to the
+//! running upgrader obeys before its next batch), retrying the quarantined rows, and
+//! cleanup, refused while rows lack the upgrade. No SQL here, and no URL from a request: every call goes to the
 //! one connection the server's configuration names for upgrades.
 
 use crate::error::AppError;
 use crate::state::{NamedConnection, Shared};
 use lockgate::db::upgrades::UpgradeState;
-use lockgate::upgrade::{self, CleanupReport, Upgrade, UpgradeError, UpgradeStatus};
+use lockgate::db::DbError;
+use lockgate::upgrade::{self, CleanupReport, RetryReport, Upgrade, UpgradeError, UpgradeStatus};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// A library error as the server answers it: its exit code decides the status
 /// (2 bad input is 400, 4 rows that still lack the upgrade 409, 1 an unreachable
@@ -61,9 +63,6 @@ pub struct UpgradeInfo {
     pub after: Vec<String>,
     /// Its cleanup SQL, when it declares one.
     pub cleanup: Option<String>,
-    /// The keys of the rows in `quarantine`, in its order, as people read them
-    /// (`7`, `2026-01-31, 4`): `quarantine`'s `key` is the ledger's typed encoding.
-    pub quarantine_keys: Vec<String>,
 }
 
 impl UpgradeInfo {
@@ -72,11 +71,6 @@ impl UpgradeInfo {
             origin: u.origin.clone(),
             after: u.after.clone(),
             cleanup: u.cleanup.clone(),
-            quarantine_keys: status
-                .quarantine
-                .iter()
-                .map(|q| q.key.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))
-                .collect(),
             status,
         }
     }
@@ -187,6 +181,40 @@ pub async fn cleanup(st: &Shared, u: &Upgrade, dry_run: bool) -> Result<CleanupR
     upgrade::cleanup(&c.url, u, dry_run)
         .await
         .map_err(|e| named(c, upgrade_error(e)))
+}
+
+/// How long a retry waits for the upgrade's lock: a run of the upgrade holds it
+/// until the run ends, so a request does not wait for that.
+pub const RETRY_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Tries the upgrade's quarantined rows again, each alone (`lockgate upgrade
+/// retry`): those upgraded now leave the quarantine, those failing again stay with
+/// their new error. 409 while a run of the upgrade holds its lock; 400 when it has
+/// not run yet.
+pub async fn retry(st: &Shared, u: &Upgrade) -> Result<RetryReport, AppError> {
+    let c = connection(st)?;
+    upgrade::retry(&c.url, u, RETRY_LOCK_WAIT).await.map_err(|e| match e {
+        UpgradeError::Db(DbError::LockTimeout { holder, waited, .. }) => named(
+            c,
+            AppError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!(
+                    "upgrade {} is being run by {holder} (waited {} s for it): pause it, or retry once that run ends",
+                    u.name,
+                    waited.as_secs()
+                ),
+            ),
+        ),
+        other => named(c, upgrade_error(other)),
+    })
+}
+
+/// What a retry did, in words.
+pub fn retry_text(r: &RetryReport) -> String {
+    format!(
+        "{}: retried {} quarantined row(s): {} upgraded, {} no longer needed it, {} still quarantined; it is {}",
+        r.upgrade, r.tried, r.upgraded, r.skipped, r.quarantined, r.state
+    )
 }
 
 /// Names the connection in an error's message.
