@@ -1,5 +1,6 @@
-//! `lockgate serve`: the dashboard and HTTP API over the connections, transfers and
-//! migrations `lockgate.toml` names; and the server half of `lockgate demo`.
+//! `lockgate serve`: the dashboard and HTTP API over the connections, transfers,
+//! merges, data profiles, background upgrades and migrations `lockgate.toml` names;
+//! and the server half of `lockgate demo`.
 
 use crate::render;
 use lockgate::config::ServerSettings;
@@ -26,6 +27,10 @@ pub struct ServeArgs {
     /// The module the Migrations page shows.
     #[arg(long, default_value = "./")]
     module: String,
+    /// The folder of upgrade files (as `lockgate upgrade --dir`); the Upgrades page
+    /// shows them with lockgate.toml's [upgrades.NAME], on the --db database.
+    #[arg(long = "upgrades-dir", default_value = "upgrades")]
+    upgrades_dir: PathBuf,
     /// A host name the server also answers to (behind a proxy); repeatable.
     #[arg(long = "allow-host")]
     allow_host: Vec<String>,
@@ -138,6 +143,11 @@ pub async fn serve(config: &Config, a: ServeArgs) -> i32 {
     }
     // The data profiles, for the Snapshots page (a profile's db becomes a connection).
     if let Err(e) = cfg.add_profiles(config) {
+        return render::fail(&e, 2);
+    }
+    // The declared upgrades, for the Upgrades page: on the default database, read
+    // from the folder `lockgate upgrade` reads (a bad declaration names its file).
+    if let Err(e) = cfg.add_upgrades(config, &a.upgrades_dir) {
         return render::fail(&e, 2);
     }
     cfg.migrations_dir = a

@@ -17,6 +17,8 @@ document.addEventListener("DOMContentLoaded", () => {
   if (job && job.dataset.status === "running") followJob(job);
   const runs = document.querySelector("[data-live-runs]");
   if (runs) pollRuns(runs);
+  const upgrades = document.querySelector("[data-live-upgrades]");
+  if (upgrades) pollUpgrades(upgrades);
 });
 
 // A job's page follows its progress over server-sent events and reloads when the
@@ -90,6 +92,92 @@ function pollRuns(table) {
             status, p, cell(r.started_at), cell(r.holder));
           return tr;
         }));
+      })
+      .catch(() => {})
+      .finally(again);
+  };
+  again();
+}
+
+// Seconds as the server's page writes them: "45 s", "3 min 20 s", "2 h 5 min".
+function durationText(seconds) {
+  const s = Math.round(Math.max(0, seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+// Which buttons a state allows (as upgrades.rs's `allowed` says).
+function upgradeAllows(u, action) {
+  switch (action) {
+    case "pause": return ["pending", "running", "not started"].includes(u.state);
+    case "cancel": return ["pending", "running", "paused", "not started"].includes(u.state);
+    case "resume": return ["paused", "cancelled"].includes(u.state);
+    case "retry": return u.quarantined > 0;
+    case "cleanup": return u.cleanup != null;
+    default: return false;
+  }
+}
+
+// The Upgrades page: each card's state, progress, rate, ETA, quarantined rows and
+// buttons follow the ledger, read every 1.5 s while the page is visible.
+function pollUpgrades(root) {
+  const show = (card, u) => {
+    const field = (name) => card.querySelector(`[data-field="${name}"]`);
+    const state = field("state");
+    if (state.textContent !== u.state) {
+      state.textContent = u.state;
+      state.className = "status " + u.state.replace(/ /g, "-");
+    }
+    const bar = field("bar");
+    const count = field("count");
+    if (u.remaining != null) {
+      const total = u.rows_done + u.remaining;
+      bar.hidden = false;
+      bar.max = Math.max(total, 1);
+      bar.value = u.rows_done;
+      count.textContent = total > 0
+        ? `${u.rows_done} of ${total} rows (${Math.floor((u.rows_done * 100) / total)}%)`
+        : "no rows in its scope";
+    } else {
+      bar.hidden = true;
+      count.textContent = `table ${u.table} has no applied_upgrades column yet: add it with ` +
+        `\`lockgate upgrade init --table ${u.table}\``;
+    }
+    field("rate").textContent = u.rows_per_second != null ? `${u.rows_per_second.toFixed(1)} rows/s` : "–";
+    field("eta").textContent = u.eta_seconds != null ? durationText(u.eta_seconds)
+      : u.remaining === 0 ? "none: no row lacks it" : "–";
+    field("quarantined").textContent = String(u.quarantined);
+    const rows = field("quarantine");
+    rows.replaceChildren(...u.quarantine.map((q) => {
+      const tr = document.createElement("tr");
+      const key = document.createElement("code");
+      key.textContent = q.key;
+      const cells = [key, q.error, String(q.attempts), q.at].map((v) => {
+        const td = document.createElement("td");
+        if (typeof v === "string") td.textContent = v; else td.appendChild(v);
+        return td;
+      });
+      cells[1].className = "error";
+      tr.append(...cells);
+      return tr;
+    }));
+    rows.closest(".quarantine").hidden = u.quarantine.length === 0;
+    for (const b of card.querySelectorAll("button[data-action]")) b.disabled = !upgradeAllows(u, b.dataset.action);
+  };
+  // The next poll is set only once this one has answered, so a slow database
+  // never piles requests up.
+  const again = () => setTimeout(tick, 1500);
+  const tick = () => {
+    if (document.hidden) return again();
+    fetch("/api/upgrades", { headers: { Accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((data) => {
+        if (!data) return;
+        for (const u of data.upgrades) {
+          const card = root.querySelector(`[data-upgrade="${CSS.escape(u.upgrade)}"]`);
+          if (card) show(card, u);
+        }
       })
       .catch(() => {})
       .finally(again);

@@ -9,6 +9,7 @@ use crate::pages::{browse_query, count_text, dump_request, LogQuery};
 use crate::service::{self, ConnectionInfo, DumpRequest, MergeRequest, MigrateFrom, RunInfo, TransferInfo};
 use crate::snapshots::{self, RestoreRequest, SnapshotRequest};
 use crate::state::Shared;
+use crate::upgrades::{self, CleanupRequest, Control, UpgradeInfo};
 use crate::upload;
 use axum::body::Body;
 use axum::extract::{Multipart, Path, Query, RawQuery, State};
@@ -61,6 +62,12 @@ type ApiResult<T> = Result<T, AppError>;
         snapshot_file,
         snapshot_take,
         restore,
+        upgrades_list,
+        upgrade_pause,
+        upgrade_resume,
+        upgrade_cancel,
+        upgrade_retry,
+        upgrade_cleanup,
         getzip,
         uploadzip
     ),
@@ -77,7 +84,11 @@ type ApiResult<T> = Result<T, AppError>;
         UndoRequest,
         MergeDefinitionInfo,
         SnapshotRequest,
-        RestoreRequest
+        RestoreRequest,
+        UpgradeInfo,
+        CleanupRequest,
+        UpgradeControlled,
+        UpgradeRetried
     ))
 )]
 pub struct ApiDoc;
@@ -843,4 +854,125 @@ pub async fn restore(State(st): State<Shared>, Query(q): Query<WaitQuery>, body:
     let req: RestoreRequest = json_body(&body, "the restore request")?;
     let id = snapshots::start_restore(&st, req)?;
     Ok(job_response(&st, id, truthy(&q.wait)).await)
+}
+
+/// Every declared upgrade (`[upgrades.NAME]` in lockgate.toml, `upgrades/NAME.toml`)
+/// with its status, as `lockgate upgrade status --json` gives it, in dependency order:
+/// state, rows done and remaining, rate, ETA, and the quarantined rows with their
+/// errors. `connection` names the database they apply to.
+#[utoipa::path(get, path = "/api/upgrades",
+    responses((status = 200, description = "`{connection, upgrades: [UpgradeInfo]}`"),
+        (status = 400, body = ErrorBody, description = "upgrades are declared but no database is configured"),
+        (status = 503, body = ErrorBody, description = "the database cannot be reached")))]
+pub async fn upgrades_list(State(st): State<Shared>) -> ApiResult<Json<serde_json::Value>> {
+    let list = upgrades::status(&st).await?;
+    let connection = st.cfg.upgrades_conn().map(|c| c.name.clone());
+    Ok(Json(serde_json::json!({ "connection": connection, "upgrades": list })))
+}
+
+/// What a pause, resume or cancel did: what happened, and the upgrade's status as
+/// the ledger has it now.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UpgradeControlled {
+    /// What happened.
+    pub message: String,
+    /// The upgrade's status now.
+    pub upgrade: UpgradeInfo,
+}
+
+async fn upgrade_control(st: &Shared, name: &str, action: Control) -> ApiResult<Json<UpgradeControlled>> {
+    let u = upgrades::find(st, name)?;
+    upgrades::control(st, u, action).await?;
+    Ok(Json(UpgradeControlled {
+        message: action.done_text(&u.name),
+        upgrade: upgrades::status_of(st, u).await?,
+    }))
+}
+
+/// Pauses an upgrade (`lockgate upgrade pause`): a running upgrader, wherever it
+/// runs, stops before its next batch, and its cursor stays for the next run.
+#[utoipa::path(post, path = "/api/upgrades/{name}/pause", params(("name" = String, Path, description = "the upgrade")),
+    responses((status = 200, body = UpgradeControlled),
+        (status = 400, body = ErrorBody, description = "it is complete, or its definition changed since it started"),
+        (status = 404, body = ErrorBody)))]
+pub async fn upgrade_pause(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<UpgradeControlled>> {
+    upgrade_control(&st, &name, Control::Pause).await
+}
+
+/// Resumes a paused or cancelled upgrade (`lockgate upgrade resume`): it becomes
+/// pending, and the next `lockgate upgrade run` continues it from its cursor.
+#[utoipa::path(post, path = "/api/upgrades/{name}/resume", params(("name" = String, Path, description = "the upgrade")),
+    responses((status = 200, body = UpgradeControlled), (status = 400, body = ErrorBody, description = "it is complete"),
+        (status = 404, body = ErrorBody)))]
+pub async fn upgrade_resume(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<UpgradeControlled>> {
+    upgrade_control(&st, &name, Control::Resume).await
+}
+
+/// Cancels an upgrade (`lockgate upgrade cancel`): a running upgrader stops before
+/// its next batch, and no run takes it up until it is resumed.
+#[utoipa::path(post, path = "/api/upgrades/{name}/cancel", params(("name" = String, Path, description = "the upgrade")),
+    responses((status = 200, body = UpgradeControlled), (status = 400, body = ErrorBody, description = "it is complete"),
+        (status = 404, body = ErrorBody)))]
+pub async fn upgrade_cancel(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<UpgradeControlled>> {
+    upgrade_control(&st, &name, Control::Cancel).await
+}
+
+/// What a retry did, and the upgrade's status now.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UpgradeRetried {
+    /// What happened.
+    pub message: String,
+    /// `{upgrade, tried, upgraded, skipped, quarantined, state}`: the rows tried,
+    /// upgraded now, no longer needing it (gone, out of scope, upgraded meanwhile),
+    /// and still quarantined (with their new errors), and the state afterwards.
+    #[schema(value_type = Object)]
+    pub retry: lockgate::upgrade::RetryReport,
+    /// The upgrade's status now (its quarantine lists the rows that failed again).
+    pub upgrade: UpgradeInfo,
+}
+
+/// Tries an upgrade's quarantined rows again, each alone (`lockgate upgrade
+/// retry`): a row upgraded now, or no longer needing it, leaves the quarantine; one
+/// that fails again stays with its new error and one more attempt. When no row in
+/// scope lacks it afterwards, it is complete.
+#[utoipa::path(post, path = "/api/upgrades/{name}/retry", params(("name" = String, Path, description = "the upgrade")),
+    responses((status = 200, body = UpgradeRetried),
+        (status = 400, body = ErrorBody, description = "it has not run yet, or its definition changed since it started"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "a run of it holds its lock: pause it, or retry once the run ends")))]
+pub async fn upgrade_retry(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<Json<UpgradeRetried>> {
+    let u = upgrades::find(&st, &name)?;
+    let retry = upgrades::retry(&st, u).await?;
+    Ok(Json(UpgradeRetried {
+        message: upgrades::retry_text(&retry),
+        retry,
+        upgrade: upgrades::status_of(&st, u).await?,
+    }))
+}
+
+/// Runs an upgrade's declared cleanup SQL (`lockgate upgrade cleanup`) once a count
+/// over its scope finds no row without it and none quarantined; `dry_run` (in the
+/// query or the body) checks only. 409 while rows lack it, with how many and why
+/// (not run yet, not reached yet, or written since by an application).
+#[utoipa::path(post, path = "/api/upgrades/{name}/cleanup", request_body = CleanupRequest,
+    params(("name" = String, Path, description = "the upgrade"),
+        ("dry_run" = Option<bool>, Query, description = "check only; run nothing")),
+    responses((status = 200, description = "`{upgrade, cleanup, ran}`: the SQL, and whether it ran (false with dry_run)"),
+        (status = 400, body = ErrorBody, description = "it declares no cleanup, or its table has no applied_upgrades column"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "rows in its scope still lack it, or are quarantined: nothing was run")))]
+pub async fn upgrade_cleanup(
+    State(st): State<Shared>,
+    Path(name): Path<String>,
+    Query(q): Query<WaitQuery>,
+    body: bytes::Bytes,
+) -> ApiResult<Json<lockgate::upgrade::CleanupReport>> {
+    let u = upgrades::find(&st, &name)?;
+    let req: CleanupRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CleanupRequest::default()
+    } else {
+        json_body(&body, "the cleanup request")?
+    };
+    let dry_run = req.dry_run || truthy(&q.dry_run);
+    Ok(Json(upgrades::cleanup(&st, u, dry_run).await?))
 }

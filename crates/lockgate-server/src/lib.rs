@@ -1,5 +1,5 @@
 //! Lockgate's HTTP server: the dashboard (Overview, Tables, Exports, Merge,
-//! Snapshots, Migrations, Data), a JSON API for everything the pages do (described at `/api/openapi.json`),
+//! Snapshots, Upgrades, Migrations, Data), a JSON API for everything the pages do (described at `/api/openapi.json`),
 //! server-sent progress, and oe-migration's `/getzip` and `/uploadzip` with their
 //! contract. It writes no SQL and reaches the database through one door: typed
 //! calls into the `lockgate` library (`lockgate::dashboard` for the pages' reads).
@@ -35,6 +35,7 @@ mod service;
 mod snapshots;
 mod state;
 mod timeout;
+mod upgrades;
 mod upload;
 
 pub use error::AppError;
@@ -112,6 +113,8 @@ fn build(cfg: ServerConfig) -> Result<(Router, Shared), ServerError> {
         .route("/snapshots/take", post(pages::snapshots_take))
         .route("/snapshots/restore", post(pages::snapshots_restore))
         .route("/snapshots/{profile}/{id}", get(pages::snapshot_detail))
+        .route("/upgrades", get(pages::upgrades))
+        .route("/upgrades/{name}/{action}", post(pages::upgrades_action))
         .route("/migrations", get(pages::migrations))
         .route("/migrations/run", post(pages::migrations_run))
         .route("/data", get(pages::data))
@@ -151,6 +154,12 @@ fn build(cfg: ServerConfig) -> Result<(Router, Shared), ServerError> {
         )
         .route("/api/snapshots/{profile}/{id}/files/{*key}", get(api::snapshot_file))
         .route("/api/restores", post(api::restore))
+        .route("/api/upgrades", get(api::upgrades_list))
+        .route("/api/upgrades/{name}/pause", post(api::upgrade_pause))
+        .route("/api/upgrades/{name}/resume", post(api::upgrade_resume))
+        .route("/api/upgrades/{name}/cancel", post(api::upgrade_cancel))
+        .route("/api/upgrades/{name}/retry", post(api::upgrade_retry))
+        .route("/api/upgrades/{name}/cleanup", post(api::upgrade_cleanup))
         // Browsers ask for it on every page; an empty answer keeps their consoles clean.
         .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .route(

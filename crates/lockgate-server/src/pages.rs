@@ -1,5 +1,5 @@
-//! The dashboard's pages (Overview, Tables, Exports, Merge, Snapshots, Migrations,
-//! Data, jobs):
+//! The dashboard's pages (Overview, Tables, Exports, Merge, Snapshots, Upgrades,
+//! Migrations, Data, jobs):
 //! plain HTML from askama templates (escaped by default), forms that work without
 //! JavaScript, and the little script in `assets/app.js` for
 //! live progress. Long operations start a job and redirect to its page.
@@ -2240,4 +2240,301 @@ fn snapshot_job_view(job: &Job, r: &serde_json::Value) -> (Vec<Grid>, Vec<Follow
     }
     links.push(("/snapshots".into(), "Back to the snapshots".into()));
     (grids, forms, links)
+}
+
+// ---------------------------------------------------------------- upgrades
+
+/// A button of an upgrade's card: its action (the path's last part), its label,
+/// and whether the upgrade's state allows it.
+struct ActionButton {
+    action: &'static str,
+    label: &'static str,
+    enabled: bool,
+}
+
+/// One upgrade's card on the Upgrades page.
+struct UpgradeView {
+    name: String,
+    state: String,
+    /// The state as a CSS class (`not started` is `not-started`).
+    state_class: String,
+    origin: String,
+    after: String,
+    /// Rows done and done plus remaining; none without `applied_upgrades`.
+    progress: Option<(u64, u64)>,
+    count: String,
+    rate: String,
+    eta: String,
+    quarantined: usize,
+    /// The quarantined rows shown: key, error, attempts, when.
+    quarantine: Vec<(String, String, i64, String)>,
+    cleanup: String,
+    buttons: Vec<ActionButton>,
+}
+
+/// The upgrades of one table.
+struct UpgradeTableView {
+    table: String,
+    upgrades: Vec<UpgradeView>,
+}
+
+/// A cleanup that passed its check and waits for the user's word.
+struct CleanupConfirm {
+    name: String,
+    sql: String,
+}
+
+#[derive(Template)]
+#[template(path = "upgrades.html")]
+struct UpgradesPage {
+    c: Chrome,
+    error: Option<String>,
+    notice: Option<String>,
+    confirm: Option<CleanupConfirm>,
+    /// Whether any upgrade is declared.
+    declared: bool,
+    /// The connection they apply to, and its URL (password hidden).
+    connection: String,
+    url: String,
+    /// The command that starts or continues them.
+    run_hint: String,
+    tables: Vec<UpgradeTableView>,
+}
+
+/// `done of total rows (p%)`, or what to do when the table lacks the column.
+fn upgrade_count(info: &crate::upgrades::UpgradeInfo) -> String {
+    match info.progress() {
+        Some((done, total)) if total > 0 => {
+            format!("{done} of {total} rows ({}%)", done.saturating_mul(100) / total)
+        }
+        Some(_) => "no rows in its scope".into(),
+        None => format!(
+            "table {} has no applied_upgrades column yet: add it with `lockgate upgrade init --table {}`",
+            info.status.table, info.status.table
+        ),
+    }
+}
+
+fn upgrade_view(info: &crate::upgrades::UpgradeInfo) -> UpgradeView {
+    let s = &info.status;
+    let button = |action: &'static str, label: &'static str| ActionButton {
+        action,
+        label,
+        enabled: crate::upgrades::allowed(info, action),
+    };
+    let mut buttons = vec![
+        button("pause", "Pause"),
+        button("resume", "Resume"),
+        button("cancel", "Cancel"),
+        button("retry", "Retry quarantined rows"),
+    ];
+    if info.cleanup.is_some() {
+        buttons.push(button("cleanup", "Clean up…"));
+    }
+    UpgradeView {
+        name: s.upgrade.clone(),
+        state: s.state.clone(),
+        state_class: s.state.replace(' ', "-"),
+        origin: info.origin.clone(),
+        after: info.after.join(", "),
+        progress: info.progress(),
+        count: upgrade_count(info),
+        rate: s
+            .rows_per_second
+            .map(|r| format!("{r:.1} rows/s"))
+            .unwrap_or_else(|| "–".into()),
+        eta: match (s.eta_seconds, s.remaining) {
+            (Some(e), _) => crate::upgrades::duration_text(e),
+            (None, Some(0)) => "none: no row lacks it".into(),
+            _ => "–".into(),
+        },
+        quarantined: s.quarantined,
+        quarantine: s
+            .quarantine
+            .iter()
+            .map(|q| (q.key_text.clone(), q.error.clone(), q.attempts, q.at.clone()))
+            .collect(),
+        cleanup: info.cleanup.clone().unwrap_or_default(),
+        buttons,
+    }
+}
+
+/// The Upgrades page, with what the last action said: an error (and its status),
+/// a notice, or a cleanup to confirm.
+async fn upgrades_page(
+    st: &Shared,
+    t: &FormToken,
+    mut error: Option<AppError>,
+    notice: Option<String>,
+    confirm: Option<CleanupConfirm>,
+) -> Response {
+    let conn = st.cfg.upgrades_conn();
+    let mut view = UpgradesPage {
+        c: chrome(st, t, "Upgrades", "upgrades"),
+        error: None,
+        notice,
+        confirm,
+        declared: !st.cfg.upgrades.is_empty(),
+        connection: conn.map(|c| c.name.clone()).unwrap_or_default(),
+        url: conn.map(|c| c.url.redacted()).unwrap_or_default(),
+        run_hint: String::new(),
+        tables: Vec::new(),
+    };
+    if let Some(c) = conn {
+        let dir = st.cfg.upgrades_dir.display().to_string();
+        view.run_hint = format!(
+            "lockgate upgrade run --db '{}'{}",
+            c.url.redacted(),
+            if dir == "upgrades" {
+                String::new()
+            } else {
+                format!(" --dir '{dir}'")
+            }
+        );
+    }
+    match crate::upgrades::status(st).await {
+        Ok(list) => {
+            for info in &list {
+                let table = info.status.table.clone();
+                let v = upgrade_view(info);
+                match view.tables.iter_mut().find(|g| g.table == table) {
+                    Some(g) => g.upgrades.push(v),
+                    None => view.tables.push(UpgradeTableView {
+                        table,
+                        upgrades: vec![v],
+                    }),
+                }
+            }
+        }
+        // The action's own error comes first; the status's is said too.
+        Err(e) => {
+            error = Some(match error {
+                Some(mut first) => {
+                    first.message = format!("{}\n{}", first.message, e.message);
+                    first
+                }
+                None => e,
+            })
+        }
+    }
+    let status = error.as_ref().map_or(StatusCode::OK, |e| e.status);
+    view.error = error.map(|e| e.message);
+    let mut resp = render(&view);
+    if resp.status() == StatusCode::OK {
+        *resp.status_mut() = status;
+    }
+    resp
+}
+
+/// The Upgrades page's query: what the action before the redirect did (a retry's
+/// counts too).
+#[derive(Deserialize, Default)]
+pub struct UpgradesQuery {
+    did: Option<String>,
+    upgrade: Option<String>,
+    tried: Option<u64>,
+    upgraded: Option<u64>,
+    skipped: Option<u64>,
+    quarantined: Option<u64>,
+    state: Option<String>,
+}
+
+/// `GET /upgrades`: every declared upgrade, per table, with its progress, rate,
+/// ETA, state and quarantined rows, and buttons to pause, resume, cancel, retry the
+/// quarantined rows and clean up. `app.js` keeps it current from `/api/upgrades`.
+pub async fn upgrades(State(st): State<Shared>, t: FormToken, Query(q): Query<UpgradesQuery>) -> Response {
+    // Only what this server says after its own actions: never text from the query.
+    let notice = match (q.did.as_deref(), q.upgrade.as_deref().and_then(|n| st.cfg.upgrade(n))) {
+        (Some(did), Some(u)) => match (crate::upgrades::Control::parse(did), did) {
+            (Some(action), _) => Some(action.done_text(&u.name)),
+            (None, "cleanup") => Some(format!(
+                "{}: ran its cleanup: {}",
+                u.name,
+                u.cleanup.as_deref().unwrap_or_default()
+            )),
+            // Numbers and a known state only: the query is anyone's to write.
+            (None, "retry") => Some(crate::upgrades::retry_text(&lockgate::upgrade::RetryReport {
+                upgrade: u.name.clone(),
+                tried: q.tried.unwrap_or(0),
+                upgraded: q.upgraded.unwrap_or(0),
+                skipped: q.skipped.unwrap_or(0),
+                quarantined: q.quarantined.unwrap_or(0),
+                state: q
+                    .state
+                    .as_deref()
+                    .and_then(lockgate::db::upgrades::UpgradeState::parse)
+                    .map_or("as below", |s| s.as_str())
+                    .to_string(),
+            })),
+            _ => None,
+        },
+        _ => None,
+    };
+    upgrades_page(&st, &t, None, notice, None).await
+}
+
+/// `POST /upgrades/{name}/{action}`: an upgrade card's buttons (`pause`,
+/// `resume`, `cancel`, `retry`, `cleanup`). Cleanup asks first: without `confirm` it only
+/// checks (the library's dry run) and shows the SQL with a button to run it, or the
+/// refusal (409: rows still lack the upgrade). Done, the page is shown again with
+/// what happened; a refusal shows the page with the library's message.
+pub async fn upgrades_action(
+    State(st): State<Shared>,
+    t: FormToken,
+    Path((name, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> PageResult {
+    let pairs = form_pairs(&body)?;
+    t.check(field(&pairs, "csrf").as_deref().unwrap_or(""))?;
+    let u = crate::upgrades::find(&st, &name)?;
+    let back_with = |did: &str, more: &[(&str, &str)]| {
+        let mut pairs = vec![("did", did), ("upgrade", u.name.as_str())];
+        pairs.extend_from_slice(more);
+        Redirect::to(&format!("/upgrades?{}#upgrade-{}", query_string(&pairs), u.name)).into_response()
+    };
+    let back = |did: &str| back_with(did, &[]);
+    if let Some(control) = crate::upgrades::Control::parse(&action) {
+        return Ok(match crate::upgrades::control(&st, u, control).await {
+            Ok(()) => back(&action),
+            Err(e) => upgrades_page(&st, &t, Some(e), None, None).await,
+        });
+    }
+    match action.as_str() {
+        "retry" => Ok(match crate::upgrades::retry(&st, u).await {
+            Ok(r) => {
+                let n = |v: u64| v.to_string();
+                let (tried, upgraded, skipped, quarantined) =
+                    (n(r.tried), n(r.upgraded), n(r.skipped), n(r.quarantined));
+                back_with(
+                    "retry",
+                    &[
+                        ("tried", &tried),
+                        ("upgraded", &upgraded),
+                        ("skipped", &skipped),
+                        ("quarantined", &quarantined),
+                        ("state", &r.state),
+                    ],
+                )
+            }
+            Err(e) => upgrades_page(&st, &t, Some(e), None, None).await,
+        }),
+        "cleanup" if checked(&pairs, "confirm") => Ok(match crate::upgrades::cleanup(&st, u, false).await {
+            Ok(_) => back("cleanup"),
+            Err(e) => upgrades_page(&st, &t, Some(e), None, None).await,
+        }),
+        "cleanup" => Ok(match crate::upgrades::cleanup(&st, u, true).await {
+            Ok(r) => {
+                let confirm = CleanupConfirm {
+                    name: r.upgrade,
+                    sql: r.cleanup,
+                };
+                upgrades_page(&st, &t, None, None, Some(confirm)).await
+            }
+            Err(e) => upgrades_page(&st, &t, Some(e), None, None).await,
+        }),
+        other => Err(AppError::not_found(format!(
+            "an upgrade has no action {other:?}: pause, resume, cancel, retry or cleanup"
+        ))
+        .into()),
+    }
 }

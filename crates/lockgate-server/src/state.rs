@@ -1,6 +1,6 @@
 //! The server's configuration and shared state: the connections it shows, the
-//! transfers it runs, the merges it offers, where migrations come from, and who
-//! may use it.
+//! transfers it runs, the merges it offers, the upgrades it watches, where
+//! migrations come from, and who may use it.
 
 use crate::jobs::Jobs;
 use lockgate::dashboard::DbUrl;
@@ -70,6 +70,15 @@ pub struct ServerConfig {
     pub merges: Vec<MergeDefinition>,
     /// The demo's folder, in demo mode (the Generate Sample Customers form).
     pub demo: Option<PathBuf>,
+    /// The declared background upgrades (`[upgrades.NAME]` in `lockgate.toml` and
+    /// `upgrades/NAME.toml`), checked and in dependency order: the Upgrades page and
+    /// `/api/upgrades`.
+    pub upgrades: Vec<lockgate::upgrade::Upgrade>,
+    /// The connection the upgrades apply to (their tables and the ledger that records
+    /// their state): an index into `connections`, by default `migrate_db`.
+    pub upgrades_db: Option<usize>,
+    /// The folder the upgrade files were read from, for the page's hints.
+    pub upgrades_dir: PathBuf,
     /// `lockgate.toml` as read, for its data profiles (`[profiles.NAME]`) and
     /// `[snapshots]` store settings: the Snapshots page and `/api/profiles`. Profiles
     /// pinned in `migrations_dir/profiles/` are found there too.
@@ -108,6 +117,9 @@ impl ServerConfig {
             transfers: Vec::new(),
             merges: Vec::new(),
             demo: None,
+            upgrades: Vec::new(),
+            upgrades_db: None,
+            upgrades_dir: PathBuf::from("upgrades"),
             config: lockgate::Config::default(),
             upload_scripts: false,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -144,6 +156,9 @@ impl ServerConfig {
         cfg.add_connections(&config).map_err(lockgate::demo::DemoError::Input)?;
         cfg.add_merges(&config).map_err(lockgate::demo::DemoError::Input)?;
         cfg.add_profiles(&config).map_err(lockgate::demo::DemoError::Input)?;
+        // The demo's upgrade (`upgrades/` in its folder) applies to the destination.
+        cfg.add_upgrades(&config, &files.upgrades)
+            .map_err(lockgate::demo::DemoError::Input)?;
         Ok(cfg)
     }
 
@@ -229,6 +244,28 @@ impl ServerConfig {
         Ok(())
     }
 
+    /// Takes the upgrades `config` (`[upgrades.NAME]`) and the folder `dir`
+    /// (`upgrades/*.toml`) declare, checked together as `lockgate upgrade` checks them
+    /// (a bad declaration is an error naming its file and field); they apply to
+    /// `upgrades_db`, else to the server's default database. Call it after the
+    /// connections and `migrate_db` are set.
+    pub fn add_upgrades(&mut self, config: &lockgate::Config, dir: &std::path::Path) -> Result<(), String> {
+        self.upgrades = lockgate::upgrade::declared(config, dir).map_err(|e| e.to_string())?;
+        self.upgrades_dir = dir.to_path_buf();
+        self.upgrades_db = self.upgrades_db.or(self.migrate_db);
+        Ok(())
+    }
+
+    /// The connection the upgrades apply to.
+    pub fn upgrades_conn(&self) -> Option<&NamedConnection> {
+        self.upgrades_db.and_then(|i| self.connections.get(i))
+    }
+
+    /// A declared upgrade by name.
+    pub fn upgrade(&self, name: &str) -> Option<&lockgate::upgrade::Upgrade> {
+        self.upgrades.iter().find(|u| u.name == name)
+    }
+
     /// The connection a profile's snapshots are taken from by default: the one its
     /// `db` names (by name, else by URL), if it is one of the connections.
     pub fn profile_connection(&self, profile: &str) -> Option<&NamedConnection> {
@@ -299,6 +336,12 @@ impl ServerConfig {
                     self.connections.len()
                 ));
             }
+        }
+        if let Some(i) = self.upgrades_db.filter(|i| *i >= self.connections.len()) {
+            return Err(format!(
+                "the upgrades' database is connection {i} of {}: give an index into the connections",
+                self.connections.len()
+            ));
         }
         if self.token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err("LOCKGATE_TOKEN is shorter than 16 characters: use a long random string".into());

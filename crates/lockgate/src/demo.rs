@@ -14,6 +14,9 @@
 //! usernames (a merge with conflicts), [`CLEAN_FROM`] and [`CLEAN_INTO`] share none,
 //! and [`DELETED_CUSTOMER`] is soft-deleted. The data is fixed, so the ids the demo
 //! prints hold on every machine.
+//!
+//! And one background upgrade, [`UPGRADE`] in `upgrades/`, of the destination's
+//! customers (their phone numbers without dashes), for the dashboard's Upgrades page.
 
 use crate::transfer::{self, CreateOptions, RunOptions, Transfer, TransferError};
 use chrono::{Days, Utc};
@@ -37,6 +40,10 @@ pub const MAX_GENERATE: i64 = 500;
 
 /// The sample's merge name (`[merges.customers]`).
 pub const MERGE: &str = "customers";
+
+/// The sample's background upgrade (`upgrades/phone_digits.toml`): the
+/// destination's customers' phone numbers without their dashes.
+pub const UPGRADE: &str = "phone_digits";
 
 /// The connection name of `accounts.db` in the demo's `lockgate.toml`.
 pub const ACCOUNTS_CONNECTION: &str = "accounts";
@@ -105,6 +112,8 @@ pub struct DemoFiles {
     /// A lockgate.toml naming the transfer `customers`, the connection `accounts`
     /// and the merge `customers`.
     pub config: PathBuf,
+    /// The folder of upgrade files, holding [`UPGRADE`] (of the destination).
+    pub upgrades: PathBuf,
 }
 
 impl DemoFiles {
@@ -116,6 +125,7 @@ impl DemoFiles {
             dest: dir.join("destination.db"),
             accounts: dir.join("accounts.db"),
             config: dir.join("lockgate.toml"),
+            upgrades: dir.join("upgrades"),
         }
     }
 
@@ -202,6 +212,11 @@ pub async fn create(dir: &Path) -> Result<DemoReport, DemoError> {
     }
     if made_sample || made_accounts || !files.config.exists() {
         write_config(&files)?;
+    }
+    // A demo folder made before the upgrade existed gains it; one whose folder is
+    // there is left as its user made it.
+    if !files.upgrades.exists() {
+        write_upgrade(&files)?;
     }
     report(files, made_sample || made_accounts).await
 }
@@ -308,6 +323,32 @@ fn write_config(files: &DemoFiles) -> Result<(), DemoError> {
     );
     std::fs::write(&files.config, toml)
         .map_err(|e| DemoError::Io(format!("{}: cannot write: {e}", files.config.display())))
+}
+
+/// Writes `upgrades/phone_digits.toml`: the destination's customers' phone numbers
+/// without dashes, and an index on them once every row has the upgrade (its
+/// cleanup). The column it needs and the run are the user's to start, as in a real
+/// project (`lockgate upgrade init`, `lockgate upgrade run`).
+fn write_upgrade(files: &DemoFiles) -> Result<(), DemoError> {
+    // Shown in comments: a control character in the folder's name would end one.
+    let plain = |s: String| s.replace(|c: char| c.is_control(), "?");
+    let dest = plain(format!("sqlite://{}", files.dest.display()));
+    let dir = plain(files.upgrades.display().to_string());
+    let text = format!(
+        "# The demo's background upgrade of the destination's customers: phone numbers\n\
+         # without their dashes, applied in throttled batches. Try it, and watch the\n\
+         # dashboard's Upgrades page:\n\
+         #   lockgate upgrade init --db {dest} --table customers\n\
+         #   lockgate upgrade run --db {dest} --dir {dir} --max-rows-per-second 50\n\
+         table = \"customers\"\n\
+         set = {{ Phone = \"replace(Phone, '-', '')\" }}\n\
+         # Once every row has it: `lockgate upgrade cleanup {UPGRADE} --db … --dir …`.\n\
+         cleanup = \"CREATE INDEX IF NOT EXISTS customers_phone ON customers (Phone)\"\n"
+    );
+    std::fs::create_dir_all(&files.upgrades)
+        .map_err(|e| DemoError::Io(format!("{}: cannot create the folder: {e}", files.upgrades.display())))?;
+    let path = files.upgrades.join(format!("{UPGRADE}.toml"));
+    std::fs::write(&path, text).map_err(|e| DemoError::Io(format!("{}: cannot write: {e}", path.display())))
 }
 
 /// Users' kinds in accounts.db (`users.kind`).

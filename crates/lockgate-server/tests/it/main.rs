@@ -5,8 +5,10 @@
 //! oversized and escaping zips, zips holding process scripts, unknown tables, SQL in a
 //! sort parameter); merges through the API and the Merge page (preview, conflicts,
 //! undo) on SQLite and PostgreSQL; snapshots taken, checked and restored through the
-//! API and the Snapshots page; on a real socket, requests that stall; and
-//! lockgate.toml's `[server]` limits reaching the server's configuration.
+//! API and the Snapshots page; background upgrades listed, paused, resumed,
+//! cancelled and cleaned up through the API and the Upgrades page; on a real socket,
+//! requests that stall; and lockgate.toml's `[server]` limits reaching the server's
+//! configuration.
 
 mod api;
 mod merges;
@@ -15,6 +17,7 @@ mod security;
 mod settings;
 mod snapshots;
 mod socket;
+mod upgrades;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
