@@ -760,10 +760,14 @@ pub struct UpgradeStatus {
 /// rows remaining.
 pub async fn status(url: &DbUrl, upgrades: &[Upgrade]) -> Result<Vec<UpgradeStatus>, UpgradeError> {
     let mut conn = Conn::connect_existing(url).await?;
-    let mut ledger = Ledger::open(url).await?;
+    // Looking creates nothing: a database without a ledger has run no upgrade.
+    let mut ledger = Ledger::open_existing(url).await?;
     let mut out = Vec::new();
     for u in upgrades {
-        let record = sql::state(ledger.conn(), &u.name).await?;
+        let record = match &mut ledger {
+            Some(l) => sql::state(l.conn(), &u.name).await?,
+            None => None,
+        };
         let table = conn.lookup_table(&u.table).await?;
         let remaining = match &table {
             Some(t) if sql::has_applied_column(&mut conn, t).await? => {
@@ -771,10 +775,9 @@ pub async fn status(url: &DbUrl, upgrades: &[Upgrade]) -> Result<Vec<UpgradeStat
             }
             _ => None,
         };
-        let mut quarantine = if record.is_some() {
-            sql::quarantined(ledger.conn(), &u.name).await?
-        } else {
-            Vec::new()
+        let mut quarantine = match (&record, &mut ledger) {
+            (Some(_), Some(l)) => sql::quarantined(l.conn(), &u.name).await?,
+            _ => Vec::new(),
         };
         // SQLite's keys may end with the rowid that tells NULL keys apart: people
         // see the primary key's values.
@@ -809,8 +812,10 @@ pub async fn status(url: &DbUrl, upgrades: &[Upgrade]) -> Result<Vec<UpgradeStat
 /// `pause`, `resume` or `cancel`: the state a running upgrader obeys before its next
 /// batch. Resuming a paused or cancelled upgrade makes it pending again.
 pub async fn control(url: &DbUrl, upgrade: &Upgrade, to: UpgradeState) -> Result<(), UpgradeError> {
+    // Registered under the table's resolved name, as a run registers it.
+    let table = Conn::connect_existing(url).await?.find_table(&upgrade.table).await?;
     let mut ledger = Ledger::open(url).await?;
-    let record = sql::register(ledger.conn(), &upgrade.name, &upgrade.table, &upgrade.checksum)
+    let record = sql::register(ledger.conn(), &upgrade.name, &table.name.to_string(), &upgrade.checksum)
         .await
         .map_err(|e| match e {
             DbError::Invalid(m) => UpgradeError::Invalid(format!("upgrade {:?}: {m}", upgrade.name)),

@@ -722,3 +722,26 @@ async fn rows_upgraded_on_read_equal_the_backfilled_rows() {
         assert_eq!(again, backfilled, "{engine}");
     }
 }
+
+#[tokio::test]
+async fn status_creates_no_ledger_and_a_pause_before_the_first_run_does_not_block_it() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        items(&db, 50).await;
+        let ups = declared("double_a", &[("b", "a * 2")], None);
+        let s = upgrade::status(&db.url, &ups).await.unwrap();
+        assert_eq!(s[0].state, "not started", "{engine}");
+        let mut c = db.conn().await;
+        assert!(
+            c.lookup_table("lockgate_meta").await.unwrap().is_none(),
+            "{engine}: looking created a ledger"
+        );
+        upgrade::init(&db.url, "items").await.unwrap();
+        // Paused first (registered by `control`), then resumed and run: the run
+        // registers the same table name, so it is not refused as changed.
+        upgrade::control(&db.url, &ups[0], UpgradeState::Paused).await.unwrap();
+        upgrade::control(&db.url, &ups[0], UpgradeState::Pending).await.unwrap();
+        let r = upgrade::run(&db.url, &ups, &RunOptions::default(), None).await.unwrap();
+        assert_eq!(r.upgrades[0].state, "complete", "{engine}");
+    }
+}
