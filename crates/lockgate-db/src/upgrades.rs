@@ -1130,7 +1130,11 @@ pub async fn pressure(conn: &mut Conn) -> Result<Pressure, DbError> {
              (SELECT CAST(COALESCE(max(EXTRACT(EPOCH FROM replay_lag)), 0) * 1000 AS bigint) FROM pg_stat_replication)"
         }
         Engine::Mysql => {
-            "SELECT (SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'), NULL"
+            // A status counter: readable without the PROCESS privilege that
+            // INNODB_TRX needs to show other users' transactions. (MySQL 8 keeps it in
+            // performance_schema only: there the query fails and the run stops asking.)
+            "SELECT CAST(VARIABLE_VALUE AS SIGNED), NULL FROM information_schema.GLOBAL_STATUS \
+             WHERE VARIABLE_NAME = 'INNODB_ROW_LOCK_CURRENT_WAITS'"
         }
         Engine::Sqlite => return Ok(Pressure::default()),
     };

@@ -525,3 +525,43 @@ async fn a_walk_over_a_text_key_meets_every_row(engine: Engine) {
         assert_eq!(applied.unwrap(), ["t3", "t1"], "{engine}: row {a}");
     }
 }
+
+/// The pressure probe sees a session waiting for a row lock (PostgreSQL and MariaDB;
+/// SQLite's writers queue for the file and report none).
+#[tokio::test]
+async fn the_pressure_probe_sees_a_lock_wait() {
+    for engine in [Engine::Postgres, Engine::Mysql] {
+        let db = TestDb::new(engine).await;
+        let mut holder = db.conn().await;
+        holder
+            .batch("CREATE TABLE p (id INT PRIMARY KEY, v INT); INSERT INTO p VALUES (1, 0)")
+            .await
+            .unwrap();
+        let mut probe = db.conn().await;
+        assert_eq!(
+            upgrades::pressure(&mut probe).await.unwrap().lock_waiters,
+            0,
+            "{engine}"
+        );
+        holder.begin().await.unwrap();
+        holder.execute("UPDATE p SET v = 1 WHERE id = 1", &[]).await.unwrap();
+        let waiter = tokio::spawn({
+            let url = db.url.clone();
+            async move {
+                let mut c = Conn::connect(&url).await.unwrap();
+                c.execute("UPDATE p SET v = 2 WHERE id = 1", &[]).await.unwrap();
+            }
+        });
+        let mut seen = 0;
+        for _ in 0..100 {
+            seen = upgrades::pressure(&mut probe).await.unwrap().lock_waiters;
+            if seen > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(seen > 0, "{engine}: the waiting session was not seen");
+        holder.commit().await.unwrap();
+        waiter.await.unwrap();
+    }
+}
