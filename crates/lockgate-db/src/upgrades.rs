@@ -303,6 +303,34 @@ pub async fn set_state(conn: &mut Conn, name: &str, state: UpgradeState) -> Resu
     update_record(conn, name, &sets, vec![Value::Text(state.as_str().into())]).await
 }
 
+/// Sets the upgrade's state only when it is one of `from` (a compare-and-set, so that
+/// a pause landing between a runner's read and its write is not overwritten);
+/// whether it changed it.
+pub async fn set_state_from(
+    conn: &mut Conn,
+    name: &str,
+    to: UpgradeState,
+    from: &[UpgradeState],
+) -> Result<bool, DbError> {
+    let d = conn.dialect();
+    let mut params = vec![Value::Text(to.as_str().into()), now(), Value::Text(name.into())];
+    let marks: Vec<String> = from
+        .iter()
+        .map(|s| {
+            params.push(Value::Text(s.as_str().into()));
+            d.param(params.len())
+        })
+        .collect();
+    let sql = format!(
+        "UPDATE lockgate_upgrades SET state = {}, updated_at = {} WHERE name = {} AND state IN ({})",
+        d.param(1),
+        d.param(2),
+        d.param(3),
+        marks.join(", ")
+    );
+    Ok(conn.execute(&sql, &params).await? > 0)
+}
+
 /// Records the walk's progress: the key of the last row done (an empty `cursor`:
 /// none, the next walk starts at the table's first row) and `rows_done_delta` more
 /// rows done, in one statement.
@@ -732,11 +760,12 @@ fn upgraded_select(engine: Engine, columns: &[ViewColumn]) -> Result<Vec<String>
             None => select.push(q),
             Some((name, expr, condition)) => {
                 let has = has_literal(engine, name)?;
-                let scope = condition
-                    .as_ref()
-                    .map(|w| format!(" WHEN NOT ({w}) THEN {q}"))
-                    .unwrap_or_default();
-                select.push(format!("CASE WHEN {has} THEN {q}{scope} ELSE ({expr}) END AS {q}"));
+                // In scope only where the condition is true (not where it is NULL), as
+                // the backfill's WHERE takes it.
+                select.push(match condition {
+                    Some(w) => format!("CASE WHEN {has} THEN {q} WHEN ({w}) THEN ({expr}) ELSE {q} END AS {q}"),
+                    None => format!("CASE WHEN {has} THEN {q} ELSE ({expr}) END AS {q}"),
+                });
             }
         }
     }
@@ -879,6 +908,34 @@ pub async fn next_key(conn: &mut Conn, table: &Table, after: Option<&[Value]>) -
     Ok(rows.first().map(|r| at.iter().map(|&i| r[i].clone()).collect()))
 }
 
+/// Has the engine compile the assignment `column = (expr)` on `table` (preparing an
+/// UPDATE that matches no row), which also checks that the expression's type can be
+/// stored in the column; [`DbError::Invalid`] when it cannot.
+pub async fn check_assignment(conn: &mut Conn, table: &Table, column: &str, expr: &str) -> Result<(), DbError> {
+    let d = conn.dialect();
+    let sql = format!(
+        "UPDATE {} SET {} = ({expr}) WHERE 1 = 0",
+        d.table(&table.name),
+        d.quote(column)
+    );
+    let result = match conn.engine() {
+        // PostgreSQL reports an assignment's type error when preparing; MariaDB and
+        // SQLite check it only when a row is written, so they run it (it matches none).
+        Engine::Postgres => conn.query_columns(&sql).await.map(|_| ()),
+        _ => conn.execute(&sql, &[]).await.map(|_| ()),
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => match e.engine_error() {
+            Some(x) if !x.connection_lost => Err(DbError::Invalid(format!(
+                "setting {column} of table {} to {expr:?} does not compile: {}: correct it",
+                table.name, x.message
+            ))),
+            _ => Err(e),
+        },
+    }
+}
+
 /// Applies the `set` upgrade `upgrade` to the one row whose key is `key` (as the
 /// walk's cursor holds keys), when it is in `condition` and lacks the upgrade;
 /// returns whether it changed it. `lockgate upgrade retry` tries a quarantined row so.
@@ -934,9 +991,10 @@ pub struct ReadRow {
 /// How a column is compared when a row is written back: its text on PostgreSQL (every
 /// type has one, exact and canonical, while some have no `=`: json, point, xml); its
 /// stored value on SQLite (read untyped, so a value written in another form compares
-/// as what is stored); the column itself on MariaDB / MySQL, whose `<=>` compares
-/// each type's values as they are read back.
-fn compare_expr(engine: Engine, column: &str, kind: &Kind) -> (String, Kind) {
+/// as what is stored); its bytes on MariaDB / MySQL, where `=` on text follows the
+/// column's collation (`'Row' = 'row'` under a `_ci` one, trailing spaces ignored)
+/// and a FLOAT read back as its shortest text never equals the column.
+fn compare_expr(engine: Engine, column: &str) -> (String, Kind) {
     let q = crate::Dialect(engine).quote(column);
     match engine {
         Engine::Postgres => (
@@ -948,7 +1006,13 @@ fn compare_expr(engine: Engine, column: &str, kind: &Kind) -> (String, Kind) {
             },
         ),
         Engine::Sqlite => (q, Kind::Any),
-        Engine::Mysql => (q, kind.clone()),
+        Engine::Mysql => (
+            format!("CAST({q} AS BINARY)"),
+            Kind::Bytes {
+                max_bytes: None,
+                fixed: false,
+            },
+        ),
     }
 }
 
@@ -1021,7 +1085,7 @@ async fn read_rows(
     let mut select: Vec<String> = table.columns.iter().map(|c| d.quote(&c.name)).collect();
     let mut kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
     for (i, c) in table.columns.iter().enumerate() {
-        let (expr, kind) = compare_expr(engine, &c.name, &c.kind);
+        let (expr, kind) = compare_expr(engine, &c.name);
         // Named apart: PostgreSQL names `CAST("id" AS text)` "id", which an ORDER BY
         // by the key would find twice.
         select.push(format!("{expr} AS {}", d.quote(&format!("lockgate_seen_{i}"))));
@@ -1095,7 +1159,7 @@ pub async fn write_row(
         if c.name == APPLIED_COLUMN {
             continue;
         }
-        let (expr, _) = compare_expr(engine, &c.name, &c.kind);
+        let (expr, _) = compare_expr(engine, &c.name);
         params.push(seen.clone());
         conds.push(compare_eq(engine, &expr, &d.param(params.len())));
     }

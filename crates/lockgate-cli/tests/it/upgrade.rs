@@ -118,6 +118,28 @@ async fn killed_then_resumed(engine: lockgate_db::Engine) {
     p.signal(libc::SIGKILL);
     assert_eq!(p.wait().await.signal(), Some(libc::SIGKILL), "{engine}");
     let partial: i64 = done(&mut conn).await.parse().unwrap();
+    // The killed run left its cursor in the ledger: the next one starts there.
+    let cursor = conn
+        .query(
+            "SELECT COUNT(*) FROM lockgate_upgrades WHERE name = 'count' AND \"cursor\" IS NOT NULL",
+            &[],
+            None,
+        )
+        .await;
+    let cursor = match cursor {
+        Ok(r) => r[0][0].to_string(),
+        // MariaDB quotes with backticks.
+        Err(_) => conn
+            .query(
+                "SELECT COUNT(*) FROM lockgate_upgrades WHERE name = 'count' AND `cursor` IS NOT NULL",
+                &[],
+                None,
+            )
+            .await
+            .unwrap()[0][0]
+            .to_string(),
+    };
+    assert_eq!(cursor, "1", "{engine}: no cursor saved");
     assert!(partial < 4_000, "{engine}: the run was not cut short ({partial})");
     // Paused from another process, mid-run.
     let mut p = Proc::spawn_in(dir.path(), "upgrade run 2", &args(&slow));

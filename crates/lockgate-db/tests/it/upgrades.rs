@@ -565,3 +565,25 @@ async fn the_pressure_probe_sees_a_lock_wait() {
         waiter.await.unwrap();
     }
 }
+
+/// A case-only write by an application between a row function's read and its write
+/// is seen by the compare-and-set (MariaDB's `_ci` collation would call the two equal).
+#[tokio::test]
+async fn the_compare_and_set_sees_a_case_only_change() {
+    for engine in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let db = TestDb::new(engine).await;
+        let mut c = db.conn().await;
+        c.batch("CREATE TABLE cs (id INT PRIMARY KEY, t VARCHAR(20), applied_upgrades TEXT); INSERT INTO cs (id, t) VALUES (1, 'Row')")
+            .await
+            .unwrap();
+        let t = c.find_table("cs").await.unwrap();
+        let (rows, _) = upgrades::read_lacking(&mut c, &t, "u", None, None, 10).await.unwrap();
+        c.batch("UPDATE cs SET t = 'ROW' WHERE id = 1").await.unwrap();
+        let mut new = rows[0].values.clone();
+        new[1] = Value::Text("row".into());
+        assert!(
+            !upgrades::write_row(&mut c, &t, "u", &rows[0], &new).await.unwrap(),
+            "{engine}: the application's write was overwritten"
+        );
+    }
+}

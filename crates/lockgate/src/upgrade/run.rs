@@ -1,7 +1,10 @@
-//! Running `set` upgrades: `init` (the `applied_upgrades` column), `run` (each
-//! table walked by primary key in batches, the cursor kept in the ledger, every
-//! pending upgrade applied in dependency order by one set-based UPDATE per key range
-//! that also records it in the row's `applied_upgrades`), and `status`.
+//! Running upgrades: `init` (the `applied_upgrades` column), `run` (each table
+//! walked by primary key in batches, the cursor kept in the ledger, every pending
+//! upgrade applied in dependency order: a `set` upgrade by one set-based UPDATE per
+//! key range, a row function by reading, computing and writing back with a
+//! compare-and-set; each records itself in the row's `applied_upgrades`), failures
+//! quarantined and `retry`, `status`, `control`, `cleanup`, the upgraded view and
+//! `apply_on_read`.
 //!
 //! The batch adapts to a target time per batch (as pt-online-schema-change's
 //! chunk-time does), and the run sleeps between batches to hold a rows-per-second
@@ -159,6 +162,9 @@ enum Runner {
 /// our read and our write before it is quarantined as too busy to upgrade now.
 const ROW_ATTEMPTS: u32 = 3;
 const CAS_ATTEMPTS: u32 = 10;
+/// Rows quarantined one after another, none upgraded between, that stop a `set`
+/// run: an expression that fails on every row is the upgrade's error.
+const MAX_CONSECUTIVE_QUARANTINED: u32 = 50;
 
 /// A closure over a row map, as [`Apply`]: the map holds every column but
 /// `applied_upgrades`; a key that is not a column, or a changed primary key, is the
@@ -271,13 +277,30 @@ pub async fn run(
         }
         if let Runner::Set(set) = &runner {
             for (col, expr) in set {
-                if t.column(col).is_none() {
-                    problems.push(format!(
+                match t.column(col) {
+                    None => problems.push(format!(
                         "{}: upgrade {:?}, set: {col:?} is not a column of {}",
                         u.origin, u.name, t.name
-                    ));
-                } else if let Err(e) = sql::check_expression(&mut conn, &t, expr).await {
-                    problems.push(format!("{}: upgrade {:?}, set.{col}: {e}", u.origin, u.name));
+                    )),
+                    Some(c) if c.name == sql::APPLIED_COLUMN || t.primary_key.contains(&c.name) => {
+                        problems.push(format!(
+                            "{}: upgrade {:?}, set: {} of {} is {}: an upgrade cannot set it",
+                            u.origin,
+                            u.name,
+                            c.name,
+                            t.name,
+                            if c.name == sql::APPLIED_COLUMN {
+                                "the list of applied upgrades"
+                            } else {
+                                "part of the primary key"
+                            }
+                        ))
+                    }
+                    Some(c) => {
+                        if let Err(e) = sql::check_assignment(&mut conn, &t, &c.name, expr).await {
+                            problems.push(format!("{}: upgrade {:?}, set.{col}: {e}", u.origin, u.name));
+                        }
+                    }
                 }
             }
         }
@@ -287,6 +310,22 @@ pub async fn run(
             }
         }
         plans.push((*u, t, runner));
+    }
+    if !problems.is_empty() {
+        return Err(UpgradeError::Invalid(problems.join("\n")));
+    }
+    // A changed definition refuses the whole run before anything is registered.
+    for (u, t, _) in &plans {
+        if let Some(r) = sql::state(ledger.conn(), &u.name).await? {
+            if r.checksum != u.checksum || r.table != t.name.to_string() {
+                problems.push(format!(
+                    "{}: upgrade {:?}: definition changed after the upgrade started (the ledger has it on table {} \
+                     with checksum {}): restore its definition, or declare the change as a new upgrade under \
+                     another name",
+                    u.origin, u.name, r.table, r.checksum
+                ));
+            }
+        }
     }
     if !problems.is_empty() {
         return Err(UpgradeError::Invalid(problems.join("\n")));
@@ -327,7 +366,30 @@ pub async fn run(
                 }
                 Err(e) => return Err(e.into()),
             };
-            let result = walk(&mut conn, &mut ledger, u, t, runner, opts, progress.as_ref()).await;
+            // A row needs its dependencies first: an upgrade waits while one of them is
+            // not complete (paused, cancelled, or with rows left or quarantined).
+            let mut blocked = Vec::new();
+            for dep in &u.after {
+                let state = sql::state(ledger.conn(), dep).await?.map(|r| r.state);
+                if state != Some(UpgradeState::Complete) {
+                    blocked.push(format!("{dep} ({})", state.map_or("not started", |s| s.as_str())));
+                }
+            }
+            if !blocked.is_empty() {
+                let _ = ledger.unlock(lock).await;
+                outcomes.push(UpgradeOutcome {
+                    upgrade: u.name.clone(),
+                    table: t.name.to_string(),
+                    upgraded: 0,
+                    batches: 0,
+                    state: format!("waiting for {}", blocked.join(", ")),
+                    remaining: sql::count_lacking(&mut conn, t, &u.name, u.condition.as_deref()).await?,
+                    quarantined: 0,
+                    reread: 0,
+                });
+                continue;
+            }
+            let result = walk(&mut conn, &mut ledger, &lock, u, t, runner, opts, progress.as_ref()).await;
             let _ = ledger.unlock(lock).await;
             outcomes.push(result?);
         }
@@ -355,9 +417,11 @@ fn row_error(e: &DbError) -> bool {
 }
 
 /// One upgrade's walk from its cursor.
+#[allow(clippy::too_many_arguments)]
 async fn walk(
     conn: &mut Conn,
     ledger: &mut Ledger,
+    lock: &lockgate_db::ledger::JobLock,
     u: &Upgrade,
     t: &Table,
     runner: &Runner,
@@ -392,13 +456,35 @@ async fn walk(
         total = Some(rows_done + sql::count_lacking(conn, t, &u.name, u.condition.as_deref()).await?);
     }
     if matches!(record.state, UpgradeState::Pending | UpgradeState::Running) {
-        sql::set_state(ledger.conn(), &u.name, UpgradeState::Running).await?;
+        // Running only from pending or running: a pause that landed since the read stays.
+        if !sql::set_state_from(
+            ledger.conn(),
+            &u.name,
+            UpgradeState::Running,
+            &[UpgradeState::Pending, UpgradeState::Running],
+        )
+        .await?
+        {
+            // Paused or cancelled meanwhile: the loop's first read sees it and stops.
+            record.state = sql::state(ledger.conn(), &u.name)
+                .await?
+                .map_or(UpgradeState::Cancelled, |r| r.state);
+        }
+    }
+    let mut consecutive_quarantined = 0u32;
+    let mut heartbeat = Instant::now();
+    if matches!(final_state, UpgradeState::Pending | UpgradeState::Running) {
         loop {
             // Obeyed within one batch: whoever paused or cancelled it, from anywhere.
             let now = sql::state(ledger.conn(), &u.name).await?.map(|r| r.state);
             if now != Some(UpgradeState::Running) {
                 final_state = now.unwrap_or(UpgradeState::Cancelled);
                 break;
+            }
+            // The lock stays fresh (SQLite takes over one silent for an hour).
+            if heartbeat.elapsed() >= Duration::from_secs(30) {
+                ledger.heartbeat(lock).await?;
+                heartbeat = Instant::now();
             }
             pressure.wait(conn).await?;
             let began = Instant::now();
@@ -466,11 +552,23 @@ async fn walk(
                     quarantined += 1;
                     sql::save_cursor(ledger.conn(), &u.name, &key, 0).await?;
                     cursor = Some(key);
+                    // Row after row failing is the upgrade's fault, not the rows'.
+                    consecutive_quarantined += 1;
+                    if consecutive_quarantined >= MAX_CONSECUTIVE_QUARANTINED {
+                        return Err(UpgradeError::Invalid(format!(
+                            "{}: upgrade {:?}: {MAX_CONSECUTIVE_QUARANTINED} rows in a row failed (the last: {e}); \
+                             the run stopped: correct the upgrade, then `lockgate upgrade retry {}`",
+                            u.origin, u.name, u.name
+                        )));
+                    }
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             };
             (row_failures, transient_failures) = (0, 0);
+            if step.updated > 0 {
+                consecutive_quarantined = 0;
+            }
             upgraded += step.updated;
             rows_done += step.updated;
             batches += 1;
@@ -513,18 +611,25 @@ async fn walk(
         }
     }
     let remaining = sql::count_lacking(conn, t, &u.name, u.condition.as_deref()).await?;
-    let in_quarantine = sql::quarantined(ledger.conn(), &u.name).await?.len();
     if reached_end {
         // The walk reached the end: complete only when no row in scope lacks it (and
         // so none is quarantined). Rows an application wrote meanwhile without the
         // upgrade are found by the next run, which walks again from the start (the
         // cursor went back); quarantined rows wait for `lockgate upgrade retry`.
         final_state = if remaining == 0 {
+            // No row lacks it: whatever is still quarantined was deleted, moved out of
+            // scope or upgraded since.
+            sql::clear_quarantine(ledger.conn(), &u.name).await?;
             UpgradeState::Complete
         } else {
             UpgradeState::Pending
         };
-        sql::set_state(ledger.conn(), &u.name, final_state).await?;
+        // Only from running: a pause or cancel during the last batch stays.
+        if !sql::set_state_from(ledger.conn(), &u.name, final_state, &[UpgradeState::Running]).await? {
+            final_state = sql::state(ledger.conn(), &u.name)
+                .await?
+                .map_or(UpgradeState::Cancelled, |r| r.state);
+        }
     }
     Ok(UpgradeOutcome {
         upgrade: u.name.clone(),
@@ -533,7 +638,7 @@ async fn walk(
         batches,
         state: final_state.as_str().to_string(),
         remaining,
-        quarantined: in_quarantine as u64,
+        quarantined: sql::quarantined(ledger.conn(), &u.name).await?.len() as u64,
         reread,
     })
 }
@@ -567,9 +672,25 @@ async fn rows_step(
     let computed: Vec<Result<Vec<Value>, String>> = {
         let (apply, table) = (apply.clone(), t.clone());
         let values: Vec<Vec<Value>> = rows.iter().map(|r| r.values.clone()).collect();
-        tokio::task::spawn_blocking(move || values.iter().map(|v| apply(&table, v)).collect())
-            .await
-            .map_err(|e| DbError::Internal(format!("a row function panicked: {e}")))?
+        // A failing function is tried again here, off the async threads and before
+        // any lock is taken.
+        tokio::task::spawn_blocking(move || {
+            values
+                .iter()
+                .map(|v| {
+                    let mut result = apply(&table, v);
+                    for _ in 1..ROW_ATTEMPTS {
+                        if result.is_ok() {
+                            break;
+                        }
+                        result = apply(&table, v);
+                    }
+                    result
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| DbError::Internal(format!("a row function panicked: {e}")))?
     };
     conn.begin().await?;
     let together = async {
@@ -649,8 +770,10 @@ async fn upgrade_row(
                 }
             }
             Err(e) => {
+                // A first computation was tried ROW_ATTEMPTS times already (off the
+                // async threads); a recomputation after a missed compare-and-set once.
                 errors += 1;
-                if errors >= ROW_ATTEMPTS {
+                if errors >= ROW_ATTEMPTS || misses == 0 {
                     failed.push((row.key.clone(), format!("failed {ROW_ATTEMPTS} times: {e}")));
                     return Ok(false);
                 }
@@ -832,7 +955,27 @@ pub async fn control(url: &DbUrl, upgrade: &Upgrade, to: UpgradeState) -> Result
             }
         )));
     }
-    sql::set_state(ledger.conn(), &upgrade.name, to).await?;
+    // Resume only what is stopped (resuming a running upgrade would stop its runner);
+    // pause and cancel what has not ended.
+    let from: &[UpgradeState] = match to {
+        UpgradeState::Pending | UpgradeState::Running => &[UpgradeState::Paused, UpgradeState::Cancelled],
+        _ => &[
+            UpgradeState::Pending,
+            UpgradeState::Running,
+            UpgradeState::Paused,
+            UpgradeState::Cancelled,
+        ],
+    };
+    if !sql::set_state_from(ledger.conn(), &upgrade.name, to, from).await? {
+        let now = sql::state(ledger.conn(), &upgrade.name)
+            .await?
+            .map_or("gone", |r| r.state.as_str());
+        return Err(UpgradeError::Invalid(format!(
+            "upgrade {:?} is {now}: it cannot be made {}",
+            upgrade.name,
+            to.as_str()
+        )));
+    }
     Ok(())
 }
 

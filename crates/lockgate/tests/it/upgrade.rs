@@ -566,9 +566,12 @@ async fn pause_and_cancel_from_elsewhere_stop_a_running_upgrade_within_a_batch()
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         upgrade::control(&db.url, &ups[0], UpgradeState::Paused).await.unwrap();
+        let at_pause = upgrade::status(&db.url, &ups).await.unwrap()[0].rows_done;
         let r = running.await.unwrap().unwrap();
         let o = &r.upgrades[0];
         assert_eq!(o.state, "paused", "{engine}: {o:?}");
+        // Obeyed within one batch (20 rows; one more may have been under way).
+        assert!(o.upgraded <= at_pause + 2 * 20, "{engine}: {o:?} after {at_pause}");
         assert!(o.upgraded > 0 && o.upgraded < rows as u64, "{engine}: {o:?}");
         let s = upgrade::status(&db.url, &ups).await.unwrap();
         assert_eq!(s[0].state, "paused", "{engine}");
@@ -744,4 +747,120 @@ async fn status_creates_no_ledger_and_a_pause_before_the_first_run_does_not_bloc
         let r = upgrade::run(&db.url, &ups, &RunOptions::default(), None).await.unwrap();
         assert_eq!(r.upgrades[0].state, "complete", "{engine}");
     }
+}
+
+#[tokio::test]
+async fn review_regressions_states_scopes_and_checks() {
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        db.conn()
+            .await
+            .batch(
+                "CREATE TABLE items (id INT PRIMARY KEY, a INT NOT NULL, b INT, f REAL, t VARCHAR(20)); \
+                 INSERT INTO items (id, a, b, f, t) VALUES (1, 1, NULL, 0.1, 'Row'), (2, 2, 5, 0.1, 'Row'), (3, 3, NULL, 0.1, 'Row')",
+            )
+            .await
+            .unwrap();
+        upgrade::init(&db.url, "items").await.unwrap();
+        let mut c = db.conn().await;
+        // A scope that is NULL for a row leaves it out, in the view as in the backfill.
+        let ups = declared("scoped", &[("a", "a * 10")], Some("b > 0"));
+        upgrade::view(&db.url, &ups, "items").await.unwrap();
+        let viewed = crate::support::rows(&mut c, "SELECT id, a FROM items_upgraded ORDER BY id").await;
+        upgrade::run(&db.url, &ups, &RunOptions::default(), None).await.unwrap();
+        let table = crate::support::rows(&mut c, "SELECT id, a FROM items ORDER BY id").await;
+        assert_eq!(viewed, table, "{engine}");
+        assert_eq!(table, vec!["1|1", "2|20", "3|3"], "{engine}");
+        // Setting the key is refused before anything is registered.
+        let key = declared("rekey", &[("id", "id + 1")], None);
+        let e = upgrade::run(&db.url, &key, &RunOptions::default(), None)
+            .await
+            .unwrap_err();
+        assert!(
+            e.exit_code() == 2 && e.to_string().contains("primary key"),
+            "{engine}: {e}"
+        );
+        assert_eq!(
+            upgrade::status(&db.url, &key).await.unwrap()[0].state,
+            "not started",
+            "{engine}"
+        );
+        // Resuming what is not stopped is refused (it would stop its runner).
+        let fresh = declared("fresh", &[("b", "1")], None);
+        let e = upgrade::control(&db.url, &fresh[0], UpgradeState::Pending)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot be made pending"), "{engine}: {e}");
+        // A dependency not complete holds its dependents back.
+        let chain = upgrade::def::check(vec![
+            (
+                "first".into(),
+                "lockgate.toml".into(),
+                UpgradeSpec {
+                    table: "items".into(),
+                    set: [("b".to_string(), "7".to_string())].into_iter().collect(),
+                    ..UpgradeSpec::default()
+                },
+            ),
+            (
+                "second".into(),
+                "lockgate.toml".into(),
+                UpgradeSpec {
+                    table: "items".into(),
+                    set: [("b".to_string(), "b + 1".to_string())].into_iter().collect(),
+                    after: vec!["first".into()],
+                    ..UpgradeSpec::default()
+                },
+            ),
+        ])
+        .unwrap();
+        upgrade::control(&db.url, &chain[0], UpgradeState::Paused)
+            .await
+            .unwrap();
+        let r = upgrade::run(&db.url, &chain, &RunOptions::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(r.upgrades[1].state, "waiting for first (paused)", "{engine}: {r:?}");
+        assert_eq!(r.upgrades[1].upgraded, 0, "{engine}");
+        upgrade::control(&db.url, &chain[0], UpgradeState::Pending)
+            .await
+            .unwrap();
+        let r = upgrade::run(&db.url, &chain, &RunOptions::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(r.upgrades[1].state, "complete", "{engine}: {r:?}");
+        assert_eq!(
+            crate::support::rows(&mut c, "SELECT COUNT(*) FROM items WHERE b <> 8").await,
+            vec!["0"],
+            "{engine}"
+        );
+        // A row function writes back a FLOAT and text under the column's collation
+        // (MariaDB's default is case-insensitive): compared by bytes, not missed.
+        let touch = vec![Upgrade::rust("touch", "items", "1", |row| {
+            row.insert("b".into(), lockgate_core::Value::Int(0));
+            Ok(())
+        })
+        .unwrap()];
+        let r = upgrade::run(&db.url, &touch, &RunOptions::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.upgrades[0].upgraded, r.upgrades[0].reread),
+            (3, 0),
+            "{engine}: {r:?}"
+        );
+    }
+    // An expression whose type the column cannot take is refused before any batch.
+    let db = TestDb::new(lockgate_db::Engine::Postgres).await;
+    items(&db, 5).await;
+    upgrade::init(&db.url, "items").await.unwrap();
+    let e = upgrade::run(
+        &db.url,
+        &declared("typed", &[("b", "'x'::text")], None),
+        &RunOptions::default(),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.exit_code() == 2 && e.to_string().contains("set.b"), "{e}");
 }
