@@ -594,8 +594,13 @@ impl Ledger {
                     };
                     match self.conn.batch(&sql).await {
                         // MariaDB/MySQL commit each schema change at once: a column an
-                        // upgrade cut short had already added is there (1060).
-                        Err(e) if engine == Engine::Mysql && e.engine_error().is_some_and(|x| x.code == "1060") => {}
+                        // upgrade cut short had already added is there (1060). SQLite has
+                        // no ADD COLUMN IF NOT EXISTS: a column there already is as good.
+                        Err(e)
+                            if e.engine_error().is_some_and(|x| {
+                                (engine == Engine::Mysql && x.code == "1060")
+                                    || (engine == Engine::Sqlite && x.message.contains("duplicate column name"))
+                            }) => {}
                         other => other?,
                     }
                 }
