@@ -24,16 +24,16 @@
 #     python3 lacks it; VENV=DIR keeps one), stopped by SIGTERM; a lock wait timeout
 #     (1205) is counted, not committed.
 # Beside the writer, a sampler every 20 ms records each writer's lock wait, what blocks
-# it, and how long lockgate's batch UPDATE has been running:
+# it, the writer UPDATEs slow for another reason (I/O, CPU), and how long lockgate's
+# batch UPDATE has been running:
 #   PostgreSQL: pg_stat_activity, wait_event_type 'Lock', now() - state_change, the
 #     blocker from pg_blocking_pids;
 #   MariaDB: information_schema.innodb_trx is a cache InnoDB refreshes only after 100 ms
-#     without a read (sampled every 20 ms it never changes), and its trx_wait_started has
-#     whole seconds; so the process list gives, every 20 ms, how long each writer UPDATE
-#     has been in state Updating (TIME_MS; a row-lock wait's state), and innodb_trx
-#     (trx_state 'LOCK WAIT', the blocker from innodb_lock_waits), read every 150 ms,
-#     which of them waited for a lock: a writer UPDATE is a wait when that read saw it in
-#     LOCK WAIT, or when it was Updating for 20 ms or more.
+#     without a read (read every 20 ms it never changes) and its trx_wait_started has
+#     whole seconds, so innodb_trx (trx_state 'LOCK WAIT', the blocker from
+#     innodb_lock_waits) is read every ~105 ms, which sees every wait longer than that,
+#     and the process list every 20 ms gives the waits' lengths: how long each writer
+#     UPDATE has been in state Updating (TIME_MS), the state of a row-lock wait.
 # Waits shorter than the sampling interval can be missed: the writer's max latency is
 # printed as the upper bound of any wait.
 # Phases, each after a CHECKPOINT (PostgreSQL) with the writer started 1 s before and
@@ -45,7 +45,9 @@
 #      RSS by /usr/bin/time;
 #   3. bulk UPDATE: `UPDATE customers SET email_lower = lower(email)` in one statement,
 #      after the column was reset (`SET email_lower = NULL`, then VACUUM on PostgreSQL),
-#      timed.
+#      timed. The reset leaves room in every page (PostgreSQL: the dead versions vacuumed;
+#      InnoDB: the shrunk records), so this UPDATE grows rows in place and is cheaper than
+#      on the fresh table the backfill had; BULK_FROM=reload loads the table again instead.
 # Goals are printed next to the figures, met or MISSED: backfill >= 50,000 rows/s; the
 # writer's p99 during the backfill <= 1.5x its baseline p99; no writer lock wait > 100 ms
 # during the backfill. The bulk UPDATE's figures are the comparison, without goals.
@@ -66,9 +68,10 @@
 #     ENGINES=mariadb bench/upgrade.sh              # one engine (ENGINE= works too)
 # Other knobs: RUNS (default 1: each run a fresh database, reported side by side),
 # RATE (200), CLIENTS (4), PHASE_S (baseline seconds), UPGRADE_ARGS (flags added to
-# `upgrade run`, e.g. "--target-batch-time 50ms"), LOCKGATE=PATH (run that binary,
-# build nothing), GEN=PATH (the customers generator), VENV=DIR (the PyMySQL venv to use
-# or make), KEEP_TMP=1 (keep the data dir: logs, samples, reports).
+# `upgrade run`, e.g. "--target-batch-time 50ms"), BULK_FROM=reload (see phase 3),
+# LOCKGATE=PATH (run that binary, build nothing), GEN=PATH (the customers generator),
+# VENV=DIR (the PyMySQL venv to use or make), KEEP_TMP=1 (keep the data dir: logs,
+# samples, reports).
 # It creates and drops the database `lockgate_bench` on each server; lockgate runs in the
 # data dir, so that a lockgate.toml where the script is started cannot change it.
 # The settings, helpers and native loads it shares with the other scripts are in bench/lib.sh.
@@ -82,6 +85,8 @@ RATE=${RATE:-200}
 CLIENTS=${CLIENTS:-4}
 if [[ $QUICK == 1 ]]; then PHASE_S=${PHASE_S:-5}; else PHASE_S=${PHASE_S:-15}; fi
 UPGRADE_ARGS=${UPGRADE_ARGS:-} # more flags for `upgrade run` (default: none, its default pacing)
+BULK_FROM=${BULK_FROM:-reset}  # the bulk UPDATE's table: reset (email_lower = NULL) or reload
+case $BULK_FROM in reset | reload) ;; *) echo "BULK_FROM takes reset or reload" >&2; exit 2 ;; esac
 read -ra RUN_ARGS <<<"$UPGRADE_ARGS"
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -207,10 +212,12 @@ if fatal:
 EOF
 
     # The MariaDB sampler. innodb_trx is a cache that InnoDB refreshes only when it has
-    # not been read for 100 ms, so reading it every 20 ms would freeze it: every
-    # SAMPLE_S seconds the sampler reads the writer's running UPDATEs from the process
-    # list (TIME_MS: how long each has been in its state, for a one-row update by key
-    # its lock wait), and every 150 ms the transactions in LOCK WAIT and what blocks them:
+    # not been read for 100 ms (read every 20 ms it would never change), so one thread
+    # reads it every 102 ms plus the query's time: each transaction in LOCK WAIT and what
+    # blocks it (L lines: a wait longer than about 105 ms is always seen). Another thread
+    # reads the process list every SAMPLE_S: how long each writer UPDATE has been in its
+    # state (TIME_MS; an UPDATE waiting for a row lock is in state Updating) and how long
+    # lockgate's batch UPDATE has been running:
     #   P|epoch|thread|time_ms|state     a writer's UPDATE running
     #   B|epoch|thread|time_ms           lockgate's batch UPDATE running
     #   L|epoch|thread|trx|blocker       a transaction waiting for a lock
@@ -221,7 +228,6 @@ import pymysql
 host, port, user, interval, out_path = sys.argv[1:]
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
-conn = pymysql.connect(host=host, port=int(port), user=user, autocommit=True)
 RUNNING = """SELECT ID, TIME_MS, STATE FROM information_schema.PROCESSLIST
   WHERE COMMAND = 'Query' AND INFO LIKE 'UPDATE customers SET email = CONCAT(%'"""
 BATCH = """SELECT ID, TIME_MS FROM information_schema.PROCESSLIST
@@ -232,24 +238,38 @@ WAITING = """SELECT r.trx_mysql_thread_id, r.trx_id,
   LEFT JOIN information_schema.innodb_lock_waits w ON w.requesting_trx_id = r.trx_id
   LEFT JOIN information_schema.innodb_trx b ON b.trx_id = w.blocking_trx_id
   WHERE r.trx_state = 'LOCK WAIT'"""
-lines, next_waiting = [], 0.0
-while not stop.is_set():
-    began = time.time()
-    with conn.cursor() as cur:
-        cur.execute(RUNNING)
-        for thread, ms, state in cur.fetchall():
-            lines.append(f"P|{began:.6f}|{thread}|{ms}|{state}\n")
-        cur.execute(BATCH)
-        for thread, ms in cur.fetchall():
-            lines.append(f"B|{began:.6f}|{thread}|{ms}\n")
-        if began >= next_waiting:
-            next_waiting = began + 0.15
-            cur.execute(WAITING)
-            for thread, trx, blocker in cur.fetchall():
-                lines.append(f"L|{began:.6f}|{thread}|{trx}|{blocker or '?'}\n")
-    stop.wait(max(0.0, float(interval) - (time.time() - began)))
+lines, failures = [], []
+
+def sample(queries, pause):
+    try:
+        conn = pymysql.connect(host=host, port=int(port), user=user, autocommit=True)
+        while not stop.is_set():
+            began = time.time()
+            with conn.cursor() as cur:
+                for tag, sql in queries:
+                    cur.execute(sql)
+                    lines.extend(f"{tag}|{began:.6f}|" + "|".join(str(v) for v in row) + "\n" for row in cur.fetchall())
+            stop.wait(pause(began))
+    except Exception as e:  # noqa: BLE001 - reported by the main thread
+        failures.append(repr(e))
+        stop.set()
+
+threads = [
+    threading.Thread(target=sample, args=([("P", RUNNING), ("B", BATCH)],
+                                          lambda began: max(0.0, float(interval) - (time.time() - began)))),
+    threading.Thread(target=sample, args=([("L", WAITING)], lambda began: 0.102)),
+]
+for t in threads:
+    t.start()
+while not stop.wait(0.2):
+    pass
+for t in threads:
+    t.join()
 with open(out_path, "w") as f:
-    f.writelines(lines)
+    f.writelines(line.replace("|None\n", "|?\n") for line in lines)
+if failures:
+    print("\n".join(failures), file=sys.stderr)
+    sys.exit(1)
 EOF
 
     # Writer statistics: pgbench logs (client txn latency_us script epoch_s epoch_us lag)
@@ -287,69 +307,92 @@ def pct(p):
 print(len(lat), f"{pct(0.5):.2f}", f"{pct(0.99):.2f}", f"{lat[-1] if lat else 0:.1f}", committed, failed, first_failure)
 EOF
 
-    # Lock waits from a sampler's file, of the writer's sessions only: prints the longest
-    # wait (ms), how many waits, how many over WAIT_GOAL_MS, the samples, the longest
-    # batch UPDATE of lockgate's seen running (ms), and the statement that blocked the
-    # writers most often.
-    #   pg:      W|epoch|wait_ms|pid|state_change_epoch|wait_event|blocker (writers only)
-    #            B|epoch|ms|pid|query_start_epoch||                        (lockgate's batch)
-    #   mariadb: the P, B and L lines above, the writer's threads in IDS_FILE; a wait is
-    #            a writer UPDATE seen in state Updating (a row-lock wait's state) that
-    #            innodb_trx saw in LOCK WAIT or that lasted a sampling interval or more,
-    #            its length its longest TIME_MS; a LOCK WAIT no Updating sample saw is a
-    #            wait shorter than one sample (0 ms)
+    # Lock waits from a sampler's file, of the writer's sessions only. Prints
+    # longest|waits|over|samples|batch|slow|slowest|blocker: the longest lock wait (ms),
+    # how many, how many over WAIT_GOAL_MS, the writer samples, the longest batch UPDATE
+    # of lockgate's seen running (ms), the writer UPDATEs seen running SAMPLE_S or more
+    # without a lock wait seen and the longest of them (ms: I/O, CPU), and the statement
+    # that blocked the writers most often.
+    #   pg:      W|epoch|wait_ms|pid|state_change_epoch|wait_event|blocker   (a lock wait)
+    #            S|epoch|ms|pid|query_start_epoch|wait_event|               (running, no lock wait)
+    #            B|epoch|ms|pid|query_start_epoch||                         (lockgate's batch)
+    #   mariadb: the P, B and L lines above, the writer's threads in IDS_FILE; a wait is a
+    #            writer transaction innodb_trx saw in LOCK WAIT, as long as the longest
+    #            TIME_MS in state Updating of the writer UPDATE it belongs to (else the
+    #            span of its LOCK WAIT samples)
     cat >"$TMP/waits.py" <<'EOF'
 import collections, sys
 
-kind, path, goal_ms, interval_ms = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]) * 1000
+kind, path, goal_ms, interval = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 ids = set(open(sys.argv[5]).read().split()) if len(sys.argv) > 5 else None
-waits, blockers, samples, batch = {}, collections.Counter(), 0, 0.0
+waits, slow, blockers, samples, batch = {}, {}, collections.Counter(), 0, 0.0
+
+def statements(seen):
+    """[(epoch, ms)] samples of one session -> [start, longest ms, last seen]: one per
+    run of samples whose start (epoch - ms) stays put."""
+    out = []
+    for t, ms in sorted(seen):
+        start = t - ms / 1000
+        if out and abs(out[-1][0] - start) < 0.005:
+            out[-1][1], out[-1][2] = max(out[-1][1], ms), t
+        else:
+            out.append([start, ms, t])
+    return out
+
 if kind == "pg":
+    running = collections.defaultdict(list)
     for line in open(path):
         f = line.rstrip("\n").split("|")
         if len(f) < 7:
             continue
         if f[0] == "B":
             batch = max(batch, float(f[2]))
-            continue
-        key = (f[3], f[4])  # pid, state_change: one statement
-        waits[key] = max(waits.get(key, 0.0), float(f[2]))
-        samples += 1
-        blockers[" ".join(f[6].split())[:50] or "?"] += 1
+        elif f[0] == "W":
+            key = (f[3], f[4])  # pid, state_change: one statement
+            waits[key] = max(waits.get(key, 0.0), float(f[2]))
+            samples += 1
+            blockers[" ".join(f[6].split())[:50] or "?"] += 1
+        elif f[0] == "S":
+            running[f[3]].append((float(f[1]), float(f[2])))
+            samples += 1
+    waited = collections.defaultdict(list)
+    for pid, change in waits:
+        waited[pid].append(float(change))
+    for pid, seen in running.items():
+        for start, ms, _ in statements(seen):
+            if ms >= interval * 1000 and not any(abs(start - c) < 0.05 for c in waited[pid]):
+                slow[(pid, start)] = ms
 else:
     running = collections.defaultdict(list)  # thread -> [(epoch, ms)] in state Updating
-    locked = collections.defaultdict(set)  # thread -> epochs it was seen in LOCK WAIT
+    locked = collections.defaultdict(list)  # (thread, trx) -> epochs seen in LOCK WAIT
     for line in open(path):
         f = line.rstrip("\n").split("|")
         if f[0] == "B" and len(f) == 4:
             batch = max(batch, float(f[3]))
         elif f[0] == "P" and len(f) == 5 and f[2] in ids:
             samples += 1
-            if f[4] == "Updating":  # the state of an UPDATE waiting for a row lock
+            if f[4] == "Updating":
                 running[f[2]].append((float(f[1]), float(f[3])))
         elif f[0] == "L" and len(f) == 5 and f[2] in ids:
-            locked[f[2]].add(float(f[1]))
+            locked[(f[2], f[3])].append(float(f[1]))
             blockers[" ".join(f[4].split())[:50] or "?"] += 1
-    for thread in set(running) | set(locked):
-        # One statement per run of samples whose start (epoch - ms) stays put.
-        stmts = []
-        for t, ms in sorted(running[thread]):
-            start = t - ms / 1000
-            if stmts and abs(stmts[-1][0] - start) < 0.005:
-                stmts[-1][1], stmts[-1][2] = max(stmts[-1][1], ms), t
-            else:
-                stmts.append([start, ms, t])
-        seen_locked = set()
-        for start, ms, end in stmts:
-            hit = {t for t in locked[thread] if start - 0.001 <= t <= end + 0.001}
-            seen_locked |= hit
-            if hit or ms >= interval_ms:
-                waits[(thread, start)] = ms
-        for t in locked[thread] - seen_locked:  # a wait shorter than one sample
-            waits[(thread, t)] = 0.0
+    stmts = {thread: statements(seen) for thread, seen in running.items()}
+    confirmed = set()
+    for (thread, trx), ts in locked.items():
+        length = (max(ts) - min(ts)) * 1000
+        for i, (start, ms, last) in enumerate(stmts.get(thread, [])):
+            if any(start - 0.001 <= t <= last + interval + 0.001 for t in ts):
+                length = max(length, ms)
+                confirmed.add((thread, i))
+        waits[(thread, trx)] = length
+    for thread, ss in stmts.items():
+        for i, (start, ms, _) in enumerate(ss):
+            if ms >= interval * 1000 and (thread, i) not in confirmed:
+                slow[(thread, start)] = ms
 longest = max(waits.values(), default=0.0)
 top = blockers.most_common(1)[0][0] if blockers else "-"
-print(f"{longest:.1f}|{len(waits)}|{sum(1 for v in waits.values() if v > goal_ms)}|{samples}|{batch:.1f}|{top}")
+print(f"{longest:.1f}|{len(waits)}|{sum(1 for v in waits.values() if v > goal_ms)}|{samples}|{batch:.1f}"
+      f"|{len(slow)}|{max(slow.values(), default=0.0):.1f}|{top}")
 EOF
 }
 
@@ -479,12 +522,18 @@ start_sampler() {
         pg)
             # One session, \watch every SAMPLE_S: each writer session waiting on a lock, how
             # long (now() - state_change: its UPDATE started then) and its first blocker
-            # (W lines); and lockgate's batch UPDATE, how long it has run (B lines).
+            # (W lines); each writer UPDATE running but not waiting for a lock (S lines);
+            # and lockgate's batch UPDATE, how long it has run (B lines).
             printf '%s\n' "SELECT 'W', extract(epoch FROM now()), round((extract(epoch FROM now() - a.state_change) * 1000)::numeric, 1),
   a.pid, extract(epoch FROM a.state_change), a.wait_event,
   coalesce(b.application_name || ': ' || translate(left(b.query, 60), E'|\n', '  '), '?')
   FROM pg_stat_activity a LEFT JOIN pg_stat_activity b ON b.pid = (pg_blocking_pids(a.pid))[1]
   WHERE a.wait_event_type = 'Lock' AND a.application_name = '$WRITER_APP'
+  UNION ALL
+  SELECT 'S', extract(epoch FROM now()), round((extract(epoch FROM now() - query_start) * 1000)::numeric, 1),
+  pid, extract(epoch FROM query_start), coalesce(wait_event_type || ':' || wait_event, 'CPU'), ''
+  FROM pg_stat_activity WHERE application_name = '$WRITER_APP' AND state = 'active'
+  AND wait_event_type IS DISTINCT FROM 'Lock'
   UNION ALL
   SELECT 'B', extract(epoch FROM now()), round((extract(epoch FROM now() - query_start) * 1000)::numeric, 1),
   pid, extract(epoch FROM query_start), '', ''
@@ -514,12 +563,52 @@ stop_sampler() {
 declare -A R
 COLUMNS=()
 
+# counters ENGINE: the server's cumulative counters that say where writers may wait
+# besides row locks, space-separated (deltas over a phase are reported):
+#   pg:      WAL bytes, WAL writes, WAL syncs, WAL buffers full, blocks read (this database)
+#   mariadb: Innodb_os_log_written, Innodb_log_waits, Innodb_buffer_pool_reads,
+#            Innodb_buffer_pool_wait_free, Innodb_row_lock_waits, Innodb_row_lock_time (ms)
+counters() {
+    case $1 in
+        pg)
+            sql pg "SELECT w.wal_bytes, w.wal_write, w.wal_sync, w.wal_buffers_full, d.blks_read
+                    FROM pg_stat_wal w, pg_stat_database d WHERE d.datname = current_database()" | tr '|' ' '
+            ;;
+        mariadb)
+            sql mariadb "SELECT GROUP_CONCAT(VARIABLE_VALUE ORDER BY FIELD(VARIABLE_NAME, 'INNODB_OS_LOG_WRITTEN',
+                           'INNODB_LOG_WAITS', 'INNODB_BUFFER_POOL_READS', 'INNODB_BUFFER_POOL_WAIT_FREE',
+                           'INNODB_ROW_LOCK_WAITS', 'INNODB_ROW_LOCK_TIME') SEPARATOR ' ')
+                         FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN ('INNODB_OS_LOG_WRITTEN',
+                           'INNODB_LOG_WAITS', 'INNODB_BUFFER_POOL_READS', 'INNODB_BUFFER_POOL_WAIT_FREE',
+                           'INNODB_ROW_LOCK_WAITS', 'INNODB_ROW_LOCK_TIME')"
+            ;;
+    esac
+}
+
+# counters_text ENGINE BEFORE AFTER: the counters' deltas, in words.
+counters_text() {
+    local -a b a
+    read -ra b <<<"$2"
+    read -ra a <<<"$3"
+    case $1 in
+        pg)
+            echo "WAL $(calc '%.1f' "(${a[0]} - ${b[0]}) / 1048576") MB, $((a[1] - b[1])) WAL writes, $((a[2] - b[2])) WAL syncs," \
+                "WAL buffers full $((a[3] - b[3])) times, $((a[4] - b[4])) blocks read"
+            ;;
+        mariadb)
+            echo "redo $(calc '%.1f' "(${a[0]} - ${b[0]}) / 1048576") MB, log waits $((a[1] - b[1])), buffer pool reads $((a[2] - b[2]))," \
+                "free-page waits $((a[3] - b[3])), row lock waits $((a[4] - b[4])) ($((a[5] - b[5])) ms in all, any session)"
+            ;;
+    esac
+}
+
 # phase ENGINE COL PHASE: one phase (base, backfill, bulk) with the writer and sampler
 # around it; stores the figures in R.
 phase() {
     local e=$1 col=$2 ph=$3 label="${NAME[$1]} run ${2#*.}, $3" p="$TMP/$2.$3" t0 t1 kind=pgbench
-    local n p50 p99 max committed failed first longest nwaits over samples top
+    local n p50 p99 max committed failed first longest nwaits over samples batch slow slowest top before
     if [[ $e == pg ]]; then sql pg CHECKPOINT >/dev/null; fi
+    before=$(counters "$e")
     start_sampler "$e" "$p.samples"
     start_writer "$e" "$p"
     sleep "$WARMUP"
@@ -542,25 +631,30 @@ phase() {
     sleep "$TAIL"
     stop_writer "$e" "$label" "$p"
     stop_sampler "$label" "$p.samples"
+    R[$col,$ph.counters]=$(counters_text "$e" "$before" "$(counters "$e")")
     R[$col,$ph.s]=$(calc '%.2f' "$t1 - $t0")
 
     if [[ $e == mariadb ]]; then kind=py; fi
     read -r n p50 p99 max committed failed first < <(python3 "$TMP/stats.py" "$kind" "$t0" "$t1" "$p.log*" || echo "0 0 0 0 0 1 stats.py-failed")
     R[$col,$ph.n]=$n R[$col,$ph.p50]=$p50 R[$col,$ph.p99]=$p99 R[$col,$ph.max]=$max
     R[$col,committed]=$((${R[$col,committed]:-0} + committed))
+    R[$col,since_load]=$((${R[$col,since_load]:-0} + committed))
     R[$col,$ph.failed]=$failed
     [[ $first != stats.py-failed ]] || fail "$label: cannot read the writer's log $p.log*"
     ((failed == 0)) || log "   !! $label: $failed writer updates failed ($first)"
     if [[ $e == pg ]]; then
-        IFS='|' read -r longest nwaits over samples batch top < <(python3 "$TMP/waits.py" pg "$p.samples" "$WAIT_GOAL_MS" "$SAMPLE_S" || echo "?|?|?|?|?|waits.py failed")
+        IFS='|' read -r longest nwaits over samples batch slow slowest top < <(python3 "$TMP/waits.py" pg "$p.samples" "$WAIT_GOAL_MS" "$SAMPLE_S" || echo "?|?|?|?|?|?|?|waits.py failed")
     else
-        IFS='|' read -r longest nwaits over samples batch top < <(python3 "$TMP/waits.py" mariadb "$p.samples" "$WAIT_GOAL_MS" "$SAMPLE_S" "$p.ids" || echo "?|?|?|?|?|waits.py failed")
+        IFS='|' read -r longest nwaits over samples batch slow slowest top < <(python3 "$TMP/waits.py" mariadb "$p.samples" "$WAIT_GOAL_MS" "$SAMPLE_S" "$p.ids" || echo "?|?|?|?|?|?|?|waits.py failed")
     fi
     [[ $longest != '?' ]] || fail "$label: cannot read the lock-wait samples $p.samples"
     R[$col,$ph.wait]=$longest R[$col,$ph.waits]=$nwaits R[$col,$ph.over]=$over R[$col,$ph.blocker]=$top R[$col,$ph.batch]=$batch
+    R[$col,$ph.slow]=$slow R[$col,$ph.slowest]=$slowest
+    local extra=''
+    if [[ $ph == backfill ]]; then extra="; longest batch UPDATE seen $batch ms"; fi
     log "   $ph: $(calc '%.1f' "$t1 - $t0") s; writer $n updates (p50 $p50, p99 $p99, max $max ms), $failed failed;" \
-        "lock waits $nwaits (longest $longest ms, $over over $WAIT_GOAL_MS ms, $samples samples; blocker: $top)" \
-        "$(if [[ $ph == backfill ]]; then echo "; longest batch UPDATE seen $batch ms"; fi)"
+        "lock waits $nwaits (longest $longest ms, $over over $WAIT_GOAL_MS ms, $samples samples; blocker: $top);" \
+        "$slow updates slow without a lock wait seen (longest $slowest ms)${extra}"
 }
 
 # check_table ENGINE LABEL WHAT: every row's email_lower is lower(email), byte for byte;
@@ -586,8 +680,8 @@ check_table() {
     fi
 }
 
-# check_writes ENGINE COL: the sum of `writes` is what the writer committed, and every
-# written row holds the email of its last write.
+# check_writes ENGINE COL: the sum of `writes` is what the writer committed since the
+# table was loaded, and every written row holds the email of its last write.
 check_writes() {
     local e=$1 col=$2 label="${NAME[$1]} run ${2#*.}" got sum wrong
     case $e in
@@ -601,9 +695,10 @@ check_writes() {
             ;;
     esac
     IFS='|' read -r sum wrong <<<"$got"
-    R[$col,sum]=$sum
-    [[ $sum == "${R[$col,committed]}" ]] ||
-        fail "$label: the writer committed ${R[$col,committed]} updates, the table's writes add up to $sum (updates lost or doubled)"
+    R[$col,sum]=$((${R[$col,sum]:-0} + sum))
+    [[ $sum == "${R[$col,since_load]}" ]] ||
+        fail "$label: the writer committed ${R[$col,since_load]} updates, the table's writes add up to $sum (updates lost or doubled)"
+    R[$col,since_load]=0
     ((wrong == 0)) || fail "$label: $wrong written rows whose email is not their last write's"
 }
 
@@ -641,9 +736,16 @@ bench_engine() {
     R[$col,rps]=$(calc '%.0f' "${R[$col,upgraded]} / (${R[$col,backfill.s]} > 0 ? ${R[$col,backfill.s]} : 0.01)")
     log "   backfill: ${R[$col,upgraded]} rows in ${R[$col,batches]} batches, ${R[$col,rps]} rows/s, peak RSS $(calc '%.1f' "${R[$col,kb]} / 1024") MB"
 
-    log "   resetting email_lower for the bulk UPDATE"
-    sql "$e" "UPDATE customers SET email_lower = NULL" >/dev/null
-    if [[ $e == pg ]]; then "${PSQL[@]}" -d "$BENCH_DB" -c "VACUUM customers"; fi
+    if [[ $BULK_FROM == reload ]]; then
+        # The bulk UPDATE on a freshly loaded table, as the backfill had it.
+        check_writes "$e" "$col"
+        log "   reloading $ROWS rows for the bulk UPDATE"
+        load "$e"
+    else
+        log "   resetting email_lower for the bulk UPDATE"
+        sql "$e" "UPDATE customers SET email_lower = NULL" >/dev/null
+        if [[ $e == pg ]]; then "${PSQL[@]}" -d "$BENCH_DB" -c "VACUUM customers"; fi
+    fi
     phase "$e" "$col" bulk
     check_table "$e" "$label, after the bulk UPDATE" lower
     check_writes "$e" "$col"
@@ -676,6 +778,7 @@ p99_ratio() { ratio "${R[$1,backfill.p99]}" "${R[$1,base.p99]}"; }
 p99_cell() { local r; r=$(p99_ratio "$1"); echo "${r}x $(met "$r" "$P99_GOAL")"; }
 goal_wait_cell() { echo "${R[$1,backfill.wait]} ms $(met "${R[$1,backfill.wait]}" "$WAIT_GOAL_MS")"; }
 batch_ms_cell() { echo "${R[$1,backfill.batch]} ms"; }
+slow_cell() { echo "${R[$1,$PH.slow]} (longest ${R[$1,$PH.slowest]} ms)"; }
 failed_cell() { echo "${R[$1,$PH.failed]}"; }
 max_cell() { echo "${R[$1,$PH.max]} ms"; }
 writes_cell() { echo "${R[$1,committed]} committed, sum ${R[$1,sum]:-?}"; }
@@ -692,7 +795,7 @@ for PH in base backfill bulk; do
     case $PH in
         base) echo "1. baseline (writer alone)" ;;
         backfill) echo "2. backfill: lockgate upgrade run (${UPGRADE_ARGS:-default pacing})" ;;
-        bulk) echo "3. one UPDATE customers SET email_lower = lower(email)" ;;
+        bulk) echo "3. one UPDATE customers SET email_lower = lower(email) (table: $(if [[ $BULK_FROM == reload ]]; then echo "reloaded"; else echo "email_lower reset to NULL"; fi))" ;;
     esac
     row "   duration" secs_cell
     if [[ $PH == backfill ]]; then
@@ -706,12 +809,21 @@ for PH in base backfill bulk; do
     if [[ $PH == backfill ]]; then row "   writer p99 / baseline p99 (goal <= ${P99_GOAL}x)" p99_cell; fi
     row "   longest writer lock wait" wait_cell
     if [[ $PH == backfill ]]; then row "   longest lock wait (goal <= $WAIT_GOAL_MS ms)" goal_wait_cell; fi
+    row "   slow writer UPDATEs, no lock wait seen" slow_cell
     if [[ $PH != base ]]; then
         row "   upper bound: writer max latency" max_cell
         row "   what the writers waited for" blocker_cell
     fi
 done
 row "writer updates (lost-update check)" writes_cell
-echo "(MariaDB lock wait: the longest a writer UPDATE was seen in state Updating in the process list (TIME_MS), a wait"
-echo " when innodb_trx, read every 150 ms as its cache allows, saw it in LOCK WAIT or when it lasted >= ${SAMPLE_S}s)"
+echo "(MariaDB: a lock wait is a writer transaction innodb_trx saw in LOCK WAIT (read every ~105 ms, as its cache allows),"
+echo " as long as its UPDATE was seen in state Updating in the process list (TIME_MS, every ${SAMPLE_S}s);"
+echo " slow UPDATEs: writer UPDATEs seen running >= ${SAMPLE_S}s that no lock-wait sample saw)"
+echo
+echo "Server counters over each phase (writer start to stop), where writers wait besides row locks:"
+for col in "${COLUMNS[@]}"; do
+    for PH in base backfill bulk; do
+        printf '  %-14s %-9s %s\n' "$(head_cell "$col")" "$PH" "${R[$col,$PH.counters]}"
+    done
+done
 correctness "upgrade complete and recorded once per row, email_lower = lower(email) after the backfill and the UPDATE, no writer update lost"
