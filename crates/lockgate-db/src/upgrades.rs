@@ -401,14 +401,37 @@ pub fn key_display(key: &[Value]) -> String {
     key.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// How many rows the upgrade `name` has quarantined.
+pub async fn quarantine_count(conn: &mut Conn, name: &str) -> Result<u64, DbError> {
+    let d = conn.dialect();
+    let sql = format!(
+        "SELECT COUNT(*) FROM lockgate_upgrade_quarantine WHERE {} = {}",
+        d.quote("upgrade"),
+        d.param(1)
+    );
+    let rows = conn.query(&sql, &[Value::Text(name.into())], None).await?;
+    Ok(rows.first().and_then(|r| r.first()).and_then(int).unwrap_or(0).max(0) as u64)
+}
+
+/// The first `limit` rows the upgrade `name` quarantined, by key (for a page).
+pub async fn quarantined_first(conn: &mut Conn, name: &str, limit: usize) -> Result<Vec<Quarantined>, DbError> {
+    read_quarantine(conn, name, Some(limit)).await
+}
+
 /// The rows the upgrade `name` quarantined, by key.
+pub async fn quarantined(conn: &mut Conn, name: &str) -> Result<Vec<Quarantined>, DbError> {
+    read_quarantine(conn, name, None).await
+}
+
+async fn read_quarantine(conn: &mut Conn, name: &str, limit: Option<usize>) -> Result<Vec<Quarantined>, DbError> {
 pub async fn quarantined(conn: &mut Conn, name: &str) -> Result<Vec<Quarantined>, DbError> {
     let d = conn.dialect();
     let sql = format!(
-        "SELECT row_key, error, attempts, {} FROM lockgate_upgrade_quarantine WHERE {} = {} ORDER BY row_key",
+        "SELECT row_key, error, attempts, {} FROM lockgate_upgrade_quarantine WHERE {} = {} ORDER BY row_key{}",
         d.quote("at"),
         d.quote("upgrade"),
-        d.param(1)
+        d.param(1),
+        limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default()
     );
     let rows = conn.query(&sql, &[Value::Text(name.into())], None).await?;
     rows.iter()

@@ -167,7 +167,7 @@ function pollUpgrades(root) {
   };
   // The next poll is set only once this one has answered, so a slow database
   // never piles requests up.
-  const again = () => setTimeout(tick, 1500);
+  const again = () => setTimeout(tick, 3000);
   const tick = () => {
     if (document.hidden) return again();
     fetch("/api/upgrades", { headers: { Accept: "application/json" } })

@@ -74,9 +74,10 @@ pub enum Change {
 /// error (it is retried, then quarantined).
 pub type RowFunction = Arc<dyn Fn(&mut BTreeMap<String, lockgate_core::Value>) -> Result<(), String> + Send + Sync>;
 
-/// A registered [`RowFunction`]; two are equal when they are the same function.
+/// A registered [`RowFunction`] and the version its author gave it; two are equal
+/// when they are the same function.
 #[derive(Clone)]
-pub struct RustChange(pub RowFunction);
+pub struct RustChange(pub RowFunction, pub String);
 
 impl std::fmt::Debug for RustChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,9 +117,11 @@ pub struct Upgrade {
 
 impl Upgrade {
     /// An upgrade of `table` by a Rust function, for library users. Its checksum
-    /// covers the name, the table and `version`: change `version` when the function's
-    /// behaviour changes, and the ledger refuses it for an upgrade already started
-    /// (as it refuses a changed declaration), so declare it under a new name instead.
+    /// ([`Upgrade::effective_checksum`]) covers the table, `version`, and the
+    /// `condition`, `after` and `cleanup` set on it afterwards: change `version` when
+    /// the function's behaviour changes, and the ledger refuses it for an upgrade
+    /// already started (as it refuses a changed declaration), so declare it under a
+    /// new name instead.
     pub fn rust(
         name: &str,
         table: &str,
@@ -130,17 +133,37 @@ impl Upgrade {
                 "{name:?} is not an upgrade name: use letters, digits, '_', '-' and '.'"
             )]));
         }
-        let canonical = serde_json::json!({ "table": table, "rust": version });
-        Ok(Upgrade {
+        let mut u = Upgrade {
             name: name.to_string(),
             origin: format!("Rust function {name}"),
             table: table.to_string(),
-            change: Change::Rust(RustChange(Arc::new(f))),
+            change: Change::Rust(RustChange(Arc::new(f), version.to_string())),
             condition: None,
             cleanup: None,
             after: Vec::new(),
-            checksum: lockgate_core::copytext::hex_string(&Sha256::digest(canonical.to_string().as_bytes())),
-        })
+            checksum: String::new(),
+        };
+        u.checksum = u.effective_checksum();
+        Ok(u)
+    }
+
+    /// The checksum the ledger compares: the declared one, or for a Rust function
+    /// one over its table, version, condition, dependencies and cleanup as they are
+    /// now (those fields are public, set after [`Upgrade::rust`]).
+    pub fn effective_checksum(&self) -> String {
+        match &self.change {
+            Change::Rust(r) => {
+                let canonical = serde_json::json!({
+                    "table": self.table,
+                    "rust": r.1,
+                    "where": self.condition,
+                    "cleanup": self.cleanup,
+                    "after": self.after.iter().collect::<BTreeSet<_>>(),
+                });
+                lockgate_core::copytext::hex_string(&Sha256::digest(canonical.to_string().as_bytes()))
+            }
+            _ => self.checksum.clone(),
+        }
     }
 }
 

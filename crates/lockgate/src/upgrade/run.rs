@@ -317,7 +317,7 @@ pub async fn run(
     // A changed definition refuses the whole run before anything is registered.
     for (u, t, _) in &plans {
         if let Some(r) = sql::state(ledger.conn(), &u.name).await? {
-            if r.checksum != u.checksum || r.table != t.name.to_string() {
+            if r.checksum != u.effective_checksum() || r.table != t.name.to_string() {
                 problems.push(format!(
                     "{}: upgrade {:?}: definition changed after the upgrade started (the ledger has it on table {} \
                      with checksum {}): restore its definition, or declare the change as a new upgrade under \
@@ -331,7 +331,7 @@ pub async fn run(
         return Err(UpgradeError::Invalid(problems.join("\n")));
     }
     for (u, t, _) in &plans {
-        sql::register(ledger.conn(), &u.name, &t.name.to_string(), &u.checksum)
+        sql::register(ledger.conn(), &u.name, &t.name.to_string(), &u.effective_checksum())
             .await
             .map_err(|e| match e {
                 DbError::Invalid(m) => UpgradeError::Invalid(format!("{}: upgrade {:?}: {m}", u.origin, u.name)),
@@ -638,7 +638,7 @@ async fn walk(
         batches,
         state: final_state.as_str().to_string(),
         remaining,
-        quarantined: sql::quarantined(ledger.conn(), &u.name).await?.len() as u64,
+        quarantined: sql::quarantine_count(ledger.conn(), &u.name).await?,
         reread,
     })
 }
@@ -898,9 +898,13 @@ pub async fn status(url: &DbUrl, upgrades: &[Upgrade]) -> Result<Vec<UpgradeStat
             }
             _ => None,
         };
-        let mut quarantine = match (&record, &mut ledger) {
-            (Some(_), Some(l)) => sql::quarantined(l.conn(), &u.name).await?,
-            _ => Vec::new(),
+        // A count and the first hundred: a page polls this every few seconds.
+        let (quarantined, mut quarantine) = match (&record, &mut ledger) {
+            (Some(_), Some(l)) => (
+                sql::quarantine_count(l.conn(), &u.name).await?,
+                sql::quarantined_first(l.conn(), &u.name, 100).await?,
+            ),
+            _ => (0, Vec::new()),
         };
         // SQLite's keys may end with the rowid that tells NULL keys apart: people
         // see the primary key's values.
@@ -918,8 +922,8 @@ pub async fn status(url: &DbUrl, upgrades: &[Upgrade]) -> Result<Vec<UpgradeStat
                 (Some(n), Some(r)) if n > 0 => Some(n as f64 / r),
                 _ => None,
             },
-            quarantined: quarantine.len(),
-            quarantine: quarantine.into_iter().take(100).collect(),
+            quarantined: quarantined as usize,
+            quarantine,
             upgrade: u.name.clone(),
             table: u.table.clone(),
             state: record
@@ -938,12 +942,17 @@ pub async fn control(url: &DbUrl, upgrade: &Upgrade, to: UpgradeState) -> Result
     // Registered under the table's resolved name, as a run registers it.
     let table = Conn::connect_existing(url).await?.find_table(&upgrade.table).await?;
     let mut ledger = Ledger::open(url).await?;
-    let record = sql::register(ledger.conn(), &upgrade.name, &table.name.to_string(), &upgrade.checksum)
-        .await
-        .map_err(|e| match e {
-            DbError::Invalid(m) => UpgradeError::Invalid(format!("upgrade {:?}: {m}", upgrade.name)),
-            other => other.into(),
-        })?;
+    let record = sql::register(
+        ledger.conn(),
+        &upgrade.name,
+        &table.name.to_string(),
+        &upgrade.effective_checksum(),
+    )
+    .await
+    .map_err(|e| match e {
+        DbError::Invalid(m) => UpgradeError::Invalid(format!("upgrade {:?}: {m}", upgrade.name)),
+        other => other.into(),
+    })?;
     if record.state == UpgradeState::Complete {
         return Err(UpgradeError::Invalid(format!(
             "upgrade {:?} is complete: there is nothing to {}",
@@ -1014,14 +1023,19 @@ pub async fn retry(url: &DbUrl, upgrade: &Upgrade, lock_timeout: Duration) -> Re
             upgrade.name
         ))
     })?;
-    if record.checksum != upgrade.checksum {
+    if record.checksum != upgrade.effective_checksum() {
         // The same refusal as a run's: a changed definition is a new upgrade.
-        sql::register(ledger.conn(), &upgrade.name, &t.name.to_string(), &upgrade.checksum)
-            .await
-            .map_err(|e| match e {
-                DbError::Invalid(m) => UpgradeError::Invalid(format!("{}: {m}", upgrade.origin)),
-                other => other.into(),
-            })?;
+        sql::register(
+            ledger.conn(),
+            &upgrade.name,
+            &t.name.to_string(),
+            &upgrade.effective_checksum(),
+        )
+        .await
+        .map_err(|e| match e {
+            DbError::Invalid(m) => UpgradeError::Invalid(format!("{}: {m}", upgrade.origin)),
+            other => other.into(),
+        })?;
     }
     let holder = Holder::current(format!("lockgate upgrade retry {}", upgrade.name));
     let lock = ledger
@@ -1128,7 +1142,7 @@ pub async fn cleanup(url: &DbUrl, upgrade: &Upgrade, dry_run: bool) -> Result<Cl
     let record = sql::state(ledger.conn(), &upgrade.name).await?;
     let lacking = sql::count_lacking(&mut conn, &t, &upgrade.name, upgrade.condition.as_deref()).await?;
     let quarantined = match &record {
-        Some(_) => sql::quarantined(ledger.conn(), &upgrade.name).await?.len(),
+        Some(_) => sql::quarantine_count(ledger.conn(), &upgrade.name).await?,
         None => 0,
     };
     if lacking > 0 || quarantined > 0 {

@@ -864,3 +864,81 @@ async fn review_regressions_states_scopes_and_checks() {
     .unwrap_err();
     assert!(e.exit_code() == 2 && e.to_string().contains("set.b"), "{e}");
 }
+
+/// Deterministically: an application writes a row after the row function has read
+/// it and before the run writes it; the compare-and-set misses, the row is read
+/// again and recomputed from the application's value, which is never lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_between_read_and_write_is_recomputed_not_overwritten() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc, Mutex};
+    for engine in ENGINES {
+        let db = TestDb::new(engine).await;
+        notes(&db, 10).await;
+        let (reading_tx, reading_rx) = mpsc::channel::<()>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (reading_tx, go_rx) = (Mutex::new(reading_tx), Mutex::new(go_rx));
+        let first = Arc::new(AtomicBool::new(true));
+        let ups = vec![Upgrade::rust("lower", "notes", "1", move |row| {
+            let is_one = matches!(row.get("id"), Some(lockgate_core::Value::Int(1)));
+            if is_one && first.swap(false, Ordering::SeqCst) {
+                // Read: let the application write, then compute from what was read.
+                reading_tx.lock().unwrap().send(()).unwrap();
+                go_rx.lock().unwrap().recv().unwrap();
+            }
+            if let Some(lockgate_core::Value::Text(s)) = row.get("c") {
+                let lower = s.to_lowercase();
+                row.insert("c".into(), lockgate_core::Value::Text(lower));
+            }
+            Ok(())
+        })
+        .unwrap()];
+        let running = tokio::spawn({
+            let (url, ups) = (db.url.clone(), ups.clone());
+            async move { upgrade::run(&url, &ups, &RunOptions::default(), None).await }
+        });
+        tokio::task::spawn_blocking(move || reading_rx.recv().unwrap())
+            .await
+            .unwrap();
+        db.conn()
+            .await
+            .batch("UPDATE notes SET c = 'Changed' WHERE id = 1")
+            .await
+            .unwrap();
+        go_tx.send(()).unwrap();
+        let r = running.await.unwrap().unwrap();
+        assert_eq!(r.upgrades[0].reread, 1, "{engine}: {r:?}");
+        let mut c = db.conn().await;
+        assert_eq!(
+            crate::support::rows(&mut c, "SELECT c FROM notes WHERE id = 1").await,
+            vec!["changed"],
+            "{engine}: the application's write was lost"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rust_upgrade_whose_scope_changes_after_it_started_is_refused() {
+    let db = TestDb::new(lockgate_db::Engine::Sqlite).await;
+    notes(&db, 20).await;
+    let make = || {
+        Upgrade::rust("bump", "notes", "1", |row| {
+            row.insert("n".into(), lockgate_core::Value::Int(1));
+            Ok(())
+        })
+        .unwrap()
+    };
+    let r = upgrade::run(&db.url, &[make()], &RunOptions::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.upgrades[0].state, "complete");
+    let mut narrowed = make();
+    narrowed.condition = Some("a > 10".into());
+    let e = upgrade::run(&db.url, &[narrowed], &RunOptions::default(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        e.exit_code() == 2 && e.to_string().contains("definition changed"),
+        "{e}"
+    );
+}
