@@ -424,7 +424,6 @@ pub async fn quarantined(conn: &mut Conn, name: &str) -> Result<Vec<Quarantined>
 }
 
 async fn read_quarantine(conn: &mut Conn, name: &str, limit: Option<usize>) -> Result<Vec<Quarantined>, DbError> {
-pub async fn quarantined(conn: &mut Conn, name: &str) -> Result<Vec<Quarantined>, DbError> {
     let d = conn.dialect();
     let sql = format!(
         "SELECT row_key, error, attempts, {} FROM lockgate_upgrade_quarantine WHERE {} = {} ORDER BY row_key{}",
