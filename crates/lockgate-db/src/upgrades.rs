@@ -679,24 +679,9 @@ pub async fn apply_set_batch(
     }
     let limit = limit.max(1);
     let keyset = Keyset::new(d, table, &table.primary_key, None)?;
-    let (mut select, mut kinds) = (Vec::<String>::new(), Vec::<Kind>::new());
-    let at = keyset.place(&mut select, &mut kinds);
     let target = d.table(&table.name);
-
     // The keys of the range, and the first key past it.
-    let mut params = Vec::new();
-    let filter = match after {
-        Some(last) => keyset.after(last, &mut params),
-        None => "1 = 1".into(),
-    };
-    let sql = format!(
-        "SELECT {} FROM {target} WHERE {filter} ORDER BY {} LIMIT {}",
-        select.join(", "),
-        keyset.order(),
-        limit + 1
-    );
-    let keys = conn.query(&sql, &params, Some(&kinds)).await?;
-    let key_of = |row: &Vec<Value>| at.iter().map(|&i| row[i].clone()).collect::<Vec<Value>>();
+    let keys = keys_after(conn, table, &keyset, after, limit + 1).await?;
     if keys.is_empty() {
         return Ok(SetBatch {
             updated: 0,
@@ -705,8 +690,8 @@ pub async fn apply_set_batch(
         });
     }
     let scanned = keys.len().min(limit);
-    let next = keys.get(limit).map(key_of);
-    let last = next.as_ref().map(|_| key_of(&keys[scanned - 1]));
+    let next = keys.get(limit).cloned();
+    let last = next.as_ref().map(|_| keys[scanned - 1].clone());
 
     // One UPDATE over the range: parameters in the order they appear in the text
     // (MariaDB's are positional).
@@ -911,8 +896,20 @@ pub async fn create_upgraded_view(
 /// `None`), in the walk's order; `None` past the end. The walk uses it to name the
 /// one row a failing batch of one holds.
 pub async fn next_key(conn: &mut Conn, table: &Table, after: Option<&[Value]>) -> Result<Option<Vec<Value>>, DbError> {
+    let keyset = Keyset::new(conn.dialect(), table, &table.primary_key, None)?;
+    Ok(keys_after(conn, table, &keyset, after, 1).await?.pop())
+}
+
+/// The keys of the first `limit` rows of `table` after `after` (from the first row
+/// when `None`), in `keyset`'s order.
+async fn keys_after(
+    conn: &mut Conn,
+    table: &Table,
+    keyset: &Keyset,
+    after: Option<&[Value]>,
+    limit: usize,
+) -> Result<Vec<Vec<Value>>, DbError> {
     let d = conn.dialect();
-    let keyset = Keyset::new(d, table, &table.primary_key, None)?;
     let (mut select, mut kinds) = (Vec::<String>::new(), Vec::<Kind>::new());
     let at = keyset.place(&mut select, &mut kinds);
     let mut params = Vec::new();
@@ -921,13 +918,16 @@ pub async fn next_key(conn: &mut Conn, table: &Table, after: Option<&[Value]>) -
         None => "1 = 1".into(),
     };
     let sql = format!(
-        "SELECT {} FROM {} WHERE {filter} ORDER BY {} LIMIT 1",
+        "SELECT {} FROM {} WHERE {filter} ORDER BY {} LIMIT {limit}",
         select.join(", "),
         d.table(&table.name),
         keyset.order()
     );
     let rows = conn.query(&sql, &params, Some(&kinds)).await?;
-    Ok(rows.first().map(|r| at.iter().map(|&i| r[i].clone()).collect()))
+    Ok(rows
+        .iter()
+        .map(|r| at.iter().map(|&i| r[i].clone()).collect())
+        .collect())
 }
 
 /// Has the engine compile the assignment `column = (expr)` on `table` (preparing an
