@@ -556,7 +556,7 @@ pub async fn check_expression(conn: &mut Conn, table: &Table, expr: &str) -> Res
     match conn.query_columns(&sql).await {
         Ok(_) => Ok(()),
         Err(e) => match e.engine_error() {
-            Some(x) if !x.connection_lost => Err(DbError::Invalid(format!(
+            Some(x) if !x.connection_lost && !x.transient => Err(DbError::Invalid(format!(
                 "the expression {expr:?} does not compile on table {}: {}: correct it",
                 table.name, x.message
             ))),
@@ -766,7 +766,7 @@ fn upgraded_select(engine: Engine, columns: &[ViewColumn]) -> Result<Vec<String>
         match &c.upgraded {
             None => select.push(q),
             Some((name, expr, condition)) => {
-                let has = has_literal(engine, name)?;
+                let has = has_upgrade(engine, name)?;
                 // In scope only where the condition is true (not where it is NULL), as
                 // the backfill's WHERE takes it.
                 select.push(match condition {
@@ -780,8 +780,9 @@ fn upgraded_select(engine: Engine, columns: &[ViewColumn]) -> Result<Vec<String>
 }
 
 /// "The row has the upgrade `name`", with the name as a literal (a view takes no
-/// parameters; [`check_name`] keeps names to `[A-Za-z0-9_.-]`).
-fn has_literal(engine: Engine, name: &str) -> Result<String, DbError> {
+/// parameters; [`check_name`] keeps names to `[A-Za-z0-9_.-]`): for views, and for a
+/// dependent upgrade's batches, which take only rows that have its dependencies.
+pub fn has_upgrade(engine: Engine, name: &str) -> Result<String, DbError> {
     check_name(name)?;
     let applied = crate::Dialect(engine).quote(APPLIED_COLUMN);
     let quoted = crate::schema::literal(engine, &Value::Text(serde_json::Value::String(name.into()).to_string()))?;
@@ -940,16 +941,13 @@ pub async fn check_assignment(conn: &mut Conn, table: &Table, column: &str, expr
         d.table(&table.name),
         d.quote(column)
     );
-    let result = match conn.engine() {
-        // PostgreSQL reports an assignment's type error when preparing; MariaDB and
-        // SQLite check it only when a row is written, so they run it (it matches none).
-        Engine::Postgres => conn.query_columns(&sql).await.map(|_| ()),
-        _ => conn.execute(&sql, &[]).await.map(|_| ()),
-    };
-    match result {
+    // Prepared, not run: it takes no lock. PostgreSQL checks the assignment's type
+    // then; MariaDB and SQLite only the names (a type they cannot store is then
+    // each row's error, and the run stops after 50 such rows in a row).
+    match conn.query_columns(&sql).await.map(|_| ()) {
         Ok(()) => Ok(()),
         Err(e) => match e.engine_error() {
-            Some(x) if !x.connection_lost => Err(DbError::Invalid(format!(
+            Some(x) if !x.connection_lost && !x.transient => Err(DbError::Invalid(format!(
                 "setting {column} of table {} to {expr:?} does not compile: {}: correct it",
                 table.name, x.message
             ))),
@@ -1016,7 +1014,7 @@ pub struct ReadRow {
 /// as what is stored); its bytes on MariaDB / MySQL, where `=` on text follows the
 /// column's collation (`'Row' = 'row'` under a `_ci` one, trailing spaces ignored)
 /// and a FLOAT read back as its shortest text never equals the column.
-fn compare_expr(engine: Engine, column: &str) -> (String, Kind) {
+fn compare_expr(engine: Engine, column: &str, kind: &Kind) -> (String, Kind) {
     let q = crate::Dialect(engine).quote(column);
     match engine {
         Engine::Postgres => (
@@ -1029,7 +1027,11 @@ fn compare_expr(engine: Engine, column: &str) -> (String, Kind) {
         ),
         Engine::Sqlite => (q, Kind::Any),
         Engine::Mysql => (
-            format!("CAST({q} AS BINARY)"),
+            // A FLOAT's text has 6 digits: as a double it has them all.
+            match kind {
+                Kind::Float { .. } => format!("CAST(CAST({q} AS DOUBLE) AS BINARY)"),
+                _ => format!("CAST({q} AS BINARY)"),
+            },
             Kind::Bytes {
                 max_bytes: None,
                 fixed: false,
@@ -1107,7 +1109,7 @@ async fn read_rows(
     let mut select: Vec<String> = table.columns.iter().map(|c| d.quote(&c.name)).collect();
     let mut kinds: Vec<Kind> = table.columns.iter().map(|c| c.kind.clone()).collect();
     for (i, c) in table.columns.iter().enumerate() {
-        let (expr, kind) = compare_expr(engine, &c.name);
+        let (expr, kind) = compare_expr(engine, &c.name, &c.kind);
         // Named apart: PostgreSQL names `CAST("id" AS text)` "id", which an ORDER BY
         // by the key would find twice.
         select.push(format!("{expr} AS {}", d.quote(&format!("lockgate_seen_{i}"))));
@@ -1181,7 +1183,7 @@ pub async fn write_row(
         if c.name == APPLIED_COLUMN {
             continue;
         }
-        let (expr, _) = compare_expr(engine, &c.name);
+        let (expr, _) = compare_expr(engine, &c.name, &c.kind);
         params.push(seen.clone());
         conds.push(compare_eq(engine, &expr, &d.param(params.len())));
     }

@@ -349,7 +349,7 @@ pub fn check(declared: Vec<Declared>) -> Result<Vec<Upgrade>, DeclarationError> 
 
 /// Upgrades in dependency order (Kahn's algorithm, ties by name); a cycle is an
 /// error naming its members.
-fn order(mut by_name: BTreeMap<String, Upgrade>) -> Result<Vec<Upgrade>, DeclarationError> {
+pub(crate) fn order(mut by_name: BTreeMap<String, Upgrade>) -> Result<Vec<Upgrade>, DeclarationError> {
     let mut out: Vec<Upgrade> = Vec::new();
     while !by_name.is_empty() {
         let ready: Option<String> = by_name

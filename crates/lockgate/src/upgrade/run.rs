@@ -65,6 +65,9 @@ pub enum UpgradeError {
     /// Rows still lack the upgrade, so its cleanup would break them (exit 4).
     #[error("{0}")]
     Remaining(String),
+    /// A run stopped itself: row after row failed (exit 1; the upgrade is paused).
+    #[error("{0}")]
+    Stopped(String),
     /// The database (exit 1).
     #[error(transparent)]
     Db(#[from] DbError),
@@ -76,6 +79,7 @@ impl UpgradeError {
         match self {
             UpgradeError::Invalid(_) => 2,
             UpgradeError::Remaining(_) => 4,
+            UpgradeError::Stopped(_) => 1,
             UpgradeError::Db(e) => e.exit_code(),
         }
     }
@@ -116,6 +120,9 @@ pub struct UpgradeOutcome {
     /// and its write (row functions only: their compare-and-set missed, the
     /// application's write stayed, and the row was recomputed from it).
     pub reread: u64,
+    /// Its dependencies (`after`) not complete, with their states: rows without them
+    /// are left for a later run.
+    pub waiting_for: Vec<String>,
 }
 
 /// What `lockgate upgrade run` did.
@@ -240,10 +247,13 @@ pub async fn run(
         conn.batch("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
             .await?;
     }
-    let chosen: Vec<&Upgrade> = upgrades
-        .iter()
-        .filter(|u| opts.table.as_ref().is_none_or(|t| u.table.eq_ignore_ascii_case(t)))
-        .collect();
+    let chosen = in_order(
+        upgrades
+            .iter()
+            .filter(|u| opts.table.as_ref().is_none_or(|t| u.table.eq_ignore_ascii_case(t)))
+            .cloned()
+            .collect(),
+    )?;
     // Everything checked before the first batch: tables, keys, columns, expressions.
     let mut problems = Vec::new();
     let mut plans = Vec::new();
@@ -309,7 +319,7 @@ pub async fn run(
                 problems.push(format!("{}: upgrade {:?}, where: {e}", u.origin, u.name));
             }
         }
-        plans.push((*u, t, runner));
+        plans.push((u, t, runner));
     }
     if !problems.is_empty() {
         return Err(UpgradeError::Invalid(problems.join("\n")));
@@ -366,38 +376,53 @@ pub async fn run(
                 }
                 Err(e) => return Err(e.into()),
             };
-            // A row needs its dependencies first: an upgrade waits while one of them is
-            // not complete (paused, cancelled, or with rows left or quarantined).
-            let mut blocked = Vec::new();
+            // A row needs its dependencies first: the walk takes only rows that have
+            // them (see `scope`); the dependencies not complete are reported.
+            let mut waiting_for = Vec::new();
             for dep in &u.after {
                 let state = sql::state(ledger.conn(), dep).await?.map(|r| r.state);
                 if state != Some(UpgradeState::Complete) {
-                    blocked.push(format!("{dep} ({})", state.map_or("not started", |s| s.as_str())));
+                    waiting_for.push(format!("{dep} ({})", state.map_or("not started", |s| s.as_str())));
                 }
             }
-            if !blocked.is_empty() {
-                let _ = ledger.unlock(lock).await;
-                outcomes.push(UpgradeOutcome {
-                    upgrade: u.name.clone(),
-                    table: t.name.to_string(),
-                    upgraded: 0,
-                    batches: 0,
-                    state: format!("waiting for {}", blocked.join(", ")),
-                    remaining: sql::count_lacking(&mut conn, t, &u.name, u.condition.as_deref()).await?,
-                    quarantined: 0,
-                    reread: 0,
-                });
-                continue;
-            }
             let result = walk(&mut conn, &mut ledger, &lock, u, t, runner, opts, progress.as_ref()).await;
+            if result.is_err() {
+                // Nobody runs it now: `status` and `resume` must not see it running.
+                let _ = sql::set_state_from(ledger.conn(), &u.name, UpgradeState::Pending, &[UpgradeState::Running])
+                    .await;
+            }
             let _ = ledger.unlock(lock).await;
-            outcomes.push(result?);
+            let mut outcome = result?;
+            outcome.waiting_for = waiting_for;
+            outcomes.push(outcome);
         }
     }
     Ok(RunReport {
         upgrades: outcomes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// `upgrades` in dependency order, their `after` lists checked (declared upgrades
+/// were checked when read; Rust functions are checked here): each names an upgrade of
+/// the same table among them, and no cycle.
+fn in_order(upgrades: Vec<Upgrade>) -> Result<Vec<Upgrade>, UpgradeError> {
+    let mut problems = Vec::new();
+    for u in &upgrades {
+        for dep in &u.after {
+            if !upgrades.iter().any(|d| d.name == *dep && d.table.eq_ignore_ascii_case(&u.table)) {
+                problems.push(format!(
+                    "{}: upgrade {:?}, after: {dep:?} is not an upgrade of table {} here",
+                    u.origin, u.name, u.table
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(UpgradeError::Invalid(problems.join("\n")));
+    }
+    let by_name = upgrades.into_iter().map(|u| (u.name.clone(), u)).collect();
+    super::def::order(by_name).map_err(|e| UpgradeError::Invalid(e.to_string()))
 }
 
 /// What one step of a walk did.
@@ -408,6 +433,32 @@ struct Step {
     scanned: u64,
     /// Where the next step starts after; `None`: the walk reached the end.
     last: Option<Vec<Value>>,
+}
+
+/// The rows a batch of `u` may take: its `where`, and every upgrade it depends on
+/// already applied to the row (a row without one is left for a later run; the
+/// upgrade is complete only when no row in its own scope lacks it).
+fn scope(conn: &Conn, u: &Upgrade) -> Result<Option<String>, DbError> {
+    let mut parts: Vec<String> = u.condition.iter().map(|c| format!("({c})")).collect();
+    for dep in &u.after {
+        parts.push(sql::has_upgrade(conn.engine(), dep)?);
+    }
+    Ok((!parts.is_empty()).then(|| parts.join(" AND ")))
+}
+
+/// Row after row failing, none upgraded between, is the upgrade's fault, not the
+/// rows': the upgrade is paused (so its state says nobody runs it) and the run stops.
+async fn stop_if_failing(ledger: &mut Ledger, u: &Upgrade, in_a_row: u32, last: &str) -> Result<(), UpgradeError> {
+    if in_a_row < MAX_CONSECUTIVE_QUARANTINED {
+        return Ok(());
+    }
+    sql::set_state_from(ledger.conn(), &u.name, UpgradeState::Paused, &[UpgradeState::Running]).await?;
+    Err(UpgradeError::Stopped(format!(
+        "{}: upgrade {:?}: {in_a_row} rows in a row failed and none was upgraded (the last: {last}); it is paused. \
+         If the data is at fault, correct it, then `lockgate upgrade resume {}` and `lockgate upgrade retry {}`; \
+         if the upgrade is, cancel it and declare the corrected change under a new name",
+        u.origin, u.name, u.name, u.name
+    )))
 }
 
 /// Whether an error is a row's (a constraint, a bad value, a lock conflict), which a
@@ -473,10 +524,17 @@ async fn walk(
     }
     let mut consecutive_quarantined = 0u32;
     let mut heartbeat = Instant::now();
+    let batch_scope = scope(conn, u)?;
     if matches!(final_state, UpgradeState::Pending | UpgradeState::Running) {
         loop {
             // Obeyed within one batch: whoever paused or cancelled it, from anywhere.
-            let now = sql::state(ledger.conn(), &u.name).await?.map(|r| r.state);
+            let mut now = sql::state(ledger.conn(), &u.name).await?.map(|r| r.state);
+            // Paused and resumed within one batch: it is this runner's again.
+            if now == Some(UpgradeState::Pending)
+                && sql::set_state_from(ledger.conn(), &u.name, UpgradeState::Running, &[UpgradeState::Pending]).await?
+            {
+                now = Some(UpgradeState::Running);
+            }
             if now != Some(UpgradeState::Running) {
                 final_state = now.unwrap_or(UpgradeState::Cancelled);
                 break;
@@ -487,10 +545,11 @@ async fn walk(
                 heartbeat = Instant::now();
             }
             pressure.wait(conn).await?;
+            let quarantined_before = quarantined;
             let began = Instant::now();
             let step = match runner {
                 Runner::Set(set) => {
-                    sql::apply_set_batch(conn, t, &u.name, set, u.condition.as_deref(), cursor.as_deref(), batch)
+                    sql::apply_set_batch(conn, t, &u.name, set, batch_scope.as_deref(), cursor.as_deref(), batch)
                         .await
                         .map(|d| Step {
                             updated: d.updated,
@@ -552,15 +611,8 @@ async fn walk(
                     quarantined += 1;
                     sql::save_cursor(ledger.conn(), &u.name, &key, 0).await?;
                     cursor = Some(key);
-                    // Row after row failing is the upgrade's fault, not the rows'.
                     consecutive_quarantined += 1;
-                    if consecutive_quarantined >= MAX_CONSECUTIVE_QUARANTINED {
-                        return Err(UpgradeError::Invalid(format!(
-                            "{}: upgrade {:?}: {MAX_CONSECUTIVE_QUARANTINED} rows in a row failed (the last: {e}); \
-                             the run stopped: correct the upgrade, then `lockgate upgrade retry {}`",
-                            u.origin, u.name, u.name
-                        )));
-                    }
+                    stop_if_failing(ledger, u, consecutive_quarantined, &e.to_string()).await?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -568,6 +620,9 @@ async fn walk(
             (row_failures, transient_failures) = (0, 0);
             if step.updated > 0 {
                 consecutive_quarantined = 0;
+            } else if quarantined > quarantined_before {
+                consecutive_quarantined += (quarantined - quarantined_before) as u32;
+                stop_if_failing(ledger, u, consecutive_quarantined, "see the quarantined rows").await?;
             }
             upgraded += step.updated;
             rows_done += step.updated;
@@ -640,6 +695,7 @@ async fn walk(
         remaining,
         quarantined: sql::quarantine_count(ledger.conn(), &u.name).await?,
         reread,
+        waiting_for: Vec::new(),
     })
 }
 
@@ -662,7 +718,7 @@ async fn rows_step(
     quarantined: &mut u64,
     reread: &mut u64,
 ) -> Result<Step, DbError> {
-    let (rows, more) = sql::read_lacking(conn, t, &u.name, u.condition.as_deref(), after, batch).await?;
+    let (rows, more) = sql::read_lacking(conn, t, &u.name, scope(conn, u)?.as_deref(), after, batch).await?;
     let last = if more { rows.last().map(|r| r.key.clone()) } else { None };
     let scanned = rows.len() as u64;
     let mut failed: Vec<(Vec<Value>, String)> = Vec::new();
@@ -753,6 +809,8 @@ async fn upgrade_row(
     reread: &mut u64,
 ) -> Result<bool, DbError> {
     let (mut errors, mut misses) = (0u32, 0u32);
+    // A first computation handed in was tried ROW_ATTEMPTS times already.
+    let pretried = computed.is_some();
     loop {
         match computed.take().unwrap_or_else(|| apply(t, &row.values)) {
             Ok(new) => {
@@ -770,16 +828,14 @@ async fn upgrade_row(
                 }
             }
             Err(e) => {
-                // A first computation was tried ROW_ATTEMPTS times already (off the
-                // async threads); a recomputation after a missed compare-and-set once.
                 errors += 1;
-                if errors >= ROW_ATTEMPTS || misses == 0 {
+                if errors >= ROW_ATTEMPTS || (pretried && misses == 0) {
                     failed.push((row.key.clone(), format!("failed {ROW_ATTEMPTS} times: {e}")));
                     return Ok(false);
                 }
             }
         }
-        match sql::read_lacking_key(conn, t, &u.name, u.condition.as_deref(), &row.key).await? {
+        match sql::read_lacking_key(conn, t, &u.name, scope(conn, u)?.as_deref(), &row.key).await? {
             Some(again) => row = again,
             None => return Ok(false),
         }
@@ -979,8 +1035,13 @@ pub async fn control(url: &DbUrl, upgrade: &Upgrade, to: UpgradeState) -> Result
         let now = sql::state(ledger.conn(), &upgrade.name)
             .await?
             .map_or("gone", |r| r.state.as_str());
+        let hint = if now == "running" {
+            " (a runner is on it; after a crash, `lockgate upgrade run` continues it from its cursor)"
+        } else {
+            ""
+        };
         return Err(UpgradeError::Invalid(format!(
-            "upgrade {:?} is {now}: it cannot be made {}",
+            "upgrade {:?} is {now}: it cannot be made {}{hint}",
             upgrade.name,
             to.as_str()
         )));
@@ -1099,9 +1160,16 @@ async fn retry_rows(
     let mut state = sql::state(ledger.conn(), &u.name)
         .await?
         .map_or(UpgradeState::Pending, |r| r.state);
-    if remaining == 0 && matches!(state, UpgradeState::Pending | UpgradeState::Running) {
+    if remaining == 0
+        && sql::set_state_from(
+            ledger.conn(),
+            &u.name,
+            UpgradeState::Complete,
+            &[UpgradeState::Pending, UpgradeState::Running],
+        )
+        .await?
+    {
         state = UpgradeState::Complete;
-        sql::set_state(ledger.conn(), &u.name, state).await?;
     }
     report.state = state.as_str().to_string();
     Ok(report)

@@ -532,12 +532,35 @@ async fn a_failing_row_function_is_quarantined_per_row() {
             Ok(())
         })
         .unwrap()];
-        let r = upgrade::run(&db.url, &bad, &RunOptions::default(), None).await.unwrap();
-        assert_eq!(
-            (r.upgrades[0].upgraded, r.upgrades[0].quarantined),
-            (0, 200),
-            "{engine}"
+        // Every row failing is the upgrade's fault: the run stops and pauses it.
+        let e = upgrade::run(&db.url, &bad, &RunOptions::default(), None).await.unwrap_err();
+        assert!(
+            e.exit_code() == 1 && e.to_string().contains("rows in a row failed"),
+            "{engine}: {e}"
         );
+        let s = upgrade::status(&db.url, &bad).await.unwrap();
+        assert_eq!((s[0].state.as_str(), s[0].quarantined), ("paused", 200), "{engine}");
+        // A row function that fails twice, then works, is tried three times by retry.
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let flaky = {
+            let calls = calls.clone();
+            vec![Upgrade::rust("picky", "notes", "1", move |row| {
+                let a = match row.get("a") {
+                    Some(lockgate_core::Value::Int(a)) => *a,
+                    _ => 0,
+                };
+                if a % 50 == 0 && calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 3 != 2 {
+                    return Err("not yet".into());
+                }
+                row.insert("n".into(), lockgate_core::Value::Int(1));
+                Ok(())
+            })
+            .unwrap()]
+        };
+        let r = upgrade::retry(&db.url, &flaky[0], std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!((r.tried, r.upgraded, r.quarantined), (4, 4, 0), "{engine}: {r:?}");
     }
 }
 
@@ -756,7 +779,7 @@ async fn review_regressions_states_scopes_and_checks() {
         db.conn()
             .await
             .batch(
-                "CREATE TABLE items (id INT PRIMARY KEY, a INT NOT NULL, b INT, f REAL, t VARCHAR(20)); \
+                "CREATE TABLE items (id INT PRIMARY KEY, a INT NOT NULL, b INT, f FLOAT, t VARCHAR(20)); \
                  INSERT INTO items (id, a, b, f, t) VALUES (1, 1, NULL, 0.1, 'Row'), (2, 2, 5, 0.1, 'Row'), (3, 3, NULL, 0.1, 'Row')",
             )
             .await
@@ -820,8 +843,12 @@ async fn review_regressions_states_scopes_and_checks() {
         let r = upgrade::run(&db.url, &chain, &RunOptions::default(), None)
             .await
             .unwrap();
-        assert_eq!(r.upgrades[1].state, "waiting for first (paused)", "{engine}: {r:?}");
-        assert_eq!(r.upgrades[1].upgraded, 0, "{engine}");
+        assert_eq!(r.upgrades[1].waiting_for, vec!["first (paused)"], "{engine}: {r:?}");
+        assert_eq!(
+            (r.upgrades[1].upgraded, r.upgrades[1].state.as_str()),
+            (0, "pending"),
+            "{engine}: rows without `first` were upgraded"
+        );
         upgrade::control(&db.url, &chain[0], UpgradeState::Pending)
             .await
             .unwrap();
