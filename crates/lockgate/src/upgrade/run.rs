@@ -385,11 +385,23 @@ pub async fn run(
                     waiting_for.push(format!("{dep} ({})", state.map_or("not started", |s| s.as_str())));
                 }
             }
-            let result = walk(&mut conn, &mut ledger, &lock, u, t, runner, opts, progress.as_ref()).await;
+            let deps: Vec<&Upgrade> = plans.iter().map(|(d, _, _)| *d).collect();
+            let result = walk(
+                &mut conn,
+                &mut ledger,
+                &lock,
+                u,
+                &deps,
+                t,
+                runner,
+                opts,
+                progress.as_ref(),
+            )
+            .await;
             if result.is_err() {
                 // Nobody runs it now: `status` and `resume` must not see it running.
-                let _ = sql::set_state_from(ledger.conn(), &u.name, UpgradeState::Pending, &[UpgradeState::Running])
-                    .await;
+                let _ =
+                    sql::set_state_from(ledger.conn(), &u.name, UpgradeState::Pending, &[UpgradeState::Running]).await;
             }
             let _ = ledger.unlock(lock).await;
             let mut outcome = result?;
@@ -410,7 +422,10 @@ fn in_order(upgrades: Vec<Upgrade>) -> Result<Vec<Upgrade>, UpgradeError> {
     let mut problems = Vec::new();
     for u in &upgrades {
         for dep in &u.after {
-            if !upgrades.iter().any(|d| d.name == *dep && d.table.eq_ignore_ascii_case(&u.table)) {
+            if !upgrades
+                .iter()
+                .any(|d| d.name == *dep && d.table.eq_ignore_ascii_case(&u.table))
+            {
                 problems.push(format!(
                     "{}: upgrade {:?}, after: {dep:?} is not an upgrade of table {} here",
                     u.origin, u.name, u.table
@@ -436,12 +451,17 @@ struct Step {
 }
 
 /// The rows a batch of `u` may take: its `where`, and every upgrade it depends on
-/// already applied to the row (a row without one is left for a later run; the
+/// (among `deps`) already applied to the row, or the row outside that one's scope (a row without one is left for a later run; the
 /// upgrade is complete only when no row in its own scope lacks it).
-fn scope(conn: &Conn, u: &Upgrade) -> Result<Option<String>, DbError> {
+fn scope(conn: &Conn, u: &Upgrade, deps: &[&Upgrade]) -> Result<Option<String>, DbError> {
     let mut parts: Vec<String> = u.condition.iter().map(|c| format!("({c})")).collect();
-    for dep in &u.after {
-        parts.push(sql::has_upgrade(conn.engine(), dep)?);
+    for dep in deps.iter().filter(|d| u.after.contains(&d.name)) {
+        let has = sql::has_upgrade(conn.engine(), &dep.name)?;
+        // A row outside the dependency's own scope never gets it, and need not.
+        parts.push(match &dep.condition {
+            Some(w) => format!("({has} OR (CASE WHEN ({w}) THEN 0 ELSE 1 END) = 1)"),
+            None => has,
+        });
     }
     Ok((!parts.is_empty()).then(|| parts.join(" AND ")))
 }
@@ -474,6 +494,7 @@ async fn walk(
     ledger: &mut Ledger,
     lock: &lockgate_db::ledger::JobLock,
     u: &Upgrade,
+    deps: &[&Upgrade],
     t: &Table,
     runner: &Runner,
     opts: &RunOptions,
@@ -524,7 +545,7 @@ async fn walk(
     }
     let mut consecutive_quarantined = 0u32;
     let mut heartbeat = Instant::now();
-    let batch_scope = scope(conn, u)?;
+    let batch_scope = scope(conn, u, deps)?;
     if matches!(final_state, UpgradeState::Pending | UpgradeState::Running) {
         loop {
             // Obeyed within one batch: whoever paused or cancelled it, from anywhere.
@@ -564,6 +585,7 @@ async fn walk(
                         u,
                         t,
                         apply,
+                        batch_scope.as_deref(),
                         cursor.as_deref(),
                         batch,
                         &mut quarantined,
@@ -713,12 +735,13 @@ async fn rows_step(
     u: &Upgrade,
     t: &Table,
     apply: &Apply,
+    scope: Option<&str>,
     after: Option<&[Value]>,
     batch: usize,
     quarantined: &mut u64,
     reread: &mut u64,
 ) -> Result<Step, DbError> {
-    let (rows, more) = sql::read_lacking(conn, t, &u.name, scope(conn, u)?.as_deref(), after, batch).await?;
+    let (rows, more) = sql::read_lacking(conn, t, &u.name, scope, after, batch).await?;
     let last = if more { rows.last().map(|r| r.key.clone()) } else { None };
     let scanned = rows.len() as u64;
     let mut failed: Vec<(Vec<Value>, String)> = Vec::new();
@@ -752,7 +775,19 @@ async fn rows_step(
     let together = async {
         let mut updated = 0;
         for (row, first) in rows.iter().zip(&computed) {
-            if upgrade_row(conn, u, t, apply, row.clone(), Some(first.clone()), &mut failed, reread).await? {
+            if upgrade_row(
+                conn,
+                u,
+                t,
+                apply,
+                scope,
+                row.clone(),
+                Some(first.clone()),
+                &mut failed,
+                reread,
+            )
+            .await?
+            {
                 updated += 1;
             }
         }
@@ -770,7 +805,19 @@ async fn rows_step(
             failed.clear();
             let mut updated = 0;
             for (row, first) in rows.iter().zip(&computed) {
-                match upgrade_row(conn, u, t, apply, row.clone(), Some(first.clone()), &mut failed, reread).await {
+                match upgrade_row(
+                    conn,
+                    u,
+                    t,
+                    apply,
+                    scope,
+                    row.clone(),
+                    Some(first.clone()),
+                    &mut failed,
+                    reread,
+                )
+                .await
+                {
                     Ok(true) => updated += 1,
                     Ok(false) => {}
                     Err(e) if row_error(&e) && !e.is_transient() => {
@@ -803,6 +850,7 @@ async fn upgrade_row(
     u: &Upgrade,
     t: &Table,
     apply: &Apply,
+    scope: Option<&str>,
     mut row: sql::ReadRow,
     mut computed: Option<Result<Vec<Value>, String>>,
     failed: &mut Vec<(Vec<Value>, String)>,
@@ -835,7 +883,7 @@ async fn upgrade_row(
                 }
             }
         }
-        match sql::read_lacking_key(conn, t, &u.name, scope(conn, u)?.as_deref(), &row.key).await? {
+        match sql::read_lacking_key(conn, t, &u.name, scope, &row.key).await? {
             Some(again) => row = again,
             None => return Ok(false),
         }
@@ -1129,7 +1177,11 @@ async fn retry_rows(
             Runner::Set(set) => sql::apply_set_key(conn, t, &u.name, set, u.condition.as_deref(), &q.key).await,
             Runner::Rows(apply) => {
                 match sql::read_lacking_key(conn, t, &u.name, u.condition.as_deref(), &q.key).await? {
-                    Some(row) => upgrade_row(conn, u, t, apply, row, None, &mut failed, &mut 0).await,
+                    Some(row) => {
+                        // A quarantined row had its dependencies when it was taken.
+                        let scope = u.condition.as_deref();
+                        upgrade_row(conn, u, t, apply, scope, row, None, &mut failed, &mut 0).await
+                    }
                     None => Ok(false),
                 }
             }

@@ -533,7 +533,9 @@ async fn a_failing_row_function_is_quarantined_per_row() {
         })
         .unwrap()];
         // Every row failing is the upgrade's fault: the run stops and pauses it.
-        let e = upgrade::run(&db.url, &bad, &RunOptions::default(), None).await.unwrap_err();
+        let e = upgrade::run(&db.url, &bad, &RunOptions::default(), None)
+            .await
+            .unwrap_err();
         assert!(
             e.exit_code() == 1 && e.to_string().contains("rows in a row failed"),
             "{engine}: {e}"
