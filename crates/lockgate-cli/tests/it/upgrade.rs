@@ -1,6 +1,7 @@
-//! `lockgate upgrade` as a process (issue 14, the part built so far): init, a
-//! paused upgrade that a run leaves alone, resume, run to complete, status, and a
-//! declaration error with its exit code.
+//! `lockgate upgrade` as a process: init, a paused upgrade that a run leaves alone,
+//! resume, run to complete, status, a declaration error with its exit code; a run
+//! killed with SIGKILL that resumes from its cursor, and one paused by another
+//! process, on every engine.
 
 use super::{lockgate, text};
 

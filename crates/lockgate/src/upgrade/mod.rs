@@ -1,11 +1,9 @@
-//! Background data upgrades (issue 14, in progress): named row upgrades declared in
-//! `lockgate.toml` and `upgrades/*.toml` ([`def`]), to be applied in throttled,
-//! resumable batches recorded in each row's `applied_upgrades`.
-//!
-//! What is here so far: the declarations, checked and ordered without a database
-//! ([`def`]), and running `set` upgrades ([`run`]: init, the batched walk with its
-//! cursor in the ledger, pause and cancel obeyed between batches), and the sandboxed
-//! engine of row scripts ([`script`]), compiled when declarations are checked.
+//! Background data upgrades: named row upgrades declared in `lockgate.toml` and
+//! `upgrades/*.toml`, or registered as Rust functions ([`def`]), applied in
+//! throttled, resumable batches recorded in each row's `applied_upgrades` ([`run`]:
+//! init, the walk, row functions with their compare-and-set, quarantine and retry,
+//! control, cleanup, the upgraded view, `apply_on_read`), row scripts in a sandbox
+//! ([`script`]). ARCHITECTURE.md's "Upgrades" section is the design.
 
 pub mod def;
 pub mod run;

@@ -1,6 +1,9 @@
-//! `set` upgrades run on all three engines (issue 14, the part built so far): every
-//! row upgraded once and recorded, a second run a no-op, a pause obeyed, and bad
-//! declarations refused before the first batch.
+//! Background upgrades on all three engines: every row upgraded once and recorded;
+//! `set`, script and Rust upgrades under a concurrent writer that loses no write (and
+//! a write between read and write, deterministically); quarantine and retry; pause and
+//! cancel mid-run; two runners; a writer inserting throughout; dependencies; cleanup;
+//! the view and `apply_on_read` equal to the backfill; bad declarations refused before
+//! the first batch.
 
 use crate::support::{TestDb, ENGINES};
 use lockgate::upgrade::{self, Change, RunOptions, Upgrade, UpgradeSpec};
