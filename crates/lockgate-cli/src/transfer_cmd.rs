@@ -192,6 +192,9 @@ pub struct WorkerArgs {
     /// How long an export in a key mode waits for another command writing its table (30, 30s, 1m).
     #[arg(long, default_value = "30s", value_parser = crate::duration)]
     lock_timeout: Duration,
+    /// Exports run at once in this process, each in its own transaction (at least 1).
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
@@ -713,6 +716,9 @@ pub async fn worker(config: &Config, a: WorkerArgs) -> i32 {
         (Err(c), _) | (_, Err(c)) => return c,
     };
     let lock_timeout = a.lock_timeout;
+    if a.concurrency == 0 {
+        return render::fail("--concurrency must be at least 1", 2);
+    }
     let shutdown = stop_on_signals("lockgate worker");
     let (tx, mut rx) = mpsc::unbounded_channel::<TransferEvent>();
     let json = a.json;
@@ -746,11 +752,12 @@ pub async fn worker(config: &Config, a: WorkerArgs) -> i32 {
         lock_timeout,
     };
     eprintln!(
-        "lockgate worker: working for {} (polling every {:.1} s; SIGTERM or Ctrl-C stops)",
+        "lockgate worker: working for {} ({} at once, polling every {:.1} s; SIGTERM or Ctrl-C stops)",
         transfers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+        a.concurrency,
         poll.as_secs_f64()
     );
-    let report = transfer::worker(&transfers, &opts, poll).await;
+    let report = transfer::worker_pool(&transfers, &opts, poll, a.concurrency).await;
     drop(opts);
     printer.await.ok();
     eprintln!(

@@ -1113,3 +1113,110 @@ fn is_timestamp(s: &str) -> bool {
             _ => c.is_ascii_digit(),
         })
 }
+
+/// Four workers (two processes, `--concurrency 2` each) against one PostgreSQL
+/// destination ledger, forty small exports: every export completed exactly once
+/// (one attempt, one fence), every row once.
+#[tokio::test(flavor = "multi_thread")]
+async fn four_workers_complete_forty_exports_each_once() {
+    let src = TestDb::new(Engine::Postgres).await;
+    let dst = TestDb::new(Engine::Postgres).await;
+    let mut sc = src.conn().await;
+    sc.batch("CREATE TABLE items (id INT PRIMARY KEY, note TEXT NOT NULL)")
+        .await
+        .unwrap();
+    let mut dc = dst.conn().await;
+    dc.batch("CREATE TABLE items (id INT PRIMARY KEY, note TEXT NOT NULL)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lockgate.toml"),
+        format!(
+            "[transfers.items]\nsource = \"{}\"\nsource_table = \"items\"\ndest = \"{}\"\ndest_table = \"items\"\n\
+             key = [\"id\"]\n",
+            src.url.as_str(),
+            dst.url.as_str()
+        ),
+    )
+    .unwrap();
+    for i in 0..40 {
+        let values: Vec<String> = (1..=25)
+            .map(|j| format!("({}, 'n{}')", i * 25 + j, i * 25 + j))
+            .collect();
+        sc.batch(&format!("INSERT INTO items VALUES {}", values.join(", ")))
+            .await
+            .unwrap();
+        let out = lockgate(&["transfer", "create", "items", "--json"], dir.path());
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["export"]["rows"], 25, "{r:#}");
+    }
+    let args: Vec<String> = ["worker", "items", "--concurrency", "2", "--poll", "100ms", "--json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut p1 = Proc::spawn_in(dir.path(), "worker 1", &args);
+    let mut p2 = Proc::spawn_in(dir.path(), "worker 2", &args);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let done = dc
+            .query(
+                "SELECT COUNT(*) FROM lockgate_exports WHERE status = 'completed'",
+                &[],
+                None,
+            )
+            .await
+            .unwrap();
+        if done[0][0].to_string() == "40" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every export completed\n{}\n{}",
+            p1.output(),
+            p2.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    p1.signal(libc::SIGTERM);
+    p2.signal(libc::SIGTERM);
+    let (s1, s2) = (p1.wait().await, p2.wait().await);
+    let outputs = format!("{}\n{}", p1.output(), p2.output());
+    assert!(s1.success() && s2.success(), "{outputs}");
+    let each = dc
+        .query(
+            "SELECT id, status, attempts, fence FROM lockgate_exports ORDER BY id",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(each.len(), 40, "{outputs}");
+    for r in &each {
+        assert_eq!(
+            (r[1].to_string(), r[2].to_string(), r[3].to_string()),
+            ("completed".to_string(), "1".to_string(), "1".to_string()),
+            "export {}: ran more than once or not at all\n{outputs}",
+            r[0]
+        );
+    }
+    let rows = dc
+        .query("SELECT COUNT(*), COUNT(DISTINCT id) FROM items", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (rows[0][0].to_string(), rows[0][1].to_string()),
+        ("1000".into(), "1000".into())
+    );
+    // The work was shared: more than one worker completed exports.
+    let holders = dc
+        .query(
+            "SELECT DISTINCT holder FROM lockgate_runs WHERE holder LIKE 'lockgate worker%'",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(holders.len() >= 2, "one worker did everything: {holders:?}\n{outputs}");
+}

@@ -19,7 +19,9 @@ mod run;
 
 pub use def::{parse_map, SourceSpec, Transfer, TransferSpec, DEFAULT_BATCH, DEFAULT_LOCK_TIMEOUT};
 pub use plan::{key_text, CheckReport, Narrowing};
-pub use run::{run_pending, worker, ExportOutcome, RunOptions, RunReport, Shutdown, TransferEvent, WorkerReport};
+pub use run::{
+    run_pending, worker, worker_pool, ExportOutcome, RunOptions, RunReport, Shutdown, TransferEvent, WorkerReport,
+};
 
 use lockgate_db::exports::{self, Attempt, Export, ExportError, MAX_KEY_CHARS};
 use lockgate_db::ledger::{Holder, Ledger};

@@ -344,6 +344,37 @@ pub async fn worker(transfers: &[Transfer], opts: &RunOptions, poll: Duration) -
     }
 }
 
+/// [`worker`] `concurrency` times at once in this process, each its own claims,
+/// connections and transactions (holders `HOLDER #1`, `#2`, …): up to `concurrency`
+/// exports run in parallel, each claimed by one of them, fenced as between
+/// processes. Returns the sum of their reports once all have stopped.
+pub async fn worker_pool(
+    transfers: &[Transfer],
+    opts: &RunOptions,
+    poll: Duration,
+    concurrency: usize,
+) -> WorkerReport {
+    if concurrency <= 1 {
+        return worker(transfers, opts, poll).await;
+    }
+    let tasks: Vec<_> = (1..=concurrency)
+        .map(|i| {
+            let (transfers, mut opts) = (transfers.to_vec(), opts.clone());
+            opts.holder = format!("{} #{i}", opts.holder);
+            tokio::spawn(async move { worker(&transfers, &opts, poll).await })
+        })
+        .collect();
+    let mut total = WorkerReport::default();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            total.completed += r.completed;
+            total.failed += r.failed;
+            total.interrupted += r.interrupted;
+        }
+    }
+    total
+}
+
 /// Where a unit's keys come from: the row set in the destination's ledger, read on
 /// a connection of its own (PostgreSQL, MariaDB), or a file the row set was spilled
 /// to before the data transaction (SQLite, whose one writer must not be asked to
