@@ -624,6 +624,40 @@ impl Applied {
     }
 }
 
+/// The `column = (expression)` assignments of a `set` upgrade, each column found in
+/// `table` (as it spells it); a column that is not there, is part of the primary key,
+/// or is `applied_upgrades` is [`DbError::Invalid`].
+fn set_assignments(
+    d: crate::Dialect,
+    table: &Table,
+    upgrade: &str,
+    set: &[(String, String)],
+) -> Result<Vec<String>, DbError> {
+    set.iter()
+        .map(|(column, expr)| {
+            let c = table.column(column).ok_or_else(|| {
+                DbError::Invalid(format!(
+                    "upgrade {upgrade}: column {column:?} is not in table {}",
+                    table.name
+                ))
+            })?;
+            if c.name == APPLIED_COLUMN || table.primary_key.contains(&c.name) {
+                return Err(DbError::Invalid(format!(
+                    "upgrade {upgrade}: column {} of table {} is {}: an upgrade cannot set it",
+                    c.name,
+                    table.name,
+                    if c.name == APPLIED_COLUMN {
+                        "the list of applied upgrades"
+                    } else {
+                        "part of the primary key"
+                    }
+                )));
+            }
+            Ok(format!("{} = ({expr})", d.quote(&c.name)))
+        })
+        .collect()
+}
+
 /// Applies the `set` upgrade `upgrade` to the next `limit` rows of `table` after the
 /// key `after` (from the first row when `None`), in key order: reads those keys
 /// (plus one, to know where the range ends), then runs ONE UPDATE over the key
@@ -649,28 +683,7 @@ pub async fn apply_set_batch(
             table.name
         )));
     }
-    let mut assignments = Vec::new();
-    for (column, _) in set {
-        let c = table.column(column).ok_or_else(|| {
-            DbError::Invalid(format!(
-                "upgrade {upgrade}: column {column:?} is not in table {}",
-                table.name
-            ))
-        })?;
-        if c.name == APPLIED_COLUMN || table.primary_key.contains(&c.name) {
-            return Err(DbError::Invalid(format!(
-                "upgrade {upgrade}: column {} of table {} is {}: an upgrade cannot set it",
-                c.name,
-                table.name,
-                if c.name == APPLIED_COLUMN {
-                    "the list of applied upgrades"
-                } else {
-                    "part of the primary key"
-                }
-            )));
-        }
-        assignments.push(c.name.clone());
-    }
+    let assignments = set_assignments(conn.dialect(), table, upgrade, set)?;
     if table.column(APPLIED_COLUMN).is_none() {
         return Err(DbError::Invalid(format!(
             "table {} has no {APPLIED_COLUMN} column: run `lockgate upgrade init --table {}` first",
@@ -696,11 +709,7 @@ pub async fn apply_set_batch(
     // One UPDATE over the range: parameters in the order they appear in the text
     // (MariaDB's are positional).
     let mut params = Vec::new();
-    let mut sets: Vec<String> = assignments
-        .iter()
-        .zip(set)
-        .map(|(column, (_, expr))| format!("{} = ({expr})", d.quote(column)))
-        .collect();
+    let mut sets = assignments;
     sets.push(format!("{} = {}", applied.column, applied.appended(&mut params)));
     let mut conds = Vec::new();
     if let Some(prev) = after {
@@ -971,16 +980,7 @@ pub async fn apply_set_key(
     let d = conn.dialect();
     let keyset = Keyset::new(d, table, &table.primary_key, None)?;
     let mut params = Vec::new();
-    let mut sets = Vec::new();
-    for (column, expr) in set {
-        let c = table.column(column).ok_or_else(|| {
-            DbError::Invalid(format!(
-                "upgrade {upgrade}: column {column:?} is not in table {}",
-                table.name
-            ))
-        })?;
-        sets.push(format!("{} = ({expr})", d.quote(&c.name)));
-    }
+    let mut sets = set_assignments(d, table, upgrade, set)?;
     sets.push(format!("{} = {}", applied.column, applied.appended(&mut params)));
     let mut conds = vec![format!("({})", keyset.equals(key, &mut params))];
     if let Some(condition) = condition {

@@ -772,29 +772,7 @@ async fn rows_step(
         .map_err(|e| DbError::Internal(format!("a row function panicked: {e}")))?
     };
     conn.begin().await?;
-    let together = async {
-        let mut updated = 0;
-        for (row, first) in rows.iter().zip(&computed) {
-            if upgrade_row(
-                conn,
-                u,
-                t,
-                apply,
-                scope,
-                row.clone(),
-                Some(first.clone()),
-                &mut failed,
-                reread,
-            )
-            .await?
-            {
-                updated += 1;
-            }
-        }
-        Ok::<u64, DbError>(updated)
-    }
-    .await;
-    let updated = match together {
+    let updated = match write_rows(conn, u, t, apply, scope, &rows, &computed, &mut failed, reread, false).await {
         Ok(n) => {
             conn.commit().await?;
             n
@@ -803,30 +781,7 @@ async fn rows_step(
             let _ = conn.rollback().await;
             // One row's statement failed: each row alone, so only that one fails.
             failed.clear();
-            let mut updated = 0;
-            for (row, first) in rows.iter().zip(&computed) {
-                match upgrade_row(
-                    conn,
-                    u,
-                    t,
-                    apply,
-                    scope,
-                    row.clone(),
-                    Some(first.clone()),
-                    &mut failed,
-                    reread,
-                )
-                .await
-                {
-                    Ok(true) => updated += 1,
-                    Ok(false) => {}
-                    Err(e) if row_error(&e) && !e.is_transient() => {
-                        failed.push((row.key.clone(), format!("failed to write: {e}")))
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            updated
+            write_rows(conn, u, t, apply, scope, &rows, &computed, &mut failed, reread, true).await?
         }
         Err(e) => {
             let _ = conn.rollback().await;
@@ -838,6 +793,48 @@ async fn rows_step(
         *quarantined += 1;
     }
     Ok(Step { updated, scanned, last })
+}
+
+/// Writes a batch's rows (their first computations in `computed`); how many it
+/// upgraded. `alone`: each row is its own statement outside any transaction, so a
+/// failing write is that row's failure (into `failed`) rather than the batch's error.
+#[allow(clippy::too_many_arguments)]
+async fn write_rows(
+    conn: &mut Conn,
+    u: &Upgrade,
+    t: &Table,
+    apply: &Apply,
+    scope: Option<&str>,
+    rows: &[sql::ReadRow],
+    computed: &[Result<Vec<Value>, String>],
+    failed: &mut Vec<(Vec<Value>, String)>,
+    reread: &mut u64,
+    alone: bool,
+) -> Result<u64, DbError> {
+    let mut updated = 0;
+    for (row, first) in rows.iter().zip(computed) {
+        match upgrade_row(
+            conn,
+            u,
+            t,
+            apply,
+            scope,
+            row.clone(),
+            Some(first.clone()),
+            failed,
+            reread,
+        )
+        .await
+        {
+            Ok(true) => updated += 1,
+            Ok(false) => {}
+            Err(e) if alone && row_error(&e) && !e.is_transient() => {
+                failed.push((row.key.clone(), format!("failed to write: {e}")))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(updated)
 }
 
 /// Computes and writes one row; whether it wrote. A function error is tried again
