@@ -1,7 +1,15 @@
 //! The export ledger of transfers: `lockgate_exports` (one row per export: status,
-//! counts, the claim's holder, lease and fencing token), `lockgate_export_rows` (each
-//! export's row set: the source keys it covers, numbered in source key order) and
-//! `lockgate_export_errors` (every failing row of a failed export).
+//! counts, the claim's holder, lease and fencing token), `lockgate_export_chunks`
+//! (each export's row set: the source keys it covers, in source key order, numbered
+//! 1 to its row count, packed a few thousand keys per row: see [`crate::rowset`])
+//! and `lockgate_export_errors` (every failing row of a failed export, with its key).
+//!
+//! A new export's row set is every source key that no pending, running or completed
+//! export of the transfer holds: [`held_keys`] reads those exports' chunks (never a
+//! failed export's) into a membership set, and the caller packs the keys it does not
+//! hold. A ledger written before row sets were packed (one row per key in
+//! `lockgate_export_rows`) is packed in place when the ledger is upgraded
+//! ([`pack_legacy_row_sets`]).
 //!
 //! An export's row set is kept whatever its outcome; with the row errors it answers
 //! what the seed's per-row log did (which exports attempted a row, and how each went)
@@ -26,6 +34,7 @@
 use crate::conn::Conn;
 use crate::error::DbError;
 use crate::ledger::{int, now, text};
+use crate::rowset::{self, Chunk, Membership, RowSetError};
 use crate::url::Engine;
 use crate::writer::{OnError, RetryPolicy};
 use lockgate_core::{Row, TableName, Value};
@@ -202,23 +211,9 @@ fn p(conn: &Conn, n: usize) -> String {
 /// Statuses whose row sets hold their rows: a row in one of them is not free.
 const HOLDING: &str = "('pending', 'running', 'completed')";
 
-/// Unless the row failed in that export (`--on-error skip` completes an export
-/// without its failing rows): those rows are free for a later export.
-const FREE: &str = "NOT EXISTS (SELECT 1 FROM lockgate_export_errors x WHERE x.export_id = o.export_id AND x.n = o.n)";
-
-/// Begins the transaction that records a new export. On MariaDB it reads committed
-/// data only: under REPEATABLE READ its reads of other exports' row sets would lock
-/// rows that running workers' lease renewals and commits then wait for.
-pub async fn begin_create(conn: &mut Conn) -> Result<(), DbError> {
-    if conn.engine() == Engine::Mysql {
-        conn.batch("SET TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
-    }
-    conn.begin().await
-}
-
 /// Starts a new pending export of `transfer` inside the caller's transaction on the
-/// ledger's database; returns its id. Add its keys with [`add_row_keys`], then call
-/// [`settle_row_set`].
+/// ledger's database; returns its id. Add its row set with [`add_chunks`] (the keys
+/// [`held_keys`] does not hold), then record its size with [`set_rows_total`].
 pub async fn begin_export(conn: &mut Conn, transfer: &str) -> Result<i64, DbError> {
     let sql = format!(
         "INSERT INTO lockgate_exports (transfer, status, created_at) VALUES ({}, 'pending', {})",
@@ -251,218 +246,48 @@ fn on_error_text(on_error: OnError) -> &'static str {
     }
 }
 
-/// The longest key text a row set holds (the ledger's column is varchar(500)).
+/// The longest key text a row set holds.
 pub const MAX_KEY_CHARS: usize = 500;
 
-/// Adds keys (numbered in source order) to an export's row set.
-pub async fn add_row_keys(conn: &mut Conn, export_id: i64, keys: &[(i64, String)]) -> Result<(), DbError> {
-    let columns = Arc::new(vec!["export_id".to_string(), "n".to_string(), "row_key".to_string()]);
-    let rows: Vec<Row> = keys
-        .iter()
-        .map(|(n, k)| Row {
-            line: *n as u64,
-            number: 0,
-            values: vec![Value::Int(export_id), Value::Int(*n), Value::Text(k.clone())],
-        })
-        .collect();
-    let outcome = conn
-        .bulk_insert(&TableName::new("lockgate_export_rows"), &columns, &rows, None)
+fn damaged(e: RowSetError) -> DbError {
+    DbError::Invalid(e.to_string())
+}
+
+/// Records chunks of a new export's row set (in the creating transaction).
+pub async fn add_chunks(conn: &mut Conn, export_id: i64, chunks: &[Chunk]) -> Result<(), DbError> {
+    // A few rows per statement: a chunk of long text keys is a few hundred kilobytes.
+    for group in chunks.chunks(16) {
+        let d = conn.dialect();
+        let mut params = Vec::with_capacity(group.len() * 7);
+        let mut tuples = Vec::with_capacity(group.len());
+        for c in group {
+            let start = params.len();
+            params.extend([
+                Value::Int(export_id),
+                Value::Int(c.first_n),
+                Value::Int(c.last_n),
+                c.int_range.map_or(Value::Null, |r| Value::Int(r.0)),
+                c.int_range.map_or(Value::Null, |r| Value::Int(r.1)),
+                Value::Int(c.texts),
+                Value::Bytes(c.data.clone()),
+            ]);
+            let ps: Vec<String> = (start + 1..=params.len()).map(|i| d.param(i)).collect();
+            tuples.push(format!("({})", ps.join(", ")));
+        }
+        conn.execute(
+            &format!(
+                "INSERT INTO lockgate_export_chunks (export_id, first_n, last_n, int_lo, int_hi, texts, packed) VALUES {}",
+                tuples.join(", ")
+            ),
+            &params,
+        )
         .await?;
-    if let Some((_, e)) = outcome.row_errors.into_iter().next() {
-        return Err(DbError::engine("recording an export's row set", e));
     }
     Ok(())
 }
 
-/// What [`settle_row_set`] found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Settled {
-    /// Rows left in the row set: the source rows no other export holds.
-    pub rows: i64,
-    /// Keys the source gave more than once (the first few).
-    pub duplicates: Vec<String>,
-}
-
-/// Removes from a new export's row set every key that a pending, running or
-/// completed export of the same transfer holds (or that an earlier chunked export
-/// committed), records the count, and, with `check_duplicates` (a source whose key
-/// is not known to be unique), reports keys the source gave twice.
-///
-/// Both are set-based (a hash anti-join and a hash aggregate): the row set has no
-/// index on its keys, because maintaining one while a million keys are recorded
-/// cost more than the export's own load. Looking one key up ([`history`]) scans.
-///
-/// `padded` says, per key column, whether it is fixed-width text (`char(n)`): its
-/// trailing spaces are padding, and keys are compared without them
-/// ([`key_compared`]), since an export recorded by an earlier Lockgate holds a
-/// PostgreSQL `character(n)` key with its padding (`'ab   '`) and one recorded now
-/// without (`'ab'`).
-pub async fn settle_row_set(
-    conn: &mut Conn,
-    export_id: i64,
-    transfer: &str,
-    check_duplicates: bool,
-    padded: &[bool],
-) -> Result<Settled, DbError> {
-    if conn.engine() == Engine::Postgres {
-        // Fresh statistics, so that the statements below and the worker's paging by
-        // (export_id, n) get index plans, not a scan per page.
-        conn.batch("ANALYZE lockgate_export_rows").await?;
-    }
-    if !check_duplicates {
-        return remove_held(conn, export_id, transfer, padded).await;
-    }
-    let dups = conn
-        .query(
-            &format!(
-                "SELECT row_key FROM lockgate_export_rows WHERE export_id = {} GROUP BY row_key HAVING count(*) > 1 LIMIT 5",
-                p(conn, 1)
-            ),
-            &[Value::Int(export_id)],
-            None,
-        )
-        .await?;
-    let duplicates: Vec<String> = dups.iter().filter_map(|r| text(&r[0])).collect();
-    if !duplicates.is_empty() {
-        return Ok(Settled { rows: 0, duplicates });
-    }
-    remove_held(conn, export_id, transfer, padded).await
-}
-
-/// SQL for the recorded key text `x` as keys are compared: as it is, unless a key
-/// column is fixed-width text (`padded`), whose trailing spaces are then dropped:
-/// `rtrim` of a one-column key, or of those components of a key of several
-/// columns (a JSON array of texts, rebuilt by the engine's JSON functions, so both
-/// sides of a comparison come out in the same spelling). A text that is not such an
-/// array (a key recorded before the transfer's key changed) is left as it is.
-pub fn key_compared(engine: Engine, x: &str, padded: &[bool]) -> String {
-    if !padded.contains(&true) {
-        return x.to_string();
-    }
-    if padded.len() == 1 {
-        // Every engine's rtrim drops spaces only (not tabs or newlines), as char(n) pads.
-        return format!("rtrim({x})");
-    }
-    let parts: Vec<String> = padded
-        .iter()
-        .enumerate()
-        .map(|(i, pad)| {
-            let part = match engine {
-                Engine::Postgres => format!("(({x})::json ->> {i})"),
-                Engine::Mysql => format!("JSON_VALUE({x}, '$[{i}]')"),
-                Engine::Sqlite => format!("json_extract({x}, '$[{i}]')"),
-            };
-            if *pad {
-                format!("rtrim({part})")
-            } else {
-                part
-            }
-        })
-        .collect();
-    let parts = parts.join(", ");
-    match engine {
-        // PostgreSQL 15 has no test for valid JSON (`IS JSON` is 16's): a recorded
-        // key of several columns is written `["…","…"]` (`transfer::plan::key_text`).
-        Engine::Postgres => {
-            format!("(CASE WHEN ({x}) ~ '^\\[\".*\"\\]$' THEN json_build_array({parts})::text ELSE {x} END)")
-        }
-        Engine::Mysql => {
-            format!("IF(JSON_VALID({x}) AND JSON_TYPE({x}) = 'ARRAY', JSON_COMPACT(JSON_ARRAY({parts})), {x})")
-        }
-        Engine::Sqlite => {
-            format!("(CASE WHEN json_valid({x}) AND json_type({x}) = 'array' THEN json_array({parts}) ELSE {x} END)")
-        }
-    }
-}
-
-async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str, padded: &[bool]) -> Result<Settled, DbError> {
-    // Most often no other export holds anything (the first export, or every earlier
-    // one failed): then there is nothing to remove.
-    let others = conn
-        .query(
-            &format!(
-                "SELECT 1 FROM lockgate_exports e WHERE e.transfer = {} AND e.id <> {} \
-                 AND (e.status IN {HOLDING} OR e.committed_upto > 0) LIMIT 1",
-                p(conn, 1),
-                p(conn, 2)
-            ),
-            &[Value::Text(transfer.into()), Value::Int(export_id)],
-            None,
-        )
-        .await?;
-    let params = [
-        Value::Int(export_id),
-        Value::Text(transfer.into()),
-        Value::Int(export_id),
-    ];
-    if !others.is_empty() {
-        match conn.engine() {
-            Engine::Mysql => {
-                // MariaDB would join the two unindexed row_key columns by comparing
-                // every pair: the held keys go into an indexed temporary table first.
-                conn.batch("DROP TEMPORARY TABLE IF EXISTS lg_held").await?;
-                let nopad = conn
-                    .mysql_server()
-                    .map_or("utf8mb4_nopad_bin", |s| s.nopad_bin_collation());
-                conn.batch(&format!(
-                    "CREATE TEMPORARY TABLE lg_held (row_key varchar(500) COLLATE {nopad} NOT NULL PRIMARY KEY) \
-                     ENGINE=InnoDB"
-                ))
-                .await?;
-                let held_my = format!(
-                    "e.transfer = {t} AND e.id <> {id} AND (e.status IN {HOLDING} OR o.n <= e.committed_upto) AND {FREE}",
-                    t = p(conn, 1),
-                    id = p(conn, 2)
-                );
-                let held_key = key_compared(Engine::Mysql, "o.row_key", padded);
-                let new_key = key_compared(Engine::Mysql, "r.row_key", padded);
-                conn.execute(
-                    &format!(
-                        "INSERT INTO lg_held SELECT DISTINCT {held_key} FROM lockgate_export_rows o \
-                         JOIN lockgate_exports e ON e.id = o.export_id WHERE {held_my}"
-                    ),
-                    &params[1..],
-                )
-                .await?;
-                conn.execute(
-                    &format!(
-                        "DELETE r FROM lockgate_export_rows r JOIN lg_held h ON h.row_key = {new_key} WHERE r.export_id = {}",
-                        p(conn, 1)
-                    ),
-                    &params[..1],
-                )
-                .await?;
-                conn.batch("DROP TEMPORARY TABLE lg_held").await?;
-            }
-            _ => {
-                let held = format!(
-                    "e.transfer = {t} AND e.id <> {id} AND (e.status IN {HOLDING} OR o.n <= e.committed_upto) AND {FREE}",
-                    t = p(conn, 2),
-                    id = p(conn, 3)
-                );
-                let engine = conn.engine();
-                let sql = format!(
-                    "DELETE FROM lockgate_export_rows WHERE export_id = {} AND {} IN \
-                     (SELECT {} FROM lockgate_export_rows o JOIN lockgate_exports e ON e.id = o.export_id WHERE {held})",
-                    p(conn, 1),
-                    key_compared(engine, "row_key", padded),
-                    key_compared(engine, "o.row_key", padded)
-                );
-                conn.execute(&sql, &params).await?;
-            }
-        }
-    }
-    let count = conn
-        .query(
-            &format!(
-                "SELECT count(*) FROM lockgate_export_rows WHERE export_id = {}",
-                p(conn, 1)
-            ),
-            &[Value::Int(export_id)],
-            None,
-        )
-        .await?;
-    let rows = count.first().and_then(|r| r.first()).and_then(int).unwrap_or(0);
+/// Records how many rows a new export's row set holds (in the creating transaction).
+pub async fn set_rows_total(conn: &mut Conn, export_id: i64, rows: i64) -> Result<(), DbError> {
     conn.execute(
         &format!(
             "UPDATE lockgate_exports SET rows_total = {} WHERE id = {}",
@@ -472,10 +297,92 @@ async fn remove_held(conn: &mut Conn, export_id: i64, transfer: &str, padded: &[
         &[Value::Int(rows), Value::Int(export_id)],
     )
     .await?;
-    Ok(Settled {
-        rows,
-        duplicates: Vec::new(),
-    })
+    Ok(())
+}
+
+/// The keys that pending, running and completed exports of `transfer` hold (and the
+/// rows that chunked exports committed before they failed), less the rows that
+/// failed in them (`--on-error skip` completes an export without its failing rows:
+/// those are free for a later export). Each recorded key text goes through
+/// `normalize` (a fixed-width key recorded with its padding by an earlier Lockgate
+/// is held as the key reads now).
+///
+/// Only the chunks of those exports are read: a failed export's row set is never
+/// looked at, so the cost follows the keys held, not the history of attempts. A
+/// plain read, taking no lock: `create` runs it under its job lock (no export can
+/// appear meanwhile, and a worker can only free rows, never take free ones), and the
+/// read-only count runs it as it is.
+pub async fn held_keys(
+    conn: &mut Conn,
+    transfer: &str,
+    normalize: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Membership, DbError> {
+    let holders = conn
+        .query(
+            &format!(
+                "SELECT id, CASE WHEN status IN {HOLDING} THEN NULL ELSE committed_upto END FROM lockgate_exports \
+                 WHERE transfer = {} AND (status IN {HOLDING} OR committed_upto > 0) ORDER BY id",
+                p(conn, 1)
+            ),
+            &[Value::Text(transfer.into())],
+            None,
+        )
+        .await?;
+    let mut held = Membership::new();
+    for h in &holders {
+        let id = int(&h[0]).unwrap_or(0);
+        let upto = int(&h[1]).unwrap_or(i64::MAX);
+        let free: Vec<i64> = conn
+            .query(
+                &format!(
+                    "SELECT DISTINCT n FROM lockgate_export_errors WHERE export_id = {} ORDER BY n",
+                    p(conn, 1)
+                ),
+                &[Value::Int(id)],
+                None,
+            )
+            .await?
+            .iter()
+            .filter_map(|r| int(&r[0]))
+            .collect();
+        let mut after = 0i64;
+        loop {
+            // A page of chunks at a time, so that a row set of long text keys is
+            // never all in memory at once.
+            let page = conn
+                .query(
+                    &format!(
+                        "SELECT first_n, packed FROM lockgate_export_chunks WHERE export_id = {} AND first_n > {} \
+                         AND first_n <= {} ORDER BY first_n LIMIT 64",
+                        p(conn, 1),
+                        p(conn, 2),
+                        p(conn, 3)
+                    ),
+                    &[Value::Int(id), Value::Int(after), Value::Int(upto)],
+                    None,
+                )
+                .await?;
+            for r in &page {
+                let first_n = int(&r[0]).unwrap_or(0);
+                held.add_chunk(first_n, bytes(&r[1]), upto, &free, normalize)
+                    .map_err(|e| DbError::Invalid(format!("export {id}: {e}")))?;
+                after = first_n;
+            }
+            if page.len() < 64 {
+                break;
+            }
+        }
+    }
+    held.seal();
+    Ok(held)
+}
+
+fn bytes(v: &Value) -> &[u8] {
+    match v {
+        Value::Bytes(b) => b,
+        Value::Text(t) => t.as_bytes(),
+        _ => &[],
+    }
 }
 
 /// Claims the oldest claimable export of `transfers` (pending, or running with an
@@ -766,15 +673,19 @@ pub async fn fail_within(
 }
 
 /// Records failing rows of an export, in the caller's transaction (with the status
-/// change or checkpoint they belong to). Rows already recorded stay: a chunked
-/// export adds each chunk's.
+/// change or checkpoint they belong to), each with its key from the row set. Rows
+/// already recorded stay: a chunked export adds each chunk's.
 pub async fn add_errors(conn: &mut Conn, export_id: i64, errors: &[FailedRow]) -> Result<(), DbError> {
     let columns = Arc::new(
-        ["export_id", "n", "column_name", "code", "message"]
+        ["export_id", "n", "row_key", "column_name", "code", "message"]
             .map(String::from)
             .to_vec(),
     );
     for chunk in errors.chunks(5_000) {
+        let mut ns: Vec<i64> = chunk.iter().map(|e| e.n).collect();
+        ns.sort_unstable();
+        ns.dedup();
+        let keys = keys_of(conn, export_id, &ns).await?;
         let rows: Vec<Row> = chunk
             .iter()
             .map(|e| Row {
@@ -783,6 +694,7 @@ pub async fn add_errors(conn: &mut Conn, export_id: i64, errors: &[FailedRow]) -
                 values: vec![
                     Value::Int(export_id),
                     Value::Int(e.n),
+                    keys.get(&e.n).map_or(Value::Null, |k| Value::Text(k.clone())),
                     e.column.clone().map_or(Value::Null, Value::Text),
                     Value::Text(e.code.chars().take(50).collect()),
                     Value::Text(e.message.clone()),
@@ -797,6 +709,47 @@ pub async fn add_errors(conn: &mut Conn, export_id: i64, errors: &[FailedRow]) -
         }
     }
     Ok(())
+}
+
+/// The keys of rows `ns` (sorted) of an export's row set: the chunks that cover them
+/// are decoded, a page of chunks at a time.
+async fn keys_of(
+    conn: &mut Conn,
+    export_id: i64,
+    ns: &[i64],
+) -> Result<std::collections::HashMap<i64, String>, DbError> {
+    let mut out = std::collections::HashMap::with_capacity(ns.len());
+    let (Some(&first), Some(&last)) = (ns.first(), ns.last()) else {
+        return Ok(out);
+    };
+    let sql = format!(
+        "SELECT first_n, last_n, packed FROM lockgate_export_chunks WHERE export_id = {} AND last_n >= {} \
+         AND first_n <= {} ORDER BY first_n LIMIT 64",
+        p(conn, 1),
+        p(conn, 2),
+        p(conn, 3)
+    );
+    let mut from = first;
+    loop {
+        let page = conn
+            .query(&sql, &[Value::Int(export_id), Value::Int(from), Value::Int(last)], None)
+            .await?;
+        for r in &page {
+            let (first_n, last_n) = (int(&r[0]).unwrap_or(0), int(&r[1]).unwrap_or(0));
+            let wanted = &ns[ns.partition_point(|n| *n < first_n)..ns.partition_point(|n| *n <= last_n)];
+            if !wanted.is_empty() {
+                for (n, key) in rowset::chunk_keys(first_n, bytes(&r[2]), first_n - 1, last_n).map_err(damaged)? {
+                    if wanted.binary_search(&n).is_ok() {
+                        out.insert(n, key);
+                    }
+                }
+            }
+            from = last_n + 1;
+        }
+        if page.len() < 64 {
+            return Ok(out);
+        }
+    }
 }
 
 /// [`fail_within`] in a transaction of its own (on the ledger's connection, after
@@ -1102,45 +1055,44 @@ pub async fn reap_expired(conn: &mut Conn) -> Result<u64, DbError> {
     }
 }
 
-/// One page of an export's row set after row number `after`, in row-set order.
+/// One page of an export's row set after row number `after`, in row-set order: at
+/// most `limit` keys, fewer only at the end.
 pub async fn row_set_page(
     conn: &mut Conn,
     export_id: i64,
     after: i64,
     limit: usize,
 ) -> Result<Vec<(i64, String)>, DbError> {
+    let upto = after.saturating_add(limit as i64);
     let sql = format!(
-        "SELECT n, row_key FROM lockgate_export_rows WHERE export_id = {} AND n > {} ORDER BY n LIMIT {limit}",
-        p(conn, 1),
-        p(conn, 2)
-    );
-    let rows = conn
-        .query(&sql, &[Value::Int(export_id), Value::Int(after)], None)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (int(&r[0]).unwrap_or(0), text(&r[1]).unwrap_or_default()))
-        .collect())
-}
-
-/// Where the chunks of `every` rows after row `after` end (`--commit-every`): the
-/// row number of every `every`-th row, and of the last.
-pub async fn chunk_ends(conn: &mut Conn, export_id: i64, after: i64, every: u64) -> Result<Vec<i64>, DbError> {
-    let sql = format!(
-        "SELECT n FROM (SELECT n, row_number() OVER (ORDER BY n) AS rn, count(*) OVER () AS total \
-         FROM lockgate_export_rows WHERE export_id = {} AND n > {}) x WHERE rn % {} = 0 OR rn = total ORDER BY n",
+        "SELECT first_n, packed FROM lockgate_export_chunks WHERE export_id = {} AND last_n > {} AND first_n <= {} \
+         ORDER BY first_n",
         p(conn, 1),
         p(conn, 2),
         p(conn, 3)
     );
     let rows = conn
-        .query(
-            &sql,
-            &[Value::Int(export_id), Value::Int(after), Value::Int(every as i64)],
-            None,
-        )
+        .query(&sql, &[Value::Int(export_id), Value::Int(after), Value::Int(upto)], None)
         .await?;
-    Ok(rows.iter().filter_map(|r| int(&r[0])).collect())
+    let mut out = Vec::with_capacity(limit);
+    for r in &rows {
+        out.extend(rowset::chunk_keys(int(&r[0]).unwrap_or(0), bytes(&r[1]), after, upto).map_err(damaged)?);
+    }
+    Ok(out)
+}
+
+/// Where the chunks of `every` rows after row `after` end (`--commit-every`), for a
+/// row set of `rows` rows (numbered 1 to `rows`): every `every`-th row, and the last.
+pub fn chunk_ends(rows: i64, after: i64, every: u64) -> Vec<i64> {
+    let every = every.max(1) as i64;
+    let mut ends: Vec<i64> = (1..)
+        .map(|i| after.saturating_add(every.saturating_mul(i)))
+        .take_while(|e| *e < rows)
+        .collect();
+    if rows > after {
+        ends.push(rows);
+    }
+    ends
 }
 
 /// Exports, newest first; of one transfer when given.
@@ -1167,9 +1119,7 @@ pub async fn get(conn: &mut Conn, id: i64) -> Result<Option<Export>, DbError> {
 /// Every failing row of an export, in row-set order.
 pub async fn errors(conn: &mut Conn, id: i64) -> Result<Vec<ExportError>, DbError> {
     let sql = format!(
-        "SELECT x.n, r.row_key, x.column_name, x.code, x.message FROM lockgate_export_errors x \
-         LEFT JOIN lockgate_export_rows r ON r.export_id = x.export_id AND r.n = x.n \
-         WHERE x.export_id = {} ORDER BY x.n, x.id",
+        "SELECT n, row_key, column_name, code, message FROM lockgate_export_errors WHERE export_id = {} ORDER BY n, id",
         p(conn, 1)
     );
     let rows = conn.query(&sql, &[Value::Int(id)], None).await?;
@@ -1186,44 +1136,226 @@ pub async fn errors(conn: &mut Conn, id: i64) -> Result<Vec<ExportError>, DbErro
 }
 
 /// Every export that attempted the row with key `key` (of `transfer`, when given),
-/// oldest first, with that row's error where it had one.
+/// oldest first, with that row's error where it had one. An integer key reads only
+/// the chunks whose integer range covers it; another key reads the chunks holding
+/// text keys, a page at a time.
 pub async fn history(conn: &mut Conn, key: &str, transfer: Option<&str>) -> Result<Vec<Attempt>, DbError> {
-    let mut params = vec![Value::Text(key.into())];
-    let mut cond = format!("r.row_key = {}", p(conn, 1));
+    let d = conn.dialect();
+    let mut params = Vec::new();
+    let mut cond = match rowset::canonical_int(key) {
+        Some(v) => {
+            params.extend([Value::Int(v), Value::Int(v)]);
+            format!("c.int_lo <= {} AND c.int_hi >= {}", d.param(1), d.param(2))
+        }
+        None => "c.texts > 0".to_string(),
+    };
     if let Some(t) = transfer {
         params.push(Value::Text(t.into()));
-        cond.push_str(&format!(" AND e.transfer = {}", p(conn, 2)));
+        cond.push_str(&format!(" AND e.transfer = {}", d.param(params.len())));
     }
-    let sql = format!(
-        "SELECT e.id, e.transfer, e.status, e.created_at, e.ended_at, x.message, x.column_name \
-         FROM lockgate_export_rows r JOIN lockgate_exports e ON e.id = r.export_id \
-         LEFT JOIN lockgate_export_errors x ON x.export_id = r.export_id AND x.n = r.n \
-         WHERE {cond} ORDER BY e.id, x.id"
+    // Each placeholder once: MariaDB's `?` are positional.
+    let (a, a2, b) = (
+        d.param(params.len() + 1),
+        d.param(params.len() + 2),
+        d.param(params.len() + 3),
     );
-    let rows = conn.query(&sql, &params, None).await?;
-    let mut out: Vec<Attempt> = Vec::new();
-    for r in &rows {
-        let id = int(&r[0]).unwrap_or(0);
-        let error = text(&r[5]).map(|m| match text(&r[6]) {
-            Some(c) => format!("{c}: {m}"),
-            None => m,
-        });
-        if let Some(last) = out.last_mut().filter(|a| a.export_id == id) {
-            // A second error of the same row: keep both.
-            if let (Some(a), Some(b)) = (&mut last.error, error) {
-                a.push_str("; ");
-                a.push_str(&b);
+    let sql = format!(
+        "SELECT c.export_id, c.first_n, c.packed FROM lockgate_export_chunks c JOIN lockgate_exports e ON e.id = c.export_id \
+         WHERE {cond} AND (c.export_id > {a} OR (c.export_id = {a2} AND c.first_n > {b})) \
+         ORDER BY c.export_id, c.first_n LIMIT 64"
+    );
+    let mut found: Vec<(i64, i64)> = Vec::new();
+    let mut after = (0i64, 0i64);
+    loop {
+        let mut ps = params.clone();
+        ps.extend([Value::Int(after.0), Value::Int(after.0), Value::Int(after.1)]);
+        let page = conn.query(&sql, &ps, None).await?;
+        for r in &page {
+            let (id, first_n) = (int(&r[0]).unwrap_or(0), int(&r[1]).unwrap_or(0));
+            after = (id, first_n);
+            if found.last().is_some_and(|f| f.0 == id) {
+                continue;
             }
-            continue;
+            if let Some(n) = rowset::find_key(first_n, bytes(&r[2]), key).map_err(damaged)? {
+                found.push((id, n));
+            }
         }
-        out.push(Attempt {
-            export_id: id,
-            transfer: text(&r[1]).unwrap_or_default(),
-            status: text(&r[2]).unwrap_or_default(),
-            created_at: text(&r[3]).unwrap_or_default(),
-            ended_at: text(&r[4]),
-            error,
-        });
+        if page.len() < 64 {
+            break;
+        }
+    }
+    let mut out: Vec<Attempt> = Vec::new();
+    for (id, n) in found {
+        let rows = conn
+            .query(
+                &format!(
+                    "SELECT e.id, e.transfer, e.status, e.created_at, e.ended_at, x.message, x.column_name \
+                     FROM lockgate_exports e LEFT JOIN lockgate_export_errors x ON x.export_id = e.id AND x.n = {} \
+                     WHERE e.id = {} ORDER BY x.id",
+                    p(conn, 1),
+                    p(conn, 2)
+                ),
+                &[Value::Int(n), Value::Int(id)],
+                None,
+            )
+            .await?;
+        let mut attempt: Option<Attempt> = None;
+        for r in &rows {
+            let error = text(&r[5]).map(|m| match text(&r[6]) {
+                Some(c) => format!("{c}: {m}"),
+                None => m,
+            });
+            match &mut attempt {
+                // A second error of the same row: keep both.
+                Some(a) => {
+                    if let (Some(a), Some(b)) = (&mut a.error, error) {
+                        a.push_str("; ");
+                        a.push_str(&b);
+                    }
+                }
+                None => {
+                    attempt = Some(Attempt {
+                        export_id: id,
+                        transfer: text(&r[1]).unwrap_or_default(),
+                        status: text(&r[2]).unwrap_or_default(),
+                        created_at: text(&r[3]).unwrap_or_default(),
+                        ended_at: text(&r[4]),
+                        error,
+                    })
+                }
+            }
+        }
+        out.extend(attempt);
     }
     Ok(out)
+}
+
+/// Packs the row sets of a ledger written before they were packed (schema version 7
+/// and earlier: one `lockgate_export_rows` row per key, numbered with gaps where
+/// `create` removed held keys) into chunks, export by export, then drops that table.
+/// Rows are numbered again without the gaps, and what refers to row numbers follows:
+/// each error's `n` (and its key, which errors now carry) and a chunked export's
+/// `committed_upto`. With `own_transactions` each export is packed in a transaction
+/// of its own, so an upgrade cut short resumes with the exports not yet packed; the
+/// caller's transaction does (SQLite's upgrade runs in one).
+pub(crate) async fn pack_legacy_row_sets(conn: &mut Conn, own_transactions: bool) -> Result<(), DbError> {
+    if conn.lookup_table("lockgate_export_rows").await?.is_none() {
+        return Ok(());
+    }
+    loop {
+        let next = conn
+            .query("SELECT export_id FROM lockgate_export_rows ORDER BY export_id LIMIT 1", &[], None)
+            .await?;
+        let Some(id) = next.first().and_then(|r| int(&r[0])) else {
+            break;
+        };
+        if own_transactions {
+            conn.begin().await?;
+        }
+        let result = pack_legacy_export(conn, id).await;
+        match (result, own_transactions) {
+            (Ok(()), true) => conn.commit().await?,
+            (Ok(()), false) => {}
+            (Err(e), true) => {
+                let _ = conn.rollback().await;
+                return Err(e);
+            }
+            (Err(e), false) => return Err(e),
+        }
+    }
+    conn.batch("DROP TABLE lockgate_export_rows").await
+}
+
+async fn pack_legacy_export(conn: &mut Conn, id: i64) -> Result<(), DbError> {
+    let committed = conn
+        .query(
+            &format!("SELECT committed_upto FROM lockgate_exports WHERE id = {}", p(conn, 1)),
+            &[Value::Int(id)],
+            None,
+        )
+        .await?;
+    let committed_upto = committed.first().and_then(|r| int(&r[0])).unwrap_or(0);
+    let error_ns: Vec<i64> = conn
+        .query(
+            &format!(
+                "SELECT DISTINCT n FROM lockgate_export_errors WHERE export_id = {} ORDER BY n",
+                p(conn, 1)
+            ),
+            &[Value::Int(id)],
+            None,
+        )
+        .await?
+        .iter()
+        .filter_map(|r| int(&r[0]))
+        .collect();
+    let mut builder = rowset::ChunkBuilder::new(1);
+    let mut chunks = Vec::new();
+    // (old number, new number, key) of the rows that have errors.
+    let mut renumbered: Vec<(i64, i64, String)> = Vec::new();
+    let mut new_committed = 0i64;
+    let mut after = 0i64;
+    loop {
+        let page = conn
+            .query(
+                &format!(
+                    "SELECT n, row_key FROM lockgate_export_rows WHERE export_id = {} AND n > {} ORDER BY n LIMIT 10000",
+                    p(conn, 1),
+                    p(conn, 2)
+                ),
+                &[Value::Int(id), Value::Int(after)],
+                None,
+            )
+            .await?;
+        for r in &page {
+            let (old, key) = (int(&r[0]).unwrap_or(0), text(&r[1]).unwrap_or_default());
+            let new = builder.next_n();
+            if old <= committed_upto {
+                new_committed = new;
+            }
+            if error_ns.binary_search(&old).is_ok() {
+                renumbered.push((old, new, key.clone()));
+            }
+            chunks.extend(builder.push(&key));
+            after = old;
+        }
+        if chunks.len() >= 64 {
+            add_chunks(conn, id, &chunks).await?;
+            chunks.clear();
+        }
+        if page.len() < 10_000 {
+            break;
+        }
+    }
+    chunks.extend(builder.finish());
+    add_chunks(conn, id, &chunks).await?;
+    // New numbers are ranks of the old ones, so never greater: in ascending order no
+    // error is moved onto a number another error still has.
+    for (old, new, key) in renumbered {
+        conn.execute(
+            &format!(
+                "UPDATE lockgate_export_errors SET n = {}, row_key = {} WHERE export_id = {} AND n = {}",
+                p(conn, 1),
+                p(conn, 2),
+                p(conn, 3),
+                p(conn, 4)
+            ),
+            &[Value::Int(new), Value::Text(key), Value::Int(id), Value::Int(old)],
+        )
+        .await?;
+    }
+    conn.execute(
+        &format!(
+            "UPDATE lockgate_exports SET committed_upto = {} WHERE id = {}",
+            p(conn, 1),
+            p(conn, 2)
+        ),
+        &[Value::Int(new_committed), Value::Int(id)],
+    )
+    .await?;
+    conn.execute(
+        &format!("DELETE FROM lockgate_export_rows WHERE export_id = {}", p(conn, 1)),
+        &[Value::Int(id)],
+    )
+    .await?;
+    Ok(())
 }

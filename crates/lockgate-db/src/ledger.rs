@@ -32,7 +32,7 @@ use lockgate_core::{TableName, Value};
 use std::time::{Duration, Instant};
 
 /// The ledger schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The first key of the PostgreSQL advisory locks a run holds while it is under
 /// way (the second is its id modulo 2^31). Two-key advisory locks never collide
@@ -267,6 +267,18 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                 // The rate of the upgrade's last run, for status and its ETA.
                 vec!["ALTER TABLE lockgate_upgrades ADD COLUMN IF NOT EXISTS rate double precision"],
             ),
+            (
+                8,
+                // Packed row sets (crate::rowset): a chunk of keys per row; errors carry
+                // their key. Version 7's one row per key is packed by
+                // exports::pack_legacy_row_sets, which then drops lockgate_export_rows.
+                vec![
+                    "CREATE TABLE IF NOT EXISTS lockgate_export_chunks (export_id bigint NOT NULL, first_n bigint NOT NULL, \
+                     last_n bigint NOT NULL, int_lo bigint, int_hi bigint, texts bigint NOT NULL, packed bytea NOT NULL, \
+                     PRIMARY KEY (export_id, first_n))",
+                    "ALTER TABLE lockgate_export_errors ADD COLUMN IF NOT EXISTS row_key varchar(500)",
+                ],
+            ),
         ],
         Engine::Mysql => vec![
             (
@@ -357,6 +369,15 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                 ],
             ),
             (7, vec!["ALTER TABLE lockgate_upgrades ADD COLUMN rate double"]),
+            (
+                8,
+                vec![
+                    "CREATE TABLE IF NOT EXISTS lockgate_export_chunks (export_id bigint NOT NULL, first_n bigint NOT NULL, \
+                     last_n bigint NOT NULL, int_lo bigint, int_hi bigint, texts bigint NOT NULL, packed longblob NOT NULL, \
+                     PRIMARY KEY (export_id, first_n)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+                    "ALTER TABLE lockgate_export_errors ADD COLUMN row_key varchar(500)",
+                ],
+            ),
         ],
         Engine::Sqlite => vec![
             (
@@ -438,6 +459,15 @@ fn migrations(engine: Engine) -> Vec<(i64, Vec<&'static str>)> {
                 ],
             ),
             (7, vec!["ALTER TABLE lockgate_upgrades ADD COLUMN rate REAL"]),
+            (
+                8,
+                vec![
+                    "CREATE TABLE IF NOT EXISTS lockgate_export_chunks (export_id INTEGER NOT NULL, first_n INTEGER NOT NULL, \
+                     last_n INTEGER NOT NULL, int_lo INTEGER, int_hi INTEGER, texts INTEGER NOT NULL, packed BLOB NOT NULL, \
+                     PRIMARY KEY (export_id, first_n))",
+                    "ALTER TABLE lockgate_export_errors ADD COLUMN row_key TEXT",
+                ],
+            ),
         ],
     }
 }
@@ -603,6 +633,9 @@ impl Ledger {
                             }) => {}
                         other => other?,
                     }
+                }
+                if version == 8 {
+                    crate::exports::pack_legacy_row_sets(&mut self.conn, !sqlite).await?;
                 }
                 self.conn
                     .execute("DELETE FROM lockgate_meta WHERE name = 'schema_version'", &[])

@@ -24,6 +24,7 @@ mod read_back;
 pub mod relation;
 pub mod rowdiff;
 pub mod rows;
+pub mod rowset;
 pub mod schema;
 pub mod session;
 pub mod snapshot;

@@ -24,6 +24,8 @@ pub use run::{
 };
 
 use lockgate_db::exports::{self, Attempt, Export, ExportError, MAX_KEY_CHARS};
+use lockgate_db::rowset::{Chunk, ChunkBuilder, Membership};
+use std::borrow::Cow;
 use lockgate_db::ledger::{Holder, Ledger};
 use lockgate_db::relation::{self, KeyReader};
 use lockgate_db::{Conn, DbError, DbUrl};
@@ -79,8 +81,8 @@ pub async fn check(t: &Transfer) -> Result<CheckReport, TransferError> {
 /// How [`create`] works.
 #[derive(Clone, Debug, Default)]
 pub struct CreateOptions {
-    /// Count the rows an export would hold, and create nothing (the dashboard's
-    /// Export button).
+    /// Count the rows an export would hold, and create nothing: a read taking no
+    /// lock (the dashboard's Export button, `GET /api/transfers`).
     pub dry_run: bool,
 }
 
@@ -104,6 +106,10 @@ pub struct CreateReport {
 /// (`created: false`). Two creates of one transfer take turns (a job lock, waited
 /// for up to `t.lock_timeout`), so a row never lands in two row sets. The export
 /// records `t.on_error`, the policy it runs with.
+///
+/// With `dry_run` it only counts those keys: a read of the source's keys and of the
+/// holding exports' row sets, taking no lock and writing nothing (no export id is
+/// used up), so the dashboard can ask while exports are created and run.
 pub async fn create(t: &Transfer, opts: &CreateOptions) -> Result<CreateReport, TransferError> {
     // Neither database is created here: the source is only read, and the
     // destination must already hold the table the export writes.
@@ -111,22 +117,28 @@ pub async fn create(t: &Transfer, opts: &CreateOptions) -> Result<CreateReport, 
     let mut dst = Conn::connect_existing(&t.dest).await.map_err(dest_err(&t.dest))?;
     let plan = plan::plan(t, &mut src, &mut dst).await?;
     drop(dst);
-    let mut ledger = if opts.dry_run {
-        // A count (the dashboard's Export button) creates no ledger where there is none.
-        match Ledger::open_existing(&t.dest).await.map_err(dest_err(&t.dest))? {
-            Some(ledger) => ledger,
-            None => return count_without_ledger(t, &plan, src).await,
-        }
-    } else {
-        Ledger::open(&t.dest).await.map_err(dest_err(&t.dest))?
-    };
+    if opts.dry_run {
+        // A count creates no ledger where there is none: then nothing is held.
+        let held = match Ledger::open_existing(&t.dest).await.map_err(dest_err(&t.dest))? {
+            Some(mut ledger) => held_keys(t, &plan, ledger.conn()).await?,
+            None => Membership::new(),
+        };
+        let available = select_keys(t, &plan, src, &held, None).await?;
+        return Ok(CreateReport {
+            created: false,
+            available,
+            export: None,
+            warnings: Vec::new(),
+        });
+    }
+    let mut ledger = Ledger::open(&t.dest).await.map_err(dest_err(&t.dest))?;
     let holder = Holder::current(format!("lockgate transfer create {}", t.name));
     let job = format!("transfer-create:{}", t.name);
     let lock = ledger
         .lock(&job, &holder, t.lock_timeout)
         .await
         .map_err(dest_err(&t.dest))?;
-    let result = create_locked(t, &plan, src, &mut ledger, opts).await;
+    let result = create_locked(t, &plan, src, &mut ledger).await;
     let unlocked = ledger.unlock(lock).await;
     let mut report = result?;
     if let Err(e) = unlocked {
@@ -138,29 +150,75 @@ pub async fn create(t: &Transfer, opts: &CreateOptions) -> Result<CreateReport, 
     Ok(report)
 }
 
-/// A dry run of [`create`] into a destination without a ledger: no export holds
-/// anything yet, so every source key is available. The keys are read as `create`
-/// reads them (a NULL or over-long key is the same error); a key repeated within
-/// the key order is reported as `create` would (repeats that keyset paging puts on
-/// two pages are left to the real `create`, which checks them in the database).
-async fn count_without_ledger(t: &Transfer, plan: &plan::Plan, src: Conn) -> Result<CreateReport, TransferError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<(i64, String)>, TransferError>>(2);
+/// The keys the transfer's holding exports hold, as the key reads now.
+async fn held_keys(t: &Transfer, plan: &plan::Plan, ledger: &mut Conn) -> Result<Membership, TransferError> {
+    let padded = plan::padded_key(&plan.key_kinds());
+    let normalize = |text: &str| match plan::unpadded_key_text(text, &padded) {
+        Cow::Owned(s) => Some(s),
+        Cow::Borrowed(s) => (s.len() < text.len()).then(|| s.to_string()),
+    };
+    let started = std::time::Instant::now();
+    let held = exports::held_keys(ledger, &t.name, &normalize)
+        .await
+        .map_err(dest_err(&t.dest))?;
+    tracing::debug!(
+        ranges = held.size().0,
+        texts = held.size().1,
+        seconds = started.elapsed().as_secs_f64(),
+        "held keys read"
+    );
+    Ok(held)
+}
+
+/// Reads the source's keys (one consistent view, by a task of its own so that
+/// reading overlaps with what is done with them) and keeps those `held` does not
+/// hold, numbered from 1 in key order; with `record`, packs them into the row set of
+/// that export on that connection. Returns how many were kept. A key the source
+/// gives twice running (its key is not known to be unique) is an error, as is a
+/// NULL or over-long key.
+async fn select_keys(
+    t: &Transfer,
+    plan: &plan::Plan,
+    src: Conn,
+    held: &Membership,
+    mut record: Option<(&mut Conn, i64)>,
+) -> Result<i64, TransferError> {
+    let padded = plan::padded_key(&plan.key_kinds());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<String>, TransferError>>(2);
     let reader = tokio::spawn(read_keys(t.clone(), plan.clone(), src, tx));
-    let mut available = 0i64;
+    let mut builder = ChunkBuilder::new(1);
+    let mut chunks: Vec<Chunk> = Vec::new();
+    let mut kept = 0i64;
     let mut last: Option<String> = None;
     let mut duplicates: Vec<String> = Vec::new();
+    let check_duplicates = !plan.key_unique_in_source;
     while let Some(page) = rx.recv().await {
-        for (_, key) in page? {
-            if last.as_deref() == Some(key.as_str()) {
-                if duplicates.len() < 5 && duplicates.last() != Some(&key) {
-                    duplicates.push(key.clone());
+        for key in page? {
+            if check_duplicates {
+                if last.as_deref() == Some(key.as_str()) {
+                    if duplicates.len() < 5 && duplicates.last() != Some(&key) {
+                        duplicates.push(key.clone());
+                    }
+                    continue;
                 }
-            } else {
-                available += 1;
+                last = Some(key.clone());
             }
-            last = Some(key);
+            if held.contains(&plan::unpadded_key_text(&key, &padded)) {
+                continue;
+            }
+            kept += 1;
+            if record.is_some() {
+                chunks.extend(builder.push(&key));
+            }
+        }
+        if let Some((conn, id)) = record.as_mut().filter(|_| chunks.len() >= 16) {
+            exports::add_chunks(conn, *id, &chunks)
+                .await
+                .map_err(dest_err(&t.dest))?;
+            chunks.clear();
         }
     }
+    // A reader that panicked would otherwise leave a row set cut short.
     reader.await.map_err(|e| {
         TransferError::Source(
             t.source.redacted(),
@@ -170,12 +228,13 @@ async fn count_without_ledger(t: &Transfer, plan: &plan::Plan, src: Conn) -> Res
     if !duplicates.is_empty() {
         return Err(duplicate_keys(t, &duplicates));
     }
-    Ok(CreateReport {
-        created: false,
-        available,
-        export: None,
-        warnings: Vec::new(),
-    })
+    if let Some((conn, id)) = record {
+        chunks.extend(builder.finish());
+        exports::add_chunks(conn, id, &chunks)
+            .await
+            .map_err(dest_err(&t.dest))?;
+    }
+    Ok(kept)
 }
 
 fn duplicate_keys(t: &Transfer, duplicates: &[String]) -> TransferError {
@@ -187,13 +246,13 @@ fn duplicate_keys(t: &Transfer, duplicates: &[String]) -> TransferError {
     ))
 }
 
-/// Reads the source's keys in key order, numbered from 1, a page at a time; a NULL
-/// or over-long key ends the read with that error.
+/// Reads the source's keys in key order, as texts, a page at a time; a NULL or
+/// over-long key ends the read with that error.
 async fn read_keys(
     t: Transfer,
     plan: plan::Plan,
     mut src: Conn,
-    tx: tokio::sync::mpsc::Sender<Result<Vec<(i64, String)>, TransferError>>,
+    tx: tokio::sync::mpsc::Sender<Result<Vec<String>, TransferError>>,
 ) {
     let result = async {
         src.begin_snapshot().await.map_err(source_err(&t.source))?;
@@ -204,8 +263,7 @@ async fn read_keys(
         {
             return Err(null_key(&t, &plan));
         }
-        let mut reader = KeyReader::new(&src, &plan.relation, &plan.projection, 10_000);
-        let mut n = 0i64;
+        let mut reader = KeyReader::new(&src, &plan.relation, &plan.projection, KEY_PAGE);
         while let Some(page) = reader.next_page(&mut src).await.map_err(source_err(&t.source))? {
             let mut keys = Vec::with_capacity(page.len());
             for values in page {
@@ -213,15 +271,14 @@ async fn read_keys(
                     return Err(null_key(&t, &plan));
                 }
                 let text = key_text(&values);
-                if text.chars().count() > MAX_KEY_CHARS {
+                if text.len() > MAX_KEY_CHARS && text.chars().count() > MAX_KEY_CHARS {
                     return Err(TransferError::Input(format!(
                         "transfer {:?}: the key {}… is longer than {MAX_KEY_CHARS} characters, the most a row set holds",
                         t.name,
                         text.chars().take(40).collect::<String>()
                     )));
                 }
-                n += 1;
-                keys.push((n, text));
+                keys.push(text);
             }
             if tx.send(Ok(keys)).await.is_err() {
                 break;
@@ -235,6 +292,10 @@ async fn read_keys(
         let _ = tx.send(Err(e)).await;
     }
 }
+
+/// Keys read from the source per query: large pages, since each costs a round trip
+/// and a sort's start, and a page of keys is small.
+const KEY_PAGE: usize = 50_000;
 
 fn null_key(t: &Transfer, plan: &plan::Plan) -> TransferError {
     TransferError::Input(format!(
@@ -250,51 +311,30 @@ async fn create_locked(
     plan: &plan::Plan,
     src: Conn,
     ledger: &mut Ledger,
-    opts: &CreateOptions,
 ) -> Result<CreateReport, TransferError> {
     let conn = ledger.conn();
-    exports::begin_create(conn).await.map_err(dest_err(&t.dest))?;
+    // Read before the transaction begins: under the create lock no export can appear
+    // meanwhile, and a worker can only free rows (an export failing), never take free
+    // ones, so what is held can only shrink: at worst a freed row waits for the next
+    // export.
+    let held = held_keys(t, plan, conn).await?;
+    conn.begin().await.map_err(dest_err(&t.dest))?;
     let result = async {
         let id = exports::begin_export(conn, &t.name).await.map_err(dest_err(&t.dest))?;
         exports::set_on_error(conn, id, t.on_error)
             .await
             .map_err(dest_err(&t.dest))?;
-        // The source's keys are read (one consistent view) by a task of their own while
-        // the pages before are recorded, so reading and recording overlap.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<(i64, String)>, TransferError>>(2);
-        let reader = tokio::spawn(read_keys(t.clone(), plan.clone(), src, tx));
         let started = std::time::Instant::now();
-        let mut n = 0usize;
-        while let Some(page) = rx.recv().await {
-            let keys = page?;
-            n += keys.len();
-            exports::add_row_keys(conn, id, &keys)
-                .await
-                .map_err(dest_err(&t.dest))?;
-        }
-        // A reader that panicked would otherwise leave a row set cut short.
-        reader.await.map_err(|e| {
-            TransferError::Source(
-                t.source.redacted(),
-                DbError::Internal(format!("the key reader stopped: {e}")),
-            )
-        })?;
-        tracing::debug!(keys = n, seconds = started.elapsed().as_secs_f64(), "row set recorded");
-        let t0 = std::time::Instant::now();
-        let key_kinds = plan.key_kinds();
-        let padded = plan::padded_key(&key_kinds);
-        let settled = exports::settle_row_set(conn, id, &t.name, !plan.key_unique_in_source, &padded)
+        let rows = select_keys(t, plan, src, &held, Some((&mut *conn, id))).await?;
+        exports::set_rows_total(conn, id, rows)
             .await
             .map_err(dest_err(&t.dest))?;
-        tracing::debug!(seconds = t0.elapsed().as_secs_f64(), "row set settled");
-        if !settled.duplicates.is_empty() {
-            return Err(duplicate_keys(t, &settled.duplicates));
-        }
-        Ok((id, settled.rows))
+        tracing::debug!(rows, seconds = started.elapsed().as_secs_f64(), "row set recorded");
+        Ok((id, rows))
     }
     .await;
     match result {
-        Ok((id, rows)) if rows > 0 && !opts.dry_run => {
+        Ok((id, rows)) if rows > 0 => {
             conn.commit().await.map_err(dest_err(&t.dest))?;
             let export = exports::get(conn, id).await.map_err(dest_err(&t.dest))?;
             Ok(CreateReport {

@@ -838,9 +838,7 @@ async fn run_export(
     let dest = &t.dest;
     // Where each unit's rows end: the whole row set, or every N rows of it.
     let ends = match t.commit_every {
-        Some(every) => exports::chunk_ends(ledger.conn(), claim.id, claim.committed_upto, every)
-            .await
-            .map_err(dest_err(dest))?,
+        Some(every) => exports::chunk_ends(claim.rows, claim.committed_upto, every),
         None => vec![i64::MAX],
     };
     let count = claim.rows.max(0) as usize;

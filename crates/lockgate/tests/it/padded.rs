@@ -153,25 +153,54 @@ async fn varchar_into_char_notes_that_trailing_spaces_are_dropped() {
 }
 
 /// Rewrites the ledger's recorded key texts `from` → `to` (as an earlier Lockgate
-/// recorded them); returns how many it changed.
+/// recorded them), chunk by chunk of the packed row sets; returns how many it changed.
 async fn rewrite_keys(conn: &mut Conn, pairs: &[(&str, &str)]) -> u64 {
-    let d = conn.dialect();
+    use lockgate_core::Value;
+    use lockgate_db::rowset::{chunk_keys, ChunkBuilder};
+    let chunks = conn
+        .query("SELECT export_id, first_n, packed FROM lockgate_export_chunks", &[], None)
+        .await
+        .unwrap();
     let mut n = 0;
-    for (from, to) in pairs {
-        n += conn
-            .execute(
+    for r in chunks {
+        let (Value::Int(id), Value::Int(first_n), Value::Bytes(data)) = (&r[0], &r[1], &r[2]) else {
+            panic!("a chunk row reads as {r:?}");
+        };
+        let mut builder = ChunkBuilder::new(*first_n);
+        let mut changed = false;
+        for (_, key) in chunk_keys(*first_n, data, first_n - 1, i64::MAX).unwrap() {
+            let key = match pairs.iter().find(|(from, _)| *from == key) {
+                Some((_, to)) => {
+                    changed = true;
+                    n += 1;
+                    to.to_string()
+                }
+                None => key,
+            };
+            assert!(builder.push(&key).is_none(), "the test's row sets fit one chunk");
+        }
+        let chunk = builder.finish().unwrap();
+        if changed {
+            let d = conn.dialect();
+            let ps: Vec<String> = (1..=6).map(|i| d.param(i)).collect();
+            conn.execute(
                 &format!(
-                    "UPDATE lockgate_export_rows SET row_key = {} WHERE row_key = {}",
-                    d.param(1),
-                    d.param(2)
+                    "UPDATE lockgate_export_chunks SET packed = {}, int_lo = {}, int_hi = {}, texts = {} \
+                     WHERE export_id = {} AND first_n = {}",
+                    ps[0], ps[1], ps[2], ps[3], ps[4], ps[5]
                 ),
                 &[
-                    lockgate_core::Value::Text(to.to_string()),
-                    lockgate_core::Value::Text(from.to_string()),
+                    Value::Bytes(chunk.data),
+                    chunk.int_range.map_or(Value::Null, |r| Value::Int(r.0)),
+                    chunk.int_range.map_or(Value::Null, |r| Value::Int(r.1)),
+                    Value::Int(chunk.texts),
+                    Value::Int(*id),
+                    Value::Int(*first_n),
                 ],
             )
             .await
             .unwrap();
+        }
     }
     n
 }

@@ -960,7 +960,7 @@ async fn keyless_source(rows: i64) -> TestDb {
 #[tokio::test]
 async fn keys_past_the_first_page_are_checked_for_nulls_and_repeats() {
     // PostgreSQL sorts NULLs last, past every page of keys: the NULL is still found.
-    let src = keyless_source(10_050).await;
+    let src = keyless_source(50_050).await;
     let dst = TestDb::new(Engine::Sqlite).await;
     dst.conn().await.batch(customers_schema(Engine::Sqlite)).await.unwrap();
     let t = Transfer {
@@ -985,21 +985,22 @@ async fn keys_past_the_first_page_are_checked_for_nulls_and_repeats() {
     assert_eq!(err.exit_code(), 2);
     assert!(transfer::list(&dst.url, None, 10).await.unwrap().is_empty());
 
-    // A key given twice across a page boundary is not seen by the paging; the run
-    // finds both rows for it and fails the export on that row, writing nothing.
+    // A key given twice across a page boundary (`create` reads 50,000 keys a page)
+    // is not seen by the paging; the run finds both rows for it and fails the export
+    // on that row, writing nothing.
     exec(&src.url, "DELETE FROM customers WHERE customer_id IS NULL").await;
     exec(
         &src.url,
-        "INSERT INTO customers SELECT * FROM customers WHERE customer_id = 10000",
+        "INSERT INTO customers SELECT * FROM customers WHERE customer_id = 50000",
     )
     .await;
     let c = create(&t).await;
-    assert_eq!(c.export.as_ref().map(|e| e.rows), Some(10_050));
+    assert_eq!(c.export.as_ref().map(|e| e.rows), Some(50_050));
     let r = run(&t).await;
     let o = &r.exports[0];
     assert_eq!(o.export.status, "failed");
     assert_eq!(o.errors.len(), 1, "{:?}", o.errors);
-    assert_eq!(o.errors[0].key, "10000");
+    assert_eq!(o.errors[0].key, "50000");
     assert!(
         o.errors[0].message.contains("more than one row with this key"),
         "{:?}",
@@ -1499,5 +1500,247 @@ async fn a_lease_that_cannot_be_renewed_is_a_warning() {
                 .any(|e| matches!(e, transfer::TransferEvent::Warning { message } if message == said[0])),
             "{dest}: {events:?}"
         );
+    }
+}
+
+/// The old one-row-per-key row-set table of a version 7 ledger, per engine.
+fn legacy_rows_ddl(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => {
+            "CREATE TABLE lockgate_export_rows (export_id bigint NOT NULL, n bigint NOT NULL, \
+             row_key varchar(500) NOT NULL, PRIMARY KEY (export_id, n))"
+        }
+        Engine::Mysql => {
+            "CREATE TABLE lockgate_export_rows (export_id bigint NOT NULL, n bigint NOT NULL, \
+             row_key varchar(500) NOT NULL, PRIMARY KEY (export_id, n)) ENGINE=InnoDB"
+        }
+        Engine::Sqlite => {
+            "CREATE TABLE lockgate_export_rows (export_id INTEGER NOT NULL, n INTEGER NOT NULL, \
+             row_key TEXT NOT NULL, PRIMARY KEY (export_id, n))"
+        }
+    }
+}
+
+/// Writes an export as a version 7 ledger held it: its row in `lockgate_exports`,
+/// one `lockgate_export_rows` row per key (numbered `ns`, with the gaps `create`
+/// left where it removed held keys) and errors by row number, without row keys.
+async fn legacy_export(
+    conn: &mut Conn,
+    id: i64,
+    status: &str,
+    committed_upto: i64,
+    rows: &[(i64, String)],
+    error_ns: &[i64],
+) {
+    let d = conn.dialect();
+    let ps: Vec<String> = (1..=5).map(|i| d.param(i)).collect();
+    conn.execute(
+        &format!(
+            "INSERT INTO lockgate_exports (id, transfer, status, rows_total, committed_upto, created_at, on_error) \
+             VALUES ({}, 'customers', {}, {}, {}, '2026-01-01 00:00:00', {})",
+            ps[0], ps[1], ps[2], ps[3], ps[4]
+        ),
+        &[
+            Value::Int(id),
+            Value::Text(status.into()),
+            Value::Int(rows.len() as i64),
+            Value::Int(committed_upto),
+            Value::Text("skip".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    for (n, key) in rows {
+        conn.execute(
+            &format!(
+                "INSERT INTO lockgate_export_rows (export_id, n, row_key) VALUES ({}, {}, {})",
+                ps[0], ps[1], ps[2]
+            ),
+            &[Value::Int(id), Value::Int(*n), Value::Text(key.clone())],
+        )
+        .await
+        .unwrap();
+    }
+    for n in error_ns {
+        conn.execute(
+            &format!(
+                "INSERT INTO lockgate_export_errors (export_id, n, code, message) VALUES ({}, {}, 'lockgate', {})",
+                ps[0], ps[1], ps[2]
+            ),
+            &[Value::Int(id), Value::Int(*n), Value::Text(format!("row {n} failed"))],
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// A ledger written by the version before row sets were packed (one row per key,
+/// numbered with gaps) is packed in place on the next open: row sets, errors (now
+/// with their keys), a chunked export's committed rows and `history` read as before,
+/// the old table is gone, and the next `create` leaves out exactly the rows the old
+/// exports hold.
+#[tokio::test]
+async fn a_ledger_of_one_row_per_key_is_packed_in_place_and_holds_the_same_rows() {
+    for d in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let p = pair(Engine::Sqlite, d, 300).await;
+        let t = customers(&p);
+        // A current ledger, then its row sets rewritten as version 7 held them.
+        lockgate_db::ledger::Ledger::open(&p.dst.url).await.unwrap();
+        let mut c = Conn::connect(&p.dst.url).await.unwrap();
+        c.batch(legacy_rows_ddl(d)).await.unwrap();
+        // A completed export (`skip`) of keys 1..=100 numbered 2, 4, …, 200, whose key 5
+        // (row 10) failed and is free; a failed export of 101..=200; a chunked export
+        // of 201..=250 numbered 10, 20, …, that committed up to row 100 (keys
+        // 201..=210) before it failed.
+        let a: Vec<(i64, String)> = (1..=100).map(|k| (2 * k, k.to_string())).collect();
+        legacy_export(&mut c, 101, "completed", 0, &a, &[10]).await;
+        let b: Vec<(i64, String)> = (101..=200).map(|k| (k - 100, k.to_string())).collect();
+        legacy_export(&mut c, 102, "failed", 0, &b, &[3, 7]).await;
+        let chunked: Vec<(i64, String)> = (201..=250).map(|k| (10 * (k - 200), k.to_string())).collect();
+        legacy_export(&mut c, 103, "failed", 100, &chunked, &[]).await;
+        c.batch("UPDATE lockgate_meta SET value = '7' WHERE name = 'schema_version'")
+            .await
+            .unwrap();
+        drop(c);
+
+        let shown = transfer::show(&p.dst.url, 101).await.unwrap();
+        assert_eq!(shown.export.rows, 100, "{d:?}");
+        let errs: Vec<(i64, &str)> = shown.errors.iter().map(|e| (e.n, e.key.as_str())).collect();
+        assert_eq!(errs, [(5, "5")], "{d:?}: errors renumbered, with their keys");
+        let failed = transfer::show(&p.dst.url, 102).await.unwrap();
+        let errs: Vec<(i64, &str)> = failed.errors.iter().map(|e| (e.n, e.key.as_str())).collect();
+        assert_eq!(errs, [(3, "103"), (7, "107")], "{d:?}");
+        assert_eq!(transfer::show(&p.dst.url, 103).await.unwrap().export.committed_upto, 10, "{d:?}");
+        let mut c = Conn::connect(&p.dst.url).await.unwrap();
+        assert!(c.lookup_table("lockgate_export_rows").await.unwrap().is_none(), "{d:?}");
+        let page = exports::row_set_page(&mut c, 101, 0, 1_000).await.unwrap();
+        assert_eq!(page, (1..=100).map(|k| (k, k.to_string())).collect::<Vec<_>>(), "{d:?}");
+        let mut ledger = lockgate_db::ledger::Ledger::open(&p.dst.url).await.unwrap();
+        assert_eq!(ledger.schema_version().await.unwrap(), lockgate_db::ledger::SCHEMA_VERSION);
+        let h = transfer::history(&p.dst.url, "5", None).await.unwrap();
+        assert_eq!(h.len(), 1, "{d:?}");
+        assert_eq!((h[0].export_id, h[0].error.as_deref()), (101, Some("row 10 failed")), "{d:?}");
+        let h = transfer::history(&p.dst.url, "150", Some("customers")).await.unwrap();
+        assert_eq!((h.len(), h[0].export_id, h[0].error.is_none()), (1, 102, true), "{d:?}");
+
+        // Held: 1..=100 but 5, and 201..=210: 300 − 99 − 10 are free.
+        let dry = transfer::create(&t, &CreateOptions { dry_run: true }).await.unwrap();
+        assert_eq!(dry.available, 191, "{d:?}");
+        let made = create(&t).await.export.unwrap();
+        assert_eq!(made.rows, 191, "{d:?}");
+        let keys: Vec<i64> = exports::row_set_page(&mut c, made.id, 0, 1_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, k)| k.parse().unwrap())
+            .collect();
+        let want: Vec<i64> = std::iter::once(5).chain(101..=200).chain(211..=300).collect();
+        assert_eq!(keys, want, "{d:?}");
+    }
+}
+
+/// `create` never reads a failed export's row set: with the row sets of ten failed
+/// exports made unreadable, the next create still works and takes every row (its
+/// cost follows the source and the held rows, not the history of attempts).
+#[tokio::test]
+async fn create_never_reads_the_row_sets_of_failed_exports() {
+    for d in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let p = pair(Engine::Sqlite, d, 40).await;
+        let t = customers(&p);
+        exec(
+            &p.src.url,
+            "UPDATE customers SET first_name = NULL WHERE customer_id = 7",
+        )
+        .await;
+        for _ in 0..10 {
+            assert!(create(&t).await.created);
+            assert_eq!(run(&t).await.exports[0].export.status, "failed", "{d:?}");
+        }
+        let mut c = Conn::connect(&p.dst.url).await.unwrap();
+        let d_ = c.dialect();
+        c.execute(
+            &format!("UPDATE lockgate_export_chunks SET packed = {}", d_.param(1)),
+            &[Value::Bytes(vec![9, 9, 9])],
+        )
+        .await
+        .unwrap();
+        let made = create(&t).await.export.unwrap();
+        assert_eq!(made.rows, 40, "{d:?}");
+        // A held row set that cannot be read is an error that says so, not a guess.
+        let err = transfer::create(&t, &CreateOptions { dry_run: true }).await;
+        assert_eq!(err.unwrap().available, 0, "{d:?}: the new export's own chunks read");
+        c.execute(
+            &format!(
+                "UPDATE lockgate_export_chunks SET packed = {} WHERE export_id = {}",
+                d_.param(1),
+                d_.param(2)
+            ),
+            &[Value::Bytes(vec![9, 9, 9]), Value::Int(made.id)],
+        )
+        .await
+        .unwrap();
+        let err = transfer::create(&t, &CreateOptions { dry_run: true }).await.unwrap_err();
+        assert!(err.to_string().contains("damaged"), "{d:?}: {err}");
+    }
+}
+
+/// The count (`create --dry-run`, the Export button) takes no lock and uses no export
+/// id: it answers while another create holds the transfer's lock, and the next
+/// export's id follows the last one's.
+#[tokio::test]
+async fn the_count_takes_no_lock_and_uses_no_export_id() {
+    for d in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let p = pair(Engine::Sqlite, d, 30).await;
+        let t = Transfer {
+            lock_timeout: Duration::from_secs(20),
+            ..customers(&p)
+        };
+        let first = create(&t).await.export.unwrap();
+        add_customers(&mut p.src.conn().await, 31, 45).await;
+        let mut other = lockgate_db::ledger::Ledger::open(&p.dst.url).await.unwrap();
+        let holder = lockgate_db::ledger::Holder::current("another create");
+        let lock = other
+            .lock("transfer-create:customers", &holder, Duration::ZERO)
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..3 {
+            let dry = transfer::create(&t, &CreateOptions { dry_run: true }).await.unwrap();
+            assert_eq!((dry.created, dry.available), (false, 15), "{d:?}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{d:?}: the count waited");
+        other.unlock(lock).await.unwrap();
+        let next = create(&t).await.export.unwrap();
+        assert_eq!(next.id, first.id + 1, "{d:?}: no id used up");
+        assert_eq!(next.rows, 15);
+    }
+}
+
+/// A row set of consecutive integer keys is a chunk row per few thousand keys, a
+/// few bytes each; text keys (a key of two columns) come back exactly, and `history`
+/// finds a row by its key text in either.
+#[tokio::test]
+async fn row_sets_are_packed_and_read_back_exactly() {
+    for d in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+        let p = pair(Engine::Sqlite, d, 9_000).await;
+        let t = customers(&p);
+        let made = create(&t).await.export.unwrap();
+        let mut c = Conn::connect(&p.dst.url).await.unwrap();
+        let rows = c
+            .query(
+                "SELECT count(*), sum(length(packed)) FROM lockgate_export_chunks",
+                &[],
+                None,
+            )
+            .await
+            .unwrap();
+        let (chunks, bytes) = (rows[0][0].to_string(), rows[0][1].to_string());
+        assert_eq!(chunks, "3", "{d:?}: 9,000 keys in chunks of 4,096");
+        assert!(bytes.parse::<f64>().unwrap() < 30.0, "{d:?}: {bytes} bytes");
+        let page = exports::row_set_page(&mut c, made.id, 4_090, 10).await.unwrap();
+        assert_eq!(page, (4_091..=4_100).map(|k| (k, k.to_string())).collect::<Vec<_>>());
+        let h = transfer::history(&p.dst.url, "8191", None).await.unwrap();
+        assert_eq!(h.iter().map(|a| a.export_id).collect::<Vec<_>>(), [made.id], "{d:?}");
+        assert!(transfer::history(&p.dst.url, "9001", None).await.unwrap().is_empty());
     }
 }
