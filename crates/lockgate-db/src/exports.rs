@@ -1072,7 +1072,11 @@ pub async fn row_set_page(
         p(conn, 3)
     );
     let rows = conn
-        .query(&sql, &[Value::Int(export_id), Value::Int(after), Value::Int(upto)], None)
+        .query(
+            &sql,
+            &[Value::Int(export_id), Value::Int(after), Value::Int(upto)],
+            None,
+        )
         .await?;
     let mut out = Vec::with_capacity(limit);
     for r in &rows {
@@ -1244,7 +1248,11 @@ pub(crate) async fn pack_legacy_row_sets(conn: &mut Conn, own_transactions: bool
     }
     loop {
         let next = conn
-            .query("SELECT export_id FROM lockgate_export_rows ORDER BY export_id LIMIT 1", &[], None)
+            .query(
+                "SELECT export_id FROM lockgate_export_rows ORDER BY export_id LIMIT 1",
+                &[],
+                None,
+            )
             .await?;
         let Some(id) = next.first().and_then(|r| int(&r[0])) else {
             break;

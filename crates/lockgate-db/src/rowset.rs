@@ -71,7 +71,9 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 fn get_varint(data: &[u8], pos: &mut usize) -> Result<u64, RowSetError> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
-        let b = *data.get(*pos).ok_or(RowSetError::Damaged("a number runs past the chunk's end"))?;
+        let b = *data
+            .get(*pos)
+            .ok_or(RowSetError::Damaged("a number runs past the chunk's end"))?;
         *pos += 1;
         v |= u64::from(b & 0x7f) << shift;
         if b < 0x80 {
@@ -291,8 +293,8 @@ impl Decoded {
                     .checked_add(len)
                     .filter(|e| *e <= data.len())
                     .ok_or(RowSetError::Damaged("a key runs past the chunk's end"))?;
-                let text = std::str::from_utf8(&data[pos..end])
-                    .map_err(|_| RowSetError::Damaged("a key is not UTF-8"))?;
+                let text =
+                    std::str::from_utf8(&data[pos..end]).map_err(|_| RowSetError::Damaged("a key is not UTF-8"))?;
                 pos = end;
                 out.push(Segment::Text(text));
             }
@@ -508,7 +510,11 @@ mod tests {
         let chunks = pack(&keys);
         assert!(chunks.len() >= 3);
         let back = unpack(&chunks);
-        let want: Vec<(i64, String)> = keys.iter().enumerate().map(|(i, k)| (i as i64 + 1, k.clone())).collect();
+        let want: Vec<(i64, String)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (i as i64 + 1, k.clone()))
+            .collect();
         assert_eq!(back, want);
         for c in &chunks {
             assert!(c.last_n - c.first_n < CHUNK_KEYS as i64);
@@ -580,14 +586,29 @@ mod tests {
         }
         m.seal();
         assert_eq!(m.size(), (3, 1));
-        for (k, held) in [("0", false), ("1", true), ("4", true), ("5", false), ("7", true), ("10", true), ("ab", true)] {
+        for (k, held) in [
+            ("0", false),
+            ("1", true),
+            ("4", true),
+            ("5", false),
+            ("7", true),
+            ("10", true),
+            ("ab", true),
+        ] {
             assert_eq!(m.contains(k), held, "{k}");
         }
     }
 
     #[test]
     fn damaged_chunks_are_errors_not_panics() {
-        for data in [vec![], vec![9], vec![RAW, 0x80], vec![RAW, 5, b'a'], vec![DEFLATED, 1, 2, 3], vec![RAW, 0, 0]] {
+        for data in [
+            vec![],
+            vec![9],
+            vec![RAW, 0x80],
+            vec![RAW, 5, b'a'],
+            vec![DEFLATED, 1, 2, 3],
+            vec![RAW, 0, 0],
+        ] {
             assert!(chunk_keys(1, &data, 0, 100).is_err(), "{data:?}");
         }
     }

@@ -24,11 +24,11 @@ pub use run::{
 };
 
 use lockgate_db::exports::{self, Attempt, Export, ExportError, MAX_KEY_CHARS};
-use lockgate_db::rowset::{Chunk, ChunkBuilder, Membership};
-use std::borrow::Cow;
 use lockgate_db::ledger::{Holder, Ledger};
 use lockgate_db::relation::{self, KeyReader};
+use lockgate_db::rowset::{Chunk, ChunkBuilder, Membership};
 use lockgate_db::{Conn, DbError, DbUrl};
+use std::borrow::Cow;
 
 /// Why a transfer command failed as a whole.
 #[derive(Debug, thiserror::Error)]

@@ -641,59 +641,50 @@ async fn read_rows(
         let mut batch = Batch::new(Arc::clone(&columns));
         batch.source = Some(Arc::clone(&source_name));
         batch.rejected = rejected;
-        let mut by_key: HashMap<String, Vec<lockgate_core::Value>> = HashMap::with_capacity(rows.len());
-        let mut twice = std::collections::HashSet::new();
-        for values in rows {
-            let key: Vec<_> = plan.projection.key.iter().map(|&i| values[i].clone()).collect();
-            let text = key_text(&key);
-            if by_key.insert(text.clone(), values).is_some() {
-                twice.insert(text);
+        if rows_match_in_order(plan, &wanted, &rows) {
+            // The common case (every key of the page still there, once): the range
+            // read gave the rows in the row set's own order, so they pair up as they
+            // come, without a map of key texts.
+            for ((n, text), values) in wanted.into_iter().zip(rows) {
+                push_converted(&mut batch, plan, &columns, n, &text, values);
             }
-        }
-        for (n, text) in wanted {
-            if twice.contains(&text) {
-                batch.rejected.push(row_error(
-                    n,
-                    &text,
-                    None,
-                    format!(
-                        "the source has more than one row with this key ({}): a key must name one row; \
-                         fix the source, or choose another --key",
-                        plan.key.join(", ")
-                    ),
-                ));
-                by_key.remove(&text);
-                continue;
-            }
-            let Some(values) = by_key.remove(&text) else {
-                batch.rejected.push(row_error(
-                    n,
-                    &text,
-                    None,
-                    "the row is no longer in the source (deleted after the export was created): \
-                     create a new export, which leaves it out"
-                        .into(),
-                ));
-                continue;
-            };
-            let mut out = Vec::with_capacity(values.len());
-            let mut failed = None;
-            for (i, v) in values.into_iter().enumerate() {
-                match convert(v, &plan.dest_kinds[i]) {
-                    Ok(v) => out.push(v),
-                    Err(e) => {
-                        failed = Some((columns[i].clone(), e));
-                        break;
-                    }
+        } else {
+            let mut by_key: HashMap<String, Vec<lockgate_core::Value>> = HashMap::with_capacity(rows.len());
+            let mut twice = std::collections::HashSet::new();
+            for values in rows {
+                let key: Vec<_> = plan.projection.key.iter().map(|&i| values[i].clone()).collect();
+                let text = key_text(&key);
+                if by_key.insert(text.clone(), values).is_some() {
+                    twice.insert(text);
                 }
             }
-            match failed {
-                Some((col, e)) => batch.rejected.push(row_error(n, &text, Some(col), e)),
-                None => batch.push(Row {
-                    line: n as u64,
-                    number: 0,
-                    values: out,
-                }),
+            for (n, text) in wanted {
+                if twice.contains(&text) {
+                    batch.rejected.push(row_error(
+                        n,
+                        &text,
+                        None,
+                        format!(
+                            "the source has more than one row with this key ({}): a key must name one row; \
+                             fix the source, or choose another --key",
+                            plan.key.join(", ")
+                        ),
+                    ));
+                    by_key.remove(&text);
+                    continue;
+                }
+                let Some(values) = by_key.remove(&text) else {
+                    batch.rejected.push(row_error(
+                        n,
+                        &text,
+                        None,
+                        "the row is no longer in the source (deleted after the export was created): \
+                         create a new export, which leaves it out"
+                            .into(),
+                    ));
+                    continue;
+                };
+                push_converted(&mut batch, plan, &columns, n, &text, values);
             }
         }
         let t0 = Instant::now();
@@ -706,6 +697,50 @@ async fn read_rows(
     let _ = fetcher.await;
     tracing::debug!(waiting_for_writer = wait_time.as_secs_f64(), "rows converted");
     Ok(())
+}
+
+/// Whether the fetched rows are exactly the wanted keys' rows, one each, in the
+/// same order: then they pair up by position.
+fn rows_match_in_order(plan: &Plan, wanted: &[(i64, String)], rows: &[Vec<lockgate_core::Value>]) -> bool {
+    use lockgate_core::Value;
+    rows.len() == wanted.len()
+        && rows
+            .iter()
+            .zip(wanted)
+            .all(|(values, (_, text))| match plan.projection.key.as_slice() {
+                [k] => match &values[*k] {
+                    Value::Int(v) => lockgate_db::rowset::canonical_int(text) == Some(*v),
+                    Value::Text(t) => t == text,
+                    other => key_text(std::slice::from_ref(other)) == *text,
+                },
+                ks => key_text(&ks.iter().map(|&i| values[i].clone()).collect::<Vec<_>>()) == *text,
+            })
+}
+
+/// Converts a source row for the destination's columns (in place) and adds it to the
+/// batch, or adds the first value that does not convert as that row's error.
+fn push_converted(
+    batch: &mut Batch,
+    plan: &Plan,
+    columns: &[String],
+    n: i64,
+    text: &str,
+    mut values: Vec<lockgate_core::Value>,
+) {
+    for (i, v) in values.iter_mut().enumerate() {
+        match convert(std::mem::replace(v, lockgate_core::Value::Null), &plan.dest_kinds[i]) {
+            Ok(c) => *v = c,
+            Err(e) => {
+                batch.rejected.push(row_error(n, text, Some(columns[i].clone()), e));
+                return;
+            }
+        }
+    }
+    batch.push(Row {
+        line: n as u64,
+        number: 0,
+        values,
+    });
 }
 
 /// The source rows of one page of keys. The row set is numbered in the source's key

@@ -158,7 +158,11 @@ async fn rewrite_keys(conn: &mut Conn, pairs: &[(&str, &str)]) -> u64 {
     use lockgate_core::Value;
     use lockgate_db::rowset::{chunk_keys, ChunkBuilder};
     let chunks = conn
-        .query("SELECT export_id, first_n, packed FROM lockgate_export_chunks", &[], None)
+        .query(
+            "SELECT export_id, first_n, packed FROM lockgate_export_chunks",
+            &[],
+            None,
+        )
         .await
         .unwrap();
     let mut n = 0;

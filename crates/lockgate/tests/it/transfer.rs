@@ -1610,16 +1610,27 @@ async fn a_ledger_of_one_row_per_key_is_packed_in_place_and_holds_the_same_rows(
         let failed = transfer::show(&p.dst.url, 102).await.unwrap();
         let errs: Vec<(i64, &str)> = failed.errors.iter().map(|e| (e.n, e.key.as_str())).collect();
         assert_eq!(errs, [(3, "103"), (7, "107")], "{d:?}");
-        assert_eq!(transfer::show(&p.dst.url, 103).await.unwrap().export.committed_upto, 10, "{d:?}");
+        assert_eq!(
+            transfer::show(&p.dst.url, 103).await.unwrap().export.committed_upto,
+            10,
+            "{d:?}"
+        );
         let mut c = Conn::connect(&p.dst.url).await.unwrap();
         assert!(c.lookup_table("lockgate_export_rows").await.unwrap().is_none(), "{d:?}");
         let page = exports::row_set_page(&mut c, 101, 0, 1_000).await.unwrap();
         assert_eq!(page, (1..=100).map(|k| (k, k.to_string())).collect::<Vec<_>>(), "{d:?}");
         let mut ledger = lockgate_db::ledger::Ledger::open(&p.dst.url).await.unwrap();
-        assert_eq!(ledger.schema_version().await.unwrap(), lockgate_db::ledger::SCHEMA_VERSION);
+        assert_eq!(
+            ledger.schema_version().await.unwrap(),
+            lockgate_db::ledger::SCHEMA_VERSION
+        );
         let h = transfer::history(&p.dst.url, "5", None).await.unwrap();
         assert_eq!(h.len(), 1, "{d:?}");
-        assert_eq!((h[0].export_id, h[0].error.as_deref()), (101, Some("row 10 failed")), "{d:?}");
+        assert_eq!(
+            (h[0].export_id, h[0].error.as_deref()),
+            (101, Some("row 10 failed")),
+            "{d:?}"
+        );
         let h = transfer::history(&p.dst.url, "150", Some("customers")).await.unwrap();
         assert_eq!((h.len(), h[0].export_id, h[0].error.is_none()), (1, 102, true), "{d:?}");
 
@@ -1679,7 +1690,9 @@ async fn create_never_reads_the_row_sets_of_failed_exports() {
         )
         .await
         .unwrap();
-        let err = transfer::create(&t, &CreateOptions { dry_run: true }).await.unwrap_err();
+        let err = transfer::create(&t, &CreateOptions { dry_run: true })
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("damaged"), "{d:?}: {err}");
     }
 }
