@@ -332,19 +332,7 @@ pub async fn held_keys(
     for h in &holders {
         let id = int(&h[0]).unwrap_or(0);
         let upto = int(&h[1]).unwrap_or(i64::MAX);
-        let free: Vec<i64> = conn
-            .query(
-                &format!(
-                    "SELECT DISTINCT n FROM lockgate_export_errors WHERE export_id = {} ORDER BY n",
-                    p(conn, 1)
-                ),
-                &[Value::Int(id)],
-                None,
-            )
-            .await?
-            .iter()
-            .filter_map(|r| int(&r[0]))
-            .collect();
+        let free = failed_rows(conn, id).await?;
         let mut after = 0i64;
         loop {
             // A page of chunks at a time, so that a row set of long text keys is
@@ -375,6 +363,21 @@ pub async fn held_keys(
     }
     held.seal();
     Ok(held)
+}
+
+/// The row numbers, sorted, of an export's failing rows.
+async fn failed_rows(conn: &mut Conn, export_id: i64) -> Result<Vec<i64>, DbError> {
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT DISTINCT n FROM lockgate_export_errors WHERE export_id = {} ORDER BY n",
+                p(conn, 1)
+            ),
+            &[Value::Int(export_id)],
+            None,
+        )
+        .await?;
+    Ok(rows.iter().filter_map(|r| int(&r[0])).collect())
 }
 
 fn bytes(v: &Value) -> &[u8] {
@@ -738,7 +741,9 @@ async fn keys_of(
             let (first_n, last_n) = (int(&r[0]).unwrap_or(0), int(&r[1]).unwrap_or(0));
             let wanted = &ns[ns.partition_point(|n| *n < first_n)..ns.partition_point(|n| *n <= last_n)];
             if !wanted.is_empty() {
-                for (n, key) in rowset::chunk_keys(first_n, bytes(&r[2]), first_n - 1, last_n).map_err(damaged)? {
+                for (n, key) in
+                    rowset::chunk_keys(first_n, last_n, bytes(&r[2]), first_n - 1, last_n).map_err(damaged)?
+                {
                     if wanted.binary_search(&n).is_ok() {
                         out.insert(n, key);
                     }
@@ -1064,23 +1069,41 @@ pub async fn row_set_page(
     limit: usize,
 ) -> Result<Vec<(i64, String)>, DbError> {
     let upto = after.saturating_add(limit as i64);
+    // A chunk holds at most CHUNK_KEYS rows, so one that reaches past `after` starts
+    // after `after - CHUNK_KEYS`: the bound lets the primary key start there.
     let sql = format!(
-        "SELECT first_n, packed FROM lockgate_export_chunks WHERE export_id = {} AND last_n > {} AND first_n <= {} \
-         ORDER BY first_n",
+        "SELECT first_n, last_n, packed FROM lockgate_export_chunks WHERE export_id = {} AND first_n > {} \
+         AND last_n > {} AND first_n <= {} ORDER BY first_n",
         p(conn, 1),
         p(conn, 2),
-        p(conn, 3)
+        p(conn, 3),
+        p(conn, 4)
     );
     let rows = conn
         .query(
             &sql,
-            &[Value::Int(export_id), Value::Int(after), Value::Int(upto)],
+            &[
+                Value::Int(export_id),
+                Value::Int(after.saturating_sub(rowset::CHUNK_KEYS as i64)),
+                Value::Int(after),
+                Value::Int(upto),
+            ],
             None,
         )
         .await?;
-    let mut out = Vec::with_capacity(limit);
+    let mut out: Vec<(i64, String)> = Vec::with_capacity(limit);
     for r in &rows {
-        out.extend(rowset::chunk_keys(int(&r[0]).unwrap_or(0), bytes(&r[1]), after, upto).map_err(damaged)?);
+        let (first_n, last_n) = (int(&r[0]).unwrap_or(0), int(&r[1]).unwrap_or(0));
+        // Chunks follow each other without a gap: a missing one is damage, never a
+        // row set that simply ends early.
+        let expected = out.last().map_or(after + 1, |(n, _)| n + 1);
+        if first_n.max(after + 1) != expected {
+            return Err(DbError::Invalid(format!(
+                "export {export_id}: its row set has no chunk for row {expected}; the ledger was changed by hand \
+                 or damaged, and the export cannot run"
+            )));
+        }
+        out.extend(rowset::chunk_keys(first_n, last_n, bytes(&r[2]), after, upto).map_err(damaged)?);
     }
     Ok(out)
 }
@@ -1246,17 +1269,23 @@ pub(crate) async fn pack_legacy_row_sets(conn: &mut Conn, own_transactions: bool
     if conn.lookup_table("lockgate_export_rows").await?.is_none() {
         return Ok(());
     }
+    let mut last = i64::MIN;
     loop {
+        // Past the exports packed already: their deleted rows are not walked again.
         let next = conn
             .query(
-                "SELECT export_id FROM lockgate_export_rows ORDER BY export_id LIMIT 1",
-                &[],
+                &format!(
+                    "SELECT min(export_id) FROM lockgate_export_rows WHERE export_id > {}",
+                    p(conn, 1)
+                ),
+                &[Value::Int(last)],
                 None,
             )
             .await?;
         let Some(id) = next.first().and_then(|r| int(&r[0])) else {
             break;
         };
+        last = id;
         if own_transactions {
             conn.begin().await?;
         }
@@ -1283,19 +1312,7 @@ async fn pack_legacy_export(conn: &mut Conn, id: i64) -> Result<(), DbError> {
         )
         .await?;
     let committed_upto = committed.first().and_then(|r| int(&r[0])).unwrap_or(0);
-    let error_ns: Vec<i64> = conn
-        .query(
-            &format!(
-                "SELECT DISTINCT n FROM lockgate_export_errors WHERE export_id = {} ORDER BY n",
-                p(conn, 1)
-            ),
-            &[Value::Int(id)],
-            None,
-        )
-        .await?
-        .iter()
-        .filter_map(|r| int(&r[0]))
-        .collect();
+    let error_ns = failed_rows(conn, id).await?;
     let mut builder = rowset::ChunkBuilder::new(1);
     let mut chunks = Vec::new();
     // (old number, new number, key) of the rows that have errors.
@@ -1351,13 +1368,22 @@ async fn pack_legacy_export(conn: &mut Conn, id: i64) -> Result<(), DbError> {
         )
         .await?;
     }
+    // The fence moves, so that a worker of the earlier version still running this
+    // export (its row numbers are the old ones) cannot commit: its claim expires and
+    // the export is claimed again, by the new numbers.
     conn.execute(
         &format!(
-            "UPDATE lockgate_exports SET committed_upto = {} WHERE id = {}",
+            "UPDATE lockgate_exports SET committed_upto = {}, rows_total = {}, \
+             fence = CASE WHEN status = 'running' THEN fence + 1 ELSE fence END WHERE id = {}",
             p(conn, 1),
-            p(conn, 2)
+            p(conn, 2),
+            p(conn, 3)
         ),
-        &[Value::Int(new_committed), Value::Int(id)],
+        &[
+            Value::Int(new_committed),
+            Value::Int(builder.next_n() - 1),
+            Value::Int(id),
+        ],
     )
     .await?;
     conn.execute(

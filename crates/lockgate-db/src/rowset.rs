@@ -262,9 +262,16 @@ impl Decoded {
             }),
             Some(&DEFLATED) => {
                 let mut raw = Vec::with_capacity(data.len() * 4);
+                // At most CHUNK_KEYS keys of at most 2 KiB of UTF-8 each (500
+                // characters) and their lengths: more is damage, not a chunk.
+                let most = (CHUNK_KEYS * 2_100) as u64;
                 flate2::read::DeflateDecoder::new(&data[1..])
+                    .take(most + 1)
                     .read_to_end(&mut raw)
                     .map_err(|_| RowSetError::Damaged("its deflated data does not inflate"))?;
+                if raw.len() as u64 > most {
+                    return Err(RowSetError::Damaged("it inflates to more than a chunk holds"));
+                }
                 Ok(Decoded { raw, offset: 0 })
             }
             _ => Err(RowSetError::Damaged("it starts with an unknown format byte")),
@@ -276,14 +283,17 @@ impl Decoded {
         let data = &self.raw[self.offset..];
         let mut pos = 0;
         let mut prev_end = 0i64;
+        let mut keys = 0u64;
         let mut out = Vec::new();
         while pos < data.len() {
             let tag = get_varint(data, &mut pos)?;
             if tag & 1 == 0 {
                 let len = tag >> 1;
                 let start = prev_end.wrapping_add(unzigzag(get_varint(data, &mut pos)?));
-                if len == 0 || start.checked_add(len as i64 - 1).is_none() {
-                    return Err(RowSetError::Damaged("a run of integers is empty or overflows"));
+                if len == 0 || len > CHUNK_KEYS as u64 || start.checked_add(len as i64 - 1).is_none() {
+                    return Err(RowSetError::Damaged(
+                        "a run of integers is empty, too long or overflows",
+                    ));
                 }
                 prev_end = start.wrapping_add(len as i64);
                 out.push(Segment::Run { start, len });
@@ -298,18 +308,33 @@ impl Decoded {
                 pos = end;
                 out.push(Segment::Text(text));
             }
+            keys += out.last().map_or(0, Segment::keys);
+            if keys > CHUNK_KEYS as u64 {
+                return Err(RowSetError::Damaged("it holds more keys than a chunk does"));
+            }
         }
         Ok(out)
     }
 }
 
-/// The keys of a chunk starting at row `first_n`, numbered, those after row `after`
-/// and up to row `upto` only.
-pub fn chunk_keys(first_n: i64, data: &[u8], after: i64, upto: i64) -> Result<Vec<(i64, String)>, RowSetError> {
+/// The keys of a chunk of rows `first_n..=last_n`, numbered, those after row `after`
+/// and up to row `upto` only. A chunk whose keys are not as many as its rows is
+/// damaged: an error, never a row set cut short.
+pub fn chunk_keys(
+    first_n: i64,
+    last_n: i64,
+    data: &[u8],
+    after: i64,
+    upto: i64,
+) -> Result<Vec<(i64, String)>, RowSetError> {
     let decoded = Decoded::new(data)?;
+    let segments = decoded.segments()?;
+    if segments.iter().map(Segment::keys).sum::<u64>() as i64 != last_n - first_n + 1 {
+        return Err(RowSetError::Damaged("its keys are not as many as its rows"));
+    }
     let mut out = Vec::new();
     let mut n = first_n;
-    for seg in decoded.segments()? {
+    for seg in segments {
         let keys = seg.keys() as i64;
         if n + keys - 1 > after && n <= upto {
             match seg {
@@ -338,7 +363,7 @@ pub fn find_key(first_n: i64, data: &[u8], key: &str) -> Result<Option<i64>, Row
     let mut n = first_n;
     for seg in decoded.segments()? {
         match (&seg, int) {
-            (Segment::Run { start, len }, Some(v)) if v >= *start && v - start < *len as i64 => {
+            (Segment::Run { start, len }, Some(v)) if v >= *start && (v as i128 - *start as i128) < *len as i128 => {
                 return Ok(Some(n + (v - start)));
             }
             (Segment::Text(t), None) if *t == key => return Ok(Some(n)),
@@ -475,7 +500,7 @@ mod tests {
     fn unpack(chunks: &[Chunk]) -> Vec<(i64, String)> {
         chunks
             .iter()
-            .flat_map(|c| chunk_keys(c.first_n, &c.data, 0, i64::MAX).unwrap())
+            .flat_map(|c| chunk_keys(c.first_n, c.last_n, &c.data, 0, i64::MAX).unwrap())
             .collect()
     }
 
@@ -551,7 +576,7 @@ mod tests {
         assert_eq!(c.int_range, Some((1, 11)));
         assert_eq!(c.texts, 2);
         assert_eq!(
-            chunk_keys(c.first_n, &c.data, 2, 5).unwrap(),
+            chunk_keys(c.first_n, c.last_n, &c.data, 2, 5).unwrap(),
             vec![(3, "3".into()), (4, "a".into()), (5, "10".into())]
         );
         assert_eq!(find_key(1, &c.data, "11").unwrap(), Some(6));
@@ -601,6 +626,10 @@ mod tests {
 
     #[test]
     fn damaged_chunks_are_errors_not_panics() {
+        // A run of i64::MAX keys from i64::MIN, in a chunk claiming rows 1..=100.
+        let mut huge = vec![RAW];
+        put_varint(&mut huge, (i64::MAX as u64) << 1);
+        put_varint(&mut huge, zigzag(i64::MIN));
         for data in [
             vec![],
             vec![9],
@@ -608,8 +637,26 @@ mod tests {
             vec![RAW, 5, b'a'],
             vec![DEFLATED, 1, 2, 3],
             vec![RAW, 0, 0],
+            huge,
         ] {
-            assert!(chunk_keys(1, &data, 0, 100).is_err(), "{data:?}");
+            assert!(chunk_keys(1, 100, &data, 0, 100).is_err(), "{data:?}");
+            let mut m = Membership::new();
+            assert!(m.add_chunk(1, &data, 100, &[], &|_| None).is_err(), "{data:?}");
         }
+        // Keys fewer than the chunk's rows say (a chunk row altered): an error.
+        let c = &pack(&["1".to_string(), "2".to_string()])[0];
+        assert!(chunk_keys(1, 3, &c.data, 0, 100).is_err());
+    }
+
+    #[test]
+    fn lookups_at_the_edges_of_i64_do_not_overflow() {
+        let mut keys: Vec<String> = (-5..=5).map(|i| i.to_string()).collect();
+        keys.push(i64::MAX.to_string());
+        let c = &pack(&keys)[0];
+        assert_eq!(find_key(1, &c.data, &i64::MAX.to_string()).unwrap(), Some(12));
+        let far = [i64::MIN + 1, i64::MAX - 1].map(|i| i.to_string()).to_vec();
+        let c = &pack(&far)[0];
+        assert_eq!(find_key(1, &c.data, "0").unwrap(), None);
+        assert_eq!(find_key(1, &c.data, &(i64::MAX - 1).to_string()).unwrap(), Some(2));
     }
 }

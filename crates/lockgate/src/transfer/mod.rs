@@ -174,8 +174,8 @@ async fn held_keys(t: &Transfer, plan: &plan::Plan, ledger: &mut Conn) -> Result
 /// reading overlaps with what is done with them) and keeps those `held` does not
 /// hold, numbered from 1 in key order; with `record`, packs them into the row set of
 /// that export on that connection. Returns how many were kept. A key the source
-/// gives twice running (its key is not known to be unique) is an error, as is a
-/// NULL or over-long key.
+/// gives twice (when its key is not known to be unique) is an error, as is a NULL
+/// or over-long key.
 async fn select_keys(
     t: &Transfer,
     plan: &plan::Plan,
@@ -189,19 +189,21 @@ async fn select_keys(
     let mut builder = ChunkBuilder::new(1);
     let mut chunks: Vec<Chunk> = Vec::new();
     let mut kept = 0i64;
-    let mut last: Option<String> = None;
+    // The keys seen, when the source's key is not known to be unique (a query, a
+    // key without a unique index): the memory of its key texts, as the row set held
+    // them before they were packed.
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut duplicates: Vec<String> = Vec::new();
     let check_duplicates = !plan.key_unique_in_source;
     while let Some(page) = rx.recv().await {
         for key in page? {
-            if check_duplicates {
-                if last.as_deref() == Some(key.as_str()) {
-                    if duplicates.len() < 5 && duplicates.last() != Some(&key) {
-                        duplicates.push(key.clone());
-                    }
-                    continue;
+            // Every key, not only the one before: under a collation that calls
+            // two spellings equal, a repeat need not come next to the first.
+            if check_duplicates && !seen.insert(key.clone()) {
+                if duplicates.len() < 5 && !duplicates.contains(&key) {
+                    duplicates.push(key);
                 }
-                last = Some(key.clone());
+                continue;
             }
             if held.contains(&plan::unpadded_key_text(&key, &padded)) {
                 continue;

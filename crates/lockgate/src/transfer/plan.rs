@@ -400,8 +400,8 @@ pub fn key_text(values: &[Value]) -> String {
 }
 
 /// Per key column, whether it is fixed-width text (`char(n)`), whose trailing spaces
-/// are padding: key texts are compared without them ([`unpadded_key_text`],
-/// `lockgate_db::exports::key_compared`).
+/// are padding: key texts are compared without them ([`unpadded_key_text`], for the
+/// held keys of `create` and the rows a run reads back).
 pub fn padded_key(kinds: &[Kind]) -> Vec<bool> {
     kinds
         .iter()

@@ -642,7 +642,8 @@ async fn read_rows(
         batch.source = Some(Arc::clone(&source_name));
         batch.rejected = rejected;
         if rows_match_in_order(plan, &wanted, &rows) {
-            // The common case (every key of the page still there, once): the range
+            // The common case (every key of the page still there, once; a row set
+            // holds each key text once, as `create` checks): the range
             // read gave the rows in the row set's own order, so they pair up as they
             // come, without a map of key texts.
             for ((n, text), values) in wanted.into_iter().zip(rows) {

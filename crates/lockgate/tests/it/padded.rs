@@ -159,7 +159,7 @@ async fn rewrite_keys(conn: &mut Conn, pairs: &[(&str, &str)]) -> u64 {
     use lockgate_db::rowset::{chunk_keys, ChunkBuilder};
     let chunks = conn
         .query(
-            "SELECT export_id, first_n, packed FROM lockgate_export_chunks",
+            "SELECT export_id, first_n, last_n, packed FROM lockgate_export_chunks",
             &[],
             None,
         )
@@ -167,12 +167,14 @@ async fn rewrite_keys(conn: &mut Conn, pairs: &[(&str, &str)]) -> u64 {
         .unwrap();
     let mut n = 0;
     for r in chunks {
-        let (Value::Int(id), Value::Int(first_n), Value::Bytes(data)) = (&r[0], &r[1], &r[2]) else {
+        let (Value::Int(id), Value::Int(first_n), Value::Int(last_n), Value::Bytes(data)) =
+            (&r[0], &r[1], &r[2], &r[3])
+        else {
             panic!("a chunk row reads as {r:?}");
         };
         let mut builder = ChunkBuilder::new(*first_n);
         let mut changed = false;
-        for (_, key) in chunk_keys(*first_n, data, first_n - 1, i64::MAX).unwrap() {
+        for (_, key) in chunk_keys(*first_n, *last_n, data, first_n - 1, i64::MAX).unwrap() {
             let key = match pairs.iter().find(|(from, _)| *from == key) {
                 Some((_, to)) => {
                     changed = true;
