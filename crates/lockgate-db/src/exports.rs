@@ -1105,6 +1105,27 @@ pub async fn row_set_page(
         }
         out.extend(rowset::chunk_keys(first_n, last_n, bytes(&r[2]), after, upto).map_err(damaged)?);
     }
+    if out.len() < limit {
+        // A short page ends the row set: no chunk may come after it.
+        let next = out.last().map_or(after + 1, |(n, _)| n + 1);
+        let later = conn
+            .query(
+                &format!(
+                    "SELECT first_n FROM lockgate_export_chunks WHERE export_id = {} AND first_n >= {} ORDER BY first_n LIMIT 1",
+                    p(conn, 1),
+                    p(conn, 2)
+                ),
+                &[Value::Int(export_id), Value::Int(next)],
+                None,
+            )
+            .await?;
+        if !later.is_empty() {
+            return Err(DbError::Invalid(format!(
+                "export {export_id}: its row set has no chunk for row {next}; the ledger was changed by hand \
+                 or damaged, and the export cannot run"
+            )));
+        }
+    }
     Ok(out)
 }
 

@@ -1604,6 +1604,13 @@ async fn a_ledger_of_one_row_per_key_is_packed_in_place_and_holds_the_same_rows(
         legacy_export(&mut c, 102, "failed", 0, &b, &[3, 7]).await;
         let chunked: Vec<(i64, String)> = (201..=250).map(|k| (10 * (k - 200), k.to_string())).collect();
         legacy_export(&mut c, 103, "failed", 100, &chunked, &[]).await;
+        // A running export of keys 251..=255 whose recorded count is wrong, claimed
+        // (fence 3) by a worker of the earlier version.
+        let running: Vec<(i64, String)> = (251..=255).map(|k| (3 * k, k.to_string())).collect();
+        legacy_export(&mut c, 104, "running", 0, &running, &[]).await;
+        c.batch("UPDATE lockgate_exports SET fence = 3, rows_total = 2 WHERE id = 104")
+            .await
+            .unwrap();
         c.batch("UPDATE lockgate_meta SET value = '7' WHERE name = 'schema_version'")
             .await
             .unwrap();
@@ -1621,6 +1628,8 @@ async fn a_ledger_of_one_row_per_key_is_packed_in_place_and_holds_the_same_rows(
             10,
             "{d:?}"
         );
+        let moved = transfer::show(&p.dst.url, 104).await.unwrap().export;
+        assert_eq!((moved.rows, moved.fence), (5, 4), "{d:?}: counted again, fenced");
         let mut c = Conn::connect(&p.dst.url).await.unwrap();
         assert!(c.lookup_table("lockgate_export_rows").await.unwrap().is_none(), "{d:?}");
         let page = exports::row_set_page(&mut c, 101, 0, 1_000).await.unwrap();
@@ -1640,18 +1649,22 @@ async fn a_ledger_of_one_row_per_key_is_packed_in_place_and_holds_the_same_rows(
         let h = transfer::history(&p.dst.url, "150", Some("customers")).await.unwrap();
         assert_eq!((h.len(), h[0].export_id, h[0].error.is_none()), (1, 102, true), "{d:?}");
 
-        // Held: 1..=100 but 5, and 201..=210: 300 − 99 − 10 are free.
+        // Held: 1..=100 but 5, 201..=210 and 251..=255: 300 − 99 − 10 − 5 are free.
         let dry = transfer::create(&t, &CreateOptions { dry_run: true }).await.unwrap();
-        assert_eq!(dry.available, 191, "{d:?}");
+        assert_eq!(dry.available, 186, "{d:?}");
         let made = create(&t).await.export.unwrap();
-        assert_eq!(made.rows, 191, "{d:?}");
+        assert_eq!(made.rows, 186, "{d:?}");
         let keys: Vec<i64> = exports::row_set_page(&mut c, made.id, 0, 1_000)
             .await
             .unwrap()
             .iter()
             .map(|(_, k)| k.parse().unwrap())
             .collect();
-        let want: Vec<i64> = std::iter::once(5).chain(101..=200).chain(211..=300).collect();
+        let want: Vec<i64> = std::iter::once(5)
+            .chain(101..=200)
+            .chain(211..=250)
+            .chain(256..=300)
+            .collect();
         assert_eq!(keys, want, "{d:?}");
     }
 }
@@ -1758,6 +1771,13 @@ async fn row_sets_are_packed_and_read_back_exactly() {
         let h = transfer::history(&p.dst.url, "8191", None).await.unwrap();
         assert_eq!(h.iter().map(|a| a.export_id).collect::<Vec<_>>(), [made.id], "{d:?}");
         assert!(transfer::history(&p.dst.url, "9001", None).await.unwrap().is_empty());
+        // A chunk gone from the middle (the review's damaged ledger) is an error of
+        // the page that needs it, never a row set that ends early.
+        c.batch("DELETE FROM lockgate_export_chunks WHERE first_n = 4097")
+            .await
+            .unwrap();
+        let err = exports::row_set_page(&mut c, made.id, 4_000, 500).await.unwrap_err();
+        assert!(err.to_string().contains("no chunk for row 4097"), "{d:?}: {err}");
     }
 }
 
