@@ -258,6 +258,17 @@ impl Conn {
         Ok(())
     }
 
+    /// Keeps the statements this connection prepares and reuses them
+    /// (PostgreSQL's [`pg::PgConn::cache_statements`]), for a connection that runs the
+    /// same reads again and again, such as the dashboard's pooled ones. MariaDB's driver
+    /// keeps its prepared statements already; SQLite's are kept where it matters.
+    pub async fn cache_statements(&mut self) -> Result<(), DbError> {
+        match self {
+            Conn::Postgres(c) => c.cache_statements().await,
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the connection is known to be gone.
     pub fn is_closed(&self) -> bool {
         dispatch!(self, c => c.is_closed())
