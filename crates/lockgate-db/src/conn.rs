@@ -258,14 +258,13 @@ impl Conn {
         Ok(())
     }
 
-    /// Keeps the statements this connection prepares and reuses them
-    /// (PostgreSQL's [`pg::PgConn::cache_statements`]), for a connection that runs the
-    /// same reads again and again, such as the dashboard's pooled ones. MariaDB's driver
-    /// keeps its prepared statements already; SQLite's are kept where it matters.
-    pub async fn cache_statements(&mut self) -> Result<(), DbError> {
-        match self {
-            Conn::Postgres(c) => c.cache_statements().await,
-            _ => Ok(()),
+    /// Keeps the statements of this connection's introspection prepared and reuses
+    /// them (PostgreSQL's [`pg::PgConn::cache_statements`]), for a connection that
+    /// reads the same tables again and again, such as the dashboard's pooled ones.
+    /// MariaDB's driver keeps its prepared statements already.
+    pub fn cache_statements(&mut self) {
+        if let Conn::Postgres(c) = self {
+            c.cache_statements();
         }
     }
 

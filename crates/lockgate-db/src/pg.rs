@@ -24,8 +24,8 @@ pub struct PgConn {
     statements: Option<Box<Statements>>,
 }
 
-/// The most statements a caching session keeps: the dashboard's introspection and
-/// page queries of the tables recently browsed.
+/// The most statements a caching session keeps (its introspection's: a handful,
+/// the same for every table).
 const CACHED_STATEMENTS: usize = 64;
 
 /// Prepared statements by SQL text, with when each was last used (a counter), so
@@ -387,27 +387,16 @@ impl PgConn {
         Ok(conn)
     }
 
-    /// Keeps the statements this session prepares for its queries and
-    /// introspection, and reuses them: a query run again skips its parse and takes one
-    /// round trip instead of two. For a session that runs the same reads again and
-    /// again (the dashboard's pooled connections); a statement whose table changed
-    /// since is prepared again. Statements run through [`PgConn::execute`], `batch`,
-    /// `query_pages` and COPY are never kept.
-    ///
-    /// Each run is still planned for its values (`plan_cache_mode =
-    /// force_custom_plan`, PostgreSQL 12 and later): after five runs PostgreSQL would
-    /// otherwise try a generic plan, blind to the values, and a search's `ILIKE $1`
-    /// planned without its pattern took twice as long as with it.
-    pub async fn cache_statements(&mut self) -> Result<(), DbError> {
-        if self.statements.is_none() {
-            self.batch(
-                "SELECT set_config('plan_cache_mode', 'force_custom_plan', false) \
-                 WHERE current_setting('server_version_num')::int >= 120000",
-            )
-            .await?;
-        }
+    /// Keeps the statements of this session's introspection (the table list, a
+    /// table's lookup and description: five statements per table read) prepared and
+    /// reuses them: run again, each skips its parse and a round trip, and PostgreSQL
+    /// settles on a generic plan for it (their values are a name or an oid). For a
+    /// session that reads the same tables again and again (the dashboard's pooled
+    /// connections). Queries ([`PgConn::query`] and the rest) are still prepared for
+    /// their one use and planned for their values: a search's `ILIKE $1` planned
+    /// generically, without its pattern, took twice as long.
+    pub fn cache_statements(&mut self) {
         self.statements.get_or_insert_with(Box::default);
-        Ok(())
     }
 
     /// The statement for `sql`: the kept one when statements are cached, else one
@@ -555,7 +544,7 @@ impl PgConn {
         self.finish_stream().await?;
         let params: Vec<Param> = params.iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = self.rows(sql, &refs).await.map_err(|e| err(sql, e))?;
+        let rows = self.client.query(sql, &refs).await.map_err(|e| err(sql, e))?;
         rows.iter().map(|row| decode_row(sql, row, kinds)).collect()
     }
 

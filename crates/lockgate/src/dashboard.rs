@@ -26,9 +26,9 @@ impl Database {
     /// Connects (no timeout here: the caller bounds the wait).
     pub async fn connect(url: &DbUrl) -> Result<Database, DbError> {
         let mut conn = Conn::connect_existing(url).await?;
-        // The same few introspection and page queries run on every request of a pooled
-        // connection: prepared once, they skip their parse and a round trip afterwards.
-        conn.cache_statements().await?;
+        // The same table lookups run on every request of a pooled connection: prepared
+        // once, they skip their parse and a round trip afterwards.
+        conn.cache_statements();
         Ok(Database { conn })
     }
 
