@@ -3,12 +3,14 @@
 # the server-side time of one 50-row page of /api/tables (sorted by the key, by an
 # indexed and by an unindexed column, searched, and deep in the keyset order), and how
 # often /api/events reports progress while a ROWS-row export runs.
-# Goals (issue): <= 300 ms per page sorted by the key or an indexed column; progress at
-# least twice a second (so no gap between events above 0.5 s).
+# Goals (issue): <= 3 ms (median) for the first page by the key, now that the server
+# pools its connections, and <= 300 ms for the other pages sorted by the key or an
+# indexed column; progress at least twice a second (so no gap between events above 0.5 s).
 #
 # Page figures are curl's time_total against 127.0.0.1 (so mostly the server's time),
 # the median and max of RUNS requests after one warm-up, with the server's own
-# Server-Timing `db;dur` next to them, and the same SELECT timed in psql (\timing, one
+# Server-Timing `db;dur` next to them (and its `conn;dur`, the part spent getting a
+# connection: a pooled one after the warm-up), and the same SELECT timed in psql (\timing, one
 # session) as the native reference. Every page's ids must equal that SELECT's, which
 # checks the order, the cursors and the search, not just the row count.
 #
@@ -34,7 +36,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BENCH_DB=lockgate_bench_serve
 DST_DB=lockgate_bench_serve_dst
 PER_PAGE=50 DEEP_PAGES=20
-PAGE_GOAL_MS=300 RATE_GOAL=2 GAP_GOAL=0.5
+RATE_GOAL=2 GAP_GOAL=0.5
 # email is nearly unique and NOT NULL: the index alone serves its order. city has 7
 # values, so its order is a sort of the whole table on every page.
 INDEXED=email UNINDEXED=city
@@ -64,15 +66,16 @@ mb() { calc '%.1f' "$1 / 1024"; }
 verdict() { [[ $(goal "$@") == ok ]] && echo PASS || echo MISS; } # VALUE LIMIT, VALUE <= LIMIT
 
 # page PARAM...: one GET of the customers page with PARAMs (k=v, URL-encoded by curl);
-# the body goes to $TMP/page.json; sets P_CODE, P_MS (curl's time_total) and P_DB
-# (the Server-Timing db;dur, empty when the server sends none).
+# the body goes to $TMP/page.json; sets P_CODE, P_MS (curl's time_total), P_DB (the
+# Server-Timing db;dur, empty when the server sends none) and P_CONN (its conn;dur).
 page() {
     local args=() p out t
     for p in per_page=$PER_PAGE "$@"; do args+=(--data-urlencode "$p"); done
     out=$(curl -sG -o "$TMP/page.json" -D "$TMP/page.h" -w '%{http_code} %{time_total}' "${args[@]}" "$BASE/api/tables/bench/customers")
     read -r P_CODE t <<<"$out"
     P_MS=$(calc '%.1f' "$t * 1000")
-    P_DB=$(sed -n 's/^server-timing:.*db;dur=\([0-9.]*\).*/\1/Ip' "$TMP/page.h" | head -n 1)
+    P_DB=$(sed -n 's/^server-timing:.*[ :]db;dur=\([0-9.]*\).*/\1/Ip' "$TMP/page.h" | head -n 1)
+    P_CONN=$(sed -n 's/^server-timing:.*conn;dur=\([0-9.]*\).*/\1/Ip' "$TMP/page.h" | head -n 1)
 }
 
 # page_ids: "IDS NEXT" of $TMP/page.json: its customer_ids joined by commas ("-" when
@@ -160,9 +163,10 @@ declare -A WHERE=([search]="WHERE $(search_where "$COMMON")" [nomatch]="WHERE $(
 declare -A ORDER=([key]="customer_id" [indexed]="$INDEXED, customer_id" [unindexed]="$UNINDEXED NULLS FIRST, customer_id"
     [search]="customer_id" [nomatch]="customer_id" [deep_key]="customer_id" [deep_indexed]="$INDEXED, customer_id")
 declare -A DEEP=([deep_key]=$DEEP_PAGES [deep_indexed]=$DEEP_PAGES)
-declare -A GOAL=([key]=1 [indexed]=1 [deep_key]=1 [deep_indexed]=1)
+# The goal of each case that has one: the most its median may be, in ms.
+declare -A GOAL=([key]=3 [indexed]=300 [deep_key]=300 [deep_indexed]=300)
 declare -A NATIVE_REF=([key]=1 [indexed]=1 [unindexed]=1)
-declare -A MED MAX DBMED PSQL_MED
+declare -A MED MAX DBMED CONNMED PSQL_MED
 
 log "-- pages: $PER_PAGE rows, 1 warm-up + $RUNS timed requests each"
 for c in "${CASES[@]}"; do
@@ -177,7 +181,7 @@ for c in "${CASES[@]}"; do
     [[ -z $cursor ]] || params+=("after=$cursor")
     offset=$((${DEEP[$c]:-0} * PER_PAGE))
     expect=$("${PSQL[@]}" -d "$BENCH_DB" -At -c "SELECT customer_id FROM customers ${WHERE[$c]:-} ORDER BY ${ORDER[$c]} LIMIT $PER_PAGE OFFSET $offset" | paste -sd,)
-    ms=() dbs=()
+    ms=() dbs=() conns=()
     for ((r = 0; r <= RUNS; r++)); do
         page "${params[@]}"
         [[ $P_CODE == 200 ]] || { fail "${TITLE[$c]}: HTTP $P_CODE: $(head -c 300 "$TMP/page.json")"; break; }
@@ -189,15 +193,17 @@ for c in "${CASES[@]}"; do
         fi
         ms+=("$P_MS")
         [[ -z $P_DB ]] || dbs+=("$P_DB")
+        [[ -z $P_CONN ]] || conns+=("$P_CONN")
     done
     ((${#ms[@]})) || continue
     MED[$c]=$(median "${ms[@]}") MAX[$c]=$(max "${ms[@]}")
     DBMED[$c]=$( ((${#dbs[@]})) && median "${dbs[@]}" || echo -)
+    CONNMED[$c]=$( ((${#conns[@]})) && median "${conns[@]}" || echo -)
     if [[ -n ${NATIVE_REF[$c]:-} ]]; then
         mapfile -t nat < <(native_ms "SELECT * FROM customers ORDER BY ${ORDER[$c]} LIMIT $((PER_PAGE + 1))")
         PSQL_MED[$c]=$(median "${nat[@]}")
     fi
-    log "   ${TITLE[$c]}: ${ms[*]} ms (Server-Timing db: ${dbs[*]:--})${PSQL_MED[$c]:+; psql ${PSQL_MED[$c]} ms}"
+    log "   ${TITLE[$c]}: ${ms[*]} ms (Server-Timing db: ${dbs[*]:--}; conn: ${conns[*]:--})${PSQL_MED[$c]:+; psql ${PSQL_MED[$c]} ms}"
 done
 RSS_PAGES=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status" || echo 0)
 
@@ -275,14 +281,15 @@ log "   create ${CREATE_S}s, process ${PROCESS_S}s (job ${JOB_S}s); $N_EV progre
 
 results_header "$ROWS rows"
 echo "Table pages: GET /api/tables/bench/customers?per_page=$PER_PAGE&..., curl time_total in ms (median and max);"
-echo "db = the server's Server-Timing db;dur (median); psql = the same SELECT in psql (median); ratio = median / psql"
-printf '%-26s %9s %9s %9s %9s %8s %-12s\n' case median max db psql ratio goal
+echo "db = the server's Server-Timing db;dur (median), conn = the part of it spent getting a connection (median);"
+echo "psql = the same SELECT in psql (median); ratio = median / psql; goal = the median's, in ms"
+printf '%-26s %9s %9s %9s %9s %9s %8s %-12s\n' case median max db conn psql ratio goal
 for c in "${CASES[@]}"; do
     [[ -n ${MED[$c]:-} ]] || { printf '%-26s %9s\n' "${TITLE[$c]}" "(failed)"; continue; }
     ratio=- g=-
     [[ -z ${PSQL_MED[$c]:-} ]] || ratio="$(ratio "${MED[$c]}" "${PSQL_MED[$c]}")x"
-    [[ -z ${GOAL[$c]:-} ]] || g="<=$PAGE_GOAL_MS $(verdict "${MED[$c]}" "$PAGE_GOAL_MS")"
-    printf '%-26s %9s %9s %9s %9s %8s %-12s\n' "${TITLE[$c]}" "${MED[$c]}" "${MAX[$c]}" "${DBMED[$c]}" "${PSQL_MED[$c]:--}" "$ratio" "$g"
+    [[ -z ${GOAL[$c]:-} ]] || g="<=${GOAL[$c]} $(verdict "${MED[$c]}" "${GOAL[$c]}")"
+    printf '%-26s %9s %9s %9s %9s %9s %8s %-12s\n' "${TITLE[$c]}" "${MED[$c]}" "${MAX[$c]}" "${DBMED[$c]}" "${CONNMED[$c]}" "${PSQL_MED[$c]:--}" "$ratio" "$g"
 done
 echo
 echo "Export of $ROWS rows (POST /api/transfers/customers/exports, then POST /api/process, both ?wait=true):"

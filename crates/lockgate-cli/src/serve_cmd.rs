@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// The largest upload, in MB (default 100).
     #[arg(long = "upload-limit")]
     upload_limit_mb: Option<usize>,
+    /// Database connections kept for the dashboard's reads, per connection (default
+    /// lockgate.toml's [server] pool_size, else 4; 1 to 64).
+    #[arg(long = "pool-size")]
+    pool_size: Option<usize>,
 }
 
 fn parse_bind(s: &str) -> Result<SocketAddr, String> {
@@ -117,6 +121,9 @@ pub async fn serve(config: &Config, a: ServeArgs) -> i32 {
     cfg.allowed_hosts.extend(a.allow_host);
     if let Some(mb) = a.upload_limit_mb {
         cfg.upload_limit = mb.saturating_mul(1024 * 1024);
+    }
+    if let Some(n) = a.pool_size {
+        cfg.pool_size = n;
     }
     if let Err(e) = cfg.add_connections(config) {
         return render::fail(&e, 2);

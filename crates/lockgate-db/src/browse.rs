@@ -978,10 +978,12 @@ async fn estimate(conn: &mut Conn, table: &Table) -> Result<Option<u64>, BrowseE
         Engine::Postgres => {
             // reltuples is -1 before the first VACUUM or ANALYZE, and stale after a
             // bulk load until autovacuum runs; the statistics' live-row count follows
-            // writes within a second or so. The larger of the two is the estimate.
-            let sql = "SELECT c.reltuples::float8, coalesce(s.n_live_tup, 0)::float8 \
+            // writes within a second or so. The larger of the two is the estimate. The
+            // live-row count is read with the function behind pg_stat_all_tables'
+            // n_live_tup: the view computes every column for every table first (about
+            // 0.4 ms of each page).
+            let sql = "SELECT c.reltuples::float8, coalesce(pg_stat_get_live_tuples(c.oid), 0)::float8 \
                        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                       LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid \
                        WHERE n.nspname = coalesce($1, current_schema()) AND c.relname = $2";
             let params = name_params(&table.name);
             let rows = conn

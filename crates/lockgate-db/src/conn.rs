@@ -258,6 +258,16 @@ impl Conn {
         Ok(())
     }
 
+    /// Keeps the statements of this connection's introspection prepared and reuses
+    /// them (PostgreSQL's [`pg::PgConn::cache_statements`]), for a connection that
+    /// reads the same tables again and again, such as the dashboard's pooled ones.
+    /// MariaDB's driver keeps its prepared statements already.
+    pub fn cache_statements(&mut self) {
+        if let Conn::Postgres(c) = self {
+            c.cache_statements();
+        }
+    }
+
     /// Whether the connection is known to be gone.
     pub fn is_closed(&self) -> bool {
         dispatch!(self, c => c.is_closed())

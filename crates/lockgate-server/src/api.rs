@@ -166,7 +166,7 @@ pub async fn runs(State(st): State<Shared>, Query(q): Query<LimitQuery>) -> Json
     responses((status = 200, description = "`{tables: [...]}`"), (status = 404, body = ErrorBody)))]
 pub async fn tables(State(st): State<Shared>, Path(conn): Path<String>) -> ApiResult<Json<serde_json::Value>> {
     let c = service::find_connection(&st, &conn)?;
-    Ok(Json(serde_json::json!({ "tables": service::tables(c).await? })))
+    Ok(Json(serde_json::json!({ "tables": service::tables(&st, c).await? })))
 }
 
 /// A column of a page.
@@ -235,10 +235,19 @@ pub async fn table_page(
     let c = service::find_connection(&st, &conn)?;
     let bq = browse_query(&q.sort, &q.desc, &q.q, &q.after, &q.before, q.per_page.unwrap_or(50))?;
     let started = std::time::Instant::now();
-    let page = service::browse_table(c, &table, &bq).await?;
-    // The server's own time (connect, count, page query), for benchmarks and the
-    // browser's developer tools.
-    let timing = format!("db;dur={:.1}", started.elapsed().as_secs_f64() * 1000.0);
+    let read = service::browse_table(&st, c, &table, &bq).await?;
+    // The server's own time, for benchmarks and the browser's developer tools: `db`
+    // all of it (the connection, the table's lookup, the page query, the count),
+    // `conn` the part spent getting the connection (a pooled one, or a new one made
+    // for this request: its `desc`), `retry` when the first connection was lost.
+    let timing = format!(
+        "db;dur={:.1}, conn;dur={:.1};desc={}{}",
+        started.elapsed().as_secs_f64() * 1000.0,
+        read.checkout.as_secs_f64() * 1000.0,
+        if read.reused { "pooled" } else { "new" },
+        if read.retried { ", retry" } else { "" }
+    );
+    let page = read.value;
     let (total, total_kind) = match page.total {
         RowCount::Exact(n) => (n, "exact"),
         RowCount::About(n) => (n, "about"),

@@ -30,6 +30,7 @@ mod api;
 mod error;
 mod jobs;
 mod pages;
+mod pool;
 mod security;
 mod service;
 mod snapshots;

@@ -260,13 +260,13 @@ pub async fn tables(State(st): State<Shared>, t: FormToken, Query(q): Query<Tabl
         return Ok(render(&view));
     }
     let c = service::find_connection(&st, &conn_name)?;
-    view.table_names = service::tables(c).await?;
+    view.table_names = service::tables(&st, c).await?;
     if view.table.is_empty() {
         return Ok(render(&view));
     }
     let bq = browse_query(&q.sort, &q.desc, &q.q, &q.after, &q.before, 50)?;
     let started = Instant::now();
-    let page = service::browse_table(c, &view.table, &bq).await?;
+    let page = service::browse_table(&st, c, &view.table, &bq).await?.value;
     let ms = started.elapsed().as_millis();
     let base = |extra: &[(&str, &str)], sort: Option<&str>, desc: bool| {
         let mut pairs: Vec<(&str, &str)> = vec![("conn", &conn_name), ("table", &page.table)];
@@ -792,7 +792,7 @@ struct DataPage {
 /// `GET /data`
 pub async fn data(State(st): State<Shared>, t: FormToken) -> PageResult {
     let (db, tables, error) = match st.cfg.migrate_conn() {
-        Some(c) => match service::tables(c).await {
+        Some(c) => match service::tables(&st, c).await {
             Ok(t) => (
                 c.name.clone(),
                 t.into_iter().filter(|t| !t.starts_with("lockgate_")).collect(),
@@ -1358,7 +1358,7 @@ pub async fn merges(State(st): State<Shared>, t: FormToken, Query(q): Query<Merg
         Err(e) => view.history_error = Some(e.message),
     }
     if def_table.is_none() {
-        match service::tables(c).await {
+        match service::tables(&st, c).await {
             Ok(names) => view.table_names = names.into_iter().filter(|n| !n.starts_with("lockgate_")).collect(),
             Err(e) => view.refs_error = Some(e.message),
         }
@@ -1422,7 +1422,7 @@ pub async fn merges(State(st): State<Shared>, t: FormToken, Query(q): Query<Merg
     }
     // The rows to pick from: the table page's search, 20 at a time.
     let bq = browse_query(&None, &None, &q.q, &q.after, &None, 20)?;
-    let page = service::browse_table(c, &table, &bq).await?;
+    let page = service::browse_table(&st, c, &table, &bq).await?.value;
     let key_cols = match &page.paging {
         Paging::Key { columns, primary: true } => columns.clone(),
         _ => Vec::new(),

@@ -5,9 +5,10 @@
 
 use crate::error::AppError;
 use crate::jobs::{JobFailure, JobOutcome, Progress};
+use crate::pool::Read;
 use crate::state::{MergeDefinition, NamedConnection, Shared};
 use lockgate::dashboard::{
-    self, Attempt, BrowsePage, BrowseQuery, Database, DbError, Export, LogEntry, LogFilter, Run,
+    self, Attempt, BrowseError, BrowsePage, BrowseQuery, DbError, Export, LogEntry, LogFilter, Run,
 };
 use lockgate::merge;
 use lockgate::transfer::{self, CreateOptions, RunOptions, Transfer, TransferEvent};
@@ -15,33 +16,7 @@ use lockgate::{MigrateOptions, StatusOptions};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// How long the dashboard waits for a database before it says it is unreachable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Connects, within [`CONNECT_TIMEOUT`], for browsing: an SQLite file that does not
-/// exist is an error, never created (writes go through the library's own
-/// connections).
-pub async fn connect(c: &NamedConnection) -> Result<Database, AppError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, Database::connect(&c.url)).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(AppError::from_exit(
-            e.exit_code(),
-            format!("connection {} ({}): {e}", c.name, c.url.redacted()),
-        )),
-        Err(_) => Err(AppError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "connection {} ({}): no answer within {} s: is the server up?",
-                c.name,
-                c.url.redacted(),
-                CONNECT_TIMEOUT.as_secs()
-            ),
-        )),
-    }
-}
 
 /// A connection as the Overview shows it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -76,11 +51,9 @@ pub async fn connections(st: &Shared) -> Vec<ConnectionInfo> {
                 roles.push(format!("destination of {}", t.name));
             }
         }
-        let (tables, error) = match connect(c).await {
-            Ok(mut conn) => match conn.tables().await {
-                Ok(t) => (Some(t.len()), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
+        // Through the pool: a connection that answers proves the database reachable.
+        let (tables, error) = match st.pools.read(c, |db| Box::pin(db.tables()), |e| db_error(c, e)).await {
+            Ok(t) => (Some(t.value.len()), None),
             Err(e) => (None, Some(e.message)),
         };
         out.push(ConnectionInfo {
@@ -140,13 +113,11 @@ pub async fn runs(st: &Shared, limit: u32) -> (Vec<RunInfo>, Vec<String>) {
     let mut all = Vec::new();
     let mut errors = Vec::new();
     for c in ledger_connections(st) {
-        let result = async {
-            let mut conn = connect(&c).await?;
-            conn.runs(limit)
-                .await
-                .map_err(|e| AppError::from_exit(e.exit_code(), format!("connection {}: {e}", c.name)))
-        }
-        .await;
+        let result = st
+            .pools
+            .read(&c, |db| Box::pin(db.runs(limit)), |e| db_error(&c, e))
+            .await
+            .map(|r| r.value);
         match result {
             Ok(Some(runs)) => all.extend(runs.into_iter().map(|run| RunInfo {
                 connection: c.name.clone(),
@@ -310,31 +281,44 @@ pub async fn migration_status(st: &Shared) -> Result<lockgate::StatusReport, App
 /// (empty when it has no ledger yet).
 pub async fn modules(st: &Shared) -> Result<Vec<(String, String)>, AppError> {
     let c = migrate_conn(st)?;
-    let mut conn = connect(c).await?;
-    conn.modules().await.map_err(|e| db_error(c, e))
+    let read = st.pools.read(c, |db| Box::pin(db.modules()), |e| db_error(c, e));
+    Ok(read.await?.value)
 }
 
 /// The migration log, filtered; empty when the database has no ledger yet.
 pub async fn logs(st: &Shared, filter: &LogFilter) -> Result<Vec<LogEntry>, AppError> {
     let c = migrate_conn(st)?;
-    let mut conn = connect(c).await?;
-    conn.logs(filter).await.map_err(|e| db_error(c, e))
+    // Owned in the read (a boxed future borrows only the connection).
+    let read = st.pools.read(
+        c,
+        |db| {
+            let filter = filter.clone();
+            Box::pin(async move { db.logs(&filter).await })
+        },
+        |e| db_error(c, e),
+    );
+    Ok(read.await?.value)
 }
 
 /// The tables of a connection.
-pub async fn tables(c: &NamedConnection) -> Result<Vec<String>, AppError> {
-    let mut conn = connect(c).await?;
-    conn.tables().await.map_err(|e| db_error(c, e))
+pub async fn tables(st: &Shared, c: &NamedConnection) -> Result<Vec<String>, AppError> {
+    let read = st.pools.read(c, |db| Box::pin(db.tables()), |e| db_error(c, e));
+    Ok(read.await?.value)
 }
 
 fn db_error(c: &NamedConnection, e: DbError) -> AppError {
     AppError::from_exit(e.exit_code(), format!("connection {}: {e}", c.name))
 }
 
-/// One page of a table.
-pub async fn browse_table(c: &NamedConnection, table: &str, q: &BrowseQuery) -> Result<BrowsePage, AppError> {
-    let mut conn = connect(c).await?;
-    conn.browse(table, q).await.map_err(|e| {
+/// One page of a table (with how its connection was had, for the Server-Timing
+/// header).
+pub async fn browse_table(
+    st: &Shared,
+    c: &NamedConnection,
+    table: &str,
+    q: &BrowseQuery,
+) -> Result<Read<BrowsePage>, AppError> {
+    let fail = |e: BrowseError| {
         if e.is_bad_request() {
             AppError::bad(format!("connection {}: {e}", c.name))
         } else {
@@ -343,7 +327,17 @@ pub async fn browse_table(c: &NamedConnection, table: &str, q: &BrowseQuery) -> 
                 format!("connection {}: {e}", c.name),
             )
         }
-    })
+    };
+    // Owned in the read (a boxed future borrows only the connection).
+    let read = st.pools.read(
+        c,
+        |db| {
+            let (table, q) = (table.to_string(), q.clone());
+            Box::pin(async move { db.browse(&table, &q).await })
+        },
+        fail,
+    );
+    read.await
 }
 
 /// A connection by name.

@@ -3,6 +3,7 @@
 //! migrations come from, and who may use it.
 
 use crate::jobs::Jobs;
+use crate::pool::Pools;
 use lockgate::dashboard::DbUrl;
 use lockgate::transfer::Transfer;
 use std::net::SocketAddr;
@@ -100,6 +101,12 @@ pub struct ServerConfig {
     /// [`MAX_CONNECTIONS`](lockgate::config::MAX_CONNECTIONS)); the next waits in the
     /// listen queue until one closes.
     pub max_connections: usize,
+    /// How many database connections the server keeps for its own reads (table
+    /// lists, pages, counts, the connection check), per connection name
+    /// ([`DEFAULT_POOL_SIZE`](lockgate::config::DEFAULT_POOL_SIZE), 1 to
+    /// [`MAX_POOL_SIZE`](lockgate::config::MAX_POOL_SIZE)): see `pool.rs`. Jobs
+    /// (exports, migrations, merges, snapshots) open their own.
+    pub pool_size: usize,
 }
 
 impl ServerConfig {
@@ -125,6 +132,7 @@ impl ServerConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             body_grace: lockgate::config::DEFAULT_BODY_GRACE,
             max_connections: lockgate::config::DEFAULT_MAX_CONNECTIONS,
+            pool_size: lockgate::config::DEFAULT_POOL_SIZE,
         }
     }
 
@@ -278,8 +286,8 @@ impl ServerConfig {
     }
 
     /// Takes the limits `lockgate.toml`'s `[server]` sets (validated when the file
-    /// was read): its allowed hosts, upload limit and `upload_scripts`, `body_grace`
-    /// and `max_connections`. What it leaves out keeps its value; flags applied after
+    /// was read): its allowed hosts, upload limit and `upload_scripts`, `body_grace`,
+    /// `max_connections` and `pool_size`. What it leaves out keeps its value; flags applied after
     /// this override it. (Where to listen, the database and the folder need the
     /// command line too: `lockgate serve` resolves those.)
     pub fn apply_settings(&mut self, s: &lockgate::config::ServerSettings) {
@@ -294,6 +302,9 @@ impl ServerConfig {
         if let Some(n) = s.max_connections {
             self.max_connections = n;
         }
+        if let Some(n) = s.pool_size {
+            self.pool_size = n;
+        }
     }
 
     /// Refuses what would be unsafe to serve: another address than loopback without
@@ -301,11 +312,17 @@ impl ServerConfig {
     /// its own as it is read) or code or a flag set them. The messages name the
     /// setting, not where it came from, which this cannot know.
     pub fn check(&self) -> Result<(), String> {
-        use lockgate::config::{MAX_CONNECTIONS, MIN_BODY_GRACE};
+        use lockgate::config::{MAX_CONNECTIONS, MAX_POOL_SIZE, MIN_BODY_GRACE};
         if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
             return Err(format!(
                 "the server's max_connections is {}: give a whole number from 1 to {MAX_CONNECTIONS} (how many connections are served at once)",
                 self.max_connections
+            ));
+        }
+        if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
+            return Err(format!(
+                "the server's pool_size is {}: give a whole number from 1 to {MAX_POOL_SIZE} (database connections kept per connection name)",
+                self.pool_size
             ));
         }
         if self.body_grace < MIN_BODY_GRACE {
@@ -399,6 +416,8 @@ pub struct AppState {
     /// Set when the server is stopping: event streams end, so that the graceful
     /// shutdown does not wait for browsers that keep them open.
     pub stop: tokio::sync::watch::Sender<bool>,
+    /// The pooled connections of the server's own reads, one pool per connection.
+    pub pools: Pools,
 }
 
 /// The state as handlers take it.
@@ -427,7 +446,9 @@ impl AppState {
                 .collect();
             hosts.extend(bare);
         }
+        let pools = Pools::new(&cfg.connections, cfg.pool_size);
         AppState {
+            pools,
             cfg,
             jobs: Jobs::new(),
             sessions: Mutex::new(Sessions::default()),

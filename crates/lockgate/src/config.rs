@@ -24,6 +24,7 @@
 //! upload_scripts = false          # true: uploaded zips may run process scripts
 //! body_grace = "30s"              # then a request body must average 16 KiB/s
 //! max_connections = 256           # served at once; more wait in the listen queue
+//! pool_size = 4                   # pooled database connections per connection name
 //! ```
 //!
 //! Bad values are errors naming the file, the line and the key: durations go through
@@ -51,6 +52,16 @@ pub const DEFAULT_BODY_GRACE: Duration = Duration::from_secs(30);
 
 /// `max_connections` when `[server]` does not give it.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// `[server] pool_size` when neither it nor `--pool-size` gives it: the database
+/// connections the server keeps for its own reads (table lists, pages, counts), per
+/// connection name. A page takes one for a few milliseconds, so a handful serves many
+/// browsers.
+pub const DEFAULT_POOL_SIZE: usize = 4;
+
+/// The most `[server] pool_size`: each is a session on the database server, kept
+/// open while idle.
+pub const MAX_POOL_SIZE: usize = 64;
 
 /// The configuration file.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -125,6 +136,10 @@ pub struct ServerSettings {
     /// [`MAX_CONNECTIONS`]); the next waits in the listen queue until one closes.
     #[serde(default, deserialize_with = "max_connections")]
     pub max_connections: Option<usize>,
+    /// How many database connections the server keeps for its own reads, per
+    /// connection name ([`DEFAULT_POOL_SIZE`]; 1 to [`MAX_POOL_SIZE`]).
+    #[serde(default, deserialize_with = "pool_size")]
+    pub pool_size: Option<usize>,
 }
 
 /// `[server] body_grace`: a number of seconds or a duration text, read by the one
@@ -163,6 +178,23 @@ fn max_connections<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usiz
     match <toml::Value as serde::Deserialize>::deserialize(d)? {
         toml::Value::Integer(n) => match usize::try_from(n) {
             Ok(n) if (1..=MAX_CONNECTIONS).contains(&n) => Ok(Some(n)),
+            _ => Err(fail(n.to_string())),
+        },
+        other => Err(fail(format!("a {}", other.type_str()))),
+    }
+}
+
+/// `[server] pool_size`: a whole number from 1 to [`MAX_POOL_SIZE`].
+fn pool_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    use serde::de::Error;
+    let fail = |given: String| {
+        D::Error::custom(format!(
+            "[server] pool_size is {given}: give a whole number from 1 to {MAX_POOL_SIZE} (database connections kept per connection name)"
+        ))
+    };
+    match <toml::Value as serde::Deserialize>::deserialize(d)? {
+        toml::Value::Integer(n) => match usize::try_from(n) {
+            Ok(n) if (1..=MAX_POOL_SIZE).contains(&n) => Ok(Some(n)),
             _ => Err(fail(n.to_string())),
         },
         other => Err(fail(format!("a {}", other.type_str()))),

@@ -14,7 +14,10 @@ pub use lockgate_db::{DbError, DbUrl};
 
 use lockgate_db::Conn;
 
-/// A connection to one database for reading what the dashboard shows.
+/// A connection to one database for reading what the dashboard shows. Every read
+/// here runs in autocommit and leaves the session as it found it (no transaction
+/// left open, no setting changed), so a server may keep it in a pool between
+/// requests: a read that ran to its end hands the connection back as it was.
 pub struct Database {
     conn: Conn,
 }
@@ -22,9 +25,18 @@ pub struct Database {
 impl Database {
     /// Connects (no timeout here: the caller bounds the wait).
     pub async fn connect(url: &DbUrl) -> Result<Database, DbError> {
-        Ok(Database {
-            conn: Conn::connect_existing(url).await?,
-        })
+        let mut conn = Conn::connect_existing(url).await?;
+        // The same table lookups run on every request of a pooled connection: prepared
+        // once, they skip their parse and a round trip afterwards.
+        conn.cache_statements();
+        Ok(Database { conn })
+    }
+
+    /// Whether the connection is known to be gone: its server ended the session (a
+    /// restart, `pg_terminate_backend`, an idle timeout), or a task using it panicked.
+    /// A pool drops such a connection rather than hand it out again.
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_closed()
     }
 
     /// Its tables (Lockgate's own included), as `name` or `schema.name`.

@@ -322,6 +322,22 @@ fn upload_limit_flag_overrides_lockgate_toml() {
 }
 
 #[test]
+fn pool_size_out_of_range_is_refused_before_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["0", "65"] {
+        let out = lockgate()
+            .args(["serve", "--pool-size", bad])
+            .env("PORT", free_port().to_string())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--pool-size {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("pool_size is {bad}")), "{err}");
+    }
+}
+
+#[test]
 fn demo_serves_with_lockgate_toml_server_settings() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

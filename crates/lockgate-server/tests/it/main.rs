@@ -7,11 +7,13 @@
 //! undo) on SQLite and PostgreSQL; snapshots taken, checked and restored through the
 //! API and the Snapshots page; background upgrades listed, paused, resumed,
 //! cancelled and cleaned up through the API and the Upgrades page; on a real socket,
-//! requests that stall; and lockgate.toml's `[server]` limits reaching the server's
-//! configuration.
+//! requests that stall; lockgate.toml's `[server]` limits reaching the server's
+//! configuration; and the pooled connections of the server's reads (reused, bounded,
+//! recovered after a terminated backend, never handed on busy or stale).
 
 mod api;
 mod merges;
+mod pool;
 mod scripts;
 mod security;
 mod settings;

@@ -1,5 +1,5 @@
 //! `lockgate.toml`'s `[server]` limits reaching the server: `body_grace` (a duration,
-//! through the one duration parser) and `max_connections` set in the file end up in
+//! through the one duration parser), `max_connections` and `pool_size` set in the file end up in
 //! [`ServerConfig`], alongside the keys read before them; a bad value of any of them
 //! is an error naming the file, its line and the key, when the server reads it
 //! (`Config::server`), not when a command that does not serve reads the file; and a
@@ -57,6 +57,8 @@ fn body_grace_and_max_connections_reach_the_server_config() {
     assert_eq!(cfg.max_connections, 100_000);
     let cfg = served("[server]\nmax_connections = 1\n");
     assert_eq!(cfg.max_connections, 1);
+    let cfg = served("[server]\npool_size = 9\n");
+    assert_eq!(cfg.pool_size, 9);
 
     // Not given: the defaults stay.
     let cfg = served("[server]\nport = 4000\n");
@@ -65,10 +67,12 @@ fn body_grace_and_max_connections_reach_the_server_config() {
     assert_eq!(cfg.body_grace, Duration::from_secs(30));
     assert_eq!(cfg.max_connections, defaults.max_connections);
     assert_eq!(cfg.max_connections, 256);
+    assert_eq!(cfg.pool_size, defaults.pool_size);
+    assert_eq!(cfg.pool_size, 4);
 }
 
 #[test]
-fn bad_body_grace_or_max_connections_is_an_error_naming_file_line_and_key() {
+fn bad_body_grace_max_connections_or_pool_size_is_an_error_naming_file_line_and_key() {
     let cases: &[(&str, &[&str])] = &[
         (
             "body_grace = \"soon\"",
@@ -102,6 +106,9 @@ fn bad_body_grace_or_max_connections_is_an_error_naming_file_line_and_key() {
             "max_connections = \"many\"",
             &["[server] max_connections is a string", "whole number"],
         ),
+        ("pool_size = 0", &["[server] pool_size is 0", "from 1 to 64"]),
+        ("pool_size = 65", &["[server] pool_size is 65", "from 1 to 64"]),
+        ("pool_size = \"4\"", &["[server] pool_size is a string", "whole number"]),
         (
             "upload_limit_mb = 0",
             &["[server] upload_limit_mb is 0", "at least 1", "refuse every upload"],
@@ -177,5 +184,18 @@ fn limits_out_of_range_set_in_code_are_refused_before_serving() {
         "{e}"
     );
     cfg.upload_limit = 1;
+    cfg.check().unwrap();
+
+    // A pool of no connection could serve no page; a huge one would hold that many
+    // sessions open on every database.
+    for bad in [0, 65] {
+        cfg.pool_size = bad;
+        let e = cfg.check().unwrap_err();
+        assert!(
+            e.contains(&format!("pool_size is {bad}")) && e.contains("from 1 to 64"),
+            "{e}"
+        );
+    }
+    cfg.pool_size = 1;
     cfg.check().unwrap();
 }
