@@ -96,6 +96,26 @@ fn customers(p: &Pair) -> Transfer {
     }
 }
 
+/// A transfer of table `table` from `src` to the table of that name in `dst`, keyed
+/// on `key` (the destination's primary key when empty), every option at its default
+/// but a batch of 10.
+fn table_transfer(table: &str, src: &TestDb, dst: &TestDb, key: &[&str]) -> Transfer {
+    Transfer {
+        name: table.into(),
+        source: src.url.clone(),
+        from: SourceSpec::Table(table.into()),
+        dest: dst.url.clone(),
+        dest_table: table.into(),
+        key: key.iter().map(|k| k.to_string()).collect(),
+        map: Vec::new(),
+        batch_size: 10,
+        mode: WriteMode::Insert,
+        commit_every: None,
+        on_error: OnError::Rollback,
+        lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
+    }
+}
+
 async fn create(t: &Transfer) -> transfer::CreateReport {
     transfer::create(t, &CreateOptions::default()).await.unwrap()
 }
@@ -373,20 +393,7 @@ async fn a_value_that_does_not_convert_is_that_rows_error() {
             .batch("CREATE TABLE t (id INTEGER PRIMARY KEY, day DATE, amount INTEGER)")
             .await
             .unwrap();
-        let t = Transfer {
-            name: "t".into(),
-            source: src.url.clone(),
-            from: SourceSpec::Table("t".into()),
-            dest: dst.url.clone(),
-            dest_table: "t".into(),
-            key: Vec::new(),
-            map: Vec::new(),
-            batch_size: 10,
-            mode: WriteMode::Insert,
-            commit_every: None,
-            on_error: OnError::Rollback,
-            lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
-        };
+        let t = table_transfer("t", &src, &dst, &[]);
         create(&t).await;
         let r = run(&t).await;
         let e = &r.exports[0];
@@ -1803,20 +1810,7 @@ async fn a_repeated_key_is_found_when_it_does_not_follow_itself() {
         .batch("CREATE TABLE codes (k TEXT NOT NULL, v INTEGER NOT NULL)")
         .await
         .unwrap();
-    let t = Transfer {
-        name: "codes".into(),
-        source: src.url.clone(),
-        from: SourceSpec::Table("codes".into()),
-        dest: dst.url.clone(),
-        dest_table: "codes".into(),
-        key: vec!["k".into()],
-        map: Vec::new(),
-        batch_size: 10,
-        mode: WriteMode::Insert,
-        commit_every: None,
-        on_error: OnError::Rollback,
-        lock_timeout: transfer::DEFAULT_LOCK_TIMEOUT,
-    };
+    let t = table_transfer("codes", &src, &dst, &["k"]);
     for dry_run in [true, false] {
         let err = transfer::create(&t, &CreateOptions { dry_run }).await.unwrap_err();
         assert!(
