@@ -34,6 +34,39 @@ pub struct BulkOutcome {
     pub row_errors: Vec<(usize, EngineError)>,
 }
 
+/// Stops the statement a [`Conn`] runs, from another task ([`Conn::canceller`]).
+pub struct Canceller(CancelWay);
+
+enum CancelWay {
+    /// PostgreSQL's cancel request, sent on a connection of its own.
+    Postgres(tokio_postgres::CancelToken),
+    /// `KILL QUERY` of the session's thread id, from a session of its own.
+    Mysql(Box<mysql_async::Opts>, u32),
+    /// `sqlite3_interrupt`.
+    Sqlite(std::sync::Arc<rusqlite::InterruptHandle>),
+}
+
+impl Canceller {
+    /// Asks the database to stop the connection's current statement. A statement
+    /// that already ended is not affected (PostgreSQL and MariaDB cancel only what
+    /// runs; an interrupted SQLite connection fails what it runs next, so it should
+    /// be closed after this). The statement's own call then fails with the engine's
+    /// cancellation error.
+    pub async fn cancel(self) -> Result<(), DbError> {
+        match self.0 {
+            CancelWay::Postgres(token) => token
+                .cancel_query(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| DbError::engine("cancelling the session's query", pg::engine_error(&e))),
+            CancelWay::Mysql(opts, id) => mysql::MyConn::kill_query(*opts, id).await,
+            CancelWay::Sqlite(handle) => {
+                handle.interrupt();
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A connection to one database.
 pub enum Conn {
     /// PostgreSQL.
@@ -271,6 +304,20 @@ impl Conn {
     /// Whether the connection is known to be gone.
     pub fn is_closed(&self) -> bool {
         dispatch!(self, c => c.is_closed())
+    }
+
+    /// What stops the statement this connection is running, from outside the task
+    /// that awaits it: for a read whose caller went away, so that the query does not
+    /// run on in the server for nobody.
+    pub fn canceller(&self) -> Canceller {
+        match self {
+            Conn::Postgres(c) => Canceller(CancelWay::Postgres(c.cancel_token())),
+            Conn::Mysql(c) => {
+                let (opts, id) = c.kill_target();
+                Canceller(CancelWay::Mysql(Box::new(opts), id))
+            }
+            Conn::Sqlite(c) => Canceller(CancelWay::Sqlite(c.interrupt_handle())),
+        }
     }
 
     /// Starts a transaction.

@@ -39,7 +39,7 @@ pub mod url;
 pub mod versions;
 pub mod writer;
 
-pub use conn::{BulkOutcome, Conn};
+pub use conn::{BulkOutcome, Canceller, Conn};
 pub use dialect::Dialect;
 pub use error::{DbError, EngineError};
 pub use url::{DbUrl, Engine};

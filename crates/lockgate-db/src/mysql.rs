@@ -747,6 +747,30 @@ impl MyConn {
         self.lost || self.conn.is_disconnected()
     }
 
+    /// How to reach this session from another: its options and its thread id, for a
+    /// `KILL QUERY` (the protocol has no out-of-band cancel).
+    pub fn kill_target(&self) -> (Opts, u32) {
+        (self.conn.opts().clone(), self.conn.id())
+    }
+
+    /// Stops the statement running on the session `id` of the server `opts` reach,
+    /// from a session of its own, which it then closes.
+    pub async fn kill_query(opts: Opts, id: u32) -> Result<(), DbError> {
+        let fail = |e: mysql_async::Error| DbError::engine(format!("cancelling session {id}'s query"), engine_error(e));
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts))
+            .await
+            .map_err(|_| {
+                DbError::Internal(format!(
+                    "cancelling session {id}'s query: no answer within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(fail)?;
+        let killed = conn.query_drop(format!("KILL QUERY {id}")).await.map_err(fail);
+        let _ = conn.disconnect().await;
+        killed
+    }
+
     /// Maps a driver error and remembers a lost connection.
     fn fail(&mut self, context: &str, e: mysql_async::Error) -> DbError {
         let error = engine_error(e);

@@ -19,22 +19,56 @@ pub struct PgConn {
     client: Client,
     /// A COPY kept open across batches (see [`PgConn::stream_rows`]).
     copy: Option<OpenCopy>,
-    /// Prepared statements kept for reuse, when [`PgConn::cache_statements`] asked
-    /// for it; `None` (the default) prepares each query for its one use.
-    statements: Option<Box<Statements>>,
+    /// Prepared statements and table descriptions kept for reuse, when
+    /// [`PgConn::cache_statements`] asked for it; `None` (the default) prepares each
+    /// query for its one use and describes a table afresh each time.
+    kept: Option<Box<Kept>>,
 }
 
-/// The most statements a caching session keeps (its introspection's: a handful,
-/// the same for every table).
-const CACHED_STATEMENTS: usize = 64;
-
-/// Prepared statements by SQL text, with when each was last used (a counter), so
-/// that the least recently used goes when the cache is full.
+/// What a caching session keeps.
 #[derive(Default)]
-struct Statements {
-    by_sql: std::collections::HashMap<String, (tokio_postgres::Statement, u64)>,
-    uses: u64,
+struct Kept {
+    /// Prepared statements by SQL text. Only [`PgConn::rows`] fills it, and it takes
+    /// `'static` SQL: the introspection's fixed statements, so the set is bounded by
+    /// this file's call sites and needs no eviction.
+    statements: std::collections::HashMap<&'static str, tokio_postgres::Statement>,
+    /// Descriptions by the name they were asked for, each with the catalog stamp
+    /// ([`LOOKUP_STAMPED`]) it was read under.
+    tables: std::collections::HashMap<TableName, (String, Table)>,
 }
+
+/// The most table descriptions a session keeps; past it, they are all dropped (a
+/// dashboard that browses this many tables re-reads them as it goes).
+const KEPT_TABLES: usize = 256;
+
+/// A table's lookup by name: its oid, its schema and whether that is the current one.
+const LOOKUP: &str = "SELECT c.oid, n.nspname::text, n.nspname = current_schema() FROM pg_class c \
+                      JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE n.nspname = coalesce($1, current_schema()) AND c.relname = $2 AND c.relkind IN ('r', 'p')";
+
+/// [`LOOKUP`] with a stamp of every catalog row the description reads: the
+/// transaction id that wrote each (`xmin`) of the table's `pg_class` row, its
+/// columns, their types and defaults, its constraints with the tables, schemas and
+/// columns they reference, its indexes and their `pg_class` rows, and its triggers.
+/// DDL writes new versions of the rows it changes, so a changed description has a
+/// changed stamp; what PostgreSQL updates in place (row counts and page counts by
+/// VACUUM and ANALYZE) is no part of a description. Collation names are not in it
+/// (a renamed collation keeps its old name in a kept description).
+const LOOKUP_STAMPED: &str = "SELECT c.oid, n.nspname::text, n.nspname = current_schema(), concat_ws('/', c.oid, \
+     n.nspname = current_schema(), c.xmin, \
+     (SELECT string_agg(concat_ws(':', a.xmin, t.xmin, d.xmin), ',' ORDER BY a.attnum) FROM pg_attribute a \
+      JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+      WHERE a.attrelid = c.oid AND a.attnum > 0), \
+     (SELECT string_agg(concat_ws(':', con.xmin, fc.xmin, fn.xmin, \
+        (SELECT string_agg(pa.xmin::text, ':' ORDER BY pa.attnum) FROM pg_attribute pa \
+         WHERE pa.attrelid = con.confrelid AND pa.attnum = ANY (con.confkey))), ',' ORDER BY con.oid) \
+      FROM pg_constraint con LEFT JOIN pg_class fc ON fc.oid = con.confrelid \
+      LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace WHERE con.conrelid = c.oid), \
+     (SELECT string_agg(concat_ws(':', i.xmin, ic.xmin), ',' ORDER BY i.indexrelid) FROM pg_index i \
+      JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), \
+     (SELECT string_agg(tg.xmin::text, ',' ORDER BY tg.oid) FROM pg_trigger tg WHERE tg.tgrelid = c.oid)) \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = coalesce($1, current_schema()) AND c.relname = $2 AND c.relkind IN ('r', 'p')";
 
 /// Whether a cached statement went stale: its table changed (PostgreSQL replans it
 /// and refuses a result of another type), or the statement is gone from the session.
@@ -380,7 +414,7 @@ impl PgConn {
         let mut conn = PgConn {
             client,
             copy: None,
-            statements: None,
+            kept: None,
         };
         conn.batch("SET TIME ZONE 'UTC'; SET application_name = 'lockgate'")
             .await?;
@@ -394,37 +428,23 @@ impl PgConn {
     /// session that reads the same tables again and again (the dashboard's pooled
     /// connections). Queries ([`PgConn::query`] and the rest) are still prepared for
     /// their one use and planned for their values: a search's `ILIKE $1` planned
-    /// generically, without its pattern, took twice as long.
+    /// generically, without its pattern, took twice as long. It also keeps each
+    /// table's description, checked against the catalog on every use
+    /// ([`PgConn::describe`]).
     pub fn cache_statements(&mut self) {
-        self.statements.get_or_insert_with(Box::default);
+        self.kept.get_or_insert_with(Box::default);
     }
 
     /// The statement for `sql`: the kept one when statements are cached, else one
     /// prepared for this use (what the driver does for a query given as text).
-    async fn statement(&mut self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-        let Some(cache) = self.statements.as_mut() else {
-            return self.client.prepare(sql).await;
-        };
-        cache.uses += 1;
-        let now = cache.uses;
-        if let Some((stmt, used)) = cache.by_sql.get_mut(sql) {
-            *used = now;
+    async fn statement(&mut self, sql: &'static str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        if let Some(stmt) = self.kept.as_ref().and_then(|k| k.statements.get(sql)) {
             return Ok(stmt.clone());
         }
         let stmt = self.client.prepare(sql).await?;
-        let cache = self.statements.get_or_insert_with(Box::default);
-        if cache.by_sql.len() >= CACHED_STATEMENTS {
-            // Dropping the statement closes it on the server.
-            let oldest = cache
-                .by_sql
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                cache.by_sql.remove(&k);
-            }
+        if let Some(kept) = self.kept.as_mut() {
+            kept.statements.insert(sql, stmt.clone());
         }
-        cache.by_sql.insert(sql.to_string(), (stmt.clone(), now));
         Ok(stmt)
     }
 
@@ -432,14 +452,14 @@ impl PgConn {
     /// forgotten and the query prepared and run once more.
     async fn rows(
         &mut self,
-        sql: &str,
+        sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
         let stmt = self.statement(sql).await?;
         match self.client.query(&stmt, params).await {
-            Err(e) if self.statements.is_some() && stale_statement(&e) => {
-                if let Some(cache) = self.statements.as_mut() {
-                    cache.by_sql.remove(sql);
+            Err(e) if self.kept.is_some() && stale_statement(&e) => {
+                if let Some(kept) = self.kept.as_mut() {
+                    kept.statements.remove(sql);
                 }
                 let stmt = self.statement(sql).await?;
                 self.client.query(&stmt, params).await
@@ -615,24 +635,45 @@ impl PgConn {
     }
 
     /// One table by exact name (schema defaults to the current one).
+    ///
+    /// A caching session ([`PgConn::cache_statements`]) looks the table up with its
+    /// catalog stamp ([`LOOKUP_STAMPED`]) and answers with the description it kept
+    /// when the stamp is the same: one statement instead of five.
     pub async fn describe(&mut self, name: &TableName) -> Result<Option<Table>, DbError> {
         let ctx = |e| err(&format!("reading the definition of table {name}"), e);
-        let found = self
-            .rows(
-                "SELECT c.oid, n.nspname::text, n.nspname = current_schema() FROM pg_class c \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = coalesce($1, current_schema()) AND c.relname = $2 AND c.relkind IN ('r', 'p')",
-                &[&name.schema, &name.name],
-            )
-            .await
-            .map_err(ctx)?;
+        let caching = self.kept.is_some();
+        let lookup = if caching { LOOKUP_STAMPED } else { LOOKUP };
+        let found = self.rows(lookup, &[&name.schema, &name.name]).await.map_err(ctx)?;
         let Some(found) = found.into_iter().next() else {
             return Ok(None);
         };
         let oid: u32 = found.get(0);
         let in_current: bool = found.get(2);
         let schema: String = found.get(1);
+        let stamp: Option<String> = caching.then(|| found.get(3));
+        if let (Some(kept), Some(stamp)) = (&self.kept, &stamp) {
+            if let Some((_, table)) = kept.tables.get(name).filter(|(s, _)| s == stamp) {
+                return Ok(Some(table.clone()));
+            }
+        }
+        let table = self.describe_oid(name, oid, schema, in_current).await.map_err(ctx)?;
+        if let (Some(kept), Some(stamp)) = (self.kept.as_mut(), stamp) {
+            if kept.tables.len() >= KEPT_TABLES {
+                kept.tables.clear();
+            }
+            kept.tables.insert(name.clone(), (stamp, table.clone()));
+        }
+        Ok(Some(table))
+    }
 
+    /// The description of the table `oid`, found as `name` in `schema`.
+    async fn describe_oid(
+        &mut self,
+        name: &TableName,
+        oid: u32,
+        schema: String,
+        in_current: bool,
+    ) -> Result<Table, tokio_postgres::Error> {
         let cols = self
             .rows(
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, t.typtype = 'e', \
@@ -644,7 +685,7 @@ impl PgConn {
                 &[&oid],
             )
             .await
-            .map_err(ctx)?;
+            ?;
         let columns = cols
             .iter()
             .map(|r| {
@@ -676,8 +717,7 @@ impl PgConn {
                  WHERE con.conrelid = $1 ORDER BY con.conname",
                 &[&oid],
             )
-            .await
-            .map_err(ctx)?;
+            .await?;
         let mut table = Table {
             name: TableName {
                 schema: if in_current { None } else { Some(schema) },
@@ -753,7 +793,7 @@ impl PgConn {
                 &[&oid],
             )
             .await
-            .map_err(ctx)?;
+            ?;
         for r in &idx {
             if r.get::<_, bool>(3) {
                 table
@@ -772,12 +812,11 @@ impl PgConn {
                 "SELECT tgname::text FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal ORDER BY 1",
                 &[&oid],
             )
-            .await
-            .map_err(ctx)?;
+            .await?;
         table
             .unchecked
             .extend(triggers.iter().map(|r| format!("trigger {}", r.get::<_, String>(0))));
-        Ok(Some(table))
+        Ok(table)
     }
 
     /// COPY … FROM STDIN in text format, streamed in chunks so memory stays bounded
@@ -819,6 +858,12 @@ impl PgConn {
     /// Whether the session is gone.
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
+    }
+
+    /// What asks the server to cancel the statement this session runs (over a
+    /// connection of its own, as `psql`'s Ctrl-C does).
+    pub fn cancel_token(&self) -> tokio_postgres::CancelToken {
+        self.client.cancel_token()
     }
 }
 

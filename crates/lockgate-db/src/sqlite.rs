@@ -54,6 +54,9 @@ pub struct LiteConn {
     /// taken because a task panicked while holding it: its transaction state is then
     /// unknown, so it is closed (which rolls back) rather than reused.
     inner: Arc<Mutex<Option<Connection>>>,
+    /// Stops the statement running on the connection from another thread (the
+    /// blocking task holds the connection's lock while it runs).
+    interrupt: Arc<rusqlite::InterruptHandle>,
 }
 
 impl LiteConn {
@@ -88,6 +91,7 @@ impl LiteConn {
                 message,
             })?;
         Ok(LiteConn {
+            interrupt: Arc::new(conn.get_interrupt_handle()),
             inner: Arc::new(Mutex::new(Some(conn))),
         })
     }
@@ -332,6 +336,11 @@ impl LiteConn {
             Ok(BulkOutcome { written, row_errors })
         })
         .await
+    }
+
+    /// What stops the statement this connection runs, from elsewhere.
+    pub fn interrupt_handle(&self) -> Arc<rusqlite::InterruptHandle> {
+        self.interrupt.clone()
     }
 
     /// Whether the connection is gone (a task panicked while using it). A connection

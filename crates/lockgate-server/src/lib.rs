@@ -41,6 +41,7 @@ mod upload;
 
 pub use error::AppError;
 pub use jobs::{Job, JobStatus};
+pub use pool::PoolTimes;
 pub use state::{
     MergeDefinition, NamedConnection, ServerConfig, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_UPLOAD_LIMIT,
 };
@@ -197,7 +198,7 @@ pub async fn serve(cfg: ServerConfig, shutdown: impl Future<Output = ()> + Send 
 /// A bound server's application, ready for [`run`].
 pub struct App {
     router: Router,
-    stop: tokio::sync::watch::Sender<bool>,
+    state: Shared,
     request_timeout: std::time::Duration,
     max_connections: usize,
 }
@@ -225,7 +226,7 @@ pub async fn bind(cfg: ServerConfig) -> Result<(tokio::net::TcpListener, App), S
         listener,
         App {
             router,
-            stop: st.stop.clone(),
+            state: st,
             request_timeout,
             max_connections,
         },
@@ -288,8 +289,11 @@ pub async fn run(
         });
     }
     // Open event streams end now; the shutdown waits for the other requests.
-    let _ = app.stop.send(true);
+    let _ = app.state.stop.send(true);
     drop(listener);
     graceful.shutdown().await;
+    // The requests have ended: the pooled sessions can end too, rather than when the
+    // last handle on the state goes (a job still running keeps one).
+    app.state.pools.close();
     Ok(())
 }

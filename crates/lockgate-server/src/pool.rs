@@ -7,33 +7,46 @@
 //! What keeps a pooled connection safe to hand to the next request:
 //! - It is opened as browsing opened one before ([`Database::connect`]): an SQLite file
 //!   that does not exist is an error, never created.
-//! - A request marks its connection in use when it takes it, and clean again only when
-//!   its read ran to its end without losing the connection. A request cancelled half-way
-//!   (the browser went away while its query ran, the server stopped) leaves it marked,
-//!   and the next checkout discards it: its query may still be running on the server, or
-//!   its result be unread, and the next request would wait behind it. The reads
-//!   themselves run in autocommit and change no session setting ([`Database`]), so one
-//!   that ended leaves no transaction behind (nor an SQLite read snapshot, which would
-//!   hold back WAL checkpoints) and nothing for the next request to inherit. None of
-//!   them sets a statement timeout either (`timeout.rs` holds the HTTP request
+//! - A request that stops while its read runs (the browser went away, the request
+//!   timed out, the server stopped) takes its connection out of the pool at once and
+//!   cancels the query on the server (PostgreSQL's cancel request, MariaDB's `KILL
+//!   QUERY`, SQLite's interrupt) before closing it: the query would otherwise run on
+//!   for nobody, or leave its result unread for the next request to wait behind. The
+//!   reads themselves run in autocommit and change no session setting ([`Database`]),
+//!   so one that ended leaves no transaction behind (nor an SQLite read snapshot, which
+//!   would hold back WAL checkpoints) and nothing for the next request to inherit.
+//!   None of them sets a statement timeout either (`timeout.rs` holds the HTTP request
 //!   timeouts, which are no session state).
+//! - A connection idle for longer than [`PoolTimes::max_idle`] (5 minutes) or open
+//!   for longer than [`PoolTimes::max_lifetime`] (30 minutes) is closed: by a task
+//!   that looks over each pool's idle connections every few seconds, and again when
+//!   one is taken. An idle one may have been dropped by a firewall without a word (a
+//!   query on it would hang), and none should hold a database session for longer than
+//!   the traffic needs. The lifetime bounds what a session accumulates and lets a
+//!   server's new settings reach every session.
 //! - At checkout, a connection known to be closed (its server ended the session) is
-//!   discarded, and so is one idle for longer than [`MAX_IDLE`] (a firewall may have
-//!   dropped it without a word, and a query on it would hang), and an SQLite
-//!   connection whose file was replaced or removed since it was opened (it would show
-//!   the old file's rows).
-//! - A read that fails because its connection was lost (the server restarted, the
-//!   session was terminated) runs once more, on another connection: reads change
-//!   nothing, so running one twice is safe. A second failure is the answer, with the
-//!   database's own error (a server that is down says so at once: connections are
-//!   made in the request, not in a background task that would only time out).
+//!   discarded, and so is an SQLite connection whose file was replaced or removed
+//!   since it was opened (it would show the old file's rows; Unix only, by device
+//!   and inode).
+//! - A read that fails because a reused connection was lost under it (the server
+//!   restarted, the session was terminated while it sat in the pool) runs once more,
+//!   on another connection: reads change nothing, so running one twice is safe. A
+//!   second failure is the answer, saying that it came after the retry. A new
+//!   connection that is lost is not retried (its server is in trouble, and the retry
+//!   would only double the wait). A server that is down says so at once: connections
+//!   are made in the request, not in a background task that would only time out.
+//! - The light reads that the Overview polls (the ledgers' runs, the connections'
+//!   check) wait only [`BRIEF_WAIT`] for a pooled connection: when slow pages hold
+//!   them all, they open one of their own for that request rather than queue.
+//! - Stopping the server closes the pools: their idle sessions end at once.
 //!
-//! A pooled PostgreSQL session also keeps its introspection's statements prepared
-//! (`Conn::cache_statements`, set by [`Database::connect`]): the five that look a
-//! table up and describe it skip their parse and a round trip each, and run on a
-//! generic plan. On the bench's million rows, at a load of 3 to 4 on 2 cores, the saved
-//! connect alone took a page by key from about 15 ms to 8; the kept statements and a
-//! cheaper row estimate to 3.5 to 4 (`bench/README.md`).
+//! A pooled PostgreSQL session also keeps its introspection's statements prepared,
+//! and each table's description with the catalog stamp it was read under
+//! (`Conn::cache_statements`, set by [`Database::connect`]): a page of a table whose
+//! stamp is unchanged runs one lookup instead of five introspection statements. On
+//! the bench's million rows, at a load of 3 to 4 on 2 cores, the saved connect alone
+//! took a page by key from about 15 ms to 8; the kept statements and a cheaper row
+//! estimate to 3.5 to 4 (`bench/README.md`).
 //!
 //! Jobs (exports, migrations, merges, snapshots, upgrades) do not use the pools: they
 //! open their own connections through the library, for as long as they run.
@@ -56,17 +69,46 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// are busy (slow searches, say) before it gives up.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A pooled connection idle for longer than this is closed rather than used: a
-/// firewall or NAT may have dropped it silently, and a query on it would then hang
-/// until TCP gives up.
-pub const MAX_IDLE: Duration = Duration::from_secs(5 * 60);
+/// How long the Overview's polled reads (runs, the connections' check) wait for a
+/// pooled connection before they open one of their own.
+pub const BRIEF_WAIT: Duration = Duration::from_millis(250);
+
+/// How long pooled connections live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolTimes {
+    /// Idle for longer than this, a connection is closed: a firewall or NAT may have
+    /// dropped it silently, and a query on it would then hang until TCP gives up.
+    pub max_idle: Duration,
+    /// Open for longer than this, a connection is closed once it is idle (and a new
+    /// one opened when needed).
+    pub max_lifetime: Duration,
+}
+
+impl Default for PoolTimes {
+    fn default() -> Self {
+        PoolTimes {
+            max_idle: Duration::from_secs(5 * 60),
+            max_lifetime: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl PoolTimes {
+    /// Whether a connection with these metrics is still fit to be used.
+    fn fresh(&self, m: &Metrics) -> bool {
+        m.last_used() < self.max_idle && m.age() < self.max_lifetime
+    }
+
+    /// How often the idle connections are looked over: a fifth of the shorter time,
+    /// between 10 ms and 30 s, so that none outlives its time by more than a fifth.
+    fn sweep_every(&self) -> Duration {
+        (self.max_idle.min(self.max_lifetime) / 5).clamp(Duration::from_millis(10), Duration::from_secs(30))
+    }
+}
 
 /// One connection of a pool, and what the checkout checks.
 pub struct Pooled {
     db: Database,
-    /// Set while a request uses it; cleared only when that request's read ended with
-    /// the connection intact.
-    in_use: bool,
     /// An SQLite file's identity when the connection was opened.
     file: Option<FileId>,
 }
@@ -74,6 +116,7 @@ pub struct Pooled {
 /// Opens and checks the connections of one connection name.
 pub struct Manager {
     conn: NamedConnection,
+    times: PoolTimes,
 }
 
 impl managed::Manager for Manager {
@@ -85,22 +128,15 @@ impl managed::Manager for Manager {
         // next checkout, never shown as the old one.
         let file = sqlite_file(&self.conn);
         let db = Database::connect(&self.conn.url).await?;
-        Ok(Pooled {
-            db,
-            in_use: false,
-            file,
-        })
+        Ok(Pooled { db, file })
     }
 
     async fn recycle(&self, p: &mut Pooled, metrics: &Metrics) -> RecycleResult<DbError> {
-        if p.in_use {
-            return Err(RecycleError::message("a request stopped half-way while using it"));
-        }
         if p.db.is_closed() {
             return Err(RecycleError::message("its server closed it"));
         }
-        if metrics.last_used() > MAX_IDLE {
-            return Err(RecycleError::message("idle for too long"));
+        if !self.times.fresh(metrics) {
+            return Err(RecycleError::message("idle or open for too long"));
         }
         if p.file.is_some() && sqlite_file(&self.conn) != p.file {
             return Err(RecycleError::message("its SQLite file was replaced or removed"));
@@ -170,6 +206,16 @@ impl Lost for BrowseError {
 /// A read on a connection: a call into `lockgate::dashboard` borrowing it.
 pub type ReadFuture<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
 
+/// How long a read waits for a pooled connection when all are busy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Up to [`WAIT_TIMEOUT`], then a 503 (pages, searches, counts).
+    Queue,
+    /// Up to [`BRIEF_WAIT`], then a connection of its own for this request (the
+    /// Overview's polled reads).
+    Brief,
+}
+
 /// A connection held by one request: from a pool, or opened for it alone.
 enum Held {
     Pooled(Object<Manager>),
@@ -183,23 +229,70 @@ impl Held {
             Held::Own(p) => p,
         }
     }
+
+    /// The connection itself, out of its pool (which may then open another).
+    fn detach(self) -> Pooled {
+        match self {
+            Held::Pooled(o) => Object::take(o),
+            Held::Own(p) => p,
+        }
+    }
+}
+
+/// A connection while a read runs on it. Dropped before [`Running::finish`] (the
+/// request's future was dropped half-way), it cancels the query on the server and
+/// closes the connection rather than let it go back to the pool busy.
+struct Running {
+    held: Option<Held>,
+    name: String,
+}
+
+impl Running {
+    /// The read ended: the connection, to go back to its pool or be dropped.
+    fn finish(mut self) -> Held {
+        self.held.take().expect("finished once")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(held) = self.held.take() else { return };
+        let p = held.detach();
+        let cancel = p.db.canceller();
+        let name = std::mem::take(&mut self.name);
+        // Only a runtime's task can wait for the cancel; without one (the runtime is
+        // shutting down) the connection is only closed, which PostgreSQL notices at the
+        // query's next output and MariaDB at its end.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                match tokio::time::timeout(CONNECT_TIMEOUT, cancel.cancel()).await {
+                    Ok(Ok(())) => tracing::debug!("connection {name}: a stopped request's query was cancelled"),
+                    Ok(Err(e)) => tracing::warn!("connection {name}: cancelling a stopped request's query: {e}"),
+                    Err(_) => tracing::warn!("connection {name}: cancelling a stopped request's query: no answer"),
+                }
+                drop(p);
+            });
+        }
+    }
 }
 
 impl Pools {
     /// A pool of at most `size` connections for each of `connections` (none is opened
-    /// until a request needs it).
-    pub fn new(connections: &[NamedConnection], size: usize) -> Pools {
+    /// until a request needs it), whose connections live as `times` says. With a Tokio
+    /// runtime, a task closes the connections that outlived their times while idle;
+    /// it ends when the pools are closed or dropped.
+    pub fn new(connections: &[NamedConnection], size: usize, times: PoolTimes) -> Pools {
         let size = size.max(1);
-        let by_name = connections
+        let by_name: HashMap<String, Pool> = connections
             .iter()
             .filter_map(|c| {
-                let pool = Pool::builder(Manager { conn: c.clone() })
+                let pool = Pool::builder(Manager { conn: c.clone(), times })
                     .max_size(size)
                     .runtime(deadpool::Runtime::Tokio1)
                     .create_timeout(Some(CONNECT_TIMEOUT))
                     .wait_timeout(Some(WAIT_TIMEOUT))
                     // The connection used last goes out first: under light use one stays
-                    // warm and the others reach MAX_IDLE and are closed.
+                    // warm and the others reach their idle time and are closed.
                     .queue_mode(managed::QueueMode::Lifo)
                     .build();
                 match pool {
@@ -213,7 +306,19 @@ impl Pools {
                 }
             })
             .collect();
+        if let (Ok(rt), false) = (tokio::runtime::Handle::try_current(), by_name.is_empty()) {
+            let weak: Vec<_> = by_name.values().map(Pool::weak).collect();
+            rt.spawn(sweep(weak, times));
+        }
         Pools { by_name, size }
+    }
+
+    /// Closes every pool: idle connections end now, those in use when their read
+    /// ends, and later reads are refused. The server calls it when it stops.
+    pub fn close(&self) {
+        for p in self.by_name.values() {
+            p.close();
+        }
     }
 
     /// The pool of `c`: a configured connection's, by name and URL. A connection the
@@ -225,19 +330,36 @@ impl Pools {
             .filter(|p| p.manager().conn.url.as_str() == c.url.as_str())
     }
 
-    async fn checkout(&self, c: &NamedConnection) -> Result<(Held, bool), AppError> {
+    /// A connection of its own for one request (not counted by any pool).
+    async fn own(c: &NamedConnection, times: PoolTimes) -> Result<(Held, bool), AppError> {
+        let m = Manager { conn: c.clone(), times };
+        match tokio::time::timeout(CONNECT_TIMEOUT, managed::Manager::create(&m)).await {
+            Ok(Ok(p)) => Ok((Held::Own(p), false)),
+            Ok(Err(e)) => Err(connect_error(c, e)),
+            Err(_) => Err(no_answer(c)),
+        }
+    }
+
+    async fn checkout(&self, c: &NamedConnection, wait: Wait) -> Result<(Held, bool), AppError> {
         let Some(pool) = self.pool(c) else {
-            let m = Manager { conn: c.clone() };
-            return match tokio::time::timeout(CONNECT_TIMEOUT, managed::Manager::create(&m)).await {
-                Ok(Ok(p)) => Ok((Held::Own(p), false)),
-                Ok(Err(e)) => Err(connect_error(c, e)),
-                Err(_) => Err(no_answer(c)),
-            };
+            return Self::own(c, PoolTimes::default()).await;
         };
-        match pool.get().await {
+        let got = match wait {
+            Wait::Queue => pool.get().await,
+            Wait::Brief => {
+                let mut t = pool.timeouts();
+                t.wait = Some(BRIEF_WAIT);
+                pool.timeout_get(&t).await
+            }
+        };
+        match got {
             Ok(o) => {
                 let reused = Object::metrics(&o).recycle_count > 0;
                 Ok((Held::Pooled(o), reused))
+            }
+            Err(PoolError::Timeout(TimeoutType::Wait)) if wait == Wait::Brief => {
+                tracing::debug!("connection {}: every pooled connection is busy; one of its own", c.name);
+                Self::own(c, pool.manager().times).await
             }
             Err(PoolError::Backend(e)) => Err(connect_error(c, e)),
             Err(PoolError::Timeout(TimeoutType::Create)) => Err(no_answer(c)),
@@ -263,11 +385,13 @@ impl Pools {
     }
 
     /// Runs `read` on a connection of `c` (its pool's, else one opened for this
-    /// request); an error that lost the connection runs it once more on another. Its
-    /// errors become `fail(e)`; a connection that cannot be had is an error naming `c`.
+    /// request; see [`Wait`]); an error that lost a reused connection runs it once
+    /// more on another. Its errors become `fail(e)` (after a retry, with a word that
+    /// the read ran twice); a connection that cannot be had is an error naming `c`.
     pub async fn read<T, E, F>(
         &self,
         c: &NamedConnection,
+        wait: Wait,
         mut read: F,
         fail: impl Fn(E) -> AppError,
     ) -> Result<Read<T>, AppError>
@@ -278,20 +402,23 @@ impl Pools {
         let mut retried = false;
         loop {
             let started = Instant::now();
-            let (mut held, reused) = self.checkout(c).await?;
+            let (held, reused) = match self.checkout(c, wait).await {
+                Ok(got) => got,
+                Err(e) => return Err(after_retry(e, retried)),
+            };
             let checkout = started.elapsed();
-            let p = held.get();
-            // Cleared below only if the read ends: a request dropped while it awaits
-            // leaves the mark, and the connection is then not handed out again.
-            p.in_use = true;
+            let mut running = Running {
+                held: Some(held),
+                name: c.name.clone(),
+            };
+            let p = running.held.as_mut().expect("held until finished").get();
             let result = read(&mut p.db).await;
             let lost = p.db.is_closed() || result.as_ref().err().is_some_and(Lost::connection_lost);
-            if !lost {
-                p.in_use = false;
-            } else if let Held::Pooled(o) = held {
+            let held = running.finish();
+            if lost {
                 // Out of the pool at once, so that the retry does not wait for it or
                 // find it again.
-                drop(Object::take(o));
+                drop(held.detach());
             }
             match result {
                 Ok(value) => {
@@ -302,12 +429,55 @@ impl Pools {
                         retried,
                     })
                 }
-                Err(_) if lost && !retried => {
+                Err(_) if lost && reused && !retried => {
                     tracing::debug!("connection {}: lost during a read, reading again", c.name);
                     retried = true;
                 }
-                Err(e) => return Err(fail(e)),
+                Err(e) => return Err(after_retry(fail(e), retried)),
             }
+        }
+    }
+}
+
+/// `e`, saying so when it came from the read's second run.
+fn after_retry(mut e: AppError, retried: bool) -> AppError {
+    if retried {
+        e.message
+            .push_str(" (on a second connection: the first was lost during the read, which then ran again)");
+    }
+    e
+}
+
+impl Drop for Pools {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Every [`PoolTimes::sweep_every`], closes the idle connections of `pools` that
+/// outlived `times`; ends once every pool is closed or gone.
+async fn sweep(pools: Vec<managed::WeakPool<Manager>>, times: PoolTimes) {
+    let mut tick = tokio::time::interval(times.sweep_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut open = 0;
+        for pool in pools.iter().filter_map(managed::WeakPool::upgrade) {
+            if pool.is_closed() {
+                continue;
+            }
+            open += 1;
+            let gone = pool.retain(|_, m| times.fresh(&m)).removed;
+            if !gone.is_empty() {
+                tracing::debug!(
+                    "connection {}: closed {} pooled connection(s) idle or open for too long",
+                    pool.manager().conn.name,
+                    gone.len()
+                );
+            }
+        }
+        if open == 0 {
+            return;
         }
     }
 }

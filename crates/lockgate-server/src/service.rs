@@ -5,7 +5,7 @@
 
 use crate::error::AppError;
 use crate::jobs::{JobFailure, JobOutcome, Progress};
-use crate::pool::Read;
+use crate::pool::{Read, Wait};
 use crate::state::{MergeDefinition, NamedConnection, Shared};
 use lockgate::dashboard::{
     self, Attempt, BrowseError, BrowsePage, BrowseQuery, DbError, Export, LogEntry, LogFilter, Run,
@@ -52,7 +52,11 @@ pub async fn connections(st: &Shared) -> Vec<ConnectionInfo> {
             }
         }
         // Through the pool: a connection that answers proves the database reachable.
-        let (tables, error) = match st.pools.read(c, |db| Box::pin(db.tables()), |e| db_error(c, e)).await {
+        let (tables, error) = match st
+            .pools
+            .read(c, Wait::Brief, |db| Box::pin(db.tables()), |e| db_error(c, e))
+            .await
+        {
             Ok(t) => (Some(t.value.len()), None),
             Err(e) => (None, Some(e.message)),
         };
@@ -115,7 +119,7 @@ pub async fn runs(st: &Shared, limit: u32) -> (Vec<RunInfo>, Vec<String>) {
     for c in ledger_connections(st) {
         let result = st
             .pools
-            .read(&c, |db| Box::pin(db.runs(limit)), |e| db_error(&c, e))
+            .read(&c, Wait::Brief, |db| Box::pin(db.runs(limit)), |e| db_error(&c, e))
             .await
             .map(|r| r.value);
         match result {
@@ -281,7 +285,9 @@ pub async fn migration_status(st: &Shared) -> Result<lockgate::StatusReport, App
 /// (empty when it has no ledger yet).
 pub async fn modules(st: &Shared) -> Result<Vec<(String, String)>, AppError> {
     let c = migrate_conn(st)?;
-    let read = st.pools.read(c, |db| Box::pin(db.modules()), |e| db_error(c, e));
+    let read = st
+        .pools
+        .read(c, Wait::Queue, |db| Box::pin(db.modules()), |e| db_error(c, e));
     Ok(read.await?.value)
 }
 
@@ -291,6 +297,7 @@ pub async fn logs(st: &Shared, filter: &LogFilter) -> Result<Vec<LogEntry>, AppE
     // Owned in the read (a boxed future borrows only the connection).
     let read = st.pools.read(
         c,
+        Wait::Queue,
         |db| {
             let filter = filter.clone();
             Box::pin(async move { db.logs(&filter).await })
@@ -302,7 +309,9 @@ pub async fn logs(st: &Shared, filter: &LogFilter) -> Result<Vec<LogEntry>, AppE
 
 /// The tables of a connection.
 pub async fn tables(st: &Shared, c: &NamedConnection) -> Result<Vec<String>, AppError> {
-    let read = st.pools.read(c, |db| Box::pin(db.tables()), |e| db_error(c, e));
+    let read = st
+        .pools
+        .read(c, Wait::Queue, |db| Box::pin(db.tables()), |e| db_error(c, e));
     Ok(read.await?.value)
 }
 
@@ -331,6 +340,7 @@ pub async fn browse_table(
     // Owned in the read (a boxed future borrows only the connection).
     let read = st.pools.read(
         c,
+        Wait::Queue,
         |db| {
             let (table, q) = (table.to_string(), q.clone());
             Box::pin(async move { db.browse(&table, &q).await })

@@ -3,7 +3,7 @@
 //! migrations come from, and who may use it.
 
 use crate::jobs::Jobs;
-use crate::pool::Pools;
+use crate::pool::{PoolTimes, Pools};
 use lockgate::dashboard::DbUrl;
 use lockgate::transfer::Transfer;
 use std::net::SocketAddr;
@@ -107,6 +107,9 @@ pub struct ServerConfig {
     /// [`MAX_POOL_SIZE`](lockgate::config::MAX_POOL_SIZE)): see `pool.rs`. Jobs
     /// (exports, migrations, merges, snapshots) open their own.
     pub pool_size: usize,
+    /// How long a pooled connection may stay idle, and stay open at all, before it
+    /// is closed ([`PoolTimes::default`]: 5 and 30 minutes; see `pool.rs`).
+    pub pool_times: PoolTimes,
 }
 
 impl ServerConfig {
@@ -133,6 +136,7 @@ impl ServerConfig {
             body_grace: lockgate::config::DEFAULT_BODY_GRACE,
             max_connections: lockgate::config::DEFAULT_MAX_CONNECTIONS,
             pool_size: lockgate::config::DEFAULT_POOL_SIZE,
+            pool_times: PoolTimes::default(),
         }
     }
 
@@ -446,7 +450,7 @@ impl AppState {
                 .collect();
             hosts.extend(bare);
         }
-        let pools = Pools::new(&cfg.connections, cfg.pool_size);
+        let pools = Pools::new(&cfg.connections, cfg.pool_size, cfg.pool_times);
         AppState {
             pools,
             cfg,

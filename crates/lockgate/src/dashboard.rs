@@ -10,7 +10,7 @@ pub use lockgate_db::exports::{Attempt, Export};
 pub use lockgate_db::ledger::Run;
 pub use lockgate_db::versions::{LogEntry, LogFilter};
 pub use lockgate_db::writer::Progress;
-pub use lockgate_db::{DbError, DbUrl};
+pub use lockgate_db::{Canceller, DbError, DbUrl};
 
 use lockgate_db::Conn;
 
@@ -37,6 +37,12 @@ impl Database {
     /// A pool drops such a connection rather than hand it out again.
     pub fn is_closed(&self) -> bool {
         self.conn.is_closed()
+    }
+
+    /// What stops this connection's running read from elsewhere: for a request whose
+    /// client went away while its query ran.
+    pub fn canceller(&self) -> Canceller {
+        self.conn.canceller()
     }
 
     /// Its tables (Lockgate's own included), as `name` or `schema.name`.

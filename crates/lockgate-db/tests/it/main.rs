@@ -61,6 +61,7 @@ mod support {
 }
 
 mod browse;
+mod cancel;
 mod mysql;
 mod paging;
 mod pg;

@@ -1,1 +1,148 @@
-//! Tests of the pg engine module.
+//! Tests of the pg engine module's caching session (`Conn::cache_statements`, what
+//! the dashboard's pooled connections are): it recovers when its kept statements are
+//! gone from the server, as after a `DEALLOCATE ALL` (what a `DISCARD ALL`, or a
+//! pooler in front of PostgreSQL, does to a session); and a table description it
+//! keeps is the table's as it is now after every kind of change, while it is served
+//! without re-reading the description when nothing changed (VACUUM, ANALYZE and
+//! writes to the rows included).
+
+use lockgate_core::Value;
+use lockgate_db::testing::TestDb;
+use lockgate_db::{Conn, Engine};
+
+/// How many times the caching session `c` has run its kept statement that reads a
+/// table's columns (PostgreSQL counts each execution as a generic or custom plan).
+async fn column_reads(c: &mut Conn) -> i64 {
+    let rows = c
+        .query(
+            "SELECT coalesce(sum(generic_plans + custom_plans), 0)::bigint FROM pg_prepared_statements \
+             WHERE statement LIKE 'SELECT a.attname::text, format_type(%'",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    match rows[0][0] {
+        Value::Int(n) => n,
+        ref other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_kept_description_follows_every_change_to_the_table() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let mut admin = Conn::connect(&db.url).await.unwrap();
+    admin
+        .batch(
+            "CREATE TABLE parent (id int PRIMARY KEY, code text UNIQUE); \
+             CREATE TABLE t (id int PRIMARY KEY, name text, parent_id int); \
+             CREATE FUNCTION nop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'",
+        )
+        .await
+        .unwrap();
+    let mut kept = Conn::connect(&db.url).await.unwrap();
+    kept.cache_statements();
+    let first = kept.lookup_table("t").await.unwrap();
+    assert!(first.is_some());
+    let mut reads = column_reads(&mut kept).await;
+    assert_eq!(reads, 1, "described once");
+
+    // What changes no description: the kept one is served, the columns not read.
+    for same in [
+        "INSERT INTO parent VALUES (1, 'a'); INSERT INTO t VALUES (1, 'x', 1)",
+        "ANALYZE t",
+        "VACUUM t",
+        "UPDATE t SET name = 'y'",
+        "CREATE TABLE unrelated (id int)",
+    ] {
+        admin.batch(same).await.unwrap();
+        assert_eq!(kept.lookup_table("t").await.unwrap(), first, "after {same}");
+        assert_eq!(column_reads(&mut kept).await, reads, "described again after {same}");
+    }
+
+    // Every change the description shows: the kept session reads what a new session
+    // reads.
+    for change in [
+        "ALTER TABLE t ADD COLUMN extra int",
+        "ALTER TABLE t ALTER COLUMN name TYPE varchar(40)",
+        "ALTER TABLE t ALTER COLUMN name SET NOT NULL",
+        "ALTER TABLE t ALTER COLUMN extra SET DEFAULT 7",
+        "ALTER TABLE t ALTER COLUMN extra SET DEFAULT 8",
+        "ALTER TABLE t RENAME COLUMN extra TO more",
+        "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (parent_id) REFERENCES parent (id)",
+        "ALTER TABLE parent RENAME COLUMN id TO pid",
+        "ALTER TABLE parent RENAME TO mother",
+        "CREATE SCHEMA elsewhere; ALTER TABLE mother SET SCHEMA elsewhere",
+        "ALTER TABLE t ADD CONSTRAINT positive CHECK (more > 0)",
+        "ALTER TABLE t ADD CONSTRAINT named UNIQUE (name)",
+        "ALTER TABLE t RENAME CONSTRAINT named TO unique_name",
+        "CREATE INDEX t_name ON t (name)",
+        "ALTER INDEX t_name RENAME TO t_by_name",
+        "CREATE UNIQUE INDEX t_more ON t (more) WHERE more > 10",
+        "CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION nop()",
+        "ALTER TRIGGER tr ON t RENAME TO tr2",
+        "ALTER TABLE t DROP CONSTRAINT positive",
+        "DROP INDEX t_by_name",
+        "ALTER TABLE t DROP COLUMN more",
+        "CREATE TYPE mood AS ENUM ('ok'); ALTER TABLE t ADD COLUMN mood mood",
+        "ALTER TYPE mood RENAME TO feeling",
+        "ALTER TABLE t ALTER COLUMN id SET DATA TYPE bigint",
+        "ALTER TABLE t ALTER COLUMN mood SET DATA TYPE text COLLATE \"C\"",
+        "ALTER TABLE t DROP CONSTRAINT t_pkey",
+        "DROP TABLE t; CREATE TABLE t (id int PRIMARY KEY, name text, parent_id int)",
+        "DROP TABLE t; CREATE TABLE t (other text)",
+    ] {
+        admin.batch(change).await.unwrap();
+        let fresh = Conn::connect(&db.url).await.unwrap().lookup_table("t").await.unwrap();
+        assert_eq!(kept.lookup_table("t").await.unwrap(), fresh, "after {change}");
+        assert!(
+            column_reads(&mut kept).await > reads,
+            "not described again after {change}"
+        );
+        // And kept again: the next lookup is served without reading.
+        reads = column_reads(&mut kept).await;
+        assert_eq!(kept.lookup_table("t").await.unwrap(), fresh);
+        assert_eq!(column_reads(&mut kept).await, reads, "after {change}, twice");
+    }
+    // Gone from the current schema: not found, as on a new session.
+    admin.batch("ALTER TABLE t SET SCHEMA elsewhere").await.unwrap();
+    assert_eq!(kept.lookup_table("t").await.unwrap(), None);
+    assert!(kept.lookup_table("elsewhere.t").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn kept_statements_that_the_server_dropped_are_prepared_again() {
+    let db = TestDb::new(Engine::Postgres).await;
+    let mut c = Conn::connect(&db.url).await.unwrap();
+    c.batch("CREATE TABLE t (id int PRIMARY KEY, name text)").await.unwrap();
+    c.cache_statements();
+    let first = c.find_table("t").await.unwrap();
+    assert_eq!(c.list_tables().await.unwrap().len(), 1);
+    let kept = c
+        .query("SELECT count(*) FROM pg_prepared_statements", &[], None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(kept[0][0], lockgate_core::Value::Int(n) if n >= 5),
+        "the introspection's statements are kept: {kept:?}"
+    );
+    c.batch("DEALLOCATE ALL").await.unwrap();
+    // Every kept statement is gone on the server: each is prepared again, and the
+    // description is the same.
+    assert_eq!(c.find_table("t").await.unwrap(), first);
+    assert_eq!(c.list_tables().await.unwrap().len(), 1);
+    // And kept again: the lookup (the description itself is kept, unchanged).
+    c.batch("DEALLOCATE ALL").await.unwrap();
+    c.find_table("t").await.unwrap();
+    let kept = c
+        .query("SELECT count(*) FROM pg_prepared_statements", &[], None)
+        .await
+        .unwrap();
+    assert!(matches!(kept[0][0], lockgate_core::Value::Int(n) if n >= 1), "{kept:?}");
+    // A changed table after a DEALLOCATE ALL: each description statement is
+    // prepared again.
+    c.batch("DEALLOCATE ALL; ALTER TABLE t ADD COLUMN more int")
+        .await
+        .unwrap();
+    assert_eq!(c.find_table("t").await.unwrap().columns.len(), 3);
+}

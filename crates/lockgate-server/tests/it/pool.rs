@@ -1,51 +1,121 @@
-//! The server's pooled connections (`pool.rs`): sequential pages reuse one session
-//! instead of opening one each; the pool never holds more than `pool_size` sessions,
-//! however many requests wait; a backend terminated under the pool, and a database
-//! that is down, are each one clear outcome (the next request succeeds, even when the
-//! backend is terminated under a running page; the error names the connection at
-//! once); a table altered between pages is read as it is now (the pooled session keeps
-//! its introspection's statements, never a table's description); a request cancelled
-//! while its query runs does not hand that busy session to the next request; a pooled SQLite connection holds no
-//! read snapshot between requests (a writer's checkpoint completes) and notices its
-//! file being replaced.
+//! The server's pooled connections (`pool.rs`), on PostgreSQL and MariaDB each:
+//! sequential pages reuse one session instead of opening one each; the pool never
+//! holds more than `pool_size` sessions, however many requests wait; a session
+//! terminated under the pool (idle or mid-query) is replaced and the next request
+//! succeeds; a table altered between pages is read as it is now (the pooled session
+//! keeps its introspection's statements, never a table's description); a request
+//! stopped while its query runs cancels that query on the server and does not hand
+//! its session to the next request; idle and old sessions are closed in the
+//! background; the Overview's reads answer while slow pages hold every pooled
+//! session; stopping the server ends its sessions. On PostgreSQL alone: a database
+//! that is down is a clear error at once, and a read that fails again after its
+//! retry says so. On SQLite: a pooled connection holds no read snapshot between
+//! requests (a writer's checkpoint completes) and notices its file being replaced.
 
 use crate::*;
 use lockgate_core::Value;
 use lockgate_db::testing::TestDb;
 use lockgate_db::{Conn, Engine};
+use lockgate_server::PoolTimes;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A connection of the test's own to `db`, named `lockgate-test` so that it is not
-/// taken for one of the server's (which are named `lockgate`).
-async fn test_conn(db: &TestDb) -> Conn {
-    let mut c = db.conn().await;
-    c.batch("SET application_name = 'lockgate-test'").await.unwrap();
-    c
+/// One test per server engine for each case, so that a failure names its engine.
+macro_rules! on_servers {
+    ($($case:ident),* $(,)?) => {
+        mod pg {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case(lockgate_db::Engine::Postgres).await
+            })*
+        }
+        mod mysql {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case(lockgate_db::Engine::Mysql).await
+            })*
+        }
+    };
 }
 
-/// The server's sessions on the database `admin` is connected to, by backend pid.
-async fn server_sessions(admin: &mut Conn) -> Vec<i64> {
-    let rows = admin
-        .query(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-             AND application_name = 'lockgate' ORDER BY pid",
-            &[],
-            None,
-        )
-        .await
-        .unwrap();
+on_servers!(
+    sequential_pages_reuse_one_session,
+    a_table_changed_between_pages_is_read_as_it_is_now,
+    the_pool_holds_at_most_pool_size_sessions,
+    a_terminated_session_is_replaced_and_the_next_request_succeeds,
+    a_stopped_request_cancels_its_query_and_does_not_hand_its_session_on,
+    idle_and_old_sessions_are_closed_in_the_background,
+    the_overview_reads_answer_while_pages_hold_every_pooled_session,
+    stopping_the_server_ends_its_pooled_sessions,
+);
+
+/// The MariaDB sessions of the tests' own connections (MariaDB has no application
+/// name to tell them from the server's).
+static OWN: Mutex<Vec<i64>> = Mutex::new(Vec::new());
+
+/// The integers of the first column of `sql`'s rows.
+async fn ints(c: &mut Conn, sql: &str) -> Vec<i64> {
+    let rows = c.query(sql, &[], None).await.unwrap();
     rows.iter()
         .map(|r| match r[0] {
-            Value::Int(pid) => pid,
-            ref other => panic!("a pid: {other:?}"),
+            Value::Int(n) => n,
+            ref other => panic!("an integer from {sql}: {other:?}"),
         })
         .collect()
 }
 
-/// The server's sessions once there are `n` of them (a terminated backend may show
-/// for a moment after it was told to end), or as they are after 3 s.
+/// A connection of the test's own to `db`, never taken for one of the server's: on
+/// PostgreSQL named `lockgate-test` (the server's are `lockgate`), on MariaDB
+/// remembered in [`OWN`].
+async fn test_conn(db: &TestDb) -> Conn {
+    let mut c = db.conn().await;
+    match db.url.engine {
+        Engine::Postgres => c.batch("SET application_name = 'lockgate-test'").await.unwrap(),
+        _ => {
+            let id = ints(&mut c, "SELECT CONNECTION_ID()").await[0];
+            OWN.lock().unwrap().push(id);
+        }
+    }
+    c
+}
+
+/// The server's sessions on the database `admin` is connected to (backend pids,
+/// thread ids), those waiting on a table lock only when `waiting`.
+async fn sessions(admin: &mut Conn, waiting: bool) -> Vec<i64> {
+    match admin.engine() {
+        Engine::Postgres => {
+            let lock = if waiting { " AND wait_event_type = 'Lock'" } else { "" };
+            let sql = format!(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'lockgate'{lock} ORDER BY pid"
+            );
+            ints(admin, &sql).await
+        }
+        _ => {
+            let lock = if waiting {
+                " AND state LIKE 'Waiting for table%'"
+            } else {
+                ""
+            };
+            let sql = format!("SELECT id FROM information_schema.processlist WHERE db = DATABASE(){lock} ORDER BY id");
+            let own = OWN.lock().unwrap().clone();
+            ints(admin, &sql)
+                .await
+                .into_iter()
+                .filter(|id| !own.contains(id))
+                .collect()
+        }
+    }
+}
+
+async fn server_sessions(admin: &mut Conn) -> Vec<i64> {
+    sessions(admin, false).await
+}
+
+/// The server's sessions once there are `n` of them (a terminated session may show
+/// for a moment after it was told to end), or as they are after 5 s.
 async fn sessions_settled(admin: &mut Conn, n: usize) -> Vec<i64> {
-    let until = Instant::now() + Duration::from_secs(3);
+    let until = Instant::now() + Duration::from_secs(5);
     loop {
         let s = server_sessions(admin).await;
         if s.len() == n || Instant::now() > until {
@@ -55,26 +125,77 @@ async fn sessions_settled(admin: &mut Conn, n: usize) -> Vec<i64> {
     }
 }
 
-/// A PostgreSQL database with `items` (120 rows) and `other` (3 rows), and a server
-/// over it as the connection `pg` with pools of `pool_size`.
-async fn pg_app(pool_size: usize) -> (TestDb, Router) {
-    let db = TestDb::new(Engine::Postgres).await;
-    test_conn(&db)
-        .await
-        .batch(
-            "CREATE TABLE items (id bigint PRIMARY KEY, name text); \
-             INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 120) g; \
-             CREATE TABLE other (id int PRIMARY KEY); INSERT INTO other VALUES (1), (2), (3)",
-        )
+/// The first of the server's sessions to wait on a table lock (within 10 s).
+async fn a_waiting_session(admin: &mut Conn) -> i64 {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(id) = sessions(admin, true).await.first() {
+            return *id;
+        }
+        assert!(Instant::now() < until, "no page reached the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Holds a lock on `items` that makes every read of it wait, until [`unlock`].
+async fn lock_items(c: &mut Conn) {
+    if c.engine() == Engine::Postgres {
+        c.begin().await.unwrap();
+        c.batch("LOCK TABLE items IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    } else {
+        c.batch("LOCK TABLES items WRITE").await.unwrap();
+    }
+}
+
+async fn unlock(c: &mut Conn) {
+    if c.engine() == Engine::Postgres {
+        c.rollback().await.unwrap();
+    } else {
+        c.batch("UNLOCK TABLES").await.unwrap();
+    }
+}
+
+/// Ends the server's session `id`, as an administrator would.
+async fn terminate(admin: &mut Conn, id: i64) {
+    if admin.engine() == Engine::Postgres {
+        let killed = admin
+            .query("SELECT pg_terminate_backend($1)", &[Value::Int(id)], None)
+            .await
+            .unwrap();
+        assert_eq!(killed[0][0], Value::Bool(true));
+    } else {
+        admin.batch(&format!("KILL CONNECTION {id}")).await.unwrap();
+    }
+}
+
+/// A database on `engine` with `items` (120 rows) and `other` (3 rows), and a server
+/// over it as the connection `db`, configured by `setup`.
+async fn app_with(engine: Engine, setup: impl FnOnce(&mut ServerConfig)) -> (TestDb, Router) {
+    let db = TestDb::new(engine).await;
+    let series = "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 120)";
+    let mut c = test_conn(&db).await;
+    c.batch("CREATE TABLE items (id bigint PRIMARY KEY, name varchar(100))")
         .await
         .unwrap();
+    c.batch(&format!(
+        "INSERT INTO items (id, name) {series} SELECT n, CONCAT('item ', n) FROM g"
+    ))
+    .await
+    .unwrap();
+    c.batch("CREATE TABLE other (id int PRIMARY KEY)").await.unwrap();
+    c.batch("INSERT INTO other VALUES (1), (2), (3)").await.unwrap();
     let mut cfg = ServerConfig::new();
-    cfg.pool_size = pool_size;
     cfg.connections.push(NamedConnection {
-        name: "pg".into(),
+        name: "db".into(),
         url: db.url.clone(),
     });
+    setup(&mut cfg);
     (db, lockgate_server::router(cfg).unwrap())
+}
+
+/// [`app_with`] with pools of `pool_size`.
+async fn app(engine: Engine, pool_size: usize) -> (TestDb, Router) {
+    app_with(engine, |cfg| cfg.pool_size = pool_size).await
 }
 
 /// The `conn` entry's description of a page's Server-Timing (`pooled`, `new`).
@@ -87,9 +208,8 @@ fn conn_desc(r: &Reply) -> String {
     conn.split("desc=").nth(1).unwrap_or("").to_string()
 }
 
-#[tokio::test]
-async fn sequential_pages_reuse_one_session() {
-    let (db, app) = pg_app(4).await;
+async fn sequential_pages_reuse_one_session(engine: Engine) {
+    let (db, app) = app(engine, 4).await;
     let mut admin = test_conn(&db).await;
     assert!(
         sessions_settled(&mut admin, 0).await.is_empty(),
@@ -97,7 +217,7 @@ async fn sequential_pages_reuse_one_session() {
     );
     let mut descs = Vec::new();
     for i in 0..30 {
-        let r = get(&app, "/api/tables/pg/items?per_page=50").await;
+        let r = get(&app, "/api/tables/db/items?per_page=50").await;
         assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.text());
         assert_eq!(r.json()["rows"].as_array().unwrap().len(), 50);
         descs.push(conn_desc(&r));
@@ -109,7 +229,7 @@ async fn sequential_pages_reuse_one_session() {
 
     // The other reads take the same pool: the table list, the connection check, the
     // pages of the Tables view.
-    for uri in ["/api/tables/pg", "/api/connections", "/tables?conn=pg&table=other"] {
+    for uri in ["/api/tables/db", "/api/connections", "/tables?conn=db&table=other"] {
         for _ in 0..5 {
             let r = get(&app, uri).await;
             assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
@@ -120,23 +240,24 @@ async fn sequential_pages_reuse_one_session() {
     assert_eq!(server_sessions(&mut admin).await, after_pages, "still the one session");
 }
 
-#[tokio::test]
-async fn a_table_changed_between_pages_is_read_as_it_is_now() {
-    // A pooled session keeps its introspection's prepared statements: a table changed
-    // since (a column's type, a column added or dropped) must be read as it is now,
-    // neither shown in its old shape nor failing the page.
-    let (db, app) = pg_app(1).await;
+async fn a_table_changed_between_pages_is_read_as_it_is_now(engine: Engine) {
+    // A pooled PostgreSQL session keeps its introspection's prepared statements (and
+    // MariaDB's driver its own): a table changed since (a column's type, a column
+    // added or dropped) must be read as it is now, neither shown in its old shape nor
+    // failing the page.
+    let (db, app) = app(engine, 1).await;
     for _ in 0..8 {
-        let r = get(&app, "/api/tables/pg/items?per_page=5&sort=name").await;
+        let r = get(&app, "/api/tables/db/items?per_page=5&sort=name").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     }
     let mut admin = test_conn(&db).await;
     // The same page's SQL, over columns of other types.
-    admin
-        .batch("ALTER TABLE items ALTER COLUMN id TYPE numeric(12, 0); ALTER TABLE items ALTER COLUMN name TYPE varchar(40)")
-        .await
-        .unwrap();
-    let r = get(&app, "/api/tables/pg/items?per_page=5&sort=name").await;
+    let retype = match engine {
+        Engine::Postgres => "ALTER TABLE items ALTER COLUMN id TYPE numeric(12, 0), ALTER COLUMN name TYPE varchar(40)",
+        _ => "ALTER TABLE items MODIFY id decimal(12, 0) NOT NULL, MODIFY name varchar(40)",
+    };
+    admin.batch(retype).await.unwrap();
+    let r = get(&app, "/api/tables/db/items?per_page=5&sort=name").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(conn_desc(&r), "pooled");
     assert_eq!(r.json()["columns"][0]["type"], "decimal(12,0)", "{}", r.text());
@@ -144,7 +265,7 @@ async fn a_table_changed_between_pages_is_read_as_it_is_now() {
         .batch("ALTER TABLE items ADD COLUMN extra int DEFAULT 7")
         .await
         .unwrap();
-    let r = get(&app, "/api/tables/pg/items?per_page=5&sort=name").await;
+    let r = get(&app, "/api/tables/db/items?per_page=5&sort=name").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(conn_desc(&r), "pooled", "the same session");
     let p = r.json();
@@ -158,27 +279,25 @@ async fn a_table_changed_between_pages_is_read_as_it_is_now() {
     assert_eq!(p["rows"][0][2], 7);
     assert_eq!(p["total"], 120);
     admin.batch("ALTER TABLE items DROP COLUMN name").await.unwrap();
-    let r = get(&app, "/api/tables/pg/items?per_page=5").await;
+    let r = get(&app, "/api/tables/db/items?per_page=5").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["rows"][0].as_array().unwrap().len(), 2);
     // Sorting by the dropped column is a bad request, as for any unknown column.
-    let r = get(&app, "/api/tables/pg/items?per_page=5&sort=name").await;
+    let r = get(&app, "/api/tables/db/items?per_page=5&sort=name").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
 }
 
-#[tokio::test]
-async fn the_pool_holds_at_most_pool_size_sessions() {
-    let (db, app) = pg_app(2).await;
+async fn the_pool_holds_at_most_pool_size_sessions(engine: Engine) {
+    let (db, app) = app(engine, 2).await;
     let mut admin = test_conn(&db).await;
     // Six pages at once, each held on a lock until the test lets go: two run (the
     // pool's two sessions), the other four wait for one of them.
     let mut lock = test_conn(&db).await;
-    lock.begin().await.unwrap();
-    lock.batch("LOCK TABLE items IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    lock_items(&mut lock).await;
     let tasks: Vec<_> = (0..6)
         .map(|_| {
             let app = app.clone();
-            tokio::spawn(async move { get(&app, "/api/tables/pg/items?per_page=10").await })
+            tokio::spawn(async move { get(&app, "/api/tables/db/items?per_page=10").await })
         })
         .collect();
     let waiting = async {
@@ -201,7 +320,7 @@ async fn the_pool_holds_at_most_pool_size_sessions() {
         2,
         "the pool's size, not one per request"
     );
-    lock.rollback().await.unwrap();
+    unlock(&mut lock).await;
     for t in tasks {
         let r = t.await.unwrap();
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -210,23 +329,19 @@ async fn the_pool_holds_at_most_pool_size_sessions() {
     assert_eq!(server_sessions(&mut admin).await.len(), 2);
 }
 
-#[tokio::test]
-async fn a_terminated_backend_is_replaced_and_the_next_request_succeeds() {
-    let (db, app) = pg_app(4).await;
+async fn a_terminated_session_is_replaced_and_the_next_request_succeeds(engine: Engine) {
+    let (db, app) = app(engine, 4).await;
     let mut admin = test_conn(&db).await;
-    assert_eq!(get(&app, "/api/tables/pg/items").await.status, StatusCode::OK);
+    assert_eq!(get(&app, "/api/tables/db/items").await.status, StatusCode::OK);
     // Twice: once after the pooled session has had time to see its end, once straight
-    // after (the read then finds the connection gone mid-query and runs again).
+    // after (the read then finds the connection gone and runs again; on MariaDB, whose
+    // client learns of the end only when it next uses the connection, both do).
     for pause in [Duration::from_millis(300), Duration::ZERO] {
         let before = sessions_settled(&mut admin, 1).await;
         assert_eq!(before.len(), 1, "{before:?}");
-        let killed = admin
-            .query("SELECT pg_terminate_backend($1)", &[Value::Int(before[0])], None)
-            .await
-            .unwrap();
-        assert_eq!(killed[0][0], Value::Bool(true));
+        terminate(&mut admin, before[0]).await;
         tokio::time::sleep(pause).await;
-        let r = get(&app, "/api/tables/pg/items?per_page=50").await;
+        let r = get(&app, "/api/tables/db/items?per_page=50").await;
         assert_eq!(r.status, StatusCode::OK, "after {pause:?}: {}", r.text());
         assert_eq!(r.json()["rows"][0][0], 1);
         assert!(
@@ -238,46 +353,23 @@ async fn a_terminated_backend_is_replaced_and_the_next_request_succeeds() {
         assert_eq!(after.len(), 1, "{after:?}");
         assert_ne!(after, before, "a new session replaced the terminated one");
         // And it is pooled again.
-        let r = get(&app, "/api/tables/pg/items?per_page=50").await;
+        let r = get(&app, "/api/tables/db/items?per_page=50").await;
         assert_eq!(conn_desc(&r), "pooled");
     }
 
     // Terminated while its query runs (held on a lock): the read runs again on a new
     // session, and the page still answers.
     let mut lock = test_conn(&db).await;
-    lock.begin().await.unwrap();
-    lock.batch("LOCK TABLE items IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    lock_items(&mut lock).await;
     let page = tokio::spawn({
         let app = app.clone();
-        async move { get(&app, "/api/tables/pg/items?per_page=50").await }
+        async move { get(&app, "/api/tables/db/items?per_page=50").await }
     });
-    let waiting = async {
-        loop {
-            let rows = admin
-                .query(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-                     AND application_name = 'lockgate' AND wait_event_type = 'Lock'",
-                    &[],
-                    None,
-                )
-                .await
-                .unwrap();
-            if let Some(r) = rows.first() {
-                return r[0].clone();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let pid = tokio::time::timeout(Duration::from_secs(10), waiting)
-        .await
-        .expect("the page waits on the lock");
-    admin
-        .query("SELECT pg_terminate_backend($1)", &[pid], None)
-        .await
-        .unwrap();
+    let id = a_waiting_session(&mut admin).await;
+    terminate(&mut admin, id).await;
     // The retry waits on the lock in turn, until it is let go.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    lock.rollback().await.unwrap();
+    unlock(&mut lock).await;
     let r = tokio::time::timeout(Duration::from_secs(10), page)
         .await
         .expect("the page answers")
@@ -289,6 +381,175 @@ async fn a_terminated_backend_is_replaced_and_the_next_request_succeeds() {
         "read again after its session was terminated: {}",
         r.header("server-timing")
     );
+}
+
+async fn a_stopped_request_cancels_its_query_and_does_not_hand_its_session_on(engine: Engine) {
+    let (db, app) = app(engine, 4).await;
+    let mut admin = test_conn(&db).await;
+    // One pooled session, idle.
+    assert_eq!(get(&app, "/api/tables/db/other").await.status, StatusCode::OK);
+    let idle = server_sessions(&mut admin).await;
+    assert_eq!(idle.len(), 1);
+    // A page of `items` takes it and waits on a lock; its browser goes away.
+    let mut lock = test_conn(&db).await;
+    lock_items(&mut lock).await;
+    let gone = tokio::time::timeout(Duration::from_millis(500), get(&app, "/api/tables/db/items")).await;
+    assert!(gone.is_err(), "the page waited on the lock");
+    // Its query is cancelled and its session closed while the lock is still held:
+    // nothing of the server's is left waiting.
+    let until = Instant::now() + Duration::from_secs(5);
+    while !sessions(&mut admin, true).await.is_empty() || server_sessions(&mut admin).await == idle {
+        assert!(
+            Instant::now() < until,
+            "the stopped page's query still waits on the lock: {:?}",
+            sessions(&mut admin, true).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The next page, of another table, gets a new session and answers while the lock
+    // is still held.
+    let next = tokio::time::timeout(Duration::from_secs(5), get(&app, "/api/tables/db/other?per_page=2")).await;
+    let r = next.expect("the next page answers at once, not behind the cancelled query");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(conn_desc(&r), "new", "{}", r.header("server-timing"));
+    let now = server_sessions(&mut admin).await;
+    assert_eq!(now.len(), 1, "the stopped page's session is closed: {now:?}");
+    assert_ne!(now, idle);
+    unlock(&mut lock).await;
+    for _ in 0..5 {
+        let r = get(&app, "/api/tables/db/items?per_page=5").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(conn_desc(&r), "pooled");
+    }
+}
+
+async fn idle_and_old_sessions_are_closed_in_the_background(engine: Engine) {
+    // Idle: closed once idle for 400 ms, with no request to notice it.
+    let (db, app) = app_with(engine, |cfg| {
+        cfg.pool_times = PoolTimes {
+            max_idle: Duration::from_millis(400),
+            max_lifetime: Duration::from_secs(600),
+        }
+    })
+    .await;
+    let mut admin = test_conn(&db).await;
+    assert_eq!(get(&app, "/api/tables/db/items").await.status, StatusCode::OK);
+    assert_eq!(server_sessions(&mut admin).await.len(), 1);
+    let started = Instant::now();
+    let left = sessions_settled(&mut admin, 0).await;
+    assert!(left.is_empty(), "an idle session stayed open: {left:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    // The next page opens a new one.
+    let r = get(&app, "/api/tables/db/items").await;
+    assert_eq!((r.status, conn_desc(&r)), (StatusCode::OK, "new".to_string()));
+    drop(app);
+
+    // Old: a session in steady use is still replaced once it is 700 ms old.
+    let (db, app) = app_with(engine, |cfg| {
+        cfg.pool_times = PoolTimes {
+            max_idle: Duration::from_secs(600),
+            max_lifetime: Duration::from_millis(700),
+        }
+    })
+    .await;
+    let mut admin = test_conn(&db).await;
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        let r = get(&app, "/api/tables/db/items?per_page=5").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        for s in server_sessions(&mut admin).await {
+            if !seen.contains(&s) {
+                seen.push(s);
+            }
+        }
+        assert!(server_sessions(&mut admin).await.len() <= 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.len() >= 3, "a session lived longer than its lifetime: {seen:?}");
+}
+
+async fn the_overview_reads_answer_while_pages_hold_every_pooled_session(engine: Engine) {
+    let (db, app) = app_with(engine, |cfg| {
+        cfg.pool_size = 1;
+        cfg.migrate_db = Some(0);
+    })
+    .await;
+    let mut admin = test_conn(&db).await;
+    let mut lock = test_conn(&db).await;
+    lock_items(&mut lock).await;
+    // The one pooled session waits on the lock under a page.
+    let page = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/api/tables/db/items?per_page=5").await }
+    });
+    a_waiting_session(&mut admin).await;
+    // The connections' check and the runs, polled by the Overview, do not queue
+    // behind it: each opens a session of its own for the request.
+    for uri in ["/api/connections", "/api/runs"] {
+        let started = Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(5), get(&app, uri))
+            .await
+            .unwrap_or_else(|_| panic!("{uri} queued behind the page"));
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{uri}: {:?}",
+            started.elapsed()
+        );
+    }
+    let c = get(&app, "/api/connections").await.json();
+    assert_eq!(c[0]["error"], serde_json::Value::Null, "reachable: {c:#}");
+    assert_eq!(c[0]["tables"], 2, "{c:#}");
+    // Those sessions of their own were closed after their request.
+    let left = sessions_settled(&mut admin, 1).await;
+    assert_eq!(left.len(), 1, "only the page's session: {left:?}");
+    unlock(&mut lock).await;
+    let r = page.await.unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+async fn stopping_the_server_ends_its_pooled_sessions(engine: Engine) {
+    let (db, _) = app(engine, 4).await;
+    let mut cfg = ServerConfig::new();
+    cfg.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.connections.push(NamedConnection {
+        name: "db".into(),
+        url: db.url.clone(),
+    });
+    let (listener, served) = lockgate_server::bind(cfg).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(lockgate_server::run(listener, served, async {
+        let _ = stopped.await;
+    }));
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET /api/tables/db/items HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let mut admin = test_conn(&db).await;
+    assert_eq!(server_sessions(&mut admin).await.len(), 1, "the page's session, pooled");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+    let left = sessions_settled(&mut admin, 0).await;
+    assert!(left.is_empty(), "the stopped server's session stayed open: {left:?}");
 }
 
 #[tokio::test]
@@ -317,33 +578,39 @@ async fn a_database_that_is_down_is_a_clear_error_at_once_every_time() {
 }
 
 #[tokio::test]
-async fn a_cancelled_request_does_not_hand_its_busy_session_to_the_next() {
-    let (db, app) = pg_app(4).await;
+async fn a_read_that_fails_again_after_its_retry_says_so() {
+    // The database is dropped (its sessions terminated) while a page's query waits on
+    // a lock: the read runs again, and the second connection fails too. The error
+    // says the read was retried, not only what the second attempt met.
+    let (db, app) = app(Engine::Postgres, 4).await;
     let mut admin = test_conn(&db).await;
-    // One pooled session, idle.
-    assert_eq!(get(&app, "/api/tables/pg/other").await.status, StatusCode::OK);
-    assert_eq!(server_sessions(&mut admin).await.len(), 1);
-    // A page of `items` takes it and waits on a lock; its browser goes away.
+    assert_eq!(get(&app, "/api/tables/db/other").await.status, StatusCode::OK);
+    let name = match &admin.query("SELECT current_database()", &[], None).await.unwrap()[0][0] {
+        Value::Text(t) => t.clone(),
+        other => panic!("{other:?}"),
+    };
     let mut lock = test_conn(&db).await;
-    lock.begin().await.unwrap();
-    lock.batch("LOCK TABLE items IN ACCESS EXCLUSIVE MODE").await.unwrap();
-    let gone = tokio::time::timeout(Duration::from_millis(500), get(&app, "/api/tables/pg/items")).await;
-    assert!(gone.is_err(), "the page waited on the lock");
-    // The next page, of another table, must not queue behind that query on the same
-    // session: it gets a new one and answers while the lock is still held.
-    let next = tokio::time::timeout(Duration::from_secs(5), get(&app, "/api/tables/pg/other?per_page=2")).await;
-    let r = next.expect("the next page answers at once, not behind the cancelled query");
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!(r.json()["rows"].as_array().unwrap().len(), 2);
-    assert_eq!(conn_desc(&r), "new", "{}", r.header("server-timing"));
-    lock.rollback().await.unwrap();
-    // The session that served the cancelled page is not handed out again: later pages
-    // keep to the new one (which the server had no reason to open otherwise).
-    for _ in 0..5 {
-        let r = get(&app, "/api/tables/pg/items?per_page=5").await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        assert_eq!(conn_desc(&r), "pooled");
-    }
+    lock_items(&mut lock).await;
+    let page = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/api/tables/db/items?per_page=5").await }
+    });
+    a_waiting_session(&mut admin).await;
+    let mut other = Conn::connect(&lockgate_db::DbUrl::parse(&lockgate_db::testing::pg_admin_url()).unwrap())
+        .await
+        .unwrap();
+    other
+        .batch(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), page)
+        .await
+        .expect("the page answers")
+        .unwrap();
+    assert_ne!(r.status, StatusCode::OK, "{}", r.text());
+    let e = r.json()["error"].as_str().unwrap().to_string();
+    assert!(e.starts_with("connection db"), "{e}");
+    assert!(e.contains("ran again"), "the retry is named: {e}");
 }
 
 /// An SQLite file holding `t` with `rows` rows.
