@@ -447,6 +447,33 @@ async fn idle_and_old_sessions_are_closed_in_the_background(engine: Engine) {
     // The next page opens a new one.
     let r = get(&app, "/api/tables/db/items").await;
     assert_eq!((r.status, conn_desc(&r)), (StatusCode::OK, "new".to_string()));
+
+    // Three sessions opened by pages at once; then steady light use, a page every
+    // 50 ms: the session used last goes out first, so one stays warm and the other
+    // two reach their idle time and are closed.
+    let mut lock = test_conn(&db).await;
+    lock_items(&mut lock).await;
+    let held: Vec<_> = (0..3)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { get(&app, "/api/tables/db/items?per_page=5").await })
+        })
+        .collect();
+    while sessions(&mut admin, true).await.len() < 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unlock(&mut lock).await;
+    for t in held {
+        assert_eq!(t.await.unwrap().status, StatusCode::OK);
+    }
+    assert_eq!(server_sessions(&mut admin).await.len(), 3);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(get(&app, "/api/tables/db/other").await.status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let warm = server_sessions(&mut admin).await;
+    assert_eq!(warm.len(), 1, "the sessions not needed were closed: {warm:?}");
     drop(app);
 
     // Old: a session in steady use is still replaced once it is 700 ms old.
