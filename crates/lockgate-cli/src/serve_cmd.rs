@@ -192,7 +192,8 @@ pub async fn serve_demo(dir: &Path, bind: Option<&str>, config: &Config) -> i32 
     };
     cfg.token = token();
     // The limits serve takes from lockgate.toml (allowed hosts, upload limit and
-    // scripts, body_grace, max_connections) hold for the demo's server too; its
+    // scripts, body_grace, max_connections, the pool's size and times) hold for the
+    // demo's server too; its
     // transfer and folder are the demo's own.
     cfg.apply_settings(&server);
     // The caller's lockgate.toml may add data profiles (and the connections they and

@@ -291,7 +291,7 @@ impl ServerConfig {
 
     /// Takes the limits `lockgate.toml`'s `[server]` sets (validated when the file
     /// was read): its allowed hosts, upload limit and `upload_scripts`, `body_grace`,
-    /// `max_connections` and `pool_size`. What it leaves out keeps its value; flags applied after
+    /// `max_connections`, `pool_size`, `pool_idle` and `pool_lifetime`. What it leaves out keeps its value; flags applied after
     /// this override it. (Where to listen, the database and the folder need the
     /// command line too: `lockgate serve` resolves those.)
     pub fn apply_settings(&mut self, s: &lockgate::config::ServerSettings) {
@@ -309,6 +309,12 @@ impl ServerConfig {
         if let Some(n) = s.pool_size {
             self.pool_size = n;
         }
+        if let Some(t) = s.pool_idle {
+            self.pool_times.max_idle = t;
+        }
+        if let Some(t) = s.pool_lifetime {
+            self.pool_times.max_lifetime = t;
+        }
     }
 
     /// Refuses what would be unsafe to serve: another address than loopback without
@@ -316,7 +322,7 @@ impl ServerConfig {
     /// its own as it is read) or code or a flag set them. The messages name the
     /// setting, not where it came from, which this cannot know.
     pub fn check(&self) -> Result<(), String> {
-        use lockgate::config::{MAX_CONNECTIONS, MAX_POOL_SIZE, MIN_BODY_GRACE};
+        use lockgate::config::{MAX_CONNECTIONS, MAX_POOL_SIZE, MIN_BODY_GRACE, MIN_POOL_TIME, POOL_TIME_WHY};
         if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
             return Err(format!(
                 "the server's max_connections is {}: give a whole number from 1 to {MAX_CONNECTIONS} (how many connections are served at once)",
@@ -328,6 +334,18 @@ impl ServerConfig {
                 "the server's pool_size is {}: give a whole number from 1 to {MAX_POOL_SIZE} (database connections kept per connection name)",
                 self.pool_size
             ));
+        }
+        for (key, t) in [
+            ("pool_idle", self.pool_times.max_idle),
+            ("pool_lifetime", self.pool_times.max_lifetime),
+        ] {
+            // Code may set less than the file's least (tests do); zero would close
+            // every connection as it is returned.
+            if t.is_zero() {
+                return Err(format!(
+                    "the server's {key} is 0: give at least {MIN_POOL_TIME:?} ({POOL_TIME_WHY})"
+                ));
+            }
         }
         if self.body_grace < MIN_BODY_GRACE {
             return Err(format!(

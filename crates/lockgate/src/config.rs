@@ -25,6 +25,8 @@
 //! body_grace = "30s"              # then a request body must average 16 KiB/s
 //! max_connections = 256           # served at once; more wait in the listen queue
 //! pool_size = 4                   # pooled database connections per connection name
+//! pool_idle = "5m"                # a pooled connection idle this long is closed
+//! pool_lifetime = "30m"           # and one open this long, once idle
 //! ```
 //!
 //! Bad values are errors naming the file, the line and the key: durations go through
@@ -62,6 +64,10 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 /// The most `[server] pool_size`: each is a session on the database server, kept
 /// open while idle.
 pub const MAX_POOL_SIZE: usize = 64;
+
+/// The shortest `[server] pool_idle` and `pool_lifetime`: shorter, pooled sessions
+/// would be closed between a page's requests.
+pub const MIN_POOL_TIME: Duration = Duration::from_secs(1);
 
 /// The configuration file.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -140,11 +146,25 @@ pub struct ServerSettings {
     /// connection name ([`DEFAULT_POOL_SIZE`]; 1 to [`MAX_POOL_SIZE`]).
     #[serde(default, deserialize_with = "pool_size")]
     pub pool_size: Option<usize>,
+    /// How long a pooled connection may stay idle before it is closed (5 minutes;
+    /// at least [`MIN_POOL_TIME`]): below a firewall's or load balancer's idle
+    /// timeout, which would otherwise drop it silently.
+    #[serde(default, deserialize_with = "pool_idle")]
+    pub pool_idle: Option<Duration>,
+    /// How long a pooled connection may stay open at all (30 minutes; at least
+    /// [`MIN_POOL_TIME`]); it is closed once idle past it.
+    #[serde(default, deserialize_with = "pool_lifetime")]
+    pub pool_lifetime: Option<Duration>,
 }
 
-/// `[server] body_grace`: a number of seconds or a duration text, read by the one
-/// duration parser, at least [`MIN_BODY_GRACE`].
-fn body_grace<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+/// A `[server]` duration: a number of seconds or a duration text, read by the one
+/// duration parser, at least `min` (`why` says what less would do).
+fn server_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    key: &str,
+    min: Duration,
+    why: &str,
+) -> Result<Option<Duration>, D::Error> {
     use serde::de::Error;
     let text = match <toml::Value as serde::Deserialize>::deserialize(d)? {
         toml::Value::Integer(n) => n.to_string(),
@@ -152,20 +172,48 @@ fn body_grace<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>
         toml::Value::String(t) => t,
         other => {
             return Err(D::Error::custom(format!(
-                "[server] body_grace is a {}, not a duration: write seconds (30) or a text such as \"30s\" or \"2m\"",
+                "[server] {key} is {} {}, not a duration: write seconds (30) or a text such as \"30s\" or \"2m\"",
+                if other.type_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                },
                 other.type_str()
             )))
         }
     };
-    let grace =
-        lockgate_core::parse_duration(&text).map_err(|e| D::Error::custom(format!("[server] body_grace: {e}")))?;
-    if grace < MIN_BODY_GRACE {
+    let given = lockgate_core::parse_duration(&text).map_err(|e| D::Error::custom(format!("[server] {key}: {e}")))?;
+    if given < min {
         return Err(D::Error::custom(format!(
-            "[server] body_grace is {text:?}: give at least 1s (a request body must average 16 KiB/s once it has passed, so less would cut uploads off as they start)"
+            "[server] {key} is {text:?}: give at least {}s ({why})",
+            min.as_secs()
         )));
     }
-    Ok(Some(grace))
+    Ok(Some(given))
 }
+
+/// `[server] body_grace`, at least [`MIN_BODY_GRACE`].
+fn body_grace<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    server_duration(
+        d,
+        "body_grace",
+        MIN_BODY_GRACE,
+        "a request body must average 16 KiB/s once it has passed, so less would cut uploads off as they start",
+    )
+}
+
+/// `[server] pool_idle`, at least [`MIN_POOL_TIME`].
+fn pool_idle<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    server_duration(d, "pool_idle", MIN_POOL_TIME, POOL_TIME_WHY)
+}
+
+/// `[server] pool_lifetime`, at least [`MIN_POOL_TIME`].
+fn pool_lifetime<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    server_duration(d, "pool_lifetime", MIN_POOL_TIME, POOL_TIME_WHY)
+}
+
+/// Why a pool time must be at least [`MIN_POOL_TIME`].
+pub const POOL_TIME_WHY: &str = "shorter, pooled connections would be closed between a page's requests";
 
 /// `[server] max_connections`: a whole number from 1 to [`MAX_CONNECTIONS`].
 fn max_connections<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {

@@ -59,6 +59,9 @@ fn body_grace_and_max_connections_reach_the_server_config() {
     assert_eq!(cfg.max_connections, 1);
     let cfg = served("[server]\npool_size = 9\n");
     assert_eq!(cfg.pool_size, 9);
+    let cfg = served("[server]\npool_idle = \"50s\"\npool_lifetime = 600\n");
+    assert_eq!(cfg.pool_times.max_idle, Duration::from_secs(50));
+    assert_eq!(cfg.pool_times.max_lifetime, Duration::from_secs(600));
 
     // Not given: the defaults stay.
     let cfg = served("[server]\nport = 4000\n");
@@ -69,6 +72,9 @@ fn body_grace_and_max_connections_reach_the_server_config() {
     assert_eq!(cfg.max_connections, 256);
     assert_eq!(cfg.pool_size, defaults.pool_size);
     assert_eq!(cfg.pool_size, 4);
+    assert_eq!(cfg.pool_times, defaults.pool_times);
+    assert_eq!(cfg.pool_times.max_idle, Duration::from_secs(300));
+    assert_eq!(cfg.pool_times.max_lifetime, Duration::from_secs(1800));
 }
 
 #[test]
@@ -109,6 +115,13 @@ fn bad_body_grace_max_connections_or_pool_size_is_an_error_naming_file_line_and_
         ("pool_size = 0", &["[server] pool_size is 0", "from 1 to 64"]),
         ("pool_size = 65", &["[server] pool_size is 65", "from 1 to 64"]),
         ("pool_size = \"4\"", &["[server] pool_size is a string", "whole number"]),
+        (
+            "pool_idle = \"500ms\"",
+            &["[server] pool_idle", "at least 1s", "between a page's requests"],
+        ),
+        ("pool_idle = \"soon\"", &["[server] pool_idle", "is not a duration"]),
+        ("pool_lifetime = 0", &["[server] pool_lifetime", "at least 1s"]),
+        ("pool_lifetime = [1]", &["[server] pool_lifetime is an array", "30s"]),
         (
             "upload_limit_mb = 0",
             &["[server] upload_limit_mb is 0", "at least 1", "refuse every upload"],
