@@ -42,25 +42,45 @@ enum CancelWay {
     Postgres(tokio_postgres::CancelToken),
     /// `KILL QUERY` of the session's thread id, from a session of its own.
     Mysql(Box<mysql_async::Opts>, u32),
-    /// `sqlite3_interrupt`.
-    Sqlite(std::sync::Arc<rusqlite::InterruptHandle>),
+    /// `sqlite3_interrupt`, and a flag that keeps work not begun from beginning.
+    Sqlite(sqlite::LiteCancel),
 }
 
+/// How long after its first cancel a statement is cancelled again, in case it had
+/// not reached the server yet (a cancel that finds nothing running does nothing).
+const CANCEL_AGAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Canceller {
-    /// Asks the database to stop the connection's current statement. A statement
-    /// that already ended is not affected (PostgreSQL and MariaDB cancel only what
-    /// runs; an interrupted SQLite connection fails what it runs next, so it should
-    /// be closed after this). The statement's own call then fails with the engine's
-    /// cancellation error.
+    /// Stops the connection's current statement, or one that starts within
+    /// [`CANCEL_AGAIN`]: PostgreSQL's cancel request and MariaDB's `KILL QUERY` are
+    /// sent now and once more after it (each on a connection of its own); SQLite's
+    /// interrupt is repeated while the connection stays busy. The statement's own
+    /// call then fails with the engine's cancellation error (MariaDB's `SLEEP`
+    /// returns 1 instead). The connection is meant to be closed afterwards: call
+    /// this only on one that nothing else will use.
     pub async fn cancel(self) -> Result<(), DbError> {
         match self.0 {
-            CancelWay::Postgres(token) => token
-                .cancel_query(tokio_postgres::NoTls)
-                .await
-                .map_err(|e| DbError::engine("cancelling the session's query", pg::engine_error(&e))),
-            CancelWay::Mysql(opts, id) => mysql::MyConn::kill_query(*opts, id).await,
-            CancelWay::Sqlite(handle) => {
-                handle.interrupt();
+            CancelWay::Postgres(token) => {
+                let send = || async {
+                    token
+                        .cancel_query(tokio_postgres::NoTls)
+                        .await
+                        .map_err(|e| DbError::engine("sending a cancel request", pg::engine_error(&e)))
+                };
+                send().await?;
+                tokio::time::sleep(CANCEL_AGAIN).await;
+                // The second is only in case: its failure (the session gone) is none.
+                let _ = send().await;
+                Ok(())
+            }
+            CancelWay::Mysql(opts, id) => {
+                mysql::MyConn::kill_query((*opts).clone(), id).await?;
+                tokio::time::sleep(CANCEL_AGAIN).await;
+                let _ = mysql::MyConn::kill_query(*opts, id).await;
+                Ok(())
+            }
+            CancelWay::Sqlite(c) => {
+                c.cancel(CANCEL_AGAIN).await;
                 Ok(())
             }
         }
@@ -291,10 +311,13 @@ impl Conn {
         Ok(())
     }
 
-    /// Keeps the statements of this connection's introspection prepared and reuses
-    /// them (PostgreSQL's [`pg::PgConn::cache_statements`]), for a connection that
-    /// reads the same tables again and again, such as the dashboard's pooled ones.
-    /// MariaDB's driver keeps its prepared statements already.
+    /// Keeps the statements of this connection's introspection prepared and each
+    /// table's description, checked against the catalog on every use (PostgreSQL's
+    /// [`pg::PgConn::cache_statements`]), for a connection that only reads the same
+    /// tables again and again, such as the dashboard's pooled ones. A kept
+    /// description can show an expression (a default, a CHECK) naming a sequence or a
+    /// function by a name it had before a rename: not for connections that write or
+    /// compare definitions. MariaDB's driver keeps its prepared statements already.
     pub fn cache_statements(&mut self) {
         if let Conn::Postgres(c) = self {
             c.cache_statements();
@@ -316,7 +339,7 @@ impl Conn {
                 let (opts, id) = c.kill_target();
                 Canceller(CancelWay::Mysql(Box::new(opts), id))
             }
-            Conn::Sqlite(c) => Canceller(CancelWay::Sqlite(c.interrupt_handle())),
+            Conn::Sqlite(c) => Canceller(CancelWay::Sqlite(c.canceller())),
         }
     }
 

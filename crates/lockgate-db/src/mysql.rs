@@ -756,7 +756,7 @@ impl MyConn {
     /// Stops the statement running on the session `id` of the server `opts` reach,
     /// from a session of its own, which it then closes.
     pub async fn kill_query(opts: Opts, id: u32) -> Result<(), DbError> {
-        let fail = |e: mysql_async::Error| DbError::engine(format!("cancelling session {id}'s query"), engine_error(e));
+        let fail = |e: mysql_async::Error| DbError::engine(format!("KILL QUERY {id}"), engine_error(e));
         let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts))
             .await
             .map_err(|_| {

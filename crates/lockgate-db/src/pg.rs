@@ -41,34 +41,51 @@ struct Kept {
 /// dashboard that browses this many tables re-reads them as it goes).
 const KEPT_TABLES: usize = 256;
 
-/// A table's lookup by name: its oid, its schema and whether that is the current one.
-const LOOKUP: &str = "SELECT c.oid, n.nspname::text, n.nspname = current_schema() FROM pg_class c \
-                      JOIN pg_namespace n ON n.oid = c.relnamespace \
-                      WHERE n.nspname = coalesce($1, current_schema()) AND c.relname = $2 AND c.relkind IN ('r', 'p')";
+/// A table's lookup by name: its oid, its schema and whether that is the current
+/// one, then what is given (a stamp), from the table's `pg_class` row `c`.
+macro_rules! lookup {
+    ($($stamp:literal)?) => {
+        concat!(
+            "SELECT c.oid, n.nspname::text, n.nspname = current_schema()",
+            $($stamp,)?
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = coalesce($1, current_schema()) AND c.relname = $2 AND c.relkind IN ('r', 'p')"
+        )
+    };
+}
 
-/// [`LOOKUP`] with a stamp of every catalog row the description reads: the
-/// transaction id that wrote each (`xmin`) of the table's `pg_class` row, its
-/// columns, their types and defaults, its constraints with the tables, schemas and
-/// columns they reference, its indexes and their `pg_class` rows, and its triggers.
-/// DDL writes new versions of the rows it changes, so a changed description has a
-/// changed stamp; what PostgreSQL updates in place (row counts and page counts by
-/// VACUUM and ANALYZE) is no part of a description. Collation names are not in it
-/// (a renamed collation keeps its old name in a kept description).
-const LOOKUP_STAMPED: &str = "SELECT c.oid, n.nspname::text, n.nspname = current_schema(), concat_ws('/', c.oid, \
-     n.nspname = current_schema(), c.xmin, \
-     (SELECT string_agg(concat_ws(':', a.xmin, t.xmin, d.xmin), ',' ORDER BY a.attnum) FROM pg_attribute a \
-      JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-      WHERE a.attrelid = c.oid AND a.attnum > 0), \
-     (SELECT string_agg(concat_ws(':', con.xmin, fc.xmin, fn.xmin, \
-        (SELECT string_agg(pa.xmin::text, ':' ORDER BY pa.attnum) FROM pg_attribute pa \
+/// A table's lookup by name.
+const LOOKUP: &str = lookup!();
+
+/// [`LOOKUP`] with a stamp of the catalog rows [`PgConn::describe_oid`] reads (the
+/// two change together): the transaction id that wrote each (`xmin`) of the
+/// table's `pg_class` row; its columns with their types, the types' schemas, their
+/// collations and defaults; its constraints with the tables, schemas and columns
+/// they reference (and whether that schema is the current one); its indexes (and
+/// whether each is valid) with their `pg_class` rows; its triggers. A DDL statement
+/// writes new versions of the catalog rows it changes, so one that changes the
+/// description changes the stamp; what PostgreSQL updates in place (row and page
+/// counts, by VACUUM and ANALYZE) is no part of a description. Not in it: the text of
+/// expressions (defaults, CHECKs, index expressions) that name a sequence or a
+/// function renamed since, which a kept description shows by its old name. Each part
+/// is positional (`concat` keeps a NULL as an empty field).
+const LOOKUP_STAMPED: &str = lookup!(
+    ", concat_ws('/', c.oid, n.nspname = current_schema(), c.xmin, \
+     coalesce((SELECT string_agg(concat(a.xmin, ':', t.xmin, ':', tn.xmin, ':', co.xmin, ':', d.xmin), ',' \
+      ORDER BY a.attnum) FROM pg_attribute a \
+      JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = t.typnamespace \
+      LEFT JOIN pg_collation co ON co.oid = a.attcollation \
+      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+      WHERE a.attrelid = c.oid AND a.attnum > 0), ''), \
+     coalesce((SELECT string_agg(concat(con.xmin, ':', fc.xmin, ':', fn.xmin, ':', fn.nspname = current_schema(), ':', \
+        (SELECT string_agg(pa.xmin::text, ';' ORDER BY pa.attnum) FROM pg_attribute pa \
          WHERE pa.attrelid = con.confrelid AND pa.attnum = ANY (con.confkey))), ',' ORDER BY con.oid) \
       FROM pg_constraint con LEFT JOIN pg_class fc ON fc.oid = con.confrelid \
-      LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace WHERE con.conrelid = c.oid), \
-     (SELECT string_agg(concat_ws(':', i.xmin, ic.xmin), ',' ORDER BY i.indexrelid) FROM pg_index i \
-      JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), \
-     (SELECT string_agg(tg.xmin::text, ',' ORDER BY tg.oid) FROM pg_trigger tg WHERE tg.tgrelid = c.oid)) \
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname = coalesce($1, current_schema()) AND c.relname = $2 AND c.relkind IN ('r', 'p')";
+      LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace WHERE con.conrelid = c.oid), ''), \
+     coalesce((SELECT string_agg(concat(i.xmin, ':', i.indisvalid, ':', ic.xmin), ',' ORDER BY i.indexrelid) \
+      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), ''), \
+     coalesce((SELECT string_agg(tg.xmin::text, ',' ORDER BY tg.oid) FROM pg_trigger tg WHERE tg.tgrelid = c.oid), ''))"
+);
 
 /// Whether a cached statement went stale: its table changed (PostgreSQL replans it
 /// and refuses a result of another type), or the statement is gone from the session.
@@ -666,7 +683,11 @@ impl PgConn {
         Ok(Some(table))
     }
 
-    /// The description of the table `oid`, found as `name` in `schema`.
+    /// The description of the table `oid`, found as `name` in `schema`. Every catalog
+    /// row it reads must be stamped by [`LOOKUP_STAMPED`], or a kept description would
+    /// miss its change. A unique index that is not valid (a `CREATE UNIQUE INDEX
+    /// CONCURRENTLY` that failed, whose rows may hold duplicates) is listed as not
+    /// unique: no key (a page's order, an upsert's) may rest on it.
     async fn describe_oid(
         &mut self,
         name: &TableName,
@@ -684,8 +705,7 @@ impl PgConn {
                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
                 &[&oid],
             )
-            .await
-            ?;
+            .await?;
         let columns = cols
             .iter()
             .map(|r| {
@@ -786,14 +806,13 @@ impl PgConn {
 
         let idx = self
             .rows(
-                "SELECT ic.relname::text, i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL, \
+                "SELECT ic.relname::text, i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL, \
                  ARRAY(SELECT pg_get_indexdef(i.indexrelid, k.n, true) FROM generate_series(1, i.indnkeyatts) k(n) ORDER BY k.n), \
                  i.indisunique AND (i.indpred IS NOT NULL OR i.indexprs IS NOT NULL) \
                  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = $1 ORDER BY 1",
                 &[&oid],
             )
-            .await
-            ?;
+            .await?;
         for r in &idx {
             if r.get::<_, bool>(3) {
                 table

@@ -37,6 +37,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
@@ -57,6 +58,35 @@ pub struct LiteConn {
     /// Stops the statement running on the connection from another thread (the
     /// blocking task holds the connection's lock while it runs).
     interrupt: Arc<rusqlite::InterruptHandle>,
+    /// Set by [`LiteCancel::cancel`]: work that has not begun yet does not begin.
+    cancelled: Arc<AtomicBool>,
+}
+
+/// Stops what a [`LiteConn`] runs, from another task.
+pub struct LiteCancel {
+    interrupt: Arc<rusqlite::InterruptHandle>,
+    cancelled: Arc<AtomicBool>,
+    inner: Arc<Mutex<Option<Connection>>>,
+}
+
+impl LiteCancel {
+    /// Marks the connection cancelled (work not begun yet will not run), then
+    /// interrupts its statement, again every 20 ms while the connection is busy, for
+    /// at most `within`: `sqlite3_interrupt` stops only a statement that is running
+    /// when it is called, and the blocking task may not have reached its statement
+    /// yet. The connection should be closed afterwards.
+    pub async fn cancel(self, within: Duration) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        let until = std::time::Instant::now() + within;
+        loop {
+            self.interrupt.interrupt();
+            let busy = matches!(self.inner.try_lock(), Err(TryLockError::WouldBlock));
+            if !busy || std::time::Instant::now() >= until {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl LiteConn {
@@ -92,6 +122,7 @@ impl LiteConn {
             })?;
         Ok(LiteConn {
             interrupt: Arc::new(conn.get_interrupt_handle()),
+            cancelled: Arc::default(),
             inner: Arc::new(Mutex::new(Some(conn))),
         })
     }
@@ -339,8 +370,12 @@ impl LiteConn {
     }
 
     /// What stops the statement this connection runs, from elsewhere.
-    pub fn interrupt_handle(&self) -> Arc<rusqlite::InterruptHandle> {
-        self.interrupt.clone()
+    pub fn canceller(&self) -> LiteCancel {
+        LiteCancel {
+            interrupt: Arc::clone(&self.interrupt),
+            cancelled: Arc::clone(&self.cancelled),
+            inner: Arc::clone(&self.inner),
+        }
     }
 
     /// Whether the connection is gone (a task panicked while using it). A connection
@@ -360,6 +395,7 @@ impl LiteConn {
         F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        let cancelled = Arc::clone(&self.cancelled);
         tokio::task::spawn_blocking(move || {
             let mut guard = match inner.lock() {
                 Ok(guard) => guard,
@@ -372,6 +408,12 @@ impl LiteConn {
                     guard
                 }
             };
+            if cancelled.load(Ordering::SeqCst) {
+                return Err(DbError::engine(
+                    "running a statement",
+                    EngineError::new("lockgate", "the statement was cancelled before it began"),
+                ));
+            }
             match guard.as_mut() {
                 Some(conn) => work(conn),
                 None => Err(closed_error()),

@@ -10,34 +10,41 @@
 //! - A request that stops while its read runs (the browser went away, the request
 //!   timed out, the server stopped) takes its connection out of the pool at once and
 //!   cancels the query on the server (PostgreSQL's cancel request, MariaDB's `KILL
-//!   QUERY`, SQLite's interrupt) before closing it: the query would otherwise run on
-//!   for nobody, or leave its result unread for the next request to wait behind. The
-//!   reads themselves run in autocommit and change no session setting ([`Database`]),
-//!   so one that ended leaves no transaction behind (nor an SQLite read snapshot, which
-//!   would hold back WAL checkpoints) and nothing for the next request to inherit.
-//!   None of them sets a statement timeout either (`timeout.rs` holds the HTTP request
-//!   timeouts, which are no session state).
-//! - A connection idle for longer than [`PoolTimes::max_idle`] (5 minutes) or open
-//!   for longer than [`PoolTimes::max_lifetime`] (30 minutes) is closed: by a task
-//!   that looks over each pool's idle connections every few seconds, and again when
-//!   one is taken. An idle one may have been dropped by a firewall without a word (a
-//!   query on it would hang), and none should hold a database session for longer than
-//!   the traffic needs. The lifetime bounds what a session accumulates and lets a
-//!   server's new settings reach every session.
+//!   QUERY`, SQLite's interrupt; see `Canceller::cancel`) before closing it: the query
+//!   would otherwise run on for nobody, or leave its result unread for the next
+//!   request to wait behind. The reads themselves run in autocommit and change no
+//!   session setting ([`Database`]), so one that ended leaves no transaction behind
+//!   (nor an SQLite read snapshot, which would hold back WAL checkpoints) and nothing
+//!   for the next request to inherit. None of them sets a statement timeout either
+//!   (`timeout.rs` holds the HTTP request timeouts, which are no session state).
+//! - A connection idle (since its last read ended) for longer than
+//!   [`PoolTimes::max_idle`] (5 minutes, `[server] pool_idle`) or open for longer than
+//!   [`PoolTimes::max_lifetime`] (30 minutes, `pool_lifetime`) is closed: by a task
+//!   that looks over each pool's idle connections every fifth of the shorter time (at
+//!   most every 30 s), and again when one is taken. An idle one may have been dropped
+//!   by a firewall without a word (a query on it would hang), and none should hold a
+//!   database session for longer than the traffic needs. The lifetime bounds what a
+//!   session accumulates and lets a server's new settings reach every session.
 //! - At checkout, a connection known to be closed (its server ended the session) is
 //!   discarded, and so is an SQLite connection whose file was replaced or removed
 //!   since it was opened (it would show the old file's rows; Unix only, by device
 //!   and inode).
-//! - A read that fails because a reused connection was lost under it (the server
-//!   restarted, the session was terminated while it sat in the pool) runs once more,
-//!   on another connection: reads change nothing, so running one twice is safe. A
-//!   second failure is the answer, saying that it came after the retry. A new
-//!   connection that is lost is not retried (its server is in trouble, and the retry
-//!   would only double the wait). A server that is down says so at once: connections
-//!   are made in the request, not in a background task that would only time out.
-//! - The light reads that the Overview polls (the ledgers' runs, the connections'
-//!   check) wait only [`BRIEF_WAIT`] for a pooled connection: when slow pages hold
-//!   them all, they open one of their own for that request rather than queue.
+//! - A read whose reused connection is lost within [`RETRY_WITHIN`] (1 s) of its
+//!   start found it dead already (the server restarted, the session was ended while
+//!   it sat in the pool): the pool's other idle connections are closed too (a
+//!   restart ended them as well, and a MariaDB client learns that its session ended
+//!   only when it next uses it), and the read runs once more, on a new connection; reads change
+//!   nothing, so running one twice is safe. A second failure is the answer, saying
+//!   that it came after the retry. A read lost later (an administrator may have ended
+//!   its query on purpose) and a new connection that is lost are not retried. A
+//!   server that is down says so at once: connections are made in the request, not
+//!   in a background task that would only time out.
+//! - The Overview's light reads (the ledgers' runs, which it polls, and the
+//!   connections' check) wait only [`BRIEF_WAIT`] for a pooled connection: when slow
+//!   pages hold them all, they open one of their own for that request rather than
+//!   queue, at most `pool_size` of those at once per connection name (beyond that
+//!   they queue too). So a connection name has at most twice `pool_size` sessions,
+//!   plus any a stopped request is still cancelling (for at most a few seconds).
 //! - Stopping the server closes the pools: their idle sessions end at once.
 //!
 //! A pooled PostgreSQL session also keeps its introspection's statements prepared,
@@ -59,7 +66,9 @@ use lockgate::dashboard::{BrowseError, Database, DbError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long the dashboard waits for a database to accept a new connection before it
 /// says it is unreachable.
@@ -72,6 +81,11 @@ pub const WAIT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the Overview's polled reads (runs, the connections' check) wait for a
 /// pooled connection before they open one of their own.
 pub const BRIEF_WAIT: Duration = Duration::from_millis(250);
+
+/// A reused connection lost within this time of its read's start was dead before
+/// the read began, and the read runs again on another; one lost later is not retried
+/// (see [`Pools::read`]).
+pub const RETRY_WITHIN: Duration = Duration::from_secs(1);
 
 /// How long pooled connections live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,9 +108,10 @@ impl Default for PoolTimes {
 }
 
 impl PoolTimes {
-    /// Whether a connection with these metrics is still fit to be used.
-    fn fresh(&self, m: &Metrics) -> bool {
-        m.last_used() < self.max_idle && m.age() < self.max_lifetime
+    /// Whether a connection is still fit to be used: idle (since its last read
+    /// ended) and open for less than these times.
+    fn fresh(&self, p: &Pooled, m: &Metrics) -> bool {
+        p.returned.elapsed() < self.max_idle && m.age() < self.max_lifetime
     }
 
     /// How often the idle connections are looked over: a fifth of the shorter time,
@@ -111,12 +126,18 @@ pub struct Pooled {
     db: Database,
     /// An SQLite file's identity when the connection was opened.
     file: Option<FileId>,
+    /// When its last read ended (or it was opened): its idle time counts from here,
+    /// not from when that read took it.
+    returned: Instant,
 }
 
 /// Opens and checks the connections of one connection name.
 pub struct Manager {
     conn: NamedConnection,
     times: PoolTimes,
+    /// Permits for the connections of its own a [`Wait::Brief`] read opens when the
+    /// pool is busy: at most the pool's size of them at once.
+    own: Arc<Semaphore>,
 }
 
 impl managed::Manager for Manager {
@@ -128,14 +149,18 @@ impl managed::Manager for Manager {
         // next checkout, never shown as the old one.
         let file = sqlite_file(&self.conn);
         let db = Database::connect(&self.conn.url).await?;
-        Ok(Pooled { db, file })
+        Ok(Pooled {
+            db,
+            file,
+            returned: Instant::now(),
+        })
     }
 
     async fn recycle(&self, p: &mut Pooled, metrics: &Metrics) -> RecycleResult<DbError> {
         if p.db.is_closed() {
             return Err(RecycleError::message("its server closed it"));
         }
-        if !self.times.fresh(metrics) {
+        if !self.times.fresh(p, metrics) {
             return Err(RecycleError::message("idle or open for too long"));
         }
         if p.file.is_some() && sqlite_file(&self.conn) != p.file {
@@ -219,14 +244,18 @@ pub enum Wait {
 /// A connection held by one request: from a pool, or opened for it alone.
 enum Held {
     Pooled(Object<Manager>),
-    Own(Pooled),
+    /// With its [`Manager::own`] permit (held, never read), when a busy pool made it.
+    Own {
+        conn: Pooled,
+        _permit: Option<OwnedSemaphorePermit>,
+    },
 }
 
 impl Held {
     fn get(&mut self) -> &mut Pooled {
         match self {
             Held::Pooled(o) => o,
-            Held::Own(p) => p,
+            Held::Own { conn, .. } => conn,
         }
     }
 
@@ -234,7 +263,7 @@ impl Held {
     fn detach(self) -> Pooled {
         match self {
             Held::Pooled(o) => Object::take(o),
-            Held::Own(p) => p,
+            Held::Own { conn, .. } => conn,
         }
     }
 }
@@ -267,10 +296,14 @@ impl Drop for Running {
             rt.spawn(async move {
                 match tokio::time::timeout(CONNECT_TIMEOUT, cancel.cancel()).await {
                     Ok(Ok(())) => tracing::debug!("connection {name}: a stopped request's query was cancelled"),
-                    Ok(Err(e)) => tracing::warn!("connection {name}: cancelling a stopped request's query: {e}"),
-                    Err(_) => tracing::warn!("connection {name}: cancelling a stopped request's query: no answer"),
+                    Ok(Err(e)) => tracing::warn!(
+                        "connection {name}: a stopped request's query could not be cancelled ({e}): it runs on until it ends, then its session closes"
+                    ),
+                    Err(_) => tracing::warn!(
+                        "connection {name}: a stopped request's query could not be cancelled (no answer): it runs on until it ends, then its session closes"
+                    ),
                 }
-                drop(p);
+                close_later(vec![p]);
             });
         }
     }
@@ -286,7 +319,12 @@ impl Pools {
         let by_name: HashMap<String, Pool> = connections
             .iter()
             .filter_map(|c| {
-                let pool = Pool::builder(Manager { conn: c.clone(), times })
+                let manager = Manager {
+                    conn: c.clone(),
+                    times,
+                    own: Arc::new(Semaphore::new(size)),
+                };
+                let pool = Pool::builder(manager)
                     .max_size(size)
                     .runtime(deadpool::Runtime::Tokio1)
                     .create_timeout(Some(CONNECT_TIMEOUT))
@@ -330,11 +368,22 @@ impl Pools {
             .filter(|p| p.manager().conn.url.as_str() == c.url.as_str())
     }
 
-    /// A connection of its own for one request (not counted by any pool).
-    async fn own(c: &NamedConnection, times: PoolTimes) -> Result<(Held, bool), AppError> {
-        let m = Manager { conn: c.clone(), times };
-        match tokio::time::timeout(CONNECT_TIMEOUT, managed::Manager::create(&m)).await {
-            Ok(Ok(p)) => Ok((Held::Own(p), false)),
+    /// A connection of its own for one request (not in any pool), holding `permit`
+    /// while it lives.
+    async fn own(c: &NamedConnection, permit: Option<OwnedSemaphorePermit>) -> Result<(Held, bool), AppError> {
+        let file = sqlite_file(c);
+        match tokio::time::timeout(CONNECT_TIMEOUT, Database::connect(&c.url)).await {
+            Ok(Ok(db)) => Ok((
+                Held::Own {
+                    conn: Pooled {
+                        db,
+                        file,
+                        returned: Instant::now(),
+                    },
+                    _permit: permit,
+                },
+                false,
+            )),
             Ok(Err(e)) => Err(connect_error(c, e)),
             Err(_) => Err(no_answer(c)),
         }
@@ -342,24 +391,36 @@ impl Pools {
 
     async fn checkout(&self, c: &NamedConnection, wait: Wait) -> Result<(Held, bool), AppError> {
         let Some(pool) = self.pool(c) else {
-            return Self::own(c, PoolTimes::default()).await;
+            return Self::own(c, None).await;
         };
         let got = match wait {
             Wait::Queue => pool.get().await,
             Wait::Brief => {
                 let mut t = pool.timeouts();
                 t.wait = Some(BRIEF_WAIT);
-                pool.timeout_get(&t).await
+                match pool.timeout_get(&t).await {
+                    Err(PoolError::Timeout(TimeoutType::Wait)) => {
+                        match Arc::clone(&pool.manager().own).try_acquire_owned() {
+                            Ok(permit) => {
+                                tracing::debug!(
+                                    "connection {}: every pooled connection is busy; one of its own",
+                                    c.name
+                                );
+                                return Self::own(c, Some(permit)).await;
+                            }
+                            // As many of its own as the pool's size are open already: wait
+                            // for the pool after all.
+                            Err(_) => pool.get().await,
+                        }
+                    }
+                    other => other,
+                }
             }
         };
         match got {
             Ok(o) => {
                 let reused = Object::metrics(&o).recycle_count > 0;
                 Ok((Held::Pooled(o), reused))
-            }
-            Err(PoolError::Timeout(TimeoutType::Wait)) if wait == Wait::Brief => {
-                tracing::debug!("connection {}: every pooled connection is busy; one of its own", c.name);
-                Self::own(c, pool.manager().times).await
             }
             Err(PoolError::Backend(e)) => Err(connect_error(c, e)),
             Err(PoolError::Timeout(TimeoutType::Create)) => Err(no_answer(c)),
@@ -407,18 +468,32 @@ impl Pools {
                 Err(e) => return Err(after_retry(e, retried)),
             };
             let checkout = started.elapsed();
+            let pooled = matches!(held, Held::Pooled(_));
             let mut running = Running {
                 held: Some(held),
                 name: c.name.clone(),
             };
             let p = running.held.as_mut().expect("held until finished").get();
+            let began = Instant::now();
             let result = read(&mut p.db).await;
             let lost = p.db.is_closed() || result.as_ref().err().is_some_and(Lost::connection_lost);
-            let held = running.finish();
+            // Lost this soon, the connection was dead before the read began (a
+            // restart, a session ended while it sat in the pool); lost later, the query
+            // itself may have been ended on purpose, and is not run again.
+            let dead_before = lost && began.elapsed() < RETRY_WITHIN;
+            let mut held = running.finish();
+            held.get().returned = Instant::now();
             if lost {
                 // Out of the pool at once, so that the retry does not wait for it or
                 // find it again.
                 drop(held.detach());
+                if let (true, true, Some(pool)) = (dead_before, pooled, self.pool(c)) {
+                    // Whatever ended it (a restart) likely ended the other idle sessions
+                    // too, and a MariaDB client learns of that only when it next uses
+                    // one: close them all rather than retry on one of them (after a
+                    // single session was ended, that costs a few new connections).
+                    close_later(pool.retain(|_, _| false).removed);
+                }
             }
             match result {
                 Ok(value) => {
@@ -429,13 +504,25 @@ impl Pools {
                         retried,
                     })
                 }
-                Err(_) if lost && reused && !retried => {
+                Err(_) if dead_before && reused && !retried => {
                     tracing::debug!("connection {}: lost during a read, reading again", c.name);
                     retried = true;
                 }
                 Err(e) => return Err(after_retry(fail(e), retried)),
             }
         }
+    }
+}
+
+/// Closes `connections` on a blocking thread: closing an SQLite connection may
+/// checkpoint its WAL and sync the file, which must not hold up a runtime worker.
+fn close_later(connections: Vec<Pooled>) {
+    if connections.is_empty() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => drop(rt.spawn_blocking(move || drop(connections))),
+        Err(_) => drop(connections),
     }
 }
 
@@ -467,13 +554,14 @@ async fn sweep(pools: Vec<managed::WeakPool<Manager>>, times: PoolTimes) {
                 continue;
             }
             open += 1;
-            let gone = pool.retain(|_, m| times.fresh(&m)).removed;
+            let gone = pool.retain(|p, m| times.fresh(p, &m)).removed;
             if !gone.is_empty() {
                 tracing::debug!(
                     "connection {}: closed {} pooled connection(s) idle or open for too long",
                     pool.manager().conn.name,
                     gone.len()
                 );
+                close_later(gone);
             }
         }
         if open == 0 {

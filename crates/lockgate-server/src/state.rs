@@ -343,7 +343,7 @@ impl ServerConfig {
             // every connection as it is returned.
             if t.is_zero() {
                 return Err(format!(
-                    "the server's {key} is 0: give at least {MIN_POOL_TIME:?} ({POOL_TIME_WHY})"
+                    "the server's {key} is 0: give more (lockgate.toml takes at least {MIN_POOL_TIME:?}: {POOL_TIME_WHY})"
                 ));
             }
         }

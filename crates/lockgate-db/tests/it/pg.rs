@@ -4,7 +4,8 @@
 //! pooler in front of PostgreSQL, does to a session); and a table description it
 //! keeps is the table's as it is now after every kind of change, while it is served
 //! without re-reading the description when nothing changed (VACUUM, ANALYZE and
-//! writes to the rows included).
+//! writes to the rows included). Needs PostgreSQL 14 or later
+//! (`pg_prepared_statements.generic_plans` counts a kept statement's runs).
 
 use lockgate_core::Value;
 use lockgate_db::testing::TestDb;
@@ -89,6 +90,10 @@ async fn a_kept_description_follows_every_change_to_the_table() {
         "ALTER TABLE t ALTER COLUMN id SET DATA TYPE bigint",
         "ALTER TABLE t ALTER COLUMN mood SET DATA TYPE text COLLATE \"C\"",
         "ALTER TABLE t DROP CONSTRAINT t_pkey",
+        "CREATE COLLATION mine FROM \"C\"; ALTER TABLE t ALTER COLUMN name TYPE text COLLATE mine",
+        "ALTER COLLATION mine RENAME TO yours",
+        "CREATE SCHEMA types; CREATE TYPE types.level AS ENUM ('low'); ALTER TABLE t ADD COLUMN level types.level",
+        "ALTER SCHEMA types RENAME TO kinds",
         "DROP TABLE t; CREATE TABLE t (id int PRIMARY KEY, name text, parent_id int)",
         "DROP TABLE t; CREATE TABLE t (other text)",
     ] {
@@ -104,6 +109,23 @@ async fn a_kept_description_follows_every_change_to_the_table() {
         assert_eq!(kept.lookup_table("t").await.unwrap(), fresh);
         assert_eq!(column_reads(&mut kept).await, reads, "after {change}, twice");
     }
+    // A unique index whose concurrent build failed on duplicates is left invalid: it
+    // is listed, but as not unique (no page order may rest on it), and the kept
+    // description says so too.
+    admin.batch("INSERT INTO t VALUES ('same'), ('same')").await.unwrap();
+    assert!(admin
+        .batch("CREATE UNIQUE INDEX CONCURRENTLY t_other ON t (other)")
+        .await
+        .is_err());
+    let fresh = Conn::connect(&db.url).await.unwrap().find_table("t").await.unwrap();
+    let index = fresh
+        .indexes
+        .iter()
+        .find(|i| i.name == "t_other")
+        .expect("the invalid index is listed");
+    assert!(!index.unique, "{index:?}");
+    assert_eq!(kept.find_table("t").await.unwrap(), fresh);
+
     // Gone from the current schema: not found, as on a new session.
     admin.batch("ALTER TABLE t SET SCHEMA elsewhere").await.unwrap();
     assert_eq!(kept.lookup_table("t").await.unwrap(), None);

@@ -1,13 +1,16 @@
 //! The server's pooled connections (`pool.rs`), on PostgreSQL and MariaDB each:
 //! sequential pages reuse one session instead of opening one each; the pool never
-//! holds more than `pool_size` sessions, however many requests wait; a session
-//! terminated under the pool (idle or mid-query) is replaced and the next request
-//! succeeds; a table altered between pages is read as it is now (the pooled session
-//! keeps its introspection's statements, never a table's description); a request
-//! stopped while its query runs cancels that query on the server and does not hand
-//! its session to the next request; idle and old sessions are closed in the
-//! background; the Overview's reads answer while slow pages hold every pooled
-//! session; stopping the server ends its sessions. On PostgreSQL alone: a database
+//! holds more than `pool_size` sessions, however many requests wait; sessions
+//! terminated while idle in the pool (one, or every one, as a restart does) are
+//! replaced and the next request succeeds, while a query terminated after it ran a
+//! while is not run again; a table altered between pages is read as it is now (the
+//! pooled session keeps its introspection's statements and the table's description,
+//! checked against the catalog); a request stopped while its query runs cancels that
+//! query on the server and does not hand its session to the next request; idle and
+//! old sessions are closed in the background, idle time counting from the end of a
+//! session's last read; the Overview's reads answer while slow pages hold every
+//! pooled session, opening at most `pool_size` sessions of their own; stopping the
+//! server ends its sessions. On PostgreSQL alone: a database
 //! that is down is a clear error at once, and a read that fails again after its
 //! retry says so. On SQLite: a pooled connection holds no read snapshot between
 //! requests (a writer's checkpoint completes) and notices its file being replaced.
@@ -43,6 +46,7 @@ on_servers!(
     a_table_changed_between_pages_is_read_as_it_is_now,
     the_pool_holds_at_most_pool_size_sessions,
     a_terminated_session_is_replaced_and_the_next_request_succeeds,
+    after_a_restart_no_page_fails_on_the_other_dead_sessions,
     a_stopped_request_cancels_its_query_and_does_not_hand_its_session_on,
     idle_and_old_sessions_are_closed_in_the_background,
     the_overview_reads_answer_while_pages_hold_every_pooled_session,
@@ -349,6 +353,15 @@ async fn a_terminated_session_is_replaced_and_the_next_request_succeeds(engine: 
             "not the dead session: {}",
             r.header("server-timing")
         );
+        if engine == Engine::Mysql {
+            // The client learns of the end only by using the session: the read fails
+            // at once, and runs again.
+            assert!(
+                r.header("server-timing").contains("retry"),
+                "{}",
+                r.header("server-timing")
+            );
+        }
         let after = sessions_settled(&mut admin, 1).await;
         assert_eq!(after.len(), 1, "{after:?}");
         assert_ne!(after, before, "a new session replaced the terminated one");
@@ -357,8 +370,9 @@ async fn a_terminated_session_is_replaced_and_the_next_request_succeeds(engine: 
         assert_eq!(conn_desc(&r), "pooled");
     }
 
-    // Terminated while its query runs (held on a lock): the read runs again on a new
-    // session, and the page still answers.
+    // Terminated after its query ran a while (held on a lock for longer than
+    // RETRY_WITHIN): an administrator may have ended it on purpose, so it is not run
+    // again; the page says the connection was lost.
     let mut lock = test_conn(&db).await;
     lock_items(&mut lock).await;
     let page = tokio::spawn({
@@ -366,21 +380,61 @@ async fn a_terminated_session_is_replaced_and_the_next_request_succeeds(engine: 
         async move { get(&app, "/api/tables/db/items?per_page=50").await }
     });
     let id = a_waiting_session(&mut admin).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     terminate(&mut admin, id).await;
-    // The retry waits on the lock in turn, until it is let go.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    unlock(&mut lock).await;
     let r = tokio::time::timeout(Duration::from_secs(10), page)
         .await
         .expect("the page answers")
         .unwrap();
+    unlock(&mut lock).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    let e = r.json()["error"].as_str().unwrap().to_string();
+    assert!(e.starts_with("connection db: "), "{e}");
+    assert!(!e.contains("ran again"), "not retried: {e}");
+    // The next page gets a new session.
+    let r = get(&app, "/api/tables/db/items?per_page=50").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!(r.json()["rows"].as_array().unwrap().len(), 50);
-    assert!(
-        r.header("server-timing").contains("retry"),
-        "read again after its session was terminated: {}",
-        r.header("server-timing")
-    );
+}
+
+async fn after_a_restart_no_page_fails_on_the_other_dead_sessions(engine: Engine) {
+    // Two pooled sessions, both ended while idle (as a server restart ends them): the
+    // first page's read finds its session dead, and its retry must not take the other
+    // dead one (a MariaDB client would not know it is dead until it used it).
+    let (db, app) = app(engine, 2).await;
+    let mut admin = test_conn(&db).await;
+    let mut lock = test_conn(&db).await;
+    lock_items(&mut lock).await;
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { get(&app, "/api/tables/db/items?per_page=5").await })
+        })
+        .collect();
+    waiting_sessions(&mut admin, 2).await;
+    unlock(&mut lock).await;
+    for t in held {
+        assert_eq!(t.await.unwrap().status, StatusCode::OK);
+    }
+    let before = sessions_settled(&mut admin, 2).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+    for id in &before {
+        terminate(&mut admin, *id).await;
+    }
+    for i in 0..4 {
+        let r = get(&app, "/api/tables/db/items?per_page=5").await;
+        assert_eq!(r.status, StatusCode::OK, "page {i} after the restart: {}", r.text());
+    }
+    let after = sessions_settled(&mut admin, 1).await;
+    assert!(after.iter().all(|s| !before.contains(s)), "{before:?} -> {after:?}");
+}
+
+/// Waits (at most 10 s) until `n` of the server's sessions wait on a table lock.
+async fn waiting_sessions(admin: &mut Conn, n: usize) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while sessions(admin, true).await.len() < n {
+        assert!(Instant::now() < until, "fewer than {n} pages reached the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn a_stopped_request_cancels_its_query_and_does_not_hand_its_session_on(engine: Engine) {
@@ -390,22 +444,20 @@ async fn a_stopped_request_cancels_its_query_and_does_not_hand_its_session_on(en
     assert_eq!(get(&app, "/api/tables/db/other").await.status, StatusCode::OK);
     let idle = server_sessions(&mut admin).await;
     assert_eq!(idle.len(), 1);
-    // A page of `items` takes it and waits on a lock; its browser goes away.
+    // A page of `items` takes it and waits on a lock; its browser goes away (the
+    // request's future is dropped, as hyper drops it when the client closes).
     let mut lock = test_conn(&db).await;
     lock_items(&mut lock).await;
-    let gone = tokio::time::timeout(Duration::from_millis(500), get(&app, "/api/tables/db/items")).await;
-    assert!(gone.is_err(), "the page waited on the lock");
+    let page = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/api/tables/db/items").await }
+    });
+    assert_eq!(a_waiting_session(&mut admin).await, idle[0], "the pooled session waits");
+    page.abort();
     // Its query is cancelled and its session closed while the lock is still held:
-    // nothing of the server's is left waiting.
-    let until = Instant::now() + Duration::from_secs(5);
-    while !sessions(&mut admin, true).await.is_empty() || server_sessions(&mut admin).await == idle {
-        assert!(
-            Instant::now() < until,
-            "the stopped page's query still waits on the lock: {:?}",
-            sessions(&mut admin, true).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // nothing of the server's is left (MariaDB's KILL sessions included).
+    let left = sessions_settled(&mut admin, 0).await;
+    assert!(left.is_empty(), "the stopped page's session is still there: {left:?}");
     // The next page, of another table, gets a new session and answers while the lock
     // is still held.
     let next = tokio::time::timeout(Duration::from_secs(5), get(&app, "/api/tables/db/other?per_page=2")).await;
@@ -413,8 +465,8 @@ async fn a_stopped_request_cancels_its_query_and_does_not_hand_its_session_on(en
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["rows"].as_array().unwrap().len(), 2);
     assert_eq!(conn_desc(&r), "new", "{}", r.header("server-timing"));
-    let now = server_sessions(&mut admin).await;
-    assert_eq!(now.len(), 1, "the stopped page's session is closed: {now:?}");
+    let now = sessions_settled(&mut admin, 1).await;
+    assert_eq!(now.len(), 1, "{now:?}");
     assert_ne!(now, idle);
     unlock(&mut lock).await;
     for _ in 0..5 {
@@ -434,16 +486,12 @@ async fn idle_and_old_sessions_are_closed_in_the_background(engine: Engine) {
     })
     .await;
     let mut admin = test_conn(&db).await;
+    let before = Instant::now();
     assert_eq!(get(&app, "/api/tables/db/items").await.status, StatusCode::OK);
     assert_eq!(server_sessions(&mut admin).await.len(), 1);
-    let started = Instant::now();
     let left = sessions_settled(&mut admin, 0).await;
     assert!(left.is_empty(), "an idle session stayed open: {left:?}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(before.elapsed() >= Duration::from_millis(400), "{:?}", before.elapsed());
     // The next page opens a new one.
     let r = get(&app, "/api/tables/db/items").await;
     assert_eq!((r.status, conn_desc(&r)), (StatusCode::OK, "new".to_string()));
@@ -459,9 +507,7 @@ async fn idle_and_old_sessions_are_closed_in_the_background(engine: Engine) {
             tokio::spawn(async move { get(&app, "/api/tables/db/items?per_page=5").await })
         })
         .collect();
-    while sessions(&mut admin, true).await.len() < 3 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    waiting_sessions(&mut admin, 3).await;
     unlock(&mut lock).await;
     for t in held {
         assert_eq!(t.await.unwrap().status, StatusCode::OK);
@@ -472,8 +518,27 @@ async fn idle_and_old_sessions_are_closed_in_the_background(engine: Engine) {
         assert_eq!(get(&app, "/api/tables/db/other").await.status, StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let warm = server_sessions(&mut admin).await;
+    let warm = sessions_settled(&mut admin, 1).await;
     assert_eq!(warm.len(), 1, "the sessions not needed were closed: {warm:?}");
+
+    // A read that takes longer than the idle time: its session's idle time starts
+    // when the read ends, so the next page still gets it.
+    let mut lock = test_conn(&db).await;
+    lock_items(&mut lock).await;
+    let page = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/api/tables/db/items?per_page=5").await }
+    });
+    waiting_sessions(&mut admin, 1).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    unlock(&mut lock).await;
+    assert_eq!(page.await.unwrap().status, StatusCode::OK);
+    let r = get(&app, "/api/tables/db/items?per_page=5").await;
+    assert_eq!(
+        conn_desc(&r),
+        "pooled",
+        "the slow read's session was not taken for idle"
+    );
     drop(app);
 
     // Old: a session in steady use is still replaced once it is 700 ms old.
@@ -495,10 +560,11 @@ async fn idle_and_old_sessions_are_closed_in_the_background(engine: Engine) {
                 seen.push(s);
             }
         }
-        assert!(server_sessions(&mut admin).await.len() <= 1);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(seen.len() >= 3, "a session lived longer than its lifetime: {seen:?}");
+    let left = sessions_settled(&mut admin, 1).await;
+    assert!(left.len() <= 1, "one session at a time: {left:?}");
 }
 
 async fn the_overview_reads_answer_while_pages_hold_every_pooled_session(engine: Engine) {
@@ -539,6 +605,42 @@ async fn the_overview_reads_answer_while_pages_hold_every_pooled_session(engine:
     unlock(&mut lock).await;
     let r = page.await.unwrap();
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    // At most `pool_size` (1) of their own at once: with the ledger's runs locked
+    // too, three polls of the runs open one session, which waits, and the other two
+    // wait for a pooled one instead of opening more.
+    drop(lockgate_db::ledger::Ledger::open(&db.url).await.unwrap());
+    if engine == Engine::Postgres {
+        lock.begin().await.unwrap();
+        lock.batch("LOCK TABLE items, lockgate_runs IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+    } else {
+        lock.batch("LOCK TABLES items WRITE, lockgate_runs WRITE")
+            .await
+            .unwrap();
+    }
+    let page = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/api/tables/db/items?per_page=5").await }
+    });
+    waiting_sessions(&mut admin, 1).await;
+    let polls: Vec<_> = (0..3)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { get(&app, "/api/runs").await })
+        })
+        .collect();
+    waiting_sessions(&mut admin, 2).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let open = server_sessions(&mut admin).await;
+    assert_eq!(open.len(), 2, "the pooled session and one of the polls' own: {open:?}");
+    unlock(&mut lock).await;
+    assert_eq!(page.await.unwrap().status, StatusCode::OK);
+    for p in polls {
+        let r = p.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
 }
 
 async fn stopping_the_server_ends_its_pooled_sessions(engine: Engine) {

@@ -75,6 +75,15 @@ fn body_grace_and_max_connections_reach_the_server_config() {
     assert_eq!(cfg.pool_times, defaults.pool_times);
     assert_eq!(cfg.pool_times.max_idle, Duration::from_secs(300));
     assert_eq!(cfg.pool_times.max_lifetime, Duration::from_secs(1800));
+
+    // Set in code: shorter than the file's least is taken (tests use milliseconds),
+    // zero is not.
+    let mut cfg = ServerConfig::new();
+    cfg.pool_times.max_idle = Duration::from_millis(300);
+    assert_eq!(cfg.check(), Ok(()));
+    cfg.pool_times.max_lifetime = Duration::ZERO;
+    let e = cfg.check().unwrap_err();
+    assert!(e.contains("pool_lifetime is 0") && e.contains("at least 1s"), "{e}");
 }
 
 #[test]
