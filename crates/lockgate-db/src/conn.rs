@@ -324,6 +324,16 @@ impl Conn {
         }
     }
 
+    /// The row estimate of `name` that a caching PostgreSQL session read with its
+    /// last lookup of it (see [`pg::PgConn::take_row_estimate`]), once; `None`
+    /// elsewhere.
+    pub fn take_row_estimate(&mut self, name: &TableName) -> Option<f64> {
+        match self {
+            Conn::Postgres(c) => c.take_row_estimate(name),
+            _ => None,
+        }
+    }
+
     /// Whether the connection is known to be gone.
     pub fn is_closed(&self) -> bool {
         dispatch!(self, c => c.is_closed())

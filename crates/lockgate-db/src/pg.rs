@@ -35,6 +35,8 @@ struct Kept {
     /// Descriptions by the name they were asked for, each with the catalog stamp
     /// ([`LOOKUP_STAMPED`]) it was read under.
     tables: std::collections::HashMap<TableName, (String, Table)>,
+    /// The row estimate read by the last stamped lookup, and of which table.
+    estimate: Option<(TableName, f64)>,
 }
 
 /// The most table descriptions a session keeps; past it, they are all dropped (a
@@ -68,7 +70,10 @@ const LOOKUP: &str = lookup!();
 /// counts, by VACUUM and ANALYZE) is no part of a description. Not in it: the text of
 /// expressions (defaults, CHECKs, index expressions) that name a sequence or a
 /// function renamed since, which a kept description shows by its old name. Each part
-/// is positional (`concat` keeps a NULL as an empty field).
+/// is positional (`concat` keeps a NULL as an empty field). After the stamp, the
+/// table's row estimate (`reltuples` and the statistics' live rows, as a page's
+/// count reads them), kept for [`PgConn::take_row_estimate`]: the page that looked
+/// the table up then needs no statement of its own for it.
 const LOOKUP_STAMPED: &str = lookup!(
     ", concat_ws('/', c.oid, n.nspname = current_schema(), c.xmin, \
      coalesce((SELECT string_agg(concat(a.xmin, ':', t.xmin, ':', tn.xmin, ':', co.xmin, ':', d.xmin), ',' \
@@ -84,7 +89,8 @@ const LOOKUP_STAMPED: &str = lookup!(
       LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace WHERE con.conrelid = c.oid), ''), \
      coalesce((SELECT string_agg(concat(i.xmin, ':', i.indisvalid, ':', ic.xmin), ',' ORDER BY i.indexrelid) \
       FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), ''), \
-     coalesce((SELECT string_agg(tg.xmin::text, ',' ORDER BY tg.oid) FROM pg_trigger tg WHERE tg.tgrelid = c.oid), ''))"
+     coalesce((SELECT string_agg(tg.xmin::text, ',' ORDER BY tg.oid) FROM pg_trigger tg WHERE tg.tgrelid = c.oid), '')), \
+     c.reltuples::float8, coalesce(pg_stat_get_live_tuples(c.oid), 0)::float8"
 );
 
 /// Whether a cached statement went stale: its table changed (PostgreSQL replans it
@@ -668,6 +674,10 @@ impl PgConn {
         let in_current: bool = found.get(2);
         let schema: String = found.get(1);
         let stamp: Option<String> = caching.then(|| found.get(3));
+        if let Some(kept) = self.kept.as_mut() {
+            let (reltuples, live): (f64, f64) = (found.get(4), found.get(5));
+            kept.estimate = Some((name.clone(), reltuples.max(live)));
+        }
         if let (Some(kept), Some(stamp)) = (&self.kept, &stamp) {
             if let Some((_, table)) = kept.tables.get(name).filter(|(s, _)| s == stamp) {
                 return Ok(Some(table.clone()));
@@ -681,6 +691,17 @@ impl PgConn {
             kept.tables.insert(name.clone(), (stamp, table.clone()));
         }
         Ok(Some(table))
+    }
+
+    /// The row estimate (the larger of `reltuples` and the statistics' live rows; below
+    /// zero when there is none) that this caching session's last lookup of `name` read,
+    /// once: `None` when that lookup was of another table, or it was taken already.
+    pub fn take_row_estimate(&mut self, name: &TableName) -> Option<f64> {
+        let kept = self.kept.as_mut()?;
+        match &kept.estimate {
+            Some((n, _)) if n == name => kept.estimate.take().map(|(_, e)| e),
+            _ => None,
+        }
     }
 
     /// The description of the table `oid`, found as `name` in `schema`. Every catalog

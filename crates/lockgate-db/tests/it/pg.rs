@@ -168,3 +168,42 @@ async fn kept_statements_that_the_server_dropped_are_prepared_again() {
         .unwrap();
     assert_eq!(c.find_table("t").await.unwrap().columns.len(), 3);
 }
+
+#[tokio::test]
+async fn a_pooled_page_takes_its_row_estimate_from_the_table_lookup() {
+    use lockgate_db::browse::{browse, BrowseQuery, RowCount, ESTIMATE_FROM};
+    let db = TestDb::new(Engine::Postgres).await;
+    let mut admin = Conn::connect(&db.url).await.unwrap();
+    let rows = ESTIMATE_FROM + 5_000;
+    admin
+        .batch(&format!(
+            "CREATE TABLE big (id bigint PRIMARY KEY); INSERT INTO big SELECT generate_series(1, {rows}); \
+             CREATE TABLE small (id int PRIMARY KEY); ANALYZE big"
+        ))
+        .await
+        .unwrap();
+    let mut kept = Conn::connect(&db.url).await.unwrap();
+    kept.cache_statements();
+    // The lookup reads the estimate, which is handed out once, for that table only.
+    let big = kept.find_table("big").await.unwrap();
+    let small = kept.find_table("small").await.unwrap();
+    assert_eq!(
+        kept.take_row_estimate(&big.name),
+        None,
+        "the last lookup was of another table"
+    );
+    assert!(kept.take_row_estimate(&small.name).is_some());
+    assert_eq!(kept.take_row_estimate(&small.name), None, "taken once");
+    kept.find_table("big").await.unwrap();
+    let estimate = kept.take_row_estimate(&big.name).unwrap();
+    assert!((estimate - rows as f64).abs() < rows as f64 * 0.05, "{estimate}");
+    // A page's total is the same as a session that looks the estimate up itself.
+    let q = BrowseQuery::default();
+    let pooled = browse(&mut kept, "big", &q).await.unwrap();
+    let plain = browse(&mut admin, "big", &q).await.unwrap();
+    assert!(matches!(pooled.total, RowCount::About(_)), "{:?}", pooled.total);
+    assert_eq!(format!("{:?}", pooled.total), format!("{:?}", plain.total));
+    // Not a kind of browse: a plain connection keeps none.
+    admin.find_table("big").await.unwrap();
+    assert_eq!(admin.take_row_estimate(&big.name), None);
+}
