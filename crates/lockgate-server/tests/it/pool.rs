@@ -51,6 +51,7 @@ on_servers!(
     idle_and_old_sessions_are_closed_in_the_background,
     the_overview_reads_answer_while_pages_hold_every_pooled_session,
     stopping_the_server_ends_its_pooled_sessions,
+    a_browser_that_closes_its_socket_cancels_its_page_query,
 );
 
 /// The MariaDB sessions of the tests' own connections (MariaDB has no application
@@ -679,6 +680,50 @@ async fn stopping_the_server_ends_its_pooled_sessions(engine: Engine) {
         .unwrap();
     let left = sessions_settled(&mut admin, 0).await;
     assert!(left.is_empty(), "the stopped server's session stayed open: {left:?}");
+}
+
+async fn a_browser_that_closes_its_socket_cancels_its_page_query(engine: Engine) {
+    // Over a real socket: the browser sends a page request whose query waits on a
+    // lock, then goes away. The server notices the closed connection, drops the
+    // request, and its query is cancelled while the lock is still held.
+    let (db, _) = app(engine, 4).await;
+    let mut cfg = ServerConfig::new();
+    cfg.bind = "127.0.0.1:0".parse().unwrap();
+    cfg.connections.push(NamedConnection {
+        name: "db".into(),
+        url: db.url.clone(),
+    });
+    let (listener, served) = lockgate_server::bind(cfg).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(lockgate_server::run(listener, served, async {
+        let _ = stopped.await;
+    }));
+    let mut admin = test_conn(&db).await;
+    let mut lock = test_conn(&db).await;
+    lock_items(&mut lock).await;
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET /api/tables/db/items HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    a_waiting_session(&mut admin).await;
+    drop(s);
+    let until = Instant::now() + Duration::from_secs(8);
+    while !sessions(&mut admin, true).await.is_empty() {
+        assert!(
+            Instant::now() < until,
+            "the page's query still waits after its browser left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unlock(&mut lock).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
