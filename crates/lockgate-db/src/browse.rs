@@ -819,7 +819,14 @@ async fn fetch(
             sql.push_str(&format!(" ORDER BY {}", d.keyset_order(&plan.terms, reverse)));
         }
         sql.push_str(&format!(" LIMIT {}", limit - rows.len()));
-        rows.extend(conn.query(&sql, &params, Some(&plan.kinds)).await?);
+        // A keyset page plans the same for any cursor, so a pooled session keeps it
+        // prepared; a search's plan depends on its pattern, so it is planned each time.
+        let page = if pattern.is_none() {
+            conn.query_kept(&sql, &params, Some(&plan.kinds)).await?
+        } else {
+            conn.query(&sql, &params, Some(&plan.kinds)).await?
+        };
+        rows.extend(page);
     }
     Ok(rows)
 }

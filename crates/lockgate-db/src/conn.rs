@@ -324,6 +324,21 @@ impl Conn {
         }
     }
 
+    /// [`Conn::query`], with the statement kept prepared on a caching PostgreSQL
+    /// session ([`pg::PgConn::query_kept`]): only for a query whose plan does not
+    /// depend on its values. Elsewhere the same as [`Conn::query`].
+    pub async fn query_kept(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        kinds: Option<&[Kind]>,
+    ) -> Result<Vec<Vec<Value>>, DbError> {
+        match self {
+            Conn::Postgres(c) => c.query_kept(sql, params, kinds).await,
+            _ => self.query(sql, params, kinds).await,
+        }
+    }
+
     /// The row estimate of `name` that a caching PostgreSQL session read with its
     /// last lookup of it (see [`pg::PgConn::take_row_estimate`]), once; `None`
     /// elsewhere.

@@ -37,7 +37,13 @@ struct Kept {
     tables: std::collections::HashMap<TableName, (String, Table)>,
     /// The row estimate read by the last stamped lookup, and of which table.
     estimate: Option<(TableName, f64)>,
+    /// Queries kept prepared by [`PgConn::query_kept`], by SQL text.
+    queries: std::collections::HashMap<String, tokio_postgres::Statement>,
 }
+
+/// The most queries [`PgConn::query_kept`] keeps; past it, they are all closed (a
+/// dashboard that pages through this many tables and orders prepares them again).
+const KEPT_QUERIES: usize = 64;
 
 /// The most table descriptions a session keeps; past it, they are all dropped (a
 /// dashboard that browses this many tables re-reads them as it goes).
@@ -588,6 +594,53 @@ impl PgConn {
         let params: Vec<Param> = params.iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let rows = self.client.query(sql, &refs).await.map_err(|e| err(sql, e))?;
+        rows.iter().map(|row| decode_row(sql, row, kinds)).collect()
+    }
+
+    /// [`PgConn::query`], with the statement kept prepared on a caching session
+    /// ([`PgConn::cache_statements`]; at most [`KEPT_QUERIES`]): run again, it skips
+    /// its parse and a round trip. Only for a query whose plan does not depend on its
+    /// values (a page's keyset order): a kept statement may be planned generically,
+    /// and a search's `ILIKE $1` planned without its pattern took twice as long. A kept
+    /// statement PostgreSQL refuses (its table changed, or it is gone) is prepared
+    /// again and run once more.
+    pub async fn query_kept(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        kinds: Option<&[Kind]>,
+    ) -> Result<Vec<Vec<Value>>, DbError> {
+        if self.kept.is_none() {
+            return self.query(sql, params, kinds).await;
+        }
+        self.finish_stream().await?;
+        let params: Vec<Param> = params.iter().map(Param).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let mut retried = false;
+        let rows = loop {
+            let kept = self.kept.as_mut().expect("caching");
+            let stmt = match kept.queries.get(sql) {
+                Some(stmt) => stmt.clone(),
+                None => {
+                    let stmt = self.client.prepare(sql).await.map_err(|e| err(sql, e))?;
+                    let kept = self.kept.as_mut().expect("caching");
+                    if kept.queries.len() >= KEPT_QUERIES {
+                        kept.queries.clear();
+                    }
+                    kept.queries.insert(sql.to_string(), stmt.clone());
+                    stmt
+                }
+            };
+            match self.client.query(&stmt, &refs).await {
+                Err(e) if !retried && stale_statement(&e) => {
+                    if let Some(kept) = self.kept.as_mut() {
+                        kept.queries.remove(sql);
+                    }
+                    retried = true;
+                }
+                other => break other.map_err(|e| err(sql, e))?,
+            }
+        };
         rows.iter().map(|row| decode_row(sql, row, kinds)).collect()
     }
 

@@ -207,3 +207,85 @@ async fn a_pooled_page_takes_its_row_estimate_from_the_table_lookup() {
     admin.find_table("big").await.unwrap();
     assert_eq!(admin.take_row_estimate(&big.name), None);
 }
+
+/// The kept statements of `c`'s session whose text starts with `prefix`, with how
+/// many times each ran.
+async fn kept_runs(c: &mut Conn, prefix: &str) -> Vec<i64> {
+    let rows = c
+        .query(
+            "SELECT (generic_plans + custom_plans)::bigint FROM pg_prepared_statements \
+             WHERE starts_with(statement, $1) AND statement NOT LIKE '%pg_prepared_statements%'",
+            &[Value::Text(prefix.into())],
+            None,
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| match r[0] {
+            Value::Int(n) => n,
+            ref other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pooled_session_keeps_keyset_pages_prepared_but_plans_searches_each_time() {
+    use lockgate_db::browse::{browse, BrowseQuery};
+    let db = TestDb::new(Engine::Postgres).await;
+    let mut admin = Conn::connect(&db.url).await.unwrap();
+    admin
+        .batch("CREATE TABLE t (id int PRIMARY KEY, name text); INSERT INTO t SELECT g, 'n' || g FROM generate_series(1, 300) g")
+        .await
+        .unwrap();
+    let mut kept = Conn::connect(&db.url).await.unwrap();
+    kept.cache_statements();
+    let q = BrowseQuery {
+        per_page: 10,
+        ..BrowseQuery::default()
+    };
+    let first = browse(&mut kept, "t", &q).await.unwrap();
+    let again = browse(&mut kept, "t", &q).await.unwrap();
+    assert_eq!(format!("{:?}", first.rows), format!("{:?}", again.rows));
+    assert_eq!(
+        kept_runs(&mut kept, "SELECT \"id\"").await,
+        [2],
+        "one page statement, run twice"
+    );
+    // The next page (a cursor) is another statement, kept too.
+    let next = BrowseQuery {
+        after: first.next.clone(),
+        ..q.clone()
+    };
+    let page2 = browse(&mut kept, "t", &next).await.unwrap();
+    assert_eq!(page2.rows[0][0], Value::Int(11));
+    assert_eq!(kept_runs(&mut kept, "SELECT \"id\"").await.len(), 2);
+    // A search is planned for its pattern each time: not kept.
+    let search = BrowseQuery {
+        search: Some("n1".into()),
+        ..q.clone()
+    };
+    browse(&mut kept, "t", &search).await.unwrap();
+    assert_eq!(kept_runs(&mut kept, "SELECT \"id\"").await.len(), 2);
+    // The table changed under the kept statements: the page is read as it is now.
+    admin
+        .batch("ALTER TABLE t ALTER COLUMN name TYPE varchar(9)")
+        .await
+        .unwrap();
+    admin
+        .batch("ALTER TABLE t ADD COLUMN more int DEFAULT 5")
+        .await
+        .unwrap();
+    let changed = browse(&mut kept, "t", &q).await.unwrap();
+    assert_eq!(changed.rows[0].len(), 3);
+    assert_eq!(changed.rows[0][2], Value::Int(5));
+    // Bounded: seventy page sizes are seventy statements, at most 64 of them kept.
+    for per_page in 1..=70 {
+        let q = BrowseQuery {
+            per_page,
+            ..BrowseQuery::default()
+        };
+        browse(&mut kept, "t", &q).await.unwrap();
+    }
+    let n = kept_runs(&mut kept, "SELECT \"id\"").await.len();
+    assert!((1..=64).contains(&n), "{n} kept");
+}
