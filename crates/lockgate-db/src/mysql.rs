@@ -62,8 +62,9 @@ pub struct MyConn {
     /// The session. `None` while an open load holds it ([`MyConn::stream_rows`]: the
     /// statement runs on a task of its own), or when that task was lost.
     conn: Option<mysql_async::Conn>,
-    /// The `LOAD DATA LOCAL` kept open across batches, if any.
-    load: Option<OpenLoad>,
+    /// The `LOAD DATA LOCAL` kept open across batches, if any (boxed: a connection
+    /// is moved around often, an open load is rare).
+    load: Option<Box<OpenLoad>>,
     /// Whether `LOAD DATA LOCAL` may be used: `@@local_infile` at connect time,
     /// cleared when the server refuses it anyway.
     local_infile: bool,
@@ -690,7 +691,7 @@ impl MyConn {
             let result = conn.query_drop(sql).await;
             (conn, result)
         });
-        self.load = Some(OpenLoad {
+        self.load = Some(Box::new(OpenLoad {
             target: target.clone(),
             columns: columns.to_vec(),
             hex,
@@ -699,7 +700,7 @@ impl MyConn {
             task: Some(task),
             ended: None,
             sent: 0,
-        });
+        }));
         Ok(())
     }
 
