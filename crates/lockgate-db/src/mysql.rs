@@ -8,7 +8,8 @@
 //! warnings under LOCAL (a NULL into NOT NULL becomes '', long values are cut,
 //! duplicate keys are skipped), a load that raised any warning or wrote fewer rows
 //! than it was given is reported as failed. When the server refuses local infile the
-//! same rows go through multi-row INSERTs instead.
+//! same rows go through multi-row INSERTs instead. A writer's insert stream keeps
+//! one such load open across its batches ([`MyConn::stream_rows`]).
 //!
 //! MariaDB and MySQL share this module; the server is read at connect time
 //! ([`crate::mysql_server::Server`]) and the few statements that differ ask it.
