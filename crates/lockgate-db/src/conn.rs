@@ -285,7 +285,8 @@ impl Conn {
     }
 
     /// Appends rows to the table through one statement kept open across calls where
-    /// the engine allows (PostgreSQL's COPY), so a load streams without a pause per
+    /// the engine allows (PostgreSQL's COPY, MariaDB's LOAD DATA LOCAL, see
+    /// [`mysql::MyConn::stream_rows`]), so a load streams without a pause per
     /// batch; elsewhere each call is a [`Conn::bulk_insert`]. Call
     /// [`Conn::finish_stream`] before anything else; errors may surface there.
     pub async fn stream_rows(
@@ -299,14 +300,19 @@ impl Conn {
                 written: c.stream_rows(target, columns, rows).await?,
                 row_errors: Vec::new(),
             }),
+            Conn::Mysql(c) => c.stream_rows(target, columns, rows).await,
             _ => self.bulk_insert(target, columns, rows, None).await,
         }
     }
 
     /// Ends a stream started by [`Conn::stream_rows`].
     pub async fn finish_stream(&mut self) -> Result<(), DbError> {
-        if let Conn::Postgres(c) = self {
-            c.finish_stream().await?;
+        match self {
+            Conn::Postgres(c) => {
+                c.finish_stream().await?;
+            }
+            Conn::Mysql(c) => c.finish_stream().await?,
+            Conn::Sqlite(_) => {}
         }
         Ok(())
     }

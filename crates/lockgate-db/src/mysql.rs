@@ -8,7 +8,8 @@
 //! warnings under LOCAL (a NULL into NOT NULL becomes '', long values are cut,
 //! duplicate keys are skipped), a load that raised any warning or wrote fewer rows
 //! than it was given is reported as failed. When the server refuses local infile the
-//! same rows go through multi-row INSERTs instead.
+//! same rows go through multi-row INSERTs instead. A writer's insert stream keeps
+//! one such load open across its batches ([`MyConn::stream_rows`]).
 //!
 //! MariaDB and MySQL share this module; the server is read at connect time
 //! ([`crate::mysql_server::Server`]) and the few statements that differ ask it.
@@ -59,7 +60,12 @@ const WARNINGS_QUOTED: usize = 5;
 
 /// A connection to one MariaDB / MySQL database.
 pub struct MyConn {
-    conn: mysql_async::Conn,
+    /// The session. `None` while an open load holds it ([`MyConn::stream_rows`]: the
+    /// statement runs on a task of its own), or when that task was lost.
+    conn: Option<mysql_async::Conn>,
+    /// The `LOAD DATA LOCAL` kept open across batches, if any (boxed: a connection
+    /// is moved around often, an open load is rare).
+    load: Option<Box<OpenLoad>>,
     /// Whether `LOAD DATA LOCAL` may be used: `@@local_infile` at connect time,
     /// cleared when the server refuses it anyway.
     local_infile: bool,
@@ -116,7 +122,8 @@ impl MyConn {
             ..Server::from_version(version.as_deref().unwrap_or_default())
         };
         Ok(MyConn {
-            conn,
+            conn: Some(conn),
+            load: None,
             local_infile: local_infile.unwrap_or(0) != 0,
             max_allowed_packet: max_allowed_packet.unwrap_or(16 << 20),
             server,
@@ -132,7 +139,7 @@ impl MyConn {
     /// The id the last INSERT generated (`LAST_INSERT_ID()`, from the server's answer
     /// to it: no round trip).
     pub fn last_insert_id(&self) -> Option<u64> {
-        self.conn.last_insert_id()
+        self.conn.as_ref().and_then(|c| c.last_insert_id())
     }
 
     /// Whether [`MyConn::bulk_insert`] uses `LOAD DATA LOCAL INFILE`.
@@ -149,7 +156,17 @@ impl MyConn {
 
     /// Runs statements (text protocol, several allowed) without parameters or results.
     pub async fn batch(&mut self, sql: &str) -> Result<(), DbError> {
-        let result = self.conn.query_drop(sql).await;
+        if self.load.is_some()
+            && sql
+                .trim_start()
+                .get(..8)
+                .is_some_and(|w| w.eq_ignore_ascii_case("ROLLBACK"))
+        {
+            // Rows of an open load are about to be undone: whatever went wrong with
+            // it is beside the point, and must not keep the rollback from running.
+            let _ = self.finish_stream().await;
+        }
+        let result = self.session().await?.query_drop(sql).await;
         result.map_err(|e| self.fail(&running(sql), e))
     }
 
@@ -157,15 +174,15 @@ impl MyConn {
     /// for an UPDATE).
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         // Some statements cannot be prepared; without parameters nothing needs to be.
+        let conn = self.session().await?;
         let result = if params.is_empty() {
-            self.conn.query_drop(sql).await
+            conn.query_drop(sql).await
         } else {
-            self.conn
-                .exec_drop(sql, Params::Positional(params.iter().map(to_my).collect()))
+            conn.exec_drop(sql, Params::Positional(params.iter().map(to_my).collect()))
                 .await
         };
         result.map_err(|e| self.fail(&running(sql), e))?;
-        Ok(self.conn.affected_rows())
+        Ok(self.session().await?.affected_rows())
     }
 
     /// Runs a query and returns all its rows. With `kinds`, each column is typed by its
@@ -179,11 +196,11 @@ impl MyConn {
     ) -> Result<Vec<Vec<Value>>, DbError> {
         // Typed reads use the binary protocol: the text protocol prints FLOAT with six
         // significant digits, which would silently change values.
+        let conn = self.session().await?;
         let result: Result<Vec<mysql_async::Row>, _> = if params.is_empty() && kinds.is_none() {
-            self.conn.query(sql).await
+            conn.query(sql).await
         } else {
-            self.conn
-                .exec(sql, Params::Positional(params.iter().map(to_my).collect()))
+            conn.exec(sql, Params::Positional(params.iter().map(to_my).collect()))
                 .await
         };
         let rows = result.map_err(|e| self.fail(&running(sql), e))?;
@@ -208,9 +225,10 @@ impl MyConn {
     ) -> Result<(), E> {
         let page = page.max(1);
         let params = Params::Positional(params.iter().map(to_my).collect());
+        let conn = self.session().await?;
         // Err: the driver's error, and the caller's when it came while draining.
         let outcome: Result<Result<(), E>, (mysql_async::Error, Option<E>)> = async {
-            let mut result = self.conn.exec_iter(sql, params).await.map_err(|e| (e, None))?;
+            let mut result = conn.exec_iter(sql, params).await.map_err(|e| (e, None))?;
             let mut rows = Vec::with_capacity(page);
             let mut n = 0;
             let mut stopped: Option<E> = None;
@@ -260,13 +278,17 @@ impl MyConn {
 
     /// The result columns of a query (names and kinds), from preparing it; nothing runs.
     pub async fn query_columns(&mut self, sql: &str) -> Result<Vec<(String, Kind)>, DbError> {
-        let stmt = self.conn.prep(sql).await.map_err(|e| self.fail(&running(sql), e))?;
+        let conn = self.session().await?;
+        let stmt = conn.prep(sql).await;
+        let stmt = stmt.map_err(|e| self.fail(&running(sql), e))?;
         let out = stmt
             .columns()
             .iter()
             .map(|c| (c.name_str().to_string(), column_kind(c)))
             .collect();
-        let _ = self.conn.close(stmt).await;
+        if let Some(conn) = self.conn.as_mut() {
+            let _ = conn.close(stmt).await;
+        }
         Ok(out)
     }
 
@@ -527,14 +549,7 @@ impl MyConn {
         rows: &[Row],
         ordinal: Option<&str>,
     ) -> Result<BulkOutcome, DbError> {
-        if let Some((i, row)) = rows.iter().enumerate().find(|(_, r)| r.values.len() != columns.len()) {
-            return Err(DbError::Internal(format!(
-                "row {} has {} values for {} columns",
-                i + 1,
-                row.values.len(),
-                columns.len()
-            )));
-        }
+        check_widths(columns, rows)?;
         if rows.is_empty() {
             return Ok(BulkOutcome::default());
         }
@@ -542,13 +557,165 @@ impl MyConn {
             match self.load_data(target, columns, rows, ordinal).await {
                 // The server refused LOCAL after all (1148 not allowed, 3948/4166
                 // disabled): remember it and take the INSERT path. Nothing was written.
-                Err(DbError::Engine { error, .. }) if matches!(error.code.as_str(), "1148" | "3948" | "4166") => {
-                    self.local_infile = false;
-                }
+                Err(e) if refused_local(&e) => self.local_infile = false,
                 other => return other,
             }
         }
         self.insert_rows(target, columns, rows, ordinal).await
+    }
+
+    /// Appends `rows` to `target` through one `LOAD DATA LOCAL` kept open across calls
+    /// (as PostgreSQL's COPY stream, ARCHITECTURE.md's writer): the statement runs on a
+    /// task of its own, reading the file from a channel, so the server parses one
+    /// batch while the next is being read and converted, and a load of a million rows
+    /// is a few statements instead of one per batch. A statement takes at most
+    /// [`STREAM_ROWS`] rows, then the next call opens another: MariaDB reports a bad
+    /// row only when its statement ends (LOCAL turns errors into warnings), so this
+    /// bounds how far a failing load runs before the writer learns of it. Finish with
+    /// [`MyConn::finish_stream`]; any other call finishes the load first, and an
+    /// error (a warning, fewer rows written than sent) may surface on a later call or
+    /// at the finish. Without local infile, each call is a [`MyConn::bulk_insert`].
+    pub async fn stream_rows(
+        &mut self,
+        target: &TableName,
+        columns: &[String],
+        rows: &[Row],
+    ) -> Result<BulkOutcome, DbError> {
+        check_widths(columns, rows)?;
+        if rows.is_empty() {
+            return Ok(BulkOutcome::default());
+        }
+        if !self.local_infile {
+            return self.bulk_insert(target, columns, rows, None).await;
+        }
+        let hex = hex_columns(columns.len(), rows);
+        let fits = self.load.as_ref().is_some_and(|l| {
+            l.target == *target
+                && l.columns == columns
+                && l.sent < STREAM_ROWS
+                && hex.iter().zip(&l.hex).all(|(needs, has)| !needs || *has)
+        });
+        if !fits {
+            self.finish_stream().await?;
+            self.open_load(target, columns, hex).await?;
+        }
+        let chunk_bytes = self.chunk_bytes();
+        let load = self.load.as_mut().expect("opened above");
+        let fresh = load.sent == 0;
+        let mut buf = Vec::with_capacity(chunk_bytes + 4096);
+        let mut taken = true;
+        for row in rows {
+            encode_row(&mut buf, &row.values, &load.hex, None);
+            if buf.len() >= chunk_bytes {
+                taken = load.send(Bytes::from(std::mem::take(&mut buf))).await;
+                if !taken {
+                    break;
+                }
+            }
+        }
+        if taken && !buf.is_empty() {
+            taken = load.send(Bytes::from(buf)).await;
+        }
+        if taken {
+            load.sent += rows.len() as u64;
+            return Ok(BulkOutcome {
+                written: rows.len() as u64,
+                row_errors: vec![],
+            });
+        }
+        // The statement ended before taking its input: its error says why.
+        match self.finish_stream().await {
+            // Refused before reading anything (see `bulk_insert`): these rows were the
+            // statement's first, and go through INSERTs; `finish_stream` turned local
+            // infile off for the calls after.
+            Err(e) if fresh && refused_local(&e) => self.insert_rows(target, columns, rows, None).await,
+            Err(e) => Err(e),
+            Ok(()) => Err(DbError::Internal(format!(
+                "loading rows into {target}: the server ended the load before its input"
+            ))),
+        }
+    }
+
+    /// Ends the load [`MyConn::stream_rows`] left open, if any: the end of its input,
+    /// the statement's answer, and the same check as every load's (every row written,
+    /// no warning).
+    pub async fn finish_stream(&mut self) -> Result<(), DbError> {
+        let Some(mut load) = self.load.take() else {
+            return Ok(());
+        };
+        // The end of the channel is the end of the file.
+        load.tx.take();
+        let ended = match load.ended.take() {
+            Some(ended) => ended,
+            None => match load.task.take() {
+                Some(task) => task.await,
+                None => return Err(lost_session(&load.context)),
+            },
+        };
+        let (conn, result) = match ended {
+            Ok(done) => done,
+            Err(e) => {
+                self.lost = true;
+                return Err(DbError::engine(
+                    load.context.as_str(),
+                    EngineError {
+                        connection_lost: true,
+                        ..EngineError::new("lockgate", format!("the load's task stopped: {e}"))
+                    },
+                ));
+            }
+        };
+        self.conn = Some(conn);
+        if let Err(e) = result {
+            let e = self.fail(&load.context, e);
+            if refused_local(&e) {
+                self.local_infile = false;
+            }
+            return Err(e);
+        }
+        self.check_complete(&load.context, load.sent as usize).await.map(|_| ())
+    }
+
+    /// Starts the `LOAD DATA LOCAL` of a stream on a task that holds the session.
+    async fn open_load(&mut self, target: &TableName, columns: &[String], hex: Vec<bool>) -> Result<(), DbError> {
+        let sql = load_sql(target, columns, &hex, None);
+        let context = format!("loading rows into {target}");
+        self.session().await?;
+        let mut conn = self.conn.take().ok_or_else(|| lost_session(&context))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+        conn.set_infile_handler(async move {
+            let stream =
+                futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (Ok(chunk), rx)) });
+            Ok(stream.boxed())
+        });
+        let task = tokio::spawn(async move {
+            let result = conn.query_drop(sql).await;
+            (conn, result)
+        });
+        self.load = Some(Box::new(OpenLoad {
+            target: target.clone(),
+            columns: columns.to_vec(),
+            hex,
+            context,
+            tx: Some(tx),
+            task: Some(task),
+            ended: None,
+            sent: 0,
+        }));
+        Ok(())
+    }
+
+    /// The session, once an open load is finished (its error is returned).
+    async fn session(&mut self) -> Result<&mut mysql_async::Conn, DbError> {
+        if self.load.is_some() {
+            self.finish_stream().await?;
+        }
+        self.conn.as_mut().ok_or_else(|| lost_session("using the connection"))
+    }
+
+    /// The size of one chunk of LOAD DATA input, well within a packet.
+    fn chunk_bytes(&self) -> usize {
+        CHUNK_BYTES.min((self.max_allowed_packet / 2).max(1024) as usize)
     }
 
     /// The fast path: `LOAD DATA LOCAL INFILE` fed from memory.
@@ -559,45 +726,20 @@ impl MyConn {
         rows: &[Row],
         ordinal: Option<&str>,
     ) -> Result<BulkOutcome, DbError> {
-        let d = Dialect(Engine::Mysql);
-        // A column that holds bytes goes through a hex user variable and UNHEX, so the
-        // text stream never carries raw bytes through the utf8mb4 conversion.
-        let hex: Vec<bool> = (0..columns.len())
-            .map(|i| rows.iter().any(|r| matches!(r.values[i], Value::Bytes(_))))
-            .collect();
-        let mut targets = Vec::with_capacity(columns.len() + 1);
-        let mut sets = Vec::new();
-        for (i, c) in columns.iter().enumerate() {
-            if hex[i] {
-                targets.push(format!("@v{i}"));
-                sets.push(format!("{} = UNHEX(@v{i})", d.quote(c)));
-            } else {
-                targets.push(d.quote(c));
-            }
-        }
-        if let Some(o) = ordinal {
-            targets.push(d.quote(o));
-        }
-        let mut sql = format!(
-            r"LOAD DATA LOCAL INFILE 'lockgate' INTO TABLE {} CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n' ({})",
-            d.table(target),
-            targets.join(", ")
-        );
-        if !sets.is_empty() {
-            sql.push_str(" SET ");
-            sql.push_str(&sets.join(", "));
-        }
+        let hex = hex_columns(columns.len(), rows);
+        let sql = load_sql(target, columns, &hex, ordinal);
         let context = format!("loading {} rows into {}", rows.len(), target);
+        let chunk_bytes = self.chunk_bytes();
 
         // The encoder borrows `rows` and runs beside the load, handing chunks to the
         // driver's handler through a small channel: memory stays bounded by the batch.
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-        self.conn.set_infile_handler(async move {
+        let conn = self.session().await?;
+        conn.set_infile_handler(async move {
             let stream =
                 futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (Ok(chunk), rx)) });
             Ok(stream.boxed())
         });
-        let chunk_bytes = CHUNK_BYTES.min((self.max_allowed_packet / 2).max(1024) as usize);
         let hex_ref = &hex;
         let producer = async move {
             let mut buf = Vec::with_capacity(chunk_bytes + 4096);
@@ -614,7 +756,7 @@ impl MyConn {
             // Dropping `tx` ends the stream, which ends the file.
         };
         let result = {
-            let load = self.conn.query_drop(sql.as_str());
+            let load = conn.query_drop(sql.as_str());
             tokio::pin!(producer);
             tokio::pin!(load);
             // If the load ends first (the server refused it before asking for the
@@ -678,7 +820,11 @@ impl MyConn {
                     params.push(MyValue::Int((start + i) as i64));
                 }
             }
-            let result = self.conn.exec_drop(sql.as_str(), Params::Positional(params)).await;
+            let result = self
+                .session()
+                .await?
+                .exec_drop(sql.as_str(), Params::Positional(params))
+                .await;
             if let Err(e) = result {
                 let mut err = self.fail(&context, e);
                 if let DbError::Engine { error, .. } = &mut err {
@@ -700,8 +846,11 @@ impl MyConn {
     /// After a bulk statement: fewer rows than given, or any warning, is a failure
     /// described by the first warning.
     async fn check_complete(&mut self, context: &str, expected: usize) -> Result<BulkOutcome, DbError> {
-        let affected = self.conn.affected_rows();
-        let warnings = self.conn.get_warnings();
+        // Right after the load's statement: no load is open (and `session` would
+        // recurse through `finish_stream`).
+        let conn = self.conn.as_mut().ok_or_else(|| lost_session(context))?;
+        let affected = conn.affected_rows();
+        let warnings = conn.get_warnings();
         if affected == expected as u64 && warnings == 0 {
             return Ok(BulkOutcome {
                 written: affected,
@@ -709,7 +858,7 @@ impl MyConn {
             });
         }
         let shown: Vec<(Option<u64>, Option<String>)> =
-            match self.conn.query(format!("SHOW WARNINGS LIMIT {WARNINGS_QUOTED}")).await {
+            match conn.query(format!("SHOW WARNINGS LIMIT {WARNINGS_QUOTED}")).await {
                 Ok(rows) => rows
                     .into_iter()
                     .map(|r: mysql_async::Row| {
@@ -744,7 +893,11 @@ impl MyConn {
 
     /// Whether the connection is known to be gone.
     pub fn is_closed(&self) -> bool {
-        self.lost || self.conn.is_disconnected()
+        match &self.conn {
+            Some(c) => self.lost || c.is_disconnected(),
+            // An open load holds the session; without one, its task was lost.
+            None => self.lost || self.load.is_none(),
+        }
     }
 
     /// How to reach this session from another: its options and its thread id, for a
@@ -779,6 +932,129 @@ impl MyConn {
         }
         DbError::engine(context, error)
     }
+}
+
+/// The most rows one streamed `LOAD DATA` takes before the next call starts another
+/// (see [`MyConn::stream_rows`]): large enough that a load is a few statements, small
+/// enough that a failing row is heard of soon (a faulty export then diagnoses after at
+/// most this many rows more than the batch that holds it).
+pub const STREAM_ROWS: u64 = 50_000;
+
+/// A `LOAD DATA LOCAL` left open by [`MyConn::stream_rows`]: the statement runs on a
+/// task holding the session and reads its file from `tx`.
+struct OpenLoad {
+    target: TableName,
+    columns: Vec<String>,
+    /// The columns sent in hex (see [`hex_columns`]).
+    hex: Vec<bool>,
+    /// "loading rows into T", for errors.
+    context: String,
+    /// The file's input; dropped to end it.
+    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    task: Option<tokio::task::JoinHandle<LoadEnd>>,
+    /// The task's end, when a send saw it first.
+    ended: Option<Result<LoadEnd, tokio::task::JoinError>>,
+    /// Rows sent so far.
+    sent: u64,
+}
+
+/// What a load's task hands back: the session and the statement's result.
+type LoadEnd = (mysql_async::Conn, Result<(), mysql_async::Error>);
+
+impl OpenLoad {
+    /// Hands a chunk to the statement; false when the statement has ended (it
+    /// takes no more input: its error tells why).
+    async fn send(&mut self, chunk: Bytes) -> bool {
+        let (Some(tx), Some(task)) = (&self.tx, &mut self.task) else {
+            return false;
+        };
+        // A statement the server refused never reads its channel: wait on its end
+        // too, or a full channel would wait for ever.
+        tokio::select! {
+            sent = tx.send(chunk) => sent.is_ok(),
+            ended = task => {
+                self.task = None;
+                self.ended = Some(ended);
+                false
+            }
+        }
+    }
+}
+
+impl Drop for OpenLoad {
+    fn drop(&mut self) {
+        // A connection dropped mid-load (an export given up) ends its session, which
+        // rolls the transaction back on the server, at once.
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Whether the server refused `LOAD DATA LOCAL` itself (1148 not allowed, 3948/4166
+/// disabled), before reading any input.
+fn refused_local(e: &DbError) -> bool {
+    matches!(e, DbError::Engine { error, .. } if matches!(error.code.as_str(), "1148" | "3948" | "4166"))
+}
+
+/// The error of a session that an open load's task took and never gave back.
+fn lost_session(context: &str) -> DbError {
+    DbError::engine(
+        context,
+        EngineError {
+            connection_lost: true,
+            ..EngineError::new("lockgate", "the connection was lost with its load")
+        },
+    )
+}
+
+/// Every row has a value for each column.
+fn check_widths(columns: &[String], rows: &[Row]) -> Result<(), DbError> {
+    match rows.iter().enumerate().find(|(_, r)| r.values.len() != columns.len()) {
+        Some((i, row)) => Err(DbError::Internal(format!(
+            "row {} has {} values for {} columns",
+            i + 1,
+            row.values.len(),
+            columns.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Which columns hold bytes in some row: they go through a hex user variable and
+/// UNHEX, so the text stream never carries raw bytes through the utf8mb4 conversion.
+fn hex_columns(n: usize, rows: &[Row]) -> Vec<bool> {
+    (0..n)
+        .map(|i| rows.iter().any(|r| matches!(r.values[i], Value::Bytes(_))))
+        .collect()
+}
+
+/// The `LOAD DATA LOCAL` of `columns` (hex ones through UNHEX) and `ordinal`.
+fn load_sql(target: &TableName, columns: &[String], hex: &[bool], ordinal: Option<&str>) -> String {
+    let d = Dialect(Engine::Mysql);
+    let mut targets = Vec::with_capacity(columns.len() + 1);
+    let mut sets = Vec::new();
+    for (i, c) in columns.iter().enumerate() {
+        if hex[i] {
+            targets.push(format!("@v{i}"));
+            sets.push(format!("{} = UNHEX(@v{i})", d.quote(c)));
+        } else {
+            targets.push(d.quote(c));
+        }
+    }
+    if let Some(o) = ordinal {
+        targets.push(d.quote(o));
+    }
+    let mut sql = format!(
+        r"LOAD DATA LOCAL INFILE 'lockgate' INTO TABLE {} CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n' ({})",
+        d.table(target),
+        targets.join(", ")
+    );
+    if !sets.is_empty() {
+        sql.push_str(" SET ");
+        sql.push_str(&sets.join(", "));
+    }
+    sql
 }
 
 /// One result row as values: typed by `kinds` when given, else by the result's column

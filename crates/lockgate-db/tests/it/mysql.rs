@@ -437,6 +437,121 @@ async fn large_load_streams_in_chunks() {
     assert_eq!(got[0][1], dec("5000000"));
 }
 
+/// LOAD statements this session has run so far (`Com_load`).
+async fn loads_run(c: &mut Conn) -> i64 {
+    let got = c
+        .query(
+            "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'COM_LOAD'",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    match &got[0][0] {
+        Value::Text(t) => t.parse().unwrap(),
+        Value::Int(i) => *i,
+        other => panic!("Com_load: {other:?}"),
+    }
+}
+
+/// The writer's streamed inserts: one LOAD DATA kept open across batches (up to
+/// `STREAM_ROWS` rows a statement), finished by `finish_stream` or by any other use of
+/// the connection; a bad row fails the stream when its statement ends, the rollback
+/// leaves nothing, and the connection stays usable; a batch with bytes where the open
+/// statement has none starts another statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_loads_span_batches() {
+    use lockgate_db::mysql::STREAM_ROWS;
+    let db = TestDb::new(Engine::Mysql).await;
+    let mut c = db.conn().await;
+    c.batch("CREATE TABLE s (id BIGINT PRIMARY KEY, name VARCHAR(5) NOT NULL, b VARBINARY(4))")
+        .await
+        .unwrap();
+    let t = TableName::new("s");
+    let cols = names(&["id", "name", "b"]);
+    let batch = |from: i64, n: i64| {
+        rows(
+            (from..from + n)
+                .map(|i| vec![Value::Int(i), text("ok"), Value::Null])
+                .collect(),
+        )
+    };
+
+    // Three batches, one statement; a query finishes it, and sees every row.
+    let before = loads_run(&mut c).await;
+    c.begin().await.unwrap();
+    for k in 0..3 {
+        let outcome = c.stream_rows(&t, &cols, &batch(k * 1000, 1000)).await.unwrap();
+        assert_eq!(outcome.written, 1000);
+    }
+    let got = c.query("SELECT COUNT(*) FROM s", &[], None).await.unwrap();
+    assert_eq!(got[0][0], Value::Int(3000));
+    assert_eq!(loads_run(&mut c).await - before, 1, "three batches, one LOAD DATA");
+    c.commit().await.unwrap();
+
+    // More than STREAM_ROWS rows: a second statement; bytes in a later batch: a third.
+    let before = loads_run(&mut c).await;
+    let big = STREAM_ROWS as i64;
+    c.begin().await.unwrap();
+    c.stream_rows(&t, &cols, &batch(10_000, big)).await.unwrap();
+    c.stream_rows(&t, &cols, &batch(10_000 + big, 10)).await.unwrap();
+    let bytes = rows(vec![vec![
+        Value::Int(-1),
+        text("b"),
+        Value::Bytes(vec![0, 255, b'\t', b'\n']),
+    ]]);
+    c.stream_rows(&t, &cols, &bytes).await.unwrap();
+    c.finish_stream().await.unwrap();
+    c.commit().await.unwrap();
+    assert_eq!(loads_run(&mut c).await - before, 3);
+    let got = c.query("SELECT COUNT(*), HEX(MAX(b)) FROM s", &[], None).await.unwrap();
+    assert_eq!(got[0][0], Value::Int(3000 + big + 11));
+    assert_eq!(got[0][1], text("00FF090A"));
+
+    // A bad row in the middle batch fails the stream, at the latest when it finishes;
+    // rolled back, nothing of it stays.
+    c.batch("DELETE FROM s").await.unwrap();
+    c.begin().await.unwrap();
+    let mut failed = None;
+    let mut bad = batch(1000, 1000);
+    bad[500].values[1] = text("toolong");
+    for b in [batch(0, 1000), bad, batch(2000, 1000)] {
+        if let Err(e) = c.stream_rows(&t, &cols, &b).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    let err = match failed {
+        Some(e) => e,
+        None => c.finish_stream().await.unwrap_err(),
+    };
+    let e = err.engine_error().unwrap_or_else(|| panic!("{err}"));
+    assert!(["1406", "1265"].contains(&e.code.as_str()), "{e:?}");
+    assert!(!e.connection_lost, "{e:?}");
+    c.rollback().await.unwrap();
+    let got = c.query("SELECT COUNT(*) FROM s", &[], None).await.unwrap();
+    assert_eq!(got[0][0], Value::Int(0));
+
+    // A rollback while a stream is open (the source failed mid-load) undoes it.
+    c.begin().await.unwrap();
+    c.stream_rows(&t, &cols, &batch(0, 100)).await.unwrap();
+    c.rollback().await.unwrap();
+    let got = c.query("SELECT COUNT(*) FROM s", &[], None).await.unwrap();
+    assert_eq!(got[0][0], Value::Int(0));
+
+    // A missing table: an error, and the connection still works.
+    let err = match c.stream_rows(&TableName::new("nope"), &cols, &batch(0, 10)).await {
+        Err(e) => e,
+        Ok(_) => c.finish_stream().await.unwrap_err(),
+    };
+    assert_eq!(err.engine_error().unwrap().code, "1146", "{err}");
+    c.stream_rows(&t, &cols, &batch(0, 10)).await.unwrap();
+    c.finish_stream().await.unwrap();
+    let got = c.query("SELECT COUNT(*) FROM s", &[], None).await.unwrap();
+    assert_eq!(got[0][0], Value::Int(10));
+    assert!(!c.is_closed());
+}
+
 /// One bad row among good ones must fail the whole load (never a silent warning),
 /// and the transaction's rollback must leave the table empty.
 async fn bad_loads_fail(c: &mut Conn, fast: bool) {
