@@ -75,6 +75,9 @@ pub struct MyConn {
     server: Server,
     /// Set when an error showed that the connection is gone.
     lost: bool,
+    /// The session's options and thread id, for a `KILL QUERY` from another
+    /// ([`MyConn::kill_target`]; kept here because an open load holds the session).
+    target: (Box<Opts>, u32),
 }
 
 impl MyConn {
@@ -122,6 +125,7 @@ impl MyConn {
             ..Server::from_version(version.as_deref().unwrap_or_default())
         };
         Ok(MyConn {
+            target: (Box::new(conn.opts().clone()), conn.id()),
             conn: Some(conn),
             load: None,
             local_infile: local_infile.unwrap_or(0) != 0,
@@ -903,7 +907,7 @@ impl MyConn {
     /// How to reach this session from another: its options and its thread id, for a
     /// `KILL QUERY` (the protocol has no out-of-band cancel).
     pub fn kill_target(&self) -> (Opts, u32) {
-        (self.conn.opts().clone(), self.conn.id())
+        ((*self.target.0).clone(), self.target.1)
     }
 
     /// Stops the statement running on the session `id` of the server `opts` reach,
