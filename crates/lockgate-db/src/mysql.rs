@@ -75,6 +75,9 @@ pub struct MyConn {
     server: Server,
     /// Set when an error showed that the connection is gone.
     lost: bool,
+    /// Whether the session's `net_read_timeout` was raised to its `wait_timeout` for
+    /// an open load ([`MyConn::open_load`]).
+    patient: bool,
     /// The session's options and thread id, for a `KILL QUERY` from another
     /// ([`MyConn::kill_target`]; kept here because an open load holds the session).
     target: (Box<Opts>, u32),
@@ -126,6 +129,7 @@ impl MyConn {
         };
         Ok(MyConn {
             target: (Box::new(conn.opts().clone()), conn.id()),
+            patient: false,
             conn: Some(conn),
             load: None,
             local_infile: local_infile.unwrap_or(0) != 0,
@@ -596,7 +600,7 @@ impl MyConn {
         let fits = self.load.as_ref().is_some_and(|l| {
             l.target == *target
                 && l.columns == columns
-                && l.sent < STREAM_ROWS
+                && l.sent + rows.len() as u64 <= STREAM_ROWS
                 && hex.iter().zip(&l.hex).all(|(needs, has)| !needs || *has)
         });
         if !fits {
@@ -684,7 +688,19 @@ impl MyConn {
     async fn open_load(&mut self, target: &TableName, columns: &[String], hex: Vec<bool>) -> Result<(), DbError> {
         let sql = load_sql(target, columns, &hex, None);
         let context = format!("loading rows into {target}");
-        self.session().await?;
+        let patient = self.patient;
+        let conn = self.session().await?;
+        if !patient {
+            // Between two batches the open statement waits for its input, and the
+            // server gives up on a statement's input after net_read_timeout (30 s by
+            // default), where an idle session between two statements would wait
+            // wait_timeout (8 hours). A slow source page or a paused worker must not
+            // end the load: wait as long as for an idle session.
+            conn.query_drop("SET SESSION net_read_timeout = @@session.wait_timeout")
+                .await
+                .map_err(|e| DbError::engine(format!("{context}: setting net_read_timeout"), engine_error(e)))?;
+            self.patient = true;
+        }
         let mut conn = self.conn.take().ok_or_else(|| lost_session(&context))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
         conn.set_infile_handler(async move {

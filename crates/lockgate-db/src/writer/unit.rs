@@ -398,6 +398,11 @@ pub(super) async fn pass(
             let (rows, mut errors) = precheck(plan, &mut batch);
             report.failed.append(&mut errors);
             if plan.on_error == OnError::Stop && !report.failed.is_empty() {
+                // An earlier batch may hold a failure the database reports only when
+                // its open stream ends (MariaDB's LOAD DATA, PostgreSQL's COPY): that
+                // one came first, and the pass must fail for it rather than report
+                // this later row.
+                conn.finish_stream().await?;
                 report.failed.truncate(1);
                 return Ok(report);
             }
@@ -447,6 +452,7 @@ pub(super) async fn pass(
                 }
             }
             if plan.on_error == OnError::Stop && !report.failed.is_empty() {
+                conn.finish_stream().await?;
                 report.failed.truncate(1);
                 return Ok(report);
             }

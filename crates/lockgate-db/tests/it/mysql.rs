@@ -1114,3 +1114,26 @@ async fn a_table_of_another_database_is_named_with_it() {
         .to_string();
     assert!(e.contains(&format!("{other_name}.nope")), "{e}");
 }
+
+#[tokio::test]
+async fn an_open_load_outlasts_a_gap_longer_than_net_read_timeout() {
+    // A server whose net_read_timeout is short (2 s here, 30 s by default): the open
+    // load waits for its next batch as long as an idle session would.
+    let db = TestDb::new(Engine::Mysql).await;
+    let mut c = db.conn().await;
+    c.batch("CREATE TABLE g (id BIGINT PRIMARY KEY, name VARCHAR(5) NOT NULL)")
+        .await
+        .unwrap();
+    c.batch("SET SESSION net_read_timeout = 2").await.unwrap();
+    let t = TableName::new("g");
+    let cols = names(&["id", "name"]);
+    let batch = |from: i64| rows((from..from + 100).map(|i| vec![Value::Int(i), text("ok")]).collect());
+    c.begin().await.unwrap();
+    c.stream_rows(&t, &cols, &batch(0)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    c.stream_rows(&t, &cols, &batch(100)).await.unwrap();
+    c.finish_stream().await.unwrap();
+    c.commit().await.unwrap();
+    let got = c.query("SELECT COUNT(*) FROM g", &[], None).await.unwrap();
+    assert_eq!(got[0][0], Value::Int(200));
+}

@@ -716,3 +716,46 @@ async fn failing_records_that_share_a_line_carry_their_own_numbers() {
         assert_eq!(r.failed[1].key.as_deref(), Some("id=3"), "{engine}: {r:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_error_stop_names_the_first_failing_row_when_a_later_batch_fails_first() {
+    // The first batch's failure (a repeated key) is found by the database, which
+    // reports it only when the open stream ends (MariaDB's LOAD DATA, PostgreSQL's
+    // COPY); the second batch's (a NULL name) is found before sending. With
+    // --on-error stop, the one reported is the first: the repeated key.
+    for engine in ENGINES {
+        let (_db, mut conn) = people(engine).await;
+        conn.batch("INSERT INTO people VALUES (1, 'there')").await.unwrap();
+        let table = conn.find_table("people").await.unwrap();
+        let batch = |first: u64, data: Vec<(i64, Value)>| {
+            let mut b = Batch::new(Arc::new(vec!["id".to_string(), "name".to_string()]));
+            for (i, (id, name)) in data.into_iter().enumerate() {
+                b.push(Row {
+                    line: first + i as u64 + 1,
+                    number: first + i as u64,
+                    values: vec![Value::Int(id), name],
+                });
+            }
+            b
+        };
+        let input = Batches(vec![
+            batch(
+                1,
+                (2..=40)
+                    .map(|i| (i, Value::Text("n".into())))
+                    .chain([(1, Value::Text("dup".into()))])
+                    .collect(),
+            ),
+            batch(41, vec![(100, Value::Null)]),
+        ]);
+        let config = WriteConfig {
+            mode: WriteMode::Insert,
+            on_error: OnError::Stop,
+            ..WriteConfig::default()
+        };
+        let r = writer::write(&mut conn, &table, &config, &input, None).await.unwrap();
+        let got: Vec<Option<u64>> = r.failed.iter().map(|e| e.record).collect();
+        assert_eq!(got, [Some(40)], "{engine}: the repeated key, not the later NULL: {r:?}");
+        assert_eq!(names(&mut conn).await, ["1=there"], "{engine}: nothing written");
+    }
+}
