@@ -50,10 +50,12 @@
 //! A pooled PostgreSQL session also keeps its introspection's statements prepared,
 //! and each table's description with the catalog stamp it was read under
 //! (`Conn::cache_statements`, set by [`Database::connect`]): a page of a table whose
-//! stamp is unchanged runs one lookup instead of five introspection statements. On
-//! the bench's million rows, at a load of 3 to 4 on 2 cores, the saved connect alone
-//! took a page by key from about 15 ms to 8; the kept statements and a cheaper row
-//! estimate to 3.5 to 4 (`bench/README.md`).
+//! stamp is unchanged runs one lookup (which reads the row estimate too) instead of
+//! six statements, and its keyset page statement stays prepared. On the bench's
+//! million rows on 2 cores, the saved connect alone took a page by key from about 15
+//! ms to 8 (load 3 to 4); the kept statements and a cheaper estimate to 3.5 to 4; the
+//! kept description, estimate and page statement to 1.7 to 1.9 ms (load 2;
+//! `bench/README.md`).
 //!
 //! Jobs (exports, migrations, merges, snapshots, upgrades) do not use the pools: they
 //! open their own connections through the library, for as long as they run.

@@ -22,6 +22,22 @@ fn slow_statement(engine: Engine) -> &'static str {
     }
 }
 
+/// The slow statement's outcome `r`, after `took`: stopped early. MariaDB's SLEEP
+/// answers 1 when killed rather than failing; the others fail.
+fn assert_stopped(engine: Engine, r: &Result<Vec<Vec<lockgate_core::Value>>, lockgate_db::DbError>, took: Duration) {
+    match engine {
+        Engine::Mysql => assert!(
+            r.is_err() || matches!(r, Ok(rows) if rows[0][0] == lockgate_core::Value::Int(1)),
+            "{r:?}"
+        ),
+        _ => assert!(r.is_err(), "{r:?}"),
+    }
+    assert!(
+        took < Duration::from_secs(10),
+        "stopped at once, not run to its end: {took:?}"
+    );
+}
+
 async fn a_running_statement_is_cancelled_from_another_task(engine: Engine) {
     let db = TestDb::new(engine).await;
     let mut c = Conn::connect(&db.url).await.unwrap();
@@ -36,18 +52,7 @@ async fn a_running_statement_is_cancelled_from_another_task(engine: Engine) {
         .expect("the statement was stopped, not run to its end");
     let took = started.elapsed();
     canceller.await.unwrap().unwrap();
-    // MariaDB's SLEEP answers 1 when killed rather than failing; the others fail.
-    match engine {
-        Engine::Mysql => assert!(
-            r.is_err() || matches!(&r, Ok(rows) if rows[0][0] == lockgate_core::Value::Int(1)),
-            "{r:?}"
-        ),
-        _ => assert!(r.is_err(), "{r:?}"),
-    }
-    assert!(
-        took < Duration::from_secs(10),
-        "stopped at once, not run to its end: {took:?}"
-    );
+    assert_stopped(engine, &r, took);
 }
 
 /// The cancel is sent before the statement: it still ends early.
@@ -61,14 +66,7 @@ async fn a_statement_that_begins_just_after_its_cancel_is_stopped(engine: Engine
         .await
         .expect("the statement was stopped, not run to its end");
     canceller.await.unwrap().unwrap();
-    match engine {
-        Engine::Mysql => assert!(
-            r.is_err() || matches!(&r, Ok(rows) if rows[0][0] == lockgate_core::Value::Int(1)),
-            "{r:?}"
-        ),
-        _ => assert!(r.is_err(), "{r:?}"),
-    }
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_stopped(engine, &r, started.elapsed());
 }
 
 on_every_engine!(

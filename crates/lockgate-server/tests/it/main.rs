@@ -53,6 +53,38 @@ impl Demo {
     }
 }
 
+/// A server on a real socket (127.0.0.1, a free port), for tests of what only a
+/// socket shows: timeouts, closed connections, stopping.
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), lockgate_server::ServerError>>,
+}
+
+impl Served {
+    /// Binds `cfg` to a free port of 127.0.0.1 and serves it.
+    pub async fn start(mut cfg: ServerConfig) -> Served {
+        cfg.bind = "127.0.0.1:0".parse().unwrap();
+        let (listener, app) = lockgate_server::bind(cfg).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(lockgate_server::run(listener, app, async {
+            let _ = stopped.await;
+        }));
+        Served { addr, stop, server }
+    }
+
+    /// Stops it and waits (at most 10 s) until it has stopped.
+    pub async fn stop(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.server)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
 /// A response, read whole.
 pub struct Reply {
     pub status: StatusCode,

@@ -299,12 +299,7 @@ async fn the_pool_holds_at_most_pool_size_sessions(engine: Engine) {
     // pool's two sessions), the other four wait for one of them.
     let mut lock = test_conn(&db).await;
     lock_items(&mut lock).await;
-    let tasks: Vec<_> = (0..6)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { get(&app, "/api/tables/db/items?per_page=10").await })
-        })
-        .collect();
+    let tasks: Vec<_> = spawn_pages(&app, 6, "/api/tables/db/items?per_page=10");
     let waiting = async {
         loop {
             let n = server_sessions(&mut admin).await.len();
@@ -376,10 +371,7 @@ async fn a_terminated_session_is_replaced_and_the_next_request_succeeds(engine: 
     // again; the page says the connection was lost.
     let mut lock = test_conn(&db).await;
     lock_items(&mut lock).await;
-    let page = tokio::spawn({
-        let app = app.clone();
-        async move { get(&app, "/api/tables/db/items?per_page=50").await }
-    });
+    let page = spawn_page(&app, "/api/tables/db/items?per_page=50");
     let id = a_waiting_session(&mut admin).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     terminate(&mut admin, id).await;
@@ -405,12 +397,7 @@ async fn after_a_restart_no_page_fails_on_the_other_dead_sessions(engine: Engine
     let mut admin = test_conn(&db).await;
     let mut lock = test_conn(&db).await;
     lock_items(&mut lock).await;
-    let held: Vec<_> = (0..2)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { get(&app, "/api/tables/db/items?per_page=5").await })
-        })
-        .collect();
+    let held: Vec<_> = spawn_pages(&app, 2, "/api/tables/db/items?per_page=5");
     waiting_sessions(&mut admin, 2).await;
     unlock(&mut lock).await;
     for t in held {
@@ -427,6 +414,21 @@ async fn after_a_restart_no_page_fails_on_the_other_dead_sessions(engine: Engine
     }
     let after = sessions_settled(&mut admin, 1).await;
     assert!(after.iter().all(|s| !before.contains(s)), "{before:?} -> {after:?}");
+}
+
+/// `n` requests for `uri` at once, each on a task of its own.
+fn spawn_pages(app: &Router, n: usize, uri: &'static str) -> Vec<tokio::task::JoinHandle<Reply>> {
+    (0..n)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { get(&app, uri).await })
+        })
+        .collect()
+}
+
+/// One request for `uri` on a task of its own.
+fn spawn_page(app: &Router, uri: &'static str) -> tokio::task::JoinHandle<Reply> {
+    spawn_pages(app, 1, uri).pop().expect("one")
 }
 
 /// Waits (at most 10 s) until `n` of the server's sessions wait on a table lock.
@@ -449,10 +451,7 @@ async fn a_stopped_request_cancels_its_query_and_does_not_hand_its_session_on(en
     // request's future is dropped, as hyper drops it when the client closes).
     let mut lock = test_conn(&db).await;
     lock_items(&mut lock).await;
-    let page = tokio::spawn({
-        let app = app.clone();
-        async move { get(&app, "/api/tables/db/items").await }
-    });
+    let page = spawn_page(&app, "/api/tables/db/items");
     assert_eq!(a_waiting_session(&mut admin).await, idle[0], "the pooled session waits");
     page.abort();
     // Its query is cancelled and its session closed while the lock is still held:
@@ -502,12 +501,7 @@ async fn idle_and_old_sessions_are_closed_in_the_background(engine: Engine) {
     // two reach their idle time and are closed.
     let mut lock = test_conn(&db).await;
     lock_items(&mut lock).await;
-    let held: Vec<_> = (0..3)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { get(&app, "/api/tables/db/items?per_page=5").await })
-        })
-        .collect();
+    let held: Vec<_> = spawn_pages(&app, 3, "/api/tables/db/items?per_page=5");
     waiting_sessions(&mut admin, 3).await;
     unlock(&mut lock).await;
     for t in held {
@@ -526,10 +520,7 @@ async fn idle_and_old_sessions_are_closed_in_the_background(engine: Engine) {
     // when the read ends, so the next page still gets it.
     let mut lock = test_conn(&db).await;
     lock_items(&mut lock).await;
-    let page = tokio::spawn({
-        let app = app.clone();
-        async move { get(&app, "/api/tables/db/items?per_page=5").await }
-    });
+    let page = spawn_page(&app, "/api/tables/db/items?per_page=5");
     waiting_sessions(&mut admin, 1).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     unlock(&mut lock).await;
@@ -578,10 +569,7 @@ async fn the_overview_reads_answer_while_pages_hold_every_pooled_session(engine:
     let mut lock = test_conn(&db).await;
     lock_items(&mut lock).await;
     // The one pooled session waits on the lock under a page.
-    let page = tokio::spawn({
-        let app = app.clone();
-        async move { get(&app, "/api/tables/db/items?per_page=5").await }
-    });
+    let page = spawn_page(&app, "/api/tables/db/items?per_page=5");
     a_waiting_session(&mut admin).await;
     // The connections' check and the runs, polled by the Overview, do not queue
     // behind it: each opens a session of its own for the request.
@@ -621,17 +609,9 @@ async fn the_overview_reads_answer_while_pages_hold_every_pooled_session(engine:
             .await
             .unwrap();
     }
-    let page = tokio::spawn({
-        let app = app.clone();
-        async move { get(&app, "/api/tables/db/items?per_page=5").await }
-    });
+    let page = spawn_page(&app, "/api/tables/db/items?per_page=5");
     waiting_sessions(&mut admin, 1).await;
-    let polls: Vec<_> = (0..3)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { get(&app, "/api/runs").await })
-        })
-        .collect();
+    let polls: Vec<_> = spawn_pages(&app, 3, "/api/runs");
     waiting_sessions(&mut admin, 2).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let open = server_sessions(&mut admin).await;
@@ -644,20 +624,20 @@ async fn the_overview_reads_answer_while_pages_hold_every_pooled_session(engine:
     }
 }
 
-async fn stopping_the_server_ends_its_pooled_sessions(engine: Engine) {
+/// [`app`]'s database, served on a real socket.
+async fn on_socket(engine: Engine) -> (TestDb, Served) {
     let (db, _) = app(engine, 4).await;
     let mut cfg = ServerConfig::new();
-    cfg.bind = "127.0.0.1:0".parse().unwrap();
     cfg.connections.push(NamedConnection {
         name: "db".into(),
         url: db.url.clone(),
     });
-    let (listener, served) = lockgate_server::bind(cfg).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(lockgate_server::run(listener, served, async {
-        let _ = stopped.await;
-    }));
+    (db, Served::start(cfg).await)
+}
+
+async fn stopping_the_server_ends_its_pooled_sessions(engine: Engine) {
+    let (db, served) = on_socket(engine).await;
+    let addr = served.addr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(format!("GET /api/tables/db/items HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
@@ -672,12 +652,7 @@ async fn stopping_the_server_ends_its_pooled_sessions(engine: Engine) {
     );
     let mut admin = test_conn(&db).await;
     assert_eq!(server_sessions(&mut admin).await.len(), 1, "the page's session, pooled");
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("the server stops")
-        .unwrap()
-        .unwrap();
+    served.stop().await;
     let left = sessions_settled(&mut admin, 0).await;
     assert!(left.is_empty(), "the stopped server's session stayed open: {left:?}");
 }
@@ -686,19 +661,8 @@ async fn a_browser_that_closes_its_socket_cancels_its_page_query(engine: Engine)
     // Over a real socket: the browser sends a page request whose query waits on a
     // lock, then goes away. The server notices the closed connection, drops the
     // request, and its query is cancelled while the lock is still held.
-    let (db, _) = app(engine, 4).await;
-    let mut cfg = ServerConfig::new();
-    cfg.bind = "127.0.0.1:0".parse().unwrap();
-    cfg.connections.push(NamedConnection {
-        name: "db".into(),
-        url: db.url.clone(),
-    });
-    let (listener, served) = lockgate_server::bind(cfg).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(lockgate_server::run(listener, served, async {
-        let _ = stopped.await;
-    }));
+    let (db, served) = on_socket(engine).await;
+    let addr = served.addr;
     let mut admin = test_conn(&db).await;
     let mut lock = test_conn(&db).await;
     lock_items(&mut lock).await;
@@ -718,12 +682,7 @@ async fn a_browser_that_closes_its_socket_cancels_its_page_query(engine: Engine)
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     unlock(&mut lock).await;
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("the server stops")
-        .unwrap()
-        .unwrap();
+    served.stop().await;
 }
 
 #[tokio::test]
@@ -765,10 +724,7 @@ async fn a_read_that_fails_again_after_its_retry_says_so() {
     };
     let mut lock = test_conn(&db).await;
     lock_items(&mut lock).await;
-    let page = tokio::spawn({
-        let app = app.clone();
-        async move { get(&app, "/api/tables/db/items?per_page=5").await }
-    });
+    let page = spawn_page(&app, "/api/tables/db/items?per_page=5");
     a_waiting_session(&mut admin).await;
     let mut other = Conn::connect(&lockgate_db::DbUrl::parse(&lockgate_db::testing::pg_admin_url()).unwrap())
         .await

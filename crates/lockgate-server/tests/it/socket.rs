@@ -36,14 +36,9 @@ async fn until_closed(addr: std::net::SocketAddr, bytes: &[u8]) -> (Vec<u8>, Dur
 async fn idle_and_half_sent_requests_are_closed_after_the_request_timeout() {
     let demo = Demo::new().await;
     let mut cfg = demo.cfg.clone();
-    cfg.bind = "127.0.0.1:0".parse().unwrap();
     cfg.request_timeout = Duration::from_secs(1);
-    let (listener, app) = lockgate_server::bind(cfg).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(lockgate_server::run(listener, app, async {
-        let _ = stopped.await;
-    }));
+    let served = Served::start(cfg).await;
+    let addr = served.addr;
     let host = format!("Host: {addr}\r\n");
     let quick = |d: Duration| d >= Duration::from_millis(900) && d < Duration::from_secs(6);
 
@@ -96,27 +91,17 @@ async fn idle_and_half_sent_requests_are_closed_after_the_request_timeout() {
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(answer.contains("security token"), "{answer}");
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("the server stops")
-        .unwrap()
-        .unwrap();
+    served.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_trickled_under_the_minimum_rate_is_cut_off_after_the_grace() {
     let demo = Demo::new().await;
     let mut cfg = demo.cfg.clone();
-    cfg.bind = "127.0.0.1:0".parse().unwrap();
     cfg.request_timeout = Duration::from_secs(2);
     cfg.body_grace = Duration::from_secs(3);
-    let (listener, app) = lockgate_server::bind(cfg).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(lockgate_server::run(listener, app, async {
-        let _ = stopped.await;
-    }));
+    let served = Served::start(cfg).await;
+    let addr = served.addr;
     let s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut read, mut write) = s.into_split();
     let started = Instant::now();
@@ -160,27 +145,17 @@ async fn a_body_trickled_under_the_minimum_rate_is_cut_off_after_the_grace() {
     );
     assert!(text.starts_with("HTTP/1.1 4"), "{text}");
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("the server stops")
-        .unwrap()
-        .unwrap();
+    served.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_wait_until_one_closes() {
     let demo = Demo::new().await;
     let mut cfg = demo.cfg.clone();
-    cfg.bind = "127.0.0.1:0".parse().unwrap();
     cfg.request_timeout = Duration::from_secs(2);
     cfg.max_connections = 1;
-    let (listener, app) = lockgate_server::bind(cfg).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(lockgate_server::run(listener, app, async {
-        let _ = stopped.await;
-    }));
+    let served = Served::start(cfg).await;
+    let addr = served.addr;
     // The first connection sends nothing: it holds the only slot until the header
     // read timeout closes it.
     let _idle = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -200,10 +175,5 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
         "answered after {took:?}, before the first connection let go of the only slot"
     );
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("the server stops")
-        .unwrap()
-        .unwrap();
+    served.stop().await;
 }
