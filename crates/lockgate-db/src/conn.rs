@@ -355,6 +355,16 @@ impl Conn {
         }
     }
 
+    /// Makes [`crate::checksum::row_hash_sql`] runnable here for rows of `fields`:
+    /// SQLite gets the row-hash and sum functions (it has no MD5); the servers need
+    /// nothing.
+    pub async fn register_checksum(&mut self, fields: Vec<(Kind, crate::checksum::Canon)>) -> Result<(), DbError> {
+        match self {
+            Conn::Sqlite(c) => c.register_checksum(fields).await,
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the connection is known to be gone.
     pub fn is_closed(&self) -> bool {
         dispatch!(self, c => c.is_closed())

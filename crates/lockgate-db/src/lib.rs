@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod browse;
+pub mod checksum;
 pub mod conn;
 pub mod demo;
 pub mod dialect;

@@ -378,6 +378,17 @@ impl LiteConn {
         }
     }
 
+    /// Adds `lockgate verify`'s row hash and wrapping sum to this connection
+    /// ([`crate::checksum::register_sqlite`]) for rows of `fields` (each column's
+    /// kind, as the reader types it, and how it enters the canonical text).
+    pub async fn register_checksum(&mut self, fields: Vec<(Kind, crate::checksum::Canon)>) -> Result<(), DbError> {
+        self.run(move |conn| {
+            crate::checksum::register_sqlite(conn, fields)
+                .map_err(|e| sqlite_error("adding the row-hash functions", &e, None))
+        })
+        .await
+    }
+
     /// Whether the connection is gone (a task panicked while using it). A connection
     /// busy in a task that is still running is not closed.
     pub fn is_closed(&self) -> bool {
@@ -997,7 +1008,7 @@ fn decode_row(
 }
 
 /// Types one cell; `Err` is the reason, without the column.
-fn decode(cell: ValueRef<'_>, kind: Option<&Kind>) -> Result<Value, String> {
+pub(crate) fn decode(cell: ValueRef<'_>, kind: Option<&Kind>) -> Result<Value, String> {
     let Some(kind) = kind.filter(|k| **k != Kind::Any) else {
         return Ok(match cell {
             ValueRef::Null => Value::Null,

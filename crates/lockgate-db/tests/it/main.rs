@@ -62,6 +62,7 @@ mod support {
 
 mod browse;
 mod cancel;
+mod checksum;
 mod mysql;
 mod paging;
 mod pg;
