@@ -192,3 +192,69 @@ pub fn load_text(r: &LoadReport) -> String {
     }
     out
 }
+
+/// A verify's report: JSON, or a summary with each difference.
+pub fn verify(r: &lockgate::verify::VerifyReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{}: {} source rows, {} destination rows, key {}; {} range(s) compared, {} row(s) read back, {:.2} s",
+        if r.equal { "equal" } else { "DIFFERENT" },
+        r.source_rows,
+        r.dest_rows,
+        r.key,
+        r.ranges,
+        r.rows_fetched,
+        r.seconds
+    );
+    for c in &r.columns {
+        println!(
+            "  {}: {} / {}, compared as {}",
+            c.column, c.source_type, c.dest_type, c.compared_as
+        );
+    }
+    if !r.excluded.is_empty() {
+        println!("  left out: {}", r.excluded.join(", "));
+    }
+    let listed = |n: u64, shown: usize| {
+        if n as usize > shown {
+            format!(" (first {shown})")
+        } else {
+            String::new()
+        }
+    };
+    if r.only_in_source_count > 0 {
+        println!(
+            "only in the source: {}{}",
+            r.only_in_source_count,
+            listed(r.only_in_source_count, r.only_in_source.len())
+        );
+        for k in &r.only_in_source {
+            println!("  {} = {k}", r.key);
+        }
+    }
+    if r.only_in_dest_count > 0 {
+        println!(
+            "only in the destination: {}{}",
+            r.only_in_dest_count,
+            listed(r.only_in_dest_count, r.only_in_dest.len())
+        );
+        for k in &r.only_in_dest {
+            println!("  {} = {k}", r.key);
+        }
+    }
+    if r.differing_count > 0 {
+        println!(
+            "differing: {}{}",
+            r.differing_count,
+            listed(r.differing_count, r.differing.len())
+        );
+        for d in &r.differing {
+            for c in &d.columns {
+                println!("  {} = {}: {}: {} / {}", r.key, d.key, c.column, c.source, c.dest);
+            }
+        }
+    }
+}

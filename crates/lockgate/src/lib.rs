@@ -39,6 +39,7 @@ pub mod snapshot;
 mod source;
 pub mod transfer;
 pub mod upgrade;
+pub mod verify;
 
 pub use baseline::{baseline, BaselineError, BaselineOptions, BaselineReport};
 pub use config::Config;

@@ -13,6 +13,7 @@ mod snapshot;
 mod table_lock;
 mod transfer;
 mod upgrade;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

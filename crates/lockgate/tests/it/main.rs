@@ -28,3 +28,4 @@ mod support;
 mod table_lock;
 mod transfer;
 mod upgrade;
+mod verify;
