@@ -1459,8 +1459,9 @@ async fn a_lock_nobody_ends_gives_the_export_back_after_bounded_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_that_cannot_be_renewed_is_a_warning() {
     for dest in [Engine::Postgres, Engine::Mysql] {
-        // Small batches in a key mode: slow enough to reach a renewal.
-        let p = pair(Engine::Sqlite, dest, 3_000).await;
+        // Small batches in a key mode, and rows enough for one renewal or more even on
+        // a quiet machine (3,000 took under 0.3 s there).
+        let p = pair(Engine::Sqlite, dest, 15_000).await;
         let t = Transfer {
             batch_size: 1,
             mode: WriteMode::Upsert,
