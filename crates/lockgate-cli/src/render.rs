@@ -225,24 +225,15 @@ pub fn verify(r: &lockgate::verify::VerifyReport, json: bool) {
             String::new()
         }
     };
-    if r.only_in_source_count > 0 {
-        println!(
-            "only in the source: {}{}",
-            r.only_in_source_count,
-            listed(r.only_in_source_count, r.only_in_source.len())
-        );
-        for k in &r.only_in_source {
-            println!("  {} = {k}", r.key);
-        }
-    }
-    if r.only_in_dest_count > 0 {
-        println!(
-            "only in the destination: {}{}",
-            r.only_in_dest_count,
-            listed(r.only_in_dest_count, r.only_in_dest.len())
-        );
-        for k in &r.only_in_dest {
-            println!("  {} = {k}", r.key);
+    for (what, count, keys) in [
+        ("only in the source", r.only_in_source_count, &r.only_in_source),
+        ("only in the destination", r.only_in_dest_count, &r.only_in_dest),
+    ] {
+        if count > 0 {
+            println!("{what}: {count}{}", listed(count, keys.len()));
+            for k in keys {
+                println!("  {} = {k}", r.key);
+            }
         }
     }
     if r.differing_count > 0 {
